@@ -1,0 +1,84 @@
+# hearth — build, test and demo.
+#   make            build build/hearth and build/libhearth.a
+#   make demo       install missing Debian packages, build, run the bundled model
+#   make test       install missing Debian packages, build, run every test (plain, ASan+UBSan, fuzz)
+#   make CUDA=1     also build the CUDA backend (needs nvcc)
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+SAN     ?=
+PKGS    := jansson libpcre2-8 libutf8proc libmicrohttpd libcurl libcrypto zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS  ?=
+CFLAGS  += -std=c17 -D_GNU_SOURCE -Iinclude -Isrc -I$(BUILD)/gen -Wall -Wextra $(OPT) -g -pthread $(SAN) $(PKG_CFLAGS)
+WERROR  ?= $(if $(CI),-Werror,)
+CFLAGS  += $(WERROR)
+LDLIBS  += $(PKG_LIBS) -lm -pthread $(SAN)
+
+LIB_SRC := $(sort $(shell find src -name '*.c' -not -path 'src/cli/*' -not -path 'src/backend/cuda/*'))
+CLI_SRC := $(sort $(wildcard src/cli/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_SRC := $(sort $(wildcard tests/unit/test_*.c tests/golden/test_*.c))
+TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+TOOL_SRC := $(sort $(wildcard bench/*.c))
+TOOL_BIN := $(patsubst bench/%.c,$(BUILD)/%,$(TOOL_SRC))
+
+ifeq ($(CUDA),1)
+include src/backend/cuda/cuda.mk
+endif
+
+.PHONY: all deps deps-test demo test test-plain test-asan fuzz clean tools
+all: $(BUILD)/hearth $(BUILD)/libhearth.a tools
+
+tools: $(TOOL_BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libhearth.a: $(LIB_OBJ) $(EXTRA_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/hearth: $(CLI_OBJ) $(BUILD)/libhearth.a
+	$(CC) $(CFLAGS) $(CLI_OBJ) $(BUILD)/libhearth.a $(LDLIBS) $(EXTRA_LDLIBS) -o $@
+
+$(BUILD)/%: bench/%.c $(BUILD)/libhearth.a
+	$(CC) $(CFLAGS) $< $(BUILD)/libhearth.a $(LDLIBS) $(EXTRA_LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libhearth.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< $(BUILD)/libhearth.a -lcmocka $(LDLIBS) $(EXTRA_LDLIBS) -o $@
+
+deps:
+	@scripts/deps.sh build
+deps-test:
+	@scripts/deps.sh test
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/hearth run models/stories260K.gguf --raw "Once upon a time" -n 120 --temp 0.8 --seed 42 --verbose
+
+# Everything: plain build + tests, the same under ASan+UBSan, then short fuzz runs.
+test: deps-test
+	@$(MAKE) --no-print-directory test-plain
+	@$(MAKE) --no-print-directory test-asan
+	@$(MAKE) --no-print-directory fuzz
+	@tests/summary.sh build/test-results.txt build-asan/test-results.txt build-fuzz/test-results.txt
+
+test-plain: all $(TEST_BIN)
+	@tests/run.sh $(BUILD)
+
+test-asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" test-plain
+
+fuzz:
+	@tests/fuzz/run.sh build-fuzz
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,287 @@
+/* hearth.h — the one public C API of hearth.
+ *
+ * Everything the CLI and the server do goes through this header; nothing outside src/
+ * reaches into internals. Conventions:
+ *  - Opaque handles (hearth_model, hearth_context, hearth_sampler, ...).
+ *  - Functions return hearth_status; results come through out-params that are reset on
+ *    entry. When a call on a handle fails, hearth_*_errmsg(handle) holds the message until
+ *    the next call on that handle. Constructors (no handle yet) take an `err` buffer.
+ *  - Ownership is stated per function: "borrowed" pointers stay owned by the library and
+ *    are valid for the stated time; "caller frees with X" transfers ownership.
+ *  - Thread-safety: a hearth_model is immutable after load and may be shared by any number
+ *    of contexts and threads. A hearth_context, sampler or detok stream is used by one
+ *    thread at a time (callers serialise).
+ *  - Library code never prints to stdout or calls exit().
+ */
+#ifndef HEARTH_H
+#define HEARTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HEARTH_VERSION "0.1.0"
+
+/* ---- status ---------------------------------------------------------------------------- */
+typedef enum hearth_status {
+    HEARTH_OK = 0,
+    HEARTH_E_INVALID = 1,     /* bad argument, flag or request value */
+    HEARTH_E_IO = 2,          /* file missing, unreadable, write failed */
+    HEARTH_E_FORMAT = 3,      /* corrupt or hostile file / data */
+    HEARTH_E_UNSUPPORTED = 4, /* valid but not supported (architecture, type, construct) */
+    HEARTH_E_NOMEM = 5,       /* allocation failed or would exceed a cap */
+    HEARTH_E_CONTEXT = 6,     /* context window full / position out of range */
+    HEARTH_E_TEMPLATE = 7,    /* chat template failed to parse or render */
+    HEARTH_E_CANCELLED = 8,   /* operation cancelled by the caller */
+    HEARTH_E_INTERNAL = 9     /* a bug: internal invariant broken */
+} hearth_status;
+
+/* Short constant name of a status ("ok", "invalid argument", ...). Borrowed, static. */
+const char *hearth_status_str(hearth_status s);
+
+/* ---- logging --------------------------------------------------------------------------- */
+typedef enum hearth_log_level {
+    HEARTH_LOG_ERROR = 0,
+    HEARTH_LOG_WARN = 1,
+    HEARTH_LOG_INFO = 2,
+    HEARTH_LOG_DEBUG = 3
+} hearth_log_level;
+
+/* Log sink: `msg` is borrowed for the duration of the call, no trailing newline. */
+typedef void (*hearth_log_fn)(void *user_data, hearth_log_level level, const char *msg);
+
+/* Frees memory that the library handed to the caller (token arrays, strings). NULL is ok. */
+void hearth_free(void *p);
+
+typedef int32_t hearth_token;
+
+/* ---- model ----------------------------------------------------------------------------- */
+typedef struct hearth_model hearth_model;
+
+typedef struct hearth_model_params {
+    hearth_log_fn log;        /* NULL = silent */
+    void *log_user_data;
+    hearth_log_level log_level;
+    const char *backend;      /* "cpu", "cuda" or NULL/"auto" */
+    int32_t gpu_layers;       /* -1 = automatic from free memory */
+    bool vocab_only;          /* load only metadata + tokenizer (no weights checked) */
+} hearth_model_params;
+
+hearth_model_params hearth_model_default_params(void);
+
+/* Loads a GGUF model (weights are used from an mmap of the file, not copied).
+ * On success *out is a new model the caller frees with hearth_model_free. On failure *out
+ * is NULL and `err` (if non-NULL, errlen bytes) holds a message naming the file and the
+ * problem. Thread-safe. */
+hearth_status hearth_model_load(const char *path, const hearth_model_params *params,
+                                hearth_model **out, char *err, size_t errlen);
+void hearth_model_free(hearth_model *m);
+
+/* Facts about a loaded model. Strings are borrowed, valid while the model lives. */
+const char *hearth_model_arch(const hearth_model *m);      /* general.architecture */
+const char *hearth_model_name(const hearth_model *m);      /* general.name or file stem */
+const char *hearth_model_path(const hearth_model *m);
+int32_t hearth_model_n_vocab(const hearth_model *m);
+int32_t hearth_model_n_ctx_train(const hearth_model *m);
+int32_t hearth_model_n_embd(const hearth_model *m);
+int32_t hearth_model_n_layer(const hearth_model *m);
+int32_t hearth_model_n_head(const hearth_model *m);
+int32_t hearth_model_n_head_kv(const hearth_model *m);
+uint64_t hearth_model_n_params(const hearth_model *m);
+uint64_t hearth_model_size_bytes(const hearth_model *m);   /* bytes of tensor data */
+/* Human name of the dominant weight type ("Q4_K_M", "F16", ...). Borrowed. */
+const char *hearth_model_ftype_name(const hearth_model *m);
+/* tokenizer.chat_template, or NULL when the file has none. Borrowed. */
+const char *hearth_model_chat_template(const hearth_model *m);
+/* Metadata value rendered as text (strings as-is, numbers in decimal, arrays abbreviated).
+ * Returns NULL if the key is absent. Caller frees with hearth_free. */
+char *hearth_model_meta_text(const hearth_model *m, const char *key);
+
+/* Special tokens; -1 when the vocab has none. */
+hearth_token hearth_token_bos(const hearth_model *m);
+hearth_token hearth_token_eos(const hearth_model *m);
+hearth_token hearth_token_eot(const hearth_model *m);
+/* True for tokens that end generation (eos, eot, and other end-of-generation ids). */
+bool hearth_token_is_eog(const hearth_model *m, hearth_token t);
+bool hearth_model_add_bos(const hearth_model *m);
+
+/* ---- tokenizer ------------------------------------------------------------------------- */
+enum {
+    HEARTH_TOK_ADD_SPECIAL = 1,   /* add BOS/EOS (CLS/SEP) as the vocab is configured to */
+    HEARTH_TOK_PARSE_SPECIAL = 2  /* control-token text in the input becomes that token */
+};
+
+/* Tokenizes `len` bytes of `text` (need not be NUL-terminated; invalid UTF-8 is an error
+ * HEARTH_E_INVALID). On success *out is an array of *n_out ids the caller frees with
+ * hearth_free. Thread-safe (the model is read-only). */
+hearth_status hearth_tokenize(const hearth_model *m, const char *text, size_t len, int flags,
+                              hearth_token **out, size_t *n_out, char *err, size_t errlen);
+
+enum {
+    HEARTH_DETOK_REMOVE_SPECIAL = 1, /* drop BOS/EOS-like tokens at the ends */
+    HEARTH_DETOK_UNPARSE_SPECIAL = 2 /* render control tokens as their text */
+};
+/* Detokenizes ids into *out (NUL-terminated, *len bytes; caller frees with hearth_free).
+ * Applies the family's leading-space and clean-up rules. An id out of range is
+ * HEARTH_E_INVALID. */
+hearth_status hearth_detokenize(const hearth_model *m, const hearth_token *ids, size_t n,
+                                int flags, char **out, size_t *len, char *err, size_t errlen);
+
+/* The raw text piece of one token (no clean-up rules). Borrowed text written to buf. */
+hearth_status hearth_token_piece(const hearth_model *m, hearth_token t, int flags,
+                                 char *buf, size_t cap, size_t *n_out);
+
+/* Streaming detokenizer: feeds tokens one at a time and yields only complete UTF-8
+ * characters; bytes of a partial character are held until it completes. */
+typedef struct hearth_detok_stream hearth_detok_stream;
+/* Caller frees with hearth_detok_stream_free. `flags` as for hearth_detokenize. */
+hearth_detok_stream *hearth_detok_stream_new(const hearth_model *m, int flags);
+/* Appends the text made complete by token t to the stream's buffer; *text (borrowed, valid
+ * until the next call) and *len describe the new bytes (possibly 0). */
+hearth_status hearth_detok_stream_push(hearth_detok_stream *s, hearth_token t,
+                                       const char **text, size_t *len);
+/* Returns any held bytes at the end (invalid partial characters become U+FFFD). */
+hearth_status hearth_detok_stream_flush(hearth_detok_stream *s, const char **text, size_t *len);
+void hearth_detok_stream_free(hearth_detok_stream *s);
+
+/* ---- chat templates -------------------------------------------------------------------- */
+/* Renders a Jinja chat template (the subset real models use) with the variables in
+ * `vars_json` (a JSON object: messages, add_generation_prompt, bos_token, eos_token, tools,
+ * ...). `now` (may be NULL = current time) is the ISO-8601 instant strftime_now() sees.
+ * On success *out is the NUL-terminated prompt (caller frees with hearth_free). On failure,
+ * `err` names the construct and template line; raise_exception() messages come through
+ * verbatim. */
+hearth_status hearth_template_render(const char *template_src, const char *vars_json,
+                                     const char *now, char **out, char *err, size_t errlen);
+
+/* Renders a conversation with the model's own template (or the documented default, ChatML,
+ * when the model has none). `messages_json` is a JSON array of {role, content, ...};
+ * `tools_json` a JSON array or NULL. bos/eos tokens come from the vocab. Caller frees *out
+ * with hearth_free. */
+hearth_status hearth_chat_apply(const hearth_model *m, const char *template_override,
+                                const char *messages_json, const char *tools_json,
+                                bool add_generation_prompt, char **out, char *err,
+                                size_t errlen);
+
+/* ---- context (KV cache + scratch for decoding) ----------------------------------------- */
+typedef struct hearth_context hearth_context;
+
+typedef enum hearth_kv_type {
+    HEARTH_KV_F16 = 0,
+    HEARTH_KV_F32 = 1,
+    HEARTH_KV_Q8_0 = 2
+} hearth_kv_type;
+
+typedef struct hearth_context_params {
+    uint32_t n_ctx;       /* tokens per sequence; 0 = model's training context (capped 4096) */
+    uint32_t n_seq_max;   /* parallel sequences (ids 0..n_seq_max-1); default 1 */
+    uint32_t n_batch;     /* max tokens per hearth_decode call; default 512 */
+    int32_t n_threads;    /* CPU threads; 0 = number of cores (max 64) */
+    hearth_kv_type kv_type;
+    bool embeddings;      /* also keep final hidden states for hearth_get_embeddings_seq */
+} hearth_context_params;
+
+hearth_context_params hearth_context_default_params(void);
+
+/* Creates a context over a model (the model must outlive it). Caller frees with
+ * hearth_context_free. Validates every param (n_ctx 1..2^20, n_threads 1..1024, ...). */
+hearth_status hearth_context_new(hearth_model *m, const hearth_context_params *p,
+                                 hearth_context **out, char *err, size_t errlen);
+void hearth_context_free(hearth_context *c);
+/* Message of the last failed call on c. Borrowed, valid until the next call on c. */
+const char *hearth_context_errmsg(const hearth_context *c);
+uint32_t hearth_context_n_ctx(const hearth_context *c);
+uint32_t hearth_context_n_seq_max(const hearth_context *c);
+const hearth_model *hearth_context_model(const hearth_context *c);
+
+/* ---- batched decode ---------------------------------------------------------------------
+ * A batch holds tokens of one or more sequences. Each token carries its sequence id and
+ * position; positions of a sequence must continue that sequence's KV cache contiguously
+ * (pos == hearth_kv_seq_pos_max(seq) + 1 for the first token of the seq in the batch).
+ * `logits[i]` non-zero requests the logits after token i. */
+typedef struct hearth_batch {
+    int32_t n_tokens;
+    int32_t capacity;
+    hearth_token *token; /* [capacity] */
+    int32_t *pos;        /* [capacity] */
+    int32_t *seq_id;     /* [capacity] */
+    int8_t *logits;      /* [capacity] */
+} hearth_batch;
+
+/* Allocates a batch for `capacity` tokens. Free with hearth_batch_free. Returns a batch
+ * with capacity 0 on allocation failure. */
+hearth_batch hearth_batch_init(int32_t capacity);
+void hearth_batch_free(hearth_batch *b);
+/* Appends a token; returns false when full. */
+bool hearth_batch_add(hearth_batch *b, hearth_token t, int32_t pos, int32_t seq_id, bool logits);
+static inline void hearth_batch_clear(hearth_batch *b) { b->n_tokens = 0; }
+
+/* Runs the model over the batch, appending K/V for every token to its sequence's cache.
+ * Errors: HEARTH_E_CONTEXT when a position would exceed n_ctx (nothing is written),
+ * HEARTH_E_INVALID for bad ids/positions, HEARTH_E_CANCELLED if the abort callback fired. */
+hearth_status hearth_decode(hearth_context *c, const hearth_batch *b);
+
+/* Logits (n_vocab floats) after batch token i of the last decode, which must have asked
+ * for them; NULL otherwise. Borrowed, valid until the next decode on c. */
+const float *hearth_get_logits(hearth_context *c, int32_t i);
+
+/* Mean-pooled, L2-normalised final hidden state over the tokens of `seq_id` in the last
+ * decode (requires params.embeddings). Writes n_embd floats to out. */
+hearth_status hearth_get_embeddings_seq(hearth_context *c, int32_t seq_id, float *out, size_t n);
+
+/* Abort callback polled between layers; returning true cancels the decode. */
+void hearth_context_set_abort(hearth_context *c, bool (*fn)(void *ud), void *ud);
+
+/* ---- KV cache management --------------------------------------------------------------- */
+/* Removes positions [p0, p1) of seq (p1 < 0: to the end). Only a suffix may be removed
+ * (p1 < 0 or p1 > last pos); otherwise HEARTH_E_UNSUPPORTED. */
+hearth_status hearth_kv_seq_rm(hearth_context *c, int32_t seq, int32_t p0, int32_t p1);
+/* Copies positions [0, p1) of src into dst (replacing dst's contents); p1 < 0 = all. */
+hearth_status hearth_kv_seq_cp(hearth_context *c, int32_t src, int32_t dst, int32_t p1);
+/* Last position stored for seq, -1 when empty. */
+int32_t hearth_kv_seq_pos_max(const hearth_context *c, int32_t seq);
+void hearth_kv_clear(hearth_context *c);
+
+/* ---- sampling -------------------------------------------------------------------------- */
+typedef struct hearth_logit_bias {
+    hearth_token token;
+    float bias;             /* added to the logit; -INFINITY bans the token */
+} hearth_logit_bias;
+
+typedef struct hearth_sampler_params {
+    uint64_t seed;          /* same seed + same logits = same tokens, on any thread count */
+    float temperature;      /* <= 0: greedy */
+    int32_t top_k;          /* <= 0: off */
+    float top_p;            /* >= 1: off */
+    float min_p;            /* <= 0: off */
+    float typical_p;        /* >= 1: off */
+    float repeat_penalty;   /* 1: off */
+    int32_t repeat_last_n;  /* window for the penalties; 0 off, -1 = whole history */
+    float presence_penalty;
+    float frequency_penalty;
+    const hearth_logit_bias *logit_bias; /* copied at creation */
+    size_t n_logit_bias;
+} hearth_sampler_params;
+
+hearth_sampler_params hearth_sampler_default_params(void);
+
+typedef struct hearth_sampler hearth_sampler;
+/* Caller frees with hearth_sampler_free. NULL on invalid params or allocation failure
+ * (message in err). */
+hearth_sampler *hearth_sampler_new(const hearth_model *m, const hearth_sampler_params *p,
+                                   char *err, size_t errlen);
+void hearth_sampler_free(hearth_sampler *s);
+/* Picks a token from n_vocab logits (not modified) and records it in the history. */
+hearth_token hearth_sampler_sample(hearth_sampler *s, const float *logits);
+/* Records a token in the penalty history without sampling (e.g. prompt tokens). */
+void hearth_sampler_accept(hearth_sampler *s, hearth_token t);
+void hearth_sampler_reset(hearth_sampler *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

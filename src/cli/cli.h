@@ -1,0 +1,76 @@
+/* cli.h — the `hearth` command: verb table and the option-table parser every verb uses.
+ *
+ * One table per verb drives its flags, environment variables, bounds and --help text, so
+ * documentation and behaviour cannot drift apart. The CLI is a client of include/hearth.h
+ * only (plus this header).
+ */
+#ifndef HEARTH_CLI_H
+#define HEARTH_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum cli_opt_kind {
+    CLI_FLAG,      /* bool*, set true when present */
+    CLI_INT,       /* long*, bounded by [min, max] */
+    CLI_FLOAT,     /* double*, bounded by [min, max] */
+    CLI_STR,       /* const char** (borrowed from argv/env) */
+    CLI_STR_MULTI  /* cli_strlist*: repeatable */
+} cli_opt_kind;
+
+typedef struct cli_strlist {
+    const char *items[64];
+    int n;
+} cli_strlist;
+
+typedef struct cli_opt {
+    const char *name;     /* long name without dashes: "threads" -> --threads */
+    char short_name;      /* 't' -> -t, or 0 */
+    cli_opt_kind kind;
+    void *dest;
+    double min, max;      /* bounds for CLI_INT / CLI_FLOAT */
+    const char *env;      /* environment variable read before argv, or NULL */
+    const char *metavar;  /* shown in help: --threads N */
+    const char *help;
+} cli_opt;
+
+typedef struct cli_spec {
+    const char *verb;     /* "run" */
+    const char *args;     /* positional synopsis: "MODEL [PROMPT]" */
+    const char *summary;  /* one line */
+    const char *details;  /* optional paragraph after the options, or NULL */
+    const cli_opt *opts;
+    size_t n_opts;
+    int min_pos, max_pos; /* positional argument count bounds (max -1 = unbounded) */
+} cli_spec;
+
+enum { CLI_PARSE_OK = 0, CLI_PARSE_ERROR = 1, CLI_PARSE_HELP = 2 };
+
+/* Parses argv[1..argc) (argv[0] is the verb). Destinations keep their pre-set values as
+ * defaults (shown by --help). Positional arguments are returned in pos (borrowed pointers
+ * into argv; array caller frees with free()). On error prints one message to stderr. */
+int cli_parse(const cli_spec *spec, int argc, char **argv, char ***pos, int *n_pos);
+void cli_print_help(const cli_spec *spec);
+
+/* Prints "hearth: <msg>" to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Verb entry points: argc/argv start at the verb; return the process exit code. */
+typedef int (*cli_verb_fn)(int argc, char **argv);
+int cli_show(int argc, char **argv);
+int cli_tokenize(int argc, char **argv);
+int cli_detokenize(int argc, char **argv);
+int cli_template(int argc, char **argv);
+int cli_run(int argc, char **argv);
+int cli_logits(int argc, char **argv);
+int cli_bench(int argc, char **argv);
+int cli_serve(int argc, char **argv);
+int cli_list(int argc, char **argv);
+int cli_ps(int argc, char **argv);
+int cli_rm(int argc, char **argv);
+int cli_cp(int argc, char **argv);
+int cli_stop(int argc, char **argv);
+int cli_create(int argc, char **argv);
+int cli_pull(int argc, char **argv);
+
+#endif

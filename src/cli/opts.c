@@ -1,0 +1,165 @@
+/* opts.c — option-table parser and --help generator shared by every verb. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+void cli_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("hearth: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static int set_value(const cli_spec *spec, const cli_opt *o, const char *val, const char *src) {
+    char *end = NULL;
+    errno = 0;
+    switch (o->kind) {
+    case CLI_FLAG:
+        *(bool *)o->dest = true;
+        return 0;
+    case CLI_INT: {
+        long v = strtol(val, &end, 10);
+        if (errno || end == val || *end || v < o->min || v > o->max) {
+            cli_error("%s: %s expects an integer in [%.0f, %.0f], got '%s'", spec->verb, src, o->min, o->max, val);
+            return -1;
+        }
+        *(long *)o->dest = v;
+        return 0;
+    }
+    case CLI_FLOAT: {
+        double v = strtod(val, &end);
+        if (errno || end == val || *end || isnan(v) || v < o->min || v > o->max) {
+            cli_error("%s: %s expects a number in [%g, %g], got '%s'", spec->verb, src, o->min, o->max, val);
+            return -1;
+        }
+        *(double *)o->dest = v;
+        return 0;
+    }
+    case CLI_STR:
+        *(const char **)o->dest = val;
+        return 0;
+    case CLI_STR_MULTI: {
+        cli_strlist *l = o->dest;
+        if (l->n >= (int)(sizeof l->items / sizeof l->items[0])) {
+            cli_error("%s: too many %s values", spec->verb, src);
+            return -1;
+        }
+        l->items[l->n++] = val;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+static const cli_opt *find_long(const cli_spec *s, const char *name, size_t len) {
+    for (size_t i = 0; i < s->n_opts; i++) {
+        if (strlen(s->opts[i].name) == len && strncmp(s->opts[i].name, name, len) == 0) return &s->opts[i];
+    }
+    return NULL;
+}
+
+static const cli_opt *find_short(const cli_spec *s, char c) {
+    for (size_t i = 0; i < s->n_opts; i++) {
+        if (s->opts[i].short_name && s->opts[i].short_name == c) return &s->opts[i];
+    }
+    return NULL;
+}
+
+static int apply_env(const cli_spec *spec) {
+    for (size_t i = 0; i < spec->n_opts; i++) {
+        const cli_opt *o = &spec->opts[i];
+        const char *v = o->env ? getenv(o->env) : NULL;
+        if (!v || !*v) continue;
+        if (o->kind == CLI_FLAG) {
+            *(bool *)o->dest = strcmp(v, "0") != 0 && strcmp(v, "false") != 0;
+        } else if (set_value(spec, o, v, o->env) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int cli_parse(const cli_spec *spec, int argc, char **argv, char ***pos, int *n_pos) {
+    int rc = CLI_PARSE_OK;
+    char **p = calloc((size_t)(argc > 0 ? argc : 1), sizeof *p);
+    int np = 0;
+    bool only_pos = false;
+    *pos = NULL;
+    *n_pos = 0;
+    if (!p) return CLI_PARSE_ERROR;
+    if (apply_env(spec) != 0) { rc = CLI_PARSE_ERROR; goto out; }
+    for (int i = 1; i < argc && rc == CLI_PARSE_OK; i++) {
+        const char *a = argv[i];
+        const cli_opt *o = NULL;
+        const char *val = NULL;
+        if (only_pos || a[0] != '-' || a[1] == '\0') { p[np++] = argv[i]; continue; }
+        if (strcmp(a, "--") == 0) { only_pos = true; continue; }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { cli_print_help(spec); rc = CLI_PARSE_HELP; break; }
+        if (a[1] == '-') {
+            const char *eq = strchr(a + 2, '=');
+            o = find_long(spec, a + 2, eq ? (size_t)(eq - a - 2) : strlen(a + 2));
+            if (eq) val = eq + 1;
+        } else if (a[2] == '\0') {
+            o = find_short(spec, a[1]);
+        }
+        if (!o) {
+            cli_error("%s: unknown option '%s' (see 'hearth %s --help')", spec->verb, a, spec->verb);
+            rc = CLI_PARSE_ERROR;
+            break;
+        }
+        if (o->kind != CLI_FLAG && !val) {
+            if (i + 1 >= argc) {
+                cli_error("%s: option '%s' needs a value", spec->verb, a);
+                rc = CLI_PARSE_ERROR;
+                break;
+            }
+            val = argv[++i];
+        }
+        if (set_value(spec, o, val, a) != 0) rc = CLI_PARSE_ERROR;
+    }
+    if (rc == CLI_PARSE_OK && (np < spec->min_pos || (spec->max_pos >= 0 && np > spec->max_pos))) {
+        cli_error("%s: expected %s (see 'hearth %s --help')", spec->verb, spec->args ? spec->args : "no arguments", spec->verb);
+        rc = CLI_PARSE_ERROR;
+    }
+out:
+    if (rc == CLI_PARSE_OK) {
+        *pos = p;
+        *n_pos = np;
+    } else {
+        free(p);
+    }
+    return rc;
+}
+
+void cli_print_help(const cli_spec *spec) {
+    printf("Usage: hearth %s [options]%s%s\n\n%s\n", spec->verb, spec->args ? " " : "",
+           spec->args ? spec->args : "", spec->summary);
+    if (spec->n_opts) printf("\nOptions:\n");
+    for (size_t i = 0; i < spec->n_opts; i++) {
+        const cli_opt *o = &spec->opts[i];
+        char left[64];
+        snprintf(left, sizeof left, "%s%c%s--%s%s%s", o->short_name ? "-" : "",
+                 o->short_name ? o->short_name : ' ', o->short_name ? ", " : " ", o->name,
+                 o->metavar ? " " : "", o->metavar ? o->metavar : "");
+        printf("  %-28s %s", left[0] == ' ' ? left + 1 : left, o->help);
+        switch (o->kind) {
+        case CLI_INT: printf(" (default %ld)", *(long *)o->dest); break;
+        case CLI_FLOAT: printf(" (default %g)", *(double *)o->dest); break;
+        case CLI_STR:
+            if (*(const char **)o->dest) printf(" (default %s)", *(const char **)o->dest);
+            break;
+        default: break;
+        }
+        if (o->env) printf(" [env %s]", o->env);
+        printf("\n");
+    }
+    printf("  %-28s %s\n", "-h, --help", "show this help");
+    if (spec->details) printf("\n%s\n", spec->details);
+}

@@ -57,4 +57,25 @@ static inline void quant_kq_get_scale_min(const uint8_t *q, int j, uint8_t *sc, 
     }
 }
 
+/* ---- K-quant super-blocks in unpacked form (ref_kquants.c) ----------------------------
+ * Every 256-element format with sub-block scales (Q2_K..Q6_K, IQ4_XS) decodes to the same
+ * shape: element e of sub-block s = e / (QK_K / nsub) has the value
+ *     d * sc[s] * q[e] - dmin * mn[s]
+ * with small integers q, sc, mn (mn = 0 and dmin = 0 for the symmetric formats). The
+ * reference dequantizes and dots this form, so each format only has to say how its bytes
+ * map to it (unpack) and back (pack). */
+typedef struct quant_kq_unpacked {
+    float d, dmin;      /* f16 super-scales widened to f32 */
+    int nsub;           /* sub-blocks per super-block: 8 (of 32) or 16 (of 16) */
+    int8_t q[QK_K];     /* element codes, offsets already removed (e.g. Q6_K: -32..31) */
+    int16_t sc[16];     /* sub-block scales (signed for Q3_K, Q6_K, IQ4_XS) */
+    int16_t mn[16];     /* sub-block mins (Q2_K, Q4_K, Q5_K), else 0 */
+} quant_kq_unpacked;
+
+/* f32 values of one unpacked super-block into dst[QK_K]. */
+void quant_kq_dequant_unpacked(const quant_kq_unpacked *u, float *dst);
+/* Dot of one unpacked super-block with one Q8_K block: integer sums per sub-block, scaled
+ * once per sub-block (the arithmetic fast kernels reproduce). */
+double quant_kq_dot_unpacked(const quant_kq_unpacked *u, const block_q8_K *x);
+
 #endif

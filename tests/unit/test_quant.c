@@ -66,6 +66,8 @@ static const type_case k_cases[] = {
     { QT_F32, 0.0 },      { QT_F16, 4.0e-4 },   { QT_BF16, 3.0e-3 },
     { QT_Q8_0, 7.0e-3 },  { QT_Q8_1, 7.0e-3 },
     { QT_Q4_0, 0.11 },    { QT_Q4_1, 0.11 },    { QT_Q5_0, 0.075 },   { QT_Q5_1, 0.075 },
+    { QT_Q8_K, 9.0e-3 },  { QT_Q2_K, 0.33 },    { QT_Q3_K, 0.18 },    { QT_Q4_K, 0.085 },
+    { QT_Q5_K, 0.045 },   { QT_Q6_K, 0.022 },
 };
 #define N_CASES (sizeof k_cases / sizeof k_cases[0])
 

@@ -17,7 +17,7 @@ static const ref_entry k_ref[QT_COUNT] = {
     R(QT_Q4_0, q4_0), R(QT_Q4_1, q4_1), R(QT_Q5_0, q5_0), R(QT_Q5_1, q5_1),
     R(QT_Q8_0, q8_0), R(QT_Q8_1, q8_1),
     R(QT_Q2_K, q2_K), R(QT_Q3_K, q3_K), R(QT_Q4_K, q4_K), R(QT_Q5_K, q5_K), R(QT_Q6_K, q6_K),
-    R(QT_Q8_K, q8_K),
+    R(QT_Q8_K, q8_K), R(QT_IQ4_NL, iq4_nl), R(QT_IQ4_XS, iq4_xs),
 };
 
 static const ref_entry *ref_of(uint32_t t) {

@@ -68,6 +68,7 @@ static const type_case k_cases[] = {
     { QT_Q4_0, 0.11 },    { QT_Q4_1, 0.11 },    { QT_Q5_0, 0.075 },   { QT_Q5_1, 0.075 },
     { QT_Q8_K, 9.0e-3 },  { QT_Q2_K, 0.33 },    { QT_Q3_K, 0.18 },    { QT_Q4_K, 0.085 },
     { QT_Q5_K, 0.045 },   { QT_Q6_K, 0.022 },
+    { QT_IQ4_NL, 0.09 },  { QT_IQ4_XS, 0.09 },
 };
 #define N_CASES (sizeof k_cases / sizeof k_cases[0])
 

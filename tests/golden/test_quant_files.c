@@ -50,6 +50,8 @@ static double type_bound(uint32_t t) {
 static const char *k_files[] = { "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K",
                                  "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS" };
 
+#define QUANT_CMP_MAX 300000ull /* weights per type in test_quantizer_vs_files */
+
 static char g_dir[1024];
 static gguf_file *g_f32;
 
@@ -192,11 +194,55 @@ static void test_wrong_layout_detected(void **state) {
     gguf_close(f);
 }
 
+/* Our reference quantizers against the independent tool that produced the files: on the
+ * same real weights, each type's error must be close to (or below) the file's. Limited to
+ * the first tensors of each type to keep the test fast. */
+static void test_quantizer_vs_files(void **state) {
+    (void)state;
+    for (size_t k = 0; k < sizeof k_files / sizeof k_files[0]; k++) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/llama.%s.gguf", g_dir, k_files[k]);
+        gguf_file *f = NULL;
+        hb_err err = { 0 };
+        if (gguf_open(path, &f, &err)) fail_msg("%s", err.msg);
+        double e_file = 0, e_ours = 0;
+        uint64_t done = 0;
+        char tname[16];
+        snprintf(tname, sizeof tname, "%s", k_files[k]);
+        size_t len = strlen(tname);
+        if (len > 2 && strcmp(tname + len - 2, "_M") == 0) tname[len - 2] = 0; /* Q4_K_M: Q4_K */
+        int main_type = quant_type_from_name(tname);
+        assert_true(main_type >= 0);
+        for (uint64_t i = 0; i < gguf_n_tensors(f) && done < QUANT_CMP_MAX; i++) {
+            const gguf_tensor *t = gguf_tensor_at(f, i);
+            if (t->type != (uint32_t)main_type) continue;
+            const gguf_tensor *r = gguf_find_tensor(g_f32, t->name.data);
+            float *y = dequant_tensor(t), *x = dequant_tensor(r), *z = malloc(t->n_elements * sizeof *z);
+            uint8_t *q = malloc(t->size);
+            assert_true(y && x && z && q);
+            assert_true(quant_quantize_row(t->type, x, q, (int64_t)t->n_elements));
+            assert_true(quant_dequantize_row(t->type, q, z, (int64_t)t->n_elements));
+            e_file += pow(rel_rms(y, x, t->n_elements), 2) * t->n_elements;
+            e_ours += pow(rel_rms(z, x, t->n_elements), 2) * t->n_elements;
+            done += t->n_elements;
+            free(y), free(x), free(z), free(q);
+        }
+        assert_true(done > 0);
+        e_file = sqrt(e_file / done), e_ours = sqrt(e_ours / done);
+        print_message("%-7s file %.5f ours %.5f (ratio %.3f, %llu weights)\n", tname, e_file, e_ours,
+                      e_ours / e_file, (unsigned long long)done);
+        if (e_ours > 1.05 * e_file)
+            fail_msg("%s: our quantizer's error %.5f exceeds the file's %.5f by more than 5%%", tname, e_ours, e_file);
+        gguf_close(f);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f32_identity),
         cmocka_unit_test(test_all_files),
         cmocka_unit_test(test_wrong_layout_detected),
+        cmocka_unit_test(test_quantizer_vs_files),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -194,6 +194,30 @@ static void test_known_q8_0(void **state) {
     for (int j = 0; j < 32; j++) assert_true(y[j] == 0.25f * (float)(j * 8 - 128));
 }
 
+/* Cached sums of the activation formats: Q8_1's s = d * sum(qs) (f16), Q8_K's bsums. */
+static void test_activation_sums(void **state) {
+    (void)state;
+    enum { N = 1024 };
+    float x[N];
+    fill_gauss(x, N, 2.0f);
+    block_q8_1 b1[N / 32];
+    block_q8_K bk[N / 256];
+    assert_true(quant_quantize_row(QT_Q8_1, x, b1, N));
+    assert_true(quant_quantize_row(QT_Q8_K, x, bk, N));
+    for (int i = 0; i < N / 32; i++) {
+        int sum = 0;
+        for (int j = 0; j < 32; j++) sum += b1[i].qs[j];
+        assert_int_equal(b1[i].s, hb_f32_to_f16(hb_f16_to_f32(b1[i].d) * (float)sum));
+    }
+    for (int i = 0; i < N / 256; i++) {
+        for (int g = 0; g < 16; g++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++) sum += bk[i].qs[16 * g + j];
+            assert_int_equal(bk[i].bsums[g], sum);
+        }
+    }
+}
+
 static void test_known_q4_K(void **state) {
     (void)state;
     /* Scales and mins chosen to exercise the split 6-bit packing (sub-blocks 4..7 keep
@@ -358,6 +382,7 @@ int main(void) {
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_known_q4_0),
         cmocka_unit_test(test_known_q8_0),
+        cmocka_unit_test(test_activation_sums),
         cmocka_unit_test(test_known_q4_K),
         cmocka_unit_test(test_known_q6_K),
         cmocka_unit_test(test_known_q3_K),

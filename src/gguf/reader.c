@@ -84,6 +84,9 @@ static int read_kvs(gguf_rd *r) {
         set_field(r, "key", i, NULL);
         if ((rc = gguf_rd_str(r, &kv->key, "name"))) goto out;
         set_field(r, "key", i, &kv->key);
+        /* keys are looked up as C strings: an embedded NUL would make one unreachable */
+        HB_CHECK(!memchr(kv->key.data, 0, (size_t)kv->key.len), HEARTH_E_FORMAT,
+                 "%s: %s: name contains a NUL byte", f->name, r->field);
         HB_CHECK(gguf_hash_put(&f->kv_hash, &f->kvs[0].key, sizeof *kv, (uint32_t)i, &dup), HEARTH_E_FORMAT,
                  "%s: %s: duplicate key (also key %u)", f->name, r->field, dup);
         if ((rc = gguf_rd_u32(r, &type, "value type"))) goto out;
@@ -147,6 +150,8 @@ static int read_tensor_info(gguf_rd *r, uint64_t i) {
     set_field(r, "tensor", i, NULL);
     if ((rc = gguf_rd_str(r, &t->name, "name"))) goto out;
     set_field(r, "tensor", i, &t->name);
+    HB_CHECK(!memchr(t->name.data, 0, (size_t)t->name.len), HEARTH_E_FORMAT,
+             "%s: %s: name contains a NUL byte", f->name, r->field);
     HB_CHECK(gguf_hash_put(&f->t_hash, &f->tensors[0].name, sizeof *t, (uint32_t)i, &dup), HEARTH_E_FORMAT,
              "%s: %s: duplicate tensor name (also tensor %u)", f->name, r->field, dup);
     if ((rc = read_dims(r, t))) goto out;

@@ -497,6 +497,13 @@ static void test_unknown_value_type_and_dup_key(void **state) {
     bb_u32(&b, 13);
     bb_u32(&b, 0);
     expect_fail(&b, "key 0 'x.y'", "unknown value type 13");
+    bb_header(&b, 3, 0, 1);
+    bb_u64(&b, 3);
+    bb_put(&b, "a\0b", 3);
+    bb_u32(&b, GGUF_UINT8);
+    bb_put(&b, "", 1);
+    bb_zero(&b, 8);
+    expect_fail(&b, "key 0 'a?b'", "NUL");
     bb_header(&b, 3, 0, 2);
     bb_kv_u32(&b, "dup", 1);
     bb_kv_u32(&b, "dup", 2);
@@ -611,6 +618,13 @@ static void test_overlap_and_duplicate_names(void **state) {
     bb_pad(&b, 32);
     bb_zero(&b, 128);
     expect_fail(&b, "tensor 1 'a'", "duplicate tensor name");
+    bb_header(&b, 3, 1, 0);
+    bb_u64(&b, 2);
+    bb_put(&b, "t\0", 2);
+    bb_u32(&b, 1); bb_u64(&b, 16); bb_u32(&b, QT_F32); bb_u64(&b, 0);
+    bb_pad(&b, 32);
+    bb_zero(&b, 64);
+    expect_fail(&b, "tensor 0 't?'", "NUL");
 }
 
 int main(void) {

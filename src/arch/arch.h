@@ -124,7 +124,9 @@ typedef struct arch_batch {
     const int32_t *token, *pos, *seq;    /* [n_tok] host, validated by the engine */
     const int32_t *out_idx;              /* [n_out] batch rows whose final state is wanted */
     int32_t n_out;
-    float *logits;                       /* [n_out][n_vocab] backend memory, or NULL */
+    const int32_t *logit_sel;            /* [n_logits] out rows that need logits; NULL = all */
+    int32_t n_logits;
+    float *logits;                       /* [n_logits][n_vocab] backend memory, or NULL */
     float *hidden;                       /* [n_out][n_embd] normed final states, or NULL */
     int32_t n_ctx;                       /* context length (selects phi3 short/long factors) */
     bool (*abort_fn)(void *ud);

@@ -132,10 +132,14 @@ static int fw_output(const struct hearth_model *m, be_ctx *be, const fw_bufs *f,
     for (int32_t i = 0; i < b->n_out; i++) op->copy_rows(be, f->x + (int64_t)b->out_idx[i] * E, E, f->h + i * E, E, 1, E, NULL);
     op->rmsnorm(be, f->h, E, f->h, E, b->n_out, E, w->out_norm, hp->eps);
     if (b->hidden) op->copy_rows(be, f->h, E, b->hidden, E, b->n_out, E, NULL);
-    if (b->logits) {
-        if ((rc = op->matmul(be, &w->output, f->h, b->n_out, b->logits, hp->n_vocab))) return rc;
-        if (hp->final_softcap > 0.0f) op->softcap(be, b->logits, (int64_t)b->n_out * hp->n_vocab, hp->final_softcap);
+    if (!b->logits || b->n_logits <= 0) return HEARTH_OK;
+    const float *src = f->h;
+    if (b->logit_sel) { /* gather the rows that need logits (embeddings mode keeps them all) */
+        for (int32_t j = 0; j < b->n_logits; j++) op->copy_rows(be, f->h + (int64_t)b->logit_sel[j] * E, E, f->o + j * E, E, 1, E, NULL);
+        src = f->o;
     }
+    if ((rc = op->matmul(be, &w->output, src, b->n_logits, b->logits, hp->n_vocab))) return rc;
+    if (hp->final_softcap > 0.0f) op->softcap(be, b->logits, (int64_t)b->n_logits * hp->n_vocab, hp->final_softcap);
     return HEARTH_OK;
 }
 

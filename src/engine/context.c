@@ -97,10 +97,11 @@ static int alloc_buffers(hearth_context *c, hb_err *err) {
     }
     c->out_row = hb_malloc_n(nb, sizeof(int32_t));
     c->out_idx = hb_malloc_n(nb, sizeof(int32_t));
+    c->logit_sel = hb_malloc_n(nb, sizeof(int32_t));
     c->last_seq = hb_malloc_n(nb, sizeof(int32_t));
     c->pos_max = hb_malloc_n(ns, sizeof(int32_t));
     c->next_pos = hb_malloc_n(ns, sizeof(int32_t));
-    HB_CHECK(c->out_row && c->out_idx && c->last_seq && c->pos_max && c->next_pos, HEARTH_E_NOMEM, "out of memory");
+    HB_CHECK(c->out_row && c->out_idx && c->logit_sel && c->last_seq && c->pos_max && c->next_pos, HEARTH_E_NOMEM, "out of memory");
     for (size_t s = 0; s < ns; s++) c->pos_max[s] = -1;
 out:
     return rc;
@@ -146,6 +147,7 @@ void hearth_context_free(hearth_context *c) {
     free(c->hidden);
     free(c->out_row);
     free(c->out_idx);
+    free(c->logit_sel);
     free(c->last_seq);
     free(c);
 }

@@ -11,8 +11,11 @@
 
 #include "engine/engine.h"
 
-/* Checks ids, sequence ids and position continuity; fills out_row / out_idx. */
-static int decode_validate(hearth_context *c, const hearth_batch *b, int32_t *n_out, hb_err *err) {
+/* Checks ids, sequence ids and position continuity. Fills out_idx (tokens whose final
+ * state is computed: all with embeddings on, else those asking for logits), logit_sel
+ * (which of those get logits) and out_row (batch token -> logits row, or -1). */
+static int decode_validate(hearth_context *c, const hearth_batch *b, int32_t *n_out, int32_t *n_logits,
+                           hb_err *err) {
     int rc = HEARTH_OK;
     const int32_t n_vocab = c->m->hp->n_vocab;
     HB_CHECK(b && b->n_tokens >= 1, HEARTH_E_INVALID, "empty batch");
@@ -22,6 +25,7 @@ static int decode_validate(hearth_context *c, const hearth_batch *b, int32_t *n_
              b->n_tokens, c->p.n_batch);
     for (uint32_t s = 0; s < c->p.n_seq_max; s++) c->next_pos[s] = c->pos_max[s] + 1;
     *n_out = 0;
+    *n_logits = 0;
     for (int32_t i = 0; i < b->n_tokens; i++) {
         int32_t t = b->token[i], s = b->seq_id[i], p = b->pos[i];
         HB_CHECK(t >= 0 && t < n_vocab, HEARTH_E_INVALID, "token %d: id %d is out of range 0..%d", i, t, n_vocab - 1);
@@ -33,9 +37,12 @@ static int decode_validate(hearth_context *c, const hearth_batch *b, int32_t *n_
         HB_CHECK((uint32_t)p < c->p.n_ctx, HEARTH_E_CONTEXT,
                  "token %d: position %d of sequence %d is beyond the context window of %u tokens", i, p, s, c->p.n_ctx);
         c->next_pos[s]++;
-        bool want = b->logits[i] != 0 || c->p.embeddings;
-        c->out_row[i] = want ? *n_out : -1;
-        if (want) c->out_idx[(*n_out)++] = i;
+        c->out_row[i] = -1;
+        if (b->logits[i]) {
+            c->out_row[i] = *n_logits;
+            c->logit_sel[(*n_logits)++] = *n_out;
+        }
+        if (b->logits[i] || c->p.embeddings) c->out_idx[(*n_out)++] = i;
     }
 out:
     return rc;
@@ -65,21 +72,21 @@ out:
 hearth_status hearth_decode(hearth_context *c, const hearth_batch *b) {
     int rc = HEARTH_OK;
     hb_err *err = &c->err;
-    int32_t n_out = 0;
+    int32_t n_out = 0, n_logits = 0;
     hb_err_clear(err);
     c->last_n = 0;
-    if ((rc = decode_validate(c, b, &n_out, err))) goto out;
-    if ((rc = reserve_logits(c, n_out, err))) goto out;
-    arch_batch ab = { b->n_tokens, b->token, b->pos, b->seq_id, c->out_idx, n_out, c->out_dev.p,
+    if ((rc = decode_validate(c, b, &n_out, &n_logits, err))) goto out;
+    if ((rc = reserve_logits(c, n_logits, err))) goto out;
+    arch_batch ab = { b->n_tokens, b->token, b->pos, b->seq_id, c->out_idx, n_out,
+                      c->p.embeddings ? c->logit_sel : NULL, n_logits, c->out_dev.p,
                       c->p.embeddings ? c->hid_dev.p : NULL, (int32_t)c->p.n_ctx, c->abort_fn, c->abort_ud };
     if ((rc = arch_forward(c->m, c->be, c->kv, c->scratch.p, &ab, err))) goto out;
     int64_t nv = c->m->hp->n_vocab, ne = c->m->hp->n_embd;
-    if (n_out > 0) c->be->ops->read(c->be, &c->out_dev, 0, c->logits, (int64_t)n_out * nv);
+    if (n_logits > 0) c->be->ops->read(c->be, &c->out_dev, 0, c->logits, (int64_t)n_logits * nv);
     if (c->p.embeddings && n_out > 0) c->be->ops->read(c->be, &c->hid_dev, 0, c->hidden, (int64_t)n_out * ne);
     for (int32_t i = 0; i < b->n_tokens; i++) {
         c->pos_max[b->seq_id[i]] = b->pos[i];
         c->last_seq[i] = b->seq_id[i];
-        if (!b->logits[i]) c->out_row[i] = -1; /* embeddings-only rows hold no requested logits */
     }
     c->last_n = b->n_tokens;
 out:

@@ -31,6 +31,7 @@ struct hearth_context {
     float *hidden;               /* host copy: [n_tok][n_embd] when embeddings */
     int32_t *out_row;            /* [n_batch] row in logits of batch token i, or -1 */
     int32_t *out_idx;            /* [n_batch] batch index of each output row */
+    int32_t *logit_sel;          /* [n_batch] output row of each logits row */
     int32_t *last_seq;           /* [n_batch] seq ids of the last decode */
     int32_t last_n;              /* tokens in the last successful decode */
     int32_t *next_pos;           /* [n_seq_max] scratch for validation */

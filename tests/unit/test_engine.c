@@ -322,6 +322,40 @@ static void test_embeddings_fixture(void **state) {
     hearth_model_free(m);
 }
 
+/* With embeddings on, requested logits are still the same as without. */
+static void test_embeddings_with_logits(void **state) {
+    (void)state;
+    hearth_model *m = load(stories());
+    int nv = hearth_model_n_vocab(m), ne = hearth_model_n_embd(m);
+    int32_t ids[9];
+    for (int i = 0; i < 9; i++) ids[i] = tok(5, i, nv);
+    float *ref = malloc((size_t)nv * sizeof(float)), *got = malloc((size_t)nv * sizeof(float));
+    float *emb = malloc((size_t)ne * sizeof(float));
+    hearth_context *c = ctx_new(m, 32, 1, 2, HEARTH_KV_F32);
+    assert_int_equal(run_seq(c, 0, 0, ids, 9, ref, nv), HEARTH_OK);
+    assert_int_equal(hearth_get_embeddings_seq(c, 0, emb, (size_t)ne), HEARTH_E_INVALID); /* not enabled */
+    hearth_context_free(c);
+    hearth_context_params p = hearth_context_default_params();
+    p.embeddings = true;
+    p.n_ctx = 32;
+    p.kv_type = HEARTH_KV_F32;
+    char err[512];
+    assert_int_equal(hearth_context_new(m, &p, &c, err, sizeof err), HEARTH_OK);
+    assert_int_equal(run_seq(c, 0, 0, ids, 9, got, nv), HEARTH_OK);
+    assert_true(max_rel(got, ref, nv) < 1e-5);
+    assert_null(hearth_get_logits(c, 0));
+    assert_int_equal(hearth_get_embeddings_seq(c, 0, emb, (size_t)ne), HEARTH_OK);
+    double n2 = 0;
+    for (int i = 0; i < ne; i++) n2 += (double)emb[i] * emb[i];
+    assert_true(fabs(n2 - 1.0) < 1e-4);
+    assert_int_equal(hearth_get_embeddings_seq(c, 0, emb, (size_t)ne - 1), HEARTH_E_INVALID);
+    hearth_context_free(c);
+    free(ref);
+    free(got);
+    free(emb);
+    hearth_model_free(m);
+}
+
 /* ---- broken models ------------------------------------------------------------------------ */
 
 enum { TM_OK, TM_BAD_SHAPE, TM_MISSING, TM_BAD_ARCH, TM_BAD_HEADS, TM_BAD_TYPE };
@@ -403,6 +437,7 @@ int main(void) {
         cmocka_unit_test(test_kv_types_close),
         cmocka_unit_test(test_abort),
         cmocka_unit_test(test_embeddings_fixture),
+        cmocka_unit_test(test_embeddings_with_logits),
         cmocka_unit_test(test_broken_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

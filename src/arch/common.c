@@ -113,8 +113,9 @@ static const gguf_tensor *find_tensor(arch_loader *l, const char *name) {
     return gguf_find_tensor(l->m->gguf, name);
 }
 
-int arch_bind_mat(arch_loader *l, const char *name, int64_t n_in, int64_t n_out, bool required,
-                  be_weight *out, hb_err *err) {
+/* prepare: let the kernels build their packed copy (not for tables only read by rows). */
+static int bind_mat(arch_loader *l, const char *name, int64_t n_in, int64_t n_out, bool required, bool prepare,
+                    be_weight *out, hb_err *err) {
     int rc = HEARTH_OK;
     const char *path = l->m->path;
     const gguf_tensor *t = find_tensor(l, name);
@@ -140,9 +141,14 @@ int arch_bind_mat(arch_loader *l, const char *name, int64_t n_in, int64_t n_out,
     out->host.n_cols = n_in;
     out->host.row_bytes = quant_row_size(t->type, n_in);
     out->host.data = t->data;
-    if ((rc = cpu_weight_prepare(&out->host, err))) goto out;
+    if (prepare && (rc = cpu_weight_prepare(&out->host, err))) goto out;
 out:
     return rc;
+}
+
+int arch_bind_mat(arch_loader *l, const char *name, int64_t n_in, int64_t n_out, bool required,
+                  be_weight *out, hb_err *err) {
+    return bind_mat(l, name, n_in, n_out, required, true, out, err);
 }
 
 int arch_bind_vec(arch_loader *l, const char *name, int64_t n, bool required, float **out, hb_err *err) {
@@ -189,7 +195,8 @@ int arch_bind_io(arch_loader *l, hb_err *err) {
         HB_CHECK(nv <= hp->n_vocab, HEARTH_E_FORMAT,
                  "%s: the tokenizer has %d tokens but token_embd.weight only %d rows", l->m->path, nv, hp->n_vocab);
     }
-    if ((rc = arch_bind_mat(l, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &l->w->tok_embd, err))) goto out;
+    /* the embedding table is only read row by row (get_rows): no packed copy */
+    if ((rc = bind_mat(l, "token_embd.weight", hp->n_embd, hp->n_vocab, true, false, &l->w->tok_embd, err))) goto out;
     if ((rc = arch_bind_vec(l, "output_norm.weight", hp->n_embd, true, &l->w->out_norm, err))) goto out;
     if ((rc = arch_bind_mat(l, "output.weight", hp->n_embd, hp->n_vocab, false, &l->w->output, err))) goto out;
     if (!l->w->output.host.data) /* tied embeddings: the output projection reuses token_embd */

@@ -195,6 +195,7 @@ void be_cpu_free(be_ctx *b) {
         cpu_pool_free(c->pool);
         cpu_scratch_free(&c->mm_scratch);
         free(c->attn_scratch);
+        free(c->blocks);
         free(c);
     }
     free(b);

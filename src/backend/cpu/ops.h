@@ -10,6 +10,8 @@ typedef struct cpu_be {
     cpu_scratch mm_scratch;   /* quantized activations for cpu_matmul */
     float *attn_scratch;      /* [n_threads][attn_per_thread] scores + dequantized rows */
     size_t attn_cap;          /* floats allocated in attn_scratch */
+    void *blocks;             /* [blocks_cap] attention query blocks (ops_attn.c) */
+    size_t blocks_cap;
 } cpu_be;
 
 void cpu_kv_store(be_ctx *b, const be_kv_layer *kv, const float *k, int64_t ks, const float *v,

@@ -68,70 +68,130 @@ static const float *kv_slice(const be_kv_layer *kv, const uint8_t *row, int64_t 
     }
 }
 
+/* Query tokens are processed in blocks: up to ATTN_BQ consecutive batch tokens of the same
+ * sequence share each K/V row load (one f16/q8_0 conversion serves the whole block), which
+ * is what makes prompt processing cheap; a decode step is a block of one. */
+#define ATTN_BQ 32
+
+typedef struct attn_block {
+    int32_t t0, n;            /* batch tokens t0 .. t0+n-1, one sequence, positions ascending */
+} attn_block;
+
 typedef struct attn_job {
     const be_attn *a;
     const float *q;
     int64_t qs;
     float *out;
     int64_t os;
+    const attn_block *blocks;
+    int64_t n_blocks;
     float *scratch;
     size_t per_thread;
 } attn_job;
 
-/* One (token, head) item: softmax(scale * q K^T) V over the visible cells. */
-static void attn_item(const attn_job *j, int64_t t, int32_t h, float *sc) {
+static int64_t first_visible(const be_attn *a, int64_t p) {
+    return (a->window > 0 && p - a->window + 1 > 0) ? p - a->window + 1 : 0;
+}
+
+/* One (block, head) item: softmax(scale * q K^T) V for every token of the block. Scores
+ * live in sc[i][c - c0] for block token i; sums run in cell order, so the result of a token
+ * does not depend on the block it was placed in. */
+static void attn_item(const attn_job *j, const attn_block *blk, int32_t h, float *sc) {
     const be_attn *a = j->a;
     const be_kv_layer *kv = a->kv;
-    int32_t group = a->n_head / a->n_head_kv, hk = h / group;
-    int64_t p = a->pos[t], lo = 0;
-    if (a->window > 0 && p - a->window + 1 > 0) lo = p - a->window + 1;
-    const float *q = j->q + t * j->qs + (int64_t)h * a->head_dim_k;
-    float *tmp = sc + kv->n_ctx;                 /* [max head dim] */
-    float *acc = tmp + (a->head_dim_k > a->head_dim_v ? a->head_dim_k : a->head_dim_v);
-    const uint8_t *kb = (const uint8_t *)kv->k + (size_t)a->seq[t] * kv->n_ctx * kv->row_bytes;
-    const uint8_t *vb = (const uint8_t *)kv->v + (size_t)a->seq[t] * kv->n_ctx * kv->row_bytes;
-    float mx = -INFINITY;
-    for (int64_t c = lo; c <= p; c++) {
-        const float *kr = kv_slice(kv, kb + c * kv->row_bytes, (int64_t)hk * a->head_dim_k, a->head_dim_k, tmp);
-        float s = 0.0f;
-        for (int32_t i = 0; i < a->head_dim_k; i++) s += q[i] * kr[i];
-        s *= a->scale;
-        if (a->softcap > 0.0f) s = a->softcap * tanhf(s / a->softcap);
-        sc[c - lo] = s;
-        if (s > mx) mx = s;
+    int32_t hk = h / (a->n_head / a->n_head_kv), dk = a->head_dim_k, dv = a->head_dim_v;
+    int64_t c0 = first_visible(a, a->pos[blk->t0]), c1 = a->pos[blk->t0 + blk->n - 1];
+    int64_t span = c1 - c0 + 1;
+    float *tmp = sc + (size_t)ATTN_BQ * (size_t)span;          /* [max(dk, dv)] */
+    float *acc = tmp + (dk > dv ? dk : dv);                   /* [ATTN_BQ][dv] */
+    float mx[ATTN_BQ], sum[ATTN_BQ];
+    size_t stream = (size_t)a->seq[blk->t0] * (size_t)kv->n_ctx * kv->row_bytes;
+    const uint8_t *kb = (const uint8_t *)kv->k + stream, *vb = (const uint8_t *)kv->v + stream;
+    for (int32_t i = 0; i < blk->n; i++) mx[i] = -INFINITY;
+    for (int64_t c = c0; c <= c1; c++) {
+        const float *kr = kv_slice(kv, kb + c * kv->row_bytes, (int64_t)hk * dk, dk, tmp);
+        for (int32_t i = 0; i < blk->n; i++) {
+            int64_t t = blk->t0 + i, p = a->pos[t];
+            if (c > p || c < first_visible(a, p)) continue;
+            const float *q = j->q + t * j->qs + (int64_t)h * dk;
+            float s = 0.0f;
+            for (int32_t d = 0; d < dk; d++) s += q[d] * kr[d];
+            s *= a->scale;
+            if (a->softcap > 0.0f) s = a->softcap * tanhf(s / a->softcap);
+            sc[(size_t)i * span + (c - c0)] = s;
+            if (s > mx[i]) mx[i] = s;
+        }
     }
-    float sum = 0.0f;
-    for (int64_t c = lo; c <= p; c++) {
-        float e = expf(sc[c - lo] - mx);
-        sc[c - lo] = e;
-        sum += e;
+    for (int32_t i = 0; i < blk->n; i++) {
+        int64_t p = a->pos[blk->t0 + i], lo = first_visible(a, p);
+        float *r = sc + (size_t)i * span;
+        sum[i] = 0.0f;
+        for (int64_t c = lo; c <= p; c++) {
+            float e = expf(r[c - c0] - mx[i]);
+            r[c - c0] = e;
+            sum[i] += e;
+        }
     }
-    memset(acc, 0, (size_t)a->head_dim_v * sizeof(float));
-    for (int64_t c = lo; c <= p; c++) {
-        const float *vr = kv_slice(kv, vb + c * kv->row_bytes, (int64_t)hk * a->head_dim_v, a->head_dim_v, tmp);
-        float w = sc[c - lo];
-        for (int32_t i = 0; i < a->head_dim_v; i++) acc[i] += w * vr[i];
+    memset(acc, 0, (size_t)blk->n * (size_t)dv * sizeof(float));
+    for (int64_t c = c0; c <= c1; c++) {
+        const float *vr = kv_slice(kv, vb + c * kv->row_bytes, (int64_t)hk * dv, dv, tmp);
+        for (int32_t i = 0; i < blk->n; i++) {
+            int64_t p = a->pos[blk->t0 + i];
+            if (c > p || c < first_visible(a, p)) continue;
+            float w = sc[(size_t)i * span + (c - c0)], *ac = acc + (size_t)i * dv;
+            for (int32_t d = 0; d < dv; d++) ac[d] += w * vr[d];
+        }
     }
-    float inv = 1.0f / sum;
-    float *o = j->out + t * j->os + (int64_t)h * a->head_dim_v;
-    for (int32_t i = 0; i < a->head_dim_v; i++) o[i] = acc[i] * inv;
+    for (int32_t i = 0; i < blk->n; i++) {
+        float inv = 1.0f / sum[i], *o = j->out + (blk->t0 + i) * j->os + (int64_t)h * dv;
+        for (int32_t d = 0; d < dv; d++) o[d] = acc[(size_t)i * dv + d] * inv;
+    }
 }
 
 static void attn_task(void *ctx, int ith, int nth) {
     const attn_job *j = ctx;
-    int64_t n_items = (int64_t)j->a->n_tok * j->a->n_head;
+    int64_t n_items = j->n_blocks * j->a->n_head;
     int64_t per = (n_items + nth - 1) / nth;
     int64_t i0 = per * ith, i1 = i0 + per < n_items ? i0 + per : n_items;
     float *sc = j->scratch + (size_t)ith * j->per_thread;
-    for (int64_t i = i0; i < i1; i++) attn_item(j, i / j->a->n_head, (int32_t)(i % j->a->n_head), sc);
+    for (int64_t i = i0; i < i1; i++) attn_item(j, &j->blocks[i / j->a->n_head], (int32_t)(i % j->a->n_head), sc);
+}
+
+/* Splits the batch into runs of consecutive tokens of one sequence, at most ATTN_BQ long. */
+static int64_t make_blocks(const be_attn *a, attn_block *blocks, int64_t *max_span) {
+    int64_t nb = 0;
+    *max_span = 1;
+    for (int32_t t = 0; t < a->n_tok; t++) {
+        attn_block *b = nb ? &blocks[nb - 1] : NULL;
+        if (b && b->n < ATTN_BQ && a->seq[t] == a->seq[b->t0] && a->pos[t] == a->pos[t - 1] + 1) {
+            b->n++;
+        } else {
+            blocks[nb].t0 = t;
+            blocks[nb].n = 1;
+            b = &blocks[nb++];
+        }
+        int64_t span = a->pos[b->t0 + b->n - 1] - first_visible(a, a->pos[b->t0]) + 1;
+        if (span > *max_span) *max_span = span;
+    }
+    return nb;
 }
 
 int cpu_attention(be_ctx *b, const be_attn *a, const float *q, int64_t qs, float *out, int64_t os) {
     cpu_be *c = b->impl;
     pthread_once(&k_f16_once, f16_tab_init);
     int nth = cpu_pool_n_threads(c->pool);
+    if ((size_t)a->n_tok > c->blocks_cap) {
+        attn_block *nb = hb_malloc_n((size_t)a->n_tok, sizeof *nb);
+        if (!nb) return HEARTH_E_NOMEM;
+        free(c->blocks);
+        c->blocks = nb;
+        c->blocks_cap = (size_t)a->n_tok;
+    }
+    attn_block *blocks = c->blocks;
+    int64_t max_span;
+    int64_t n_blocks = make_blocks(a, blocks, &max_span);
     int64_t hd = a->head_dim_k > a->head_dim_v ? a->head_dim_k : a->head_dim_v;
-    size_t per = (size_t)(a->kv->n_ctx + 2 * hd);
+    size_t per = (size_t)ATTN_BQ * (size_t)max_span + (size_t)hd + (size_t)ATTN_BQ * (size_t)a->head_dim_v;
     size_t need = per * (size_t)nth;
     if (need > c->attn_cap) {
         float *nb = hb_malloc_n(need, sizeof(float));
@@ -140,7 +200,7 @@ int cpu_attention(be_ctx *b, const be_attn *a, const float *q, int64_t qs, float
         c->attn_scratch = nb;
         c->attn_cap = need;
     }
-    attn_job j = { a, q, qs, out, os, c->attn_scratch, per };
+    attn_job j = { a, q, qs, out, os, blocks, n_blocks, c->attn_scratch, per };
     cpu_pool_run(c->pool, attn_task, &j);
     return HEARTH_OK;
 }

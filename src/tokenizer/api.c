@@ -152,7 +152,7 @@ static int drain(hearth_detok_stream *s, bool final, size_t *n_out) {
         o += (size_t)k;
         i += (size_t)k;
     }
-    memmove(s->pend, s->pend + i, s->n_pend - i);
+    if (i < s->n_pend) memmove(s->pend, s->pend + i, s->n_pend - i);
     s->n_pend -= i;
     s->out[o] = '\0';
     *n_out = o;

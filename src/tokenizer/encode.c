@@ -67,15 +67,33 @@ static int cut_fragment(const tok_vocab *v, const char *text, frag f, int32_t id
     return len ? frag_push(out, (frag){ -1, off, len }) : HEARTH_OK;
 }
 
+/* Quick rejection: a token can only occur if every adjacent byte pair of its text occurs
+ * in the input (pairs: a 64K-bit set built in one pass). Saves thousands of full-text
+ * searches for vocabs with many special tokens (Gemma: ~6400). */
+static bool may_occur(const uint64_t *pairs, const char *t, size_t n) {
+    for (size_t i = 0; i + 1 < n; i++) {
+        unsigned p = ((unsigned)(uint8_t)t[i] << 8) | (uint8_t)t[i + 1];
+        if (!(pairs[p >> 6] & (1ull << (p & 63)))) return false;
+    }
+    return true;
+}
+
 static int partition(const tok_vocab *v, const char *text, size_t len, bool parse_special, frag_list *out) {
     frag_list a = { 0 }, b = { 0 };
     int rc = HEARTH_OK;
+    uint64_t *pairs = NULL;
     if (len == 0) return HEARTH_OK;
     if ((rc = frag_push(&a, (frag){ -1, 0, len }))) goto out;
+    pairs = calloc(65536 / 64, sizeof *pairs);
+    if (!pairs) { rc = HEARTH_E_NOMEM; goto out; }
+    for (size_t i = 0; i + 1 < len; i++) {
+        unsigned p = ((unsigned)(uint8_t)text[i] << 8) | (uint8_t)text[i + 1];
+        pairs[p >> 6] |= 1ull << (p & 63);
+    }
     for (size_t s = 0; s < v->n_special; s++) {
         int32_t id = v->special[s];
         if (!parse_special && (v->tok[id].attr & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN))) continue;
-        if (v->tok[id].len > len) continue;
+        if (v->tok[id].len > len || !may_occur(pairs, tok_str(v, id), v->tok[id].len)) continue;
         b.n = 0;
         for (size_t i = 0; i < a.n; i++) {
             if (a.v[i].id >= 0) rc = frag_push(&b, a.v[i]);
@@ -89,6 +107,7 @@ static int partition(const tok_vocab *v, const char *text, size_t len, bool pars
     *out = a;
     a.v = NULL;
 out:
+    free(pairs);
     free(a.v);
     free(b.v);
     return rc;

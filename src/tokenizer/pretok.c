@@ -15,6 +15,8 @@
  *    regexes that name explicit non-ASCII ranges, so such a character never matches those
  *    ranges (U+3000 is inside deepseek's "　-。" and "ࠀ-一" ranges). Those ranges are
  *    therefore guarded with NOT_WS.
+ * A repeat that ends its regex is written possessive ("++"): nothing follows it, so the
+ * match is the same, and PCRE2 keeps no backtracking state for long runs.
  * The unmatched stretches make a trailing "|\s+" alternative redundant; the lists spell it
  * out where the original tokenizer has it.
  */
@@ -38,7 +40,7 @@
 #define RE_QWEN2 RE_CONTRACT "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*" RE_WS_TAIL
 #define RE_PUNCT "[\\p{P}\\$\\+<=>\\^~\\|`]+"
 #define RE_PUNCT_DEFAULT "[\\p{P}\\$\\+<=>\\^~\\|]+"  /* the default list has no backtick */
-#define RE_CJK "(?:" NOT_WS "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}])+"
+#define RE_CJK "(?:" NOT_WS "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}])++"
 /* Cased letters as deepseek-llm's tokenizer lists them. */
 #define RE_DS_LETTERS                                                                              \
     "[" WS "]?[A-Za-z\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}\\x{1BC}-\\x{1BF}"        \
@@ -56,9 +58,9 @@
     "\\x{A722}-\\x{A76F}\\x{A771}-\\x{A787}\\x{A78B}-\\x{A78E}\\x{AB70}-\\x{ABBF}\\x{FB00}-\\x{FB06}" \
     "\\x{FB13}-\\x{FB17}\\x{FF21}-\\x{FF3A}\\x{FF41}-\\x{FF5A}\\x{10400}-\\x{1044F}"                \
     "\\x{104B0}-\\x{104D3}\\x{104D8}-\\x{104FB}\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}"         \
-    "\\x{118A0}-\\x{118DF}\\x{1E900}-\\x{1E943}]+"
+    "\\x{118A0}-\\x{118DF}\\x{1E900}-\\x{1E943}]++"
 #define RE_DS_PUNCT \
-    "[" WS "]?(?:" NOT_WS "[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}])+"
+    "[" WS "]?(?:" NOT_WS "[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}])++"
 #define RE_BLOOM " ?[^(" WS "|.,!?\\x{2026}\\x{3002}\\x{FF0C}\\x{3001}\\x{964}\\x{6D4}\\x{60C})]+"
 /* Tekken / GPT-4o: upper-then-lower letter runs (as llama.cpp rewrites \p{Lu}... classes). */
 #define RE_UPPER "((?=[\\p{L}])([^a-z]))"
@@ -177,13 +179,28 @@ static int sv_push(size_vec *a, size_t x) {
     return HEARTH_OK;
 }
 
+/* Matching resources for one split call. JIT needs more than its default 32 KiB stack for
+ * very long runs (a 200k-letter word); beyond the JIT stack we retry in the interpreter,
+ * whose memory is bounded by the heap limit. */
+typedef struct match_env {
+    pcre2_match_context *mctx;
+    pcre2_jit_stack *jstack;
+} match_env;
+
+static int match_once(const pcre2_code *re, pcre2_match_data *md, match_env *env, const char *s, size_t n, size_t start) {
+    int m = pcre2_match(re, (PCRE2_SPTR)s, n, start, PCRE2_NO_UTF_CHECK, md, env->mctx);
+    if (m == PCRE2_ERROR_JIT_STACKLIMIT)
+        m = pcre2_match(re, (PCRE2_SPTR)s, n, start, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, env->mctx);
+    return m;
+}
+
 /* Cuts fragment text[s..e) by regex re into matches and the gaps between them. */
-static int split_fragment(const pcre2_code *re, pcre2_match_data *md, const char *text, size_t s, size_t e,
-                          size_vec *outv, hb_err *err) {
+static int split_fragment(const pcre2_code *re, pcre2_match_data *md, match_env *env, const char *text, size_t s,
+                          size_t e, size_vec *outv, hb_err *err) {
     int rc = HEARTH_OK;
     size_t pos = s, last = s;
     while (pos < e) {
-        int m = pcre2_match(re, (PCRE2_SPTR)(text + s), e - s, pos - s, PCRE2_NO_UTF_CHECK, md, NULL);
+        int m = match_once(re, md, env, text + s, e - s, pos - s);
         if (m == PCRE2_ERROR_NOMATCH) break;
         HB_CHECK(m >= 0, HEARTH_E_INTERNAL, "pre-tokenizer regex failed (PCRE2 error %d)", m);
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
@@ -205,17 +222,25 @@ int tok_pretok_split(const tok_pretok *p, const char *text, size_t len, size_t *
     int rc = HEARTH_OK;
     size_vec cur = { 0 }, next = { 0 };
     pcre2_match_data *md = NULL;
+    match_env env = { 0 };
     *ends = NULL;
     *n = 0;
     if (len == 0) goto out;
     HB_CHECK(sv_push(&cur, len) == HEARTH_OK, HEARTH_E_NOMEM, "out of memory");
+    env.mctx = pcre2_match_context_create(NULL);
+    HB_CHECK(env.mctx, HEARTH_E_NOMEM, "out of memory");
+    pcre2_set_heap_limit(env.mctx, 1u << 20);  /* KiB: the interpreter may use up to 1 GiB */
+    if (len > 4096) {  /* long texts: a JIT stack that grows to 8 MiB (the default is 32 KiB) */
+        env.jstack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
+        if (env.jstack) pcre2_jit_stack_assign(env.mctx, NULL, env.jstack);
+    }
     for (size_t r = 0; r < p->n_re; r++) {
         md = pcre2_match_data_create_from_pattern(p->re[r], NULL);
         HB_CHECK(md, HEARTH_E_NOMEM, "out of memory");
         next.n = 0;
         size_t start = 0;
         for (size_t i = 0; i < cur.n; i++) {
-            if ((rc = split_fragment(p->re[r], md, text, start, cur.v[i], &next, err))) goto out;
+            if ((rc = split_fragment(p->re[r], md, &env, text, start, cur.v[i], &next, err))) goto out;
             start = cur.v[i];
         }
         pcre2_match_data_free(md);
@@ -229,6 +254,8 @@ int tok_pretok_split(const tok_pretok *p, const char *text, size_t len, size_t *
     cur.v = NULL;
 out:
     pcre2_match_data_free(md);
+    pcre2_jit_stack_free(env.jstack);
+    pcre2_match_context_free(env.mctx);
     free(cur.v);
     free(next.v);
     return rc;

@@ -371,7 +371,18 @@ static int eval_unary(jctx *c, const jnode *n, jv *out) {
     return 0;
 }
 
+static int eval_node(jctx *c, const jnode *n, jv *out);
+
 int jinja_eval(jctx *c, const jnode *n, jv *out) {
+    if (c->edepth >= JINJA_MAX_EVAL_DEPTH)
+        return jinja_fail(c, "expression nested too deeply (more than %d levels)", JINJA_MAX_EVAL_DEPTH);
+    c->edepth++;
+    int rc = eval_node(c, n, out);
+    c->edepth--;
+    return rc;
+}
+
+static int eval_node(jctx *c, const jnode *n, jv *out) {
     int rc;
     jv a, b, d, e;
     jargs args;

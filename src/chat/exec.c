@@ -171,6 +171,7 @@ static int call_macro(jctx *c, const jmacro *m, const jargs *a, jv *out) {
     jscope *s = jinja_scope_push(c, m->closure), *saved_scope = c->scope;
     jv varargs, kwargs;
     if (!s || (rc = jv_list_new(c, 0, &varargs)) || (rc = jv_dict_new(c, 0, &kwargs))) return s ? rc : jinja_oom(c);
+    varargs.tuple = 1;
     for (size_t i = 0; i < a->n; i++) {
         if (i < np) rc = jinja_scope_set(c, s, d->kwnames[i], a->pos[i]);
         else rc = jv_list_push(c, varargs.u.l, a->pos[i]);
@@ -366,12 +367,16 @@ static int exec_stmt(jctx *c, const jnode *n) {
 }
 
 int jinja_exec_body(jctx *c, const jnodes *body) {
-    for (size_t i = 0; i < body->n; i++) {
-        int rc = exec_stmt(c, body->v[i]);
-        if (rc) return rc;
-        if (c->loopctl) return 0;
+    if (c->edepth >= JINJA_MAX_EVAL_DEPTH)
+        return jinja_fail(c, "template nested too deeply (more than %d levels)", JINJA_MAX_EVAL_DEPTH);
+    c->edepth++;
+    int rc = 0;
+    for (size_t i = 0; i < body->n && !rc; i++) {
+        rc = exec_stmt(c, body->v[i]);
+        if (c->loopctl) break;
     }
-    return 0;
+    c->edepth--;
+    return rc;
 }
 
 int jinja_exec(jctx *c, const jnodes *body, jv vars, jstr **out) {

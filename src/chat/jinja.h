@@ -26,6 +26,8 @@
 #define JINJA_MAX_OUTPUT (16u << 20)       /* bytes of rendered text (and any one string) */
 #define JINJA_MAX_PARSE_DEPTH 200          /* nesting of expressions + statements */
 #define JINJA_MAX_CALL_DEPTH 100           /* nested macro calls */
+#define JINJA_MAX_EVAL_DEPTH 1000          /* nested evaluation (long filter/operator chains) */
+#define JINJA_MAX_VALUE_DEPTH 200          /* nesting of values printed / compared */
 #define JINJA_MAX_LOOP_ITERS 1000000u      /* loop iterations of one render */
 #define JINJA_MAX_STEPS 50000000u          /* evaluation steps (expression nodes + elements) */
 #define JINJA_MAX_RANGE 1000000            /* elements of one range() */
@@ -51,6 +53,8 @@ typedef enum jtype {
     JT_LOOP    /* the `loop` variable of a for loop */
 } jtype;
 
+enum { JVIEW_NONE = 0, JVIEW_ITEMS, JVIEW_KEYS, JVIEW_VALUES };
+
 typedef struct jstr { size_t len; char s[]; } jstr;       /* NUL-terminated, immutable */
 typedef struct jlist jlist;
 typedef struct jdict jdict;
@@ -62,6 +66,7 @@ typedef struct jv {
     uint8_t t;      /* jtype */
     uint8_t safe;   /* JT_STR: Markup (|safe, |escape); `+` with a plain str escapes it */
     uint8_t tuple;  /* JT_LIST: a Python tuple (repr uses parentheses) */
+    uint8_t view;   /* JT_LIST made by dict.items()/keys()/values(): JVIEW_* (repr only) */
     union {
         bool b;
         int64_t i;
@@ -178,6 +183,7 @@ struct jctx {
     struct tm now;           /* instant strftime_now() formats */
     uint64_t steps, iters;
     int depth;               /* macro call depth */
+    int edepth;              /* evaluation recursion depth */
     int loopctl;             /* 1 = break, 2 = continue pending */
     int line;                /* line of the node being evaluated (for errors) */
     jv captured;             /* value of JN_CAPTURED */

@@ -179,17 +179,24 @@ static int m_format(jctx *c, jv self, const jargs *a, jv *out) {
 }
 
 /* ---- dict / list methods ---------------------------------------------------------------- */
-static int m_items(jctx *c, jv self, const jargs *a, jv *out) { (void)a; return jinja_dict_items(c, self.u.d, out); }
+static int m_items(jctx *c, jv self, const jargs *a, jv *out) {
+    (void)a;
+    int rc = jinja_dict_items(c, self.u.d, out);
+    out->view = JVIEW_ITEMS;
+    return rc;
+}
 static int m_keys(jctx *c, jv self, const jargs *a, jv *out) {
     (void)a;
     int rc = jv_list_new(c, self.u.d->n, out);
     for (size_t i = 0; i < self.u.d->n && !rc; i++) out->u.l->v[out->u.l->n++] = self.u.d->e[i].k;
+    out->view = JVIEW_KEYS;
     return rc;
 }
 static int m_values(jctx *c, jv self, const jargs *a, jv *out) {
     (void)a;
     int rc = jv_list_new(c, self.u.d->n, out);
     for (size_t i = 0; i < self.u.d->n && !rc; i++) out->u.l->v[out->u.l->n++] = self.u.d->e[i].v;
+    out->view = JVIEW_VALUES;
     return rc;
 }
 static int m_get(jctx *c, jv self, const jargs *a, jv *out) {

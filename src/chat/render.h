@@ -15,4 +15,7 @@ struct json_t;
  * why (HEARTH_E_TEMPLATE for template errors, raise_exception messages verbatim). */
 int chat_render(const char *src, size_t src_len, struct json_t *vars, const char *now, char **out, hb_err *err);
 
+/* The template used for models without tokenizer.chat_template (ChatML; see chat.c). */
+const char *chat_default_template(void);
+
 #endif

@@ -216,7 +216,13 @@ double jv_as_double(jv v) {
 
 static int64_t as_i64(jv v) { return v.t == JT_BOOL ? (int64_t)v.u.b : v.u.i; }
 
-bool jv_equal(jv a, jv b) {
+static bool equal_depth(jv a, jv b, int depth);
+
+/* Values nested deeper than JINJA_MAX_VALUE_DEPTH compare unequal (no recursion limit hit). */
+bool jv_equal(jv a, jv b) { return equal_depth(a, b, 0); }
+
+static bool equal_depth(jv a, jv b, int depth) {
+    if (depth > JINJA_MAX_VALUE_DEPTH) return false;
     if (jv_is_number(a) && jv_is_number(b)) {
         if (a.t == JT_FLOAT || b.t == JT_FLOAT) return jv_as_double(a) == jv_as_double(b);
         return as_i64(a) == as_i64(b);
@@ -228,13 +234,13 @@ bool jv_equal(jv a, jv b) {
     case JT_LIST:
         if (a.tuple != b.tuple || a.u.l->n != b.u.l->n) return false;
         for (size_t i = 0; i < a.u.l->n; i++)
-            if (!jv_equal(a.u.l->v[i], b.u.l->v[i])) return false;
+            if (!equal_depth(a.u.l->v[i], b.u.l->v[i], depth + 1)) return false;
         return true;
     case JT_DICT:
         if (a.u.d->n != b.u.d->n) return false;
         for (size_t i = 0; i < a.u.d->n; i++) {
             jv *o = jv_dict_find(b.u.d, a.u.d->e[i].k);
-            if (!o || !jv_equal(a.u.d->e[i].v, *o)) return false;
+            if (!o || !equal_depth(a.u.d->e[i].v, *o, depth + 1)) return false;
         }
         return true;
     case JT_NS: return a.u.d == b.u.d;
@@ -263,7 +269,11 @@ const char *jv_type_name(jv v) {
     }
 }
 
-int jv_less(jctx *c, jv a, jv b, bool *lt) {
+static int less_depth(jctx *c, jv a, jv b, bool *lt, int depth);
+int jv_less(jctx *c, jv a, jv b, bool *lt) { return less_depth(c, a, b, lt, 0); }
+
+static int less_depth(jctx *c, jv a, jv b, bool *lt, int depth) {
+    if (depth > JINJA_MAX_VALUE_DEPTH) return jinja_fail(c, "values nested too deeply to compare");
     if (jv_is_number(a) && jv_is_number(b)) {
         if (a.t == JT_FLOAT || b.t == JT_FLOAT) *lt = jv_as_double(a) < jv_as_double(b);
         else *lt = as_i64(a) < as_i64(b);
@@ -280,7 +290,7 @@ int jv_less(jctx *c, jv a, jv b, bool *lt) {
         size_t n = a.u.l->n < b.u.l->n ? a.u.l->n : b.u.l->n;
         for (size_t i = 0; i < n; i++) {
             if (jv_equal(a.u.l->v[i], b.u.l->v[i])) continue;
-            return jv_less(c, a.u.l->v[i], b.u.l->v[i], lt);
+            return less_depth(c, a.u.l->v[i], b.u.l->v[i], lt, depth + 1);
         }
         *lt = a.u.l->n < b.u.l->n;
         return 0;
@@ -421,33 +431,37 @@ static int write_str_repr(jctx *c, jbuf *b, const jstr *s) {
     return rc ? rc : jbuf_put(c, b, &q, 1);
 }
 
-static int write_any(jctx *c, jbuf *b, jv v, bool repr);
+static int write_any(jctx *c, jbuf *b, jv v, bool repr, int depth);
 
-static int write_seq(jctx *c, jbuf *b, jv v) {
-    int rc = jbuf_puts(c, b, v.tuple ? "(" : "[");
+static int write_seq(jctx *c, jbuf *b, jv v, int depth) {
+    static const char *const views[] = { "", "dict_items(", "dict_keys(", "dict_values(" };
+    int rc = v.view ? jbuf_puts(c, b, views[v.view & 3]) : 0;
+    if (!rc) rc = jbuf_puts(c, b, v.tuple ? "(" : "[");
     for (size_t i = 0; i < v.u.l->n && !rc; i++) {
         if (i) rc = jbuf_puts(c, b, ", ");
-        if (!rc) rc = write_any(c, b, v.u.l->v[i], true);
+        if (!rc) rc = write_any(c, b, v.u.l->v[i], true, depth + 1);
     }
     if (!rc && v.tuple && v.u.l->n == 1) rc = jbuf_puts(c, b, ",");
-    return rc ? rc : jbuf_puts(c, b, v.tuple ? ")" : "]");
+    if (!rc) rc = jbuf_puts(c, b, v.tuple ? ")" : "]");
+    return rc || !v.view ? rc : jbuf_puts(c, b, ")");
 }
 
-static int write_map(jctx *c, jbuf *b, const jdict *d) {
+static int write_map(jctx *c, jbuf *b, const jdict *d, int depth) {
     int rc = jbuf_puts(c, b, "{");
     for (size_t i = 0; i < d->n && !rc; i++) {
         if (i) rc = jbuf_puts(c, b, ", ");
-        if (!rc) rc = write_any(c, b, d->e[i].k, true);
+        if (!rc) rc = write_any(c, b, d->e[i].k, true, depth + 1);
         if (!rc) rc = jbuf_puts(c, b, ": ");
-        if (!rc) rc = write_any(c, b, d->e[i].v, true);
+        if (!rc) rc = write_any(c, b, d->e[i].v, true, depth + 1);
     }
     return rc ? rc : jbuf_puts(c, b, "}");
 }
 
-static int write_any(jctx *c, jbuf *b, jv v, bool repr) {
+static int write_any(jctx *c, jbuf *b, jv v, bool repr, int depth) {
     char tmp[64];
     int rc;
     if ((rc = jinja_step(c, 1))) return rc;
+    if (depth > JINJA_MAX_VALUE_DEPTH) return jinja_fail(c, "value nested too deeply to print");
     switch (v.t) {
     case JT_UNDEF: return repr ? jbuf_puts(c, b, "Undefined") : 0;
     case JT_NONE: return jbuf_puts(c, b, "None");
@@ -455,11 +469,11 @@ static int write_any(jctx *c, jbuf *b, jv v, bool repr) {
     case JT_INT: snprintf(tmp, sizeof tmp, "%lld", (long long)v.u.i); return jbuf_puts(c, b, tmp);
     case JT_FLOAT: jfmt_double(v.u.f, tmp, sizeof tmp); return jbuf_puts(c, b, tmp);
     case JT_STR: return repr ? write_str_repr(c, b, v.u.s) : jbuf_put(c, b, v.u.s->s, v.u.s->len);
-    case JT_LIST: return write_seq(c, b, v);
-    case JT_DICT: return write_map(c, b, v.u.d);
+    case JT_LIST: return write_seq(c, b, v, depth);
+    case JT_DICT: return write_map(c, b, v.u.d, depth);
     case JT_NS:
         if ((rc = jbuf_puts(c, b, "<Namespace "))) return rc;
-        if ((rc = write_map(c, b, v.u.d))) return rc;
+        if ((rc = write_map(c, b, v.u.d, depth))) return rc;
         return jbuf_puts(c, b, ">");
     case JT_FUNC:
         snprintf(tmp, sizeof tmp, "<built-in function %s>", v.u.fn->name);
@@ -471,8 +485,8 @@ static int write_any(jctx *c, jbuf *b, jv v, bool repr) {
     }
 }
 
-int jv_write_str(jctx *c, jbuf *b, jv v) { return write_any(c, b, v, false); }
-int jv_write_repr(jctx *c, jbuf *b, jv v) { return write_any(c, b, v, true); }
+int jv_write_str(jctx *c, jbuf *b, jv v) { return write_any(c, b, v, false, 0); }
+int jv_write_repr(jctx *c, jbuf *b, jv v) { return write_any(c, b, v, true, 0); }
 
 int jv_to_str(jctx *c, jv v, jv *out) {
     if (v.t == JT_STR) {

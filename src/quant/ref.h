@@ -43,6 +43,15 @@ QUANT_REF_DECL(q8_K);
 QUANT_REF_DECL(iq4_nl);
 QUANT_REF_DECL(iq4_xs);
 
+/* The one rounding rule of every reference quantizer: nearest integer to v, ties away from
+ * zero, clamped to [lo, hi]; NaN gives lo. (Clamping before converting keeps the float to
+ * int conversion defined for any input.) */
+static inline int quant_round_clamp(float v, int lo, int hi) {
+    if (!(v >= (float)lo)) return lo;
+    if (v >= (float)hi) return hi;
+    return (int)(v >= 0 ? v + 0.5f : v - 0.5f);
+}
+
 /* Unpacks the 6-bit scale and min of sub-block j (0..7) from the 12-byte packing shared by
  * Q4_K and Q5_K: for j < 4 they are the low 6 bits of bytes j and j+4; for j >= 4 the low
  * 4 bits come from byte j+4 (scale: low nibble, min: high nibble) and the top 2 bits from

@@ -21,8 +21,6 @@
 #define FIT_STEPS 8     /* candidate grid scalings on each side of the nominal one */
 #define FIT_REFINE 3    /* assign/re-solve rounds after the sweep */
 
-static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
-
 static float f16_round(float x, uint16_t *bits) {
     *bits = hb_f32_to_f16(x);
     return hb_f16_to_f32(*bits);
@@ -78,7 +76,8 @@ static float solve_affine(const float *x, const int *q, int n, float *a, float *
 }
 
 static void assign_affine(const float *x, int n, int nmax, float a, float b, int *q) {
-    for (int i = 0; i < n; i++) q[i] = a > 0 ? clampi((int)lroundf((x[i] - b) / a), 0, nmax) : 0;
+    float ia = a > 0 ? 1.0f / a : 0.0f;
+    for (int i = 0; i < n; i++) q[i] = a > 0 ? quant_round_clamp((x[i] - b) * ia, 0, nmax) : 0;
 }
 
 /* Fits x[0..n) ≈ a*q + b with q in 0..nmax, a >= 0, b <= 0. */
@@ -119,7 +118,7 @@ static float fit_symmetric(const float *x, int n, int nneg, int npos) {
             float is = lim / mx;
             double sqx = 0, sqq = 0;
             for (int i = 0; i < n; i++) {
-                int q = clampi((int)lroundf(x[i] * is), -nneg, npos);
+                int q = quant_round_clamp(x[i] * is, -nneg, npos);
                 sqx += (double)q * x[i], sqq += (double)q * q;
             }
             /* error = sum x^2 - sqx^2/sqq, so maximize sqx^2/sqq */
@@ -146,12 +145,12 @@ static void quantize_affine(const float *x, int nsub, int nmax, int smax, quant_
     u->d = f16_round(amax / smax, dbits);
     u->dmin = f16_round(mmax / smax, dminbits);
     for (int s = 0; s < nsub; s++) {
-        u->sc[s] = (int16_t)(u->d > 0 ? clampi((int)lroundf(a[s] / u->d), 0, smax) : 0);
-        u->mn[s] = (int16_t)(u->dmin > 0 ? clampi((int)lroundf(m[s] / u->dmin), 0, smax) : 0);
+        u->sc[s] = (int16_t)(u->d > 0 ? quant_round_clamp(a[s] / u->d, 0, smax) : 0);
+        u->mn[s] = (int16_t)(u->dmin > 0 ? quant_round_clamp(m[s] / u->dmin, 0, smax) : 0);
         float sa = u->d * u->sc[s], sm = u->dmin * u->mn[s];
         for (int l = 0; l < len; l++) {
             float v = x[s * len + l];
-            u->q[s * len + l] = (int8_t)(sa > 0 ? clampi((int)lroundf((v + sm) / sa), 0, nmax) : 0);
+            u->q[s * len + l] = (int8_t)(sa > 0 ? quant_round_clamp((v + sm) / sa, 0, nmax) : 0);
         }
     }
 }
@@ -170,11 +169,11 @@ static void quantize_symmetric(const float *x, int nsub, int nneg, int npos, int
     u->d = f16_round(ms / -(float)sneg, dbits); /* largest scale lands on -sneg */
     u->dmin = 0;
     for (int s = 0; s < nsub; s++) {
-        u->sc[s] = (int16_t)(u->d != 0 ? clampi((int)lroundf(a[s] / u->d), -sneg, spos) : 0);
+        u->sc[s] = (int16_t)(u->d != 0 ? quant_round_clamp(a[s] / u->d, -sneg, spos) : 0);
         u->mn[s] = 0;
         float sa = u->d * u->sc[s];
         for (int l = 0; l < len; l++)
-            u->q[s * len + l] = (int8_t)(sa != 0 ? clampi((int)lroundf(x[s * len + l] / sa), -nneg, npos) : 0);
+            u->q[s * len + l] = (int8_t)(sa != 0 ? quant_round_clamp(x[s * len + l] / sa, -nneg, npos) : 0);
     }
 }
 
@@ -479,7 +478,7 @@ void quant_quant_q8_K(const float *src, void *dst, int64_t n) {
         for (int j = 0; j < QK_K; j++) amax = fmaxf(amax, fabsf(x[j]));
         b[i].d = amax / 127.0f;
         float id = amax > 0 ? 127.0f / amax : 0.0f;
-        for (int j = 0; j < QK_K; j++) b[i].qs[j] = (int8_t)clampi((int)lroundf(x[j] * id), -127, 127);
+        for (int j = 0; j < QK_K; j++) b[i].qs[j] = (int8_t)quant_round_clamp(x[j] * id, -127, 127);
         for (int g = 0; g < QK_K / 16; g++) {
             int sum = 0;
             for (int j = 0; j < 16; j++) sum += b[i].qs[16 * g + j];

@@ -20,8 +20,6 @@ static float f16_round(float x, uint16_t *bits) {
     return hb_f16_to_f32(*bits);
 }
 
-static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
-
 static uint32_t load_qh(const uint8_t qh[4]) {
     return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
 }
@@ -78,7 +76,7 @@ void quant_quant_q4_0(const float *src, void *dst, int64_t n) {
         float d = f16_round(signed_absmax(x, QK4_0) / -8.0f, &b[i].d);
         float id = d != 0.0f ? 1.0f / d : 0.0f;
         memset(b[i].qs, 0, sizeof b[i].qs);
-        for (int j = 0; j < QK4_0; j++) set_nib(b[i].qs, j, clampi((int)lroundf(x[j] * id) + 8, 0, 15));
+        for (int j = 0; j < QK4_0; j++) set_nib(b[i].qs, j, quant_round_clamp(x[j] * id, -8, 7) + 8);
     }
 }
 
@@ -114,7 +112,7 @@ void quant_quant_q4_1(const float *src, void *dst, int64_t n) {
         float m = f16_round(mn, &b[i].m);
         float id = d != 0.0f ? 1.0f / d : 0.0f;
         memset(b[i].qs, 0, sizeof b[i].qs);
-        for (int j = 0; j < QK4_1; j++) set_nib(b[i].qs, j, clampi((int)lroundf((x[j] - m) * id), 0, 15));
+        for (int j = 0; j < QK4_1; j++) set_nib(b[i].qs, j, quant_round_clamp((x[j] - m) * id, 0, 15));
     }
 }
 
@@ -161,7 +159,7 @@ void quant_quant_q5_0(const float *src, void *dst, int64_t n) {
         uint32_t qh = 0;
         memset(b[i].qs, 0, sizeof b[i].qs);
         for (int j = 0; j < QK5_0; j++) {
-            int q = clampi((int)lroundf(x[j] * id) + 16, 0, 31);
+            int q = quant_round_clamp(x[j] * id, -16, 15) + 16;
             set_nib(b[i].qs, j, q & 15);
             qh |= (uint32_t)(q >> 4) << j;
         }
@@ -205,7 +203,7 @@ void quant_quant_q5_1(const float *src, void *dst, int64_t n) {
         uint32_t qh = 0;
         memset(b[i].qs, 0, sizeof b[i].qs);
         for (int j = 0; j < QK5_1; j++) {
-            int q = clampi((int)lroundf((x[j] - m) * id), 0, 31);
+            int q = quant_round_clamp((x[j] - m) * id, 0, 31);
             set_nib(b[i].qs, j, q & 15);
             qh |= (uint32_t)(q >> 4) << j;
         }
@@ -238,7 +236,7 @@ static float quant_block_8bit(const float *x, int8_t *qs, uint16_t *dbits) {
     for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
     float d = f16_round(amax / 127.0f, dbits);
     float id = d != 0.0f ? 1.0f / d : 0.0f;
-    for (int j = 0; j < 32; j++) qs[j] = (int8_t)clampi((int)lroundf(x[j] * id), -127, 127);
+    for (int j = 0; j < 32; j++) qs[j] = (int8_t)quant_round_clamp(x[j] * id, -127, 127);
     return d;
 }
 

@@ -194,6 +194,186 @@ static void test_known_q8_0(void **state) {
     for (int j = 0; j < 32; j++) assert_true(y[j] == 0.25f * (float)(j * 8 - 128));
 }
 
+/* Cached sums of the activation formats: Q8_1's s = d * sum(qs) (f16), Q8_K's bsums. */
+static void test_activation_sums(void **state) {
+    (void)state;
+    enum { N = 1024 };
+    float x[N];
+    fill_gauss(x, N, 2.0f);
+    block_q8_1 b1[N / 32];
+    block_q8_K bk[N / 256];
+    assert_true(quant_quantize_row(QT_Q8_1, x, b1, N));
+    assert_true(quant_quantize_row(QT_Q8_K, x, bk, N));
+    for (int i = 0; i < N / 32; i++) {
+        int sum = 0;
+        for (int j = 0; j < 32; j++) sum += b1[i].qs[j];
+        assert_int_equal(b1[i].s, hb_f32_to_f16(hb_f16_to_f32(b1[i].d) * (float)sum));
+    }
+    for (int i = 0; i < N / 256; i++) {
+        for (int g = 0; g < 16; g++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++) sum += bk[i].qs[16 * g + j];
+            assert_int_equal(bk[i].bsums[g], sum);
+        }
+    }
+}
+
+static void test_known_q4_K(void **state) {
+    (void)state;
+    /* Scales and mins chosen to exercise the split 6-bit packing (sub-blocks 4..7 keep
+     * their top two bits in bytes 0..7). Bytes packed by hand from the layout:
+     *   byte j   (j<4) = sc[j] | (sc[j+4] >> 4) << 6
+     *   byte j+4 (j<4) = mn[j] | (mn[j+4] >> 4) << 6
+     *   byte j+8 (j<4) = (sc[j+4] & 15) | (mn[j+4] & 15) << 4 */
+    static const int sc[8] = { 1, 2, 3, 63, 33, 17, 48, 5 };
+    static const int mn[8] = { 0, 1, 62, 7, 40, 3, 16, 63 };
+    static const uint8_t packed[12] = { 0x81, 0x42, 0xC3, 0x3F, 0x80, 0x01, 0x7E, 0xC7,
+                                        0x81, 0x31, 0x00, 0xF5 };
+    block_q4_K b;
+    b.d = hb_f32_to_f16(1.0f);
+    b.dmin = hb_f32_to_f16(0.5f);
+    memcpy(b.scales, packed, 12);
+    for (int i = 0; i < 128; i++) b.qs[i] = (uint8_t)(i * 7 + 3);
+    float y[256];
+    assert_true(quant_dequantize_row(QT_Q4_K, &b, y, 256));
+    /* chunk c of 64: low nibbles of qs[32c..32c+31] are sub-block 2c, high nibbles 2c+1 */
+    for (int c = 0; c < 4; c++) {
+        for (int l = 0; l < 32; l++) {
+            uint8_t q = (uint8_t)((32 * c + l) * 7 + 3);
+            assert_true(y[64 * c + l] == 1.0f * sc[2 * c] * (q & 15) - 0.5f * mn[2 * c]);
+            assert_true(y[64 * c + 32 + l] == 1.0f * sc[2 * c + 1] * (q >> 4) - 0.5f * mn[2 * c + 1]);
+        }
+    }
+}
+
+static void test_known_q6_K(void **state) {
+    (void)state;
+    block_q6_K b;
+    for (int i = 0; i < 128; i++) b.ql[i] = (uint8_t)(i * 11 + 5);
+    for (int i = 0; i < 64; i++) b.qh[i] = (uint8_t)(i * 37 + 1);
+    for (int s = 0; s < 16; s++) b.scales[s] = (int8_t)(s * 17 - 128); /* -128..127 */
+    b.d = hb_f32_to_f16(0.25f);
+    float y[256];
+    assert_true(quant_dequantize_row(QT_Q6_K, &b, y, 256));
+    /* half h, quarter k: 4 low bits = nibble k/2 of ql[64h + 32(k%2) + l], 2 high bits =
+     * bits 2k of qh[32h + l]; value = d * scales[e/16] * (q - 32) */
+    for (int h = 0; h < 2; h++) {
+        for (int k = 0; k < 4; k++) {
+            for (int l = 0; l < 32; l++) {
+                int e = 128 * h + 32 * k + l;
+                uint8_t lo = b.ql[64 * h + 32 * (k % 2) + l];
+                int q = (k < 2 ? lo & 15 : lo >> 4) | ((b.qh[32 * h + l] >> (2 * k)) & 3) << 4;
+                assert_true(y[e] == 0.25f * (float)b.scales[e / 16] * (float)(q - 32));
+            }
+        }
+    }
+    /* a literal spot check: element 0 uses ql[0]=5 (low nibble 5), qh[0]=1 (bits 0-1 = 1),
+     * q = 5 + 16 = 21, scale -128: 0.25 * -128 * (21 - 32) = 352 */
+    assert_true(y[0] == 352.0f);
+}
+
+static void test_known_q3_K(void **state) {
+    (void)state;
+    block_q3_K b;
+    memset(&b, 0, sizeof b);
+    b.d = hb_f32_to_f16(2.0f);
+    /* scale of sub-block 9 = 5: biased 37 = 0b100101 -> low 4 bits 5 go to the high nibble
+     * of byte 1 (9 - 8), top bits 2 to bit pair 9/4 = 2 of byte 8 + 9%4 = 9. All other
+     * scales stay at biased 0, i.e. -32. */
+    b.scales[1] = 0x50;
+    b.scales[9] = 2 << 4;
+    /* element e = 144 (h=1, k=0, l=16, sub-block 9): low bits in qs[32 + 16] bits 0-1,
+     * high bit in hmask[16] bit 4. Codes 3 with hbit set -> q = 3; elsewhere q = 0 - 4. */
+    b.qs[48] = 3;
+    b.hmask[16] = 1 << 4;
+    float y[256];
+    assert_true(quant_dequantize_row(QT_Q3_K, &b, y, 256));
+    for (int e = 0; e < 256; e++) {
+        float want = e == 144 ? 2.0f * 5 * 3 : e / 16 == 9 ? 2.0f * 5 * -4 : 2.0f * -32 * -4;
+        if (y[e] != want) fail_msg("Q3_K element %d: %g, want %g", e, y[e], want);
+    }
+}
+
+static void test_known_iq4(void **state) {
+    (void)state;
+    /* IQ4_NL: d = 0.5, code j in element j and 15-j in element j+16; the grid values
+     * (-127 ... 113) are the published IQ4_NL levels. */
+    static const int levels[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
+    uint8_t blk[18];
+    put_f16(blk, 0.5f);
+    for (int j = 0; j < 16; j++) blk[2 + j] = (uint8_t)(j | (15 - j) << 4);
+    float y[256];
+    assert_true(quant_dequantize_row(QT_IQ4_NL, blk, y, 32));
+    for (int j = 0; j < 16; j++) {
+        assert_true(y[j] == 0.5f * levels[j]);
+        assert_true(y[16 + j] == 0.5f * levels[15 - j]);
+    }
+    /* IQ4_XS: sub-block s scale biased 32 + s - 4 (6 bits: low 4 in nibble s&1 of
+     * scales_l[s/2], top 2 at bits 2s of scales_h); every code = 15 (level 113). */
+    block_iq4_xs x;
+    x.d = hb_f32_to_f16(0.125f);
+    x.scales_h = 0;
+    memset(x.scales_l, 0, 4);
+    for (int s = 0; s < 8; s++) {
+        int v = 32 + s - 4;
+        x.scales_l[s / 2] |= (uint8_t)((v & 15) << (4 * (s & 1)));
+        x.scales_h |= (uint16_t)((v >> 4) << (2 * s));
+    }
+    memset(x.qs, 0xff, sizeof x.qs);
+    assert_true(quant_dequantize_row(QT_IQ4_XS, &x, y, 256));
+    for (int e = 0; e < 256; e++) assert_true(y[e] == 0.125f * (float)(e / 32 - 4) * 113.0f);
+}
+
+/* Blocks of random bytes (with sane f16 scale fields) reach code and scale values no
+ * quantizer of ours produces — negative super-scales, extreme 6-bit codes — and the dot
+ * product must still agree with dequantization on them. */
+static void test_dot_random_bytes(void **state) {
+    (void)state;
+    /* type, offsets of its f16 scale fields (-1: none) */
+    static const struct { uint32_t t; int f0, f1; } types[] = {
+        { QT_Q4_0, offsetof(block_q4_0, d), -1 },
+        { QT_Q4_1, offsetof(block_q4_1, d), offsetof(block_q4_1, m) },
+        { QT_Q5_0, offsetof(block_q5_0, d), -1 },
+        { QT_Q5_1, offsetof(block_q5_1, d), offsetof(block_q5_1, m) },
+        { QT_Q8_0, offsetof(block_q8_0, d), -1 },
+        { QT_Q2_K, offsetof(block_q2_K, d), offsetof(block_q2_K, dmin) },
+        { QT_Q3_K, offsetof(block_q3_K, d), -1 },
+        { QT_Q4_K, offsetof(block_q4_K, d), offsetof(block_q4_K, dmin) },
+        { QT_Q5_K, offsetof(block_q5_K, d), offsetof(block_q5_K, dmin) },
+        { QT_Q6_K, offsetof(block_q6_K, d), -1 },
+        { QT_IQ4_NL, offsetof(block_iq4_nl, d), -1 },
+        { QT_IQ4_XS, offsetof(block_iq4_xs, d), -1 },
+    };
+    enum { N = 512 };
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        uint32_t t = types[k].t, vt = quant_traits_of(t)->vec_dot_type;
+        const quant_traits *tr = quant_traits_of(t);
+        size_t rs = quant_row_size(t, N);
+        uint8_t *w = xmalloc(rs), *xq = xmalloc(quant_row_size(vt, N));
+        for (size_t i = 0; i < rs; i++) w[i] = (uint8_t)(rnd_unit() * 256);
+        /* overwrite the f16 scale fields with finite values in [-0.01, 0.01] */
+        for (size_t b = 0; b < rs / tr->type_size; b++) {
+            int offs[2] = { types[k].f0, types[k].f1 };
+            for (int f = 0; f < 2; f++) {
+                if (offs[f] < 0) continue;
+                uint16_t h = hb_f32_to_f16((float)(rnd_unit() * 0.02 - 0.01));
+                memcpy(w + b * tr->type_size + offs[f], &h, 2);
+            }
+        }
+        float *x = xmalloc(N * sizeof *x), *wd = xmalloc(N * sizeof *wd), *xd = xmalloc(N * sizeof *xd);
+        fill_gauss(x, N, 1.0f);
+        assert_true(quant_quantize_row(vt, x, xq, N));
+        assert_true(quant_dequantize_row(t, w, wd, N));
+        assert_true(quant_dequantize_row(vt, xq, xd, N));
+        double ref = 0, mag = 0;
+        for (int i = 0; i < N; i++) ref += (double)wd[i] * xd[i], mag += fabs((double)wd[i] * xd[i]);
+        float got = quant_vec_dot(t, w, xq, N);
+        if (!(fabs(got - ref) <= 1e-5 * mag))
+            fail_msg("%s: vec_dot %.9g vs dequantized dot %.9g", tr->name, got, ref);
+        free(w), free(xq), free(x), free(wd), free(xd);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
@@ -202,6 +382,12 @@ int main(void) {
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_known_q4_0),
         cmocka_unit_test(test_known_q8_0),
+        cmocka_unit_test(test_activation_sums),
+        cmocka_unit_test(test_known_q4_K),
+        cmocka_unit_test(test_known_q6_K),
+        cmocka_unit_test(test_known_q3_K),
+        cmocka_unit_test(test_known_iq4),
+        cmocka_unit_test(test_dot_random_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,6 +92,9 @@ static void check_case(const mm_case *mc, cpu_pool **pools) {
     static const int64_t toks[] = { 1, 2, 3, 17, 64 };
     const int ldy = (int)mc->rows + 3; /* ldy > n_rows: padding must stay untouched */
     int top = cpu_features_get()->level;
+    float *y_avx2 = malloc(sizeof(float) * (size_t)(max_tok * ldy));
+    assert_non_null(y_avx2);
+    bool quantized = mc->type != QT_F16 && mc->type != QT_BF16;
     for (int lv = 0; lv <= top; lv++) {
         cpu_isa_force(lv);
         cpu_weight w = { mc->type, mc->rows, mc->cols, row_bytes, wdata, NULL, 0 };
@@ -118,6 +121,11 @@ static void check_case(const mm_case *mc, cpu_pool **pools) {
             }
             /* same bits with 1 and 2 threads */
             assert_memory_equal(y, y1, sizeof(float) * (size_t)(nt * ldy));
+            /* quantized kernels: integer dots are exact and the float steps are the same per
+             * lane on AVX2 and AVX-512, so any difference would come from the vectorized
+             * activation quantizer deviating from the reference codes */
+            if (quantized && lv == CPU_ISA_AVX2 && nt == 64) memcpy(y_avx2, y, sizeof(float) * (size_t)(nt * ldy));
+            if (quantized && lv >= CPU_ISA_AVX512 && nt == 64) assert_memory_equal(y, y_avx2, sizeof(float) * (size_t)(nt * ldy));
         }
         /* tile independence: token t of a 17-token call equals the same token alone */
         {
@@ -130,6 +138,7 @@ static void check_case(const mm_case *mc, cpu_pool **pools) {
         cpu_weight_release(&w);
     }
     cpu_isa_force(-1);
+    free(y_avx2);
     free(wdata), free(x), free(xq), free(ref), free(bound), free(y), free(y1), free(wf), free(xf);
 }
 

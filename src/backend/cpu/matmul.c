@@ -147,7 +147,11 @@ static void prep_row(const prep_job *j, int64_t t, uint8_t *tmp) {
 
 static void prep_task(void *ctx, int ith, int nth) {
     const prep_job *j = ctx;
-    for (int64_t t = ith; t < j->n_tok; t += nth) prep_row(j, t, j->tmp + (size_t)ith * j->tmp_row);
+    bool fast = cpu_isa_level() >= CPU_ISA_AVX512;
+    for (int64_t t = ith; t < j->n_tok; t += nth) {
+        if (fast) mm_prep_avx512(j->w->type, j->x + t * j->w->n_cols, j->w->n_cols, j->xp + (size_t)t * j->xp_row);
+        else prep_row(j, t, j->tmp + (size_t)ith * j->tmp_row);
+    }
 }
 
 /* Bytes of one prepared activation row; 0 if the kernels do not take this type. */

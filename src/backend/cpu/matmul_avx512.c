@@ -167,6 +167,85 @@ MM_FORCE void bf16_tile(const mm_ctx *c, int64_t r0, int64_t t0, const int NT) {
 MM_DEF_FRUN(run_f16, f16_tile)
 MM_DEF_FRUN(run_bf16, bf16_tile)
 
+
+/* ---- activation preparation -----------------------------------------------------------------
+ * Bit-exact vector versions of the reference quantizers (quant_quant_q8_0 / q8_K): the same
+ * IEEE operations in the same order per element (|x| max, scale, x * id, then quant.h's
+ * rounding rule: truncate(v +- 0.5) clamped, NaN to the low end), so the codes are identical
+ * and only the kernels' summation order differs from the reference. */
+static inline __m512i round_clamp127(__m512 v) {
+    __m512 half = _mm512_or_ps(_mm512_and_ps(v, _mm512_set1_ps(-0.0f)), _mm512_set1_ps(0.5f));
+    __m512i q = _mm512_cvttps_epi32(_mm512_add_ps(v, half)); /* NaN/overflow: INT_MIN */
+    return _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-127)), _mm512_set1_epi32(127));
+}
+
+static inline __m512 absmax_acc(__m512 acc, const float *x) {
+    return _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x)), acc); /* NaN lanes keep acc */
+}
+
+static void prep_q8_0(const float *x, int64_t n, mm_xb32 *out) {
+    for (int64_t b = 0; b < n / 32; b++, x += 32) {
+        float amax = _mm512_reduce_max_ps(absmax_acc(absmax_acc(_mm512_setzero_ps(), x), x + 16));
+        float d = hb_f16_to_f32(hb_f32_to_f16(amax / 127.0f));
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m512i q0 = round_clamp127(_mm512_mul_ps(_mm512_loadu_ps(x), _mm512_set1_ps(id)));
+        __m512i q1 = round_clamp127(_mm512_mul_ps(_mm512_loadu_ps(x + 16), _mm512_set1_ps(id)));
+        _mm_storeu_si128((__m128i *)out[b].qs, _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(out[b].qs + 16), _mm512_cvtepi32_epi8(q1));
+        out[b].d = d;
+        out[b].corr = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+}
+
+static void prep_q8_K(const float *x, int64_t n, mm_xbk *out) {
+    for (int64_t b = 0; b < n / 256; b++, x += 256) {
+        __m512 m = _mm512_setzero_ps();
+        for (int i = 0; i < 256; i += 16) m = absmax_acc(m, x + i);
+        float amax = _mm512_reduce_max_ps(m);
+        float id = amax > 0 ? 127.0f / amax : 0.0f;
+        out[b].d = amax / 127.0f;
+        int32_t s16[16];
+        for (int j = 0; j < 16; j++) {
+            __m512i q = round_clamp127(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * j), _mm512_set1_ps(id)));
+            _mm_storeu_si128((__m128i *)(out[b].qs + 16 * j), _mm512_cvtepi32_epi8(q));
+            s16[j] = _mm512_reduce_add_epi32(q);
+            out[b].c16[j] = -32 * s16[j];
+        }
+        for (int j = 0; j < 8; j++) out[b].s32[j] = s16[2 * j] + s16[2 * j + 1];
+    }
+}
+
+static void prep_f16(const float *x, int64_t n, float *out) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+    for (; i < n; i++) out[i] = hb_f16_to_f32(hb_f32_to_f16(x[i]));
+}
+
+/* round-to-nearest-even bf16 in integer arithmetic, NaN quieted (as hb_f32_to_bf16) */
+static void prep_bf16(const float *x, int64_t n, uint16_t *out) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i u = _mm512_loadu_si512(x + i);
+        __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                                         _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+        r = _mm512_srli_epi32(r, 16);
+        __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+        r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+        _mm256_storeu_si256((__m256i *)(out + i), _mm512_cvtepi32_epi16(r));
+    }
+    for (; i < n; i++) out[i] = hb_f32_to_bf16(x[i]);
+}
+
+void mm_prep_avx512(uint32_t type, const float *x, int64_t n, void *out) {
+    switch (type) {
+    case QT_Q4_0: case QT_Q8_0: prep_q8_0(x, n, out); break;
+    case QT_F16: prep_f16(x, n, out); break;
+    case QT_BF16: prep_bf16(x, n, out); break;
+    default: prep_q8_K(x, n, out); break;
+    }
+}
+
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -188,6 +267,9 @@ mm_kern_fn mm_kernel_avx512(const cpu_weight *w, bool bf16_ok) {
 }
 
 #else /* not x86-64: no AVX-512 kernels */
+void mm_prep_avx512(uint32_t type, const float *x, int64_t n, void *out) {
+    (void)type, (void)x, (void)n, (void)out;
+}
 mm_kern_fn mm_kernel_avx512(const cpu_weight *w, bool bf16_ok) {
     (void)w, (void)bf16_ok;
     return NULL;

@@ -84,6 +84,10 @@ typedef void (*mm_kern_fn)(const mm_ctx *c, int64_t g0, int64_t g1);
 mm_kern_fn mm_kernel_avx512(const cpu_weight *w, bool bf16_ok);
 mm_kern_fn mm_kernel_avx2(const cpu_weight *w);
 
+/* Vector activation preparation, bit-identical to the scalar path in matmul.c (reference
+ * quantization + rearrangement): x (n floats) -> one prepared row of the weight type. */
+void mm_prep_avx512(uint32_t type, const float *x, int64_t n, void *out);
+
 /* Packing (matmul_pack.c): bytes of the packed copy for w, 0 if w's type is not packed. */
 size_t mm_pack_size(const cpu_weight *w, int *kind);
 /* Fills dst (mm_pack_size bytes) for rows of groups [g0, g1). */

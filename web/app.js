@@ -388,9 +388,28 @@ function renderList() {
   ui.list.replaceChildren(frag);
 }
 
-function miniButton(text, title, fn) {
+// Small stroke icons built as DOM (no innerHTML): one path each, 24x24 view box.
+const ICONS = {
+  edit: 'M4 20h4L19 9l-4-4L4 16v4zM14 6l4 4',
+  trash: 'M5 7h14M10 7V5h4v2M7 7l1 12h8l1-12M10 11v5M14 11v5',
+};
+function icon(name) {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24'); svg.setAttribute('width', '15'); svg.setAttribute('height', '15');
+  svg.setAttribute('aria-hidden', 'true');
+  const p = document.createElementNS(NS, 'path');
+  p.setAttribute('d', ICONS[name]);
+  p.setAttribute('fill', 'none'); p.setAttribute('stroke', 'currentColor');
+  p.setAttribute('stroke-width', '1.8'); p.setAttribute('stroke-linecap', 'round'); p.setAttribute('stroke-linejoin', 'round');
+  svg.appendChild(p);
+  return svg;
+}
+
+function miniButton(ico, title, fn) {
   const b = document.createElement('button');
-  b.type = 'button'; b.className = 'mini'; b.textContent = text; b.title = title;
+  b.type = 'button'; b.className = 'mini ' + ico; b.title = title;
+  b.appendChild(icon(ico));
   b.setAttribute('aria-label', title);
   b.addEventListener('click', (e) => { e.stopPropagation(); fn(b); });
   return b;
@@ -404,11 +423,11 @@ function listItem(c) {
   open.type = 'button'; open.className = 'chat-open'; open.textContent = c.title || 'Untitled'; open.title = c.title || '';
   open.addEventListener('click', () => { openChat(c); closeSide(); });
   item.appendChild(open);
-  item.appendChild(miniButton('✎', 'Rename', () => startRename(item, c)));
-  item.appendChild(miniButton('🗑', 'Delete', (b) => {
+  item.appendChild(miniButton('edit', 'Rename', () => startRename(item, c)));
+  item.appendChild(miniButton('trash', 'Delete', (b) => {
     if (!b.classList.contains('confirm')) {
       b.classList.add('confirm'); b.textContent = 'Delete?';
-      setTimeout(() => { b.classList.remove('confirm'); b.textContent = '🗑'; }, 3000);
+      setTimeout(() => { if (b.isConnected) { b.classList.remove('confirm'); b.replaceChildren(icon('trash')); } }, 3000);
       return;
     }
     deleteChat(c);

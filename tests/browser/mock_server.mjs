@@ -2,7 +2,7 @@
 // the real server sends (CSP, ETag, no-cache) and fakes the Ollama API the page uses, with
 // replies chosen by keywords in the last user message so browser tests are deterministic:
 //   "xss"      a reply full of HTML/script injection attempts (must render as text)
-//   "long"     streams forever, a token every 15 ms, until the client disconnects
+//   "long"     streams forever, a token every 15 ms (others every 12 ms), until the client disconnects
 //   "toolong"  400 "context length exceeded";  "loadfail"  500 "failed to load model"
 //   otherwise  a Markdown reply streamed word by word (heading, list, code, table)
 // Every /api/chat body is recorded in state.requests; state.aborted counts streams the
@@ -100,7 +100,7 @@ async function chat(req, res, state) {
       const piece = forever ? ` word${i}` : parts[i];
       i++;
       res.write(JSON.stringify({ model: model.name, created_at: new Date().toISOString(), message: { role: 'assistant', content: piece }, done: false }) + '\n');
-      setTimeout(tick, forever ? 15 : 25);
+      setTimeout(tick, forever ? 15 : 12);
       return;
     }
     finished = true;

@@ -50,13 +50,14 @@ const RE_LINK = /^\[((?:[^\[\]\\]|\\.){0,500})\]\(\s*<?([^\s()<>]{0,2000})>?(?:\
 const RE_AUTOLINK = /^<((?:https?:\/\/|mailto:)[^\s<>]{1,2000})>/i;
 const RE_BARE = /^https?:\/\/[^\s<>"'`]{1,2000}/i;
 
-// Emphasis: opener must be followed by non-space, closer preceded by non-space.
+// Emphasis: opener must be followed by non-space, closer preceded by non-space. The span is
+// bounded (500 chars) so a failed match costs O(500), keeping a paragraph linear.
 const EMPH = [
-  ['**', 'strong', /^\*\*(?=\S)([\s\S]*?\S)\*\*/],
-  ['__', 'strong', /^__(?=\S)([\s\S]*?\S)__(?![A-Za-z0-9])/],
-  ['~~', 'del', /^~~(?=\S)([\s\S]*?\S)~~/],
-  ['*', 'em', /^\*(?=[^\s*])([\s\S]*?[^\s*])\*(?!\*)/],
-  ['_', 'em', /^_(?=[^\s_])([\s\S]*?[^\s_])_(?![A-Za-z0-9])/],
+  ['**', 'strong', /^\*\*(?=\S)([\s\S]{0,500}?\S)\*\*/],
+  ['__', 'strong', /^__(?=\S)([\s\S]{0,500}?\S)__(?![A-Za-z0-9])/],
+  ['~~', 'del', /^~~(?=\S)([\s\S]{0,500}?\S)~~/],
+  ['*', 'em', /^\*(?=[^\s*])([\s\S]{0,500}?[^\s*])\*(?!\*)/],
+  ['_', 'em', /^_(?=[^\s_])([\s\S]{0,500}?[^\s_])_(?![A-Za-z0-9])/],
 ];
 
 function inline(text, parent, opts) {
@@ -179,6 +180,12 @@ function splitRow(line) {
   }
   cells.push(cur.trim());
   return cells;
+}
+
+// A table needs a header row with pipes and a delimiter row with the same column count.
+function isTableStart(lines, i) {
+  return lines[i].includes('|') && i + 1 < lines.length && RE_TABLE_SEP.test(lines[i + 1]) &&
+    lines[i + 1].includes('-') && splitRow(lines[i]).length === splitRow(lines[i + 1]).length;
 }
 
 function codeBlock(lang, text) {
@@ -340,14 +347,14 @@ function blocks(lines, parent, depth) {
       i = list(lines, i, parent, depth);
       continue;
     }
-    if (line.includes('|') && i + 1 < lines.length && RE_TABLE_SEP.test(lines[i + 1]) && lines[i + 1].includes('-')) {
+    if (isTableStart(lines, i)) {
       i = table(lines, i, parent);
       continue;
     }
     const para = [line.trim()];
     i++;
     while (i < lines.length && !isBlank(lines[i]) && !startsBlock(lines[i]) &&
-           !(lines[i].includes('|') && i + 1 < lines.length && RE_TABLE_SEP.test(lines[i + 1]))) {
+           !isTableStart(lines, i)) {
       para.push(lines[i].trim());
       i++;
     }

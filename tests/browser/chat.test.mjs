@@ -341,6 +341,58 @@ test('mock: phone width', async (t) => {
   }
 });
 
+test('mock: Markdown renderer on random and pathological input', async () => {
+  const { page, context, watch } = await openPage(browser, mock.url);
+  try {
+    const r = await page.evaluate(async () => {
+      const { renderMarkdown } = await import('/md.js');
+      const ok = new Set(['H1', 'H2', 'H3', 'H4', 'H5', 'H6', 'P', 'BR', 'STRONG', 'EM', 'DEL', 'CODE', 'PRE', 'A', 'UL', 'OL', 'LI',
+        'BLOCKQUOTE', 'HR', 'DIV', 'SPAN', 'BUTTON', 'TABLE', 'THEAD', 'TBODY', 'TR', 'TH', 'TD', 'DETAILS', 'SUMMARY']);
+      const bad = [];
+      const check = (root, src) => {
+        for (const el of root.querySelectorAll('*')) {
+          if (!ok.has(el.tagName)) bad.push(el.tagName + ' from ' + JSON.stringify(src).slice(0, 80));
+          for (const a of el.attributes) {
+            if (!['class', 'href', 'target', 'rel', 'style', 'type', 'start', 'data-lang', 'open'].includes(a.name)) bad.push('attr ' + a.name);
+            if (a.name === 'href' && !/^(https?:|mailto:)/.test(a.value)) bad.push('href ' + a.value);
+          }
+        }
+      };
+      // Deterministic pseudo-random strings over Markdown's special characters.
+      let seed = 12345;
+      const rnd = (n) => { seed = (seed * 1103515245 + 12345) >>> 0; return seed % n; };
+      const atoms = ['*', '**', '_', '`', '```', '~~', '#', '# ', '- ', '1. ', '> ', '|', '---', '[', ']', '(', ')', '<', '>', '\\',
+        '\n', '\n\n', '  ', 'a', 'word ', 'javascript:alert(1)', 'http://x.y/', 'mailto:a@b', '<script>', '"', "'", '!', ':', '<think>', '</think>', '\t'];
+      const div = document.createElement('div');
+      for (let k = 0; k < 3000; k++) {
+        let src = '';
+        const len = 1 + rnd(60);
+        for (let j = 0; j < len; j++) src += atoms[rnd(atoms.length)];
+        renderMarkdown(div, src);
+        check(div, src);
+      }
+      // Pathological inputs must stay fast (rendered once per frame while streaming).
+      const slow = [];
+      for (const src of ['*'.repeat(50000), '**a '.repeat(5000), '>'.repeat(5000) + ' x', '- '.repeat(3000) + 'x',
+        '['.repeat(20000), '`'.repeat(30001), ('| a '.repeat(200) + '|\n') + ('|---'.repeat(200) + '|\n') + ('| 1 '.repeat(200) + '|\n').repeat(200),
+        '_a'.repeat(20000), ('  '.repeat(40) + '- x\n').repeat(500), 'http://' + 'a'.repeat(50000)]) {
+        const t0 = performance.now();
+        renderMarkdown(div, src);
+        const ms = performance.now() - t0;
+        check(div, src.slice(0, 40));
+        if (ms > 250) slow.push(`${JSON.stringify(src.slice(0, 20))}: ${ms.toFixed(0)} ms`);
+      }
+      return { bad: bad.slice(0, 10), slow, xss: window.__xss };
+    });
+    assert.deepEqual(r.bad, []);
+    assert.deepEqual(r.slow, []);
+    assert.equal(r.xss, undefined);
+    assert.deepEqual(watch.errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
 test('mock: server down, then API key required', async () => {
   const keyed = await startMock({ apiKey: 'sekrit' });
   const { page, context } = await openPage(browser, keyed.url);

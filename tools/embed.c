@@ -1,4 +1,4 @@
-/* embed.c — build-time generator: turns the web page's files (web/*) into a C source file
+/* embed.c — build-time generator: turns the web page's files (in web/) into a C source file
  * with one byte array per file plus a lookup table (server_asset_table, see
  * src/server/assets.h), so `hearth serve` carries its chat page inside the binary and never
  * reads files at run time.

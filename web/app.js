@@ -315,7 +315,7 @@ function modelDefaults(name) {
     top_k: p.top_k || '40',
     min_p: p.min_p || '0',
     num_predict: p.num_predict || 'unlimited',
-    num_ctx: p.num_ctx || (ctx ? `auto (max ${ctx})` : 'auto'),
+    num_ctx: p.num_ctx || (ctx ? `auto ≤ ${ctx}` : 'auto'),
     seed: p.seed || 'random',
   };
 }
@@ -972,9 +972,10 @@ function wire() {
     closeSide();
   });
   window.addEventListener('resize', syncScrim);
-  document.addEventListener('visibilitychange', () => {
-    if (!document.hidden && !state.gen) refreshLoaded().then(() => { fillPickerLabels(); updateInfo(); });
-  });
+  // Models unload after their keep-alive: keep the loaded markers roughly current.
+  const refresh = () => { if (!document.hidden && !state.gen && state.models.length) refreshLoaded().then(() => { fillPickerLabels(); updateInfo(); }); };
+  document.addEventListener('visibilitychange', refresh);
+  setInterval(refresh, 30000);
 }
 
 function init() {

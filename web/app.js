@@ -589,21 +589,29 @@ function statsNode(m) {
 
 const fmtSeconds = (s) => (s < 10 ? s.toFixed(2) : s.toFixed(1)) + ' s';
 
-// Per-frame update of the streaming message: at most one Markdown render per frame.
+// Update of the streaming message: at most one Markdown render per frame, and when a long
+// reply makes a render expensive, renders are spaced out so they take at most ~1/4 of the
+// time (each render is O(reply length); without this, long replies would go quadratic).
 let frameQueued = false;
+let nextRenderAt = 0;
 function scheduleRender() {
   if (frameQueued) return;
   frameQueued = true;
-  requestAnimationFrame(() => {
+  const run = (now) => {
+    if (now < nextRenderAt) { requestAnimationFrame(run); return; }
     frameQueued = false;
     const g = state.gen;
     if (!g || g.chat !== state.chat) return;
     const node = state.nodes.get(g.msg);
     if (!node) return;
     const stick = nearBottom();
+    const t0 = performance.now();
     fillBody(g.msg, node.querySelector('.body'));
+    const cost = performance.now() - t0;
+    nextRenderAt = cost > 4 ? t0 + cost * 4 : 0;
     if (stick) toBottom();
-  });
+  };
+  requestAnimationFrame(run);
 }
 
 function refreshMessage(chat, m) {

@@ -2,7 +2,7 @@
 // the real server sends (CSP, ETag, no-cache) and fakes the Ollama API the page uses, with
 // replies chosen by keywords in the last user message so browser tests are deterministic:
 //   "xss"      a reply full of HTML/script injection attempts (must render as text)
-//   "long"     streams forever, a token every 15 ms (others every 12 ms), until the client disconnects
+//   "long"     streams (a token every 15 ms) until the client disconnects or options.num_predict
 //   "toolong"  400 "context length exceeded";  "loadfail"  500 "failed to load model"
 //   otherwise  a Markdown reply streamed word by word (heading, list, code, table)
 // Every /api/chat body is recorded in state.requests; state.aborted counts streams the
@@ -90,13 +90,15 @@ async function chat(req, res, state) {
   state.loaded.add(model.name);
   res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
   const forever = /long/.test(text);
+  const np = body.options && body.options.num_predict;
+  const limit = Number.isInteger(np) && np > 0 ? np : Infinity;   // honoured like the real server
   const parts = chunks(/xss/.test(text) ? XSS_REPLY : NORMAL_REPLY);
   let i = 0;
   let finished = false;
   const started = Date.now();
   const tick = () => {
     if (res.destroyed) return;
-    if (forever || i < parts.length) {
+    if (i < limit && (forever || i < parts.length)) {
       const piece = forever ? ` word${i}` : parts[i];
       i++;
       res.write(JSON.stringify({ model: model.name, created_at: new Date().toISOString(), message: { role: 'assistant', content: piece }, done: false }) + '\n');
@@ -107,7 +109,7 @@ async function chat(req, res, state) {
     const prompt = JSON.stringify(body.messages).length >> 2;
     res.end(JSON.stringify({
       model: model.name, created_at: new Date().toISOString(), message: { role: 'assistant', content: '' },
-      done: true, done_reason: 'stop', total_duration: (Date.now() - started) * 1e6, load_duration: 2e6,
+      done: true, done_reason: i >= limit ? 'length' : 'stop', total_duration: (Date.now() - started) * 1e6, load_duration: 2e6,
       prompt_eval_count: prompt, prompt_eval_duration: 5e6, eval_count: i, eval_duration: (Date.now() - started) * 1e6,
       prompt_cached_tokens: state.requests.length > 1 ? Math.floor(prompt / 2) : 0,
     }) + '\n');
@@ -135,6 +137,10 @@ export function startMock({ port = 0, apiKey = '' } = {}) {
       return m ? sendJson(res, 200, showModel(m)) : sendJson(res, 404, { error: 'model not found' });
     }
     if (url.pathname === '/api/chat' && req.method === 'POST') return chat(req, res, state);
+    if (url.pathname === '/api/create' && req.method === 'POST') {   // accepted, not stored: the models are fixed
+      const b = await readBody(req);
+      return b && (b.model || b.name) ? sendJson(res, 200, { status: 'success' }) : sendJson(res, 400, { error: 'model name required' });
+    }
     return sendJson(res, 404, { error: 'not found' });
   });
   return new Promise((resolve) => {

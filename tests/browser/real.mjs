@@ -153,7 +153,7 @@ export async function realServerJourney(t, browser) {
     }, null, { timeout: T(30000) });
     await page.keyboard.press('Escape');
     await waitIdle(page, 10000);
-    const stoppedStats = await page.locator('.msg.assistant .stats').last().textContent();
+    const stoppedStats = await page.locator('.msg.assistant .stats').last().innerText();
     t.diagnostic(`real server: after Esc: ${stoppedStats}`);
 
     // Regenerate and edit: both must produce a fresh complete reply.

@@ -122,7 +122,7 @@ function describe(e, model) {
   if (e instanceof ApiError) {
     if (e.status === 0) return { kind: 'down', title: 'Cannot reach the hearth server', detail: 'Is `hearth serve` still running? Check it, then retry.' };
     if (e.status === 401 || e.status === 403) return { kind: 'auth', title: 'This server needs an API key', detail: msg };
-    if (/context|too long|too many tokens|exceeds/i.test(msg)) return { kind: 'context', title: 'The conversation is too long for the context window', detail: msg + ' — start a new chat, shorten the conversation, or raise the context length in settings.' };
+    if (/context (length|window|size)|too long|too many tokens|exceed/i.test(msg)) return { kind: 'context', title: 'The conversation is too long for the context window', detail: msg + ' — start a new chat, shorten the conversation, or raise the context length in settings.' };
     if (e.status === 404) return { kind: 'model', title: `Model “${model || '?'}” was not found`, detail: msg };
     if (/load/i.test(msg)) return { kind: 'model', title: `The model failed to load`, detail: msg };
     return { kind: 'http', title: `The server answered ${e.status}`, detail: msg };
@@ -295,7 +295,7 @@ function updateInfo() {
 // ---- settings -----------------------------------------------------------------------------
 
 function parseParameters(text) {
-  const out = {};
+  const out = Object.create(null);
   for (const line of String(text || '').split('\n')) {
     const m = /^\s*(\w+)\s+(.+?)\s*$/.exec(line);
     if (m && !(m[1] in out)) out[m[1]] = m[2].replace(/^"(.*)"$/, '$1');
@@ -529,6 +529,7 @@ function fillBody(m, body) {
   const text = (m.thinking ? '<think>' + m.thinking + (m.content || m.pending === false ? '</think>' : '') : '') + m.content;
   renderMarkdown(body, text);
   body.classList.toggle('pending', !!m.pending);
+  body.setAttribute('aria-busy', m.pending ? 'true' : 'false');
 }
 
 function fillFoot(chat, m, idx, foot) {

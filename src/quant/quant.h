@@ -4,6 +4,10 @@
  * Type ids are the GGUF/ggml `ggml_type` numbers as stored in files. Every type a file may
  * name has traits (so the GGUF reader can size any tensor); `compute` marks the types
  * hearth can actually use as weights.
+ *
+ * Block layouts are in quant/blocks.h, the per-type reference functions in quant/ref.h
+ * (both internal; the CPU kernels include them). Reference quantizers round to nearest,
+ * ties away from zero (quant_round_clamp), and quantize against scales as stored (f16).
  */
 #ifndef HEARTH_QUANT_H
 #define HEARTH_QUANT_H

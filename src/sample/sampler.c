@@ -1,0 +1,187 @@
+/* sampler.c — the sampling chain: logit bias, repetition penalties, then greedy or
+ * top-k -> typical-p -> top-p -> min-p -> temperature -> weighted draw.
+ *
+ * Determinism: the draw uses a private xoshiro256** generator seeded from params.seed, and
+ * every step is a pure function of the logits and the history, so the same seed and logits
+ * give the same tokens on any thread count. Ties are broken by lower token id.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "sample/sample.h"
+
+struct hearth_sampler {
+    hearth_sampler_params p;
+    hearth_logit_bias *bias;  /* owned copy of p.logit_bias */
+    int32_t n_vocab;
+    uint64_t rng[4];
+    /* penalty history: ring of the last `hist_cap` accepted tokens */
+    hearth_token *hist;
+    size_t hist_cap, hist_len, hist_head;
+    uint32_t *counts;         /* [n_vocab] occurrences in the window (scratch) */
+    sample_cand *cand;        /* [n_vocab] candidate scratch */
+};
+
+/* ---- random numbers ---------------------------------------------------------------------- */
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t rng_next(uint64_t s[4]) {
+    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return r;
+}
+
+/* Uniform double in [0, 1) with 53 random bits. */
+static double rng_uniform(uint64_t s[4]) { return (double)(rng_next(s) >> 11) * 0x1.0p-53; }
+
+static void rng_seed(uint64_t s[4], uint64_t seed) {
+    for (int i = 0; i < 4; i++) s[i] = splitmix64(&seed);
+}
+
+/* ---- params ----------------------------------------------------------------------------- */
+hearth_sampler_params hearth_sampler_default_params(void) {
+    hearth_sampler_params p;
+    memset(&p, 0, sizeof p);
+    p.seed = 0;
+    p.temperature = 0.8f;
+    p.top_k = 40;
+    p.top_p = 0.9f;
+    p.min_p = 0.0f;
+    p.typical_p = 1.0f;
+    p.repeat_penalty = 1.1f;
+    p.repeat_last_n = 64;
+    return p;
+}
+
+static int sampler_check(const hearth_sampler_params *p, int32_t n_vocab, hb_err *err) {
+    int rc = HEARTH_OK;
+    HB_CHECK(n_vocab > 0, HEARTH_E_INVALID, "sampler: the model has no vocabulary");
+    HB_CHECK(isfinite(p->temperature) && p->temperature <= 100.0f, HEARTH_E_INVALID,
+             "sampler: temperature %g out of range (<= 100)", p->temperature);
+    HB_CHECK(!isnan(p->top_p) && !isnan(p->min_p) && !isnan(p->typical_p), HEARTH_E_INVALID,
+             "sampler: top_p/min_p/typical_p must be numbers");
+    HB_CHECK(p->top_p >= 0.0f && p->min_p <= 1.0f && p->typical_p >= 0.0f, HEARTH_E_INVALID,
+             "sampler: top_p, typical_p must be >= 0 and min_p <= 1");
+    HB_CHECK(isfinite(p->repeat_penalty) && p->repeat_penalty > 0.0f, HEARTH_E_INVALID,
+             "sampler: repeat_penalty %g must be > 0", p->repeat_penalty);
+    HB_CHECK(isfinite(p->presence_penalty) && isfinite(p->frequency_penalty), HEARTH_E_INVALID,
+             "sampler: presence/frequency penalties must be finite");
+    HB_CHECK(p->repeat_last_n >= -1, HEARTH_E_INVALID, "sampler: repeat_last_n %d must be >= -1", p->repeat_last_n);
+    HB_CHECK(p->n_logit_bias <= (size_t)n_vocab * 4, HEARTH_E_INVALID, "sampler: too many logit biases");
+    for (size_t i = 0; i < p->n_logit_bias; i++) {
+        HB_CHECK(p->logit_bias[i].token >= 0 && p->logit_bias[i].token < n_vocab, HEARTH_E_INVALID,
+                 "sampler: logit bias token %d out of range [0, %d)", p->logit_bias[i].token, n_vocab);
+        HB_CHECK(!isnan(p->logit_bias[i].bias), HEARTH_E_INVALID, "sampler: logit bias is NaN");
+    }
+out:
+    return rc;
+}
+
+hearth_sampler *sample_new(int32_t n_vocab, const hearth_sampler_params *params, hb_err *err) {
+    int rc = HEARTH_OK;
+    hearth_sampler *s = NULL;
+    hearth_sampler_params p = params ? *params : hearth_sampler_default_params();
+    if ((rc = sampler_check(&p, n_vocab, err))) goto out;
+    s = calloc(1, sizeof *s);
+    HB_CHECK(s, HEARTH_E_NOMEM, "sampler: out of memory");
+    s->p = p;
+    s->n_vocab = n_vocab;
+    s->hist_cap = p.repeat_last_n < 0 ? 65536 : (size_t)(p.repeat_last_n > 0 ? p.repeat_last_n : 1);
+    s->hist = hb_calloc_n(s->hist_cap, sizeof *s->hist);
+    s->counts = hb_calloc_n((size_t)n_vocab, sizeof *s->counts);
+    s->cand = hb_calloc_n((size_t)n_vocab, sizeof *s->cand);
+    HB_CHECK(s->hist && s->counts && s->cand, HEARTH_E_NOMEM, "sampler: out of memory");
+    if (p.n_logit_bias) {
+        s->bias = hb_calloc_n(p.n_logit_bias, sizeof *s->bias);
+        HB_CHECK(s->bias, HEARTH_E_NOMEM, "sampler: out of memory");
+        memcpy(s->bias, p.logit_bias, p.n_logit_bias * sizeof *s->bias);
+    }
+    s->p.logit_bias = s->bias;
+    rng_seed(s->rng, p.seed);
+out:
+    if (rc) {
+        hearth_sampler_free(s);
+        s = NULL;
+    }
+    return s;
+}
+
+void hearth_sampler_free(hearth_sampler *s) {
+    if (!s) return;
+    free(s->bias);
+    free(s->hist);
+    free(s->counts);
+    free(s->cand);
+    free(s);
+}
+
+void hearth_sampler_reset(hearth_sampler *s) {
+    s->hist_len = 0;
+    s->hist_head = 0;
+    rng_seed(s->rng, s->p.seed);
+}
+
+void hearth_sampler_accept(hearth_sampler *s, hearth_token t) {
+    if (t < 0 || t >= s->n_vocab) return;
+    s->hist[s->hist_head] = t;
+    s->hist_head = (s->hist_head + 1) % s->hist_cap;
+    if (s->hist_len < s->hist_cap) s->hist_len++;
+}
+
+/* ---- the chain ---------------------------------------------------------------------------- */
+static void apply_penalties(hearth_sampler *s, sample_cand *c) {
+    const hearth_sampler_params *p = &s->p;
+    bool any = p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+    if (!any || p->repeat_last_n == 0 || s->hist_len == 0) return;
+    size_t n = s->hist_len;
+    for (size_t i = 0; i < n; i++) s->counts[s->hist[i]]++;
+    for (size_t i = 0; i < n; i++) {
+        hearth_token t = s->hist[i];
+        uint32_t cnt = s->counts[t];
+        if (cnt == 0) continue; /* already applied for this token */
+        float l = c[t].logit;
+        if (p->repeat_penalty != 1.0f) l = l > 0 ? l / p->repeat_penalty : l * p->repeat_penalty;
+        l -= (float)cnt * p->frequency_penalty + p->presence_penalty;
+        c[t].logit = l;
+        s->counts[t] = 0;
+    }
+}
+
+hearth_token hearth_sampler_sample(hearth_sampler *s, const float *logits) {
+    sample_cand *c = s->cand;
+    size_t n = (size_t)s->n_vocab;
+    for (size_t i = 0; i < n; i++) {
+        c[i].id = (int32_t)i;
+        c[i].logit = isnan(logits[i]) ? -INFINITY : logits[i];
+    }
+    for (size_t i = 0; i < s->p.n_logit_bias; i++) c[s->bias[i].token].logit += s->bias[i].bias;
+    apply_penalties(s, c);
+    hearth_token out;
+    if (s->p.temperature <= 0.0f) {
+        out = sample_argmax(c, n);
+    } else {
+        n = sample_top_k(c, n, s->p.top_k);
+        sample_softmax(c, n, 1.0f);
+        n = sample_typical(c, n, s->p.typical_p);
+        n = sample_top_p(c, n, s->p.top_p);
+        n = sample_min_p(c, n, s->p.min_p);
+        sample_softmax(c, n, s->p.temperature);
+        out = sample_draw(c, n, rng_uniform(s->rng));
+    }
+    hearth_sampler_accept(s, out);
+    return out;
+}

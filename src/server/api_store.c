@@ -108,7 +108,7 @@ static char *params_text(json_t *params) {
         json_t *items = json_is_array(v) ? json_incref(v) : json_pack("[O]", v);
         for (size_t i = 0; s && i < json_array_size(items); i++) {
             json_t *it = json_array_get(items, i);
-            char *val = json_is_string(it) ? NULL : json_dumps(it, JSON_ENCODE_ANY);
+            char *val = json_is_string(it) ? NULL : json_dumps(it, JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
             const char *vs = val ? val : json_string_value(it);
             size_t need = len + strlen(k) + strlen(vs ? vs : "") + 8;
             if (need > cap) {
@@ -440,7 +440,7 @@ static enum MHD_Result pull(http_req *hr) {
         char err[512];
         hearth_pull_params p = { .insecure = insecure };
         hearth_status rc = hearth_store_pull(hr->srv->models_dir, name, &p, err, sizeof err);
-        if (rc) return http_error(hr, rc == HEARTH_E_NOT_FOUND ? 404 : rc == HEARTH_E_IO ? 502 : http_status_of(rc), "%s", err);
+        if (rc) return http_error(hr, rc == HEARTH_E_NOT_FOUND ? 404 : rc == HEARTH_E_IO ? 502 : rc == HEARTH_E_FORMAT ? 400 : http_status_of(rc), "%s", err);
         return http_text(hr, 200, "application/json", "{\"status\":\"success\"}", 20);
     }
     pull_job *j = calloc(1, sizeof *j);

@@ -68,7 +68,7 @@ enum MHD_Result http_text(http_req *r, int status, const char *ctype, const char
 }
 
 enum MHD_Result http_json(http_req *r, int status, json_t *json) {
-    char *s = json ? json_dumps(json, JSON_COMPACT) : NULL;
+    char *s = json ? json_dumps(json, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(json);
     if (!s) return http_text(r, 500, "application/json", "{\"error\":\"out of memory\"}", 25);
     enum MHD_Result ret = http_text(r, status, "application/json; charset=utf-8", s, strlen(s));

@@ -58,7 +58,7 @@ void ostream_append(ostream *os, const char *s, size_t n) {
 }
 
 void ostream_json_line(ostream *os, json_t *j, bool sse) {
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(j);
     if (!s) return;
     if (sse) ostream_append(os, "data: ", 6);

@@ -57,7 +57,7 @@ static int put_text(const char *root, store_manifest *m, const char *mt, const c
 }
 
 static int put_json(const char *root, store_manifest *m, const char *mt, json_t *v, hb_err *err) {
-    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
     if (!s) return hb_fail(err, HEARTH_E_NOMEM, "out of memory");
     store_layer l;
     int rc = store_blob_put(root, mt, s, strlen(s), &l, err);

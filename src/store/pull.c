@@ -56,7 +56,8 @@ static int xfer_info(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t 
         return 1;
     }
     uint64_t done = x->base + (uint64_t)dlnow;
-    if (x->p && x->p->progress && x->digest && (done - x->last_report >= (1u << 20) || done == x->total)) {
+    if (x->p && x->p->progress && x->digest && done != x->last_report &&
+        (done - x->last_report >= (1u << 20) || done == x->total)) {
         x->last_report = done;
         x->p->progress(x->p->ud, x->status, x->digest, done, x->total);
     }

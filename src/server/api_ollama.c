@@ -158,16 +158,32 @@ static enum MHD_Result generate(http_req *hr, bool chat) {
     json_t *msgs = NULL;
     gen_req *g = NULL;
     json_t *j = hr->json;
+    gen_opts o_req;
+    int rc = HEARTH_OK;
     gen_opts_init(&o, false);
+    gen_opts_init(&o_req, false);
+    /* Validate the request before touching the model (a bad request never loads one). */
+    if (j && ((rc = check_format(json_object_get(j, "format"), &e)) ||
+              (rc = api_check_types(j, &e, "prompt", 's', "system", 's', "template", 's', "raw", 'b', "stream", 'b',
+                                    "messages", 'a', "tools", 'a', "context", 'a', "truncate", 'b', "images", 'a',
+                                    "options", 'o', NULL)) ||
+              (rc = gen_opts_parse(json_object_get(j, "options"), false, &o_req, &e)))) {
+        gen_opts_free(&o_req);
+        return http_error(hr, http_status_of(rc), "%s", e.msg);
+    }
+    gen_opts_free(&o_req);
+    if (chat && json_array_size(json_object_get(j, "messages"))) {
+        json_t *norm = NULL;
+        if ((rc = gen_messages(json_object_get(j, "messages"), &norm, &e))) return http_error(hr, http_status_of(rc), "%s", e.msg);
+        json_decref(norm);
+    }
+    json_t *imgs = json_object_get(j, "images");
+    if (json_array_size(imgs)) return http_error(hr, 501, "images are not supported by this server yet");
     if (!api_begin(hr, &c, true)) return c.ret;
     json_t *stream_v = json_object_get(j, "stream");
     bool stream = !json_is_false(stream_v);
     json_t *tools = json_object_get(j, "tools");
     json_t *ctxv = json_object_get(j, "context");
-    int rc = HEARTH_OK;
-    if ((rc = check_format(json_object_get(j, "format"), &e))) goto bad;
-    if ((rc = api_check_types(j, &e, "prompt", 's', "system", 's', "template", 's', "raw", 'b', "stream", 'b',
-                              "messages", 'a', "tools", 'a', "context", 'a', "truncate", 'b', "images", 'a', NULL))) goto bad;
     if ((rc = gen_opts_parse(c.params, false, &o, &e)) || (rc = gen_opts_parse(json_object_get(j, "options"), false, &o, &e))) goto bad;
     if (chat) {
         json_t *m = json_object_get(j, "messages");

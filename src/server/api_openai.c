@@ -112,10 +112,18 @@ static enum MHD_Result complete(http_req *hr, bool chat) {
     int rc = HEARTH_OK;
     gen_opts_init(&o, true);
     if (!chat) o.num_predict = 16; /* OpenAI's default max_tokens for completions */
+    gen_opts o_req;
+    gen_opts_init(&o_req, true);
+    if (j && ((rc = api_check_types(j, &e, "stream", 'b', "messages", 'a', "tools", 'a', "stream_options", 'o',
+                                    "response_format", 'o', "truncate", 'b', NULL)) ||
+              (rc = gen_opts_parse(j, true, &o_req, &e)))) {
+        gen_opts_free(&o_req);
+        gen_opts_free(&o);
+        return http_error(hr, http_status_of(rc), "%s", e.msg);
+    }
+    gen_opts_free(&o_req);
     if (!api_begin(hr, &c, true)) return c.ret;
     json_t *tools = chat ? json_object_get(j, "tools") : NULL;
-    if ((rc = api_check_types(j, &e, "stream", 'b', "messages", 'a', "tools", 'a', "stream_options", 'o',
-                              "response_format", 'o', "truncate", 'b', NULL))) goto bad;
     if ((rc = gen_opts_parse(c.params, false, &o, &e)) || (rc = gen_opts_parse(j, true, &o, &e))) goto bad;
     json_t *rf = json_object_get(j, "response_format");
     const char *rft = json_string_value(json_object_get(rf, "type"));
@@ -205,14 +213,11 @@ bad:
 static enum MHD_Result embeddings(http_req *hr) {
     hb_err e = { 0 };
     api_call c;
+    const char *fmt = json_string_value(json_object_get(hr->json, "encoding_format"));
+    if (fmt && strcmp(fmt, "float") != 0) return http_error(hr, 400, "encoding_format '%s' is not supported (use float)", fmt);
     if (!api_begin(hr, &c, true)) return c.ret;
     json_t *vecs = NULL;
     int64_t n_tok = 0;
-    const char *fmt = json_string_value(json_object_get(hr->json, "encoding_format"));
-    if (fmt && strcmp(fmt, "float") != 0) {
-        api_end(&c, true);
-        return http_error(hr, 400, "encoding_format '%s' is not supported (use float)", fmt);
-    }
     int rc = api_embed_inputs(&c, json_object_get(hr->json, "input"), json_is_true(json_object_get(hr->json, "truncate")), &vecs, &n_tok, &e);
     if (rc) {
         api_end(&c, true);

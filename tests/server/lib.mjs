@@ -89,7 +89,7 @@ export async function startServer(models, extraArgs = [], env = {}) {
 // Plain HTTP request; resolves { status, headers, body (string), json (or undefined) }.
 export function request(url, { method = 'GET', body, headers = {}, timeout = 60000 * SLOW } = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers, timeout }, (res) => {
+    const req = http.request(url, { method, headers: { ...headers }, timeout, agent: false }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => {
@@ -102,7 +102,11 @@ export function request(url, { method = 'GET', body, headers = {}, timeout = 600
     });
     req.on('timeout', () => req.destroy(new Error('request timed out')));
     req.on('error', reject);
-    if (body !== undefined) req.write(typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body));
+    if (body !== undefined) {
+      const data = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+      req.setHeader('Content-Length', Buffer.byteLength(data));
+      req.write(data);
+    }
     req.end();
   });
 }

@@ -253,12 +253,42 @@ static void test_phi3_long_factors_used(void **state) {
     hearth_model_free(m);
 }
 
+/* 200 greedy tokens from BOS with stories260K, detokenized, reproduce the generation fixture
+ * byte for byte (the fixture's text is the generated tokens only, BOS excluded). */
+static void test_generation_stories260k(void **state) {
+    (void)state;
+    char path[2048], err[512];
+    hearth_model *m = NULL;
+    snprintf(path, sizeof path, "%.512s/models/stories260K.gguf", shared_dir());
+    assert_int_equal(hearth_model_load(path, NULL, &m, err, sizeof err), HEARTH_OK);
+    snprintf(path, sizeof path, "%.512s/fixtures/generation/stories260K.greedy.txt", shared_dir());
+    size_t want_len = 0;
+    char *want = read_all(path, &want_len);
+    assert_non_null(want);
+    int nv = hearth_model_n_vocab(m);
+    int32_t bos = hearth_token_bos(m), gen[200];
+    float *logits = malloc((size_t)nv * sizeof(float));
+    assert_true(bos >= 0);
+    assert_int_equal(eval_seq(m, HEARTH_KV_F32, 2048, &bos, 1, logits, gen, 200), 0);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(hearth_detokenize(m, gen, 200, 0, &text, &len, err, sizeof err), HEARTH_OK);
+    if (len != want_len || memcmp(text, want, len) != 0) print_error("generated:\n%s\n", text);
+    assert_int_equal(len, want_len);
+    assert_memory_equal(text, want, len);
+    hearth_free(text);
+    free(want);
+    free(logits);
+    hearth_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logits_f32_kv),
         cmocka_unit_test(test_logits_f16_kv),
         cmocka_unit_test(test_phi3_ctx4096),
         cmocka_unit_test(test_phi3_long_factors_used),
+        cmocka_unit_test(test_generation_stories260k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -212,9 +212,17 @@ static int run_all(const run_cfg *cfg) {
     return fails;
 }
 
+/* Under sanitizers (3x slower) the 64-token sequence b is skipped: a and c cover the same
+ * code paths (c is longer than the sliding windows). */
+#if defined(__SANITIZE_ADDRESS__)
+#define F32_SEQS "ac"
+#else
+#define F32_SEQS "abc"
+#endif
+
 static void test_logits_f32_kv(void **state) {
     (void)state;
-    run_cfg cfg = { HEARTH_KV_F32, 2048, 1.0, true, NULL, "abc" };
+    run_cfg cfg = { HEARTH_KV_F32, 2048, 1.0, true, NULL, F32_SEQS };
     assert_int_equal(run_all(&cfg), 0);
 }
 

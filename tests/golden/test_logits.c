@@ -25,6 +25,9 @@
 #define MAX_MODELS 64
 #define N_GREEDY 32
 
+/* Threads per context: HEARTH_TEST_THREADS or 2 (results are thread-count independent). */
+static int g_threads = 2;
+
 static const char *shared_dir(void) {
     const char *s = getenv("HEARTH_TEST_SHARED");
     return s && *s && strlen(s) < 512 ? s : "../shared";
@@ -106,7 +109,7 @@ static int eval_seq(hearth_model *m, hearth_kv_type kv, uint32_t n_ctx, const in
                     float *logits, int32_t *greedy, int n_greedy) {
     hearth_context_params cp = hearth_context_default_params();
     cp.n_ctx = n_ctx;
-    cp.n_threads = 2;
+    cp.n_threads = g_threads;
     cp.kv_type = kv;
     cp.n_batch = 256;
     hearth_context *c = NULL;
@@ -291,6 +294,8 @@ static void test_generation_stories260k(void **state) {
 }
 
 int main(void) {
+    const char *th = getenv("HEARTH_TEST_THREADS");
+    if (th && atoi(th) >= 1 && atoi(th) <= 64) g_threads = atoi(th);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logits_f32_kv),
         cmocka_unit_test(test_logits_f16_kv),

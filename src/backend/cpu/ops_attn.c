@@ -72,6 +72,8 @@ static const float *kv_slice(const be_kv_layer *kv, const uint8_t *row, int64_t 
  * sequence share each K/V row load (one f16/q8_0 conversion serves the whole block), which
  * is what makes prompt processing cheap; a decode step is a block of one. */
 #define ATTN_BQ 32
+/* Below this many multiply-adds an attention call runs on the calling thread. */
+#define ATTN_INLINE_WORK 32768
 
 typedef struct attn_block {
     int32_t t0, n;            /* batch tokens t0 .. t0+n-1, one sequence, positions ascending */
@@ -201,6 +203,13 @@ int cpu_attention(be_ctx *b, const be_attn *a, const float *q, int64_t qs, float
         c->attn_cap = need;
     }
     attn_job j = { a, q, qs, out, os, blocks, n_blocks, c->attn_scratch, per };
-    cpu_pool_run(c->pool, attn_task, &j);
+    /* Small jobs (a few thousand multiply-adds, typical of short contexts on tiny models)
+     * cost less than waking the pool: run them on the calling thread. Each item is
+     * computed the same way either way, so results do not change. */
+    int64_t work = 0;
+    for (int64_t i = 0; i < n_blocks && work < ATTN_INLINE_WORK; i++)
+        work += (int64_t)blocks[i].n * max_span * (a->head_dim_k + a->head_dim_v) * a->n_head;
+    if (work < ATTN_INLINE_WORK) attn_task(&j, 0, 1);
+    else cpu_pool_run(c->pool, attn_task, &j);
     return HEARTH_OK;
 }

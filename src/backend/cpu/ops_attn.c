@@ -48,6 +48,14 @@ void cpu_kv_store(be_ctx *b, const be_kv_layer *kv, const float *k, int64_t ks, 
     }
 }
 
+void cpu_kv_copy(be_ctx *b, const be_kv_layer *kv, int32_t src, int32_t dst, int64_t n) {
+    (void)b;
+    size_t stream = (size_t)kv->n_ctx * kv->row_bytes, bytes = (size_t)n * kv->row_bytes;
+    if (src == dst || n <= 0) return;
+    memcpy((uint8_t *)kv->k + (size_t)dst * stream, (uint8_t *)kv->k + (size_t)src * stream, bytes);
+    memcpy((uint8_t *)kv->v + (size_t)dst * stream, (uint8_t *)kv->v + (size_t)src * stream, bytes);
+}
+
 /* Elements [off, off+n) of a cached row as f32: a pointer into the row (f32) or into tmp. */
 static const float *kv_slice(const be_kv_layer *kv, const uint8_t *row, int64_t off, int64_t n, float *tmp) {
     switch (kv->type) {

@@ -206,9 +206,9 @@ static enum MHD_Result generate(http_req *hr, bool chat) {
     free(prompt);
     json_decref(msgs);
     gen_opts_free(&o);
+    runner *rn = c.rn; /* the pin passes to run_gen */
     api_end(&c, false);
-    enum MHD_Result ret = run_gen(hr, c.rn, g, c.model, stream, chat, tools, c.keep_alive, c.load_ns);
-    return ret;
+    return run_gen(hr, rn, g, c.model, stream, chat, tools, c.keep_alive, c.load_ns);
 bad:
     free(prompt);
     json_decref(msgs);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -126,7 +127,9 @@ bool http_client_alive(struct MHD_Connection *c) {
 
 typedef struct stream_ctx {
     http_stream st;
-    http_req *req;
+    http_req *req;                  /* valid only while the reader runs (the request may
+                                     * complete before the response is destroyed) */
+    hearth_server *srv;
     bool ended;
 } stream_ctx;
 
@@ -147,8 +150,10 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void stream_free(void *cls) {
     stream_ctx *sc = cls;
+    hearth_server *srv = sc->srv;
     if (sc->st.done_cb) sc->st.done_cb(sc->st.ud);
     free(sc);
+    atomic_fetch_sub(&srv->active_conns, 1);
 }
 
 enum MHD_Result http_stream_start(http_req *r, const char *ctype, http_stream st) {
@@ -159,6 +164,8 @@ enum MHD_Result http_stream_start(http_req *r, const char *ctype, http_stream st
     }
     sc->st = st;
     sc->req = r;
+    sc->srv = r->srv;
+    atomic_fetch_add(&r->srv->active_conns, 1);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, sc, stream_free);
     if (!resp) {
         stream_free(sc);
@@ -481,7 +488,6 @@ static int start_daemon(hearth_server *s, hb_err *err) {
                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
                                  MHD_OPTION_CONNECTION_LIMIT, 512u,
                                  MHD_OPTION_PER_IP_CONNECTION_LIMIT, 256u,
-                                 MHD_OPTION_LISTENING_ADDRESS_REUSE, 0u,
                                  MHD_OPTION_END);
     HB_CHECK(s->daemon, HEARTH_E_IO, "cannot listen on %s:%u (is the port already in use? set HEARTH_HOST or --host)",
              s->host, (unsigned)s->p.port);
@@ -529,11 +535,16 @@ uint16_t hearth_server_port(const hearth_server *s) { return s ? s->port : 0; }
 
 void hearth_server_stop(hearth_server *s) {
     if (!s || atomic_exchange(&s->stopping, true)) return;
-    SRV_LOG(s, HEARTH_LOG_INFO, "shutting down: cancelling in-flight requests");
+    if (s->daemon) SRV_LOG(s, HEARTH_LOG_INFO, "shutting down: cancelling in-flight requests");
     if (s->daemon) MHD_quiesce_daemon(s->daemon);
     /* Cancel generations first so streams write their final message and end, then stop
      * the daemon (which joins the connection threads). */
     if (s->sched) sched_shutdown(s->sched);
+    /* Let streams deliver their final message (bounded: 10 s). */
+    for (int i = 0; i < 1000 && atomic_load(&s->active_conns) > 0; i++) {
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
     if (s->daemon) MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
     if (s->sched) sched_free(s->sched);

@@ -249,3 +249,26 @@ test('graceful shutdown ends an in-flight stream with a final message', async ()
   assert.equal(last.done, true, JSON.stringify(last));
   assert.equal(last.done_reason, 'cancelled');
 });
+
+test('tools: a template that renders tools is reported and used (random-weight qwen2)', async () => {
+  const tmpl = "{%- if tools %}<|im_start|>system\nTools: {{ tools | tojson }}<|im_end|>\n{% endif %}" +
+    "{%- for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n";
+  const r = await ollama.create({ model: 'toolish', from: 'stories', stream: false });
+  assert.equal(r.status, 'success');
+  createModel(models, 'qtools', `FROM ${path.join(SHARED, 'models', 'random', 'qwen2.Q8_0.gguf')}\nTEMPLATE """${tmpl}"""\n`);
+  const s = await ollama.show({ model: 'qtools' });
+  assert.ok(s.capabilities.includes('tools'));
+  const tools = [{ type: 'function', function: { name: 'get_weather', description: 'weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+  const c = await ollama.chat({ model: 'qtools', messages: [{ role: 'user', content: 'Weather in Paris?' }], tools, options: { num_predict: 8, seed: 3 } });
+  assert.equal(c.message.role, 'assistant');
+  assert.equal(typeof c.message.content, 'string');
+  let chunks = 0;
+  for await (const ch of await ollama.chat({ model: 'qtools', messages: [{ role: 'user', content: 'hi' }], tools, stream: true, options: { num_predict: 8 } })) chunks++;
+  assert.ok(chunks >= 1);
+  const o = await openai.chat.completions.create({ model: 'qtools', messages: [{ role: 'user', content: 'hi' }], tools, max_tokens: 8, stream: true });
+  let finish = null;
+  for await (const ch of o) if (ch.choices.length && ch.choices[0].finish_reason) finish = ch.choices[0].finish_reason;
+  assert.ok(['stop', 'length', 'tool_calls'].includes(finish));
+  await ollama.delete({ model: 'qtools' });
+  await ollama.delete({ model: 'toolish' });
+});

@@ -24,6 +24,11 @@ TEST_SRC := $(sort $(wildcard tests/unit/test_*.c tests/golden/test_*.c))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TOOL_SRC := $(sort $(wildcard bench/*.c))
 TOOL_BIN := $(patsubst bench/%.c,$(BUILD)/%,$(TOOL_SRC))
+# The web chat page (web/*) is embedded into libhearth.a through a generated C file
+# (a distinct object name: ar archives members by base name, src/server/assets.o exists).
+WEB_SRC := $(sort $(wildcard web/*.html web/*.js web/*.css web/*.svg))
+HOSTCC  ?= $(CC)
+EXTRA_LIB_OBJ += $(BUILD)/obj/gen/assets_data.o
 
 ifeq ($(CUDA),1)
 include src/backend/cuda/cuda.mk
@@ -35,6 +40,19 @@ all: $(BUILD)/hearth $(BUILD)/libhearth.a tools
 tools: $(TOOL_BIN)
 
 $(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# Built without $(SAN)/CFLAGS: a host tool that only runs during the build.
+$(BUILD)/tools/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(HOSTCC) -std=c17 -O2 -Wall -Wextra $(WERROR) $< -o $@
+
+$(BUILD)/gen/assets.c: $(BUILD)/tools/embed $(WEB_SRC)
+	@mkdir -p $(dir $@)
+	$(BUILD)/tools/embed $@ $(WEB_SRC)
+
+$(BUILD)/obj/gen/assets_data.o: $(BUILD)/gen/assets.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 

@@ -68,6 +68,23 @@ enum MHD_Result http_text(http_req *r, int status, const char *ctype, const char
     return queue(r, status, resp);
 }
 
+enum MHD_Result http_asset(http_req *r, const unsigned char *data, size_t len, const char *ctype, const char *etag) {
+    const char *inm = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "If-None-Match");
+    bool fresh = etag && inm && strstr(inm, etag) != NULL;
+    bool head = strcmp(r->method, "HEAD") == 0; /* MHD sends the headers only */
+    struct MHD_Response *resp = fresh ? MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT)
+                                      : MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", ctype);
+    if (etag) MHD_add_response_header(resp, "ETag", etag);
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    MHD_add_response_header(resp, "Content-Security-Policy",
+                            "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    if (!fresh && !head) r->bytes_out += len;
+    return queue(r, fresh ? 304 : 200, resp);
+}
+
 enum MHD_Result http_json(http_req *r, int status, json_t *json) {
     char *s = json ? json_dumps(json, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(json);

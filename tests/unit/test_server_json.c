@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "server/server.h"
+#include "server/api.h"
 
 static void test_tool_calls(void **state) {
     (void)state;
@@ -147,10 +147,18 @@ static void test_jstr(void **state) {
     json_decref(j);
 }
 
+static void test_go_template(void **state) {
+    (void)state;
+    assert_true(api_is_go_template("{{ if .System }}<|system|>{{ .System }}{{ end }}{{ .Prompt }}"));
+    assert_true(api_is_go_template("{{- range .Messages }}{{ .Content }}{{- end }}"));
+    assert_false(api_is_go_template("{% for m in messages %}{{ m.content }}{% endfor %}"));
+    assert_false(api_is_go_template("{{ bos_token }}{{ messages[0]['content'] }}"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tool_calls), cmocka_unit_test(test_keep_alive), cmocka_unit_test(test_options),
-        cmocka_unit_test(test_messages), cmocka_unit_test(test_jstr),
+        cmocka_unit_test(test_messages), cmocka_unit_test(test_jstr), cmocka_unit_test(test_go_template),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -100,6 +100,36 @@ static void fmt_openai(ostream *os, const char *text, size_t n, bool final) {
     ostream_append(os, "data: [DONE]\n\n", 14);
 }
 
+/* The non-streamed answer of a finished request. */
+static enum MHD_Result complete_reply(http_req *hr, api_call *c, gen_req *g, bool chat, json_t *tools, const char *id) {
+    enum MHD_Result ret;
+    if (strcmp(g->done_reason, "error") == 0) {
+        ret = http_error(hr, g->status ? g->status : 500, "%s", g->errmsg);
+    } else {
+        json_t *choice;
+        const char *text = g->text ? g->text : "";
+        if (chat) {
+            char *content = NULL;
+            json_t *calls = json_array_size(tools) ? gen_parse_tool_calls(text, &content) : NULL;
+            bool tc = json_array_size(calls) > 0;
+            json_t *msg = json_pack("{s:s, s:o}", "role", "assistant", "content",
+                                    tc && (!content || !*content) ? json_null() : jstr(content ? content : text, content ? strlen(content) : g->text_len));
+            if (tc) json_object_set_new(msg, "tool_calls", openai_tool_calls(calls));
+            choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "message", msg, "logprobs", "finish_reason", finish_reason(g, tc));
+            json_decref(calls);
+            free(content);
+        } else {
+            choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", jstr(text, g->text_len), "logprobs", "finish_reason", finish_reason(g, false));
+        }
+        json_t *o2 = json_pack("{s:s, s:s, s:I, s:s, s:s, s:[o], s:o}", "id", id, "object", chat ? "chat.completion" : "text_completion",
+                               "created", (json_int_t)time(NULL), "model", c->model, "system_fingerprint", "hearth-" HEARTH_VERSION,
+                               "choices", choice, "usage", usage_json(g));
+        if (g->n_truncated) json_object_set_new(o2, "truncated_tokens", json_integer(g->n_truncated));
+        ret = http_json(hr, 200, o2);
+    }
+    return ret;
+}
+
 static enum MHD_Result complete(http_req *hr, bool chat) {
     hb_err e = { 0 };
     hb_err *err = &e;
@@ -173,31 +203,7 @@ static enum MHD_Result complete(http_req *hr, bool chat) {
         return ostream_start(hr, os, "text/event-stream");
     }
     gen_wait_done(hr, g);
-    enum MHD_Result ret;
-    if (strcmp(g->done_reason, "error") == 0) {
-        ret = http_error(hr, g->status ? g->status : 500, "%s", g->errmsg);
-    } else {
-        json_t *choice;
-        const char *text = g->text ? g->text : "";
-        if (chat) {
-            char *content = NULL;
-            json_t *calls = json_array_size(tools) ? gen_parse_tool_calls(text, &content) : NULL;
-            bool tc = json_array_size(calls) > 0;
-            json_t *msg = json_pack("{s:s, s:o}", "role", "assistant", "content",
-                                    tc && (!content || !*content) ? json_null() : jstr(content ? content : text, content ? strlen(content) : g->text_len));
-            if (tc) json_object_set_new(msg, "tool_calls", openai_tool_calls(calls));
-            choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "message", msg, "logprobs", "finish_reason", finish_reason(g, tc));
-            json_decref(calls);
-            free(content);
-        } else {
-            choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", jstr(text, g->text_len), "logprobs", "finish_reason", finish_reason(g, false));
-        }
-        json_t *o2 = json_pack("{s:s, s:s, s:I, s:s, s:s, s:[o], s:o}", "id", id, "object", chat ? "chat.completion" : "text_completion",
-                               "created", (json_int_t)time(NULL), "model", c.model, "system_fingerprint", "hearth-" HEARTH_VERSION,
-                               "choices", choice, "usage", usage_json(g));
-        if (g->n_truncated) json_object_set_new(o2, "truncated_tokens", json_integer(g->n_truncated));
-        ret = http_json(hr, 200, o2);
-    }
+    enum MHD_Result ret = complete_reply(hr, &c, g, chat, tools, id);
     gen_req_unref(g);
     api_end(&c, true);
     return ret;

@@ -271,3 +271,18 @@ test('tools: a template that renders tools is reported and used (random-weight q
   await ollama.delete({ model: 'qtools' });
   await ollama.delete({ model: 'toolish' });
 });
+
+test('a full queue answers 503 with a JSON error; the others complete', async () => {
+  const q = await startServer(models, ['--threads', '1', '--parallel', '1', '--max-queue', '1']);
+  try {
+    await request(`${q.url}/api/generate`, { method: 'POST', body: { model: 'stories', prompt: '' } }); // load
+    const body = { model: 'stories', prompt: 'Once upon a time', stream: false, options: { num_predict: 400, num_ctx: 512, temperature: 0.8, seed: 9 } };
+    const all = await Promise.all(Array.from({ length: 8 }, () => request(`${q.url}/api/generate`, { method: 'POST', body })));
+    const busy = all.filter((r) => r.status === 503);
+    const ok = all.filter((r) => r.status === 200);
+    assert.ok(busy.length >= 1, `statuses ${all.map((r) => r.status)}`);
+    assert.match(busy[0].json.error, /busy/);
+    assert.ok(ok.length >= 2);
+    assert.equal(ok.length + busy.length, 8);
+  } finally { assert.equal(await q.stop(), 0); }
+});

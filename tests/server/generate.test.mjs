@@ -286,3 +286,22 @@ test('a full queue answers 503 with a JSON error; the others complete', async ()
     assert.equal(ok.length + busy.length, 8);
   } finally { assert.equal(await q.stop(), 0); }
 });
+
+test('HEARTH_MAX_LOADED_MODELS evicts the idle model; a model too big for memory is refused clearly', async () => {
+  createModel(models, 'rl', `FROM ${path.join(SHARED, 'models', 'random', 'llama.Q4_0.gguf')}\n`);
+  const m = await startServer(models, ['--threads', '1'], { HEARTH_MAX_LOADED_MODELS: '1' });
+  try {
+    const mo = new Ollama({ host: m.url });
+    await mo.generate({ model: 'stories', prompt: 'Once', options: { num_predict: 2 } });
+    assert.deepEqual((await mo.ps()).models.map((x) => x.name), ['stories']);
+    await mo.generate({ model: 'rl', prompt: 'Once', options: { num_predict: 2 } });
+    assert.deepEqual((await mo.ps()).models.map((x) => x.name), ['rl']);
+  } finally { assert.equal(await m.stop(), 0); }
+  const big = await startServer(models, ['--threads', '1', '--ctx-size', String(1 << 20), '--parallel', '256']);
+  try {
+    const r = await request(`${big.url}/api/generate`, { method: 'POST', body: { model: 'stories', prompt: 'x', stream: false } });
+    assert.equal(r.status, 507, r.body);
+    assert.match(r.json.error, /needs about \d+ MiB .* but only \d+ MiB are available/);
+    assert.equal((await request(`${big.url}/health`)).status, 200);
+  } finally { assert.equal(await big.stop(), 0); }
+});

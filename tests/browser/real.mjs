@@ -100,19 +100,28 @@ async function startHearth() {
   }
 }
 
+// The headers docs/web.md asks for: content types, ETag + no-cache, 304 on revalidation,
+// the CSP; and the page's files load without an API key when keys are on.
+async function checkHeaders(url) {
+  for (const [p, type] of [['/', 'text/html'], ['/app.js', 'text/javascript'], ['/md.js', 'text/javascript'], ['/style.css', 'text/css'], ['/favicon.svg', 'image/svg+xml']]) {
+    const res = await fetch(url + p);
+    assert.equal(res.status, 200, p);
+    assert.ok((res.headers.get('content-type') || '').startsWith(type), `${p}: ${res.headers.get('content-type')}`);
+    const etag = res.headers.get('etag');
+    assert.ok(etag, `${p}: ETag`);
+    assert.ok(/no-cache|max-age/.test(res.headers.get('cache-control') || ''), `${p}: Cache-Control ${res.headers.get('cache-control')}`);
+    const again = await fetch(url + p, { headers: { 'If-None-Match': etag } });
+    assert.equal(again.status, 304, `${p}: revalidation answers 304`);
+  }
+  const res = await fetch(url + '/');
+  assert.ok((res.headers.get('content-security-policy') || '').includes("script-src 'self'"), 'CSP header on the page');
+}
+
 export async function realServerJourney(t, browser) {
   const srv = await startHearth();
   t.diagnostic(`hearth serve on ${srv.url}, model created via ${srv.how}`);
   const { page, context, watch } = await openPage(browser, srv.url, { viewport: DESKTOP });
   try {
-    const res = await fetch(srv.url + '/');
-    assert.equal(res.status, 200);
-    assert.ok(res.headers.get('content-type').startsWith('text/html'), res.headers.get('content-type'));
-    assert.ok(res.headers.get('etag'), 'ETag on the page');
-    assert.ok((res.headers.get('content-security-policy') || '').includes("script-src 'self'"), 'CSP header');
-    const again = await fetch(srv.url + '/', { headers: { 'If-None-Match': res.headers.get('etag') } });
-    assert.equal(again.status, 304, 'revalidation answers 304');
-
     await waitModels(page);
     const weight = await pageWeight(watch);
     const fcp = await firstPaint(page);
@@ -181,6 +190,7 @@ export async function realServerJourney(t, browser) {
     await page.emulateMedia({ colorScheme: 'dark' });
     await screenshot(page, 'real-phone-dark.png');
     assert.deepEqual(watch.errors, []);
+    await checkHeaders(srv.url);
   } catch (e) {
     t.diagnostic('hearth serve log:\n' + srv.log.join('').slice(-4000));
     throw e;

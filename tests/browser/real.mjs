@@ -51,7 +51,7 @@ async function waitReady(url, child, log) {
     if (child.exitCode !== null) throw new Error(`hearth serve exited (${child.exitCode}):\n${log.join('')}`);
     try {
       const r = await fetch(url + '/api/tags');
-      if (r.ok) return;
+      if (r.ok || r.status === 401) return;   // answering (401: API keys are on)
     } catch (_) { /* not listening yet */ }
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -71,12 +71,13 @@ async function createModel(env, url, dir) {
   throw new Error(`could not create the model: hearth create said: ${(cli.stderr || '').trim()}`);
 }
 
-async function startHearth() {
+async function startHearth({ apiKey = '', withModel = true } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-browser-'));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const env = { ...process.env, HEARTH_MODELS: path.join(dir, 'models'), HEARTH_HOST: `127.0.0.1:${port}` };
   fs.mkdirSync(env.HEARTH_MODELS);
+  if (apiKey) env.HEARTH_API_KEYS = apiKey;
   const help = spawnSync(HEARTH, ['serve', '--help'], { encoding: 'utf8' }).stdout || '';
   const log = [];
   const child = spawn(HEARTH, ['serve', ...listenArgs(help, port)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -92,7 +93,7 @@ async function startHearth() {
   };
   try {
     await waitReady(url, child, log);
-    const how = await createModel(env, url, dir);
+    const how = withModel ? await createModel(env, url, dir) : 'none';
     return { url, child, log, stop, how };
   } catch (e) {
     await stop();
@@ -115,6 +116,28 @@ async function checkHeaders(url) {
   }
   const res = await fetch(url + '/');
   assert.ok((res.headers.get('content-security-policy') || '').includes("script-src 'self'"), 'CSP header on the page');
+}
+
+// With API keys on, the page and its files still load (the browser cannot send a key for
+// them); the API answers 401 without the key and the page then asks for it.
+export async function realServerApiKey(t, browser) {
+  const srv = await startHearth({ apiKey: 'test-key-123', withModel: false });
+  const { page, context } = await openPage(browser, srv.url);
+  try {
+    for (const p of ['/', '/app.js', '/md.js', '/style.css', '/theme.js', '/favicon.svg']) {
+      assert.equal((await fetch(srv.url + p)).status, 200, `${p} without a key`);
+    }
+    assert.equal((await fetch(srv.url + '/api/tags')).status, 401);
+    await page.waitForSelector('#apikey', { timeout: T(15000) });
+    await page.fill('#apikey', 'test-key-123');
+    await page.press('#apikey', 'Enter');
+    await page.waitForSelector('#banner', { state: 'hidden', timeout: T(15000) }).catch(() => {});
+    const banner = await page.locator('#banner').innerText().catch(() => '');
+    assert.ok(!/API key/.test(banner), `key accepted: ${banner}`);
+  } finally {
+    await context.close();
+    await srv.stop();
+  }
 }
 
 export async function realServerJourney(t, browser) {

@@ -30,8 +30,8 @@ static enum MHD_Result page(http_req *hr) {
     const unsigned char *data = NULL;
     size_t len = 0;
     const char *ctype = NULL;
-    const char *path = strcmp(hr->url, "/") == 0 ? "/index.html" : hr->url;
-    if (server_asset_find(path, &data, &len, &ctype, NULL)) return http_text(hr, 200, ctype, (const char *)data, len);
+    const char *etag = NULL;
+    if (server_asset_find(hr->url, &data, &len, &ctype, &etag)) return http_asset(hr, ctype, data, len, etag);
     if (strcmp(hr->url, "/") != 0) return http_error(hr, 404, "no such page: %s", hr->url);
 #else
     if (strcmp(hr->url, "/") != 0) return http_error(hr, 404, "no such page: %s", hr->url);

@@ -67,6 +67,25 @@ enum MHD_Result http_text(http_req *r, int status, const char *ctype, const char
     return queue(r, status, resp);
 }
 
+/* Static page assets: revalidated on every load (no-cache + ETag, 304 when unchanged) so a
+ * new build is never mixed with cached old files; a strict CSP because the page renders
+ * model output. The body is static data (no copy). */
+enum MHD_Result http_asset(http_req *r, const char *ctype, const unsigned char *body, size_t len, const char *etag) {
+    const char *inm = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "If-None-Match");
+    bool fresh = etag && inm && strstr(inm, etag) != NULL;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(fresh ? 0 : len, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", ctype);
+    if (etag) MHD_add_response_header(resp, "ETag", etag);
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    MHD_add_response_header(resp, "Content-Security-Policy",
+                            "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+                            "script-src 'self'; connect-src 'self'");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    if (!fresh) r->bytes_out += len;
+    return queue(r, fresh ? 304 : 200, resp);
+}
+
 enum MHD_Result http_json(http_req *r, int status, json_t *json) {
     char *s = json ? json_dumps(json, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(json);

@@ -144,6 +144,8 @@ export async function realServerJourney(t, browser) {
   const srv = await startHearth();
   t.diagnostic(`hearth serve on ${srv.url}, model created via ${srv.how}`);
   const { page, context, watch } = await openPage(browser, srv.url, { viewport: DESKTOP });
+  let t0 = Date.now();
+  const step = (what) => { t.diagnostic(`real server: ${what} ${Date.now() - t0} ms`); t0 = Date.now(); };
   try {
     await waitModels(page);
     const weight = await pageWeight(watch);
@@ -158,15 +160,16 @@ export async function realServerJourney(t, browser) {
     await page.selectOption('#model', name);
     await page.waitForSelector('#model-info .chip >> text=llama');
 
-    // A longer reply so that it streams over many frames even on a fast machine.
+    // Enough tokens to stream over many frames, few enough to keep the ASan run short.
     await page.click('#settings-btn');
-    await page.fill('[name=num_predict]', '200');
+    await page.fill('[name=num_predict]', '100');
     await page.fill('[name=seed]', '7');
     await page.click('#close-settings');
     const growth = sampleGrowth(page);
     await send(page, 'Once upon a time');
     const seen = await growth;
     await waitIdle(page, 60000);
+    step('first reply');
     t.diagnostic(`real server: reply grew over ${seen.length} distinct frames`);
     assert.ok(seen.length >= 3, `reply grew over ${seen.length} frames`);
     const first = (await lastReply(page).textContent()).trim();
@@ -186,15 +189,17 @@ export async function realServerJourney(t, browser) {
     await page.keyboard.press('Escape');
     await waitIdle(page, 10000);
     const stoppedStats = await page.locator('.msg.assistant .stats').last().innerText();
+    step('stop');
     t.diagnostic(`real server: after Esc: ${stoppedStats}`);
 
     // Regenerate and edit: both must produce a fresh complete reply.
     await page.click('#settings-btn');
-    await page.fill('[name=num_predict]', '60');
+    await page.fill('[name=num_predict]', '12');
     await page.click('#close-settings');
     await page.locator('.actions button', { hasText: /Regenerate|Retry/ }).click();
     await waitIdle(page, 60000);
     assert.ok((await lastReply(page).textContent()).length > 0);
+    step('regenerate');
     const u = page.locator('.msg.user').first();
     await u.hover();
     await u.locator('button', { hasText: 'Edit' }).click();
@@ -204,6 +209,7 @@ export async function realServerJourney(t, browser) {
     assert.equal(await page.locator('.msg').count(), 2);
     assert.ok((await lastReply(page).textContent()).length > 0);
 
+    step('edit');
     await page.reload();
     await waitModels(page);
     assert.ok((await page.locator('.chat-open').allTextContents()).includes('Lily went to the park'));
@@ -211,6 +217,8 @@ export async function realServerJourney(t, browser) {
     await screenshot(page, 'real-desktop-light.png');
     await page.setViewportSize(PHONE);
     await page.emulateMedia({ colorScheme: 'dark' });
+    // the sidebar slides away when the layout turns narrow: wait for it
+    await page.waitForFunction(() => document.getElementById('sidebar').getBoundingClientRect().right <= 0);
     await screenshot(page, 'real-phone-dark.png');
     assert.deepEqual(watch.errors, []);
     await checkHeaders(srv.url);

@@ -138,6 +138,14 @@ export async function realServerApiKey(t, browser) {
     await context.close();
     await srv.stop();
   }
+  assertCleanLog(srv.log);
+}
+
+// The ASan/UBSan build reports to stderr; any report fails the test.
+function assertCleanLog(log) {
+  const text = log.join('');
+  const m = /(ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:)[^\n]*/.exec(text);
+  assert.ok(!m, `sanitizer report from hearth serve: ${m && m[0]}\n${text.slice(-3000)}`);
 }
 
 export async function realServerJourney(t, browser) {
@@ -229,4 +237,5 @@ export async function realServerJourney(t, browser) {
     await context.close();
     await srv.stop();
   }
+  assertCleanLog(srv.log);
 }

@@ -98,6 +98,8 @@ typedef struct be_ops {
     /* Stores K and V rows (kv_dim floats, strides ks / vs) of n_tok tokens into the cache. */
     void (*kv_store)(be_ctx *b, const be_kv_layer *kv, const float *k, int64_t ks, const float *v,
                      int64_t vs, int64_t n_tok, const int32_t *pos, const int32_t *seq);
+    /* Copies cells [0, n) of sequence src's stream to sequence dst's (prefix reuse). */
+    void (*kv_copy)(be_ctx *b, const be_kv_layer *kv, int32_t src, int32_t dst, int64_t n);
     /* out[t] (n_head*head_dim_v floats, stride os) from q[t] (stride qs). HEARTH_E_NOMEM if
      * scratch cannot grow. */
     int (*attention)(be_ctx *b, const be_attn *a, const float *q, int64_t qs, float *out, int64_t os);

@@ -17,7 +17,7 @@ import {
   ROOT, DESKTOP, PHONE, T, launch, openPage, pageWeight, firstPaint, waitModels, waitIdle,
   sampleGrowth, send, lastReply, screenshot, bodyLuminance,
 } from './lib.mjs';
-import { realServerJourney, hearthServeAvailable } from './real.mjs';
+import { realServerJourney, realServerApiKey, hearthServeAvailable } from './real.mjs';
 
 const SHARED = process.env.HEARTH_TEST_SHARED || path.join(ROOT, '../shared');
 let browser;
@@ -422,4 +422,13 @@ test('real server: hearth serve with stories260K', async (t) => {
   const why = await hearthServeAvailable();
   if (why) { t.skip(why); return; }
   await realServerJourney(t, browser);
+});
+
+// TODO (server): with API keys on, http.c auth_ok() must let GET/HEAD of the embedded page
+// files through (server_asset_find knows them), or the page cannot load to ask for the key.
+// Marked todo until then: it still runs and reports, without failing the suite.
+test('real server: API keys on', { todo: 'server: exempt the web page files from API-key auth' }, async (t) => {
+  const why = await hearthServeAvailable();
+  if (why) { t.skip(why); return; }
+  await realServerApiKey(t, browser);
 });

@@ -281,6 +281,62 @@ hearth_token hearth_sampler_sample(hearth_sampler *s, const float *logits);
 void hearth_sampler_accept(hearth_sampler *s, hearth_token t);
 void hearth_sampler_reset(hearth_sampler *s);
 
+/* ---- model file inspection (GGUF) ----------------------------------------------------
+ * Reads a GGUF file's header — metadata and tensor directory — without loading weights
+ * (for `hearth show` and tools). The file is validated exactly as for hearth_model_load
+ * (every tensor is checked to lie inside the file). A hearth_gguf is immutable and may be
+ * read from several threads. Indices are 0..n-1; an index out of range yields NULL/false/
+ * HEARTH_E_INVALID. */
+typedef struct hearth_gguf hearth_gguf;
+
+/* Opens and validates `path`. On success *out is a handle the caller frees with
+ * hearth_gguf_close; on failure *out is NULL and err holds one line naming the file, the
+ * field and the problem (HEARTH_E_IO / HEARTH_E_FORMAT). */
+hearth_status hearth_gguf_open(const char *path, hearth_gguf **out, char *err, size_t errlen);
+void hearth_gguf_close(hearth_gguf *g);
+
+uint32_t hearth_gguf_version(const hearth_gguf *g);
+uint64_t hearth_gguf_alignment(const hearth_gguf *g);
+uint64_t hearth_gguf_file_size(const hearth_gguf *g);
+uint64_t hearth_gguf_data_offset(const hearth_gguf *g);   /* start of the tensor data */
+
+uint64_t hearth_gguf_n_kv(const hearth_gguf *g);
+/* Index of `key`, -1 when absent. */
+int64_t hearth_gguf_find_key(const hearth_gguf *g, const char *key);
+/* Key name of entry i (borrowed, valid until close). */
+const char *hearth_gguf_key(const hearth_gguf *g, uint64_t i);
+/* Value type name of entry i: "uint8" ... "float64", "bool", "string", "array". Static. */
+const char *hearth_gguf_type_name(const hearth_gguf *g, uint64_t i);
+/* For an array entry: its element type name (static) and length; false otherwise. */
+bool hearth_gguf_array_info(const hearth_gguf *g, uint64_t i, const char **elem_type, uint64_t *n);
+/* Value of entry i as text: numbers in decimal, strings quoted with JSON escapes and cut
+ * after max_str bytes (0 = whole), arrays as `[512 x string] ["<unk>", "<s>", ...]` with at
+ * most max_elems elements. Caller frees with hearth_free; NULL on error. */
+char *hearth_gguf_value_text(const hearth_gguf *g, uint64_t i, size_t max_elems, size_t max_str);
+/* Value of entry i as JSON text (numbers, true/false, strings — invalid UTF-8 replaced by
+ * U+FFFD — and arrays of at most max_elems elements). Caller frees with hearth_free. */
+char *hearth_gguf_value_json(const hearth_gguf *g, uint64_t i, size_t max_elems);
+/* Convenience by key. get_str: the string (borrowed, NUL-terminated) or NULL when absent or
+ * not a string. get_int: any integer type whose value fits int64; false otherwise.
+ * array_len: length of an array value, -1 when absent or not an array. */
+const char *hearth_gguf_get_str(const hearth_gguf *g, const char *key);
+bool hearth_gguf_get_int(const hearth_gguf *g, const char *key, int64_t *out);
+int64_t hearth_gguf_array_len(const hearth_gguf *g, const char *key);
+
+typedef struct hearth_gguf_tensor_info {
+    const char *name;        /* borrowed, valid until close */
+    const char *type_name;   /* "Q4_K", "F16", ... (static) */
+    uint32_t type;           /* GGUF tensor type id */
+    uint32_t n_dims;         /* 1..4 */
+    int64_t ne[4];           /* elements per dim, ne[0] fastest; unused dims are 1 */
+    uint64_t n_elements;
+    uint64_t offset;         /* bytes from the start of the file */
+    uint64_t size;           /* bytes */
+} hearth_gguf_tensor_info;
+
+uint64_t hearth_gguf_n_tensors(const hearth_gguf *g);
+hearth_status hearth_gguf_tensor(const hearth_gguf *g, uint64_t i, hearth_gguf_tensor_info *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -117,6 +117,14 @@ int gguf_get_str(const gguf_file *f, const char *key, const gguf_str **out, hb_e
 /* Array getter: checks the element type (GGUF_VTYPE_COUNT = any). */
 int gguf_get_arr(const gguf_file *f, const char *key, gguf_vtype elem, const gguf_array **out, hb_err *err);
 
+/* Renders a value as text: integers in decimal, floats in the shortest form that reads back
+ * exactly, bools as true/false; strings quoted with JSON-style escapes when `quote` (else
+ * raw bytes, top level only); arrays as `[512 x string] ["<unk>", "<s>", ...]` showing at
+ * most max_elems elements (nested arrays as `[..]`). Strings longer than max_str bytes
+ * (0 = no limit) are cut and marked `... (N bytes)`. Caller frees with free(); NULL on
+ * allocation failure. */
+char *gguf_value_text(const gguf_value *v, size_t max_elems, size_t max_str, bool quote);
+
 /* Element i of a numeric array converted (caller guarantees i < n and a numeric type). */
 int64_t gguf_arr_i64(const gguf_array *a, uint64_t i);
 double gguf_arr_f64(const gguf_array *a, uint64_t i);

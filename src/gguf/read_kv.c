@@ -19,7 +19,9 @@ void *gguf_arena_alloc(gguf_file *f, size_t n) {
     if (need < n) return NULL;
     gguf_chunk *c = f->arena;
     if (!c || c->cap - c->used < need) {
-        size_t cap = need > GGUF_CHUNK_MIN ? need : GGUF_CHUNK_MIN;
+        /* chunks scale with the file (small files stay cheap; big vocabs use few chunks) */
+        size_t cap = f->size < 4096 ? 4096 : f->size > GGUF_CHUNK_MIN ? GGUF_CHUNK_MIN : f->size;
+        if (cap < need) cap = need;
         if (cap > SIZE_MAX - sizeof *c) return NULL;
         c = malloc(sizeof *c + cap);
         if (!c) return NULL;

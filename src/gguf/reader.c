@@ -19,9 +19,22 @@
 #define KV_MIN_BYTES 13      /* key length 8 + type 4 + smallest value 1 */
 #define TENSOR_MIN_BYTES 32  /* name length 8 + n_dims 4 + one dim 8 + type 4 + offset 8 */
 
+/* Copies at most 120 bytes of a name from the file, control bytes replaced by '?', so an
+ * error message stays one printable line whatever the file holds. */
+static const char *safe_name(char *dst, size_t cap, const gguf_str *s) {
+    size_t n = s->len < cap - 1 ? (size_t)s->len : cap - 1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s->data[i];
+        dst[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    }
+    dst[n] = '\0';
+    return dst;
+}
+
 static void set_field(gguf_rd *r, const char *what, uint64_t i, const gguf_str *name) {
+    char nm[121];
     if (name)
-        snprintf(r->field, sizeof r->field, "%s %llu '%.120s'", what, (unsigned long long)i, name->data);
+        snprintf(r->field, sizeof r->field, "%s %llu '%s'", what, (unsigned long long)i, safe_name(nm, sizeof nm, name));
     else
         snprintf(r->field, sizeof r->field, "%s %llu", what, (unsigned long long)i);
 }
@@ -71,6 +84,9 @@ static int read_kvs(gguf_rd *r) {
         set_field(r, "key", i, NULL);
         if ((rc = gguf_rd_str(r, &kv->key, "name"))) goto out;
         set_field(r, "key", i, &kv->key);
+        /* keys are looked up as C strings: an embedded NUL would make one unreachable */
+        HB_CHECK(!memchr(kv->key.data, 0, (size_t)kv->key.len), HEARTH_E_FORMAT,
+                 "%s: %s: name contains a NUL byte", f->name, r->field);
         HB_CHECK(gguf_hash_put(&f->kv_hash, &f->kvs[0].key, sizeof *kv, (uint32_t)i, &dup), HEARTH_E_FORMAT,
                  "%s: %s: duplicate key (also key %u)", f->name, r->field, dup);
         if ((rc = gguf_rd_u32(r, &type, "value type"))) goto out;
@@ -134,6 +150,8 @@ static int read_tensor_info(gguf_rd *r, uint64_t i) {
     set_field(r, "tensor", i, NULL);
     if ((rc = gguf_rd_str(r, &t->name, "name"))) goto out;
     set_field(r, "tensor", i, &t->name);
+    HB_CHECK(!memchr(t->name.data, 0, (size_t)t->name.len), HEARTH_E_FORMAT,
+             "%s: %s: name contains a NUL byte", f->name, r->field);
     HB_CHECK(gguf_hash_put(&f->t_hash, &f->tensors[0].name, sizeof *t, (uint32_t)i, &dup), HEARTH_E_FORMAT,
              "%s: %s: duplicate tensor name (also tensor %u)", f->name, r->field, dup);
     if ((rc = read_dims(r, t))) goto out;
@@ -173,11 +191,12 @@ static int check_tensor_data(gguf_rd *r) {
              "%s: data section: starts at %llu, past the end of the file (size %zu)", f->name,
              (unsigned long long)f->data_offset, f->size);
     uint64_t room = f->size - f->data_offset;
+    char n1[121], n2[121];
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         gguf_tensor *t = &f->tensors[i];
         HB_CHECK(t->offset <= room && t->size <= room - t->offset, HEARTH_E_FORMAT,
-                 "%s: tensor %llu '%.120s': offset %llu + size %llu is past the end of the file (size %zu, data section at %llu)",
-                 f->name, (unsigned long long)i, t->name.data, (unsigned long long)t->offset,
+                 "%s: tensor %llu '%s': offset %llu + size %llu is past the end of the file (size %zu, data section at %llu)",
+                 f->name, (unsigned long long)i, safe_name(n1, sizeof n1, &t->name), (unsigned long long)t->offset,
                  (unsigned long long)t->size, f->size, (unsigned long long)f->data_offset);
         t->data = f->data + f->data_offset + t->offset;
     }
@@ -191,9 +210,9 @@ static int check_tensor_data(gguf_rd *r) {
         const gguf_tensor *t = &f->tensors[order[k]];
         if (!t->size) continue;
         HB_CHECK(prev < 0 || t->offset >= end, HEARTH_E_FORMAT,
-                 "%s: tensor %u '%.120s': data at offset %llu overlaps tensor %lld '%.120s' (which ends at %llu)",
-                 f->name, order[k], t->name.data, (unsigned long long)t->offset, (long long)prev,
-                 f->tensors[prev].name.data, (unsigned long long)end);
+                 "%s: tensor %u '%s': data at offset %llu overlaps tensor %lld '%s' (which ends at %llu)",
+                 f->name, order[k], safe_name(n1, sizeof n1, &t->name), (unsigned long long)t->offset, (long long)prev,
+                 prev >= 0 ? safe_name(n2, sizeof n2, &f->tensors[prev].name) : "", (unsigned long long)end);
         end = t->offset + t->size;
         prev = order[k];
     }

@@ -114,3 +114,9 @@ hearth_token hearth_token_eos(const hearth_model *m) { return m->vocab ? tok_eos
 hearth_token hearth_token_eot(const hearth_model *m) { return m->vocab ? tok_eot(m->vocab) : -1; }
 bool hearth_token_is_eog(const hearth_model *m, hearth_token t) { return m->vocab && tok_is_eog(m->vocab, t); }
 bool hearth_model_add_bos(const hearth_model *m) { return m->vocab && tok_add_bos(m->vocab); }
+
+char *hearth_model_meta_text(const hearth_model *m, const char *key) {
+    const gguf_kv *kv = (m && key) ? gguf_find(m->gguf, key) : NULL;
+    /* arrays abbreviated to 16 elements; strings whole (chat templates are long on purpose) */
+    return kv ? gguf_value_text(&kv->val, 16, 0, false) : NULL;
+}

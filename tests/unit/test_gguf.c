@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "gguf/gguf.h"
+#include "hearth.h"
 #include "quant/quant.h"
 
 /* ---- byte builder for hand-made files -------------------------------------------------- */
@@ -497,6 +498,13 @@ static void test_unknown_value_type_and_dup_key(void **state) {
     bb_u32(&b, 13);
     bb_u32(&b, 0);
     expect_fail(&b, "key 0 'x.y'", "unknown value type 13");
+    bb_header(&b, 3, 0, 1);
+    bb_u64(&b, 3);
+    bb_put(&b, "a\0b", 3);
+    bb_u32(&b, GGUF_UINT8);
+    bb_put(&b, "", 1);
+    bb_zero(&b, 8);
+    expect_fail(&b, "key 0 'a?b'", "NUL");
     bb_header(&b, 3, 0, 2);
     bb_kv_u32(&b, "dup", 1);
     bb_kv_u32(&b, "dup", 2);
@@ -611,6 +619,122 @@ static void test_overlap_and_duplicate_names(void **state) {
     bb_pad(&b, 32);
     bb_zero(&b, 128);
     expect_fail(&b, "tensor 1 'a'", "duplicate tensor name");
+    bb_header(&b, 3, 1, 0);
+    bb_u64(&b, 2);
+    bb_put(&b, "t\0", 2);
+    bb_u32(&b, 1); bb_u64(&b, 16); bb_u32(&b, QT_F32); bb_u64(&b, 0);
+    bb_pad(&b, 32);
+    bb_zero(&b, 64);
+    expect_fail(&b, "tensor 0 't?'", "NUL");
+}
+
+/* ---- v2, text rendering and the public inspection API ------------------------------------ */
+
+static void test_v2_and_text(void **state) {
+    (void)state;
+    bb b = { 0 };
+    bb_header(&b, 2, 0, 4);
+    bb_str(&b, "s");
+    bb_u32(&b, GGUF_STRING);
+    bb_str(&b, "q\"\\\n\x01\xc3\xa9");
+    bb_str(&b, "arr");
+    bb_u32(&b, GGUF_ARRAY); bb_u32(&b, GGUF_STRING); bb_u64(&b, 3);
+    bb_str(&b, "<unk>"); bb_str(&b, "<s>"); bb_str(&b, "\xff");
+    bb_str(&b, "f");
+    bb_u32(&b, GGUF_FLOAT32);
+    float x = 0.1f;
+    bb_put(&b, &x, 4);
+    bb_str(&b, "n");
+    bb_u32(&b, GGUF_ARRAY); bb_u32(&b, GGUF_ARRAY); bb_u64(&b, 2);
+    bb_u32(&b, GGUF_INT8); bb_u64(&b, 2); bb_put(&b, "\xff\x02", 2);
+    bb_u32(&b, GGUF_BOOL); bb_u64(&b, 1); bb_put(&b, "\x01", 1);
+    gguf_file *f;
+    hb_err e;
+    uint8_t *copy;
+    assert_int_equal(open_copy(b.p, b.n, &f, &e, &copy), 0);
+    assert_int_equal(gguf_version(f), 2);
+    char *t = gguf_value_text(&gguf_find(f, "s")->val, 8, 0, true);
+    assert_string_equal(t, "\"q\\\"\\\\\\n\\u0001\xc3\xa9\"");
+    free(t);
+    t = gguf_value_text(&gguf_find(f, "s")->val, 8, 6, true); /* 6 would split the 2-byte char */
+    assert_string_equal(t, "\"q\\\"\\\\\\n\\u0001\"... (7 bytes)");
+    free(t);
+    t = gguf_value_text(&gguf_find(f, "arr")->val, 2, 0, true);
+    assert_string_equal(t, "[3 x string] [\"<unk>\", \"<s>\", ...]");
+    free(t);
+    t = gguf_value_text(&gguf_find(f, "f")->val, 8, 0, true);
+    assert_string_equal(t, "0.1");
+    free(t);
+    t = gguf_value_text(&gguf_find(f, "n")->val, 8, 0, true);
+    assert_string_equal(t, "[2 x array] [[-1, 2], [true]]");
+    free(t);
+    gguf_close(f);
+    free(copy);
+    /* through the public API: invalid UTF-8 becomes U+FFFD in JSON */
+    const char *path = tmp_path("v2");
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(b.p, 1, b.n, fp), b.n);
+    fclose(fp);
+    hearth_gguf *g;
+    char err[256];
+    assert_int_equal(hearth_gguf_open(path, &g, err, sizeof err), HEARTH_OK);
+    char *j = hearth_gguf_value_json(g, (uint64_t)hearth_gguf_find_key(g, "arr"), 10);
+    assert_string_equal(j, "[\"<unk>\",\"<s>\",\"\xef\xbf\xbd\"]");
+    hearth_free(j);
+    j = hearth_gguf_value_json(g, (uint64_t)hearth_gguf_find_key(g, "n"), 10);
+    assert_string_equal(j, "[[-1,2],[true]]");
+    hearth_free(j);
+    hearth_gguf_close(g);
+    unlink(path);
+    free(b.p);
+}
+
+static void test_public_inspect(void **state) {
+    (void)state;
+    const char *path = tmp_path("inspect");
+    char err[256];
+    hearth_gguf *g;
+    fill_tensors();
+    write_full(path, 64, true);
+    assert_int_equal(hearth_gguf_open(path, &g, err, sizeof err), HEARTH_OK);
+    assert_int_equal(hearth_gguf_version(g), 3);
+    assert_int_equal(hearth_gguf_alignment(g), 64);
+    assert_string_equal(hearth_gguf_get_str(g, "general.architecture"), "llama");
+    int64_t v;
+    assert_true(hearth_gguf_get_int(g, "k.i32", &v));
+    assert_int_equal(v, -7);
+    assert_false(hearth_gguf_get_int(g, "k.f32", &v));
+    assert_int_equal(hearth_gguf_array_len(g, "a.str"), 4);
+    assert_int_equal(hearth_gguf_array_len(g, "k.u32"), -1);
+    int64_t i = hearth_gguf_find_key(g, "a.str");
+    assert_true(i >= 0);
+    assert_string_equal(hearth_gguf_key(g, (uint64_t)i), "a.str");
+    assert_string_equal(hearth_gguf_type_name(g, (uint64_t)i), "array");
+    const char *elem;
+    uint64_t n;
+    assert_true(hearth_gguf_array_info(g, (uint64_t)i, &elem, &n));
+    assert_string_equal(elem, "string");
+    assert_int_equal(n, 4);
+    char *j = hearth_gguf_value_json(g, (uint64_t)i, 2);
+    assert_string_equal(j, "[\"<unk>\",\"<s>\"]");
+    hearth_free(j);
+    j = hearth_gguf_value_json(g, (uint64_t)hearth_gguf_find_key(g, "k.nul"), 2);
+    assert_string_equal(j, "\"a\\u0000b\"");
+    hearth_free(j);
+    assert_int_equal(hearth_gguf_n_tensors(g), N_T);
+    hearth_gguf_tensor_info ti;
+    assert_int_equal(hearth_gguf_tensor(g, 2, &ti), HEARTH_OK);
+    assert_string_equal(ti.name, g_t[2].name);
+    assert_string_equal(ti.type_name, "Q8_0");
+    assert_int_equal(ti.offset % 64, 0);
+    assert_int_equal(hearth_gguf_tensor(g, N_T, &ti), HEARTH_E_INVALID);
+    assert_int_equal(hearth_gguf_find_key(g, "nope"), -1);
+    hearth_gguf_close(g);
+    unlink(path);
+    assert_int_equal(hearth_gguf_open(path, &g, err, sizeof err), HEARTH_E_IO);
+    assert_null(g);
+    assert_non_null(strstr(err, path));
 }
 
 int main(void) {
@@ -631,6 +755,8 @@ int main(void) {
         cmocka_unit_test(test_bad_tensor_type),
         cmocka_unit_test(test_bad_offsets),
         cmocka_unit_test(test_overlap_and_duplicate_names),
+        cmocka_unit_test(test_v2_and_text),
+        cmocka_unit_test(test_public_inspect),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     for (size_t i = 0; i < N_T; i++) free(g_t[i].data);

@@ -25,3 +25,8 @@ TEST_BIN += $(patsubst tests/%.c,$(BUILD)/tests/%,$(sort $(wildcard tests/cuda/t
 $(BUILD)/obj/src/backend/cuda/%.o: src/backend/cuda/%.cu $(wildcard src/backend/cuda/*.h src/backend/cuda/*.cuh) src/quant/blocks.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+# Kernel micro-benchmark (TinyLlama-1.1B matrix shapes).
+$(BUILD)/cuda_bench_kernels: tests/cuda/bench_kernels.c $(BUILD)/libhearth.a
+	$(CC) $(CFLAGS) $< $(BUILD)/libhearth.a $(LDLIBS) $(EXTRA_LDLIBS) -o $@
+tools: $(BUILD)/cuda_bench_kernels

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# cuda_check.sh — on a GPU machine: build with CUDA=1, run the CUDA kernel tests and the
+# kernel benchmark, and (when models are given) the model-level checks. Logs go to $OUT
+# (or ./cuda-logs) so they survive the machine; a short table is printed last.
+#   scripts/cuda_check.sh [kernels] [bench] [fixtures] [models]
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+out=${OUT:-$top/cuda-logs}
+mkdir -p "$out"
+export PATH=/usr/local/cuda/bin:$PATH
+# cmocka may be carried in ext/ (header + shared library) on machines without it
+if [ -d ext ]; then
+  export CPATH=$top/ext/include LIBRARY_PATH=$top/ext/lib LD_LIBRARY_PATH=$top/ext/lib
+  [ -e ext/lib/libcmocka.so ] || ln -s libcmocka.so.0 ext/lib/libcmocka.so
+fi
+what=${*:-kernels bench}
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
+t0=$(date +%s)
+make CUDA=1 -j16 all build/tests/cuda/test_cuda_kernels build/cuda_bench_kernels >"$out/build.log" 2>&1 \
+  || { tail -30 "$out/build.log"; exit 1; }
+echo "build: $(( $(date +%s) - t0 )) s"
+for w in $what; do
+  case $w in
+    kernels) build/tests/cuda/test_cuda_kernels 2>&1 | tee "$out/kernels.log" | grep -v "^  " ;;
+    bench)   build/cuda_bench_kernels 100 2>&1 | tee "$out/bench.log" ;;
+  esac
+done

@@ -124,7 +124,12 @@ void cuda_ctx_free(cuda_ctx *c) {
     cu_scratch_release(&c->f16a);
     cu_scratch_release(&c->f16w);
     cu_scratch_release(&c->ids);
-    if (c->ids_host) cudaFreeHost(c->ids_host);
+    cu_scratch_release(&c->attn);
+    for (int i = 0; i < CUDA_STAGE_SLOTS; i++) {
+        if (c->stage[i].host) cudaFreeHost(c->stage[i].host);
+        if (c->stage[i].ev) cudaEventDestroy(c->stage[i].ev);
+        cu_scratch_release(&c->stage[i].dev);
+    }
     if (c->stream) cudaStreamDestroy(c->stream);
     free(c);
 }

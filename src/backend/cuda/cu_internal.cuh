@@ -16,15 +16,23 @@ typedef struct cu_scratch {
     size_t cap;
 } cu_scratch;
 
+/* A pinned host buffer and its device twin for small per-call arrays (positions, ids). */
+typedef struct cu_stage {
+    void *host;
+    cu_scratch dev;
+    size_t cap;
+    cudaEvent_t ev;      /* recorded after the last copy out of `host` */
+} cu_stage;
+
 struct cuda_ctx {
     cuda_dev_info info;
     cudaStream_t stream;
     cu_scratch act;      /* quantized activations (int8 codes + scales + sums) */
     cu_scratch f16a;     /* f16 activations for the tensor-core path */
     cu_scratch f16w;     /* f16 dequantized weight for the tensor-core path */
-    cu_scratch ids;      /* row ids / positions uploaded for a call */
-    int32_t *ids_host;   /* pinned staging for ids (ids_host_cap entries) */
-    size_t ids_host_cap;
+    cu_scratch ids;      /* row ids uploaded for a call */
+    cu_scratch attn;     /* attention partial results */
+    cu_stage stage[CUDA_STAGE_SLOTS];
 };
 
 /* Turns a CUDA error into a hearth status with a message naming `what`. */

@@ -207,6 +207,25 @@ static __global__ void mv_float(uint32_t type, const uint8_t *w, size_t row_byte
 
 /* ---- dequantization (embedding rows, f16 weights for the tensor-core path) --------------- */
 
+/* Stores 32 values with 16-byte stores (rows are 32-element aligned in both layouts). */
+static __device__ __forceinline__ void dq_store32(const float *v, void *dst, int half) {
+    if (half) {
+        uint4 *d = (uint4 *)dst;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            __half2 h0 = __floats2half2_rn(v[8 * k], v[8 * k + 1]), h1 = __floats2half2_rn(v[8 * k + 2], v[8 * k + 3]);
+            __half2 h2 = __floats2half2_rn(v[8 * k + 4], v[8 * k + 5]), h3 = __floats2half2_rn(v[8 * k + 6], v[8 * k + 7]);
+            uint4 u;
+            u.x = *(uint32_t *)&h0, u.y = *(uint32_t *)&h1, u.z = *(uint32_t *)&h2, u.w = *(uint32_t *)&h3;
+            d[k] = u;
+        }
+    } else {
+        float4 *d = (float4 *)dst;
+#pragma unroll
+        for (int k = 0; k < 8; k++) d[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
+    }
+}
+
 /* Dequantizes chunk (row ids[i] or i, chunk c) into out (f32) or out16 (f16, row length ld). */
 #define DQ_KERNEL(name, UNPACK)                                                                           \
     static __global__ void name(const uint8_t *w, size_t row_bytes, int nch, const int32_t *ids,          \
@@ -222,13 +241,14 @@ static __global__ void mv_float(uint32_t type, const uint8_t *w, size_t row_byte
         int q[8];                                                                                         \
         float a[2], m[2];                                                                                 \
         UNPACK(w + (size_t)src * row_bytes, c, lut, q, a, m);                                             \
+        float v[32];                                                                                      \
         _Pragma("unroll") for (int e = 0; e < 32; e++) {                                                  \
             int code = (int)(int8_t)((uint32_t)q[e >> 2] >> (8 * (e & 3)));                               \
-            float v = a[e >> 4] * (float)code + m[e >> 4];                                                \
-            if (out) out[i * ld + c * 32 + e] = v;                                                        \
-            else out16[i * ld + c * 32 + e] = __float2half(v);                                            \
+            v[e] = a[e >> 4] * (float)code + m[e >> 4];                                                   \
         }                                                                                                 \
+        dq_store32(v, out ? (void *)(out + i * ld + c * 32) : (void *)(out16 + i * ld + c * 32), !out);   \
     }
+
 
 DQ_KERNEL(dq_q4_0, up_q4_0)
 DQ_KERNEL(dq_q4_1, up_q4_1)

@@ -92,6 +92,71 @@ int cuda_matmul(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok
 int cuda_get_rows(cuda_ctx *c, const cuda_weight *w, const int32_t *ids_host, int64_t n, float *out,
                   hb_err *err);
 
+/* ---- the other ops of a decoder step ---------------------------------------------------
+ * Shapes and strides are in floats; every array is device memory unless named *_host.
+ * Integer arrays (pos, seq) are device copies made with cuda_stage_i32. */
+
+/* Copies n host ints into staging slot `slot` (0..CUDA_STAGE_SLOTS-1) and returns the
+ * device copy (valid until the slot is staged again). The copy is queued in order with the
+ * kernels, so a slot may be restaged for the next call at once. */
+#define CUDA_STAGE_SLOTS 4
+int cuda_stage_i32(cuda_ctx *c, int slot, const int32_t *src_host, int64_t n, const int32_t **out_dev,
+                   hb_err *err);
+
+/* y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (w: n floats or NULL), n_rows rows. */
+int cuda_rmsnorm(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_rows, int64_t n,
+                 const float *w, float eps, hb_err *err);
+
+typedef struct cuda_rope {
+    int neox;            /* 0: rotate pairs (2i, 2i+1); 1: halves (i, i + n_rot/2) */
+    int32_t n_rot;
+    float base, freq_scale, attn_factor;
+    const float *factors; /* [n_rot/2] device, or NULL */
+} cuda_rope;
+/* Rotates n_head heads of head_dim floats in each of n_tok rows (row stride `stride`) by
+ * position pos[t]: theta_i = pos * freq_scale * base^(-2i/n_rot) / factors[i]. */
+int cuda_rope_apply(cuda_ctx *c, float *x, int64_t n_tok, int64_t stride, int32_t n_head, int32_t head_dim,
+                    const int32_t *pos, const cuda_rope *r, hb_err *err);
+
+/* One layer's KV cache in device memory: rows of kv_dim elements of type (QT_F32, QT_F16 or
+ * QT_Q8_0), cell (seq s, position p) at row s * n_ctx + p. */
+typedef struct cuda_kv {
+    void *k, *v;
+    uint32_t type;
+    int64_t kv_dim;
+    size_t row_bytes;
+    int64_t n_ctx;
+} cuda_kv;
+
+int cuda_kv_store(cuda_ctx *c, const cuda_kv *kv, const float *k, int64_t ks, const float *v, int64_t vs,
+                  int64_t n_tok, const int32_t *pos, const int32_t *seq, hb_err *err);
+
+/* Attention of n_tok query rows over the cache (their own K/V already stored): token t
+ * (sequence seq[t], position pos[t]) head h reads kv head h / (n_head / n_head_kv) over
+ * cells [lo, pos[t]], lo = max(0, pos[t] - window + 1) when window > 0, else 0; scores are
+ * scale * q.k, then softcap * tanh(score / softcap) when softcap > 0. max_pos_host is the
+ * largest pos[t] (sizes the split of the cache across thread blocks). */
+typedef struct cuda_attn {
+    const cuda_kv *kv;
+    const int32_t *pos, *seq;
+    int32_t n_tok, n_head, n_head_kv, head_dim_k, head_dim_v;
+    float scale, softcap;
+    int32_t window;
+    int32_t max_pos_host;
+} cuda_attn;
+int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os,
+                   hb_err *err);
+
+/* y[t][i] = x[t][i] (+ bias[i]) for n_tok rows of n floats (x == y allowed). */
+int cuda_copy_rows(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_tok, int64_t n,
+                   const float *bias, hb_err *err);
+int cuda_add(cuda_ctx *c, float *y, const float *x, int64_t n, hb_err *err);      /* y += x */
+int cuda_scale(cuda_ctx *c, float *x, int64_t n, float s, hb_err *err);           /* x *= s */
+int cuda_softcap(cuda_ctx *c, float *x, int64_t n, float cap, hb_err *err);       /* cap*tanh(x/cap) */
+/* out[t][i] = act(gate[t][i]) * up[t][i]; gelu: 0 = SiLU, 1 = GELU (tanh form). */
+int cuda_glu(cuda_ctx *c, int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
+             int64_t os, int64_t n_tok, int64_t n, hb_err *err);
+
 /* ---- measurement --------------------------------------------------------------------- */
 /* Measures the device's read bandwidth (a streaming read of a buffer several times the L2,
  * best of a few runs) in bytes per second. */

@@ -15,6 +15,9 @@ NVCCFLAGS += -std=c++17 -O3 $(CUDA_ARCH) -Iinclude -Isrc -Xcompiler -Wall,-Wextr
 
 CUDA_SRC := $(sort $(wildcard src/backend/cuda/*.cu))
 CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
+# The be_ops adapter (C) needs the backend interface of the engine (src/backend/backend.h).
+CUDA_CSRC := $(if $(wildcard src/backend/backend.h),$(sort $(wildcard src/backend/cuda/*.c)),)
+CUDA_OBJ  += $(CUDA_CSRC:%.c=$(BUILD)/obj/%.o)
 EXTRA_LIB_OBJ += $(CUDA_OBJ)
 EXTRA_LDLIBS  += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart_static -ldl -lrt -lstdc++
 CFLAGS += -DHEARTH_CUDA=1

@@ -1,11 +1,21 @@
-/* matmul.c — cpu_matmul entry point. This generic path follows the reference exactly:
- * quantize each activation row to the weight type's vec_dot_type once, then one
- * quant_vec_dot per (row, token), rows split across threads. Fast ISA kernels plug in
- * ahead of it (see docs/architecture.md). */
+/* matmul.c — cpu_matmul: picks a kernel for the weight and the current ISA level, prepares
+ * the activations once per call, and splits the output rows over the pool.
+ *
+ * Generic path (scalar level, or a type without a SIMD kernel): exactly the reference —
+ * quantize each activation row to the type's vec_dot_type, one quant_vec_dot per
+ * (row, token). SIMD path: the same reference quantization, rearranged into the prepared
+ * layout of matmul_impl.h, then the ISA kernel over 16-row groups.
+ *
+ * Determinism: every output element is computed by exactly one thread, in an order that
+ * depends only on the (row group, token), never on the thread count or split.
+ */
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cpu/cpu.h"
+#include "backend/cpu/matmul_impl.h"
+#include "quant/blocks.h"
+
+/* ---- generic reference path -------------------------------------------------------------- */
 
 typedef struct mm_job {
     const cpu_weight *w;
@@ -18,8 +28,7 @@ typedef struct mm_job {
 
 static void mm_task(void *ctx, int ith, int nth) {
     const mm_job *j = ctx;
-    int64_t per = (j->w->n_rows + nth - 1) / nth;
-    int64_t r0 = per * ith, r1 = r0 + per < j->w->n_rows ? r0 + per : j->w->n_rows;
+    int64_t r0 = j->w->n_rows * ith / nth, r1 = j->w->n_rows * (ith + 1) / nth;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *wr = (const uint8_t *)j->w->data + (size_t)r * j->w->row_bytes;
         for (int64_t t = 0; t < j->n_tok; t++)
@@ -27,11 +36,36 @@ static void mm_task(void *ctx, int ith, int nth) {
     }
 }
 
+/* ---- weights and scratch ------------------------------------------------------------------ */
+
+typedef struct pack_job {
+    const cpu_weight *w;
+    int kind;
+    uint8_t *dst;
+    int64_t n_groups;
+} pack_job;
+
+static void pack_task(void *ctx, int ith, int nth) {
+    const pack_job *j = ctx;
+    mm_pack_groups(j->w, j->kind, j->dst, j->n_groups * ith / nth, j->n_groups * (ith + 1) / nth);
+}
+
 int cpu_weight_prepare(cpu_weight *w, hb_err *err) {
-    (void)err;
+    int rc = HEARTH_OK, kind;
     w->packed = NULL;
     w->packed_kind = 0;
-    return HEARTH_OK;
+    if (cpu_isa_level() < CPU_ISA_AVX2) return HEARTH_OK;
+    size_t sz = mm_pack_size(w, &kind);
+    if (!sz) return HEARTH_OK;
+    void *p = NULL;
+    HB_CHECK(posix_memalign(&p, 64, sz) == 0, HEARTH_E_NOMEM, "out of memory repacking a %lldx%lld %s weight (%zu bytes)",
+             (long long)w->n_rows, (long long)w->n_cols, quant_type_name(w->type), sz);
+    pack_job j = { w, kind, p, (w->n_rows + MM_GROUP - 1) / MM_GROUP };
+    pack_task(&j, 0, 1);
+    w->packed = p;
+    w->packed_kind = kind;
+out:
+    return rc;
 }
 
 void cpu_weight_release(cpu_weight *w) {
@@ -48,18 +82,118 @@ void cpu_scratch_free(cpu_scratch *s) {
 
 static int scratch_reserve(cpu_scratch *s, size_t need) {
     if (s->cap >= need) return HEARTH_OK;
-    void *nb = realloc(s->buf, need);
-    if (!nb) return HEARTH_E_NOMEM;
+    void *nb = NULL;
+    if (posix_memalign(&nb, 64, need)) return HEARTH_E_NOMEM;
+    free(s->buf);
     s->buf = nb;
     s->cap = need;
     return HEARTH_OK;
 }
 
-int cpu_matmul(cpu_pool *pool, const cpu_weight *w, const float *x, int64_t n_tok,
-               float *y, int64_t ldy, cpu_scratch *scratch) {
-    const quant_traits *tr = quant_traits_of(w->type);
-    if (!tr || !tr->compute) return HEARTH_E_UNSUPPORTED;
-    uint32_t vdt = tr->vec_dot_type;
+/* ---- activation preparation --------------------------------------------------------------- */
+
+typedef struct prep_job {
+    const cpu_weight *w;
+    const float *x;
+    int64_t n_tok;
+    uint8_t *xp;        /* [n_tok][xp_row] */
+    size_t xp_row;
+    uint8_t *tmp;       /* [nth][tmp_row] reference-quantized rows */
+    size_t tmp_row;
+} prep_job;
+
+static void prep_q8_0(const float *x, int64_t n, uint8_t *tmp, mm_xb32 *out) {
+    quant_quantize_row(QT_Q8_0, x, tmp, n);
+    const block_q8_0 *q = (const block_q8_0 *)tmp;
+    for (int64_t b = 0; b < n / 32; b++) {
+        int32_t s = 0;
+        for (int i = 0; i < 32; i++) s += q[b].qs[i];
+        out[b].d = hb_f16_to_f32(q[b].d);
+        out[b].corr = s;
+        memcpy(out[b].qs, q[b].qs, 32);
+    }
+}
+
+static void prep_q8_K(const float *x, int64_t n, uint8_t *tmp, mm_xbk *out) {
+    quant_quantize_row(QT_Q8_K, x, tmp, n);
+    const block_q8_K *q = (const block_q8_K *)tmp;
+    for (int64_t b = 0; b < n / 256; b++) {
+        out[b].d = q[b].d;
+        for (int j = 0; j < 16; j++) out[b].c16[j] = -32 * q[b].bsums[j];
+        for (int j = 0; j < 8; j++) out[b].s32[j] = q[b].bsums[2 * j] + q[b].bsums[2 * j + 1];
+        memcpy(out[b].qs, q[b].qs, 256);
+    }
+}
+
+static void prep_row(const prep_job *j, int64_t t, uint8_t *tmp) {
+    const float *x = j->x + t * j->w->n_cols;
+    uint8_t *o = j->xp + (size_t)t * j->xp_row;
+    int64_t n = j->w->n_cols;
+    switch (j->w->type) {
+    case QT_Q4_0: case QT_Q8_0: prep_q8_0(x, n, tmp, (mm_xb32 *)o); break;
+    case QT_F16: {
+        float *f = (float *)o; /* f16-rounded, as the reference's F16 activations */
+        for (int64_t i = 0; i < n; i++) f[i] = hb_f16_to_f32(hb_f32_to_f16(x[i]));
+        break;
+    }
+    case QT_BF16: {
+        uint16_t *h = (uint16_t *)o;
+        for (int64_t i = 0; i < n; i++) h[i] = hb_f32_to_bf16(x[i]);
+        break;
+    }
+    default: prep_q8_K(x, n, tmp, (mm_xbk *)o); break;
+    }
+}
+
+static void prep_task(void *ctx, int ith, int nth) {
+    const prep_job *j = ctx;
+    bool fast = cpu_isa_level() >= CPU_ISA_AVX512;
+    for (int64_t t = ith; t < j->n_tok; t += nth) {
+        if (fast) mm_prep_avx512(j->w->type, j->x + t * j->w->n_cols, j->w->n_cols, j->xp + (size_t)t * j->xp_row);
+        else prep_row(j, t, j->tmp + (size_t)ith * j->tmp_row);
+    }
+}
+
+/* Bytes of one prepared activation row; 0 if the kernels do not take this type. */
+static size_t prep_row_size(const cpu_weight *w) {
+    switch (w->type) {
+    case QT_Q4_0: case QT_Q8_0: return (size_t)(w->n_cols / 32) * sizeof(mm_xb32);
+    case QT_Q4_K: case QT_Q5_K: case QT_Q6_K: return (size_t)(w->n_cols / 256) * sizeof(mm_xbk);
+    case QT_F16: return ((size_t)w->n_cols * 4 + 63) & ~(size_t)63;
+    case QT_BF16: return ((size_t)w->n_cols * 2 + 63) & ~(size_t)63;
+    default: return 0;
+    }
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------- */
+
+typedef struct kern_job {
+    mm_ctx c;
+    mm_kern_fn fn;
+    int64_t n_groups;
+} kern_job;
+
+static void kern_task(void *ctx, int ith, int nth) {
+    const kern_job *j = ctx;
+    int64_t g0 = j->n_groups * ith / nth, g1 = j->n_groups * (ith + 1) / nth;
+    if (g1 > g0) j->fn(&j->c, g0, g1);
+}
+
+static mm_kern_fn pick_kernel(const cpu_weight *w) {
+    int lv = cpu_isa_level();
+    mm_kern_fn fn = NULL;
+    bool packed_ok = w->packed != NULL;
+    bool needs_pack = w->type == QT_Q4_0 || w->type == QT_Q8_0 || w->type == QT_Q4_K ||
+                      w->type == QT_Q5_K || w->type == QT_Q6_K;
+    if (needs_pack && !packed_ok) return NULL;
+    if (lv >= CPU_ISA_AVX512) fn = mm_kernel_avx512(w, cpu_features_get()->avx512_bf16);
+    if (!fn && lv >= CPU_ISA_AVX2) fn = mm_kernel_avx2(w);
+    return fn;
+}
+
+static int matmul_generic(cpu_pool *pool, const cpu_weight *w, const float *x, int64_t n_tok,
+                          float *y, int64_t ldy, cpu_scratch *scratch) {
+    uint32_t vdt = quant_traits_of(w->type)->vec_dot_type;
     size_t xq_row = quant_row_size(vdt, w->n_cols);
     size_t need;
     if (!hb_mul_sz(xq_row, (size_t)n_tok, &need)) return HEARTH_E_NOMEM;
@@ -68,5 +202,28 @@ int cpu_matmul(cpu_pool *pool, const cpu_weight *w, const float *x, int64_t n_to
         quant_quantize_row(vdt, x + t * w->n_cols, (uint8_t *)scratch->buf + (size_t)t * xq_row, w->n_cols);
     mm_job j = { w, scratch->buf, xq_row, n_tok, y, ldy };
     cpu_pool_run(pool, mm_task, &j);
+    return HEARTH_OK;
+}
+
+int cpu_matmul(cpu_pool *pool, const cpu_weight *w, const float *x, int64_t n_tok,
+               float *y, int64_t ldy, cpu_scratch *scratch) {
+    const quant_traits *tr = quant_traits_of(w->type);
+    if (!tr || !tr->compute) return HEARTH_E_UNSUPPORTED;
+    if (n_tok <= 0 || w->n_rows <= 0) return HEARTH_OK;
+    mm_kern_fn fn = pick_kernel(w);
+    size_t xp_row = fn ? prep_row_size(w) : 0;
+    if (!fn || !xp_row) return matmul_generic(pool, w, x, n_tok, y, ldy, scratch);
+
+    int nth = cpu_pool_n_threads(pool);
+    size_t tmp_row = quant_row_size(tr->vec_dot_type, w->n_cols) + 64, a, b, need;
+    if (!hb_mul_sz(xp_row, (size_t)n_tok, &a) || !hb_mul_sz(tmp_row, (size_t)nth, &b) || !hb_add_sz(a, b, &need))
+        return HEARTH_E_NOMEM;
+    if (scratch_reserve(scratch, need)) return HEARTH_E_NOMEM;
+    prep_job pj = { w, x, n_tok, scratch->buf, xp_row, (uint8_t *)scratch->buf + a, tmp_row };
+    if (n_tok == 1) prep_task(&pj, 0, 1);
+    else cpu_pool_run(pool, prep_task, &pj);
+
+    kern_job kj = { { w, scratch->buf, xp_row, n_tok, y, ldy }, fn, (w->n_rows + MM_GROUP - 1) / MM_GROUP };
+    cpu_pool_run(pool, kern_task, &kj);
     return HEARTH_OK;
 }

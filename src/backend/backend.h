@@ -1,0 +1,127 @@
+/* backend.h — the small compute interface the architectures and the engine run on.
+ *
+ * The forward pass (src/arch) and the engine (src/engine) never touch numbers directly:
+ * every step is one call through a be_ops table (matmul, norms, RoPE, attention over the KV
+ * cache, element-wise ops). The CPU implements it in src/backend/cpu/ops*.c; an accelerator
+ * backend provides another table and keeps activations in its own memory. Activation
+ * buffers are therefore opaque `be_buf` handles allocated through the table; the engine
+ * reads results back with `read`. Token ids and positions stay host arrays (a device
+ * backend uploads them).
+ *
+ * Ownership: a be_ctx is owned by one hearth_context and used by one thread at a time.
+ * Weights (be_weight) are owned by the model; their host data is borrowed from the mapping.
+ */
+#ifndef HEARTH_BACKEND_H
+#define HEARTH_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend/cpu/cpu.h"
+#include "base/base.h"
+
+/* A weight matrix [n_rows][n_cols] as the file stores it (host description in `host`,
+ * usable by the CPU kernels), plus a slot for a device copy owned by another backend. */
+typedef struct be_weight {
+    cpu_weight host;
+    void *dev;
+} be_weight;
+
+/* A float activation buffer (backend memory). On the CPU it is plain host memory. */
+typedef struct be_buf {
+    float *p;
+    int64_t n;      /* floats */
+} be_buf;
+
+/* Largest rotated dimension a model may declare (checked at load). */
+#define BE_MAX_ROT 1024
+
+typedef enum be_rope_style {
+    BE_ROPE_NORMAL = 0, /* rotate adjacent pairs (x[2i], x[2i+1]) — llama */
+    BE_ROPE_NEOX = 1    /* rotate halves (x[i], x[i + n_rot/2]) — qwen, gemma, phi3 */
+} be_rope_style;
+
+/* RoPE parameters for one layer. theta_i = pos * freq_scale * base^(-2i/n_rot) / factor_i,
+ * and cos/sin are multiplied by attn_factor (1 = plain rotation). */
+typedef struct be_rope {
+    be_rope_style style;
+    int32_t n_rot;
+    float base;
+    float freq_scale;
+    float attn_factor;
+    const float *factors;   /* [n_rot/2] host, or NULL */
+} be_rope;
+
+typedef enum be_glu { BE_GLU_SILU = 0, BE_GLU_GELU_TANH = 1 } be_glu;
+
+/* The KV cache of one layer for every sequence: K and V rows of kv_dim elements of `type`
+ * (QT_F32, QT_F16 or QT_Q8_0), cell (seq s, position p) at row s * n_ctx + p. */
+typedef struct be_kv_layer {
+    void *k, *v;
+    uint32_t type;
+    int64_t kv_dim;
+    size_t row_bytes;
+    int64_t n_ctx;
+} be_kv_layer;
+
+/* Attention of one batch over the cache (K/V of the batch already stored). For token t of
+ * sequence seq[t] at position pos[t], head h reads kv head h / (n_head / n_head_kv) over
+ * cells [lo, pos[t]] where lo = 0, or pos[t] - window + 1 when window > 0 (sliding
+ * window). score = scale * q.k, then softcap * tanh(score / softcap) when softcap > 0. */
+typedef struct be_attn {
+    const be_kv_layer *kv;
+    const int32_t *pos, *seq;   /* [n_tok] host */
+    int32_t n_tok, n_head, n_head_kv, head_dim_k, head_dim_v;
+    float scale, softcap;
+    int32_t window;
+} be_attn;
+
+typedef struct be_ctx be_ctx;
+
+typedef struct be_ops {
+    const char *name;
+    int (*buf_alloc)(be_ctx *b, be_buf *out, int64_t n, hb_err *err);
+    void (*buf_free)(be_ctx *b, be_buf *buf);
+    /* Copies n floats from buffer offset `off` to host memory. */
+    void (*read)(be_ctx *b, const be_buf *src, int64_t off, float *dst, int64_t n);
+    /* y[t][0..rows) = W x[t] for t < n_tok; x rows are w->n_cols floats apart, y rows ldy. */
+    int (*matmul)(be_ctx *b, const be_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy);
+    /* out[i] = dequantized row ids[i] of w (ids already validated). */
+    int (*get_rows)(be_ctx *b, const be_weight *w, const int32_t *ids, int64_t n, float *out);
+    /* y[r] = x[r] / rms(x[r]) * w for n_rows rows of n floats, rows xs / ys floats apart;
+     * w (n floats, host) may be NULL. x == y allowed. */
+    void (*rmsnorm)(be_ctx *b, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_rows,
+                    int64_t n, const float *w, float eps);
+    /* Rotates n_head heads of head_dim floats in each of n_tok rows (row stride `stride`). */
+    void (*rope)(be_ctx *b, float *x, int64_t n_tok, int64_t stride, int32_t n_head,
+                 int32_t head_dim, const int32_t *pos, const be_rope *r);
+    /* Stores K and V rows (kv_dim floats, strides ks / vs) of n_tok tokens into the cache. */
+    void (*kv_store)(be_ctx *b, const be_kv_layer *kv, const float *k, int64_t ks, const float *v,
+                     int64_t vs, int64_t n_tok, const int32_t *pos, const int32_t *seq);
+    /* out[t] (n_head*head_dim_v floats, stride os) from q[t] (stride qs). HEARTH_E_NOMEM if
+     * scratch cannot grow. */
+    int (*attention)(be_ctx *b, const be_attn *a, const float *q, int64_t qs, float *out, int64_t os);
+    /* y[t][i] = x[t][i] (+ bias[i] if bias) for n_tok rows of n floats; strides ys, xs. */
+    void (*copy_rows)(be_ctx *b, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_tok,
+                      int64_t n, const float *bias);
+    /* y[i] += x[i], n floats. */
+    void (*add)(be_ctx *b, float *y, const float *x, int64_t n);
+    /* x[i] *= s. */
+    void (*scale)(be_ctx *b, float *x, int64_t n, float s);
+    /* x[i] = cap * tanh(x[i] / cap). */
+    void (*softcap)(be_ctx *b, float *x, int64_t n, float cap);
+    /* out[t][i] = act(gate[t][i]) * up[t][i], i < n; strides gs, us, os. */
+    void (*glu)(be_ctx *b, be_glu kind, const float *gate, int64_t gs, const float *up, int64_t us,
+                float *out, int64_t os, int64_t n_tok, int64_t n);
+} be_ops;
+
+struct be_ctx {
+    const be_ops *ops;
+    void *impl;
+};
+
+/* CPU backend: a context over a pool of n_threads threads. Caller frees with be_cpu_free. */
+int be_cpu_new(int n_threads, be_ctx **out, hb_err *err);
+void be_cpu_free(be_ctx *b);
+
+#endif

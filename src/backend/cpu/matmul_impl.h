@@ -1,0 +1,96 @@
+/* matmul_impl.h — internal layouts shared by the matmul dispatcher (matmul.c), the weight
+ * packer (matmul_pack.c) and the per-ISA kernels (matmul_avx2.c, matmul_avx512.c).
+ *
+ * Packed weights ("R16"): rows are taken 16 at a time (a row group, the last one padded with
+ * zero rows). A group is stored as a sequence of blocks along the columns; inside a block the
+ * 16 rows are interleaved 4 bytes at a time, so a 64-byte vector holds 4 consecutive
+ * elements of each of the 16 rows and one u8 x s8 dot-product instruction (vpdpbusd, or
+ * vpmaddubsw + vpmaddwd on AVX2) with the 4 matching activation bytes broadcast adds them
+ * into 16 per-row int32 lanes. A "step" is one such 4-element slice. 4-bit codes keep two
+ * steps per 64-byte vector (low nibbles = even step, high nibbles = odd step).
+ *
+ * Per group and block (all scales raw f16 bits, 16 of each = one per row):
+ *  Q4_0 (32 cols):  d[16] | 4 x 64 B nibbles (steps 0..7)                     = 288 B
+ *  Q8_0 (32 cols):  d[16] | 8 x 64 B signed codes (steps 0..7)                 = 544 B
+ *  Q4_K (256 cols): d[16] dmin[16] | sc[8][16] mn[8][16] (u8, unpacked 6-bit) |
+ *                   8 sub-blocks x 4 x 64 B nibbles                            = 2368 B
+ *  Q5_K (256 cols): as Q4_K, each sub-block followed by 8 x 8 B bit masks of the fifth
+ *                   bit (mask s, bit 4*row + i = element 4s+i of that row)     = 2880 B
+ *  Q6_K (256 cols): d[16] | sc[16][16] (s8) | 16 sub-blocks of 16 cols x
+ *                   (2 x 64 B nibbles + 64 B of 2-bit highs, step r at bits 2r) = 3360 B
+ * Q4_0 and Q6_K keep exactly the file's size; Q4_K/Q5_K grow by 2-3% (unpacked scales).
+ *
+ * Prepared activations (scratch, per token): the reference quantization (Q8_0 or Q8_K,
+ * identical codes) rearranged with the per-block sums the kernels need, so offsets (Q4_0's
+ * -8, Q6_K's -32) and K-quant mins cost one broadcast add per block instead of per element.
+ */
+#ifndef HEARTH_CPU_MATMUL_IMPL_H
+#define HEARTH_CPU_MATMUL_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/cpu/cpu.h"
+
+enum {
+    MM_PACK_NONE = 0,
+    MM_PACK_Q4_0 = 1,
+    MM_PACK_Q8_0 = 2,
+    MM_PACK_Q4_K = 3,
+    MM_PACK_Q5_K = 4,
+    MM_PACK_Q6_K = 5,
+};
+
+#define MM_GROUP 16
+
+/* Bytes per (group, block) of a packed kind, and columns per block. */
+#define MM_Q4_0_BLK 288
+#define MM_Q8_0_BLK 544
+#define MM_Q4_K_BLK 2368
+#define MM_Q5_K_BLK 2880
+#define MM_Q6_K_BLK 3360
+
+/* Activation block for the 32-column formats: codes, scale, and a per-block integer that
+ * the kernel adds to every row's raw dot (Q4_0: -8 * sum(qs); Q8_0: 0). */
+typedef struct mm_xb32 {
+    float d;
+    int32_t corr;
+    int8_t qs[32];
+} mm_xb32;
+
+/* Activation super-block for the K-quants: s32[j] = sum of the 32 codes of sub-block j
+ * (for the mins), c16[j] = -32 * sum of the 16 codes of sub-block j (Q6_K's offset). */
+typedef struct mm_xbk {
+    float d;
+    int32_t s32[8];
+    int32_t c16[16];
+    int8_t qs[256];
+} mm_xbk;
+
+/* One matmul as the kernels see it. Units of work are row groups [g0, g1). */
+typedef struct mm_ctx {
+    const cpu_weight *w;
+    const void *xp;        /* prepared activations: [n_tok][xp_row] bytes */
+    size_t xp_row;
+    int64_t n_tok;
+    float *y;
+    int64_t ldy;
+} mm_ctx;
+
+typedef void (*mm_kern_fn)(const mm_ctx *c, int64_t g0, int64_t g1);
+
+/* Per-ISA kernel tables: returns NULL when the ISA file has no kernel for the weight
+ * (packed kind for packed weights, else the raw type). */
+mm_kern_fn mm_kernel_avx512(const cpu_weight *w, bool bf16_ok);
+mm_kern_fn mm_kernel_avx2(const cpu_weight *w);
+
+/* Vector activation preparation, bit-identical to the scalar path in matmul.c (reference
+ * quantization + rearrangement): x (n floats) -> one prepared row of the weight type. */
+void mm_prep_avx512(uint32_t type, const float *x, int64_t n, void *out);
+
+/* Packing (matmul_pack.c): bytes of the packed copy for w, 0 if w's type is not packed. */
+size_t mm_pack_size(const cpu_weight *w, int *kind);
+/* Fills dst (mm_pack_size bytes) for rows of groups [g0, g1). */
+void mm_pack_groups(const cpu_weight *w, int kind, uint8_t *dst, int64_t g0, int64_t g1);
+
+#endif

@@ -1,0 +1,43 @@
+/* engine.h — the hearth_context handle: KV cache, scratch, outputs of the last decode.
+ * Internal to src/engine; see docs/engine.md for the design.
+ *
+ * KV layout: for every layer, K and V each hold n_seq_max streams of n_ctx cells; position
+ * p of sequence s lives at cell s * n_ctx + p. A sequence's positions are always 0..pos_max
+ * with no holes, so "what is cached" is fully described by pos_max per sequence.
+ */
+#ifndef HEARTH_ENGINE_H
+#define HEARTH_ENGINE_H
+
+#include "arch/arch.h"
+#include "backend/backend.h"
+
+struct hearth_context {
+    hearth_model *m;
+    hearth_context_params p;     /* resolved: no zeros meaning "default" remain */
+    be_ctx *be;
+    hb_err err;                  /* message of the last failed call */
+
+    /* KV cache */
+    be_kv_layer *kv;             /* [n_layer] */
+    void *kv_mem;                /* owns every layer's K and V */
+    int32_t *pos_max;            /* [n_seq_max], -1 = empty */
+
+    /* scratch and outputs */
+    be_buf scratch;              /* arch_scratch_floats(hp, n_batch) */
+    be_buf out_dev;              /* [n_out][n_vocab] logits written by the backend */
+    be_buf hid_dev;              /* [n_batch][n_embd] normed final states (embeddings) */
+    float *logits;               /* host copy: [n_out][n_vocab] */
+    int64_t logits_cap;          /* rows allocated in logits / out_dev */
+    float *hidden;               /* host copy: [n_tok][n_embd] when embeddings */
+    int32_t *out_row;            /* [n_batch] row in logits of batch token i, or -1 */
+    int32_t *out_idx;            /* [n_batch] batch index of each output row */
+    int32_t *logit_sel;          /* [n_batch] output row of each logits row */
+    int32_t *last_seq;           /* [n_batch] seq ids of the last decode */
+    int32_t last_n;              /* tokens in the last successful decode */
+    int32_t *next_pos;           /* [n_seq_max] scratch for validation */
+
+    bool (*abort_fn)(void *ud);
+    void *abort_ud;
+};
+
+#endif

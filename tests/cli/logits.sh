@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# hearth logits: stories260K on fixture sequence a gives n_tokens x 512 float32 and the
+# fixture's greedy continuation; bad input exits 1 with one message.
+set -u
+S=${HEARTH_TEST_SHARED:?}
+H=${HEARTH:?}
+M=$S/models/stories260K.gguf
+F=$S/fixtures/logits
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+ids=$(cat "$F/seqs/a.txt")
+n=$(echo $ids | wc -w)
+got=$("$H" logits "$M" --tokens "$ids" --out "$tmp/o.f32" --kv f32 --threads 2 --greedy 32) || { echo "logits failed"; exit 1; }
+[ "$got" = "$(cat "$F/stories260K.a.greedy.txt")" ] || { echo "greedy mismatch: $got"; exit 1; }
+size=$(stat -c %s "$tmp/o.f32")
+[ "$size" -eq $((n * 512 * 4)) ] || { echo "wrong output size $size"; exit 1; }
+# stdout output, chunked batches (--batch 5) give the same bytes
+"$H" logits "$M" --tokens "$ids" --kv f32 --batch 5 --threads 1 > "$tmp/o2.f32" || { echo "stdout run failed"; exit 1; }
+cmp -s "$tmp/o.f32" "$tmp/o2.f32" || { echo "chunked/stdout output differs"; exit 1; }
+# errors: out-of-range id, garbage ids, too long for the context, bad kv type, missing model
+for args in "--tokens 1,99999" "--tokens 1,x" "--tokens 1,2,3 --ctx 2" "--tokens 1 --kv f8" "--tokens 1 --greedy 9 --ctx 4"; do
+  # shellcheck disable=SC2086
+  if "$H" logits "$M" $args > /dev/null 2> "$tmp/err"; then echo "accepted: $args"; exit 1; fi
+  [ "$(wc -l < "$tmp/err")" -eq 1 ] || { echo "not one message for $args:"; cat "$tmp/err"; exit 1; }
+done
+if "$H" logits "$tmp/none.gguf" --tokens 1 2> "$tmp/err"; then echo "missing model accepted"; exit 1; fi
+echo ok

@@ -113,12 +113,26 @@ typedef struct be_ops {
     /* out[t][i] = act(gate[t][i]) * up[t][i], i < n; strides gs, us, os. */
     void (*glu)(be_ctx *b, be_glu kind, const float *gate, int64_t gs, const float *up, int64_t us,
                 float *out, int64_t os, int64_t n_tok, int64_t n);
+    /* Optional (NULL on the CPU, whose cache is the engine's host memory): a backend that
+     * keeps the KV cache in its own memory copies rows [src, src+n) of K and V of one layer
+     * to rows [dst, dst+n) there (hearth_kv_seq_cp). */
+    int (*kv_copy)(be_ctx *b, const be_kv_layer *kv, int64_t dst_row, int64_t src_row, int64_t n_rows);
 } be_ops;
 
 struct be_ctx {
     const be_ops *ops;
     void *impl;
 };
+
+/* The backend for a context: `want` is "cpu", "cuda" or NULL/"auto" (NULL also reads the
+ * HEARTH_BACKEND environment variable). "auto" takes the GPU when this build has CUDA and a
+ * usable GPU is present; when the GPU cannot be used (none, old driver, no memory) the CPU
+ * is used and *note (if non-NULL) receives the reason. Caller frees with be_free.
+ * (src/backend/select.c) */
+int be_new(const char *want, int n_threads, be_ctx **out, char *note, size_t note_len, hb_err *err);
+void be_free(be_ctx *b);
+/* True when this build includes the CUDA backend. */
+bool be_cuda_built(void);
 
 /* CPU backend: a context over a pool of n_threads threads. Caller frees with be_cpu_free. */
 int be_cpu_new(int n_threads, be_ctx **out, hb_err *err);

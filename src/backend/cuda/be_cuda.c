@@ -278,6 +278,19 @@ static void cb_glu(be_ctx *b, be_glu kind, const float *gate, int64_t gs, const 
     if (!cb_status(c)) cuda_glu(c->cu, kind == BE_GLU_GELU_TANH, gate, gs, up, us, out, os, n_tok, n, &c->err);
 }
 
+static int cb_kv_copy(be_ctx *b, const be_kv_layer *kv, int64_t dst_row, int64_t src_row, int64_t n_rows) {
+    cuda_be *c = cb(b);
+    cuda_kv dkv;
+    if (n_rows <= 0) return cb_status(c);
+    int64_t rows = (dst_row > src_row ? dst_row : src_row) + n_rows;
+    if (cb_status(c) || cb_kv(c, kv, rows, &dkv)) return cb_status(c);
+    size_t off_d = (size_t)dst_row * kv->row_bytes, off_s = (size_t)src_row * kv->row_bytes;
+    size_t bytes = (size_t)n_rows * kv->row_bytes;
+    cuda_copy(c->cu, (uint8_t *)dkv.k + off_d, (const uint8_t *)dkv.k + off_s, bytes, &c->err);
+    cuda_copy(c->cu, (uint8_t *)dkv.v + off_d, (const uint8_t *)dkv.v + off_s, bytes, &c->err);
+    return cb_status(c);
+}
+
 static const be_ops k_cuda_ops = {
     .name = "cuda",
     .buf_alloc = cb_buf_alloc,
@@ -294,6 +307,7 @@ static const be_ops k_cuda_ops = {
     .scale = cb_scale_op,
     .softcap = cb_softcap_op,
     .glu = cb_glu,
+    .kv_copy = cb_kv_copy,
 };
 
 int be_cuda_new(int device, be_ctx **out, hb_err *err) {

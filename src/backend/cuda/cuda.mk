@@ -2,8 +2,8 @@
 #
 # Kernels are src/backend/cuda/*.cu, compiled by nvcc for Hopper (sm_90 machine code) plus
 # compute_90 PTX so that newer GPUs JIT-compile it. cudart is linked statically so that the
-# hearth binary needs only the NVIDIA driver at run time. HEARTH_CUDA=1 tells the backend
-# registry (src/backend/select.c) that the real implementation is linked in.
+# hearth binary needs only the NVIDIA driver at run time. src/backend/select.c is built
+# with HEARTH_CUDA=1 so that it offers the GPU.
 NVCC      ?= $(or $(shell command -v nvcc 2>/dev/null),/usr/local/cuda/bin/nvcc)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
@@ -20,7 +20,13 @@ CUDA_CSRC := $(if $(wildcard src/backend/backend.h),$(sort $(wildcard src/backen
 CUDA_OBJ  += $(CUDA_CSRC:%.c=$(BUILD)/obj/%.o)
 EXTRA_LIB_OBJ += $(CUDA_OBJ)
 EXTRA_LDLIBS  += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart_static -ldl -lrt -lstdc++
-CFLAGS += -DHEARTH_CUDA=1
+# The backend selector is compiled again with HEARTH_CUDA=1 under another object name and
+# replaces the CPU-only one, so objects of the two kinds of build never mix.
+LIB_OBJ := $(filter-out $(BUILD)/obj/src/backend/select.o,$(LIB_OBJ))
+EXTRA_LIB_OBJ += $(BUILD)/obj/src/backend/cuda/select_cuda.o
+$(BUILD)/obj/src/backend/cuda/select_cuda.o: src/backend/select.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DHEARTH_CUDA=1 -MMD -MP -c $< -o $@
 
 # CUDA-only test programs (run on a GPU machine; they skip cleanly without one).
 TEST_BIN += $(patsubst tests/%.c,$(BUILD)/tests/%,$(sort $(wildcard tests/cuda/test_*.c)))

@@ -150,7 +150,9 @@ void cli_print_help(const cli_spec *spec) {
                  o->metavar ? " " : "", o->metavar ? o->metavar : "");
         printf("  %-28s %s", left[0] == ' ' ? left + 1 : left, o->help);
         switch (o->kind) {
-        case CLI_INT: printf(" (default %ld)", *(long *)o->dest); break;
+        case CLI_INT: /* a default below the bound is a sentinel ("auto"): the help says it */
+            if (*(long *)o->dest >= o->min) printf(" (default %ld)", *(long *)o->dest);
+            break;
         case CLI_FLOAT: printf(" (default %g)", *(double *)o->dest); break;
         case CLI_STR:
             if (*(const char **)o->dest) printf(" (default %s)", *(const char **)o->dest);

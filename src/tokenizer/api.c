@@ -30,10 +30,6 @@ static hearth_status finish(int rc, const hb_err *e, char *err, size_t errlen) {
     return (hearth_status)rc;
 }
 
-int32_t hearth_model_n_vocab(const hearth_model *m) {
-    return m && m->vocab ? tok_n_vocab(m->vocab) : 0;
-}
-
 hearth_status hearth_tokenize(const hearth_model *m, const char *text, size_t len, int flags, hearth_token **out,
                               size_t *n_out, char *err, size_t errlen) {
     hb_err e;

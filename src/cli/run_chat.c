@@ -1,0 +1,100 @@
+/* run_chat.c — conversation helpers for `hearth run`: render messages through the model's
+ * chat template, run one user turn, read piped stdin. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "run_gen.h"
+
+void run_emit_stdout(void *ud, const char *text, size_t len) {
+    (void)ud;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+}
+
+/* Renders messages (a JSON array, borrowed) through the model's template. */
+char *run_render_chat(gen_session *g, json_t *messages) {
+    char err[512] = "", *out = NULL;
+    char *js = json_dumps(messages, JSON_COMPACT);
+    if (!js) return NULL;
+    if (hearth_chat_apply(gen_model(g), NULL, js, NULL, true, &out, err, sizeof err)) {
+        cli_error("chat template: %s", err);
+        out = NULL;
+    }
+    free(js);
+    return out;
+}
+
+json_t *run_new_conversation(const char *system) {
+    json_t *m = json_array();
+    if (m && system && *system) json_array_append_new(m, json_pack("{s:s,s:s}", "role", "system", "content", system));
+    return m;
+}
+
+/* Runs one user turn: appends it, renders, generates, appends the reply. */
+typedef struct reply_acc {
+    char *buf;
+    size_t len, cap;
+} reply_acc;
+
+static void emit_acc(void *ud, const char *text, size_t len) {
+    reply_acc *a = ud;
+    run_emit_stdout(NULL, text, len);
+    if (a->len + len + 1 > a->cap) {
+        size_t nc = (a->len + len + 1) * 2;
+        char *nb = realloc(a->buf, nc);
+        if (!nb) return;
+        a->buf = nb;
+        a->cap = nc;
+    }
+    memcpy(a->buf + a->len, text, len);
+    a->len += len;
+    a->buf[a->len] = '\0';
+}
+
+int run_chat_turn(gen_session *g, json_t *conv, const char *user, bool verbose) {
+    gen_stats st;
+    reply_acc acc = { 0 };
+    int rc = 1;
+    json_array_append_new(conv, json_pack("{s:s,s:s}", "role", "user", "content", user));
+    char *prompt = run_render_chat(g, conv);
+    if (!prompt) goto out;
+        rc = gen_reply(g, prompt, HEARTH_TOK_ADD_SPECIAL | HEARTH_TOK_PARSE_SPECIAL, emit_acc, &acc, &st);
+    if (rc == 0) {
+        json_array_append_new(conv, json_pack("{s:s,s:s}", "role", "assistant", "content", acc.buf ? acc.buf : ""));
+        if (st.hit_ctx_limit) fprintf(stderr, "\nhearth: the context is full; the reply was cut (use /clear or a larger --ctx)\n");
+        if (verbose) gen_print_stats(&st);
+    } else {
+        json_array_remove(conv, json_array_size(conv) - 1);
+    }
+out:
+    free(prompt);
+    free(acc.buf);
+    return rc;
+}
+
+char *run_read_stdin(size_t *len) {
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n - 1, stdin);
+        n += got;
+        if (got == 0) break;
+        if (n + 1 >= cap) {
+            if (cap > (64u << 20)) {
+                cli_error("run: the prompt on stdin is larger than 64 MiB");
+                free(buf);
+                return NULL;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); return NULL; }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    if (buf) buf[n] = '\0';
+    *len = n;
+    return buf;
+}

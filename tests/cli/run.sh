@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# hearth run: the greedy fixture byte for byte, seeded sampling reproducible across runs and
+# thread counts, stop strings, and bad input -> exit 1 with one clear message.
+set -u
+H=${HEARTH:?HEARTH must point to the hearth binary}
+S=${HEARTH_TEST_SHARED:?}
+M=$S/models/stories260K.gguf
+[ -f "$M" ] || { echo "missing $M"; exit 1; }
+fail=0
+t=$(mktemp -d); trap 'rm -rf "$t"' EXIT
+check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
+
+"$H" run "$M" --raw "" --temp 0 -n 200 >"$t/greedy.txt" 2>"$t/err"
+check "greedy 200 tokens from BOS equals the fixture" "cmp -s '$t/greedy.txt' '$S/fixtures/generation/stories260K.greedy.txt'"
+
+"$H" run "$M" --raw "Once upon a time" --seed 7 --temp 1.0 -n 60 -t 1 >"$t/s1" 2>/dev/null
+"$H" run "$M" --raw "Once upon a time" --seed 7 --temp 1.0 -n 60 -t 1 >"$t/s2" 2>/dev/null
+"$H" run "$M" --raw "Once upon a time" --seed 7 --temp 1.0 -n 60 -t 2 >"$t/s3" 2>/dev/null
+"$H" run "$M" --raw "Once upon a time" --seed 8 --temp 1.0 -n 60 -t 2 >"$t/s4" 2>/dev/null
+check "same seed, same output" "[ -s '$t/s1' ] && cmp -s '$t/s1' '$t/s2'"
+check "same seed on 1 vs 2 threads" "cmp -s '$t/s1' '$t/s3'"
+check "another seed differs" "! cmp -s '$t/s1' '$t/s4'"
+
+"$H" run "$M" --raw "" --temp 0 -n 200 --stop "Lily" >"$t/stop" 2>/dev/null
+check "stop string ends output and never leaks" "[ \"\$(cat '$t/stop')\" = 'Once upon a time, there was a little girl named ' ]"
+
+"$H" run "$M" --raw "" --temp 0 -n 5 --verbose >/dev/null 2>"$t/v"
+check "--verbose prints speeds to stderr" "grep -q 'tokens/s' '$t/v'"
+
+# Bad input: exit code 1, exactly one line on stderr starting with 'hearth:'
+bad() {
+  local name=$1; shift
+  "$H" "$@" >"$t/out" 2>"$t/err" </dev/null; local rc=$?
+  check "$name -> exit 1, one message" "[ $rc -eq 1 ] && [ \$(wc -l <'$t/err') -eq 1 ] && grep -q '^hearth: ' '$t/err' && ! grep -qi 'sanitizer' '$t/err'"
+}
+bad "missing model" run /nonexistent.gguf "hi"
+head -c 100000 "$M" >"$t/trunc.gguf"
+bad "truncated model" run "$t/trunc.gguf" "hi"
+printf 'GGUF\x03\x00\x00\x00' >"$t/tiny.gguf"
+bad "corrupt header" run "$t/tiny.gguf" "hi"
+bad "--ctx 0" run "$M" --ctx 0 "hi"
+bad "-n -5" run "$M" -n -5 "hi"
+bad "--threads 10000" run "$M" --threads 10000 "hi"
+bad "unknown flag" run "$M" --bogus "hi"
+bad "prompt longer than the context" run "$M" --raw --ctx 16 "Once upon a time there was a little girl who liked to play in the park every day with her dog"
+"$H" run --help >/dev/null 2>&1
+check "--help exits 0" "[ $? -eq 0 ]"
+exit $fail

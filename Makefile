@@ -38,9 +38,14 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/libhearth.a: $(LIB_OBJ) $(EXTRA_LIB_OBJ)
+# The archive remembers whether it was built with CUDA: switching CUDA=1 on or off in the
+# same build directory rebuilds it (and relinks everything) instead of reusing the other one.
+FLAVOUR := $(if $(filter 1,$(CUDA)),cuda,cpu)
+$(shell mkdir -p $(BUILD) && [ "$$(cat $(BUILD)/.flavour 2>/dev/null)" = "$(FLAVOUR)" ] || echo $(FLAVOUR) > $(BUILD)/.flavour)
+
+$(BUILD)/libhearth.a: $(LIB_OBJ) $(EXTRA_LIB_OBJ) $(BUILD)/.flavour
 	@rm -f $@
-	ar rcs $@ $^
+	ar rcs $@ $(filter %.o,$^)
 
 $(BUILD)/hearth: $(CLI_OBJ) $(BUILD)/libhearth.a
 	$(CC) $(CFLAGS) $(CLI_OBJ) $(BUILD)/libhearth.a $(LDLIBS) $(EXTRA_LDLIBS) -o $@

@@ -29,3 +29,21 @@ for w in $what; do
     bench)   build/cuda_bench_kernels 100 2>&1 | tee "$out/bench.log" ;;
   esac
 done
+
+# Model-level checks on the GPU (the test programs pick the GPU by default when one is
+# usable): every golden logit fixture present under $HEARTH_TEST_SHARED, the engine tests,
+# the CLI logits test; then the same logits on CPU and GPU must differ (proof the GPU ran)
+# while both pass.
+for w in $what; do
+  [ "$w" = fixtures ] || continue
+  export HEARTH_TEST_SHARED=${HEARTH_TEST_SHARED:-$top/shared} HEARTH=$top/build/hearth
+  for t in build/tests/golden/test_logits build/tests/unit/test_engine; do
+    "$t" > "$out/$(basename "$t").log" 2>&1; echo "$(basename "$t"): rc=$? $(grep -c '^\[       OK' "$out/$(basename "$t").log") ok, $(grep -c '^\[  FAILED' "$out/$(basename "$t").log") failed lines"
+  done
+  grep -E "nrmse|MISMATCH|FAIL|^ *[a-z0-9]+\.[A-Z0-9_]+ " "$out/test_logits.log" | head -80
+  bash tests/cli/logits.sh > "$out/cli_logits.log" 2>&1 && echo "cli logits.sh: ok" || { echo "cli logits.sh: FAIL"; tail -5 "$out/cli_logits.log"; }
+  ids=$(cat "$HEARTH_TEST_SHARED/fixtures/logits/seqs/b.txt")
+  HEARTH_BACKEND=cuda build/hearth logits "$HEARTH_TEST_SHARED/models/stories260K.gguf" --tokens "$ids" --out "$out/gpu.f32" > /dev/null
+  HEARTH_BACKEND=cpu build/hearth logits "$HEARTH_TEST_SHARED/models/stories260K.gguf" --tokens "$ids" --out "$out/cpu.f32" > /dev/null
+  cmp -s "$out/gpu.f32" "$out/cpu.f32" && echo "WARNING: GPU and CPU logits are bit-identical (GPU not used?)" || echo "GPU and CPU logits differ in rounding (GPU in use)"
+done

@@ -407,7 +407,8 @@ extern "C" int cuda_matmul(cuda_ctx *c, const cuda_weight *w, const float *x, in
     if (n_tok <= 0 || w->n_rows <= 0) return HEARTH_OK;
     if (!is_float_type(w->type) && w->n_cols % 32)
         return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: row length %lld is not a multiple of 32", (long long)w->n_cols);
-    if (n_tok >= TC_MIN_TOKENS && c->info.cc_major >= 7) return matmul_tc(c, w, x, n_tok, y, ldy, err);
+    /* F32 weights stay on the f32 path: the tensor cores would round them to f16 */
+    if (n_tok >= TC_MIN_TOKENS && w->type != QT_F32) return matmul_tc(c, w, x, n_tok, y, ldy, err);
     return matvec(c, w, x, n_tok, y, ldy, err);
 }
 

@@ -38,4 +38,6 @@ $(BUILD)/obj/src/backend/cuda/%.o: src/backend/cuda/%.cu $(wildcard src/backend/
 # Kernel micro-benchmark (TinyLlama-1.1B matrix shapes).
 $(BUILD)/cuda_bench_kernels: tests/cuda/bench_kernels.c $(BUILD)/libhearth.a
 	$(CC) $(CFLAGS) $< $(BUILD)/libhearth.a $(LDLIBS) $(EXTRA_LDLIBS) -o $@
-tools: $(BUILD)/cuda_bench_kernels
+$(BUILD)/cuda_bench_model: tests/cuda/bench_model.c $(BUILD)/libhearth.a
+	$(CC) $(CFLAGS) $< $(BUILD)/libhearth.a $(LDLIBS) $(EXTRA_LDLIBS) -o $@
+tools: $(BUILD)/cuda_bench_kernels $(BUILD)/cuda_bench_model

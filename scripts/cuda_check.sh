@@ -47,3 +47,16 @@ for w in $what; do
   HEARTH_BACKEND=cpu build/hearth logits "$HEARTH_TEST_SHARED/models/stories260K.gguf" --tokens "$ids" --out "$out/cpu.f32" > /dev/null
   cmp -s "$out/gpu.f32" "$out/cpu.f32" && echo "WARNING: GPU and CPU logits are bit-identical (GPU not used?)" || echo "GPU and CPU logits differ in rounding (GPU in use)"
 done
+
+# Speed: TinyLlama-1.1B-shape random-weight models (made here by mkmodel, never committed),
+# pp512 / tg128 / bandwidth fraction / batch-of-8 check, on the GPU.
+for w in $what; do
+  [ "$w" = models ] || continue
+  mk=${MKMODEL:-build/mkmodel}
+  mkdir -p /tmp/tl
+  for t in ${TYPES:-q4_0 q4_k_m q8_0 f16}; do
+    [ -f /tmp/tl/tl-$t.gguf ] || "$mk" --shape tinyllama --type "$t" -t 16 --vocab "${VOCAB:-../shared/vocab/ggml-vocab-llama-spm.gguf}" -o /tmp/tl/tl-$t.gguf > /dev/null 2>&1 \
+      || { echo "mkmodel $t failed"; continue; }
+  done
+  build/cuda_bench_model /tmp/tl/tl-*.gguf 2>&1 | tee "$out/bench_model.log"
+done

@@ -3,12 +3,14 @@
  * memory, and everything the interface hands over as host data is mirrored on the device:
  *  - weights (be_weight) and the model's small float arrays (norm weights, biases, RoPE
  *    factors) are uploaded once, on first use, and kept for the life of the backend;
- *  - positions and sequence ids are staged once per distinct array per decode;
  *  - the KV cache lives in device memory shadowing the engine's host cache by address; a
  *    layer's shadow grows to the highest (sequence, position) cell stored.
- * Ops that return void record the first failure; the next op that returns a status
- * reports it (the forward pass checks matmul/attention after every step).
+ * Ops are not run when called: they are recorded (be_cuda_cmd.c) and run at the next
+ * read, where a step seen before is replayed as one CUDA graph (no launch gaps).
+ * Failures found while recording are returned by the op (or, for void ops, by the next op
+ * that returns a status); failures while running poison the read (NaN) and stick.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,19 +25,50 @@ typedef struct cb_map {
     cuda_weight w;       /* weights only */
 } cb_map;
 
-typedef struct cb_stage {
-    const int32_t *host; /* last array staged in this slot */
-    int32_t *shadow;     /* its contents */
-    int64_t n, cap;
-    const int32_t *dev;
-} cb_stage;
+/* One recorded op. Every field that decides what the GPU does is in here (zero-filled
+ * first), so equal bytes mean an identical step; int arrays live in the step's arena and
+ * are referenced by offset, so their values may change without changing the step. */
+typedef enum cb_kind {
+    CK_GET_ROWS, CK_MATMUL, CK_RMSNORM, CK_ROPE, CK_KV_STORE, CK_ATTN, CK_COPY_ROWS, CK_ADD, CK_SCALE,
+    CK_SOFTCAP, CK_GLU, CK_KV_COPY
+} cb_kind;
+
+typedef struct cb_cmd {
+    int32_t kind, flag;
+    int64_t off[2];      /* arena offsets (ints) of up to two int arrays, -1 = none */
+    const void *p[5];    /* device pointers */
+    int64_t n[8];        /* sizes and strides */
+    float f[2];
+    cuda_weight w;
+    cuda_rope rope;
+    cuda_kv kv;
+    cuda_attn at;        /* pos/seq/kv pointers filled at run time */
+} cb_cmd;
+
+/* A step seen before: after one eager run it is captured, then replayed. */
+typedef struct cb_graph {
+    uint64_t sig, gen, last_use;
+    cuda_graph *g;       /* NULL until captured */
+} cb_graph;
+
+#define CB_GRAPHS 16
+#define CB_DEDUP 8
 
 typedef struct cuda_be {
     cuda_ctx *cu;
-    hb_err err;          /* first failure of a void op */
+    hb_err err;          /* first failure (sticky) */
     cb_map *map;         /* weights, float arrays and KV shadows */
     size_t n_map, cap_map;
-    cb_stage stage[CUDA_STAGE_SLOTS];
+    cb_cmd *cmd;         /* the step being recorded */
+    size_t n_cmd, cap_cmd;
+    int32_t *arena_host; /* pinned: int arrays of the step */
+    int32_t *arena_dev;
+    int64_t arena_used, arena_cap;
+    struct { const int32_t *host; int64_t n, off; } dedup[CB_DEDUP];
+    int n_dedup;
+    cb_graph graphs[CB_GRAPHS];
+    uint64_t clock;
+    bool graphs_off;     /* HEARTH_CUDA_GRAPHS=0, or a capture failed */
 } cuda_be;
 
 static cuda_be *cb(be_ctx *b) {
@@ -101,30 +134,10 @@ static const cuda_weight *cb_weight(cuda_be *c, const be_weight *w, hb_err *err)
     }
     if (!(e = cb_add(c, w->host.data, bytes, err))) return NULL;
     if (cuda_upload(c->cu, e->dev, w->host.data, bytes, err)) return NULL;
-    e->w = (cuda_weight){ w->host.type, w->host.n_rows, w->host.n_cols, w->host.row_bytes, e->dev };
+    memset(&e->w, 0, sizeof e->w);
+    e->w.type = w->host.type, e->w.n_rows = w->host.n_rows, e->w.n_cols = w->host.n_cols;
+    e->w.row_bytes = w->host.row_bytes, e->w.data = e->dev;
     return &e->w;
-}
-
-/* Device copy of a host int array for slot s; unchanged arrays are not sent again. */
-static const int32_t *cb_ints(cuda_be *c, int s, const int32_t *host, int64_t n) {
-    cb_stage *st = &c->stage[s];
-    if (c->err.code) return NULL;
-    if (st->dev && st->host == host && st->n == n && memcmp(st->shadow, host, (size_t)n * sizeof *host) == 0)
-        return st->dev;
-    if (n > st->cap) {
-        int32_t *ns = realloc(st->shadow, (size_t)n * sizeof *ns);
-        if (!ns) {
-            hb_fail(&c->err, HEARTH_E_NOMEM, "out of memory");
-            return NULL;
-        }
-        st->shadow = ns;
-        st->cap = n;
-    }
-    memcpy(st->shadow, host, (size_t)n * sizeof *host);
-    st->host = host;
-    st->n = n;
-    if (cuda_stage_i32(c->cu, s, host, n, &st->dev, &c->err)) st->dev = NULL;
-    return st->dev;
 }
 
 /* Device KV for a layer, grown to hold rows [0, rows); contents are kept across growth. */
@@ -157,8 +170,179 @@ static int cb_kv(cuda_be *c, const be_kv_layer *kv, int64_t rows, cuda_kv *out) 
             ek = cb_find(c, kv->k), ev = cb_find(c, kv->v);
         }
     }
-    *out = (cuda_kv){ ek->dev, ev->dev, kv->type, kv->kv_dim, kv->row_bytes, kv->n_ctx };
+    memset(out, 0, sizeof *out); /* padding too: recorded ops are compared bytewise */
+    out->k = ek->dev, out->v = ev->dev, out->type = kv->type, out->kv_dim = kv->kv_dim;
+    out->row_bytes = kv->row_bytes, out->n_ctx = kv->n_ctx;
     return c->err.code;
+}
+
+/* ---- recording -------------------------------------------------------------------------- */
+
+static cb_cmd *cb_push(cuda_be *c, int kind) {
+    if (c->err.code) return NULL;
+    if (c->n_cmd == c->cap_cmd) {
+        size_t cap = c->cap_cmd ? 2 * c->cap_cmd : 1024;
+        cb_cmd *nc = realloc(c->cmd, cap * sizeof *nc);
+        if (!nc) {
+            hb_fail(&c->err, HEARTH_E_NOMEM, "out of memory recording GPU work");
+            return NULL;
+        }
+        c->cmd = nc;
+        c->cap_cmd = cap;
+    }
+    cb_cmd *k = &c->cmd[c->n_cmd++];
+    memset(k, 0, sizeof *k);
+    k->kind = kind;
+    k->off[0] = k->off[1] = -1;
+    return k;
+}
+
+/* Copies n host ints into the step's arena and returns their offset (an identical array
+ * already there is reused). The arena grows by reallocation, which retires every graph. */
+static int64_t cb_arena(cuda_be *c, const int32_t *host, int64_t n) {
+    for (int i = 0; i < c->n_dedup; i++)
+        if (c->dedup[i].host == host && c->dedup[i].n == n &&
+            memcmp(c->arena_host + c->dedup[i].off, host, (size_t)n * sizeof *host) == 0)
+            return c->dedup[i].off;
+    if (c->arena_used + n > c->arena_cap) {
+        int64_t cap = c->arena_cap ? 2 * c->arena_cap : 65536;
+        while (cap < c->arena_used + n) cap *= 2;
+        void *nh = NULL, *nd = NULL;
+        if (cuda_host_alloc((size_t)cap * 4, &nh, &c->err) || cuda_alloc(c->cu, &nd, (size_t)cap * 4, &c->err)) {
+            cuda_host_free(nh);
+            return -1;
+        }
+        if (c->arena_used) memcpy(nh, c->arena_host, (size_t)c->arena_used * 4);
+        cuda_sync(c->cu, &c->err); /* graphs may still read the old arena */
+        cuda_host_free(c->arena_host);
+        cuda_free(c->cu, c->arena_dev);
+        c->arena_host = nh, c->arena_dev = nd, c->arena_cap = cap;
+    }
+    int64_t off = c->arena_used;
+    memcpy(c->arena_host + off, host, (size_t)n * sizeof *host);
+    c->arena_used += n;
+    if (c->n_dedup < CB_DEDUP) c->dedup[c->n_dedup].host = host, c->dedup[c->n_dedup].n = n, c->dedup[c->n_dedup++].off = off;
+    return off;
+}
+
+/* ---- running ----------------------------------------------------------------------------- */
+
+static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
+    cuda_ctx *cu = c->cu;
+    const int32_t *a0 = k->off[0] >= 0 ? c->arena_dev + k->off[0] : NULL;
+    const int32_t *a1 = k->off[1] >= 0 ? c->arena_dev + k->off[1] : NULL;
+    float *y = (float *)k->p[1];
+    switch (k->kind) {
+    case CK_GET_ROWS:
+        return cuda_get_rows_dev(cu, &k->w, a0, k->n[0], y, err);
+    case CK_MATMUL:
+        return cuda_matmul(cu, &k->w, k->p[0], k->n[0], y, k->n[1], err);
+    case CK_RMSNORM:
+        return cuda_rmsnorm(cu, k->p[0], k->n[0], y, k->n[1], k->n[2], k->n[3], k->p[2], k->f[0], err);
+    case CK_ROPE:
+        return cuda_rope_apply(cu, y, k->n[0], k->n[1], (int32_t)k->n[2], (int32_t)k->n[3], a0, &k->rope, err);
+    case CK_KV_STORE:
+        return cuda_kv_store(cu, &k->kv, k->p[0], k->n[0], k->p[2], k->n[1], k->n[2], a0, a1, err);
+    case CK_ATTN: {
+        cuda_attn at = k->at;
+        at.kv = &k->kv, at.pos = a0, at.seq = a1;
+        return cuda_attention(cu, &at, k->p[0], k->n[0], y, k->n[1], err);
+    }
+    case CK_COPY_ROWS:
+        return cuda_copy_rows(cu, k->p[0], k->n[0], y, k->n[1], k->n[2], k->n[3], k->p[2], err);
+    case CK_ADD:
+        return cuda_add(cu, y, k->p[0], k->n[0], err);
+    case CK_SCALE:
+        return cuda_scale(cu, y, k->n[0], k->f[0], err);
+    case CK_SOFTCAP:
+        return cuda_softcap(cu, y, k->n[0], k->f[0], err);
+    case CK_GLU:
+        return cuda_glu(cu, k->flag, k->p[0], k->n[0], k->p[2], k->n[1], y, k->n[2], k->n[3], k->n[4], err);
+    case CK_KV_COPY: {
+        size_t bytes = (size_t)k->n[2] * k->kv.row_bytes, d = (size_t)k->n[0] * k->kv.row_bytes;
+        size_t s = (size_t)k->n[1] * k->kv.row_bytes;
+        int rc = cuda_copy(cu, (uint8_t *)k->kv.k + d, (const uint8_t *)k->kv.k + s, bytes, err);
+        return rc ? rc : cuda_copy(cu, (uint8_t *)k->kv.v + d, (const uint8_t *)k->kv.v + s, bytes, err);
+    }
+    }
+    return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unknown recorded op %d", k->kind);
+}
+
+static int cb_exec_all(cuda_be *c, hb_err *err) {
+    for (size_t i = 0; i < c->n_cmd; i++) {
+        int rc = cb_exec(c, &c->cmd[i], err);
+        if (rc) return rc;
+    }
+    return HEARTH_OK;
+}
+
+static uint64_t cb_signature(const cuda_be *c) {
+    uint64_t h = 1469598103934665603ull;
+    const uint8_t *p = (const uint8_t *)c->cmd;
+    for (size_t i = 0; i < c->n_cmd * sizeof *c->cmd; i++) h = (h ^ p[i]) * 1099511628211ull;
+    h ^= (uint64_t)(uintptr_t)c->arena_dev * 31 + (uint64_t)c->arena_used;
+    return h;
+}
+
+/* Runs the recorded step: replays its graph when the same step ran before under the same
+ * scratch memory, captures it on its second appearance, runs it op by op otherwise. */
+static int cb_run_step(cuda_be *c) {
+    int rc;
+    hb_err *err = &c->err;
+    if (c->arena_used && (rc = cuda_upload_async(c->cu, c->arena_dev, c->arena_host, (size_t)c->arena_used * 4, err)))
+        return rc;
+    if (c->graphs_off) return cb_exec_all(c, err);
+    uint64_t sig = cb_signature(c), gen = cuda_ctx_generation(c->cu);
+    cb_graph *e = NULL, *victim = &c->graphs[0];
+    for (int i = 0; i < CB_GRAPHS; i++) {
+        if (c->graphs[i].sig == sig && c->graphs[i].last_use) e = &c->graphs[i];
+        if (c->graphs[i].last_use < victim->last_use) victim = &c->graphs[i];
+    }
+    c->clock++;
+    if (e && e->gen == gen && e->g) {
+        e->last_use = c->clock;
+        return cuda_graph_launch(c->cu, e->g, err);
+    }
+    if (e && e->gen == gen) { /* second sighting: capture */
+        hb_err cerr;
+        hb_err_clear(&cerr);
+        cuda_graph *g = NULL;
+        if (cuda_capture_begin(c->cu, &cerr) == HEARTH_OK) {
+            int xrc = cb_exec_all(c, &cerr);
+            int erc = cuda_capture_end(c->cu, &g, &cerr);
+            if (!xrc && !erc && cuda_ctx_generation(c->cu) == gen) {
+                e->g = g;
+                e->last_use = c->clock;
+                return cuda_graph_launch(c->cu, g, err);
+            }
+            cuda_graph_free(g);
+        }
+        c->graphs_off = true; /* capture is not possible here: run op by op from now on */
+        return cb_exec_all(c, err);
+    }
+    if (!e) {
+        e = victim;
+        cuda_graph_free(e->g);
+        memset(e, 0, sizeof *e);
+        e->sig = sig;
+    } else {
+        cuda_graph_free(e->g); /* stale: scratch moved */
+        e->g = NULL;
+    }
+    rc = cb_exec_all(c, err);
+    e->gen = cuda_ctx_generation(c->cu); /* after any scratch growth of this run */
+    e->last_use = c->clock;
+    return rc;
+}
+
+/* Runs whatever was recorded; the arena is free for the next step afterwards. */
+static int cb_flush(cuda_be *c) {
+    int rc = c->err.code;
+    if (!rc && c->n_cmd) rc = cb_run_step(c);
+    c->n_cmd = 0;
+    c->arena_used = 0;
+    c->n_dedup = 0;
+    return rc;
 }
 
 /* ---- the table ------------------------------------------------------------------------- */
@@ -175,14 +359,20 @@ static int cb_buf_alloc(be_ctx *b, be_buf *out, int64_t n, hb_err *err) {
 }
 
 static void cb_buf_free(be_ctx *b, be_buf *buf) {
-    cuda_free(cb(b)->cu, buf->p);
+    cuda_be *c = cb(b);
+    if (buf->p) {
+        cb_flush(c); /* recorded work may still use the buffer */
+        cuda_sync(c->cu, &c->err);
+    }
+    cuda_free(c->cu, buf->p);
     buf->p = NULL;
     buf->n = 0;
 }
 
 static void cb_read(be_ctx *b, const be_buf *src, int64_t off, float *dst, int64_t n) {
     cuda_be *c = cb(b);
-    if (cuda_download(c->cu, dst, src->p + off, (size_t)n * sizeof(float), &c->err)) memset(dst, 0, (size_t)n * 4);
+    if (cb_flush(c) || cuda_download(c->cu, dst, src->p + off, (size_t)n * sizeof(float), &c->err))
+        for (int64_t i = 0; i < n; i++) dst[i] = NAN; /* never hand out stale numbers */
 }
 
 static int cb_matmul(be_ctx *b, const be_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy) {
@@ -190,7 +380,13 @@ static int cb_matmul(be_ctx *b, const be_weight *w, const float *x, int64_t n_to
     if (cb_status(c)) return cb_status(c);
     const cuda_weight *cw = cb_weight(c, w, &c->err);
     if (!cw) return c->err.code;
-    return cuda_matmul(c->cu, cw, x, n_tok, y, ldy, &c->err);
+    if (cw->type != QT_F32 && cw->type != QT_F16 && cw->type != QT_BF16 && cw->n_cols % 32)
+        return hb_fail(&c->err, HEARTH_E_UNSUPPORTED, "CUDA: row length %lld is not a multiple of 32",
+                       (long long)cw->n_cols);
+    cb_cmd *k = cb_push(c, CK_MATMUL);
+    if (!k) return c->err.code;
+    k->w = *cw, k->p[0] = x, k->p[1] = y, k->n[0] = n_tok, k->n[1] = ldy;
+    return HEARTH_OK;
 }
 
 static int cb_get_rows(be_ctx *b, const be_weight *w, const int32_t *ids, int64_t n, float *out) {
@@ -198,23 +394,32 @@ static int cb_get_rows(be_ctx *b, const be_weight *w, const int32_t *ids, int64_
     if (cb_status(c)) return cb_status(c);
     const cuda_weight *cw = cb_weight(c, w, &c->err);
     if (!cw) return c->err.code;
-    return cuda_get_rows(c->cu, cw, ids, n, out, &c->err);
+    int64_t off = cb_arena(c, ids, n);
+    cb_cmd *k = off >= 0 ? cb_push(c, CK_GET_ROWS) : NULL;
+    if (!k) return c->err.code;
+    k->w = *cw, k->off[0] = off, k->p[1] = out, k->n[0] = n;
+    return HEARTH_OK;
 }
 
 static void cb_rmsnorm(be_ctx *b, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_rows, int64_t n,
                        const float *w, float eps) {
     cuda_be *c = cb(b);
     const float *dw = cb_floats(c, w, n);
-    if (!cb_status(c)) cuda_rmsnorm(c->cu, x, xs, y, ys, n_rows, n, dw, eps, &c->err);
+    cb_cmd *k = cb_push(c, CK_RMSNORM);
+    if (!k) return;
+    k->p[0] = x, k->p[1] = y, k->p[2] = dw, k->n[0] = xs, k->n[1] = ys, k->n[2] = n_rows, k->n[3] = n, k->f[0] = eps;
 }
 
 static void cb_rope(be_ctx *b, float *x, int64_t n_tok, int64_t stride, int32_t n_head, int32_t head_dim,
                     const int32_t *pos, const be_rope *r) {
     cuda_be *c = cb(b);
-    const int32_t *dpos = cb_ints(c, 0, pos, n_tok);
-    cuda_rope cr = { r->style == BE_ROPE_NEOX, r->n_rot, r->base, r->freq_scale, r->attn_factor,
-                     cb_floats(c, r->factors, r->n_rot / 2) };
-    if (!cb_status(c)) cuda_rope_apply(c->cu, x, n_tok, stride, n_head, head_dim, dpos, &cr, &c->err);
+    const float *df = cb_floats(c, r->factors, r->n_rot / 2);
+    int64_t off = c->err.code ? -1 : cb_arena(c, pos, n_tok);
+    cb_cmd *k = off >= 0 ? cb_push(c, CK_ROPE) : NULL;
+    if (!k) return;
+    k->rope.neox = r->style == BE_ROPE_NEOX, k->rope.n_rot = r->n_rot, k->rope.base = r->base;
+    k->rope.freq_scale = r->freq_scale, k->rope.attn_factor = r->attn_factor, k->rope.factors = df;
+    k->off[0] = off, k->p[1] = x, k->n[0] = n_tok, k->n[1] = stride, k->n[2] = n_head, k->n[3] = head_dim;
 }
 
 static int64_t max_cell(const int32_t *pos, const int32_t *seq, int64_t n, int64_t n_ctx, int32_t *max_pos) {
@@ -233,49 +438,67 @@ static void cb_kv_store(be_ctx *b, const be_kv_layer *kv, const float *k, int64_
     cuda_be *c = cb(b);
     cuda_kv dkv;
     int32_t mp;
-    const int32_t *dpos = cb_ints(c, 0, pos, n_tok), *dseq = cb_ints(c, 1, seq, n_tok);
     if (cb_status(c) || cb_kv(c, kv, max_cell(pos, seq, n_tok, kv->n_ctx, &mp), &dkv)) return;
-    cuda_kv_store(c->cu, &dkv, k, ks, v, vs, n_tok, dpos, dseq, &c->err);
+    int64_t o0 = cb_arena(c, pos, n_tok), o1 = o0 >= 0 ? cb_arena(c, seq, n_tok) : -1;
+    cb_cmd *cmd = o1 >= 0 ? cb_push(c, CK_KV_STORE) : NULL;
+    if (!cmd) return;
+    cmd->kv = dkv, cmd->off[0] = o0, cmd->off[1] = o1;
+    cmd->p[0] = k, cmd->p[2] = v, cmd->n[0] = ks, cmd->n[1] = vs, cmd->n[2] = n_tok;
 }
 
 static int cb_attention(be_ctx *b, const be_attn *a, const float *q, int64_t qs, float *out, int64_t os) {
     cuda_be *c = cb(b);
     cuda_kv dkv;
     int32_t mp;
-    const int32_t *dpos = cb_ints(c, 0, a->pos, a->n_tok), *dseq = cb_ints(c, 1, a->seq, a->n_tok);
     if (cb_status(c) || cb_kv(c, a->kv, max_cell(a->pos, a->seq, a->n_tok, a->kv->n_ctx, &mp), &dkv))
         return cb_status(c);
-    cuda_attn ca = { &dkv, dpos, dseq, a->n_tok, a->n_head, a->n_head_kv, a->head_dim_k, a->head_dim_v,
-                     a->scale, a->softcap, a->window, mp };
-    return cuda_attention(c->cu, &ca, q, qs, out, os, &c->err);
+    if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv)
+        return hb_fail(&c->err, HEARTH_E_INVALID, "CUDA: %d heads do not split into %d KV heads", a->n_head,
+                       a->n_head_kv);
+    int64_t o0 = cb_arena(c, a->pos, a->n_tok), o1 = o0 >= 0 ? cb_arena(c, a->seq, a->n_tok) : -1;
+    cb_cmd *k = o1 >= 0 ? cb_push(c, CK_ATTN) : NULL;
+    if (!k) return c->err.code;
+    /* the split count only depends on a power-of-two bucket of the position (cu_ops.cu) */
+    int32_t bucket = 256;
+    while (bucket <= mp) bucket *= 2;
+    k->kv = dkv, k->off[0] = o0, k->off[1] = o1;
+    k->at.n_tok = a->n_tok, k->at.n_head = a->n_head, k->at.n_head_kv = a->n_head_kv;
+    k->at.head_dim_k = a->head_dim_k, k->at.head_dim_v = a->head_dim_v, k->at.scale = a->scale;
+    k->at.softcap = a->softcap, k->at.window = a->window, k->at.max_pos_host = bucket - 1;
+    k->p[0] = q, k->p[1] = out, k->n[0] = qs, k->n[1] = os;
+    return HEARTH_OK;
 }
 
 static void cb_copy_rows(be_ctx *b, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_tok, int64_t n,
                          const float *bias) {
     cuda_be *c = cb(b);
     const float *db = cb_floats(c, bias, n);
-    if (!cb_status(c)) cuda_copy_rows(c->cu, x, xs, y, ys, n_tok, n, db, &c->err);
+    cb_cmd *k = cb_push(c, CK_COPY_ROWS);
+    if (!k) return;
+    k->p[0] = x, k->p[1] = y, k->p[2] = db, k->n[0] = xs, k->n[1] = ys, k->n[2] = n_tok, k->n[3] = n;
 }
 
 static void cb_add_op(be_ctx *b, float *y, const float *x, int64_t n) {
-    cuda_be *c = cb(b);
-    if (!cb_status(c)) cuda_add(c->cu, y, x, n, &c->err);
+    cb_cmd *k = cb_push(cb(b), CK_ADD);
+    if (k) k->p[0] = x, k->p[1] = y, k->n[0] = n;
 }
 
 static void cb_scale_op(be_ctx *b, float *x, int64_t n, float s) {
-    cuda_be *c = cb(b);
-    if (!cb_status(c)) cuda_scale(c->cu, x, n, s, &c->err);
+    cb_cmd *k = cb_push(cb(b), CK_SCALE);
+    if (k) k->p[1] = x, k->n[0] = n, k->f[0] = s;
 }
 
 static void cb_softcap_op(be_ctx *b, float *x, int64_t n, float cap) {
-    cuda_be *c = cb(b);
-    if (!cb_status(c)) cuda_softcap(c->cu, x, n, cap, &c->err);
+    cb_cmd *k = cb_push(cb(b), CK_SOFTCAP);
+    if (k) k->p[1] = x, k->n[0] = n, k->f[0] = cap;
 }
 
 static void cb_glu(be_ctx *b, be_glu kind, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
                    int64_t os, int64_t n_tok, int64_t n) {
-    cuda_be *c = cb(b);
-    if (!cb_status(c)) cuda_glu(c->cu, kind == BE_GLU_GELU_TANH, gate, gs, up, us, out, os, n_tok, n, &c->err);
+    cb_cmd *k = cb_push(cb(b), CK_GLU);
+    if (!k) return;
+    k->flag = kind == BE_GLU_GELU_TANH;
+    k->p[0] = gate, k->p[2] = up, k->p[1] = out, k->n[0] = gs, k->n[1] = us, k->n[2] = os, k->n[3] = n_tok, k->n[4] = n;
 }
 
 static int cb_kv_copy(be_ctx *b, const be_kv_layer *kv, int64_t dst_row, int64_t src_row, int64_t n_rows) {
@@ -284,11 +507,10 @@ static int cb_kv_copy(be_ctx *b, const be_kv_layer *kv, int64_t dst_row, int64_t
     if (n_rows <= 0) return cb_status(c);
     int64_t rows = (dst_row > src_row ? dst_row : src_row) + n_rows;
     if (cb_status(c) || cb_kv(c, kv, rows, &dkv)) return cb_status(c);
-    size_t off_d = (size_t)dst_row * kv->row_bytes, off_s = (size_t)src_row * kv->row_bytes;
-    size_t bytes = (size_t)n_rows * kv->row_bytes;
-    cuda_copy(c->cu, (uint8_t *)dkv.k + off_d, (const uint8_t *)dkv.k + off_s, bytes, &c->err);
-    cuda_copy(c->cu, (uint8_t *)dkv.v + off_d, (const uint8_t *)dkv.v + off_s, bytes, &c->err);
-    return cb_status(c);
+    cb_cmd *k = cb_push(c, CK_KV_COPY);
+    if (!k) return c->err.code;
+    k->kv = dkv, k->n[0] = dst_row, k->n[1] = src_row, k->n[2] = n_rows;
+    return cb_flush(c);
 }
 
 static const be_ops k_cuda_ops = {
@@ -321,6 +543,8 @@ int be_cuda_new(int device, be_ctx **out, hb_err *err) {
         goto out;
     }
     if ((rc = cuda_ctx_new(device, &c->cu, err))) goto out;
+    const char *g = getenv("HEARTH_CUDA_GRAPHS");
+    c->graphs_off = g && strcmp(g, "0") == 0;
     b->ops = &k_cuda_ops;
     b->impl = c;
     *out = b;
@@ -336,8 +560,12 @@ out:
 void be_cuda_free(be_ctx *b) {
     if (!b) return;
     cuda_be *c = cb(b);
+    cuda_sync(c->cu, &c->err);
+    for (int i = 0; i < CB_GRAPHS; i++) cuda_graph_free(c->graphs[i].g);
     for (size_t i = 0; i < c->n_map; i++) cuda_free(c->cu, c->map[i].dev);
-    for (int i = 0; i < CUDA_STAGE_SLOTS; i++) free(c->stage[i].shadow);
+    cuda_host_free(c->arena_host);
+    cuda_free(c->cu, c->arena_dev);
+    free(c->cmd);
     free(c->map);
     cuda_ctx_free(c->cu);
     free(c);

@@ -103,8 +103,9 @@ void cu_scratch_release(cu_scratch *s) {
     s->cap = 0;
 }
 
-int cu_scratch_reserve(cu_scratch *s, size_t bytes, hb_err *err) {
+int cu_scratch_grow(cuda_ctx *c, cu_scratch *s, size_t bytes, hb_err *err) {
     if (s->cap >= bytes) return HEARTH_OK;
+    c->gen++;
     cu_scratch_release(s);
     size_t cap = bytes + bytes / 4 + 4096;
     cudaError_t e = cudaMalloc(&s->p, cap);
@@ -243,4 +244,71 @@ out:
     if (e1) cudaEventDestroy(e1);
     cuda_free(c, buf);
     return rc;
+}
+
+/* ---- graphs ------------------------------------------------------------------------------ */
+
+struct cuda_graph {
+    cudaGraph_t g;
+    cudaGraphExec_t exec;
+};
+
+uint64_t cuda_ctx_generation(const cuda_ctx *c) {
+    return c->gen;
+}
+
+int cuda_capture_begin(cuda_ctx *c, hb_err *err) {
+    cudaError_t e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeRelaxed);
+    return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, "starting a graph capture");
+}
+
+int cuda_capture_end(cuda_ctx *c, cuda_graph **out, hb_err *err) {
+    cudaGraph_t g = NULL;
+    *out = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->stream, &g);
+    if (e != cudaSuccess) return cu_fail(err, e, "ending a graph capture");
+    cuda_graph *cg = (cuda_graph *)calloc(1, sizeof *cg);
+    if (!cg) {
+        cudaGraphDestroy(g);
+        return hb_fail(err, HEARTH_E_NOMEM, "out of memory");
+    }
+    cg->g = g;
+    if ((e = cudaGraphInstantiate(&cg->exec, g, 0)) != cudaSuccess) {
+        cudaGraphDestroy(g);
+        free(cg);
+        return cu_fail(err, e, "instantiating a graph");
+    }
+    *out = cg;
+    return HEARTH_OK;
+}
+
+int cuda_graph_launch(cuda_ctx *c, cuda_graph *g, hb_err *err) {
+    cudaError_t e = cudaGraphLaunch(g->exec, c->stream);
+    return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, "launching a graph");
+}
+
+void cuda_graph_free(cuda_graph *g) {
+    if (!g) return;
+    cudaGraphExecDestroy(g->exec);
+    cudaGraphDestroy(g->g);
+    free(g);
+}
+
+int cuda_host_alloc(size_t bytes, void **out, hb_err *err) {
+    *out = NULL;
+    cudaError_t e = cudaMallocHost(out, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        *out = NULL;
+        return cu_fail(err, e, "allocating pinned host memory");
+    }
+    return HEARTH_OK;
+}
+
+void cuda_host_free(void *p) {
+    if (p) cudaFreeHost(p);
+}
+
+int cuda_upload_async(cuda_ctx *c, void *dst_dev, const void *src_pinned, size_t bytes, hb_err *err) {
+    cudaError_t e = cudaMemcpyAsync(dst_dev, src_pinned, bytes, cudaMemcpyHostToDevice, c->stream);
+    return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, "uploading step inputs");
 }

@@ -33,14 +33,16 @@ struct cuda_ctx {
     cu_scratch ids;      /* row ids uploaded for a call */
     cu_scratch attn;     /* attention partial results */
     cu_stage stage[CUDA_STAGE_SLOTS];
+    uint64_t gen;        /* bumped when any scratch moves (graphs then go stale) */
 };
 
 /* Turns a CUDA error into a hearth status with a message naming `what`. */
 int cu_fail(hb_err *err, cudaError_t e, const char *what);
 /* Makes c's device current for the calling thread. */
 int cu_enter(cuda_ctx *c, hb_err *err);
-/* Grows s to at least `bytes` (contents are not kept). */
-int cu_scratch_reserve(cu_scratch *s, size_t bytes, hb_err *err);
+/* Grows s to at least `bytes` (contents are not kept); bumps c->gen when it moves. */
+#define cu_scratch_reserve(s, bytes, err) cu_scratch_grow(c, (s), (bytes), (err))
+int cu_scratch_grow(cuda_ctx *c, cu_scratch *s, size_t bytes, hb_err *err);
 void cu_scratch_release(cu_scratch *s);
 /* Checks the last launch. */
 int cu_check_launch(hb_err *err, const char *what);

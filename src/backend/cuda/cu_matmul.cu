@@ -392,6 +392,12 @@ extern "C" int cuda_get_rows(cuda_ctx *c, const cuda_weight *w, const int32_t *i
     return dequant(c, w, (const int32_t *)c->ids.p, n, out, NULL, w->n_cols, err);
 }
 
+extern "C" int cuda_get_rows_dev(cuda_ctx *c, const cuda_weight *w, const int32_t *ids_dev, int64_t n, float *out,
+                                 hb_err *err) {
+    if (n <= 0) return HEARTH_OK;
+    return dequant(c, w, ids_dev, n, out, NULL, w->n_cols, err);
+}
+
 int cu_gemm_f16(cuda_ctx *c, const __half *a, const __half *b, int64_t m, int64_t n, int64_t k, float *y,
                 int64_t ldy, hb_err *err);
 

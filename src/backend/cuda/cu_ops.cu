@@ -302,7 +302,12 @@ int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, 
     if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv)
         return hb_fail(err, HEARTH_E_INVALID, "CUDA: %d heads do not split into %d KV heads", a->n_head, a->n_head_kv);
     int32_t G = a->n_head / a->n_head_kv, n_groups = (G + AT_G - 1) / AT_G;
-    int32_t n_split = a->max_pos_host / AT_SPLIT + 1;
+    /* splits: a power of two covering max_pos (so a replayed step graph stays valid for
+     * many positions), never more than the cache holds */
+    int32_t need = a->max_pos_host / AT_SPLIT + 1, n_split = 1;
+    int32_t cap = (int32_t)((a->kv->n_ctx + AT_SPLIT - 1) / AT_SPLIT);
+    while (n_split < need) n_split *= 2;
+    if (n_split > cap) n_split = cap > need ? cap : need;
     size_t part = (size_t)a->n_tok * a->n_head * n_split * (a->head_dim_v + 2) * sizeof(float);
     if ((rc = cu_scratch_reserve(&c->attn, part, err))) return rc;
     size_t smem = (size_t)AT_G * (a->head_dim_k + AT_SPLIT) * sizeof(float);

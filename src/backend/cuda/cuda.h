@@ -157,6 +157,27 @@ int cuda_softcap(cuda_ctx *c, float *x, int64_t n, float cap, hb_err *err);     
 int cuda_glu(cuda_ctx *c, int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
              int64_t os, int64_t n_tok, int64_t n, hb_err *err);
 
+/* ---- whole-step replay (CUDA graphs) --------------------------------------------------
+ * Work queued between cuda_capture_begin and cuda_capture_end is recorded, not run; the
+ * graph replays it with the same arguments. Scratch memory that a graph uses must not move:
+ * cuda_ctx_generation changes whenever the context reallocates scratch, and graphs made
+ * under an older generation must not be launched. */
+typedef struct cuda_graph cuda_graph;
+int cuda_capture_begin(cuda_ctx *c, hb_err *err);
+int cuda_capture_end(cuda_ctx *c, cuda_graph **out, hb_err *err);   /* caller frees with cuda_graph_free */
+int cuda_graph_launch(cuda_ctx *c, cuda_graph *g, hb_err *err);
+void cuda_graph_free(cuda_graph *g);
+uint64_t cuda_ctx_generation(const cuda_ctx *c);
+/* Pinned host memory (fast, asynchronous uploads). Caller frees with cuda_host_free. */
+int cuda_host_alloc(size_t bytes, void **out, hb_err *err);
+void cuda_host_free(void *p);
+/* Queues a copy from pinned host memory; the source must stay unchanged until the stream
+ * has run it (cuda_sync). */
+int cuda_upload_async(cuda_ctx *c, void *dst_dev, const void *src_pinned, size_t bytes, hb_err *err);
+/* As cuda_get_rows with the ids already in device memory. */
+int cuda_get_rows_dev(cuda_ctx *c, const cuda_weight *w, const int32_t *ids_dev, int64_t n, float *out,
+                      hb_err *err);
+
 /* ---- measurement --------------------------------------------------------------------- */
 /* Measures the device's read bandwidth (a streaming read of a buffer several times the L2,
  * best of a few runs) in bytes per second. */

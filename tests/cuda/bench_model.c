@@ -23,24 +23,23 @@ static double now_s(void) {
     return (double)hb_now_ns() / 1e9;
 }
 
-/* Greedy continuation of n steps for sequences [0, n_seq) decoded together (n_seq tokens
- * per batch) after a 16-token prompt each; tokens out[s][i]. */
+/* Greedy continuation of n steps for sequences [0, n_seq) after a 16-token prompt each.
+ * Each prompt is evaluated on its own (as a server admits requests); then every step
+ * decodes one token of every sequence in one batch. Tokens: out[s][i]. */
 static int greedy(hearth_context *c, int n_seq, int n, int nv, int *out) {
     hearth_batch b = hearth_batch_init(512);
     int rc = 0;
     hearth_kv_clear(c);
-    hearth_batch_clear(&b);
-    for (int s = 0; s < n_seq; s++)
-        for (int i = 0; i < 16; i++) hearth_batch_add(&b, 1 + (s * 131 + i * 17) % (nv - 1), i, s, i == 15);
-    for (int step = 0; step <= n && !rc; step++) {
-        if ((rc = hearth_decode(c, &b))) break;
-        for (int i = 0; i < b.n_tokens; i++) {
-            if (!b.logits[i]) continue;
-            if (step < n) out[b.seq_id[i] * n + step] = argmax(hearth_get_logits(c, i), nv);
-        }
+    for (int s = 0; s < n_seq && !rc; s++) {
         hearth_batch_clear(&b);
-        if (step < n)
-            for (int s = 0; s < n_seq; s++) hearth_batch_add(&b, out[s * n + step], 16 + step, s, true);
+        for (int i = 0; i < 16; i++) hearth_batch_add(&b, 1 + (s * 131 + i * 17) % (nv - 1), i, s, i == 15);
+        if (!(rc = hearth_decode(c, &b))) out[s * n] = argmax(hearth_get_logits(c, 15), nv);
+    }
+    for (int step = 1; step < n && !rc; step++) {
+        hearth_batch_clear(&b);
+        for (int s = 0; s < n_seq; s++) hearth_batch_add(&b, out[s * n + step - 1], 15 + step, s, true);
+        if ((rc = hearth_decode(c, &b))) break;
+        for (int s = 0; s < n_seq; s++) out[s * n + step] = argmax(hearth_get_logits(c, s), nv);
     }
     hearth_batch_free(&b);
     return rc;
@@ -94,8 +93,7 @@ static int bench(const char *path, double bw) {
     int together[NS * NSTEP], alone[NSTEP];
     int same = 1;
     if (greedy(c, NS, NSTEP, nv, together)) goto fail;
-    for (int s = 0; s < NS; s++) {
-        /* sequence s alone, same prompt */
+    for (int s = 0; s < NS; s++) { /* sequence s alone, same prompt */
         hearth_kv_clear(c);
         hearth_batch_clear(&b);
         for (int i = 0; i < 16; i++) hearth_batch_add(&b, 1 + (s * 131 + i * 17) % (nv - 1), i, 0, i == 15);

@@ -30,13 +30,13 @@ typedef struct cb_map {
  * are referenced by offset, so their values may change without changing the step. */
 typedef enum cb_kind {
     CK_GET_ROWS, CK_MATMUL, CK_RMSNORM, CK_ROPE, CK_KV_STORE, CK_ATTN, CK_COPY_ROWS, CK_ADD, CK_SCALE,
-    CK_SOFTCAP, CK_GLU, CK_KV_COPY
+    CK_SOFTCAP, CK_GLU, CK_KV_COPY, CK_NOP
 } cb_kind;
 
 typedef struct cb_cmd {
     int32_t kind, flag;
     int64_t off[2];      /* arena offsets (ints) of up to two int arrays, -1 = none */
-    const void *p[5];    /* device pointers */
+    const void *p[5];    /* device pointers ([3]: fused residual target of a matmul) */
     int64_t n[8];        /* sizes and strides */
     float f[2];
     cuda_weight w;
@@ -44,6 +44,7 @@ typedef struct cb_cmd {
     cuda_kv kv;
     cuda_attn at;        /* pos/seq/kv pointers filled at run time */
 } cb_cmd;
+_Static_assert(sizeof(cb_cmd) % 8 == 0, "cb_cmd is hashed as 64-bit words");
 
 /* A step seen before: after one eager run it is captured, then replayed. */
 typedef struct cb_graph {
@@ -69,6 +70,7 @@ typedef struct cuda_be {
     cb_graph graphs[CB_GRAPHS];
     uint64_t clock;
     bool graphs_off;     /* HEARTH_CUDA_GRAPHS=0, or a capture failed */
+    bool fuse_off;       /* HEARTH_CUDA_FUSE=0 */
 } cuda_be;
 
 static cuda_be *cb(be_ctx *b) {
@@ -235,10 +237,15 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
     switch (k->kind) {
     case CK_GET_ROWS:
         return cuda_get_rows_dev(cu, &k->w, a0, k->n[0], y, err);
-    case CK_MATMUL:
-        return cuda_matmul(cu, &k->w, k->p[0], k->n[0], y, k->n[1], err);
+    case CK_MATMUL: {
+        cuda_mm_opt opt = { k->flag & 1, (float *)k->p[3] };
+        return cuda_matmul_ex(cu, &k->w, k->p[0], k->n[0], y, k->n[1], &opt, err);
+    }
     case CK_RMSNORM:
+        if (k->flag) return cuda_rmsnorm_q8(cu, k->p[0], k->n[0], y, k->n[2], k->n[3], k->p[2], k->f[0], err);
         return cuda_rmsnorm(cu, k->p[0], k->n[0], y, k->n[1], k->n[2], k->n[3], k->p[2], k->f[0], err);
+    case CK_NOP:
+        return HEARTH_OK;
     case CK_ROPE:
         return cuda_rope_apply(cu, y, k->n[0], k->n[1], (int32_t)k->n[2], (int32_t)k->n[3], a0, &k->rope, err);
     case CK_KV_STORE:
@@ -276,10 +283,50 @@ static int cb_exec_all(cuda_be *c, hb_err *err) {
     return HEARTH_OK;
 }
 
+/* ---- fusion: rewrites the recorded step before it runs ------------------------------------
+ * Patterns of the forward pass that the kernels can do in fewer passes:
+ *  - RMSNorm whose output feeds a matrix-vector product: the norm also quantizes it;
+ *  - consecutive products over the same input (q/k/v, gate/up): quantized once;
+ *  - a product followed by "residual += product": added in the product's epilogue.
+ * Each rewrite checks the exact data flow (same pointers, shapes, no overlapping writes). */
+static bool overlaps(const void *a, int64_t an, const void *b, int64_t bn) {
+    const float *x = a, *y = b;
+    return x < y + bn && y < x + an;
+}
+
+static bool cb_is_mv_q(const cb_cmd *k) {
+    return k->kind == CK_MATMUL && k->w.type != QT_F32 && k->w.type != QT_F16 && k->w.type != QT_BF16 &&
+           cuda_matmul_is_mv(&k->w, k->n[0]);
+}
+
+static void cb_fuse(cuda_be *c) {
+    for (size_t i = 0; i < c->n_cmd; i++) {
+        cb_cmd *k = &c->cmd[i], *nx = i + 1 < c->n_cmd ? &c->cmd[i + 1] : NULL;
+        if (k->kind != CK_MATMUL) continue;
+        int64_t n_tok = k->n[0], ldy = k->n[1], rows = k->w.n_rows, cols = k->w.n_cols;
+        if (nx && nx->kind == CK_ADD && nx->p[0] == k->p[1] && ldy == rows && nx->n[0] == n_tok * rows &&
+            !overlaps(nx->p[1], nx->n[0], k->p[0], n_tok * cols)) {
+            k->p[3] = nx->p[1];
+            nx->kind = CK_NOP;
+        }
+        if (!cb_is_mv_q(k) || i == 0) continue;
+        cb_cmd *pv = &c->cmd[i - 1];
+        if (pv->kind == CK_RMSNORM && pv->p[1] == k->p[0] && pv->n[2] == n_tok && pv->n[3] == cols &&
+            pv->n[1] == cols && cols % 32 == 0) {
+            pv->flag = 1;
+            k->flag = 1;
+        } else if (cb_is_mv_q(pv) && pv->p[0] == k->p[0] && pv->n[0] == n_tok && pv->w.n_cols == cols &&
+                   !overlaps(pv->p[1], n_tok * pv->n[1], k->p[0], n_tok * cols) &&
+                   (!pv->p[3] || !overlaps(pv->p[3], n_tok * pv->n[1], k->p[0], n_tok * cols))) {
+            k->flag = 1;
+        }
+    }
+}
+
 static uint64_t cb_signature(const cuda_be *c) {
     uint64_t h = 1469598103934665603ull;
-    const uint8_t *p = (const uint8_t *)c->cmd;
-    for (size_t i = 0; i < c->n_cmd * sizeof *c->cmd; i++) h = (h ^ p[i]) * 1099511628211ull;
+    const uint64_t *p = (const uint64_t *)(const void *)c->cmd;
+    for (size_t i = 0; i < c->n_cmd * (sizeof *c->cmd / 8); i++) h = (h ^ p[i]) * 1099511628211ull;
     h ^= (uint64_t)(uintptr_t)c->arena_dev * 31 + (uint64_t)c->arena_used;
     return h;
 }
@@ -291,6 +338,7 @@ static int cb_run_step(cuda_be *c) {
     hb_err *err = &c->err;
     if (c->arena_used && (rc = cuda_upload_async(c->cu, c->arena_dev, c->arena_host, (size_t)c->arena_used * 4, err)))
         return rc;
+    if (!c->fuse_off) cb_fuse(c);
     if (c->graphs_off) return cb_exec_all(c, err);
     uint64_t sig = cb_signature(c), gen = cuda_ctx_generation(c->cu);
     cb_graph *e = NULL, *victim = &c->graphs[0];
@@ -545,6 +593,8 @@ int be_cuda_new(int device, be_ctx **out, hb_err *err) {
     if ((rc = cuda_ctx_new(device, &c->cu, err))) goto out;
     const char *g = getenv("HEARTH_CUDA_GRAPHS");
     c->graphs_off = g && strcmp(g, "0") == 0;
+    const char *f = getenv("HEARTH_CUDA_FUSE");
+    c->fuse_off = f && strcmp(f, "0") == 0;
     b->ops = &k_cuda_ops;
     b->impl = c;
     *out = b;

@@ -47,7 +47,7 @@ static __global__ void act_quant_kernel(const float *x, int64_t n, int64_t n_chu
 
 /* Sums acc[r][t] over the block and stores y. red: [MV_R*MV_T][MV_MAXW] shared. */
 static __device__ __forceinline__ void mv_store(float acc[MV_R][MV_T], float *red, int64_t r0, int64_t n_rows,
-                                                int n_tok, float *y, int64_t ldy) {
+                                                int n_tok, float *y, int64_t ldy, float *add_to) {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
 #pragma unroll
     for (int r = 0; r < MV_R; r++)
@@ -62,7 +62,10 @@ static __device__ __forceinline__ void mv_store(float acc[MV_R][MV_T], float *re
         int r = i / MV_T, t = i % MV_T;
         float s = 0.0f;
         for (int w = 0; w < nw; w++) s += red[i * MV_MAXW + w];
-        if (t < n_tok && r0 + r < n_rows) y[(int64_t)t * ldy + r0 + r] = s;
+        if (t < n_tok && r0 + r < n_rows) {
+            y[(int64_t)t * ldy + r0 + r] = s;
+            if (add_to) add_to[(int64_t)t * ldy + r0 + r] += s; /* fused residual add */
+        }
     }
 }
 
@@ -71,7 +74,7 @@ static __device__ __forceinline__ void mv_store(float acc[MV_R][MV_T], float *re
 #define MV_KERNEL(name, UNPACK, HAS_MIN)                                                                 \
     static __global__ void name(const uint8_t *w, size_t row_bytes, int64_t n_rows, int nch,             \
                                 const int8_t *xq, const float *xd, const int2 *xs, int n_tok, float *y,  \
-                                int64_t ldy) {                                                           \
+                                int64_t ldy, float *add_to) {                                            \
         __shared__ float red[MV_R * MV_T * MV_MAXW];                                                      \
         __shared__ int8_t lut[16];                                                                        \
         if (threadIdx.x < 16) lut[threadIdx.x] = c_iq4_levels[threadIdx.x];                               \
@@ -113,7 +116,7 @@ static __device__ __forceinline__ void mv_store(float acc[MV_R][MV_T], float *re
                 }                                                                                         \
             }                                                                                             \
         }                                                                                                 \
-        mv_store(acc, red, r0, n_rows, n_tok, y, ldy);                                                    \
+        mv_store(acc, red, r0, n_rows, n_tok, y, ldy, add_to);                                            \
     }
 
 __constant__ int8_t c_iq4_levels[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
@@ -132,7 +135,7 @@ MV_KERNEL(mv_q6_K, up_q6_K, 0)
 MV_KERNEL(mv_iq4_xs, up_iq4_xs, 0)
 
 typedef void (*mv_fn)(const uint8_t *, size_t, int64_t, int, const int8_t *, const float *, const int2 *, int,
-                      float *, int64_t);
+                      float *, int64_t, float *);
 typedef void (*up_fn)(const uint8_t *, int, const int8_t *, int *, float *, float *);
 
 /* ---- float weights x f32 activations ---------------------------------------------------- */
@@ -163,7 +166,7 @@ static __device__ __forceinline__ float fw_load1(uint32_t type, const uint8_t *r
 
 /* vec: n % 8 == 0 (every row and x row is then 16-byte aligned). */
 static __global__ void mv_float(uint32_t type, const uint8_t *w, size_t row_bytes, int64_t n_rows, int64_t n,
-                                int vec, const float *x, int n_tok, float *y, int64_t ldy) {
+                                int vec, const float *x, int n_tok, float *y, int64_t ldy, float *add_to) {
     __shared__ float red[MV_R * MV_T * MV_MAXW];
     int64_t r0 = (int64_t)blockIdx.x * MV_R;
     float acc[MV_R][MV_T];
@@ -202,7 +205,7 @@ static __global__ void mv_float(uint32_t type, const uint8_t *w, size_t row_byte
                 if (t < n_tok) acc[r][t] += wv * x[(int64_t)t * n + i];
         }
     }
-    mv_store(acc, red, r0, n_rows, n_tok, y, ldy);
+    mv_store(acc, red, r0, n_rows, n_tok, y, ldy, add_to);
 }
 
 /* ---- dequantization (embedding rows, f16 weights for the tensor-core path) --------------- */
@@ -319,9 +322,8 @@ static size_t align256(size_t x) {
     return (x + 255) & ~(size_t)255;
 }
 
-/* Quantizes x [n_tok][n] into the context's activation scratch; returns the three arrays. */
-static int act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs,
-                        hb_err *err) {
+/* The activation scratch for n_tok rows of n values: codes, scales, half sums. */
+static int act_buffers(cuda_ctx *c, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs, hb_err *err) {
     int rc;
     int64_t nch = n / 32;
     size_t b_q = align256((size_t)(n_tok * n)), b_d = align256((size_t)(n_tok * nch) * 4);
@@ -330,22 +332,87 @@ static int act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, i
     *xq = (int8_t *)c->act.p;
     *xd = (float *)((uint8_t *)c->act.p + b_q);
     *xs = (int2 *)((uint8_t *)c->act.p + b_q + b_d);
-    int64_t total = n_tok * nch;
+    return HEARTH_OK;
+}
+
+/* Quantizes x [n_tok][n] into the context's activation scratch; returns the three arrays.
+ * reuse: the scratch already holds exactly this x (quantized by the previous op). */
+static int act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, int reuse, int8_t **xq, float **xd,
+                        int2 **xs, hb_err *err) {
+    int rc;
+    if ((rc = act_buffers(c, n_tok, n, xq, xd, xs, err))) return rc;
+    if (reuse) return HEARTH_OK;
+    int64_t total = n_tok * (n / 32);
     act_quant_kernel<<<cu_blocks(total * 32, 256), 256, 0, c->stream>>>(x, n, total, *xq, *xd, *xs);
     return cu_check_launch(err, "quantizing activations");
 }
 
+/* RMSNorm of n_rows rows (one block each) that also leaves the normalized rows quantized in
+ * the activation scratch, for the matrix-vector products that read them next. */
+static __global__ void rmsnorm_q8_kernel(const float *x, int64_t xs, float *y, int64_t n, const float *w, float eps,
+                                         int8_t *xq, float *xd, int2 *xsum) {
+    __shared__ float part[32];
+    const float *xr = x + blockIdx.x * xs;
+    float *yr = y + blockIdx.x * n;
+    float ss = 0.0f;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    ss = cu_warp_sum(ss);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float v = threadIdx.x < (blockDim.x >> 5) ? part[threadIdx.x] : 0.0f;
+        v = cu_warp_sum(v);
+        if (threadIdx.x == 0) part[0] = v;
+    }
+    __syncthreads();
+    float k = rsqrtf(part[0] / (float)n + eps);
+    int lane = threadIdx.x & 31, nch = (int)(n / 32);
+    for (int ch = threadIdx.x >> 5; ch < nch; ch += blockDim.x >> 5) { /* one warp per chunk */
+        int64_t i = (int64_t)ch * 32 + lane;
+        float v = w ? xr[i] * k * w[i] : xr[i] * k;
+        yr[i] = v;
+        float amax = cu_warp_max(fabsf(v));
+        float id = amax > 0.0f ? 127.0f / amax : 0.0f, sc = v * id;
+        int q = (int)(sc >= 0.0f ? sc + 0.5f : sc - 0.5f);
+        q = q > 127 ? 127 : (q < -127 ? -127 : q);
+        int64_t row = (int64_t)blockIdx.x * nch + ch;
+        xq[row * 32 + lane] = (int8_t)q;
+        int hs = q;
+        for (int o = 8; o > 0; o >>= 1) hs += __shfl_xor_sync(0xffffffffu, hs, o);
+        int other = __shfl_sync(0xffffffffu, hs, 16);
+        if (lane == 0) {
+            xd[row] = amax / 127.0f;
+            xsum[row] = make_int2(hs, other);
+        }
+    }
+}
+
+extern "C" int cuda_rmsnorm_q8(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t n_rows, int64_t n,
+                               const float *w, float eps, hb_err *err) {
+    int rc;
+    int8_t *xq;
+    float *xd;
+    int2 *xsum;
+    if (n_rows <= 0) return HEARTH_OK;
+    if (n % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused norm needs rows of a multiple of 32");
+    if ((rc = act_buffers(c, n_rows, n, &xq, &xd, &xsum, err))) return rc;
+    rmsnorm_q8_kernel<<<(unsigned)n_rows, n >= 1024 ? 512 : 128, 0, c->stream>>>(x, xs, y, n, w, eps, xq, xd, xsum);
+    return cu_check_launch(err, "rmsnorm");
+}
+
 static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
-                  hb_err *err) {
+                  const cuda_mm_opt *opt, hb_err *err) {
     int rc;
     unsigned grid = cu_blocks(w->n_rows, MV_R);
+    float *add_to = opt ? opt->add_to : NULL;
     if (is_float_type(w->type)) {
         int vec = w->n_cols % 8 == 0;
         int thr = mv_threads(vec ? w->n_cols / 8 : w->n_cols / 4);
         for (int64_t t0 = 0; t0 < n_tok; t0 += MV_T) {
             int nt = (int)(n_tok - t0 < MV_T ? n_tok - t0 : MV_T);
             mv_float<<<grid, thr, 0, c->stream>>>(w->type, (const uint8_t *)w->data, w->row_bytes, w->n_rows,
-                                                  w->n_cols, vec, x + t0 * w->n_cols, nt, y + t0 * ldy, ldy);
+                                                  w->n_cols, vec, x + t0 * w->n_cols, nt, y + t0 * ldy, ldy,
+                                                  add_to ? add_to + t0 * ldy : NULL);
         }
         return cu_check_launch(err, "matrix-vector product");
     }
@@ -354,12 +421,13 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
     int8_t *xq;
     float *xd;
     int2 *xs;
-    if ((rc = act_quantize(c, x, n_tok, w->n_cols, &xq, &xd, &xs, err))) return rc;
+    if ((rc = act_quantize(c, x, n_tok, w->n_cols, opt && opt->reuse_act, &xq, &xd, &xs, err))) return rc;
     int nch = (int)(w->n_cols / 32), thr = mv_threads(nch);
     for (int64_t t0 = 0; t0 < n_tok; t0 += MV_T) {
         int nt = (int)(n_tok - t0 < MV_T ? n_tok - t0 : MV_T);
         e->mv<<<grid, thr, 0, c->stream>>>((const uint8_t *)w->data, w->row_bytes, w->n_rows, nch, xq + t0 * w->n_cols,
-                                          xd + t0 * nch, xs + t0 * nch, nt, y + t0 * ldy, ldy);
+                                          xd + t0 * nch, xs + t0 * nch, nt, y + t0 * ldy, ldy,
+                                          add_to ? add_to + t0 * ldy : NULL);
     }
     return cu_check_launch(err, "matrix-vector product");
 }
@@ -408,14 +476,27 @@ static int matmul_tc(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t 
 
 #define TC_MIN_TOKENS 17
 
-extern "C" int cuda_matmul(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
-                           hb_err *err) {
+/* Whether cuda_matmul takes the matrix-vector path (and so reads quantized activations). */
+extern "C" int cuda_matmul_is_mv(const cuda_weight *w, int64_t n_tok) {
+    return n_tok < TC_MIN_TOKENS || w->type == QT_F32;
+}
+
+extern "C" int cuda_matmul_ex(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
+                              const cuda_mm_opt *opt, hb_err *err) {
+    int rc;
     if (n_tok <= 0 || w->n_rows <= 0) return HEARTH_OK;
     if (!is_float_type(w->type) && w->n_cols % 32)
         return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: row length %lld is not a multiple of 32", (long long)w->n_cols);
     /* F32 weights stay on the f32 path: the tensor cores would round them to f16 */
-    if (n_tok >= TC_MIN_TOKENS && w->type != QT_F32) return matmul_tc(c, w, x, n_tok, y, ldy, err);
-    return matvec(c, w, x, n_tok, y, ldy, err);
+    if (cuda_matmul_is_mv(w, n_tok)) return matvec(c, w, x, n_tok, y, ldy, opt, err);
+    if ((rc = matmul_tc(c, w, x, n_tok, y, ldy, err))) return rc;
+    if (opt && opt->add_to) return cuda_add(c, opt->add_to, y, n_tok * ldy, err);
+    return HEARTH_OK;
+}
+
+extern "C" int cuda_matmul(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
+                           hb_err *err) {
+    return cuda_matmul_ex(c, w, x, n_tok, y, ldy, NULL, err);
 }
 
 static __global__ void to_f16_kernel(const float *x, int64_t n, int64_t kp, int64_t rows, __half *out) {

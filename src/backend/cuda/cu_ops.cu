@@ -189,6 +189,8 @@ typedef struct at_args {
     const float *q;
     int64_t qs;
     float *part; /* [n_tok][n_head][n_split][hdv + 2] */
+    float *out;  /* n_split == 1: the final output, written directly */
+    int64_t os;
 } at_args;
 
 static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A) {
@@ -269,6 +271,10 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A
         float acc = 0.0f;
         for (int64_t cc = 0; cc < ncell; cc++)
             acc += sc[i * AT_SPLIT + cc] * kv_elem(vb + (size_t)(cs + cc) * A.row_bytes, A.type, (int64_t)hk * A.hdv + d);
+        if (A.out) { /* a single split: no combine pass */
+            A.out[t * A.os + (int64_t)(h0 + i) * A.hdv + d] = acc / hl[i];
+            continue;
+        }
         float *pp = A.part + ((t * A.n_head + h0 + i) * A.n_split + y) * (A.hdv + 2);
         pp[2 + d] = acc;
         if (d == 0) pp[0] = ncell > 0 ? hm[i] : -INFINITY, pp[1] = ncell > 0 ? hl[i] : 0.0f;
@@ -317,10 +323,11 @@ int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, 
     }
     at_args A = { (const uint8_t *)a->kv->k, (const uint8_t *)a->kv->v, a->kv->type, a->kv->row_bytes, a->kv->n_ctx,
                   a->pos, a->seq, a->n_head, a->n_head_kv, a->head_dim_k, a->head_dim_v, n_groups, n_split, a->window,
-                  a->scale, a->softcap, q, qs, (float *)c->attn.p };
+                  a->scale, a->softcap, q, qs, (float *)c->attn.p, n_split == 1 ? out : NULL, os };
     dim3 grid((unsigned)((int64_t)a->n_tok * a->n_head_kv * n_groups), (unsigned)n_split);
     attn_split_kernel<<<grid, AT_THREADS, smem, c->stream>>>(A);
     if ((rc = cu_check_launch(err, "attention"))) return rc;
+    if (n_split == 1) return HEARTH_OK;
     attn_combine_kernel<<<(unsigned)((int64_t)a->n_tok * a->n_head), 64, 0, c->stream>>>(
         (const float *)c->attn.p, a->n_head, n_split, a->head_dim_v, out, os);
     return cu_check_launch(err, "attention (combine)");

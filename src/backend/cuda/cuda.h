@@ -88,6 +88,24 @@ int cuda_type_supported(uint32_t type);
 int cuda_matmul(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y,
                 int64_t ldy, hb_err *err);
 
+/* Options of cuda_matmul_ex, for fusing a step's ops:
+ *  reuse_act: the activation scratch already holds x quantized (by cuda_rmsnorm_q8 or the
+ *             previous matmul over the same x); only for matrix-vector products;
+ *  add_to:    also add the result into add_to[t][r] (a residual add), ldy == n_rows. */
+typedef struct cuda_mm_opt {
+    int reuse_act;
+    float *add_to;
+} cuda_mm_opt;
+int cuda_matmul_ex(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
+                   const cuda_mm_opt *opt, hb_err *err);
+/* True when a matmul of n_tok rows runs as matrix-vector products (int8 activations for
+ * quantized weights). */
+int cuda_matmul_is_mv(const cuda_weight *w, int64_t n_tok);
+/* RMSNorm (rows n floats, written contiguously to y) that also quantizes the result into
+ * the activation scratch (n % 32 == 0), for a following matmul with reuse_act. */
+int cuda_rmsnorm_q8(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t n_rows, int64_t n, const float *w,
+                    float eps, hb_err *err);
+
 /* out[i][0..n_cols) = dequantized row ids_host[i] of w (ids validated by the caller). */
 int cuda_get_rows(cuda_ctx *c, const cuda_weight *w, const int32_t *ids_host, int64_t n, float *out,
                   hb_err *err);

@@ -507,7 +507,7 @@ static int cb_attention(be_ctx *b, const be_attn *a, const float *q, int64_t qs,
     cb_cmd *k = o1 >= 0 ? cb_push(c, CK_ATTN) : NULL;
     if (!k) return c->err.code;
     /* the split count only depends on a power-of-two bucket of the position (cu_ops.cu) */
-    int32_t bucket = 256;
+    int32_t bucket = 128;
     while (bucket <= mp) bucket *= 2;
     k->kv = dkv, k->off[0] = o0, k->off[1] = o1;
     k->at.n_tok = a->n_tok, k->at.n_head = a->n_head, k->at.n_head_kv = a->n_head_kv;

@@ -167,7 +167,7 @@ int cuda_kv_store(cuda_ctx *c, const cuda_kv *kv, const float *k, int64_t ks, co
  * scores the cells [y*AT_SPLIT, (y+1)*AT_SPLIT) of the visible range for all heads of the
  * group (each K row is read once for them), softmaxes locally and writes a partial result
  * (max, sum, unnormalized output); attn_combine merges the splits. */
-#define AT_SPLIT 256
+#define AT_SPLIT 128
 #define AT_G 8
 #define AT_THREADS 128
 
@@ -266,18 +266,58 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A
         if (lane == 0) hm[i] = mx, hl[i] = sum;
     }
     __syncthreads();
-    for (int o = threadIdx.x; o < nh * A.hdv; o += blockDim.x) {
-        int i = o / A.hdv, d = o % A.hdv;
-        float acc = 0.0f;
-        for (int64_t cc = 0; cc < ncell; cc++)
-            acc += sc[i * AT_SPLIT + cc] * kv_elem(vb + (size_t)(cs + cc) * A.row_bytes, A.type, (int64_t)hk * A.hdv + d);
-        if (A.out) { /* a single split: no combine pass */
-            A.out[t * A.os + (int64_t)(h0 + i) * A.hdv + d] = acc / hl[i];
-            continue;
+    /* Values: lanes own pairs of dimensions (coalesced V loads), warps take every 4th cell,
+     * each thread keeps all AT_G heads' sums for its 2 dimensions; warps then add up their
+     * sums through shared memory (reusing the K/score area: scores are read-only now, so
+     * the reduction buffer lives after them). */
+    float *red = sc + AT_G * AT_SPLIT; /* [AT_THREADS/32][AT_G][64] */
+    const int nwarp = AT_THREADS / 32;
+    for (int d0 = 0; d0 < A.hdv; d0 += 64) {
+        float acc[AT_G][2];
+#pragma unroll
+        for (int i = 0; i < AT_G; i++) acc[i][0] = acc[i][1] = 0.0f;
+        int d = d0 + 2 * lane;
+        bool has0 = d < A.hdv, has1 = d + 1 < A.hdv;
+        bool pair16 = A.type == QT_F16 && has1 && ((A.hdv & 1) == 0);
+#pragma unroll 4
+        for (int64_t cc = warp; cc < ncell; cc += nwarp) {
+            const uint8_t *vr = vb + (size_t)(cs + cc) * A.row_bytes;
+            int64_t e = (int64_t)hk * A.hdv + d;
+            float v0 = 0.0f, v1 = 0.0f;
+            if (pair16) {
+                float2 f = __half22float2(*(const __half2 *)(vr + e * 2));
+                v0 = f.x, v1 = f.y;
+            } else {
+                if (has0) v0 = kv_elem(vr, A.type, e);
+                if (has1) v1 = kv_elem(vr, A.type, e + 1);
+            }
+#pragma unroll
+            for (int i = 0; i < AT_G; i++) {
+                float pw = i < nh ? sc[i * AT_SPLIT + cc] : 0.0f;
+                acc[i][0] += pw * v0;
+                acc[i][1] += pw * v1;
+            }
         }
-        float *pp = A.part + ((t * A.n_head + h0 + i) * A.n_split + y) * (A.hdv + 2);
-        pp[2 + d] = acc;
-        if (d == 0) pp[0] = ncell > 0 ? hm[i] : -INFINITY, pp[1] = ncell > 0 ? hl[i] : 0.0f;
+#pragma unroll
+        for (int i = 0; i < AT_G; i++) {
+            red[(warp * AT_G + i) * 64 + 2 * lane] = acc[i][0];
+            red[(warp * AT_G + i) * 64 + 2 * lane + 1] = acc[i][1];
+        }
+        __syncthreads();
+        for (int o = threadIdx.x; o < nh * 64; o += blockDim.x) {
+            int i = o / 64, dd = o % 64;
+            if (d0 + dd >= A.hdv) continue;
+            float v = 0.0f;
+            for (int w = 0; w < nwarp; w++) v += red[(w * AT_G + i) * 64 + dd];
+            if (A.out) { /* a single split: no combine pass */
+                A.out[t * A.os + (int64_t)(h0 + i) * A.hdv + d0 + dd] = v / hl[i];
+                continue;
+            }
+            float *pp = A.part + ((t * A.n_head + h0 + i) * A.n_split + y) * (A.hdv + 2);
+            pp[2 + d0 + dd] = v;
+            if (d0 + dd == 0) pp[0] = ncell > 0 ? hm[i] : -INFINITY, pp[1] = ncell > 0 ? hl[i] : 0.0f;
+        }
+        __syncthreads();
     }
 }
 
@@ -316,7 +356,7 @@ int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, 
     if (n_split > cap) n_split = cap > need ? cap : need;
     size_t part = (size_t)a->n_tok * a->n_head * n_split * (a->head_dim_v + 2) * sizeof(float);
     if ((rc = cu_scratch_reserve(&c->attn, part, err))) return rc;
-    size_t smem = (size_t)AT_G * (a->head_dim_k + AT_SPLIT) * sizeof(float);
+    size_t smem = ((size_t)AT_G * (a->head_dim_k + AT_SPLIT) + (size_t)(AT_THREADS / 32) * AT_G * 64) * sizeof(float);
     if (smem > 48 * 1024) {
         cudaError_t e = cudaFuncSetAttribute(attn_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return cu_fail(err, e, "raising the attention kernel's shared memory");

@@ -10,6 +10,7 @@
  * Large batches (prefill) dequantize the weight to f16 once and run a tensor-core matrix
  * multiply (cu_gemm.cu), accumulating in f32.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cu_unpack.cuh"
@@ -310,9 +311,20 @@ extern "C" int cuda_type_supported(uint32_t type) {
     return is_float_type(type) || mm_find(type) != NULL;
 }
 
-/* Threads per block for a row of nch work items: about two items per thread. */
+/* Work items (32-element chunks) per thread: HEARTH_CUDA_MV_IPT (tuning), default 2. */
+static int mv_ipt(void) {
+    static int ipt;
+    if (!ipt) {
+        const char *s = getenv("HEARTH_CUDA_MV_IPT");
+        int v = s ? atoi(s) : 0;
+        ipt = v >= 1 && v <= 16 ? v : 2;
+    }
+    return ipt;
+}
+
+/* Threads per block for a row of `items` work items. */
 static int mv_threads(int64_t items) {
-    int64_t w = items / 64;
+    int64_t w = items / (32 * mv_ipt());
     if (w < 1) w = 1;
     if (w > MV_MAXW) w = MV_MAXW;
     return (int)w * 32;

@@ -3,6 +3,7 @@
 #   make demo       install missing Debian packages, build, run the bundled model
 #   make test       install missing Debian packages, build, run every test (plain, ASan+UBSan, fuzz)
 #   make CUDA=1     also build the CUDA backend (needs nvcc)
+.DEFAULT_GOAL := all
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
@@ -56,9 +57,15 @@ $(BUILD)/obj/gen/assets_data.o: $(BUILD)/gen/assets.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/libhearth.a: $(LIB_OBJ) $(EXTRA_LIB_OBJ)
+
+# The archive remembers whether it was built with CUDA: switching CUDA=1 on or off in the
+# same build directory rebuilds it (and relinks everything) instead of reusing the other one.
+FLAVOUR := $(if $(filter 1,$(CUDA)),cuda,cpu)
+$(shell mkdir -p $(BUILD) && [ "$$(cat $(BUILD)/.flavour 2>/dev/null)" = "$(FLAVOUR)" ] || echo $(FLAVOUR) > $(BUILD)/.flavour)
+
+$(BUILD)/libhearth.a: $(LIB_OBJ) $(EXTRA_LIB_OBJ) $(BUILD)/.flavour
 	@rm -f $@
-	ar rcs $@ $^
+	ar rcs $@ $(filter %.o,$^)
 
 $(BUILD)/hearth: $(CLI_OBJ) $(BUILD)/libhearth.a
 	$(CC) $(CFLAGS) $(CLI_OBJ) $(BUILD)/libhearth.a $(LDLIBS) $(EXTRA_LDLIBS) -o $@

@@ -179,6 +179,8 @@ export async function realServerJourney(t, browser) {
     await waitIdle(page, 60000);
     step('first reply');
     t.diagnostic(`real server: reply grew over ${seen.length} distinct frames`);
+    const err = await page.locator('.msg.assistant .err').last().innerText().catch(() => '');
+    assert.ok(!err, `the reply failed: ${err}`);
     assert.ok(seen.length >= 3, `reply grew over ${seen.length} frames`);
     const first = (await lastReply(page).textContent()).trim();
     assert.ok(first.length > 20, `a reply: ${first}`);
@@ -232,6 +234,9 @@ export async function realServerJourney(t, browser) {
     await checkHeaders(srv.url);
   } catch (e) {
     t.diagnostic('hearth serve log:\n' + srv.log.join('').slice(-4000));
+    const c = srv.child;
+    if (c.exitCode === null && !c.signalCode) await Promise.race([new Promise((r) => c.once('exit', r)), new Promise((r) => setTimeout(r, 500))]);
+    if (c.exitCode !== null || c.signalCode) throw new Error(`hearth serve died (exit ${c.exitCode}, signal ${c.signalCode}) — ${e.message}`, { cause: e });
     throw e;
   } finally {
     await context.close();

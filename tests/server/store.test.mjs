@@ -175,3 +175,18 @@ test('pull refuses a corrupt blob and an unknown model; CLI pull works', async (
     assert.match(l.out, new RegExp(`${reg2.host.replace(/\./g, '\\.')}/library/tiny:v1`));
   } finally { await reg2.close(); }
 });
+
+test('GET / serves the web page with ETag, CSP and 304 revalidation', async () => {
+  const r = await request(`${srv.url}/`);
+  assert.equal(r.status, 200);
+  assert.match(r.headers['content-type'], /^text\/html/);
+  assert.match(r.body, /<html/i);
+  assert.match(r.headers['content-security-policy'], /default-src 'self'/);
+  assert.equal(r.headers['cache-control'], 'no-cache');
+  const etag = r.headers.etag;
+  assert.ok(etag, 'ETag present');
+  const again = await request(`${srv.url}/`, { headers: { 'If-None-Match': etag } });
+  assert.equal(again.status, 304);
+  assert.equal(again.body, '');
+  assert.equal((await request(`${srv.url}/no-such-file.js`)).status, 404);
+});

@@ -246,8 +246,9 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
         return cuda_rmsnorm(cu, k->p[0], k->n[0], y, k->n[1], k->n[2], k->n[3], k->p[2], k->f[0], err);
     case CK_NOP:
         return HEARTH_OK;
-    case CK_ROPE:
-        return cuda_rope_apply(cu, y, k->n[0], k->n[1], (int32_t)k->n[2], (int32_t)k->n[3], a0, &k->rope, err);
+    case CK_ROPE: /* p[2]/n[4]/n[5]: a second tensor fused in by cb_fuse */
+        return cuda_rope_apply2(cu, y, k->n[1], (int32_t)k->n[2], (float *)k->p[2], k->n[4], (int32_t)k->n[5], k->n[0],
+                                (int32_t)k->n[3], a0, &k->rope, err);
     case CK_KV_STORE:
         return cuda_kv_store(cu, &k->kv, k->p[0], k->n[0], k->p[2], k->n[1], k->n[2], a0, a1, err);
     case CK_ATTN: {
@@ -287,7 +288,8 @@ static int cb_exec_all(cuda_be *c, hb_err *err) {
  * Patterns of the forward pass that the kernels can do in fewer passes:
  *  - RMSNorm whose output feeds a matrix-vector product: the norm also quantizes it;
  *  - consecutive products over the same input (q/k/v, gate/up): quantized once;
- *  - a product followed by "residual += product": added in the product's epilogue.
+ *  - a product followed by "residual += product": added in the product's epilogue;
+ *  - RoPE of q then of k at the same positions: one launch.
  * Each rewrite checks the exact data flow (same pointers, shapes, no overlapping writes). */
 static bool overlaps(const void *a, int64_t an, const void *b, int64_t bn) {
     const float *x = a, *y = b;
@@ -302,6 +304,13 @@ static bool cb_is_mv_q(const cb_cmd *k) {
 static void cb_fuse(cuda_be *c) {
     for (size_t i = 0; i < c->n_cmd; i++) {
         cb_cmd *k = &c->cmd[i], *nx = i + 1 < c->n_cmd ? &c->cmd[i + 1] : NULL;
+        if (k->kind == CK_ROPE && nx && nx->kind == CK_ROPE && !k->p[2] && nx->off[0] == k->off[0] &&
+            nx->n[0] == k->n[0] && nx->n[3] == k->n[3] && memcmp(&nx->rope, &k->rope, sizeof k->rope) == 0 &&
+            !overlaps(k->p[1], k->n[0] * k->n[1], nx->p[1], nx->n[0] * nx->n[1])) {
+            k->p[2] = nx->p[1], k->n[4] = nx->n[1], k->n[5] = nx->n[2]; /* q and k in one pass */
+            nx->kind = CK_NOP;
+            continue;
+        }
         if (k->kind != CK_MATMUL) continue;
         int64_t n_tok = k->n[0], ldy = k->n[1], rows = k->w.n_rows, cols = k->w.n_cols;
         if (nx && nx->kind == CK_ADD && nx->p[0] == k->p[1] && ldy == rows && nx->n[0] == n_tok * rows &&

@@ -361,40 +361,72 @@ static int act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, i
 
 /* RMSNorm of n_rows rows (one block each) that also leaves the normalized rows quantized in
  * the activation scratch, for the matrix-vector products that read them next. */
+#define RQ_J 8 /* chunks per warp held in registers */
+
+/* Quantizes one normalized 32-value chunk held one value per lane. */
+static __device__ __forceinline__ void rq_chunk(float v, int lane, int64_t row, int8_t *xq, float *xd, int2 *xsum) {
+    float amax = cu_warp_max(fabsf(v));
+    float id = amax > 0.0f ? 127.0f / amax : 0.0f, sc = v * id;
+    int q = (int)(sc >= 0.0f ? sc + 0.5f : sc - 0.5f);
+    q = q > 127 ? 127 : (q < -127 ? -127 : q);
+    xq[row * 32 + lane] = (int8_t)q;
+    int hs = q;
+    for (int o = 8; o > 0; o >>= 1) hs += __shfl_xor_sync(0xffffffffu, hs, o);
+    int other = __shfl_sync(0xffffffffu, hs, 16);
+    if (lane == 0) {
+        xd[row] = amax / 127.0f;
+        xsum[row] = make_int2(hs, other);
+    }
+}
+
+/* RMSNorm of one row per block that also leaves the normalized row quantized in the
+ * activation scratch. Warp w owns chunks w, w + nwarp, ...; rows of up to RQ_J chunks per
+ * warp stay in registers (one read of x), longer rows are read twice. */
 static __global__ void rmsnorm_q8_kernel(const float *x, int64_t xs, float *y, int64_t n, const float *w, float eps,
                                          int8_t *xq, float *xd, int2 *xsum) {
     __shared__ float part[32];
     const float *xr = x + blockIdx.x * xs;
     float *yr = y + blockIdx.x * n;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5, nch = (int)(n / 32);
+    bool in_regs = nch <= RQ_J * nw;
+    float v[RQ_J];
     float ss = 0.0f;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    if (in_regs) {
+#pragma unroll
+        for (int j = 0; j < RQ_J; j++) {
+            int ch = warp + j * nw;
+            v[j] = ch < nch ? xr[ch * 32 + lane] : 0.0f;
+            ss += v[j] * v[j];
+        }
+    } else {
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    }
     ss = cu_warp_sum(ss);
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
+    if (lane == 0) part[warp] = ss;
     __syncthreads();
     if (threadIdx.x < 32) {
-        float v = threadIdx.x < (blockDim.x >> 5) ? part[threadIdx.x] : 0.0f;
-        v = cu_warp_sum(v);
-        if (threadIdx.x == 0) part[0] = v;
+        float t = threadIdx.x < nw ? part[threadIdx.x] : 0.0f;
+        t = cu_warp_sum(t);
+        if (threadIdx.x == 0) part[0] = t;
     }
     __syncthreads();
     float k = rsqrtf(part[0] / (float)n + eps);
-    int lane = threadIdx.x & 31, nch = (int)(n / 32);
-    for (int ch = threadIdx.x >> 5; ch < nch; ch += blockDim.x >> 5) { /* one warp per chunk */
-        int64_t i = (int64_t)ch * 32 + lane;
-        float v = w ? xr[i] * k * w[i] : xr[i] * k;
-        yr[i] = v;
-        float amax = cu_warp_max(fabsf(v));
-        float id = amax > 0.0f ? 127.0f / amax : 0.0f, sc = v * id;
-        int q = (int)(sc >= 0.0f ? sc + 0.5f : sc - 0.5f);
-        q = q > 127 ? 127 : (q < -127 ? -127 : q);
-        int64_t row = (int64_t)blockIdx.x * nch + ch;
-        xq[row * 32 + lane] = (int8_t)q;
-        int hs = q;
-        for (int o = 8; o > 0; o >>= 1) hs += __shfl_xor_sync(0xffffffffu, hs, o);
-        int other = __shfl_sync(0xffffffffu, hs, 16);
-        if (lane == 0) {
-            xd[row] = amax / 127.0f;
-            xsum[row] = make_int2(hs, other);
+    if (in_regs) {
+#pragma unroll
+        for (int j = 0; j < RQ_J; j++) {
+            int ch = warp + j * nw;
+            if (ch >= nch) break;
+            int64_t i = (int64_t)ch * 32 + lane;
+            float o = w ? v[j] * k * w[i] : v[j] * k;
+            yr[i] = o;
+            rq_chunk(o, lane, (int64_t)blockIdx.x * nch + ch, xq, xd, xsum);
+        }
+    } else {
+        for (int ch = warp; ch < nch; ch += nw) {
+            int64_t i = (int64_t)ch * 32 + lane;
+            float o = w ? xr[i] * k * w[i] : xr[i] * k;
+            yr[i] = o;
+            rq_chunk(o, lane, (int64_t)blockIdx.x * nch + ch, xq, xd, xsum);
         }
     }
 }
@@ -408,7 +440,8 @@ extern "C" int cuda_rmsnorm_q8(cuda_ctx *c, const float *x, int64_t xs, float *y
     if (n_rows <= 0) return HEARTH_OK;
     if (n % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused norm needs rows of a multiple of 32");
     if ((rc = act_buffers(c, n_rows, n, &xq, &xd, &xsum, err))) return rc;
-    rmsnorm_q8_kernel<<<(unsigned)n_rows, n >= 1024 ? 512 : 128, 0, c->stream>>>(x, xs, y, n, w, eps, xq, xd, xsum);
+    int thr = n >= 4096 ? 1024 : (n >= 1024 ? 256 : 128);
+    rmsnorm_q8_kernel<<<(unsigned)n_rows, thr, 0, c->stream>>>(x, xs, y, n, w, eps, xq, xd, xsum);
     return cu_check_launch(err, "rmsnorm");
 }
 

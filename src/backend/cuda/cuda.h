@@ -136,6 +136,11 @@ typedef struct cuda_rope {
 int cuda_rope_apply(cuda_ctx *c, float *x, int64_t n_tok, int64_t stride, int32_t n_head, int32_t head_dim,
                     const int32_t *pos, const cuda_rope *r, hb_err *err);
 
+/* The same rotation applied to two tensors of the same tokens (q and k) in one pass. */
+int cuda_rope_apply2(cuda_ctx *c, float *x, int64_t stride, int32_t n_head, float *x2, int64_t stride2,
+                     int32_t n_head2, int64_t n_tok, int32_t head_dim, const int32_t *pos, const cuda_rope *r,
+                     hb_err *err);
+
 /* One layer's KV cache in device memory: rows of kv_dim elements of type (QT_F32, QT_F16 or
  * QT_Q8_0), cell (seq s, position p) at row s * n_ctx + p. */
 typedef struct cuda_kv {

@@ -3,6 +3,7 @@
 #   make demo       install missing Debian packages, build, run the bundled model
 #   make test       install missing Debian packages, build, run every test (plain, ASan+UBSan, fuzz)
 #   make CUDA=1     also build the CUDA backend (needs nvcc)
+.DEFAULT_GOAL := all
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
@@ -24,12 +25,17 @@ TEST_SRC := $(sort $(wildcard tests/unit/test_*.c tests/golden/test_*.c))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TOOL_SRC := $(sort $(wildcard bench/*.c))
 TOOL_BIN := $(patsubst bench/%.c,$(BUILD)/%,$(TOOL_SRC))
+# The web chat page (web/*) is embedded into libhearth.a through a generated C file
+# (a distinct object name: ar archives members by base name, src/server/assets.o exists).
+WEB_SRC := $(sort $(wildcard web/*.html web/*.js web/*.css web/*.svg))
+HOSTCC  ?= $(CC)
+EXTRA_LIB_OBJ += $(BUILD)/obj/gen/assets_data.o
 
 ifeq ($(CUDA),1)
 include src/backend/cuda/cuda.mk
 endif
 
-.PHONY: all deps deps-test demo test test-plain test-asan fuzz clean tools
+.PHONY: all deps deps-test demo test test-plain test-asan fuzz test-cuda-build clean tools
 all: $(BUILD)/hearth $(BUILD)/libhearth.a tools
 
 tools: $(TOOL_BIN)
@@ -37,6 +43,20 @@ tools: $(TOOL_BIN)
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# Built without $(SAN)/CFLAGS: a host tool that only runs during the build.
+$(BUILD)/tools/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(HOSTCC) -std=c17 -O2 -Wall -Wextra $(WERROR) $< -o $@
+
+$(BUILD)/gen/assets.c: $(BUILD)/tools/embed $(WEB_SRC)
+	@mkdir -p $(dir $@)
+	$(BUILD)/tools/embed $@ $(WEB_SRC)
+
+$(BUILD)/obj/gen/assets_data.o: $(BUILD)/gen/assets.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
 
 # The archive remembers whether it was built with CUDA: switching CUDA=1 on or off in the
 # same build directory rebuilds it (and relinks everything) instead of reusing the other one.
@@ -71,7 +91,8 @@ test: deps-test
 	@$(MAKE) --no-print-directory test-plain
 	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory fuzz
-	@tests/summary.sh build/test-results.txt build-asan/test-results.txt build-fuzz/test-results.txt
+	@$(MAKE) --no-print-directory test-cuda-build
+	@tests/summary.sh build/test-results.txt build-asan/test-results.txt build-fuzz/test-results.txt build-cuda/test-results.txt
 
 test-plain: all $(TEST_BIN)
 	@tests/run.sh $(BUILD)
@@ -83,7 +104,16 @@ test-asan:
 fuzz:
 	@tests/fuzz/run.sh build-fuzz
 
+# CI has nvcc but no GPU: the CUDA backend must compile (warnings are errors under CI=1);
+# it runs only on a GPU machine (scripts/cuda_check.sh).
+test-cuda-build:
+	@mkdir -p build-cuda; if [ -x "$$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" ]; then \
+	  if $(MAKE) --no-print-directory CUDA=1 BUILD=build-cuda all >build-cuda/build.log 2>&1; then \
+	    echo "cuda build: ok"; echo "1 passed, 0 failed" >build-cuda/test-results.txt; \
+	  else tail -30 build-cuda/build.log; echo "1 passed, 1 failed" | sed 's/1 passed/0 passed/' >build-cuda/test-results.txt; exit 1; fi; \
+	else echo "cuda build: nvcc not found, skipped"; echo "0 passed, 0 failed" >build-cuda/test-results.txt; fi
+
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-cuda
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -37,7 +37,8 @@ typedef enum hearth_status {
     HEARTH_E_CONTEXT = 6,     /* context window full / position out of range */
     HEARTH_E_TEMPLATE = 7,    /* chat template failed to parse or render */
     HEARTH_E_CANCELLED = 8,   /* operation cancelled by the caller */
-    HEARTH_E_INTERNAL = 9     /* a bug: internal invariant broken */
+    HEARTH_E_INTERNAL = 9,    /* a bug: internal invariant broken */
+    HEARTH_E_NOT_FOUND = 10   /* named model, blob or item does not exist */
 } hearth_status;
 
 /* Short constant name of a status ("ok", "invalid argument", ...). Borrowed, static. */
@@ -336,6 +337,112 @@ typedef struct hearth_gguf_tensor_info {
 
 uint64_t hearth_gguf_n_tensors(const hearth_gguf *g);
 hearth_status hearth_gguf_tensor(const hearth_gguf *g, uint64_t i, hearth_gguf_tensor_info *out);
+/* ---- server and model store ---------------------------------------------------------
+ * The model store keeps models in Ollama's layout (<root>/manifests/<host>/<ns>/<model>/<tag>
+ * + <root>/blobs/sha256-<hex>). Every function takes `root`: NULL means $HEARTH_MODELS or
+ * ~/.hearth/models. Names are [host/][namespace/]model[:tag] ("stories", "hf.co/u/r:Q4_K_M").
+ * All store functions are thread-safe (each write is a temp file renamed into place). */
+
+typedef struct hearth_store_entry {
+    char name[320];     /* display name, e.g. "stories:latest" */
+    char digest[72];    /* sha256 of the manifest bytes, "sha256:<hex>" */
+    uint64_t size;      /* bytes of all layers */
+    int64_t modified;   /* manifest modification time, unix seconds */
+} hearth_store_entry;
+
+/* Lists stored models sorted by name. *out (caller frees with hearth_free) has *n entries. */
+hearth_status hearth_store_list(const char *root, hearth_store_entry **out, size_t *n,
+                                char *err, size_t errlen);
+/* Path of the GGUF file behind `name`: an existing file path is returned as-is, otherwise
+ * the model blob of the stored model. Caller frees *path with hearth_free.
+ * HEARTH_E_NOT_FOUND when no such model. */
+hearth_status hearth_store_resolve(const char *root, const char *name, char **path,
+                                   char *err, size_t errlen);
+/* Everything the store knows about `name` as a JSON object: name, model_path, digest, size,
+ * modified, template, system, license (strings or absent), parameters (object), messages
+ * (array), config (object). Caller frees *json with hearth_free. */
+hearth_status hearth_store_info(const char *root, const char *name, char **json, char *err,
+                                size_t errlen);
+hearth_status hearth_store_copy(const char *root, const char *src, const char *dst, char *err,
+                                size_t errlen);
+/* Removes the manifest, then every blob no other manifest references. */
+hearth_status hearth_store_remove(const char *root, const char *name, char *err, size_t errlen);
+
+/* Progress callback: status text ("pulling <digest>", "writing manifest", ...), the blob's
+ * digest (or NULL) and bytes done / total (0 when unknown). Strings are borrowed. */
+typedef void (*hearth_progress_fn)(void *ud, const char *status, const char *digest,
+                                   uint64_t completed, uint64_t total);
+/* Creates `name` from Modelfile text (FROM a .gguf path, relative to base_dir or the working
+ * directory, or a stored model; PARAMETER, TEMPLATE, SYSTEM, MESSAGE, LICENSE). A local GGUF
+ * is hard-linked into the store when on the same file system, copied otherwise. */
+hearth_status hearth_store_create(const char *root, const char *name, const char *modelfile,
+                                  size_t len, const char *base_dir, hearth_progress_fn progress,
+                                  void *ud, char *err, size_t errlen);
+
+typedef struct hearth_pull_params {
+    bool insecure;                 /* plain http (e.g. a registry on loopback) */
+    hearth_progress_fn progress;   /* may be NULL */
+    void *ud;
+    bool (*cancel)(void *ud);      /* polled during transfers; true aborts (may be NULL) */
+} hearth_pull_params;
+/* Downloads `name` from its registry (Ollama protocol; hf.co/USER/REPO[:QUANT] from the
+ * Hugging Face Hub). Blobs download to "<blob>-partial" and resume from there; each is
+ * sha256-verified before it is renamed into place; the manifest is written last. */
+hearth_status hearth_store_pull(const char *root, const char *name, const hearth_pull_params *p,
+                                char *err, size_t errlen);
+
+/* The HTTP server (Ollama + OpenAI APIs). */
+typedef struct hearth_server hearth_server;
+typedef struct hearth_server_params {
+    const char *host;          /* bind address; default "127.0.0.1" */
+    uint16_t port;             /* default 11434; 0 = any free port */
+    const char *models_dir;    /* store root (NULL = default) */
+    int32_t num_parallel;      /* sequences decoded together per model; default 4 */
+    int32_t max_queue;         /* waiting requests per model before 503; default 64 */
+    int32_t max_loaded;        /* models loaded at once; default 2 */
+    int64_t keep_alive_ms;     /* default 5 minutes; <0 forever */
+    uint32_t n_ctx;            /* context per sequence; 0 = model default (capped 4096) */
+    int32_t n_threads;         /* 0 = all cores */
+    size_t max_body;           /* request body cap in bytes; default 16 MiB */
+    uint32_t timeout_s;        /* idle connection timeout; default 300 */
+    const char *api_keys;      /* comma-separated; NULL/"" = no auth */
+    const char *origins;       /* CORS allow-list, comma-separated; NULL = localhost only */
+    hearth_log_fn log;         /* request and event log; NULL = silent */
+    void *log_user_data;
+} hearth_server_params;
+
+hearth_server_params hearth_server_default_params(void);
+/* Binds and starts serving in background threads. *out is freed with hearth_server_free.
+ * A taken port fails with HEARTH_E_IO and a message naming host and port. */
+hearth_status hearth_server_start(const hearth_server_params *p, hearth_server **out,
+                                  char *err, size_t errlen);
+/* Port actually bound (useful with port 0). */
+uint16_t hearth_server_port(const hearth_server *s);
+/* Graceful stop: refuses new requests, cancels in-flight generations (streams end with a
+ * final message), joins all threads and unloads models. Safe to call once; then free. */
+void hearth_server_stop(hearth_server *s);
+void hearth_server_free(hearth_server *s);
+
+/* Minimal HTTP client for the CLI verbs that talk to a running server. Sends `body` (may be
+ * NULL) to http://host:port/path; *status gets the HTTP status, *resp the body (caller frees
+ * with hearth_free). HEARTH_E_IO when nothing listens. */
+hearth_status hearth_client_request(const char *host, uint16_t port, const char *method,
+                                    const char *path, const char *body, long *status,
+                                    char **resp, char *err, size_t errlen);
+
+/* ---- benchmarking helpers ---- */
+/* Measures the machine's memory read bandwidth the way a generation step reads weights:
+ * n_threads threads (1..1024) each stream through their share of a fresh `bytes`-long
+ * buffer (at least 64 MiB; 1 GiB recommended) with the widest loads the CPU allows; the
+ * best of `reps` passes is returned in *gbps (1e9 bytes per second). HEARTH_E_NOMEM if the
+ * buffer cannot be allocated. */
+hearth_status hearth_bench_read_bandwidth(int32_t n_threads, size_t bytes, int32_t reps, double *gbps);
+/* Bytes of weight data one generated token reads: every tensor except the token embedding
+ * table (only one row of it is read), which counts fully when it doubles as the output
+ * matrix. */
+uint64_t hearth_model_bytes_per_token(const hearth_model *m);
+/* The CPU kernel level in use ("scalar", "avx2", "avx512", "amx"). Borrowed, static. */
+const char *hearth_cpu_isa(void);
 
 #ifdef __cplusplus
 }

@@ -98,6 +98,9 @@ typedef struct be_ops {
     /* Stores K and V rows (kv_dim floats, strides ks / vs) of n_tok tokens into the cache. */
     void (*kv_store)(be_ctx *b, const be_kv_layer *kv, const float *k, int64_t ks, const float *v,
                      int64_t vs, int64_t n_tok, const int32_t *pos, const int32_t *seq);
+    /* Copies cells [0, n) of sequence src's stream to sequence dst's (prefix reuse), in
+     * whatever memory the backend keeps the cache. Returns a hearth_status. */
+    int (*kv_copy)(be_ctx *b, const be_kv_layer *kv, int32_t src, int32_t dst, int64_t n);
     /* out[t] (n_head*head_dim_v floats, stride os) from q[t] (stride qs). HEARTH_E_NOMEM if
      * scratch cannot grow. */
     int (*attention)(be_ctx *b, const be_attn *a, const float *q, int64_t qs, float *out, int64_t os);
@@ -113,10 +116,6 @@ typedef struct be_ops {
     /* out[t][i] = act(gate[t][i]) * up[t][i], i < n; strides gs, us, os. */
     void (*glu)(be_ctx *b, be_glu kind, const float *gate, int64_t gs, const float *up, int64_t us,
                 float *out, int64_t os, int64_t n_tok, int64_t n);
-    /* Optional (NULL on the CPU, whose cache is the engine's host memory): a backend that
-     * keeps the KV cache in its own memory copies rows [src, src+n) of K and V of one layer
-     * to rows [dst, dst+n) there (hearth_kv_seq_cp). */
-    int (*kv_copy)(be_ctx *b, const be_kv_layer *kv, int64_t dst_row, int64_t src_row, int64_t n_rows);
 } be_ops;
 
 struct be_ctx {

@@ -27,6 +27,7 @@ const char *hearth_status_str(hearth_status s) {
     static const char *const names[] = {
         "ok", "invalid argument", "I/O error", "bad format", "unsupported",
         "out of memory", "context full", "template error", "cancelled", "internal error",
+        "not found",
     };
     return ((unsigned)s < sizeof names / sizeof names[0]) ? names[s] : "unknown status";
 }

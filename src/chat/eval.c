@@ -273,7 +273,7 @@ static int contains(jctx *c, jv hay, jv needle, bool *r) {
 
 int jinja_binop(jctx *c, int op, jv a, jv b, jv *out) {
     int rc;
-    bool r;
+    bool r = false;
     switch (op) {
     case JOP_EQ: *out = jv_bool(jv_equal(a, b)); return 0;
     case JOP_NE: *out = jv_bool(!jv_equal(a, b)); return 0;

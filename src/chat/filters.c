@@ -388,7 +388,7 @@ static int select_common(jctx *c, jv v, const jargs *a, bool attr_mode, bool kee
     jv test = a->n > skip ? a->pos[skip] : jv_none();
     if (test.t != JT_NONE && test.t != JT_STR) return jinja_fail(c, "select: test name must be a string");
     if (test.t == JT_STR && !jinja_has_test(test.u.s->s)) return jinja_fail(c, "unknown test '%s'", test.u.s->s);
-    jargs ta = { .n = a->n > skip + 1 ? a->n - skip - 1 : 0, .pos = a->pos + skip + 1, .nkw = a->nkw, .kwname = a->kwname, .kw = a->kw };
+    jargs ta = { .n = a->n > skip + 1 ? a->n - skip - 1 : 0, .pos = a->n > skip + 1 ? a->pos + skip + 1 : NULL, .nkw = a->nkw, .kwname = a->kwname, .kw = a->kw };
     for (size_t i = 0; i < n; i++) {
         jv x = items[i];
         bool r;
@@ -412,7 +412,7 @@ static int f_map(jctx *c, jv v, const jargs *a, jv *out) {
     jv attr = arg(a, (size_t)-1, "attribute", jv_none()), def = arg(a, (size_t)-1, "default", jv_undef(NULL));
     if (attr.t == JT_NONE && (a->n < 1 || a->pos[0].t != JT_STR)) return jinja_fail(c, "map: needs a filter name or attribute=");
     if (attr.t == JT_NONE && !jinja_has_filter(a->pos[0].u.s->s)) return jinja_fail(c, "unknown filter '%s'", a->pos[0].u.s->s);
-    jargs fa = { .n = a->n ? a->n - 1 : 0, .pos = a->pos + 1, .nkw = a->nkw, .kwname = a->kwname, .kw = a->kw };
+    jargs fa = { .n = a->n ? a->n - 1 : 0, .pos = a->n ? a->pos + 1 : NULL, .nkw = a->nkw, .kwname = a->kwname, .kw = a->kw };
     for (size_t i = 0; i < n; i++) {
         jv x;
         if (attr.t != JT_NONE) {

@@ -84,7 +84,7 @@ static int one_shot(gen_session *g, const run_args *a, const char *prompt) {
 int cli_run(int argc, char **argv) {
     run_args a = { .n_predict = -1, .n_ctx = 0, .n_threads = 0, .seed = -1, .top_k = 40,
                    .repeat_last_n = 64, .temp = 0.8, .top_p = 0.9, .min_p = 0.0, .typical_p = 1.0,
-                   .repeat_penalty = 1.1, .kv = "f16" };
+                   .repeat_penalty = 1.0, .kv = "f16" };
     const cli_opt opts[] = {
         { "num-predict", 'n', CLI_INT, &a.n_predict, -1, 1e9, NULL, "N", "tokens to generate, -1 = until the model stops" },
         { "ctx", 'c', CLI_INT, &a.n_ctx, 1, 1 << 20, "HEARTH_CTX", "N", "context length in tokens (default: the model's, at most 4096)" },

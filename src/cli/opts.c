@@ -145,10 +145,12 @@ void cli_print_help(const cli_spec *spec) {
     for (size_t i = 0; i < spec->n_opts; i++) {
         const cli_opt *o = &spec->opts[i];
         char left[64];
-        snprintf(left, sizeof left, "%s%c%s--%s%s%s", o->short_name ? "-" : "",
-                 o->short_name ? o->short_name : ' ', o->short_name ? ", " : " ", o->name,
-                 o->metavar ? " " : "", o->metavar ? o->metavar : "");
-        printf("  %-28s %s", left[0] == ' ' ? left + 1 : left, o->help);
+        if (o->short_name)
+            snprintf(left, sizeof left, "-%c, --%s%s%s", o->short_name, o->name, o->metavar ? " " : "",
+                     o->metavar ? o->metavar : "");
+        else
+            snprintf(left, sizeof left, "    --%s%s%s", o->name, o->metavar ? " " : "", o->metavar ? o->metavar : "");
+        printf("  %-28s %s", left, o->help);
         switch (o->kind) {
         case CLI_INT: /* a default below the bound is a sentinel ("auto"): the help says it */
             if (*(long *)o->dest >= o->min) printf(" (default %ld)", *(long *)o->dest);

@@ -154,19 +154,9 @@ hearth_status hearth_kv_seq_cp(hearth_context *c, int32_t src, int32_t dst, int3
     if (!seq_ok(c, src) || !seq_ok(c, dst)) return HEARTH_E_INVALID;
     int32_t n = c->pos_max[src] + 1;
     if (p1 >= 0 && p1 < n) n = p1;
-    if (src != dst) {
-        for (int32_t il = 0; il < c->m->hp->n_layer; il++) {
-            const be_kv_layer *L = &c->kv[il];
-            size_t stream = (size_t)L->n_ctx * L->row_bytes, bytes = (size_t)n * L->row_bytes;
-            if (c->be->ops->kv_copy) { /* the cache lives in the backend's memory */
-                int rc = c->be->ops->kv_copy(c->be, L, (int64_t)dst * L->n_ctx, (int64_t)src * L->n_ctx, n);
-                if (rc) return (hearth_status)hb_fail(&c->err, rc, "copying the KV cache on the %s backend failed",
-                                                      c->be->ops->name);
-                continue;
-            }
-            memcpy((uint8_t *)L->k + (size_t)dst * stream, (uint8_t *)L->k + (size_t)src * stream, bytes);
-            memcpy((uint8_t *)L->v + (size_t)dst * stream, (uint8_t *)L->v + (size_t)src * stream, bytes);
-        }
+    for (int32_t il = 0; il < c->m->hp->n_layer; il++) {
+        int rc = c->be->ops->kv_copy(c->be, &c->kv[il], src, dst, n);
+        if (rc) return (hearth_status)hb_fail(&c->err, rc, "copying the KV cache on the %s backend failed", c->be->ops->name);
     }
     c->pos_max[dst] = n - 1;
     return HEARTH_OK;

@@ -62,7 +62,7 @@ hearth_sampler_params hearth_sampler_default_params(void) {
     p.top_p = 0.9f;
     p.min_p = 0.0f;
     p.typical_p = 1.0f;
-    p.repeat_penalty = 1.1f;
+    p.repeat_penalty = 1.0f; /* off by default: greedy must be plain argmax */
     p.repeat_last_n = 64;
     return p;
 }

@@ -1,6 +1,6 @@
 /* api.c — the public tokenizer API of include/hearth.h over a model's tok_vocab:
- * hearth_tokenize, hearth_detokenize, hearth_token_piece, the streaming detokenizer and
- * hearth_model_n_vocab.
+ * hearth_tokenize, hearth_detokenize, hearth_token_piece and the streaming detokenizer
+ * (hearth_model_n_vocab lives in src/arch/registry.c).
  *
  * Streaming detokenizer: each pushed token's piece is appended to a pending byte buffer;
  * only complete, valid UTF-8 characters leave it (bytes that can never form a valid

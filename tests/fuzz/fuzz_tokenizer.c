@@ -5,8 +5,10 @@
  * flags; the rest is the text. Checks: tokenize accepts exactly the valid UTF-8 inputs
  * (invalid ones fail cleanly with HEARTH_E_INVALID); ids are in range; detokenize and the
  * streaming detokenizer succeed on them and the stream's output is valid UTF-8; and the
- * raw bytes reinterpreted as token ids detokenize without error. Inputs are capped so each
- * run stays fast.
+ * raw bytes reinterpreted as token ids detokenize without error. With control byte 0xFF
+ * the rest is parsed as a GGUF file and handed to tok_vocab_load (hostile vocab metadata
+ * must fail cleanly; a vocab that loads must tokenize a fixed text). Inputs are capped so
+ * each run stays fast.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "hearth.h"
+#include "gguf/gguf.h"
 #include "tokenizer/tok_internal.h"
 
 static hearth_model *g_models[2];
@@ -52,9 +55,39 @@ static void check_stream(const hearth_model *m, int flags, const hearth_token *i
     hearth_detok_stream_free(s);
 }
 
+static void fuzz_vocab(const uint8_t *data, size_t size) {
+    hb_err e;
+    gguf_file *f = NULL;
+    tok_vocab *v = NULL;
+    hb_err_clear(&e);
+    if (gguf_open_mem(data, size, "fuzz", &f, &e) != HEARTH_OK) return;
+    hb_err_clear(&e);
+    if (tok_vocab_load(f, &v, &e) == HEARTH_OK && v) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        char *out = NULL;
+        size_t olen = 0;
+        const char *text = "Hello <s> w\xC3\xB6rld 123 \xF0\x9F\x99\x82!";
+        if (tok_encode(v, text, strlen(text), HEARTH_TOK_ADD_SPECIAL | HEARTH_TOK_PARSE_SPECIAL, &ids, &n, &e) == HEARTH_OK) {
+            for (size_t i = 0; i < n; i++)
+                if (ids[i] < 0 || ids[i] >= tok_n_vocab(v)) abort();
+            hb_err_clear(&e);
+            if (tok_decode(v, ids, n, HEARTH_DETOK_UNPARSE_SPECIAL, &out, &olen, &e) != HEARTH_OK) abort();
+        }
+        free(out);
+        free(ids);
+    }
+    tok_vocab_free(v);
+    gguf_close(f);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1 || size > 8192) return 0;
     uint8_t ctl = data[0];
+    if (ctl == 0xFF) {
+        fuzz_vocab(data + 1, size - 1);
+        return 0;
+    }
     const hearth_model *m = g_models[ctl & 1];
     const char *text = (const char *)data + 1;
     size_t len = size - 1;

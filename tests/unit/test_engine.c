@@ -48,7 +48,7 @@ static hearth_context *ctx_new(hearth_model *m, uint32_t n_ctx, uint32_t n_seq, 
     p.n_seq_max = n_seq;
     p.n_threads = threads;
     p.kv_type = kv;
-    p.n_batch = 256;
+    p.n_batch = 512;
     hearth_context *c = NULL;
     char err[512];
     hearth_status st = hearth_context_new(m, &p, &c, err, sizeof err);
@@ -200,26 +200,32 @@ static void test_context_overflow_and_invalid(void **state) {
     hearth_model_free(m);
 }
 
-/* Logits are bitwise identical on 1 and 2 threads, for every KV type. */
+/* Logits are bitwise identical on 1 and 2 threads, for every KV type. The 296-token prompt
+ * is large enough that the row-parallel ops (norms, RoPE, GLU) and attention use the pool. */
 static void test_threads_bitwise(void **state) {
     (void)state;
     hearth_model *m = load(random_model("llama.Q4_0"));
     int nv = hearth_model_n_vocab(m);
-    int32_t ids[24];
-    for (int i = 0; i < 24; i++) ids[i] = tok(2, i, nv);
+    enum { N = 300, P = 296 };
+    int32_t ids[N];
+    for (int i = 0; i < N; i++) ids[i] = tok(2, i, nv);
     for (int kv = 0; kv < 3; kv++) {
         float *a = malloc((size_t)nv * sizeof(float)), *b = malloc((size_t)nv * sizeof(float));
-        hearth_context *c1 = ctx_new(m, 64, 1, 1, (hearth_kv_type)kv);
-        hearth_context *c2 = ctx_new(m, 64, 1, 2, (hearth_kv_type)kv);
-        assert_int_equal(run_seq(c1, 0, 0, ids, 20, NULL, nv), HEARTH_OK);
-        assert_int_equal(run_seq(c2, 0, 0, ids, 20, NULL, nv), HEARTH_OK);
-        assert_int_equal(run_seq(c1, 0, 20, ids + 20, 4, a, nv), HEARTH_OK);
-        assert_int_equal(run_seq(c2, 0, 20, ids + 20, 4, b, nv), HEARTH_OK);
+        float *pa = malloc((size_t)nv * sizeof(float)), *pb = malloc((size_t)nv * sizeof(float));
+        hearth_context *c1 = ctx_new(m, 512, 1, 1, (hearth_kv_type)kv);
+        hearth_context *c2 = ctx_new(m, 512, 1, 2, (hearth_kv_type)kv);
+        assert_int_equal(run_seq(c1, 0, 0, ids, P, pa, nv), HEARTH_OK);
+        assert_int_equal(run_seq(c2, 0, 0, ids, P, pb, nv), HEARTH_OK);
+        assert_memory_equal(pa, pb, (size_t)nv * sizeof(float));
+        assert_int_equal(run_seq(c1, 0, P, ids + P, N - P, a, nv), HEARTH_OK);
+        assert_int_equal(run_seq(c2, 0, P, ids + P, N - P, b, nv), HEARTH_OK);
         assert_memory_equal(a, b, (size_t)nv * sizeof(float));
         hearth_context_free(c1);
         hearth_context_free(c2);
         free(a);
         free(b);
+        free(pa);
+        free(pb);
     }
     hearth_model_free(m);
 }

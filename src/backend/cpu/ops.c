@@ -11,6 +11,34 @@
 
 #include "backend/cpu/ops.h"
 
+/* ---- row-parallel helper ---------------------------------------------------------------
+ * Row-wise ops split their rows into contiguous ranges per thread when the job is big
+ * enough to pay for waking the pool (large prompt batches); small ones run inline. */
+#define PAR_MIN_ELEMS (1 << 16)
+
+typedef void (*rows_fn)(const void *args, int64_t r0, int64_t r1);
+typedef struct rows_job {
+    rows_fn fn;
+    const void *args;
+    int64_t n_rows;
+} rows_job;
+
+static void rows_task(void *ctx, int ith, int nth) {
+    const rows_job *j = ctx;
+    int64_t per = (j->n_rows + nth - 1) / nth, r0 = per * ith, r1 = r0 + per < j->n_rows ? r0 + per : j->n_rows;
+    if (r0 < r1) j->fn(j->args, r0, r1);
+}
+
+static void run_rows(be_ctx *b, int64_t n_rows, int64_t row_elems, rows_fn fn, const void *args) {
+    cpu_be *c = b->impl;
+    if (n_rows < 2 || n_rows * row_elems < PAR_MIN_ELEMS || cpu_pool_n_threads(c->pool) == 1) {
+        fn(args, 0, n_rows);
+        return;
+    }
+    rows_job j = { fn, args, n_rows };
+    cpu_pool_run(c->pool, rows_task, &j);
+}
+
 /* ---- buffers --------------------------------------------------------------------------- */
 
 static int cpu_buf_alloc(be_ctx *b, be_buf *out, int64_t n, hb_err *err) {
@@ -55,20 +83,32 @@ static int cpu_get_rows(be_ctx *b, const be_weight *w, const int32_t *ids, int64
 
 /* ---- norms and RoPE -------------------------------------------------------------------- */
 
+typedef struct norm_args {
+    const float *x, *w;
+    float *y;
+    int64_t xs, ys, n;
+    float eps;
+} norm_args;
+
+static void norm_rows(const void *args, int64_t r0, int64_t r1) {
+    const norm_args *a = args;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = a->x + r * a->xs;
+        float *yr = a->y + r * a->ys;
+        double ss = 0.0;
+        for (int64_t i = 0; i < a->n; i++) ss += (double)xr[i] * xr[i];
+        float k = (float)(1.0 / sqrt(ss / (double)a->n + (double)a->eps));
+        if (a->w)
+            for (int64_t i = 0; i < a->n; i++) yr[i] = xr[i] * k * a->w[i];
+        else
+            for (int64_t i = 0; i < a->n; i++) yr[i] = xr[i] * k;
+    }
+}
+
 static void cpu_rmsnorm(be_ctx *b, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_rows,
                         int64_t n, const float *w, float eps) {
-    (void)b;
-    for (int64_t r = 0; r < n_rows; r++) {
-        const float *xr = x + r * xs;
-        float *yr = y + r * ys;
-        double ss = 0.0;
-        for (int64_t i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
-        float k = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
-        if (w)
-            for (int64_t i = 0; i < n; i++) yr[i] = xr[i] * k * w[i];
-        else
-            for (int64_t i = 0; i < n; i++) yr[i] = xr[i] * k;
-    }
+    norm_args a = { x, w, y, xs, ys, n, eps };
+    run_rows(b, n_rows, n, norm_rows, &a);
 }
 
 /* cos/sin for one position, pair index i < n_rot/2. */
@@ -80,26 +120,41 @@ static void rope_cs(const be_rope *r, int32_t pos, int32_t i, float *c, float *s
     *s = (float)(sin(theta) * r->attn_factor);
 }
 
-static void cpu_rope(be_ctx *b, float *x, int64_t n_tok, int64_t stride, int32_t n_head,
-                     int32_t head_dim, const int32_t *pos, const be_rope *r) {
-    (void)b;
+typedef struct rope_args {
+    float *x;
+    int64_t stride;
+    int32_t n_head, head_dim;
+    const int32_t *pos;
+    const be_rope *r;
+} rope_args;
+
+static void rope_rows(const void *args, int64_t t0, int64_t t1) {
+    const rope_args *a = args;
+    const be_rope *r = a->r;
     int32_t half = r->n_rot / 2;
     float cs[2 * (BE_MAX_ROT / 2)]; /* [half][cos, sin]; n_rot <= BE_MAX_ROT checked at load */
-    for (int64_t t = 0; t < n_tok; t++) {
-        for (int32_t i = 0; i < half; i++) rope_cs(r, pos[t], i, &cs[2 * i], &cs[2 * i + 1]);
-        for (int32_t h = 0; h < n_head; h++) {
-            float *v = x + t * stride + (int64_t)h * head_dim;
+    for (int64_t t = t0; t < t1; t++) {
+        for (int32_t i = 0; i < half; i++) rope_cs(r, a->pos[t], i, &cs[2 * i], &cs[2 * i + 1]);
+        for (int32_t h = 0; h < a->n_head; h++) {
+            float *v = a->x + t * a->stride + (int64_t)h * a->head_dim;
             for (int32_t i = 0; i < half; i++) {
-                int32_t a = r->style == BE_ROPE_NEOX ? i : 2 * i;
-                int32_t bb = r->style == BE_ROPE_NEOX ? i + half : 2 * i + 1;
-                float x0 = v[a], x1 = v[bb];
-                v[a] = x0 * cs[2 * i] - x1 * cs[2 * i + 1];
-                v[bb] = x0 * cs[2 * i + 1] + x1 * cs[2 * i];
+                int32_t i0 = r->style == BE_ROPE_NEOX ? i : 2 * i;
+                int32_t i1 = r->style == BE_ROPE_NEOX ? i + half : 2 * i + 1;
+                float x0 = v[i0], x1 = v[i1];
+                v[i0] = x0 * cs[2 * i] - x1 * cs[2 * i + 1];
+                v[i1] = x0 * cs[2 * i + 1] + x1 * cs[2 * i];
             }
             /* dims beyond n_rot pass through unchanged; attn_factor applies only to the
              * rotated part, as in the reference implementations */
         }
     }
+}
+
+static void cpu_rope(be_ctx *b, float *x, int64_t n_tok, int64_t stride, int32_t n_head,
+                     int32_t head_dim, const int32_t *pos, const be_rope *r) {
+    rope_args a = { x, stride, n_head, head_dim, pos, r };
+    /* each row also pays n_rot/2 cos/sin evaluations: count them as work */
+    run_rows(b, n_tok, (int64_t)n_head * r->n_rot + 16 * r->n_rot, rope_rows, &a);
 }
 
 /* ---- element-wise ---------------------------------------------------------------------- */
@@ -135,17 +190,29 @@ static float gelu_tanh(float x) {
     return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
 }
 
+typedef struct glu_args {
+    be_glu kind;
+    const float *gate, *up;
+    float *out;
+    int64_t gs, us, os, n;
+} glu_args;
+
+static void glu_rows(const void *args, int64_t t0, int64_t t1) {
+    const glu_args *a = args;
+    for (int64_t t = t0; t < t1; t++) {
+        const float *g = a->gate + t * a->gs, *u = a->up + t * a->us;
+        float *o = a->out + t * a->os;
+        if (a->kind == BE_GLU_SILU)
+            for (int64_t i = 0; i < a->n; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        else
+            for (int64_t i = 0; i < a->n; i++) o[i] = gelu_tanh(g[i]) * u[i];
+    }
+}
+
 static void cpu_glu(be_ctx *b, be_glu kind, const float *gate, int64_t gs, const float *up, int64_t us,
                     float *out, int64_t os, int64_t n_tok, int64_t n) {
-    (void)b;
-    for (int64_t t = 0; t < n_tok; t++) {
-        const float *g = gate + t * gs, *u = up + t * us;
-        float *o = out + t * os;
-        if (kind == BE_GLU_SILU)
-            for (int64_t i = 0; i < n; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-        else
-            for (int64_t i = 0; i < n; i++) o[i] = gelu_tanh(g[i]) * u[i];
-    }
+    glu_args a = { kind, gate, up, out, gs, us, os, n };
+    run_rows(b, n_tok, 8 * n, glu_rows, &a);
 }
 
 /* ---- the table ------------------------------------------------------------------------- */
@@ -160,6 +227,7 @@ static const be_ops k_cpu_ops = {
     .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,
     .kv_store = cpu_kv_store,
+    .kv_copy = cpu_kv_copy,
     .attention = cpu_attention,
     .copy_rows = cpu_copy_rows,
     .add = cpu_add,

@@ -48,6 +48,15 @@ void cpu_kv_store(be_ctx *b, const be_kv_layer *kv, const float *k, int64_t ks, 
     }
 }
 
+int cpu_kv_copy(be_ctx *b, const be_kv_layer *kv, int32_t src, int32_t dst, int64_t n) {
+    (void)b;
+    size_t stream = (size_t)kv->n_ctx * kv->row_bytes, bytes = (size_t)n * kv->row_bytes;
+    if (src == dst || n <= 0) return HEARTH_OK;
+    memcpy((uint8_t *)kv->k + (size_t)dst * stream, (uint8_t *)kv->k + (size_t)src * stream, bytes);
+    memcpy((uint8_t *)kv->v + (size_t)dst * stream, (uint8_t *)kv->v + (size_t)src * stream, bytes);
+    return HEARTH_OK;
+}
+
 /* Elements [off, off+n) of a cached row as f32: a pointer into the row (f32) or into tmp. */
 static const float *kv_slice(const be_kv_layer *kv, const uint8_t *row, int64_t off, int64_t n, float *tmp) {
     switch (kv->type) {
@@ -72,6 +81,8 @@ static const float *kv_slice(const be_kv_layer *kv, const uint8_t *row, int64_t 
  * sequence share each K/V row load (one f16/q8_0 conversion serves the whole block), which
  * is what makes prompt processing cheap; a decode step is a block of one. */
 #define ATTN_BQ 32
+/* Below this many multiply-adds an attention call runs on the calling thread. */
+#define ATTN_INLINE_WORK 32768
 
 typedef struct attn_block {
     int32_t t0, n;            /* batch tokens t0 .. t0+n-1, one sequence, positions ascending */
@@ -201,6 +212,13 @@ int cpu_attention(be_ctx *b, const be_attn *a, const float *q, int64_t qs, float
         c->attn_cap = need;
     }
     attn_job j = { a, q, qs, out, os, blocks, n_blocks, c->attn_scratch, per };
-    cpu_pool_run(c->pool, attn_task, &j);
+    /* Small jobs (a few thousand multiply-adds, typical of short contexts on tiny models)
+     * cost less than waking the pool: run them on the calling thread. Each item is
+     * computed the same way either way, so results do not change. */
+    int64_t work = 0;
+    for (int64_t i = 0; i < n_blocks && work < ATTN_INLINE_WORK; i++)
+        work += (int64_t)blocks[i].n * max_span * (a->head_dim_k + a->head_dim_v) * a->n_head;
+    if (work < ATTN_INLINE_WORK) attn_task(&j, 0, 1);
+    else cpu_pool_run(c->pool, attn_task, &j);
     return HEARTH_OK;
 }

@@ -558,8 +558,10 @@ static void cb_glu(be_ctx *b, be_glu kind, const float *gate, int64_t gs, const 
     k->p[0] = gate, k->p[2] = up, k->p[1] = out, k->n[0] = gs, k->n[1] = us, k->n[2] = os, k->n[3] = n_tok, k->n[4] = n;
 }
 
-static int cb_kv_copy(be_ctx *b, const be_kv_layer *kv, int64_t dst_row, int64_t src_row, int64_t n_rows) {
+static int cb_kv_copy(be_ctx *b, const be_kv_layer *kv, int32_t src, int32_t dst, int64_t n_rows) {
     cuda_be *c = cb(b);
+    int64_t dst_row = (int64_t)dst * kv->n_ctx, src_row = (int64_t)src * kv->n_ctx;
+    if (src == dst) return cb_status(c);
     cuda_kv dkv;
     if (n_rows <= 0) return cb_status(c);
     int64_t rows = (dst_row > src_row ? dst_row : src_row) + n_rows;

@@ -1,0 +1,463 @@
+/* gen.c — generation plumbing shared by the Ollama and OpenAI handlers: the gen_req
+ * handoff between a connection thread and a runner, sampling options, prompt building with
+ * the honest context check, keep_alive parsing and tool-call extraction.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/server.h"
+
+/* ---- gen_req ------------------------------------------------------------------------- */
+
+gen_req *gen_req_new(void) {
+    gen_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    atomic_init(&r->refs, 1);
+    atomic_init(&r->cancel, false);
+    r->num_predict = -1;
+    r->t_submit = hb_now_ns();
+    return r;
+}
+
+void gen_req_ref(gen_req *r) { atomic_fetch_add(&r->refs, 1); }
+
+void gen_req_unref(gen_req *r) {
+    if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
+    free(r->prompt);
+    for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
+    free(r->text);
+    free(r->out_tokens);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+static bool grow(void **p, size_t need, size_t *cap, size_t elem) {
+    if (need <= *cap) return true;
+    size_t nc = *cap ? *cap : 64;
+    while (nc < need) nc *= 2;
+    void *np = realloc(*p, nc * elem);
+    if (!np) return false;
+    *p = np, *cap = nc;
+    return true;
+}
+
+void gen_req_emit(gen_req *r, const char *text, size_t len, hearth_token t) {
+    pthread_mutex_lock(&r->mu);
+    if (len && grow((void **)&r->text, r->text_len + len + 1, &r->text_cap, 1)) {
+        memcpy(r->text + r->text_len, text, len);
+        r->text_len += len;
+        r->text[r->text_len] = '\0';
+    }
+    if (t >= 0 && r->want_tokens) {
+        size_t cap = (size_t)r->out_cap;
+        if (grow((void **)&r->out_tokens, (size_t)r->n_out + 1, &cap, sizeof(hearth_token))) {
+            r->out_cap = (int32_t)cap;
+            r->out_tokens[r->n_out++] = t;
+        }
+    }
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void gen_req_finish(gen_req *r, const char *reason, int status, const char *msg) {
+    pthread_mutex_lock(&r->mu);
+    if (!r->done) {
+        r->done = true;
+        r->done_reason = reason;
+        r->status = status;
+        if (msg) snprintf(r->errmsg, sizeof r->errmsg, "%s", msg);
+        r->t_end = hb_now_ns();
+        if (!r->t_start) r->t_start = r->t_end;
+        if (!r->t_prompt_done) r->t_prompt_done = r->t_end;
+    }
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+bool gen_req_wait(gen_req *r, int timeout_ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)timeout_ms * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&r->mu);
+    bool changed = r->done || r->read_pos < r->text_len;
+    if (!changed) {
+        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+        changed = r->done || r->read_pos < r->text_len;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return changed;
+}
+
+void gen_wait_done(http_req *hr, gen_req *g) {
+    for (;;) {
+        gen_req_wait(g, 100);
+        pthread_mutex_lock(&g->mu);
+        bool done = g->done;
+        g->read_pos = g->text_len;
+        pthread_mutex_unlock(&g->mu);
+        if (done) break;
+        if (!http_client_alive(hr->conn)) atomic_store(&g->cancel, true);
+    }
+}
+
+/* ---- options --------------------------------------------------------------------------- */
+
+void gen_opts_init(gen_opts *o, bool openai) {
+    memset(o, 0, sizeof *o);
+    o->sp = hearth_sampler_default_params();
+    o->sp.logit_bias = NULL, o->sp.n_logit_bias = 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    o->sp.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)(uintptr_t)o;
+    if (openai) {
+        o->sp.temperature = 1.0f, o->sp.top_k = 0, o->sp.top_p = 1.0f, o->sp.min_p = 0.0f;
+        o->sp.typical_p = 1.0f, o->sp.repeat_penalty = 1.0f, o->sp.repeat_last_n = 64;
+        o->sp.presence_penalty = 0, o->sp.frequency_penalty = 0;
+    } else {
+        o->sp.temperature = 0.8f, o->sp.top_k = 40, o->sp.top_p = 0.9f, o->sp.min_p = 0.0f;
+        o->sp.typical_p = 1.0f, o->sp.repeat_penalty = 1.1f, o->sp.repeat_last_n = 64;
+        o->sp.presence_penalty = 0, o->sp.frequency_penalty = 0;
+    }
+    o->num_predict = -1;
+}
+
+void gen_opts_free(gen_opts *o) {
+    for (int i = 0; i < o->n_stops; i++) free(o->stops[i]);
+    o->n_stops = 0;
+}
+
+static int get_num(json_t *obj, const char *k, double lo, double hi, double *out, bool *present, hb_err *err) {
+    json_t *v = json_object_get(obj, k);
+    *present = false;
+    if (!v || json_is_null(v)) return HEARTH_OK;
+    if (!json_is_number(v)) return hb_fail(err, HEARTH_E_INVALID, "option %s must be a number", k);
+    double d = json_number_value(v);
+    if (!isfinite(d) || d < lo || d > hi) return hb_fail(err, HEARTH_E_INVALID, "option %s = %g is out of range [%g, %g]", k, d, lo, hi);
+    *out = d;
+    *present = true;
+    return HEARTH_OK;
+}
+
+static int parse_stops(json_t *v, gen_opts *o, hb_err *err) {
+    if (!v || json_is_null(v)) return HEARTH_OK;
+    gen_opts_free(o);
+    if (json_is_string(v)) {
+        if (json_string_length(v)) o->stops[o->n_stops++] = strdup(json_string_value(v));
+        return HEARTH_OK;
+    }
+    if (!json_is_array(v)) return hb_fail(err, HEARTH_E_INVALID, "stop must be a string or an array of strings");
+    if (json_array_size(v) > GEN_MAX_STOPS) return hb_fail(err, HEARTH_E_INVALID, "at most %d stop sequences", GEN_MAX_STOPS);
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        json_t *s = json_array_get(v, i);
+        if (!json_is_string(s)) return hb_fail(err, HEARTH_E_INVALID, "stop must be a string or an array of strings");
+        if (json_string_length(s) > 1024) return hb_fail(err, HEARTH_E_INVALID, "a stop sequence is longer than 1024 bytes");
+        if (json_string_length(s)) o->stops[o->n_stops++] = strdup(json_string_value(s));
+    }
+    return HEARTH_OK;
+}
+
+int gen_opts_parse(json_t *obj, bool openai, gen_opts *o, hb_err *err) {
+    int rc = HEARTH_OK;
+    double d;
+    bool has;
+    if (!obj || json_is_null(obj)) return HEARTH_OK;
+    HB_CHECK(json_is_object(obj), HEARTH_E_INVALID, "options must be an object");
+#define NUM(key, lo, hi, stmt)                                                  \
+    do {                                                                        \
+        if ((rc = get_num(obj, key, lo, hi, &d, &has, err))) goto out;          \
+        if (has) { stmt; }                                                      \
+    } while (0)
+    NUM("temperature", 0, 100, o->sp.temperature = (float)d);
+    NUM("top_k", -1, 1e9, o->sp.top_k = (int32_t)d);
+    NUM("top_p", 0, 1, o->sp.top_p = (float)d);
+    NUM("min_p", 0, 1, o->sp.min_p = (float)d);
+    NUM("typical_p", 0, 1, o->sp.typical_p = (float)d);
+    NUM("repeat_penalty", 0, 100, o->sp.repeat_penalty = (float)d);
+    NUM("repeat_last_n", -1, 1e9, o->sp.repeat_last_n = (int32_t)d);
+    NUM("presence_penalty", -100, 100, o->sp.presence_penalty = (float)d);
+    NUM("frequency_penalty", -100, 100, o->sp.frequency_penalty = (float)d);
+    NUM("seed", -1e19, 1.9e19, (o->sp.seed = d < 0 ? o->sp.seed : (uint64_t)d, o->seed_set = d >= 0));
+    NUM("num_ctx", 0, 1 << 20, o->num_ctx = (int32_t)d);
+    NUM("num_thread", 0, 1024, (void)d);
+    if (openai) {
+        NUM("max_tokens", 0, 1 << 24, o->num_predict = (int32_t)d);
+        NUM("max_completion_tokens", 0, 1 << 24, o->num_predict = (int32_t)d);
+        NUM("n", 1, 1, (void)d);
+    } else {
+        NUM("num_predict", -2, 1 << 24, o->num_predict = (int32_t)d);
+    }
+#undef NUM
+    rc = parse_stops(json_object_get(obj, "stop"), o, err);
+out:
+    return rc;
+}
+
+int gen_keep_alive(json_t *v, int64_t dflt, int64_t *out, hb_err *err) {
+    int rc = HEARTH_OK;
+    *out = dflt;
+    if (!v || json_is_null(v)) return HEARTH_OK;
+    if (json_is_number(v)) {
+        double d = json_number_value(v);
+        HB_CHECK(isfinite(d), HEARTH_E_INVALID, "keep_alive must be a finite number");
+        *out = d < 0 ? -1 : (int64_t)(d * 1e9);
+        return HEARTH_OK;
+    }
+    HB_CHECK(json_is_string(v), HEARTH_E_INVALID, "keep_alive must be a duration (\"5m\") or a number of seconds");
+    const char *s = json_string_value(v);
+    if (*s == '-') {
+        *out = -1;
+        return HEARTH_OK;
+    }
+    double total = 0;
+    HB_CHECK(*s, HEARTH_E_INVALID, "keep_alive is empty");
+    while (*s) {
+        char *end;
+        double n = strtod(s, &end);
+        HB_CHECK(end != s && isfinite(n), HEARTH_E_INVALID, "keep_alive '%s' is not a duration", json_string_value(v));
+        s = end;
+        double unit = 1e9;
+        if (strncmp(s, "ns", 2) == 0) unit = 1, s += 2;
+        else if (strncmp(s, "us", 2) == 0) unit = 1e3, s += 2;
+        else if (strncmp(s, "ms", 2) == 0) unit = 1e6, s += 2;
+        else if (*s == 's') unit = 1e9, s++;
+        else if (*s == 'm') unit = 60e9, s++;
+        else if (*s == 'h') unit = 3600e9, s++;
+        else HB_CHECK(*s == '\0', HEARTH_E_INVALID, "keep_alive '%s' has an unknown unit", json_string_value(v));
+        total += n * unit;
+    }
+    HB_CHECK(total < 9e18, HEARTH_E_INVALID, "keep_alive is too long");
+    *out = (int64_t)total;
+out:
+    return rc;
+}
+
+/* ---- prompts ----------------------------------------------------------------------------- */
+
+int gen_build(runner *rn, const char *prompt, const hearth_token *prefix, size_t n_prefix, const gen_opts *o,
+              bool truncate, gen_req **out, hb_err *err) {
+    int rc = HEARTH_OK;
+    hearth_model *m = runner_model(rn);
+    hearth_token *toks = NULL;
+    size_t n = 0;
+    char msg[256] = "";
+    gen_req *g = NULL;
+    *out = NULL;
+    rc = hearth_tokenize(m, prompt, strlen(prompt), HEARTH_TOK_PARSE_SPECIAL, &toks, &n, msg, sizeof msg);
+    HB_CHECK(rc == HEARTH_OK, rc == HEARTH_E_INVALID ? HEARTH_E_INVALID : rc, "cannot tokenize the prompt: %s", msg);
+    g = gen_req_new();
+    HB_CHECK(g, HEARTH_E_NOMEM, "out of memory");
+    hearth_token bos = hearth_token_bos(m);
+    bool add_bos = n_prefix == 0 && hearth_model_add_bos(m) && bos >= 0 && !(n > 0 && toks[0] == bos);
+    size_t total = n_prefix + n + (add_bos ? 1 : 0);
+    g->prompt = hb_malloc_n(total ? total : 1, sizeof(hearth_token));
+    HB_CHECK(g->prompt, HEARTH_E_NOMEM, "out of memory");
+    size_t k = 0;
+    if (add_bos) g->prompt[k++] = bos;
+    for (size_t i = 0; i < n_prefix; i++) g->prompt[k++] = prefix[i];
+    for (size_t i = 0; i < n; i++) g->prompt[k++] = toks[i];
+    int32_t limit = (int32_t)runner_n_ctx(rn);
+    if (o->num_ctx > 0 && o->num_ctx < limit) limit = o->num_ctx;
+    g->ctx_limit = limit;
+    HB_CHECK(limit >= 2, HEARTH_E_INVALID, "num_ctx must be at least 2 (prompt and one generated token)");
+    HB_CHECK(total > 0, HEARTH_E_INVALID, "the prompt is empty after tokenization");
+    if ((int64_t)total >= limit) {
+        HB_CHECK(truncate, HEARTH_E_CONTEXT,
+                 "the prompt is %zu tokens but the context is %d tokens; shorten it, raise num_ctx, or set \"truncate\": true",
+                 total, limit);
+        /* Keep room for one generated token; keep a leading BOS. */
+        size_t keep = (size_t)limit - 1, skip = (add_bos || (total && g->prompt[0] == bos)) ? 1 : 0;
+        size_t drop = total - keep;
+        memmove(g->prompt + skip, g->prompt + skip + drop, (total - skip - drop) * sizeof(hearth_token));
+        total = keep;
+        g->n_truncated = (int32_t)drop;
+    }
+    g->n_prompt = (int32_t)total;
+    g->sp = o->sp;
+    g->num_predict = o->num_predict;
+    for (int i = 0; i < o->n_stops; i++) g->stops[g->n_stops++] = strdup(o->stops[i]);
+    *out = g;
+    g = NULL;
+out:
+    hearth_free(toks);
+    gen_req_unref(g);
+    return rc;
+}
+
+/* Flattens OpenAI content parts ([{type:text,text}]) into one string. */
+static int flatten_content(json_t *msg, hb_err *err) {
+    json_t *c = json_object_get(msg, "content");
+    if (!c || json_is_null(c)) {
+        json_object_set_new(msg, "content", json_string(""));
+        return HEARTH_OK;
+    }
+    if (json_is_string(c)) return HEARTH_OK;
+    if (!json_is_array(c)) return hb_fail(err, HEARTH_E_INVALID, "message content must be a string or an array of parts");
+    size_t cap = 1, len = 0;
+    for (size_t i = 0; i < json_array_size(c); i++) {
+        json_t *t = json_object_get(json_array_get(c, i), "text");
+        if (json_is_string(t)) cap += json_string_length(t);
+    }
+    char *buf = malloc(cap);
+    if (!buf) return hb_fail(err, HEARTH_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < json_array_size(c); i++) {
+        json_t *part = json_array_get(c, i);
+        const char *type = json_string_value(json_object_get(part, "type"));
+        json_t *t = json_object_get(part, "text");
+        if (!type || strcmp(type, "text") != 0 || !json_is_string(t)) {
+            free(buf);
+            return hb_fail(err, HEARTH_E_UNSUPPORTED, "only text content parts are supported");
+        }
+        memcpy(buf + len, json_string_value(t), json_string_length(t));
+        len += json_string_length(t);
+    }
+    buf[len] = '\0';
+    json_object_set_new(msg, "content", json_stringn(buf, len));
+    free(buf);
+    return HEARTH_OK;
+}
+
+int gen_messages(json_t *in, json_t **out, hb_err *err) {
+    int rc = HEARTH_OK;
+    json_t *arr = NULL;
+    *out = NULL;
+    HB_CHECK(json_is_array(in), HEARTH_E_INVALID, "messages must be an array");
+    arr = json_deep_copy(in);
+    HB_CHECK(arr, HEARTH_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *m = json_array_get(arr, i);
+        HB_CHECK(json_is_object(m), HEARTH_E_INVALID, "messages[%zu] must be an object", i);
+        HB_CHECK(json_is_string(json_object_get(m, "role")), HEARTH_E_INVALID, "messages[%zu].role must be a string", i);
+        json_t *imgs = json_object_get(m, "images");
+        HB_CHECK(!imgs || json_is_null(imgs) || (json_is_array(imgs) && json_array_size(imgs) == 0), HEARTH_E_UNSUPPORTED,
+                 "images are not supported by this server yet");
+        if ((rc = flatten_content(m, err))) goto out;
+        json_t *calls = json_object_get(m, "tool_calls");
+        for (size_t j = 0; json_is_array(calls) && j < json_array_size(calls); j++) {
+            json_t *fn = json_object_get(json_array_get(calls, j), "function");
+            json_t *args = json_object_get(fn, "arguments");
+            if (json_is_string(args)) {
+                json_t *parsed = json_loads(json_string_value(args), 0, NULL);
+                if (parsed) json_object_set_new(fn, "arguments", parsed);
+            }
+        }
+    }
+    *out = arr;
+    arr = NULL;
+out:
+    json_decref(arr);
+    return rc;
+}
+
+int gen_chat_prompt(runner *rn, const char *stored_tmpl, json_t *messages, json_t *tools, char **out, hb_err *err) {
+    int rc = HEARTH_OK;
+    hearth_model *m = runner_model(rn);
+    char msg[512] = "";
+    char *mj = NULL, *tj = NULL;
+    *out = NULL;
+    if (!stored_tmpl && !hearth_model_chat_template(m)) {
+        /* A base model without a chat template: the conversation as plain text. */
+        size_t cap = 1;
+        for (size_t i = 0; i < json_array_size(messages); i++)
+            cap += json_string_length(json_object_get(json_array_get(messages, i), "content")) + 1;
+        char *buf = malloc(cap);
+        HB_CHECK(buf, HEARTH_E_NOMEM, "out of memory");
+        size_t len = 0;
+        for (size_t i = 0; i < json_array_size(messages); i++) {
+            json_t *c = json_object_get(json_array_get(messages, i), "content");
+            size_t n = json_string_length(c);
+            if (!n) continue;
+            if (len) buf[len++] = '\n';
+            memcpy(buf + len, json_string_value(c), n);
+            len += n;
+        }
+        buf[len] = '\0';
+        *out = buf;
+        goto out;
+    }
+    mj = json_dumps(messages, JSON_COMPACT);
+    tj = tools && json_array_size(tools) ? json_dumps(tools, JSON_COMPACT) : NULL;
+    HB_CHECK(mj, HEARTH_E_NOMEM, "out of memory");
+    rc = hearth_chat_apply(m, stored_tmpl, mj, tj, true, out, msg, sizeof msg);
+    HB_CHECK(rc == HEARTH_OK, rc == HEARTH_E_TEMPLATE || rc == HEARTH_E_INVALID ? rc : HEARTH_E_TEMPLATE,
+             "chat template failed: %s", msg);
+out:
+    free(mj);
+    free(tj);
+    return rc;
+}
+
+/* ---- tool calls ------------------------------------------------------------------------------ */
+
+/* Turns {"name":..., "arguments"|"parameters": {...}} into Ollama's tool_call shape. */
+static json_t *tool_call_of(json_t *o) {
+    json_t *name = json_object_get(o, "name");
+    json_t *args = json_object_get(o, "arguments");
+    if (!args) args = json_object_get(o, "parameters");
+    if (json_is_string(args)) {
+        json_t *p = json_loads(json_string_value(args), 0, NULL);
+        if (p) args = p;
+        else json_incref(args);
+    } else if (args) {
+        json_incref(args);
+    }
+    if (!json_is_string(name) || !json_is_object(args)) {
+        json_decref(args);
+        return NULL;
+    }
+    return json_pack("{s:{s:O, s:o}}", "function", "name", name, "arguments", args);
+}
+
+json_t *gen_parse_tool_calls(const char *text, char **content_out) {
+    json_t *calls = json_array();
+    size_t n = strlen(text);
+    char *rest = malloc(n + 1);
+    size_t rlen = 0;
+    const char *p = text;
+    if (!rest || !calls) {
+        free(rest);
+        *content_out = strdup(text);
+        return calls;
+    }
+    for (;;) {
+        const char *a = strstr(p, "<tool_call>");
+        const char *b = a ? strstr(a, "</tool_call>") : NULL;
+        if (!a || !b) break;
+        memcpy(rest + rlen, p, (size_t)(a - p));
+        rlen += (size_t)(a - p);
+        json_t *o = json_loadb(a + 11, (size_t)(b - a - 11), 0, NULL);
+        json_t *tc = o ? tool_call_of(o) : NULL;
+        if (tc) json_array_append_new(calls, tc);
+        json_decref(o);
+        p = b + 12;
+    }
+    size_t tail = strlen(p);
+    memcpy(rest + rlen, p, tail);
+    rlen += tail;
+    rest[rlen] = '\0';
+    if (json_array_size(calls) == 0) {
+        /* Llama-3 style: the whole reply is one JSON object (maybe after <|python_tag|>). */
+        const char *s = rest;
+        while (isspace((unsigned char)*s)) s++;
+        if (strncmp(s, "<|python_tag|>", 14) == 0) s += 14;
+        if (*s == '{') {
+            json_t *o = json_loads(s, JSON_DISABLE_EOF_CHECK, NULL);
+            json_t *tc = json_is_object(o) ? tool_call_of(o) : NULL;
+            json_decref(o);
+            if (tc) {
+                json_array_append_new(calls, tc);
+                rest[0] = '\0';
+            }
+        }
+    }
+    *content_out = rest;
+    return calls;
+}

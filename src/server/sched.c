@@ -1,0 +1,722 @@
+/* sched.c — loaded models and continuous batching.
+ *
+ * One runner per loaded model owns a hearth_context with N sequences (slots). Its thread
+ * loops: admit queued requests into free slots (reusing the longest cached prompt prefix of
+ * any slot via hearth_kv_seq_cp / hearth_kv_seq_rm), build one batch holding the next token
+ * of every generating slot plus prompt chunks of new ones, decode once, sample per slot.
+ * A request joins at the next step and leaves as soon as it finishes or is cancelled, so
+ * a client that disconnects frees its slot within one decode step.
+ *
+ * Locking: sched.mu guards the runner list and pins (users); runner.mu guards the queue
+ * and flags; slots are touched only by the runner thread.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/server.h"
+#include "store/store.h"
+
+typedef struct slot {
+    int id;
+    gen_req *req;                   /* NULL when free */
+    hearth_token *hist;             /* [n_ctx] tokens whose K/V are in this sequence */
+    int32_t n_hist;
+    int32_t n_done;                 /* prompt tokens of req already in the cache */
+    hearth_sampler *smp;
+    hearth_detok_stream *ds;
+    char *pend;                     /* generated text held back while it may start a stop */
+    size_t pend_len, pend_cap;
+    hearth_token last;              /* sampled, to be decoded next step */
+    bool generating;
+    int32_t n_gen;
+    int32_t logit_idx;              /* batch index of this slot's logits, -1 none */
+    uint64_t t_last;
+} slot;
+
+struct runner {
+    sched *s;
+    char name[320], path[4200], digest[72];
+    uint64_t size;
+    hearth_model *model;
+    hearth_context *ctx;
+    uint32_t n_ctx, n_batch;
+    int n_slots;
+    slot *slots;
+    hearth_batch batch;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    gen_req **queue;                /* ring of waiting requests */
+    int q_head, q_len, q_cap;
+    bool quit, cancel_all;
+    atomic_bool abort_decode;
+    atomic_long kv_used;
+    atomic_int busy;
+    int users;                      /* pins, under sched.mu */
+    bool forever;
+    uint64_t expires_ns;            /* monotonic; valid when users == 0 && !forever */
+    uint64_t last_used;
+    pthread_mutex_t emu;            /* embeddings context */
+    hearth_context *ectx;
+    runner *next;
+};
+
+struct sched {
+    hearth_server *srv;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    runner *list;
+    int n_loaded;
+    bool shutting, quit;
+    pthread_t mgr;
+    bool mgr_started;
+};
+
+hearth_model *runner_model(runner *r) { return r->model; }
+uint32_t runner_n_ctx(runner *r) { return r->n_ctx; }
+const char *runner_name(runner *r) { return r->name; }
+const char *runner_path(runner *r) { return r->path; }
+
+/* ---- slots ------------------------------------------------------------------------------ */
+
+static void slot_emit_pending(slot *sl, size_t n) {
+    if (!n) return;
+    gen_req_emit(sl->req, sl->pend, n, -1);
+    memmove(sl->pend, sl->pend + n, sl->pend_len - n);
+    sl->pend_len -= n;
+}
+
+static void slot_finish(runner *r, slot *sl, const char *reason, int status, const char *msg) {
+    gen_req *g = sl->req;
+    if (!g) return;
+    if (sl->ds) {
+        const char *t;
+        size_t n = 0;
+        if (hearth_detok_stream_flush(sl->ds, &t, &n) == HEARTH_OK && n && strcmp(reason, "stop") != 0) gen_req_emit(g, t, n, -1);
+    }
+    if (sl->pend_len && strcmp(reason, "error") != 0) slot_emit_pending(sl, sl->pend_len);
+    sl->pend_len = 0;
+    g->n_eval = sl->n_gen;
+    metrics_tokens(r->s->srv, g->n_prompt - g->n_cached, sl->n_gen);
+    gen_req_finish(g, reason, status, msg);
+    gen_req_unref(g);
+    hearth_sampler_free(sl->smp);
+    hearth_detok_stream_free(sl->ds);
+    sl->smp = NULL, sl->ds = NULL, sl->req = NULL;
+    sl->generating = false;
+    atomic_fetch_sub(&r->busy, 1);
+}
+
+static int32_t lcp(const hearth_token *a, int32_t na, const hearth_token *b, int32_t nb) {
+    int32_t n = na < nb ? na : nb, i = 0;
+    while (i < n && a[i] == b[i]) i++;
+    return i;
+}
+
+/* Starts g in a free slot, reusing the longest prompt prefix cached in any slot. */
+static void slot_start(runner *r, gen_req *g) {
+    slot *best = NULL;
+    int32_t best_own = -1;
+    for (int i = 0; i < r->n_slots; i++) {
+        slot *s = &r->slots[i];
+        if (s->req) continue;
+        int32_t k = lcp(s->hist, s->n_hist, g->prompt, g->n_prompt);
+        if (k > best_own) best_own = k, best = s;
+    }
+    slot *sl = best;
+    int32_t keep = best_own;
+    for (int i = 0; i < r->n_slots; i++) {
+        slot *o = &r->slots[i];
+        if (o == sl) continue;
+        int32_t k = lcp(o->hist, o->n_hist, g->prompt, g->n_prompt);
+        if (k > keep + 16 && hearth_kv_seq_cp(r->ctx, o->id, sl->id, k) == HEARTH_OK) {
+            memcpy(sl->hist, o->hist, (size_t)k * sizeof(hearth_token));
+            sl->n_hist = k;
+            keep = k;
+        }
+    }
+    if (keep >= g->n_prompt) keep = g->n_prompt - 1; /* the last prompt token yields the logits */
+    if (keep < 0) keep = 0;
+    if (hearth_kv_seq_rm(r->ctx, sl->id, keep, -1) != HEARTH_OK) {
+        hearth_kv_seq_rm(r->ctx, sl->id, 0, -1);
+        keep = 0;
+    }
+    sl->n_hist = keep;
+    sl->n_done = keep;
+    sl->req = g;
+    sl->n_gen = 0;
+    sl->generating = false;
+    sl->pend_len = 0;
+    atomic_fetch_add(&r->busy, 1);
+    char msg[256] = "";
+    sl->smp = hearth_sampler_new(r->model, &g->sp, msg, sizeof msg);
+    sl->ds = hearth_detok_stream_new(r->model, 0);
+    pthread_mutex_lock(&g->mu);
+    g->n_cached = keep;
+    g->t_start = hb_now_ns();
+    pthread_mutex_unlock(&g->mu);
+    if (!sl->smp || !sl->ds) {
+        slot_finish(r, sl, "error", 400, sl->smp ? "out of memory" : msg);
+        return;
+    }
+    for (int32_t i = 0; i < g->n_prompt; i++) hearth_sampler_accept(sl->smp, g->prompt[i]);
+}
+
+/* Longest suffix of text that is a proper prefix of some stop string. */
+static size_t stop_holdback(const slot *sl) {
+    size_t hold = 0;
+    const gen_req *g = sl->req;
+    for (int i = 0; i < g->n_stops; i++) {
+        size_t sn = strlen(g->stops[i]);
+        for (size_t k = sn - 1; k > hold; k--)
+            if (k <= sl->pend_len && memcmp(sl->pend + sl->pend_len - k, g->stops[i], k) == 0) {
+                hold = k;
+                break;
+            }
+    }
+    return hold;
+}
+
+/* Handles one sampled token; returns false when the slot finished. */
+static bool slot_token(runner *r, slot *sl, hearth_token t) {
+    gen_req *g = sl->req;
+    uint64_t now = hb_now_ns();
+    if (sl->n_gen == 0) {
+        pthread_mutex_lock(&g->mu);
+        g->t_first_token = g->t_prompt_done = now;
+        pthread_mutex_unlock(&g->mu);
+        metrics_ttft(r->s->srv, (double)(now - g->t_submit) / 1e9);
+    } else {
+        metrics_token_time(r->s->srv, (double)(now - sl->t_last) / 1e9);
+    }
+    sl->t_last = now;
+    if (hearth_token_is_eog(r->model, t)) {
+        slot_finish(r, sl, "stop", 0, NULL);
+        return false;
+    }
+    sl->n_gen++;
+    const char *piece = NULL;
+    size_t n = 0;
+    if (hearth_detok_stream_push(sl->ds, t, &piece, &n) != HEARTH_OK) n = 0;
+    if (n) {
+        if (sl->pend_len + n + 1 > sl->pend_cap) {
+            size_t nc = (sl->pend_len + n + 1) * 2;
+            char *np = realloc(sl->pend, nc);
+            if (!np) {
+                slot_finish(r, sl, "error", 500, "out of memory");
+                return false;
+            }
+            sl->pend = np, sl->pend_cap = nc;
+        }
+        memcpy(sl->pend + sl->pend_len, piece, n);
+        sl->pend_len += n;
+    }
+    gen_req_emit(g, NULL, 0, t); /* records the id for `context` */
+    for (int i = 0; i < g->n_stops; i++) {
+        char *hit = memmem(sl->pend, sl->pend_len, g->stops[i], strlen(g->stops[i]));
+        if (hit) {
+            slot_emit_pending(sl, (size_t)(hit - sl->pend));
+            sl->pend_len = 0;
+            hearth_detok_stream_free(sl->ds);
+            sl->ds = NULL;
+            slot_finish(r, sl, "stop", 0, NULL);
+            return false;
+        }
+    }
+    slot_emit_pending(sl, sl->pend_len - stop_holdback(sl));
+    if ((g->num_predict >= 0 && sl->n_gen >= g->num_predict) || sl->n_hist >= g->ctx_limit) {
+        slot_finish(r, sl, "length", 0, NULL);
+        return false;
+    }
+    sl->last = t;
+    sl->generating = true;
+    return true;
+}
+
+/* ---- the decode loop ----------------------------------------------------------------------- */
+
+/* Fills the batch: one token per generating slot first (latency), then prompt chunks. */
+static void build_batch(runner *r) {
+    hearth_batch *b = &r->batch;
+    hearth_batch_clear(b);
+    for (int i = 0; i < r->n_slots; i++) {
+        slot *sl = &r->slots[i];
+        sl->logit_idx = -1;
+        if (!sl->req) continue;
+        if (atomic_load(&sl->req->cancel) || r->cancel_all) {
+            slot_finish(r, sl, "cancelled", 499, "request cancelled");
+            continue;
+        }
+        if (sl->generating && hearth_batch_add(b, sl->last, sl->n_hist, sl->id, true)) sl->logit_idx = b->n_tokens - 1;
+    }
+    for (int i = 0; i < r->n_slots; i++) {
+        slot *sl = &r->slots[i];
+        if (!sl->req || sl->generating) continue;
+        gen_req *g = sl->req;
+        while (sl->n_done < g->n_prompt && b->n_tokens < (int32_t)r->n_batch) {
+            bool last = sl->n_done == g->n_prompt - 1;
+            hearth_batch_add(b, g->prompt[sl->n_done], sl->n_done, sl->id, last);
+            if (last) sl->logit_idx = b->n_tokens - 1;
+            sl->n_done++;
+        }
+    }
+}
+
+static void step(runner *r) {
+    build_batch(r);
+    hearth_batch *b = &r->batch;
+    if (b->n_tokens == 0) return;
+    hearth_status rc = hearth_decode(r->ctx, b);
+    if (rc != HEARTH_OK) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "decode failed: %s", hearth_context_errmsg(r->ctx));
+        for (int i = 0; i < r->n_slots; i++) {
+            slot *sl = &r->slots[i];
+            if (!sl->req) continue;
+            bool in_batch = false;
+            for (int32_t k = 0; k < b->n_tokens && !in_batch; k++) in_batch = b->seq_id[k] == sl->id;
+            if (!in_batch) continue;
+            hearth_kv_seq_rm(r->ctx, sl->id, 0, -1);
+            sl->n_hist = 0;
+            slot_finish(r, sl, rc == HEARTH_E_CANCELLED ? "cancelled" : "error", rc == HEARTH_E_CONTEXT ? 400 : 500, msg);
+        }
+        return;
+    }
+    for (int32_t k = 0; k < b->n_tokens; k++) {
+        slot *sl = &r->slots[b->seq_id[k]];
+        if (sl->n_hist < (int32_t)r->n_ctx) sl->hist[sl->n_hist++] = b->token[k];
+    }
+    long used = 0;
+    for (int i = 0; i < r->n_slots; i++) {
+        slot *sl = &r->slots[i];
+        used += sl->n_hist;
+        if (!sl->req || sl->logit_idx < 0) continue;
+        if (sl->req->num_predict == 0) {
+            slot_finish(r, sl, "length", 0, NULL);
+            continue;
+        }
+        const float *logits = hearth_get_logits(r->ctx, sl->logit_idx);
+        if (!logits) {
+            slot_finish(r, sl, "error", 500, "no logits after decode");
+            continue;
+        }
+        slot_token(r, sl, hearth_sampler_sample(sl->smp, logits));
+    }
+    atomic_store(&r->kv_used, used);
+}
+
+static bool any_active(runner *r) {
+    for (int i = 0; i < r->n_slots; i++)
+        if (r->slots[i].req) return true;
+    return false;
+}
+
+static gen_req *queue_pop(runner *r) {
+    if (!r->q_len) return NULL;
+    gen_req *g = r->queue[r->q_head];
+    r->q_head = (r->q_head + 1) % r->q_cap;
+    r->q_len--;
+    return g;
+}
+
+static void *runner_main(void *arg) {
+    runner *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        while (!r->quit && !r->cancel_all && r->q_len == 0 && !any_active(r)) pthread_cond_wait(&r->cv, &r->mu);
+        bool quit = r->quit;
+        gen_req *admit[256];
+        int n_admit = 0;
+        if (r->cancel_all || quit) {
+            gen_req *g;
+            while ((g = queue_pop(r))) {
+                gen_req_finish(g, "cancelled", 503, "server is shutting down");
+                gen_req_unref(g);
+            }
+        }
+        /* Reserve slots here, start them outside the lock. */
+        int free_n = 0;
+        for (int i = 0; i < r->n_slots; i++) free_n += r->slots[i].req == NULL;
+        while (n_admit < free_n && n_admit < 256 && r->q_len) admit[n_admit++] = queue_pop(r);
+        pthread_mutex_unlock(&r->mu);
+        for (int i = 0; i < n_admit; i++) slot_start(r, admit[i]);
+        if (quit) break;
+        step(r);
+        if (r->cancel_all && !any_active(r)) {
+            pthread_mutex_lock(&r->mu);
+            while (!r->quit && r->q_len == 0) pthread_cond_wait(&r->cv, &r->mu);
+            pthread_mutex_unlock(&r->mu);
+        }
+    }
+    for (int i = 0; i < r->n_slots; i++) slot_finish(r, &r->slots[i], "cancelled", 503, "model unloaded");
+    return NULL;
+}
+
+bool runner_submit(runner *r, gen_req *g, hb_err *err) {
+    bool ok = false;
+    pthread_mutex_lock(&r->mu);
+    int max_q = r->s->srv->p.max_queue + r->n_slots; /* waiting beyond the free slots */
+    if (r->quit || r->cancel_all) {
+        hb_fail(err, HEARTH_E_CANCELLED, "server is shutting down");
+    } else if (r->q_len >= max_q || r->q_len >= r->q_cap) {
+        hb_fail(err, HEARTH_E_NOMEM, "server busy: %d requests already queued for %s (HEARTH_MAX_QUEUE)", r->q_len, r->name);
+    } else {
+        gen_req_ref(g);
+        r->queue[(r->q_head + r->q_len) % r->q_cap] = g;
+        r->q_len++;
+        ok = true;
+        pthread_cond_signal(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
+int runner_embed(runner *r, const hearth_token *toks, int32_t n, float *out, size_t n_out, hb_err *err) {
+    int rc = HEARTH_OK;
+    char msg[512] = "";
+    hearth_batch b = { 0 };
+    pthread_mutex_lock(&r->emu);
+    if (!r->ectx) {
+        hearth_context_params cp = hearth_context_default_params();
+        cp.n_ctx = r->n_ctx, cp.n_seq_max = 1, cp.n_batch = r->n_ctx, cp.embeddings = true;
+        cp.n_threads = r->s->srv->p.n_threads;
+        rc = hearth_context_new(r->model, &cp, &r->ectx, msg, sizeof msg);
+        HB_CHECK(rc == HEARTH_OK, rc, "cannot create an embedding context: %s", msg);
+    }
+    HB_CHECK(n > 0, HEARTH_E_INVALID, "input is empty after tokenization");
+    HB_CHECK((uint32_t)n <= r->n_ctx, HEARTH_E_CONTEXT, "input is %d tokens but the context is %u tokens; set \"truncate\": true to cut it", n, r->n_ctx);
+    b = hearth_batch_init(n);
+    HB_CHECK(b.capacity >= n, HEARTH_E_NOMEM, "out of memory");
+    for (int32_t i = 0; i < n; i++) hearth_batch_add(&b, toks[i], i, 0, i == n - 1);
+    hearth_kv_clear(r->ectx);
+    rc = hearth_decode(r->ectx, &b);
+    HB_CHECK(rc == HEARTH_OK, rc, "embedding decode failed: %s", hearth_context_errmsg(r->ectx));
+    rc = hearth_get_embeddings_seq(r->ectx, 0, out, n_out);
+    HB_CHECK(rc == HEARTH_OK, rc, "embedding failed: %s", hearth_context_errmsg(r->ectx));
+out:
+    hearth_batch_free(&b);
+    pthread_mutex_unlock(&r->emu);
+    return rc;
+}
+
+/* ---- loading and unloading ------------------------------------------------------------------ */
+
+static bool abort_cb(void *ud) { return atomic_load(&((runner *)ud)->abort_decode); }
+
+static void runner_free(runner *r) {
+    if (!r) return;
+    if (r->started) {
+        pthread_mutex_lock(&r->mu);
+        r->quit = true;
+        atomic_store(&r->abort_decode, true);
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->thread, NULL);
+    }
+    gen_req *g;
+    while ((g = queue_pop(r))) {
+        gen_req_finish(g, "cancelled", 503, "model unloaded");
+        gen_req_unref(g);
+    }
+    for (int i = 0; r->slots && i < r->n_slots; i++) {
+        free(r->slots[i].hist);
+        free(r->slots[i].pend);
+    }
+    free(r->slots);
+    free(r->queue);
+    hearth_batch_free(&r->batch);
+    hearth_context_free(r->ectx);
+    hearth_context_free(r->ctx);
+    hearth_model_free(r->model);
+    pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->emu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+static uint64_t mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    uint64_t kb = 0;
+    if (!f) return UINT64_MAX;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lu kB", &kb) == 1) break;
+    fclose(f);
+    return kb ? kb * 1024 : UINT64_MAX;
+}
+
+/* Refuses a model whose weights plus KV cache would not fit in available memory. Called
+ * after the (memory-mapped, so still cheap) model load and before the KV cache exists. */
+static int check_memory(hearth_server *srv, hearth_model *m, uint32_t *n_ctx_out, hb_err *err) {
+    int rc = HEARTH_OK;
+    uint32_t n_ctx = srv->p.n_ctx;
+    if (!n_ctx) {
+        int32_t t = hearth_model_n_ctx_train(m);
+        n_ctx = t > 0 && t < 4096 ? (uint32_t)t : 4096;
+    }
+    *n_ctx_out = n_ctx;
+    uint64_t head_dim = hearth_model_n_head(m) > 0 ? (uint64_t)hearth_model_n_embd(m) / (uint64_t)hearth_model_n_head(m) : 0;
+    uint64_t kv = 2ull * (uint64_t)hearth_model_n_layer(m) * n_ctx * (uint64_t)srv->p.num_parallel *
+                  (uint64_t)hearth_model_n_head_kv(m) * head_dim * 2ull;
+    uint64_t need = hearth_model_size_bytes(m) + kv + (64ull << 20);
+    uint64_t avail = mem_available();
+    HB_CHECK(need <= avail, HEARTH_E_NOMEM,
+             "model needs about %llu MiB (weights %llu MiB + KV cache %llu MiB for %d x %u tokens) but only %llu MiB are available",
+             (unsigned long long)(need >> 20), (unsigned long long)(hearth_model_size_bytes(m) >> 20),
+             (unsigned long long)(kv >> 20), srv->p.num_parallel, n_ctx, (unsigned long long)(avail >> 20));
+out:
+    return rc;
+}
+
+static int runner_load(sched *s, const char *name, const char *path, runner **out, hb_err *err) {
+    int rc = HEARTH_OK;
+    char msg[512] = "";
+    hearth_server *srv = s->srv;
+    runner *r = calloc(1, sizeof *r);
+    *out = NULL;
+    HB_CHECK(r, HEARTH_E_NOMEM, "out of memory");
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->emu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->s = s;
+    snprintf(r->name, sizeof r->name, "%s", name);
+    snprintf(r->path, sizeof r->path, "%s", path);
+    uint32_t n_ctx = 0;
+    hearth_model_params mp = hearth_model_default_params();
+    rc = hearth_model_load(path, &mp, &r->model, msg, sizeof msg);
+    HB_CHECK(rc == HEARTH_OK, rc, "cannot load model: %s", msg);
+    if ((rc = check_memory(srv, r->model, &n_ctx, err))) goto out;
+    hearth_context_params cp = hearth_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_seq_max = (uint32_t)srv->p.num_parallel;
+    cp.n_batch = 512;
+    cp.n_threads = srv->p.n_threads;
+    rc = hearth_context_new(r->model, &cp, &r->ctx, msg, sizeof msg);
+    HB_CHECK(rc == HEARTH_OK, rc, "cannot create a context: %s", msg);
+    hearth_context_set_abort(r->ctx, abort_cb, r);
+    r->n_ctx = hearth_context_n_ctx(r->ctx);
+    r->n_batch = cp.n_batch;
+    r->n_slots = (int)hearth_context_n_seq_max(r->ctx);
+    r->slots = calloc((size_t)r->n_slots, sizeof *r->slots);
+    r->q_cap = srv->p.max_queue + r->n_slots + 1;
+    r->queue = calloc((size_t)r->q_cap, sizeof *r->queue);
+    r->batch = hearth_batch_init((int32_t)r->n_batch + r->n_slots);
+    HB_CHECK(r->slots && r->queue && r->batch.capacity > 0, HEARTH_E_NOMEM, "out of memory");
+    for (int i = 0; i < r->n_slots; i++) {
+        r->slots[i].id = i;
+        r->slots[i].hist = hb_calloc_n(r->n_ctx, sizeof(hearth_token));
+        HB_CHECK(r->slots[i].hist, HEARTH_E_NOMEM, "out of memory");
+    }
+    HB_CHECK(pthread_create(&r->thread, NULL, runner_main, r) == 0, HEARTH_E_NOMEM, "cannot start a runner thread");
+    r->started = true;
+    *out = r;
+    r = NULL;
+out:
+    runner_free(r);
+    return rc;
+}
+
+static void unlink_runner(sched *s, runner *r) {
+    for (runner **p = &s->list; *p; p = &(*p)->next)
+        if (*p == r) {
+            *p = r->next;
+            s->n_loaded--;
+            return;
+        }
+}
+
+int sched_acquire(sched *s, const char *name, runner **out, uint64_t *load_ns, int *http_status, hb_err *err) {
+    int rc = HEARTH_OK;
+    char path[4200];
+    uint64_t t0 = hb_now_ns();
+    *out = NULL;
+    *load_ns = 0;
+    *http_status = 200;
+    if ((rc = store_model_path(s->srv->models_dir, name, false, path, sizeof path, err))) {
+        *http_status = http_status_of(rc);
+        return rc;
+    }
+    pthread_mutex_lock(&s->mu);
+    runner *r = NULL;
+    if (s->shutting) {
+        rc = hb_fail(err, HEARTH_E_CANCELLED, "server is shutting down");
+        *http_status = 503;
+        goto out;
+    }
+    for (r = s->list; r; r = r->next)
+        if (strcmp(r->path, path) == 0) break;
+    if (!r) {
+        while (s->n_loaded >= s->srv->p.max_loaded) {
+            runner *victim = NULL;
+            for (runner *q = s->list; q; q = q->next)
+                if (q->users == 0 && (!victim || q->last_used < victim->last_used)) victim = q;
+            if (!victim) {
+                rc = hb_fail(err, HEARTH_E_NOMEM, "server busy: %d models loaded and all in use (HEARTH_MAX_LOADED_MODELS)", s->n_loaded);
+                *http_status = 503;
+                goto out;
+            }
+            unlink_runner(s, victim);
+            runner_free(victim);
+        }
+        if ((rc = runner_load(s, name, path, &r, err))) {
+            *http_status = rc == HEARTH_E_NOMEM ? 507 : http_status_of(rc);
+            goto out;
+        }
+        r->next = s->list;
+        s->list = r;
+        s->n_loaded++;
+        *load_ns = hb_now_ns() - t0;
+        SRV_LOG(s->srv, HEARTH_LOG_INFO, "loaded model=%s path=%s n_ctx=%u slots=%d load_ms=%.1f", name, path, r->n_ctx,
+                r->n_slots, (double)*load_ns / 1e6);
+    }
+    r->users++;
+    r->last_used = hb_now_ns();
+    *out = r;
+out:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void sched_release(sched *s, runner *r, int64_t keep_alive_ns) {
+    if (!r) return;
+    pthread_mutex_lock(&s->mu);
+    r->users--;
+    r->last_used = hb_now_ns();
+    r->forever = keep_alive_ns < 0;
+    r->expires_ns = r->last_used + (uint64_t)(keep_alive_ns > 0 ? keep_alive_ns : 0);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+bool sched_unload(sched *s, const char *name) {
+    char path[4200];
+    hb_err e = { 0 };
+    bool found = false;
+    if (store_model_path(s->srv->models_dir, name, false, path, sizeof path, &e)) return false;
+    pthread_mutex_lock(&s->mu);
+    for (runner *r = s->list; r; r = r->next)
+        if (strcmp(r->path, path) == 0) {
+            /* Busy models unload when their last request ends. */
+            r->forever = false;
+            r->expires_ns = 0;
+            found = true;
+        }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return found;
+}
+
+/* Unloads models whose keep_alive expired; runs until sched_free. */
+static void *manager_main(void *arg) {
+    sched *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->quit) {
+        uint64_t now = hb_now_ns();
+        for (runner *r = s->list, *next; r; r = next) {
+            next = r->next;
+            if (r->users == 0 && !r->forever && now >= r->expires_ns) {
+                SRV_LOG(s->srv, HEARTH_LOG_INFO, "unloaded model=%s", r->name);
+                unlink_runner(s, r);
+                runner_free(r);
+            }
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+int sched_new(hearth_server *srv, sched **out, hb_err *err) {
+    sched *s = calloc(1, sizeof *s);
+    *out = NULL;
+    if (!s) return hb_fail(err, HEARTH_E_NOMEM, "out of memory");
+    s->srv = srv;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    if (pthread_create(&s->mgr, NULL, manager_main, s) != 0) {
+        free(s);
+        return hb_fail(err, HEARTH_E_NOMEM, "cannot start the scheduler thread");
+    }
+    s->mgr_started = true;
+    *out = s;
+    return HEARTH_OK;
+}
+
+void sched_shutdown(sched *s) {
+    pthread_mutex_lock(&s->mu);
+    s->shutting = true;
+    for (runner *r = s->list; r; r = r->next) {
+        pthread_mutex_lock(&r->mu);
+        r->cancel_all = true;
+        atomic_store(&r->abort_decode, true);
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_free(sched *s) {
+    if (!s) return;
+    sched_shutdown(s);
+    pthread_mutex_lock(&s->mu);
+    s->quit = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->mgr_started) pthread_join(s->mgr, NULL);
+    while (s->list) {
+        runner *r = s->list;
+        s->list = r->next;
+        runner_free(r);
+    }
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
+int sched_list(sched *s, runner_info **out, size_t *n) {
+    pthread_mutex_lock(&s->mu);
+    size_t cnt = (size_t)s->n_loaded, i = 0;
+    runner_info *v = calloc(cnt ? cnt : 1, sizeof *v);
+    for (runner *r = s->list; v && r && i < cnt; r = r->next, i++) {
+        snprintf(v[i].name, sizeof v[i].name, "%s", r->name);
+        snprintf(v[i].path, sizeof v[i].path, "%s", r->path);
+        v[i].size = hearth_model_size_bytes(r->model);
+        v[i].n_ctx = r->n_ctx;
+        if (r->forever) v[i].expires_at = 0;
+        else {
+            uint64_t now = hb_now_ns();
+            int64_t left = r->users ? 0 : (int64_t)(r->expires_ns > now ? r->expires_ns - now : 0);
+            v[i].expires_at = (int64_t)time(NULL) + left / 1000000000LL;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    *out = v;
+    *n = v ? i : 0;
+    return v ? HEARTH_OK : HEARTH_E_NOMEM;
+}
+
+void sched_stats(sched *s, int64_t *kv_used, int64_t *kv_total, int *loaded, int *busy, int *queued) {
+    *kv_used = *kv_total = 0;
+    *loaded = *busy = *queued = 0;
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    for (runner *r = s->list; r; r = r->next) {
+        *kv_used += atomic_load(&r->kv_used);
+        *kv_total += (int64_t)r->n_ctx * r->n_slots;
+        *busy += atomic_load(&r->busy);
+        pthread_mutex_lock(&r->mu);
+        *queued += r->q_len;
+        pthread_mutex_unlock(&r->mu);
+        (*loaded)++;
+    }
+    pthread_mutex_unlock(&s->mu);
+}

@@ -321,6 +321,76 @@ static void test_attention(void **state) {
     check_attention(QT_F16, 300, 30.0f);
 }
 
+/* The fused paths the backend uses for a decode step give the unfused results: one launch
+ * for three weights == three launches (bitwise), norm/GLU + quantize then reuse == the
+ * separate ops (up to the rounding of the norm's sum). */
+static void test_fused_paths(void **state) {
+    (void)state;
+    NEED_GPU();
+    enum { T = 3, K = 512 };
+    const int64_t rows[3] = { 64, 16, 40 };
+    uint32_t type = QT_Q4_K;
+    size_t rb = quant_row_size(type, K);
+    cuda_weight w[3];
+    float *wf = malloc(sizeof(float) * 64 * K), x[T * K], y1[3][T * 64], y2[3][T * 64], nw[K];
+    uint8_t *wq = malloc(rb * 64);
+    for (int i = 0; i < 3; i++) {
+        for (int64_t j = 0; j < rows[i] * K; j++) wf[j] = frand();
+        for (int64_t r = 0; r < rows[i]; r++) quant_quantize_row(type, wf + r * K, wq + r * rb, K);
+        w[i] = (cuda_weight){ type, rows[i], K, rb, dev_from(wq, rb * rows[i]) };
+    }
+    for (int i = 0; i < T * K; i++) x[i] = frand() * 3.0f;
+    for (int i = 0; i < K; i++) nw[i] = 1.0f + frand() * 0.2f;
+    float *dx = dev_from(x, sizeof x), *dn = dev_from(NULL, sizeof x), *dw = dev_from(nw, sizeof nw);
+    float *dy[3];
+    for (int i = 0; i < 3; i++) dy[i] = dev_from(NULL, sizeof y1[0]);
+    /* reference: plain norm, then three separate products */
+    assert_int_equal(cuda_rmsnorm(g_ctx, dx, K, dn, K, T, K, dw, 1e-5f, &g_err), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cuda_matmul(g_ctx, &w[i], dn, T, dy[i], rows[i], &g_err), 0);
+        to_host(y1[i], dy[i], sizeof(float) * T * rows[i]);
+    }
+    /* fused: norm+quantize, then one launch for all three */
+    assert_int_equal(cuda_rmsnorm_q8(g_ctx, dx, K, dn, T, K, dw, 1e-5f, &g_err), 0);
+    const cuda_weight *ws[3] = { &w[0], &w[1], &w[2] };
+    float *ys[3] = { dy[0], dy[1], dy[2] }, *adds[3] = { NULL, NULL, NULL };
+    int64_t ldys[3] = { rows[0], rows[1], rows[2] };
+    assert_int_equal(cuda_matmul_multi(g_ctx, 3, ws, ys, ldys, adds, dn, T, 1, &g_err), 0);
+    double se = 0, sr = 0;
+    for (int i = 0; i < 3; i++) {
+        to_host(y2[i], dy[i], sizeof(float) * T * rows[i]);
+        for (int64_t j = 0; j < T * rows[i]; j++) se += (y2[i][j] - y1[i][j]) * (y2[i][j] - y1[i][j]), sr += y1[i][j] * y1[i][j];
+    }
+    printf("  fused norm+quantize+3 products: nrmse %.2e\n", sqrt(se / sr));
+    assert_true(sqrt(se / sr) < 1e-3);
+    /* the multi launch alone is exact: same activations, same per-row arithmetic */
+    assert_int_equal(cuda_matmul_multi(g_ctx, 2, ws + 1, ys + 1, ldys + 1, adds, dn, T, 0, &g_err), 0);
+    for (int i = 1; i < 3; i++) {
+        float sep[T * 64];
+        to_host(y2[i], dy[i], sizeof(float) * T * rows[i]);
+        assert_int_equal(cuda_matmul(g_ctx, &w[i], dn, T, dy[i], rows[i], &g_err), 0);
+        to_host(sep, dy[i], sizeof(float) * T * rows[i]);
+        assert_memory_equal(sep, y2[i], sizeof(float) * T * rows[i]);
+    }
+    /* GLU + quantize, reused by the next product, with the residual add fused */
+    float *dg = dev_from(NULL, sizeof(float) * T * K), *dr = dev_from(x, sizeof x), r1[T * 64], r2[T * 64];
+    cuda_weight wsq = { type, 64, K, rb, w[0].data };
+    assert_int_equal(cuda_glu(g_ctx, 0, dx, K, dn, K, dg, K, T, K, &g_err), 0);
+    assert_int_equal(cuda_matmul(g_ctx, &wsq, dg, T, dy[0], 64, &g_err), 0);
+    to_host(r1, dy[0], sizeof r1);
+    assert_int_equal(cuda_glu_q8(g_ctx, 0, dx, K, dn, K, dg, T, K, &g_err), 0);
+    cuda_mm_opt opt = { 1, dr };
+    assert_int_equal(cuda_matmul_ex(g_ctx, &wsq, dg, T, dy[0], 64, &opt, &g_err), 0);
+    to_host(r2, dy[0], sizeof r2);
+    assert_memory_equal(r1, r2, sizeof r1);
+    float res[T * 64];
+    to_host(res, dr, sizeof res);
+    for (int i = 0; i < T * 64; i++) assert_float_equal(res[i], x[i] + r1[i], 1e-5 * (1 + fabsf(x[i])));
+    for (int i = 0; i < 3; i++) cuda_free(g_ctx, (void *)w[i].data), cuda_free(g_ctx, dy[i]);
+    cuda_free(g_ctx, dx), cuda_free(g_ctx, dn), cuda_free(g_ctx, dw), cuda_free(g_ctx, dg), cuda_free(g_ctx, dr);
+    free(wf), free(wq);
+}
+
 static void test_bad_device_is_an_error(void **state) {
     (void)state;
     cuda_dev_info info;
@@ -347,6 +417,7 @@ int main(void) {
         cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_rmsnorm_rope_glu),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_fused_paths),
         cmocka_unit_test(test_bandwidth),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

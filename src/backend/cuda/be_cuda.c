@@ -40,6 +40,10 @@ typedef struct cb_cmd {
     int64_t n[8];        /* sizes and strides */
     float f[2];
     cuda_weight w;
+    cuda_weight wx[2];   /* more weights over the same x, run in the same launch (cb_fuse) */
+    const void *yx[2], *addx[2];
+    int64_t ldyx[2];
+    int64_t n_multi;     /* how many of wx are used */
     cuda_rope rope;
     cuda_kv kv;
     cuda_attn at;        /* pos/seq/kv pointers filled at run time */
@@ -238,6 +242,13 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
     case CK_GET_ROWS:
         return cuda_get_rows_dev(cu, &k->w, a0, k->n[0], y, err);
     case CK_MATMUL: {
+        if (k->n_multi) {
+            const cuda_weight *ws[3] = { &k->w, &k->wx[0], &k->wx[1] };
+            float *ys[3] = { y, (float *)k->yx[0], (float *)k->yx[1] };
+            float *adds[3] = { (float *)k->p[3], (float *)k->addx[0], (float *)k->addx[1] };
+            int64_t ldys[3] = { k->n[1], k->ldyx[0], k->ldyx[1] };
+            return cuda_matmul_multi(cu, 1 + (int)k->n_multi, ws, ys, ldys, adds, k->p[0], k->n[0], k->flag & 1, err);
+        }
         cuda_mm_opt opt = { k->flag & 1, (float *)k->p[3] };
         return cuda_matmul_ex(cu, &k->w, k->p[0], k->n[0], y, k->n[1], &opt, err);
     }
@@ -246,8 +257,9 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
         return cuda_rmsnorm(cu, k->p[0], k->n[0], y, k->n[1], k->n[2], k->n[3], k->p[2], k->f[0], err);
     case CK_NOP:
         return HEARTH_OK;
-    case CK_ROPE:
-        return cuda_rope_apply(cu, y, k->n[0], k->n[1], (int32_t)k->n[2], (int32_t)k->n[3], a0, &k->rope, err);
+    case CK_ROPE: /* p[2]/n[4]/n[5]: a second tensor fused in by cb_fuse */
+        return cuda_rope_apply2(cu, y, k->n[1], (int32_t)k->n[2], (float *)k->p[2], k->n[4], (int32_t)k->n[5], k->n[0],
+                                (int32_t)k->n[3], a0, &k->rope, err);
     case CK_KV_STORE:
         return cuda_kv_store(cu, &k->kv, k->p[0], k->n[0], k->p[2], k->n[1], k->n[2], a0, a1, err);
     case CK_ATTN: {
@@ -264,6 +276,8 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
     case CK_SOFTCAP:
         return cuda_softcap(cu, y, k->n[0], k->f[0], err);
     case CK_GLU:
+        if (k->flag & 2)
+            return cuda_glu_q8(cu, k->flag & 1, k->p[0], k->n[0], k->p[2], k->n[1], y, k->n[3], k->n[4], err);
         return cuda_glu(cu, k->flag, k->p[0], k->n[0], k->p[2], k->n[1], y, k->n[2], k->n[3], k->n[4], err);
     case CK_KV_COPY: {
         size_t bytes = (size_t)k->n[2] * k->kv.row_bytes, d = (size_t)k->n[0] * k->kv.row_bytes;
@@ -285,9 +299,11 @@ static int cb_exec_all(cuda_be *c, hb_err *err) {
 
 /* ---- fusion: rewrites the recorded step before it runs ------------------------------------
  * Patterns of the forward pass that the kernels can do in fewer passes:
- *  - RMSNorm whose output feeds a matrix-vector product: the norm also quantizes it;
+ *  - RMSNorm or GLU whose output feeds a matrix-vector product: it also quantizes it;
  *  - consecutive products over the same input (q/k/v, gate/up): quantized once;
- *  - a product followed by "residual += product": added in the product's epilogue.
+ *  - a product followed by "residual += product": added in the product's epilogue;
+ *  - RoPE of q then of k at the same positions: one launch;
+ *  - (cb_merge) products sharing quantized activations: one launch.
  * Each rewrite checks the exact data flow (same pointers, shapes, no overlapping writes). */
 static bool overlaps(const void *a, int64_t an, const void *b, int64_t bn) {
     const float *x = a, *y = b;
@@ -302,6 +318,13 @@ static bool cb_is_mv_q(const cb_cmd *k) {
 static void cb_fuse(cuda_be *c) {
     for (size_t i = 0; i < c->n_cmd; i++) {
         cb_cmd *k = &c->cmd[i], *nx = i + 1 < c->n_cmd ? &c->cmd[i + 1] : NULL;
+        if (k->kind == CK_ROPE && nx && nx->kind == CK_ROPE && !k->p[2] && nx->off[0] == k->off[0] &&
+            nx->n[0] == k->n[0] && nx->n[3] == k->n[3] && memcmp(&nx->rope, &k->rope, sizeof k->rope) == 0 &&
+            !overlaps(k->p[1], k->n[0] * k->n[1], nx->p[1], nx->n[0] * nx->n[1])) {
+            k->p[2] = nx->p[1], k->n[4] = nx->n[1], k->n[5] = nx->n[2]; /* q and k in one pass */
+            nx->kind = CK_NOP;
+            continue;
+        }
         if (k->kind != CK_MATMUL) continue;
         int64_t n_tok = k->n[0], ldy = k->n[1], rows = k->w.n_rows, cols = k->w.n_cols;
         if (nx && nx->kind == CK_ADD && nx->p[0] == k->p[1] && ldy == rows && nx->n[0] == n_tok * rows &&
@@ -315,10 +338,32 @@ static void cb_fuse(cuda_be *c) {
             pv->n[1] == cols && cols % 32 == 0) {
             pv->flag = 1;
             k->flag = 1;
+        } else if (pv->kind == CK_GLU && pv->p[1] == k->p[0] && pv->n[3] == n_tok && pv->n[4] == cols &&
+                   pv->n[2] == cols && cols % 32 == 0) {
+            pv->flag |= 2; /* the GLU quantizes its output for this product */
+            k->flag = 1;
         } else if (cb_is_mv_q(pv) && pv->p[0] == k->p[0] && pv->n[0] == n_tok && pv->w.n_cols == cols &&
                    !overlaps(pv->p[1], n_tok * pv->n[1], k->p[0], n_tok * cols) &&
                    (!pv->p[3] || !overlaps(pv->p[3], n_tok * pv->n[1], k->p[0], n_tok * cols))) {
             k->flag = 1;
+        }
+    }
+}
+
+/* Products that reuse the previous one's activations (same x, type and row length) join
+ * it in one launch, up to three (q/k/v, gate/up). */
+static void cb_merge(cuda_be *c) {
+    for (size_t i = 0; i < c->n_cmd; i++) {
+        cb_cmd *k = &c->cmd[i];
+        if (!cb_is_mv_q(k) || k->n[0] > 8) continue;
+        for (size_t j = i + 1; j < c->n_cmd && k->n_multi < 2; j++) {
+            cb_cmd *o = &c->cmd[j];
+            if (!cb_is_mv_q(o) || !(o->flag & 1) || o->p[0] != k->p[0] || o->n[0] != k->n[0] ||
+                o->w.type != k->w.type || o->w.n_cols != k->w.n_cols)
+                break;
+            k->wx[k->n_multi] = o->w, k->yx[k->n_multi] = o->p[1], k->addx[k->n_multi] = o->p[3];
+            k->ldyx[k->n_multi++] = o->n[1];
+            o->kind = CK_NOP;
         }
     }
 }
@@ -336,9 +381,13 @@ static uint64_t cb_signature(const cuda_be *c) {
 static int cb_run_step(cuda_be *c) {
     int rc;
     hb_err *err = &c->err;
+    if ((rc = cuda_ctx_enter(c->cu, err))) return rc;
     if (c->arena_used && (rc = cuda_upload_async(c->cu, c->arena_dev, c->arena_host, (size_t)c->arena_used * 4, err)))
         return rc;
-    if (!c->fuse_off) cb_fuse(c);
+    if (!c->fuse_off) {
+        cb_fuse(c);
+        cb_merge(c);
+    }
     if (c->graphs_off) return cb_exec_all(c, err);
     uint64_t sig = cb_signature(c), gen = cuda_ctx_generation(c->cu);
     cb_graph *e = NULL, *victim = &c->graphs[0];

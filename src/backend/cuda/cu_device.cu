@@ -135,6 +135,10 @@ void cuda_ctx_free(cuda_ctx *c) {
     free(c);
 }
 
+int cuda_ctx_enter(cuda_ctx *c, hb_err *err) {
+    return cu_enter(c, err);
+}
+
 const cuda_dev_info *cuda_ctx_info(const cuda_ctx *c) {
     return &c->info;
 }

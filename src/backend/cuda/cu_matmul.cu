@@ -70,17 +70,48 @@ static __device__ __forceinline__ void mv_store(float acc[MV_R][MV_T], float *re
     }
 }
 
+/* Up to three weights over the same activations in one launch (q/k/v, gate/up): segment
+ * i owns `blocks` consecutive blocks of the grid. */
+typedef struct mv_seg {
+    const uint8_t *w;
+    size_t row_bytes;
+    int64_t n_rows;
+    float *y;
+    int64_t ldy;
+    float *add_to;
+    unsigned blocks;
+} mv_seg;
+
+typedef struct mv_multi {
+    mv_seg s0, s1, s2;
+    int n;
+} mv_multi;
+
+/* Picks this block's segment with selects (no run-time indexing of the parameter). */
+#define MV_SEG_FIELD(m, seg, f) ((seg) == 0 ? (m).s0.f : ((seg) == 1 ? (m).s1.f : (m).s2.f))
+#define MV_SEGMENT(m)                                                                                     \
+    unsigned blk = blockIdx.x;                                                                            \
+    int seg = 0;                                                                                          \
+    if ((m).n > 1 && blk >= (m).s0.blocks) {                                                              \
+        blk -= (m).s0.blocks, seg = 1;                                                                    \
+        if ((m).n > 2 && blk >= (m).s1.blocks) blk -= (m).s1.blocks, seg = 2;                             \
+    }                                                                                                     \
+    const uint8_t *w = MV_SEG_FIELD(m, seg, w);                                                           \
+    size_t row_bytes = MV_SEG_FIELD(m, seg, row_bytes);                                                   \
+    int64_t n_rows = MV_SEG_FIELD(m, seg, n_rows), ldy = MV_SEG_FIELD(m, seg, ldy);                       \
+    float *y = MV_SEG_FIELD(m, seg, y), *add_to = MV_SEG_FIELD(m, seg, add_to)
+
 /* One kernel per type: UNPACK decodes a chunk (cu_unpack.cuh); HAS_MIN says whether the
  * type has per-half offsets (then the activation code sums are needed). */
 #define MV_KERNEL(name, UNPACK, HAS_MIN)                                                                 \
-    static __global__ void name(const uint8_t *w, size_t row_bytes, int64_t n_rows, int nch,             \
-                                const int8_t *xq, const float *xd, const int2 *xs, int n_tok, float *y,  \
-                                int64_t ldy, float *add_to) {                                            \
+    static __global__ void name(mv_multi mm, int nch, const int8_t *xq, const float *xd, const int2 *xs, \
+                                int n_tok) {                                                             \
         __shared__ float red[MV_R * MV_T * MV_MAXW];                                                      \
         __shared__ int8_t lut[16];                                                                        \
         if (threadIdx.x < 16) lut[threadIdx.x] = c_iq4_levels[threadIdx.x];                               \
         __syncthreads();                                                                                  \
-        int64_t r0 = (int64_t)blockIdx.x * MV_R;                                                          \
+        MV_SEGMENT(mm);                                                                                   \
+        int64_t r0 = (int64_t)blk * MV_R;                                                                 \
         float acc[MV_R][MV_T];                                                                            \
         _Pragma("unroll") for (int r = 0; r < MV_R; r++)                                                  \
             _Pragma("unroll") for (int t = 0; t < MV_T; t++) acc[r][t] = 0.0f;                           \
@@ -135,8 +166,7 @@ MV_KERNEL(mv_q5_K, up_q5_K, 1)
 MV_KERNEL(mv_q6_K, up_q6_K, 0)
 MV_KERNEL(mv_iq4_xs, up_iq4_xs, 0)
 
-typedef void (*mv_fn)(const uint8_t *, size_t, int64_t, int, const int8_t *, const float *, const int2 *, int,
-                      float *, int64_t, float *);
+typedef void (*mv_fn)(mv_multi, int, const int8_t *, const float *, const int2 *, int);
 typedef void (*up_fn)(const uint8_t *, int, const int8_t *, int *, float *, float *);
 
 /* ---- float weights x f32 activations ---------------------------------------------------- */
@@ -361,42 +391,107 @@ static int act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, i
 
 /* RMSNorm of n_rows rows (one block each) that also leaves the normalized rows quantized in
  * the activation scratch, for the matrix-vector products that read them next. */
+#define RQ_J 8 /* chunks per warp held in registers */
+
+/* Quantizes one normalized 32-value chunk held one value per lane. */
+static __device__ __forceinline__ void rq_chunk(float v, int lane, int64_t row, int8_t *xq, float *xd, int2 *xsum) {
+    float amax = cu_warp_max(fabsf(v));
+    float id = amax > 0.0f ? 127.0f / amax : 0.0f, sc = v * id;
+    int q = (int)(sc >= 0.0f ? sc + 0.5f : sc - 0.5f);
+    q = q > 127 ? 127 : (q < -127 ? -127 : q);
+    xq[row * 32 + lane] = (int8_t)q;
+    int hs = q;
+    for (int o = 8; o > 0; o >>= 1) hs += __shfl_xor_sync(0xffffffffu, hs, o);
+    int other = __shfl_sync(0xffffffffu, hs, 16);
+    if (lane == 0) {
+        xd[row] = amax / 127.0f;
+        xsum[row] = make_int2(hs, other);
+    }
+}
+
+/* RMSNorm of one row per block that also leaves the normalized row quantized in the
+ * activation scratch. Warp w owns chunks w, w + nwarp, ...; rows of up to RQ_J chunks per
+ * warp stay in registers (one read of x), longer rows are read twice. */
 static __global__ void rmsnorm_q8_kernel(const float *x, int64_t xs, float *y, int64_t n, const float *w, float eps,
                                          int8_t *xq, float *xd, int2 *xsum) {
     __shared__ float part[32];
     const float *xr = x + blockIdx.x * xs;
     float *yr = y + blockIdx.x * n;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5, nch = (int)(n / 32);
+    bool in_regs = nch <= RQ_J * nw;
+    float v[RQ_J], wv[RQ_J];
     float ss = 0.0f;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    if (in_regs) {
+#pragma unroll
+        for (int j = 0; j < RQ_J; j++) { /* x and the norm weights, all loads in flight at once */
+            int ch = warp + j * nw;
+            v[j] = ch < nch ? xr[ch * 32 + lane] : 0.0f;
+            wv[j] = ch < nch && w ? w[ch * 32 + lane] : 1.0f;
+        }
+#pragma unroll
+        for (int j = 0; j < RQ_J; j++) ss += v[j] * v[j];
+    } else {
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    }
     ss = cu_warp_sum(ss);
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
+    if (lane == 0) part[warp] = ss;
     __syncthreads();
     if (threadIdx.x < 32) {
-        float v = threadIdx.x < (blockDim.x >> 5) ? part[threadIdx.x] : 0.0f;
-        v = cu_warp_sum(v);
-        if (threadIdx.x == 0) part[0] = v;
+        float t = threadIdx.x < nw ? part[threadIdx.x] : 0.0f;
+        t = cu_warp_sum(t);
+        if (threadIdx.x == 0) part[0] = t;
     }
     __syncthreads();
     float k = rsqrtf(part[0] / (float)n + eps);
-    int lane = threadIdx.x & 31, nch = (int)(n / 32);
-    for (int ch = threadIdx.x >> 5; ch < nch; ch += blockDim.x >> 5) { /* one warp per chunk */
-        int64_t i = (int64_t)ch * 32 + lane;
-        float v = w ? xr[i] * k * w[i] : xr[i] * k;
-        yr[i] = v;
-        float amax = cu_warp_max(fabsf(v));
-        float id = amax > 0.0f ? 127.0f / amax : 0.0f, sc = v * id;
-        int q = (int)(sc >= 0.0f ? sc + 0.5f : sc - 0.5f);
-        q = q > 127 ? 127 : (q < -127 ? -127 : q);
-        int64_t row = (int64_t)blockIdx.x * nch + ch;
-        xq[row * 32 + lane] = (int8_t)q;
-        int hs = q;
-        for (int o = 8; o > 0; o >>= 1) hs += __shfl_xor_sync(0xffffffffu, hs, o);
-        int other = __shfl_sync(0xffffffffu, hs, 16);
-        if (lane == 0) {
-            xd[row] = amax / 127.0f;
-            xsum[row] = make_int2(hs, other);
+    if (in_regs) {
+#pragma unroll
+        for (int j = 0; j < RQ_J; j++) {
+            int ch = warp + j * nw;
+            if (ch >= nch) break;
+            int64_t i = (int64_t)ch * 32 + lane;
+            float o = v[j] * k * wv[j];
+            yr[i] = o;
+            rq_chunk(o, lane, (int64_t)blockIdx.x * nch + ch, xq, xd, xsum);
+        }
+    } else {
+        for (int ch = warp; ch < nch; ch += nw) {
+            int64_t i = (int64_t)ch * 32 + lane;
+            float o = w ? xr[i] * k * w[i] : xr[i] * k;
+            yr[i] = o;
+            rq_chunk(o, lane, (int64_t)blockIdx.x * nch + ch, xq, xd, xsum);
         }
     }
+}
+
+/* GLU whose output (rows of n, contiguous) is also quantized for the next product: one
+ * warp per 32-value chunk. */
+static __global__ void glu_q8_kernel(int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
+                                     int64_t n_tok, int64_t n, int8_t *xq, float *xd, int2 *xsum) {
+    int64_t row = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5; /* chunk index over all tokens */
+    int lane = threadIdx.x & 31;
+    int64_t nch = n / 32;
+    if (row >= n_tok * nch) return;
+    int64_t t = row / nch, i = (row % nch) * 32 + lane;
+    float g = gate[t * gs + i], u = up[t * us + i], a;
+    if (gelu) a = 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+    else a = g / (1.0f + expf(-g));
+    float o = a * u;
+    out[t * n + i] = o;
+    rq_chunk(o, lane, row, xq, xd, xsum);
+}
+
+extern "C" int cuda_glu_q8(cuda_ctx *c, int gelu, const float *gate, int64_t gs, const float *up, int64_t us,
+                           float *out, int64_t n_tok, int64_t n, hb_err *err) {
+    int rc;
+    int8_t *xq;
+    float *xd;
+    int2 *xsum;
+    if (n_tok * n <= 0) return HEARTH_OK;
+    if (n % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused glu needs rows of a multiple of 32");
+    if ((rc = act_buffers(c, n_tok, n, &xq, &xd, &xsum, err))) return rc;
+    glu_q8_kernel<<<cu_blocks(n_tok * n, 256), 256, 0, c->stream>>>(gelu, gate, gs, up, us, out, n_tok, n, xq, xd,
+                                                                    xsum);
+    return cu_check_launch(err, "glu");
 }
 
 extern "C" int cuda_rmsnorm_q8(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t n_rows, int64_t n,
@@ -408,7 +503,8 @@ extern "C" int cuda_rmsnorm_q8(cuda_ctx *c, const float *x, int64_t xs, float *y
     if (n_rows <= 0) return HEARTH_OK;
     if (n % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused norm needs rows of a multiple of 32");
     if ((rc = act_buffers(c, n_rows, n, &xq, &xd, &xsum, err))) return rc;
-    rmsnorm_q8_kernel<<<(unsigned)n_rows, n >= 1024 ? 512 : 128, 0, c->stream>>>(x, xs, y, n, w, eps, xq, xd, xsum);
+    int thr = n >= 4096 ? 1024 : (n >= 2048 ? 512 : 128);
+    rmsnorm_q8_kernel<<<(unsigned)n_rows, thr, 0, c->stream>>>(x, xs, y, n, w, eps, xq, xd, xsum);
     return cu_check_launch(err, "rmsnorm");
 }
 
@@ -437,10 +533,43 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
     int nch = (int)(w->n_cols / 32), thr = mv_threads(nch);
     for (int64_t t0 = 0; t0 < n_tok; t0 += MV_T) {
         int nt = (int)(n_tok - t0 < MV_T ? n_tok - t0 : MV_T);
-        e->mv<<<grid, thr, 0, c->stream>>>((const uint8_t *)w->data, w->row_bytes, w->n_rows, nch, xq + t0 * w->n_cols,
-                                          xd + t0 * nch, xs + t0 * nch, nt, y + t0 * ldy, ldy,
-                                          add_to ? add_to + t0 * ldy : NULL);
+        mv_multi mm;
+        memset(&mm, 0, sizeof mm);
+        mm.n = 1;
+        mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
+                          add_to ? add_to + t0 * ldy : NULL, grid };
+        e->mv<<<grid, thr, 0, c->stream>>>(mm, nch, xq + t0 * w->n_cols, xd + t0 * nch, xs + t0 * nch, nt);
     }
+    return cu_check_launch(err, "matrix-vector product");
+}
+
+/* n (2..3) quantized weights of the same type and row length over the same x: one launch
+ * per token group. */
+extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys,
+                                 const int64_t *ldys, float *const *adds, const float *x, int64_t n_tok, int reuse_act,
+                                 hb_err *err) {
+    int rc;
+    const cuda_weight *w = ws[0];
+    const mm_entry *e = mm_find(w->type);
+    if (n < 1 || n > 3 || !e || n_tok > MV_T) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: bad multi-matmul");
+    int8_t *xq;
+    float *xd;
+    int2 *xs;
+    if ((rc = act_quantize(c, x, n_tok, w->n_cols, reuse_act, &xq, &xd, &xs, err))) return rc;
+    int nch = (int)(w->n_cols / 32), thr = mv_threads(nch);
+    mv_multi mm;
+    mv_seg *seg[3] = { &mm.s0, &mm.s1, &mm.s2 };
+    memset(&mm, 0, sizeof mm);
+    mm.n = n;
+    unsigned grid = 0;
+    for (int i = 0; i < n; i++) {
+        if (ws[i]->type != w->type || ws[i]->n_cols != w->n_cols)
+            return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: multi-matmul over different weights");
+        unsigned b = cu_blocks(ws[i]->n_rows, MV_R);
+        *seg[i] = (mv_seg){ (const uint8_t *)ws[i]->data, ws[i]->row_bytes, ws[i]->n_rows, ys[i], ldys[i], adds[i], b };
+        grid += b;
+    }
+    e->mv<<<grid, thr, 0, c->stream>>>(mm, nch, xq, xd, xs, (int)n_tok);
     return cu_check_launch(err, "matrix-vector product");
 }
 

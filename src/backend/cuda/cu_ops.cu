@@ -70,13 +70,19 @@ int cuda_rmsnorm(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t ys, 
 
 /* ---- RoPE --------------------------------------------------------------------------------- */
 
-/* One thread per (token, head, pair); angles in double like the CPU reference. */
-static __global__ void rope_kernel(float *x, int64_t n_tok, int64_t stride, int32_t n_head, int32_t head_dim,
-                                   const int32_t *pos, int neox, int32_t n_rot, float base, float freq_scale,
-                                   float attn_factor, const float *factors) {
+/* One thread per (token, head, pair) of one or two tensors (q and k share positions);
+ * angles in double like the CPU reference. */
+static __global__ void rope_kernel(float *x, int64_t stride, int32_t n_head, float *x2, int64_t stride2,
+                                   int32_t n_head2, int64_t n_tok, int32_t head_dim, const int32_t *pos, int neox,
+                                   int32_t n_rot, float base, float freq_scale, float attn_factor,
+                                   const float *factors) {
     int32_t half = n_rot / 2;
-    int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    if (k >= n_tok * n_head * half) return;
+    int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, n1 = n_tok * n_head * half;
+    if (k >= n1) { /* second tensor */
+        k -= n1;
+        if (k >= n_tok * n_head2 * half) return;
+        x = x2, stride = stride2, n_head = n_head2;
+    }
     int32_t i = (int32_t)(k % half);
     int64_t th = k / half, t = th / n_head, h = th % n_head;
     double inv = pow((double)base, -2.0 * i / (double)n_rot);
@@ -92,13 +98,20 @@ static __global__ void rope_kernel(float *x, int64_t n_tok, int64_t stride, int3
     v[b] = x0 * sn + x1 * cs;
 }
 
+int cuda_rope_apply2(cuda_ctx *c, float *x, int64_t stride, int32_t n_head, float *x2, int64_t stride2,
+                     int32_t n_head2, int64_t n_tok, int32_t head_dim, const int32_t *pos, const cuda_rope *r,
+                     hb_err *err) {
+    int64_t n = n_tok * (n_head + (x2 ? n_head2 : 0)) * (r->n_rot / 2);
+    if (n <= 0) return HEARTH_OK;
+    rope_kernel<<<cu_blocks(n, 128), 128, 0, c->stream>>>(x, stride, n_head, x2, stride2, x2 ? n_head2 : 0, n_tok,
+                                                          head_dim, pos, r->neox, r->n_rot, r->base, r->freq_scale,
+                                                          r->attn_factor, r->factors);
+    return cu_check_launch(err, "rope");
+}
+
 int cuda_rope_apply(cuda_ctx *c, float *x, int64_t n_tok, int64_t stride, int32_t n_head, int32_t head_dim,
                     const int32_t *pos, const cuda_rope *r, hb_err *err) {
-    int64_t n = n_tok * n_head * (r->n_rot / 2);
-    if (n <= 0) return HEARTH_OK;
-    rope_kernel<<<cu_blocks(n, 128), 128, 0, c->stream>>>(x, n_tok, stride, n_head, head_dim, pos, r->neox, r->n_rot,
-                                                          r->base, r->freq_scale, r->attn_factor, r->factors);
-    return cu_check_launch(err, "rope");
+    return cuda_rope_apply2(c, x, stride, n_head, NULL, 0, 0, n_tok, head_dim, pos, r, err);
 }
 
 /* ---- KV cache ------------------------------------------------------------------------------ */
@@ -169,7 +182,7 @@ int cuda_kv_store(cuda_ctx *c, const cuda_kv *kv, const float *k, int64_t ks, co
  * (max, sum, unnormalized output); attn_combine merges the splits. */
 #define AT_SPLIT 128
 #define AT_G 8
-#define AT_THREADS 128
+#define AT_THREADS 256
 
 static __device__ __forceinline__ float kv_elem(const uint8_t *row, uint32_t type, int64_t i) {
     if (type == QT_F16) return __half2float(((const __half *)row)[i]);
@@ -192,6 +205,35 @@ typedef struct at_args {
     float *out;  /* n_split == 1: the final output, written directly */
     int64_t os;
 } at_args;
+
+/* Scores of one cached f16 K row against the group's queries (qs: [AT_G][hd] shared).
+ * The row's 16-byte pieces are all loaded before the arithmetic (independent loads in
+ * flight instead of a chain); with a literal hd the loops unroll completely. */
+static __device__ __forceinline__ void at_scores_f16(const uint8_t *krow, const float *qs, int hd, int nh,
+                                                     float *acc) {
+    const uint4 *k8 = (const uint4 *)krow;
+    for (int d0 = 0; d0 < hd; d0 += 64) {
+        uint4 u[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) u[j] = d0 + 8 * j < hd ? k8[(d0 >> 3) + j] : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            if (d0 + 8 * j >= hd) break;
+            const __half2 *h2 = (const __half2 *)&u[j];
+            float kv[8];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float2 f = __half22float2(h2[e]);
+                kv[2 * e] = f.x, kv[2 * e + 1] = f.y;
+            }
+#pragma unroll
+            for (int i = 0; i < AT_G; i++)
+                if (i < nh)
+#pragma unroll
+                    for (int e = 0; e < 8; e++) acc[i] += qs[i * hd + d0 + 8 * j + e] * kv[e];
+        }
+    }
+}
 
 static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A) {
     extern __shared__ float sm[];
@@ -216,23 +258,12 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A
         float acc[AT_G];
 #pragma unroll
         for (int i = 0; i < AT_G; i++) acc[i] = 0.0f;
-        if (A.type == QT_F16 && (A.hdk & 7) == 0) {
-            const uint4 *k8 = (const uint4 *)(kr + (size_t)hk * A.hdk * 2);
-            for (int d = 0; d < A.hdk; d += 8) {
-                uint4 u = k8[d >> 3];
-                const __half2 *h2 = (const __half2 *)&u;
-                float kv[8];
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    float2 f = __half22float2(h2[e]);
-                    kv[2 * e] = f.x, kv[2 * e + 1] = f.y;
-                }
-#pragma unroll
-                for (int i = 0; i < AT_G; i++)
-                    if (i < nh)
-#pragma unroll
-                        for (int e = 0; e < 8; e++) acc[i] += qs[i * A.hdk + d + e] * kv[e];
-            }
+        if (A.type == QT_F16 && A.hdk == 64) {
+            at_scores_f16(kr + (size_t)hk * 64 * 2, qs, 64, nh, acc);
+        } else if (A.type == QT_F16 && A.hdk == 128) {
+            at_scores_f16(kr + (size_t)hk * 128 * 2, qs, 128, nh, acc);
+        } else if (A.type == QT_F16 && (A.hdk & 7) == 0) {
+            at_scores_f16(kr + (size_t)hk * A.hdk * 2, qs, A.hdk, nh, acc);
         } else {
             for (int d = 0; d < A.hdk; d++) {
                 float kv = kv_elem(kr, A.type, (int64_t)hk * A.hdk + d);
@@ -279,7 +310,7 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A
         int d = d0 + 2 * lane;
         bool has0 = d < A.hdv, has1 = d + 1 < A.hdv;
         bool pair16 = A.type == QT_F16 && has1 && ((A.hdv & 1) == 0);
-#pragma unroll 4
+#pragma unroll 8
         for (int64_t cc = warp; cc < ncell; cc += nwarp) {
             const uint8_t *vr = vb + (size_t)(cs + cc) * A.row_bytes;
             int64_t e = (int64_t)hk * A.hdv + d;

@@ -54,6 +54,8 @@ typedef struct cuda_ctx cuda_ctx;
 int cuda_ctx_new(int ordinal, cuda_ctx **out, hb_err *err);
 void cuda_ctx_free(cuda_ctx *c);
 const cuda_dev_info *cuda_ctx_info(const cuda_ctx *c);
+/* Makes c's GPU current for the calling thread (contexts may move between threads). */
+int cuda_ctx_enter(cuda_ctx *c, hb_err *err);
 
 /* Device memory. cuda_alloc returns 256-byte aligned memory (caller frees with cuda_free);
  * HEARTH_E_NOMEM when the device is full. */
@@ -98,6 +100,10 @@ typedef struct cuda_mm_opt {
 } cuda_mm_opt;
 int cuda_matmul_ex(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
                    const cuda_mm_opt *opt, hb_err *err);
+/* n (2..3) quantized weights of one type and row length over the same x (n_tok <= 8) in
+ * one launch: ys[i][t][r] = W_i x[t] (+ into adds[i] when non-NULL). */
+int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
+                      float *const *adds, const float *x, int64_t n_tok, int reuse_act, hb_err *err);
 /* True when a matmul of n_tok rows runs as matrix-vector products (int8 activations for
  * quantized weights). */
 int cuda_matmul_is_mv(const cuda_weight *w, int64_t n_tok);
@@ -105,6 +111,11 @@ int cuda_matmul_is_mv(const cuda_weight *w, int64_t n_tok);
  * the activation scratch (n % 32 == 0), for a following matmul with reuse_act. */
 int cuda_rmsnorm_q8(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t n_rows, int64_t n, const float *w,
                     float eps, hb_err *err);
+
+/* GLU (as cuda_glu, output rows contiguous: os == n) that also quantizes its output into
+ * the activation scratch (n % 32 == 0), for a following matmul with reuse_act. */
+int cuda_glu_q8(cuda_ctx *c, int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
+                int64_t n_tok, int64_t n, hb_err *err);
 
 /* out[i][0..n_cols) = dequantized row ids_host[i] of w (ids validated by the caller). */
 int cuda_get_rows(cuda_ctx *c, const cuda_weight *w, const int32_t *ids_host, int64_t n, float *out,
@@ -135,6 +146,11 @@ typedef struct cuda_rope {
  * position pos[t]: theta_i = pos * freq_scale * base^(-2i/n_rot) / factors[i]. */
 int cuda_rope_apply(cuda_ctx *c, float *x, int64_t n_tok, int64_t stride, int32_t n_head, int32_t head_dim,
                     const int32_t *pos, const cuda_rope *r, hb_err *err);
+
+/* The same rotation applied to two tensors of the same tokens (q and k) in one pass. */
+int cuda_rope_apply2(cuda_ctx *c, float *x, int64_t stride, int32_t n_head, float *x2, int64_t stride2,
+                     int32_t n_head2, int64_t n_tok, int32_t head_dim, const int32_t *pos, const cuda_rope *r,
+                     hb_err *err);
 
 /* One layer's KV cache in device memory: rows of kv_dim elements of type (QT_F32, QT_F16 or
  * QT_Q8_0), cell (seq s, position p) at row s * n_ctx + p. */

@@ -12,6 +12,13 @@
 
 #include "arch/arch.h"
 
+/* Gemma 2/3 27B scale queries by 1/sqrt(n_embd / n_head) (their query_pre_attn_scalar)
+ * instead of 1/sqrt(head_dim); the files carry no key for it, so the model is recognised
+ * by its depth (46 layers for Gemma 2 27B, 62 for Gemma 3 27B), as the reference does. */
+static void gemma_27b_scale(struct model_hparams *hp, int32_t layers_27b) {
+    if (hp->n_layer == layers_27b) hp->attn_scale = 1.0f / sqrtf((float)hp->n_embd / (float)hp->n_head);
+}
+
 static int gemma_common(arch_loader *l, hb_err *err) {
     int rc = HEARTH_OK;
     struct model_hparams *hp = l->hp;
@@ -36,6 +43,7 @@ int arch_gemma2_load(arch_loader *l, hb_err *err) {
     struct model_hparams *hp = l->hp;
     hp->post_norms = true;
     hp->swa_pattern = 2;
+    gemma_27b_scale(hp, 46);
     if ((rc = arch_get_i32(l, "attention.sliding_window", false, 4096, 0, 1 << 24, &hp->n_swa, err))) goto out;
     rc = gemma_common(l, err);
 out:
@@ -48,6 +56,7 @@ int arch_gemma3_load(arch_loader *l, hb_err *err) {
     hp->post_norms = true;
     hp->qk_norm = true;
     hp->swa_pattern = 6;
+    gemma_27b_scale(hp, 62);
     if ((rc = arch_get_i32(l, "attention.sliding_window", false, 512, 0, 1 << 24, &hp->n_swa, err))) goto out;
     if ((rc = arch_get_f32(l, "rope.freq_base_swa", 10000.0f, &hp->rope_base_swa, err))) goto out;
     HB_CHECK(hp->rope_base_swa > 0.0f, HEARTH_E_FORMAT, "%s: rope.freq_base_swa must be positive", l->m->path);

@@ -54,6 +54,9 @@ test('show reports metadata from the GGUF and the stored layers', async () => {
   assert.equal(s.model_info['general.architecture'], 'llama');
   assert.equal(typeof s.model_info['llama.context_length'], 'number');
   assert.equal(s.model_info['llama.embedding_length'], 64); // stories260K: dim 64 (shared/README)
+  assert.equal(s.model_info['tokenizer.ggml.tokens'], null); // arrays only with verbose
+  const v = await ollama.show({ model: 'stories', verbose: true });
+  assert.equal(v.model_info['tokenizer.ggml.tokens'].length, 512); // 512-token vocab (shared/README)
   assert.ok(s.capabilities.includes('completion'));
   assert.equal(s.details.family, 'llama');
   await assert.rejects(ollama.show({ model: 'nope' }), (e) => e.status_code === 404);

@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "backend/cpu/cpu.h"
 #include "backend/cpu/matmul_impl.h"
@@ -98,7 +101,7 @@ static void check_case(const mm_case *mc, cpu_pool **pools) {
     bool quantized = mc->type != QT_F16 && mc->type != QT_BF16;
     for (int lv = 0; lv <= top; lv++) {
         cpu_isa_force(lv);
-        cpu_weight w = { mc->type, mc->rows, mc->cols, row_bytes, wdata, NULL, 0 };
+        cpu_weight w = { mc->type, mc->rows, mc->cols, row_bytes, wdata, NULL, 0, false };
         hb_err err = { 0 };
         assert_int_equal(cpu_weight_prepare(&w, &err), HEARTH_OK);
         for (size_t ti = 0; ti < sizeof toks / sizeof toks[0]; ti++) {
@@ -223,6 +226,43 @@ static void test_prep_exact(void **s) {
     free(x), free(ref), free(got), free(tmp);
 }
 
+/* A weight in a read-only file mapping with data_mapped: after packing its pages are
+ * dropped, and both the packed kernels and the scalar path (which re-faults the pages from
+ * the file) still give the reference result. */
+static void test_mapped_release(void **s) {
+    (void)s;
+    const int64_t rows = 64, cols = 4096;
+    size_t rb = quant_row_size(QT_Q4_0, cols), size = rb * (size_t)rows;
+    uint8_t *buf = malloc(size), *xq = malloc(quant_row_size(QT_Q8_0, cols));
+    float *x = malloc(sizeof(float) * cols), y[64], want[64];
+    assert_non_null(buf), assert_non_null(xq), assert_non_null(x);
+    fill_weights(QT_Q4_0, buf, rows, cols, rb);
+    for (int64_t i = 0; i < cols; i++) x[i] = frnd();
+    quant_quantize_row(QT_Q8_0, x, xq, cols);
+    for (int64_t r = 0; r < rows; r++) want[r] = quant_vec_dot(QT_Q4_0, buf + (size_t)r * rb, xq, cols);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, size, f), size);
+    fflush(f);
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fileno(f), 0);
+    assert_true(map != MAP_FAILED);
+    cpu_weight w = { QT_Q4_0, rows, cols, rb, map, NULL, 0, true };
+    hb_err err = { 0 };
+    assert_int_equal(cpu_weight_prepare(&w, &err), HEARTH_OK);
+    for (int lv = cpu_features_get()->level; lv >= 0; lv--) {
+        cpu_scratch sc = { 0 };
+        cpu_isa_force(lv);
+        assert_int_equal(cpu_matmul(g_pools[1], &w, x, 1, y, rows, &sc), HEARTH_OK);
+        for (int64_t r = 0; r < rows; r++) assert_true(fabsf(y[r] - want[r]) <= 1e-4f * (1.0f + fabsf(want[r])));
+        cpu_scratch_free(&sc);
+    }
+    cpu_isa_force(-1);
+    cpu_weight_release(&w);
+    munmap(map, size);
+    fclose(f);
+    free(buf), free(xq), free(x);
+}
+
 static void test_isa_detection(void **s) {
     (void)s;
     const cpu_features *f = cpu_features_get();
@@ -239,7 +279,7 @@ static void test_isa_detection(void **s) {
 
 static void test_unsupported_type(void **s) {
     (void)s;
-    cpu_weight w = { QT_Q8_K, 1, 256, 292, NULL, NULL, 0 };
+    cpu_weight w = { QT_Q8_K, 1, 256, 292, NULL, NULL, 0, false };
     cpu_scratch sc = { 0 };
     float x[256] = { 0 }, y[1];
     assert_int_equal(cpu_matmul(g_pools[0], &w, x, 1, y, 1, &sc), HEARTH_E_UNSUPPORTED);
@@ -248,7 +288,7 @@ static void test_unsupported_type(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_isa_detection), cmocka_unit_test(test_unsupported_type),
-        cmocka_unit_test(test_prep_exact),
+        cmocka_unit_test(test_prep_exact),    cmocka_unit_test(test_mapped_release),
         cmocka_unit_test(test_q4_0),          cmocka_unit_test(test_q8_0),
         cmocka_unit_test(test_q4_K),          cmocka_unit_test(test_q5_K),
         cmocka_unit_test(test_q6_K),          cmocka_unit_test(test_f16),

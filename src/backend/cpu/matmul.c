@@ -11,6 +11,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "backend/cpu/matmul_impl.h"
 #include "quant/blocks.h"
@@ -50,6 +52,16 @@ static void pack_task(void *ctx, int ith, int nth) {
     mm_pack_groups(j->w, j->kind, j->dst, j->n_groups * ith / nth, j->n_groups * (ith + 1) / nth);
 }
 
+/* Drops the whole pages inside [p, p + n) of a read-only file mapping; the partial pages at
+ * the ends may hold neighbouring tensors still in use, so they stay. */
+static void release_pages(const void *p, size_t n) {
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~((uintptr_t)pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 int cpu_weight_prepare(cpu_weight *w, hb_err *err) {
     int rc = HEARTH_OK, kind;
     w->packed = NULL;
@@ -64,6 +76,7 @@ int cpu_weight_prepare(cpu_weight *w, hb_err *err) {
     pack_task(&j, 0, 1);
     w->packed = p;
     w->packed_kind = kind;
+    if (w->data_mapped) release_pages(w->data, w->row_bytes * (size_t)w->n_rows);
 out:
     return rc;
 }

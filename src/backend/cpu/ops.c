@@ -66,9 +66,16 @@ static void cpu_read(be_ctx *b, const be_buf *src, int64_t off, float *dst, int6
 
 /* ---- matmul and embeddings ------------------------------------------------------------- */
 
+/* Below this many multiply-adds a matmul runs on the calling thread: waking the pool costs
+ * more than the work (tiny models, decode of small layers), and far more on a loaded
+ * machine where a sleeping worker waits for a time slice. Every output row is computed the
+ * same way either way, so results do not change. */
+#define MM_INLINE_MACS (1 << 19)
+
 static int cpu_op_matmul(be_ctx *b, const be_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy) {
     cpu_be *c = b->impl;
-    return cpu_matmul(c->pool, &w->host, x, n_tok, y, ldy, &c->mm_scratch);
+    bool small = w->host.n_rows * w->host.n_cols * n_tok < MM_INLINE_MACS;
+    return cpu_matmul(small ? NULL : c->pool, &w->host, x, n_tok, y, ldy, &c->mm_scratch);
 }
 
 static int cpu_get_rows(be_ctx *b, const be_weight *w, const int32_t *ids, int64_t n, float *out) {

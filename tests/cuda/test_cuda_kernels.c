@@ -372,6 +372,26 @@ static void test_fused_paths(void **state) {
         to_host(sep, dy[i], sizeof(float) * T * rows[i]);
         assert_memory_equal(sep, y2[i], sizeof(float) * T * rows[i]);
     }
+    /* float weights: one launch == separate launches, bitwise */
+    {
+        size_t fb = quant_row_size(QT_F16, K);
+        uint8_t *fh = malloc(fb * 64);
+        for (int64_t r = 0; r < 64; r++) quant_quantize_row(QT_F16, wf + r * K, fh + r * fb, K);
+        cuda_weight f1 = { QT_F16, 64, K, fb, dev_from(fh, fb * 64) }, f2 = { QT_F16, 40, K, fb, f1.data };
+        const cuda_weight *fw[2] = { &f1, &f2 };
+        float *fy[2] = { dy[0], dy[1] };
+        int64_t fl[2] = { 64, 40 };
+        float a1[T * 64], a2[T * 64];
+        assert_int_equal(cuda_matmul_multi(g_ctx, 2, fw, fy, fl, adds, dx, T, 0, &g_err), 0);
+        for (int i = 0; i < 2; i++) {
+            to_host(a1, fy[i], sizeof(float) * T * fl[i]);
+            assert_int_equal(cuda_matmul(g_ctx, fw[i], dx, T, fy[i], fl[i], &g_err), 0);
+            to_host(a2, fy[i], sizeof(float) * T * fl[i]);
+            assert_memory_equal(a1, a2, sizeof(float) * T * fl[i]);
+        }
+        cuda_free(g_ctx, (void *)f1.data);
+        free(fh);
+    }
     /* GLU + quantize, reused by the next product, with the residual add fused */
     float *dg = dev_from(NULL, sizeof(float) * T * K), *dr = dev_from(x, sizeof x), r1[T * 64], r2[T * 64];
     cuda_weight wsq = { type, 64, K, rb, w[0].data };

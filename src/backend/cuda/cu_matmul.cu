@@ -196,10 +196,10 @@ static __device__ __forceinline__ float fw_load1(uint32_t type, const uint8_t *r
 }
 
 /* vec: n % 8 == 0 (every row and x row is then 16-byte aligned). */
-static __global__ void mv_float(uint32_t type, const uint8_t *w, size_t row_bytes, int64_t n_rows, int64_t n,
-                                int vec, const float *x, int n_tok, float *y, int64_t ldy, float *add_to) {
+static __global__ void mv_float(uint32_t type, mv_multi mm, int64_t n, int vec, const float *x, int n_tok) {
     __shared__ float red[MV_R * MV_T * MV_MAXW];
-    int64_t r0 = (int64_t)blockIdx.x * MV_R;
+    MV_SEGMENT(mm);
+    int64_t r0 = (int64_t)blk * MV_R;
     float acc[MV_R][MV_T];
 #pragma unroll
     for (int r = 0; r < MV_R; r++)
@@ -518,9 +518,12 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
         int thr = mv_threads(vec ? w->n_cols / 8 : w->n_cols / 4);
         for (int64_t t0 = 0; t0 < n_tok; t0 += MV_T) {
             int nt = (int)(n_tok - t0 < MV_T ? n_tok - t0 : MV_T);
-            mv_float<<<grid, thr, 0, c->stream>>>(w->type, (const uint8_t *)w->data, w->row_bytes, w->n_rows,
-                                                  w->n_cols, vec, x + t0 * w->n_cols, nt, y + t0 * ldy, ldy,
-                                                  add_to ? add_to + t0 * ldy : NULL);
+            mv_multi mm;
+            memset(&mm, 0, sizeof mm);
+            mm.n = 1;
+            mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
+                              add_to ? add_to + t0 * ldy : NULL, grid };
+            mv_float<<<grid, thr, 0, c->stream>>>(w->type, mm, w->n_cols, vec, x + t0 * w->n_cols, nt);
         }
         return cu_check_launch(err, "matrix-vector product");
     }
@@ -551,12 +554,14 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
     int rc;
     const cuda_weight *w = ws[0];
     const mm_entry *e = mm_find(w->type);
-    if (n < 1 || n > 3 || !e || n_tok > MV_T) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: bad multi-matmul");
-    int8_t *xq;
-    float *xd;
-    int2 *xs;
-    if ((rc = act_quantize(c, x, n_tok, w->n_cols, reuse_act, &xq, &xd, &xs, err))) return rc;
-    int nch = (int)(w->n_cols / 32), thr = mv_threads(nch);
+    int fl = is_float_type(w->type);
+    if (n < 1 || n > 3 || (!e && !fl) || n_tok > MV_T) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: bad multi-matmul");
+    int8_t *xq = NULL;
+    float *xd = NULL;
+    int2 *xs = NULL;
+    if (!fl && (rc = act_quantize(c, x, n_tok, w->n_cols, reuse_act, &xq, &xd, &xs, err))) return rc;
+    int vec = w->n_cols % 8 == 0;
+    int nch = (int)(w->n_cols / 32), thr = fl ? mv_threads(vec ? w->n_cols / 8 : w->n_cols / 4) : mv_threads(nch);
     mv_multi mm;
     mv_seg *seg[3] = { &mm.s0, &mm.s1, &mm.s2 };
     memset(&mm, 0, sizeof mm);
@@ -569,7 +574,8 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
         *seg[i] = (mv_seg){ (const uint8_t *)ws[i]->data, ws[i]->row_bytes, ws[i]->n_rows, ys[i], ldys[i], adds[i], b };
         grid += b;
     }
-    e->mv<<<grid, thr, 0, c->stream>>>(mm, nch, xq, xd, xs, (int)n_tok);
+    if (fl) mv_float<<<grid, thr, 0, c->stream>>>(w->type, mm, w->n_cols, vec, x, (int)n_tok);
+    else e->mv<<<grid, thr, 0, c->stream>>>(mm, nch, xq, xd, xs, (int)n_tok);
     return cu_check_launch(err, "matrix-vector product");
 }
 

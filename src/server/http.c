@@ -24,6 +24,7 @@
 
 #include <curl/curl.h>
 
+#include "server/assets.h"
 #include "server/server.h"
 #include "store/store.h"
 
@@ -217,6 +218,10 @@ static bool auth_ok(http_req *r) {
     const char *keys = r->srv->api_keys;
     if (!keys || !*keys) return true;
     if (strcmp(r->url, "/") == 0 || strcmp(r->url, "/health") == 0) return true;
+    /* The web page's own static files are public (the page asks for the key itself and
+     * sends it with API calls); they hold no data. */
+    bool get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
+    if (get && server_asset_find(r->url, NULL, NULL, NULL, NULL)) return true;
     const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0) return false;
     return key_matches(keys, h + 7);

@@ -424,10 +424,9 @@ test('real server: hearth serve with stories260K', async (t) => {
   await realServerJourney(t, browser);
 });
 
-// TODO (server): with API keys on, http.c auth_ok() must let GET/HEAD of the embedded page
-// files through (server_asset_find knows them), or the page cannot load to ask for the key.
-// Marked todo until then: it still runs and reports, without failing the suite.
-test('real server: API keys on', { todo: 'server: exempt the web page files from API-key auth' }, async (t) => {
+// With API keys on, the page's own files load without a key (http.c auth_ok lets GET/HEAD of
+// embedded assets through); the page then asks for the key and sends it with API calls.
+test('real server: API keys on', async (t) => {
   const why = await hearthServeAvailable();
   if (why) { t.skip(why); return; }
   await realServerApiKey(t, browser);

@@ -28,7 +28,7 @@ static int bench_type(cpu_pool *pool, uint32_t type, int64_t rows, int64_t cols,
         if (!quant_quantize_row(type, row, data + (size_t)r * rb, cols)) return 1;
     }
     for (int64_t i = 0; i < cols * n_tok; i++) x[i] = frnd();
-    cpu_weight w = { type, rows, cols, rb, data, NULL, 0 };
+    cpu_weight w = { type, rows, cols, rb, data, NULL, 0, false };
     hb_err err = { 0 };
     if (cpu_weight_prepare(&w, &err)) return 1;
     cpu_scratch sc = { 0 };

@@ -430,6 +430,20 @@ hearth_status hearth_client_request(const char *host, uint16_t port, const char 
                                     const char *path, const char *body, long *status,
                                     char **resp, char *err, size_t errlen);
 
+/* ---- benchmarking helpers ---- */
+/* Measures the machine's memory read bandwidth the way a generation step reads weights:
+ * n_threads threads (1..1024) each stream through their share of a fresh `bytes`-long
+ * buffer (at least 64 MiB; 1 GiB recommended) with the widest loads the CPU allows; the
+ * best of `reps` passes is returned in *gbps (1e9 bytes per second). HEARTH_E_NOMEM if the
+ * buffer cannot be allocated. */
+hearth_status hearth_bench_read_bandwidth(int32_t n_threads, size_t bytes, int32_t reps, double *gbps);
+/* Bytes of weight data one generated token reads: every tensor except the token embedding
+ * table (only one row of it is read), which counts fully when it doubles as the output
+ * matrix. */
+uint64_t hearth_model_bytes_per_token(const hearth_model *m);
+/* The CPU kernel level in use ("scalar", "avx2", "avx512", "amx"). Borrowed, static. */
+const char *hearth_cpu_isa(void);
+
 #ifdef __cplusplus
 }
 #endif

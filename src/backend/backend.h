@@ -98,8 +98,9 @@ typedef struct be_ops {
     /* Stores K and V rows (kv_dim floats, strides ks / vs) of n_tok tokens into the cache. */
     void (*kv_store)(be_ctx *b, const be_kv_layer *kv, const float *k, int64_t ks, const float *v,
                      int64_t vs, int64_t n_tok, const int32_t *pos, const int32_t *seq);
-    /* Copies cells [0, n) of sequence src's stream to sequence dst's (prefix reuse). */
-    void (*kv_copy)(be_ctx *b, const be_kv_layer *kv, int32_t src, int32_t dst, int64_t n);
+    /* Copies cells [0, n) of sequence src's stream to sequence dst's (prefix reuse), in
+     * whatever memory the backend keeps the cache. Returns a hearth_status. */
+    int (*kv_copy)(be_ctx *b, const be_kv_layer *kv, int32_t src, int32_t dst, int64_t n);
     /* out[t] (n_head*head_dim_v floats, stride os) from q[t] (stride qs). HEARTH_E_NOMEM if
      * scratch cannot grow. */
     int (*attention)(be_ctx *b, const be_attn *a, const float *q, int64_t qs, float *out, int64_t os);
@@ -121,6 +122,16 @@ struct be_ctx {
     const be_ops *ops;
     void *impl;
 };
+
+/* The backend for a context: `want` is "cpu", "cuda" or NULL/"auto" (NULL also reads the
+ * HEARTH_BACKEND environment variable). "auto" takes the GPU when this build has CUDA and a
+ * usable GPU is present; when the GPU cannot be used (none, old driver, no memory) the CPU
+ * is used and *note (if non-NULL) receives the reason. Caller frees with be_free.
+ * (src/backend/select.c) */
+int be_new(const char *want, int n_threads, be_ctx **out, char *note, size_t note_len, hb_err *err);
+void be_free(be_ctx *b);
+/* True when this build includes the CUDA backend. */
+bool be_cuda_built(void);
 
 /* CPU backend: a context over a pool of n_threads threads. Caller frees with be_cpu_free. */
 int be_cpu_new(int n_threads, be_ctx **out, hb_err *err);

@@ -106,13 +106,13 @@ int cli_run(int argc, char **argv) {
         { "verbose", 'v', CLI_FLAG, &a.verbose, 0, 0, NULL, NULL, "print load time, token counts and speeds to stderr" },
     };
     const cli_spec spec = { "run", "MODEL [PROMPT]", "Generate a reply to PROMPT, or chat interactively when PROMPT is absent.",
-                            "MODEL is a .gguf file. Without PROMPT, text piped on stdin is the prompt;\n"
+                            "MODEL is a .gguf file or a stored model name (see hearth list). Without PROMPT, text piped on stdin is the prompt;\n"
                             "on a terminal an interactive chat starts (/? lists its commands).",
                             opts, sizeof opts / sizeof opts[0], 1, 2 };
     char **pos = NULL;
     int n_pos = 0, rc = cli_parse(&spec, argc, argv, &pos, &n_pos);
     gen_session *g = NULL;
-    char *piped = NULL;
+    char *piped = NULL, *path = NULL, *tmpl = NULL, *sys_stored = NULL;
     if (rc != CLI_PARSE_OK) return rc == CLI_PARSE_HELP ? 0 : 1;
     gen_opts o = { .n_predict = a.n_predict, .n_ctx = a.n_ctx, .n_threads = a.n_threads,
                    .stops = a.stops.items, .n_stops = a.stops.n };
@@ -122,7 +122,10 @@ int cli_run(int argc, char **argv) {
     struct sigaction sa = { 0 };
     sa.sa_handler = on_sigint; /* no SA_RESTART: a blocked read returns EINTR */
     sigaction(SIGINT, &sa, NULL);
-    g = gen_open(pos[0], &o, &g_interrupt);
+    if (run_resolve_model(pos[0], &path, &tmpl, &sys_stored)) goto out;
+    o.template_src = tmpl;
+    if (!a.system) a.system = sys_stored;
+    g = gen_open(path, &o, &g_interrupt);
     if (!g) goto out;
     if (a.verbose) fprintf(stderr, "seed: %llu\n", (unsigned long long)o.sp.seed);
     if (n_pos == 2) {
@@ -137,6 +140,9 @@ int cli_run(int argc, char **argv) {
 out:
     gen_close(g);
     free(piped);
+    free(path);
+    free(tmpl);
+    free(sys_stored);
     free(pos);
     return rc;
 }

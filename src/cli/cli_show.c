@@ -294,7 +294,7 @@ static int print_json(const char *path, const hearth_gguf *g, const show_facts *
 
 /* Turns the MODEL argument into a file path. Today only paths are accepted; the model
  * store (`hearth pull`/`create`) will plug in here to resolve stored model names. */
-static const char *resolve_model(const char *arg) { return arg; }
+
 
 int cli_show(int argc, char **argv) {
     show_opts o = { .verbose = false, .json = false, .max_array = 8 };
@@ -303,17 +303,21 @@ int cli_show(int argc, char **argv) {
         { "json", 0, CLI_FLAG, &o.json, 0, 0, NULL, NULL, "print one JSON object" },
         { "max-array", 0, CLI_INT, &o.max_array, 0, 1e9, NULL, "N", "array elements shown per metadata value" },
     };
-    const cli_spec spec = { "show", "MODEL.gguf", "show facts about a model file (without loading weights)",
+    const cli_spec spec = { "show", "MODEL", "show facts about a model file or stored model (without loading weights)",
                             "Facts the file does not hold are shown as '-' (null in JSON).",
                             opts, sizeof opts / sizeof opts[0], 1, 1 };
     char **pos = NULL;
     int n_pos = 0, rc = 1;
     hearth_gguf *g = NULL;
+    char *path = NULL; /* a .gguf path as given, or the blob behind a stored model name */
     char err[512];
     show_facts f;
     int pr = cli_parse(&spec, argc, argv, &pos, &n_pos);
     if (pr != CLI_PARSE_OK) return pr == CLI_PARSE_HELP ? 0 : 1;
-    const char *path = resolve_model(pos[0]);
+    if (hearth_store_resolve(NULL, pos[0], &path, err, sizeof err) != HEARTH_OK) {
+        cli_error("%s", err);
+        goto out;
+    }
     if (hearth_gguf_open(path, &g, err, sizeof err) != HEARTH_OK) {
         cli_error("%s", err);
         goto out;
@@ -330,6 +334,7 @@ int cli_show(int argc, char **argv) {
     }
 out:
     hearth_gguf_close(g);
+    hearth_free(path);
     free(pos);
     return rc;
 }

@@ -57,15 +57,17 @@ static void put_escaped(FILE *f, const char *s, size_t n, bool json) {
         else if (c == '\t') fputs("\\t", f);
         else if (c == '\r') fputs("\\r", f);
         else if (c < 0x20 || c == 0x7F) fprintf(f, json ? "\\u%04x" : "\\x%02x", c);
-        else if (c >= 0x80 && json) {
-            /* JSON must stay valid UTF-8: pass whole characters, escape stray bytes. */
+        else if (c >= 0x80) {
+            /* Pass whole UTF-8 characters; a piece holding part of one (byte tokens) shows
+             * the stray bytes as \xNN (JSON: U+FFFD, JSON text must be valid UTF-8). */
             size_t k = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
             bool ok = k > 1 && i + k <= n;
             for (size_t j = 1; ok && j < k; j++) ok = ((unsigned char)s[i + j] & 0xC0) == 0x80;
             if (ok) {
                 fwrite(s + i, 1, k, f);
                 i += k - 1;
-            } else fprintf(f, "\\u%04x", 0xFFFD);
+            } else if (json) fputs("\\ufffd", f);
+            else fprintf(f, "\\x%02x", c);
         } else fputc(c, f);
     }
 }

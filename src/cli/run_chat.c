@@ -19,7 +19,7 @@ char *run_render_chat(gen_session *g, json_t *messages) {
     char err[512] = "", *out = NULL;
     char *js = json_dumps(messages, JSON_COMPACT);
     if (!js) return NULL;
-    if (hearth_chat_apply(gen_model(g), NULL, js, NULL, true, &out, err, sizeof err)) {
+    if (hearth_chat_apply(gen_model(g), gen_get_opts(g)->template_src, js, NULL, true, &out, err, sizeof err)) {
         cli_error("chat template: %s", err);
         out = NULL;
     }
@@ -97,4 +97,24 @@ char *run_read_stdin(size_t *len) {
     if (buf) buf[n] = '\0';
     *len = n;
     return buf;
+}
+
+int run_resolve_model(const char *arg, char **path, char **template_src, char **system) {
+    char err[512] = "", *info = NULL;
+    *path = *template_src = *system = NULL;
+    if (hearth_store_resolve(NULL, arg, path, err, sizeof err) != HEARTH_OK) {
+        cli_error("%s", err);
+        return 1;
+    }
+    /* a stored model may carry its own TEMPLATE and SYSTEM (Modelfile) */
+    if (strcmp(*path, arg) != 0 && hearth_store_info(NULL, arg, &info, err, sizeof err) == HEARTH_OK) {
+        json_t *j = json_loads(info, 0, NULL);
+        const char *t = json_string_value(json_object_get(j, "template"));
+        const char *sy = json_string_value(json_object_get(j, "system"));
+        if (t && *t) *template_src = strdup(t);
+        if (sy && *sy) *system = strdup(sy);
+        json_decref(j);
+        hearth_free(info);
+    }
+    return 0;
 }

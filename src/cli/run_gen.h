@@ -18,6 +18,7 @@ typedef struct gen_opts {
     hearth_kv_type kv_type;
     hearth_sampler_params sp;
     const char *const *stops; /* borrowed stop strings */
+    const char *template_src; /* chat template overriding the model's (borrowed), or NULL */
     int n_stops;
 } gen_opts;
 
@@ -32,6 +33,11 @@ typedef struct gen_session gen_session;
 
 /* Output sink: text bytes of the reply as they become final. */
 typedef void (*gen_emit_fn)(void *ud, const char *text, size_t len);
+
+/* Resolves MODEL (a .gguf path or a stored model name) to a file path; the stored model's
+ * TEMPLATE and SYSTEM (if any) are returned too. Caller frees all three with free(). Prints
+ * one message and returns 1 on failure. */
+int run_resolve_model(const char *arg, char **path, char **template_src, char **system);
 
 /* Loads the model and creates the context. On failure prints one message and returns
  * NULL. `cancel` (borrowed) is polled during decoding; non-zero stops the current reply. */

@@ -120,7 +120,9 @@ hearth_status hearth_context_new(hearth_model *m, const hearth_context_params *p
     HB_CHECK(c, HEARTH_E_NOMEM, "out of memory");
     c->m = m;
     if ((rc = resolve_params(m, p, &c->p, err))) goto out;
-    if ((rc = be_cpu_new(c->p.n_threads, &c->be, err))) goto out;
+    char note[300] = "";
+    if ((rc = be_new(m->params.backend, c->p.n_threads, &c->be, note, sizeof note, err))) goto out;
+    if (note[0]) hb_logf(&m->log, HEARTH_LOG_WARN, "%s", note);
     if ((rc = kv_alloc(c, err))) goto out;
     if ((rc = alloc_buffers(c, err))) goto out;
     *out = c;
@@ -137,7 +139,7 @@ void hearth_context_free(hearth_context *c) {
         c->be->ops->buf_free(c->be, &c->scratch);
         c->be->ops->buf_free(c->be, &c->out_dev);
         c->be->ops->buf_free(c->be, &c->hid_dev);
-        be_cpu_free(c->be);
+        be_free(c->be);
     }
     free(c->kv);
     free(c->kv_mem);

@@ -154,7 +154,10 @@ hearth_status hearth_kv_seq_cp(hearth_context *c, int32_t src, int32_t dst, int3
     if (!seq_ok(c, src) || !seq_ok(c, dst)) return HEARTH_E_INVALID;
     int32_t n = c->pos_max[src] + 1;
     if (p1 >= 0 && p1 < n) n = p1;
-    for (int32_t il = 0; il < c->m->hp->n_layer; il++) c->be->ops->kv_copy(c->be, &c->kv[il], src, dst, n);
+    for (int32_t il = 0; il < c->m->hp->n_layer; il++) {
+        int rc = c->be->ops->kv_copy(c->be, &c->kv[il], src, dst, n);
+        if (rc) return (hearth_status)hb_fail(&c->err, rc, "copying the KV cache on the %s backend failed", c->be->ops->name);
+    }
     c->pos_max[dst] = n - 1;
     return HEARTH_OK;
 }

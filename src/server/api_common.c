@@ -7,6 +7,13 @@
 #include "server/api.h"
 #include "store/store.h"
 
+bool api_is_go_template(const char *t) {
+    static const char *marks[] = { "{{ .", "{{- .", "{{.", "{{ if .", "{{- if .", "{{ range .", "{{- range .", "{{ end }}", "{{- end }}" };
+    for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++)
+        if (strstr(t, marks[i])) return true;
+    return false;
+}
+
 bool api_begin(http_req *hr, api_call *c, bool dflt_ka) {
     hb_err e = { 0 };
     (void)dflt_ka;
@@ -44,7 +51,12 @@ bool api_begin(http_req *hr, api_call *c, bool dflt_ka) {
     c->params = json_object_get(c->info, "parameters");
     c->tmpl = json_string_value(json_object_get(c->info, "template"));
     c->system = json_string_value(json_object_get(c->info, "system"));
-    if (c->tmpl && !*c->tmpl) c->tmpl = NULL;
+    if (c->tmpl && (!*c->tmpl || api_is_go_template(c->tmpl))) {
+        /* Models pulled from an Ollama registry carry Go-template TEMPLATE layers; hearth
+         * renders Jinja, so those fall back to the GGUF's own chat template. */
+        if (*c->tmpl) SRV_LOG(hr->srv, HEARTH_LOG_DEBUG, "model=%s: stored template is Go syntax; using the GGUF template", c->model);
+        c->tmpl = NULL;
+    }
     return true;
 }
 

@@ -29,13 +29,10 @@ static enum MHD_Result page(http_req *hr) {
 #ifdef HAVE_ASSETS
     const unsigned char *data = NULL;
     size_t len = 0;
-    const char *ctype = NULL;
-    const char *etag = NULL;
-    if (server_asset_find(hr->url, &data, &len, &ctype, &etag)) return http_asset(hr, ctype, data, len, etag);
-    if (strcmp(hr->url, "/") != 0) return http_error(hr, 404, "no such page: %s", hr->url);
-#else
-    if (strcmp(hr->url, "/") != 0) return http_error(hr, 404, "no such page: %s", hr->url);
+    const char *ctype = NULL, *etag = NULL;
+    if (server_asset_find(hr->url, &data, &len, &ctype, &etag)) return http_asset(hr, data, len, ctype, etag);
 #endif
+    if (strcmp(hr->url, "/") != 0) return http_error(hr, 404, "no such page: %s", hr->url);
     return http_text(hr, 200, "text/html; charset=utf-8", k_placeholder, sizeof k_placeholder - 1);
 }
 

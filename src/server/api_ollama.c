@@ -134,14 +134,15 @@ static enum MHD_Result run_gen(http_req *hr, runner *rn, gen_req *g, const char 
 }
 
 /* Answers an empty generate/chat: load (or unload with keep_alive 0) the model. */
-static enum MHD_Result load_only(http_req *hr, runner *rn, const char *model, bool chat, int64_t keep_alive) {
-    json_t *o = base_obj(model);
-    if (chat) json_object_set_new(o, "message", json_pack("{s:s, s:s}", "role", "assistant", "content", ""));
-    else json_object_set_new(o, "response", json_string(""));
-    json_object_set_new(o, "done", json_true());
-    json_object_set_new(o, "done_reason", json_string(keep_alive == 0 ? "unload" : "load"));
-    sched_release(hr->srv->sched, rn, keep_alive);
-    return http_json(hr, 200, o);
+static enum MHD_Result load_only(http_req *hr, api_call *c, bool chat, gen_opts *o) {
+    json_t *obj = base_obj(c->model);
+    if (chat) json_object_set_new(obj, "message", json_pack("{s:s, s:s}", "role", "assistant", "content", ""));
+    else json_object_set_new(obj, "response", json_string(""));
+    json_object_set_new(obj, "done", json_true());
+    json_object_set_new(obj, "done_reason", json_string(c->keep_alive == 0 ? "unload" : "load"));
+    gen_opts_free(o);
+    api_end(c, true);
+    return http_json(hr, 200, obj);
 }
 
 static int check_format(json_t *f, hb_err *err) {
@@ -187,12 +188,12 @@ static enum MHD_Result generate(http_req *hr, bool chat) {
     if ((rc = gen_opts_parse(c.params, false, &o, &e)) || (rc = gen_opts_parse(json_object_get(j, "options"), false, &o, &e))) goto bad;
     if (chat) {
         json_t *m = json_object_get(j, "messages");
-        if (!m || json_array_size(m) == 0) return load_only(hr, c.rn, c.model, true, c.keep_alive);
+        if (!m || json_array_size(m) == 0) return load_only(hr, &c, true, &o);
         if ((rc = api_chat_messages(&c, m, &msgs, &e))) goto bad;
         if ((rc = gen_chat_prompt(c.rn, c.tmpl, msgs, tools, &prompt, &e))) goto bad;
     } else {
         const char *p = json_string_value(json_object_get(j, "prompt"));
-        if (!p || !*p) return load_only(hr, c.rn, c.model, false, c.keep_alive);
+        if (!p || !*p) return load_only(hr, &c, false, &o);
         if ((rc = api_generate_prompt(&c, p, &prompt, &e))) goto bad;
     }
     hearth_token *prefix = NULL;
@@ -206,9 +207,9 @@ static enum MHD_Result generate(http_req *hr, bool chat) {
     free(prompt);
     json_decref(msgs);
     gen_opts_free(&o);
+    runner *rn = c.rn; /* the pin passes to run_gen */
     api_end(&c, false);
-    enum MHD_Result ret = run_gen(hr, c.rn, g, c.model, stream, chat, tools, c.keep_alive, c.load_ns);
-    return ret;
+    return run_gen(hr, rn, g, c.model, stream, chat, tools, c.keep_alive, c.load_ns);
 bad:
     free(prompt);
     json_decref(msgs);

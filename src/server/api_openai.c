@@ -100,6 +100,36 @@ static void fmt_openai(ostream *os, const char *text, size_t n, bool final) {
     ostream_append(os, "data: [DONE]\n\n", 14);
 }
 
+/* The non-streamed answer of a finished request. */
+static enum MHD_Result complete_reply(http_req *hr, api_call *c, gen_req *g, bool chat, json_t *tools, const char *id) {
+    enum MHD_Result ret;
+    if (strcmp(g->done_reason, "error") == 0) {
+        ret = http_error(hr, g->status ? g->status : 500, "%s", g->errmsg);
+    } else {
+        json_t *choice;
+        const char *text = g->text ? g->text : "";
+        if (chat) {
+            char *content = NULL;
+            json_t *calls = json_array_size(tools) ? gen_parse_tool_calls(text, &content) : NULL;
+            bool tc = json_array_size(calls) > 0;
+            json_t *msg = json_pack("{s:s, s:o}", "role", "assistant", "content",
+                                    tc && (!content || !*content) ? json_null() : jstr(content ? content : text, content ? strlen(content) : g->text_len));
+            if (tc) json_object_set_new(msg, "tool_calls", openai_tool_calls(calls));
+            choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "message", msg, "logprobs", "finish_reason", finish_reason(g, tc));
+            json_decref(calls);
+            free(content);
+        } else {
+            choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", jstr(text, g->text_len), "logprobs", "finish_reason", finish_reason(g, false));
+        }
+        json_t *o2 = json_pack("{s:s, s:s, s:I, s:s, s:s, s:[o], s:o}", "id", id, "object", chat ? "chat.completion" : "text_completion",
+                               "created", (json_int_t)time(NULL), "model", c->model, "system_fingerprint", "hearth-" HEARTH_VERSION,
+                               "choices", choice, "usage", usage_json(g));
+        if (g->n_truncated) json_object_set_new(o2, "truncated_tokens", json_integer(g->n_truncated));
+        ret = http_json(hr, 200, o2);
+    }
+    return ret;
+}
+
 static enum MHD_Result complete(http_req *hr, bool chat) {
     hb_err e = { 0 };
     hb_err *err = &e;
@@ -173,31 +203,7 @@ static enum MHD_Result complete(http_req *hr, bool chat) {
         return ostream_start(hr, os, "text/event-stream");
     }
     gen_wait_done(hr, g);
-    enum MHD_Result ret;
-    if (strcmp(g->done_reason, "error") == 0) {
-        ret = http_error(hr, g->status ? g->status : 500, "%s", g->errmsg);
-    } else {
-        json_t *choice;
-        const char *text = g->text ? g->text : "";
-        if (chat) {
-            char *content = NULL;
-            json_t *calls = json_array_size(tools) ? gen_parse_tool_calls(text, &content) : NULL;
-            bool tc = json_array_size(calls) > 0;
-            json_t *msg = json_pack("{s:s, s:o}", "role", "assistant", "content",
-                                    tc && (!content || !*content) ? json_null() : jstr(content ? content : text, content ? strlen(content) : g->text_len));
-            if (tc) json_object_set_new(msg, "tool_calls", openai_tool_calls(calls));
-            choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "message", msg, "logprobs", "finish_reason", finish_reason(g, tc));
-            json_decref(calls);
-            free(content);
-        } else {
-            choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", jstr(text, g->text_len), "logprobs", "finish_reason", finish_reason(g, false));
-        }
-        json_t *o2 = json_pack("{s:s, s:s, s:I, s:s, s:s, s:[o], s:o}", "id", id, "object", chat ? "chat.completion" : "text_completion",
-                               "created", (json_int_t)time(NULL), "model", c.model, "system_fingerprint", "hearth-" HEARTH_VERSION,
-                               "choices", choice, "usage", usage_json(g));
-        if (g->n_truncated) json_object_set_new(o2, "truncated_tokens", json_integer(g->n_truncated));
-        ret = http_json(hr, 200, o2);
-    }
+    enum MHD_Result ret = complete_reply(hr, &c, g, chat, tools, id);
     gen_req_unref(g);
     api_end(&c, true);
     return ret;
@@ -210,11 +216,43 @@ bad:
     return http_error(hr, http_status_of(rc), "%s", e.msg);
 }
 
+/* base64 of the little-endian float32 bytes (what the openai clients ask for by default). */
+static json_t *b64_floats(json_t *vec) {
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = json_array_size(vec), nb = n * 4;
+    unsigned char *raw = malloc(nb ? nb : 1);
+    char *out = malloc((nb + 2) / 3 * 4 + 1);
+    json_t *res = NULL;
+    if (raw && out) {
+        for (size_t i = 0; i < n; i++) {
+            float f = (float)json_number_value(json_array_get(vec, i));
+            uint32_t u;
+            memcpy(&u, &f, 4);
+            for (int b = 0; b < 4; b++) raw[4 * i + (size_t)b] = (unsigned char)(u >> (8 * b));
+        }
+        size_t k = 0;
+        for (size_t i = 0; i < nb; i += 3) {
+            uint32_t v = (uint32_t)raw[i] << 16 | (i + 1 < nb ? (uint32_t)raw[i + 1] << 8 : 0) | (i + 2 < nb ? raw[i + 2] : 0);
+            out[k++] = tbl[(v >> 18) & 63];
+            out[k++] = tbl[(v >> 12) & 63];
+            out[k++] = i + 1 < nb ? tbl[(v >> 6) & 63] : '=';
+            out[k++] = i + 2 < nb ? tbl[v & 63] : '=';
+        }
+        out[k] = '\0';
+        res = json_string(out);
+    }
+    free(raw);
+    free(out);
+    return res ? res : json_string("");
+}
+
 static enum MHD_Result embeddings(http_req *hr) {
     hb_err e = { 0 };
     api_call c;
     const char *fmt = json_string_value(json_object_get(hr->json, "encoding_format"));
-    if (fmt && strcmp(fmt, "float") != 0) return http_error(hr, 400, "encoding_format '%s' is not supported (use float)", fmt);
+    if (fmt && strcmp(fmt, "float") != 0 && strcmp(fmt, "base64") != 0)
+        return http_error(hr, 400, "encoding_format must be float or base64, not '%s'", fmt);
+    bool b64 = fmt && strcmp(fmt, "base64") == 0;
     if (!api_begin(hr, &c, true)) return c.ret;
     json_t *vecs = NULL;
     int64_t n_tok = 0;
@@ -225,7 +263,8 @@ static enum MHD_Result embeddings(http_req *hr) {
     }
     json_t *data = json_array();
     for (size_t i = 0; i < json_array_size(vecs); i++)
-        json_array_append_new(data, json_pack("{s:s, s:O, s:i}", "object", "embedding", "embedding", json_array_get(vecs, i), "index", (int)i));
+        json_array_append_new(data, json_pack("{s:s, s:o, s:i}", "object", "embedding", "embedding",
+                                              b64 ? b64_floats(json_array_get(vecs, i)) : json_incref(json_array_get(vecs, i)), "index", (int)i));
     json_decref(vecs);
     json_t *o = json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data, "model", c.model, "usage",
                           "prompt_tokens", (json_int_t)n_tok, "total_tokens", (json_int_t)n_tok);

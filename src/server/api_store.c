@@ -71,29 +71,27 @@ static enum MHD_Result tags(http_req *hr) {
     return http_json(hr, 200, json_pack("{s:o}", "models", arr));
 }
 
-/* Metadata keys reported in model_info (numbers become numbers). */
-static void model_info(json_t *mi, hearth_model *m) {
-    const char *arch = hearth_model_arch(m);
-    const char *general[] = { "general.architecture", "general.name", "general.basename", "general.size_label",
-                              "general.license", "general.file_type", "general.quantization_version",
-                              "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.bos_token_id",
-                              "tokenizer.ggml.eos_token_id", "tokenizer.ggml.add_bos_token" };
-    const char *per_arch[] = { "context_length", "embedding_length", "block_count", "feed_forward_length",
-                               "attention.head_count", "attention.head_count_kv", "attention.layer_norm_rms_epsilon",
-                               "attention.key_length", "attention.value_length", "rope.freq_base", "rope.dimension_count",
-                               "vocab_size", "expert_count" };
-    char key[256];
-    for (size_t i = 0; i < sizeof general / sizeof general[0] + sizeof per_arch / sizeof per_arch[0]; i++) {
-        if (i < sizeof general / sizeof general[0]) snprintf(key, sizeof key, "%s", general[i]);
-        else snprintf(key, sizeof key, "%s.%s", arch, per_arch[i - sizeof general / sizeof general[0]]);
-        char *t = hearth_model_meta_text(m, key);
-        if (!t) continue;
-        char *end = NULL;
-        double d = strtod(t, &end);
-        if (end != t && *end == '\0' && isfinite(d)) json_object_set_new(mi, key, d == floor(d) && fabs(d) < 9e15 ? json_integer((json_int_t)d) : json_real(d));
-        else if (strcmp(t, "true") == 0 || strcmp(t, "false") == 0) json_object_set_new(mi, key, json_boolean(t[0] == 't'));
-        else json_object_set_new(mi, key, jstr(t, strlen(t)));
-        hearth_free(t);
+/* model_info: every GGUF metadata key with its JSON value; arrays (vocabularies, merges)
+ * are null unless verbose, as Ollama does. */
+static void model_info(json_t *mi, const char *path, hearth_model *m, bool verbose) {
+    hearth_gguf *g = NULL;
+    if (hearth_gguf_open(path, &g, NULL, 0) == HEARTH_OK) {
+        for (uint64_t i = 0; i < hearth_gguf_n_kv(g); i++) {
+            const char *key = hearth_gguf_key(g, i);
+            const char *elem = NULL;
+            uint64_t n = 0;
+            bool arr = hearth_gguf_array_info(g, i, &elem, &n);
+            if (!key || strncmp(key, "GGUF.", 5) == 0) continue;
+            if (arr && !verbose) {
+                json_object_set_new(mi, key, json_null());
+                continue;
+            }
+            char *text = hearth_gguf_value_json(g, i, arr ? (size_t)n : 0);
+            json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+            json_object_set_new(mi, key, v ? v : json_null());
+            hearth_free(text);
+        }
+        hearth_gguf_close(g);
     }
     json_object_set_new(mi, "general.parameter_count", json_integer((json_int_t)hearth_model_n_params(m)));
 }
@@ -162,7 +160,7 @@ static enum MHD_Result show(http_req *hr) {
     free(pt);
     json_object_set_new(o, "details", details_json(json_object_get(info, "config"), m));
     json_t *mi = json_object();
-    model_info(mi, m);
+    model_info(mi, path, m, json_is_true(json_object_get(hr->json, "verbose")));
     json_object_set_new(o, "model_info", mi);
     json_t *caps = json_array();
     json_array_append_new(caps, json_string("completion"));

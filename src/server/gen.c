@@ -267,6 +267,7 @@ int gen_build(runner *rn, const char *prompt, const hearth_token *prefix, size_t
     int32_t limit = (int32_t)runner_n_ctx(rn);
     if (o->num_ctx > 0 && o->num_ctx < limit) limit = o->num_ctx;
     g->ctx_limit = limit;
+    HB_CHECK(limit >= 2, HEARTH_E_INVALID, "num_ctx must be at least 2 (prompt and one generated token)");
     HB_CHECK(total > 0, HEARTH_E_INVALID, "the prompt is empty after tokenization");
     if ((int64_t)total >= limit) {
         HB_CHECK(truncate, HEARTH_E_CONTEXT,

@@ -20,9 +20,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
+#include "server/assets.h"
 #include "server/server.h"
 #include "store/store.h"
 
@@ -67,22 +69,20 @@ enum MHD_Result http_text(http_req *r, int status, const char *ctype, const char
     return queue(r, status, resp);
 }
 
-/* Static page assets: revalidated on every load (no-cache + ETag, 304 when unchanged) so a
- * new build is never mixed with cached old files; a strict CSP because the page renders
- * model output. The body is static data (no copy). */
-enum MHD_Result http_asset(http_req *r, const char *ctype, const unsigned char *body, size_t len, const char *etag) {
+enum MHD_Result http_asset(http_req *r, const unsigned char *data, size_t len, const char *ctype, const char *etag) {
     const char *inm = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "If-None-Match");
     bool fresh = etag && inm && strstr(inm, etag) != NULL;
-    struct MHD_Response *resp = MHD_create_response_from_buffer(fresh ? 0 : len, (void *)body, MHD_RESPMEM_PERSISTENT);
+    bool head = strcmp(r->method, "HEAD") == 0; /* MHD sends the headers only */
+    struct MHD_Response *resp = fresh ? MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT)
+                                      : MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT);
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", ctype);
     if (etag) MHD_add_response_header(resp, "ETag", etag);
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "Content-Security-Policy",
-                            "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
-                            "script-src 'self'; connect-src 'self'");
+                            "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'");
     MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
-    if (!fresh) r->bytes_out += len;
+    if (!fresh && !head) r->bytes_out += len;
     return queue(r, fresh ? 304 : 200, resp);
 }
 
@@ -145,7 +145,9 @@ bool http_client_alive(struct MHD_Connection *c) {
 
 typedef struct stream_ctx {
     http_stream st;
-    http_req *req;
+    http_req *req;                  /* valid only while the reader runs (the request may
+                                     * complete before the response is destroyed) */
+    hearth_server *srv;
     bool ended;
 } stream_ctx;
 
@@ -166,8 +168,10 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void stream_free(void *cls) {
     stream_ctx *sc = cls;
+    hearth_server *srv = sc->srv;
     if (sc->st.done_cb) sc->st.done_cb(sc->st.ud);
     free(sc);
+    atomic_fetch_sub(&srv->active_conns, 1);
 }
 
 enum MHD_Result http_stream_start(http_req *r, const char *ctype, http_stream st) {
@@ -178,6 +182,8 @@ enum MHD_Result http_stream_start(http_req *r, const char *ctype, http_stream st
     }
     sc->st = st;
     sc->req = r;
+    sc->srv = r->srv;
+    atomic_fetch_add(&r->srv->active_conns, 1);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, sc, stream_free);
     if (!resp) {
         stream_free(sc);
@@ -212,6 +218,10 @@ static bool auth_ok(http_req *r) {
     const char *keys = r->srv->api_keys;
     if (!keys || !*keys) return true;
     if (strcmp(r->url, "/") == 0 || strcmp(r->url, "/health") == 0) return true;
+    /* The web page's own static files are public (the page asks for the key itself and
+     * sends it with API calls); they hold no data. */
+    bool get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
+    if (get && server_asset_find(r->url, NULL, NULL, NULL, NULL)) return true;
     const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0) return false;
     return key_matches(keys, h + 7);
@@ -500,7 +510,6 @@ static int start_daemon(hearth_server *s, hb_err *err) {
                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
                                  MHD_OPTION_CONNECTION_LIMIT, 512u,
                                  MHD_OPTION_PER_IP_CONNECTION_LIMIT, 256u,
-                                 MHD_OPTION_LISTENING_ADDRESS_REUSE, 0u,
                                  MHD_OPTION_END);
     HB_CHECK(s->daemon, HEARTH_E_IO, "cannot listen on %s:%u (is the port already in use? set HEARTH_HOST or --host)",
              s->host, (unsigned)s->p.port);
@@ -548,11 +557,16 @@ uint16_t hearth_server_port(const hearth_server *s) { return s ? s->port : 0; }
 
 void hearth_server_stop(hearth_server *s) {
     if (!s || atomic_exchange(&s->stopping, true)) return;
-    SRV_LOG(s, HEARTH_LOG_INFO, "shutting down: cancelling in-flight requests");
+    if (s->daemon) SRV_LOG(s, HEARTH_LOG_INFO, "shutting down: cancelling in-flight requests");
     if (s->daemon) MHD_quiesce_daemon(s->daemon);
     /* Cancel generations first so streams write their final message and end, then stop
      * the daemon (which joins the connection threads). */
     if (s->sched) sched_shutdown(s->sched);
+    /* Let streams deliver their final message (bounded: 10 s). */
+    for (int i = 0; i < 1000 && atomic_load(&s->active_conns) > 0; i++) {
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
     if (s->daemon) MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
     if (s->sched) sched_free(s->sched);

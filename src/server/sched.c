@@ -449,15 +449,10 @@ static uint64_t mem_available(void) {
     return kb ? kb * 1024 : UINT64_MAX;
 }
 
-/* Refuses a model whose weights plus KV cache would not fit in available memory. */
-static int check_memory(hearth_server *srv, const char *path, uint32_t *n_ctx_out, hb_err *err) {
+/* Refuses a model whose weights plus KV cache would not fit in available memory. Called
+ * after the (memory-mapped, so still cheap) model load and before the KV cache exists. */
+static int check_memory(hearth_server *srv, hearth_model *m, uint32_t *n_ctx_out, hb_err *err) {
     int rc = HEARTH_OK;
-    char msg[512] = "";
-    hearth_model *m = NULL;
-    hearth_model_params mp = hearth_model_default_params();
-    mp.vocab_only = true;
-    rc = hearth_model_load(path, &mp, &m, msg, sizeof msg);
-    HB_CHECK(rc == HEARTH_OK, rc, "cannot load model: %s", msg);
     uint32_t n_ctx = srv->p.n_ctx;
     if (!n_ctx) {
         int32_t t = hearth_model_n_ctx_train(m);
@@ -474,7 +469,6 @@ static int check_memory(hearth_server *srv, const char *path, uint32_t *n_ctx_ou
              (unsigned long long)(need >> 20), (unsigned long long)(hearth_model_size_bytes(m) >> 20),
              (unsigned long long)(kv >> 20), srv->p.num_parallel, n_ctx, (unsigned long long)(avail >> 20));
 out:
-    hearth_model_free(m);
     return rc;
 }
 
@@ -492,10 +486,10 @@ static int runner_load(sched *s, const char *name, const char *path, runner **ou
     snprintf(r->name, sizeof r->name, "%s", name);
     snprintf(r->path, sizeof r->path, "%s", path);
     uint32_t n_ctx = 0;
-    if ((rc = check_memory(srv, path, &n_ctx, err))) goto out;
     hearth_model_params mp = hearth_model_default_params();
     rc = hearth_model_load(path, &mp, &r->model, msg, sizeof msg);
     HB_CHECK(rc == HEARTH_OK, rc, "cannot load model: %s", msg);
+    if ((rc = check_memory(srv, r->model, &n_ctx, err))) goto out;
     hearth_context_params cp = hearth_context_default_params();
     cp.n_ctx = n_ctx;
     cp.n_seq_max = (uint32_t)srv->p.num_parallel;

@@ -147,11 +147,11 @@ typedef struct http_stream {
 /* Response helpers: return MHD_YES/NO. `json` is stolen (decref'd). */
 enum MHD_Result http_json(http_req *r, int status, json_t *json);
 enum MHD_Result http_text(http_req *r, int status, const char *ctype, const char *body, size_t len);
-/* Serves a static asset (body borrowed, static) with ETag / no-cache / CSP; 304 when the
- * request's If-None-Match holds the ETag. */
-enum MHD_Result http_asset(http_req *r, const char *ctype, const unsigned char *body, size_t len, const char *etag);
 enum MHD_Result http_error(http_req *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 enum MHD_Result http_stream_start(http_req *r, const char *ctype, http_stream st);
+/* A static web asset (data borrowed for the process lifetime) with ETag / no-cache / CSP
+ * headers; 304 when If-None-Match holds the ETag. */
+enum MHD_Result http_asset(http_req *r, const unsigned char *data, size_t len, const char *ctype, const char *etag);
 /* HTTP status for a hearth status. */
 int http_status_of(int rc);
 /* True while the client's socket is still open (checked without blocking). */

@@ -23,7 +23,11 @@ json_t *jstr(const char *s, size_t n) {
         size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
         bool ok = len > 0 && i + len <= n;
         for (size_t t = 1; ok && t < len; t++) ok = ((unsigned char)s[i + t] >> 6) == 2;
-        if (ok && json_stringn(s + i, len) == NULL) ok = false;
+        if (ok) { /* let jansson judge overlongs and surrogates */
+            json_t *probe = json_stringn(s + i, len);
+            ok = probe != NULL;
+            json_decref(probe);
+        }
         if (ok) {
             memcpy(buf + k, s + i, len);
             k += len, i += len;

@@ -13,72 +13,21 @@
 
 #include "tokenizer/tok_internal.h"
 
-typedef struct bpe_sym {
-    int32_t prev, next;
-    uint32_t off, n;
-} bpe_sym;
 
-typedef struct bpe_pair {
-    int32_t left, right;
-    int32_t rank;
-    uint32_t size;
-} bpe_pair;
-
-typedef struct bpe_heap {
-    bpe_pair *v;
-    size_t n, cap;
-} bpe_heap;
-
-static bool pair_before(const bpe_pair *a, const bpe_pair *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static int heap_push(bpe_heap *h, bpe_pair p) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        bpe_pair *v = realloc(h->v, cap * sizeof *v);
-        if (!v) return HEARTH_E_NOMEM;
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!pair_before(&p, &h->v[parent])) break;
-        h->v[i] = h->v[parent];
-        i = parent;
-    }
-    h->v[i] = p;
-    return HEARTH_OK;
-}
-
-static bpe_pair heap_pop(bpe_heap *h) {
-    bpe_pair top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && pair_before(&h->v[c + 1], &h->v[c])) c++;
-        if (!pair_before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n) h->v[i] = last;
-    return top;
-}
 
 /* Scratch space reused across the words of one fragment. */
 typedef struct bpe_work {
-    bpe_sym *sym;
+    tok_sym *sym;
     size_t sym_cap;
-    bpe_heap heap;
+    tok_pairq heap;
 } bpe_work;
 
-static int try_pair(const tok_vocab *v, const char *w, const bpe_sym *sym, int32_t l, int32_t r, bpe_heap *h) {
+static int try_pair(const tok_vocab *v, const char *w, const tok_sym *sym, int32_t l, int32_t r, tok_pairq *h) {
     if (l < 0 || r < 0) return HEARTH_OK;
     int32_t rank = tok_map_get(&v->merges, w + sym[l].off, sym[l].n, w + sym[r].off, sym[r].n);
     if (rank < 0) return HEARTH_OK;
-    return heap_push(h, (bpe_pair){ .left = l, .right = r, .rank = rank, .size = sym[l].n + sym[r].n });
+    /* lower rank merges first; ranks are < 2^24 (checked at load) so the float is exact */
+    return tok_pairq_push(h, (tok_pair){ .left = l, .right = r, .prio = -(float)rank, .size = sym[l].n + sym[r].n });
 }
 
 static int emit(const tok_vocab *v, const char *s, size_t n, tok_ids *out) {
@@ -95,25 +44,25 @@ static int emit(const tok_vocab *v, const char *s, size_t n, tok_ids *out) {
 static int bpe_word(const tok_vocab *v, const char *w, size_t n, bpe_work *wk, tok_ids *out) {
     if (v->ignore_merges && tok_map_get(&v->text_to_id, w, n, NULL, 0) >= 0) return emit(v, w, n, out);
     if (n > wk->sym_cap) {
-        bpe_sym *s = realloc(wk->sym, n * sizeof *s);
+        tok_sym *s = realloc(wk->sym, n * sizeof *s);
         if (!s) return HEARTH_E_NOMEM;
         wk->sym = s;
         wk->sym_cap = n;
     }
-    bpe_sym *sym = wk->sym;
+    tok_sym *sym = wk->sym;
     int32_t ns = 0;
     for (size_t off = 0; off < n; ns++) {
         size_t cl = tok_utf8_len((uint8_t)w[off]);
         if (cl > n - off) cl = n - off;
-        sym[ns] = (bpe_sym){ .prev = ns - 1, .next = off + cl == n ? -1 : ns + 1, .off = (uint32_t)off, .n = (uint32_t)cl };
+        sym[ns] = (tok_sym){ .prev = ns - 1, .next = off + cl == n ? -1 : ns + 1, .off = (uint32_t)off, .n = (uint32_t)cl };
         off += cl;
     }
     wk->heap.n = 0;
     for (int32_t i = 1; i < ns; i++)
         if (try_pair(v, w, sym, i - 1, i, &wk->heap)) return HEARTH_E_NOMEM;
     while (wk->heap.n) {
-        bpe_pair p = heap_pop(&wk->heap);
-        bpe_sym *l = &sym[p.left], *r = &sym[p.right];
+        tok_pair p = tok_pairq_pop(&wk->heap);
+        tok_sym *l = &sym[p.left], *r = &sym[p.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != p.size) continue;  /* stale */
         l->n += r->n;
         r->n = 0;

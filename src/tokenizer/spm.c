@@ -12,67 +12,14 @@
 
 #include "tokenizer/tok_internal.h"
 
-typedef struct spm_sym {
-    int32_t prev, next;   /* neighbours in the live chain, -1 at the ends */
-    uint32_t off, n;      /* bytes of text; n == 0 once merged into its left neighbour */
-} spm_sym;
 
-typedef struct spm_pair {
-    int32_t left, right;
-    float score;
-    uint32_t size;        /* bytes of the merged text when queued */
-} spm_pair;
 
-typedef struct spm_heap {
-    spm_pair *v;
-    size_t n, cap;
-} spm_heap;
-
-/* a goes before b: higher score, then smaller left index. */
-static bool pair_before(const spm_pair *a, const spm_pair *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static int heap_push(spm_heap *h, spm_pair p) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        spm_pair *v = realloc(h->v, cap * sizeof *v);
-        if (!v) return HEARTH_E_NOMEM;
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!pair_before(&p, &h->v[parent])) break;
-        h->v[i] = h->v[parent];
-        i = parent;
-    }
-    h->v[i] = p;
-    return HEARTH_OK;
-}
-
-static spm_pair heap_pop(spm_heap *h) {
-    spm_pair top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && pair_before(&h->v[c + 1], &h->v[c])) c++;
-        if (!pair_before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n) h->v[i] = last;
-    return top;
-}
-
-static int try_pair(const tok_vocab *v, const char *text, const spm_sym *sym, int32_t l, int32_t r, spm_heap *h) {
+static int try_pair(const tok_vocab *v, const char *text, const tok_sym *sym, int32_t l, int32_t r, tok_pairq *h) {
     if (l < 0 || r < 0) return HEARTH_OK;
     uint32_t size = sym[l].n + sym[r].n;
     int32_t id = tok_map_get(&v->text_to_id, text + sym[l].off, size, NULL, 0);
     if (id < 0) return HEARTH_OK;
-    return heap_push(h, (spm_pair){ .left = l, .right = r, .score = v->tok[id].score, .size = size });
+    return tok_pairq_push(h, (tok_pair){ .left = l, .right = r, .prio = v->tok[id].score, .size = size });
 }
 
 /* Emits the tokens for one final symbol. */
@@ -92,8 +39,8 @@ out:
 
 int tok_spm_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *out, hb_err *err) {
     int rc = HEARTH_OK;
-    spm_heap h = { 0 };
-    spm_sym *sym = NULL;
+    tok_pairq h = { 0 };
+    tok_sym *sym = NULL;
     int32_t n = 0;
     if (len == 0) return HEARTH_OK;
     HB_CHECK(len < INT32_MAX, HEARTH_E_INVALID, "text too long to tokenize (%zu bytes)", len);
@@ -102,14 +49,14 @@ int tok_spm_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *ou
     for (size_t off = 0; off < len; n++) {
         size_t cl = tok_utf8_len((uint8_t)text[off]);
         if (cl > len - off) cl = len - off;
-        sym[n] = (spm_sym){ .prev = n - 1, .next = off + cl == len ? -1 : n + 1, .off = (uint32_t)off, .n = (uint32_t)cl };
+        sym[n] = (tok_sym){ .prev = n - 1, .next = off + cl == len ? -1 : n + 1, .off = (uint32_t)off, .n = (uint32_t)cl };
         off += cl;
     }
     for (int32_t i = 1; i < n; i++)
         HB_CHECK(try_pair(v, text, sym, i - 1, i, &h) == HEARTH_OK, HEARTH_E_NOMEM, "out of memory");
     while (h.n) {
-        spm_pair p = heap_pop(&h);
-        spm_sym *l = &sym[p.left], *r = &sym[p.right];
+        tok_pair p = tok_pairq_pop(&h);
+        tok_sym *l = &sym[p.left], *r = &sym[p.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != p.size) continue;  /* stale */
         l->n += r->n;
         r->n = 0;

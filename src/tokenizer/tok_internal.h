@@ -132,4 +132,30 @@ int tok_wpm_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *ou
 uint32_t tok_byte_to_cp(uint8_t b);
 int tok_cp_to_byte(uint32_t cp);
 
+
+/* ---- merge queue shared by the SPM and BPE tokenizers (pairq.c) -------------------------
+ * Symbols form a doubly linked chain over the text; candidate merges of adjacent symbols
+ * wait in a binary heap ordered by priority (higher first), ties by the leftmost pair, which
+ * is the order both SentencePiece scores and BPE merge ranks (prio = -rank) need. */
+typedef struct tok_sym {
+    int32_t prev, next;   /* neighbours in the live chain, -1 at the ends */
+    uint32_t off, n;      /* bytes of text; n == 0 once merged into its left neighbour */
+} tok_sym;
+
+typedef struct tok_pair {
+    int32_t left, right;
+    float prio;           /* SPM: token score; BPE: -merge rank */
+    uint32_t size;        /* bytes of the merged text when queued (detects stale pairs) */
+} tok_pair;
+
+typedef struct tok_pairq {
+    tok_pair *v;
+    size_t n, cap;
+} tok_pairq;
+
+/* Adds a pair; HEARTH_E_NOMEM if the heap cannot grow. */
+int tok_pairq_push(tok_pairq *q, tok_pair p);
+/* Removes and returns the best pair; q->n must be > 0. */
+tok_pair tok_pairq_pop(tok_pairq *q);
+
 #endif

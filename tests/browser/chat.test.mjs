@@ -17,7 +17,7 @@ import {
   ROOT, DESKTOP, PHONE, T, launch, openPage, pageWeight, firstPaint, waitModels, waitIdle,
   sampleGrowth, send, lastReply, screenshot, bodyLuminance,
 } from './lib.mjs';
-import { realServerJourney, hearthServeAvailable } from './real.mjs';
+import { realServerJourney, realServerApiKey, hearthServeAvailable } from './real.mjs';
 
 const SHARED = process.env.HEARTH_TEST_SHARED || path.join(ROOT, '../shared');
 let browser;
@@ -422,4 +422,12 @@ test('real server: hearth serve with stories260K', async (t) => {
   const why = await hearthServeAvailable();
   if (why) { t.skip(why); return; }
   await realServerJourney(t, browser);
+});
+
+// With API keys on, the page's own files load without a key (http.c auth_ok lets GET/HEAD of
+// embedded assets through); the page then asks for the key and sends it with API calls.
+test('real server: API keys on', async (t) => {
+  const why = await hearthServeAvailable();
+  if (why) { t.skip(why); return; }
+  await realServerApiKey(t, browser);
 });

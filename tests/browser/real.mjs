@@ -51,7 +51,7 @@ async function waitReady(url, child, log) {
     if (child.exitCode !== null) throw new Error(`hearth serve exited (${child.exitCode}):\n${log.join('')}`);
     try {
       const r = await fetch(url + '/api/tags');
-      if (r.ok) return;
+      if (r.ok || r.status === 401) return;   // answering (401: API keys are on)
     } catch (_) { /* not listening yet */ }
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -71,12 +71,13 @@ async function createModel(env, url, dir) {
   throw new Error(`could not create the model: hearth create said: ${(cli.stderr || '').trim()}`);
 }
 
-async function startHearth() {
+async function startHearth({ apiKey = '', withModel = true } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-browser-'));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const env = { ...process.env, HEARTH_MODELS: path.join(dir, 'models'), HEARTH_HOST: `127.0.0.1:${port}` };
   fs.mkdirSync(env.HEARTH_MODELS);
+  if (apiKey) env.HEARTH_API_KEYS = apiKey;
   const help = spawnSync(HEARTH, ['serve', '--help'], { encoding: 'utf8' }).stdout || '';
   const log = [];
   const child = spawn(HEARTH, ['serve', ...listenArgs(help, port)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -92,7 +93,7 @@ async function startHearth() {
   };
   try {
     await waitReady(url, child, log);
-    const how = await createModel(env, url, dir);
+    const how = withModel ? await createModel(env, url, dir) : 'none';
     return { url, child, log, stop, how };
   } catch (e) {
     await stop();
@@ -100,19 +101,60 @@ async function startHearth() {
   }
 }
 
+// The headers docs/web.md asks for: content types, ETag + no-cache, 304 on revalidation,
+// the CSP; and the page's files load without an API key when keys are on.
+async function checkHeaders(url) {
+  for (const [p, type] of [['/', 'text/html'], ['/app.js', 'text/javascript'], ['/md.js', 'text/javascript'], ['/style.css', 'text/css'], ['/favicon.svg', 'image/svg+xml']]) {
+    const res = await fetch(url + p);
+    assert.equal(res.status, 200, p);
+    assert.ok((res.headers.get('content-type') || '').startsWith(type), `${p}: ${res.headers.get('content-type')}`);
+    const etag = res.headers.get('etag');
+    assert.ok(etag, `${p}: ETag`);
+    assert.ok(/no-cache|max-age/.test(res.headers.get('cache-control') || ''), `${p}: Cache-Control ${res.headers.get('cache-control')}`);
+    const again = await fetch(url + p, { headers: { 'If-None-Match': etag } });
+    assert.equal(again.status, 304, `${p}: revalidation answers 304`);
+  }
+  const res = await fetch(url + '/');
+  assert.ok((res.headers.get('content-security-policy') || '').includes("script-src 'self'"), 'CSP header on the page');
+}
+
+// With API keys on, the page and its files still load (the browser cannot send a key for
+// them); the API answers 401 without the key and the page then asks for it.
+export async function realServerApiKey(t, browser) {
+  const srv = await startHearth({ apiKey: 'test-key-123', withModel: false });
+  const { page, context } = await openPage(browser, srv.url);
+  try {
+    for (const p of ['/', '/app.js', '/md.js', '/style.css', '/theme.js', '/favicon.svg']) {
+      assert.equal((await fetch(srv.url + p)).status, 200, `${p} without a key`);
+    }
+    assert.equal((await fetch(srv.url + '/api/tags')).status, 401);
+    await page.waitForSelector('#apikey', { timeout: T(15000) });
+    await page.fill('#apikey', 'test-key-123');
+    await page.press('#apikey', 'Enter');
+    await page.waitForSelector('#banner', { state: 'hidden', timeout: T(15000) }).catch(() => {});
+    const banner = await page.locator('#banner').innerText().catch(() => '');
+    assert.ok(!/API key/.test(banner), `key accepted: ${banner}`);
+  } finally {
+    await context.close();
+    await srv.stop();
+  }
+  assertCleanLog(srv.log);
+}
+
+// The ASan/UBSan build reports to stderr; any report fails the test.
+function assertCleanLog(log) {
+  const text = log.join('');
+  const m = /(ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:)[^\n]*/.exec(text);
+  assert.ok(!m, `sanitizer report from hearth serve: ${m && m[0]}\n${text.slice(-3000)}`);
+}
+
 export async function realServerJourney(t, browser) {
   const srv = await startHearth();
   t.diagnostic(`hearth serve on ${srv.url}, model created via ${srv.how}`);
   const { page, context, watch } = await openPage(browser, srv.url, { viewport: DESKTOP });
+  let t0 = Date.now();
+  const step = (what) => { t.diagnostic(`real server: ${what} ${Date.now() - t0} ms`); t0 = Date.now(); };
   try {
-    const res = await fetch(srv.url + '/');
-    assert.equal(res.status, 200);
-    assert.ok(res.headers.get('content-type').startsWith('text/html'), res.headers.get('content-type'));
-    assert.ok(res.headers.get('etag'), 'ETag on the page');
-    assert.ok((res.headers.get('content-security-policy') || '').includes("script-src 'self'"), 'CSP header');
-    const again = await fetch(srv.url + '/', { headers: { 'If-None-Match': res.headers.get('etag') } });
-    assert.equal(again.status, 304, 'revalidation answers 304');
-
     await waitModels(page);
     const weight = await pageWeight(watch);
     const fcp = await firstPaint(page);
@@ -126,43 +168,55 @@ export async function realServerJourney(t, browser) {
     await page.selectOption('#model', name);
     await page.waitForSelector('#model-info .chip >> text=llama');
 
-    // A longer reply so that it streams over many frames even on a fast machine.
+    // Enough tokens to stream over many frames, few enough to keep the ASan run short.
     await page.click('#settings-btn');
-    await page.fill('[name=num_predict]', '200');
+    await page.fill('[name=num_predict]', '100');
     await page.fill('[name=seed]', '7');
     await page.click('#close-settings');
     const growth = sampleGrowth(page);
     await send(page, 'Once upon a time');
     const seen = await growth;
     await waitIdle(page, 60000);
+    step('first reply');
     t.diagnostic(`real server: reply grew over ${seen.length} distinct frames`);
+    const errs = page.locator('.msg.assistant .err');
+    const err = (await errs.count()) ? await errs.last().innerText() : '';
+    assert.ok(!err, `the reply failed: ${err}`);
     assert.ok(seen.length >= 3, `reply grew over ${seen.length} frames`);
     const first = (await lastReply(page).textContent()).trim();
     assert.ok(first.length > 20, `a reply: ${first}`);
     const stats = await page.locator('.msg.assistant .stats').last().textContent();
     assert.ok(/tok\/s/.test(stats) && / out/.test(stats), stats);
 
-    // Stop: ask for a long reply, stop it as soon as text appears.
+    // Stop: ask for a long reply (the model may start with blank lines, so don't wait for
+    // visible text), stop it while it streams, and check that the server ended the request
+    // (it logs each request when it completes) instead of generating on.
     await page.click('#settings-btn');
     await page.fill('[name=num_predict]', '100000');
     await page.click('#close-settings');
+    const chatLines = () => srv.log.join('').split('path="/api/chat"').length;
+    const before = chatLines();
     await send(page, 'Tell me a very long story');
-    await page.waitForFunction(() => {
-      const b = [...document.querySelectorAll('.msg.assistant .body')].pop();
-      return (b && b.textContent.length > 0) || document.getElementById('stop').hidden;
-    }, null, { timeout: T(30000) });
+    await page.waitForTimeout(T(400));
+    assert.ok(await page.locator('#stop').isVisible(), 'still generating when Esc is pressed');
     await page.keyboard.press('Escape');
     await waitIdle(page, 10000);
     const stoppedStats = await page.locator('.msg.assistant .stats').last().innerText();
-    t.diagnostic(`real server: after Esc: ${stoppedStats}`);
+    assert.ok(stoppedStats.includes('stopped'), stoppedStats);
+    const deadline = Date.now() + T(5000);
+    while (chatLines() === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(chatLines() > before, 'the server finished the cancelled request within 5 s');
+    step('stop');
+    t.diagnostic(`real server: after Esc: ${stoppedStats.replace(/\s+/g, ' ')}`);
 
     // Regenerate and edit: both must produce a fresh complete reply.
     await page.click('#settings-btn');
-    await page.fill('[name=num_predict]', '60');
+    await page.fill('[name=num_predict]', '12');
     await page.click('#close-settings');
     await page.locator('.actions button', { hasText: /Regenerate|Retry/ }).click();
     await waitIdle(page, 60000);
     assert.ok((await lastReply(page).textContent()).length > 0);
+    step('regenerate');
     const u = page.locator('.msg.user').first();
     await u.hover();
     await u.locator('button', { hasText: 'Edit' }).click();
@@ -172,6 +226,7 @@ export async function realServerJourney(t, browser) {
     assert.equal(await page.locator('.msg').count(), 2);
     assert.ok((await lastReply(page).textContent()).length > 0);
 
+    step('edit');
     await page.reload();
     await waitModels(page);
     assert.ok((await page.locator('.chat-open').allTextContents()).includes('Lily went to the park'));
@@ -179,13 +234,20 @@ export async function realServerJourney(t, browser) {
     await screenshot(page, 'real-desktop-light.png');
     await page.setViewportSize(PHONE);
     await page.emulateMedia({ colorScheme: 'dark' });
+    // the sidebar slides away when the layout turns narrow: wait for it
+    await page.waitForFunction(() => document.getElementById('sidebar').getBoundingClientRect().right <= 0);
     await screenshot(page, 'real-phone-dark.png');
     assert.deepEqual(watch.errors, []);
+    await checkHeaders(srv.url);
   } catch (e) {
     t.diagnostic('hearth serve log:\n' + srv.log.join('').slice(-4000));
+    const c = srv.child;
+    if (c.exitCode === null && !c.signalCode) await Promise.race([new Promise((r) => c.once('exit', r)), new Promise((r) => setTimeout(r, 500))]);
+    if (c.exitCode !== null || c.signalCode) throw new Error(`hearth serve died (exit ${c.exitCode}, signal ${c.signalCode}) — ${e.message}`, { cause: e });
     throw e;
   } finally {
     await context.close();
     await srv.stop();
   }
+  assertCleanLog(srv.log);
 }

@@ -27,6 +27,14 @@ check "stop string ends output and never leaks" "[ \"\$(cat '$t/stop')\" = 'Once
 "$H" run "$M" --raw "" --temp 0 -n 5 --verbose >/dev/null 2>"$t/v"
 check "--verbose prints speeds to stderr" "grep -q 'tokens/s' '$t/v'"
 
+# A stored model name works like its file (store in a temp dir).
+printf 'FROM %s\n' "$M" >"$t/Modelfile"
+HEARTH_MODELS="$t/store" "$H" create tiny -f "$t/Modelfile" >/dev/null 2>&1
+HEARTH_MODELS="$t/store" "$H" run tiny --raw "" --temp 0 -n 200 >"$t/byname" 2>/dev/null
+check "run by stored name equals the file" "cmp -s '$t/byname' '$S/fixtures/generation/stories260K.greedy.txt'"
+HEARTH_MODELS="$t/store" "$H" show tiny >"$t/show" 2>&1
+check "show by stored name" "grep -q 'architecture *llama' '$t/show'"
+
 # Bad input: exit code 1, exactly one line on stderr starting with 'hearth:'
 bad() {
   local name=$1; shift
@@ -34,6 +42,7 @@ bad() {
   check "$name -> exit 1, one message" "[ $rc -eq 1 ] && [ \$(wc -l <'$t/err') -eq 1 ] && grep -q '^hearth: ' '$t/err' && ! grep -qi 'sanitizer' '$t/err'"
 }
 bad "missing model" run /nonexistent.gguf "hi"
+HEARTH_MODELS="$t/store" bad "unknown stored model" run nosuchmodel "hi"
 head -c 100000 "$M" >"$t/trunc.gguf"
 bad "truncated model" run "$t/trunc.gguf" "hi"
 printf 'GGUF\x03\x00\x00\x00' >"$t/tiny.gguf"

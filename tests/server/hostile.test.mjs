@@ -60,7 +60,7 @@ test('wrong types and missing fields are 400s naming the field', async () => {
     ['/api/create', { model: '../../etc', from: 'stories' }, /invalid/],
     ['/v1/chat/completions', { model: 'stories', messages: [], stream: 'yes' }, /stream/],
     ['/v1/chat/completions', { model: 'stories', messages: [{ role: 'user', content: 'x' }], max_tokens: -5 }, /max_tokens/],
-    ['/v1/embeddings', { model: 'stories', input: 'x', encoding_format: 'base64' }, /encoding_format/],
+    ['/v1/embeddings', { model: 'stories', input: 'x', encoding_format: 'hex' }, /encoding_format/],
   ];
   for (const [url, body, re] of cases) {
     const r = await request(`${srv.url}${url}`, { method: url === '/api/delete' ? 'DELETE' : 'POST', body });

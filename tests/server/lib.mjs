@@ -81,6 +81,7 @@ export async function startServer(models, extraArgs = [], env = {}) {
       const t = setTimeout(() => proc.kill('SIGKILL'), 30000 * SLOW);
       const r = await exited;
       clearTimeout(t);
+      if (r.code !== 0) console.error(`hearth serve exited with ${r.code} (${r.sig}); log tail:\n${log.slice(-6000)}`);
       return r.code;
     },
   };

@@ -54,6 +54,9 @@ test('show reports metadata from the GGUF and the stored layers', async () => {
   assert.equal(s.model_info['general.architecture'], 'llama');
   assert.equal(typeof s.model_info['llama.context_length'], 'number');
   assert.equal(s.model_info['llama.embedding_length'], 64); // stories260K: dim 64 (shared/README)
+  assert.equal(s.model_info['tokenizer.ggml.tokens'], null); // arrays only with verbose
+  const v = await ollama.show({ model: 'stories', verbose: true });
+  assert.equal(v.model_info['tokenizer.ggml.tokens'].length, 512); // 512-token vocab (shared/README)
   assert.ok(s.capabilities.includes('completion'));
   assert.equal(s.details.family, 'llama');
   await assert.rejects(ollama.show({ model: 'nope' }), (e) => e.status_code === 404);
@@ -174,4 +177,19 @@ test('pull refuses a corrupt blob and an unknown model; CLI pull works', async (
     const l = cli(['list'], { HEARTH_MODELS: models });
     assert.match(l.out, new RegExp(`${reg2.host.replace(/\./g, '\\.')}/library/tiny:v1`));
   } finally { await reg2.close(); }
+});
+
+test('GET / serves the web page with ETag, CSP and 304 revalidation', async () => {
+  const r = await request(`${srv.url}/`);
+  assert.equal(r.status, 200);
+  assert.match(r.headers['content-type'], /^text\/html/);
+  assert.match(r.body, /<html/i);
+  assert.match(r.headers['content-security-policy'], /default-src 'self'/);
+  assert.equal(r.headers['cache-control'], 'no-cache');
+  const etag = r.headers.etag;
+  assert.ok(etag, 'ETag present');
+  const again = await request(`${srv.url}/`, { headers: { 'If-None-Match': etag } });
+  assert.equal(again.status, 304);
+  assert.equal(again.body, '');
+  assert.equal((await request(`${srv.url}/no-such-file.js`)).status, 404);
 });

@@ -20,8 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "backend/cpu/cpu.h"
+#include "backend/cpu/matmul_impl.h"
 #include "quant/blocks.h"
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
@@ -97,7 +101,7 @@ static void check_case(const mm_case *mc, cpu_pool **pools) {
     bool quantized = mc->type != QT_F16 && mc->type != QT_BF16;
     for (int lv = 0; lv <= top; lv++) {
         cpu_isa_force(lv);
-        cpu_weight w = { mc->type, mc->rows, mc->cols, row_bytes, wdata, NULL, 0 };
+        cpu_weight w = { mc->type, mc->rows, mc->cols, row_bytes, wdata, NULL, 0, false };
         hb_err err = { 0 };
         assert_int_equal(cpu_weight_prepare(&w, &err), HEARTH_OK);
         for (size_t ti = 0; ti < sizeof toks / sizeof toks[0]; ti++) {
@@ -176,6 +180,89 @@ static void test_f16(void **s) { (void)s; run_cases(QT_F16, (int64_t[]){ 1, 15, 
 static void test_bf16(void **s) { (void)s; run_cases(QT_BF16, (int64_t[]){ 1, 31, 32, 100 }, 4); }
 static void test_fallback_q5_0(void **s) { (void)s; run_cases(QT_Q5_0, (int64_t[]){ 64 }, 1); }
 
+/* The vector activation quantizers must give byte-identical codes to the reference path
+ * (quant_quantize_row + rearrangement), including rounding ties, zeros, a zero block,
+ * huge and tiny values, and NaN (Q8 types only: NaN payloads differ for f16). */
+static void test_prep_exact(void **s) {
+    (void)s;
+    static const uint32_t types[] = { QT_Q8_0, QT_Q4_K, QT_F16, QT_BF16 };
+    const int64_t n = 1024;
+    float *x = malloc(sizeof(float) * n);
+    uint8_t *ref = malloc(mm_prep_row_size(QT_F16, n)), *got = malloc(mm_prep_row_size(QT_F16, n));
+    uint8_t *tmp = malloc(quant_row_size(QT_F32, n));
+    assert_non_null(x), assert_non_null(ref), assert_non_null(got), assert_non_null(tmp);
+    const cpu_features *f = cpu_features_get();
+    for (int trial = 0; trial < 40; trial++) {
+        for (int64_t i = 0; i < n; i++) {
+            float v = frnd() * (trial % 2 ? 1e-3f : 3.0f);
+            switch (rnd() % 16) {
+            case 0: v = 0.0f; break;
+            case 1: v = (float)((int)(rnd() % 255) - 127) * 0.5f; break; /* ties after scaling */
+            case 2: v = ldexpf(frnd(), -30); break;
+            case 3: v = ldexpf(frnd(), 20); break;
+            default: break;
+            }
+            x[i] = v;
+        }
+        for (int64_t i = 32; i < 64; i++) x[i] = 0.0f; /* an all-zero block */
+        for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+            uint32_t t = types[k];
+            if (t == QT_Q8_0 || t == QT_Q4_K) x[100] = trial % 3 ? x[100] : NAN;
+            else if (isnan(x[100])) x[100] = 1.0f;
+            size_t cmp = t == QT_F16 ? (size_t)n * 4 : t == QT_BF16 ? (size_t)n * 2 : mm_prep_row_size(t, n);
+            mm_prep_ref(t, x, n, ref, tmp);
+            if (f->avx2) {
+                memset(got, 0x5a, cmp);
+                mm_prep_avx2(t, x, n, got);
+                assert_memory_equal(ref, got, cmp);
+            }
+            if (f->avx512) {
+                memset(got, 0x5a, cmp);
+                mm_prep_avx512(t, x, n, got);
+                assert_memory_equal(ref, got, cmp);
+            }
+        }
+    }
+    free(x), free(ref), free(got), free(tmp);
+}
+
+/* A weight in a read-only file mapping with data_mapped: after packing its pages are
+ * dropped, and both the packed kernels and the scalar path (which re-faults the pages from
+ * the file) still give the reference result. */
+static void test_mapped_release(void **s) {
+    (void)s;
+    const int64_t rows = 64, cols = 4096;
+    size_t rb = quant_row_size(QT_Q4_0, cols), size = rb * (size_t)rows;
+    uint8_t *buf = malloc(size), *xq = malloc(quant_row_size(QT_Q8_0, cols));
+    float *x = malloc(sizeof(float) * cols), y[64], want[64];
+    assert_non_null(buf), assert_non_null(xq), assert_non_null(x);
+    fill_weights(QT_Q4_0, buf, rows, cols, rb);
+    for (int64_t i = 0; i < cols; i++) x[i] = frnd();
+    quant_quantize_row(QT_Q8_0, x, xq, cols);
+    for (int64_t r = 0; r < rows; r++) want[r] = quant_vec_dot(QT_Q4_0, buf + (size_t)r * rb, xq, cols);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, size, f), size);
+    fflush(f);
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fileno(f), 0);
+    assert_true(map != MAP_FAILED);
+    cpu_weight w = { QT_Q4_0, rows, cols, rb, map, NULL, 0, true };
+    hb_err err = { 0 };
+    assert_int_equal(cpu_weight_prepare(&w, &err), HEARTH_OK);
+    for (int lv = cpu_features_get()->level; lv >= 0; lv--) {
+        cpu_scratch sc = { 0 };
+        cpu_isa_force(lv);
+        assert_int_equal(cpu_matmul(g_pools[1], &w, x, 1, y, rows, &sc), HEARTH_OK);
+        for (int64_t r = 0; r < rows; r++) assert_true(fabsf(y[r] - want[r]) <= 1e-4f * (1.0f + fabsf(want[r])));
+        cpu_scratch_free(&sc);
+    }
+    cpu_isa_force(-1);
+    cpu_weight_release(&w);
+    munmap(map, size);
+    fclose(f);
+    free(buf), free(xq), free(x);
+}
+
 static void test_isa_detection(void **s) {
     (void)s;
     const cpu_features *f = cpu_features_get();
@@ -192,7 +279,7 @@ static void test_isa_detection(void **s) {
 
 static void test_unsupported_type(void **s) {
     (void)s;
-    cpu_weight w = { QT_Q8_K, 1, 256, 292, NULL, NULL, 0 };
+    cpu_weight w = { QT_Q8_K, 1, 256, 292, NULL, NULL, 0, false };
     cpu_scratch sc = { 0 };
     float x[256] = { 0 }, y[1];
     assert_int_equal(cpu_matmul(g_pools[0], &w, x, 1, y, 1, &sc), HEARTH_E_UNSUPPORTED);
@@ -201,6 +288,7 @@ static void test_unsupported_type(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_isa_detection), cmocka_unit_test(test_unsupported_type),
+        cmocka_unit_test(test_prep_exact),    cmocka_unit_test(test_mapped_release),
         cmocka_unit_test(test_q4_0),          cmocka_unit_test(test_q8_0),
         cmocka_unit_test(test_q4_K),          cmocka_unit_test(test_q5_K),
         cmocka_unit_test(test_q6_K),          cmocka_unit_test(test_f16),

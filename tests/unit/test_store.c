@@ -182,7 +182,8 @@ static void test_modelfile(void **state) {
     char junk[512];
     for (int it = 0; it < 2000; it++) {
         size_t n = (size_t)(rand_r(&seed) % sizeof junk);
-        for (size_t i = 0; i < n; i++) junk[i] = "FROM \"\"\"PARAMETER stop\n#x\\ "[rand_r(&seed) % 30];
+        static const char alphabet[] = "FROM \"\"\"PARAMETER stop\n#x\\ ";
+        for (size_t i = 0; i < n; i++) junk[i] = alphabet[rand_r(&seed) % (sizeof alphabet - 1)];
         hb_err e4 = { 0 };
         if (store_modelfile_parse(junk, n, &mf, &e4) == HEARTH_OK) store_modelfile_free(&mf);
     }

@@ -64,6 +64,10 @@ typedef struct cpu_weight {
     const void *data;        /* borrowed: [n_rows][row_bytes] */
     void *packed;            /* owned, kernel-specific layout, or NULL */
     int packed_kind;         /* kernel-specific tag, 0 = none */
+    bool data_mapped;        /* set by the caller: `data` lies in a read-only file mapping,
+                              * so after packing its whole pages are dropped (MADV_DONTNEED;
+                              * a later read re-faults them from the file) and resident
+                              * memory stays ~ file size instead of file + packed copy */
 } cpu_weight;
 
 /* Fills w->packed when the CPU has a SIMD level and the type has a packed kernel.

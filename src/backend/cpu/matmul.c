@@ -11,6 +11,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "backend/cpu/matmul_impl.h"
 #include "quant/blocks.h"
@@ -50,6 +52,16 @@ static void pack_task(void *ctx, int ith, int nth) {
     mm_pack_groups(j->w, j->kind, j->dst, j->n_groups * ith / nth, j->n_groups * (ith + 1) / nth);
 }
 
+/* Drops the whole pages inside [p, p + n) of a read-only file mapping; the partial pages at
+ * the ends may hold neighbouring tensors still in use, so they stay. */
+static void release_pages(const void *p, size_t n) {
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~((uintptr_t)pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 int cpu_weight_prepare(cpu_weight *w, hb_err *err) {
     int rc = HEARTH_OK, kind;
     w->packed = NULL;
@@ -64,6 +76,7 @@ int cpu_weight_prepare(cpu_weight *w, hb_err *err) {
     pack_task(&j, 0, 1);
     w->packed = p;
     w->packed_kind = kind;
+    if (w->data_mapped) release_pages(w->data, w->row_bytes * (size_t)w->n_rows);
 out:
     return rc;
 }
@@ -125,42 +138,41 @@ static void prep_q8_K(const float *x, int64_t n, uint8_t *tmp, mm_xbk *out) {
     }
 }
 
-static void prep_row(const prep_job *j, int64_t t, uint8_t *tmp) {
-    const float *x = j->x + t * j->w->n_cols;
-    uint8_t *o = j->xp + (size_t)t * j->xp_row;
-    int64_t n = j->w->n_cols;
-    switch (j->w->type) {
-    case QT_Q4_0: case QT_Q8_0: prep_q8_0(x, n, tmp, (mm_xb32 *)o); break;
+void mm_prep_ref(uint32_t type, const float *x, int64_t n, void *out, void *tmp) {
+    switch (type) {
+    case QT_Q4_0: case QT_Q8_0: prep_q8_0(x, n, tmp, out); break;
     case QT_F16: {
-        float *f = (float *)o; /* f16-rounded, as the reference's F16 activations */
+        float *f = out; /* f16-rounded, as the reference's F16 activations */
         for (int64_t i = 0; i < n; i++) f[i] = hb_f16_to_f32(hb_f32_to_f16(x[i]));
         break;
     }
     case QT_BF16: {
-        uint16_t *h = (uint16_t *)o;
+        uint16_t *h = out;
         for (int64_t i = 0; i < n; i++) h[i] = hb_f32_to_bf16(x[i]);
         break;
     }
-    default: prep_q8_K(x, n, tmp, (mm_xbk *)o); break;
+    default: prep_q8_K(x, n, tmp, out); break;
     }
 }
 
 static void prep_task(void *ctx, int ith, int nth) {
     const prep_job *j = ctx;
-    bool fast = cpu_isa_level() >= CPU_ISA_AVX512;
+    int lv = cpu_isa_level();
     for (int64_t t = ith; t < j->n_tok; t += nth) {
-        if (fast) mm_prep_avx512(j->w->type, j->x + t * j->w->n_cols, j->w->n_cols, j->xp + (size_t)t * j->xp_row);
-        else prep_row(j, t, j->tmp + (size_t)ith * j->tmp_row);
+        const float *x = j->x + t * j->w->n_cols;
+        uint8_t *o = j->xp + (size_t)t * j->xp_row;
+        if (lv >= CPU_ISA_AVX512) mm_prep_avx512(j->w->type, x, j->w->n_cols, o);
+        else if (lv >= CPU_ISA_AVX2) mm_prep_avx2(j->w->type, x, j->w->n_cols, o);
+        else mm_prep_ref(j->w->type, x, j->w->n_cols, o, j->tmp + (size_t)ith * j->tmp_row);
     }
 }
 
-/* Bytes of one prepared activation row; 0 if the kernels do not take this type. */
-static size_t prep_row_size(const cpu_weight *w) {
-    switch (w->type) {
-    case QT_Q4_0: case QT_Q8_0: return (size_t)(w->n_cols / 32) * sizeof(mm_xb32);
-    case QT_Q4_K: case QT_Q5_K: case QT_Q6_K: return (size_t)(w->n_cols / 256) * sizeof(mm_xbk);
-    case QT_F16: return ((size_t)w->n_cols * 4 + 63) & ~(size_t)63;
-    case QT_BF16: return ((size_t)w->n_cols * 2 + 63) & ~(size_t)63;
+size_t mm_prep_row_size(uint32_t type, int64_t n) {
+    switch (type) {
+    case QT_Q4_0: case QT_Q8_0: return (size_t)(n / 32) * sizeof(mm_xb32);
+    case QT_Q4_K: case QT_Q5_K: case QT_Q6_K: return (size_t)(n / 256) * sizeof(mm_xbk);
+    case QT_F16: return ((size_t)n * 4 + 63) & ~(size_t)63;
+    case QT_BF16: return ((size_t)n * 2 + 63) & ~(size_t)63;
     default: return 0;
     }
 }
@@ -211,7 +223,7 @@ int cpu_matmul(cpu_pool *pool, const cpu_weight *w, const float *x, int64_t n_to
     if (!tr || !tr->compute) return HEARTH_E_UNSUPPORTED;
     if (n_tok <= 0 || w->n_rows <= 0) return HEARTH_OK;
     mm_kern_fn fn = pick_kernel(w);
-    size_t xp_row = fn ? prep_row_size(w) : 0;
+    size_t xp_row = fn ? mm_prep_row_size(w->type, w->n_cols) : 0;
     if (!fn || !xp_row) return matmul_generic(pool, w, x, n_tok, y, ldy, scratch);
 
     int nth = cpu_pool_n_threads(pool);

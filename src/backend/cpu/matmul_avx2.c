@@ -171,6 +171,95 @@ MM_FORCE void fx_tile(const mm_ctx *c, int64_t r0, int64_t t0, const int NT, con
 MM_DEF_FRUN(run_f16, 0)
 MM_DEF_FRUN(run_bf16, 1)
 
+
+/* ---- activation preparation: the AVX-512 file's bit-exact quantizers, 8 lanes wide ---------- */
+static inline __m256i round_clamp127(__m256 v) {
+    __m256 half = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(0.5f));
+    __m256i q = _mm256_cvttps_epi32(_mm256_add_ps(v, half)); /* NaN/overflow: INT_MIN */
+    return _mm256_min_epi32(_mm256_max_epi32(q, _mm256_set1_epi32(-127)), _mm256_set1_epi32(127));
+}
+
+static inline __m256 absmax_acc(__m256 acc, const float *x) {
+    __m256 a = _mm256_and_ps(_mm256_loadu_ps(x), _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+    return _mm256_max_ps(a, acc); /* NaN lanes keep acc */
+}
+
+static inline float hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+static inline int32_t hsum8i(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* 16 codes (two vectors of 8 int32 in -127..127) -> 16 bytes, element order kept */
+static inline void store16(int8_t *dst, __m256i a, __m256i b) {
+    __m256i w = _mm256_packs_epi32(a, b);                 /* a0-3 b0-3 | a4-7 b4-7 */
+    w = _mm256_permute4x64_epi64(w, 0xd8);                /* a0-3 a4-7 | b0-3 b4-7 */
+    __m128i p = _mm_packs_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+    _mm_storeu_si128((__m128i *)dst, p);
+}
+
+static void prep_q8_0(const float *x, int64_t n, mm_xb32 *out) {
+    for (int64_t b = 0; b < n / 32; b++, x += 32) {
+        __m256 m = _mm256_setzero_ps();
+        for (int i = 0; i < 32; i += 8) m = absmax_acc(m, x + i);
+        float amax = hmax8(m);
+        float d = hb_f16_to_f32(hb_f32_to_f16(amax / 127.0f));
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m256i q[4], s = _mm256_setzero_si256();
+        for (int i = 0; i < 4; i++) {
+            q[i] = round_clamp127(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * i), _mm256_set1_ps(id)));
+            s = _mm256_add_epi32(s, q[i]);
+        }
+        store16(out[b].qs, q[0], q[1]);
+        store16(out[b].qs + 16, q[2], q[3]);
+        out[b].d = d;
+        out[b].corr = hsum8i(s);
+    }
+}
+
+static void prep_q8_K(const float *x, int64_t n, mm_xbk *out) {
+    for (int64_t b = 0; b < n / 256; b++, x += 256) {
+        __m256 m = _mm256_setzero_ps();
+        for (int i = 0; i < 256; i += 8) m = absmax_acc(m, x + i);
+        float amax = hmax8(m);
+        float id = amax > 0 ? 127.0f / amax : 0.0f;
+        out[b].d = amax / 127.0f;
+        int32_t s16[16];
+        for (int j = 0; j < 16; j++) {
+            __m256i q0 = round_clamp127(_mm256_mul_ps(_mm256_loadu_ps(x + 16 * j), _mm256_set1_ps(id)));
+            __m256i q1 = round_clamp127(_mm256_mul_ps(_mm256_loadu_ps(x + 16 * j + 8), _mm256_set1_ps(id)));
+            store16(out[b].qs + 16 * j, q0, q1);
+            s16[j] = hsum8i(_mm256_add_epi32(q0, q1));
+            out[b].c16[j] = -32 * s16[j];
+        }
+        for (int j = 0; j < 8; j++) out[b].s32[j] = s16[2 * j] + s16[2 * j + 1];
+    }
+}
+
+static void prep_f16(const float *x, int64_t n, float *out) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+    for (; i < n; i++) out[i] = hb_f16_to_f32(hb_f32_to_f16(x[i]));
+}
+
+void mm_prep_avx2(uint32_t type, const float *x, int64_t n, void *out) {
+    switch (type) {
+    case QT_Q4_0: case QT_Q8_0: prep_q8_0(x, n, out); break;
+    case QT_F16: prep_f16(x, n, out); break;
+    case QT_BF16: for (int64_t i = 0; i < n; i++) ((uint16_t *)out)[i] = hb_f32_to_bf16(x[i]); break;
+    default: prep_q8_K(x, n, out); break;
+    }
+}
+
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -192,6 +281,9 @@ mm_kern_fn mm_kernel_avx2(const cpu_weight *w) {
 }
 
 #else
+void mm_prep_avx2(uint32_t type, const float *x, int64_t n, void *out) {
+    (void)type, (void)x, (void)n, (void)out;
+}
 mm_kern_fn mm_kernel_avx2(const cpu_weight *w) {
     (void)w;
     return NULL;

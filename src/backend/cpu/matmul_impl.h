@@ -84,9 +84,14 @@ typedef void (*mm_kern_fn)(const mm_ctx *c, int64_t g0, int64_t g1);
 mm_kern_fn mm_kernel_avx512(const cpu_weight *w, bool bf16_ok);
 mm_kern_fn mm_kernel_avx2(const cpu_weight *w);
 
-/* Vector activation preparation, bit-identical to the scalar path in matmul.c (reference
- * quantization + rearrangement): x (n floats) -> one prepared row of the weight type. */
+/* Activation preparation: x (n floats) -> one prepared row for a weight of `type`
+ * (mm_prep_row_size bytes; 0 = no prepared form). mm_prep_ref is the definition: the
+ * reference quantizer (quant_quantize_row into tmp, quant_row_size(vec_dot_type, n) bytes)
+ * rearranged; the vector versions must produce the same bytes. */
+size_t mm_prep_row_size(uint32_t type, int64_t n);
+void mm_prep_ref(uint32_t type, const float *x, int64_t n, void *out, void *tmp);
 void mm_prep_avx512(uint32_t type, const float *x, int64_t n, void *out);
+void mm_prep_avx2(uint32_t type, const float *x, int64_t n, void *out);
 
 /* Packing (matmul_pack.c): bytes of the packed copy for w, 0 if w's type is not packed. */
 size_t mm_pack_size(const cpu_weight *w, int *kind);

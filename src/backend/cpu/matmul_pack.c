@@ -28,114 +28,105 @@ size_t mm_pack_size(const cpu_weight *w, int *kind) {
     return r;
 }
 
-/* Position of element e (0..31) of row k in a block of 4-element steps: byte offset inside
- * the block's code area and whether it is the high nibble (4-bit formats). */
-static inline size_t step_byte(int e, int k, int two_per_byte, int *hi) {
-    int s = e / 4, i = e % 4;
-    if (two_per_byte) {
-        *hi = s & 1;
-        return (size_t)(s / 2) * 64 + (size_t)k * 4 + (size_t)i;
-    }
-    *hi = 0;
-    return (size_t)s * 64 + (size_t)k * 4 + (size_t)i;
-}
-
-static void put_nib(uint8_t *area, int e, int k, int q) {
-    int hi;
-    size_t off = step_byte(e, k, 1, &hi);
-    area[off] |= (uint8_t)((q & 15) << (hi ? 4 : 0));
+/* Scatters the 4-bit codes q[0..31] of one row (k) of one 32-column block into the step
+ * layout: vector m (64 bytes) holds steps 2m (low nibbles) and 2m+1 (high nibbles), row k
+ * at bytes 4k..4k+3. */
+static inline void put_nibs32(uint8_t *area, int k, const uint8_t *q) {
+    for (int m = 0; m < 4; m++)
+        for (int i = 0; i < 4; i++)
+            area[64 * m + 4 * k + i] = (uint8_t)(q[8 * m + i] | (q[8 * m + 4 + i] << 4));
 }
 
 static void pack_q4_0(const cpu_weight *w, uint8_t *dst, int64_t g, int64_t nb) {
-    for (int64_t b = 0; b < nb; b++) {
-        uint8_t *blk = dst + (size_t)b * MM_Q4_0_BLK;
-        uint16_t *d = (uint16_t *)blk;
-        for (int k = 0; k < MM_GROUP; k++) {
-            int64_t r = g * MM_GROUP + k;
-            if (r >= w->n_rows) break;
-            const block_q4_0 *src = (const block_q4_0 *)((const uint8_t *)w->data + (size_t)r * w->row_bytes) + b;
-            d[k] = src->d;
-            for (int e = 0; e < 32; e++) {
-                int q = e < 16 ? (src->qs[e] & 15) : (src->qs[e - 16] >> 4);
-                put_nib(blk + 32, e, k, q);
-            }
+    for (int k = 0; k < MM_GROUP; k++) {
+        int64_t r = g * MM_GROUP + k;
+        if (r >= w->n_rows) break;
+        const block_q4_0 *src = (const block_q4_0 *)((const uint8_t *)w->data + (size_t)r * w->row_bytes);
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *blk = dst + (size_t)b * MM_Q4_0_BLK, q[32];
+            memcpy(blk + 2 * k, &src[b].d, 2);
+            for (int e = 0; e < 16; e++) q[e] = src[b].qs[e] & 15, q[e + 16] = src[b].qs[e] >> 4;
+            put_nibs32(blk + 32, k, q);
         }
     }
 }
 
 static void pack_q8_0(const cpu_weight *w, uint8_t *dst, int64_t g, int64_t nb) {
-    for (int64_t b = 0; b < nb; b++) {
-        uint8_t *blk = dst + (size_t)b * MM_Q8_0_BLK;
-        uint16_t *d = (uint16_t *)blk;
-        for (int k = 0; k < MM_GROUP; k++) {
-            int64_t r = g * MM_GROUP + k;
-            if (r >= w->n_rows) break;
-            const block_q8_0 *src = (const block_q8_0 *)((const uint8_t *)w->data + (size_t)r * w->row_bytes) + b;
-            d[k] = src->d;
-            for (int e = 0; e < 32; e++) {
-                int hi;
-                blk[32 + step_byte(e, k, 0, &hi)] = (uint8_t)src->qs[e];
-            }
+    for (int k = 0; k < MM_GROUP; k++) {
+        int64_t r = g * MM_GROUP + k;
+        if (r >= w->n_rows) break;
+        const block_q8_0 *src = (const block_q8_0 *)((const uint8_t *)w->data + (size_t)r * w->row_bytes);
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *blk = dst + (size_t)b * MM_Q8_0_BLK;
+            memcpy(blk + 2 * k, &src[b].d, 2);
+            for (int s = 0; s < 8; s++) memcpy(blk + 32 + 64 * s + 4 * k, src[b].qs + 4 * s, 4);
         }
     }
 }
 
-/* Q4_K / Q5_K share scales and nibble areas; Q5_K adds the fifth-bit masks. */
+/* Q4_K / Q5_K share scales and nibble areas; Q5_K adds the fifth-bit masks (mask s of a
+ * sub-block: bit 4*row + i = fifth bit of element 4s + i). */
 static void pack_q45_K(const cpu_weight *w, uint8_t *dst, int64_t g, int64_t nb, bool five) {
     size_t bsz = five ? MM_Q5_K_BLK : MM_Q4_K_BLK, sub = five ? 320 : 256;
-    for (int64_t b = 0; b < nb; b++) {
-        uint8_t *blk = dst + (size_t)b * bsz;
-        uint16_t *d = (uint16_t *)blk, *dmin = d + 16;
-        uint8_t *sc = blk + 64, *mn = blk + 192, *codes = blk + 320;
-        for (int k = 0; k < MM_GROUP; k++) {
-            int64_t r = g * MM_GROUP + k;
-            if (r >= w->n_rows) break;
-            const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+    for (int k = 0; k < MM_GROUP; k++) {
+        int64_t r = g * MM_GROUP + k;
+        if (r >= w->n_rows) break;
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *blk = dst + (size_t)b * bsz, *sc = blk + 64, *mn = blk + 192, *codes = blk + 320;
             const uint8_t *scales, *qs, *qh = NULL;
             if (five) {
                 const block_q5_K *s = (const block_q5_K *)row + b;
-                d[k] = s->d, dmin[k] = s->dmin, scales = s->scales, qs = s->qs, qh = s->qh;
+                memcpy(blk + 2 * k, &s->d, 2), memcpy(blk + 32 + 2 * k, &s->dmin, 2);
+                scales = s->scales, qs = s->qs, qh = s->qh;
             } else {
                 const block_q4_K *s = (const block_q4_K *)row + b;
-                d[k] = s->d, dmin[k] = s->dmin, scales = s->scales, qs = s->qs;
+                memcpy(blk + 2 * k, &s->d, 2), memcpy(blk + 32 + 2 * k, &s->dmin, 2);
+                scales = s->scales, qs = s->qs;
             }
             for (int j = 0; j < 8; j++) {
+                uint8_t q[32], *area = codes + (size_t)j * sub;
+                int c = j / 2, shift = 4 * (j % 2);
                 quant_kq_get_scale_min(scales, j, &sc[j * 16 + k], &mn[j * 16 + k]);
-                uint8_t *area = codes + (size_t)j * sub;
-                for (int e = 0; e < 32; e++) {
-                    int p = 32 * j + e, c = p / 64, l = p % 64;
-                    int q = l < 32 ? (qs[32 * c + l] & 15) : (qs[32 * c + l - 32] >> 4);
-                    put_nib(area, e, k, q);
-                    if (five && ((qh[l % 32] >> (2 * c + (l >= 32))) & 1)) {
-                        int bit = k * 4 + e % 4;
+                for (int e = 0; e < 32; e++) q[e] = (qs[32 * c + e] >> shift) & 15;
+                put_nibs32(area, k, q);
+                if (!five) continue;
+                for (int e = 0; e < 32; e++)
+                    if ((qh[e] >> (2 * c + j % 2)) & 1) {
+                        int bit = 4 * k + e % 4;
                         area[256 + (e / 4) * 8 + bit / 8] |= (uint8_t)(1u << (bit % 8));
                     }
-                }
             }
         }
     }
 }
 
 static void pack_q6_K(const cpu_weight *w, uint8_t *dst, int64_t g, int64_t nb) {
-    for (int64_t b = 0; b < nb; b++) {
-        uint8_t *blk = dst + (size_t)b * MM_Q6_K_BLK;
-        uint16_t *d = (uint16_t *)blk;
-        int8_t *sc = (int8_t *)blk + 32;
-        uint8_t *codes = blk + 288;
-        for (int k = 0; k < MM_GROUP; k++) {
-            int64_t r = g * MM_GROUP + k;
-            if (r >= w->n_rows) break;
-            const block_q6_K *s = (const block_q6_K *)((const uint8_t *)w->data + (size_t)r * w->row_bytes) + b;
-            d[k] = s->d;
-            for (int j = 0; j < 16; j++) sc[j * 16 + k] = s->scales[j];
-            for (int p = 0; p < 256; p++) {
-                int h = p / 128, kk = (p % 128) / 32, l = p % 32;
-                int lo = (s->ql[64 * h + 32 * (kk & 1) + l] >> (4 * (kk >> 1))) & 15;
-                int hi2 = (s->qh[32 * h + l] >> (2 * kk)) & 3;
-                int j = p / 16, e = p % 16;
+    for (int k = 0; k < MM_GROUP; k++) {
+        int64_t r = g * MM_GROUP + k;
+        if (r >= w->n_rows) break;
+        const block_q6_K *src = (const block_q6_K *)((const uint8_t *)w->data + (size_t)r * w->row_bytes);
+        for (int64_t b = 0; b < nb; b++) {
+            const block_q6_K *s = &src[b];
+            uint8_t *blk = dst + (size_t)b * MM_Q6_K_BLK, *codes = blk + 288, lo[256], hi[256];
+            memcpy(blk + 2 * k, &s->d, 2);
+            for (int j = 0; j < 16; j++) blk[32 + j * 16 + k] = (uint8_t)s->scales[j];
+            /* element p = 128h + 32kk + l: low 4 bits from ql, high 2 bits from qh */
+            for (int h = 0; h < 2; h++)
+                for (int kk = 0; kk < 4; kk++)
+                    for (int l = 0; l < 32; l++) {
+                        int p = 128 * h + 32 * kk + l;
+                        lo[p] = (s->ql[64 * h + 32 * (kk & 1) + l] >> (4 * (kk >> 1))) & 15;
+                        hi[p] = (s->qh[32 * h + l] >> (2 * kk)) & 3;
+                    }
+            for (int j = 0; j < 16; j++) {
                 uint8_t *area = codes + (size_t)j * 192;
-                put_nib(area, e, k, lo);
-                area[128 + (size_t)k * 4 + (size_t)(e % 4)] |= (uint8_t)(hi2 << (2 * (e / 4)));
+                const uint8_t *L = lo + 16 * j, *H = hi + 16 * j;
+                for (int i = 0; i < 4; i++) {
+                    area[4 * k + i] = (uint8_t)(L[i] | (L[4 + i] << 4));
+                    area[64 + 4 * k + i] = (uint8_t)(L[8 + i] | (L[12 + i] << 4));
+                    area[128 + 4 * k + i] = (uint8_t)(H[i] | (H[4 + i] << 2) | (H[8 + i] << 4) | (H[12 + i] << 6));
+                }
             }
         }
     }

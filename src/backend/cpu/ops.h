@@ -16,7 +16,7 @@ typedef struct cpu_be {
 
 void cpu_kv_store(be_ctx *b, const be_kv_layer *kv, const float *k, int64_t ks, const float *v,
                   int64_t vs, int64_t n_tok, const int32_t *pos, const int32_t *seq);
-void cpu_kv_copy(be_ctx *b, const be_kv_layer *kv, int32_t src, int32_t dst, int64_t n);
+int cpu_kv_copy(be_ctx *b, const be_kv_layer *kv, int32_t src, int32_t dst, int64_t n);
 int cpu_attention(be_ctx *b, const be_attn *a, const float *q, int64_t qs, float *out, int64_t os);
 
 #endif

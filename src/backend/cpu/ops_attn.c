@@ -48,12 +48,13 @@ void cpu_kv_store(be_ctx *b, const be_kv_layer *kv, const float *k, int64_t ks, 
     }
 }
 
-void cpu_kv_copy(be_ctx *b, const be_kv_layer *kv, int32_t src, int32_t dst, int64_t n) {
+int cpu_kv_copy(be_ctx *b, const be_kv_layer *kv, int32_t src, int32_t dst, int64_t n) {
     (void)b;
     size_t stream = (size_t)kv->n_ctx * kv->row_bytes, bytes = (size_t)n * kv->row_bytes;
-    if (src == dst || n <= 0) return;
+    if (src == dst || n <= 0) return HEARTH_OK;
     memcpy((uint8_t *)kv->k + (size_t)dst * stream, (uint8_t *)kv->k + (size_t)src * stream, bytes);
     memcpy((uint8_t *)kv->v + (size_t)dst * stream, (uint8_t *)kv->v + (size_t)src * stream, bytes);
+    return HEARTH_OK;
 }
 
 /* Elements [off, off+n) of a cached row as f32: a pointer into the row (f32) or into tmp. */

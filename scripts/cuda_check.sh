@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# cuda_check.sh — on a GPU machine: build with CUDA=1, run the CUDA kernel tests and the
+# kernel benchmark, and (when models are given) the model-level checks. Logs go to $OUT
+# (or ./cuda-logs) so they survive the machine; a short table is printed last.
+#   scripts/cuda_check.sh [kernels] [bench] [fixtures] [models]
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+out=${OUT:-$top/cuda-logs}
+mkdir -p "$out"
+export PATH=/usr/local/cuda/bin:$PATH
+# cmocka may be carried in ext/ (header + shared library) on machines without it
+if [ -d ext ]; then
+  export CPATH=$top/ext/include LIBRARY_PATH=$top/ext/lib LD_LIBRARY_PATH=$top/ext/lib
+  [ -e ext/lib/libcmocka.so ] || ln -s libcmocka.so.0 ext/lib/libcmocka.so
+fi
+what=${*:-kernels bench}
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
+# Binaries built elsewhere (same x86-64 ABI) may be carried in build/ with PREBUILT=1.
+if [ "${PREBUILT:-0}" != 1 ]; then
+  t0=$(date +%s)
+  make CUDA=1 -j16 all build/tests/cuda/test_cuda_kernels build/cuda_bench_kernels >"$out/build.log" 2>&1 \
+    || { tail -30 "$out/build.log"; exit 1; }
+  echo "build: $(( $(date +%s) - t0 )) s"
+fi
+for w in $what; do
+  case $w in
+    kernels) build/tests/cuda/test_cuda_kernels 2>&1 | tee "$out/kernels.log" | grep -v "^  " ;;
+    bench)   build/cuda_bench_kernels 100 2>&1 | tee "$out/bench.log" ;;
+  esac
+done
+
+# Model-level checks on the GPU (the test programs pick the GPU by default when one is
+# usable): every golden logit fixture present under $HEARTH_TEST_SHARED, the engine tests,
+# the CLI logits test; then the same logits on CPU and GPU must differ (proof the GPU ran)
+# while both pass.
+for w in $what; do
+  [ "$w" = fixtures ] || continue
+  export HEARTH_TEST_SHARED=${HEARTH_TEST_SHARED:-$top/shared} HEARTH=$top/build/hearth
+  for t in build/tests/golden/test_logits build/tests/unit/test_engine; do
+    "$t" > "$out/$(basename "$t").log" 2>&1; echo "$(basename "$t"): rc=$? $(grep -c '^\[       OK' "$out/$(basename "$t").log") ok, $(grep -c '^\[  FAILED' "$out/$(basename "$t").log") failed lines"
+  done
+  grep -E "nrmse|MISMATCH|FAIL|^ *[a-z0-9]+\.[A-Z0-9_]+ " "$out/test_logits.log" | head -80
+  bash tests/cli/logits.sh > "$out/cli_logits.log" 2>&1 && echo "cli logits.sh: ok" || { echo "cli logits.sh: FAIL"; tail -5 "$out/cli_logits.log"; }
+  ids=$(cat "$HEARTH_TEST_SHARED/fixtures/logits/seqs/b.txt")
+  HEARTH_BACKEND=cuda build/hearth logits "$HEARTH_TEST_SHARED/models/stories260K.gguf" --tokens "$ids" --out "$out/gpu.f32" > /dev/null
+  HEARTH_BACKEND=cpu build/hearth logits "$HEARTH_TEST_SHARED/models/stories260K.gguf" --tokens "$ids" --out "$out/cpu.f32" > /dev/null
+  cmp -s "$out/gpu.f32" "$out/cpu.f32" && echo "WARNING: GPU and CPU logits are bit-identical (GPU not used?)" || echo "GPU and CPU logits differ in rounding (GPU in use)"
+done
+
+# Speed: TinyLlama-1.1B-shape random-weight models (made here by mkmodel, never committed),
+# pp512 / tg128 / bandwidth fraction / batch-of-8 check, on the GPU.
+for w in $what; do
+  [ "$w" = models ] || continue
+  mk=${MKMODEL:-build/mkmodel}
+  mkdir -p /tmp/tl
+  for t in ${TYPES:-q4_0 q4_k_m q8_0 f16}; do
+    [ -f /tmp/tl/tl-$t.gguf ] || "$mk" --shape tinyllama --type "$t" -t 16 --vocab "${VOCAB:-../shared/vocab/ggml-vocab-llama-spm.gguf}" -o /tmp/tl/tl-$t.gguf > /dev/null 2>&1 \
+      || { echo "mkmodel $t failed"; continue; }
+  done
+  build/cuda_bench_model /tmp/tl/tl-*.gguf 2>&1 | tee "$out/bench_model.log"
+done

@@ -1,0 +1,687 @@
+/* be_cuda.c — the be_ops table (src/backend/backend.h) on an NVIDIA GPU, over the kernels
+ * of cuda.h. The forward pass and the engine run unchanged: activation buffers are device
+ * memory, and everything the interface hands over as host data is mirrored on the device:
+ *  - weights (be_weight) and the model's small float arrays (norm weights, biases, RoPE
+ *    factors) are uploaded once, on first use, and kept for the life of the backend;
+ *  - the KV cache lives in device memory shadowing the engine's host cache by address; a
+ *    layer's shadow grows to the highest (sequence, position) cell stored.
+ * Ops are not run when called: they are recorded (be_cuda_cmd.c) and run at the next
+ * read, where a step seen before is replayed as one CUDA graph (no launch gaps).
+ * Failures found while recording are returned by the op (or, for void ops, by the next op
+ * that returns a status); failures while running poison the read (NaN) and stick.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/be_cuda.h"
+#include "backend/cuda/cuda.h"
+
+/* host address -> device copy */
+typedef struct cb_map {
+    const void *host;
+    void *dev;
+    size_t bytes;        /* device bytes */
+    cuda_weight w;       /* weights only */
+} cb_map;
+
+/* One recorded op. Every field that decides what the GPU does is in here (zero-filled
+ * first), so equal bytes mean an identical step; int arrays live in the step's arena and
+ * are referenced by offset, so their values may change without changing the step. */
+typedef enum cb_kind {
+    CK_GET_ROWS, CK_MATMUL, CK_RMSNORM, CK_ROPE, CK_KV_STORE, CK_ATTN, CK_COPY_ROWS, CK_ADD, CK_SCALE,
+    CK_SOFTCAP, CK_GLU, CK_KV_COPY, CK_NOP
+} cb_kind;
+
+typedef struct cb_cmd {
+    int32_t kind, flag;
+    int64_t off[2];      /* arena offsets (ints) of up to two int arrays, -1 = none */
+    const void *p[5];    /* device pointers ([3]: fused residual target of a matmul) */
+    int64_t n[8];        /* sizes and strides */
+    float f[2];
+    cuda_weight w;
+    cuda_weight wx[2];   /* more weights over the same x, run in the same launch (cb_fuse) */
+    const void *yx[2], *addx[2];
+    int64_t ldyx[2];
+    int64_t n_multi;     /* how many of wx are used */
+    cuda_rope rope;
+    cuda_kv kv;
+    cuda_attn at;        /* pos/seq/kv pointers filled at run time */
+} cb_cmd;
+_Static_assert(sizeof(cb_cmd) % 8 == 0, "cb_cmd is hashed as 64-bit words");
+
+/* A step seen before: after one eager run it is captured, then replayed. */
+typedef struct cb_graph {
+    uint64_t sig, gen, last_use;
+    cuda_graph *g;       /* NULL until captured */
+} cb_graph;
+
+#define CB_GRAPHS 16
+#define CB_DEDUP 8
+
+typedef struct cuda_be {
+    cuda_ctx *cu;
+    hb_err err;          /* first failure (sticky) */
+    cb_map *map;         /* weights, float arrays and KV shadows */
+    size_t n_map, cap_map;
+    cb_cmd *cmd;         /* the step being recorded */
+    size_t n_cmd, cap_cmd;
+    int32_t *arena_host; /* pinned: int arrays of the step */
+    int32_t *arena_dev;
+    int64_t arena_used, arena_cap;
+    struct { const int32_t *host; int64_t n, off; } dedup[CB_DEDUP];
+    int n_dedup;
+    cb_graph graphs[CB_GRAPHS];
+    uint64_t clock;
+    bool graphs_off;     /* HEARTH_CUDA_GRAPHS=0, or a capture failed */
+    bool fuse_off;       /* HEARTH_CUDA_FUSE=0 */
+} cuda_be;
+
+static cuda_be *cb(be_ctx *b) {
+    return (cuda_be *)b->impl;
+}
+
+static int cb_status(cuda_be *c) {
+    return c->err.code;
+}
+
+static cb_map *cb_find(cuda_be *c, const void *host) {
+    for (size_t i = 0; i < c->n_map; i++)
+        if (c->map[i].host == host) return &c->map[i];
+    return NULL;
+}
+
+/* Registers dev (bytes, owned from now on) as the device copy of host. */
+static cb_map *cb_register(cuda_be *c, const void *host, void *dev, size_t bytes, hb_err *err) {
+    if (c->n_map == c->cap_map) {
+        size_t cap = c->cap_map ? 2 * c->cap_map : 64;
+        cb_map *nm = realloc(c->map, cap * sizeof *nm);
+        if (!nm) {
+            hb_fail(err, HEARTH_E_NOMEM, "out of memory");
+            return NULL;
+        }
+        c->map = nm;
+        c->cap_map = cap;
+    }
+    cb_map *e = &c->map[c->n_map++];
+    memset(e, 0, sizeof *e);
+    e->host = host;
+    e->dev = dev;
+    e->bytes = bytes;
+    return e;
+}
+
+/* Allocates and registers a device copy of `bytes` for host (contents not set). */
+static cb_map *cb_add(cuda_be *c, const void *host, size_t bytes, hb_err *err) {
+    void *dev = NULL;
+    if (cuda_alloc(c->cu, &dev, bytes, err)) return NULL;
+    cb_map *e = cb_register(c, host, dev, bytes, err);
+    if (!e) cuda_free(c->cu, dev);
+    return e;
+}
+
+/* Device copy of an immutable host float array of n floats (NULL stays NULL). */
+static const float *cb_floats(cuda_be *c, const float *host, int64_t n) {
+    if (!host || c->err.code) return NULL;
+    cb_map *e = cb_find(c, host);
+    if (e) return e->dev;
+    e = cb_add(c, host, (size_t)n * sizeof(float), &c->err);
+    if (!e || cuda_upload(c->cu, e->dev, host, e->bytes, &c->err)) return NULL;
+    return e->dev;
+}
+
+static const cuda_weight *cb_weight(cuda_be *c, const be_weight *w, hb_err *err) {
+    cb_map *e = cb_find(c, w->host.data);
+    if (e) return &e->w;
+    size_t bytes = w->host.row_bytes * (size_t)w->host.n_rows;
+    if (!cuda_type_supported(w->host.type)) {
+        hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: weight type %s is not supported", quant_type_name(w->host.type));
+        return NULL;
+    }
+    if (!(e = cb_add(c, w->host.data, bytes, err))) return NULL;
+    if (cuda_upload(c->cu, e->dev, w->host.data, bytes, err)) return NULL;
+    memset(&e->w, 0, sizeof e->w);
+    e->w.type = w->host.type, e->w.n_rows = w->host.n_rows, e->w.n_cols = w->host.n_cols;
+    e->w.row_bytes = w->host.row_bytes, e->w.data = e->dev;
+    return &e->w;
+}
+
+/* Device KV for a layer, grown to hold rows [0, rows); contents are kept across growth. */
+static int cb_kv(cuda_be *c, const be_kv_layer *kv, int64_t rows, cuda_kv *out) {
+    cb_map *ek = cb_find(c, kv->k), *ev = cb_find(c, kv->v);
+    size_t need = (size_t)rows * kv->row_bytes;
+    if (!ek || ek->bytes < need) {
+        size_t bytes = need < ((size_t)kv->n_ctx * kv->row_bytes) ? (size_t)kv->n_ctx * kv->row_bytes : need;
+        void *nk = NULL, *nv = NULL;
+        if (cuda_alloc(c->cu, &nk, bytes, &c->err) || cuda_alloc(c->cu, &nv, bytes, &c->err)) {
+            cuda_free(c->cu, nk);
+            return c->err.code;
+        }
+        if (ek) {
+            cuda_copy(c->cu, nk, ek->dev, ek->bytes, &c->err);
+            cuda_copy(c->cu, nv, ev->dev, ev->bytes, &c->err);
+            cuda_sync(c->cu, &c->err);
+            cuda_free(c->cu, ek->dev);
+            cuda_free(c->cu, ev->dev);
+            ek->dev = nk, ek->bytes = bytes, ev->dev = nv, ev->bytes = bytes;
+        } else {
+            if (!cb_register(c, kv->k, nk, bytes, &c->err)) {
+                cuda_free(c->cu, nk), cuda_free(c->cu, nv);
+                return c->err.code;
+            }
+            if (!cb_register(c, kv->v, nv, bytes, &c->err)) {
+                cuda_free(c->cu, nv);
+                return c->err.code;
+            }
+            ek = cb_find(c, kv->k), ev = cb_find(c, kv->v);
+        }
+    }
+    memset(out, 0, sizeof *out); /* padding too: recorded ops are compared bytewise */
+    out->k = ek->dev, out->v = ev->dev, out->type = kv->type, out->kv_dim = kv->kv_dim;
+    out->row_bytes = kv->row_bytes, out->n_ctx = kv->n_ctx;
+    return c->err.code;
+}
+
+/* ---- recording -------------------------------------------------------------------------- */
+
+static cb_cmd *cb_push(cuda_be *c, int kind) {
+    if (c->err.code) return NULL;
+    if (c->n_cmd == c->cap_cmd) {
+        size_t cap = c->cap_cmd ? 2 * c->cap_cmd : 1024;
+        cb_cmd *nc = realloc(c->cmd, cap * sizeof *nc);
+        if (!nc) {
+            hb_fail(&c->err, HEARTH_E_NOMEM, "out of memory recording GPU work");
+            return NULL;
+        }
+        c->cmd = nc;
+        c->cap_cmd = cap;
+    }
+    cb_cmd *k = &c->cmd[c->n_cmd++];
+    memset(k, 0, sizeof *k);
+    k->kind = kind;
+    k->off[0] = k->off[1] = -1;
+    return k;
+}
+
+/* Copies n host ints into the step's arena and returns their offset (an identical array
+ * already there is reused). The arena grows by reallocation, which retires every graph. */
+static int64_t cb_arena(cuda_be *c, const int32_t *host, int64_t n) {
+    for (int i = 0; i < c->n_dedup; i++)
+        if (c->dedup[i].host == host && c->dedup[i].n == n &&
+            memcmp(c->arena_host + c->dedup[i].off, host, (size_t)n * sizeof *host) == 0)
+            return c->dedup[i].off;
+    if (c->arena_used + n > c->arena_cap) {
+        int64_t cap = c->arena_cap ? 2 * c->arena_cap : 65536;
+        while (cap < c->arena_used + n) cap *= 2;
+        void *nh = NULL, *nd = NULL;
+        if (cuda_host_alloc((size_t)cap * 4, &nh, &c->err) || cuda_alloc(c->cu, &nd, (size_t)cap * 4, &c->err)) {
+            cuda_host_free(nh);
+            return -1;
+        }
+        if (c->arena_used) memcpy(nh, c->arena_host, (size_t)c->arena_used * 4);
+        cuda_sync(c->cu, &c->err); /* graphs may still read the old arena */
+        cuda_host_free(c->arena_host);
+        cuda_free(c->cu, c->arena_dev);
+        c->arena_host = nh, c->arena_dev = nd, c->arena_cap = cap;
+    }
+    int64_t off = c->arena_used;
+    memcpy(c->arena_host + off, host, (size_t)n * sizeof *host);
+    c->arena_used += n;
+    if (c->n_dedup < CB_DEDUP) c->dedup[c->n_dedup].host = host, c->dedup[c->n_dedup].n = n, c->dedup[c->n_dedup++].off = off;
+    return off;
+}
+
+/* ---- running ----------------------------------------------------------------------------- */
+
+static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
+    cuda_ctx *cu = c->cu;
+    const int32_t *a0 = k->off[0] >= 0 ? c->arena_dev + k->off[0] : NULL;
+    const int32_t *a1 = k->off[1] >= 0 ? c->arena_dev + k->off[1] : NULL;
+    float *y = (float *)k->p[1];
+    switch (k->kind) {
+    case CK_GET_ROWS:
+        return cuda_get_rows_dev(cu, &k->w, a0, k->n[0], y, err);
+    case CK_MATMUL: {
+        if (k->n_multi) {
+            const cuda_weight *ws[3] = { &k->w, &k->wx[0], &k->wx[1] };
+            float *ys[3] = { y, (float *)k->yx[0], (float *)k->yx[1] };
+            float *adds[3] = { (float *)k->p[3], (float *)k->addx[0], (float *)k->addx[1] };
+            int64_t ldys[3] = { k->n[1], k->ldyx[0], k->ldyx[1] };
+            return cuda_matmul_multi(cu, 1 + (int)k->n_multi, ws, ys, ldys, adds, k->p[0], k->n[0], k->flag & 1, err);
+        }
+        cuda_mm_opt opt = { k->flag & 1, (float *)k->p[3] };
+        return cuda_matmul_ex(cu, &k->w, k->p[0], k->n[0], y, k->n[1], &opt, err);
+    }
+    case CK_RMSNORM:
+        if (k->flag) return cuda_rmsnorm_q8(cu, k->p[0], k->n[0], y, k->n[2], k->n[3], k->p[2], k->f[0], err);
+        return cuda_rmsnorm(cu, k->p[0], k->n[0], y, k->n[1], k->n[2], k->n[3], k->p[2], k->f[0], err);
+    case CK_NOP:
+        return HEARTH_OK;
+    case CK_ROPE: /* p[2]/n[4]/n[5]: a second tensor fused in by cb_fuse */
+        return cuda_rope_apply2(cu, y, k->n[1], (int32_t)k->n[2], (float *)k->p[2], k->n[4], (int32_t)k->n[5], k->n[0],
+                                (int32_t)k->n[3], a0, &k->rope, err);
+    case CK_KV_STORE:
+        return cuda_kv_store(cu, &k->kv, k->p[0], k->n[0], k->p[2], k->n[1], k->n[2], a0, a1, err);
+    case CK_ATTN: {
+        cuda_attn at = k->at;
+        at.kv = &k->kv, at.pos = a0, at.seq = a1;
+        return cuda_attention(cu, &at, k->p[0], k->n[0], y, k->n[1], err);
+    }
+    case CK_COPY_ROWS:
+        return cuda_copy_rows(cu, k->p[0], k->n[0], y, k->n[1], k->n[2], k->n[3], k->p[2], err);
+    case CK_ADD:
+        return cuda_add(cu, y, k->p[0], k->n[0], err);
+    case CK_SCALE:
+        return cuda_scale(cu, y, k->n[0], k->f[0], err);
+    case CK_SOFTCAP:
+        return cuda_softcap(cu, y, k->n[0], k->f[0], err);
+    case CK_GLU:
+        if (k->flag & 2)
+            return cuda_glu_q8(cu, k->flag & 1, k->p[0], k->n[0], k->p[2], k->n[1], y, k->n[3], k->n[4], err);
+        return cuda_glu(cu, k->flag, k->p[0], k->n[0], k->p[2], k->n[1], y, k->n[2], k->n[3], k->n[4], err);
+    case CK_KV_COPY: {
+        size_t bytes = (size_t)k->n[2] * k->kv.row_bytes, d = (size_t)k->n[0] * k->kv.row_bytes;
+        size_t s = (size_t)k->n[1] * k->kv.row_bytes;
+        int rc = cuda_copy(cu, (uint8_t *)k->kv.k + d, (const uint8_t *)k->kv.k + s, bytes, err);
+        return rc ? rc : cuda_copy(cu, (uint8_t *)k->kv.v + d, (const uint8_t *)k->kv.v + s, bytes, err);
+    }
+    }
+    return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unknown recorded op %d", k->kind);
+}
+
+static int cb_exec_all(cuda_be *c, hb_err *err) {
+    for (size_t i = 0; i < c->n_cmd; i++) {
+        int rc = cb_exec(c, &c->cmd[i], err);
+        if (rc) return rc;
+    }
+    return HEARTH_OK;
+}
+
+/* ---- fusion: rewrites the recorded step before it runs ------------------------------------
+ * Patterns of the forward pass that the kernels can do in fewer passes:
+ *  - RMSNorm or GLU whose output feeds a matrix-vector product: it also quantizes it;
+ *  - consecutive products over the same input (q/k/v, gate/up): quantized once;
+ *  - a product followed by "residual += product": added in the product's epilogue;
+ *  - RoPE of q then of k at the same positions: one launch;
+ *  - (cb_merge) products sharing quantized activations: one launch.
+ * Each rewrite checks the exact data flow (same pointers, shapes, no overlapping writes). */
+static bool overlaps(const void *a, int64_t an, const void *b, int64_t bn) {
+    const float *x = a, *y = b;
+    return x < y + bn && y < x + an;
+}
+
+static bool cb_is_mv_q(const cb_cmd *k) {
+    return k->kind == CK_MATMUL && k->w.type != QT_F32 && k->w.type != QT_F16 && k->w.type != QT_BF16 &&
+           cuda_matmul_is_mv(&k->w, k->n[0]);
+}
+
+static void cb_fuse(cuda_be *c) {
+    for (size_t i = 0; i < c->n_cmd; i++) {
+        cb_cmd *k = &c->cmd[i], *nx = i + 1 < c->n_cmd ? &c->cmd[i + 1] : NULL;
+        if (k->kind == CK_ROPE && nx && nx->kind == CK_ROPE && !k->p[2] && nx->off[0] == k->off[0] &&
+            nx->n[0] == k->n[0] && nx->n[3] == k->n[3] && memcmp(&nx->rope, &k->rope, sizeof k->rope) == 0 &&
+            !overlaps(k->p[1], k->n[0] * k->n[1], nx->p[1], nx->n[0] * nx->n[1])) {
+            k->p[2] = nx->p[1], k->n[4] = nx->n[1], k->n[5] = nx->n[2]; /* q and k in one pass */
+            nx->kind = CK_NOP;
+            continue;
+        }
+        if (k->kind != CK_MATMUL) continue;
+        int64_t n_tok = k->n[0], ldy = k->n[1], rows = k->w.n_rows, cols = k->w.n_cols;
+        if (nx && nx->kind == CK_ADD && nx->p[0] == k->p[1] && ldy == rows && nx->n[0] == n_tok * rows &&
+            !overlaps(nx->p[1], nx->n[0], k->p[0], n_tok * cols)) {
+            k->p[3] = nx->p[1];
+            nx->kind = CK_NOP;
+        }
+        if (!cb_is_mv_q(k) || i == 0) continue;
+        cb_cmd *pv = &c->cmd[i - 1];
+        if (pv->kind == CK_RMSNORM && pv->p[1] == k->p[0] && pv->n[2] == n_tok && pv->n[3] == cols &&
+            pv->n[1] == cols && cols % 32 == 0) {
+            pv->flag = 1;
+            k->flag = 1;
+        } else if (pv->kind == CK_GLU && pv->p[1] == k->p[0] && pv->n[3] == n_tok && pv->n[4] == cols &&
+                   pv->n[2] == cols && cols % 32 == 0) {
+            pv->flag |= 2; /* the GLU quantizes its output for this product */
+            k->flag = 1;
+        } else if (cb_is_mv_q(pv) && pv->p[0] == k->p[0] && pv->n[0] == n_tok && pv->w.n_cols == cols &&
+                   !overlaps(pv->p[1], n_tok * pv->n[1], k->p[0], n_tok * cols) &&
+                   (!pv->p[3] || !overlaps(pv->p[3], n_tok * pv->n[1], k->p[0], n_tok * cols))) {
+            k->flag = 1;
+        }
+    }
+}
+
+/* Products that reuse the previous one's activations (same x, type and row length) join
+ * it in one launch, up to three (q/k/v, gate/up). */
+static bool cb_is_mv(const cb_cmd *k) {
+    return k->kind == CK_MATMUL && cuda_matmul_is_mv(&k->w, k->n[0]);
+}
+
+/* True when matmul p's outputs leave x (n_tok x cols floats) untouched. */
+static bool cb_keeps_x(const cb_cmd *p, const void *x, int64_t n_tok, int64_t cols) {
+    return !overlaps(p->p[1], n_tok * p->n[1], x, n_tok * cols) &&
+           (!p->p[3] || !overlaps(p->p[3], n_tok * p->n[1], x, n_tok * cols));
+}
+
+static void cb_merge(cuda_be *c) {
+    for (size_t i = 0; i < c->n_cmd; i++) {
+        cb_cmd *k = &c->cmd[i];
+        if (!cb_is_mv(k) || k->n[0] > 8) continue;
+        bool q = cb_is_mv_q(k);
+        for (size_t j = i + 1; j < c->n_cmd && k->n_multi < 2; j++) {
+            cb_cmd *o = &c->cmd[j], *prev = &c->cmd[j - 1];
+            /* quantized: o reuses the activations (so x is unchanged); float: check it */
+            bool x_ok = q ? (o->flag & 1) : cb_keeps_x(prev, k->p[0], k->n[0], k->w.n_cols);
+            if (!cb_is_mv(o) || !x_ok || o->p[0] != k->p[0] || o->n[0] != k->n[0] || o->w.type != k->w.type ||
+                o->w.n_cols != k->w.n_cols)
+                break;
+            k->wx[k->n_multi] = o->w, k->yx[k->n_multi] = o->p[1], k->addx[k->n_multi] = o->p[3];
+            k->ldyx[k->n_multi++] = o->n[1];
+            o->kind = CK_NOP;
+        }
+    }
+}
+
+static uint64_t cb_signature(const cuda_be *c) {
+    uint64_t h = 1469598103934665603ull;
+    const uint64_t *p = (const uint64_t *)(const void *)c->cmd;
+    for (size_t i = 0; i < c->n_cmd * (sizeof *c->cmd / 8); i++) h = (h ^ p[i]) * 1099511628211ull;
+    h ^= (uint64_t)(uintptr_t)c->arena_dev * 31 + (uint64_t)c->arena_used;
+    return h;
+}
+
+/* Runs the recorded step: replays its graph when the same step ran before under the same
+ * scratch memory, captures it on its second appearance, runs it op by op otherwise. */
+static int cb_run_step(cuda_be *c) {
+    int rc;
+    hb_err *err = &c->err;
+    if ((rc = cuda_ctx_enter(c->cu, err))) return rc;
+    if (c->arena_used && (rc = cuda_upload_async(c->cu, c->arena_dev, c->arena_host, (size_t)c->arena_used * 4, err)))
+        return rc;
+    if (!c->fuse_off) {
+        cb_fuse(c);
+        cb_merge(c);
+    }
+    if (c->graphs_off) return cb_exec_all(c, err);
+    uint64_t sig = cb_signature(c), gen = cuda_ctx_generation(c->cu);
+    cb_graph *e = NULL, *victim = &c->graphs[0];
+    for (int i = 0; i < CB_GRAPHS; i++) {
+        if (c->graphs[i].sig == sig && c->graphs[i].last_use) e = &c->graphs[i];
+        if (c->graphs[i].last_use < victim->last_use) victim = &c->graphs[i];
+    }
+    c->clock++;
+    if (e && e->gen == gen && e->g) {
+        e->last_use = c->clock;
+        return cuda_graph_launch(c->cu, e->g, err);
+    }
+    if (e && e->gen == gen) { /* second sighting: capture */
+        hb_err cerr;
+        hb_err_clear(&cerr);
+        cuda_graph *g = NULL;
+        if (cuda_capture_begin(c->cu, &cerr) == HEARTH_OK) {
+            int xrc = cb_exec_all(c, &cerr);
+            int erc = cuda_capture_end(c->cu, &g, &cerr);
+            if (!xrc && !erc && cuda_ctx_generation(c->cu) == gen) {
+                e->g = g;
+                e->last_use = c->clock;
+                return cuda_graph_launch(c->cu, g, err);
+            }
+            cuda_graph_free(g);
+        }
+        c->graphs_off = true; /* capture is not possible here: run op by op from now on */
+        return cb_exec_all(c, err);
+    }
+    if (!e) {
+        e = victim;
+        cuda_graph_free(e->g);
+        memset(e, 0, sizeof *e);
+        e->sig = sig;
+    } else {
+        cuda_graph_free(e->g); /* stale: scratch moved */
+        e->g = NULL;
+    }
+    rc = cb_exec_all(c, err);
+    e->gen = cuda_ctx_generation(c->cu); /* after any scratch growth of this run */
+    e->last_use = c->clock;
+    return rc;
+}
+
+/* Runs whatever was recorded; the arena is free for the next step afterwards. */
+static int cb_flush(cuda_be *c) {
+    int rc = c->err.code;
+    if (!rc && c->n_cmd) rc = cb_run_step(c);
+    c->n_cmd = 0;
+    c->arena_used = 0;
+    c->n_dedup = 0;
+    return rc;
+}
+
+/* ---- the table ------------------------------------------------------------------------- */
+
+static int cb_buf_alloc(be_ctx *b, be_buf *out, int64_t n, hb_err *err) {
+    out->p = NULL;
+    out->n = 0;
+    void *p = NULL;
+    int rc = cuda_alloc(cb(b)->cu, &p, (size_t)(n > 0 ? n : 1) * sizeof(float), err);
+    if (rc) return rc;
+    out->p = p;
+    out->n = n;
+    return HEARTH_OK;
+}
+
+static void cb_buf_free(be_ctx *b, be_buf *buf) {
+    cuda_be *c = cb(b);
+    if (buf->p) {
+        cb_flush(c); /* recorded work may still use the buffer */
+        cuda_sync(c->cu, &c->err);
+    }
+    cuda_free(c->cu, buf->p);
+    buf->p = NULL;
+    buf->n = 0;
+}
+
+static void cb_read(be_ctx *b, const be_buf *src, int64_t off, float *dst, int64_t n) {
+    cuda_be *c = cb(b);
+    if (cb_flush(c) || cuda_download(c->cu, dst, src->p + off, (size_t)n * sizeof(float), &c->err))
+        for (int64_t i = 0; i < n; i++) dst[i] = NAN; /* never hand out stale numbers */
+}
+
+static int cb_matmul(be_ctx *b, const be_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy) {
+    cuda_be *c = cb(b);
+    if (cb_status(c)) return cb_status(c);
+    const cuda_weight *cw = cb_weight(c, w, &c->err);
+    if (!cw) return c->err.code;
+    if (cw->type != QT_F32 && cw->type != QT_F16 && cw->type != QT_BF16 && cw->n_cols % 32)
+        return hb_fail(&c->err, HEARTH_E_UNSUPPORTED, "CUDA: row length %lld is not a multiple of 32",
+                       (long long)cw->n_cols);
+    cb_cmd *k = cb_push(c, CK_MATMUL);
+    if (!k) return c->err.code;
+    k->w = *cw, k->p[0] = x, k->p[1] = y, k->n[0] = n_tok, k->n[1] = ldy;
+    return HEARTH_OK;
+}
+
+static int cb_get_rows(be_ctx *b, const be_weight *w, const int32_t *ids, int64_t n, float *out) {
+    cuda_be *c = cb(b);
+    if (cb_status(c)) return cb_status(c);
+    const cuda_weight *cw = cb_weight(c, w, &c->err);
+    if (!cw) return c->err.code;
+    int64_t off = cb_arena(c, ids, n);
+    cb_cmd *k = off >= 0 ? cb_push(c, CK_GET_ROWS) : NULL;
+    if (!k) return c->err.code;
+    k->w = *cw, k->off[0] = off, k->p[1] = out, k->n[0] = n;
+    return HEARTH_OK;
+}
+
+static void cb_rmsnorm(be_ctx *b, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_rows, int64_t n,
+                       const float *w, float eps) {
+    cuda_be *c = cb(b);
+    const float *dw = cb_floats(c, w, n);
+    cb_cmd *k = cb_push(c, CK_RMSNORM);
+    if (!k) return;
+    k->p[0] = x, k->p[1] = y, k->p[2] = dw, k->n[0] = xs, k->n[1] = ys, k->n[2] = n_rows, k->n[3] = n, k->f[0] = eps;
+}
+
+static void cb_rope(be_ctx *b, float *x, int64_t n_tok, int64_t stride, int32_t n_head, int32_t head_dim,
+                    const int32_t *pos, const be_rope *r) {
+    cuda_be *c = cb(b);
+    const float *df = cb_floats(c, r->factors, r->n_rot / 2);
+    int64_t off = c->err.code ? -1 : cb_arena(c, pos, n_tok);
+    cb_cmd *k = off >= 0 ? cb_push(c, CK_ROPE) : NULL;
+    if (!k) return;
+    k->rope.neox = r->style == BE_ROPE_NEOX, k->rope.n_rot = r->n_rot, k->rope.base = r->base;
+    k->rope.freq_scale = r->freq_scale, k->rope.attn_factor = r->attn_factor, k->rope.factors = df;
+    k->off[0] = off, k->p[1] = x, k->n[0] = n_tok, k->n[1] = stride, k->n[2] = n_head, k->n[3] = head_dim;
+}
+
+static int64_t max_cell(const int32_t *pos, const int32_t *seq, int64_t n, int64_t n_ctx, int32_t *max_pos) {
+    int64_t m = 0;
+    *max_pos = 0;
+    for (int64_t t = 0; t < n; t++) {
+        int64_t cell = (int64_t)seq[t] * n_ctx + pos[t] + 1;
+        if (cell > m) m = cell;
+        if (pos[t] > *max_pos) *max_pos = pos[t];
+    }
+    return m;
+}
+
+static void cb_kv_store(be_ctx *b, const be_kv_layer *kv, const float *k, int64_t ks, const float *v, int64_t vs,
+                        int64_t n_tok, const int32_t *pos, const int32_t *seq) {
+    cuda_be *c = cb(b);
+    cuda_kv dkv;
+    int32_t mp;
+    if (cb_status(c) || cb_kv(c, kv, max_cell(pos, seq, n_tok, kv->n_ctx, &mp), &dkv)) return;
+    int64_t o0 = cb_arena(c, pos, n_tok), o1 = o0 >= 0 ? cb_arena(c, seq, n_tok) : -1;
+    cb_cmd *cmd = o1 >= 0 ? cb_push(c, CK_KV_STORE) : NULL;
+    if (!cmd) return;
+    cmd->kv = dkv, cmd->off[0] = o0, cmd->off[1] = o1;
+    cmd->p[0] = k, cmd->p[2] = v, cmd->n[0] = ks, cmd->n[1] = vs, cmd->n[2] = n_tok;
+}
+
+static int cb_attention(be_ctx *b, const be_attn *a, const float *q, int64_t qs, float *out, int64_t os) {
+    cuda_be *c = cb(b);
+    cuda_kv dkv;
+    int32_t mp;
+    if (cb_status(c) || cb_kv(c, a->kv, max_cell(a->pos, a->seq, a->n_tok, a->kv->n_ctx, &mp), &dkv))
+        return cb_status(c);
+    if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv)
+        return hb_fail(&c->err, HEARTH_E_INVALID, "CUDA: %d heads do not split into %d KV heads", a->n_head,
+                       a->n_head_kv);
+    int64_t o0 = cb_arena(c, a->pos, a->n_tok), o1 = o0 >= 0 ? cb_arena(c, a->seq, a->n_tok) : -1;
+    cb_cmd *k = o1 >= 0 ? cb_push(c, CK_ATTN) : NULL;
+    if (!k) return c->err.code;
+    /* the split count only depends on a power-of-two bucket of the position (cu_ops.cu) */
+    int32_t bucket = 128;
+    while (bucket <= mp) bucket *= 2;
+    k->kv = dkv, k->off[0] = o0, k->off[1] = o1;
+    k->at.n_tok = a->n_tok, k->at.n_head = a->n_head, k->at.n_head_kv = a->n_head_kv;
+    k->at.head_dim_k = a->head_dim_k, k->at.head_dim_v = a->head_dim_v, k->at.scale = a->scale;
+    k->at.softcap = a->softcap, k->at.window = a->window, k->at.max_pos_host = bucket - 1;
+    k->p[0] = q, k->p[1] = out, k->n[0] = qs, k->n[1] = os;
+    return HEARTH_OK;
+}
+
+static void cb_copy_rows(be_ctx *b, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_tok, int64_t n,
+                         const float *bias) {
+    cuda_be *c = cb(b);
+    const float *db = cb_floats(c, bias, n);
+    cb_cmd *k = cb_push(c, CK_COPY_ROWS);
+    if (!k) return;
+    k->p[0] = x, k->p[1] = y, k->p[2] = db, k->n[0] = xs, k->n[1] = ys, k->n[2] = n_tok, k->n[3] = n;
+}
+
+static void cb_add_op(be_ctx *b, float *y, const float *x, int64_t n) {
+    cb_cmd *k = cb_push(cb(b), CK_ADD);
+    if (k) k->p[0] = x, k->p[1] = y, k->n[0] = n;
+}
+
+static void cb_scale_op(be_ctx *b, float *x, int64_t n, float s) {
+    cb_cmd *k = cb_push(cb(b), CK_SCALE);
+    if (k) k->p[1] = x, k->n[0] = n, k->f[0] = s;
+}
+
+static void cb_softcap_op(be_ctx *b, float *x, int64_t n, float cap) {
+    cb_cmd *k = cb_push(cb(b), CK_SOFTCAP);
+    if (k) k->p[1] = x, k->n[0] = n, k->f[0] = cap;
+}
+
+static void cb_glu(be_ctx *b, be_glu kind, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
+                   int64_t os, int64_t n_tok, int64_t n) {
+    cb_cmd *k = cb_push(cb(b), CK_GLU);
+    if (!k) return;
+    k->flag = kind == BE_GLU_GELU_TANH;
+    k->p[0] = gate, k->p[2] = up, k->p[1] = out, k->n[0] = gs, k->n[1] = us, k->n[2] = os, k->n[3] = n_tok, k->n[4] = n;
+}
+
+static int cb_kv_copy(be_ctx *b, const be_kv_layer *kv, int32_t src, int32_t dst, int64_t n_rows) {
+    cuda_be *c = cb(b);
+    int64_t dst_row = (int64_t)dst * kv->n_ctx, src_row = (int64_t)src * kv->n_ctx;
+    if (src == dst) return cb_status(c);
+    cuda_kv dkv;
+    if (n_rows <= 0) return cb_status(c);
+    int64_t rows = (dst_row > src_row ? dst_row : src_row) + n_rows;
+    if (cb_status(c) || cb_kv(c, kv, rows, &dkv)) return cb_status(c);
+    cb_cmd *k = cb_push(c, CK_KV_COPY);
+    if (!k) return c->err.code;
+    k->kv = dkv, k->n[0] = dst_row, k->n[1] = src_row, k->n[2] = n_rows;
+    return cb_flush(c);
+}
+
+static const be_ops k_cuda_ops = {
+    .name = "cuda",
+    .buf_alloc = cb_buf_alloc,
+    .buf_free = cb_buf_free,
+    .read = cb_read,
+    .matmul = cb_matmul,
+    .get_rows = cb_get_rows,
+    .rmsnorm = cb_rmsnorm,
+    .rope = cb_rope,
+    .kv_store = cb_kv_store,
+    .attention = cb_attention,
+    .copy_rows = cb_copy_rows,
+    .add = cb_add_op,
+    .scale = cb_scale_op,
+    .softcap = cb_softcap_op,
+    .glu = cb_glu,
+    .kv_copy = cb_kv_copy,
+};
+
+int be_cuda_new(int device, be_ctx **out, hb_err *err) {
+    int rc = HEARTH_OK;
+    be_ctx *b = calloc(1, sizeof *b);
+    cuda_be *c = calloc(1, sizeof *c);
+    *out = NULL;
+    HB_CHECK(b && c, HEARTH_E_NOMEM, "out of memory");
+    if (device < 0 && (device = cuda_device_from_env(err)) < 0) {
+        rc = err ? err->code : HEARTH_E_INVALID;
+        goto out;
+    }
+    if ((rc = cuda_ctx_new(device, &c->cu, err))) goto out;
+    const char *g = getenv("HEARTH_CUDA_GRAPHS");
+    c->graphs_off = g && strcmp(g, "0") == 0;
+    const char *f = getenv("HEARTH_CUDA_FUSE");
+    c->fuse_off = f && strcmp(f, "0") == 0;
+    b->ops = &k_cuda_ops;
+    b->impl = c;
+    *out = b;
+    b = NULL;
+    c = NULL;
+out:
+    if (c) cuda_ctx_free(c->cu);
+    free(c);
+    free(b);
+    return rc;
+}
+
+void be_cuda_free(be_ctx *b) {
+    if (!b) return;
+    cuda_be *c = cb(b);
+    cuda_sync(c->cu, &c->err);
+    for (int i = 0; i < CB_GRAPHS; i++) cuda_graph_free(c->graphs[i].g);
+    for (size_t i = 0; i < c->n_map; i++) cuda_free(c->cu, c->map[i].dev);
+    cuda_host_free(c->arena_host);
+    cuda_free(c->cu, c->arena_dev);
+    free(c->cmd);
+    free(c->map);
+    cuda_ctx_free(c->cu);
+    free(c);
+    free(b);
+}

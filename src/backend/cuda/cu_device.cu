@@ -1,0 +1,318 @@
+/* cu_device.cu — device discovery and the context (device, stream, scratch), memory
+ * transfers, and the bandwidth measurement used by `hearth bench`.
+ *
+ * Every CUDA call is checked: no GPU, a driver older than the runtime this was built with,
+ * or a full device come back as clear messages, so the caller can fall back to the CPU. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cu_internal.cuh"
+
+int cu_fail(hb_err *err, cudaError_t e, const char *what) {
+    int code = HEARTH_E_INTERNAL;
+    if (e == cudaErrorMemoryAllocation) code = HEARTH_E_NOMEM;
+    if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver || e == cudaErrorInvalidDevice ||
+        e == cudaErrorNoKernelImageForDevice || e == cudaErrorUnsupportedPtxVersion ||
+        e == cudaErrorSystemDriverMismatch || e == cudaErrorCompatNotSupportedOnDevice ||
+        e == cudaErrorInitializationError)
+        code = HEARTH_E_UNSUPPORTED;
+    cudaGetLastError(); /* clear a sticky-free error so later calls start clean */
+    return hb_fail(err, code, "CUDA: %s failed: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+int cu_check_launch(hb_err *err, const char *what) {
+    cudaError_t e = cudaGetLastError();
+    return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, what);
+}
+
+int cuda_device_from_env(hb_err *err) {
+    const char *s = getenv("HEARTH_CUDA_DEVICE");
+    if (!s || !*s) return 0;
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    if (*end || v < 0 || v > 1024) {
+        hb_fail(err, HEARTH_E_INVALID, "HEARTH_CUDA_DEVICE=%s is not a device number", s);
+        return -1;
+    }
+    return (int)v;
+}
+
+int cuda_probe(int ordinal, cuda_dev_info *info, hb_err *err) {
+    cudaError_t e;
+    int n = 0, drv = 0, rt = 0;
+    memset(info, 0, sizeof *info);
+    cudaDriverGetVersion(&drv);
+    cudaRuntimeGetVersion(&rt);
+    if (drv == 0)
+        return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: no NVIDIA driver found (libcuda is not loadable)");
+    if (drv < rt)
+        return hb_fail(err, HEARTH_E_UNSUPPORTED,
+                       "CUDA: the NVIDIA driver supports CUDA %d.%d but this build needs %d.%d; update the driver",
+                       drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
+    if ((e = cudaGetDeviceCount(&n)) != cudaSuccess) return cu_fail(err, e, "listing GPUs");
+    if (n <= 0) return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: no GPU found");
+    if (ordinal < 0 || ordinal >= n)
+        return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: device %d does not exist (%d GPU%s found)", ordinal, n,
+                       n == 1 ? "" : "s");
+    cudaDeviceProp p;
+    if ((e = cudaGetDeviceProperties(&p, ordinal)) != cudaSuccess) return cu_fail(err, e, "reading device properties");
+    if (p.major < 7)
+        return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: %s has compute capability %d.%d; hearth needs 7.0 or newer",
+                       p.name, p.major, p.minor);
+    if ((e = cudaSetDevice(ordinal)) != cudaSuccess) return cu_fail(err, e, "selecting the GPU");
+    if ((e = cudaMemGetInfo(&info->mem_free, &info->mem_total)) != cudaSuccess)
+        return cu_fail(err, e, "reading free GPU memory");
+    info->ordinal = ordinal;
+    snprintf(info->name, sizeof info->name, "%s", p.name);
+    info->cc_major = p.major;
+    info->cc_minor = p.minor;
+    info->sm_count = p.multiProcessorCount;
+    info->l2_bytes = (size_t)p.l2CacheSize;
+    info->driver_version = drv;
+    info->runtime_version = rt;
+    return HEARTH_OK;
+}
+
+int cu_enter(cuda_ctx *c, hb_err *err) {
+    cudaError_t e = cudaSetDevice(c->info.ordinal);
+    return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, "selecting the GPU");
+}
+
+int cuda_ctx_new(int ordinal, cuda_ctx **out, hb_err *err) {
+    int rc;
+    cudaError_t e;
+    cuda_ctx *c = (cuda_ctx *)calloc(1, sizeof *c);
+    *out = NULL;
+    if (!c) return hb_fail(err, HEARTH_E_NOMEM, "out of memory");
+    if ((rc = cuda_probe(ordinal, &c->info, err))) goto out;
+    if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        rc = cu_fail(err, e, "creating a stream");
+        goto out;
+    }
+    *out = c;
+    c = NULL;
+out:
+    cuda_ctx_free(c);
+    return rc;
+}
+
+void cu_scratch_release(cu_scratch *s) {
+    if (s->p) cudaFree(s->p);
+    s->p = NULL;
+    s->cap = 0;
+}
+
+int cu_scratch_grow(cuda_ctx *c, cu_scratch *s, size_t bytes, hb_err *err) {
+    if (s->cap >= bytes) return HEARTH_OK;
+    c->gen++;
+    cu_scratch_release(s);
+    size_t cap = bytes + bytes / 4 + 4096;
+    cudaError_t e = cudaMalloc(&s->p, cap);
+    if (e != cudaSuccess) {
+        s->p = NULL;
+        return cu_fail(err, e, "allocating GPU scratch memory");
+    }
+    s->cap = cap;
+    return HEARTH_OK;
+}
+
+void cuda_ctx_free(cuda_ctx *c) {
+    if (!c) return;
+    cudaSetDevice(c->info.ordinal);
+    if (c->stream) cudaStreamSynchronize(c->stream);
+    cu_scratch_release(&c->act);
+    cu_scratch_release(&c->f16a);
+    cu_scratch_release(&c->f16w);
+    cu_scratch_release(&c->ids);
+    cu_scratch_release(&c->attn);
+    for (int i = 0; i < CUDA_STAGE_SLOTS; i++) {
+        if (c->stage[i].host) cudaFreeHost(c->stage[i].host);
+        if (c->stage[i].ev) cudaEventDestroy(c->stage[i].ev);
+        cu_scratch_release(&c->stage[i].dev);
+    }
+    if (c->stream) cudaStreamDestroy(c->stream);
+    free(c);
+}
+
+int cuda_ctx_enter(cuda_ctx *c, hb_err *err) {
+    return cu_enter(c, err);
+}
+
+const cuda_dev_info *cuda_ctx_info(const cuda_ctx *c) {
+    return &c->info;
+}
+
+int cuda_alloc(cuda_ctx *c, void **out_dev, size_t bytes, hb_err *err) {
+    int rc;
+    *out_dev = NULL;
+    if ((rc = cu_enter(c, err))) return rc;
+    cudaError_t e = cudaMalloc(out_dev, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        *out_dev = NULL;
+        char what[96];
+        snprintf(what, sizeof what, "allocating %zu MiB of GPU memory", bytes >> 20);
+        return cu_fail(err, e, what);
+    }
+    return HEARTH_OK;
+}
+
+void cuda_free(cuda_ctx *c, void *p_dev) {
+    if (!p_dev) return;
+    cudaSetDevice(c->info.ordinal);
+    cudaFree(p_dev);
+}
+
+int cuda_upload(cuda_ctx *c, void *dst_dev, const void *src_host, size_t bytes, hb_err *err) {
+    int rc;
+    if ((rc = cu_enter(c, err))) return rc;
+    /* Pageable host memory: the copy is staged by the driver and done when this returns,
+     * ordered after the work already on the stream. */
+    cudaError_t e = cudaMemcpyAsync(dst_dev, src_host, bytes, cudaMemcpyHostToDevice, c->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+    return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, "copying to the GPU");
+}
+
+int cuda_download(cuda_ctx *c, void *dst_host, const void *src_dev, size_t bytes, hb_err *err) {
+    int rc;
+    if ((rc = cu_enter(c, err))) return rc;
+    cudaError_t e = cudaMemcpyAsync(dst_host, src_dev, bytes, cudaMemcpyDeviceToHost, c->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+    return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, "copying from the GPU");
+}
+
+int cuda_copy(cuda_ctx *c, void *dst_dev, const void *src_dev, size_t bytes, hb_err *err) {
+    cudaError_t e = cudaMemcpyAsync(dst_dev, src_dev, bytes, cudaMemcpyDeviceToDevice, c->stream);
+    return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, "copying on the GPU");
+}
+
+int cuda_sync(cuda_ctx *c, hb_err *err) {
+    cudaError_t e = cudaStreamSynchronize(c->stream);
+    return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, "running GPU work");
+}
+
+/* ---- bandwidth ------------------------------------------------------------------------- */
+
+/* Each thread reads 16-byte vectors, grid-strided; the xor result is stored only if it hits
+ * an impossible value so the compiler cannot drop the loads. */
+static __global__ void bw_read_kernel(const uint4 *p, size_t n, unsigned *sink) {
+    uint32_t acc = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint4 v = __ldcs(p + i);
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (acc == 0x9e3779b9u) *sink = acc;
+}
+
+static __global__ void bw_fill_kernel(uint4 *p, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        p[i] = make_uint4((unsigned)i * 2654435761u, (unsigned)i, ~(unsigned)i, (unsigned)(i >> 7));
+}
+
+int cuda_measure_bandwidth(cuda_ctx *c, double *bytes_per_s, hb_err *err) {
+    int rc = HEARTH_OK;
+    void *buf = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    *bytes_per_s = 0;
+    /* 32x the L2 (at least 1 GiB), capped by free memory */
+    size_t bytes = c->info.l2_bytes * 32;
+    if (bytes < ((size_t)1 << 30)) bytes = (size_t)1 << 30;
+    if (bytes > c->info.mem_free / 4) bytes = c->info.mem_free / 4;
+    bytes &= ~(size_t)4095;
+    size_t n = bytes / 16;
+    if ((rc = cuda_alloc(c, &buf, bytes + 256, err))) goto out;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    {
+        unsigned grid = (unsigned)c->info.sm_count * 8;
+        unsigned *sink = (unsigned *)((uint8_t *)buf + bytes);
+        bw_fill_kernel<<<grid, 256, 0, c->stream>>>((uint4 *)buf, n);
+        float best = 1e30f;
+        for (int it = 0; it < 6; it++) {
+            cudaEventRecord(e0, c->stream);
+            bw_read_kernel<<<grid, 512, 0, c->stream>>>((const uint4 *)buf, n, sink);
+            cudaEventRecord(e1, c->stream);
+            cudaError_t e = cudaEventSynchronize(e1);
+            if (e != cudaSuccess) {
+                rc = cu_fail(err, e, "measuring bandwidth");
+                goto out;
+            }
+            float ms = 0;
+            cudaEventElapsedTime(&ms, e0, e1);
+            if (it > 0 && ms < best) best = ms; /* the first run is a warm-up */
+        }
+        *bytes_per_s = (double)bytes / (best * 1e-3);
+    }
+out:
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    cuda_free(c, buf);
+    return rc;
+}
+
+/* ---- graphs ------------------------------------------------------------------------------ */
+
+struct cuda_graph {
+    cudaGraph_t g;
+    cudaGraphExec_t exec;
+};
+
+uint64_t cuda_ctx_generation(const cuda_ctx *c) {
+    return c->gen;
+}
+
+int cuda_capture_begin(cuda_ctx *c, hb_err *err) {
+    cudaError_t e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeRelaxed);
+    return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, "starting a graph capture");
+}
+
+int cuda_capture_end(cuda_ctx *c, cuda_graph **out, hb_err *err) {
+    cudaGraph_t g = NULL;
+    *out = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->stream, &g);
+    if (e != cudaSuccess) return cu_fail(err, e, "ending a graph capture");
+    cuda_graph *cg = (cuda_graph *)calloc(1, sizeof *cg);
+    if (!cg) {
+        cudaGraphDestroy(g);
+        return hb_fail(err, HEARTH_E_NOMEM, "out of memory");
+    }
+    cg->g = g;
+    if ((e = cudaGraphInstantiate(&cg->exec, g, 0)) != cudaSuccess) {
+        cudaGraphDestroy(g);
+        free(cg);
+        return cu_fail(err, e, "instantiating a graph");
+    }
+    *out = cg;
+    return HEARTH_OK;
+}
+
+int cuda_graph_launch(cuda_ctx *c, cuda_graph *g, hb_err *err) {
+    cudaError_t e = cudaGraphLaunch(g->exec, c->stream);
+    return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, "launching a graph");
+}
+
+void cuda_graph_free(cuda_graph *g) {
+    if (!g) return;
+    cudaGraphExecDestroy(g->exec);
+    cudaGraphDestroy(g->g);
+    free(g);
+}
+
+int cuda_host_alloc(size_t bytes, void **out, hb_err *err) {
+    *out = NULL;
+    cudaError_t e = cudaMallocHost(out, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        *out = NULL;
+        return cu_fail(err, e, "allocating pinned host memory");
+    }
+    return HEARTH_OK;
+}
+
+void cuda_host_free(void *p) {
+    if (p) cudaFreeHost(p);
+}
+
+int cuda_upload_async(cuda_ctx *c, void *dst_dev, const void *src_pinned, size_t bytes, hb_err *err) {
+    cudaError_t e = cudaMemcpyAsync(dst_dev, src_pinned, bytes, cudaMemcpyHostToDevice, c->stream);
+    return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, "uploading step inputs");
+}

@@ -1,0 +1,78 @@
+/* cu_internal.cuh — shared by the CUDA backend's .cu files: the context struct, error
+ * plumbing, scratch growth and small device helpers (f16/bf16 loads, warp reductions).
+ * CUDA C only: no classes, no templates of our own. */
+#ifndef HEARTH_CU_INTERNAL_CUH
+#define HEARTH_CU_INTERNAL_CUH
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "backend/cuda/cuda.h"
+
+/* A growable device scratch area. */
+typedef struct cu_scratch {
+    void *p;
+    size_t cap;
+} cu_scratch;
+
+/* A pinned host buffer and its device twin for small per-call arrays (positions, ids). */
+typedef struct cu_stage {
+    void *host;
+    cu_scratch dev;
+    size_t cap;
+    cudaEvent_t ev;      /* recorded after the last copy out of `host` */
+} cu_stage;
+
+struct cuda_ctx {
+    cuda_dev_info info;
+    cudaStream_t stream;
+    cu_scratch act;      /* quantized activations (int8 codes + scales + sums) */
+    cu_scratch f16a;     /* f16 activations for the tensor-core path */
+    cu_scratch f16w;     /* f16 dequantized weight for the tensor-core path */
+    cu_scratch ids;      /* row ids uploaded for a call */
+    cu_scratch attn;     /* attention partial results */
+    cu_stage stage[CUDA_STAGE_SLOTS];
+    uint64_t gen;        /* bumped when any scratch moves (graphs then go stale) */
+};
+
+/* Turns a CUDA error into a hearth status with a message naming `what`. */
+int cu_fail(hb_err *err, cudaError_t e, const char *what);
+/* Makes c's device current for the calling thread. */
+int cu_enter(cuda_ctx *c, hb_err *err);
+/* Grows s to at least `bytes` (contents are not kept); bumps c->gen when it moves. */
+#define cu_scratch_reserve(s, bytes, err) cu_scratch_grow(c, (s), (bytes), (err))
+int cu_scratch_grow(cuda_ctx *c, cu_scratch *s, size_t bytes, hb_err *err);
+void cu_scratch_release(cu_scratch *s);
+/* Checks the last launch. */
+int cu_check_launch(hb_err *err, const char *what);
+
+/* ---- device helpers -------------------------------------------------------------------- */
+static __device__ __forceinline__ float cu_f16(uint16_t h) {
+    return __half2float(__ushort_as_half(h));
+}
+
+static __device__ __forceinline__ float cu_bf16(uint16_t h) {
+    return __uint_as_float((uint32_t)h << 16);
+}
+
+static __device__ __forceinline__ float cu_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+static __device__ __forceinline__ float cu_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+static __device__ __forceinline__ int cu_warp_isum(int v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+static inline unsigned cu_blocks(int64_t n, int per) {
+    return (unsigned)((n + per - 1) / per);
+}
+
+#endif

@@ -1,0 +1,672 @@
+/* cu_matmul.cu — weight matrix x activations on the GPU, for every compute type.
+ *
+ * Small batches (decode: 1..MV_T tokens per pass) are matrix-vector products bound by
+ * memory bandwidth: each block owns MV_R rows, its threads split the row into 32-element
+ * chunks, and every weight byte is read once per pass. Quantized weights are multiplied
+ * with int8 activations (one float scale per 32 values, quantized once per matmul by
+ * act_quant_kernel) using 4-way byte dot products (dp4a), exactly the integer arithmetic of
+ * the scalar reference; float weights (F32/F16/BF16) take f32 activations.
+ *
+ * Large batches (prefill) dequantize the weight to f16 once and run a tensor-core matrix
+ * multiply (cu_gemm.cu), accumulating in f32.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cu_unpack.cuh"
+
+#define MV_R 2      /* rows per block */
+#define MV_T 8      /* tokens per pass */
+#define MV_MAXW 8   /* most warps per block */
+
+/* ---- activation quantization ------------------------------------------------------------
+ * x [n_tok][n] f32 -> codes xq [n_tok][n] int8, scales xd [n_tok][n/32], and the code sums
+ * of each 16-value half xs [n_tok][n/32] (for formats with offsets). One warp per chunk. */
+static __global__ void act_quant_kernel(const float *x, int64_t n, int64_t n_chunks_total, int8_t *xq, float *xd,
+                                        int2 *xs) {
+    int64_t ch = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (ch >= n_chunks_total) return;
+    int64_t nch = n / 32, t = ch / nch, c = ch % nch;
+    float v = x[t * n + c * 32 + lane];
+    float amax = cu_warp_max(fabsf(v));
+    float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    float s = v * id;
+    int q = (int)(s >= 0.0f ? s + 0.5f : s - 0.5f);
+    q = q > 127 ? 127 : (q < -127 ? -127 : q);
+    xq[t * n + c * 32 + lane] = (int8_t)q;
+    int hs = q;
+    for (int o = 8; o > 0; o >>= 1) hs += __shfl_xor_sync(0xffffffffu, hs, o); /* within each half */
+    int other = __shfl_sync(0xffffffffu, hs, 16);
+    if (lane == 0) {
+        xd[ch] = d;
+        xs[ch] = make_int2(hs, other);
+    }
+}
+
+/* ---- quantized matrix x vector ---------------------------------------------------------- */
+
+/* Sums acc[r][t] over the block and stores y. red: [MV_R*MV_T][MV_MAXW] shared. */
+static __device__ __forceinline__ void mv_store(float acc[MV_R][MV_T], float *red, int64_t r0, int64_t n_rows,
+                                                int n_tok, float *y, int64_t ldy, float *add_to) {
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+#pragma unroll
+    for (int r = 0; r < MV_R; r++)
+#pragma unroll
+        for (int t = 0; t < MV_T; t++) {
+            float v = cu_warp_sum(acc[r][t]);
+            if (lane == 0) red[(r * MV_T + t) * MV_MAXW + warp] = v;
+        }
+    __syncthreads();
+    int i = threadIdx.x;
+    if (i < MV_R * MV_T) {
+        int r = i / MV_T, t = i % MV_T;
+        float s = 0.0f;
+        for (int w = 0; w < nw; w++) s += red[i * MV_MAXW + w];
+        if (t < n_tok && r0 + r < n_rows) {
+            y[(int64_t)t * ldy + r0 + r] = s;
+            if (add_to) add_to[(int64_t)t * ldy + r0 + r] += s; /* fused residual add */
+        }
+    }
+}
+
+/* Up to three weights over the same activations in one launch (q/k/v, gate/up): segment
+ * i owns `blocks` consecutive blocks of the grid. */
+typedef struct mv_seg {
+    const uint8_t *w;
+    size_t row_bytes;
+    int64_t n_rows;
+    float *y;
+    int64_t ldy;
+    float *add_to;
+    unsigned blocks;
+} mv_seg;
+
+typedef struct mv_multi {
+    mv_seg s0, s1, s2;
+    int n;
+} mv_multi;
+
+/* Picks this block's segment with selects (no run-time indexing of the parameter). */
+#define MV_SEG_FIELD(m, seg, f) ((seg) == 0 ? (m).s0.f : ((seg) == 1 ? (m).s1.f : (m).s2.f))
+#define MV_SEGMENT(m)                                                                                     \
+    unsigned blk = blockIdx.x;                                                                            \
+    int seg = 0;                                                                                          \
+    if ((m).n > 1 && blk >= (m).s0.blocks) {                                                              \
+        blk -= (m).s0.blocks, seg = 1;                                                                    \
+        if ((m).n > 2 && blk >= (m).s1.blocks) blk -= (m).s1.blocks, seg = 2;                             \
+    }                                                                                                     \
+    const uint8_t *w = MV_SEG_FIELD(m, seg, w);                                                           \
+    size_t row_bytes = MV_SEG_FIELD(m, seg, row_bytes);                                                   \
+    int64_t n_rows = MV_SEG_FIELD(m, seg, n_rows), ldy = MV_SEG_FIELD(m, seg, ldy);                       \
+    float *y = MV_SEG_FIELD(m, seg, y), *add_to = MV_SEG_FIELD(m, seg, add_to)
+
+/* One kernel per type: UNPACK decodes a chunk (cu_unpack.cuh); HAS_MIN says whether the
+ * type has per-half offsets (then the activation code sums are needed). */
+#define MV_KERNEL(name, UNPACK, HAS_MIN)                                                                 \
+    static __global__ void name(mv_multi mm, int nch, const int8_t *xq, const float *xd, const int2 *xs, \
+                                int n_tok) {                                                             \
+        __shared__ float red[MV_R * MV_T * MV_MAXW];                                                      \
+        __shared__ int8_t lut[16];                                                                        \
+        if (threadIdx.x < 16) lut[threadIdx.x] = c_iq4_levels[threadIdx.x];                               \
+        __syncthreads();                                                                                  \
+        MV_SEGMENT(mm);                                                                                   \
+        int64_t r0 = (int64_t)blk * MV_R;                                                                 \
+        float acc[MV_R][MV_T];                                                                            \
+        _Pragma("unroll") for (int r = 0; r < MV_R; r++)                                                  \
+            _Pragma("unroll") for (int t = 0; t < MV_T; t++) acc[r][t] = 0.0f;                           \
+        for (int c = threadIdx.x; c < nch; c += blockDim.x) {                                             \
+            int q[MV_R][8];                                                                               \
+            float a[MV_R][2], m[MV_R][2];                                                                 \
+            _Pragma("unroll") for (int r = 0; r < MV_R; r++) {                                            \
+                if (r0 + r < n_rows) {                                                                    \
+                    UNPACK(w + (size_t)(r0 + r) * row_bytes, c, lut, q[r], a[r], m[r]);                   \
+                } else {                                                                                  \
+                    _Pragma("unroll") for (int k = 0; k < 8; k++) q[r][k] = 0;                            \
+                    a[r][0] = a[r][1] = m[r][0] = m[r][1] = 0.0f;                                         \
+                }                                                                                         \
+            }                                                                                             \
+            _Pragma("unroll") for (int t = 0; t < MV_T; t++) {                                            \
+                if (t < n_tok) {                                                                          \
+                    const int4 *xp = (const int4 *)(xq + ((int64_t)t * nch + c) * 32);                    \
+                    int4 x0 = xp[0], x1 = xp[1];                                                          \
+                    float dx = xd[(int64_t)t * nch + c];                                                  \
+                    int2 sx = HAS_MIN ? xs[(int64_t)t * nch + c] : make_int2(0, 0);                       \
+                    _Pragma("unroll") for (int r = 0; r < MV_R; r++) {                                    \
+                        int i0 = __dp4a(q[r][0], x0.x, 0);                                                \
+                        i0 = __dp4a(q[r][1], x0.y, i0);                                                   \
+                        i0 = __dp4a(q[r][2], x0.z, i0);                                                   \
+                        i0 = __dp4a(q[r][3], x0.w, i0);                                                   \
+                        int i1 = __dp4a(q[r][4], x1.x, 0);                                                \
+                        i1 = __dp4a(q[r][5], x1.y, i1);                                                   \
+                        i1 = __dp4a(q[r][6], x1.z, i1);                                                   \
+                        i1 = __dp4a(q[r][7], x1.w, i1);                                                   \
+                        float v = a[r][0] * (float)i0 + a[r][1] * (float)i1;                              \
+                        if (HAS_MIN) v += m[r][0] * (float)sx.x + m[r][1] * (float)sx.y;                  \
+                        acc[r][t] += dx * v;                                                              \
+                    }                                                                                     \
+                }                                                                                         \
+            }                                                                                             \
+        }                                                                                                 \
+        mv_store(acc, red, r0, n_rows, n_tok, y, ldy, add_to);                                            \
+    }
+
+__constant__ int8_t c_iq4_levels[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
+
+MV_KERNEL(mv_q4_0, up_q4_0, 1)
+MV_KERNEL(mv_q4_1, up_q4_1, 1)
+MV_KERNEL(mv_q5_0, up_q5_0, 1)
+MV_KERNEL(mv_q5_1, up_q5_1, 1)
+MV_KERNEL(mv_q8_0, up_q8_0, 0)
+MV_KERNEL(mv_iq4_nl, up_iq4_nl, 0)
+MV_KERNEL(mv_q2_K, up_q2_K, 1)
+MV_KERNEL(mv_q3_K, up_q3_K, 0)
+MV_KERNEL(mv_q4_K, up_q4_K, 1)
+MV_KERNEL(mv_q5_K, up_q5_K, 1)
+MV_KERNEL(mv_q6_K, up_q6_K, 0)
+MV_KERNEL(mv_iq4_xs, up_iq4_xs, 0)
+
+typedef void (*mv_fn)(mv_multi, int, const int8_t *, const float *, const int2 *, int);
+typedef void (*up_fn)(const uint8_t *, int, const int8_t *, int *, float *, float *);
+
+/* ---- float weights x f32 activations ---------------------------------------------------- */
+
+/* 8 consecutive weights of a float row as f32 (vector path: 16/32-byte aligned). */
+static __device__ __forceinline__ void fw_load8(uint32_t type, const uint8_t *row, int64_t i, float *v) {
+    if (type == QT_F32) {
+        const float4 *p = (const float4 *)(row + i * 4);
+        float4 a = p[0], b = p[1];
+        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    } else {
+        uint4 u = *(const uint4 *)(row + i * 2);
+        uint32_t wd[4] = { u.x, u.y, u.z, u.w };
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            uint16_t lo = (uint16_t)wd[k], hi = (uint16_t)(wd[k] >> 16);
+            v[2 * k] = type == QT_F16 ? cu_f16(lo) : cu_bf16(lo);
+            v[2 * k + 1] = type == QT_F16 ? cu_f16(hi) : cu_bf16(hi);
+        }
+    }
+}
+
+static __device__ __forceinline__ float fw_load1(uint32_t type, const uint8_t *row, int64_t i) {
+    if (type == QT_F32) return ((const float *)row)[i];
+    uint16_t h = ((const uint16_t *)row)[i];
+    return type == QT_F16 ? cu_f16(h) : cu_bf16(h);
+}
+
+/* vec: n % 8 == 0 (every row and x row is then 16-byte aligned). */
+static __global__ void mv_float(uint32_t type, mv_multi mm, int64_t n, int vec, const float *x, int n_tok) {
+    __shared__ float red[MV_R * MV_T * MV_MAXW];
+    MV_SEGMENT(mm);
+    int64_t r0 = (int64_t)blk * MV_R;
+    float acc[MV_R][MV_T];
+#pragma unroll
+    for (int r = 0; r < MV_R; r++)
+#pragma unroll
+        for (int t = 0; t < MV_T; t++) acc[r][t] = 0.0f;
+    int64_t ng = vec ? n / 8 : 0;
+    for (int64_t g = threadIdx.x; g < ng; g += blockDim.x) {
+        float wv[MV_R][8];
+#pragma unroll
+        for (int r = 0; r < MV_R; r++) {
+            if (r0 + r < n_rows) fw_load8(type, w + (size_t)(r0 + r) * row_bytes, g * 8, wv[r]);
+            else
+#pragma unroll
+                for (int k = 0; k < 8; k++) wv[r][k] = 0.0f;
+        }
+#pragma unroll
+        for (int t = 0; t < MV_T; t++) {
+            if (t < n_tok) {
+                const float4 *xp = (const float4 *)(x + (int64_t)t * n + g * 8);
+                float4 xa = xp[0], xb = xp[1];
+#pragma unroll
+                for (int r = 0; r < MV_R; r++)
+                    acc[r][t] += wv[r][0] * xa.x + wv[r][1] * xa.y + wv[r][2] * xa.z + wv[r][3] * xa.w +
+                                 wv[r][4] * xb.x + wv[r][5] * xb.y + wv[r][6] * xb.z + wv[r][7] * xb.w;
+            }
+        }
+    }
+    for (int64_t i = ng * 8 + threadIdx.x; i < n; i += blockDim.x) { /* scalar path / tail */
+#pragma unroll
+        for (int r = 0; r < MV_R; r++) {
+            float wv = r0 + r < n_rows ? fw_load1(type, w + (size_t)(r0 + r) * row_bytes, i) : 0.0f;
+#pragma unroll
+            for (int t = 0; t < MV_T; t++)
+                if (t < n_tok) acc[r][t] += wv * x[(int64_t)t * n + i];
+        }
+    }
+    mv_store(acc, red, r0, n_rows, n_tok, y, ldy, add_to);
+}
+
+/* ---- dequantization (embedding rows, f16 weights for the tensor-core path) --------------- */
+
+/* Stores 32 values with 16-byte stores (rows are 32-element aligned in both layouts). */
+static __device__ __forceinline__ void dq_store32(const float *v, void *dst, int half) {
+    if (half) {
+        uint4 *d = (uint4 *)dst;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            __half2 h0 = __floats2half2_rn(v[8 * k], v[8 * k + 1]), h1 = __floats2half2_rn(v[8 * k + 2], v[8 * k + 3]);
+            __half2 h2 = __floats2half2_rn(v[8 * k + 4], v[8 * k + 5]), h3 = __floats2half2_rn(v[8 * k + 6], v[8 * k + 7]);
+            uint4 u;
+            u.x = *(uint32_t *)&h0, u.y = *(uint32_t *)&h1, u.z = *(uint32_t *)&h2, u.w = *(uint32_t *)&h3;
+            d[k] = u;
+        }
+    } else {
+        float4 *d = (float4 *)dst;
+#pragma unroll
+        for (int k = 0; k < 8; k++) d[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
+    }
+}
+
+/* Dequantizes chunk (row ids[i] or i, chunk c) into out (f32) or out16 (f16, row length ld). */
+#define DQ_KERNEL(name, UNPACK)                                                                           \
+    static __global__ void name(const uint8_t *w, size_t row_bytes, int nch, const int32_t *ids,          \
+                                int64_t n, float *out, __half *out16, int64_t ld) {                       \
+        __shared__ int8_t lut[16];                                                                        \
+        if (threadIdx.x < 16) lut[threadIdx.x] = c_iq4_levels[threadIdx.x];                               \
+        __syncthreads();                                                                                  \
+        int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;                                       \
+        if (k >= n * nch) return;                                                                         \
+        int64_t i = k / nch;                                                                              \
+        int c = (int)(k % nch);                                                                           \
+        int64_t src = ids ? ids[i] : i;                                                                   \
+        int q[8];                                                                                         \
+        float a[2], m[2];                                                                                 \
+        UNPACK(w + (size_t)src * row_bytes, c, lut, q, a, m);                                             \
+        float v[32];                                                                                      \
+        _Pragma("unroll") for (int e = 0; e < 32; e++) {                                                  \
+            int code = (int)(int8_t)((uint32_t)q[e >> 2] >> (8 * (e & 3)));                               \
+            v[e] = a[e >> 4] * (float)code + m[e >> 4];                                                   \
+        }                                                                                                 \
+        dq_store32(v, out ? (void *)(out + i * ld + c * 32) : (void *)(out16 + i * ld + c * 32), !out);   \
+    }
+
+
+DQ_KERNEL(dq_q4_0, up_q4_0)
+DQ_KERNEL(dq_q4_1, up_q4_1)
+DQ_KERNEL(dq_q5_0, up_q5_0)
+DQ_KERNEL(dq_q5_1, up_q5_1)
+DQ_KERNEL(dq_q8_0, up_q8_0)
+DQ_KERNEL(dq_iq4_nl, up_iq4_nl)
+DQ_KERNEL(dq_q2_K, up_q2_K)
+DQ_KERNEL(dq_q3_K, up_q3_K)
+DQ_KERNEL(dq_q4_K, up_q4_K)
+DQ_KERNEL(dq_q5_K, up_q5_K)
+DQ_KERNEL(dq_q6_K, up_q6_K)
+DQ_KERNEL(dq_iq4_xs, up_iq4_xs)
+
+typedef void (*dq_fn)(const uint8_t *, size_t, int, const int32_t *, int64_t, float *, __half *, int64_t);
+
+/* Float weights: element k of the output; columns n..ld-1 (padding) become 0. */
+static __global__ void dq_float(uint32_t type, const uint8_t *w, size_t row_bytes, int64_t n, const int32_t *ids,
+                                int64_t n_out, float *out, __half *out16, int64_t ld) {
+    int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (k >= n_out * ld) return;
+    int64_t i = k / ld, e = k % ld;
+    int64_t src = ids ? ids[i] : i;
+    float v = e < n ? fw_load1(type, w + (size_t)src * row_bytes, e) : 0.0f;
+    if (out) out[k] = v;
+    else out16[k] = __float2half(v);
+}
+
+/* ---- dispatch --------------------------------------------------------------------------- */
+
+typedef struct mm_entry {
+    uint32_t type;
+    mv_fn mv;
+    dq_fn dq;
+    int has_min;
+} mm_entry;
+
+static const mm_entry k_mm[] = {
+    { QT_Q4_0, mv_q4_0, dq_q4_0, 1 },   { QT_Q4_1, mv_q4_1, dq_q4_1, 1 },     { QT_Q5_0, mv_q5_0, dq_q5_0, 1 },
+    { QT_Q5_1, mv_q5_1, dq_q5_1, 1 },   { QT_Q8_0, mv_q8_0, dq_q8_0, 0 },     { QT_IQ4_NL, mv_iq4_nl, dq_iq4_nl, 0 },
+    { QT_Q2_K, mv_q2_K, dq_q2_K, 1 },   { QT_Q3_K, mv_q3_K, dq_q3_K, 0 },     { QT_Q4_K, mv_q4_K, dq_q4_K, 1 },
+    { QT_Q5_K, mv_q5_K, dq_q5_K, 1 },   { QT_Q6_K, mv_q6_K, dq_q6_K, 0 },     { QT_IQ4_XS, mv_iq4_xs, dq_iq4_xs, 0 },
+};
+
+static const mm_entry *mm_find(uint32_t type) {
+    for (size_t i = 0; i < sizeof k_mm / sizeof k_mm[0]; i++)
+        if (k_mm[i].type == type) return &k_mm[i];
+    return NULL;
+}
+
+static int is_float_type(uint32_t t) {
+    return t == QT_F32 || t == QT_F16 || t == QT_BF16;
+}
+
+extern "C" int cuda_type_supported(uint32_t type) {
+    return is_float_type(type) || mm_find(type) != NULL;
+}
+
+/* Work items (32-element chunks) per thread: HEARTH_CUDA_MV_IPT (tuning), default 2. */
+static int mv_ipt(void) {
+    static int ipt;
+    if (!ipt) {
+        const char *s = getenv("HEARTH_CUDA_MV_IPT");
+        int v = s ? atoi(s) : 0;
+        ipt = v >= 1 && v <= 16 ? v : 2;
+    }
+    return ipt;
+}
+
+/* Threads per block for a row of `items` work items. */
+static int mv_threads(int64_t items) {
+    int64_t w = items / (32 * mv_ipt());
+    if (w < 1) w = 1;
+    if (w > MV_MAXW) w = MV_MAXW;
+    return (int)w * 32;
+}
+
+static size_t align256(size_t x) {
+    return (x + 255) & ~(size_t)255;
+}
+
+/* The activation scratch for n_tok rows of n values: codes, scales, half sums. */
+static int act_buffers(cuda_ctx *c, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs, hb_err *err) {
+    int rc;
+    int64_t nch = n / 32;
+    size_t b_q = align256((size_t)(n_tok * n)), b_d = align256((size_t)(n_tok * nch) * 4);
+    size_t b_s = align256((size_t)(n_tok * nch) * 8);
+    if ((rc = cu_scratch_reserve(&c->act, b_q + b_d + b_s, err))) return rc;
+    *xq = (int8_t *)c->act.p;
+    *xd = (float *)((uint8_t *)c->act.p + b_q);
+    *xs = (int2 *)((uint8_t *)c->act.p + b_q + b_d);
+    return HEARTH_OK;
+}
+
+/* Quantizes x [n_tok][n] into the context's activation scratch; returns the three arrays.
+ * reuse: the scratch already holds exactly this x (quantized by the previous op). */
+static int act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, int reuse, int8_t **xq, float **xd,
+                        int2 **xs, hb_err *err) {
+    int rc;
+    if ((rc = act_buffers(c, n_tok, n, xq, xd, xs, err))) return rc;
+    if (reuse) return HEARTH_OK;
+    int64_t total = n_tok * (n / 32);
+    act_quant_kernel<<<cu_blocks(total * 32, 256), 256, 0, c->stream>>>(x, n, total, *xq, *xd, *xs);
+    return cu_check_launch(err, "quantizing activations");
+}
+
+/* RMSNorm of n_rows rows (one block each) that also leaves the normalized rows quantized in
+ * the activation scratch, for the matrix-vector products that read them next. */
+#define RQ_J 8 /* chunks per warp held in registers */
+
+/* Quantizes one normalized 32-value chunk held one value per lane. */
+static __device__ __forceinline__ void rq_chunk(float v, int lane, int64_t row, int8_t *xq, float *xd, int2 *xsum) {
+    float amax = cu_warp_max(fabsf(v));
+    float id = amax > 0.0f ? 127.0f / amax : 0.0f, sc = v * id;
+    int q = (int)(sc >= 0.0f ? sc + 0.5f : sc - 0.5f);
+    q = q > 127 ? 127 : (q < -127 ? -127 : q);
+    xq[row * 32 + lane] = (int8_t)q;
+    int hs = q;
+    for (int o = 8; o > 0; o >>= 1) hs += __shfl_xor_sync(0xffffffffu, hs, o);
+    int other = __shfl_sync(0xffffffffu, hs, 16);
+    if (lane == 0) {
+        xd[row] = amax / 127.0f;
+        xsum[row] = make_int2(hs, other);
+    }
+}
+
+/* RMSNorm of one row per block that also leaves the normalized row quantized in the
+ * activation scratch. Warp w owns chunks w, w + nwarp, ...; rows of up to RQ_J chunks per
+ * warp stay in registers (one read of x), longer rows are read twice. */
+static __global__ void rmsnorm_q8_kernel(const float *x, int64_t xs, float *y, int64_t n, const float *w, float eps,
+                                         int8_t *xq, float *xd, int2 *xsum) {
+    __shared__ float part[32];
+    const float *xr = x + blockIdx.x * xs;
+    float *yr = y + blockIdx.x * n;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5, nch = (int)(n / 32);
+    bool in_regs = nch <= RQ_J * nw;
+    float v[RQ_J], wv[RQ_J];
+    float ss = 0.0f;
+    if (in_regs) {
+#pragma unroll
+        for (int j = 0; j < RQ_J; j++) { /* x and the norm weights, all loads in flight at once */
+            int ch = warp + j * nw;
+            v[j] = ch < nch ? xr[ch * 32 + lane] : 0.0f;
+            wv[j] = ch < nch && w ? w[ch * 32 + lane] : 1.0f;
+        }
+#pragma unroll
+        for (int j = 0; j < RQ_J; j++) ss += v[j] * v[j];
+    } else {
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    }
+    ss = cu_warp_sum(ss);
+    if (lane == 0) part[warp] = ss;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float t = threadIdx.x < nw ? part[threadIdx.x] : 0.0f;
+        t = cu_warp_sum(t);
+        if (threadIdx.x == 0) part[0] = t;
+    }
+    __syncthreads();
+    float k = rsqrtf(part[0] / (float)n + eps);
+    if (in_regs) {
+#pragma unroll
+        for (int j = 0; j < RQ_J; j++) {
+            int ch = warp + j * nw;
+            if (ch >= nch) break;
+            int64_t i = (int64_t)ch * 32 + lane;
+            float o = v[j] * k * wv[j];
+            yr[i] = o;
+            rq_chunk(o, lane, (int64_t)blockIdx.x * nch + ch, xq, xd, xsum);
+        }
+    } else {
+        for (int ch = warp; ch < nch; ch += nw) {
+            int64_t i = (int64_t)ch * 32 + lane;
+            float o = w ? xr[i] * k * w[i] : xr[i] * k;
+            yr[i] = o;
+            rq_chunk(o, lane, (int64_t)blockIdx.x * nch + ch, xq, xd, xsum);
+        }
+    }
+}
+
+/* GLU whose output (rows of n, contiguous) is also quantized for the next product: one
+ * warp per 32-value chunk. */
+static __global__ void glu_q8_kernel(int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
+                                     int64_t n_tok, int64_t n, int8_t *xq, float *xd, int2 *xsum) {
+    int64_t row = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5; /* chunk index over all tokens */
+    int lane = threadIdx.x & 31;
+    int64_t nch = n / 32;
+    if (row >= n_tok * nch) return;
+    int64_t t = row / nch, i = (row % nch) * 32 + lane;
+    float g = gate[t * gs + i], u = up[t * us + i], a;
+    if (gelu) a = 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+    else a = g / (1.0f + expf(-g));
+    float o = a * u;
+    out[t * n + i] = o;
+    rq_chunk(o, lane, row, xq, xd, xsum);
+}
+
+extern "C" int cuda_glu_q8(cuda_ctx *c, int gelu, const float *gate, int64_t gs, const float *up, int64_t us,
+                           float *out, int64_t n_tok, int64_t n, hb_err *err) {
+    int rc;
+    int8_t *xq;
+    float *xd;
+    int2 *xsum;
+    if (n_tok * n <= 0) return HEARTH_OK;
+    if (n % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused glu needs rows of a multiple of 32");
+    if ((rc = act_buffers(c, n_tok, n, &xq, &xd, &xsum, err))) return rc;
+    glu_q8_kernel<<<cu_blocks(n_tok * n, 256), 256, 0, c->stream>>>(gelu, gate, gs, up, us, out, n_tok, n, xq, xd,
+                                                                    xsum);
+    return cu_check_launch(err, "glu");
+}
+
+extern "C" int cuda_rmsnorm_q8(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t n_rows, int64_t n,
+                               const float *w, float eps, hb_err *err) {
+    int rc;
+    int8_t *xq;
+    float *xd;
+    int2 *xsum;
+    if (n_rows <= 0) return HEARTH_OK;
+    if (n % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused norm needs rows of a multiple of 32");
+    if ((rc = act_buffers(c, n_rows, n, &xq, &xd, &xsum, err))) return rc;
+    int thr = n >= 4096 ? 1024 : (n >= 2048 ? 512 : 128);
+    rmsnorm_q8_kernel<<<(unsigned)n_rows, thr, 0, c->stream>>>(x, xs, y, n, w, eps, xq, xd, xsum);
+    return cu_check_launch(err, "rmsnorm");
+}
+
+static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
+                  const cuda_mm_opt *opt, hb_err *err) {
+    int rc;
+    unsigned grid = cu_blocks(w->n_rows, MV_R);
+    float *add_to = opt ? opt->add_to : NULL;
+    if (is_float_type(w->type)) {
+        int vec = w->n_cols % 8 == 0;
+        int thr = mv_threads(vec ? w->n_cols / 8 : w->n_cols / 4);
+        for (int64_t t0 = 0; t0 < n_tok; t0 += MV_T) {
+            int nt = (int)(n_tok - t0 < MV_T ? n_tok - t0 : MV_T);
+            mv_multi mm;
+            memset(&mm, 0, sizeof mm);
+            mm.n = 1;
+            mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
+                              add_to ? add_to + t0 * ldy : NULL, grid };
+            mv_float<<<grid, thr, 0, c->stream>>>(w->type, mm, w->n_cols, vec, x + t0 * w->n_cols, nt);
+        }
+        return cu_check_launch(err, "matrix-vector product");
+    }
+    const mm_entry *e = mm_find(w->type);
+    if (!e) return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: no kernel for weight type %s", quant_type_name(w->type));
+    int8_t *xq;
+    float *xd;
+    int2 *xs;
+    if ((rc = act_quantize(c, x, n_tok, w->n_cols, opt && opt->reuse_act, &xq, &xd, &xs, err))) return rc;
+    int nch = (int)(w->n_cols / 32), thr = mv_threads(nch);
+    for (int64_t t0 = 0; t0 < n_tok; t0 += MV_T) {
+        int nt = (int)(n_tok - t0 < MV_T ? n_tok - t0 : MV_T);
+        mv_multi mm;
+        memset(&mm, 0, sizeof mm);
+        mm.n = 1;
+        mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
+                          add_to ? add_to + t0 * ldy : NULL, grid };
+        e->mv<<<grid, thr, 0, c->stream>>>(mm, nch, xq + t0 * w->n_cols, xd + t0 * nch, xs + t0 * nch, nt);
+    }
+    return cu_check_launch(err, "matrix-vector product");
+}
+
+/* n (2..3) quantized weights of the same type and row length over the same x: one launch
+ * per token group. */
+extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys,
+                                 const int64_t *ldys, float *const *adds, const float *x, int64_t n_tok, int reuse_act,
+                                 hb_err *err) {
+    int rc;
+    const cuda_weight *w = ws[0];
+    const mm_entry *e = mm_find(w->type);
+    int fl = is_float_type(w->type);
+    if (n < 1 || n > 3 || (!e && !fl) || n_tok > MV_T) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: bad multi-matmul");
+    int8_t *xq = NULL;
+    float *xd = NULL;
+    int2 *xs = NULL;
+    if (!fl && (rc = act_quantize(c, x, n_tok, w->n_cols, reuse_act, &xq, &xd, &xs, err))) return rc;
+    int vec = w->n_cols % 8 == 0;
+    int nch = (int)(w->n_cols / 32), thr = fl ? mv_threads(vec ? w->n_cols / 8 : w->n_cols / 4) : mv_threads(nch);
+    mv_multi mm;
+    mv_seg *seg[3] = { &mm.s0, &mm.s1, &mm.s2 };
+    memset(&mm, 0, sizeof mm);
+    mm.n = n;
+    unsigned grid = 0;
+    for (int i = 0; i < n; i++) {
+        if (ws[i]->type != w->type || ws[i]->n_cols != w->n_cols)
+            return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: multi-matmul over different weights");
+        unsigned b = cu_blocks(ws[i]->n_rows, MV_R);
+        *seg[i] = (mv_seg){ (const uint8_t *)ws[i]->data, ws[i]->row_bytes, ws[i]->n_rows, ys[i], ldys[i], adds[i], b };
+        grid += b;
+    }
+    if (fl) mv_float<<<grid, thr, 0, c->stream>>>(w->type, mm, w->n_cols, vec, x, (int)n_tok);
+    else e->mv<<<grid, thr, 0, c->stream>>>(mm, nch, xq, xd, xs, (int)n_tok);
+    return cu_check_launch(err, "matrix-vector product");
+}
+
+/* Dequantizes rows of w (ids_dev, or all rows when NULL) to f32 (out) or f16 (out16), rows
+ * ld elements apart. */
+static int dequant(cuda_ctx *c, const cuda_weight *w, const int32_t *ids_dev, int64_t n, float *out, __half *out16,
+                   int64_t ld, hb_err *err) {
+    if (is_float_type(w->type)) {
+        dq_float<<<cu_blocks(n * ld, 256), 256, 0, c->stream>>>(w->type, (const uint8_t *)w->data, w->row_bytes,
+                                                                w->n_cols, ids_dev, n, out, out16, ld);
+        return cu_check_launch(err, "dequantizing weights");
+    }
+    const mm_entry *e = mm_find(w->type);
+    if (!e) return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: no kernel for weight type %s", quant_type_name(w->type));
+    int nch = (int)(w->n_cols / 32);
+    e->dq<<<cu_blocks(n * nch, 128), 128, 0, c->stream>>>((const uint8_t *)w->data, w->row_bytes, nch, ids_dev, n,
+                                                          out, out16, ld);
+    return cu_check_launch(err, "dequantizing weights");
+}
+
+extern "C" int cuda_get_rows(cuda_ctx *c, const cuda_weight *w, const int32_t *ids_host, int64_t n, float *out,
+                             hb_err *err) {
+    int rc;
+    if (n <= 0) return HEARTH_OK;
+    if ((rc = cu_scratch_reserve(&c->ids, (size_t)n * sizeof(int32_t), err))) return rc;
+    cudaError_t e = cudaMemcpyAsync(c->ids.p, ids_host, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice, c->stream);
+    if (e != cudaSuccess) return cu_fail(err, e, "uploading row ids");
+    /* the ids come from pageable memory: the copy is complete when the call returns */
+    return dequant(c, w, (const int32_t *)c->ids.p, n, out, NULL, w->n_cols, err);
+}
+
+extern "C" int cuda_get_rows_dev(cuda_ctx *c, const cuda_weight *w, const int32_t *ids_dev, int64_t n, float *out,
+                                 hb_err *err) {
+    if (n <= 0) return HEARTH_OK;
+    return dequant(c, w, ids_dev, n, out, NULL, w->n_cols, err);
+}
+
+int cu_gemm_f16(cuda_ctx *c, const __half *a, const __half *b, int64_t m, int64_t n, int64_t k, float *y,
+                int64_t ldy, hb_err *err);
+
+/* Tensor-core path: W -> f16 [n_rows][kp], x -> f16 [n_tok][kp] (kp = n_cols rounded up to
+ * 32, zero padded), then y = x W^T. */
+static int matmul_tc(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
+                     hb_err *err);
+
+#define TC_MIN_TOKENS 17
+
+/* Whether cuda_matmul takes the matrix-vector path (and so reads quantized activations). */
+extern "C" int cuda_matmul_is_mv(const cuda_weight *w, int64_t n_tok) {
+    return n_tok < TC_MIN_TOKENS || w->type == QT_F32;
+}
+
+extern "C" int cuda_matmul_ex(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
+                              const cuda_mm_opt *opt, hb_err *err) {
+    int rc;
+    if (n_tok <= 0 || w->n_rows <= 0) return HEARTH_OK;
+    if (!is_float_type(w->type) && w->n_cols % 32)
+        return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: row length %lld is not a multiple of 32", (long long)w->n_cols);
+    /* F32 weights stay on the f32 path: the tensor cores would round them to f16 */
+    if (cuda_matmul_is_mv(w, n_tok)) return matvec(c, w, x, n_tok, y, ldy, opt, err);
+    if ((rc = matmul_tc(c, w, x, n_tok, y, ldy, err))) return rc;
+    if (opt && opt->add_to) return cuda_add(c, opt->add_to, y, n_tok * ldy, err);
+    return HEARTH_OK;
+}
+
+extern "C" int cuda_matmul(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
+                           hb_err *err) {
+    return cuda_matmul_ex(c, w, x, n_tok, y, ldy, NULL, err);
+}
+
+static __global__ void to_f16_kernel(const float *x, int64_t n, int64_t kp, int64_t rows, __half *out) {
+    int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (k >= rows * kp) return;
+    int64_t r = k / kp, e = k % kp;
+    out[k] = __float2half(e < n ? x[r * n + e] : 0.0f);
+}
+
+static int matmul_tc(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
+                     hb_err *err) {
+    int rc;
+    int64_t kp = (w->n_cols + 31) / 32 * 32;
+    const __half *wh;
+    if (w->type == QT_F16 && kp == w->n_cols) {
+        wh = (const __half *)w->data; /* already the layout the GEMM reads */
+    } else {
+        if ((rc = cu_scratch_reserve(&c->f16w, (size_t)(w->n_rows * kp) * 2, err))) return rc;
+        if ((rc = dequant(c, w, NULL, w->n_rows, NULL, (__half *)c->f16w.p, kp, err))) return rc;
+        wh = (const __half *)c->f16w.p;
+    }
+    if ((rc = cu_scratch_reserve(&c->f16a, (size_t)(n_tok * kp) * 2, err))) return rc;
+    to_f16_kernel<<<cu_blocks(n_tok * kp, 256), 256, 0, c->stream>>>(x, w->n_cols, kp, n_tok, (__half *)c->f16a.p);
+    if ((rc = cu_check_launch(err, "converting activations"))) return rc;
+    return cu_gemm_f16(c, (const __half *)c->f16a.p, wh, n_tok, w->n_rows, kp, y, ldy, err);
+}

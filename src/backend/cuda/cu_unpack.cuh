@@ -1,0 +1,259 @@
+/* cu_unpack.cuh — per-type decoding of one 32-element chunk of a weight row, shared by the
+ * matrix-vector kernels and the dequantization kernels (cu_matmul.cu).
+ *
+ * Every quantized type is read as chunks of 32 consecutive elements (a whole block of the
+ * 32-element formats, a 32-element slice of a 256-element super-block). A chunk decodes to
+ *   q[8]    32 small integer codes, 4 per word as signed bytes, element order (word k holds
+ *           elements 4k..4k+3);
+ *   a[2]    the scale of elements 0..15 and of 16..31;
+ *   m[2]    an offset per half, so element e = a[h] * q[e] + m[h] (h = e / 16).
+ * This is the arithmetic of the scalar reference (src/quant/ref_*.c): integer dot products
+ * per half, scaled once. The byte layouts are documented in src/quant/blocks.h; loads are
+ * as wide as each format's alignment allows (rows come from the file unchanged).
+ */
+#ifndef HEARTH_CU_UNPACK_CUH
+#define HEARTH_CU_UNPACK_CUH
+
+#include "backend/cuda/cu_internal.cuh"
+
+static __device__ __forceinline__ uint32_t ld16(const uint8_t *p) {
+    return *(const uint16_t *)p;
+}
+
+/* A 32-bit word from a 2-byte aligned address. */
+static __device__ __forceinline__ uint32_t ld32_a2(const uint8_t *p) {
+    const uint16_t *h = (const uint16_t *)p;
+    return (uint32_t)h[0] | (uint32_t)h[1] << 16;
+}
+
+static __device__ __forceinline__ uint32_t ld32(const uint8_t *p) {
+    return *(const uint32_t *)p;
+}
+
+/* Bits 0..3 of x to bit 0 of bytes 0..3 (the shifted copies never overlap, so no carries). */
+static __device__ __forceinline__ uint32_t spread4(uint32_t x) {
+    return (x * 0x00204081u) & 0x01010101u;
+}
+
+/* Maps 4 byte-sized codes 0..15 through the IQ4 level table (lut: 16 int8 in shared memory). */
+static __device__ __forceinline__ uint32_t lut4(const int8_t *lut, uint32_t w) {
+    return (uint32_t)(uint8_t)lut[w & 15] | (uint32_t)(uint8_t)lut[(w >> 8) & 15] << 8 |
+           (uint32_t)(uint8_t)lut[(w >> 16) & 15] << 16 | (uint32_t)(uint8_t)lut[w >> 24] << 24;
+}
+
+/* Byte i (0..11) of three words, without indexing a register array. */
+static __device__ __forceinline__ uint32_t byte12(uint32_t w0, uint32_t w1, uint32_t w2, int i) {
+    uint32_t w = i < 4 ? w0 : (i < 8 ? w1 : w2);
+    return (w >> (8 * (i & 3))) & 0xff;
+}
+
+#define UNPACK_ARGS const uint8_t *row, int c, const int8_t *lut, int *q, float *a, float *m
+
+static __device__ __forceinline__ void up_q4_0(UNPACK_ARGS) {
+    (void)lut;
+    const uint8_t *b = row + (size_t)c * 18;
+    float d = cu_f16(ld16(b));
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        uint32_t w = ld32_a2(b + 2 + 4 * k);
+        q[k] = (int)(w & 0x0f0f0f0fu);
+        q[k + 4] = (int)((w >> 4) & 0x0f0f0f0fu);
+    }
+    a[0] = a[1] = d;
+    m[0] = m[1] = -8.0f * d;
+}
+
+static __device__ __forceinline__ void up_q4_1(UNPACK_ARGS) {
+    (void)lut;
+    const uint8_t *b = row + (size_t)c * 20;
+    uint32_t dm = ld32(b);
+    float d = cu_f16((uint16_t)dm), mn = cu_f16((uint16_t)(dm >> 16));
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        uint32_t v = ld32(b + 4 + 4 * k);
+        q[k] = (int)(v & 0x0f0f0f0fu);
+        q[k + 4] = (int)((v >> 4) & 0x0f0f0f0fu);
+    }
+    a[0] = a[1] = d;
+    m[0] = m[1] = mn;
+}
+
+static __device__ __forceinline__ void up_q5_0(UNPACK_ARGS) {
+    (void)lut;
+    const uint8_t *b = row + (size_t)c * 22;
+    float d = cu_f16(ld16(b));
+    uint32_t qh = ld32_a2(b + 2);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        uint32_t w = ld32_a2(b + 6 + 4 * k);
+        q[k] = (int)((w & 0x0f0f0f0fu) | spread4((qh >> (4 * k)) & 15) << 4);
+        q[k + 4] = (int)(((w >> 4) & 0x0f0f0f0fu) | spread4((qh >> (16 + 4 * k)) & 15) << 4);
+    }
+    a[0] = a[1] = d;
+    m[0] = m[1] = -16.0f * d;
+}
+
+static __device__ __forceinline__ void up_q5_1(UNPACK_ARGS) {
+    (void)lut;
+    const uint8_t *b = row + (size_t)c * 24;
+    uint32_t dm = ld32(b), qh = ld32(b + 4);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        uint32_t w = ld32(b + 8 + 4 * k);
+        q[k] = (int)((w & 0x0f0f0f0fu) | spread4((qh >> (4 * k)) & 15) << 4);
+        q[k + 4] = (int)(((w >> 4) & 0x0f0f0f0fu) | spread4((qh >> (16 + 4 * k)) & 15) << 4);
+    }
+    a[0] = a[1] = cu_f16((uint16_t)dm);
+    m[0] = m[1] = cu_f16((uint16_t)(dm >> 16));
+}
+
+static __device__ __forceinline__ void up_q8_0(UNPACK_ARGS) {
+    (void)lut;
+    const uint8_t *b = row + (size_t)c * 34;
+    float d = cu_f16(ld16(b));
+#pragma unroll
+    for (int k = 0; k < 8; k++) q[k] = (int)ld32_a2(b + 2 + 4 * k);
+    a[0] = a[1] = d;
+    m[0] = m[1] = 0.0f;
+}
+
+static __device__ __forceinline__ void up_iq4_nl(UNPACK_ARGS) {
+    const uint8_t *b = row + (size_t)c * 18;
+    float d = cu_f16(ld16(b));
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        uint32_t w = ld32_a2(b + 2 + 4 * k);
+        q[k] = (int)lut4(lut, w & 0x0f0f0f0fu);
+        q[k + 4] = (int)lut4(lut, (w >> 4) & 0x0f0f0f0fu);
+    }
+    a[0] = a[1] = d;
+    m[0] = m[1] = 0.0f;
+}
+
+/* Q4_K / Q5_K 6-bit scale and min of sub-block j from the 12 packed bytes (s0..s2). */
+static __device__ __forceinline__ void kq_scale_min(uint32_t s0, uint32_t s1, uint32_t s2, int j, int *sc, int *mn) {
+    if (j < 4) {
+        *sc = (int)((s0 >> (8 * j)) & 63);
+        *mn = (int)((s1 >> (8 * j)) & 63);
+    } else {
+        int i = j - 4;
+        uint32_t lo = (s2 >> (8 * i)) & 0xff;
+        *sc = (int)((lo & 15) | (((s0 >> (8 * i + 6)) & 3) << 4));
+        *mn = (int)((lo >> 4) | (((s1 >> (8 * i + 6)) & 3) << 4));
+    }
+}
+
+static __device__ __forceinline__ void up_q4_K(UNPACK_ARGS) {
+    (void)lut;
+    const uint8_t *b = row + (size_t)(c >> 3) * 144;
+    int j = c & 7, sc, mn;
+    uint4 hd = *(const uint4 *)b; /* d, dmin, scales[12] */
+    kq_scale_min(hd.y, hd.z, hd.w, j, &sc, &mn);
+    const uint4 *qs = (const uint4 *)(b + 16 + 32 * (j >> 1));
+    uint4 w0 = qs[0], w1 = qs[1];
+    int sh = 4 * (j & 1);
+    q[0] = (int)((w0.x >> sh) & 0x0f0f0f0fu), q[1] = (int)((w0.y >> sh) & 0x0f0f0f0fu);
+    q[2] = (int)((w0.z >> sh) & 0x0f0f0f0fu), q[3] = (int)((w0.w >> sh) & 0x0f0f0f0fu);
+    q[4] = (int)((w1.x >> sh) & 0x0f0f0f0fu), q[5] = (int)((w1.y >> sh) & 0x0f0f0f0fu);
+    q[6] = (int)((w1.z >> sh) & 0x0f0f0f0fu), q[7] = (int)((w1.w >> sh) & 0x0f0f0f0fu);
+    float d = cu_f16((uint16_t)hd.x), dmin = cu_f16((uint16_t)(hd.x >> 16));
+    a[0] = a[1] = d * (float)sc;
+    m[0] = m[1] = -dmin * (float)mn;
+}
+
+static __device__ __forceinline__ void up_q5_K(UNPACK_ARGS) {
+    (void)lut;
+    const uint8_t *b = row + (size_t)(c >> 3) * 176;
+    int j = c & 7, sc, mn;
+    uint4 hd = *(const uint4 *)b;
+    kq_scale_min(hd.y, hd.z, hd.w, j, &sc, &mn);
+    const uint4 *qh = (const uint4 *)(b + 16);
+    const uint4 *qs = (const uint4 *)(b + 48 + 32 * (j >> 1));
+    uint4 h0 = qh[0], h1 = qh[1], w0 = qs[0], w1 = qs[1];
+    int sh = 4 * (j & 1);
+#define Q5K_WORD(w, h) (int)((((w) >> sh) & 0x0f0f0f0fu) | ((((h) >> j) & 0x01010101u) << 4))
+    q[0] = Q5K_WORD(w0.x, h0.x), q[1] = Q5K_WORD(w0.y, h0.y), q[2] = Q5K_WORD(w0.z, h0.z), q[3] = Q5K_WORD(w0.w, h0.w);
+    q[4] = Q5K_WORD(w1.x, h1.x), q[5] = Q5K_WORD(w1.y, h1.y), q[6] = Q5K_WORD(w1.z, h1.z), q[7] = Q5K_WORD(w1.w, h1.w);
+#undef Q5K_WORD
+    float d = cu_f16((uint16_t)hd.x), dmin = cu_f16((uint16_t)(hd.x >> 16));
+    a[0] = a[1] = d * (float)sc;
+    m[0] = m[1] = -dmin * (float)mn;
+}
+
+static __device__ __forceinline__ void up_q6_K(UNPACK_ARGS) {
+    (void)lut;
+    const uint8_t *b = row + (size_t)(c >> 3) * 210;
+    int j = c & 7, h = j >> 2, k = j & 3;
+    const uint8_t *ql = b + 64 * h + 32 * (k & 1), *qh = b + 128 + 32 * h;
+    int shl = 4 * (k >> 1), shh = 2 * k;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        uint32_t lo = (ld32_a2(ql + 4 * i) >> shl) & 0x0f0f0f0fu;
+        uint32_t hi = (ld32_a2(qh + 4 * i) >> shh) & 0x03030303u;
+        q[i] = (int)__vsub4(lo | hi << 4, 0x20202020u);
+    }
+    uint32_t sc = ld16(b + 192 + 2 * j);
+    float d = cu_f16(ld16(b + 208));
+    a[0] = d * (float)(int8_t)(sc & 0xff);
+    a[1] = d * (float)(int8_t)(sc >> 8);
+    m[0] = m[1] = 0.0f;
+}
+
+static __device__ __forceinline__ void up_q2_K(UNPACK_ARGS) {
+    (void)lut;
+    const uint8_t *b = row + (size_t)(c >> 3) * 84;
+    int j = c & 7, h = j >> 2, k = j & 3;
+    const uint8_t *qs = b + 16 + 32 * h;
+#pragma unroll
+    for (int i = 0; i < 8; i++) q[i] = (int)((ld32(qs + 4 * i) >> (2 * k)) & 0x03030303u);
+    uint32_t sc = ld16(b + 2 * j), dd = ld32(b + 80);
+    float d = cu_f16((uint16_t)dd), dmin = cu_f16((uint16_t)(dd >> 16));
+    a[0] = d * (float)(sc & 15);
+    m[0] = -dmin * (float)((sc >> 4) & 15);
+    a[1] = d * (float)((sc >> 8) & 15);
+    m[1] = -dmin * (float)((sc >> 12) & 15);
+}
+
+/* Q3_K scale s (0..15) from the 12 packed bytes, bias removed. */
+static __device__ __forceinline__ int q3k_scale(uint32_t w0, uint32_t w1, uint32_t w2, int s) {
+    uint32_t lo = s < 8 ? (byte12(w0, w1, w2, s) & 15) : (byte12(w0, w1, w2, s - 8) >> 4);
+    uint32_t hi = (byte12(w0, w1, w2, 8 + (s & 3)) >> (2 * (s >> 2))) & 3;
+    return (int)(lo | hi << 4) - 32;
+}
+
+static __device__ __forceinline__ void up_q3_K(UNPACK_ARGS) {
+    (void)lut;
+    const uint8_t *b = row + (size_t)(c >> 3) * 110;
+    int j = c & 7, h = j >> 2, k = j & 3;
+    const uint8_t *qs = b + 32 + 32 * h;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        uint32_t lo = (ld32_a2(qs + 4 * i) >> (2 * k)) & 0x03030303u;
+        uint32_t hb = (ld32_a2(b + 4 * i) >> j) & 0x01010101u;
+        q[i] = (int)__vsub4(lo | hb << 2, 0x04040404u);
+    }
+    uint32_t w0 = ld32_a2(b + 96), w1 = ld32_a2(b + 100), w2 = ld32_a2(b + 104);
+    float d = cu_f16(ld16(b + 108));
+    a[0] = d * (float)q3k_scale(w0, w1, w2, 2 * j);
+    a[1] = d * (float)q3k_scale(w0, w1, w2, 2 * j + 1);
+    m[0] = m[1] = 0.0f;
+}
+
+static __device__ __forceinline__ void up_iq4_xs(UNPACK_ARGS) {
+    const uint8_t *b = row + (size_t)(c >> 3) * 136;
+    int j = c & 7;
+    uint2 hd = *(const uint2 *)b; /* d, scales_h, scales_l[4] */
+    const uint2 *qs = (const uint2 *)(b + 8 + 16 * j);
+    uint2 w0 = qs[0], w1 = qs[1];
+    q[0] = (int)lut4(lut, w0.x & 0x0f0f0f0fu), q[4] = (int)lut4(lut, (w0.x >> 4) & 0x0f0f0f0fu);
+    q[1] = (int)lut4(lut, w0.y & 0x0f0f0f0fu), q[5] = (int)lut4(lut, (w0.y >> 4) & 0x0f0f0f0fu);
+    q[2] = (int)lut4(lut, w1.x & 0x0f0f0f0fu), q[6] = (int)lut4(lut, (w1.x >> 4) & 0x0f0f0f0fu);
+    q[3] = (int)lut4(lut, w1.y & 0x0f0f0f0fu), q[7] = (int)lut4(lut, (w1.y >> 4) & 0x0f0f0f0fu);
+    uint32_t lo = (hd.y >> (8 * (j >> 1) + 4 * (j & 1))) & 15;
+    uint32_t hi = (hd.x >> (16 + 2 * j)) & 3;
+    float d = cu_f16((uint16_t)hd.x);
+    a[0] = a[1] = d * (float)((int)(lo | hi << 4) - 32);
+    m[0] = m[1] = 0.0f;
+}
+
+#endif

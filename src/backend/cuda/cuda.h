@@ -1,0 +1,223 @@
+/* cuda.h — the CUDA backend's C interface (internal): device discovery, device memory, and
+ * the kernels of a decoder step (quantized matrix multiply, norms, RoPE, attention over a
+ * device KV cache, element-wise ops).
+ *
+ * Everything here is callable from C; the implementation is CUDA C in the .cu files of src/backend/cuda
+ * and is only linked when hearth is built with `make CUDA=1` (HEARTH_CUDA=1).
+ *
+ * Conventions:
+ *  - Pointers named *_dev (and every float/byte pointer the kernels take) are device
+ *    pointers; host arrays are named so. Kernels are queued on the context's stream and run
+ *    asynchronously: results are visible to the host after cuda_download / cuda_sync.
+ *  - Functions return a hearth_status and fill `err` when given; a CUDA failure becomes
+ *    HEARTH_E_UNSUPPORTED (no usable device), HEARTH_E_NOMEM (device memory) or
+ *    HEARTH_E_INTERNAL (a launch failed), with the CUDA error text in the message.
+ *  - A cuda_ctx is used by one thread at a time.
+ */
+#ifndef HEARTH_CUDA_H
+#define HEARTH_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "base/base.h"
+#include "quant/quant.h"
+
+/* ---- devices ------------------------------------------------------------------------- */
+typedef struct cuda_dev_info {
+    int ordinal;
+    char name[256];
+    int cc_major, cc_minor;     /* compute capability */
+    int sm_count;
+    size_t mem_free, mem_total; /* bytes, at the time of the probe */
+    size_t l2_bytes;
+    int driver_version, runtime_version; /* e.g. 13000 */
+} cuda_dev_info;
+
+/* Ordinal chosen by HEARTH_CUDA_DEVICE (default 0); -1 with err set if the variable is not
+ * a number. */
+int cuda_device_from_env(hb_err *err);
+
+/* Probes device `ordinal`: HEARTH_OK with *info filled, or HEARTH_E_UNSUPPORTED with a clear
+ * message (no GPU, driver too old for this build, compute capability below 7.0, ...).
+ * Never aborts. */
+int cuda_probe(int ordinal, cuda_dev_info *info, hb_err *err);
+
+/* ---- context: one device, one stream ------------------------------------------------- */
+typedef struct cuda_ctx cuda_ctx;
+
+/* Creates a context on device `ordinal` (probed first). Caller frees with cuda_ctx_free. */
+int cuda_ctx_new(int ordinal, cuda_ctx **out, hb_err *err);
+void cuda_ctx_free(cuda_ctx *c);
+const cuda_dev_info *cuda_ctx_info(const cuda_ctx *c);
+/* Makes c's GPU current for the calling thread (contexts may move between threads). */
+int cuda_ctx_enter(cuda_ctx *c, hb_err *err);
+
+/* Device memory. cuda_alloc returns 256-byte aligned memory (caller frees with cuda_free);
+ * HEARTH_E_NOMEM when the device is full. */
+int cuda_alloc(cuda_ctx *c, void **out_dev, size_t bytes, hb_err *err);
+void cuda_free(cuda_ctx *c, void *p_dev);
+/* Host -> device copy; returns once the host buffer may be reused. */
+int cuda_upload(cuda_ctx *c, void *dst_dev, const void *src_host, size_t bytes, hb_err *err);
+/* Device -> host copy after all queued work; synchronous. */
+int cuda_download(cuda_ctx *c, void *dst_host, const void *src_dev, size_t bytes, hb_err *err);
+/* Device -> device copy, queued. */
+int cuda_copy(cuda_ctx *c, void *dst_dev, const void *src_dev, size_t bytes, hb_err *err);
+/* Waits for all queued work; reports the first asynchronous failure. */
+int cuda_sync(cuda_ctx *c, hb_err *err);
+
+/* ---- weights ------------------------------------------------------------------------- */
+/* A weight matrix [n_rows][n_cols] of quant type `type` in device memory, rows row_bytes
+ * apart (the file's layout, unchanged). */
+typedef struct cuda_weight {
+    uint32_t type;
+    int64_t n_rows, n_cols;
+    size_t row_bytes;
+    const void *data;   /* device */
+} cuda_weight;
+
+/* True when the matmul kernels support `type` (every compute type of quant.h). */
+int cuda_type_supported(uint32_t type);
+
+/* y[t][r] = sum_c W[r][c] * x[t][c], t < n_tok, r < n_rows. x: [n_tok][n_cols] f32
+ * (contiguous), y: [n_tok][ldy] f32, both device. Quantized weights take int8 activations
+ * (per 32 values, a float scale: the reference's arithmetic); float weights take f32.
+ * Large batches use the tensor-core path. */
+int cuda_matmul(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y,
+                int64_t ldy, hb_err *err);
+
+/* Options of cuda_matmul_ex, for fusing a step's ops:
+ *  reuse_act: the activation scratch already holds x quantized (by cuda_rmsnorm_q8 or the
+ *             previous matmul over the same x); only for matrix-vector products;
+ *  add_to:    also add the result into add_to[t][r] (a residual add), ldy == n_rows. */
+typedef struct cuda_mm_opt {
+    int reuse_act;
+    float *add_to;
+} cuda_mm_opt;
+int cuda_matmul_ex(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
+                   const cuda_mm_opt *opt, hb_err *err);
+/* n (2..3) quantized weights of one type and row length over the same x (n_tok <= 8) in
+ * one launch: ys[i][t][r] = W_i x[t] (+ into adds[i] when non-NULL). */
+int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
+                      float *const *adds, const float *x, int64_t n_tok, int reuse_act, hb_err *err);
+/* True when a matmul of n_tok rows runs as matrix-vector products (int8 activations for
+ * quantized weights). */
+int cuda_matmul_is_mv(const cuda_weight *w, int64_t n_tok);
+/* RMSNorm (rows n floats, written contiguously to y) that also quantizes the result into
+ * the activation scratch (n % 32 == 0), for a following matmul with reuse_act. */
+int cuda_rmsnorm_q8(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t n_rows, int64_t n, const float *w,
+                    float eps, hb_err *err);
+
+/* GLU (as cuda_glu, output rows contiguous: os == n) that also quantizes its output into
+ * the activation scratch (n % 32 == 0), for a following matmul with reuse_act. */
+int cuda_glu_q8(cuda_ctx *c, int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
+                int64_t n_tok, int64_t n, hb_err *err);
+
+/* out[i][0..n_cols) = dequantized row ids_host[i] of w (ids validated by the caller). */
+int cuda_get_rows(cuda_ctx *c, const cuda_weight *w, const int32_t *ids_host, int64_t n, float *out,
+                  hb_err *err);
+
+/* ---- the other ops of a decoder step ---------------------------------------------------
+ * Shapes and strides are in floats; every array is device memory unless named *_host.
+ * Integer arrays (pos, seq) are device copies made with cuda_stage_i32. */
+
+/* Copies n host ints into staging slot `slot` (0..CUDA_STAGE_SLOTS-1) and returns the
+ * device copy (valid until the slot is staged again). The copy is queued in order with the
+ * kernels, so a slot may be restaged for the next call at once. */
+#define CUDA_STAGE_SLOTS 4
+int cuda_stage_i32(cuda_ctx *c, int slot, const int32_t *src_host, int64_t n, const int32_t **out_dev,
+                   hb_err *err);
+
+/* y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (w: n floats or NULL), n_rows rows. */
+int cuda_rmsnorm(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_rows, int64_t n,
+                 const float *w, float eps, hb_err *err);
+
+typedef struct cuda_rope {
+    int neox;            /* 0: rotate pairs (2i, 2i+1); 1: halves (i, i + n_rot/2) */
+    int32_t n_rot;
+    float base, freq_scale, attn_factor;
+    const float *factors; /* [n_rot/2] device, or NULL */
+} cuda_rope;
+/* Rotates n_head heads of head_dim floats in each of n_tok rows (row stride `stride`) by
+ * position pos[t]: theta_i = pos * freq_scale * base^(-2i/n_rot) / factors[i]. */
+int cuda_rope_apply(cuda_ctx *c, float *x, int64_t n_tok, int64_t stride, int32_t n_head, int32_t head_dim,
+                    const int32_t *pos, const cuda_rope *r, hb_err *err);
+
+/* The same rotation applied to two tensors of the same tokens (q and k) in one pass. */
+int cuda_rope_apply2(cuda_ctx *c, float *x, int64_t stride, int32_t n_head, float *x2, int64_t stride2,
+                     int32_t n_head2, int64_t n_tok, int32_t head_dim, const int32_t *pos, const cuda_rope *r,
+                     hb_err *err);
+
+/* One layer's KV cache in device memory: rows of kv_dim elements of type (QT_F32, QT_F16 or
+ * QT_Q8_0), cell (seq s, position p) at row s * n_ctx + p. */
+typedef struct cuda_kv {
+    void *k, *v;
+    uint32_t type;
+    int64_t kv_dim;
+    size_t row_bytes;
+    int64_t n_ctx;
+} cuda_kv;
+
+int cuda_kv_store(cuda_ctx *c, const cuda_kv *kv, const float *k, int64_t ks, const float *v, int64_t vs,
+                  int64_t n_tok, const int32_t *pos, const int32_t *seq, hb_err *err);
+
+/* Attention of n_tok query rows over the cache (their own K/V already stored): token t
+ * (sequence seq[t], position pos[t]) head h reads kv head h / (n_head / n_head_kv) over
+ * cells [lo, pos[t]], lo = max(0, pos[t] - window + 1) when window > 0, else 0; scores are
+ * scale * q.k, then softcap * tanh(score / softcap) when softcap > 0. max_pos_host is the
+ * largest pos[t] (sizes the split of the cache across thread blocks). */
+typedef struct cuda_attn {
+    const cuda_kv *kv;
+    const int32_t *pos, *seq;
+    int32_t n_tok, n_head, n_head_kv, head_dim_k, head_dim_v;
+    float scale, softcap;
+    int32_t window;
+    int32_t max_pos_host;
+} cuda_attn;
+int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os,
+                   hb_err *err);
+
+/* y[t][i] = x[t][i] (+ bias[i]) for n_tok rows of n floats (x == y allowed). */
+int cuda_copy_rows(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_tok, int64_t n,
+                   const float *bias, hb_err *err);
+int cuda_add(cuda_ctx *c, float *y, const float *x, int64_t n, hb_err *err);      /* y += x */
+int cuda_scale(cuda_ctx *c, float *x, int64_t n, float s, hb_err *err);           /* x *= s */
+int cuda_softcap(cuda_ctx *c, float *x, int64_t n, float cap, hb_err *err);       /* cap*tanh(x/cap) */
+/* out[t][i] = act(gate[t][i]) * up[t][i]; gelu: 0 = SiLU, 1 = GELU (tanh form). */
+int cuda_glu(cuda_ctx *c, int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
+             int64_t os, int64_t n_tok, int64_t n, hb_err *err);
+
+/* ---- whole-step replay (CUDA graphs) --------------------------------------------------
+ * Work queued between cuda_capture_begin and cuda_capture_end is recorded, not run; the
+ * graph replays it with the same arguments. Scratch memory that a graph uses must not move:
+ * cuda_ctx_generation changes whenever the context reallocates scratch, and graphs made
+ * under an older generation must not be launched. */
+typedef struct cuda_graph cuda_graph;
+int cuda_capture_begin(cuda_ctx *c, hb_err *err);
+int cuda_capture_end(cuda_ctx *c, cuda_graph **out, hb_err *err);   /* caller frees with cuda_graph_free */
+int cuda_graph_launch(cuda_ctx *c, cuda_graph *g, hb_err *err);
+void cuda_graph_free(cuda_graph *g);
+uint64_t cuda_ctx_generation(const cuda_ctx *c);
+/* Pinned host memory (fast, asynchronous uploads). Caller frees with cuda_host_free. */
+int cuda_host_alloc(size_t bytes, void **out, hb_err *err);
+void cuda_host_free(void *p);
+/* Queues a copy from pinned host memory; the source must stay unchanged until the stream
+ * has run it (cuda_sync). */
+int cuda_upload_async(cuda_ctx *c, void *dst_dev, const void *src_pinned, size_t bytes, hb_err *err);
+/* As cuda_get_rows with the ids already in device memory. */
+int cuda_get_rows_dev(cuda_ctx *c, const cuda_weight *w, const int32_t *ids_dev, int64_t n, float *out,
+                      hb_err *err);
+
+/* ---- measurement --------------------------------------------------------------------- */
+/* Measures the device's read bandwidth (a streaming read of a buffer several times the L2,
+ * best of a few runs) in bytes per second. */
+int cuda_measure_bandwidth(cuda_ctx *c, double *bytes_per_s, hb_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

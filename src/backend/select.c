@@ -1,0 +1,64 @@
+/* select.c — picks the backend of a context (CPU or CUDA) and frees it, so the engine never
+ * names a particular backend.
+ *
+ * Compiled twice: as src/backend/select.o into every build (CPU only), and with
+ * HEARTH_CUDA=1 into CUDA builds in place of that object (src/backend/cuda/cuda.mk), so a
+ * stale object can never mix the two.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#if HEARTH_CUDA
+#include "backend/cuda/be_cuda.h"
+#endif
+
+bool be_cuda_built(void) {
+#if HEARTH_CUDA
+    return true;
+#else
+    return false;
+#endif
+}
+
+static void note_set(char *note, size_t len, const char *msg) {
+    if (note && len) snprintf(note, len, "%s", msg);
+}
+
+int be_new(const char *want, int n_threads, be_ctx **out, char *note, size_t note_len, hb_err *err) {
+    const char *w = want && *want ? want : getenv("HEARTH_BACKEND");
+    if (!w || !*w) w = "auto";
+    *out = NULL;
+    note_set(note, note_len, "");
+    if (strcmp(w, "cpu") == 0) return be_cpu_new(n_threads, out, err);
+    if (strcmp(w, "cuda") != 0 && strcmp(w, "auto") != 0)
+        return hb_fail(err, HEARTH_E_INVALID, "unknown backend '%s' (expected cpu, cuda or auto)", w);
+#if HEARTH_CUDA
+    hb_err e;
+    hb_err_clear(&e);
+    if (be_cuda_new(-1, out, &e) == HEARTH_OK) return HEARTH_OK;
+    if (e.code == HEARTH_E_INVALID) return hb_fail(err, e.code, "%s", e.msg); /* bad HEARTH_CUDA_DEVICE */
+    /* "auto" on a machine without a GPU is the ordinary case: say nothing then */
+    if (strcmp(w, "cuda") == 0 || e.code != HEARTH_E_UNSUPPORTED) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s; running on the CPU", e.msg);
+        note_set(note, note_len, msg);
+    }
+#else
+    if (strcmp(w, "cuda") == 0)
+        note_set(note, note_len, "this hearth was built without CUDA (make CUDA=1); running on the CPU");
+#endif
+    return be_cpu_new(n_threads, out, err);
+}
+
+void be_free(be_ctx *b) {
+    if (!b) return;
+#if HEARTH_CUDA
+    if (strcmp(b->ops->name, "cuda") == 0) {
+        be_cuda_free(b);
+        return;
+    }
+#endif
+    be_cpu_free(b);
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# CLI store verbs without a server: create (hard-link import), list, cp, rm, and their errors.
+set -eu
+: "${HEARTH:?}" "${HEARTH_TEST_SHARED:?}"
+dir=$(mktemp -d /tmp/hearth-verbs-XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+export HEARTH_MODELS="$dir/models" HEARTH_HOST=127.0.0.1:1   # no server there
+cp "$HEARTH_TEST_SHARED/models/stories260K.gguf" "$dir/m.gguf"
+printf 'FROM ./m.gguf\nPARAMETER temperature 0.5\nSYSTEM hi\n' > "$dir/Modelfile"
+"$HEARTH" create tiny -f "$dir/Modelfile"
+blob=$(ls "$HEARTH_MODELS"/blobs/ | while read -r b; do cmp -s "$HEARTH_MODELS/blobs/$b" "$dir/m.gguf" && echo "$b"; done; true)
+[ -n "$blob" ] || { echo "model blob missing"; exit 1; }
+# same file system: imported by hard link (same inode)
+[ "$(stat -c %i "$dir/m.gguf")" = "$(stat -c %i "$HEARTH_MODELS/blobs/$blob")" ] || { echo "not hard-linked"; exit 1; }
+[ "$blob" = "sha256-$(sha256sum "$dir/m.gguf" | cut -d' ' -f1)" ] || { echo "blob name is not the sha256"; exit 1; }
+"$HEARTH" list | grep -q '^tiny:latest '
+"$HEARTH" cp tiny other/tiny:v2
+"$HEARTH" list | grep -q '^other/tiny:v2 '
+"$HEARTH" rm tiny
+"$HEARTH" list | grep -q '^other/tiny:v2 '
+! "$HEARTH" list | grep -q '^tiny:latest'
+[ -e "$HEARTH_MODELS/blobs/$blob" ] || { echo "shared blob removed too early"; exit 1; }
+"$HEARTH" rm other/tiny:v2
+[ -z "$(ls "$HEARTH_MODELS/blobs")" ] || { echo "blobs left after the last rm"; exit 1; }
+# errors: exit 1 with one message
+if "$HEARTH" rm nope 2>"$dir/err"; then echo "rm of a missing model succeeded"; exit 1; fi
+grep -q "not found" "$dir/err"
+if "$HEARTH" create bad -f "$dir/nope" 2>"$dir/err"; then exit 1; fi
+grep -q "cannot open Modelfile" "$dir/err"
+printf 'FROM ./m.gguf\nPARAMETER bogus 1\n' > "$dir/Bad"
+if "$HEARTH" create bad -f "$dir/Bad" 2>"$dir/err"; then exit 1; fi
+grep -q "unknown PARAMETER" "$dir/err"
+if "$HEARTH" ps 2>"$dir/err"; then exit 1; fi
+grep -q "no server" "$dir/err"
+echo "store verbs ok"

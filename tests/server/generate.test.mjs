@@ -1,0 +1,307 @@
+// Generation through the official clients against stories260K: Ollama generate/chat
+// (streaming and not), embeddings vs the shared fixture, OpenAI chat/completions/
+// embeddings with stream + usage, stop strings, seeds, honest context limits, prefix
+// reuse, ps/keep_alive/stop, disconnects, 32 concurrent streams equal to sequential runs,
+// and a graceful shutdown with a stream in flight.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import http from 'node:http';
+import { Ollama } from 'ollama';
+import OpenAI from 'openai';
+import { tmpdir, createModel, startServer, request, cli, STORIES, SHARED, SLOW } from './lib.mjs';
+
+const models = tmpdir();
+let srv, ollama, openai;
+const GREEDY = fs.readFileSync(path.join(SHARED, 'fixtures', 'generation', 'stories260K.greedy.txt'), 'utf8');
+const EMB = fs.readFileSync(path.join(SHARED, 'fixtures', 'embeddings', 'stories260K.jsonl'), 'utf8')
+  .split('\n').filter(Boolean).map((l) => JSON.parse(l));
+// Greedy and unpenalised, so the text must follow the fixture exactly.
+const GREEDY_OPTS = { temperature: 0, repeat_penalty: 1, top_k: 0, top_p: 1 };
+
+test.before(async () => {
+  createModel(models, 'stories', `FROM ${STORIES}\n`);
+  srv = await startServer(models, ['--threads', '1', '--parallel', '4', '--keep-alive', '-1']);
+  ollama = new Ollama({ host: srv.url });
+  openai = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+});
+
+test.after(async () => {
+  assert.equal(await srv.stop(), 0);
+  fs.rmSync(models, { recursive: true, force: true });
+});
+
+test('generate (not streamed) continues the fixture text exactly', async () => {
+  const r = await ollama.generate({ model: 'stories', prompt: 'Once upon a time', raw: true, options: { ...GREEDY_OPTS, num_predict: 24 } });
+  assert.ok(GREEDY.startsWith('Once upon a time' + r.response), JSON.stringify(r.response));
+  assert.equal(r.done, true);
+  assert.equal(r.done_reason, 'length');
+  assert.equal(r.eval_count, 24);
+  for (const k of ['total_duration', 'load_duration', 'prompt_eval_duration', 'eval_duration']) assert.ok(Number.isInteger(r[k]) && r[k] >= 0, k);
+  assert.ok(r.total_duration >= r.eval_duration);
+  assert.ok(Array.isArray(r.context) && r.context.length === r.prompt_eval_count + r.prompt_cached_tokens + 24);
+});
+
+test('generate streamed: chunks concatenate to the same text', async () => {
+  let text = '', last, n = 0;
+  for await (const c of await ollama.generate({ model: 'stories', prompt: 'Once upon a time', raw: true, stream: true, options: { ...GREEDY_OPTS, num_predict: 24 } })) {
+    if (!c.done) { text += c.response; n++; }
+    last = c;
+  }
+  assert.ok(n > 1, 'more than one chunk');
+  assert.ok(GREEDY.startsWith('Once upon a time' + text));
+  assert.equal(last.done, true);
+  assert.equal(last.eval_count, 24);
+  // the same prompt again reuses the cached prefix
+  assert.ok(last.prompt_cached_tokens > 0, `prompt_cached_tokens=${last.prompt_cached_tokens}`);
+});
+
+test('context continues a previous generate', async () => {
+  const a = await ollama.generate({ model: 'stories', prompt: 'Once upon a time', raw: true, options: { ...GREEDY_OPTS, num_predict: 8 } });
+  const b = await ollama.generate({ model: 'stories', prompt: '', context: a.context, raw: true, options: { ...GREEDY_OPTS, num_predict: 8 } });
+  // an empty prompt only loads the model
+  assert.equal(b.done_reason, 'load');
+  const c = await ollama.generate({ model: 'stories', prompt: ' ', context: a.context, raw: true, options: { ...GREEDY_OPTS, num_predict: 4 } });
+  assert.equal(c.eval_count, 4);
+});
+
+test('stop strings end the reply before the stop text', async () => {
+  const r = await ollama.generate({ model: 'stories', prompt: 'Once upon a time', raw: true, options: { ...GREEDY_OPTS, num_predict: 60, stop: ['Lily'] } });
+  assert.equal(r.done_reason, 'stop');
+  assert.ok(!r.response.includes('Lily'));
+  assert.ok(GREEDY.startsWith('Once upon a time' + r.response + 'Lily'));
+});
+
+test('chat streamed and not; a model without a template gets the plain text', async () => {
+  const messages = [{ role: 'user', content: 'Once upon a time' }];
+  const r = await ollama.chat({ model: 'stories', messages, options: { ...GREEDY_OPTS, num_predict: 16 } });
+  assert.equal(r.message.role, 'assistant');
+  assert.ok(GREEDY.startsWith('Once upon a time' + r.message.content), r.message.content);
+  let text = '';
+  for await (const c of await ollama.chat({ model: 'stories', messages, stream: true, options: { ...GREEDY_OPTS, num_predict: 16 } })) text += c.message.content;
+  assert.equal(text, r.message.content);
+});
+
+test('same seed, same sampled text', async () => {
+  const opts = { temperature: 0.9, seed: 1234, num_predict: 20 };
+  const a = await ollama.generate({ model: 'stories', prompt: 'The dog', options: opts });
+  const b = await ollama.generate({ model: 'stories', prompt: 'The dog', options: opts });
+  assert.equal(a.response, b.response);
+});
+
+function cosine(a, b) {
+  let d = 0, na = 0, nb = 0;
+  for (let i = 0; i < a.length; i++) { d += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
+  return d / Math.sqrt(na * nb);
+}
+
+test('embeddings match the reference fixture (Ollama and OpenAI)', async () => {
+  const texts = EMB.slice(0, 3).map((e) => e.text);
+  const r = await ollama.embed({ model: 'stories', input: texts });
+  assert.equal(r.embeddings.length, texts.length);
+  for (let i = 0; i < texts.length; i++) {
+    assert.equal(r.embeddings[i].length, 64);
+    const norm = Math.hypot(...r.embeddings[i]);
+    assert.ok(Math.abs(norm - 1) < 1e-4, `normalised (${norm})`);
+    assert.ok(cosine(r.embeddings[i], EMB[i].embedding) > 0.999, `cosine for "${texts[i]}"`);
+  }
+  const legacy = await ollama.embeddings({ model: 'stories', prompt: texts[0] });
+  assert.ok(cosine(legacy.embedding, EMB[0].embedding) > 0.999);
+  const o = await openai.embeddings.create({ model: 'stories', input: texts });
+  assert.equal(o.data.length, texts.length);
+  assert.ok(cosine(o.data[1].embedding, EMB[1].embedding) > 0.999);
+  assert.equal(o.usage.prompt_tokens, EMB.slice(0, 3).reduce((s, e) => s + e.ids.length, 0));
+});
+
+test('OpenAI chat completions: plain, streamed with usage, completions', async () => {
+  const messages = [{ role: 'user', content: 'Once upon a time' }];
+  const c = await openai.chat.completions.create({ model: 'stories', messages, max_tokens: 12, temperature: 0, seed: 1 });
+  assert.equal(c.object, 'chat.completion');
+  assert.equal(c.choices[0].finish_reason, 'length');
+  assert.equal(c.usage.completion_tokens, 12);
+  assert.equal(c.usage.total_tokens, c.usage.prompt_tokens + 12);
+  const stream = await openai.chat.completions.create({ model: 'stories', messages, max_tokens: 12, temperature: 0, seed: 1, stream: true, stream_options: { include_usage: true } });
+  let text = '', usage = null, finish = null;
+  for await (const ch of stream) {
+    if (ch.usage) usage = ch.usage;
+    if (ch.choices.length) { text += ch.choices[0].delta.content ?? ''; finish = ch.choices[0].finish_reason ?? finish; }
+  }
+  assert.equal(text, c.choices[0].message.content);
+  assert.equal(finish, 'length');
+  assert.equal(usage.completion_tokens, 12);
+  const p = await openai.completions.create({ model: 'stories', prompt: 'Once upon a time', max_tokens: 10, temperature: 0, frequency_penalty: 0 });
+  assert.equal(p.object, 'text_completion');
+  assert.equal(p.usage.completion_tokens, 10);
+  assert.ok(p.choices[0].text.length > 0);
+  let ptext = '';
+  for await (const ch of await openai.completions.create({ model: 'stories', prompt: 'Once upon a time', max_tokens: 10, temperature: 0, stream: true })) ptext += ch.choices[0]?.text ?? '';
+  assert.equal(ptext, p.choices[0].text);
+  await assert.rejects(openai.chat.completions.create({ model: 'nope', messages }), (e) => e.status === 404);
+});
+
+test('a prompt longer than the context is a 400 with counts, unless truncate', async () => {
+  const long = 'Once upon a time there was a dog. '.repeat(20);
+  const r = await request(`${srv.url}/api/generate`, { method: 'POST', body: { model: 'stories', prompt: long, stream: false, options: { num_ctx: 32, num_predict: 2 } } });
+  assert.equal(r.status, 400);
+  assert.match(r.json.error, /prompt is \d+ tokens but the context is 32 tokens/);
+  const sent = Number(/prompt is (\d+)/.exec(r.json.error)[1]);
+  const t = await request(`${srv.url}/api/generate`, { method: 'POST', body: { model: 'stories', prompt: long, stream: false, truncate: true, options: { num_ctx: 32, num_predict: 2 } } });
+  assert.equal(t.status, 200, t.body);
+  assert.equal(t.json.truncated_tokens, sent - 31);
+  const o = await request(`${srv.url}/v1/chat/completions`, { method: 'POST', body: { model: 'stories', messages: [{ role: 'user', content: long }], num_ctx: 32 } });
+  assert.ok(o.status === 400 || o.status === 200);
+});
+
+test('tokenize / detokenize round trip; /metrics counts tokens', async () => {
+  const t = await request(`${srv.url}/tokenize`, { method: 'POST', body: { model: 'stories', content: 'hello' } });
+  assert.deepEqual([1, ...t.json.tokens], EMB[0].ids); // fixture ids are with BOS
+  const d = await request(`${srv.url}/detokenize`, { method: 'POST', body: { model: 'stories', tokens: t.json.tokens } });
+  assert.equal(d.json.content.trim(), 'hello');
+  const m = await request(`${srv.url}/metrics`);
+  const gen = Number(/hearth_generated_tokens_total (\d+)/.exec(m.body)[1]);
+  assert.ok(gen > 50);
+  assert.match(m.body, /hearth_time_to_first_token_seconds_bucket\{le="\+Inf"\} [1-9]/);
+  assert.match(m.body, /hearth_loaded_models 1/);
+});
+
+test('a client that disconnects mid-stream frees its slot; others keep going', async () => {
+  await new Promise((resolve, reject) => {
+    const req = http.request(`${srv.url}/api/generate`, { method: 'POST', agent: false }, (res) => {
+      res.once('data', () => { req.destroy(); resolve(); });
+    });
+    req.on('error', () => {});
+    req.end(JSON.stringify({ model: 'stories', prompt: 'Once', options: { num_predict: 100000, num_ctx: 2048 } }));
+    setTimeout(() => reject(new Error('no first chunk')), 60000 * SLOW).unref();
+  });
+  const deadline = Date.now() + 20000 * SLOW;
+  let busy = -1;
+  while (Date.now() < deadline) {
+    const m = await request(`${srv.url}/metrics`);
+    busy = Number(/hearth_busy_slots (\d+)/.exec(m.body)[1]);
+    if (busy === 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(busy, 0, 'slot freed after the disconnect');
+  const r = await ollama.generate({ model: 'stories', prompt: 'Once upon a time', raw: true, options: { ...GREEDY_OPTS, num_predict: 4 } });
+  assert.equal(r.eval_count, 4);
+});
+
+test('32 concurrent streaming clients complete and equal the same requests run one at a time', async () => {
+  const reqs = Array.from({ length: 32 }, (_, i) => ({
+    model: 'stories', prompt: ['Once upon a time', 'The cat', 'Tom had a', 'One day'][i % 4], stream: true,
+    options: { temperature: 0.8, seed: 100 + i, num_predict: 12 },
+  }));
+  const run = async (r) => {
+    let text = '', last;
+    for await (const c of await ollama.generate({ ...r })) { text += c.response; last = c; }
+    assert.equal(last.done, true);
+    return text;
+  };
+  const sequential = [];
+  for (const r of reqs) sequential.push(await run(r));
+  const together = await Promise.all(reqs.map(run));
+  assert.equal(together.length, 32);
+  for (let i = 0; i < 32; i++) assert.equal(together[i], sequential[i], `request ${i}`);
+  assert.ok(new Set(together).size > 4, 'different seeds give different texts');
+});
+
+test('ps, keep_alive 0 and hearth stop unload models', async () => {
+  let ps = await ollama.ps();
+  assert.equal(ps.models.length, 1);
+  assert.equal(ps.models[0].name, 'stories');
+  const r = await ollama.generate({ model: 'stories', prompt: '', keep_alive: 0 });
+  assert.equal(r.done_reason, 'unload');
+  const deadline = Date.now() + 10000 * SLOW;
+  while (Date.now() < deadline && (await ollama.ps()).models.length) await new Promise((res) => setTimeout(res, 100));
+  assert.equal((await ollama.ps()).models.length, 0);
+  await ollama.generate({ model: 'stories', prompt: '' });
+  assert.equal((await ollama.ps()).models.length, 1);
+  const s = cli(['stop', 'stories'], { HEARTH_HOST: `127.0.0.1:${srv.port}` });
+  assert.equal(s.code, 0, s.err);
+  const p = cli(['ps'], { HEARTH_HOST: `127.0.0.1:${srv.port}` });
+  assert.equal(p.code, 0, p.err);
+});
+
+test('graceful shutdown ends an in-flight stream with a final message', async () => {
+  const other = await startServer(models, ['--threads', '1']);
+  const lines = [];
+  const done = new Promise((resolve) => {
+    const req = http.request(`${other.url}/api/generate`, { method: 'POST', agent: false }, (res) => {
+      let buf = '';
+      res.on('data', (d) => {
+        buf += d;
+        if (lines.length === 0 && buf.includes('\n')) other.proc.kill('SIGTERM');
+        const parts = buf.split('\n'); buf = parts.pop();
+        for (const p of parts) if (p) lines.push(JSON.parse(p));
+      });
+      res.on('end', resolve);
+      res.on('error', resolve);
+    });
+    req.on('error', resolve);
+    req.end(JSON.stringify({ model: 'stories', prompt: 'Once', options: { num_predict: 100000 } }));
+  });
+  await done;
+  const code = (await other.exited).code;
+  assert.equal(code, 0);
+  const last = lines.at(-1);
+  assert.equal(last.done, true, JSON.stringify(last));
+  assert.equal(last.done_reason, 'cancelled');
+});
+
+test('tools: a template that renders tools is reported and used (random-weight qwen2)', async () => {
+  const tmpl = "{%- if tools %}<|im_start|>system\nTools: {{ tools | tojson }}<|im_end|>\n{% endif %}" +
+    "{%- for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n";
+  const r = await ollama.create({ model: 'toolish', from: 'stories', stream: false });
+  assert.equal(r.status, 'success');
+  createModel(models, 'qtools', `FROM ${path.join(SHARED, 'models', 'random', 'qwen2.Q8_0.gguf')}\nTEMPLATE """${tmpl}"""\n`);
+  const s = await ollama.show({ model: 'qtools' });
+  assert.ok(s.capabilities.includes('tools'));
+  const tools = [{ type: 'function', function: { name: 'get_weather', description: 'weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+  const c = await ollama.chat({ model: 'qtools', messages: [{ role: 'user', content: 'Weather in Paris?' }], tools, options: { num_predict: 8, seed: 3 } });
+  assert.equal(c.message.role, 'assistant');
+  assert.equal(typeof c.message.content, 'string');
+  let chunks = 0;
+  for await (const ch of await ollama.chat({ model: 'qtools', messages: [{ role: 'user', content: 'hi' }], tools, stream: true, options: { num_predict: 8 } })) chunks++;
+  assert.ok(chunks >= 1);
+  const o = await openai.chat.completions.create({ model: 'qtools', messages: [{ role: 'user', content: 'hi' }], tools, max_tokens: 8, stream: true });
+  let finish = null;
+  for await (const ch of o) if (ch.choices.length && ch.choices[0].finish_reason) finish = ch.choices[0].finish_reason;
+  assert.ok(['stop', 'length', 'tool_calls'].includes(finish));
+  await ollama.delete({ model: 'qtools' });
+  await ollama.delete({ model: 'toolish' });
+});
+
+test('a full queue answers 503 with a JSON error; the others complete', async () => {
+  const q = await startServer(models, ['--threads', '1', '--parallel', '1', '--max-queue', '1']);
+  try {
+    await request(`${q.url}/api/generate`, { method: 'POST', body: { model: 'stories', prompt: '' } }); // load
+    const body = { model: 'stories', prompt: 'Once upon a time', stream: false, options: { num_predict: 400, num_ctx: 512, temperature: 0.8, seed: 9 } };
+    const all = await Promise.all(Array.from({ length: 8 }, () => request(`${q.url}/api/generate`, { method: 'POST', body })));
+    const busy = all.filter((r) => r.status === 503);
+    const ok = all.filter((r) => r.status === 200);
+    assert.ok(busy.length >= 1, `statuses ${all.map((r) => r.status)}`);
+    assert.match(busy[0].json.error, /busy/);
+    assert.ok(ok.length >= 2);
+    assert.equal(ok.length + busy.length, 8);
+  } finally { assert.equal(await q.stop(), 0); }
+});
+
+test('HEARTH_MAX_LOADED_MODELS evicts the idle model; a model too big for memory is refused clearly', async () => {
+  createModel(models, 'rl', `FROM ${path.join(SHARED, 'models', 'random', 'llama.Q4_0.gguf')}\n`);
+  const m = await startServer(models, ['--threads', '1'], { HEARTH_MAX_LOADED_MODELS: '1' });
+  try {
+    const mo = new Ollama({ host: m.url });
+    await mo.generate({ model: 'stories', prompt: 'Once', options: { num_predict: 2 } });
+    assert.deepEqual((await mo.ps()).models.map((x) => x.name), ['stories']);
+    await mo.generate({ model: 'rl', prompt: 'Once', options: { num_predict: 2 } });
+    assert.deepEqual((await mo.ps()).models.map((x) => x.name), ['rl']);
+  } finally { assert.equal(await m.stop(), 0); }
+  const big = await startServer(models, ['--threads', '1', '--ctx-size', String(1 << 20), '--parallel', '256']);
+  try {
+    const r = await request(`${big.url}/api/generate`, { method: 'POST', body: { model: 'stories', prompt: 'x', stream: false } });
+    assert.equal(r.status, 507, r.body);
+    assert.match(r.json.error, /needs about \d+ MiB .* but only \d+ MiB are available/);
+    assert.equal((await request(`${big.url}/health`)).status, 200);
+  } finally { assert.equal(await big.stop(), 0); }
+});

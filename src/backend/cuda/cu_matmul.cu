@@ -17,11 +17,26 @@
 
 #define MV_T 8      /* tokens per pass */
 
+/* Programmatic dependent launch (sm_90): a matrix-vector kernel is launched while the
+ * kernel before it (norm/GLU/activation quantization) still runs; it starts fetching its
+ * weights, which no kernel writes, and waits for the previous grid (pdl_wait) before it
+ * reads activations or writes anything. The kernels that feed it call pdl_trigger so that
+ * this early start can happen before they finish. Both are no-ops without the launch
+ * attribute. */
+static __device__ __forceinline__ void pdl_wait(void) {
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+}
+
+static __device__ __forceinline__ void pdl_trigger(void) {
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+}
+
 /* ---- activation quantization ------------------------------------------------------------
  * x [n_tok][n] f32 -> codes xq [n_tok][n] int8, scales xd [n_tok][n/32], and the code sums
  * of each 16-value half xs [n_tok][n/32] (for formats with offsets). One warp per chunk. */
 static __global__ void act_quant_kernel(const float *x, int64_t n, int64_t n_chunks_total, int8_t *xq, float *xd,
                                         int2 *xs) {
+    pdl_trigger(); /* the product that reads xq may start fetching its weights */
     int64_t ch = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (ch >= n_chunks_total) return;
@@ -96,12 +111,15 @@ static __device__ __forceinline__ void mq_cp(uint8_t *dst, const uint8_t *src, i
 /* The warp copies nbytes (a multiple of vw) from src to dst; vw: 16, 8, 4 (asynchronous)
  * or 2 (plain loads, for rows of an odd number of 18-byte blocks). Returns once every lane
  * can read all of dst. */
-static __device__ __forceinline__ void mq_stage(uint8_t *dst, const uint8_t *src, int nbytes, int vw, int lane) {
+static __device__ __forceinline__ void mq_stage(uint8_t *dst, const uint8_t *src, int nbytes, int vw, int lane,
+                                                int first) {
     if (vw >= 4) {
         for (int i = lane * vw; i < nbytes; i += 32 * vw) mq_cp(dst + i, src + i, vw);
+        if (first) pdl_wait(); /* the weights are in flight; now the activations are ready */
         asm volatile("cp.async.wait_all;\n" ::: "memory");
     } else {
         for (int i = lane * 2; i < nbytes; i += 64) *(uint16_t *)(dst + i) = *(const uint16_t *)(src + i);
+        if (first) pdl_wait();
     }
     __syncwarp();
 }
@@ -124,14 +142,16 @@ static __device__ __forceinline__ void mq_store(const float *acc, int lane, int6
 /* One kernel per type: UNPACK decodes a chunk (cu_unpack.cuh); HAS_MIN says whether the
  * type has per-half offsets (then the activation code sums are needed). seg_bytes: bytes
  * of 32 chunks; vw: copy width (see mq_stage). */
-#define MV_KERNEL(name, UNPACK, HAS_MIN)                                                                 \
+#define MV_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT)                                                        \
     static __global__ void __launch_bounds__(MQ_W * 32)                                                  \
         name(mv_multi mm, int nch, int seg_bytes, int vw, const int8_t *xq, const float *xd, const int2 *xs, \
              int n_tok) {                                                                                \
         __shared__ __align__(16) uint8_t stage[MQ_W][MQ_STAGE];                                          \
         __shared__ int8_t lut[16];                                                                        \
-        if (threadIdx.x < 16) lut[threadIdx.x] = c_iq4_levels[threadIdx.x];                               \
-        __syncthreads();                                                                                  \
+        if (HAS_LUT) {                                                                                    \
+            if (threadIdx.x < 16) lut[threadIdx.x] = c_iq4_levels[threadIdx.x];                           \
+            __syncthreads();                                                                              \
+        }                                                                                                 \
         MV_SEGMENT(mm);                                                                                   \
         int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;                                             \
         int64_t r = (int64_t)blk * MQ_W + warp;                                                           \
@@ -145,7 +165,7 @@ static __device__ __forceinline__ void mq_store(const float *acc, int lane, int6
             size_t b0 = (size_t)s0 * seg_bytes, b1 = b0 + (size_t)per_pass * seg_bytes;                   \
             if (b1 > row_bytes) b1 = row_bytes;                                                           \
             if (s0) __syncwarp(); /* every lane is done with the previous pass */                         \
-            mq_stage(sm, row + b0, (int)(b1 - b0), vw, lane);                                             \
+            mq_stage(sm, row + b0, (int)(b1 - b0), vw, lane, s0 == 0);                                             \
             int c_end = (s0 + per_pass) * 32 < nch ? (s0 + per_pass) * 32 : nch;                          \
             for (int c = s0 * 32 + lane; c < c_end; c += 32) {                                            \
                 int q[8];                                                                                 \
@@ -177,18 +197,18 @@ static __device__ __forceinline__ void mq_store(const float *acc, int lane, int6
 
 __constant__ int8_t c_iq4_levels[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
 
-MV_KERNEL(mv_q4_0, up_q4_0, 1)
-MV_KERNEL(mv_q4_1, up_q4_1, 1)
-MV_KERNEL(mv_q5_0, up_q5_0, 1)
-MV_KERNEL(mv_q5_1, up_q5_1, 1)
-MV_KERNEL(mv_q8_0, up_q8_0, 0)
-MV_KERNEL(mv_iq4_nl, up_iq4_nl, 0)
-MV_KERNEL(mv_q2_K, up_q2_K, 1)
-MV_KERNEL(mv_q3_K, up_q3_K, 0)
-MV_KERNEL(mv_q4_K, up_q4_K, 1)
-MV_KERNEL(mv_q5_K, up_q5_K, 1)
-MV_KERNEL(mv_q6_K, up_q6_K, 0)
-MV_KERNEL(mv_iq4_xs, up_iq4_xs, 0)
+MV_KERNEL(mv_q4_0, up_q4_0, 1, 0)
+MV_KERNEL(mv_q4_1, up_q4_1, 1, 0)
+MV_KERNEL(mv_q5_0, up_q5_0, 1, 0)
+MV_KERNEL(mv_q5_1, up_q5_1, 1, 0)
+MV_KERNEL(mv_q8_0, up_q8_0, 0, 0)
+MV_KERNEL(mv_iq4_nl, up_iq4_nl, 0, 1)
+MV_KERNEL(mv_q2_K, up_q2_K, 1, 0)
+MV_KERNEL(mv_q3_K, up_q3_K, 0, 0)
+MV_KERNEL(mv_q4_K, up_q4_K, 1, 0)
+MV_KERNEL(mv_q5_K, up_q5_K, 1, 0)
+MV_KERNEL(mv_q6_K, up_q6_K, 0, 0)
+MV_KERNEL(mv_iq4_xs, up_iq4_xs, 0, 1)
 
 typedef void (*mv_fn)(mv_multi, int, int, int, const int8_t *, const float *, const int2 *, int);
 typedef void (*up_fn)(const uint8_t *, int, const int8_t *, int *, float *, float *);
@@ -219,7 +239,7 @@ static __device__ __forceinline__ float fw_load1(uint32_t type, const uint8_t *r
     return type == QT_F16 ? cu_f16(h) : cu_bf16(h);
 }
 
-#define MF_U 4 /* 8-element groups per lane loaded before any is used */
+#define MF_U 8 /* 8-element groups per lane loaded before any is used (a 2048-wide f16 row) */
 
 /* One warp per row, MQ_W rows per block; each lane loads MF_U groups of 8 weights (16 or
  * 32 bytes each) before using them, so several wide loads are in flight per lane.
@@ -235,6 +255,7 @@ static __global__ void __launch_bounds__(MQ_W * 32)
 #pragma unroll
     for (int t = 0; t < MV_T; t++) acc[t] = 0.0f;
     int64_t ng = vec ? n / 8 : 0;
+    int waited = 0;
     for (int64_t g0 = lane; g0 < ng; g0 += 32 * MF_U) {
         float wv[MF_U][8];
 #pragma unroll
@@ -245,6 +266,7 @@ static __global__ void __launch_bounds__(MQ_W * 32)
 #pragma unroll
                 for (int k = 0; k < 8; k++) wv[u][k] = 0.0f;
         }
+        if (!waited) pdl_wait(), waited = 1; /* the first weights are in flight */
 #pragma unroll
         for (int u = 0; u < MF_U; u++) {
             int64_t g = g0 + 32 * u;
@@ -260,6 +282,7 @@ static __global__ void __launch_bounds__(MQ_W * 32)
             }
         }
     }
+    if (!waited) pdl_wait();
     for (int64_t i = ng * 8 + lane; i < n; i += 32) { /* scalar path / tail */
         float wv = fw_load1(type, row, i);
 #pragma unroll
@@ -426,6 +449,7 @@ static __device__ __forceinline__ void rq_chunk(float v, int lane, int64_t row, 
 static __global__ void rmsnorm_q8_kernel(const float *x, int64_t xs, float *y, int64_t n, const float *w, float eps,
                                          int8_t *xq, float *xd, int2 *xsum) {
     __shared__ float part[32];
+    pdl_trigger();
     const float *xr = x + blockIdx.x * xs;
     float *yr = y + blockIdx.x * n;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5, nch = (int)(n / 32);
@@ -478,6 +502,7 @@ static __global__ void rmsnorm_q8_kernel(const float *x, int64_t xs, float *y, i
  * warp per 32-value chunk. */
 static __global__ void glu_q8_kernel(int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
                                      int64_t n_tok, int64_t n, int8_t *xq, float *xd, int2 *xsum) {
+    pdl_trigger();
     int64_t row = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5; /* chunk index over all tokens */
     int lane = threadIdx.x & 31;
     int64_t nch = n / 32;
@@ -531,10 +556,34 @@ static int mq_seg_bytes(const cuda_weight *w) {
     return (int)(w->row_bytes * 32 / (size_t)(w->n_cols / 32));
 }
 
+/* Whether matrix-vector kernels use programmatic dependent launch (HEARTH_CUDA_PDL=0: no). */
+static int pdl_on(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("HEARTH_CUDA_PDL");
+        v = !(e && e[0] == '0');
+    }
+    return v;
+}
+
+/* Launch configuration of a matrix-vector kernel (grid blocks of MQ_W warps on st), with
+ * the programmatic-dependent-launch attribute when enabled. at: storage for it. */
+static cudaLaunchConfig_t mv_config(unsigned grid, cudaStream_t st, cudaLaunchAttribute *at) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(grid);
+    cfg.blockDim = dim3(MQ_W * 32);
+    cfg.stream = st;
+    at->id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at->val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = pdl_on() ? 1 : 0;
+    return cfg;
+}
+
 static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
                   const cuda_mm_opt *opt, hb_err *err) {
     int rc;
-    unsigned grid = cu_blocks(w->n_rows, MQ_W), thr = MQ_W * 32;
+    unsigned grid = cu_blocks(w->n_rows, MQ_W);
     float *add_to = opt ? opt->add_to : NULL;
     if (is_float_type(w->type)) {
         int vec = w->n_cols % 8 == 0;
@@ -545,7 +594,10 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
             mm.n = 1;
             mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
                               add_to ? add_to + t0 * ldy : NULL, grid };
-            mv_float<<<grid, thr, 0, c->stream>>>(w->type, mm, w->n_cols, vec, x + t0 * w->n_cols, nt);
+            cudaLaunchAttribute at;
+            cudaLaunchConfig_t cfg = mv_config(grid, c->stream, &at);
+            cudaError_t ce = cudaLaunchKernelEx(&cfg, mv_float, w->type, mm, w->n_cols, vec, x + t0 * w->n_cols, nt);
+            if (ce != cudaSuccess) return cu_fail(err, ce, "launching a matrix-vector product");
         }
         return cu_check_launch(err, "matrix-vector product");
     }
@@ -565,7 +617,11 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
         mm.n = 1;
         mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
                           add_to ? add_to + t0 * ldy : NULL, grid };
-        e->mv<<<grid, thr, 0, c->stream>>>(mm, nch, segb, vw, xq + t0 * w->n_cols, xd + t0 * nch, xs + t0 * nch, nt);
+        cudaLaunchAttribute at;
+        cudaLaunchConfig_t cfg = mv_config(grid, c->stream, &at);
+        cudaError_t ce = cudaLaunchKernelEx(&cfg, e->mv, mm, nch, segb, vw, (const int8_t *)(xq + t0 * w->n_cols),
+                                            (const float *)(xd + t0 * nch), (const int2 *)(xs + t0 * nch), nt);
+        if (ce != cudaSuccess) return cu_fail(err, ce, "launching a matrix-vector product");
     }
     return cu_check_launch(err, "matrix-vector product");
 }
@@ -603,8 +659,12 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
         *seg[i] = (mv_seg){ (const uint8_t *)ws[i]->data, ws[i]->row_bytes, ws[i]->n_rows, ys[i], ldys[i], adds[i], b };
         grid += b;
     }
-    if (fl) mv_float<<<grid, MQ_W * 32, 0, c->stream>>>(w->type, mm, w->n_cols, vec, x, (int)n_tok);
-    else e->mv<<<grid, MQ_W * 32, 0, c->stream>>>(mm, nch, segb, vw, xq, xd, xs, (int)n_tok);
+    cudaLaunchAttribute at;
+    cudaLaunchConfig_t cfg = mv_config(grid, c->stream, &at);
+    cudaError_t ce = fl ? cudaLaunchKernelEx(&cfg, mv_float, w->type, mm, w->n_cols, vec, x, (int)n_tok)
+                        : cudaLaunchKernelEx(&cfg, e->mv, mm, nch, segb, vw, (const int8_t *)xq, (const float *)xd,
+                                             (const int2 *)xs, (int)n_tok);
+    if (ce != cudaSuccess) return cu_fail(err, ce, "launching a matrix-vector product");
     return cu_check_launch(err, "matrix-vector product");
 }
 

@@ -177,8 +177,8 @@ int cuda_kv_store(cuda_ctx *c, const cuda_kv *kv, const float *k, int64_t ks, co
 
 /* ---- attention ------------------------------------------------------------------------------
  * Flash-decoding: block (token, kv head, head group of up to AT_G query heads, split y)
- * scores the cells [y*span, (y+1)*span) of the visible range (span <= AT_SPLIT, see
- * at_span) for all heads of the group (each K row is read once for them), softmaxes locally and writes a partial result
+ * scores the cells [y*AT_SPLIT, (y+1)*AT_SPLIT) of the visible range for all heads of the
+ * group (each K row is read once for them), softmaxes locally and writes a partial result
  * (max, sum, unnormalized output); attn_combine merges the splits. */
 #define AT_SPLIT 128
 #define AT_G 8
@@ -198,7 +198,6 @@ typedef struct at_args {
     int64_t n_ctx;
     const int32_t *pos, *seq;
     int32_t n_head, n_head_kv, hdk, hdv, n_groups, n_split, window;
-    int32_t span; /* cells per split, at most AT_SPLIT */
     float scale, softcap;
     const float *q;
     int64_t qs;
@@ -244,7 +243,7 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A
     int32_t y = blockIdx.y, G = A.n_head / A.n_head_kv;
     int32_t h0 = hk * G + gi * AT_G, nh = min(AT_G, G - gi * AT_G);
     int64_t p = A.pos[t], lo = A.window > 0 && p - A.window + 1 > 0 ? p - A.window + 1 : 0;
-    int64_t cs = max(lo, (int64_t)y * A.span), ce = min(p + 1, (int64_t)(y + 1) * A.span);
+    int64_t cs = max(lo, (int64_t)y * AT_SPLIT), ce = min(p + 1, (int64_t)(y + 1) * AT_SPLIT);
     int64_t ncell = ce - cs;
     float *qs = sm;                  /* [AT_G][hdk] */
     float *sc = sm + AT_G * A.hdk;   /* [AT_G][AT_SPLIT] */
@@ -374,17 +373,6 @@ static __global__ void attn_combine_kernel(const float *part, int32_t n_head, in
     }
 }
 
-/* Cells per split block: AT_SPLIT, or fewer when the (token, kv head, group) blocks over
- * the range up to max_pos would not give AT_MIN_BLOCKS blocks (short contexts, one token:
- * a few long serial blocks otherwise). A function of the position bucket only, so a
- * replayed step graph stays valid within the bucket. */
-#define AT_MIN_BLOCKS 64
-static int32_t at_span(int64_t base_blocks, int32_t max_pos) {
-    int32_t span = AT_SPLIT;
-    while (span > 32 && base_blocks * (max_pos / span + 1) < AT_MIN_BLOCKS) span /= 2;
-    return span;
-}
-
 int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, hb_err *err) {
     int rc;
     if (a->n_tok <= 0) return HEARTH_OK;
@@ -393,9 +381,8 @@ int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, 
     int32_t G = a->n_head / a->n_head_kv, n_groups = (G + AT_G - 1) / AT_G;
     /* splits: a power of two covering max_pos (so a replayed step graph stays valid for
      * many positions), never more than the cache holds */
-    int32_t span = at_span(a->n_tok * a->n_head_kv * n_groups, a->max_pos_host);
-    int32_t need = a->max_pos_host / span + 1, n_split = 1;
-    int32_t cap = (int32_t)((a->kv->n_ctx + span - 1) / span);
+    int32_t need = a->max_pos_host / AT_SPLIT + 1, n_split = 1;
+    int32_t cap = (int32_t)((a->kv->n_ctx + AT_SPLIT - 1) / AT_SPLIT);
     while (n_split < need) n_split *= 2;
     if (n_split > cap) n_split = cap > need ? cap : need;
     size_t part = (size_t)a->n_tok * a->n_head * n_split * (a->head_dim_v + 2) * sizeof(float);
@@ -407,7 +394,7 @@ int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, 
     }
     at_args A = { (const uint8_t *)a->kv->k, (const uint8_t *)a->kv->v, a->kv->type, a->kv->row_bytes, a->kv->n_ctx,
                   a->pos, a->seq, a->n_head, a->n_head_kv, a->head_dim_k, a->head_dim_v, n_groups, n_split, a->window,
-                  span, a->scale, a->softcap, q, qs, (float *)c->attn.p, n_split == 1 ? out : NULL, os };
+                  a->scale, a->softcap, q, qs, (float *)c->attn.p, n_split == 1 ? out : NULL, os };
     dim3 grid((unsigned)((int64_t)a->n_tok * a->n_head_kv * n_groups), (unsigned)n_split);
     attn_split_kernel<<<grid, AT_THREADS, smem, c->stream>>>(A);
     if ((rc = cu_check_launch(err, "attention"))) return rc;

@@ -239,57 +239,78 @@ static __device__ __forceinline__ float fw_load1(uint32_t type, const uint8_t *r
     return type == QT_F16 ? cu_f16(h) : cu_bf16(h);
 }
 
-#define MF_U 8 /* 8-element groups per lane loaded before any is used (a 2048-wide f16 row) */
+/* Float weights keep the block-per-row-pair layout: MV_R rows per block, the row split
+ * over up to MV_MAXW warps (measured faster for f16 than one warp per row). */
+#define MV_R 2      /* rows per block */
+#define MV_MAXW 8   /* most warps per block */
 
-/* One warp per row, MQ_W rows per block; each lane loads MF_U groups of 8 weights (16 or
- * 32 bytes each) before using them, so several wide loads are in flight per lane.
- * vec: n % 8 == 0 (every row and x row is then 16-byte aligned). */
-static __global__ void __launch_bounds__(MQ_W * 32)
-    mv_float(uint32_t type, mv_multi mm, int64_t n, int vec, const float *x, int n_tok) {
+/* Sums acc[r][t] over the block and stores y. red: [MV_R*MV_T][MV_MAXW] shared. */
+static __device__ __forceinline__ void mv_store(float acc[MV_R][MV_T], float *red, int64_t r0, int64_t n_rows,
+                                                int n_tok, float *y, int64_t ldy, float *add_to) {
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+#pragma unroll
+    for (int r = 0; r < MV_R; r++)
+#pragma unroll
+        for (int t = 0; t < MV_T; t++) {
+            float v = cu_warp_sum(acc[r][t]);
+            if (lane == 0) red[(r * MV_T + t) * MV_MAXW + warp] = v;
+        }
+    __syncthreads();
+    int i = threadIdx.x;
+    if (i < MV_R * MV_T) {
+        int r = i / MV_T, t = i % MV_T;
+        float s = 0.0f;
+        for (int w = 0; w < nw; w++) s += red[i * MV_MAXW + w];
+        if (t < n_tok && r0 + r < n_rows) {
+            y[(int64_t)t * ldy + r0 + r] = s;
+            if (add_to) add_to[(int64_t)t * ldy + r0 + r] += s; /* fused residual add */
+        }
+    }
+}
+
+/* vec: n % 8 == 0 (every row and x row is then 16-byte aligned). */
+static __global__ void mv_float(uint32_t type, mv_multi mm, int64_t n, int vec, const float *x, int n_tok) {
+    __shared__ float red[MV_R * MV_T * MV_MAXW];
     MV_SEGMENT(mm);
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int64_t r = (int64_t)blk * MQ_W + warp;
-    if (r >= n_rows) return;
-    const uint8_t *row = w + (size_t)r * row_bytes;
-    float acc[MV_T];
+    pdl_wait(); /* launched early (mv_config): wait for the kernel that wrote x */
+    int64_t r0 = (int64_t)blk * MV_R;
+    float acc[MV_R][MV_T];
 #pragma unroll
-    for (int t = 0; t < MV_T; t++) acc[t] = 0.0f;
+    for (int r = 0; r < MV_R; r++)
+#pragma unroll
+        for (int t = 0; t < MV_T; t++) acc[r][t] = 0.0f;
     int64_t ng = vec ? n / 8 : 0;
-    int waited = 0;
-    for (int64_t g0 = lane; g0 < ng; g0 += 32 * MF_U) {
-        float wv[MF_U][8];
+    for (int64_t g = threadIdx.x; g < ng; g += blockDim.x) {
+        float wv[MV_R][8];
 #pragma unroll
-        for (int u = 0; u < MF_U; u++) {
-            int64_t g = g0 + 32 * u;
-            if (g < ng) fw_load8(type, row, g * 8, wv[u]);
+        for (int r = 0; r < MV_R; r++) {
+            if (r0 + r < n_rows) fw_load8(type, w + (size_t)(r0 + r) * row_bytes, g * 8, wv[r]);
             else
 #pragma unroll
-                for (int k = 0; k < 8; k++) wv[u][k] = 0.0f;
+                for (int k = 0; k < 8; k++) wv[r][k] = 0.0f;
         }
-        if (!waited) pdl_wait(), waited = 1; /* the first weights are in flight */
 #pragma unroll
-        for (int u = 0; u < MF_U; u++) {
-            int64_t g = g0 + 32 * u;
-            if (g >= ng) break;
+        for (int t = 0; t < MV_T; t++) {
+            if (t < n_tok) {
+                const float4 *xp = (const float4 *)(x + (int64_t)t * n + g * 8);
+                float4 xa = xp[0], xb = xp[1];
 #pragma unroll
-            for (int t = 0; t < MV_T; t++) {
-                if (t < n_tok) {
-                    const float4 *xp = (const float4 *)(x + (int64_t)t * n + g * 8);
-                    float4 xa = xp[0], xb = xp[1];
-                    acc[t] += wv[u][0] * xa.x + wv[u][1] * xa.y + wv[u][2] * xa.z + wv[u][3] * xa.w +
-                              wv[u][4] * xb.x + wv[u][5] * xb.y + wv[u][6] * xb.z + wv[u][7] * xb.w;
-                }
+                for (int r = 0; r < MV_R; r++)
+                    acc[r][t] += wv[r][0] * xa.x + wv[r][1] * xa.y + wv[r][2] * xa.z + wv[r][3] * xa.w +
+                                 wv[r][4] * xb.x + wv[r][5] * xb.y + wv[r][6] * xb.z + wv[r][7] * xb.w;
             }
         }
     }
-    if (!waited) pdl_wait();
-    for (int64_t i = ng * 8 + lane; i < n; i += 32) { /* scalar path / tail */
-        float wv = fw_load1(type, row, i);
+    for (int64_t i = ng * 8 + threadIdx.x; i < n; i += blockDim.x) { /* scalar path / tail */
 #pragma unroll
-        for (int t = 0; t < MV_T; t++)
-            if (t < n_tok) acc[t] += wv * x[(int64_t)t * n + i];
+        for (int r = 0; r < MV_R; r++) {
+            float wv = r0 + r < n_rows ? fw_load1(type, w + (size_t)(r0 + r) * row_bytes, i) : 0.0f;
+#pragma unroll
+            for (int t = 0; t < MV_T; t++)
+                if (t < n_tok) acc[r][t] += wv * x[(int64_t)t * n + i];
+        }
     }
-    mq_store(acc, lane, r, n_tok, y, ldy, add_to);
+    mv_store(acc, red, r0, n_rows, n_tok, y, ldy, add_to);
 }
 
 /* ---- dequantization (embedding rows, f16 weights for the tensor-core path) --------------- */
@@ -392,6 +413,25 @@ static int is_float_type(uint32_t t) {
 
 extern "C" int cuda_type_supported(uint32_t type) {
     return is_float_type(type) || mm_find(type) != NULL;
+}
+
+/* Work items (32-element chunks) per thread: HEARTH_CUDA_MV_IPT (tuning), default 2. */
+static int mv_ipt(void) {
+    static int ipt;
+    if (!ipt) {
+        const char *s = getenv("HEARTH_CUDA_MV_IPT");
+        int v = s ? atoi(s) : 0;
+        ipt = v >= 1 && v <= 16 ? v : 2;
+    }
+    return ipt;
+}
+
+/* Threads per block for a row of `items` work items. */
+static int mv_threads(int64_t items) {
+    int64_t w = items / (32 * mv_ipt());
+    if (w < 1) w = 1;
+    if (w > MV_MAXW) w = MV_MAXW;
+    return (int)w * 32;
 }
 
 static size_t align256(size_t x) {
@@ -566,12 +606,12 @@ static int pdl_on(void) {
     return v;
 }
 
-/* Launch configuration of a matrix-vector kernel (grid blocks of MQ_W warps on st), with
+/* Launch configuration of a matrix-vector kernel (grid blocks of `threads` on st), with
  * the programmatic-dependent-launch attribute when enabled. at: storage for it. */
-static cudaLaunchConfig_t mv_config(unsigned grid, cudaStream_t st, cudaLaunchAttribute *at) {
+static cudaLaunchConfig_t mv_config(unsigned grid, unsigned threads, cudaStream_t st, cudaLaunchAttribute *at) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(grid);
-    cfg.blockDim = dim3(MQ_W * 32);
+    cfg.blockDim = dim3(threads);
     cfg.stream = st;
     at->id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at->val.programmaticStreamSerializationAllowed = 1;
@@ -587,6 +627,8 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
     float *add_to = opt ? opt->add_to : NULL;
     if (is_float_type(w->type)) {
         int vec = w->n_cols % 8 == 0;
+        unsigned thr = (unsigned)mv_threads(vec ? w->n_cols / 8 : w->n_cols / 4);
+        grid = cu_blocks(w->n_rows, MV_R);
         for (int64_t t0 = 0; t0 < n_tok; t0 += MV_T) {
             int nt = (int)(n_tok - t0 < MV_T ? n_tok - t0 : MV_T);
             mv_multi mm;
@@ -595,7 +637,7 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
             mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
                               add_to ? add_to + t0 * ldy : NULL, grid };
             cudaLaunchAttribute at;
-            cudaLaunchConfig_t cfg = mv_config(grid, c->stream, &at);
+            cudaLaunchConfig_t cfg = mv_config(grid, thr, c->stream, &at);
             cudaError_t ce = cudaLaunchKernelEx(&cfg, mv_float, w->type, mm, w->n_cols, vec, x + t0 * w->n_cols, nt);
             if (ce != cudaSuccess) return cu_fail(err, ce, "launching a matrix-vector product");
         }
@@ -618,7 +660,7 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
         mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
                           add_to ? add_to + t0 * ldy : NULL, grid };
         cudaLaunchAttribute at;
-        cudaLaunchConfig_t cfg = mv_config(grid, c->stream, &at);
+        cudaLaunchConfig_t cfg = mv_config(grid, MQ_W * 32, c->stream, &at);
         cudaError_t ce = cudaLaunchKernelEx(&cfg, e->mv, mm, nch, segb, vw, (const int8_t *)(xq + t0 * w->n_cols),
                                             (const float *)(xd + t0 * nch), (const int2 *)(xs + t0 * nch), nt);
         if (ce != cudaSuccess) return cu_fail(err, ce, "launching a matrix-vector product");
@@ -651,7 +693,7 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
     for (int i = 0; i < n; i++) {
         if (ws[i]->type != w->type || ws[i]->n_cols != w->n_cols)
             return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: multi-matmul over different weights");
-        unsigned b = cu_blocks(ws[i]->n_rows, MQ_W);
+        unsigned b = cu_blocks(ws[i]->n_rows, fl ? MV_R : MQ_W);
         if (!fl) {
             int v = mq_width(ws[i], segb);
             vw = v < vw ? v : vw;
@@ -660,7 +702,8 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
         grid += b;
     }
     cudaLaunchAttribute at;
-    cudaLaunchConfig_t cfg = mv_config(grid, c->stream, &at);
+    unsigned thr = fl ? (unsigned)mv_threads(vec ? w->n_cols / 8 : w->n_cols / 4) : MQ_W * 32;
+    cudaLaunchConfig_t cfg = mv_config(grid, thr, c->stream, &at);
     cudaError_t ce = fl ? cudaLaunchKernelEx(&cfg, mv_float, w->type, mm, w->n_cols, vec, x, (int)n_tok)
                         : cudaLaunchKernelEx(&cfg, e->mv, mm, nch, segb, vw, (const int8_t *)xq, (const float *)xd,
                                              (const int2 *)xs, (int)n_tok);

@@ -17,26 +17,16 @@
 
 #define MV_T 8      /* tokens per pass */
 
-/* Programmatic dependent launch (sm_90): a matrix-vector kernel is launched while the
- * kernel before it (norm/GLU/activation quantization) still runs; it starts fetching its
- * weights, which no kernel writes, and waits for the previous grid (pdl_wait) before it
- * reads activations or writes anything. The kernels that feed it call pdl_trigger so that
- * this early start can happen before they finish. Both are no-ops without the launch
- * attribute. */
-static __device__ __forceinline__ void pdl_wait(void) {
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
-}
-
-static __device__ __forceinline__ void pdl_trigger(void) {
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-}
-
+/* Matrix-vector kernels are launched with programmatic dependent launch (CU_LAUNCH): they
+ * start fetching their weights, which no kernel writes, before cu_pdl_wait, and read
+ * activations or write anything only after it. */
 /* ---- activation quantization ------------------------------------------------------------
  * x [n_tok][n] f32 -> codes xq [n_tok][n] int8, scales xd [n_tok][n/32], and the code sums
  * of each 16-value half xs [n_tok][n/32] (for formats with offsets). One warp per chunk. */
 static __global__ void act_quant_kernel(const float *x, int64_t n, int64_t n_chunks_total, int8_t *xq, float *xd,
                                         int2 *xs) {
-    pdl_trigger(); /* the product that reads xq may start fetching its weights */
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger(); /* the product that reads xq may start fetching its weights */
     int64_t ch = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (ch >= n_chunks_total) return;
@@ -115,11 +105,11 @@ static __device__ __forceinline__ void mq_stage(uint8_t *dst, const uint8_t *src
                                                 int first) {
     if (vw >= 4) {
         for (int i = lane * vw; i < nbytes; i += 32 * vw) mq_cp(dst + i, src + i, vw);
-        if (first) pdl_wait(); /* the weights are in flight; now the activations are ready */
+        if (first) cu_pdl_wait(), cu_pdl_trigger(); /* weights in flight; activations now ready */
         asm volatile("cp.async.wait_all;\n" ::: "memory");
     } else {
         for (int i = lane * 2; i < nbytes; i += 64) *(uint16_t *)(dst + i) = *(const uint16_t *)(src + i);
-        if (first) pdl_wait();
+        if (first) cu_pdl_wait(), cu_pdl_trigger();
     }
     __syncwarp();
 }
@@ -272,7 +262,8 @@ static __device__ __forceinline__ void mv_store(float acc[MV_R][MV_T], float *re
 static __global__ void mv_float(uint32_t type, mv_multi mm, int64_t n, int vec, const float *x, int n_tok) {
     __shared__ float red[MV_R * MV_T * MV_MAXW];
     MV_SEGMENT(mm);
-    pdl_wait(); /* launched early (mv_config): wait for the kernel that wrote x */
+    cu_pdl_wait(); /* launched early (CU_LAUNCH): wait for the kernel that wrote x */
+    cu_pdl_trigger();
     int64_t r0 = (int64_t)blk * MV_R;
     float acc[MV_R][MV_T];
 #pragma unroll
@@ -459,7 +450,8 @@ static int act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, i
     if ((rc = act_buffers(c, n_tok, n, xq, xd, xs, err))) return rc;
     if (reuse) return HEARTH_OK;
     int64_t total = n_tok * (n / 32);
-    act_quant_kernel<<<cu_blocks(total * 32, 256), 256, 0, c->stream>>>(x, n, total, *xq, *xd, *xs);
+    CU_LAUNCH(err, "launching activation quantization", act_quant_kernel, cu_blocks(total * 32, 256), 256, 0,
+              c->stream, x, n, total, *xq, *xd, *xs);
     return cu_check_launch(err, "quantizing activations");
 }
 
@@ -489,7 +481,8 @@ static __device__ __forceinline__ void rq_chunk(float v, int lane, int64_t row, 
 static __global__ void rmsnorm_q8_kernel(const float *x, int64_t xs, float *y, int64_t n, const float *w, float eps,
                                          int8_t *xq, float *xd, int2 *xsum) {
     __shared__ float part[32];
-    pdl_trigger();
+    cu_pdl_wait();
+    cu_pdl_trigger();
     const float *xr = x + blockIdx.x * xs;
     float *yr = y + blockIdx.x * n;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5, nch = (int)(n / 32);
@@ -542,7 +535,8 @@ static __global__ void rmsnorm_q8_kernel(const float *x, int64_t xs, float *y, i
  * warp per 32-value chunk. */
 static __global__ void glu_q8_kernel(int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
                                      int64_t n_tok, int64_t n, int8_t *xq, float *xd, int2 *xsum) {
-    pdl_trigger();
+    cu_pdl_wait();
+    cu_pdl_trigger();
     int64_t row = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5; /* chunk index over all tokens */
     int lane = threadIdx.x & 31;
     int64_t nch = n / 32;
@@ -565,8 +559,8 @@ extern "C" int cuda_glu_q8(cuda_ctx *c, int gelu, const float *gate, int64_t gs,
     if (n_tok * n <= 0) return HEARTH_OK;
     if (n % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused glu needs rows of a multiple of 32");
     if ((rc = act_buffers(c, n_tok, n, &xq, &xd, &xsum, err))) return rc;
-    glu_q8_kernel<<<cu_blocks(n_tok * n, 256), 256, 0, c->stream>>>(gelu, gate, gs, up, us, out, n_tok, n, xq, xd,
-                                                                    xsum);
+    CU_LAUNCH(err, "launching glu", glu_q8_kernel, cu_blocks(n_tok * n, 256), 256, 0, c->stream, gelu, gate, gs, up,
+              us, out, n_tok, n, xq, xd, xsum);
     return cu_check_launch(err, "glu");
 }
 
@@ -580,7 +574,8 @@ extern "C" int cuda_rmsnorm_q8(cuda_ctx *c, const float *x, int64_t xs, float *y
     if (n % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused norm needs rows of a multiple of 32");
     if ((rc = act_buffers(c, n_rows, n, &xq, &xd, &xsum, err))) return rc;
     int thr = n >= 4096 ? 1024 : (n >= 2048 ? 512 : 128);
-    rmsnorm_q8_kernel<<<(unsigned)n_rows, thr, 0, c->stream>>>(x, xs, y, n, w, eps, xq, xd, xsum);
+    CU_LAUNCH(err, "launching rmsnorm", rmsnorm_q8_kernel, (unsigned)n_rows, thr, 0, c->stream, x, xs, y, n, w, eps,
+              xq, xd, xsum);
     return cu_check_launch(err, "rmsnorm");
 }
 
@@ -594,30 +589,6 @@ static int mq_width(const cuda_weight *w, int seg_bytes) {
 /* Bytes of 32 chunks of a row of w (a whole number of blocks for every type). */
 static int mq_seg_bytes(const cuda_weight *w) {
     return (int)(w->row_bytes * 32 / (size_t)(w->n_cols / 32));
-}
-
-/* Whether matrix-vector kernels use programmatic dependent launch (HEARTH_CUDA_PDL=0: no). */
-static int pdl_on(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("HEARTH_CUDA_PDL");
-        v = !(e && e[0] == '0');
-    }
-    return v;
-}
-
-/* Launch configuration of a matrix-vector kernel (grid blocks of `threads` on st), with
- * the programmatic-dependent-launch attribute when enabled. at: storage for it. */
-static cudaLaunchConfig_t mv_config(unsigned grid, unsigned threads, cudaStream_t st, cudaLaunchAttribute *at) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(grid);
-    cfg.blockDim = dim3(threads);
-    cfg.stream = st;
-    at->id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at->val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = pdl_on() ? 1 : 0;
-    return cfg;
 }
 
 static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
@@ -636,10 +607,8 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
             mm.n = 1;
             mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
                               add_to ? add_to + t0 * ldy : NULL, grid };
-            cudaLaunchAttribute at;
-            cudaLaunchConfig_t cfg = mv_config(grid, thr, c->stream, &at);
-            cudaError_t ce = cudaLaunchKernelEx(&cfg, mv_float, w->type, mm, w->n_cols, vec, x + t0 * w->n_cols, nt);
-            if (ce != cudaSuccess) return cu_fail(err, ce, "launching a matrix-vector product");
+            CU_LAUNCH(err, "launching a matrix-vector product", mv_float, grid, thr, 0, c->stream, w->type, mm,
+                      w->n_cols, vec, x + t0 * w->n_cols, nt);
         }
         return cu_check_launch(err, "matrix-vector product");
     }
@@ -659,11 +628,8 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
         mm.n = 1;
         mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
                           add_to ? add_to + t0 * ldy : NULL, grid };
-        cudaLaunchAttribute at;
-        cudaLaunchConfig_t cfg = mv_config(grid, MQ_W * 32, c->stream, &at);
-        cudaError_t ce = cudaLaunchKernelEx(&cfg, e->mv, mm, nch, segb, vw, (const int8_t *)(xq + t0 * w->n_cols),
-                                            (const float *)(xd + t0 * nch), (const int2 *)(xs + t0 * nch), nt);
-        if (ce != cudaSuccess) return cu_fail(err, ce, "launching a matrix-vector product");
+        CU_LAUNCH(err, "launching a matrix-vector product", e->mv, grid, MQ_W * 32, 0, c->stream, mm, nch, segb, vw,
+                  xq + t0 * w->n_cols, xd + t0 * nch, xs + t0 * nch, nt);
     }
     return cu_check_launch(err, "matrix-vector product");
 }
@@ -701,13 +667,13 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
         *seg[i] = (mv_seg){ (const uint8_t *)ws[i]->data, ws[i]->row_bytes, ws[i]->n_rows, ys[i], ldys[i], adds[i], b };
         grid += b;
     }
-    cudaLaunchAttribute at;
-    unsigned thr = fl ? (unsigned)mv_threads(vec ? w->n_cols / 8 : w->n_cols / 4) : MQ_W * 32;
-    cudaLaunchConfig_t cfg = mv_config(grid, thr, c->stream, &at);
-    cudaError_t ce = fl ? cudaLaunchKernelEx(&cfg, mv_float, w->type, mm, w->n_cols, vec, x, (int)n_tok)
-                        : cudaLaunchKernelEx(&cfg, e->mv, mm, nch, segb, vw, (const int8_t *)xq, (const float *)xd,
-                                             (const int2 *)xs, (int)n_tok);
-    if (ce != cudaSuccess) return cu_fail(err, ce, "launching a matrix-vector product");
+    if (fl)
+        CU_LAUNCH(err, "launching a matrix-vector product", mv_float, grid,
+                  (unsigned)mv_threads(vec ? w->n_cols / 8 : w->n_cols / 4), 0, c->stream, w->type, mm, w->n_cols, vec,
+                  x, (int)n_tok);
+    else
+        CU_LAUNCH(err, "launching a matrix-vector product", e->mv, grid, MQ_W * 32, 0, c->stream, mm, nch, segb, vw,
+                  xq, xd, xs, (int)n_tok);
     return cu_check_launch(err, "matrix-vector product");
 }
 

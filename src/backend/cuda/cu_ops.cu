@@ -42,6 +42,8 @@ int cuda_stage_i32(cuda_ctx *c, int slot, const int32_t *src_host, int64_t n, co
 /* One block per row; sum of squares in f32 with a tree reduction. */
 static __global__ void rmsnorm_kernel(const float *x, int64_t xs, float *y, int64_t ys, int64_t n, const float *w,
                                       float eps) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     __shared__ float part[32];
     const float *xr = x + blockIdx.x * xs;
     float *yr = y + blockIdx.x * ys;
@@ -64,7 +66,7 @@ int cuda_rmsnorm(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t ys, 
                  const float *w, float eps, hb_err *err) {
     if (n_rows <= 0) return HEARTH_OK;
     int thr = n >= 1024 ? 512 : (n >= 256 ? 256 : 64);
-    rmsnorm_kernel<<<(unsigned)n_rows, thr, 0, c->stream>>>(x, xs, y, ys, n, w, eps);
+    CU_LAUNCH(err, "launching rmsnorm", rmsnorm_kernel, (unsigned)n_rows, thr, 0, c->stream, x, xs, y, ys, n, w, eps);
     return cu_check_launch(err, "rmsnorm");
 }
 
@@ -76,6 +78,8 @@ static __global__ void rope_kernel(float *x, int64_t stride, int32_t n_head, flo
                                    int32_t n_head2, int64_t n_tok, int32_t head_dim, const int32_t *pos, int neox,
                                    int32_t n_rot, float base, float freq_scale, float attn_factor,
                                    const float *factors) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     int32_t half = n_rot / 2;
     int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, n1 = n_tok * n_head * half;
     if (k >= n1) { /* second tensor */
@@ -103,9 +107,9 @@ int cuda_rope_apply2(cuda_ctx *c, float *x, int64_t stride, int32_t n_head, floa
                      hb_err *err) {
     int64_t n = n_tok * (n_head + (x2 ? n_head2 : 0)) * (r->n_rot / 2);
     if (n <= 0) return HEARTH_OK;
-    rope_kernel<<<cu_blocks(n, 128), 128, 0, c->stream>>>(x, stride, n_head, x2, stride2, x2 ? n_head2 : 0, n_tok,
-                                                          head_dim, pos, r->neox, r->n_rot, r->base, r->freq_scale,
-                                                          r->attn_factor, r->factors);
+    CU_LAUNCH(err, "launching rope", rope_kernel, cu_blocks(n, 128), 128, 0, c->stream, x, stride, n_head, x2, stride2,
+              x2 ? n_head2 : 0, n_tok, head_dim, pos, r->neox, r->n_rot, r->base, r->freq_scale, r->attn_factor,
+              r->factors);
     return cu_check_launch(err, "rope");
 }
 
@@ -120,6 +124,8 @@ int cuda_rope_apply(cuda_ctx *c, float *x, int64_t n_tok, int64_t stride, int32_
 static __global__ void kv_store_plain(uint8_t *kc, uint8_t *vc, int is_f16, int64_t kv_dim, size_t row_bytes,
                                       int64_t n_ctx, const float *k, int64_t ks, const float *v, int64_t vs,
                                       int64_t n_tok, const int32_t *pos, const int32_t *seq) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (idx >= n_tok * kv_dim) return;
     int64_t t = idx / kv_dim, i = idx % kv_dim;
@@ -150,6 +156,8 @@ static __device__ __forceinline__ void q8_block_store(uint8_t *dst, float x, int
 static __global__ void kv_store_q8(uint8_t *kc, uint8_t *vc, int64_t kv_dim, size_t row_bytes, int64_t n_ctx,
                                    const float *k, int64_t ks, const float *v, int64_t vs, int64_t n_tok,
                                    const int32_t *pos, const int32_t *seq) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     int64_t nb = kv_dim / 32;
@@ -165,12 +173,13 @@ int cuda_kv_store(cuda_ctx *c, const cuda_kv *kv, const float *k, int64_t ks, co
     if (n_tok <= 0) return HEARTH_OK;
     if (kv->type == QT_Q8_0) {
         if (kv->kv_dim % 32) return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: q8_0 KV rows need a multiple of 32");
-        kv_store_q8<<<cu_blocks(n_tok * (kv->kv_dim / 32) * 32, 128), 128, 0, c->stream>>>(
-            (uint8_t *)kv->k, (uint8_t *)kv->v, kv->kv_dim, kv->row_bytes, kv->n_ctx, k, ks, v, vs, n_tok, pos, seq);
+        CU_LAUNCH(err, "launching the KV store", kv_store_q8, cu_blocks(n_tok * (kv->kv_dim / 32) * 32, 128), 128, 0,
+                  c->stream, (uint8_t *)kv->k, (uint8_t *)kv->v, kv->kv_dim, kv->row_bytes, kv->n_ctx, k, ks, v, vs,
+                  n_tok, pos, seq);
     } else {
-        kv_store_plain<<<cu_blocks(n_tok * kv->kv_dim, 256), 256, 0, c->stream>>>(
-            (uint8_t *)kv->k, (uint8_t *)kv->v, kv->type == QT_F16, kv->kv_dim, kv->row_bytes, kv->n_ctx, k, ks, v, vs,
-            n_tok, pos, seq);
+        CU_LAUNCH(err, "launching the KV store", kv_store_plain, cu_blocks(n_tok * kv->kv_dim, 256), 256, 0, c->stream,
+                  (uint8_t *)kv->k, (uint8_t *)kv->v, (int)(kv->type == QT_F16), kv->kv_dim, kv->row_bytes, kv->n_ctx,
+                  k, ks, v, vs, n_tok, pos, seq);
     }
     return cu_check_launch(err, "KV cache store");
 }
@@ -236,6 +245,8 @@ static __device__ __forceinline__ void at_scores_f16(const uint8_t *krow, const 
 }
 
 static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     extern __shared__ float sm[];
     int64_t bx = blockIdx.x;
     int32_t gi = (int32_t)(bx % A.n_groups), hk = (int32_t)(bx / A.n_groups % A.n_head_kv);
@@ -355,6 +366,8 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A
 /* One block per (token, head): merges the splits' partial softmax results. */
 static __global__ void attn_combine_kernel(const float *part, int32_t n_head, int32_t n_split, int32_t hdv,
                                            float *out, int64_t os) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     int64_t th = blockIdx.x, t = th / n_head, h = th % n_head;
     const float *pp = part + th * n_split * (hdv + 2);
     float mx = -INFINITY, l = 0.0f;
@@ -396,11 +409,11 @@ int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, 
                   a->pos, a->seq, a->n_head, a->n_head_kv, a->head_dim_k, a->head_dim_v, n_groups, n_split, a->window,
                   a->scale, a->softcap, q, qs, (float *)c->attn.p, n_split == 1 ? out : NULL, os };
     dim3 grid((unsigned)((int64_t)a->n_tok * a->n_head_kv * n_groups), (unsigned)n_split);
-    attn_split_kernel<<<grid, AT_THREADS, smem, c->stream>>>(A);
+    CU_LAUNCH(err, "launching attention", attn_split_kernel, grid, AT_THREADS, smem, c->stream, A);
     if ((rc = cu_check_launch(err, "attention"))) return rc;
     if (n_split == 1) return HEARTH_OK;
-    attn_combine_kernel<<<(unsigned)((int64_t)a->n_tok * a->n_head), 64, 0, c->stream>>>(
-        (const float *)c->attn.p, a->n_head, n_split, a->head_dim_v, out, os);
+    CU_LAUNCH(err, "launching attention (combine)", attn_combine_kernel, (unsigned)((int64_t)a->n_tok * a->n_head), 64,
+              0, c->stream, (const float *)c->attn.p, a->n_head, n_split, a->head_dim_v, out, os);
     return cu_check_launch(err, "attention (combine)");
 }
 
@@ -408,6 +421,8 @@ int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, 
 
 static __global__ void copy_rows_kernel(const float *x, int64_t xs, float *y, int64_t ys, int64_t n_tok, int64_t n,
                                         const float *bias) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (k >= n_tok * n) return;
     int64_t t = k / n, i = k % n;
@@ -419,12 +434,15 @@ int cuda_copy_rows(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t ys
     if (n_tok * n <= 0) return HEARTH_OK;
     /* overlapping rows (x != y, ys > xs) would race; the forward pass only copies in place
      * or between disjoint buffers */
-    copy_rows_kernel<<<cu_blocks(n_tok * n, 256), 256, 0, c->stream>>>(x, xs, y, ys, n_tok, n, bias);
+    CU_LAUNCH(err, "launching a row copy", copy_rows_kernel, cu_blocks(n_tok * n, 256), 256, 0, c->stream, x, xs, y,
+              ys, n_tok, n, bias);
     return cu_check_launch(err, "copy rows");
 }
 
 /* op: 0 add (y += x), 1 scale (y *= s), 2 softcap */
 static __global__ void eltwise_kernel(int op, float *y, const float *x, int64_t n, float s) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (i >= n) return;
     if (op == 0) y[i] += x[i];
@@ -434,7 +452,8 @@ static __global__ void eltwise_kernel(int op, float *y, const float *x, int64_t 
 
 static int eltwise(cuda_ctx *c, int op, float *y, const float *x, int64_t n, float s, hb_err *err) {
     if (n <= 0) return HEARTH_OK;
-    eltwise_kernel<<<cu_blocks(n, 256), 256, 0, c->stream>>>(op, y, x, n, s);
+    CU_LAUNCH(err, "launching an element-wise op", eltwise_kernel, cu_blocks(n, 256), 256, 0, c->stream, op, y, x, n,
+              s);
     return cu_check_launch(err, "element-wise op");
 }
 
@@ -452,6 +471,8 @@ int cuda_softcap(cuda_ctx *c, float *x, int64_t n, float cap, hb_err *err) {
 
 static __global__ void glu_kernel(int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
                                   int64_t os, int64_t n_tok, int64_t n) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (k >= n_tok * n) return;
     int64_t t = k / n, i = k % n;
@@ -464,6 +485,7 @@ static __global__ void glu_kernel(int gelu, const float *gate, int64_t gs, const
 int cuda_glu(cuda_ctx *c, int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out, int64_t os,
              int64_t n_tok, int64_t n, hb_err *err) {
     if (n_tok * n <= 0) return HEARTH_OK;
-    glu_kernel<<<cu_blocks(n_tok * n, 256), 256, 0, c->stream>>>(gelu, gate, gs, up, us, out, os, n_tok, n);
+    CU_LAUNCH(err, "launching glu", glu_kernel, cu_blocks(n_tok * n, 256), 256, 0, c->stream, gelu, gate, gs, up, us,
+              out, os, n_tok, n);
     return cu_check_launch(err, "glu");
 }

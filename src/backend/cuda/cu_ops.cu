@@ -186,8 +186,8 @@ int cuda_kv_store(cuda_ctx *c, const cuda_kv *kv, const float *k, int64_t ks, co
 
 /* ---- attention ------------------------------------------------------------------------------
  * Flash-decoding: block (token, kv head, head group of up to AT_G query heads, split y)
- * scores the cells [y*AT_SPLIT, (y+1)*AT_SPLIT) of the visible range for all heads of the
- * group (each K row is read once for them), softmaxes locally and writes a partial result
+ * scores the cells [y*span, (y+1)*span) of the visible range (span <= AT_SPLIT, see
+ * at_span) for all heads of the group (each K row is read once for them), softmaxes locally and writes a partial result
  * (max, sum, unnormalized output); attn_combine merges the splits. */
 #define AT_SPLIT 128
 #define AT_G 8
@@ -207,6 +207,7 @@ typedef struct at_args {
     int64_t n_ctx;
     const int32_t *pos, *seq;
     int32_t n_head, n_head_kv, hdk, hdv, n_groups, n_split, window;
+    int32_t span; /* cells per split, at most AT_SPLIT */
     float scale, softcap;
     const float *q;
     int64_t qs;
@@ -214,35 +215,6 @@ typedef struct at_args {
     float *out;  /* n_split == 1: the final output, written directly */
     int64_t os;
 } at_args;
-
-/* Scores of one cached f16 K row against the group's queries (qs: [AT_G][hd] shared).
- * The row's 16-byte pieces are all loaded before the arithmetic (independent loads in
- * flight instead of a chain); with a literal hd the loops unroll completely. */
-static __device__ __forceinline__ void at_scores_f16(const uint8_t *krow, const float *qs, int hd, int nh,
-                                                     float *acc) {
-    const uint4 *k8 = (const uint4 *)krow;
-    for (int d0 = 0; d0 < hd; d0 += 64) {
-        uint4 u[8];
-#pragma unroll
-        for (int j = 0; j < 8; j++) u[j] = d0 + 8 * j < hd ? k8[(d0 >> 3) + j] : make_uint4(0, 0, 0, 0);
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            if (d0 + 8 * j >= hd) break;
-            const __half2 *h2 = (const __half2 *)&u[j];
-            float kv[8];
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float2 f = __half22float2(h2[e]);
-                kv[2 * e] = f.x, kv[2 * e + 1] = f.y;
-            }
-#pragma unroll
-            for (int i = 0; i < AT_G; i++)
-                if (i < nh)
-#pragma unroll
-                    for (int e = 0; e < 8; e++) acc[i] += qs[i * hd + d0 + 8 * j + e] * kv[e];
-        }
-    }
-}
 
 static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A) {
     cu_pdl_wait(); /* launched early (CU_LAUNCH) */
@@ -254,7 +226,7 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A
     int32_t y = blockIdx.y, G = A.n_head / A.n_head_kv;
     int32_t h0 = hk * G + gi * AT_G, nh = min(AT_G, G - gi * AT_G);
     int64_t p = A.pos[t], lo = A.window > 0 && p - A.window + 1 > 0 ? p - A.window + 1 : 0;
-    int64_t cs = max(lo, (int64_t)y * AT_SPLIT), ce = min(p + 1, (int64_t)(y + 1) * AT_SPLIT);
+    int64_t cs = max(lo, (int64_t)y * A.span), ce = min(p + 1, (int64_t)(y + 1) * A.span);
     int64_t ncell = ce - cs;
     float *qs = sm;                  /* [AT_G][hdk] */
     float *sc = sm + AT_G * A.hdk;   /* [AT_G][AT_SPLIT] */
@@ -264,31 +236,75 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A
     __syncthreads();
     const uint8_t *kb = A.kc + (size_t)A.seq[t] * A.n_ctx * A.row_bytes;
     const uint8_t *vb = A.vc + (size_t)A.seq[t] * A.n_ctx * A.row_bytes;
-    for (int64_t cc = threadIdx.x; cc < ncell; cc += blockDim.x) {
-        const uint8_t *kr = kb + (size_t)(cs + cc) * A.row_bytes;
-        float acc[AT_G];
+    if (A.type == QT_F16 && (A.hdk & 7) == 0) {
+        /* f16 K: 8 lanes per cell, lane `sub` takes the 16-byte pieces sub, sub+8, ... of the
+         * row and the partial dots are summed over the 8 lanes by shuffles: a short chain
+         * per thread (a whole row per thread was ~700 dependent instructions, and with only
+         * a few blocks per step nothing hides that latency). The loop bound is uniform
+         * across the block, so every lane reaches the shuffles. */
+        int sub = threadIdx.x & 7, np = A.hdk >> 3;
+        for (int64_t b0 = 0; b0 < ncell; b0 += AT_THREADS / 8) {
+            int64_t cc = b0 + (threadIdx.x >> 3);
+            bool ok = cc < ncell;
+            float acc[AT_G];
 #pragma unroll
-        for (int i = 0; i < AT_G; i++) acc[i] = 0.0f;
-        if (A.type == QT_F16 && A.hdk == 64) {
-            at_scores_f16(kr + (size_t)hk * 64 * 2, qs, 64, nh, acc);
-        } else if (A.type == QT_F16 && A.hdk == 128) {
-            at_scores_f16(kr + (size_t)hk * 128 * 2, qs, 128, nh, acc);
-        } else if (A.type == QT_F16 && (A.hdk & 7) == 0) {
-            at_scores_f16(kr + (size_t)hk * A.hdk * 2, qs, A.hdk, nh, acc);
-        } else {
+            for (int i = 0; i < AT_G; i++) acc[i] = 0.0f;
+            if (ok) {
+                const uint4 *k8 = (const uint4 *)(kb + (size_t)(cs + cc) * A.row_bytes + (size_t)hk * A.hdk * 2);
+                for (int pi = sub; pi < np; pi += 8) {
+                    uint4 u = k8[pi];
+                    uint32_t wd[4] = { u.x, u.y, u.z, u.w };
+                    float kv[8];
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        kv[2 * e] = cu_f16((uint16_t)wd[e]);
+                        kv[2 * e + 1] = cu_f16((uint16_t)(wd[e] >> 16));
+                    }
+#pragma unroll
+                    for (int i = 0; i < AT_G; i++) {
+                        if (i < nh) {
+                            const float4 *qv = (const float4 *)(qs + i * A.hdk + pi * 8);
+                            float4 a = qv[0], b = qv[1];
+                            acc[i] += a.x * kv[0] + a.y * kv[1] + a.z * kv[2] + a.w * kv[3] + b.x * kv[4] +
+                                      b.y * kv[5] + b.z * kv[6] + b.w * kv[7];
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < AT_G; i++)
+#pragma unroll
+                for (int o = 4; o > 0; o >>= 1) acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], o);
+            if (ok && sub == 0) {
+#pragma unroll
+                for (int i = 0; i < AT_G; i++) {
+                    if (i < nh) {
+                        float s = acc[i] * A.scale;
+                        if (A.softcap > 0.0f) s = A.softcap * tanhf(s / A.softcap);
+                        sc[i * AT_SPLIT + cc] = s;
+                    }
+                }
+            }
+        }
+    } else {
+        for (int64_t cc = threadIdx.x; cc < ncell; cc += blockDim.x) {
+            const uint8_t *kr = kb + (size_t)(cs + cc) * A.row_bytes;
+            float acc[AT_G];
+#pragma unroll
+            for (int i = 0; i < AT_G; i++) acc[i] = 0.0f;
             for (int d = 0; d < A.hdk; d++) {
                 float kv = kv_elem(kr, A.type, (int64_t)hk * A.hdk + d);
 #pragma unroll
                 for (int i = 0; i < AT_G; i++)
                     if (i < nh) acc[i] += qs[i * A.hdk + d] * kv;
             }
-        }
 #pragma unroll
-        for (int i = 0; i < AT_G; i++) {
-            if (i < nh) {
-                float s = acc[i] * A.scale;
-                if (A.softcap > 0.0f) s = A.softcap * tanhf(s / A.softcap);
-                sc[i * AT_SPLIT + cc] = s;
+            for (int i = 0; i < AT_G; i++) {
+                if (i < nh) {
+                    float s = acc[i] * A.scale;
+                    if (A.softcap > 0.0f) s = A.softcap * tanhf(s / A.softcap);
+                    sc[i * AT_SPLIT + cc] = s;
+                }
             }
         }
     }
@@ -386,6 +402,20 @@ static __global__ void attn_combine_kernel(const float *part, int32_t n_head, in
     }
 }
 
+/* Cells per split block at decode (n_tok <= AT_SMALL_BATCH): AT_SPLIT, or fewer when the
+ * (kv head, group) blocks over the range up to max_pos would number under AT_MIN_BLOCKS
+ * (short contexts: a few long serial blocks otherwise). It depends on the position bucket
+ * and the head layout only, not on the batch size, so a sequence decoded in a batch gets
+ * the same splits (and the same rounding) as decoded alone, and a replayed step graph
+ * stays valid within its bucket. */
+#define AT_SMALL_BATCH 8
+#define AT_MIN_BLOCKS 64
+static int32_t at_span(int64_t base_blocks, int32_t max_pos) {
+    int32_t span = AT_SPLIT;
+    while (span > 32 && base_blocks * (max_pos / span + 1) < AT_MIN_BLOCKS) span /= 2;
+    return span;
+}
+
 int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, hb_err *err) {
     int rc;
     if (a->n_tok <= 0) return HEARTH_OK;
@@ -394,8 +424,9 @@ int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, 
     int32_t G = a->n_head / a->n_head_kv, n_groups = (G + AT_G - 1) / AT_G;
     /* splits: a power of two covering max_pos (so a replayed step graph stays valid for
      * many positions), never more than the cache holds */
-    int32_t need = a->max_pos_host / AT_SPLIT + 1, n_split = 1;
-    int32_t cap = (int32_t)((a->kv->n_ctx + AT_SPLIT - 1) / AT_SPLIT);
+    int32_t span = a->n_tok <= AT_SMALL_BATCH ? at_span((int64_t)a->n_head_kv * n_groups, a->max_pos_host) : AT_SPLIT;
+    int32_t need = a->max_pos_host / span + 1, n_split = 1;
+    int32_t cap = (int32_t)((a->kv->n_ctx + span - 1) / span);
     while (n_split < need) n_split *= 2;
     if (n_split > cap) n_split = cap > need ? cap : need;
     size_t part = (size_t)a->n_tok * a->n_head * n_split * (a->head_dim_v + 2) * sizeof(float);
@@ -407,7 +438,7 @@ int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, 
     }
     at_args A = { (const uint8_t *)a->kv->k, (const uint8_t *)a->kv->v, a->kv->type, a->kv->row_bytes, a->kv->n_ctx,
                   a->pos, a->seq, a->n_head, a->n_head_kv, a->head_dim_k, a->head_dim_v, n_groups, n_split, a->window,
-                  a->scale, a->softcap, q, qs, (float *)c->attn.p, n_split == 1 ? out : NULL, os };
+                  span, a->scale, a->softcap, q, qs, (float *)c->attn.p, n_split == 1 ? out : NULL, os };
     dim3 grid((unsigned)((int64_t)a->n_tok * a->n_head_kv * n_groups), (unsigned)n_split);
     CU_LAUNCH(err, "launching attention", attn_split_kernel, grid, AT_THREADS, smem, c->stream, A);
     if ((rc = cu_check_launch(err, "attention"))) return rc;

@@ -1,7 +1,13 @@
-/* pool.c — persistent worker threads. A generation counter under a mutex wakes workers;
- * each job spins briefly before sleeping so back-to-back matmuls within one token do not
- * pay a futex round trip. */
+/* pool.c — persistent worker threads. A generation counter under a mutex wakes workers.
+ *
+ * Waiting (workers for the next job, the caller for the workers) spins for up to
+ * POOL_SPIN_NS of wall time before sleeping on a condition variable. The budget is in time,
+ * not iterations (PAUSE costs anywhere from ~10 to ~150 cycles depending on the CPU), and
+ * long enough to cover the single-threaded gaps between the ~200 parallel ops of one decode
+ * step: a worker that falls asleep must be woken and rescheduled, which on a busy machine
+ * can cost a whole scheduler time slice per op and made generation several times slower. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -20,6 +26,49 @@ struct cpu_pool {
     bool stop;
 };
 
+#define POOL_SPIN_NS 2000000ull /* 2 ms */
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Called every 128 polls while spinning: true when the time budget is spent. Past the
+ * first POOL_YIELD_NS the spinner also yields, so that on a core shared with other
+ * runnable threads (the machine is busy, or more threads than cores) the thread it waits
+ * for gets the core instead of a spinning neighbour; on an idle core sched_yield returns
+ * at once. */
+#define POOL_YIELD_NS 20000ull /* 20 us */
+static bool spin_tick(uint64_t *t0) {
+    uint64_t now = hb_now_ns();
+    if (!*t0) *t0 = now;
+    uint64_t dt = now - *t0;
+    if (dt > POOL_SPIN_NS) return true;
+    if (dt > POOL_YIELD_NS) sched_yield();
+    return false;
+}
+
+/* Spins until *v != seen (returns true) or the time budget is spent (false). */
+static bool spin_while_eq(atomic_uint *v, unsigned seen) {
+    uint64_t t0 = 0;
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(v, memory_order_acquire) != seen) return true;
+        if ((i & 127) == 0 && spin_tick(&t0)) return false;
+        cpu_relax();
+    }
+}
+
+/* Spins until *v <= 0 (returns true) or the time budget is spent (false). */
+static bool spin_while_pos(atomic_int *v) {
+    uint64_t t0 = 0;
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(v, memory_order_acquire) <= 0) return true;
+        if ((i & 127) == 0 && spin_tick(&t0)) return false;
+        cpu_relax();
+    }
+}
+
 typedef struct worker_arg {
     cpu_pool *p;
     int ith;
@@ -31,9 +80,7 @@ static void *worker_main(void *arg) {
     cpu_pool *p = wa.p;
     unsigned seen = 0;
     for (;;) {
-        /* spin a little, then sleep on the condition variable */
-        for (int i = 0; i < 20000 && atomic_load_explicit(&p->gen, memory_order_acquire) == seen; i++)
-            __builtin_ia32_pause();
+        spin_while_eq(&p->gen, seen);
         pthread_mutex_lock(&p->mu);
         while (atomic_load(&p->gen) == seen && !p->stop) pthread_cond_wait(&p->cv_work, &p->mu);
         bool stop = p->stop;
@@ -113,7 +160,7 @@ void cpu_pool_run(cpu_pool *p, cpu_task_fn fn, void *ctx) {
     pthread_cond_broadcast(&p->cv_work);
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n);
-    for (int i = 0; i < 20000 && atomic_load(&p->pending) > 0; i++) __builtin_ia32_pause();
+    spin_while_pos(&p->pending);
     pthread_mutex_lock(&p->mu);
     while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->cv_done, &p->mu);
     pthread_mutex_unlock(&p->mu);

@@ -41,8 +41,8 @@ static int range_fail(const gguf_file *f, const char *key, bool neg, uint64_t ma
 }
 
 int gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out, hb_err *err) {
-    bool neg;
-    uint64_t mag;
+    bool neg = false;
+    uint64_t mag = 0;
     const gguf_kv *kv;
     int rc = get_int(f, key, &neg, &mag, &kv, err);
     if (rc) return rc;
@@ -52,8 +52,8 @@ int gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out, hb_err *err
 }
 
 int gguf_get_i32(const gguf_file *f, const char *key, int32_t *out, hb_err *err) {
-    bool neg;
-    uint64_t mag;
+    bool neg = false;
+    uint64_t mag = 0;
     const gguf_kv *kv;
     int rc = get_int(f, key, &neg, &mag, &kv, err);
     if (rc) return rc;
@@ -64,8 +64,8 @@ int gguf_get_i32(const gguf_file *f, const char *key, int32_t *out, hb_err *err)
 }
 
 int gguf_get_u64(const gguf_file *f, const char *key, uint64_t *out, hb_err *err) {
-    bool neg;
-    uint64_t mag;
+    bool neg = false;
+    uint64_t mag = 0;
     const gguf_kv *kv;
     int rc = get_int(f, key, &neg, &mag, &kv, err);
     if (rc) return rc;

@@ -249,7 +249,7 @@ int gguf_rd_value(gguf_rd *r, gguf_vtype type, gguf_value *out, int depth) {
 /* ---- array element access ------------------------------------------------------------ */
 
 int64_t gguf_arr_i64(const gguf_array *a, uint64_t i) {
-    gguf_value v;
+    gguf_value v = { 0 };
     size_t sz = gguf_vtype_size(a->elem);
     if (!sz || !a->raw || i >= a->n) return 0;
     decode_scalar(a->elem, a->raw + i * sz, &v);
@@ -265,7 +265,7 @@ int64_t gguf_arr_i64(const gguf_array *a, uint64_t i) {
 }
 
 double gguf_arr_f64(const gguf_array *a, uint64_t i) {
-    gguf_value v;
+    gguf_value v = { 0 };
     size_t sz = gguf_vtype_size(a->elem);
     if (!sz || !a->raw || i >= a->n) return 0;
     decode_scalar(a->elem, a->raw + i * sz, &v);

@@ -65,7 +65,8 @@ static int list_walk(const char *dir, store_name *nm, int depth, list_ctx *l, hb
         char path[4096];
         if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= sizeof path) continue;
         char *part = depth == 0 ? nm->host : depth == 1 ? nm->ns : depth == 2 ? nm->model : nm->tag;
-        snprintf(part, 128, "%s", de->d_name);
+        size_t n = strlen(de->d_name); /* < 128, checked above */
+        memcpy(part, de->d_name, n + 1);
         struct stat st;
         if (stat(path, &st) != 0) continue;
         if (depth < 3 && S_ISDIR(st.st_mode)) rc = list_walk(path, nm, depth + 1, l, err);

@@ -398,9 +398,10 @@ static enum MHD_Result first_call(conn_ctx *cc) {
     }
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > r->srv->p.max_body) {
-        cc->responded = true;
-        r->openai = api_is_openai(r->url);
-        return http_error(r, 413, "request body is larger than %zu bytes", r->srv->p.max_body);
+        /* Answer 413 only after the body has been read and dropped (bounded by the read
+         * deadline): replying at once and closing with unread data makes the kernel send a
+         * reset that can destroy the reply before the client reads it. */
+        cc->too_big = true;
     }
     return MHD_YES;
 }

@@ -20,7 +20,7 @@
 typedef struct run_args {
     long n_predict, n_ctx, n_threads, seed, top_k, repeat_last_n;
     double temp, top_p, min_p, typical_p, repeat_penalty, presence_penalty, frequency_penalty;
-    const char *system, *kv;
+    const char *system, *kv, *backend;
     cli_strlist stops;
     bool raw, verbose;
 } run_args;
@@ -102,6 +102,7 @@ int cli_run(int argc, char **argv) {
         { "system", 0, CLI_STR, &a.system, 0, 0, NULL, "TEXT", "system prompt" },
         { "stop", 0, CLI_STR_MULTI, &a.stops, 0, 0, NULL, "TEXT", "stop at TEXT (repeatable; never printed)" },
         { "kv", 0, CLI_STR, &a.kv, 0, 0, NULL, "TYPE", "KV cache type: f16, f32 or q8_0" },
+        { "backend", 0, CLI_STR, &a.backend, 0, 0, "HEARTH_BACKEND", "NAME", "cpu, cuda or auto (GPU when usable, else CPU)" },
         { "raw", 0, CLI_FLAG, &a.raw, 0, 0, NULL, NULL, "send PROMPT as-is (no chat template; BOS per model)" },
         { "verbose", 'v', CLI_FLAG, &a.verbose, 0, 0, NULL, NULL, "print load time, token counts and speeds to stderr" },
     };
@@ -115,7 +116,8 @@ int cli_run(int argc, char **argv) {
     char *piped = NULL, *path = NULL, *tmpl = NULL, *sys_stored = NULL;
     if (rc != CLI_PARSE_OK) return rc == CLI_PARSE_HELP ? 0 : 1;
     gen_opts o = { .n_predict = a.n_predict, .n_ctx = a.n_ctx, .n_threads = a.n_threads,
-                   .stops = a.stops.items, .n_stops = a.stops.n };
+                   .stops = a.stops.items, .n_stops = a.stops.n, .backend = a.backend,
+                   .verbose = a.verbose };
     rc = 1;
     if (parse_kv(a.kv, &o.kv_type)) goto out;
     sampler_from_args(&a, &o.sp);

@@ -19,6 +19,8 @@ typedef struct gen_opts {
     hearth_sampler_params sp;
     const char *const *stops; /* borrowed stop strings */
     const char *template_src; /* chat template overriding the model's (borrowed), or NULL */
+    const char *backend;      /* "cpu", "cuda", "auto" or NULL (= $HEARTH_BACKEND, else auto) */
+    bool verbose;             /* library INFO messages to stderr too */
     int n_stops;
 } gen_opts;
 

@@ -204,6 +204,8 @@ static enum MHD_Result generate(http_req *hr, bool chat) {
     rc = gen_build(c.rn, prompt, prefix, n_prefix, &o, json_is_true(json_object_get(j, "truncate")), &g, &e);
     free(prefix);
     if (rc) goto bad;
+    json_t *fmt = json_object_get(j, "format");
+    g->json_mode = json_is_object(fmt) || (json_is_string(fmt) && strcmp(json_string_value(fmt), "json") == 0);
     free(prompt);
     json_decref(msgs);
     gen_opts_free(&o);

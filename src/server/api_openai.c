@@ -172,6 +172,7 @@ static enum MHD_Result complete(http_req *hr, bool chat) {
         HB_CHECK(prompt, HEARTH_E_NOMEM, "out of memory");
     }
     if ((rc = gen_build(c.rn, prompt, NULL, 0, &o, json_is_true(json_object_get(j, "truncate")), &g, &e))) goto bad;
+    g->json_mode = rft && (strcmp(rft, "json_object") == 0 || strcmp(rft, "json_schema") == 0);
     free(prompt), prompt = NULL;
     json_decref(msgs), msgs = NULL;
     gen_opts_free(&o);

@@ -256,6 +256,31 @@ static bool origin_allowed(http_req *r, const char *origin) {
     return is_local_origin(origin);
 }
 
+/* DNS-rebinding defence: a server bound to loopback answers only requests whose Host names
+ * a loopback address (or the bind address), so a web page whose domain was re-pointed at
+ * 127.0.0.1 cannot talk to it even from "its own" origin. */
+static bool host_allowed(http_req *r) {
+    const char *bind = r->srv->host;
+    bool loopback = strcmp(bind, "127.0.0.1") == 0 || strcmp(bind, "::1") == 0 || strncmp(bind, "127.", 4) == 0;
+    if (!loopback || (r->srv->origins && strchr(r->srv->origins, '*'))) return true;
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
+    if (!h) return true; /* HTTP/1.0 clients */
+    char name[256];
+    size_t n;
+    if (h[0] == '[') {
+        const char *e = strchr(h, ']');
+        n = e ? (size_t)(e - h + 1) : strlen(h);
+    } else {
+        const char *c = strchr(h, ':');
+        n = c ? (size_t)(c - h) : strlen(h);
+    }
+    if (n >= sizeof name) return false;
+    memcpy(name, h, n);
+    name[n] = '\0';
+    return strcasecmp(name, "localhost") == 0 || strncmp(name, "127.", 4) == 0 || strcmp(name, "[::1]") == 0 ||
+           strcmp(name, bind) == 0;
+}
+
 /* ---- body and JSON --------------------------------------------------------------------------- */
 
 /* Depth of {}/[] nesting outside strings; jansson's own limit is far above what an API
@@ -343,6 +368,10 @@ static enum MHD_Result first_call(conn_ctx *cc) {
     if (nh > HTTP_MAX_HEADERS) {
         cc->responded = true;
         return http_error(r, 431, "too many request headers (%d, limit %d)", nh, HTTP_MAX_HEADERS);
+    }
+    if (!host_allowed(r)) {
+        cc->responded = true;
+        return http_error(r, 403, "Host header is not a local address (the server is bound to %s)", r->srv->host);
     }
     const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
     if (origin && strlen(origin) < sizeof cc->origin && origin_allowed(r, origin)) strcpy(cc->origin, origin);

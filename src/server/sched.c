@@ -11,6 +11,7 @@
  * and flags; slots are touched only by the runner thread.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,10 @@ typedef struct slot {
     int32_t n_gen;
     int32_t logit_idx;              /* batch index of this slot's logits, -1 none */
     uint64_t t_last;
+    /* light JSON constraint (json_mode): the reply must open with '{' and ends when the
+     * top-level value closes; brackets are tracked outside strings */
+    bool js_started, js_in_str, js_esc;
+    int32_t js_depth;
 } slot;
 
 struct runner {
@@ -60,6 +65,9 @@ struct runner {
     bool forever;
     uint64_t expires_ns;            /* monotonic; valid when users == 0 && !forever */
     uint64_t last_used;
+    bool *opens_json;               /* [n_vocab] piece starts (after blanks) with '{' */
+    float *mlogits;                 /* [n_vocab] masked copy of logits */
+    int32_t n_vocab;
     pthread_mutex_t emu;            /* embeddings context */
     hearth_context *ectx;
     runner *next;
@@ -151,6 +159,8 @@ static void slot_start(runner *r, gen_req *g) {
     sl->n_gen = 0;
     sl->generating = false;
     sl->pend_len = 0;
+    sl->js_started = sl->js_in_str = sl->js_esc = false;
+    sl->js_depth = 0;
     atomic_fetch_add(&r->busy, 1);
     char msg[256] = "";
     sl->smp = hearth_sampler_new(r->model, &g->sp, msg, sizeof msg);
@@ -179,6 +189,70 @@ static size_t stop_holdback(const slot *sl) {
             }
     }
     return hold;
+}
+
+/* Builds the per-token "opens a JSON object" table on first JSON use (runner thread). */
+static bool json_tables(runner *r) {
+    if (r->opens_json) return true;
+    int32_t n = hearth_model_n_vocab(r->model);
+    bool *open = calloc((size_t)(n > 0 ? n : 1), sizeof *open);
+    float *ml = hb_malloc_n((size_t)(n > 0 ? n : 1), sizeof *ml);
+    if (!open || !ml) {
+        free(open), free(ml);
+        return false;
+    }
+    char buf[256];
+    for (int32_t t = 0; t < n; t++) {
+        size_t len = 0;
+        if (hearth_token_piece(r->model, t, 0, buf, sizeof buf - 1, &len) != HEARTH_OK || len >= sizeof buf) continue;
+        buf[len] = '\0';
+        const char *p = buf;
+        /* blanks, including SentencePiece's U+2581 word marker */
+        for (;;) {
+            if (*p == ' ' || *p == '\n' || *p == '\t') p++;
+            else if ((unsigned char)p[0] == 0xE2 && (unsigned char)p[1] == 0x96 && (unsigned char)p[2] == 0x81) p += 3;
+            else break;
+        }
+        open[t] = *p == '{';
+    }
+    r->opens_json = open, r->mlogits = ml, r->n_vocab = n;
+    return true;
+}
+
+/* Samples for a JSON-mode slot: before the object opens only tokens starting with '{'
+ * are allowed (when the vocab has none, sampling is left unconstrained). */
+static hearth_token json_sample(runner *r, slot *sl, const float *logits) {
+    if (sl->js_started || !json_tables(r)) return hearth_sampler_sample(sl->smp, logits);
+    bool any = false;
+    for (int32_t t = 0; t < r->n_vocab; t++) {
+        r->mlogits[t] = r->opens_json[t] ? logits[t] : -INFINITY;
+        any |= r->opens_json[t];
+    }
+    return hearth_sampler_sample(sl->smp, any ? r->mlogits : logits);
+}
+
+/* Tracks brackets over new reply text; returns how many bytes of text belong to the
+ * reply when the top-level value closed in it, or -1 while it is still open. */
+static ssize_t json_track(slot *sl, const char *text, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        char c = text[i];
+        if (!sl->js_started) {
+            if (c == '{') sl->js_started = true, sl->js_depth = 1;
+            continue;
+        }
+        if (sl->js_in_str) {
+            if (sl->js_esc) sl->js_esc = false;
+            else if (c == '\\') sl->js_esc = true;
+            else if (c == '"') sl->js_in_str = false;
+        } else if (c == '"') {
+            sl->js_in_str = true;
+        } else if (c == '{' || c == '[') {
+            sl->js_depth++;
+        } else if ((c == '}' || c == ']') && --sl->js_depth == 0) {
+            return (ssize_t)(i + 1);
+        }
+    }
+    return -1;
 }
 
 /* Handles one sampled token; returns false when the slot finished. */
@@ -216,6 +290,17 @@ static bool slot_token(runner *r, slot *sl, hearth_token t) {
         sl->pend_len += n;
     }
     gen_req_emit(g, NULL, 0, t); /* records the id for `context` */
+    if (g->json_mode && n) {
+        ssize_t close = json_track(sl, sl->pend + sl->pend_len - n, n);
+        if (close >= 0) {
+            slot_emit_pending(sl, sl->pend_len - n + (size_t)close);
+            sl->pend_len = 0;
+            hearth_detok_stream_free(sl->ds);
+            sl->ds = NULL;
+            slot_finish(r, sl, "stop", 0, NULL);
+            return false;
+        }
+    }
     for (int i = 0; i < g->n_stops; i++) {
         char *hit = memmem(sl->pend, sl->pend_len, g->stops[i], strlen(g->stops[i]));
         if (hit) {
@@ -304,7 +389,7 @@ static void step(runner *r) {
             slot_finish(r, sl, "error", 500, "no logits after decode");
             continue;
         }
-        slot_token(r, sl, hearth_sampler_sample(sl->smp, logits));
+        slot_token(r, sl, sl->req->json_mode ? json_sample(r, sl, logits) : hearth_sampler_sample(sl->smp, logits));
     }
     atomic_store(&r->kv_used, used);
 }
@@ -428,6 +513,8 @@ static void runner_free(runner *r) {
     }
     free(r->slots);
     free(r->queue);
+    free(r->opens_json);
+    free(r->mlogits);
     hearth_batch_free(&r->batch);
     hearth_context_free(r->ectx);
     hearth_context_free(r->ctx);

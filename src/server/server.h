@@ -40,6 +40,7 @@ typedef struct gen_req {
     char *stops[GEN_MAX_STOPS];     /* owned */
     int n_stops;
     bool want_tokens;               /* keep generated ids (Ollama `context`) */
+    bool json_mode;                 /* format "json" / json_object: light JSON constraint */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;

@@ -27,6 +27,9 @@ check "stop string ends output and never leaks" "[ \"\$(cat '$t/stop')\" = 'Once
 "$H" run "$M" --raw "" --temp 0 -n 5 --verbose >/dev/null 2>"$t/v"
 check "--verbose prints speeds to stderr" "grep -q 'tokens/s' '$t/v'"
 
+"$H" run "$M" --raw "" --temp 0 -n 5 --backend cuda >/dev/null 2>"$t/note"; rc=$?
+check "--backend cuda without a usable GPU: a note, then the CPU" "[ $rc -eq 0 ] && grep -q 'CPU' '$t/note'"
+
 # A stored model name works like its file (store in a temp dir).
 printf 'FROM %s\n' "$M" >"$t/Modelfile"
 HEARTH_MODELS="$t/store" "$H" create tiny -f "$t/Modelfile" >/dev/null 2>&1
@@ -51,6 +54,7 @@ bad "--ctx 0" run "$M" --ctx 0 "hi"
 bad "-n -5" run "$M" -n -5 "hi"
 bad "--threads 10000" run "$M" --threads 10000 "hi"
 bad "unknown flag" run "$M" --bogus "hi"
+bad "unknown backend" run "$M" --backend tpu "hi"
 bad "prompt longer than the context" run "$M" --raw --ctx 16 "Once upon a time there was a little girl who liked to play in the park every day with her dog"
 "$H" run --help >/dev/null 2>&1
 check "--help exits 0" "[ $? -eq 0 ]"

@@ -115,7 +115,12 @@ static void test_matmul_all_types(void **state) {
         check_matmul(k_types[i], 33, 1024, 5);  /* small batch */
         check_matmul(k_types[i], 130, 768, 11); /* two passes of the batch loop */
         check_matmul(k_types[i], 70, 512, 40);  /* tensor cores, edge tiles */
+        check_matmul(k_types[i], 21, 5632, 2);  /* ffn_down rows: partial last 32-chunk group */
+        check_matmul(k_types[i], 9, 12288, 1);  /* rows longer than one staging pass */
     }
+    /* rows of an odd number of 32-element blocks: only 2-byte aligned for Q4_0/IQ4_NL */
+    const uint32_t small[] = { QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q8_0, QT_IQ4_NL };
+    for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) check_matmul(small[i], 13, 544, 3);
 }
 
 static void test_matmul_float_odd_rows(void **state) {

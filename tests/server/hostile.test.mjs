@@ -98,7 +98,7 @@ test('huge bodies are 413 (declared and chunked); deep nesting is 400', async ()
   assert.equal(r.status, 413);
   assert.match(r.json.error, /larger than/);
   // chunked upload without Content-Length
-  const raw = await rawExchange(srv.port, `POST /api/generate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n` +
+  const raw = await rawExchange(srv.port, `POST /api/generate HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n` +
     `${(big.length).toString(16)}\r\n${big}\r\n0\r\n\r\n`, 10000 * SLOW);
   assert.match(raw, /^HTTP\/1\.1 413/);
   const deep = '['.repeat(5000) + ']'.repeat(5000);
@@ -111,10 +111,10 @@ test('huge bodies are 413 (declared and chunked); deep nesting is 400', async ()
 test('too many headers are refused', async () => {
   let hdrs = '';
   for (let i = 0; i < 150; i++) hdrs += `X-H${i}: v\r\n`;
-  const raw = await rawExchange(srv.port, `GET /api/tags HTTP/1.1\r\nHost: x\r\n${hdrs}\r\n`, 5000 * SLOW);
+  const raw = await rawExchange(srv.port, `GET /api/tags HTTP/1.1\r\nHost: localhost\r\n${hdrs}\r\n`, 5000 * SLOW);
   assert.match(raw, /^HTTP\/1\.1 431/);
   // absurdly long headers hit the connection memory limit instead
-  const long = await rawExchange(srv.port, `GET /api/tags HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(200000)}\r\n\r\n`, 5000 * SLOW);
+  const long = await rawExchange(srv.port, `GET /api/tags HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(200000)}\r\n\r\n`, 5000 * SLOW);
   assert.ok(!/^HTTP\/1\.1 200/.test(long));
   await stillServing();
 });
@@ -123,7 +123,7 @@ test('a slow client does not block others and is dropped after the idle timeout'
   const s = net.connect(srv.port, '127.0.0.1');
   s.on('error', () => {});
   await new Promise((r) => s.on('connect', r));
-  s.write('POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"mod');
+  s.write('POST /api/generate HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{"mod');
   const closed = new Promise((r) => s.on('close', () => r(Date.now())));
   const t0 = Date.now();
   await stillServing();
@@ -179,6 +179,15 @@ test('CORS: localhost origins allowed, others refused unless listed', async () =
     assert.equal(r.status, 200);
     assert.equal(r.headers['access-control-allow-origin'], 'https://app.example');
   } finally { await listed.stop(); }
+});
+
+test('DNS rebinding: a non-local Host is refused on a loopback server', async () => {
+  const r = await request(`${srv.url}/api/tags`, { headers: { Host: 'attacker.example:11434' } });
+  assert.equal(r.status, 403);
+  assert.match(r.json.error, /Host/);
+  for (const host of [`localhost:${srv.port}`, `127.0.0.1:${srv.port}`, 'localhost']) {
+    assert.equal((await request(`${srv.url}/api/tags`, { headers: { Host: host } })).status, 200, host);
+  }
 });
 
 test('a taken port is a clear error', async () => {

@@ -21,6 +21,15 @@ int cu_fail(hb_err *err, cudaError_t e, const char *what) {
     return hb_fail(err, code, "CUDA: %s failed: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
+int cu_pdl_on(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("HEARTH_CUDA_PDL");
+        v = !(e && e[0] == '0');
+    }
+    return v;
+}
+
 int cu_check_launch(hb_err *err, const char *what) {
     cudaError_t e = cudaGetLastError();
     return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, what);

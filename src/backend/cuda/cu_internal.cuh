@@ -71,6 +71,49 @@ static __device__ __forceinline__ int cu_warp_isum(int v) {
     return v;
 }
 
+/* ---- programmatic dependent launch (sm_90) ----------------------------------------------
+ * The decode-step kernels are launched with the programmatic-stream-serialization
+ * attribute (CU_LAUNCH): a kernel may then be scheduled while the one before it still runs.
+ * Each such kernel calls cu_pdl_wait() before it touches memory that earlier work writes
+ * or reads (it returns once the previous grid has finished and its writes are visible),
+ * then cu_pdl_trigger() to let the next kernel be scheduled early in turn. Both are no-ops
+ * for kernels launched without the attribute. HEARTH_CUDA_PDL=0 turns the attribute off. */
+static __device__ __forceinline__ void cu_pdl_wait(void) {
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+}
+
+static __device__ __forceinline__ void cu_pdl_trigger(void) {
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+}
+
+/* Whether launches carry the attribute (read once). */
+int cu_pdl_on(void);
+
+/* Launch configuration with the attribute when enabled; at: storage for it. */
+static inline cudaLaunchConfig_t cu_launch_config(dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                                                  cudaLaunchAttribute *at) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    at->id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at->val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = cu_pdl_on() ? 1 : 0;
+    return cfg;
+}
+
+/* Launches kernel(args...) with cu_launch_config; returns from the calling function with an
+ * error naming `what` when the launch is refused. */
+#define CU_LAUNCH(err, what, kernel, grid, block, smem, st, ...)                                          \
+    do {                                                                                                  \
+        cudaLaunchAttribute at_;                                                                          \
+        cudaLaunchConfig_t cfg_ = cu_launch_config((grid), (block), (smem), (st), &at_);                  \
+        cudaError_t e_ = cudaLaunchKernelEx(&cfg_, kernel, __VA_ARGS__);                                  \
+        if (e_ != cudaSuccess) return cu_fail((err), e_, (what));                                         \
+    } while (0)
+
 static inline unsigned cu_blocks(int64_t n, int per) {
     return (unsigned)((n + per - 1) / per);
 }

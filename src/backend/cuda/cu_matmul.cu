@@ -1,8 +1,8 @@
 /* cu_matmul.cu — weight matrix x activations on the GPU, for every compute type.
  *
  * Small batches (decode: 1..MV_T tokens per pass) are matrix-vector products bound by
- * memory bandwidth: each block owns MV_R rows, its threads split the row into 32-element
- * chunks, and every weight byte is read once per pass. Quantized weights are multiplied
+ * memory bandwidth: one warp per row (the row staged in shared memory with wide
+ * asynchronous copies), and every weight byte is read once per pass. Quantized weights are multiplied
  * with int8 activations (one float scale per 32 values, quantized once per matmul by
  * act_quant_kernel) using 4-way byte dot products (dp4a), exactly the integer arithmetic of
  * the scalar reference; float weights (F32/F16/BF16) take f32 activations.
@@ -15,15 +15,18 @@
 
 #include "backend/cuda/cu_unpack.cuh"
 
-#define MV_R 2      /* rows per block */
 #define MV_T 8      /* tokens per pass */
-#define MV_MAXW 8   /* most warps per block */
 
+/* Matrix-vector kernels are launched with programmatic dependent launch (CU_LAUNCH): they
+ * start fetching their weights, which no kernel writes, before cu_pdl_wait, and read
+ * activations or write anything only after it. */
 /* ---- activation quantization ------------------------------------------------------------
  * x [n_tok][n] f32 -> codes xq [n_tok][n] int8, scales xd [n_tok][n/32], and the code sums
  * of each 16-value half xs [n_tok][n/32] (for formats with offsets). One warp per chunk. */
 static __global__ void act_quant_kernel(const float *x, int64_t n, int64_t n_chunks_total, int8_t *xq, float *xd,
                                         int2 *xs) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger(); /* the product that reads xq may start fetching its weights */
     int64_t ch = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (ch >= n_chunks_total) return;
@@ -44,31 +47,17 @@ static __global__ void act_quant_kernel(const float *x, int64_t n, int64_t n_chu
     }
 }
 
-/* ---- quantized matrix x vector ---------------------------------------------------------- */
-
-/* Sums acc[r][t] over the block and stores y. red: [MV_R*MV_T][MV_MAXW] shared. */
-static __device__ __forceinline__ void mv_store(float acc[MV_R][MV_T], float *red, int64_t r0, int64_t n_rows,
-                                                int n_tok, float *y, int64_t ldy, float *add_to) {
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-#pragma unroll
-    for (int r = 0; r < MV_R; r++)
-#pragma unroll
-        for (int t = 0; t < MV_T; t++) {
-            float v = cu_warp_sum(acc[r][t]);
-            if (lane == 0) red[(r * MV_T + t) * MV_MAXW + warp] = v;
-        }
-    __syncthreads();
-    int i = threadIdx.x;
-    if (i < MV_R * MV_T) {
-        int r = i / MV_T, t = i % MV_T;
-        float s = 0.0f;
-        for (int w = 0; w < nw; w++) s += red[i * MV_MAXW + w];
-        if (t < n_tok && r0 + r < n_rows) {
-            y[(int64_t)t * ldy + r0 + r] = s;
-            if (add_to) add_to[(int64_t)t * ldy + r0 + r] += s; /* fused residual add */
-        }
-    }
-}
+/* ---- quantized matrix x vector ----------------------------------------------------------
+ * One warp per weight row, MQ_W rows per block (enough blocks to fill every SM even for
+ * 256-row matrices). The warp first copies its row (up to MQ_STAGE bytes per pass) into
+ * shared memory with asynchronous copies as wide as the row's alignment allows (16 bytes
+ * for most types and shapes), so the whole row is in flight at once and the odd block
+ * sizes (18/34/210 bytes) cost no narrow global loads; the lanes then decode 32-element
+ * chunks out of shared memory with the per-type unpackers. A pass starts at a multiple of
+ * 32 chunks, which is always a block boundary, so chunk indices stay valid relative to
+ * the staged window. */
+#define MQ_W 4          /* warps (rows) per block */
+#define MQ_STAGE 6656   /* staged row bytes per warp and pass (Q8_0: 6 x 32 chunks) */
 
 /* Up to three weights over the same activations in one launch (q/k/v, gate/up): segment
  * i owns `blocks` consecutive blocks of the grid. */
@@ -101,72 +90,117 @@ typedef struct mv_multi {
     int64_t n_rows = MV_SEG_FIELD(m, seg, n_rows), ldy = MV_SEG_FIELD(m, seg, ldy);                       \
     float *y = MV_SEG_FIELD(m, seg, y), *add_to = MV_SEG_FIELD(m, seg, add_to)
 
+/* Global -> shared copies of 4, 8 or 16 bytes that bypass registers. */
+static __device__ __forceinline__ void mq_cp(uint8_t *dst, const uint8_t *src, int vw) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    if (vw == 16) asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src));
+    else if (vw == 8) asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(s), "l"(src));
+    else asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(src));
+}
+
+/* The warp copies nbytes (a multiple of vw) from src to dst; vw: 16, 8, 4 (asynchronous)
+ * or 2 (plain loads, for rows of an odd number of 18-byte blocks). Returns once every lane
+ * can read all of dst. */
+static __device__ __forceinline__ void mq_stage(uint8_t *dst, const uint8_t *src, int nbytes, int vw, int lane,
+                                                int first) {
+    if (vw >= 4) {
+        for (int i = lane * vw; i < nbytes; i += 32 * vw) mq_cp(dst + i, src + i, vw);
+        if (first) cu_pdl_wait(), cu_pdl_trigger(); /* weights in flight; activations now ready */
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+    } else {
+        for (int i = lane * 2; i < nbytes; i += 64) *(uint16_t *)(dst + i) = *(const uint16_t *)(src + i);
+        if (first) cu_pdl_wait(), cu_pdl_trigger();
+    }
+    __syncwarp();
+}
+
+/* Sums acc[t] over the warp; lane 0 stores row r of each token's output. */
+static __device__ __forceinline__ void mq_store(const float *acc, int lane, int64_t r, int n_tok, float *y,
+                                                int64_t ldy, float *add_to) {
+#pragma unroll
+    for (int t = 0; t < MV_T; t++) {
+        if (t < n_tok) {
+            float v = cu_warp_sum(acc[t]);
+            if (lane == 0) {
+                y[(int64_t)t * ldy + r] = v;
+                if (add_to) add_to[(int64_t)t * ldy + r] += v; /* fused residual add */
+            }
+        }
+    }
+}
+
 /* One kernel per type: UNPACK decodes a chunk (cu_unpack.cuh); HAS_MIN says whether the
- * type has per-half offsets (then the activation code sums are needed). */
-#define MV_KERNEL(name, UNPACK, HAS_MIN)                                                                 \
-    static __global__ void name(mv_multi mm, int nch, const int8_t *xq, const float *xd, const int2 *xs, \
-                                int n_tok) {                                                             \
-        __shared__ float red[MV_R * MV_T * MV_MAXW];                                                      \
+ * type has per-half offsets (then the activation code sums are needed). seg_bytes: bytes
+ * of 32 chunks; vw: copy width (see mq_stage). */
+#define MV_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT)                                                        \
+    static __global__ void __launch_bounds__(MQ_W * 32)                                                  \
+        name(mv_multi mm, int nch, int seg_bytes, int vw, const int8_t *xq, const float *xd, const int2 *xs, \
+             int n_tok) {                                                                                \
+        __shared__ __align__(16) uint8_t stage[MQ_W][MQ_STAGE];                                          \
         __shared__ int8_t lut[16];                                                                        \
-        if (threadIdx.x < 16) lut[threadIdx.x] = c_iq4_levels[threadIdx.x];                               \
-        __syncthreads();                                                                                  \
+        if (HAS_LUT) {                                                                                    \
+            if (threadIdx.x < 16) lut[threadIdx.x] = c_iq4_levels[threadIdx.x];                           \
+            __syncthreads();                                                                              \
+        }                                                                                                 \
         MV_SEGMENT(mm);                                                                                   \
-        int64_t r0 = (int64_t)blk * MV_R;                                                                 \
-        float acc[MV_R][MV_T];                                                                            \
-        _Pragma("unroll") for (int r = 0; r < MV_R; r++)                                                  \
-            _Pragma("unroll") for (int t = 0; t < MV_T; t++) acc[r][t] = 0.0f;                           \
-        for (int c = threadIdx.x; c < nch; c += blockDim.x) {                                             \
-            int q[MV_R][8];                                                                               \
-            float a[MV_R][2], m[MV_R][2];                                                                 \
-            _Pragma("unroll") for (int r = 0; r < MV_R; r++) {                                            \
-                if (r0 + r < n_rows) {                                                                    \
-                    UNPACK(w + (size_t)(r0 + r) * row_bytes, c, lut, q[r], a[r], m[r]);                   \
-                } else {                                                                                  \
-                    _Pragma("unroll") for (int k = 0; k < 8; k++) q[r][k] = 0;                            \
-                    a[r][0] = a[r][1] = m[r][0] = m[r][1] = 0.0f;                                         \
-                }                                                                                         \
-            }                                                                                             \
-            _Pragma("unroll") for (int t = 0; t < MV_T; t++) {                                            \
-                if (t < n_tok) {                                                                          \
-                    const int4 *xp = (const int4 *)(xq + ((int64_t)t * nch + c) * 32);                    \
-                    int4 x0 = xp[0], x1 = xp[1];                                                          \
-                    float dx = xd[(int64_t)t * nch + c];                                                  \
-                    int2 sx = HAS_MIN ? xs[(int64_t)t * nch + c] : make_int2(0, 0);                       \
-                    _Pragma("unroll") for (int r = 0; r < MV_R; r++) {                                    \
-                        int i0 = __dp4a(q[r][0], x0.x, 0);                                                \
-                        i0 = __dp4a(q[r][1], x0.y, i0);                                                   \
-                        i0 = __dp4a(q[r][2], x0.z, i0);                                                   \
-                        i0 = __dp4a(q[r][3], x0.w, i0);                                                   \
-                        int i1 = __dp4a(q[r][4], x1.x, 0);                                                \
-                        i1 = __dp4a(q[r][5], x1.y, i1);                                                   \
-                        i1 = __dp4a(q[r][6], x1.z, i1);                                                   \
-                        i1 = __dp4a(q[r][7], x1.w, i1);                                                   \
-                        float v = a[r][0] * (float)i0 + a[r][1] * (float)i1;                              \
-                        if (HAS_MIN) v += m[r][0] * (float)sx.x + m[r][1] * (float)sx.y;                  \
-                        acc[r][t] += dx * v;                                                              \
+        int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;                                             \
+        int64_t r = (int64_t)blk * MQ_W + warp;                                                           \
+        if (r >= n_rows) return; /* no block-wide barrier follows */                                      \
+        const uint8_t *row = w + (size_t)r * row_bytes;                                                   \
+        uint8_t *sm = stage[warp];                                                                        \
+        int per_pass = MQ_STAGE / seg_bytes, nseg = (nch + 31) / 32;                                      \
+        float acc[MV_T];                                                                                  \
+        _Pragma("unroll") for (int t = 0; t < MV_T; t++) acc[t] = 0.0f;                                  \
+        for (int s0 = 0; s0 < nseg; s0 += per_pass) {                                                     \
+            size_t b0 = (size_t)s0 * seg_bytes, b1 = b0 + (size_t)per_pass * seg_bytes;                   \
+            if (b1 > row_bytes) b1 = row_bytes;                                                           \
+            if (s0) __syncwarp(); /* every lane is done with the previous pass */                         \
+            mq_stage(sm, row + b0, (int)(b1 - b0), vw, lane, s0 == 0);                                             \
+            int c_end = (s0 + per_pass) * 32 < nch ? (s0 + per_pass) * 32 : nch;                          \
+            for (int c = s0 * 32 + lane; c < c_end; c += 32) {                                            \
+                int q[8];                                                                                 \
+                float a[2], m[2];                                                                         \
+                UNPACK(sm, c - s0 * 32, lut, q, a, m);                                                    \
+                _Pragma("unroll") for (int t = 0; t < MV_T; t++) {                                        \
+                    if (t < n_tok) {                                                                      \
+                        const int4 *xp = (const int4 *)(xq + ((int64_t)t * nch + c) * 32);                \
+                        int4 x0 = xp[0], x1 = xp[1];                                                      \
+                        float dx = xd[(int64_t)t * nch + c];                                              \
+                        int2 sx = HAS_MIN ? xs[(int64_t)t * nch + c] : make_int2(0, 0);                   \
+                        int i0 = __dp4a(q[0], x0.x, 0);                                                   \
+                        i0 = __dp4a(q[1], x0.y, i0);                                                      \
+                        i0 = __dp4a(q[2], x0.z, i0);                                                      \
+                        i0 = __dp4a(q[3], x0.w, i0);                                                      \
+                        int i1 = __dp4a(q[4], x1.x, 0);                                                   \
+                        i1 = __dp4a(q[5], x1.y, i1);                                                      \
+                        i1 = __dp4a(q[6], x1.z, i1);                                                      \
+                        i1 = __dp4a(q[7], x1.w, i1);                                                      \
+                        float v = a[0] * (float)i0 + a[1] * (float)i1;                                    \
+                        if (HAS_MIN) v += m[0] * (float)sx.x + m[1] * (float)sx.y;                        \
+                        acc[t] += dx * v;                                                                 \
                     }                                                                                     \
                 }                                                                                         \
             }                                                                                             \
         }                                                                                                 \
-        mv_store(acc, red, r0, n_rows, n_tok, y, ldy, add_to);                                            \
+        mq_store(acc, lane, r, n_tok, y, ldy, add_to);                                                    \
     }
 
 __constant__ int8_t c_iq4_levels[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
 
-MV_KERNEL(mv_q4_0, up_q4_0, 1)
-MV_KERNEL(mv_q4_1, up_q4_1, 1)
-MV_KERNEL(mv_q5_0, up_q5_0, 1)
-MV_KERNEL(mv_q5_1, up_q5_1, 1)
-MV_KERNEL(mv_q8_0, up_q8_0, 0)
-MV_KERNEL(mv_iq4_nl, up_iq4_nl, 0)
-MV_KERNEL(mv_q2_K, up_q2_K, 1)
-MV_KERNEL(mv_q3_K, up_q3_K, 0)
-MV_KERNEL(mv_q4_K, up_q4_K, 1)
-MV_KERNEL(mv_q5_K, up_q5_K, 1)
-MV_KERNEL(mv_q6_K, up_q6_K, 0)
-MV_KERNEL(mv_iq4_xs, up_iq4_xs, 0)
+MV_KERNEL(mv_q4_0, up_q4_0, 1, 0)
+MV_KERNEL(mv_q4_1, up_q4_1, 1, 0)
+MV_KERNEL(mv_q5_0, up_q5_0, 1, 0)
+MV_KERNEL(mv_q5_1, up_q5_1, 1, 0)
+MV_KERNEL(mv_q8_0, up_q8_0, 0, 0)
+MV_KERNEL(mv_iq4_nl, up_iq4_nl, 0, 1)
+MV_KERNEL(mv_q2_K, up_q2_K, 1, 0)
+MV_KERNEL(mv_q3_K, up_q3_K, 0, 0)
+MV_KERNEL(mv_q4_K, up_q4_K, 1, 0)
+MV_KERNEL(mv_q5_K, up_q5_K, 1, 0)
+MV_KERNEL(mv_q6_K, up_q6_K, 0, 0)
+MV_KERNEL(mv_iq4_xs, up_iq4_xs, 0, 1)
 
-typedef void (*mv_fn)(mv_multi, int, const int8_t *, const float *, const int2 *, int);
+typedef void (*mv_fn)(mv_multi, int, int, int, const int8_t *, const float *, const int2 *, int);
 typedef void (*up_fn)(const uint8_t *, int, const int8_t *, int *, float *, float *);
 
 /* ---- float weights x f32 activations ---------------------------------------------------- */
@@ -195,10 +229,41 @@ static __device__ __forceinline__ float fw_load1(uint32_t type, const uint8_t *r
     return type == QT_F16 ? cu_f16(h) : cu_bf16(h);
 }
 
+/* Float weights keep the block-per-row-pair layout: MV_R rows per block, the row split
+ * over up to MV_MAXW warps (measured faster for f16 than one warp per row). */
+#define MV_R 2      /* rows per block */
+#define MV_MAXW 8   /* most warps per block */
+
+/* Sums acc[r][t] over the block and stores y. red: [MV_R*MV_T][MV_MAXW] shared. */
+static __device__ __forceinline__ void mv_store(float acc[MV_R][MV_T], float *red, int64_t r0, int64_t n_rows,
+                                                int n_tok, float *y, int64_t ldy, float *add_to) {
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+#pragma unroll
+    for (int r = 0; r < MV_R; r++)
+#pragma unroll
+        for (int t = 0; t < MV_T; t++) {
+            float v = cu_warp_sum(acc[r][t]);
+            if (lane == 0) red[(r * MV_T + t) * MV_MAXW + warp] = v;
+        }
+    __syncthreads();
+    int i = threadIdx.x;
+    if (i < MV_R * MV_T) {
+        int r = i / MV_T, t = i % MV_T;
+        float s = 0.0f;
+        for (int w = 0; w < nw; w++) s += red[i * MV_MAXW + w];
+        if (t < n_tok && r0 + r < n_rows) {
+            y[(int64_t)t * ldy + r0 + r] = s;
+            if (add_to) add_to[(int64_t)t * ldy + r0 + r] += s; /* fused residual add */
+        }
+    }
+}
+
 /* vec: n % 8 == 0 (every row and x row is then 16-byte aligned). */
 static __global__ void mv_float(uint32_t type, mv_multi mm, int64_t n, int vec, const float *x, int n_tok) {
     __shared__ float red[MV_R * MV_T * MV_MAXW];
     MV_SEGMENT(mm);
+    cu_pdl_wait(); /* launched early (CU_LAUNCH): wait for the kernel that wrote x */
+    cu_pdl_trigger();
     int64_t r0 = (int64_t)blk * MV_R;
     float acc[MV_R][MV_T];
 #pragma unroll
@@ -385,7 +450,8 @@ static int act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, i
     if ((rc = act_buffers(c, n_tok, n, xq, xd, xs, err))) return rc;
     if (reuse) return HEARTH_OK;
     int64_t total = n_tok * (n / 32);
-    act_quant_kernel<<<cu_blocks(total * 32, 256), 256, 0, c->stream>>>(x, n, total, *xq, *xd, *xs);
+    CU_LAUNCH(err, "launching activation quantization", act_quant_kernel, cu_blocks(total * 32, 256), 256, 0,
+              c->stream, x, n, total, *xq, *xd, *xs);
     return cu_check_launch(err, "quantizing activations");
 }
 
@@ -415,6 +481,8 @@ static __device__ __forceinline__ void rq_chunk(float v, int lane, int64_t row, 
 static __global__ void rmsnorm_q8_kernel(const float *x, int64_t xs, float *y, int64_t n, const float *w, float eps,
                                          int8_t *xq, float *xd, int2 *xsum) {
     __shared__ float part[32];
+    cu_pdl_wait();
+    cu_pdl_trigger();
     const float *xr = x + blockIdx.x * xs;
     float *yr = y + blockIdx.x * n;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5, nch = (int)(n / 32);
@@ -467,6 +535,8 @@ static __global__ void rmsnorm_q8_kernel(const float *x, int64_t xs, float *y, i
  * warp per 32-value chunk. */
 static __global__ void glu_q8_kernel(int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
                                      int64_t n_tok, int64_t n, int8_t *xq, float *xd, int2 *xsum) {
+    cu_pdl_wait();
+    cu_pdl_trigger();
     int64_t row = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5; /* chunk index over all tokens */
     int lane = threadIdx.x & 31;
     int64_t nch = n / 32;
@@ -489,8 +559,8 @@ extern "C" int cuda_glu_q8(cuda_ctx *c, int gelu, const float *gate, int64_t gs,
     if (n_tok * n <= 0) return HEARTH_OK;
     if (n % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused glu needs rows of a multiple of 32");
     if ((rc = act_buffers(c, n_tok, n, &xq, &xd, &xsum, err))) return rc;
-    glu_q8_kernel<<<cu_blocks(n_tok * n, 256), 256, 0, c->stream>>>(gelu, gate, gs, up, us, out, n_tok, n, xq, xd,
-                                                                    xsum);
+    CU_LAUNCH(err, "launching glu", glu_q8_kernel, cu_blocks(n_tok * n, 256), 256, 0, c->stream, gelu, gate, gs, up,
+              us, out, n_tok, n, xq, xd, xsum);
     return cu_check_launch(err, "glu");
 }
 
@@ -504,18 +574,32 @@ extern "C" int cuda_rmsnorm_q8(cuda_ctx *c, const float *x, int64_t xs, float *y
     if (n % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused norm needs rows of a multiple of 32");
     if ((rc = act_buffers(c, n_rows, n, &xq, &xd, &xsum, err))) return rc;
     int thr = n >= 4096 ? 1024 : (n >= 2048 ? 512 : 128);
-    rmsnorm_q8_kernel<<<(unsigned)n_rows, thr, 0, c->stream>>>(x, xs, y, n, w, eps, xq, xd, xsum);
+    CU_LAUNCH(err, "launching rmsnorm", rmsnorm_q8_kernel, (unsigned)n_rows, thr, 0, c->stream, x, xs, y, n, w, eps,
+              xq, xd, xsum);
     return cu_check_launch(err, "rmsnorm");
+}
+
+/* Copy width for staging rows of w (see mq_stage): the widest of 16/8/4/2 bytes that
+ * divides the data address, the row size and the size of 32 chunks. */
+static int mq_width(const cuda_weight *w, int seg_bytes) {
+    uintptr_t a = (uintptr_t)w->data | (uintptr_t)w->row_bytes | (uintptr_t)seg_bytes;
+    return a % 16 == 0 ? 16 : (a % 8 == 0 ? 8 : (a % 4 == 0 ? 4 : 2));
+}
+
+/* Bytes of 32 chunks of a row of w (a whole number of blocks for every type). */
+static int mq_seg_bytes(const cuda_weight *w) {
+    return (int)(w->row_bytes * 32 / (size_t)(w->n_cols / 32));
 }
 
 static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
                   const cuda_mm_opt *opt, hb_err *err) {
     int rc;
-    unsigned grid = cu_blocks(w->n_rows, MV_R);
+    unsigned grid = cu_blocks(w->n_rows, MQ_W);
     float *add_to = opt ? opt->add_to : NULL;
     if (is_float_type(w->type)) {
         int vec = w->n_cols % 8 == 0;
-        int thr = mv_threads(vec ? w->n_cols / 8 : w->n_cols / 4);
+        unsigned thr = (unsigned)mv_threads(vec ? w->n_cols / 8 : w->n_cols / 4);
+        grid = cu_blocks(w->n_rows, MV_R);
         for (int64_t t0 = 0; t0 < n_tok; t0 += MV_T) {
             int nt = (int)(n_tok - t0 < MV_T ? n_tok - t0 : MV_T);
             mv_multi mm;
@@ -523,7 +607,8 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
             mm.n = 1;
             mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
                               add_to ? add_to + t0 * ldy : NULL, grid };
-            mv_float<<<grid, thr, 0, c->stream>>>(w->type, mm, w->n_cols, vec, x + t0 * w->n_cols, nt);
+            CU_LAUNCH(err, "launching a matrix-vector product", mv_float, grid, thr, 0, c->stream, w->type, mm,
+                      w->n_cols, vec, x + t0 * w->n_cols, nt);
         }
         return cu_check_launch(err, "matrix-vector product");
     }
@@ -533,7 +618,9 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
     float *xd;
     int2 *xs;
     if ((rc = act_quantize(c, x, n_tok, w->n_cols, opt && opt->reuse_act, &xq, &xd, &xs, err))) return rc;
-    int nch = (int)(w->n_cols / 32), thr = mv_threads(nch);
+    int nch = (int)(w->n_cols / 32), segb = mq_seg_bytes(w), vw = mq_width(w, segb);
+    if (segb <= 0 || segb > MQ_STAGE || w->row_bytes % (size_t)vw)
+        return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unexpected row layout for %s", quant_type_name(w->type));
     for (int64_t t0 = 0; t0 < n_tok; t0 += MV_T) {
         int nt = (int)(n_tok - t0 < MV_T ? n_tok - t0 : MV_T);
         mv_multi mm;
@@ -541,7 +628,8 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
         mm.n = 1;
         mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
                           add_to ? add_to + t0 * ldy : NULL, grid };
-        e->mv<<<grid, thr, 0, c->stream>>>(mm, nch, xq + t0 * w->n_cols, xd + t0 * nch, xs + t0 * nch, nt);
+        CU_LAUNCH(err, "launching a matrix-vector product", e->mv, grid, MQ_W * 32, 0, c->stream, mm, nch, segb, vw,
+                  xq + t0 * w->n_cols, xd + t0 * nch, xs + t0 * nch, nt);
     }
     return cu_check_launch(err, "matrix-vector product");
 }
@@ -561,7 +649,8 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
     int2 *xs = NULL;
     if (!fl && (rc = act_quantize(c, x, n_tok, w->n_cols, reuse_act, &xq, &xd, &xs, err))) return rc;
     int vec = w->n_cols % 8 == 0;
-    int nch = (int)(w->n_cols / 32), thr = fl ? mv_threads(vec ? w->n_cols / 8 : w->n_cols / 4) : mv_threads(nch);
+    int nch = (int)(w->n_cols / 32), segb = fl ? 0 : mq_seg_bytes(w), vw = 16;
+    if (!fl && (segb <= 0 || segb > MQ_STAGE)) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unexpected row layout");
     mv_multi mm;
     mv_seg *seg[3] = { &mm.s0, &mm.s1, &mm.s2 };
     memset(&mm, 0, sizeof mm);
@@ -570,12 +659,21 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
     for (int i = 0; i < n; i++) {
         if (ws[i]->type != w->type || ws[i]->n_cols != w->n_cols)
             return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: multi-matmul over different weights");
-        unsigned b = cu_blocks(ws[i]->n_rows, MV_R);
+        unsigned b = cu_blocks(ws[i]->n_rows, fl ? MV_R : MQ_W);
+        if (!fl) {
+            int v = mq_width(ws[i], segb);
+            vw = v < vw ? v : vw;
+        }
         *seg[i] = (mv_seg){ (const uint8_t *)ws[i]->data, ws[i]->row_bytes, ws[i]->n_rows, ys[i], ldys[i], adds[i], b };
         grid += b;
     }
-    if (fl) mv_float<<<grid, thr, 0, c->stream>>>(w->type, mm, w->n_cols, vec, x, (int)n_tok);
-    else e->mv<<<grid, thr, 0, c->stream>>>(mm, nch, xq, xd, xs, (int)n_tok);
+    if (fl)
+        CU_LAUNCH(err, "launching a matrix-vector product", mv_float, grid,
+                  (unsigned)mv_threads(vec ? w->n_cols / 8 : w->n_cols / 4), 0, c->stream, w->type, mm, w->n_cols, vec,
+                  x, (int)n_tok);
+    else
+        CU_LAUNCH(err, "launching a matrix-vector product", e->mv, grid, MQ_W * 32, 0, c->stream, mm, nch, segb, vw,
+                  xq, xd, xs, (int)n_tok);
     return cu_check_launch(err, "matrix-vector product");
 }
 

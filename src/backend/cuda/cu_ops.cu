@@ -42,6 +42,8 @@ int cuda_stage_i32(cuda_ctx *c, int slot, const int32_t *src_host, int64_t n, co
 /* One block per row; sum of squares in f32 with a tree reduction. */
 static __global__ void rmsnorm_kernel(const float *x, int64_t xs, float *y, int64_t ys, int64_t n, const float *w,
                                       float eps) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     __shared__ float part[32];
     const float *xr = x + blockIdx.x * xs;
     float *yr = y + blockIdx.x * ys;
@@ -64,7 +66,7 @@ int cuda_rmsnorm(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t ys, 
                  const float *w, float eps, hb_err *err) {
     if (n_rows <= 0) return HEARTH_OK;
     int thr = n >= 1024 ? 512 : (n >= 256 ? 256 : 64);
-    rmsnorm_kernel<<<(unsigned)n_rows, thr, 0, c->stream>>>(x, xs, y, ys, n, w, eps);
+    CU_LAUNCH(err, "launching rmsnorm", rmsnorm_kernel, (unsigned)n_rows, thr, 0, c->stream, x, xs, y, ys, n, w, eps);
     return cu_check_launch(err, "rmsnorm");
 }
 
@@ -76,6 +78,8 @@ static __global__ void rope_kernel(float *x, int64_t stride, int32_t n_head, flo
                                    int32_t n_head2, int64_t n_tok, int32_t head_dim, const int32_t *pos, int neox,
                                    int32_t n_rot, float base, float freq_scale, float attn_factor,
                                    const float *factors) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     int32_t half = n_rot / 2;
     int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, n1 = n_tok * n_head * half;
     if (k >= n1) { /* second tensor */
@@ -103,9 +107,9 @@ int cuda_rope_apply2(cuda_ctx *c, float *x, int64_t stride, int32_t n_head, floa
                      hb_err *err) {
     int64_t n = n_tok * (n_head + (x2 ? n_head2 : 0)) * (r->n_rot / 2);
     if (n <= 0) return HEARTH_OK;
-    rope_kernel<<<cu_blocks(n, 128), 128, 0, c->stream>>>(x, stride, n_head, x2, stride2, x2 ? n_head2 : 0, n_tok,
-                                                          head_dim, pos, r->neox, r->n_rot, r->base, r->freq_scale,
-                                                          r->attn_factor, r->factors);
+    CU_LAUNCH(err, "launching rope", rope_kernel, cu_blocks(n, 128), 128, 0, c->stream, x, stride, n_head, x2, stride2,
+              x2 ? n_head2 : 0, n_tok, head_dim, pos, r->neox, r->n_rot, r->base, r->freq_scale, r->attn_factor,
+              r->factors);
     return cu_check_launch(err, "rope");
 }
 
@@ -120,6 +124,8 @@ int cuda_rope_apply(cuda_ctx *c, float *x, int64_t n_tok, int64_t stride, int32_
 static __global__ void kv_store_plain(uint8_t *kc, uint8_t *vc, int is_f16, int64_t kv_dim, size_t row_bytes,
                                       int64_t n_ctx, const float *k, int64_t ks, const float *v, int64_t vs,
                                       int64_t n_tok, const int32_t *pos, const int32_t *seq) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (idx >= n_tok * kv_dim) return;
     int64_t t = idx / kv_dim, i = idx % kv_dim;
@@ -150,6 +156,8 @@ static __device__ __forceinline__ void q8_block_store(uint8_t *dst, float x, int
 static __global__ void kv_store_q8(uint8_t *kc, uint8_t *vc, int64_t kv_dim, size_t row_bytes, int64_t n_ctx,
                                    const float *k, int64_t ks, const float *v, int64_t vs, int64_t n_tok,
                                    const int32_t *pos, const int32_t *seq) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     int64_t nb = kv_dim / 32;
@@ -165,20 +173,21 @@ int cuda_kv_store(cuda_ctx *c, const cuda_kv *kv, const float *k, int64_t ks, co
     if (n_tok <= 0) return HEARTH_OK;
     if (kv->type == QT_Q8_0) {
         if (kv->kv_dim % 32) return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: q8_0 KV rows need a multiple of 32");
-        kv_store_q8<<<cu_blocks(n_tok * (kv->kv_dim / 32) * 32, 128), 128, 0, c->stream>>>(
-            (uint8_t *)kv->k, (uint8_t *)kv->v, kv->kv_dim, kv->row_bytes, kv->n_ctx, k, ks, v, vs, n_tok, pos, seq);
+        CU_LAUNCH(err, "launching the KV store", kv_store_q8, cu_blocks(n_tok * (kv->kv_dim / 32) * 32, 128), 128, 0,
+                  c->stream, (uint8_t *)kv->k, (uint8_t *)kv->v, kv->kv_dim, kv->row_bytes, kv->n_ctx, k, ks, v, vs,
+                  n_tok, pos, seq);
     } else {
-        kv_store_plain<<<cu_blocks(n_tok * kv->kv_dim, 256), 256, 0, c->stream>>>(
-            (uint8_t *)kv->k, (uint8_t *)kv->v, kv->type == QT_F16, kv->kv_dim, kv->row_bytes, kv->n_ctx, k, ks, v, vs,
-            n_tok, pos, seq);
+        CU_LAUNCH(err, "launching the KV store", kv_store_plain, cu_blocks(n_tok * kv->kv_dim, 256), 256, 0, c->stream,
+                  (uint8_t *)kv->k, (uint8_t *)kv->v, (int)(kv->type == QT_F16), kv->kv_dim, kv->row_bytes, kv->n_ctx,
+                  k, ks, v, vs, n_tok, pos, seq);
     }
     return cu_check_launch(err, "KV cache store");
 }
 
 /* ---- attention ------------------------------------------------------------------------------
  * Flash-decoding: block (token, kv head, head group of up to AT_G query heads, split y)
- * scores the cells [y*AT_SPLIT, (y+1)*AT_SPLIT) of the visible range for all heads of the
- * group (each K row is read once for them), softmaxes locally and writes a partial result
+ * scores the cells [y*span, (y+1)*span) of the visible range (span <= AT_SPLIT, see
+ * at_span) for all heads of the group (each K row is read once for them), softmaxes locally and writes a partial result
  * (max, sum, unnormalized output); attn_combine merges the splits. */
 #define AT_SPLIT 128
 #define AT_G 8
@@ -198,6 +207,7 @@ typedef struct at_args {
     int64_t n_ctx;
     const int32_t *pos, *seq;
     int32_t n_head, n_head_kv, hdk, hdv, n_groups, n_split, window;
+    int32_t span; /* cells per split, at most AT_SPLIT */
     float scale, softcap;
     const float *q;
     int64_t qs;
@@ -206,36 +216,9 @@ typedef struct at_args {
     int64_t os;
 } at_args;
 
-/* Scores of one cached f16 K row against the group's queries (qs: [AT_G][hd] shared).
- * The row's 16-byte pieces are all loaded before the arithmetic (independent loads in
- * flight instead of a chain); with a literal hd the loops unroll completely. */
-static __device__ __forceinline__ void at_scores_f16(const uint8_t *krow, const float *qs, int hd, int nh,
-                                                     float *acc) {
-    const uint4 *k8 = (const uint4 *)krow;
-    for (int d0 = 0; d0 < hd; d0 += 64) {
-        uint4 u[8];
-#pragma unroll
-        for (int j = 0; j < 8; j++) u[j] = d0 + 8 * j < hd ? k8[(d0 >> 3) + j] : make_uint4(0, 0, 0, 0);
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            if (d0 + 8 * j >= hd) break;
-            const __half2 *h2 = (const __half2 *)&u[j];
-            float kv[8];
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float2 f = __half22float2(h2[e]);
-                kv[2 * e] = f.x, kv[2 * e + 1] = f.y;
-            }
-#pragma unroll
-            for (int i = 0; i < AT_G; i++)
-                if (i < nh)
-#pragma unroll
-                    for (int e = 0; e < 8; e++) acc[i] += qs[i * hd + d0 + 8 * j + e] * kv[e];
-        }
-    }
-}
-
 static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     extern __shared__ float sm[];
     int64_t bx = blockIdx.x;
     int32_t gi = (int32_t)(bx % A.n_groups), hk = (int32_t)(bx / A.n_groups % A.n_head_kv);
@@ -243,7 +226,7 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A
     int32_t y = blockIdx.y, G = A.n_head / A.n_head_kv;
     int32_t h0 = hk * G + gi * AT_G, nh = min(AT_G, G - gi * AT_G);
     int64_t p = A.pos[t], lo = A.window > 0 && p - A.window + 1 > 0 ? p - A.window + 1 : 0;
-    int64_t cs = max(lo, (int64_t)y * AT_SPLIT), ce = min(p + 1, (int64_t)(y + 1) * AT_SPLIT);
+    int64_t cs = max(lo, (int64_t)y * A.span), ce = min(p + 1, (int64_t)(y + 1) * A.span);
     int64_t ncell = ce - cs;
     float *qs = sm;                  /* [AT_G][hdk] */
     float *sc = sm + AT_G * A.hdk;   /* [AT_G][AT_SPLIT] */
@@ -253,31 +236,75 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A
     __syncthreads();
     const uint8_t *kb = A.kc + (size_t)A.seq[t] * A.n_ctx * A.row_bytes;
     const uint8_t *vb = A.vc + (size_t)A.seq[t] * A.n_ctx * A.row_bytes;
-    for (int64_t cc = threadIdx.x; cc < ncell; cc += blockDim.x) {
-        const uint8_t *kr = kb + (size_t)(cs + cc) * A.row_bytes;
-        float acc[AT_G];
+    if (A.type == QT_F16 && (A.hdk & 7) == 0) {
+        /* f16 K: 8 lanes per cell, lane `sub` takes the 16-byte pieces sub, sub+8, ... of the
+         * row and the partial dots are summed over the 8 lanes by shuffles: a short chain
+         * per thread (a whole row per thread was ~700 dependent instructions, and with only
+         * a few blocks per step nothing hides that latency). The loop bound is uniform
+         * across the block, so every lane reaches the shuffles. */
+        int sub = threadIdx.x & 7, np = A.hdk >> 3;
+        for (int64_t b0 = 0; b0 < ncell; b0 += AT_THREADS / 8) {
+            int64_t cc = b0 + (threadIdx.x >> 3);
+            bool ok = cc < ncell;
+            float acc[AT_G];
 #pragma unroll
-        for (int i = 0; i < AT_G; i++) acc[i] = 0.0f;
-        if (A.type == QT_F16 && A.hdk == 64) {
-            at_scores_f16(kr + (size_t)hk * 64 * 2, qs, 64, nh, acc);
-        } else if (A.type == QT_F16 && A.hdk == 128) {
-            at_scores_f16(kr + (size_t)hk * 128 * 2, qs, 128, nh, acc);
-        } else if (A.type == QT_F16 && (A.hdk & 7) == 0) {
-            at_scores_f16(kr + (size_t)hk * A.hdk * 2, qs, A.hdk, nh, acc);
-        } else {
+            for (int i = 0; i < AT_G; i++) acc[i] = 0.0f;
+            if (ok) {
+                const uint4 *k8 = (const uint4 *)(kb + (size_t)(cs + cc) * A.row_bytes + (size_t)hk * A.hdk * 2);
+                for (int pi = sub; pi < np; pi += 8) {
+                    uint4 u = k8[pi];
+                    uint32_t wd[4] = { u.x, u.y, u.z, u.w };
+                    float kv[8];
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        kv[2 * e] = cu_f16((uint16_t)wd[e]);
+                        kv[2 * e + 1] = cu_f16((uint16_t)(wd[e] >> 16));
+                    }
+#pragma unroll
+                    for (int i = 0; i < AT_G; i++) {
+                        if (i < nh) {
+                            const float4 *qv = (const float4 *)(qs + i * A.hdk + pi * 8);
+                            float4 a = qv[0], b = qv[1];
+                            acc[i] += a.x * kv[0] + a.y * kv[1] + a.z * kv[2] + a.w * kv[3] + b.x * kv[4] +
+                                      b.y * kv[5] + b.z * kv[6] + b.w * kv[7];
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < AT_G; i++)
+#pragma unroll
+                for (int o = 4; o > 0; o >>= 1) acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], o);
+            if (ok && sub == 0) {
+#pragma unroll
+                for (int i = 0; i < AT_G; i++) {
+                    if (i < nh) {
+                        float s = acc[i] * A.scale;
+                        if (A.softcap > 0.0f) s = A.softcap * tanhf(s / A.softcap);
+                        sc[i * AT_SPLIT + cc] = s;
+                    }
+                }
+            }
+        }
+    } else {
+        for (int64_t cc = threadIdx.x; cc < ncell; cc += blockDim.x) {
+            const uint8_t *kr = kb + (size_t)(cs + cc) * A.row_bytes;
+            float acc[AT_G];
+#pragma unroll
+            for (int i = 0; i < AT_G; i++) acc[i] = 0.0f;
             for (int d = 0; d < A.hdk; d++) {
                 float kv = kv_elem(kr, A.type, (int64_t)hk * A.hdk + d);
 #pragma unroll
                 for (int i = 0; i < AT_G; i++)
                     if (i < nh) acc[i] += qs[i * A.hdk + d] * kv;
             }
-        }
 #pragma unroll
-        for (int i = 0; i < AT_G; i++) {
-            if (i < nh) {
-                float s = acc[i] * A.scale;
-                if (A.softcap > 0.0f) s = A.softcap * tanhf(s / A.softcap);
-                sc[i * AT_SPLIT + cc] = s;
+            for (int i = 0; i < AT_G; i++) {
+                if (i < nh) {
+                    float s = acc[i] * A.scale;
+                    if (A.softcap > 0.0f) s = A.softcap * tanhf(s / A.softcap);
+                    sc[i * AT_SPLIT + cc] = s;
+                }
             }
         }
     }
@@ -355,6 +382,8 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A
 /* One block per (token, head): merges the splits' partial softmax results. */
 static __global__ void attn_combine_kernel(const float *part, int32_t n_head, int32_t n_split, int32_t hdv,
                                            float *out, int64_t os) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     int64_t th = blockIdx.x, t = th / n_head, h = th % n_head;
     const float *pp = part + th * n_split * (hdv + 2);
     float mx = -INFINITY, l = 0.0f;
@@ -373,6 +402,20 @@ static __global__ void attn_combine_kernel(const float *part, int32_t n_head, in
     }
 }
 
+/* Cells per split block at decode (n_tok <= AT_SMALL_BATCH): AT_SPLIT, or fewer when the
+ * (kv head, group) blocks over the range up to max_pos would number under AT_MIN_BLOCKS
+ * (short contexts: a few long serial blocks otherwise). It depends on the position bucket
+ * and the head layout only, not on the batch size, so a sequence decoded in a batch gets
+ * the same splits (and the same rounding) as decoded alone, and a replayed step graph
+ * stays valid within its bucket. */
+#define AT_SMALL_BATCH 8
+#define AT_MIN_BLOCKS 64
+static int32_t at_span(int64_t base_blocks, int32_t max_pos) {
+    int32_t span = AT_SPLIT;
+    while (span > 32 && base_blocks * (max_pos / span + 1) < AT_MIN_BLOCKS) span /= 2;
+    return span;
+}
+
 int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, hb_err *err) {
     int rc;
     if (a->n_tok <= 0) return HEARTH_OK;
@@ -381,8 +424,9 @@ int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, 
     int32_t G = a->n_head / a->n_head_kv, n_groups = (G + AT_G - 1) / AT_G;
     /* splits: a power of two covering max_pos (so a replayed step graph stays valid for
      * many positions), never more than the cache holds */
-    int32_t need = a->max_pos_host / AT_SPLIT + 1, n_split = 1;
-    int32_t cap = (int32_t)((a->kv->n_ctx + AT_SPLIT - 1) / AT_SPLIT);
+    int32_t span = a->n_tok <= AT_SMALL_BATCH ? at_span((int64_t)a->n_head_kv * n_groups, a->max_pos_host) : AT_SPLIT;
+    int32_t need = a->max_pos_host / span + 1, n_split = 1;
+    int32_t cap = (int32_t)((a->kv->n_ctx + span - 1) / span);
     while (n_split < need) n_split *= 2;
     if (n_split > cap) n_split = cap > need ? cap : need;
     size_t part = (size_t)a->n_tok * a->n_head * n_split * (a->head_dim_v + 2) * sizeof(float);
@@ -394,13 +438,13 @@ int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, 
     }
     at_args A = { (const uint8_t *)a->kv->k, (const uint8_t *)a->kv->v, a->kv->type, a->kv->row_bytes, a->kv->n_ctx,
                   a->pos, a->seq, a->n_head, a->n_head_kv, a->head_dim_k, a->head_dim_v, n_groups, n_split, a->window,
-                  a->scale, a->softcap, q, qs, (float *)c->attn.p, n_split == 1 ? out : NULL, os };
+                  span, a->scale, a->softcap, q, qs, (float *)c->attn.p, n_split == 1 ? out : NULL, os };
     dim3 grid((unsigned)((int64_t)a->n_tok * a->n_head_kv * n_groups), (unsigned)n_split);
-    attn_split_kernel<<<grid, AT_THREADS, smem, c->stream>>>(A);
+    CU_LAUNCH(err, "launching attention", attn_split_kernel, grid, AT_THREADS, smem, c->stream, A);
     if ((rc = cu_check_launch(err, "attention"))) return rc;
     if (n_split == 1) return HEARTH_OK;
-    attn_combine_kernel<<<(unsigned)((int64_t)a->n_tok * a->n_head), 64, 0, c->stream>>>(
-        (const float *)c->attn.p, a->n_head, n_split, a->head_dim_v, out, os);
+    CU_LAUNCH(err, "launching attention (combine)", attn_combine_kernel, (unsigned)((int64_t)a->n_tok * a->n_head), 64,
+              0, c->stream, (const float *)c->attn.p, a->n_head, n_split, a->head_dim_v, out, os);
     return cu_check_launch(err, "attention (combine)");
 }
 
@@ -408,6 +452,8 @@ int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, 
 
 static __global__ void copy_rows_kernel(const float *x, int64_t xs, float *y, int64_t ys, int64_t n_tok, int64_t n,
                                         const float *bias) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (k >= n_tok * n) return;
     int64_t t = k / n, i = k % n;
@@ -419,12 +465,15 @@ int cuda_copy_rows(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t ys
     if (n_tok * n <= 0) return HEARTH_OK;
     /* overlapping rows (x != y, ys > xs) would race; the forward pass only copies in place
      * or between disjoint buffers */
-    copy_rows_kernel<<<cu_blocks(n_tok * n, 256), 256, 0, c->stream>>>(x, xs, y, ys, n_tok, n, bias);
+    CU_LAUNCH(err, "launching a row copy", copy_rows_kernel, cu_blocks(n_tok * n, 256), 256, 0, c->stream, x, xs, y,
+              ys, n_tok, n, bias);
     return cu_check_launch(err, "copy rows");
 }
 
 /* op: 0 add (y += x), 1 scale (y *= s), 2 softcap */
 static __global__ void eltwise_kernel(int op, float *y, const float *x, int64_t n, float s) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (i >= n) return;
     if (op == 0) y[i] += x[i];
@@ -434,7 +483,8 @@ static __global__ void eltwise_kernel(int op, float *y, const float *x, int64_t 
 
 static int eltwise(cuda_ctx *c, int op, float *y, const float *x, int64_t n, float s, hb_err *err) {
     if (n <= 0) return HEARTH_OK;
-    eltwise_kernel<<<cu_blocks(n, 256), 256, 0, c->stream>>>(op, y, x, n, s);
+    CU_LAUNCH(err, "launching an element-wise op", eltwise_kernel, cu_blocks(n, 256), 256, 0, c->stream, op, y, x, n,
+              s);
     return cu_check_launch(err, "element-wise op");
 }
 
@@ -452,6 +502,8 @@ int cuda_softcap(cuda_ctx *c, float *x, int64_t n, float cap, hb_err *err) {
 
 static __global__ void glu_kernel(int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
                                   int64_t os, int64_t n_tok, int64_t n) {
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
     int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (k >= n_tok * n) return;
     int64_t t = k / n, i = k % n;
@@ -464,6 +516,7 @@ static __global__ void glu_kernel(int gelu, const float *gate, int64_t gs, const
 int cuda_glu(cuda_ctx *c, int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out, int64_t os,
              int64_t n_tok, int64_t n, hb_err *err) {
     if (n_tok * n <= 0) return HEARTH_OK;
-    glu_kernel<<<cu_blocks(n_tok * n, 256), 256, 0, c->stream>>>(gelu, gate, gs, up, us, out, os, n_tok, n);
+    CU_LAUNCH(err, "launching glu", glu_kernel, cu_blocks(n_tok * n, 256), 256, 0, c->stream, gelu, gate, gs, up, us,
+              out, os, n_tok, n);
     return cu_check_launch(err, "glu");
 }

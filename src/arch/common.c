@@ -141,6 +141,9 @@ static int bind_mat(arch_loader *l, const char *name, int64_t n_in, int64_t n_ou
     out->host.n_cols = n_in;
     out->host.row_bytes = quant_row_size(t->type, n_in);
     out->host.data = t->data;
+    /* weights point into the model's read-only file mapping: once packed, their pages can
+     * be dropped (the kernel re-reads them from the file if anything touches them again) */
+    out->host.data_mapped = true;
     if (prepare && (rc = cpu_weight_prepare(&out->host, err))) goto out;
 out:
     return rc;

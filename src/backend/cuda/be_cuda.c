@@ -75,6 +75,9 @@ typedef struct cuda_be {
     uint64_t clock;
     bool graphs_off;     /* HEARTH_CUDA_GRAPHS=0, or a capture failed */
     bool fuse_off;       /* HEARTH_CUDA_FUSE=0 */
+    cuda_mega *mega;     /* persistent decode kernel; NULL when off (HEARTH_CUDA_MEGA=0) or unusable */
+    uint64_t mega_no[CB_GRAPHS]; /* signatures of steps it refused (they run as graphs) */
+    int n_mega_no;
 } cuda_be;
 
 static cuda_be *cb(be_ctx *b) {
@@ -389,6 +392,83 @@ static uint64_t cb_signature(const cuda_be *c) {
     return h;
 }
 
+/* ---- the persistent decode kernel --------------------------------------------------------
+ * A decode step (the fused op list, every op with at most 8 tokens) may run as one launch of
+ * the persistent kernel (cu_mega.cu) instead of a graph of ~250 kernels. Leading embedding
+ * lookups run as kernels first; any op the kernel refuses sends the whole step to the
+ * graph path (and its signature is remembered so the refusal is not retried). */
+static int cb_mega_rec(cuda_be *c, const cb_cmd *k) {
+    cuda_mega *m = c->mega;
+    const int32_t *a0 = k->off[0] >= 0 ? c->arena_dev + k->off[0] : NULL;
+    const int32_t *a1 = k->off[1] >= 0 ? c->arena_dev + k->off[1] : NULL;
+    float *y = (float *)k->p[1];
+    switch (k->kind) {
+    case CK_NOP:
+        return HEARTH_OK;
+    case CK_MATMUL: {
+        const cuda_weight *ws[3] = { &k->w, &k->wx[0], &k->wx[1] };
+        float *ys[3] = { y, (float *)k->yx[0], (float *)k->yx[1] };
+        float *adds[3] = { (float *)k->p[3], (float *)k->addx[0], (float *)k->addx[1] };
+        int64_t ldys[3] = { k->n[1], k->ldyx[0], k->ldyx[1] };
+        return cuda_mega_matmul(m, 1 + (int)k->n_multi, ws, ys, ldys, adds, k->p[0], k->n[0], k->flag & 1);
+    }
+    case CK_RMSNORM:
+        return cuda_mega_rmsnorm(m, k->p[0], k->n[0], y, k->flag ? k->n[3] : k->n[1], k->n[2], k->n[3], k->p[2], k->f[0],
+                                 k->flag);
+    case CK_ROPE:
+        return cuda_mega_rope(m, y, k->n[1], (int32_t)k->n[2], (float *)k->p[2], k->n[4], (int32_t)k->n[5], k->n[0],
+                              (int32_t)k->n[3], a0, &k->rope);
+    case CK_KV_STORE:
+        return cuda_mega_kv_store(m, &k->kv, k->p[0], k->n[0], k->p[2], k->n[1], k->n[2], a0, a1);
+    case CK_ATTN: {
+        cuda_attn at = k->at;
+        at.kv = &k->kv, at.pos = a0, at.seq = a1;
+        return cuda_mega_attention(m, &at, k->p[0], k->n[0], y, k->n[1]);
+    }
+    case CK_COPY_ROWS:
+        return cuda_mega_copy_rows(m, k->p[0], k->n[0], y, k->n[1], k->n[2], k->n[3], k->p[2]);
+    case CK_ADD:
+        return cuda_mega_eltwise(m, 0, y, k->p[0], k->n[0], 0.0f);
+    case CK_SCALE:
+        return cuda_mega_eltwise(m, 1, y, NULL, k->n[0], k->f[0]);
+    case CK_SOFTCAP:
+        return cuda_mega_eltwise(m, 2, y, NULL, k->n[0], k->f[0]);
+    case CK_GLU:
+        return cuda_mega_glu(m, k->flag & 1, k->p[0], k->n[0], k->p[2], k->n[1], y, (k->flag & 2) ? k->n[4] : k->n[2],
+                             k->n[3], k->n[4], (k->flag & 2) != 0);
+    }
+    return HEARTH_E_UNSUPPORTED; /* embedding lookups after the start, KV copies */
+}
+
+/* Runs the step with the persistent kernel: 1 when it ran (rc in *rc), 0 when the step is
+ * not for it (nothing was run). */
+static int cb_mega_try(cuda_be *c, uint64_t sig, int *rc) {
+    size_t first = 0;
+    *rc = HEARTH_OK;
+    for (int i = 0; i < (c->n_mega_no < CB_GRAPHS ? c->n_mega_no : CB_GRAPHS); i++)
+        if (c->mega_no[i] == sig) return 0;
+    while (first < c->n_cmd && (c->cmd[first].kind == CK_GET_ROWS || c->cmd[first].kind == CK_NOP)) first++;
+    int launched = 0;
+    hb_err *err = &c->err;
+    for (size_t i = 0; i < first && !*rc; i++) *rc = cb_exec(c, &c->cmd[i], err);
+    if (!*rc) *rc = cuda_mega_run_cached(c->mega, sig, &launched, err);
+    if (*rc || launched) return 1;
+    cuda_mega_begin(c->mega);
+    int r = first < c->n_cmd ? HEARTH_OK : HEARTH_E_UNSUPPORTED;
+    for (size_t i = first; i < c->n_cmd && !r; i++) r = cb_mega_rec(c, &c->cmd[i]);
+    if (!r) {
+        *rc = cuda_mega_end(c->mega, sig, err);
+        return 1;
+    }
+    c->mega_no[c->n_mega_no++ % CB_GRAPHS] = sig;
+    if (c->n_mega_no == 2 * CB_GRAPHS) c->n_mega_no = CB_GRAPHS; /* same slots, no overflow */
+    if (first) { /* the embedding lookups already ran: run the rest op by op */
+        for (size_t i = first; i < c->n_cmd && !*rc; i++) *rc = cb_exec(c, &c->cmd[i], err);
+        return 1;
+    }
+    return 0;
+}
+
 /* Runs the recorded step: replays its graph when the same step ran before under the same
  * scratch memory, captures it on its second appearance, runs it op by op otherwise. */
 static int cb_run_step(cuda_be *c) {
@@ -401,8 +481,10 @@ static int cb_run_step(cuda_be *c) {
         cb_fuse(c);
         cb_merge(c);
     }
+    uint64_t sig = cb_signature(c);
+    if (c->mega && cb_mega_try(c, sig, &rc)) return rc;
     if (c->graphs_off) return cb_exec_all(c, err);
-    uint64_t sig = cb_signature(c), gen = cuda_ctx_generation(c->cu);
+    uint64_t gen = cuda_ctx_generation(c->cu);
     cb_graph *e = NULL, *victim = &c->graphs[0];
     for (int i = 0; i < CB_GRAPHS; i++) {
         if (c->graphs[i].sig == sig && c->graphs[i].last_use) e = &c->graphs[i];
@@ -659,6 +741,12 @@ int be_cuda_new(int device, be_ctx **out, hb_err *err) {
     c->graphs_off = g && strcmp(g, "0") == 0;
     const char *f = getenv("HEARTH_CUDA_FUSE");
     c->fuse_off = f && strcmp(f, "0") == 0;
+    const char *mg = getenv("HEARTH_CUDA_MEGA");
+    if (!c->fuse_off && !(mg && strcmp(mg, "0") == 0)) {
+        hb_err merr;
+        hb_err_clear(&merr);
+        if (cuda_mega_new(c->cu, &c->mega, &merr)) c->mega = NULL; /* kernel-per-op path only */
+    }
     b->ops = &k_cuda_ops;
     b->impl = c;
     *out = b;
@@ -676,6 +764,7 @@ void be_cuda_free(be_ctx *b) {
     cuda_be *c = cb(b);
     cuda_sync(c->cu, &c->err);
     for (int i = 0; i < CB_GRAPHS; i++) cuda_graph_free(c->graphs[i].g);
+    cuda_mega_free(c->mega);
     for (size_t i = 0; i < c->n_map; i++) cuda_free(c->cu, c->map[i].dev);
     cuda_host_free(c->arena_host);
     cuda_free(c->cu, c->arena_dev);

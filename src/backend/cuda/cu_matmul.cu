@@ -90,14 +90,6 @@ typedef struct mv_multi {
     int64_t n_rows = MV_SEG_FIELD(m, seg, n_rows), ldy = MV_SEG_FIELD(m, seg, ldy);                       \
     float *y = MV_SEG_FIELD(m, seg, y), *add_to = MV_SEG_FIELD(m, seg, add_to)
 
-/* Global -> shared copies of 4, 8 or 16 bytes that bypass registers. */
-static __device__ __forceinline__ void mq_cp(uint8_t *dst, const uint8_t *src, int vw) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-    if (vw == 16) asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src));
-    else if (vw == 8) asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(s), "l"(src));
-    else asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(src));
-}
-
 /* The warp copies nbytes (a multiple of vw) from src to dst; vw: 16, 8, 4 (asynchronous)
  * or 2 (plain loads, for rows of an odd number of 18-byte blocks). Returns once every lane
  * can read all of dst. */
@@ -204,30 +196,6 @@ typedef void (*mv_fn)(mv_multi, int, int, int, const int8_t *, const float *, co
 typedef void (*up_fn)(const uint8_t *, int, const int8_t *, int *, float *, float *);
 
 /* ---- float weights x f32 activations ---------------------------------------------------- */
-
-/* 8 consecutive weights of a float row as f32 (vector path: 16/32-byte aligned). */
-static __device__ __forceinline__ void fw_load8(uint32_t type, const uint8_t *row, int64_t i, float *v) {
-    if (type == QT_F32) {
-        const float4 *p = (const float4 *)(row + i * 4);
-        float4 a = p[0], b = p[1];
-        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-    } else {
-        uint4 u = *(const uint4 *)(row + i * 2);
-        uint32_t wd[4] = { u.x, u.y, u.z, u.w };
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            uint16_t lo = (uint16_t)wd[k], hi = (uint16_t)(wd[k] >> 16);
-            v[2 * k] = type == QT_F16 ? cu_f16(lo) : cu_bf16(lo);
-            v[2 * k + 1] = type == QT_F16 ? cu_f16(hi) : cu_bf16(hi);
-        }
-    }
-}
-
-static __device__ __forceinline__ float fw_load1(uint32_t type, const uint8_t *row, int64_t i) {
-    if (type == QT_F32) return ((const float *)row)[i];
-    uint16_t h = ((const uint16_t *)row)[i];
-    return type == QT_F16 ? cu_f16(h) : cu_bf16(h);
-}
 
 /* Float weights keep the block-per-row-pair layout: MV_R rows per block, the row split
  * over up to MV_MAXW warps (measured faster for f16 than one warp per row). */

@@ -256,4 +256,38 @@ static __device__ __forceinline__ void up_iq4_xs(UNPACK_ARGS) {
     m[0] = m[1] = 0.0f;
 }
 
+/* ---- helpers shared by the matrix-vector code of cu_matmul.cu and cu_mega.cu ---- */
+
+/* Global -> shared copies of 4, 8 or 16 bytes that bypass registers. */
+static __device__ __forceinline__ void mq_cp(uint8_t *dst, const uint8_t *src, int vw) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    if (vw == 16) asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src));
+    else if (vw == 8) asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(s), "l"(src));
+    else asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(src));
+}
+
+/* 8 consecutive weights of a float row as f32 (vector path: 16/32-byte aligned). */
+static __device__ __forceinline__ void fw_load8(uint32_t type, const uint8_t *row, int64_t i, float *v) {
+    if (type == QT_F32) {
+        const float4 *p = (const float4 *)(row + i * 4);
+        float4 a = p[0], b = p[1];
+        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    } else {
+        uint4 u = *(const uint4 *)(row + i * 2);
+        uint32_t wd[4] = { u.x, u.y, u.z, u.w };
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            uint16_t lo = (uint16_t)wd[k], hi = (uint16_t)(wd[k] >> 16);
+            v[2 * k] = type == QT_F16 ? cu_f16(lo) : cu_bf16(lo);
+            v[2 * k + 1] = type == QT_F16 ? cu_f16(hi) : cu_bf16(hi);
+        }
+    }
+}
+
+static __device__ __forceinline__ float fw_load1(uint32_t type, const uint8_t *row, int64_t i) {
+    if (type == QT_F32) return ((const float *)row)[i];
+    uint16_t h = ((const uint16_t *)row)[i];
+    return type == QT_F16 ? cu_f16(h) : cu_bf16(h);
+}
+
 #endif

@@ -212,6 +212,37 @@ int cuda_upload_async(cuda_ctx *c, void *dst_dev, const void *src_pinned, size_t
 int cuda_get_rows_dev(cuda_ctx *c, const cuda_weight *w, const int32_t *ids_dev, int64_t n, float *out,
                       hb_err *err);
 
+/* ---- the persistent decode kernel (cu_mega.cu) -----------------------------------------
+ * A decode step (every op with at most 8 tokens) run as one cooperative launch. The caller
+ * records the step with the cuda_mega_* calls below, which take the arguments of the
+ * matching per-op entry points above (matmul_multi, rmsnorm[_q8], rope_apply2, kv_store,
+ * attention, copy_rows, add/scale/softcap (kind 0/1/2), glu[_q8]) and return
+ * HEARTH_E_UNSUPPORTED for anything the kernel cannot run (the step must then run op by
+ * op); cuda_mega_end builds the program, caches it under `sig` and launches it;
+ * cuda_mega_run_cached launches a cached program (*launched = 1) or does nothing. Device
+ * pointers given while recording must stay valid while the program is cached (the caller
+ * changes `sig` when they change). */
+typedef struct cuda_mega cuda_mega;
+int cuda_mega_new(cuda_ctx *c, cuda_mega **out, hb_err *err);    /* caller frees with cuda_mega_free */
+void cuda_mega_free(cuda_mega *m);
+void cuda_mega_begin(cuda_mega *m);
+int cuda_mega_matmul(cuda_mega *m, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
+                     float *const *adds, const float *x, int64_t n_tok, int reuse_act);
+int cuda_mega_rmsnorm(cuda_mega *m, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_rows, int64_t n,
+                      const float *w, float eps, int q8);
+int cuda_mega_rope(cuda_mega *m, float *x, int64_t stride, int32_t n_head, float *x2, int64_t stride2,
+                   int32_t n_head2, int64_t n_tok, int32_t head_dim, const int32_t *pos, const cuda_rope *r);
+int cuda_mega_kv_store(cuda_mega *m, const cuda_kv *kv, const float *k, int64_t ks, const float *v, int64_t vs,
+                       int64_t n_tok, const int32_t *pos, const int32_t *seq);
+int cuda_mega_attention(cuda_mega *m, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os);
+int cuda_mega_copy_rows(cuda_mega *m, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_tok, int64_t n,
+                        const float *bias);
+int cuda_mega_eltwise(cuda_mega *m, int kind, float *y, const float *x, int64_t n, float s);
+int cuda_mega_glu(cuda_mega *m, int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
+                  int64_t os, int64_t n_tok, int64_t n, int q8);
+int cuda_mega_end(cuda_mega *m, uint64_t sig, hb_err *err);
+int cuda_mega_run_cached(cuda_mega *m, uint64_t sig, int *launched, hb_err *err);
+
 /* ---- measurement --------------------------------------------------------------------- */
 /* Measures the device's read bandwidth (a streaming read of a buffer several times the L2,
  * best of a few runs) in bytes per second. */

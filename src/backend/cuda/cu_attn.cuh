@@ -1,0 +1,261 @@
+/* cu_attn.cuh — attention over the device KV cache (flash-decoding), shared by the per-op
+ * kernels (cu_ops.cu) and the persistent decode kernel (cu_mega.cu): the arguments, the
+ * work of one split block and of one combine item, and the split plan. */
+#ifndef HEARTH_CU_ATTN_CUH
+#define HEARTH_CU_ATTN_CUH
+
+#include "backend/cuda/cu_internal.cuh"
+
+/* ---- attention ------------------------------------------------------------------------------
+ * Flash-decoding: block (token, kv head, head group of up to AT_G query heads, split y)
+ * scores the cells [y*span, (y+1)*span) of the visible range (span <= AT_SPLIT, see
+ * at_span) for all heads of the group (each K row is read once for them), softmaxes locally and writes a partial result
+ * (max, sum, unnormalized output); attn_combine merges the splits. */
+#define AT_SPLIT 128
+#define AT_G 8
+#define AT_THREADS 256
+
+static __device__ __forceinline__ float kv_elem(const uint8_t *row, uint32_t type, int64_t i) {
+    if (type == QT_F16) return __half2float(((const __half *)row)[i]);
+    if (type == QT_F32) return ((const float *)row)[i];
+    const uint8_t *b = row + (i >> 5) * 34; /* q8_0 */
+    return __half2float(*(const __half *)b) * (float)(int8_t)b[2 + (i & 31)];
+}
+
+typedef struct at_args {
+    const uint8_t *kc, *vc;
+    uint32_t type;
+    size_t row_bytes;
+    int64_t n_ctx;
+    const int32_t *pos, *seq;
+    int32_t n_head, n_head_kv, hdk, hdv, n_groups, n_split, window;
+    int32_t span; /* cells per split, at most AT_SPLIT */
+    float scale, softcap;
+    const float *q;
+    int64_t qs;
+    float *part; /* [n_tok][n_head][n_split][hdv + 2] */
+    float *out;  /* n_split == 1: the final output, written directly */
+    int64_t os;
+} at_args;
+
+/* The work of split block (bx, y): AT_THREADS threads, shared memory sm of at_smem bytes.
+ * Used by attn_split_kernel and by the persistent decode kernel (cu_mega.cu). */
+static __device__ __forceinline__ void at_split_block(at_args A, int64_t bx, int32_t y, float *sm) {
+    int32_t gi = (int32_t)(bx % A.n_groups), hk = (int32_t)(bx / A.n_groups % A.n_head_kv);
+    int64_t t = bx / A.n_groups / A.n_head_kv;
+    int32_t G = A.n_head / A.n_head_kv;
+    int32_t h0 = hk * G + gi * AT_G, nh = min(AT_G, G - gi * AT_G);
+    int64_t p = A.pos[t], lo = A.window > 0 && p - A.window + 1 > 0 ? p - A.window + 1 : 0;
+    int64_t cs = max(lo, (int64_t)y * A.span), ce = min(p + 1, (int64_t)(y + 1) * A.span);
+    int64_t ncell = ce - cs;
+    float *qs = sm;                  /* [AT_G][hdk] */
+    float *sc = sm + AT_G * A.hdk;   /* [AT_G][AT_SPLIT] */
+    __shared__ float hm[AT_G], hl[AT_G];
+    for (int i = threadIdx.x; i < nh * A.hdk; i += blockDim.x)
+        qs[i] = A.q[t * A.qs + (int64_t)(h0 + i / A.hdk) * A.hdk + i % A.hdk];
+    __syncthreads();
+    const uint8_t *kb = A.kc + (size_t)A.seq[t] * A.n_ctx * A.row_bytes;
+    const uint8_t *vb = A.vc + (size_t)A.seq[t] * A.n_ctx * A.row_bytes;
+    if (A.type == QT_F16 && (A.hdk & 7) == 0) {
+        /* f16 K: 8 lanes per cell, lane `sub` takes the 16-byte pieces sub, sub+8, ... of the
+         * row and the partial dots are summed over the 8 lanes by shuffles: a short chain
+         * per thread (a whole row per thread was ~700 dependent instructions, and with only
+         * a few blocks per step nothing hides that latency). The loop bound is uniform
+         * across the block, so every lane reaches the shuffles. */
+        int sub = threadIdx.x & 7, np = A.hdk >> 3;
+        for (int64_t b0 = 0; b0 < ncell; b0 += AT_THREADS / 8) {
+            int64_t cc = b0 + (threadIdx.x >> 3);
+            bool ok = cc < ncell;
+            float acc[AT_G];
+#pragma unroll
+            for (int i = 0; i < AT_G; i++) acc[i] = 0.0f;
+            if (ok) {
+                const uint4 *k8 = (const uint4 *)(kb + (size_t)(cs + cc) * A.row_bytes + (size_t)hk * A.hdk * 2);
+                for (int pi = sub; pi < np; pi += 8) {
+                    uint4 u = k8[pi];
+                    uint32_t wd[4] = { u.x, u.y, u.z, u.w };
+                    float kv[8];
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        kv[2 * e] = cu_f16((uint16_t)wd[e]);
+                        kv[2 * e + 1] = cu_f16((uint16_t)(wd[e] >> 16));
+                    }
+#pragma unroll
+                    for (int i = 0; i < AT_G; i++) {
+                        if (i < nh) {
+                            const float4 *qv = (const float4 *)(qs + i * A.hdk + pi * 8);
+                            float4 a = qv[0], b = qv[1];
+                            acc[i] += a.x * kv[0] + a.y * kv[1] + a.z * kv[2] + a.w * kv[3] + b.x * kv[4] +
+                                      b.y * kv[5] + b.z * kv[6] + b.w * kv[7];
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < AT_G; i++)
+#pragma unroll
+                for (int o = 4; o > 0; o >>= 1) acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], o);
+            if (ok && sub == 0) {
+#pragma unroll
+                for (int i = 0; i < AT_G; i++) {
+                    if (i < nh) {
+                        float s = acc[i] * A.scale;
+                        if (A.softcap > 0.0f) s = A.softcap * tanhf(s / A.softcap);
+                        sc[i * AT_SPLIT + cc] = s;
+                    }
+                }
+            }
+        }
+    } else {
+        for (int64_t cc = threadIdx.x; cc < ncell; cc += blockDim.x) {
+            const uint8_t *kr = kb + (size_t)(cs + cc) * A.row_bytes;
+            float acc[AT_G];
+#pragma unroll
+            for (int i = 0; i < AT_G; i++) acc[i] = 0.0f;
+            for (int d = 0; d < A.hdk; d++) {
+                float kv = kv_elem(kr, A.type, (int64_t)hk * A.hdk + d);
+#pragma unroll
+                for (int i = 0; i < AT_G; i++)
+                    if (i < nh) acc[i] += qs[i * A.hdk + d] * kv;
+            }
+#pragma unroll
+            for (int i = 0; i < AT_G; i++) {
+                if (i < nh) {
+                    float s = acc[i] * A.scale;
+                    if (A.softcap > 0.0f) s = A.softcap * tanhf(s / A.softcap);
+                    sc[i * AT_SPLIT + cc] = s;
+                }
+            }
+        }
+    }
+    __syncthreads();
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    for (int i = warp; i < nh; i += AT_THREADS / 32) { /* softmax pieces per head, one warp each */
+        float mx = -INFINITY;
+        for (int64_t cc = lane; cc < ncell; cc += 32) mx = fmaxf(mx, sc[i * AT_SPLIT + cc]);
+        mx = cu_warp_max(mx);
+        float sum = 0.0f;
+        for (int64_t cc = lane; cc < ncell; cc += 32) {
+            float e = ncell > 0 ? __expf(sc[i * AT_SPLIT + cc] - mx) : 0.0f;
+            sc[i * AT_SPLIT + cc] = e;
+            sum += e;
+        }
+        sum = cu_warp_sum(sum);
+        if (lane == 0) hm[i] = mx, hl[i] = sum;
+    }
+    __syncthreads();
+    /* Values: lanes own pairs of dimensions (coalesced V loads), warps take every 4th cell,
+     * each thread keeps all AT_G heads' sums for its 2 dimensions; warps then add up their
+     * sums through shared memory (reusing the K/score area: scores are read-only now, so
+     * the reduction buffer lives after them). */
+    float *red = sc + AT_G * AT_SPLIT; /* [AT_THREADS/32][AT_G][64] */
+    const int nwarp = AT_THREADS / 32;
+    for (int d0 = 0; d0 < A.hdv; d0 += 64) {
+        float acc[AT_G][2];
+#pragma unroll
+        for (int i = 0; i < AT_G; i++) acc[i][0] = acc[i][1] = 0.0f;
+        int d = d0 + 2 * lane;
+        bool has0 = d < A.hdv, has1 = d + 1 < A.hdv;
+        bool pair16 = A.type == QT_F16 && has1 && ((A.hdv & 1) == 0);
+#pragma unroll 8
+        for (int64_t cc = warp; cc < ncell; cc += nwarp) {
+            const uint8_t *vr = vb + (size_t)(cs + cc) * A.row_bytes;
+            int64_t e = (int64_t)hk * A.hdv + d;
+            float v0 = 0.0f, v1 = 0.0f;
+            if (pair16) {
+                float2 f = __half22float2(*(const __half2 *)(vr + e * 2));
+                v0 = f.x, v1 = f.y;
+            } else {
+                if (has0) v0 = kv_elem(vr, A.type, e);
+                if (has1) v1 = kv_elem(vr, A.type, e + 1);
+            }
+#pragma unroll
+            for (int i = 0; i < AT_G; i++) {
+                float pw = i < nh ? sc[i * AT_SPLIT + cc] : 0.0f;
+                acc[i][0] += pw * v0;
+                acc[i][1] += pw * v1;
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < AT_G; i++) {
+            red[(warp * AT_G + i) * 64 + 2 * lane] = acc[i][0];
+            red[(warp * AT_G + i) * 64 + 2 * lane + 1] = acc[i][1];
+        }
+        __syncthreads();
+        for (int o = threadIdx.x; o < nh * 64; o += blockDim.x) {
+            int i = o / 64, dd = o % 64;
+            if (d0 + dd >= A.hdv) continue;
+            float v = 0.0f;
+            for (int w = 0; w < nwarp; w++) v += red[(w * AT_G + i) * 64 + dd];
+            if (A.out) { /* a single split: no combine pass */
+                A.out[t * A.os + (int64_t)(h0 + i) * A.hdv + d0 + dd] = v / hl[i];
+                continue;
+            }
+            float *pp = A.part + ((t * A.n_head + h0 + i) * A.n_split + y) * (A.hdv + 2);
+            pp[2 + d0 + dd] = v;
+            if (d0 + dd == 0) pp[0] = ncell > 0 ? hm[i] : -INFINITY, pp[1] = ncell > 0 ? hl[i] : 0.0f;
+        }
+        __syncthreads();
+    }
+}
+
+/* Merges the splits' partial softmax results of (token, head) th; threads i of n share the
+ * dimensions. */
+static __device__ __forceinline__ void at_combine(const float *part, int32_t n_head, int32_t n_split, int32_t hdv,
+                                                  float *out, int64_t os, int64_t th, int i, int n) {
+    int64_t t = th / n_head, h = th % n_head;
+    const float *pp = part + th * n_split * (hdv + 2);
+    float mx = -INFINITY, l = 0.0f;
+    for (int s = 0; s < n_split; s++) mx = fmaxf(mx, pp[s * (hdv + 2)]);
+    for (int s = 0; s < n_split; s++) {
+        float m = pp[s * (hdv + 2)];
+        if (m > -INFINITY) l += __expf(m - mx) * pp[s * (hdv + 2) + 1];
+    }
+    for (int d = i; d < hdv; d += n) {
+        float acc = 0.0f;
+        for (int s = 0; s < n_split; s++) {
+            float m = pp[s * (hdv + 2)];
+            if (m > -INFINITY) acc += __expf(m - mx) * pp[s * (hdv + 2) + 2 + d];
+        }
+        out[t * os + h * hdv + d] = acc / l;
+    }
+}
+
+/* Cells per split block at decode (n_tok <= AT_SMALL_BATCH): AT_SPLIT, or fewer when the
+ * (kv head, group) blocks over the range up to max_pos would number under AT_MIN_BLOCKS
+ * (short contexts: a few long serial blocks otherwise). It depends on the position bucket
+ * and the head layout only, not on the batch size, so a sequence decoded in a batch gets
+ * the same splits (and the same rounding) as decoded alone, and a replayed step graph
+ * stays valid within its bucket. */
+#define AT_SMALL_BATCH 8
+#define AT_MIN_BLOCKS 64
+static int32_t at_span(int64_t base_blocks, int32_t max_pos) {
+    int32_t span = AT_SPLIT;
+    while (span > 32 && base_blocks * (max_pos / span + 1) < AT_MIN_BLOCKS) span /= 2;
+    return span;
+}
+
+/* Fills A and the launch shape for attention a (the split plan of cuda_attention): grid
+ * gx x gy split blocks, part_bytes of partial results (written to `part`), smem bytes of
+ * shared memory per block. */
+static inline void at_plan(const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, float *part,
+                           at_args *A, unsigned *gx, unsigned *gy, size_t *part_bytes, size_t *smem) {
+    int32_t G = a->n_head / a->n_head_kv, n_groups = (G + AT_G - 1) / AT_G;
+    /* splits: a power of two covering max_pos (so a replayed step graph stays valid for
+     * many positions), never more than the cache holds */
+    int32_t span = a->n_tok <= AT_SMALL_BATCH ? at_span((int64_t)a->n_head_kv * n_groups, a->max_pos_host) : AT_SPLIT;
+    int32_t need = a->max_pos_host / span + 1, n_split = 1;
+    int32_t cap = (int32_t)((a->kv->n_ctx + span - 1) / span);
+    while (n_split < need) n_split *= 2;
+    if (n_split > cap) n_split = cap > need ? cap : need;
+    *part_bytes = (size_t)a->n_tok * a->n_head * n_split * (a->head_dim_v + 2) * sizeof(float);
+    *smem = ((size_t)AT_G * (a->head_dim_k + AT_SPLIT) + (size_t)(AT_THREADS / 32) * AT_G * 64) * sizeof(float);
+    at_args B = { (const uint8_t *)a->kv->k, (const uint8_t *)a->kv->v, a->kv->type, a->kv->row_bytes, a->kv->n_ctx,
+                  a->pos, a->seq, a->n_head, a->n_head_kv, a->head_dim_k, a->head_dim_v, n_groups, n_split, a->window,
+                  span, a->scale, a->softcap, q, qs, part, n_split == 1 ? out : NULL, os };
+    *A = B;
+    *gx = (unsigned)((int64_t)a->n_tok * a->n_head_kv * n_groups);
+    *gy = (unsigned)n_split;
+}
+
+#endif

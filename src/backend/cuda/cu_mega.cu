@@ -1,0 +1,988 @@
+/* cu_mega.cu — the persistent decode kernel: a whole decode step (the recorded, fused op list
+ * of be_cuda.c) run by ONE cooperative launch instead of ~250 kernels.
+ *
+ * Why: at decode a step reads ~0.6 GB of weights (Q4_0, TinyLlama-1.1B shape), ~140 us of
+ * H200 bandwidth, but ~250 dependent kernels cost ~1.1 ms: each waits for the previous one,
+ * ramps up, fetches its weights from DRAM, reduces and drains. Here every block of the grid
+ * (all co-resident: 1-2 per SM) walks the same program of ops; each op's work (matrix rows,
+ * norm rows, attention split blocks, elements) is spread over all blocks, and a grid barrier
+ * (one global counter) separates an op from the next one that depends on it. Two latencies
+ * go away besides the launches:
+ *  - the weights of the next matrix product are prefetched into L2 (cp.async.bulk.prefetch,
+ *    one instruction per block) while the current product and the ops between run, so a
+ *    product reads from L2 instead of waiting on DRAM;
+ *  - an RMSNorm (or an activation quantization) that feeds a product is recomputed by every
+ *    block into its own shared memory (2048 floats per token: cheap from L2), so the norm
+ *    costs no barrier of its own.
+ * The program is built on the host by the cuda_mega_* recording calls (which mirror the
+ * per-op entry points of cuda.h and refuse what the kernel cannot do, so that the caller
+ * keeps the kernel-per-op path for that step), cached by the step's signature, and uploaded
+ * once. Arithmetic per token does not depend on the batch size (so 8 sequences decoded
+ * together equal each decoded alone) and follows the per-op kernels (int8 activations with
+ * dp4a for quantized weights, the same attention code, cu_attn.cuh).
+ *
+ * CUDA C: no classes, no templates of our own.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cu_attn.cuh"
+#include "backend/cuda/cu_unpack.cuh"
+
+#define MK_THREADS 256            /* = AT_THREADS: attention blocks run unchanged */
+#define MK_WARPS (MK_THREADS / 32)
+#define MK_T 8                    /* most tokens per step */
+#define MK_STAGE 6656             /* staged weight-row bytes per warp (as cu_matmul.cu) */
+#define MK_ACT 24576              /* per-block activation bytes (codes + scales + sums) */
+#define MK_CACHE 16               /* cached programs */
+#define MK_PF_MAX (16u << 20)     /* most bytes of one product prefetched into L2 */
+
+enum { MK_MATVEC, MK_NORM, MK_QUANT, MK_ROPE, MK_KV, MK_ATTN, MK_COMBINE, MK_COPY, MK_ELT, MK_GLU };
+enum { SRC_GLOBAL, SRC_NORM, SRC_QUANT }; /* where a quantized product takes its activations */
+
+/* One op of the program (device memory). Fields not used by a kind are zero. */
+typedef struct mk_op {
+    int32_t kind, sync;          /* sync: grid barrier after this op */
+    int32_t n_tok, flag;         /* flag: matvec source; norm/glu: also quantize; elt: op */
+    const uint8_t *pf[6];        /* L2 prefetch issued when the op starts (two products) */
+    size_t pf_bytes[6];
+    /* products */
+    uint32_t wtype;
+    int32_t nw, vw, segb, nch;
+    int64_t cols;
+    const uint8_t *w[3];
+    size_t row_bytes[3];
+    int64_t rows[3];
+    float *y[3], *add[3];
+    int64_t ldy[3];
+    /* generic operands */
+    const float *x, *aux, *nw_w; /* input; second input (up, bias); norm weights */
+    float *out;
+    int64_t xs, as, os, n, n_rows;
+    float f0, eps;
+    int8_t *xq;                  /* the global activation buffer (SRC_GLOBAL, q8 outputs) */
+    float *xd;
+    int2 *xsum;
+    /* rope / kv / attention */
+    const int32_t *pos, *seq;
+    cuda_rope rope;
+    float *x2;
+    int64_t stride2;
+    int32_t n_head, n_head2, head_dim, at_split;
+    uint8_t *kc, *vc;
+    uint32_t kv_type;
+    int64_t kv_dim, n_ctx;
+    size_t kv_row_bytes;
+    at_args at;
+    unsigned at_gx, at_gy;
+} mk_op;
+
+static __constant__ int8_t mk_iq4_levels[16] = { -127, -104, -83, -65, -49, -35, -22, -10,
+                                                 1,    13,   25,  38,  53,  69,  89,  113 };
+
+/* ---- grid barrier ----------------------------------------------------------------------- */
+
+/* Every block adds 1 to the counter and waits until it reaches target (the host passes a
+ * base that grows by barriers x blocks per launch, so the counter is never reset). */
+static __device__ __forceinline__ void mk_barrier(unsigned long long *ctr, unsigned long long target) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        asm volatile("red.release.gpu.global.add.u64 [%0], 1;\n" ::"l"(ctr) : "memory");
+        unsigned long long v;
+        do {
+            asm volatile("ld.acquire.gpu.global.u64 %0, [%1];\n" : "=l"(v) : "l"(ctr) : "memory");
+        } while (v < target);
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+/* This block's slice of up to three weight ranges, prefetched into L2 (no registers, no
+ * waiting: the copy engine fetches while the block goes on). */
+static __device__ __forceinline__ void mk_prefetch(const mk_op *op) {
+    if (threadIdx.x != 0) return;
+    for (int j = 0; j < 6; j++) {
+        size_t bytes = op->pf_bytes[j];
+        if (!bytes) continue;
+        size_t chunk = ((bytes + gridDim.x - 1) / gridDim.x + 255) & ~(size_t)255, s = chunk * blockIdx.x;
+        if (s >= bytes) continue;
+        size_t len = (bytes - s < chunk ? bytes - s : chunk) & ~(size_t)15;
+        if (len)
+            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(op->pf[j] + s), "r"((unsigned)len)
+                         : "memory");
+    }
+}
+
+/* ---- activations ------------------------------------------------------------------------ */
+
+/* Quantizes one 32-value chunk held one value per lane (as act_quant_kernel). */
+static __device__ __forceinline__ void mk_q8(float v, int lane, int64_t ch, int64_t e, int8_t *xq, float *xd,
+                                             int2 *xs) {
+    float amax = cu_warp_max(fabsf(v));
+    float id = amax > 0.0f ? 127.0f / amax : 0.0f, s = v * id;
+    int q = (int)(s >= 0.0f ? s + 0.5f : s - 0.5f);
+    q = q > 127 ? 127 : (q < -127 ? -127 : q);
+    xq[e] = (int8_t)q;
+    int hs = q;
+    for (int o = 8; o > 0; o >>= 1) hs += __shfl_xor_sync(0xffffffffu, hs, o);
+    int other = __shfl_sync(0xffffffffu, hs, 16);
+    if (lane == 0) {
+        xd[ch] = amax / 127.0f;
+        xs[ch] = make_int2(hs, other);
+    }
+}
+
+/* 1 / rms of row xr (n floats) over the block; red: 32 floats of shared memory. */
+static __device__ __forceinline__ float mk_rms(const float *xr, int64_t n, float eps, float *red) {
+    float ss = 0.0f;
+    for (int64_t i = threadIdx.x; i < n; i += MK_THREADS) ss += xr[i] * xr[i];
+    ss = cu_warp_sum(ss);
+    __syncthreads(); /* red may still be read from the previous row */
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    float t = 0.0f;
+    for (int w = 0; w < MK_WARPS; w++) t += red[w];
+    return rsqrtf(t / (float)n + eps);
+}
+
+/* The product's activations in this block's shared memory: x (SRC_QUANT) or its RMSNorm
+ * (SRC_NORM; block 0 also writes the normalized rows to op->out when set). */
+static __device__ void mk_prologue(const mk_op *op, int8_t *sq, float *sd, int2 *ss, float *red) {
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int64_t n = op->cols, nch = n / 32;
+    for (int t = 0; t < op->n_tok; t++) {
+        const float *xr = op->x + t * op->xs;
+        float k = op->flag == SRC_NORM ? mk_rms(xr, n, op->eps, red) : 1.0f;
+        for (int64_t ch = warp; ch < nch; ch += MK_WARPS) {
+            int64_t i = ch * 32 + lane;
+            float v = xr[i];
+            if (op->flag == SRC_NORM) {
+                v = v * k * (op->nw_w ? op->nw_w[i] : 1.0f);
+                if (op->out && blockIdx.x == 0) op->out[t * n + i] = v;
+            }
+            mk_q8(v, lane, t * nch + ch, t * n + i, sq, sd, ss);
+        }
+    }
+    __syncthreads();
+}
+
+/* ---- matrix x vector --------------------------------------------------------------------- */
+
+/* The warp copies nbytes of a weight row into its shared stage (see mq_stage). */
+static __device__ __forceinline__ void mk_stage(uint8_t *dst, const uint8_t *src, int nbytes, int vw, int lane) {
+    if (vw >= 4) {
+        for (int i = lane * vw; i < nbytes; i += 32 * vw) mq_cp(dst + i, src + i, vw);
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+    } else {
+        for (int i = lane * 2; i < nbytes; i += 64) *(uint16_t *)(dst + i) = *(const uint16_t *)(src + i);
+    }
+    __syncwarp();
+}
+
+/* Row rr of the product's concatenated segments: its segment and row within it. */
+#define MK_ROW(op, rr, seg, r)                                                                            \
+    int seg = (rr) < (op)->rows[0] ? 0 : ((rr) < (op)->rows[0] + (op)->rows[1] ? 1 : 2);                  \
+    int64_t r = (rr) - (seg == 0 ? 0 : (seg == 1 ? (op)->rows[0] : (op)->rows[0] + (op)->rows[1]))
+
+/* Sums acc over the warp; lane 0 stores (and adds into the residual when asked). */
+static __device__ __forceinline__ void mk_store(const mk_op *op, const float *acc, int seg, int64_t r, int lane) {
+    float *y = op->y[seg], *add = op->add[seg];
+    int64_t ldy = op->ldy[seg];
+#pragma unroll
+    for (int t = 0; t < MK_T; t++) {
+        if (t < op->n_tok) {
+            float v = cu_warp_sum(acc[t]);
+            if (lane == 0) {
+                y[t * ldy + r] = v;
+                if (add) add[t * ldy + r] += v;
+            }
+        }
+    }
+}
+
+/* One warp per row, rows gw, gw + W, ... of all segments (the row staged in shared memory
+ * and decoded per 32-element chunk, exactly as the MV_KERNEL kernels of cu_matmul.cu). */
+#define MK_MV(name, UNPACK, HAS_MIN)                                                                      \
+    static __device__ __noinline__ void name(const mk_op *op, const int8_t *xq, const float *xd,           \
+                                             const int2 *xs, uint8_t *sm, const int8_t *lut) {            \
+        int lane = threadIdx.x & 31, nch = op->nch, segb = op->segb, vw = op->vw, n_tok = op->n_tok;      \
+        int64_t gw = (int64_t)blockIdx.x * MK_WARPS + (threadIdx.x >> 5), W = (int64_t)gridDim.x * MK_WARPS; \
+        int64_t R = op->rows[0] + op->rows[1] + op->rows[2];                                              \
+        int per_pass = MK_STAGE / segb, nseg = (nch + 31) / 32;                                           \
+        for (int64_t rr = gw; rr < R; rr += W) {                                                          \
+            MK_ROW(op, rr, seg, r);                                                                       \
+            size_t row_bytes = op->row_bytes[seg];                                                        \
+            const uint8_t *row = op->w[seg] + (size_t)r * row_bytes;                                      \
+            float acc[MK_T];                                                                              \
+            _Pragma("unroll") for (int t = 0; t < MK_T; t++) acc[t] = 0.0f;                               \
+            for (int s0 = 0; s0 < nseg; s0 += per_pass) {                                                 \
+                size_t b0 = (size_t)s0 * segb, b1 = b0 + (size_t)per_pass * segb;                         \
+                if (b1 > row_bytes) b1 = row_bytes;                                                       \
+                __syncwarp(); /* every lane is done with the previous pass */                             \
+                mk_stage(sm, row + b0, (int)(b1 - b0), vw, lane);                                         \
+                int c_end = (s0 + per_pass) * 32 < nch ? (s0 + per_pass) * 32 : nch;                      \
+                for (int c = s0 * 32 + lane; c < c_end; c += 32) {                                        \
+                    int q[8];                                                                             \
+                    float a[2], m[2];                                                                     \
+                    UNPACK(sm, c - s0 * 32, lut, q, a, m);                                                \
+                    _Pragma("unroll") for (int t = 0; t < MK_T; t++) {                                    \
+                        if (t < n_tok) {                                                                  \
+                            const int4 *xp = (const int4 *)(xq + ((int64_t)t * nch + c) * 32);            \
+                            int4 x0 = xp[0], x1 = xp[1];                                                  \
+                            float dx = xd[(int64_t)t * nch + c];                                          \
+                            int2 sx = HAS_MIN ? xs[(int64_t)t * nch + c] : make_int2(0, 0);               \
+                            int i0 = __dp4a(q[0], x0.x, 0);                                               \
+                            i0 = __dp4a(q[1], x0.y, i0);                                                  \
+                            i0 = __dp4a(q[2], x0.z, i0);                                                  \
+                            i0 = __dp4a(q[3], x0.w, i0);                                                  \
+                            int i1 = __dp4a(q[4], x1.x, 0);                                               \
+                            i1 = __dp4a(q[5], x1.y, i1);                                                  \
+                            i1 = __dp4a(q[6], x1.z, i1);                                                  \
+                            i1 = __dp4a(q[7], x1.w, i1);                                                  \
+                            float v = a[0] * (float)i0 + a[1] * (float)i1;                                \
+                            if (HAS_MIN) v += m[0] * (float)sx.x + m[1] * (float)sx.y;                    \
+                            acc[t] += dx * v;                                                             \
+                        }                                                                                 \
+                    }                                                                                     \
+                }                                                                                         \
+            }                                                                                             \
+            mk_store(op, acc, seg, r, lane);                                                              \
+        }                                                                                                 \
+    }
+
+MK_MV(mk_mv_q4_0, up_q4_0, 1)
+MK_MV(mk_mv_q4_1, up_q4_1, 1)
+MK_MV(mk_mv_q5_0, up_q5_0, 1)
+MK_MV(mk_mv_q5_1, up_q5_1, 1)
+MK_MV(mk_mv_q8_0, up_q8_0, 0)
+MK_MV(mk_mv_iq4_nl, up_iq4_nl, 0)
+MK_MV(mk_mv_q2_K, up_q2_K, 1)
+MK_MV(mk_mv_q3_K, up_q3_K, 0)
+MK_MV(mk_mv_q4_K, up_q4_K, 1)
+MK_MV(mk_mv_q5_K, up_q5_K, 1)
+MK_MV(mk_mv_q6_K, up_q6_K, 0)
+MK_MV(mk_mv_iq4_xs, up_iq4_xs, 0)
+
+/* Float weights: one warp per row, 8 weights per 16-byte load, f32 activations. */
+static __device__ __noinline__ void mk_mv_float(const mk_op *op) {
+    int lane = threadIdx.x & 31, n_tok = op->n_tok;
+    int64_t gw = (int64_t)blockIdx.x * MK_WARPS + (threadIdx.x >> 5), W = (int64_t)gridDim.x * MK_WARPS;
+    int64_t R = op->rows[0] + op->rows[1] + op->rows[2], n = op->cols;
+    int vec = n % 8 == 0;
+    for (int64_t rr = gw; rr < R; rr += W) {
+        MK_ROW(op, rr, seg, r);
+        const uint8_t *row = op->w[seg] + (size_t)r * op->row_bytes[seg];
+        float acc[MK_T];
+#pragma unroll
+        for (int t = 0; t < MK_T; t++) acc[t] = 0.0f;
+        int64_t nv = vec ? n : 0;
+        for (int64_t i = (int64_t)lane * 8; i < nv; i += 256) {
+            float wv[8];
+            fw_load8(op->wtype, row, i, wv);
+#pragma unroll
+            for (int t = 0; t < MK_T; t++) {
+                if (t < n_tok) {
+                    const float4 *xp = (const float4 *)(op->x + (int64_t)t * n + i);
+                    float4 xa = xp[0], xb = xp[1];
+                    acc[t] += wv[0] * xa.x + wv[1] * xa.y + wv[2] * xa.z + wv[3] * xa.w + wv[4] * xb.x +
+                              wv[5] * xb.y + wv[6] * xb.z + wv[7] * xb.w;
+                }
+            }
+        }
+        for (int64_t i = nv + lane; i < n; i += 32) {
+            float wv = fw_load1(op->wtype, row, i);
+#pragma unroll
+            for (int t = 0; t < MK_T; t++)
+                if (t < n_tok) acc[t] += wv * op->x[(int64_t)t * n + i];
+        }
+        mk_store(op, acc, seg, r, lane);
+    }
+}
+
+static __device__ void mk_matvec(const mk_op *op, uint8_t *smem, const int8_t *lut, float *red) {
+    if (op->wtype == QT_F32 || op->wtype == QT_F16 || op->wtype == QT_BF16) {
+        mk_mv_float(op);
+        return;
+    }
+    const int8_t *xq = op->xq;
+    const float *xd = op->xd;
+    const int2 *xs = op->xsum;
+    if (op->flag != SRC_GLOBAL) {
+        int64_t nq = (int64_t)op->n_tok * op->cols, nc = nq / 32;
+        int8_t *sq = (int8_t *)(smem + MK_WARPS * MK_STAGE);
+        float *sd = (float *)(sq + ((nq + 15) & ~(int64_t)15));
+        int2 *ss = (int2 *)(sd + ((nc + 1) & ~(int64_t)1));
+        mk_prologue(op, sq, sd, ss, red);
+        xq = sq, xd = sd, xs = ss;
+    }
+    uint8_t *sm = smem + (threadIdx.x >> 5) * MK_STAGE;
+    switch (op->wtype) {
+    case QT_Q4_0: mk_mv_q4_0(op, xq, xd, xs, sm, lut); break;
+    case QT_Q4_1: mk_mv_q4_1(op, xq, xd, xs, sm, lut); break;
+    case QT_Q5_0: mk_mv_q5_0(op, xq, xd, xs, sm, lut); break;
+    case QT_Q5_1: mk_mv_q5_1(op, xq, xd, xs, sm, lut); break;
+    case QT_Q8_0: mk_mv_q8_0(op, xq, xd, xs, sm, lut); break;
+    case QT_IQ4_NL: mk_mv_iq4_nl(op, xq, xd, xs, sm, lut); break;
+    case QT_Q2_K: mk_mv_q2_K(op, xq, xd, xs, sm, lut); break;
+    case QT_Q3_K: mk_mv_q3_K(op, xq, xd, xs, sm, lut); break;
+    case QT_Q4_K: mk_mv_q4_K(op, xq, xd, xs, sm, lut); break;
+    case QT_Q5_K: mk_mv_q5_K(op, xq, xd, xs, sm, lut); break;
+    case QT_Q6_K: mk_mv_q6_K(op, xq, xd, xs, sm, lut); break;
+    case QT_IQ4_XS: mk_mv_iq4_xs(op, xq, xd, xs, sm, lut); break;
+    default: break; /* refused when recorded */
+    }
+}
+
+/* ---- the other ops --------------------------------------------------------------------- */
+
+/* RMSNorm of n_rows rows (one block per row); flag: also quantize into the global buffer. */
+static __device__ void mk_norm(const mk_op *op, float *red) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int64_t n = op->n, nch = n / 32;
+    for (int64_t row = blockIdx.x; row < op->n_rows; row += gridDim.x) {
+        const float *xr = op->x + row * op->xs;
+        float *yr = op->out + row * op->os;
+        float k = mk_rms(xr, n, op->eps, red);
+        __syncthreads(); /* every thread has read x before y (possibly x itself) is written */
+        if (op->flag) {
+            for (int64_t ch = warp; ch < nch; ch += MK_WARPS) {
+                int64_t i = ch * 32 + lane;
+                float v = xr[i] * k * (op->nw_w ? op->nw_w[i] : 1.0f);
+                yr[i] = v;
+                mk_q8(v, lane, row * nch + ch, row * n + i, op->xq, op->xd, op->xsum);
+            }
+        } else {
+            for (int64_t i = threadIdx.x; i < n; i += MK_THREADS) yr[i] = xr[i] * k * (op->nw_w ? op->nw_w[i] : 1.0f);
+        }
+    }
+}
+
+/* x [n_tok][n] -> the global activation buffer, one warp per chunk. */
+static __device__ void mk_quant(const mk_op *op) {
+    int lane = threadIdx.x & 31;
+    int64_t gw = (int64_t)blockIdx.x * MK_WARPS + (threadIdx.x >> 5), W = (int64_t)gridDim.x * MK_WARPS;
+    int64_t nch = op->n / 32, total = op->n_tok * nch;
+    for (int64_t ch = gw; ch < total; ch += W) {
+        int64_t t = ch / nch, e = t * op->n + (ch % nch) * 32 + lane;
+        mk_q8(op->x[t * op->xs + (ch % nch) * 32 + lane], lane, ch, e, op->xq, op->xd, op->xsum);
+    }
+}
+
+static __device__ __forceinline__ float mk_act(int gelu, float g) {
+    if (gelu) return 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+    return g / (1.0f + expf(-g));
+}
+
+/* out = act(gate) * up; flag & 2: also quantized (one warp per chunk). */
+static __device__ void mk_glu(const mk_op *op) {
+    int gelu = op->flag & 1, lane = threadIdx.x & 31;
+    int64_t n = op->n;
+    if (op->flag & 2) {
+        int64_t gw = (int64_t)blockIdx.x * MK_WARPS + (threadIdx.x >> 5), W = (int64_t)gridDim.x * MK_WARPS;
+        int64_t nch = n / 32;
+        for (int64_t ch = gw; ch < op->n_tok * nch; ch += W) {
+            int64_t t = ch / nch, i = (ch % nch) * 32 + lane;
+            float o = mk_act(gelu, op->x[t * op->xs + i]) * op->aux[t * op->as + i];
+            op->out[t * n + i] = o;
+            mk_q8(o, lane, ch, t * n + i, op->xq, op->xd, op->xsum);
+        }
+        return;
+    }
+    int64_t g = (int64_t)blockIdx.x * MK_THREADS + threadIdx.x, G = (int64_t)gridDim.x * MK_THREADS;
+    for (int64_t k = g; k < op->n_tok * n; k += G) {
+        int64_t t = k / n, i = k % n;
+        op->out[t * op->os + i] = mk_act(gelu, op->x[t * op->xs + i]) * op->aux[t * op->as + i];
+    }
+}
+
+/* RoPE of one or two tensors (as rope_kernel, cu_ops.cu). */
+static __device__ void mk_rope(const mk_op *op) {
+    int32_t half = op->rope.n_rot / 2;
+    int64_t n1 = op->n_tok * op->n_head * half, total = n1 + op->n_tok * op->n_head2 * half;
+    int64_t g = (int64_t)blockIdx.x * MK_THREADS + threadIdx.x, G = (int64_t)gridDim.x * MK_THREADS;
+    for (int64_t k0 = g; k0 < total; k0 += G) {
+        int64_t k = k0, stride = op->xs;
+        float *x = op->out;
+        int32_t nh = op->n_head;
+        if (k >= n1) k -= n1, x = op->x2, stride = op->stride2, nh = op->n_head2;
+        int32_t i = (int32_t)(k % half);
+        int64_t th = k / half, t = th / nh, h = th % nh;
+        double inv = pow((double)op->rope.base, -2.0 * i / (double)op->rope.n_rot);
+        double theta = (double)op->pos[t] * op->rope.freq_scale * inv;
+        if (op->rope.factors) theta /= op->rope.factors[i];
+        double sd, cd;
+        sincos(theta, &sd, &cd);
+        float cs = (float)(cd * op->rope.attn_factor), sn = (float)(sd * op->rope.attn_factor);
+        float *v = x + t * stride + h * op->head_dim;
+        int32_t a = op->rope.neox ? i : 2 * i, b = op->rope.neox ? i + half : 2 * i + 1;
+        float x0 = v[a], x1 = v[b];
+        v[a] = x0 * cs - x1 * sn;
+        v[b] = x0 * sn + x1 * cs;
+    }
+}
+
+/* q8_0 block store (as q8_block_store, cu_ops.cu). */
+static __device__ __forceinline__ void mk_q8_block(uint8_t *dst, float x, int lane) {
+    float amax = cu_warp_max(fabsf(x));
+    __half dh = __float2half_rn(amax / 127.0f);
+    float d = __half2float(dh), id = d != 0.0f ? 1.0f / d : 0.0f;
+    float s = x * id;
+    int q = (int)(s >= 0.0f ? s + 0.5f : s - 0.5f);
+    q = q > 127 ? 127 : (q < -127 ? -127 : q);
+    dst[2 + lane] = (uint8_t)(int8_t)q;
+    if (lane == 0) *(__half *)dst = dh;
+}
+
+/* KV store: k rows (x, xs) and v rows (aux, as) into the cache cells (seq, pos). */
+static __device__ void mk_kv(const mk_op *op) {
+    int64_t dim = op->kv_dim;
+    if (op->kv_type == QT_Q8_0) {
+        int lane = threadIdx.x & 31;
+        int64_t gw = (int64_t)blockIdx.x * MK_WARPS + (threadIdx.x >> 5), W = (int64_t)gridDim.x * MK_WARPS;
+        int64_t nb = dim / 32;
+        for (int64_t w = gw; w < op->n_tok * nb; w += W) {
+            int64_t t = w / nb, b = w % nb;
+            size_t cell = (size_t)op->seq[t] * (size_t)op->n_ctx + (size_t)op->pos[t];
+            mk_q8_block(op->kc + cell * op->kv_row_bytes + b * 34, op->x[t * op->xs + b * 32 + lane], lane);
+            mk_q8_block(op->vc + cell * op->kv_row_bytes + b * 34, op->aux[t * op->as + b * 32 + lane], lane);
+        }
+        return;
+    }
+    int64_t g = (int64_t)blockIdx.x * MK_THREADS + threadIdx.x, G = (int64_t)gridDim.x * MK_THREADS;
+    for (int64_t idx = g; idx < op->n_tok * dim; idx += G) {
+        int64_t t = idx / dim, i = idx % dim;
+        size_t cell = (size_t)op->seq[t] * (size_t)op->n_ctx + (size_t)op->pos[t];
+        float k = op->x[t * op->xs + i], v = op->aux[t * op->as + i];
+        if (op->kv_type == QT_F16) {
+            ((__half *)(op->kc + cell * op->kv_row_bytes))[i] = __float2half_rn(k);
+            ((__half *)(op->vc + cell * op->kv_row_bytes))[i] = __float2half_rn(v);
+        } else {
+            ((float *)(op->kc + cell * op->kv_row_bytes))[i] = k;
+            ((float *)(op->vc + cell * op->kv_row_bytes))[i] = v;
+        }
+    }
+}
+
+static __device__ __noinline__ void mk_attn(const mk_op *op, float *sm) {
+    unsigned n = op->at_gx * op->at_gy;
+    for (unsigned b = blockIdx.x; b < n; b += gridDim.x) {
+        at_split_block(op->at, b % op->at_gx, (int32_t)(b / op->at_gx), sm);
+        __syncthreads();
+    }
+}
+
+static __device__ void mk_combine(const mk_op *op) {
+    int64_t gw = (int64_t)blockIdx.x * MK_WARPS + (threadIdx.x >> 5), W = (int64_t)gridDim.x * MK_WARPS;
+    for (int64_t th = gw; th < (int64_t)op->n_tok * op->n_head; th += W)
+        at_combine(op->at.part, op->n_head, op->at_split, op->head_dim, op->out, op->os, th, threadIdx.x & 31, 32);
+}
+
+/* copy rows (+ bias) and the element-wise ops (flag: 0 add, 1 scale, 2 softcap). */
+static __device__ void mk_elt(const mk_op *op) {
+    int64_t g = (int64_t)blockIdx.x * MK_THREADS + threadIdx.x, G = (int64_t)gridDim.x * MK_THREADS;
+    if (op->kind == MK_COPY) {
+        for (int64_t k = g; k < op->n_tok * op->n; k += G) {
+            int64_t t = k / op->n, i = k % op->n;
+            op->out[t * op->os + i] = op->x[t * op->xs + i] + (op->aux ? op->aux[i] : 0.0f);
+        }
+        return;
+    }
+    for (int64_t i = g; i < op->n; i += G) {
+        if (op->flag == 0) op->out[i] += op->x[i];
+        else if (op->flag == 1) op->out[i] *= op->f0;
+        else op->out[i] = op->f0 * tanhf(op->out[i] / op->f0);
+    }
+}
+
+static __global__ void __launch_bounds__(MK_THREADS, 2)
+    mk_kernel(const mk_op *prog, int n_ops, unsigned long long *bar, unsigned long long base) {
+    extern __shared__ __align__(16) uint8_t mk_smem[];
+    __shared__ int8_t lut[16];
+    __shared__ float red[32];
+    if (threadIdx.x < 16) lut[threadIdx.x] = mk_iq4_levels[threadIdx.x];
+    __syncthreads();
+    unsigned long long k = 0;
+    for (int i = 0; i < n_ops; i++) {
+        const mk_op *op = prog + i;
+        mk_prefetch(op);
+        switch (op->kind) {
+        case MK_MATVEC: mk_matvec(op, mk_smem, lut, red); break;
+        case MK_NORM: mk_norm(op, red); break;
+        case MK_QUANT: mk_quant(op); break;
+        case MK_ROPE: mk_rope(op); break;
+        case MK_KV: mk_kv(op); break;
+        case MK_ATTN: mk_attn(op, (float *)mk_smem); break;
+        case MK_COMBINE: mk_combine(op); break;
+        case MK_GLU: mk_glu(op); break;
+        default: mk_elt(op); break;
+        }
+        __syncthreads();
+        if (op->sync) mk_barrier(bar, base + (++k) * gridDim.x);
+    }
+}
+
+/* ---- host: recording, planning, caching, launching ------------------------------------- */
+
+/* Memory an op reads and writes (host only), for deciding where barriers are needed. */
+typedef struct mk_rng {
+    const void *p;
+    size_t n;
+} mk_rng;
+#define MK_RW 8
+
+typedef struct mk_meta {
+    mk_rng rd[MK_RW], wr[MK_RW];
+    int n_rd, n_wr;
+    int uses_act;        /* global activation buffer: 1 write, 2 read */
+    int uses_part;       /* attention partials: 1 write, 2 read */
+} mk_meta;
+
+typedef struct mk_prog {
+    uint64_t sig, last_use;
+    mk_op *dev;
+    int n_ops, n_sync;
+} mk_prog;
+
+struct cuda_mega {
+    cuda_ctx *c;
+    int nb;                      /* blocks in the grid */
+    size_t smem;                 /* dynamic shared memory per block */
+    unsigned long long *bar, base;
+    void *act, *part;            /* global activation buffer, attention partials */
+    size_t act_cap, part_cap, act_need, part_need;
+    mk_op *ops;
+    mk_meta *meta;
+    int n_ops, cap_ops, bad;
+    mk_prog cache[MK_CACHE];
+    uint64_t clock;
+};
+
+/* Sentinel addresses standing for the mega-owned buffers in the read/write sets. */
+static char mk_act_tag, mk_part_tag;
+
+static void mk_rd(mk_meta *m, const void *p, size_t n) {
+    if (p && n && m->n_rd < MK_RW) m->rd[m->n_rd++] = (mk_rng){ p, n };
+    else if (p && n) m->n_rd = MK_RW + 1; /* too many: always synchronize */
+}
+
+static void mk_wr(mk_meta *m, const void *p, size_t n) {
+    if (p && n && m->n_wr < MK_RW) m->wr[m->n_wr++] = (mk_rng){ p, n };
+    else if (p && n) m->n_wr = MK_RW + 1;
+}
+
+static bool rng_hit(const mk_rng *a, int na, const mk_rng *b, int nb) {
+    if (na > MK_RW || nb > MK_RW) return true;
+    for (int i = 0; i < na; i++)
+        for (int j = 0; j < nb; j++) {
+            const char *x = (const char *)a[i].p, *y = (const char *)b[j].p;
+            if (x < y + b[j].n && y < x + a[i].n) return true;
+        }
+    return false;
+}
+
+/* True when op b may run without a barrier after op a (no shared data, or both only read). */
+static bool mk_independent(const mk_meta *a, const mk_meta *b) {
+    return !rng_hit(a->wr, a->n_wr, b->rd, b->n_rd) && !rng_hit(a->wr, a->n_wr, b->wr, b->n_wr) &&
+           !rng_hit(a->rd, a->n_rd, b->wr, b->n_wr);
+}
+
+static mk_op *mk_push(cuda_mega *m, int kind, mk_meta **meta) {
+    if (m->bad) return NULL;
+    if (m->n_ops == m->cap_ops) {
+        int cap = m->cap_ops ? 2 * m->cap_ops : 512;
+        mk_op *no = (mk_op *)realloc(m->ops, (size_t)cap * sizeof *no);
+        if (no) m->ops = no;
+        mk_meta *nm = no ? (mk_meta *)realloc(m->meta, (size_t)cap * sizeof *nm) : NULL;
+        if (!no || !nm) {
+            m->bad = 1;
+            return NULL;
+        }
+        m->meta = nm;
+        m->cap_ops = cap;
+    }
+    mk_op *op = &m->ops[m->n_ops];
+    memset(op, 0, sizeof *op);
+    memset(&m->meta[m->n_ops], 0, sizeof *m->meta);
+    *meta = &m->meta[m->n_ops++];
+    op->kind = kind;
+    return op;
+}
+
+static int mk_refuse(cuda_mega *m) {
+    m->bad = 1;
+    return HEARTH_E_UNSUPPORTED;
+}
+
+static size_t al256(size_t x) {
+    return (x + 255) & ~(size_t)255;
+}
+
+/* Bytes of the global activation buffer for n_tok rows of n values. */
+static size_t mk_act_bytes(int64_t n_tok, int64_t n) {
+    int64_t nch = n / 32;
+    return al256((size_t)(n_tok * n)) + al256((size_t)(n_tok * nch) * 4) + al256((size_t)(n_tok * nch) * 8);
+}
+
+/* Marks op as writing (q8) or reading the global activations of n_tok x n. */
+static void mk_use_act(cuda_mega *m, mk_op *op, mk_meta *mt, int64_t n_tok, int64_t n, int write) {
+    size_t b = mk_act_bytes(n_tok, n);
+    if (b > m->act_need) m->act_need = b;
+    mt->uses_act = write ? 1 : 2;
+    op->n_tok = (int32_t)n_tok;
+    if (!op->n) op->n = n;
+    if (write) mk_wr(mt, &mk_act_tag, 1);
+    else mk_rd(mt, &mk_act_tag, 1);
+}
+
+extern "C" void cuda_mega_begin(cuda_mega *m) {
+    m->n_ops = 0;
+    m->bad = 0;
+}
+
+static bool fits_smem(int64_t n_tok, int64_t cols) {
+    int64_t nq = n_tok * cols, nc = nq / 32;
+    return ((nq + 15) & ~(int64_t)15) + ((nc + 1) & ~(int64_t)1) * 4 + nc * 8 <= MK_ACT;
+}
+
+extern "C" int cuda_mega_matmul(cuda_mega *m, int n, const cuda_weight *const *ws, float *const *ys,
+                                const int64_t *ldys, float *const *adds, const float *x, int64_t n_tok, int reuse_act) {
+    const cuda_weight *w = ws[0];
+    uint32_t t = w->type;
+    int fl = t == QT_F32 || t == QT_F16 || t == QT_BF16;
+    if (m->bad || n < 1 || n > 3 || n_tok < 1 || n_tok > MK_T || !cuda_type_supported(t)) return mk_refuse(m);
+    if (!fl && w->n_cols % 32) return mk_refuse(m);
+    int segb = fl ? 0 : (int)(w->row_bytes * 32 / (size_t)(w->n_cols / 32));
+    if (!fl && (segb <= 0 || segb > MK_STAGE)) return mk_refuse(m);
+    mk_op pv;
+    mk_meta pm;
+    memset(&pv, 0, sizeof pv);
+    memset(&pm, 0, sizeof pm);
+    if (m->n_ops) pv = m->ops[m->n_ops - 1], pm = m->meta[m->n_ops - 1];
+    int src = SRC_GLOBAL, popped = 0, copied = 0;
+    if (!fl && reuse_act) {
+        if (pv.kind == MK_NORM && pv.flag && pv.out == x && pv.n_rows == n_tok && pv.os == w->n_cols &&
+            pv.n == w->n_cols && fits_smem(n_tok, w->n_cols) &&
+            !rng_hit(&pm.wr[0], 1, &pm.rd[0], 1)) { /* norm not in place: recompute it per block */
+            m->n_ops--;
+            src = SRC_NORM, popped = 1;
+        } else if ((pv.kind == MK_NORM || pv.kind == MK_GLU || pv.kind == MK_QUANT) && pm.uses_act == 1 &&
+                   pv.n == w->n_cols && pv.n_tok == n_tok) {
+            src = SRC_GLOBAL;
+        } else if (pv.kind == MK_MATVEC && pv.cols == w->n_cols && pv.n_tok == n_tok &&
+                   !(pv.wtype == QT_F32 || pv.wtype == QT_F16 || pv.wtype == QT_BF16)) {
+            src = pv.flag, copied = 1; /* the same activations as the product before */
+        } else {
+            return mk_refuse(m);
+        }
+    } else if (!fl) {
+        if (fits_smem(n_tok, w->n_cols)) {
+            src = SRC_QUANT;
+        } else { /* too big for shared memory: a quantization pass into the global buffer */
+            mk_meta *qm;
+            mk_op *q = mk_push(m, MK_QUANT, &qm);
+            if (!q) return mk_refuse(m);
+            q->x = x, q->xs = w->n_cols;
+            mk_rd(qm, x, (size_t)(n_tok * w->n_cols) * 4);
+            mk_use_act(m, q, qm, n_tok, w->n_cols, 1);
+        }
+    }
+    mk_meta *mt;
+    mk_op *op = mk_push(m, MK_MATVEC, &mt);
+    if (!op) return mk_refuse(m);
+    op->wtype = t, op->nw = n, op->n_tok = (int32_t)n_tok, op->cols = w->n_cols, op->flag = src, op->x = x;
+    op->xs = w->n_cols, op->segb = segb, op->nch = (int32_t)(w->n_cols / 32), op->vw = 16;
+    if (src != SRC_GLOBAL && (popped || copied)) { /* recompute the source per block */
+        op->x = pv.x, op->xs = pv.xs, op->nw_w = pv.nw_w, op->eps = pv.eps;
+        op->out = popped ? pv.out : NULL; /* the norm's output is written once */
+        mk_rd(mt, pv.x, (size_t)((n_tok - 1) * pv.xs + w->n_cols) * 4);
+        if (popped) mk_wr(mt, pv.out, (size_t)(n_tok * w->n_cols) * 4);
+    } else if (src == SRC_GLOBAL && !fl) {
+        mk_use_act(m, op, mt, n_tok, w->n_cols, 0);
+    } else {
+        mk_rd(mt, x, (size_t)(n_tok * w->n_cols) * 4);
+    }
+    for (int i = 0; i < n; i++) {
+        if (ws[i]->type != t || ws[i]->n_cols != w->n_cols) return mk_refuse(m);
+        op->w[i] = (const uint8_t *)ws[i]->data, op->row_bytes[i] = ws[i]->row_bytes, op->rows[i] = ws[i]->n_rows;
+        op->y[i] = ys[i], op->ldy[i] = ldys[i], op->add[i] = adds[i];
+        if (!fl) {
+            uintptr_t a = (uintptr_t)ws[i]->data | (uintptr_t)ws[i]->row_bytes | (uintptr_t)segb;
+            int v = a % 16 == 0 ? 16 : (a % 8 == 0 ? 8 : (a % 4 == 0 ? 4 : 2));
+            op->vw = v < op->vw ? v : op->vw;
+        }
+        size_t yb = (size_t)((n_tok - 1) * ldys[i] + ws[i]->n_rows) * 4;
+        mk_wr(mt, ys[i], yb);
+        if (adds[i]) mk_wr(mt, adds[i], yb), mk_rd(mt, adds[i], yb);
+    }
+    return HEARTH_OK;
+}
+
+extern "C" int cuda_mega_rmsnorm(cuda_mega *m, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_rows,
+                                 int64_t n, const float *w, float eps, int q8) {
+    mk_meta *mt;
+    if (q8 && (n % 32 || ys != n)) return mk_refuse(m);
+    mk_op *op = mk_push(m, MK_NORM, &mt);
+    if (!op) return mk_refuse(m);
+    op->x = x, op->xs = xs, op->out = y, op->os = ys, op->n_rows = n_rows, op->n = n, op->nw_w = w, op->eps = eps;
+    op->flag = q8;
+    mk_wr(mt, y, (size_t)((n_rows - 1) * ys + n) * 4);
+    mk_rd(mt, x, (size_t)((n_rows - 1) * xs + n) * 4);
+    if (q8) mk_use_act(m, op, mt, n_rows, n, 1);
+    return HEARTH_OK;
+}
+
+extern "C" int cuda_mega_rope(cuda_mega *m, float *x, int64_t stride, int32_t n_head, float *x2, int64_t stride2,
+                              int32_t n_head2, int64_t n_tok, int32_t head_dim, const int32_t *pos,
+                              const cuda_rope *r) {
+    mk_meta *mt;
+    mk_op *op = mk_push(m, MK_ROPE, &mt);
+    if (!op) return mk_refuse(m);
+    op->out = x, op->xs = stride, op->n_head = n_head, op->x2 = x2, op->stride2 = stride2;
+    op->n_head2 = x2 ? n_head2 : 0, op->n_tok = (int32_t)n_tok, op->head_dim = head_dim, op->pos = pos, op->rope = *r;
+    size_t b1 = (size_t)((n_tok - 1) * stride + (int64_t)n_head * head_dim) * 4;
+    mk_wr(mt, x, b1), mk_rd(mt, x, b1);
+    if (x2) {
+        size_t b2 = (size_t)((n_tok - 1) * stride2 + (int64_t)n_head2 * head_dim) * 4;
+        mk_wr(mt, x2, b2), mk_rd(mt, x2, b2);
+    }
+    return HEARTH_OK;
+}
+
+extern "C" int cuda_mega_kv_store(cuda_mega *m, const cuda_kv *kv, const float *k, int64_t ks, const float *v,
+                                  int64_t vs, int64_t n_tok, const int32_t *pos, const int32_t *seq) {
+    mk_meta *mt;
+    if (kv->type == QT_Q8_0 && kv->kv_dim % 32) return mk_refuse(m);
+    mk_op *op = mk_push(m, MK_KV, &mt);
+    if (!op) return mk_refuse(m);
+    op->kc = (uint8_t *)kv->k, op->vc = (uint8_t *)kv->v, op->kv_type = kv->type, op->kv_dim = kv->kv_dim;
+    op->kv_row_bytes = kv->row_bytes, op->n_ctx = kv->n_ctx, op->x = k, op->xs = ks, op->aux = v, op->as = vs;
+    op->n_tok = (int32_t)n_tok, op->pos = pos, op->seq = seq;
+    mk_wr(mt, kv->k, 1), mk_wr(mt, kv->v, 1);
+    mk_rd(mt, k, (size_t)((n_tok - 1) * ks + kv->kv_dim) * 4), mk_rd(mt, v, (size_t)((n_tok - 1) * vs + kv->kv_dim) * 4);
+    return HEARTH_OK;
+}
+
+extern "C" int cuda_mega_attention(cuda_mega *m, const cuda_attn *a, const float *q, int64_t qs, float *out,
+                                   int64_t os) {
+    mk_meta *mt;
+    if (a->n_tok < 1 || a->n_tok > AT_SMALL_BATCH || a->n_head_kv <= 0 || a->n_head % a->n_head_kv)
+        return mk_refuse(m);
+    at_args A;
+    unsigned gx, gy;
+    size_t part, smem;
+    at_plan(a, q, qs, out, os, NULL, &A, &gx, &gy, &part, &smem);
+    if (smem > MK_WARPS * MK_STAGE + MK_ACT) return mk_refuse(m);
+    mk_op *op = mk_push(m, MK_ATTN, &mt);
+    if (!op) return mk_refuse(m);
+    op->at = A, op->at_gx = gx, op->at_gy = gy, op->n_tok = a->n_tok;
+    mk_rd(mt, a->kv->k, 1), mk_rd(mt, a->kv->v, 1);
+    mk_rd(mt, q, (size_t)((a->n_tok - 1) * qs + (int64_t)a->n_head * a->head_dim_k) * 4);
+    size_t ob = (size_t)((a->n_tok - 1) * os + (int64_t)a->n_head * a->head_dim_v) * 4;
+    if (gy == 1) {
+        mk_wr(mt, out, ob);
+        return HEARTH_OK;
+    }
+    mk_wr(mt, &mk_part_tag, 1);
+    mt->uses_part = 1;
+    if (part > m->part_need) m->part_need = part;
+    mk_meta *cm;
+    mk_op *c = mk_push(m, MK_COMBINE, &cm);
+    if (!c) return mk_refuse(m);
+    c->at = A, c->n_tok = a->n_tok, c->n_head = a->n_head, c->at_split = (int32_t)gy, c->head_dim = a->head_dim_v;
+    c->out = out, c->os = os;
+    mk_rd(cm, &mk_part_tag, 1);
+    cm->uses_part = 2;
+    mk_wr(cm, out, ob);
+    return HEARTH_OK;
+}
+
+extern "C" int cuda_mega_copy_rows(cuda_mega *m, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_tok,
+                                   int64_t n, const float *bias) {
+    mk_meta *mt;
+    mk_op *op = mk_push(m, MK_COPY, &mt);
+    if (!op) return mk_refuse(m);
+    op->x = x, op->xs = xs, op->out = y, op->os = ys, op->n_tok = (int32_t)n_tok, op->n = n, op->aux = bias;
+    mk_rd(mt, x, (size_t)((n_tok - 1) * xs + n) * 4);
+    mk_wr(mt, y, (size_t)((n_tok - 1) * ys + n) * 4);
+    return HEARTH_OK;
+}
+
+extern "C" int cuda_mega_eltwise(cuda_mega *m, int kind, float *y, const float *x, int64_t n, float s) {
+    mk_meta *mt;
+    mk_op *op = mk_push(m, MK_ELT, &mt);
+    if (!op) return mk_refuse(m);
+    op->flag = kind, op->out = y, op->x = x, op->n = n, op->f0 = s;
+    mk_rd(mt, y, (size_t)n * 4), mk_wr(mt, y, (size_t)n * 4), mk_rd(mt, x, (size_t)n * 4);
+    return HEARTH_OK;
+}
+
+extern "C" int cuda_mega_glu(cuda_mega *m, int gelu, const float *gate, int64_t gs, const float *up, int64_t us,
+                             float *out, int64_t os, int64_t n_tok, int64_t n, int q8) {
+    mk_meta *mt;
+    if (q8 && (n % 32 || os != n)) return mk_refuse(m);
+    mk_op *op = mk_push(m, MK_GLU, &mt);
+    if (!op) return mk_refuse(m);
+    op->flag = (gelu ? 1 : 0) | (q8 ? 2 : 0), op->x = gate, op->xs = gs, op->aux = up, op->as = us, op->out = out;
+    op->os = os, op->n_tok = (int32_t)n_tok, op->n = n;
+    mk_rd(mt, gate, (size_t)((n_tok - 1) * gs + n) * 4), mk_rd(mt, up, (size_t)((n_tok - 1) * us + n) * 4);
+    mk_wr(mt, out, (size_t)((n_tok - 1) * os + n) * 4);
+    if (q8) mk_use_act(m, op, mt, n_tok, n, 1);
+    return HEARTH_OK;
+}
+
+/* Grows a mega-owned buffer; returns 1 when it moved (cached programs are then stale). */
+static int mk_grow(cuda_mega *m, void **p, size_t *cap, size_t need, hb_err *err, int *rc) {
+    if (need <= *cap) return 0;
+    if ((*rc = cuda_sync(m->c, err))) return 0;
+    cuda_free(m->c, *p);
+    *p = NULL;
+    *cap = 0;
+    if ((*rc = cuda_alloc(m->c, p, need * 2, err))) return 0;
+    *cap = need * 2;
+    return 1;
+}
+
+static void mk_drop_cache(cuda_mega *m) {
+    for (int i = 0; i < MK_CACHE; i++) {
+        cuda_free(m->c, m->cache[i].dev);
+        memset(&m->cache[i], 0, sizeof m->cache[i]);
+    }
+}
+
+/* Adds product p's weights (up to MK_PF_MAX bytes) to op's L2 prefetch. */
+static void mk_pf_add(mk_op *op, const mk_op *p) {
+    size_t left = MK_PF_MAX;
+    int j = 0;
+    while (j < 6 && op->pf_bytes[j]) j++;
+    for (int s = 0; s < p->nw && j < 6; s++, j++) {
+        size_t b = p->row_bytes[s] * (size_t)p->rows[s];
+        if (b > left) b = left;
+        op->pf[j] = p->w[s], op->pf_bytes[j] = b;
+        left -= b;
+    }
+}
+
+/* Barriers and prefetches of the recorded program; pointers to the mega-owned buffers. */
+static int mk_plan(cuda_mega *m) {
+    int n_sync = 0, group = 0;
+    for (int i = 0; i < m->n_ops; i++) {
+        mk_op *op = &m->ops[i];
+        mk_meta *mt = &m->meta[i];
+        if (mt->uses_act) {
+            int64_t nch = op->n / 32;
+            op->xq = (int8_t *)m->act;
+            op->xd = (float *)((uint8_t *)m->act + al256((size_t)(op->n_tok * op->n)));
+            op->xsum = (int2 *)((uint8_t *)m->act + al256((size_t)(op->n_tok * op->n)) + al256((size_t)(op->n_tok * nch) * 4));
+        }
+        if (mt->uses_part) op->at.part = (float *)m->part;
+        /* a barrier before op i+1 unless it shares nothing with the ops since the last one */
+        if (i + 1 < m->n_ops) {
+            bool indep = true;
+            for (int j = group; j <= i && indep; j++) indep = mk_independent(&m->meta[j], &m->meta[i + 1]);
+            op->sync = !indep;
+            if (op->sync) n_sync++, group = i + 1;
+        }
+    }
+    /* L2 prefetch: every product fetches the weights of the next product; op 0 also those
+     * of the first */
+    int prev = -1;
+    for (int i = 0; i < m->n_ops; i++) {
+        if (m->ops[i].kind != MK_MATVEC) continue;
+        mk_pf_add(&m->ops[prev < 0 ? 0 : prev], &m->ops[i]);
+        prev = i;
+    }
+    return n_sync;
+}
+
+static int mk_launch(cuda_mega *m, const mk_prog *p, hb_err *err) {
+    int n_ops = p->n_ops;
+    const mk_op *prog = p->dev;
+    unsigned long long *bar = m->bar, base = m->base;
+    void *args[] = { (void *)&prog, (void *)&n_ops, (void *)&bar, (void *)&base };
+    cudaError_t e = cudaLaunchCooperativeKernel((const void *)mk_kernel, dim3((unsigned)m->nb), dim3(MK_THREADS), args,
+                                                m->smem, m->c->stream);
+    if (e != cudaSuccess) return cu_fail(err, e, "launching the persistent decode kernel");
+    m->base += (unsigned long long)p->n_sync * (unsigned long long)m->nb;
+    return HEARTH_OK;
+}
+
+extern "C" int cuda_mega_run_cached(cuda_mega *m, uint64_t sig, int *launched, hb_err *err) {
+    *launched = 0;
+    for (int i = 0; i < MK_CACHE; i++) {
+        mk_prog *p = &m->cache[i];
+        if (p->dev && p->sig == sig) {
+            p->last_use = ++m->clock;
+            *launched = 1;
+            return mk_launch(m, p, err);
+        }
+    }
+    return HEARTH_OK;
+}
+
+extern "C" int cuda_mega_end(cuda_mega *m, uint64_t sig, hb_err *err) {
+    int rc = HEARTH_OK;
+    if (m->bad) return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: step not runnable as one kernel");
+    if (!m->n_ops) return HEARTH_OK; /* nothing left to run */
+    int moved = mk_grow(m, &m->act, &m->act_cap, m->act_need, err, &rc);
+    if (!rc) moved |= mk_grow(m, &m->part, &m->part_cap, m->part_need, err, &rc);
+    if (rc) return rc;
+    if (moved) mk_drop_cache(m);
+    int n_sync = mk_plan(m);
+    mk_prog *p = &m->cache[0];
+    for (int i = 1; i < MK_CACHE; i++)
+        if (m->cache[i].last_use < p->last_use) p = &m->cache[i];
+    if (p->dev) {
+        if ((rc = cuda_sync(m->c, err))) return rc; /* a launch may still read it */
+        cuda_free(m->c, p->dev);
+    }
+    memset(p, 0, sizeof *p);
+    void *dev = NULL;
+    if ((rc = cuda_alloc(m->c, &dev, (size_t)m->n_ops * sizeof(mk_op), err))) return rc;
+    if ((rc = cuda_upload(m->c, dev, m->ops, (size_t)m->n_ops * sizeof(mk_op), err))) {
+        cuda_free(m->c, dev);
+        return rc;
+    }
+    p->dev = (mk_op *)dev, p->sig = sig, p->n_ops = m->n_ops, p->n_sync = n_sync, p->last_use = ++m->clock;
+    return mk_launch(m, p, err);
+}
+
+extern "C" int cuda_mega_new(cuda_ctx *c, cuda_mega **out, hb_err *err) {
+    int rc, per_sm = 0, coop = 0;
+    *out = NULL;
+    cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, c->info.ordinal);
+    if (!coop) return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: no cooperative launch on this device");
+    size_t smem = (size_t)MK_WARPS * MK_STAGE + MK_ACT;
+    cudaError_t e = cudaFuncSetAttribute(mk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mk_kernel, MK_THREADS, smem);
+    if (e != cudaSuccess) return cu_fail(err, e, "sizing the persistent decode kernel");
+    if (per_sm < 1) return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: the persistent decode kernel does not fit an SM");
+    cuda_mega *m = (cuda_mega *)calloc(1, sizeof *m);
+    if (!m) return hb_fail(err, HEARTH_E_NOMEM, "out of memory");
+    m->c = c, m->smem = smem, m->nb = (per_sm > 2 ? 2 : per_sm) * c->info.sm_count;
+    const char *s = getenv("HEARTH_CUDA_MEGA_BLOCKS"); /* tuning: blocks per SM */
+    if (s && atoi(s) >= 1 && atoi(s) <= per_sm) m->nb = atoi(s) * c->info.sm_count;
+    if ((rc = cuda_alloc(c, (void **)&m->bar, sizeof *m->bar, err))) {
+        cuda_mega_free(m);
+        return rc;
+    }
+    if ((e = cudaMemsetAsync(m->bar, 0, sizeof *m->bar, c->stream)) != cudaSuccess) {
+        cuda_mega_free(m);
+        return cu_fail(err, e, "clearing the barrier");
+    }
+    *out = m;
+    return HEARTH_OK;
+}
+
+extern "C" void cuda_mega_free(cuda_mega *m) {
+    if (!m) return;
+    hb_err err;
+    cuda_sync(m->c, &err);
+    mk_drop_cache(m);
+    cuda_free(m->c, m->act);
+    cuda_free(m->c, m->part);
+    cuda_free(m->c, m->bar);
+    free(m->ops);
+    free(m->meta);
+    free(m);
+}

@@ -23,6 +23,7 @@
  *
  * CUDA C: no classes, no templates of our own.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,14 +87,12 @@ static __constant__ int8_t mk_iq4_levels[16] = { -127, -104, -83, -65, -49, -35,
  * base that grows by barriers x blocks per launch, so the counter is never reset). */
 static __device__ __forceinline__ void mk_barrier(unsigned long long *ctr, unsigned long long target) {
     __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();
+    if (threadIdx.x == 0) { /* release: the block's writes (ordered by the barrier above) go first */
         asm volatile("red.release.gpu.global.add.u64 [%0], 1;\n" ::"l"(ctr) : "memory");
         unsigned long long v;
         do {
             asm volatile("ld.acquire.gpu.global.u64 %0, [%1];\n" : "=l"(v) : "l"(ctr) : "memory");
         } while (v < target);
-        __threadfence();
     }
     __syncthreads();
 }
@@ -169,14 +168,18 @@ static __device__ void mk_prologue(const mk_op *op, int8_t *sq, float *sd, int2 
 
 /* ---- matrix x vector --------------------------------------------------------------------- */
 
-/* The warp copies nbytes of a weight row into its shared stage (see mq_stage). */
-static __device__ __forceinline__ void mk_stage(uint8_t *dst, const uint8_t *src, int nbytes, int vw, int lane) {
+/* The warp starts copying nbytes of a weight row into its shared stage (see mq_stage);
+ * mk_wait completes every copy the warp started. vw 2: plain loads, done at once. */
+static __device__ __forceinline__ void mk_issue(uint8_t *dst, const uint8_t *src, int nbytes, int vw, int lane) {
     if (vw >= 4) {
         for (int i = lane * vw; i < nbytes; i += 32 * vw) mq_cp(dst + i, src + i, vw);
-        asm volatile("cp.async.wait_all;\n" ::: "memory");
     } else {
         for (int i = lane * 2; i < nbytes; i += 64) *(uint16_t *)(dst + i) = *(const uint16_t *)(src + i);
     }
+}
+
+static __device__ __forceinline__ void mk_wait(int vw) {
+    if (vw >= 4) asm volatile("cp.async.wait_all;\n" ::: "memory");
     __syncwarp();
 }
 
@@ -201,51 +204,83 @@ static __device__ __forceinline__ void mk_store(const mk_op *op, const float *ac
     }
 }
 
-/* One warp per row, rows gw, gw + W, ... of all segments (the row staged in shared memory
- * and decoded per 32-element chunk, exactly as the MV_KERNEL kernels of cu_matmul.cu). */
+/* Adds chunk c (of the row staged at smrow) times every token's activations into acc. */
+#define MK_CHUNK(UNPACK, HAS_MIN, smrow, c, cx)                                                           \
+    do {                                                                                                  \
+        int q[8];                                                                                         \
+        float a[2], m[2];                                                                                 \
+        UNPACK(smrow, c, lut, q, a, m);                                                                   \
+        _Pragma("unroll") for (int t = 0; t < MK_T; t++) {                                                \
+            if (t < n_tok) {                                                                              \
+                const int4 *xp = (const int4 *)(xq + ((int64_t)t * nch + (cx)) * 32);                     \
+                int4 x0 = xp[0], x1 = xp[1];                                                              \
+                float dx = xd[(int64_t)t * nch + (cx)];                                                   \
+                int2 sx = HAS_MIN ? xs[(int64_t)t * nch + (cx)] : make_int2(0, 0);                        \
+                int i0 = __dp4a(q[0], x0.x, 0);                                                           \
+                i0 = __dp4a(q[1], x0.y, i0);                                                              \
+                i0 = __dp4a(q[2], x0.z, i0);                                                              \
+                i0 = __dp4a(q[3], x0.w, i0);                                                              \
+                int i1 = __dp4a(q[4], x1.x, 0);                                                           \
+                i1 = __dp4a(q[5], x1.y, i1);                                                              \
+                i1 = __dp4a(q[6], x1.z, i1);                                                              \
+                i1 = __dp4a(q[7], x1.w, i1);                                                              \
+                float v = a[0] * (float)i0 + a[1] * (float)i1;                                            \
+                if (HAS_MIN) v += m[0] * (float)sx.x + m[1] * (float)sx.y;                                \
+                acc[t] += dx * v;                                                                         \
+            }                                                                                             \
+        }                                                                                                 \
+    } while (0)
+
+/* One warp per row, rows gw, gw + W, ... of all segments, decoded per 32-element chunk out
+ * of shared memory (the arithmetic of the MV_KERNEL kernels of cu_matmul.cu). Rows that fit
+ * the warp's stage are fetched MK_RPP at a time with one wait (the warp's rows are
+ * independent, so their L2/DRAM round trips overlap); longer rows go in passes. */
+#define MK_RPP 4
 #define MK_MV(name, UNPACK, HAS_MIN)                                                                      \
     static __device__ __noinline__ void name(const mk_op *op, const int8_t *xq, const float *xd,           \
                                              const int2 *xs, uint8_t *sm, const int8_t *lut) {            \
         int lane = threadIdx.x & 31, nch = op->nch, segb = op->segb, vw = op->vw, n_tok = op->n_tok;      \
         int64_t gw = (int64_t)blockIdx.x * MK_WARPS + (threadIdx.x >> 5), W = (int64_t)gridDim.x * MK_WARPS; \
         int64_t R = op->rows[0] + op->rows[1] + op->rows[2];                                              \
+        size_t rb = op->row_bytes[0]; /* the same in every segment (one type, one row length) */          \
         int per_pass = MK_STAGE / segb, nseg = (nch + 31) / 32;                                           \
+        int rpp = rb <= MK_STAGE ? (int)(MK_STAGE / rb) : 0;                                              \
+        if (rpp > MK_RPP) rpp = MK_RPP;                                                                   \
+        if (rpp) {                                                                                        \
+            for (int64_t rr0 = gw; rr0 < R; rr0 += W * rpp) {                                             \
+                __syncwarp(); /* every lane is done with the previous rows */                             \
+                for (int j = 0; j < rpp; j++) {                                                           \
+                    int64_t rr = rr0 + j * W;                                                             \
+                    if (rr >= R) break;                                                                   \
+                    MK_ROW(op, rr, seg, r);                                                               \
+                    mk_issue(sm + j * rb, op->w[seg] + (size_t)r * rb, (int)rb, vw, lane);                \
+                }                                                                                         \
+                mk_wait(vw);                                                                              \
+                for (int j = 0; j < rpp; j++) {                                                           \
+                    int64_t rr = rr0 + j * W;                                                             \
+                    if (rr >= R) break;                                                                   \
+                    MK_ROW(op, rr, seg, r);                                                               \
+                    float acc[MK_T];                                                                      \
+                    _Pragma("unroll") for (int t = 0; t < MK_T; t++) acc[t] = 0.0f;                       \
+                    for (int c = lane; c < nch; c += 32) MK_CHUNK(UNPACK, HAS_MIN, sm + j * rb, c, c);     \
+                    mk_store(op, acc, seg, r, lane);                                                      \
+                }                                                                                         \
+            }                                                                                             \
+            return;                                                                                       \
+        }                                                                                                 \
         for (int64_t rr = gw; rr < R; rr += W) {                                                          \
             MK_ROW(op, rr, seg, r);                                                                       \
-            size_t row_bytes = op->row_bytes[seg];                                                        \
-            const uint8_t *row = op->w[seg] + (size_t)r * row_bytes;                                      \
+            const uint8_t *row = op->w[seg] + (size_t)r * rb;                                             \
             float acc[MK_T];                                                                              \
             _Pragma("unroll") for (int t = 0; t < MK_T; t++) acc[t] = 0.0f;                               \
             for (int s0 = 0; s0 < nseg; s0 += per_pass) {                                                 \
                 size_t b0 = (size_t)s0 * segb, b1 = b0 + (size_t)per_pass * segb;                         \
-                if (b1 > row_bytes) b1 = row_bytes;                                                       \
+                if (b1 > rb) b1 = rb;                                                                     \
                 __syncwarp(); /* every lane is done with the previous pass */                             \
-                mk_stage(sm, row + b0, (int)(b1 - b0), vw, lane);                                         \
+                mk_issue(sm, row + b0, (int)(b1 - b0), vw, lane);                                         \
+                mk_wait(vw);                                                                              \
                 int c_end = (s0 + per_pass) * 32 < nch ? (s0 + per_pass) * 32 : nch;                      \
-                for (int c = s0 * 32 + lane; c < c_end; c += 32) {                                        \
-                    int q[8];                                                                             \
-                    float a[2], m[2];                                                                     \
-                    UNPACK(sm, c - s0 * 32, lut, q, a, m);                                                \
-                    _Pragma("unroll") for (int t = 0; t < MK_T; t++) {                                    \
-                        if (t < n_tok) {                                                                  \
-                            const int4 *xp = (const int4 *)(xq + ((int64_t)t * nch + c) * 32);            \
-                            int4 x0 = xp[0], x1 = xp[1];                                                  \
-                            float dx = xd[(int64_t)t * nch + c];                                          \
-                            int2 sx = HAS_MIN ? xs[(int64_t)t * nch + c] : make_int2(0, 0);               \
-                            int i0 = __dp4a(q[0], x0.x, 0);                                               \
-                            i0 = __dp4a(q[1], x0.y, i0);                                                  \
-                            i0 = __dp4a(q[2], x0.z, i0);                                                  \
-                            i0 = __dp4a(q[3], x0.w, i0);                                                  \
-                            int i1 = __dp4a(q[4], x1.x, 0);                                               \
-                            i1 = __dp4a(q[5], x1.y, i1);                                                  \
-                            i1 = __dp4a(q[6], x1.z, i1);                                                  \
-                            i1 = __dp4a(q[7], x1.w, i1);                                                  \
-                            float v = a[0] * (float)i0 + a[1] * (float)i1;                                \
-                            if (HAS_MIN) v += m[0] * (float)sx.x + m[1] * (float)sx.y;                    \
-                            acc[t] += dx * v;                                                             \
-                        }                                                                                 \
-                    }                                                                                     \
-                }                                                                                         \
+                for (int c = s0 * 32 + lane; c < c_end; c += 32) MK_CHUNK(UNPACK, HAS_MIN, sm, c - s0 * 32, c); \
             }                                                                                             \
             mk_store(op, acc, seg, r, lane);                                                              \
         }                                                                                                 \
@@ -495,16 +530,38 @@ static __device__ void mk_elt(const mk_op *op) {
     }
 }
 
+/* Copies op (8-byte words) into shared memory; the caller synchronizes the block. */
+static __device__ __forceinline__ unsigned long long cu_globaltimer(void) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+    return t;
+}
+
+static __device__ __forceinline__ void mk_load_op(mk_op *dst, const mk_op *src) {
+    const unsigned long long *s = (const unsigned long long *)src;
+    unsigned long long *d = (unsigned long long *)dst;
+    for (int i = threadIdx.x; i < (int)(sizeof(mk_op) / 8); i += MK_THREADS) d[i] = s[i];
+}
+
+/* Every block runs every op of the program. An op's descriptor is read from shared memory
+ * (the next one is loaded while the block waits at the barrier), so the op's code does not
+ * wait on chains of global loads of its own arguments. prof (block 0, optional): the
+ * global timer at the start and after each op. */
 static __global__ void __launch_bounds__(MK_THREADS, 2)
-    mk_kernel(const mk_op *prog, int n_ops, unsigned long long *bar, unsigned long long base) {
+    mk_kernel(const mk_op *prog, int n_ops, unsigned long long *bar, unsigned long long base,
+              unsigned long long *prof) {
     extern __shared__ __align__(16) uint8_t mk_smem[];
+    __shared__ __align__(16) mk_op sop[2];
     __shared__ int8_t lut[16];
     __shared__ float red[32];
     if (threadIdx.x < 16) lut[threadIdx.x] = mk_iq4_levels[threadIdx.x];
+    if (n_ops > 0) mk_load_op(&sop[0], prog);
     __syncthreads();
     unsigned long long k = 0;
+    bool tm = prof && blockIdx.x == 0 && threadIdx.x == 0;
+    if (tm) prof[0] = cu_globaltimer();
     for (int i = 0; i < n_ops; i++) {
-        const mk_op *op = prog + i;
+        const mk_op *op = &sop[i & 1];
         mk_prefetch(op);
         switch (op->kind) {
         case MK_MATVEC: mk_matvec(op, mk_smem, lut, red); break;
@@ -517,8 +574,10 @@ static __global__ void __launch_bounds__(MK_THREADS, 2)
         case MK_GLU: mk_glu(op); break;
         default: mk_elt(op); break;
         }
+        if (i + 1 < n_ops) mk_load_op(&sop[(i + 1) & 1], prog + i + 1);
         __syncthreads();
         if (op->sync) mk_barrier(bar, base + (++k) * gridDim.x);
+        if (tm) prof[i + 1] = cu_globaltimer();
     }
 }
 
@@ -556,6 +615,12 @@ struct cuda_mega {
     int n_ops, cap_ops, bad;
     mk_prog cache[MK_CACHE];
     uint64_t clock;
+    /* HEARTH_CUDA_MEGA_PROF=1: per-op-kind time of every step, summed (tuning aid; the
+     * totals go to stderr when the backend is freed) */
+    unsigned long long *prof_dev, *prof_host;
+    int prof_cap;
+    double prof_ns[16], prof_sync_ns;
+    long prof_n[16], prof_steps, prof_syncs;
 };
 
 /* Sentinel addresses standing for the mega-owned buffers in the read/write sets. */
@@ -887,7 +952,8 @@ static int mk_plan(cuda_mega *m) {
     /* L2 prefetch: every product fetches the weights of the next product; op 0 also those
      * of the first */
     int prev = -1;
-    for (int i = 0; i < m->n_ops; i++) {
+    const char *pf = getenv("HEARTH_CUDA_MEGA_PF"); /* tuning: 0 turns the prefetch off */
+    for (int i = 0; i < m->n_ops && !(pf && strcmp(pf, "0") == 0); i++) {
         if (m->ops[i].kind != MK_MATVEC) continue;
         mk_pf_add(&m->ops[prev < 0 ? 0 : prev], &m->ops[i]);
         prev = i;
@@ -895,15 +961,35 @@ static int mk_plan(cuda_mega *m) {
     return n_sync;
 }
 
+/* Profiling: adds the step's per-op times (read back at once) to the totals. */
+static void mk_prof_step(cuda_mega *m, const mk_prog *p) {
+    hb_err err;
+    if (cuda_download(m->c, m->prof_host, m->prof_dev, (size_t)(p->n_ops + 1) * 8, &err)) return;
+    mk_op *ops = (mk_op *)malloc((size_t)p->n_ops * sizeof *ops);
+    if (!ops || cuda_download(m->c, ops, p->dev, (size_t)p->n_ops * sizeof *ops, &err)) {
+        free(ops);
+        return;
+    }
+    for (int i = 0; i < p->n_ops; i++) {
+        double dt = (double)(m->prof_host[i + 1] - m->prof_host[i]);
+        m->prof_ns[ops[i].kind & 15] += dt, m->prof_n[ops[i].kind & 15]++;
+        if (ops[i].sync) m->prof_syncs++;
+    }
+    m->prof_steps++;
+    free(ops);
+}
+
 static int mk_launch(cuda_mega *m, const mk_prog *p, hb_err *err) {
     int n_ops = p->n_ops;
     const mk_op *prog = p->dev;
-    unsigned long long *bar = m->bar, base = m->base;
-    void *args[] = { (void *)&prog, (void *)&n_ops, (void *)&bar, (void *)&base };
+    unsigned long long *bar = m->bar, base = m->base, *prof = NULL;
+    if (m->prof_cap && m->prof_cap > n_ops) prof = m->prof_dev;
+    void *args[] = { (void *)&prog, (void *)&n_ops, (void *)&bar, (void *)&base, (void *)&prof };
     cudaError_t e = cudaLaunchCooperativeKernel((const void *)mk_kernel, dim3((unsigned)m->nb), dim3(MK_THREADS), args,
                                                 m->smem, m->c->stream);
     if (e != cudaSuccess) return cu_fail(err, e, "launching the persistent decode kernel");
     m->base += (unsigned long long)p->n_sync * (unsigned long long)m->nb;
+    if (prof) mk_prof_step(m, p);
     return HEARTH_OK;
 }
 
@@ -970,6 +1056,13 @@ extern "C" int cuda_mega_new(cuda_ctx *c, cuda_mega **out, hb_err *err) {
         cuda_mega_free(m);
         return cu_fail(err, e, "clearing the barrier");
     }
+    const char *pr = getenv("HEARTH_CUDA_MEGA_PROF");
+    if (pr && atoi(pr) > 0) {
+        m->prof_cap = 8192;
+        if (cuda_alloc(c, (void **)&m->prof_dev, (size_t)m->prof_cap * 8, err) ||
+            cuda_host_alloc((size_t)m->prof_cap * 8, (void **)&m->prof_host, err))
+            m->prof_cap = 0;
+    }
     *out = m;
     return HEARTH_OK;
 }
@@ -982,6 +1075,18 @@ extern "C" void cuda_mega_free(cuda_mega *m) {
     cuda_free(m->c, m->act);
     cuda_free(m->c, m->part);
     cuda_free(m->c, m->bar);
+    if (m->prof_steps) {
+        static const char *names[] = { "matvec", "norm", "quant", "rope", "kv", "attn", "combine", "copy", "elt", "glu" };
+        fprintf(stderr, "mega: %ld steps, %.1f barriers/step, %d blocks\n", m->prof_steps,
+                (double)m->prof_syncs / m->prof_steps, m->nb);
+        for (int k = 0; k < 10; k++)
+            if (m->prof_n[k])
+                fprintf(stderr, "mega: %-8s %6.1f us/step  %5.1f per step  %6.2f us each\n", names[k],
+                        m->prof_ns[k] / 1e3 / m->prof_steps, (double)m->prof_n[k] / m->prof_steps,
+                        m->prof_ns[k] / 1e3 / m->prof_n[k]);
+    }
+    cuda_free(m->c, m->prof_dev);
+    cuda_host_free(m->prof_host);
     free(m->ops);
     free(m->meta);
     free(m);

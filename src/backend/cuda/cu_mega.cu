@@ -146,21 +146,69 @@ static __device__ __forceinline__ float mk_rms(const float *xr, int64_t n, float
 }
 
 /* The product's activations in this block's shared memory: x (SRC_QUANT) or its RMSNorm
- * (SRC_NORM; block 0 also writes the normalized rows to op->out when set). */
+ * (SRC_NORM; block 0 also writes the normalized rows to op->out when set). Each thread owns
+ * 8 consecutive values and 4 threads a 32-value chunk, so a row of 2048 takes one pass
+ * whose loads are all in flight at once (a warp per chunk was a chain of L2 round trips). */
 static __device__ void mk_prologue(const mk_op *op, int8_t *sq, float *sd, int2 *ss, float *red) {
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int64_t n = op->cols, nch = n / 32;
+    int64_t n = op->cols;
+    bool norm = op->flag == SRC_NORM;
+    const float *nw = op->nw_w;
+    int g = threadIdx.x & 3;
     for (int t = 0; t < op->n_tok; t++) {
         const float *xr = op->x + t * op->xs;
-        float k = op->flag == SRC_NORM ? mk_rms(xr, n, op->eps, red) : 1.0f;
-        for (int64_t ch = warp; ch < nch; ch += MK_WARPS) {
-            int64_t i = ch * 32 + lane;
-            float v = xr[i];
-            if (op->flag == SRC_NORM) {
-                v = v * k * (op->nw_w ? op->nw_w[i] : 1.0f);
-                if (op->out && blockIdx.x == 0) op->out[t * n + i] = v;
+        float k = 1.0f;
+        if (norm) {
+            float s2 = 0.0f;
+#pragma unroll 2
+            for (int64_t e0 = threadIdx.x * 8; e0 < n; e0 += MK_THREADS * 8)
+#pragma unroll
+                for (int j = 0; j < 8; j++) s2 += xr[e0 + j] * xr[e0 + j];
+            s2 = cu_warp_sum(s2);
+            __syncthreads(); /* red may still be read for the previous token */
+            if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = s2;
+            __syncthreads();
+            float tot = 0.0f;
+            for (int w = 0; w < MK_WARPS; w++) tot += red[w];
+            k = rsqrtf(tot / (float)n + op->eps);
+        }
+        for (int64_t b0 = 0; b0 < n; b0 += MK_THREADS * 8) { /* uniform: every lane shuffles */
+            int64_t e0 = b0 + threadIdx.x * 8;
+            bool in = e0 < n;
+            float o[8], am = 0.0f;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                float v = in ? xr[e0 + j] : 0.0f;
+                if (norm) v = v * k * (nw && in ? nw[e0 + j] : 1.0f);
+                o[j] = v;
+                am = fmaxf(am, fabsf(v));
             }
-            mk_q8(v, lane, t * nch + ch, t * n + i, sq, sd, ss);
+            if (in && norm && op->out && blockIdx.x == 0)
+#pragma unroll
+                for (int j = 0; j < 8; j++) op->out[t * n + e0 + j] = o[j];
+            am = fmaxf(am, __shfl_xor_sync(0xffffffffu, am, 1));
+            am = fmaxf(am, __shfl_xor_sync(0xffffffffu, am, 2));
+            float id = am > 0.0f ? 127.0f / am : 0.0f;
+            int sum = 0;
+            uint32_t w0 = 0, w1 = 0;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                float s = o[j] * id;
+                int q = (int)(s >= 0.0f ? s + 0.5f : s - 0.5f);
+                q = q > 127 ? 127 : (q < -127 ? -127 : q);
+                sum += q;
+                if (j < 4) w0 |= (uint32_t)(uint8_t)(int8_t)q << (8 * j);
+                else w1 |= (uint32_t)(uint8_t)(int8_t)q << (8 * (j - 4));
+            }
+            int half = sum + __shfl_xor_sync(0xffffffffu, sum, 1); /* values 0..15 or 16..31 */
+            int other = __shfl_xor_sync(0xffffffffu, half, 2);
+            if (in) {
+                *(int2 *)(sq + t * n + e0) = make_int2((int)w0, (int)w1);
+                if (g == 0) {
+                    int64_t ch = (t * n + e0) / 32;
+                    sd[ch] = am / 127.0f;
+                    ss[ch] = make_int2(half, other);
+                }
+            }
         }
     }
     __syncthreads();
@@ -431,12 +479,27 @@ static __device__ void mk_glu(const mk_op *op) {
     }
 }
 
-/* RoPE of one or two tensors (as rope_kernel, cu_ops.cu). */
+/* Stores value v at element i of a cache row (f16 or f32). */
+static __device__ __forceinline__ void mk_kv_put(uint8_t *row, uint32_t type, int64_t i, float v) {
+    if (type == QT_F16) ((__half *)row)[i] = __float2half_rn(v);
+    else ((float *)row)[i] = v;
+}
+
+/* RoPE of one or two tensors (as rope_kernel, cu_ops.cu). With op->kc set (the KV store
+ * that followed, fused in by cuda_mega_kv_store) the rotated k values (second tensor) also
+ * go into the cache, and items past the rotations copy v there. */
 static __device__ void mk_rope(const mk_op *op) {
     int32_t half = op->rope.n_rot / 2;
-    int64_t n1 = op->n_tok * op->n_head * half, total = n1 + op->n_tok * op->n_head2 * half;
+    int64_t n1 = op->n_tok * op->n_head * half, n12 = n1 + op->n_tok * op->n_head2 * half;
+    int64_t total = n12 + (op->kc ? op->n_tok * op->kv_dim : 0);
     int64_t g = (int64_t)blockIdx.x * MK_THREADS + threadIdx.x, G = (int64_t)gridDim.x * MK_THREADS;
     for (int64_t k0 = g; k0 < total; k0 += G) {
+        if (k0 >= n12) { /* v into the cache */
+            int64_t idx = k0 - n12, t = idx / op->kv_dim, i = idx % op->kv_dim;
+            size_t cell = (size_t)op->seq[t] * (size_t)op->n_ctx + (size_t)op->pos[t];
+            mk_kv_put(op->vc + cell * op->kv_row_bytes, op->kv_type, i, op->aux[t * op->as + i]);
+            continue;
+        }
         int64_t k = k0, stride = op->xs;
         float *x = op->out;
         int32_t nh = op->n_head;
@@ -451,9 +514,15 @@ static __device__ void mk_rope(const mk_op *op) {
         float cs = (float)(cd * op->rope.attn_factor), sn = (float)(sd * op->rope.attn_factor);
         float *v = x + t * stride + h * op->head_dim;
         int32_t a = op->rope.neox ? i : 2 * i, b = op->rope.neox ? i + half : 2 * i + 1;
-        float x0 = v[a], x1 = v[b];
-        v[a] = x0 * cs - x1 * sn;
-        v[b] = x0 * sn + x1 * cs;
+        float x0 = v[a], x1 = v[b], y0 = x0 * cs - x1 * sn, y1 = x0 * sn + x1 * cs;
+        v[a] = y0;
+        v[b] = y1;
+        if (op->kc && k0 >= n1) {
+            size_t cell = (size_t)op->seq[t] * (size_t)op->n_ctx + (size_t)op->pos[t];
+            uint8_t *row = op->kc + cell * op->kv_row_bytes;
+            mk_kv_put(row, op->kv_type, h * op->head_dim + a, y0);
+            mk_kv_put(row, op->kv_type, h * op->head_dim + b, y1);
+        }
     }
 }
 
@@ -818,6 +887,16 @@ extern "C" int cuda_mega_kv_store(cuda_mega *m, const cuda_kv *kv, const float *
                                   int64_t vs, int64_t n_tok, const int32_t *pos, const int32_t *seq) {
     mk_meta *mt;
     if (kv->type == QT_Q8_0 && kv->kv_dim % 32) return mk_refuse(m);
+    mk_op *r = m->n_ops ? &m->ops[m->n_ops - 1] : NULL;
+    if (r && r->kind == MK_ROPE && !r->kc && r->x2 == k && r->stride2 == ks && r->n_tok == n_tok && r->pos == pos &&
+        r->rope.n_rot == r->head_dim && (int64_t)r->n_head2 * r->head_dim == kv->kv_dim && kv->type != QT_Q8_0) {
+        /* the rotation of k stores it too (and v): one pass, no barrier between */
+        mt = &m->meta[m->n_ops - 1];
+        r->kc = (uint8_t *)kv->k, r->vc = (uint8_t *)kv->v, r->kv_type = kv->type, r->kv_dim = kv->kv_dim;
+        r->kv_row_bytes = kv->row_bytes, r->n_ctx = kv->n_ctx, r->aux = v, r->as = vs, r->seq = seq;
+        mk_wr(mt, kv->k, 1), mk_wr(mt, kv->v, 1), mk_rd(mt, v, (size_t)((n_tok - 1) * vs + kv->kv_dim) * 4);
+        return HEARTH_OK;
+    }
     mk_op *op = mk_push(m, MK_KV, &mt);
     if (!op) return mk_refuse(m);
     op->kc = (uint8_t *)kv->k, op->vc = (uint8_t *)kv->v, op->kv_type = kv->type, op->kv_dim = kv->kv_dim;
@@ -972,7 +1051,8 @@ static void mk_prof_step(cuda_mega *m, const mk_prog *p) {
     }
     for (int i = 0; i < p->n_ops; i++) {
         double dt = (double)(m->prof_host[i + 1] - m->prof_host[i]);
-        m->prof_ns[ops[i].kind & 15] += dt, m->prof_n[ops[i].kind & 15]++;
+        int kk = ops[i].kind == MK_MATVEC ? 10 + (ops[i].flag & 3) : ops[i].kind & 15;
+        m->prof_ns[kk] += dt, m->prof_n[kk]++;
         if (ops[i].sync) m->prof_syncs++;
     }
     m->prof_steps++;
@@ -1076,10 +1156,11 @@ extern "C" void cuda_mega_free(cuda_mega *m) {
     cuda_free(m->c, m->part);
     cuda_free(m->c, m->bar);
     if (m->prof_steps) {
-        static const char *names[] = { "matvec", "norm", "quant", "rope", "kv", "attn", "combine", "copy", "elt", "glu" };
+        static const char *names[] = { "matvec", "norm",   "quant",  "rope",   "kv",     "attn",   "combine",
+                                       "copy",   "elt",    "glu",    "mv-glob", "mv-norm", "mv-quant" };
         fprintf(stderr, "mega: %ld steps, %.1f barriers/step, %d blocks\n", m->prof_steps,
                 (double)m->prof_syncs / m->prof_steps, m->nb);
-        for (int k = 0; k < 10; k++)
+        for (int k = 0; k < 13; k++)
             if (m->prof_n[k])
                 fprintf(stderr, "mega: %-8s %6.1f us/step  %5.1f per step  %6.2f us each\n", names[k],
                         m->prof_ns[k] / 1e3 / m->prof_steps, (double)m->prof_n[k] / m->prof_steps,

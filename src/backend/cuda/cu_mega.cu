@@ -49,7 +49,7 @@ typedef struct mk_op {
     size_t pf_bytes[6];
     /* products */
     uint32_t wtype;
-    int32_t nw, vw, segb, nch;
+    int32_t nw, vw, segb, nch, rpp; /* rpp: whole rows staged per warp at once (0: passes) */
     int64_t cols;
     const uint8_t *w[3];
     size_t row_bytes[3];
@@ -283,21 +283,20 @@ static __device__ __forceinline__ void mk_store(const mk_op *op, const float *ac
  * of shared memory (the arithmetic of the MV_KERNEL kernels of cu_matmul.cu). Rows that fit
  * the warp's stage are fetched MK_RPP at a time with one wait (the warp's rows are
  * independent, so their L2/DRAM round trips overlap); longer rows go in passes. */
-#define MK_RPP 4
+#define MK_RPP 8
 #define MK_MV(name, UNPACK, HAS_MIN)                                                                      \
     static __device__ __noinline__ void name(const mk_op *op, const int8_t *xq, const float *xd,           \
-                                             const int2 *xs, uint8_t *sm, const int8_t *lut) {            \
+                                             const int2 *xs, uint8_t *sm, const int8_t *lut, int pre) {   \
         int lane = threadIdx.x & 31, nch = op->nch, segb = op->segb, vw = op->vw, n_tok = op->n_tok;      \
         int64_t gw = (int64_t)blockIdx.x * MK_WARPS + (threadIdx.x >> 5), W = (int64_t)gridDim.x * MK_WARPS; \
         int64_t R = op->rows[0] + op->rows[1] + op->rows[2];                                              \
         size_t rb = op->row_bytes[0]; /* the same in every segment (one type, one row length) */          \
         int per_pass = MK_STAGE / segb, nseg = (nch + 31) / 32;                                           \
-        int rpp = rb <= MK_STAGE ? (int)(MK_STAGE / rb) : 0;                                              \
-        if (rpp > MK_RPP) rpp = MK_RPP;                                                                   \
+        int rpp = op->rpp;                                                                                \
         if (rpp) {                                                                                        \
             for (int64_t rr0 = gw; rr0 < R; rr0 += W * rpp) {                                             \
                 __syncwarp(); /* every lane is done with the previous rows */                             \
-                for (int j = 0; j < rpp; j++) {                                                           \
+                for (int j = 0; j < rpp && !(pre && rr0 == gw); j++) { /* pre: first rows in flight */    \
                     int64_t rr = rr0 + j * W;                                                             \
                     if (rr >= R) break;                                                                   \
                     MK_ROW(op, rr, seg, r);                                                               \
@@ -347,6 +346,23 @@ MK_MV(mk_mv_q5_K, up_q5_K, 1)
 MK_MV(mk_mv_q6_K, up_q6_K, 0)
 MK_MV(mk_mv_iq4_xs, up_iq4_xs, 0)
 
+/* Starts the copies of this warp's first rows of product op into its stage (they do not
+ * depend on any earlier op): issued before the grid barrier that precedes the product, so
+ * the weights travel while the grid synchronizes and the block computes its activations. */
+static __device__ __forceinline__ void mk_mv_pre(const mk_op *op, uint8_t *smem) {
+    int lane = threadIdx.x & 31;
+    int64_t gw = (int64_t)blockIdx.x * MK_WARPS + (threadIdx.x >> 5), W = (int64_t)gridDim.x * MK_WARPS;
+    int64_t R = op->rows[0] + op->rows[1] + op->rows[2];
+    size_t rb = op->row_bytes[0];
+    uint8_t *sm = smem + (threadIdx.x >> 5) * MK_STAGE;
+    for (int j = 0; j < op->rpp; j++) {
+        int64_t rr = gw + j * W;
+        if (rr >= R) break;
+        MK_ROW(op, rr, seg, r);
+        mk_issue(sm + j * rb, op->w[seg] + (size_t)r * rb, (int)rb, op->vw, lane);
+    }
+}
+
 /* Float weights: one warp per row, 8 weights per 16-byte load, f32 activations. */
 static __device__ __noinline__ void mk_mv_float(const mk_op *op) {
     int lane = threadIdx.x & 31, n_tok = op->n_tok;
@@ -383,7 +399,7 @@ static __device__ __noinline__ void mk_mv_float(const mk_op *op) {
     }
 }
 
-static __device__ void mk_matvec(const mk_op *op, uint8_t *smem, const int8_t *lut, float *red) {
+static __device__ void mk_matvec(const mk_op *op, uint8_t *smem, const int8_t *lut, float *red, int pre) {
     if (op->wtype == QT_F32 || op->wtype == QT_F16 || op->wtype == QT_BF16) {
         mk_mv_float(op);
         return;
@@ -401,18 +417,18 @@ static __device__ void mk_matvec(const mk_op *op, uint8_t *smem, const int8_t *l
     }
     uint8_t *sm = smem + (threadIdx.x >> 5) * MK_STAGE;
     switch (op->wtype) {
-    case QT_Q4_0: mk_mv_q4_0(op, xq, xd, xs, sm, lut); break;
-    case QT_Q4_1: mk_mv_q4_1(op, xq, xd, xs, sm, lut); break;
-    case QT_Q5_0: mk_mv_q5_0(op, xq, xd, xs, sm, lut); break;
-    case QT_Q5_1: mk_mv_q5_1(op, xq, xd, xs, sm, lut); break;
-    case QT_Q8_0: mk_mv_q8_0(op, xq, xd, xs, sm, lut); break;
-    case QT_IQ4_NL: mk_mv_iq4_nl(op, xq, xd, xs, sm, lut); break;
-    case QT_Q2_K: mk_mv_q2_K(op, xq, xd, xs, sm, lut); break;
-    case QT_Q3_K: mk_mv_q3_K(op, xq, xd, xs, sm, lut); break;
-    case QT_Q4_K: mk_mv_q4_K(op, xq, xd, xs, sm, lut); break;
-    case QT_Q5_K: mk_mv_q5_K(op, xq, xd, xs, sm, lut); break;
-    case QT_Q6_K: mk_mv_q6_K(op, xq, xd, xs, sm, lut); break;
-    case QT_IQ4_XS: mk_mv_iq4_xs(op, xq, xd, xs, sm, lut); break;
+    case QT_Q4_0: mk_mv_q4_0(op, xq, xd, xs, sm, lut, pre); break;
+    case QT_Q4_1: mk_mv_q4_1(op, xq, xd, xs, sm, lut, pre); break;
+    case QT_Q5_0: mk_mv_q5_0(op, xq, xd, xs, sm, lut, pre); break;
+    case QT_Q5_1: mk_mv_q5_1(op, xq, xd, xs, sm, lut, pre); break;
+    case QT_Q8_0: mk_mv_q8_0(op, xq, xd, xs, sm, lut, pre); break;
+    case QT_IQ4_NL: mk_mv_iq4_nl(op, xq, xd, xs, sm, lut, pre); break;
+    case QT_Q2_K: mk_mv_q2_K(op, xq, xd, xs, sm, lut, pre); break;
+    case QT_Q3_K: mk_mv_q3_K(op, xq, xd, xs, sm, lut, pre); break;
+    case QT_Q4_K: mk_mv_q4_K(op, xq, xd, xs, sm, lut, pre); break;
+    case QT_Q5_K: mk_mv_q5_K(op, xq, xd, xs, sm, lut, pre); break;
+    case QT_Q6_K: mk_mv_q6_K(op, xq, xd, xs, sm, lut, pre); break;
+    case QT_IQ4_XS: mk_mv_iq4_xs(op, xq, xd, xs, sm, lut, pre); break;
     default: break; /* refused when recorded */
     }
 }
@@ -627,13 +643,15 @@ static __global__ void __launch_bounds__(MK_THREADS, 2)
     if (n_ops > 0) mk_load_op(&sop[0], prog);
     __syncthreads();
     unsigned long long k = 0;
+    int pre = 0; /* the current product's first rows are already in flight */
+    if (n_ops > 0 && sop[0].kind == MK_MATVEC && sop[0].rpp) mk_mv_pre(&sop[0], mk_smem), pre = 1;
     bool tm = prof && blockIdx.x == 0 && threadIdx.x == 0;
     if (tm) prof[0] = cu_globaltimer();
     for (int i = 0; i < n_ops; i++) {
         const mk_op *op = &sop[i & 1];
         mk_prefetch(op);
         switch (op->kind) {
-        case MK_MATVEC: mk_matvec(op, mk_smem, lut, red); break;
+        case MK_MATVEC: mk_matvec(op, mk_smem, lut, red, pre); break;
         case MK_NORM: mk_norm(op, red); break;
         case MK_QUANT: mk_quant(op); break;
         case MK_ROPE: mk_rope(op); break;
@@ -645,6 +663,9 @@ static __global__ void __launch_bounds__(MK_THREADS, 2)
         }
         if (i + 1 < n_ops) mk_load_op(&sop[(i + 1) & 1], prog + i + 1);
         __syncthreads();
+        const mk_op *nx = &sop[(i + 1) & 1];
+        pre = i + 1 < n_ops && nx->kind == MK_MATVEC && nx->rpp;
+        if (pre) mk_mv_pre(nx, mk_smem);
         if (op->sync) mk_barrier(bar, base + (++k) * gridDim.x);
         if (tm) prof[i + 1] = cu_globaltimer();
     }
@@ -826,6 +847,10 @@ extern "C" int cuda_mega_matmul(cuda_mega *m, int n, const cuda_weight *const *w
     if (!op) return mk_refuse(m);
     op->wtype = t, op->nw = n, op->n_tok = (int32_t)n_tok, op->cols = w->n_cols, op->flag = src, op->x = x;
     op->xs = w->n_cols, op->segb = segb, op->nch = (int32_t)(w->n_cols / 32), op->vw = 16;
+    if (!fl) {
+        size_t rpp = w->row_bytes <= MK_STAGE ? MK_STAGE / w->row_bytes : 0;
+        op->rpp = (int32_t)(rpp > MK_RPP ? MK_RPP : rpp);
+    }
     if (src != SRC_GLOBAL && (popped || copied)) { /* recompute the source per block */
         op->x = pv.x, op->xs = pv.xs, op->nw_w = pv.nw_w, op->eps = pv.eps;
         op->out = popped ? pv.out : NULL; /* the norm's output is written once */

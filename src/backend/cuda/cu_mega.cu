@@ -399,7 +399,14 @@ static __device__ __noinline__ void mk_mv_float(const mk_op *op) {
     }
 }
 
-static __device__ void mk_matvec(const mk_op *op, uint8_t *smem, const int8_t *lut, float *red, int pre) {
+static __device__ __forceinline__ unsigned long long cu_globaltimer(void) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+    return t;
+}
+
+static __device__ void mk_matvec(const mk_op *op, uint8_t *smem, const int8_t *lut, float *red, int pre,
+                                 unsigned long long *pt) {
     if (op->wtype == QT_F32 || op->wtype == QT_F16 || op->wtype == QT_BF16) {
         mk_mv_float(op);
         return;
@@ -414,6 +421,7 @@ static __device__ void mk_matvec(const mk_op *op, uint8_t *smem, const int8_t *l
         int2 *ss = (int2 *)(sd + ((nc + 1) & ~(int64_t)1));
         mk_prologue(op, sq, sd, ss, red);
         xq = sq, xd = sd, xs = ss;
+        if (pt && threadIdx.x == 0) *pt = cu_globaltimer();
     }
     uint8_t *sm = smem + (threadIdx.x >> 5) * MK_STAGE;
     switch (op->wtype) {
@@ -616,12 +624,6 @@ static __device__ void mk_elt(const mk_op *op) {
 }
 
 /* Copies op (8-byte words) into shared memory; the caller synchronizes the block. */
-static __device__ __forceinline__ unsigned long long cu_globaltimer(void) {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
-    return t;
-}
-
 static __device__ __forceinline__ void mk_load_op(mk_op *dst, const mk_op *src) {
     const unsigned long long *s = (const unsigned long long *)src;
     unsigned long long *d = (unsigned long long *)dst;
@@ -646,12 +648,12 @@ static __global__ void __launch_bounds__(MK_THREADS, 2)
     int pre = 0; /* the current product's first rows are already in flight */
     if (n_ops > 0 && sop[0].kind == MK_MATVEC && sop[0].rpp) mk_mv_pre(&sop[0], mk_smem), pre = 1;
     bool tm = prof && blockIdx.x == 0 && threadIdx.x == 0;
-    if (tm) prof[0] = cu_globaltimer();
     for (int i = 0; i < n_ops; i++) {
         const mk_op *op = &sop[i & 1];
+        if (tm) prof[4 * i] = prof[4 * i + 1] = cu_globaltimer();
         mk_prefetch(op);
         switch (op->kind) {
-        case MK_MATVEC: mk_matvec(op, mk_smem, lut, red, pre); break;
+        case MK_MATVEC: mk_matvec(op, mk_smem, lut, red, pre, tm ? prof + 4 * i + 1 : NULL); break;
         case MK_NORM: mk_norm(op, red); break;
         case MK_QUANT: mk_quant(op); break;
         case MK_ROPE: mk_rope(op); break;
@@ -663,11 +665,12 @@ static __global__ void __launch_bounds__(MK_THREADS, 2)
         }
         if (i + 1 < n_ops) mk_load_op(&sop[(i + 1) & 1], prog + i + 1);
         __syncthreads();
+        if (tm) prof[4 * i + 2] = cu_globaltimer();
         const mk_op *nx = &sop[(i + 1) & 1];
         pre = i + 1 < n_ops && nx->kind == MK_MATVEC && nx->rpp;
         if (pre) mk_mv_pre(nx, mk_smem);
         if (op->sync) mk_barrier(bar, base + (++k) * gridDim.x);
-        if (tm) prof[i + 1] = cu_globaltimer();
+        if (tm) prof[4 * i + 3] = cu_globaltimer();
     }
 }
 
@@ -709,7 +712,7 @@ struct cuda_mega {
      * totals go to stderr when the backend is freed) */
     unsigned long long *prof_dev, *prof_host;
     int prof_cap;
-    double prof_ns[16], prof_sync_ns;
+    double prof_ns[16], prof_part[16][3], prof_sync_ns;
     long prof_n[16], prof_steps, prof_syncs;
 };
 
@@ -1068,16 +1071,18 @@ static int mk_plan(cuda_mega *m) {
 /* Profiling: adds the step's per-op times (read back at once) to the totals. */
 static void mk_prof_step(cuda_mega *m, const mk_prog *p) {
     hb_err err;
-    if (cuda_download(m->c, m->prof_host, m->prof_dev, (size_t)(p->n_ops + 1) * 8, &err)) return;
+    if (cuda_download(m->c, m->prof_host, m->prof_dev, (size_t)p->n_ops * 32, &err)) return;
     mk_op *ops = (mk_op *)malloc((size_t)p->n_ops * sizeof *ops);
     if (!ops || cuda_download(m->c, ops, p->dev, (size_t)p->n_ops * sizeof *ops, &err)) {
         free(ops);
         return;
     }
     for (int i = 0; i < p->n_ops; i++) {
-        double dt = (double)(m->prof_host[i + 1] - m->prof_host[i]);
+        const unsigned long long *t = m->prof_host + 4 * i;
         int kk = ops[i].kind == MK_MATVEC ? 10 + (ops[i].flag & 3) : ops[i].kind & 15;
-        m->prof_ns[kk] += dt, m->prof_n[kk]++;
+        m->prof_ns[kk] += (double)(t[3] - t[0]), m->prof_n[kk]++;
+        m->prof_part[kk][0] += (double)(t[1] - t[0]), m->prof_part[kk][1] += (double)(t[2] - t[1]);
+        m->prof_part[kk][2] += (double)(t[3] - t[2]);
         if (ops[i].sync) m->prof_syncs++;
     }
     m->prof_steps++;
@@ -1088,7 +1093,7 @@ static int mk_launch(cuda_mega *m, const mk_prog *p, hb_err *err) {
     int n_ops = p->n_ops;
     const mk_op *prog = p->dev;
     unsigned long long *bar = m->bar, base = m->base, *prof = NULL;
-    if (m->prof_cap && m->prof_cap > n_ops) prof = m->prof_dev;
+    if (m->prof_cap && m->prof_cap > 4 * n_ops) prof = m->prof_dev;
     void *args[] = { (void *)&prog, (void *)&n_ops, (void *)&bar, (void *)&base, (void *)&prof };
     cudaError_t e = cudaLaunchCooperativeKernel((const void *)mk_kernel, dim3((unsigned)m->nb), dim3(MK_THREADS), args,
                                                 m->smem, m->c->stream);
@@ -1163,7 +1168,7 @@ extern "C" int cuda_mega_new(cuda_ctx *c, cuda_mega **out, hb_err *err) {
     }
     const char *pr = getenv("HEARTH_CUDA_MEGA_PROF");
     if (pr && atoi(pr) > 0) {
-        m->prof_cap = 8192;
+        m->prof_cap = 32768;
         if (cuda_alloc(c, (void **)&m->prof_dev, (size_t)m->prof_cap * 8, err) ||
             cuda_host_alloc((size_t)m->prof_cap * 8, (void **)&m->prof_host, err))
             m->prof_cap = 0;
@@ -1187,9 +1192,10 @@ extern "C" void cuda_mega_free(cuda_mega *m) {
                 (double)m->prof_syncs / m->prof_steps, m->nb);
         for (int k = 0; k < 13; k++)
             if (m->prof_n[k])
-                fprintf(stderr, "mega: %-8s %6.1f us/step  %5.1f per step  %6.2f us each\n", names[k],
-                        m->prof_ns[k] / 1e3 / m->prof_steps, (double)m->prof_n[k] / m->prof_steps,
-                        m->prof_ns[k] / 1e3 / m->prof_n[k]);
+                fprintf(stderr, "mega: %-8s %6.1f us/step  %5.1f per step  %6.2f us each (prologue %.2f, work %.2f, barrier %.2f)\n",
+                        names[k], m->prof_ns[k] / 1e3 / m->prof_steps, (double)m->prof_n[k] / m->prof_steps,
+                        m->prof_ns[k] / 1e3 / m->prof_n[k], m->prof_part[k][0] / 1e3 / m->prof_n[k],
+                        m->prof_part[k][1] / 1e3 / m->prof_n[k], m->prof_part[k][2] / 1e3 / m->prof_n[k]);
     }
     cuda_free(m->c, m->prof_dev);
     cuda_host_free(m->prof_host);

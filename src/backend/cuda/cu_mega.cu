@@ -42,11 +42,11 @@ enum { MK_MATVEC, MK_NORM, MK_QUANT, MK_ROPE, MK_KV, MK_ATTN, MK_COMBINE, MK_COP
 enum { SRC_GLOBAL, SRC_NORM, SRC_QUANT }; /* where a quantized product takes its activations */
 
 /* One op of the program (device memory). Fields not used by a kind are zero. */
-typedef struct mk_op {
+typedef struct __align__(16) mk_op {
     int32_t kind, sync;          /* sync: grid barrier after this op */
     int32_t n_tok, flag;         /* flag: matvec source; norm/glu: also quantize; elt: op */
-    const uint8_t *pf[6];        /* L2 prefetch issued when the op starts (two products) */
-    size_t pf_bytes[6];
+    const uint8_t *pf[8];        /* L2 prefetch issued when the op starts (two products) */
+    size_t pf_bytes[8];
     /* products */
     uint32_t wtype;
     int32_t nw, vw, segb, nch, rpp; /* rpp: whole rows staged per warp at once (0: passes) */
@@ -101,7 +101,7 @@ static __device__ __forceinline__ void mk_barrier(unsigned long long *ctr, unsig
  * waiting: the copy engine fetches while the block goes on). */
 static __device__ __forceinline__ void mk_prefetch(const mk_op *op) {
     if (threadIdx.x != 0) return;
-    for (int j = 0; j < 6; j++) {
+    for (int j = 0; j < 8; j++) {
         size_t bytes = op->pf_bytes[j];
         if (!bytes) continue;
         size_t chunk = ((bytes + gridDim.x - 1) / gridDim.x + 255) & ~(size_t)255, s = chunk * blockIdx.x;
@@ -156,13 +156,27 @@ static __device__ void mk_prologue(const mk_op *op, int8_t *sq, float *sd, int2 
     int g = threadIdx.x & 3;
     for (int t = 0; t < op->n_tok; t++) {
         const float *xr = op->x + t * op->xs;
-        float k = 1.0f;
+        float k = 1.0f, xv[8], wv[8];
+        bool one = n <= MK_THREADS * 8; /* one pass: x and the norm weights loaded together, once */
+        if (one) {
+            int64_t e0 = threadIdx.x * 8;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                xv[j] = e0 < n ? xr[e0 + j] : 0.0f;
+                wv[j] = e0 < n && norm && nw ? nw[e0 + j] : 1.0f;
+            }
+        }
         if (norm) {
             float s2 = 0.0f;
-#pragma unroll 2
-            for (int64_t e0 = threadIdx.x * 8; e0 < n; e0 += MK_THREADS * 8)
+            if (one) {
 #pragma unroll
-                for (int j = 0; j < 8; j++) s2 += xr[e0 + j] * xr[e0 + j];
+                for (int j = 0; j < 8; j++) s2 += xv[j] * xv[j];
+            } else {
+#pragma unroll 2
+                for (int64_t e0 = threadIdx.x * 8; e0 < n; e0 += MK_THREADS * 8)
+#pragma unroll
+                    for (int j = 0; j < 8; j++) s2 += xr[e0 + j] * xr[e0 + j];
+            }
             s2 = cu_warp_sum(s2);
             __syncthreads(); /* red may still be read for the previous token */
             if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = s2;
@@ -177,8 +191,8 @@ static __device__ void mk_prologue(const mk_op *op, int8_t *sq, float *sd, int2 
             float o[8], am = 0.0f;
 #pragma unroll
             for (int j = 0; j < 8; j++) {
-                float v = in ? xr[e0 + j] : 0.0f;
-                if (norm) v = v * k * (nw && in ? nw[e0 + j] : 1.0f);
+                float v = one ? xv[j] : (in ? xr[e0 + j] : 0.0f);
+                if (norm) v = v * k * (one ? wv[j] : (nw && in ? nw[e0 + j] : 1.0f));
                 o[j] = v;
                 am = fmaxf(am, fabsf(v));
             }
@@ -624,10 +638,15 @@ static __device__ void mk_elt(const mk_op *op) {
 }
 
 /* Copies op (8-byte words) into shared memory; the caller synchronizes the block. */
+/* Starts an asynchronous copy of op into shared memory (complete after cp.async.wait_all
+ * and a block barrier), so its latency hides behind the current op's work. */
 static __device__ __forceinline__ void mk_load_op(mk_op *dst, const mk_op *src) {
-    const unsigned long long *s = (const unsigned long long *)src;
-    unsigned long long *d = (unsigned long long *)dst;
-    for (int i = threadIdx.x; i < (int)(sizeof(mk_op) / 8); i += MK_THREADS) d[i] = s[i];
+    for (int i = threadIdx.x; i < (int)(sizeof(mk_op) / 16); i += MK_THREADS)
+        mq_cp((uint8_t *)dst + 16 * i, (const uint8_t *)src + 16 * i, 16);
+}
+
+static __device__ __forceinline__ void mk_load_wait(void) {
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
 }
 
 /* Every block runs every op of the program. An op's descriptor is read from shared memory
@@ -642,7 +661,16 @@ static __global__ void __launch_bounds__(MK_THREADS, 2)
     __shared__ int8_t lut[16];
     __shared__ float red[32];
     if (threadIdx.x < 16) lut[threadIdx.x] = mk_iq4_levels[threadIdx.x];
+    if (threadIdx.x == 0) { /* the whole program into L2, a slice per block */
+        size_t bytes = (size_t)n_ops * sizeof(mk_op), chunk = ((bytes + gridDim.x - 1) / gridDim.x + 255) & ~(size_t)255;
+        size_t s0 = chunk * blockIdx.x, len = s0 < bytes ? (bytes - s0 < chunk ? bytes - s0 : chunk) : 0;
+        if (len)
+            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"((const uint8_t *)prog + s0),
+                         "r"((unsigned)len)
+                         : "memory");
+    }
     if (n_ops > 0) mk_load_op(&sop[0], prog);
+    mk_load_wait();
     __syncthreads();
     unsigned long long k = 0;
     int pre = 0; /* the current product's first rows are already in flight */
@@ -651,6 +679,7 @@ static __global__ void __launch_bounds__(MK_THREADS, 2)
     for (int i = 0; i < n_ops; i++) {
         const mk_op *op = &sop[i & 1];
         if (tm) prof[4 * i] = prof[4 * i + 1] = cu_globaltimer();
+        if (i + 1 < n_ops) mk_load_op(&sop[(i + 1) & 1], prog + i + 1); /* buffer of op i-1: done */
         mk_prefetch(op);
         switch (op->kind) {
         case MK_MATVEC: mk_matvec(op, mk_smem, lut, red, pre, tm ? prof + 4 * i + 1 : NULL); break;
@@ -663,7 +692,7 @@ static __global__ void __launch_bounds__(MK_THREADS, 2)
         case MK_GLU: mk_glu(op); break;
         default: mk_elt(op); break;
         }
-        if (i + 1 < n_ops) mk_load_op(&sop[(i + 1) & 1], prog + i + 1);
+        mk_load_wait();
         __syncthreads();
         if (tm) prof[4 * i + 2] = cu_globaltimer();
         const mk_op *nx = &sop[(i + 1) & 1];

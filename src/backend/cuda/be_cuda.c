@@ -260,7 +260,10 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
         return cuda_rmsnorm(cu, k->p[0], k->n[0], y, k->n[1], k->n[2], k->n[3], k->p[2], k->f[0], err);
     case CK_NOP:
         return HEARTH_OK;
-    case CK_ROPE: /* p[2]/n[4]/n[5]: a second tensor fused in by cb_fuse */
+    case CK_ROPE: /* p[2]/n[4]/n[5]: a second tensor fused in by cb_fuse; flag 4: and the KV store */
+        if (k->flag & 4)
+            return cuda_rope_kv(cu, y, k->n[1], (int32_t)k->n[2], (float *)k->p[2], k->n[4], (int32_t)k->n[5], k->n[0],
+                                (int32_t)k->n[3], a0, &k->rope, &k->kv, k->p[0], k->n[6], a1, err);
         return cuda_rope_apply2(cu, y, k->n[1], (int32_t)k->n[2], (float *)k->p[2], k->n[4], (int32_t)k->n[5], k->n[0],
                                 (int32_t)k->n[3], a0, &k->rope, err);
     case CK_KV_STORE:
@@ -318,6 +321,22 @@ static bool cb_is_mv_q(const cb_cmd *k) {
            cuda_matmul_is_mv(&k->w, k->n[0]);
 }
 
+/* RoPE of q and k (k: rope p[2]) followed by the KV store of that k: the rotation stores
+ * k and v too (whole heads rotated, float cache, v apart from q and k). */
+static void cb_fuse_kv(cb_cmd *r, cb_cmd *kv) {
+    int64_t n_tok = r->n[0];
+    if (!kv || kv->kind != CK_KV_STORE || kv->p[0] != r->p[2] || kv->n[0] != r->n[4] || kv->n[2] != n_tok ||
+        kv->off[0] != r->off[0] || (kv->kv.type != QT_F16 && kv->kv.type != QT_F32) || r->rope.n_rot != r->n[3] ||
+        r->n[5] * r->n[3] != kv->kv.kv_dim)
+        return;
+    int64_t vn = (n_tok - 1) * kv->n[1] + kv->kv.kv_dim;
+    if (overlaps(kv->p[2], vn, r->p[1], (n_tok - 1) * r->n[1] + r->n[2] * r->n[3]) ||
+        overlaps(kv->p[2], vn, r->p[2], (n_tok - 1) * r->n[4] + r->n[5] * r->n[3]))
+        return;
+    r->flag |= 4, r->kv = kv->kv, r->off[1] = kv->off[1], r->p[0] = kv->p[2], r->n[6] = kv->n[1];
+    kv->kind = CK_NOP;
+}
+
 static void cb_fuse(cuda_be *c) {
     for (size_t i = 0; i < c->n_cmd; i++) {
         cb_cmd *k = &c->cmd[i], *nx = i + 1 < c->n_cmd ? &c->cmd[i + 1] : NULL;
@@ -326,6 +345,7 @@ static void cb_fuse(cuda_be *c) {
             !overlaps(k->p[1], k->n[0] * k->n[1], nx->p[1], nx->n[0] * nx->n[1])) {
             k->p[2] = nx->p[1], k->n[4] = nx->n[1], k->n[5] = nx->n[2]; /* q and k in one pass */
             nx->kind = CK_NOP;
+            cb_fuse_kv(k, i + 2 < c->n_cmd ? &c->cmd[i + 2] : NULL);
             continue;
         }
         if (k->kind != CK_MATMUL) continue;
@@ -415,9 +435,12 @@ static int cb_mega_rec(cuda_be *c, const cb_cmd *k) {
     case CK_RMSNORM:
         return cuda_mega_rmsnorm(m, k->p[0], k->n[0], y, k->flag ? k->n[3] : k->n[1], k->n[2], k->n[3], k->p[2], k->f[0],
                                  k->flag);
-    case CK_ROPE:
-        return cuda_mega_rope(m, y, k->n[1], (int32_t)k->n[2], (float *)k->p[2], k->n[4], (int32_t)k->n[5], k->n[0],
-                              (int32_t)k->n[3], a0, &k->rope);
+    case CK_ROPE: {
+        int rc = cuda_mega_rope(m, y, k->n[1], (int32_t)k->n[2], (float *)k->p[2], k->n[4], (int32_t)k->n[5], k->n[0],
+                                (int32_t)k->n[3], a0, &k->rope);
+        if (rc || !(k->flag & 4)) return rc;
+        return cuda_mega_kv_store(m, &k->kv, k->p[2], k->n[4], k->p[0], k->n[6], k->n[0], a0, a1);
+    }
     case CK_KV_STORE:
         return cuda_mega_kv_store(m, &k->kv, k->p[0], k->n[0], k->p[2], k->n[1], k->n[2], a0, a1);
     case CK_ATTN: {
@@ -742,7 +765,7 @@ int be_cuda_new(int device, be_ctx **out, hb_err *err) {
     const char *f = getenv("HEARTH_CUDA_FUSE");
     c->fuse_off = f && strcmp(f, "0") == 0;
     const char *mg = getenv("HEARTH_CUDA_MEGA");
-    if (!c->fuse_off && !(mg && strcmp(mg, "0") == 0)) {
+    if (!c->fuse_off && mg && strcmp(mg, "1") == 0) { /* opt-in: slower than the graphs so far */
         hb_err merr;
         hb_err_clear(&merr);
         if (cuda_mega_new(c->cu, &c->mega, &merr)) c->mega = NULL; /* kernel-per-op path only */

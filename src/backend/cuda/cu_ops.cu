@@ -72,16 +72,42 @@ int cuda_rmsnorm(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t ys, 
 
 /* ---- RoPE --------------------------------------------------------------------------------- */
 
+/* The KV store fused into RoPE (cuda_rope_kv): kc == NULL when there is none. */
+typedef struct rope_kv_args {
+    uint8_t *kc, *vc;
+    int is_f16;
+    int64_t kv_dim, n_ctx;
+    size_t row_bytes;
+    const float *v;
+    int64_t vs;
+    const int32_t *seq;
+} rope_kv_args;
+
+static __device__ __forceinline__ void kv_put(uint8_t *row, int is_f16, int64_t i, float v) {
+    if (is_f16) ((__half *)row)[i] = __float2half_rn(v);
+    else ((float *)row)[i] = v;
+}
+
 /* One thread per (token, head, pair) of one or two tensors (q and k share positions);
- * angles in double like the CPU reference. */
+ * angles in double like the CPU reference. With kv.kc the rotated second tensor (k) is
+ * also stored into the cache and the threads past the rotations store v. */
 static __global__ void rope_kernel(float *x, int64_t stride, int32_t n_head, float *x2, int64_t stride2,
                                    int32_t n_head2, int64_t n_tok, int32_t head_dim, const int32_t *pos, int neox,
                                    int32_t n_rot, float base, float freq_scale, float attn_factor,
-                                   const float *factors) {
+                                   const float *factors, rope_kv_args kv) {
     cu_pdl_wait(); /* launched early (CU_LAUNCH) */
     cu_pdl_trigger();
     int32_t half = n_rot / 2;
     int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, n1 = n_tok * n_head * half;
+    int64_t n12 = n1 + n_tok * n_head2 * half;
+    bool second = k >= n1;
+    if (kv.kc && k >= n12) { /* v into the cache */
+        int64_t idx = k - n12, t = idx / kv.kv_dim, i = idx % kv.kv_dim;
+        if (t >= n_tok) return;
+        size_t cell = (size_t)kv.seq[t] * (size_t)kv.n_ctx + (size_t)pos[t];
+        kv_put(kv.vc + cell * kv.row_bytes, kv.is_f16, i, kv.v[t * kv.vs + i]);
+        return;
+    }
     if (k >= n1) { /* second tensor */
         k -= n1;
         if (k >= n_tok * n_head2 * half) return;
@@ -97,9 +123,14 @@ static __global__ void rope_kernel(float *x, int64_t stride, int32_t n_head, flo
     float cs = (float)(cd * attn_factor), sn = (float)(sd * attn_factor);
     float *v = x + t * stride + h * head_dim;
     int32_t a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
-    float x0 = v[a], x1 = v[b];
-    v[a] = x0 * cs - x1 * sn;
-    v[b] = x0 * sn + x1 * cs;
+    float x0 = v[a], x1 = v[b], y0 = x0 * cs - x1 * sn, y1 = x0 * sn + x1 * cs;
+    v[a] = y0;
+    v[b] = y1;
+    if (kv.kc && second) {
+        uint8_t *row = kv.kc + ((size_t)kv.seq[t] * (size_t)kv.n_ctx + (size_t)pos[t]) * kv.row_bytes;
+        kv_put(row, kv.is_f16, h * head_dim + a, y0);
+        kv_put(row, kv.is_f16, h * head_dim + b, y1);
+    }
 }
 
 int cuda_rope_apply2(cuda_ctx *c, float *x, int64_t stride, int32_t n_head, float *x2, int64_t stride2,
@@ -107,9 +138,26 @@ int cuda_rope_apply2(cuda_ctx *c, float *x, int64_t stride, int32_t n_head, floa
                      hb_err *err) {
     int64_t n = n_tok * (n_head + (x2 ? n_head2 : 0)) * (r->n_rot / 2);
     if (n <= 0) return HEARTH_OK;
+    rope_kv_args none;
+    memset(&none, 0, sizeof none);
     CU_LAUNCH(err, "launching rope", rope_kernel, cu_blocks(n, 128), 128, 0, c->stream, x, stride, n_head, x2, stride2,
               x2 ? n_head2 : 0, n_tok, head_dim, pos, r->neox, r->n_rot, r->base, r->freq_scale, r->attn_factor,
-              r->factors);
+              r->factors, none);
+    return cu_check_launch(err, "rope");
+}
+
+int cuda_rope_kv(cuda_ctx *c, float *q, int64_t qs, int32_t n_head, float *k, int64_t ks, int32_t n_head_kv,
+                 int64_t n_tok, int32_t head_dim, const int32_t *pos, const cuda_rope *r, const cuda_kv *kv,
+                 const float *v, int64_t vs, const int32_t *seq, hb_err *err) {
+    if (n_tok <= 0) return HEARTH_OK;
+    if ((kv->type != QT_F16 && kv->type != QT_F32) || r->n_rot != head_dim ||
+        (int64_t)n_head_kv * head_dim != kv->kv_dim)
+        return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: RoPE with KV store needs whole-head rotation and a float cache");
+    rope_kv_args a = { (uint8_t *)kv->k, (uint8_t *)kv->v, kv->type == QT_F16, kv->kv_dim, kv->n_ctx, kv->row_bytes,
+                       v, vs, seq };
+    int64_t n = n_tok * (n_head + n_head_kv) * (r->n_rot / 2) + n_tok * kv->kv_dim;
+    CU_LAUNCH(err, "launching rope", rope_kernel, cu_blocks(n, 128), 128, 0, c->stream, q, qs, n_head, k, ks, n_head_kv,
+              n_tok, head_dim, pos, r->neox, r->n_rot, r->base, r->freq_scale, r->attn_factor, r->factors, a);
     return cu_check_launch(err, "rope");
 }
 

@@ -165,6 +165,14 @@ typedef struct cuda_kv {
 int cuda_kv_store(cuda_ctx *c, const cuda_kv *kv, const float *k, int64_t ks, const float *v, int64_t vs,
                   int64_t n_tok, const int32_t *pos, const int32_t *seq, hb_err *err);
 
+/* RoPE of q and k (as cuda_rope_apply2) that also stores the rotated k and v into the
+ * cache cells (seq[t], pos[t]) (as cuda_kv_store): whole heads rotated (n_rot == head_dim),
+ * n_head_kv * head_dim == kv_dim, f16 or f32 cache. */
+int cuda_rope_kv(cuda_ctx *c, float *q, int64_t qs, int32_t n_head, float *k, int64_t ks, int32_t n_head_kv,
+                 int64_t n_tok, int32_t head_dim, const int32_t *pos, const cuda_rope *r, const cuda_kv *kv,
+                 const float *v, int64_t vs, const int32_t *seq, hb_err *err);
+
+
 /* Attention of n_tok query rows over the cache (their own K/V already stored): token t
  * (sequence seq[t], position pos[t]) head h reads kv head h / (n_head / n_head_kv) over
  * cells [lo, pos[t]], lo = max(0, pos[t] - window + 1) when window > 0, else 0; scores are

@@ -50,6 +50,7 @@ typedef struct __align__(16) mk_op {
     /* products */
     uint32_t wtype;
     int32_t nw, vw, segb, nch, rpp; /* rpp: whole rows staged per warp at once (0: passes) */
+    int32_t nopre, pad_;         /* nopre: no copies started before the barrier (tuning) */
     int64_t cols;
     const uint8_t *w[3];
     size_t row_bytes[3];
@@ -674,7 +675,7 @@ static __global__ void __launch_bounds__(MK_THREADS, 2)
     __syncthreads();
     unsigned long long k = 0;
     int pre = 0; /* the current product's first rows are already in flight */
-    if (n_ops > 0 && sop[0].kind == MK_MATVEC && sop[0].rpp) mk_mv_pre(&sop[0], mk_smem), pre = 1;
+    if (n_ops > 0 && sop[0].kind == MK_MATVEC && sop[0].rpp && !sop[0].nopre) mk_mv_pre(&sop[0], mk_smem), pre = 1;
     bool tm = prof && blockIdx.x == 0 && threadIdx.x == 0;
     for (int i = 0; i < n_ops; i++) {
         const mk_op *op = &sop[i & 1];
@@ -696,7 +697,7 @@ static __global__ void __launch_bounds__(MK_THREADS, 2)
         __syncthreads();
         if (tm) prof[4 * i + 2] = cu_globaltimer();
         const mk_op *nx = &sop[(i + 1) & 1];
-        pre = i + 1 < n_ops && nx->kind == MK_MATVEC && nx->rpp;
+        pre = i + 1 < n_ops && nx->kind == MK_MATVEC && nx->rpp && !nx->nopre;
         if (pre) mk_mv_pre(nx, mk_smem);
         if (op->sync) mk_barrier(bar, base + (++k) * gridDim.x);
         if (tm) prof[4 * i + 3] = cu_globaltimer();
@@ -1067,6 +1068,8 @@ static void mk_pf_add(mk_op *op, const mk_op *p) {
 /* Barriers and prefetches of the recorded program; pointers to the mega-owned buffers. */
 static int mk_plan(cuda_mega *m) {
     int n_sync = 0, group = 0;
+    const char *all = getenv("HEARTH_CUDA_MEGA_SYNC"); /* debugging: a barrier after every op */
+    bool sync_all = all && strcmp(all, "1") == 0;
     for (int i = 0; i < m->n_ops; i++) {
         mk_op *op = &m->ops[i];
         mk_meta *mt = &m->meta[i];
@@ -1077,11 +1080,13 @@ static int mk_plan(cuda_mega *m) {
             op->xsum = (int2 *)((uint8_t *)m->act + al256((size_t)(op->n_tok * op->n)) + al256((size_t)(op->n_tok * nch) * 4));
         }
         if (mt->uses_part) op->at.part = (float *)m->part;
+        const char *np = getenv("HEARTH_CUDA_MEGA_PRE"); /* tuning: 0 = no early weight copies */
+        op->nopre = np && strcmp(np, "0") == 0;
         /* a barrier before op i+1 unless it shares nothing with the ops since the last one */
         if (i + 1 < m->n_ops) {
             bool indep = true;
             for (int j = group; j <= i && indep; j++) indep = mk_independent(&m->meta[j], &m->meta[i + 1]);
-            op->sync = !indep;
+            op->sync = sync_all || !indep;
             if (op->sync) n_sync++, group = i + 1;
         }
     }

@@ -1068,8 +1068,11 @@ static void mk_pf_add(mk_op *op, const mk_op *p) {
 /* Barriers and prefetches of the recorded program; pointers to the mega-owned buffers. */
 static int mk_plan(cuda_mega *m) {
     int n_sync = 0, group = 0;
-    const char *all = getenv("HEARTH_CUDA_MEGA_SYNC"); /* debugging: a barrier after every op */
-    bool sync_all = all && strcmp(all, "1") == 0;
+    /* A barrier after every op unless HEARTH_CUDA_MEGA_SYNC=0: leaving out the barriers
+     * between ops that share no memory (below) made Q4_K_M steps fail or differ (a race not
+     * found yet: open), and saved little. */
+    const char *all = getenv("HEARTH_CUDA_MEGA_SYNC");
+    bool sync_all = !(all && strcmp(all, "0") == 0);
     for (int i = 0; i < m->n_ops; i++) {
         mk_op *op = &m->ops[i];
         mk_meta *mt = &m->meta[i];

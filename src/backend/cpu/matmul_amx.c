@@ -1,0 +1,257 @@
+/* matmul_amx.c — AMX (Advanced Matrix Extensions) int8 tile kernels for prompt processing.
+ *
+ * Used at the `amx` ISA level for calls with n_tok >= 16 on Q8_0 and Q4_0 weights; every
+ * other case (fewer tokens, the n_tok % 16 leftover tokens, other types) goes to the
+ * AVX-512 kernels, which isa.c guarantees are available whenever AMX is.
+ *
+ * Mapping onto the tiles. One TDPBSSD computes C[m][n] += sum_k A[m][k] * B[k/4][4n + k%4]
+ * (signed bytes, int32 sums). We take m = token (16 per tile), n = weight row (the 16 rows
+ * of an R16 group), k = the 32 columns of one quant block:
+ *  - A (16 rows x 32 bytes): the activation codes of one block for 16 tokens, loaded
+ *    straight from the prepared rows (row stride = prepared row size).
+ *  - B (8 rows x 64 bytes): row s = "step" s of the R16 block, i.e. 4 consecutive codes of
+ *    each of the 16 weight rows — the R16 layout is exactly AMX's B ("VNNI") layout, so a
+ *    Q8_0 block is loaded straight from the packed weight; Q4_0 nibbles are unpacked to
+ *    (code - 8) bytes once per (row group, token chunk) into a stack buffer.
+ *  - C (16 rows x 16 int32): the exact integer block dot for 16 tokens x 16 rows.
+ * The per-block scales (weight f16 per row, activation f32 per token) forbid summing
+ * several blocks in the tile, so each block's C is stored and folded into 16 float
+ * accumulators (one zmm per token) with AVX-512: acc = fma(float(C), dw * dx, acc). That is
+ * the same integer and the same float operation sequence as the AVX-512 kernels
+ * (matmul_kern.h), so the results are bit-identical to the avx512 level, hence independent
+ * of the thread count and of which kernel handled a token.
+ *
+ * Tiles are configured once per call and thread (LDTILECFG) and released at the end
+ * (TILERELEASE). The tile instructions are written as inline asm with memory clobbers
+ * (the compiler's tile intrinsics do not declare the memory they read or write). Building
+ * with -DHEARTH_AMX_EMULATE replaces them by a plain-C model of the same semantics, which
+ * lets the kernel logic be tested on machines without AMX (the kernel is then slow).
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "backend/cpu/matmul_impl.h"
+
+#if defined(__x86_64__)
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,amx-tile,amx-int8"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,amx-tile,amx-int8")
+#endif
+
+#define AMX_FORCE static inline __attribute__((always_inline))
+#define AMX_UNROLL _Pragma("GCC unroll 16")
+
+enum {
+    AMX_TT = 16,    /* tokens per tile (A and C rows) */
+    AMX_CHUNK = 64, /* tokens whose activations stay cache-resident while row groups pass */
+    AMX_SLAB = 32,  /* Q4_0 blocks unpacked at a time (16 KiB of stack) */
+};
+
+/* LDTILECFG's 64-byte operand (palette 1). */
+typedef struct amx_cfg {
+    uint8_t palette, start_row, rsv[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_cfg;
+
+#ifdef HEARTH_AMX_EMULATE
+/* Plain-C model of the few tile instructions used (test builds only). */
+static _Thread_local struct {
+    uint8_t t[8][16][64];
+    uint8_t rows[8];
+    uint16_t colsb[8];
+} emu;
+
+static void emu_cfg(const amx_cfg *c) {
+    memset(&emu, 0, sizeof emu);
+    for (int i = 0; i < 8; i++) emu.rows[i] = c->rows[i], emu.colsb[i] = c->colsb[i];
+}
+static void emu_load(int t, const void *p, int64_t stride) {
+    memset(emu.t[t], 0, sizeof emu.t[t]);
+    for (int r = 0; r < emu.rows[t]; r++) memcpy(emu.t[t][r], (const uint8_t *)p + r * stride, emu.colsb[t]);
+}
+static void emu_store(int t, void *p, int64_t stride) {
+    for (int r = 0; r < emu.rows[t]; r++) memcpy((uint8_t *)p + r * stride, emu.t[t][r], emu.colsb[t]);
+}
+static void emu_zero(int t) { memset(emu.t[t], 0, sizeof emu.t[t]); }
+static void emu_dpbssd(int c, int a, int b) {
+    for (int m = 0; m < emu.rows[a]; m++)
+        for (int n = 0; n < emu.colsb[c] / 4; n++) {
+            int32_t s;
+            memcpy(&s, &emu.t[c][m][4 * n], 4);
+            for (int k = 0; k < emu.colsb[a]; k++)
+                s += (int8_t)emu.t[a][m][k] * (int8_t)emu.t[b][k / 4][4 * n + k % 4];
+            memcpy(&emu.t[c][m][4 * n], &s, 4);
+        }
+}
+#define T_CFG(p) emu_cfg(p)
+#define T_RELEASE() ((void)0)
+#define T_LOAD(t, p, s) emu_load(t, p, (int64_t)(s))
+#define T_STORE(t, p, s) emu_store(t, p, (int64_t)(s))
+#define T_ZERO(t) emu_zero(t)
+#define T_DPBSSD(c, a, b) emu_dpbssd(c, a, b)
+#else
+#define T_CFG(p) __asm__ volatile("ldtilecfg %0" ::"m"(*(const amx_cfg *)(p)) : "memory")
+#define T_RELEASE() __asm__ volatile("tilerelease" ::: "memory")
+#define T_LOAD(t, p, s) __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #t ::"r"(p), "r"((int64_t)(s)) : "memory")
+#define T_STORE(t, p, s) __asm__ volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(p), "r"((int64_t)(s)) : "memory")
+#define T_ZERO(t) __asm__ volatile("tilezero %%tmm" #t ::)
+#define T_DPBSSD(c, a, b) __asm__ volatile("tdpbssd %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
+#endif
+
+/* Tiles: 0, 1 = A (blocks b, b+1); 2, 3 = B; 4, 5 = C. */
+static void amx_config_q32(void) {
+    amx_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int i = 0; i < 2; i++) cfg.rows[i] = AMX_TT, cfg.colsb[i] = 32;
+    for (int i = 2; i < 4; i++) cfg.rows[i] = 8, cfg.colsb[i] = 64;
+    for (int i = 4; i < 6; i++) cfg.rows[i] = AMX_TT, cfg.colsb[i] = 64;
+    T_CFG(&cfg);
+}
+
+/* Where one 16-token tile's blocks come from. */
+typedef struct amx_src {
+    const uint8_t *scales; /* packed block of the first block: 16 f16 weight scales */
+    size_t scale_step;     /* bytes between blocks' scales */
+    const int8_t *bw;      /* B tile of the first block: 8 x 64 signed codes, stride 64 */
+    size_t bw_step;        /* bytes between blocks' B tiles */
+    const mm_xb32 *x;      /* activation block of the first block, first token */
+    size_t xs;             /* bytes between tokens' prepared rows */
+    int64_t nblk;
+} amx_src;
+
+/* acc[m] += float(C[m]) * (dw * dx[m]) for the 16 tokens of a tile, as matmul_kern.h. */
+AMX_FORCE void fold(__m512 acc[AMX_TT], const int32_t cb[AMX_TT][16], const uint8_t *scales, const mm_xb32 *x, size_t xs) {
+    __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)scales));
+    AMX_UNROLL for (int m = 0; m < AMX_TT; m++) {
+        float dx = ((const mm_xb32 *)((const uint8_t *)x + (size_t)m * xs))->d;
+        __m512 ci = _mm512_cvtepi32_ps(_mm512_load_si512(cb[m]));
+        acc[m] = _mm512_fmadd_ps(ci, _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc[m]);
+    }
+}
+
+/* Runs the blocks of s for one tile: acc (16 tokens x 16 rows) in/out through accbuf. */
+static void tile_blocks(const amx_src *s, float accbuf[AMX_TT][16], bool fresh) {
+    int32_t cb[2][AMX_TT][16] __attribute__((aligned(64)));
+    __m512 acc[AMX_TT];
+    AMX_UNROLL for (int m = 0; m < AMX_TT; m++) acc[m] = fresh ? _mm512_setzero_ps() : _mm512_loadu_ps(accbuf[m]);
+    int64_t b = 0;
+    for (; b + 2 <= s->nblk; b += 2) {
+        const mm_xb32 *x0 = s->x + b;
+        T_LOAD(0, x0[0].qs, s->xs);
+        T_LOAD(1, x0[1].qs, s->xs);
+        T_LOAD(2, s->bw + (size_t)b * s->bw_step, 64);
+        T_LOAD(3, s->bw + (size_t)(b + 1) * s->bw_step, 64);
+        T_ZERO(4);
+        T_ZERO(5);
+        T_DPBSSD(4, 0, 2);
+        T_DPBSSD(5, 1, 3);
+        T_STORE(4, cb[0], 64);
+        T_STORE(5, cb[1], 64);
+        fold(acc, cb[0], s->scales + (size_t)b * s->scale_step, x0, s->xs);
+        fold(acc, cb[1], s->scales + (size_t)(b + 1) * s->scale_step, x0 + 1, s->xs);
+    }
+    if (b < s->nblk) {
+        T_LOAD(0, s->x[b].qs, s->xs);
+        T_LOAD(2, s->bw + (size_t)b * s->bw_step, 64);
+        T_ZERO(4);
+        T_DPBSSD(4, 0, 2);
+        T_STORE(4, cb[0], 64);
+        fold(acc, cb[0], s->scales + (size_t)b * s->scale_step, s->x + b, s->xs);
+    }
+    AMX_UNROLL for (int m = 0; m < AMX_TT; m++) _mm512_storeu_ps(accbuf[m], acc[m]);
+}
+
+/* Q4_0 group blocks [b0, b0 + n) -> n B tiles of (code - 8) bytes, 512 bytes each. */
+static void unpack_q4_0(const uint8_t *gw, int64_t b0, int64_t n, int8_t *dst) {
+    const __m512i m15 = _mm512_set1_epi8(15), eight = _mm512_set1_epi8(8);
+    for (int64_t b = 0; b < n; b++) {
+        const uint8_t *blk = gw + (size_t)(b0 + b) * MM_Q4_0_BLK + 32;
+        int8_t *o = dst + (size_t)b * 512;
+        for (int m = 0; m < 4; m++) {
+            __m512i v = _mm512_loadu_si512(blk + 64 * m);
+            __m512i lo = _mm512_sub_epi8(_mm512_and_si512(v, m15), eight);
+            __m512i hi = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), m15), eight);
+            _mm512_store_si512(o + 128 * m, lo);
+            _mm512_store_si512(o + 128 * m + 64, hi);
+        }
+    }
+}
+
+/* Writes the 16 rows of group g for token t (the last group may be partial). */
+static void store_rows(const mm_ctx *c, int64_t g, int64_t t, const float *v) {
+    int64_t n = c->w->n_rows - g * MM_GROUP;
+    memcpy(c->y + t * c->ldy + g * MM_GROUP, v, sizeof(float) * (size_t)(n < MM_GROUP ? n : MM_GROUP));
+}
+
+/* The tokens [t_from, n_tok) on the AVX-512 kernel (bit-identical results). */
+static void rest_avx512(const mm_ctx *c, int64_t g0, int64_t g1, int64_t t_from) {
+    if (t_from >= c->n_tok) return;
+    mm_kern_fn f = mm_kernel_avx512(c->w, false);
+    if (!f) return;
+    mm_ctx c2 = *c;
+    c2.xp = (const uint8_t *)c->xp + (size_t)t_from * c->xp_row;
+    c2.n_tok = c->n_tok - t_from;
+    c2.y = c->y + t_from * c->ldy;
+    f(&c2, g0, g1);
+}
+
+/* Q8_0 and Q4_0: full 16-token tiles on AMX, leftovers on AVX-512. */
+static void run_q32(const mm_ctx *c, int64_t g0, int64_t g1, bool q4) {
+    const int64_t nb = c->w->n_cols / 32, nfull = c->n_tok / AMX_TT * AMX_TT;
+    const size_t bsz = q4 ? MM_Q4_0_BLK : MM_Q8_0_BLK;
+    const int64_t slab = q4 ? AMX_SLAB : nb;
+    float acc[AMX_CHUNK / AMX_TT][AMX_TT][16] __attribute__((aligned(64)));
+    int8_t wbuf[AMX_SLAB * 512] __attribute__((aligned(64)));
+    if (nfull > 0) amx_config_q32();
+    for (int64_t tc = 0; tc < nfull; tc += AMX_CHUNK) {
+        int64_t te = tc + AMX_CHUNK < nfull ? tc + AMX_CHUNK : nfull;
+        for (int64_t g = g0; g < g1; g++) {
+            const uint8_t *gw = (const uint8_t *)c->w->packed + (size_t)g * (size_t)nb * bsz;
+            for (int64_t kb = 0; kb < nb; kb += slab) {
+                amx_src s = { gw + (size_t)kb * bsz, bsz, NULL, 0, NULL, c->xp_row, nb - kb < slab ? nb - kb : slab };
+                if (q4) {
+                    unpack_q4_0(gw, kb, s.nblk, wbuf);
+                    s.bw = wbuf, s.bw_step = 512;
+                } else {
+                    s.bw = (const int8_t *)(gw + (size_t)kb * bsz + 32), s.bw_step = bsz;
+                }
+                for (int64_t t0 = tc; t0 < te; t0 += AMX_TT) {
+                    s.x = (const mm_xb32 *)((const uint8_t *)c->xp + (size_t)t0 * c->xp_row) + kb;
+                    tile_blocks(&s, acc[(t0 - tc) / AMX_TT], kb == 0);
+                }
+            }
+            for (int64_t t = tc; t < te; t++) store_rows(c, g, t, acc[(t - tc) / AMX_TT][(t - tc) % AMX_TT]);
+        }
+    }
+    if (nfull > 0) T_RELEASE();
+    rest_avx512(c, g0, g1, nfull);
+}
+
+static void run_q8_0(const mm_ctx *c, int64_t g0, int64_t g1) { run_q32(c, g0, g1, false); }
+static void run_q4_0(const mm_ctx *c, int64_t g0, int64_t g1) { run_q32(c, g0, g1, true); }
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+mm_kern_fn mm_kernel_amx(const cpu_weight *w) {
+    switch (w->packed ? w->packed_kind : MM_PACK_NONE) {
+    case MM_PACK_Q4_0: return run_q4_0;
+    case MM_PACK_Q8_0: return run_q8_0;
+    default: return NULL;
+    }
+}
+
+#else /* not x86-64: no AMX */
+mm_kern_fn mm_kernel_amx(const cpu_weight *w) {
+    (void)w;
+    return NULL;
+}
+#endif

@@ -134,34 +134,42 @@ AMX_FORCE void fold(__m512 acc[AMX_TT], const int32_t cb[AMX_TT][16], const uint
     }
 }
 
-/* Runs the blocks of s for one tile: acc (16 tokens x 16 rows) in/out through accbuf. */
+/* Tile work for blocks b, b + 1 (pair) or b alone, C stored to cb[0] (and cb[1]). */
+AMX_FORCE void tile_pair(const amx_src *s, int64_t b, int32_t cb[2][AMX_TT][16], bool two) {
+    T_LOAD(0, s->x[b].qs, s->xs);
+    T_LOAD(2, s->bw + (size_t)b * s->bw_step, 64);
+    T_ZERO(4);
+    if (two) {
+        T_LOAD(1, s->x[b + 1].qs, s->xs);
+        T_LOAD(3, s->bw + (size_t)(b + 1) * s->bw_step, 64);
+        T_ZERO(5);
+    }
+    T_DPBSSD(4, 0, 2);
+    if (two) T_DPBSSD(5, 1, 3);
+    T_STORE(4, cb[0], 64);
+    if (two) T_STORE(5, cb[1], 64);
+}
+
+/* Runs the blocks of s for one tile: acc (16 tokens x 16 rows) in/out through accbuf.
+ * Tile stores do not forward to vector loads: a load of freshly stored C waits until the
+ * store retires, which would serialize every block. So C goes through a ring of buffers
+ * and block pair j is folded while pair j + AMX_LAG is already stored. */
+#ifndef AMX_LAG
+#define AMX_LAG 2
+#endif
 static void tile_blocks(const amx_src *s, float accbuf[AMX_TT][16], bool fresh) {
-    int32_t cb[2][AMX_TT][16] __attribute__((aligned(64)));
+    int32_t cb[AMX_LAG + 1][2][AMX_TT][16] __attribute__((aligned(64)));
     __m512 acc[AMX_TT];
     AMX_UNROLL for (int m = 0; m < AMX_TT; m++) acc[m] = fresh ? _mm512_setzero_ps() : _mm512_loadu_ps(accbuf[m]);
-    int64_t b = 0;
-    for (; b + 2 <= s->nblk; b += 2) {
-        const mm_xb32 *x0 = s->x + b;
-        T_LOAD(0, x0[0].qs, s->xs);
-        T_LOAD(1, x0[1].qs, s->xs);
-        T_LOAD(2, s->bw + (size_t)b * s->bw_step, 64);
-        T_LOAD(3, s->bw + (size_t)(b + 1) * s->bw_step, 64);
-        T_ZERO(4);
-        T_ZERO(5);
-        T_DPBSSD(4, 0, 2);
-        T_DPBSSD(5, 1, 3);
-        T_STORE(4, cb[0], 64);
-        T_STORE(5, cb[1], 64);
-        fold(acc, cb[0], s->scales + (size_t)b * s->scale_step, x0, s->xs);
-        fold(acc, cb[1], s->scales + (size_t)(b + 1) * s->scale_step, x0 + 1, s->xs);
-    }
-    if (b < s->nblk) {
-        T_LOAD(0, s->x[b].qs, s->xs);
-        T_LOAD(2, s->bw + (size_t)b * s->bw_step, 64);
-        T_ZERO(4);
-        T_DPBSSD(4, 0, 2);
-        T_STORE(4, cb[0], 64);
-        fold(acc, cb[0], s->scales + (size_t)b * s->scale_step, s->x + b, s->xs);
+    const int64_t np = s->nblk / 2, nj = np + (s->nblk & 1);
+    for (int64_t j = 0; j < nj + AMX_LAG; j++) {
+        if (j < nj) tile_pair(s, 2 * j, cb[j % (AMX_LAG + 1)], j < np);
+        int64_t f = j - AMX_LAG;
+        if (f < 0) continue;
+        int32_t(*cf)[AMX_TT][16] = cb[f % (AMX_LAG + 1)];
+        const uint8_t *sc = s->scales + (size_t)(2 * f) * s->scale_step;
+        fold(acc, cf[0], sc, s->x + 2 * f, s->xs);
+        if (f < np) fold(acc, cf[1], sc + s->scale_step, s->x + 2 * f + 1, s->xs);
     }
     AMX_UNROLL for (int m = 0; m < AMX_TT; m++) _mm512_storeu_ps(accbuf[m], acc[m]);
 }

@@ -175,7 +175,7 @@ static void run_cases(uint32_t type, const int64_t *cols, int ncols) {
 
 static void test_q4_0(void **s) { (void)s; run_cases(QT_Q4_0, (int64_t[]){ 32, 416, 1312 }, 3); }
 static void test_q8_0(void **s) { (void)s; run_cases(QT_Q8_0, (int64_t[]){ 32, 416, 1312 }, 3); }
-static void test_q4_K(void **s) { (void)s; run_cases(QT_Q4_K, (int64_t[]){ 256, 768 }, 2); }
+static void test_q4_K(void **s) { (void)s; run_cases(QT_Q4_K, (int64_t[]){ 256, 768, 1280 }, 3); }
 static void test_q5_K(void **s) { (void)s; run_cases(QT_Q5_K, (int64_t[]){ 256, 768 }, 2); }
 static void test_q6_K(void **s) { (void)s; run_cases(QT_Q6_K, (int64_t[]){ 256, 768 }, 2); }
 static void test_f16(void **s) { (void)s; run_cases(QT_F16, (int64_t[]){ 1, 15, 16, 100 }, 4); }

@@ -2,7 +2,7 @@
  * src/quant: for every weight type with a fast kernel (and a fallback type), every ISA level
  * this machine allows (scalar, avx2, avx512, amx, capped with cpu_isa_force), 1 and 2
  * threads, awkward shapes (a single row, rows not a multiple of the 16-row group, one block
- * of columns, an odd block count above the AMX kernel's 32-block slab) and n_tok 1, 2, 3,
+ * of columns, block counts above the AMX kernels' unpacking slabs) and n_tok 1, 2, 3,
  * 17, 33, 64 (the AMX kernels take whole 16-token tiles and leave the rest to AVX-512).
  *
  * Expected values are computed independently here: activations quantized with
@@ -177,7 +177,7 @@ static void test_q4_0(void **s) { (void)s; run_cases(QT_Q4_0, (int64_t[]){ 32, 4
 static void test_q8_0(void **s) { (void)s; run_cases(QT_Q8_0, (int64_t[]){ 32, 416, 1312 }, 3); }
 static void test_q4_K(void **s) { (void)s; run_cases(QT_Q4_K, (int64_t[]){ 256, 768, 1280 }, 3); }
 static void test_q5_K(void **s) { (void)s; run_cases(QT_Q5_K, (int64_t[]){ 256, 768 }, 2); }
-static void test_q6_K(void **s) { (void)s; run_cases(QT_Q6_K, (int64_t[]){ 256, 768 }, 2); }
+static void test_q6_K(void **s) { (void)s; run_cases(QT_Q6_K, (int64_t[]){ 256, 768, 1280 }, 3); }
 static void test_f16(void **s) { (void)s; run_cases(QT_F16, (int64_t[]){ 1, 15, 16, 100 }, 4); }
 static void test_bf16(void **s) { (void)s; run_cases(QT_BF16, (int64_t[]){ 1, 31, 32, 100 }, 4); }
 static void test_fallback_q5_0(void **s) { (void)s; run_cases(QT_Q5_0, (int64_t[]){ 64 }, 1); }

@@ -102,13 +102,14 @@ static void emu_dpbssd(int c, int a, int b) {
 #define T_DPBSSD(c, a, b) __asm__ volatile("tdpbssd %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
 #endif
 
-/* Tiles: 0, 1 = A (blocks b, b+1); 2, 3 = B; 4, 5 = C. */
-static void amx_config_q32(void) {
+/* Tiles: 0, 1 = A (16 tokens x a_colsb bytes); 2, 3 = B (b_rows x 64); 4, 5 = C (16 x 16
+ * int32). Q8_0/Q4_0/Q4_K: a_colsb 32, b_rows 8; Q6_K: 16 and 4. */
+static void amx_config(int a_colsb, int b_rows) {
     amx_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
-    for (int i = 0; i < 2; i++) cfg.rows[i] = AMX_TT, cfg.colsb[i] = 32;
-    for (int i = 2; i < 4; i++) cfg.rows[i] = 8, cfg.colsb[i] = 64;
+    for (int i = 0; i < 2; i++) cfg.rows[i] = AMX_TT, cfg.colsb[i] = (uint16_t)a_colsb;
+    for (int i = 2; i < 4; i++) cfg.rows[i] = (uint8_t)b_rows, cfg.colsb[i] = 64;
     for (int i = 4; i < 6; i++) cfg.rows[i] = AMX_TT, cfg.colsb[i] = 64;
     T_CFG(&cfg);
 }
@@ -215,7 +216,7 @@ static void run_q32(const mm_ctx *c, int64_t g0, int64_t g1, bool q4) {
     const int64_t slab = q4 ? AMX_SLAB : nb;
     float acc[AMX_CHUNK / AMX_TT][AMX_TT][16] __attribute__((aligned(64)));
     int8_t wbuf[AMX_SLAB * 512] __attribute__((aligned(64)));
-    if (nfull > 0) amx_config_q32();
+    if (nfull > 0) amx_config(32, 8);
     for (int64_t tc = 0; tc < nfull; tc += AMX_CHUNK) {
         int64_t te = tc + AMX_CHUNK < nfull ? tc + AMX_CHUNK : nfull;
         for (int64_t g = g0; g < g1; g++) {
@@ -243,29 +244,33 @@ static void run_q32(const mm_ctx *c, int64_t g0, int64_t g1, bool q4) {
 static void run_q8_0(const mm_ctx *c, int64_t g0, int64_t g1) { run_q32(c, g0, g1, false); }
 static void run_q4_0(const mm_ctx *c, int64_t g0, int64_t g1) { run_q32(c, g0, g1, true); }
 
-/* ---- Q4_K ----------------------------------------------------------------------------------
- * One TDPBSSD per 32-column sub-block (codes 0..15, unpacked like Q4_0 without the offset);
- * the integer sum_j sc_j * dot_j of a super-block is built with vpmulld in registers, then
- * the same two float steps as matmul_kern.h (scale, minus mins). The mins term
- * sum_j mn_j * s32_j is formed with float FMAs: every partial sum is an integer below
- * 2^21, so it is exact and equals the AVX-512 kernel's integer. */
-enum { AMX_KSLAB = 4 }; /* super-blocks unpacked at a time: 4 x 8 x 512 B = 16 KiB */
+/* ---- Q4_K and Q6_K ---------------------------------------------------------------------------
+ * One TDPBSSD per sub-block (Q4_K: 32 columns, codes 0..15; Q6_K: 16 columns, codes - 32),
+ * B tiles unpacked from the R16 nibbles once per (row group, token chunk). The integer
+ * sum_j sc_j * dot_j of a super-block is built with vpmulld in registers (tot), then the
+ * same float steps as matmul_kern.h. Q4_K's mins term sum_j mn_j * s32_j is formed with
+ * float FMAs: every partial sum is an integer below 2^21, so it is exact and equals the
+ * AVX-512 kernel's integer. Sub-blocks are "units"; C goes through a ring of buffers and
+ * unit u is folded while unit u + 2 * AMX_LAG is being computed (see tile_blocks). */
+enum { AMX_KSLAB = 4 }; /* super-blocks unpacked at a time: 4 x 4 KiB of B tiles */
 
 typedef struct amx_ksrc {
     const uint8_t *gw; /* packed group at the slab's first super-block */
-    const int8_t *bw;  /* unpacked B tiles, [super-block][sub-block] x 512 B */
+    const int8_t *bw;  /* unpacked B tiles, one per unit, 512 (Q4_K) or 256 (Q6_K) bytes */
     const uint8_t *x;  /* prepared row of the tile's first token, at the slab's super-block */
     size_t xs;
     int64_t nsb;
 } amx_ksrc;
 
 #define KX(s, m, sb) ((const mm_xbk *)((s)->x + (size_t)(m) * (s)->xs) + (sb))
+#define KNU(q6) ((q6) ? 16 : 8)                   /* units per super-block */
+#define KBLK(q6) ((q6) ? MM_Q6_K_BLK : MM_Q4_K_BLK)
 
-/* Tile work of sub-block unit u (super-block u / 8, sub-block u % 8); even and odd units
- * use disjoint tiles so consecutive units do not wait on each other. */
-AMX_FORCE void kunit(const amx_ksrc *s, int64_t u, int32_t cb[AMX_TT][16]) {
-    const int8_t *a = KX(s, 0, u / 8)->qs + 32 * (u % 8);
-    const int8_t *b = s->bw + (size_t)u * 512;
+/* Tile work of unit u; even and odd units use disjoint tiles so that consecutive units do
+ * not wait on each other. */
+AMX_FORCE void kunit(const amx_ksrc *s, int64_t u, int32_t cb[AMX_TT][16], const int q6) {
+    const int8_t *a = KX(s, 0, u / KNU(q6))->qs + (q6 ? 16 : 32) * (u % KNU(q6));
+    const int8_t *b = s->bw + (size_t)u * (q6 ? 256 : 512);
     if (u & 1) {
         T_LOAD(1, a, s->xs);
         T_LOAD(3, b, 64);
@@ -281,47 +286,55 @@ AMX_FORCE void kunit(const amx_ksrc *s, int64_t u, int32_t cb[AMX_TT][16]) {
     }
 }
 
-/* acc (memory, 16 tokens x 16 rows) += the super-block sb's contribution. */
-AMX_FORCE void kfinish(const amx_ksrc *s, int64_t sb, const __m512i tot[AMX_TT], float acc[AMX_TT][16]) {
-    const uint8_t *blk = s->gw + (size_t)sb * MM_Q4_K_BLK;
-    __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
-    __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
-    __m512 mn[8];
-    for (int j = 0; j < 8; j++) mn[j] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 192 + 16 * j))));
+/* acc (memory, 16 tokens x 16 rows) += the contribution of super-block sb. */
+AMX_FORCE void kfinish(const amx_ksrc *s, int64_t sb, const __m512i tot[AMX_TT], float acc[AMX_TT][16], const int q6) {
+    const uint8_t *blk = s->gw + (size_t)sb * KBLK(q6);
+    __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk)), dm = dw, mn[8];
+    if (!q6) {
+        dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
+        for (int j = 0; j < 8; j++) mn[j] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 192 + 16 * j))));
+    }
     AMX_UNROLL for (int m = 0; m < AMX_TT; m++) {
         const mm_xbk *xk = KX(s, m, sb);
-        __m512 mi = _mm512_setzero_ps();
-        for (int j = 0; j < 8; j++) mi = _mm512_fmadd_ps(mn[j], _mm512_set1_ps((float)xk->s32[j]), mi);
         __m512 xd = _mm512_set1_ps(xk->d), a = _mm512_loadu_ps(acc[m]);
         a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot[m]), _mm512_mul_ps(dw, xd), a);
-        a = _mm512_fnmadd_ps(mi, _mm512_mul_ps(dm, xd), a);
+        if (!q6) {
+            __m512 mi = _mm512_setzero_ps();
+            for (int j = 0; j < 8; j++) mi = _mm512_fmadd_ps(mn[j], _mm512_set1_ps((float)xk->s32[j]), mi);
+            a = _mm512_fnmadd_ps(mi, _mm512_mul_ps(dm, xd), a);
+        }
         _mm512_storeu_ps(acc[m], a);
     }
 }
 
-static void tile_q4_K(const amx_ksrc *s, float acc[AMX_TT][16], bool fresh) {
+AMX_FORCE void tile_kq(const amx_ksrc *s, float acc[AMX_TT][16], bool fresh, const int q6) {
     enum { D = 2 * AMX_LAG, R = 2 * AMX_LAG + 1 };
     int32_t cb[R][AMX_TT][16] __attribute__((aligned(64)));
     __m512i tot[AMX_TT];
     AMX_UNROLL for (int m = 0; m < AMX_TT; m++) tot[m] = _mm512_setzero_si512();
     if (fresh) memset(acc, 0, sizeof(float) * AMX_TT * 16);
-    const int64_t nu = s->nsb * 8;
+    const int64_t nu = s->nsb * KNU(q6);
     for (int64_t u = 0; u < nu + D; u++) {
-        if (u < nu) kunit(s, u, cb[u % R]);
+        if (u < nu) kunit(s, u, cb[u % R], q6);
         int64_t f = u - D;
         if (f < 0) continue;
-        int j = (int)(f % 8);
-        __m512i scj = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(s->gw + (size_t)(f / 8) * MM_Q4_K_BLK + 64 + 16 * j)));
+        int64_t sb = f / KNU(q6), j = f % KNU(q6);
+        const uint8_t *scp = s->gw + (size_t)sb * KBLK(q6) + (q6 ? 32 : 64) + 16 * j;
+        __m128i sc8 = _mm_loadu_si128((const __m128i *)scp);
+        __m512i scj = q6 ? _mm512_cvtepi8_epi32(sc8) : _mm512_cvtepu8_epi32(sc8);
         AMX_UNROLL for (int m = 0; m < AMX_TT; m++)
             tot[m] = _mm512_add_epi32(tot[m], _mm512_mullo_epi32(_mm512_load_si512(cb[f % R][m]), scj));
-        if (j == 7) {
-            kfinish(s, f / 8, tot, acc);
+        if (j == KNU(q6) - 1) {
+            kfinish(s, sb, tot, acc, q6);
             AMX_UNROLL for (int m = 0; m < AMX_TT; m++) tot[m] = _mm512_setzero_si512();
         }
     }
 }
 
-/* Q4_K super-blocks [sb0, sb0 + n) of a group -> 8 B tiles each (codes 0..15). */
+static void tile_q4_K(const amx_ksrc *s, float acc[AMX_TT][16], bool fresh) { tile_kq(s, acc, fresh, 0); }
+static void tile_q6_K(const amx_ksrc *s, float acc[AMX_TT][16], bool fresh) { tile_kq(s, acc, fresh, 1); }
+
+/* Q4_K super-blocks [sb0, sb0 + n) of a group -> 8 B tiles of 8 x 64 codes each. */
 static void unpack_q4_K(const uint8_t *gw, int64_t sb0, int64_t n, int8_t *dst) {
     const __m512i m15 = _mm512_set1_epi8(15);
     for (int64_t b = 0; b < n; b++)
@@ -336,22 +349,42 @@ static void unpack_q4_K(const uint8_t *gw, int64_t sb0, int64_t n, int8_t *dst) 
         }
 }
 
-static void run_q4_K(const mm_ctx *c, int64_t g0, int64_t g1) {
+/* Q6_K super-blocks [sb0, sb0 + n) -> 16 B tiles of 4 x 64 (code - 32) bytes each. */
+static void unpack_q6_K(const uint8_t *gw, int64_t sb0, int64_t n, int8_t *dst) {
+    const __m512i m15 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30), off = _mm512_set1_epi8(32);
+    for (int64_t b = 0; b < n; b++)
+        for (int j = 0; j < 16; j++) {
+            const uint8_t *area = gw + (size_t)(sb0 + b) * MM_Q6_K_BLK + 288 + 192 * j;
+            __m512i c0 = _mm512_loadu_si512(area), c1 = _mm512_loadu_si512(area + 64), h = _mm512_loadu_si512(area + 128);
+            __m512i w[4] = {
+                _mm512_or_si512(_mm512_and_si512(c0, m15), _mm512_and_si512(_mm512_slli_epi16(h, 4), m30)),
+                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(c0, 4), m15), _mm512_and_si512(_mm512_slli_epi16(h, 2), m30)),
+                _mm512_or_si512(_mm512_and_si512(c1, m15), _mm512_and_si512(h, m30)),
+                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(c1, 4), m15), _mm512_and_si512(_mm512_srli_epi16(h, 2), m30)),
+            };
+            int8_t *o = dst + (size_t)(16 * b + j) * 256;
+            for (int r = 0; r < 4; r++) _mm512_store_si512(o + 64 * r, _mm512_sub_epi8(w[r], off));
+        }
+}
+
+static void run_kq(const mm_ctx *c, int64_t g0, int64_t g1, bool q6) {
+    const size_t bsz = q6 ? MM_Q6_K_BLK : MM_Q4_K_BLK;
     const int64_t nsb = c->w->n_cols / 256, nfull = c->n_tok / AMX_TT * AMX_TT;
     float acc[AMX_CHUNK / AMX_TT][AMX_TT][16] __attribute__((aligned(64)));
-    int8_t wbuf[AMX_KSLAB * 8 * 512] __attribute__((aligned(64)));
-    if (nfull > 0) amx_config_q32();
+    int8_t wbuf[AMX_KSLAB * 4096] __attribute__((aligned(64)));
+    if (nfull > 0) amx_config(q6 ? 16 : 32, q6 ? 4 : 8);
     for (int64_t tc = 0; tc < nfull; tc += AMX_CHUNK) {
         int64_t te = tc + AMX_CHUNK < nfull ? tc + AMX_CHUNK : nfull;
         for (int64_t g = g0; g < g1; g++) {
-            const uint8_t *gw = (const uint8_t *)c->w->packed + (size_t)g * (size_t)nsb * MM_Q4_K_BLK;
+            const uint8_t *gw = (const uint8_t *)c->w->packed + (size_t)g * (size_t)nsb * bsz;
             for (int64_t kb = 0; kb < nsb; kb += AMX_KSLAB) {
-                amx_ksrc s = { gw + (size_t)kb * MM_Q4_K_BLK, wbuf, NULL, c->xp_row,
-                               nsb - kb < AMX_KSLAB ? nsb - kb : AMX_KSLAB };
-                unpack_q4_K(gw, kb, s.nsb, wbuf);
+                amx_ksrc s = { gw + (size_t)kb * bsz, wbuf, NULL, c->xp_row, nsb - kb < AMX_KSLAB ? nsb - kb : AMX_KSLAB };
+                if (q6) unpack_q6_K(gw, kb, s.nsb, wbuf);
+                else unpack_q4_K(gw, kb, s.nsb, wbuf);
                 for (int64_t t0 = tc; t0 < te; t0 += AMX_TT) {
                     s.x = (const uint8_t *)c->xp + (size_t)t0 * c->xp_row + (size_t)kb * sizeof(mm_xbk);
-                    tile_q4_K(&s, acc[(t0 - tc) / AMX_TT], kb == 0);
+                    if (q6) tile_q6_K(&s, acc[(t0 - tc) / AMX_TT], kb == 0);
+                    else tile_q4_K(&s, acc[(t0 - tc) / AMX_TT], kb == 0);
                 }
             }
             for (int64_t t = tc; t < te; t++) store_rows(c, g, t, acc[(t - tc) / AMX_TT][(t - tc) % AMX_TT]);
@@ -360,6 +393,9 @@ static void run_q4_K(const mm_ctx *c, int64_t g0, int64_t g1) {
     if (nfull > 0) T_RELEASE();
     rest_avx512(c, g0, g1, nfull);
 }
+
+static void run_q4_K(const mm_ctx *c, int64_t g0, int64_t g1) { run_kq(c, g0, g1, false); }
+static void run_q6_K(const mm_ctx *c, int64_t g0, int64_t g1) { run_kq(c, g0, g1, true); }
 
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -372,6 +408,7 @@ mm_kern_fn mm_kernel_amx(const cpu_weight *w) {
     case MM_PACK_Q4_0: return run_q4_0;
     case MM_PACK_Q8_0: return run_q8_0;
     case MM_PACK_Q4_K: return run_q4_K;
+    case MM_PACK_Q6_K: return run_q6_K;
     default: return NULL;
     }
 }

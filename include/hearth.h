@@ -428,6 +428,8 @@ typedef struct hearth_server_params {
     int64_t keep_alive_ms;     /* default 5 minutes; <0 forever */
     uint32_t n_ctx;            /* context per sequence; 0 = model default (capped 4096) */
     int32_t n_threads;         /* 0 = all cores */
+    const char *backend;       /* as hearth_model_params.backend */
+    int32_t n_gpu_layers;      /* as hearth_model_params.n_gpu_layers; default -1 (automatic) */
     size_t max_body;           /* request body cap in bytes; default 16 MiB */
     uint32_t timeout_s;        /* idle connection timeout; default 300 */
     const char *api_keys;      /* comma-separated; NULL/"" = no auth */
@@ -466,9 +468,10 @@ hearth_status hearth_bench_read_bandwidth(int32_t n_threads, size_t bytes, int32
  * table (only one row of it is read), which counts fully when it doubles as the output
  * matrix. */
 uint64_t hearth_model_bytes_per_token(const hearth_model *m);
-/* Measures the read bandwidth of the accelerator c runs on (GB/s, 1e9 bytes per second);
- * HEARTH_E_UNSUPPORTED when c runs on the CPU alone. */
-hearth_status hearth_context_device_bandwidth(hearth_context *c, double *gbps);
+/* Measures the memory read bandwidth of the accelerator `backend` ("cuda", NULL/"auto" as in
+ * hearth_model_params) would give a context, in GB/s (1e9 bytes per second), and names the
+ * device in `device` (cap bytes, may be NULL). HEARTH_E_UNSUPPORTED when there is none. */
+hearth_status hearth_bench_device_bandwidth(const char *backend, double *gbps, char *device, size_t cap);
 /* The CPU kernel level in use ("scalar", "avx2", "avx512", "amx"). Borrowed, static. */
 const char *hearth_cpu_isa(void);
 

@@ -261,13 +261,22 @@ out:
     return (hearth_status)rc;
 }
 
-hearth_status hearth_context_device_bandwidth(hearth_context *c, double *gbps) {
+hearth_status hearth_bench_device_bandwidth(const char *backend, double *gbps, char *device, size_t cap) {
+    be_ctx *acc = NULL;
+    be_dev_info di;
+    hb_err e;
     double bps = 0;
-    if (!c || !gbps) return HEARTH_E_INVALID;
+    int rc;
+    hb_err_clear(&e);
+    if (!gbps) return HEARTH_E_INVALID;
     *gbps = 0;
-    if (!c->be_acc || !c->be_acc->ops->measure_bw) return HEARTH_E_UNSUPPORTED;
-    int rc = c->be_acc->ops->measure_bw(c->be_acc, &bps, &c->err);
-    if (rc) return (hearth_status)rc;
-    *gbps = bps / 1e9;
-    return HEARTH_OK;
+    if (device && cap) device[0] = 0;
+    if ((rc = be_accel_new(backend, 1, &acc, NULL, 0, &e))) return (hearth_status)rc;
+    if (!acc || !acc->ops->measure_bw) rc = HEARTH_E_UNSUPPORTED;
+    else rc = acc->ops->measure_bw(acc, &bps, &e);
+    if (!rc && device && cap && acc->ops->dev_info && acc->ops->dev_info(acc, &di, &e) == HEARTH_OK)
+        snprintf(device, cap, "%s", di.name);
+    be_free(acc);
+    if (!rc) *gbps = bps / 1e9;
+    return (hearth_status)rc;
 }

@@ -162,7 +162,9 @@ static void test_placement_reported(void **state) {
     assert_false(pl.output_on_gpu);
     assert_non_null(strstr(pl.summary, "layers on cpu"));
     double bw = 1;
-    assert_int_equal(hearth_context_device_bandwidth(c, &bw), HEARTH_E_UNSUPPORTED);
+    assert_int_equal(hearth_bench_device_bandwidth("cpu", &bw, NULL, 0), HEARTH_E_UNSUPPORTED);
+    assert_true(bw == 0);
+    assert_int_equal(hearth_bench_device_bandwidth("cpu-split", &bw, NULL, 0), HEARTH_E_UNSUPPORTED);
     hearth_context_free(c);
     hearth_model_free(m);
 

@@ -3,6 +3,7 @@
 # kernel benchmark, and (when models are given) the model-level checks. Logs go to $OUT
 # (or ./cuda-logs) so they survive the machine; a short table is printed last.
 #   scripts/cuda_check.sh [kernels] [bench] [fixtures] [models]
+# MEGA=1: fixtures and models also run with the persistent decode kernel (HEARTH_CUDA_MEGA=1).
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -41,6 +42,11 @@ for w in $what; do
     "$t" > "$out/$(basename "$t").log" 2>&1; echo "$(basename "$t"): rc=$? $(grep -c '^\[       OK' "$out/$(basename "$t").log") ok, $(grep -c '^\[  FAILED' "$out/$(basename "$t").log") failed lines"
   done
   grep -E "nrmse|MISMATCH|FAIL|^ *[a-z0-9]+\.[A-Z0-9_]+ " "$out/test_logits.log" | head -80
+  if [ "${MEGA:-0}" = 1 ]; then
+    for t in build/tests/golden/test_logits build/tests/unit/test_engine; do
+      HEARTH_CUDA_MEGA=1 "$t" > "$out/$(basename "$t")_mega.log" 2>&1; echo "$(basename "$t") (persistent kernel): rc=$? $(grep -c '^\[       OK' "$out/$(basename "$t")_mega.log") ok, $(grep -c '^\[  FAILED' "$out/$(basename "$t")_mega.log") failed lines"
+    done
+  fi
   bash tests/cli/logits.sh > "$out/cli_logits.log" 2>&1 && echo "cli logits.sh: ok" || { echo "cli logits.sh: FAIL"; tail -5 "$out/cli_logits.log"; }
   ids=$(cat "$HEARTH_TEST_SHARED/fixtures/logits/seqs/b.txt")
   HEARTH_BACKEND=cuda build/hearth logits "$HEARTH_TEST_SHARED/models/stories260K.gguf" --tokens "$ids" --out "$out/gpu.f32" > /dev/null
@@ -59,4 +65,5 @@ for w in $what; do
       || { echo "mkmodel $t failed"; continue; }
   done
   build/cuda_bench_model /tmp/tl/tl-*.gguf 2>&1 | tee "$out/bench_model.log"
+  [ "${MEGA:-0}" = 1 ] && HEARTH_CUDA_MEGA=1 build/cuda_bench_model /tmp/tl/tl-*.gguf 2>&1 | tee "$out/bench_model_mega.log"
 done

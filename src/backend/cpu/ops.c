@@ -271,6 +271,8 @@ void be_cpu_free(be_ctx *b) {
         cpu_scratch_free(&c->mm_scratch);
         free(c->attn_scratch);
         free(c->blocks);
+        free(c->work);
+        free(c->attn_part);
         free(c);
     }
     free(b);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backend/cpu/ops.h"
+#include "backend/cpu/ops_vec.h"
 
 /* ---- row-parallel helper ---------------------------------------------------------------
  * Row-wise ops split their rows into contiguous ranges per thread when the job is big
@@ -91,6 +92,7 @@ static int cpu_get_rows(be_ctx *b, const be_weight *w, const int32_t *ids, int64
 /* ---- norms and RoPE -------------------------------------------------------------------- */
 
 typedef struct norm_args {
+    const cpu_vec *vx;        /* SIMD helpers or NULL (scalar reference) */
     const float *x, *w;
     float *y;
     int64_t xs, ys, n;
@@ -103,7 +105,9 @@ static void norm_rows(const void *args, int64_t r0, int64_t r1) {
         const float *xr = a->x + r * a->xs;
         float *yr = a->y + r * a->ys;
         double ss = 0.0;
-        for (int64_t i = 0; i < a->n; i++) ss += (double)xr[i] * xr[i];
+        if (a->vx) ss = a->vx->sumsq(xr, a->n);
+        else
+            for (int64_t i = 0; i < a->n; i++) ss += (double)xr[i] * xr[i];
         float k = (float)(1.0 / sqrt(ss / (double)a->n + (double)a->eps));
         if (a->w)
             for (int64_t i = 0; i < a->n; i++) yr[i] = xr[i] * k * a->w[i];
@@ -114,7 +118,7 @@ static void norm_rows(const void *args, int64_t r0, int64_t r1) {
 
 static void cpu_rmsnorm(be_ctx *b, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_rows,
                         int64_t n, const float *w, float eps) {
-    norm_args a = { x, w, y, xs, ys, n, eps };
+    norm_args a = { cpu_vec_get(), x, w, y, xs, ys, n, eps };
     run_rows(b, n_rows, n, norm_rows, &a);
 }
 
@@ -198,6 +202,7 @@ static float gelu_tanh(float x) {
 }
 
 typedef struct glu_args {
+    const cpu_vec *vx;        /* SIMD helpers or NULL (scalar reference) */
     be_glu kind;
     const float *gate, *up;
     float *out;
@@ -209,7 +214,9 @@ static void glu_rows(const void *args, int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) {
         const float *g = a->gate + t * a->gs, *u = a->up + t * a->us;
         float *o = a->out + t * a->os;
-        if (a->kind == BE_GLU_SILU)
+        if (a->vx)
+            a->vx->glu(a->kind, g, u, o, a->n);
+        else if (a->kind == BE_GLU_SILU)
             for (int64_t i = 0; i < a->n; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
         else
             for (int64_t i = 0; i < a->n; i++) o[i] = gelu_tanh(g[i]) * u[i];
@@ -218,7 +225,7 @@ static void glu_rows(const void *args, int64_t t0, int64_t t1) {
 
 static void cpu_glu(be_ctx *b, be_glu kind, const float *gate, int64_t gs, const float *up, int64_t us,
                     float *out, int64_t os, int64_t n_tok, int64_t n) {
-    glu_args a = { kind, gate, up, out, gs, us, os, n };
+    glu_args a = { cpu_vec_get(), kind, gate, up, out, gs, us, os, n };
     run_rows(b, n_tok, 8 * n, glu_rows, &a);
 }
 

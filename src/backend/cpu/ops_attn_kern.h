@@ -40,6 +40,7 @@
 
 #define AK_FORCE static inline __attribute__((always_inline))
 #define AK_UNROLL _Pragma("GCC unroll 16")
+_Static_assert(AK_CB <= ATTN_TS - ATTN_T + 1 && ATTN_T % 4 == 0, "tile buffers hold ATTN_T rounded up to AK_CB");
 
 /* ---- vector math -------------------------------------------------------------------------
  * exp(x) = 2^n * e^r with n = round(x / ln 2), r = x - n ln 2 in [-0.35, 0.35] (ln 2 split in
@@ -187,7 +188,7 @@ static void ak_setup(ak_item *it) {
         const float *q = g->q + t * g->qs + ((int64_t)w->hk * g->G + rr % g->G) * it->dk;
         for (int64_t d = 0; d < it->dk; d++) it->qt[d * it->rp + r] = q[d];
     }
-    memset(it->kt, 0, (size_t)(ATTN_T * it->dk) * sizeof(float));
+    memset(it->kt, 0, (size_t)(ATTN_TS * it->dk) * sizeof(float));
     memset(it->vt, 0, (size_t)(ATTN_T * g->dvp) * sizeof(float));
     memset(it->o, 0, (size_t)(it->rp * g->dvp) * sizeof(float));
     for (int64_t r = 0; r < it->rp; r++) {
@@ -289,8 +290,8 @@ static void ak_attn(const attn_geom *g, const attn_work *w, float *scratch) {
     it.rp = attn_rpad(it.R);
     it.qt = scratch;
     it.st = it.qt + it.dk * it.rp;
-    it.kt = it.st + ATTN_T * it.rp;
-    it.vt = it.kt + ATTN_T * it.dk;
+    it.kt = it.st + ATTN_TS * it.rp;
+    it.vt = it.kt + ATTN_TS * it.dk;
     it.o = it.vt + ATTN_T * g->dvp;
     it.m = it.o + it.rp * g->dvp;
     it.l = it.m + it.rp;

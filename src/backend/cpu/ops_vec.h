@@ -14,6 +14,8 @@
 #include "backend/cpu/ops.h"
 
 #define ATTN_T 64         /* cache cells per K/V tile */
+#define ATTN_TS 72        /* rows of the score and K tile buffers: ATTN_T rounded up to any
+                           * micro-tile cell count (AK_CB <= 8) */
 #define ATTN_RALIGN 16    /* query rows of an item are padded to a multiple of this */
 #define ATTN_DALIGN 16    /* value dims are padded to a multiple of this */
 
@@ -44,11 +46,11 @@ static inline int64_t attn_rpad(int64_t rows) {
 }
 
 /* Floats of per-thread scratch an item with rp padded rows needs (see ops_attn_kern.h):
- * q^T [dk][rp], scores [ATTN_T][rp], K tile [ATTN_T][dk], V tile [ATTN_T][dvp],
+ * q^T [dk][rp], scores [ATTN_TS][rp], K tile [ATTN_TS][dk], V tile [ATTN_T][dvp],
  * o [rp][dvp], m/l/alpha [rp], lo/hi/live flags [rp] (int32 in float slots), 16 floats of
  * slack. */
 static inline size_t attn_scratch_floats(int64_t rp, int64_t dk, int64_t dvp) {
-    return (size_t)(dk * rp + ATTN_T * rp + ATTN_T * dk + ATTN_T * dvp + rp * dvp + 6 * rp + 16);
+    return (size_t)(dk * rp + ATTN_TS * rp + ATTN_TS * dk + ATTN_T * dvp + rp * dvp + 6 * rp + 16);
 }
 
 /* One ISA's implementations. All pointers non-NULL. */

@@ -122,9 +122,11 @@ static void cpu_rmsnorm(be_ctx *b, const float *x, int64_t xs, float *y, int64_t
     run_rows(b, n_rows, n, norm_rows, &a);
 }
 
-/* cos/sin for one position, pair index i < n_rot/2. */
-static void rope_cs(const be_rope *r, int32_t pos, int32_t i, float *c, float *s) {
-    double inv = pow((double)r->base, -2.0 * i / (double)r->n_rot);
+/* base^(-2i/n_rot) for one pair index: depends only on i, so computed once per call. */
+static double rope_inv(const be_rope *r, int32_t i) { return pow((double)r->base, -2.0 * i / (double)r->n_rot); }
+
+/* cos/sin for one position, pair index i < n_rot/2 (inv = rope_inv(r, i)). */
+static void rope_cs(const be_rope *r, int32_t pos, int32_t i, double inv, float *c, float *s) {
     double theta = (double)pos * r->freq_scale * inv;
     if (r->factors) theta /= r->factors[i];
     *c = (float)(cos(theta) * r->attn_factor);
@@ -144,8 +146,10 @@ static void rope_rows(const void *args, int64_t t0, int64_t t1) {
     const be_rope *r = a->r;
     int32_t half = r->n_rot / 2;
     float cs[2 * (BE_MAX_ROT / 2)]; /* [half][cos, sin]; n_rot <= BE_MAX_ROT checked at load */
+    double inv[BE_MAX_ROT / 2];
+    for (int32_t i = 0; i < half; i++) inv[i] = rope_inv(r, i);
     for (int64_t t = t0; t < t1; t++) {
-        for (int32_t i = 0; i < half; i++) rope_cs(r, a->pos[t], i, &cs[2 * i], &cs[2 * i + 1]);
+        for (int32_t i = 0; i < half; i++) rope_cs(r, a->pos[t], i, inv[i], &cs[2 * i], &cs[2 * i + 1]);
         for (int32_t h = 0; h < a->n_head; h++) {
             float *v = a->x + t * a->stride + (int64_t)h * a->head_dim;
             for (int32_t i = 0; i < half; i++) {

@@ -16,7 +16,7 @@
  * Helpers: the vector exp against libm's double exp (relative error bound 5e-7 = ~4 ulp on
  * [-87.3, 88], 0 below, +inf above), GLU against the double formulas, f32 -> f16 stores
  * bit-exact against hb_f32_to_f16 (every NaN stays a NaN), sum of squares against a double
- * loop.
+ * loop, RMSNorm scaling and add bit-exact against the scalar loops.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -266,6 +266,21 @@ static void test_vec_glu_sumsq(void **state) {
             assert_true(fabs(vx->sumsq(g, n) - s2) <= 1e-12 * s2);
         }
         assert_true(fabs(vx->sumsq(g, N) - ss) <= 1e-12 * ss);
+        /* RMSNorm scaling and add: the scalar loops' exact bits, every tail length */
+        for (int n = N - 20; n <= N; n++) {
+            float y1[N], y2[N], k = 0.37f;
+            vx->scale_rows(g, k, u, y1, n);
+            for (int i = 0; i < n; i++) y2[i] = g[i] * k * u[i];
+            assert_memory_equal(y1, y2, (size_t)n * sizeof(float));
+            vx->scale_rows(g, k, NULL, y1, n);
+            for (int i = 0; i < n; i++) y2[i] = g[i] * k;
+            assert_memory_equal(y1, y2, (size_t)n * sizeof(float));
+            memcpy(y1, u, sizeof y1);
+            memcpy(y2, u, sizeof y2);
+            vx->add(y1, g, n);
+            for (int i = 0; i < n; i++) y2[i] += g[i];
+            assert_memory_equal(y1, y2, sizeof y1);
+        }
     }
     cpu_isa_force(-1);
 }

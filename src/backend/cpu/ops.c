@@ -109,7 +109,9 @@ static void norm_rows(const void *args, int64_t r0, int64_t r1) {
         else
             for (int64_t i = 0; i < a->n; i++) ss += (double)xr[i] * xr[i];
         float k = (float)(1.0 / sqrt(ss / (double)a->n + (double)a->eps));
-        if (a->w)
+        if (a->vx)
+            a->vx->scale_rows(xr, k, a->w, yr, a->n);
+        else if (a->w)
             for (int64_t i = 0; i < a->n; i++) yr[i] = xr[i] * k * a->w[i];
         else
             for (int64_t i = 0; i < a->n; i++) yr[i] = xr[i] * k;
@@ -187,6 +189,11 @@ static void cpu_copy_rows(be_ctx *b, const float *x, int64_t xs, float *y, int64
 
 static void cpu_add(be_ctx *b, float *y, const float *x, int64_t n) {
     (void)b;
+    const cpu_vec *vx = cpu_vec_get();
+    if (vx) {
+        vx->add(y, x, n);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
 

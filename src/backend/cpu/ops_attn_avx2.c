@@ -86,6 +86,8 @@ const cpu_vec cpu_vec_avx2 = {
     .glu = ak_glu,
     .sumsq = sumsq_avx2,
     .exp = ak_exp,
+    .scale_rows = ak_scale_rows,
+    .add = ak_add,
 };
 
 #endif

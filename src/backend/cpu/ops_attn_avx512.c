@@ -86,6 +86,8 @@ const cpu_vec cpu_vec_avx512 = {
     .glu = ak_glu,
     .sumsq = sumsq_avx512,
     .exp = ak_exp,
+    .scale_rows = ak_scale_rows,
+    .add = ak_add,
 };
 
 #endif

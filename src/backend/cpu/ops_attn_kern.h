@@ -361,3 +361,22 @@ static void ak_exp(const float *x, float *y, int64_t n) {
         memcpy(y + i, t, (size_t)(n - i) * sizeof(float));
     }
 }
+
+/* y[i] = x[i] * k * w[i] (w may be NULL: y[i] = x[i] * k); same operation order as the
+ * scalar RMSNorm, so the same bits. x == y allowed. */
+static void ak_scale_rows(const float *x, float k, const float *w, float *y, int64_t n) {
+    VF kv = vf_set1(k);
+    int64_t i = 0;
+    if (w)
+        for (; i + VW <= n; i += VW) vf_store(y + i, vf_mul(vf_mul(vf_load(x + i), kv), vf_load(w + i)));
+    else
+        for (; i + VW <= n; i += VW) vf_store(y + i, vf_mul(vf_load(x + i), kv));
+    for (; i < n; i++) y[i] = w ? x[i] * k * w[i] : x[i] * k;
+}
+
+/* y[i] += x[i] (bit-identical to the scalar loop). */
+static void ak_add(float *y, const float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + VW <= n; i += VW) vf_store(y + i, vf_add(vf_load(y + i), vf_load(x + i)));
+    for (; i < n; i++) y[i] += x[i];
+}

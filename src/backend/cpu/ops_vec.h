@@ -66,6 +66,10 @@ typedef struct cpu_vec {
     void (*glu)(be_glu kind, const float *g, const float *u, float *o, int64_t n);
     /* sum of x[i]^2 accumulated in double. */
     double (*sumsq)(const float *x, int64_t n);
+    /* y[i] = x[i] * k * w[i] (w NULL: x[i] * k); x == y allowed. Same bits as scalar. */
+    void (*scale_rows)(const float *x, float k, const float *w, float *y, int64_t n);
+    /* y[i] += x[i]. Same bits as scalar. */
+    void (*add)(float *y, const float *x, int64_t n);
     /* y[i] = exp(x[i]) with the vector exponential attention and GLU use: relative error
      * <= 4 ulp-ish (tested: < 5e-7) for x in [-87.3, 88.3]; below -87.33 it returns 0,
      * above 88.37 +inf. Exposed for tests. */

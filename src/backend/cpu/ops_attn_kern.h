@@ -188,8 +188,8 @@ static void ak_setup(ak_item *it) {
         const float *q = g->q + t * g->qs + ((int64_t)w->hk * g->G + rr % g->G) * it->dk;
         for (int64_t d = 0; d < it->dk; d++) it->qt[d * it->rp + r] = q[d];
     }
-    memset(it->kt, 0, (size_t)(ATTN_TS * it->dk) * sizeof(float));
-    memset(it->vt, 0, (size_t)(ATTN_T * g->dvp) * sizeof(float));
+    /* value padding columns are never written by tile loads: zero them once */
+    if (g->dvp > it->dv) memset(it->vt, 0, (size_t)(ATTN_T * g->dvp) * sizeof(float));
     memset(it->o, 0, (size_t)(it->rp * g->dvp) * sizeof(float));
     for (int64_t r = 0; r < it->rp; r++) {
         it->m[r] = -INFINITY;
@@ -309,6 +309,9 @@ static void ak_attn(const attn_geom *g, const attn_work *w, float *scratch) {
         if (c0 >= c1) continue;
         int32_t nc = (int32_t)(c1 - c0);
         ak_load_rows(kv, kb, c0, nc, (int64_t)w->hk * it.dk, it.dk, it.kt, it.dk);
+        /* the score micro-tile rounds cells up to AK_CB: keep those K rows finite */
+        int32_t ncp = (nc + AK_CB - 1) / AK_CB * AK_CB;
+        memset(it.kt + (int64_t)nc * it.dk, 0, (size_t)((ncp - nc) * it.dk) * sizeof(float));
         ak_tile_scores(&it, nc);
         bool any = false;
         for (int64_t v = 0; v < nv; v++) any |= it.live[v] = ak_tile_softmax(&it, v, c0, nc);

@@ -1,6 +1,7 @@
 /* ops.c — the CPU implementation of the be_ops table (src/backend/backend.h): buffers,
  * matmul (via cpu_matmul), embedding rows, RMSNorm, RoPE and the element-wise ops.
- * Attention and the KV cache stores live in ops_attn.c.
+ * Attention and the KV cache stores live in ops_attn.c. GLU, RMSNorm and add use the SIMD
+ * helpers of ops_vec.h (cpu_vec_get) when the ISA level allows, else the scalar loops here.
  *
  * Determinism: every output element is computed by exactly one thread in a fixed order,
  * so results never depend on the thread count.

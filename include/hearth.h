@@ -67,8 +67,11 @@ typedef struct hearth_model_params {
     hearth_log_fn log;        /* NULL = silent */
     void *log_user_data;
     hearth_log_level log_level;
-    const char *backend;      /* "cpu", "cuda" or NULL/"auto" */
-    int32_t gpu_layers;       /* -1 = automatic from free memory */
+    const char *backend;      /* "cpu", "cuda" or NULL/"auto" (NULL: $HEARTH_BACKEND, else auto) */
+    /* Decoder layers that run on the GPU (the rest run on the CPU; docs/engine.md,
+     * "Placement"): -1 = $HEARTH_GPU_LAYERS if set, else as many as free GPU memory holds;
+     * 0 = CPU only; N (>= the layer count: all). Ignored without a usable GPU. */
+    int32_t n_gpu_layers;
     bool vocab_only;          /* load only metadata + tokenizer (no weights checked) */
 } hearth_model_params;
 
@@ -198,6 +201,28 @@ const char *hearth_context_errmsg(const hearth_context *c);
 uint32_t hearth_context_n_ctx(const hearth_context *c);
 uint32_t hearth_context_n_seq_max(const hearth_context *c);
 const hearth_model *hearth_context_model(const hearth_context *c);
+
+/* Where a context's work runs. Layers [0, n_gpu_layers) and the token embeddings run on the
+ * accelerator, the remaining layers on the CPU; the output (final norm + output matrix)
+ * runs where the last layer runs. */
+typedef struct hearth_placement {
+    char backend[16];         /* the accelerator's backend ("cuda"), or "cpu" when none */
+    char device[128];         /* its device name ("NVIDIA H200"); "" for the CPU */
+    int32_t n_layer;
+    int32_t n_gpu_layers;     /* 0 when everything runs on the CPU */
+    bool output_on_gpu;
+    uint64_t gpu_bytes;       /* estimated accelerator memory of that placement */
+    uint64_t gpu_free;        /* accelerator memory free before loading (0 = unknown) */
+    char summary[320];        /* e.g. "22/22 layers on cuda (NVIDIA H200), output on cuda" */
+    char note[512];           /* why fewer layers than asked, or the CPU; "" if nothing to say */
+} hearth_placement;
+
+/* The placement of a context (as loaded, after any fallback). */
+hearth_status hearth_context_placement(const hearth_context *c, hearth_placement *out);
+/* The placement a context with params p (NULL = defaults) would get now, without loading
+ * anything onto the device (it is probed for its free memory). */
+hearth_status hearth_model_plan_placement(hearth_model *m, const hearth_context_params *p,
+                                          hearth_placement *out, char *err, size_t errlen);
 
 /* ---- batched decode ---------------------------------------------------------------------
  * A batch holds tokens of one or more sequences. Each token carries its sequence id and
@@ -403,6 +428,8 @@ typedef struct hearth_server_params {
     int64_t keep_alive_ms;     /* default 5 minutes; <0 forever */
     uint32_t n_ctx;            /* context per sequence; 0 = model default (capped 4096) */
     int32_t n_threads;         /* 0 = all cores */
+    const char *backend;       /* as hearth_model_params.backend */
+    int32_t n_gpu_layers;      /* as hearth_model_params.n_gpu_layers; default -1 (automatic) */
     size_t max_body;           /* request body cap in bytes; default 16 MiB */
     uint32_t timeout_s;        /* idle connection timeout; default 300 */
     const char *api_keys;      /* comma-separated; NULL/"" = no auth */
@@ -441,6 +468,10 @@ hearth_status hearth_bench_read_bandwidth(int32_t n_threads, size_t bytes, int32
  * table (only one row of it is read), which counts fully when it doubles as the output
  * matrix. */
 uint64_t hearth_model_bytes_per_token(const hearth_model *m);
+/* Measures the memory read bandwidth of the accelerator `backend` ("cuda", NULL/"auto" as in
+ * hearth_model_params) would give a context, in GB/s (1e9 bytes per second), and names the
+ * device in `device` (cap bytes, may be NULL). HEARTH_E_UNSUPPORTED when there is none. */
+hearth_status hearth_bench_device_bandwidth(const char *backend, double *gbps, char *device, size_t cap);
 /* The CPU kernel level in use ("scalar", "avx2", "avx512", "amx"). Borrowed, static. */
 const char *hearth_cpu_isa(void);
 

@@ -136,9 +136,20 @@ typedef struct arch_batch {
 /* Floats of scratch the forward pass needs for n_tok tokens. */
 int64_t arch_scratch_floats(const struct model_hparams *hp, int64_t n_tok);
 
-/* Runs the model over the batch: stores K/V of every token into kv[il] and writes the
- * requested logits / hidden states. scratch holds arch_scratch_floats(hp, n_tok) floats. */
-int arch_forward(const struct hearth_model *m, be_ctx *be, const be_kv_layer *kv, float *scratch,
+/* A run of consecutive layers [l0, l1) on one backend, with that backend's scratch
+ * (arch_scratch_floats(hp, n_batch) floats at offset 0). */
+typedef struct arch_stage {
+    be_ctx *be;
+    const be_buf *scratch;
+    int32_t l0, l1;
+} arch_stage;
+
+/* Runs the model over the batch on n_st stages covering layers 0..n_layer-1 in order: the
+ * first stage also embeds the tokens, the last computes the outputs (b->logits and
+ * b->hidden are its backend's memory). Between stages the hidden state moves once; every
+ * stage after the first must keep its buffers in host memory (be_ops.host_mem). Stores K/V
+ * of every token into kv[il] and writes the requested logits / hidden states. */
+int arch_forward(const struct hearth_model *m, const arch_stage *st, int n_st, const be_kv_layer *kv,
                  const arch_batch *b, hb_err *err);
 
 #endif

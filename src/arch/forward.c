@@ -148,20 +148,42 @@ static int fw_status(int rc, const struct hearth_model *m, hb_err *err) {
     return hb_fail(err, rc, "%s: forward pass failed (%s)", m->path, hearth_status_str((hearth_status)rc));
 }
 
-int arch_forward(const struct hearth_model *m, be_ctx *be, const be_kv_layer *kv, float *scratch,
+/* Moves the hidden state x of n rows from one stage to the next (the only traffic between
+ * backends in a step). */
+static int fw_handoff(const struct hearth_model *m, const arch_stage *from, const arch_stage *to, int64_t n,
+                      hb_err *err) {
+    if (!to->be->ops->host_mem)
+        return hb_fail(err, HEARTH_E_INTERNAL, "layers on the %s backend cannot follow layers on %s",
+                       to->be->ops->name, from->be->ops->name);
+    from->be->ops->read(from->be, from->scratch, 0, to->scratch->p, n * m->hp->n_embd);
+    return HEARTH_OK;
+}
+
+int arch_forward(const struct hearth_model *m, const arch_stage *st, int n_st, const be_kv_layer *kv,
                  const arch_batch *b, hb_err *err) {
     const struct model_hparams *hp = m->hp;
     const arch_model *w = m->arch_data;
     int64_t n = b->n_tok;
     int rc;
-    fw_bufs f = fw_layout(hp, scratch, n);
+    bool cover = n_st >= 1 && st[0].l0 == 0 && st[n_st - 1].l1 == hp->n_layer;
+    for (int s = 1; cover && s < n_st; s++) cover = st[s].l0 == st[s - 1].l1;
+    if (!cover) return hb_fail(err, HEARTH_E_INTERNAL, "stages do not cover the %d layers in order", hp->n_layer);
+    be_ctx *be = st[0].be;
+    fw_bufs f = fw_layout(hp, st[0].scratch->p, n);
     if ((rc = be->ops->get_rows(be, &w->tok_embd, b->token, n, f.x))) return fw_status(rc, m, err);
     if (hp->embd_scale != 1.0f) be->ops->scale(be, f.x, n * hp->n_embd, hp->embd_scale);
-    for (int32_t il = 0; il < hp->n_layer; il++) {
-        if (b->abort_fn && b->abort_fn(b->abort_ud)) return hb_fail(err, HEARTH_E_CANCELLED, "decode cancelled");
-        const arch_layer *L = &w->layers[il];
-        if ((rc = fw_attention(m, be, L, &kv[il], &f, b))) return fw_status(rc, m, err);
-        if ((rc = fw_ffn(m, be, L, &f, n))) return fw_status(rc, m, err);
+    for (int s = 0; s < n_st; s++) {
+        if (s > 0) {
+            if ((rc = fw_handoff(m, &st[s - 1], &st[s], n, err))) return rc;
+            be = st[s].be;
+            f = fw_layout(hp, st[s].scratch->p, n);
+        }
+        for (int32_t il = st[s].l0; il < st[s].l1; il++) {
+            if (b->abort_fn && b->abort_fn(b->abort_ud)) return hb_fail(err, HEARTH_E_CANCELLED, "decode cancelled");
+            const arch_layer *L = &w->layers[il];
+            if ((rc = fw_attention(m, be, L, &kv[il], &f, b))) return fw_status(rc, m, err);
+            if ((rc = fw_ffn(m, be, L, &f, n))) return fw_status(rc, m, err);
+        }
     }
     if ((rc = fw_output(m, be, &f, b))) return fw_status(rc, m, err);
     return HEARTH_OK;

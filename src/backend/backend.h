@@ -78,8 +78,17 @@ typedef struct be_attn {
 
 typedef struct be_ctx be_ctx;
 
+/* What an accelerator reports about itself (be_ops.dev_info). */
+typedef struct be_dev_info {
+    char name[128];             /* e.g. "NVIDIA H200" */
+    size_t mem_free, mem_total; /* bytes this context may still allocate / in all */
+} be_dev_info;
+
 typedef struct be_ops {
     const char *name;
+    /* Buffers are plain host memory (the CPU): another backend may `read` straight into
+     * them. A context puts such a backend after an accelerator (docs/engine.md). */
+    bool host_mem;
     int (*buf_alloc)(be_ctx *b, be_buf *out, int64_t n, hb_err *err);
     void (*buf_free)(be_ctx *b, be_buf *buf);
     /* Copies n floats from buffer offset `off` to host memory. */
@@ -116,6 +125,18 @@ typedef struct be_ops {
     /* out[t][i] = act(gate[t][i]) * up[t][i], i < n; strides gs, us, os. */
     void (*glu)(be_ctx *b, be_glu kind, const float *gate, int64_t gs, const float *up, int64_t us,
                 float *out, int64_t os, int64_t n_tok, int64_t n);
+
+    /* ---- optional (NULL where they mean nothing, e.g. on the CPU) ---- */
+    /* Device name and memory. */
+    int (*dev_info)(be_ctx *b, be_dev_info *out, hb_err *err);
+    /* Uploads w now rather than on first use (for a matmul when `matmul`, else row lookups
+     * only), so that a full device shows at load: HEARTH_E_NOMEM, or HEARTH_E_UNSUPPORTED
+     * when the backend cannot run w. */
+    int (*preload)(be_ctx *b, const be_weight *w, bool matmul, hb_err *err);
+    /* Allocates the backend's copy of a layer's KV cache for cells [0, n_cells) now. */
+    int (*kv_reserve)(be_ctx *b, const be_kv_layer *kv, int64_t n_cells, hb_err *err);
+    /* Measures the device's memory read bandwidth, bytes per second. */
+    int (*measure_bw)(be_ctx *b, double *bytes_per_s, hb_err *err);
 } be_ops;
 
 struct be_ctx {
@@ -129,6 +150,10 @@ struct be_ctx {
  * is used and *note (if non-NULL) receives the reason. Caller frees with be_free.
  * (src/backend/select.c) */
 int be_new(const char *want, int n_threads, be_ctx **out, char *note, size_t note_len, hb_err *err);
+/* The accelerator a context may place layers on: as be_new, but *out is NULL (and the
+ * status OK) when the layers run on the CPU alone. The value "cpu-split" (for tests) gives a
+ * second CPU backend standing in for an accelerator, so that a split runs without a GPU. */
+int be_accel_new(const char *want, int n_threads, be_ctx **out, char *note, size_t note_len, hb_err *err);
 void be_free(be_ctx *b);
 /* True when this build includes the CUDA backend. */
 bool be_cuda_built(void);

@@ -26,12 +26,13 @@ static void note_set(char *note, size_t len, const char *msg) {
     if (note && len) snprintf(note, len, "%s", msg);
 }
 
-int be_new(const char *want, int n_threads, be_ctx **out, char *note, size_t note_len, hb_err *err) {
+int be_accel_new(const char *want, int n_threads, be_ctx **out, char *note, size_t note_len, hb_err *err) {
     const char *w = want && *want ? want : getenv("HEARTH_BACKEND");
     if (!w || !*w) w = "auto";
     *out = NULL;
     note_set(note, note_len, "");
-    if (strcmp(w, "cpu") == 0) return be_cpu_new(n_threads, out, err);
+    if (strcmp(w, "cpu") == 0) return HEARTH_OK;
+    if (strcmp(w, "cpu-split") == 0) return be_cpu_new(n_threads, out, err); /* testing */
     if (strcmp(w, "cuda") != 0 && strcmp(w, "auto") != 0)
         return hb_fail(err, HEARTH_E_INVALID, "unknown backend '%s' (expected cpu, cuda or auto)", w);
 #if HEARTH_CUDA
@@ -46,9 +47,16 @@ int be_new(const char *want, int n_threads, be_ctx **out, char *note, size_t not
         note_set(note, note_len, msg);
     }
 #else
+    (void)n_threads;
     if (strcmp(w, "cuda") == 0)
         note_set(note, note_len, "this hearth was built without CUDA (make CUDA=1); running on the CPU");
 #endif
+    return HEARTH_OK;
+}
+
+int be_new(const char *want, int n_threads, be_ctx **out, char *note, size_t note_len, hb_err *err) {
+    int rc = be_accel_new(want, n_threads, out, note, note_len, err);
+    if (rc || *out) return rc;
     return be_cpu_new(n_threads, out, err);
 }
 

@@ -5,8 +5,10 @@
  *   ppP+tgN  both in one timed run, t/s = (P + N) / time
  * Each test runs once as warm-up, then -r times; tokens are pseudo-random ids (fixed seed).
  * Generation tests also report the weight bandwidth they achieved (weight bytes read per
- * token x t/s) and its fraction of the machine's read bandwidth (measured once, same thread
- * count) — how close generation is to the memory roofline.
+ * token x t/s) and its fraction of the read bandwidth of the memory the weights sit in —
+ * the GPU's (measured once on the device) when every layer ran there, the machine's
+ * (measured once, same thread count) when the CPU ran them; a split has no single roofline.
+ * --backend / --gpu-layers (-ngl) choose the placement as for `hearth run`.
  * Output: a markdown table (default) or `-o json`, an array of objects with llama-bench's
  * field names plus hearth's roofline fields.
  */
@@ -25,8 +27,8 @@
 
 typedef struct bench_opts {
     cli_strlist models;
-    long n_prompt, n_gen, threads, reps, bw_mib;
-    const char *pg, *out;
+    long n_prompt, n_gen, threads, reps, bw_mib, gpu_layers;
+    const char *pg, *out, *backend;
 } bench_opts;
 
 typedef struct bench_test {
@@ -73,7 +75,7 @@ static int run_gen(hearth_context *c, hearth_batch *b, int n, int32_t *pos, int3
     return 0;
 }
 
-static int run_test(hearth_model *m, const bench_test *t, const bench_opts *o, bench_result *r) {
+static int run_test(hearth_model *m, const bench_test *t, const bench_opts *o, bench_result *r, hearth_placement *pl) {
     int rc = 1;
     char err[512] = "";
     hearth_context *c = NULL;
@@ -85,6 +87,7 @@ static int run_test(hearth_model *m, const bench_test *t, const bench_opts *o, b
     hearth_batch b = hearth_batch_init((int32_t)cp.n_batch);
     if (b.capacity == 0) { cli_error("bench: out of memory"); goto out; }
     if (hearth_context_new(m, &cp, &c, err, sizeof err) != HEARTH_OK) { cli_error("bench: %s", err); goto out; }
+    hearth_context_placement(c, pl);
     for (int rep = -1; rep < (int)o->reps; rep++) { /* rep -1: warm-up */
         int32_t pos = 0;
         hearth_kv_clear(c);
@@ -131,7 +134,31 @@ typedef struct bench_row {
     uint64_t size, params, bytes_tok;
     const bench_test *t;
     bench_result r;
+    hearth_placement pl;
 } bench_row;
+
+/* The two read bandwidths a row may be measured against (0 = not measured). */
+typedef struct bench_bw {
+    double cpu, gpu;
+    char gpu_name[128];
+} bench_bw;
+
+/* "CPU", "CUDA" (every layer on the GPU) or "CUDA+CPU" (split). */
+static void backend_label(const hearth_placement *pl, char *buf, size_t cap) {
+    char up[16];
+    size_t i = 0;
+    for (; pl->backend[i] && i + 1 < sizeof up; i++) up[i] = (char)(pl->backend[i] >= 'a' && pl->backend[i] <= 'z' ? pl->backend[i] - 32 : pl->backend[i]);
+    up[i] = 0;
+    if (pl->n_gpu_layers == 0) snprintf(buf, cap, "CPU");
+    else if (pl->n_gpu_layers == pl->n_layer) snprintf(buf, cap, "%s", up);
+    else snprintf(buf, cap, "%s+CPU", up);
+}
+
+/* The roofline of a row: the bandwidth of where its weights are, 0 for a split. */
+static double row_bw(const bench_row *w, const bench_bw *bw) {
+    if (w->pl.n_gpu_layers == 0) return bw->cpu;
+    return w->pl.n_gpu_layers == w->pl.n_layer ? bw->gpu : 0;
+}
 
 static void print_md_header(void) {
     printf("| %-28s | %10s | %10s | %-10s | %7s | %13s | %20s | %11s | %8s |\n", "model", "size", "params", "backend",
@@ -141,8 +168,10 @@ static void print_md_header(void) {
            "-------------------:", "----------:", "-------:");
 }
 
-static void print_md_row(const bench_row *w, long threads, double bw) {
-    char sz[32], pr[32], ts[48], gb[24] = "", rf[24] = "";
+static void print_md_row(const bench_row *w, long threads, const bench_bw *bws) {
+    char sz[32], pr[32], ts[48], gb[24] = "", rf[24] = "", be[24];
+    double bw = row_bw(w, bws);
+    backend_label(&w->pl, be, sizeof be);
     fmt_size(sz, sizeof sz, w->size);
     fmt_params(pr, sizeof pr, w->params);
     snprintf(ts, sizeof ts, "%.2f ± %.2f", w->r.avg_ts, w->r.sd_ts);
@@ -151,13 +180,16 @@ static void print_md_row(const bench_row *w, long threads, double bw) {
         snprintf(gb, sizeof gb, "%.1f", g);
         if (bw > 0) snprintf(rf, sizeof rf, "%.0f%%", 100.0 * g / bw);
     }
-    printf("| %-28.28s | %10s | %10s | %-10s | %7ld | %13s | %20s | %11s | %8s |\n", w->type, sz, pr, "CPU", threads,
+    printf("| %-28.28s | %10s | %10s | %-10s | %7ld | %13s | %20s | %11s | %8s |\n", w->type, sz, pr, be, threads,
            w->t->name, ts, gb, rf);
     fflush(stdout);
 }
 
-static json_t *row_json(const bench_row *w, long threads, double bw) {
+static json_t *row_json(const bench_row *w, long threads, const bench_bw *bws) {
     json_t *o = json_object(), *sns = json_array(), *sts = json_array();
+    double bw = row_bw(w, bws);
+    char be[24];
+    backend_label(&w->pl, be, sizeof be);
     double toks = w->t->n_prompt + w->t->n_gen;
     for (int i = 0; i < w->r.n; i++) {
         json_array_append_new(sns, json_integer((json_int_t)w->r.samples_ns[i]));
@@ -167,7 +199,9 @@ static json_t *row_json(const bench_row *w, long threads, double bw) {
     json_object_set_new(o, "model_type", json_string(w->type));
     json_object_set_new(o, "model_size", json_integer((json_int_t)w->size));
     json_object_set_new(o, "model_n_params", json_integer((json_int_t)w->params));
-    json_object_set_new(o, "backends", json_string("CPU"));
+    json_object_set_new(o, "backends", json_string(be));
+    json_object_set_new(o, "n_gpu_layers", json_integer(w->pl.n_gpu_layers));
+    if (w->pl.device[0]) json_object_set_new(o, "gpu_info", json_string(w->pl.device));
     json_object_set_new(o, "cpu_isa", json_string(hearth_cpu_isa()));
     json_object_set_new(o, "n_threads", json_integer(threads));
     json_object_set_new(o, "type_k", json_string("f16"));
@@ -186,6 +220,7 @@ static json_t *row_json(const bench_row *w, long threads, double bw) {
         json_object_set_new(o, "weight_gbps", json_real(g));
         if (bw > 0) {
             json_object_set_new(o, "read_bw_gbps", json_real(bw));
+            json_object_set_new(o, "read_bw_of", json_string(w->pl.n_gpu_layers ? "gpu" : "cpu"));
             json_object_set_new(o, "roofline_frac", json_real(g / bw));
         }
     }
@@ -241,12 +276,13 @@ static void model_type(hearth_model *m, char *buf, size_t cap) {
     hearth_free(ft);
 }
 
-static int bench_model(const char *path, const bench_test *tests, int n_tests, const bench_opts *o, double bw,
-                       json_t *arr) {
+static int bench_model(const char *path, const bench_test *tests, int n_tests, const bench_opts *o,
+                       const bench_bw *bw, json_t *arr) {
     char err[512] = "";
     hearth_model *m = NULL;
     hearth_model_params mp = hearth_model_default_params();
-    mp.backend = "cpu";
+    mp.backend = o->backend;
+    mp.n_gpu_layers = (int32_t)o->gpu_layers;
     if (hearth_model_load(path, &mp, &m, err, sizeof err) != HEARTH_OK) {
         cli_error("bench: %s", err);
         return 1;
@@ -256,7 +292,7 @@ static int bench_model(const char *path, const bench_test *tests, int n_tests, c
         bench_row w = { .path = path, .size = hearth_model_size_bytes(m), .params = hearth_model_n_params(m),
                         .bytes_tok = hearth_model_bytes_per_token(m), .t = &tests[i] };
         model_type(m, w.type, sizeof w.type);
-        if ((rc = run_test(m, &tests[i], o, &w.r))) break;
+        if ((rc = run_test(m, &tests[i], o, &w.r, &w.pl))) break;
         if (arr) json_array_append_new(arr, row_json(&w, o->threads, bw));
         else print_md_row(&w, o->threads, bw);
     }
@@ -265,7 +301,8 @@ static int bench_model(const char *path, const bench_test *tests, int n_tests, c
 }
 
 int cli_bench(int argc, char **argv) {
-    bench_opts o = { .n_prompt = 512, .n_gen = 128, .threads = 2, .reps = 5, .bw_mib = 1024, .out = "md" };
+    bench_opts o = { .n_prompt = 512, .n_gen = 128, .threads = 2, .reps = 5, .bw_mib = 1024, .out = "md",
+                     .gpu_layers = -1 };
     const cli_opt opts[] = {
         { "model", 'm', CLI_STR_MULTI, &o.models, 0, 0, NULL, "MODEL", "GGUF model file (repeatable)" },
         { "n-prompt", 'p', CLI_INT, &o.n_prompt, 0, 65536, NULL, "N", "prompt tokens for the ppN test (0 = skip)" },
@@ -274,6 +311,8 @@ int cli_bench(int argc, char **argv) {
         { "repetitions", 'r', CLI_INT, &o.reps, 1, BENCH_MAX_REPS, NULL, "N", "timed runs per test (after one warm-up)" },
         { "pg", 0, CLI_STR, &o.pg, 0, 0, NULL, "P,N", "also a combined test: P prompt then N generated tokens (-pg too)" },
         { "output", 'o', CLI_STR, &o.out, 0, 0, NULL, "FMT", "md (table) or json" },
+        { "backend", 0, CLI_STR, &o.backend, 0, 0, "HEARTH_BACKEND", "NAME", "cpu, cuda or auto (GPU when usable, else CPU)" },
+        { "gpu-layers", 0, CLI_INT, &o.gpu_layers, -1, 1e6, NULL, "N", "layers on the GPU (-ngl too): -1 = as many as fit (or $HEARTH_GPU_LAYERS), 0 = none" },
         { "bw-mib", 0, CLI_INT, &o.bw_mib, 0, 65536, NULL, "N", "buffer for the read-bandwidth measurement, MiB (0 = skip, else >= 64)" },
     };
     const cli_spec spec = { "bench", NULL, "measure prompt processing and generation speed (llama-bench compatible)",
@@ -283,6 +322,7 @@ int cli_bench(int argc, char **argv) {
     /* llama-bench spells the combined test -pg: accept that spelling too */
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "-pg") == 0) argv[i] = (char *)"--pg";
+        else if (strcmp(argv[i], "-ngl") == 0) argv[i] = (char *)"--gpu-layers";
     char **pos = NULL;
     int n_pos = 0, pr = cli_parse(&spec, argc, argv, &pos, &n_pos);
     free(pos);
@@ -299,20 +339,25 @@ int cli_bench(int argc, char **argv) {
     bench_test tests[3];
     int n_tests;
     if (make_tests(&o, tests, &n_tests)) return 1;
-    double bw = 0;
+    bench_bw bw = { 0, 0, "" };
     if (o.bw_mib > 0 && o.bw_mib < 64) {
         cli_error("bench: --bw-mib must be 0 or at least 64");
         return 1;
     }
-    if (o.n_gen > 0 && o.bw_mib > 0 &&
-        hearth_bench_read_bandwidth((int32_t)o.threads, (size_t)o.bw_mib << 20, 3, &bw) != HEARTH_OK) bw = 0;
+    /* the GPU's bandwidth when layers may go there; the machine's when the CPU runs them */
+    bool gpu = o.gpu_layers != 0 && o.n_gen > 0 && o.bw_mib > 0 &&
+               hearth_bench_device_bandwidth(o.backend, &bw.gpu, bw.gpu_name, sizeof bw.gpu_name) == HEARTH_OK;
+    if (o.n_gen > 0 && o.bw_mib > 0 && (!gpu || o.gpu_layers == 0) &&
+        hearth_bench_read_bandwidth((int32_t)o.threads, (size_t)o.bw_mib << 20, 3, &bw.cpu) != HEARTH_OK) bw.cpu = 0;
     json_t *arr = json ? json_array() : NULL;
     if (!json) {
-        if (bw > 0) printf("read bandwidth (%ld threads, %ld MiB): %.1f GB/s; kernels: %s\n\n", o.threads, o.bw_mib, bw, hearth_cpu_isa());
+        if (bw.gpu > 0) printf("GPU read bandwidth (%s): %.1f GB/s\n", bw.gpu_name, bw.gpu);
+        if (bw.cpu > 0) printf("read bandwidth (%ld threads, %ld MiB): %.1f GB/s; kernels: %s\n", o.threads, o.bw_mib, bw.cpu, hearth_cpu_isa());
+        if (bw.gpu > 0 || bw.cpu > 0) putchar('\n');
         print_md_header();
     }
     int rc = 0;
-    for (int i = 0; i < o.models.n && !rc; i++) rc = bench_model(o.models.items[i], tests, n_tests, &o, bw, arr);
+    for (int i = 0; i < o.models.n && !rc; i++) rc = bench_model(o.models.items[i], tests, n_tests, &o, &bw, arr);
     if (json) {
         char *s = json_dumps(arr, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
         if (s) printf("%s\n", s);

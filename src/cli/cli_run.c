@@ -18,7 +18,7 @@
 #include "run_gen.h"
 
 typedef struct run_args {
-    long n_predict, n_ctx, n_threads, seed, top_k, repeat_last_n;
+    long n_predict, n_ctx, n_threads, seed, top_k, repeat_last_n, gpu_layers;
     double temp, top_p, min_p, typical_p, repeat_penalty, presence_penalty, frequency_penalty;
     const char *system, *kv, *backend;
     cli_strlist stops;
@@ -82,7 +82,7 @@ static int one_shot(gen_session *g, const run_args *a, const char *prompt) {
 }
 
 int cli_run(int argc, char **argv) {
-    run_args a = { .n_predict = -1, .n_ctx = 0, .n_threads = 0, .seed = -1, .top_k = 40,
+    run_args a = { .gpu_layers = -1, .n_predict = -1, .n_ctx = 0, .n_threads = 0, .seed = -1, .top_k = 40,
                    .repeat_last_n = 64, .temp = 0.8, .top_p = 0.9, .min_p = 0.0, .typical_p = 1.0,
                    .repeat_penalty = 1.0, .kv = "f16" };
     const cli_opt opts[] = {
@@ -103,6 +103,7 @@ int cli_run(int argc, char **argv) {
         { "stop", 0, CLI_STR_MULTI, &a.stops, 0, 0, NULL, "TEXT", "stop at TEXT (repeatable; never printed)" },
         { "kv", 0, CLI_STR, &a.kv, 0, 0, NULL, "TYPE", "KV cache type: f16, f32 or q8_0" },
         { "backend", 0, CLI_STR, &a.backend, 0, 0, "HEARTH_BACKEND", "NAME", "cpu, cuda or auto (GPU when usable, else CPU)" },
+        { "gpu-layers", 0, CLI_INT, &a.gpu_layers, -1, 1e6, NULL, "N", "layers on the GPU (-ngl too): -1 = as many as fit (or $HEARTH_GPU_LAYERS), 0 = none" },
         { "raw", 0, CLI_FLAG, &a.raw, 0, 0, NULL, NULL, "send PROMPT as-is (no chat template; BOS per model)" },
         { "verbose", 'v', CLI_FLAG, &a.verbose, 0, 0, NULL, NULL, "print load time, token counts and speeds to stderr" },
     };
@@ -111,13 +112,15 @@ int cli_run(int argc, char **argv) {
                             "on a terminal an interactive chat starts (/? lists its commands).",
                             opts, sizeof opts / sizeof opts[0], 1, 2 };
     char **pos = NULL;
+    for (int i = 1; i < argc; i++) /* llama.cpp's spelling */
+        if (strcmp(argv[i], "-ngl") == 0) argv[i] = (char *)"--gpu-layers";
     int n_pos = 0, rc = cli_parse(&spec, argc, argv, &pos, &n_pos);
     gen_session *g = NULL;
     char *piped = NULL, *path = NULL, *tmpl = NULL, *sys_stored = NULL;
     if (rc != CLI_PARSE_OK) return rc == CLI_PARSE_HELP ? 0 : 1;
     gen_opts o = { .n_predict = a.n_predict, .n_ctx = a.n_ctx, .n_threads = a.n_threads,
                    .stops = a.stops.items, .n_stops = a.stops.n, .backend = a.backend,
-                   .verbose = a.verbose };
+                   .n_gpu_layers = a.gpu_layers, .verbose = a.verbose };
     rc = 1;
     if (parse_kv(a.kv, &o.kv_type)) goto out;
     sampler_from_args(&a, &o.sp);

@@ -16,7 +16,8 @@
 
 typedef struct show_opts {
     bool verbose, json;
-    long max_array;
+    long max_array, gpu_layers;
+    const char *backend;
 } show_opts;
 
 /* llama.cpp's llama_ftype numbering, as stored in general.file_type. */
@@ -64,6 +65,20 @@ static void put_clean(const char *s) {
         if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
         else putchar(c);
     }
+}
+
+/* Where a context of this model would run now (--verbose): layers on the GPU and the CPU.
+ * False with the reason in why when the file cannot be run (vocab-only, unsupported). */
+static bool plan(const char *path, const show_opts *o, hearth_placement *pl, char *why, size_t cap) {
+    hearth_model_params mp = hearth_model_default_params();
+    hearth_model *m = NULL;
+    mp.backend = o->backend;
+    mp.n_gpu_layers = (int32_t)o->gpu_layers;
+    mp.log = NULL;
+    bool ok = hearth_model_load(path, &mp, &m, why, cap) == HEARTH_OK &&
+              hearth_model_plan_placement(m, NULL, pl, why, cap) == HEARTH_OK;
+    hearth_model_free(m);
+    return ok;
 }
 
 /* ---- facts ------------------------------------------------------------------------------ */
@@ -201,7 +216,23 @@ static void print_text(const char *path, const hearth_gguf *g, const show_facts 
     else printf("  %-16s no\n", "chat template");
     human_bytes(b, sizeof b, hearth_gguf_file_size(g));
     printf("  %-16s %s (%llu bytes)\n", "file size", b, (unsigned long long)hearth_gguf_file_size(g));
-    if (o->verbose) print_verbose(g, o);
+    if (o->verbose) {
+        hearth_placement pl;
+        char why[512] = "";
+        if (plan(path, o, &pl, why, sizeof why)) {
+            printf("  %-16s %s", "placement", pl.summary);
+            if (pl.n_gpu_layers > 0) printf(" (~%llu MiB on the GPU", (unsigned long long)(pl.gpu_bytes >> 20));
+            if (pl.n_gpu_layers > 0 && pl.gpu_free) printf(", %llu MiB free", (unsigned long long)(pl.gpu_free >> 20));
+            if (pl.n_gpu_layers > 0) putchar(')');
+            putchar('\n');
+            if (pl.note[0]) printf("  %-16s %s\n", "", pl.note);
+        } else {
+            printf("  %-16s - (", "placement");
+            put_clean(why);
+            printf(")\n");
+        }
+        print_verbose(g, o);
+    }
 }
 
 /* ---- JSON output ------------------------------------------------------------------------ */
@@ -278,6 +309,17 @@ static int print_json(const char *path, const hearth_gguf *g, const show_facts *
     json_object_set_new(root, "n_kv", json_integer((json_int_t)hearth_gguf_n_kv(g)));
     json_object_set_new(root, "n_tensors", json_integer((json_int_t)hearth_gguf_n_tensors(g)));
     if (o->verbose) {
+        hearth_placement pl;
+        char why[512] = "";
+        if (plan(path, o, &pl, why, sizeof why))
+            json_object_set_new(root, "placement",
+                                json_pack("{s:s, s:s, s:i, s:i, s:b, s:I, s:I, s:s, s:s}", "backend", pl.backend,
+                                          "device", pl.device, "n_layer", (int)pl.n_layer, "n_gpu_layers",
+                                          (int)pl.n_gpu_layers, "output_on_gpu", (int)pl.output_on_gpu, "gpu_bytes",
+                                          (json_int_t)pl.gpu_bytes, "gpu_free", (json_int_t)pl.gpu_free, "summary",
+                                          pl.summary, "note", pl.note));
+        else
+            json_object_set_new(root, "placement", json_null());
         json_object_set_new(root, "metadata", json_metadata(g, o));
         json_object_set_new(root, "tensors", json_tensors(g));
     }
@@ -297,11 +339,13 @@ static int print_json(const char *path, const hearth_gguf *g, const show_facts *
 
 
 int cli_show(int argc, char **argv) {
-    show_opts o = { .verbose = false, .json = false, .max_array = 8 };
+    show_opts o = { .verbose = false, .json = false, .max_array = 8, .gpu_layers = -1, .backend = NULL };
     const cli_opt opts[] = {
         { "verbose", 'v', CLI_FLAG, &o.verbose, 0, 0, NULL, NULL, "also list every metadata key and tensor" },
         { "json", 0, CLI_FLAG, &o.json, 0, 0, NULL, NULL, "print one JSON object" },
         { "max-array", 0, CLI_INT, &o.max_array, 0, 1e9, NULL, "N", "array elements shown per metadata value" },
+        { "backend", 0, CLI_STR, &o.backend, 0, 0, "HEARTH_BACKEND", "NAME", "for the placement (--verbose): cpu, cuda or auto" },
+        { "gpu-layers", 0, CLI_INT, &o.gpu_layers, -1, 1e6, NULL, "N", "for the placement (--verbose; -ngl too): -1 = as many as fit" },
     };
     const cli_spec spec = { "show", "MODEL", "show facts about a model file or stored model (without loading weights)",
                             "Facts the file does not hold are shown as '-' (null in JSON).",
@@ -312,6 +356,8 @@ int cli_show(int argc, char **argv) {
     char *path = NULL; /* a .gguf path as given, or the blob behind a stored model name */
     char err[512];
     show_facts f;
+    for (int i = 1; i < argc; i++) /* llama.cpp's spelling */
+        if (strcmp(argv[i], "-ngl") == 0) argv[i] = (char *)"--gpu-layers";
     int pr = cli_parse(&spec, argc, argv, &pos, &n_pos);
     if (pr != CLI_PARSE_OK) return pr == CLI_PARSE_HELP ? 0 : 1;
     if (hearth_store_resolve(NULL, pos[0], &path, err, sizeof err) != HEARTH_OK) {

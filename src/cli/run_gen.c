@@ -45,6 +45,7 @@ gen_session *gen_open(const char *model_path, const gen_opts *o, volatile sig_at
     g->cancel = cancel;
     hearth_model_params mp = hearth_model_default_params();
     mp.backend = o->backend;
+    mp.n_gpu_layers = (int32_t)o->n_gpu_layers;
     mp.log = log_stderr;
     mp.log_level = o->verbose ? HEARTH_LOG_INFO : HEARTH_LOG_WARN;
     if (hearth_model_load(model_path, &mp, &g->model, err, sizeof err)) goto fail;

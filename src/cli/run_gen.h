@@ -20,6 +20,7 @@ typedef struct gen_opts {
     const char *const *stops; /* borrowed stop strings */
     const char *template_src; /* chat template overriding the model's (borrowed), or NULL */
     const char *backend;      /* "cpu", "cuda", "auto" or NULL (= $HEARTH_BACKEND, else auto) */
+    long n_gpu_layers;        /* hearth_model_params.n_gpu_layers: -1 = automatic */
     bool verbose;             /* library INFO messages to stderr too */
     int n_stops;
 } gen_opts;

@@ -27,7 +27,7 @@ static int default_threads(void) {
 }
 
 /* Fills in defaults and validates every field. */
-static int resolve_params(const hearth_model *m, const hearth_context_params *in, hearth_context_params *p,
+int engine_resolve_params(const hearth_model *m, const hearth_context_params *in, hearth_context_params *p,
                           hb_err *err) {
     int rc = HEARTH_OK;
     *p = in ? *in : hearth_context_default_params();
@@ -53,6 +53,8 @@ static uint32_t kv_quant_type(hearth_kv_type t) {
     return t == HEARTH_KV_F32 ? QT_F32 : t == HEARTH_KV_Q8_0 ? QT_Q8_0 : QT_F16;
 }
 
+/* Every layer has a host cache; an accelerator keeps its layers' cells in its own memory
+ * (shadowing these addresses), so the host pages of those layers are never touched. */
 /* Allocates K and V for every layer (zeroed lazily by the OS via calloc). */
 static int kv_alloc(hearth_context *c, hb_err *err) {
     int rc = HEARTH_OK;
@@ -65,7 +67,7 @@ static int kv_alloc(hearth_context *c, hb_err *err) {
     HB_CHECK(type != QT_Q8_0 || hp->head_dim_k % 32 == 0, HEARTH_E_UNSUPPORTED,
              "a q8_0 KV cache needs a head size that is a multiple of 32 (this model has %d); use f16",
              hp->head_dim_k);
-    row = quant_row_size(type, dim);
+    row = engine_kv_row_bytes(hp, c->p.kv_type);
     HB_CHECK(row > 0 && hb_mul_sz((size_t)c->p.n_seq_max, (size_t)c->p.n_ctx, &cells) &&
                  hb_mul_sz(cells, row, &per) && hb_mul_sz(per, 2 * (size_t)hp->n_layer, &total),
              HEARTH_E_NOMEM, "KV cache size overflows");
@@ -89,9 +91,8 @@ static int alloc_buffers(hearth_context *c, hb_err *err) {
     int rc = HEARTH_OK;
     const struct model_hparams *hp = c->m->hp;
     size_t nb = c->p.n_batch, ns = c->p.n_seq_max;
-    if ((rc = c->be->ops->buf_alloc(c->be, &c->scratch, arch_scratch_floats(hp, (int64_t)nb), err))) goto out;
     if (c->p.embeddings) {
-        if ((rc = c->be->ops->buf_alloc(c->be, &c->hid_dev, (int64_t)nb * hp->n_embd, err))) goto out;
+        if ((rc = c->be_out->ops->buf_alloc(c->be_out, &c->hid_dev, (int64_t)nb * hp->n_embd, err))) goto out;
         c->hidden = hb_malloc_n(nb * (size_t)hp->n_embd, sizeof(float));
         HB_CHECK(c->hidden, HEARTH_E_NOMEM, "out of memory");
     }
@@ -119,11 +120,9 @@ hearth_status hearth_context_new(hearth_model *m, const hearth_context_params *p
     c = calloc(1, sizeof *c);
     HB_CHECK(c, HEARTH_E_NOMEM, "out of memory");
     c->m = m;
-    if ((rc = resolve_params(m, p, &c->p, err))) goto out;
-    char note[300] = "";
-    if ((rc = be_new(m->params.backend, c->p.n_threads, &c->be, note, sizeof note, err))) goto out;
-    if (note[0]) hb_logf(&m->log, HEARTH_LOG_WARN, "%s", note);
+    if ((rc = engine_resolve_params(m, p, &c->p, err))) goto out;
     if ((rc = kv_alloc(c, err))) goto out;
+    if ((rc = engine_place(c, err))) goto out;
     if ((rc = alloc_buffers(c, err))) goto out;
     *out = c;
     c = NULL;
@@ -135,12 +134,11 @@ out:
 
 void hearth_context_free(hearth_context *c) {
     if (!c) return;
-    if (c->be) {
-        c->be->ops->buf_free(c->be, &c->scratch);
-        c->be->ops->buf_free(c->be, &c->out_dev);
-        c->be->ops->buf_free(c->be, &c->hid_dev);
-        be_free(c->be);
+    if (c->be_out) {
+        c->be_out->ops->buf_free(c->be_out, &c->out_dev);
+        c->be_out->ops->buf_free(c->be_out, &c->hid_dev);
     }
+    engine_unplace(c);
     free(c->kv);
     free(c->kv_mem);
     free(c->pos_max);

@@ -56,8 +56,8 @@ static int reserve_logits(hearth_context *c, int32_t n_out, hb_err *err) {
     int64_t cap = n_out < 8 ? 8 : n_out;
     float *nl = hb_malloc_n((size_t)cap * (size_t)nv, sizeof(float));
     HB_CHECK(nl, HEARTH_E_NOMEM, "out of memory for %lld rows of logits", (long long)cap);
-    c->be->ops->buf_free(c->be, &c->out_dev);
-    if ((rc = c->be->ops->buf_alloc(c->be, &c->out_dev, cap * nv, err))) {
+    c->be_out->ops->buf_free(c->be_out, &c->out_dev);
+    if ((rc = c->be_out->ops->buf_alloc(c->be_out, &c->out_dev, cap * nv, err))) {
         free(nl);
         goto out;
     }
@@ -80,10 +80,11 @@ hearth_status hearth_decode(hearth_context *c, const hearth_batch *b) {
     arch_batch ab = { b->n_tokens, b->token, b->pos, b->seq_id, c->out_idx, n_out,
                       c->p.embeddings ? c->logit_sel : NULL, n_logits, c->out_dev.p,
                       c->p.embeddings ? c->hid_dev.p : NULL, (int32_t)c->p.n_ctx, c->abort_fn, c->abort_ud };
-    if ((rc = arch_forward(c->m, c->be, c->kv, c->scratch.p, &ab, err))) goto out;
+    if ((rc = arch_forward(c->m, c->stage, c->n_stage, c->kv, &ab, err))) goto out;
     int64_t nv = c->m->hp->n_vocab, ne = c->m->hp->n_embd;
-    if (n_logits > 0) c->be->ops->read(c->be, &c->out_dev, 0, c->logits, (int64_t)n_logits * nv);
-    if (c->p.embeddings && n_out > 0) c->be->ops->read(c->be, &c->hid_dev, 0, c->hidden, (int64_t)n_out * ne);
+    be_ctx *bo = c->be_out;
+    if (n_logits > 0) bo->ops->read(bo, &c->out_dev, 0, c->logits, (int64_t)n_logits * nv);
+    if (c->p.embeddings && n_out > 0) bo->ops->read(bo, &c->hid_dev, 0, c->hidden, (int64_t)n_out * ne);
     for (int32_t i = 0; i < b->n_tokens; i++) {
         c->pos_max[b->seq_id[i]] = b->pos[i];
         c->last_seq[i] = b->seq_id[i];
@@ -155,8 +156,9 @@ hearth_status hearth_kv_seq_cp(hearth_context *c, int32_t src, int32_t dst, int3
     int32_t n = c->pos_max[src] + 1;
     if (p1 >= 0 && p1 < n) n = p1;
     for (int32_t il = 0; il < c->m->hp->n_layer; il++) {
-        int rc = c->be->ops->kv_copy(c->be, &c->kv[il], src, dst, n);
-        if (rc) return (hearth_status)hb_fail(&c->err, rc, "copying the KV cache on the %s backend failed", c->be->ops->name);
+        be_ctx *be = engine_layer_be(c, il);
+        int rc = be->ops->kv_copy(be, &c->kv[il], src, dst, n);
+        if (rc) return (hearth_status)hb_fail(&c->err, rc, "copying the KV cache on the %s backend failed", be->ops->name);
     }
     c->pos_max[dst] = n - 1;
     return HEARTH_OK;

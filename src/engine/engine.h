@@ -14,16 +14,24 @@
 struct hearth_context {
     hearth_model *m;
     hearth_context_params p;     /* resolved: no zeros meaning "default" remain */
-    be_ctx *be;
     hb_err err;                  /* message of the last failed call */
+
+    /* placement (place.c): layers [0, n_acc) on be_acc, the rest on be_cpu */
+    be_ctx *be_acc;              /* accelerator, or NULL when every layer runs on the CPU */
+    be_ctx *be_cpu;              /* CPU backend, or NULL when every layer runs on be_acc */
+    be_buf scratch_acc, scratch_cpu; /* arch_scratch_floats(hp, n_batch) on each */
+    int32_t n_acc;
+    arch_stage stage[2];
+    int n_stage;
+    be_ctx *be_out;              /* the last stage's backend: outputs are computed there */
+    hearth_placement place;
 
     /* KV cache */
     be_kv_layer *kv;             /* [n_layer] */
     void *kv_mem;                /* owns every layer's K and V */
     int32_t *pos_max;            /* [n_seq_max], -1 = empty */
 
-    /* scratch and outputs */
-    be_buf scratch;              /* arch_scratch_floats(hp, n_batch) */
+    /* outputs (on be_out) */
     be_buf out_dev;              /* [n_out][n_vocab] logits written by the backend */
     be_buf hid_dev;              /* [n_batch][n_embd] normed final states (embeddings) */
     float *logits;               /* host copy: [n_out][n_vocab] */
@@ -39,5 +47,21 @@ struct hearth_context {
     bool (*abort_fn)(void *ud);
     void *abort_ud;
 };
+
+/* Fills in defaults of `in` (NULL = defaults) and validates every field. (context.c) */
+int engine_resolve_params(const hearth_model *m, const hearth_context_params *in, hearth_context_params *p,
+                          hb_err *err);
+
+/* ---- place.c ---- */
+/* Bytes of one K (or V) row of the cache for kv_type. */
+size_t engine_kv_row_bytes(const struct model_hparams *hp, hearth_kv_type kv_type);
+/* Chooses and sets up the placement of c (params resolved, KV cache allocated): backends,
+ * uploads of the accelerator's share, scratch, stages. A device that cannot hold its share
+ * is released and the CPU takes everything (logged). */
+int engine_place(hearth_context *c, hb_err *err);
+/* Frees what engine_place made. */
+void engine_unplace(hearth_context *c);
+/* The backend that runs layer il. */
+be_ctx *engine_layer_be(const hearth_context *c, int32_t il);
 
 #endif

@@ -20,7 +20,7 @@ hearth_model_params hearth_model_default_params(void) {
     hearth_model_params p;
     memset(&p, 0, sizeof p);
     p.log_level = HEARTH_LOG_INFO;
-    p.gpu_layers = -1;
+    p.n_gpu_layers = -1;
     return p;
 }
 

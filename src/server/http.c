@@ -511,6 +511,7 @@ hearth_server_params hearth_server_default_params(void) {
     p.keep_alive_ms = 5 * 60 * 1000;
     p.max_body = 16u << 20;
     p.timeout_s = 300;
+    p.n_gpu_layers = -1;
     return p;
 }
 

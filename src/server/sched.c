@@ -574,6 +574,9 @@ static int runner_load(sched *s, const char *name, const char *path, runner **ou
     snprintf(r->path, sizeof r->path, "%s", path);
     uint32_t n_ctx = 0;
     hearth_model_params mp = hearth_model_default_params();
+    mp.backend = srv->p.backend;
+    mp.n_gpu_layers = srv->p.n_gpu_layers;
+    mp.log = srv->p.log, mp.log_user_data = srv->p.log_user_data, mp.log_level = HEARTH_LOG_WARN;
     rc = hearth_model_load(path, &mp, &r->model, msg, sizeof msg);
     HB_CHECK(rc == HEARTH_OK, rc, "cannot load model: %s", msg);
     if ((rc = check_memory(srv, r->model, &n_ctx, err))) goto out;
@@ -584,6 +587,8 @@ static int runner_load(sched *s, const char *name, const char *path, runner **ou
     cp.n_threads = srv->p.n_threads;
     rc = hearth_context_new(r->model, &cp, &r->ctx, msg, sizeof msg);
     HB_CHECK(rc == HEARTH_OK, rc, "cannot create a context: %s", msg);
+    hearth_placement pl;
+    if (hearth_context_placement(r->ctx, &pl) == HEARTH_OK) SRV_LOG(srv, HEARTH_LOG_INFO, "%s: %s", name, pl.summary);
     hearth_context_set_abort(r->ctx, abort_cb, r);
     r->n_ctx = hearth_context_n_ctx(r->ctx);
     r->n_batch = cp.n_batch;

@@ -1,8 +1,9 @@
 /* Differential tests of cpu_matmul (src/backend/cpu) against the scalar reference in
  * src/quant: for every weight type with a fast kernel (and a fallback type), every ISA level
- * this machine allows (scalar, avx2, avx512, capped with cpu_isa_force), 1 and 2 threads,
- * awkward shapes (a single row, rows not a multiple of the 16-row group, one block of
- * columns) and n_tok 1, 2, 3, 17, 64.
+ * this machine allows (scalar, avx2, avx512, amx, capped with cpu_isa_force), 1 and 2
+ * threads, awkward shapes (a single row, rows not a multiple of the 16-row group, one block
+ * of columns, block counts above the AMX kernels' unpacking slabs) and n_tok 1, 2, 3,
+ * 17, 33, 64 (the AMX kernels take whole 16-token tiles and leave the rest to AVX-512).
  *
  * Expected values are computed independently here: activations quantized with
  * quant_quantize_row to the type's vec_dot_type, then quant_vec_dot per (row, token), exactly
@@ -93,7 +94,7 @@ static void check_case(const mm_case *mc, cpu_pool **pools) {
             bound[t * mc->rows + r] = (float)(2e-5 * s + 1e-30);
         }
     }
-    static const int64_t toks[] = { 1, 2, 3, 17, 64 };
+    static const int64_t toks[] = { 1, 2, 3, 17, 33, 64 };
     const int ldy = (int)mc->rows + 3; /* ldy > n_rows: padding must stay untouched */
     int top = cpu_features_get()->level;
     float *y_avx2 = malloc(sizeof(float) * (size_t)(max_tok * ldy));
@@ -131,12 +132,13 @@ static void check_case(const mm_case *mc, cpu_pool **pools) {
             if (quantized && lv == CPU_ISA_AVX2 && nt == 64) memcpy(y_avx2, y, sizeof(float) * (size_t)(nt * ldy));
             if (quantized && lv >= CPU_ISA_AVX512 && nt == 64) assert_memory_equal(y, y_avx2, sizeof(float) * (size_t)(nt * ldy));
         }
-        /* tile independence: token t of a 17-token call equals the same token alone */
-        {
+        /* tile independence: tokens 0 and 16 of a 17-token call (on amx: one in a 16-token
+         * tile, one left over) equal the same tokens alone */
+        for (int64_t t = 0; t <= 16; t += 16) {
             cpu_scratch sc = { 0 };
             assert_int_equal(cpu_matmul(pools[1], &w, x, 17, y, ldy, &sc), HEARTH_OK);
-            assert_int_equal(cpu_matmul(pools[0], &w, x + 16 * mc->cols, 1, y1, ldy, &sc), HEARTH_OK);
-            assert_memory_equal(y + 16 * ldy, y1, sizeof(float) * (size_t)mc->rows);
+            assert_int_equal(cpu_matmul(pools[0], &w, x + t * mc->cols, 1, y1, ldy, &sc), HEARTH_OK);
+            assert_memory_equal(y + t * ldy, y1, sizeof(float) * (size_t)mc->rows);
             cpu_scratch_free(&sc);
         }
         cpu_weight_release(&w);
@@ -171,11 +173,11 @@ static void run_cases(uint32_t type, const int64_t *cols, int ncols) {
         }
 }
 
-static void test_q4_0(void **s) { (void)s; run_cases(QT_Q4_0, (int64_t[]){ 32, 416 }, 2); }
-static void test_q8_0(void **s) { (void)s; run_cases(QT_Q8_0, (int64_t[]){ 32, 416 }, 2); }
-static void test_q4_K(void **s) { (void)s; run_cases(QT_Q4_K, (int64_t[]){ 256, 768 }, 2); }
+static void test_q4_0(void **s) { (void)s; run_cases(QT_Q4_0, (int64_t[]){ 32, 416, 1312 }, 3); }
+static void test_q8_0(void **s) { (void)s; run_cases(QT_Q8_0, (int64_t[]){ 32, 416, 1312 }, 3); }
+static void test_q4_K(void **s) { (void)s; run_cases(QT_Q4_K, (int64_t[]){ 256, 768, 1280 }, 3); }
 static void test_q5_K(void **s) { (void)s; run_cases(QT_Q5_K, (int64_t[]){ 256, 768 }, 2); }
-static void test_q6_K(void **s) { (void)s; run_cases(QT_Q6_K, (int64_t[]){ 256, 768 }, 2); }
+static void test_q6_K(void **s) { (void)s; run_cases(QT_Q6_K, (int64_t[]){ 256, 768, 1280 }, 3); }
 static void test_f16(void **s) { (void)s; run_cases(QT_F16, (int64_t[]){ 1, 15, 16, 100 }, 4); }
 static void test_bf16(void **s) { (void)s; run_cases(QT_BF16, (int64_t[]){ 1, 31, 32, 100 }, 4); }
 static void test_fallback_q5_0(void **s) { (void)s; run_cases(QT_Q5_0, (int64_t[]){ 64 }, 1); }
@@ -266,6 +268,7 @@ static void test_mapped_release(void **s) {
 static void test_isa_detection(void **s) {
     (void)s;
     const cpu_features *f = cpu_features_get();
+    print_message("detected ISA level: %s (kernel tests ran every level up to it)\n", cpu_isa_name(f->level));
     /* levels are nested: a level implies every lower one */
     if (f->amx) assert_true(f->avx512);
     if (f->avx512) assert_true(f->avx2);

@@ -28,7 +28,8 @@ void cpu_pool_run(cpu_pool *p, cpu_task_fn fn, void *ctx);
 
 /* ---- instruction-set level (isa.c) -------------------------------------------------------
  * Levels are ordered: each includes the ones below it. AMX is detected (cpuid + XCR0 +
- * Linux arch_prctl permission) but currently runs the AVX-512 kernels. */
+ * Linux arch_prctl permission); it adds int8 tile kernels for prompt processing
+ * (matmul_amx.c) and uses the AVX-512 kernels otherwise. */
 enum { CPU_ISA_SCALAR = 0, CPU_ISA_AVX2 = 1, CPU_ISA_AVX512 = 2, CPU_ISA_AMX = 3 };
 
 typedef struct cpu_features {

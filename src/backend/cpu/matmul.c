@@ -198,7 +198,8 @@ static mm_kern_fn pick_kernel(const cpu_weight *w) {
     bool needs_pack = w->type == QT_Q4_0 || w->type == QT_Q8_0 || w->type == QT_Q4_K ||
                       w->type == QT_Q5_K || w->type == QT_Q6_K;
     if (needs_pack && !packed_ok) return NULL;
-    if (lv >= CPU_ISA_AVX512) fn = mm_kernel_avx512(w, cpu_features_get()->avx512_bf16);
+    if (lv >= CPU_ISA_AMX) fn = mm_kernel_amx(w);
+    if (!fn && lv >= CPU_ISA_AVX512) fn = mm_kernel_avx512(w, cpu_features_get()->avx512_bf16);
     if (!fn && lv >= CPU_ISA_AVX2) fn = mm_kernel_avx2(w);
     return fn;
 }

@@ -83,6 +83,9 @@ typedef void (*mm_kern_fn)(const mm_ctx *c, int64_t g0, int64_t g1);
  * (packed kind for packed weights, else the raw type). */
 mm_kern_fn mm_kernel_avx512(const cpu_weight *w, bool bf16_ok);
 mm_kern_fn mm_kernel_avx2(const cpu_weight *w);
+/* AMX (matmul_amx.c): a kernel that takes 16-token tiles itself and hands calls with fewer
+ * tokens, and the leftover tokens, to the AVX-512 kernel. */
+mm_kern_fn mm_kernel_amx(const cpu_weight *w);
 
 /* Activation preparation: x (n floats) -> one prepared row for a weight of `type`
  * (mm_prep_row_size bytes; 0 = no prepared form). mm_prep_ref is the definition: the

@@ -245,6 +245,7 @@ static void cpu_glu(be_ctx *b, be_glu kind, const float *gate, int64_t gs, const
 
 static const be_ops k_cpu_ops = {
     .name = "cpu",
+    .host_mem = true,
     .buf_alloc = cpu_buf_alloc,
     .buf_free = cpu_buf_free,
     .read = cpu_read,

@@ -11,6 +11,7 @@
  * that returns a status); failures while running poison the read (NaN) and stick.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -625,6 +626,41 @@ static int cb_kv_copy(be_ctx *b, const be_kv_layer *kv, int32_t src, int32_t dst
     return cb_flush(c);
 }
 
+/* ---- placement support (src/engine/place.c) ---------------------------------------------- */
+
+static int cb_dev_info(be_ctx *b, be_dev_info *out, hb_err *err) {
+    cuda_be *c = cb(b);
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%.127s", cuda_ctx_info(c->cu)->name);
+    return cuda_mem_info(c->cu, &out->mem_free, &out->mem_total, err);
+}
+
+/* Uploads w now, with the checks cb_matmul makes, so that what cannot run here shows at load. */
+static int cb_preload(be_ctx *b, const be_weight *w, bool matmul, hb_err *err) {
+    cuda_be *c = cb(b);
+    if (cb_status(c)) return hb_fail(err, cb_status(c), "%s", c->err.msg);
+    uint32_t t = w->host.type;
+    if (matmul && t != QT_F32 && t != QT_F16 && t != QT_BF16 && w->host.n_cols % 32)
+        return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: row length %lld is not a multiple of 32",
+                       (long long)w->host.n_cols);
+    return cb_weight(c, w, err) ? HEARTH_OK : err->code;
+}
+
+static int cb_kv_reserve(be_ctx *b, const be_kv_layer *kv, int64_t n_cells, hb_err *err) {
+    cuda_be *c = cb(b);
+    cuda_kv dkv;
+    if (cb_status(c) || cb_kv(c, kv, n_cells, &dkv)) return hb_fail(err, cb_status(c), "%s", c->err.msg);
+    return HEARTH_OK;
+}
+
+static int cb_measure_bw(be_ctx *b, double *bytes_per_s, hb_err *err) {
+    cuda_be *c = cb(b);
+    int rc = cb_flush(c);
+    if (!rc) rc = cuda_sync(c->cu, &c->err);
+    if (rc) return hb_fail(err, rc, "%s", c->err.msg);
+    return cuda_measure_bandwidth(c->cu, bytes_per_s, err);
+}
+
 static const be_ops k_cuda_ops = {
     .name = "cuda",
     .buf_alloc = cb_buf_alloc,
@@ -642,6 +678,10 @@ static const be_ops k_cuda_ops = {
     .softcap = cb_softcap_op,
     .glu = cb_glu,
     .kv_copy = cb_kv_copy,
+    .dev_info = cb_dev_info,
+    .preload = cb_preload,
+    .kv_reserve = cb_kv_reserve,
+    .measure_bw = cb_measure_bw,
 };
 
 int be_cuda_new(int device, be_ctx **out, hb_err *err) {

@@ -9,6 +9,11 @@
 
 #include "backend/cuda/cu_internal.cuh"
 
+/* Device memory the runtime held when the first context started (HEARTH_CUDA_MEM_LIMIT
+ * counts beyond it; see cuda_mem_info). */
+static size_t g_mem_base = 0;
+static int g_mem_base_set = 0;
+
 int cu_fail(hb_err *err, cudaError_t e, const char *what) {
     int code = HEARTH_E_INTERNAL;
     if (e == cudaErrorMemoryAllocation) code = HEARTH_E_NOMEM;
@@ -99,6 +104,10 @@ int cuda_ctx_new(int ordinal, cuda_ctx **out, hb_err *err) {
         rc = cu_fail(err, e, "creating a stream");
         goto out;
     }
+    if (!g_mem_base_set) { /* what the runtime itself holds: HEARTH_CUDA_MEM_LIMIT counts beyond it */
+        size_t f = 0, t = 0;
+        if (cudaMemGetInfo(&f, &t) == cudaSuccess) g_mem_base = t - f, g_mem_base_set = 1;
+    }
     *out = c;
     c = NULL;
 out:
@@ -152,10 +161,47 @@ const cuda_dev_info *cuda_ctx_info(const cuda_ctx *c) {
     return &c->info;
 }
 
+/* HEARTH_CUDA_MEM_LIMIT (for testing the fallbacks): device memory this process may take
+ * beyond what the runtime held when its first context started, in bytes with an optional
+ * K, M or G suffix (binary units). Unset or 0: the whole device. */
+static size_t cu_mem_limit(void) {
+    const char *s = getenv("HEARTH_CUDA_MEM_LIMIT");
+    if (!s || !*s) return 0;
+    char *end = NULL;
+    unsigned long long v = strtoull(s, &end, 10);
+    int sh = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
+    if (sh) end++;
+    if (*end || v > (1ull << 40)) return 0; /* malformed: no limit */
+    return (size_t)(v << sh);
+}
+
+int cuda_mem_info(cuda_ctx *c, size_t *free_b, size_t *total_b, hb_err *err) {
+    int rc;
+    size_t f = 0, t = 0, lim = cu_mem_limit();
+    if ((rc = cu_enter(c, err))) return rc;
+    cudaError_t e = cudaMemGetInfo(&f, &t);
+    if (e != cudaSuccess) return cu_fail(err, e, "reading free GPU memory");
+    if (lim) {
+        size_t used = t - f > g_mem_base ? t - f - g_mem_base : 0;
+        f = used >= lim ? 0 : (lim - used < f ? lim - used : f);
+        t = lim < t ? lim : t;
+    }
+    *free_b = f;
+    *total_b = t;
+    return HEARTH_OK;
+}
+
 int cuda_alloc(cuda_ctx *c, void **out_dev, size_t bytes, hb_err *err) {
     int rc;
     *out_dev = NULL;
     if ((rc = cu_enter(c, err))) return rc;
+    if (cu_mem_limit()) {
+        size_t f = 0, t = 0;
+        if ((rc = cuda_mem_info(c, &f, &t, err))) return rc;
+        if (bytes > f)
+            return hb_fail(err, HEARTH_E_NOMEM, "CUDA: allocating %zu MiB of GPU memory failed: over HEARTH_CUDA_MEM_LIMIT",
+                           bytes >> 20);
+    }
     cudaError_t e = cudaMalloc(out_dev, bytes ? bytes : 1);
     if (e != cudaSuccess) {
         *out_dev = NULL;

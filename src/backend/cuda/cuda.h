@@ -61,6 +61,9 @@ int cuda_ctx_enter(cuda_ctx *c, hb_err *err);
  * HEARTH_E_NOMEM when the device is full. */
 int cuda_alloc(cuda_ctx *c, void **out_dev, size_t bytes, hb_err *err);
 void cuda_free(cuda_ctx *c, void *p_dev);
+/* Free and total device memory now, in bytes (HEARTH_CUDA_MEM_LIMIT, a testing aid, caps
+ * both: see cu_device.cu; cuda_alloc then fails beyond it). */
+int cuda_mem_info(cuda_ctx *c, size_t *free_b, size_t *total_b, hb_err *err);
 /* Host -> device copy; returns once the host buffer may be reused. */
 int cuda_upload(cuda_ctx *c, void *dst_dev, const void *src_host, size_t bytes, hb_err *err);
 /* Device -> host copy after all queued work; synchronous. */

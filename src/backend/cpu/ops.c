@@ -1,6 +1,7 @@
 /* ops.c — the CPU implementation of the be_ops table (src/backend/backend.h): buffers,
  * matmul (via cpu_matmul), embedding rows, RMSNorm, RoPE and the element-wise ops.
- * Attention and the KV cache stores live in ops_attn.c.
+ * Attention and the KV cache stores live in ops_attn.c. GLU, RMSNorm and add use the SIMD
+ * helpers of ops_vec.h (cpu_vec_get) when the ISA level allows, else the scalar loops here.
  *
  * Determinism: every output element is computed by exactly one thread in a fixed order,
  * so results never depend on the thread count.
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "backend/cpu/ops.h"
+#include "backend/cpu/ops_vec.h"
 
 /* ---- row-parallel helper ---------------------------------------------------------------
  * Row-wise ops split their rows into contiguous ranges per thread when the job is big
@@ -91,6 +93,7 @@ static int cpu_get_rows(be_ctx *b, const be_weight *w, const int32_t *ids, int64
 /* ---- norms and RoPE -------------------------------------------------------------------- */
 
 typedef struct norm_args {
+    const cpu_vec *vx;        /* SIMD helpers or NULL (scalar reference) */
     const float *x, *w;
     float *y;
     int64_t xs, ys, n;
@@ -103,9 +106,13 @@ static void norm_rows(const void *args, int64_t r0, int64_t r1) {
         const float *xr = a->x + r * a->xs;
         float *yr = a->y + r * a->ys;
         double ss = 0.0;
-        for (int64_t i = 0; i < a->n; i++) ss += (double)xr[i] * xr[i];
+        if (a->vx) ss = a->vx->sumsq(xr, a->n);
+        else
+            for (int64_t i = 0; i < a->n; i++) ss += (double)xr[i] * xr[i];
         float k = (float)(1.0 / sqrt(ss / (double)a->n + (double)a->eps));
-        if (a->w)
+        if (a->vx)
+            a->vx->scale_rows(xr, k, a->w, yr, a->n);
+        else if (a->w)
             for (int64_t i = 0; i < a->n; i++) yr[i] = xr[i] * k * a->w[i];
         else
             for (int64_t i = 0; i < a->n; i++) yr[i] = xr[i] * k;
@@ -114,13 +121,15 @@ static void norm_rows(const void *args, int64_t r0, int64_t r1) {
 
 static void cpu_rmsnorm(be_ctx *b, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_rows,
                         int64_t n, const float *w, float eps) {
-    norm_args a = { x, w, y, xs, ys, n, eps };
+    norm_args a = { cpu_vec_get(), x, w, y, xs, ys, n, eps };
     run_rows(b, n_rows, n, norm_rows, &a);
 }
 
-/* cos/sin for one position, pair index i < n_rot/2. */
-static void rope_cs(const be_rope *r, int32_t pos, int32_t i, float *c, float *s) {
-    double inv = pow((double)r->base, -2.0 * i / (double)r->n_rot);
+/* base^(-2i/n_rot) for one pair index: depends only on i, so computed once per call. */
+static double rope_inv(const be_rope *r, int32_t i) { return pow((double)r->base, -2.0 * i / (double)r->n_rot); }
+
+/* cos/sin for one position, pair index i < n_rot/2 (inv = rope_inv(r, i)). */
+static void rope_cs(const be_rope *r, int32_t pos, int32_t i, double inv, float *c, float *s) {
     double theta = (double)pos * r->freq_scale * inv;
     if (r->factors) theta /= r->factors[i];
     *c = (float)(cos(theta) * r->attn_factor);
@@ -140,8 +149,10 @@ static void rope_rows(const void *args, int64_t t0, int64_t t1) {
     const be_rope *r = a->r;
     int32_t half = r->n_rot / 2;
     float cs[2 * (BE_MAX_ROT / 2)]; /* [half][cos, sin]; n_rot <= BE_MAX_ROT checked at load */
+    double inv[BE_MAX_ROT / 2];
+    for (int32_t i = 0; i < half; i++) inv[i] = rope_inv(r, i);
     for (int64_t t = t0; t < t1; t++) {
-        for (int32_t i = 0; i < half; i++) rope_cs(r, a->pos[t], i, &cs[2 * i], &cs[2 * i + 1]);
+        for (int32_t i = 0; i < half; i++) rope_cs(r, a->pos[t], i, inv[i], &cs[2 * i], &cs[2 * i + 1]);
         for (int32_t h = 0; h < a->n_head; h++) {
             float *v = a->x + t * a->stride + (int64_t)h * a->head_dim;
             for (int32_t i = 0; i < half; i++) {
@@ -179,6 +190,11 @@ static void cpu_copy_rows(be_ctx *b, const float *x, int64_t xs, float *y, int64
 
 static void cpu_add(be_ctx *b, float *y, const float *x, int64_t n) {
     (void)b;
+    const cpu_vec *vx = cpu_vec_get();
+    if (vx) {
+        vx->add(y, x, n);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
 
@@ -198,6 +214,7 @@ static float gelu_tanh(float x) {
 }
 
 typedef struct glu_args {
+    const cpu_vec *vx;        /* SIMD helpers or NULL (scalar reference) */
     be_glu kind;
     const float *gate, *up;
     float *out;
@@ -209,7 +226,9 @@ static void glu_rows(const void *args, int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) {
         const float *g = a->gate + t * a->gs, *u = a->up + t * a->us;
         float *o = a->out + t * a->os;
-        if (a->kind == BE_GLU_SILU)
+        if (a->vx)
+            a->vx->glu(a->kind, g, u, o, a->n);
+        else if (a->kind == BE_GLU_SILU)
             for (int64_t i = 0; i < a->n; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
         else
             for (int64_t i = 0; i < a->n; i++) o[i] = gelu_tanh(g[i]) * u[i];
@@ -218,7 +237,7 @@ static void glu_rows(const void *args, int64_t t0, int64_t t1) {
 
 static void cpu_glu(be_ctx *b, be_glu kind, const float *gate, int64_t gs, const float *up, int64_t us,
                     float *out, int64_t os, int64_t n_tok, int64_t n) {
-    glu_args a = { kind, gate, up, out, gs, us, os, n };
+    glu_args a = { cpu_vec_get(), kind, gate, up, out, gs, us, os, n };
     run_rows(b, n_tok, 8 * n, glu_rows, &a);
 }
 
@@ -272,6 +291,8 @@ void be_cpu_free(be_ctx *b) {
         cpu_scratch_free(&c->mm_scratch);
         free(c->attn_scratch);
         free(c->blocks);
+        free(c->work);
+        free(c->attn_part);
         free(c);
     }
     free(b);

@@ -12,6 +12,10 @@ typedef struct cpu_be {
     size_t attn_cap;          /* floats allocated in attn_scratch */
     void *blocks;             /* [blocks_cap] attention query blocks (ops_attn.c) */
     size_t blocks_cap;
+    void *work;               /* SIMD attention work items (ops_vec.h attn_work) */
+    size_t work_cap;          /* bytes allocated in work */
+    float *attn_part;         /* SIMD attention: per-chunk softmax states of split items */
+    size_t part_cap;          /* floats allocated in attn_part */
 } cpu_be;
 
 void cpu_kv_store(be_ctx *b, const be_kv_layer *kv, const float *k, int64_t ks, const float *v,

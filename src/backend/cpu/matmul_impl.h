@@ -51,12 +51,17 @@ enum {
 #define MM_Q6_K_BLK 3360
 
 /* Activation block for the 32-column formats: codes, scale, and a per-block integer that
- * the kernel adds to every row's raw dot (Q4_0: -8 * sum(qs); Q8_0: 0). */
+ * the kernel adds to every row's raw dot: mm_corr_factor(type) * sum(qs), i.e. Q4_0's -8
+ * offset, and for Q8_0 -128 (the AVX-512 kernel flips the signed weights to unsigned; the
+ * AVX2 kernel keeps them signed and ignores corr). Pre-scaled here so that the kernels start
+ * each block's accumulator with one broadcast load. */
 typedef struct mm_xb32 {
     float d;
     int32_t corr;
     int8_t qs[32];
 } mm_xb32;
+
+static inline int32_t mm_corr_factor(uint32_t type) { return type == QT_Q4_0 ? -8 : -128; }
 
 /* Activation super-block for the K-quants: s32[j] = sum of the 32 codes of sub-block j
  * (for the mins), c16[j] = -32 * sum of the 16 codes of sub-block j (Q6_K's offset). */

@@ -39,9 +39,14 @@ static inline VB vb_hi(VB v) {
 /* vpmaddubsw could saturate with 16 x code, so the high nibbles are always shifted down */
 #define MM_SPLIT_NIB 0
 static inline VB vb_hin(VB v) { return vb_hi(v); }
-static inline VB vb_sll4(VB v) { return (VB){ _mm256_slli_epi16(v.a, 4), _mm256_slli_epi16(v.b, 4) }; }
-static inline VB vb_sll2(VB v) { return (VB){ _mm256_slli_epi16(v.a, 2), _mm256_slli_epi16(v.b, 2) }; }
-static inline VB vb_srl2(VB v) { return (VB){ _mm256_srli_epi16(v.a, 2), _mm256_srli_epi16(v.b, 2) }; }
+/* Q6_K's fourth step: bits 0-1 from a >> 6, 2-3 from b >> 4, 4-5 from c >> 2 (16-bit
+ * shifts, each masked to its own bit pair) */
+static inline __m256i q6top(__m256i a, __m256i b, __m256i c) {
+    __m256i r = _mm256_and_si256(_mm256_srli_epi16(a, 6), _mm256_set1_epi8(0x03));
+    r = _mm256_or_si256(r, _mm256_and_si256(_mm256_srli_epi16(b, 4), _mm256_set1_epi8(0x0c)));
+    return _mm256_or_si256(r, _mm256_and_si256(_mm256_srli_epi16(c, 2), _mm256_set1_epi8(0x30)));
+}
+static inline VB vb_q6top(VB a, VB b, VB c) { return (VB){ q6top(a.a, b.a, c.a), q6top(a.b, b.b, c.b) }; }
 /* 32 mask bits -> 32 bytes of 0x10 where set: byte i takes mask byte i/8, tests bit i%8 */
 static inline __m256i bits_to_16(uint32_t m) {
     const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,

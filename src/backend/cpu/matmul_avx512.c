@@ -34,9 +34,14 @@ static inline VB vb_hi(VB v) { return _mm512_and_si512(_mm512_srli_epi16(v, 4), 
 /* high nibbles in place (16 x code, at most 240: fine for vpdpbusd's u8 operand) */
 #define MM_SPLIT_NIB 1
 static inline VB vb_hin(VB v) { return _mm512_and_si512(v, _mm512_set1_epi8((char)0xf0)); }
-static inline VB vb_sll4(VB v) { return _mm512_slli_epi16(v, 4); }
-static inline VB vb_sll2(VB v) { return _mm512_slli_epi16(v, 2); }
-static inline VB vb_srl2(VB v) { return _mm512_srli_epi16(v, 2); }
+/* Q6_K's fourth step from the top bit pairs (bytes within 16-bit lanes: the shifts pull
+ * in the neighbour byte's bits, which the selects drop; c is masked before its shift):
+ * bits 0-1 from a >> 6, 2-3 from b >> 4, 4-5 from (c & 0xc0) >> 2, 6-7 zero. 0xca = A ? B : C */
+static inline VB vb_q6top(VB a, VB b, VB c) {
+    __m512i t = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x03), _mm512_srli_epi16(a, 6), _mm512_srli_epi16(b, 4), 0xca);
+    __m512i u = _mm512_srli_epi16(_mm512_and_si512(c, _mm512_set1_epi8((char)0xc0)), 2);
+    return _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0f), t, u, 0xca);
+}
 /* adds 16 to the bytes whose bit is set in the 64-bit little-endian mask at p */
 static inline VB vb_addbit4(VB v, const uint8_t *p) {
     uint64_t m;

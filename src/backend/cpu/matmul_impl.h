@@ -16,8 +16,9 @@
  *                   8 sub-blocks x 4 x 64 B nibbles                            = 2368 B
  *  Q5_K (256 cols): as Q4_K, each sub-block followed by 8 x 8 B bit masks of the fifth
  *                   bit (mask s, bit 4*row + i = element 4s+i of that row)     = 2880 B
- *  Q6_K (256 cols): d[16] | sc[16][16] (s8) | 16 sub-blocks of 16 cols x
- *                   (2 x 64 B nibbles + 64 B of 2-bit highs, step r at bits 2r) = 3360 B
+ *  Q6_K (256 cols): d[16] | sc[16][16] (s8) | 16 sub-blocks of 16 cols x 3 x 64 B:
+ *                   vector s (0-2) holds step s's 6-bit codes in bits 0-5 and bits 2s, 2s+1
+ *                   of step 3's code in bits 6-7 (3 ANDs + ~6 ops unpack 4 steps) = 3360 B
  * Q4_0 and Q6_K keep exactly the file's size; Q4_K/Q5_K grow by 2-3% (unpacked scales).
  *
  * Prepared activations (scratch, per token): the reference quantization (Q8_0 or Q8_K,

@@ -5,7 +5,8 @@
  *
  *   VB  64 bytes (4 codes x 16 rows)      VI  16 x int32 (one per row)    VF  16 x float
  *   VS  a VB of signed codes, ready for vi_dps
- *   vb_load vb_lo vb_hi vb_and vb_or vb_sll2 vb_sll4 vb_srl2 vb_set1
+ *   vb_load vb_lo vb_hi vb_and vb_set1 vb_addbit4
+ *   vb_q6top(a, b, c): ((a >> 6) & 3) | ((b >> 6) & 3) << 2 | ((c >> 6) & 3) << 4 per byte
  *   vi_zero vi_set1 vi_add vi_mullo vi_u8 vi_s8 vi_dp(acc, u8 codes, &x[4]) vs_prep vi_dps
  *   vf_zero vf_set1 vf_i vf_h vf_mul vf_fma vf_fnma vf_store
  *   vb_hin vi_hifix MM_SPLIT_NIB: high nibbles in place (x16) and the fix-up (see nib32_dot)
@@ -152,18 +153,15 @@ MM_FORCE void q6_K_tile(const mm_ctx *c, int64_t g, int64_t t0, const int NT) {
     const mm_xbk *xk[MM_NT];
     VF acc[MM_NT];
     MM_UNROLL for (int t = 0; t < NT; t++) { xk[t] = XROW(c, t0 + t, mm_xbk); acc[t] = vf_zero(); }
-    const VB m30 = vb_set1(0x30);
+    const VB m3f = vb_set1(0x3f);
     for (int64_t sb = 0; sb < nsb; sb++) {
         const uint8_t *blk = gw + (size_t)sb * MM_Q6_K_BLK;
         VI tot[MM_NT];
         MM_UNROLL for (int t = 0; t < NT; t++) tot[t] = vi_zero();
         for (int j = 0; j < 16; j++) {
             const uint8_t *area = blk + 288 + (size_t)j * 192;
-            VB c0 = vb_load(area), c1 = vb_load(area + 64), h = vb_load(area + 128);
-            VB w0 = vb_or(vb_lo(c0), vb_and(vb_sll4(h), m30));
-            VB w1 = vb_or(vb_hi(c0), vb_and(vb_sll2(h), m30));
-            VB w2 = vb_or(vb_lo(c1), vb_and(h, m30));
-            VB w3 = vb_or(vb_hi(c1), vb_and(vb_srl2(h), m30));
+            VB v0 = vb_load(area), v1 = vb_load(area + 64), v2 = vb_load(area + 128);
+            VB w0 = vb_and(v0, m3f), w1 = vb_and(v1, m3f), w2 = vb_and(v2, m3f), w3 = vb_q6top(v0, v1, v2);
             VI scj = vi_s8(blk + 32 + 16 * j);
             MM_UNROLL for (int t = 0; t < NT; t++) {
                 const int8_t *q = xk[t][sb].qs + 16 * j;

@@ -134,7 +134,8 @@ static void prep_q8_K(const float *x, int64_t n, uint8_t *tmp, mm_xbk *out) {
     for (int64_t b = 0; b < n / 256; b++) {
         out[b].d = q[b].d;
         for (int j = 0; j < 16; j++) out[b].c16[j] = -32 * q[b].bsums[j];
-        for (int j = 0; j < 8; j++) out[b].s32[j] = q[b].bsums[2 * j] + q[b].bsums[2 * j + 1];
+        for (int p = 0; p < 4; p++)
+            out[b].s32p[p] = mm_pair16(q[b].bsums[4 * p] + q[b].bsums[4 * p + 1], q[b].bsums[4 * p + 2] + q[b].bsums[4 * p + 3]);
         memcpy(out[b].qs, q[b].qs, 256);
     }
 }

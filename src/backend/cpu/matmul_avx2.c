@@ -75,6 +75,13 @@ static inline VI vi_s8(const uint8_t *p) {
     __m128i v = _mm_loadu_si128((const __m128i *)p);
     return (VI){ _mm256_cvtepi8_epi32(v), _mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)) };
 }
+static inline VI vi_w16(const uint8_t *p) {
+    return (VI){ _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p)), _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p + 1)) };
+}
+static inline VI vi_dpwd(VI acc, VI w, int32_t pair) {
+    __m256i x = _mm256_set1_epi32(pair);
+    return (VI){ _mm256_add_epi32(acc.a, _mm256_madd_epi16(w.a, x)), _mm256_add_epi32(acc.b, _mm256_madd_epi16(w.b, x)) };
+}
 static inline __m256i dp4(__m256i acc, __m256i w, __m256i x) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
 }
@@ -257,7 +264,7 @@ static void prep_q8_K(const float *x, int64_t n, mm_xbk *out) {
             s16[j] = hsum8i(_mm256_add_epi32(q0, q1));
             out[b].c16[j] = -32 * s16[j];
         }
-        for (int j = 0; j < 8; j++) out[b].s32[j] = s16[2 * j] + s16[2 * j + 1];
+        for (int p = 0; p < 4; p++) out[b].s32p[p] = mm_pair16(s16[4 * p] + s16[4 * p + 1], s16[4 * p + 2] + s16[4 * p + 3]);
     }
 }
 

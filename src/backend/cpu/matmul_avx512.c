@@ -55,6 +55,8 @@ static inline VI vi_mullo(VI a, VI b) { return _mm512_mullo_epi32(a, b); }
 static inline VI vi_hifix(VI a) { return _mm512_srai_epi32(a, 4); } /* exact: a = 16 x dot */
 static inline VI vi_u8(const uint8_t *p) { return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)); }
 static inline VI vi_s8(const uint8_t *p) { return _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)); }
+static inline VI vi_w16(const uint8_t *p) { return _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p)); }
+static inline VI vi_dpwd(VI acc, VI w, int32_t pair) { return _mm512_dpwssd_epi32(acc, w, _mm512_set1_epi32(pair)); }
 static inline VI vi_dp(VI acc, VB w, const int8_t *x4) {
     int32_t v;
     memcpy(&v, x4, 4);
@@ -237,7 +239,7 @@ static void prep_q8_K(const float *x, int64_t n, mm_xbk *out) {
             s16[j] = _mm512_reduce_add_epi32(q);
             out[b].c16[j] = -32 * s16[j];
         }
-        for (int j = 0; j < 8; j++) out[b].s32[j] = s16[2 * j] + s16[2 * j + 1];
+        for (int p = 0; p < 4; p++) out[b].s32p[p] = mm_pair16(s16[4 * p] + s16[4 * p + 1], s16[4 * p + 2] + s16[4 * p + 3]);
     }
 }
 

@@ -8,6 +8,7 @@
  *   vb_load vb_lo vb_hi vb_and vb_set1 vb_addbit4
  *   vb_q6top(a, b, c): ((a >> 6) & 3) | ((b >> 6) & 3) << 2 | ((c >> 6) & 3) << 4 per byte
  *   vi_zero vi_set1 vi_add vi_mullo vi_u8 vi_s8 vi_dp(acc, u8 codes, &x[4]) vs_prep vi_dps
+ *   vi_w16(32 u8 -> 16 lanes of two zero-extended int16) vi_dpwd(acc, pairs, int16 pair)
  *   vf_zero vf_set1 vf_i vf_h vf_mul vf_fma vf_fnma vf_store
  *   vb_hin vi_hifix MM_SPLIT_NIB: high nibbles in place (x16) and the fix-up (see nib32_dot)
  *   MM_Q8_USE_CORR: whether the Q8_0 kernel adds the prepared corr (vs_prep's offset)
@@ -138,7 +139,8 @@ MM_FORCE void q45_K_tile(const mm_ctx *c, int64_t g, int64_t t0, const int NT, c
         VF dw = vf_h(blk), dm = vf_h(blk + 32);
         MM_UNROLL for (int t = 0; t < NT; t++) {
             VI mi = vi_zero();
-            for (int j = 0; j < 8; j++) mi = vi_add(mi, vi_mullo(vi_u8(blk + 192 + 16 * j), vi_set1(xk[t][sb].s32[j])));
+            /* mins: 16-bit pairs (two sub-blocks) per multiply-add */
+            MM_UNROLL for (int p = 0; p < 4; p++) mi = vi_dpwd(mi, vi_w16(blk + 192 + 32 * p), xk[t][sb].s32p[p]);
             VF xd = vf_set1(xk[t][sb].d);
             acc[t] = vf_fma(vf_i(tot[t]), vf_mul(dw, xd), acc[t]);
             acc[t] = vf_fnma(vf_i(mi), vf_mul(dm, xd), acc[t]);

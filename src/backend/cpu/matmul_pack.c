@@ -87,7 +87,7 @@ static void pack_q45_K(const cpu_weight *w, uint8_t *dst, int64_t g, int64_t nb,
             for (int j = 0; j < 8; j++) {
                 uint8_t q[32], *area = codes + (size_t)j * sub;
                 int c = j / 2, shift = 4 * (j % 2);
-                quant_kq_get_scale_min(scales, j, &sc[j * 16 + k], &mn[j * 16 + k]);
+                quant_kq_get_scale_min(scales, j, &sc[j * 16 + k], &mn[((j / 2) * 16 + k) * 2 + j % 2]);
                 for (int e = 0; e < 32; e++) q[e] = (qs[32 * c + e] >> shift) & 15;
                 put_nibs32(area, k, q);
                 if (!five) continue;

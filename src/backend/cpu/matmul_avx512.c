@@ -57,10 +57,18 @@ static inline VI vi_u8(const uint8_t *p) { return _mm512_cvtepu8_epi32(_mm_loadu
 static inline VI vi_s8(const uint8_t *p) { return _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)); }
 static inline VI vi_w16(const uint8_t *p) { return _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p)); }
 static inline VI vi_dpwd(VI acc, VI w, int32_t pair) { return _mm512_dpwssd_epi32(acc, w, _mm512_set1_epi32(pair)); }
+/* The 4 activation bytes as an embedded {1to16} broadcast memory operand: GCC emits a
+ * separate vpbroadcastd for _mm512_set1_epi32 here, and on Zen 4 the fused form runs ~20%
+ * more vpdpbusd per second (in-process microbenchmark, 8 independent chains). */
 static inline VI vi_dp(VI acc, VB w, const int8_t *x4) {
+#if defined(__GNUC__)
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)(const void *)x4));
+    return acc;
+#else
     int32_t v;
     memcpy(&v, x4, 4);
     return _mm512_dpbusd_epi32(acc, w, _mm512_set1_epi32(v));
+#endif
 }
 /* Q8_0 codes are signed: flip them to u8 (q + 128) and let the kernel subtract
  * 128 * sum(x) per block (the prepared corr), which keeps one vpdpbusd per step. */

@@ -1,9 +1,11 @@
 /* kbench.c — micro-benchmark of cpu_matmul on TinyLlama-sized weights (a tool, not a test).
  *
- *   build/kbench [-t threads] [-n n_tok] [-i iters] [type ...]
+ *   build/kbench [-t threads] [-n n_tok] [-r rows] [-c cols] [-i iters] [-R rounds] [type ...]
  *
- * Prints, per type, the time per call and the achieved weight bandwidth (file bytes of the
- * weight / time) for the chosen ISA level (HEARTH_CPU_ISA caps it).
+ * Prints, per type, the best time per call over `rounds` rounds of `iters` calls and the
+ * achieved weight bandwidth (file bytes of the weight / time) for the chosen ISA level
+ * (HEARTH_CPU_ISA caps it). On a shared machine use many short rounds (-R 50 -i 10): the
+ * minimum is the kernel's own speed, the rest is other people's load.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +19,7 @@ static float frnd(void) {
     return (float)((g_rng >> 40) & 0xffffff) / 8388608.0f - 1.0f;
 }
 
-static int bench_type(cpu_pool *pool, uint32_t type, int64_t rows, int64_t cols, int64_t n_tok, int iters) {
+static int bench_type(cpu_pool *pool, uint32_t type, int64_t rows, int64_t cols, int64_t n_tok, int iters, int rounds) {
     size_t rb = quant_row_size(type, cols);
     uint8_t *data = malloc(rb * (size_t)rows);
     float *row = malloc(sizeof(float) * (size_t)cols), *x = malloc(sizeof(float) * (size_t)(cols * n_tok));
@@ -33,9 +35,9 @@ static int bench_type(cpu_pool *pool, uint32_t type, int64_t rows, int64_t cols,
     if (cpu_weight_prepare(&w, &err)) return 1;
     cpu_scratch sc = { 0 };
     cpu_matmul(pool, &w, x, n_tok, y, rows, &sc);
-    /* best of 5 rounds: the machine may be shared, the minimum is the kernel's own speed */
+    /* best round: the machine may be shared, the minimum is the kernel's own speed */
     double s = 1e30;
-    for (int round = 0; round < 5; round++) {
+    for (int round = 0; round < rounds; round++) {
         uint64_t t0 = hb_now_ns();
         for (int i = 0; i < iters; i++) cpu_matmul(pool, &w, x, n_tok, y, rows, &sc);
         double si = (double)(hb_now_ns() - t0) / 1e9 / iters;
@@ -52,13 +54,14 @@ static int bench_type(cpu_pool *pool, uint32_t type, int64_t rows, int64_t cols,
 }
 
 int main(int argc, char **argv) {
-    int threads = 2, iters = 20;
+    int threads = 2, iters = 20, rounds = 5;
     int64_t n_tok = 1, rows = 5632, cols = 2048;
     int first_type = argc;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-n") && i + 1 < argc) n_tok = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-i") && i + 1 < argc) iters = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-R") && i + 1 < argc) rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-r") && i + 1 < argc) rows = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-c") && i + 1 < argc) cols = atoll(argv[++i]);
         else { first_type = i; break; }
@@ -72,7 +75,7 @@ int main(int argc, char **argv) {
         const char *name = first_type < argc ? argv[first_type + i] : defaults[i];
         int t = quant_type_from_name(name);
         if (t < 0) { fprintf(stderr, "kbench: unknown type %s\n", name); return 1; }
-        if (bench_type(pool, (uint32_t)t, rows, cols, n_tok, iters)) return 1;
+        if (bench_type(pool, (uint32_t)t, rows, cols, n_tok, iters > 0 ? iters : 1, rounds > 0 ? rounds : 1)) return 1;
     }
     cpu_pool_free(pool);
     return 0;

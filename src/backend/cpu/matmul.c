@@ -9,6 +9,7 @@
  * Determinism: every output element is computed by exactly one thread, in an order that
  * depends only on the (row group, token), never on the thread count or split.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -115,14 +116,14 @@ typedef struct prep_job {
     size_t tmp_row;
 } prep_job;
 
-static void prep_q8_0(const float *x, int64_t n, uint8_t *tmp, mm_xb32 *out) {
+static void prep_q8_0(const float *x, int64_t n, int32_t corr_k, uint8_t *tmp, mm_xb32 *out) {
     quant_quantize_row(QT_Q8_0, x, tmp, n);
     const block_q8_0 *q = (const block_q8_0 *)tmp;
     for (int64_t b = 0; b < n / 32; b++) {
         int32_t s = 0;
         for (int i = 0; i < 32; i++) s += q[b].qs[i];
         out[b].d = hb_f16_to_f32(q[b].d);
-        out[b].corr = s;
+        out[b].corr = corr_k * s;
         memcpy(out[b].qs, q[b].qs, 32);
     }
 }
@@ -133,14 +134,15 @@ static void prep_q8_K(const float *x, int64_t n, uint8_t *tmp, mm_xbk *out) {
     for (int64_t b = 0; b < n / 256; b++) {
         out[b].d = q[b].d;
         for (int j = 0; j < 16; j++) out[b].c16[j] = -32 * q[b].bsums[j];
-        for (int j = 0; j < 8; j++) out[b].s32[j] = q[b].bsums[2 * j] + q[b].bsums[2 * j + 1];
+        for (int p = 0; p < 4; p++)
+            out[b].s32p[p] = mm_pair16(q[b].bsums[4 * p] + q[b].bsums[4 * p + 1], q[b].bsums[4 * p + 2] + q[b].bsums[4 * p + 3]);
         memcpy(out[b].qs, q[b].qs, 256);
     }
 }
 
 void mm_prep_ref(uint32_t type, const float *x, int64_t n, void *out, void *tmp) {
     switch (type) {
-    case QT_Q4_0: case QT_Q8_0: prep_q8_0(x, n, tmp, out); break;
+    case QT_Q4_0: case QT_Q8_0: prep_q8_0(x, n, mm_corr_factor(type), tmp, out); break;
     case QT_F16: {
         float *f = out; /* f16-rounded, as the reference's F16 activations */
         for (int64_t i = 0; i < n; i++) f[i] = hb_f16_to_f32(hb_f32_to_f16(x[i]));
@@ -179,16 +181,34 @@ size_t mm_prep_row_size(uint32_t type, int64_t n) {
 
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
+/* Row groups are handed out in chunks from a shared counter rather than as one fixed range
+ * per thread: on a shared machine a thread that starts late or is descheduled no longer
+ * makes the others wait at the end, they take its chunks. Which thread computes a group
+ * does not change its result (every group is one kernel call over all tokens). */
 typedef struct kern_job {
     mm_ctx c;
     mm_kern_fn fn;
     int64_t n_groups;
+    int64_t chunk;              /* groups per claim */
+    atomic_llong next;          /* first unclaimed group */
 } kern_job;
 
 static void kern_task(void *ctx, int ith, int nth) {
-    const kern_job *j = ctx;
-    int64_t g0 = j->n_groups * ith / nth, g1 = j->n_groups * (ith + 1) / nth;
-    if (g1 > g0) j->fn(&j->c, g0, g1);
+    kern_job *j = ctx;
+    (void)ith, (void)nth;
+    for (;;) {
+        int64_t g0 = atomic_fetch_add_explicit(&j->next, j->chunk, memory_order_relaxed);
+        if (g0 >= j->n_groups) break;
+        int64_t g1 = g0 + j->chunk < j->n_groups ? g0 + j->chunk : j->n_groups;
+        j->fn(&j->c, g0, g1);
+    }
+}
+
+/* ~8 claims per thread: small enough to even out a late thread, large enough (tens of KB of
+ * weights at n_tok = 1) that the counter and restarting the hardware prefetcher cost little */
+static int64_t kern_chunk(int64_t n_groups, int nth) {
+    int64_t c = n_groups / ((int64_t)nth * 8);
+    return nth <= 1 ? n_groups : c < 1 ? 1 : c;
 }
 
 static mm_kern_fn pick_kernel(const cpu_weight *w) {
@@ -236,7 +256,9 @@ int cpu_matmul(cpu_pool *pool, const cpu_weight *w, const float *x, int64_t n_to
     if (n_tok == 1) prep_task(&pj, 0, 1);
     else cpu_pool_run(pool, prep_task, &pj);
 
-    kern_job kj = { { w, scratch->buf, xp_row, n_tok, y, ldy }, fn, (w->n_rows + MM_GROUP - 1) / MM_GROUP };
+    kern_job kj = { { w, scratch->buf, xp_row, n_tok, y, ldy }, fn, (w->n_rows + MM_GROUP - 1) / MM_GROUP, 0, 0 };
+    kj.chunk = kern_chunk(kj.n_groups, nth);
+    atomic_init(&kj.next, 0);
     cpu_pool_run(pool, kern_task, &kj);
     return HEARTH_OK;
 }

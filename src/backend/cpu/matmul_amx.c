@@ -36,10 +36,10 @@
 #if defined(__x86_64__)
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,amx-tile,amx-int8"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c,amx-tile,amx-int8"))), apply_to = function)
 #else
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,amx-tile,amx-int8")
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c,amx-tile,amx-int8")
 #endif
 
 #define AMX_FORCE static inline __attribute__((always_inline))
@@ -319,10 +319,11 @@ AMX_FORCE void kunit(const amx_ksrc *s, int u, int32_t cb[AMX_TT][16], const int
 AMX_FORCE void kfinish(const amx_ksrc *s, const __m512i tot[AMX_TT], float *yt, int64_t ldy, __mmask16 mask,
                        bool fresh, const int q6) {
     const uint8_t *blk = s->blk;
-    __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk)), dm = dw, mn[8];
+    __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk)), dm = dw;
+    __m512i mn[4];
     if (!q6) {
         dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
-        for (int j = 0; j < 8; j++) mn[j] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 192 + 16 * j))));
+        for (int p = 0; p < 4; p++) mn[p] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(blk + 192 + 32 * p)));
     }
     AMX_UNROLL for (int m = 0; m < AMX_TT; m++) {
         const mm_xbk *xk = KX(s, m);
@@ -330,9 +331,10 @@ AMX_FORCE void kfinish(const amx_ksrc *s, const __m512i tot[AMX_TT], float *yt, 
         __m512 a = fresh ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, yt + m * ldy);
         a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot[m]), _mm512_mul_ps(dw, xd), a);
         if (!q6) {
-            __m512 mi = _mm512_setzero_ps();
-            for (int j = 0; j < 8; j++) mi = _mm512_fmadd_ps(mn[j], _mm512_set1_ps((float)xk->s32[j]), mi);
-            a = _mm512_fnmadd_ps(mi, _mm512_mul_ps(dm, xd), a);
+            /* the AVX-512 kernel's integer mins term: (min 2p, min 2p+1) x (sum 2p, sum 2p+1) */
+            __m512i mi = _mm512_setzero_si512();
+            for (int p = 0; p < 4; p++) mi = _mm512_dpwssd_epi32(mi, mn[p], _mm512_set1_epi32(xk->s32p[p]));
+            a = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mi), _mm512_mul_ps(dm, xd), a);
         }
         _mm512_mask_storeu_ps(yt + m * ldy, mask, a);
     }
@@ -373,18 +375,19 @@ static void unpack_q4_K(const uint8_t *blk, int8_t *dst) {
     }
 }
 
-/* One Q6_K super-block -> 16 B tiles of 4 x 64 (code - 32) bytes. */
+/* One Q6_K super-block -> 16 B tiles of 4 x 64 (code - 32) bytes. Packed vector s (0-2) of
+ * a sub-block holds step s's codes in bits 0-5 and two bits of step 3's code in bits 6-7
+ * (matmul_impl.h). */
 static void unpack_q6_K(const uint8_t *blk, int8_t *dst) {
-    const __m512i m15 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30), off = _mm512_set1_epi8(32);
+    const __m512i m3f = _mm512_set1_epi8(0x3f), m03 = _mm512_set1_epi8(3), m0c = _mm512_set1_epi8(0x0c),
+                  m30 = _mm512_set1_epi8(0x30), off = _mm512_set1_epi8(32);
     for (int j = 0; j < 16; j++) {
         const uint8_t *area = blk + 288 + 192 * j;
-        __m512i c0 = _mm512_loadu_si512(area), c1 = _mm512_loadu_si512(area + 64), h = _mm512_loadu_si512(area + 128);
-        __m512i w[4] = {
-            _mm512_or_si512(_mm512_and_si512(c0, m15), _mm512_and_si512(_mm512_slli_epi16(h, 4), m30)),
-            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(c0, 4), m15), _mm512_and_si512(_mm512_slli_epi16(h, 2), m30)),
-            _mm512_or_si512(_mm512_and_si512(c1, m15), _mm512_and_si512(h, m30)),
-            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(c1, 4), m15), _mm512_and_si512(_mm512_srli_epi16(h, 2), m30)),
-        };
+        __m512i v0 = _mm512_loadu_si512(area), v1 = _mm512_loadu_si512(area + 64), v2 = _mm512_loadu_si512(area + 128);
+        __m512i top = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v0, 6), m03),
+                                      _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v1, 4), m0c),
+                                                      _mm512_and_si512(_mm512_srli_epi16(v2, 2), m30)));
+        __m512i w[4] = { _mm512_and_si512(v0, m3f), _mm512_and_si512(v1, m3f), _mm512_and_si512(v2, m3f), top };
         int8_t *o = dst + (size_t)j * 256;
         for (int r = 0; r < 4; r++) _mm512_store_si512(o + 64 * r, _mm512_sub_epi8(w[r], off));
     }

@@ -36,9 +36,17 @@ static inline VB vb_lo(VB v) { return vb_and(v, vb_set1(15)); }
 static inline VB vb_hi(VB v) {
     return vb_and((VB){ _mm256_srli_epi16(v.a, 4), _mm256_srli_epi16(v.b, 4) }, vb_set1(15));
 }
-static inline VB vb_sll4(VB v) { return (VB){ _mm256_slli_epi16(v.a, 4), _mm256_slli_epi16(v.b, 4) }; }
-static inline VB vb_sll2(VB v) { return (VB){ _mm256_slli_epi16(v.a, 2), _mm256_slli_epi16(v.b, 2) }; }
-static inline VB vb_srl2(VB v) { return (VB){ _mm256_srli_epi16(v.a, 2), _mm256_srli_epi16(v.b, 2) }; }
+/* vpmaddubsw could saturate with 16 x code, so the high nibbles are always shifted down */
+#define MM_SPLIT_NIB 0
+static inline VB vb_hin(VB v) { return vb_hi(v); }
+/* Q6_K's fourth step: bits 0-1 from a >> 6, 2-3 from b >> 4, 4-5 from c >> 2 (16-bit
+ * shifts, each masked to its own bit pair) */
+static inline __m256i q6top(__m256i a, __m256i b, __m256i c) {
+    __m256i r = _mm256_and_si256(_mm256_srli_epi16(a, 6), _mm256_set1_epi8(0x03));
+    r = _mm256_or_si256(r, _mm256_and_si256(_mm256_srli_epi16(b, 4), _mm256_set1_epi8(0x0c)));
+    return _mm256_or_si256(r, _mm256_and_si256(_mm256_srli_epi16(c, 2), _mm256_set1_epi8(0x30)));
+}
+static inline VB vb_q6top(VB a, VB b, VB c) { return (VB){ q6top(a.a, b.a, c.a), q6top(a.b, b.b, c.b) }; }
 /* 32 mask bits -> 32 bytes of 0x10 where set: byte i takes mask byte i/8, tests bit i%8 */
 static inline __m256i bits_to_16(uint32_t m) {
     const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -57,6 +65,7 @@ static inline VB vb_addbit4(VB v, const uint8_t *p) {
 static inline VI vi_zero(void) { return (VI){ _mm256_setzero_si256(), _mm256_setzero_si256() }; }
 static inline VI vi_set1(int32_t v) { return (VI){ _mm256_set1_epi32(v), _mm256_set1_epi32(v) }; }
 static inline VI vi_add(VI x, VI y) { return (VI){ _mm256_add_epi32(x.a, y.a), _mm256_add_epi32(x.b, y.b) }; }
+static inline VI vi_hifix(VI x) { return x; }
 static inline VI vi_mullo(VI x, VI y) { return (VI){ _mm256_mullo_epi32(x.a, y.a), _mm256_mullo_epi32(x.b, y.b) }; }
 static inline VI vi_u8(const uint8_t *p) {
     __m128i v = _mm_loadu_si128((const __m128i *)p);
@@ -65,6 +74,13 @@ static inline VI vi_u8(const uint8_t *p) {
 static inline VI vi_s8(const uint8_t *p) {
     __m128i v = _mm_loadu_si128((const __m128i *)p);
     return (VI){ _mm256_cvtepi8_epi32(v), _mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)) };
+}
+static inline VI vi_w16(const uint8_t *p) {
+    return (VI){ _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p)), _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p + 1)) };
+}
+static inline VI vi_dpwd(VI acc, VI w, int32_t pair) {
+    __m256i x = _mm256_set1_epi32(pair);
+    return (VI){ _mm256_add_epi32(acc.a, _mm256_madd_epi16(w.a, x)), _mm256_add_epi32(acc.b, _mm256_madd_epi16(w.b, x)) };
 }
 static inline __m256i dp4(__m256i acc, __m256i w, __m256i x) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
@@ -75,7 +91,7 @@ static inline VI vi_dp(VI acc, VB w, const int8_t *x4) {
     __m256i x = _mm256_set1_epi32(v);
     return (VI){ dp4(acc.a, w.a, x), dp4(acc.b, w.b, x) };
 }
-#define MM_Q8_CORR 0
+#define MM_Q8_USE_CORR 0
 static inline VS vs_prep(VB w) { return (VS){ _mm256_abs_epi8(w.a), _mm256_abs_epi8(w.b), w.a, w.b }; }
 static inline VI vi_dps(VI acc, VS w, const int8_t *x4) {
     int32_t v;
@@ -134,8 +150,16 @@ MM_FORCE void fx_tile(const mm_ctx *c, int64_t r0, int64_t t0, const int NT, con
         MM_UNROLL for (int t = 0; t < NT; t++) { acc[i][t] = _mm256_setzero_ps(); tail[i][t] = 0.0f; }
     }
     MM_UNROLL for (int t = 0; t < NT; t++) x[t] = (const uint8_t *)c->xp + (size_t)(t0 + t) * c->xp_row;
+    /* one token (memory-bound): prefetch the next tile's rows into L2, 64 bytes per 8
+     * columns = FR rows' worth over the tile (see the AVX-512 f16_tile) */
+    const uint8_t *pf = NT == 1 ? frow(c, r0 + FR) : NULL;
+    const uint8_t *pf_end = (const uint8_t *)c->w->data + (size_t)c->w->n_rows * c->w->row_bytes;
     int64_t k = 0;
     for (; k + 8 <= n; k += 8) {
+        if (pf && pf + 64 <= pf_end) {
+            _mm_prefetch((const char *)pf, _MM_HINT_T1);
+            pf += 64;
+        }
         __m256 wv[FR];
         MM_UNROLL for (int i = 0; i < FR; i++) wv[i] = bf ? bf16x8(w[i] + k) : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w[i] + k)));
         MM_UNROLL for (int t = 0; t < NT; t++) {
@@ -206,7 +230,7 @@ static inline void store16(int8_t *dst, __m256i a, __m256i b) {
     _mm_storeu_si128((__m128i *)dst, p);
 }
 
-static void prep_q8_0(const float *x, int64_t n, mm_xb32 *out) {
+static void prep_q8_0(const float *x, int64_t n, int32_t corr_k, mm_xb32 *out) {
     for (int64_t b = 0; b < n / 32; b++, x += 32) {
         __m256 m = _mm256_setzero_ps();
         for (int i = 0; i < 32; i += 8) m = absmax_acc(m, x + i);
@@ -221,7 +245,7 @@ static void prep_q8_0(const float *x, int64_t n, mm_xb32 *out) {
         store16(out[b].qs, q[0], q[1]);
         store16(out[b].qs + 16, q[2], q[3]);
         out[b].d = d;
-        out[b].corr = hsum8i(s);
+        out[b].corr = corr_k * hsum8i(s);
     }
 }
 
@@ -240,7 +264,7 @@ static void prep_q8_K(const float *x, int64_t n, mm_xbk *out) {
             s16[j] = hsum8i(_mm256_add_epi32(q0, q1));
             out[b].c16[j] = -32 * s16[j];
         }
-        for (int j = 0; j < 8; j++) out[b].s32[j] = s16[2 * j] + s16[2 * j + 1];
+        for (int p = 0; p < 4; p++) out[b].s32p[p] = mm_pair16(s16[4 * p] + s16[4 * p + 1], s16[4 * p + 2] + s16[4 * p + 3]);
     }
 }
 
@@ -253,7 +277,7 @@ static void prep_f16(const float *x, int64_t n, float *out) {
 
 void mm_prep_avx2(uint32_t type, const float *x, int64_t n, void *out) {
     switch (type) {
-    case QT_Q4_0: case QT_Q8_0: prep_q8_0(x, n, out); break;
+    case QT_Q4_0: case QT_Q8_0: prep_q8_0(x, n, mm_corr_factor(type), out); break;
     case QT_F16: prep_f16(x, n, out); break;
     case QT_BF16: for (int64_t i = 0; i < n; i++) ((uint16_t *)out)[i] = hb_f32_to_bf16(x[i]); break;
     default: prep_q8_K(x, n, out); break;

@@ -12,12 +12,14 @@
  * Per group and block (all scales raw f16 bits, 16 of each = one per row):
  *  Q4_0 (32 cols):  d[16] | 4 x 64 B nibbles (steps 0..7)                     = 288 B
  *  Q8_0 (32 cols):  d[16] | 8 x 64 B signed codes (steps 0..7)                 = 544 B
- *  Q4_K (256 cols): d[16] dmin[16] | sc[8][16] mn[8][16] (u8, unpacked 6-bit) |
+ *  Q4_K (256 cols): d[16] dmin[16] | sc[8][16] (u8, unpacked 6-bit) |
+ *                   mn[4][16][2] (u8: sub-blocks 2p and 2p+1 of each row side by side) |
  *                   8 sub-blocks x 4 x 64 B nibbles                            = 2368 B
  *  Q5_K (256 cols): as Q4_K, each sub-block followed by 8 x 8 B bit masks of the fifth
  *                   bit (mask s, bit 4*row + i = element 4s+i of that row)     = 2880 B
- *  Q6_K (256 cols): d[16] | sc[16][16] (s8) | 16 sub-blocks of 16 cols x
- *                   (2 x 64 B nibbles + 64 B of 2-bit highs, step r at bits 2r) = 3360 B
+ *  Q6_K (256 cols): d[16] | sc[16][16] (s8) | 16 sub-blocks of 16 cols x 3 x 64 B:
+ *                   vector s (0-2) holds step s's 6-bit codes in bits 0-5 and bits 2s, 2s+1
+ *                   of step 3's code in bits 6-7 (3 ANDs + ~6 ops unpack 4 steps) = 3360 B
  * Q4_0 and Q6_K keep exactly the file's size; Q4_K/Q5_K grow by 2-3% (unpacked scales).
  *
  * Prepared activations (scratch, per token): the reference quantization (Q8_0 or Q8_K,
@@ -51,18 +53,29 @@ enum {
 #define MM_Q6_K_BLK 3360
 
 /* Activation block for the 32-column formats: codes, scale, and a per-block integer that
- * the kernel adds to every row's raw dot (Q4_0: -8 * sum(qs); Q8_0: 0). */
+ * the kernel adds to every row's raw dot: mm_corr_factor(type) * sum(qs), i.e. Q4_0's -8
+ * offset, and for Q8_0 -128 (the AVX-512 kernel flips the signed weights to unsigned; the
+ * AVX2 kernel keeps them signed and ignores corr). Pre-scaled here so that the kernels start
+ * each block's accumulator with one broadcast load. */
 typedef struct mm_xb32 {
     float d;
     int32_t corr;
     int8_t qs[32];
 } mm_xb32;
 
-/* Activation super-block for the K-quants: s32[j] = sum of the 32 codes of sub-block j
- * (for the mins), c16[j] = -32 * sum of the 16 codes of sub-block j (Q6_K's offset). */
+static inline int32_t mm_pair16(int32_t lo, int32_t hi) {
+    return (int32_t)((uint32_t)(uint16_t)(int16_t)lo | ((uint32_t)(uint16_t)(int16_t)hi << 16));
+}
+
+static inline int32_t mm_corr_factor(uint32_t type) { return type == QT_Q4_0 ? -8 : -128; }
+
+/* Activation super-block for the K-quants: s32p[p] = the sums of the 32 codes of sub-blocks
+ * 2p (low half) and 2p+1 (high half) as two int16 (|sum| <= 32 * 127), the word pairs that
+ * one vpdpwssd / vpmaddwd multiplies with the mins of those two sub-blocks;
+ * c16[j] = -32 * sum of the 16 codes of sub-block j (Q6_K's offset). */
 typedef struct mm_xbk {
     float d;
-    int32_t s32[8];
+    int32_t s32p[4];
     int32_t c16[16];
     int8_t qs[256];
 } mm_xbk;

@@ -5,10 +5,13 @@
  *
  *   VB  64 bytes (4 codes x 16 rows)      VI  16 x int32 (one per row)    VF  16 x float
  *   VS  a VB of signed codes, ready for vi_dps
- *   vb_load vb_lo vb_hi vb_and vb_or vb_sll2 vb_sll4 vb_srl2 vb_set1
+ *   vb_load vb_lo vb_hi vb_and vb_set1 vb_addbit4
+ *   vb_q6top(a, b, c): ((a >> 6) & 3) | ((b >> 6) & 3) << 2 | ((c >> 6) & 3) << 4 per byte
  *   vi_zero vi_set1 vi_add vi_mullo vi_u8 vi_s8 vi_dp(acc, u8 codes, &x[4]) vs_prep vi_dps
+ *   vi_w16(32 u8 -> 16 lanes of two zero-extended int16) vi_dpwd(acc, pairs, int16 pair)
  *   vf_zero vf_set1 vf_i vf_h vf_mul vf_fma vf_fnma vf_store
- *   MM_Q8_CORR: factor the Q8_0 kernel applies to the block sum (vs_prep's offset)
+ *   vb_hin vi_hifix MM_SPLIT_NIB: high nibbles in place (x16) and the fix-up (see nib32_dot)
+ *   MM_Q8_USE_CORR: whether the Q8_0 kernel adds the prepared corr (vs_prep's offset)
  *
  * Layouts: see matmul_impl.h. Tiles are NT tokens of one 16-row group; the weight bytes of a
  * block are unpacked once and used for all NT tokens. Each (row, token) result is a fixed
@@ -32,6 +35,26 @@ MM_FORCE void mm_store(const mm_ctx *c, int64_t g, int64_t t, VF v) {
 
 #define XROW(c, t, T) ((const T *)((const uint8_t *)(c)->xp + (size_t)(t) * (c)->xp_row))
 
+/* Adds the 8 products of one 32-element slice of a 4-bit block (4 vectors, steps 2m = low
+ * nibbles, 2m+1 = high) for NT tokens. With MM_SPLIT_NIB and few tokens, the high nibbles are
+ * used in place (16 x code: one AND instead of shift + AND) in a second accumulator that is
+ * scaled back by >> 4 at the end — exact, and two independent 4-deep vpdpbusd chains instead
+ * of one 8-deep chain; for big tiles the tokens already give enough independent chains. */
+MM_FORCE void nib32_dot(VI *ai, const uint8_t *area, const int8_t *const *q, const int NT) {
+    const int split = MM_SPLIT_NIB && NT <= 2;
+    VI ah[MM_NT];
+    if (split) MM_UNROLL for (int t = 0; t < NT; t++) ah[t] = vi_zero();
+    MM_UNROLL for (int m = 0; m < 4; m++) {
+        VB v = vb_load(area + 64 * m), lo = vb_lo(v), hi = split ? vb_hin(v) : vb_hi(v);
+        MM_UNROLL for (int t = 0; t < NT; t++) {
+            ai[t] = vi_dp(ai[t], lo, q[t] + 8 * m);
+            if (split) ah[t] = vi_dp(ah[t], hi, q[t] + 8 * m + 4);
+            else ai[t] = vi_dp(ai[t], hi, q[t] + 8 * m + 4);
+        }
+    }
+    if (split) MM_UNROLL for (int t = 0; t < NT; t++) ai[t] = vi_add(ai[t], vi_hifix(ah[t]));
+}
+
 MM_FORCE void q4_0_tile(const mm_ctx *c, int64_t g, int64_t t0, const int NT) {
     int64_t nb = c->w->n_cols / 32;
     const uint8_t *gw = (const uint8_t *)c->w->packed + (size_t)g * (size_t)nb * MM_Q4_0_BLK;
@@ -41,14 +64,9 @@ MM_FORCE void q4_0_tile(const mm_ctx *c, int64_t g, int64_t t0, const int NT) {
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = gw + (size_t)b * MM_Q4_0_BLK;
         VI ai[MM_NT];
-        MM_UNROLL for (int t = 0; t < NT; t++) ai[t] = vi_set1(-8 * xb[t][b].corr);
-        MM_UNROLL for (int m = 0; m < 4; m++) {
-            VB v = vb_load(blk + 32 + 64 * m), lo = vb_lo(v), hi = vb_hi(v);
-            MM_UNROLL for (int t = 0; t < NT; t++) {
-                const int8_t *q = xb[t][b].qs + 8 * m;
-                ai[t] = vi_dp(vi_dp(ai[t], lo, q), hi, q + 4);
-            }
-        }
+        const int8_t *q[MM_NT];
+        MM_UNROLL for (int t = 0; t < NT; t++) { ai[t] = vi_set1(xb[t][b].corr); q[t] = xb[t][b].qs; }
+        nib32_dot(ai, blk + 32, q, NT);
         VF dw = vf_h(blk);
         MM_UNROLL for (int t = 0; t < NT; t++) acc[t] = vf_fma(vf_i(ai[t]), vf_mul(dw, vf_set1(xb[t][b].d)), acc[t]);
     }
@@ -64,11 +82,21 @@ MM_FORCE void q8_0_tile(const mm_ctx *c, int64_t g, int64_t t0, const int NT) {
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = gw + (size_t)b * MM_Q8_0_BLK;
         VI ai[MM_NT];
-        MM_UNROLL for (int t = 0; t < NT; t++) ai[t] = vi_set1(MM_Q8_CORR * xb[t][b].corr);
+        /* few tokens: even and odd steps in two accumulators (two 4-deep chains) */
+        const int split = NT <= 2;
+        VI a2[MM_NT];
+        MM_UNROLL for (int t = 0; t < NT; t++) {
+            ai[t] = MM_Q8_USE_CORR ? vi_set1(xb[t][b].corr) : vi_zero();
+            if (split) a2[t] = vi_zero();
+        }
         MM_UNROLL for (int s = 0; s < 8; s++) {
             VS ws = vs_prep(vb_load(blk + 32 + 64 * s));
-            MM_UNROLL for (int t = 0; t < NT; t++) ai[t] = vi_dps(ai[t], ws, xb[t][b].qs + 4 * s);
+            MM_UNROLL for (int t = 0; t < NT; t++) {
+                if (split && (s & 1)) a2[t] = vi_dps(a2[t], ws, xb[t][b].qs + 4 * s);
+                else ai[t] = vi_dps(ai[t], ws, xb[t][b].qs + 4 * s);
+            }
         }
+        if (split) MM_UNROLL for (int t = 0; t < NT; t++) ai[t] = vi_add(ai[t], a2[t]);
         VF dw = vf_h(blk);
         MM_UNROLL for (int t = 0; t < NT; t++) acc[t] = vf_fma(vf_i(ai[t]), vf_mul(dw, vf_set1(xb[t][b].d)), acc[t]);
     }
@@ -91,15 +119,18 @@ MM_FORCE void q45_K_tile(const mm_ctx *c, int64_t g, int64_t t0, const int NT, c
             const uint8_t *area = blk + 320 + (size_t)j * sub;
             VI ai[MM_NT];
             MM_UNROLL for (int t = 0; t < NT; t++) ai[t] = vi_zero();
-            MM_UNROLL for (int m = 0; m < 4; m++) {
-                VB v = vb_load(area + 64 * m), lo = vb_lo(v), hi = vb_hi(v);
-                if (five) {
-                    lo = vb_addbit4(lo, area + 256 + 16 * m);
-                    hi = vb_addbit4(hi, area + 256 + 16 * m + 8);
-                }
-                MM_UNROLL for (int t = 0; t < NT; t++) {
-                    const int8_t *q = xk[t][sb].qs + 32 * j + 8 * m;
-                    ai[t] = vi_dp(vi_dp(ai[t], lo, q), hi, q + 4);
+            if (!five) {
+                const int8_t *q[MM_NT];
+                MM_UNROLL for (int t = 0; t < NT; t++) q[t] = xk[t][sb].qs + 32 * j;
+                nib32_dot(ai, area, q, NT);
+            } else {
+                MM_UNROLL for (int m = 0; m < 4; m++) {
+                    VB v = vb_load(area + 64 * m);
+                    VB lo = vb_addbit4(vb_lo(v), area + 256 + 16 * m), hi = vb_addbit4(vb_hi(v), area + 256 + 16 * m + 8);
+                    MM_UNROLL for (int t = 0; t < NT; t++) {
+                        const int8_t *q = xk[t][sb].qs + 32 * j + 8 * m;
+                        ai[t] = vi_dp(vi_dp(ai[t], lo, q), hi, q + 4);
+                    }
                 }
             }
             VI scj = vi_u8(blk + 64 + 16 * j);
@@ -108,7 +139,8 @@ MM_FORCE void q45_K_tile(const mm_ctx *c, int64_t g, int64_t t0, const int NT, c
         VF dw = vf_h(blk), dm = vf_h(blk + 32);
         MM_UNROLL for (int t = 0; t < NT; t++) {
             VI mi = vi_zero();
-            for (int j = 0; j < 8; j++) mi = vi_add(mi, vi_mullo(vi_u8(blk + 192 + 16 * j), vi_set1(xk[t][sb].s32[j])));
+            /* mins: 16-bit pairs (two sub-blocks) per multiply-add */
+            MM_UNROLL for (int p = 0; p < 4; p++) mi = vi_dpwd(mi, vi_w16(blk + 192 + 32 * p), xk[t][sb].s32p[p]);
             VF xd = vf_set1(xk[t][sb].d);
             acc[t] = vf_fma(vf_i(tot[t]), vf_mul(dw, xd), acc[t]);
             acc[t] = vf_fnma(vf_i(mi), vf_mul(dm, xd), acc[t]);
@@ -123,18 +155,15 @@ MM_FORCE void q6_K_tile(const mm_ctx *c, int64_t g, int64_t t0, const int NT) {
     const mm_xbk *xk[MM_NT];
     VF acc[MM_NT];
     MM_UNROLL for (int t = 0; t < NT; t++) { xk[t] = XROW(c, t0 + t, mm_xbk); acc[t] = vf_zero(); }
-    const VB m30 = vb_set1(0x30);
+    const VB m3f = vb_set1(0x3f);
     for (int64_t sb = 0; sb < nsb; sb++) {
         const uint8_t *blk = gw + (size_t)sb * MM_Q6_K_BLK;
         VI tot[MM_NT];
         MM_UNROLL for (int t = 0; t < NT; t++) tot[t] = vi_zero();
         for (int j = 0; j < 16; j++) {
             const uint8_t *area = blk + 288 + (size_t)j * 192;
-            VB c0 = vb_load(area), c1 = vb_load(area + 64), h = vb_load(area + 128);
-            VB w0 = vb_or(vb_lo(c0), vb_and(vb_sll4(h), m30));
-            VB w1 = vb_or(vb_hi(c0), vb_and(vb_sll2(h), m30));
-            VB w2 = vb_or(vb_lo(c1), vb_and(h, m30));
-            VB w3 = vb_or(vb_hi(c1), vb_and(vb_srl2(h), m30));
+            VB v0 = vb_load(area), v1 = vb_load(area + 64), v2 = vb_load(area + 128);
+            VB w0 = vb_and(v0, m3f), w1 = vb_and(v1, m3f), w2 = vb_and(v2, m3f), w3 = vb_q6top(v0, v1, v2);
             VI scj = vi_s8(blk + 32 + 16 * j);
             MM_UNROLL for (int t = 0; t < NT; t++) {
                 const int8_t *q = xk[t][sb].qs + 16 * j;

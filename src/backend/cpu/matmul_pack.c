@@ -87,7 +87,7 @@ static void pack_q45_K(const cpu_weight *w, uint8_t *dst, int64_t g, int64_t nb,
             for (int j = 0; j < 8; j++) {
                 uint8_t q[32], *area = codes + (size_t)j * sub;
                 int c = j / 2, shift = 4 * (j % 2);
-                quant_kq_get_scale_min(scales, j, &sc[j * 16 + k], &mn[j * 16 + k]);
+                quant_kq_get_scale_min(scales, j, &sc[j * 16 + k], &mn[((j / 2) * 16 + k) * 2 + j % 2]);
                 for (int e = 0; e < 32; e++) q[e] = (qs[32 * c + e] >> shift) & 15;
                 put_nibs32(area, k, q);
                 if (!five) continue;
@@ -119,13 +119,15 @@ static void pack_q6_K(const cpu_weight *w, uint8_t *dst, int64_t g, int64_t nb) 
                         lo[p] = (s->ql[64 * h + 32 * (kk & 1) + l] >> (4 * (kk >> 1))) & 15;
                         hi[p] = (s->qh[32 * h + l] >> (2 * kk)) & 3;
                     }
+            /* steps 0-2 as whole 6-bit codes; step 3's code split into 2-bit pieces in their
+             * top bits (bits 0-1 with step 0, 2-3 with step 1, 4-5 with step 2) */
             for (int j = 0; j < 16; j++) {
                 uint8_t *area = codes + (size_t)j * 192;
                 const uint8_t *L = lo + 16 * j, *H = hi + 16 * j;
                 for (int i = 0; i < 4; i++) {
-                    area[4 * k + i] = (uint8_t)(L[i] | (L[4 + i] << 4));
-                    area[64 + 4 * k + i] = (uint8_t)(L[8 + i] | (L[12 + i] << 4));
-                    area[128 + 4 * k + i] = (uint8_t)(H[i] | (H[4 + i] << 2) | (H[8 + i] << 4) | (H[12 + i] << 6));
+                    int c3 = L[12 + i] | (H[12 + i] << 4);
+                    for (int s = 0; s < 3; s++)
+                        area[64 * s + 4 * k + i] = (uint8_t)(L[4 * s + i] | (H[4 * s + i] << 4) | (((c3 >> (2 * s)) & 3) << 6));
                 }
             }
         }

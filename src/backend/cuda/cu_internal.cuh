@@ -32,6 +32,7 @@ struct cuda_ctx {
     cu_scratch f16w;     /* f16 dequantized weight for the tensor-core path */
     cu_scratch ids;      /* row ids uploaded for a call */
     cu_scratch attn;     /* attention partial results */
+    cu_scratch attn_cnt; /* attention: finished splits per (token, kv head, group), kept at 0 between steps */
     cu_stage stage[CUDA_STAGE_SLOTS];
     uint64_t gen;        /* bumped when any scratch moves (graphs then go stale) */
 };

@@ -449,8 +449,6 @@ static __device__ __forceinline__ void rq_chunk(float v, int lane, int64_t row, 
 static __global__ void rmsnorm_q8_kernel(const float *x, int64_t xs, float *y, int64_t n, const float *w, float eps,
                                          int8_t *xq, float *xd, int2 *xsum) {
     __shared__ float part[32];
-    cu_pdl_wait();
-    cu_pdl_trigger();
     const float *xr = x + blockIdx.x * xs;
     float *yr = y + blockIdx.x * n;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5, nch = (int)(n / 32);
@@ -458,11 +456,21 @@ static __global__ void rmsnorm_q8_kernel(const float *x, int64_t xs, float *y, i
     float v[RQ_J], wv[RQ_J];
     float ss = 0.0f;
     if (in_regs) {
+        /* the norm weights are model data no earlier kernel writes: fetched before the wait
+         * for the kernel that writes x (PDL) */
 #pragma unroll
-        for (int j = 0; j < RQ_J; j++) { /* x and the norm weights, all loads in flight at once */
+        for (int j = 0; j < RQ_J; j++) {
+            int ch = warp + j * nw;
+            wv[j] = ch < nch && w ? w[ch * 32 + lane] : 1.0f;
+        }
+    }
+    cu_pdl_wait();
+    cu_pdl_trigger();
+    if (in_regs) {
+#pragma unroll
+        for (int j = 0; j < RQ_J; j++) { /* all loads of x in flight at once */
             int ch = warp + j * nw;
             v[j] = ch < nch ? xr[ch * 32 + lane] : 0.0f;
-            wv[j] = ch < nch && w ? w[ch * 32 + lane] : 1.0f;
         }
 #pragma unroll
         for (int j = 0; j < RQ_J; j++) ss += v[j] * v[j];
@@ -497,6 +505,54 @@ static __global__ void rmsnorm_q8_kernel(const float *x, int64_t xs, float *y, i
             rq_chunk(o, lane, (int64_t)blockIdx.x * nch + ch, xq, xd, xsum);
         }
     }
+}
+
+/* The same result with several blocks per row (blockIdx.y = row, blockIdx.x = a group of
+ * RM_W chunks, one warp each): every block sums the squares of the whole row itself (8 KB
+ * for 2048 floats, from L2, all loads in flight), so no block waits for another and a row
+ * costs one block reduction instead of a 512-thread block's two-level one.
+ * Needs n % 4 == 0 and 16-byte aligned rows (checked by the caller); used at decode (up to
+ * 8 rows: at prefill the repeated row reads would cost more than they save). */
+#define RM_W 4
+static __global__ void __launch_bounds__(RM_W * 32)
+    rmsnorm_q8_mb_kernel(const float *x, int64_t xs, float *y, int64_t n, const float *w, float eps, int8_t *xq,
+                         float *xd, int2 *xsum) {
+    __shared__ float part[RM_W];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nch = (int)(n / 32);
+    int ch = blockIdx.x * RM_W + warp;
+    int64_t row = blockIdx.y;
+    float wv = ch < nch && w ? w[ch * 32 + lane] : 1.0f; /* model data: before the PDL wait */
+    cu_pdl_wait();
+    cu_pdl_trigger();
+    const float4 *x4 = (const float4 *)(x + row * xs);
+    float ss = 0.0f;
+    for (int64_t i = threadIdx.x; i < n / 4; i += RM_W * 32) {
+        float4 a = x4[i];
+        ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
+    }
+    ss = cu_warp_sum(ss);
+    if (lane == 0) part[warp] = ss;
+    __syncthreads();
+    float tot = 0.0f;
+#pragma unroll
+    for (int i = 0; i < RM_W; i++) tot += part[i];
+    if (ch >= nch) return; /* after the barrier: every thread reached it */
+    float k = rsqrtf(tot / (float)n + eps);
+    int64_t i = (int64_t)ch * 32 + lane;
+    float o = x[row * xs + i] * k * wv;
+    y[row * n + i] = o;
+    rq_chunk(o, lane, row * nch + ch, xq, xd, xsum);
+}
+
+/* Whether cuda_rmsnorm_q8 uses the multi-block kernel (HEARTH_CUDA_NORM_MB=0: one block per
+ * row). */
+static bool rm_multi(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *s = getenv("HEARTH_CUDA_NORM_MB");
+        on = s && *s == '0' ? 0 : 1;
+    }
+    return on == 1;
 }
 
 /* GLU whose output (rows of n, contiguous) is also quantized for the next product: one
@@ -541,6 +597,12 @@ extern "C" int cuda_rmsnorm_q8(cuda_ctx *c, const float *x, int64_t xs, float *y
     if (n_rows <= 0) return HEARTH_OK;
     if (n % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused norm needs rows of a multiple of 32");
     if ((rc = act_buffers(c, n_rows, n, &xq, &xd, &xsum, err))) return rc;
+    if (rm_multi() && n % 4 == 0 && xs % 4 == 0 && (uintptr_t)x % 16 == 0 && n_rows <= 8) {
+        dim3 grid((unsigned)((n / 32 + RM_W - 1) / RM_W), (unsigned)n_rows);
+        CU_LAUNCH(err, "launching rmsnorm", rmsnorm_q8_mb_kernel, grid, RM_W * 32, 0, c->stream, x, xs, y, n, w, eps,
+                  xq, xd, xsum);
+        return cu_check_launch(err, "rmsnorm");
+    }
     int thr = n >= 4096 ? 1024 : (n >= 2048 ? 512 : 128);
     CU_LAUNCH(err, "launching rmsnorm", rmsnorm_q8_kernel, (unsigned)n_rows, thr, 0, c->stream, x, xs, y, n, w, eps,
               xq, xd, xsum);

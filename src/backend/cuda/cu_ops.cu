@@ -240,6 +240,36 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A
     cu_pdl_wait(); /* launched early (CU_LAUNCH) */
     cu_pdl_trigger();
     at_split_block(A, blockIdx.x, blockIdx.y, sm);
+    if (!A.cnt) return;
+    /* Folded combine: the last split block of (token, kv head, group) to finish merges the
+     * group's splits (fixed order, so the result does not depend on which block is last)
+     * and puts the counter back to 0 for the next step. */
+    __shared__ int last;
+    __threadfence(); /* this block's partial results are visible before it counts itself */
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(&A.cnt[blockIdx.x], 1) == (int)gridDim.y - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    if (threadIdx.x == 0) A.cnt[blockIdx.x] = 0;
+    int64_t bx = blockIdx.x;
+    int32_t gi = (int32_t)(bx % A.n_groups), hk = (int32_t)(bx / A.n_groups % A.n_head_kv);
+    int64_t t = bx / A.n_groups / A.n_head_kv;
+    int32_t G = A.n_head / A.n_head_kv;
+    int32_t h0 = hk * G + gi * AT_G, nh = min(AT_G, G - gi * AT_G);
+    for (int i = threadIdx.x >> 5; i < nh; i += AT_THREADS / 32)
+        at_combine(A.part, A.n_head, A.n_split, A.hdv, A.fout, A.os, t * A.n_head + h0 + i, threadIdx.x & 31, 32);
+}
+
+/* Whether the combine pass is folded into the split kernel (HEARTH_CUDA_ATTN_FOLD=0: a
+ * separate combine kernel). */
+static bool at_fold(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *s = getenv("HEARTH_CUDA_ATTN_FOLD");
+        on = s && *s == '0' ? 0 : 1;
+    }
+    return on == 1;
 }
 
 /* One block per (token, head). */
@@ -267,9 +297,19 @@ int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, 
     }
     dim3 grid(gx, gy);
     int32_t n_split = (int32_t)gy;
+    bool fold = n_split > 1 && at_fold();
+    if (fold) {
+        void *before = c->attn_cnt.p;
+        if ((rc = cu_scratch_reserve(&c->attn_cnt, (size_t)gx * sizeof(int32_t), err))) return rc;
+        if (c->attn_cnt.p != before) { /* new memory: zero it once, the kernel keeps it at 0 */
+            cudaError_t e = cudaMemsetAsync(c->attn_cnt.p, 0, c->attn_cnt.cap, c->stream);
+            if (e != cudaSuccess) return cu_fail(err, e, "clearing the attention counters");
+        }
+        A.cnt = (int32_t *)c->attn_cnt.p;
+    }
     CU_LAUNCH(err, "launching attention", attn_split_kernel, grid, AT_THREADS, smem, c->stream, A);
     if ((rc = cu_check_launch(err, "attention"))) return rc;
-    if (n_split == 1) return HEARTH_OK;
+    if (n_split == 1 || fold) return HEARTH_OK;
     CU_LAUNCH(err, "launching attention (combine)", attn_combine_kernel, (unsigned)((int64_t)a->n_tok * a->n_head), 64,
               0, c->stream, (const float *)c->attn.p, a->n_head, n_split, a->head_dim_v, out, os);
     return cu_check_launch(err, "attention (combine)");

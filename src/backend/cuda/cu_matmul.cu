@@ -398,7 +398,7 @@ static size_t align256(size_t x) {
 }
 
 /* The activation scratch for n_tok rows of n values: codes, scales, half sums. */
-static int act_buffers(cuda_ctx *c, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs, hb_err *err) {
+int cu_act_buffers(cuda_ctx *c, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs, hb_err *err) {
     int rc;
     int64_t nch = n / 32;
     size_t b_q = align256((size_t)(n_tok * n)), b_d = align256((size_t)(n_tok * nch) * 4);
@@ -412,10 +412,10 @@ static int act_buffers(cuda_ctx *c, int64_t n_tok, int64_t n, int8_t **xq, float
 
 /* Quantizes x [n_tok][n] into the context's activation scratch; returns the three arrays.
  * reuse: the scratch already holds exactly this x (quantized by the previous op). */
-static int act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, int reuse, int8_t **xq, float **xd,
+int cu_act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, int reuse, int8_t **xq, float **xd,
                         int2 **xs, hb_err *err) {
     int rc;
-    if ((rc = act_buffers(c, n_tok, n, xq, xd, xs, err))) return rc;
+    if ((rc = cu_act_buffers(c, n_tok, n, xq, xd, xs, err))) return rc;
     if (reuse) return HEARTH_OK;
     int64_t total = n_tok * (n / 32);
     CU_LAUNCH(err, "launching activation quantization", act_quant_kernel, cu_blocks(total * 32, 256), 256, 0,
@@ -426,22 +426,6 @@ static int act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, i
 /* RMSNorm of n_rows rows (one block each) that also leaves the normalized rows quantized in
  * the activation scratch, for the matrix-vector products that read them next. */
 #define RQ_J 8 /* chunks per warp held in registers */
-
-/* Quantizes one normalized 32-value chunk held one value per lane. */
-static __device__ __forceinline__ void rq_chunk(float v, int lane, int64_t row, int8_t *xq, float *xd, int2 *xsum) {
-    float amax = cu_warp_max(fabsf(v));
-    float id = amax > 0.0f ? 127.0f / amax : 0.0f, sc = v * id;
-    int q = (int)(sc >= 0.0f ? sc + 0.5f : sc - 0.5f);
-    q = q > 127 ? 127 : (q < -127 ? -127 : q);
-    xq[row * 32 + lane] = (int8_t)q;
-    int hs = q;
-    for (int o = 8; o > 0; o >>= 1) hs += __shfl_xor_sync(0xffffffffu, hs, o);
-    int other = __shfl_sync(0xffffffffu, hs, 16);
-    if (lane == 0) {
-        xd[row] = amax / 127.0f;
-        xsum[row] = make_int2(hs, other);
-    }
-}
 
 /* RMSNorm of one row per block that also leaves the normalized row quantized in the
  * activation scratch. Warp w owns chunks w, w + nwarp, ...; rows of up to RQ_J chunks per
@@ -582,7 +566,7 @@ extern "C" int cuda_glu_q8(cuda_ctx *c, int gelu, const float *gate, int64_t gs,
     int2 *xsum;
     if (n_tok * n <= 0) return HEARTH_OK;
     if (n % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused glu needs rows of a multiple of 32");
-    if ((rc = act_buffers(c, n_tok, n, &xq, &xd, &xsum, err))) return rc;
+    if ((rc = cu_act_buffers(c, n_tok, n, &xq, &xd, &xsum, err))) return rc;
     CU_LAUNCH(err, "launching glu", glu_q8_kernel, cu_blocks(n_tok * n, 256), 256, 0, c->stream, gelu, gate, gs, up,
               us, out, n_tok, n, xq, xd, xsum);
     return cu_check_launch(err, "glu");
@@ -596,7 +580,7 @@ extern "C" int cuda_rmsnorm_q8(cuda_ctx *c, const float *x, int64_t xs, float *y
     int2 *xsum;
     if (n_rows <= 0) return HEARTH_OK;
     if (n % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused norm needs rows of a multiple of 32");
-    if ((rc = act_buffers(c, n_rows, n, &xq, &xd, &xsum, err))) return rc;
+    if ((rc = cu_act_buffers(c, n_rows, n, &xq, &xd, &xsum, err))) return rc;
     if (rm_multi() && n % 4 == 0 && xs % 4 == 0 && (uintptr_t)x % 16 == 0 && n_rows <= 8) {
         dim3 grid((unsigned)((n / 32 + RM_W - 1) / RM_W), (unsigned)n_rows);
         CU_LAUNCH(err, "launching rmsnorm", rmsnorm_q8_mb_kernel, grid, RM_W * 32, 0, c->stream, x, xs, y, n, w, eps,
@@ -647,7 +631,7 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
     int8_t *xq;
     float *xd;
     int2 *xs;
-    if ((rc = act_quantize(c, x, n_tok, w->n_cols, opt && opt->reuse_act, &xq, &xd, &xs, err))) return rc;
+    if ((rc = cu_act_quantize(c, x, n_tok, w->n_cols, opt && opt->reuse_act, &xq, &xd, &xs, err))) return rc;
     int nch = (int)(w->n_cols / 32), segb = mq_seg_bytes(w), vw = mq_width(w, segb);
     if (segb <= 0 || segb > MQ_STAGE || w->row_bytes % (size_t)vw)
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unexpected row layout for %s", quant_type_name(w->type));
@@ -677,7 +661,7 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
     int8_t *xq = NULL;
     float *xd = NULL;
     int2 *xs = NULL;
-    if (!fl && (rc = act_quantize(c, x, n_tok, w->n_cols, reuse_act, &xq, &xd, &xs, err))) return rc;
+    if (!fl && (rc = cu_act_quantize(c, x, n_tok, w->n_cols, reuse_act, &xq, &xd, &xs, err))) return rc;
     int vec = w->n_cols % 8 == 0;
     int nch = (int)(w->n_cols / 32), segb = fl ? 0 : mq_seg_bytes(w), vw = 16;
     if (!fl && (segb <= 0 || segb > MQ_STAGE)) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unexpected row layout");

@@ -234,8 +234,17 @@ static __device__ __forceinline__ void at_combine(const float *part, int32_t n_h
 #define AT_SMALL_BATCH 8
 #define AT_MIN_BLOCKS 64
 static int32_t at_span(int64_t base_blocks, int32_t max_pos) {
+    /* tuning: HEARTH_CUDA_AT_MIN_SPAN (16..128, default 32) and HEARTH_CUDA_AT_MIN_BLOCKS
+     * (default AT_MIN_BLOCKS), read once */
+    static int32_t min_span = 0, min_blocks = 0;
+    if (!min_span) {
+        const char *s = getenv("HEARTH_CUDA_AT_MIN_SPAN"), *b = getenv("HEARTH_CUDA_AT_MIN_BLOCKS");
+        int v = s ? atoi(s) : 0, w = b ? atoi(b) : 0;
+        min_blocks = w >= 1 && w <= 4096 ? w : AT_MIN_BLOCKS;
+        min_span = v == 16 || v == 64 || v == 128 ? v : 32;
+    }
     int32_t span = AT_SPLIT;
-    while (span > 32 && base_blocks * (max_pos / span + 1) < AT_MIN_BLOCKS) span /= 2;
+    while (span > min_span && base_blocks * (max_pos / span + 1) < min_blocks) span /= 2;
     return span;
 }
 

@@ -177,6 +177,69 @@ static __device__ __forceinline__ void mq_store(const float *acc, int lane, int6
         mq_store(acc, lane, r, n_tok, y, ldy, add_to);                                                    \
     }
 
+/* Single-token variant (decode, n_tok == 1) for rows that fit one staging pass and have at
+ * most MV1_J chunks per lane: the lane loads the activations of all its chunks into
+ * registers right after the PDL wait, while the row's asynchronous copies are still in
+ * flight, so the activations cost one L2 round trip under the weights' instead of one
+ * after them per chunk (the generic loop's loads wait for the unpack of the chunk). */
+#define MV1_J 6
+#define MV1_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT)                                                       \
+    static __global__ void __launch_bounds__(MQ_W * 32)                                                  \
+        name(mv_multi mm, int nch, int seg_bytes, int vw, const int8_t *xq, const float *xd, const int2 *xs, \
+             int n_tok) {                                                                                \
+        __shared__ __align__(16) uint8_t stage[MQ_W][MQ_STAGE];                                          \
+        __shared__ int8_t lut[16];                                                                        \
+        (void)seg_bytes, (void)n_tok;                                                                     \
+        if (HAS_LUT) {                                                                                    \
+            if (threadIdx.x < 16) lut[threadIdx.x] = c_iq4_levels[threadIdx.x];                           \
+            __syncthreads();                                                                              \
+        }                                                                                                 \
+        MV_SEGMENT(mm);                                                                                   \
+        int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;                                             \
+        int64_t r = (int64_t)blk * MQ_W + warp;                                                           \
+        if (r >= n_rows) return; /* no block-wide barrier follows */                                      \
+        const uint8_t *row = w + (size_t)r * row_bytes;                                                   \
+        uint8_t *sm = stage[warp];                                                                        \
+        for (int i = lane * vw; i < (int)row_bytes; i += 32 * vw) mq_cp(sm + i, row + i, vw);            \
+        cu_pdl_wait(); /* weights in flight; activations now ready */                                     \
+        cu_pdl_trigger();                                                                                 \
+        int4 xa[MV1_J], xb[MV1_J];                                                                        \
+        float dx[MV1_J];                                                                                  \
+        int2 sx[MV1_J];                                                                                   \
+        _Pragma("unroll") for (int j = 0; j < MV1_J; j++) {                                               \
+            int c = lane + 32 * j;                                                                        \
+            if (c < nch) {                                                                                \
+                const int4 *xp = (const int4 *)(xq + (int64_t)c * 32);                                    \
+                xa[j] = xp[0], xb[j] = xp[1], dx[j] = xd[c];                                              \
+                sx[j] = HAS_MIN ? xs[c] : make_int2(0, 0);                                                \
+            }                                                                                             \
+        }                                                                                                 \
+        asm volatile("cp.async.wait_all;\n" ::: "memory");                                                \
+        __syncwarp();                                                                                     \
+        float acc[MV_T];                                                                                  \
+        _Pragma("unroll") for (int t = 0; t < MV_T; t++) acc[t] = 0.0f;                                  \
+        _Pragma("unroll") for (int j = 0; j < MV1_J; j++) {                                               \
+            int c = lane + 32 * j;                                                                        \
+            if (c < nch) {                                                                                \
+                int q[8];                                                                                 \
+                float a[2], m[2];                                                                         \
+                UNPACK(sm, c, lut, q, a, m);                                                              \
+                int i0 = __dp4a(q[0], xa[j].x, 0);                                                        \
+                i0 = __dp4a(q[1], xa[j].y, i0);                                                           \
+                i0 = __dp4a(q[2], xa[j].z, i0);                                                           \
+                i0 = __dp4a(q[3], xa[j].w, i0);                                                           \
+                int i1 = __dp4a(q[4], xb[j].x, 0);                                                        \
+                i1 = __dp4a(q[5], xb[j].y, i1);                                                           \
+                i1 = __dp4a(q[6], xb[j].z, i1);                                                           \
+                i1 = __dp4a(q[7], xb[j].w, i1);                                                           \
+                float v = a[0] * (float)i0 + a[1] * (float)i1;                                            \
+                if (HAS_MIN) v += m[0] * (float)sx[j].x + m[1] * (float)sx[j].y;                          \
+                acc[0] += dx[j] * v;                                                                      \
+            }                                                                                             \
+        }                                                                                                 \
+        mq_store(acc, lane, r, 1, y, ldy, add_to);                                                        \
+    }
+
 __constant__ int8_t c_iq4_levels[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
 
 MV_KERNEL(mv_q4_0, up_q4_0, 1, 0)
@@ -191,6 +254,10 @@ MV_KERNEL(mv_q4_K, up_q4_K, 1, 0)
 MV_KERNEL(mv_q5_K, up_q5_K, 1, 0)
 MV_KERNEL(mv_q6_K, up_q6_K, 0, 0)
 MV_KERNEL(mv_iq4_xs, up_iq4_xs, 0, 1)
+MV1_KERNEL(mv1_q4_0, up_q4_0, 1, 0)
+MV1_KERNEL(mv1_q8_0, up_q8_0, 0, 0)
+MV1_KERNEL(mv1_q4_K, up_q4_K, 1, 0)
+MV1_KERNEL(mv1_q6_K, up_q6_K, 0, 0)
 
 typedef void (*mv_fn)(mv_multi, int, int, int, const int8_t *, const float *, const int2 *, int);
 typedef void (*up_fn)(const uint8_t *, int, const int8_t *, int *, float *, float *);
@@ -351,14 +418,32 @@ typedef struct mm_entry {
     mv_fn mv;
     dq_fn dq;
     int has_min;
+    mv_fn mv1; /* single-token variant, or NULL */
 } mm_entry;
 
 static const mm_entry k_mm[] = {
-    { QT_Q4_0, mv_q4_0, dq_q4_0, 1 },   { QT_Q4_1, mv_q4_1, dq_q4_1, 1 },     { QT_Q5_0, mv_q5_0, dq_q5_0, 1 },
-    { QT_Q5_1, mv_q5_1, dq_q5_1, 1 },   { QT_Q8_0, mv_q8_0, dq_q8_0, 0 },     { QT_IQ4_NL, mv_iq4_nl, dq_iq4_nl, 0 },
-    { QT_Q2_K, mv_q2_K, dq_q2_K, 1 },   { QT_Q3_K, mv_q3_K, dq_q3_K, 0 },     { QT_Q4_K, mv_q4_K, dq_q4_K, 1 },
-    { QT_Q5_K, mv_q5_K, dq_q5_K, 1 },   { QT_Q6_K, mv_q6_K, dq_q6_K, 0 },     { QT_IQ4_XS, mv_iq4_xs, dq_iq4_xs, 0 },
+    { QT_Q4_0, mv_q4_0, dq_q4_0, 1, mv1_q4_0 },     { QT_Q4_1, mv_q4_1, dq_q4_1, 1, NULL },
+    { QT_Q5_0, mv_q5_0, dq_q5_0, 1, NULL },         { QT_Q5_1, mv_q5_1, dq_q5_1, 1, NULL },
+    { QT_Q8_0, mv_q8_0, dq_q8_0, 0, mv1_q8_0 },     { QT_IQ4_NL, mv_iq4_nl, dq_iq4_nl, 0, NULL },
+    { QT_Q2_K, mv_q2_K, dq_q2_K, 1, NULL },         { QT_Q3_K, mv_q3_K, dq_q3_K, 0, NULL },
+    { QT_Q4_K, mv_q4_K, dq_q4_K, 1, mv1_q4_K },     { QT_Q5_K, mv_q5_K, dq_q5_K, 1, NULL },
+    { QT_Q6_K, mv_q6_K, dq_q6_K, 0, mv1_q6_K },     { QT_IQ4_XS, mv_iq4_xs, dq_iq4_xs, 0, NULL },
 };
+
+/* The kernel for a product of n_tok tokens: the single-token variant where it applies (one
+ * staging pass per row, at most MV1_J chunks per lane, copies of 4+ bytes;
+ * HEARTH_CUDA_MV1=0 turns it off), else the generic one. */
+static mv_fn mv_pick(const mm_entry *e, int64_t n_tok, int nch, int segb, int vw, size_t row_bytes) {
+    static int on = -1;
+    if (on < 0) {
+        const char *s = getenv("HEARTH_CUDA_MV1");
+        on = s && *s == '0' ? 0 : 1;
+    }
+    if (on && e->mv1 && n_tok == 1 && vw >= 4 && nch <= 32 * MV1_J && segb > 0 &&
+        (size_t)(MQ_STAGE / segb) * (size_t)segb >= row_bytes)
+        return e->mv1;
+    return e->mv;
+}
 
 static const mm_entry *mm_find(uint32_t type) {
     for (size_t i = 0; i < sizeof k_mm / sizeof k_mm[0]; i++)
@@ -642,8 +727,8 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
         mm.n = 1;
         mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
                           add_to ? add_to + t0 * ldy : NULL, grid };
-        CU_LAUNCH(err, "launching a matrix-vector product", e->mv, grid, MQ_W * 32, 0, c->stream, mm, nch, segb, vw,
-                  xq + t0 * w->n_cols, xd + t0 * nch, xs + t0 * nch, nt);
+        CU_LAUNCH(err, "launching a matrix-vector product", mv_pick(e, nt, nch, segb, vw, w->row_bytes), grid,
+                  MQ_W * 32, 0, c->stream, mm, nch, segb, vw, xq + t0 * w->n_cols, xd + t0 * nch, xs + t0 * nch, nt);
     }
     return cu_check_launch(err, "matrix-vector product");
 }
@@ -686,8 +771,8 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
                   (unsigned)mv_threads(vec ? w->n_cols / 8 : w->n_cols / 4), 0, c->stream, w->type, mm, w->n_cols, vec,
                   x, (int)n_tok);
     else
-        CU_LAUNCH(err, "launching a matrix-vector product", e->mv, grid, MQ_W * 32, 0, c->stream, mm, nch, segb, vw,
-                  xq, xd, xs, (int)n_tok);
+        CU_LAUNCH(err, "launching a matrix-vector product", mv_pick(e, n_tok, nch, segb, vw, w->row_bytes), grid,
+                  MQ_W * 32, 0, c->stream, mm, nch, segb, vw, xq, xd, xs, (int)n_tok);
     return cu_check_launch(err, "matrix-vector product");
 }
 

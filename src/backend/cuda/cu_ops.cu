@@ -102,7 +102,7 @@ static __global__ void rope_kernel(float *x, int64_t stride, int32_t n_head, flo
     /* the frequency (and the model's factor) depend on no earlier kernel: computed before
      * the wait for the one that writes x (PDL), the double pow is a long chain */
     int64_t kr = second ? k - n1 : k;
-    int32_t i = is_v ? 0 : (int32_t)(kr % half);
+    int32_t i = is_v || half <= 0 ? 0 : (int32_t)(kr % half);
     double inv = is_v ? 0.0 : pow((double)base, -2.0 * i / (double)n_rot);
     float fac = factors && !is_v ? factors[i] : 1.0f;
     cu_pdl_wait(); /* launched early (CU_LAUNCH) */

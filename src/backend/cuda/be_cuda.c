@@ -272,6 +272,7 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
     case CK_ATTN: {
         cuda_attn at = k->at;
         at.kv = &k->kv, at.pos = a0, at.seq = a1;
+        if (k->flag & 1) return cuda_attention_q8(cu, &at, k->p[0], k->n[0], y, k->n[1], err);
         return cuda_attention(cu, &at, k->p[0], k->n[0], y, k->n[1], err);
     }
     case CK_COPY_ROWS:
@@ -338,6 +339,17 @@ static void cb_fuse_kv(cb_cmd *r, cb_cmd *kv) {
     kv->kind = CK_NOP;
 }
 
+/* Whether the attention output is quantized by the attention's combine pass for the product
+ * that reads it (HEARTH_CUDA_ATTN_Q=0: by the product's own quantization kernel). */
+static bool cb_attn_q(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *s = getenv("HEARTH_CUDA_ATTN_Q");
+        on = s && *s == '0' ? 0 : 1;
+    }
+    return on == 1;
+}
+
 static void cb_fuse(cuda_be *c) {
     for (size_t i = 0; i < c->n_cmd; i++) {
         cb_cmd *k = &c->cmd[i], *nx = i + 1 < c->n_cmd ? &c->cmd[i + 1] : NULL;
@@ -365,6 +377,11 @@ static void cb_fuse(cuda_be *c) {
         } else if (pv->kind == CK_GLU && pv->p[1] == k->p[0] && pv->n[3] == n_tok && pv->n[4] == cols &&
                    pv->n[2] == cols && cols % 32 == 0) {
             pv->flag |= 2; /* the GLU quantizes its output for this product */
+            k->flag = 1;
+        } else if (pv->kind == CK_ATTN && !c->mega && cb_attn_q() && pv->p[1] == k->p[0] && pv->at.n_tok == n_tok &&
+                   pv->n[1] == cols && (int64_t)pv->at.n_head * pv->at.head_dim_v == cols &&
+                   pv->at.head_dim_v % 32 == 0 && pv->at.head_dim_v <= 1024) {
+            pv->flag |= 1; /* the attention quantizes its output for this product */
             k->flag = 1;
         } else if (cb_is_mv_q(pv) && pv->p[0] == k->p[0] && pv->n[0] == n_tok && pv->w.n_cols == cols &&
                    !overlaps(pv->p[1], n_tok * pv->n[1], k->p[0], n_tok * cols) &&

@@ -36,6 +36,8 @@ typedef struct at_args {
     float *part; /* [n_tok][n_head][n_split][hdv + 2] */
     float *out;  /* n_split == 1: the final output, written directly */
     int64_t os;
+    int32_t *cnt; /* per-op kernels only: non-NULL folds the combine into the split kernel */
+    float *fout;  /* the output the folded combine writes */
 } at_args;
 
 /* The work of split block (bx, y): AT_THREADS threads, shared memory sm of at_smem bytes.
@@ -206,16 +208,18 @@ static __device__ __forceinline__ void at_combine(const float *part, int32_t n_h
     int64_t t = th / n_head, h = th % n_head;
     const float *pp = part + th * n_split * (hdv + 2);
     float mx = -INFINITY, l = 0.0f;
-    for (int s = 0; s < n_split; s++) mx = fmaxf(mx, pp[s * (hdv + 2)]);
+    /* __ldcg: the partial results were written by other blocks of the same grid when the
+     * combine is folded into the split kernel (attn_split_kernel), so bypass L1 */
+    for (int s = 0; s < n_split; s++) mx = fmaxf(mx, __ldcg(pp + s * (hdv + 2)));
     for (int s = 0; s < n_split; s++) {
-        float m = pp[s * (hdv + 2)];
-        if (m > -INFINITY) l += __expf(m - mx) * pp[s * (hdv + 2) + 1];
+        float m = __ldcg(pp + s * (hdv + 2));
+        if (m > -INFINITY) l += __expf(m - mx) * __ldcg(pp + s * (hdv + 2) + 1);
     }
     for (int d = i; d < hdv; d += n) {
         float acc = 0.0f;
         for (int s = 0; s < n_split; s++) {
-            float m = pp[s * (hdv + 2)];
-            if (m > -INFINITY) acc += __expf(m - mx) * pp[s * (hdv + 2) + 2 + d];
+            float m = __ldcg(pp + s * (hdv + 2));
+            if (m > -INFINITY) acc += __expf(m - mx) * __ldcg(pp + s * (hdv + 2) + 2 + d);
         }
         out[t * os + h * hdv + d] = acc / l;
     }
@@ -230,8 +234,17 @@ static __device__ __forceinline__ void at_combine(const float *part, int32_t n_h
 #define AT_SMALL_BATCH 8
 #define AT_MIN_BLOCKS 64
 static int32_t at_span(int64_t base_blocks, int32_t max_pos) {
+    /* tuning: HEARTH_CUDA_AT_MIN_SPAN (16..128, default 32) and HEARTH_CUDA_AT_MIN_BLOCKS
+     * (default AT_MIN_BLOCKS), read once */
+    static int32_t min_span = 0, min_blocks = 0;
+    if (!min_span) {
+        const char *s = getenv("HEARTH_CUDA_AT_MIN_SPAN"), *b = getenv("HEARTH_CUDA_AT_MIN_BLOCKS");
+        int v = s ? atoi(s) : 0, w = b ? atoi(b) : 0;
+        min_blocks = w >= 1 && w <= 4096 ? w : AT_MIN_BLOCKS;
+        min_span = v == 16 || v == 64 || v == 128 ? v : 32;
+    }
     int32_t span = AT_SPLIT;
-    while (span > 32 && base_blocks * (max_pos / span + 1) < AT_MIN_BLOCKS) span /= 2;
+    while (span > min_span && base_blocks * (max_pos / span + 1) < min_blocks) span /= 2;
     return span;
 }
 
@@ -252,7 +265,7 @@ static inline void at_plan(const cuda_attn *a, const float *q, int64_t qs, float
     *smem = ((size_t)AT_G * (a->head_dim_k + AT_SPLIT) + (size_t)(AT_THREADS / 32) * AT_G * 64) * sizeof(float);
     at_args B = { (const uint8_t *)a->kv->k, (const uint8_t *)a->kv->v, a->kv->type, a->kv->row_bytes, a->kv->n_ctx,
                   a->pos, a->seq, a->n_head, a->n_head_kv, a->head_dim_k, a->head_dim_v, n_groups, n_split, a->window,
-                  span, a->scale, a->softcap, q, qs, part, n_split == 1 ? out : NULL, os };
+                  span, a->scale, a->softcap, q, qs, part, n_split == 1 ? out : NULL, os, NULL, out };
     *A = B;
     *gx = (unsigned)((int64_t)a->n_tok * a->n_head_kv * n_groups);
     *gy = (unsigned)n_split;

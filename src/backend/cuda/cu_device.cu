@@ -144,6 +144,7 @@ void cuda_ctx_free(cuda_ctx *c) {
     cu_scratch_release(&c->f16w);
     cu_scratch_release(&c->ids);
     cu_scratch_release(&c->attn);
+    cu_scratch_release(&c->attn_cnt);
     for (int i = 0; i < CUDA_STAGE_SLOTS; i++) {
         if (c->stage[i].host) cudaFreeHost(c->stage[i].host);
         if (c->stage[i].ev) cudaEventDestroy(c->stage[i].ev);

@@ -32,6 +32,7 @@ struct cuda_ctx {
     cu_scratch f16w;     /* f16 dequantized weight for the tensor-core path */
     cu_scratch ids;      /* row ids uploaded for a call */
     cu_scratch attn;     /* attention partial results */
+    cu_scratch attn_cnt; /* attention: finished splits per (token, kv head, group), kept at 0 between steps */
     cu_stage stage[CUDA_STAGE_SLOTS];
     uint64_t gen;        /* bumped when any scratch moves (graphs then go stale) */
 };
@@ -113,6 +114,29 @@ static inline cudaLaunchConfig_t cu_launch_config(dim3 grid, dim3 block, size_t 
         cudaError_t e_ = cudaLaunchKernelEx(&cfg_, kernel, __VA_ARGS__);                                  \
         if (e_ != cudaSuccess) return cu_fail((err), e_, (what));                                         \
     } while (0)
+
+/* Quantizes one 32-value chunk held one value per lane into the activation scratch (the
+ * arithmetic of act_quant_kernel, cu_matmul.cu): codes, scale and half sums of chunk `row`. */
+static __device__ __forceinline__ void rq_chunk(float v, int lane, int64_t row, int8_t *xq, float *xd, int2 *xsum) {
+    float amax = cu_warp_max(fabsf(v));
+    float id = amax > 0.0f ? 127.0f / amax : 0.0f, sc = v * id;
+    int q = (int)(sc >= 0.0f ? sc + 0.5f : sc - 0.5f);
+    q = q > 127 ? 127 : (q < -127 ? -127 : q);
+    xq[row * 32 + lane] = (int8_t)q;
+    int hs = q;
+    for (int o = 8; o > 0; o >>= 1) hs += __shfl_xor_sync(0xffffffffu, hs, o);
+    int other = __shfl_sync(0xffffffffu, hs, 16);
+    if (lane == 0) {
+        xd[row] = amax / 127.0f;
+        xsum[row] = make_int2(hs, other);
+    }
+}
+
+/* The activation scratch for n_tok rows of n values (codes, scales, half sums), and x
+ * quantized into it (reuse: it already holds x). cu_matmul.cu. */
+int cu_act_buffers(cuda_ctx *c, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs, hb_err *err);
+int cu_act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, int reuse, int8_t **xq, float **xd,
+                    int2 **xs, hb_err *err);
 
 static inline unsigned cu_blocks(int64_t n, int per) {
     return (unsigned)((n + per - 1) / per);

@@ -95,29 +95,32 @@ static __global__ void rope_kernel(float *x, int64_t stride, int32_t n_head, flo
                                    int32_t n_head2, int64_t n_tok, int32_t head_dim, const int32_t *pos, int neox,
                                    int32_t n_rot, float base, float freq_scale, float attn_factor,
                                    const float *factors, rope_kv_args kv) {
-    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
-    cu_pdl_trigger();
     int32_t half = n_rot / 2;
     int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, n1 = n_tok * n_head * half;
     int64_t n12 = n1 + n_tok * n_head2 * half;
-    bool second = k >= n1;
-    if (kv.kc && k >= n12) { /* v into the cache */
-        int64_t idx = k - n12, t = idx / kv.kv_dim, i = idx % kv.kv_dim;
+    bool second = k >= n1, is_v = kv.kc && k >= n12;
+    /* the frequency (and the model's factor) depend on no earlier kernel: computed before
+     * the wait for the one that writes x (PDL), the double pow is a long chain */
+    int64_t kr = second ? k - n1 : k;
+    int32_t i = is_v || half <= 0 ? 0 : (int32_t)(kr % half);
+    double inv = is_v ? 0.0 : pow((double)base, -2.0 * i / (double)n_rot);
+    float fac = factors && !is_v ? factors[i] : 1.0f;
+    cu_pdl_wait(); /* launched early (CU_LAUNCH) */
+    cu_pdl_trigger();
+    if (is_v) { /* v into the cache */
+        int64_t idx = k - n12, t = idx / kv.kv_dim, vi = idx % kv.kv_dim;
         if (t >= n_tok) return;
         size_t cell = (size_t)kv.seq[t] * (size_t)kv.n_ctx + (size_t)pos[t];
-        kv_put(kv.vc + cell * kv.row_bytes, kv.is_f16, i, kv.v[t * kv.vs + i]);
+        kv_put(kv.vc + cell * kv.row_bytes, kv.is_f16, vi, kv.v[t * kv.vs + vi]);
         return;
     }
-    if (k >= n1) { /* second tensor */
-        k -= n1;
-        if (k >= n_tok * n_head2 * half) return;
+    if (second) { /* second tensor */
+        if (kr >= n_tok * n_head2 * half) return;
         x = x2, stride = stride2, n_head = n_head2;
     }
-    int32_t i = (int32_t)(k % half);
-    int64_t th = k / half, t = th / n_head, h = th % n_head;
-    double inv = pow((double)base, -2.0 * i / (double)n_rot);
+    int64_t th = kr / half, t = th / n_head, h = th % n_head;
     double theta = (double)pos[t] * freq_scale * inv;
-    if (factors) theta /= factors[i];
+    if (factors) theta /= fac;
     double sd, cd;
     sincos(theta, &sd, &cd);
     float cs = (float)(cd * attn_factor), sn = (float)(sd * attn_factor);
@@ -240,19 +243,62 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A
     cu_pdl_wait(); /* launched early (CU_LAUNCH) */
     cu_pdl_trigger();
     at_split_block(A, blockIdx.x, blockIdx.y, sm);
+    if (!A.cnt) return;
+    /* Folded combine: the last split block of (token, kv head, group) to finish merges the
+     * group's splits (fixed order, so the result does not depend on which block is last)
+     * and puts the counter back to 0 for the next step. */
+    __shared__ int last;
+    __threadfence(); /* this block's partial results are visible before it counts itself */
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(&A.cnt[blockIdx.x], 1) == (int)gridDim.y - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    if (threadIdx.x == 0) A.cnt[blockIdx.x] = 0;
+    int64_t bx = blockIdx.x;
+    int32_t gi = (int32_t)(bx % A.n_groups), hk = (int32_t)(bx / A.n_groups % A.n_head_kv);
+    int64_t t = bx / A.n_groups / A.n_head_kv;
+    int32_t G = A.n_head / A.n_head_kv;
+    int32_t h0 = hk * G + gi * AT_G, nh = min(AT_G, G - gi * AT_G);
+    for (int i = threadIdx.x >> 5; i < nh; i += AT_THREADS / 32)
+        at_combine(A.part, A.n_head, A.n_split, A.hdv, A.fout, A.os, t * A.n_head + h0 + i, threadIdx.x & 31, 32);
 }
 
-/* One block per (token, head). */
+/* Whether the combine pass is folded into the split kernel at decode: off by default
+ * (HEARTH_CUDA_ATTN_FOLD=1 turns it on) — measured tg128 within noise of the separate
+ * combine kernel, pp512 ~2% slower, and it cannot quantize the output for the o product. */
+static bool at_fold(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *s = getenv("HEARTH_CUDA_ATTN_FOLD");
+        on = s && *s == '1' ? 1 : 0;
+    }
+    return on == 1;
+}
+
+/* One block per (token, head). With xq (then blockDim.x == hdv, a multiple of 32, and the
+ * output rows contiguous: os == n_head * hdv) the output is also quantized into the
+ * activation scratch for the product that reads it next, one warp per 32-value chunk. */
 static __global__ void attn_combine_kernel(const float *part, int32_t n_head, int32_t n_split, int32_t hdv,
-                                           float *out, int64_t os) {
+                                           float *out, int64_t os, int8_t *xq, float *xd, int2 *xsum) {
     cu_pdl_wait(); /* launched early (CU_LAUNCH) */
     cu_pdl_trigger();
     at_combine(part, n_head, n_split, hdv, out, os, blockIdx.x, threadIdx.x, blockDim.x);
+    if (!xq) return;
+    int64_t th = blockIdx.x, t = th / n_head, h = th % n_head;
+    int64_t e = h * hdv + threadIdx.x; /* this thread's element of its token's row */
+    __syncwarp();
+    rq_chunk(out[t * os + e], threadIdx.x & 31, (t * os + e) >> 5, xq, xd, xsum);
 }
 
-int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, hb_err *err) {
+/* cuda_attention; quant: also leave the output quantized in the activation scratch (see
+ * cuda_attention_q8). */
+static int at_run(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, bool quant,
+                  hb_err *err) {
     int rc;
     if (a->n_tok <= 0) return HEARTH_OK;
+    if (quant && (a->head_dim_v % 32 || a->head_dim_v > 1024 || os != (int64_t)a->n_head * a->head_dim_v))
+        return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: quantized attention output needs contiguous rows of 32-value chunks");
     if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv)
         return hb_fail(err, HEARTH_E_INVALID, "CUDA: %d heads do not split into %d KV heads", a->n_head, a->n_head_kv);
     at_args A;
@@ -267,12 +313,40 @@ int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, 
     }
     dim3 grid(gx, gy);
     int32_t n_split = (int32_t)gy;
+    bool fold = n_split > 1 && !quant && a->n_tok <= AT_SMALL_BATCH && at_fold();
+    if (fold) {
+        void *before = c->attn_cnt.p;
+        if ((rc = cu_scratch_reserve(&c->attn_cnt, (size_t)gx * sizeof(int32_t), err))) return rc;
+        if (c->attn_cnt.p != before) { /* new memory: zero it once, the kernel keeps it at 0 */
+            cudaError_t e = cudaMemsetAsync(c->attn_cnt.p, 0, c->attn_cnt.cap, c->stream);
+            if (e != cudaSuccess) return cu_fail(err, e, "clearing the attention counters");
+        }
+        A.cnt = (int32_t *)c->attn_cnt.p;
+    }
     CU_LAUNCH(err, "launching attention", attn_split_kernel, grid, AT_THREADS, smem, c->stream, A);
     if ((rc = cu_check_launch(err, "attention"))) return rc;
-    if (n_split == 1) return HEARTH_OK;
-    CU_LAUNCH(err, "launching attention (combine)", attn_combine_kernel, (unsigned)((int64_t)a->n_tok * a->n_head), 64,
-              0, c->stream, (const float *)c->attn.p, a->n_head, n_split, a->head_dim_v, out, os);
+    if (fold) return HEARTH_OK;
+    int8_t *xq = NULL;
+    float *xd = NULL;
+    int2 *xsum = NULL;
+    if (n_split == 1) { /* no combine pass: quantize the output on its own */
+        if (quant) return cu_act_quantize(c, out, a->n_tok, os, 0, &xq, &xd, &xsum, err);
+        return HEARTH_OK;
+    }
+    if (quant && (rc = cu_act_buffers(c, a->n_tok, os, &xq, &xd, &xsum, err))) return rc;
+    CU_LAUNCH(err, "launching attention (combine)", attn_combine_kernel, (unsigned)((int64_t)a->n_tok * a->n_head),
+              quant ? a->head_dim_v : 64, 0, c->stream, (const float *)c->attn.p, a->n_head, n_split, a->head_dim_v, out,
+              os, xq, xd, xsum);
     return cu_check_launch(err, "attention (combine)");
+}
+
+int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, hb_err *err) {
+    return at_run(c, a, q, qs, out, os, false, err);
+}
+
+int cuda_attention_q8(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os,
+                      hb_err *err) {
+    return at_run(c, a, q, qs, out, os, true, err);
 }
 
 /* ---- element-wise -------------------------------------------------------------------------- */

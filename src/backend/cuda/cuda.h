@@ -191,6 +191,11 @@ typedef struct cuda_attn {
 } cuda_attn;
 int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os,
                    hb_err *err);
+/* The same, also leaving the output quantized in the activation scratch for the quantized
+ * product that reads it next (its reuse_act, see cuda_matmul); needs head_dim_v % 32 == 0 and
+ * contiguous output rows (os == n_head * head_dim_v). */
+int cuda_attention_q8(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os,
+                      hb_err *err);
 
 /* y[t][i] = x[t][i] (+ bias[i]) for n_tok rows of n floats (x == y allowed). */
 int cuda_copy_rows(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_tok, int64_t n,

@@ -31,7 +31,6 @@ static inline VB vb_load(const void *p) {
 }
 static inline VB vb_set1(int v) { return (VB){ _mm256_set1_epi8((char)v), _mm256_set1_epi8((char)v) }; }
 static inline VB vb_and(VB x, VB y) { return (VB){ _mm256_and_si256(x.a, y.a), _mm256_and_si256(x.b, y.b) }; }
-static inline VB vb_or(VB x, VB y) { return (VB){ _mm256_or_si256(x.a, y.a), _mm256_or_si256(x.b, y.b) }; }
 static inline VB vb_lo(VB v) { return vb_and(v, vb_set1(15)); }
 static inline VB vb_hi(VB v) {
     return vb_and((VB){ _mm256_srli_epi16(v.a, 4), _mm256_srli_epi16(v.b, 4) }, vb_set1(15));

@@ -28,7 +28,6 @@ typedef __m512 VF;
 static inline VB vb_load(const void *p) { return _mm512_loadu_si512(p); }
 static inline VB vb_set1(int v) { return _mm512_set1_epi8((char)v); }
 static inline VB vb_and(VB a, VB b) { return _mm512_and_si512(a, b); }
-static inline VB vb_or(VB a, VB b) { return _mm512_or_si512(a, b); }
 static inline VB vb_lo(VB v) { return _mm512_and_si512(v, _mm512_set1_epi8(15)); }
 static inline VB vb_hi(VB v) { return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(15)); }
 /* high nibbles in place (16 x code, at most 240: fine for vpdpbusd's u8 operand) */

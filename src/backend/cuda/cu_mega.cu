@@ -231,16 +231,7 @@ static __device__ __forceinline__ void mk_store(const mk_op *op, const float *ac
                 int4 x0 = xp[0], x1 = xp[1];                                                              \
                 float dx = xd[(int64_t)t * nch + (cx)];                                                   \
                 int2 sx = HAS_MIN ? xs[(int64_t)t * nch + (cx)] : make_int2(0, 0);                        \
-                int i0 = __dp4a(q[0], x0.x, 0);                                                           \
-                i0 = __dp4a(q[1], x0.y, i0);                                                              \
-                i0 = __dp4a(q[2], x0.z, i0);                                                              \
-                i0 = __dp4a(q[3], x0.w, i0);                                                              \
-                int i1 = __dp4a(q[4], x1.x, 0);                                                           \
-                i1 = __dp4a(q[5], x1.y, i1);                                                              \
-                i1 = __dp4a(q[6], x1.z, i1);                                                              \
-                i1 = __dp4a(q[7], x1.w, i1);                                                              \
-                float v = a[0] * (float)i0 + a[1] * (float)i1;                                            \
-                if (HAS_MIN) v += m[0] * (float)sx.x + m[1] * (float)sx.y;                                \
+                float v = mq_chunk_dot(q, x0, x1, a, m, sx, HAS_MIN);                                    \
                 acc[t] += dx * v;                                                                         \
             }                                                                                             \
         }                                                                                                 \

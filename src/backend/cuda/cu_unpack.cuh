@@ -290,4 +290,23 @@ static __device__ __forceinline__ float fw_load1(uint32_t type, const uint8_t *r
     return type == QT_F16 ? cu_f16(h) : cu_bf16(h);
 }
 
+/* One decoded 32-element chunk against its int8 activations: q (8 words: halves 0-3, 4-7)
+ * dotted with x0/x1 (16 activation bytes each), each half scaled by a, plus the per-half
+ * offsets m times the activation half sums sx when the type has them. Shared by every
+ * mat-vec kernel so they all round alike. */
+static __device__ __forceinline__ float mq_chunk_dot(const int q[8], int4 x0, int4 x1, const float a[2],
+                                                     const float m[2], int2 sx, bool has_min) {
+    int i0 = __dp4a(q[0], x0.x, 0);
+    i0 = __dp4a(q[1], x0.y, i0);
+    i0 = __dp4a(q[2], x0.z, i0);
+    i0 = __dp4a(q[3], x0.w, i0);
+    int i1 = __dp4a(q[4], x1.x, 0);
+    i1 = __dp4a(q[5], x1.y, i1);
+    i1 = __dp4a(q[6], x1.z, i1);
+    i1 = __dp4a(q[7], x1.w, i1);
+    float v = a[0] * (float)i0 + a[1] * (float)i1;
+    if (has_min) v += m[0] * (float)sx.x + m[1] * (float)sx.y;
+    return v;
+}
+
 #endif

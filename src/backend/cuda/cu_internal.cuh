@@ -115,6 +115,20 @@ static inline cudaLaunchConfig_t cu_launch_config(dim3 grid, dim3 block, size_t 
         if (e_ != cudaSuccess) return cu_fail((err), e_, (what));                                         \
     } while (0)
 
+/* q8_0 cache rows (KV store of the graph kernels and of the persistent kernel): one warp
+ * per 32-element block; the scale is rounded to f16 before the codes
+ * are chosen, as in the reference quantizer. */
+static __device__ __forceinline__ void q8_block_store(uint8_t *dst, float x, int lane) {
+    float amax = cu_warp_max(fabsf(x));
+    __half dh = __float2half_rn(amax / 127.0f);
+    float d = __half2float(dh), id = d != 0.0f ? 1.0f / d : 0.0f;
+    float s = x * id;
+    int q = (int)(s >= 0.0f ? s + 0.5f : s - 0.5f);
+    q = q > 127 ? 127 : (q < -127 ? -127 : q);
+    dst[2 + lane] = (uint8_t)(int8_t)q;
+    if (lane == 0) *(__half *)dst = dh;
+}
+
 /* Quantizes one 32-value chunk held one value per lane into the activation scratch (the
  * arithmetic of act_quant_kernel, cu_matmul.cu): codes, scale and half sums of chunk `row`. */
 static __device__ __forceinline__ void rq_chunk(float v, int lane, int64_t row, int8_t *xq, float *xd, int2 *xsum) {

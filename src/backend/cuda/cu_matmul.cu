@@ -121,6 +121,23 @@ static __device__ __forceinline__ void mq_store(const float *acc, int lane, int6
     }
 }
 
+/* Start of every quantized mat-vec kernel: per-warp staging buffer, the IQ4 level table
+ * when the type needs it, this warp's row r of its segment (the kernel returns when there is
+ * none), the row's bytes `row` and the warp's stage `sm`. */
+#define MV_ROW_BEGIN(HAS_LUT)                                                                            \
+    __shared__ __align__(16) uint8_t stage[MQ_W][MQ_STAGE];                                              \
+    __shared__ int8_t lut[16];                                                                           \
+    if (HAS_LUT) {                                                                                       \
+        if (threadIdx.x < 16) lut[threadIdx.x] = c_iq4_levels[threadIdx.x];                              \
+        __syncthreads();                                                                                 \
+    }                                                                                                    \
+    MV_SEGMENT(mm);                                                                                      \
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;                                                \
+    int64_t r = (int64_t)blk * MQ_W + warp;                                                              \
+    if (r >= n_rows) return; /* no block-wide barrier follows */                                         \
+    const uint8_t *row = w + (size_t)r * row_bytes;                                                      \
+    uint8_t *sm = stage[warp];
+
 /* One kernel per type: UNPACK decodes a chunk (cu_unpack.cuh); HAS_MIN says whether the
  * type has per-half offsets (then the activation code sums are needed). seg_bytes: bytes
  * of 32 chunks; vw: copy width (see mq_stage). */
@@ -128,18 +145,7 @@ static __device__ __forceinline__ void mq_store(const float *acc, int lane, int6
     static __global__ void __launch_bounds__(MQ_W * 32)                                                  \
         name(mv_multi mm, int nch, int seg_bytes, int vw, const int8_t *xq, const float *xd, const int2 *xs, \
              int n_tok) {                                                                                \
-        __shared__ __align__(16) uint8_t stage[MQ_W][MQ_STAGE];                                          \
-        __shared__ int8_t lut[16];                                                                        \
-        if (HAS_LUT) {                                                                                    \
-            if (threadIdx.x < 16) lut[threadIdx.x] = c_iq4_levels[threadIdx.x];                           \
-            __syncthreads();                                                                              \
-        }                                                                                                 \
-        MV_SEGMENT(mm);                                                                                   \
-        int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;                                             \
-        int64_t r = (int64_t)blk * MQ_W + warp;                                                           \
-        if (r >= n_rows) return; /* no block-wide barrier follows */                                      \
-        const uint8_t *row = w + (size_t)r * row_bytes;                                                   \
-        uint8_t *sm = stage[warp];                                                                        \
+        MV_ROW_BEGIN(HAS_LUT);                                                                           \
         int per_pass = MQ_STAGE / seg_bytes, nseg = (nch + 31) / 32;                                      \
         float acc[MV_T];                                                                                  \
         _Pragma("unroll") for (int t = 0; t < MV_T; t++) acc[t] = 0.0f;                                  \
@@ -178,19 +184,8 @@ static __device__ __forceinline__ void mq_store(const float *acc, int lane, int6
     static __global__ void __launch_bounds__(MQ_W * 32)                                                  \
         name(mv_multi mm, int nch, int seg_bytes, int vw, const int8_t *xq, const float *xd, const int2 *xs, \
              int n_tok) {                                                                                \
-        __shared__ __align__(16) uint8_t stage[MQ_W][MQ_STAGE];                                          \
-        __shared__ int8_t lut[16];                                                                        \
-        (void)seg_bytes, (void)n_tok;                                                                     \
-        if (HAS_LUT) {                                                                                    \
-            if (threadIdx.x < 16) lut[threadIdx.x] = c_iq4_levels[threadIdx.x];                           \
-            __syncthreads();                                                                              \
-        }                                                                                                 \
-        MV_SEGMENT(mm);                                                                                   \
-        int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;                                             \
-        int64_t r = (int64_t)blk * MQ_W + warp;                                                           \
-        if (r >= n_rows) return; /* no block-wide barrier follows */                                      \
-        const uint8_t *row = w + (size_t)r * row_bytes;                                                   \
-        uint8_t *sm = stage[warp];                                                                        \
+        (void)seg_bytes, (void)n_tok;                                                                    \
+        MV_ROW_BEGIN(HAS_LUT);                                                                           \
         for (int i = lane * vw; i < (int)row_bytes; i += 32 * vw) mq_cp(sm + i, row + i, vw);            \
         cu_pdl_wait(); /* weights in flight; activations now ready */                                     \
         cu_pdl_trigger();                                                                                 \

@@ -507,18 +507,6 @@ static __device__ void mk_rope(const mk_op *op) {
     }
 }
 
-/* q8_0 block store (as q8_block_store, cu_ops.cu). */
-static __device__ __forceinline__ void mk_q8_block(uint8_t *dst, float x, int lane) {
-    float amax = cu_warp_max(fabsf(x));
-    __half dh = __float2half_rn(amax / 127.0f);
-    float d = __half2float(dh), id = d != 0.0f ? 1.0f / d : 0.0f;
-    float s = x * id;
-    int q = (int)(s >= 0.0f ? s + 0.5f : s - 0.5f);
-    q = q > 127 ? 127 : (q < -127 ? -127 : q);
-    dst[2 + lane] = (uint8_t)(int8_t)q;
-    if (lane == 0) *(__half *)dst = dh;
-}
-
 /* KV store: k rows (x, xs) and v rows (aux, as) into the cache cells (seq, pos). */
 static __device__ void mk_kv(const mk_op *op) {
     int64_t dim = op->kv_dim;
@@ -529,8 +517,8 @@ static __device__ void mk_kv(const mk_op *op) {
         for (int64_t w = gw; w < op->n_tok * nb; w += W) {
             int64_t t = w / nb, b = w % nb;
             size_t cell = (size_t)op->seq[t] * (size_t)op->n_ctx + (size_t)op->pos[t];
-            mk_q8_block(op->kc + cell * op->kv_row_bytes + b * 34, op->x[t * op->xs + b * 32 + lane], lane);
-            mk_q8_block(op->vc + cell * op->kv_row_bytes + b * 34, op->aux[t * op->as + b * 32 + lane], lane);
+            q8_block_store(op->kc + cell * op->kv_row_bytes + b * 34, op->x[t * op->xs + b * 32 + lane], lane);
+            q8_block_store(op->vc + cell * op->kv_row_bytes + b * 34, op->aux[t * op->as + b * 32 + lane], lane);
         }
         return;
     }

@@ -191,19 +191,6 @@ static __global__ void kv_store_plain(uint8_t *kc, uint8_t *vc, int is_f16, int6
     }
 }
 
-/* q8_0 rows: one warp per 32-element block; the scale is rounded to f16 before the codes
- * are chosen, as in the reference quantizer. */
-static __device__ __forceinline__ void q8_block_store(uint8_t *dst, float x, int lane) {
-    float amax = cu_warp_max(fabsf(x));
-    __half dh = __float2half_rn(amax / 127.0f);
-    float d = __half2float(dh), id = d != 0.0f ? 1.0f / d : 0.0f;
-    float s = x * id;
-    int q = (int)(s >= 0.0f ? s + 0.5f : s - 0.5f);
-    q = q > 127 ? 127 : (q < -127 ? -127 : q);
-    dst[2 + lane] = (uint8_t)(int8_t)q;
-    if (lane == 0) *(__half *)dst = dh;
-}
-
 static __global__ void kv_store_q8(uint8_t *kc, uint8_t *vc, int64_t kv_dim, size_t row_bytes, int64_t n_ctx,
                                    const float *k, int64_t ks, const float *v, int64_t vs, int64_t n_tok,
                                    const int32_t *pos, const int32_t *seq) {

@@ -76,6 +76,10 @@ typedef struct hearth_model_params {
 } hearth_model_params;
 
 hearth_model_params hearth_model_default_params(void);
+/* True when `name` is a backend name hearth_model_params.backend accepts ("cpu", "cuda",
+ * "auto", NULL or empty), whether or not this build or machine can run it — for checking
+ * flags and settings at the door before any work. */
+bool hearth_backend_name_ok(const char *name);
 
 /* Loads a GGUF model (weights are used from an mmap of the file, not copied).
  * On success *out is a new model the caller frees with hearth_model_free. On failure *out

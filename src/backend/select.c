@@ -26,6 +26,14 @@ static void note_set(char *note, size_t len, const char *msg) {
     if (note && len) snprintf(note, len, "%s", msg);
 }
 
+bool hearth_backend_name_ok(const char *name) {
+    static const char *const known[] = { "cpu", "cuda", "auto", "cpu-split" /* testing */ };
+    if (!name || !*name) return true;
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(name, known[i]) == 0) return true;
+    return false;
+}
+
 int be_accel_new(const char *want, int n_threads, be_ctx **out, char *note, size_t note_len, hb_err *err) {
     const char *w = want && *want ? want : getenv("HEARTH_BACKEND");
     if (!w || !*w) w = "auto";
@@ -33,7 +41,7 @@ int be_accel_new(const char *want, int n_threads, be_ctx **out, char *note, size
     note_set(note, note_len, "");
     if (strcmp(w, "cpu") == 0) return HEARTH_OK;
     if (strcmp(w, "cpu-split") == 0) return be_cpu_new(n_threads, out, err); /* testing */
-    if (strcmp(w, "cuda") != 0 && strcmp(w, "auto") != 0)
+    if (!hearth_backend_name_ok(w))
         return hb_fail(err, HEARTH_E_INVALID, "unknown backend '%s' (expected cpu, cuda or auto)", w);
 #if HEARTH_CUDA
     hb_err e;

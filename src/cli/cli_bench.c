@@ -332,6 +332,10 @@ int cli_bench(int argc, char **argv) {
         cli_error("bench: -o wants md or json, got '%s'", o.out);
         return 1;
     }
+    if (!hearth_backend_name_ok(o.backend)) {
+        cli_error("bench: unknown backend '%s' (expected cpu, cuda or auto)", o.backend);
+        return 1;
+    }
     if (o.models.n == 0) {
         cli_error("bench: give at least one model with -m MODEL");
         return 1;

@@ -88,6 +88,10 @@ int cli_serve(int argc, char **argv) {
         cli_error("serve: bad --keep-alive '%s' (expected e.g. 5m, 30s, -1)", keep);
         return 1;
     }
+    if (!hearth_backend_name_ok(backend)) {
+        cli_error("serve: unknown backend '%s' (expected cpu, cuda or auto)", backend);
+        return 1;
+    }
     int level = quiet ? 0 : verbose ? 3 : 2;
     p.host = h, p.port = port, p.models_dir = models;
     p.num_parallel = (int32_t)parallel, p.max_queue = (int32_t)max_queue, p.max_loaded = (int32_t)max_loaded;

@@ -39,4 +39,8 @@ HEARTH_GPU_LAYERS=lots "$H" run "$M" --raw "x" -n 1 >/dev/null 2>"$t/e2"; rc=$?
 check "a bad HEARTH_GPU_LAYERS is refused clearly" "[ $rc -eq 1 ] && grep -q 'HEARTH_GPU_LAYERS=lots' '$t/e2'"
 HEARTH_BACKEND=cuda "$H" run "$M" --raw "" --temp 0 -n 200 -ngl 3 >"$t/nocuda.txt" 2>"$t/note"; rc=$?
 check "cuda asked on a machine without it: CPU result" "[ $rc -eq 0 ] && cmp -s '$t/nocuda.txt' '$S/fixtures/generation/stories260K.greedy.txt'"
+for verb in "bench -m $M -p 8 -n 4 -r 1" "serve --host 127.0.0.1:0"; do
+  timeout 20 "$H" $verb --backend gpu >/dev/null 2>"$t/e3"; rc=$?
+  check "${verb%% *} --backend gpu is refused at the door" "[ $rc -eq 1 ] && [ \$(wc -l < '$t/e3') -eq 1 ] && grep -q \"unknown backend 'gpu'\" '$t/e3'"
+done
 exit $fail

@@ -43,6 +43,7 @@ void tok_map_free(tok_map *m) {
 static bool slot_eq(const tok_map *m, const tok_map_slot *s, uint64_t h, const char *a, size_t alen,
                     const char *b, size_t blen) {
     if (s->hash != h || s->alen != alen || s->blen != blen) return false;
+    if (alen + blen == 0) return true; /* empty keys own no pool bytes (pool may be NULL) */
     const char *k = m->pool + s->off;
     return (alen == 0 || memcmp(k, a, alen) == 0) && (blen == 0 || memcmp(k + alen, b, blen) == 0);
 }

@@ -15,6 +15,12 @@
  *    GLU outputs of each token into the activation scratch for the down product — the
  *    RMSNorm and GLU nodes disappear.
  *
+ * Measured on an H200 (TinyLlama shapes, graph replay with programmatic dependent launch,
+ * tg128): the gate/up + GLU kernel gains ~3% (Q4_0) / ~1% (Q4_K_M) and is on by default
+ * for rows up to 1280 bytes (HEARTH_CUDA_GU=0 turns it off); the prologue products lose
+ * 2-7% against the separate RMSNorm / act_quant kernels, which overlap their neighbours
+ * well, so they are opt-in (HEARTH_CUDA_PQ=1).
+ *
  * Arithmetic: the same as the separate kernels, bit for bit (sum of squares in the order
  * of the multi-block RMSNorm, cu_ss_part; quantization per 32 values with amax / 127,
  * rounding half away from zero, clamp to +-127, half sums; per lane chunk order and warp
@@ -532,13 +538,17 @@ extern "C" int cuda_matmul_glu(cuda_ctx *c, const cuda_weight *wg, const cuda_we
      * other fused products (it saves two kernels) */
     int ok = gu_on() && ti >= 0 && vw > 0 && n_tok <= GU_T && n % 32 == 0 && n_tok * n <= 2 * pq_max() && pq_max() > 0 &&
              (uintptr_t)x % 16 == 0 && xs % 4 == 0 && xs >= n && (uintptr_t)norm_w % 16 == 0;
-    /* all four rows of a warp staged at once where two blocks still fit an SM */
     static int per_env = -1;
     if (per_env < 0) {
         const char *s = getenv("HEARTH_CUDA_GU_PER");
         per_env = s && (*s == '1' || *s == '2') ? *s - '0' : 0;
     }
-    int per = per_env ? per_env : ((size_t)GU_W * 4 * wg->row_bytes <= 100 * 1024 ? 2 : 1);
+    /* one output per pass: measured faster than both at once (the smaller block becomes
+     * resident beside the previous kernel sooner and prefetches its weights); rows longer
+     * than 1280 bytes (Q8_0, Q6_K, Q5_K at 2048 columns) stay on the separate kernels,
+     * measured faster there */
+    int per = per_env ? per_env : 1;
+    if (!per_env && (size_t)GU_W * 2 * wg->row_bytes > 40 * 1024) ok = 0;
     size_t stage = ((size_t)GU_W * 2 * per * wg->row_bytes + 15) & ~(size_t)15;
     size_t smem = stage + (size_t)(n_tok * (n / 32) * 44);
     if (!ok || smem > 200 * 1024)

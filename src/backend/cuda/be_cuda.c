@@ -45,6 +45,7 @@ typedef struct cb_cmd {
     const void *yx[2], *addx[2];
     int64_t ldyx[2];
     int64_t n_multi;     /* how many of wx are used */
+    const void *px[2];   /* folded into a product (cb_fold): [0] the RMSNorm's input, [1] the GLU's output */
     cuda_rope rope;
     cuda_kv kv;
     cuda_attn at;        /* pos/seq/kv pointers filled at run time */
@@ -237,6 +238,30 @@ static int64_t cb_arena(cuda_be *c, const int32_t *host, int64_t n) {
 
 /* ---- running ----------------------------------------------------------------------------- */
 
+/* A product with an RMSNorm (flag 2) and/or a GLU (flag 4; 8: GELU, 16: the gate is the
+ * second weight) folded in by cb_fold. */
+static int cb_exec_folded(cuda_ctx *cu, const cb_cmd *k, hb_err *err) {
+    bool nrm = (k->flag & 2) != 0;
+    const float *x = nrm ? k->px[0] : k->p[0];
+    int64_t xs = nrm ? k->n[2] : k->w.n_cols;
+    float *ny = nrm ? (float *)k->p[0] : NULL;
+    const float *nw = nrm ? k->p[2] : NULL;
+    float *y = (float *)k->p[1];
+    if (k->flag & 4) {
+        bool sw = (k->flag & 16) != 0;
+        const cuda_weight *wg = sw ? &k->wx[0] : &k->w, *wu = sw ? &k->w : &k->wx[0];
+        float *yg = sw ? (float *)k->yx[0] : y, *yu = sw ? y : (float *)k->yx[0];
+        int64_t lg = sw ? k->ldyx[0] : k->n[1], lu = sw ? k->n[1] : k->ldyx[0];
+        return cuda_matmul_glu(cu, wg, wu, yg, lg, yu, lu, (float *)k->px[1], (k->flag & 8) != 0, x, xs, k->n[0], nw,
+                               k->f[0], ny, err);
+    }
+    const cuda_weight *ws[3] = { &k->w, &k->wx[0], &k->wx[1] };
+    float *ys[3] = { y, (float *)k->yx[0], (float *)k->yx[1] };
+    float *adds[3] = { (float *)k->p[3], (float *)k->addx[0], (float *)k->addx[1] };
+    int64_t ldys[3] = { k->n[1], k->ldyx[0], k->ldyx[1] };
+    return cuda_matmul_pro(cu, 1 + (int)k->n_multi, ws, ys, ldys, adds, x, xs, k->n[0], nw, k->f[0], ny, err);
+}
+
 static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
     cuda_ctx *cu = c->cu;
     const int32_t *a0 = k->off[0] >= 0 ? c->arena_dev + k->off[0] : NULL;
@@ -246,6 +271,7 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
     case CK_GET_ROWS:
         return cuda_get_rows_dev(cu, &k->w, a0, k->n[0], y, err);
     case CK_MATMUL: {
+        if (k->flag & 6) return cb_exec_folded(cu, k, err);
         if (k->n_multi) {
             const cuda_weight *ws[3] = { &k->w, &k->wx[0], &k->wx[1] };
             float *ys[3] = { y, (float *)k->yx[0], (float *)k->yx[1] };
@@ -422,6 +448,68 @@ static void cb_merge(cuda_be *c) {
     }
 }
 
+/* ---- folding the op before a product into it (after cb_merge; not for the persistent
+ * kernel, which has no such forms):
+ *  - an RMSNorm that quantizes for the (merged) product right after it: the product's
+ *    blocks normalize and quantize its input themselves (flag 2; the norm's output is
+ *    still written, so nothing needs to know whether it is read later);
+ *  - gate and up merged into one product, then the GLU that quantizes for the next
+ *    product: one kernel writes gate, up and the GLU output (flag 4).
+ * Both need the product's outputs apart from the input its blocks read. */
+static size_t cb_next_op(const cuda_be *c, size_t i) {
+    for (i++; i < c->n_cmd && c->cmd[i].kind == CK_NOP; i++) {}
+    return i;
+}
+
+/* True when no output of product k overlaps x (n floats). */
+static bool cb_outs_apart(const cb_cmd *k, const void *x, int64_t n) {
+    int64_t t = k->n[0];
+    const void *ys[3] = { k->p[1], k->yx[0], k->yx[1] }, *as[3] = { k->p[3], k->addx[0], k->addx[1] };
+    int64_t ld[3] = { k->n[1], k->ldyx[0], k->ldyx[1] };
+    for (int i = 0; i <= k->n_multi && i < 3; i++)
+        if (overlaps(ys[i], t * ld[i], x, n) || (as[i] && overlaps(as[i], t * ld[i], x, n))) return false;
+    return true;
+}
+
+static void cb_fold_glu(cb_cmd *k, cb_cmd *g) {
+    int64_t t = k->n[0], rows = k->w.n_rows;
+    if (k->n_multi != 1 || k->p[3] || k->addx[0] || k->wx[0].n_rows != rows || g->kind != CK_GLU || !(g->flag & 2) ||
+        g->n[3] != t || g->n[4] != rows || g->n[2] != rows)
+        return;
+    bool fw = g->p[0] == k->p[1] && g->n[0] == k->n[1] && g->p[2] == k->yx[0] && g->n[1] == k->ldyx[0];
+    bool sw = g->p[0] == k->yx[0] && g->n[0] == k->ldyx[0] && g->p[2] == k->p[1] && g->n[1] == k->n[1];
+    const void *x = (k->flag & 2) ? k->px[0] : k->p[0];
+    int64_t xn = (k->flag & 2) ? (t - 1) * k->n[2] + k->w.n_cols : t * k->w.n_cols;
+    if ((!fw && !sw) || overlaps(g->p[1], t * rows, x, xn) || overlaps(g->p[1], t * rows, k->p[1], t * k->n[1]) ||
+        overlaps(g->p[1], t * rows, k->yx[0], t * k->ldyx[0]) || !cb_outs_apart(k, x, xn) ||
+        ((k->flag & 2) && overlaps(g->p[1], t * rows, k->p[0], t * k->w.n_cols)))
+        return;
+    k->flag |= 4 | ((g->flag & 1) ? 8 : 0) | (sw ? 16 : 0);
+    k->px[1] = g->p[1];
+    g->kind = CK_NOP;
+}
+
+static void cb_fold(cuda_be *c) {
+    if (c->mega) return;
+    for (size_t i = 0; i < c->n_cmd; i++) {
+        cb_cmd *r = &c->cmd[i];
+        size_t j = cb_next_op(c, i);
+        if (j >= c->n_cmd) break;
+        cb_cmd *k = &c->cmd[j];
+        if (r->kind == CK_RMSNORM && r->flag == 1 && k->kind == CK_MATMUL && (k->flag & 1) && cb_is_mv_q(k) &&
+            k->p[0] == r->p[1] && k->n[0] == r->n[2] && k->n[0] <= 8 && k->w.n_cols == r->n[3] && r->n[1] == r->n[3]) {
+            int64_t t = k->n[0], xn = (t - 1) * r->n[0] + r->n[3];
+            if (!overlaps(r->p[0], xn, r->p[1], t * r->n[3]) && cb_outs_apart(k, r->p[0], xn) &&
+                cb_outs_apart(k, r->p[1], t * r->n[3])) {
+                k->flag |= 2;
+                k->px[0] = r->p[0], k->p[2] = r->p[2], k->f[0] = r->f[0], k->n[2] = r->n[0];
+                r->kind = CK_NOP;
+            }
+        }
+        if (r->kind == CK_MATMUL && cb_is_mv_q(r) && r->n[0] <= 8) cb_fold_glu(r, k);
+    }
+}
+
 static uint64_t cb_signature(const cuda_be *c) {
     uint64_t h = 1469598103934665603ull;
     const uint64_t *p = (const uint64_t *)(const void *)c->cmd;
@@ -444,6 +532,7 @@ static int cb_mega_rec(cuda_be *c, const cb_cmd *k) {
     case CK_NOP:
         return HEARTH_OK;
     case CK_MATMUL: {
+        if (k->flag & ~1) return HEARTH_E_UNSUPPORTED; /* folded forms (cb_fold) */
         const cuda_weight *ws[3] = { &k->w, &k->wx[0], &k->wx[1] };
         float *ys[3] = { y, (float *)k->yx[0], (float *)k->yx[1] };
         float *adds[3] = { (float *)k->p[3], (float *)k->addx[0], (float *)k->addx[1] };
@@ -521,6 +610,7 @@ static int cb_run_step(cuda_be *c) {
     if (!c->fuse_off) {
         cb_fuse(c);
         cb_merge(c);
+        cb_fold(c);
     }
     uint64_t sig = cb_signature(c);
     if (c->mega && cb_mega_try(c, sig, &rc)) return rc;

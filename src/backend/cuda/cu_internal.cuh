@@ -146,11 +146,36 @@ static __device__ __forceinline__ void rq_chunk(float v, int lane, int64_t row, 
     }
 }
 
+/* A thread's share of the sum of squares of a row of n4 float4s: elements i = tid,
+ * tid + 128, ... (the order of the multi-block RMSNorm, which the products that normalize
+ * their own input (cu_mvq.cu) repeat so that both give the same bits). */
+static __device__ __forceinline__ float cu_ss_part(const float4 *x4, int64_t n4, int tid) {
+    float ss = 0.0f;
+    for (int64_t i = tid; i < n4; i += 128) {
+        float4 a = x4[i];
+        ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
+    }
+    return ss;
+}
+
+/* The GLU activation (gelu: tanh form, else SiLU), shared by every kernel that applies it. */
+static __device__ __forceinline__ float cu_glu_act(int gelu, float g) {
+    if (gelu) return 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+    return g / (1.0f + expf(-g));
+}
+
 /* The activation scratch for n_tok rows of n values (codes, scales, half sums), and x
  * quantized into it (reuse: it already holds x). cu_matmul.cu. */
 int cu_act_buffers(cuda_ctx *c, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs, hb_err *err);
 int cu_act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, int reuse, int8_t **xq, float **xd,
                     int2 **xs, hb_err *err);
+
+/* Decode products whose blocks quantize (and RMSNorm) their f32 input themselves
+ * (cu_mvq.cu), for cuda_matmul_ex / cuda_matmul_multi without reuse: *done = 1 when it
+ * ran, 0 when the shape is not for it (nothing queued). */
+int cu_pq_matmul(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
+                 float *const *adds, const float *x, int64_t xs, int64_t n_tok, const float *norm_w, float eps,
+                 float *norm_y, int *done, hb_err *err);
 
 static inline unsigned cu_blocks(int64_t n, int per) {
     return (unsigned)((n + per - 1) / per);

@@ -573,13 +573,7 @@ static __global__ void __launch_bounds__(RM_W * 32)
     float wv = ch < nch && w ? w[ch * 32 + lane] : 1.0f; /* model data: before the PDL wait */
     cu_pdl_wait();
     cu_pdl_trigger();
-    const float4 *x4 = (const float4 *)(x + row * xs);
-    float ss = 0.0f;
-    for (int64_t i = threadIdx.x; i < n / 4; i += RM_W * 32) {
-        float4 a = x4[i];
-        ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
-    }
-    ss = cu_warp_sum(ss);
+    float ss = cu_warp_sum(cu_ss_part((const float4 *)(x + row * xs), n / 4, threadIdx.x)); /* RM_W * 32 == 128 */
     if (lane == 0) part[warp] = ss;
     __syncthreads();
     float tot = 0.0f;
@@ -615,10 +609,8 @@ static __global__ void glu_q8_kernel(int gelu, const float *gate, int64_t gs, co
     int64_t nch = n / 32;
     if (row >= n_tok * nch) return;
     int64_t t = row / nch, i = (row % nch) * 32 + lane;
-    float g = gate[t * gs + i], u = up[t * us + i], a;
-    if (gelu) a = 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
-    else a = g / (1.0f + expf(-g));
-    float o = a * u;
+    float g = gate[t * gs + i], u = up[t * us + i];
+    float o = cu_glu_act(gelu, g) * u;
     out[t * n + i] = o;
     rq_chunk(o, lane, row, xq, xd, xsum);
 }
@@ -696,6 +688,13 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
     int8_t *xq;
     float *xd;
     int2 *xs;
+    if (!(opt && opt->reuse_act)) { /* small batch: the product's blocks quantize x themselves */
+        int done = 0;
+        float *ys1[1] = { y }, *adds1[1] = { add_to };
+        int64_t ldys1[1] = { ldy };
+        if ((rc = cu_pq_matmul(c, 1, &w, ys1, ldys1, adds1, x, w->n_cols, n_tok, NULL, 0.0f, NULL, &done, err)) || done)
+            return rc;
+    }
     if ((rc = cu_act_quantize(c, x, n_tok, w->n_cols, opt && opt->reuse_act, &xq, &xd, &xs, err))) return rc;
     int nch = (int)(w->n_cols / 32), segb = mq_seg_bytes(w), vw = mq_width(w, segb);
     if (segb <= 0 || segb > MQ_STAGE || w->row_bytes % (size_t)vw)
@@ -727,6 +726,11 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
     int8_t *xq = NULL;
     float *xd = NULL;
     int2 *xs = NULL;
+    if (!fl && !reuse_act) { /* the product's blocks quantize x themselves */
+        int done = 0;
+        if ((rc = cu_pq_matmul(c, n, ws, ys, ldys, adds, x, w->n_cols, n_tok, NULL, 0.0f, NULL, &done, err)) || done)
+            return rc;
+    }
     if (!fl && (rc = cu_act_quantize(c, x, n_tok, w->n_cols, reuse_act, &xq, &xd, &xs, err))) return rc;
     int vec = w->n_cols % 8 == 0;
     int nch = (int)(w->n_cols / 32), segb = fl ? 0 : mq_seg_bytes(w), vw = 16;

@@ -120,6 +120,25 @@ int cuda_rmsnorm_q8(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t n
 int cuda_glu_q8(cuda_ctx *c, int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
                 int64_t n_tok, int64_t n, hb_err *err);
 
+/* Decode forms that fold the op before a product into it (cu_mvq.cu; n_tok <= 8 and
+ * quantized weights take the fused kernels where the shapes allow, anything else runs the
+ * separate kernels, with the same results bit for bit):
+ * cuda_matmul_pro: cuda_matmul_multi over h, where h = RMSNorm(x) (x: n_tok rows xs apart,
+ *   norm_w may be NULL) written to norm_y (rows of n_cols, contiguous) when norm_y is given,
+ *   else h = x (then xs == n_cols); leaves h quantized in the activation scratch as
+ *   cuda_rmsnorm_q8 does.
+ * cuda_matmul_glu: the same over gate and up weights (same type and shape, n_rows % 32 == 0),
+ *   then out[t][i] = act(yg[t][i]) * yu[t][i] (cuda_glu_q8: out rows of n_rows, contiguous,
+ *   left quantized in the activation scratch for the next product). */
+int cuda_matmul_pro(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
+                    float *const *adds, const float *x, int64_t xs, int64_t n_tok, const float *norm_w, float eps,
+                    float *norm_y, hb_err *err);
+int cuda_matmul_glu(cuda_ctx *c, const cuda_weight *wg, const cuda_weight *wu, float *yg, int64_t ldg, float *yu,
+                    int64_t ldu, float *out, int gelu, const float *x, int64_t xs, int64_t n_tok,
+                    const float *norm_w, float eps, float *norm_y, hb_err *err);
+/* How many fused kernels of the two above were launched in this process (a testing aid). */
+uint64_t cuda_mvq_fused_launches(void);
+
 /* out[i][0..n_cols) = dequantized row ids_host[i] of w (ids validated by the caller). */
 int cuda_get_rows(cuda_ctx *c, const cuda_weight *w, const int32_t *ids_host, int64_t n, float *out,
                   hb_err *err);

@@ -1,0 +1,573 @@
+/* cu_mvq.cu — decode products (1..8 tokens, quantized weights) that prepare their own
+ * activations, so that a decode step needs fewer kernels (each kernel boundary costs a
+ * launch-to-launch latency and an extra round trip through L2):
+ *
+ *  - cuda_matmul_pro: every block reads the f32 input rows (8 KB per 2048-float row, from
+ *    L2), optionally RMSNorms them, and quantizes them into shared memory itself (codes,
+ *    scales and half sums, exactly what the activation scratch would hold), then runs the
+ *    dot products of its rows out of shared memory. The RMSNorm node before the q/k/v
+ *    products disappears; products without a quantizing producer lose their act_quant
+ *    kernel. Block 0 also writes the normalized rows and the activation scratch, so the op
+ *    semantics stay those of the separate kernels (a later product may reuse the scratch).
+ *  - cuda_matmul_glu: gate and up (optionally after the RMSNorm, same prologue) in one
+ *    kernel whose block owns 32 consecutive outputs: each warp computes gate row i and up
+ *    row i together, writes gate, up and act(gate) * up, and the block quantizes the 32
+ *    GLU outputs of each token into the activation scratch for the down product — the
+ *    RMSNorm and GLU nodes disappear.
+ *
+ * Measured on an H200 (TinyLlama shapes, graph replay with programmatic dependent launch,
+ * tg128): the gate/up + GLU kernel gains ~3% (Q4_0) / ~1% (Q4_K_M) and is on by default
+ * for rows up to 1280 bytes (HEARTH_CUDA_GU=0 turns it off); the prologue products lose
+ * 2-7% against the separate RMSNorm / act_quant kernels, which overlap their neighbours
+ * well, so they are opt-in (HEARTH_CUDA_PQ=1).
+ *
+ * Arithmetic: the same as the separate kernels, bit for bit (sum of squares in the order
+ * of the multi-block RMSNorm, cu_ss_part; quantization per 32 values with amax / 127,
+ * rounding half away from zero, clamp to +-127, half sums; per lane chunk order and warp
+ * sums of the matrix-vector kernels), so results do not depend on which path ran or on
+ * the number of tokens. Weights are fetched before cu_pdl_wait (programmatic dependent
+ * launch), activations after it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cu_unpack.cuh"
+
+#define PQ_T 8         /* most tokens */
+#define PQ_MAXW 16     /* most warps per block of cuda_matmul_pro */
+#define PQ_WSTAGE 12288 /* most staged weight bytes per warp of cuda_matmul_pro */
+#define GU_W 16        /* warps per block of cuda_matmul_glu (2 outputs each: 32 per block) */
+#define GU_T 4         /* most tokens of cuda_matmul_glu (its accumulators stay in registers) */
+
+static __constant__ int8_t pq_iq4_levels[16] = { -127, -104, -83, -65, -49, -35, -22, -10,
+                                                 1,    13,   25,  38,  53,  69,  89,  113 };
+
+/* Up to three weights (same type and row length) over the same input; segment i owns
+ * `blocks` consecutive blocks of the grid. */
+typedef struct pq_seg {
+    const uint8_t *w;
+    int64_t n_rows;
+    float *y;
+    int64_t ldy;
+    float *add_to;
+    unsigned blocks;
+} pq_seg;
+
+typedef struct pq_multi {
+    pq_seg s0, s1, s2;
+    int n;
+} pq_multi;
+
+/* Where the activations come from and what block 0 leaves behind. */
+typedef struct pq_in {
+    const float *x;    /* [n_tok] rows of n floats, xs apart (16-byte aligned) */
+    int64_t xs;
+    const float *nw;   /* RMSNorm weight or NULL */
+    float eps;
+    int norm;          /* 0: quantize x as it is */
+    float *ny;         /* normalized rows [n_tok][n] (block 0), or NULL */
+    int8_t *gq;        /* activation scratch for the input (block 0), or NULL */
+    float *gd;
+    int2 *gs;
+} pq_in;
+
+#define PQ_FIELD(m, seg, f) ((seg) == 0 ? (m).s0.f : ((seg) == 1 ? (m).s1.f : (m).s2.f))
+
+/* Norm weights of the first 16-value half a thread quantizes (fetched before the PDL wait:
+ * model data no kernel writes). */
+static __device__ __forceinline__ void pq_prefetch_w(pq_in in, int n, int n_tok, float4 *w) {
+    int nch = n / 32, h = threadIdx.x;
+#pragma unroll
+    for (int k = 0; k < 4; k++) w[k] = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+    if (in.norm && in.nw && h < n_tok * nch * 2) {
+        const float4 *p = (const float4 *)(in.nw + (h % (2 * nch)) * 16);
+#pragma unroll
+        for (int k = 0; k < 4; k++) w[k] = p[k];
+    }
+}
+
+/* The block's activations into shared memory: codes sq [n_tok][n], half sums ssum and
+ * scales sd [n_tok][n/32]. Each thread quantizes 16-value halves (its partner lane holds
+ * the other half of the chunk). Called by every thread after cu_pdl_wait; ends with a
+ * block barrier. red: [4][PQ_T] shared. */
+static __device__ __forceinline__ void pq_prologue(pq_in in, int n, int n_tok, const float4 *wpre, int8_t *sq,
+                                                   int2 *ssum, float *sd, float *red) {
+    int tid = threadIdx.x, nth = blockDim.x, lane = tid & 31, warp = tid >> 5, nch = n / 32;
+    if (in.norm) {
+        if (warp < 4) /* 128 threads: the order of the multi-block RMSNorm */
+            for (int t = 0; t < n_tok; t++) {
+                float s = cu_warp_sum(cu_ss_part((const float4 *)(in.x + t * in.xs), n / 4, tid));
+                if (lane == 0) red[warp * PQ_T + t] = s;
+            }
+        __syncthreads();
+    }
+    int nh = n_tok * nch * 2;
+    for (int h0 = 0; h0 < nh; h0 += nth) { /* uniform trip count: the partner shuffle needs every lane */
+        int h = h0 + tid, t = 0, e0 = 0;
+        bool on = h < nh;
+        float v[16];
+        if (on) {
+            t = h / (2 * nch);
+            e0 = (h - t * 2 * nch) * 16; /* chunk * 32 + half * 16 */
+            const float4 *xp = (const float4 *)(in.x + t * in.xs + e0);
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                float4 a = xp[k];
+                v[4 * k] = a.x, v[4 * k + 1] = a.y, v[4 * k + 2] = a.z, v[4 * k + 3] = a.w;
+            }
+            if (in.norm) {
+                float tot = 0.0f;
+#pragma unroll
+                for (int i = 0; i < 4; i++) tot += red[i * PQ_T + t];
+                float kk = rsqrtf(tot / (float)n + in.eps);
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    float4 wv = h0 == 0 ? wpre[k]
+                                        : (in.nw ? ((const float4 *)(in.nw + e0))[k] : make_float4(1.0f, 1.0f, 1.0f, 1.0f));
+                    v[4 * k] = v[4 * k] * kk * wv.x, v[4 * k + 1] = v[4 * k + 1] * kk * wv.y;
+                    v[4 * k + 2] = v[4 * k + 2] * kk * wv.z, v[4 * k + 3] = v[4 * k + 3] * kk * wv.w;
+                }
+            }
+            if (in.ny && blockIdx.x == 0) {
+                float4 *yp = (float4 *)(in.ny + (int64_t)t * n + e0);
+#pragma unroll
+                for (int k = 0; k < 4; k++) yp[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 16; i++) v[i] = 0.0f;
+        }
+        float amax = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 16; i++) amax = fmaxf(amax, fabsf(v[i]));
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+        float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        int hs = 0;
+        uint32_t wd[4] = { 0, 0, 0, 0 };
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            float s = v[i] * id;
+            int q = (int)(s >= 0.0f ? s + 0.5f : s - 0.5f);
+            q = q > 127 ? 127 : (q < -127 ? -127 : q);
+            hs += q;
+            wd[i >> 2] |= (uint32_t)(uint8_t)(int8_t)q << (8 * (i & 3));
+        }
+        if (on) {
+            int half = (e0 >> 4) & 1;
+            int64_t ci = (int64_t)t * nch + (e0 >> 5);
+            int4 codes = make_int4((int)wd[0], (int)wd[1], (int)wd[2], (int)wd[3]);
+            *(int4 *)(sq + (int64_t)t * n + e0) = codes;
+            ((int *)(ssum + ci))[half] = hs;
+            if (!half) sd[ci] = amax / 127.0f;
+            if (in.gq && blockIdx.x == 0) {
+                *(int4 *)(in.gq + (int64_t)t * n + e0) = codes;
+                ((int *)(in.gs + ci))[half] = hs;
+                if (!half) in.gd[ci] = amax / 127.0f;
+            }
+        }
+    }
+    __syncthreads();
+}
+
+/* acc[t] of row r: warp sum, lane 0 stores (and adds into add_to: a fused residual). */
+static __device__ __forceinline__ void pq_store(const float *acc, int lane, int64_t r, int n_tok, float *y,
+                                                int64_t ldy, float *add_to) {
+#pragma unroll
+    for (int t = 0; t < PQ_T; t++) {
+        if (t < n_tok) {
+            float v = cu_warp_sum(acc[t]);
+            if (lane == 0) {
+                y[(int64_t)t * ldy + r] = v;
+                if (add_to) add_to[(int64_t)t * ldy + r] += v;
+            }
+        }
+    }
+}
+
+/* Dot of the chunk c of a staged row with every token's activations, accumulated into
+ * acc[t] (the arithmetic of the matrix-vector kernels). */
+#define PQ_CHUNK(UNPACK, HAS_MIN, NT, rowp, c, acc)                                                       \
+    do {                                                                                                  \
+        int q_[8];                                                                                        \
+        float a_[2], m_[2];                                                                               \
+        UNPACK((rowp), (c), lut, q_, a_, m_);                                                             \
+        _Pragma("unroll") for (int t = 0; t < (NT); t++) {                                                \
+            if (t < n_tok) {                                                                              \
+                const int4 *xp_ = (const int4 *)(sq + ((int64_t)t * nch + (c)) * 32);                     \
+                int2 sx_ = HAS_MIN ? ssum[(int64_t)t * nch + (c)] : make_int2(0, 0);                      \
+                float v_ = mq_chunk_dot(q_, xp_[0], xp_[1], a_, m_, sx_, HAS_MIN);                        \
+                (acc)[t] += sd[(int64_t)t * nch + (c)] * v_;                                              \
+            }                                                                                             \
+        }                                                                                                 \
+    } while (0)
+
+/* Products with the prologue: NW = blockDim.x / 32 warps per block; warp w of block b owns
+ * rows (b * NW + w) * rpw + k, k < rpw, of its segment, all staged at once before the PDL
+ * wait (dynamic shared memory: the stage [NW][wst], then the activations). Few blocks
+ * (about one per SM): every block reads the whole input, and the same few kilobytes read
+ * by hundreds of blocks at the same moment queue at the L2 slices that hold them. */
+#define PQ_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT)                                                        \
+    static __global__ void __launch_bounds__(PQ_MAXW * 32, 1)                                            \
+        name(pq_multi mm, size_t row_bytes, int n, int rpw, size_t wst, int vw, pq_in in, int n_tok) {   \
+        extern __shared__ __align__(16) uint8_t pq_dyn[];                                                \
+        __shared__ int8_t lut[16];                                                                       \
+        __shared__ float red[4 * PQ_T];                                                                  \
+        if (HAS_LUT && threadIdx.x < 16) lut[threadIdx.x] = pq_iq4_levels[threadIdx.x];                  \
+        unsigned blk = blockIdx.x;                                                                       \
+        int seg = 0;                                                                                     \
+        if (mm.n > 1 && blk >= mm.s0.blocks) {                                                           \
+            blk -= mm.s0.blocks, seg = 1;                                                                \
+            if (mm.n > 2 && blk >= mm.s1.blocks) blk -= mm.s1.blocks, seg = 2;                           \
+        }                                                                                                \
+        const uint8_t *w = PQ_FIELD(mm, seg, w);                                                         \
+        int64_t n_rows = PQ_FIELD(mm, seg, n_rows), ldy = PQ_FIELD(mm, seg, ldy);                        \
+        float *y = PQ_FIELD(mm, seg, y), *add_to = PQ_FIELD(mm, seg, add_to);                            \
+        int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nch = n / 32, nw = blockDim.x >> 5;        \
+        int64_t r0 = ((int64_t)blk * nw + warp) * rpw;                                                   \
+        int nr = r0 < n_rows ? (int)(n_rows - r0 < rpw ? n_rows - r0 : rpw) : 0;                         \
+        uint8_t *sm = pq_dyn + warp * wst;                                                               \
+        const uint8_t *src = w + (size_t)r0 * row_bytes;                                                 \
+        for (int i = lane * vw; i < nr * (int)row_bytes; i += 32 * vw) mq_cp(sm + i, src + i, vw);      \
+        float4 wpre[4];                                                                                  \
+        pq_prefetch_w(in, n, n_tok, wpre);                                                               \
+        cu_pdl_wait(); /* weights in flight; activations now ready */                                    \
+        cu_pdl_trigger();                                                                                \
+        int8_t *sq = (int8_t *)(pq_dyn + nw * wst);                                                      \
+        int2 *ssum = (int2 *)(sq + (size_t)n_tok * n);                                                   \
+        float *sd = (float *)(ssum + n_tok * nch);                                                       \
+        pq_prologue(in, n, n_tok, wpre, sq, ssum, sd, red);                                              \
+        asm volatile("cp.async.wait_all;\n" ::: "memory");                                              \
+        __syncwarp();                                                                                    \
+        for (int k = 0; k < nr; k++) {                                                                   \
+            float acc[PQ_T];                                                                             \
+            _Pragma("unroll") for (int t = 0; t < PQ_T; t++) acc[t] = 0.0f;                              \
+            for (int c = lane; c < nch; c += 32) PQ_CHUNK(UNPACK, HAS_MIN, PQ_T, sm + (size_t)k * row_bytes, c, acc); \
+            pq_store(acc, lane, r0 + k, n_tok, y, ldy, add_to);                                          \
+        }                                                                                                \
+    }
+
+/* gate/up + GLU: block b owns outputs 32b..32b+31, warp w outputs i0 = 32b + 2w and i0 + 1
+ * (gate rows and up rows of both, staged `per` outputs at a time: per = 2, one pass, or 1,
+ * two passes, for rows too long for 4 per warp). Dynamic shared memory: the stage
+ * [GU_W][2 * per * row_bytes], rounded to 16, then the activations. The GLU outputs of
+ * every token are quantized into the scratch (oq, od, os: [n_tok][n_ff / 32] chunks). */
+#define GU_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT)                                                        \
+    static __global__ void __launch_bounds__(GU_W * 32, 2)                                               \
+        name(const uint8_t *wg, const uint8_t *wu, size_t row_bytes, int n, int n_ff, int per, int vw,   \
+             float *yg, int64_t ldg, float *yu, int64_t ldu, float *out, int gelu, int8_t *oq, float *od, \
+             int2 *os, pq_in in, int n_tok) {                                                            \
+        extern __shared__ __align__(16) uint8_t pq_dyn[];                                                \
+        __shared__ int8_t lut[16];                                                                       \
+        __shared__ float red[4 * PQ_T];                                                                  \
+        __shared__ float ob[PQ_T * 32];                                                                  \
+        if (HAS_LUT && threadIdx.x < 16) lut[threadIdx.x] = pq_iq4_levels[threadIdx.x];                  \
+        int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nch = n / 32;                              \
+        size_t wst = 2 * (size_t)per * row_bytes;                                                        \
+        uint8_t *sm = pq_dyn + warp * wst;                                                               \
+        int64_t i0 = (int64_t)blockIdx.x * 32 + 2 * warp;                                                \
+        int pb = per * (int)row_bytes;                                                                   \
+        for (int i = lane * vw; i < pb; i += 32 * vw) {                                                  \
+            mq_cp(sm + i, wg + (size_t)i0 * row_bytes + i, vw);                                          \
+            mq_cp(sm + pb + i, wu + (size_t)i0 * row_bytes + i, vw);                                     \
+        }                                                                                                \
+        float4 wpre[4];                                                                                  \
+        pq_prefetch_w(in, n, n_tok, wpre);                                                               \
+        cu_pdl_wait();                                                                                   \
+        cu_pdl_trigger();                                                                                \
+        int8_t *sq = (int8_t *)(pq_dyn + ((GU_W * wst + 15) & ~(size_t)15));                             \
+        int2 *ssum = (int2 *)(sq + (size_t)n_tok * n);                                                   \
+        float *sd = (float *)(ssum + n_tok * nch);                                                       \
+        pq_prologue(in, n, n_tok, wpre, sq, ssum, sd, red);                                              \
+        float g[2][GU_T], u[2][GU_T];                                                                    \
+        _Pragma("unroll") for (int j = 0; j < 2; j++)                                                    \
+            _Pragma("unroll") for (int t = 0; t < GU_T; t++) g[j][t] = u[j][t] = 0.0f;                   \
+        for (int p = 0; p < 2; p += per) {                                                               \
+            if (p) { /* second pass (per == 1): output i0 + 1 */                                         \
+                __syncwarp();                                                                            \
+                for (int i = lane * vw; i < pb; i += 32 * vw) {                                          \
+                    mq_cp(sm + i, wg + (size_t)(i0 + 1) * row_bytes + i, vw);                            \
+                    mq_cp(sm + pb + i, wu + (size_t)(i0 + 1) * row_bytes + i, vw);                       \
+                }                                                                                        \
+            }                                                                                            \
+            asm volatile("cp.async.wait_all;\n" ::: "memory");                                           \
+            __syncwarp();                                                                                \
+            for (int c = lane; c < nch; c += 32) {                                                       \
+                _Pragma("unroll") for (int j = 0; j < 2; j++) {                                          \
+                    if (per == 2 || j == p) {                                                            \
+                        int sj = per == 2 ? j : 0;                                                       \
+                        PQ_CHUNK(UNPACK, HAS_MIN, GU_T, sm + (size_t)sj * row_bytes, c, g[j]);                 \
+                        PQ_CHUNK(UNPACK, HAS_MIN, GU_T, sm + (size_t)(per + sj) * row_bytes, c, u[j]);         \
+                    }                                                                                    \
+                }                                                                                        \
+            }                                                                                            \
+        }                                                                                                \
+        _Pragma("unroll") for (int j = 0; j < 2; j++)                                                    \
+            _Pragma("unroll") for (int t = 0; t < GU_T; t++) {                                           \
+                if (t < n_tok) {                                                                         \
+                    float gv = cu_warp_sum(g[j][t]), uv = cu_warp_sum(u[j][t]);                          \
+                    if (lane == 0) {                                                                     \
+                        float o = cu_glu_act(gelu, gv) * uv;                                             \
+                        yg[(int64_t)t * ldg + i0 + j] = gv;                                              \
+                        yu[(int64_t)t * ldu + i0 + j] = uv;                                              \
+                        out[(int64_t)t * n_ff + i0 + j] = o;                                             \
+                        ob[t * 32 + 2 * warp + j] = o;                                                   \
+                    }                                                                                    \
+                }                                                                                        \
+            }                                                                                            \
+        __syncthreads();                                                                                 \
+        if (warp < n_tok)                                                                                \
+            rq_chunk(ob[warp * 32 + lane], lane, (int64_t)warp * (n_ff / 32) + blockIdx.x, oq, od, os);  \
+    }
+
+PQ_KERNEL(pq_q4_0, up_q4_0, 1, 0)
+PQ_KERNEL(pq_q4_1, up_q4_1, 1, 0)
+PQ_KERNEL(pq_q5_0, up_q5_0, 1, 0)
+PQ_KERNEL(pq_q5_1, up_q5_1, 1, 0)
+PQ_KERNEL(pq_q8_0, up_q8_0, 0, 0)
+PQ_KERNEL(pq_iq4_nl, up_iq4_nl, 0, 1)
+PQ_KERNEL(pq_q2_K, up_q2_K, 1, 0)
+PQ_KERNEL(pq_q3_K, up_q3_K, 0, 0)
+PQ_KERNEL(pq_q4_K, up_q4_K, 1, 0)
+PQ_KERNEL(pq_q5_K, up_q5_K, 1, 0)
+PQ_KERNEL(pq_q6_K, up_q6_K, 0, 0)
+PQ_KERNEL(pq_iq4_xs, up_iq4_xs, 0, 1)
+GU_KERNEL(gu_q4_0, up_q4_0, 1, 0)
+GU_KERNEL(gu_q4_1, up_q4_1, 1, 0)
+GU_KERNEL(gu_q5_0, up_q5_0, 1, 0)
+GU_KERNEL(gu_q5_1, up_q5_1, 1, 0)
+GU_KERNEL(gu_q8_0, up_q8_0, 0, 0)
+GU_KERNEL(gu_iq4_nl, up_iq4_nl, 0, 1)
+GU_KERNEL(gu_q2_K, up_q2_K, 1, 0)
+GU_KERNEL(gu_q3_K, up_q3_K, 0, 0)
+GU_KERNEL(gu_q4_K, up_q4_K, 1, 0)
+GU_KERNEL(gu_q5_K, up_q5_K, 1, 0)
+GU_KERNEL(gu_q6_K, up_q6_K, 0, 0)
+GU_KERNEL(gu_iq4_xs, up_iq4_xs, 0, 1)
+
+typedef void (*pq_fn)(pq_multi, size_t, int, int, size_t, int, pq_in, int);
+typedef void (*gu_fn)(const uint8_t *, const uint8_t *, size_t, int, int, int, int, float *, int64_t, float *,
+                      int64_t, float *, int, int8_t *, float *, int2 *, pq_in, int);
+
+/* Per type: the kernels. */
+typedef struct pq_entry {
+    uint32_t type;
+    pq_fn pq;
+    gu_fn gu;
+} pq_entry;
+
+static const pq_entry k_pq[] = {
+    { QT_Q4_0, pq_q4_0, gu_q4_0 }, { QT_Q4_1, pq_q4_1, gu_q4_1 },       { QT_Q5_0, pq_q5_0, gu_q5_0 },
+    { QT_Q5_1, pq_q5_1, gu_q5_1 }, { QT_Q8_0, pq_q8_0, gu_q8_0 },       { QT_IQ4_NL, pq_iq4_nl, gu_iq4_nl },
+    { QT_Q2_K, pq_q2_K, gu_q2_K }, { QT_Q3_K, pq_q3_K, gu_q3_K },       { QT_Q4_K, pq_q4_K, gu_q4_K },
+    { QT_Q5_K, pq_q5_K, gu_q5_K }, { QT_Q6_K, pq_q6_K, gu_q6_K },       { QT_IQ4_XS, pq_iq4_xs, gu_iq4_xs },
+};
+#define PQ_NTYPES (sizeof k_pq / sizeof k_pq[0])
+static uint64_t g_fused; /* fused launches (a testing aid) */
+static int g_gu_smem[PQ_NTYPES], g_pq_smem[PQ_NTYPES]; /* dynamic shared bytes allowed to each gu kernel (0: the default 48 KB) */
+
+static int pq_find(uint32_t type) {
+    for (size_t i = 0; i < PQ_NTYPES; i++)
+        if (k_pq[i].type == type) return (int)i;
+    return -1;
+}
+
+/* Largest n_tok * n (input floats) for which the products quantize their own input
+ * (HEARTH_CUDA_PQ_MAX; 0 turns the fused forms off). Every block reads the whole input,
+ * so large batches are left to the separate quantization kernel. */
+static int64_t pq_max(void) {
+    static int64_t v = -1;
+    if (v < 0) {
+        const char *s = getenv("HEARTH_CUDA_PQ_MAX");
+        v = s && *s ? atoll(s) : 8192;
+        if (v < 0) v = 0;
+    }
+    return v;
+}
+
+/* Whether cuda_matmul_pro (and the products without a quantizing producer) use the
+ * prologue kernels: HEARTH_CUDA_PQ=1. Off by default: measured on an H200 (TinyLlama
+ * shapes, graph replay with programmatic dependent launch) the separate RMSNorm / act_quant
+ * kernels overlap the products so well that folding them in lost 2-7% of tg128 (every
+ * block repeats the input's reads and the products' compute runs with fewer warps). */
+static bool pq_on(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *s = getenv("HEARTH_CUDA_PQ");
+        v = s && *s == '1' ? 1 : 0;
+    }
+    return v == 1;
+}
+
+/* Warps per block (HEARTH_CUDA_PQ_NW: 4, 8 or 16; default 8). */
+static int pq_nw(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *s = getenv("HEARTH_CUDA_PQ_NW");
+        v = s && (atoi(s) == 4 || atoi(s) == 8 || atoi(s) == 16) ? atoi(s) : 8;
+    }
+    return v;
+}
+
+/* Rows per warp (HEARTH_CUDA_PQ_RPW forces it): the fewest that need no more blocks than
+ * the device has SMs. */
+static int pq_rpw(const cuda_ctx *c, int n, const cuda_weight *const *ws, int nw) {
+    static int env = -1;
+    if (env < 0) {
+        const char *s = getenv("HEARTH_CUDA_PQ_RPW");
+        env = s && atoi(s) >= 1 && atoi(s) <= 64 ? atoi(s) : 0;
+    }
+    if (env) return env;
+    for (int r = 1; r < 64; r++) {
+        int64_t b = 0;
+        for (int i = 0; i < n; i++) b += cu_blocks(ws[i]->n_rows, nw * r);
+        if (b <= c->info.sm_count) return r;
+    }
+    return 64;
+}
+
+/* Whether gate/up + GLU run as one kernel (HEARTH_CUDA_GU=0: the products, then glu_q8). */
+static bool gu_on(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *s = getenv("HEARTH_CUDA_GU");
+        v = s && *s == '0' ? 0 : 1;
+    }
+    return v == 1;
+}
+
+/* Copy width: the widest of 16/8/4 that divides the data address and the row size. */
+static int pq_width(const cuda_weight *w) {
+    uintptr_t a = (uintptr_t)w->data | (uintptr_t)w->row_bytes;
+    return a % 16 == 0 ? 16 : (a % 8 == 0 ? 8 : (a % 4 == 0 ? 4 : 0));
+}
+
+/* Allows fn `bytes` of dynamic shared memory (once per kernel and size). */
+static int pq_allow(const void *fn, int *allowed, size_t bytes, hb_err *err) {
+    if (bytes <= 48 * 1024 || (size_t)*allowed >= bytes) return HEARTH_OK;
+    cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (e != cudaSuccess) return cu_fail(err, e, "allowing shared memory");
+    *allowed = (int)bytes;
+    return HEARTH_OK;
+}
+
+/* Whether x (n_tok rows of n, xs apart) and the norm weight suit the prologue. */
+static bool pq_input_ok(const float *x, int64_t xs, int64_t n_tok, int64_t n, const float *nw) {
+    return n_tok >= 1 && n_tok <= PQ_T && n % 32 == 0 && n_tok * n <= pq_max() && (uintptr_t)x % 16 == 0 &&
+           xs % 4 == 0 && xs >= n && (uintptr_t)nw % 16 == 0;
+}
+
+int cu_pq_matmul(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
+                 float *const *adds, const float *x, int64_t xs, int64_t n_tok, const float *norm_w, float eps,
+                 float *norm_y, int *done, hb_err *err) {
+    int rc;
+    const cuda_weight *w = ws[0];
+    int ti = pq_find(w->type), vw = pq_width(w);
+    *done = 0;
+    if (!pq_on() || n < 1 || n > 3 || ti < 0 || vw == 0 || !pq_input_ok(x, xs, n_tok, w->n_cols, norm_w))
+        return HEARTH_OK;
+    for (int i = 0; i < n; i++) {
+        if (ws[i]->type != w->type || ws[i]->n_cols != w->n_cols || ws[i]->row_bytes != w->row_bytes) return HEARTH_OK;
+        int v = pq_width(ws[i]);
+        if (v < vw) vw = v;
+    }
+    int nw = pq_nw(), rpw = pq_rpw(c, n, ws, nw);
+    size_t wst = ((size_t)rpw * w->row_bytes + 15) & ~(size_t)15;
+    size_t smem = nw * wst + (size_t)(n_tok * (w->n_cols / 32) * 44);
+    if (vw == 0 || wst > PQ_WSTAGE || smem > 200 * 1024) return HEARTH_OK;
+    pq_multi mm;
+    pq_seg *seg[3] = { &mm.s0, &mm.s1, &mm.s2 };
+    memset(&mm, 0, sizeof mm);
+    mm.n = n;
+    unsigned grid = 0;
+    for (int i = 0; i < n; i++) {
+        unsigned b = cu_blocks(ws[i]->n_rows, nw * rpw);
+        *seg[i] = (pq_seg){ (const uint8_t *)ws[i]->data, ws[i]->n_rows, ys[i], ldys[i], adds[i], b };
+        grid += b;
+    }
+    pq_in in;
+    memset(&in, 0, sizeof in);
+    in.x = x, in.xs = xs, in.nw = norm_w, in.eps = eps, in.norm = norm_y != NULL, in.ny = norm_y;
+    if ((rc = cu_act_buffers(c, n_tok, w->n_cols, &in.gq, &in.gd, &in.gs, err))) return rc;
+    if ((rc = pq_allow((const void *)k_pq[ti].pq, &g_pq_smem[ti], smem, err))) return rc;
+    CU_LAUNCH(err, "launching a matrix-vector product", k_pq[ti].pq, grid, nw * 32, smem, c->stream, mm,
+              w->row_bytes, (int)w->n_cols, rpw, wst, vw, in, (int)n_tok);
+    *done = 1;
+    g_fused++;
+    return cu_check_launch(err, "matrix-vector product");
+}
+
+extern "C" int cuda_matmul_pro(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys,
+                               const int64_t *ldys, float *const *adds, const float *x, int64_t xs, int64_t n_tok,
+                               const float *norm_w, float eps, float *norm_y, hb_err *err) {
+    int rc, done = 0;
+    if (n_tok <= 0) return HEARTH_OK;
+    if ((rc = cu_pq_matmul(c, n, ws, ys, ldys, adds, x, xs, n_tok, norm_w, eps, norm_y, &done, err)) || done)
+        return rc;
+    /* the separate kernels */
+    if (norm_y) {
+        if ((rc = cuda_rmsnorm_q8(c, x, xs, norm_y, n_tok, ws[0]->n_cols, norm_w, eps, err))) return rc;
+        return cuda_matmul_multi(c, n, ws, ys, ldys, adds, norm_y, n_tok, 1, err);
+    }
+    return cuda_matmul_multi(c, n, ws, ys, ldys, adds, x, n_tok, 0, err);
+}
+
+/* The separate kernels of cuda_matmul_glu. */
+static int gu_unfused(cuda_ctx *c, const cuda_weight *wg, const cuda_weight *wu, float *yg, int64_t ldg, float *yu,
+                      int64_t ldu, float *out, int gelu, const float *x, int64_t xs, int64_t n_tok,
+                      const float *norm_w, float eps, float *norm_y, hb_err *err) {
+    int rc;
+    const cuda_weight *ws[2] = { wg, wu };
+    float *ys[2] = { yg, yu }, *adds[2] = { NULL, NULL };
+    int64_t ldys[2] = { ldg, ldu };
+    if ((rc = cuda_matmul_pro(c, 2, ws, ys, ldys, adds, x, xs, n_tok, norm_w, eps, norm_y, err))) return rc;
+    return cuda_glu_q8(c, gelu, yg, ldg, yu, ldu, out, n_tok, wg->n_rows, err);
+}
+
+extern "C" int cuda_matmul_glu(cuda_ctx *c, const cuda_weight *wg, const cuda_weight *wu, float *yg, int64_t ldg,
+                               float *yu, int64_t ldu, float *out, int gelu, const float *x, int64_t xs,
+                               int64_t n_tok, const float *norm_w, float eps, float *norm_y, hb_err *err) {
+    int rc;
+    int64_t n = wg->n_cols, n_ff = wg->n_rows;
+    if (n_tok <= 0 || n_ff <= 0) return HEARTH_OK;
+    int ti = pq_find(wg->type), vw = pq_width(wg), vu = pq_width(wu);
+    vw = vu < vw ? vu : vw;
+    if (wu->type != wg->type || wu->n_cols != n || wu->n_rows != n_ff || wu->row_bytes != wg->row_bytes)
+        return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: gate and up weights differ");
+    if (n_ff % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused glu needs rows of a multiple of 32");
+    /* one block per 32 outputs reads the whole input: allowed twice the input of the
+     * other fused products (it saves two kernels) */
+    int ok = gu_on() && ti >= 0 && vw > 0 && n_tok <= GU_T && n % 32 == 0 && n_tok * n <= 2 * pq_max() && pq_max() > 0 &&
+             (uintptr_t)x % 16 == 0 && xs % 4 == 0 && xs >= n && (uintptr_t)norm_w % 16 == 0;
+    static int per_env = -1;
+    if (per_env < 0) {
+        const char *s = getenv("HEARTH_CUDA_GU_PER");
+        per_env = s && (*s == '1' || *s == '2') ? *s - '0' : 0;
+    }
+    /* one output per pass: measured faster than both at once (the smaller block becomes
+     * resident beside the previous kernel sooner and prefetches its weights); rows longer
+     * than 1280 bytes (Q8_0, Q6_K, Q5_K at 2048 columns) stay on the separate kernels,
+     * measured faster there */
+    int per = per_env ? per_env : 1;
+    if (!per_env && (size_t)GU_W * 2 * wg->row_bytes > 40 * 1024) ok = 0;
+    size_t stage = ((size_t)GU_W * 2 * per * wg->row_bytes + 15) & ~(size_t)15;
+    size_t smem = stage + (size_t)(n_tok * (n / 32) * 44);
+    if (!ok || smem > 200 * 1024)
+        return gu_unfused(c, wg, wu, yg, ldg, yu, ldu, out, gelu, x, xs, n_tok, norm_w, eps, norm_y, err);
+    if ((rc = pq_allow((const void *)k_pq[ti].gu, &g_gu_smem[ti], smem, err))) return rc;
+    pq_in in;
+    memset(&in, 0, sizeof in);
+    in.x = x, in.xs = xs, in.nw = norm_w, in.eps = eps, in.norm = norm_y != NULL, in.ny = norm_y;
+    int8_t *oq;
+    float *od;
+    int2 *os;
+    if ((rc = cu_act_buffers(c, n_tok, n_ff, &oq, &od, &os, err))) return rc;
+    CU_LAUNCH(err, "launching gate/up", k_pq[ti].gu, (unsigned)(n_ff / 32), GU_W * 32, smem, c->stream,
+              (const uint8_t *)wg->data, (const uint8_t *)wu->data, wg->row_bytes, (int)n, (int)n_ff, per, vw, yg,
+              ldg, yu, ldu, out, gelu, oq, od, os, in, (int)n_tok);
+    g_fused++;
+    return cu_check_launch(err, "gate/up");
+}
+
+extern "C" uint64_t cuda_mvq_fused_launches(void) {
+    return g_fused;
+}

@@ -76,6 +76,7 @@ typedef struct dcase {
     uint32_t type;
     int32_t hd, n_head_kv, G, window, neox, factors, table, quant;
     float softcap;
+    int dang; /* angles' cos/sin in double: then the caches must match the per-op kernels bitwise */
     int n_tok;
     int32_t pos[8], seq[8];
 } dcase;
@@ -162,7 +163,9 @@ static void run_case(const dcase *dc) {
     assert_int_equal(cuda_kv_store(g_ctx, &kva, dka, ks, dv, vs, T, dp, ds, &g_err), 0);
     assert_int_equal(cuda_attention(g_ctx, &aa, dqa, qs, oa, os, &g_err), 0);
     /* fused */
+    if (dc->dang) setenv("HEARTH_CUDA_DATTN_DANG", "1", 1);
     int rc = cuda_rope_kv_attention(g_ctx, &ab, &r, dqb, qs, dkb, ks, dv, vs, ob, os, dc->quant, &g_err);
+    unsetenv("HEARTH_CUDA_DATTN_DANG");
     if (rc) fprintf(stderr, "%s\n", g_err.msg);
     assert_int_equal(rc, 0);
     cuda_mm_opt reuse = { 1, NULL }, fresh = { 0, NULL };
@@ -210,11 +213,12 @@ static void run_case(const dcase *dc) {
             }
         }
     }
-    printf("  %s hd %d heads %d/%d win %d cap %.0f %s%s%s%s T %d: max |diff| %.2e, caches %s\n",
+    printf("  %s hd %d heads %d/%d win %d cap %.0f %s%s%s%s%s T %d: max |diff| %.2e, caches %s\n",
            quant_type_name(dc->type), hd, nh, hkv, dc->window, dc->softcap, dc->neox ? "neox" : "norm",
-           dc->factors ? " fac" : "", dc->table ? " tab" : "", dc->quant ? " q8out" : "", T, md,
+           dc->factors ? " fac" : "", dc->table ? " tab" : "", dc->quant ? " q8out" : "", dc->dang ? " dang" : "", T, md,
            bitwise ? "bitwise" : "close");
     assert_true(md < 2e-5);
+    if (dc->dang) assert_true(bitwise);
     cuda_free(g_ctx, kva.k), cuda_free(g_ctx, kva.v), cuda_free(g_ctx, kvb.k), cuda_free(g_ctx, kvb.v);
     cuda_free(g_ctx, dki), cuda_free(g_ctx, dvi), cuda_free(g_ctx, dqa), cuda_free(g_ctx, dqb);
     cuda_free(g_ctx, dka), cuda_free(g_ctx, dkb), cuda_free(g_ctx, dv), cuda_free(g_ctx, oa), cuda_free(g_ctx, ob);
@@ -240,7 +244,7 @@ static void test_types_and_batches(void **state) {
     NEED_GPU();
     const uint32_t types[3] = { QT_F16, QT_F32, QT_Q8_0 };
     for (int ti = 0; ti < 3; ti++) {
-        dcase dc = { types[ti], 64, 4, 8, 0, 0, 0, 1, 1, 0.0f, 0, { 0 }, { 0 } };
+        dcase dc = { types[ti], 64, 4, 8, 0, 0, 0, 1, 1, 0.0f, ti == 2, 0, { 0 }, { 0 } };
         set_batch(&dc, k_pos8, k_seq8, 8);
         run_case(&dc);
         set_batch(&dc, k_posm, k_seqm, 7);
@@ -250,7 +254,7 @@ static void test_types_and_batches(void **state) {
         run_case(&dc);
     }
     for (int n = 2; n <= 6; n++) { /* batch sizes 2..6, mixed layouts */
-        dcase dc = { QT_F16, 64, 4, 8, 0, n & 1, 0, 1, n % 3 == 0, 0.0f, 0, { 0 }, { 0 } };
+        dcase dc = { QT_F16, 64, 4, 8, 0, n & 1, 0, 1, n % 3 == 0, 0.0f, n == 4, 0, { 0 }, { 0 } };
         set_batch(&dc, n & 1 ? k_posm : k_pos8 + 2, n & 1 ? k_seqm : k_seq8 + 2, n);
         run_case(&dc);
     }
@@ -263,14 +267,14 @@ static void test_shapes_and_options(void **state) {
     const int32_t gs[4] = { 1, 4, 8, 16 };
     for (int gi = 0; gi < 4; gi++)
         for (int hi = 0; hi < 2; hi++) {
-            dcase dc = { gi & 1 ? QT_Q8_0 : QT_F16, hi ? 128 : 64, 2, gs[gi], 0, hi, gi & 1, gi != 2, 1, 0.0f, 0,
+            dcase dc = { gi & 1 ? QT_Q8_0 : QT_F16, hi ? 128 : 64, 2, gs[gi], 0, hi, gi & 1, gi != 2, 1, 0.0f, hi, 0,
                          { 0 }, { 0 } };
             set_batch(&dc, gi & 1 ? k_posm : k_pos8, gi & 1 ? k_seqm : k_seq8, gi & 1 ? 7 : 8);
             run_case(&dc);
         }
     /* window, softcap, rope factors, neox / normal, with and without the table */
     for (int o = 0; o < 4; o++) {
-        dcase dc = { o & 1 ? QT_F32 : QT_F16, 64, 4, 4, o & 2 ? 20 : 300, o & 1, 1, o >> 1, o != 3, 30.0f, 0,
+        dcase dc = { o & 1 ? QT_F32 : QT_F16, 64, 4, 4, o & 2 ? 20 : 300, o & 1, 1, o >> 1, o != 3, 30.0f, o == 1, 0,
                      { 0 }, { 0 } };
         set_batch(&dc, o & 1 ? k_posm : k_pos8, o & 1 ? k_seqm : k_seq8, o & 1 ? 7 : 8);
         run_case(&dc);

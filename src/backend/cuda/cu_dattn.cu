@@ -1,23 +1,28 @@
 /* cu_dattn.cu — the decode attention of a layer as one kernel (cuda_rope_kv_attention):
  * RoPE of q and k, the KV-cache store of k and v, flash-decoding attention over the cache
  * and the merge of the splits, instead of three graph nodes (rope+store, split, combine)
- * for a few KB of data.
+ * for a few KB of data. The backend uses it with HEARTH_CUDA_DATTN=1 (be_cuda.c; off by
+ * default: see docs/performance.md for why).
  *
- * Grid: (token, kv head, head group) x split, AT_THREADS threads, the plan of
- * cuda_attention (cu_attn.cuh) with its own span rule. Each block
+ * Grid: (token, kv head, head group) x split, AT_THREADS threads, the split plan of
+ * cuda_attention (cu_attn.cuh, position bucket and head layout only). Each block
  *  1. before the programmatic-launch wait: reads the positions, finds which cells of its
  *     range belong to the current step (tokens of its sequence in the batch), computes
- *     their angles and q's (angles in double from the host's base^(-2i/n_rot) table), and
- *     prefetches its cache rows into L2;
- *  2. rotates its q heads into shared memory, and builds its own copy of every current
- *     cell of its range (k rotated, v, both rounded to the cache's format exactly as the
- *     store rounds them), so it never reads a cache cell that this launch writes;
- *  3. the block that owns a token's last cell (group 0, the split holding pos[t]) stores
- *     that copy into the cache;
+ *     their angles and q's (theta in double from the host's base^(-2i/n_rot) table), and
+ *     stages its older cells' K / V slices in shared memory (cp.async; L2 prefetch when
+ *     they do not fit);
+ *  2. fetches q and the current cells' k / v rows (one round trip), rotates q, and builds
+ *     its own copy of every current cell of its range (k rotated, v, both rounded to the
+ *     cache's format exactly as the store rounds them), so it never reads a cache cell
+ *     that this launch writes;
+ *  3. the block that owns a token's cell (group 0, the split holding pos[t]) stores that
+ *     copy into the cache;
  *  4. scores / softmax / values (at_split_block_cur); with one split it writes the output,
  *     else the last block of the (token, kv head, group) column to finish (atomic counter
  *     in c->attn_cnt, kept at 0 between launches) merges the splits in fixed order,
  *     writes the output and, for the o product, its int8 quantization.
+ * Tuning switches (read per launch or once): HEARTH_CUDA_DATTN_MIN_BLOCKS,
+ * HEARTH_CUDA_DATTN_ONE, HEARTH_CUDA_DATTN_STAGE, HEARTH_CUDA_DATTN_DANG.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -38,6 +43,7 @@ typedef struct dattn_args {
     int32_t kbytes, vbytes;      /* one head's K / V slice in the cache format */
     int32_t kstride, vstride;    /* the same rounded up to 16 bytes (the block's copies) */
     int32_t fetch16;             /* q, k, v rows are 16-byte aligned (dattn_fetch) */
+    int32_t dang;                /* angles' cos/sin in double (HEARTH_CUDA_DATTN_DANG=1) */
     int32_t stage_w;             /* bytes per asynchronous copy when the block stages its
                                   * cells' slices in shared memory (4/8/16), 0: no staging */
 } dattn_args;
@@ -46,14 +52,23 @@ void cuda_rope_table(float base, int32_t n_rot, double *inv_host) {
     for (int32_t i = 0; i < n_rot / 2; i++) inv_host[i] = pow((double)base, -2.0 * i / (double)n_rot);
 }
 
-/* cos/sin of frequency j at position p, as rope_kernel (cu_ops.cu) computes them. */
+/* cos/sin of frequency j at position p: theta in double as rope_kernel (cu_ops.cu) has it;
+ * with D.dang also its cos/sin in double (bitwise the per-op kernel's), else theta reduced
+ * to [-pi, pi] in double and cos/sin in float (a long double-precision chain less, about
+ * 1e-7 from the double result, which the CPU reference and the fixtures' bounds absorb). */
 static __device__ __forceinline__ float2 dattn_angle(const dattn_args &D, int32_t p, int32_t j) {
     double inv = D.inv ? D.inv[j] : pow((double)D.base, -2.0 * j / (double)(2 * D.half));
     double theta = (double)p * D.freq_scale * inv;
     if (D.factors) theta /= D.factors[j];
-    double sd, cd;
-    sincos(theta, &sd, &cd);
-    return make_float2((float)(cd * D.attn_factor), (float)(sd * D.attn_factor));
+    if (D.dang) {
+        double sd, cd;
+        sincos(theta, &sd, &cd);
+        return make_float2((float)(cd * D.attn_factor), (float)(sd * D.attn_factor));
+    }
+    double k = rint(theta * 0.15915494309189535); /* 1 / (2 pi) */
+    float r = (float)fma(-k, 6.283185307179586, theta), sf, cf;
+    sincosf(r, &sf, &cf);
+    return make_float2(cf * D.attn_factor, sf * D.attn_factor);
 }
 
 /* The frequency of element d of a head. */
@@ -145,15 +160,41 @@ static __device__ __forceinline__ size_t dattn_head_off(uint32_t type, int32_t h
 }
 
 /* The last block of a column merges the splits (fixed order: the result does not depend on
- * which block is last) into ov [nh][hdv] and emits the output. One warp per head; with up
- * to 32 splits lane s reads split s's max and sum, so the merge costs two round trips to
- * L2 (weights, then values), not three. */
+ * which block is last) into ov [nh][hdv] and emits the output. One warp per head; up to 8
+ * splits (head size <= 128) in one round trip to L2 (every load issued at once), up to 32
+ * in two (lane s reads split s's max and sum, then the values), more in three. */
 static __device__ __forceinline__ void dattn_merge(const at_args &A, int64_t t, int32_t h0, int32_t nh, float *ov) {
     __shared__ float s_w[AT_G][32];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, ns = A.n_split, st = A.hdv + 2;
     for (int i = warp; i < nh; i += AT_THREADS / 32) {
         /* __ldcg: written by other blocks of this grid, so bypass L1 */
         const float *pp = A.part + (t * A.n_head + h0 + i) * ns * st;
+        if (ns <= 8 && A.hdv <= 128) { /* every load at once: one round trip */
+            float m[8], l[8], v[8][4], mx = -INFINITY, sum = 0.0f;
+#pragma unroll
+            for (int s = 0; s < 8; s++) {
+                if (s >= ns) continue;
+                m[s] = __ldcg(pp + s * st), l[s] = __ldcg(pp + s * st + 1);
+#pragma unroll
+                for (int q = 0; q < 4; q++) v[s][q] = lane + 32 * q < A.hdv ? __ldcg(pp + s * st + 2 + lane + 32 * q) : 0.0f;
+            }
+#pragma unroll
+            for (int s = 0; s < 8; s++)
+                if (s < ns) mx = fmaxf(mx, m[s]);
+            float acc[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
+#pragma unroll
+            for (int s = 0; s < 8; s++) {
+                if (s >= ns || !(m[s] > -INFINITY)) continue;
+                float w = __expf(m[s] - mx);
+                sum += w * l[s];
+#pragma unroll
+                for (int q = 0; q < 4; q++) acc[q] += w * v[s][q];
+            }
+#pragma unroll
+            for (int q = 0; q < 4; q++)
+                if (lane + 32 * q < A.hdv) ov[i * A.hdv + lane + 32 * q] = acc[q] / sum;
+            continue;
+        }
         if (ns <= 32) {
             float m = lane < ns ? __ldcg(pp + lane * st) : -INFINITY;
             float l = lane < ns ? __ldcg(pp + lane * st + 1) : 0.0f;
@@ -301,13 +342,18 @@ static __global__ void __launch_bounds__(AT_THREADS) dattn_kernel(at_args A, dat
     at_cur cur = { s_map, ck, cv, D.kstride, D.vstride, D.stage_w ? sk : NULL, D.stage_w ? sv : NULL };
     at_split_block_cur(A, bx, y, sm, cur);
     if (!A.cnt) return; /* one split: the output is written */
-    __threadfence();    /* this block's partial results are visible before it counts itself */
+    /* count this block: the barrier orders the block's partial results before thread 0's
+     * release-acquire add at GPU scope (cumulative), which in the last block also orders
+     * the merge's reads after every other block's results; one round trip */
     __syncthreads();
-    if (threadIdx.x == 0) s_last = atomicAdd(&A.cnt[bx], 1) == (int)gridDim.y - 1;
+    if (threadIdx.x == 0) {
+        int old;
+        asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(old) : "l"(A.cnt + bx) : "memory");
+        s_last = old == (int)gridDim.y - 1;
+        if (s_last) A.cnt[bx] = 0; /* ready for the next launch (ordered by the kernel's end) */
+    }
     __syncthreads();
     if (!s_last) return;
-    __threadfence();
-    if (threadIdx.x == 0) A.cnt[bx] = 0; /* ready for the next launch */
     dattn_merge(A, t, h0, nh, sm);
 }
 
@@ -325,20 +371,27 @@ int cuda_dattn_supported(const cuda_attn *a, const cuda_rope *r, int quant) {
     return 1;
 }
 
-/* Span rule of the fused kernel: one split up to a bucket of HEARTH_CUDA_DATTN_ONE cells
- * (default 128: no merge at short contexts), beyond that at least
- * HEARTH_CUDA_DATTN_MIN_BLOCKS blocks per token (default 128) with spans of 32..128 cells.
- * Read once. */
+/* Span rule of the fused kernel: with HEARTH_CUDA_DATTN_ONE=128 one split up to the bucket
+ * of 128 cells (no merge; measured slower: one block then walks up to 128 cells), else
+ * spans of 32..128 cells giving at least HEARTH_CUDA_DATTN_MIN_BLOCKS blocks per token
+ * (default 64; the rule of cuda_attention). Read once. */
 static int32_t dattn_span(int64_t base_blocks, int32_t max_pos) {
     static int32_t one = -1, min_blocks = 0;
     if (one < 0) {
         const char *s = getenv("HEARTH_CUDA_DATTN_ONE"), *b = getenv("HEARTH_CUDA_DATTN_MIN_BLOCKS");
-        int v = s ? atoi(s) : 128, w = b ? atoi(b) : 128;
-        one = v == 0 || v == 32 || v == 64 ? v : 128;
-        min_blocks = w >= 1 && w <= 4096 ? w : 128;
+        int v = s ? atoi(s) : 0, w = b ? atoi(b) : AT_MIN_BLOCKS;
+        one = v == 128 ? v : 0;
+        min_blocks = w >= 1 && w <= 4096 ? w : AT_MIN_BLOCKS;
     }
     if (max_pos < one) return AT_SPLIT;
     return at_span_for(base_blocks, max_pos, 32, min_blocks);
+}
+
+/* An integer tuning switch in lo..hi from the environment (def when unset or out of range). */
+static int dattn_env(const char *name, int lo, int hi, int def) {
+    const char *s = getenv(name);
+    int v = s && *s ? atoi(s) : def;
+    return v >= lo && v <= hi ? v : def;
 }
 
 /* Most shared memory a block spends on staged cells (HEARTH_CUDA_DATTN_STAGE bytes,
@@ -413,6 +466,7 @@ int cuda_rope_kv_attention(cuda_ctx *c, const cuda_attn *a, const cuda_rope *r, 
         if (e != cudaSuccess) return cu_fail(err, e, "raising the attention kernel's shared memory");
         smem_set = smem;
     }
+    D.dang = dattn_env("HEARTH_CUDA_DATTN_DANG", 0, 1, 0);
     CU_LAUNCH(err, "launching fused attention", dattn_kernel, dim3(gx, gy), AT_THREADS, smem, c->stream, A, D);
     return cu_check_launch(err, "fused attention");
 }

@@ -209,6 +209,8 @@ int cuda_attention_q8(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t q
  * block reads a cell before it is written) and the merge of the splits (the last block of
  * each group, through c's attention counters); quant: as cuda_attention_q8. q and k are
  * read only: they are NOT rotated in place (the caller must not read them afterwards).
+ * The angles: theta in double as cuda_rope_apply2, its cos/sin in float after reducing it
+ * to [-pi, pi] in double (HEARTH_CUDA_DATTN_DANG=1: in double, bitwise the per-op kernels).
  * Needs cuda_dattn_supported; pos and seq must not be written by the kernel just before
  * (they are read before its programmatic-launch wait; the backend's step arena is
  * uploaded before the step's first kernel). The split plan depends on the position bucket

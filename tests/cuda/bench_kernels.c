@@ -85,7 +85,7 @@ static void step_ops(cuda_ctx *c) {
     const int32_t *pos = NULL, *seq = NULL;
     cuda_stage_i32(c, 0, pos_h, 1, &pos, &err);
     cuda_stage_i32(c, 1, pos_h + 1, 1, &seq, &err);
-    cuda_rope rp = { 0, 64, 10000.0f, 1.0f, 1.0f, NULL };
+    cuda_rope rp = { 0, 64, 10000.0f, 1.0f, 1.0f, NULL, NULL };
     TIME_CHAIN("rope 32 heads x 64", cuda_rope_apply(c, q, 1, E, 32, 64, pos, &rp, &err));
     cuda_kv kv = { kk, vv, QT_F16, 256, 512, CTX };
     TIME_CHAIN("kv store 256", cuda_kv_store(c, &kv, x, 256, y, 256, 1, pos, seq, &err));

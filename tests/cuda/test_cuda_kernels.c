@@ -201,7 +201,7 @@ static void test_rmsnorm_rope_glu(void **state) {
     assert_int_equal(cuda_stage_i32(g_ctx, 0, pos, T, &dpos, &g_err), 0);
     float *df = dev_from(factors, sizeof factors);
     for (int neox = 0; neox < 2; neox++) {
-        cuda_rope r = { neox, D / 2, 10000.0f, 0.5f, 1.25f, neox ? df : NULL };
+        cuda_rope r = { neox, D / 2, 10000.0f, 0.5f, 1.25f, neox ? df : NULL, NULL };
         assert_int_equal(cuda_upload(g_ctx, dy, x, sizeof x, &g_err), 0);
         assert_int_equal(cuda_rope_apply(g_ctx, dy, T, N, H, D, dpos, &r, &g_err), 0);
         to_host(y, dy, sizeof y);

@@ -50,6 +50,8 @@ typedef struct cb_cmd {
     cuda_kv kv;
     cuda_attn at;        /* pos/seq/kv pointers filled at run time */
 } cb_cmd;
+/* CK_ATTN with flag 2 is the fused decode attention (cb_fuse_attn): rope, k p[2] (stride
+ * n[2]), v p[4] (stride n[4]) besides the attention's own fields. */
 _Static_assert(sizeof(cb_cmd) % 8 == 0, "cb_cmd is hashed as 64-bit words");
 
 /* A step seen before: after one eager run it is captured, then replayed. */
@@ -60,6 +62,7 @@ typedef struct cb_graph {
 
 #define CB_GRAPHS 16
 #define CB_DEDUP 8
+#define CB_ROPE_TABLES 8
 
 typedef struct cuda_be {
     cuda_ctx *cu;
@@ -80,6 +83,8 @@ typedef struct cuda_be {
     cuda_mega *mega;     /* persistent decode kernel; NULL when off (HEARTH_CUDA_MEGA=0) or unusable */
     uint64_t mega_no[CB_GRAPHS]; /* signatures of steps it refused (they run as graphs) */
     int n_mega_no;
+    struct { float base; int32_t n_rot; double *dev; } rope_inv[CB_ROPE_TABLES]; /* cb_rope_inv */
+    int n_rope_inv;
 } cuda_be;
 
 static cuda_be *cb(be_ctx *b) {
@@ -298,6 +303,9 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
     case CK_ATTN: {
         cuda_attn at = k->at;
         at.kv = &k->kv, at.pos = a0, at.seq = a1;
+        if (k->flag & 2)
+            return cuda_rope_kv_attention(cu, &at, &k->rope, k->p[0], k->n[0], k->p[2], k->n[2], k->p[4], k->n[4], y,
+                                          k->n[1], k->flag & 1, err);
         if (k->flag & 1) return cuda_attention_q8(cu, &at, k->p[0], k->n[0], y, k->n[1], err);
         return cuda_attention(cu, &at, k->p[0], k->n[0], y, k->n[1], err);
     }
@@ -365,6 +373,123 @@ static void cb_fuse_kv(cb_cmd *r, cb_cmd *kv) {
     kv->kind = CK_NOP;
 }
 
+/* ---- the fused decode attention (RoPE + KV store + attention + combine, one launch) ----
+ * It reads q and k without rotating them in place, so the rewrite also checks that no
+ * later op of the step reads them before something overwrites them whole (the forward
+ * pass writes q and k afresh in every layer). */
+
+/* Whether op k may read the floats [p, p + n) (conservative extents per kind). */
+static bool cb_reads(const cb_cmd *k, const void *p, int64_t n) {
+    const int64_t *m = k->n;
+    switch (k->kind) {
+    case CK_MATMUL:
+        return overlaps(k->p[0], m[0] * k->w.n_cols, p, n) || (k->p[3] && overlaps(k->p[3], m[0] * m[1], p, n));
+    case CK_RMSNORM:
+        return overlaps(k->p[0], (m[2] - 1) * m[0] + m[3], p, n);
+    case CK_ROPE:
+        return overlaps(k->p[1], (m[0] - 1) * m[1] + m[2] * m[3], p, n) ||
+               (k->p[2] && overlaps(k->p[2], (m[0] - 1) * m[4] + m[5] * m[3], p, n)) ||
+               ((k->flag & 4) && overlaps(k->p[0], (m[0] - 1) * m[6] + k->kv.kv_dim, p, n));
+    case CK_KV_STORE:
+        return overlaps(k->p[0], (m[2] - 1) * m[0] + k->kv.kv_dim, p, n) ||
+               overlaps(k->p[2], (m[2] - 1) * m[1] + k->kv.kv_dim, p, n);
+    case CK_ATTN: {
+        int64_t t = k->at.n_tok, hd = (int64_t)k->at.head_dim_k, kvd = k->kv.kv_dim;
+        return overlaps(k->p[0], (t - 1) * m[0] + k->at.n_head * hd, p, n) ||
+               ((k->flag & 2) && (overlaps(k->p[2], (t - 1) * m[2] + kvd, p, n) ||
+                                  overlaps(k->p[4], (t - 1) * m[4] + kvd, p, n)));
+    }
+    case CK_COPY_ROWS:
+        return overlaps(k->p[0], (m[2] - 1) * m[0] + m[3], p, n);
+    case CK_ADD:
+        return overlaps(k->p[0], m[0], p, n) || overlaps(k->p[1], m[0], p, n);
+    case CK_SCALE:
+    case CK_SOFTCAP:
+        return overlaps(k->p[1], m[0], p, n);
+    case CK_GLU:
+        return overlaps(k->p[0], (m[3] - 1) * m[0] + m[4], p, n) || overlaps(k->p[2], (m[3] - 1) * m[1] + m[4], p, n);
+    case CK_GET_ROWS:
+    case CK_KV_COPY:
+    case CK_NOP:
+        return false;
+    }
+    return true;
+}
+
+/* Whether op k overwrites all of [p, p + n) (contiguous outputs only). */
+static bool cb_covers(const cb_cmd *k, const void *p, int64_t n) {
+    const float *y = k->p[1], *a = p;
+    int64_t len = -1;
+    if (k->kind == CK_MATMUL && k->n[1] == k->w.n_rows) len = k->n[0] * k->w.n_rows;
+    else if (k->kind == CK_COPY_ROWS && k->n[1] == k->n[3]) len = k->n[2] * k->n[3];
+    else if (k->kind == CK_GET_ROWS) len = k->n[0] * k->w.n_cols;
+    return len > 0 && y <= a && a + n <= y + len;
+}
+
+/* Whether [p, p + n) is not read by the ops after index i before it is overwritten whole. */
+static bool cb_dead_after(const cuda_be *c, size_t i, const void *p, int64_t n) {
+    for (size_t j = i + 1; j < c->n_cmd; j++) {
+        if (cb_reads(&c->cmd[j], p, n)) return false;
+        if (cb_covers(&c->cmd[j], p, n)) return true;
+    }
+    return true;
+}
+
+/* HEARTH_CUDA_DATTN=1 turns the fused decode attention on (read once). Off by default:
+ * faster than the three kernels it replaces when timed alone, but tg128 of whole models
+ * measured 2-5% lower (docs/performance.md). */
+static bool cb_dattn_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *s = getenv("HEARTH_CUDA_DATTN");
+        on = s && *s == '1' ? 1 : 0;
+    }
+    return on == 1;
+}
+
+static size_t cb_next_op(const cuda_be *c, size_t j) {
+    while (j < c->n_cmd && c->cmd[j].kind == CK_NOP) j++;
+    return j;
+}
+
+/* RoPE of q and k (r = cmd[i], q+k merged; with the KV store folded in (flag 4) or followed
+ * by the KV store of that k) followed by the attention over the same q, positions,
+ * sequences and cache: one fused op in the attention's place (so the o product's rule
+ * still sees the attention just before it). Not with the persistent kernel. */
+static void cb_fuse_attn(cuda_be *c, size_t i) {
+    cb_cmd *r = &c->cmd[i], *kv = NULL;
+    if (c->mega || !cb_dattn_on() || !r->p[2]) return;
+    int64_t n_tok = r->n[0], hd = r->n[3];
+    size_t j = cb_next_op(c, i + 1);
+    if (!(r->flag & 4)) {
+        if (j >= c->n_cmd || c->cmd[j].kind != CK_KV_STORE) return;
+        kv = &c->cmd[j];
+        if (kv->p[0] != r->p[2] || kv->n[0] != r->n[4] || kv->n[2] != n_tok || kv->off[0] != r->off[0]) return;
+        j = cb_next_op(c, j + 1);
+    }
+    if (j >= c->n_cmd || c->cmd[j].kind != CK_ATTN) return;
+    cb_cmd *a = &c->cmd[j];
+    const cuda_kv *kvs = kv ? &kv->kv : &r->kv;
+    const void *v = kv ? kv->p[2] : r->p[0];
+    int64_t vs = kv ? kv->n[1] : r->n[6], seq_off = kv ? kv->off[1] : r->off[1];
+    cuda_attn at = a->at;
+    at.kv = kvs;
+    if (a->flag || a->p[0] != r->p[1] || a->n[0] != r->n[1] || a->off[0] != r->off[0] || a->off[1] != seq_off ||
+        memcmp(&a->kv, kvs, sizeof *kvs) != 0 || at.n_tok != n_tok || at.n_head != r->n[2] ||
+        at.n_head_kv != r->n[5] || at.head_dim_k != hd || !cuda_dattn_supported(&at, &r->rope, 0))
+        return;
+    int64_t qn = (n_tok - 1) * r->n[1] + r->n[2] * hd, kn = (n_tok - 1) * r->n[4] + r->n[5] * hd;
+    int64_t vn = (n_tok - 1) * vs + kvs->kv_dim, on = (n_tok - 1) * a->n[1] + (int64_t)at.n_head * at.head_dim_v;
+    if (overlaps(v, vn, r->p[1], qn) || overlaps(v, vn, r->p[2], kn) || overlaps(a->p[1], on, r->p[1], qn) ||
+        overlaps(a->p[1], on, r->p[2], kn) || overlaps(a->p[1], on, v, vn) || !cb_dead_after(c, j, r->p[1], qn) ||
+        !cb_dead_after(c, j, r->p[2], kn))
+        return;
+    a->flag |= 2, a->rope = r->rope;
+    a->p[2] = r->p[2], a->n[2] = r->n[4], a->p[4] = v, a->n[4] = vs;
+    r->kind = CK_NOP;
+    if (kv) kv->kind = CK_NOP;
+}
+
 /* Whether the attention output is quantized by the attention's combine pass for the product
  * that reads it (HEARTH_CUDA_ATTN_Q=0: by the product's own quantization kernel). */
 static bool cb_attn_q(void) {
@@ -385,6 +510,7 @@ static void cb_fuse(cuda_be *c) {
             k->p[2] = nx->p[1], k->n[4] = nx->n[1], k->n[5] = nx->n[2]; /* q and k in one pass */
             nx->kind = CK_NOP;
             cb_fuse_kv(k, i + 2 < c->n_cmd ? &c->cmd[i + 2] : NULL);
+            cb_fuse_attn(c, i);
             continue;
         }
         if (k->kind != CK_MATMUL) continue;
@@ -553,6 +679,7 @@ static int cb_mega_rec(cuda_be *c, const cb_cmd *k) {
     case CK_ATTN: {
         cuda_attn at = k->at;
         at.kv = &k->kv, at.pos = a0, at.seq = a1;
+        if (k->flag & 2) return HEARTH_E_UNSUPPORTED; /* fused decode attention: not in the program */
         return cuda_mega_attention(m, &at, k->p[0], k->n[0], y, k->n[1]);
     }
     case CK_COPY_ROWS:
@@ -733,6 +860,27 @@ static void cb_rmsnorm(be_ctx *b, const float *x, int64_t xs, float *y, int64_t 
     k->p[0] = x, k->p[1] = y, k->p[2] = dw, k->n[0] = xs, k->n[1] = ys, k->n[2] = n_rows, k->n[3] = n, k->f[0] = eps;
 }
 
+/* The device table base^(-2i/n_rot) for (base, n_rot), made on first use (NULL when the
+ * table cache is full or the upload failed: the kernels then compute it themselves). */
+static const double *cb_rope_inv(cuda_be *c, float base, int32_t n_rot) {
+    for (int i = 0; i < c->n_rope_inv; i++)
+        if (c->rope_inv[i].base == base && c->rope_inv[i].n_rot == n_rot) return c->rope_inv[i].dev;
+    if (c->err.code || c->n_rope_inv == CB_ROPE_TABLES || n_rot < 2 || n_rot > 4096) return NULL;
+    double tab[2048];
+    void *dev = NULL;
+    hb_err e;
+    hb_err_clear(&e);
+    cuda_rope_table(base, n_rot, tab);
+    if (cuda_alloc(c->cu, &dev, sizeof(double) * (size_t)(n_rot / 2), &e)) return NULL;
+    if (cuda_upload(c->cu, dev, tab, sizeof(double) * (size_t)(n_rot / 2), &e)) {
+        cuda_free(c->cu, dev);
+        return NULL;
+    }
+    c->rope_inv[c->n_rope_inv].base = base, c->rope_inv[c->n_rope_inv].n_rot = n_rot;
+    c->rope_inv[c->n_rope_inv++].dev = dev;
+    return dev;
+}
+
 static void cb_rope(be_ctx *b, float *x, int64_t n_tok, int64_t stride, int32_t n_head, int32_t head_dim,
                     const int32_t *pos, const be_rope *r) {
     cuda_be *c = cb(b);
@@ -742,6 +890,7 @@ static void cb_rope(be_ctx *b, float *x, int64_t n_tok, int64_t stride, int32_t 
     if (!k) return;
     k->rope.neox = r->style == BE_ROPE_NEOX, k->rope.n_rot = r->n_rot, k->rope.base = r->base;
     k->rope.freq_scale = r->freq_scale, k->rope.attn_factor = r->attn_factor, k->rope.factors = df;
+    k->rope.inv = cb_rope_inv(c, r->base, r->n_rot);
     k->off[0] = off, k->p[1] = x, k->n[0] = n_tok, k->n[1] = stride, k->n[2] = n_head, k->n[3] = head_dim;
 }
 
@@ -935,6 +1084,7 @@ void be_cuda_free(be_ctx *b) {
     cuda_sync(c->cu, &c->err);
     for (int i = 0; i < CB_GRAPHS; i++) cuda_graph_free(c->graphs[i].g);
     cuda_mega_free(c->mega);
+    for (int i = 0; i < c->n_rope_inv; i++) cuda_free(c->cu, c->rope_inv[i].dev);
     for (size_t i = 0; i < c->n_map; i++) cuda_free(c->cu, c->map[i].dev);
     cuda_host_free(c->arena_host);
     cuda_free(c->cu, c->arena_dev);

@@ -38,13 +38,69 @@ typedef struct at_args {
     int64_t os;
     int32_t *cnt; /* per-op kernels only: non-NULL folds the combine into the split kernel */
     float *fout;  /* the output the folded combine writes */
+    /* fused decode kernel only (dattn_kernel, cu_ops.cu): the output also quantized into the
+     * activation scratch (codes, scales, half sums) for the o product; NULL otherwise */
+    int8_t *xq;
+    float *xd;
+    int2 *xsum;
 } at_args;
 
+/* The cells of the current step that a split block of the fused decode kernel takes from
+ * its own copy instead of the cache (the cache cell may not be written yet): map[cc] is
+ * the copy's index for cell cs + cc, or -1; the copies hold one kv head's K / V slice in
+ * the cache's format (kbytes / vbytes apart, 16-byte aligned). With sk / sv the block has
+ * staged its other cells' slices in shared memory too (row cc at cc * kbytes / vbytes). */
+typedef struct at_cur {
+    const int8_t *map;
+    const uint8_t *k, *v;
+    int32_t kbytes, vbytes;
+    const uint8_t *sk, *sv;
+} at_cur;
+
+/* Where split block cell cc's K (kv 0) or V (kv 1) slice is read: *row and the element
+ * offset *e0 of the head in it (the cache row and hk * head size, or a slice in shared
+ * memory and 0). */
+static __device__ __forceinline__ const uint8_t *at_row(at_cur cur, int kv, const uint8_t *cache_row, int64_t cc,
+                                                        int64_t head_e0, int64_t *e0) {
+    int cj = cur.map ? cur.map[cc] : -1;
+    *e0 = 0;
+    if (cj >= 0) return kv ? cur.v + cj * cur.vbytes : cur.k + cj * cur.kbytes;
+    if (cur.sk) return kv ? cur.sv + cc * cur.vbytes : cur.sk + cc * cur.kbytes;
+    *e0 = head_e0;
+    return cache_row;
+}
+
+/* RoPE of one pair, rounded like the CPU reference (no contraction into FMAs, so the
+ * per-op and fused kernels agree bitwise). */
+static __device__ __forceinline__ void rope_pair(float x0, float x1, float cs, float sn, float *y0, float *y1) {
+    *y0 = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn));
+    *y1 = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
+}
+
+/* Writes the final output of heads h0..h0+nh-1 of token t, held in shared memory ov
+ * [nh][hdv], to A.fout or A.out, and quantizes it into the activation scratch (one warp per
+ * 32-value chunk, the arithmetic of act_quant_kernel; needs hdv % 32 == 0 and contiguous
+ * output rows). Called by all threads of the block after a barrier. */
+static __device__ __forceinline__ void at_emit(const at_args &A, int64_t t, int32_t h0, int32_t nh, const float *ov) {
+    float *out = A.out ? A.out : A.fout;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int64_t base = t * A.os + (int64_t)h0 * A.hdv; /* multiple of 32 */
+    for (int ch = warp; ch < nh * A.hdv / 32; ch += AT_THREADS / 32) {
+        float v = ov[ch * 32 + lane];
+        out[base + ch * 32 + lane] = v;
+        rq_chunk(v, lane, (base >> 5) + ch, A.xq, A.xd, A.xsum);
+    }
+}
+
 /* The work of split block (bx, y): AT_THREADS threads, shared memory sm of at_smem bytes.
- * Used by attn_split_kernel and by the persistent decode kernel (cu_mega.cu). */
-static __device__ __forceinline__ void at_split_block(at_args A, int64_t bx, int32_t y, float *sm) {
-    int32_t gi = (int32_t)(bx % A.n_groups), hk = (int32_t)(bx / A.n_groups % A.n_head_kv);
-    int64_t t = bx / A.n_groups / A.n_head_kv;
+ * Used by attn_split_kernel and by the persistent decode kernel (cu_mega.cu) with cur.map
+ * == NULL, and by the fused decode kernel (dattn_kernel), which has put the rotated q into
+ * sm already and passes the current step's cells in cur. */
+static __device__ __forceinline__ void at_split_block_cur(at_args A, int64_t bx, int32_t y, float *sm,
+                                                          at_cur cur) {
+    int32_t b32 = (int32_t)bx; /* grids are far below 2^31 blocks: 32-bit divisions */
+    int32_t gi = b32 % A.n_groups, hk = b32 / A.n_groups % A.n_head_kv;
+    int64_t t = b32 / A.n_groups / A.n_head_kv;
     int32_t G = A.n_head / A.n_head_kv;
     int32_t h0 = hk * G + gi * AT_G, nh = min(AT_G, G - gi * AT_G);
     int64_t p = A.pos[t], lo = A.window > 0 && p - A.window + 1 > 0 ? p - A.window + 1 : 0;
@@ -53,8 +109,9 @@ static __device__ __forceinline__ void at_split_block(at_args A, int64_t bx, int
     float *qs = sm;                  /* [AT_G][hdk] */
     float *sc = sm + AT_G * A.hdk;   /* [AT_G][AT_SPLIT] */
     __shared__ float hm[AT_G], hl[AT_G];
-    for (int i = threadIdx.x; i < nh * A.hdk; i += blockDim.x)
-        qs[i] = A.q[t * A.qs + (int64_t)(h0 + i / A.hdk) * A.hdk + i % A.hdk];
+    if (!cur.map)
+        for (int i = threadIdx.x; i < nh * A.hdk; i += blockDim.x)
+            qs[i] = A.q[t * A.qs + (int64_t)(h0 + i / A.hdk) * A.hdk + i % A.hdk];
     __syncthreads();
     const uint8_t *kb = A.kc + (size_t)A.seq[t] * A.n_ctx * A.row_bytes;
     const uint8_t *vb = A.vc + (size_t)A.seq[t] * A.n_ctx * A.row_bytes;
@@ -72,7 +129,9 @@ static __device__ __forceinline__ void at_split_block(at_args A, int64_t bx, int
 #pragma unroll
             for (int i = 0; i < AT_G; i++) acc[i] = 0.0f;
             if (ok) {
-                const uint4 *k8 = (const uint4 *)(kb + (size_t)(cs + cc) * A.row_bytes + (size_t)hk * A.hdk * 2);
+                int64_t e0;
+                const uint8_t *kr = at_row(cur, 0, kb + (size_t)(cs + cc) * A.row_bytes, cc, (int64_t)hk * A.hdk, &e0);
+                const uint4 *k8 = (const uint4 *)(kr + e0 * 2);
                 for (int pi = sub; pi < np; pi += 8) {
                     uint4 u = k8[pi];
                     uint32_t wd[4] = { u.x, u.y, u.z, u.w };
@@ -110,12 +169,13 @@ static __device__ __forceinline__ void at_split_block(at_args A, int64_t bx, int
         }
     } else {
         for (int64_t cc = threadIdx.x; cc < ncell; cc += blockDim.x) {
-            const uint8_t *kr = kb + (size_t)(cs + cc) * A.row_bytes;
+            int64_t k0;
+            const uint8_t *kr = at_row(cur, 0, kb + (size_t)(cs + cc) * A.row_bytes, cc, (int64_t)hk * A.hdk, &k0);
             float acc[AT_G];
 #pragma unroll
             for (int i = 0; i < AT_G; i++) acc[i] = 0.0f;
             for (int d = 0; d < A.hdk; d++) {
-                float kv = kv_elem(kr, A.type, (int64_t)hk * A.hdk + d);
+                float kv = kv_elem(kr, A.type, k0 + d);
 #pragma unroll
                 for (int i = 0; i < AT_G; i++)
                     if (i < nh) acc[i] += qs[i * A.hdk + d] * kv;
@@ -161,8 +221,9 @@ static __device__ __forceinline__ void at_split_block(at_args A, int64_t bx, int
         bool pair16 = A.type == QT_F16 && has1 && ((A.hdv & 1) == 0);
 #pragma unroll 8
         for (int64_t cc = warp; cc < ncell; cc += nwarp) {
-            const uint8_t *vr = vb + (size_t)(cs + cc) * A.row_bytes;
-            int64_t e = (int64_t)hk * A.hdv + d;
+            int64_t e;
+            const uint8_t *vr = at_row(cur, 1, vb + (size_t)(cs + cc) * A.row_bytes, cc, (int64_t)hk * A.hdv, &e);
+            e += d;
             float v0 = 0.0f, v1 = 0.0f;
             if (pair16) {
                 float2 f = __half22float2(*(const __half2 *)(vr + e * 2));
@@ -189,6 +250,10 @@ static __device__ __forceinline__ void at_split_block(at_args A, int64_t bx, int
             if (d0 + dd >= A.hdv) continue;
             float v = 0.0f;
             for (int w = 0; w < nwarp; w++) v += red[(w * AT_G + i) * 64 + dd];
+            if (A.out && A.xq) { /* a single split, quantized output: through sm (q is done) */
+                qs[i * A.hdv + d0 + dd] = v / hl[i];
+                continue;
+            }
             if (A.out) { /* a single split: no combine pass */
                 A.out[t * A.os + (int64_t)(h0 + i) * A.hdv + d0 + dd] = v / hl[i];
                 continue;
@@ -199,6 +264,12 @@ static __device__ __forceinline__ void at_split_block(at_args A, int64_t bx, int
         }
         __syncthreads();
     }
+    if (A.out && A.xq) at_emit(A, t, h0, nh, qs);
+}
+
+static __device__ __forceinline__ void at_split_block(at_args A, int64_t bx, int32_t y, float *sm) {
+    at_cur none = { NULL, NULL, NULL, 0, 0, NULL, NULL };
+    at_split_block_cur(A, bx, y, sm, none);
 }
 
 /* Merges the splits' partial softmax results of (token, head) th; threads i of n share the
@@ -233,6 +304,14 @@ static __device__ __forceinline__ void at_combine(const float *part, int32_t n_h
  * stays valid within its bucket. */
 #define AT_SMALL_BATCH 8
 #define AT_MIN_BLOCKS 64
+/* The span rule: halve from AT_SPLIT down to min_span while fewer than min_blocks blocks
+ * of base_blocks columns would cover max_pos. */
+static int32_t at_span_for(int64_t base_blocks, int32_t max_pos, int32_t min_span, int32_t min_blocks) {
+    int32_t span = AT_SPLIT;
+    while (span > min_span && base_blocks * (max_pos / span + 1) < min_blocks) span /= 2;
+    return span;
+}
+
 static int32_t at_span(int64_t base_blocks, int32_t max_pos) {
     /* tuning: HEARTH_CUDA_AT_MIN_SPAN (16..128, default 32) and HEARTH_CUDA_AT_MIN_BLOCKS
      * (default AT_MIN_BLOCKS), read once */
@@ -243,20 +322,20 @@ static int32_t at_span(int64_t base_blocks, int32_t max_pos) {
         min_blocks = w >= 1 && w <= 4096 ? w : AT_MIN_BLOCKS;
         min_span = v == 16 || v == 64 || v == 128 ? v : 32;
     }
-    int32_t span = AT_SPLIT;
-    while (span > min_span && base_blocks * (max_pos / span + 1) < min_blocks) span /= 2;
-    return span;
+    return at_span_for(base_blocks, max_pos, min_span, min_blocks);
 }
 
-/* Fills A and the launch shape for attention a (the split plan of cuda_attention): grid
- * gx x gy split blocks, part_bytes of partial results (written to `part`), smem bytes of
- * shared memory per block. */
-static inline void at_plan(const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, float *part,
-                           at_args *A, unsigned *gx, unsigned *gy, size_t *part_bytes, size_t *smem) {
+/* Fills A and the launch shape for attention a with `span` cells per split block (0: the
+ * plan of cuda_attention, at_span): grid gx x gy split blocks, part_bytes of partial
+ * results (written to `part`), smem bytes of shared memory per block. */
+static inline void at_plan_span(const cuda_attn *a, int32_t span, const float *q, int64_t qs, float *out, int64_t os,
+                                float *part, at_args *A, unsigned *gx, unsigned *gy, size_t *part_bytes,
+                                size_t *smem) {
     int32_t G = a->n_head / a->n_head_kv, n_groups = (G + AT_G - 1) / AT_G;
     /* splits: a power of two covering max_pos (so a replayed step graph stays valid for
      * many positions), never more than the cache holds */
-    int32_t span = a->n_tok <= AT_SMALL_BATCH ? at_span((int64_t)a->n_head_kv * n_groups, a->max_pos_host) : AT_SPLIT;
+    if (span <= 0)
+        span = a->n_tok <= AT_SMALL_BATCH ? at_span((int64_t)a->n_head_kv * n_groups, a->max_pos_host) : AT_SPLIT;
     int32_t need = a->max_pos_host / span + 1, n_split = 1;
     int32_t cap = (int32_t)((a->kv->n_ctx + span - 1) / span);
     while (n_split < need) n_split *= 2;
@@ -265,10 +344,16 @@ static inline void at_plan(const cuda_attn *a, const float *q, int64_t qs, float
     *smem = ((size_t)AT_G * (a->head_dim_k + AT_SPLIT) + (size_t)(AT_THREADS / 32) * AT_G * 64) * sizeof(float);
     at_args B = { (const uint8_t *)a->kv->k, (const uint8_t *)a->kv->v, a->kv->type, a->kv->row_bytes, a->kv->n_ctx,
                   a->pos, a->seq, a->n_head, a->n_head_kv, a->head_dim_k, a->head_dim_v, n_groups, n_split, a->window,
-                  span, a->scale, a->softcap, q, qs, part, n_split == 1 ? out : NULL, os, NULL, out };
+                  span, a->scale, a->softcap, q, qs, part, n_split == 1 ? out : NULL, os, NULL, out, NULL, NULL,
+                  NULL };
     *A = B;
     *gx = (unsigned)((int64_t)a->n_tok * a->n_head_kv * n_groups);
     *gy = (unsigned)n_split;
+}
+
+static inline void at_plan(const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, float *part,
+                           at_args *A, unsigned *gx, unsigned *gy, size_t *part_bytes, size_t *smem) {
+    at_plan_span(a, 0, q, qs, out, os, part, A, gx, gy, part_bytes, smem);
 }
 
 #endif

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "backend/cuda/cu_attn.cuh"
 #include "backend/cuda/cu_internal.cuh"
 
 /* ---- staging of small host arrays --------------------------------------------------------- */
@@ -89,12 +90,13 @@ static __device__ __forceinline__ void kv_put(uint8_t *row, int is_f16, int64_t 
 }
 
 /* One thread per (token, head, pair) of one or two tensors (q and k share positions);
- * angles in double like the CPU reference. With kv.kc the rotated second tensor (k) is
+ * angles in double like the CPU reference (base^(-2i/n_rot) from the host's table when
+ * given). With kv.kc the rotated second tensor (k) is
  * also stored into the cache and the threads past the rotations store v. */
 static __global__ void rope_kernel(float *x, int64_t stride, int32_t n_head, float *x2, int64_t stride2,
                                    int32_t n_head2, int64_t n_tok, int32_t head_dim, const int32_t *pos, int neox,
                                    int32_t n_rot, float base, float freq_scale, float attn_factor,
-                                   const float *factors, rope_kv_args kv) {
+                                   const float *factors, const double *inv_tab, rope_kv_args kv) {
     int32_t half = n_rot / 2;
     int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, n1 = n_tok * n_head * half;
     int64_t n12 = n1 + n_tok * n_head2 * half;
@@ -103,7 +105,7 @@ static __global__ void rope_kernel(float *x, int64_t stride, int32_t n_head, flo
      * the wait for the one that writes x (PDL), the double pow is a long chain */
     int64_t kr = second ? k - n1 : k;
     int32_t i = is_v || half <= 0 ? 0 : (int32_t)(kr % half);
-    double inv = is_v ? 0.0 : pow((double)base, -2.0 * i / (double)n_rot);
+    double inv = is_v ? 0.0 : (inv_tab ? inv_tab[i] : pow((double)base, -2.0 * i / (double)n_rot));
     float fac = factors && !is_v ? factors[i] : 1.0f;
     cu_pdl_wait(); /* launched early (CU_LAUNCH) */
     cu_pdl_trigger();
@@ -126,7 +128,8 @@ static __global__ void rope_kernel(float *x, int64_t stride, int32_t n_head, flo
     float cs = (float)(cd * attn_factor), sn = (float)(sd * attn_factor);
     float *v = x + t * stride + h * head_dim;
     int32_t a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
-    float x0 = v[a], x1 = v[b], y0 = x0 * cs - x1 * sn, y1 = x0 * sn + x1 * cs;
+    float y0, y1;
+    rope_pair(v[a], v[b], cs, sn, &y0, &y1);
     v[a] = y0;
     v[b] = y1;
     if (kv.kc && second) {
@@ -145,7 +148,7 @@ int cuda_rope_apply2(cuda_ctx *c, float *x, int64_t stride, int32_t n_head, floa
     memset(&none, 0, sizeof none);
     CU_LAUNCH(err, "launching rope", rope_kernel, cu_blocks(n, 128), 128, 0, c->stream, x, stride, n_head, x2, stride2,
               x2 ? n_head2 : 0, n_tok, head_dim, pos, r->neox, r->n_rot, r->base, r->freq_scale, r->attn_factor,
-              r->factors, none);
+              r->factors, r->inv, none);
     return cu_check_launch(err, "rope");
 }
 
@@ -160,7 +163,7 @@ int cuda_rope_kv(cuda_ctx *c, float *q, int64_t qs, int32_t n_head, float *k, in
                        v, vs, seq };
     int64_t n = n_tok * (n_head + n_head_kv) * (r->n_rot / 2) + n_tok * kv->kv_dim;
     CU_LAUNCH(err, "launching rope", rope_kernel, cu_blocks(n, 128), 128, 0, c->stream, q, qs, n_head, k, ks, n_head_kv,
-              n_tok, head_dim, pos, r->neox, r->n_rot, r->base, r->freq_scale, r->attn_factor, r->factors, a);
+              n_tok, head_dim, pos, r->neox, r->n_rot, r->base, r->freq_scale, r->attn_factor, r->factors, r->inv, a);
     return cu_check_launch(err, "rope");
 }
 
@@ -221,8 +224,6 @@ int cuda_kv_store(cuda_ctx *c, const cuda_kv *kv, const float *k, int64_t ks, co
     }
     return cu_check_launch(err, "KV cache store");
 }
-
-#include "backend/cuda/cu_attn.cuh"
 
 /* ---- attention (cu_attn.cuh) ---- */
 static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A) {

@@ -163,7 +163,12 @@ typedef struct cuda_rope {
     int32_t n_rot;
     float base, freq_scale, attn_factor;
     const float *factors; /* [n_rot/2] device, or NULL */
+    const double *inv;    /* [n_rot/2] device: base^(-2i/n_rot) computed once on the host
+                           * (cuda_rope_table), or NULL: the kernels compute it (double pow) */
 } cuda_rope;
+/* Fills inv_host[i] = base^(-2i/n_rot), i < n_rot/2, in double as the CPU reference does;
+ * upload it and set cuda_rope.inv to spare the kernels the pow. */
+void cuda_rope_table(float base, int32_t n_rot, double *inv_host);
 /* Rotates n_head heads of head_dim floats in each of n_tok rows (row stride `stride`) by
  * position pos[t]: theta_i = pos * freq_scale * base^(-2i/n_rot) / factors[i]. */
 int cuda_rope_apply(cuda_ctx *c, float *x, int64_t n_tok, int64_t stride, int32_t n_head, int32_t head_dim,
@@ -215,6 +220,24 @@ int cuda_attention(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, 
  * contiguous output rows (os == n_head * head_dim_v). */
 int cuda_attention_q8(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os,
                       hb_err *err);
+
+/* The decode attention of a layer in ONE launch (n_tok <= 8): RoPE of q and k (as
+ * cuda_rope_apply2 with r, whole heads: r->n_rot == head_dim_k), the rotated k and v stored
+ * into the cache cells (seq[t], pos[t]) (as cuda_kv_store), attention over [lo, pos[t]] (as
+ * cuda_attention; the current step's cells are taken from each block's own copy, so no
+ * block reads a cell before it is written) and the merge of the splits (the last block of
+ * each group, through c's attention counters); quant: as cuda_attention_q8. q and k are
+ * read only: they are NOT rotated in place (the caller must not read them afterwards).
+ * The angles: theta in double as cuda_rope_apply2, its cos/sin in float after reducing it
+ * to [-pi, pi] in double (HEARTH_CUDA_DATTN_DANG=1: in double, bitwise the per-op kernels).
+ * Needs cuda_dattn_supported; pos and seq must not be written by the kernel just before
+ * (they are read before its programmatic-launch wait; the backend's step arena is
+ * uploaded before the step's first kernel). The split plan depends on the position bucket
+ * (a->max_pos_host) and head layout only, never on n_tok. */
+int cuda_dattn_supported(const cuda_attn *a, const cuda_rope *r, int quant);
+int cuda_rope_kv_attention(cuda_ctx *c, const cuda_attn *a, const cuda_rope *r, const float *q, int64_t qs,
+                           const float *k, int64_t ks, const float *v, int64_t vs, float *out, int64_t os, int quant,
+                           hb_err *err);
 
 /* y[t][i] = x[t][i] (+ bias[i]) for n_tok rows of n floats (x == y allowed). */
 int cuda_copy_rows(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_tok, int64_t n,

@@ -282,6 +282,11 @@ static void test_interleaved(void **state) {
     check_case("two sequences interleaved, window", QT_F16, 64, 4, 8, 2, 400, T, pos, seq, 7, 0.0f);
     for (int t = 0; t < T; t++) seq[t] = (t / 40) % 3, pos[t] = 10 * ((t / 40) % 3) + t; /* runs of 40 */
     check_case("runs of 3 sequences", QT_F16, 64, 2, 4, 3, 400, T, pos, seq, 0, 0.0f);
+    /* a server step: one token of each of 24 generating sequences, then a prompt chunk */
+    for (int t = 0; t < 24; t++) seq[t] = t + 1, pos[t] = 37 * t + 5;
+    for (int t = 24; t < 88; t++) seq[t] = 0, pos[t] = t - 24;
+    check_case("24 decode tokens + 64 prompt tokens", QT_F16, 64, 4, 8, 25, 900, 88, pos, seq, 0, 0.0f);
+    check_case("24 decode tokens + 64 prompt tokens", QT_Q8_0, 128, 2, 4, 25, 900, 88, pos, seq, 300, 10.0f);
 }
 
 /* Sliding windows (shorter and longer than a tile), over consecutive and over spread-out
@@ -348,33 +353,50 @@ static double now_us(void) {
     return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
+/* Time per cuda_attention call over tokens [t0, t0 + n) of f (TinyLlama heads). */
+static void bench_one(const char *what, fx *f, int t0, int n) {
+    int32_t mx = 0;
+    for (int t = t0; t < t0 + n; t++) mx = f->pos[t] > mx ? f->pos[t] : mx;
+    const int32_t *dp, *ds;
+    assert_int_equal(cuda_stage_i32(g_ctx, 0, f->pos + t0, n, &dp, &g_err), 0);
+    assert_int_equal(cuda_stage_i32(g_ctx, 1, f->seq + t0, n, &ds, &g_err), 0);
+    cuda_attn a = { &f->kv, dp, ds, n, 32, 4, 64, 64, 0.125f, 0.0f, 0, mx };
+    for (int it = 0; it < 3; it++)
+        assert_int_equal(cuda_attention(g_ctx, &a, f->dq + t0 * f->qs, f->qs, f->dout, 32 * 64, &g_err), 0);
+    assert_int_equal(cuda_sync(g_ctx, &g_err), 0);
+    double t = now_us();
+    for (int it = 0; it < 50; it++)
+        assert_int_equal(cuda_attention(g_ctx, &a, f->dq + t0 * f->qs, f->qs, f->dout, 32 * 64, &g_err), 0);
+    assert_int_equal(cuda_sync(g_ctx, &g_err), 0);
+    printf("  bench: %-28s %4d tokens: %8.2f us per call\n", what, n, (now_us() - t) / 50);
+}
+
 /* HEARTH_PFATTN_BENCH=1: time per call (TinyLlama: 32 heads, 4 KV heads, head_dim 64, f16
- * cache) for batches from position 0 and a 512-token chunk deep in the context. Prints
- * only; run with HEARTH_CUDA_PFATTN=0 / HEARTH_CUDA_PFATTN_MIN=9 to compare the paths. */
+ * cache) for prompt batches from position 0, a 512-token chunk deep in the context, decode
+ * steps of many sequences and a server step (decode tokens + a prompt chunk). Prints only;
+ * run with HEARTH_CUDA_PFATTN=0 / HEARTH_CUDA_PFATTN_MIN=9 to compare the paths. */
 static void test_bench(void **state) {
     (void)state;
     if (!g_ctx || !bench_mode()) skip();
-    enum { CTX = 2048 };
-    static int32_t pos[CTX], seq[CTX];
+    enum { CTX = 2048, NS = 65 };
+    static int32_t pos[CTX + NS], seq[CTX + NS];
     seq_tokens(pos, seq, CTX, 0, 0);
+    for (int i = 0; i < NS - 1; i++) pos[CTX + i] = 1000 + 7 * i, seq[CTX + i] = 1 + i; /* decode tokens */
+    pos[CTX + NS - 1] = 0, seq[CTX + NS - 1] = 0;
     fx f;
-    fx_init(&f, QT_F16, 64, 4, 8, 1, CTX, CTX, pos, seq, 0);
+    fx_init(&f, QT_F16, 64, 4, 8, NS, CTX, CTX + NS - 1, pos, seq, 0);
     int ns[8] = { 9, 12, 16, 24, 32, 64, 128, 512 };
-    for (int k = 0; k < 9; k++) {
-        int n = k < 8 ? ns[k] : 512, t0 = k < 8 ? 0 : CTX - 512;
-        const int32_t *dp, *ds;
-        assert_int_equal(cuda_stage_i32(g_ctx, 0, f.pos + t0, n, &dp, &g_err), 0);
-        assert_int_equal(cuda_stage_i32(g_ctx, 1, f.seq + t0, n, &ds, &g_err), 0);
-        cuda_attn a = { &f.kv, dp, ds, n, 32, 4, 64, 64, 0.125f, 0.0f, 0, f.pos[t0 + n - 1] };
-        for (int it = 0; it < 3; it++)
-            assert_int_equal(cuda_attention(g_ctx, &a, f.dq + t0 * f.qs, f.qs, f.dout, 32 * 64, &g_err), 0);
-        assert_int_equal(cuda_sync(g_ctx, &g_err), 0);
-        double t = now_us();
-        for (int it = 0; it < 50; it++)
-            assert_int_equal(cuda_attention(g_ctx, &a, f.dq + t0 * f.qs, f.qs, f.dout, 32 * 64, &g_err), 0);
-        assert_int_equal(cuda_sync(g_ctx, &g_err), 0);
-        printf("  bench: %4d tokens from position %4d: %8.2f us per call\n", n, t0, (now_us() - t) / 50);
-    }
+    for (int k = 0; k < 8; k++) bench_one("prompt from 0", &f, 0, ns[k]);
+    bench_one("prompt chunk from 1536", &f, CTX - 512, 512);
+    int nd[3] = { 16, 32, 64 };
+    for (int k = 0; k < 3; k++) bench_one("decode, 1 token/seq, ~1200", &f, CTX, nd[k]);
+    fx_free(&f);
+    /* a server step: 8 decode tokens (positions ~1000), then 504 prompt tokens from 0 */
+    static int32_t p2[512], s2[512];
+    for (int t = 0; t < 8; t++) p2[t] = 1000 + 13 * t, s2[t] = 1 + t;
+    for (int t = 8; t < 512; t++) p2[t] = t - 8, s2[t] = 0;
+    fx_init(&f, QT_F16, 64, 4, 8, 9, 1200, 512, p2, s2, 0);
+    bench_one("8 decode + 504 prompt", &f, 0, 512);
     fx_free(&f);
 }
 

@@ -1,23 +1,27 @@
 /* cu_attn_pf.cu — attention for prefill-sized batches on the tensor cores (flash attention).
  *
- * A block of 4 warps takes 64 consecutive batch rows (tokens) of one query head; each warp
- * owns 16 of them. The block walks the cache cells in tiles of 64, staged in shared memory
- * (double-buffered: the next tile is copied while this one is used). f16 cache rows are
- * copied as they are (cp.async); f32 and q8_0 rows are converted to f16 while staged. Per
- * tile a warp computes S = Q K^T (mma.sync m16n8k16, f16 inputs, f32 accumulation; q is
- * multiplied by the scale before it is rounded to f16, so large scores do not overflow),
- * applies the softcap, its rows' masks and an online softmax in f32 (base-2 exponentials),
- * and accumulates O += P V with P rounded to f16.
+ * The batch is cut into slices of 64 consecutive rows (tokens). The rows of one slice that
+ * belong to one sequence form a "pass"; a block of 4 warps runs passes of one slice for one
+ * query head (warp w owns rows 16w..16w+15 of the slice), walking the pass's cache cells in
+ * tiles of 64 staged in shared memory (double-buffered: the next tile is copied while this
+ * one is used). f16 cache rows are copied as they are (cp.async); f32 and q8_0 rows are
+ * converted to f16 while staged. Per tile a warp computes S = Q K^T (mma.sync m16n8k16, f16
+ * inputs, f32 accumulation; q is multiplied by the scale, and by log2(e) when there is no
+ * softcap, before it is rounded to f16), applies the softcap, its rows' masks and an online
+ * softmax in f32 (base-2 exponentials), and accumulates O += P V with P rounded to f16.
  *
  * Masks are per row: row r (sequence seq[r], position pos[r]) sees cells [lo[r], pos[r]] of
- * its own sequence, as cuda_attention documents. Rows of several sequences in one block
- * are served by one pass over the cells per distinct sequence (rows of other sequences are
- * fully masked in that pass); positions need not be consecutive. Tiles start at multiples
- * of 64 cells, and a tile that a row cannot see leaves its sums exactly unchanged (its
- * softmax factor is exp2(0) = 1 and its weights are 0), so a row's result does not depend
- * on the other rows of its batch. Cells outside the pass's range are staged as zeros, and
- * with a sliding window over non-consecutive rows, V cells no row of the block sees are
- * too, so that never-written cache memory cannot turn 0 * V into NaN.
+ * its own sequence, exactly as cuda_attention documents; positions need not be consecutive.
+ * A slice of one sequence (prefill) is one pass. A slice holding several sequences (decode
+ * tokens of other sequences beside a prompt chunk) has one pass per sequence; the grid has
+ * `ny` blocks per (slice, head), block y taking passes y, y + ny, ..., so those passes run
+ * side by side (blocks without a pass leave at once).
+ *
+ * Tiles start at multiples of 64 cells, and a tile that a row cannot see leaves its sums
+ * exactly unchanged (softmax factor exp2(0) = 1, weights 0), so a row's result does not
+ * depend on the other rows of its batch. Cells outside the pass's range are staged as
+ * zeros, and with a sliding window over non-consecutive rows, V cells that no row of the
+ * pass sees are too, so that never-written cache memory cannot turn 0 * V into NaN.
  *
  * head_dim 64 and 128 have a kernel each (the dimension is a compile-time constant in the
  * shared body, so the fragment arrays are sized by it).
@@ -38,20 +42,25 @@ typedef struct pf_args {
     const uint8_t *kc, *vc; /* cache base (device) */
     uint32_t type;          /* QT_F16, QT_F32 or QT_Q8_0 */
     size_t row_bytes;
-    int64_t n_ctx;
+    int32_t n_ctx;
     const int32_t *pos, *seq; /* [n_tok] */
-    int32_t n_tok, n_head, n_head_kv, window, n_qt;
-    float scale, softcap;
-    const float *q; /* [n_tok][qs], head h at h * hd */
+    int32_t n_tok, n_head, n_head_kv, window, n_qt, ny;
+    float qscale;           /* applied to q: scale (times log2(e) without softcap) */
+    float cap_in, cap_out;  /* softcap: s -> cap_out * tanh(s * cap_in); cap_in 0: none */
+    const float *q;         /* [n_tok][qs], head h at h * hd */
     int64_t qs;
-    float *out; /* [n_tok][os] */
+    float *out;             /* [n_tok][os] */
     int64_t os;
 } pf_args;
 
-/* The block's rows as the masks need them, and the state of the per-sequence passes. */
+/* The slice's rows as the masks need them, and its passes. */
 typedef struct pf_rows {
     int32_t pos[PF_BQ], lo[PF_BQ], seq[PF_BQ]; /* seq -1: no row (past n_tok or invalid) */
-    int32_t next, lo_s, hi_s;                  /* pass: its sequence, its cell range */
+    int32_t pass[PF_BQ];                       /* the row's pass, -1 none */
+    int32_t plo[PF_BQ], phi[PF_BQ], pseq[PF_BQ]; /* per pass: the cells its rows see, at most;
+                                                  its sequence */
+    uint32_t first[2];                         /* rows that open a pass (first of their sequence) */
+    int32_t n_pass;
 } pf_rows;
 
 /* ---- PTX helpers ----------------------------------------------------------------------- */
@@ -89,16 +98,79 @@ static __device__ __forceinline__ uint32_t pf_pack(float lo, float hi) {
     return *(uint32_t *)&h;
 }
 
+/* ---- the slice's rows and passes ------------------------------------------------------- */
+
+/* Fills R for the slice of rows [t0, t0 + PF_BQ) (threads < PF_BQ, one row each). Rows past
+ * n_tok, with a negative sequence or a position outside the cache get seq -1 and no pass.
+ * Passes are numbered in the order of their sequence's first row. Returns whether the
+ * slice's rows (those below n_tok) are one sequence at consecutive positions. */
+static __device__ bool pf_rows_load(const pf_args *A, pf_rows *R, int32_t t0) {
+    int r = threadIdx.x;
+    int32_t p = -1, s = -1, lo = 0;
+    if (r < PF_BQ) {
+        if (t0 + r < A->n_tok) {
+            p = A->pos[t0 + r], s = A->seq[t0 + r];
+            if (s < 0 || p < 0 || p >= A->n_ctx) s = -1, p = -1;
+            else lo = A->window > 0 && p - A->window + 1 > 0 ? p - A->window + 1 : 0;
+        }
+        R->pos[r] = p, R->seq[r] = s, R->lo[r] = lo;
+        R->plo[r] = INT_MAX, R->phi[r] = -1;
+    }
+    __syncthreads();
+    int32_t fr = -1; /* the first row of this row's sequence */
+    if (r < PF_BQ && s >= 0)
+        for (int k = 0; fr < 0; k++)
+            if (R->seq[k] == s) fr = k;
+    if (r < PF_BQ) { /* warps 0 and 1: the 64 rows */
+        unsigned b = __ballot_sync(0xffffffffu, fr == r);
+        if ((r & 31) == 0) R->first[r >> 5] = b;
+    }
+    __syncthreads();
+    if (r < PF_BQ) {
+        int32_t pid = -1;
+        if (fr >= 0) {
+            uint32_t f0 = R->first[0], f1 = R->first[1];
+            pid = fr < 32 ? __popc(f0 & ((1u << fr) - 1)) : __popc(f0) + __popc(f1 & ((1u << (fr - 32)) - 1));
+            atomicMin(&R->plo[pid], lo);
+            atomicMax(&R->phi[pid], p);
+            if (fr == r) R->pseq[pid] = s;
+        }
+        R->pass[r] = pid;
+        if (r == 0) R->n_pass = __popc(R->first[0]) + __popc(R->first[1]);
+    }
+    bool simple = r >= PF_BQ || t0 + r >= A->n_tok || (s >= 0 && s == R->seq[0] && p == R->pos[0] + r);
+    return __syncthreads_and(simple);
+}
+
 /* ---- staging --------------------------------------------------------------------------- */
 
-/* Elements e..e+7 of a f32 or q8_0 cache row as 8 halves. */
-static __device__ __forceinline__ uint4 pf_load8(const uint8_t *row, uint32_t type, int64_t e) {
+/* f16 cache without holes: thread i copies the 16-byte piece i % CPR of cells
+ * c0 + i / CPR + k * RPS; kp / vp point at that piece of cell 0 of the sequence. */
+static __device__ __forceinline__ void pf_stage_f16(__half *ks, __half *vs, const uint8_t *kp, const uint8_t *vp,
+                                                    size_t rb, int32_t c0, int32_t lo_s, int32_t hi_s, const int HD) {
+    const int CPR = HD / 8, RPS = PF_THREADS / CPR, LD = HD + 8;
+    int r0 = threadIdx.x / CPR, part = threadIdx.x % CPR;
+    bool inside = c0 >= lo_s && c0 + PF_BK - 1 <= hi_s;
+#pragma unroll
+    for (int k = 0; k < PF_BK / RPS; k++) {
+        int32_t cell = c0 + r0 + k * RPS;
+        bool ok = inside || (cell >= lo_s && cell <= hi_s);
+        size_t off = (size_t)(ok ? cell : lo_s) * rb; /* a valid address either way */
+        int d = (r0 + k * RPS) * LD + part * 8;
+        pf_cp16(ks + d, kp + off, ok);
+        pf_cp16(vs + d, vp + off, ok);
+    }
+}
+
+/* Elements e..e+7 of a f16, f32 or q8_0 cache row as 8 halves. */
+static __device__ __forceinline__ uint4 pf_load8(const uint8_t *row, uint32_t type, int32_t e) {
+    if (type == QT_F16) return *(const uint4 *)(row + (size_t)e * 2);
     float f[8];
     if (type == QT_F32) {
-        float4 a = *(const float4 *)(row + e * 4), b = *(const float4 *)(row + e * 4 + 16);
+        float4 a = *(const float4 *)(row + (size_t)e * 4), b = *(const float4 *)(row + (size_t)e * 4 + 16);
         f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
     } else { /* q8_0: blocks of 34 bytes (f16 scale, 32 codes), 2-byte aligned */
-        const uint8_t *b = row + (e >> 5) * 34;
+        const uint8_t *b = row + (size_t)(e >> 5) * 34;
         float d = __half2float(*(const __half *)b);
         const uint16_t *c = (const uint16_t *)(b + 2 + (e & 31));
 #pragma unroll
@@ -111,44 +183,32 @@ static __device__ __forceinline__ uint4 pf_load8(const uint8_t *row, uint32_t ty
     return make_uint4(pf_pack(f[0], f[1]), pf_pack(f[2], f[3]), pf_pack(f[4], f[5]), pf_pack(f[6], f[7]));
 }
 
-/* Whether some row of the block in sequence s sees cell c (sliding window over
- * non-consecutive rows only). */
-static __device__ bool pf_seen(const pf_rows *R, int32_t s, int64_t c) {
-    for (int r = 0; r < PF_BQ; r++)
-        if (R->seq[r] == s && c >= R->lo[r] && c <= R->pos[r]) return true;
-    return false;
-}
-
-/* Stages cells [c0, c0 + PF_BK) of kv head hk into ks / vs ([PF_BK][HD + 8] halves each):
- * cells outside [lo_s, hi_s] (and, with holes, V cells no row sees) become zeros. */
-static __device__ __forceinline__ void pf_stage(const pf_args *A, __half *ks, __half *vs, const uint8_t *kb,
-                                                const uint8_t *vb, int32_t hk, int64_t c0, int32_t lo_s,
-                                                int32_t hi_s, const pf_rows *R, int32_t s, bool holes,
-                                                const int HD) {
-    const int CPR = HD / 8, LD = HD + 8;
-#pragma unroll 4
+/* Any cache type, holes allowed (V cells no row of pass k sees become zeros): plain loads,
+ * converted to f16. Off the common path, so kept out of line. */
+static __device__ __noinline__ void pf_stage_any(__half *ks, __half *vs, const uint8_t *kb, const uint8_t *vb,
+                                                 size_t rb, uint32_t type, int32_t hk, int32_t c0, int32_t lo_s,
+                                                 int32_t hi_s, const pf_rows *R, int32_t k, bool holes, int HD) {
+    int CPR = HD / 8, LD = HD + 8;
     for (int i = threadIdx.x; i < PF_BK * CPR; i += PF_THREADS) {
         int cr = i / CPR, part = i % CPR;
-        int64_t cell = c0 + cr;
-        bool ok = cell >= lo_s && cell <= hi_s;
-        bool vok = ok && (!holes || pf_seen(R, s, cell));
-        size_t roff = (size_t)(ok ? cell : lo_s) * A->row_bytes; /* a valid address either way */
-        int64_t e = (int64_t)hk * HD + part * 8;
-        __half *kd = ks + cr * LD + part * 8, *vd = vs + cr * LD + part * 8;
-        if (A->type == QT_F16) {
-            pf_cp16(kd, kb + roff + e * 2, ok);
-            pf_cp16(vd, vb + roff + e * 2, vok);
-        } else {
-            uint4 z = make_uint4(0, 0, 0, 0);
-            *(uint4 *)kd = ok ? pf_load8(kb + roff, A->type, e) : z;
-            *(uint4 *)vd = vok ? pf_load8(vb + roff, A->type, e) : z;
+        int32_t cell = c0 + cr;
+        bool ok = cell >= lo_s && cell <= hi_s, vok = ok;
+        if (ok && holes) {
+            vok = false;
+            for (int r = 0; r < PF_BQ && !vok; r++) vok = R->pass[r] == k && cell >= R->lo[r] && cell <= R->pos[r];
         }
+        size_t off = (size_t)cell * rb;
+        int32_t e = hk * HD + part * 8;
+        uint4 z = make_uint4(0, 0, 0, 0);
+        *(uint4 *)(ks + cr * LD + part * 8) = ok ? pf_load8(kb + off, type, e) : z;
+        *(uint4 *)(vs + cr * LD + part * 8) = vok ? pf_load8(vb + off, type, e) : z;
     }
 }
 
 /* ---- one tile of one warp -------------------------------------------------------------- */
 
-/* A warp's view of its two rows per lane (g and g + 8 of its 16) in the current pass. */
+/* A warp's view of its two rows per lane (g and g + 8 of its 16) in the current pass: rows
+ * of other passes get the empty range [0, -1]. */
 typedef struct pf_wrows {
     int32_t pos[2], lo[2];
     bool in[2];
@@ -157,9 +217,9 @@ typedef struct pf_wrows {
 
 /* Scores of tile c0 for the warp's 16 rows (qa: the warp's q fragments), masked, folded
  * into the online softmax (m, l, o rescaled); leaves P packed as f16 A fragments in pa. */
-static __device__ __forceinline__ void pf_scores(const uint32_t qa[8][4], const __half *ks, int64_t c0, bool full,
-                                                 float softcap, pf_wrows *W, float o[16][4], uint32_t pa[4][4],
-                                                 const int HD) {
+static __device__ __forceinline__ void pf_scores(const uint32_t qa[8][4], const __half *ks, int32_t c0, bool full,
+                                                 float cap_in, float cap_out, pf_wrows *W, float o[16][4],
+                                                 uint32_t pa[4][4], const int HD) {
     const int LD = HD + 8;
     int lane = threadIdx.x & 31, tq = lane & 3, mi = lane >> 3;
     float s[8][4];
@@ -174,22 +234,27 @@ static __device__ __forceinline__ void pf_scores(const uint32_t qa[8][4], const 
             pf_mma(s[2 * jp], qa[kk], b[0], b[1]);
             pf_mma(s[2 * jp + 1], qa[kk], b[2], b[3]);
         }
+    if (cap_in > 0.0f) {
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) s[j][i] = cap_out * tanhf(s[j][i] * cap_in);
+    }
+    if (!full) {
+        int32_t cb = c0 + 2 * tq;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int32_t cell = cb + 8 * j + (i & 1);
+                if (cell < W->lo[i >> 1] || cell > W->pos[i >> 1]) s[j][i] = -INFINITY;
+            }
+    }
     float mx[2] = { -INFINITY, -INFINITY };
 #pragma unroll
     for (int j = 0; j < 8; j++)
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            float v = s[j][i];
-            if (softcap > 0.0f) v = softcap * tanhf(v / softcap);
-            v *= PF_LOG2E;
-            int rr = i >> 1;
-            if (!full) {
-                int64_t cell = c0 + 8 * j + 2 * tq + (i & 1);
-                if (!(W->in[rr] && cell >= W->lo[rr] && cell <= W->pos[rr])) v = -INFINITY;
-            }
-            s[j][i] = v;
-            mx[rr] = fmaxf(mx[rr], v);
-        }
+        for (int i = 0; i < 4; i++) mx[i >> 1] = fmaxf(mx[i >> 1], s[j][i]);
     float al[2], base[2];
 #pragma unroll
     for (int rr = 0; rr < 2; rr++) {
@@ -243,36 +308,15 @@ static __device__ __forceinline__ void pf_pv(const uint32_t pa[4][4], const __ha
 
 /* ---- the block ------------------------------------------------------------------------- */
 
-/* Fills R with the block's rows (threads < PF_BQ, one row each). Rows past n_tok, with a
- * negative sequence or a position outside the cache get seq -1 (they see nothing and
- * their output is 0). Returns whether the rows are one sequence at consecutive positions. */
-static __device__ bool pf_rows_load(const pf_args *A, pf_rows *R, int64_t t0) {
-    int r = threadIdx.x;
-    bool simple = true;
-    if (r < PF_BQ) {
-        int64_t t = t0 + r;
-        int32_t p = -1, s = -1, lo = 0;
-        if (t < A->n_tok) {
-            p = A->pos[t], s = A->seq[t];
-            if (s < 0 || p < 0 || p >= A->n_ctx) s = -1, p = -1;
-            lo = A->window > 0 && p - A->window + 1 > 0 ? p - A->window + 1 : 0;
-        }
-        R->pos[r] = p, R->seq[r] = s, R->lo[r] = lo;
-        int32_t p0 = t0 < A->n_tok ? A->pos[t0] : -1, s0 = t0 < A->n_tok ? A->seq[t0] : -1;
-        simple = s >= 0 && s == s0 && p == p0 + r;
-    }
-    return __syncthreads_and(simple);
-}
-
 /* The warp's q fragments (rows t0 + 16 * warp + {g, g + 8}), scaled, as f16. */
-static __device__ __forceinline__ void pf_load_q(const pf_args *A, int64_t t0, int32_t h, uint32_t qa[8][4],
+static __device__ __forceinline__ void pf_load_q(const pf_args *A, int32_t t0, int32_t h, uint32_t qa[8][4],
                                                  const int HD) {
     int lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3, w = threadIdx.x >> 5;
 #pragma unroll
     for (int rr = 0; rr < 2; rr++) {
-        int64_t t = t0 + 16 * w + g + 8 * rr;
-        const float *qr = A->q + (t < A->n_tok ? t : 0) * A->qs + (int64_t)h * HD;
-        float k = t < A->n_tok ? A->scale : 0.0f;
+        int32_t t = t0 + 16 * w + g + 8 * rr;
+        const float *qr = A->q + (int64_t)(t < A->n_tok ? t : 0) * A->qs + (int64_t)h * HD;
+        float k = t < A->n_tok ? A->qscale : 0.0f;
 #pragma unroll
         for (int kk = 0; kk < HD / 16; kk++) {
             float2 a = *(const float2 *)(qr + 16 * kk + 2 * tq), b = *(const float2 *)(qr + 16 * kk + 2 * tq + 8);
@@ -282,107 +326,117 @@ static __device__ __forceinline__ void pf_load_q(const pf_args *A, int64_t t0, i
     }
 }
 
-/* One pass over the cells [lo_s, hi_s] of sequence s for the rows of the block in s. */
-static __device__ __forceinline__ void pf_pass(const pf_args *A, pf_rows *R, __half *sm, int32_t s, int32_t lo_s,
-                                               int32_t hi_s, bool holes, int32_t hk, const uint32_t qa[8][4],
-                                               pf_wrows *W, float o[16][4], const int HD) {
-    const int TILE = PF_BK * (HD + 8); /* halves per staged K (or V) tile */
+/* The warp's rows in pass k, and the bounds over them that decide, per tile, whether the
+ * warp works at all (wlo, wpos) and whether it needs masks (wall, wlo_max, wpos_min). */
+typedef struct pf_wview {
+    int32_t wlo, wpos, wlo_max, wpos_min;
+    bool wall;
+} pf_wview;
+
+static __device__ __forceinline__ pf_wview pf_warp_rows(const pf_rows *R, int32_t k, pf_wrows *W) {
     int lane = threadIdx.x & 31, g = lane >> 2, w = threadIdx.x >> 5;
-    int32_t wlo = INT_MAX, wpos = -1, wlo_max = -1, wpos_min = INT_MAX;
-    bool wall = true;
+    pf_wview v = { INT_MAX, -1, -1, INT_MAX, true };
 #pragma unroll
     for (int rr = 0; rr < 2; rr++) {
         int r = 16 * w + g + 8 * rr;
-        W->pos[rr] = R->pos[r], W->lo[rr] = R->lo[r], W->in[rr] = R->seq[r] == s;
+        W->in[rr] = R->pass[r] == k;
+        W->lo[rr] = W->in[rr] ? R->lo[r] : 0;
+        W->pos[rr] = W->in[rr] ? R->pos[r] : -1;
+        W->m[rr] = -INFINITY, W->l[rr] = 0.0f;
         if (W->in[rr]) {
-            wlo = min(wlo, W->lo[rr]), wpos = max(wpos, W->pos[rr]);
-            wlo_max = max(wlo_max, W->lo[rr]), wpos_min = min(wpos_min, W->pos[rr]);
+            v.wlo = min(v.wlo, W->lo[rr]), v.wpos = max(v.wpos, W->pos[rr]);
+            v.wlo_max = max(v.wlo_max, W->lo[rr]), v.wpos_min = min(v.wpos_min, W->pos[rr]);
         } else {
-            wall = false;
+            v.wall = false;
         }
     }
     for (int o2 = 4; o2 < 32; o2 <<= 1) {
-        wlo = min(wlo, __shfl_xor_sync(0xffffffffu, wlo, o2));
-        wpos = max(wpos, __shfl_xor_sync(0xffffffffu, wpos, o2));
-        wlo_max = max(wlo_max, __shfl_xor_sync(0xffffffffu, wlo_max, o2));
-        wpos_min = min(wpos_min, __shfl_xor_sync(0xffffffffu, wpos_min, o2));
+        v.wlo = min(v.wlo, __shfl_xor_sync(0xffffffffu, v.wlo, o2));
+        v.wpos = max(v.wpos, __shfl_xor_sync(0xffffffffu, v.wpos, o2));
+        v.wlo_max = max(v.wlo_max, __shfl_xor_sync(0xffffffffu, v.wlo_max, o2));
+        v.wpos_min = min(v.wpos_min, __shfl_xor_sync(0xffffffffu, v.wpos_min, o2));
     }
-    wall = __all_sync(0xffffffffu, wall);
-    const uint8_t *kb = A->kc + (size_t)s * A->n_ctx * A->row_bytes;
-    const uint8_t *vb = A->vc + (size_t)s * A->n_ctx * A->row_bytes;
-    int64_t cb = (int64_t)(lo_s / PF_BK) * PF_BK;
-    int32_t n_tiles = (int32_t)((hi_s - cb) / PF_BK + 1);
-    pf_stage(A, sm, sm + TILE, kb, vb, hk, cb, lo_s, hi_s, R, s, holes, HD);
-    asm volatile("cp.async.commit_group;\n" ::);
-    for (int32_t it = 0; it < n_tiles; it++) {
-        int64_t c0 = cb + (int64_t)it * PF_BK;
-        __half *ks = sm + (it & 1) * 2 * TILE, *vs = ks + TILE;
-        if (it + 1 < n_tiles) {
-            __half *kn = sm + ((it + 1) & 1) * 2 * TILE;
-            pf_stage(A, kn, kn + TILE, kb, vb, hk, c0 + PF_BK, lo_s, hi_s, R, s, holes, HD);
-        }
-        asm volatile("cp.async.commit_group;\n" ::);
-        asm volatile("cp.async.wait_group 1;\n" ::: "memory");
-        __syncthreads();
-        if (wpos >= c0 && wlo <= c0 + PF_BK - 1) { /* the warp sees something here */
-            bool full = wall && c0 >= wlo_max && c0 + PF_BK - 1 <= wpos_min;
-            uint32_t pa[4][4];
-            pf_scores(qa, ks, c0, full, A->softcap, W, o, pa, HD);
-            pf_pv(pa, vs, o, HD);
-        }
-        __syncthreads();
-    }
+    v.wall = __all_sync(0xffffffffu, v.wall);
+    return v;
 }
 
-/* Finds the next sequence (the smallest above prev) among the block's rows and its cell
- * range; false when none is left. */
-static __device__ bool pf_next_seq(pf_rows *R, int32_t prev, int32_t *s, int32_t *lo_s, int32_t *hi_s) {
-    int r = threadIdx.x;
-    if (r == 0) R->next = INT_MAX, R->lo_s = INT_MAX, R->hi_s = -1;
-    __syncthreads();
-    if (r < PF_BQ && R->seq[r] > prev) atomicMin(&R->next, R->seq[r]);
-    __syncthreads();
-    *s = R->next;
-    if (*s == INT_MAX) return false;
-    if (r < PF_BQ && R->seq[r] == *s) atomicMin(&R->lo_s, R->lo[r]), atomicMax(&R->hi_s, R->pos[r]);
-    __syncthreads();
-    *lo_s = R->lo_s, *hi_s = R->hi_s;
-    __syncthreads(); /* everyone has read the pass's values before they are reset */
-    return true;
-}
-
-static __device__ __forceinline__ void pf_block(pf_args A, const int HD) {
-    extern __shared__ __align__(16) __half pf_sm[];
-    __shared__ pf_rows R;
-    cu_pdl_wait(); /* launched early (CU_LAUNCH): q, pos and seq come from earlier work */
-    cu_pdl_trigger();
-    int32_t h = (int32_t)(blockIdx.x % A.n_head);
-    int64_t t0 = (int64_t)(A.n_qt - 1 - (int32_t)(blockIdx.x / A.n_head)) * PF_BQ; /* long rows first */
-    int32_t hk = h / (A.n_head / A.n_head_kv);
-    bool simple = pf_rows_load(&A, &R, t0);
-    uint32_t qa[8][4];
-    pf_load_q(&A, t0, h, qa, HD);
+/* Pass k of the slice at t0 for head h: walks the cells [plo, phi] of the pass's sequence
+ * and writes the output rows of the pass. qa is loaded on the first pass (*have_q). */
+static __device__ __forceinline__ void pf_pass(const pf_args *A, const pf_rows *R, __half *sm, int32_t k,
+                                               bool holes, int32_t h, int32_t t0, uint32_t qa[8][4], bool *have_q,
+                                               const int HD) {
+    const int TILE = PF_BK * (HD + 8), CPR = HD / 8; /* halves per staged K (or V) tile */
+    int32_t hk = h / (A->n_head / A->n_head_kv), lo_s = R->plo[k], hi_s = R->phi[k];
+    pf_wrows W;
+    pf_wview v = pf_warp_rows(R, k, &W);
+    const uint8_t *kb = A->kc + (size_t)R->pseq[k] * A->n_ctx * A->row_bytes;
+    const uint8_t *vb = A->vc + (size_t)R->pseq[k] * A->n_ctx * A->row_bytes;
+    bool fast = A->type == QT_F16 && !holes;
+    size_t piece = ((size_t)hk * HD + (threadIdx.x % CPR) * 8) * 2; /* this thread's piece (fast path) */
+    int32_t cb = lo_s / PF_BK * PF_BK, n_tiles = (hi_s - cb) / PF_BK + 1;
     float o[16][4];
 #pragma unroll
     for (int jd = 0; jd < HD / 8; jd++) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.0f;
-    pf_wrows W;
-    W.m[0] = W.m[1] = -INFINITY, W.l[0] = W.l[1] = 0.0f;
-    int32_t s, lo_s, hi_s;
-    for (int32_t prev = -1; pf_next_seq(&R, prev, &s, &lo_s, &hi_s); prev = s)
-        pf_pass(&A, &R, pf_sm, s, lo_s, hi_s, A.window > 0 && !simple, hk, qa, &W, o, HD);
+    for (int32_t it = -1; it < n_tiles; it++) {
+        /* stage tile it + 1 while tile it is used */
+        if (it + 1 < n_tiles) {
+            __half *kn = sm + ((it + 1) & 1) * 2 * TILE;
+            int32_t cn = cb + (it + 1) * PF_BK;
+            if (fast) pf_stage_f16(kn, kn + TILE, kb + piece, vb + piece, A->row_bytes, cn, lo_s, hi_s, HD);
+            else pf_stage_any(kn, kn + TILE, kb, vb, A->row_bytes, A->type, hk, cn, lo_s, hi_s, R, k, holes, HD);
+        }
+        asm volatile("cp.async.commit_group;\n" ::);
+        if (it < 0) {
+            if (!*have_q) pf_load_q(A, t0, h, qa, HD); /* while the first tile is in flight */
+            *have_q = true;
+            continue;
+        }
+        asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+        __syncthreads();
+        int32_t c0 = cb + it * PF_BK;
+        if (v.wpos >= c0 && v.wlo <= c0 + PF_BK - 1) { /* the warp sees something here */
+            bool full = v.wall && c0 >= v.wlo_max && c0 + PF_BK - 1 <= v.wpos_min;
+            uint32_t pa[4][4];
+            pf_scores(qa, sm + (it & 1) * 2 * TILE, c0, full, A->cap_in, A->cap_out, &W, o, pa, HD);
+            pf_pv(pa, sm + (it & 1) * 2 * TILE + TILE, o, HD);
+        }
+        __syncthreads();
+    }
+    /* the rows of this pass */
     int lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3, w = threadIdx.x >> 5;
 #pragma unroll
     for (int rr = 0; rr < 2; rr++) {
         float l = W.l[rr];
         l += __shfl_xor_sync(0xffffffffu, l, 1);
         l += __shfl_xor_sync(0xffffffffu, l, 2);
+        if (!W.in[rr]) continue;
         float inv = l > 0.0f ? 1.0f / l : 0.0f;
-        int64_t t = t0 + 16 * w + g + 8 * rr;
-        if (t >= A.n_tok) continue;
-        float *orow = A.out + t * A.os + (int64_t)h * HD + 2 * tq;
+        float *orow = A->out + (int64_t)(t0 + 16 * w + g + 8 * rr) * A->os + (int64_t)h * HD + 2 * tq;
 #pragma unroll
         for (int jd = 0; jd < HD / 8; jd++)
             *(float2 *)(orow + 8 * jd) = make_float2(o[jd][2 * rr] * inv, o[jd][2 * rr + 1] * inv);
+    }
+}
+
+/* Block (y, slice, head): passes y, y + ny, ... of the slice; block y == 0 also zeroes the
+ * output of rows that belong to no pass (invalid sequence or position). Slices of later
+ * rows (the longest under a causal mask) come first. */
+static __device__ __forceinline__ void pf_block(pf_args A, const int HD) {
+    extern __shared__ __align__(16) __half pf_sm[];
+    __shared__ pf_rows R;
+    cu_pdl_wait(); /* launched early (CU_LAUNCH): q, pos, seq and the cache come from earlier work */
+    cu_pdl_trigger();
+    int32_t nb = A.n_qt * A.n_head, y = (int32_t)blockIdx.x / nb, b = (int32_t)blockIdx.x % nb;
+    int32_t h = b % A.n_head, t0 = (A.n_qt - 1 - b / A.n_head) * PF_BQ;
+    bool simple = pf_rows_load(&A, &R, t0);
+    uint32_t qa[8][4];
+    bool have_q = false;
+    for (int32_t k = y; k < R.n_pass; k += A.ny)
+        pf_pass(&A, &R, pf_sm, k, A.window > 0 && !simple, h, t0, qa, &have_q, HD);
+    if (y != 0) return;
+    for (int i = threadIdx.x; i < PF_BQ * HD; i += PF_THREADS) {
+        int r = i / HD;
+        if (R.seq[r] < 0 && t0 + r < A.n_tok) A.out[(int64_t)(t0 + r) * A.os + (int64_t)h * HD + i % HD] = 0.0f;
     }
 }
 
@@ -414,7 +468,7 @@ bool cu_attn_pf_use(const cuda_attn *a, const float *q, int64_t qs, const float 
     if (a->n_tok < pf_min_tok()) return false;
     if (hd != a->head_dim_v || (hd != 64 && hd != 128) || a->n_head_kv <= 0 || a->n_head % a->n_head_kv)
         return false;
-    if ((int64_t)a->n_head_kv * hd > kv->kv_dim || kv->n_ctx <= 0 || kv->n_ctx > INT_MAX) return false;
+    if ((int64_t)a->n_head_kv * hd > kv->kv_dim || kv->n_ctx <= 0 || kv->n_ctx > INT_MAX / 2) return false;
     if ((qs | os) & 1 || ((uintptr_t)q | (uintptr_t)out) & 7) return false;
     uintptr_t ptrs = (uintptr_t)kv->k | (uintptr_t)kv->v;
     if (kv->type == QT_F16 || kv->type == QT_F32) return kv->row_bytes % 16 == 0 && ptrs % 16 == 0;
@@ -425,17 +479,22 @@ bool cu_attn_pf_use(const cuda_attn *a, const float *q, int64_t qs, const float 
 int cu_attn_pf(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, bool quant,
                hb_err *err) {
     int32_t hd = a->head_dim_k, n_qt = (a->n_tok + PF_BQ - 1) / PF_BQ;
+    /* blocks per (slice, head) for slices of several sequences: up to ~256 (slice, head)
+     * blocks in all, so that one-sequence batches (one pass per slice) waste few */
+    int64_t base = (int64_t)n_qt * a->n_head, ny = base >= 128 ? 1 : 256 / base;
+    if (ny > PF_BQ) ny = PF_BQ;
+    bool cap = a->softcap > 0.0f;
     pf_args A = { (const uint8_t *)a->kv->k, (const uint8_t *)a->kv->v, a->kv->type, a->kv->row_bytes,
-                  a->kv->n_ctx, a->pos, a->seq, a->n_tok, a->n_head, a->n_head_kv, a->window, n_qt, a->scale,
-                  a->softcap, q, qs, out, os };
+                  (int32_t)a->kv->n_ctx, a->pos, a->seq, a->n_tok, a->n_head, a->n_head_kv, a->window, n_qt,
+                  (int32_t)ny, cap ? a->scale : a->scale * PF_LOG2E, cap ? 1.0f / a->softcap : 0.0f,
+                  cap ? a->softcap * PF_LOG2E : 0.0f, q, qs, out, os };
     size_t smem = (size_t)2 * 2 * PF_BK * (hd + 8) * sizeof(__half); /* K and V, double-buffered */
     void (*kern)(pf_args) = hd == 64 ? pf_attn_64 : pf_attn_128;
     if (smem > 48 * 1024) {
         cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return cu_fail(err, e, "raising the prefill attention kernel's shared memory");
     }
-    CU_LAUNCH(err, "launching prefill attention", kern, (unsigned)((int64_t)n_qt * a->n_head), PF_THREADS, smem,
-              c->stream, A);
+    CU_LAUNCH(err, "launching prefill attention", kern, (unsigned)(base * ny), PF_THREADS, smem, c->stream, A);
     int rc = cu_check_launch(err, "prefill attention");
     if (rc || !quant) return rc;
     int8_t *xq = NULL;

@@ -1,12 +1,14 @@
 /* test_cuda_pfattn.c — the prefill attention kernel (cu_attn_pf.cu, taken by cuda_attention
- * for batches of 16 tokens and more) against a plain double-precision reference computed
- * here from the cache contents as the cache stores them (dequantized).
+ * for batches of 32 tokens and more; lowered to 16 here with HEARTH_CUDA_PFATTN_MIN) against
+ * a plain double-precision reference computed here from the cache contents as the cache
+ * stores them (dequantized).
  *
  * Cases: one sequence of 512 tokens from position 0; the same sequence as a chunk from
  * position 300 over cells already in the cache (also compared with the full batch: a row's
  * result must not depend on the rest of its batch); two sequences interleaved in one batch;
- * sliding windows (also over non-consecutive positions); softcap; f16, q8_0 and f32 caches;
- * head_dim 64 and 128; GQA ratios 1 and 8; the quantized-output variant. Every cache cell
+ * decode tokens of 24 sequences beside a prompt chunk; sliding windows (also over
+ * non-consecutive positions); softcap; f16, q8_0 and f32 caches; head_dim 64 and 128; GQA
+ * ratios 1, 2, 4 and 8; the quantized-output variant. Every cache cell
  * that no token may read holds NaN, so a read of one shows up in the result.
  * HEARTH_PFATTN_BENCH=1 prints kernel timings (TinyLlama shape) for a few batch sizes instead.
  * Built only with `make CUDA=1`; skips when no usable GPU is present.
@@ -266,7 +268,7 @@ static void test_shapes(void **state) {
     check_case("chunk from 37", QT_F16, 64, 8, 1, 1, 300, T, pos, seq, 0, 0.0f);
     check_case("chunk from 37", QT_Q8_0, 128, 2, 8, 1, 300, T, pos, seq, 0, 0.0f);
     check_case("chunk from 37", QT_F32, 128, 2, 1, 1, 300, T, pos, seq, 0, 0.0f);
-    check_case("16 tokens (the threshold)", QT_F16, 64, 4, 8, 1, 300, 16, pos, seq, 0, 0.0f);
+    check_case("16 tokens", QT_F16, 64, 4, 8, 1, 300, 16, pos, seq, 0, 0.0f);
 }
 
 /* Two sequences interleaved token by token (one from 0, one a chunk from 50), and a batch
@@ -308,7 +310,7 @@ static void test_window_softcap(void **state) {
     check_case("spread-out positions", QT_F16, 128, 4, 2, 1, 400, 100, pos, seq, 0, 20.0f);
 }
 
-/* The quantized-output variant at the threshold (16 tokens: the o product still runs as
+/* The quantized-output variant at 16 tokens (the o product still runs as
  * matrix-vector products and reuses the quantized output): same output, and the product
  * over it equals the product that quantizes the output itself. */
 static void test_quantized_output(void **state) {
@@ -388,6 +390,9 @@ static void test_bench(void **state) {
     int ns[8] = { 9, 12, 16, 24, 32, 64, 128, 512 };
     for (int k = 0; k < 8; k++) bench_one("prompt from 0", &f, 0, ns[k]);
     bench_one("prompt chunk from 1536", &f, CTX - 512, 512);
+    bench_one("prompt chunk from 1500", &f, 1500, 32);
+    bench_one("prompt chunk from 1500", &f, 1500, 128);
+    bench_one("prompt chunk from 256", &f, 256, 32);
     int nd[3] = { 16, 32, 64 };
     for (int k = 0; k < 3; k++) bench_one("decode, 1 token/seq, ~1200", &f, CTX, nd[k]);
     fx_free(&f);
@@ -401,6 +406,9 @@ static void test_bench(void **state) {
 }
 
 int main(void) {
+    /* the kernel from 16 tokens (default 32), so that the 16-token cases below, where the
+     * o product still reuses the quantized output, run on it too */
+    setenv("HEARTH_CUDA_PFATTN_MIN", "16", 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_sequence_and_chunk),
         cmocka_unit_test(test_shapes),

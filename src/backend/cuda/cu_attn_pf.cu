@@ -22,9 +22,10 @@
  * Tiles start at multiples of 64 cells, and a tile that a row cannot see leaves its sums
  * exactly unchanged (softmax factor exp2(0) = 1, weights 0), so a row's result does not
  * depend on the other rows of its batch as long as its pass stays wide (or narrow): a
- * prompt chunk gives the same bits alone or in a longer batch. Cells outside the pass's range are staged as
- * zeros, and with a sliding window over non-consecutive rows, V cells that no row of the
- * pass sees are too, so that never-written cache memory cannot turn 0 * V into NaN.
+ * prompt chunk gives the same bits alone or in a longer batch. Cells outside the pass's
+ * range are staged as zeros, and with a sliding window over non-consecutive rows, V cells
+ * that no row of the pass sees are too, so that never-written cache memory cannot turn
+ * 0 * V into NaN.
  *
  * head_dim 64 and 128 have a kernel each (the dimension is a compile-time constant in the
  * shared body, so the fragment arrays are sized by it).
@@ -39,7 +40,7 @@
 #define PF_BK 64  /* cache cells per tile */
 #define PF_WARPS 4
 #define PF_STAGES 3 /* tiles in flight */
-#define PF_Y_BLOCKS 768
+#define PF_Y_BLOCKS 768 /* blocks in all for small batches (see cu_attn_pf) */
 #define PF_THREADS (PF_WARPS * 32)
 #define PF_LOG2E 1.4426950408889634f
 

@@ -225,6 +225,8 @@ int cuda_kv_store(cuda_ctx *c, const cuda_kv *kv, const float *k, int64_t ks, co
     return cu_check_launch(err, "KV cache store");
 }
 
+#include "backend/cuda/cu_attn_pf.cuh"
+
 /* ---- attention (cu_attn.cuh) ---- */
 static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A) {
     extern __shared__ float sm[];
@@ -289,6 +291,8 @@ static int at_run(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, f
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: quantized attention output needs contiguous rows of 32-value chunks");
     if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv)
         return hb_fail(err, HEARTH_E_INVALID, "CUDA: %d heads do not split into %d KV heads", a->n_head, a->n_head_kv);
+    if (cu_attn_pf_use(a, q, qs, out, os)) /* prefill batches: tensor-core kernel (cu_attn_pf.cu) */
+        return cu_attn_pf(c, a, q, qs, out, os, quant, err);
     at_args A;
     unsigned gx, gy;
     size_t part, smem;

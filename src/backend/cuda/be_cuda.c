@@ -447,6 +447,7 @@ static bool cb_dattn_on(void) {
     return on == 1;
 }
 
+/* The first op at or after j that is not a NOP (n_cmd when none). */
 static size_t cb_next_op(const cuda_be *c, size_t j) {
     while (j < c->n_cmd && c->cmd[j].kind == CK_NOP) j++;
     return j;
@@ -582,11 +583,6 @@ static void cb_merge(cuda_be *c) {
  *  - gate and up merged into one product, then the GLU that quantizes for the next
  *    product: one kernel writes gate, up and the GLU output (flag 4).
  * Both need the product's outputs apart from the input its blocks read. */
-static size_t cb_next_op(const cuda_be *c, size_t i) {
-    for (i++; i < c->n_cmd && c->cmd[i].kind == CK_NOP; i++) {}
-    return i;
-}
-
 /* True when no output of product k overlaps x (n floats). */
 static bool cb_outs_apart(const cb_cmd *k, const void *x, int64_t n) {
     int64_t t = k->n[0];
@@ -619,7 +615,7 @@ static void cb_fold(cuda_be *c) {
     if (c->mega) return;
     for (size_t i = 0; i < c->n_cmd; i++) {
         cb_cmd *r = &c->cmd[i];
-        size_t j = cb_next_op(c, i);
+        size_t j = cb_next_op(c, i + 1);
         if (j >= c->n_cmd) break;
         cb_cmd *k = &c->cmd[j];
         if (r->kind == CK_RMSNORM && r->flag == 1 && k->kind == CK_MATMUL && (k->flag & 1) && cb_is_mv_q(k) &&

@@ -31,6 +31,11 @@ static __device__ __forceinline__ void gm_cp16(void *s, const void *g) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(gm_smem(s)), "l"(g));
 }
 
+/* 16 bytes, or 16 zero bytes when !valid (nothing is read then). */
+static __device__ __forceinline__ void gm_cp16z(void *s, const void *g, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(gm_smem(s)), "l"(g), "r"(valid ? 16 : 0));
+}
+
 static __device__ __forceinline__ void gm_cp8(void *s, const void *g) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(gm_smem(s)), "l"(g));
 }
@@ -41,6 +46,14 @@ static __device__ __forceinline__ void gm_cp4(void *s, const void *g) {
 
 static __device__ __forceinline__ void gm_commit(void) {
     asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+static __device__ __forceinline__ void gm_wait_1(void) {
+    asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+}
+
+static __device__ __forceinline__ void gm_wait_2(void) {
+    asm volatile("cp.async.wait_group 2;\n" ::: "memory");
 }
 
 static __device__ __forceinline__ void gm_wait_all(void) {
@@ -78,15 +91,21 @@ static __device__ __forceinline__ void gm_mma_f16(float acc[4], const unsigned a
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/* Component j (a constant after unrolling) of v. */
+static __device__ __forceinline__ float gm_f4(float4 v, int j) {
+    return j == 0 ? v.x : (j == 1 ? v.y : (j == 2 ? v.z : v.w));
+}
+
 /* The integer products start from this bias: 0x4B400000 + i read as a float is exactly
  * 12582912 + i for |i| < 2^22 (a chunk's dot is at most 32 * 127 * 127), so one float
  * subtraction converts the result. */
 #define GM_BIAS 0x4B400000
 #define GM_BIAS_F 12582912.0f
 
-/* Stores a warp's 32x32 accumulators (fragment layout of mma: rows g, g + 8, columns 2t,
+/* Stores a warp's 32 x 8NI accumulators (fragment layout of mma: rows g, g + 8, columns 2t,
  * 2t + 1 of each 16x8 piece) and adds them into add_to when given. */
-static __device__ __forceinline__ void gm_store(const float acc[2][4][4], int64_t r0, int64_t c0, int64_t m,
+template <int NI>
+static __device__ __forceinline__ void gm_store(const float acc[2][NI][4], int64_t r0, int64_t c0, int64_t m,
                                                 int64_t n, float *y, int64_t ldy, float *add_to) {
     int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
@@ -96,7 +115,7 @@ static __device__ __forceinline__ void gm_store(const float acc[2][4][4], int64_
             int64_t r = r0 + mi * 16 + g + 8 * h;
             if (r >= m) continue;
 #pragma unroll
-            for (int ni = 0; ni < 4; ni++)
+            for (int ni = 0; ni < NI; ni++)
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     int64_t col = c0 + ni * 8 + 2 * t + e;
@@ -108,6 +127,56 @@ static __device__ __forceinline__ void gm_store(const float acc[2][4][4], int64_
         }
 }
 
+/* ---- activation quantization for the quantized products ---------------------------------
+ * The arithmetic and layout of cu_act_quantize (act_quant_kernel, cu_matmul.cu): per 32-value
+ * chunk d = amax / 127, codes round(v * 127 / amax) (halves away from zero), and the code
+ * sums of both 16-value halves; here 4 threads share a chunk (8 values each, 16-byte loads)
+ * instead of a warp, which makes the pass bandwidth-bound for prefill batches. */
+static __global__ void gemm_act_quant_kernel(const float4 *x, int64_t n_thr, uint2 *xq, float *xd, int2 *xs) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    bool ok = i < n_thr;
+    float4 a = ok ? x[2 * i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4 b = ok ? x[2 * i + 1] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float v[8] = { a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w };
+    float amax = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 8; e++) amax = fmaxf(amax, fabsf(v[e]));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+    float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    unsigned w[2] = { 0u, 0u };
+    int sum = 0;
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        float sc = v[e] * id;
+        int q = (int)(sc >= 0.0f ? sc + 0.5f : sc - 0.5f);
+        q = q > 127 ? 127 : (q < -127 ? -127 : q);
+        sum += q;
+        w[e >> 2] |= (unsigned)(q & 0xff) << (8 * (e & 3));
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1); /* the 16-value half of this thread */
+    int hi = __shfl_down_sync(0xffffffffu, sum, 2);
+    if (!ok) return;
+    xq[i] = make_uint2(w[0], w[1]);
+    if ((threadIdx.x & 3) == 0) {
+        xd[i >> 2] = amax / 127.0f;
+        xs[i >> 2] = make_int2(sum, hi);
+    }
+}
+
+/* x [n_tok][n] (n % 32 == 0) quantized into the activation scratch (cu_act_buffers). */
+int cu_gemm_act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs,
+                         hb_err *err) {
+    if ((uintptr_t)x % 16) return cu_act_quantize(c, x, n_tok, n, 0, xq, xd, xs, err);
+    int rc = cu_act_buffers(c, n_tok, n, xq, xd, xs, err);
+    if (rc) return rc;
+    if ((uintptr_t)*xq % 8) return cu_act_quantize(c, x, n_tok, n, 0, xq, xd, xs, err);
+    int64_t n_thr = n_tok * n / 8;
+    gemm_act_quant_kernel<<<cu_blocks(n_thr, 256), 256, 0, c->stream>>>((const float4 *)x, n_thr, (uint2 *)*xq, *xd,
+                                                                       *xs);
+    return cu_check_launch(err, "quantizing activations");
+}
+
 /* ---- quantized weights ------------------------------------------------------------------
  * Stage s covers chunks [4s, 4s + 4) of k (128 values). A stage buffer holds the int8
  * activation codes [64][144 B], their scales [64][4] and half sums [64][4], and the raw
@@ -117,17 +186,21 @@ static __device__ __forceinline__ void gm_store(const float acc[2][4][4], int64_
  * The unpacked weight (codes [128][144 B] and {a0, a1, m0, m1} per row and chunk) is
  * double-buffered. */
 #define QBM 64
-#define QBN 128
+#define QBN 64
 #define QCH 4      /* 32-value chunks per stage */
 #define QROW 144   /* bytes per row of a code tile: 128 + 16 padding */
-#define QRAW 272   /* bytes per raw weight row: a 210-byte super-block + alignment slack */
+#define QRAW 240   /* bytes per raw weight row: a 210-byte super-block + alignment slack */
 #define QS_A 0
 #define QS_XD (QS_A + QBM * QROW)
 #define QS_XS (QS_XD + QBM * QCH * 4)
 #define QS_W (QS_XS + QBM * QCH * 8)
 #define QS_BYTES (QS_W + QBN * QRAW)
-#define QU_S (QBN * QROW)
-#define QU_BYTES (QU_S + QCH * QBN * 16)
+#define QU_S (QBN * QROW) /* then a0, a1, m0, m1: [QBN][QCH] floats each */
+#define QU_A0 QU_S
+#define QU_A1 (QU_S + QBN * QCH * 4)
+#define QU_M0 (QU_S + 2 * QBN * QCH * 4)
+#define QU_M1 (QU_S + 3 * QBN * QCH * 4)
+#define QU_BYTES (QU_S + 4 * QBN * QCH * 4)
 #define Q_SMEM (3 * QS_BYTES + 2 * QU_BYTES)
 
 typedef struct gq_args {
@@ -138,144 +211,188 @@ typedef struct gq_args {
     int64_t row_bytes;
     int64_t m, n, k;
     int nch;    /* k / 32 */
-    int qb, bb; /* values and bytes per quant block */
-    int vw;     /* width of the raw copies: 16, 8, 4 (cp.async) or 2 (plain loads) */
+    int vwl; /* log2 of the width of the raw weight copies: 16, 8, 4 (cp.async) or 2 bytes */
     float *y;
     int64_t ldy;
     float *add_to;
 } gq_args;
 
-/* Per-type unpacking: halves (a scale per 16 values), has_min (offsets m), off (a constant
- * code offset folded into signed codes: a * (q - off) with m = -off * a). */
+/* Per-type unpacking: qb / bb (values / bytes per block), halves (a scale per 16 values),
+ * has_min (offsets m), off (a constant code offset folded into signed codes: a * (q - off)
+ * with m = -off * a). */
 template <int T> struct gq_t;
-#define GQ_TYPE(T_, FN, HALVES, MIN, OFF)                                                                 \
+#define GQ_TYPE(T_, FN, QB, BB, HALVES, MIN, OFF)                                                         \
     template <> struct gq_t<T_> {                                                                         \
+        static constexpr int qb = QB, bb = BB;                                                            \
         static constexpr bool halves = HALVES, has_min = MIN;                                             \
         static constexpr unsigned off = OFF;                                                              \
         static __device__ __forceinline__ void unpack(UNPACK_ARGS) {                                      \
             FN(row, c, lut, q, a, m);                                                                     \
         }                                                                                                 \
     };
-GQ_TYPE(QT_Q4_0, up_q4_0, false, false, 8)
-GQ_TYPE(QT_Q4_1, up_q4_1, false, true, 0)
-GQ_TYPE(QT_Q5_0, up_q5_0, false, false, 16)
-GQ_TYPE(QT_Q5_1, up_q5_1, false, true, 0)
-GQ_TYPE(QT_Q8_0, up_q8_0, false, false, 0)
-GQ_TYPE(QT_IQ4_NL, up_iq4_nl, false, false, 0)
-GQ_TYPE(QT_Q2_K, up_q2_K, true, true, 0)
-GQ_TYPE(QT_Q3_K, up_q3_K, true, false, 0)
-GQ_TYPE(QT_Q4_K, up_q4_K, false, true, 0)
-GQ_TYPE(QT_Q5_K, up_q5_K, false, true, 0)
-GQ_TYPE(QT_Q6_K, up_q6_K, true, false, 0)
-GQ_TYPE(QT_IQ4_XS, up_iq4_xs, false, false, 0)
+GQ_TYPE(QT_Q4_0, up_q4_0, 32, 18, false, false, 8)
+GQ_TYPE(QT_Q4_1, up_q4_1, 32, 20, false, true, 0)
+GQ_TYPE(QT_Q5_0, up_q5_0, 32, 22, false, false, 16)
+GQ_TYPE(QT_Q5_1, up_q5_1, 32, 24, false, true, 0)
+GQ_TYPE(QT_Q8_0, up_q8_0, 32, 34, false, false, 0)
+GQ_TYPE(QT_IQ4_NL, up_iq4_nl, 32, 18, false, false, 0)
+GQ_TYPE(QT_Q2_K, up_q2_K, 256, 84, true, true, 0)
+GQ_TYPE(QT_Q3_K, up_q3_K, 256, 110, true, false, 0)
+GQ_TYPE(QT_Q4_K, up_q4_K, 256, 144, false, true, 0)
+GQ_TYPE(QT_Q5_K, up_q5_K, 256, 176, false, true, 0)
+GQ_TYPE(QT_Q6_K, up_q6_K, 256, 210, true, false, 0)
+GQ_TYPE(QT_IQ4_XS, up_iq4_xs, 256, 136, false, false, 0)
 
 /* IQ4_NL / IQ4_XS code levels (the format's table). */
 static __constant__ int8_t k_gm_iq4[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
 
-/* The weight blocks of stage s: byte range [off, end) of a row, copied as [lo, hi). */
+/* The weight blocks of stage s: byte range [off, end) of a row, copied as [lo, hi) in
+ * pieces of vw = 1 << vwl bytes; cbase: index of the stage's first chunk in the copy. */
 typedef struct gq_span {
-    int nck, off, lo, hi, cbase;
+    int nck, off, lo, ncp, cbase;
 } gq_span;
 
-static __device__ __forceinline__ gq_span gq_stage_span(const gq_args &p, int s) {
+template <int T> static __device__ __forceinline__ gq_span gq_stage_span(const gq_args &p, int s) {
     gq_span sp;
     int c0 = s * QCH;
     sp.nck = min(QCH, p.nch - c0);
-    int per = p.qb / 32, b_lo = c0 / per, b_hi = (c0 + sp.nck + per - 1) / per;
-    sp.off = b_lo * p.bb;
-    sp.lo = sp.off & -p.vw;
-    sp.hi = (b_hi * p.bb + p.vw - 1) & -p.vw; /* <= row_bytes: row_bytes % vw == 0 */
-    sp.cbase = c0 - b_lo * per;               /* chunk index of the stage's first chunk in the copy */
+    int end;
+    if (gq_t<T>::qb == 32) {
+        sp.off = c0 * gq_t<T>::bb, end = (c0 + sp.nck) * gq_t<T>::bb, sp.cbase = 0;
+    } else { /* rows are whole super-blocks of 8 chunks; a stage is half of one */
+        sp.off = (c0 >> 3) * gq_t<T>::bb, end = sp.off + gq_t<T>::bb, sp.cbase = c0 & 7;
+    }
+    int vw = 1 << p.vwl;
+    sp.lo = sp.off & -vw;
+    sp.ncp = (((end + vw - 1) & -vw) - sp.lo) >> p.vwl; /* the end stays <= row_bytes: row_bytes % vw == 0 */
     return sp;
 }
 
-/* Starts the copies of stage s into buffer st. Rows past m or n repeat the last row (their
- * results are never stored). */
-static __device__ __forceinline__ void gq_issue(const gq_args &p, uint8_t *st, int64_t i0, int64_t j0, int s) {
-    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    int c0 = s * QCH;
-    gq_span sp = gq_stage_span(p, s);
+/* Per-thread sources of the copies, fixed for the whole k loop. Rows past m or n repeat the
+ * last row (their results are never stored). */
+typedef struct gq_src {
+    const int8_t *a[2]; /* activation codes: rows tid / 8 and + 32, 16-byte piece tid % 8 */
+    const float *xd;    /* scales / half sums: row tid / 4, chunk tid % 4 */
+    const int2 *xs;
+    const uint8_t *w; /* weight row tid / 4 */
+} gq_src;
+
+static __device__ __forceinline__ gq_src gq_sources(const gq_args &p, int64_t i0, int64_t j0) {
+    gq_src g;
+    int tid = threadIdx.x;
 #pragma unroll
     for (int v = 0; v < 2; v++) {
-        int idx = tid + v * 256, r = idx >> 3, q = idx & 7;
-        if (q < 2 * sp.nck) {
-            int64_t gi = min(i0 + r, p.m - 1);
-            gm_cp16(st + QS_A + r * QROW + q * 16, p.xq + gi * p.k + (int64_t)c0 * 32 + q * 16);
-        }
+        int r = (tid + v * 256) >> 3;
+        g.a[v] = p.xq + min(i0 + r, p.m - 1) * p.k + (tid & 7) * 16;
     }
-    {
-        int r = tid >> 2, j = tid & 3;
-        if (j < sp.nck) {
-            int64_t gi = min(i0 + r, p.m - 1);
-            gm_cp4(st + QS_XD + (r * QCH + j) * 4, p.xd + gi * p.nch + c0 + j);
-            gm_cp8(st + QS_XS + (r * QCH + j) * 8, p.xs + gi * p.nch + c0 + j);
-        }
+    int64_t ra = min(i0 + (tid >> 2), p.m - 1);
+    g.xd = p.xd + ra * p.nch + (tid & 3);
+    g.xs = p.xs + ra * p.nch + (tid & 3);
+    g.w = p.w + min(j0 + (tid >> 2), p.n - 1) * p.row_bytes;
+    return g;
+}
+
+/* Starts the copies of stage s into buffer st. */
+template <int T>
+static __device__ __forceinline__ void gq_issue(const gq_args &p, const gq_src &g, uint8_t *st, int s) {
+    int tid = threadIdx.x;
+    int c0 = s * QCH;
+    gq_span sp = gq_stage_span<T>(p, s);
+    if ((tid & 7) < 2 * sp.nck) {
+#pragma unroll
+        for (int v = 0; v < 2; v++)
+            gm_cp16(st + QS_A + ((tid + v * 256) >> 3) * QROW + (tid & 7) * 16, g.a[v] + c0 * 32);
     }
-    int ncp = (sp.hi - sp.lo) / p.vw;
-    for (int rr = warp; rr < QBN; rr += 8) {
-        int64_t gn = min(j0 + rr, p.n - 1);
-        const uint8_t *src = p.w + gn * p.row_bytes + sp.lo;
-        uint8_t *dst = st + QS_W + rr * QRAW;
-        for (int j = lane; j < ncp; j += 32) {
-            if (p.vw == 16) gm_cp16(dst + j * 16, src + j * 16);
-            else if (p.vw == 8) gm_cp8(dst + j * 8, src + j * 8);
-            else if (p.vw == 4) gm_cp4(dst + j * 4, src + j * 4);
-            else ((uint16_t *)dst)[j] = ((const uint16_t *)src)[j];
-        }
+    if ((tid & 3) < sp.nck) {
+        gm_cp4(st + QS_XD + tid * 4, g.xd + c0);
+        if (gq_t<T>::has_min) gm_cp8(st + QS_XS + tid * 8, g.xs + c0);
     }
+    const uint8_t *src = g.w + sp.lo;
+    uint8_t *dst = st + QS_W + (tid >> 2) * QRAW;
+    if (p.vwl == 4) {
+        for (int j = tid & 3; j < sp.ncp; j += 4) gm_cp16(dst + j * 16, src + j * 16);
+    } else if (p.vwl == 3) {
+        for (int j = tid & 3; j < sp.ncp; j += 4) gm_cp8(dst + j * 8, src + j * 8);
+    } else if (p.vwl == 2) {
+        for (int j = tid & 3; j < sp.ncp; j += 4) gm_cp4(dst + j * 4, src + j * 4);
+    } else {
+        for (int j = tid & 3; j < sp.ncp; j += 4) ((uint16_t *)dst)[j] = ((const uint16_t *)src)[j];
+    }
+}
+
+/* Subtracts k (<= 16) from 4 byte codes of 0..31 without borrows between the bytes. */
+static __device__ __forceinline__ unsigned gq_sub_bytes(unsigned x, unsigned k) {
+    return ((x | 0x80808080u) - k * 0x01010101u) ^ 0x80808080u;
 }
 
 /* Unpacks the weight of stage s (buffer st) into codes and scales (buffer u). */
 template <int T>
 static __device__ __forceinline__ void gq_unpack(const gq_args &p, const uint8_t *st, uint8_t *u, const int8_t *lut,
                                                  int s) {
-    gq_span sp = gq_stage_span(p, s);
-#pragma unroll
-    for (int v = 0; v < 2; v++) {
-        int it = threadIdx.x + v * 256, rr = it >> 2, jj = it & 3;
-        if (jj >= sp.nck) continue;
+    gq_span sp = gq_stage_span<T>(p, s);
+    {
+        int rr = threadIdx.x >> 2, jj = threadIdx.x & 3;
+        if (jj >= sp.nck) return;
         int q[8];
         float a[2], mn[2];
         gq_t<T>::unpack(st + QS_W + rr * QRAW + (sp.off - sp.lo), sp.cbase + jj, lut, q, a, mn);
         if (gq_t<T>::off) {
 #pragma unroll
-            for (int i = 0; i < 8; i++) q[i] = (int)__vsub4((unsigned)q[i], gq_t<T>::off * 0x01010101u);
+            for (int i = 0; i < 8; i++) q[i] = (int)gq_sub_bytes((unsigned)q[i], gq_t<T>::off);
         }
         uint4 *dc = (uint4 *)(u + rr * QROW + jj * 32);
         dc[0] = make_uint4((unsigned)q[0], (unsigned)q[1], (unsigned)q[2], (unsigned)q[3]);
         dc[1] = make_uint4((unsigned)q[4], (unsigned)q[5], (unsigned)q[6], (unsigned)q[7]);
-        *(float4 *)(u + QU_S + (jj * QBN + rr) * 16) = make_float4(a[0], a[1], mn[0], mn[1]);
+        int so = (rr * QCH + jj) * 4;
+        *(float *)(u + QU_A0 + so) = a[0];
+        if (gq_t<T>::halves) *(float *)(u + QU_A1 + so) = a[1];
+        if (gq_t<T>::has_min) *(float *)(u + QU_M0 + so) = mn[0];
+        if (gq_t<T>::halves && gq_t<T>::has_min) *(float *)(u + QU_M1 + so) = mn[1];
     }
 }
 
-/* Multiplies stage s: activation codes and scales from st, weight codes and scales from u. */
+/* Multiplies stage s: activation codes and scales from st, weight codes and scales from u.
+ * Warp w owns rows 32 (w / 4) .. + 32 and weight rows 16 (w % 4) .. + 16 of the tile. */
 template <int T>
-static __device__ __forceinline__ void gq_mma(const uint8_t *st, const uint8_t *u, int nck, float acc[2][4][4]) {
+static __device__ __forceinline__ void gq_mma(const uint8_t *st, const uint8_t *u, int nck, float acc[2][2][4]) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     int wm = warp >> 2, wn = warp & 3;
     const uint8_t *pa = st + QS_A + (wm * 32 + (lane & 7) + ((lane >> 3) & 1) * 8) * QROW + (lane >> 4) * 16;
-    const uint8_t *pb = u + (wn * 32 + (lane & 7) + (lane >> 4) * 8) * QROW + ((lane >> 3) & 1) * 16;
+    const uint8_t *pb = u + (wn * 16 + (lane & 7) + (lane >> 4) * 8) * QROW + ((lane >> 3) & 1) * 16;
+    /* the scales of the stage's 4 chunks: one 16-byte load per row / column */
+    float4 dx4[2][2], ca0[2][2], ca1[2][2];
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+            dx4[mi][h] = *(const float4 *)(st + QS_XD + (wm * 32 + mi * 16 + g + 8 * h) * QCH * 4);
+#pragma unroll
+    for (int ni = 0; ni < 2; ni++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            int co = (wn * 16 + ni * 8 + 2 * t + e) * QCH * 4;
+            ca0[ni][e] = *(const float4 *)(u + QU_A0 + co);
+            if (gq_t<T>::halves) ca1[ni][e] = *(const float4 *)(u + QU_A1 + co);
+        }
 #pragma unroll
     for (int j = 0; j < QCH; j++) {
         if (j >= nck) break;
-        unsigned af[2][4], bf[4][2];
+        unsigned af[2][4], bf[2][2];
 #pragma unroll
         for (int mi = 0; mi < 2; mi++) gm_ldsm4(af[mi], pa + mi * 16 * QROW + j * 32);
-#pragma unroll
-        for (int nb = 0; nb < 2; nb++) {
+        {
             unsigned r[4];
-            gm_ldsm4(r, pb + nb * 16 * QROW + j * 32);
-            bf[2 * nb][0] = r[0], bf[2 * nb][1] = r[1], bf[2 * nb + 1][0] = r[2], bf[2 * nb + 1][1] = r[3];
+            gm_ldsm4(r, pb + j * 32);
+            bf[0][0] = r[0], bf[0][1] = r[1], bf[1][0] = r[2], bf[1][1] = r[3];
         }
         float dx[2][2], ux[2][2][2];
 #pragma unroll
         for (int mi = 0; mi < 2; mi++)
 #pragma unroll
             for (int h = 0; h < 2; h++) {
-                int r = wm * 32 + mi * 16 + g + 8 * h;
-                dx[mi][h] = *(const float *)(st + QS_XD + (r * QCH + j) * 4);
-                if (gq_t<T>::has_min) {
-                    int2 sx = *(const int2 *)(st + QS_XS + (r * QCH + j) * 8);
+                dx[mi][h] = gm_f4(dx4[mi][h], j);
+                if (gq_t<T>::has_min) { /* the code sums of the chunk's halves */
+                    int2 sx = *(const int2 *)(st + QS_XS + ((wm * 32 + mi * 16 + g + 8 * h) * QCH + j) * 8);
                     if (gq_t<T>::halves) {
                         ux[mi][h][0] = dx[mi][h] * (float)sx.x;
                         ux[mi][h][1] = dx[mi][h] * (float)sx.y;
@@ -284,16 +401,22 @@ static __device__ __forceinline__ void gq_mma(const uint8_t *st, const uint8_t *
                     }
                 }
             }
-        float4 cs[4][2];
+        float4 cs[2][2]; /* a0, a1, m0, m1 of the chunk */
 #pragma unroll
-        for (int ni = 0; ni < 4; ni++)
+        for (int ni = 0; ni < 2; ni++)
 #pragma unroll
-            for (int e = 0; e < 2; e++)
-                cs[ni][e] = *(const float4 *)(u + QU_S + (j * QBN + wn * 32 + ni * 8 + 2 * t + e) * 16);
+            for (int e = 0; e < 2; e++) {
+                cs[ni][e].x = gm_f4(ca0[ni][e], j);
+                cs[ni][e].y = gq_t<T>::halves ? gm_f4(ca1[ni][e], j) : 0.0f;
+                /* offsets: loaded per chunk (fewer live registers) */
+                int co = (wn * 16 + ni * 8 + 2 * t + e) * QCH * 4 + j * 4;
+                cs[ni][e].z = gq_t<T>::has_min ? *(const float *)(u + QU_M0 + co) : 0.0f;
+                cs[ni][e].w = gq_t<T>::halves && gq_t<T>::has_min ? *(const float *)(u + QU_M1 + co) : 0.0f;
+            }
 #pragma unroll
         for (int mi = 0; mi < 2; mi++)
 #pragma unroll
-            for (int ni = 0; ni < 4; ni++) {
+            for (int ni = 0; ni < 2; ni++) {
                 if (!gq_t<T>::halves) {
                     int d[4];
                     gm_mma_k32(d, af[mi], bf[ni][0], bf[ni][1], GM_BIAS);
@@ -330,23 +453,24 @@ static __device__ __forceinline__ void gq_mma(const uint8_t *st, const uint8_t *
 }
 
 template <int T>
-static __global__ void __launch_bounds__(256, 1) gemm_q_kernel(gq_args p) {
+static __global__ void __launch_bounds__(256, 2) gemm_q_kernel(gq_args p) {
     extern __shared__ __align__(16) uint8_t gq_smem[];
     __shared__ int8_t lut[16];
     if (threadIdx.x < 16) lut[threadIdx.x] = k_gm_iq4[threadIdx.x];
     int64_t i0 = (int64_t)blockIdx.y * QBM, j0 = (int64_t)blockIdx.x * QBN;
     uint8_t *ub = gq_smem + 3 * QS_BYTES;
     int nst = (p.nch + QCH - 1) / QCH;
-    float acc[2][4][4];
+    float acc[2][2][4];
 #pragma unroll
     for (int mi = 0; mi < 2; mi++)
 #pragma unroll
-        for (int ni = 0; ni < 4; ni++)
+        for (int ni = 0; ni < 2; ni++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[mi][ni][e] = 0.0f;
-    gq_issue(p, gq_smem, i0, j0, 0);
+    gq_src g = gq_sources(p, i0, j0);
+    gq_issue<T>(p, g, gq_smem, 0);
     gm_commit();
-    if (nst > 1) gq_issue(p, gq_smem + QS_BYTES, i0, j0, 1);
+    if (nst > 1) gq_issue<T>(p, g, gq_smem + QS_BYTES, 1);
     gm_commit();
     gm_wait_all();
     __syncthreads();
@@ -355,13 +479,13 @@ static __global__ void __launch_bounds__(256, 1) gemm_q_kernel(gq_args p) {
         /* stage s + 1 landed; every warp is done with stage s - 1 (its buffers are free) */
         gm_wait_all();
         __syncthreads();
-        if (s + 2 < nst) gq_issue(p, gq_smem + ((s + 2) % 3) * QS_BYTES, i0, j0, s + 2);
+        if (s + 2 < nst) gq_issue<T>(p, g, gq_smem + ((s + 2) % 3) * QS_BYTES, s + 2);
         gm_commit();
         if (s + 1 < nst) gq_unpack<T>(p, gq_smem + ((s + 1) % 3) * QS_BYTES, ub + ((s + 1) & 1) * QU_BYTES, lut, s + 1);
         gq_mma<T>(gq_smem + (s % 3) * QS_BYTES, ub + (s & 1) * QU_BYTES, min(QCH, p.nch - s * QCH), acc);
     }
     int warp = threadIdx.x >> 5;
-    gm_store(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 32, p.m, p.n, p.y, p.ldy, p.add_to);
+    gm_store<2>(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 16, p.m, p.n, p.y, p.ldy, p.add_to);
 }
 
 typedef void (*gq_fn)(gq_args);
@@ -369,16 +493,13 @@ typedef void (*gq_fn)(gq_args);
 typedef struct gq_entry {
     uint32_t type;
     gq_fn fn;
-    int qb;
+    int qb, bb;
 } gq_entry;
 
+#define GQ_ENTRY(T) { T, gemm_q_kernel<T>, gq_t<T>::qb, gq_t<T>::bb }
 static const gq_entry k_gq[] = {
-    { QT_Q4_0, gemm_q_kernel<QT_Q4_0>, 32 },       { QT_Q4_1, gemm_q_kernel<QT_Q4_1>, 32 },
-    { QT_Q5_0, gemm_q_kernel<QT_Q5_0>, 32 },       { QT_Q5_1, gemm_q_kernel<QT_Q5_1>, 32 },
-    { QT_Q8_0, gemm_q_kernel<QT_Q8_0>, 32 },       { QT_IQ4_NL, gemm_q_kernel<QT_IQ4_NL>, 32 },
-    { QT_Q2_K, gemm_q_kernel<QT_Q2_K>, 256 },      { QT_Q3_K, gemm_q_kernel<QT_Q3_K>, 256 },
-    { QT_Q4_K, gemm_q_kernel<QT_Q4_K>, 256 },      { QT_Q5_K, gemm_q_kernel<QT_Q5_K>, 256 },
-    { QT_Q6_K, gemm_q_kernel<QT_Q6_K>, 256 },      { QT_IQ4_XS, gemm_q_kernel<QT_IQ4_XS>, 256 },
+    GQ_ENTRY(QT_Q4_0), GQ_ENTRY(QT_Q4_1), GQ_ENTRY(QT_Q5_0), GQ_ENTRY(QT_Q5_1), GQ_ENTRY(QT_Q8_0), GQ_ENTRY(QT_IQ4_NL),
+    GQ_ENTRY(QT_Q2_K), GQ_ENTRY(QT_Q3_K), GQ_ENTRY(QT_Q4_K), GQ_ENTRY(QT_Q5_K), GQ_ENTRY(QT_Q6_K), GQ_ENTRY(QT_IQ4_XS),
 };
 #define GQ_N (sizeof k_gq / sizeof k_gq[0])
 
@@ -390,15 +511,13 @@ int cu_gemm_quant(cuda_ctx *c, const cuda_weight *w, const int8_t *xq, const flo
     size_t i = 0;
     while (i < GQ_N && k_gq[i].type != w->type) i++;
     if (i == GQ_N) return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: no tensor-core kernel for %s", quant_type_name(w->type));
-    gq_args p;
-    p.qb = k_gq[i].qb;
-    int64_t nblk = w->n_cols / p.qb;
-    if (w->n_cols % p.qb || nblk <= 0 || w->row_bytes % (size_t)nblk || w->row_bytes / (size_t)nblk > 210)
+    int64_t nblk = w->n_cols / k_gq[i].qb;
+    if (w->n_cols % k_gq[i].qb || nblk <= 0 || w->row_bytes != (size_t)nblk * (size_t)k_gq[i].bb)
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unexpected row layout for %s", quant_type_name(w->type));
-    p.bb = (int)(w->row_bytes / (size_t)nblk);
     uintptr_t al = (uintptr_t)w->data | (uintptr_t)w->row_bytes;
-    p.vw = al % 16 == 0 ? 16 : (al % 8 == 0 ? 8 : (al % 4 == 0 ? 4 : 2));
     if (al % 2) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: weight rows are not 2-byte aligned");
+    gq_args p;
+    p.vwl = al % 16 == 0 ? 4 : (al % 8 == 0 ? 3 : (al % 4 == 0 ? 2 : 1));
     p.xq = xq, p.xd = xd, p.xs = xs, p.w = (const uint8_t *)w->data, p.row_bytes = (int64_t)w->row_bytes;
     p.m = m, p.n = w->n_rows, p.k = w->n_cols, p.nch = (int)(w->n_cols / 32);
     p.y = y, p.ldy = ldy, p.add_to = add_to;
@@ -536,7 +655,89 @@ static __global__ void __launch_bounds__(256) gemm_f_kernel(gf_args p) {
         __syncthreads();
     }
     int warp = threadIdx.x >> 5;
-    gm_store(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 32, p.m, p.n, p.y, p.ldy, p.add_to);
+    gm_store<4>(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 32, p.m, p.n, p.y, p.ldy, p.add_to);
+}
+
+/* F16 weights with 16-byte aligned rows (k % 8 == 0): both operands stream through a
+ * 4-stage ring of asynchronous copies (f32 activations [64][36], f16 weights [128][40]);
+ * the activations of stage s + 1 are converted to f16 (double buffer) while stage s is
+ * multiplied, so no loads wait in registers. */
+#define HST 4
+#define HAROW 36 /* floats per activation row in the ring: 32 + 4 padding */
+#define HS_A 0
+#define HS_B (FBM * HAROW * 4)
+#define HS_BYTES (HS_B + FBN * FROW * 2)
+#define HS_A16 (HST * HS_BYTES)
+#define H_SMEM (HS_A16 + 2 * FBM * FROW * 2)
+
+static __device__ __forceinline__ void gh_issue(const gf_args &p, uint8_t *st, const float *const a[2],
+                                                const uint8_t *const b[2], int s) {
+    int tid = threadIdx.x;
+    int64_t k0 = (int64_t)s * FBK;
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+        int idx = tid + v * 256, r = idx >> 3, q = idx & 7;
+        bool ok = k0 + q * 4 < p.k;
+        gm_cp16z(st + HS_A + (r * HAROW + q * 4) * 4, ok ? (const void *)(a[v] + k0) : (const void *)a[v], ok);
+    }
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+        int idx = tid + v * 256, r = idx >> 2, q = idx & 3;
+        bool ok = k0 + q * 8 < p.k;
+        gm_cp16z(st + HS_B + (r * FROW + q * 8) * 2, ok ? (const void *)(b[v] + k0 * 2) : (const void *)b[v], ok);
+    }
+}
+
+/* f32 activations of a ring stage -> the f16 tile: 8 values per thread. */
+static __device__ __forceinline__ void gh_convert(const uint8_t *st, __half *a16) {
+    int tid = threadIdx.x, r = tid >> 2, q = tid & 3;
+    const float4 *src = (const float4 *)(st + HS_A + (r * HAROW + q * 8) * 4);
+    float4 x0 = src[0], x1 = src[1];
+    __half2 h0 = __floats2half2_rn(x0.x, x0.y), h1 = __floats2half2_rn(x0.z, x0.w);
+    __half2 h2 = __floats2half2_rn(x1.x, x1.y), h3 = __floats2half2_rn(x1.z, x1.w);
+    *(uint4 *)(a16 + r * FROW + q * 8) =
+        make_uint4(*(unsigned *)&h0, *(unsigned *)&h1, *(unsigned *)&h2, *(unsigned *)&h3);
+}
+
+static __global__ void __launch_bounds__(256, 2) gemm_h_kernel(gf_args p) {
+    extern __shared__ __align__(16) uint8_t gh_smem[];
+    int64_t i0 = (int64_t)blockIdx.y * FBM, j0 = (int64_t)blockIdx.x * FBN;
+    int nst = (int)((p.k + FBK - 1) / FBK), tid = threadIdx.x;
+    const float *a[2];
+    const uint8_t *b[2];
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+        int idx = tid + v * 256;
+        a[v] = p.x + min(i0 + (idx >> 3), p.m - 1) * p.k + (idx & 7) * 4;
+        b[v] = p.w + min(j0 + (idx >> 2), p.n - 1) * p.row_bytes + (idx & 3) * 16;
+    }
+    __half *a16 = (__half *)(gh_smem + HS_A16);
+    float acc[2][4][4];
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[mi][ni][e] = 0.0f;
+#pragma unroll
+    for (int s = 0; s < HST - 1; s++) {
+        if (s < nst) gh_issue(p, gh_smem + s * HS_BYTES, a, b, s);
+        gm_commit();
+    }
+    gm_wait_2(); /* stage 0 */
+    __syncthreads();
+    gh_convert(gh_smem, a16);
+    for (int s = 0; s < nst; s++) {
+        gm_wait_1(); /* stage s + 1 landed; every warp is done with stage s - 1 */
+        __syncthreads();
+        if (s + HST - 1 < nst) gh_issue(p, gh_smem + ((s + HST - 1) % HST) * HS_BYTES, a, b, s + HST - 1);
+        gm_commit();
+        if (s + 1 < nst) gh_convert(gh_smem + ((s + 1) % HST) * HS_BYTES, a16 + ((s + 1) & 1) * FBM * FROW);
+        gf_mma(a16 + (s & 1) * FBM * FROW, (const __half *)(gh_smem + (s % HST) * HS_BYTES + HS_B), acc);
+    }
+    gm_wait_all();
+    int warp = threadIdx.x >> 5;
+    gm_store<4>(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 32, p.m, p.n, p.y, p.ldy, p.add_to);
 }
 
 /* y = x W^T for an F16 or BF16 W and f32 x [m][n_cols]. add_to (optional) gets y added. */
@@ -551,6 +752,16 @@ int cu_gemm_float(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t m, 
     p.vec_b = ((uintptr_t)w->data % 16 == 0) && w->row_bytes % 16 == 0;
     p.y = y, p.ldy = ldy, p.add_to = add_to;
     dim3 grid((unsigned)((p.n + FBN - 1) / FBN), (unsigned)((m + FBM - 1) / FBM));
-    gemm_f_kernel<<<grid, 256, 0, c->stream>>>(p);
+    if (!p.bf16 && p.vec_a && p.vec_b && p.k % 8 == 0) {
+        static bool smem_set;
+        if (!smem_set) {
+            cudaError_t e = cudaFuncSetAttribute(gemm_h_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, H_SMEM);
+            if (e != cudaSuccess) return cu_fail(err, e, "configuring the tensor-core matrix multiply");
+            smem_set = true;
+        }
+        gemm_h_kernel<<<grid, 256, H_SMEM, c->stream>>>(p);
+    } else {
+        gemm_f_kernel<<<grid, 256, 0, c->stream>>>(p);
+    }
     return cu_check_launch(err, "tensor-core matrix multiply");
 }

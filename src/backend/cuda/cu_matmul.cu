@@ -801,6 +801,9 @@ int cu_gemm_quant(cuda_ctx *c, const cuda_weight *w, const int8_t *xq, const flo
                   float *y, int64_t ldy, float *add_to, hb_err *err);
 int cu_gemm_float(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t m, float *y, int64_t ldy,
                   float *add_to, hb_err *err);
+/* cu_act_quantize's result (same arithmetic and layout) by a faster kernel for large batches. */
+int cu_gemm_act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs,
+                         hb_err *err);
 
 static int matmul_tc(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
                      const cuda_mm_opt *opt, hb_err *err) {
@@ -810,7 +813,9 @@ static int matmul_tc(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t 
     int8_t *xq = NULL;
     float *xd = NULL;
     int2 *xs = NULL;
-    if ((rc = cu_act_quantize(c, x, n_tok, w->n_cols, opt && opt->reuse_act, &xq, &xd, &xs, err))) return rc;
+    if (opt && opt->reuse_act) rc = cu_act_quantize(c, x, n_tok, w->n_cols, 1, &xq, &xd, &xs, err);
+    else rc = cu_gemm_act_quantize(c, x, n_tok, w->n_cols, &xq, &xd, &xs, err);
+    if (rc) return rc;
     return cu_gemm_quant(c, w, xq, xd, xs, n_tok, y, ldy, add_to, err);
 }
 

@@ -2,31 +2,32 @@
  *     y[i][j] = sum_k x[i][k] * W[j][k]     x: [m][k] activations, W: [n][k] weight rows
  * accumulated in f32, with the residual add (add_to[i][j] += y[i][j]) in the epilogue.
  *
- * Quantized weights (gemm_q_kernel): int8 tensor-core products (mma m16n8k32 s8) of the
- * int8 activations of cu_act_quantize (codes + one scale per 32 values, the arithmetic of
- * the scalar reference and of the mat-vec kernels) with the weights' integer codes. The raw
+ * Quantized weights (gemm_q_kernel): int8 tensor-core products (mma m16n8k32 s8) of int8
+ * activations (codes + one scale per 32 values: the format and arithmetic of
+ * cu_act_quantize, the scalar reference and the mat-vec kernels) with the weights' integer
+ * codes. The raw
  * quant blocks of a tile are copied to shared memory as they are (asynchronous copies),
  * unpacked there once per block into int8 codes plus per-32 (or per-16) scales and offsets
  * with the per-type unpackers of cu_unpack.cuh, and every 32-element chunk's integer dot
  * products are scaled into the f32 accumulators: there is no dequantized copy of the
  * weight in memory, and the activations move as 1 byte per value instead of 4.
  *
- * F16/BF16 weights (gemm_f_kernel): f16 products (mma m16n8k16) with f32 accumulation; the
- * f32 activations (and BF16 weights) are converted to f16 on their way into shared memory.
+ * Its cost is the scaling of every chunk's integer result (3 float operations per output
+ * and 32 values of k), so it is bound by instruction issue (~130-150 TFLOPS-equivalent on an
+ * H200 for TinyLlama shapes). Blocks of 8 warps own a 64 (tokens) x 64 (weight rows) tile,
+ * each warp 32 x 16; 107 KB of shared memory lets 2 blocks share an SM.
  *
- * Both kernels: 8 warps own a 64 (tokens) x 128 (weight rows) tile of y, each warp a
- * 32x32 quarter of it (2 x 4 fragments); m = 512 and n = 2048 make 128 blocks, one wave on
- * an H200. Shared-memory tiles have rows padded by 16 bytes so that the 8 row addresses of
- * every ldmatrix fall into distinct banks.
+ * F16/BF16 weights: f16 products (mma m16n8k16) with f32 accumulation, 64 x 128 tiles
+ * (warps of 32 x 32). F16 rows that allow 16-byte copies take gemm_h_kernel (4-stage ring of
+ * asynchronous copies; the f32 activations are converted to f16 in shared memory), other
+ * shapes and BF16 gemm_f_kernel (loads staged in registers, converted on the way to shared
+ * memory). Both are bound by L2 traffic of the f32 activations (~100-130 TFLOPS).
+ *
+ * Shared-memory tiles have rows padded by 16 bytes so that the 8 row addresses of every
+ * ldmatrix fall into distinct banks. (An f16 variant for quantized weights, unpacking the
+ * tiles to f16 once per block, was measured slower: 42 against 34 us at 512x2048x2048 Q4_0.)
  */
-#include <stdlib.h>
-#include <string.h>
-
 #include "backend/cuda/cu_unpack.cuh"
-
-/* Which kernel quantized weights take by default: 1 = f16 products of unpacked tiles
- * (gemm_qh_kernel), 0 = int8 products (gemm_q_kernel); HEARTH_CUDA_GEMM=f16|i8 overrides. */
-#define GQ_DEFAULT_F16 1
 
 /* ---- PTX helpers ------------------------------------------------------------------------ */
 
@@ -187,11 +188,11 @@ int cu_gemm_act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, 
 /* ---- quantized weights ------------------------------------------------------------------
  * Stage s covers chunks [4s, 4s + 4) of k (128 values). A stage buffer holds the int8
  * activation codes [64][144 B], their scales [64][4] and half sums [64][4], and the raw
- * bytes of the weight rows' blocks that contain the stage's chunks [128][272 B] (for
+ * bytes of the weight rows' blocks that contain the stage's chunks [64][240 B] (for
  * 256-value super-blocks the whole super-block, copied for both of its stages). Three stage
  * buffers rotate: while stage s is multiplied, s + 1 is unpacked and s + 2 is in flight.
- * The unpacked weight (codes [128][144 B] and {a0, a1, m0, m1} per row and chunk) is
- * double-buffered. */
+ * The unpacked weight (codes [64][144 B]; scales a0, a1 and offsets m0, m1 as [64][4]
+ * floats each) is double-buffered. */
 #define QBM 64
 #define QBN 64
 #define QCH 4      /* 32-value chunks per stage */
@@ -495,185 +496,15 @@ static __global__ void __launch_bounds__(256, 2) gemm_q_kernel(gq_args p) {
     gm_store<2>(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 16, p.m, p.n, p.y, p.ldy, p.add_to);
 }
 
-/* ---- quantized weights, f16 products ------------------------------------------------------
- * The second kernel for quantized weights: the stage's weight chunks are unpacked and
- * scaled to f16 once per block (a * q + m), the activation codes likewise (dx * q), and the
- * tensor cores multiply f16 tiles (mma m16n8k16, f32 accumulators): no per-chunk epilogue,
- * and every type costs the same in the product. 64 (tokens) x 128 (weight rows) per block,
- * 8 warps of 32x32; stages of 64 values (2 chunks); the raw copies rotate through three
- * buffers as in gemm_q_kernel, the f16 tiles through two. */
-#define HBN 128
-#define HCH 2
-#define HAROWQ 80 /* bytes per activation code row in the raw buffer: 64 + 16 */
-#define HTROW 72  /* halves per f16 tile row: 64 + 8 (144 bytes) */
-#define HQS_XD (QBM * HAROWQ)
-#define HQS_W (HQS_XD + QBM * HCH * 4)
-#define HQS_BYTES (HQS_W + HBN * QRAW)
-#define HQT_B (QBM * HTROW * 2)
-#define HQT_BYTES (HQT_B + HBN * HTROW * 2)
-#define HQ_SMEM (3 * HQS_BYTES + 2 * HQT_BYTES)
-
-template <int T> static __device__ __forceinline__ gq_span hq_span(const gq_args &p, int s) {
-    gq_span sp;
-    int c0 = s * HCH;
-    sp.nck = min(HCH, p.nch - c0);
-    int end;
-    if (gq_t<T>::qb == 32) {
-        sp.off = c0 * gq_t<T>::bb, end = (c0 + sp.nck) * gq_t<T>::bb, sp.cbase = 0;
-    } else {
-        sp.off = (c0 >> 3) * gq_t<T>::bb, end = sp.off + gq_t<T>::bb, sp.cbase = c0 & 7;
-    }
-    int vw = 1 << p.vwl;
-    sp.lo = sp.off & -vw;
-    sp.ncp = (((end + vw - 1) & -vw) - sp.lo) >> p.vwl;
-    return sp;
-}
-
-/* Per-thread copy sources: activation row tid / 4 (16-byte piece tid % 4), scale row
- * tid / 2 (threads < 128), weight row tid / 2. */
-typedef struct hq_src {
-    const int8_t *a;
-    const float *xd;
-    const uint8_t *w;
-} hq_src;
-
-template <int T>
-static __device__ __forceinline__ void hq_issue(const gq_args &p, const hq_src &g, uint8_t *st, int s) {
-    int tid = threadIdx.x, c0 = s * HCH;
-    gq_span sp = hq_span<T>(p, s);
-    if ((tid & 3) < 2 * sp.nck) gm_cp16(st + (tid >> 2) * HAROWQ + (tid & 3) * 16, g.a + c0 * 32);
-    if (tid < 2 * QBM && (tid & 1) < sp.nck) gm_cp4(st + HQS_XD + tid * 4, g.xd + c0);
-    const uint8_t *src = g.w + sp.lo;
-    uint8_t *dst = st + HQS_W + (tid >> 1) * QRAW;
-    if (p.vwl == 4) {
-        for (int j = tid & 1; j < sp.ncp; j += 2) gm_cp16(dst + j * 16, src + j * 16);
-    } else if (p.vwl == 3) {
-        for (int j = tid & 1; j < sp.ncp; j += 2) gm_cp8(dst + j * 8, src + j * 8);
-    } else if (p.vwl == 2) {
-        for (int j = tid & 1; j < sp.ncp; j += 2) gm_cp4(dst + j * 4, src + j * 4);
-    } else {
-        for (int j = tid & 1; j < sp.ncp; j += 2) ((uint16_t *)dst)[j] = ((const uint16_t *)src)[j];
-    }
-}
-
-/* 4 int8 codes (one word) -> two f16 pairs s * q + o: the codes are biased to unsigned
- * bytes, placed under the exponent of 1024 (0x64xx = 1024 + byte, exact) and unbiased by one
- * subtraction (exact), so only the final multiply-add rounds. */
-static __device__ __forceinline__ uint2 hq_word(unsigned w, __half2 sc, __half2 of) {
-    unsigned u = w ^ 0x80808080u;
-    unsigned lo = __byte_perm(u, 0x64646464u, 0x4140), hi = __byte_perm(u, 0x64646464u, 0x4342);
-    const __half2 bias = __floats2half2_rn(1152.0f, 1152.0f);
-    __half2 l = __hfma2(__hsub2(*(__half2 *)&lo, bias), sc, of);
-    __half2 h = __hfma2(__hsub2(*(__half2 *)&hi, bias), sc, of);
-    return make_uint2(*(unsigned *)&l, *(unsigned *)&h);
-}
-
-/* 32 codes (8 words; words 0-3 scaled by s0/o0, 4-7 by s1/o1) -> 32 f16 at dst (64 bytes). */
-static __device__ __forceinline__ void hq_store32(uint8_t *dst, const unsigned q[8], float s0, float o0, float s1,
-                                                  float o1) {
-    __half2 a0 = __float2half2_rn(s0), m0 = __float2half2_rn(o0);
-    __half2 a1 = __float2half2_rn(s1), m1 = __float2half2_rn(o1);
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        uint2 x = hq_word(q[2 * k], k < 2 ? a0 : a1, k < 2 ? m0 : m1);
-        uint2 y = hq_word(q[2 * k + 1], k < 2 ? a0 : a1, k < 2 ? m0 : m1);
-        ((uint4 *)dst)[k] = make_uint4(x.x, x.y, y.x, y.y);
-    }
-}
-
-/* Stage s (raw buffer st) -> f16 tiles t. */
-template <int T>
-static __device__ __forceinline__ void hq_convert(const gq_args &p, const uint8_t *st, uint8_t *t, const int8_t *lut,
-                                                  int s) {
-    int tid = threadIdx.x;
-    gq_span sp = hq_span<T>(p, s);
-    int rr = tid >> 1, jj = tid & 1;
-    if (jj >= sp.nck) return;
-    if (tid < 2 * QBM) { /* activations: row rr, chunk jj */
-        const uint4 *src = (const uint4 *)(st + rr * HAROWQ + jj * 32);
-        uint4 c0 = src[0], c1 = src[1];
-        unsigned q[8] = { c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w };
-        float dx = *(const float *)(st + HQS_XD + tid * 4);
-        hq_store32(t + rr * HTROW * 2 + jj * 64, q, dx, 0.0f, dx, 0.0f);
-    }
-    int q[8];
-    float a[2], mn[2];
-    gq_t<T>::unpack(st + HQS_W + rr * QRAW + (sp.off - sp.lo), sp.cbase + jj, lut, q, a, mn);
-    hq_store32(t + HQT_B + rr * HTROW * 2 + jj * 64, (const unsigned *)q, a[0], mn[0], a[1], mn[1]);
-}
-
-static __device__ __forceinline__ void hq_mma(const uint8_t *t, int nck, float acc[2][4][4]) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int wm = warp >> 2, wn = warp & 3;
-    const __half *pa = (const __half *)t + (wm * 32 + (lane & 7) + ((lane >> 3) & 1) * 8) * HTROW + (lane >> 4) * 8;
-    const __half *pb =
-        (const __half *)(t + HQT_B) + (wn * 32 + (lane & 7) + (lane >> 4) * 8) * HTROW + ((lane >> 3) & 1) * 8;
-#pragma unroll
-    for (int ks = 0; ks < 2 * HCH; ks++) {
-        if (ks >= 2 * nck) break;
-        unsigned af[2][4], bf[4][2];
-#pragma unroll
-        for (int mi = 0; mi < 2; mi++) gm_ldsm4(af[mi], pa + mi * 16 * HTROW + ks * 16);
-#pragma unroll
-        for (int nb = 0; nb < 2; nb++) {
-            unsigned r[4];
-            gm_ldsm4(r, pb + nb * 16 * HTROW + ks * 16);
-            bf[2 * nb][0] = r[0], bf[2 * nb][1] = r[1], bf[2 * nb + 1][0] = r[2], bf[2 * nb + 1][1] = r[3];
-        }
-#pragma unroll
-        for (int mi = 0; mi < 2; mi++)
-#pragma unroll
-            for (int ni = 0; ni < 4; ni++) gm_mma_f16(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
-    }
-}
-
-template <int T>
-static __global__ void __launch_bounds__(256, 1) gemm_qh_kernel(gq_args p) {
-    extern __shared__ __align__(16) uint8_t hq_smem[];
-    __shared__ int8_t lut[16];
-    if (threadIdx.x < 16) lut[threadIdx.x] = k_gm_iq4[threadIdx.x];
-    int64_t i0 = (int64_t)blockIdx.y * QBM, j0 = (int64_t)blockIdx.x * HBN;
-    int tid = threadIdx.x, nst = (p.nch + HCH - 1) / HCH;
-    hq_src g;
-    g.a = p.xq + min(i0 + (tid >> 2), p.m - 1) * p.k + (tid & 3) * 16;
-    g.xd = p.xd + min(i0 + ((tid >> 1) & (QBM - 1)), p.m - 1) * p.nch + (tid & 1);
-    g.w = p.w + min(j0 + (tid >> 1), p.n - 1) * p.row_bytes;
-    uint8_t *tb = hq_smem + 3 * HQS_BYTES;
-    float acc[2][4][4];
-#pragma unroll
-    for (int mi = 0; mi < 2; mi++)
-#pragma unroll
-        for (int ni = 0; ni < 4; ni++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) acc[mi][ni][e] = 0.0f;
-    hq_issue<T>(p, g, hq_smem, 0);
-    gm_commit();
-    if (nst > 1) hq_issue<T>(p, g, hq_smem + HQS_BYTES, 1);
-    gm_commit();
-    gm_wait_all();
-    __syncthreads();
-    hq_convert<T>(p, hq_smem, tb, lut, 0);
-    for (int s = 0; s < nst; s++) {
-        gm_wait_all();
-        __syncthreads();
-        if (s + 2 < nst) hq_issue<T>(p, g, hq_smem + ((s + 2) % 3) * HQS_BYTES, s + 2);
-        gm_commit();
-        if (s + 1 < nst) hq_convert<T>(p, hq_smem + ((s + 1) % 3) * HQS_BYTES, tb + ((s + 1) & 1) * HQT_BYTES, lut, s + 1);
-        hq_mma(tb + (s & 1) * HQT_BYTES, min(HCH, p.nch - s * HCH), acc);
-    }
-    int warp = threadIdx.x >> 5;
-    gm_store<4>(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 32, p.m, p.n, p.y, p.ldy, p.add_to);
-}
-
 typedef void (*gq_fn)(gq_args);
 
 typedef struct gq_entry {
     uint32_t type;
-    gq_fn fn, fn_h; /* int8 products, f16 products */
+    gq_fn fn;
     int qb, bb;
 } gq_entry;
 
-#define GQ_ENTRY(T) { T, gemm_q_kernel<T>, gemm_qh_kernel<T>, gq_t<T>::qb, gq_t<T>::bb }
+#define GQ_ENTRY(T) { T, gemm_q_kernel<T>, gq_t<T>::qb, gq_t<T>::bb }
 static const gq_entry k_gq[] = {
     GQ_ENTRY(QT_Q4_0), GQ_ENTRY(QT_Q4_1), GQ_ENTRY(QT_Q5_0), GQ_ENTRY(QT_Q5_1), GQ_ENTRY(QT_Q8_0), GQ_ENTRY(QT_IQ4_NL),
     GQ_ENTRY(QT_Q2_K), GQ_ENTRY(QT_Q3_K), GQ_ENTRY(QT_Q4_K), GQ_ENTRY(QT_Q5_K), GQ_ENTRY(QT_Q6_K), GQ_ENTRY(QT_IQ4_XS),
@@ -684,7 +515,7 @@ static const gq_entry k_gq[] = {
  * [m][k / 32] (cu_act_quantize). add_to (optional) gets y added. */
 int cu_gemm_quant(cuda_ctx *c, const cuda_weight *w, const int8_t *xq, const float *xd, const int2 *xs, int64_t m,
                   float *y, int64_t ldy, float *add_to, hb_err *err) {
-    static bool smem_set[2][GQ_N];
+    static bool smem_set[GQ_N];
     size_t i = 0;
     while (i < GQ_N && k_gq[i].type != w->type) i++;
     if (i == GQ_N) return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: no tensor-core kernel for %s", quant_type_name(w->type));
@@ -698,24 +529,13 @@ int cu_gemm_quant(cuda_ctx *c, const cuda_weight *w, const int8_t *xq, const flo
     p.xq = xq, p.xd = xd, p.xs = xs, p.w = (const uint8_t *)w->data, p.row_bytes = (int64_t)w->row_bytes;
     p.m = m, p.n = w->n_rows, p.k = w->n_cols, p.nch = (int)(w->n_cols / 32);
     p.y = y, p.ldy = ldy, p.add_to = add_to;
-    static int use_h = -1;
-    if (use_h < 0) {
-        const char *e = getenv("HEARTH_CUDA_GEMM");
-        use_h = e && strcmp(e, "i8") == 0 ? 0 : (e && strcmp(e, "f16") == 0 ? 1 : GQ_DEFAULT_F16);
-    }
-    gq_fn fn = use_h ? k_gq[i].fn_h : k_gq[i].fn;
-    if (!smem_set[use_h][i]) {
-        cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, use_h ? HQ_SMEM : Q_SMEM);
+    if (!smem_set[i]) {
+        cudaError_t e = cudaFuncSetAttribute(k_gq[i].fn, cudaFuncAttributeMaxDynamicSharedMemorySize, Q_SMEM);
         if (e != cudaSuccess) return cu_fail(err, e, "configuring the tensor-core matrix multiply");
-        smem_set[use_h][i] = true;
+        smem_set[i] = true;
     }
-    if (use_h) {
-        dim3 grid((unsigned)((p.n + HBN - 1) / HBN), (unsigned)((m + QBM - 1) / QBM));
-        fn<<<grid, 256, HQ_SMEM, c->stream>>>(p);
-    } else {
-        dim3 grid((unsigned)((p.n + QBN - 1) / QBN), (unsigned)((m + QBM - 1) / QBM));
-        fn<<<grid, 256, Q_SMEM, c->stream>>>(p);
-    }
+    dim3 grid((unsigned)((p.n + QBN - 1) / QBN), (unsigned)((m + QBM - 1) / QBM));
+    k_gq[i].fn<<<grid, 256, Q_SMEM, c->stream>>>(p);
     return cu_check_launch(err, "tensor-core matrix multiply");
 }
 

@@ -1,113 +1,775 @@
-/* cu_gemm.cu — f16 tensor-core matrix multiply for batches (prefill):
- *     y[i][j] = sum_k A[i][k] * B[j][k]     A: [m][k] activations, B: [n][k] weight rows
- * with f32 accumulation. k is a multiple of 32 (callers zero-pad).
+/* cu_gemm.cu — tensor-core matrix multiplies for batches (prefill, 17+ tokens):
+ *     y[i][j] = sum_k x[i][k] * W[j][k]     x: [m][k] activations, W: [n][k] weight rows
+ * accumulated in f32, with the residual add (add_to[i][j] += y[i][j]) in the epilogue.
  *
- * Blocks of 4 warps own a 64x64 tile of y; each warp a 32x32 quarter (2x2 fragments of
- * 16x16x16 MMA). K advances 32 at a time through shared memory, double-buffered with
- * asynchronous copies so the next slice loads while the tensor cores work on this one.
- * Rows are padded by 16 bytes in shared memory to spread them over the banks.
+ * Quantized weights (gemm_q_kernel): int8 tensor-core products (mma m16n8k32 s8) of int8
+ * activations (codes + one scale per 32 values: the format and arithmetic of
+ * cu_act_quantize, the scalar reference and the mat-vec kernels) with the weights' integer
+ * codes. The raw
+ * quant blocks of a tile are copied to shared memory as they are (asynchronous copies),
+ * unpacked there once per block into int8 codes plus per-32 (or per-16) scales and offsets
+ * with the per-type unpackers of cu_unpack.cuh, and every 32-element chunk's integer dot
+ * products are scaled into the f32 accumulators: there is no dequantized copy of the
+ * weight in memory, and the activations move as 1 byte per value instead of 4.
+ *
+ * Its cost is the scaling of every chunk's integer result (3 float operations per output
+ * and 32 values of k), so it is bound by instruction issue (~130-150 TFLOPS-equivalent on an
+ * H200 for TinyLlama shapes). Blocks of 8 warps own a 64 (tokens) x 64 (weight rows) tile,
+ * each warp 32 x 16; 107 KB of shared memory lets 2 blocks share an SM.
+ *
+ * F16/BF16 weights: f16 products (mma m16n8k16) with f32 accumulation, 64 x 128 tiles
+ * (warps of 32 x 32). F16 rows that allow 16-byte copies take gemm_h_kernel (4-stage ring of
+ * asynchronous copies; the f32 activations are converted to f16 in shared memory), other
+ * shapes and BF16 gemm_f_kernel (loads staged in registers, converted on the way to shared
+ * memory). Both are bound by L2 traffic of the f32 activations (~100-130 TFLOPS).
+ *
+ * Shared-memory tiles have rows padded by 16 bytes so that the 8 row addresses of every
+ * ldmatrix fall into distinct banks. (An f16 variant for quantized weights, unpacking the
+ * tiles to f16 once per block, was measured slower: 42 against 34 us at 512x2048x2048 Q4_0.)
  */
-#include <mma.h>
+#include "backend/cuda/cu_unpack.cuh"
 
-#include "backend/cuda/cu_internal.cuh"
+/* ---- PTX helpers ------------------------------------------------------------------------ */
 
-#define GM 64
-#define GN 64
-#define GK 32
-#define GLD (GK + 8) /* halves per shared row */
-
-/* 16-byte global -> shared copy that bypasses registers (zero-fills when !valid). */
-static __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int valid) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    int n = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
+static __device__ __forceinline__ unsigned gm_smem(const void *p) {
+    return (unsigned)__cvta_generic_to_shared(p);
 }
 
-static __device__ __forceinline__ void cp_async_commit(void) {
-    asm volatile("cp.async.commit_group;\n" ::);
+static __device__ __forceinline__ void gm_cp16(void *s, const void *g) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(gm_smem(s)), "l"(g));
 }
 
-static __device__ __forceinline__ void cp_async_wait_1(void) {
-    asm volatile("cp.async.wait_group 1;\n" ::);
+/* 16 bytes, or 16 zero bytes when !valid (nothing is read then). */
+static __device__ __forceinline__ void gm_cp16z(void *s, const void *g, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(gm_smem(s)), "l"(g), "r"(valid ? 16 : 0));
 }
 
-static __device__ __forceinline__ void cp_async_wait_0(void) {
-    asm volatile("cp.async.wait_group 0;\n" ::);
+static __device__ __forceinline__ void gm_cp8(void *s, const void *g) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(gm_smem(s)), "l"(g));
 }
 
-/* Loads the k-slice [k0, k0+GK) of the A and B tiles into stage buffers. 128 threads, each
- * moves 2 vectors of A and 2 of B (64 rows x 4 vectors of 8 halves). */
-static __device__ __forceinline__ void gemm_load(__half *as, __half *bs, const __half *a, const __half *b, int64_t m,
-                                                 int64_t n, int64_t k, int64_t i0, int64_t j0, int64_t k0) {
+static __device__ __forceinline__ void gm_cp4(void *s, const void *g) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(gm_smem(s)), "l"(g));
+}
+
+static __device__ __forceinline__ void gm_commit(void) {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+static __device__ __forceinline__ void gm_wait_1(void) {
+    asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+}
+
+static __device__ __forceinline__ void gm_wait_2(void) {
+    asm volatile("cp.async.wait_group 2;\n" ::: "memory");
+}
+
+static __device__ __forceinline__ void gm_wait_all(void) {
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
+/* Four 8x8 matrices of 16-bit elements (8 rows of 16 bytes each); lane l gives the row
+ * address of matrix l / 8, row l % 8. */
+static __device__ __forceinline__ void gm_ldsm4(unsigned r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(gm_smem(p)));
+}
+
+/* d = a . b + c over 16x8x32 int8 (all four c the same value). */
+static __device__ __forceinline__ void gm_mma_k32(int d[4], const unsigned a[4], unsigned b0, unsigned b1, int c) {
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%10,%11,%12,%13};\n"
+        : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(c), "r"(c), "r"(c), "r"(c));
+}
+
+/* d = a . b + c over 16x8x16 int8. */
+static __device__ __forceinline__ void gm_mma_k16(int d[4], unsigned a0, unsigned a1, unsigned b0, int c) {
+    asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%7,%8,%9,%10};\n"
+        : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+        : "r"(a0), "r"(a1), "r"(b0), "r"(c), "r"(c), "r"(c), "r"(c));
+}
+
+/* acc += a . b over 16x8x16 f16. */
+static __device__ __forceinline__ void gm_mma_f16(float acc[4], const unsigned a[4], unsigned b0, unsigned b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Component j (a constant after unrolling) of v. */
+static __device__ __forceinline__ float gm_f4(float4 v, int j) {
+    return j == 0 ? v.x : (j == 1 ? v.y : (j == 2 ? v.z : v.w));
+}
+
+/* The integer products start from this bias: 0x4B400000 + i read as a float is exactly
+ * 12582912 + i for |i| < 2^22 (a chunk's dot is at most 32 * 127 * 127), so one float
+ * subtraction converts the result. */
+#define GM_BIAS 0x4B400000
+#define GM_BIAS_F 12582912.0f
+
+/* Stores a warp's 32 x 8NI accumulators (fragment layout of mma: rows g, g + 8, columns 2t,
+ * 2t + 1 of each 16x8 piece) and adds them into add_to when given. */
+template <int NI>
+static __device__ __forceinline__ void gm_store(const float acc[2][NI][4], int64_t r0, int64_t c0, int64_t m,
+                                                int64_t n, float *y, int64_t ldy, float *add_to) {
+    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int64_t r = r0 + mi * 16 + g + 8 * h;
+            if (r >= m) continue;
+#pragma unroll
+            for (int ni = 0; ni < NI; ni++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    int64_t col = c0 + ni * 8 + 2 * t + e;
+                    if (col >= n) continue;
+                    float v = acc[mi][ni][2 * h + e];
+                    y[r * ldy + col] = v;
+                    if (add_to) add_to[r * ldy + col] += v; /* fused residual add */
+                }
+        }
+}
+
+/* ---- activation quantization for the quantized products ---------------------------------
+ * The arithmetic and layout of cu_act_quantize (act_quant_kernel, cu_matmul.cu): per 32-value
+ * chunk d = amax / 127, codes round(v * 127 / amax) (halves away from zero), and the code
+ * sums of both 16-value halves; here 4 threads share a chunk (8 values each, 16-byte loads)
+ * instead of a warp, which makes the pass bandwidth-bound for prefill batches. */
+static __global__ void gemm_act_quant_kernel(const float4 *x, int64_t n_thr, uint2 *xq, float *xd, int2 *xs) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    bool ok = i < n_thr;
+    float4 a = ok ? x[2 * i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4 b = ok ? x[2 * i + 1] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float v[8] = { a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w };
+    float amax = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 8; e++) amax = fmaxf(amax, fabsf(v[e]));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+    float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    unsigned w[2] = { 0u, 0u };
+    int sum = 0;
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        float sc = v[e] * id;
+        int q = (int)(sc >= 0.0f ? sc + 0.5f : sc - 0.5f);
+        q = q > 127 ? 127 : (q < -127 ? -127 : q);
+        sum += q;
+        w[e >> 2] |= (unsigned)(q & 0xff) << (8 * (e & 3));
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1); /* the 16-value half of this thread */
+    int hi = __shfl_down_sync(0xffffffffu, sum, 2);
+    if (!ok) return;
+    xq[i] = make_uint2(w[0], w[1]);
+    if ((threadIdx.x & 3) == 0) {
+        xd[i >> 2] = amax / 127.0f;
+        xs[i >> 2] = make_int2(sum, hi);
+    }
+}
+
+/* x [n_tok][n] (n % 32 == 0) quantized into the activation scratch (cu_act_buffers). */
+int cu_gemm_act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs,
+                         hb_err *err) {
+    if ((uintptr_t)x % 16) return cu_act_quantize(c, x, n_tok, n, 0, xq, xd, xs, err);
+    int rc = cu_act_buffers(c, n_tok, n, xq, xd, xs, err);
+    if (rc) return rc;
+    if ((uintptr_t)*xq % 8) return cu_act_quantize(c, x, n_tok, n, 0, xq, xd, xs, err);
+    int64_t n_thr = n_tok * n / 8;
+    gemm_act_quant_kernel<<<cu_blocks(n_thr, 256), 256, 0, c->stream>>>((const float4 *)x, n_thr, (uint2 *)*xq, *xd,
+                                                                       *xs);
+    return cu_check_launch(err, "quantizing activations");
+}
+
+/* ---- quantized weights ------------------------------------------------------------------
+ * Stage s covers chunks [4s, 4s + 4) of k (128 values). A stage buffer holds the int8
+ * activation codes [64][144 B], their scales [64][4] and half sums [64][4], and the raw
+ * bytes of the weight rows' blocks that contain the stage's chunks [64][240 B] (for
+ * 256-value super-blocks the whole super-block, copied for both of its stages). Three stage
+ * buffers rotate: while stage s is multiplied, s + 1 is unpacked and s + 2 is in flight.
+ * The unpacked weight (codes [64][144 B]; scales a0, a1 and offsets m0, m1 as [64][4]
+ * floats each) is double-buffered. */
+#define QBM 64
+#define QBN 64
+#define QCH 4      /* 32-value chunks per stage */
+#define QROW 144   /* bytes per row of a code tile: 128 + 16 padding */
+#define QRAW 240   /* bytes per raw weight row: a 210-byte super-block + alignment slack */
+#define QS_A 0
+#define QS_XD (QS_A + QBM * QROW)
+#define QS_XS (QS_XD + QBM * QCH * 4)
+#define QS_W (QS_XS + QBM * QCH * 8)
+#define QS_BYTES (QS_W + QBN * QRAW)
+#define QU_S (QBN * QROW) /* then a0, a1, m0, m1: [QBN][QCH] floats each */
+#define QU_A0 QU_S
+#define QU_A1 (QU_S + QBN * QCH * 4)
+#define QU_M0 (QU_S + 2 * QBN * QCH * 4)
+#define QU_M1 (QU_S + 3 * QBN * QCH * 4)
+#define QU_BYTES (QU_S + 4 * QBN * QCH * 4)
+#define Q_SMEM (3 * QS_BYTES + 2 * QU_BYTES)
+
+typedef struct gq_args {
+    const int8_t *xq;
+    const float *xd;
+    const int2 *xs;
+    const uint8_t *w;
+    int64_t row_bytes;
+    int64_t m, n, k;
+    int nch;    /* k / 32 */
+    int vwl; /* log2 of the width of the raw weight copies: 16, 8, 4 (cp.async) or 2 bytes */
+    float *y;
+    int64_t ldy;
+    float *add_to;
+} gq_args;
+
+/* Per-type unpacking: qb / bb (values / bytes per block), halves (a scale per 16 values),
+ * has_min (offsets m), off (a constant code offset folded into signed codes: a * (q - off)
+ * with m = -off * a). */
+template <int T> struct gq_t;
+#define GQ_TYPE(T_, FN, QB, BB, HALVES, MIN, OFF)                                                         \
+    template <> struct gq_t<T_> {                                                                         \
+        static constexpr int qb = QB, bb = BB;                                                            \
+        static constexpr bool halves = HALVES, has_min = MIN;                                             \
+        static constexpr unsigned off = OFF;                                                              \
+        static __device__ __forceinline__ void unpack(UNPACK_ARGS) {                                      \
+            FN(row, c, lut, q, a, m);                                                                     \
+        }                                                                                                 \
+    };
+GQ_TYPE(QT_Q4_0, up_q4_0, 32, 18, false, false, 8)
+GQ_TYPE(QT_Q4_1, up_q4_1, 32, 20, false, true, 0)
+GQ_TYPE(QT_Q5_0, up_q5_0, 32, 22, false, false, 16)
+GQ_TYPE(QT_Q5_1, up_q5_1, 32, 24, false, true, 0)
+GQ_TYPE(QT_Q8_0, up_q8_0, 32, 34, false, false, 0)
+GQ_TYPE(QT_IQ4_NL, up_iq4_nl, 32, 18, false, false, 0)
+GQ_TYPE(QT_Q2_K, up_q2_K, 256, 84, true, true, 0)
+GQ_TYPE(QT_Q3_K, up_q3_K, 256, 110, true, false, 0)
+GQ_TYPE(QT_Q4_K, up_q4_K, 256, 144, false, true, 0)
+GQ_TYPE(QT_Q5_K, up_q5_K, 256, 176, false, true, 0)
+GQ_TYPE(QT_Q6_K, up_q6_K, 256, 210, true, false, 0)
+GQ_TYPE(QT_IQ4_XS, up_iq4_xs, 256, 136, false, false, 0)
+
+/* IQ4_NL / IQ4_XS code levels (the format's table). */
+static __constant__ int8_t k_gm_iq4[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
+
+/* The weight blocks of stage s: byte range [off, end) of a row, copied as [lo, hi) in
+ * pieces of vw = 1 << vwl bytes; cbase: index of the stage's first chunk in the copy. */
+typedef struct gq_span {
+    int nck, off, lo, ncp, cbase;
+} gq_span;
+
+template <int T> static __device__ __forceinline__ gq_span gq_stage_span(const gq_args &p, int s) {
+    gq_span sp;
+    int c0 = s * QCH;
+    sp.nck = min(QCH, p.nch - c0);
+    int end;
+    if (gq_t<T>::qb == 32) {
+        sp.off = c0 * gq_t<T>::bb, end = (c0 + sp.nck) * gq_t<T>::bb, sp.cbase = 0;
+    } else { /* rows are whole super-blocks of 8 chunks; a stage is half of one */
+        sp.off = (c0 >> 3) * gq_t<T>::bb, end = sp.off + gq_t<T>::bb, sp.cbase = c0 & 7;
+    }
+    int vw = 1 << p.vwl;
+    sp.lo = sp.off & -vw;
+    sp.ncp = (((end + vw - 1) & -vw) - sp.lo) >> p.vwl; /* the end stays <= row_bytes: row_bytes % vw == 0 */
+    return sp;
+}
+
+/* Per-thread sources of the copies, fixed for the whole k loop. Rows past m or n repeat the
+ * last row (their results are never stored). */
+typedef struct gq_src {
+    const int8_t *a[2]; /* activation codes: rows tid / 8 and + 32, 16-byte piece tid % 8 */
+    const float *xd;    /* scales / half sums: row tid / 4, chunk tid % 4 */
+    const int2 *xs;
+    const uint8_t *w; /* weight row tid / 4 */
+} gq_src;
+
+static __device__ __forceinline__ gq_src gq_sources(const gq_args &p, int64_t i0, int64_t j0) {
+    gq_src g;
+    int tid = threadIdx.x;
 #pragma unroll
     for (int v = 0; v < 2; v++) {
-        int idx = threadIdx.x + v * 128, r = idx >> 2, q = idx & 3;
-        int64_t gi = i0 + r, gj = j0 + r;
-        const __half *pa = a + (gi < m ? gi : 0) * k + k0 + q * 8;
-        const __half *pb = b + (gj < n ? gj : 0) * k + k0 + q * 8;
-        cp_async16(as + r * GLD + q * 8, pa, gi < m);
-        cp_async16(bs + r * GLD + q * 8, pb, gj < n);
+        int r = (tid + v * 256) >> 3;
+        g.a[v] = p.xq + min(i0 + r, p.m - 1) * p.k + (tid & 7) * 16;
+    }
+    int64_t ra = min(i0 + (tid >> 2), p.m - 1);
+    g.xd = p.xd + ra * p.nch + (tid & 3);
+    g.xs = p.xs + ra * p.nch + (tid & 3);
+    g.w = p.w + min(j0 + (tid >> 2), p.n - 1) * p.row_bytes;
+    return g;
+}
+
+/* Starts the copies of stage s into buffer st. */
+template <int T>
+static __device__ __forceinline__ void gq_issue(const gq_args &p, const gq_src &g, uint8_t *st, int s) {
+    int tid = threadIdx.x;
+    int c0 = s * QCH;
+    gq_span sp = gq_stage_span<T>(p, s);
+    if ((tid & 7) < 2 * sp.nck) {
+#pragma unroll
+        for (int v = 0; v < 2; v++)
+            gm_cp16(st + QS_A + ((tid + v * 256) >> 3) * QROW + (tid & 7) * 16, g.a[v] + c0 * 32);
+    }
+    if ((tid & 3) < sp.nck) {
+        gm_cp4(st + QS_XD + tid * 4, g.xd + c0);
+        if (gq_t<T>::has_min) gm_cp8(st + QS_XS + tid * 8, g.xs + c0);
+    }
+    const uint8_t *src = g.w + sp.lo;
+    uint8_t *dst = st + QS_W + (tid >> 2) * QRAW;
+    if (p.vwl == 4) {
+        for (int j = tid & 3; j < sp.ncp; j += 4) gm_cp16(dst + j * 16, src + j * 16);
+    } else if (p.vwl == 3) {
+        for (int j = tid & 3; j < sp.ncp; j += 4) gm_cp8(dst + j * 8, src + j * 8);
+    } else if (p.vwl == 2) {
+        for (int j = tid & 3; j < sp.ncp; j += 4) gm_cp4(dst + j * 4, src + j * 4);
+    } else {
+        for (int j = tid & 3; j < sp.ncp; j += 4) ((uint16_t *)dst)[j] = ((const uint16_t *)src)[j];
     }
 }
 
-static __global__ void __launch_bounds__(128) gemm_f16_kernel(const __half *a, const __half *b, int64_t m, int64_t n,
-                                                              int64_t k, float *y, int64_t ldy) {
-    __shared__ __align__(128) __half sa[2][GM * GLD];
-    __shared__ __align__(128) __half sb[2][GN * GLD];
-    __shared__ __align__(128) float stage[4][16 * 16];
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int wm = warp >> 1, wn = warp & 1;
-    int64_t i0 = (int64_t)blockIdx.y * GM, j0 = (int64_t)blockIdx.x * GN;
-    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> acc[2][2];
+/* Subtracts k (<= 16) from 4 byte codes of 0..31 without borrows between the bytes. */
+static __device__ __forceinline__ unsigned gq_sub_bytes(unsigned x, unsigned k) {
+    return ((x | 0x80808080u) - k * 0x01010101u) ^ 0x80808080u;
+}
+
+/* Unpacks the weight of stage s (buffer st) into codes and scales (buffer u). */
+template <int T>
+static __device__ __forceinline__ void gq_unpack(const gq_args &p, const uint8_t *st, uint8_t *u, const int8_t *lut,
+                                                 int s) {
+    gq_span sp = gq_stage_span<T>(p, s);
+    {
+        int rr = threadIdx.x >> 2, jj = threadIdx.x & 3;
+        if (jj >= sp.nck) return;
+        int q[8];
+        float a[2], mn[2];
+        gq_t<T>::unpack(st + QS_W + rr * QRAW + (sp.off - sp.lo), sp.cbase + jj, lut, q, a, mn);
+        if (gq_t<T>::off) {
 #pragma unroll
-    for (int x = 0; x < 2; x++)
-#pragma unroll
-        for (int z = 0; z < 2; z++) nvcuda::wmma::fill_fragment(acc[x][z], 0.0f);
-    int64_t nk = k / GK;
-    gemm_load(sa[0], sb[0], a, b, m, n, k, i0, j0, 0);
-    cp_async_commit();
-    for (int64_t s = 0; s < nk; s++) {
-        int cur = (int)(s & 1);
-        if (s + 1 < nk) gemm_load(sa[cur ^ 1], sb[cur ^ 1], a, b, m, n, k, i0, j0, (s + 1) * GK);
-        cp_async_commit();
-        cp_async_wait_1();
-        __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < GK; kk += 16) {
-            nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __half, nvcuda::wmma::row_major> fa[2];
-            nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __half, nvcuda::wmma::col_major> fb[2];
-#pragma unroll
-            for (int x = 0; x < 2; x++)
-                nvcuda::wmma::load_matrix_sync(fa[x], sa[cur] + (wm * 32 + x * 16) * GLD + kk, GLD);
-#pragma unroll
-            for (int z = 0; z < 2; z++)
-                nvcuda::wmma::load_matrix_sync(fb[z], sb[cur] + (wn * 32 + z * 16) * GLD + kk, GLD);
-#pragma unroll
-            for (int x = 0; x < 2; x++)
-#pragma unroll
-                for (int z = 0; z < 2; z++) nvcuda::wmma::mma_sync(acc[x][z], fa[x], fb[z], acc[x][z]);
+            for (int i = 0; i < 8; i++) q[i] = (int)gq_sub_bytes((unsigned)q[i], gq_t<T>::off);
         }
-        __syncthreads();
+        uint4 *dc = (uint4 *)(u + rr * QROW + jj * 32);
+        dc[0] = make_uint4((unsigned)q[0], (unsigned)q[1], (unsigned)q[2], (unsigned)q[3]);
+        dc[1] = make_uint4((unsigned)q[4], (unsigned)q[5], (unsigned)q[6], (unsigned)q[7]);
+        int so = (rr * QCH + jj) * 4;
+        *(float *)(u + QU_A0 + so) = a[0];
+        if (gq_t<T>::halves) *(float *)(u + QU_A1 + so) = a[1];
+        if (gq_t<T>::has_min) *(float *)(u + QU_M0 + so) = mn[0];
+        if (gq_t<T>::halves && gq_t<T>::has_min) *(float *)(u + QU_M1 + so) = mn[1];
     }
-    cp_async_wait_0();
-    /* each warp writes its four 16x16 fragments through a private staging tile */
+}
+
+/* Multiplies stage s: activation codes and scales from st, weight codes and scales from u.
+ * Warp w owns rows 32 (w / 4) .. + 32 and weight rows 16 (w % 4) .. + 16 of the tile. */
+template <int T>
+static __device__ __forceinline__ void gq_mma(const uint8_t *st, const uint8_t *u, int nck, float acc[2][2][4]) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    int wm = warp >> 2, wn = warp & 3;
+    const uint8_t *pa = st + QS_A + (wm * 32 + (lane & 7) + ((lane >> 3) & 1) * 8) * QROW + (lane >> 4) * 16;
+    const uint8_t *pb = u + (wn * 16 + (lane & 7) + (lane >> 4) * 8) * QROW + ((lane >> 3) & 1) * 16;
+    /* the scales of the stage's 4 chunks: one 16-byte load per row / column */
+    float4 dx4[2][2], ca0[2][2], ca1[2][2];
 #pragma unroll
-    for (int x = 0; x < 2; x++)
+    for (int mi = 0; mi < 2; mi++)
 #pragma unroll
-        for (int z = 0; z < 2; z++) {
-            nvcuda::wmma::store_matrix_sync(stage[warp], acc[x][z], 16, nvcuda::wmma::mem_row_major);
-            __syncwarp();
-            for (int e = lane; e < 256; e += 32) {
-                int64_t gi = i0 + wm * 32 + x * 16 + (e >> 4), gj = j0 + wn * 32 + z * 16 + (e & 15);
-                if (gi < m && gj < n) y[gi * ldy + gj] = stage[warp][e];
+        for (int h = 0; h < 2; h++)
+            dx4[mi][h] = *(const float4 *)(st + QS_XD + (wm * 32 + mi * 16 + g + 8 * h) * QCH * 4);
+#pragma unroll
+    for (int ni = 0; ni < 2; ni++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            int co = (wn * 16 + ni * 8 + 2 * t + e) * QCH * 4;
+            ca0[ni][e] = *(const float4 *)(u + QU_A0 + co);
+            if (gq_t<T>::halves) ca1[ni][e] = *(const float4 *)(u + QU_A1 + co);
+        }
+#pragma unroll
+    for (int j = 0; j < QCH; j++) {
+        if (j >= nck) break;
+        unsigned af[2][4], bf[2][2];
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++) gm_ldsm4(af[mi], pa + mi * 16 * QROW + j * 32);
+        {
+            unsigned r[4];
+            gm_ldsm4(r, pb + j * 32);
+            bf[0][0] = r[0], bf[0][1] = r[1], bf[1][0] = r[2], bf[1][1] = r[3];
+        }
+        float dx[2][2], ux[2][2][2];
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                dx[mi][h] = gm_f4(dx4[mi][h], j);
+                if (gq_t<T>::has_min) { /* the code sums of the chunk's halves */
+                    int2 sx = *(const int2 *)(st + QS_XS + ((wm * 32 + mi * 16 + g + 8 * h) * QCH + j) * 8);
+                    if (gq_t<T>::halves) {
+                        ux[mi][h][0] = dx[mi][h] * (float)sx.x;
+                        ux[mi][h][1] = dx[mi][h] * (float)sx.y;
+                    } else {
+                        ux[mi][h][0] = dx[mi][h] * (float)(sx.x + sx.y);
+                    }
+                }
             }
-            __syncwarp();
-        }
+        float4 cs[2][2]; /* a0, a1, m0, m1 of the chunk */
+#pragma unroll
+        for (int ni = 0; ni < 2; ni++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                cs[ni][e].x = gm_f4(ca0[ni][e], j);
+                cs[ni][e].y = gq_t<T>::halves ? gm_f4(ca1[ni][e], j) : 0.0f;
+                /* offsets: loaded per chunk (fewer live registers) */
+                int co = (wn * 16 + ni * 8 + 2 * t + e) * QCH * 4 + j * 4;
+                cs[ni][e].z = gq_t<T>::has_min ? *(const float *)(u + QU_M0 + co) : 0.0f;
+                cs[ni][e].w = gq_t<T>::halves && gq_t<T>::has_min ? *(const float *)(u + QU_M1 + co) : 0.0f;
+            }
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+            for (int ni = 0; ni < 2; ni++) {
+                if (!gq_t<T>::halves) {
+                    int d[4];
+                    gm_mma_k32(d, af[mi], bf[ni][0], bf[ni][1], GM_BIAS);
+#pragma unroll
+                    for (int h = 0; h < 2; h++)
+#pragma unroll
+                        for (int e = 0; e < 2; e++) {
+                            float f = __int_as_float(d[2 * h + e]) - GM_BIAS_F;
+                            float v = fmaf(f, dx[mi][h] * cs[ni][e].x, acc[mi][ni][2 * h + e]);
+                            if (gq_t<T>::has_min) v = fmaf(ux[mi][h][0], cs[ni][e].z, v);
+                            acc[mi][ni][2 * h + e] = v;
+                        }
+                } else {
+                    int d0[4], d1[4];
+                    gm_mma_k16(d0, af[mi][0], af[mi][1], bf[ni][0], GM_BIAS);
+                    gm_mma_k16(d1, af[mi][2], af[mi][3], bf[ni][1], GM_BIAS);
+#pragma unroll
+                    for (int h = 0; h < 2; h++)
+#pragma unroll
+                        for (int e = 0; e < 2; e++) {
+                            float f0 = __int_as_float(d0[2 * h + e]) - GM_BIAS_F;
+                            float f1 = __int_as_float(d1[2 * h + e]) - GM_BIAS_F;
+                            float v = fmaf(f0, dx[mi][h] * cs[ni][e].x, acc[mi][ni][2 * h + e]);
+                            v = fmaf(f1, dx[mi][h] * cs[ni][e].y, v);
+                            if (gq_t<T>::has_min) {
+                                v = fmaf(ux[mi][h][0], cs[ni][e].z, v);
+                                v = fmaf(ux[mi][h][1], cs[ni][e].w, v);
+                            }
+                            acc[mi][ni][2 * h + e] = v;
+                        }
+                }
+            }
+    }
 }
 
-int cu_gemm_f16(cuda_ctx *c, const __half *a, const __half *b, int64_t m, int64_t n, int64_t k, float *y,
-                int64_t ldy, hb_err *err) {
-    dim3 grid((unsigned)((n + GN - 1) / GN), (unsigned)((m + GM - 1) / GM));
-    gemm_f16_kernel<<<grid, 128, 0, c->stream>>>(a, b, m, n, k, y, ldy);
+template <int T>
+static __global__ void __launch_bounds__(256, 2) gemm_q_kernel(gq_args p) {
+    extern __shared__ __align__(16) uint8_t gq_smem[];
+    __shared__ int8_t lut[16];
+    if (threadIdx.x < 16) lut[threadIdx.x] = k_gm_iq4[threadIdx.x];
+    int64_t i0 = (int64_t)blockIdx.y * QBM, j0 = (int64_t)blockIdx.x * QBN;
+    uint8_t *ub = gq_smem + 3 * QS_BYTES;
+    int nst = (p.nch + QCH - 1) / QCH;
+    float acc[2][2][4];
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+        for (int ni = 0; ni < 2; ni++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[mi][ni][e] = 0.0f;
+    gq_src g = gq_sources(p, i0, j0);
+    gq_issue<T>(p, g, gq_smem, 0);
+    gm_commit();
+    if (nst > 1) gq_issue<T>(p, g, gq_smem + QS_BYTES, 1);
+    gm_commit();
+    gm_wait_all();
+    __syncthreads();
+    gq_unpack<T>(p, gq_smem, ub, lut, 0);
+    for (int s = 0; s < nst; s++) {
+        /* stage s + 1 landed; every warp is done with stage s - 1 (its buffers are free) */
+        gm_wait_all();
+        __syncthreads();
+        if (s + 2 < nst) gq_issue<T>(p, g, gq_smem + ((s + 2) % 3) * QS_BYTES, s + 2);
+        gm_commit();
+        if (s + 1 < nst) gq_unpack<T>(p, gq_smem + ((s + 1) % 3) * QS_BYTES, ub + ((s + 1) & 1) * QU_BYTES, lut, s + 1);
+        gq_mma<T>(gq_smem + (s % 3) * QS_BYTES, ub + (s & 1) * QU_BYTES, min(QCH, p.nch - s * QCH), acc);
+    }
+    int warp = threadIdx.x >> 5;
+    gm_store<2>(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 16, p.m, p.n, p.y, p.ldy, p.add_to);
+}
+
+typedef void (*gq_fn)(gq_args);
+
+typedef struct gq_entry {
+    uint32_t type;
+    gq_fn fn;
+    int qb, bb;
+} gq_entry;
+
+#define GQ_ENTRY(T) { T, gemm_q_kernel<T>, gq_t<T>::qb, gq_t<T>::bb }
+static const gq_entry k_gq[] = {
+    GQ_ENTRY(QT_Q4_0), GQ_ENTRY(QT_Q4_1), GQ_ENTRY(QT_Q5_0), GQ_ENTRY(QT_Q5_1), GQ_ENTRY(QT_Q8_0), GQ_ENTRY(QT_IQ4_NL),
+    GQ_ENTRY(QT_Q2_K), GQ_ENTRY(QT_Q3_K), GQ_ENTRY(QT_Q4_K), GQ_ENTRY(QT_Q5_K), GQ_ENTRY(QT_Q6_K), GQ_ENTRY(QT_IQ4_XS),
+};
+#define GQ_N (sizeof k_gq / sizeof k_gq[0])
+
+/* y = x W^T for a quantized W, x given as int8 codes xq [m][k], scales xd and half sums xs
+ * [m][k / 32] (cu_act_quantize). add_to (optional) gets y added. */
+int cu_gemm_quant(cuda_ctx *c, const cuda_weight *w, const int8_t *xq, const float *xd, const int2 *xs, int64_t m,
+                  float *y, int64_t ldy, float *add_to, hb_err *err) {
+    static bool smem_set[GQ_N];
+    size_t i = 0;
+    while (i < GQ_N && k_gq[i].type != w->type) i++;
+    if (i == GQ_N) return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: no tensor-core kernel for %s", quant_type_name(w->type));
+    int64_t nblk = w->n_cols / k_gq[i].qb;
+    if (w->n_cols % k_gq[i].qb || nblk <= 0 || w->row_bytes != (size_t)nblk * (size_t)k_gq[i].bb)
+        return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unexpected row layout for %s", quant_type_name(w->type));
+    uintptr_t al = (uintptr_t)w->data | (uintptr_t)w->row_bytes;
+    if (al % 2) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: weight rows are not 2-byte aligned");
+    gq_args p;
+    p.vwl = al % 16 == 0 ? 4 : (al % 8 == 0 ? 3 : (al % 4 == 0 ? 2 : 1));
+    p.xq = xq, p.xd = xd, p.xs = xs, p.w = (const uint8_t *)w->data, p.row_bytes = (int64_t)w->row_bytes;
+    p.m = m, p.n = w->n_rows, p.k = w->n_cols, p.nch = (int)(w->n_cols / 32);
+    p.y = y, p.ldy = ldy, p.add_to = add_to;
+    if (!smem_set[i]) {
+        cudaError_t e = cudaFuncSetAttribute(k_gq[i].fn, cudaFuncAttributeMaxDynamicSharedMemorySize, Q_SMEM);
+        if (e != cudaSuccess) return cu_fail(err, e, "configuring the tensor-core matrix multiply");
+        smem_set[i] = true;
+    }
+    dim3 grid((unsigned)((p.n + QBN - 1) / QBN), (unsigned)((m + QBM - 1) / QBM));
+    k_gq[i].fn<<<grid, 256, Q_SMEM, c->stream>>>(p);
+    return cu_check_launch(err, "tensor-core matrix multiply");
+}
+
+/* ---- F16 / BF16 weights -------------------------------------------------------------------
+ * 32 values of k per stage, two shared buffers: the next stage's global loads (f32
+ * activations, 16-bit weights) are held in registers while the tensor cores work on this
+ * one, then converted to f16 and stored. */
+#define FBM 64
+#define FBN 128
+#define FBK 32
+#define FROW 40 /* halves per shared row: 32 + 8 padding (80 bytes) */
+
+typedef struct gf_args {
+    const float *x;
+    const uint8_t *w;
+    int64_t row_bytes;
+    int64_t m, n, k;
+    int bf16;         /* weights are BF16 (else F16) */
+    int vec_a, vec_b; /* 16-byte loads allowed (rows aligned) */
+    float *y;
+    int64_t ldy;
+    float *add_to;
+} gf_args;
+
+static __device__ __forceinline__ void gf_load(const gf_args &p, float4 ra[2], uint4 rb[2], int64_t i0, int64_t j0,
+                                               int s) {
+    int tid = threadIdx.x;
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+        int idx = tid + v * 256, r = idx >> 3, q = idx & 7;
+        int64_t gi = min(i0 + r, p.m - 1), kk = (int64_t)s * FBK + q * 4;
+        const float *src = p.x + gi * p.k + kk;
+        if (p.vec_a && kk + 4 <= p.k) {
+            ra[v] = *(const float4 *)src;
+        } else {
+            ra[v].x = kk < p.k ? src[0] : 0.0f;
+            ra[v].y = kk + 1 < p.k ? src[1] : 0.0f;
+            ra[v].z = kk + 2 < p.k ? src[2] : 0.0f;
+            ra[v].w = kk + 3 < p.k ? src[3] : 0.0f;
+        }
+    }
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+        int idx = tid + v * 256, r = idx >> 2, q = idx & 3;
+        int64_t gn = min(j0 + r, p.n - 1), kk = (int64_t)s * FBK + q * 8;
+        const uint16_t *src = (const uint16_t *)(p.w + gn * p.row_bytes) + kk;
+        if (p.vec_b && kk + 8 <= p.k) {
+            rb[v] = *(const uint4 *)src;
+        } else {
+            unsigned h[8];
+#pragma unroll
+            for (int e = 0; e < 8; e++) h[e] = kk + e < p.k ? src[e] : 0u;
+            rb[v] = make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
+        }
+    }
+}
+
+static __device__ __forceinline__ unsigned gf_bf2h2(unsigned u) {
+    __half2 h = __floats2half2_rn(__uint_as_float(u << 16), __uint_as_float(u & 0xffff0000u));
+    return *(unsigned *)&h;
+}
+
+static __device__ __forceinline__ void gf_put(const gf_args &p, __half *sa, __half *sb, const float4 ra[2],
+                                              const uint4 rb[2]) {
+    int tid = threadIdx.x;
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+        int idx = tid + v * 256, r = idx >> 3, q = idx & 7;
+        __half2 h0 = __floats2half2_rn(ra[v].x, ra[v].y), h1 = __floats2half2_rn(ra[v].z, ra[v].w);
+        *(uint2 *)(sa + r * FROW + q * 4) = make_uint2(*(unsigned *)&h0, *(unsigned *)&h1);
+    }
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+        int idx = tid + v * 256, r = idx >> 2, q = idx & 3;
+        uint4 b = rb[v];
+        if (p.bf16) b = make_uint4(gf_bf2h2(b.x), gf_bf2h2(b.y), gf_bf2h2(b.z), gf_bf2h2(b.w));
+        *(uint4 *)(sb + r * FROW + q * 8) = b;
+    }
+}
+
+static __device__ __forceinline__ void gf_mma(const __half *sa, const __half *sb, float acc[2][4][4]) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int wm = warp >> 2, wn = warp & 3;
+    const __half *pa = sa + (wm * 32 + (lane & 7) + ((lane >> 3) & 1) * 8) * FROW + (lane >> 4) * 8;
+    const __half *pb = sb + (wn * 32 + (lane & 7) + (lane >> 4) * 8) * FROW + ((lane >> 3) & 1) * 8;
+#pragma unroll
+    for (int kk = 0; kk < FBK; kk += 16) {
+        unsigned af[2][4], bf[4][2];
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++) gm_ldsm4(af[mi], pa + mi * 16 * FROW + kk);
+#pragma unroll
+        for (int nb = 0; nb < 2; nb++) {
+            unsigned r[4];
+            gm_ldsm4(r, pb + nb * 16 * FROW + kk);
+            bf[2 * nb][0] = r[0], bf[2 * nb][1] = r[1], bf[2 * nb + 1][0] = r[2], bf[2 * nb + 1][1] = r[3];
+        }
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+            for (int ni = 0; ni < 4; ni++) gm_mma_f16(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+    }
+}
+
+static __global__ void __launch_bounds__(256) gemm_f_kernel(gf_args p) {
+    __shared__ __align__(16) __half sa[2][FBM * FROW];
+    __shared__ __align__(16) __half sb[2][FBN * FROW];
+    int64_t i0 = (int64_t)blockIdx.y * FBM, j0 = (int64_t)blockIdx.x * FBN;
+    int nst = (int)((p.k + FBK - 1) / FBK);
+    float acc[2][4][4];
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[mi][ni][e] = 0.0f;
+    float4 ra[2];
+    uint4 rb[2];
+    gf_load(p, ra, rb, i0, j0, 0);
+    gf_put(p, sa[0], sb[0], ra, rb);
+    __syncthreads();
+    for (int s = 0; s < nst; s++) {
+        if (s + 1 < nst) gf_load(p, ra, rb, i0, j0, s + 1);
+        gf_mma(sa[s & 1], sb[s & 1], acc);
+        if (s + 1 < nst) gf_put(p, sa[(s + 1) & 1], sb[(s + 1) & 1], ra, rb);
+        __syncthreads();
+    }
+    int warp = threadIdx.x >> 5;
+    gm_store<4>(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 32, p.m, p.n, p.y, p.ldy, p.add_to);
+}
+
+/* F16 weights with 16-byte aligned rows (k % 8 == 0): both operands stream through a
+ * 4-stage ring of asynchronous copies (f32 activations [64][36], f16 weights [128][40]);
+ * the activations of stage s + 1 are converted to f16 (double buffer) while stage s is
+ * multiplied, so no loads wait in registers. */
+#define HST 4
+#define HAROW 36 /* floats per activation row in the ring: 32 + 4 padding */
+#define HS_A 0
+#define HS_B (FBM * HAROW * 4)
+#define HS_BYTES (HS_B + FBN * FROW * 2)
+#define HS_A16 (HST * HS_BYTES)
+#define H_SMEM (HS_A16 + 2 * FBM * FROW * 2)
+
+static __device__ __forceinline__ void gh_issue(const gf_args &p, uint8_t *st, const float *const a[2],
+                                                const uint8_t *const b[2], int s) {
+    int tid = threadIdx.x;
+    int64_t k0 = (int64_t)s * FBK;
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+        int idx = tid + v * 256, r = idx >> 3, q = idx & 7;
+        bool ok = k0 + q * 4 < p.k;
+        gm_cp16z(st + HS_A + (r * HAROW + q * 4) * 4, ok ? (const void *)(a[v] + k0) : (const void *)a[v], ok);
+    }
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+        int idx = tid + v * 256, r = idx >> 2, q = idx & 3;
+        bool ok = k0 + q * 8 < p.k;
+        gm_cp16z(st + HS_B + (r * FROW + q * 8) * 2, ok ? (const void *)(b[v] + k0 * 2) : (const void *)b[v], ok);
+    }
+}
+
+/* f32 activations of a ring stage -> the f16 tile: 8 values per thread. */
+static __device__ __forceinline__ void gh_convert(const uint8_t *st, __half *a16) {
+    int tid = threadIdx.x, r = tid >> 2, q = tid & 3;
+    const float4 *src = (const float4 *)(st + HS_A + (r * HAROW + q * 8) * 4);
+    float4 x0 = src[0], x1 = src[1];
+    __half2 h0 = __floats2half2_rn(x0.x, x0.y), h1 = __floats2half2_rn(x0.z, x0.w);
+    __half2 h2 = __floats2half2_rn(x1.x, x1.y), h3 = __floats2half2_rn(x1.z, x1.w);
+    *(uint4 *)(a16 + r * FROW + q * 8) =
+        make_uint4(*(unsigned *)&h0, *(unsigned *)&h1, *(unsigned *)&h2, *(unsigned *)&h3);
+}
+
+static __global__ void __launch_bounds__(256, 2) gemm_h_kernel(gf_args p) {
+    extern __shared__ __align__(16) uint8_t gh_smem[];
+    int64_t i0 = (int64_t)blockIdx.y * FBM, j0 = (int64_t)blockIdx.x * FBN;
+    int nst = (int)((p.k + FBK - 1) / FBK), tid = threadIdx.x;
+    const float *a[2];
+    const uint8_t *b[2];
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+        int idx = tid + v * 256;
+        a[v] = p.x + min(i0 + (idx >> 3), p.m - 1) * p.k + (idx & 7) * 4;
+        b[v] = p.w + min(j0 + (idx >> 2), p.n - 1) * p.row_bytes + (idx & 3) * 16;
+    }
+    __half *a16 = (__half *)(gh_smem + HS_A16);
+    float acc[2][4][4];
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[mi][ni][e] = 0.0f;
+#pragma unroll
+    for (int s = 0; s < HST - 1; s++) {
+        if (s < nst) gh_issue(p, gh_smem + s * HS_BYTES, a, b, s);
+        gm_commit();
+    }
+    gm_wait_2(); /* stage 0 */
+    __syncthreads();
+    gh_convert(gh_smem, a16);
+    for (int s = 0; s < nst; s++) {
+        gm_wait_1(); /* stage s + 1 landed; every warp is done with stage s - 1 */
+        __syncthreads();
+        if (s + HST - 1 < nst) gh_issue(p, gh_smem + ((s + HST - 1) % HST) * HS_BYTES, a, b, s + HST - 1);
+        gm_commit();
+        if (s + 1 < nst) gh_convert(gh_smem + ((s + 1) % HST) * HS_BYTES, a16 + ((s + 1) & 1) * FBM * FROW);
+        gf_mma(a16 + (s & 1) * FBM * FROW, (const __half *)(gh_smem + (s % HST) * HS_BYTES + HS_B), acc);
+    }
+    gm_wait_all();
+    int warp = threadIdx.x >> 5;
+    gm_store<4>(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 32, p.m, p.n, p.y, p.ldy, p.add_to);
+}
+
+/* y = x W^T for an F16 or BF16 W and f32 x [m][n_cols]. add_to (optional) gets y added. */
+int cu_gemm_float(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t m, float *y, int64_t ldy,
+                  float *add_to, hb_err *err) {
+    if (w->type != QT_F16 && w->type != QT_BF16)
+        return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: no f16 tensor-core kernel for %s", quant_type_name(w->type));
+    gf_args p;
+    p.x = x, p.w = (const uint8_t *)w->data, p.row_bytes = (int64_t)w->row_bytes;
+    p.m = m, p.n = w->n_rows, p.k = w->n_cols, p.bf16 = w->type == QT_BF16;
+    p.vec_a = ((uintptr_t)x % 16 == 0) && p.k % 4 == 0;
+    p.vec_b = ((uintptr_t)w->data % 16 == 0) && w->row_bytes % 16 == 0;
+    p.y = y, p.ldy = ldy, p.add_to = add_to;
+    dim3 grid((unsigned)((p.n + FBN - 1) / FBN), (unsigned)((m + FBM - 1) / FBM));
+    if (!p.bf16 && p.vec_a && p.vec_b && p.k % 8 == 0) {
+        static bool smem_set;
+        if (!smem_set) {
+            cudaError_t e = cudaFuncSetAttribute(gemm_h_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, H_SMEM);
+            if (e != cudaSuccess) return cu_fail(err, e, "configuring the tensor-core matrix multiply");
+            smem_set = true;
+        }
+        gemm_h_kernel<<<grid, 256, H_SMEM, c->stream>>>(p);
+    } else {
+        gemm_f_kernel<<<grid, 256, 0, c->stream>>>(p);
+    }
     return cu_check_launch(err, "tensor-core matrix multiply");
 }

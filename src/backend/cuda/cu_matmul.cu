@@ -7,8 +7,9 @@
  * act_quant_kernel) using 4-way byte dot products (dp4a), exactly the integer arithmetic of
  * the scalar reference; float weights (F32/F16/BF16) take f32 activations.
  *
- * Large batches (prefill) dequantize the weight to f16 once and run a tensor-core matrix
- * multiply (cu_gemm.cu), accumulating in f32.
+ * Large batches (prefill) run tensor-core matrix multiplies (cu_gemm.cu): int8 products
+ * of the same quantized activations for quantized weights (the weight blocks unpacked in
+ * shared memory), f16 products for F16/BF16 weights; f32 accumulation.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -797,13 +798,30 @@ extern "C" int cuda_get_rows_dev(cuda_ctx *c, const cuda_weight *w, const int32_
     return dequant(c, w, ids_dev, n, out, NULL, w->n_cols, err);
 }
 
-int cu_gemm_f16(cuda_ctx *c, const __half *a, const __half *b, int64_t m, int64_t n, int64_t k, float *y,
-                int64_t ldy, hb_err *err);
+/* Tensor-core path (cu_gemm.cu), 17+ tokens: quantized weights multiply the int8
+ * activations of cu_act_quantize, F16/BF16 weights the f32 activations converted to f16 as
+ * they are loaded; add_to is added in the epilogue. */
+int cu_gemm_quant(cuda_ctx *c, const cuda_weight *w, const int8_t *xq, const float *xd, const int2 *xs, int64_t m,
+                  float *y, int64_t ldy, float *add_to, hb_err *err);
+int cu_gemm_float(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t m, float *y, int64_t ldy,
+                  float *add_to, hb_err *err);
+/* cu_act_quantize's result (same arithmetic and layout) by a faster kernel for large batches. */
+int cu_gemm_act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs,
+                         hb_err *err);
 
-/* Tensor-core path: W -> f16 [n_rows][kp], x -> f16 [n_tok][kp] (kp = n_cols rounded up to
- * 32, zero padded), then y = x W^T. */
 static int matmul_tc(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
-                     hb_err *err);
+                     const cuda_mm_opt *opt, hb_err *err) {
+    int rc;
+    float *add_to = opt ? opt->add_to : NULL;
+    if (is_float_type(w->type)) return cu_gemm_float(c, w, x, n_tok, y, ldy, add_to, err);
+    int8_t *xq = NULL;
+    float *xd = NULL;
+    int2 *xs = NULL;
+    if (opt && opt->reuse_act) rc = cu_act_quantize(c, x, n_tok, w->n_cols, 1, &xq, &xd, &xs, err);
+    else rc = cu_gemm_act_quantize(c, x, n_tok, w->n_cols, &xq, &xd, &xs, err);
+    if (rc) return rc;
+    return cu_gemm_quant(c, w, xq, xd, xs, n_tok, y, ldy, add_to, err);
+}
 
 #define TC_MIN_TOKENS 17
 
@@ -814,43 +832,15 @@ extern "C" int cuda_matmul_is_mv(const cuda_weight *w, int64_t n_tok) {
 
 extern "C" int cuda_matmul_ex(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
                               const cuda_mm_opt *opt, hb_err *err) {
-    int rc;
     if (n_tok <= 0 || w->n_rows <= 0) return HEARTH_OK;
     if (!is_float_type(w->type) && w->n_cols % 32)
         return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: row length %lld is not a multiple of 32", (long long)w->n_cols);
     /* F32 weights stay on the f32 path: the tensor cores would round them to f16 */
     if (cuda_matmul_is_mv(w, n_tok)) return matvec(c, w, x, n_tok, y, ldy, opt, err);
-    if ((rc = matmul_tc(c, w, x, n_tok, y, ldy, err))) return rc;
-    if (opt && opt->add_to) return cuda_add(c, opt->add_to, y, n_tok * ldy, err);
-    return HEARTH_OK;
+    return matmul_tc(c, w, x, n_tok, y, ldy, opt, err);
 }
 
 extern "C" int cuda_matmul(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
                            hb_err *err) {
     return cuda_matmul_ex(c, w, x, n_tok, y, ldy, NULL, err);
-}
-
-static __global__ void to_f16_kernel(const float *x, int64_t n, int64_t kp, int64_t rows, __half *out) {
-    int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    if (k >= rows * kp) return;
-    int64_t r = k / kp, e = k % kp;
-    out[k] = __float2half(e < n ? x[r * n + e] : 0.0f);
-}
-
-static int matmul_tc(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
-                     hb_err *err) {
-    int rc;
-    int64_t kp = (w->n_cols + 31) / 32 * 32;
-    const __half *wh;
-    if (w->type == QT_F16 && kp == w->n_cols) {
-        wh = (const __half *)w->data; /* already the layout the GEMM reads */
-    } else {
-        if ((rc = cu_scratch_reserve(&c->f16w, (size_t)(w->n_rows * kp) * 2, err))) return rc;
-        if ((rc = dequant(c, w, NULL, w->n_rows, NULL, (__half *)c->f16w.p, kp, err))) return rc;
-        wh = (const __half *)c->f16w.p;
-    }
-    if ((rc = cu_scratch_reserve(&c->f16a, (size_t)(n_tok * kp) * 2, err))) return rc;
-    to_f16_kernel<<<cu_blocks(n_tok * kp, 256), 256, 0, c->stream>>>(x, w->n_cols, kp, n_tok, (__half *)c->f16a.p);
-    if ((rc = cu_check_launch(err, "converting activations"))) return rc;
-    return cu_gemm_f16(c, (const __half *)c->f16a.p, wh, n_tok, w->n_rows, kp, y, ldy, err);
 }

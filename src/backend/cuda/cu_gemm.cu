@@ -2,7 +2,8 @@
  *     y[i][j] = sum_k x[i][k] * W[j][k]     x: [m][k] activations, W: [n][k] weight rows
  * accumulated in f32, with the residual add (add_to[i][j] += y[i][j]) in the epilogue.
  *
- * Quantized weights (gemm_q_kernel): int8 tensor-core products (mma m16n8k32 s8) of int8
+ * Quantized weights (gemm_q_<unpacker>, one kernel per type made by GQ_KERNEL from the
+ * GQ_TYPES table; CUDA C, no templates): int8 tensor-core products (mma m16n8k32 s8) of int8
  * activations (codes + one scale per 32 values: the format and arithmetic of
  * cu_act_quantize, the scalar reference and the mat-vec kernels) with the weights' integer
  * codes. The raw
@@ -112,28 +113,30 @@ static __device__ __forceinline__ float gm_f4(float4 v, int j) {
 
 /* Stores a warp's 32 x 8NI accumulators (fragment layout of mma: rows g, g + 8, columns 2t,
  * 2t + 1 of each 16x8 piece) and adds them into add_to when given. */
-template <int NI>
-static __device__ __forceinline__ void gm_store(const float acc[2][NI][4], int64_t r0, int64_t c0, int64_t m,
-                                                int64_t n, float *y, int64_t ldy, float *add_to) {
-    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int mi = 0; mi < 2; mi++)
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            int64_t r = r0 + mi * 16 + g + 8 * h;
-            if (r >= m) continue;
-#pragma unroll
-            for (int ni = 0; ni < NI; ni++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    int64_t col = c0 + ni * 8 + 2 * t + e;
-                    if (col >= n) continue;
-                    float v = acc[mi][ni][2 * h + e];
-                    y[r * ldy + col] = v;
-                    if (add_to) add_to[r * ldy + col] += v; /* fused residual add */
-                }
-        }
+#define GM_STORE_FN(NAME, NI)                                                                                 \
+static __device__ __forceinline__ void NAME(const float acc[2][NI][4], int64_t r0, int64_t c0, int64_t m,     \
+                                                int64_t n, float *y, int64_t ldy, float *add_to) {            \
+    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;                                                 \
+_Pragma("unroll")                                                                                                \
+    for (int mi = 0; mi < 2; mi++)                                                                            \
+_Pragma("unroll")                                                                                                \
+        for (int h = 0; h < 2; h++) {                                                                         \
+            int64_t r = r0 + mi * 16 + g + 8 * h;                                                             \
+            if (r >= m) continue;                                                                             \
+_Pragma("unroll")                                                                                                \
+            for (int ni = 0; ni < NI; ni++)                                                                   \
+_Pragma("unroll")                                                                                                \
+                for (int e = 0; e < 2; e++) {                                                                 \
+                    int64_t col = c0 + ni * 8 + 2 * t + e;                                                    \
+                    if (col >= n) continue;                                                                   \
+                    float v = acc[mi][ni][2 * h + e];                                                         \
+                    y[r * ldy + col] = v;                                                                     \
+                    if (add_to) add_to[r * ldy + col] += v; /* fused residual add */                          \
+                }                                                                                             \
+        }                                                                                                     \
 }
+GM_STORE_FN(gm_store2, 2)
+GM_STORE_FN(gm_store4, 4)
 
 /* ---- activation quantization for the quantized products ---------------------------------
  * The arithmetic and layout of cu_act_quantize (act_quant_kernel, cu_matmul.cu): per 32-value
@@ -228,28 +231,34 @@ typedef struct gq_args {
 /* Per-type unpacking: qb / bb (values / bytes per block), halves (a scale per 16 values),
  * has_min (offsets m), off (a constant code offset folded into signed codes: a * (q - off)
  * with m = -off * a). */
-template <int T> struct gq_t;
-#define GQ_TYPE(T_, FN, QB, BB, HALVES, MIN, OFF)                                                         \
-    template <> struct gq_t<T_> {                                                                         \
-        static constexpr int qb = QB, bb = BB;                                                            \
-        static constexpr bool halves = HALVES, has_min = MIN;                                             \
-        static constexpr unsigned off = OFF;                                                              \
-        static __device__ __forceinline__ void unpack(UNPACK_ARGS) {                                      \
-            FN(row, c, lut, q, a, m);                                                                     \
-        }                                                                                                 \
-    };
-GQ_TYPE(QT_Q4_0, up_q4_0, 32, 18, false, false, 8)
-GQ_TYPE(QT_Q4_1, up_q4_1, 32, 20, false, true, 0)
-GQ_TYPE(QT_Q5_0, up_q5_0, 32, 22, false, false, 16)
-GQ_TYPE(QT_Q5_1, up_q5_1, 32, 24, false, true, 0)
-GQ_TYPE(QT_Q8_0, up_q8_0, 32, 34, false, false, 0)
-GQ_TYPE(QT_IQ4_NL, up_iq4_nl, 32, 18, false, false, 0)
-GQ_TYPE(QT_Q2_K, up_q2_K, 256, 84, true, true, 0)
-GQ_TYPE(QT_Q3_K, up_q3_K, 256, 110, true, false, 0)
-GQ_TYPE(QT_Q4_K, up_q4_K, 256, 144, false, true, 0)
-GQ_TYPE(QT_Q5_K, up_q5_K, 256, 176, false, true, 0)
-GQ_TYPE(QT_Q6_K, up_q6_K, 256, 210, true, false, 0)
-GQ_TYPE(QT_IQ4_XS, up_iq4_xs, 256, 136, false, false, 0)
+#define GQ_TYPES(X)                                                                                           \
+    X(QT_Q4_0, up_q4_0, 32, 18, 0, 0, 8)                                                                      \
+    X(QT_Q4_1, up_q4_1, 32, 20, 0, 1, 0)                                                                      \
+    X(QT_Q5_0, up_q5_0, 32, 22, 0, 0, 16)                                                                     \
+    X(QT_Q5_1, up_q5_1, 32, 24, 0, 1, 0)                                                                      \
+    X(QT_Q8_0, up_q8_0, 32, 34, 0, 0, 0)                                                                      \
+    X(QT_IQ4_NL, up_iq4_nl, 32, 18, 0, 0, 0)                                                                  \
+    X(QT_Q2_K, up_q2_K, 256, 84, 1, 1, 0)                                                                     \
+    X(QT_Q3_K, up_q3_K, 256, 110, 1, 0, 0)                                                                    \
+    X(QT_Q4_K, up_q4_K, 256, 144, 0, 1, 0)                                                                    \
+    X(QT_Q5_K, up_q5_K, 256, 176, 0, 1, 0)                                                                    \
+    X(QT_Q6_K, up_q6_K, 256, 210, 1, 0, 0)                                                                    \
+    X(QT_IQ4_XS, up_iq4_xs, 256, 136, 0, 0, 0)
+
+/* The traits of type T; every caller passes a literal T (one kernel per type, all helpers
+ * inlined), so the switches fold away at compile time. */
+#define GQ_CASE_QB(T_, FN, QB, BB, H, MN, OFF) case T_: return QB;
+#define GQ_CASE_BB(T_, FN, QB, BB, H, MN, OFF) case T_: return BB;
+#define GQ_CASE_H(T_, FN, QB, BB, H, MN, OFF) case T_: return H;
+#define GQ_CASE_MN(T_, FN, QB, BB, H, MN, OFF) case T_: return MN;
+#define GQ_CASE_OFF(T_, FN, QB, BB, H, MN, OFF) case T_: return OFF;
+#define GQ_CASE_UP(T_, FN, QB, BB, H, MN, OFF) case T_: FN(row, c, lut, q, a, m); return;
+static __device__ __forceinline__ int gq_qb(int T) { switch (T) { GQ_TYPES(GQ_CASE_QB) } return 32; }
+static __device__ __forceinline__ int gq_bb(int T) { switch (T) { GQ_TYPES(GQ_CASE_BB) } return 0; }
+static __device__ __forceinline__ bool gq_halves(int T) { switch (T) { GQ_TYPES(GQ_CASE_H) } return false; }
+static __device__ __forceinline__ bool gq_has_min(int T) { switch (T) { GQ_TYPES(GQ_CASE_MN) } return false; }
+static __device__ __forceinline__ unsigned gq_off(int T) { switch (T) { GQ_TYPES(GQ_CASE_OFF) } return 0; }
+static __device__ __forceinline__ void gq_unpack_chunk(int T, UNPACK_ARGS) { switch (T) { GQ_TYPES(GQ_CASE_UP) } }
 
 /* IQ4_NL / IQ4_XS code levels (the format's table). */
 static __constant__ int8_t k_gm_iq4[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
@@ -260,15 +269,15 @@ typedef struct gq_span {
     int nck, off, lo, ncp, cbase;
 } gq_span;
 
-template <int T> static __device__ __forceinline__ gq_span gq_stage_span(const gq_args &p, int s) {
+static __device__ __forceinline__ gq_span gq_stage_span(int T, const gq_args p, int s) {
     gq_span sp;
     int c0 = s * QCH;
     sp.nck = min(QCH, p.nch - c0);
     int end;
-    if (gq_t<T>::qb == 32) {
-        sp.off = c0 * gq_t<T>::bb, end = (c0 + sp.nck) * gq_t<T>::bb, sp.cbase = 0;
+    if (gq_qb(T) == 32) {
+        sp.off = c0 * gq_bb(T), end = (c0 + sp.nck) * gq_bb(T), sp.cbase = 0;
     } else { /* rows are whole super-blocks of 8 chunks; a stage is half of one */
-        sp.off = (c0 >> 3) * gq_t<T>::bb, end = sp.off + gq_t<T>::bb, sp.cbase = c0 & 7;
+        sp.off = (c0 >> 3) * gq_bb(T), end = sp.off + gq_bb(T), sp.cbase = c0 & 7;
     }
     int vw = 1 << p.vwl;
     sp.lo = sp.off & -vw;
@@ -285,7 +294,7 @@ typedef struct gq_src {
     const uint8_t *w; /* weight row tid / 4 */
 } gq_src;
 
-static __device__ __forceinline__ gq_src gq_sources(const gq_args &p, int64_t i0, int64_t j0) {
+static __device__ __forceinline__ gq_src gq_sources(const gq_args p, int64_t i0, int64_t j0) {
     gq_src g;
     int tid = threadIdx.x;
 #pragma unroll
@@ -301,11 +310,10 @@ static __device__ __forceinline__ gq_src gq_sources(const gq_args &p, int64_t i0
 }
 
 /* Starts the copies of stage s into buffer st. */
-template <int T>
-static __device__ __forceinline__ void gq_issue(const gq_args &p, const gq_src &g, uint8_t *st, int s) {
+static __device__ __forceinline__ void gq_issue(int T, const gq_args p, const gq_src g, uint8_t *st, int s) {
     int tid = threadIdx.x;
     int c0 = s * QCH;
-    gq_span sp = gq_stage_span<T>(p, s);
+    gq_span sp = gq_stage_span(T, p, s);
     if ((tid & 7) < 2 * sp.nck) {
 #pragma unroll
         for (int v = 0; v < 2; v++)
@@ -313,7 +321,7 @@ static __device__ __forceinline__ void gq_issue(const gq_args &p, const gq_src &
     }
     if ((tid & 3) < sp.nck) {
         gm_cp4(st + QS_XD + tid * 4, g.xd + c0);
-        if (gq_t<T>::has_min) gm_cp8(st + QS_XS + tid * 8, g.xs + c0);
+        if (gq_has_min(T)) gm_cp8(st + QS_XS + tid * 8, g.xs + c0);
     }
     const uint8_t *src = g.w + sp.lo;
     uint8_t *dst = st + QS_W + (tid >> 2) * QRAW;
@@ -334,35 +342,33 @@ static __device__ __forceinline__ unsigned gq_sub_bytes(unsigned x, unsigned k) 
 }
 
 /* Unpacks the weight of stage s (buffer st) into codes and scales (buffer u). */
-template <int T>
-static __device__ __forceinline__ void gq_unpack(const gq_args &p, const uint8_t *st, uint8_t *u, const int8_t *lut,
+static __device__ __forceinline__ void gq_unpack(int T, const gq_args p, const uint8_t *st, uint8_t *u, const int8_t *lut,
                                                  int s) {
-    gq_span sp = gq_stage_span<T>(p, s);
+    gq_span sp = gq_stage_span(T, p, s);
     {
         int rr = threadIdx.x >> 2, jj = threadIdx.x & 3;
         if (jj >= sp.nck) return;
         int q[8];
         float a[2], mn[2];
-        gq_t<T>::unpack(st + QS_W + rr * QRAW + (sp.off - sp.lo), sp.cbase + jj, lut, q, a, mn);
-        if (gq_t<T>::off) {
+        gq_unpack_chunk(T, st + QS_W + rr * QRAW + (sp.off - sp.lo), sp.cbase + jj, lut, q, a, mn);
+        if (gq_off(T)) {
 #pragma unroll
-            for (int i = 0; i < 8; i++) q[i] = (int)gq_sub_bytes((unsigned)q[i], gq_t<T>::off);
+            for (int i = 0; i < 8; i++) q[i] = (int)gq_sub_bytes((unsigned)q[i], gq_off(T));
         }
         uint4 *dc = (uint4 *)(u + rr * QROW + jj * 32);
         dc[0] = make_uint4((unsigned)q[0], (unsigned)q[1], (unsigned)q[2], (unsigned)q[3]);
         dc[1] = make_uint4((unsigned)q[4], (unsigned)q[5], (unsigned)q[6], (unsigned)q[7]);
         int so = (rr * QCH + jj) * 4;
         *(float *)(u + QU_A0 + so) = a[0];
-        if (gq_t<T>::halves) *(float *)(u + QU_A1 + so) = a[1];
-        if (gq_t<T>::has_min) *(float *)(u + QU_M0 + so) = mn[0];
-        if (gq_t<T>::halves && gq_t<T>::has_min) *(float *)(u + QU_M1 + so) = mn[1];
+        if (gq_halves(T)) *(float *)(u + QU_A1 + so) = a[1];
+        if (gq_has_min(T)) *(float *)(u + QU_M0 + so) = mn[0];
+        if (gq_halves(T) && gq_has_min(T)) *(float *)(u + QU_M1 + so) = mn[1];
     }
 }
 
 /* Multiplies stage s: activation codes and scales from st, weight codes and scales from u.
  * Warp w owns rows 32 (w / 4) .. + 32 and weight rows 16 (w % 4) .. + 16 of the tile. */
-template <int T>
-static __device__ __forceinline__ void gq_mma(const uint8_t *st, const uint8_t *u, int nck, float acc[2][2][4]) {
+static __device__ __forceinline__ void gq_mma(int T, const uint8_t *st, const uint8_t *u, int nck, float acc[2][2][4]) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     int wm = warp >> 2, wn = warp & 3;
     const uint8_t *pa = st + QS_A + (wm * 32 + (lane & 7) + ((lane >> 3) & 1) * 8) * QROW + (lane >> 4) * 16;
@@ -380,7 +386,7 @@ static __device__ __forceinline__ void gq_mma(const uint8_t *st, const uint8_t *
         for (int e = 0; e < 2; e++) {
             int co = (wn * 16 + ni * 8 + 2 * t + e) * QCH * 4;
             ca0[ni][e] = *(const float4 *)(u + QU_A0 + co);
-            if (gq_t<T>::halves) ca1[ni][e] = *(const float4 *)(u + QU_A1 + co);
+            if (gq_halves(T)) ca1[ni][e] = *(const float4 *)(u + QU_A1 + co);
         }
 #pragma unroll
     for (int j = 0; j < QCH; j++) {
@@ -399,9 +405,9 @@ static __device__ __forceinline__ void gq_mma(const uint8_t *st, const uint8_t *
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 dx[mi][h] = gm_f4(dx4[mi][h], j);
-                if (gq_t<T>::has_min) { /* the code sums of the chunk's halves */
+                if (gq_has_min(T)) { /* the code sums of the chunk's halves */
                     int2 sx = *(const int2 *)(st + QS_XS + ((wm * 32 + mi * 16 + g + 8 * h) * QCH + j) * 8);
-                    if (gq_t<T>::halves) {
+                    if (gq_halves(T)) {
                         ux[mi][h][0] = dx[mi][h] * (float)sx.x;
                         ux[mi][h][1] = dx[mi][h] * (float)sx.y;
                     } else {
@@ -415,17 +421,17 @@ static __device__ __forceinline__ void gq_mma(const uint8_t *st, const uint8_t *
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 cs[ni][e].x = gm_f4(ca0[ni][e], j);
-                cs[ni][e].y = gq_t<T>::halves ? gm_f4(ca1[ni][e], j) : 0.0f;
+                cs[ni][e].y = gq_halves(T) ? gm_f4(ca1[ni][e], j) : 0.0f;
                 /* offsets: loaded per chunk (fewer live registers) */
                 int co = (wn * 16 + ni * 8 + 2 * t + e) * QCH * 4 + j * 4;
-                cs[ni][e].z = gq_t<T>::has_min ? *(const float *)(u + QU_M0 + co) : 0.0f;
-                cs[ni][e].w = gq_t<T>::halves && gq_t<T>::has_min ? *(const float *)(u + QU_M1 + co) : 0.0f;
+                cs[ni][e].z = gq_has_min(T) ? *(const float *)(u + QU_M0 + co) : 0.0f;
+                cs[ni][e].w = gq_halves(T) && gq_has_min(T) ? *(const float *)(u + QU_M1 + co) : 0.0f;
             }
 #pragma unroll
         for (int mi = 0; mi < 2; mi++)
 #pragma unroll
             for (int ni = 0; ni < 2; ni++) {
-                if (!gq_t<T>::halves) {
+                if (!gq_halves(T)) {
                     int d[4];
                     gm_mma_k32(d, af[mi], bf[ni][0], bf[ni][1], GM_BIAS);
 #pragma unroll
@@ -434,7 +440,7 @@ static __device__ __forceinline__ void gq_mma(const uint8_t *st, const uint8_t *
                         for (int e = 0; e < 2; e++) {
                             float f = __int_as_float(d[2 * h + e]) - GM_BIAS_F;
                             float v = fmaf(f, dx[mi][h] * cs[ni][e].x, acc[mi][ni][2 * h + e]);
-                            if (gq_t<T>::has_min) v = fmaf(ux[mi][h][0], cs[ni][e].z, v);
+                            if (gq_has_min(T)) v = fmaf(ux[mi][h][0], cs[ni][e].z, v);
                             acc[mi][ni][2 * h + e] = v;
                         }
                 } else {
@@ -449,7 +455,7 @@ static __device__ __forceinline__ void gq_mma(const uint8_t *st, const uint8_t *
                             float f1 = __int_as_float(d1[2 * h + e]) - GM_BIAS_F;
                             float v = fmaf(f0, dx[mi][h] * cs[ni][e].x, acc[mi][ni][2 * h + e]);
                             v = fmaf(f1, dx[mi][h] * cs[ni][e].y, v);
-                            if (gq_t<T>::has_min) {
+                            if (gq_has_min(T)) {
                                 v = fmaf(ux[mi][h][0], cs[ni][e].z, v);
                                 v = fmaf(ux[mi][h][1], cs[ni][e].w, v);
                             }
@@ -460,10 +466,8 @@ static __device__ __forceinline__ void gq_mma(const uint8_t *st, const uint8_t *
     }
 }
 
-template <int T>
-static __global__ void __launch_bounds__(256, 2) gemm_q_kernel(gq_args p) {
-    extern __shared__ __align__(16) uint8_t gq_smem[];
-    __shared__ int8_t lut[16];
+/* The body of the per-type kernels (gemm_q_<unpacker>, GQ_KERNEL): T is a literal there. */
+static __device__ __forceinline__ void gq_body(int T, gq_args p, uint8_t *gq_smem, int8_t *lut) {
     if (threadIdx.x < 16) lut[threadIdx.x] = k_gm_iq4[threadIdx.x];
     int64_t i0 = (int64_t)blockIdx.y * QBM, j0 = (int64_t)blockIdx.x * QBN;
     uint8_t *ub = gq_smem + 3 * QS_BYTES;
@@ -476,25 +480,33 @@ static __global__ void __launch_bounds__(256, 2) gemm_q_kernel(gq_args p) {
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[mi][ni][e] = 0.0f;
     gq_src g = gq_sources(p, i0, j0);
-    gq_issue<T>(p, g, gq_smem, 0);
+    gq_issue(T, p, g, gq_smem, 0);
     gm_commit();
-    if (nst > 1) gq_issue<T>(p, g, gq_smem + QS_BYTES, 1);
+    if (nst > 1) gq_issue(T, p, g, gq_smem + QS_BYTES, 1);
     gm_commit();
     gm_wait_all();
     __syncthreads();
-    gq_unpack<T>(p, gq_smem, ub, lut, 0);
+    gq_unpack(T, p, gq_smem, ub, lut, 0);
     for (int s = 0; s < nst; s++) {
         /* stage s + 1 landed; every warp is done with stage s - 1 (its buffers are free) */
         gm_wait_all();
         __syncthreads();
-        if (s + 2 < nst) gq_issue<T>(p, g, gq_smem + ((s + 2) % 3) * QS_BYTES, s + 2);
+        if (s + 2 < nst) gq_issue(T, p, g, gq_smem + ((s + 2) % 3) * QS_BYTES, s + 2);
         gm_commit();
-        if (s + 1 < nst) gq_unpack<T>(p, gq_smem + ((s + 1) % 3) * QS_BYTES, ub + ((s + 1) & 1) * QU_BYTES, lut, s + 1);
-        gq_mma<T>(gq_smem + (s % 3) * QS_BYTES, ub + (s & 1) * QU_BYTES, min(QCH, p.nch - s * QCH), acc);
+        if (s + 1 < nst) gq_unpack(T, p, gq_smem + ((s + 1) % 3) * QS_BYTES, ub + ((s + 1) & 1) * QU_BYTES, lut, s + 1);
+        gq_mma(T, gq_smem + (s % 3) * QS_BYTES, ub + (s & 1) * QU_BYTES, min(QCH, p.nch - s * QCH), acc);
     }
     int warp = threadIdx.x >> 5;
-    gm_store<2>(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 16, p.m, p.n, p.y, p.ldy, p.add_to);
+    gm_store2(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 16, p.m, p.n, p.y, p.ldy, p.add_to);
 }
+
+#define GQ_KERNEL(T_, FN, QB, BB, H, MN, OFF)                                                             \
+    static __global__ void __launch_bounds__(256, 2) gemm_q_##FN(gq_args p) {                            \
+        extern __shared__ __align__(16) uint8_t gq_smem[];                                               \
+        __shared__ int8_t lut[16];                                                                       \
+        gq_body(T_, p, gq_smem, lut);                                                                    \
+    }
+GQ_TYPES(GQ_KERNEL)
 
 typedef void (*gq_fn)(gq_args);
 
@@ -504,11 +516,8 @@ typedef struct gq_entry {
     int qb, bb;
 } gq_entry;
 
-#define GQ_ENTRY(T) { T, gemm_q_kernel<T>, gq_t<T>::qb, gq_t<T>::bb }
-static const gq_entry k_gq[] = {
-    GQ_ENTRY(QT_Q4_0), GQ_ENTRY(QT_Q4_1), GQ_ENTRY(QT_Q5_0), GQ_ENTRY(QT_Q5_1), GQ_ENTRY(QT_Q8_0), GQ_ENTRY(QT_IQ4_NL),
-    GQ_ENTRY(QT_Q2_K), GQ_ENTRY(QT_Q3_K), GQ_ENTRY(QT_Q4_K), GQ_ENTRY(QT_Q5_K), GQ_ENTRY(QT_Q6_K), GQ_ENTRY(QT_IQ4_XS),
-};
+#define GQ_ENTRY(T_, FN, QB, BB, H, MN, OFF) { T_, gemm_q_##FN, QB, BB },
+static const gq_entry k_gq[] = { GQ_TYPES(GQ_ENTRY) };
 #define GQ_N (sizeof k_gq / sizeof k_gq[0])
 
 /* y = x W^T for a quantized W, x given as int8 codes xq [m][k], scales xd and half sums xs
@@ -560,7 +569,7 @@ typedef struct gf_args {
     float *add_to;
 } gf_args;
 
-static __device__ __forceinline__ void gf_load(const gf_args &p, float4 ra[2], uint4 rb[2], int64_t i0, int64_t j0,
+static __device__ __forceinline__ void gf_load(const gf_args p, float4 ra[2], uint4 rb[2], int64_t i0, int64_t j0,
                                                int s) {
     int tid = threadIdx.x;
 #pragma unroll
@@ -598,7 +607,7 @@ static __device__ __forceinline__ unsigned gf_bf2h2(unsigned u) {
     return *(unsigned *)&h;
 }
 
-static __device__ __forceinline__ void gf_put(const gf_args &p, __half *sa, __half *sb, const float4 ra[2],
+static __device__ __forceinline__ void gf_put(const gf_args p, __half *sa, __half *sb, const float4 ra[2],
                                               const uint4 rb[2]) {
     int tid = threadIdx.x;
 #pragma unroll
@@ -663,7 +672,7 @@ static __global__ void __launch_bounds__(256) gemm_f_kernel(gf_args p) {
         __syncthreads();
     }
     int warp = threadIdx.x >> 5;
-    gm_store<4>(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 32, p.m, p.n, p.y, p.ldy, p.add_to);
+    gm_store4(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 32, p.m, p.n, p.y, p.ldy, p.add_to);
 }
 
 /* F16 weights with 16-byte aligned rows (k % 8 == 0): both operands stream through a
@@ -678,7 +687,7 @@ static __global__ void __launch_bounds__(256) gemm_f_kernel(gf_args p) {
 #define HS_A16 (HST * HS_BYTES)
 #define H_SMEM (HS_A16 + 2 * FBM * FROW * 2)
 
-static __device__ __forceinline__ void gh_issue(const gf_args &p, uint8_t *st, const float *const a[2],
+static __device__ __forceinline__ void gh_issue(const gf_args p, uint8_t *st, const float *const a[2],
                                                 const uint8_t *const b[2], int s) {
     int tid = threadIdx.x;
     int64_t k0 = (int64_t)s * FBK;
@@ -745,7 +754,7 @@ static __global__ void __launch_bounds__(256, 2) gemm_h_kernel(gf_args p) {
     }
     gm_wait_all();
     int warp = threadIdx.x >> 5;
-    gm_store<4>(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 32, p.m, p.n, p.y, p.ldy, p.add_to);
+    gm_store4(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 32, p.m, p.n, p.y, p.ldy, p.add_to);
 }
 
 /* y = x W^T for an F16 or BF16 W and f32 x [m][n_cols]. add_to (optional) gets y added. */

@@ -357,6 +357,12 @@ static bool cb_is_mv_q(const cb_cmd *k) {
            cuda_matmul_is_mv(&k->w, k->n[0]);
 }
 
+/* A product over int8 activations: quantized weights, decode (mat-vec) or prefill (the
+ * int8 tensor-core GEMM, cu_gemm.cu); both read the same activation scratch. */
+static bool cb_is_q(const cb_cmd *k) {
+    return k->kind == CK_MATMUL && k->w.type != QT_F32 && k->w.type != QT_F16 && k->w.type != QT_BF16;
+}
+
 /* RoPE of q and k (k: rope p[2]) followed by the KV store of that k: the rotation stores
  * k and v too (whole heads rotated, float cache, v apart from q and k). */
 static void cb_fuse_kv(cb_cmd *r, cb_cmd *kv) {
@@ -521,7 +527,7 @@ static void cb_fuse(cuda_be *c) {
             k->p[3] = nx->p[1];
             nx->kind = CK_NOP;
         }
-        if (!cb_is_mv_q(k) || i == 0) continue;
+        if (!cb_is_q(k) || i == 0) continue; /* decode products and prefill (tensor-core) ones */
         cb_cmd *pv = &c->cmd[i - 1];
         if (pv->kind == CK_RMSNORM && pv->p[1] == k->p[0] && pv->n[2] == n_tok && pv->n[3] == cols &&
             pv->n[1] == cols && cols % 32 == 0) {
@@ -531,12 +537,14 @@ static void cb_fuse(cuda_be *c) {
                    pv->n[2] == cols && cols % 32 == 0) {
             pv->flag |= 2; /* the GLU quantizes its output for this product */
             k->flag = 1;
-        } else if (pv->kind == CK_ATTN && !c->mega && cb_attn_q() && pv->p[1] == k->p[0] && pv->at.n_tok == n_tok &&
+        } else if (pv->kind == CK_ATTN && cb_is_mv_q(k) && !c->mega && cb_attn_q() && pv->p[1] == k->p[0] &&
+                   pv->at.n_tok == n_tok &&
                    pv->n[1] == cols && (int64_t)pv->at.n_head * pv->at.head_dim_v == cols &&
                    pv->at.head_dim_v % 32 == 0 && pv->at.head_dim_v <= 1024) {
             pv->flag |= 1; /* the attention quantizes its output for this product */
             k->flag = 1;
-        } else if (cb_is_mv_q(pv) && pv->p[0] == k->p[0] && pv->n[0] == n_tok && pv->w.n_cols == cols &&
+        } else if (cb_is_q(pv) && cb_is_mv_q(pv) == cb_is_mv_q(k) && pv->p[0] == k->p[0] && pv->n[0] == n_tok &&
+                   pv->w.n_cols == cols &&
                    !overlaps(pv->p[1], n_tok * pv->n[1], k->p[0], n_tok * cols) &&
                    (!pv->p[3] || !overlaps(pv->p[3], n_tok * pv->n[1], k->p[0], n_tok * cols))) {
             k->flag = 1;

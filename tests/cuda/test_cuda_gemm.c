@@ -176,6 +176,69 @@ static void test_gemm_float_odd_rows(void **state) {
     check_gemm(QT_F16, 9, 36, 65, 9, 0);
 }
 
+/* Three products over the same activations in one launch (cuda_matmul_multi at prefill, as
+ * the recorder merges q/k/v): every output, and the residual add of the second, bit for bit
+ * what the products give one at a time. */
+static void check_multi(uint32_t type, int64_t cols, int64_t n_tok) {
+    const int64_t rows[3] = { 67, 256, 130 };
+    test_w t[3];
+    void *dx = NULL, *dy[3] = { 0 }, *dz[3] = { 0 }, *dr = NULL, *dr2 = NULL;
+    float *x = malloc(sizeof(float) * n_tok * cols), *res = malloc(sizeof(float) * n_tok * rows[1]);
+    assert_non_null(x && res);
+    for (int64_t i = 0; i < n_tok * cols; i++) x[i] = frand() * 3.0f;
+    for (int64_t i = 0; i < n_tok * rows[1]; i++) res[i] = frand();
+    assert_int_equal(cuda_alloc(g_ctx, &dx, sizeof(float) * n_tok * cols, &g_err), 0);
+    assert_int_equal(cuda_upload(g_ctx, dx, x, sizeof(float) * n_tok * cols, &g_err), 0);
+    assert_int_equal(cuda_alloc(g_ctx, &dr, sizeof(float) * n_tok * rows[1], &g_err), 0);
+    assert_int_equal(cuda_alloc(g_ctx, &dr2, sizeof(float) * n_tok * rows[1], &g_err), 0);
+    assert_int_equal(cuda_upload(g_ctx, dr, res, sizeof(float) * n_tok * rows[1], &g_err), 0);
+    assert_int_equal(cuda_upload(g_ctx, dr2, res, sizeof(float) * n_tok * rows[1], &g_err), 0);
+    const cuda_weight *ws[3];
+    float *ys[3], *adds[3] = { NULL, dr, NULL };
+    int64_t ldys[3];
+    for (int i = 0; i < 3; i++) {
+        make_weight(&t[i], type, rows[i], cols);
+        assert_int_equal(cuda_alloc(g_ctx, &dy[i], sizeof(float) * n_tok * rows[i], &g_err), 0);
+        assert_int_equal(cuda_alloc(g_ctx, &dz[i], sizeof(float) * n_tok * rows[i], &g_err), 0);
+        ws[i] = &t[i].w, ys[i] = dy[i], ldys[i] = rows[i];
+    }
+    assert_int_equal(cuda_matmul_multi(g_ctx, 3, ws, ys, ldys, adds, dx, n_tok, 0, &g_err), 0);
+    for (int i = 0; i < 3; i++) {
+        cuda_mm_opt opt = { 0, i == 1 ? (float *)dr2 : NULL };
+        assert_int_equal(cuda_matmul_ex(g_ctx, ws[i], dx, n_tok, dz[i], rows[i], &opt, &g_err), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        size_t n = (size_t)(n_tok * rows[i]);
+        float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+        assert_non_null(a && b);
+        assert_int_equal(cuda_download(g_ctx, a, dy[i], sizeof(float) * n, &g_err), 0);
+        assert_int_equal(cuda_download(g_ctx, b, dz[i], sizeof(float) * n, &g_err), 0);
+        assert_memory_equal(a, b, sizeof(float) * n);
+        if (i == 1) {
+            assert_int_equal(cuda_download(g_ctx, a, dr, sizeof(float) * n, &g_err), 0);
+            assert_int_equal(cuda_download(g_ctx, b, dr2, sizeof(float) * n, &g_err), 0);
+            assert_memory_equal(a, b, sizeof(float) * n);
+            assert_true(a[0] != res[0] || a[1] != res[1]); /* the add happened */
+        }
+        free(a), free(b);
+        cuda_free(g_ctx, dy[i]), cuda_free(g_ctx, dz[i]);
+        free_weight(&t[i]);
+    }
+    printf("  %-7s multi (67 + 256 + 130 rows) x %lld, n_tok %lld: equal to separate products\n",
+           quant_traits_of(type)->name, (long long)cols, (long long)n_tok);
+    cuda_free(g_ctx, dx), cuda_free(g_ctx, dr), cuda_free(g_ctx, dr2);
+    free(x), free(res);
+}
+
+static void test_gemm_multi(void **state) {
+    (void)state;
+    NEED_GPU();
+    const uint32_t types[] = { QT_Q4_0, QT_Q8_0, QT_Q4_K, QT_Q6_K, QT_Q5_1, QT_IQ4_NL };
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        check_multi(types[i], quant_traits_of(types[i])->blck_size == 256 ? 768 : 544, 83);
+    check_multi(QT_Q4_0, 2048, 512);
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -227,6 +290,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_all_types),
         cmocka_unit_test(test_gemm_float_odd_rows),
+        cmocka_unit_test(test_gemm_multi),
         cmocka_unit_test(test_gemm_bench),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -553,7 +553,9 @@ static void cb_fuse(cuda_be *c) {
 }
 
 /* Products that reuse the previous one's activations (same x, type and row length) join
- * it in one launch, up to three (q/k/v, gate/up). */
+ * it in one launch, up to three (q/k/v, gate/up): decode mat-vecs and, at prefill, the int8
+ * tensor-core products (cu_gemm_quant_multi; the 256-row k/v products alone fill only part
+ * of the GPU). */
 static bool cb_is_mv(const cb_cmd *k) {
     return k->kind == CK_MATMUL && cuda_matmul_is_mv(&k->w, k->n[0]);
 }
@@ -567,14 +569,14 @@ static bool cb_keeps_x(const cb_cmd *p, const void *x, int64_t n_tok, int64_t co
 static void cb_merge(cuda_be *c) {
     for (size_t i = 0; i < c->n_cmd; i++) {
         cb_cmd *k = &c->cmd[i];
-        if (!cb_is_mv(k) || k->n[0] > 8) continue;
-        bool q = cb_is_mv_q(k);
+        bool mv = cb_is_mv(k), q = cb_is_q(k);
+        if (mv ? k->n[0] > 8 : !q) continue; /* decode products, or quantized prefill ones */
         for (size_t j = i + 1; j < c->n_cmd && k->n_multi < 2; j++) {
             cb_cmd *o = &c->cmd[j], *prev = &c->cmd[j - 1];
             /* quantized: o reuses the activations (so x is unchanged); float: check it */
             bool x_ok = q ? (o->flag & 1) : cb_keeps_x(prev, k->p[0], k->n[0], k->w.n_cols);
-            if (!cb_is_mv(o) || !x_ok || o->p[0] != k->p[0] || o->n[0] != k->n[0] || o->w.type != k->w.type ||
-                o->w.n_cols != k->w.n_cols)
+            if (o->kind != CK_MATMUL || cb_is_mv(o) != mv || !x_ok || o->p[0] != k->p[0] || o->n[0] != k->n[0] ||
+                o->w.type != k->w.type || o->w.n_cols != k->w.n_cols)
                 break;
             k->wx[k->n_multi] = o->w, k->yx[k->n_multi] = o->p[1], k->addx[k->n_multi] = o->p[3];
             k->ldyx[k->n_multi++] = o->n[1];

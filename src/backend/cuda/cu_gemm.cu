@@ -28,6 +28,8 @@
  * ldmatrix fall into distinct banks. (An f16 variant for quantized weights, unpacking the
  * tiles to f16 once per block, was measured slower: 42 against 34 us at 512x2048x2048 Q4_0.)
  */
+#include <string.h>
+
 #include "backend/cuda/cu_unpack.cuh"
 
 /* ---- PTX helpers ------------------------------------------------------------------------ */
@@ -226,7 +228,35 @@ typedef struct gq_args {
     float *y;
     int64_t ldy;
     float *add_to;
+    /* more weights of the same type and row length over the same activations (q/k/v,
+     * gate/up) in the same launch: segment i >= 1 is sw[i-1] with sn rows, its output sy
+     * (rows sld apart, sadd the residual target), owning the sblk column tiles after the
+     * previous segment's (segment 0 owns blk0) */
+    int nseg;
+    unsigned blk0, sblk[2];
+    const uint8_t *sw[2];
+    int64_t sn[2], sld[2];
+    float *sy[2], *sadd[2];
 } gq_args;
+
+/* This block's segment: its weight, rows, output and first column (weight row) j0. */
+typedef struct gq_seg {
+    const uint8_t *w;
+    int64_t n, ldy, j0;
+    float *y, *add_to;
+} gq_seg;
+
+static __device__ __forceinline__ gq_seg gq_segment(const gq_args p) {
+    gq_seg g = { p.w, p.n, p.ldy, 0, p.y, p.add_to };
+    unsigned bx = blockIdx.x;
+    if (p.nseg > 1 && bx >= p.blk0) {
+        int i = p.nseg > 2 && bx >= p.blk0 + p.sblk[0] ? 1 : 0;
+        bx -= p.blk0 + (i ? p.sblk[0] : 0);
+        g.w = p.sw[i], g.n = p.sn[i], g.ldy = p.sld[i], g.y = p.sy[i], g.add_to = p.sadd[i];
+    }
+    g.j0 = (int64_t)bx * QBN;
+    return g;
+}
 
 /* Per-type unpacking: qb / bb (values / bytes per block), halves (a scale per 16 values),
  * has_min (offsets m), off (a constant code offset folded into signed codes: a * (q - off)
@@ -469,7 +499,9 @@ static __device__ __forceinline__ void gq_mma(int T, const uint8_t *st, const ui
 /* The body of the per-type kernels (gemm_q_<unpacker>, GQ_KERNEL): T is a literal there. */
 static __device__ __forceinline__ void gq_body(int T, gq_args p, uint8_t *gq_smem, int8_t *lut) {
     if (threadIdx.x < 16) lut[threadIdx.x] = k_gm_iq4[threadIdx.x];
-    int64_t i0 = (int64_t)blockIdx.y * QBM, j0 = (int64_t)blockIdx.x * QBN;
+    gq_seg sg = gq_segment(p);
+    p.w = sg.w, p.n = sg.n;
+    int64_t i0 = (int64_t)blockIdx.y * QBM, j0 = sg.j0;
     uint8_t *ub = gq_smem + 3 * QS_BYTES;
     int nst = (p.nch + QCH - 1) / QCH;
     float acc[2][2][4];
@@ -497,7 +529,8 @@ static __device__ __forceinline__ void gq_body(int T, gq_args p, uint8_t *gq_sme
         gq_mma(T, gq_smem + (s % 3) * QS_BYTES, ub + (s & 1) * QU_BYTES, min(QCH, p.nch - s * QCH), acc);
     }
     int warp = threadIdx.x >> 5;
-    gm_store2(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 16, p.m, p.n, p.y, p.ldy, p.add_to);
+    sg = gq_segment(p); /* again: cheaper than keeping it live through the k loop */
+    gm_store2(acc, i0 + (warp >> 2) * 32, sg.j0 + (warp & 3) * 16, p.m, sg.n, sg.y, sg.ldy, sg.add_to);
 }
 
 #define GQ_KERNEL(T_, FN, QB, BB, H, MN, OFF)                                                             \
@@ -522,30 +555,55 @@ static const gq_entry k_gq[] = { GQ_TYPES(GQ_ENTRY) };
 
 /* y = x W^T for a quantized W, x given as int8 codes xq [m][k], scales xd and half sums xs
  * [m][k / 32] (cu_act_quantize). add_to (optional) gets y added. */
-int cu_gemm_quant(cuda_ctx *c, const cuda_weight *w, const int8_t *xq, const float *xd, const int2 *xs, int64_t m,
-                  float *y, int64_t ldy, float *add_to, hb_err *err) {
+/* y_i = x W_i^T for n (1..3) quantized weights of one type and row length, x given as int8
+ * codes xq [m][k], scales xd and half sums xs [m][k / 32] (cu_act_quantize), in one launch;
+ * adds[i] (optional) gets y_i added. */
+int cu_gemm_quant_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
+                        float *const *adds, const int8_t *xq, const float *xd, const int2 *xs, int64_t m, hb_err *err) {
     static bool smem_set[GQ_N];
+    const cuda_weight *w = ws[0];
     size_t i = 0;
     while (i < GQ_N && k_gq[i].type != w->type) i++;
     if (i == GQ_N) return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: no tensor-core kernel for %s", quant_type_name(w->type));
     int64_t nblk = w->n_cols / k_gq[i].qb;
-    if (w->n_cols % k_gq[i].qb || nblk <= 0 || w->row_bytes != (size_t)nblk * (size_t)k_gq[i].bb)
+    if (n < 1 || n > 3 || w->n_cols % k_gq[i].qb || nblk <= 0 || w->row_bytes != (size_t)nblk * (size_t)k_gq[i].bb)
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unexpected row layout for %s", quant_type_name(w->type));
-    uintptr_t al = (uintptr_t)w->data | (uintptr_t)w->row_bytes;
-    if (al % 2) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: weight rows are not 2-byte aligned");
+    uintptr_t al = (uintptr_t)w->row_bytes;
+    unsigned blocks = 0;
     gq_args p;
+    memset(&p, 0, sizeof p);
+    for (int s = 0; s < n; s++) {
+        if (ws[s]->type != w->type || ws[s]->n_cols != w->n_cols || ws[s]->row_bytes != w->row_bytes)
+            return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: tensor-core multi-product over different weights");
+        al |= (uintptr_t)ws[s]->data;
+        unsigned b = (unsigned)((ws[s]->n_rows + QBN - 1) / QBN);
+        if (s == 0) {
+            p.w = (const uint8_t *)w->data, p.n = w->n_rows, p.y = ys[0], p.ldy = ldys[0], p.add_to = adds[0];
+            p.blk0 = b;
+        } else {
+            p.sw[s - 1] = (const uint8_t *)ws[s]->data, p.sn[s - 1] = ws[s]->n_rows, p.sy[s - 1] = ys[s];
+            p.sld[s - 1] = ldys[s], p.sadd[s - 1] = adds[s], p.sblk[s - 1] = b;
+        }
+        blocks += b;
+    }
+    if (al % 2) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: weight rows are not 2-byte aligned");
+    p.nseg = n;
     p.vwl = al % 16 == 0 ? 4 : (al % 8 == 0 ? 3 : (al % 4 == 0 ? 2 : 1));
-    p.xq = xq, p.xd = xd, p.xs = xs, p.w = (const uint8_t *)w->data, p.row_bytes = (int64_t)w->row_bytes;
-    p.m = m, p.n = w->n_rows, p.k = w->n_cols, p.nch = (int)(w->n_cols / 32);
-    p.y = y, p.ldy = ldy, p.add_to = add_to;
+    p.xq = xq, p.xd = xd, p.xs = xs, p.row_bytes = (int64_t)w->row_bytes;
+    p.m = m, p.k = w->n_cols, p.nch = (int)(w->n_cols / 32);
     if (!smem_set[i]) {
         cudaError_t e = cudaFuncSetAttribute(k_gq[i].fn, cudaFuncAttributeMaxDynamicSharedMemorySize, Q_SMEM);
         if (e != cudaSuccess) return cu_fail(err, e, "configuring the tensor-core matrix multiply");
         smem_set[i] = true;
     }
-    dim3 grid((unsigned)((p.n + QBN - 1) / QBN), (unsigned)((m + QBM - 1) / QBM));
+    dim3 grid(blocks, (unsigned)((m + QBM - 1) / QBM));
     k_gq[i].fn<<<grid, 256, Q_SMEM, c->stream>>>(p);
     return cu_check_launch(err, "tensor-core matrix multiply");
+}
+
+int cu_gemm_quant(cuda_ctx *c, const cuda_weight *w, const int8_t *xq, const float *xd, const int2 *xs, int64_t m,
+                  float *y, int64_t ldy, float *add_to, hb_err *err) {
+    return cu_gemm_quant_multi(c, 1, &w, &y, &ldy, &add_to, xq, xd, xs, m, err);
 }
 
 /* ---- F16 / BF16 weights -------------------------------------------------------------------

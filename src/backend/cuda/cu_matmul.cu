@@ -714,6 +714,9 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
     return cu_check_launch(err, "matrix-vector product");
 }
 
+static int matmul_tc_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
+                           float *const *adds, const float *x, int64_t n_tok, int reuse_act, hb_err *err);
+
 /* n (2..3) quantized weights of the same type and row length over the same x: one launch
  * per token group. */
 extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys,
@@ -723,6 +726,8 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
     const cuda_weight *w = ws[0];
     const mm_entry *e = mm_find(w->type);
     int fl = is_float_type(w->type);
+    if (n >= 1 && n <= 3 && !cuda_matmul_is_mv(w, n_tok)) /* prefill: one tensor-core launch */
+        return matmul_tc_multi(c, n, ws, ys, ldys, adds, x, n_tok, reuse_act, err);
     if (n < 1 || n > 3 || (!e && !fl) || n_tok > MV_T) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: bad multi-matmul");
     int8_t *xq = NULL;
     float *xd = NULL;
@@ -803,6 +808,8 @@ extern "C" int cuda_get_rows_dev(cuda_ctx *c, const cuda_weight *w, const int32_
  * they are loaded; add_to is added in the epilogue. */
 int cu_gemm_quant(cuda_ctx *c, const cuda_weight *w, const int8_t *xq, const float *xd, const int2 *xs, int64_t m,
                   float *y, int64_t ldy, float *add_to, hb_err *err);
+int cu_gemm_quant_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
+                        float *const *adds, const int8_t *xq, const float *xd, const int2 *xs, int64_t m, hb_err *err);
 int cu_gemm_float(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t m, float *y, int64_t ldy,
                   float *add_to, hb_err *err);
 /* cu_act_quantize's result (same arithmetic and layout) by a faster kernel for large batches. */
@@ -821,6 +828,26 @@ static int matmul_tc(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t 
     else rc = cu_gemm_act_quantize(c, x, n_tok, w->n_cols, &xq, &xd, &xs, err);
     if (rc) return rc;
     return cu_gemm_quant(c, w, xq, xd, xs, n_tok, y, ldy, add_to, err);
+}
+
+/* n products over the same x at prefill (q/k/v, gate/up, merged by the recorder): quantized
+ * weights quantize x once and run as one launch (the small k/v products alone fill a
+ * fraction of the GPU); float weights run one after another. */
+static int matmul_tc_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
+                           float *const *adds, const float *x, int64_t n_tok, int reuse_act, hb_err *err) {
+    int rc = HEARTH_OK;
+    const cuda_weight *w = ws[0];
+    if (is_float_type(w->type)) {
+        for (int i = 0; i < n && !rc; i++) rc = cu_gemm_float(c, ws[i], x, n_tok, ys[i], ldys[i], adds[i], err);
+        return rc;
+    }
+    int8_t *xq = NULL;
+    float *xd = NULL;
+    int2 *xs = NULL;
+    if (reuse_act) rc = cu_act_quantize(c, x, n_tok, w->n_cols, 1, &xq, &xd, &xs, err);
+    else rc = cu_gemm_act_quantize(c, x, n_tok, w->n_cols, &xq, &xd, &xs, err);
+    if (rc) return rc;
+    return cu_gemm_quant_multi(c, n, ws, ys, ldys, adds, xq, xd, xs, n_tok, err);
 }
 
 #define TC_MIN_TOKENS 17

@@ -4,7 +4,8 @@
  * 8 columns (the plain kernel), 1..8 and 11 tokens, three weights in one launch with strided
  * outputs and residual adds, the folded RMSNorm and the GLU epilogue; and that a token's
  * result does not depend on the batch (bit-identical), that the folded norm equals the
- * standalone float norm bit for bit, and the standalone norm (also in place).
+ * standalone float norm bit for bit (and the products over them agree), and the standalone
+ * norm (also in place).
  * Built only with `make CUDA=1`; skips when no usable GPU is present.
  */
 #include <math.h>
@@ -324,7 +325,7 @@ static void check_batch(uint32_t type, int64_t R, int64_t C, int norm) {
     }
     dev_down(one, dy, T * R);
     assert_memory_equal(all, one, sizeof(float) * T * R);
-    if (norm) { /* standalone norm, then the product without the fold */
+    if (norm) { /* the standalone norm gives the fold's bits; the product over them agrees */
         dev_down(h1, dh, T * C);
         assert_memory_equal(h8, h1, sizeof(float) * T * C);
         assert_int_equal(cuda_mvf_rmsnorm(g_ctx, dx, C, dh, C, T, C, dnw, 1e-6f, &g_err), 0);
@@ -333,7 +334,9 @@ static void check_batch(uint32_t type, int64_t R, int64_t C, int norm) {
         call.norm = 0, call.norm_y = NULL, call.x = dh, call.y[0] = dy, call.n_tok = T;
         assert_int_equal(cuda_mvf(g_ctx, &call, &g_err), 0);
         dev_down(one, dy, T * R);
-        assert_memory_equal(all, one, sizeof(float) * T * R);
+        double *ref = to_double(all, T * R);
+        assert_true(nrmse(one, R, ref, T, R) <= 1e-6); /* another kernel may sum in another order */
+        free(ref);
     }
     printf("  batch of 8 == alone: %-4s %lld x %lld%s\n", quant_type_name(type), (long long)R, (long long)C,
            norm ? " (norm folded == standalone)" : "");

@@ -466,13 +466,16 @@ static bool cb_mv_writes(const cb_cmd *k, const void *p, int64_t n) {
     return (k->flag & 8) && overlaps(k->yx[1], t * k->ldyx[1], p, n);
 }
 
-static bool cb_mvf_fuse_on(void) {
+/* HEARTH_CUDA_MVF_FUSE: 0 off, 1 the GLU and the norm, else (default) the GLU only: the
+ * folded norm (every block normalizing the activations before its product) measured slower
+ * than the multi-block norm kernel (docs/performance.md). */
+static int cb_mvf_fuse(void) {
     static int on = -1;
     if (on < 0) {
         const char *s = getenv("HEARTH_CUDA_MVF_FUSE");
-        on = s && *s == '0' ? 0 : 1;
+        on = s && *s == '0' ? 0 : (s && *s == '1' ? 1 : 2);
     }
-    return on == 1;
+    return on;
 }
 
 static void cb_mvf_glu(cuda_be *c, size_t i) {
@@ -502,7 +505,7 @@ static void cb_mvf_norm(cuda_be *c, size_t i) {
         p->n[1] != cols)
         return;
     int64_t xn = (n_tok - 1) * p->n[0] + cols, yn = n_tok * cols;
-    if (cuda_mvf_norm_ok(&k->w, n_tok) && !overlaps(p->p[0], xn, p->p[1], yn) && !cb_mv_writes(k, p->p[0], xn) &&
+    if (cb_mvf_fuse() == 1 && cuda_mvf_norm_ok(&k->w, n_tok) && !overlaps(p->p[0], xn, p->p[1], yn) && !cb_mv_writes(k, p->p[0], xn) &&
         !cb_mv_writes(k, p->p[1], yn)) {
         k->flag |= 4;
         k->p[0] = p->p[0], k->n[2] = p->n[0], k->p[2] = p->p[2], k->p[4] = p->p[1], k->n[3] = cols, k->f[0] = p->f[0];
@@ -513,7 +516,7 @@ static void cb_mvf_norm(cuda_be *c, size_t i) {
 }
 
 static void cb_mvf_rules(cuda_be *c) {
-    if (c->mega || !cb_mvf_fuse_on()) return;
+    if (c->mega || !cb_mvf_fuse()) return;
     for (size_t i = 0; i < c->n_cmd; i++) {
         if (!cb_is_mv_f(&c->cmd[i])) continue;
         cb_mvf_glu(c, i);

@@ -1,30 +1,24 @@
-/* cu_mvf.cu — float-weight (F32/F16/BF16) matrix x vector products at decode, built to
- * stream the weights at the device's read bandwidth (interface: cuda_mvf.h).
+/* cu_mvf.cu — float-weight (F32/F16/BF16) matrix x vector products at decode (interface:
+ * cuda_mvf.h): up to three weights per launch, residual add and GLU epilogues, an optional
+ * RMSNorm prologue, and the standalone float RMSNorm with the prologue's arithmetic.
  *
  * A decode product reads every weight byte once and does ~1 FMA per byte, so it is bound by
- * how many bytes are in flight (Little's law: ~4.4 TB/s x ~1.5 us ≈ 6 MB across the GPU)
- * and by the latency around the stream (launch ramp, activation round trips, reduction).
- * The kernel below therefore
- *  - runs one 8-warp block per SM (grid = SM count, > 114 KB of shared memory each, so two
- *    blocks never share an SM and the row split stays even), each block owning a
- *    contiguous range of rows of the concatenated weights;
- *  - streams those rows through a ring of MVF_NS tiles of 32 KB (16 rows x 1024 f16 or 512
- *    f32 columns) with bulk asynchronous copies (one thread issues one copy per row
- *    segment; an mbarrier per tile counts the bytes), so up to 128 KB per SM is in flight;
- *  - issues the first MVF_NS tiles BEFORE cu_pdl_wait: with programmatic dependent launch
- *    the weights of the next product are fetched while the previous kernels (norm,
- *    attention, ...) still run — a whole 8-16 MB projection fits in the rings of 132 SMs;
- *  - stages the activations (f32, all tokens) in shared memory once per block after the
- *    wait; the RMSNorm that feeds the product can be folded into that staging (every
- *    block computes the row's sum of squares itself), which removes the norm kernel;
- *  - gives each warp two rows of a tile (lanes over 8-column chunks, every lane the same
- *    columns of both rows and all tokens), so a GLU epilogue can pair gate row i and up
- *    row i, and reduces each row once after its last column tile.
- * Arithmetic per token: lane l accumulates its chunks l, l+32, ... in column order with an
- * fmaf chain, then a butterfly warp sum; nothing depends on the number of tokens or on the
- * tiling of the launch, so 8 sequences decoded together equal each decoded alone.
- * Shapes the fast kernel cannot take (rows not a multiple of 8 columns, unaligned data)
- * run a plain warp-per-row-pair kernel with the same epilogue.
+ * the bytes in flight and by the latency around the stream (launch ramp, activation round
+ * trips, reduction). Three kernels were built and measured (docs/performance.md):
+ *  - mvp_kernel* (default): one block per row pair, warps over the columns, the first two
+ *    8-column groups of each thread loaded before cu_pdl_wait, activations read from L1/L2
+ *    next to their weights. Many short blocks per SM keep the most loads in flight.
+ *  - mvf_kernel (HEARTH_CUDA_MVF_MODE=64): one 8-warp block per SM streams a contiguous row
+ *    range through a ring of 32 KB shared-memory tiles filled by bulk asynchronous copies
+ *    (cp.async.bulk + mbarrier) queued before the PDL wait; activations staged in shared
+ *    memory. It moved ~1.0–1.6 TB/s only (16 KB–64 KB per tile wait), and two such blocks
+ *    cannot share an SM, so consecutive products do not overlap.
+ *  - mvr_kernel* (MODE=16): a warp per row pair holding 8 steps of both rows in registers;
+ *    the per-step activation loads form a latency chain (the finding of the earlier
+ *    one-warp-per-row attempt), staging them in shared memory costs a block barrier.
+ * Arithmetic per token never depends on the number of tokens of the launch, so 8 sequences
+ * decoded together equal each decoded alone. Shapes with rows that are not a multiple of 8
+ * columns run a plain warp-per-row-pair kernel with the same epilogue.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -643,12 +637,12 @@ static int mvf_bps(void) {
 }
 
 /* 8-column groups per thread of the row-pair kernel (tuning: HEARTH_CUDA_MVF_IPT, 1..8):
- * it sets the warps per block, n / 8 / (32 * ipt), 1..8. */
+ * it sets the warps per block, n / 8 / (32 * ipt), 1..8; 3 measured best (2: -3%, 8: -5%). */
 static int mvf_ipt(void) {
     static int v;
     if (!v) {
         const char *e = getenv("HEARTH_CUDA_MVF_IPT");
-        v = e && atoi(e) >= 1 && atoi(e) <= 8 ? atoi(e) : 2;
+        v = e && atoi(e) >= 1 && atoi(e) <= 8 ? atoi(e) : 3;
     }
     return v;
 }

@@ -17,6 +17,7 @@
 
 #include "backend/cuda/be_cuda.h"
 #include "backend/cuda/cuda.h"
+#include "backend/cuda/cuda_mvf.h"
 
 /* host address -> device copy */
 typedef struct cb_map {
@@ -267,6 +268,21 @@ static int cb_exec_folded(cuda_ctx *cu, const cb_cmd *k, hb_err *err) {
     return cuda_matmul_pro(cu, 1 + (int)k->n_multi, ws, ys, ldys, adds, x, xs, k->n[0], nw, k->f[0], ny, err);
 }
 
+/* A float product with a folded norm (flag 32) or GLU (flag 64): see cb_mvf_rules. */
+static int cb_exec_mvf(cuda_be *c, const cb_cmd *k, hb_err *err) {
+    cuda_mvf_call m;
+    memset(&m, 0, sizeof m);
+    m.n = 1 + (int)k->n_multi;
+    m.w[0] = &k->w, m.y[0] = (float *)k->p[1], m.ldy[0] = k->n[1], m.add_to[0] = (float *)k->p[3];
+    for (int i = 1; i < m.n; i++)
+        m.w[i] = &k->wx[i - 1], m.y[i] = (float *)k->yx[i - 1], m.ldy[i] = k->ldyx[i - 1],
+        m.add_to[i] = (float *)k->addx[i - 1];
+    m.x = k->p[0], m.x_stride = (k->flag & 32) ? k->n[2] : k->w.n_cols, m.n_tok = k->n[0];
+    if (k->flag & 32) m.norm = 1, m.norm_w = k->p[2], m.eps = k->f[0], m.norm_y = (float *)k->p[4], m.norm_ys = k->n[3];
+    if (k->flag & 64) m.glu = (k->flag & 128) ? 2 : 1, m.glu_out = (float *)k->yx[1], m.glu_os = k->ldyx[1];
+    return cuda_mvf(c->cu, &m, err);
+}
+
 static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
     cuda_ctx *cu = c->cu;
     const int32_t *a0 = k->off[0] >= 0 ? c->arena_dev + k->off[0] : NULL;
@@ -277,6 +293,7 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
         return cuda_get_rows_dev(cu, &k->w, a0, k->n[0], y, err);
     case CK_MATMUL: {
         if (k->flag & 6) return cb_exec_folded(cu, k, err);
+        if (k->flag & (32 | 64)) return cb_exec_mvf(c, k, err);
         if (k->n_multi) {
             const cuda_weight *ws[3] = { &k->w, &k->wx[0], &k->wx[1] };
             float *ys[3] = { y, (float *)k->yx[0], (float *)k->yx[1] };
@@ -288,6 +305,7 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
         return cuda_matmul_ex(cu, &k->w, k->p[0], k->n[0], y, k->n[1], &opt, err);
     }
     case CK_RMSNORM:
+        if (k->flag == 2) return cuda_mvf_rmsnorm(cu, k->p[0], k->n[0], y, k->n[1], k->n[2], k->n[3], k->p[2], k->f[0], err);
         if (k->flag) return cuda_rmsnorm_q8(cu, k->p[0], k->n[0], y, k->n[2], k->n[3], k->p[2], k->f[0], err);
         return cuda_rmsnorm(cu, k->p[0], k->n[0], y, k->n[1], k->n[2], k->n[3], k->p[2], k->f[0], err);
     case CK_NOP:
@@ -642,6 +660,90 @@ static void cb_fold(cuda_be *c) {
     }
 }
 
+/* ---- float-weight decode products (cu_mvf.cu) ---------------------------------------------
+ * After cb_merge, for products of F32/F16/BF16 weights:
+ *  - a merged gate/up product followed by the GLU of its two outputs computes the GLU in its
+ *    epilogue (flag 64, 128 = GELU; the GLU output in yx[1]/ldyx[1]); the GLU op goes;
+ *  - the RMSNorm right before the product is folded into its prologue (flag 32: p[0] = the
+ *    norm's input, n[2] its row stride, p[2] the norm weights, f[0] eps, p[4]/n[3] the norm's
+ *    output, which the kernel still writes for any later reader); the norm op goes;
+ *  - a norm that cannot be folded (in place, or too wide for the kernel's shared memory)
+ *    runs the float multi-block norm (norm flag 2), whose arithmetic equals the fold's.
+ * Every rewrite checks that no output of the fused kernel overlaps what it reads or what the
+ * norm writes. Off with the persistent kernel and with HEARTH_CUDA_MVF_FUSE=0. */
+static bool cb_is_mv_f(const cb_cmd *k) {
+    return k->kind == CK_MATMUL && (k->w.type == QT_F32 || k->w.type == QT_F16 || k->w.type == QT_BF16) &&
+           cuda_matmul_is_mv(&k->w, k->n[0]);
+}
+
+/* True when an output of matmul k (products, residual adds, GLU output) overlaps [p, p + n). */
+static bool cb_mv_writes(const cb_cmd *k, const void *p, int64_t n) {
+    int64_t t = k->n[0];
+    if (overlaps(k->p[1], t * k->n[1], p, n) || (k->p[3] && overlaps(k->p[3], t * k->n[1], p, n))) return true;
+    for (int64_t i = 0; i < k->n_multi; i++)
+        if (overlaps(k->yx[i], t * k->ldyx[i], p, n) || (k->addx[i] && overlaps(k->addx[i], t * k->ldyx[i], p, n)))
+            return true;
+    return (k->flag & 64) && overlaps(k->yx[1], t * k->ldyx[1], p, n);
+}
+
+/* HEARTH_CUDA_MVF_FUSE: 0 off, 1 the GLU and the norm, else (default) the GLU only: the
+ * folded norm (every block normalizing the activations before its product) measured slower
+ * than the multi-block norm kernel (docs/performance.md). */
+static int cb_mvf_fuse(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *s = getenv("HEARTH_CUDA_MVF_FUSE");
+        on = s && *s == '0' ? 0 : (s && *s == '1' ? 1 : 2);
+    }
+    return on;
+}
+
+static void cb_mvf_glu(cuda_be *c, size_t i) {
+    cb_cmd *k = &c->cmd[i];
+    size_t j = i + 1;
+    while (j < c->n_cmd && c->cmd[j].kind == CK_NOP) j++;
+    cb_cmd *g = j < c->n_cmd ? &c->cmd[j] : NULL;
+    int64_t n_tok = k->n[0];
+    if (!g || g->kind != CK_GLU || (g->flag & ~1) || k->n_multi != 1 || k->p[3] || k->addx[0] || g->p[0] != k->p[1] ||
+        g->n[0] != k->n[1] || g->p[2] != k->yx[0] || g->n[1] != k->ldyx[0] || g->n[3] != n_tok ||
+        g->n[4] != k->w.n_rows || k->wx[0].n_rows != k->w.n_rows || g->n[4] > k->n[1] || g->n[4] > k->ldyx[0])
+        return;
+    int64_t on = (n_tok - 1) * g->n[2] + g->n[4];
+    if (cb_mv_writes(k, g->p[1], on) || overlaps(g->p[1], on, k->p[0], n_tok * k->w.n_cols)) return;
+    k->flag |= 64 | ((g->flag & 1) ? 128 : 0);
+    k->yx[1] = g->p[1], k->ldyx[1] = g->n[2];
+    g->kind = CK_NOP;
+}
+
+static void cb_mvf_norm(cuda_be *c, size_t i) {
+    cb_cmd *k = &c->cmd[i];
+    size_t h = i;
+    while (h > 0 && c->cmd[h - 1].kind == CK_NOP) h--;
+    cb_cmd *p = h > 0 ? &c->cmd[h - 1] : NULL;
+    int64_t n_tok = k->n[0], cols = k->w.n_cols;
+    if (!p || p->kind != CK_RMSNORM || p->flag || p->p[1] != k->p[0] || p->n[2] != n_tok || p->n[3] != cols ||
+        p->n[1] != cols)
+        return;
+    int64_t xn = (n_tok - 1) * p->n[0] + cols, yn = n_tok * cols;
+    if (cb_mvf_fuse() == 1 && cuda_mvf_norm_ok(&k->w, n_tok) && !overlaps(p->p[0], xn, p->p[1], yn) && !cb_mv_writes(k, p->p[0], xn) &&
+        !cb_mv_writes(k, p->p[1], yn)) {
+        k->flag |= 32;
+        k->p[0] = p->p[0], k->n[2] = p->n[0], k->p[2] = p->p[2], k->p[4] = p->p[1], k->n[3] = cols, k->f[0] = p->f[0];
+        p->kind = CK_NOP;
+    } else {
+        p->flag = 2;
+    }
+}
+
+static void cb_mvf_rules(cuda_be *c) {
+    if (c->mega || !cb_mvf_fuse()) return;
+    for (size_t i = 0; i < c->n_cmd; i++) {
+        if (!cb_is_mv_f(&c->cmd[i])) continue;
+        cb_mvf_glu(c, i);
+        cb_mvf_norm(c, i);
+    }
+}
+
 static uint64_t cb_signature(const cuda_be *c) {
     uint64_t h = 1469598103934665603ull;
     const uint64_t *p = (const uint64_t *)(const void *)c->cmd;
@@ -744,6 +846,7 @@ static int cb_run_step(cuda_be *c) {
         cb_fuse(c);
         cb_merge(c);
         cb_fold(c);
+        cb_mvf_rules(c);
     }
     uint64_t sig = cb_signature(c);
     if (c->mega && cb_mega_try(c, sig, &rc)) return rc;

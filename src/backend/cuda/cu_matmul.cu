@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "backend/cuda/cu_unpack.cuh"
+#include "backend/cuda/cuda_mvf.h"
 
 #define MV_T 8      /* tokens per pass */
 
@@ -240,82 +241,7 @@ MV1_KERNEL(mv1_q6_K, up_q6_K, 0, 0)
 typedef void (*mv_fn)(mv_multi, int, int, int, const int8_t *, const float *, const int2 *, int);
 typedef void (*up_fn)(const uint8_t *, int, const int8_t *, int *, float *, float *);
 
-/* ---- float weights x f32 activations ---------------------------------------------------- */
-
-/* Float weights keep the block-per-row-pair layout: MV_R rows per block, the row split
- * over up to MV_MAXW warps (measured faster for f16 than one warp per row). */
-#define MV_R 2      /* rows per block */
-#define MV_MAXW 8   /* most warps per block */
-
-/* Sums acc[r][t] over the block and stores y. red: [MV_R*MV_T][MV_MAXW] shared. */
-static __device__ __forceinline__ void mv_store(float acc[MV_R][MV_T], float *red, int64_t r0, int64_t n_rows,
-                                                int n_tok, float *y, int64_t ldy, float *add_to) {
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-#pragma unroll
-    for (int r = 0; r < MV_R; r++)
-#pragma unroll
-        for (int t = 0; t < MV_T; t++) {
-            float v = cu_warp_sum(acc[r][t]);
-            if (lane == 0) red[(r * MV_T + t) * MV_MAXW + warp] = v;
-        }
-    __syncthreads();
-    int i = threadIdx.x;
-    if (i < MV_R * MV_T) {
-        int r = i / MV_T, t = i % MV_T;
-        float s = 0.0f;
-        for (int w = 0; w < nw; w++) s += red[i * MV_MAXW + w];
-        if (t < n_tok && r0 + r < n_rows) {
-            y[(int64_t)t * ldy + r0 + r] = s;
-            if (add_to) add_to[(int64_t)t * ldy + r0 + r] += s; /* fused residual add */
-        }
-    }
-}
-
-/* vec: n % 8 == 0 (every row and x row is then 16-byte aligned). */
-static __global__ void mv_float(uint32_t type, mv_multi mm, int64_t n, int vec, const float *x, int n_tok) {
-    __shared__ float red[MV_R * MV_T * MV_MAXW];
-    MV_SEGMENT(mm);
-    cu_pdl_wait(); /* launched early (CU_LAUNCH): wait for the kernel that wrote x */
-    cu_pdl_trigger();
-    int64_t r0 = (int64_t)blk * MV_R;
-    float acc[MV_R][MV_T];
-#pragma unroll
-    for (int r = 0; r < MV_R; r++)
-#pragma unroll
-        for (int t = 0; t < MV_T; t++) acc[r][t] = 0.0f;
-    int64_t ng = vec ? n / 8 : 0;
-    for (int64_t g = threadIdx.x; g < ng; g += blockDim.x) {
-        float wv[MV_R][8];
-#pragma unroll
-        for (int r = 0; r < MV_R; r++) {
-            if (r0 + r < n_rows) fw_load8(type, w + (size_t)(r0 + r) * row_bytes, g * 8, wv[r]);
-            else
-#pragma unroll
-                for (int k = 0; k < 8; k++) wv[r][k] = 0.0f;
-        }
-#pragma unroll
-        for (int t = 0; t < MV_T; t++) {
-            if (t < n_tok) {
-                const float4 *xp = (const float4 *)(x + (int64_t)t * n + g * 8);
-                float4 xa = xp[0], xb = xp[1];
-#pragma unroll
-                for (int r = 0; r < MV_R; r++)
-                    acc[r][t] += wv[r][0] * xa.x + wv[r][1] * xa.y + wv[r][2] * xa.z + wv[r][3] * xa.w +
-                                 wv[r][4] * xb.x + wv[r][5] * xb.y + wv[r][6] * xb.z + wv[r][7] * xb.w;
-            }
-        }
-    }
-    for (int64_t i = ng * 8 + threadIdx.x; i < n; i += blockDim.x) { /* scalar path / tail */
-#pragma unroll
-        for (int r = 0; r < MV_R; r++) {
-            float wv = r0 + r < n_rows ? fw_load1(type, w + (size_t)(r0 + r) * row_bytes, i) : 0.0f;
-#pragma unroll
-            for (int t = 0; t < MV_T; t++)
-                if (t < n_tok) acc[r][t] += wv * x[(int64_t)t * n + i];
-        }
-    }
-    mv_store(acc, red, r0, n_rows, n_tok, y, ldy, add_to);
-}
+/* Float weights (F32/F16/BF16) take f32 activations: cu_mvf.cu (cuda_mvf.h). */
 
 /* ---- dequantization (embedding rows, f16 weights for the tensor-core path) --------------- */
 
@@ -438,25 +364,6 @@ static int is_float_type(uint32_t t) {
 
 extern "C" int cuda_type_supported(uint32_t type) {
     return is_float_type(type) || mm_find(type) != NULL;
-}
-
-/* Work items (32-element chunks) per thread: HEARTH_CUDA_MV_IPT (tuning), default 2. */
-static int mv_ipt(void) {
-    static int ipt;
-    if (!ipt) {
-        const char *s = getenv("HEARTH_CUDA_MV_IPT");
-        int v = s ? atoi(s) : 0;
-        ipt = v >= 1 && v <= 16 ? v : 2;
-    }
-    return ipt;
-}
-
-/* Threads per block for a row of `items` work items. */
-static int mv_threads(int64_t items) {
-    int64_t w = items / (32 * mv_ipt());
-    if (w < 1) w = 1;
-    if (w > MV_MAXW) w = MV_MAXW;
-    return (int)w * 32;
 }
 
 static size_t align256(size_t x) {
@@ -669,20 +576,11 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
     unsigned grid = cu_blocks(w->n_rows, MQ_W);
     float *add_to = opt ? opt->add_to : NULL;
     if (is_float_type(w->type)) {
-        int vec = w->n_cols % 8 == 0;
-        unsigned thr = (unsigned)mv_threads(vec ? w->n_cols / 8 : w->n_cols / 4);
-        grid = cu_blocks(w->n_rows, MV_R);
-        for (int64_t t0 = 0; t0 < n_tok; t0 += MV_T) {
-            int nt = (int)(n_tok - t0 < MV_T ? n_tok - t0 : MV_T);
-            mv_multi mm;
-            memset(&mm, 0, sizeof mm);
-            mm.n = 1;
-            mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
-                              add_to ? add_to + t0 * ldy : NULL, grid };
-            CU_LAUNCH(err, "launching a matrix-vector product", mv_float, grid, thr, 0, c->stream, w->type, mm,
-                      w->n_cols, vec, x + t0 * w->n_cols, nt);
-        }
-        return cu_check_launch(err, "matrix-vector product");
+        cuda_mvf_call m;
+        memset(&m, 0, sizeof m);
+        m.n = 1, m.w[0] = w, m.y[0] = y, m.ldy[0] = ldy, m.add_to[0] = add_to;
+        m.x = x, m.x_stride = w->n_cols, m.n_tok = n_tok;
+        return cuda_mvf(c, &m, err);
     }
     const mm_entry *e = mm_find(w->type);
     if (!e) return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: no kernel for weight type %s", quant_type_name(w->type));
@@ -717,30 +615,36 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
 static int matmul_tc_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
                            float *const *adds, const float *x, int64_t n_tok, int reuse_act, hb_err *err);
 
-/* n (2..3) quantized weights of the same type and row length over the same x: one launch
- * per token group. */
+/* n (2..3) weights of the same type and row length over the same x: one launch per token
+ * group (float weights: cu_mvf.cu; prefill batches: matmul_tc_multi). */
 extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys,
                                  const int64_t *ldys, float *const *adds, const float *x, int64_t n_tok, int reuse_act,
                                  hb_err *err) {
     int rc;
     const cuda_weight *w = ws[0];
     const mm_entry *e = mm_find(w->type);
-    int fl = is_float_type(w->type);
     if (n >= 1 && n <= 3 && !cuda_matmul_is_mv(w, n_tok)) /* prefill: one tensor-core launch */
         return matmul_tc_multi(c, n, ws, ys, ldys, adds, x, n_tok, reuse_act, err);
-    if (n < 1 || n > 3 || (!e && !fl) || n_tok > MV_T) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: bad multi-matmul");
+    if (n < 1 || n > 3 || n_tok > MV_T) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: bad multi-matmul");
+    if (is_float_type(w->type)) {
+        cuda_mvf_call m;
+        memset(&m, 0, sizeof m);
+        m.n = n, m.x = x, m.x_stride = w->n_cols, m.n_tok = n_tok;
+        for (int i = 0; i < n; i++) m.w[i] = ws[i], m.y[i] = ys[i], m.ldy[i] = ldys[i], m.add_to[i] = adds[i];
+        return cuda_mvf(c, &m, err);
+    }
+    if (!e) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: bad multi-matmul");
     int8_t *xq = NULL;
     float *xd = NULL;
     int2 *xs = NULL;
-    if (!fl && !reuse_act) { /* the product's blocks quantize x themselves */
+    if (!reuse_act) { /* the product's blocks quantize x themselves */
         int done = 0;
         if ((rc = cu_pq_matmul(c, n, ws, ys, ldys, adds, x, w->n_cols, n_tok, NULL, 0.0f, NULL, &done, err)) || done)
             return rc;
     }
-    if (!fl && (rc = cu_act_quantize(c, x, n_tok, w->n_cols, reuse_act, &xq, &xd, &xs, err))) return rc;
-    int vec = w->n_cols % 8 == 0;
-    int nch = (int)(w->n_cols / 32), segb = fl ? 0 : mq_seg_bytes(w), vw = 16;
-    if (!fl && (segb <= 0 || segb > MQ_STAGE)) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unexpected row layout");
+    if ((rc = cu_act_quantize(c, x, n_tok, w->n_cols, reuse_act, &xq, &xd, &xs, err))) return rc;
+    int nch = (int)(w->n_cols / 32), segb = mq_seg_bytes(w), vw = 16;
+    if (segb <= 0 || segb > MQ_STAGE) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unexpected row layout");
     mv_multi mm;
     mv_seg *seg[3] = { &mm.s0, &mm.s1, &mm.s2 };
     memset(&mm, 0, sizeof mm);
@@ -749,23 +653,15 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
     for (int i = 0; i < n; i++) {
         if (ws[i]->type != w->type || ws[i]->n_cols != w->n_cols)
             return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: multi-matmul over different weights");
-        unsigned b = cu_blocks(ws[i]->n_rows, fl ? MV_R : MQ_W);
-        if (!fl) {
-            int v = mq_width(ws[i], segb);
-            vw = v < vw ? v : vw;
-        }
+        unsigned b = cu_blocks(ws[i]->n_rows, MQ_W);
+        int v = mq_width(ws[i], segb);
+        vw = v < vw ? v : vw;
         *seg[i] = (mv_seg){ (const uint8_t *)ws[i]->data, ws[i]->row_bytes, ws[i]->n_rows, ys[i], ldys[i], adds[i], b };
         grid += b;
     }
-    if (fl) {
-        CU_LAUNCH(err, "launching a matrix-vector product", mv_float, grid,
-                  (unsigned)mv_threads(vec ? w->n_cols / 8 : w->n_cols / 4), 0, c->stream, w->type, mm, w->n_cols, vec,
-                  x, (int)n_tok);
-    } else {
-        mv_fn fn = mv_pick(e, n_tok, (int64_t)grid * MQ_W, nch, segb, vw, w->row_bytes);
-        CU_LAUNCH(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c->stream, mm, nch, segb, vw, xq,
-                  xd, xs, (int)n_tok);
-    }
+    mv_fn fn = mv_pick(e, n_tok, (int64_t)grid * MQ_W, nch, segb, vw, w->row_bytes);
+    CU_LAUNCH(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c->stream, mm, nch, segb, vw, xq, xd,
+              xs, (int)n_tok);
     return cu_check_launch(err, "matrix-vector product");
 }
 

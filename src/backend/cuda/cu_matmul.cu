@@ -546,7 +546,11 @@ extern "C" int cuda_rmsnorm_q8(cuda_ctx *c, const float *x, int64_t xs, float *y
     if (n_rows <= 0) return HEARTH_OK;
     if (n % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused norm needs rows of a multiple of 32");
     if ((rc = cu_act_buffers(c, n_rows, n, &xq, &xd, &xsum, err))) return rc;
-    if (rm_multi() && n % 4 == 0 && xs % 4 == 0 && (uintptr_t)x % 16 == 0 && n_rows <= 8) {
+    /* several blocks per row: each re-reads the whole row for its sum of squares, so not in
+     * place (another block may already have written its normalized chunk) */
+    const float *y_end = y + n_rows * n, *x_end = x + (n_rows - 1) * xs + n;
+    bool apart = y_end <= x || x_end <= y;
+    if (rm_multi() && apart && n % 4 == 0 && xs % 4 == 0 && (uintptr_t)x % 16 == 0 && n_rows <= 8) {
         dim3 grid((unsigned)((n / 32 + RM_W - 1) / RM_W), (unsigned)n_rows);
         CU_LAUNCH(err, "launching rmsnorm", rmsnorm_q8_mb_kernel, grid, RM_W * 32, 0, c->stream, x, xs, y, n, w, eps,
                   xq, xd, xsum);

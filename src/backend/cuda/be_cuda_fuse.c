@@ -1,0 +1,406 @@
+/* be_cuda_fuse.c — rewriting a recorded step of the CUDA backend (be_cuda.c) before it runs,
+ * so that a decode step needs fewer kernels. Every rule checks the exact data flow (same
+ * pointers and shapes, no output overlapping an input that is still read) and leaves the
+ * op list meaning the same thing; ops folded into others become CK_NOP. Order (cb_rewrite):
+ * the pairwise fusions (cb_fuse), products merged into one launch (cb_merge), norms / GLUs
+ * folded into quantized products (cb_fold) and into float products (cb_mvf_rules).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/be_cuda_int.h"
+#include "backend/cuda/cuda_mvf.h"
+
+/* ---- fusion: rewrites the recorded step before it runs ------------------------------------
+ * Patterns of the forward pass that the kernels can do in fewer passes:
+ *  - RMSNorm or GLU whose output feeds a matrix-vector product: it also quantizes it;
+ *  - consecutive products over the same input (q/k/v, gate/up): quantized once;
+ *  - a product followed by "residual += product": added in the product's epilogue;
+ *  - RoPE of q then of k at the same positions: one launch;
+ *  - (cb_merge) products sharing quantized activations: one launch.
+ * Each rewrite checks the exact data flow (same pointers, shapes, no overlapping writes). */
+static bool overlaps(const void *a, int64_t an, const void *b, int64_t bn) {
+    const float *x = a, *y = b;
+    return x < y + bn && y < x + an;
+}
+
+static bool cb_is_mv_q(const cb_cmd *k) {
+    return k->kind == CK_MATMUL && k->w.type != QT_F32 && k->w.type != QT_F16 && k->w.type != QT_BF16 &&
+           cuda_matmul_is_mv(&k->w, k->n[0]);
+}
+
+/* A product over int8 activations: quantized weights, decode (mat-vec) or prefill (the
+ * int8 tensor-core GEMM, cu_gemm.cu); both read the same activation scratch. */
+static bool cb_is_q(const cb_cmd *k) {
+    return k->kind == CK_MATMUL && k->w.type != QT_F32 && k->w.type != QT_F16 && k->w.type != QT_BF16;
+}
+
+/* RoPE of q and k (k: rope p[2]) followed by the KV store of that k: the rotation stores
+ * k and v too (whole heads rotated, float cache, v apart from q and k). */
+static void cb_fuse_kv(cb_cmd *r, cb_cmd *kv) {
+    int64_t n_tok = r->n[0];
+    if (!kv || kv->kind != CK_KV_STORE || kv->p[0] != r->p[2] || kv->n[0] != r->n[4] || kv->n[2] != n_tok ||
+        kv->off[0] != r->off[0] || (kv->kv.type != QT_F16 && kv->kv.type != QT_F32) || r->rope.n_rot != r->n[3] ||
+        r->n[5] * r->n[3] != kv->kv.kv_dim)
+        return;
+    int64_t vn = (n_tok - 1) * kv->n[1] + kv->kv.kv_dim;
+    if (overlaps(kv->p[2], vn, r->p[1], (n_tok - 1) * r->n[1] + r->n[2] * r->n[3]) ||
+        overlaps(kv->p[2], vn, r->p[2], (n_tok - 1) * r->n[4] + r->n[5] * r->n[3]))
+        return;
+    r->flag |= 4, r->kv = kv->kv, r->off[1] = kv->off[1], r->p[0] = kv->p[2], r->n[6] = kv->n[1];
+    kv->kind = CK_NOP;
+}
+
+/* ---- the fused decode attention (RoPE + KV store + attention + combine, one launch) ----
+ * It reads q and k without rotating them in place, so the rewrite also checks that no
+ * later op of the step reads them before something overwrites them whole (the forward
+ * pass writes q and k afresh in every layer). */
+
+/* Whether op k may read the floats [p, p + n) (conservative extents per kind). */
+static bool cb_reads(const cb_cmd *k, const void *p, int64_t n) {
+    const int64_t *m = k->n;
+    switch (k->kind) {
+    case CK_MATMUL:
+        return overlaps(k->p[0], m[0] * k->w.n_cols, p, n) || (k->p[3] && overlaps(k->p[3], m[0] * m[1], p, n));
+    case CK_RMSNORM:
+        return overlaps(k->p[0], (m[2] - 1) * m[0] + m[3], p, n);
+    case CK_ROPE:
+        return overlaps(k->p[1], (m[0] - 1) * m[1] + m[2] * m[3], p, n) ||
+               (k->p[2] && overlaps(k->p[2], (m[0] - 1) * m[4] + m[5] * m[3], p, n)) ||
+               ((k->flag & 4) && overlaps(k->p[0], (m[0] - 1) * m[6] + k->kv.kv_dim, p, n));
+    case CK_KV_STORE:
+        return overlaps(k->p[0], (m[2] - 1) * m[0] + k->kv.kv_dim, p, n) ||
+               overlaps(k->p[2], (m[2] - 1) * m[1] + k->kv.kv_dim, p, n);
+    case CK_ATTN: {
+        int64_t t = k->at.n_tok, hd = (int64_t)k->at.head_dim_k, kvd = k->kv.kv_dim;
+        return overlaps(k->p[0], (t - 1) * m[0] + k->at.n_head * hd, p, n) ||
+               ((k->flag & 2) && (overlaps(k->p[2], (t - 1) * m[2] + kvd, p, n) ||
+                                  overlaps(k->p[4], (t - 1) * m[4] + kvd, p, n)));
+    }
+    case CK_COPY_ROWS:
+        return overlaps(k->p[0], (m[2] - 1) * m[0] + m[3], p, n);
+    case CK_ADD:
+        return overlaps(k->p[0], m[0], p, n) || overlaps(k->p[1], m[0], p, n);
+    case CK_SCALE:
+    case CK_SOFTCAP:
+        return overlaps(k->p[1], m[0], p, n);
+    case CK_GLU:
+        return overlaps(k->p[0], (m[3] - 1) * m[0] + m[4], p, n) || overlaps(k->p[2], (m[3] - 1) * m[1] + m[4], p, n);
+    case CK_GET_ROWS:
+    case CK_KV_COPY:
+    case CK_NOP:
+        return false;
+    }
+    return true;
+}
+
+/* Whether op k overwrites all of [p, p + n) (contiguous outputs only). */
+static bool cb_covers(const cb_cmd *k, const void *p, int64_t n) {
+    const float *y = k->p[1], *a = p;
+    int64_t len = -1;
+    if (k->kind == CK_MATMUL && k->n[1] == k->w.n_rows) len = k->n[0] * k->w.n_rows;
+    else if (k->kind == CK_COPY_ROWS && k->n[1] == k->n[3]) len = k->n[2] * k->n[3];
+    else if (k->kind == CK_GET_ROWS) len = k->n[0] * k->w.n_cols;
+    return len > 0 && y <= a && a + n <= y + len;
+}
+
+/* Whether [p, p + n) is not read by the ops after index i before it is overwritten whole. */
+static bool cb_dead_after(const cuda_be *c, size_t i, const void *p, int64_t n) {
+    for (size_t j = i + 1; j < c->n_cmd; j++) {
+        if (cb_reads(&c->cmd[j], p, n)) return false;
+        if (cb_covers(&c->cmd[j], p, n)) return true;
+    }
+    return true;
+}
+
+/* HEARTH_CUDA_DATTN=1 turns the fused decode attention on (read once). Off by default:
+ * faster than the three kernels it replaces when timed alone, but tg128 of whole models
+ * measured 2-5% lower (docs/performance.md). */
+static bool cb_dattn_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *s = getenv("HEARTH_CUDA_DATTN");
+        on = s && *s == '1' ? 1 : 0;
+    }
+    return on == 1;
+}
+
+/* The first op at or after j that is not a NOP (n_cmd when none). */
+static size_t cb_next_op(const cuda_be *c, size_t j) {
+    while (j < c->n_cmd && c->cmd[j].kind == CK_NOP) j++;
+    return j;
+}
+
+/* RoPE of q and k (r = cmd[i], q+k merged; with the KV store folded in (flag 4) or followed
+ * by the KV store of that k) followed by the attention over the same q, positions,
+ * sequences and cache: one fused op in the attention's place (so the o product's rule
+ * still sees the attention just before it). Not with the persistent kernel. */
+static void cb_fuse_attn(cuda_be *c, size_t i) {
+    cb_cmd *r = &c->cmd[i], *kv = NULL;
+    if (c->mega || !cb_dattn_on() || !r->p[2]) return;
+    int64_t n_tok = r->n[0], hd = r->n[3];
+    size_t j = cb_next_op(c, i + 1);
+    if (!(r->flag & 4)) {
+        if (j >= c->n_cmd || c->cmd[j].kind != CK_KV_STORE) return;
+        kv = &c->cmd[j];
+        if (kv->p[0] != r->p[2] || kv->n[0] != r->n[4] || kv->n[2] != n_tok || kv->off[0] != r->off[0]) return;
+        j = cb_next_op(c, j + 1);
+    }
+    if (j >= c->n_cmd || c->cmd[j].kind != CK_ATTN) return;
+    cb_cmd *a = &c->cmd[j];
+    const cuda_kv *kvs = kv ? &kv->kv : &r->kv;
+    const void *v = kv ? kv->p[2] : r->p[0];
+    int64_t vs = kv ? kv->n[1] : r->n[6], seq_off = kv ? kv->off[1] : r->off[1];
+    cuda_attn at = a->at;
+    at.kv = kvs;
+    if (a->flag || a->p[0] != r->p[1] || a->n[0] != r->n[1] || a->off[0] != r->off[0] || a->off[1] != seq_off ||
+        memcmp(&a->kv, kvs, sizeof *kvs) != 0 || at.n_tok != n_tok || at.n_head != r->n[2] ||
+        at.n_head_kv != r->n[5] || at.head_dim_k != hd || !cuda_dattn_supported(&at, &r->rope, 0))
+        return;
+    int64_t qn = (n_tok - 1) * r->n[1] + r->n[2] * hd, kn = (n_tok - 1) * r->n[4] + r->n[5] * hd;
+    int64_t vn = (n_tok - 1) * vs + kvs->kv_dim, on = (n_tok - 1) * a->n[1] + (int64_t)at.n_head * at.head_dim_v;
+    if (overlaps(v, vn, r->p[1], qn) || overlaps(v, vn, r->p[2], kn) || overlaps(a->p[1], on, r->p[1], qn) ||
+        overlaps(a->p[1], on, r->p[2], kn) || overlaps(a->p[1], on, v, vn) || !cb_dead_after(c, j, r->p[1], qn) ||
+        !cb_dead_after(c, j, r->p[2], kn))
+        return;
+    a->flag |= 2, a->rope = r->rope;
+    a->p[2] = r->p[2], a->n[2] = r->n[4], a->p[4] = v, a->n[4] = vs;
+    r->kind = CK_NOP;
+    if (kv) kv->kind = CK_NOP;
+}
+
+/* Whether the attention output is quantized by the attention's combine pass for the product
+ * that reads it (HEARTH_CUDA_ATTN_Q=0: by the product's own quantization kernel). */
+static bool cb_attn_q(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *s = getenv("HEARTH_CUDA_ATTN_Q");
+        on = s && *s == '0' ? 0 : 1;
+    }
+    return on == 1;
+}
+
+static void cb_fuse(cuda_be *c) {
+    for (size_t i = 0; i < c->n_cmd; i++) {
+        cb_cmd *k = &c->cmd[i], *nx = i + 1 < c->n_cmd ? &c->cmd[i + 1] : NULL;
+        if (k->kind == CK_ROPE && nx && nx->kind == CK_ROPE && !k->p[2] && nx->off[0] == k->off[0] &&
+            nx->n[0] == k->n[0] && nx->n[3] == k->n[3] && memcmp(&nx->rope, &k->rope, sizeof k->rope) == 0 &&
+            !overlaps(k->p[1], k->n[0] * k->n[1], nx->p[1], nx->n[0] * nx->n[1])) {
+            k->p[2] = nx->p[1], k->n[4] = nx->n[1], k->n[5] = nx->n[2]; /* q and k in one pass */
+            nx->kind = CK_NOP;
+            cb_fuse_kv(k, i + 2 < c->n_cmd ? &c->cmd[i + 2] : NULL);
+            cb_fuse_attn(c, i);
+            continue;
+        }
+        if (k->kind != CK_MATMUL) continue;
+        int64_t n_tok = k->n[0], ldy = k->n[1], rows = k->w.n_rows, cols = k->w.n_cols;
+        if (nx && nx->kind == CK_ADD && nx->p[0] == k->p[1] && ldy == rows && nx->n[0] == n_tok * rows &&
+            !overlaps(nx->p[1], nx->n[0], k->p[0], n_tok * cols)) {
+            k->p[3] = nx->p[1];
+            nx->kind = CK_NOP;
+        }
+        if (!cb_is_q(k) || i == 0) continue; /* decode products and prefill (tensor-core) ones */
+        cb_cmd *pv = &c->cmd[i - 1];
+        if (pv->kind == CK_RMSNORM && pv->p[1] == k->p[0] && pv->n[2] == n_tok && pv->n[3] == cols &&
+            pv->n[1] == cols && cols % 32 == 0) {
+            pv->flag = 1;
+            k->flag = 1;
+        } else if (pv->kind == CK_GLU && pv->p[1] == k->p[0] && pv->n[3] == n_tok && pv->n[4] == cols &&
+                   pv->n[2] == cols && cols % 32 == 0) {
+            pv->flag |= 2; /* the GLU quantizes its output for this product */
+            k->flag = 1;
+        } else if (pv->kind == CK_ATTN && cb_is_mv_q(k) && !c->mega && cb_attn_q() && pv->p[1] == k->p[0] &&
+                   pv->at.n_tok == n_tok &&
+                   pv->n[1] == cols && (int64_t)pv->at.n_head * pv->at.head_dim_v == cols &&
+                   pv->at.head_dim_v % 32 == 0 && pv->at.head_dim_v <= 1024) {
+            pv->flag |= 1; /* the attention quantizes its output for this product */
+            k->flag = 1;
+        } else if (cb_is_q(pv) && cb_is_mv_q(pv) == cb_is_mv_q(k) && pv->p[0] == k->p[0] && pv->n[0] == n_tok &&
+                   pv->w.n_cols == cols &&
+                   !overlaps(pv->p[1], n_tok * pv->n[1], k->p[0], n_tok * cols) &&
+                   (!pv->p[3] || !overlaps(pv->p[3], n_tok * pv->n[1], k->p[0], n_tok * cols))) {
+            k->flag = 1;
+        }
+    }
+}
+
+/* Products that reuse the previous one's activations (same x, type and row length) join
+ * it in one launch, up to three (q/k/v, gate/up): decode mat-vecs and, at prefill, the int8
+ * tensor-core products (cu_gemm_quant_multi; the 256-row k/v products alone fill only part
+ * of the GPU). */
+static bool cb_is_mv(const cb_cmd *k) {
+    return k->kind == CK_MATMUL && cuda_matmul_is_mv(&k->w, k->n[0]);
+}
+
+/* True when matmul p's outputs leave x (n_tok x cols floats) untouched. */
+static bool cb_keeps_x(const cb_cmd *p, const void *x, int64_t n_tok, int64_t cols) {
+    return !overlaps(p->p[1], n_tok * p->n[1], x, n_tok * cols) &&
+           (!p->p[3] || !overlaps(p->p[3], n_tok * p->n[1], x, n_tok * cols));
+}
+
+static void cb_merge(cuda_be *c) {
+    for (size_t i = 0; i < c->n_cmd; i++) {
+        cb_cmd *k = &c->cmd[i];
+        bool mv = cb_is_mv(k), q = cb_is_q(k);
+        if (mv ? k->n[0] > 8 : !q) continue; /* decode products, or quantized prefill ones */
+        for (size_t j = i + 1; j < c->n_cmd && k->n_multi < 2; j++) {
+            cb_cmd *o = &c->cmd[j], *prev = &c->cmd[j - 1];
+            /* quantized: o reuses the activations (so x is unchanged); float: check it */
+            bool x_ok = q ? (o->flag & 1) : cb_keeps_x(prev, k->p[0], k->n[0], k->w.n_cols);
+            if (o->kind != CK_MATMUL || cb_is_mv(o) != mv || !x_ok || o->p[0] != k->p[0] || o->n[0] != k->n[0] ||
+                o->w.type != k->w.type || o->w.n_cols != k->w.n_cols)
+                break;
+            k->wx[k->n_multi] = o->w, k->yx[k->n_multi] = o->p[1], k->addx[k->n_multi] = o->p[3];
+            k->ldyx[k->n_multi++] = o->n[1];
+            o->kind = CK_NOP;
+        }
+    }
+}
+
+/* ---- folding the op before a product into it (after cb_merge; not for the persistent
+ * kernel, which has no such forms):
+ *  - an RMSNorm that quantizes for the (merged) product right after it: the product's
+ *    blocks normalize and quantize its input themselves (flag 2; the norm's output is
+ *    still written, so nothing needs to know whether it is read later);
+ *  - gate and up merged into one product, then the GLU that quantizes for the next
+ *    product: one kernel writes gate, up and the GLU output (flag 4).
+ * Both need the product's outputs apart from the input its blocks read. */
+/* True when no output of product k overlaps x (n floats). */
+static bool cb_outs_apart(const cb_cmd *k, const void *x, int64_t n) {
+    int64_t t = k->n[0];
+    const void *ys[3] = { k->p[1], k->yx[0], k->yx[1] }, *as[3] = { k->p[3], k->addx[0], k->addx[1] };
+    int64_t ld[3] = { k->n[1], k->ldyx[0], k->ldyx[1] };
+    for (int i = 0; i <= k->n_multi && i < 3; i++)
+        if (overlaps(ys[i], t * ld[i], x, n) || (as[i] && overlaps(as[i], t * ld[i], x, n))) return false;
+    return true;
+}
+
+static void cb_fold_glu(cb_cmd *k, cb_cmd *g) {
+    int64_t t = k->n[0], rows = k->w.n_rows;
+    if (k->n_multi != 1 || k->p[3] || k->addx[0] || k->wx[0].n_rows != rows || g->kind != CK_GLU || !(g->flag & 2) ||
+        g->n[3] != t || g->n[4] != rows || g->n[2] != rows)
+        return;
+    bool fw = g->p[0] == k->p[1] && g->n[0] == k->n[1] && g->p[2] == k->yx[0] && g->n[1] == k->ldyx[0];
+    bool sw = g->p[0] == k->yx[0] && g->n[0] == k->ldyx[0] && g->p[2] == k->p[1] && g->n[1] == k->n[1];
+    const void *x = (k->flag & 2) ? k->px[0] : k->p[0];
+    int64_t xn = (k->flag & 2) ? (t - 1) * k->n[2] + k->w.n_cols : t * k->w.n_cols;
+    if ((!fw && !sw) || overlaps(g->p[1], t * rows, x, xn) || overlaps(g->p[1], t * rows, k->p[1], t * k->n[1]) ||
+        overlaps(g->p[1], t * rows, k->yx[0], t * k->ldyx[0]) || !cb_outs_apart(k, x, xn) ||
+        ((k->flag & 2) && overlaps(g->p[1], t * rows, k->p[0], t * k->w.n_cols)))
+        return;
+    k->flag |= 4 | ((g->flag & 1) ? 8 : 0) | (sw ? 16 : 0);
+    k->px[1] = g->p[1];
+    g->kind = CK_NOP;
+}
+
+static void cb_fold(cuda_be *c) {
+    if (c->mega) return;
+    for (size_t i = 0; i < c->n_cmd; i++) {
+        cb_cmd *r = &c->cmd[i];
+        size_t j = cb_next_op(c, i + 1);
+        if (j >= c->n_cmd) break;
+        cb_cmd *k = &c->cmd[j];
+        if (r->kind == CK_RMSNORM && r->flag == 1 && k->kind == CK_MATMUL && (k->flag & 1) && cb_is_mv_q(k) &&
+            k->p[0] == r->p[1] && k->n[0] == r->n[2] && k->n[0] <= 8 && k->w.n_cols == r->n[3] && r->n[1] == r->n[3]) {
+            int64_t t = k->n[0], xn = (t - 1) * r->n[0] + r->n[3];
+            if (!overlaps(r->p[0], xn, r->p[1], t * r->n[3]) && cb_outs_apart(k, r->p[0], xn) &&
+                cb_outs_apart(k, r->p[1], t * r->n[3])) {
+                k->flag |= 2;
+                k->px[0] = r->p[0], k->p[2] = r->p[2], k->f[0] = r->f[0], k->n[2] = r->n[0];
+                r->kind = CK_NOP;
+            }
+        }
+        if (r->kind == CK_MATMUL && cb_is_mv_q(r) && r->n[0] <= 8) cb_fold_glu(r, k);
+    }
+}
+
+/* ---- float-weight decode products (cu_mvf.cu) ---------------------------------------------
+ * After cb_merge, for products of F32/F16/BF16 weights:
+ *  - a merged gate/up product followed by the GLU of its two outputs computes the GLU in its
+ *    epilogue (flag 64, 128 = GELU; the GLU output in yx[1]/ldyx[1]); the GLU op goes;
+ *  - the RMSNorm right before the product is folded into its prologue (flag 32: p[0] = the
+ *    norm's input, n[2] its row stride, p[2] the norm weights, f[0] eps, p[4]/n[3] the norm's
+ *    output, which the kernel still writes for any later reader); the norm op goes;
+ *  - a norm that cannot be folded (in place, or too wide for the kernel's shared memory)
+ *    runs the float multi-block norm (norm flag 2), whose arithmetic equals the fold's.
+ * Every rewrite checks that no output of the fused kernel overlaps what it reads or what the
+ * norm writes. Off with the persistent kernel and with HEARTH_CUDA_MVF_FUSE=0. */
+static bool cb_is_mv_f(const cb_cmd *k) {
+    return k->kind == CK_MATMUL && (k->w.type == QT_F32 || k->w.type == QT_F16 || k->w.type == QT_BF16) &&
+           cuda_matmul_is_mv(&k->w, k->n[0]);
+}
+
+/* True when an output of matmul k (products, residual adds, GLU output) overlaps [p, p + n). */
+static bool cb_mv_writes(const cb_cmd *k, const void *p, int64_t n) {
+    int64_t t = k->n[0];
+    if (overlaps(k->p[1], t * k->n[1], p, n) || (k->p[3] && overlaps(k->p[3], t * k->n[1], p, n))) return true;
+    for (int64_t i = 0; i < k->n_multi; i++)
+        if (overlaps(k->yx[i], t * k->ldyx[i], p, n) || (k->addx[i] && overlaps(k->addx[i], t * k->ldyx[i], p, n)))
+            return true;
+    return (k->flag & 64) && overlaps(k->yx[1], t * k->ldyx[1], p, n);
+}
+
+/* HEARTH_CUDA_MVF_FUSE: 0 off, 1 the GLU and the norm, else (default) the GLU only: the
+ * folded norm (every block normalizing the activations before its product) measured slower
+ * than the multi-block norm kernel (docs/performance.md). */
+static int cb_mvf_fuse(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *s = getenv("HEARTH_CUDA_MVF_FUSE");
+        on = s && *s == '0' ? 0 : (s && *s == '1' ? 1 : 2);
+    }
+    return on;
+}
+
+static void cb_mvf_glu(cuda_be *c, size_t i) {
+    cb_cmd *k = &c->cmd[i];
+    size_t j = i + 1;
+    while (j < c->n_cmd && c->cmd[j].kind == CK_NOP) j++;
+    cb_cmd *g = j < c->n_cmd ? &c->cmd[j] : NULL;
+    int64_t n_tok = k->n[0];
+    if (!g || g->kind != CK_GLU || (g->flag & ~1) || k->n_multi != 1 || k->p[3] || k->addx[0] || g->p[0] != k->p[1] ||
+        g->n[0] != k->n[1] || g->p[2] != k->yx[0] || g->n[1] != k->ldyx[0] || g->n[3] != n_tok ||
+        g->n[4] != k->w.n_rows || k->wx[0].n_rows != k->w.n_rows || g->n[4] > k->n[1] || g->n[4] > k->ldyx[0])
+        return;
+    int64_t on = (n_tok - 1) * g->n[2] + g->n[4];
+    if (cb_mv_writes(k, g->p[1], on) || overlaps(g->p[1], on, k->p[0], n_tok * k->w.n_cols)) return;
+    k->flag |= 64 | ((g->flag & 1) ? 128 : 0);
+    k->yx[1] = g->p[1], k->ldyx[1] = g->n[2];
+    g->kind = CK_NOP;
+}
+
+static void cb_mvf_norm(cuda_be *c, size_t i) {
+    cb_cmd *k = &c->cmd[i];
+    size_t h = i;
+    while (h > 0 && c->cmd[h - 1].kind == CK_NOP) h--;
+    cb_cmd *p = h > 0 ? &c->cmd[h - 1] : NULL;
+    int64_t n_tok = k->n[0], cols = k->w.n_cols;
+    if (!p || p->kind != CK_RMSNORM || p->flag || p->p[1] != k->p[0] || p->n[2] != n_tok || p->n[3] != cols ||
+        p->n[1] != cols)
+        return;
+    int64_t xn = (n_tok - 1) * p->n[0] + cols, yn = n_tok * cols;
+    if (cb_mvf_fuse() == 1 && cuda_mvf_norm_ok(&k->w, n_tok) && !overlaps(p->p[0], xn, p->p[1], yn) && !cb_mv_writes(k, p->p[0], xn) &&
+        !cb_mv_writes(k, p->p[1], yn)) {
+        k->flag |= 32;
+        k->p[0] = p->p[0], k->n[2] = p->n[0], k->p[2] = p->p[2], k->p[4] = p->p[1], k->n[3] = cols, k->f[0] = p->f[0];
+        p->kind = CK_NOP;
+    } else {
+        p->flag = 2;
+    }
+}
+
+static void cb_mvf_rules(cuda_be *c) {
+    if (c->mega || !cb_mvf_fuse()) return;
+    for (size_t i = 0; i < c->n_cmd; i++) {
+        if (!cb_is_mv_f(&c->cmd[i])) continue;
+        cb_mvf_glu(c, i);
+        cb_mvf_norm(c, i);
+    }
+}
+
+void cb_rewrite(cuda_be *c) {
+    cb_fuse(c);
+    cb_merge(c);
+    cb_fold(c);
+    cb_mvf_rules(c);
+}

@@ -1,0 +1,85 @@
+/* be_cuda_int.h — internal to the CUDA backend's recorder (be_cuda.c) and its step
+ * rewriting passes (be_cuda_fuse.c): the recorded op, the backend state, and the one entry
+ * point of the rewriting. Not for use outside src/backend/cuda. */
+#ifndef HEARTH_BE_CUDA_INT_H
+#define HEARTH_BE_CUDA_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend/cuda/cuda.h"
+
+/* host address -> device copy */
+typedef struct cb_map {
+    const void *host;
+    void *dev;
+    size_t bytes;        /* device bytes */
+    cuda_weight w;       /* weights only */
+} cb_map;
+
+/* One recorded op. Every field that decides what the GPU does is in here (zero-filled
+ * first), so equal bytes mean an identical step; int arrays live in the step's arena and
+ * are referenced by offset, so their values may change without changing the step. */
+typedef enum cb_kind {
+    CK_GET_ROWS, CK_MATMUL, CK_RMSNORM, CK_ROPE, CK_KV_STORE, CK_ATTN, CK_COPY_ROWS, CK_ADD, CK_SCALE,
+    CK_SOFTCAP, CK_GLU, CK_KV_COPY, CK_NOP
+} cb_kind;
+
+typedef struct cb_cmd {
+    int32_t kind, flag;
+    int64_t off[2];      /* arena offsets (ints) of up to two int arrays, -1 = none */
+    const void *p[5];    /* device pointers ([3]: fused residual target of a matmul) */
+    int64_t n[8];        /* sizes and strides */
+    float f[2];
+    cuda_weight w;
+    cuda_weight wx[2];   /* more weights over the same x, run in the same launch (cb_fuse) */
+    const void *yx[2], *addx[2];
+    int64_t ldyx[2];
+    int64_t n_multi;     /* how many of wx are used */
+    const void *px[2];   /* folded into a product (cb_fold): [0] the RMSNorm's input, [1] the GLU's output */
+    cuda_rope rope;
+    cuda_kv kv;
+    cuda_attn at;        /* pos/seq/kv pointers filled at run time */
+} cb_cmd;
+/* CK_ATTN with flag 2 is the fused decode attention (cb_fuse_attn): rope, k p[2] (stride
+ * n[2]), v p[4] (stride n[4]) besides the attention's own fields. */
+_Static_assert(sizeof(cb_cmd) % 8 == 0, "cb_cmd is hashed as 64-bit words");
+
+/* A step seen before: after one eager run it is captured, then replayed. */
+typedef struct cb_graph {
+    uint64_t sig, gen, last_use;
+    cuda_graph *g;       /* NULL until captured */
+} cb_graph;
+
+#define CB_GRAPHS 16
+#define CB_DEDUP 8
+#define CB_ROPE_TABLES 8
+
+typedef struct cuda_be {
+    cuda_ctx *cu;
+    hb_err err;          /* first failure (sticky) */
+    cb_map *map;         /* weights, float arrays and KV shadows */
+    size_t n_map, cap_map;
+    cb_cmd *cmd;         /* the step being recorded */
+    size_t n_cmd, cap_cmd;
+    int32_t *arena_host; /* pinned: int arrays of the step */
+    int32_t *arena_dev;
+    int64_t arena_used, arena_cap;
+    struct { const int32_t *host; int64_t n, off; } dedup[CB_DEDUP];
+    int n_dedup;
+    cb_graph graphs[CB_GRAPHS];
+    uint64_t clock;
+    bool graphs_off;     /* HEARTH_CUDA_GRAPHS=0, or a capture failed */
+    bool fuse_off;       /* HEARTH_CUDA_FUSE=0 */
+    cuda_mega *mega;     /* persistent decode kernel; NULL when off (HEARTH_CUDA_MEGA=0) or unusable */
+    uint64_t mega_no[CB_GRAPHS]; /* signatures of steps it refused (they run as graphs) */
+    int n_mega_no;
+    struct { float base; int32_t n_rot; double *dev; } rope_inv[CB_ROPE_TABLES]; /* cb_rope_inv */
+    int n_rope_inv;
+} cuda_be;
+
+/* Rewrites the recorded step c->cmd[0..n_cmd) into fewer, fused ops (be_cuda_fuse.c): ops
+ * that disappear become CK_NOP; the result runs exactly what the ops described. */
+void cb_rewrite(cuda_be *c);
+
+#endif

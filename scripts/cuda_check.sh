@@ -20,13 +20,17 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --f
 # Binaries built elsewhere (same x86-64 ABI) may be carried in build/ with PREBUILT=1.
 if [ "${PREBUILT:-0}" != 1 ]; then
   t0=$(date +%s)
-  make CUDA=1 -j16 all build/tests/cuda/test_cuda_kernels build/cuda_bench_kernels >"$out/build.log" 2>&1 \
+  cuda_tests=$(ls tests/cuda/test_cuda_*.c | sed 's|^tests/|build/tests/|; s|\.c$||')
+  make CUDA=1 -j16 all $cuda_tests build/cuda_bench_kernels build/cuda_bench_model >"$out/build.log" 2>&1 \
     || { tail -30 "$out/build.log"; exit 1; }
   echo "build: $(( $(date +%s) - t0 )) s"
 fi
 for w in $what; do
   case $w in
-    kernels) build/tests/cuda/test_cuda_kernels 2>&1 | tee "$out/kernels.log" | grep -v "^  " ;;
+    kernels) # every CUDA test program (kernels against CPU references, fused paths against unfused)
+      for t in build/tests/cuda/test_cuda_*; do
+        "$t" > "$out/$(basename "$t").log" 2>&1; echo "$(basename "$t"): rc=$? $(grep -c '^\[       OK' "$out/$(basename "$t").log") ok, $(grep -c '^\[  FAILED' "$out/$(basename "$t").log") failed lines"
+      done ;;
     bench)   build/cuda_bench_kernels 100 2>&1 | tee "$out/bench.log" ;;
   esac
 done

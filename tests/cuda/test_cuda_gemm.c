@@ -23,37 +23,10 @@
 
 #include <cmocka.h>
 
+#include "cuda/cuda_test.h"
+
 #include "backend/cuda/cuda.h"
 #include "quant/quant.h"
-
-static cuda_ctx *g_ctx;
-static hb_err g_err;
-
-static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
-static float frand(void) { /* uniform in [-1, 1) */
-    g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((g_rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
-}
-
-static int setup(void **state) {
-    (void)state;
-    if (cuda_ctx_new(0, &g_ctx, &g_err)) {
-        fprintf(stderr, "no usable GPU: %s\n", g_err.msg);
-        g_ctx = NULL;
-    }
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    cuda_ctx_free(g_ctx);
-    return 0;
-}
-
-#define NEED_GPU()          \
-    do {                    \
-        if (!g_ctx) skip(); \
-    } while (0)
 
 /* A weight W [rows][cols] of `type` (quantized by the reference) on the device, with its
  * reference dequantization in wd (host). */

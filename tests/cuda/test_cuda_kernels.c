@@ -17,37 +17,11 @@
 
 #include <cmocka.h>
 
+#define CUDA_TEST_SEED 0x9E3779B97F4A7C15ull
+#include "cuda/cuda_test.h"
+
 #include "backend/cuda/cuda.h"
 #include "quant/quant.h"
-
-static cuda_ctx *g_ctx;
-static hb_err g_err;
-
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static float frand(void) { /* uniform in [-1, 1) */
-    g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((g_rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
-}
-
-static int setup(void **state) {
-    (void)state;
-    if (cuda_ctx_new(0, &g_ctx, &g_err)) {
-        fprintf(stderr, "no usable GPU: %s\n", g_err.msg);
-        g_ctx = NULL;
-    }
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    cuda_ctx_free(g_ctx);
-    return 0;
-}
-
-#define NEED_GPU()          \
-    do {                    \
-        if (!g_ctx) skip(); \
-    } while (0)
 
 /* One type/shape case: W [rows][cols] random, quantized by the reference; x [n_tok][cols]. */
 static void check_matmul(uint32_t type, int64_t rows, int64_t cols, int64_t n_tok) {
@@ -165,17 +139,6 @@ static void test_get_rows(void **state) {
 }
 
 /* ---- the other ops, against plain C written here ------------------------------------------ */
-
-static void *dev_from(const void *host, size_t bytes) {
-    void *d = NULL;
-    assert_int_equal(cuda_alloc(g_ctx, &d, bytes, &g_err), 0);
-    if (host) assert_int_equal(cuda_upload(g_ctx, d, host, bytes, &g_err), 0);
-    return d;
-}
-
-static void to_host(void *dst, const void *d, size_t bytes) {
-    assert_int_equal(cuda_download(g_ctx, dst, d, bytes, &g_err), 0);
-}
 
 static void test_rmsnorm_rope_glu(void **state) {
     (void)state;

@@ -18,11 +18,15 @@
  * H200 for TinyLlama shapes). Blocks of 8 warps own a 64 (tokens) x 64 (weight rows) tile,
  * each warp 32 x 16; 107 KB of shared memory lets 2 blocks share an SM.
  *
- * F16/BF16 weights: f16 products (mma m16n8k16) with f32 accumulation, 64 x 128 tiles
- * (warps of 32 x 32). F16 rows that allow 16-byte copies take gemm_h_kernel (4-stage ring of
- * asynchronous copies; the f32 activations are converted to f16 in shared memory), other
- * shapes and BF16 gemm_f_kernel (loads staged in registers, converted on the way to shared
- * memory). Both are bound by L2 traffic of the f32 activations (~100-130 TFLOPS).
+ * F16/BF16 weights: f16 products (mma m16n8k16) with f32 accumulation, warps of 32 x 32.
+ * F16 rows that allow 16-byte copies (k % 8 == 0, aligned) take gemm_hh_<64|128>: the
+ * activations are converted to f16 once per product group into a scratch buffer, then both
+ * operands stream through a 4-stage ring of asynchronous copies, 64 values of k per stage,
+ * 64 x 64 or 64 x 128 tiles chosen by grid size, q/k/v (gate/up) in one launch (~130-185
+ * TFLOPS at TinyLlama shapes). Other shapes and BF16 take gemm_f_kernel (loads staged in
+ * registers, converted on the way to shared memory); gemm_h_kernel (f32 activations in the
+ * ring, converted per block; ~100-130 TFLOPS) remains behind HEARTH_GEMMF=0 for
+ * comparisons.
  *
  * Shared-memory tiles have rows padded by 16 bytes so that the 8 row addresses of every
  * ldmatrix fall into distinct banks. (An f16 variant for quantized weights, unpacking the
@@ -822,12 +826,15 @@ static __global__ void __launch_bounds__(256, 2) gemm_h_kernel(gf_args p) {
  * over the same activations: q/k/v, gate/up) into the scratch c->f16a, so both operands
  * stream through the same ring of asynchronous copies (half the bytes of f32 activations,
  * no conversion pass per block). A stage covers 64 values of k (four k16 steps per warp and
- * barrier); 4 stages rotate (3 in flight). Tiles are 64 tokens x GBN weight rows, warps of
- * 32 x 32 (2 x GBN/32 warps): GBN = 128 (8 warps, 2 blocks per SM) for large grids, 64 (4
- * warps, 3 blocks per SM) when 128-row tiles would not give every SM two blocks (n = 2048
- * at 512 tokens: 128 blocks for 132 SMs). Both give bit-identical results: every output
- * accumulates its k16 steps in the same order whatever the tile. Up to 3 weights (segments
- * of column tiles along blockIdx.x, like gq_segment) share a launch. */
+ * barrier); 4 stages rotate (3 in flight). Tiles are 64 tokens x BN weight rows, warps of
+ * 32 x 32 (2 x BN/32 warps): BN = 128 (8 warps, 2 blocks per SM) where the grid fills the
+ * SMs evenly, else 64 (4 warps, 3 blocks per SM; gg_launch). Both give bit-identical
+ * results: every output accumulates its k16 steps in the same order whatever the tile. Up
+ * to 3 weights (segments of column tiles along blockIdx.x, like gq_segment) share a
+ * launch. Measured on an H200 at 512 tokens, kernel + conversion (gemm_h_kernel before):
+ * 512x2048x2048 31 us, 139 TFLOPS (41 us); q/k/v 2048 + 256 + 256 rows 41 us (120 us as
+ * three launches); gate/up 2 x 5632 rows 128 us, 184 TFLOPS (195 us); 512x2048x5632 74 us,
+ * 160 TFLOPS (105 us). */
 #define GBK 64
 #define GST 4
 #define GROW 72 /* halves per shared row: 64 + 8 padding (144 bytes: distinct ldmatrix banks) */
@@ -880,36 +887,39 @@ static __device__ __forceinline__ gg_seg gg_segment(const gg_args *p, int bn, in
         }                                                                                                     \
     } while (0)
 
-/* One stage of a warp's 32 x 32 tile: four k16 steps. */
-static __device__ __forceinline__ void gg_mma(const __half *sa, const __half *sb, int wm, int wn,
-                                              float acc[2][4][4]) {
-    int lane = threadIdx.x & 31;
-    const __half *qa = sa + (wm * 32 + (lane & 7) + ((lane >> 3) & 1) * 8) * GROW + (lane >> 4) * 8;
-    const __half *qb = sb + (wn * 32 + (lane & 7) + (lane >> 4) * 8) * GROW + ((lane >> 3) & 1) * 8;
-#pragma unroll
-    for (int kk = 0; kk < GBK; kk += 16) {
-        unsigned af[2][4], bf[4][2];
-#pragma unroll
-        for (int mi = 0; mi < 2; mi++) gm_ldsm4(af[mi], qa + mi * 16 * GROW + kk);
-#pragma unroll
-        for (int nb = 0; nb < 2; nb++) {
-            unsigned r[4];
-            gm_ldsm4(r, qb + nb * 16 * GROW + kk);
-            bf[2 * nb][0] = r[0], bf[2 * nb][1] = r[1], bf[2 * nb + 1][0] = r[2], bf[2 * nb + 1][1] = r[3];
-        }
-#pragma unroll
-        for (int mi = 0; mi < 2; mi++)
-#pragma unroll
-            for (int ni = 0; ni < 4; ni++) gm_mma_f16(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
-    }
+/* One stage of a warp's 16MI x 32 tile (MI 16-token fragments): four k16 steps. */
+#define GG_MMA_FN(NAME, MI)                                                                                   \
+static __device__ __forceinline__ void NAME(const __half *sa, const __half *sb, int wm, int wn,              \
+                                            float acc[MI][4][4]) {                                           \
+    int lane = threadIdx.x & 31;                                                                              \
+    const __half *qa = sa + (wm * 16 * (MI) + (lane & 7) + ((lane >> 3) & 1) * 8) * GROW + (lane >> 4) * 8;  \
+    const __half *qb = sb + (wn * 32 + (lane & 7) + (lane >> 4) * 8) * GROW + ((lane >> 3) & 1) * 8;          \
+_Pragma("unroll")                                                                                                \
+    for (int kk = 0; kk < GBK; kk += 16) {                                                                    \
+        unsigned af[MI][4], bf[4][2];                                                                         \
+_Pragma("unroll")                                                                                                \
+        for (int mi = 0; mi < (MI); mi++) gm_ldsm4(af[mi], qa + mi * 16 * GROW + kk);                         \
+_Pragma("unroll")                                                                                                \
+        for (int nb = 0; nb < 2; nb++) {                                                                      \
+            unsigned r[4];                                                                                    \
+            gm_ldsm4(r, qb + nb * 16 * GROW + kk);                                                            \
+            bf[2 * nb][0] = r[0], bf[2 * nb][1] = r[1], bf[2 * nb + 1][0] = r[2], bf[2 * nb + 1][1] = r[3];   \
+        }                                                                                                     \
+_Pragma("unroll")                                                                                                \
+        for (int mi = 0; mi < (MI); mi++)                                                                     \
+_Pragma("unroll")                                                                                                \
+            for (int ni = 0; ni < 4; ni++) gm_mma_f16(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);             \
+    }                                                                                                         \
 }
+GG_MMA_FN(gg_mma2, 2)
+GG_MMA_FN(gg_mma4, 4)
 
-/* gemm_hh_<BN>: NT = 2 * BN threads (2 x BN/32 warps), MINB blocks per SM. */
-#define GG_KERNEL(BN, MINB)                                                                                   \
-    static __global__ void __launch_bounds__(2 * (BN), MINB) gemm_hh_##BN(gg_args p) {                       \
+/* NAME: 64 x BN tiles, warps of 16MI x 32 (64 / 16MI x BN / 32 warps), MINB blocks per SM. */
+#define GG_KERNEL(NAME, BN, MI, MINB)                                                                         \
+    static __global__ void __launch_bounds__((64 / (16 * (MI))) * (BN), MINB) NAME(gg_args p) {             \
         extern __shared__ __align__(16) uint8_t gg_smem[];                                                   \
-        const int NT = 2 * (BN);                                                                             \
-        int tid = threadIdx.x, warp = tid >> 5;                                                              \
+        const int NT = (64 / (16 * (MI))) * (BN), WN = (BN) / 32;                                            \
+        int tid = threadIdx.x, warp = tid >> 5, wm = warp / WN, wn = warp % WN;                              \
         int64_t i0 = (int64_t)blockIdx.y * FBM, j0;                                                          \
         gg_seg g = gg_segment(&p, BN, &j0);                                                                  \
         const __half *pa[(FBM * 8) / NT];                                                                    \
@@ -922,8 +932,8 @@ static __device__ __forceinline__ void gg_mma(const __half *sa, const __half *sb
             int idx = tid + v * NT;                                                                          \
             pb[v] = g.w + min(j0 + (idx >> 3), g.n - 1) * p.row_bytes + (idx & 7) * 16;                      \
         }                                                                                                    \
-        float acc[2][4][4];                                                                                  \
-        _Pragma("unroll") for (int mi = 0; mi < 2; mi++)                                                     \
+        float acc[MI][4][4];                                                                                 \
+        _Pragma("unroll") for (int mi = 0; mi < (MI); mi++)                                                  \
         _Pragma("unroll") for (int ni = 0; ni < 4; ni++)                                                     \
         _Pragma("unroll") for (int e = 0; e < 4; e++) acc[mi][ni][e] = 0.0f;                                 \
         _Pragma("unroll") for (int s = 0; s < GST - 1; s++) {                                                \
@@ -936,15 +946,17 @@ static __device__ __forceinline__ void gg_mma(const __half *sa, const __half *sb
             if (s + GST - 1 < p.nst) GG_ISSUE(gg_smem + ((s + GST - 1) % GST) * G_STAGE(BN), BN, NT, s + GST - 1); \
             gm_commit();                                                                                     \
             const uint8_t *st = gg_smem + (s % GST) * G_STAGE(BN);                                           \
-            gg_mma((const __half *)st, (const __half *)(st + GS_A_BYTES), warp / ((BN) / 32), warp % ((BN) / 32), \
-                   acc);                                                                                     \
+            gg_mma##MI((const __half *)st, (const __half *)(st + GS_A_BYTES), wm, wn, acc);                  \
         }                                                                                                    \
         gm_wait_all();                                                                                       \
-        gm_store4(acc, i0 + (warp / ((BN) / 32)) * 32, j0 + (warp % ((BN) / 32)) * 32, p.m, g.n, g.y, g.ldy,   \
-                  g.add_to);                                                                                 \
+        _Pragma("unroll") for (int h = 0; h < (MI) / 2; h++)                                                 \
+            gm_store4(acc + 2 * h, i0 + wm * 16 * (MI) + 32 * h, j0 + wn * 32, p.m, g.n, g.y, g.ldy, g.add_to); \
     }
-GG_KERNEL(128, 2)
-GG_KERNEL(64, 3)
+GG_KERNEL(gemm_hh_128, 128, 2, 2)
+GG_KERNEL(gemm_hh_64, 64, 2, 3)
+/* experimental (HEARTH_GEMMF_WIDE=1 in place of gemm_hh_128): 4 warps of 64 x 32, 6 fragment
+ * loads per 16 products instead of 4 per 8 */
+GG_KERNEL(gemm_hh_128w, 128, 4, 2)
 
 /* f32 [n8 * 8] -> f16, 8 values per thread (the rounding of gh_convert / gf_put). */
 static __global__ void gemm_to_f16_kernel(const float4 *x, int64_t n8, uint4 *y) {
@@ -957,15 +969,18 @@ static __global__ void gemm_to_f16_kernel(const float4 *x, int64_t n8, uint4 *y)
 }
 
 /* HEARTH_GEMMF=0: the previous F16 kernels (gemm_h_kernel, one product per launch), for
- * before/after measurements; HEARTH_GEMMF_BN=64|128 forces the tile width. */
-static int gg_mode(int *force_bn) {
-    static int mode = -1, bn = 0;
+ * before/after measurements; HEARTH_GEMMF_BN=64|128 forces the tile width, HEARTH_GEMMF_WIDE=1 takes gemm_hh_128w
+ * for the 128-row tiles. */
+static int gg_mode(int *force_bn, int *wide) {
+    static int mode = -1, bn = 0, wd = 0;
     if (mode < 0) {
-        const char *s = getenv("HEARTH_GEMMF"), *b = getenv("HEARTH_GEMMF_BN");
+        const char *s = getenv("HEARTH_GEMMF"), *b = getenv("HEARTH_GEMMF_BN"), *w = getenv("HEARTH_GEMMF_WIDE");
         bn = b ? atoi(b) : 0;
+        wd = w && *w == '1';
         mode = s && *s == '0' ? 0 : 1;
     }
     *force_bn = bn == 64 || bn == 128 ? bn : 0;
+    *wide = wd;
     return mode;
 }
 
@@ -995,7 +1010,7 @@ static unsigned gg_segments(gg_args *p, int n, const cuda_weight *const *ws, flo
 }
 
 static int gg_launch(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
-                     float *const *adds, const float *x, int64_t m, int force_bn, hb_err *err) {
+                     float *const *adds, const float *x, int64_t m, int force_bn, int wide, hb_err *err) {
     static bool smem_set;
     int64_t k = ws[0]->n_cols, n8 = m * k / 8;
     int rc = cu_scratch_reserve(&c->f16a, (size_t)(m * k) * sizeof(__half), err);
@@ -1006,6 +1021,8 @@ static int gg_launch(cuda_ctx *c, int n, const cuda_weight *const *ws, float *co
         cudaError_t e = cudaFuncSetAttribute(gemm_hh_128, cudaFuncAttributeMaxDynamicSharedMemorySize, G_SMEM(128));
         if (e == cudaSuccess)
             e = cudaFuncSetAttribute(gemm_hh_64, cudaFuncAttributeMaxDynamicSharedMemorySize, G_SMEM(64));
+        if (e == cudaSuccess)
+            e = cudaFuncSetAttribute(gemm_hh_128w, cudaFuncAttributeMaxDynamicSharedMemorySize, G_SMEM(128));
         if (e != cudaSuccess) return cu_fail(err, e, "configuring the tensor-core matrix multiply");
         smem_set = true;
     }
@@ -1014,12 +1031,17 @@ static int gg_launch(cuda_ctx *c, int n, const cuda_weight *const *ws, float *co
     p.a = (const __half *)c->f16a.p, p.m = m, p.k = k, p.row_bytes = (int64_t)ws[0]->row_bytes;
     p.nst = (int)((k + GBK - 1) / GBK);
     unsigned mt = (unsigned)((m + FBM - 1) / FBM);
-    /* 128-row tiles when they give every SM two blocks, else 64-row tiles */
+    /* 128-row tiles when they fill the GPU evenly enough: two or more blocks per SM, or one
+     * block on more than half of the SMs and none waiting (n = 2048 at 512 tokens: 128
+     * blocks); else 64-row tiles (q/k/v at 512 tokens: 160 blocks of 128 would leave 28 SMs
+     * with two and the rest with one). Measured on an H200, see docs/cuda.md. */
     unsigned t128 = gg_segments(&p, n, ws, ys, ldys, adds, 128);
-    int bn = force_bn ? force_bn : ((int64_t)t128 * mt >= 2 * (int64_t)c->info.sm_count ? 128 : 64);
+    int64_t b128 = (int64_t)t128 * mt, sms = c->info.sm_count;
+    int bn = force_bn ? force_bn : (b128 >= 2 * sms || (b128 <= sms && 2 * b128 > sms) ? 128 : 64);
     unsigned tiles = bn == 128 ? t128 : gg_segments(&p, n, ws, ys, ldys, adds, 64);
     dim3 grid(tiles, mt);
-    if (bn == 128) gemm_hh_128<<<grid, 256, G_SMEM(128), c->stream>>>(p);
+    if (bn == 128 && wide) gemm_hh_128w<<<grid, 128, G_SMEM(128), c->stream>>>(p);
+    else if (bn == 128) gemm_hh_128<<<grid, 256, G_SMEM(128), c->stream>>>(p);
     else gemm_hh_64<<<grid, 128, G_SMEM(64), c->stream>>>(p);
     return cu_check_launch(err, "tensor-core matrix multiply");
 }
@@ -1054,8 +1076,9 @@ static int gf_launch(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t 
  * [m][n_cols] (one launch on the f16-activation path); adds[i] (optional) gets y_i added. */
 int cu_gemm_float_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
                         float *const *adds, const float *x, int64_t m, hb_err *err) {
-    int force_bn, rc = HEARTH_OK;
-    if (gg_mode(&force_bn) && gg_eligible(n, ws, x)) return gg_launch(c, n, ws, ys, ldys, adds, x, m, force_bn, err);
+    int force_bn, wide, rc = HEARTH_OK;
+    if (gg_mode(&force_bn, &wide) && gg_eligible(n, ws, x))
+        return gg_launch(c, n, ws, ys, ldys, adds, x, m, force_bn, wide, err);
     for (int i = 0; i < n && !rc; i++) rc = gf_launch(c, ws[i], x, m, ys[i], ldys[i], adds[i], err);
     return rc;
 }

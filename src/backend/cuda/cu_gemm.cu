@@ -832,9 +832,9 @@ static __global__ void __launch_bounds__(256, 2) gemm_h_kernel(gf_args p) {
  * results: every output accumulates its k16 steps in the same order whatever the tile. Up
  * to 3 weights (segments of column tiles along blockIdx.x, like gq_segment) share a
  * launch. Measured on an H200 at 512 tokens, kernel + conversion (gemm_h_kernel before):
- * 512x2048x2048 31 us, 139 TFLOPS (41 us); q/k/v 2048 + 256 + 256 rows 41 us (120 us as
- * three launches); gate/up 2 x 5632 rows 128 us, 184 TFLOPS (195 us); 512x2048x5632 74 us,
- * 160 TFLOPS (105 us). */
+ * 512x2048x2048 31 us, 137 TFLOPS (40 us); q/k/v 2048 + 256 + 256 rows 41 us (120 us as
+ * three launches); gate/up 2 x 5632 rows 129 us, 183 TFLOPS (194 us); 512x2048x5632 75 us,
+ * 157 TFLOPS (103 us). */
 #define GBK 64
 #define GST 4
 #define GROW 72 /* halves per shared row: 64 + 8 padding (144 bytes: distinct ldmatrix banks) */

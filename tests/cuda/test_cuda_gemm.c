@@ -147,6 +147,9 @@ static void test_gemm_float_odd_rows(void **state) {
     check_gemm(QT_F16, 17, 52, 20, 17, 1);
     check_gemm(QT_BF16, 33, 100, 40, 35, 0);
     check_gemm(QT_F16, 9, 36, 65, 9, 0);
+    /* enough 128-row tiles (33 x 8 = 264: two per SM of a 132-SM GPU) for the wide F16 tile,
+     * with a partial last tile and a partial k stage (k = 288 = 4.5 x 64) */
+    check_gemm(QT_F16, 4100, 288, 512, 4100, 1);
 }
 
 /* Three products over the same activations in one launch (cuda_matmul_multi at prefill, as
@@ -210,6 +213,9 @@ static void test_gemm_multi(void **state) {
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         check_multi(types[i], quant_traits_of(types[i])->blck_size == 256 ? 768 : 544, 83);
     check_multi(QT_Q4_0, 2048, 512);
+    check_multi(QT_F16, 544, 83); /* one f16 conversion of x, one launch */
+    check_multi(QT_F16, 2048, 512);
+    check_multi(QT_BF16, 544, 40); /* one product after another */
 }
 
 static double now_s(void) {
@@ -218,17 +224,62 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Device timing of TinyLlama-shape products (only with HEARTH_GEMM_BENCH=1): the time per
- * cuda_matmul (activation quantization included for quantized types). */
+/* Times n_prod F16 products of rows[i] x k over the same m activations as one
+ * cuda_matmul_multi (q/k/v, gate/up as the recorder merges them), random weights. */
+static void bench_f16_multi(int64_t m, int64_t k, int n_prod, const int64_t *rows) {
+    void *dw[3] = { 0 }, *dy[3] = { 0 }, *dx = NULL;
+    cuda_weight w[3];
+    const cuda_weight *ws[3];
+    float *ys[3], *adds[3] = { NULL, NULL, NULL };
+    int64_t ldys[3], tot = 0;
+    size_t rb = quant_row_size(QT_F16, k);
+    for (int i = 0; i < n_prod; i++) {
+        uint16_t *wr = malloc(rb * rows[i]);
+        assert_non_null(wr);
+        for (int64_t j = 0; j < rows[i] * k; j++) wr[j] = (uint16_t)(0x3000 + ((j * 2654435761u) >> 20) % 0x0c00);
+        assert_int_equal(cuda_alloc(g_ctx, &dw[i], rb * rows[i], &g_err), 0);
+        assert_int_equal(cuda_upload(g_ctx, dw[i], wr, rb * rows[i], &g_err), 0);
+        assert_int_equal(cuda_alloc(g_ctx, &dy[i], sizeof(float) * m * rows[i], &g_err), 0);
+        w[i] = (cuda_weight){ QT_F16, rows[i], k, rb, dw[i] };
+        ws[i] = &w[i], ys[i] = dy[i], ldys[i] = rows[i], tot += rows[i];
+        free(wr);
+    }
+    float *x = malloc(sizeof(float) * m * k);
+    assert_non_null(x);
+    for (int64_t j = 0; j < m * k; j++) x[j] = frand();
+    assert_int_equal(cuda_alloc(g_ctx, &dx, sizeof(float) * m * k, &g_err), 0);
+    assert_int_equal(cuda_upload(g_ctx, dx, x, sizeof(float) * m * k, &g_err), 0);
+    for (int r = 0; r < 3; r++) assert_int_equal(cuda_matmul_multi(g_ctx, n_prod, ws, ys, ldys, adds, dx, m, 0, &g_err), 0);
+    assert_int_equal(cuda_sync(g_ctx, &g_err), 0);
+    const int iters = 30;
+    double t0 = now_s();
+    for (int r = 0; r < iters; r++)
+        assert_int_equal(cuda_matmul_multi(g_ctx, n_prod, ws, ys, ldys, adds, dx, m, 0, &g_err), 0);
+    assert_int_equal(cuda_sync(g_ctx, &g_err), 0);
+    double us = (now_s() - t0) / iters * 1e6;
+    printf("  bench F16 multi x%d m %lld n %5lld k %5lld: %8.1f us  %6.1f TFLOPS\n", n_prod, (long long)m,
+           (long long)tot, (long long)k, us, 2.0 * m * tot * k / us * 1e-6);
+    for (int i = 0; i < n_prod; i++) cuda_free(g_ctx, dw[i]), cuda_free(g_ctx, dy[i]);
+    cuda_free(g_ctx, dx), free(x);
+}
+
+/* Device timing of TinyLlama-shape products (only with HEARTH_GEMM_BENCH=1, or =f for the
+ * F16 ones alone): the time per cuda_matmul (activation quantization, or the f16
+ * conversion, included). */
 static void test_gemm_bench(void **state) {
     (void)state;
     NEED_GPU();
     const char *e = getenv("HEARTH_GEMM_BENCH");
-    if (!e || *e != '1') skip();
+    if (!e || (*e != '1' && *e != 'f')) skip();
     const uint32_t types[] = { QT_Q4_0, QT_Q4_K, QT_Q6_K, QT_Q8_0, QT_F16 };
-    const int64_t shapes[][3] = { { 512, 2048, 2048 }, { 512, 11264, 2048 }, { 512, 2048, 5632 }, { 512, 256, 2048 } };
+    const int64_t shapes[][3] = { { 512, 2048, 2048 }, { 512, 11264, 2048 }, { 512, 5632, 2048 },
+                                  { 512, 2048, 5632 }, { 512, 256, 2048 } };
+    const int64_t qkv[3] = { 2048, 256, 256 }, gu[2] = { 5632, 5632 };
+    bench_f16_multi(512, 2048, 3, qkv);
+    bench_f16_multi(512, 2048, 2, gu);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+            if (*e == 'f' && types[i] != QT_F16) continue;
             int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
             /* timing only: random bytes stand in for the quantized weight */
             size_t rb = quant_row_size(types[i], k);

@@ -227,7 +227,7 @@ static void cb_fuse(cuda_be *c) {
 /* Products that reuse the previous one's activations (same x, type and row length) join
  * it in one launch, up to three (q/k/v, gate/up): decode mat-vecs and, at prefill, the int8
  * tensor-core products (cu_gemm_quant_multi; the 256-row k/v products alone fill only part
- * of the GPU). */
+ * of the GPU) and the F16 ones (cu_gemm_float_multi, one f16 conversion of x). */
 static bool cb_is_mv(const cb_cmd *k) {
     return k->kind == CK_MATMUL && cuda_matmul_is_mv(&k->w, k->n[0]);
 }
@@ -241,8 +241,9 @@ static bool cb_keeps_x(const cb_cmd *p, const void *x, int64_t n_tok, int64_t co
 static void cb_merge(cuda_be *c) {
     for (size_t i = 0; i < c->n_cmd; i++) {
         cb_cmd *k = &c->cmd[i];
-        bool mv = cb_is_mv(k), q = cb_is_q(k);
-        if (mv ? k->n[0] > 8 : !q) continue; /* decode products, or quantized prefill ones */
+        bool mv = cb_is_mv(k), q = cb_is_q(k), f16 = k->kind == CK_MATMUL && k->w.type == QT_F16;
+        /* decode products, or quantized / F16 prefill ones (cu_gemm_float_multi) */
+        if (mv ? k->n[0] > 8 : !(q || f16)) continue;
         for (size_t j = i + 1; j < c->n_cmd && k->n_multi < 2; j++) {
             cb_cmd *o = &c->cmd[j], *prev = &c->cmd[j - 1];
             /* quantized: o reuses the activations (so x is unchanged); float: check it */

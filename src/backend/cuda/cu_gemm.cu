@@ -18,16 +18,21 @@
  * H200 for TinyLlama shapes). Blocks of 8 warps own a 64 (tokens) x 64 (weight rows) tile,
  * each warp 32 x 16; 107 KB of shared memory lets 2 blocks share an SM.
  *
- * F16/BF16 weights: f16 products (mma m16n8k16) with f32 accumulation, 64 x 128 tiles
- * (warps of 32 x 32). F16 rows that allow 16-byte copies take gemm_h_kernel (4-stage ring of
- * asynchronous copies; the f32 activations are converted to f16 in shared memory), other
- * shapes and BF16 gemm_f_kernel (loads staged in registers, converted on the way to shared
- * memory). Both are bound by L2 traffic of the f32 activations (~100-130 TFLOPS).
+ * F16/BF16 weights: f16 products (mma m16n8k16) with f32 accumulation, warps of 32 x 32.
+ * F16 rows that allow 16-byte copies (k % 8 == 0, aligned) take gemm_hh_<64|128>: the
+ * activations are converted to f16 once per product group into a scratch buffer, then both
+ * operands stream through a 4-stage ring of asynchronous copies, 64 values of k per stage,
+ * 64 x 64 or 64 x 128 tiles chosen by grid size, q/k/v (gate/up) in one launch (~130-185
+ * TFLOPS at TinyLlama shapes). Other shapes and BF16 take gemm_f_kernel (loads staged in
+ * registers, converted on the way to shared memory); gemm_h_kernel (f32 activations in the
+ * ring, converted per block; ~100-130 TFLOPS) remains behind HEARTH_GEMMF=0 for
+ * comparisons.
  *
  * Shared-memory tiles have rows padded by 16 bytes so that the 8 row addresses of every
  * ldmatrix fall into distinct banks. (An f16 variant for quantized weights, unpacking the
  * tiles to f16 once per block, was measured slower: 42 against 34 us at 512x2048x2048 Q4_0.)
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cu_unpack.cuh"
@@ -815,9 +820,235 @@ static __global__ void __launch_bounds__(256, 2) gemm_h_kernel(gf_args p) {
     gm_store4(acc, i0 + (warp >> 2) * 32, j0 + (warp & 3) * 32, p.m, p.n, p.y, p.ldy, p.add_to);
 }
 
-/* y = x W^T for an F16 or BF16 W and f32 x [m][n_cols]. add_to (optional) gets y added. */
-int cu_gemm_float(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t m, float *y, int64_t ldy,
-                  float *add_to, hb_err *err) {
+
+/* ---- F16 weights, f16 activations (the default F16 path) ----------------------------------
+ * The f32 activations are converted to f16 once per product (or once for the 2-3 products
+ * over the same activations: q/k/v, gate/up) into the scratch c->f16a, so both operands
+ * stream through the same ring of asynchronous copies (half the bytes of f32 activations,
+ * no conversion pass per block). A stage covers 64 values of k (four k16 steps per warp and
+ * barrier); 4 stages rotate (3 in flight). Tiles are 64 tokens x BN weight rows, warps of
+ * 32 x 32 (2 x BN/32 warps): BN = 128 (8 warps, 2 blocks per SM) where the grid fills the
+ * SMs evenly, else 64 (4 warps, 3 blocks per SM; gg_launch). Both give bit-identical
+ * results: every output accumulates its k16 steps in the same order whatever the tile. Up
+ * to 3 weights (segments of column tiles along blockIdx.x, like gq_segment) share a
+ * launch. Measured on an H200 at 512 tokens, kernel + conversion (gemm_h_kernel before):
+ * 512x2048x2048 31 us, 137 TFLOPS (40 us); q/k/v 2048 + 256 + 256 rows 41 us (120 us as
+ * three launches); gate/up 2 x 5632 rows 129 us, 183 TFLOPS (194 us); 512x2048x5632 75 us,
+ * 157 TFLOPS (103 us). */
+#define GBK 64
+#define GST 4
+#define GROW 72 /* halves per shared row: 64 + 8 padding (144 bytes: distinct ldmatrix banks) */
+#define GS_A_BYTES (FBM * GROW * 2)
+#define G_STAGE(BN) (GS_A_BYTES + (BN) * GROW * 2)
+#define G_SMEM(BN) (GST * G_STAGE(BN))
+
+typedef struct gg_seg {
+    const uint8_t *w;
+    int64_t n, ldy;
+    float *y, *add_to;
+    unsigned blk_end; /* one past this segment's last column tile */
+} gg_seg;
+
+typedef struct gg_args {
+    const __half *a; /* [m][k] f16 activations */
+    int64_t m, k, row_bytes;
+    int nst;         /* stages: ceil(k / GBK) */
+    gg_seg s0, s1, s2;
+} gg_args;
+
+/* This block's segment and its first weight row j0 (selects, no indexing into the
+ * parameter space, which would copy it to local memory). */
+static __device__ __forceinline__ gg_seg gg_segment(const gg_args *p, int bn, int64_t *j0) {
+    unsigned bx = blockIdx.x, b0 = 0;
+    gg_seg g = p->s0;
+    if (bx >= p->s0.blk_end) {
+        b0 = p->s0.blk_end, g = p->s1;
+        if (bx >= p->s1.blk_end) b0 = p->s1.blk_end, g = p->s2;
+    }
+    *j0 = (int64_t)(bx - b0) * bn;
+    return g;
+}
+
+/* Copies stage s: A [64][64] and W [BN][64] halves, 16 bytes per copy, zero past k. */
+#define GG_ISSUE(st, BN, NT, s)                                                                               \
+    do {                                                                                                      \
+        int64_t k0_ = (int64_t)(s) * GBK;                                                                     \
+        _Pragma("unroll") for (int v_ = 0; v_ < (FBM * 8) / (NT); v_++) {                                     \
+            int idx_ = tid + v_ * (NT), r_ = idx_ >> 3, q_ = idx_ & 7;                                        \
+            bool ok_ = k0_ + q_ * 8 < p.k;                                                                    \
+            gm_cp16z((st) + (r_ * GROW + q_ * 8) * 2, ok_ ? (const void *)(pa[v_] + k0_) : (const void *)pa[v_], \
+                     ok_);                                                                                    \
+        }                                                                                                     \
+        _Pragma("unroll") for (int v_ = 0; v_ < ((BN) * 8) / (NT); v_++) {                                    \
+            int idx_ = tid + v_ * (NT), r_ = idx_ >> 3, q_ = idx_ & 7;                                        \
+            bool ok_ = k0_ + q_ * 8 < p.k;                                                                    \
+            gm_cp16z((st) + GS_A_BYTES + (r_ * GROW + q_ * 8) * 2,                                            \
+                     ok_ ? (const void *)(pb[v_] + k0_ * 2) : (const void *)pb[v_], ok_);                     \
+        }                                                                                                     \
+    } while (0)
+
+/* One stage of a warp's 16MI x 32 tile (MI 16-token fragments): four k16 steps. */
+#define GG_MMA_FN(NAME, MI)                                                                                   \
+static __device__ __forceinline__ void NAME(const __half *sa, const __half *sb, int wm, int wn,              \
+                                            float acc[MI][4][4]) {                                           \
+    int lane = threadIdx.x & 31;                                                                              \
+    const __half *qa = sa + (wm * 16 * (MI) + (lane & 7) + ((lane >> 3) & 1) * 8) * GROW + (lane >> 4) * 8;  \
+    const __half *qb = sb + (wn * 32 + (lane & 7) + (lane >> 4) * 8) * GROW + ((lane >> 3) & 1) * 8;          \
+_Pragma("unroll")                                                                                                \
+    for (int kk = 0; kk < GBK; kk += 16) {                                                                    \
+        unsigned af[MI][4], bf[4][2];                                                                         \
+_Pragma("unroll")                                                                                                \
+        for (int mi = 0; mi < (MI); mi++) gm_ldsm4(af[mi], qa + mi * 16 * GROW + kk);                         \
+_Pragma("unroll")                                                                                                \
+        for (int nb = 0; nb < 2; nb++) {                                                                      \
+            unsigned r[4];                                                                                    \
+            gm_ldsm4(r, qb + nb * 16 * GROW + kk);                                                            \
+            bf[2 * nb][0] = r[0], bf[2 * nb][1] = r[1], bf[2 * nb + 1][0] = r[2], bf[2 * nb + 1][1] = r[3];   \
+        }                                                                                                     \
+_Pragma("unroll")                                                                                                \
+        for (int mi = 0; mi < (MI); mi++)                                                                     \
+_Pragma("unroll")                                                                                                \
+            for (int ni = 0; ni < 4; ni++) gm_mma_f16(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);             \
+    }                                                                                                         \
+}
+GG_MMA_FN(gg_mma2, 2)
+GG_MMA_FN(gg_mma4, 4)
+
+/* NAME: 64 x BN tiles, warps of 16MI x 32 (64 / 16MI x BN / 32 warps), MINB blocks per SM. */
+#define GG_KERNEL(NAME, BN, MI, MINB)                                                                         \
+    static __global__ void __launch_bounds__((64 / (16 * (MI))) * (BN), MINB) NAME(gg_args p) {             \
+        extern __shared__ __align__(16) uint8_t gg_smem[];                                                   \
+        const int NT = (64 / (16 * (MI))) * (BN), WN = (BN) / 32;                                            \
+        int tid = threadIdx.x, warp = tid >> 5, wm = warp / WN, wn = warp % WN;                              \
+        int64_t i0 = (int64_t)blockIdx.y * FBM, j0;                                                          \
+        gg_seg g = gg_segment(&p, BN, &j0);                                                                  \
+        const __half *pa[(FBM * 8) / NT];                                                                    \
+        const uint8_t *pb[((BN) * 8) / NT];                                                                  \
+        _Pragma("unroll") for (int v = 0; v < (FBM * 8) / NT; v++) {                                         \
+            int idx = tid + v * NT;                                                                          \
+            pa[v] = p.a + min(i0 + (idx >> 3), p.m - 1) * p.k + (idx & 7) * 8;                               \
+        }                                                                                                    \
+        _Pragma("unroll") for (int v = 0; v < ((BN) * 8) / NT; v++) {                                        \
+            int idx = tid + v * NT;                                                                          \
+            pb[v] = g.w + min(j0 + (idx >> 3), g.n - 1) * p.row_bytes + (idx & 7) * 16;                      \
+        }                                                                                                    \
+        float acc[MI][4][4];                                                                                 \
+        _Pragma("unroll") for (int mi = 0; mi < (MI); mi++)                                                  \
+        _Pragma("unroll") for (int ni = 0; ni < 4; ni++)                                                     \
+        _Pragma("unroll") for (int e = 0; e < 4; e++) acc[mi][ni][e] = 0.0f;                                 \
+        _Pragma("unroll") for (int s = 0; s < GST - 1; s++) {                                                \
+            if (s < p.nst) GG_ISSUE(gg_smem + s * G_STAGE(BN), BN, NT, s);                                   \
+            gm_commit();                                                                                     \
+        }                                                                                                    \
+        for (int s = 0; s < p.nst; s++) {                                                                    \
+            gm_wait_2(); /* stage s landed */                                                                \
+            __syncthreads(); /* every warp is done with stage s - 1: its buffer takes s + 3 */               \
+            if (s + GST - 1 < p.nst) GG_ISSUE(gg_smem + ((s + GST - 1) % GST) * G_STAGE(BN), BN, NT, s + GST - 1); \
+            gm_commit();                                                                                     \
+            const uint8_t *st = gg_smem + (s % GST) * G_STAGE(BN);                                           \
+            gg_mma##MI((const __half *)st, (const __half *)(st + GS_A_BYTES), wm, wn, acc);                  \
+        }                                                                                                    \
+        gm_wait_all();                                                                                       \
+        _Pragma("unroll") for (int h = 0; h < (MI) / 2; h++)                                                 \
+            gm_store4(acc + 2 * h, i0 + wm * 16 * (MI) + 32 * h, j0 + wn * 32, p.m, g.n, g.y, g.ldy, g.add_to); \
+    }
+GG_KERNEL(gemm_hh_128, 128, 2, 2)
+GG_KERNEL(gemm_hh_64, 64, 2, 3)
+/* experimental (HEARTH_GEMMF_WIDE=1 in place of gemm_hh_128): 4 warps of 64 x 32, 6 fragment
+ * loads per 16 products instead of 4 per 8 */
+GG_KERNEL(gemm_hh_128w, 128, 4, 2)
+
+/* f32 [n8 * 8] -> f16, 8 values per thread (the rounding of gh_convert / gf_put). */
+static __global__ void gemm_to_f16_kernel(const float4 *x, int64_t n8, uint4 *y) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n8) return;
+    float4 x0 = x[2 * i], x1 = x[2 * i + 1];
+    __half2 h0 = __floats2half2_rn(x0.x, x0.y), h1 = __floats2half2_rn(x0.z, x0.w);
+    __half2 h2 = __floats2half2_rn(x1.x, x1.y), h3 = __floats2half2_rn(x1.z, x1.w);
+    y[i] = make_uint4(*(unsigned *)&h0, *(unsigned *)&h1, *(unsigned *)&h2, *(unsigned *)&h3);
+}
+
+/* HEARTH_GEMMF=0: the previous F16 kernels (gemm_h_kernel, one product per launch), for
+ * before/after measurements; HEARTH_GEMMF_BN=64|128 forces the tile width, HEARTH_GEMMF_WIDE=1 takes gemm_hh_128w
+ * for the 128-row tiles. */
+static int gg_mode(int *force_bn, int *wide) {
+    static int mode = -1, bn = 0, wd = 0;
+    if (mode < 0) {
+        const char *s = getenv("HEARTH_GEMMF"), *b = getenv("HEARTH_GEMMF_BN"), *w = getenv("HEARTH_GEMMF_WIDE");
+        bn = b ? atoi(b) : 0;
+        wd = w && *w == '1';
+        mode = s && *s == '0' ? 0 : 1;
+    }
+    *force_bn = bn == 64 || bn == 128 ? bn : 0;
+    *wide = wd;
+    return mode;
+}
+
+/* Whether the f16-activation path takes these products: F16 weights of one row length with
+ * 16-byte aligned rows, aligned x, k % 8 == 0. */
+static bool gg_eligible(int n, const cuda_weight *const *ws, const float *x) {
+    const cuda_weight *w = ws[0];
+    if (n < 1 || n > 3 || (uintptr_t)x % 16 || w->n_cols % 8 || w->row_bytes % 16 || w->n_cols <= 0) return false;
+    for (int i = 0; i < n; i++)
+        if (ws[i]->type != QT_F16 || ws[i]->n_cols != w->n_cols || ws[i]->row_bytes != w->row_bytes ||
+            (uintptr_t)ws[i]->data % 16 || ws[i]->n_rows <= 0)
+            return false;
+    return true;
+}
+
+/* Column-tile segments of the launch for tile width bn; returns the number of column tiles. */
+static unsigned gg_segments(gg_args *p, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
+                            float *const *adds, int bn) {
+    gg_seg *sg[3] = { &p->s0, &p->s1, &p->s2 };
+    unsigned blocks = 0;
+    for (int i = 0; i < 3; i++) {
+        int j = i < n ? i : n - 1; /* unused segments repeat the last (never selected) */
+        if (i < n) blocks += (unsigned)((ws[j]->n_rows + bn - 1) / bn);
+        *sg[i] = (gg_seg){ (const uint8_t *)ws[j]->data, ws[j]->n_rows, ldys[j], ys[j], adds[j], blocks };
+    }
+    return blocks;
+}
+
+static int gg_launch(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
+                     float *const *adds, const float *x, int64_t m, int force_bn, int wide, hb_err *err) {
+    static bool smem_set;
+    int64_t k = ws[0]->n_cols, n8 = m * k / 8;
+    int rc = cu_scratch_reserve(&c->f16a, (size_t)(m * k) * sizeof(__half), err);
+    if (rc) return rc;
+    gemm_to_f16_kernel<<<cu_blocks(n8, 256), 256, 0, c->stream>>>((const float4 *)x, n8, (uint4 *)c->f16a.p);
+    if ((rc = cu_check_launch(err, "converting activations to f16"))) return rc;
+    if (!smem_set) {
+        cudaError_t e = cudaFuncSetAttribute(gemm_hh_128, cudaFuncAttributeMaxDynamicSharedMemorySize, G_SMEM(128));
+        if (e == cudaSuccess)
+            e = cudaFuncSetAttribute(gemm_hh_64, cudaFuncAttributeMaxDynamicSharedMemorySize, G_SMEM(64));
+        if (e == cudaSuccess)
+            e = cudaFuncSetAttribute(gemm_hh_128w, cudaFuncAttributeMaxDynamicSharedMemorySize, G_SMEM(128));
+        if (e != cudaSuccess) return cu_fail(err, e, "configuring the tensor-core matrix multiply");
+        smem_set = true;
+    }
+    gg_args p;
+    memset(&p, 0, sizeof p);
+    p.a = (const __half *)c->f16a.p, p.m = m, p.k = k, p.row_bytes = (int64_t)ws[0]->row_bytes;
+    p.nst = (int)((k + GBK - 1) / GBK);
+    unsigned mt = (unsigned)((m + FBM - 1) / FBM);
+    /* 128-row tiles when they fill the GPU evenly enough: two or more blocks per SM, or one
+     * block on more than half of the SMs and none waiting (n = 2048 at 512 tokens: 128
+     * blocks); else 64-row tiles (q/k/v at 512 tokens: 160 blocks of 128 would leave 28 SMs
+     * with two and the rest with one). Measured on an H200, see docs/cuda.md. */
+    unsigned t128 = gg_segments(&p, n, ws, ys, ldys, adds, 128);
+    int64_t b128 = (int64_t)t128 * mt, sms = c->info.sm_count;
+    int bn = force_bn ? force_bn : (b128 >= 2 * sms || (b128 <= sms && 2 * b128 > sms) ? 128 : 64);
+    unsigned tiles = bn == 128 ? t128 : gg_segments(&p, n, ws, ys, ldys, adds, 64);
+    dim3 grid(tiles, mt);
+    if (bn == 128 && wide) gemm_hh_128w<<<grid, 128, G_SMEM(128), c->stream>>>(p);
+    else if (bn == 128) gemm_hh_128<<<grid, 256, G_SMEM(128), c->stream>>>(p);
+    else gemm_hh_64<<<grid, 128, G_SMEM(64), c->stream>>>(p);
+    return cu_check_launch(err, "tensor-core matrix multiply");
+}
+
+/* One product by the previous kernels: gemm_h_kernel (F16, aligned) or gemm_f_kernel. */
+static int gf_launch(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t m, float *y, int64_t ldy,
+                     float *add_to, hb_err *err) {
     if (w->type != QT_F16 && w->type != QT_BF16)
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: no f16 tensor-core kernel for %s", quant_type_name(w->type));
     gf_args p;
@@ -839,4 +1070,21 @@ int cu_gemm_float(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t m, 
         gemm_f_kernel<<<grid, 256, 0, c->stream>>>(p);
     }
     return cu_check_launch(err, "tensor-core matrix multiply");
+}
+
+/* y_i = x W_i^T for n (1..3) F16/BF16 weights of one row length over the same f32 x
+ * [m][n_cols] (one launch on the f16-activation path); adds[i] (optional) gets y_i added. */
+int cu_gemm_float_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
+                        float *const *adds, const float *x, int64_t m, hb_err *err) {
+    int force_bn, wide, rc = HEARTH_OK;
+    if (gg_mode(&force_bn, &wide) && gg_eligible(n, ws, x))
+        return gg_launch(c, n, ws, ys, ldys, adds, x, m, force_bn, wide, err);
+    for (int i = 0; i < n && !rc; i++) rc = gf_launch(c, ws[i], x, m, ys[i], ldys[i], adds[i], err);
+    return rc;
+}
+
+/* y = x W^T for an F16 or BF16 W and f32 x [m][n_cols]. add_to (optional) gets y added. */
+int cu_gemm_float(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t m, float *y, int64_t ldy,
+                  float *add_to, hb_err *err) {
+    return cu_gemm_float_multi(c, 1, &w, &y, &ldy, &add_to, x, m, err);
 }

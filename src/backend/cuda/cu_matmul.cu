@@ -712,6 +712,8 @@ int cu_gemm_quant_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float 
                         float *const *adds, const int8_t *xq, const float *xd, const int2 *xs, int64_t m, hb_err *err);
 int cu_gemm_float(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t m, float *y, int64_t ldy,
                   float *add_to, hb_err *err);
+int cu_gemm_float_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
+                        float *const *adds, const float *x, int64_t m, hb_err *err);
 /* cu_act_quantize's result (same arithmetic and layout) by a faster kernel for large batches. */
 int cu_gemm_act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs,
                          hb_err *err);
@@ -732,15 +734,12 @@ static int matmul_tc(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t 
 
 /* n products over the same x at prefill (q/k/v, gate/up, merged by the recorder): quantized
  * weights quantize x once and run as one launch (the small k/v products alone fill a
- * fraction of the GPU); float weights run one after another. */
+ * fraction of the GPU); F16 weights convert x to f16 once and run as one launch too. */
 static int matmul_tc_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
                            float *const *adds, const float *x, int64_t n_tok, int reuse_act, hb_err *err) {
     int rc = HEARTH_OK;
     const cuda_weight *w = ws[0];
-    if (is_float_type(w->type)) {
-        for (int i = 0; i < n && !rc; i++) rc = cu_gemm_float(c, ws[i], x, n_tok, ys[i], ldys[i], adds[i], err);
-        return rc;
-    }
+    if (is_float_type(w->type)) return cu_gemm_float_multi(c, n, ws, ys, ldys, adds, x, n_tok, err);
     int8_t *xq = NULL;
     float *xd = NULL;
     int2 *xs = NULL;

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 
 #include "backend/cuda/cu_attn_pf.cuh"
+#include "backend/cuda/cu_gemm.cuh" /* cp.async, ldmatrix, mma.sync helpers */
 
 #define PF_BQ 64  /* query rows per block */
 #define PF_BK 64  /* cache cells per tile */
@@ -71,34 +72,6 @@ typedef struct pf_rows {
 } pf_rows;
 
 /* ---- PTX helpers ----------------------------------------------------------------------- */
-
-/* 16-byte global -> shared copy; zero-fills when !valid (the source is then not read). */
-static __device__ __forceinline__ void pf_cp16(void *smem, const void *gmem, bool valid) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
-}
-
-static __device__ __forceinline__ void pf_ldm4(uint32_t r[4], const __half *p) {
-    unsigned a = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a));
-}
-
-static __device__ __forceinline__ void pf_ldm4t(uint32_t r[4], const __half *p) {
-    unsigned a = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a));
-}
-
-/* d += a (16x16, row-major) * b (16x8, column-major), f16 in, f32 accumulate. */
-static __device__ __forceinline__ void pf_mma(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 static __device__ __forceinline__ uint32_t pf_pack(float lo, float hi) {
     __half2 h = __floats2half2_rn(lo, hi);
@@ -169,8 +142,8 @@ static __device__ __forceinline__ void pf_stage_f16(__half *ks, __half *vs, cons
         bool ok = inside || (cell >= lo_s && cell <= hi_s);
         size_t off = (size_t)(ok ? cell : lo_s) * rb; /* a valid address either way */
         int d = (r0 + k * RPS) * LD + part * 8;
-        pf_cp16(ks + d, kp + off, ok);
-        pf_cp16(vs + d, vp + off, ok);
+        gm_cp16z(ks + d, kp + off, ok);
+        gm_cp16z(vs + d, vp + off, ok);
     }
 }
 
@@ -243,9 +216,9 @@ static __device__ __forceinline__ void pf_scores(const uint32_t qa[8][4], const 
 #pragma unroll
         for (int jp = 0; jp < NJ / 2; jp++) {
             uint32_t b[4];
-            pf_ldm4(b, ks + (8 * j0 + 16 * jp + (mi >> 1) * 8 + (lane & 7)) * LD + 16 * kk + (mi & 1) * 8);
-            pf_mma(s[2 * jp], qa[kk], b[0], b[1]);
-            pf_mma(s[2 * jp + 1], qa[kk], b[2], b[3]);
+            gm_ldsm4(b, ks + (8 * j0 + 16 * jp + (mi >> 1) * 8 + (lane & 7)) * LD + 16 * kk + (mi & 1) * 8);
+            gm_mma_f16(s[2 * jp], qa[kk], b[0], b[1]);
+            gm_mma_f16(s[2 * jp + 1], qa[kk], b[2], b[3]);
         }
     if (cap_in > 0.0f) {
 #pragma unroll
@@ -313,9 +286,9 @@ static __device__ __forceinline__ void pf_pv(const uint32_t pa[4][4], const __ha
 #pragma unroll
         for (int jp = 0; jp < HD / 16; jp++) {
             uint32_t b[4];
-            pf_ldm4t(b, vs + (8 * j0 + 16 * kc + (mi & 1) * 8 + (lane & 7)) * LD + 16 * jp + (mi >> 1) * 8);
-            pf_mma(o[2 * jp], pa[kc], b[0], b[1]);
-            pf_mma(o[2 * jp + 1], pa[kc], b[2], b[3]);
+            gm_ldsm4t(b, vs + (8 * j0 + 16 * kc + (mi & 1) * 8 + (lane & 7)) * LD + 16 * jp + (mi >> 1) * 8);
+            gm_mma_f16(o[2 * jp], pa[kc], b[0], b[1]);
+            gm_mma_f16(o[2 * jp + 1], pa[kc], b[2], b[3]);
         }
 }
 

@@ -1,5 +1,6 @@
 /* cu_gemm.cuh — device helpers shared by the tensor-core matrix multiplies of the prefill
- * path (cu_gemm.cu: quantized weights; cu_gemm_f.cu: F16/BF16 weights): asynchronous
+ * path (cu_gemm.cu: quantized weights; cu_gemm_f.cu: F16/BF16 weights; also the prefill
+ * attention, cu_attn_pf.cu): asynchronous
  * copies, ldmatrix, the int8 and f16 mma.sync forms, and the fragment stores with the fused
  * residual add. Internal to src/backend/cuda. */
 #ifndef HEARTH_CU_GEMM_CUH
@@ -53,6 +54,13 @@ static __device__ __forceinline__ void gm_wait_all(void) {
  * address of matrix l / 8, row l % 8. */
 static __device__ __forceinline__ void gm_ldsm4(unsigned r[4], const void *p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(gm_smem(p)));
+}
+
+/* The same, each matrix transposed on the way (row-major V tiles read as column-major). */
+static __device__ __forceinline__ void gm_ldsm4t(unsigned r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(gm_smem(p)));
 }

@@ -17,7 +17,7 @@
 #include "backend/cuda/cu_unpack.cuh"
 #include "backend/cuda/cuda_mvf.h"
 
-#define MV_T 8      /* tokens per pass */
+#define MV_T CU_MV_T /* tokens per pass */
 
 /* Matrix-vector kernels are launched with programmatic dependent launch (CU_LAUNCH): they
  * start fetching their weights, which no kernel writes, before cu_pdl_wait, and read
@@ -108,21 +108,6 @@ static __device__ __forceinline__ void mq_stage(uint8_t *dst, const uint8_t *src
     __syncwarp();
 }
 
-/* Sums acc[t] over the warp; lane 0 stores row r of each token's output. */
-static __device__ __forceinline__ void mq_store(const float *acc, int lane, int64_t r, int n_tok, float *y,
-                                                int64_t ldy, float *add_to) {
-#pragma unroll
-    for (int t = 0; t < MV_T; t++) {
-        if (t < n_tok) {
-            float v = cu_warp_sum(acc[t]);
-            if (lane == 0) {
-                y[(int64_t)t * ldy + r] = v;
-                if (add_to) add_to[(int64_t)t * ldy + r] += v; /* fused residual add */
-            }
-        }
-    }
-}
-
 /* Start of every quantized mat-vec kernel: per-warp staging buffer, the IQ4 level table
  * when the type needs it, this warp's row r of its segment (the kernel returns when there is
  * none), the row's bytes `row` and the warp's stage `sm`. */
@@ -173,7 +158,7 @@ static __device__ __forceinline__ void mq_store(const float *acc, int lane, int6
                 }                                                                                         \
             }                                                                                             \
         }                                                                                                 \
-        mq_store(acc, lane, r, n_tok, y, ldy, add_to);                                                    \
+        cu_mv_store(acc, lane, r, n_tok, y, ldy, add_to);                                                    \
     }
 
 /* Single-token variant (decode, n_tok == 1) for rows that fit one staging pass and have at
@@ -216,7 +201,7 @@ static __device__ __forceinline__ void mq_store(const float *acc, int lane, int6
                 acc[0] += dx[j] * v;                                                                      \
             }                                                                                             \
         }                                                                                                 \
-        mq_store(acc, lane, r, 1, y, ldy, add_to);                                                        \
+        cu_mv_store(acc, lane, r, 1, y, ldy, add_to);                                                        \
     }
 
 __constant__ int8_t c_iq4_levels[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };

@@ -33,7 +33,7 @@
 
 #include "backend/cuda/cu_unpack.cuh"
 
-#define PQ_T 8         /* most tokens */
+#define PQ_T CU_MV_T    /* most tokens */
 #define PQ_MAXW 16     /* most warps per block of cuda_matmul_pro */
 #define PQ_WSTAGE 12288 /* most staged weight bytes per warp of cuda_matmul_pro */
 #define GU_W 16        /* warps per block of cuda_matmul_glu (2 outputs each: 32 per block) */
@@ -169,21 +169,6 @@ static __device__ __forceinline__ void pq_prologue(pq_in in, int n, int n_tok, c
     __syncthreads();
 }
 
-/* acc[t] of row r: warp sum, lane 0 stores (and adds into add_to: a fused residual). */
-static __device__ __forceinline__ void pq_store(const float *acc, int lane, int64_t r, int n_tok, float *y,
-                                                int64_t ldy, float *add_to) {
-#pragma unroll
-    for (int t = 0; t < PQ_T; t++) {
-        if (t < n_tok) {
-            float v = cu_warp_sum(acc[t]);
-            if (lane == 0) {
-                y[(int64_t)t * ldy + r] = v;
-                if (add_to) add_to[(int64_t)t * ldy + r] += v;
-            }
-        }
-    }
-}
-
 /* Dot of the chunk c of a staged row with every token's activations, accumulated into
  * acc[t] (the arithmetic of the matrix-vector kernels). */
 #define PQ_CHUNK(UNPACK, HAS_MIN, NT, rowp, c, acc)                                                       \
@@ -242,7 +227,7 @@ static __device__ __forceinline__ void pq_store(const float *acc, int lane, int6
             float acc[PQ_T];                                                                             \
             _Pragma("unroll") for (int t = 0; t < PQ_T; t++) acc[t] = 0.0f;                              \
             for (int c = lane; c < nch; c += 32) PQ_CHUNK(UNPACK, HAS_MIN, PQ_T, sm + (size_t)k * row_bytes, c, acc); \
-            pq_store(acc, lane, r0 + k, n_tok, y, ldy, add_to);                                          \
+            cu_mv_store(acc, lane, r0 + k, n_tok, y, ldy, add_to);                                          \
         }                                                                                                \
     }
 

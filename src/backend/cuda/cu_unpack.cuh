@@ -309,4 +309,23 @@ static __device__ __forceinline__ float mq_chunk_dot(const int q[8], int4 x0, in
     return v;
 }
 
+#define CU_MV_T 8 /* most tokens of a decode mat-vec pass */
+
+/* Decode mat-vec epilogue (cu_matmul.cu, cu_mvq.cu): sums acc[t] over the warp for each of
+ * n_tok (<= CU_MV_T) tokens; lane 0 stores row r of the token's output and adds it into
+ * add_to when given (a fused residual add). */
+static __device__ __forceinline__ void cu_mv_store(const float *acc, int lane, int64_t r, int n_tok, float *y,
+                                                   int64_t ldy, float *add_to) {
+#pragma unroll
+    for (int t = 0; t < CU_MV_T; t++) {
+        if (t < n_tok) {
+            float v = cu_warp_sum(acc[t]);
+            if (lane == 0) {
+                y[(int64_t)t * ldy + r] = v;
+                if (add_to) add_to[(int64_t)t * ldy + r] += v; /* fused residual add */
+            }
+        }
+    }
+}
+
 #endif

@@ -206,6 +206,37 @@ static void check_multi(uint32_t type, int64_t cols, int64_t n_tok) {
     free(x), free(res);
 }
 
+/* A merged launch over weights of different types or row lengths is refused with an error
+ * (the recorder never builds one; a caller bug must not run garbage), and the context keeps
+ * working. */
+static void test_gemm_multi_refuses_mixed(void **state) {
+    (void)state;
+    NEED_GPU();
+    test_w a, b, d;
+    make_weight(&a, QT_Q4_0, 64, 256);
+    make_weight(&b, QT_Q8_0, 64, 256);
+    make_weight(&d, QT_Q4_0, 64, 512);
+    int64_t n_tok = 40;
+    float *x = malloc(sizeof(float) * n_tok * 512);
+    assert_non_null(x);
+    for (int64_t i = 0; i < n_tok * 512; i++) x[i] = frand();
+    void *dx = dev_from(x, sizeof(float) * n_tok * 512), *dy0 = dev_from(NULL, sizeof(float) * n_tok * 64);
+    void *dy1 = dev_from(NULL, sizeof(float) * n_tok * 64);
+    float *ys[2] = { dy0, dy1 }, *adds[2] = { NULL, NULL };
+    int64_t ldys[2] = { 64, 64 };
+    const cuda_weight *mixed_type[2] = { &a.w, &b.w }, *mixed_cols[2] = { &a.w, &d.w };
+    hb_err e;
+    hb_err_clear(&e);
+    assert_int_not_equal(cuda_matmul_multi(g_ctx, 2, mixed_type, ys, ldys, adds, dx, n_tok, 0, &e), 0);
+    hb_err_clear(&e);
+    assert_int_not_equal(cuda_matmul_multi(g_ctx, 2, mixed_cols, ys, ldys, adds, dx, n_tok, 0, &e), 0);
+    assert_int_equal(cuda_matmul(g_ctx, &a.w, dx, n_tok, dy0, 64, &g_err), 0);
+    assert_int_equal(cuda_sync(g_ctx, &g_err), 0);
+    cuda_free(g_ctx, dx), cuda_free(g_ctx, dy0), cuda_free(g_ctx, dy1);
+    free(x);
+    free_weight(&a), free_weight(&b), free_weight(&d);
+}
+
 static void test_gemm_multi(void **state) {
     (void)state;
     NEED_GPU();
@@ -315,6 +346,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_all_types),
         cmocka_unit_test(test_gemm_float_odd_rows),
         cmocka_unit_test(test_gemm_multi),
+        cmocka_unit_test(test_gemm_multi_refuses_mixed),
         cmocka_unit_test(test_gemm_bench),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

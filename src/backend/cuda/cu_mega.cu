@@ -433,11 +433,6 @@ static __device__ void mk_quant(const mk_op *op) {
     }
 }
 
-static __device__ __forceinline__ float mk_act(int gelu, float g) {
-    if (gelu) return 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
-    return g / (1.0f + expf(-g));
-}
-
 /* out = act(gate) * up; flag & 2: also quantized (one warp per chunk). */
 static __device__ void mk_glu(const mk_op *op) {
     int gelu = op->flag & 1, lane = threadIdx.x & 31;
@@ -447,7 +442,7 @@ static __device__ void mk_glu(const mk_op *op) {
         int64_t nch = n / 32;
         for (int64_t ch = gw; ch < op->n_tok * nch; ch += W) {
             int64_t t = ch / nch, i = (ch % nch) * 32 + lane;
-            float o = mk_act(gelu, op->x[t * op->xs + i]) * op->aux[t * op->as + i];
+            float o = cu_glu_act(gelu, op->x[t * op->xs + i]) * op->aux[t * op->as + i];
             op->out[t * n + i] = o;
             mk_q8(o, lane, ch, t * n + i, op->xq, op->xd, op->xsum);
         }
@@ -456,7 +451,7 @@ static __device__ void mk_glu(const mk_op *op) {
     int64_t g = (int64_t)blockIdx.x * MK_THREADS + threadIdx.x, G = (int64_t)gridDim.x * MK_THREADS;
     for (int64_t k = g; k < op->n_tok * n; k += G) {
         int64_t t = k / n, i = k % n;
-        op->out[t * op->os + i] = mk_act(gelu, op->x[t * op->xs + i]) * op->aux[t * op->as + i];
+        op->out[t * op->os + i] = cu_glu_act(gelu, op->x[t * op->xs + i]) * op->aux[t * op->as + i];
     }
 }
 

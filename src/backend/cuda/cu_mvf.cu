@@ -124,11 +124,6 @@ static __device__ __forceinline__ void mvf_put(const mvf_args *A, int64_t g, int
     if (A->add[s]) A->add[s][o] += v; /* fused residual add */
 }
 
-static __device__ __forceinline__ float mvf_act(int glu, float g) {
-    if (glu == 2) return 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
-    return g / (1.0f + expf(-g));
-}
-
 /* Sums acc over the warp and stores rows g0, g0+1 (those below r_end) of every token, and
  * the GLU of the pair when the launch has one. */
 static __device__ __forceinline__ void mvf_emit(const mvf_args *A, int64_t g0, int64_t r_end, float acc[2][MVF_T],
@@ -141,7 +136,7 @@ static __device__ __forceinline__ void mvf_emit(const mvf_args *A, int64_t g0, i
                 if (g0 < r_end) mvf_put(A, g0, t, s0);
                 if (g0 + 1 < r_end) {
                     mvf_put(A, g0 + 1, t, s1);
-                    if (A->glu) A->gout[(int64_t)t * A->gos + (g0 >> 1)] = mvf_act(A->glu, s0) * s1;
+                    if (A->glu) A->gout[(int64_t)t * A->gos + (g0 >> 1)] = cu_glu_act(A->glu == 2, s0) * s1;
                 }
             }
         }
@@ -526,7 +521,7 @@ static __device__ __forceinline__ void mvp_group(uint32_t type, const uint4 *qa,
             mvf_put(&A, g0, t, s0);                                                                       \
             if (r1) {                                                                                     \
                 mvf_put(&A, g0 + 1, t, s1);                                                               \
-                if (A.glu) A.gout[(int64_t)t * A.gos + (g0 >> 1)] = mvf_act(A.glu, s0) * s1;              \
+                if (A.glu) A.gout[(int64_t)t * A.gos + (g0 >> 1)] = cu_glu_act(A.glu == 2, s0) * s1;              \
             }                                                                                             \
         }                                                                                                 \
     }

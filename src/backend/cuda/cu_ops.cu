@@ -393,11 +393,6 @@ int cuda_softcap(cuda_ctx *c, float *x, int64_t n, float cap, hb_err *err) {
     return eltwise(c, 2, x, NULL, n, cap, err);
 }
 
-static __device__ __forceinline__ float glu_act(int gelu, float g) {
-    if (gelu) return 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
-    return g / (1.0f + expf(-g));
-}
-
 /* One thread per 4 values of a row (blockIdx.y = token): 16-byte loads and stores, no 64-bit
  * division (a prefill GLU over 512 x 5632 values is bandwidth-bound). vec4: n, gs, us, os
  * are multiples of 4 and the arrays 16-byte aligned; otherwise one value per thread. */
@@ -411,10 +406,10 @@ static __global__ void glu_kernel(int gelu, const float *gate, int64_t gs, const
     float *o = out + t * os + i;
     if (vec4) {
         float4 a = *(const float4 *)g, b = *(const float4 *)u;
-        *(float4 *)o = make_float4(glu_act(gelu, a.x) * b.x, glu_act(gelu, a.y) * b.y, glu_act(gelu, a.z) * b.z,
-                                   glu_act(gelu, a.w) * b.w);
+        *(float4 *)o = make_float4(cu_glu_act(gelu, a.x) * b.x, cu_glu_act(gelu, a.y) * b.y, cu_glu_act(gelu, a.z) * b.z,
+                                   cu_glu_act(gelu, a.w) * b.w);
     } else {
-        *o = glu_act(gelu, *g) * *u;
+        *o = cu_glu_act(gelu, *g) * *u;
     }
 }
 

@@ -342,10 +342,54 @@ int cuda_capture_end(cuda_ctx *c, cuda_graph **out, hb_err *err) {
     return HEARTH_OK;
 }
 
+#ifndef HEARTH_CUDA_TRACE
 int cuda_graph_launch(cuda_ctx *c, cuda_graph *g, hb_err *err) {
     cudaError_t e = cudaGraphLaunch(g->exec, c->stream);
     return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, "launching a graph");
 }
+#else
+/* Diagnostics build only (see cu_internal.cuh): the tables of every .cu file, and the dump
+ * of replay number HEARTH_CUDA_TRACE_AT (default 40) to the file HEARTH_CUDA_TRACE. */
+static struct {
+    const char *file;
+    void *(*addr)(void);
+} cu_tr_files[32];
+static int cu_tr_n, cu_tr_replays;
+
+void cu_trace_register(const char *file, void *(*addr)(void)) {
+    if (cu_tr_n < 32) cu_tr_files[cu_tr_n].file = file, cu_tr_files[cu_tr_n++].addr = addr;
+}
+
+int cuda_graph_launch(cuda_ctx *c, cuda_graph *g, hb_err *err) {
+    const char *path = getenv("HEARTH_CUDA_TRACE"), *at = getenv("HEARTH_CUDA_TRACE_AT");
+    int dump = path && ++cu_tr_replays == (at ? atoi(at) : 40);
+    size_t bytes = sizeof(cu_tr_rec) * CU_TR_SLOTS;
+    if (dump) {
+        cudaStreamSynchronize(c->stream);
+        for (int i = 0; i < cu_tr_n; i++)
+            if (cu_tr_files[i].addr()) cudaMemset(cu_tr_files[i].addr(), 0, bytes);
+        cudaDeviceSynchronize();
+    }
+    cudaError_t e = cudaGraphLaunch(g->exec, c->stream);
+    if (dump && e == cudaSuccess) {
+        cudaStreamSynchronize(c->stream);
+        FILE *f = fopen(path, "a");
+        cu_tr_rec *h = (cu_tr_rec *)malloc(bytes);
+        for (int i = 0; f && h && i < cu_tr_n; i++) {
+            void *d = cu_tr_files[i].addr();
+            if (!d || cudaMemcpy(h, d, bytes, cudaMemcpyDeviceToHost) != cudaSuccess) continue;
+            for (int k = 0; k < CU_TR_SLOTS; k++)
+                if (h[k].gid)
+                    fprintf(f, "%s %llu %llu %llu %llu %llu %llu %llu\n", cu_tr_files[i].file, h[k].line_dim & 0xffff,
+                            (h[k].line_dim >> 16) & 0xffffffffull, h[k].line_dim >> 48, ~h[k].ne_min, h[k].e_max,
+                            ~h[k].nw_min, h[k].w_max);
+        }
+        if (f) fprintf(f, "END\n"), fclose(f);
+        free(h);
+    }
+    return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, "launching a graph");
+}
+#endif
 
 void cuda_graph_free(cuda_graph *g) {
     if (!g) return;

@@ -79,9 +79,59 @@ static __device__ __forceinline__ int cu_warp_isum(int v) {
  * or reads (it returns once the previous grid has finished and its writes are visible),
  * then cu_pdl_trigger() to let the next kernel be scheduled early in turn. Both are no-ops
  * for kernels launched without the attribute. HEARTH_CUDA_PDL=0 turns the attribute off. */
+#ifndef HEARTH_CUDA_TRACE
 static __device__ __forceinline__ void cu_pdl_wait(void) {
     asm volatile("griddepcontrol.wait;\n" ::: "memory");
 }
+#else
+/* Diagnostics build (make CUDA=1 CUDA_TRACE=1, docs/cuda.md "Tracing a decode step"): every
+ * cu_pdl_wait records, per launched grid, the first/last time a block reached it and the
+ * first/last time the wait returned (%globaltimer, ns), keyed by %gridid in a table per .cu
+ * file; cu_device.cu dumps the tables of one graph replay. Not for production builds. */
+#define CU_TR_SLOTS 1024
+typedef struct cu_tr_rec {
+    unsigned long long gid, ne_min, e_max, nw_min, w_max, line_dim; /* ne/nw: bit-inverted minima */
+} cu_tr_rec;
+static __device__ cu_tr_rec cu_tr_tab[CU_TR_SLOTS];
+static __device__ __forceinline__ unsigned long long cu_gtime(void) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+static __device__ __forceinline__ void cu_tr_put(unsigned long long t0, unsigned long long t1, int line) {
+    unsigned long long gid;
+    asm volatile("mov.u64 %0, %%gridid;" : "=l"(gid));
+    gid += 1;
+    unsigned h = (unsigned)((gid * 0x9E3779B97F4A7C15ull) >> 40) % CU_TR_SLOTS;
+    for (int i = 0; i < CU_TR_SLOTS; i++) {
+        cu_tr_rec *r = &cu_tr_tab[(h + i) % CU_TR_SLOTS];
+        unsigned long long k = atomicCAS(&r->gid, 0ull, gid);
+        if (k != 0ull && k != gid) continue;
+        atomicMax(&r->ne_min, ~t0), atomicMax(&r->e_max, t0);
+        atomicMax(&r->nw_min, ~t1), atomicMax(&r->w_max, t1);
+        if (k == 0ull)
+            r->line_dim = (unsigned long long)line | ((unsigned long long)(gridDim.x * gridDim.y) << 16) |
+                          ((unsigned long long)(blockDim.x * blockDim.y) << 48);
+        return;
+    }
+}
+static __device__ __forceinline__ void cu_pdl_wait_tr(int line) {
+    unsigned long long t0 = cu_gtime();
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    unsigned long long t1 = cu_gtime();
+    unsigned b = blockIdx.x + gridDim.x * blockIdx.y, nb = gridDim.x * gridDim.y;
+    if (threadIdx.x == 0 && threadIdx.y == 0 && (b == 0 || b == nb - 1)) cu_tr_put(t0, t1, line); /* first, last */
+}
+#define cu_pdl_wait() cu_pdl_wait_tr(__LINE__)
+void cu_trace_register(const char *file, void *(*addr)(void));
+static void *cu_tr_addr(void) {
+    void *p = NULL;
+    return cudaGetSymbolAddress(&p, cu_tr_tab) == cudaSuccess ? p : NULL;
+}
+static void __attribute__((constructor)) cu_tr_reg(void) {
+    cu_trace_register(__BASE_FILE__, cu_tr_addr);
+}
+#endif
 
 static __device__ __forceinline__ void cu_pdl_trigger(void) {
     asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");

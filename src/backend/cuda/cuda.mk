@@ -9,9 +9,11 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
 # Warnings are errors in CI (CI=1), as for the C code.
 CUDA_WERROR := $(if $(CI),-Werror all-warnings,)
+# Diagnostics: CUDA_TRACE=1 builds the decode-step tracer (cu_internal.cuh, docs/cuda.md).
+CUDA_TRACE_FLAG := $(if $(CUDA_TRACE),-DHEARTH_CUDA_TRACE=1,)
 NVCCFLAGS ?=
 NVCCFLAGS += -std=c++17 -O3 $(CUDA_ARCH) -Iinclude -Isrc -Xcompiler -Wall,-Wextra,-fPIC \
-             --expt-relaxed-constexpr $(CUDA_WERROR)
+             --expt-relaxed-constexpr $(CUDA_WERROR) $(CUDA_TRACE_FLAG)
 
 CUDA_SRC := $(sort $(wildcard src/backend/cuda/*.cu))
 CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)

@@ -356,4 +356,10 @@ static inline void at_plan(const cuda_attn *a, const float *q, int64_t qs, float
     at_plan_span(a, 0, q, qs, out, os, part, A, gx, gy, part_bytes, smem);
 }
 
+/* Decode attention for short contexts over an f16 cache (cu_attn_dec.cu): the arguments of
+ * cuda_attention(_q8). *done = 1 when it ran, 0 when the shape, cache type or position
+ * bucket is not for it (nothing queued). */
+int cu_attn_dec(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, bool quant,
+                int *done, hb_err *err);
+
 #endif

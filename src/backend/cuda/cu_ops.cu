@@ -293,6 +293,8 @@ static int at_run(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, f
         return hb_fail(err, HEARTH_E_INVALID, "CUDA: %d heads do not split into %d KV heads", a->n_head, a->n_head_kv);
     if (cu_attn_pf_use(a, q, qs, out, os)) /* prefill batches: tensor-core kernel (cu_attn_pf.cu) */
         return cu_attn_pf(c, a, q, qs, out, os, quant, err);
+    int done = 0; /* decode batches at short contexts: one block per head (cu_attn_dec.cu) */
+    if ((rc = cu_attn_dec(c, a, q, qs, out, os, quant, &done, err)) || done) return rc;
     at_args A;
     unsigned gx, gy;
     size_t part, smem;

@@ -1,0 +1,120 @@
+/* test_cuda_attn_dec.c — decode attention over an f16 cache at short contexts
+ * (cu_attn_dec.cu: one block per head and token, K/V fetched before the dependency wait):
+ * 8 tokens of two sequences (two of them in one sequence, as in a multi-token step) match a
+ * double-precision reference, with and without a sliding window and softcap; decoded
+ * together they give bitwise the rows each gives alone; the quantizing form
+ * (cuda_attention_q8) writes the same float output. Skips without a GPU. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define CUDA_TEST_SEED 0x9E3779B97F4A7C15ull
+#include "cuda_test.h"
+#include "quant/quant.h"
+
+enum { HKV = 4, G = 8, HQ = HKV * G, D = 64, CTX = 300, S = 2, T = 8, MAXPOS = 255 };
+
+/* nrmse of out [T][HQ][D] against attention in double over the f16-rounded cache kc/vc
+ * ([S][CTX][HKV * D]). */
+static double ref_nrmse(const float *q, const float *out, const float *kc, const float *vc, const int32_t *qpos,
+                        const int32_t *qseq, int32_t window, float softcap) {
+    double se = 0, sr = 0;
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < HQ; h++) {
+            int hk = h / G, p = qpos[t], lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+            double sc[CTX], mx = -1e300, sum = 0;
+            for (int c = lo; c <= p; c++) {
+                const float *kr = kc + ((int64_t)qseq[t] * CTX + c) * HKV * D + hk * D;
+                double d = 0;
+                for (int i = 0; i < D; i++) d += (double)q[(t * HQ + h) * D + i] * kr[i];
+                d *= 0.125;
+                if (softcap > 0) d = softcap * tanh(d / softcap);
+                sc[c] = d;
+                if (d > mx) mx = d;
+            }
+            for (int c = lo; c <= p; c++) sum += sc[c] = exp(sc[c] - mx);
+            for (int i = 0; i < D; i++) {
+                double o = 0;
+                for (int c = lo; c <= p; c++) o += sc[c] * vc[((int64_t)qseq[t] * CTX + c) * HKV * D + hk * D + i];
+                o /= sum;
+                double g = out[(t * HQ + h) * D + i];
+                se += (g - o) * (g - o), sr += o * o;
+            }
+        }
+    return sqrt(se / sr);
+}
+
+static void test_batch_equals_alone(void **state) {
+    (void)state;
+    NEED_GPU();
+    const int64_t kvd = HKV * D;
+    size_t rb = quant_row_size(QT_F16, kvd);
+    float *kv_host = malloc(sizeof(float) * S * CTX * kvd * 2);
+    for (int64_t i = 0; i < S * CTX * kvd * 2; i++) kv_host[i] = frand();
+    float *dk = dev_from(kv_host, sizeof(float) * S * CTX * kvd);
+    float *dv = dev_from(kv_host + S * CTX * kvd, sizeof(float) * S * CTX * kvd);
+    cuda_kv kv = { dev_from(NULL, rb * S * CTX), dev_from(NULL, rb * S * CTX), QT_F16, kvd, rb, CTX };
+    int32_t *pos = malloc(sizeof(int32_t) * S * CTX), *seq = malloc(sizeof(int32_t) * S * CTX);
+    for (int s = 0; s < S; s++)
+        for (int p = 0; p < CTX; p++) pos[s * CTX + p] = p, seq[s * CTX + p] = s;
+    const int32_t *dp, *ds;
+    assert_int_equal(cuda_stage_i32(g_ctx, 0, pos, S * CTX, &dp, &g_err), 0);
+    assert_int_equal(cuda_stage_i32(g_ctx, 1, seq, S * CTX, &ds, &g_err), 0);
+    assert_int_equal(cuda_kv_store(g_ctx, &kv, dk, kvd, dv, kvd, S * CTX, dp, ds, &g_err), 0);
+    /* two tokens of one sequence in the batch (positions 100 and 101) as in a multi-token step */
+    int32_t qpos[T] = { 0, 31, 32, 127, 128, 255, 100, 101 }, qseq[T] = { 0, 1, 0, 1, 0, 1, 0, 0 };
+    float q[T * HQ * D], ob[T * HQ * D], o8[T * HQ * D], oa[HQ * D];
+    for (int i = 0; i < T * HQ * D; i++) q[i] = frand();
+    float *dq = dev_from(q, sizeof q), *dout = dev_from(NULL, sizeof ob);
+    assert_int_equal(cuda_stage_i32(g_ctx, 2, qpos, T, &dp, &g_err), 0);
+    assert_int_equal(cuda_stage_i32(g_ctx, 3, qseq, T, &ds, &g_err), 0);
+    cuda_attn a = { &kv, dp, ds, T, HQ, HKV, D, D, 0.125f, 0.0f, 0, MAXPOS };
+    assert_int_equal(cuda_attention(g_ctx, &a, dq, HQ * D, dout, HQ * D, &g_err), 0);
+    to_host(ob, dout, sizeof ob);
+    assert_int_equal(cuda_attention_q8(g_ctx, &a, dq, HQ * D, dout, HQ * D, &g_err), 0);
+    to_host(o8, dout, sizeof o8);
+    assert_memory_equal(ob, o8, sizeof ob);
+    /* the reference over the values as the f16 cache holds them */
+    float *kc = malloc(sizeof(float) * S * CTX * kvd * 2), *vc = kc + S * CTX * kvd;
+    uint8_t *tmp = malloc(rb);
+    for (int64_t r = 0; r < 2 * S * CTX; r++) {
+        quant_quantize_row(QT_F16, kv_host + r * kvd, tmp, kvd);
+        quant_dequantize_row(QT_F16, tmp, kc + r * kvd, kvd);
+    }
+    double e = ref_nrmse(q, ob, kc, vc, qpos, qseq, 0, 0.0f);
+    printf("  8 tokens, f16 cache: nrmse %.2e\n", e);
+    assert_true(e < 1e-4);
+    cuda_attn aw = a;
+    aw.window = 40, aw.softcap = 30.0f;
+    assert_int_equal(cuda_attention(g_ctx, &aw, dq, HQ * D, dout, HQ * D, &g_err), 0);
+    to_host(o8, dout, sizeof o8);
+    e = ref_nrmse(q, o8, kc, vc, qpos, qseq, 40, 30.0f);
+    printf("  window 40, softcap 30: nrmse %.2e\n", e);
+    assert_true(e < 1e-4);
+    free(kc), free(tmp);
+    int mism = 0;
+    for (int t = 0; t < T; t++) {
+        assert_int_equal(cuda_stage_i32(g_ctx, 2, qpos + t, 1, &dp, &g_err), 0);
+        assert_int_equal(cuda_stage_i32(g_ctx, 3, qseq + t, 1, &ds, &g_err), 0);
+        cuda_attn a1 = { &kv, dp, ds, 1, HQ, HKV, D, D, 0.125f, 0.0f, 0, MAXPOS };
+        assert_int_equal(cuda_attention(g_ctx, &a1, dq + t * HQ * D, HQ * D, dout, HQ * D, &g_err), 0);
+        to_host(oa, dout, sizeof oa);
+        if (memcmp(oa, ob + t * HQ * D, sizeof oa)) mism++, printf("  token %d (pos %d) differs alone\n", t, qpos[t]);
+    }
+    assert_int_equal(mism, 0);
+    cuda_free(g_ctx, kv.k), cuda_free(g_ctx, kv.v), cuda_free(g_ctx, dk), cuda_free(g_ctx, dv);
+    cuda_free(g_ctx, dq), cuda_free(g_ctx, dout);
+    free(kv_host), free(pos), free(seq);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batch_equals_alone),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

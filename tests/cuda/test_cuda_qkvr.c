@@ -14,6 +14,7 @@
  */
 #include <math.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -69,13 +70,14 @@ static void same(const char *what, const void *a_dev, const void *b_dev, size_t 
 }
 
 enum { N_SEQ = 4, N_CTX = 40 };
+#define NO_CACHE 0xffffffffu
 
 typedef struct qcase {
     uint32_t tq, tv;  /* q/k type, v type (tv != tq: two launches) */
     int64_t E;        /* row length */
     int32_t hd, nh, nkv;
     int neox, factors, table, n_tok;
-    uint32_t kv_type; /* QT_F16, QT_F32, or 0: no cache (cuda_rope_apply2) */
+    uint32_t kv_type; /* QT_F16, QT_F32, or NO_CACHE (cuda_rope_apply2) */
 } qcase;
 
 /* n caches with the same random bytes. */
@@ -105,7 +107,8 @@ static void run_fused(const qcase *qc, cuda_weight w[3], float *dx, float *dy[3]
     const int32_t *dp, *ds;
     ok(cuda_stage_i32(g_ctx, 0, pos + t0, nt, &dp, &g_err));
     ok(cuda_stage_i32(g_ctx, 1, seq + t0, nt, &ds, &g_err));
-    cuda_qkvr q = { dp, ds, r, qc->hd, kv, { CUDA_QKVR_Q, CUDA_QKVR_K, CUDA_QKVR_V } };
+    int vrole = kv ? CUDA_QKVR_V : CUDA_QKVR_PLAIN; /* no cache: v is a plain product */
+    cuda_qkvr q = { dp, ds, r, qc->hd, kv, { CUDA_QKVR_Q, CUDA_QKVR_K, vrole } };
     const cuda_weight *ws[3] = { &w[0], &w[1], &w[2] };
     float *ys[3] = { dy[0] + t0 * ld[0], dy[1] + t0 * ld[1], dy[2] + t0 * ld[2] };
     const float *x = dx + t0 * qc->E;
@@ -114,7 +117,7 @@ static void run_fused(const qcase *qc, cuda_weight w[3], float *dx, float *dy[3]
     } else {
         ok(cuda_matmul_qkvr(g_ctx, 2, ws, ys, ld, x, nt, 0, &q, &g_err));
         cuda_qkvr qv = q;
-        qv.role[0] = CUDA_QKVR_V;
+        qv.role[0] = vrole;
         ok(cuda_matmul_qkvr(g_ctx, 1, ws + 2, ys + 2, ld + 2, x, nt, 1, &qv, &g_err));
     }
 }
@@ -137,7 +140,7 @@ static void check_case(const qcase *qc) {
     if (qc->factors) r.factors = dev_from(fac, sizeof(float) * (size_t)(qc->hd / 2));
     if (qc->table) r.inv = dev_from(tab, sizeof(double) * (size_t)(qc->hd / 2));
     cuda_kv kv[3]; /* separate kernels, fused, fused one token at a time */
-    if (qc->kv_type) make_caches(qc, kvd, kv, 3);
+    if (qc->kv_type != NO_CACHE) make_caches(qc, kvd, kv, 3);
     float *dy[3][3]; /* [the same variants][q/k/v] */
     for (int v = 0; v < 3; v++)
         for (int i = 0; i < 3; i++) dy[v][i] = dev_from(NULL, sizeof(float) * T * ld[i]);
@@ -153,21 +156,22 @@ static void check_case(const qcase *qc) {
         ok(cuda_matmul_multi(g_ctx, 2, ws, dy[0], ld, adds, dx, T, 0, &g_err));
         ok(cuda_matmul_multi(g_ctx, 1, ws + 2, dy[0] + 2, ld + 2, adds, dx, T, 1, &g_err));
     }
-    if (qc->kv_type)
-        ok(cuda_rope_kv(g_ctx, dy[0][0], dq, qc->nh, dy[0][1], kvd, qc->nkv, T, qc->hd, dp, &r, &kv[0], dy[0][2], kvd, ds,
-                        &g_err));
+    if (qc->kv_type != NO_CACHE)
+        ok(cuda_rope_kv(g_ctx, dy[0][0], dq, qc->nh, dy[0][1], kvd, qc->nkv, T, qc->hd, dp, &r, &kv[0], dy[0][2],
+                        kvd, ds, &g_err));
     else
         ok(cuda_rope_apply2(g_ctx, dy[0][0], dq, qc->nh, dy[0][1], kvd, qc->nkv, T, qc->hd, dp, &r, &g_err));
     /* fused: all tokens in one launch, then each token alone */
     uint64_t l0 = cuda_qkvr_launches();
-    run_fused(qc, w, dx, dy[1], pos, seq, 0, T, &r, qc->kv_type ? &kv[1] : NULL);
-    for (int64_t t = 0; t < T && T > 1; t++) run_fused(qc, w, dx, dy[2], pos, seq, t, 1, &r, qc->kv_type ? &kv[2] : NULL);
+    bool has_kv = qc->kv_type != NO_CACHE;
+    run_fused(qc, w, dx, dy[1], pos, seq, 0, T, &r, has_kv ? &kv[1] : NULL);
+    for (int64_t t = 0; t < T && T > 1; t++) run_fused(qc, w, dx, dy[2], pos, seq, t, 1, &r, has_kv ? &kv[2] : NULL);
     assert_true(cuda_qkvr_launches() > l0);
     int bad0 = g_bad;
     static const char *names[3] = { "q", "k", "v" };
     for (int v = 1; v < (T > 1 ? 3 : 2); v++) {
         for (int i = 0; i < 3; i++) same(names[i], dy[v - 1][i], dy[v][i], sizeof(float) * T * ld[i]);
-        if (qc->kv_type) {
+        if (qc->kv_type != NO_CACHE) {
             size_t bytes = kv[0].row_bytes * N_SEQ * N_CTX;
             same("K cache", kv[v - 1].k, kv[v].k, bytes);
             same("V cache", kv[v - 1].v, kv[v].v, bytes);
@@ -175,12 +179,12 @@ static void check_case(const qcase *qc) {
     }
     printf("  %-6s/%-6s E %4lld hd %3d %s%s%s n_tok %lld cache %-4s: %s\n", quant_type_name(qc->tq),
            quant_type_name(qc->tv), (long long)E, qc->hd, qc->neox ? "neox" : "norm", qc->factors ? " fac" : "",
-           qc->table ? " tab" : " pow", (long long)T, qc->kv_type ? quant_type_name(qc->kv_type) : "none",
+           qc->table ? " tab" : " pow", (long long)T, qc->kv_type != NO_CACHE ? quant_type_name(qc->kv_type) : "none",
            g_bad == bad0 ? "same bits" : "DIFFERENT");
     for (int i = 0; i < 3; i++) cuda_free(g_ctx, (void *)w[i].data);
     for (int v = 0; v < 3; v++)
         for (int i = 0; i < 3; i++) cuda_free(g_ctx, dy[v][i]);
-    if (qc->kv_type)
+    if (qc->kv_type != NO_CACHE)
         for (int v = 0; v < 3; v++) cuda_free(g_ctx, kv[v].k), cuda_free(g_ctx, kv[v].v);
     cuda_free(g_ctx, dx), cuda_free(g_ctx, (void *)r.factors), cuda_free(g_ctx, (void *)r.inv);
     free(x);
@@ -194,7 +198,8 @@ static void test_fused_vs_separate(void **state) {
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
         for (int neox = 0; neox < 2; neox++)
             for (int T = 1; T <= 8; T += 7) {
-                qcase qc = { types[ti], types[ti], 512, 64, 4, 2, neox, neox, 1, T, (T == 1) ? QT_F32 : QT_F16 };
+                uint32_t kvt = T == 1 ? QT_F32 : (neox ? QT_F16 : NO_CACHE);
+                qcase qc = { types[ti], types[ti], 512, 64, 4, 2, neox, neox, 1, T, kvt };
                 check_case(&qc);
             }
     /* TinyLlama's attention shape, the Q4_K_M split (q/k Q4_K, v Q6_K), no table, no cache */
@@ -207,8 +212,8 @@ static void test_fused_vs_separate(void **state) {
         { QT_Q4_K, QT_Q6_K, 2048, 64, 32, 4, 1, 0, 1, 8, QT_F16 },
         { QT_Q4_0, QT_Q4_0, 512, 128, 4, 1, 1, 1, 0, 8, QT_F16 },
         { QT_Q4_0, QT_Q4_0, 512, 128, 4, 1, 0, 0, 0, 1, QT_F32 },
-        { QT_Q4_K, QT_Q4_K, 512, 64, 4, 2, 1, 0, 1, 8, 0 },
-        { QT_Q8_0, QT_Q8_0, 512, 64, 4, 2, 0, 1, 1, 1, 0 },
+        { QT_Q4_K, QT_Q4_K, 512, 64, 4, 2, 1, 0, 1, 8, NO_CACHE },
+        { QT_Q8_0, QT_Q8_0, 512, 64, 4, 2, 0, 1, 1, 1, NO_CACHE },
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) check_case(&big[i]);
     assert_int_equal(g_bad, 0);
@@ -234,7 +239,8 @@ static cb_cmd *push(cuda_be *c, int kind) {
 
 static void push_mm(cuda_be *c, uint32_t type, int64_t rows, const float *x, float *y, int64_t T) {
     cb_cmd *k = push(c, CK_MATMUL);
-    k->w.type = type, k->w.n_rows = rows, k->w.n_cols = RE, k->w.row_bytes = quant_row_size(type, RE), k->w.data = g_mem;
+    k->w.type = type, k->w.n_rows = rows, k->w.n_cols = RE, k->w.row_bytes = quant_row_size(type, RE);
+    k->w.data = g_mem;
     k->p[0] = x, k->p[1] = y, k->n[0] = T, k->n[1] = rows;
 }
 

@@ -31,7 +31,6 @@
 
 #define MR_W 4        /* warps (rows) per block: two pairs */
 #define MR_STAGE 6656 /* staged row bytes per warp and pass, as cu_matmul.cu */
-#define MR_J 6        /* single-token kernel: most chunks per lane (activations in registers) */
 #define MR_T CU_MV_T  /* most tokens */
 #define MR_ONE_MAX_ROWS 16384
 
@@ -68,33 +67,16 @@ typedef struct mr_args {
 
 #define MR_F(A, seg, f) ((seg) == 0 ? (A).s0.f : ((seg) == 1 ? (A).s1.f : (A).s2.f))
 
-/* The angle of pair i at position p, in two steps so that only loads (and the double pow
- * when there is no frequency table) come before the programmatic-launch wait and the
- * double sincos runs under the activation loads after it: rope_kernel's arithmetic. */
-typedef struct mr_ang {
-    int32_t p;
-    double inv;
-    float fac;
-} mr_ang;
-
-static __device__ __forceinline__ mr_ang mr_angle_pre(int32_t i, const int32_t *pos, int lane, int32_t n_rot,
-                                                      float base, const float *factors, const double *inv_tab) {
-    mr_ang g;
-    g.p = pos[lane];
-    g.inv = inv_tab ? inv_tab[i] : pow((double)base, -2.0 * i / (double)n_rot);
-    g.fac = factors ? factors[i] : 1.0f;
-    return g;
-}
-
-/* cos and sin times attn_factor, rounded to float. */
-static __device__ __forceinline__ void mr_angle(mr_ang g, float freq_scale, float attn_factor, bool factors,
-                                                float *cs, float *sn) {
-    double theta = (double)g.p * freq_scale * g.inv;
-    if (factors) theta /= g.fac;
+/* cos and sin of pair i's angle at position p, times attn_factor: rope_kernel's arithmetic. */
+static __device__ __forceinline__ float2 mr_angle(int32_t i, int32_t p, int32_t n_rot, float base, float freq_scale,
+                                                  float attn_factor, const float *factors, const double *inv_tab) {
+    double inv = inv_tab ? inv_tab[i] : pow((double)base, -2.0 * i / (double)n_rot);
+    float fac = factors ? factors[i] : 1.0f;
+    double theta = (double)p * freq_scale * inv;
+    if (factors) theta /= fac;
     double sd, cd;
     sincos(theta, &sd, &cd);
-    *cs = (float)(cd * attn_factor);
-    *sn = (float)(sd * attn_factor);
+    return make_float2((float)(cd * attn_factor), (float)(sd * attn_factor));
 }
 
 /* Element i of a cache row, rounded as the KV store rounds it. */
@@ -128,14 +110,20 @@ static __device__ __forceinline__ bool mr_row(bool rot, int neox, int hd, int64_
     return *r < n_rows;
 }
 
-/* ONE: the single-token form (the row staged in one pass, the lane's activations loaded
- * into registers right after the wait, under the copies: cu_matmul.cu's MV1 kernels);
- * else any 1..MR_T tokens in passes of MR_STAGE bytes (its MV kernels). Same arithmetic. */
-#define MR_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT, ONE)                                                   \
-    static __global__ void __launch_bounds__(MR_W * 32) name(mr_args A) {                                \
+/* J > 0: the single-token form for rows of up to 32 * J chunks (the row staged in one pass,
+ * the lane's activations loaded into registers right after the wait, under the copies:
+ * cu_matmul.cu's MV1 kernels; a small J keeps the registers, and so the blocks beside the
+ * next kernel's, few); J == 0: any 1..MR_T tokens in passes of MR_STAGE bytes (its MV
+ * kernels). Same arithmetic. Warp MR_W computes the angles of the block's pairs (lane
+ * 8 * slot + token) into shared memory while the others multiply: it reads only model data
+ * and the step's positions (never written by a kernel), so it needs no wait and takes the
+ * double sincos off the product's path. */
+#define MR_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT, J)                                                     \
+    static __global__ void __launch_bounds__((MR_W + 1) * 32) name(mr_args A) {                          \
         __shared__ __align__(16) uint8_t stage[MR_W][MR_STAGE];                                          \
         __shared__ int8_t lut[16];                                                                       \
         __shared__ float xch[MR_W][MR_T];                                                                \
+        __shared__ float2 ang[MR_W / 2][MR_T];                                                           \
         if (HAS_LUT) {                                                                                   \
             if (threadIdx.x < 16) lut[threadIdx.x] = mr_iq4_levels[threadIdx.x];                         \
             __syncthreads();                                                                             \
@@ -151,32 +139,37 @@ static __device__ __forceinline__ bool mr_row(bool rot, int neox, int hd, int64_
         int64_t n_rows = MR_F(A, seg, n_rows), ldy = MR_F(A, seg, ldy);                                  \
         float *y = MR_F(A, seg, y);                                                                      \
         int role = MR_F(A, seg, role);                                                                   \
-        int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n_tok = (ONE) ? 1 : A.n_tok, nch = A.nch;  \
+        int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n_tok = (J) ? 1 : A.n_tok, nch = A.nch;    \
         bool rot = role == CUDA_QKVR_Q || role == CUDA_QKVR_K;                                           \
         int64_t r;                                                                                       \
         int32_t pi;                                                                                      \
+        if (warp == MR_W) { /* the angle warp */                                                         \
+            if (!rot) return;                                                                            \
+            int ps = lane / MR_T, t = lane % MR_T;                                                       \
+            if (ps < MR_W / 2 && t < n_tok && mr_row(rot, A.neox, A.hd, n_rows, blk, 2 * ps, &r, &pi))   \
+                ang[ps][t] = mr_angle(pi, A.pos[t], A.n_rot, A.base, A.freq_scale, A.attn_factor, A.factors, \
+                                      A.inv);                                                            \
+            __syncthreads(); /* the one in mr_finish */                                                  \
+            return;                                                                                      \
+        }                                                                                                \
         bool valid = mr_row(rot, A.neox, A.hd, n_rows, blk, warp, &r, &pi);                              \
         if (!valid && !rot) return; /* no block barrier follows for unrotated rows */                   \
         const uint8_t *row = w + (size_t)r * row_bytes;                                                  \
         uint8_t *sm = stage[warp];                                                                       \
         int per_pass = MR_STAGE / A.seg_bytes, nseg = (nch + 31) / 32;                                   \
         if (valid) {                                                                                     \
-            size_t b1 = (ONE) ? row_bytes : (size_t)per_pass * A.seg_bytes;                              \
+            size_t b1 = (J) ? row_bytes : (size_t)per_pass * A.seg_bytes;                                \
             mr_copy(sm, row, (int)(b1 < row_bytes ? b1 : row_bytes), A.vw, lane);                        \
         }                                                                                                \
-        bool ang = rot && valid && lane < n_tok; /* lane t: token t's angle */                          \
-        mr_ang g = { 0, 0.0, 1.0f };                                                                     \
-        if (ang) g = mr_angle_pre(pi, A.pos, lane, A.n_rot, A.base, A.factors, A.inv);                   \
         cu_pdl_wait(); /* weights in flight; activations now ready */                                    \
         cu_pdl_trigger();                                                                                \
-        float cs = 1.0f, sn = 0.0f;                                                                      \
         float acc[MR_T];                                                                                 \
         _Pragma("unroll") for (int t = 0; t < MR_T; t++) acc[t] = 0.0f;                                  \
-        if (valid && (ONE)) {                                                                            \
-            int4 xa[MR_J], xb[MR_J];                                                                     \
-            float dx[MR_J];                                                                              \
-            int2 sx[MR_J];                                                                               \
-            _Pragma("unroll") for (int j = 0; j < MR_J; j++) {                                           \
+        if (valid && (J)) {                                                                              \
+            int4 xa[(J) + 1], xb[(J) + 1];                                                               \
+            float dx[(J) + 1];                                                                           \
+            int2 sx[(J) + 1];                                                                            \
+            _Pragma("unroll") for (int j = 0; j < (J); j++) {                                            \
                 int c = lane + 32 * j;                                                                   \
                 if (c < nch) {                                                                           \
                     const int4 *xp = (const int4 *)(A.xq + (int64_t)c * 32);                             \
@@ -184,10 +177,9 @@ static __device__ __forceinline__ bool mr_row(bool rot, int neox, int hd, int64_
                     sx[j] = HAS_MIN ? A.xs[c] : make_int2(0, 0);                                         \
                 }                                                                                        \
             }                                                                                            \
-            if (ang) mr_angle(g, A.freq_scale, A.attn_factor, A.factors != NULL, &cs, &sn);              \
             asm volatile("cp.async.wait_all;\n" ::: "memory");                                           \
             __syncwarp();                                                                                \
-            _Pragma("unroll") for (int j = 0; j < MR_J; j++) {                                           \
+            _Pragma("unroll") for (int j = 0; j < (J); j++) {                                            \
                 int c = lane + 32 * j;                                                                   \
                 if (c < nch) {                                                                           \
                     int q[8];                                                                            \
@@ -198,7 +190,6 @@ static __device__ __forceinline__ bool mr_row(bool rot, int neox, int hd, int64_
                 }                                                                                        \
             }                                                                                            \
         } else if (valid) {                                                                              \
-            if (ang) mr_angle(g, A.freq_scale, A.attn_factor, A.factors != NULL, &cs, &sn);              \
             for (int s0 = 0; s0 < nseg; s0 += per_pass) {                                                \
                 size_t b0 = (size_t)s0 * A.seg_bytes, b1 = b0 + (size_t)per_pass * A.seg_bytes;          \
                 if (b1 > row_bytes) b1 = row_bytes;                                                      \
@@ -226,14 +217,15 @@ static __device__ __forceinline__ bool mr_row(bool rot, int neox, int hd, int64_
                 }                                                                                        \
             }                                                                                            \
         }                                                                                                \
-        mr_finish(A, acc, valid, rot, role, r, warp, lane, n_tok, y, ldy, cs, sn, xch);                  \
+        mr_finish(A, acc, valid, rot, role, r, warp, lane, n_tok, y, ldy, xch, ang);                     \
     }
 
 /* The epilogue: warp sums, then the pair rotation (rotated segments; every thread of the
- * block reaches its barrier), the output row and the cache cells, token t by lane t. */
+ * block, the angle warp too, reaches its barrier), the output row and the cache cells,
+ * token t by lane t. */
 static __device__ __forceinline__ void mr_finish(const mr_args &A, const float *acc, bool valid, bool rot, int role,
                                                  int64_t r, int warp, int lane, int n_tok, float *y, int64_t ldy,
-                                                 float cs, float sn, float (*xch)[MR_T]) {
+                                                 float (*xch)[MR_T], const float2 (*ang)[MR_T]) {
     float v[MR_T];
 #pragma unroll
     for (int t = 0; t < MR_T; t++) v[t] = valid && t < n_tok ? cu_warp_sum(acc[t]) : 0.0f;
@@ -246,7 +238,8 @@ static __device__ __forceinline__ void mr_finish(const mr_args &A, const float *
         __syncthreads();
         if (!valid || lane >= n_tok) return;
         float y0, y1;
-        rope_pair(xch[warp & ~1][lane], xch[warp | 1][lane], cs, sn, &y0, &y1);
+        float2 g = ang[warp >> 1][lane];
+        rope_pair(xch[warp & ~1][lane], xch[warp | 1][lane], g.x, g.y, &y0, &y1);
         o = (warp & 1) ? y1 : y0;
     } else if (lane >= n_tok) {
         return;
@@ -271,23 +264,29 @@ MR_KERNEL(mr_q4_K, up_q4_K, 1, 0, 0)
 MR_KERNEL(mr_q5_K, up_q5_K, 1, 0, 0)
 MR_KERNEL(mr_q6_K, up_q6_K, 0, 0, 0)
 MR_KERNEL(mr_iq4_xs, up_iq4_xs, 0, 1, 0)
-MR_KERNEL(mr1_q4_0, up_q4_0, 1, 0, 1)
-MR_KERNEL(mr1_q8_0, up_q8_0, 0, 0, 1)
-MR_KERNEL(mr1_q4_K, up_q4_K, 1, 0, 1)
-MR_KERNEL(mr1_q6_K, up_q6_K, 0, 0, 1)
+MR_KERNEL(mr2_q4_0, up_q4_0, 1, 0, 2)
+MR_KERNEL(mr2_q8_0, up_q8_0, 0, 0, 2)
+MR_KERNEL(mr2_q4_K, up_q4_K, 1, 0, 2)
+MR_KERNEL(mr2_q6_K, up_q6_K, 0, 0, 2)
+MR_KERNEL(mr6_q4_0, up_q4_0, 1, 0, 6)
+MR_KERNEL(mr6_q8_0, up_q8_0, 0, 0, 6)
+MR_KERNEL(mr6_q4_K, up_q4_K, 1, 0, 6)
+MR_KERNEL(mr6_q6_K, up_q6_K, 0, 0, 6)
 
 typedef void (*mr_fn)(mr_args);
 
 typedef struct mr_entry {
     uint32_t type;
-    mr_fn any, one; /* one: the single-token kernel, or NULL */
+    mr_fn any, one2, one6; /* single-token kernels for rows of up to 64 / 192 chunks, or NULL */
 } mr_entry;
 
 static const mr_entry k_mr[] = {
-    { QT_Q4_0, mr_q4_0, mr1_q4_0 }, { QT_Q4_1, mr_q4_1, NULL },     { QT_Q5_0, mr_q5_0, NULL },
-    { QT_Q5_1, mr_q5_1, NULL },     { QT_Q8_0, mr_q8_0, mr1_q8_0 }, { QT_IQ4_NL, mr_iq4_nl, NULL },
-    { QT_Q2_K, mr_q2_K, NULL },     { QT_Q3_K, mr_q3_K, NULL },     { QT_Q4_K, mr_q4_K, mr1_q4_K },
-    { QT_Q5_K, mr_q5_K, NULL },     { QT_Q6_K, mr_q6_K, mr1_q6_K }, { QT_IQ4_XS, mr_iq4_xs, NULL },
+    { QT_Q4_0, mr_q4_0, mr2_q4_0, mr6_q4_0 }, { QT_Q4_1, mr_q4_1, NULL, NULL },
+    { QT_Q5_0, mr_q5_0, NULL, NULL },         { QT_Q5_1, mr_q5_1, NULL, NULL },
+    { QT_Q8_0, mr_q8_0, mr2_q8_0, mr6_q8_0 }, { QT_IQ4_NL, mr_iq4_nl, NULL, NULL },
+    { QT_Q2_K, mr_q2_K, NULL, NULL },         { QT_Q3_K, mr_q3_K, NULL, NULL },
+    { QT_Q4_K, mr_q4_K, mr2_q4_K, mr6_q4_K }, { QT_Q5_K, mr_q5_K, NULL, NULL },
+    { QT_Q6_K, mr_q6_K, mr2_q6_K, mr6_q6_K }, { QT_IQ4_XS, mr_iq4_xs, NULL, NULL },
 };
 
 static uint64_t g_launches;
@@ -365,9 +364,10 @@ extern "C" int cuda_matmul_qkvr(cuda_ctx *c, int n, const cuda_weight *const *ws
         A.n_ctx = q->kv->n_ctx, A.kv_row_bytes = q->kv->row_bytes;
     }
     /* the single-token kernel where cu_matmul.cu would take its MV1 kernel */
-    bool one = e->one && n_tok == 1 && (int64_t)grid * MR_W <= MR_ONE_MAX_ROWS && vw >= 4 && nch <= 32 * MR_J &&
+    bool one = e->one2 && n_tok == 1 && (int64_t)grid * MR_W <= MR_ONE_MAX_ROWS && vw >= 4 && nch <= 32 * 6 &&
                (size_t)(MR_STAGE / segb) * (size_t)segb >= w->row_bytes;
-    CU_LAUNCH(err, "launching the q/k/v product with RoPE", one ? e->one : e->any, grid, MR_W * 32, 0, c->stream, A);
+    mr_fn fn = !one ? e->any : (nch <= 32 * 2 ? e->one2 : e->one6);
+    CU_LAUNCH(err, "launching the q/k/v product with RoPE", fn, grid, (MR_W + 1) * 32, 0, c->stream, A);
     g_launches++;
     return cu_check_launch(err, "q/k/v product with RoPE");
 }

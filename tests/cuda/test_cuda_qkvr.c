@@ -6,7 +6,7 @@
  *    IQ4_NL weights, normal and neox rotation, 1 and 8 tokens of several sequences at
  *    different positions, f16 and f32 caches, rope factors, attn_factor, the host's
  *    frequency table or the kernels' pow, q/k/v in one launch or q/k and v of another
- *    type in two: q, k, v and the whole caches (untouched cells included) bitwise equal;
+ *    type in two, rows of 512 / 2048 / 4096 values: q, k, v and the whole caches (untouched cells included) bitwise equal;
  *    and each token of an 8-token launch == that token alone, bitwise;
  *  - without a GPU too: the rule on recorded decode steps (which ops go, the flags and
  *    roles it sets) and the steps it must leave alone.
@@ -213,6 +213,9 @@ static void test_fused_vs_separate(void **state) {
         { QT_Q4_0, QT_Q4_0, 512, 128, 4, 1, 1, 1, 0, 8, QT_F16 },
         { QT_Q4_0, QT_Q4_0, 512, 128, 4, 1, 0, 0, 0, 1, QT_F32 },
         { QT_Q4_K, QT_Q4_K, 512, 64, 4, 2, 1, 0, 1, 8, NO_CACHE },
+        { QT_Q4_0, QT_Q4_0, 4096, 64, 8, 2, 1, 1, 1, 1, QT_F16 }, /* rows of 128 chunks: the wider */
+        { QT_Q4_K, QT_Q6_K, 4096, 128, 4, 2, 0, 0, 1, 1, QT_F32 }, /* single-token kernels */
+        { QT_Q8_0, QT_Q8_0, 4096, 64, 8, 2, 0, 1, 1, 4, QT_F16 },
         { QT_Q8_0, QT_Q8_0, 512, 64, 4, 2, 0, 1, 1, 1, NO_CACHE },
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) check_case(&big[i]);

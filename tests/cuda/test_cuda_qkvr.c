@@ -6,7 +6,8 @@
  *    IQ4_NL weights, normal and neox rotation, 1 and 8 tokens of several sequences at
  *    different positions, f16 and f32 caches, rope factors, attn_factor, the host's
  *    frequency table or the kernels' pow, q/k/v in one launch or q/k and v of another
- *    type in two, rows of 512 / 2048 / 4096 values: q, k, v and the whole caches (untouched cells included) bitwise equal;
+ *    type in two, rows of 512 / 2048 / 4096 values: q, k, v and the whole caches
+ *    (untouched cells included) bitwise equal;
  *    and each token of an 8-token launch == that token alone, bitwise;
  *  - without a GPU too: the rule on recorded decode steps (which ops go, the flags and
  *    roles it sets) and the steps it must leave alone.

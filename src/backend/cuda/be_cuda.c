@@ -20,6 +20,7 @@
 #include "backend/cuda/be_cuda_int.h"
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/cuda_mvf.h"
+#include "backend/cuda/cuda_mvr.h"
 
 static cuda_be *cb(be_ctx *b) {
     return (cuda_be *)b->impl;
@@ -216,6 +217,29 @@ static int cb_exec_mvf(cuda_be *c, const cb_cmd *k, hb_err *err) {
     return cuda_mvf(c->cu, &m, err);
 }
 
+/* A q/k/v product that rotates q/k and stores the KV cell itself (CB_MM_QKVR, cb_fuse_qkvr);
+ * a norm folded in by cb_fold (flag 2) runs first as its own kernel (cuda_matmul_pro's
+ * separate path: the same bits as its prologue form). */
+static int cb_exec_qkvr(cuda_be *c, const cb_cmd *k, hb_err *err) {
+    int rc, reuse = k->flag & 1;
+    if (k->flag & 2) {
+        if ((rc = cuda_rmsnorm_q8(c->cu, k->px[0], k->n[2], (float *)k->p[0], k->n[0], k->w.n_cols, k->p[2], k->f[0],
+                                  err)))
+            return rc;
+        reuse = 1;
+    }
+    cuda_qkvr q;
+    memset(&q, 0, sizeof q);
+    q.pos = c->arena_dev + k->off[0];
+    q.seq = (k->flag & CB_MM_QKVR_KV) ? c->arena_dev + k->off[1] : NULL;
+    q.rope = &k->rope, q.head_dim = (int32_t)k->n[5], q.kv = (k->flag & CB_MM_QKVR_KV) ? &k->kv : NULL;
+    for (int i = 0; i < 3; i++) q.role[i] = (int)((k->n[7] >> (2 * i)) & 3);
+    const cuda_weight *ws[3] = { &k->w, &k->wx[0], &k->wx[1] };
+    float *ys[3] = { (float *)k->p[1], (float *)k->yx[0], (float *)k->yx[1] };
+    int64_t ldys[3] = { k->n[1], k->ldyx[0], k->ldyx[1] };
+    return cuda_matmul_qkvr(c->cu, 1 + (int)k->n_multi, ws, ys, ldys, k->p[0], k->n[0], reuse, &q, err);
+}
+
 static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
     cuda_ctx *cu = c->cu;
     const int32_t *a0 = k->off[0] >= 0 ? c->arena_dev + k->off[0] : NULL;
@@ -225,6 +249,7 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
     case CK_GET_ROWS:
         return cuda_get_rows_dev(cu, &k->w, a0, k->n[0], y, err);
     case CK_MATMUL: {
+        if (k->flag & CB_MM_QKVR) return cb_exec_qkvr(c, k, err);
         if (k->flag & 6) return cb_exec_folded(cu, k, err);
         if (k->flag & (32 | 64)) return cb_exec_mvf(c, k, err);
         if (k->n_multi) {

@@ -3,13 +3,15 @@
  * pointers and shapes, no output overlapping an input that is still read) and leaves the
  * op list meaning the same thing; ops folded into others become CK_NOP. Order (cb_rewrite):
  * the pairwise fusions (cb_fuse), products merged into one launch (cb_merge), norms / GLUs
- * folded into quantized products (cb_fold) and into float products (cb_mvf_rules).
+ * folded into quantized products (cb_fold), RoPE (+ KV store) into the q/k/v products
+ * (cb_qkvr_rules) and norms / GLUs into float products (cb_mvf_rules).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/be_cuda_int.h"
 #include "backend/cuda/cuda_mvf.h"
+#include "backend/cuda/cuda_mvr.h"
 
 /* ---- fusion: rewrites the recorded step before it runs ------------------------------------
  * Patterns of the forward pass that the kernels can do in fewer passes:
@@ -399,9 +401,100 @@ static void cb_mvf_rules(cuda_be *c) {
     }
 }
 
+
+/* ---- RoPE (+ KV store) in the epilogue of the q/k/v products (cu_mvr.cu) -----------------
+ * A RoPE of q and k (cb_fuse merged them; flag 4: it also stores k and v into the cache)
+ * whose q, k (and v) are written by the decode products right before it (only NOPs
+ * between: after cb_merge/cb_fold one launch for q/k/v, or q/k then v of another type) is
+ * done by those products as they store their rows; the RoPE op goes. Each product gets
+ * CB_MM_QKVR (+ CB_MM_QKVR_KV), the rope's parameters, positions and sequences, the head
+ * size and its outputs' roles (be_cuda_int.h). Needs whole-head rotation, quantized
+ * weights, <= 8 tokens and an f16/f32 cache (a q8_0 cache has no KV store in the rope: the
+ * products then only rotate, the KV store op stays). The products' inputs must not overlap
+ * q or k (they are rotated earlier than before). Not with the persistent kernel;
+ * HEARTH_CUDA_QKVR=0 turns it off. */
+static bool cb_qkvr_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *s = getenv("HEARTH_CUDA_QKVR");
+        on = s && *s == '0' ? 0 : 1;
+    }
+    return on == 1;
+}
+
+/* The role of a product output (y, ldy, rows) for rope r: CUDA_QKVR_Q/K/V, or -1. */
+static int cb_qkvr_role(const cb_cmd *r, const void *y, int64_t ldy, int64_t rows) {
+    int64_t hd = r->n[3];
+    if (y == r->p[1] && ldy == r->n[1] && rows == r->n[2] * hd) return CUDA_QKVR_Q;
+    if (y == r->p[2] && ldy == r->n[4] && rows == r->n[5] * hd) return CUDA_QKVR_K;
+    if ((r->flag & 4) && y == r->p[0] && ldy == r->n[6] && rows == r->kv.kv_dim) return CUDA_QKVR_V;
+    return -1;
+}
+
+/* The roles of product m's outputs for rope r packed 2 bits each; outputs that are none of
+ * q/k/v stay plain (v when the rope stores no KV cell). -1: an output has a residual add,
+ * repeats a role in *found, or no output is q, k or v. */
+static int64_t cb_qkvr_roles(const cb_cmd *r, const cb_cmd *m, int *found) {
+    const void *ys[3] = { m->p[1], m->yx[0], m->yx[1] }, *as[3] = { m->p[3], m->addx[0], m->addx[1] };
+    const int64_t ld[3] = { m->n[1], m->ldyx[0], m->ldyx[1] };
+    const int64_t rows[3] = { m->w.n_rows, m->wx[0].n_rows, m->wx[1].n_rows };
+    int64_t roles = 0;
+    int mine = 0;
+    for (int s = 0; s <= m->n_multi && s < 3; s++) {
+        int role = cb_qkvr_role(r, ys[s], ld[s], rows[s]);
+        if (as[s] || (role >= 0 && ((*found | mine) & (1 << role)))) return -1;
+        if (role >= 0) mine |= 1 << role, roles |= (int64_t)role << (2 * s);
+    }
+    *found |= mine;
+    return mine ? roles : -1;
+}
+
+static void cb_fuse_qkvr(cuda_be *c, size_t i) {
+    cb_cmd *r = &c->cmd[i];
+    int64_t n_tok = r->n[0], hd = r->n[3];
+    bool kv = (r->flag & 4) != 0;
+    if (!r->p[2] || r->rope.n_rot != hd || hd > 4096 || hd != (int32_t)hd) return;
+    int need = (1 << CUDA_QKVR_Q) | (1 << CUDA_QKVR_K) | (kv ? 1 << CUDA_QKVR_V : 0), found = 0, np = 0;
+    size_t prod[3];
+    int64_t roles[3];
+    for (size_t j = i; found != need && np < 3;) {
+        while (j > 0 && c->cmd[j - 1].kind == CK_NOP) j--;
+        if (j == 0) return;
+        cb_cmd *m = &c->cmd[--j];
+        if (m->kind != CK_MATMUL || !cb_is_mv_q(m) || (m->flag & ~3) || m->n[0] != n_tok ||
+            !cuda_qkvr_ok(m->w.type, n_tok, &r->rope, (int32_t)hd, kv ? &r->kv : NULL) ||
+            (roles[np] = cb_qkvr_roles(r, m, &found)) < 0)
+            return;
+        prod[np++] = j;
+    }
+    if (found != need) return;
+    int64_t qn = (n_tok - 1) * r->n[1] + r->n[2] * hd, kn = (n_tok - 1) * r->n[4] + r->n[5] * hd;
+    for (int p = 0; p < np; p++) { /* what the products read (x; with a folded norm, its input too) */
+        const cb_cmd *m = &c->cmd[prod[p]];
+        int64_t xn = n_tok * m->w.n_cols, nn = (n_tok - 1) * m->n[2] + m->w.n_cols;
+        if (overlaps(m->p[0], xn, r->p[1], qn) || overlaps(m->p[0], xn, r->p[2], kn) ||
+            ((m->flag & 2) && (overlaps(m->px[0], nn, r->p[1], qn) || overlaps(m->px[0], nn, r->p[2], kn))))
+            return;
+    }
+    for (int p = 0; p < np; p++) {
+        cb_cmd *m = &c->cmd[prod[p]];
+        m->flag |= CB_MM_QKVR | (kv ? CB_MM_QKVR_KV : 0);
+        m->rope = r->rope, m->off[0] = r->off[0], m->n[5] = hd, m->n[7] = roles[p];
+        if (kv) m->kv = r->kv, m->off[1] = r->off[1];
+    }
+    r->kind = CK_NOP;
+}
+
+static void cb_qkvr_rules(cuda_be *c) {
+    if (c->mega || !cb_qkvr_on()) return;
+    for (size_t i = 0; i < c->n_cmd; i++)
+        if (c->cmd[i].kind == CK_ROPE) cb_fuse_qkvr(c, i);
+}
+
 void cb_rewrite(cuda_be *c) {
     cb_fuse(c);
     cb_merge(c);
     cb_fold(c);
+    cb_qkvr_rules(c);
     cb_mvf_rules(c);
 }

@@ -43,6 +43,12 @@ typedef struct cb_cmd {
 } cb_cmd;
 /* CK_ATTN with flag 2 is the fused decode attention (cb_fuse_attn): rope, k p[2] (stride
  * n[2]), v p[4] (stride n[4]) besides the attention's own fields. */
+/* CK_MATMUL with CB_MM_QKVR is a decode product that rotates q/k and stores the KV cell in
+ * its epilogue (cb_fuse_qkvr, cu_mvr.cu): rope, off[0] positions, n[5] head size, n[7] the
+ * role of output i in bits 2i..2i+1 (CUDA_QKVR_*); with CB_MM_QKVR_KV also kv and off[1]
+ * sequences. */
+#define CB_MM_QKVR (1 << 11)
+#define CB_MM_QKVR_KV (1 << 12)
 _Static_assert(sizeof(cb_cmd) % 8 == 0, "cb_cmd is hashed as 64-bit words");
 
 /* A step seen before: after one eager run it is captured, then replayed. */

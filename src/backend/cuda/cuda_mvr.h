@@ -1,0 +1,53 @@
+/* cuda_mvr.h — the q/k/v decode product with RoPE and the KV-cache store in its epilogue
+ * (cu_mvr.cu), C interface for be_cuda.c.
+ *
+ * One launch multiplies up to three quantized weights of one type and row length by the same
+ * int8 activations (as cuda_matmul_multi, 1..8 tokens) and finishes each weight's rows by its
+ * role: plain (stored as the product), q (rotated, stored), k (rotated, stored, and stored
+ * into the K cache cell (seq[t], pos[t])) or v (stored, and stored into the V cache cell).
+ * The result is bitwise that of cuda_matmul_multi followed by cuda_rope_kv (or
+ * cuda_rope_apply2 without a cache): the same dot-product arithmetic, the same angles (in
+ * double, from r->inv or a double pow), the same pair rounding and cache rounding. A token's
+ * results do not depend on the other tokens of the launch.
+ * All pointers are device memory; nothing is owned by the call.
+ */
+#ifndef HEARTH_CUDA_MVR_H
+#define HEARTH_CUDA_MVR_H
+
+#include "backend/cuda/cuda.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { CUDA_QKVR_PLAIN = 0, CUDA_QKVR_Q = 1, CUDA_QKVR_K = 2, CUDA_QKVR_V = 3 };
+
+typedef struct cuda_qkvr {
+    const int32_t *pos, *seq; /* [n_tok] device (seq only with kv); read before the kernel's
+                               * programmatic-launch wait, so no kernel just before may write them */
+    const cuda_rope *rope;    /* whole heads: rope->n_rot == head_dim */
+    int32_t head_dim;         /* even; q/k weights have a whole number of heads of rows */
+    const cuda_kv *kv;        /* NULL: no cache store (then no role is CUDA_QKVR_V) */
+    int role[3];              /* per weight, CUDA_QKVR_*; a k row r is cache element r, a v row too */
+} cuda_qkvr;
+
+/* Whether the fused product can run n_tok tokens of weight type `type` with rope r over
+ * heads of head_dim and cache kv (may be NULL): quantized type with a mat-vec kernel,
+ * n_tok <= 8, whole-head rotation, f16/f32 cache. */
+int cuda_qkvr_ok(uint32_t type, int64_t n_tok, const cuda_rope *r, int32_t head_dim, const cuda_kv *kv);
+
+/* ys[i][t][r] = W_i x[t] finished by role (see above); reuse_act: the activation scratch
+ * already holds x quantized (else it is quantized first, as cuda_matmul_multi does).
+ * Weights: same type and n_cols; a q/k weight's n_rows a multiple of head_dim, a k weight's
+ * n_rows == kv->kv_dim == a v weight's n_rows. HEARTH_E_INTERNAL for anything else. */
+int cuda_matmul_qkvr(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
+                     const float *x, int64_t n_tok, int reuse_act, const cuda_qkvr *q, hb_err *err);
+
+/* How many fused launches ran in this process (a testing aid). */
+uint64_t cuda_qkvr_launches(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,364 @@
+/* test_cuda_qkvr.c — the q/k/v decode product with RoPE and the KV store in its epilogue
+ * (cuda_matmul_qkvr, cu_mvr.cu) and the rewrite rule that uses it (cb_fuse_qkvr,
+ * be_cuda_fuse.c):
+ *  - on the GPU, against the kernels it replaces (cuda_matmul_multi then cuda_rope_kv, or
+ *    cuda_rope_apply2 without a cache) on random data: Q4_0 / Q4_K / Q8_0 / Q6_K / Q5_K /
+ *    IQ4_NL weights, normal and neox rotation, 1 and 8 tokens of several sequences at
+ *    different positions, f16 and f32 caches, rope factors, attn_factor, the host's
+ *    frequency table or the kernels' pow, q/k/v in one launch or q/k and v of another
+ *    type in two, rows of 512 / 2048 / 4096 values: q, k, v and the whole caches
+ *    (untouched cells included) bitwise equal;
+ *    and each token of an 8-token launch == that token alone, bitwise;
+ *  - without a GPU too: the rule on recorded decode steps (which ops go, the flags and
+ *    roles it sets) and the steps it must leave alone.
+ * Built only with `make CUDA=1`; the GPU part skips when no usable GPU is present.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cuda/cuda_test.h"
+
+#include "backend/cuda/be_cuda_int.h"
+#include "backend/cuda/cuda.h"
+#include "backend/cuda/cuda_mvr.h"
+#include "quant/quant.h"
+
+static void ok(int rc) {
+    if (rc) fprintf(stderr, "%s\n", g_err.msg);
+    assert_int_equal(rc, 0);
+}
+
+/* A random weight [rows][cols] of `type` in device memory (caller frees w.data). */
+static cuda_weight make_weight(uint32_t type, int64_t rows, int64_t cols) {
+    size_t rb = quant_row_size(type, cols);
+    float *f = malloc(sizeof(float) * cols);
+    uint8_t *q = malloc(rb * rows);
+    assert_non_null(f);
+    assert_non_null(q);
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t i = 0; i < cols; i++) f[i] = frand() * (1.0f + (float)((r + i) % 7) * 0.2f);
+        assert_true(quant_quantize_row(type, f, q + r * rb, cols));
+    }
+    cuda_weight w = { type, rows, cols, rb, dev_from(q, rb * rows) };
+    free(f), free(q);
+    return w;
+}
+
+static int g_bad;
+
+/* Bitwise comparison of two device byte arrays; reports the first difference. */
+static void same(const char *what, const void *a_dev, const void *b_dev, size_t bytes) {
+    uint8_t *a = malloc(bytes), *b = malloc(bytes);
+    assert_non_null(a);
+    assert_non_null(b);
+    to_host(a, a_dev, bytes);
+    to_host(b, b_dev, bytes);
+    for (size_t i = 0; i < bytes; i++)
+        if (a[i] != b[i]) {
+            fprintf(stderr, "  MISMATCH %s at byte %zu\n", what, i);
+            g_bad++;
+            break;
+        }
+    free(a), free(b);
+}
+
+enum { N_SEQ = 4, N_CTX = 40 };
+#define NO_CACHE 0xffffffffu
+
+typedef struct qcase {
+    uint32_t tq, tv;  /* q/k type, v type (tv != tq: two launches) */
+    int64_t E;        /* row length */
+    int32_t hd, nh, nkv;
+    int neox, factors, table, n_tok;
+    uint32_t kv_type; /* QT_F16, QT_F32, or NO_CACHE (cuda_rope_apply2) */
+} qcase;
+
+/* n caches with the same random bytes. */
+static void make_caches(const qcase *qc, int64_t kvd, cuda_kv *kv, int n) {
+    size_t rb = (size_t)kvd * (qc->kv_type == QT_F16 ? 2 : 4), bytes = rb * N_SEQ * N_CTX;
+    uint8_t *h = malloc(bytes);
+    assert_non_null(h);
+    if (qc->kv_type == QT_F16) /* finite halves: sign, exponent 0..14, mantissa */
+        for (size_t i = 0; i < bytes; i += 2) {
+            frand();
+            *(uint16_t *)(h + i) = (uint16_t)((g_rng >> 33) & 0xbbff);
+        }
+    else
+        for (size_t i = 0; i < bytes; i += 4) *(float *)(h + i) = frand() * 4.0f;
+    for (int v = 0; v < n; v++) {
+        memset(&kv[v], 0, sizeof kv[v]);
+        kv[v].k = dev_from(h, bytes), kv[v].v = dev_from(h, bytes);
+        kv[v].type = qc->kv_type, kv[v].kv_dim = kvd, kv[v].row_bytes = rb, kv[v].n_ctx = N_CTX;
+    }
+    free(h);
+}
+
+/* The product under test for tokens [t0, t0 + nt): one or two launches. */
+static void run_fused(const qcase *qc, cuda_weight w[3], float *dx, float *dy[3], const int32_t *pos,
+                      const int32_t *seq, int64_t t0, int64_t nt, const cuda_rope *r, const cuda_kv *kv) {
+    int64_t ld[3] = { (int64_t)qc->nh * qc->hd, (int64_t)qc->nkv * qc->hd, (int64_t)qc->nkv * qc->hd };
+    const int32_t *dp, *ds;
+    ok(cuda_stage_i32(g_ctx, 0, pos + t0, nt, &dp, &g_err));
+    ok(cuda_stage_i32(g_ctx, 1, seq + t0, nt, &ds, &g_err));
+    int vrole = kv ? CUDA_QKVR_V : CUDA_QKVR_PLAIN; /* no cache: v is a plain product */
+    cuda_qkvr q = { dp, ds, r, qc->hd, kv, { CUDA_QKVR_Q, CUDA_QKVR_K, vrole } };
+    const cuda_weight *ws[3] = { &w[0], &w[1], &w[2] };
+    float *ys[3] = { dy[0] + t0 * ld[0], dy[1] + t0 * ld[1], dy[2] + t0 * ld[2] };
+    const float *x = dx + t0 * qc->E;
+    if (qc->tv == qc->tq) {
+        ok(cuda_matmul_qkvr(g_ctx, 3, ws, ys, ld, x, nt, 0, &q, &g_err));
+    } else {
+        ok(cuda_matmul_qkvr(g_ctx, 2, ws, ys, ld, x, nt, 0, &q, &g_err));
+        cuda_qkvr qv = q;
+        qv.role[0] = vrole;
+        ok(cuda_matmul_qkvr(g_ctx, 1, ws + 2, ys + 2, ld + 2, x, nt, 1, &qv, &g_err));
+    }
+}
+
+static void check_case(const qcase *qc) {
+    int64_t T = qc->n_tok, E = qc->E, dq = (int64_t)qc->nh * qc->hd, kvd = (int64_t)qc->nkv * qc->hd;
+    int64_t ld[3] = { dq, kvd, kvd };
+    cuda_weight w[3] = { make_weight(qc->tq, dq, E), make_weight(qc->tq, kvd, E), make_weight(qc->tv, kvd, E) };
+    float *x = malloc(sizeof(float) * T * E);
+    for (int64_t i = 0; i < T * E; i++) x[i] = frand() * 2.0f;
+    float *dx = dev_from(x, sizeof(float) * T * E);
+    int32_t pos[8], seq[8];
+    for (int t = 0; t < T; t++) seq[t] = (t * 3 + 1) % N_SEQ, pos[t] = (int32_t)((t * 7 + 3 + qc->hd) % N_CTX);
+    if (T > N_SEQ) seq[N_SEQ] = seq[0], pos[N_SEQ] = (pos[0] + 1) % N_CTX; /* two tokens of one sequence */
+    double tab[64];
+    float fac[64];
+    cuda_rope_table(10000.0f, qc->hd, tab);
+    for (int i = 0; i < qc->hd / 2; i++) fac[i] = 1.0f + 0.05f * (float)(i % 9);
+    cuda_rope r = { qc->neox, qc->hd, 10000.0f, 0.75f, 1.125f, NULL, NULL };
+    if (qc->factors) r.factors = dev_from(fac, sizeof(float) * (size_t)(qc->hd / 2));
+    if (qc->table) r.inv = dev_from(tab, sizeof(double) * (size_t)(qc->hd / 2));
+    cuda_kv kv[3]; /* separate kernels, fused, fused one token at a time */
+    if (qc->kv_type != NO_CACHE) make_caches(qc, kvd, kv, 3);
+    float *dy[3][3]; /* [the same variants][q/k/v] */
+    for (int v = 0; v < 3; v++)
+        for (int i = 0; i < 3; i++) dy[v][i] = dev_from(NULL, sizeof(float) * T * ld[i]);
+    /* the separate kernels */
+    const cuda_weight *ws[3] = { &w[0], &w[1], &w[2] };
+    float *adds[3] = { NULL, NULL, NULL };
+    const int32_t *dp, *ds;
+    ok(cuda_stage_i32(g_ctx, 0, pos, T, &dp, &g_err));
+    ok(cuda_stage_i32(g_ctx, 1, seq, T, &ds, &g_err));
+    if (qc->tv == qc->tq) {
+        ok(cuda_matmul_multi(g_ctx, 3, ws, dy[0], ld, adds, dx, T, 0, &g_err));
+    } else {
+        ok(cuda_matmul_multi(g_ctx, 2, ws, dy[0], ld, adds, dx, T, 0, &g_err));
+        ok(cuda_matmul_multi(g_ctx, 1, ws + 2, dy[0] + 2, ld + 2, adds, dx, T, 1, &g_err));
+    }
+    if (qc->kv_type != NO_CACHE)
+        ok(cuda_rope_kv(g_ctx, dy[0][0], dq, qc->nh, dy[0][1], kvd, qc->nkv, T, qc->hd, dp, &r, &kv[0], dy[0][2],
+                        kvd, ds, &g_err));
+    else
+        ok(cuda_rope_apply2(g_ctx, dy[0][0], dq, qc->nh, dy[0][1], kvd, qc->nkv, T, qc->hd, dp, &r, &g_err));
+    /* fused: all tokens in one launch, then each token alone */
+    uint64_t l0 = cuda_qkvr_launches();
+    bool has_kv = qc->kv_type != NO_CACHE;
+    run_fused(qc, w, dx, dy[1], pos, seq, 0, T, &r, has_kv ? &kv[1] : NULL);
+    for (int64_t t = 0; t < T && T > 1; t++) run_fused(qc, w, dx, dy[2], pos, seq, t, 1, &r, has_kv ? &kv[2] : NULL);
+    assert_true(cuda_qkvr_launches() > l0);
+    int bad0 = g_bad;
+    static const char *names[3] = { "q", "k", "v" };
+    for (int v = 1; v < (T > 1 ? 3 : 2); v++) {
+        for (int i = 0; i < 3; i++) same(names[i], dy[v - 1][i], dy[v][i], sizeof(float) * T * ld[i]);
+        if (qc->kv_type != NO_CACHE) {
+            size_t bytes = kv[0].row_bytes * N_SEQ * N_CTX;
+            same("K cache", kv[v - 1].k, kv[v].k, bytes);
+            same("V cache", kv[v - 1].v, kv[v].v, bytes);
+        }
+    }
+    printf("  %-6s/%-6s E %4lld hd %3d %s%s%s n_tok %lld cache %-4s: %s\n", quant_type_name(qc->tq),
+           quant_type_name(qc->tv), (long long)E, qc->hd, qc->neox ? "neox" : "norm", qc->factors ? " fac" : "",
+           qc->table ? " tab" : " pow", (long long)T, qc->kv_type != NO_CACHE ? quant_type_name(qc->kv_type) : "none",
+           g_bad == bad0 ? "same bits" : "DIFFERENT");
+    for (int i = 0; i < 3; i++) cuda_free(g_ctx, (void *)w[i].data);
+    for (int v = 0; v < 3; v++)
+        for (int i = 0; i < 3; i++) cuda_free(g_ctx, dy[v][i]);
+    if (qc->kv_type != NO_CACHE)
+        for (int v = 0; v < 3; v++) cuda_free(g_ctx, kv[v].k), cuda_free(g_ctx, kv[v].v);
+    cuda_free(g_ctx, dx), cuda_free(g_ctx, (void *)r.factors), cuda_free(g_ctx, (void *)r.inv);
+    free(x);
+}
+
+static void test_fused_vs_separate(void **state) {
+    (void)state;
+    NEED_GPU();
+    g_bad = 0;
+    static const uint32_t types[] = { QT_Q4_0, QT_Q4_K, QT_Q8_0, QT_Q6_K, QT_Q5_K, QT_IQ4_NL };
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (int neox = 0; neox < 2; neox++)
+            for (int T = 1; T <= 8; T += 7) {
+                uint32_t kvt = T == 1 ? QT_F32 : (neox ? QT_F16 : NO_CACHE);
+                qcase qc = { types[ti], types[ti], 512, 64, 4, 2, neox, neox, 1, T, kvt };
+                check_case(&qc);
+            }
+    /* TinyLlama's attention shape, the Q4_K_M split (q/k Q4_K, v Q6_K), no table, no cache */
+    qcase big[] = {
+        { QT_Q4_0, QT_Q4_0, 2048, 64, 32, 4, 0, 0, 1, 1, QT_F16 },
+        { QT_Q4_0, QT_Q4_0, 2048, 64, 32, 4, 1, 1, 1, 8, QT_F16 },
+        { QT_Q8_0, QT_Q8_0, 2048, 64, 32, 4, 0, 0, 1, 8, QT_F32 },
+        { QT_Q8_0, QT_Q8_0, 2048, 64, 32, 4, 0, 0, 1, 1, QT_F16 },
+        { QT_Q4_K, QT_Q6_K, 2048, 64, 32, 4, 0, 0, 1, 1, QT_F16 },
+        { QT_Q4_K, QT_Q6_K, 2048, 64, 32, 4, 1, 0, 1, 8, QT_F16 },
+        { QT_Q4_0, QT_Q4_0, 512, 128, 4, 1, 1, 1, 0, 8, QT_F16 },
+        { QT_Q4_0, QT_Q4_0, 512, 128, 4, 1, 0, 0, 0, 1, QT_F32 },
+        { QT_Q4_K, QT_Q4_K, 512, 64, 4, 2, 1, 0, 1, 8, NO_CACHE },
+        { QT_Q4_0, QT_Q4_0, 4096, 64, 8, 2, 1, 1, 1, 1, QT_F16 }, /* rows of 128 chunks: the wider */
+        { QT_Q4_K, QT_Q6_K, 4096, 128, 4, 2, 0, 0, 1, 1, QT_F32 }, /* single-token kernels */
+        { QT_Q8_0, QT_Q8_0, 4096, 64, 8, 2, 0, 1, 1, 4, QT_F16 },
+        { QT_Q8_0, QT_Q8_0, 512, 64, 4, 2, 0, 1, 1, 1, NO_CACHE },
+    };
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) check_case(&big[i]);
+    assert_int_equal(g_bad, 0);
+}
+
+/* ---- the rewrite rule (no GPU needed) ------------------------------------------------------ */
+
+enum { RE = 256, RH = 4, RKV = 2, RHD = 64, RSLOT = 8 * 512 };
+static float g_mem[16 * RSLOT]; /* fake device buffers: the rule compares addresses only */
+#define BUF(i) (g_mem + (i) * RSLOT)
+
+typedef struct rstep {
+    uint32_t tq, tv, kv_type;
+    int n_tok, n_rot, bias;
+} rstep;
+
+static cb_cmd *push(cuda_be *c, int kind) {
+    cb_cmd *k = &c->cmd[c->n_cmd++];
+    memset(k, 0, sizeof *k);
+    k->kind = kind, k->off[0] = k->off[1] = -1;
+    return k;
+}
+
+static void push_mm(cuda_be *c, uint32_t type, int64_t rows, const float *x, float *y, int64_t T) {
+    cb_cmd *k = push(c, CK_MATMUL);
+    k->w.type = type, k->w.n_rows = rows, k->w.n_cols = RE, k->w.row_bytes = quant_row_size(type, RE);
+    k->w.data = g_mem;
+    k->p[0] = x, k->p[1] = y, k->n[0] = T, k->n[1] = rows;
+}
+
+/* The attention block of one recorded decode layer: norm, q/k/v, [bias], RoPE q, RoPE k, KV
+ * store, attention, o product. */
+static void record(cuda_be *c, const rstep *s) {
+    int64_t T = s->n_tok, dq = RH * RHD, dk = RKV * RHD;
+    c->n_cmd = 0;
+    cb_cmd *k = push(c, CK_RMSNORM);
+    k->p[0] = BUF(0), k->p[1] = BUF(1), k->p[2] = BUF(15), k->n[0] = RE, k->n[1] = RE, k->n[2] = T, k->n[3] = RE;
+    k->f[0] = 1e-5f;
+    push_mm(c, s->tq, dq, BUF(1), BUF(2), T);
+    push_mm(c, s->tq, dk, BUF(1), BUF(3), T);
+    push_mm(c, s->tv, dk, BUF(1), BUF(4), T);
+    if (s->bias) {
+        k = push(c, CK_COPY_ROWS);
+        k->p[0] = BUF(2), k->p[1] = BUF(2), k->p[2] = BUF(14), k->n[0] = dq, k->n[1] = dq, k->n[2] = T, k->n[3] = dq;
+    }
+    cuda_rope rope = { 1, s->n_rot, 10000.0f, 1.0f, 1.0f, NULL, (const double *)BUF(13) };
+    for (int i = 0; i < 2; i++) {
+        k = push(c, CK_ROPE);
+        k->rope = rope, k->off[0] = 0, k->p[1] = i ? BUF(3) : BUF(2), k->n[0] = T, k->n[1] = i ? dk : dq;
+        k->n[2] = i ? RKV : RH, k->n[3] = RHD;
+    }
+    cuda_kv kv = { BUF(10), BUF(11), s->kv_type, dk, (size_t)dk * 2, 64 };
+    if (s->kv_type == QT_Q8_0) kv.row_bytes = (size_t)dk / 32 * 34;
+    k = push(c, CK_KV_STORE);
+    k->kv = kv, k->off[0] = 0, k->off[1] = 8, k->p[0] = BUF(3), k->p[2] = BUF(4), k->n[0] = dk, k->n[1] = dk;
+    k->n[2] = T;
+    k = push(c, CK_ATTN);
+    k->kv = kv, k->off[0] = 0, k->off[1] = 8, k->p[0] = BUF(2), k->p[1] = BUF(5), k->n[0] = dq, k->n[1] = dq;
+    k->at.n_tok = (int32_t)T, k->at.n_head = RH, k->at.n_head_kv = RKV, k->at.head_dim_k = RHD;
+    k->at.head_dim_v = RHD, k->at.scale = 0.125f, k->at.max_pos_host = 127;
+    push_mm(c, s->tq, RE, BUF(5), BUF(6), T);
+}
+
+static int count(const cuda_be *c, int kind) {
+    int n = 0;
+    for (size_t i = 0; i < c->n_cmd; i++) n += c->cmd[i].kind == kind;
+    return n;
+}
+
+/* The products carrying the fused epilogue, and their roles. */
+static int fused_products(const cuda_be *c, int64_t *roles, int *kv) {
+    int n = 0;
+    for (size_t i = 0; i < c->n_cmd; i++)
+        if (c->cmd[i].kind == CK_MATMUL && (c->cmd[i].flag & CB_MM_QKVR)) {
+            roles[n++] = c->cmd[i].n[7];
+            *kv = (c->cmd[i].flag & CB_MM_QKVR_KV) != 0;
+            assert_int_equal(c->cmd[i].n[5], RHD);
+            assert_int_equal(c->cmd[i].off[0], 0);
+            assert_int_equal(c->cmd[i].off[1], *kv ? 8 : -1);
+        }
+    return n;
+}
+
+static void test_rule(void **state) {
+    (void)state;
+    cb_cmd cmds[32];
+    cuda_be c;
+    memset(&c, 0, sizeof c);
+    c.cmd = cmds, c.cap_cmd = 32;
+    int64_t roles[4];
+    int kv = 0;
+    const int64_t qkv = CUDA_QKVR_Q | CUDA_QKVR_K << 2 | CUDA_QKVR_V << 4;
+    /* Q4_0 q/k/v, f16 cache, 1 and 8 tokens: one product rotates and stores, the RoPE and the
+     * KV store are gone */
+    for (int T = 1; T <= 8; T += 7) {
+        rstep s = { QT_Q4_0, QT_Q4_0, QT_F16, T, RHD, 0 };
+        record(&c, &s);
+        cb_rewrite(&c);
+        assert_int_equal(count(&c, CK_ROPE), 0);
+        assert_int_equal(count(&c, CK_KV_STORE), 0);
+        assert_int_equal(fused_products(&c, roles, &kv), 1);
+        assert_int_equal(roles[0], qkv);
+        assert_true(kv);
+    }
+    /* Q4_K q/k and Q6_K v (two launches) */
+    rstep s2 = { QT_Q4_K, QT_Q6_K, QT_F32, 1, RHD, 0 };
+    record(&c, &s2);
+    cb_rewrite(&c);
+    assert_int_equal(count(&c, CK_ROPE), 0);
+    assert_int_equal(fused_products(&c, roles, &kv), 2);
+    assert_int_equal(roles[0], CUDA_QKVR_Q | CUDA_QKVR_K << 2);
+    assert_int_equal(roles[1], CUDA_QKVR_V);
+    /* q8_0 cache: the products rotate q and k, the KV store stays (v plain) */
+    rstep s3 = { QT_Q8_0, QT_Q8_0, QT_Q8_0, 1, RHD, 0 };
+    record(&c, &s3);
+    cb_rewrite(&c);
+    assert_int_equal(count(&c, CK_ROPE), 0);
+    assert_int_equal(count(&c, CK_KV_STORE), 1);
+    assert_int_equal(fused_products(&c, roles, &kv), 1);
+    assert_int_equal(roles[0], CUDA_QKVR_Q | CUDA_QKVR_K << 2);
+    assert_false(kv);
+    /* left alone: partial rotation, a bias between the products and the RoPE, float
+     * weights, a prefill-sized batch */
+    const rstep keep[] = {
+        { QT_Q4_0, QT_Q4_0, QT_F16, 1, RHD / 2, 0 },
+        { QT_Q4_0, QT_Q4_0, QT_F16, 1, RHD, 1 },
+        { QT_F16, QT_F16, QT_F16, 1, RHD, 0 },
+        { QT_Q4_0, QT_Q4_0, QT_F16, 12, RHD, 0 },
+    };
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+        record(&c, &keep[i]);
+        cb_rewrite(&c);
+        assert_int_equal(count(&c, CK_ROPE), 1);
+        assert_int_equal(fused_products(&c, roles, &kv), 0);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rule),
+        cmocka_unit_test(test_fused_vs_separate),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

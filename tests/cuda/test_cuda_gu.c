@@ -5,8 +5,7 @@
  *    down product that reuses the quantized GLU output, for 1..4 and 8 tokens;
  *  - batch invariance: token t of an 8-token (and a 3-token) call == that token alone;
  *  - coverage: every one of these row sizes takes the fused kernel for one token (rows
- *    over 1280 bytes only with HEARTH_CUDA_GU_MAXROW raised, which main does; the shape
- *    knobs HEARTH_CUDA_GU_* may be set to check other block shapes).
+ *    over 1280 bytes only with HEARTH_CUDA_GU_PER set, which main does).
  * Built only with `make CUDA=1`; skips when no usable GPU is present.
  */
 #include <math.h>
@@ -182,7 +181,7 @@ static void test_gu_types(void **state) {
 }
 
 int main(void) {
-    setenv("HEARTH_CUDA_GU_MAXROW", "4096", 0); /* long rows take the fused kernel too (off by default) */
+    setenv("HEARTH_CUDA_GU_PER", "1", 0); /* rows over 1280 bytes take the fused kernel too (off by default) */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gu_types),
     };

@@ -5,10 +5,14 @@
 #ifndef HEARTH_TESTS_CUDA_TEST_H
 #define HEARTH_TESTS_CUDA_TEST_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend/cuda/cuda.h"
+#include "quant/quant.h"
 
 static cuda_ctx *g_ctx;
 static hb_err g_err;
@@ -54,6 +58,53 @@ static inline void *dev_from(const void *host, size_t bytes) {
 
 static inline void to_host(void *dst, const void *d, size_t bytes) {
     assert_int_equal(cuda_download(g_ctx, dst, d, bytes, &g_err), 0);
+}
+
+/* Fails the test on a nonzero status, printing the context's error first. */
+static inline void ok(int rc) {
+    if (rc) fprintf(stderr, "%s\n", g_err.msg);
+    assert_int_equal(rc, 0);
+}
+
+/* A random weight [rows][cols] of `type` in device memory, rows scaled a little
+ * differently so that scales vary (caller frees w.data with cuda_free). */
+static inline cuda_weight cuda_test_weight(uint32_t type, int64_t rows, int64_t cols) {
+    size_t rb = quant_row_size(type, cols);
+    float *f = malloc(sizeof(float) * cols);
+    uint8_t *q = malloc(rb * rows);
+    assert_non_null(f);
+    assert_non_null(q);
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t i = 0; i < cols; i++) f[i] = frand() * (1.0f + (float)((r + i) % 5) * 0.25f);
+        assert_true(quant_quantize_row(type, f, q + r * rb, cols));
+    }
+    cuda_weight w = { type, rows, cols, rb, dev_from(q, rb * rows) };
+    free(f), free(q);
+    return w;
+}
+
+/* 1 when `bytes` of two device arrays differ (as floats when as_f32: a NaN counts as a
+ * difference), after printing the first difference; else 0. */
+static inline int dev_differ(const char *what, const void *a_dev, const void *b_dev, size_t bytes, int as_f32) {
+    uint8_t *a = malloc(bytes), *b = malloc(bytes);
+    int bad = 0;
+    assert_non_null(a);
+    assert_non_null(b);
+    to_host(a, a_dev, bytes);
+    to_host(b, b_dev, bytes);
+    if (as_f32) {
+        for (size_t i = 0; i + 4 <= bytes && !bad; i += 4) {
+            float x, y;
+            memcpy(&x, a + i, 4), memcpy(&y, b + i, 4);
+            if (memcmp(&x, &y, 4) || isnan(x))
+                fprintf(stderr, "  MISMATCH %s [%zu]: %.9g vs %.9g\n", what, i / 4, x, y), bad = 1;
+        }
+    } else {
+        for (size_t i = 0; i < bytes && !bad; i++)
+            if (a[i] != b[i]) fprintf(stderr, "  MISMATCH %s at byte %zu\n", what, i), bad = 1;
+    }
+    free(a), free(b);
+    return bad;
 }
 
 #endif

@@ -26,43 +26,11 @@
 
 enum { K = 2048, XS = K + 32, E2 = 40, TMAX = 8 };
 
-static void ok(int rc) {
-    if (rc) fprintf(stderr, "%s\n", g_err.msg);
-    assert_int_equal(rc, 0);
-}
-
-/* A random weight [rows][cols] of `type` in device memory (caller frees w.data). */
-static cuda_weight make_weight(uint32_t type, int64_t rows, int64_t cols) {
-    size_t rb = quant_row_size(type, cols);
-    float *f = malloc(sizeof(float) * cols);
-    uint8_t *q = malloc(rb * rows);
-    assert_non_null(f);
-    assert_non_null(q);
-    for (int64_t r = 0; r < rows; r++) {
-        for (int64_t i = 0; i < cols; i++) f[i] = frand() * (1.0f + (float)((r * 7 + i) % 5) * 0.25f);
-        assert_true(quant_quantize_row(type, f, q + r * rb, cols));
-    }
-    cuda_weight w = { type, rows, cols, rb, dev_from(q, rb * rows) };
-    free(f), free(q);
-    return w;
-}
-
 static int g_bad;
 
-/* Bitwise comparison of n floats at a_dev and b_dev; reports the first difference. */
+/* Bitwise comparison of n floats of two device arrays (counted in g_bad). */
 static void same(const char *what, const float *a_dev, const float *b_dev, int64_t n) {
-    float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
-    assert_non_null(a);
-    assert_non_null(b);
-    to_host(a, a_dev, sizeof(float) * n);
-    to_host(b, b_dev, sizeof(float) * n);
-    for (int64_t i = 0; i < n; i++)
-        if (memcmp(&a[i], &b[i], sizeof(float)) || isnan(a[i])) {
-            fprintf(stderr, "  MISMATCH %s [%lld]: %.9g vs %.9g\n", what, (long long)i, a[i], b[i]);
-            g_bad++;
-            break;
-        }
-    free(a), free(b);
+    g_bad += dev_differ(what, a_dev, b_dev, sizeof(float) * (size_t)n, 1);
 }
 
 /* One model layer's FFN inputs: gate, up (F x K) and down (E2 x F) weights, TMAX input
@@ -79,7 +47,7 @@ typedef struct outs {
 } outs;
 
 static ffn ffn_new(uint32_t type, int64_t F) {
-    ffn f = { make_weight(type, F, K), make_weight(type, F, K), make_weight(QT_Q8_0, E2, F), NULL, NULL, F };
+    ffn f = { cuda_test_weight(type, F, K), cuda_test_weight(type, F, K), cuda_test_weight(QT_Q8_0, E2, F), NULL, NULL, F };
     float *x = malloc(sizeof(float) * TMAX * XS), *nw = malloc(sizeof(float) * K);
     assert_non_null(x);
     assert_non_null(nw);

@@ -23,43 +23,11 @@
 #include "backend/cuda/cuda.h"
 #include "quant/quant.h"
 
-static void ok(int rc) {
-    if (rc) fprintf(stderr, "%s\n", g_err.msg);
-    assert_int_equal(rc, 0);
-}
-
-/* A random weight [rows][cols] of `type` in device memory (caller frees w.data). */
-static cuda_weight make_weight(uint32_t type, int64_t rows, int64_t cols) {
-    size_t rb = quant_row_size(type, cols);
-    float *f = malloc(sizeof(float) * cols);
-    uint8_t *q = malloc(rb * rows);
-    assert_non_null(f);
-    assert_non_null(q);
-    for (int64_t r = 0; r < rows; r++) {
-        for (int64_t i = 0; i < cols; i++) f[i] = frand() * (1.0f + (float)((r + i) % 5) * 0.25f);
-        assert_true(quant_quantize_row(type, f, q + r * rb, cols));
-    }
-    cuda_weight w = { type, rows, cols, rb, dev_from(q, rb * rows) };
-    free(f), free(q);
-    return w;
-}
-
 static int g_bad;
 
-/* Bitwise comparison of n floats of two device arrays; reports the first difference. */
+/* Bitwise comparison of n floats of two device arrays (counted in g_bad). */
 static void same(const char *what, const void *a_dev, const void *b_dev, int64_t n) {
-    float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
-    assert_non_null(a);
-    assert_non_null(b);
-    to_host(a, a_dev, sizeof(float) * n);
-    to_host(b, b_dev, sizeof(float) * n);
-    for (int64_t i = 0; i < n; i++)
-        if (memcmp(&a[i], &b[i], sizeof(float)) || isnan(a[i])) {
-            fprintf(stderr, "  MISMATCH %s [%lld]: %.9g vs %.9g\n", what, (long long)i, a[i], b[i]);
-            g_bad++;
-            break;
-        }
-    free(a), free(b);
+    g_bad += dev_differ(what, a_dev, b_dev, sizeof(float) * (size_t)n, 1);
 }
 
 static const uint32_t k_types[] = { QT_Q4_0, QT_Q4_K, QT_Q6_K, QT_Q8_0, QT_Q5_K, QT_IQ4_NL, QT_Q2_K, QT_IQ4_XS };
@@ -70,8 +38,8 @@ static const uint32_t k_types[] = { QT_Q4_0, QT_Q4_K, QT_Q6_K, QT_Q8_0, QT_Q5_K,
 static void check_pro_norm(uint32_t type, int64_t K, int64_t T) {
     const int64_t rows[3] = { 100, 36, 44 }, xs = K + 64;
     cuda_weight w[4];
-    for (int i = 0; i < 3; i++) w[i] = make_weight(type, rows[i], K);
-    w[3] = make_weight(type, 20, K);
+    for (int i = 0; i < 3; i++) w[i] = cuda_test_weight(type, rows[i], K);
+    w[3] = cuda_test_weight(type, 20, K);
     float *x = malloc(sizeof(float) * T * xs), *nw = malloc(sizeof(float) * K), *res = malloc(sizeof(float) * T * 44);
     for (int64_t i = 0; i < T * xs; i++) x[i] = frand() * 3.0f;
     for (int64_t i = 0; i < K; i++) nw[i] = 1.0f + frand() * 0.3f;
@@ -132,7 +100,7 @@ static void test_pro_norm(void **state) {
 static void check_pro_plain(uint32_t type, int64_t K, int64_t T) {
     enum { BIG = 12 };
     const int64_t rows[2] = { 72, 30 };
-    cuda_weight w[2] = { make_weight(type, rows[0], K), make_weight(type, rows[1], K) };
+    cuda_weight w[2] = { cuda_test_weight(type, rows[0], K), cuda_test_weight(type, rows[1], K) };
     float *x = malloc(sizeof(float) * BIG * K);
     for (int64_t i = 0; i < BIG * K; i++) x[i] = frand() * 2.0f;
     float *dx = dev_from(x, sizeof(float) * BIG * K), *big[2], *small[2], *single = dev_from(NULL, sizeof(float) * T * 72);
@@ -172,7 +140,7 @@ static void test_pro_plain(void **state) {
  * output: fused == separate. */
 static void check_glu(uint32_t type, int64_t K, int64_t F, int64_t T, int gelu, int norm, int swap) {
     const int64_t xs = norm ? K + 32 : K, E2 = 24;
-    cuda_weight wg = make_weight(type, F, K), wu = make_weight(type, F, K), wd = make_weight(QT_Q8_0, E2, F);
+    cuda_weight wg = cuda_test_weight(type, F, K), wu = cuda_test_weight(type, F, K), wd = cuda_test_weight(QT_Q8_0, E2, F);
     float *x = malloc(sizeof(float) * T * xs), *nw = malloc(sizeof(float) * K);
     for (int64_t i = 0; i < T * xs; i++) x[i] = frand() * 2.5f;
     for (int64_t i = 0; i < K; i++) nw[i] = 1.0f + frand() * 0.3f;

@@ -31,43 +31,11 @@
 #include "backend/cuda/cuda_mvr.h"
 #include "quant/quant.h"
 
-static void ok(int rc) {
-    if (rc) fprintf(stderr, "%s\n", g_err.msg);
-    assert_int_equal(rc, 0);
-}
-
-/* A random weight [rows][cols] of `type` in device memory (caller frees w.data). */
-static cuda_weight make_weight(uint32_t type, int64_t rows, int64_t cols) {
-    size_t rb = quant_row_size(type, cols);
-    float *f = malloc(sizeof(float) * cols);
-    uint8_t *q = malloc(rb * rows);
-    assert_non_null(f);
-    assert_non_null(q);
-    for (int64_t r = 0; r < rows; r++) {
-        for (int64_t i = 0; i < cols; i++) f[i] = frand() * (1.0f + (float)((r + i) % 7) * 0.2f);
-        assert_true(quant_quantize_row(type, f, q + r * rb, cols));
-    }
-    cuda_weight w = { type, rows, cols, rb, dev_from(q, rb * rows) };
-    free(f), free(q);
-    return w;
-}
-
 static int g_bad;
 
-/* Bitwise comparison of two device byte arrays; reports the first difference. */
+/* Bitwise comparison of two device byte arrays (counted in g_bad). */
 static void same(const char *what, const void *a_dev, const void *b_dev, size_t bytes) {
-    uint8_t *a = malloc(bytes), *b = malloc(bytes);
-    assert_non_null(a);
-    assert_non_null(b);
-    to_host(a, a_dev, bytes);
-    to_host(b, b_dev, bytes);
-    for (size_t i = 0; i < bytes; i++)
-        if (a[i] != b[i]) {
-            fprintf(stderr, "  MISMATCH %s at byte %zu\n", what, i);
-            g_bad++;
-            break;
-        }
-    free(a), free(b);
+    g_bad += dev_differ(what, a_dev, b_dev, bytes, 0);
 }
 
 enum { N_SEQ = 4, N_CTX = 40 };
@@ -126,7 +94,7 @@ static void run_fused(const qcase *qc, cuda_weight w[3], float *dx, float *dy[3]
 static void check_case(const qcase *qc) {
     int64_t T = qc->n_tok, E = qc->E, dq = (int64_t)qc->nh * qc->hd, kvd = (int64_t)qc->nkv * qc->hd;
     int64_t ld[3] = { dq, kvd, kvd };
-    cuda_weight w[3] = { make_weight(qc->tq, dq, E), make_weight(qc->tq, kvd, E), make_weight(qc->tv, kvd, E) };
+    cuda_weight w[3] = { cuda_test_weight(qc->tq, dq, E), cuda_test_weight(qc->tq, kvd, E), cuda_test_weight(qc->tv, kvd, E) };
     float *x = malloc(sizeof(float) * T * E);
     for (int64_t i = 0; i < T * E; i++) x[i] = frand() * 2.0f;
     float *dx = dev_from(x, sizeof(float) * T * E);

@@ -179,28 +179,12 @@ static __device__ __forceinline__ void mq_stage(uint8_t *dst, const uint8_t *src
         int4 xa[MV1_J], xb[MV1_J];                                                                        \
         float dx[MV1_J];                                                                                  \
         int2 sx[MV1_J];                                                                                   \
-        _Pragma("unroll") for (int j = 0; j < MV1_J; j++) {                                               \
-            int c = lane + 32 * j;                                                                        \
-            if (c < nch) {                                                                                \
-                const int4 *xp = (const int4 *)(xq + (int64_t)c * 32);                                    \
-                xa[j] = xp[0], xb[j] = xp[1], dx[j] = xd[c];                                              \
-                sx[j] = HAS_MIN ? xs[c] : make_int2(0, 0);                                                \
-            }                                                                                             \
-        }                                                                                                 \
+        MV1_LOAD_ACT(MV1_J, HAS_MIN, xq, xd, xs, nch, lane, xa, xb, dx, sx);                              \
         asm volatile("cp.async.wait_all;\n" ::: "memory");                                                \
         __syncwarp();                                                                                     \
         float acc[MV_T];                                                                                  \
         _Pragma("unroll") for (int t = 0; t < MV_T; t++) acc[t] = 0.0f;                                  \
-        _Pragma("unroll") for (int j = 0; j < MV1_J; j++) {                                               \
-            int c = lane + 32 * j;                                                                        \
-            if (c < nch) {                                                                                \
-                int q[8];                                                                                 \
-                float a[2], m[2];                                                                         \
-                UNPACK(sm, c, lut, q, a, m);                                                              \
-                float v = mq_chunk_dot(q, xa[j], xb[j], a, m, sx[j], HAS_MIN);                           \
-                acc[0] += dx[j] * v;                                                                      \
-            }                                                                                             \
-        }                                                                                                 \
+        MV1_DOT(MV1_J, UNPACK, HAS_MIN, sm, lut, nch, lane, xa, xb, dx, sx, acc[0]);                       \
         cu_mv_store(acc, lane, r, 1, y, ldy, add_to);                                                        \
     }
 

@@ -171,26 +171,10 @@ static __device__ __forceinline__ bool mr_row(bool rot, int neox, int hd, int64_
             int4 xa[(J) + 1], xb[(J) + 1];                                                               \
             float dx[(J) + 1];                                                                           \
             int2 sx[(J) + 1];                                                                            \
-            _Pragma("unroll") for (int j = 0; j < (J); j++) {                                            \
-                int c = lane + 32 * j;                                                                   \
-                if (c < nch) {                                                                           \
-                    const int4 *xp = (const int4 *)(A.xq + (int64_t)c * 32);                             \
-                    xa[j] = xp[0], xb[j] = xp[1], dx[j] = A.xd[c];                                       \
-                    sx[j] = HAS_MIN ? A.xs[c] : make_int2(0, 0);                                         \
-                }                                                                                        \
-            }                                                                                            \
+            MV1_LOAD_ACT(J, HAS_MIN, A.xq, A.xd, A.xs, nch, lane, xa, xb, dx, sx);                       \
             asm volatile("cp.async.wait_all;\n" ::: "memory");                                           \
             __syncwarp();                                                                                \
-            _Pragma("unroll") for (int j = 0; j < (J); j++) {                                            \
-                int c = lane + 32 * j;                                                                   \
-                if (c < nch) {                                                                           \
-                    int q[8];                                                                            \
-                    float a[2], m[2];                                                                    \
-                    UNPACK(sm, c, lut, q, a, m);                                                         \
-                    float v = mq_chunk_dot(q, xa[j], xb[j], a, m, sx[j], HAS_MIN);                       \
-                    acc[0] += dx[j] * v;                                                                 \
-                }                                                                                        \
-            }                                                                                            \
+            MV1_DOT(J, UNPACK, HAS_MIN, sm, lut, nch, lane, xa, xb, dx, sx, acc[0]);                      \
         } else if (valid) {                                                                              \
             for (int s0 = 0; s0 < nseg; s0 += per_pass) {                                                \
                 size_t b0 = (size_t)s0 * A.seg_bytes, b1 = b0 + (size_t)per_pass * A.seg_bytes;          \

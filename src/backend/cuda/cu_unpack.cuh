@@ -328,4 +328,28 @@ static __device__ __forceinline__ void cu_mv_store(const float *acc, int lane, i
     }
 }
 
+/* The single-token mat-vec kernels' two halves (cu_matmul.cu MV1_KERNEL, cu_mvr.cu): the
+ * activations of the lane's chunks c = lane + 32 j (j < J, c < nch) into registers (codes
+ * xa/xb, scale dx, half sums sx; one L2 round trip, issued while the row's copies are in
+ * flight), then those chunks of the staged row sm dotted with them into acc. */
+#define MV1_LOAD_ACT(J, HAS_MIN, xq, xd, xs, nch, lane, xa, xb, dx, sx)                                 \
+    _Pragma("unroll") for (int j_ = 0; j_ < (J); j_++) {                                                 \
+        int c_ = (lane) + 32 * j_;                                                                       \
+        if (c_ < (nch)) {                                                                                \
+            const int4 *xp_ = (const int4 *)((xq) + (int64_t)c_ * 32);                                   \
+            xa[j_] = xp_[0], xb[j_] = xp_[1], dx[j_] = (xd)[c_];                                         \
+            sx[j_] = HAS_MIN ? (xs)[c_] : make_int2(0, 0);                                               \
+        }                                                                                                \
+    }
+#define MV1_DOT(J, UNPACK, HAS_MIN, sm, lut, nch, lane, xa, xb, dx, sx, acc)                             \
+    _Pragma("unroll") for (int j_ = 0; j_ < (J); j_++) {                                                 \
+        int c_ = (lane) + 32 * j_;                                                                       \
+        if (c_ < (nch)) {                                                                                \
+            int q_[8];                                                                                   \
+            float a_[2], m_[2];                                                                          \
+            UNPACK(sm, c_, lut, q_, a_, m_);                                                             \
+            acc += dx[j_] * mq_chunk_dot(q_, xa[j_], xb[j_], a_, m_, sx[j_], HAS_MIN);                   \
+        }                                                                                                \
+    }
+
 #endif

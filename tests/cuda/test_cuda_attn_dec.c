@@ -79,6 +79,12 @@ static void test_batch_equals_alone(void **state) {
     assert_int_equal(cuda_attention_q8(g_ctx, &a, dq, HQ * D, dout, HQ * D, &g_err), 0);
     to_host(o8, dout, sizeof o8);
     assert_memory_equal(ob, o8, sizeof ob);
+    /* a bucket larger than the cache (512 > CTX cells): the stage holds CTX cells, same bits */
+    cuda_attn a512 = a;
+    a512.max_pos_host = 511;
+    assert_int_equal(cuda_attention(g_ctx, &a512, dq, HQ * D, dout, HQ * D, &g_err), 0);
+    to_host(o8, dout, sizeof o8);
+    assert_memory_equal(ob, o8, sizeof ob);
     /* the reference over the values as the f16 cache holds them */
     float *kc = malloc(sizeof(float) * S * CTX * kvd * 2), *vc = kc + S * CTX * kvd;
     uint8_t *tmp = malloc(rb);

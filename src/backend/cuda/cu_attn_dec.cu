@@ -83,7 +83,7 @@ static __global__ void __launch_bounds__(AD_T) attn_dec_kernel(const __grid_cons
     int64_t pnew = p; /* cells from here on may be written by this step's KV store */
     for (int32_t u = 0; u < A.n_tok; u++)
         if (A.seq[u] == sq && A.pos[u] < pnew) pnew = A.pos[u];
-    int32_t nold = pnew > lo ? (int32_t)(pnew - lo) : 0;
+    int32_t nold = pnew > lo ? (int32_t)min(pnew - lo, (int64_t)ncell) : 0;
     const uint8_t *kb = A.kc + (size_t)sq * A.n_ctx * A.row_bytes + (size_t)hk * rb;
     const uint8_t *vb = A.vc + (size_t)sq * A.n_ctx * A.row_bytes + (size_t)hk * rb;
     ad_stage(A, sk, sv, kb, vb, lo, 0, nold);
@@ -168,9 +168,11 @@ int cu_attn_dec(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, flo
     int rc;
     *done = 0;
     const cuda_kv *kv = a->kv;
-    int32_t hd = a->head_dim_k, cap = a->max_pos_host + 1;
+    /* cells a token can see: up to its position bucket, never more than the cache holds */
+    int32_t hd = a->head_dim_k, bucket = a->max_pos_host + 1;
+    int32_t cap = (int64_t)bucket < kv->n_ctx ? bucket : (int32_t)kv->n_ctx;
     if (!ad_on() || a->n_tok > AT_SMALL_BATCH || kv->type != QT_F16 || a->head_dim_v != hd || hd % 32 ||
-        hd > 2 * AD_T || cap > ad_max_bucket() || cap > kv->n_ctx ||
+        hd > 2 * AD_T || bucket > ad_max_bucket() || cap < 1 ||
         ((uintptr_t)kv->k | (uintptr_t)kv->v | kv->row_bytes) % 16)
         return HEARTH_OK;
     int32_t ng = AD_T / (hd / 2);

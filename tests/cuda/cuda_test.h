@@ -107,4 +107,49 @@ static inline int dev_differ(const char *what, const void *a_dev, const void *b_
     return bad;
 }
 
+/* The attention shape of a reference check: n_tok query rows of n_head heads (head size d,
+ * scale 1/sqrt(d)), n_head_kv cache heads, a cache of n_ctx cells per sequence. */
+typedef struct attn_shape {
+    int n_tok, n_head, n_head_kv, d, n_ctx;
+    int32_t window;
+    float softcap;
+} attn_shape;
+
+/* Normalized RMS error of out [n_tok][n_head][d] against attention in double over the
+ * values the cache holds, kc / vc [seq][n_ctx][n_head_kv * d], for tokens at qpos / qseq. */
+static inline double attn_ref_nrmse(const attn_shape *a, const float *q, const float *out, const float *kc,
+                                    const float *vc, const int32_t *qpos, const int32_t *qseq) {
+    double se = 0, sr = 0, scale = 1.0 / sqrt((double)a->d);
+    int64_t kvd = (int64_t)a->n_head_kv * a->d;
+    double *sc = malloc(sizeof(double) * a->n_ctx);
+    assert_non_null(sc);
+    for (int t = 0; t < a->n_tok; t++)
+        for (int h = 0; h < a->n_head; h++) {
+            int hk = h / (a->n_head / a->n_head_kv), p = qpos[t];
+            int lo = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
+            const float *qr = q + ((int64_t)t * a->n_head + h) * a->d;
+            const float *kb = kc + (int64_t)qseq[t] * a->n_ctx * kvd + hk * a->d;
+            const float *vb = vc + (int64_t)qseq[t] * a->n_ctx * kvd + hk * a->d;
+            double mx = -1e300, sum = 0;
+            for (int c = lo; c <= p; c++) {
+                double x = 0;
+                for (int i = 0; i < a->d; i++) x += (double)qr[i] * kb[c * kvd + i];
+                x *= scale;
+                if (a->softcap > 0) x = a->softcap * tanh(x / a->softcap);
+                sc[c] = x;
+                if (x > mx) mx = x;
+            }
+            for (int c = lo; c <= p; c++) sum += sc[c] = exp(sc[c] - mx);
+            for (int i = 0; i < a->d; i++) {
+                double o = 0;
+                for (int c = lo; c <= p; c++) o += sc[c] * vb[c * kvd + i];
+                o /= sum;
+                double g = out[((int64_t)t * a->n_head + h) * a->d + i];
+                se += (g - o) * (g - o), sr += o * o;
+            }
+        }
+    free(sc);
+    return sqrt(se / sr);
+}
+
 #endif

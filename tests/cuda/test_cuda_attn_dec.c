@@ -19,36 +19,6 @@
 
 enum { HKV = 4, G = 8, HQ = HKV * G, D = 64, CTX = 300, S = 2, T = 8, MAXPOS = 255 };
 
-/* nrmse of out [T][HQ][D] against attention in double over the f16-rounded cache kc/vc
- * ([S][CTX][HKV * D]). */
-static double ref_nrmse(const float *q, const float *out, const float *kc, const float *vc, const int32_t *qpos,
-                        const int32_t *qseq, int32_t window, float softcap) {
-    double se = 0, sr = 0;
-    for (int t = 0; t < T; t++)
-        for (int h = 0; h < HQ; h++) {
-            int hk = h / G, p = qpos[t], lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
-            double sc[CTX], mx = -1e300, sum = 0;
-            for (int c = lo; c <= p; c++) {
-                const float *kr = kc + ((int64_t)qseq[t] * CTX + c) * HKV * D + hk * D;
-                double d = 0;
-                for (int i = 0; i < D; i++) d += (double)q[(t * HQ + h) * D + i] * kr[i];
-                d *= 0.125;
-                if (softcap > 0) d = softcap * tanh(d / softcap);
-                sc[c] = d;
-                if (d > mx) mx = d;
-            }
-            for (int c = lo; c <= p; c++) sum += sc[c] = exp(sc[c] - mx);
-            for (int i = 0; i < D; i++) {
-                double o = 0;
-                for (int c = lo; c <= p; c++) o += sc[c] * vc[((int64_t)qseq[t] * CTX + c) * HKV * D + hk * D + i];
-                o /= sum;
-                double g = out[(t * HQ + h) * D + i];
-                se += (g - o) * (g - o), sr += o * o;
-            }
-        }
-    return sqrt(se / sr);
-}
-
 static void test_batch_equals_alone(void **state) {
     (void)state;
     NEED_GPU();
@@ -92,14 +62,16 @@ static void test_batch_equals_alone(void **state) {
         quant_quantize_row(QT_F16, kv_host + r * kvd, tmp, kvd);
         quant_dequantize_row(QT_F16, tmp, kc + r * kvd, kvd);
     }
-    double e = ref_nrmse(q, ob, kc, vc, qpos, qseq, 0, 0.0f);
+    attn_shape sh = { T, HQ, HKV, D, CTX, 0, 0.0f };
+    double e = attn_ref_nrmse(&sh, q, ob, kc, vc, qpos, qseq);
     printf("  8 tokens, f16 cache: nrmse %.2e\n", e);
     assert_true(e < 1e-4);
     cuda_attn aw = a;
     aw.window = 40, aw.softcap = 30.0f;
     assert_int_equal(cuda_attention(g_ctx, &aw, dq, HQ * D, dout, HQ * D, &g_err), 0);
     to_host(o8, dout, sizeof o8);
-    e = ref_nrmse(q, o8, kc, vc, qpos, qseq, 40, 30.0f);
+    sh.window = 40, sh.softcap = 30.0f;
+    e = attn_ref_nrmse(&sh, q, o8, kc, vc, qpos, qseq);
     printf("  window 40, softcap 30: nrmse %.2e\n", e);
     assert_true(e < 1e-4);
     free(kc), free(tmp);

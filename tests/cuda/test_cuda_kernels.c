@@ -248,32 +248,10 @@ static void check_attention(uint32_t kv_type, int32_t window, float softcap) {
     cuda_attn a = { &kv, dp, ds, T, HQ, HKV, D, D, 0.125f, softcap, window, 699 };
     assert_int_equal(cuda_attention(g_ctx, &a, dq, HQ * D, dout, HQ * D, &g_err), 0);
     to_host(out, dout, sizeof out);
-    double se = 0, sr = 0;
-    for (int t = 0; t < T; t++)
-        for (int h = 0; h < HQ; h++) {
-            int hk = h / G, p = qpos[t], lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
-            double sc[CTX], mx = -1e300, sum = 0;
-            for (int c = lo; c <= p; c++) {
-                const float *kr = kst + ((int64_t)qseq[t] * CTX + c) * kvd + hk * D;
-                double s = 0;
-                for (int d = 0; d < D; d++) s += (double)q[(t * HQ + h) * D + d] * kr[d];
-                s *= 0.125;
-                if (softcap > 0) s = softcap * tanh(s / softcap);
-                sc[c] = s;
-                if (s > mx) mx = s;
-            }
-            for (int c = lo; c <= p; c++) sum += sc[c] = exp(sc[c] - mx);
-            for (int d = 0; d < D; d++) {
-                double o = 0;
-                for (int c = lo; c <= p; c++) o += sc[c] * vst[((int64_t)qseq[t] * CTX + c) * kvd + hk * D + d];
-                o /= sum;
-                double g = out[(t * HQ + h) * D + d];
-                se += (g - o) * (g - o), sr += o * o;
-            }
-        }
-    printf("  attention kv %s window %d softcap %.0f: nrmse %.2e\n", quant_type_name(kv_type), window, softcap,
-           sqrt(se / sr));
-    assert_true(sqrt(se / sr) < 1e-4);
+    attn_shape sh = { T, HQ, HKV, D, CTX, window, softcap };
+    double e = attn_ref_nrmse(&sh, q, out, kst, vst, qpos, qseq);
+    printf("  attention kv %s window %d softcap %.0f: nrmse %.2e\n", quant_type_name(kv_type), window, softcap, e);
+    assert_true(e < 1e-4);
     cuda_free(g_ctx, kv.k), cuda_free(g_ctx, kv.v), cuda_free(g_ctx, dk), cuda_free(g_ctx, dv);
     cuda_free(g_ctx, dq), cuda_free(g_ctx, dout);
     free(kall), free(vall), free(kst), free(vst), free(tmp), free(pos), free(seq);

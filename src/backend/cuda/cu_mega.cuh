@@ -14,6 +14,11 @@
 #define MK_CACHE 16               /* cached programs */
 #define MK_RPP 8                  /* most whole rows staged per warp at once */
 #define MK_PF_MAX (16u << 20)     /* most bytes of one product prefetched into L2 */
+/* Block barrier of the threads that run the ops (MK_THREADS of them): device code of the ops
+ * uses MK_SYNC(), never __syncthreads(), so that the block may grow helper warps that do
+ * not take part in the ops. */
+#define MK_SYNC() __syncthreads()
+#define MK_ATT_SMEM 49152         /* shared memory an attention op may use (bytes) */
 
 enum { MK_MATVEC, MK_NORM, MK_QUANT, MK_ROPE, MK_KV, MK_ATTN, MK_COMBINE, MK_COPY, MK_ELT, MK_GLU };
 enum { SRC_GLOBAL, SRC_NORM, SRC_QUANT }; /* where a quantized product takes its activations */

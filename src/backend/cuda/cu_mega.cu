@@ -183,6 +183,7 @@ static __device__ uint32_t mk_matvec(const mk_op *op, uint8_t *ring, uint64_t *b
             x = (const float *)act, xstr = op->cols;
         }
         if (pt && threadIdx.x == 0) *pt = cu_globaltimer();
+        if (mk_one(op, 1)) return mk_mv1_float(op, x, ring, bars, pbuf, k, tw);
         return mk_mv_float(op, x, xstr, ring, bars, pbuf, k, tw);
     }
     const int8_t *xq = op->xq;
@@ -197,6 +198,16 @@ static __device__ uint32_t mk_matvec(const mk_op *op, uint8_t *ring, uint64_t *b
         xq = sq, xd = sd, xs = ss;
     }
     if (pt && threadIdx.x == 0) *pt = cu_globaltimer();
+    if (mk_one(op, 0)) {
+        switch (op->wtype) {
+        case QT_Q4_0: return mk_mv1_q4_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q8_0: return mk_mv1_q8_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q4_K: return mk_mv1_q4_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q5_K: return mk_mv1_q5_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q6_K: return mk_mv1_q6_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        default: break;
+        }
+    }
     switch (op->wtype) {
     case QT_Q4_0: return mk_mv_q4_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
     case QT_Q4_1: return mk_mv_q4_1(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
@@ -398,7 +409,7 @@ static __device__ __forceinline__ void mk_load_wait(void) {
  * loads of its own arguments. prof (block 0, optional): the global timer at the start and
  * after each op. Dynamic shared memory: the ring (MK_NS slots), then the act region. */
 static __global__ void __launch_bounds__(MK_BLOCK, 1)
-    mk_kernel(const mk_op *prog, int n_ops, unsigned long long *bar, unsigned long long base,
+    mk_kernel(const mk_op *prog, int n_ops, unsigned long long *bar, unsigned long long base, int in_flight,
               unsigned long long *prof) {
     extern __shared__ __align__(128) uint8_t mk_smem[];
     __shared__ __align__(16) mk_op sop[2];
@@ -421,7 +432,7 @@ static __global__ void __launch_bounds__(MK_BLOCK, 1)
     }
     __syncthreads(); /* the only barrier of all MK_BLOCK threads */
     if (threadIdx.x >= MK_THREADS) {
-        if (threadIdx.x == MK_THREADS) mk_produce(prog, n_ops, ring, bars, blockIdx.x == 0 ? prof : NULL);
+        if (threadIdx.x == MK_THREADS) mk_produce(prog, n_ops, ring, bars, in_flight, blockIdx.x == 0 ? prof : NULL);
         return;
     }
     if (n_ops > 0) mk_load_op(&sop[0], prog);
@@ -445,6 +456,7 @@ static __global__ void __launch_bounds__(MK_BLOCK, 1)
         case MK_GLU: mk_glu(op); break;
         default: mk_elt(op); break;
         }
+        if (tm) prof[MK_PN * i + 5 + (op->kind == MK_MATVEC)] = cu_globaltimer(); /* the op's own work done */
         mk_load_wait();
         MK_SYNC();
         if (tm) prof[MK_PN * i + 2] = cu_globaltimer();
@@ -491,6 +503,9 @@ static void mk_prof_step(cuda_mega *m, const mk_prog *p) {
         m->prof_part[kk][2] += (double)(t[3] - t[2]);
         if (ops[i].kind == MK_MATVEC) /* waiting for tiles; the producer's first copy against the op's start */
             m->prof_part[kk][3] += (double)t[4], m->prof_part[kk][4] += (double)(long long)(t[5] - t[0]);
+        /* the op's own work against its whole work phase (the rest: the block's slowest warp and
+         * the next op's descriptor) */
+        m->prof_part[kk][5] += (double)(long long)(t[ops[i].kind == MK_MATVEC ? 6 : 5] - t[1]);
         if (ops[i].sync) m->prof_syncs++;
     }
     m->prof_steps++;
@@ -502,7 +517,8 @@ static int mk_launch(cuda_mega *m, const mk_prog *p, hb_err *err) {
     const mk_op *prog = p->dev;
     unsigned long long *bar = m->bar, base = m->base, *prof = NULL;
     if (m->prof_cap && m->prof_cap > MK_PN * n_ops) prof = m->prof_dev;
-    void *args[] = { (void *)&prog, (void *)&n_ops, (void *)&bar, (void *)&base, (void *)&prof };
+    int in_flight = m->in_flight;
+    void *args[] = { (void *)&prog, (void *)&n_ops, (void *)&bar, (void *)&base, (void *)&in_flight, (void *)&prof };
     cudaError_t e = cudaLaunchCooperativeKernel((const void *)mk_kernel, dim3((unsigned)m->nb), dim3(MK_BLOCK), args,
                                                 m->smem, m->c->stream);
     if (e != cudaSuccess) return cu_fail(err, e, "launching the persistent decode kernel");
@@ -564,6 +580,9 @@ extern "C" int cuda_mega_new(cuda_ctx *c, cuda_mega **out, hb_err *err) {
     cuda_mega *m = (cuda_mega *)calloc(1, sizeof *m);
     if (!m) return hb_fail(err, HEARTH_E_NOMEM, "out of memory");
     m->c = c, m->smem = smem, m->nb = c->info.sm_count; /* one block per SM: its shared memory is the ring */
+    m->in_flight = 2;
+    const char *fl = getenv("HEARTH_CUDA_MEGA_IF"); /* tuning: most weight copies in flight per block */
+    if (fl && atoi(fl) >= 1 && atoi(fl) <= MK_NS) m->in_flight = atoi(fl);
     if ((rc = cuda_alloc(c, (void **)&m->bar, sizeof *m->bar, err))) {
         cuda_mega_free(m);
         return rc;
@@ -598,10 +617,11 @@ extern "C" void cuda_mega_free(cuda_mega *m) {
                 (double)m->prof_syncs / m->prof_steps, m->nb);
         for (int k = 0; k < 13; k++)
             if (m->prof_n[k])
-                fprintf(stderr, "mega: %-8s %6.1f us/step  %5.1f per step  %6.2f us each (prologue %.2f, work %.2f, barrier %.2f; tile waits %.2f, first copy at %+.2f)\n",
+                fprintf(stderr, "mega: %-8s %6.1f us/step  %5.1f per step  %6.2f us each (prologue %.2f, work %.2f [thread 0: %.2f], barrier %.2f; tile waits %.2f, first copy at %+.2f)\n",
                         names[k], m->prof_ns[k] / 1e3 / m->prof_steps, (double)m->prof_n[k] / m->prof_steps,
                         m->prof_ns[k] / 1e3 / m->prof_n[k], m->prof_part[k][0] / 1e3 / m->prof_n[k],
-                        m->prof_part[k][1] / 1e3 / m->prof_n[k], m->prof_part[k][2] / 1e3 / m->prof_n[k],
+                        m->prof_part[k][1] / 1e3 / m->prof_n[k], m->prof_part[k][5] / 1e3 / m->prof_n[k],
+                        m->prof_part[k][2] / 1e3 / m->prof_n[k],
                         m->prof_part[k][3] / 1e3 / m->prof_n[k], m->prof_part[k][4] / 1e3 / m->prof_n[k]);
     }
     cuda_free(m->c, m->prof_dev);

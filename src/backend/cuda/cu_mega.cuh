@@ -85,6 +85,7 @@ typedef struct mk_prog {
 struct cuda_mega {
     cuda_ctx *c;
     int nb;                      /* blocks in the grid */
+    int in_flight;               /* most weight copies a block has outstanding */
     size_t smem;                 /* dynamic shared memory per block */
     unsigned long long *bar, base;
     void *act, *part;            /* global activation buffer, attention partials */
@@ -98,7 +99,7 @@ struct cuda_mega {
      * totals go to stderr when the backend is freed) */
     unsigned long long *prof_dev, *prof_host;
     int prof_cap;
-    double prof_ns[16], prof_part[16][5], prof_sync_ns;
+    double prof_ns[16], prof_part[16][6], prof_sync_ns;
     long prof_n[16], prof_steps, prof_syncs;
 };
 

@@ -73,7 +73,7 @@ static __device__ __forceinline__ bool mk_tile_at(const mk_op *op, int64_t *row,
  * bars: MK_NS `full` then MK_NS `empty` mbarriers. The weights are read once per step:
  * evict-first in L2, so activations and the KV cache stay there. */
 static __device__ __noinline__ void mk_produce(const mk_op *prog, int n_ops, uint8_t *ring, uint64_t *bars,
-                                               unsigned long long *prof) {
+                                               int in_flight, unsigned long long *prof) {
     uint64_t pol;
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
     uint32_t k = 0;
@@ -87,6 +87,10 @@ static __device__ __noinline__ void mk_produce(const mk_op *prog, int n_ops, uin
         while (mk_tile_at(op, &row, r1, &t)) {
             int s = (int)(k % MK_NS);
             if (k >= MK_NS) cu_mbar_wait(&bars[MK_NS + s], (k / MK_NS - 1) & 1);
+            if (k >= (uint32_t)in_flight) { /* at most in_flight copies outstanding (see mk_kernel) */
+                uint32_t kl = k - (uint32_t)in_flight;
+                cu_mbar_wait(&bars[kl % MK_NS], (kl / MK_NS) & 1);
+            }
             asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); /* the consumers' reads first */
             cu_mbar_expect(&bars[s], t.bytes);
             cu_bulk_g2s(ring + (size_t)s * MK_SLOT_STRIDE, t.src, t.bytes, &bars[s], pol);
@@ -112,6 +116,11 @@ static __device__ __forceinline__ void mk_put(const mk_op *op, int seg, int64_t 
     int64_t o = t * op->ldy[seg] + r;
     op->y[seg][o] = v;
     if (op->add[seg]) op->add[seg][o] += v;
+}
+
+/* w . x of one 8-column group: the one expression every float path uses (same rounding). */
+static __device__ __forceinline__ float mk_dot8f(const float *w, float4 xa, float4 xb) {
+    return w[0] * xa.x + w[1] * xa.y + w[2] * xa.z + w[3] * xa.w + w[4] * xb.x + w[5] * xb.y + w[6] * xb.z + w[7] * xb.w;
 }
 
 /* The warp's sums of item (row j of the tile, part q): stored when the row has one part,
@@ -209,6 +218,128 @@ MK_MV(mk_mv_q5_K, up_q5_K, 1)
 MK_MV(mk_mv_q6_K, up_q6_K, 0)
 MK_MV(mk_mv_iq4_xs, up_iq4_xs, 0)
 
+/* ---- single token --------------------------------------------------------------------
+ * With one token a warp's activations are the same for every row it takes (part q of a row
+ * is fixed per warp: item warp + 8u has part warp % P), so the lane's slices are loaded into
+ * registers once per product and the warp works on two rows at a time (two independent
+ * chains). Same chunk order, same expressions: bit for bit the results of the general
+ * kernels above, so a token decoded alone equals it decoded in a batch. */
+#define MK_NCL 8 /* most slices (chunks / 8-column groups) per lane */
+
+/* The warp's sum for row j (part q) of a one-token product (see mk_item_done). */
+static __device__ __forceinline__ void mk_item_done1(const mk_op *op, const mk_tile *t, int j, int q, float a,
+                                                     float *pb, int lane) {
+    float v = cu_warp_sum(a);
+    if (lane == 0) {
+        if (op->parts == 1) mk_put(op, t->seg, t->r + j, 0, v);
+        else pb[(j * op->parts + q) * MK_T] = v;
+    }
+}
+
+#define MK_MV1(name, UNPACK, HAS_MIN)                                                                     \
+    static __device__ __noinline__ uint32_t name(const mk_op *op, const int8_t *xq, const float *xd,      \
+                                                 const int2 *xs, uint8_t *ring, uint64_t *bars, float *pbuf, \
+                                                 uint32_t k, const int8_t *lut, unsigned long long *tw) { \
+        int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nch = op->nch, P = op->parts, q = warp % P; \
+        int c0 = q * nch / P + lane, c1 = (q + 1) * nch / P, step = MK_WARPS / P;                         \
+        size_t rb = op->row_bytes[0];                                                                     \
+        int4 xa[MK_NCL], xb[MK_NCL];                                                                      \
+        float xdv[MK_NCL];                                                                                \
+        int2 xsv[MK_NCL];                                                                                 \
+        _Pragma("unroll") for (int i = 0; i < MK_NCL; i++) {                                              \
+            int c = c0 + 32 * i;                                                                          \
+            bool in = c < c1;                                                                             \
+            xa[i] = in ? ((const int4 *)(xq + (int64_t)c * 32))[0] : make_int4(0, 0, 0, 0);              \
+            xb[i] = in ? ((const int4 *)(xq + (int64_t)c * 32))[1] : make_int4(0, 0, 0, 0);              \
+            xdv[i] = in ? xd[c] : 0.0f;                                                                   \
+            xsv[i] = in && HAS_MIN ? xs[c] : make_int2(0, 0);                                             \
+        }                                                                                                 \
+        int64_t row, r1;                                                                                  \
+        mk_rows(op, &row, &r1);                                                                           \
+        mk_tile t;                                                                                        \
+        while (mk_tile_at(op, &row, r1, &t)) {                                                            \
+            const uint8_t *base = mk_take(ring, bars, k, tw) + t.off;                                     \
+            float *pb = pbuf + (k & 1) * (8 * MK_T);                                                      \
+            for (int j = warp / P; j < t.n; j += 2 * step) {                                              \
+                int j2 = j + step < t.n ? j + step : j;                                                   \
+                const uint8_t *ra = base + j * rb, *rbp = base + j2 * rb;                                 \
+                float a0 = 0.0f, a1 = 0.0f;                                                               \
+                _Pragma("unroll") for (int i = 0; i < MK_NCL; i++) {                                      \
+                    int c = c0 + 32 * i;                                                                  \
+                    if (c < c1) {                                                                         \
+                        int q_[8], r_[8];                                                                 \
+                        float a_[2], m_[2], b_[2], n_[2];                                                 \
+                        UNPACK(ra, c, lut, q_, a_, m_);                                                   \
+                        UNPACK(rbp, c, lut, r_, b_, n_);                                                  \
+                        a0 += xdv[i] * mq_chunk_dot(q_, xa[i], xb[i], a_, m_, xsv[i], HAS_MIN);           \
+                        a1 += xdv[i] * mq_chunk_dot(r_, xa[i], xb[i], b_, n_, xsv[i], HAS_MIN);           \
+                    }                                                                                     \
+                }                                                                                         \
+                mk_item_done1(op, &t, j, q, a0, pb, lane);                                                \
+                if (j2 != j) mk_item_done1(op, &t, j2, q, a1, pb, lane);                                  \
+            }                                                                                             \
+            k = mk_release(op, &t, pb, bars, k);                                                          \
+        }                                                                                                 \
+        if (P > 1) MK_SYNC();                                                                             \
+        return k;                                                                                         \
+    }
+
+MK_MV1(mk_mv1_q4_0, up_q4_0, 1)
+MK_MV1(mk_mv1_q8_0, up_q8_0, 0)
+MK_MV1(mk_mv1_q4_K, up_q4_K, 1)
+MK_MV1(mk_mv1_q5_K, up_q5_K, 1)
+MK_MV1(mk_mv1_q6_K, up_q6_K, 0)
+
+/* One-token float product (x: the token's activations, staged or global). */
+static __device__ __noinline__ uint32_t mk_mv1_float(const mk_op *op, const float *x, uint8_t *ring, uint64_t *bars,
+                                                     float *pbuf, uint32_t k, unsigned long long *tw) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, P = op->parts, q = warp % P, ng = (int)(op->cols / 8);
+    int g0 = q * ng / P + lane, g1 = (q + 1) * ng / P, step = MK_WARPS / P;
+    size_t rb = op->row_bytes[0];
+    float4 xa[MK_NCL], xb[MK_NCL];
+#pragma unroll
+    for (int i = 0; i < MK_NCL; i++) {
+        int g = g0 + 32 * i;
+        bool in = g < g1;
+        xa[i] = in ? ((const float4 *)(x + (int64_t)g * 8))[0] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        xb[i] = in ? ((const float4 *)(x + (int64_t)g * 8))[1] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    int64_t row, r1;
+    mk_rows(op, &row, &r1);
+    mk_tile t;
+    while (mk_tile_at(op, &row, r1, &t)) {
+        const uint8_t *base = mk_take(ring, bars, k, tw) + t.off;
+        float *pb = pbuf + (k & 1) * (8 * MK_T);
+        for (int j = warp / P; j < t.n; j += 2 * step) {
+            int j2 = j + step < t.n ? j + step : j;
+            const uint8_t *ra = base + j * rb, *rbp = base + j2 * rb;
+            float a0 = 0.0f, a1 = 0.0f;
+#pragma unroll
+            for (int i = 0; i < MK_NCL; i++) {
+                int g = g0 + 32 * i;
+                if (g < g1) {
+                    float wa[8], wb[8];
+                    fw_load8(op->wtype, ra, (int64_t)g * 8, wa);
+                    fw_load8(op->wtype, rbp, (int64_t)g * 8, wb);
+                    a0 += mk_dot8f(wa, xa[i], xb[i]);
+                    a1 += mk_dot8f(wb, xa[i], xb[i]);
+                }
+            }
+            mk_item_done1(op, &t, j, q, a0, pb, lane);
+            if (j2 != j) mk_item_done1(op, &t, j2, q, a1, pb, lane);
+        }
+        k = mk_release(op, &t, pb, bars, k);
+    }
+    if (P > 1) MK_SYNC();
+    return k;
+}
+
+/* The one-token kernels take a product whose lane slices fit MK_NCL registers. */
+static __device__ __forceinline__ bool mk_one(const mk_op *op, int fl) {
+    int64_t per = fl ? op->cols / 8 / op->parts : op->nch / op->parts;
+    return op->n_tok == 1 && (per + 31) / 32 + 1 <= MK_NCL; /* +1: a part may start mid-slice */
+}
+
 /* A float-weight product over the stream (F32/F16/BF16, columns a multiple of 8): part q
  * of a row is the 8-column groups [q*ng/P, (q+1)*ng/P), lane l takes every 32nd; x: the
  * activations (n_tok rows, xstr apart: the block's staged copy or global memory). */
@@ -236,8 +367,7 @@ static __device__ __noinline__ uint32_t mk_mv_float(const mk_op *op, const float
                     if (tk < n_tok) {
                         const float4 *xp = (const float4 *)(x + tk * xstr + (int64_t)g * 8);
                         float4 xa = xp[0], xb = xp[1];
-                        acc[tk] += wv[0] * xa.x + wv[1] * xa.y + wv[2] * xa.z + wv[3] * xa.w + wv[4] * xb.x +
-                                   wv[5] * xb.y + wv[6] * xb.z + wv[7] * xb.w;
+                        acc[tk] += mk_dot8f(wv, xa, xb);
                     }
                 }
             }

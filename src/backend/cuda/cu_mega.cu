@@ -172,9 +172,9 @@ static __device__ void mk_prologue(const mk_op *op, int8_t *sq, float *sd, int2 
 /* One product: the activations (quantized or f32 into this block's act region, unless they
  * come from the global buffer / global memory), then the block's tiles of the weight stream.
  * Returns the stream position after the product. */
-static __device__ uint32_t mk_matvec(const mk_op *op, uint8_t *ring, uint64_t *bars, float *pbuf, uint32_t k,
-                                     uint8_t *act, const int8_t *lut, float *red, unsigned long long *pt) {
-    unsigned long long *tw = pt ? pt + 3 : NULL; /* prof: time waiting for tiles */
+static __device__ uint32_t mk_matvec_run(const mk_op *op, uint8_t *ring, uint64_t *bars, float *pbuf, uint32_t k,
+                                         uint8_t *act, const int8_t *lut, float *red, unsigned long long *pt,
+                                         unsigned long long *tw) {
     if (op->wtype == QT_F32 || op->wtype == QT_F16 || op->wtype == QT_BF16) {
         const float *x = op->x;
         int64_t xstr = op->xs;
@@ -223,6 +223,15 @@ static __device__ uint32_t mk_matvec(const mk_op *op, uint8_t *ring, uint64_t *b
     case QT_IQ4_XS: return mk_mv_iq4_xs(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
     default: return k; /* refused when recorded */
     }
+}
+
+/* mk_matvec_run, and for profiling (pt: block 0, thread 0) the time it waited for tiles. */
+static __device__ uint32_t mk_matvec(const mk_op *op, uint8_t *ring, uint64_t *bars, float *pbuf, uint32_t k,
+                                     uint8_t *act, const int8_t *lut, float *red, unsigned long long *pt) {
+    unsigned long long wsum = 0;
+    k = mk_matvec_run(op, ring, bars, pbuf, k, act, lut, red, pt, pt ? &wsum : NULL);
+    if (pt) pt[3] = wsum;
+    return k;
 }
 
 /* ---- the other ops --------------------------------------------------------------------- */
@@ -413,7 +422,7 @@ static __global__ void __launch_bounds__(MK_BLOCK, 1)
               unsigned long long *prof) {
     extern __shared__ __align__(128) uint8_t mk_smem[];
     __shared__ __align__(16) mk_op sop[2];
-    __shared__ __align__(8) uint64_t bars[2 * MK_NS]; /* full[MK_NS], empty[MK_NS] */
+    __shared__ __align__(8) uint64_t bars[2 * MK_NS + 1]; /* full[MK_NS], empty[MK_NS], wait mode */
     __shared__ float pbuf[2 * 8 * MK_T];
     __shared__ int8_t lut[16];
     __shared__ float red[32];
@@ -421,6 +430,7 @@ static __global__ void __launch_bounds__(MK_BLOCK, 1)
     if (threadIdx.x < 16) lut[threadIdx.x] = mk_iq4_levels[threadIdx.x];
     if (threadIdx.x == 0) {
         for (int s = 0; s < MK_NS; s++) cu_mbar_init(&bars[s], 1), cu_mbar_init(&bars[MK_NS + s], MK_WARPS);
+        bars[2 * MK_NS] = (uint64_t)(in_flight >> 8 & 1); /* tuning: poll the tile barriers */
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
         /* the whole program into L2, a slice per block */
         size_t bytes = (size_t)n_ops * sizeof(mk_op), chunk = ((bytes + gridDim.x - 1) / gridDim.x + 255) & ~(size_t)255;
@@ -583,6 +593,8 @@ extern "C" int cuda_mega_new(cuda_ctx *c, cuda_mega **out, hb_err *err) {
     m->in_flight = 2;
     const char *fl = getenv("HEARTH_CUDA_MEGA_IF"); /* tuning: most weight copies in flight per block */
     if (fl && atoi(fl) >= 1 && atoi(fl) <= MK_NS) m->in_flight = atoi(fl);
+    const char *po = getenv("HEARTH_CUDA_MEGA_POLL"); /* tuning: 1 = spin on the ring's barriers */
+    if (po && atoi(po) == 1) m->in_flight |= 256;
     if ((rc = cuda_alloc(c, (void **)&m->bar, sizeof *m->bar, err))) {
         cuda_mega_free(m);
         return rc;

@@ -34,6 +34,7 @@ typedef struct __align__(16) mk_op {
     uint32_t wtype;
     int32_t nw, nch;
     int32_t tile_rows, parts;    /* rows per ring slot; warps per row (a power of two, tile_rows * parts <= 8 when > 1) */
+    int32_t dbg, dbg_pad_;       /* HEARTH_CUDA_MEGA_DBG (timing experiments only: 1 = products skip their arithmetic) */
     int64_t cols;
     const uint8_t *w[3];
     size_t row_bytes[3];

@@ -69,11 +69,19 @@ static __device__ __forceinline__ bool mk_tile_at(const mk_op *op, int64_t *row,
     return true;
 }
 
+/* Waits for phase `parity` of b: try_wait (may suspend) or, with poll, test_wait spins. */
+static __device__ __forceinline__ void mk_bwait(uint64_t *b, uint32_t parity, int poll) {
+    if (poll) cu_mbar_poll(b, parity);
+    else cu_mbar_wait(b, parity);
+}
+
 /* The producer (one thread): every tile of every product of the program into the ring.
  * bars: MK_NS `full` then MK_NS `empty` mbarriers. The weights are read once per step:
  * evict-first in L2, so activations and the KV cache stay there. */
 static __device__ __noinline__ void mk_produce(const mk_op *prog, int n_ops, uint8_t *ring, uint64_t *bars,
                                                int in_flight, unsigned long long *prof) {
+    int poll = in_flight >> 8 & 1;
+    in_flight &= 255;
     uint64_t pol;
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
     uint32_t k = 0;
@@ -86,10 +94,10 @@ static __device__ __noinline__ void mk_produce(const mk_op *prog, int n_ops, uin
         bool first = true;
         while (mk_tile_at(op, &row, r1, &t)) {
             int s = (int)(k % MK_NS);
-            if (k >= MK_NS) cu_mbar_wait(&bars[MK_NS + s], (k / MK_NS - 1) & 1);
+            if (k >= MK_NS) mk_bwait(&bars[MK_NS + s], (k / MK_NS - 1) & 1, poll);
             if (k >= (uint32_t)in_flight) { /* at most in_flight copies outstanding (see mk_kernel) */
                 uint32_t kl = k - (uint32_t)in_flight;
-                cu_mbar_wait(&bars[kl % MK_NS], (kl / MK_NS) & 1);
+                mk_bwait(&bars[kl % MK_NS], (kl / MK_NS) & 1, poll);
             }
             asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); /* the consumers' reads first */
             cu_mbar_expect(&bars[s], t.bytes);
@@ -106,8 +114,8 @@ static __device__ __forceinline__ const uint8_t *mk_take(uint8_t *ring, uint64_t
                                                         unsigned long long *tw) {
     int s = (int)(k % MK_NS);
     unsigned long long t0 = tw ? cu_globaltimer() : 0;
-    cu_mbar_wait(&bars[s], (k / MK_NS) & 1);
-    if (tw) *tw += cu_globaltimer() - t0;
+    mk_bwait(&bars[s], (k / MK_NS) & 1, bars[2 * MK_NS] & 1);
+    if (tw) *tw += cu_globaltimer() - t0; /* tw: a local sum (see mk_matvec), no memory round trip */
     return ring + (size_t)s * MK_SLOT_STRIDE;
 }
 
@@ -116,6 +124,18 @@ static __device__ __forceinline__ void mk_put(const mk_op *op, int seg, int64_t 
     int64_t o = t * op->ldy[seg] + r;
     op->y[seg][o] = v;
     if (op->add[seg]) op->add[seg][o] += v;
+}
+
+/* 8 f16 weights (16 bytes, 16-byte aligned) as floats: fw_load8's F16 branch without the
+ * per-element type test (the same conversions, so the same values). */
+static __device__ __forceinline__ void mk_f16x8(const uint8_t *p, float *v) {
+    uint4 u = *(const uint4 *)p;
+    uint32_t wd[4] = { u.x, u.y, u.z, u.w };
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        v[2 * k] = cu_f16((uint16_t)wd[k]);
+        v[2 * k + 1] = cu_f16((uint16_t)(wd[k] >> 16));
+    }
 }
 
 /* w . x of one 8-column group: the one expression every float path uses (same rounding). */
@@ -266,13 +286,15 @@ static __device__ __forceinline__ void mk_item_done1(const mk_op *op, const mk_t
                 float a0 = 0.0f, a1 = 0.0f;                                                               \
                 _Pragma("unroll") for (int i = 0; i < MK_NCL; i++) {                                      \
                     int c = c0 + 32 * i;                                                                  \
-                    if (c < c1) {                                                                         \
+                    if (c < c1 && !op->dbg) {                                                             \
                         int q_[8], r_[8];                                                                 \
                         float a_[2], m_[2], b_[2], n_[2];                                                 \
                         UNPACK(ra, c, lut, q_, a_, m_);                                                   \
-                        UNPACK(rbp, c, lut, r_, b_, n_);                                                  \
                         a0 += xdv[i] * mq_chunk_dot(q_, xa[i], xb[i], a_, m_, xsv[i], HAS_MIN);           \
-                        a1 += xdv[i] * mq_chunk_dot(r_, xa[i], xb[i], b_, n_, xsv[i], HAS_MIN);           \
+                        if (j2 != j) {                                                                    \
+                            UNPACK(rbp, c, lut, r_, b_, n_);                                              \
+                            a1 += xdv[i] * mq_chunk_dot(r_, xa[i], xb[i], b_, n_, xsv[i], HAS_MIN);       \
+                        }                                                                                 \
                     }                                                                                     \
                 }                                                                                         \
                 mk_item_done1(op, &t, j, q, a0, pb, lane);                                                \
@@ -296,6 +318,7 @@ static __device__ __noinline__ uint32_t mk_mv1_float(const mk_op *op, const floa
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, P = op->parts, q = warp % P, ng = (int)(op->cols / 8);
     int g0 = q * ng / P + lane, g1 = (q + 1) * ng / P, step = MK_WARPS / P;
     size_t rb = op->row_bytes[0];
+    bool f16 = op->wtype == QT_F16;
     float4 xa[MK_NCL], xb[MK_NCL];
 #pragma unroll
     for (int i = 0; i < MK_NCL; i++) {
@@ -312,17 +335,23 @@ static __device__ __noinline__ uint32_t mk_mv1_float(const mk_op *op, const floa
         float *pb = pbuf + (k & 1) * (8 * MK_T);
         for (int j = warp / P; j < t.n; j += 2 * step) {
             int j2 = j + step < t.n ? j + step : j;
+            bool two = j2 != j; /* warp-uniform */
             const uint8_t *ra = base + j * rb, *rbp = base + j2 * rb;
             float a0 = 0.0f, a1 = 0.0f;
 #pragma unroll
             for (int i = 0; i < MK_NCL; i++) {
                 int g = g0 + 32 * i;
-                if (g < g1) {
+                if (g < g1 && !op->dbg) {
                     float wa[8], wb[8];
-                    fw_load8(op->wtype, ra, (int64_t)g * 8, wa);
-                    fw_load8(op->wtype, rbp, (int64_t)g * 8, wb);
+                    if (f16) {
+                        mk_f16x8(ra + (int64_t)g * 16, wa);
+                        if (two) mk_f16x8(rbp + (int64_t)g * 16, wb);
+                    } else {
+                        fw_load8(op->wtype, ra, (int64_t)g * 8, wa);
+                        if (two) fw_load8(op->wtype, rbp, (int64_t)g * 8, wb);
+                    }
                     a0 += mk_dot8f(wa, xa[i], xb[i]);
-                    a1 += mk_dot8f(wb, xa[i], xb[i]);
+                    if (two) a1 += mk_dot8f(wb, xa[i], xb[i]);
                 }
             }
             mk_item_done1(op, &t, j, q, a0, pb, lane);
@@ -336,8 +365,8 @@ static __device__ __noinline__ uint32_t mk_mv1_float(const mk_op *op, const floa
 
 /* The one-token kernels take a product whose lane slices fit MK_NCL registers. */
 static __device__ __forceinline__ bool mk_one(const mk_op *op, int fl) {
-    int64_t per = fl ? op->cols / 8 / op->parts : op->nch / op->parts;
-    return op->n_tok == 1 && (per + 31) / 32 + 1 <= MK_NCL; /* +1: a part may start mid-slice */
+    int64_t n = fl ? op->cols / 8 : op->nch, per = (n + op->parts - 1) / op->parts; /* longest part */
+    return op->n_tok == 1 && (per + 31) / 32 <= MK_NCL;
 }
 
 /* A float-weight product over the stream (F32/F16/BF16, columns a multiple of 8): part q

@@ -453,7 +453,15 @@ static __global__ void __launch_bounds__(MK_BLOCK, 1)
     bool tm = prof && blockIdx.x == 0 && threadIdx.x == 0;
     for (int i = 0; i < n_ops; i++) {
         const mk_op *op = &sop[i & 1];
-        if (tm) prof[MK_PN * i] = prof[MK_PN * i + 1] = cu_globaltimer(), prof[MK_PN * i + 4] = 0;
+        if (tm) {
+            prof[MK_PN * i] = prof[MK_PN * i + 1] = cu_globaltimer(), prof[MK_PN * i + 4] = 0;
+            /* one dependent global round trip, timed (a word the previous op may have written) */
+            const float *probe = op->x ? op->x : (const float *)bar;
+            unsigned long long c0 = clock64();
+            float v = *(volatile const float *)probe;
+            unsigned long long c1 = clock64();
+            prof[MK_PN * i + 7] = (c1 - c0) + (v == 12345.0f);
+        }
         if (i + 1 < n_ops) mk_load_op(&sop[(i + 1) & 1], prog + i + 1); /* buffer of op i-1: done */
         switch (op->kind) {
         case MK_MATVEC: k = mk_matvec(op, ring, bars, pbuf, k, act, lut, red, tm ? prof + MK_PN * i + 1 : NULL); break;
@@ -516,6 +524,7 @@ static void mk_prof_step(cuda_mega *m, const mk_prog *p) {
         /* the op's own work against its whole work phase (the rest: the block's slowest warp and
          * the next op's descriptor) */
         m->prof_part[kk][5] += (double)(long long)(t[ops[i].kind == MK_MATVEC ? 6 : 5] - t[1]);
+        m->prof_rt += (double)t[7], m->prof_rt_n++;
         if (ops[i].sync) m->prof_syncs++;
     }
     m->prof_steps++;
@@ -625,8 +634,8 @@ extern "C" void cuda_mega_free(cuda_mega *m) {
     if (m->prof_steps) {
         static const char *names[] = { "matvec", "norm",   "quant",  "rope",   "kv",     "attn",   "combine",
                                        "copy",   "elt",    "glu",    "mv-glob", "mv-norm", "mv-quant" };
-        fprintf(stderr, "mega: %ld steps, %.1f barriers/step, %d blocks\n", m->prof_steps,
-                (double)m->prof_syncs / m->prof_steps, m->nb);
+        fprintf(stderr, "mega: %ld steps, %.1f barriers/step, %d blocks, one global load at an op's start: %.0f cycles\n",
+                m->prof_steps, (double)m->prof_syncs / m->prof_steps, m->nb, m->prof_rt / (m->prof_rt_n ? m->prof_rt_n : 1));
         for (int k = 0; k < 13; k++)
             if (m->prof_n[k])
                 fprintf(stderr, "mega: %-8s %6.1f us/step  %5.1f per step  %6.2f us each (prologue %.2f, work %.2f [thread 0: %.2f], barrier %.2f; tile waits %.2f, first copy at %+.2f)\n",

@@ -100,7 +100,8 @@ struct cuda_mega {
      * totals go to stderr when the backend is freed) */
     unsigned long long *prof_dev, *prof_host;
     int prof_cap;
-    double prof_ns[16], prof_part[16][6], prof_sync_ns;
+    double prof_ns[16], prof_part[16][6], prof_sync_ns, prof_rt;
+    long prof_rt_n;
     long prof_n[16], prof_steps, prof_syncs;
 };
 

@@ -62,9 +62,10 @@ typedef struct __align__(16) mk_op {
     /* MK_ATTN_DEC (cu_mega_attn.cuh) also uses x/xs (q rows), x2/stride2 (k), aux/as (v),
      * out/os, n_tok, n_head/n_head2 (query / kv heads), head_dim, pos, seq, rope and the
      * cache fields above; ad_cap: most cells a token sees, ad_stage: cells staged in shared
-     * memory, ad_flags: MA_CP16 */
+     * memory, ad_flags: MA_* */
     float ad_scale, ad_softcap;
     int32_t ad_window, ad_cap, ad_stage, ad_flags;
+    const uint8_t *ad_nk, *ad_nv; /* the next MK_ATTN_DEC op's cache (MA_NEXTPF) */
 } mk_op;
 
 /* Memory an op reads and writes (host only), for deciding where barriers are needed. */

@@ -6,17 +6,21 @@
  * Why: as separate ops the rotation, the split attention and the merge each cost a grid
  * barrier plus a chain of dependent L2 round trips (~15 us per layer measured on an H200);
  * here one work item per (query head, token) does everything between two barriers:
- *  1. one round trip: the positions and sequences of the batch, the item's UNROTATED q row
- *     and the k / v rows of its kv head for every token of the batch (product outputs);
+ *  1. the positions and sequences of the batch: read by the first MK_ATTN_DEC op of the
+ *     launch into the block's static shared memory, which the later ones (same arrays,
+ *     flag MA_HAVEPS) reuse, so for them the op starts without a round trip;
  *  2. which cells of the range [lo, pos] are this step's (a token of the batch of the same
  *     sequence at that position): those are used from the item's own copy (k rotated, both
  *     rounded to the cache type exactly as the store rounds them), never from the cache,
- *     since no order exists between blocks inside one op; the other cells are copied
- *     (cp.async) into shared memory, as many as fit in MK_ATT_SMEM, the earliest cells
- *     beyond that read from the cache directly;
- *  3. while those copies fly: RoPE angles (theta in double from the host's base^(-2i/n_rot)
- *     table, reduced to [-pi, pi] in double, cos/sin in float), q and the new k rotated;
- *     the first q head of each kv-head group stores its token's cell (k rotated, v);
+ *     since no order exists between blocks inside one op; ONE round trip of asynchronous
+ *     copies fetches the item's UNROTATED q row, the k / v rows of its kv head for every
+ *     token of the batch (product outputs) and the other cells of the range (as many as fit
+ *     in MK_ATT_SMEM; the earliest beyond that are read from the cache directly);
+ *  3. while those copies fly: the RoPE angles (theta in double from the host's
+ *     base^(-2i/n_rot) table, reduced to [-pi, pi] in double, cos/sin in float) and an L2
+ *     prefetch of the same cells of the next layer's cache (flag MA_NEXTPF: the weights
+ *     streamed in between would otherwise have evicted them); then q and the new k are
+ *     rotated and the first q head of each kv-head group stores its token's cell;
  *  4. scores (thread per cell), softmax, values (thread per dimension pair and cell class),
  *     the f32 output row for the o product (which quantizes it itself).
  * q and k stay unrotated in their buffers: cu_mega_plan checks that no later op reads them
@@ -33,6 +37,10 @@
 #define MA_MAXC 512 /* most cells one token sees (its position bucket) */
 #define MA_CP16 1   /* ad_flags: the q, k, v rows can be copied 16 bytes at a time */
 #define MA_POISON 2 /* ad_flags: the program could not be completed (mk_adec_fix): NaN output */
+#define MA_HAVEPS 4 /* ad_flags: an earlier MK_ATTN_DEC op of the launch read these pos / seq */
+#define MA_NEXTPF 8 /* ad_flags: prefetch the cells of the next layer's cache (ad_nk, ad_nv) */
+#define MA_TIME 16  /* ad_flags (tuning, HEARTH_CUDA_MEGA_ADEC_TIME=1): block 0 prints its phases
+                     * (SM clock cycles) at position 60 */
 
 /* Byte offsets in the op's shared memory (after the K and V stages of `stage` cells), the
  * same on the host (which sizes the stage to fit MK_ATT_SMEM) and the device. */
@@ -96,25 +104,32 @@ static __device__ __forceinline__ void ma_fma8(float *acc, const float *q, const
     acc[6] = __fmaf_rn(b.z, k[6], acc[6]), acc[7] = __fmaf_rn(b.w, k[7], acc[7]);
 }
 
-/* q . k for one cell: k a float copy (kf != NULL) or a head slice in the cache format at
- * row (shared stage or global cache) whose 16-byte pieces are stored rotated by rot (piece
- * i at (i + rot) % np). */
-static __device__ __forceinline__ float ma_dot(const float *q, int32_t hd, uint32_t type, const float *kf,
-                                               const uint8_t *row, int32_t rot) {
+/* q . k for one cell whose k is a float copy kf. */
+static __device__ __forceinline__ float ma_dot_f(const float *q, int32_t hd, const float *kf) {
+    float acc[8] = { 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f };
+    for (int32_t g = 0; g < hd / 8; g++) ma_fma8(acc, q + 8 * g, kf + 8 * g);
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* q . k for one cell whose k is a head slice in the cache format at row (the shared stage
+ * or the cache) made of np 16-byte pieces, piece i stored at (i + r0) % np (r0 < np). The
+ * same FMAs in the same order as ma_dot_f. */
+static __device__ __forceinline__ float ma_dot_c(const float *q, int32_t hd, uint32_t type, const uint8_t *row,
+                                                 int32_t r0, int32_t np) {
     float acc[8] = { 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f }, k[8];
-    int32_t np = hd * (type == QT_F16 ? 2 : 4) / 16;
     for (int32_t g = 0; g < hd / 8; g++) {
-        if (kf) {
-#pragma unroll
-            for (int j = 0; j < 8; j++) k[j] = kf[8 * g + j];
-        } else if (type == QT_F16) {
-            uint4 u = *(const uint4 *)(row + ((g + rot) % np) * 16);
+        if (type == QT_F16) {
+            int32_t pi = g + r0;
+            pi -= pi >= np ? np : 0;
+            uint4 u = *(const uint4 *)(row + pi * 16);
             float2 f0 = __half22float2(*(const __half2 *)&u.x), f1 = __half22float2(*(const __half2 *)&u.y);
             float2 f2 = __half22float2(*(const __half2 *)&u.z), f3 = __half22float2(*(const __half2 *)&u.w);
             k[0] = f0.x, k[1] = f0.y, k[2] = f1.x, k[3] = f1.y, k[4] = f2.x, k[5] = f2.y, k[6] = f3.x, k[7] = f3.y;
         } else {
-            float4 x = *(const float4 *)(row + ((2 * g + rot) % np) * 16);
-            float4 y = *(const float4 *)(row + ((2 * g + 1 + rot) % np) * 16);
+            int32_t p0 = 2 * g + r0, p1;
+            p0 -= p0 >= np ? np : 0;
+            p1 = p0 + 1 == np ? 0 : p0 + 1;
+            float4 x = *(const float4 *)(row + p0 * 16), y = *(const float4 *)(row + p1 * 16);
             k[0] = x.x, k[1] = x.y, k[2] = x.z, k[3] = x.w, k[4] = y.x, k[5] = y.y, k[6] = y.z, k[7] = y.w;
         }
         ma_fma8(acc, q + 8 * g, k);
@@ -133,13 +148,11 @@ static __device__ __forceinline__ float ma_reduce(float v, bool is_max, float *r
     return r;
 }
 
-/* Step 1: positions / sequences into sp / ss, q row (t, h) into qv, the k and v rows of kv
- * head hk of every batch token into raw; asynchronous copies, one wait. */
-static __device__ __forceinline__ void ma_fetch(const mk_op *op, int t, int h, int hk, int32_t *sp, int32_t *ss,
-                                                float *qv, float *raw) {
+/* Step 2a: asynchronous copies of q row (t, h) into qv and of the k and v rows of kv head
+ * hk of every batch token into raw (not waited for). */
+static __device__ __forceinline__ void ma_fetch(const mk_op *op, int t, int h, int hk, float *qv, float *raw) {
     int tid = threadIdx.x, n_tok = op->n_tok, hd = op->head_dim;
     int w = (op->ad_flags & MA_CP16) ? 16 : 4, per = hd * 4 / w, total = (1 + 2 * n_tok) * per;
-    if (tid < n_tok) ma_cp(sp + tid, op->pos + tid, 4), ma_cp(ss + tid, op->seq + tid, 4);
     for (int i = tid; i < total; i += MK_THREADS) {
         int r = i / per, pc = i - r * per;
         const float *src;
@@ -153,12 +166,10 @@ static __device__ __forceinline__ void ma_fetch(const mk_op *op, int t, int h, i
         }
         ma_cp((uint8_t *)dst + pc * w, (const uint8_t *)src + pc * w, w);
     }
-    asm volatile("cp.async.wait_all;\n" ::: "memory");
-    MK_SYNC();
 }
 
-/* Step 2: the map of this step's cells and the copies of the cells [base, base + nst) that
- * are not (K pieces rotated by slot, V plain) into the stages; committed, not waited for. */
+/* Step 2b: the map of this step's cells and the copies of the cells [base, base + nst) that
+ * are not (K pieces rotated by slot, V plain) into the stages (not waited for). */
 static __device__ __forceinline__ void ma_stage(const mk_op *op, const int32_t *sp, const int32_t *ss, int32_t sq,
                                                 int64_t lo, int ncell, int base, int nst, int hk, int8_t *map,
                                                 uint8_t *sk, uint8_t *sv) {
@@ -175,35 +186,64 @@ static __device__ __forceinline__ void ma_stage(const mk_op *op, const int32_t *
     }
 }
 
-/* Step 3: RoPE of q (token t) and of the k rows of the tokens whose copies are used (and
- * of t's, which the item may store), k and v of those rounded to the cache type, in place.
- * Thread j of each group of half threads owns frequency j (inv / fac preloaded). */
+/* Whether the copy of batch token u's k / v is used by the item of token t (its cell is in
+ * the range) or stored by it (u == t). */
+#define MA_USE(u) ((u) == t || (ss[u] == sq && sp[u] >= lo && sp[u] < lo + ncell))
+
+/* Step 3a (while the copies fly): the angles of the tokens whose copies are used, for
+ * thread (u0 + k * per, j): frequency j = tid % half, per = MK_THREADS / half tokens at
+ * once (at most 4 rounds: half >= 16, n_tok <= 8). inv / fac: frequency j's table entry
+ * and factor. */
+static __device__ __forceinline__ void ma_angles(const mk_op *op, const int32_t *sp, const int32_t *ss, int t,
+                                                 int32_t sq, int64_t lo, int ncell, double inv, float fac,
+                                                 float2 *an) {
+    int tid = threadIdx.x, half = op->head_dim / 2, per = MK_THREADS / half;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        int u = tid / half + k * per;
+        an[k] = make_float2(0.0f, 0.0f);
+        if (tid < per * half && u < op->n_tok && MA_USE(u)) an[k] = ma_angle(&op->rope, inv, fac, sp[u]);
+    }
+}
+
+/* Step 3b (after the wait): RoPE of q (token t) and of the k rows of the tokens whose
+ * copies are used, k and v of those rounded to the cache type, in place; the same thread
+ * mapping as ma_angles. */
 static __device__ __forceinline__ void ma_rotate(const mk_op *op, const int32_t *sp, const int32_t *ss, int t,
-                                                 int32_t sq, int64_t lo, int ncell, double inv, float fac, float *qv,
+                                                 int32_t sq, int64_t lo, int ncell, const float2 *an, float *qv,
                                                  float *raw) {
     int tid = threadIdx.x, n_tok = op->n_tok, hd = op->head_dim, half = hd / 2, per = MK_THREADS / half;
     uint32_t ty = op->kv_type;
-    if (tid < per * half) {
-        int j = tid % half, a = op->rope.neox ? j : 2 * j, b = op->rope.neox ? j + half : 2 * j + 1;
-        for (int u = tid / half; u < n_tok; u += per) {
-            bool use = u == t || (ss[u] == sq && sp[u] >= lo && sp[u] < lo + ncell);
-            if (!use) continue;
-            float2 an = ma_angle(&op->rope, inv, fac, sp[u]);
-            float *kr = raw + u * 2 * hd, y0, y1;
-            rope_pair(kr[a], kr[b], an.x, an.y, &y0, &y1);
-            kr[a] = ma_round(ty, y0), kr[b] = ma_round(ty, y1);
-            if (u == t) {
-                rope_pair(qv[a], qv[b], an.x, an.y, &y0, &y1);
-                qv[a] = y0, qv[b] = y1;
-            }
+    int j = tid % half, a = op->rope.neox ? j : 2 * j, b = op->rope.neox ? j + half : 2 * j + 1;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        int u = tid / half + k * per;
+        if (tid >= per * half || u >= n_tok || !MA_USE(u)) continue;
+        float *kr = raw + u * 2 * hd, y0, y1;
+        rope_pair(kr[a], kr[b], an[k].x, an[k].y, &y0, &y1);
+        kr[a] = ma_round(ty, y0), kr[b] = ma_round(ty, y1);
+        if (u == t) {
+            rope_pair(qv[a], qv[b], an[k].x, an[k].y, &y0, &y1);
+            qv[a] = y0, qv[b] = y1;
         }
     }
     if (ty == QT_F16)
         for (int i = tid; i < n_tok * hd; i += MK_THREADS) {
             int u = i / hd, d = i - u * hd;
-            if (u == t || (ss[u] == sq && sp[u] >= lo && sp[u] < lo + ncell))
-                raw[u * 2 * hd + hd + d] = ma_round(ty, raw[u * 2 * hd + hd + d]);
+            if (MA_USE(u)) raw[u * 2 * hd + hd + d] = ma_round(ty, raw[u * 2 * hd + hd + d]);
         }
+}
+
+/* Step 3c: L2 prefetch of the item's cells [lo, lo + ncell) of kv head hk in the next
+ * layer's cache (the same row layout), by the first q head of each group. */
+static __device__ __forceinline__ void ma_next_pf(const mk_op *op, int32_t sq, int64_t lo, int ncell, int hk) {
+    int rb = op->head_dim * (op->kv_type == QT_F16 ? 2 : 4), nl = (rb + 127) / 128;
+    size_t base = ((size_t)sq * (size_t)op->n_ctx + (size_t)lo) * op->kv_row_bytes + (size_t)hk * rb;
+    for (int i = threadIdx.x; i < ncell * nl * 2; i += MK_THREADS) {
+        int cc = i / (2 * nl), l = i - cc * 2 * nl;
+        const uint8_t *a = (l < nl ? op->ad_nk : op->ad_nv) + base + (size_t)cc * op->kv_row_bytes + (l % nl) * 128;
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+    }
 }
 
 /* Stores the item's token t's cell (kv head hk): its rotated, rounded k and v. */
@@ -233,16 +273,16 @@ static __device__ __forceinline__ void ma_attend(const mk_op *op, int t, int h, 
                                                  const int8_t *map, float (*red)[MK_WARPS]) {
     int tid = threadIdx.x, hd = op->head_dim;
     uint32_t ty = op->kv_type;
-    int32_t esz = ty == QT_F16 ? 2 : 4, rb = hd * esz;
+    int32_t esz = ty == QT_F16 ? 2 : 4, rb = hd * esz, np = rb / 16;
     const uint8_t *kb = op->kc + ((size_t)sq * (size_t)op->n_ctx + (size_t)lo) * op->kv_row_bytes + (size_t)hk * rb;
     const uint8_t *vb = op->vc + ((size_t)sq * (size_t)op->n_ctx + (size_t)lo) * op->kv_row_bytes + (size_t)hk * rb;
     float mx = -INFINITY;
     for (int cc = tid; cc < ncell; cc += MK_THREADS) { /* one thread per cell */
         int m = map[cc];
         float s;
-        if (m >= 0) s = ma_dot(qv, hd, ty, raw + m * 2 * hd, NULL, 0);
-        else if (cc >= base) s = ma_dot(qv, hd, ty, NULL, sk + (cc - base) * rb, cc - base);
-        else s = ma_dot(qv, hd, ty, NULL, kb + (size_t)cc * op->kv_row_bytes, 0);
+        if (m >= 0) s = ma_dot_f(qv, hd, raw + m * 2 * hd);
+        else if (cc >= base) s = ma_dot_c(qv, hd, ty, sk + (cc - base) * rb, (cc - base) % np, np);
+        else s = ma_dot_c(qv, hd, ty, kb + (size_t)cc * op->kv_row_bytes, 0, np);
         s *= op->ad_scale;
         if (op->ad_softcap > 0.0f) s = op->ad_softcap * tanhf(s / op->ad_softcap);
         sc[cc] = s;
@@ -290,37 +330,59 @@ static __device__ __forceinline__ void ma_attend(const mk_op *op, int t, int h, 
 
 /* The op: work items (query head, token) spread over the grid; sm: the op's MK_ATT_SMEM
  * bytes of shared memory (16-byte aligned). */
-static __device__ __noinline__ void mk_attn_dec(const mk_op *op, uint8_t *sm) {
+static __device__ __noinline__ void mk_attn_dec(const mk_op *op, uint8_t *sm_g) {
+    extern __shared__ __align__(16) uint8_t ma_dyn[];
+    /* the positions and sequences of the batch: kept for the later ops of the launch */
     __shared__ int32_t s_pos[MK_T], s_seq[MK_T];
     __shared__ float s_red[2][MK_WARPS];
     int tid = threadIdx.x, n_tok = op->n_tok, nh = op->n_head, hd = op->head_dim, half = hd / 2;
     int group = nh / op->n_head2, esz = op->kv_type == QT_F16 ? 2 : 4, cap = op->ad_cap, S = op->ad_stage;
     ma_layout L = ma_layout_of(n_tok, hd, esz, cap, S);
+    /* the same bytes, known to be shared memory (LDS, not generic loads) */
+    uint8_t *sm = ma_dyn + ((unsigned)__cvta_generic_to_shared(sm_g) - (unsigned)__cvta_generic_to_shared(ma_dyn));
     uint8_t *sk = sm, *sv = sm + S * hd * esz;
     float *raw = (float *)(sm + L.raw), *qv = (float *)(sm + L.q), *sc = (float *)(sm + L.sc);
     float *acc = (float *)(sm + L.acc);
     int8_t *map = (int8_t *)(sm + L.map);
-    /* this thread's RoPE frequency (ma_rotate): its table entry and factor, fetched once */
+    /* this thread's RoPE frequency (ma_angles): its table entry and factor, fetched once */
     int jf = tid % half;
     double inv = op->rope.inv ? op->rope.inv[jf] : pow((double)op->rope.base, -2.0 * jf / (double)op->rope.n_rot);
     float fac = op->rope.factors ? op->rope.factors[jf] : 1.0f;
+    long long c0 = clock64(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+    if (!(op->ad_flags & MA_HAVEPS)) { /* every block, items or not: later ops reuse them */
+        if (tid < n_tok) s_pos[tid] = op->pos[tid], s_seq[tid] = op->seq[tid];
+        MK_SYNC();
+    }
     for (int b = blockIdx.x; b < n_tok * nh; b += gridDim.x) {
         int t = b / nh, h = b - t * nh, hk = h / group;
         if (op->ad_flags & MA_POISON) {
             for (int d = tid; d < hd; d += MK_THREADS) op->out[(int64_t)t * op->os + (int64_t)h * hd + d] = NAN;
             continue;
         }
-        ma_fetch(op, t, h, hk, s_pos, s_seq, qv, raw);
         int64_t p = s_pos[t], lo = op->ad_window > 0 && p - op->ad_window + 1 > 0 ? p - op->ad_window + 1 : 0;
         int32_t sq = s_seq[t];
         int ncell = (int)max((int64_t)0, min(p + 1 - lo, (int64_t)cap)), nst = min(ncell, S), base = ncell - nst;
+        ma_fetch(op, t, h, hk, qv, raw);
         ma_stage(op, s_pos, s_seq, sq, lo, ncell, base, nst, hk, map, sk, sv);
-        ma_rotate(op, s_pos, s_seq, t, sq, lo, ncell, inv, fac, qv, raw);
+        float2 an[4];
+        ma_angles(op, s_pos, s_seq, t, sq, lo, ncell, inv, fac, an);
+        if ((op->ad_flags & MA_NEXTPF) && h % group == 0) ma_next_pf(op, sq, lo, ncell, hk);
+        c1 = clock64();
         asm volatile("cp.async.wait_all;\n" ::: "memory");
         MK_SYNC();
+        c2 = clock64();
+        ma_rotate(op, s_pos, s_seq, t, sq, lo, ncell, an, qv, raw);
+        MK_SYNC();
+        c3 = clock64();
         if (h % group == 0) ma_store(op, t, hk, sq, p, raw);
         ma_attend(op, t, h, hk, sq, lo, ncell, base, sk, sv, qv, raw, sc, acc, map, s_red);
+        c4 = clock64();
         MK_SYNC(); /* shared memory is free for the next item */
+        c5 = clock64();
+        if ((op->ad_flags & MA_TIME) && blockIdx.x == 0 && tid == 0 && p == 60)
+            printf("adec n_tok %d ncell %d staged %d flags %d: issued %lld waited %lld rotated %lld attended %lld end "
+                   "%lld cycles\n",
+                   n_tok, ncell, nst, op->ad_flags, c1 - c0, c2 - c0, c3 - c0, c4 - c0, c5 - c0);
     }
 }
 

@@ -325,14 +325,14 @@ static bool mk_adec(cuda_mega *m, const cuda_attn *a, const float *q, int64_t qs
     return true;
 }
 
-/* HEARTH_CUDA_MEGA_ADEC_OPT (tuning, default 3): bit 0 lets MK_ATTN_DEC ops reuse the
+/* HEARTH_CUDA_MEGA_ADEC_OPT (tuning, default 1: the prefetch measured slower): bit 0 lets MK_ATTN_DEC ops reuse the
  * positions an earlier one of the launch read, bit 1 lets each prefetch the next one's
  * cells into L2. Read once. */
 static int mk_adec_opt(void) {
     static int v = -1;
     if (v < 0) {
         const char *s = getenv("HEARTH_CUDA_MEGA_ADEC_OPT");
-        v = s && *s >= '0' && *s <= '3' ? *s - '0' : 3;
+        v = s && *s >= '0' && *s <= '3' ? *s - '0' : 1;
     }
     return v;
 }

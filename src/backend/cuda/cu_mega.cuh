@@ -65,7 +65,6 @@ typedef struct __align__(16) mk_op {
      * memory, ad_flags: MA_* */
     float ad_scale, ad_softcap;
     int32_t ad_window, ad_cap, ad_stage, ad_flags;
-    const uint8_t *ad_nk, *ad_nv; /* the next MK_ATTN_DEC op's cache (MA_NEXTPF) */
 } mk_op;
 
 /* Memory an op reads and writes (host only), for deciding where barriers are needed. */

@@ -325,41 +325,21 @@ static bool mk_adec(cuda_mega *m, const cuda_attn *a, const float *q, int64_t qs
     return true;
 }
 
-/* HEARTH_CUDA_MEGA_ADEC_OPT (tuning, default 1: the prefetch measured slower): bit 0 lets MK_ATTN_DEC ops reuse the
- * positions an earlier one of the launch read, bit 1 lets each prefetch the next one's
- * cells into L2. Read once. */
-static int mk_adec_opt(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *s = getenv("HEARTH_CUDA_MEGA_ADEC_OPT");
-        v = s && *s >= '0' && *s <= '3' ? *s - '0' : 1;
-    }
-    return v;
-}
-
 /* Links the MK_ATTN_DEC ops of the program: MA_HAVEPS where an earlier one read the same
- * positions and sequences (every block runs every op in order), MA_NEXTPF with the next
- * one's cache where its rows are laid out alike. */
+ * positions and sequences (every block runs every op in order);
+ * HEARTH_CUDA_MEGA_ADEC_TIME=1 (tuning) sets MA_TIME. (An L2 prefetch of the next layer's
+ * cells by each op was measured slower: 8.46 vs 8.25 us per op.) */
 static void mk_adec_link(cuda_mega *m) {
     const mk_op *prev = NULL;
+    const char *tm = getenv("HEARTH_CUDA_MEGA_ADEC_TIME");
     for (int i = 0; i < m->n_ops; i++) {
         mk_op *op = &m->ops[i];
         if (op->kind != MK_ATTN_DEC) continue;
-        const char *tm = getenv("HEARTH_CUDA_MEGA_ADEC_TIME");
-        op->ad_flags &= ~(MA_HAVEPS | MA_NEXTPF | MA_TIME);
+        op->ad_flags &= ~(MA_HAVEPS | MA_TIME);
         if (tm && *tm == '1') op->ad_flags |= MA_TIME;
-        op->ad_nk = op->ad_nv = NULL;
-        if (prev && (mk_adec_opt() & 1) && prev->pos == op->pos && prev->seq == op->seq && prev->n_tok == op->n_tok)
+        if (prev && prev->pos == op->pos && prev->seq == op->seq && prev->n_tok == op->n_tok)
             op->ad_flags |= MA_HAVEPS;
         prev = op;
-        for (int j = i + 1; j < m->n_ops && (mk_adec_opt() & 2); j++) {
-            const mk_op *nx = &m->ops[j];
-            if (nx->kind != MK_ATTN_DEC) continue;
-            if (nx->kv_row_bytes == op->kv_row_bytes && nx->n_ctx == op->n_ctx && nx->kv_type == op->kv_type &&
-                nx->head_dim == op->head_dim && nx->n_head2 == op->n_head2)
-                op->ad_nk = nx->kc, op->ad_nv = nx->vc, op->ad_flags |= MA_NEXTPF;
-            break;
-        }
     }
 }
 

@@ -11,6 +11,12 @@
  * scores the cells [y*span, (y+1)*span) of the visible range (span <= AT_SPLIT, see
  * at_span) for all heads of the group (each K row is read once for them), softmaxes locally and writes a partial result
  * (max, sum, unnormalized output); attn_combine merges the splits. */
+/* Block barrier and thread count of the attention code: the kernels here use every thread
+ * of their block; the persistent kernel (cu_mega.cuh) runs it on a subset of its threads. */
+#ifndef AT_SYNC
+#define AT_SYNC() __syncthreads()
+#define AT_NT blockDim.x
+#endif
 #define AT_SPLIT 128
 #define AT_G 8
 #define AT_THREADS 256
@@ -110,9 +116,9 @@ static __device__ __forceinline__ void at_split_block_cur(at_args A, int64_t bx,
     float *sc = sm + AT_G * A.hdk;   /* [AT_G][AT_SPLIT] */
     __shared__ float hm[AT_G], hl[AT_G];
     if (!cur.map)
-        for (int i = threadIdx.x; i < nh * A.hdk; i += blockDim.x)
+        for (int i = threadIdx.x; i < nh * A.hdk; i += AT_NT)
             qs[i] = A.q[t * A.qs + (int64_t)(h0 + i / A.hdk) * A.hdk + i % A.hdk];
-    __syncthreads();
+    AT_SYNC();
     const uint8_t *kb = A.kc + (size_t)A.seq[t] * A.n_ctx * A.row_bytes;
     const uint8_t *vb = A.vc + (size_t)A.seq[t] * A.n_ctx * A.row_bytes;
     if (A.type == QT_F16 && (A.hdk & 7) == 0) {
@@ -168,7 +174,7 @@ static __device__ __forceinline__ void at_split_block_cur(at_args A, int64_t bx,
             }
         }
     } else {
-        for (int64_t cc = threadIdx.x; cc < ncell; cc += blockDim.x) {
+        for (int64_t cc = threadIdx.x; cc < ncell; cc += AT_NT) {
             int64_t k0;
             const uint8_t *kr = at_row(cur, 0, kb + (size_t)(cs + cc) * A.row_bytes, cc, (int64_t)hk * A.hdk, &k0);
             float acc[AT_G];
@@ -190,7 +196,7 @@ static __device__ __forceinline__ void at_split_block_cur(at_args A, int64_t bx,
             }
         }
     }
-    __syncthreads();
+    AT_SYNC();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     for (int i = warp; i < nh; i += AT_THREADS / 32) { /* softmax pieces per head, one warp each */
         float mx = -INFINITY;
@@ -205,7 +211,7 @@ static __device__ __forceinline__ void at_split_block_cur(at_args A, int64_t bx,
         sum = cu_warp_sum(sum);
         if (lane == 0) hm[i] = mx, hl[i] = sum;
     }
-    __syncthreads();
+    AT_SYNC();
     /* Values: lanes own pairs of dimensions (coalesced V loads), warps take every 4th cell,
      * each thread keeps all AT_G heads' sums for its 2 dimensions; warps then add up their
      * sums through shared memory (reusing the K/score area: scores are read-only now, so
@@ -244,8 +250,8 @@ static __device__ __forceinline__ void at_split_block_cur(at_args A, int64_t bx,
             red[(warp * AT_G + i) * 64 + 2 * lane] = acc[i][0];
             red[(warp * AT_G + i) * 64 + 2 * lane + 1] = acc[i][1];
         }
-        __syncthreads();
-        for (int o = threadIdx.x; o < nh * 64; o += blockDim.x) {
+        AT_SYNC();
+        for (int o = threadIdx.x; o < nh * 64; o += AT_NT) {
             int i = o / 64, dd = o % 64;
             if (d0 + dd >= A.hdv) continue;
             float v = 0.0f;
@@ -262,7 +268,7 @@ static __device__ __forceinline__ void at_split_block_cur(at_args A, int64_t bx,
             pp[2 + d0 + dd] = v;
             if (d0 + dd == 0) pp[0] = ncell > 0 ? hm[i] : -INFINITY, pp[1] = ncell > 0 ? hl[i] : 0.0f;
         }
-        __syncthreads();
+        AT_SYNC();
     }
     if (A.out && A.xq) at_emit(A, t, h0, nh, qs);
 }

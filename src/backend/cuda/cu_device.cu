@@ -203,7 +203,9 @@ int cuda_alloc(cuda_ctx *c, void **out_dev, size_t bytes, hb_err *err) {
             return hb_fail(err, HEARTH_E_NOMEM, "CUDA: allocating %zu MiB of GPU memory failed: over HEARTH_CUDA_MEM_LIMIT",
                            bytes >> 20);
     }
-    cudaError_t e = cudaMalloc(out_dev, bytes ? bytes : 1);
+    /* sizes rounded up to 256 bytes: a kernel may read a whole aligned 16-byte piece that
+     * covers the end of a buffer (the persistent kernel's weight stream does) */
+    cudaError_t e = cudaMalloc(out_dev, bytes ? (bytes + 255) & ~(size_t)255 : 256);
     if (e != cudaSuccess) {
         *out_dev = NULL;
         char what[96];

@@ -227,6 +227,44 @@ int cu_pq_matmul(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const 
                  float *const *adds, const float *x, int64_t xs, int64_t n_tok, const float *norm_w, float eps,
                  float *norm_y, int *done, hb_err *err);
 
+/* ---- mbarriers and bulk copies (cu_mvf.cu streaming kernel, the persistent kernel) ------- */
+static __device__ __forceinline__ uint32_t cu_smem_addr(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+static __device__ __forceinline__ void cu_mbar_init(uint64_t *b, uint32_t count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(cu_smem_addr(b)), "r"(count) : "memory");
+}
+
+static __device__ __forceinline__ void cu_mbar_expect(uint64_t *b, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(cu_smem_addr(b)), "r"(bytes) : "memory");
+}
+
+static __device__ __forceinline__ void cu_mbar_wait(uint64_t *b, uint32_t parity) {
+    uint32_t done = 0;
+    while (!done)
+        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     " selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(cu_smem_addr(b)), "r"(parity)
+                     : "memory");
+}
+
+/* One arrival on b (its pending transaction count unchanged). */
+static __device__ __forceinline__ void cu_mbar_arrive(uint64_t *b) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(cu_smem_addr(b)) : "memory");
+}
+
+/* bytes (a multiple of 16, both addresses 16-byte aligned) from global src to shared dst;
+ * completion counted on b; pol: an L2 cache policy (createpolicy). */
+static __device__ __forceinline__ void cu_bulk_g2s(void *dst, const void *src, uint32_t bytes, uint64_t *b,
+                                                uint64_t pol) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+                 " [%0], [%1], %2, [%3], %4;\n" ::"r"(cu_smem_addr(dst)),
+                 "l"(src), "r"(bytes), "r"(cu_smem_addr(b)), "l"(pol)
+                 : "memory");
+}
+
 static inline unsigned cu_blocks(int64_t n, int per) {
     return (unsigned)((n + per - 1) / per);
 }

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "backend/cuda/cu_mega.cuh"
+#include "backend/cuda/cu_mega_mv.cuh"
 #include "backend/cuda/cu_unpack.cuh"
 #include "backend/cuda/cu_mega_attn.cuh"
 
@@ -40,7 +41,7 @@ static __constant__ int8_t mk_iq4_levels[16] = { -127, -104, -83, -65, -49, -35,
 /* Every block adds 1 to the counter and waits until it reaches target (the host passes a
  * base that grows by barriers x blocks per launch, so the counter is never reset). */
 static __device__ __forceinline__ void mk_barrier(unsigned long long *ctr, unsigned long long target) {
-    __syncthreads();
+    MK_SYNC();
     if (threadIdx.x == 0) { /* release: the block's writes (ordered by the barrier above) go first */
         asm volatile("red.release.gpu.global.add.u64 [%0], 1;\n" ::"l"(ctr) : "memory");
         unsigned long long v;
@@ -48,23 +49,7 @@ static __device__ __forceinline__ void mk_barrier(unsigned long long *ctr, unsig
             asm volatile("ld.acquire.gpu.global.u64 %0, [%1];\n" : "=l"(v) : "l"(ctr) : "memory");
         } while (v < target);
     }
-    __syncthreads();
-}
-
-/* This block's slice of up to three weight ranges, prefetched into L2 (no registers, no
- * waiting: the copy engine fetches while the block goes on). */
-static __device__ __forceinline__ void mk_prefetch(const mk_op *op) {
-    if (threadIdx.x != 0) return;
-    for (int j = 0; j < 8; j++) {
-        size_t bytes = op->pf_bytes[j];
-        if (!bytes) continue;
-        size_t chunk = ((bytes + gridDim.x - 1) / gridDim.x + 255) & ~(size_t)255, s = chunk * blockIdx.x;
-        if (s >= bytes) continue;
-        size_t len = (bytes - s < chunk ? bytes - s : chunk) & ~(size_t)15;
-        if (len)
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(op->pf[j] + s), "r"((unsigned)len)
-                         : "memory");
-    }
+    MK_SYNC();
 }
 
 /* ---- activations ------------------------------------------------------------------------ */
@@ -91,9 +76,9 @@ static __device__ __forceinline__ float mk_rms(const float *xr, int64_t n, float
     float ss = 0.0f;
     for (int64_t i = threadIdx.x; i < n; i += MK_THREADS) ss += xr[i] * xr[i];
     ss = cu_warp_sum(ss);
-    __syncthreads(); /* red may still be read from the previous row */
+    MK_SYNC(); /* red may still be read from the previous row */
     if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
-    __syncthreads();
+    MK_SYNC();
     float t = 0.0f;
     for (int w = 0; w < MK_WARPS; w++) t += red[w];
     return rsqrtf(t / (float)n + eps);
@@ -132,9 +117,9 @@ static __device__ void mk_prologue(const mk_op *op, int8_t *sq, float *sd, int2 
                     for (int j = 0; j < 8; j++) s2 += xr[e0 + j] * xr[e0 + j];
             }
             s2 = cu_warp_sum(s2);
-            __syncthreads(); /* red may still be read for the previous token */
+            MK_SYNC(); /* red may still be read for the previous token */
             if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = s2;
-            __syncthreads();
+            MK_SYNC();
             float tot = 0.0f;
             for (int w = 0; w < MK_WARPS; w++) tot += red[w];
             k = rsqrtf(tot / (float)n + op->eps);
@@ -179,223 +164,65 @@ static __device__ void mk_prologue(const mk_op *op, int8_t *sq, float *sd, int2 
             }
         }
     }
-    __syncthreads();
+    MK_SYNC();
 }
 
 /* ---- matrix x vector --------------------------------------------------------------------- */
 
-/* The warp starts copying nbytes of a weight row into its shared stage (see mq_stage);
- * mk_wait completes every copy the warp started. vw 2: plain loads, done at once. */
-static __device__ __forceinline__ void mk_issue(uint8_t *dst, const uint8_t *src, int nbytes, int vw, int lane) {
-    if (vw >= 4) {
-        for (int i = lane * vw; i < nbytes; i += 32 * vw) mq_cp(dst + i, src + i, vw);
-    } else {
-        for (int i = lane * 2; i < nbytes; i += 64) *(uint16_t *)(dst + i) = *(const uint16_t *)(src + i);
-    }
-}
 
-static __device__ __forceinline__ void mk_wait(int vw) {
-    if (vw >= 4) asm volatile("cp.async.wait_all;\n" ::: "memory");
-    __syncwarp();
-}
-
-/* Row rr of the product's concatenated segments: its segment and row within it. */
-#define MK_ROW(op, rr, seg, r)                                                                            \
-    int seg = (rr) < (op)->rows[0] ? 0 : ((rr) < (op)->rows[0] + (op)->rows[1] ? 1 : 2);                  \
-    int64_t r = (rr) - (seg == 0 ? 0 : (seg == 1 ? (op)->rows[0] : (op)->rows[0] + (op)->rows[1]))
-
-/* Sums acc over the warp; lane 0 stores (and adds into the residual when asked). */
-static __device__ __forceinline__ void mk_store(const mk_op *op, const float *acc, int seg, int64_t r, int lane) {
-    float *y = op->y[seg], *add = op->add[seg];
-    int64_t ldy = op->ldy[seg];
-#pragma unroll
-    for (int t = 0; t < MK_T; t++) {
-        if (t < op->n_tok) {
-            float v = cu_warp_sum(acc[t]);
-            if (lane == 0) {
-                y[t * ldy + r] = v;
-                if (add) add[t * ldy + r] += v;
-            }
-        }
-    }
-}
-
-/* Adds chunk c (of the row staged at smrow) times every token's activations into acc. */
-#define MK_CHUNK(UNPACK, HAS_MIN, smrow, c, cx)                                                           \
-    do {                                                                                                  \
-        int q[8];                                                                                         \
-        float a[2], m[2];                                                                                 \
-        UNPACK(smrow, c, lut, q, a, m);                                                                   \
-        _Pragma("unroll") for (int t = 0; t < MK_T; t++) {                                                \
-            if (t < n_tok) {                                                                              \
-                const int4 *xp = (const int4 *)(xq + ((int64_t)t * nch + (cx)) * 32);                     \
-                int4 x0 = xp[0], x1 = xp[1];                                                              \
-                float dx = xd[(int64_t)t * nch + (cx)];                                                   \
-                int2 sx = HAS_MIN ? xs[(int64_t)t * nch + (cx)] : make_int2(0, 0);                        \
-                float v = mq_chunk_dot(q, x0, x1, a, m, sx, HAS_MIN);                                    \
-                acc[t] += dx * v;                                                                         \
-            }                                                                                             \
-        }                                                                                                 \
-    } while (0)
-
-/* One warp per row, rows gw, gw + W, ... of all segments, decoded per 32-element chunk out
- * of shared memory (the arithmetic of the MV_KERNEL kernels of cu_matmul.cu). Rows that fit
- * the warp's stage are fetched MK_RPP at a time with one wait (the warp's rows are
- * independent, so their L2/DRAM round trips overlap); longer rows go in passes. */
-#define MK_MV(name, UNPACK, HAS_MIN)                                                                      \
-    static __device__ __noinline__ void name(const mk_op *op, const int8_t *xq, const float *xd,           \
-                                             const int2 *xs, uint8_t *sm, const int8_t *lut, int pre) {   \
-        int lane = threadIdx.x & 31, nch = op->nch, segb = op->segb, vw = op->vw, n_tok = op->n_tok;      \
-        int64_t gw = (int64_t)blockIdx.x * MK_WARPS + (threadIdx.x >> 5), W = (int64_t)gridDim.x * MK_WARPS; \
-        int64_t R = op->rows[0] + op->rows[1] + op->rows[2];                                              \
-        size_t rb = op->row_bytes[0]; /* the same in every segment (one type, one row length) */          \
-        int per_pass = MK_STAGE / segb, nseg = (nch + 31) / 32;                                           \
-        int rpp = op->rpp;                                                                                \
-        if (rpp) {                                                                                        \
-            for (int64_t rr0 = gw; rr0 < R; rr0 += W * rpp) {                                             \
-                __syncwarp(); /* every lane is done with the previous rows */                             \
-                for (int j = 0; j < rpp && !(pre && rr0 == gw); j++) { /* pre: first rows in flight */    \
-                    int64_t rr = rr0 + j * W;                                                             \
-                    if (rr >= R) break;                                                                   \
-                    MK_ROW(op, rr, seg, r);                                                               \
-                    mk_issue(sm + j * rb, op->w[seg] + (size_t)r * rb, (int)rb, vw, lane);                \
-                }                                                                                         \
-                mk_wait(vw);                                                                              \
-                for (int j = 0; j < rpp; j++) {                                                           \
-                    int64_t rr = rr0 + j * W;                                                             \
-                    if (rr >= R) break;                                                                   \
-                    MK_ROW(op, rr, seg, r);                                                               \
-                    float acc[MK_T];                                                                      \
-                    _Pragma("unroll") for (int t = 0; t < MK_T; t++) acc[t] = 0.0f;                       \
-                    for (int c = lane; c < nch; c += 32) MK_CHUNK(UNPACK, HAS_MIN, sm + j * rb, c, c);     \
-                    mk_store(op, acc, seg, r, lane);                                                      \
-                }                                                                                         \
-            }                                                                                             \
-            return;                                                                                       \
-        }                                                                                                 \
-        for (int64_t rr = gw; rr < R; rr += W) {                                                          \
-            MK_ROW(op, rr, seg, r);                                                                       \
-            const uint8_t *row = op->w[seg] + (size_t)r * rb;                                             \
-            float acc[MK_T];                                                                              \
-            _Pragma("unroll") for (int t = 0; t < MK_T; t++) acc[t] = 0.0f;                               \
-            for (int s0 = 0; s0 < nseg; s0 += per_pass) {                                                 \
-                size_t b0 = (size_t)s0 * segb, b1 = b0 + (size_t)per_pass * segb;                         \
-                if (b1 > rb) b1 = rb;                                                                     \
-                __syncwarp(); /* every lane is done with the previous pass */                             \
-                mk_issue(sm, row + b0, (int)(b1 - b0), vw, lane);                                         \
-                mk_wait(vw);                                                                              \
-                int c_end = (s0 + per_pass) * 32 < nch ? (s0 + per_pass) * 32 : nch;                      \
-                for (int c = s0 * 32 + lane; c < c_end; c += 32) MK_CHUNK(UNPACK, HAS_MIN, sm, c - s0 * 32, c); \
-            }                                                                                             \
-            mk_store(op, acc, seg, r, lane);                                                              \
-        }                                                                                                 \
-    }
-
-MK_MV(mk_mv_q4_0, up_q4_0, 1)
-MK_MV(mk_mv_q4_1, up_q4_1, 1)
-MK_MV(mk_mv_q5_0, up_q5_0, 1)
-MK_MV(mk_mv_q5_1, up_q5_1, 1)
-MK_MV(mk_mv_q8_0, up_q8_0, 0)
-MK_MV(mk_mv_iq4_nl, up_iq4_nl, 0)
-MK_MV(mk_mv_q2_K, up_q2_K, 1)
-MK_MV(mk_mv_q3_K, up_q3_K, 0)
-MK_MV(mk_mv_q4_K, up_q4_K, 1)
-MK_MV(mk_mv_q5_K, up_q5_K, 1)
-MK_MV(mk_mv_q6_K, up_q6_K, 0)
-MK_MV(mk_mv_iq4_xs, up_iq4_xs, 0)
-
-/* Starts the copies of this warp's first rows of product op into its stage (they do not
- * depend on any earlier op): issued before the grid barrier that precedes the product, so
- * the weights travel while the grid synchronizes and the block computes its activations. */
-static __device__ __forceinline__ void mk_mv_pre(const mk_op *op, uint8_t *smem) {
-    int lane = threadIdx.x & 31;
-    int64_t gw = (int64_t)blockIdx.x * MK_WARPS + (threadIdx.x >> 5), W = (int64_t)gridDim.x * MK_WARPS;
-    int64_t R = op->rows[0] + op->rows[1] + op->rows[2];
-    size_t rb = op->row_bytes[0];
-    uint8_t *sm = smem + (threadIdx.x >> 5) * MK_STAGE;
-    for (int j = 0; j < op->rpp; j++) {
-        int64_t rr = gw + j * W;
-        if (rr >= R) break;
-        MK_ROW(op, rr, seg, r);
-        mk_issue(sm + j * rb, op->w[seg] + (size_t)r * rb, (int)rb, op->vw, lane);
-    }
-}
-
-/* Float weights: one warp per row, 8 weights per 16-byte load, f32 activations. */
-static __device__ __noinline__ void mk_mv_float(const mk_op *op) {
-    int lane = threadIdx.x & 31, n_tok = op->n_tok;
-    int64_t gw = (int64_t)blockIdx.x * MK_WARPS + (threadIdx.x >> 5), W = (int64_t)gridDim.x * MK_WARPS;
-    int64_t R = op->rows[0] + op->rows[1] + op->rows[2], n = op->cols;
-    int vec = n % 8 == 0;
-    for (int64_t rr = gw; rr < R; rr += W) {
-        MK_ROW(op, rr, seg, r);
-        const uint8_t *row = op->w[seg] + (size_t)r * op->row_bytes[seg];
-        float acc[MK_T];
-#pragma unroll
-        for (int t = 0; t < MK_T; t++) acc[t] = 0.0f;
-        int64_t nv = vec ? n : 0;
-        for (int64_t i = (int64_t)lane * 8; i < nv; i += 256) {
-            float wv[8];
-            fw_load8(op->wtype, row, i, wv);
-#pragma unroll
-            for (int t = 0; t < MK_T; t++) {
-                if (t < n_tok) {
-                    const float4 *xp = (const float4 *)(op->x + (int64_t)t * n + i);
-                    float4 xa = xp[0], xb = xp[1];
-                    acc[t] += wv[0] * xa.x + wv[1] * xa.y + wv[2] * xa.z + wv[3] * xa.w + wv[4] * xb.x +
-                              wv[5] * xb.y + wv[6] * xb.z + wv[7] * xb.w;
-                }
-            }
-        }
-        for (int64_t i = nv + lane; i < n; i += 32) {
-            float wv = fw_load1(op->wtype, row, i);
-#pragma unroll
-            for (int t = 0; t < MK_T; t++)
-                if (t < n_tok) acc[t] += wv * op->x[(int64_t)t * n + i];
-        }
-        mk_store(op, acc, seg, r, lane);
-    }
-}
-
-static __device__ __forceinline__ unsigned long long cu_globaltimer(void) {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
-    return t;
-}
-
-static __device__ void mk_matvec(const mk_op *op, uint8_t *smem, const int8_t *lut, float *red, int pre,
-                                 unsigned long long *pt) {
+/* One product: the activations (quantized or f32 into this block's act region, unless they
+ * come from the global buffer / global memory), then the block's tiles of the weight stream.
+ * Returns the stream position after the product. */
+static __device__ uint32_t mk_matvec(const mk_op *op, uint8_t *ring, uint64_t *bars, float *pbuf, uint32_t k,
+                                     uint8_t *act, const int8_t *lut, float *red, unsigned long long *pt) {
+    unsigned long long *tw = pt ? pt + 3 : NULL; /* prof: time waiting for tiles */
     if (op->wtype == QT_F32 || op->wtype == QT_F16 || op->wtype == QT_BF16) {
-        mk_mv_float(op);
-        return;
+        const float *x = op->x;
+        int64_t xstr = op->xs;
+        if (op->flag != SRC_GLOBAL) {
+            mk_prologue_f(op, (float *)act, red);
+            x = (const float *)act, xstr = op->cols;
+        }
+        if (pt && threadIdx.x == 0) *pt = cu_globaltimer();
+        if (mk_one(op, 1)) return mk_mv1_float(op, x, ring, bars, pbuf, k, tw);
+        return mk_mv_float(op, x, xstr, ring, bars, pbuf, k, tw);
     }
     const int8_t *xq = op->xq;
     const float *xd = op->xd;
     const int2 *xs = op->xsum;
     if (op->flag != SRC_GLOBAL) {
         int64_t nq = (int64_t)op->n_tok * op->cols, nc = nq / 32;
-        int8_t *sq = (int8_t *)(smem + MK_WARPS * MK_STAGE);
+        int8_t *sq = (int8_t *)act;
         float *sd = (float *)(sq + ((nq + 15) & ~(int64_t)15));
         int2 *ss = (int2 *)(sd + ((nc + 1) & ~(int64_t)1));
         mk_prologue(op, sq, sd, ss, red);
         xq = sq, xd = sd, xs = ss;
-        if (pt && threadIdx.x == 0) *pt = cu_globaltimer();
     }
-    uint8_t *sm = smem + (threadIdx.x >> 5) * MK_STAGE;
+    if (pt && threadIdx.x == 0) *pt = cu_globaltimer();
+    if (mk_one(op, 0)) {
+        switch (op->wtype) {
+        case QT_Q4_0: return mk_mv1_q4_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q8_0: return mk_mv1_q8_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q4_K: return mk_mv1_q4_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q5_K: return mk_mv1_q5_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q6_K: return mk_mv1_q6_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        default: break;
+        }
+    }
     switch (op->wtype) {
-    case QT_Q4_0: mk_mv_q4_0(op, xq, xd, xs, sm, lut, pre); break;
-    case QT_Q4_1: mk_mv_q4_1(op, xq, xd, xs, sm, lut, pre); break;
-    case QT_Q5_0: mk_mv_q5_0(op, xq, xd, xs, sm, lut, pre); break;
-    case QT_Q5_1: mk_mv_q5_1(op, xq, xd, xs, sm, lut, pre); break;
-    case QT_Q8_0: mk_mv_q8_0(op, xq, xd, xs, sm, lut, pre); break;
-    case QT_IQ4_NL: mk_mv_iq4_nl(op, xq, xd, xs, sm, lut, pre); break;
-    case QT_Q2_K: mk_mv_q2_K(op, xq, xd, xs, sm, lut, pre); break;
-    case QT_Q3_K: mk_mv_q3_K(op, xq, xd, xs, sm, lut, pre); break;
-    case QT_Q4_K: mk_mv_q4_K(op, xq, xd, xs, sm, lut, pre); break;
-    case QT_Q5_K: mk_mv_q5_K(op, xq, xd, xs, sm, lut, pre); break;
-    case QT_Q6_K: mk_mv_q6_K(op, xq, xd, xs, sm, lut, pre); break;
-    case QT_IQ4_XS: mk_mv_iq4_xs(op, xq, xd, xs, sm, lut, pre); break;
-    default: break; /* refused when recorded */
+    case QT_Q4_0: return mk_mv_q4_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+    case QT_Q4_1: return mk_mv_q4_1(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+    case QT_Q5_0: return mk_mv_q5_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+    case QT_Q5_1: return mk_mv_q5_1(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+    case QT_Q8_0: return mk_mv_q8_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+    case QT_IQ4_NL: return mk_mv_iq4_nl(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+    case QT_Q2_K: return mk_mv_q2_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+    case QT_Q3_K: return mk_mv_q3_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+    case QT_Q4_K: return mk_mv_q4_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+    case QT_Q5_K: return mk_mv_q5_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+    case QT_Q6_K: return mk_mv_q6_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+    case QT_IQ4_XS: return mk_mv_iq4_xs(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+    default: return k; /* refused when recorded */
     }
 }
 
@@ -409,7 +236,7 @@ static __device__ void mk_norm(const mk_op *op, float *red) {
         const float *xr = op->x + row * op->xs;
         float *yr = op->out + row * op->os;
         float k = mk_rms(xr, n, op->eps, red);
-        __syncthreads(); /* every thread has read x before y (possibly x itself) is written */
+        MK_SYNC(); /* every thread has read x before y (possibly x itself) is written */
         if (op->flag) {
             for (int64_t ch = warp; ch < nch; ch += MK_WARPS) {
                 int64_t i = ch * 32 + lane;
@@ -537,7 +364,7 @@ static __device__ __noinline__ void mk_attn(const mk_op *op, float *sm) {
     unsigned n = op->at_gx * op->at_gy;
     for (unsigned b = blockIdx.x; b < n; b += gridDim.x) {
         at_split_block(op->at, b % op->at_gx, (int32_t)(b / op->at_gx), sm);
-        __syncthreads();
+        MK_SYNC();
     }
 }
 
@@ -576,19 +403,27 @@ static __device__ __forceinline__ void mk_load_wait(void) {
     asm volatile("cp.async.wait_all;\n" ::: "memory");
 }
 
-/* Every block runs every op of the program. An op's descriptor is read from shared memory
- * (the next one is loaded while the block waits at the barrier), so the op's code does not
- * wait on chains of global loads of its own arguments. prof (block 0, optional): the
- * global timer at the start and after each op. */
-static __global__ void __launch_bounds__(MK_THREADS, 2)
-    mk_kernel(const mk_op *prog, int n_ops, unsigned long long *bar, unsigned long long base,
+/* Every block (one per SM) runs every op of the program with its MK_THREADS op threads, while
+ * its producer warp streams the weights of all the program's products into the ring
+ * (cu_mega_mv.cuh). An op's descriptor is read from shared memory (the next one is loaded
+ * while the block waits at the barrier), so the op's code does not wait on chains of global
+ * loads of its own arguments. prof (block 0, optional): the global timer at the start and
+ * after each op. Dynamic shared memory: the ring (MK_NS slots), then the act region. */
+static __global__ void __launch_bounds__(MK_BLOCK, 1)
+    mk_kernel(const mk_op *prog, int n_ops, unsigned long long *bar, unsigned long long base, int in_flight,
               unsigned long long *prof) {
-    extern __shared__ __align__(16) uint8_t mk_smem[];
+    extern __shared__ __align__(128) uint8_t mk_smem[];
     __shared__ __align__(16) mk_op sop[2];
+    __shared__ __align__(8) uint64_t bars[2 * MK_NS]; /* full[MK_NS], empty[MK_NS] */
+    __shared__ float pbuf[2 * 8 * MK_T];
     __shared__ int8_t lut[16];
     __shared__ float red[32];
+    uint8_t *ring = mk_smem, *act = mk_smem + (size_t)MK_NS * MK_SLOT_STRIDE;
     if (threadIdx.x < 16) lut[threadIdx.x] = mk_iq4_levels[threadIdx.x];
-    if (threadIdx.x == 0) { /* the whole program into L2, a slice per block */
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < MK_NS; s++) cu_mbar_init(&bars[s], 1), cu_mbar_init(&bars[MK_NS + s], MK_WARPS);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        /* the whole program into L2, a slice per block */
         size_t bytes = (size_t)n_ops * sizeof(mk_op), chunk = ((bytes + gridDim.x - 1) / gridDim.x + 255) & ~(size_t)255;
         size_t s0 = chunk * blockIdx.x, len = s0 < bytes ? (bytes - s0 < chunk ? bytes - s0 : chunk) : 0;
         if (len)
@@ -596,38 +431,39 @@ static __global__ void __launch_bounds__(MK_THREADS, 2)
                          "r"((unsigned)len)
                          : "memory");
     }
+    __syncthreads(); /* the only barrier of all MK_BLOCK threads */
+    if (threadIdx.x >= MK_THREADS) {
+        if (threadIdx.x == MK_THREADS) mk_produce(prog, n_ops, ring, bars, in_flight, blockIdx.x == 0 ? prof : NULL);
+        return;
+    }
     if (n_ops > 0) mk_load_op(&sop[0], prog);
     mk_load_wait();
-    __syncthreads();
-    unsigned long long k = 0;
-    int pre = 0; /* the current product's first rows are already in flight */
-    if (n_ops > 0 && sop[0].kind == MK_MATVEC && sop[0].rpp && !sop[0].nopre) mk_mv_pre(&sop[0], mk_smem), pre = 1;
+    MK_SYNC();
+    unsigned long long nb = 0;
+    uint32_t k = 0; /* tiles of the weight stream consumed */
     bool tm = prof && blockIdx.x == 0 && threadIdx.x == 0;
     for (int i = 0; i < n_ops; i++) {
         const mk_op *op = &sop[i & 1];
-        if (tm) prof[4 * i] = prof[4 * i + 1] = cu_globaltimer();
+        if (tm) prof[MK_PN * i] = prof[MK_PN * i + 1] = cu_globaltimer(), prof[MK_PN * i + 4] = 0;
         if (i + 1 < n_ops) mk_load_op(&sop[(i + 1) & 1], prog + i + 1); /* buffer of op i-1: done */
-        mk_prefetch(op);
         switch (op->kind) {
-        case MK_MATVEC: mk_matvec(op, mk_smem, lut, red, pre, tm ? prof + 4 * i + 1 : NULL); break;
+        case MK_MATVEC: k = mk_matvec(op, ring, bars, pbuf, k, act, lut, red, tm ? prof + MK_PN * i + 1 : NULL); break;
         case MK_NORM: mk_norm(op, red); break;
         case MK_QUANT: mk_quant(op); break;
         case MK_ROPE: mk_rope(op); break;
         case MK_KV: mk_kv(op); break;
-        case MK_ATTN: mk_attn(op, (float *)mk_smem); break;
+        case MK_ATTN: mk_attn(op, (float *)act); break;
         case MK_COMBINE: mk_combine(op); break;
-        case MK_ATTN_DEC: mk_attn_dec(op, mk_smem); break;
+        case MK_ATTN_DEC: mk_attn_dec(op, act); break;
         case MK_GLU: mk_glu(op); break;
         default: mk_elt(op); break;
         }
+        if (tm) prof[MK_PN * i + 5 + (op->kind == MK_MATVEC)] = cu_globaltimer(); /* the op's own work done */
         mk_load_wait();
-        __syncthreads();
-        if (tm) prof[4 * i + 2] = cu_globaltimer();
-        const mk_op *nx = &sop[(i + 1) & 1];
-        pre = i + 1 < n_ops && nx->kind == MK_MATVEC && nx->rpp && !nx->nopre;
-        if (pre) mk_mv_pre(nx, mk_smem);
-        if (op->sync) mk_barrier(bar, base + (++k) * gridDim.x);
-        if (tm) prof[4 * i + 3] = cu_globaltimer();
+        MK_SYNC();
+        if (tm) prof[MK_PN * i + 2] = cu_globaltimer();
+        if (op->sync) mk_barrier(bar, base + (++nb) * gridDim.x);
+        if (tm) prof[MK_PN * i + 3] = cu_globaltimer();
     }
 }
 
@@ -655,18 +491,23 @@ static void mk_drop_cache(cuda_mega *m) {
 /* Profiling: adds the step's per-op times (read back at once) to the totals. */
 static void mk_prof_step(cuda_mega *m, const mk_prog *p) {
     hb_err err;
-    if (cuda_download(m->c, m->prof_host, m->prof_dev, (size_t)p->n_ops * 32, &err)) return;
+    if (cuda_download(m->c, m->prof_host, m->prof_dev, (size_t)p->n_ops * MK_PN * 8, &err)) return;
     mk_op *ops = (mk_op *)malloc((size_t)p->n_ops * sizeof *ops);
     if (!ops || cuda_download(m->c, ops, p->dev, (size_t)p->n_ops * sizeof *ops, &err)) {
         free(ops);
         return;
     }
     for (int i = 0; i < p->n_ops; i++) {
-        const unsigned long long *t = m->prof_host + 4 * i;
+        const unsigned long long *t = m->prof_host + MK_PN * i;
         int kk = ops[i].kind == MK_MATVEC ? 10 + (ops[i].flag & 3) : (ops[i].kind == MK_ATTN_DEC ? 13 : ops[i].kind & 15);
         m->prof_ns[kk] += (double)(t[3] - t[0]), m->prof_n[kk]++;
         m->prof_part[kk][0] += (double)(t[1] - t[0]), m->prof_part[kk][1] += (double)(t[2] - t[1]);
         m->prof_part[kk][2] += (double)(t[3] - t[2]);
+        if (ops[i].kind == MK_MATVEC) /* waiting for tiles; the producer's first copy against the op's start */
+            m->prof_part[kk][3] += (double)t[4], m->prof_part[kk][4] += (double)(long long)(t[5] - t[0]);
+        /* the op's own work against its whole work phase (the rest: the block's slowest warp and
+         * the next op's descriptor) */
+        m->prof_part[kk][5] += (double)(long long)(t[ops[i].kind == MK_MATVEC ? 6 : 5] - t[1]);
         if (ops[i].sync) m->prof_syncs++;
     }
     m->prof_steps++;
@@ -677,9 +518,10 @@ static int mk_launch(cuda_mega *m, const mk_prog *p, hb_err *err) {
     int n_ops = p->n_ops;
     const mk_op *prog = p->dev;
     unsigned long long *bar = m->bar, base = m->base, *prof = NULL;
-    if (m->prof_cap && m->prof_cap > 4 * n_ops) prof = m->prof_dev;
-    void *args[] = { (void *)&prog, (void *)&n_ops, (void *)&bar, (void *)&base, (void *)&prof };
-    cudaError_t e = cudaLaunchCooperativeKernel((const void *)mk_kernel, dim3((unsigned)m->nb), dim3(MK_THREADS), args,
+    if (m->prof_cap && m->prof_cap > MK_PN * n_ops) prof = m->prof_dev;
+    int in_flight = m->in_flight;
+    void *args[] = { (void *)&prog, (void *)&n_ops, (void *)&bar, (void *)&base, (void *)&in_flight, (void *)&prof };
+    cudaError_t e = cudaLaunchCooperativeKernel((const void *)mk_kernel, dim3((unsigned)m->nb), dim3(MK_BLOCK), args,
                                                 m->smem, m->c->stream);
     if (e != cudaSuccess) return cu_fail(err, e, "launching the persistent decode kernel");
     m->base += (unsigned long long)p->n_sync * (unsigned long long)m->nb;
@@ -732,16 +574,17 @@ extern "C" int cuda_mega_new(cuda_ctx *c, cuda_mega **out, hb_err *err) {
     *out = NULL;
     cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, c->info.ordinal);
     if (!coop) return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: no cooperative launch on this device");
-    size_t smem = (size_t)MK_WARPS * MK_STAGE + MK_ACT;
+    size_t smem = (size_t)MK_NS * MK_SLOT_STRIDE + MK_ACT;
     cudaError_t e = cudaFuncSetAttribute(mk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mk_kernel, MK_THREADS, smem);
+    if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mk_kernel, MK_BLOCK, smem);
     if (e != cudaSuccess) return cu_fail(err, e, "sizing the persistent decode kernel");
     if (per_sm < 1) return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: the persistent decode kernel does not fit an SM");
     cuda_mega *m = (cuda_mega *)calloc(1, sizeof *m);
     if (!m) return hb_fail(err, HEARTH_E_NOMEM, "out of memory");
-    m->c = c, m->smem = smem, m->nb = (per_sm > 2 ? 2 : per_sm) * c->info.sm_count;
-    const char *s = getenv("HEARTH_CUDA_MEGA_BLOCKS"); /* tuning: blocks per SM */
-    if (s && atoi(s) >= 1 && atoi(s) <= per_sm) m->nb = atoi(s) * c->info.sm_count;
+    m->c = c, m->smem = smem, m->nb = c->info.sm_count; /* one block per SM: its shared memory is the ring */
+    m->in_flight = 2;
+    const char *fl = getenv("HEARTH_CUDA_MEGA_IF"); /* tuning: most weight copies in flight per block */
+    if (fl && atoi(fl) >= 1 && atoi(fl) <= MK_NS) m->in_flight = atoi(fl);
     if ((rc = cuda_alloc(c, (void **)&m->bar, sizeof *m->bar, err))) {
         cuda_mega_free(m);
         return rc;
@@ -776,10 +619,12 @@ extern "C" void cuda_mega_free(cuda_mega *m) {
                 (double)m->prof_syncs / m->prof_steps, m->nb);
         for (int k = 0; k < 14; k++)
             if (m->prof_n[k])
-                fprintf(stderr, "mega: %-8s %6.1f us/step  %5.1f per step  %6.2f us each (prologue %.2f, work %.2f, barrier %.2f)\n",
+                fprintf(stderr, "mega: %-8s %6.1f us/step  %5.1f per step  %6.2f us each (prologue %.2f, work %.2f [thread 0: %.2f], barrier %.2f; tile waits %.2f, first copy at %+.2f)\n",
                         names[k], m->prof_ns[k] / 1e3 / m->prof_steps, (double)m->prof_n[k] / m->prof_steps,
                         m->prof_ns[k] / 1e3 / m->prof_n[k], m->prof_part[k][0] / 1e3 / m->prof_n[k],
-                        m->prof_part[k][1] / 1e3 / m->prof_n[k], m->prof_part[k][2] / 1e3 / m->prof_n[k]);
+                        m->prof_part[k][1] / 1e3 / m->prof_n[k], m->prof_part[k][5] / 1e3 / m->prof_n[k],
+                        m->prof_part[k][2] / 1e3 / m->prof_n[k],
+                        m->prof_part[k][3] / 1e3 / m->prof_n[k], m->prof_part[k][4] / 1e3 / m->prof_n[k]);
     }
     cuda_free(m->c, m->prof_dev);
     cuda_host_free(m->prof_host);

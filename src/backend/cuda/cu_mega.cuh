@@ -4,21 +4,24 @@
 #ifndef HEARTH_CU_MEGA_CUH
 #define HEARTH_CU_MEGA_CUH
 
-#include "backend/cuda/cu_attn.cuh"
-
-#define MK_THREADS 256            /* = AT_THREADS: attention blocks run unchanged */
+#define MK_THREADS 256            /* threads that run the ops (= AT_THREADS: attention blocks run unchanged) */
 #define MK_WARPS (MK_THREADS / 32)
+#define MK_BLOCK (MK_THREADS + 32) /* + the producer warp of the weight stream (cu_mega_mv.cuh) */
 #define MK_T 8                    /* most tokens per step */
-#define MK_STAGE 6656             /* staged weight-row bytes per warp (as cu_matmul.cu) */
-#define MK_ACT 24576              /* per-block activation bytes (codes + scales + sums) */
-#define MK_CACHE 16               /* cached programs */
-#define MK_RPP 8                  /* most whole rows staged per warp at once */
-#define MK_PF_MAX (16u << 20)     /* most bytes of one product prefetched into L2 */
-/* Block barrier of the threads that run the ops (MK_THREADS of them): device code of the ops
- * uses MK_SYNC(), never __syncthreads(), so that the block may grow helper warps that do
- * not take part in the ops. */
-#define MK_SYNC() __syncthreads()
+#define MK_NS 5                   /* slots of the weight ring */
+#define MK_SLOT 32768             /* weight bytes per slot (whole rows; a product's rows must fit) */
+#define MK_SLOT_STRIDE (MK_SLOT + 128) /* + room for the 16-byte alignment of a tile's copy */
 #define MK_ATT_SMEM 49152         /* shared memory an attention op may use (bytes) */
+#define MK_ACT MK_ATT_SMEM        /* per-block activations (codes + scales + sums, or f32) */
+#define MK_CACHE 16               /* cached programs */
+#define MK_PN 8                   /* profiling words per op (HEARTH_CUDA_MEGA_PROF) */
+/* Block barrier of the threads that run the ops: device code of the ops uses MK_SYNC(), never
+ * __syncthreads(), because the producer warp does not take part in them. */
+#define MK_SYNC() asm volatile("bar.sync 1, %0;\n" ::"n"(MK_THREADS) : "memory")
+#define AT_SYNC() MK_SYNC() /* the split attention code runs inside the kernel too */
+#define AT_NT MK_THREADS
+
+#include "backend/cuda/cu_attn.cuh"
 
 enum { MK_MATVEC, MK_NORM, MK_QUANT, MK_ROPE, MK_KV, MK_ATTN, MK_COMBINE, MK_COPY, MK_ELT, MK_GLU, MK_ATTN_DEC };
 enum { SRC_GLOBAL, SRC_NORM, SRC_QUANT }; /* where a quantized product takes its activations */
@@ -27,12 +30,10 @@ enum { SRC_GLOBAL, SRC_NORM, SRC_QUANT }; /* where a quantized product takes its
 typedef struct __align__(16) mk_op {
     int32_t kind, sync;          /* sync: grid barrier after this op */
     int32_t n_tok, flag;         /* flag: matvec source; norm/glu: also quantize; elt: op */
-    const uint8_t *pf[8];        /* L2 prefetch issued when the op starts (two products) */
-    size_t pf_bytes[8];
     /* products */
     uint32_t wtype;
-    int32_t nw, vw, segb, nch, rpp; /* rpp: whole rows staged per warp at once (0: passes) */
-    int32_t nopre, pad_;         /* nopre: no copies started before the barrier (tuning) */
+    int32_t nw, nch;
+    int32_t tile_rows, parts;    /* rows per ring slot; warps per row (a power of two, tile_rows * parts <= 8 when > 1) */
     int64_t cols;
     const uint8_t *w[3];
     size_t row_bytes[3];
@@ -90,6 +91,7 @@ typedef struct mk_prog {
 struct cuda_mega {
     cuda_ctx *c;
     int nb;                      /* blocks in the grid */
+    int in_flight;               /* most weight copies a block has outstanding */
     size_t smem;                 /* dynamic shared memory per block */
     unsigned long long *bar, base;
     void *act, *part;            /* global activation buffer, attention partials */
@@ -103,7 +105,7 @@ struct cuda_mega {
      * totals go to stderr when the backend is freed) */
     unsigned long long *prof_dev, *prof_host;
     int prof_cap;
-    double prof_ns[16], prof_part[16][3], prof_sync_ns;
+    double prof_ns[16], prof_part[16][6], prof_sync_ns;
     long prof_n[16], prof_steps, prof_syncs;
 };
 

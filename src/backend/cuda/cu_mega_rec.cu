@@ -98,38 +98,54 @@ static bool fits_smem(int64_t n_tok, int64_t cols) {
     return ((nq + 15) & ~(int64_t)15) + ((nc + 1) & ~(int64_t)1) * 4 + nc * 8 <= MK_ACT;
 }
 
+/* Rows per ring slot and warps per row of a product with rows of rb bytes (0: refused). */
+static void mk_tiling(mk_op *op, size_t rb) {
+    int T = rb <= MK_SLOT ? (int)(MK_SLOT / rb) : 0, P = 1;
+    while (T > 0 && T * P * 2 <= MK_WARPS) P *= 2;
+    op->tile_rows = T, op->parts = P;
+}
+
 extern "C" int cuda_mega_matmul(cuda_mega *m, int n, const cuda_weight *const *ws, float *const *ys,
                                 const int64_t *ldys, float *const *adds, const float *x, int64_t n_tok, int reuse_act) {
     const cuda_weight *w = ws[0];
     uint32_t t = w->type;
     int fl = t == QT_F32 || t == QT_F16 || t == QT_BF16;
     if (m->bad || n < 1 || n > 3 || n_tok < 1 || n_tok > MK_T || !cuda_type_supported(t)) return mk_refuse(m);
-    if (!fl && w->n_cols % 32) return mk_refuse(m);
-    int segb = fl ? 0 : (int)(w->row_bytes * 32 / (size_t)(w->n_cols / 32));
-    if (!fl && (segb <= 0 || segb > MK_STAGE)) return mk_refuse(m);
+    if (w->n_cols % (fl ? 8 : 32) || w->row_bytes > MK_SLOT) return mk_refuse(m);
     mk_op pv;
     mk_meta pm;
     memset(&pv, 0, sizeof pv);
     memset(&pm, 0, sizeof pm);
     if (m->n_ops) pv = m->ops[m->n_ops - 1], pm = m->meta[m->n_ops - 1];
+    int pv_fl = pv.kind == MK_MATVEC && (pv.wtype == QT_F32 || pv.wtype == QT_F16 || pv.wtype == QT_BF16);
     int src = SRC_GLOBAL, popped = 0, copied = 0;
-    if (!fl && reuse_act) {
-        if (pv.kind == MK_NORM && pv.flag && pv.out == x && pv.n_rows == n_tok && pv.os == w->n_cols &&
-            pv.n == w->n_cols && fits_smem(n_tok, w->n_cols) &&
-            !rng_hit(&pm.wr[0], 1, &pm.rd[0], 1)) { /* norm not in place: recompute it per block */
+    bool fits = fl ? n_tok * w->n_cols * 4 <= MK_ACT : fits_smem(n_tok, w->n_cols);
+    /* a norm right before the product (its output is x, not in place): recomputed per block */
+    bool norm_before = pv.kind == MK_NORM && pv.flag == (fl ? 0 : 1) && pv.out == x && pv.n_rows == n_tok &&
+                       pv.os == w->n_cols && pv.n == w->n_cols && fits && !rng_hit(&pm.wr[0], 1, &pm.rd[0], 1);
+    if (fl) {
+        if (norm_before) {
+            m->n_ops--;
+            src = SRC_NORM, popped = 1;
+        } else if (fits) {
+            src = SRC_QUANT; /* x staged in shared memory as it is */
+        } else if ((uintptr_t)x % 16) {
+            return mk_refuse(m);
+        }
+    } else if (reuse_act) {
+        if (norm_before) {
             m->n_ops--;
             src = SRC_NORM, popped = 1;
         } else if ((pv.kind == MK_NORM || pv.kind == MK_GLU || pv.kind == MK_QUANT) && pm.uses_act == 1 &&
                    pv.n == w->n_cols && pv.n_tok == n_tok) {
             src = SRC_GLOBAL;
-        } else if (pv.kind == MK_MATVEC && pv.cols == w->n_cols && pv.n_tok == n_tok &&
-                   !(pv.wtype == QT_F32 || pv.wtype == QT_F16 || pv.wtype == QT_BF16)) {
+        } else if (pv.kind == MK_MATVEC && pv.cols == w->n_cols && pv.n_tok == n_tok && !pv_fl) {
             src = pv.flag, copied = 1; /* the same activations as the product before */
         } else {
             return mk_refuse(m);
         }
-    } else if (!fl) {
-        if (fits_smem(n_tok, w->n_cols)) {
+    } else {
+        if (fits) {
             src = SRC_QUANT;
         } else { /* too big for shared memory: a quantization pass into the global buffer */
             mk_meta *qm;
@@ -144,11 +160,8 @@ extern "C" int cuda_mega_matmul(cuda_mega *m, int n, const cuda_weight *const *w
     mk_op *op = mk_push(m, MK_MATVEC, &mt);
     if (!op) return mk_refuse(m);
     op->wtype = t, op->nw = n, op->n_tok = (int32_t)n_tok, op->cols = w->n_cols, op->flag = src, op->x = x;
-    op->xs = w->n_cols, op->segb = segb, op->nch = (int32_t)(w->n_cols / 32), op->vw = 16;
-    if (!fl) {
-        size_t rpp = w->row_bytes <= MK_STAGE ? MK_STAGE / w->row_bytes : 0;
-        op->rpp = (int32_t)(rpp > MK_RPP ? MK_RPP : rpp);
-    }
+    op->xs = w->n_cols, op->nch = (int32_t)(w->n_cols / 32);
+    mk_tiling(op, w->row_bytes);
     if (src != SRC_GLOBAL && (popped || copied)) { /* recompute the source per block */
         op->x = pv.x, op->xs = pv.xs, op->nw_w = pv.nw_w, op->eps = pv.eps;
         op->out = popped ? pv.out : NULL; /* the norm's output is written once */
@@ -160,14 +173,9 @@ extern "C" int cuda_mega_matmul(cuda_mega *m, int n, const cuda_weight *const *w
         mk_rd(mt, x, (size_t)(n_tok * w->n_cols) * 4);
     }
     for (int i = 0; i < n; i++) {
-        if (ws[i]->type != t || ws[i]->n_cols != w->n_cols) return mk_refuse(m);
+        if (ws[i]->type != t || ws[i]->n_cols != w->n_cols || ws[i]->row_bytes != w->row_bytes) return mk_refuse(m);
         op->w[i] = (const uint8_t *)ws[i]->data, op->row_bytes[i] = ws[i]->row_bytes, op->rows[i] = ws[i]->n_rows;
         op->y[i] = ys[i], op->ldy[i] = ldys[i], op->add[i] = adds[i];
-        if (!fl) {
-            uintptr_t a = (uintptr_t)ws[i]->data | (uintptr_t)ws[i]->row_bytes | (uintptr_t)segb;
-            int v = a % 16 == 0 ? 16 : (a % 8 == 0 ? 8 : (a % 4 == 0 ? 4 : 2));
-            op->vw = v < op->vw ? v : op->vw;
-        }
         size_t yb = (size_t)((n_tok - 1) * ldys[i] + ws[i]->n_rows) * 4;
         mk_wr(mt, ys[i], yb);
         if (adds[i]) mk_wr(mt, adds[i], yb), mk_rd(mt, adds[i], yb);
@@ -397,7 +405,7 @@ extern "C" int cuda_mega_attention(cuda_mega *m, const cuda_attn *a, const float
     unsigned gx, gy;
     size_t part, smem;
     at_plan(a, q, qs, out, os, NULL, &A, &gx, &gy, &part, &smem);
-    if (smem > MK_WARPS * MK_STAGE + MK_ACT) return mk_refuse(m);
+    if (smem > MK_ATT_SMEM) return mk_refuse(m); /* the act region */
     mk_op *op = mk_push(m, MK_ATTN, &mt);
     if (!op) return mk_refuse(m);
     op->at = A, op->at_gx = gx, op->at_gy = gy, op->n_tok = a->n_tok;
@@ -456,20 +464,7 @@ extern "C" int cuda_mega_glu(cuda_mega *m, int gelu, const float *gate, int64_t 
     return HEARTH_OK;
 }
 
-/* Adds product p's weights (up to MK_PF_MAX bytes) to op's L2 prefetch. */
-static void mk_pf_add(mk_op *op, const mk_op *p) {
-    size_t left = MK_PF_MAX;
-    int j = 0;
-    while (j < 6 && op->pf_bytes[j]) j++;
-    for (int s = 0; s < p->nw && j < 6; s++, j++) {
-        size_t b = p->row_bytes[s] * (size_t)p->rows[s];
-        if (b > left) b = left;
-        op->pf[j] = p->w[s], op->pf_bytes[j] = b;
-        left -= b;
-    }
-}
-
-/* Barriers and prefetches of the recorded program; pointers to the mega-owned buffers.
+/* Barriers of the recorded program; pointers to the mega-owned buffers.
  * Returns the number of grid barriers a run executes. */
 int cu_mega_plan(cuda_mega *m) {
     int n_sync = 0, group = 0;
@@ -492,8 +487,6 @@ int cu_mega_plan(cuda_mega *m) {
             op->xsum = (int2 *)((uint8_t *)m->act + al256((size_t)(op->n_tok * op->n)) + al256((size_t)(op->n_tok * nch) * 4));
         }
         if (mt->uses_part) op->at.part = (float *)m->part;
-        const char *np = getenv("HEARTH_CUDA_MEGA_PRE"); /* tuning: 0 = no early weight copies */
-        op->nopre = np && strcmp(np, "0") == 0;
         /* a barrier before op i+1 unless it shares nothing with the ops since the last one */
         if (i + 1 < m->n_ops) {
             bool indep = true;
@@ -501,15 +494,6 @@ int cu_mega_plan(cuda_mega *m) {
             op->sync = sync_all || !indep;
             if (op->sync) n_sync++, group = i + 1;
         }
-    }
-    /* L2 prefetch: every product fetches the weights of the next product; op 0 also those
-     * of the first */
-    int prev = -1;
-    const char *pf = getenv("HEARTH_CUDA_MEGA_PF"); /* tuning: 0 turns the prefetch off */
-    for (int i = 0; i < m->n_ops && !(pf && strcmp(pf, "0") == 0); i++) {
-        if (m->ops[i].kind != MK_MATVEC) continue;
-        mk_pf_add(&m->ops[prev < 0 ? 0 : prev], &m->ops[i]);
-        prev = i;
     }
     return n_sync;
 }

@@ -63,39 +63,6 @@ typedef struct mvf_args {
     int64_t nys;
 } mvf_args;
 
-/* ---- PTX helpers: mbarrier + bulk copy -------------------------------------------------- */
-static __device__ __forceinline__ uint32_t mvf_sa(const void *p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-static __device__ __forceinline__ void mvf_bar_init(uint64_t *b, uint32_t count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(mvf_sa(b)), "r"(count) : "memory");
-}
-
-static __device__ __forceinline__ void mvf_bar_expect(uint64_t *b, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(mvf_sa(b)), "r"(bytes) : "memory");
-}
-
-static __device__ __forceinline__ void mvf_bar_wait(uint64_t *b, uint32_t parity) {
-    uint32_t done = 0;
-    while (!done)
-        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                     " selp.u32 %0, 1, 0, p;\n}\n"
-                     : "=r"(done)
-                     : "r"(mvf_sa(b)), "r"(parity)
-                     : "memory");
-}
-
-/* bytes (a multiple of 16, both addresses 16-byte aligned) from global src to shared dst;
- * completion counted on b. The weights are read once per step: evict-first in L2. */
-static __device__ __forceinline__ void mvf_bulk(void *dst, const void *src, uint32_t bytes, uint64_t *b,
-                                                uint64_t pol) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
-                 " [%0], [%1], %2, [%3], %4;\n" ::"r"(mvf_sa(dst)),
-                 "l"(src), "r"(bytes), "r"(mvf_sa(b)), "l"(pol)
-                 : "memory");
-}
-
 /* ---- shared pieces ---------------------------------------------------------------------- */
 
 /* Row g of the launch's row space -> weight index, row *loc of that weight. */
@@ -246,12 +213,12 @@ static __device__ __forceinline__ void mvf_issue(const mvf_args *A, int64_t r_be
     int64_t c1 = c0 + A->ct < A->n ? c0 + A->ct : A->n;
     uint32_t bytes = (uint32_t)((c1 - c0) * A->esz);
     int nr = (int)(r_end - g0 < MVF_TR ? r_end - g0 : MVF_TR);
-    mvf_bar_expect(&full[s], bytes * (uint32_t)nr);
+    cu_mbar_expect(&full[s], bytes * (uint32_t)nr);
     uint8_t *dst = ring + (size_t)s * MVF_TILE;
     for (int j = 0; j < nr; j++) {
         int64_t loc;
         int seg = mvf_map(A, g0 + j, &loc);
-        mvf_bulk(dst + (size_t)j * A->ct * A->esz, A->w[seg] + (size_t)loc * A->row_bytes + (size_t)c0 * A->esz, bytes,
+        cu_bulk_g2s(dst + (size_t)j * A->ct * A->esz, A->w[seg] + (size_t)loc * A->row_bytes + (size_t)c0 * A->esz, bytes,
                  &full[s], pol);
     }
 }
@@ -271,11 +238,11 @@ static __device__ __forceinline__ void mvf_issue_all(const mvf_args *A, int64_t 
         int64_t loc;
         int seg = mvf_map(A, g0 + j, &loc);
         const uint8_t *src = A->w[seg] + (size_t)loc * A->row_bytes + (size_t)c0 * A->esz + o;
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(mvf_sa(dst + (size_t)j * A->ct * A->esz + o)),
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(cu_smem_addr(dst + (size_t)j * A->ct * A->esz + o)),
                      "l"(src)
                      : "memory");
     }
-    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(mvf_sa(&full[s])) : "memory");
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(cu_smem_addr(&full[s])) : "memory");
 }
 
 /* Stages the activations of all tokens into xsm (one L2 round trip), normalized when the
@@ -314,7 +281,7 @@ static __global__ void __launch_bounds__(MVF_THREADS, 1) mvf_kernel(const __grid
     uint64_t pol = 0;
     int cpy = A.mode & 3;
     if (threadIdx.x == 0) {
-        for (int s = 0; s < A.ns; s++) mvf_bar_init(&full[s], cpy == 2 ? MVF_THREADS : 1);
+        for (int s = 0; s < A.ns; s++) cu_mbar_init(&full[s], cpy == 2 ? MVF_THREADS : 1);
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
         if (cpy == 0) asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
         else asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(pol));
@@ -341,10 +308,10 @@ static __global__ void __launch_bounds__(MVF_THREADS, 1) mvf_kernel(const __grid
         int64_t g0 = r_begin + (i / nct) * MVF_TR + 2 * warp, c0 = (int64_t)cti * A.ct;
         int64_t c1 = c0 + A.ct < A.n ? c0 + A.ct : A.n;
         if (A.mode & 8) { /* one thread polls the barrier, the block waits at bar.sync */
-            if (threadIdx.x == 0) mvf_bar_wait(&full[s], (uint32_t)((i / A.ns) & 1));
+            if (threadIdx.x == 0) cu_mbar_wait(&full[s], (uint32_t)((i / A.ns) & 1));
             __syncthreads();
         } else {
-            mvf_bar_wait(&full[s], (uint32_t)((i / A.ns) & 1));
+            cu_mbar_wait(&full[s], (uint32_t)((i / A.ns) & 1));
         }
         if (g0 < r_end && !(A.mode & 4)) {
             const uint8_t *p0 = ring + (size_t)s * MVF_TILE + (size_t)(2 * warp) * rstride;

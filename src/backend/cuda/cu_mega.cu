@@ -30,6 +30,7 @@
 #include "backend/cuda/cu_mega.cuh"
 #include "backend/cuda/cu_mega_mv.cuh"
 #include "backend/cuda/cu_unpack.cuh"
+#include "backend/cuda/cu_mega_attn.cuh"
 
 
 static __constant__ int8_t mk_iq4_levels[16] = { -127, -104, -83, -65, -49, -35, -22, -10,
@@ -471,6 +472,7 @@ static __global__ void __launch_bounds__(MK_BLOCK, 1)
         case MK_KV: mk_kv(op); break;
         case MK_ATTN: mk_attn(op, (float *)act); break;
         case MK_COMBINE: mk_combine(op); break;
+        case MK_ATTN_DEC: mk_attn_dec(op, act); break;
         case MK_GLU: mk_glu(op); break;
         default: mk_elt(op); break;
         }
@@ -515,7 +517,7 @@ static void mk_prof_step(cuda_mega *m, const mk_prog *p) {
     }
     for (int i = 0; i < p->n_ops; i++) {
         const unsigned long long *t = m->prof_host + MK_PN * i;
-        int kk = ops[i].kind == MK_MATVEC ? 10 + (ops[i].flag & 3) : ops[i].kind & 15;
+        int kk = ops[i].kind == MK_MATVEC ? 10 + (ops[i].flag & 3) : (ops[i].kind == MK_ATTN_DEC ? 13 : ops[i].kind & 15);
         m->prof_ns[kk] += (double)(t[3] - t[0]), m->prof_n[kk]++;
         m->prof_part[kk][0] += (double)(t[1] - t[0]), m->prof_part[kk][1] += (double)(t[2] - t[1]);
         m->prof_part[kk][2] += (double)(t[3] - t[2]);
@@ -633,10 +635,10 @@ extern "C" void cuda_mega_free(cuda_mega *m) {
     cuda_free(m->c, m->bar);
     if (m->prof_steps) {
         static const char *names[] = { "matvec", "norm",   "quant",  "rope",   "kv",     "attn",   "combine",
-                                       "copy",   "elt",    "glu",    "mv-glob", "mv-norm", "mv-quant" };
+                                       "copy",   "elt",    "glu",    "mv-glob", "mv-norm", "mv-quant", "attn-dec" };
         fprintf(stderr, "mega: %ld steps, %.1f barriers/step, %d blocks, one global load at an op's start: %.0f cycles\n",
                 m->prof_steps, (double)m->prof_syncs / m->prof_steps, m->nb, m->prof_rt / (m->prof_rt_n ? m->prof_rt_n : 1));
-        for (int k = 0; k < 13; k++)
+        for (int k = 0; k < 14; k++)
             if (m->prof_n[k])
                 fprintf(stderr, "mega: %-8s %6.1f us/step  %5.1f per step  %6.2f us each (prologue %.2f, work %.2f [thread 0: %.2f], barrier %.2f; tile waits %.2f, first copy at %+.2f)\n",
                         names[k], m->prof_ns[k] / 1e3 / m->prof_steps, (double)m->prof_n[k] / m->prof_steps,

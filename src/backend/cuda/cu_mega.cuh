@@ -23,7 +23,7 @@
 
 #include "backend/cuda/cu_attn.cuh"
 
-enum { MK_MATVEC, MK_NORM, MK_QUANT, MK_ROPE, MK_KV, MK_ATTN, MK_COMBINE, MK_COPY, MK_ELT, MK_GLU };
+enum { MK_MATVEC, MK_NORM, MK_QUANT, MK_ROPE, MK_KV, MK_ATTN, MK_COMBINE, MK_COPY, MK_ELT, MK_GLU, MK_ATTN_DEC };
 enum { SRC_GLOBAL, SRC_NORM, SRC_QUANT }; /* where a quantized product takes its activations */
 
 /* One op of the program (device memory). Fields not used by a kind are zero. */
@@ -61,6 +61,12 @@ typedef struct __align__(16) mk_op {
     size_t kv_row_bytes;
     at_args at;
     unsigned at_gx, at_gy;
+    /* MK_ATTN_DEC (cu_mega_attn.cuh) also uses x/xs (q rows), x2/stride2 (k), aux/as (v),
+     * out/os, n_tok, n_head/n_head2 (query / kv heads), head_dim, pos, seq, rope and the
+     * cache fields above; ad_cap: most cells a token sees, ad_stage: cells staged in shared
+     * memory, ad_flags: MA_* */
+    float ad_scale, ad_softcap;
+    int32_t ad_window, ad_cap, ad_stage, ad_flags;
 } mk_op;
 
 /* Memory an op reads and writes (host only), for deciding where barriers are needed. */

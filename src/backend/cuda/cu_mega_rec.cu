@@ -1,12 +1,15 @@
 /* cu_mega_rec.cu — recording a decode step as a program of the persistent decode kernel
  * (cu_mega.cu): the cuda_mega_* recording calls turn the per-op arguments of cuda.h into
  * op descriptors, refuse what the kernel cannot run, fold a norm or an activation
- * quantization into the product that reads it, fuse RoPE with the KV store, and
- * cu_mega_plan places the grid barriers and the L2 prefetches. */
+ * quantization into the product that reads it, fuse RoPE with the KV store (and RoPE, KV
+ * store and attention into MK_ATTN_DEC for short contexts), and cu_mega_plan places the
+ * grid barriers and the L2 prefetches. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cu_mega.cuh"
+#define MA_LAYOUT_ONLY /* the op's shared-memory layout, not its device code */
+#include "backend/cuda/cu_mega_attn.cuh"
 
 /* Sentinel addresses standing for the mega-owned buffers in the read/write sets. */
 static char mk_act_tag, mk_part_tag;
@@ -237,9 +240,167 @@ extern "C" int cuda_mega_kv_store(cuda_mega *m, const cuda_kv *kv, const float *
     return HEARTH_OK;
 }
 
+/* ---- MK_ATTN_DEC: RoPE + KV store + attention + merge as one op (cu_mega_attn.cuh) ---- */
+
+/* HEARTH_CUDA_MEGA_ADEC: 0 turns the op off; 2 (test aid) also rotates q and k in place
+ * after it as if a later op read them (the fallback of mk_adec_fix). Read once. */
+static int mk_adec_mode(void) {
+    static int mode = -1;
+    if (mode < 0) {
+        const char *s = getenv("HEARTH_CUDA_MEGA_ADEC");
+        mode = s && (*s == '0' || *s == '2') ? *s - '0' : 1;
+    }
+    return mode;
+}
+
+static bool mk_overlap(const void *a, size_t na, const void *b, size_t nb) {
+    const char *x = (const char *)a, *y = (const char *)b;
+    return x < y + nb && y < x + na;
+}
+
+/* The RoPE of q / k (and the KV store) recorded just before attention a, when they can
+ * become one MK_ATTN_DEC op: *r the rope op, *n_pop the ops to drop, the v rows (*v, *vs)
+ * and the sequences (*seq). */
+static bool mk_adec_source(cuda_mega *m, const cuda_attn *a, const float *q, int64_t qs, mk_op **r, int *n_pop,
+                           const float **v, int64_t *vs, const int32_t **seq) {
+    const cuda_kv *kv = a->kv;
+    if (m->n_ops < 1) return false;
+    mk_op *st = &m->ops[m->n_ops - 1], *ro = st;
+    *n_pop = 1;
+    if (st->kind == MK_KV && m->n_ops >= 2) ro = &m->ops[m->n_ops - 2], *n_pop = 2;
+    else st = NULL;
+    if (ro->kind != MK_ROPE || !ro->x2 || ro->out != q || ro->xs != qs || ro->n_tok != a->n_tok ||
+        ro->n_head != a->n_head || ro->n_head2 != a->n_head_kv || ro->pos != a->pos)
+        return false;
+    if (st) { /* a separate KV store of the rotated k */
+        if (ro->kc || st->x != ro->x2 || st->xs != ro->stride2 || st->n_tok != a->n_tok || st->pos != a->pos)
+            return false;
+        ro = st; /* the cache fields, v and seq below */
+    } else if (!ro->kc) {
+        return false; /* the store is not recorded yet */
+    }
+    if (ro->kc != (uint8_t *)kv->k || ro->vc != (uint8_t *)kv->v || ro->kv_type != kv->type ||
+        ro->kv_row_bytes != kv->row_bytes || ro->n_ctx != kv->n_ctx || ro->kv_dim != kv->kv_dim || ro->seq != a->seq)
+        return false;
+    *v = ro->aux, *vs = ro->as, *seq = ro->seq;
+    *r = st ? &m->ops[m->n_ops - 2] : ro;
+    return true;
+}
+
+/* Tries to record RoPE + KV store + attention a as one MK_ATTN_DEC op (conditions in
+ * docs/cuda.md); true when it did. Otherwise nothing changed. */
+static bool mk_adec(cuda_mega *m, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os) {
+    const cuda_kv *kv = a->kv;
+    int32_t hd = a->head_dim_k, bucket = a->max_pos_host + 1;
+    int64_t n_tok = a->n_tok;
+    if (mk_adec_mode() == 0 || m->bad || n_tok < 1 || n_tok > MK_T || a->n_head_kv <= 0 || a->n_head % a->n_head_kv ||
+        a->head_dim_v != hd || hd % 32 || hd <= 0 || hd > 256 || a->window < 0 || bucket < 1 || bucket > MA_MAXC ||
+        (kv->type != QT_F16 && kv->type != QT_F32) || kv->kv_dim != (int64_t)a->n_head_kv * hd ||
+        ((uintptr_t)kv->k | (uintptr_t)kv->v | kv->row_bytes) % 16)
+        return false;
+    mk_op *r;
+    int n_pop;
+    const float *v;
+    int64_t vs;
+    const int32_t *seq;
+    if (!mk_adec_source(m, a, q, qs, &r, &n_pop, &v, &vs, &seq) || r->rope.n_rot != hd || r->head_dim != hd) return false;
+    const float *k = r->x2;
+    int64_t ks = r->stride2;
+    size_t qb = (size_t)((n_tok - 1) * qs + (int64_t)a->n_head * hd) * 4;
+    size_t kb = (size_t)((n_tok - 1) * ks + kv->kv_dim) * 4, vb = (size_t)((n_tok - 1) * vs + kv->kv_dim) * 4;
+    size_t ob = (size_t)((n_tok - 1) * os + (int64_t)a->n_head * hd) * 4;
+    if (mk_overlap(out, ob, q, qb) || mk_overlap(out, ob, k, kb) || mk_overlap(out, ob, v, vb)) return false;
+    int32_t esz = kv->type == QT_F16 ? 2 : 4, cap = (int64_t)bucket < kv->n_ctx ? bucket : (int32_t)kv->n_ctx;
+    int32_t fixed = ma_layout_of((int32_t)n_tok, hd, esz, cap, 0).end;
+    if (cap < 1 || fixed > MK_ATT_SMEM) return false;
+    int32_t stage = (MK_ATT_SMEM - fixed) / (2 * hd * esz);
+    mk_op ro = *r; /* popped below */
+    m->n_ops -= n_pop;
+    mk_meta *mt;
+    mk_op *op = mk_push(m, MK_ATTN_DEC, &mt);
+    if (!op) return false; /* m->bad: the caller refuses */
+    op->x = q, op->xs = qs, op->x2 = (float *)k, op->stride2 = ks, op->aux = v, op->as = vs, op->out = out, op->os = os;
+    op->n_tok = (int32_t)n_tok, op->n_head = a->n_head, op->n_head2 = a->n_head_kv, op->head_dim = hd;
+    op->pos = a->pos, op->seq = seq, op->rope = ro.rope;
+    op->kc = (uint8_t *)kv->k, op->vc = (uint8_t *)kv->v, op->kv_type = kv->type, op->kv_dim = kv->kv_dim;
+    op->kv_row_bytes = kv->row_bytes, op->n_ctx = kv->n_ctx;
+    op->ad_scale = a->scale, op->ad_softcap = a->softcap, op->ad_window = a->window, op->ad_cap = cap;
+    op->ad_stage = stage < cap ? stage : cap;
+    op->ad_flags = ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 == 0 && qs % 4 == 0 && ks % 4 == 0 && vs % 4 == 0
+                       ? MA_CP16
+                       : 0;
+    mk_rd(mt, q, qb), mk_rd(mt, k, kb), mk_rd(mt, v, vb);
+    mk_rd(mt, kv->k, 1), mk_rd(mt, kv->v, 1), mk_wr(mt, kv->k, 1), mk_wr(mt, kv->v, 1);
+    mk_wr(mt, out, ob);
+    return true;
+}
+
+/* Links the MK_ATTN_DEC ops of the program: MA_HAVEPS where an earlier one read the same
+ * positions and sequences (every block runs every op in order);
+ * HEARTH_CUDA_MEGA_ADEC_TIME=1 (tuning) sets MA_TIME. (An L2 prefetch of the next layer's
+ * cells by each op was measured slower: 8.46 vs 8.25 us per op.) */
+static void mk_adec_link(cuda_mega *m) {
+    const mk_op *prev = NULL;
+    const char *tm = getenv("HEARTH_CUDA_MEGA_ADEC_TIME");
+    for (int i = 0; i < m->n_ops; i++) {
+        mk_op *op = &m->ops[i];
+        if (op->kind != MK_ATTN_DEC) continue;
+        op->ad_flags &= ~(MA_HAVEPS | MA_TIME);
+        if (tm && *tm == '1') op->ad_flags |= MA_TIME;
+        if (prev && prev->pos == op->pos && prev->seq == op->seq && prev->n_tok == op->n_tok)
+            op->ad_flags |= MA_HAVEPS;
+        prev = op;
+    }
+}
+
+/* True when the ops after op i read [p, p + n) before one of them writes a range holding
+ * all of it (unknown read sets count as reads). */
+static bool mk_read_later(const cuda_mega *m, int i, const void *p, size_t n) {
+    mk_rng r = { p, n };
+    for (int j = i + 1; j < m->n_ops; j++) {
+        const mk_meta *mt = &m->meta[j];
+        if (rng_hit(mt->rd, mt->n_rd, &r, 1)) return true;
+        for (int w = 0; w < mt->n_wr && mt->n_wr <= MK_RW; w++) {
+            const char *a = (const char *)mt->wr[w].p, *b = (const char *)p;
+            if (a <= b && b + n <= a + mt->wr[w].n) return false;
+        }
+    }
+    return false;
+}
+
+/* MK_ATTN_DEC leaves q and k unrotated in their buffers. Where a later op reads them (no
+ * forward pass of hearth does: every layer writes them afresh), the in-place RoPE of both
+ * is inserted after the op. Returns false when that needs memory it cannot get. */
+static bool mk_adec_fix(cuda_mega *m) {
+    for (int i = 0; i < m->n_ops; i++) {
+        mk_op *op = &m->ops[i];
+        if (op->kind != MK_ATTN_DEC) continue;
+        size_t qb = (size_t)((op->n_tok - 1) * op->xs + (int64_t)op->n_head * op->head_dim) * 4;
+        size_t kb = (size_t)((op->n_tok - 1) * op->stride2 + (int64_t)op->n_head2 * op->head_dim) * 4;
+        if (mk_adec_mode() != 2 && !mk_read_later(m, i, op->x, qb) && !mk_read_later(m, i, op->x2, kb)) continue;
+        mk_meta *mt;
+        if (!mk_push(m, MK_ROPE, &mt)) return false; /* room at the end, then moved to i + 1 */
+        memmove(&m->ops[i + 2], &m->ops[i + 1], (size_t)(m->n_ops - i - 2) * sizeof *m->ops);
+        memmove(&m->meta[i + 2], &m->meta[i + 1], (size_t)(m->n_ops - i - 2) * sizeof *m->meta);
+        op = &m->ops[i];
+        mk_op *r = &m->ops[i + 1];
+        mt = &m->meta[i + 1];
+        memset(r, 0, sizeof *r);
+        memset(mt, 0, sizeof *mt);
+        r->kind = MK_ROPE, r->out = (float *)op->x, r->xs = op->xs, r->n_head = op->n_head, r->x2 = op->x2;
+        r->stride2 = op->stride2, r->n_head2 = op->n_head2, r->n_tok = op->n_tok, r->head_dim = op->head_dim;
+        r->pos = op->pos, r->rope = op->rope;
+        mk_wr(mt, op->x, qb), mk_rd(mt, op->x, qb), mk_wr(mt, op->x2, kb), mk_rd(mt, op->x2, kb);
+        i++;
+    }
+    return true;
+}
+
 extern "C" int cuda_mega_attention(cuda_mega *m, const cuda_attn *a, const float *q, int64_t qs, float *out,
                                    int64_t os) {
     mk_meta *mt;
+    if (mk_adec(m, a, q, qs, out, os)) return HEARTH_OK;
+    if (m->bad) return mk_refuse(m);
     if (a->n_tok < 1 || a->n_tok > AT_SMALL_BATCH || a->n_head_kv <= 0 || a->n_head % a->n_head_kv)
         return mk_refuse(m);
     at_args A;
@@ -309,6 +470,10 @@ extern "C" int cuda_mega_glu(cuda_mega *m, int gelu, const float *gate, int64_t 
  * Returns the number of grid barriers a run executes. */
 int cu_mega_plan(cuda_mega *m) {
     int n_sync = 0, group = 0;
+    if (!mk_adec_fix(m)) /* out of host memory (a few hundred bytes): NaN, never wrong numbers */
+        for (int i = 0; i < m->n_ops; i++)
+            if (m->ops[i].kind == MK_ATTN_DEC) m->ops[i].ad_flags |= MA_POISON;
+    mk_adec_link(m);
     /* A barrier after every op unless HEARTH_CUDA_MEGA_SYNC=0: leaving out the barriers
      * between ops that share no memory (below) made Q4_K_M steps fail or differ (a race not
      * found yet: open), and saved little. */

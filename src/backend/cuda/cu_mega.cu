@@ -184,7 +184,7 @@ static __device__ uint32_t mk_matvec_run(const mk_op *op, uint8_t *ring, uint64_
             x = (const float *)act, xstr = op->cols;
         }
         if (pt && threadIdx.x == 0) *pt = cu_globaltimer();
-        if (mk_one(op, 1)) return mk_mv1_float(op, x, ring, bars, pbuf, k, tw);
+        if (op->n_tok == 1) return mk_mv1_float(op, x, ring, bars, pbuf, k, tw);
         return mk_mv_float(op, x, xstr, ring, bars, pbuf, k, tw);
     }
     const int8_t *xq = op->xq;
@@ -199,13 +199,30 @@ static __device__ uint32_t mk_matvec_run(const mk_op *op, uint8_t *ring, uint64_
         xq = sq, xd = sd, xs = ss;
     }
     if (pt && threadIdx.x == 0) *pt = cu_globaltimer();
-    if (mk_one(op, 0)) {
+    if (op->n_tok == 1 && mk_regs(op)) {
+        switch (op->wtype) {
+        case QT_Q4_0: return mk_mv1r_q4_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q8_0: return mk_mv1r_q8_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q4_K: return mk_mv1r_q4_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q5_K: return mk_mv1r_q5_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q6_K: return mk_mv1r_q6_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        default: break;
+        }
+    }
+    if (op->n_tok == 1) {
         switch (op->wtype) {
         case QT_Q4_0: return mk_mv1_q4_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q4_1: return mk_mv1_q4_1(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q5_0: return mk_mv1_q5_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q5_1: return mk_mv1_q5_1(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
         case QT_Q8_0: return mk_mv1_q8_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_IQ4_NL: return mk_mv1_iq4_nl(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q2_K: return mk_mv1_q2_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_Q3_K: return mk_mv1_q3_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
         case QT_Q4_K: return mk_mv1_q4_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
         case QT_Q5_K: return mk_mv1_q5_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
         case QT_Q6_K: return mk_mv1_q6_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        case QT_IQ4_XS: return mk_mv1_iq4_xs(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
         default: break;
         }
     }

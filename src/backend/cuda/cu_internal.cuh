@@ -250,17 +250,6 @@ static __device__ __forceinline__ void cu_mbar_wait(uint64_t *b, uint32_t parity
                      : "memory");
 }
 
-/* cu_mbar_wait by polling (test_wait: never suspends the thread). */
-static __device__ __forceinline__ void cu_mbar_poll(uint64_t *b, uint32_t parity) {
-    uint32_t done = 0;
-    while (!done)
-        asm volatile("{\n .reg .pred p;\n mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                     " selp.u32 %0, 1, 0, p;\n}\n"
-                     : "=r"(done)
-                     : "r"(cu_smem_addr(b)), "r"(parity)
-                     : "memory");
-}
-
 /* One arrival on b (its pending transaction count unchanged). */
 static __device__ __forceinline__ void cu_mbar_arrive(uint64_t *b) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(cu_smem_addr(b)) : "memory");

@@ -75,13 +75,7 @@ static __device__ __forceinline__ void mk_q8(float v, int lane, int64_t ch, int6
 static __device__ __forceinline__ float mk_rms(const float *xr, int64_t n, float eps, float *red) {
     float ss = 0.0f;
     for (int64_t i = threadIdx.x; i < n; i += MK_THREADS) ss += xr[i] * xr[i];
-    ss = cu_warp_sum(ss);
-    MK_SYNC(); /* red may still be read from the previous row */
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
-    MK_SYNC();
-    float t = 0.0f;
-    for (int w = 0; w < MK_WARPS; w++) t += red[w];
-    return rsqrtf(t / (float)n + eps);
+    return mk_block_rms(ss, n, eps, red);
 }
 
 /* The product's activations in this block's shared memory: x (SRC_QUANT) or its RMSNorm
@@ -116,13 +110,7 @@ static __device__ void mk_prologue(const mk_op *op, int8_t *sq, float *sd, int2 
 #pragma unroll
                     for (int j = 0; j < 8; j++) s2 += xr[e0 + j] * xr[e0 + j];
             }
-            s2 = cu_warp_sum(s2);
-            MK_SYNC(); /* red may still be read for the previous token */
-            if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = s2;
-            MK_SYNC();
-            float tot = 0.0f;
-            for (int w = 0; w < MK_WARPS; w++) tot += red[w];
-            k = rsqrtf(tot / (float)n + op->eps);
+            k = mk_block_rms(s2, n, op->eps, red);
         }
         for (int64_t b0 = 0; b0 < n; b0 += MK_THREADS * 8) { /* uniform: every lane shuffles */
             int64_t e0 = b0 + threadIdx.x * 8;
@@ -440,7 +428,7 @@ static __global__ void __launch_bounds__(MK_BLOCK, 1)
               unsigned long long *prof) {
     extern __shared__ __align__(128) uint8_t mk_smem[];
     __shared__ __align__(16) mk_op sop[2];
-    __shared__ __align__(8) uint64_t bars[2 * MK_NS + 1]; /* full[MK_NS], empty[MK_NS], wait mode */
+    __shared__ __align__(8) uint64_t bars[2 * MK_NS]; /* full[MK_NS], empty[MK_NS] */
     __shared__ float pbuf[2 * 8 * MK_T];
     __shared__ int8_t lut[16];
     __shared__ float red[32];
@@ -448,7 +436,6 @@ static __global__ void __launch_bounds__(MK_BLOCK, 1)
     if (threadIdx.x < 16) lut[threadIdx.x] = mk_iq4_levels[threadIdx.x];
     if (threadIdx.x == 0) {
         for (int s = 0; s < MK_NS; s++) cu_mbar_init(&bars[s], 1), cu_mbar_init(&bars[MK_NS + s], MK_WARPS);
-        bars[2 * MK_NS] = (uint64_t)(in_flight >> 8 & 1); /* tuning: poll the tile barriers */
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
         /* the whole program into L2, a slice per block */
         size_t bytes = (size_t)n_ops * sizeof(mk_op), chunk = ((bytes + gridDim.x - 1) / gridDim.x + 255) & ~(size_t)255;
@@ -622,8 +609,6 @@ extern "C" int cuda_mega_new(cuda_ctx *c, cuda_mega **out, hb_err *err) {
     m->in_flight = 2;
     const char *fl = getenv("HEARTH_CUDA_MEGA_IF"); /* tuning: most weight copies in flight per block */
     if (fl && atoi(fl) >= 1 && atoi(fl) <= MK_NS) m->in_flight = atoi(fl);
-    const char *po = getenv("HEARTH_CUDA_MEGA_POLL"); /* tuning: 1 = spin on the ring's barriers */
-    if (po && atoi(po) == 1) m->in_flight |= 256;
     if ((rc = cuda_alloc(c, (void **)&m->bar, sizeof *m->bar, err))) {
         cuda_mega_free(m);
         return rc;

@@ -69,19 +69,11 @@ static __device__ __forceinline__ bool mk_tile_at(const mk_op *op, int64_t *row,
     return true;
 }
 
-/* Waits for phase `parity` of b: try_wait (may suspend) or, with poll, test_wait spins. */
-static __device__ __forceinline__ void mk_bwait(uint64_t *b, uint32_t parity, int poll) {
-    if (poll) cu_mbar_poll(b, parity);
-    else cu_mbar_wait(b, parity);
-}
-
 /* The producer (one thread): every tile of every product of the program into the ring.
  * bars: MK_NS `full` then MK_NS `empty` mbarriers. The weights are read once per step:
  * evict-first in L2, so activations and the KV cache stay there. */
 static __device__ __noinline__ void mk_produce(const mk_op *prog, int n_ops, uint8_t *ring, uint64_t *bars,
                                                int in_flight, unsigned long long *prof) {
-    int poll = in_flight >> 8 & 1;
-    in_flight &= 255;
     uint64_t pol;
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
     uint32_t k = 0;
@@ -94,10 +86,10 @@ static __device__ __noinline__ void mk_produce(const mk_op *prog, int n_ops, uin
         bool first = true;
         while (mk_tile_at(op, &row, r1, &t)) {
             int s = (int)(k % MK_NS);
-            if (k >= MK_NS) mk_bwait(&bars[MK_NS + s], (k / MK_NS - 1) & 1, poll);
+            if (k >= MK_NS) cu_mbar_wait(&bars[MK_NS + s], (k / MK_NS - 1) & 1);
             if (k >= (uint32_t)in_flight) { /* at most in_flight copies outstanding (see mk_kernel) */
                 uint32_t kl = k - (uint32_t)in_flight;
-                mk_bwait(&bars[kl % MK_NS], (kl / MK_NS) & 1, poll);
+                cu_mbar_wait(&bars[kl % MK_NS], (kl / MK_NS) & 1);
             }
             asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); /* the consumers' reads first */
             cu_mbar_expect(&bars[s], t.bytes);
@@ -114,7 +106,7 @@ static __device__ __forceinline__ const uint8_t *mk_take(uint8_t *ring, uint64_t
                                                         unsigned long long *tw) {
     int s = (int)(k % MK_NS);
     unsigned long long t0 = tw ? cu_globaltimer() : 0;
-    mk_bwait(&bars[s], (k / MK_NS) & 1, bars[2 * MK_NS] & 1);
+    cu_mbar_wait(&bars[s], (k / MK_NS) & 1);
     if (tw) *tw += cu_globaltimer() - t0; /* tw: a local sum (see mk_matvec), no memory round trip */
     return ring + (size_t)s * MK_SLOT_STRIDE;
 }
@@ -124,6 +116,18 @@ static __device__ __forceinline__ void mk_put(const mk_op *op, int seg, int64_t 
     int64_t o = t * op->ldy[seg] + r;
     op->y[seg][o] = v;
     if (op->add[seg]) op->add[seg][o] += v;
+}
+
+/* 1 / rms of a row of n values from every op thread's partial sum of squares s2: warp sums,
+ * then the warps in order (red: MK_WARPS floats of shared memory); every op thread gets it. */
+static __device__ __forceinline__ float mk_block_rms(float s2, int64_t n, float eps, float *red) {
+    s2 = cu_warp_sum(s2);
+    MK_SYNC(); /* red may still be read for the previous row */
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = s2;
+    MK_SYNC();
+    float tot = 0.0f;
+    for (int w = 0; w < MK_WARPS; w++) tot += red[w];
+    return rsqrtf(tot / (float)n + eps);
 }
 
 /* 8 f16 weights (16 bytes, 16-byte aligned) as floats: fw_load8's F16 branch without the
@@ -180,6 +184,23 @@ static __device__ __forceinline__ uint32_t mk_release(const mk_op *op, const mk_
     return k + 1;
 }
 
+/* The tile loop every product shares: for each of the block's tiles, `base` (the tile's
+ * first row in its slot) and `pb` (the parts buffer of the tile's parity); MK_TILES_END
+ * frees the slot, and ends a product with parts with a barrier (see mk_release). Uses op,
+ * ring, bars, pbuf, k and tw of the enclosing function. */
+#define MK_TILES_BEGIN                                                                                    \
+    int64_t row, r1;                                                                                      \
+    mk_rows(op, &row, &r1);                                                                               \
+    mk_tile t;                                                                                            \
+    while (mk_tile_at(op, &row, r1, &t)) {                                                                \
+        const uint8_t *base = mk_take(ring, bars, k, tw) + t.off;                                         \
+        float *pb = pbuf + (k & 1) * (8 * MK_T);
+
+#define MK_TILES_END                                                                                      \
+        k = mk_release(op, &t, pb, bars, k);                                                              \
+    }                                                                                                     \
+    if (op->parts > 1) MK_SYNC(); /* every combine done before the next product writes sums */
+
 /* Adds chunk c of the row at smrow times every token's int8 activations into acc. */
 #define MK_CHUNK(UNPACK, HAS_MIN, smrow, c)                                                               \
     do {                                                                                                  \
@@ -206,12 +227,7 @@ static __device__ __forceinline__ uint32_t mk_release(const mk_op *op, const mk_
                                                  uint32_t k, const int8_t *lut, unsigned long long *tw) {                         \
         int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nch = op->nch, n_tok = op->n_tok, P = op->parts; \
         size_t rb = op->row_bytes[0];                                                                     \
-        int64_t row, r1;                                                                                  \
-        mk_rows(op, &row, &r1);                                                                           \
-        mk_tile t;                                                                                        \
-        while (mk_tile_at(op, &row, r1, &t)) {                                                            \
-            const uint8_t *base = mk_take(ring, bars, k, tw) + t.off;                                         \
-            float *pb = pbuf + (k & 1) * (8 * MK_T);                                                      \
+        MK_TILES_BEGIN                                                                                          \
             for (int it = warp; it < t.n * P; it += MK_WARPS) {                                           \
                 int j = it / P, q = it - j * P, c1 = (q + 1) * nch / P;                                   \
                 float acc[MK_T];                                                                          \
@@ -219,9 +235,7 @@ static __device__ __forceinline__ uint32_t mk_release(const mk_op *op, const mk_
                 for (int c = q * nch / P + lane; c < c1; c += 32) MK_CHUNK(UNPACK, HAS_MIN, base + j * rb, c); \
                 mk_item_done(op, &t, j, q, acc, pb, lane);                                                \
             }                                                                                             \
-            k = mk_release(op, &t, pb, bars, k);                                                          \
-        }                                                                                                 \
-        if (P > 1) MK_SYNC(); /* every combine done before the next product writes sums */                \
+        MK_TILES_END                                                                                            \
         return k;                                                                                         \
     }
 
@@ -257,67 +271,26 @@ static __device__ __forceinline__ void mk_item_done1(const mk_op *op, const mk_t
     }
 }
 
-#define MK_MV1(name, UNPACK, HAS_MIN)                                                                     \
-    static __device__ __noinline__ uint32_t name(const mk_op *op, const int8_t *xq, const float *xd,      \
-                                                 const int2 *xs, uint8_t *ring, uint64_t *bars, float *pbuf, \
-                                                 uint32_t k, const int8_t *lut, unsigned long long *tw) { \
-        int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nch = op->nch, P = op->parts, q = warp % P; \
-        int c0 = q * nch / P + lane, c1 = (q + 1) * nch / P, step = MK_WARPS / P;                         \
-        size_t rb = op->row_bytes[0];                                                                     \
-        int64_t row, r1;                                                                                  \
-        mk_rows(op, &row, &r1);                                                                           \
-        mk_tile t;                                                                                        \
-        while (mk_tile_at(op, &row, r1, &t)) {                                                            \
-            const uint8_t *base = mk_take(ring, bars, k, tw) + t.off;                                     \
-            float *pb = pbuf + (k & 1) * (8 * MK_T);                                                      \
-            for (int j = warp / P; j < t.n; j += 2 * step) {                                              \
-                int j2 = j + step < t.n ? j + step : j;                                                   \
-                const uint8_t *ra = base + j * rb, *rbp = base + j2 * rb;                                 \
-                float a0 = 0.0f, a1 = 0.0f;                                                               \
-                _Pragma("unroll 1") for (int c = c0; c < c1; c += 32) {                                   \
-                    const int4 *xp = (const int4 *)(xq + (int64_t)c * 32);                                \
-                    int4 x0 = xp[0], x1 = xp[1];                                                          \
-                    float dx = xd[c];                                                                     \
-                    int2 sx = HAS_MIN ? xs[c] : make_int2(0, 0);                                          \
-                    int q_[8];                                                                            \
-                    float a_[2], m_[2];                                                                   \
-                    if (!op->dbg) {                                                                       \
-                        UNPACK(ra, c, lut, q_, a_, m_);                                                   \
-                        a0 += dx * mq_chunk_dot(q_, x0, x1, a_, m_, sx, HAS_MIN);                         \
-                        if (j2 != j) {                                                                    \
-                            UNPACK(rbp, c, lut, q_, a_, m_);                                              \
-                            a1 += dx * mq_chunk_dot(q_, x0, x1, a_, m_, sx, HAS_MIN);                     \
-                        }                                                                                 \
-                    }                                                                                     \
-                }                                                                                         \
-                mk_item_done1(op, &t, j, q, a0, pb, lane);                                                \
-                if (j2 != j) mk_item_done1(op, &t, j2, q, a1, pb, lane);                                  \
-            }                                                                                             \
-            k = mk_release(op, &t, pb, bars, k);                                                          \
+#define MK_NCL 2 /* most activation slices per lane held in registers (REG forms) */
+
+/* One chunk c of rows ra (into a0) and, when the warp has a second row, rbp (into a1). */
+#define MK_DOT2(UNPACK, HAS_MIN, c, x0, x1, dx, sx)                                                        \
+    do {                                                                                                  \
+        int q_[8];                                                                                        \
+        float a_[2], m_[2];                                                                               \
+        UNPACK(ra, c, lut, q_, a_, m_);                                                                   \
+        a0 += (dx) * mq_chunk_dot(q_, x0, x1, a_, m_, sx, HAS_MIN);                                       \
+        if (j2 != j) {                                                                                    \
+            UNPACK(rbp, c, lut, q_, a_, m_);                                                              \
+            a1 += (dx) * mq_chunk_dot(q_, x0, x1, a_, m_, sx, HAS_MIN);                                   \
         }                                                                                                 \
-        if (P > 1) MK_SYNC();                                                                             \
-        return k;                                                                                         \
-    }
+    } while (0)
 
-MK_MV1(mk_mv1_q4_0, up_q4_0, 1)
-MK_MV1(mk_mv1_q4_1, up_q4_1, 1)
-MK_MV1(mk_mv1_q5_0, up_q5_0, 1)
-MK_MV1(mk_mv1_q5_1, up_q5_1, 1)
-MK_MV1(mk_mv1_q8_0, up_q8_0, 0)
-MK_MV1(mk_mv1_iq4_nl, up_iq4_nl, 0)
-MK_MV1(mk_mv1_q2_K, up_q2_K, 1)
-MK_MV1(mk_mv1_q3_K, up_q3_K, 0)
-MK_MV1(mk_mv1_q4_K, up_q4_K, 1)
-MK_MV1(mk_mv1_q5_K, up_q5_K, 1)
-MK_MV1(mk_mv1_q6_K, up_q6_K, 0)
-MK_MV1(mk_mv1_iq4_xs, up_iq4_xs, 0)
-
-/* The same with the lane's activation slices in registers for the whole product (at most
- * MK_NCL of them, the loop unrolled): Q4_0 tg128 853 t/s against 746 for the compact loop
- * alone (the unrolled form with 8 slices measured 764: code size). */
-#define MK_NCL 2 /* most activation slices per lane held in registers (MK_MV1R) */
-
-#define MK_MV1R(name, UNPACK, HAS_MIN)                                                                     \
+/* REG 0: a compact chunk loop reading the activations per chunk (every type). REG 1: the
+ * lane's activation slices (at most MK_NCL) in registers for the whole product, the loop
+ * unrolled — Q4_0 tg128 853 t/s against 746 for the compact loop alone, and 764 with 8
+ * unrolled slices (code size, see docs/cuda.md). */
+#define MK_MV1(name, UNPACK, HAS_MIN, REG)                                                                \
     static __device__ __noinline__ uint32_t name(const mk_op *op, const int8_t *xq, const float *xd,      \
                                                  const int2 *xs, uint8_t *ring, uint64_t *bars, float *pbuf, \
                                                  uint32_t k, const int8_t *lut, unsigned long long *tw) { \
@@ -327,7 +300,7 @@ MK_MV1(mk_mv1_iq4_xs, up_iq4_xs, 0)
         int4 xa[MK_NCL], xb[MK_NCL];                                                                      \
         float xdv[MK_NCL];                                                                                \
         int2 xsv[MK_NCL];                                                                                 \
-        _Pragma("unroll") for (int i = 0; i < MK_NCL; i++) {                                              \
+        _Pragma("unroll") for (int i = 0; i < MK_NCL && REG; i++) {                                       \
             int c = c0 + 32 * i;                                                                          \
             bool in = c < c1;                                                                             \
             xa[i] = in ? ((const int4 *)(xq + (int64_t)c * 32))[0] : make_int4(0, 0, 0, 0);              \
@@ -335,43 +308,47 @@ MK_MV1(mk_mv1_iq4_xs, up_iq4_xs, 0)
             xdv[i] = in ? xd[c] : 0.0f;                                                                   \
             xsv[i] = in && HAS_MIN ? xs[c] : make_int2(0, 0);                                             \
         }                                                                                                 \
-        int64_t row, r1;                                                                                  \
-        mk_rows(op, &row, &r1);                                                                           \
-        mk_tile t;                                                                                        \
-        while (mk_tile_at(op, &row, r1, &t)) {                                                            \
-            const uint8_t *base = mk_take(ring, bars, k, tw) + t.off;                                     \
-            float *pb = pbuf + (k & 1) * (8 * MK_T);                                                      \
+        MK_TILES_BEGIN                                                                                          \
             for (int j = warp / P; j < t.n; j += 2 * step) {                                              \
                 int j2 = j + step < t.n ? j + step : j;                                                   \
                 const uint8_t *ra = base + j * rb, *rbp = base + j2 * rb;                                 \
                 float a0 = 0.0f, a1 = 0.0f;                                                               \
-                _Pragma("unroll") for (int i = 0; i < MK_NCL; i++) {                                      \
-                    int c = c0 + 32 * i;                                                                  \
-                    if (c < c1 && !op->dbg) {                                                             \
-                        int q_[8], r_[8];                                                                 \
-                        float a_[2], m_[2], b_[2], n_[2];                                                 \
-                        UNPACK(ra, c, lut, q_, a_, m_);                                                   \
-                        a0 += xdv[i] * mq_chunk_dot(q_, xa[i], xb[i], a_, m_, xsv[i], HAS_MIN);           \
-                        if (j2 != j) {                                                                    \
-                            UNPACK(rbp, c, lut, r_, b_, n_);                                              \
-                            a1 += xdv[i] * mq_chunk_dot(r_, xa[i], xb[i], b_, n_, xsv[i], HAS_MIN);       \
-                        }                                                                                 \
+                if (REG) {                                                                                \
+                    _Pragma("unroll") for (int i = 0; i < MK_NCL; i++) {                                  \
+                        int c = c0 + 32 * i;                                                              \
+                        if (c < c1 && !op->dbg) MK_DOT2(UNPACK, HAS_MIN, c, xa[i], xb[i], xdv[i], xsv[i]); \
+                    }                                                                                     \
+                } else {                                                                                  \
+                    _Pragma("unroll 1") for (int c = c0; c < c1; c += 32) {                               \
+                        const int4 *xp = (const int4 *)(xq + (int64_t)c * 32);                            \
+                        int2 sx = HAS_MIN ? xs[c] : make_int2(0, 0);                                      \
+                        if (!op->dbg) MK_DOT2(UNPACK, HAS_MIN, c, xp[0], xp[1], xd[c], sx);               \
                     }                                                                                     \
                 }                                                                                         \
                 mk_item_done1(op, &t, j, q, a0, pb, lane);                                                \
                 if (j2 != j) mk_item_done1(op, &t, j2, q, a1, pb, lane);                                  \
             }                                                                                             \
-            k = mk_release(op, &t, pb, bars, k);                                                          \
-        }                                                                                                 \
-        if (P > 1) MK_SYNC();                                                                             \
+        MK_TILES_END                                                                                            \
         return k;                                                                                         \
     }
 
-MK_MV1R(mk_mv1r_q4_0, up_q4_0, 1)
-MK_MV1R(mk_mv1r_q8_0, up_q8_0, 0)
-MK_MV1R(mk_mv1r_q4_K, up_q4_K, 1)
-MK_MV1R(mk_mv1r_q5_K, up_q5_K, 1)
-MK_MV1R(mk_mv1r_q6_K, up_q6_K, 0)
+MK_MV1(mk_mv1_q4_0, up_q4_0, 1, 0)
+MK_MV1(mk_mv1_q4_1, up_q4_1, 1, 0)
+MK_MV1(mk_mv1_q5_0, up_q5_0, 1, 0)
+MK_MV1(mk_mv1_q5_1, up_q5_1, 1, 0)
+MK_MV1(mk_mv1_q8_0, up_q8_0, 0, 0)
+MK_MV1(mk_mv1_iq4_nl, up_iq4_nl, 0, 0)
+MK_MV1(mk_mv1_q2_K, up_q2_K, 1, 0)
+MK_MV1(mk_mv1_q3_K, up_q3_K, 0, 0)
+MK_MV1(mk_mv1_q4_K, up_q4_K, 1, 0)
+MK_MV1(mk_mv1_q5_K, up_q5_K, 1, 0)
+MK_MV1(mk_mv1_q6_K, up_q6_K, 0, 0)
+MK_MV1(mk_mv1_iq4_xs, up_iq4_xs, 0, 0)
+MK_MV1(mk_mv1r_q4_0, up_q4_0, 1, 1)
+MK_MV1(mk_mv1r_q8_0, up_q8_0, 0, 1)
+MK_MV1(mk_mv1r_q4_K, up_q4_K, 1, 1)
+MK_MV1(mk_mv1r_q5_K, up_q5_K, 1, 1)
+MK_MV1(mk_mv1r_q6_K, up_q6_K, 0, 1)
 
 /* A one-token product whose lane slices fit MK_NCL registers (the longest part). */
 static __device__ __forceinline__ bool mk_regs(const mk_op *op) {
@@ -386,12 +363,7 @@ static __device__ __noinline__ uint32_t mk_mv1_float(const mk_op *op, const floa
     int g0 = q * ng / P + lane, g1 = (q + 1) * ng / P, step = MK_WARPS / P;
     size_t rb = op->row_bytes[0];
     bool f16 = op->wtype == QT_F16;
-    int64_t row, r1;
-    mk_rows(op, &row, &r1);
-    mk_tile t;
-    while (mk_tile_at(op, &row, r1, &t)) {
-        const uint8_t *base = mk_take(ring, bars, k, tw) + t.off;
-        float *pb = pbuf + (k & 1) * (8 * MK_T);
+    MK_TILES_BEGIN
         for (int j = warp / P; j < t.n; j += 2 * step) {
             int j2 = j + step < t.n ? j + step : j;
             bool two = j2 != j; /* warp-uniform */
@@ -416,9 +388,7 @@ static __device__ __noinline__ uint32_t mk_mv1_float(const mk_op *op, const floa
             mk_item_done1(op, &t, j, q, a0, pb, lane);
             if (two) mk_item_done1(op, &t, j2, q, a1, pb, lane);
         }
-        k = mk_release(op, &t, pb, bars, k);
-    }
-    if (P > 1) MK_SYNC();
+    MK_TILES_END
     return k;
 }
 
@@ -430,12 +400,7 @@ static __device__ __noinline__ uint32_t mk_mv_float(const mk_op *op, const float
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_tok = op->n_tok, P = op->parts;
     int ng = (int)(op->cols / 8);
     size_t rb = op->row_bytes[0];
-    int64_t row, r1;
-    mk_rows(op, &row, &r1);
-    mk_tile t;
-    while (mk_tile_at(op, &row, r1, &t)) {
-        const uint8_t *base = mk_take(ring, bars, k, tw) + t.off;
-        float *pb = pbuf + (k & 1) * (8 * MK_T);
+    MK_TILES_BEGIN
         for (int it = warp; it < t.n * P; it += MK_WARPS) {
             int j = it / P, q = it - j * P, g1 = (q + 1) * ng / P;
             float acc[MK_T];
@@ -455,9 +420,7 @@ static __device__ __noinline__ uint32_t mk_mv_float(const mk_op *op, const float
             }
             mk_item_done(op, &t, j, q, acc, pb, lane);
         }
-        k = mk_release(op, &t, pb, bars, k);
-    }
-    if (P > 1) MK_SYNC(); /* every combine done before the next product writes sums */
+    MK_TILES_END
     return k;
 }
 
@@ -475,13 +438,7 @@ static __device__ void mk_prologue_f(const mk_op *op, float *sx, float *red) {
             for (int64_t e0 = threadIdx.x * 8; e0 < n; e0 += MK_THREADS * 8)
 #pragma unroll
                 for (int j = 0; j < 8; j++) s2 += xr[e0 + j] * xr[e0 + j];
-            s2 = cu_warp_sum(s2);
-            MK_SYNC(); /* red may still be read for the previous token */
-            if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = s2;
-            MK_SYNC();
-            float tot = 0.0f;
-            for (int w = 0; w < MK_WARPS; w++) tot += red[w];
-            k = rsqrtf(tot / (float)n + op->eps);
+            k = mk_block_rms(s2, n, op->eps, red);
         }
         for (int64_t e0 = threadIdx.x * 8; e0 < n; e0 += MK_THREADS * 8)
 #pragma unroll

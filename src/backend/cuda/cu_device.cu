@@ -203,6 +203,7 @@ int cuda_alloc(cuda_ctx *c, void **out_dev, size_t bytes, hb_err *err) {
             return hb_fail(err, HEARTH_E_NOMEM, "CUDA: allocating %zu MiB of GPU memory failed: over HEARTH_CUDA_MEM_LIMIT",
                            bytes >> 20);
     }
+    if (bytes > SIZE_MAX - 255) return hb_fail(err, HEARTH_E_NOMEM, "CUDA: allocation of %zu bytes is too large", bytes);
     /* sizes rounded up to 256 bytes: a kernel may read a whole aligned 16-byte piece that
      * covers the end of a buffer (the persistent kernel's weight stream does) */
     cudaError_t e = cudaMalloc(out_dev, bytes ? (bytes + 255) & ~(size_t)255 : 256);

@@ -424,7 +424,7 @@ static __device__ __forceinline__ void mk_load_wait(void) {
  * loads of its own arguments. prof (block 0, optional): the global timer at the start and
  * after each op. Dynamic shared memory: the ring (MK_NS slots), then the act region. */
 static __global__ void __launch_bounds__(MK_BLOCK, 1)
-    mk_kernel(const mk_op *prog, int n_ops, unsigned long long *bar, unsigned long long base, int in_flight,
+    mk_kernel(const mk_op *prog, int n_ops, unsigned long long *bar, unsigned long long base,
               unsigned long long *prof) {
     extern __shared__ __align__(128) uint8_t mk_smem[];
     __shared__ __align__(16) mk_op sop[2];
@@ -447,7 +447,7 @@ static __global__ void __launch_bounds__(MK_BLOCK, 1)
     }
     __syncthreads(); /* the only barrier of all MK_BLOCK threads */
     if (threadIdx.x >= MK_THREADS) {
-        if (threadIdx.x == MK_THREADS) mk_produce(prog, n_ops, ring, bars, in_flight, blockIdx.x == 0 ? prof : NULL);
+        if (threadIdx.x == MK_THREADS) mk_produce(prog, n_ops, ring, bars, blockIdx.x == 0 ? prof : NULL);
         return;
     }
     if (n_ops > 0) mk_load_op(&sop[0], prog);
@@ -543,8 +543,7 @@ static int mk_launch(cuda_mega *m, const mk_prog *p, hb_err *err) {
     const mk_op *prog = p->dev;
     unsigned long long *bar = m->bar, base = m->base, *prof = NULL;
     if (m->prof_cap && m->prof_cap > MK_PN * n_ops) prof = m->prof_dev;
-    int in_flight = m->in_flight;
-    void *args[] = { (void *)&prog, (void *)&n_ops, (void *)&bar, (void *)&base, (void *)&in_flight, (void *)&prof };
+    void *args[] = { (void *)&prog, (void *)&n_ops, (void *)&bar, (void *)&base, (void *)&prof };
     cudaError_t e = cudaLaunchCooperativeKernel((const void *)mk_kernel, dim3((unsigned)m->nb), dim3(MK_BLOCK), args,
                                                 m->smem, m->c->stream);
     if (e != cudaSuccess) return cu_fail(err, e, "launching the persistent decode kernel");
@@ -606,9 +605,6 @@ extern "C" int cuda_mega_new(cuda_ctx *c, cuda_mega **out, hb_err *err) {
     cuda_mega *m = (cuda_mega *)calloc(1, sizeof *m);
     if (!m) return hb_fail(err, HEARTH_E_NOMEM, "out of memory");
     m->c = c, m->smem = smem, m->nb = c->info.sm_count; /* one block per SM: its shared memory is the ring */
-    m->in_flight = 2;
-    const char *fl = getenv("HEARTH_CUDA_MEGA_IF"); /* tuning: most weight copies in flight per block */
-    if (fl && atoi(fl) >= 1 && atoi(fl) <= MK_NS) m->in_flight = atoi(fl);
     if ((rc = cuda_alloc(c, (void **)&m->bar, sizeof *m->bar, err))) {
         cuda_mega_free(m);
         return rc;

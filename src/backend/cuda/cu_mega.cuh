@@ -11,6 +11,7 @@
 #define MK_NS 5                   /* slots of the weight ring */
 #define MK_SLOT 32768             /* weight bytes per slot (whole rows; a product's rows must fit) */
 #define MK_SLOT_STRIDE (MK_SLOT + 128) /* + room for the 16-byte alignment of a tile's copy */
+#define MK_IN_FLIGHT 2            /* most weight copies a block has outstanding (1-5 measured alike) */
 #define MK_ATT_SMEM 49152         /* shared memory an attention op may use (bytes) */
 #define MK_ACT MK_ATT_SMEM        /* per-block activations (codes + scales + sums, or f32) */
 #define MK_CACHE 16               /* cached programs */
@@ -34,7 +35,6 @@ typedef struct __align__(16) mk_op {
     uint32_t wtype;
     int32_t nw, nch;
     int32_t tile_rows, parts;    /* rows per ring slot; warps per row (a power of two, tile_rows * parts <= 8 when > 1) */
-    int32_t dbg, dbg_pad_;       /* HEARTH_CUDA_MEGA_DBG (timing experiments only: 1 = products skip their arithmetic) */
     int64_t cols;
     const uint8_t *w[3];
     size_t row_bytes[3];
@@ -92,7 +92,6 @@ typedef struct mk_prog {
 struct cuda_mega {
     cuda_ctx *c;
     int nb;                      /* blocks in the grid */
-    int in_flight;               /* most weight copies a block has outstanding */
     size_t smem;                 /* dynamic shared memory per block */
     unsigned long long *bar, base;
     void *act, *part;            /* global activation buffer, attention partials */

@@ -73,7 +73,7 @@ static __device__ __forceinline__ bool mk_tile_at(const mk_op *op, int64_t *row,
  * bars: MK_NS `full` then MK_NS `empty` mbarriers. The weights are read once per step:
  * evict-first in L2, so activations and the KV cache stay there. */
 static __device__ __noinline__ void mk_produce(const mk_op *prog, int n_ops, uint8_t *ring, uint64_t *bars,
-                                               int in_flight, unsigned long long *prof) {
+                                               unsigned long long *prof) {
     uint64_t pol;
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
     uint32_t k = 0;
@@ -87,8 +87,8 @@ static __device__ __noinline__ void mk_produce(const mk_op *prog, int n_ops, uin
         while (mk_tile_at(op, &row, r1, &t)) {
             int s = (int)(k % MK_NS);
             if (k >= MK_NS) cu_mbar_wait(&bars[MK_NS + s], (k / MK_NS - 1) & 1);
-            if (k >= (uint32_t)in_flight) { /* at most in_flight copies outstanding (see mk_kernel) */
-                uint32_t kl = k - (uint32_t)in_flight;
+            if (k >= MK_IN_FLIGHT) { /* at most MK_IN_FLIGHT copies outstanding */
+                uint32_t kl = k - MK_IN_FLIGHT;
                 cu_mbar_wait(&bars[kl % MK_NS], (kl / MK_NS) & 1);
             }
             asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); /* the consumers' reads first */
@@ -316,13 +316,13 @@ static __device__ __forceinline__ void mk_item_done1(const mk_op *op, const mk_t
                 if (REG) {                                                                                \
                     _Pragma("unroll") for (int i = 0; i < MK_NCL; i++) {                                  \
                         int c = c0 + 32 * i;                                                              \
-                        if (c < c1 && !op->dbg) MK_DOT2(UNPACK, HAS_MIN, c, xa[i], xb[i], xdv[i], xsv[i]); \
+                        if (c < c1) MK_DOT2(UNPACK, HAS_MIN, c, xa[i], xb[i], xdv[i], xsv[i]);              \
                     }                                                                                     \
                 } else {                                                                                  \
                     _Pragma("unroll 1") for (int c = c0; c < c1; c += 32) {                               \
                         const int4 *xp = (const int4 *)(xq + (int64_t)c * 32);                            \
                         int2 sx = HAS_MIN ? xs[c] : make_int2(0, 0);                                      \
-                        if (!op->dbg) MK_DOT2(UNPACK, HAS_MIN, c, xp[0], xp[1], xd[c], sx);               \
+                        MK_DOT2(UNPACK, HAS_MIN, c, xp[0], xp[1], xd[c], sx);                              \
                     }                                                                                     \
                 }                                                                                         \
                 mk_item_done1(op, &t, j, q, a0, pb, lane);                                                \
@@ -371,7 +371,6 @@ static __device__ __noinline__ uint32_t mk_mv1_float(const mk_op *op, const floa
             float a0 = 0.0f, a1 = 0.0f;
 #pragma unroll 2
             for (int g = g0; g < g1; g += 32) {
-                if (op->dbg) continue;
                 const float4 *xp = (const float4 *)(x + (int64_t)g * 8);
                 float4 xa = xp[0], xb = xp[1];
                 float wa[8], wb[8];

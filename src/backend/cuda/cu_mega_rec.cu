@@ -162,8 +162,6 @@ extern "C" int cuda_mega_matmul(cuda_mega *m, int n, const cuda_weight *const *w
     op->wtype = t, op->nw = n, op->n_tok = (int32_t)n_tok, op->cols = w->n_cols, op->flag = src, op->x = x;
     op->xs = w->n_cols, op->nch = (int32_t)(w->n_cols / 32);
     mk_tiling(op, w->row_bytes);
-    const char *dbg = getenv("HEARTH_CUDA_MEGA_DBG"); /* timing experiments only: wrong results */
-    op->dbg = dbg ? atoi(dbg) : 0;
     if (src != SRC_GLOBAL && (popped || copied)) { /* recompute the source per block */
         op->x = pv.x, op->xs = pv.xs, op->nw_w = pv.nw_w, op->eps = pv.eps;
         op->out = popped ? pv.out : NULL; /* the norm's output is written once */

@@ -189,44 +189,18 @@ static __device__ uint32_t mk_matvec_run(const mk_op *op, uint8_t *ring, uint64_
     if (pt && threadIdx.x == 0) *pt = cu_globaltimer();
     if (op->n_tok == 1 && mk_regs(op)) {
         switch (op->wtype) {
-        case QT_Q4_0: return mk_mv1r_q4_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-        case QT_Q8_0: return mk_mv1r_q8_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-        case QT_Q4_K: return mk_mv1r_q4_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-        case QT_Q5_K: return mk_mv1r_q5_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-        case QT_Q6_K: return mk_mv1r_q6_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        MK_RTYPES(MK_CASE_MV1R)
         default: break;
         }
     }
     if (op->n_tok == 1) {
         switch (op->wtype) {
-        case QT_Q4_0: return mk_mv1_q4_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-        case QT_Q4_1: return mk_mv1_q4_1(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-        case QT_Q5_0: return mk_mv1_q5_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-        case QT_Q5_1: return mk_mv1_q5_1(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-        case QT_Q8_0: return mk_mv1_q8_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-        case QT_IQ4_NL: return mk_mv1_iq4_nl(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-        case QT_Q2_K: return mk_mv1_q2_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-        case QT_Q3_K: return mk_mv1_q3_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-        case QT_Q4_K: return mk_mv1_q4_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-        case QT_Q5_K: return mk_mv1_q5_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-        case QT_Q6_K: return mk_mv1_q6_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-        case QT_IQ4_XS: return mk_mv1_iq4_xs(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+        MK_QTYPES(MK_CASE_MV1)
         default: break;
         }
     }
     switch (op->wtype) {
-    case QT_Q4_0: return mk_mv_q4_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-    case QT_Q4_1: return mk_mv_q4_1(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-    case QT_Q5_0: return mk_mv_q5_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-    case QT_Q5_1: return mk_mv_q5_1(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-    case QT_Q8_0: return mk_mv_q8_0(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-    case QT_IQ4_NL: return mk_mv_iq4_nl(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-    case QT_Q2_K: return mk_mv_q2_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-    case QT_Q3_K: return mk_mv_q3_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-    case QT_Q4_K: return mk_mv_q4_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-    case QT_Q5_K: return mk_mv_q5_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-    case QT_Q6_K: return mk_mv_q6_K(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
-    case QT_IQ4_XS: return mk_mv_iq4_xs(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+    MK_QTYPES(MK_CASE_MV)
     default: return k; /* refused when recorded */
     }
 }

@@ -239,18 +239,32 @@ static __device__ __forceinline__ uint32_t mk_release(const mk_op *op, const mk_
         return k;                                                                                         \
     }
 
-MK_MV(mk_mv_q4_0, up_q4_0, 1)
-MK_MV(mk_mv_q4_1, up_q4_1, 1)
-MK_MV(mk_mv_q5_0, up_q5_0, 1)
-MK_MV(mk_mv_q5_1, up_q5_1, 1)
-MK_MV(mk_mv_q8_0, up_q8_0, 0)
-MK_MV(mk_mv_iq4_nl, up_iq4_nl, 0)
-MK_MV(mk_mv_q2_K, up_q2_K, 1)
-MK_MV(mk_mv_q3_K, up_q3_K, 0)
-MK_MV(mk_mv_q4_K, up_q4_K, 1)
-MK_MV(mk_mv_q5_K, up_q5_K, 1)
-MK_MV(mk_mv_q6_K, up_q6_K, 0)
-MK_MV(mk_mv_iq4_xs, up_iq4_xs, 0)
+/* Every quantized type the products take: X(type, suffix, unpacker, has offsets), in one
+ * place for the function definitions here and the dispatch in cu_mega.cu. */
+#define MK_QTYPES(X)                                                                                      \
+    X(QT_Q4_0, q4_0, up_q4_0, 1)                                                                          \
+    X(QT_Q4_1, q4_1, up_q4_1, 1)                                                                          \
+    X(QT_Q5_0, q5_0, up_q5_0, 1)                                                                          \
+    X(QT_Q5_1, q5_1, up_q5_1, 1)                                                                          \
+    X(QT_Q8_0, q8_0, up_q8_0, 0)                                                                          \
+    X(QT_IQ4_NL, iq4_nl, up_iq4_nl, 0)                                                                    \
+    X(QT_Q2_K, q2_K, up_q2_K, 1)                                                                          \
+    X(QT_Q3_K, q3_K, up_q3_K, 0)                                                                          \
+    X(QT_Q4_K, q4_K, up_q4_K, 1)                                                                          \
+    X(QT_Q5_K, q5_K, up_q5_K, 1)                                                                          \
+    X(QT_Q6_K, q6_K, up_q6_K, 0)                                                                          \
+    X(QT_IQ4_XS, iq4_xs, up_iq4_xs, 0)
+
+/* The types with a register form (MK_MV1 REG 1): the common ones, to keep the code small. */
+#define MK_RTYPES(X)                                                                                      \
+    X(QT_Q4_0, q4_0, up_q4_0, 1)                                                                          \
+    X(QT_Q8_0, q8_0, up_q8_0, 0)                                                                          \
+    X(QT_Q4_K, q4_K, up_q4_K, 1)                                                                          \
+    X(QT_Q5_K, q5_K, up_q5_K, 1)                                                                          \
+    X(QT_Q6_K, q6_K, up_q6_K, 0)
+
+#define MK_DEF_MV(T, S, UP, HM) MK_MV(mk_mv_##S, UP, HM)
+MK_QTYPES(MK_DEF_MV)
 
 /* ---- single token --------------------------------------------------------------------
  * With one token the token loops of the kernels above disappear and a warp works on two
@@ -332,23 +346,15 @@ static __device__ __forceinline__ void mk_item_done1(const mk_op *op, const mk_t
         return k;                                                                                         \
     }
 
-MK_MV1(mk_mv1_q4_0, up_q4_0, 1, 0)
-MK_MV1(mk_mv1_q4_1, up_q4_1, 1, 0)
-MK_MV1(mk_mv1_q5_0, up_q5_0, 1, 0)
-MK_MV1(mk_mv1_q5_1, up_q5_1, 1, 0)
-MK_MV1(mk_mv1_q8_0, up_q8_0, 0, 0)
-MK_MV1(mk_mv1_iq4_nl, up_iq4_nl, 0, 0)
-MK_MV1(mk_mv1_q2_K, up_q2_K, 1, 0)
-MK_MV1(mk_mv1_q3_K, up_q3_K, 0, 0)
-MK_MV1(mk_mv1_q4_K, up_q4_K, 1, 0)
-MK_MV1(mk_mv1_q5_K, up_q5_K, 1, 0)
-MK_MV1(mk_mv1_q6_K, up_q6_K, 0, 0)
-MK_MV1(mk_mv1_iq4_xs, up_iq4_xs, 0, 0)
-MK_MV1(mk_mv1r_q4_0, up_q4_0, 1, 1)
-MK_MV1(mk_mv1r_q8_0, up_q8_0, 0, 1)
-MK_MV1(mk_mv1r_q4_K, up_q4_K, 1, 1)
-MK_MV1(mk_mv1r_q5_K, up_q5_K, 1, 1)
-MK_MV1(mk_mv1r_q6_K, up_q6_K, 0, 1)
+#define MK_DEF_MV1(T, S, UP, HM) MK_MV1(mk_mv1_##S, UP, HM, 0)
+#define MK_DEF_MV1R(T, S, UP, HM) MK_MV1(mk_mv1r_##S, UP, HM, 1)
+MK_QTYPES(MK_DEF_MV1)
+MK_RTYPES(MK_DEF_MV1R)
+
+/* Dispatch cases for cu_mega.cu (the arguments of the MK_MV / MK_MV1 functions). */
+#define MK_CASE_MV(T, S, UP, HM) case T: return mk_mv_##S(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+#define MK_CASE_MV1(T, S, UP, HM) case T: return mk_mv1_##S(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
+#define MK_CASE_MV1R(T, S, UP, HM) case T: return mk_mv1r_##S(op, xq, xd, xs, ring, bars, pbuf, k, lut, tw);
 
 /* A one-token product whose lane slices fit MK_NCL registers (the longest part). */
 static __device__ __forceinline__ bool mk_regs(const mk_op *op) {

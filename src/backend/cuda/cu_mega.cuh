@@ -92,6 +92,7 @@ typedef struct mk_prog {
 struct cuda_mega {
     cuda_ctx *c;
     int nb;                      /* blocks in the grid */
+    int adec_mode;               /* HEARTH_CUDA_MEGA_ADEC: 0 no MK_ATTN_DEC, 1 on, 2 on + RoPE of q/k kept (test aid) */
     size_t smem;                 /* dynamic shared memory per block */
     unsigned long long *bar, base;
     void *act, *part;            /* global activation buffer, attention partials */

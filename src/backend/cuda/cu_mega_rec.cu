@@ -3,7 +3,7 @@
  * op descriptors, refuse what the kernel cannot run, fold a norm or an activation
  * quantization into the product that reads it, fuse RoPE with the KV store (and RoPE, KV
  * store and attention into MK_ATTN_DEC for short contexts), and cu_mega_plan places the
- * grid barriers and the L2 prefetches. */
+ * grid barriers. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -240,17 +240,6 @@ extern "C" int cuda_mega_kv_store(cuda_mega *m, const cuda_kv *kv, const float *
 
 /* ---- MK_ATTN_DEC: RoPE + KV store + attention + merge as one op (cu_mega_attn.cuh) ---- */
 
-/* HEARTH_CUDA_MEGA_ADEC: 0 turns the op off; 2 (test aid) also rotates q and k in place
- * after it as if a later op read them (the fallback of mk_adec_fix). Read once. */
-static int mk_adec_mode(void) {
-    static int mode = -1;
-    if (mode < 0) {
-        const char *s = getenv("HEARTH_CUDA_MEGA_ADEC");
-        mode = s && (*s == '0' || *s == '2') ? *s - '0' : 1;
-    }
-    return mode;
-}
-
 static bool mk_overlap(const void *a, size_t na, const void *b, size_t nb) {
     const char *x = (const char *)a, *y = (const char *)b;
     return x < y + nb && y < x + na;
@@ -291,7 +280,7 @@ static bool mk_adec(cuda_mega *m, const cuda_attn *a, const float *q, int64_t qs
     const cuda_kv *kv = a->kv;
     int32_t hd = a->head_dim_k, bucket = a->max_pos_host + 1;
     int64_t n_tok = a->n_tok;
-    if (mk_adec_mode() == 0 || m->bad || n_tok < 1 || n_tok > MK_T || a->n_head_kv <= 0 || a->n_head % a->n_head_kv ||
+    if (m->adec_mode == 0 || m->bad || n_tok < 1 || n_tok > MK_T || a->n_head_kv <= 0 || a->n_head % a->n_head_kv ||
         a->head_dim_v != hd || hd % 32 || hd <= 0 || hd > 256 || a->window < 0 || bucket < 1 || bucket > MA_MAXC ||
         (kv->type != QT_F16 && kv->type != QT_F32) || kv->kv_dim != (int64_t)a->n_head_kv * hd ||
         ((uintptr_t)kv->k | (uintptr_t)kv->v | kv->row_bytes) % 16)
@@ -375,7 +364,7 @@ static bool mk_adec_fix(cuda_mega *m) {
         if (op->kind != MK_ATTN_DEC) continue;
         size_t qb = (size_t)((op->n_tok - 1) * op->xs + (int64_t)op->n_head * op->head_dim) * 4;
         size_t kb = (size_t)((op->n_tok - 1) * op->stride2 + (int64_t)op->n_head2 * op->head_dim) * 4;
-        if (mk_adec_mode() != 2 && !mk_read_later(m, i, op->x, qb) && !mk_read_later(m, i, op->x2, kb)) continue;
+        if (m->adec_mode != 2 && !mk_read_later(m, i, op->x, qb) && !mk_read_later(m, i, op->x2, kb)) continue;
         mk_meta *mt;
         if (!mk_push(m, MK_ROPE, &mt)) return false; /* room at the end, then moved to i + 1 */
         memmove(&m->ops[i + 2], &m->ops[i + 1], (size_t)(m->n_ops - i - 2) * sizeof *m->ops);

@@ -23,7 +23,8 @@
  *     group stores its token's cell;
  *  4. scores (thread per cell), softmax, values (thread per dimension pair and cell class),
  *     the f32 output row for the o product (which quantizes it itself).
- * Measured (H200, TinyLlama shape, block 0 at position 60, MA_TIME): every copy has landed
+ * Measured (H200, TinyLlama shape, block 0 at position 60, with clock64 timestamps since
+ * removed: a device printf goes to stdout): every copy has landed
  * by the time the last one is issued, so memory latency is not what the op waits for; its
  * ~12k SM cycles go to issuing (~3.9k), rotation (~2k) and the attention arithmetic with
  * its block barriers (~5.9k). Each op's code runs once per layer and is cold each time, so
@@ -44,8 +45,6 @@
 #define MA_CP16 1   /* ad_flags: the q, k, v rows can be copied 16 bytes at a time */
 #define MA_POISON 2 /* ad_flags: the program could not be completed (mk_adec_fix): NaN output */
 #define MA_HAVEPS 4 /* ad_flags: an earlier MK_ATTN_DEC op of the launch read these pos / seq */
-#define MA_TIME 16  /* ad_flags (tuning, HEARTH_CUDA_MEGA_ADEC_TIME=1): block 0 prints its phases
-                     * (SM clock cycles) at position 60 */
 
 /* Byte offsets in the op's shared memory (after the K and V stages of `stage` cells), the
  * same on the host (which sizes the stage to fit MK_ATT_SMEM) and the device. */
@@ -371,7 +370,6 @@ static __device__ __noinline__ void mk_attn_dec(const mk_op *op, uint8_t *sm_g) 
     int jf = tid % half;
     double inv = op->rope.inv ? op->rope.inv[jf] : pow((double)op->rope.base, -2.0 * jf / (double)op->rope.n_rot);
     float fac = op->rope.factors ? op->rope.factors[jf] : 1.0f;
-    long long c0 = clock64(), c1 = c0, c2 = c0, c3 = c0, c4 = c0;
     if (!(op->ad_flags & MA_HAVEPS)) { /* every block, items or not: later ops reuse them */
         if (tid < n_tok) s_pos[tid] = op->pos[tid], s_seq[tid] = op->seq[tid];
         MK_SYNC();
@@ -389,21 +387,13 @@ static __device__ __noinline__ void mk_attn_dec(const mk_op *op, uint8_t *sm_g) 
         size_t row0 = ((size_t)I.sq * (size_t)op->n_ctx + (size_t)I.lo) * op->kv_row_bytes + (size_t)I.hk * I.rb;
         I.kb = op->kc + row0, I.vb = op->vc + row0;
         ma_issue(op, &I, s_pos, s_seq, inv, fac);
-        c1 = clock64();
         asm volatile("cp.async.wait_all;\n" ::: "memory");
         MK_SYNC();
         ma_rotate(op, &I, s_pos, s_seq);
         MK_SYNC();
-        c2 = clock64();
         if (I.h % group == 0) ma_store(op, &I);
         ma_attend(op, &I, s_red);
-        c3 = clock64();
         MK_SYNC(); /* shared memory is free for the next item */
-        c4 = clock64();
-        if ((op->ad_flags & MA_TIME) && blockIdx.x == 0 && tid == 0 && I.p == 60)
-            printf("adec n_tok %d ncell %d staged %d flags %d: issued %lld rotated %lld attended %lld end %lld "
-                   "cycles\n",
-                   n_tok, I.ncell, I.ncell - I.base, op->ad_flags, c1 - c0, c2 - c0, c3 - c0, c4 - c0);
     }
 }
 

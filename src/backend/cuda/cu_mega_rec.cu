@@ -323,17 +323,14 @@ static bool mk_adec(cuda_mega *m, const cuda_attn *a, const float *q, int64_t qs
 }
 
 /* Links the MK_ATTN_DEC ops of the program: MA_HAVEPS where an earlier one read the same
- * positions and sequences (every block runs every op in order);
- * HEARTH_CUDA_MEGA_ADEC_TIME=1 (tuning) sets MA_TIME. (An L2 prefetch of the next layer's
- * cells by each op was measured slower: 8.46 vs 8.25 us per op.) */
+ * positions and sequences (every block runs every op in order). (An L2 prefetch of the next
+ * layer's cells by each op was measured slower: 8.46 vs 8.25 us per op.) */
 static void mk_adec_link(cuda_mega *m) {
     const mk_op *prev = NULL;
-    const char *tm = getenv("HEARTH_CUDA_MEGA_ADEC_TIME");
     for (int i = 0; i < m->n_ops; i++) {
         mk_op *op = &m->ops[i];
         if (op->kind != MK_ATTN_DEC) continue;
-        op->ad_flags &= ~(MA_HAVEPS | MA_TIME);
-        if (tm && *tm == '1') op->ad_flags |= MA_TIME;
+        op->ad_flags &= ~MA_HAVEPS;
         if (prev && prev->pos == op->pos && prev->seq == op->seq && prev->n_tok == op->n_tok)
             op->ad_flags |= MA_HAVEPS;
         prev = op;

@@ -183,6 +183,7 @@ int arch_forward(const struct hearth_model *m, const arch_stage *st, int n_st, c
             const arch_layer *L = &w->layers[il];
             if ((rc = fw_attention(m, be, L, &kv[il], &f, b))) return fw_status(rc, m, err);
             if ((rc = fw_ffn(m, be, L, &f, n))) return fw_status(rc, m, err);
+            if (be->ops->submit) be->ops->submit(be);
         }
     }
     if ((rc = fw_output(m, be, &f, b))) return fw_status(rc, m, err);

@@ -137,6 +137,10 @@ typedef struct be_ops {
     int (*kv_reserve)(be_ctx *b, const be_kv_layer *kv, int64_t n_cells, hb_err *err);
     /* Measures the device's memory read bandwidth, bytes per second. */
     int (*measure_bw)(be_ctx *b, double *bytes_per_s, hb_err *err);
+    /* A hint that the ops recorded so far end a unit of the forward pass (a layer): a
+     * backend that records ops and runs them at the next read may start running them now,
+     * so that recording the rest overlaps the device's work. Results are unchanged. */
+    void (*submit)(be_ctx *b);
 } be_ops;
 
 struct be_ctx {

@@ -106,13 +106,14 @@ static bool cb_covers(const cb_cmd *k, const void *p, int64_t n) {
     return len > 0 && y <= a && a + n <= y + len;
 }
 
-/* Whether [p, p + n) is not read by the ops after index i before it is overwritten whole. */
+/* Whether [p, p + n) is not read by the ops after index i before it is overwritten whole
+ * (unknown, so false, when the commands are a segment and later ones are not recorded yet). */
 static bool cb_dead_after(const cuda_be *c, size_t i, const void *p, int64_t n) {
     for (size_t j = i + 1; j < c->n_cmd; j++) {
         if (cb_reads(&c->cmd[j], p, n)) return false;
         if (cb_covers(&c->cmd[j], p, n)) return true;
     }
-    return true;
+    return !c->partial;
 }
 
 /* HEARTH_CUDA_DATTN=1 turns the fused decode attention on (read once). Off by default:

@@ -57,7 +57,7 @@ typedef struct cb_graph {
     cuda_graph *g;       /* NULL until captured */
 } cb_graph;
 
-#define CB_GRAPHS 16
+#define CB_GRAPHS 48
 #define CB_DEDUP 8
 #define CB_ROPE_TABLES 8
 
@@ -66,11 +66,17 @@ typedef struct cuda_be {
     hb_err err;          /* first failure (sticky) */
     cb_map *map;         /* weights, float arrays and KV shadows */
     size_t n_map, cap_map;
+    size_t map_hint;     /* where cb_find starts: a step looks its entries up in the same order each time */
     cb_cmd *cmd;         /* the step being recorded */
     size_t n_cmd, cap_cmd;
     int32_t *arena_host; /* pinned: int arrays of the step */
     int32_t *arena_dev;
     int64_t arena_used, arena_cap;
+    int64_t arena_sent;  /* ints of this step already queued for upload (a segment ran) */
+    bool arena_pending;  /* an upload may still read arena_host: sync before reusing it */
+    bool partial;        /* the commands being rewritten/run are a segment, more of the step follows */
+    int seg_layers;      /* run the recorded ops every this many layers (be_ops.submit); 0 = at the read */
+    int seg_count;       /* layers recorded since the last segment ran */
     struct { const int32_t *host; int64_t n, off; } dedup[CB_DEDUP];
     int n_dedup;
     cb_graph graphs[CB_GRAPHS];

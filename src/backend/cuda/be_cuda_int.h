@@ -75,8 +75,12 @@ typedef struct cuda_be {
     int64_t arena_sent;  /* ints of this step already queued for upload (a segment ran) */
     bool arena_pending;  /* an upload may still read arena_host: sync before reusing it */
     bool partial;        /* the commands being rewritten/run are a segment, more of the step follows */
-    int seg_layers;      /* run the recorded ops every this many layers (be_ops.submit); 0 = at the read */
+    int seg_layers;      /* segments grow to this many layers (be_ops.submit); 0 = the whole step at the read */
+    int seg_first;       /* layers of a step's first segment; each next one doubles, up to seg_layers */
     int seg_count;       /* layers recorded since the last segment ran */
+    float *rd_host;      /* pinned staging of cb_read, rd_cap floats */
+    size_t rd_cap;
+    int seg_next;        /* layers of the segment being recorded (0: the step's first) */
     struct { const int32_t *host; int64_t n, off; } dedup[CB_DEDUP];
     int n_dedup;
     cb_graph graphs[CB_GRAPHS];

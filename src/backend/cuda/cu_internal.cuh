@@ -45,6 +45,8 @@ int cu_enter(cuda_ctx *c, hb_err *err);
 #define cu_scratch_reserve(s, bytes, err) cu_scratch_grow(c, (s), (bytes), (err))
 int cu_scratch_grow(cuda_ctx *c, cu_scratch *s, size_t bytes, hb_err *err);
 void cu_scratch_release(cu_scratch *s);
+/* Prefers the largest shared-memory carveout for kernel fn (cu_matmul.cu; decode products). */
+extern "C" void cu_carve(const void *fn);
 /* Checks the last launch. */
 int cu_check_launch(hb_err *err, const char *what);
 

@@ -321,6 +321,19 @@ static mv_fn mv_pick(const mm_entry *e, int64_t n_tok, int64_t n_rows, int nch, 
     return e->mv;
 }
 
+/* Asks for the largest shared-memory carveout for a decode product kernel (once per
+ * kernel; a function attribute is process-wide, hence the small cache of kernels done).
+ * Measured on an H200 (tg128, three runs): +0.4-1.3% Q4_0, +2% Q4_K_M, +0.5-1% Q8_0; the
+ * same preference on the gate/up and attention kernels measured nothing more. */
+extern "C" void cu_carve(const void *fn) {
+    static const void *done[64];
+    static int n_done;
+    for (int i = 0; i < n_done; i++)
+        if (done[i] == fn) return;
+    if (n_done < 64) done[n_done++] = fn;
+    cudaFuncSetAttribute(fn, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
+}
+
 static const mm_entry *mm_find(uint32_t type) {
     for (size_t i = 0; i < sizeof k_mm / sizeof k_mm[0]; i++)
         if (k_mm[i].type == type) return &k_mm[i];
@@ -579,6 +592,7 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
         mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
                           add_to ? add_to + t0 * ldy : NULL, grid };
         mv_fn fn = mv_pick(e, nt, w->n_rows, nch, segb, vw, w->row_bytes);
+        cu_carve((const void *)fn);
         CU_LAUNCH(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c->stream, mm, nch, segb, vw,
                   xq + t0 * w->n_cols, xd + t0 * nch, xs + t0 * nch, nt);
     }
@@ -633,6 +647,7 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
         grid += b;
     }
     mv_fn fn = mv_pick(e, n_tok, (int64_t)grid * MQ_W, nch, segb, vw, w->row_bytes);
+    cu_carve((const void *)fn);
     CU_LAUNCH(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c->stream, mm, nch, segb, vw, xq, xd,
               xs, (int)n_tok);
     return cu_check_launch(err, "matrix-vector product");

@@ -353,6 +353,7 @@ extern "C" int cuda_matmul_qkvr(cuda_ctx *c, int n, const cuda_weight *const *ws
     bool one = e->one2 && n_tok == 1 && (int64_t)grid * MR_W <= MR_ONE_MAX_ROWS && vw >= 4 && nch <= 32 * 6 &&
                (size_t)(MR_STAGE / segb) * (size_t)segb >= w->row_bytes;
     mr_fn fn = !one ? e->any : (nch <= 32 * 2 ? e->one2 : e->one6);
+    cu_carve((const void *)fn);
     CU_LAUNCH(err, "launching the q/k/v product with RoPE", fn, grid, (MR_W + 1) * 32, 0, c->stream, A);
     g_launches++;
     return cu_check_launch(err, "q/k/v product with RoPE");

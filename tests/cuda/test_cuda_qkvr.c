@@ -8,7 +8,9 @@
  *    frequency table or the kernels' pow, q/k/v in one launch or q/k and v of another
  *    type in two, rows of 512 / 2048 / 4096 values: q, k, v and the whole caches
  *    (untouched cells included) bitwise equal;
- *    and each token of an 8-token launch == that token alone, bitwise;
+ *    and each token of an 8-token launch == that token alone, bitwise; with the RMSNorm
+ *    before the product folded into its blocks (cuda_qkvr.norm_x) where it fits: the same
+ *    bits as the separate RMSNorm kernel then the product, normalized rows included;
  *  - without a GPU too: the rule on recorded decode steps (which ops go, the flags and
  *    roles it sets) and the steps it must leave alone.
  * Built only with `make CUDA=1`; the GPU part skips when no usable GPU is present.
@@ -71,13 +73,15 @@ static void make_caches(const qcase *qc, int64_t kvd, cuda_kv *kv, int n) {
 
 /* The product under test for tokens [t0, t0 + nt): one or two launches. */
 static void run_fused(const qcase *qc, cuda_weight w[3], float *dx, float *dy[3], const int32_t *pos,
-                      const int32_t *seq, int64_t t0, int64_t nt, const cuda_rope *r, const cuda_kv *kv) {
+                      const int32_t *seq, int64_t t0, int64_t nt, const cuda_rope *r, const cuda_kv *kv,
+                      const float *nx, const float *nw) {
     int64_t ld[3] = { (int64_t)qc->nh * qc->hd, (int64_t)qc->nkv * qc->hd, (int64_t)qc->nkv * qc->hd };
     const int32_t *dp, *ds;
     ok(cuda_stage_i32(g_ctx, 0, pos + t0, nt, &dp, &g_err));
     ok(cuda_stage_i32(g_ctx, 1, seq + t0, nt, &ds, &g_err));
     int vrole = kv ? CUDA_QKVR_V : CUDA_QKVR_PLAIN; /* no cache: v is a plain product */
-    cuda_qkvr q = { dp, ds, r, qc->hd, kv, { CUDA_QKVR_Q, CUDA_QKVR_K, vrole } };
+    cuda_qkvr q = { dp, ds, r, qc->hd, kv, { CUDA_QKVR_Q, CUDA_QKVR_K, vrole }, NULL, 0, NULL, 0.0f };
+    if (nx) q.norm_x = nx + t0 * qc->E, q.norm_xs = qc->E, q.norm_w = nw, q.eps = 1e-5f;
     const cuda_weight *ws[3] = { &w[0], &w[1], &w[2] };
     float *ys[3] = { dy[0] + t0 * ld[0], dy[1] + t0 * ld[1], dy[2] + t0 * ld[2] };
     const float *x = dx + t0 * qc->E;
@@ -87,6 +91,7 @@ static void run_fused(const qcase *qc, cuda_weight w[3], float *dx, float *dy[3]
         ok(cuda_matmul_qkvr(g_ctx, 2, ws, ys, ld, x, nt, 0, &q, &g_err));
         cuda_qkvr qv = q;
         qv.role[0] = vrole;
+        qv.norm_x = NULL; /* the first launch left the quantized rows in the scratch */
         ok(cuda_matmul_qkvr(g_ctx, 1, ws + 2, ys + 2, ld + 2, x, nt, 1, &qv, &g_err));
     }
 }
@@ -95,9 +100,14 @@ static void check_case(const qcase *qc) {
     int64_t T = qc->n_tok, E = qc->E, dq = (int64_t)qc->nh * qc->hd, kvd = (int64_t)qc->nkv * qc->hd;
     int64_t ld[3] = { dq, kvd, kvd };
     cuda_weight w[3] = { cuda_test_weight(qc->tq, dq, E), cuda_test_weight(qc->tq, kvd, E), cuda_test_weight(qc->tv, kvd, E) };
-    float *x = malloc(sizeof(float) * T * E);
+    float *x = malloc(sizeof(float) * T * E), *nwh = malloc(sizeof(float) * E);
     for (int64_t i = 0; i < T * E; i++) x[i] = frand() * 2.0f;
-    float *dx = dev_from(x, sizeof(float) * T * E);
+    for (int64_t i = 0; i < E; i++) nwh[i] = 1.0f + 0.5f * frand();
+    /* the product's input is an RMSNorm's output, made by the separate kernel */
+    float *dxr = dev_from(x, sizeof(float) * T * E), *dnw = dev_from(nwh, sizeof(float) * E);
+    float *dx = dev_from(NULL, sizeof(float) * T * E), *dxn = dev_from(NULL, sizeof(float) * T * E);
+    ok(cuda_rmsnorm_q8(g_ctx, dxr, E, dx, T, E, dnw, 1e-5f, &g_err));
+    bool fold = cuda_qkvr_norm_ok(T, E, dxr, E, dnw);
     int32_t pos[8], seq[8];
     for (int t = 0; t < T; t++) seq[t] = (t * 3 + 1) % N_SEQ, pos[t] = (int32_t)((t * 7 + 3 + qc->hd) % N_CTX);
     if (T > N_SEQ) seq[N_SEQ] = seq[0], pos[N_SEQ] = (pos[0] + 1) % N_CTX; /* two tokens of one sequence */
@@ -108,10 +118,10 @@ static void check_case(const qcase *qc) {
     cuda_rope r = { qc->neox, qc->hd, 10000.0f, 0.75f, 1.125f, NULL, NULL };
     if (qc->factors) r.factors = dev_from(fac, sizeof(float) * (size_t)(qc->hd / 2));
     if (qc->table) r.inv = dev_from(tab, sizeof(double) * (size_t)(qc->hd / 2));
-    cuda_kv kv[3]; /* separate kernels, fused, fused one token at a time */
-    if (qc->kv_type != NO_CACHE) make_caches(qc, kvd, kv, 3);
-    float *dy[3][3]; /* [the same variants][q/k/v] */
-    for (int v = 0; v < 3; v++)
+    cuda_kv kv[4]; /* separate kernels, fused, fused one token at a time, fused with the norm */
+    if (qc->kv_type != NO_CACHE) make_caches(qc, kvd, kv, 4);
+    float *dy[4][3]; /* [the same variants][q/k/v] */
+    for (int v = 0; v < 4; v++)
         for (int i = 0; i < 3; i++) dy[v][i] = dev_from(NULL, sizeof(float) * T * ld[i]);
     /* the separate kernels */
     const cuda_weight *ws[3] = { &w[0], &w[1], &w[2] };
@@ -133,30 +143,36 @@ static void check_case(const qcase *qc) {
     /* fused: all tokens in one launch, then each token alone */
     uint64_t l0 = cuda_qkvr_launches();
     bool has_kv = qc->kv_type != NO_CACHE;
-    run_fused(qc, w, dx, dy[1], pos, seq, 0, T, &r, has_kv ? &kv[1] : NULL);
-    for (int64_t t = 0; t < T && T > 1; t++) run_fused(qc, w, dx, dy[2], pos, seq, t, 1, &r, has_kv ? &kv[2] : NULL);
+    run_fused(qc, w, dx, dy[1], pos, seq, 0, T, &r, has_kv ? &kv[1] : NULL, NULL, NULL);
+    for (int64_t t = 0; t < T && T > 1; t++)
+        run_fused(qc, w, dx, dy[2], pos, seq, t, 1, &r, has_kv ? &kv[2] : NULL, NULL, NULL);
+    if (fold) run_fused(qc, w, dxn, dy[3], pos, seq, 0, T, &r, has_kv ? &kv[3] : NULL, dxr, dnw);
     assert_true(cuda_qkvr_launches() > l0);
     int bad0 = g_bad;
     static const char *names[3] = { "q", "k", "v" };
-    for (int v = 1; v < (T > 1 ? 3 : 2); v++) {
-        for (int i = 0; i < 3; i++) same(names[i], dy[v - 1][i], dy[v][i], sizeof(float) * T * ld[i]);
+    for (int v = 1; v < 4; v++) {
+        if ((v == 2 && T == 1) || (v == 3 && !fold)) continue;
+        int ref = v == 3 ? 0 : v - 1;
+        for (int i = 0; i < 3; i++) same(names[i], dy[ref][i], dy[v][i], sizeof(float) * T * ld[i]);
         if (qc->kv_type != NO_CACHE) {
             size_t bytes = kv[0].row_bytes * N_SEQ * N_CTX;
-            same("K cache", kv[v - 1].k, kv[v].k, bytes);
-            same("V cache", kv[v - 1].v, kv[v].v, bytes);
+            same("K cache", kv[ref].k, kv[v].k, bytes);
+            same("V cache", kv[ref].v, kv[v].v, bytes);
         }
     }
+    if (fold) same("normalized rows", dx, dxn, sizeof(float) * T * E);
     printf("  %-6s/%-6s E %4lld hd %3d %s%s%s n_tok %lld cache %-4s: %s\n", quant_type_name(qc->tq),
            quant_type_name(qc->tv), (long long)E, qc->hd, qc->neox ? "neox" : "norm", qc->factors ? " fac" : "",
            qc->table ? " tab" : " pow", (long long)T, qc->kv_type != NO_CACHE ? quant_type_name(qc->kv_type) : "none",
-           g_bad == bad0 ? "same bits" : "DIFFERENT");
+           g_bad == bad0 ? (fold ? "same bits (norm folded too)" : "same bits") : "DIFFERENT");
     for (int i = 0; i < 3; i++) cuda_free(g_ctx, (void *)w[i].data);
-    for (int v = 0; v < 3; v++)
+    for (int v = 0; v < 4; v++)
         for (int i = 0; i < 3; i++) cuda_free(g_ctx, dy[v][i]);
     if (qc->kv_type != NO_CACHE)
-        for (int v = 0; v < 3; v++) cuda_free(g_ctx, kv[v].k), cuda_free(g_ctx, kv[v].v);
+        for (int v = 0; v < 4; v++) cuda_free(g_ctx, kv[v].k), cuda_free(g_ctx, kv[v].v);
     cuda_free(g_ctx, dx), cuda_free(g_ctx, (void *)r.factors), cuda_free(g_ctx, (void *)r.inv);
-    free(x);
+    cuda_free(g_ctx, dxr), cuda_free(g_ctx, dxn), cuda_free(g_ctx, dnw);
+    free(x), free(nwh);
 }
 
 static void test_fused_vs_separate(void **state) {

@@ -232,18 +232,22 @@ static int cb_exec_mvf(cuda_be *c, const cb_cmd *k, hb_err *err) {
 }
 
 /* A q/k/v product that rotates q/k and stores the KV cell itself (CB_MM_QKVR, cb_fuse_qkvr);
- * a norm folded in by cb_fold (flag 2) runs first as its own kernel (cuda_matmul_pro's
- * separate path: the same bits as its prologue form). */
+ * a norm folded in by cb_fold (flag 2) runs first as its own kernel, or with
+ * HEARTH_CUDA_QKVR_NORM=1 in the product's blocks (cuda_qkvr.norm_x) where it fits: the
+ * same bits either way, but 640 blocks re-reading the same 8 KB row measured slower than
+ * the 16-block norm kernel (Q4_0 tg128 1617 -> 1558 on an H200). */
 static int cb_exec_qkvr(cuda_be *c, const cb_cmd *k, hb_err *err) {
     int rc, reuse = k->flag & 1;
-    if (k->flag & 2) {
+    cuda_qkvr q;
+    memset(&q, 0, sizeof q);
+    if ((k->flag & 2) && c->qkvr_norm && cuda_qkvr_norm_ok(k->n[0], k->w.n_cols, k->px[0], k->n[2], k->p[2])) {
+        q.norm_x = k->px[0], q.norm_xs = k->n[2], q.norm_w = k->p[2], q.eps = k->f[0];
+    } else if (k->flag & 2) {
         if ((rc = cuda_rmsnorm_q8(c->cu, k->px[0], k->n[2], (float *)k->p[0], k->n[0], k->w.n_cols, k->p[2], k->f[0],
                                   err)))
             return rc;
         reuse = 1;
     }
-    cuda_qkvr q;
-    memset(&q, 0, sizeof q);
     q.pos = c->arena_dev + k->off[0];
     q.seq = (k->flag & CB_MM_QKVR_KV) ? c->arena_dev + k->off[1] : NULL;
     q.rope = &k->rope, q.head_dim = (int32_t)k->n[5], q.kv = (k->flag & CB_MM_QKVR_KV) ? &k->kv : NULL;
@@ -810,6 +814,8 @@ int be_cuda_new(int device, be_ctx **out, hb_err *err) {
     const char *sf = getenv("HEARTH_CUDA_SEG_FIRST");
     c->seg_layers = sg ? atoi(sg) : 4;
     c->seg_first = sf && atoi(sf) > 0 ? atoi(sf) : 1;
+    const char *qn = getenv("HEARTH_CUDA_QKVR_NORM");
+    c->qkvr_norm = qn && strcmp(qn, "1") == 0; /* opt-in: measured 3.5-5% slower (docs/performance.md) */
     const char *f = getenv("HEARTH_CUDA_FUSE");
     c->fuse_off = f && strcmp(f, "0") == 0;
     const char *mg = getenv("HEARTH_CUDA_MEGA");

@@ -87,6 +87,7 @@ typedef struct cuda_be {
     uint64_t clock;
     bool graphs_off;     /* HEARTH_CUDA_GRAPHS=0, or a capture failed */
     bool fuse_off;       /* HEARTH_CUDA_FUSE=0 */
+    bool qkvr_norm;      /* the RMSNorm before q/k/v runs in the product's blocks (opt-in, HEARTH_CUDA_QKVR_NORM=1) */
     cuda_mega *mega;     /* persistent decode kernel; NULL when off (HEARTH_CUDA_MEGA=0) or unusable */
     uint64_t mega_no[CB_GRAPHS]; /* signatures of steps it refused (they run as graphs) */
     int n_mega_no;

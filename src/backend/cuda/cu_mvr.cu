@@ -28,7 +28,7 @@
 #include <string.h>
 
 #include "backend/cuda/cu_attn.cuh"
-#include "backend/cuda/cu_unpack.cuh"
+#include "backend/cuda/cu_pq.cuh"
 #include "backend/cuda/cuda_mvr.h"
 
 #define MR_W 4        /* warps (rows) per block: two pairs */
@@ -65,7 +65,12 @@ typedef struct mr_args {
     int kv_f16;
     int64_t n_ctx;
     size_t kv_row_bytes;
+    int norm;         /* the activations come from in (RMSNorm + quantize in every block) */
+    pq_in in;
 } mr_args;
+
+#define MR_NORM_SMEM (20 * 1024) /* most dynamic bytes of the folded norm's activations: with
+                                  * the 26.6 KB stage under the 48 KB a launch gets by default */
 
 #define MR_F(A, seg, f) ((seg) == 0 ? (A).s0.f : ((seg) == 1 ? (A).s1.f : (A).s2.f))
 
@@ -123,6 +128,8 @@ static __device__ __forceinline__ bool mr_row(bool rot, int neox, int hd, int64_
 #define MR_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT, J)                                                     \
     static __global__ void __launch_bounds__((MR_W + 1) * 32) name(mr_args A) {                          \
         __shared__ __align__(16) uint8_t stage[MR_W][MR_STAGE];                                          \
+        extern __shared__ __align__(16) uint8_t mr_dyn[];                                                \
+        __shared__ float red[4 * PQ_T];                                                                  \
         __shared__ int8_t lut[16];                                                                       \
         __shared__ float xch[MR_W][MR_T];                                                                \
         __shared__ float2 ang[MR_W / 2][MR_T];                                                           \
@@ -145,33 +152,54 @@ static __device__ __forceinline__ bool mr_row(bool rot, int neox, int hd, int64_
         bool rot = role == CUDA_QKVR_Q || role == CUDA_QKVR_K;                                           \
         int64_t r;                                                                                       \
         int32_t pi;                                                                                      \
+        const int8_t *xq = A.xq;                                                                         \
+        const float *xd = A.xd;                                                                          \
+        const int2 *xs = A.xs;                                                                           \
+        bool valid = false;                                                                              \
+        const uint8_t *row = NULL;                                                                       \
+        uint8_t *sm = stage[warp < MR_W ? warp : 0];                                                     \
+        int per_pass = MR_STAGE / A.seg_bytes, nseg = (nch + 31) / 32;                                   \
         if (warp == MR_W) { /* the angle warp */                                                         \
-            if (!rot) return;                                                                            \
             int ps = lane / MR_T, t = lane % MR_T;                                                       \
-            if (ps < MR_W / 2 && t < n_tok && mr_row(rot, A.neox, A.hd, n_rows, blk, 2 * ps, &r, &pi))   \
+            if (rot && ps < MR_W / 2 && t < n_tok && mr_row(rot, A.neox, A.hd, n_rows, blk, 2 * ps, &r, &pi)) \
                 ang[ps][t] = mr_angle(pi, A.pos[t], A.n_rot, A.base, A.freq_scale, A.attn_factor, A.factors, \
                                       A.inv);                                                            \
+        } else {                                                                                         \
+            valid = mr_row(rot, A.neox, A.hd, n_rows, blk, warp, &r, &pi);                               \
+            row = w + (size_t)r * row_bytes;                                                             \
+            if (valid) {                                                                                 \
+                size_t b1 = (J) ? row_bytes : (size_t)per_pass * A.seg_bytes;                            \
+                mr_copy(sm, row, (int)(b1 < row_bytes ? b1 : row_bytes), A.vw, lane);                    \
+            }                                                                                            \
+        }                                                                                                \
+        if (A.norm) { /* every thread: the block normalizes and quantizes its input itself */           \
+            float4 wpre[4];                                                                              \
+            pq_prefetch_w(A.in, 32 * nch, n_tok, wpre);                                                  \
+            cu_pdl_wait();                                                                               \
+            cu_pdl_trigger();                                                                            \
+            int8_t *sq = (int8_t *)mr_dyn;                                                               \
+            int2 *ssum = (int2 *)(sq + (size_t)n_tok * 32 * nch);                                        \
+            float *sd = (float *)(ssum + n_tok * nch);                                                   \
+            pq_prologue(A.in, 32 * nch, n_tok, wpre, sq, ssum, sd, red);                                 \
+            xq = sq, xd = sd, xs = ssum;                                                                 \
+        }                                                                                                \
+        if (warp == MR_W) {                                                                              \
+            if (!rot) return;                                                                            \
             __syncthreads(); /* the one in mr_finish */                                                  \
             return;                                                                                      \
         }                                                                                                \
-        bool valid = mr_row(rot, A.neox, A.hd, n_rows, blk, warp, &r, &pi);                              \
         if (!valid && !rot) return; /* no block barrier follows for unrotated rows */                   \
-        const uint8_t *row = w + (size_t)r * row_bytes;                                                  \
-        uint8_t *sm = stage[warp];                                                                       \
-        int per_pass = MR_STAGE / A.seg_bytes, nseg = (nch + 31) / 32;                                   \
-        if (valid) {                                                                                     \
-            size_t b1 = (J) ? row_bytes : (size_t)per_pass * A.seg_bytes;                                \
-            mr_copy(sm, row, (int)(b1 < row_bytes ? b1 : row_bytes), A.vw, lane);                        \
+        if (!A.norm) {                                                                                   \
+            cu_pdl_wait(); /* weights in flight; activations now ready */                                \
+            cu_pdl_trigger();                                                                            \
         }                                                                                                \
-        cu_pdl_wait(); /* weights in flight; activations now ready */                                    \
-        cu_pdl_trigger();                                                                                \
         float acc[MR_T];                                                                                 \
         _Pragma("unroll") for (int t = 0; t < MR_T; t++) acc[t] = 0.0f;                                  \
         if (valid && (J)) {                                                                              \
             int4 xa[(J) + 1], xb[(J) + 1];                                                               \
             float dx[(J) + 1];                                                                           \
             int2 sx[(J) + 1];                                                                            \
-            MV1_LOAD_ACT(J, HAS_MIN, A.xq, A.xd, A.xs, nch, lane, xa, xb, dx, sx);                       \
+            MV1_LOAD_ACT(J, HAS_MIN, xq, xd, xs, nch, lane, xa, xb, dx, sx);                             \
             asm volatile("cp.async.wait_all;\n" ::: "memory");                                           \
             __syncwarp();                                                                                \
             MV1_DOT(J, UNPACK, HAS_MIN, sm, lut, nch, lane, xa, xb, dx, sx, acc[0]);                      \
@@ -192,10 +220,10 @@ static __device__ __forceinline__ bool mr_row(bool rot, int neox, int hd, int64_
                     UNPACK(sm, c - s0 * 32, lut, q, a, m);                                               \
                     _Pragma("unroll") for (int t = 0; t < MR_T; t++) {                                   \
                         if (t < n_tok) {                                                                 \
-                            const int4 *xp = (const int4 *)(A.xq + ((int64_t)t * nch + c) * 32);         \
+                            const int4 *xp = (const int4 *)(xq + ((int64_t)t * nch + c) * 32);           \
                             int4 x0 = xp[0], x1 = xp[1];                                                 \
-                            float dx = A.xd[(int64_t)t * nch + c];                                       \
-                            int2 sx = HAS_MIN ? A.xs[(int64_t)t * nch + c] : make_int2(0, 0);            \
+                            float dx = xd[(int64_t)t * nch + c];                                         \
+                            int2 sx = HAS_MIN ? xs[(int64_t)t * nch + c] : make_int2(0, 0);              \
                             float v = mq_chunk_dot(q, x0, x1, a, m, sx, HAS_MIN);                        \
                             acc[t] += dx * v;                                                            \
                         }                                                                                \
@@ -299,6 +327,11 @@ static int mr_width(const cuda_weight *w, int seg_bytes) {
     return a % 16 == 0 ? 16 : (a % 8 == 0 ? 8 : (a % 4 == 0 ? 4 : 2));
 }
 
+extern "C" int cuda_qkvr_norm_ok(int64_t n_tok, int64_t n, const float *x, int64_t xs, const float *w) {
+    return n_tok >= 1 && n_tok <= MR_T && n % 32 == 0 && (size_t)n_tok * (size_t)(n / 32) * 44 <= MR_NORM_SMEM &&
+           (uintptr_t)x % 16 == 0 && xs % 4 == 0 && xs >= n && (!w || (uintptr_t)w % 16 == 0);
+}
+
 /* Whether weight i's shape suits its role. */
 static bool mr_shape_ok(const cuda_weight *w, const cuda_weight *w0, int role, int32_t hd, const cuda_kv *kv) {
     if (w->type != w0->type || w->n_cols != w0->n_cols || w->n_rows <= 0 || role < CUDA_QKVR_PLAIN ||
@@ -338,7 +371,17 @@ extern "C" int cuda_matmul_qkvr(cuda_ctx *c, int n, const cuda_weight *const *ws
     int8_t *xq;
     float *xd;
     int2 *xs;
-    if ((rc = cu_act_quantize(c, x, n_tok, w->n_cols, reuse_act, &xq, &xd, &xs, err))) return rc;
+    size_t smem = 0;
+    if (q->norm_x) { /* the blocks normalize and quantize; block 0 leaves the norm's outputs */
+        if (!cuda_qkvr_norm_ok(n_tok, w->n_cols, q->norm_x, q->norm_xs, q->norm_w))
+            return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: q/k/v product cannot fold this norm");
+        if ((rc = cu_act_buffers(c, n_tok, w->n_cols, &xq, &xd, &xs, err))) return rc;
+        A.norm = 1;
+        A.in.x = q->norm_x, A.in.xs = q->norm_xs, A.in.nw = q->norm_w, A.in.eps = q->eps, A.in.norm = 1;
+        A.in.ny = (float *)x, A.in.gq = xq, A.in.gd = xd, A.in.gs = xs;
+        smem = (size_t)n_tok * (size_t)nch * 44;
+    } else if ((rc = cu_act_quantize(c, x, n_tok, w->n_cols, reuse_act, &xq, &xd, &xs, err)))
+        return rc;
     A.xq = xq, A.xd = xd, A.xs = xs;
     A.n = n, A.nch = nch, A.seg_bytes = segb, A.vw = vw, A.n_tok = (int)n_tok;
     A.pos = q->pos, A.seq = q->seq;
@@ -354,7 +397,7 @@ extern "C" int cuda_matmul_qkvr(cuda_ctx *c, int n, const cuda_weight *const *ws
                (size_t)(MR_STAGE / segb) * (size_t)segb >= w->row_bytes;
     mr_fn fn = !one ? e->any : (nch <= 32 * 2 ? e->one2 : e->one6);
     cu_carve((const void *)fn);
-    CU_LAUNCH(err, "launching the q/k/v product with RoPE", fn, grid, (MR_W + 1) * 32, 0, c->stream, A);
+    CU_LAUNCH(err, "launching the q/k/v product with RoPE", fn, grid, (MR_W + 1) * 32, smem, c->stream, A);
     g_launches++;
     return cu_check_launch(err, "q/k/v product with RoPE");
 }

@@ -29,12 +29,25 @@ typedef struct cuda_qkvr {
     int32_t head_dim;         /* even; q/k weights have a whole number of heads of rows */
     const cuda_kv *kv;        /* NULL: no cache store (then no role is CUDA_QKVR_V) */
     int role[3];              /* per weight, CUDA_QKVR_*; a k row r is cache element r, a v row too */
+    /* Optional RMSNorm folded in (norm_x != NULL; see cuda_qkvr_norm_ok): every block
+     * normalizes rows norm_x (norm_xs apart) with weight norm_w and eps and quantizes them
+     * itself, and block 0 writes the normalized rows to x (the call's x, as the separate
+     * norm would) and the activation scratch; the bits are those of the separate kernels. */
+    const float *norm_x;
+    int64_t norm_xs;
+    const float *norm_w;
+    float eps;
 } cuda_qkvr;
 
 /* Whether the fused product can run n_tok tokens of weight type `type` with rope r over
  * heads of head_dim and cache kv (may be NULL): quantized type with a mat-vec kernel,
  * n_tok <= 8, whole-head rotation, f16/f32 cache. */
 int cuda_qkvr_ok(uint32_t type, int64_t n_tok, const cuda_rope *r, int32_t head_dim, const cuda_kv *kv);
+
+/* Whether the RMSNorm of n_tok rows of n floats (x rows xs apart, weight w) can be folded
+ * into the product (cuda_qkvr.norm_x): alignment, and the quantized rows fit the block's
+ * shared memory. */
+int cuda_qkvr_norm_ok(int64_t n_tok, int64_t n, const float *x, int64_t xs, const float *w);
 
 /* ys[i][t][r] = W_i x[t] finished by role (see above); reuse_act: the activation scratch
  * already holds x quantized (else it is quantized first, as cuda_matmul_multi does).

@@ -35,7 +35,8 @@ ifeq ($(CUDA),1)
 include src/backend/cuda/cuda.mk
 endif
 
-.PHONY: all deps deps-test demo test test-plain test-asan fuzz test-cuda-build clean tools
+.PHONY: all deps deps-test demo test test-plain test-asan fuzz test-cuda-build clean tools \
+        test-builds test-build-plain test-build-asan fuzz-build
 all: $(BUILD)/hearth $(BUILD)/libhearth.a tools
 
 tools: $(TOOL_BIN)
@@ -86,23 +87,44 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	$(BUILD)/hearth run models/stories260K.gguf --raw "Once upon a time" -n 120 --temp 0.8 --seed 42 --verbose
 
-# Everything: plain build + tests, the same under ASan+UBSan, then short fuzz runs.
+# Everything: plain build + tests, the same under ASan+UBSan, short fuzz runs and the CUDA
+# compile check. First the four builds (separate build directories) share one jobserver of
+# JOBS slots (default: the number of cores), so the slow fuzz library compiles while the
+# others build; then the three test phases run one after the other (each runs two programs
+# at a time, see tests/run.sh), so tests never compete with compilers for the cores. Every
+# phase runs even when an earlier one failed; the summary adds them up and any failure
+# makes the exit status non-zero.
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+ASAN_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ASAN_VARS = BUILD=build-asan OPT=-O1 SAN="$(ASAN_SAN)"
+RESULTS  := build/test-results.txt build-asan/test-results.txt build-fuzz/test-results.txt build-cuda/test-results.txt
 test: deps-test
-	@$(MAKE) --no-print-directory test-plain
-	@$(MAKE) --no-print-directory test-asan
-	@$(MAKE) --no-print-directory fuzz
-	@$(MAKE) --no-print-directory test-cuda-build
-	@tests/summary.sh build/test-results.txt build-asan/test-results.txt build-fuzz/test-results.txt build-cuda/test-results.txt
+	@rm -f $(RESULTS)
+	@start=$$(date +%s); phase() { echo "== $$1: $$(($$(date +%s) - start)) s"; }; rc=0; \
+	if ! $(MAKE) --no-print-directory -j$(JOBS) -Otarget test-builds; then \
+	  echo "test: a build failed (see above; the fuzz and CUDA builds log to build-fuzz/ and build-cuda/)"; \
+	  exit 1; fi; \
+	phase builds; tests/run.sh build || rc=1; \
+	phase "plain tests"; tests/run.sh build-asan || rc=1; \
+	phase "asan tests"; tests/fuzz/run.sh build-fuzz run || rc=1; \
+	phase fuzz; tests/summary.sh $(RESULTS) || rc=1; exit $$rc
+
+# The builds of `make test` (cuda last: it is the only one that may be skipped).
+test-builds: fuzz-build test-build-plain test-build-asan test-cuda-build
+test-build-plain: all $(TEST_BIN)
+test-build-asan:
+	@$(MAKE) --no-print-directory $(ASAN_VARS) test-build-plain
 
 test-plain: all $(TEST_BIN)
 	@tests/run.sh $(BUILD)
 
 test-asan:
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
-	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" test-plain
+	@$(MAKE) --no-print-directory $(ASAN_VARS) test-plain
 
-fuzz:
-	@tests/fuzz/run.sh build-fuzz
+fuzz: fuzz-build
+	@tests/fuzz/run.sh build-fuzz run
+fuzz-build:
+	+@tests/fuzz/run.sh build-fuzz build
 
 # CI has nvcc but no GPU: the CUDA backend must compile (warnings are errors under CI=1);
 # it runs only on a GPU machine (scripts/cuda_check.sh).

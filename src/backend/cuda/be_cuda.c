@@ -550,10 +550,12 @@ static void cb_buf_free(be_ctx *b, be_buf *buf) {
 
 /* Copies n floats to dst through a pinned staging buffer (kept and grown): a copy into
  * pageable memory is staged by the driver and measured ~2% slower per decode step (the
- * logits, 128 KB for a 32000-token vocabulary). Falls back to the direct copy when pinned
- * memory cannot be had. */
+ * logits, 128 KB for a 32000-token vocabulary). Reads over CB_RD_PIN_MAX floats (prompt
+ * logits of long batches, perplexity) and hosts without pinned memory to spare take the
+ * direct copy: pinned memory is scarce and slow to allocate. */
+#define CB_RD_PIN_MAX ((int64_t)1 << 20)
 static int cb_download(cuda_be *c, float *dst, const float *src, int64_t n) {
-    if (n > 0 && (size_t)n > c->rd_cap) {
+    if (n > 0 && n <= CB_RD_PIN_MAX && (size_t)n > c->rd_cap) {
         hb_err perr;
         float *h = NULL;
         hb_err_clear(&perr);

@@ -12,7 +12,8 @@
  *    before the product folded into its blocks (cuda_qkvr.norm_x) where it fits: the same
  *    bits as the separate RMSNorm kernel then the product, normalized rows included;
  *  - without a GPU too: the rule on recorded decode steps (which ops go, the flags and
- *    roles it sets) and the steps it must leave alone.
+ *    roles it sets) and the steps it must leave alone; the folded norm's input checks
+ *    (cuda_qkvr_norm_ok) on shapes, strides and alignments it must refuse.
  * Built only with `make CUDA=1`; the GPU part skips when no usable GPU is present.
  */
 #include <math.h>
@@ -339,9 +340,28 @@ static void test_rule(void **state) {
     }
 }
 
+/* The folded norm's checks (host only, no GPU): what the kernel cannot take is refused. */
+static void test_norm_ok(void **state) {
+    (void)state;
+    static float buf[8 * 2048 + 8] __attribute__((aligned(16)));
+    const float *x = buf, *w = buf + 4;
+    assert_true(cuda_qkvr_norm_ok(1, 2048, x, 2048, w));
+    assert_true(cuda_qkvr_norm_ok(1, 2048, x, 2048, NULL));      /* no weight: plain RMS */
+    assert_true(cuda_qkvr_norm_ok(7, 2048, x, 2048, w));         /* 7 x 64 chunks x 44 B fit */
+    assert_false(cuda_qkvr_norm_ok(8, 2048, x, 2048, w));        /* 22.5 KB: over the budget */
+    assert_false(cuda_qkvr_norm_ok(0, 2048, x, 2048, w));        /* no tokens */
+    assert_false(cuda_qkvr_norm_ok(9, 512, x, 512, w));          /* more than 8 tokens */
+    assert_false(cuda_qkvr_norm_ok(1, 2040, x, 2040, w));        /* not whole 32-value chunks */
+    assert_false(cuda_qkvr_norm_ok(1, 2048, x + 1, 2048, w));    /* x not 16-byte aligned */
+    assert_false(cuda_qkvr_norm_ok(1, 2048, x, 2046, w));        /* rows overlap (xs < n) */
+    assert_false(cuda_qkvr_norm_ok(2, 2048, x, 2050, w));        /* row stride not 4-float */
+    assert_false(cuda_qkvr_norm_ok(1, 2048, x, 2048, w + 1));    /* weight not 16-byte aligned */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rule),
+        cmocka_unit_test(test_norm_ok),
         cmocka_unit_test(test_fused_vs_separate),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

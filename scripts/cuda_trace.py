@@ -3,9 +3,33 @@
 docs/cuda.md "Tracing a decode step") and prints the kernels in the order their PDL waits
 returned: when each grid's first/last block arrived, when its wait returned, and the time
 to the next kernel's wait (the kernel's share of the step's critical path), then the sum
-per kernel (source file:line of its cu_pdl_wait, grid size).
+per kernel (source file:line of its cu_pdl_wait, grid size). Kernels built with
+CU_TR_ENTRY (their "arrive" is the block's start, not its arrival at the wait) and
+CU_TR_MARK(k) also get a line of averages: start after the previous kernel's wait, start
+to wait, share, and each mark of block 0 relative to its wait (us).
 usage: cuda_trace.py TRACE [N_ROWS_TO_LIST]"""
+import collections
 import sys
+
+
+def marks(rows):
+    agg = collections.defaultdict(list)
+    for i, (w0, f, ln, grid, blk, e0, e1, w1, mk) in enumerate(rows):
+        if not any(mk):
+            continue
+        nxt = rows[i + 1][0] if i + 1 < len(rows) else w1
+        prev = rows[i - 1][0] if i > 0 else w0
+        agg[f"{f}:{ln} grid {grid} x {blk}"].append(
+            ((e0 - prev) / 1e3, (w0 - e0) / 1e3, (nxt - w0) / 1e3, [(x - w0) / 1e3 if x else None for x in mk]))
+    for k, v in agg.items():
+        n = len(v)
+        ms = []
+        for j in range(8):
+            vals = [x[3][j] for x in v if x[3][j] is not None]
+            if vals:
+                ms.append(f"m{j} {sum(vals) / len(vals):5.2f}")
+        print(f"{k:40s} n={n:3d} start {sum(x[0] for x in v) / n:5.2f} to wait {sum(x[1] for x in v) / n:5.2f} "
+              f"share {sum(x[2] for x in v) / n:5.2f} | {' '.join(ms)}")
 
 
 def main():
@@ -16,14 +40,15 @@ def main():
             continue
         f = p[0].split('/')[-1]
         ln, grid, blk, e0, e1, w0, w1 = map(int, p[1:8])
-        rows.append((w0, f, ln, grid, blk, e0, e1, w1))
+        mk = list(map(int, p[8:16])) if len(p) >= 16 else [0] * 8
+        rows.append((w0, f, ln, grid, blk, e0, e1, w1, mk))
     if not rows:
         sys.exit("no trace records")
     rows.sort()
     t0 = min(r[5] for r in rows)
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 40
     tot = {}
-    for i, (w0, f, ln, grid, blk, e0, e1, w1) in enumerate(rows):
+    for i, (w0, f, ln, grid, blk, e0, e1, w1, _) in enumerate(rows):
         nxt = rows[i + 1][0] if i + 1 < len(rows) else w1
         key = f"{f}:{ln} grid {grid} x {blk}"
         s = tot.setdefault(key, [0, 0])
@@ -35,6 +60,7 @@ def main():
     print(f"span {(rows[-1][7] - t0) / 1e3:.1f} us, {len(rows)} kernels")
     for k, (s, c) in sorted(tot.items(), key=lambda x: -x[1][0]):
         print(f"{k:44s} n={c:4d} sum={s / 1e3:8.1f} us avg={s / c / 1e3:6.2f} us")
+    marks(rows)
 
 
 if __name__ == "__main__":

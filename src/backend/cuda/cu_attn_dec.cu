@@ -72,6 +72,7 @@ static __device__ __forceinline__ float ad_block_reduce(float v, bool is_max, fl
 /* Grid (n_head, n_tok), AD_T threads; dynamic shared memory: the K and V stages
  * [cap][hd] f16, q [hd], the scores [cap], the partial value sums [AD_T / (hd / 2)][hd]. */
 static __global__ void __launch_bounds__(AD_T) attn_dec_kernel(const __grid_constant__ ad_args A) {
+    CU_TR_ENTRY();
     extern __shared__ __align__(16) uint8_t ad_sm[];
     __shared__ float red[AD_T / 32];
     int32_t h = blockIdx.x, t = blockIdx.y, hk = h / A.group, hd = A.hd, rb = hd * 2, np = hd >> 3;
@@ -87,7 +88,7 @@ static __global__ void __launch_bounds__(AD_T) attn_dec_kernel(const __grid_cons
     const uint8_t *kb = A.kc + (size_t)sq * A.n_ctx * A.row_bytes + (size_t)hk * rb;
     const uint8_t *vb = A.vc + (size_t)sq * A.n_ctx * A.row_bytes + (size_t)hk * rb;
     ad_stage(A, sk, sv, kb, vb, lo, 0, nold);
-    cu_pdl_wait(); /* launched early (CU_LAUNCH): q and the new cells come from earlier work */
+    cu_pdl_wait_e(); /* launched early (CU_LAUNCH): q and the new cells come from earlier work */
     cu_pdl_trigger();
     ad_stage(A, sk, sv, kb, vb, lo, nold, ncell);
     for (int32_t i = threadIdx.x; i < hd; i += AD_T) qv[i] = A.q[(int64_t)t * A.qs + (int64_t)h * hd + i];
@@ -140,6 +141,7 @@ static __global__ void __launch_bounds__(AD_T) attn_dec_kernel(const __grid_cons
         if (A.xq) /* hd % 32 == 0 and AD_T % 32 == 0: whole warps, one chunk each */
             rq_chunk(o, threadIdx.x & 31, ((int64_t)t * A.os + (int64_t)h * hd + d) >> 5, A.xq, A.xd, A.xsum);
     }
+    CU_TR_FLUSH();
 }
 
 /* HEARTH_CUDA_ATTN_DEC=0 turns the kernel off (read once). */

@@ -85,6 +85,11 @@ static __device__ __forceinline__ int cu_warp_isum(int v) {
 static __device__ __forceinline__ void cu_pdl_wait(void) {
     asm volatile("griddepcontrol.wait;\n" ::: "memory");
 }
+#define CU_TR_ENTRY() (void)0
+#define CU_TR_MARK(k) (void)0
+#define CU_TR_FLUSH() (void)0
+#define CU_TR_ARG
+#define cu_pdl_wait_e() cu_pdl_wait()
 #else
 /* Diagnostics build (make CUDA=1 CUDA_TRACE=1, docs/cuda.md "Tracing a decode step"): every
  * cu_pdl_wait records, per launched grid, the first/last time a block reached it and the
@@ -93,6 +98,7 @@ static __device__ __forceinline__ void cu_pdl_wait(void) {
 #define CU_TR_SLOTS 1024
 typedef struct cu_tr_rec {
     unsigned long long gid, ne_min, e_max, nw_min, w_max, line_dim; /* ne/nw: bit-inverted minima */
+    unsigned long long mk[8];                                       /* block 0's CU_TR_MARK times */
 } cu_tr_rec;
 static __device__ cu_tr_rec cu_tr_tab[CU_TR_SLOTS];
 static __device__ __forceinline__ unsigned long long cu_gtime(void) {
@@ -100,7 +106,7 @@ static __device__ __forceinline__ unsigned long long cu_gtime(void) {
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     return t;
 }
-static __device__ __forceinline__ void cu_tr_put(unsigned long long t0, unsigned long long t1, int line) {
+static __device__ __forceinline__ cu_tr_rec *cu_tr_put(unsigned long long t0, unsigned long long t1, int line) {
     unsigned long long gid;
     asm volatile("mov.u64 %0, %%gridid;" : "=l"(gid));
     gid += 1;
@@ -114,8 +120,9 @@ static __device__ __forceinline__ void cu_tr_put(unsigned long long t0, unsigned
         if (k == 0ull)
             r->line_dim = (unsigned long long)line | ((unsigned long long)(gridDim.x * gridDim.y) << 16) |
                           ((unsigned long long)(blockDim.x * blockDim.y) << 48);
-        return;
+        return r;
     }
+    return NULL;
 }
 static __device__ __forceinline__ void cu_pdl_wait_tr(int line) {
     unsigned long long t0 = cu_gtime();
@@ -125,6 +132,30 @@ static __device__ __forceinline__ void cu_pdl_wait_tr(int line) {
     if (threadIdx.x == 0 && threadIdx.y == 0 && (b == 0 || b == nb - 1)) cu_tr_put(t0, t1, line); /* first, last */
 }
 #define cu_pdl_wait() cu_pdl_wait_tr(__LINE__)
+/* Kernels that call CU_TR_ENTRY() at their start record that time as "arrival" instead, and
+ * may mark phases of block 0 (CU_TR_MARK(k), k < 8), stored at the end by CU_TR_FLUSH(). */
+static __device__ __forceinline__ unsigned long long cu_pdl_wait_tre(void) {
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    return cu_gtime();
+}
+#define CU_TR_ENTRY()                                                                                     \
+    unsigned long long cu_tr_te_ = cu_gtime(), cu_tr_tw_ = 0, cu_tr_mk_[8];                               \
+    int cu_tr_line_ = 0;                                                                                  \
+    _Pragma("unroll") for (int i_ = 0; i_ < 8; i_++) cu_tr_mk_[i_] = 0
+#define CU_TR_MARK(k) (cu_tr_mk_[(k)] = cu_gtime())
+#define CU_TR_ARG , cu_tr_mk_
+/* At the kernel's end: the records of block 0 and of the last block, written only now so
+ * that the atomics do not delay what the marks measure. */
+#define CU_TR_FLUSH()                                                                                     \
+    do {                                                                                                  \
+        unsigned b_ = blockIdx.x + gridDim.x * blockIdx.y, nb_ = gridDim.x * gridDim.y;                    \
+        (void)cu_tr_mk_;                                                                                  \
+        if (threadIdx.x == 0 && threadIdx.y == 0 && cu_tr_tw_ && (b_ == 0 || b_ == nb_ - 1)) {           \
+            cu_tr_rec *r_ = cu_tr_put(cu_tr_te_, cu_tr_tw_, cu_tr_line_);                                 \
+            if (r_ && b_ == 0) _Pragma("unroll") for (int i_ = 0; i_ < 8; i_++) r_->mk[i_] = cu_tr_mk_[i_]; \
+        }                                                                                                 \
+    } while (0)
+#define cu_pdl_wait_e() (cu_tr_tw_ = cu_pdl_wait_tre(), cu_tr_line_ = __LINE__)
 void cu_trace_register(const char *file, void *(*addr)(void));
 static void *cu_tr_addr(void) {
     void *p = NULL;

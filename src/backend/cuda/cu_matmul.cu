@@ -172,9 +172,10 @@ static __device__ __forceinline__ void mq_stage(uint8_t *dst, const uint8_t *src
         name(mv_multi mm, int nch, int seg_bytes, int vw, const int8_t *xq, const float *xd, const int2 *xs, \
              int n_tok) {                                                                                \
         (void)seg_bytes, (void)n_tok;                                                                    \
+        CU_TR_ENTRY();                                                                                   \
         MV_ROW_BEGIN(HAS_LUT);                                                                           \
         for (int i = lane * vw; i < (int)row_bytes; i += 32 * vw) mq_cp(sm + i, row + i, vw);            \
-        cu_pdl_wait(); /* weights in flight; activations now ready */                                     \
+        cu_pdl_wait_e(); /* weights in flight; activations now ready */                                     \
         cu_pdl_trigger();                                                                                 \
         int4 xa[MV1_J], xb[MV1_J];                                                                        \
         float dx[MV1_J];                                                                                  \
@@ -182,10 +183,13 @@ static __device__ __forceinline__ void mq_stage(uint8_t *dst, const uint8_t *src
         MV1_LOAD_ACT(MV1_J, HAS_MIN, xq, xd, xs, nch, lane, xa, xb, dx, sx);                              \
         asm volatile("cp.async.wait_all;\n" ::: "memory");                                                \
         __syncwarp();                                                                                     \
+        CU_TR_MARK(1);                                                                                    \
         float acc[MV_T];                                                                                  \
         _Pragma("unroll") for (int t = 0; t < MV_T; t++) acc[t] = 0.0f;                                  \
         MV1_DOT(MV1_J, UNPACK, HAS_MIN, sm, lut, nch, lane, xa, xb, dx, sx, acc[0]);                       \
         cu_mv_store(acc, lane, r, 1, y, ldy, add_to);                                                        \
+        CU_TR_MARK(2);                                                                                    \
+        CU_TR_FLUSH();                                                                                    \
     }
 
 __constant__ int8_t c_iq4_levels[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };

@@ -27,12 +27,17 @@
  * preference. None beat this kernel (Q4_0 tg128 1026-1194 against 1205-1216; fewer warps
  * per output serialize the dot products and lose most), and Q8_0 rows fused measured
  * 875-1010 against 1055-1070 with the separate kernels, so rows over 1280 bytes stay
- * there. The tracer shows why the shape matters less than expected: whatever its block
- * size (128 threads and 12 KB of shared memory included), this kernel's blocks start
- * only ~3-5 us after the o product's PDL wait returns (other kernels' 1.5-2 us), i.e.
- * after the o product has finished, so its weight prefetch overlaps nothing; the cause
- * was not found (not registers: HEARTH_CUDA_MV1=0 gives the o product 56 registers and
- * the same delay; not the carveout).
+ * there. (Sessions 4-6 read the tracer as "this kernel's blocks start only when the o
+ * product has finished"; that was the tracer's own atomics after the wait. Session 7's
+ * start-time marks show the blocks resident ~1.5 us after o's wait and the time going to
+ * the prologue and the dot products: docs/cuda.md "Tracing a decode step".)
+ * One token (decode): gu1_* (GU_KERNEL with J = GU1_J) loads each lane's activation chunks
+ * (codes, scale, half sums) from shared memory into registers once and reuses them for
+ * both outputs' gate and up rows (MV1_DOT, the single-token mat-vec's loop), instead of
+ * re-reading them per chunk and row with 64-bit indexing for up to GU_T tokens; same
+ * arithmetic in the same order, so bit-identical. Measured on an H200 (tg128, two
+ * interleaved rounds, -r 3): Q4_0 1592-1622 -> 1739-1745, Q4_K_M 1495-1502 -> 1575-1580
+ * (HEARTH_CUDA_GU1=0 turns it off).
  *
  * Arithmetic: the same as the separate kernels, bit for bit (sum of squares in the order
  * of the multi-block RMSNorm, cu_ss_part; quantization per 32 values with amax / 127,
@@ -50,6 +55,7 @@
 #define PQ_WSTAGE 12288 /* most staged weight bytes per warp of cuda_matmul_pro */
 #define GU_W 16        /* warps per block of cuda_matmul_glu (2 outputs each: 32 per block) */
 #define GU_T 4         /* most tokens of cuda_matmul_glu (its accumulators stay in registers) */
+#define GU1_J 2        /* chunks per lane of the single-token gate/up kernel (rows of <= 64 chunks) */
 
 static __constant__ int8_t pq_iq4_levels[16] = { -127, -104, -83, -65, -49, -35, -22, -10,
                                                  1,    13,   25,  38,  53,  69,  89,  113 };
@@ -140,11 +146,13 @@ typedef struct pq_multi {
  * two passes, for rows too long for 4 per warp). Dynamic shared memory: the stage
  * [GU_W][2 * per * row_bytes], rounded to 16, then the activations. The GLU outputs of
  * every token are quantized into the scratch (oq, od, os: [n_tok][n_ff / 32] chunks). */
-#define GU_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT)                                                        \
+#define GU_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT, J)                                                        \
     static __global__ void __launch_bounds__(GU_W * 32, 2)                                               \
         name(const uint8_t *wg, const uint8_t *wu, size_t row_bytes, int n, int n_ff, int per, int vw,   \
              float *yg, int64_t ldg, float *yu, int64_t ldu, float *out, int gelu, int8_t *oq, float *od, \
-             int2 *os, pq_in in, int n_tok) {                                                            \
+             int2 *os, pq_in in, int n_tok_) {                                                           \
+        CU_TR_ENTRY();                                                                                   \
+        int n_tok = (J) ? 1 : n_tok_; /* J > 0: the single-token kernel (the caller checks) */ \
         extern __shared__ __align__(16) uint8_t pq_dyn[];                                                \
         __shared__ int8_t lut[16];                                                                       \
         __shared__ float red[4 * PQ_T];                                                                  \
@@ -161,17 +169,41 @@ typedef struct pq_multi {
         }                                                                                                \
         float4 wpre[4];                                                                                  \
         pq_prefetch_w(in, n, n_tok, wpre);                                                               \
-        cu_pdl_wait();                                                                                   \
+        cu_pdl_wait_e();                                                                                 \
         cu_pdl_trigger();                                                                                \
         int8_t *sq = (int8_t *)(pq_dyn + ((GU_W * wst + 15) & ~(size_t)15));                             \
         int2 *ssum = (int2 *)(sq + (size_t)n_tok * n);                                                   \
         float *sd = (float *)(ssum + n_tok * nch);                                                       \
-        pq_prologue(in, n, n_tok, wpre, sq, ssum, sd, red);                                              \
+        pq_prologue(in, n, n_tok, wpre, sq, ssum, sd, red CU_TR_ARG);                                    \
+        CU_TR_MARK(1);                                                                                   \
         float g[2][GU_T], u[2][GU_T];                                                                    \
         _Pragma("unroll") for (int j = 0; j < 2; j++)                                                    \
             _Pragma("unroll") for (int t = 0; t < GU_T; t++) g[j][t] = u[j][t] = 0.0f;                   \
+        if (J) { /* one token, per == 1: this lane's activation chunks stay in registers */              \
+            int4 xa[(J) + 1], xb[(J) + 1];                                                               \
+            float dx[(J) + 1];                                                                           \
+            int2 sx[(J) + 1];                                                                            \
+            MV1_LOAD_ACT(J, HAS_MIN, sq, sd, ssum, nch, lane, xa, xb, dx, sx);                           \
+            _Pragma("unroll") for (int p = 0; p < 2; p++) {                                              \
+                if (p) {                                                                                 \
+                    CU_TR_MARK(2);                                                                       \
+                    __syncwarp();                                                                        \
+                    for (int i = lane * vw; i < pb; i += 32 * vw) {                                      \
+                        mq_cp(sm + i, wg + (size_t)(i0 + 1) * row_bytes + i, vw);                        \
+                        mq_cp(sm + pb + i, wu + (size_t)(i0 + 1) * row_bytes + i, vw);                   \
+                    }                                                                                    \
+                }                                                                                        \
+                asm volatile("cp.async.wait_all;\n" ::: "memory");                                       \
+                __syncwarp();                                                                            \
+                CU_TR_MARK(3 + p);                                                                       \
+                const uint8_t *smu = sm + pb;                                                            \
+                MV1_DOT(J, UNPACK, HAS_MIN, sm, lut, nch, lane, xa, xb, dx, sx, g[p][0]);                \
+                MV1_DOT(J, UNPACK, HAS_MIN, smu, lut, nch, lane, xa, xb, dx, sx, u[p][0]);               \
+            }                                                                                            \
+        } else                                                                                           \
         for (int p = 0; p < 2; p += per) {                                                               \
             if (p) { /* second pass (per == 1): output i0 + 1 */                                         \
+                CU_TR_MARK(2);                                                                           \
                 __syncwarp();                                                                            \
                 for (int i = lane * vw; i < pb; i += 32 * vw) {                                          \
                     mq_cp(sm + i, wg + (size_t)(i0 + 1) * row_bytes + i, vw);                            \
@@ -180,6 +212,7 @@ typedef struct pq_multi {
             }                                                                                            \
             asm volatile("cp.async.wait_all;\n" ::: "memory");                                           \
             __syncwarp();                                                                                \
+            CU_TR_MARK(3 + p);                                                                           \
             for (int c = lane; c < nch; c += 32) {                                                       \
                 _Pragma("unroll") for (int j = 0; j < 2; j++) {                                          \
                     if (per == 2 || j == p) {                                                            \
@@ -203,9 +236,12 @@ typedef struct pq_multi {
                     }                                                                                    \
                 }                                                                                        \
             }                                                                                            \
+        CU_TR_MARK(5);                                                                                   \
         __syncthreads();                                                                                 \
         if (warp < n_tok)                                                                                \
             rq_chunk(ob[warp * 32 + lane], lane, (int64_t)warp * (n_ff / 32) + blockIdx.x, oq, od, os);  \
+        CU_TR_MARK(6);                                                                                   \
+        CU_TR_FLUSH();                                                                                   \
     }
 
 PQ_KERNEL(pq_q4_0, up_q4_0, 1, 0)
@@ -220,18 +256,30 @@ PQ_KERNEL(pq_q4_K, up_q4_K, 1, 0)
 PQ_KERNEL(pq_q5_K, up_q5_K, 1, 0)
 PQ_KERNEL(pq_q6_K, up_q6_K, 0, 0)
 PQ_KERNEL(pq_iq4_xs, up_iq4_xs, 0, 1)
-GU_KERNEL(gu_q4_0, up_q4_0, 1, 0)
-GU_KERNEL(gu_q4_1, up_q4_1, 1, 0)
-GU_KERNEL(gu_q5_0, up_q5_0, 1, 0)
-GU_KERNEL(gu_q5_1, up_q5_1, 1, 0)
-GU_KERNEL(gu_q8_0, up_q8_0, 0, 0)
-GU_KERNEL(gu_iq4_nl, up_iq4_nl, 0, 1)
-GU_KERNEL(gu_q2_K, up_q2_K, 1, 0)
-GU_KERNEL(gu_q3_K, up_q3_K, 0, 0)
-GU_KERNEL(gu_q4_K, up_q4_K, 1, 0)
-GU_KERNEL(gu_q5_K, up_q5_K, 1, 0)
-GU_KERNEL(gu_q6_K, up_q6_K, 0, 0)
-GU_KERNEL(gu_iq4_xs, up_iq4_xs, 0, 1)
+GU_KERNEL(gu_q4_0, up_q4_0, 1, 0, 0)
+GU_KERNEL(gu1_q4_0, up_q4_0, 1, 0, GU1_J)
+GU_KERNEL(gu_q4_1, up_q4_1, 1, 0, 0)
+GU_KERNEL(gu1_q4_1, up_q4_1, 1, 0, GU1_J)
+GU_KERNEL(gu_q5_0, up_q5_0, 1, 0, 0)
+GU_KERNEL(gu1_q5_0, up_q5_0, 1, 0, GU1_J)
+GU_KERNEL(gu_q5_1, up_q5_1, 1, 0, 0)
+GU_KERNEL(gu1_q5_1, up_q5_1, 1, 0, GU1_J)
+GU_KERNEL(gu_q8_0, up_q8_0, 0, 0, 0)
+GU_KERNEL(gu1_q8_0, up_q8_0, 0, 0, GU1_J)
+GU_KERNEL(gu_iq4_nl, up_iq4_nl, 0, 1, 0)
+GU_KERNEL(gu1_iq4_nl, up_iq4_nl, 0, 1, GU1_J)
+GU_KERNEL(gu_q2_K, up_q2_K, 1, 0, 0)
+GU_KERNEL(gu1_q2_K, up_q2_K, 1, 0, GU1_J)
+GU_KERNEL(gu_q3_K, up_q3_K, 0, 0, 0)
+GU_KERNEL(gu1_q3_K, up_q3_K, 0, 0, GU1_J)
+GU_KERNEL(gu_q4_K, up_q4_K, 1, 0, 0)
+GU_KERNEL(gu1_q4_K, up_q4_K, 1, 0, GU1_J)
+GU_KERNEL(gu_q5_K, up_q5_K, 1, 0, 0)
+GU_KERNEL(gu1_q5_K, up_q5_K, 1, 0, GU1_J)
+GU_KERNEL(gu_q6_K, up_q6_K, 0, 0, 0)
+GU_KERNEL(gu1_q6_K, up_q6_K, 0, 0, GU1_J)
+GU_KERNEL(gu_iq4_xs, up_iq4_xs, 0, 1, 0)
+GU_KERNEL(gu1_iq4_xs, up_iq4_xs, 0, 1, GU1_J)
 
 typedef void (*pq_fn)(pq_multi, size_t, int, int, size_t, int, pq_in, int);
 typedef void (*gu_fn)(const uint8_t *, const uint8_t *, size_t, int, int, int, int, float *, int64_t, float *,
@@ -241,18 +289,18 @@ typedef void (*gu_fn)(const uint8_t *, const uint8_t *, size_t, int, int, int, i
 typedef struct pq_entry {
     uint32_t type;
     pq_fn pq;
-    gu_fn gu;
+    gu_fn gu, gu1; /* gu1: the single-token kernel (GU1_J chunks per lane at most) */
 } pq_entry;
 
 static const pq_entry k_pq[] = {
-    { QT_Q4_0, pq_q4_0, gu_q4_0 }, { QT_Q4_1, pq_q4_1, gu_q4_1 },       { QT_Q5_0, pq_q5_0, gu_q5_0 },
-    { QT_Q5_1, pq_q5_1, gu_q5_1 }, { QT_Q8_0, pq_q8_0, gu_q8_0 },       { QT_IQ4_NL, pq_iq4_nl, gu_iq4_nl },
-    { QT_Q2_K, pq_q2_K, gu_q2_K }, { QT_Q3_K, pq_q3_K, gu_q3_K },       { QT_Q4_K, pq_q4_K, gu_q4_K },
-    { QT_Q5_K, pq_q5_K, gu_q5_K }, { QT_Q6_K, pq_q6_K, gu_q6_K },       { QT_IQ4_XS, pq_iq4_xs, gu_iq4_xs },
+    { QT_Q4_0, pq_q4_0, gu_q4_0, gu1_q4_0 }, { QT_Q4_1, pq_q4_1, gu_q4_1, gu1_q4_1 },       { QT_Q5_0, pq_q5_0, gu_q5_0, gu1_q5_0 },
+    { QT_Q5_1, pq_q5_1, gu_q5_1, gu1_q5_1 }, { QT_Q8_0, pq_q8_0, gu_q8_0, gu1_q8_0 },       { QT_IQ4_NL, pq_iq4_nl, gu_iq4_nl, gu1_iq4_nl },
+    { QT_Q2_K, pq_q2_K, gu_q2_K, gu1_q2_K }, { QT_Q3_K, pq_q3_K, gu_q3_K, gu1_q3_K },       { QT_Q4_K, pq_q4_K, gu_q4_K, gu1_q4_K },
+    { QT_Q5_K, pq_q5_K, gu_q5_K, gu1_q5_K }, { QT_Q6_K, pq_q6_K, gu_q6_K, gu1_q6_K },       { QT_IQ4_XS, pq_iq4_xs, gu_iq4_xs, gu1_iq4_xs },
 };
 #define PQ_NTYPES (sizeof k_pq / sizeof k_pq[0])
 static uint64_t g_fused; /* fused launches (a testing aid) */
-static int g_gu_smem[PQ_NTYPES], g_pq_smem[PQ_NTYPES]; /* dynamic shared bytes allowed to each gu kernel (0: the default 48 KB) */
+static int g_gu_smem[PQ_NTYPES], g_gu1_smem[PQ_NTYPES], g_pq_smem[PQ_NTYPES]; /* dynamic shared bytes allowed to each gu kernel (0: the default 48 KB) */
 
 static int pq_find(uint32_t type) {
     for (size_t i = 0; i < PQ_NTYPES; i++)
@@ -446,7 +494,16 @@ extern "C" int cuda_matmul_glu(cuda_ctx *c, const cuda_weight *wg, const cuda_we
     size_t smem = stage + (size_t)(n_tok * (n / 32) * 44);
     if (!ok || smem > 200 * 1024)
         return gu_unfused(c, wg, wu, yg, ldg, yu, ldu, out, gelu, x, xs, n_tok, norm_w, eps, norm_y, err);
-    if ((rc = pq_allow((const void *)k_pq[ti].gu, &g_gu_smem[ti], smem, err))) return rc;
+    /* one token: the kernel that keeps each lane's activation chunks in registers (same
+     * arithmetic, in the same order; HEARTH_CUDA_GU1=0 turns it off) */
+    static int gu1_on = -1;
+    if (gu1_on < 0) {
+        const char *e = getenv("HEARTH_CUDA_GU1");
+        gu1_on = e && *e == '0' ? 0 : 1;
+    }
+    bool one = gu1_on && n_tok == 1 && per == 1 && n / 32 <= 32 * GU1_J;
+    gu_fn fn = one ? k_pq[ti].gu1 : k_pq[ti].gu;
+    if ((rc = pq_allow((const void *)fn, one ? &g_gu1_smem[ti] : &g_gu_smem[ti], smem, err))) return rc;
     pq_in in;
     memset(&in, 0, sizeof in);
     in.x = x, in.xs = xs, in.nw = norm_w, in.eps = eps, in.norm = norm_y != NULL, in.ny = norm_y;
@@ -454,7 +511,7 @@ extern "C" int cuda_matmul_glu(cuda_ctx *c, const cuda_weight *wg, const cuda_we
     float *od;
     int2 *os;
     if ((rc = cu_act_buffers(c, n_tok, n_ff, &oq, &od, &os, err))) return rc;
-    CU_LAUNCH(err, "launching gate/up", k_pq[ti].gu, (unsigned)(n_ff / 32), GU_W * 32, smem, c->stream,
+    CU_LAUNCH(err, "launching gate/up", fn, (unsigned)(n_ff / 32), GU_W * 32, smem, c->stream,
               (const uint8_t *)wg->data, (const uint8_t *)wu->data, wg->row_bytes, (int)n, (int)n_ff, per, vw, yg,
               ldg, yu, ldu, out, gelu, oq, od, os, in, (int)n_tok);
     g_fused++;

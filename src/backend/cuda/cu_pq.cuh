@@ -41,7 +41,8 @@ static __device__ __forceinline__ void pq_prefetch_w(pq_in in, int n, int n_tok,
  * the other half of the chunk). Called by every thread after cu_pdl_wait; ends with a
  * block barrier. red: [4][PQ_T] shared. */
 static __device__ __forceinline__ void pq_prologue(pq_in in, int n, int n_tok, const float4 *wpre, int8_t *sq,
-                                                   int2 *ssum, float *sd, float *red) {
+                                                   int2 *ssum, float *sd, float *red,
+                                                   unsigned long long *tm = nullptr) {
     int tid = threadIdx.x, nth = blockDim.x, lane = tid & 31, warp = tid >> 5, nch = n / 32;
     if (in.norm) {
         if (warp < 4) /* 128 threads: the order of the multi-block RMSNorm */
@@ -49,6 +50,9 @@ static __device__ __forceinline__ void pq_prologue(pq_in in, int n, int n_tok, c
                 float s = cu_warp_sum(cu_ss_part((const float4 *)(in.x + t * in.xs), n / 4, tid));
                 if (lane == 0) red[warp * PQ_T + t] = s;
             }
+#ifdef HEARTH_CUDA_TRACE
+        if (tm) tm[0] = cu_gtime();
+#endif
         __syncthreads();
     }
     int nh = n_tok * nch * 2;
@@ -116,6 +120,9 @@ static __device__ __forceinline__ void pq_prologue(pq_in in, int n, int n_tok, c
             }
         }
     }
+#ifdef HEARTH_CUDA_TRACE
+    if (tm) tm[7] = cu_gtime();
+#endif
     __syncthreads();
 }
 

@@ -5,9 +5,11 @@
  * A decode product reads every weight byte once and does ~1 FMA per byte, so it is bound by
  * the bytes in flight and by the latency around the stream (launch ramp, activation round
  * trips, reduction). Three kernels were built and measured (docs/performance.md):
- *  - mvp_kernel* (default): one block per row pair, warps over the columns, the first two
- *    8-column groups of each thread loaded before cu_pdl_wait, activations read from L1/L2
- *    next to their weights. Many short blocks per SM keep the most loads in flight.
+ *  - mvp4_kernel* (default since session 7): one block per two row pairs, warps over the
+ *    columns, the first two 8-column groups of each of the four rows loaded before
+ *    cu_pdl_wait, activations read from L1/L2 next to their weights (one load for four
+ *    rows); an instance with one token's accumulators for decode of one sequence.
+ *  - mvp_kernel* (HEARTH_CUDA_MVF_RP=1): the same with one row pair per block.
  *  - mvf_kernel (HEARTH_CUDA_MVF_MODE=64): one 8-warp block per SM streams a contiguous row
  *    range through a ring of 32 KB shared-memory tiles filled by bulk asynchronous copies
  *    (cp.async.bulk + mbarrier) queued before the PDL wait; activations staged in shared
@@ -496,6 +498,85 @@ static __device__ __forceinline__ void mvp_group(uint32_t type, const uint4 *qa,
 MVP_KERNEL(mvp_kernel16, 0)
 MVP_KERNEL(mvp_kernel32, 1)
 
+/* ---- four-row kernel (the default for 1..8 tokens) -------------------------------------
+ * The row-pair kernel's scheme with two row pairs per block (rows 4b..4b+3 of the row space,
+ * so a GLU launch still pairs gate i with up i): the first two 8-column groups of all four
+ * rows in flight before the PDL wait, each activation load serving four rows, and half as
+ * many blocks to schedule and reduce. Measured in a TinyLlama-shaped F16 chain (q/k/v, o,
+ * gate/up, down x 22 layers with PDL, H200): 25.3 us per layer against 28.9 for the
+ * row-pair kernel (HEARTH_CUDA_MVF_RP=1 selects that one). Per row the arithmetic does not
+ * depend on n_tok (thread i sums groups i, i + blockDim, ... then the warps in order). */
+/* q: [row * 2 + group][S] 16-byte pieces (S = 2 for f32 rows). */
+template <int NT, int S>
+static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q, int j, const float *xp,
+                                                  int64_t xstr, int n_tok, float acc[4][NT]) {
+    float w[4][8];
+#pragma unroll
+    for (int k = 0; k < 4; k++) mvf_w8(type, (const uint8_t *)(q + (k * 2 + j) * S), w[k]);
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        if (t < n_tok) {
+            const float4 *x4 = (const float4 *)(xp + t * xstr);
+            float4 xa = x4[0], xc = x4[1];
+#pragma unroll
+            for (int k = 0; k < 4; k++) acc[k][t] = mvf_dot8(w[k], xa, xc, acc[k][t]);
+        }
+    }
+}
+
+#define MVP4_KERNEL(name, IS32, NT)                                                                           \
+    static __global__ void __launch_bounds__(MVF_THREADS) name(const __grid_constant__ mvf_args A) {      \
+        __shared__ float red[4 * MVF_T * MVF_WARPS];                                                      \
+        int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;                       \
+        int64_t g0 = 4 * (int64_t)blockIdx.x, loc;                                                        \
+        const uint8_t *r[4];                                                                              \
+        _Pragma("unroll") for (int k = 0; k < 4; k++)                                                     \
+            r[k] = g0 + k < A.rows ? A.w[mvf_map(&A, g0 + k, &loc)] + (size_t)loc * A.row_bytes : NULL;   \
+        int ng = (int)(A.n / 8), bd = blockDim.x;                                                         \
+        uint4 q[8][IS32 + 1]; /* [row * 2 + group] */                                                     \
+        _Pragma("unroll") for (int j = 0; j < 2; j++)                                                     \
+            _Pragma("unroll") for (int k = 0; k < 4; k++) mvr_ld(r[k], threadIdx.x + j * bd, ng, q[k * 2 + j], IS32); \
+        cu_pdl_wait(); /* weights in flight; the activations are ready from here on */                   \
+        cu_pdl_trigger();                                                                                 \
+        float acc[4][NT]; /* NT: most tokens of the instance (1: decode of one sequence) */             \
+        _Pragma("unroll") for (int k = 0; k < 4; k++)                                                     \
+            _Pragma("unroll") for (int t = 0; t < NT; t++) acc[k][t] = 0.0f;                              \
+        _Pragma("unroll") for (int j = 0; j < 2; j++) {                                                   \
+            int g = threadIdx.x + j * bd;                                                                 \
+            if (g < ng) mvp4_group<NT, IS32 + 1>(A.type, &q[0][0], j, A.x + 8 * (int64_t)g, A.xs, A.n_tok, acc); \
+        }                                                                                                 \
+        for (int g = threadIdx.x + 2 * bd; g < ng; g += bd) {                                             \
+            _Pragma("unroll") for (int k = 0; k < 4; k++) mvr_ld(r[k], g, ng, q[k * 2], IS32);            \
+            mvp4_group<NT, IS32 + 1>(A.type, &q[0][0], 0, A.x + 8 * (int64_t)g, A.xs, A.n_tok, acc);        \
+        }                                                                                                 \
+        _Pragma("unroll") for (int t = 0; t < NT; t++) {                                                  \
+            if (t < A.n_tok)                                                                              \
+                _Pragma("unroll") for (int k = 0; k < 4; k++) {                                           \
+                    float v = cu_warp_sum(acc[k][t]);                                                     \
+                    if (lane == 0) red[(k * MVF_T + t) * MVF_WARPS + warp] = v;                           \
+                }                                                                                         \
+        }                                                                                                 \
+        __syncthreads();                                                                                  \
+        int t = threadIdx.x;                                                                              \
+        if (t < A.n_tok) {                                                                                \
+            float sum[4];                                                                                 \
+            _Pragma("unroll") for (int k = 0; k < 4; k++) {                                               \
+                sum[k] = 0.0f;                                                                            \
+                for (int w = 0; w < nw; w++) sum[k] += red[(k * MVF_T + t) * MVF_WARPS + w];              \
+                if (r[k]) mvf_put(&A, g0 + k, t, sum[k]);                                                 \
+            }                                                                                             \
+            if (A.glu) {                                                                                  \
+                if (r[1]) A.gout[(int64_t)t * A.gos + (g0 >> 1)] = cu_glu_act(A.glu == 2, sum[0]) * sum[1]; \
+                if (r[3]) A.gout[(int64_t)t * A.gos + (g0 >> 1) + 1] = cu_glu_act(A.glu == 2, sum[2]) * sum[3]; \
+            }                                                                                             \
+        }                                                                                                 \
+    }
+
+MVP4_KERNEL(mvp4_kernel16, 0, MVF_T)
+MVP4_KERNEL(mvp4_kernel32, 1, MVF_T)
+MVP4_KERNEL(mvp4_kernel16_1, 0, 1)
+MVP4_KERNEL(mvp4_kernel32_1, 1, 1)
+
 /* ---- the plain kernel (any shape and alignment) ----------------------------------------- */
 
 /* One warp per row pair of the row space (the pairing of mvf_kernel), lanes over columns. */
@@ -609,6 +690,17 @@ static int mvf_ipt(void) {
     return v;
 }
 
+/* Rows per block pair count of the default product kernel: 2 (mvp4_kernel*, four rows) or 1
+ * (mvp_kernel*, the row-pair kernel; tuning: HEARTH_CUDA_MVF_RP=1). */
+static int mvf_rp(void) {
+    static int v;
+    if (!v) {
+        const char *e = getenv("HEARTH_CUDA_MVF_RP");
+        v = e && *e == '1' ? 1 : 2;
+    }
+    return v;
+}
+
 /* Checks m and fills the launch-independent part of A. */
 static int mvf_prepare(const cuda_mvf_call *m, mvf_args *A, int *fast, hb_err *err) {
     memset(A, 0, sizeof *A);
@@ -664,7 +756,20 @@ extern "C" int cuda_mvf(cuda_ctx *c, const cuda_mvf_call *m, hb_err *err) {
         A.ny = m->norm && m->norm_y ? m->norm_y + t0 * m->norm_ys : NULL;
         A.xv = x_vec && A.n % 4 == 0;
         A.x_smem = m->norm || ((int64_t)nt * A.n * 4 <= MVF_XMAX && !((A.mode & 32) && x_vec));
-        if (fast && x_vec && !m->norm && !(A.mode & (16 | 64))) {
+        if (fast && x_vec && !m->norm && !(A.mode & (16 | 64)) && mvf_rp() == 2) {
+            /* 8-column groups per thread: two (the ones loaded before the wait), 32..256 threads */
+            int64_t ng = A.n / 8, thr = (ng + 2 * 32 - 1) / (2 * 32) * 32;
+            thr = thr < 32 ? 32 : (thr > MVF_THREADS ? MVF_THREADS : thr);
+            A.x_smem = 0;
+            unsigned grid = (unsigned)((A.rows + 3) / 4);
+            bool one = nt == 1; /* the instance with one token's accumulators (fewer registers) */
+            if (A.type == QT_F32)
+                CU_LAUNCH(err, "launching a float matrix-vector product", one ? mvp4_kernel32_1 : mvp4_kernel32, grid,
+                          (unsigned)thr, 0, c->stream, A);
+            else
+                CU_LAUNCH(err, "launching a float matrix-vector product", one ? mvp4_kernel16_1 : mvp4_kernel16, grid,
+                          (unsigned)thr, 0, c->stream, A);
+        } else if (fast && x_vec && !m->norm && !(A.mode & (16 | 64))) {
             int w = (int)(A.n / 8 / (32 * mvf_ipt()));
             w = w < 1 ? 1 : (w > MVF_WARPS ? MVF_WARPS : w);
             A.x_smem = 0;

@@ -489,19 +489,20 @@ extern "C" int cuda_matmul_glu(cuda_ctx *c, const cuda_weight *wg, const cuda_we
      * than 1280 bytes (Q8_0, Q6_K, Q5_K at 2048 columns) stay on the separate kernels,
      * measured faster there */
     int per = per_env ? per_env : 1;
-    if (!per_env && (size_t)GU_W * 2 * wg->row_bytes > 40 * 1024) ok = 0;
-    size_t stage = ((size_t)GU_W * 2 * per * wg->row_bytes + 15) & ~(size_t)15;
-    size_t smem = stage + (size_t)(n_tok * (n / 32) * 44);
-    if (!ok || smem > 200 * 1024)
-        return gu_unfused(c, wg, wu, yg, ldg, yu, ldu, out, gelu, x, xs, n_tok, norm_w, eps, norm_y, err);
     /* one token: the kernel that keeps each lane's activation chunks in registers (same
-     * arithmetic, in the same order; HEARTH_CUDA_GU1=0 turns it off) */
+     * arithmetic, in the same order; HEARTH_CUDA_GU1=0 turns it off); it also takes the
+     * longer rows (Q8_0 at 2048 columns: +2-4% tg128 against the separate kernels, H200) */
     static int gu1_on = -1;
     if (gu1_on < 0) {
         const char *e = getenv("HEARTH_CUDA_GU1");
         gu1_on = e && *e == '0' ? 0 : 1;
     }
     bool one = gu1_on && n_tok == 1 && per == 1 && n / 32 <= 32 * GU1_J;
+    if (!per_env && !one && (size_t)GU_W * 2 * wg->row_bytes > 40 * 1024) ok = 0;
+    size_t stage = ((size_t)GU_W * 2 * per * wg->row_bytes + 15) & ~(size_t)15;
+    size_t smem = stage + (size_t)(n_tok * (n / 32) * 44);
+    if (!ok || smem > 200 * 1024)
+        return gu_unfused(c, wg, wu, yg, ldg, yu, ldu, out, gelu, x, xs, n_tok, norm_w, eps, norm_y, err);
     gu_fn fn = one ? k_pq[ti].gu1 : k_pq[ti].gu;
     if ((rc = pq_allow((const void *)fn, one ? &g_gu1_smem[ti] : &g_gu_smem[ti], smem, err))) return rc;
     pq_in in;

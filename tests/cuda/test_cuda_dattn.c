@@ -130,7 +130,7 @@ static void run_case(const dcase *dc) {
     unsetenv("HEARTH_CUDA_DATTN_DANG");
     if (rc) fprintf(stderr, "%s\n", g_err.msg);
     assert_int_equal(rc, 0);
-    cuda_mm_opt reuse = { 1, NULL }, fresh = { 0, NULL };
+    cuda_mm_opt reuse = { 1, NULL, 0 }, fresh = { 0, NULL, 0 };
     if (dc->quant) { /* the int8 output it left == the output quantized by the product */
         assert_int_equal(cuda_matmul_ex(g_ctx, &w, ob, T, yb, wr, &reuse, &g_err), 0);
         assert_int_equal(cuda_matmul_ex(g_ctx, &w, ob, T, ya, wr, &fresh, &g_err), 0);

@@ -81,7 +81,7 @@ static void check_gemm(uint32_t type, int64_t rows, int64_t cols, int64_t n_tok,
     assert_int_equal(cuda_upload(g_ctx, dx, x, sizeof(float) * n_tok * cols, &g_err), 0);
     assert_int_equal(cuda_upload(g_ctx, dy, y, sizeof(float) * ny, &g_err), 0);
     assert_int_equal(cuda_upload(g_ctx, dr, res, sizeof(float) * ny, &g_err), 0);
-    cuda_mm_opt opt = { 0, add ? (float *)dr : NULL };
+    cuda_mm_opt opt = { 0, add ? (float *)dr : NULL, 0 };
     int rc = cuda_matmul_ex(g_ctx, &t.w, dx, n_tok, dy, ldy, &opt, &g_err);
     if (rc) fprintf(stderr, "%s\n", g_err.msg);
     assert_int_equal(rc, 0);
@@ -180,7 +180,7 @@ static void check_multi(uint32_t type, int64_t cols, int64_t n_tok) {
     }
     assert_int_equal(cuda_matmul_multi(g_ctx, 3, ws, ys, ldys, adds, dx, n_tok, 0, &g_err), 0);
     for (int i = 0; i < 3; i++) {
-        cuda_mm_opt opt = { 0, i == 1 ? (float *)dr2 : NULL };
+        cuda_mm_opt opt = { 0, i == 1 ? (float *)dr2 : NULL, 0 };
         assert_int_equal(cuda_matmul_ex(g_ctx, ws[i], dx, n_tok, dz[i], rows[i], &opt, &g_err), 0);
     }
     for (int i = 0; i < 3; i++) {

@@ -4,8 +4,9 @@
  *  - against the separate kernels it replaces (RMSNorm, gate/up products, glu_q8) and the
  *    down product that reuses the quantized GLU output, for 1..4 and 8 tokens;
  *  - batch invariance: token t of an 8-token (and a 3-token) call == that token alone;
- *  - coverage: every one of these row sizes takes the fused kernel for one token (rows
- *    over 1280 bytes only with HEARTH_CUDA_GU_PER set, which main does).
+ *  - coverage: every one of these row sizes takes the fused kernel for one token (the
+ *    single-token gu1_* kernel, which also takes rows over 1280 bytes; the generic one
+ *    takes those only with HEARTH_CUDA_GU_PER set, which main does, for 2..4 tokens).
  * Built only with `make CUDA=1`; skips when no usable GPU is present.
  */
 #include <math.h>
@@ -91,7 +92,7 @@ static void run(const ffn *f, outs *o, int64_t t0, int64_t T, int gelu, int fuse
         ok(cuda_matmul_multi(g_ctx, 2, ws, ys, ldys, adds, n, T, 1, &g_err));
         ok(cuda_glu_q8(g_ctx, gelu, g, F, u, F, out, T, F, &g_err));
     }
-    cuda_mm_opt opt = { 1, NULL };
+    cuda_mm_opt opt = { 1, NULL, 0 };
     ok(cuda_matmul_ex(g_ctx, &f->wd, out, T, o->d + t0 * E2, E2, &opt, &g_err));
 }
 

@@ -345,13 +345,25 @@ static void test_fused_paths(void **state) {
     assert_int_equal(cuda_matmul(g_ctx, &wsq, dg, T, dy[0], 64, &g_err), 0);
     to_host(r1, dy[0], sizeof r1);
     assert_int_equal(cuda_glu_q8(g_ctx, 0, dx, K, dn, K, dg, T, K, &g_err), 0);
-    cuda_mm_opt opt = { 1, dr };
+    cuda_mm_opt opt = { 1, dr, 0 };
     assert_int_equal(cuda_matmul_ex(g_ctx, &wsq, dg, T, dy[0], 64, &opt, &g_err), 0);
     to_host(r2, dy[0], sizeof r2);
     assert_memory_equal(r1, r2, sizeof r1);
     float res[T * 64];
     to_host(res, dr, sizeof res);
     for (int i = 0; i < T * 64; i++) assert_float_equal(res[i], x[i] + r1[i], 1e-5 * (1 + fabsf(x[i])));
+    /* one token with the residual read before the PDL wait (add_early): the same bits */
+    float *de1 = dev_from(x, sizeof(float) * 64), *de2 = dev_from(x, sizeof(float) * 64);
+    float e1[64], e2[64], s1[64], s2[64];
+    cuda_mm_opt late = { 1, de1, 0 }, early = { 1, de2, 1 };
+    assert_int_equal(cuda_matmul_ex(g_ctx, &wsq, dg, 1, dy[0], 64, &late, &g_err), 0);
+    to_host(e1, dy[0], sizeof e1);
+    assert_int_equal(cuda_matmul_ex(g_ctx, &wsq, dg, 1, dy[1], 64, &early, &g_err), 0);
+    to_host(e2, dy[1], sizeof e2);
+    to_host(s1, de1, sizeof s1), to_host(s2, de2, sizeof s2);
+    assert_memory_equal(e1, e2, sizeof e1);
+    assert_memory_equal(s1, s2, sizeof s1);
+    cuda_free(g_ctx, de1), cuda_free(g_ctx, de2);
     for (int i = 0; i < 3; i++) cuda_free(g_ctx, (void *)w[i].data), cuda_free(g_ctx, dy[i]);
     cuda_free(g_ctx, dx), cuda_free(g_ctx, dn), cuda_free(g_ctx, dw), cuda_free(g_ctx, dg), cuda_free(g_ctx, dr);
     free(wf), free(wq);

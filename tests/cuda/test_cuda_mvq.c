@@ -62,7 +62,7 @@ static void check_pro_norm(uint32_t type, int64_t K, int64_t T) {
         } else {
             ok(cuda_matmul_pro(g_ctx, 3, ws, ys, ldys, adds, dx, xs, T, dw, 1e-5f, dn[v], &g_err));
         }
-        cuda_mm_opt opt = { 1, NULL };
+        cuda_mm_opt opt = { 1, NULL, 0 };
         ok(cuda_matmul_ex(g_ctx, &w[3], dn[v], T, dy[v][3], 20, &opt, &g_err));
     }
     int fused = cuda_mvq_fused_launches() > f0;
@@ -166,7 +166,7 @@ static void check_glu(uint32_t type, int64_t K, int64_t F, int64_t T, int gelu, 
             ok(cuda_matmul_glu(g_ctx, pg, pu, dg[v], F, du[v], F, dout[v], gelu, dx, xs, T, norm ? dw : NULL, 1e-5f,
                                norm ? dn[v] : NULL, &g_err));
         }
-        cuda_mm_opt opt = { 1, NULL };
+        cuda_mm_opt opt = { 1, NULL, 0 };
         ok(cuda_matmul_ex(g_ctx, &wd, dout[v], T, dd[v], E2, &opt, &g_err));
     }
     int fused = cuda_mvq_fused_launches() > f0, bad0 = g_bad;

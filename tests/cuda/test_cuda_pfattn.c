@@ -305,7 +305,7 @@ static void test_quantized_output(void **state) {
     assert_int_equal(cuda_matmul(g_ctx, &w, f.dout, T, dy, R, &g_err), 0);
     to_host(y1, dy, sizeof y1);
     fx_run(&f, 0, T, 0.0f, 1, o2);
-    cuda_mm_opt opt = { 1, NULL };
+    cuda_mm_opt opt = { 1, NULL, 0 };
     assert_int_equal(cuda_matmul_ex(g_ctx, &w, f.dout, T, dy, R, &opt, &g_err), 0);
     to_host(y2, dy, sizeof y2);
     assert_memory_equal(o1, o2, sizeof o1);

@@ -277,7 +277,7 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
             int64_t ldys[3] = { k->n[1], k->ldyx[0], k->ldyx[1] };
             return cuda_matmul_multi(cu, 1 + (int)k->n_multi, ws, ys, ldys, adds, k->p[0], k->n[0], k->flag & 1, err);
         }
-        cuda_mm_opt opt = { k->flag & 1, (float *)k->p[3] };
+        cuda_mm_opt opt = { k->flag & 1, (float *)k->p[3], (k->flag & CB_MM_EARLY_ADD) != 0 };
         return cuda_matmul_ex(cu, &k->w, k->p[0], k->n[0], y, k->n[1], &opt, err);
     }
     case CK_RMSNORM:

@@ -492,10 +492,63 @@ static void cb_qkvr_rules(cuda_be *c) {
         if (c->cmd[i].kind == CK_ROPE) cb_fuse_qkvr(c, i);
 }
 
+/* ---- the residual read before the PDL wait (CB_MM_EARLY_ADD) ----------------------------
+ * A decode kernel's blocks start only once the kernel before it has passed its own PDL wait
+ * (every kernel of the step waits before it triggers), so all work launched before that
+ * kernel is finished and visible by then. A single-token product may therefore read its
+ * residual target before its own wait when the op just before it does not write that
+ * target, and the product's output does not overlap it (the sum is then the same bits:
+ * old + v). Only ops whose outputs are known here are trusted — products (not the q/k/v
+ * kernel that stores the KV cell, nor a folded float norm) and the attention; after
+ * anything else, or as the first op of a step, the flag stays off. Extra launches inside an
+ * op (activation quantization) only move the previous op further back. Off with the
+ * persistent kernel and with HEARTH_CUDA_EARLY_ADD=0. */
+static bool cb_early_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *s = getenv("HEARTH_CUDA_EARLY_ADD");
+        on = s && *s == '0' ? 0 : 1;
+    }
+    return on == 1;
+}
+
+/* Whether op k may write the floats [p, p + n) (false only where its outputs are known). */
+static bool cb_may_write(const cb_cmd *k, const void *p, int64_t n) {
+    int64_t t = k->n[0];
+    switch (k->kind) {
+    case CK_MATMUL:
+        if (k->flag & (CB_MM_QKVR | 32)) return true;
+        return cb_mv_writes(k, p, n) || ((k->flag & 2) && overlaps(k->p[0], t * k->w.n_cols, p, n)) ||
+               ((k->flag & 4) && overlaps(k->px[1], t * k->w.n_rows, p, n));
+    case CK_ATTN: {
+        int64_t at = k->at.n_tok, w = (int64_t)k->at.n_head * k->at.head_dim_v;
+        return at < 1 || overlaps(k->p[1], (at - 1) * k->n[1] + w, p, n);
+    }
+    default:
+        return true;
+    }
+}
+
+static void cb_early_add(cuda_be *c) {
+    if (c->mega || !cb_early_on()) return;
+    size_t prev = c->n_cmd;
+    for (size_t i = 0; i < c->n_cmd; i++) {
+        cb_cmd *k = &c->cmd[i];
+        if (k->kind == CK_NOP) continue;
+        int64_t rows = k->w.n_rows;
+        if (k->kind == CK_MATMUL && prev < c->n_cmd && k->p[3] && k->n[0] == 1 && !k->n_multi &&
+            !(k->flag & (2 | 4 | 32 | 64 | CB_MM_QKVR)) && !overlaps(k->p[1], rows, k->p[3], rows) &&
+            !cb_may_write(&c->cmd[prev], k->p[3], rows))
+            k->flag |= CB_MM_EARLY_ADD;
+        prev = i;
+    }
+}
+
 void cb_rewrite(cuda_be *c) {
     cb_fuse(c);
     cb_merge(c);
     cb_fold(c);
     cb_qkvr_rules(c);
     cb_mvf_rules(c);
+    cb_early_add(c);
 }

@@ -49,6 +49,9 @@ typedef struct cb_cmd {
  * sequences. */
 #define CB_MM_QKVR (1 << 11)
 #define CB_MM_QKVR_KV (1 << 12)
+/* CK_MATMUL whose residual target p[3] the op before it does not write (cb_early_add): its
+ * single-token kernel reads the residual before its PDL wait. */
+#define CB_MM_EARLY_ADD (1 << 13)
 _Static_assert(sizeof(cb_cmd) % 8 == 0, "cb_cmd is hashed as 64-bit words");
 
 /* A step seen before: after one eager run it is captured, then replayed. */

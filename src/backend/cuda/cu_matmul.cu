@@ -76,6 +76,7 @@ typedef struct mv_seg {
 typedef struct mv_multi {
     mv_seg s0, s1, s2;
     int n;
+    int early; /* MV1 kernels: read add_to before the PDL wait (cuda_mm_opt.add_early) */
 } mv_multi;
 
 /* Picks this block's segment with selects (no run-time indexing of the parameter). */
@@ -175,6 +176,8 @@ static __device__ __forceinline__ void mq_stage(uint8_t *dst, const uint8_t *src
         CU_TR_ENTRY();                                                                                   \
         MV_ROW_BEGIN(HAS_LUT);                                                                           \
         for (int i = lane * vw; i < (int)row_bytes; i += 32 * vw) mq_cp(sm + i, row + i, vw);            \
+        float res_ = 0.0f; /* the residual, read early when the host allows it */                        \
+        if (mm.early && lane == 0 && add_to) res_ = __ldcg(add_to + r);                                   \
         cu_pdl_wait_e(); /* weights in flight; activations now ready */                                     \
         cu_pdl_trigger();                                                                                 \
         int4 xa[MV1_J], xb[MV1_J];                                                                        \
@@ -187,7 +190,14 @@ static __device__ __forceinline__ void mq_stage(uint8_t *dst, const uint8_t *src
         float acc[MV_T];                                                                                  \
         _Pragma("unroll") for (int t = 0; t < MV_T; t++) acc[t] = 0.0f;                                  \
         MV1_DOT(MV1_J, UNPACK, HAS_MIN, sm, lut, nch, lane, xa, xb, dx, sx, acc[0]);                       \
-        cu_mv_store(acc, lane, r, 1, y, ldy, add_to);                                                        \
+        if (mm.early) { /* the same sum: add_to[r] + v with the value read before the wait */              \
+            float v_ = cu_warp_sum(acc[0]);                                                               \
+            if (lane == 0) {                                                                              \
+                y[r] = v_;                                                                                \
+                if (add_to) add_to[r] = res_ + v_;                                                        \
+            }                                                                                             \
+        } else                                                                                            \
+            cu_mv_store(acc, lane, r, 1, y, ldy, add_to);                                                 \
         CU_TR_MARK(2);                                                                                    \
         CU_TR_FLUSH();                                                                                    \
     }
@@ -595,6 +605,7 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
         mm.n = 1;
         mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
                           add_to ? add_to + t0 * ldy : NULL, grid };
+        mm.early = opt && opt->add_early && n_tok == 1;
         mv_fn fn = mv_pick(e, nt, w->n_rows, nch, segb, vw, w->row_bytes);
         cu_carve((const void *)fn);
         CU_LAUNCH(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c->stream, mm, nch, segb, vw,

@@ -100,6 +100,10 @@ int cuda_matmul(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok
 typedef struct cuda_mm_opt {
     int reuse_act;
     float *add_to;
+    /* the caller checked that the op launched before this one does not write add_to and
+     * that y does not overlap it (be_cuda_fuse.c cb_early_add): the single-token kernel
+     * may then read add_to before its PDL wait */
+    int add_early;
 } cuda_mm_opt;
 int cuda_matmul_ex(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
                    const cuda_mm_opt *opt, hb_err *err);

@@ -335,6 +335,18 @@ static void test_fused_paths(void **state) {
             to_host(a2, fy[i], sizeof(float) * T * fl[i]);
             assert_memory_equal(a1, a2, sizeof(float) * T * fl[i]);
         }
+        /* one token with the residual read before the PDL wait (add_early): the same bits */
+        float *dq1 = dev_from(x, sizeof(float) * 64), *dq2 = dev_from(x, sizeof(float) * 64);
+        float z1[64], z2[64], u1[64], u2[64];
+        cuda_mm_opt fl_late = { 0, dq1, 0 }, fl_early = { 0, dq2, 1 };
+        assert_int_equal(cuda_matmul_ex(g_ctx, &f1, dx, 1, fy[0], 64, &fl_late, &g_err), 0);
+        to_host(z1, fy[0], sizeof z1);
+        assert_int_equal(cuda_matmul_ex(g_ctx, &f1, dx, 1, fy[1], 64, &fl_early, &g_err), 0);
+        to_host(z2, fy[1], sizeof z2);
+        to_host(u1, dq1, sizeof u1), to_host(u2, dq2, sizeof u2);
+        assert_memory_equal(z1, z2, sizeof z1);
+        assert_memory_equal(u1, u2, sizeof u1);
+        cuda_free(g_ctx, dq1), cuda_free(g_ctx, dq2);
         cuda_free(g_ctx, (void *)f1.data);
         free(fh);
     }

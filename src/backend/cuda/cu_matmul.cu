@@ -579,7 +579,7 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
         cuda_mvf_call m;
         memset(&m, 0, sizeof m);
         m.n = 1, m.w[0] = w, m.y[0] = y, m.ldy[0] = ldy, m.add_to[0] = add_to;
-        m.x = x, m.x_stride = w->n_cols, m.n_tok = n_tok;
+        m.x = x, m.x_stride = w->n_cols, m.n_tok = n_tok, m.add_early = opt && opt->add_early;
         return cuda_mvf(c, &m, err);
     }
     const mm_entry *e = mm_find(w->type);

@@ -63,6 +63,7 @@ typedef struct mvf_args {
     float eps;
     float *ny;
     int64_t nys;
+    int early;                    /* one token: read the residual targets before the PDL wait */
 } mvf_args;
 
 /* ---- shared pieces ---------------------------------------------------------------------- */
@@ -536,6 +537,12 @@ static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q,
         uint4 q[8][IS32 + 1]; /* [row * 2 + group] */                                                     \
         _Pragma("unroll") for (int j = 0; j < 2; j++)                                                     \
             _Pragma("unroll") for (int k = 0; k < 4; k++) mvr_ld(r[k], threadIdx.x + j * bd, ng, q[k * 2 + j], IS32); \
+        float res[4] = { 0.0f, 0.0f, 0.0f, 0.0f }; /* residuals read early (one token, A.early) */       \
+        if (NT == 1 && A.early && threadIdx.x == 0)                                                       \
+            _Pragma("unroll") for (int k = 0; k < 4; k++) {                                               \
+                int s_ = r[k] ? mvf_map(&A, g0 + k, &loc) : 0;                                            \
+                if (r[k] && A.add[s_]) res[k] = __ldcg(A.add[s_] + loc);                                  \
+            }                                                                                             \
         cu_pdl_wait(); /* weights in flight; the activations are ready from here on */                   \
         cu_pdl_trigger();                                                                                 \
         float acc[4][NT]; /* NT: most tokens of the instance (1: decode of one sequence) */             \
@@ -563,7 +570,12 @@ static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q,
             _Pragma("unroll") for (int k = 0; k < 4; k++) {                                               \
                 sum[k] = 0.0f;                                                                            \
                 for (int w = 0; w < nw; w++) sum[k] += red[(k * MVF_T + t) * MVF_WARPS + w];              \
-                if (r[k]) mvf_put(&A, g0 + k, t, sum[k]);                                                 \
+                if (r[k] && NT == 1 && A.early) { /* the same sum with the residual read early */        \
+                    int s_ = mvf_map(&A, g0 + k, &loc);                                                   \
+                    A.y[s_][loc] = sum[k];                                                                \
+                    if (A.add[s_]) A.add[s_][loc] = res[k] + sum[k];                                      \
+                } else if (r[k])                                                                          \
+                    mvf_put(&A, g0 + k, t, sum[k]);                                                       \
             }                                                                                             \
             if (A.glu) {                                                                                  \
                 if (r[1]) A.gout[(int64_t)t * A.gos + (g0 >> 1)] = cu_glu_act(A.glu == 2, sum[0]) * sum[1]; \
@@ -732,6 +744,7 @@ static int mvf_prepare(const cuda_mvf_call *m, mvf_args *A, int *fast, hb_err *e
     }
     A->mode = mode, A->ns = ns;
     A->norm = m->norm, A->nw = m->norm_w, A->eps = m->eps, A->nys = m->norm_ys;
+    A->early = m->add_early && m->n_tok == 1;
     return HEARTH_OK;
 }
 

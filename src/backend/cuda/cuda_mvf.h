@@ -39,6 +39,7 @@ typedef struct cuda_mvf_call {
     int glu;                      /* 0; 1 SiLU; 2 GELU (tanh): n == 2, equal row counts */
     float *glu_out;               /* glu_out[t * glu_os + r] */
     int64_t glu_os;
+    int add_early;                /* add_to may be read before the PDL wait (cuda_mm_opt.add_early) */
 } cuda_mvf_call;
 
 /* Runs the product(s) described by m (checks its shapes first). */

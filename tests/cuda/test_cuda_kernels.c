@@ -270,6 +270,22 @@ static void test_attention(void **state) {
 /* The fused paths the backend uses for a decode step give the unfused results: one launch
  * for three weights == three launches (bitwise), norm/GLU + quantize then reuse == the
  * separate ops (up to the rounding of the norm's sum). */
+/* One token of w (64 rows) over dx with the residual add into a copy of res: the residual
+ * read before the PDL wait (cuda_mm_opt.add_early) gives the same bits as the add at the
+ * end, in the product and in the residual. dy: two device buffers of 64+ floats. */
+static void check_early_add(const cuda_weight *w, const float *dx, int reuse, const float *res, float *const *dy) {
+    float *dr[2], y[2][64], r[2][64];
+    for (int e = 0; e < 2; e++) {
+        dr[e] = dev_from(res, sizeof(float) * 64);
+        cuda_mm_opt o = { reuse, dr[e], e };
+        assert_int_equal(cuda_matmul_ex(g_ctx, w, dx, 1, dy[e], 64, &o, &g_err), 0);
+        to_host(y[e], dy[e], sizeof y[e]), to_host(r[e], dr[e], sizeof r[e]);
+        cuda_free(g_ctx, dr[e]);
+    }
+    assert_memory_equal(y[0], y[1], sizeof y[0]);
+    assert_memory_equal(r[0], r[1], sizeof r[0]);
+}
+
 static void test_fused_paths(void **state) {
     (void)state;
     NEED_GPU();
@@ -335,18 +351,7 @@ static void test_fused_paths(void **state) {
             to_host(a2, fy[i], sizeof(float) * T * fl[i]);
             assert_memory_equal(a1, a2, sizeof(float) * T * fl[i]);
         }
-        /* one token with the residual read before the PDL wait (add_early): the same bits */
-        float *dq1 = dev_from(x, sizeof(float) * 64), *dq2 = dev_from(x, sizeof(float) * 64);
-        float z1[64], z2[64], u1[64], u2[64];
-        cuda_mm_opt fl_late = { 0, dq1, 0 }, fl_early = { 0, dq2, 1 };
-        assert_int_equal(cuda_matmul_ex(g_ctx, &f1, dx, 1, fy[0], 64, &fl_late, &g_err), 0);
-        to_host(z1, fy[0], sizeof z1);
-        assert_int_equal(cuda_matmul_ex(g_ctx, &f1, dx, 1, fy[1], 64, &fl_early, &g_err), 0);
-        to_host(z2, fy[1], sizeof z2);
-        to_host(u1, dq1, sizeof u1), to_host(u2, dq2, sizeof u2);
-        assert_memory_equal(z1, z2, sizeof z1);
-        assert_memory_equal(u1, u2, sizeof u1);
-        cuda_free(g_ctx, dq1), cuda_free(g_ctx, dq2);
+        check_early_add(&f1, dx, 0, x, fy);
         cuda_free(g_ctx, (void *)f1.data);
         free(fh);
     }
@@ -364,18 +369,7 @@ static void test_fused_paths(void **state) {
     float res[T * 64];
     to_host(res, dr, sizeof res);
     for (int i = 0; i < T * 64; i++) assert_float_equal(res[i], x[i] + r1[i], 1e-5 * (1 + fabsf(x[i])));
-    /* one token with the residual read before the PDL wait (add_early): the same bits */
-    float *de1 = dev_from(x, sizeof(float) * 64), *de2 = dev_from(x, sizeof(float) * 64);
-    float e1[64], e2[64], s1[64], s2[64];
-    cuda_mm_opt late = { 1, de1, 0 }, early = { 1, de2, 1 };
-    assert_int_equal(cuda_matmul_ex(g_ctx, &wsq, dg, 1, dy[0], 64, &late, &g_err), 0);
-    to_host(e1, dy[0], sizeof e1);
-    assert_int_equal(cuda_matmul_ex(g_ctx, &wsq, dg, 1, dy[1], 64, &early, &g_err), 0);
-    to_host(e2, dy[1], sizeof e2);
-    to_host(s1, de1, sizeof s1), to_host(s2, de2, sizeof s2);
-    assert_memory_equal(e1, e2, sizeof e1);
-    assert_memory_equal(s1, s2, sizeof s1);
-    cuda_free(g_ctx, de1), cuda_free(g_ctx, de2);
+    check_early_add(&wsq, dg, 1, x, dy);
     for (int i = 0; i < 3; i++) cuda_free(g_ctx, (void *)w[i].data), cuda_free(g_ctx, dy[i]);
     cuda_free(g_ctx, dx), cuda_free(g_ctx, dn), cuda_free(g_ctx, dw), cuda_free(g_ctx, dg), cuda_free(g_ctx, dr);
     free(wf), free(wq);

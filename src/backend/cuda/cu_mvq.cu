@@ -146,6 +146,16 @@ typedef struct pq_multi {
  * two passes, for rows too long for 4 per warp). Dynamic shared memory: the stage
  * [GU_W][2 * per * row_bytes], rounded to 16, then the activations. The GLU outputs of
  * every token are quantized into the scratch (oq, od, os: [n_tok][n_ff / 32] chunks). */
+/* The warp's copies of gate row `row` and up row `row` (pb bytes each from the row start:
+ * one or two outputs' rows) into its stage sm and sm + pb. */
+static __device__ __forceinline__ void gu_stage(uint8_t *sm, const uint8_t *wg, const uint8_t *wu, int64_t row,
+                                                size_t row_bytes, int pb, int vw, int lane) {
+    for (int i = lane * vw; i < pb; i += 32 * vw) {
+        mq_cp(sm + i, wg + (size_t)row * row_bytes + i, vw);
+        mq_cp(sm + pb + i, wu + (size_t)row * row_bytes + i, vw);
+    }
+}
+
 #define GU_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT, J)                                                        \
     static __global__ void __launch_bounds__(GU_W * 32, 2)                                               \
         name(const uint8_t *wg, const uint8_t *wu, size_t row_bytes, int n, int n_ff, int per, int vw,   \
@@ -163,10 +173,7 @@ typedef struct pq_multi {
         uint8_t *sm = pq_dyn + warp * wst;                                                               \
         int64_t i0 = (int64_t)blockIdx.x * 32 + 2 * warp;                                                \
         int pb = per * (int)row_bytes;                                                                   \
-        for (int i = lane * vw; i < pb; i += 32 * vw) {                                                  \
-            mq_cp(sm + i, wg + (size_t)i0 * row_bytes + i, vw);                                          \
-            mq_cp(sm + pb + i, wu + (size_t)i0 * row_bytes + i, vw);                                     \
-        }                                                                                                \
+        gu_stage(sm, wg, wu, i0, row_bytes, pb, vw, lane);                                               \
         float4 wpre[4];                                                                                  \
         pq_prefetch_w(in, n, n_tok, wpre);                                                               \
         cu_pdl_wait_e();                                                                                 \
@@ -188,10 +195,7 @@ typedef struct pq_multi {
                 if (p) {                                                                                 \
                     CU_TR_MARK(2);                                                                       \
                     __syncwarp();                                                                        \
-                    for (int i = lane * vw; i < pb; i += 32 * vw) {                                      \
-                        mq_cp(sm + i, wg + (size_t)(i0 + 1) * row_bytes + i, vw);                        \
-                        mq_cp(sm + pb + i, wu + (size_t)(i0 + 1) * row_bytes + i, vw);                   \
-                    }                                                                                    \
+                    gu_stage(sm, wg, wu, i0 + 1, row_bytes, pb, vw, lane);                               \
                 }                                                                                        \
                 asm volatile("cp.async.wait_all;\n" ::: "memory");                                       \
                 __syncwarp();                                                                            \
@@ -205,10 +209,7 @@ typedef struct pq_multi {
             if (p) { /* second pass (per == 1): output i0 + 1 */                                         \
                 CU_TR_MARK(2);                                                                           \
                 __syncwarp();                                                                            \
-                for (int i = lane * vw; i < pb; i += 32 * vw) {                                          \
-                    mq_cp(sm + i, wg + (size_t)(i0 + 1) * row_bytes + i, vw);                            \
-                    mq_cp(sm + pb + i, wu + (size_t)(i0 + 1) * row_bytes + i, vw);                       \
-                }                                                                                        \
+                gu_stage(sm, wg, wu, i0 + 1, row_bytes, pb, vw, lane);                                   \
             }                                                                                            \
             asm volatile("cp.async.wait_all;\n" ::: "memory");                                           \
             __syncwarp();                                                                                \

@@ -702,7 +702,7 @@ static int mvf_ipt(void) {
     return v;
 }
 
-/* Rows per block pair count of the default product kernel: 2 (mvp4_kernel*, four rows) or 1
+/* Row pairs per block of the default product kernel: 2 (mvp4_kernel*, four rows) or 1
  * (mvp_kernel*, the row-pair kernel; tuning: HEARTH_CUDA_MVF_RP=1). */
 static int mvf_rp(void) {
     static int v;

@@ -186,26 +186,13 @@ static __device__ __forceinline__ void gu_stage(uint8_t *sm, const uint8_t *wg, 
         float g[2][GU_T], u[2][GU_T];                                                                    \
         _Pragma("unroll") for (int j = 0; j < 2; j++)                                                    \
             _Pragma("unroll") for (int t = 0; t < GU_T; t++) g[j][t] = u[j][t] = 0.0f;                   \
-        if (J) { /* one token, per == 1: this lane's activation chunks stay in registers */              \
-            int4 xa[(J) + 1], xb[(J) + 1];                                                               \
-            float dx[(J) + 1];                                                                           \
-            int2 sx[(J) + 1];                                                                            \
+        int4 xa[(J) + 1], xb[(J) + 1]; /* J > 0: one token, per == 1: this lane's activation chunks */ \
+        float dx[(J) + 1];                                                                               \
+        int2 sx[(J) + 1];                                                                                \
+        if (J) {                                                                                         \
             MV1_LOAD_ACT(J, HAS_MIN, sq, sd, ssum, nch, lane, xa, xb, dx, sx);                           \
-            _Pragma("unroll") for (int p = 0; p < 2; p++) {                                              \
-                if (p) {                                                                                 \
-                    CU_TR_MARK(2);                                                                       \
-                    __syncwarp();                                                                        \
-                    gu_stage(sm, wg, wu, i0 + 1, row_bytes, pb, vw, lane);                               \
-                }                                                                                        \
-                asm volatile("cp.async.wait_all;\n" ::: "memory");                                       \
-                __syncwarp();                                                                            \
-                CU_TR_MARK(3 + p);                                                                       \
-                const uint8_t *smu = sm + pb;                                                            \
-                MV1_DOT(J, UNPACK, HAS_MIN, sm, lut, nch, lane, xa, xb, dx, sx, g[p][0]);                \
-                MV1_DOT(J, UNPACK, HAS_MIN, smu, lut, nch, lane, xa, xb, dx, sx, u[p][0]);               \
-            }                                                                                            \
-        } else                                                                                           \
-        for (int p = 0; p < 2; p += per) {                                                               \
+        }                                                                                                \
+        _Pragma("unroll") for (int p = 0; p < 2; p += (J) ? 1 : per) {                                   \
             if (p) { /* second pass (per == 1): output i0 + 1 */                                         \
                 CU_TR_MARK(2);                                                                           \
                 __syncwarp();                                                                            \
@@ -214,6 +201,11 @@ static __device__ __forceinline__ void gu_stage(uint8_t *sm, const uint8_t *wg, 
             asm volatile("cp.async.wait_all;\n" ::: "memory");                                           \
             __syncwarp();                                                                                \
             CU_TR_MARK(3 + p);                                                                           \
+            if (J) {                                                                                     \
+                const uint8_t *smu = sm + pb;                                                            \
+                MV1_DOT(J, UNPACK, HAS_MIN, sm, lut, nch, lane, xa, xb, dx, sx, g[p][0]);                \
+                MV1_DOT(J, UNPACK, HAS_MIN, smu, lut, nch, lane, xa, xb, dx, sx, u[p][0]);               \
+            } else                                                                                       \
             for (int c = lane; c < nch; c += 32) {                                                       \
                 _Pragma("unroll") for (int j = 0; j < 2; j++) {                                          \
                     if (per == 2 || j == p) {                                                            \

@@ -6,7 +6,8 @@
  *    IQ4_NL weights, normal and neox rotation, 1 and 8 tokens of several sequences at
  *    different positions, f16 and f32 caches, rope factors, attn_factor, the host's
  *    frequency table or the kernels' pow, q/k/v in one launch or q/k and v of another
- *    type in two, rows of 512 / 2048 / 4096 values: q, k, v and the whole caches
+ *    type in one launch (one token, cuda_qkvr_mixed_ok) or two, rows of 512 / 2048 / 4096
+ *    values: q, k, v and the whole caches
  *    (untouched cells included) bitwise equal;
  *    and each token of an 8-token launch == that token alone, bitwise; with the RMSNorm
  *    before the product folded into its blocks (cuda_qkvr.norm_x) where it fits: the same
@@ -86,8 +87,8 @@ static void run_fused(const qcase *qc, cuda_weight w[3], float *dx, float *dy[3]
     const cuda_weight *ws[3] = { &w[0], &w[1], &w[2] };
     float *ys[3] = { dy[0] + t0 * ld[0], dy[1] + t0 * ld[1], dy[2] + t0 * ld[2] };
     const float *x = dx + t0 * qc->E;
-    if (qc->tv == qc->tq) {
-        ok(cuda_matmul_qkvr(g_ctx, 3, ws, ys, ld, x, nt, 0, &q, &g_err));
+    if (qc->tv == qc->tq || (!nx && cuda_qkvr_mixed_ok(qc->tq, qc->tv, nt, qc->E))) {
+        ok(cuda_matmul_qkvr(g_ctx, 3, ws, ys, ld, x, nt, 0, &q, &g_err)); /* one launch, maybe of two types */
     } else {
         ok(cuda_matmul_qkvr(g_ctx, 2, ws, ys, ld, x, nt, 0, &q, &g_err));
         cuda_qkvr qv = q;
@@ -307,14 +308,24 @@ static void test_rule(void **state) {
         assert_int_equal(roles[0], qkv);
         assert_true(kv);
     }
-    /* Q4_K q/k and Q6_K v (two launches) */
-    rstep s2 = { QT_Q4_K, QT_Q6_K, QT_F32, 1, RHD, 0 };
-    record(&c, &s2);
-    cb_rewrite(&c);
-    assert_int_equal(count(&c, CK_ROPE), 0);
-    assert_int_equal(fused_products(&c, roles, &kv), 2);
-    assert_int_equal(roles[0], CUDA_QKVR_Q | CUDA_QKVR_K << 2);
-    assert_int_equal(roles[1], CUDA_QKVR_V);
+    /* Q4_K q/k and Q6_K v: one launch of two types for one token, two launches for more */
+    for (int T = 1; T <= 8; T += 7) {
+        rstep s2 = { QT_Q4_K, QT_Q6_K, QT_F32, T, RHD, 0 };
+        record(&c, &s2);
+        cb_rewrite(&c);
+        assert_int_equal(count(&c, CK_ROPE), 0);
+        if (T == 1) {
+            assert_int_equal(fused_products(&c, roles, &kv), 1);
+            assert_int_equal(roles[0], qkv);
+            continue;
+        }
+        assert_int_equal(fused_products(&c, roles, &kv), 2);
+        assert_int_equal(roles[0], CUDA_QKVR_Q | CUDA_QKVR_K << 2);
+        assert_int_equal(roles[1], CUDA_QKVR_V);
+    }
+    assert_false(cuda_qkvr_mixed_ok(QT_Q6_K, QT_Q4_K, 1, 2048)); /* the pair has an order */
+    assert_false(cuda_qkvr_mixed_ok(QT_Q4_K, QT_Q6_K, 1, 4096)); /* rows too long to stage whole */
+    assert_false(cuda_qkvr_mixed_ok(QT_Q4_K, QT_Q6_K, 2, 2048));
     /* q8_0 cache: the products rotate q and k, the KV store stays (v plain) */
     rstep s3 = { QT_Q8_0, QT_Q8_0, QT_Q8_0, 1, RHD, 0 };
     record(&c, &s3);

@@ -450,6 +450,35 @@ static int64_t cb_qkvr_roles(const cb_cmd *r, const cb_cmd *m, int *found) {
     return mine ? roles : -1;
 }
 
+/* HEARTH_CUDA_QKVR_MIX=0 keeps products of different types in separate launches. */
+static bool cb_qkvr_mix_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *s = getenv("HEARTH_CUDA_QKVR_MIX");
+        on = s && *s == '0' ? 0 : 1;
+    }
+    return on == 1;
+}
+
+/* The two rotating products of one RoPE (cb_fuse_qkvr tagged them) with weights of two
+ * types — a Q4_K_M layer's Q4_K q/k and Q6_K v — over the same activations: one launch
+ * (cuda_qkvr_mixed_ok); b joins a, its roles after a's. A norm folded into a (flag 2) still
+ * runs as its own kernel first (cb_exec_qkvr), except with HEARTH_CUDA_QKVR_NORM=1, whose
+ * in-block norm the mixed kernel does not have. */
+static void cb_qkvr_mix(cuda_be *c, size_t ia, size_t ib) {
+    cb_cmd *a = &c->cmd[ia], *b = &c->cmd[ib];
+    int64_t na = a->n_multi + 1;
+    if (!cb_qkvr_mix_on() || b->n_multi || na + 1 > 3 || ((a->flag & 2) && c->qkvr_norm) || (b->flag & 2) ||
+        !(b->flag & 1) ||
+        b->p[0] != a->p[0] || b->n[0] != a->n[0] || b->w.n_cols != a->w.n_cols || b->w.type == a->w.type ||
+        !cuda_qkvr_mixed_ok(a->w.type, b->w.type, a->n[0], a->w.n_cols) || cb_next_op(c, ia + 1) != ib)
+        return;
+    a->wx[a->n_multi] = b->w, a->yx[a->n_multi] = b->p[1], a->addx[a->n_multi] = NULL;
+    a->ldyx[a->n_multi++] = b->n[1];
+    a->n[7] |= b->n[7] << (2 * na);
+    b->kind = CK_NOP;
+}
+
 static void cb_fuse_qkvr(cuda_be *c, size_t i) {
     cb_cmd *r = &c->cmd[i];
     int64_t n_tok = r->n[0], hd = r->n[3];
@@ -483,6 +512,7 @@ static void cb_fuse_qkvr(cuda_be *c, size_t i) {
         m->rope = r->rope, m->off[0] = r->off[0], m->n[5] = hd, m->n[7] = roles[p];
         if (kv) m->kv = r->kv, m->off[1] = r->off[1];
     }
+    if (np == 2) cb_qkvr_mix(c, prod[1], prod[0]);
     r->kind = CK_NOP;
 }
 

@@ -48,6 +48,7 @@ typedef struct mr_seg {
     int64_t ldy;
     unsigned blocks;
     int role; /* CUDA_QKVR_* */
+    int alt;  /* mixed-type kernels: this weight has the second type */
 } mr_seg;
 
 typedef struct mr_args {
@@ -125,7 +126,11 @@ static __device__ __forceinline__ bool mr_row(bool rot, int neox, int hd, int64_
  * 8 * slot + token) into shared memory while the others multiply: it reads only model data
  * and the step's positions (never written by a kernel), so it needs no wait and takes the
  * double sincos off the product's path. */
-#define MR_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT, J)                                                     \
+#define MR_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT, J) MR_KERNEL_X(name, UNPACK, HAS_MIN, HAS_LUT, J, UNPACK, HAS_MIN, 0)
+/* MIXED: the single-token form (J > 0) over weights of two types, the segments with `alt`
+ * decoded by UNPACK_B (a Q4_K_M layer's Q6_K v rows beside its Q4_K q and k rows: one launch
+ * instead of two). The activations are the same; each row's arithmetic is its type's. */
+#define MR_KERNEL_X(name, UNPACK, HAS_MIN, HAS_LUT, J, UNPACK_B, HAS_MIN_B, MIXED)                      \
     static __global__ void __launch_bounds__((MR_W + 1) * 32) name(mr_args A) {                          \
         __shared__ __align__(16) uint8_t stage[MR_W][MR_STAGE];                                          \
         extern __shared__ __align__(16) uint8_t mr_dyn[];                                                \
@@ -199,10 +204,14 @@ static __device__ __forceinline__ bool mr_row(bool rot, int neox, int hd, int64_
             int4 xa[(J) + 1], xb[(J) + 1];                                                               \
             float dx[(J) + 1];                                                                           \
             int2 sx[(J) + 1];                                                                            \
-            MV1_LOAD_ACT(J, HAS_MIN, xq, xd, xs, nch, lane, xa, xb, dx, sx);                             \
+            MV1_LOAD_ACT(J, (HAS_MIN) || (MIXED && (HAS_MIN_B)), xq, xd, xs, nch, lane, xa, xb, dx, sx);  \
             asm volatile("cp.async.wait_all;\n" ::: "memory");                                           \
             __syncwarp();                                                                                \
-            MV1_DOT(J, UNPACK, HAS_MIN, sm, lut, nch, lane, xa, xb, dx, sx, acc[0]);                      \
+            if (MIXED && MR_F(A, seg, alt)) {                                                            \
+                MV1_DOT(J, UNPACK_B, HAS_MIN_B, sm, lut, nch, lane, xa, xb, dx, sx, acc[0]);             \
+            } else {                                                                                     \
+                MV1_DOT(J, UNPACK, HAS_MIN, sm, lut, nch, lane, xa, xb, dx, sx, acc[0]);                 \
+            }                                                                                            \
         } else if (valid) {                                                                              \
             for (int s0 = 0; s0 < nseg; s0 += per_pass) {                                                \
                 size_t b0 = (size_t)s0 * A.seg_bytes, b1 = b0 + (size_t)per_pass * A.seg_bytes;          \
@@ -286,6 +295,7 @@ MR_KERNEL(mr6_q4_0, up_q4_0, 1, 0, 6)
 MR_KERNEL(mr6_q8_0, up_q8_0, 0, 0, 6)
 MR_KERNEL(mr6_q4_K, up_q4_K, 1, 0, 6)
 MR_KERNEL(mr6_q6_K, up_q6_K, 0, 0, 6)
+MR_KERNEL_X(mrx2_q4_K_q6_K, up_q4_K, 1, 0, 2, up_q6_K, 0, 1)
 
 typedef void (*mr_fn)(mr_args);
 
@@ -332,10 +342,31 @@ extern "C" int cuda_qkvr_norm_ok(int64_t n_tok, int64_t n, const float *x, int64
            (uintptr_t)x % 16 == 0 && xs % 4 == 0 && xs >= n && (!w || (uintptr_t)w % 16 == 0);
 }
 
-/* Whether weight i's shape suits its role. */
-static bool mr_shape_ok(const cuda_weight *w, const cuda_weight *w0, int role, int32_t hd, const cuda_kv *kv) {
-    if (w->type != w0->type || w->n_cols != w0->n_cols || w->n_rows <= 0 || role < CUDA_QKVR_PLAIN ||
-        role > CUDA_QKVR_V)
+/* Mixed-type launches (MR_KERNEL_X): the base type of the first weight, the other one's. */
+typedef struct mrx_entry {
+    uint32_t type, alt;
+    mr_fn one2;
+} mrx_entry;
+
+static const mrx_entry k_mrx[] = { { QT_Q4_K, QT_Q6_K, mrx2_q4_K_q6_K } };
+
+static const mrx_entry *mrx_find(uint32_t type, uint32_t alt) {
+    for (size_t i = 0; i < sizeof k_mrx / sizeof k_mrx[0]; i++)
+        if (k_mrx[i].type == type && k_mrx[i].alt == alt) return &k_mrx[i];
+    return NULL;
+}
+
+/* The mixed kernel is the single-token one for rows of up to 64 chunks (2048 values:
+ * at most 8 super-blocks of 144 or 210 bytes, staged whole). */
+extern "C" int cuda_qkvr_mixed_ok(uint32_t type, uint32_t alt, int64_t n_tok, int64_t n_cols) {
+    return mrx_find(type, alt) && n_tok == 1 && n_cols > 0 && n_cols % 256 == 0 && n_cols <= 2048;
+}
+
+/* Whether weight i's shape suits its role (its type: w0's, or `alt` for a mixed launch). */
+static bool mr_shape_ok(const cuda_weight *w, const cuda_weight *w0, uint32_t alt, int role, int32_t hd,
+                        const cuda_kv *kv) {
+    if ((w->type != w0->type && w->type != alt) || w->n_cols != w0->n_cols || w->n_rows <= 0 ||
+        role < CUDA_QKVR_PLAIN || role > CUDA_QKVR_V)
         return false;
     if ((role == CUDA_QKVR_Q || role == CUDA_QKVR_K) && w->n_rows % hd) return false;
     if (role == CUDA_QKVR_K && kv && w->n_rows != kv->kv_dim) return false;
@@ -354,18 +385,24 @@ extern "C" int cuda_matmul_qkvr(cuda_ctx *c, int n, const cuda_weight *const *ws
     const mr_entry *e = mr_find(w->type);
     int nch = (int)(w->n_cols / 32), segb = (int)(w->row_bytes * 32 / (size_t)nch), vw = 16;
     if (segb <= 0 || segb > MR_STAGE) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unexpected row layout");
+    uint32_t alt = w->type; /* a second type among the weights: the mixed kernel */
+    for (int i = 1; i < n; i++)
+        if (ws[i]->type != w->type) alt = ws[i]->type;
+    const mrx_entry *mx = alt != w->type ? mrx_find(w->type, alt) : NULL;
+    if (alt != w->type && (!mx || !cuda_qkvr_mixed_ok(w->type, alt, n_tok, w->n_cols) || q->norm_x))
+        return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: q/k/v product with RoPE over weights of different types");
     mr_args A;
     memset(&A, 0, sizeof A);
     mr_seg *seg[3] = { &A.s0, &A.s1, &A.s2 };
     unsigned grid = 0;
     for (int i = 0; i < n; i++) {
-        if (!mr_shape_ok(ws[i], w, q->role[i], q->head_dim, q->kv))
+        if (!mr_shape_ok(ws[i], w, alt, q->role[i], q->head_dim, q->kv))
             return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: q/k/v product with RoPE over unsuitable weights");
-        int v = mr_width(ws[i], segb);
+        int v = mr_width(ws[i], (int)(ws[i]->row_bytes * 32 / (size_t)nch));
         vw = v < vw ? v : vw;
         unsigned b = cu_blocks(ws[i]->n_rows, MR_W);
         *seg[i] = (mr_seg){ (const uint8_t *)ws[i]->data, ws[i]->row_bytes, ws[i]->n_rows, ys[i], ldys[i], b,
-                            q->role[i] };
+                            q->role[i], mx && ws[i]->type == alt };
         grid += b;
     }
     int8_t *xq;
@@ -396,6 +433,9 @@ extern "C" int cuda_matmul_qkvr(cuda_ctx *c, int n, const cuda_weight *const *ws
     bool one = e->one2 && n_tok == 1 && (int64_t)grid * MR_W <= MR_ONE_MAX_ROWS && vw >= 4 && nch <= 32 * 6 &&
                (size_t)(MR_STAGE / segb) * (size_t)segb >= w->row_bytes;
     mr_fn fn = !one ? e->any : (nch <= 32 * 2 ? e->one2 : e->one6);
+    if (mx && !(vw >= 4 && (int64_t)grid * MR_W <= MR_ONE_MAX_ROWS))
+        return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: q/k/v product with RoPE: unsuitable mixed-type rows");
+    if (mx) fn = mx->one2;
     cu_carve((const void *)fn);
     CU_LAUNCH(err, "launching the q/k/v product with RoPE", fn, grid, (MR_W + 1) * 32, smem, c->stream, A);
     g_launches++;

@@ -30,6 +30,25 @@ static __device__ __forceinline__ uint32_t ld32(const uint8_t *p) {
     return *(const uint32_t *)p;
 }
 
+/* The N 32-bit words from a 2-byte aligned address p, as N aligned 32-bit loads, one 16-bit
+ * load and funnel shifts (shift 0 when p is 4-byte aligned) instead of 2N 16-bit loads:
+ * the blocks of 18/22/34/210 bytes sit at alternating alignments, and every lane runs the
+ * same instructions whichever it has. No byte outside [p - 2, p + 4N) is read: the
+ * 16-bit load takes the last two bytes when p is misaligned, two bytes inside the range
+ * (unused) when it is not. Decoding from shared memory was bound by these loads (the
+ * gate/up kernel's Q8_0 dot products: 17 16-bit loads per chunk). */
+template <int N> static __device__ __forceinline__ void ldw_a2(const uint8_t *p, uint32_t *out) {
+    uintptr_t a = (uintptr_t)p;
+    const uint8_t *base = p - (a & 2);
+    unsigned sh = (unsigned)(a & 2) * 8;
+    uint32_t w[N + 1];
+#pragma unroll
+    for (int k = 0; k < N; k++) w[k] = ld32(base + 4 * k);
+    w[N] = ld16(base + (sh ? 4 * N : 4 * N - 2));
+#pragma unroll
+    for (int k = 0; k < N; k++) out[k] = __funnelshift_r(w[k], w[k + 1], sh);
+}
+
 /* Bits 0..3 of x to bit 0 of bytes 0..3 (the shifted copies never overlap, so no carries). */
 static __device__ __forceinline__ uint32_t spread4(uint32_t x) {
     return (x * 0x00204081u) & 0x01010101u;
@@ -53,11 +72,12 @@ static __device__ __forceinline__ void up_q4_0(UNPACK_ARGS) {
     (void)lut;
     const uint8_t *b = row + (size_t)c * 18;
     float d = cu_f16(ld16(b));
+    uint32_t ws[4];
+    ldw_a2<4>(b + 2, ws);
 #pragma unroll
     for (int k = 0; k < 4; k++) {
-        uint32_t w = ld32_a2(b + 2 + 4 * k);
-        q[k] = (int)(w & 0x0f0f0f0fu);
-        q[k + 4] = (int)((w >> 4) & 0x0f0f0f0fu);
+        q[k] = (int)(ws[k] & 0x0f0f0f0fu);
+        q[k + 4] = (int)((ws[k] >> 4) & 0x0f0f0f0fu);
     }
     a[0] = a[1] = d;
     m[0] = m[1] = -8.0f * d;
@@ -82,10 +102,12 @@ static __device__ __forceinline__ void up_q5_0(UNPACK_ARGS) {
     (void)lut;
     const uint8_t *b = row + (size_t)c * 22;
     float d = cu_f16(ld16(b));
-    uint32_t qh = ld32_a2(b + 2);
+    uint32_t ws[5];
+    ldw_a2<5>(b + 2, ws);
+    uint32_t qh = ws[0];
 #pragma unroll
     for (int k = 0; k < 4; k++) {
-        uint32_t w = ld32_a2(b + 6 + 4 * k);
+        uint32_t w = ws[k + 1];
         q[k] = (int)((w & 0x0f0f0f0fu) | spread4((qh >> (4 * k)) & 15) << 4);
         q[k + 4] = (int)(((w >> 4) & 0x0f0f0f0fu) | spread4((qh >> (16 + 4 * k)) & 15) << 4);
     }
@@ -111,8 +133,10 @@ static __device__ __forceinline__ void up_q8_0(UNPACK_ARGS) {
     (void)lut;
     const uint8_t *b = row + (size_t)c * 34;
     float d = cu_f16(ld16(b));
+    uint32_t ws[8];
+    ldw_a2<8>(b + 2, ws);
 #pragma unroll
-    for (int k = 0; k < 8; k++) q[k] = (int)ld32_a2(b + 2 + 4 * k);
+    for (int k = 0; k < 8; k++) q[k] = (int)ws[k];
     a[0] = a[1] = d;
     m[0] = m[1] = 0.0f;
 }
@@ -120,11 +144,12 @@ static __device__ __forceinline__ void up_q8_0(UNPACK_ARGS) {
 static __device__ __forceinline__ void up_iq4_nl(UNPACK_ARGS) {
     const uint8_t *b = row + (size_t)c * 18;
     float d = cu_f16(ld16(b));
+    uint32_t ws[4];
+    ldw_a2<4>(b + 2, ws);
 #pragma unroll
     for (int k = 0; k < 4; k++) {
-        uint32_t w = ld32_a2(b + 2 + 4 * k);
-        q[k] = (int)lut4(lut, w & 0x0f0f0f0fu);
-        q[k + 4] = (int)lut4(lut, (w >> 4) & 0x0f0f0f0fu);
+        q[k] = (int)lut4(lut, ws[k] & 0x0f0f0f0fu);
+        q[k + 4] = (int)lut4(lut, (ws[k] >> 4) & 0x0f0f0f0fu);
     }
     a[0] = a[1] = d;
     m[0] = m[1] = 0.0f;
@@ -186,10 +211,13 @@ static __device__ __forceinline__ void up_q6_K(UNPACK_ARGS) {
     int j = c & 7, h = j >> 2, k = j & 3;
     const uint8_t *ql = b + 64 * h + 32 * (k & 1), *qh = b + 128 + 32 * h;
     int shl = 4 * (k >> 1), shh = 2 * k;
+    uint32_t wl[8], wh[8];
+    ldw_a2<8>(ql, wl);
+    ldw_a2<8>(qh, wh);
 #pragma unroll
     for (int i = 0; i < 8; i++) {
-        uint32_t lo = (ld32_a2(ql + 4 * i) >> shl) & 0x0f0f0f0fu;
-        uint32_t hi = (ld32_a2(qh + 4 * i) >> shh) & 0x03030303u;
+        uint32_t lo = (wl[i] >> shl) & 0x0f0f0f0fu;
+        uint32_t hi = (wh[i] >> shh) & 0x03030303u;
         q[i] = (int)__vsub4(lo | hi << 4, 0x20202020u);
     }
     uint32_t sc = ld16(b + 192 + 2 * j);

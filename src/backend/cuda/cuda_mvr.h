@@ -49,9 +49,16 @@ int cuda_qkvr_ok(uint32_t type, int64_t n_tok, const cuda_rope *r, int32_t head_
  * shared memory. */
 int cuda_qkvr_norm_ok(int64_t n_tok, int64_t n, const float *x, int64_t xs, const float *w);
 
+/* True when weights of type `type` (the first) and `alt` may share one launch: one token,
+ * rows of n_cols (a whole number of 256-value super-blocks, up to 2048), and a kernel for
+ * the pair (Q4_K with Q6_K: the v rows of a Q4_K_M file's "more bits" layers). No folded
+ * norm (cuda_qkvr.norm_x) with them. */
+int cuda_qkvr_mixed_ok(uint32_t type, uint32_t alt, int64_t n_tok, int64_t n_cols);
+
 /* ys[i][t][r] = W_i x[t] finished by role (see above); reuse_act: the activation scratch
  * already holds x quantized (else it is quantized first, as cuda_matmul_multi does).
- * Weights: same type and n_cols; a q/k weight's n_rows a multiple of head_dim, a k weight's
+ * Weights: same type (or two types, see cuda_qkvr_mixed_ok) and n_cols; a q/k weight's
+ * n_rows a multiple of head_dim, a k weight's
  * n_rows == kv->kv_dim == a v weight's n_rows. HEARTH_E_INTERNAL for anything else. */
 int cuda_matmul_qkvr(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
                      const float *x, int64_t n_tok, int reuse_act, const cuda_qkvr *q, hb_err *err);

@@ -214,12 +214,12 @@ MV_KERNEL(mv_q2_K, up_q2_K, 1, 0)
 MV_KERNEL(mv_q3_K, up_q3_K, 0, 0)
 MV_KERNEL(mv_q4_K, up_q4_K, 1, 0)
 MV_KERNEL(mv_q5_K, up_q5_K, 1, 0)
-MV_KERNEL(mv_q6_K, up_q6_K, 0, 0)
+MV_KERNEL(mv_q6_K, up_q6_Ku, 2, 0)
 MV_KERNEL(mv_iq4_xs, up_iq4_xs, 0, 1)
 MV1_KERNEL(mv1_q4_0, up_q4_0, 1, 0)
 MV1_KERNEL(mv1_q8_0, up_q8_0, 0, 0)
 MV1_KERNEL(mv1_q4_K, up_q4_K, 1, 0)
-MV1_KERNEL(mv1_q6_K, up_q6_K, 0, 0)
+MV1_KERNEL(mv1_q6_K, up_q6_Ku, 2, 0)
 
 typedef void (*mv_fn)(mv_multi, int, int, int, const int8_t *, const float *, const int2 *, int);
 typedef void (*up_fn)(const uint8_t *, int, const int8_t *, int *, float *, float *);

@@ -205,7 +205,11 @@ static __device__ __forceinline__ void up_q5_K(UNPACK_ARGS) {
     m[0] = m[1] = -dmin * (float)mn;
 }
 
-static __device__ __forceinline__ void up_q6_K(UNPACK_ARGS) {
+/* Q6_K codes of chunk c: q - 32 as signed bytes (OFFSET 0), or the stored 6-bit q (0..63;
+ * OFFSET 1: the dot product subtracts 32 x the activations' half sums instead, exactly the
+ * same integer, see mq_chunk_dot's has_min 2) — the per-byte subtraction is emulated by
+ * ~6 instructions per word on current GPUs and was a third of the chunk's decode. */
+template <int OFFSET> static __device__ __forceinline__ void up_q6_K_t(UNPACK_ARGS) {
     (void)lut;
     const uint8_t *b = row + (size_t)(c >> 3) * 210;
     int j = c & 7, h = j >> 2, k = j & 3;
@@ -218,13 +222,22 @@ static __device__ __forceinline__ void up_q6_K(UNPACK_ARGS) {
     for (int i = 0; i < 8; i++) {
         uint32_t lo = (wl[i] >> shl) & 0x0f0f0f0fu;
         uint32_t hi = (wh[i] >> shh) & 0x03030303u;
-        q[i] = (int)__vsub4(lo | hi << 4, 0x20202020u);
+        q[i] = OFFSET ? (int)(lo | hi << 4) : (int)__vsub4(lo | hi << 4, 0x20202020u);
     }
     uint32_t sc = ld16(b + 192 + 2 * j);
     float d = cu_f16(ld16(b + 208));
     a[0] = d * (float)(int8_t)(sc & 0xff);
     a[1] = d * (float)(int8_t)(sc >> 8);
     m[0] = m[1] = 0.0f;
+}
+
+static __device__ __forceinline__ void up_q6_K(UNPACK_ARGS) {
+    up_q6_K_t<0>(row, c, lut, q, a, m);
+}
+
+/* For the decode products: has_min 2 (see up_q6_K_t). */
+static __device__ __forceinline__ void up_q6_Ku(UNPACK_ARGS) {
+    up_q6_K_t<1>(row, c, lut, q, a, m);
 }
 
 static __device__ __forceinline__ void up_q2_K(UNPACK_ARGS) {
@@ -320,10 +333,12 @@ static __device__ __forceinline__ float fw_load1(uint32_t type, const uint8_t *r
 
 /* One decoded 32-element chunk against its int8 activations: q (8 words: halves 0-3, 4-7)
  * dotted with x0/x1 (16 activation bytes each), each half scaled by a, plus the per-half
- * offsets m times the activation half sums sx when the type has them. Shared by every
- * mat-vec kernel so they all round alike. */
+ * offsets m times the activation half sums sx when the type has them (has_min 1), or with
+ * 32 x the half sums taken off the integer sums first (has_min 2: codes stored with +32,
+ * up_q6_Ku — the same integers as the signed codes give). Shared by every mat-vec kernel
+ * so they all round alike. */
 static __device__ __forceinline__ float mq_chunk_dot(const int q[8], int4 x0, int4 x1, const float a[2],
-                                                     const float m[2], int2 sx, bool has_min) {
+                                                     const float m[2], int2 sx, int has_min) {
     int i0 = __dp4a(q[0], x0.x, 0);
     i0 = __dp4a(q[1], x0.y, i0);
     i0 = __dp4a(q[2], x0.z, i0);
@@ -332,8 +347,9 @@ static __device__ __forceinline__ float mq_chunk_dot(const int q[8], int4 x0, in
     i1 = __dp4a(q[5], x1.y, i1);
     i1 = __dp4a(q[6], x1.z, i1);
     i1 = __dp4a(q[7], x1.w, i1);
+    if (has_min == 2) i0 -= 32 * sx.x, i1 -= 32 * sx.y; /* codes stored + 32 (up_q6_Ku) */
     float v = a[0] * (float)i0 + a[1] * (float)i1;
-    if (has_min) v += m[0] * (float)sx.x + m[1] * (float)sx.y;
+    if (has_min == 1) v += m[0] * (float)sx.x + m[1] * (float)sx.y;
     return v;
 }
 

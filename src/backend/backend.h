@@ -141,6 +141,11 @@ typedef struct be_ops {
      * backend that records ops and runs them at the next read may start running them now,
      * so that recording the rest overlaps the device's work. Results are unchanged. */
     void (*submit)(be_ctx *b);
+    /* Host memory that `read` fills fastest (page-locked for a GPU: one DMA, no staging
+     * copy), for the buffer read every step (the logits); NULL when the backend declines
+     * (e.g. too large). Release with host_free, before the backend goes. */
+    void *(*host_alloc)(be_ctx *b, size_t bytes);
+    void (*host_free)(be_ctx *b, void *p);
 } be_ops;
 
 struct be_ctx {

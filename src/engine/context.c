@@ -137,13 +137,16 @@ void hearth_context_free(hearth_context *c) {
     if (c->be_out) {
         c->be_out->ops->buf_free(c->be_out, &c->out_dev);
         c->be_out->ops->buf_free(c->be_out, &c->hid_dev);
+        engine_logits_free(c, c->logits, c->logits_pinned);
+    } else {
+        free(c->logits);
     }
+    c->logits = NULL;
     engine_unplace(c);
     free(c->kv);
     free(c->kv_mem);
     free(c->pos_max);
     free(c->next_pos);
-    free(c->logits);
     free(c->hidden);
     free(c->out_row);
     free(c->out_idx);

@@ -48,21 +48,39 @@ out:
     return rc;
 }
 
+/* Frees host logits rows from logits_alloc (pinned: by the output backend). */
+void engine_logits_free(hearth_context *c, float *p, bool pinned) {
+    if (pinned) c->be_out->ops->host_free(c->be_out, p);
+    else free(p);
+}
+
+/* n floats of host logits: from the output backend where it offers memory it reads into
+ * faster (a GPU's page-locked memory: the logits copy of every decode step is then one
+ * DMA, no staging copy), else plain memory. */
+static float *logits_alloc(hearth_context *c, size_t n, bool *pinned) {
+    const be_ops *o = c->be_out->ops;
+    float *p = o->host_alloc && n <= SIZE_MAX / sizeof(float) ? o->host_alloc(c->be_out, n * sizeof(float)) : NULL;
+    *pinned = p != NULL;
+    return p ? p : hb_malloc_n(n, sizeof(float));
+}
+
 /* Makes room for n_out rows of logits (host and backend). */
 static int reserve_logits(hearth_context *c, int32_t n_out, hb_err *err) {
     int rc = HEARTH_OK;
     int64_t nv = c->m->hp->n_vocab;
     if (n_out <= c->logits_cap) return HEARTH_OK;
     int64_t cap = n_out < 8 ? 8 : n_out;
-    float *nl = hb_malloc_n((size_t)cap * (size_t)nv, sizeof(float));
+    bool pinned = false;
+    float *nl = logits_alloc(c, (size_t)cap * (size_t)nv, &pinned);
     HB_CHECK(nl, HEARTH_E_NOMEM, "out of memory for %lld rows of logits", (long long)cap);
     c->be_out->ops->buf_free(c->be_out, &c->out_dev);
     if ((rc = c->be_out->ops->buf_alloc(c->be_out, &c->out_dev, cap * nv, err))) {
-        free(nl);
+        engine_logits_free(c, nl, pinned);
         goto out;
     }
-    free(c->logits);
+    engine_logits_free(c, c->logits, c->logits_pinned);
     c->logits = nl;
+    c->logits_pinned = pinned;
     c->logits_cap = cap;
 out:
     if (rc) c->logits_cap = 0;

@@ -35,6 +35,7 @@ struct hearth_context {
     be_buf out_dev;              /* [n_out][n_vocab] logits written by the backend */
     be_buf hid_dev;              /* [n_batch][n_embd] normed final states (embeddings) */
     float *logits;               /* host copy: [n_out][n_vocab] */
+    bool logits_pinned;          /* logits came from be_out's host_alloc */
     int64_t logits_cap;          /* rows allocated in logits / out_dev */
     float *hidden;               /* host copy: [n_tok][n_embd] when embeddings */
     int32_t *out_row;            /* [n_batch] row in logits of batch token i, or -1 */
@@ -61,6 +62,8 @@ size_t engine_kv_row_bytes(const struct model_hparams *hp, hearth_kv_type kv_typ
 int engine_place(hearth_context *c, hb_err *err);
 /* Frees what engine_place made. */
 void engine_unplace(hearth_context *c);
+/* Frees host logits (decode.c): pinned ones through be_out, which must still exist. */
+void engine_logits_free(hearth_context *c, float *p, bool pinned);
 /* The backend that runs layer il. */
 be_ctx *engine_layer_be(const hearth_context *c, int32_t il);
 

@@ -63,6 +63,8 @@ typedef struct cb_graph {
 #define CB_GRAPHS 48
 #define CB_DEDUP 8
 #define CB_ROPE_TABLES 8
+#define CB_PINS 4
+#define CB_RD_PIN_MAX ((int64_t)1 << 20) /* most floats read through pinned memory (be_cuda.c) */
 
 typedef struct cuda_be {
     cuda_ctx *cu;
@@ -83,6 +85,7 @@ typedef struct cuda_be {
     int seg_count;       /* layers recorded since the last segment ran */
     float *rd_host;      /* pinned staging of cb_read, rd_cap floats */
     size_t rd_cap;
+    struct { void *p; size_t bytes; } pin[CB_PINS]; /* be_ops.host_alloc's blocks: read straight into */
     int seg_next;        /* layers of the segment being recorded (0: the step's first) */
     struct { const int32_t *host; int64_t n, off; } dedup[CB_DEDUP];
     int n_dedup;

@@ -126,9 +126,10 @@ static __device__ __forceinline__ void mvf_sumsq(const float *x, int64_t xs, int
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 #pragma unroll
     for (int t = 0; t < MVF_T; t++) {
+        if (t >= n_tok) break; /* no warp sums for absent tokens (the one-token norm paid 8) */
         for (int v0 = 0; v0 < MVF_THREADS; v0 += blockDim.x) {
             float s = 0.0f;
-            if (t < n_tok) {
+            {
                 const float *xr = x + t * xs;
                 if (vec) {
                     const float4 *x4 = (const float4 *)xr;
@@ -158,7 +159,8 @@ static __device__ __forceinline__ void mvf_sumsq(const float *x, int64_t xs, int
 #pragma unroll
     for (int t = 0; t < MVF_T; t++) {
         float s = 0.0f;
-        for (int w = 0; w < MVF_WARPS; w++) s += red[w * MVF_T + t];
+        if (t < n_tok)
+            for (int w = 0; w < MVF_WARPS; w++) s += red[w * MVF_T + t];
         ss[t] = s;
     }
     __syncthreads(); /* red may be reused; xsm is complete */
@@ -639,15 +641,22 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvf_norm_kernel(const floa
                                                                       int64_t ys, int64_t n, const float *w, float eps,
                                                                       int64_t part, int vec) {
     __shared__ float red[MVF_WARPS * MVF_T];
+    int64_t b0 = (int64_t)blockIdx.x * part, e = b0 + part < n ? b0 + part : n;
+    float wv[4]; /* the first norm weights of this thread: model data, fetched before the wait */
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        int64_t i = b0 + threadIdx.x + (int64_t)j * MVF_THREADS;
+        wv[j] = w && i < e ? w[i] : 1.0f;
+    }
     cu_pdl_wait();
     cu_pdl_trigger();
     const float *xr = x + (int64_t)blockIdx.y * xs;
     float ss[MVF_T];
     mvf_sumsq(xr, 0, n, 1, vec, red, ss, NULL);
     float k = mvf_rms_scale(ss[0], n, eps);
-    int64_t e = (int64_t)(blockIdx.x + 1) * part < n ? (int64_t)(blockIdx.x + 1) * part : n;
-    for (int64_t i = (int64_t)blockIdx.x * part + threadIdx.x; i < e; i += MVF_THREADS)
-        y[(int64_t)blockIdx.y * ys + i] = mvf_normed(xr[i], k, w, i);
+    int j = 0;
+    for (int64_t i = b0 + threadIdx.x; i < e; i += MVF_THREADS, j++) /* mvf_normed's arithmetic */
+        y[(int64_t)blockIdx.y * ys + i] = j < 4 ? (w ? xr[i] * k * wv[j] : xr[i] * k) : mvf_normed(xr[i], k, w, i);
 }
 
 /* ---- host side -------------------------------------------------------------------------- */

@@ -577,11 +577,6 @@ static void cb_buf_free(be_ctx *b, be_buf *buf) {
     buf->n = 0;
 }
 
-/* Copies n floats to dst through a pinned staging buffer (kept and grown): a copy into
- * pageable memory is staged by the driver and measured ~2% slower per decode step (the
- * logits, 128 KB for a 32000-token vocabulary). Reads over CB_RD_PIN_MAX floats (prompt
- * logits of long batches, perplexity) and hosts without pinned memory to spare take the
- * direct copy: pinned memory is scarce and slow to allocate. */
 /* Whether [p, p + bytes) lies in a block of cb_host_alloc (page-locked). */
 static bool cb_pinned(const cuda_be *c, const void *p, size_t bytes) {
     const uint8_t *a = p;
@@ -592,6 +587,12 @@ static bool cb_pinned(const cuda_be *c, const void *p, size_t bytes) {
     return false;
 }
 
+/* Copies n floats to dst: straight into dst when it is a block of cb_host_alloc (the
+ * engine's logits), else through a pinned staging buffer (kept and grown): a copy into
+ * pageable memory is staged by the driver and measured ~2% slower per decode step (the
+ * logits, 128 KB for a 32000-token vocabulary). Reads over CB_RD_PIN_MAX floats (prompt
+ * logits of long batches, perplexity) and hosts without pinned memory to spare take the
+ * direct copy: pinned memory is scarce and slow to allocate. */
 static int cb_download(cuda_be *c, float *dst, const float *src, int64_t n) {
     if (n > 0 && cb_pinned(c, dst, (size_t)n * sizeof(float))) /* one DMA, no staging copy */
         return cuda_download(c->cu, dst, src, (size_t)n * sizeof(float), &c->err);

@@ -20,6 +20,7 @@
 #define CUDA_TEST_SEED 0x9E3779B97F4A7C15ull
 #include "cuda/cuda_test.h"
 
+#include "backend/cuda/be_cuda.h"
 #include "backend/cuda/cuda.h"
 #include "quant/quant.h"
 
@@ -375,6 +376,38 @@ static void test_fused_paths(void **state) {
     free(wf), free(wq);
 }
 
+/* be_ops.host_alloc (the engine's logits rows): page-locked blocks up to 1M floats, four at
+ * a time, declined (NULL, the engine then uses malloc) beyond; a read lands in them. */
+static void test_host_alloc(void **state) {
+    (void)state;
+    NEED_GPU();
+    be_ctx *b = NULL;
+    hb_err err;
+    hb_err_clear(&err);
+    assert_int_equal(be_cuda_new(-1, &b, &err), 0);
+    assert_null(b->ops->host_alloc(b, ((size_t)1 << 20) * sizeof(float) + 4)); /* too large */
+    assert_null(b->ops->host_alloc(b, 0));
+    float *p[5];
+    for (int i = 0; i < 4; i++) assert_non_null(p[i] = b->ops->host_alloc(b, 4096 * sizeof(float)));
+    assert_null(b->ops->host_alloc(b, 64)); /* the slots are taken */
+    b->ops->host_free(b, p[1]);
+    assert_non_null(p[4] = b->ops->host_alloc(b, 64 * sizeof(float)));
+    be_buf buf;
+    assert_int_equal(b->ops->buf_alloc(b, &buf, 64, &err), 0);
+    float ones[64], got[64];
+    for (int i = 0; i < 64; i++) ones[i] = 1.0f + (float)i;
+    assert_int_equal(cuda_upload(g_ctx, buf.p, ones, sizeof ones, &g_err), 0); /* same device */
+    assert_int_equal(cuda_sync(g_ctx, &g_err), 0);
+    b->ops->read(b, &buf, 8, p[4], 56); /* straight into the pinned block */
+    memcpy(got, p[4], sizeof(float) * 56);
+    assert_memory_equal(got, ones + 8, sizeof(float) * 56);
+    b->ops->host_free(b, NULL);
+    b->ops->buf_free(b, &buf);
+    for (int i = 0; i < 5; i++)
+        if (i != 1) b->ops->host_free(b, p[i]);
+    be_cuda_free(b);
+}
+
 static void test_bad_device_is_an_error(void **state) {
     (void)state;
     cuda_dev_info info;
@@ -402,6 +435,7 @@ int main(void) {
         cmocka_unit_test(test_rmsnorm_rope_glu),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_fused_paths),
+        cmocka_unit_test(test_host_alloc),
         cmocka_unit_test(test_bandwidth),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

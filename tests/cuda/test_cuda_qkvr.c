@@ -11,7 +11,8 @@
  *    (untouched cells included) bitwise equal;
  *    and each token of an 8-token launch == that token alone, bitwise; with the RMSNorm
  *    before the product folded into its blocks (cuda_qkvr.norm_x) where it fits: the same
- *    bits as the separate RMSNorm kernel then the product, normalized rows included;
+ *    bits as the separate RMSNorm kernel then the product, normalized rows included; mixed
+ *    types the kernel cannot take are refused with an error;
  *  - without a GPU too: the rule on recorded decode steps (which ops go, the flags and
  *    roles it sets) and the steps it must leave alone; the folded norm's input checks
  *    (cuda_qkvr_norm_ok) on shapes, strides and alignments it must refuse.
@@ -209,6 +210,38 @@ static void test_fused_vs_separate(void **state) {
     assert_int_equal(g_bad, 0);
 }
 
+/* Weights of two types in one launch that the mixed kernel cannot take (two tokens, the
+ * pair in the other order, a pair without a kernel, rows too long) are refused with an
+ * error, nothing launched. */
+static void test_mixed_refused(void **state) {
+    (void)state;
+    NEED_GPU();
+    const struct { uint32_t tq, tv; int64_t E, n_tok; } bad[] = {
+        { QT_Q4_K, QT_Q6_K, 2048, 2 }, { QT_Q6_K, QT_Q4_K, 2048, 1 },
+        { QT_Q4_0, QT_Q6_K, 2048, 1 }, { QT_Q4_K, QT_Q6_K, 4096, 1 },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t E = bad[i].E, T = bad[i].n_tok, dq = 4 * 64, kvd = 2 * 64, ld[3] = { dq, kvd, kvd };
+        cuda_weight w[3] = { cuda_test_weight(bad[i].tq, dq, E), cuda_test_weight(bad[i].tq, kvd, E),
+                             cuda_test_weight(bad[i].tv, kvd, E) };
+        float *dx = dev_from(NULL, sizeof(float) * T * E), *dy[3];
+        for (int k = 0; k < 3; k++) dy[k] = dev_from(NULL, sizeof(float) * T * ld[k]);
+        int32_t pos[2] = { 3, 4 }, seq[2] = { 0, 0 };
+        const int32_t *dp, *ds;
+        ok(cuda_stage_i32(g_ctx, 0, pos, T, &dp, &g_err));
+        ok(cuda_stage_i32(g_ctx, 1, seq, T, &ds, &g_err));
+        cuda_rope r = { 0, 64, 10000.0f, 1.0f, 1.0f, NULL, NULL };
+        cuda_qkvr q = { dp, ds, &r, 64, NULL, { CUDA_QKVR_Q, CUDA_QKVR_K, CUDA_QKVR_PLAIN }, NULL, 0, NULL, 0.0f };
+        const cuda_weight *ws[3] = { &w[0], &w[1], &w[2] };
+        hb_err err;
+        hb_err_clear(&err);
+        assert_int_equal(cuda_matmul_qkvr(g_ctx, 3, ws, dy, ld, dx, T, 0, &q, &err), HEARTH_E_INTERNAL);
+        assert_true(strlen(err.msg) > 0);
+        for (int k = 0; k < 3; k++) cuda_free(g_ctx, (void *)w[k].data), cuda_free(g_ctx, dy[k]);
+        cuda_free(g_ctx, dx);
+    }
+}
+
 /* ---- the rewrite rule (no GPU needed) ------------------------------------------------------ */
 
 enum { RE = 256, RH = 4, RKV = 2, RHD = 64, RSLOT = 8 * 512 };
@@ -374,6 +407,7 @@ int main(void) {
         cmocka_unit_test(test_rule),
         cmocka_unit_test(test_norm_ok),
         cmocka_unit_test(test_fused_vs_separate),
+        cmocka_unit_test(test_mixed_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -98,6 +98,69 @@ static void test_matmul_all_types(void **state) {
     for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) check_matmul(small[i], 13, 544, 3);
 }
 
+/* One token over more rows than the single-token kernel takes (an output matrix): the
+ * streaming kernel (MVS_KERNEL) must agree with the reference like every kernel, and give
+ * the same bits as the kernel that takes the first rows alone (the two share the per-row
+ * arithmetic; decode of one sequence and of a batch rely on that). */
+static void check_many_rows(uint32_t type, int64_t rows, int64_t cols) {
+    const quant_traits *tr = quant_traits_of(type);
+    size_t rb = quant_row_size(type, cols);
+    const int64_t few = 300;
+    float *wf = malloc(sizeof(float) * cols), *x = malloc(sizeof(float) * cols);
+    float *y = malloc(sizeof(float) * rows), *y1 = malloc(sizeof(float) * few);
+    uint8_t *wq = malloc(rb * rows), *xq = malloc(quant_row_size(tr->vec_dot_type, cols));
+    assert_non_null(wf), assert_non_null(x), assert_non_null(y), assert_non_null(y1), assert_non_null(wq);
+    assert_non_null(xq);
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t k = 0; k < cols; k++) wf[k] = frand() * (1.0f + (float)((r + k) % 5) * 0.25f);
+        assert_true(quant_quantize_row(type, wf, wq + r * rb, cols));
+    }
+    for (int64_t k = 0; k < cols; k++) x[k] = frand();
+    assert_true(quant_quantize_row(tr->vec_dot_type, x, xq, cols));
+    void *dw = dev_from(wq, rb * rows), *dx = dev_from(x, sizeof(float) * cols);
+    float *dy = dev_from(NULL, sizeof(float) * rows), *dy1 = dev_from(NULL, sizeof(float) * few);
+    cuda_weight w = { type, rows, cols, rb, dw }, w1 = { type, few, cols, rb, dw };
+    int rc = cuda_matmul(g_ctx, &w, dx, 1, dy, rows, &g_err);
+    if (!rc) rc = cuda_matmul(g_ctx, &w1, dx, 1, dy1, few, &g_err);
+    if (rc) fprintf(stderr, "%s\n", g_err.msg);
+    assert_int_equal(rc, 0);
+    to_host(y, dy, sizeof(float) * rows);
+    to_host(y1, dy1, sizeof(float) * few);
+    /* every row against the exact product, as close as the reference's own quantized-
+     * activation dot product is (check_matmul's bound), and the first rows bit for bit
+     * against the other kernel */
+    double se = 0, sq = 0, sr = 0;
+    int64_t nans = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        assert_true(quant_dequantize_row(type, wq + r * rb, wf, cols));
+        double exact = 0;
+        for (int64_t k = 0; k < cols; k++) exact += (double)wf[k] * x[k];
+        double refq = quant_vec_dot(type, wq + r * rb, xq, cols);
+        nans += isnan(y[r]);
+        se += (y[r] - exact) * (y[r] - exact), sq += (refq - exact) * (refq - exact), sr += exact * exact;
+    }
+    int64_t differ = 0;
+    for (int64_t r = 0; r < few; r++) differ += memcmp(&y[r], &y1[r], sizeof(float)) != 0;
+    double e_gpu = sqrt(se / sr), e_ref = sqrt(sq / sr);
+    printf("  %-7s %6lld x %5lld  one token: nrmse %.2e (reference %.2e), %lld of the first %lld rows differ\n",
+           tr->name, (long long)rows, (long long)cols, e_gpu, e_ref, (long long)differ, (long long)few);
+    assert_int_equal(nans, 0);
+    assert_true(e_gpu <= 2.0 * e_ref + 1e-5);
+    assert_int_equal(differ, 0);
+    cuda_free(g_ctx, dw), cuda_free(g_ctx, dx), cuda_free(g_ctx, dy), cuda_free(g_ctx, dy1);
+    free(wf), free(x), free(y), free(y1), free(wq), free(xq);
+}
+
+static void test_matmul_many_rows(void **state) {
+    (void)state;
+    NEED_GPU();
+    const uint32_t types[] = { QT_Q4_0, QT_Q8_0, QT_Q4_K, QT_Q6_K, QT_Q5_0 };
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        check_many_rows(types[i], 16411, 2048); /* rows not a multiple of the grid's warps */
+        check_many_rows(types[i], 16500, 3072); /* the four-chunk instance */
+    }
+}
+
 static void test_matmul_float_odd_rows(void **state) {
     (void)state;
     NEED_GPU();
@@ -430,6 +493,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_device_is_an_error),
         cmocka_unit_test(test_matmul_all_types),
+        cmocka_unit_test(test_matmul_many_rows),
         cmocka_unit_test(test_matmul_float_odd_rows),
         cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_rmsnorm_rope_glu),

@@ -214,14 +214,21 @@ template <int OFFSET> static __device__ __forceinline__ void up_q6_K_t(UNPACK_AR
     const uint8_t *b = row + (size_t)(c >> 3) * 210;
     int j = c & 7, h = j >> 2, k = j & 3;
     const uint8_t *ql = b + 64 * h + 32 * (k & 1), *qh = b + 128 + 32 * h;
-    int shl = 4 * (k >> 1), shh = 2 * k;
-    uint32_t wl[8], wh[8];
-    ldw_a2<8>(ql, wl);
-    ldw_a2<8>(qh, wh);
+    /* ldw_a2's aligned loads, with its alignment shift and the code's bit position in one
+     * funnel shift per word (ql and qh are equally aligned: 32-byte offsets in the block).
+     * Shifting the 64-bit pair by sh + shl instead of by sh, then the 32-bit result by shl,
+     * differs only in the top shl bits, which the masks drop. */
+    uintptr_t al = (uintptr_t)ql & 2;
+    const uint8_t *bl = ql - al, *bh = qh - al;
+    unsigned sh = (unsigned)al * 8, shl = sh + 4 * (k >> 1), shh = sh + 2 * k;
+    uint32_t wl[9], wh[9];
+#pragma unroll
+    for (int i = 0; i < 8; i++) wl[i] = ld32(bl + 4 * i), wh[i] = ld32(bh + 4 * i);
+    wl[8] = ld16(bl + (al ? 32 : 30)), wh[8] = ld16(bh + (al ? 32 : 30));
 #pragma unroll
     for (int i = 0; i < 8; i++) {
-        uint32_t lo = (wl[i] >> shl) & 0x0f0f0f0fu;
-        uint32_t hi = (wh[i] >> shh) & 0x03030303u;
+        uint32_t lo = __funnelshift_r(wl[i], wl[i + 1], shl) & 0x0f0f0f0fu;
+        uint32_t hi = __funnelshift_r(wh[i], wh[i + 1], shh) & 0x03030303u;
         q[i] = OFFSET ? (int)(lo | hi << 4) : (int)__vsub4(lo | hi << 4, 0x20202020u);
     }
     uint32_t sc = ld16(b + 192 + 2 * j);

@@ -129,8 +129,16 @@ static int fw_output(const struct hearth_model *m, be_ctx *be, const fw_bufs *f,
     int64_t E = hp->n_embd;
     int rc;
     if (b->n_out <= 0) return HEARTH_OK;
-    for (int32_t i = 0; i < b->n_out; i++) op->copy_rows(be, f->x + (int64_t)b->out_idx[i] * E, E, f->h + i * E, E, 1, E, NULL);
-    op->rmsnorm(be, f->h, E, f->h, E, b->n_out, E, w->out_norm, hp->eps);
+    /* x's output rows normalized straight into h, one call per run of consecutive rows (at
+     * decode: all of them). Not in place: the GPU backend then spreads a row over several
+     * blocks, and no copy kernel runs before it (H200, Q4_0 decode step: copy 2.2 us +
+     * in-place single-block norm 5.7 us before). */
+    for (int32_t i = 0; i < b->n_out;) {
+        int32_t j = i + 1;
+        while (j < b->n_out && b->out_idx[j] == b->out_idx[i] + (j - i)) j++;
+        op->rmsnorm(be, f->x + (int64_t)b->out_idx[i] * E, E, f->h + (int64_t)i * E, E, j - i, E, w->out_norm, hp->eps);
+        i = j;
+    }
     if (b->hidden) op->copy_rows(be, f->h, E, b->hidden, E, b->n_out, E, NULL);
     if (!b->logits || b->n_logits <= 0) return HEARTH_OK;
     const float *src = f->h;

@@ -58,10 +58,11 @@ static __device__ __forceinline__ void ad_stage(const ad_args &A, uint8_t *sk, u
     }
 }
 
-/* Sum (max when is_max) of v over the block; red: AD_T / 32 floats; every thread gets it. */
+/* Sum (max when is_max) of v over the block; red: AD_T / 32 floats that no earlier
+ * reduction of the kernel used (so no barrier is needed before writing them); every thread
+ * gets it. */
 static __device__ __forceinline__ float ad_block_reduce(float v, bool is_max, float *red) {
     v = is_max ? cu_warp_max(v) : cu_warp_sum(v);
-    __syncthreads(); /* red is free (an earlier reduction may still be reading it) */
     if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
     __syncthreads();
     float r = red[0];
@@ -74,7 +75,7 @@ static __device__ __forceinline__ float ad_block_reduce(float v, bool is_max, fl
 static __global__ void __launch_bounds__(AD_T) attn_dec_kernel(const __grid_constant__ ad_args A) {
     CU_TR_ENTRY();
     extern __shared__ __align__(16) uint8_t ad_sm[];
-    __shared__ float red[AD_T / 32];
+    __shared__ float red[2][AD_T / 32]; /* the max's and the sum's: two barriers fewer than one array */
     int32_t h = blockIdx.x, t = blockIdx.y, hk = h / A.group, hd = A.hd, rb = hd * 2, np = hd >> 3;
     uint8_t *sk = ad_sm, *sv = sk + (size_t)A.cap * rb;
     float *qv = (float *)(sv + (size_t)A.cap * rb), *sc = qv + hd, *acc = sc + A.cap;
@@ -112,14 +113,14 @@ static __global__ void __launch_bounds__(AD_T) attn_dec_kernel(const __grid_cons
         sc[cc] = s;
         mx = fmaxf(mx, s);
     }
-    mx = ad_block_reduce(mx, true, red);
+    mx = ad_block_reduce(mx, true, red[0]);
     float sum = 0.0f;
     for (int32_t cc = threadIdx.x; cc < ncell; cc += AD_T) {
         float e = __expf(sc[cc] - mx);
         sc[cc] = e;
         sum += e;
     }
-    sum = ad_block_reduce(sum, false, red); /* its barriers also publish the weights */
+    sum = ad_block_reduce(sum, false, red[1]); /* its barrier also publishes the weights */
     /* values: thread (pair pr, class g) sums cells g, g + ng, ... for dimensions 2pr, 2pr+1 */
     int32_t pairs = hd >> 1, ng = AD_T / pairs, pr = threadIdx.x % pairs, g = threadIdx.x / pairs;
     if (g < ng) {

@@ -47,6 +47,11 @@ int cu_scratch_grow(cuda_ctx *c, cu_scratch *s, size_t bytes, hb_err *err);
 void cu_scratch_release(cu_scratch *s);
 /* Prefers the largest shared-memory carveout for kernel fn (cu_matmul.cu; decode products). */
 extern "C" void cu_carve(const void *fn);
+/* Allows kernel fn `bytes` of dynamic shared memory, once per kernel and size: *allowed is
+ * the caller's record of what fn was allowed (0 at first). Static + dynamic shared memory
+ * must stay within 48 KB without the attribute; the kernels that call this have up to
+ * ~1.2 KB of static arrays, so it is raised from 46 KB on (cu_matmul.cu). */
+int cu_smem_allow(const void *fn, int *allowed, size_t bytes, hb_err *err);
 /* Checks the last launch. */
 int cu_check_launch(hb_err *err, const char *what);
 

@@ -436,6 +436,16 @@ static mvs_fn mvs_pick(const mm_entry *e, int64_t n_tok, int64_t n_rows, int nch
  * kernel; a function attribute is process-wide, hence the small cache of kernels done).
  * Measured on an H200 (tg128, three runs): +0.4-1.3% Q4_0, +2% Q4_K_M, +0.5-1% Q8_0; the
  * same preference on the gate/up and attention kernels measured nothing more. */
+/* (gate/up of 4 tokens at 2048 columns asks for 48128 dynamic bytes, which failed to
+ * launch before the attribute was raised; test_cuda_gu) */
+int cu_smem_allow(const void *fn, int *allowed, size_t bytes, hb_err *err) {
+    if (bytes <= 46 * 1024 || (size_t)*allowed >= bytes) return HEARTH_OK;
+    cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (e != cudaSuccess) return cu_fail(err, e, "allowing shared memory");
+    *allowed = (int)bytes;
+    return HEARTH_OK;
+}
+
 extern "C" void cu_carve(const void *fn) {
     static const void *done[64];
     static int n_done;
@@ -667,24 +677,6 @@ static int mq_seg_bytes(const cuda_weight *w) {
     return (int)(w->row_bytes * 32 / (size_t)(w->n_cols / 32));
 }
 
-/* Allows fn dynamic shared memory of `bytes` (above the default 48 KB); once per kernel and
- * size (the attribute is process-wide). */
-static int mvs_allow(const void *fn, size_t bytes, hb_err *err) {
-    static const void *done_fn[16];
-    static size_t done_b[16];
-    if (bytes <= 46 * 1024) return HEARTH_OK;
-    for (int i = 0; i < 16; i++)
-        if (done_fn[i] == fn && done_b[i] >= bytes) return HEARTH_OK;
-    cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-    if (e != cudaSuccess) return cu_fail(err, e, "allowing shared memory");
-    for (int i = 0; i < 16; i++)
-        if (!done_fn[i] || done_fn[i] == fn) {
-            done_fn[i] = fn, done_b[i] = bytes;
-            break;
-        }
-    return HEARTH_OK;
-}
-
 static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
                   const cuda_mm_opt *opt, hb_err *err) {
     int rc;
@@ -719,7 +711,9 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
         size_t st = (w->row_bytes + 15) & ~(size_t)15, smem = (size_t)MVS_W * MVS_S * st;
         int64_t need = (w->n_rows + MVS_W - 1) / MVS_W, want = (int64_t)bps * (c->info.sm_count > 0 ? c->info.sm_count : 1);
         unsigned sg = (unsigned)(need < want ? need : want);
-        if ((rc = mvs_allow((const void *)sfn, smem, err))) return rc;
+        static int allowed[2 * sizeof k_mm / sizeof k_mm[0]]; /* [entry][J: 2, 4] */
+        int *al = &allowed[2 * (e - k_mm) + (sfn == e->mvs4)];
+        if ((rc = cu_smem_allow((const void *)sfn, al, smem, err))) return rc;
         CU_LAUNCH(err, "launching a matrix-vector product", sfn, sg, MVS_W * 32, smem, c->stream,
                   (const uint8_t *)w->data, w->row_bytes, st, w->n_rows, y, nch, vw, xq, xd, xs);
         return cu_check_launch(err, "matrix-vector product");

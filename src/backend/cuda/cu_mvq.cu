@@ -371,19 +371,6 @@ static int pq_width(const cuda_weight *w) {
     return a % 16 == 0 ? 16 : (a % 8 == 0 ? 8 : (a % 4 == 0 ? 4 : 0));
 }
 
-/* Allows fn `bytes` of dynamic shared memory (once per kernel and size). Without the
- * attribute, static + dynamic shared memory must stay within 48 KB: the kernels here have
- * up to ~1.2 KB of static arrays, so the attribute is raised from 46 KB on (gate/up of 4
- * tokens at 2048 columns asks for 48128 dynamic bytes, which failed to launch before;
- * test_cuda_gu). */
-static int pq_allow(const void *fn, int *allowed, size_t bytes, hb_err *err) {
-    if (bytes <= 46 * 1024 || (size_t)*allowed >= bytes) return HEARTH_OK;
-    cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-    if (e != cudaSuccess) return cu_fail(err, e, "allowing shared memory");
-    *allowed = (int)bytes;
-    return HEARTH_OK;
-}
-
 /* Whether x (n_tok rows of n, xs apart) and the norm weight suit the prologue. */
 static bool pq_input_ok(const float *x, int64_t xs, int64_t n_tok, int64_t n, const float *nw) {
     return n_tok >= 1 && n_tok <= PQ_T && n % 32 == 0 && n_tok * n <= pq_max() && (uintptr_t)x % 16 == 0 &&
@@ -422,7 +409,7 @@ int cu_pq_matmul(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const 
     memset(&in, 0, sizeof in);
     in.x = x, in.xs = xs, in.nw = norm_w, in.eps = eps, in.norm = norm_y != NULL, in.ny = norm_y;
     if ((rc = cu_act_buffers(c, n_tok, w->n_cols, &in.gq, &in.gd, &in.gs, err))) return rc;
-    if ((rc = pq_allow((const void *)k_pq[ti].pq, &g_pq_smem[ti], smem, err))) return rc;
+    if ((rc = cu_smem_allow((const void *)k_pq[ti].pq, &g_pq_smem[ti], smem, err))) return rc;
     CU_LAUNCH(err, "launching a matrix-vector product", k_pq[ti].pq, grid, nw * 32, smem, c->stream, mm,
               w->row_bytes, (int)w->n_cols, rpw, wst, vw, in, (int)n_tok);
     *done = 1;
@@ -497,7 +484,7 @@ extern "C" int cuda_matmul_glu(cuda_ctx *c, const cuda_weight *wg, const cuda_we
     if (!ok || smem > 200 * 1024)
         return gu_unfused(c, wg, wu, yg, ldg, yu, ldu, out, gelu, x, xs, n_tok, norm_w, eps, norm_y, err);
     gu_fn fn = one ? k_pq[ti].gu1 : k_pq[ti].gu;
-    if ((rc = pq_allow((const void *)fn, one ? &g_gu1_smem[ti] : &g_gu_smem[ti], smem, err))) return rc;
+    if ((rc = cu_smem_allow((const void *)fn, one ? &g_gu1_smem[ti] : &g_gu_smem[ti], smem, err))) return rc;
     pq_in in;
     memset(&in, 0, sizeof in);
     in.x = x, in.xs = xs, in.nw = norm_w, in.eps = eps, in.norm = norm_y != NULL, in.ny = norm_y;

@@ -168,7 +168,8 @@ static __device__ __forceinline__ void mq_stage(uint8_t *dst, const uint8_t *src
  * flight, so the activations cost one L2 round trip under the weights' instead of one
  * after them per chunk (the generic loop's loads wait for the unpack of the chunk). */
 #define MV1_J 6
-#define MV1_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT)                                                       \
+#define MV1_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT) MV1_KERNEL_J(name, UNPACK, HAS_MIN, HAS_LUT, MV1_J)
+#define MV1_KERNEL_J(name, UNPACK, HAS_MIN, HAS_LUT, MJ)                                                 \
     static __global__ void __launch_bounds__(MQ_W * 32)                                                  \
         name(mv_multi mm, int nch, int seg_bytes, int vw, const int8_t *xq, const float *xd, const int2 *xs, \
              int n_tok) {                                                                                \
@@ -180,16 +181,16 @@ static __device__ __forceinline__ void mq_stage(uint8_t *dst, const uint8_t *src
         if (mm.early && lane == 0 && add_to) res_ = __ldcg(add_to + r);                                   \
         cu_pdl_wait_e(); /* weights in flight; activations now ready */                                     \
         cu_pdl_trigger();                                                                                 \
-        int4 xa[MV1_J], xb[MV1_J];                                                                        \
-        float dx[MV1_J];                                                                                  \
-        int2 sx[MV1_J];                                                                                   \
-        MV1_LOAD_ACT(MV1_J, HAS_MIN, xq, xd, xs, nch, lane, xa, xb, dx, sx);                              \
+        int4 xa[MJ], xb[MJ];                                                                              \
+        float dx[MJ];                                                                                     \
+        int2 sx[MJ];                                                                                      \
+        MV1_LOAD_ACT(MJ, HAS_MIN, xq, xd, xs, nch, lane, xa, xb, dx, sx);                                 \
         asm volatile("cp.async.wait_all;\n" ::: "memory");                                                \
         __syncwarp();                                                                                     \
         CU_TR_MARK(1);                                                                                    \
         float acc[MV_T];                                                                                  \
         _Pragma("unroll") for (int t = 0; t < MV_T; t++) acc[t] = 0.0f;                                  \
-        MV1_DOT(MV1_J, UNPACK, HAS_MIN, sm, lut, nch, lane, xa, xb, dx, sx, acc[0]);                       \
+        MV1_DOT(MJ, UNPACK, HAS_MIN, sm, lut, nch, lane, xa, xb, dx, sx, acc[0]);                          \
         if (mm.early) { /* the same sum: add_to[r] + v with the value read before the wait */              \
             float v_ = cu_warp_sum(acc[0]);                                                               \
             if (lane == 0) {                                                                              \
@@ -277,6 +278,10 @@ MV1_KERNEL(mv1_q4_0, up_q4_0, 1, 0)
 MV1_KERNEL(mv1_q8_0, up_q8_0, 0, 0)
 MV1_KERNEL(mv1_q4_K, up_q4_K, 1, 0)
 MV1_KERNEL(mv1_q6_K, up_q6_Ku, 2, 0)
+MV1_KERNEL_J(mv1s_q4_0, up_q4_0, 1, 0, 2)
+MV1_KERNEL_J(mv1s_q8_0, up_q8_0, 0, 0, 2)
+MV1_KERNEL_J(mv1s_q4_K, up_q4_K, 1, 0, 2)
+MV1_KERNEL_J(mv1s_q6_K, up_q6_Ku, 2, 0, 2)
 MVS_KERNEL(mvs_q4_0, up_q4_0, 1, 0, 2)
 MVS_KERNEL(mvs_q8_0, up_q8_0, 0, 0, 2)
 MVS_KERNEL(mvs_q4_K, up_q4_K, 1, 0, 2)
@@ -374,22 +379,23 @@ typedef struct mm_entry {
     dq_fn dq;
     int has_min;
     mv_fn mv1;             /* single-token variant, or NULL */
+    mv_fn mv1s;            /* the same for rows of <= 64 chunks (fewer registers), or NULL */
     mvs_fn mvs2, mvs4;     /* streaming single-token variants (rows of <= 2048 / 4096 values), or NULL */
 } mm_entry;
 
 static const mm_entry k_mm[] = {
-    { QT_Q4_0, mv_q4_0, dq_q4_0, 1, mv1_q4_0, mvs_q4_0, mvs4_q4_0 },
-    { QT_Q4_1, mv_q4_1, dq_q4_1, 1, NULL, NULL, NULL },
-    { QT_Q5_0, mv_q5_0, dq_q5_0, 1, NULL, NULL, NULL },
-    { QT_Q5_1, mv_q5_1, dq_q5_1, 1, NULL, NULL, NULL },
-    { QT_Q8_0, mv_q8_0, dq_q8_0, 0, mv1_q8_0, mvs_q8_0, mvs4_q8_0 },
-    { QT_IQ4_NL, mv_iq4_nl, dq_iq4_nl, 0, NULL, NULL, NULL },
-    { QT_Q2_K, mv_q2_K, dq_q2_K, 1, NULL, NULL, NULL },
-    { QT_Q3_K, mv_q3_K, dq_q3_K, 0, NULL, NULL, NULL },
-    { QT_Q4_K, mv_q4_K, dq_q4_K, 1, mv1_q4_K, mvs_q4_K, mvs4_q4_K },
-    { QT_Q5_K, mv_q5_K, dq_q5_K, 1, NULL, NULL, NULL },
-    { QT_Q6_K, mv_q6_K, dq_q6_K, 0, mv1_q6_K, mvs_q6_K, mvs4_q6_K },
-    { QT_IQ4_XS, mv_iq4_xs, dq_iq4_xs, 0, NULL, NULL, NULL },
+    { QT_Q4_0, mv_q4_0, dq_q4_0, 1, mv1_q4_0, mv1s_q4_0, mvs_q4_0, mvs4_q4_0 },
+    { QT_Q4_1, mv_q4_1, dq_q4_1, 1, NULL, NULL, NULL, NULL },
+    { QT_Q5_0, mv_q5_0, dq_q5_0, 1, NULL, NULL, NULL, NULL },
+    { QT_Q5_1, mv_q5_1, dq_q5_1, 1, NULL, NULL, NULL, NULL },
+    { QT_Q8_0, mv_q8_0, dq_q8_0, 0, mv1_q8_0, mv1s_q8_0, mvs_q8_0, mvs4_q8_0 },
+    { QT_IQ4_NL, mv_iq4_nl, dq_iq4_nl, 0, NULL, NULL, NULL, NULL },
+    { QT_Q2_K, mv_q2_K, dq_q2_K, 1, NULL, NULL, NULL, NULL },
+    { QT_Q3_K, mv_q3_K, dq_q3_K, 0, NULL, NULL, NULL, NULL },
+    { QT_Q4_K, mv_q4_K, dq_q4_K, 1, mv1_q4_K, mv1s_q4_K, mvs_q4_K, mvs4_q4_K },
+    { QT_Q5_K, mv_q5_K, dq_q5_K, 1, NULL, NULL, NULL, NULL },
+    { QT_Q6_K, mv_q6_K, dq_q6_K, 0, mv1_q6_K, mv1s_q6_K, mvs_q6_K, mvs4_q6_K },
+    { QT_IQ4_XS, mv_iq4_xs, dq_iq4_xs, 0, NULL, NULL, NULL, NULL },
 };
 
 /* The kernel for a product of n_tok tokens over n_rows rows in all: the single-token variant
@@ -398,6 +404,17 @@ static const mm_entry k_mm[] = {
  * the generic kernel, whose lower register use keeps more warps per SM for a product that
  * is bandwidth-bound; HEARTH_CUDA_MV1=0 turns it off), else the generic one. */
 #define MV1_MAX_ROWS 16384
+/* HEARTH_CUDA_MV1S=0: the two-chunk single-token instance off (rows of <= 64 chunks then
+ * take the six-chunk one; same arithmetic). */
+static bool mv1s_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *s = getenv("HEARTH_CUDA_MV1S");
+        on = s && *s == '0' ? 0 : 1;
+    }
+    return on == 1;
+}
+
 static mv_fn mv_pick(const mm_entry *e, int64_t n_tok, int64_t n_rows, int nch, int segb, int vw, size_t row_bytes) {
     static int on = -1;
     if (on < 0) {
@@ -406,7 +423,7 @@ static mv_fn mv_pick(const mm_entry *e, int64_t n_tok, int64_t n_rows, int nch, 
     }
     if (on && e->mv1 && n_tok == 1 && n_rows <= MV1_MAX_ROWS && vw >= 4 && nch <= 32 * MV1_J && segb > 0 &&
         (size_t)(MQ_STAGE / segb) * (size_t)segb >= row_bytes)
-        return e->mv1;
+        return nch <= 64 && e->mv1s && mv1s_on() ? e->mv1s : e->mv1;
     return e->mv;
 }
 

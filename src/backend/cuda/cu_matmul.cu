@@ -432,8 +432,10 @@ static mv_fn mv_pick(const mm_entry *e, int64_t n_tok, int64_t n_rows, int nch, 
  * sets the blocks per SM (default 4: 32 warps, 96 rows in flight per SM). Measured alone on
  * an H200 (32000 x 2048, one token, with its activation quantization; generic -> 2 / 4 / 6
  * blocks per SM): Q6_K 28.7 -> 25.1 / 24.0 / 23.5 us, Q4_0 19.4 -> 13.2 / 12.3 / 13.7,
- * Q8_0 23.2 -> 20.1 / 20.0 / 20.3. Q6_K stays near 2.2 TB/s: its decode, not memory,
- * bounds it. */
+ * Q8_0 23.2 -> 20.1 / 20.0 / 20.3; Q6_K 21.4 with the funnel-shift decode (~2.5 TB/s: its
+ * decode, not memory, bounds it). Inside a TinyLlama decode step it measured within noise
+ * of the generic kernel, whose first rows are fetched before its PDL wait; it is kept for
+ * larger output matrices, where the product's own time dominates. */
 #define MVS_SMEM_MAX (112 * 1024)
 static mvs_fn mvs_pick(const mm_entry *e, int64_t n_tok, int64_t n_rows, int nch, int vw, size_t row_bytes,
                        const float *add_to, int *bps) {

@@ -14,7 +14,8 @@
  *    bits as the separate RMSNorm kernel then the product, normalized rows included; mixed
  *    types the kernel cannot take are refused with an error;
  *  - without a GPU too: the rule on recorded decode steps (which ops go, the flags and
- *    roles it sets) and the steps it must leave alone; the folded norm's input checks
+ *    roles it sets) and the steps it must leave alone, and the opt-in rule that runs the
+ *    attention in the product's launch (cu_qkva.cu, whose kernel test_cuda_qkva.c checks); the folded norm's input checks
  *    (cuda_qkvr_norm_ok) on shapes, strides and alignments it must refuse.
  * Built only with `make CUDA=1`; the GPU part skips when no usable GPU is present.
  */
@@ -245,7 +246,7 @@ static void test_mixed_refused(void **state) {
 /* ---- the rewrite rule (no GPU needed) ------------------------------------------------------ */
 
 enum { RE = 256, RH = 4, RKV = 2, RHD = 64, RSLOT = 8 * 512 };
-static float g_mem[16 * RSLOT]; /* fake device buffers: the rule compares addresses only */
+static float g_mem[16 * RSLOT] __attribute__((aligned(16))); /* fake device buffers: the rules compare addresses */
 #define BUF(i) (g_mem + (i) * RSLOT)
 
 typedef struct rstep {
@@ -384,6 +385,53 @@ static void test_rule(void **state) {
     }
 }
 
+/* The flags of the q/k/v + attention launch (cb_qkva_rule, on in this program: main sets
+ * HEARTH_CUDA_QKVA=1), or -1 when the op kinds are not where they should be. */
+static int qkva_flags(const cuda_be *c) {
+    int f = 0, seen = 0;
+    for (size_t i = 0; i < c->n_cmd; i++) {
+        const cb_cmd *k = &c->cmd[i];
+        if (k->kind == CK_MATMUL && (k->flag & CB_MM_QKVR)) f |= (k->flag & CB_MM_QKVA) ? 1 : 0, seen |= 1;
+        if (k->kind == CK_ATTN) f |= (k->flag & CB_AT_BY_QKVA) ? 2 : 0, seen |= 2;
+        if (k->kind == CK_MATMUL && k->p[0] == BUF(5)) f |= (k->flag & CB_MM_ACT2) ? 4 : 0, seen |= 4;
+    }
+    return seen == 7 ? f : -1;
+}
+
+/* The attention in the q/k/v product's launch: one token with an f16 cache (Q4_0, Q8_0)
+ * gets all three flags (the product, the attention it runs, the o product reading the
+ * second scratch); 8 tokens, a q8_0 cache (the product stores no cell), Q6_K v rows of 210
+ * bytes (not 16-byte copies), a position bucket over 512 and partial rotation get none. */
+static void test_qkva_rule(void **state) {
+    (void)state;
+    cb_cmd cmds[32];
+    cuda_be c;
+    memset(&c, 0, sizeof c);
+    c.cmd = cmds, c.cap_cmd = 32;
+    const rstep on[] = { { QT_Q4_0, QT_Q4_0, QT_F16, 1, RHD, 0 }, { QT_Q8_0, QT_Q8_0, QT_F16, 1, RHD, 0 } };
+    for (size_t i = 0; i < sizeof on / sizeof on[0]; i++) {
+        record(&c, &on[i]);
+        cb_rewrite(&c);
+        assert_int_equal(qkva_flags(&c), 7);
+    }
+    const rstep off[] = { { QT_Q4_0, QT_Q4_0, QT_F16, 8, RHD, 0 }, { QT_Q4_0, QT_Q4_0, QT_Q8_0, 1, RHD, 0 },
+                          { QT_Q4_K, QT_Q6_K, QT_F16, 1, RHD, 0 } };
+    for (size_t i = 0; i < sizeof off / sizeof off[0]; i++) {
+        record(&c, &off[i]);
+        cb_rewrite(&c);
+        assert_int_equal(qkva_flags(&c) & ~4, 0);
+    }
+    record(&c, &on[0]);
+    for (size_t i = 0; i < c.n_cmd; i++)
+        if (c.cmd[i].kind == CK_ATTN) c.cmd[i].at.max_pos_host = 1023;
+    cb_rewrite(&c);
+    assert_int_equal(qkva_flags(&c), 0);
+    rstep part = { QT_Q4_0, QT_Q4_0, QT_F16, 1, RHD / 2, 0 };
+    record(&c, &part);
+    cb_rewrite(&c);
+    assert_int_equal(count(&c, CK_ROPE), 1); /* no q/k/v product with RoPE, so nothing to join */
+}
+
 /* The folded norm's checks (host only, no GPU): what the kernel cannot take is refused. */
 static void test_norm_ok(void **state) {
     (void)state;
@@ -403,8 +451,10 @@ static void test_norm_ok(void **state) {
 }
 
 int main(void) {
+    setenv("HEARTH_CUDA_QKVA", "1", 1); /* the opt-in rule of test_qkva_rule (read once) */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rule),
+        cmocka_unit_test(test_qkva_rule),
         cmocka_unit_test(test_norm_ok),
         cmocka_unit_test(test_fused_vs_separate),
         cmocka_unit_test(test_mixed_refused),

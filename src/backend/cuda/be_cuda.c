@@ -236,11 +236,25 @@ static int cb_exec_mvf(cuda_be *c, const cb_cmd *k, hb_err *err) {
  * HEARTH_CUDA_QKVR_NORM=1 in the product's blocks (cuda_qkvr.norm_x) where it fits: the
  * same bits either way, but 640 blocks re-reading the same 8 KB row measured slower than
  * the 16-block norm kernel (Q4_0 tg128 1617 -> 1558 on an H200). */
+/* The attention op that a CB_MM_QKVA product runs (the next op that is not a NOP), with
+ * the run-time pointers filled in. */
+static const cb_cmd *cb_qkva_attn(const cuda_be *c, const cb_cmd *k, cuda_attn *at) {
+    size_t j = (size_t)(k - c->cmd) + 1;
+    while (j < c->n_cmd && c->cmd[j].kind == CK_NOP) j++;
+    if (j >= c->n_cmd || c->cmd[j].kind != CK_ATTN || !(c->cmd[j].flag & CB_AT_BY_QKVA)) return NULL;
+    const cb_cmd *a = &c->cmd[j];
+    *at = a->at;
+    at->kv = &a->kv, at->pos = c->arena_dev + a->off[0], at->seq = c->arena_dev + a->off[1];
+    return a;
+}
+
 static int cb_exec_qkvr(cuda_be *c, const cb_cmd *k, hb_err *err) {
     int rc, reuse = k->flag & 1;
     cuda_qkvr q;
     memset(&q, 0, sizeof q);
-    if ((k->flag & 2) && c->qkvr_norm && cuda_qkvr_norm_ok(k->n[0], k->w.n_cols, k->px[0], k->n[2], k->p[2])) {
+    bool qa = (k->flag & CB_MM_QKVA) != 0;
+    if ((k->flag & 2) && c->qkvr_norm && !qa &&
+        cuda_qkvr_norm_ok(k->n[0], k->w.n_cols, k->px[0], k->n[2], k->p[2])) {
         q.norm_x = k->px[0], q.norm_xs = k->n[2], q.norm_w = k->p[2], q.eps = k->f[0];
     } else if (k->flag & 2) {
         if ((rc = cuda_rmsnorm_q8(c->cu, k->px[0], k->n[2], (float *)k->p[0], k->n[0], k->w.n_cols, k->p[2], k->f[0],
@@ -255,6 +269,12 @@ static int cb_exec_qkvr(cuda_be *c, const cb_cmd *k, hb_err *err) {
     const cuda_weight *ws[3] = { &k->w, &k->wx[0], &k->wx[1] };
     float *ys[3] = { (float *)k->p[1], (float *)k->yx[0], (float *)k->yx[1] };
     int64_t ldys[3] = { k->n[1], k->ldyx[0], k->ldyx[1] };
+    if (qa) { /* with the attention after it (cb_qkva_rule) */
+        cuda_attn at;
+        const cb_cmd *a = cb_qkva_attn(c, k, &at);
+        if (!a) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused q/k/v product without its attention");
+        return cuda_matmul_qkva(c->cu, ws, ys, k->p[0], reuse, &q, &at, (float *)a->p[1], a->n[1], a->flag & 1, err);
+    }
     return cuda_matmul_qkvr(c->cu, 1 + (int)k->n_multi, ws, ys, ldys, k->p[0], k->n[0], reuse, &q, err);
 }
 
@@ -277,7 +297,8 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
             int64_t ldys[3] = { k->n[1], k->ldyx[0], k->ldyx[1] };
             return cuda_matmul_multi(cu, 1 + (int)k->n_multi, ws, ys, ldys, adds, k->p[0], k->n[0], k->flag & 1, err);
         }
-        cuda_mm_opt opt = { k->flag & 1, (float *)k->p[3], (k->flag & CB_MM_EARLY_ADD) != 0 };
+        cuda_mm_opt opt = { (k->flag & CB_MM_ACT2) ? 2 : k->flag & 1, (float *)k->p[3],
+                            (k->flag & CB_MM_EARLY_ADD) != 0 };
         return cuda_matmul_ex(cu, &k->w, k->p[0], k->n[0], y, k->n[1], &opt, err);
     }
     case CK_RMSNORM:
@@ -297,6 +318,7 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
     case CK_ATTN: {
         cuda_attn at = k->at;
         at.kv = &k->kv, at.pos = a0, at.seq = a1;
+        if (k->flag & CB_AT_BY_QKVA) return HEARTH_OK; /* the q/k/v product before it ran it */
         if (k->flag & 2)
             return cuda_rope_kv_attention(cu, &at, &k->rope, k->p[0], k->n[0], k->p[2], k->n[2], k->p[4], k->n[4], y,
                                           k->n[1], k->flag & 1, err);

@@ -516,10 +516,63 @@ static void cb_fuse_qkvr(cuda_be *c, size_t i) {
     r->kind = CK_NOP;
 }
 
+/* ---- the attention in the q/k/v product's launch (CB_MM_QKVA, cu_qkva.cu) --------------
+ * Opt-in (HEARTH_CUDA_QKVA=1): measured 6-10% slower than the two kernels on an H200
+ * (docs/performance.md, session 10). A one-token q/k/v product with RoPE and the KV store
+ * (one weight per role) whose next op is the attention over its q, positions, sequences
+ * and cache runs that attention in its own launch when cuda_qkva_ok takes the shapes
+ * (decided per step: the position bucket is one of them). When the attention quantizes its
+ * output for the product after it (flag 1), that product must be the next op and a plain
+ * single-token one: it reads the second activation scratch (CB_MM_ACT2). */
+static bool cb_qkva_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *s = getenv("HEARTH_CUDA_QKVA");
+        on = s && *s == '1' ? 1 : 0;
+    }
+    return on == 1;
+}
+
+static void cb_qkva_rule(cuda_be *c, size_t i) {
+    cb_cmd *m = &c->cmd[i], *o = NULL;
+    if (!cb_qkva_on() || (m->flag & (CB_MM_QKVR | CB_MM_QKVR_KV)) != (CB_MM_QKVR | CB_MM_QKVR_KV) || m->n[0] != 1 || m->n_multi != 2)
+        return;
+    size_t j = cb_next_op(c, i + 1);
+    if (j >= c->n_cmd || c->cmd[j].kind != CK_ATTN) return;
+    cb_cmd *a = &c->cmd[j];
+    const void *ys[3] = { m->p[1], m->yx[0], m->yx[1] }, *yq = NULL;
+    for (int r = 0; r < 3; r++)
+        if (((m->n[7] >> (2 * r)) & 3) == CUDA_QKVR_Q) yq = ys[r];
+    if (!yq || (a->flag & ~1) || a->p[0] != yq || a->at.n_tok != 1 || a->off[0] != m->off[0] ||
+        a->off[1] != m->off[1] || memcmp(&a->kv, &m->kv, sizeof a->kv) != 0)
+        return;
+    if (a->flag & 1) {
+        size_t l = cb_next_op(c, j + 1);
+        if (l >= c->n_cmd) return;
+        o = &c->cmd[l];
+        if (o->kind != CK_MATMUL || o->p[0] != a->p[1] || !(o->flag & 1) || o->n_multi || o->n[0] != 1 ||
+            (o->flag & (2 | 4 | 32 | 64 | CB_MM_QKVR)) || !cb_is_mv_q(o))
+            return;
+    }
+    cuda_qkvr q;
+    memset(&q, 0, sizeof q);
+    q.rope = &m->rope, q.head_dim = (int32_t)m->n[5], q.kv = &m->kv;
+    for (int r = 0; r < 3; r++) q.role[r] = (int)((m->n[7] >> (2 * r)) & 3);
+    cuda_attn at = a->at;
+    at.kv = &a->kv;
+    const cuda_weight *ws[3] = { &m->w, &m->wx[0], &m->wx[1] };
+    if (!cuda_qkva_ok(ws, &q, &at)) return;
+    m->flag |= CB_MM_QKVA;
+    a->flag |= CB_AT_BY_QKVA;
+    if (o) o->flag |= CB_MM_ACT2;
+}
+
 static void cb_qkvr_rules(cuda_be *c) {
     if (c->mega || !cb_qkvr_on()) return;
     for (size_t i = 0; i < c->n_cmd; i++)
         if (c->cmd[i].kind == CK_ROPE) cb_fuse_qkvr(c, i);
+    for (size_t i = 0; i < c->n_cmd; i++)
+        if (c->cmd[i].kind == CK_MATMUL) cb_qkva_rule(c, i);
 }
 
 /* ---- the residual read before the PDL wait (CB_MM_EARLY_ADD) ----------------------------

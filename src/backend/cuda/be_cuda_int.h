@@ -52,6 +52,12 @@ typedef struct cb_cmd {
 /* CK_MATMUL whose residual target p[3] the op before it does not write (cb_early_add): its
  * single-token kernel reads the residual before its PDL wait. */
 #define CB_MM_EARLY_ADD (1 << 13)
+/* CK_MATMUL with CB_MM_QKVR that also runs the attention after it (cb_qkva_rule,
+ * cu_qkva.cu); that CK_ATTN carries CB_AT_BY_QKVA and does nothing itself. Its quantized
+ * output lands in the second activation scratch: the product reading it has CB_MM_ACT2. */
+#define CB_MM_QKVA (1 << 14)
+#define CB_MM_ACT2 (1 << 15)
+#define CB_AT_BY_QKVA 4
 _Static_assert(sizeof(cb_cmd) % 8 == 0, "cb_cmd is hashed as 64-bit words");
 
 /* A step seen before: after one eager run it is captured, then replayed. */

@@ -83,6 +83,25 @@ static __device__ __forceinline__ void rope_pair(float x0, float x1, float cs, f
     *y1 = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
 }
 
+/* cos and sin of pair i's angle at position p, times attn_factor: rope_kernel's arithmetic
+ * (the fused q/k/v products, cu_mvr.cu and cu_qkva.cu). */
+static __device__ __forceinline__ float2 rope_angle(int32_t i, int32_t p, int32_t n_rot, float base, float freq_scale,
+                                                  float attn_factor, const float *factors, const double *inv_tab) {
+    double inv = inv_tab ? inv_tab[i] : pow((double)base, -2.0 * i / (double)n_rot);
+    float fac = factors ? factors[i] : 1.0f;
+    double theta = (double)p * freq_scale * inv;
+    if (factors) theta /= fac;
+    double sd, cd;
+    sincos(theta, &sd, &cd);
+    return make_float2((float)(cd * attn_factor), (float)(sd * attn_factor));
+}
+
+/* Element i of a cache row, rounded as the KV store rounds it. */
+static __device__ __forceinline__ void kv_put(uint8_t *row, int is_f16, int64_t i, float v) {
+    if (is_f16) ((__half *)row)[i] = __float2half_rn(v);
+    else ((float *)row)[i] = v;
+}
+
 /* Writes the final output of heads h0..h0+nh-1 of token t, held in shared memory ov
  * [nh][hdv], to A.fout or A.out, and quantizes it into the activation scratch (one warp per
  * 32-value chunk, the arithmetic of act_quant_kernel; needs hdv % 32 == 0 and contiguous

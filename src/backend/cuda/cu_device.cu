@@ -140,6 +140,7 @@ void cuda_ctx_free(cuda_ctx *c) {
     cudaSetDevice(c->info.ordinal);
     if (c->stream) cudaStreamSynchronize(c->stream);
     cu_scratch_release(&c->act);
+    cu_scratch_release(&c->act2);
     cu_scratch_release(&c->f16a);
     cu_scratch_release(&c->f16w);
     cu_scratch_release(&c->ids);

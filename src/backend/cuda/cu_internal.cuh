@@ -28,6 +28,7 @@ struct cuda_ctx {
     cuda_dev_info info;
     cudaStream_t stream;
     cu_scratch act;      /* quantized activations (int8 codes + scales + sums) */
+    cu_scratch act2;     /* a second one: written by a kernel while others still read act (cu_qkva.cu) */
     cu_scratch f16a;     /* f16 activations for the tensor-core path */
     cu_scratch f16w;     /* f16 dequantized weight for the tensor-core path */
     cu_scratch ids;      /* row ids uploaded for a call */
@@ -253,8 +254,10 @@ static __device__ __forceinline__ float cu_glu_act(int gelu, float g) {
 }
 
 /* The activation scratch for n_tok rows of n values (codes, scales, half sums), and x
- * quantized into it (reuse: it already holds x). cu_matmul.cu. */
+ * quantized into it (reuse 1: it already holds x; 2: the second scratch, cu_act_buffers2,
+ * already holds x). cu_matmul.cu. */
 int cu_act_buffers(cuda_ctx *c, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs, hb_err *err);
+int cu_act_buffers2(cuda_ctx *c, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs, hb_err *err);
 int cu_act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, int reuse, int8_t **xq, float **xd,
                     int2 **xs, hb_err *err);
 

@@ -493,23 +493,34 @@ static size_t align256(size_t x) {
 }
 
 /* The activation scratch for n_tok rows of n values: codes, scales, half sums. */
-int cu_act_buffers(cuda_ctx *c, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs, hb_err *err) {
+static int act_buffers_in(cuda_ctx *c, cu_scratch *s, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs,
+                          hb_err *err) {
     int rc;
     int64_t nch = n / 32;
     size_t b_q = align256((size_t)(n_tok * n)), b_d = align256((size_t)(n_tok * nch) * 4);
     size_t b_s = align256((size_t)(n_tok * nch) * 8);
-    if ((rc = cu_scratch_reserve(&c->act, b_q + b_d + b_s, err))) return rc;
-    *xq = (int8_t *)c->act.p;
-    *xd = (float *)((uint8_t *)c->act.p + b_q);
-    *xs = (int2 *)((uint8_t *)c->act.p + b_q + b_d);
+    if ((rc = cu_scratch_reserve(s, b_q + b_d + b_s, err))) return rc;
+    *xq = (int8_t *)s->p;
+    *xd = (float *)((uint8_t *)s->p + b_q);
+    *xs = (int2 *)((uint8_t *)s->p + b_q + b_d);
     return HEARTH_OK;
 }
 
+int cu_act_buffers(cuda_ctx *c, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs, hb_err *err) {
+    return act_buffers_in(c, &c->act, n_tok, n, xq, xd, xs, err);
+}
+
+int cu_act_buffers2(cuda_ctx *c, int64_t n_tok, int64_t n, int8_t **xq, float **xd, int2 **xs, hb_err *err) {
+    return act_buffers_in(c, &c->act2, n_tok, n, xq, xd, xs, err);
+}
+
 /* Quantizes x [n_tok][n] into the context's activation scratch; returns the three arrays.
- * reuse: the scratch already holds exactly this x (quantized by the previous op). */
+ * reuse: 1 = the scratch already holds exactly this x (quantized by the previous op), 2 = the
+ * second scratch (cu_act_buffers2) does. */
 int cu_act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, int reuse, int8_t **xq, float **xd,
                         int2 **xs, hb_err *err) {
     int rc;
+    if (reuse == 2) return cu_act_buffers2(c, n_tok, n, xq, xd, xs, err);
     if ((rc = cu_act_buffers(c, n_tok, n, xq, xd, xs, err))) return rc;
     if (reuse) return HEARTH_OK;
     int64_t total = n_tok * (n / 32);
@@ -720,7 +731,7 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
         if ((rc = cu_pq_matmul(c, 1, &w, ys1, ldys1, adds1, x, w->n_cols, n_tok, NULL, 0.0f, NULL, &done, err)) || done)
             return rc;
     }
-    if ((rc = cu_act_quantize(c, x, n_tok, w->n_cols, opt && opt->reuse_act, &xq, &xd, &xs, err))) return rc;
+    if ((rc = cu_act_quantize(c, x, n_tok, w->n_cols, opt ? opt->reuse_act : 0, &xq, &xd, &xs, err))) return rc;
     int nch = (int)(w->n_cols / 32), segb = mq_seg_bytes(w), vw = mq_width(w, segb);
     if (segb <= 0 || segb > MQ_STAGE || w->row_bytes % (size_t)vw)
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unexpected row layout for %s", quant_type_name(w->type));
@@ -864,7 +875,7 @@ static int matmul_tc(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t 
     int8_t *xq = NULL;
     float *xd = NULL;
     int2 *xs = NULL;
-    if (opt && opt->reuse_act) rc = cu_act_quantize(c, x, n_tok, w->n_cols, 1, &xq, &xd, &xs, err);
+    if (opt && opt->reuse_act) rc = cu_act_quantize(c, x, n_tok, w->n_cols, opt->reuse_act, &xq, &xd, &xs, err);
     else rc = cu_gemm_act_quantize(c, x, n_tok, w->n_cols, &xq, &xd, &xs, err);
     if (rc) return rc;
     return cu_gemm_quant(c, w, xq, xd, xs, n_tok, y, ldy, add_to, err);
@@ -881,7 +892,7 @@ static int matmul_tc_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, flo
     int8_t *xq = NULL;
     float *xd = NULL;
     int2 *xs = NULL;
-    if (reuse_act) rc = cu_act_quantize(c, x, n_tok, w->n_cols, 1, &xq, &xd, &xs, err);
+    if (reuse_act) rc = cu_act_quantize(c, x, n_tok, w->n_cols, reuse_act, &xq, &xd, &xs, err);
     else rc = cu_gemm_act_quantize(c, x, n_tok, w->n_cols, &xq, &xd, &xs, err);
     if (rc) return rc;
     return cu_gemm_quant_multi(c, n, ws, ys, ldys, adds, xq, xd, xs, n_tok, err);

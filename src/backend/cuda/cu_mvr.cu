@@ -75,24 +75,6 @@ typedef struct mr_args {
 
 #define MR_F(A, seg, f) ((seg) == 0 ? (A).s0.f : ((seg) == 1 ? (A).s1.f : (A).s2.f))
 
-/* cos and sin of pair i's angle at position p, times attn_factor: rope_kernel's arithmetic. */
-static __device__ __forceinline__ float2 mr_angle(int32_t i, int32_t p, int32_t n_rot, float base, float freq_scale,
-                                                  float attn_factor, const float *factors, const double *inv_tab) {
-    double inv = inv_tab ? inv_tab[i] : pow((double)base, -2.0 * i / (double)n_rot);
-    float fac = factors ? factors[i] : 1.0f;
-    double theta = (double)p * freq_scale * inv;
-    if (factors) theta /= fac;
-    double sd, cd;
-    sincos(theta, &sd, &cd);
-    return make_float2((float)(cd * attn_factor), (float)(sd * attn_factor));
-}
-
-/* Element i of a cache row, rounded as the KV store rounds it. */
-static __device__ __forceinline__ void mr_put(uint8_t *row, int is_f16, int64_t i, float v) {
-    if (is_f16) ((__half *)row)[i] = __float2half_rn(v);
-    else ((float *)row)[i] = v;
-}
-
 /* The warp's copies of nbytes from src to dst: asynchronous (vw 4/8/16, completed by
  * cp.async.wait_all) or plain 2-byte loads (rows of an odd number of 18-byte blocks). */
 static __device__ __forceinline__ void mr_copy(uint8_t *dst, const uint8_t *src, int nbytes, int vw, int lane) {
@@ -167,7 +149,7 @@ static __device__ __forceinline__ bool mr_row(bool rot, int neox, int hd, int64_
         if (warp == MR_W) { /* the angle warp */                                                         \
             int ps = lane / MR_T, t = lane % MR_T;                                                       \
             if (rot && ps < MR_W / 2 && t < n_tok && mr_row(rot, A.neox, A.hd, n_rows, blk, 2 * ps, &r, &pi)) \
-                ang[ps][t] = mr_angle(pi, A.pos[t], A.n_rot, A.base, A.freq_scale, A.attn_factor, A.factors, \
+                ang[ps][t] = rope_angle(pi, A.pos[t], A.n_rot, A.base, A.freq_scale, A.attn_factor, A.factors, \
                                       A.inv);                                                            \
         } else {                                                                                         \
             valid = mr_row(rot, A.neox, A.hd, n_rows, blk, warp, &r, &pi);                               \
@@ -271,7 +253,7 @@ static __device__ __forceinline__ void mr_finish(const mr_args &A, const float *
     uint8_t *cache = role == CUDA_QKVR_K ? A.kc : (role == CUDA_QKVR_V ? A.vc : NULL);
     if (cache) {
         size_t cell = (size_t)A.seq[lane] * (size_t)A.n_ctx + (size_t)A.pos[lane];
-        mr_put(cache + cell * A.kv_row_bytes, A.kv_f16, r, o);
+        kv_put(cache + cell * A.kv_row_bytes, A.kv_f16, r, o);
     }
 }
 

@@ -84,11 +84,6 @@ typedef struct rope_kv_args {
     const int32_t *seq;
 } rope_kv_args;
 
-static __device__ __forceinline__ void kv_put(uint8_t *row, int is_f16, int64_t i, float v) {
-    if (is_f16) ((__half *)row)[i] = __float2half_rn(v);
-    else ((float *)row)[i] = v;
-}
-
 /* One thread per (token, head, pair) of one or two tensors (q and k share positions);
  * angles in double like the CPU reference (base^(-2i/n_rot) from the host's table when
  * given). With kv.kc the rotated second tensor (k) is

@@ -63,6 +63,24 @@ int cuda_qkvr_mixed_ok(uint32_t type, uint32_t alt, int64_t n_tok, int64_t n_col
 int cuda_matmul_qkvr(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
                      const float *x, int64_t n_tok, int reuse_act, const cuda_qkvr *q, hb_err *err);
 
+/* One token's q/k/v product with RoPE and the KV store (as cuda_matmul_qkvr with one weight
+ * of each role q, k, v; mixed Q4_K q/k with Q6_K v too) followed by its decode attention
+ * (as cuda_attention, or cuda_attention_q8 when quant) in ONE launch (cu_qkva.cu): one
+ * block per query head, clusters of the query heads of a KV head sharing the new cell
+ * through distributed shared memory. Bitwise the separate kernels' results: ys (by the
+ * weights' order, as cuda_matmul_qkvr), the cache cell, out [n_head * head_dim]; but the
+ * quantized output (quant) goes to the SECOND activation scratch, so the product that
+ * reads it must ask for reuse 2 (cuda_mm_opt.reuse_act). a->kv must be q->kv's cache, f16.
+ * cuda_qkva_ok says whether a call would be taken (one token, group <= 8 query heads per
+ * KV head, head_dim % 32 == 0 and <= 256, a whole number of rotation pairs of k per block,
+ * rows of <= 2048 values of Q4_0 / Q8_0 / Q4_K / Q6_K (v may be Q6_K beside Q4_K), the
+ * position bucket <= 512, the block's shared memory). The decode step uses it only with
+ * HEARTH_CUDA_QKVA=1 (be_cuda_fuse.c: slower than the two kernels on an H200).
+ * HEARTH_E_INTERNAL for a call it would not take. Nothing is owned by the call. */
+int cuda_qkva_ok(const cuda_weight *const *ws, const cuda_qkvr *q, const cuda_attn *a);
+int cuda_matmul_qkva(cuda_ctx *c, const cuda_weight *const *ws, float *const *ys, const float *x, int reuse_act,
+                     const cuda_qkvr *q, const cuda_attn *a, float *out, int64_t os, int quant, hb_err *err);
+
 /* How many fused launches ran in this process (a testing aid). */
 uint64_t cuda_qkvr_launches(void);
 

@@ -1,0 +1,114 @@
+/* cu_attn_dec.cuh — the device code of the short-context decode attention (cu_attn_dec.cu),
+ * shared with the fused q/k/v + attention kernel (cu_qkva.cu) so that both give the same
+ * bits: the arguments, the K/V staging, the block reductions and the attention of one
+ * (query head, token) over staged cells. Device code only. */
+#ifndef HEARTH_CU_ATTN_DEC_CUH
+#define HEARTH_CU_ATTN_DEC_CUH
+
+#include "backend/cuda/cu_attn.cuh"
+#include "backend/cuda/cu_gemm.cuh" /* gm_cp16 */
+
+#define AD_T 128              /* threads per block */
+
+typedef struct ad_args {
+    const uint8_t *kc, *vc;
+    size_t row_bytes;
+    int64_t n_ctx;
+    const int32_t *pos, *seq;
+    const float *q;
+    int64_t qs;
+    float *out;
+    int64_t os;
+    int8_t *xq; /* non-NULL: also quantize the output (rows os == n_head * hd apart) */
+    float *xd;
+    int2 *xsum;
+    int32_t n_tok, n_head, group, hd, window, cap; /* cap: cells of the stage */
+    float scale, softcap;
+} ad_args;
+
+/* Copies cells [c0, c1) (positions lo + cc) of the head's K slice (rotated by piece) and V
+ * slice (plain) into the stages; the block's nt threads share the copies. */
+static __device__ __forceinline__ void ad_stage(const ad_args &A, uint8_t *sk, uint8_t *sv, const uint8_t *kb,
+                                                const uint8_t *vb, int64_t lo, int32_t c0, int32_t c1, int nt) {
+    int32_t np = A.hd >> 3, rb = A.hd * 2; /* 16-byte pieces per slice, slice bytes */
+    for (int32_t i = c0 * np + threadIdx.x; i < c1 * np; i += nt) {
+        int32_t cc = i / np, pc = i - cc * np, rot = (pc + cc) % np;
+        size_t src = (size_t)(lo + cc) * A.row_bytes + (size_t)pc * 16;
+        gm_cp16(sk + (size_t)cc * rb + rot * 16, kb + src);
+        gm_cp16(sv + (size_t)cc * rb + pc * 16, vb + src);
+    }
+}
+
+/* Sum (max when is_max) of v over threads 0..AD_T-1 (every thread of the block calls it;
+ * the others' values are left out); red: AD_T / 32 floats that no earlier reduction of the
+ * kernel used (so no barrier is needed before writing them); every thread gets it. */
+static __device__ __forceinline__ float ad_block_reduce(float v, bool is_max, float *red) {
+    v = is_max ? cu_warp_max(v) : cu_warp_sum(v);
+    if ((threadIdx.x & 31) == 0 && threadIdx.x < AD_T) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float r = red[0];
+    for (int w = 1; w < AD_T / 32; w++) r = is_max ? fmaxf(r, red[w]) : r + red[w];
+    return r;
+}
+
+/* The attention of query head h, token t over the ncell staged cells (K rotated by piece,
+ * V plain, [cell][hd] f16 each) with the rotated query qv [hd] in shared memory: scores
+ * (one thread per cell), a block max and sum, the weighted sum of V (threads own a
+ * dimension pair and a cell residue class), then the output row and its quantization when
+ * A.xq is set. sc: [ncell] floats, acc: [AD_T / (hd / 2)][hd] floats, red: two reduction
+ * arrays. Threads 0..AD_T-1 compute; every thread of the block must call it (barriers), so
+ * a larger block gives the same bits as an AD_T-thread one. */
+static __device__ __forceinline__ void ad_core(const ad_args &A, int32_t h, int32_t t, int32_t ncell,
+                                               const uint8_t *sk, const uint8_t *sv, const float *qv, float *sc,
+                                               float *acc, float (*red)[AD_T / 32]) {
+    int32_t hd = A.hd, rb = hd * 2, np = hd >> 3;
+    /* scores: one thread per cell */
+    float mx = -INFINITY;
+    for (int32_t cc = threadIdx.x; cc < ncell && threadIdx.x < AD_T; cc += AD_T) {
+        const uint4 *kr = (const uint4 *)(sk + (size_t)cc * rb);
+        float s = 0.0f;
+        for (int32_t pc = 0; pc < np; pc++) {
+            uint4 u = kr[(pc + cc) % np];
+            const float4 *q4 = (const float4 *)(qv + pc * 8);
+            float4 a = q4[0], b = q4[1];
+            float2 k0 = __half22float2(*(const __half2 *)&u.x), k1 = __half22float2(*(const __half2 *)&u.y);
+            float2 k2 = __half22float2(*(const __half2 *)&u.z), k3 = __half22float2(*(const __half2 *)&u.w);
+            s += a.x * k0.x + a.y * k0.y + a.z * k1.x + a.w * k1.y + b.x * k2.x + b.y * k2.y + b.z * k3.x + b.w * k3.y;
+        }
+        s *= A.scale;
+        if (A.softcap > 0.0f) s = A.softcap * tanhf(s / A.softcap);
+        sc[cc] = s;
+        mx = fmaxf(mx, s);
+    }
+    mx = ad_block_reduce(mx, true, red[0]);
+    float sum = 0.0f;
+    for (int32_t cc = threadIdx.x; cc < ncell && threadIdx.x < AD_T; cc += AD_T) {
+        float e = __expf(sc[cc] - mx);
+        sc[cc] = e;
+        sum += e;
+    }
+    sum = ad_block_reduce(sum, false, red[1]); /* its barrier also publishes the weights */
+    /* values: thread (pair pr, class g) sums cells g, g + ng, ... for dimensions 2pr, 2pr+1 */
+    int32_t pairs = hd >> 1, ng = AD_T / pairs, pr = threadIdx.x % pairs, g = threadIdx.x / pairs;
+    if (g < ng) {
+        float a0 = 0.0f, a1 = 0.0f;
+        for (int32_t cc = g; cc < ncell; cc += ng) {
+            float2 v = __half22float2(*(const __half2 *)(sv + (size_t)cc * rb + pr * 4));
+            float w = sc[cc];
+            a0 += w * v.x, a1 += w * v.y;
+        }
+        acc[g * hd + 2 * pr] = a0, acc[g * hd + 2 * pr + 1] = a1;
+    }
+    __syncthreads();
+    float *orow = A.out + (int64_t)t * A.os + (int64_t)h * hd;
+    for (int32_t d = threadIdx.x; d < hd && threadIdx.x < AD_T; d += AD_T) {
+        float o = 0.0f;
+        for (int32_t k = 0; k < ng; k++) o += acc[k * hd + d];
+        o /= sum;
+        orow[d] = o;
+        if (A.xq) /* hd % 32 == 0 and AD_T % 32 == 0: whole warps, one chunk each */
+            rq_chunk(o, threadIdx.x & 31, ((int64_t)t * A.os + (int64_t)h * hd + d) >> 5, A.xq, A.xd, A.xsum);
+    }
+}
+
+#endif

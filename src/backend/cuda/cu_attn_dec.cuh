@@ -53,7 +53,7 @@ static __device__ __forceinline__ float ad_block_reduce(float v, bool is_max, fl
 
 /* The attention of query head h, token t over the ncell staged cells (K rotated by piece,
  * V plain, [cell][hd] f16 each) with the rotated query qv [hd] in shared memory: scores
- * (one thread per cell), a block max and sum, the weighted sum of V (threads own a
+ * (two threads per cell), a block max and sum, the weighted sum of V (threads own a
  * dimension pair and a cell residue class), then the output row and its quantization when
  * A.xq is set. sc: [ncell] floats, acc: [AD_T / (hd / 2)][hd] floats, red: two reduction
  * arrays. Threads 0..AD_T-1 compute; every thread of the block must call it (barriers), so
@@ -62,23 +62,35 @@ static __device__ __forceinline__ void ad_core(const ad_args &A, int32_t h, int3
                                                const uint8_t *sk, const uint8_t *sv, const float *qv, float *sc,
                                                float *acc, float (*red)[AD_T / 32]) {
     int32_t hd = A.hd, rb = hd * 2, np = hd >> 3;
-    /* scores: one thread per cell */
+    /* scores: two threads per cell (lanes 2c and 2c + 1), each over half of the K slice's
+     * pieces, their sums added by one shuffle (the same bits in both: a + b == b + a); the
+     * loop is uniform over a warp, so every lane reaches the shuffle */
     float mx = -INFINITY;
-    for (int32_t cc = threadIdx.x; cc < ncell && threadIdx.x < AD_T; cc += AD_T) {
-        const uint4 *kr = (const uint4 *)(sk + (size_t)cc * rb);
+    int32_t half = threadIdx.x & 1, hp = np >> 1, pc0 = half * hp; /* hd % 32 == 0: np even */
+    for (int32_t c0 = 0; c0 < ncell && threadIdx.x < AD_T; c0 += AD_T / 2) {
+        int32_t cc = c0 + (int32_t)(threadIdx.x >> 1);
         float s = 0.0f;
-        for (int32_t pc = 0; pc < np; pc++) {
-            uint4 u = kr[(pc + cc) % np];
-            const float4 *q4 = (const float4 *)(qv + pc * 8);
-            float4 a = q4[0], b = q4[1];
-            float2 k0 = __half22float2(*(const __half2 *)&u.x), k1 = __half22float2(*(const __half2 *)&u.y);
-            float2 k2 = __half22float2(*(const __half2 *)&u.z), k3 = __half22float2(*(const __half2 *)&u.w);
-            s += a.x * k0.x + a.y * k0.y + a.z * k1.x + a.w * k1.y + b.x * k2.x + b.y * k2.y + b.z * k3.x + b.w * k3.y;
+        if (cc < ncell) {
+            const uint4 *kr = (const uint4 *)(sk + (size_t)cc * rb);
+            int32_t idx = (pc0 + cc) % np; /* K pieces are stored rotated by the cell */
+            for (int32_t i = 0; i < hp; i++) {
+                uint4 u = kr[idx];
+                idx = idx + 1 == np ? 0 : idx + 1;
+                const float4 *q4 = (const float4 *)(qv + (pc0 + i) * 8);
+                float4 a = q4[0], b = q4[1];
+                float2 k0 = __half22float2(*(const __half2 *)&u.x), k1 = __half22float2(*(const __half2 *)&u.y);
+                float2 k2 = __half22float2(*(const __half2 *)&u.z), k3 = __half22float2(*(const __half2 *)&u.w);
+                s += a.x * k0.x + a.y * k0.y + a.z * k1.x + a.w * k1.y + b.x * k2.x + b.y * k2.y + b.z * k3.x +
+                     b.w * k3.y;
+            }
         }
+        s += __shfl_xor_sync(0xffffffffu, s, 1);
         s *= A.scale;
         if (A.softcap > 0.0f) s = A.softcap * tanhf(s / A.softcap);
-        sc[cc] = s;
-        mx = fmaxf(mx, s);
+        if (cc < ncell) {
+            if (!half) sc[cc] = s;
+            mx = fmaxf(mx, s);
+        }
     }
     mx = ad_block_reduce(mx, true, red[0]);
     float sum = 0.0f;
@@ -88,16 +100,24 @@ static __device__ __forceinline__ void ad_core(const ad_args &A, int32_t h, int3
         sum += e;
     }
     sum = ad_block_reduce(sum, false, red[1]); /* its barrier also publishes the weights */
-    /* values: thread (pair pr, class g) sums cells g, g + ng, ... for dimensions 2pr, 2pr+1 */
+    /* values: thread (pair pr, class g) sums cells g, g + ng, ... for dimensions 2pr, 2pr+1,
+     * alternate cells into two sums (two dependency chains) added at the end */
     int32_t pairs = hd >> 1, ng = AD_T / pairs, pr = threadIdx.x % pairs, g = threadIdx.x / pairs;
     if (g < ng) {
-        float a0 = 0.0f, a1 = 0.0f;
-        for (int32_t cc = g; cc < ncell; cc += ng) {
+        float a0 = 0.0f, a1 = 0.0f, b0 = 0.0f, b1 = 0.0f;
+        int32_t cc = g;
+        for (; cc + ng < ncell; cc += 2 * ng) {
+            float2 v = __half22float2(*(const __half2 *)(sv + (size_t)cc * rb + pr * 4));
+            float2 u = __half22float2(*(const __half2 *)(sv + (size_t)(cc + ng) * rb + pr * 4));
+            float w = sc[cc], x = sc[cc + ng];
+            a0 += w * v.x, a1 += w * v.y, b0 += x * u.x, b1 += x * u.y;
+        }
+        if (cc < ncell) {
             float2 v = __half22float2(*(const __half2 *)(sv + (size_t)cc * rb + pr * 4));
             float w = sc[cc];
             a0 += w * v.x, a1 += w * v.y;
         }
-        acc[g * hd + 2 * pr] = a0, acc[g * hd + 2 * pr + 1] = a1;
+        acc[g * hd + 2 * pr] = a0 + b0, acc[g * hd + 2 * pr + 1] = a1 + b1;
     }
     __syncthreads();
     float *orow = A.out + (int64_t)t * A.os + (int64_t)h * hd;

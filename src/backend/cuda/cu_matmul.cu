@@ -786,6 +786,12 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
         return cuda_mvf(c, &m, err);
     }
     if (!e) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: bad multi-matmul");
+    if (n == 1) { /* one weight (e.g. the output product after a separate norm): the single
+                   * product's kernels, which add the one-token ones (mv1s, the streaming
+                   * mvs for long outputs) with the same bits */
+        cuda_mm_opt o = { reuse_act, adds[0], 0 };
+        return matvec(c, w, x, n_tok, ys[0], ldys[0], &o, err);
+    }
     int8_t *xq = NULL;
     float *xd = NULL;
     int2 *xs = NULL;

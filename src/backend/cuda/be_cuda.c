@@ -527,9 +527,9 @@ static int cb_flush(cuda_be *c) {
 
 /* be_ops.submit, after each layer: the commands recorded so far run as a segment of the
  * step (replayed as its own graph like a whole step), so that the host records the rest
- * while the GPU works. Segments are 1, 2, 4, ... layers, up to seg_layers: a short first
- * one starts the GPU early, longer ones keep the graph boundaries few (each costs more than
- * a PDL edge between kernels). The step's arena stays: later segments may reuse
+ * while the GPU works. Segments are seg_first layers, then seg_grow times more each time, up
+ * to seg_layers (1, 8, 24 by default): a short first one starts the GPU early, longer ones
+ * keep the graph boundaries few (each costs more than a PDL edge between kernels). The step's arena stays: later segments may reuse
  * its arrays, and the host never rewrites a part an upload may still read. Without this
  * the GPU idled for the whole recording of each decode step (~70-120 us on the H200 host,
  * against ~590 us of GPU work for a Q4_0 TinyLlama step). */
@@ -539,7 +539,7 @@ static void cb_submit(be_ctx *b) {
     if (!c->seg_next) c->seg_next = c->seg_first;
     if (++c->seg_count < c->seg_next) return;
     c->seg_count = 0;
-    c->seg_next = 2 * c->seg_next < c->seg_layers ? 2 * c->seg_next : c->seg_layers;
+    c->seg_next = c->seg_grow * c->seg_next < c->seg_layers ? c->seg_grow * c->seg_next : c->seg_layers;
     c->partial = true;
     cb_run_step(c); /* a failure sticks in c->err and poisons the read */
     c->partial = false;
@@ -879,11 +879,15 @@ int be_cuda_new(int device, be_ctx **out, hb_err *err) {
     c->graphs_off = g && strcmp(g, "0") == 0;
     const char *sg = getenv("HEARTH_CUDA_SEG");
     const char *sf = getenv("HEARTH_CUDA_SEG_FIRST");
-    /* segments of 1, 2, 4, 8, 8, ... layers: 8 measured 0.3-1.5% faster than 4 on all four
-     * TinyLlama files in session 9 (H200, four interleaved rounds), once the rest of the
-     * step had shrunk */
-    c->seg_layers = sg ? atoi(sg) : 8;
+    /* segments of 1, 8, 24, 24, ... layers (TinyLlama: 1, 8, 13): the host records a layer
+     * several times faster than the GPU runs it, so after a one-layer start the segments
+     * can grow fast, and every graph boundary saved is ~1.3 us of idle GPU. Measured on an
+     * H200 (session 10, two interleaved rounds): against 1, 2, 4, 8, 7 (the session-9
+     * default) +0.7-1.9% Q4_0, +0.5-0.8% Q4_K_M; growth 3 or 4 in between */
+    c->seg_layers = sg ? atoi(sg) : 24;
     c->seg_first = sf && atoi(sf) > 0 ? atoi(sf) : 1;
+    const char *sgr = getenv("HEARTH_CUDA_SEG_GROW");
+    c->seg_grow = sgr && atoi(sgr) >= 2 && atoi(sgr) <= 64 ? atoi(sgr) : 8;
     const char *qn = getenv("HEARTH_CUDA_QKVR_NORM");
     c->qkvr_norm = qn && strcmp(qn, "1") == 0; /* opt-in: measured 3.5-5% slower (docs/performance.md) */
     const char *f = getenv("HEARTH_CUDA_FUSE");

@@ -63,6 +63,7 @@ _Static_assert(sizeof(cb_cmd) % 8 == 0, "cb_cmd is hashed as 64-bit words");
 /* A step seen before: after one eager run it is captured, then replayed. */
 typedef struct cb_graph {
     uint64_t sig, gen, last_use;
+    uint64_t raw;        /* signature of the commands as recorded, before the rewrite (0: none) */
     cuda_graph *g;       /* NULL until captured */
 } cb_graph;
 

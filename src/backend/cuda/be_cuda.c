@@ -231,11 +231,6 @@ static int cb_exec_mvf(cuda_be *c, const cb_cmd *k, hb_err *err) {
     return cuda_mvf(c->cu, &m, err);
 }
 
-/* A q/k/v product that rotates q/k and stores the KV cell itself (CB_MM_QKVR, cb_fuse_qkvr);
- * a norm folded in by cb_fold (flag 2) runs first as its own kernel, or with
- * HEARTH_CUDA_QKVR_NORM=1 in the product's blocks (cuda_qkvr.norm_x) where it fits: the
- * same bits either way, but 640 blocks re-reading the same 8 KB row measured slower than
- * the 16-block norm kernel (Q4_0 tg128 1617 -> 1558 on an H200). */
 /* The attention op that a CB_MM_QKVA product runs (the next op that is not a NOP), with
  * the run-time pointers filled in. */
 static const cb_cmd *cb_qkva_attn(const cuda_be *c, const cb_cmd *k, cuda_attn *at) {
@@ -248,6 +243,11 @@ static const cb_cmd *cb_qkva_attn(const cuda_be *c, const cb_cmd *k, cuda_attn *
     return a;
 }
 
+/* A q/k/v product that rotates q/k and stores the KV cell itself (CB_MM_QKVR, cb_fuse_qkvr);
+ * a norm folded in by cb_fold (flag 2) runs first as its own kernel, or with
+ * HEARTH_CUDA_QKVR_NORM=1 in the product's blocks (cuda_qkvr.norm_x) where it fits: the
+ * same bits either way, but 640 blocks re-reading the same 8 KB row measured slower than
+ * the 16-block norm kernel (Q4_0 tg128 1617 -> 1558 on an H200). */
 static int cb_exec_qkvr(cuda_be *c, const cb_cmd *k, hb_err *err) {
     int rc, reuse = k->flag & 1;
     cuda_qkvr q;
@@ -452,8 +452,6 @@ static int cb_mega_try(cuda_be *c, uint64_t sig, int *rc) {
     return 0;
 }
 
-/* Runs the recorded step: replays its graph when the same step ran before under the same
- * scratch memory, captures it on its second appearance, runs it op by op otherwise. */
 /* The rewrite is a function of the recorded commands and of whether they are a segment
  * (cb_dead_after), nothing else, so a graph captured from the same recorded commands (raw:
  * their signature, with c->partial) can be launched without rewriting and signing them
@@ -471,6 +469,8 @@ static int cb_replay_raw(cuda_be *c, uint64_t raw, uint64_t gen) {
     return -1;
 }
 
+/* Runs the recorded step: replays its graph when the same step ran before under the same
+ * scratch memory, captures it on its second appearance, runs it op by op otherwise. */
 static int cb_run_step(cuda_be *c) {
     int rc;
     hb_err *err = &c->err;
@@ -550,8 +550,9 @@ static int cb_flush(cuda_be *c) {
  * step (replayed as its own graph like a whole step), so that the host records the rest
  * while the GPU works. Segments are seg_first layers, then seg_grow times more each time, up
  * to seg_layers (1, 8, 24 by default): a short first one starts the GPU early, longer ones
- * keep the graph boundaries few (each costs more than a PDL edge between kernels). The step's arena stays: later segments may reuse
- * its arrays, and the host never rewrites a part an upload may still read. Without this
+ * keep the graph boundaries few (each costs more than a PDL edge between kernels). The
+ * step's arena stays: later segments may reuse its arrays, and the host never rewrites a
+ * part an upload may still read. Without this
  * the GPU idled for the whole recording of each decode step (~70-120 us on the H200 host,
  * against ~590 us of GPU work for a Q4_0 TinyLlama step). */
 static void cb_submit(be_ctx *b) {

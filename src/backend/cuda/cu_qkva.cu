@@ -331,7 +331,8 @@ extern "C" int cuda_qkva_ok(const cuda_weight *const *ws, const cuda_qkvr *q, co
     const cuda_kv *kv = a->kv;
     int32_t hd = q->head_dim, nh = a->n_head, nkv = a->n_head_kv;
     if (a->n_tok != 1 || nkv <= 0 || nh % nkv || hd != a->head_dim_k || hd != a->head_dim_v ||
-        hd % 32 || hd > QA_MAX_HD || hd % (2 * qa_bh() * qa_hc(nh / nkv)) || kv->type != QT_F16 || q->kv->type != QT_F16 ||
+        hd % 32 || hd > QA_MAX_HD || hd % (2 * qa_bh() * qa_hc(nh / nkv)) || kv->type != QT_F16 ||
+        q->kv->type != QT_F16 ||
         q->kv->k != kv->k || q->kv->v != kv->v || kv->kv_dim != (int64_t)nkv * hd ||
         ((uintptr_t)kv->k | (uintptr_t)kv->v | kv->row_bytes) % 16 || !q->rope || q->rope->n_rot != hd)
         return 0;
@@ -349,8 +350,8 @@ extern "C" int cuda_qkva_ok(const cuda_weight *const *ws, const cuda_qkvr *q, co
 }
 
 extern "C" int cuda_matmul_qkva(cuda_ctx *c, const cuda_weight *const *ws, float *const *ys, const float *x,
-                                int reuse_act, const cuda_qkvr *q, const cuda_attn *a, float *out, int64_t os, int quant,
-                                hb_err *err) {
+                                int reuse_act, const cuda_qkvr *q, const cuda_attn *a, float *out, int64_t os,
+                                int quant, hb_err *err) {
     int rc;
     const cuda_weight *w[3];
     int idx[3];

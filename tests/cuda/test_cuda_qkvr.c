@@ -321,12 +321,17 @@ static int fused_products(const cuda_be *c, int64_t *roles, int *kv) {
     return n;
 }
 
+/* A backend with only a command list (the rewrite rules need nothing else). */
+static void fake_be(cuda_be *c, cb_cmd *cmds, size_t cap) {
+    memset(c, 0, sizeof *c);
+    c->cmd = cmds, c->cap_cmd = cap;
+}
+
 static void test_rule(void **state) {
     (void)state;
     cb_cmd cmds[32];
     cuda_be c;
-    memset(&c, 0, sizeof c);
-    c.cmd = cmds, c.cap_cmd = 32;
+    fake_be(&c, cmds, 32);
     int64_t roles[4];
     int kv = 0;
     const int64_t qkv = CUDA_QKVR_Q | CUDA_QKVR_K << 2 | CUDA_QKVR_V << 4;
@@ -406,8 +411,7 @@ static void test_qkva_rule(void **state) {
     (void)state;
     cb_cmd cmds[32];
     cuda_be c;
-    memset(&c, 0, sizeof c);
-    c.cmd = cmds, c.cap_cmd = 32;
+    fake_be(&c, cmds, 32);
     const rstep on[] = { { QT_Q4_0, QT_Q4_0, QT_F16, 1, RHD, 0 }, { QT_Q8_0, QT_Q8_0, QT_F16, 1, RHD, 0 } };
     for (size_t i = 0; i < sizeof on / sizeof on[0]; i++) {
         record(&c, &on[i]);

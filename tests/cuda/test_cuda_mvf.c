@@ -4,8 +4,9 @@
  * 8 columns (the plain kernel), 1..8 and 11 tokens, three weights in one launch with strided
  * outputs and residual adds, the folded RMSNorm and the GLU epilogue; and that a token's
  * result does not depend on the batch (bit-identical), that the folded norm equals the
- * standalone float norm bit for bit (and the products over them agree), and the standalone
- * norm (also in place).
+ * standalone float norm bit for bit (and the products over them agree), the same for the
+ * GLU and early-residual epilogues of the one-token instance, and the standalone norm (also
+ * in place).
  * Built only with `make CUDA=1`; skips when no usable GPU is present.
  */
 #include <math.h>
@@ -330,6 +331,64 @@ static void test_mvf_batch_independent(void **state) {
     }
 }
 
+/* The epilogues for 8 tokens at once and for each token alone, bit for bit: gate/up with
+ * the GLU (glu = 1), or one weight with a residual add read before the wait (glu = 0,
+ * add_early). One token runs the four-row kernel's one-token instance (its own epilogue
+ * code), 8 tokens the general one. Also checks the single-token outputs against the double
+ * reference and the residual as old + sum. */
+static void check_batch_epi(uint32_t type, int64_t R, int64_t C, int glu) {
+    const int64_t T = 8;
+    mat g, u;
+    mat_make(&g, type, R, C);
+    if (glu) mat_make(&u, type, R, C);
+    float *x = rand_floats(T * C, 1.0f), *a0 = rand_floats(T * R, 2.0f), *yn = nan_floats(T * R);
+    float *dx = dev_up(x, T * C), *dy0 = dev_up(yn, T * R), *dy1 = dev_up(yn, T * R), *dgo = dev_up(yn, T * R);
+    float *dadd = dev_up(a0, T * R);
+    float *all[3], *one[3];
+    for (int i = 0; i < 3; i++) {
+        all[i] = malloc(sizeof(float) * T * R), one[i] = malloc(sizeof(float) * T * R);
+        assert_non_null(all[i] && one[i]);
+    }
+    float *outs[3] = { dy0, glu ? dy1 : dadd, dgo };
+    int nout = glu ? 3 : 2;
+    cuda_mvf_call call;
+    memset(&call, 0, sizeof call);
+    call.n = glu ? 2 : 1, call.w[0] = &g.w, call.w[1] = glu ? &u.w : NULL, call.ldy[0] = R, call.ldy[1] = R;
+    call.x_stride = C, call.glu = glu, call.glu_os = R, call.add_early = !glu;
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(cuda_upload(g_ctx, dadd, a0, sizeof(float) * T * R, &g_err), 0);
+        for (int64_t t = 0; t < T; t += pass ? 1 : T) {
+            call.n_tok = pass ? 1 : T, call.x = dx + t * C, call.y[0] = dy0 + t * R, call.y[1] = dy1 + t * R;
+            call.add_to[0] = glu ? NULL : dadd + t * R, call.glu_out = glu ? dgo + t * R : NULL;
+            assert_int_equal(cuda_mvf(g_ctx, &call, &g_err), 0);
+        }
+        for (int i = 0; i < nout; i++) dev_down(pass ? one[i] : all[i], outs[i], T * R);
+    }
+    for (int i = 0; i < nout; i++) assert_memory_equal(all[i], one[i], sizeof(float) * T * R);
+    double *xd = to_double(x, T * C), *ref = ref_mv(&g, xd, T);
+    double e = nrmse(one[0], R, ref, T, R);
+    for (int64_t i = 0; i < T * R && !glu; i++) assert_true(one[1][i] == a0[i] + one[0][i]); /* old + sum */
+    printf("  batch of 8 == alone: %-4s %lld x %lld %s, nrmse %.2e\n", quant_type_name(type), (long long)R,
+           (long long)C, glu ? "gate/up + GLU" : "residual read early", e);
+    assert_true(e <= BOUND);
+    cuda_free(g_ctx, dx), cuda_free(g_ctx, dy0), cuda_free(g_ctx, dy1), cuda_free(g_ctx, dgo), cuda_free(g_ctx, dadd);
+    for (int i = 0; i < 3; i++) free(all[i]), free(one[i]);
+    free(x), free(a0), free(yn), free(xd), free(ref);
+    mat_free(&g);
+    if (glu) mat_free(&u);
+}
+
+static void test_mvf_batch_epilogues(void **state) {
+    (void)state;
+    NEED_GPU();
+    for (size_t ti = 1; ti < 3; ti++) { /* F16, BF16 */
+        check_batch_epi(k_ftypes[ti], 2816, 2048, 1);  /* TinyLlama's gate/up */
+        check_batch_epi(k_ftypes[ti], 1030, 5632, 0);  /* down-like, a partial four-row block */
+        check_batch_epi(k_ftypes[ti], 70, 14336, 0);   /* seven groups per thread */
+        check_batch_epi(k_ftypes[ti], 6, 2048, 1);     /* fewer blocks than SMs */
+    }
+}
+
 /* cuda_mvf_rmsnorm against the double reference, separate output and in place. */
 static void test_mvf_rmsnorm(void **state) {
     (void)state;
@@ -392,6 +451,7 @@ int main(void) {
         cmocka_unit_test(test_mvf_multi_add),
         cmocka_unit_test(test_mvf_norm_glu),
         cmocka_unit_test(test_mvf_batch_independent),
+        cmocka_unit_test(test_mvf_batch_epilogues),
         cmocka_unit_test(test_mvf_rmsnorm),
         cmocka_unit_test(test_mvf_bad_calls),
     };

@@ -382,7 +382,7 @@ static void test_mvf_batch_epilogues(void **state) {
     (void)state;
     NEED_GPU();
     for (size_t ti = 1; ti < 3; ti++) { /* F16, BF16 */
-        check_batch_epi(k_ftypes[ti], 2816, 2048, 1);  /* 704 blocks of gate/up row pairs */
+        check_batch_epi(k_ftypes[ti], 2816, 2048, 1);  /* 1408 four-row blocks of gate/up pairs */
         check_batch_epi(k_ftypes[ti], 1030, 5632, 0);  /* down-like, a partial four-row block */
         check_batch_epi(k_ftypes[ti], 70, 14336, 0);   /* seven groups per thread */
         check_batch_epi(k_ftypes[ti], 6, 2048, 1);     /* fewer blocks than SMs */

@@ -162,21 +162,43 @@ static __device__ __forceinline__ void mq_stage(uint8_t *dst, const uint8_t *src
         cu_mv_store(acc, lane, r, n_tok, y, ldy, add_to);                                                    \
     }
 
+/* Copy width MQ_BULK (the single-token kernels below, 16-byte aligned rows): lane 0 stages
+ * the warp's row with one bulk copy (cp.async.bulk, completion counted on the warp's
+ * mbarrier) instead of every lane issuing 16-byte cp.async pieces; as the gate/up kernel's
+ * staging (cu_mvq.cu, gu_stage_tma). Which types take it: mv_launch_vw. */
+#define MQ_BULK 32
+static __device__ __forceinline__ void mq_stage_bulk(uint8_t *dst, const uint8_t *src, uint32_t bytes, uint64_t *bar) {
+    uint64_t pol;
+    cu_mbar_init(bar, 1);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
+    cu_mbar_expect(bar, bytes);
+    cu_bulk_g2s(dst, src, bytes, bar, pol);
+}
+
 /* Single-token variant (decode, n_tok == 1) for rows that fit one staging pass and have at
  * most MV1_J chunks per lane: the lane loads the activations of all its chunks into
  * registers right after the PDL wait, while the row's asynchronous copies are still in
  * flight, so the activations cost one L2 round trip under the weights' instead of one
  * after them per chunk (the generic loop's loads wait for the unpack of the chunk). */
 #define MV1_J 6
-#define MV1_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT) MV1_KERNEL_J(name, UNPACK, HAS_MIN, HAS_LUT, MV1_J)
-#define MV1_KERNEL_J(name, UNPACK, HAS_MIN, HAS_LUT, MJ)                                                 \
+/* BULK: the instance can stage by bulk copy (vw == MQ_BULK); without it the copy code is
+ * compiled out (it costs 3-8 registers, measured slower where unused). */
+#define MV1_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT, BULK) MV1_KERNEL_J(name, UNPACK, HAS_MIN, HAS_LUT, MV1_J, BULK)
+#define MV1_KERNEL_J(name, UNPACK, HAS_MIN, HAS_LUT, MJ, BULK)                                           \
     static __global__ void __launch_bounds__(MQ_W * 32)                                                  \
         name(mv_multi mm, int nch, int seg_bytes, int vw, const int8_t *xq, const float *xd, const int2 *xs, \
              int n_tok) {                                                                                \
         (void)seg_bytes, (void)n_tok;                                                                    \
         CU_TR_ENTRY();                                                                                   \
         MV_ROW_BEGIN(HAS_LUT);                                                                           \
-        for (int i = lane * vw; i < (int)row_bytes; i += 32 * vw) mq_cp(sm + i, row + i, vw);            \
+        __shared__ __align__(8) uint64_t mbar_[MQ_W];                                                    \
+        const bool bulk_ = (BULK) && vw == MQ_BULK;                                                      \
+        if (!bulk_)                                                                                      \
+            for (int i = lane * vw; i < (int)row_bytes; i += 32 * vw) mq_cp(sm + i, row + i, vw);        \
+        else if (lane == 0)                                                                              \
+            mq_stage_bulk(sm, row, (uint32_t)row_bytes, &mbar_[warp]);                                   \
+        __syncwarp(); /* the barrier is initialized for every lane */                                    \
         float res_ = 0.0f; /* the residual, read early when the host allows it */                        \
         if (mm.early && lane == 0 && add_to) res_ = __ldcg(add_to + r);                                   \
         cu_pdl_wait_e(); /* weights in flight; activations now ready */                                     \
@@ -185,7 +207,8 @@ static __device__ __forceinline__ void mq_stage(uint8_t *dst, const uint8_t *src
         float dx[MJ];                                                                                     \
         int2 sx[MJ];                                                                                      \
         MV1_LOAD_ACT(MJ, HAS_MIN, xq, xd, xs, nch, lane, xa, xb, dx, sx);                                 \
-        asm volatile("cp.async.wait_all;\n" ::: "memory");                                                \
+        if (bulk_) cu_mbar_wait(&mbar_[warp], 0);                                                         \
+        else asm volatile("cp.async.wait_all;\n" ::: "memory");                                           \
         __syncwarp();                                                                                     \
         CU_TR_MARK(1);                                                                                    \
         float acc[MV_T];                                                                                  \
@@ -274,14 +297,14 @@ MV_KERNEL(mv_q4_K, up_q4_K, 1, 0)
 MV_KERNEL(mv_q5_K, up_q5_K, 1, 0)
 MV_KERNEL(mv_q6_K, up_q6_Ku, 2, 0)
 MV_KERNEL(mv_iq4_xs, up_iq4_xs, 0, 1)
-MV1_KERNEL(mv1_q4_0, up_q4_0, 1, 0)
-MV1_KERNEL(mv1_q8_0, up_q8_0, 0, 0)
-MV1_KERNEL(mv1_q4_K, up_q4_K, 1, 0)
-MV1_KERNEL(mv1_q6_K, up_q6_Ku, 2, 0)
-MV1_KERNEL_J(mv1s_q4_0, up_q4_0, 1, 0, 2)
-MV1_KERNEL_J(mv1s_q8_0, up_q8_0, 0, 0, 2)
-MV1_KERNEL_J(mv1s_q4_K, up_q4_K, 1, 0, 2)
-MV1_KERNEL_J(mv1s_q6_K, up_q6_Ku, 2, 0, 2)
+MV1_KERNEL(mv1_q4_0, up_q4_0, 1, 0, 0)
+MV1_KERNEL(mv1_q8_0, up_q8_0, 0, 0, 1)
+MV1_KERNEL(mv1_q4_K, up_q4_K, 1, 0, 0)
+MV1_KERNEL(mv1_q6_K, up_q6_Ku, 2, 0, 0)
+MV1_KERNEL_J(mv1s_q4_0, up_q4_0, 1, 0, 2, 0)
+MV1_KERNEL_J(mv1s_q8_0, up_q8_0, 0, 0, 2, 1)
+MV1_KERNEL_J(mv1s_q4_K, up_q4_K, 1, 0, 2, 0)
+MV1_KERNEL_J(mv1s_q6_K, up_q6_Ku, 2, 0, 2, 0)
 MVS_KERNEL(mvs_q4_0, up_q4_0, 1, 0, 2)
 MVS_KERNEL(mvs_q8_0, up_q8_0, 0, 0, 2)
 MVS_KERNEL(mvs_q4_K, up_q4_K, 1, 0, 2)
@@ -381,21 +404,22 @@ typedef struct mm_entry {
     mv_fn mv1;             /* single-token variant, or NULL */
     mv_fn mv1s;            /* the same for rows of <= 64 chunks (fewer registers), or NULL */
     mvs_fn mvs2, mvs4;     /* streaming single-token variants (rows of <= 2048 / 4096 values), or NULL */
+    int bulk1;             /* mv1 / mv1s were built with BULK: they take vw == MQ_BULK */
 } mm_entry;
 
 static const mm_entry k_mm[] = {
-    { QT_Q4_0, mv_q4_0, dq_q4_0, 1, mv1_q4_0, mv1s_q4_0, mvs_q4_0, mvs4_q4_0 },
-    { QT_Q4_1, mv_q4_1, dq_q4_1, 1, NULL, NULL, NULL, NULL },
-    { QT_Q5_0, mv_q5_0, dq_q5_0, 1, NULL, NULL, NULL, NULL },
-    { QT_Q5_1, mv_q5_1, dq_q5_1, 1, NULL, NULL, NULL, NULL },
-    { QT_Q8_0, mv_q8_0, dq_q8_0, 0, mv1_q8_0, mv1s_q8_0, mvs_q8_0, mvs4_q8_0 },
-    { QT_IQ4_NL, mv_iq4_nl, dq_iq4_nl, 0, NULL, NULL, NULL, NULL },
-    { QT_Q2_K, mv_q2_K, dq_q2_K, 1, NULL, NULL, NULL, NULL },
-    { QT_Q3_K, mv_q3_K, dq_q3_K, 0, NULL, NULL, NULL, NULL },
-    { QT_Q4_K, mv_q4_K, dq_q4_K, 1, mv1_q4_K, mv1s_q4_K, mvs_q4_K, mvs4_q4_K },
-    { QT_Q5_K, mv_q5_K, dq_q5_K, 1, NULL, NULL, NULL, NULL },
-    { QT_Q6_K, mv_q6_K, dq_q6_K, 0, mv1_q6_K, mv1s_q6_K, mvs_q6_K, mvs4_q6_K },
-    { QT_IQ4_XS, mv_iq4_xs, dq_iq4_xs, 0, NULL, NULL, NULL, NULL },
+    { QT_Q4_0, mv_q4_0, dq_q4_0, 1, mv1_q4_0, mv1s_q4_0, mvs_q4_0, mvs4_q4_0, 0 },
+    { QT_Q4_1, mv_q4_1, dq_q4_1, 1, NULL, NULL, NULL, NULL, 0 },
+    { QT_Q5_0, mv_q5_0, dq_q5_0, 1, NULL, NULL, NULL, NULL, 0 },
+    { QT_Q5_1, mv_q5_1, dq_q5_1, 1, NULL, NULL, NULL, NULL, 0 },
+    { QT_Q8_0, mv_q8_0, dq_q8_0, 0, mv1_q8_0, mv1s_q8_0, mvs_q8_0, mvs4_q8_0, 1 },
+    { QT_IQ4_NL, mv_iq4_nl, dq_iq4_nl, 0, NULL, NULL, NULL, NULL, 0 },
+    { QT_Q2_K, mv_q2_K, dq_q2_K, 1, NULL, NULL, NULL, NULL, 0 },
+    { QT_Q3_K, mv_q3_K, dq_q3_K, 0, NULL, NULL, NULL, NULL, 0 },
+    { QT_Q4_K, mv_q4_K, dq_q4_K, 1, mv1_q4_K, mv1s_q4_K, mvs_q4_K, mvs4_q4_K, 0 },
+    { QT_Q5_K, mv_q5_K, dq_q5_K, 1, NULL, NULL, NULL, NULL, 0 },
+    { QT_Q6_K, mv_q6_K, dq_q6_K, 0, mv1_q6_K, mv1s_q6_K, mvs_q6_K, mvs4_q6_K, 0 },
+    { QT_IQ4_XS, mv_iq4_xs, dq_iq4_xs, 0, NULL, NULL, NULL, NULL, 0 },
 };
 
 /* The kernel for a product of n_tok tokens over n_rows rows in all: the single-token variant
@@ -413,6 +437,21 @@ static bool mv1s_on(void) {
         on = s && *s == '0' ? 0 : 1;
     }
     return on == 1;
+}
+
+/* The copy width a picked kernel is launched with: MQ_BULK for the single-token kernels
+ * built with bulk staging (e->bulk1: Q8_0 only) on 16-byte aligned rows, else vw
+ * (HEARTH_CUDA_MV1_TMA=0: never). Measured on an H200 (tg128, three interleaved rounds,
+ * bulk for every type against none): Q8_0 1691-1697 against 1651-1656, Q4_0 1899-1904
+ * against 1895-1901 (noise), Q4_K_M 1767-1768 against 1784-1788 (slower); on an H100,
+ * Q8_0 only: 1474-1494 against 1428-1452. */
+static int mv_launch_vw(const mm_entry *e, mv_fn fn, int vw) {
+    static int on = -1;
+    if (on < 0) {
+        const char *s = getenv("HEARTH_CUDA_MV1_TMA");
+        on = s && *s == '0' ? 0 : 1;
+    }
+    return on && e->bulk1 && vw == 16 && fn && (fn == e->mv1 || fn == e->mv1s) ? MQ_BULK : vw;
 }
 
 static mv_fn mv_pick(const mm_entry *e, int64_t n_tok, int64_t n_rows, int nch, int segb, int vw, size_t row_bytes) {
@@ -758,8 +797,8 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
         mm.early = opt && opt->add_early && n_tok == 1;
         mv_fn fn = mv_pick(e, nt, w->n_rows, nch, segb, vw, w->row_bytes);
         cu_carve((const void *)fn);
-        CU_LAUNCH(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c->stream, mm, nch, segb, vw,
-                  xq + t0 * w->n_cols, xd + t0 * nch, xs + t0 * nch, nt);
+        CU_LAUNCH(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c->stream, mm, nch, segb,
+                  mv_launch_vw(e, fn, vw), xq + t0 * w->n_cols, xd + t0 * nch, xs + t0 * nch, nt);
     }
     return cu_check_launch(err, "matrix-vector product");
 }
@@ -819,8 +858,8 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
     }
     mv_fn fn = mv_pick(e, n_tok, (int64_t)grid * MQ_W, nch, segb, vw, w->row_bytes);
     cu_carve((const void *)fn);
-    CU_LAUNCH(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c->stream, mm, nch, segb, vw, xq, xd,
-              xs, (int)n_tok);
+    CU_LAUNCH(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c->stream, mm, nch, segb,
+              mv_launch_vw(e, fn, vw), xq, xd, xs, (int)n_tok);
     return cu_check_launch(err, "matrix-vector product");
 }
 

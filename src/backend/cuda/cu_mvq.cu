@@ -175,7 +175,45 @@ static __device__ __forceinline__ void gu_stage_tma(uint8_t *sm, const uint8_t *
     cu_bulk_g2s(sm + pb, wu + (size_t)row * row_bytes, (uint32_t)pb, bar, pol);
 }
 
-#define GU_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT, J)                                                        \
+/* Three one-row buffers per warp (the G3 single-token instances, bulk copies only): output
+ * i0's gate and up rows and output i0 + 1's gate row are staged before the PDL wait, and
+ * i0 + 1's up row as soon as i0's gate row has been used. With two buffers, output i0 + 1's
+ * rows were only requested after both of i0's dot products, and on an H100 the whole GPU's
+ * burst of them (12 MB for Q8_0) then arrived 2.5-3.4 us later while the DRAM had idled.
+ * 104 KB per block for Q8_0 still fits two blocks per SM; registers, not shared memory,
+ * limit how many become resident beside the o product before it (64 x 512 each).
+ * Measured on an H100 (tg128 -r 3, three interleaved rounds against main's build): Q8_0
+ * 1513-1545 against 1471-1483; Q4_0 1709-1756 against 1742-1749 and Q4_K_M 1601-1670
+ * against 1654-1679 (shorter rows, whose second staging waited 1.5 us), so only Q8_0 has
+ * an instance. HEARTH_CUDA_GU3=0 turns it off. */
+static __device__ __forceinline__ void gu_stage_row(uint8_t *sm, const uint8_t *w, int64_t row, size_t row_bytes,
+                                                    int pb, uint64_t *bar, uint64_t pol) {
+    cu_mbar_expect(bar, (uint32_t)pb);
+    cu_bulk_g2s(sm, w + (size_t)row * row_bytes, (uint32_t)pb, bar, pol);
+}
+
+#define GU3_DOTS(J, UNPACK, HAS_MIN)                                                                     \
+    do {                                                                                                 \
+        cu_mbar_wait(&gbar[warp], 0);                                                                    \
+        __syncwarp();                                                                                    \
+        CU_TR_MARK(3);                                                                                   \
+        MV1_DOT(J, UNPACK, HAS_MIN, sm, lut, nch, lane, xa, xb, dx, sx, g[0][0]);                        \
+        __syncwarp(); /* every lane is done with buffer 0: i0 + 1's up row goes there */                 \
+        if (lane == 0) {                                                                                 \
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");                               \
+            gu_stage_row(sm, wu, i0 + 1, row_bytes, pb, &gbar[2 * GU_W + warp], pol);                    \
+        }                                                                                                \
+        MV1_DOT(J, UNPACK, HAS_MIN, sm + pb, lut, nch, lane, xa, xb, dx, sx, u[0][0]);                   \
+        cu_mbar_wait(&gbar[GU_W + warp], 0);                                                             \
+        __syncwarp();                                                                                    \
+        CU_TR_MARK(4);                                                                                   \
+        MV1_DOT(J, UNPACK, HAS_MIN, sm + 2 * pb, lut, nch, lane, xa, xb, dx, sx, g[1][0]);               \
+        cu_mbar_wait(&gbar[2 * GU_W + warp], 0);                                                         \
+        __syncwarp();                                                                                    \
+        MV1_DOT(J, UNPACK, HAS_MIN, sm, lut, nch, lane, xa, xb, dx, sx, u[1][0]);                        \
+    } while (0)
+
+#define GU_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT, J, G3)                                                        \
     static __global__ void __launch_bounds__(GU_W * 32, 2)                                               \
         name(const uint8_t *wg, const uint8_t *wu, size_t row_bytes, int n, int n_ff, int per, int vw,   \
              float *yg, int64_t ldg, float *yu, int64_t ldu, float *out, int gelu, int8_t *oq, float *od, \
@@ -188,19 +226,21 @@ static __device__ __forceinline__ void gu_stage_tma(uint8_t *sm, const uint8_t *
         __shared__ float ob[PQ_T * 32];                                                                  \
         if (HAS_LUT && threadIdx.x < 16) lut[threadIdx.x] = pq_iq4_levels[threadIdx.x];                  \
         int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nch = n / 32;                              \
-        size_t wst = 2 * (size_t)per * row_bytes;                                                        \
+        size_t wst = (G3 ? 3 : 2 * (size_t)per) * row_bytes; /* G3: three one-row buffers */             \
         uint8_t *sm = pq_dyn + warp * wst;                                                               \
         int64_t i0 = (int64_t)blockIdx.x * 32 + 2 * warp;                                                \
         int pb = per * (int)row_bytes;                                                                   \
-        __shared__ __align__(8) uint64_t gbar[GU_W];                                                     \
-        const bool tma = (J) && vw == GU_BULK;                                                           \
+        __shared__ __align__(8) uint64_t gbar[GU_W * ((G3) ? 3 : 1)];                                   \
+        const bool tma = (G3) || ((J) && vw == GU_BULK);                                                 \
         uint64_t pol = 0;                                                                                \
         if (!tma) gu_stage(sm, wg, wu, i0, row_bytes, pb, vw, lane);                                     \
         else if (lane == 0) {                                                                            \
             cu_mbar_init(&gbar[warp], 1);                                                                \
+            if (G3) cu_mbar_init(&gbar[GU_W + warp], 1), cu_mbar_init(&gbar[2 * GU_W + warp], 1);        \
             asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");                         \
             asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));          \
             gu_stage_tma(sm, wg, wu, i0, row_bytes, pb, &gbar[warp], pol);                               \
+            if (G3) gu_stage_row(sm + 2 * pb, wg, i0 + 1, row_bytes, pb, &gbar[GU_W + warp], pol);       \
         }                                                                                                \
         __syncwarp();                                                                                    \
         float4 wpre[4];                                                                                  \
@@ -221,7 +261,8 @@ static __device__ __forceinline__ void gu_stage_tma(uint8_t *sm, const uint8_t *
         if (J) {                                                                                         \
             MV1_LOAD_ACT(J, HAS_MIN, sq, sd, ssum, nch, lane, xa, xb, dx, sx);                           \
         }                                                                                                \
-        _Pragma("unroll") for (int p = 0; p < 2; p += (J) ? 1 : per) {                                   \
+        if (G3) GU3_DOTS(J, UNPACK, HAS_MIN);                                                            \
+        else _Pragma("unroll") for (int p = 0; p < 2; p += (J) ? 1 : per) {                              \
             if (p) { /* second pass (per == 1): output i0 + 1 */                                         \
                 CU_TR_MARK(2);                                                                           \
                 __syncwarp();                                                                            \
@@ -280,30 +321,31 @@ PQ_KERNEL(pq_q4_K, up_q4_K, 1, 0)
 PQ_KERNEL(pq_q5_K, up_q5_K, 1, 0)
 PQ_KERNEL(pq_q6_K, up_q6_K, 0, 0)
 PQ_KERNEL(pq_iq4_xs, up_iq4_xs, 0, 1)
-GU_KERNEL(gu_q4_0, up_q4_0, 1, 0, 0)
-GU_KERNEL(gu1_q4_0, up_q4_0, 1, 0, GU1_J)
-GU_KERNEL(gu_q4_1, up_q4_1, 1, 0, 0)
-GU_KERNEL(gu1_q4_1, up_q4_1, 1, 0, GU1_J)
-GU_KERNEL(gu_q5_0, up_q5_0, 1, 0, 0)
-GU_KERNEL(gu1_q5_0, up_q5_0, 1, 0, GU1_J)
-GU_KERNEL(gu_q5_1, up_q5_1, 1, 0, 0)
-GU_KERNEL(gu1_q5_1, up_q5_1, 1, 0, GU1_J)
-GU_KERNEL(gu_q8_0, up_q8_0, 0, 0, 0)
-GU_KERNEL(gu1_q8_0, up_q8_0, 0, 0, GU1_J)
-GU_KERNEL(gu_iq4_nl, up_iq4_nl, 0, 1, 0)
-GU_KERNEL(gu1_iq4_nl, up_iq4_nl, 0, 1, GU1_J)
-GU_KERNEL(gu_q2_K, up_q2_K, 1, 0, 0)
-GU_KERNEL(gu1_q2_K, up_q2_K, 1, 0, GU1_J)
-GU_KERNEL(gu_q3_K, up_q3_K, 0, 0, 0)
-GU_KERNEL(gu1_q3_K, up_q3_K, 0, 0, GU1_J)
-GU_KERNEL(gu_q4_K, up_q4_K, 1, 0, 0)
-GU_KERNEL(gu1_q4_K, up_q4_K, 1, 0, GU1_J)
-GU_KERNEL(gu_q5_K, up_q5_K, 1, 0, 0)
-GU_KERNEL(gu1_q5_K, up_q5_K, 1, 0, GU1_J)
-GU_KERNEL(gu_q6_K, up_q6_Ku, 2, 0, 0)
-GU_KERNEL(gu1_q6_K, up_q6_Ku, 2, 0, GU1_J)
-GU_KERNEL(gu_iq4_xs, up_iq4_xs, 0, 1, 0)
-GU_KERNEL(gu1_iq4_xs, up_iq4_xs, 0, 1, GU1_J)
+GU_KERNEL(gu_q4_0, up_q4_0, 1, 0, 0, 0)
+GU_KERNEL(gu1_q4_0, up_q4_0, 1, 0, GU1_J, 0)
+GU_KERNEL(gu_q4_1, up_q4_1, 1, 0, 0, 0)
+GU_KERNEL(gu1_q4_1, up_q4_1, 1, 0, GU1_J, 0)
+GU_KERNEL(gu_q5_0, up_q5_0, 1, 0, 0, 0)
+GU_KERNEL(gu1_q5_0, up_q5_0, 1, 0, GU1_J, 0)
+GU_KERNEL(gu_q5_1, up_q5_1, 1, 0, 0, 0)
+GU_KERNEL(gu1_q5_1, up_q5_1, 1, 0, GU1_J, 0)
+GU_KERNEL(gu_q8_0, up_q8_0, 0, 0, 0, 0)
+GU_KERNEL(gu1_q8_0, up_q8_0, 0, 0, GU1_J, 0)
+GU_KERNEL(gu3_q8_0, up_q8_0, 0, 0, GU1_J, 1)
+GU_KERNEL(gu_iq4_nl, up_iq4_nl, 0, 1, 0, 0)
+GU_KERNEL(gu1_iq4_nl, up_iq4_nl, 0, 1, GU1_J, 0)
+GU_KERNEL(gu_q2_K, up_q2_K, 1, 0, 0, 0)
+GU_KERNEL(gu1_q2_K, up_q2_K, 1, 0, GU1_J, 0)
+GU_KERNEL(gu_q3_K, up_q3_K, 0, 0, 0, 0)
+GU_KERNEL(gu1_q3_K, up_q3_K, 0, 0, GU1_J, 0)
+GU_KERNEL(gu_q4_K, up_q4_K, 1, 0, 0, 0)
+GU_KERNEL(gu1_q4_K, up_q4_K, 1, 0, GU1_J, 0)
+GU_KERNEL(gu_q5_K, up_q5_K, 1, 0, 0, 0)
+GU_KERNEL(gu1_q5_K, up_q5_K, 1, 0, GU1_J, 0)
+GU_KERNEL(gu_q6_K, up_q6_Ku, 2, 0, 0, 0)
+GU_KERNEL(gu1_q6_K, up_q6_Ku, 2, 0, GU1_J, 0)
+GU_KERNEL(gu_iq4_xs, up_iq4_xs, 0, 1, 0, 0)
+GU_KERNEL(gu1_iq4_xs, up_iq4_xs, 0, 1, GU1_J, 0)
 
 typedef void (*pq_fn)(pq_multi, size_t, int, int, size_t, int, pq_in, int);
 typedef void (*gu_fn)(const uint8_t *, const uint8_t *, size_t, int, int, int, int, float *, int64_t, float *,
@@ -314,17 +356,20 @@ typedef struct pq_entry {
     uint32_t type;
     pq_fn pq;
     gu_fn gu, gu1; /* gu1: the single-token kernel (GU1_J chunks per lane at most) */
+    gu_fn gu3;     /* gu1 with three row buffers per warp (GU3_DOTS), or NULL */
 } pq_entry;
 
 static const pq_entry k_pq[] = {
-    { QT_Q4_0, pq_q4_0, gu_q4_0, gu1_q4_0 }, { QT_Q4_1, pq_q4_1, gu_q4_1, gu1_q4_1 },       { QT_Q5_0, pq_q5_0, gu_q5_0, gu1_q5_0 },
-    { QT_Q5_1, pq_q5_1, gu_q5_1, gu1_q5_1 }, { QT_Q8_0, pq_q8_0, gu_q8_0, gu1_q8_0 },       { QT_IQ4_NL, pq_iq4_nl, gu_iq4_nl, gu1_iq4_nl },
-    { QT_Q2_K, pq_q2_K, gu_q2_K, gu1_q2_K }, { QT_Q3_K, pq_q3_K, gu_q3_K, gu1_q3_K },       { QT_Q4_K, pq_q4_K, gu_q4_K, gu1_q4_K },
-    { QT_Q5_K, pq_q5_K, gu_q5_K, gu1_q5_K }, { QT_Q6_K, pq_q6_K, gu_q6_K, gu1_q6_K },       { QT_IQ4_XS, pq_iq4_xs, gu_iq4_xs, gu1_iq4_xs },
+    { QT_Q4_0, pq_q4_0, gu_q4_0, gu1_q4_0, NULL },     { QT_Q4_1, pq_q4_1, gu_q4_1, gu1_q4_1, NULL },
+    { QT_Q5_0, pq_q5_0, gu_q5_0, gu1_q5_0, NULL },         { QT_Q5_1, pq_q5_1, gu_q5_1, gu1_q5_1, NULL },
+    { QT_Q8_0, pq_q8_0, gu_q8_0, gu1_q8_0, gu3_q8_0 },     { QT_IQ4_NL, pq_iq4_nl, gu_iq4_nl, gu1_iq4_nl, NULL },
+    { QT_Q2_K, pq_q2_K, gu_q2_K, gu1_q2_K, NULL },         { QT_Q3_K, pq_q3_K, gu_q3_K, gu1_q3_K, NULL },
+    { QT_Q4_K, pq_q4_K, gu_q4_K, gu1_q4_K, NULL },     { QT_Q5_K, pq_q5_K, gu_q5_K, gu1_q5_K, NULL },
+    { QT_Q6_K, pq_q6_K, gu_q6_K, gu1_q6_K, NULL },     { QT_IQ4_XS, pq_iq4_xs, gu_iq4_xs, gu1_iq4_xs, NULL },
 };
 #define PQ_NTYPES (sizeof k_pq / sizeof k_pq[0])
 static uint64_t g_fused; /* fused launches (a testing aid) */
-static int g_gu_smem[PQ_NTYPES], g_gu1_smem[PQ_NTYPES], g_pq_smem[PQ_NTYPES]; /* dynamic shared bytes allowed to each gu kernel (0: the default 48 KB) */
+static int g_gu_smem[PQ_NTYPES], g_gu1_smem[PQ_NTYPES], g_gu3_smem[PQ_NTYPES], g_pq_smem[PQ_NTYPES]; /* dynamic shared bytes allowed to each gu kernel (0: the default 48 KB) */
 
 static int pq_find(uint32_t type) {
     for (size_t i = 0; i < PQ_NTYPES; i++)
@@ -384,6 +429,19 @@ static int pq_rpw(const cuda_ctx *c, int n, const cuda_weight *const *ws, int nw
         if (b <= c->info.sm_count) return r;
     }
     return 64;
+}
+
+/* Whether the single-token gate/up kernel stages with three row buffers per warp where it
+ * has such an instance and they fit (HEARTH_CUDA_GU3=0: never). GU3_SMEM_MAX keeps two
+ * blocks per SM (228 KB of shared memory each on Hopper). */
+#define GU3_SMEM_MAX (110 * 1024)
+static bool gu3_on(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *s = getenv("HEARTH_CUDA_GU3");
+        v = s && *s == '0' ? 0 : 1;
+    }
+    return v == 1;
 }
 
 /* Whether gate/up + GLU run as one kernel (HEARTH_CUDA_GU=0: the products, then glu_q8). */
@@ -521,7 +579,11 @@ extern "C" int cuda_matmul_glu(cuda_ctx *c, const cuda_weight *wg, const cuda_we
         tma_on = !(e && *e == '0');
     }
     int vk = one && tma_on && vw == 16 ? GU_BULK : vw; /* the kernel's staging width */
-    if ((rc = cu_smem_allow((const void *)fn, one ? &g_gu1_smem[ti] : &g_gu_smem[ti], smem, err))) return rc;
+    int *allowed = one ? &g_gu1_smem[ti] : &g_gu_smem[ti];
+    size_t smem3 = (((size_t)GU_W * 3 * wg->row_bytes + 15) & ~(size_t)15) + (size_t)(n / 32) * 44;
+    if (vk == GU_BULK && k_pq[ti].gu3 && gu3_on() && smem3 <= GU3_SMEM_MAX)
+        fn = k_pq[ti].gu3, smem = smem3, allowed = &g_gu3_smem[ti];
+    if ((rc = cu_smem_allow((const void *)fn, allowed, smem, err))) return rc;
     pq_in in;
     memset(&in, 0, sizeof in);
     in.x = x, in.xs = xs, in.nw = norm_w, in.eps = eps, in.norm = norm_y != NULL, in.ny = norm_y;

@@ -167,6 +167,7 @@ static __device__ __forceinline__ void gu_stage(uint8_t *sm, const uint8_t *wg, 
  * (H100, Q8_0: 2.5 us after their staging starts instead of 3.2). HEARTH_CUDA_GU_TMA=0
  * turns it off. */
 #define GU_BULK 32
+#define GU_LATE 33 /* the three-buffer instances, second output's gate row staged late (GU3_DOTS) */
 
 static __device__ __forceinline__ void gu_stage_tma(uint8_t *sm, const uint8_t *wg, const uint8_t *wu, int64_t row,
                                                     size_t row_bytes, int pb, uint64_t *bar, uint64_t pol) {
@@ -176,16 +177,20 @@ static __device__ __forceinline__ void gu_stage_tma(uint8_t *sm, const uint8_t *
 }
 
 /* Three one-row buffers per warp (the G3 single-token instances, bulk copies only): output
- * i0's gate and up rows and output i0 + 1's gate row are staged before the PDL wait, and
- * i0 + 1's up row as soon as i0's gate row has been used. With two buffers, output i0 + 1's
- * rows were only requested after both of i0's dot products, and on an H100 the whole GPU's
- * burst of them (12 MB for Q8_0) then arrived 2.5-3.4 us later while the DRAM had idled.
- * 104 KB per block for Q8_0 still fits two blocks per SM; registers, not shared memory,
- * limit how many become resident beside the o product before it (64 x 512 each).
- * Measured on an H100 (tg128 -r 3, three interleaved rounds against main's build): Q8_0
- * 1513-1545 against 1471-1483; Q4_0 1709-1756 against 1742-1749 and Q4_K_M 1601-1670
- * against 1654-1679 (shorter rows, whose second staging waited 1.5 us), so only Q8_0 has
- * an instance. HEARTH_CUDA_GU3=0 turns it off. */
+ * i0's gate and up rows and output i0 + 1's gate row are staged, and i0 + 1's up row as soon
+ * as i0's gate row has been used. With two buffers, output i0 + 1's rows were only requested
+ * after both of i0's dot products, and on an H100 the whole GPU's burst of them (12 MB for
+ * Q8_0) then arrived 2.5-3.4 us later while the DRAM had idled. Where output i0 + 1's gate
+ * row is staged depends on the type (pq_entry.gu3_late): with output i0's rows before the
+ * PDL wait (Q8_0), or only once they have landed (vw == GU_LATE: Q4_0, Q4_K, whose first
+ * rows then arrive sooner; their dot products are short and the prologue is not what they
+ * wait for). 104 KB per block for Q8_0 still fits two blocks per SM; registers, not shared
+ * memory, limit how many become resident beside the o product before it (64 x 512 each).
+ * Measured on an H100 (tg128 -r 3, three interleaved rounds each; gu1 is the two-buffer
+ * kernel): Q8_0 early 1513-1545 against gu1 1471-1483, late 1500-1525 against early
+ * 1537-1558; Q4_0 late 1772-1816 against gu1 1773-1789 (early: 1709-1756 against 1742-1749);
+ * Q4_K_M late 1714-1722 against gu1 1662-1693 (early: 1601-1670 against 1654-1679).
+ * HEARTH_CUDA_GU3=0 turns the instances off. */
 static __device__ __forceinline__ void gu_stage_row(uint8_t *sm, const uint8_t *w, int64_t row, size_t row_bytes,
                                                     int pb, uint64_t *bar, uint64_t pol) {
     cu_mbar_expect(bar, (uint32_t)pb);
@@ -195,6 +200,8 @@ static __device__ __forceinline__ void gu_stage_row(uint8_t *sm, const uint8_t *
 #define GU3_DOTS(J, UNPACK, HAS_MIN)                                                                     \
     do {                                                                                                 \
         cu_mbar_wait(&gbar[warp], 0);                                                                    \
+        if (vw == GU_LATE && lane == 0) /* staged only now: see gu_stage_row */                          \
+            gu_stage_row(sm + 2 * pb, wg, i0 + 1, row_bytes, pb, &gbar[GU_W + warp], pol);               \
         __syncwarp();                                                                                    \
         CU_TR_MARK(3);                                                                                   \
         MV1_DOT(J, UNPACK, HAS_MIN, sm, lut, nch, lane, xa, xb, dx, sx, g[0][0]);                        \
@@ -240,7 +247,7 @@ static __device__ __forceinline__ void gu_stage_row(uint8_t *sm, const uint8_t *
             asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");                         \
             asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));          \
             gu_stage_tma(sm, wg, wu, i0, row_bytes, pb, &gbar[warp], pol);                               \
-            if (G3) gu_stage_row(sm + 2 * pb, wg, i0 + 1, row_bytes, pb, &gbar[GU_W + warp], pol);       \
+            if (G3 && vw == GU_BULK) gu_stage_row(sm + 2 * pb, wg, i0 + 1, row_bytes, pb, &gbar[GU_W + warp], pol); \
         }                                                                                                \
         __syncwarp();                                                                                    \
         float4 wpre[4];                                                                                  \
@@ -323,6 +330,7 @@ PQ_KERNEL(pq_q6_K, up_q6_K, 0, 0)
 PQ_KERNEL(pq_iq4_xs, up_iq4_xs, 0, 1)
 GU_KERNEL(gu_q4_0, up_q4_0, 1, 0, 0, 0)
 GU_KERNEL(gu1_q4_0, up_q4_0, 1, 0, GU1_J, 0)
+GU_KERNEL(gu3_q4_0, up_q4_0, 1, 0, GU1_J, 1)
 GU_KERNEL(gu_q4_1, up_q4_1, 1, 0, 0, 0)
 GU_KERNEL(gu1_q4_1, up_q4_1, 1, 0, GU1_J, 0)
 GU_KERNEL(gu_q5_0, up_q5_0, 1, 0, 0, 0)
@@ -340,6 +348,7 @@ GU_KERNEL(gu_q3_K, up_q3_K, 0, 0, 0, 0)
 GU_KERNEL(gu1_q3_K, up_q3_K, 0, 0, GU1_J, 0)
 GU_KERNEL(gu_q4_K, up_q4_K, 1, 0, 0, 0)
 GU_KERNEL(gu1_q4_K, up_q4_K, 1, 0, GU1_J, 0)
+GU_KERNEL(gu3_q4_K, up_q4_K, 1, 0, GU1_J, 1)
 GU_KERNEL(gu_q5_K, up_q5_K, 1, 0, 0, 0)
 GU_KERNEL(gu1_q5_K, up_q5_K, 1, 0, GU1_J, 0)
 GU_KERNEL(gu_q6_K, up_q6_Ku, 2, 0, 0, 0)
@@ -357,15 +366,16 @@ typedef struct pq_entry {
     pq_fn pq;
     gu_fn gu, gu1; /* gu1: the single-token kernel (GU1_J chunks per lane at most) */
     gu_fn gu3;     /* gu1 with three row buffers per warp (GU3_DOTS), or NULL */
+    int gu3_late;  /* gu3 stages output 2's gate row after output 1's rows land (GU_LATE) */
 } pq_entry;
 
 static const pq_entry k_pq[] = {
-    { QT_Q4_0, pq_q4_0, gu_q4_0, gu1_q4_0, NULL },     { QT_Q4_1, pq_q4_1, gu_q4_1, gu1_q4_1, NULL },
-    { QT_Q5_0, pq_q5_0, gu_q5_0, gu1_q5_0, NULL },         { QT_Q5_1, pq_q5_1, gu_q5_1, gu1_q5_1, NULL },
-    { QT_Q8_0, pq_q8_0, gu_q8_0, gu1_q8_0, gu3_q8_0 },     { QT_IQ4_NL, pq_iq4_nl, gu_iq4_nl, gu1_iq4_nl, NULL },
-    { QT_Q2_K, pq_q2_K, gu_q2_K, gu1_q2_K, NULL },         { QT_Q3_K, pq_q3_K, gu_q3_K, gu1_q3_K, NULL },
-    { QT_Q4_K, pq_q4_K, gu_q4_K, gu1_q4_K, NULL },     { QT_Q5_K, pq_q5_K, gu_q5_K, gu1_q5_K, NULL },
-    { QT_Q6_K, pq_q6_K, gu_q6_K, gu1_q6_K, NULL },     { QT_IQ4_XS, pq_iq4_xs, gu_iq4_xs, gu1_iq4_xs, NULL },
+    { QT_Q4_0, pq_q4_0, gu_q4_0, gu1_q4_0, gu3_q4_0, 1 },     { QT_Q4_1, pq_q4_1, gu_q4_1, gu1_q4_1, NULL, 0 },
+    { QT_Q5_0, pq_q5_0, gu_q5_0, gu1_q5_0, NULL, 0 },         { QT_Q5_1, pq_q5_1, gu_q5_1, gu1_q5_1, NULL, 0 },
+    { QT_Q8_0, pq_q8_0, gu_q8_0, gu1_q8_0, gu3_q8_0, 0 },     { QT_IQ4_NL, pq_iq4_nl, gu_iq4_nl, gu1_iq4_nl, NULL, 0 },
+    { QT_Q2_K, pq_q2_K, gu_q2_K, gu1_q2_K, NULL, 0 },         { QT_Q3_K, pq_q3_K, gu_q3_K, gu1_q3_K, NULL, 0 },
+    { QT_Q4_K, pq_q4_K, gu_q4_K, gu1_q4_K, gu3_q4_K, 1 },     { QT_Q5_K, pq_q5_K, gu_q5_K, gu1_q5_K, NULL, 0 },
+    { QT_Q6_K, pq_q6_K, gu_q6_K, gu1_q6_K, NULL, 0 },     { QT_IQ4_XS, pq_iq4_xs, gu_iq4_xs, gu1_iq4_xs, NULL, 0 },
 };
 #define PQ_NTYPES (sizeof k_pq / sizeof k_pq[0])
 static uint64_t g_fused; /* fused launches (a testing aid) */
@@ -582,7 +592,7 @@ extern "C" int cuda_matmul_glu(cuda_ctx *c, const cuda_weight *wg, const cuda_we
     int *allowed = one ? &g_gu1_smem[ti] : &g_gu_smem[ti];
     size_t smem3 = (((size_t)GU_W * 3 * wg->row_bytes + 15) & ~(size_t)15) + (size_t)(n / 32) * 44;
     if (vk == GU_BULK && k_pq[ti].gu3 && gu3_on() && smem3 <= GU3_SMEM_MAX)
-        fn = k_pq[ti].gu3, smem = smem3, allowed = &g_gu3_smem[ti];
+        fn = k_pq[ti].gu3, smem = smem3, allowed = &g_gu3_smem[ti], vk = k_pq[ti].gu3_late ? GU_LATE : GU_BULK;
     if ((rc = cu_smem_allow((const void *)fn, allowed, smem, err))) return rc;
     pq_in in;
     memset(&in, 0, sizeof in);

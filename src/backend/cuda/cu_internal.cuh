@@ -277,6 +277,21 @@ static __device__ __forceinline__ void cu_mbar_init(uint64_t *b, uint32_t count)
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(cu_smem_addr(b)), "r"(count) : "memory");
 }
 
+/* Makes the mbarrier initializations before it visible to the async proxy (the bulk copies
+ * that complete on them); once, after the last cu_mbar_init of the thread. */
+static __device__ __forceinline__ void cu_mbar_init_fence(void) {
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+
+/* An L2 cache policy for cu_bulk_g2s: weights streamed once per step are evicted first, so
+ * that activations and the KV cache stay in L2 (evict_first false: the normal policy). */
+static __device__ __forceinline__ uint64_t cu_l2_policy(bool evict_first) {
+    uint64_t pol;
+    if (evict_first) asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
+    else asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(pol));
+    return pol;
+}
+
 static __device__ __forceinline__ void cu_mbar_expect(uint64_t *b, uint32_t bytes) {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(cu_smem_addr(b)), "r"(bytes) : "memory");
 }

@@ -168,12 +168,10 @@ static __device__ __forceinline__ void mq_stage(uint8_t *dst, const uint8_t *src
  * staging (cu_mvq.cu, gu_stage_tma). Which types take it: mv_launch_vw. */
 #define MQ_BULK 32
 static __device__ __forceinline__ void mq_stage_bulk(uint8_t *dst, const uint8_t *src, uint32_t bytes, uint64_t *bar) {
-    uint64_t pol;
     cu_mbar_init(bar, 1);
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
+    cu_mbar_init_fence();
     cu_mbar_expect(bar, bytes);
-    cu_bulk_g2s(dst, src, bytes, bar, pol);
+    cu_bulk_g2s(dst, src, bytes, bar, cu_l2_policy(true));
 }
 
 /* Single-token variant (decode, n_tok == 1) for rows that fit one staging pass and have at

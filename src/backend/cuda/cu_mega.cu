@@ -410,7 +410,7 @@ static __global__ void __launch_bounds__(MK_BLOCK, 1)
     if (threadIdx.x < 16) lut[threadIdx.x] = mk_iq4_levels[threadIdx.x];
     if (threadIdx.x == 0) {
         for (int s = 0; s < MK_NS; s++) cu_mbar_init(&bars[s], 1), cu_mbar_init(&bars[MK_NS + s], MK_WARPS);
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        cu_mbar_init_fence();
         /* the whole program into L2, a slice per block */
         size_t bytes = (size_t)n_ops * sizeof(mk_op), chunk = ((bytes + gridDim.x - 1) / gridDim.x + 255) & ~(size_t)255;
         size_t s0 = chunk * blockIdx.x, len = s0 < bytes ? (bytes - s0 < chunk ? bytes - s0 : chunk) : 0;

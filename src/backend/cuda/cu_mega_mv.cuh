@@ -74,8 +74,7 @@ static __device__ __forceinline__ bool mk_tile_at(const mk_op *op, int64_t *row,
  * evict-first in L2, so activations and the KV cache stay there. */
 static __device__ __noinline__ void mk_produce(const mk_op *prog, int n_ops, uint8_t *ring, uint64_t *bars,
                                                unsigned long long *prof) {
-    uint64_t pol;
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
+    uint64_t pol = cu_l2_policy(true);
     uint32_t k = 0;
     for (int i = 0; i < n_ops; i++) {
         const mk_op *op = prog + i;

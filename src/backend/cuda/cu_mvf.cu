@@ -291,9 +291,8 @@ static __global__ void __launch_bounds__(MVF_THREADS, 1) mvf_kernel(const __grid
     int cpy = A.mode & 3;
     if (threadIdx.x == 0) {
         for (int s = 0; s < A.ns; s++) cu_mbar_init(&full[s], cpy == 2 ? MVF_THREADS : 1);
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-        if (cpy == 0) asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
-        else asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(pol));
+        cu_mbar_init_fence();
+        pol = cu_l2_policy(cpy == 0);
         if (cpy != 2)
             for (int64_t i = 0; i < A.ns && i < ntiles; i++) mvf_issue(&A, r_begin, r_end, nct, i, ring, full, pol);
     }

@@ -244,8 +244,8 @@ static __device__ __forceinline__ void gu_stage_row(uint8_t *sm, const uint8_t *
         else if (lane == 0) {                                                                            \
             cu_mbar_init(&gbar[warp], 1);                                                                \
             if (G3) cu_mbar_init(&gbar[GU_W + warp], 1), cu_mbar_init(&gbar[2 * GU_W + warp], 1);        \
-            asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");                         \
-            asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));          \
+            cu_mbar_init_fence();                                                                        \
+            pol = cu_l2_policy(true);                                                                    \
             gu_stage_tma(sm, wg, wu, i0, row_bytes, pb, &gbar[warp], pol);                               \
             if (G3 && vw == GU_BULK) gu_stage_row(sm + 2 * pb, wg, i0 + 1, row_bytes, pb, &gbar[GU_W + warp], pol); \
         }                                                                                                \

@@ -4,7 +4,8 @@
  * 8 columns (the plain kernel), 1..8 and 11 tokens, three weights in one launch with strided
  * outputs and residual adds, the folded RMSNorm and the GLU epilogue; and that a token's
  * result does not depend on the batch (bit-identical), that the folded norm equals the
- * standalone float norm bit for bit (and the products over them agree), the same for the
+ * standalone float norm (bit for bit for the prologue fold, within rounding for the four-row
+ * kernel's epilogue fold) and the products over them agree, the same for the
  * GLU and early-residual epilogues of the one-token instance, and the standalone norm (also
  * in place).
  * Built only with `make CUDA=1`; skips when no usable GPU is present.
@@ -300,12 +301,19 @@ static void check_batch(uint32_t type, int64_t R, int64_t C, int norm) {
     }
     dev_down(one, dy, T * R);
     assert_memory_equal(all, one, sizeof(float) * T * R);
-    if (norm) { /* the standalone norm gives the fold's bits; the product over them agrees */
+    /* The prologue fold gives the standalone norm's bits; the epilogue fold (the four-row
+     * kernel's, cuda_mvf_enorm_ok) sums the squares in its own order, so its normalized rows
+     * agree within rounding. Either way the product over the standalone norm agrees. */
+    int en = norm && cuda_mvf_enorm_ok(&m.w, dx, C);
+    if (norm) {
         dev_down(h1, dh, T * C);
         assert_memory_equal(h8, h1, sizeof(float) * T * C);
         assert_int_equal(cuda_mvf_rmsnorm(g_ctx, dx, C, dh, C, T, C, dnw, 1e-6f, &g_err), 0);
         dev_down(h1, dh, T * C);
-        assert_memory_equal(h8, h1, sizeof(float) * T * C);
+        if (!en) assert_memory_equal(h8, h1, sizeof(float) * T * C);
+        double *nref = to_double(h1, T * C);
+        assert_true(nrmse(h8, C, nref, T, C) <= 1e-6);
+        free(nref);
         call.norm = 0, call.norm_y = NULL, call.x = dh, call.y[0] = dy, call.n_tok = T;
         assert_int_equal(cuda_mvf(g_ctx, &call, &g_err), 0);
         dev_down(one, dy, T * R);
@@ -314,7 +322,7 @@ static void check_batch(uint32_t type, int64_t R, int64_t C, int norm) {
         free(ref);
     }
     printf("  batch of 8 == alone: %-4s %lld x %lld%s\n", quant_type_name(type), (long long)R, (long long)C,
-           norm ? " (norm folded == standalone)" : "");
+           en ? " (norm in the epilogue ~ standalone)" : (norm ? " (norm folded == standalone)" : ""));
     cuda_free(g_ctx, dx), cuda_free(g_ctx, dnw), cuda_free(g_ctx, dy), cuda_free(g_ctx, dh);
     free(x), free(nw), free(all), free(one), free(h8), free(h1);
     mat_free(&m);

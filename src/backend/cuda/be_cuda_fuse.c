@@ -322,9 +322,12 @@ static void cb_fold(cuda_be *c) {
  * After cb_merge, for products of F32/F16/BF16 weights:
  *  - a merged gate/up product followed by the GLU of its two outputs computes the GLU in its
  *    epilogue (flag 64, 128 = GELU; the GLU output in yx[1]/ldyx[1]); the GLU op goes;
- *  - the RMSNorm right before the product is folded into its prologue (flag 32: p[0] = the
- *    norm's input, n[2] its row stride, p[2] the norm weights, f[0] eps, p[4]/n[3] the norm's
- *    output, which the kernel still writes for any later reader); the norm op goes;
+ *  - the RMSNorm right before the product is folded into it (flag 32: p[0] = the norm's
+ *    input, n[2] its row stride, p[2] the norm weights, f[0] eps, p[4]/n[3] the norm's
+ *    output, which the kernel still writes for any later reader); the norm op goes. By
+ *    default only where the four-row kernel applies the norm in its epilogue
+ *    (cuda_mvf_enorm_ok, every weight of the launch); HEARTH_CUDA_MVF_FUSE=1 also folds it
+ *    into the other kernels' prologue;
  *  - a norm that cannot be folded (in place, or too wide for the kernel's shared memory)
  *    runs the float multi-block norm (norm flag 2), whose arithmetic equals the fold's.
  * Every rewrite checks that no output of the fused kernel overlaps what it reads or what the
@@ -344,9 +347,10 @@ static bool cb_mv_writes(const cb_cmd *k, const void *p, int64_t n) {
     return (k->flag & 64) && overlaps(k->yx[1], t * k->ldyx[1], p, n);
 }
 
-/* HEARTH_CUDA_MVF_FUSE: 0 off, 1 the GLU and the norm, else (default) the GLU only: the
- * folded norm (every block normalizing the activations before its product) measured slower
- * than the multi-block norm kernel (docs/performance.md). */
+/* HEARTH_CUDA_MVF_FUSE: 0 off, 1 the GLU and the norm in any kernel, else (default) the
+ * GLU, and the norm only in the four-row kernel's epilogue form: the prologue fold (every
+ * block normalizing the activations before its product) measured slower than the
+ * multi-block norm kernel (docs/performance.md). */
 static int cb_mvf_fuse(void) {
     static int on = -1;
     if (on < 0) {
@@ -383,8 +387,10 @@ static void cb_mvf_norm(cuda_be *c, size_t i) {
         p->n[1] != cols)
         return;
     int64_t xn = (n_tok - 1) * p->n[0] + cols, yn = n_tok * cols;
-    if (cb_mvf_fuse() == 1 && cuda_mvf_norm_ok(&k->w, n_tok) && !overlaps(p->p[0], xn, p->p[1], yn) && !cb_mv_writes(k, p->p[0], xn) &&
-        !cb_mv_writes(k, p->p[1], yn)) {
+    bool en = cuda_mvf_enorm_ok(&k->w, p->p[0], p->n[0]); /* the epilogue form: every weight of the launch */
+    for (int64_t j = 0; j < k->n_multi && en; j++) en = cuda_mvf_enorm_ok(&k->wx[j], p->p[0], p->n[0]);
+    if (((cb_mvf_fuse() == 1 && cuda_mvf_norm_ok(&k->w, n_tok)) || en) && !overlaps(p->p[0], xn, p->p[1], yn) &&
+        !cb_mv_writes(k, p->p[0], xn) && !cb_mv_writes(k, p->p[1], yn)) {
         k->flag |= 32;
         k->p[0] = p->p[0], k->n[2] = p->n[0], k->p[2] = p->p[2], k->p[4] = p->p[1], k->n[3] = cols, k->f[0] = p->f[0];
         p->kind = CK_NOP;

@@ -8,7 +8,11 @@
  *  - mvp4_kernel* (default since session 7): one block per two row pairs, warps over the
  *    columns, the first two 8-column groups of each of the four rows loaded before
  *    cu_pdl_wait, activations read from L1/L2 next to their weights (one load for four
- *    rows); an instance with one token's accumulators for decode of one sequence.
+ *    rows); an instance with one token's accumulators for decode of one sequence. Its EN
+ *    instances (mvp4n_*) take a folded RMSNorm without a prologue: the dot products run over
+ *    x times the norm weights, the block sums x's squares from the same loads in its
+ *    reduction, and the sums are scaled by the norm factor (cuda_mvf_enorm_ok; session 12,
+ *    F16 tg128 +1.5-2% on an H200: the norm kernel it removes was mostly hidden already).
  *  - mvp_kernel* (HEARTH_CUDA_MVF_RP=1): the same with one row pair per block.
  *  - mvf_kernel (HEARTH_CUDA_MVF_MODE=64): one 8-warp block per SM streams a contiguous row
  *    range through a ring of 32 KB shared-memory tiles filled by bulk asynchronous copies
@@ -68,6 +72,7 @@ typedef struct mvf_args {
     float *ny;
     int64_t nys;
     int early;                    /* one token: read the residual targets before the PDL wait */
+    int enorm;                    /* mvp4 with EN: the RMSNorm of x applied in the epilogue (nw, eps, ny) */
 } mvf_args;
 
 /* ---- shared pieces ---------------------------------------------------------------------- */
@@ -512,27 +517,58 @@ MVP_KERNEL(mvp_kernel32, 1)
  * gate/up, down x 22 layers with PDL, H200): 25.3 us per layer against 28.9 for the
  * row-pair kernel (HEARTH_CUDA_MVF_RP=1 selects that one). Per row the arithmetic does not
  * depend on n_tok (thread i sums groups i, i + blockDim, ... then the warps in order). */
+/* ss + the squares of the 8 values a, c (in order). */
+static __device__ __forceinline__ float mvf_dot8_sq(float4 a, float4 c, float ss) {
+    ss = fmaf(a.x, a.x, ss), ss = fmaf(a.y, a.y, ss), ss = fmaf(a.z, a.z, ss), ss = fmaf(a.w, a.w, ss);
+    ss = fmaf(c.x, c.x, ss), ss = fmaf(c.y, c.y, ss), ss = fmaf(c.z, c.z, ss), ss = fmaf(c.w, c.w, ss);
+    return ss;
+}
+
+/* EN launches, after the block's reduction: the normalized rows into A->ny (x * k * w, the
+ * standalone norm's arithmetic, with this kernel's sum of squares) for any later reader of
+ * the norm's output, one column per thread of the first n / blockDim blocks (block 0 alone
+ * writing all of them made every folded product ~5 us longer on an H200). red holds the
+ * warps' sums of squares at [4 * MVF_T + t][warp]. */
+static __device__ __forceinline__ void mvp4_norm_out(const mvf_args *A, const float *red, int nw) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= A->n) return;
+    for (int t = 0; t < A->n_tok; t++) {
+        float s = 0.0f;
+        for (int w = 0; w < nw; w++) s += red[(4 * MVF_T + t) * MVF_WARPS + w];
+        A->ny[t * A->nys + i] = mvf_normed(A->x[t * A->xs + i], mvf_rms_scale(s, A->n, A->eps), A->nw, i);
+    }
+}
+
 /* q: [row * 2 + group][S] 16-byte pieces (S = 2 for f32 rows). */
-template <int NT, int S>
+template <int NT, int S, int EN>
 static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q, int j, const float *xp,
-                                                  int64_t xstr, int n_tok, float acc[4][NT]) {
+                                                  int64_t xstr, int n_tok, float acc[4][NT], const float *gp,
+                                                  float ss[NT]) {
     float w[4][8];
 #pragma unroll
     for (int k = 0; k < 4; k++) mvf_w8(type, (const uint8_t *)(q + (k * 2 + j) * S), w[k]);
+    float4 ga = make_float4(1.0f, 1.0f, 1.0f, 1.0f), gc = ga;
+    if (EN && gp) ga = ((const float4 *)gp)[0], gc = ((const float4 *)gp)[1];
 #pragma unroll
     for (int t = 0; t < NT; t++) {
         if (t < n_tok) {
             const float4 *x4 = (const float4 *)(xp + t * xstr);
             float4 xa = x4[0], xc = x4[1];
+            if (EN) { /* the norm's sum of squares, then x times the norm weights */
+                ss[t] = mvf_dot8_sq(xa, xc, ss[t]);
+                xa.x *= ga.x, xa.y *= ga.y, xa.z *= ga.z, xa.w *= ga.w;
+                xc.x *= gc.x, xc.y *= gc.y, xc.z *= gc.z, xc.w *= gc.w;
+            }
 #pragma unroll
             for (int k = 0; k < 4; k++) acc[k][t] = mvf_dot8(w[k], xa, xc, acc[k][t]);
         }
     }
 }
 
-#define MVP4_KERNEL(name, IS32, NT)                                                                           \
-    static __global__ void __launch_bounds__(MVF_THREADS) name(const __grid_constant__ mvf_args A) {      \
-        __shared__ float red[4 * MVF_T * MVF_WARPS];                                                      \
+#define MVP4_KERNEL(name, IS32, NT, EN) MVP4_KERNEL_B(name, IS32, NT, EN, 1)
+#define MVP4_KERNEL_B(name, IS32, NT, EN, MINB)                                                               \
+    static __global__ void __launch_bounds__(MVF_THREADS, MINB) name(const __grid_constant__ mvf_args A) { \
+        __shared__ float red[(4 + (EN)) * MVF_T * MVF_WARPS];                                             \
         int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;                       \
         int64_t g0 = 4 * (int64_t)blockIdx.x, loc;                                                        \
         const uint8_t *r[4];                                                                              \
@@ -551,30 +587,48 @@ static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q,
         cu_pdl_wait(); /* weights in flight; the activations are ready from here on */                   \
         cu_pdl_trigger();                                                                                 \
         float acc[4][NT]; /* NT: most tokens of the instance (1: decode of one sequence) */             \
-        _Pragma("unroll") for (int k = 0; k < 4; k++)                                                     \
-            _Pragma("unroll") for (int t = 0; t < NT; t++) acc[k][t] = 0.0f;                              \
+        float ss[NT];     /* EN: this thread's part of each token's sum of squares */                   \
+        _Pragma("unroll") for (int t = 0; t < NT; t++) {                                                  \
+            ss[t] = 0.0f;                                                                                 \
+            _Pragma("unroll") for (int k = 0; k < 4; k++) acc[k][t] = 0.0f;                               \
+        }                                                                                                 \
         _Pragma("unroll") for (int j = 0; j < 2; j++) {                                                   \
             int g = threadIdx.x + j * bd;                                                                 \
-            if (g < ng) mvp4_group<NT, IS32 + 1>(A.type, &q[0][0], j, A.x + 8 * (int64_t)g, A.xs, A.n_tok, acc); \
+            if (g < ng)                                                                                   \
+                mvp4_group<NT, IS32 + 1, EN>(A.type, &q[0][0], j, A.x + 8 * (int64_t)g, A.xs, A.n_tok, acc, \
+                                             (EN) && A.nw ? A.nw + 8 * (int64_t)g : NULL, ss);               \
         }                                                                                                 \
         for (int g = threadIdx.x + 2 * bd; g < ng; g += bd) {                                             \
             _Pragma("unroll") for (int k = 0; k < 4; k++) mvr_ld(r[k], g, ng, q[k * 2], IS32);            \
-            mvp4_group<NT, IS32 + 1>(A.type, &q[0][0], 0, A.x + 8 * (int64_t)g, A.xs, A.n_tok, acc);        \
+            mvp4_group<NT, IS32 + 1, EN>(A.type, &q[0][0], 0, A.x + 8 * (int64_t)g, A.xs, A.n_tok, acc,     \
+                                         (EN) && A.nw ? A.nw + 8 * (int64_t)g : NULL, ss);                   \
         }                                                                                                 \
         _Pragma("unroll") for (int t = 0; t < NT; t++) {                                                  \
-            if (t < A.n_tok)                                                                              \
+            if (t < A.n_tok) {                                                                            \
                 _Pragma("unroll") for (int k = 0; k < 4; k++) {                                           \
                     float v = cu_warp_sum(acc[k][t]);                                                     \
                     if (lane == 0) red[(k * MVF_T + t) * MVF_WARPS + warp] = v;                           \
                 }                                                                                         \
+                if (EN) {                                                                                 \
+                    float v = cu_warp_sum(ss[t]);                                                         \
+                    if (lane == 0) red[(4 * MVF_T + t) * MVF_WARPS + warp] = v;                           \
+                }                                                                                         \
+            }                                                                                             \
         }                                                                                                 \
         __syncthreads();                                                                                  \
+        if ((EN) && A.ny) mvp4_norm_out(&A, red, nw);                                                     \
         int t = threadIdx.x;                                                                              \
         if (t < A.n_tok) {                                                                                \
-            float sum[4];                                                                                 \
+            float sum[4], kt = 1.0f;                                                                      \
+            if (EN) {                                                                                     \
+                float s_ = 0.0f;                                                                          \
+                for (int w = 0; w < nw; w++) s_ += red[(4 * MVF_T + t) * MVF_WARPS + w];                  \
+                kt = mvf_rms_scale(s_, A.n, A.eps);                                                       \
+            }                                                                                             \
             _Pragma("unroll") for (int k = 0; k < 4; k++) {                                               \
                 sum[k] = 0.0f;                                                                            \
                 for (int w = 0; w < nw; w++) sum[k] += red[(k * MVF_T + t) * MVF_WARPS + w];              \
+                if (EN) sum[k] *= kt;                                                                     \
                 if (r[k] && NT == 1 && A.early) { /* the same sum with the residual read early */        \
                     int s_ = mvf_map(&A, g0 + k, &loc);                                                   \
                     A.y[s_][loc] = sum[k];                                                                \
@@ -589,10 +643,18 @@ static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q,
         }                                                                                                 \
     }
 
-MVP4_KERNEL(mvp4_kernel16, 0, MVF_T)
-MVP4_KERNEL(mvp4_kernel32, 1, MVF_T)
-MVP4_KERNEL(mvp4_kernel16_1, 0, 1)
-MVP4_KERNEL(mvp4_kernel32_1, 1, 1)
+MVP4_KERNEL(mvp4_kernel16, 0, MVF_T, 0)
+MVP4_KERNEL(mvp4_kernel32, 1, MVF_T, 0)
+MVP4_KERNEL(mvp4_kernel16_1, 0, 1, 0)
+MVP4_KERNEL(mvp4_kernel32_1, 1, 1, 0)
+MVP4_KERNEL(mvp4n_kernel16, 0, MVF_T, 1)
+MVP4_KERNEL(mvp4n_kernel32, 1, MVF_T, 1)
+/* The one-token norm instances are held to 85 registers (three 256-thread blocks per SM;
+ * they spill ~50 bytes): unbounded they took 102 and F16 tg128 fell from 962 to 787-796 on
+ * an H200, bounded it gains (911-917 against 894-904 on another H200; 64 registers: 662-666,
+ * and the norm-less instance at 64 also lost: 838-841). */
+MVP4_KERNEL_B(mvp4n_kernel16_1, 0, 1, 1, 3)
+MVP4_KERNEL_B(mvp4n_kernel32_1, 1, 1, 1, 3)
 
 /* ---- the plain kernel (any shape and alignment) ----------------------------------------- */
 
@@ -725,6 +787,24 @@ static int mvf_rp(void) {
     return v;
 }
 
+/* Whether a norm folded into a product runs in the four-row kernel's epilogue (EN): the
+ * product is computed with x times the norm weights, each block also sums x's squares
+ * (from the same loads), and the dot products are scaled by the norm factor at the end,
+ * so no block waits for a norm before its products (HEARTH_CUDA_MVF_ENORM=0: never). */
+static bool mvf_enorm_on(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("HEARTH_CUDA_MVF_ENORM");
+        v = e && *e == '0' ? 0 : 1;
+    }
+    return v == 1;
+}
+
+extern "C" int cuda_mvf_enorm_ok(const cuda_weight *w, const float *x, int64_t xs) {
+    return mvf_enorm_on() && mvf_rp() == 2 && mvf_is_float(w->type) && mvf_fast_ok(w) && (uintptr_t)x % 16 == 0 &&
+           xs % 4 == 0;
+}
+
 /* Checks m and fills the launch-independent part of A. */
 static int mvf_prepare(const cuda_mvf_call *m, mvf_args *A, int *fast, hb_err *err) {
     memset(A, 0, sizeof *A);
@@ -742,7 +822,7 @@ static int mvf_prepare(const cuda_mvf_call *m, mvf_args *A, int *fast, hb_err *e
     }
     if (m->glu && (m->n != 2 || m->w[0]->n_rows != m->w[1]->n_rows || !m->glu_out))
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: float mat-vec GLU needs gate and up of equal size");
-    if (m->norm && !cuda_mvf_norm_ok(w, m->n_tok))
+    if (m->norm && !cuda_mvf_norm_ok(w, m->n_tok) && !cuda_mvf_enorm_ok(w, m->x, m->x_stride))
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: float mat-vec cannot fold this norm");
     A->n = w->n_cols, A->row_bytes = w->row_bytes, A->type = w->type;
     A->esz = w->type == QT_F32 ? 4 : 2;
@@ -781,7 +861,9 @@ extern "C" int cuda_mvf(cuda_ctx *c, const cuda_mvf_call *m, hb_err *err) {
         A.ny = m->norm && m->norm_y ? m->norm_y + t0 * m->norm_ys : NULL;
         A.xv = x_vec && A.n % 4 == 0;
         A.x_smem = m->norm || ((int64_t)nt * A.n * 4 <= MVF_XMAX && !((A.mode & 32) && x_vec));
-        if (fast && x_vec && !m->norm && !(A.mode & (16 | 64)) && mvf_rp() == 2) {
+        bool en = m->norm && fast && cuda_mvf_enorm_ok(m->w[0], m->x, m->x_stride) && !(A.mode & (16 | 64));
+        A.enorm = en;
+        if (fast && x_vec && (!m->norm || en) && !(A.mode & (16 | 64)) && mvf_rp() == 2) {
             /* 8-column groups per thread: two (the ones loaded before the wait), 32..256 threads */
             int64_t ng = A.n / 8, thr = (ng + 2 * 32 - 1) / (2 * 32) * 32;
             thr = thr < 32 ? 32 : (thr > MVF_THREADS ? MVF_THREADS : thr);
@@ -789,10 +871,12 @@ extern "C" int cuda_mvf(cuda_ctx *c, const cuda_mvf_call *m, hb_err *err) {
             unsigned grid = (unsigned)((A.rows + 3) / 4);
             bool one = nt == 1; /* the instance with one token's accumulators (fewer registers) */
             if (A.type == QT_F32)
-                CU_LAUNCH(err, "launching a float matrix-vector product", one ? mvp4_kernel32_1 : mvp4_kernel32, grid,
+                CU_LAUNCH(err, "launching a float matrix-vector product",
+                          en ? (one ? mvp4n_kernel32_1 : mvp4n_kernel32) : (one ? mvp4_kernel32_1 : mvp4_kernel32), grid,
                           (unsigned)thr, 0, c->stream, A);
             else
-                CU_LAUNCH(err, "launching a float matrix-vector product", one ? mvp4_kernel16_1 : mvp4_kernel16, grid,
+                CU_LAUNCH(err, "launching a float matrix-vector product",
+                          en ? (one ? mvp4n_kernel16_1 : mvp4n_kernel16) : (one ? mvp4_kernel16_1 : mvp4_kernel16), grid,
                           (unsigned)thr, 0, c->stream, A);
         } else if (fast && x_vec && !m->norm && !(A.mode & (16 | 64))) {
             int w = (int)(A.n / 8 / (32 * mvf_ipt()));

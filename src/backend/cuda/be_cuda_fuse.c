@@ -588,7 +588,8 @@ static void cb_qkvr_rules(cuda_be *c) {
  * residual target before its own wait when the op just before it does not write that
  * target, and the product's output does not overlap it (the sum is then the same bits:
  * old + v). Only ops whose outputs are known here are trusted — products (not the q/k/v
- * kernel that stores the KV cell, nor a folded float norm) and the attention; after
+ * kernel that stores the KV cell; a folded float norm's output rows count as an output)
+ * and the attention; after
  * anything else, or as the first op of a step, the flag stays off. Extra launches inside an
  * op (activation quantization) only move the previous op further back. Off with the
  * persistent kernel and with HEARTH_CUDA_EARLY_ADD=0. */
@@ -605,8 +606,8 @@ static bool cb_early_on(void) {
 static bool cb_may_write(const cb_cmd *k, const void *p, int64_t n) {
     int64_t t = k->n[0];
     switch (k->kind) {
-    case CK_MATMUL:
-        if (k->flag & (CB_MM_QKVR | 32)) return true;
+    case CK_MATMUL: /* a folded float norm also writes the norm's output rows (p[4], n[3]) */
+        if ((k->flag & CB_MM_QKVR) || ((k->flag & 32) && overlaps(k->p[4], t * k->n[3], p, n))) return true;
         return cb_mv_writes(k, p, n) || ((k->flag & 2) && overlaps(k->p[0], t * k->w.n_cols, p, n)) ||
                ((k->flag & 4) && overlaps(k->px[1], t * k->w.n_rows, p, n));
     case CK_ATTN: {

@@ -77,16 +77,21 @@ for w in $what; do
   cmp -s "$out/gpu.f32" "$out/cpu.f32" && echo "WARNING: GPU and CPU logits are bit-identical (GPU not used?)" || echo "GPU and CPU logits differ in rounding (GPU in use)"
 done
 
-# Speed: TinyLlama-1.1B-shape random-weight models (made here by mkmodel, never committed),
-# pp512 / tg128 / bandwidth fraction / batch-of-8 check, on the GPU.
-for w in $what; do
-  [ "$w" = models ] || continue
-  mk=${MKMODEL:-$B/mkmodel}
+# TinyLlama-1.1B-shape random-weight models of $TYPES in /tmp/tl (made here by mkmodel,
+# never committed), kept between modes of one run.
+make_tl() {
   mkdir -p /tmp/tl
   for t in ${TYPES:-q4_0 q4_k_m q8_0 f16}; do
-    [ -f /tmp/tl/tl-$t.gguf ] || "$mk" --shape tinyllama --type "$t" -t 16 --vocab "${VOCAB:-${HEARTH_TEST_SHARED:-../shared}/vocab/ggml-vocab-llama-spm.gguf}" -o /tmp/tl/tl-$t.gguf > /dev/null 2>&1 \
-      || { echo "mkmodel $t failed"; continue; }
+    [ -f /tmp/tl/tl-$t.gguf ] || "${MKMODEL:-$B/mkmodel}" --shape tinyllama --type "$t" -t 16 \
+      --vocab "${VOCAB:-${HEARTH_TEST_SHARED:-../shared}/vocab/ggml-vocab-llama-spm.gguf}" -o /tmp/tl/tl-$t.gguf \
+      > /dev/null 2>&1 || echo "mkmodel $t failed"
   done
+}
+
+# Speed: pp512 / tg128 / bandwidth fraction / batch-of-8 check of those models, on the GPU.
+for w in $what; do
+  [ "$w" = models ] || continue
+  make_tl
   $B/cuda_bench_model /tmp/tl/tl-*.gguf 2>&1 | tee "$out/bench_model.log"
   [ "${MEGA:-0}" = 1 ] && HEARTH_CUDA_MEGA=1 $B/cuda_bench_model /tmp/tl/tl-*.gguf 2>&1 | tee "$out/bench_model_mega.log"
 done
@@ -95,12 +100,7 @@ done
 # (binary:VAR=1,VAR2=2) runs `hearth bench -p 0 -n 128 -r 3` once.
 for w in $what; do
   [ "$w" = ab ] || continue
-  mkdir -p /tmp/tl
-  for t in ${TYPES:-q4_0 q4_k_m q8_0 f16}; do
-    [ -f /tmp/tl/tl-$t.gguf ] || "${MKMODEL:-$B/mkmodel}" --shape tinyllama --type "$t" -t 16 \
-      --vocab "${VOCAB:-${HEARTH_TEST_SHARED:-../shared}/vocab/ggml-vocab-llama-spm.gguf}" -o /tmp/tl/tl-$t.gguf \
-      > /dev/null 2>&1 || echo "mkmodel $t failed"
-  done
+  make_tl
   for r in $(seq "${ROUNDS:-3}"); do
     for t in ${TYPES:-q4_0 q4_k_m q8_0 f16}; do
       for run in ${RUNS:-hearth:}; do

@@ -125,9 +125,9 @@ static void run_case(const dcase *dc) {
     assert_int_equal(cuda_kv_store(g_ctx, &kva, dka, ks, dv, vs, T, dp, ds, &g_err), 0);
     assert_int_equal(cuda_attention(g_ctx, &aa, dqa, qs, oa, os, &g_err), 0);
     /* fused */
-    if (dc->dang) setenv("HEARTH_CUDA_DATTN_DANG", "1", 1);
+    cuda_ctx_knobs_edit(g_ctx)->dattn_dang = dc->dang;
     int rc = cuda_rope_kv_attention(g_ctx, &ab, &r, dqb, qs, dkb, ks, dv, vs, ob, os, dc->quant, &g_err);
-    unsetenv("HEARTH_CUDA_DATTN_DANG");
+    cuda_ctx_knobs_edit(g_ctx)->dattn_dang = 0;
     if (rc) fprintf(stderr, "%s\n", g_err.msg);
     assert_int_equal(rc, 0);
     cuda_mm_opt reuse = { 1, NULL, 0 }, fresh = { 0, NULL, 0 };

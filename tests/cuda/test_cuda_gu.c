@@ -116,10 +116,10 @@ static int check_type(uint32_t type, int64_t F) {
     static const int64_t ts[] = { 1, 2, 3, 4, 8 };
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) {
         int64_t T = ts[i];
-        uint64_t f0 = cuda_mvq_fused_launches();
+        uint64_t f0 = cuda_mvq_fused_launches(g_ctx);
         run(&f, &sep, 0, T, (int)(T % 2 == 0), 0);
         run(&f, &fus, 0, T, (int)(T % 2 == 0), 1);
-        if (T == 1) fused1 = cuda_mvq_fused_launches() > f0;
+        if (T == 1) fused1 = cuda_mvq_fused_launches(g_ctx) > f0;
         char what[32];
         snprintf(what, sizeof what, "n_tok %lld", (long long)T);
         compare(what, &sep, &fus, F, T);

@@ -53,7 +53,7 @@ static void check_pro_norm(uint32_t type, int64_t K, int64_t T) {
     }
     const cuda_weight *ws[3] = { &w[0], &w[1], &w[2] };
     int64_t ldys[3] = { rows[0], rows[1], rows[2] };
-    uint64_t f0 = cuda_mvq_fused_launches();
+    uint64_t f0 = cuda_mvq_fused_launches(g_ctx);
     for (int v = 0; v < 2; v++) {
         float *ys[3] = { dy[v][0], dy[v][1], dy[v][2] }, *adds[3] = { NULL, NULL, dres[v] };
         if (v == 0) { /* separate kernels */
@@ -65,7 +65,7 @@ static void check_pro_norm(uint32_t type, int64_t K, int64_t T) {
         cuda_mm_opt opt = { 1, NULL, 0 };
         ok(cuda_matmul_ex(g_ctx, &w[3], dn[v], T, dy[v][3], 20, &opt, &g_err));
     }
-    int fused = cuda_mvq_fused_launches() > f0;
+    int fused = cuda_mvq_fused_launches(g_ctx) > f0;
     int bad0 = g_bad;
     same("norm", dn[0], dn[1], T * K);
     for (int i = 0; i < 4; i++) same("product", dy[0][i], dy[1][i], T * (i < 3 ? rows[i] : 20));
@@ -85,10 +85,10 @@ static void test_pro_norm(void **state) {
     (void)state;
     NEED_GPU();
     g_bad = 0;
-    uint64_t f0 = cuda_mvq_fused_launches();
+    uint64_t f0 = cuda_mvq_fused_launches(g_ctx);
     for (size_t i = 0; i < NTYPES; i++)
         for (int64_t t = 1; t <= 8; t++) check_pro_norm(k_types[i], 1024, t);
-    assert_true(cuda_mvq_fused_launches() > f0); /* the fused kernels did run */
+    assert_true(cuda_mvq_fused_launches(g_ctx) > f0); /* the fused kernels did run */
     check_pro_norm(QT_Q4_0, 2048, 2);
     check_pro_norm(QT_Q4_0, 2048, 7); /* over the default input limit: separate kernels */
     check_pro_norm(QT_Q8_0, 5632, 1);
@@ -112,10 +112,10 @@ static void check_pro_plain(uint32_t type, int64_t K, int64_t T) {
     const cuda_weight *ws[2] = { &w[0], &w[1] };
     float *adds[2] = { NULL, NULL };
     int64_t ldys[2] = { rows[0], rows[1] };
-    uint64_t f0 = cuda_mvq_fused_launches();
+    uint64_t f0 = cuda_mvq_fused_launches(g_ctx);
     ok(cuda_matmul_pro(g_ctx, 2, ws, small, ldys, adds, dx, K, T, NULL, 0.0f, NULL, &g_err));
     ok(cuda_matmul(g_ctx, &w[0], dx, T, single, rows[0], &g_err));
-    int fused = cuda_mvq_fused_launches() > f0, bad0 = g_bad;
+    int fused = cuda_mvq_fused_launches(g_ctx) > f0, bad0 = g_bad;
     for (int i = 0; i < 2; i++) same("product", big[i], small[i], T * rows[i]);
     same("single product", big[0], single, T * rows[0]);
     printf("  products %-7s K %5lld n_tok %lld: %s%s\n", quant_type_name(type), (long long)K, (long long)T,
@@ -146,7 +146,7 @@ static void check_glu(uint32_t type, int64_t K, int64_t F, int64_t T, int gelu, 
     for (int64_t i = 0; i < K; i++) nw[i] = 1.0f + frand() * 0.3f;
     float *dx = dev_from(x, sizeof(float) * T * xs), *dw = dev_from(nw, sizeof(float) * K);
     float *dn[2], *dg[2], *du[2], *dout[2], *dd[2];
-    uint64_t f0 = cuda_mvq_fused_launches();
+    uint64_t f0 = cuda_mvq_fused_launches(g_ctx);
     for (int v = 0; v < 2; v++) {
         dn[v] = dev_from(NULL, sizeof(float) * T * K);
         dg[v] = dev_from(NULL, sizeof(float) * T * F);
@@ -169,7 +169,7 @@ static void check_glu(uint32_t type, int64_t K, int64_t F, int64_t T, int gelu, 
         cuda_mm_opt opt = { 1, NULL, 0 };
         ok(cuda_matmul_ex(g_ctx, &wd, dout[v], T, dd[v], E2, &opt, &g_err));
     }
-    int fused = cuda_mvq_fused_launches() > f0, bad0 = g_bad;
+    int fused = cuda_mvq_fused_launches(g_ctx) > f0, bad0 = g_bad;
     if (norm) same("norm", dn[0], dn[1], T * K);
     same("gate", dg[0], dg[1], T * F);
     same("up", du[0], du[1], T * F);
@@ -190,10 +190,10 @@ static void test_glu(void **state) {
     (void)state;
     NEED_GPU();
     g_bad = 0;
-    uint64_t f0 = cuda_mvq_fused_launches();
+    uint64_t f0 = cuda_mvq_fused_launches(g_ctx);
     for (size_t i = 0; i < NTYPES; i++)
         for (int64_t t = 1; t <= 8; t++) check_glu(k_types[i], 1024, 96, t, (int)(t % 2), t != 3, 0);
-    assert_true(cuda_mvq_fused_launches() > f0);
+    assert_true(cuda_mvq_fused_launches(g_ctx) > f0);
     check_glu(QT_Q8_0, 2048, 64, 1, 0, 1, 0); /* long rows: two staging passes */
     check_glu(QT_Q6_K, 2048, 64, 8, 1, 1, 1);
     check_glu(QT_Q4_0, 2048, 128, 5, 0, 1, 1);

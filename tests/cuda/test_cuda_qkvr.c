@@ -145,13 +145,13 @@ static void check_case(const qcase *qc) {
     else
         ok(cuda_rope_apply2(g_ctx, dy[0][0], dq, qc->nh, dy[0][1], kvd, qc->nkv, T, qc->hd, dp, &r, &g_err));
     /* fused: all tokens in one launch, then each token alone */
-    uint64_t l0 = cuda_qkvr_launches();
+    uint64_t l0 = cuda_qkvr_launches(g_ctx);
     bool has_kv = qc->kv_type != NO_CACHE;
     run_fused(qc, w, dx, dy[1], pos, seq, 0, T, &r, has_kv ? &kv[1] : NULL, NULL, NULL);
     for (int64_t t = 0; t < T && T > 1; t++)
         run_fused(qc, w, dx, dy[2], pos, seq, t, 1, &r, has_kv ? &kv[2] : NULL, NULL, NULL);
     if (fold) run_fused(qc, w, dxn, dy[3], pos, seq, 0, T, &r, has_kv ? &kv[3] : NULL, dxr, dnw);
-    assert_true(cuda_qkvr_launches() > l0);
+    assert_true(cuda_qkvr_launches(g_ctx) > l0);
     int bad0 = g_bad;
     static const char *names[3] = { "q", "k", "v" };
     for (int v = 1; v < 4; v++) {
@@ -455,7 +455,7 @@ static void test_norm_ok(void **state) {
 }
 
 int main(void) {
-    setenv("HEARTH_CUDA_QKVA", "1", 1); /* the opt-in rule of test_qkva_rule (read once) */
+    setenv("HEARTH_CUDA_QKVA", "1", 1); /* the opt-in rule of test_qkva_rule (read at context creation) */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rule),
         cmocka_unit_test(test_qkva_rule),

@@ -897,25 +897,19 @@ int be_cuda_new(int device, be_ctx **out, hb_err *err) {
         goto out;
     }
     if ((rc = cuda_ctx_new(device, &c->cu, err))) goto out;
-    const char *g = getenv("HEARTH_CUDA_GRAPHS");
-    c->graphs_off = g && strcmp(g, "0") == 0;
-    const char *sg = getenv("HEARTH_CUDA_SEG");
-    const char *sf = getenv("HEARTH_CUDA_SEG_FIRST");
+    const cuda_knobs *kn = cuda_ctx_knobs(c->cu);
+    c->graphs_off = !kn->graphs;
     /* segments of 1, 8, 24, 24, ... layers (TinyLlama: 1, 8, 13): the host records a layer
      * several times faster than the GPU runs it, so after a one-layer start the segments
      * can grow fast, and every graph boundary saved is ~1.3 us of idle GPU. Measured on an
      * H200 (session 10, two interleaved rounds): against 1, 2, 4, 8, 7 (the session-9
      * default) +0.7-1.9% Q4_0, +0.5-0.8% Q4_K_M; growth 3 or 4 in between */
-    c->seg_layers = sg ? atoi(sg) : 24;
-    c->seg_first = sf && atoi(sf) > 0 ? atoi(sf) : 1;
-    const char *sgr = getenv("HEARTH_CUDA_SEG_GROW");
-    c->seg_grow = sgr && atoi(sgr) >= 2 && atoi(sgr) <= 64 ? atoi(sgr) : 8;
-    const char *qn = getenv("HEARTH_CUDA_QKVR_NORM");
-    c->qkvr_norm = qn && strcmp(qn, "1") == 0; /* opt-in: measured 3.5-5% slower (docs/performance.md) */
-    const char *f = getenv("HEARTH_CUDA_FUSE");
-    c->fuse_off = f && strcmp(f, "0") == 0;
-    const char *mg = getenv("HEARTH_CUDA_MEGA");
-    if (!c->fuse_off && mg && strcmp(mg, "1") == 0) { /* opt-in: slower than the graphs so far */
+    c->seg_layers = kn->seg_layers;
+    c->seg_first = kn->seg_first;
+    c->seg_grow = kn->seg_grow;
+    c->qkvr_norm = kn->qkvr_norm; /* opt-in: measured 3.5-5% slower (docs/performance.md) */
+    c->fuse_off = !kn->fuse;
+    if (!c->fuse_off && kn->mega) { /* opt-in: slower than the graphs so far */
         hb_err merr;
         hb_err_clear(&merr);
         if (cuda_mega_new(c->cu, &c->mega, &merr)) c->mega = NULL; /* kernel-per-op path only */

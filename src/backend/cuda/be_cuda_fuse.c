@@ -116,16 +116,11 @@ static bool cb_dead_after(const cuda_be *c, size_t i, const void *p, int64_t n) 
     return !c->partial;
 }
 
-/* HEARTH_CUDA_DATTN=1 turns the fused decode attention on (read once). Off by default:
+/* HEARTH_CUDA_DATTN=1 turns the fused decode attention on. Off by default:
  * faster than the three kernels it replaces when timed alone, but tg128 of whole models
  * measured 2-5% lower (docs/performance.md). */
-static bool cb_dattn_on(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *s = getenv("HEARTH_CUDA_DATTN");
-        on = s && *s == '1' ? 1 : 0;
-    }
-    return on == 1;
+static bool cb_dattn_on(const cuda_be *c) {
+    return cuda_ctx_knobs(c->cu)->dattn;
 }
 
 /* The first op at or after j that is not a NOP (n_cmd when none). */
@@ -140,7 +135,7 @@ static size_t cb_next_op(const cuda_be *c, size_t j) {
  * still sees the attention just before it). Not with the persistent kernel. */
 static void cb_fuse_attn(cuda_be *c, size_t i) {
     cb_cmd *r = &c->cmd[i], *kv = NULL;
-    if (c->mega || !cb_dattn_on() || !r->p[2]) return;
+    if (c->mega || !cb_dattn_on(c) || !r->p[2]) return;
     int64_t n_tok = r->n[0], hd = r->n[3];
     size_t j = cb_next_op(c, i + 1);
     if (!(r->flag & 4)) {
@@ -174,13 +169,8 @@ static void cb_fuse_attn(cuda_be *c, size_t i) {
 
 /* Whether the attention output is quantized by the attention's combine pass for the product
  * that reads it (HEARTH_CUDA_ATTN_Q=0: by the product's own quantization kernel). */
-static bool cb_attn_q(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *s = getenv("HEARTH_CUDA_ATTN_Q");
-        on = s && *s == '0' ? 0 : 1;
-    }
-    return on == 1;
+static bool cb_attn_q(const cuda_be *c) {
+    return cuda_ctx_knobs(c->cu)->attn_q;
 }
 
 static void cb_fuse(cuda_be *c) {
@@ -212,7 +202,7 @@ static void cb_fuse(cuda_be *c) {
                    pv->n[2] == cols && cols % 32 == 0) {
             pv->flag |= 2; /* the GLU quantizes its output for this product */
             k->flag = 1;
-        } else if (pv->kind == CK_ATTN && cb_is_mv_q(k) && !c->mega && cb_attn_q() && pv->p[1] == k->p[0] &&
+        } else if (pv->kind == CK_ATTN && cb_is_mv_q(k) && !c->mega && cb_attn_q(c) && pv->p[1] == k->p[0] &&
                    pv->at.n_tok == n_tok &&
                    pv->n[1] == cols && (int64_t)pv->at.n_head * pv->at.head_dim_v == cols &&
                    pv->at.head_dim_v % 32 == 0 && pv->at.head_dim_v <= 1024) {
@@ -351,13 +341,8 @@ static bool cb_mv_writes(const cb_cmd *k, const void *p, int64_t n) {
  * GLU, and the norm only in the four-row kernel's epilogue form: the prologue fold (every
  * block normalizing the activations before its product) measured slower than the
  * multi-block norm kernel (docs/performance.md). */
-static int cb_mvf_fuse(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *s = getenv("HEARTH_CUDA_MVF_FUSE");
-        on = s && *s == '0' ? 0 : (s && *s == '1' ? 1 : 2);
-    }
-    return on;
+static int cb_mvf_fuse(const cuda_be *c) {
+    return cuda_ctx_knobs(c->cu)->mvf_fuse;
 }
 
 static void cb_mvf_glu(cuda_be *c, size_t i) {
@@ -387,9 +372,9 @@ static void cb_mvf_norm(cuda_be *c, size_t i) {
         p->n[1] != cols)
         return;
     int64_t xn = (n_tok - 1) * p->n[0] + cols, yn = n_tok * cols;
-    bool en = cuda_mvf_enorm_ok(&k->w, p->p[0], p->n[0]); /* the epilogue form: every weight of the launch */
-    for (int64_t j = 0; j < k->n_multi && en; j++) en = cuda_mvf_enorm_ok(&k->wx[j], p->p[0], p->n[0]);
-    if (((cb_mvf_fuse() == 1 && cuda_mvf_norm_ok(&k->w, n_tok)) || en) && !overlaps(p->p[0], xn, p->p[1], yn) &&
+    bool en = cuda_mvf_enorm_ok(c->cu, &k->w, p->p[0], p->n[0]); /* the epilogue form: every weight of the launch */
+    for (int64_t j = 0; j < k->n_multi && en; j++) en = cuda_mvf_enorm_ok(c->cu, &k->wx[j], p->p[0], p->n[0]);
+    if (((cb_mvf_fuse(c) == 1 && cuda_mvf_norm_ok(&k->w, n_tok)) || en) && !overlaps(p->p[0], xn, p->p[1], yn) &&
         !cb_mv_writes(k, p->p[0], xn) && !cb_mv_writes(k, p->p[1], yn)) {
         k->flag |= 32;
         k->p[0] = p->p[0], k->n[2] = p->n[0], k->p[2] = p->p[2], k->p[4] = p->p[1], k->n[3] = cols, k->f[0] = p->f[0];
@@ -400,7 +385,7 @@ static void cb_mvf_norm(cuda_be *c, size_t i) {
 }
 
 static void cb_mvf_rules(cuda_be *c) {
-    if (c->mega || !cb_mvf_fuse()) return;
+    if (c->mega || !cb_mvf_fuse(c)) return;
     for (size_t i = 0; i < c->n_cmd; i++) {
         if (!cb_is_mv_f(&c->cmd[i])) continue;
         cb_mvf_glu(c, i);
@@ -420,13 +405,8 @@ static void cb_mvf_rules(cuda_be *c) {
  * products then only rotate, the KV store op stays). The products' inputs must not overlap
  * q or k (they are rotated earlier than before). Not with the persistent kernel;
  * HEARTH_CUDA_QKVR=0 turns it off. */
-static bool cb_qkvr_on(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *s = getenv("HEARTH_CUDA_QKVR");
-        on = s && *s == '0' ? 0 : 1;
-    }
-    return on == 1;
+static bool cb_qkvr_on(const cuda_be *c) {
+    return cuda_ctx_knobs(c->cu)->qkvr;
 }
 
 /* The role of a product output (y, ldy, rows) for rope r: CUDA_QKVR_Q/K/V, or -1. */
@@ -457,13 +437,8 @@ static int64_t cb_qkvr_roles(const cb_cmd *r, const cb_cmd *m, int *found) {
 }
 
 /* HEARTH_CUDA_QKVR_MIX=0 keeps products of different types in separate launches. */
-static bool cb_qkvr_mix_on(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *s = getenv("HEARTH_CUDA_QKVR_MIX");
-        on = s && *s == '0' ? 0 : 1;
-    }
-    return on == 1;
+static bool cb_qkvr_mix_on(const cuda_be *c) {
+    return cuda_ctx_knobs(c->cu)->qkvr_mix;
 }
 
 /* The two rotating products of one RoPE (cb_fuse_qkvr tagged them) with weights of two
@@ -474,7 +449,7 @@ static bool cb_qkvr_mix_on(void) {
 static void cb_qkvr_mix(cuda_be *c, size_t ia, size_t ib) {
     cb_cmd *a = &c->cmd[ia], *b = &c->cmd[ib];
     int64_t na = a->n_multi + 1;
-    if (!cb_qkvr_mix_on() || b->n_multi || na + 1 > 3 || ((a->flag & 2) && c->qkvr_norm) || (b->flag & 2) ||
+    if (!cb_qkvr_mix_on(c) || b->n_multi || na + 1 > 3 || ((a->flag & 2) && c->qkvr_norm) || (b->flag & 2) ||
         !(b->flag & 1) ||
         b->p[0] != a->p[0] || b->n[0] != a->n[0] || b->w.n_cols != a->w.n_cols || b->w.type == a->w.type ||
         !cuda_qkvr_mixed_ok(a->w.type, b->w.type, a->n[0], a->w.n_cols) || cb_next_op(c, ia + 1) != ib)
@@ -530,18 +505,13 @@ static void cb_fuse_qkvr(cuda_be *c, size_t i) {
  * (decided per step: the position bucket is one of them). When the attention quantizes its
  * output for the product after it (flag 1), that product must be the next op and a plain
  * single-token one: it reads the second activation scratch (CB_MM_ACT2). */
-static bool cb_qkva_on(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *s = getenv("HEARTH_CUDA_QKVA");
-        on = s && *s == '1' ? 1 : 0;
-    }
-    return on == 1;
+static bool cb_qkva_on(const cuda_be *c) {
+    return cuda_ctx_knobs(c->cu)->qkva;
 }
 
 static void cb_qkva_rule(cuda_be *c, size_t i) {
     cb_cmd *m = &c->cmd[i], *o = NULL;
-    if (!cb_qkva_on() || (m->flag & (CB_MM_QKVR | CB_MM_QKVR_KV)) != (CB_MM_QKVR | CB_MM_QKVR_KV) || m->n[0] != 1 || m->n_multi != 2)
+    if (!cb_qkva_on(c) || (m->flag & (CB_MM_QKVR | CB_MM_QKVR_KV)) != (CB_MM_QKVR | CB_MM_QKVR_KV) || m->n[0] != 1 || m->n_multi != 2)
         return;
     size_t j = cb_next_op(c, i + 1);
     if (j >= c->n_cmd || c->cmd[j].kind != CK_ATTN) return;
@@ -567,14 +537,14 @@ static void cb_qkva_rule(cuda_be *c, size_t i) {
     cuda_attn at = a->at;
     at.kv = &a->kv;
     const cuda_weight *ws[3] = { &m->w, &m->wx[0], &m->wx[1] };
-    if (!cuda_qkva_ok(ws, &q, &at)) return;
+    if (!cuda_qkva_ok(c->cu, ws, &q, &at)) return;
     m->flag |= CB_MM_QKVA;
     a->flag |= CB_AT_BY_QKVA;
     if (o) o->flag |= CB_MM_ACT2;
 }
 
 static void cb_qkvr_rules(cuda_be *c) {
-    if (c->mega || !cb_qkvr_on()) return;
+    if (c->mega || !cb_qkvr_on(c)) return;
     for (size_t i = 0; i < c->n_cmd; i++)
         if (c->cmd[i].kind == CK_ROPE) cb_fuse_qkvr(c, i);
     for (size_t i = 0; i < c->n_cmd; i++)
@@ -593,13 +563,8 @@ static void cb_qkvr_rules(cuda_be *c) {
  * anything else, or as the first op of a step, the flag stays off. Extra launches inside an
  * op (activation quantization) only move the previous op further back. Off with the
  * persistent kernel and with HEARTH_CUDA_EARLY_ADD=0. */
-static bool cb_early_on(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *s = getenv("HEARTH_CUDA_EARLY_ADD");
-        on = s && *s == '0' ? 0 : 1;
-    }
-    return on == 1;
+static bool cb_early_on(const cuda_be *c) {
+    return cuda_ctx_knobs(c->cu)->early_add;
 }
 
 /* Whether op k may write the floats [p, p + n) (false only where its outputs are known). */
@@ -620,7 +585,7 @@ static bool cb_may_write(const cb_cmd *k, const void *p, int64_t n) {
 }
 
 static void cb_early_add(cuda_be *c) {
-    if (c->mega || !cb_early_on()) return;
+    if (c->mega || !cb_early_on(c)) return;
     size_t prev = c->n_cmd;
     for (size_t i = 0; i < c->n_cmd; i++) {
         cb_cmd *k = &c->cmd[i];

@@ -89,7 +89,7 @@ typedef struct cuda_be {
     bool partial;        /* the commands being rewritten/run are a segment, more of the step follows */
     int seg_layers;      /* segments grow to this many layers (be_ops.submit); 0 = the whole step at the read */
     int seg_first;       /* layers of a step's first segment; each next one grows, up to seg_layers */
-    int seg_grow;        /* by this factor (HEARTH_CUDA_SEG_GROW, default 2) */
+    int seg_grow;        /* by this factor (HEARTH_CUDA_SEG_GROW, default 8) */
     int seg_count;       /* layers recorded since the last segment ran */
     float *rd_host;      /* pinned staging of cb_read, rd_cap floats */
     size_t rd_cap;

@@ -337,30 +337,24 @@ static int32_t at_span_for(int64_t base_blocks, int32_t max_pos, int32_t min_spa
     return span;
 }
 
-static int32_t at_span(int64_t base_blocks, int32_t max_pos) {
+static int32_t at_span(const cuda_ctx *c, int64_t base_blocks, int32_t max_pos) {
     /* tuning: HEARTH_CUDA_AT_MIN_SPAN (16..128, default 32) and HEARTH_CUDA_AT_MIN_BLOCKS
-     * (default AT_MIN_BLOCKS), read once */
-    static int32_t min_span = 0, min_blocks = 0;
-    if (!min_span) {
-        const char *s = getenv("HEARTH_CUDA_AT_MIN_SPAN"), *b = getenv("HEARTH_CUDA_AT_MIN_BLOCKS");
-        int v = s ? atoi(s) : 0, w = b ? atoi(b) : 0;
-        min_blocks = w >= 1 && w <= 4096 ? w : AT_MIN_BLOCKS;
-        min_span = v == 16 || v == 64 || v == 128 ? v : 32;
-    }
-    return at_span_for(base_blocks, max_pos, min_span, min_blocks);
+     * (default AT_MIN_BLOCKS) */
+    int32_t min_blocks = c->knobs.at_min_blocks ? c->knobs.at_min_blocks : AT_MIN_BLOCKS;
+    return at_span_for(base_blocks, max_pos, c->knobs.at_min_span, min_blocks);
 }
 
 /* Fills A and the launch shape for attention a with `span` cells per split block (0: the
  * plan of cuda_attention, at_span): grid gx x gy split blocks, part_bytes of partial
  * results (written to `part`), smem bytes of shared memory per block. */
-static inline void at_plan_span(const cuda_attn *a, int32_t span, const float *q, int64_t qs, float *out, int64_t os,
+static inline void at_plan_span(const cuda_ctx *c, const cuda_attn *a, int32_t span, const float *q, int64_t qs, float *out, int64_t os,
                                 float *part, at_args *A, unsigned *gx, unsigned *gy, size_t *part_bytes,
                                 size_t *smem) {
     int32_t G = a->n_head / a->n_head_kv, n_groups = (G + AT_G - 1) / AT_G;
     /* splits: a power of two covering max_pos (so a replayed step graph stays valid for
      * many positions), never more than the cache holds */
     if (span <= 0)
-        span = a->n_tok <= AT_SMALL_BATCH ? at_span((int64_t)a->n_head_kv * n_groups, a->max_pos_host) : AT_SPLIT;
+        span = a->n_tok <= AT_SMALL_BATCH ? at_span(c, (int64_t)a->n_head_kv * n_groups, a->max_pos_host) : AT_SPLIT;
     int32_t need = a->max_pos_host / span + 1, n_split = 1;
     int32_t cap = (int32_t)((a->kv->n_ctx + span - 1) / span);
     while (n_split < need) n_split *= 2;
@@ -376,9 +370,9 @@ static inline void at_plan_span(const cuda_attn *a, int32_t span, const float *q
     *gy = (unsigned)n_split;
 }
 
-static inline void at_plan(const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, float *part,
-                           at_args *A, unsigned *gx, unsigned *gy, size_t *part_bytes, size_t *smem) {
-    at_plan_span(a, 0, q, qs, out, os, part, A, gx, gy, part_bytes, smem);
+static inline void at_plan(const cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os,
+                           float *part, at_args *A, unsigned *gx, unsigned *gy, size_t *part_bytes, size_t *smem) {
+    at_plan_span(c, a, 0, q, qs, out, os, part, A, gx, gy, part_bytes, smem);
 }
 
 /* Decode attention for short contexts over an f16 cache (cu_attn_dec.cu): the arguments of

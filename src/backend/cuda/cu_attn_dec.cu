@@ -56,25 +56,9 @@ static __global__ void __launch_bounds__(AD_T) attn_dec_kernel(const __grid_cons
     CU_TR_FLUSH();
 }
 
-/* HEARTH_CUDA_ATTN_DEC=0 turns the kernel off (read once). */
-static bool ad_on(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *s = getenv("HEARTH_CUDA_ATTN_DEC");
-        on = s && *s == '0' ? 0 : 1;
-    }
-    return on == 1;
-}
-
-/* The largest position bucket the kernel takes (HEARTH_CUDA_ATTN_DEC_MAX, read once). */
-static int32_t ad_max_bucket(void) {
-    static int32_t v = 0;
-    if (!v) {
-        const char *s = getenv("HEARTH_CUDA_ATTN_DEC_MAX");
-        int x = s ? atoi(s) : 0;
-        v = x >= 128 && x <= 8192 && !(x & (x - 1)) ? x : AD_MAX_BUCKET;
-    }
-    return v;
+/* The largest position bucket the kernel takes (HEARTH_CUDA_ATTN_DEC_MAX). */
+static int32_t ad_max_bucket(const cuda_ctx *c) {
+    return c->knobs.attn_dec_max ? c->knobs.attn_dec_max : AD_MAX_BUCKET;
 }
 
 int cu_attn_dec(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, bool quant,
@@ -85,8 +69,8 @@ int cu_attn_dec(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, flo
     /* cells a token can see: up to its position bucket, never more than the cache holds */
     int32_t hd = a->head_dim_k, bucket = a->max_pos_host + 1;
     int32_t cap = (int64_t)bucket < kv->n_ctx ? bucket : (int32_t)kv->n_ctx;
-    if (!ad_on() || a->n_tok > AT_SMALL_BATCH || kv->type != QT_F16 || a->head_dim_v != hd || hd % 32 ||
-        hd > 2 * AD_T || bucket > ad_max_bucket() || cap < 1 ||
+    if (!c->knobs.attn_dec /* HEARTH_CUDA_ATTN_DEC=0 */ || a->n_tok > AT_SMALL_BATCH || kv->type != QT_F16 || a->head_dim_v != hd || hd % 32 ||
+        hd > 2 * AD_T || bucket > ad_max_bucket(c) || cap < 1 ||
         ((uintptr_t)kv->k | (uintptr_t)kv->v | kv->row_bytes) % 16)
         return HEARTH_OK;
     int32_t ng = AD_T / (hd / 2);
@@ -96,12 +80,9 @@ int cu_attn_dec(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, flo
                   out, os, NULL, NULL, NULL, a->n_tok, a->n_head, a->n_head / a->n_head_kv, hd, a->window, cap,
                   a->scale, a->softcap };
     if (quant && (rc = cu_act_buffers(c, a->n_tok, os, &A.xq, &A.xd, &A.xsum, err))) return rc;
-    if (smem > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(attn_dec_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e != cudaSuccess) return cu_fail(err, e, "raising the decode attention kernel's shared memory");
-    }
+    if ((rc = cu_smem_allow(c, (const void *)attn_dec_kernel, smem, err))) return rc;
     CU_LAUNCH(err, "launching decode attention", attn_dec_kernel, dim3((unsigned)a->n_head, (unsigned)a->n_tok), AD_T,
-              smem, c->stream, A);
+              smem, c, A);
     if ((rc = cu_check_launch(err, "decode attention"))) return rc;
     *done = 1;
     return HEARTH_OK;

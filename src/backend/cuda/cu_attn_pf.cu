@@ -509,21 +509,15 @@ static __global__ void __launch_bounds__(PF_THREADS) pf_attn_128(pf_args A) {
 /* ---- host side ------------------------------------------------------------------------- */
 
 /* Smallest batch for the kernel: PF_MIN_TOK, HEARTH_CUDA_PFATTN_MIN (9..4096, for
- * measuring the crossover), or INT_MAX with HEARTH_CUDA_PFATTN=0 (read once). */
-static int32_t pf_min_tok(void) {
-    static int32_t n = 0;
-    if (!n) {
-        const char *s = getenv("HEARTH_CUDA_PFATTN"), *m = getenv("HEARTH_CUDA_PFATTN_MIN");
-        int v = m ? atoi(m) : 0;
-        n = s && *s == '0' ? INT_MAX : (v > 8 && v <= 4096 ? v : PF_MIN_TOK);
-    }
-    return n;
+ * measuring the crossover), or INT32_MAX with HEARTH_CUDA_PFATTN=0. */
+static int32_t pf_min_tok(const cuda_ctx *c) {
+    return c->knobs.pfattn_min ? c->knobs.pfattn_min : PF_MIN_TOK;
 }
 
-bool cu_attn_pf_use(const cuda_attn *a, const float *q, int64_t qs, const float *out, int64_t os) {
+bool cu_attn_pf_use(const cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, const float *out, int64_t os) {
     const cuda_kv *kv = a->kv;
     int32_t hd = a->head_dim_k;
-    if (a->n_tok < pf_min_tok()) return false;
+    if (a->n_tok < pf_min_tok(c)) return false;
     if (hd != a->head_dim_v || (hd != 64 && hd != 128) || a->n_head_kv <= 0 || a->n_head % a->n_head_kv)
         return false;
     if ((int64_t)a->n_head_kv * hd > kv->kv_dim || kv->n_ctx <= 0 || kv->n_ctx > INT_MAX / 2) return false;
@@ -550,12 +544,10 @@ int cu_attn_pf(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, floa
                   cap ? a->softcap * PF_LOG2E : 0.0f, q, qs, out, os };
     size_t smem = (size_t)PF_STAGES * 2 * PF_BK * (hd + 8) * sizeof(__half); /* K and V per stage */
     void (*kern)(pf_args) = hd == 64 ? pf_attn_64 : pf_attn_128;
-    if (smem > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e != cudaSuccess) return cu_fail(err, e, "raising the prefill attention kernel's shared memory");
-    }
-    CU_LAUNCH(err, "launching prefill attention", kern, (unsigned)(base * ny), PF_THREADS, smem, c->stream, A);
-    int rc = cu_check_launch(err, "prefill attention");
+    int rc = cu_smem_allow(c, (const void *)kern, smem, err);
+    if (rc) return rc;
+    CU_LAUNCH(err, "launching prefill attention", kern, (unsigned)(base * ny), PF_THREADS, smem, c, A);
+    rc = cu_check_launch(err, "prefill attention");
     if (rc || !quant) return rc;
     int8_t *xq = NULL;
     float *xd = NULL;

@@ -19,9 +19,9 @@
 /* True when attention a (with these q/out pointers and row strides, in floats) can run on
  * the prefill kernel: n_tok >= PF_MIN_TOK, head_dim_k == head_dim_v in {64, 128}, a
  * f16/f32/q8_0 cache laid out as n_head_kv heads per row with the alignment the staging
- * needs, even strides. HEARTH_CUDA_PFATTN=0 turns the kernel off (read once),
+ * needs, even strides. HEARTH_CUDA_PFATTN=0 turns the kernel off (cuda_knobs),
  * HEARTH_CUDA_PFATTN_MIN=N (9..4096) moves the threshold. */
-bool cu_attn_pf_use(const cuda_attn *a, const float *q, int64_t qs, const float *out, int64_t os);
+bool cu_attn_pf_use(const cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, const float *out, int64_t os);
 
 /* Runs attention a on the prefill kernel (the caller checked cu_attn_pf_use and the head
  * split); quant: also leave the output quantized in the activation scratch, as

@@ -374,36 +374,11 @@ int cuda_dattn_supported(const cuda_attn *a, const cuda_rope *r, int quant) {
 /* Span rule of the fused kernel: with HEARTH_CUDA_DATTN_ONE=128 one split up to the bucket
  * of 128 cells (no merge; measured slower: one block then walks up to 128 cells), else
  * spans of 32..128 cells giving at least HEARTH_CUDA_DATTN_MIN_BLOCKS blocks per token
- * (default 64; the rule of cuda_attention). Read once. */
-static int32_t dattn_span(int64_t base_blocks, int32_t max_pos) {
-    static int32_t one = -1, min_blocks = 0;
-    if (one < 0) {
-        const char *s = getenv("HEARTH_CUDA_DATTN_ONE"), *b = getenv("HEARTH_CUDA_DATTN_MIN_BLOCKS");
-        int v = s ? atoi(s) : 0, w = b ? atoi(b) : AT_MIN_BLOCKS;
-        one = v == 128 ? v : 0;
-        min_blocks = w >= 1 && w <= 4096 ? w : AT_MIN_BLOCKS;
-    }
-    if (max_pos < one) return AT_SPLIT;
+ * (default 64; the rule of cuda_attention). */
+static int32_t dattn_span(const cuda_ctx *c, int64_t base_blocks, int32_t max_pos) {
+    int32_t min_blocks = c->knobs.dattn_min_blocks ? c->knobs.dattn_min_blocks : AT_MIN_BLOCKS;
+    if (max_pos < c->knobs.dattn_one) return AT_SPLIT;
     return at_span_for(base_blocks, max_pos, 32, min_blocks);
-}
-
-/* An integer tuning switch in lo..hi from the environment (def when unset or out of range). */
-static int dattn_env(const char *name, int lo, int hi, int def) {
-    const char *s = getenv(name);
-    int v = s && *s ? atoi(s) : def;
-    return v >= lo && v <= hi ? v : def;
-}
-
-/* Most shared memory a block spends on staged cells (HEARTH_CUDA_DATTN_STAGE bytes,
- * default 64 KiB; 0: no staging, L2 prefetch only). Read once. */
-static size_t dattn_stage_max(void) {
-    static long v = -1;
-    if (v < 0) {
-        const char *s = getenv("HEARTH_CUDA_DATTN_STAGE");
-        long x = s ? atol(s) : 65536;
-        v = x >= 0 && x <= 160 * 1024 ? x : 65536;
-    }
-    return (size_t)v;
 }
 
 static int32_t dattn_bytes(uint32_t type, int32_t hd) {
@@ -431,11 +406,11 @@ int cuda_rope_kv_attention(cuda_ctx *c, const cuda_attn *a, const cuda_rope *r, 
     if (!cuda_dattn_supported(a, r, quant) || (quant && os != (int64_t)a->n_head * a->head_dim_v))
         return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: this attention shape has no fused decode kernel");
     int32_t n_groups = (a->n_head / a->n_head_kv + AT_G - 1) / AT_G;
-    int32_t span = dattn_span((int64_t)a->n_head_kv * n_groups, a->max_pos_host);
+    int32_t span = dattn_span(c, (int64_t)a->n_head_kv * n_groups, a->max_pos_host);
     at_args A;
     unsigned gx, gy;
     size_t part, smem;
-    at_plan_span(a, span, q, qs, out, os, NULL, &A, &gx, &gy, &part, &smem);
+    at_plan_span(c, a, span, q, qs, out, os, NULL, &A, &gx, &gy, &part, &smem);
     dattn_args D;
     memset(&D, 0, sizeof D);
     D.k = k, D.v = v, D.ks = ks, D.vs = vs, D.kc = (uint8_t *)a->kv->k, D.vc = (uint8_t *)a->kv->v;
@@ -448,7 +423,9 @@ int cuda_rope_kv_attention(cuda_ctx *c, const cuda_attn *a, const cuda_rope *r, 
     D.kstride = (D.kbytes + 15) & ~15, D.vstride = (D.vbytes + 15) & ~15;
     smem += (size_t)AT_SMALL_BATCH * (D.kstride + D.vstride);
     size_t stage = (size_t)A.span * (D.kstride + D.vstride);
-    if (stage <= dattn_stage_max()) {
+    /* most shared memory a block spends on staged cells (HEARTH_CUDA_DATTN_STAGE bytes,
+     * default 64 KiB; 0: no staging, L2 prefetch only) */
+    if (stage <= (size_t)c->knobs.dattn_stage) {
         for (int w = 16; w >= 4 && !D.stage_w; w /= 2)
             if (a->kv->row_bytes % w == 0 && D.kbytes % w == 0 && D.vbytes % w == 0) D.stage_w = w;
         if (D.stage_w) smem += stage;
@@ -460,13 +437,8 @@ int cuda_rope_kv_attention(cuda_ctx *c, const cuda_attn *a, const cuda_rope *r, 
     }
     if (quant && (rc = cu_act_buffers(c, a->n_tok, os, &A.xq, &A.xd, &A.xsum, err))) return rc;
     /* the default limit (48 KiB) counts the kernel's static shared memory too */
-    static size_t smem_set = 0;
-    if (smem > 32 * 1024 && smem > smem_set) {
-        cudaError_t e = cudaFuncSetAttribute(dattn_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e != cudaSuccess) return cu_fail(err, e, "raising the attention kernel's shared memory");
-        smem_set = smem;
-    }
-    D.dang = dattn_env("HEARTH_CUDA_DATTN_DANG", 0, 1, 0);
-    CU_LAUNCH(err, "launching fused attention", dattn_kernel, dim3(gx, gy), AT_THREADS, smem, c->stream, A, D);
+    if ((rc = cu_smem_allow(c, (const void *)dattn_kernel, smem, err))) return rc;
+    D.dang = c->knobs.dattn_dang; /* HEARTH_CUDA_DATTN_DANG */
+    CU_LAUNCH(err, "launching fused attention", dattn_kernel, dim3(gx, gy), AT_THREADS, smem, c, A, D);
     return cu_check_launch(err, "fused attention");
 }

@@ -9,11 +9,6 @@
 
 #include "backend/cuda/cu_internal.cuh"
 
-/* Device memory the runtime held when the first context started (HEARTH_CUDA_MEM_LIMIT
- * counts beyond it; see cuda_mem_info). */
-static size_t g_mem_base = 0;
-static int g_mem_base_set = 0;
-
 int cu_fail(hb_err *err, cudaError_t e, const char *what) {
     int code = HEARTH_E_INTERNAL;
     if (e == cudaErrorMemoryAllocation) code = HEARTH_E_NOMEM;
@@ -24,15 +19,6 @@ int cu_fail(hb_err *err, cudaError_t e, const char *what) {
         code = HEARTH_E_UNSUPPORTED;
     cudaGetLastError(); /* clear a sticky-free error so later calls start clean */
     return hb_fail(err, code, "CUDA: %s failed: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
-}
-
-int cu_pdl_on(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("HEARTH_CUDA_PDL");
-        v = !(e && e[0] == '0');
-    }
-    return v;
 }
 
 int cu_check_launch(hb_err *err, const char *what) {
@@ -104,9 +90,10 @@ int cuda_ctx_new(int ordinal, cuda_ctx **out, hb_err *err) {
         rc = cu_fail(err, e, "creating a stream");
         goto out;
     }
-    if (!g_mem_base_set) { /* what the runtime itself holds: HEARTH_CUDA_MEM_LIMIT counts beyond it */
+    cuda_knobs_from_env(&c->knobs);
+    { /* what is in use before c allocates anything: HEARTH_CUDA_MEM_LIMIT counts beyond it */
         size_t f = 0, t = 0;
-        if (cudaMemGetInfo(&f, &t) == cudaSuccess) g_mem_base = t - f, g_mem_base_set = 1;
+        if (cudaMemGetInfo(&f, &t) == cudaSuccess) c->mem_base = t - f;
     }
     *out = c;
     c = NULL;
@@ -163,28 +150,24 @@ const cuda_dev_info *cuda_ctx_info(const cuda_ctx *c) {
     return &c->info;
 }
 
-/* HEARTH_CUDA_MEM_LIMIT (for testing the fallbacks): device memory this process may take
- * beyond what the runtime held when its first context started, in bytes with an optional
- * K, M or G suffix (binary units). Unset or 0: the whole device. */
-static size_t cu_mem_limit(void) {
-    const char *s = getenv("HEARTH_CUDA_MEM_LIMIT");
-    if (!s || !*s) return 0;
-    char *end = NULL;
-    unsigned long long v = strtoull(s, &end, 10);
-    int sh = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
-    if (sh) end++;
-    if (*end || v > (1ull << 40)) return 0; /* malformed: no limit */
-    return (size_t)(v << sh);
+const cuda_knobs *cuda_ctx_knobs(const cuda_ctx *c) {
+    return &c->knobs;
 }
 
+cuda_knobs *cuda_ctx_knobs_edit(cuda_ctx *c) {
+    return &c->knobs;
+}
+
+/* HEARTH_CUDA_MEM_LIMIT (c->knobs.mem_limit, for testing the fallbacks): device memory c may
+ * take beyond what was in use when it was created. 0: the whole device. */
 int cuda_mem_info(cuda_ctx *c, size_t *free_b, size_t *total_b, hb_err *err) {
     int rc;
-    size_t f = 0, t = 0, lim = cu_mem_limit();
+    size_t f = 0, t = 0, lim = c->knobs.mem_limit;
     if ((rc = cu_enter(c, err))) return rc;
     cudaError_t e = cudaMemGetInfo(&f, &t);
     if (e != cudaSuccess) return cu_fail(err, e, "reading free GPU memory");
     if (lim) {
-        size_t used = t - f > g_mem_base ? t - f - g_mem_base : 0;
+        size_t used = t - f > c->mem_base ? t - f - c->mem_base : 0;
         f = used >= lim ? 0 : (lim - used < f ? lim - used : f);
         t = lim < t ? lim : t;
     }
@@ -197,7 +180,7 @@ int cuda_alloc(cuda_ctx *c, void **out_dev, size_t bytes, hb_err *err) {
     int rc;
     *out_dev = NULL;
     if ((rc = cu_enter(c, err))) return rc;
-    if (cu_mem_limit()) {
+    if (c->knobs.mem_limit) {
         size_t f = 0, t = 0;
         if ((rc = cuda_mem_info(c, &f, &t, err))) return rc;
         if (bytes > f)

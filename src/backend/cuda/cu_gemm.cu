@@ -459,7 +459,6 @@ static const gq_entry k_gq[] = { GQ_TYPES(GQ_ENTRY) };
  * adds[i] (optional) gets y_i added. */
 int cu_gemm_quant_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
                         float *const *adds, const int8_t *xq, const float *xd, const int2 *xs, int64_t m, hb_err *err) {
-    static bool smem_set[GQ_N];
     const cuda_weight *w = ws[0];
     size_t i = 0;
     while (i < GQ_N && k_gq[i].type != w->type) i++;
@@ -490,11 +489,8 @@ int cu_gemm_quant_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float 
     p.vwl = al % 16 == 0 ? 4 : (al % 8 == 0 ? 3 : (al % 4 == 0 ? 2 : 1));
     p.xq = xq, p.xd = xd, p.xs = xs, p.row_bytes = (int64_t)w->row_bytes;
     p.m = m, p.k = w->n_cols, p.nch = (int)(w->n_cols / 32);
-    if (!smem_set[i]) {
-        cudaError_t e = cudaFuncSetAttribute(k_gq[i].fn, cudaFuncAttributeMaxDynamicSharedMemorySize, Q_SMEM);
-        if (e != cudaSuccess) return cu_fail(err, e, "configuring the tensor-core matrix multiply");
-        smem_set[i] = true;
-    }
+    int rc = cu_smem_allow(c, (const void *)k_gq[i].fn, Q_SMEM, err);
+    if (rc) return rc;
     dim3 grid(blocks, (unsigned)((m + QBM - 1) / QBM));
     k_gq[i].fn<<<grid, 256, Q_SMEM, c->stream>>>(p);
     return cu_check_launch(err, "tensor-core matrix multiply");

@@ -368,17 +368,10 @@ static __global__ void gemm_to_f16_kernel(const float4 *x, int64_t n8, uint4 *y)
 /* HEARTH_GEMMF=0: the previous F16 kernels (gemm_h_kernel, one product per launch), for
  * before/after measurements; HEARTH_GEMMF_BN=64|128 forces the tile width, HEARTH_GEMMF_WIDE=1 takes gemm_hh_128w
  * for the 128-row tiles. */
-static int gg_mode(int *force_bn, int *wide) {
-    static int mode = -1, bn = 0, wd = 0;
-    if (mode < 0) {
-        const char *s = getenv("HEARTH_GEMMF"), *b = getenv("HEARTH_GEMMF_BN"), *w = getenv("HEARTH_GEMMF_WIDE");
-        bn = b ? atoi(b) : 0;
-        wd = w && *w == '1';
-        mode = s && *s == '0' ? 0 : 1;
-    }
-    *force_bn = bn == 64 || bn == 128 ? bn : 0;
-    *wide = wd;
-    return mode;
+static int gg_mode(const cuda_ctx *c, int *force_bn, int *wide) {
+    *force_bn = c->knobs.gemmf_bn;
+    *wide = c->knobs.gemmf_wide;
+    return c->knobs.gemmf;
 }
 
 /* Whether the f16-activation path takes these products: F16 weights of one row length with
@@ -408,21 +401,15 @@ static unsigned gg_segments(gg_args *p, int n, const cuda_weight *const *ws, flo
 
 static int gg_launch(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
                      float *const *adds, const float *x, int64_t m, int force_bn, int wide, hb_err *err) {
-    static bool smem_set;
     int64_t k = ws[0]->n_cols, n8 = m * k / 8;
     int rc = cu_scratch_reserve(&c->f16a, (size_t)(m * k) * sizeof(__half), err);
     if (rc) return rc;
     gemm_to_f16_kernel<<<cu_blocks(n8, 256), 256, 0, c->stream>>>((const float4 *)x, n8, (uint4 *)c->f16a.p);
     if ((rc = cu_check_launch(err, "converting activations to f16"))) return rc;
-    if (!smem_set) {
-        cudaError_t e = cudaFuncSetAttribute(gemm_hh_128, cudaFuncAttributeMaxDynamicSharedMemorySize, G_SMEM(128));
-        if (e == cudaSuccess)
-            e = cudaFuncSetAttribute(gemm_hh_64, cudaFuncAttributeMaxDynamicSharedMemorySize, G_SMEM(64));
-        if (e == cudaSuccess)
-            e = cudaFuncSetAttribute(gemm_hh_128w, cudaFuncAttributeMaxDynamicSharedMemorySize, G_SMEM(128));
-        if (e != cudaSuccess) return cu_fail(err, e, "configuring the tensor-core matrix multiply");
-        smem_set = true;
-    }
+    if ((rc = cu_smem_allow(c, (const void *)gemm_hh_128, G_SMEM(128), err)) ||
+        (rc = cu_smem_allow(c, (const void *)gemm_hh_64, G_SMEM(64), err)) ||
+        (rc = cu_smem_allow(c, (const void *)gemm_hh_128w, G_SMEM(128), err)))
+        return rc;
     gg_args p;
     memset(&p, 0, sizeof p);
     p.a = (const __half *)c->f16a.p, p.m = m, p.k = k, p.row_bytes = (int64_t)ws[0]->row_bytes;
@@ -456,12 +443,8 @@ static int gf_launch(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t 
     p.y = y, p.ldy = ldy, p.add_to = add_to;
     dim3 grid((unsigned)((p.n + FBN - 1) / FBN), (unsigned)((m + FBM - 1) / FBM));
     if (!p.bf16 && p.vec_a && p.vec_b && p.k % 8 == 0) {
-        static bool smem_set;
-        if (!smem_set) {
-            cudaError_t e = cudaFuncSetAttribute(gemm_h_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, H_SMEM);
-            if (e != cudaSuccess) return cu_fail(err, e, "configuring the tensor-core matrix multiply");
-            smem_set = true;
-        }
+        int rc = cu_smem_allow(c, (const void *)gemm_h_kernel, H_SMEM, err);
+        if (rc) return rc;
         gemm_h_kernel<<<grid, 256, H_SMEM, c->stream>>>(p);
     } else {
         gemm_f_kernel<<<grid, 256, 0, c->stream>>>(p);
@@ -474,7 +457,7 @@ static int gf_launch(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t 
 int cu_gemm_float_multi(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const *ys, const int64_t *ldys,
                         float *const *adds, const float *x, int64_t m, hb_err *err) {
     int force_bn, wide, rc = HEARTH_OK;
-    if (gg_mode(&force_bn, &wide) && gg_eligible(n, ws, x))
+    if (gg_mode(c, &force_bn, &wide) && gg_eligible(n, ws, x))
         return gg_launch(c, n, ws, ys, ldys, adds, x, m, force_bn, wide, err);
     for (int i = 0; i < n && !rc; i++) rc = gf_launch(c, ws[i], x, m, ys[i], ldys[i], adds[i], err);
     return rc;

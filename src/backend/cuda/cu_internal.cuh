@@ -10,6 +10,16 @@
 
 #include "backend/cuda/cuda.h"
 
+#define CU_FATTR_MAX 256 /* kernels whose attributes a context records (cuda_ctx.fattr) */
+
+/* What a context set on one kernel: dynamic shared bytes allowed (0: the default 48 KB),
+ * the carveout preference. */
+typedef struct cu_fattr_rec {
+    const void *fn;
+    int smem;
+    bool carved;
+} cu_fattr_rec;
+
 /* A growable device scratch area. */
 typedef struct cu_scratch {
     void *p;
@@ -36,6 +46,11 @@ struct cuda_ctx {
     cu_scratch attn_cnt; /* attention: finished splits per (token, kv head, group), kept at 0 between steps */
     cu_stage stage[CUDA_STAGE_SLOTS];
     uint64_t gen;        /* bumped when any scratch moves (graphs then go stale) */
+    cuda_knobs knobs;    /* switches, read from the environment at creation */
+    size_t mem_base;     /* device memory the runtime held when c was created (knobs.mem_limit counts beyond it) */
+    cu_fattr_rec fattr[CU_FATTR_MAX]; /* kernel attributes set (cu_smem_allow, cu_carve) */
+    int n_fattr;
+    uint64_t n_mvq_fused, n_qkvr; /* fused prologue/gate-up and q/k/v + RoPE launches (testing aids) */
 };
 
 /* Turns a CUDA error into a hearth status with a message naming `what`. */
@@ -46,13 +61,14 @@ int cu_enter(cuda_ctx *c, hb_err *err);
 #define cu_scratch_reserve(s, bytes, err) cu_scratch_grow(c, (s), (bytes), (err))
 int cu_scratch_grow(cuda_ctx *c, cu_scratch *s, size_t bytes, hb_err *err);
 void cu_scratch_release(cu_scratch *s);
-/* Prefers the largest shared-memory carveout for kernel fn (cu_matmul.cu; decode products). */
-extern "C" void cu_carve(const void *fn);
-/* Allows kernel fn `bytes` of dynamic shared memory, once per kernel and size: *allowed is
- * the caller's record of what fn was allowed (0 at first). Static + dynamic shared memory
- * must stay within 48 KB without the attribute; the kernels that call this have up to
- * ~1.2 KB of static arrays, so it is raised from 46 KB on (cu_matmul.cu). */
-int cu_smem_allow(const void *fn, int *allowed, size_t bytes, hb_err *err);
+/* Prefers the largest shared-memory carveout for kernel fn (cu_matmul.cu; decode products).
+ * A function attribute is process-wide; c records which kernels it has set (c->fattr) so
+ * that each is set once per context. */
+void cu_carve(cuda_ctx *c, const void *fn);
+/* Allows kernel fn `bytes` of dynamic shared memory (static + dynamic shared memory must
+ * stay within 48 KB without the attribute): checked once per kernel and size (recorded in
+ * c->fattr); the attribute is only ever raised. */
+int cu_smem_allow(cuda_ctx *c, const void *fn, size_t bytes, hb_err *err);
 /* Checks the last launch. */
 int cu_check_launch(hb_err *err, const char *what);
 
@@ -176,30 +192,28 @@ static __device__ __forceinline__ void cu_pdl_trigger(void) {
     asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 }
 
-/* Whether launches carry the attribute (read once). */
-int cu_pdl_on(void);
-
-/* Launch configuration with the attribute when enabled; at: storage for it. */
-static inline cudaLaunchConfig_t cu_launch_config(dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+/* Launch configuration on c's stream with the attribute unless c's knobs turn it off
+ * (HEARTH_CUDA_PDL=0); at: storage for it. */
+static inline cudaLaunchConfig_t cu_launch_config(dim3 grid, dim3 block, size_t smem, const cuda_ctx *c,
                                                   cudaLaunchAttribute *at) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
-    cfg.stream = st;
+    cfg.stream = c->stream;
     at->id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at->val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
-    cfg.numAttrs = cu_pdl_on() ? 1 : 0;
+    cfg.numAttrs = c->knobs.pdl ? 1 : 0;
     return cfg;
 }
 
 /* Launches kernel(args...) with cu_launch_config; returns from the calling function with an
  * error naming `what` when the launch is refused. */
-#define CU_LAUNCH(err, what, kernel, grid, block, smem, st, ...)                                          \
+#define CU_LAUNCH(err, what, kernel, grid, block, smem, ctx, ...)                                         \
     do {                                                                                                  \
         cudaLaunchAttribute at_;                                                                          \
-        cudaLaunchConfig_t cfg_ = cu_launch_config((grid), (block), (smem), (st), &at_);                  \
+        cudaLaunchConfig_t cfg_ = cu_launch_config((grid), (block), (smem), (ctx), &at_);                 \
         cudaError_t e_ = cudaLaunchKernelEx(&cfg_, kernel, __VA_ARGS__);                                  \
         if (e_ != cudaSuccess) return cu_fail((err), e_, (what));                                         \
     } while (0)

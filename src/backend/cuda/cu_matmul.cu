@@ -426,41 +426,24 @@ static const mm_entry k_mm[] = {
  * the generic kernel, whose lower register use keeps more warps per SM for a product that
  * is bandwidth-bound; HEARTH_CUDA_MV1=0 turns it off), else the generic one. */
 #define MV1_MAX_ROWS 16384
-/* HEARTH_CUDA_MV1S=0: the two-chunk single-token instance off (rows of <= 64 chunks then
- * take the six-chunk one; same arithmetic). */
-static bool mv1s_on(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *s = getenv("HEARTH_CUDA_MV1S");
-        on = s && *s == '0' ? 0 : 1;
-    }
-    return on == 1;
-}
-
 /* The copy width a picked kernel is launched with: MQ_BULK for the single-token kernels
  * built with bulk staging (e->bulk1: Q8_0 only) on 16-byte aligned rows, else vw
  * (HEARTH_CUDA_MV1_TMA=0: never). Measured on an H200 (tg128, three interleaved rounds,
  * bulk for every type against none): Q8_0 1691-1697 against 1651-1656, Q4_0 1899-1904
  * against 1895-1901 (noise), Q4_K_M 1767-1768 against 1784-1788 (slower); on an H100,
  * Q8_0 only: 1474-1494 against 1428-1452. */
-static int mv_launch_vw(const mm_entry *e, mv_fn fn, int vw) {
-    static int on = -1;
-    if (on < 0) {
-        const char *s = getenv("HEARTH_CUDA_MV1_TMA");
-        on = s && *s == '0' ? 0 : 1;
-    }
-    return on && e->bulk1 && vw == 16 && fn && (fn == e->mv1 || fn == e->mv1s) ? MQ_BULK : vw;
+static int mv_launch_vw(const cuda_ctx *c, const mm_entry *e, mv_fn fn, int vw) {
+    return c->knobs.mv1_tma && e->bulk1 && vw == 16 && fn && (fn == e->mv1 || fn == e->mv1s) ? MQ_BULK : vw;
 }
 
-static mv_fn mv_pick(const mm_entry *e, int64_t n_tok, int64_t n_rows, int nch, int segb, int vw, size_t row_bytes) {
-    static int on = -1;
-    if (on < 0) {
-        const char *s = getenv("HEARTH_CUDA_MV1");
-        on = s && *s == '0' ? 0 : 1;
-    }
-    if (on && e->mv1 && n_tok == 1 && n_rows <= MV1_MAX_ROWS && vw >= 4 && nch <= 32 * MV1_J && segb > 0 &&
+/* The product kernel for these rows (HEARTH_CUDA_MV1=0: never the single-token ones;
+ * HEARTH_CUDA_MV1S=0: not the two-chunk single-token instance, rows of <= 64 chunks then
+ * take the six-chunk one with the same arithmetic). */
+static mv_fn mv_pick(const cuda_ctx *c, const mm_entry *e, int64_t n_tok, int64_t n_rows, int nch, int segb, int vw,
+                     size_t row_bytes) {
+    if (c->knobs.mv1 && e->mv1 && n_tok == 1 && n_rows <= MV1_MAX_ROWS && vw >= 4 && nch <= 32 * MV1_J && segb > 0 &&
         (size_t)(MQ_STAGE / segb) * (size_t)segb >= row_bytes)
-        return nch <= 64 && e->mv1s && mv1s_on() ? e->mv1s : e->mv1;
+        return nch <= 64 && e->mv1s && c->knobs.mv1s ? e->mv1s : e->mv1;
     return e->mv;
 }
 
@@ -474,13 +457,9 @@ static mv_fn mv_pick(const mm_entry *e, int64_t n_tok, int64_t n_rows, int nch, 
  * of the generic kernel, whose first rows are fetched before its PDL wait; it is kept for
  * larger output matrices, where the product's own time dominates. */
 #define MVS_SMEM_MAX (112 * 1024)
-static mvs_fn mvs_pick(const mm_entry *e, int64_t n_tok, int64_t n_rows, int nch, int vw, size_t row_bytes,
-                       const float *add_to, int *bps) {
-    static int per_sm = -1;
-    if (per_sm < 0) {
-        const char *s = getenv("HEARTH_CUDA_MVS");
-        per_sm = s && *s >= '0' && *s <= '8' && !s[1] ? *s - '0' : 4;
-    }
+static mvs_fn mvs_pick(const cuda_ctx *c, const mm_entry *e, int64_t n_tok, int64_t n_rows, int nch, int vw,
+                       size_t row_bytes, const float *add_to, int *bps) {
+    int per_sm = c->knobs.mvs;
     *bps = per_sm;
     if (!per_sm || n_tok != 1 || n_rows <= MV1_MAX_ROWS || add_to || vw < 4 || nch > 128 ||
         (size_t)MVS_W * MVS_S * ((row_bytes + 15) & ~(size_t)15) > MVS_SMEM_MAX)
@@ -488,27 +467,40 @@ static mvs_fn mvs_pick(const mm_entry *e, int64_t n_tok, int64_t n_rows, int nch
     return nch <= 64 ? e->mvs2 : e->mvs4;
 }
 
-/* Asks for the largest shared-memory carveout for a decode product kernel (once per
- * kernel; a function attribute is process-wide, hence the small cache of kernels done).
- * Measured on an H200 (tg128, three runs): +0.4-1.3% Q4_0, +2% Q4_K_M, +0.5-1% Q8_0; the
- * same preference on the gate/up and attention kernels measured nothing more. */
+/* c's record of the attributes it set on kernel fn (added when new; NULL when the table is
+ * full: the attribute is then set again on every call, which is correct, only slower). */
+static cu_fattr_rec *cu_fattr(cuda_ctx *c, const void *fn) {
+    for (int i = 0; i < c->n_fattr; i++)
+        if (c->fattr[i].fn == fn) return &c->fattr[i];
+    if (c->n_fattr == CU_FATTR_MAX) return NULL;
+    c->fattr[c->n_fattr].fn = fn;
+    return &c->fattr[c->n_fattr++];
+}
+
 /* (gate/up of 4 tokens at 2048 columns asks for 48128 dynamic bytes, which failed to
  * launch before the attribute was raised; test_cuda_gu) */
-int cu_smem_allow(const void *fn, int *allowed, size_t bytes, hb_err *err) {
-    if (bytes <= 46 * 1024 || (size_t)*allowed >= bytes) return HEARTH_OK;
-    cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+int cu_smem_allow(cuda_ctx *c, const void *fn, size_t bytes, hb_err *err) {
+    cu_fattr_rec *r = cu_fattr(c, fn);
+    if (r && (size_t)r->smem >= bytes) return HEARTH_OK;
+    /* the attribute is process-wide: never lower what another context allowed */
+    cudaFuncAttributes fa;
+    cudaError_t e = cudaFuncGetAttributes(&fa, fn);
+    if (e == cudaSuccess && (size_t)fa.maxDynamicSharedSizeBytes < bytes)
+        e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
     if (e != cudaSuccess) return cu_fail(err, e, "allowing shared memory");
-    *allowed = (int)bytes;
+    if (r) r->smem = (int)bytes;
     return HEARTH_OK;
 }
 
-extern "C" void cu_carve(const void *fn) {
-    static const void *done[64];
-    static int n_done;
-    for (int i = 0; i < n_done; i++)
-        if (done[i] == fn) return;
-    if (n_done < 64) done[n_done++] = fn;
+/* Asks for the largest shared-memory carveout for a decode product kernel (once per kernel
+ * and context). Measured on an H200 (tg128, three runs): +0.4-1.3% Q4_0, +2% Q4_K_M,
+ * +0.5-1% Q8_0; the same preference on the gate/up and attention kernels measured nothing
+ * more. */
+void cu_carve(cuda_ctx *c, const void *fn) {
+    cu_fattr_rec *r = cu_fattr(c, fn);
+    if (r && r->carved) return;
     cudaFuncSetAttribute(fn, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
+    if (r) r->carved = true;
 }
 
 static const mm_entry *mm_find(uint32_t type) {
@@ -562,7 +554,7 @@ int cu_act_quantize(cuda_ctx *c, const float *x, int64_t n_tok, int64_t n, int r
     if (reuse) return HEARTH_OK;
     int64_t total = n_tok * (n / 32);
     CU_LAUNCH(err, "launching activation quantization", act_quant_kernel, cu_blocks(total * 32, 256), 256, 0,
-              c->stream, x, n, total, *xq, *xd, *xs);
+              c, x, n, total, *xq, *xd, *xs);
     return cu_check_launch(err, "quantizing activations");
 }
 
@@ -665,17 +657,6 @@ static __global__ void __launch_bounds__(RM_W * 32)
     rq_chunk(o, lane, row * nch + ch, xq, xd, xsum);
 }
 
-/* Whether cuda_rmsnorm_q8 uses the multi-block kernel (HEARTH_CUDA_NORM_MB=0: one block per
- * row). */
-static bool rm_multi(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *s = getenv("HEARTH_CUDA_NORM_MB");
-        on = s && *s == '0' ? 0 : 1;
-    }
-    return on == 1;
-}
-
 /* GLU whose output (rows of n, contiguous) is also quantized for the next product: one
  * warp per 32-value chunk. */
 static __global__ void glu_q8_kernel(int gelu, const float *gate, int64_t gs, const float *up, int64_t us, float *out,
@@ -702,7 +683,7 @@ extern "C" int cuda_glu_q8(cuda_ctx *c, int gelu, const float *gate, int64_t gs,
     if (n_tok * n <= 0) return HEARTH_OK;
     if (n % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused glu needs rows of a multiple of 32");
     if ((rc = cu_act_buffers(c, n_tok, n, &xq, &xd, &xsum, err))) return rc;
-    CU_LAUNCH(err, "launching glu", glu_q8_kernel, cu_blocks(n_tok * n, 256), 256, 0, c->stream, gelu, gate, gs, up,
+    CU_LAUNCH(err, "launching glu", glu_q8_kernel, cu_blocks(n_tok * n, 256), 256, 0, c, gelu, gate, gs, up,
               us, out, n_tok, n, xq, xd, xsum);
     return cu_check_launch(err, "glu");
 }
@@ -720,14 +701,15 @@ extern "C" int cuda_rmsnorm_q8(cuda_ctx *c, const float *x, int64_t xs, float *y
      * place (another block may already have written its normalized chunk) */
     const float *y_end = y + n_rows * n, *x_end = x + (n_rows - 1) * xs + n;
     bool apart = y_end <= x || x_end <= y;
-    if (rm_multi() && apart && n % 4 == 0 && xs % 4 == 0 && (uintptr_t)x % 16 == 0 && n_rows <= 8) {
+    /* the multi-block kernel (HEARTH_CUDA_NORM_MB=0: one block per row) */
+    if (c->knobs.norm_mb && apart && n % 4 == 0 && xs % 4 == 0 && (uintptr_t)x % 16 == 0 && n_rows <= 8) {
         dim3 grid((unsigned)((n / 32 + RM_W - 1) / RM_W), (unsigned)n_rows);
-        CU_LAUNCH(err, "launching rmsnorm", rmsnorm_q8_mb_kernel, grid, RM_W * 32, 0, c->stream, x, xs, y, n, w, eps,
+        CU_LAUNCH(err, "launching rmsnorm", rmsnorm_q8_mb_kernel, grid, RM_W * 32, 0, c, x, xs, y, n, w, eps,
                   xq, xd, xsum);
         return cu_check_launch(err, "rmsnorm");
     }
     int thr = n >= 4096 ? 1024 : (n >= 2048 ? 512 : 128);
-    CU_LAUNCH(err, "launching rmsnorm", rmsnorm_q8_kernel, (unsigned)n_rows, thr, 0, c->stream, x, xs, y, n, w, eps,
+    CU_LAUNCH(err, "launching rmsnorm", rmsnorm_q8_kernel, (unsigned)n_rows, thr, 0, c, x, xs, y, n, w, eps,
               xq, xd, xsum);
     return cu_check_launch(err, "rmsnorm");
 }
@@ -773,15 +755,13 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
     if (segb <= 0 || segb > MQ_STAGE || w->row_bytes % (size_t)vw)
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unexpected row layout for %s", quant_type_name(w->type));
     int bps;
-    mvs_fn sfn = mvs_pick(e, n_tok, w->n_rows, nch, vw, w->row_bytes, add_to, &bps);
+    mvs_fn sfn = mvs_pick(c, e, n_tok, w->n_rows, nch, vw, w->row_bytes, add_to, &bps);
     if (sfn) {
         size_t st = (w->row_bytes + 15) & ~(size_t)15, smem = (size_t)MVS_W * MVS_S * st;
         int64_t need = (w->n_rows + MVS_W - 1) / MVS_W, want = (int64_t)bps * (c->info.sm_count > 0 ? c->info.sm_count : 1);
         unsigned sg = (unsigned)(need < want ? need : want);
-        static int allowed[2 * sizeof k_mm / sizeof k_mm[0]]; /* [entry][J: 2, 4] */
-        int *al = &allowed[2 * (e - k_mm) + (sfn == e->mvs4)];
-        if ((rc = cu_smem_allow((const void *)sfn, al, smem, err))) return rc;
-        CU_LAUNCH(err, "launching a matrix-vector product", sfn, sg, MVS_W * 32, smem, c->stream,
+        if ((rc = cu_smem_allow(c, (const void *)sfn, smem, err))) return rc;
+        CU_LAUNCH(err, "launching a matrix-vector product", sfn, sg, MVS_W * 32, smem, c,
                   (const uint8_t *)w->data, w->row_bytes, st, w->n_rows, y, nch, vw, xq, xd, xs);
         return cu_check_launch(err, "matrix-vector product");
     }
@@ -793,10 +773,10 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
         mm.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y + t0 * ldy, ldy,
                           add_to ? add_to + t0 * ldy : NULL, grid };
         mm.early = opt && opt->add_early && n_tok == 1;
-        mv_fn fn = mv_pick(e, nt, w->n_rows, nch, segb, vw, w->row_bytes);
-        cu_carve((const void *)fn);
-        CU_LAUNCH(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c->stream, mm, nch, segb,
-                  mv_launch_vw(e, fn, vw), xq + t0 * w->n_cols, xd + t0 * nch, xs + t0 * nch, nt);
+        mv_fn fn = mv_pick(c, e, nt, w->n_rows, nch, segb, vw, w->row_bytes);
+        cu_carve(c, (const void *)fn);
+        CU_LAUNCH(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c, mm, nch, segb,
+                  mv_launch_vw(c, e, fn, vw), xq + t0 * w->n_cols, xd + t0 * nch, xs + t0 * nch, nt);
     }
     return cu_check_launch(err, "matrix-vector product");
 }
@@ -854,10 +834,10 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
         *seg[i] = (mv_seg){ (const uint8_t *)ws[i]->data, ws[i]->row_bytes, ws[i]->n_rows, ys[i], ldys[i], adds[i], b };
         grid += b;
     }
-    mv_fn fn = mv_pick(e, n_tok, (int64_t)grid * MQ_W, nch, segb, vw, w->row_bytes);
-    cu_carve((const void *)fn);
-    CU_LAUNCH(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c->stream, mm, nch, segb,
-              mv_launch_vw(e, fn, vw), xq, xd, xs, (int)n_tok);
+    mv_fn fn = mv_pick(c, e, n_tok, (int64_t)grid * MQ_W, nch, segb, vw, w->row_bytes);
+    cu_carve(c, (const void *)fn);
+    CU_LAUNCH(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c, mm, nch, segb,
+              mv_launch_vw(c, e, fn, vw), xq, xd, xs, (int)n_tok);
     return cu_check_launch(err, "matrix-vector product");
 }
 

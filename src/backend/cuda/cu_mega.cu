@@ -579,8 +579,7 @@ extern "C" int cuda_mega_new(cuda_ctx *c, cuda_mega **out, hb_err *err) {
     cuda_mega *m = (cuda_mega *)calloc(1, sizeof *m);
     if (!m) return hb_fail(err, HEARTH_E_NOMEM, "out of memory");
     m->c = c, m->smem = smem, m->nb = c->info.sm_count; /* one block per SM: its shared memory is the ring */
-    const char *ad = getenv("HEARTH_CUDA_MEGA_ADEC"); /* 2: the fallback of mk_adec_fix, always (tests) */
-    m->adec_mode = ad && (*ad == '0' || *ad == '2') ? *ad - '0' : 1;
+    m->adec_mode = c->knobs.mega_adec; /* HEARTH_CUDA_MEGA_ADEC; 2: the fallback of mk_adec_fix, always (tests) */
     if ((rc = cuda_alloc(c, (void **)&m->bar, sizeof *m->bar, err))) {
         cuda_mega_free(m);
         return rc;
@@ -589,8 +588,7 @@ extern "C" int cuda_mega_new(cuda_ctx *c, cuda_mega **out, hb_err *err) {
         cuda_mega_free(m);
         return cu_fail(err, e, "clearing the barrier");
     }
-    const char *pr = getenv("HEARTH_CUDA_MEGA_PROF");
-    if (pr && atoi(pr) > 0) {
+    if (c->knobs.mega_prof) {
         m->prof_cap = 32768;
         if (cuda_alloc(c, (void **)&m->prof_dev, (size_t)m->prof_cap * 8, err) ||
             cuda_host_alloc((size_t)m->prof_cap * 8, (void **)&m->prof_host, err))

@@ -390,7 +390,7 @@ extern "C" int cuda_mega_attention(cuda_mega *m, const cuda_attn *a, const float
     at_args A;
     unsigned gx, gy;
     size_t part, smem;
-    at_plan(a, q, qs, out, os, NULL, &A, &gx, &gy, &part, &smem);
+    at_plan(m->c, a, q, qs, out, os, NULL, &A, &gx, &gy, &part, &smem);
     if (smem > MK_ATT_SMEM) return mk_refuse(m); /* the act region */
     mk_op *op = mk_push(m, MK_ATTN, &mt);
     if (!op) return mk_refuse(m);
@@ -461,8 +461,7 @@ int cu_mega_plan(cuda_mega *m) {
     /* A barrier after every op unless HEARTH_CUDA_MEGA_SYNC=0: leaving out the barriers
      * between ops that share no memory (below) made Q4_K_M steps fail or differ (a race not
      * found yet: open), and saved little. */
-    const char *all = getenv("HEARTH_CUDA_MEGA_SYNC");
-    bool sync_all = !(all && strcmp(all, "0") == 0);
+    bool sync_all = m->c->knobs.mega_sync;
     for (int i = 0; i < m->n_ops; i++) {
         mk_op *op = &m->ops[i];
         mk_meta *mt = &m->meta[i];

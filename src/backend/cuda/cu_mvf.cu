@@ -741,72 +741,30 @@ extern "C" int cuda_mvf_norm_ok(const cuda_weight *w, int64_t n_tok) {
     return mvf_is_float(w->type) && mvf_fast_ok(w) && nt >= 1 && nt * w->n_cols * 4 <= MVF_XMAX;
 }
 
-static int mvf_smem_setup(hb_err *err) {
-    static int done;
-    if (done) return HEARTH_OK;
-    cudaError_t e = cudaFuncSetAttribute(mvf_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         MVF_SMEM_MAX);
-    if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(mvr_kernel16, cudaFuncAttributeMaxDynamicSharedMemorySize, MVF_XMAX);
-    if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(mvr_kernel32, cudaFuncAttributeMaxDynamicSharedMemorySize, MVF_XMAX);
-    if (e != cudaSuccess) return cu_fail(err, e, "raising the float mat-vec's shared memory");
-    done = 1;
-    return HEARTH_OK;
+static int mvf_smem_setup(cuda_ctx *c, hb_err *err) {
+    int rc = cu_smem_allow(c, (const void *)mvf_kernel, MVF_SMEM_MAX, err);
+    if (!rc) rc = cu_smem_allow(c, (const void *)mvr_kernel16, MVF_XMAX, err);
+    if (!rc) rc = cu_smem_allow(c, (const void *)mvr_kernel32, MVF_XMAX, err);
+    return rc;
 }
 
-/* Blocks per SM of the streaming kernel (tuning: HEARTH_CUDA_MVF_BPS, 1..3). */
-static int mvf_bps(void) {
-    static int v;
-    if (!v) {
-        const char *e = getenv("HEARTH_CUDA_MVF_BPS");
-        v = e && atoi(e) >= 1 && atoi(e) <= 3 ? atoi(e) : 1;
-    }
-    return v;
-}
+/* Switches of this file (cuda_knobs.h): HEARTH_CUDA_MVF_BPS, blocks per SM of the streaming
+ * kernel (1..3); HEARTH_CUDA_MVF_IPT, 8-column groups per thread of the row-pair kernel
+ * (1..8), which sets its warps per block, n / 8 / (32 * ipt), 1..8 (3 measured best; 2: -3%,
+ * 8: -5%); HEARTH_CUDA_MVF_RP, row pairs per block of the default product kernel: 2 (the
+ * four-row mvp4_kernel*) or 1 (the row-pair mvp_kernel*); HEARTH_CUDA_MVF_ENORM=0: a norm
+ * folded into a product never runs in the four-row kernel's epilogue (EN: the product is
+ * computed with x times the norm weights, each block also sums x's squares from the same
+ * loads, and the dot products are scaled by the norm factor at the end, so no block waits
+ * for a norm before its products). */
 
-/* 8-column groups per thread of the row-pair kernel (tuning: HEARTH_CUDA_MVF_IPT, 1..8):
- * it sets the warps per block, n / 8 / (32 * ipt), 1..8; 3 measured best (2: -3%, 8: -5%). */
-static int mvf_ipt(void) {
-    static int v;
-    if (!v) {
-        const char *e = getenv("HEARTH_CUDA_MVF_IPT");
-        v = e && atoi(e) >= 1 && atoi(e) <= 8 ? atoi(e) : 3;
-    }
-    return v;
-}
-
-/* Row pairs per block of the default product kernel: 2 (mvp4_kernel*, four rows) or 1
- * (mvp_kernel*, the row-pair kernel; tuning: HEARTH_CUDA_MVF_RP=1). */
-static int mvf_rp(void) {
-    static int v;
-    if (!v) {
-        const char *e = getenv("HEARTH_CUDA_MVF_RP");
-        v = e && *e == '1' ? 1 : 2;
-    }
-    return v;
-}
-
-/* Whether a norm folded into a product runs in the four-row kernel's epilogue (EN): the
- * product is computed with x times the norm weights, each block also sums x's squares
- * (from the same loads), and the dot products are scaled by the norm factor at the end,
- * so no block waits for a norm before its products (HEARTH_CUDA_MVF_ENORM=0: never). */
-static bool mvf_enorm_on(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("HEARTH_CUDA_MVF_ENORM");
-        v = e && *e == '0' ? 0 : 1;
-    }
-    return v == 1;
-}
-
-extern "C" int cuda_mvf_enorm_ok(const cuda_weight *w, const float *x, int64_t xs) {
-    return mvf_enorm_on() && mvf_rp() == 2 && mvf_is_float(w->type) && mvf_fast_ok(w) && (uintptr_t)x % 16 == 0 &&
+extern "C" int cuda_mvf_enorm_ok(const cuda_ctx *c, const cuda_weight *w, const float *x, int64_t xs) {
+    return c->knobs.mvf_enorm && c->knobs.mvf_rp == 2 && mvf_is_float(w->type) && mvf_fast_ok(w) && (uintptr_t)x % 16 == 0 &&
            xs % 4 == 0;
 }
 
 /* Checks m and fills the launch-independent part of A. */
-static int mvf_prepare(const cuda_mvf_call *m, mvf_args *A, int *fast, hb_err *err) {
+static int mvf_prepare(const cuda_ctx *c, const cuda_mvf_call *m, mvf_args *A, int *fast, hb_err *err) {
     memset(A, 0, sizeof *A);
     const cuda_weight *w = m->n >= 1 && m->n <= 3 ? m->w[0] : NULL;
     if (!w || !mvf_is_float(w->type) || w->n_cols <= 0)
@@ -822,19 +780,14 @@ static int mvf_prepare(const cuda_mvf_call *m, mvf_args *A, int *fast, hb_err *e
     }
     if (m->glu && (m->n != 2 || m->w[0]->n_rows != m->w[1]->n_rows || !m->glu_out))
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: float mat-vec GLU needs gate and up of equal size");
-    if (m->norm && !cuda_mvf_norm_ok(w, m->n_tok) && !cuda_mvf_enorm_ok(w, m->x, m->x_stride))
+    if (m->norm && !cuda_mvf_norm_ok(w, m->n_tok) && !cuda_mvf_enorm_ok(c, w, m->x, m->x_stride))
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: float mat-vec cannot fold this norm");
     A->n = w->n_cols, A->row_bytes = w->row_bytes, A->type = w->type;
     A->esz = w->type == QT_F32 ? 4 : 2;
     A->ct = MVF_TILE / (MVF_TR * A->esz);
     A->glu = m->glu, A->gos = m->glu_os, A->xs = m->x_stride;
-    static int mode = -1, ns = 4;
-    if (mode < 0) {
-        const char *e = getenv("HEARTH_CUDA_MVF_MODE"), *f = getenv("HEARTH_CUDA_MVF_NS");
-        mode = e ? atoi(e) & 63 : 0;
-        ns = f && atoi(f) >= 2 && atoi(f) <= MVF_NS ? atoi(f) : 4;
-    }
-    A->mode = mode, A->ns = ns;
+    int ns = c->knobs.mvf_ns; /* HEARTH_CUDA_MVF_NS, HEARTH_CUDA_MVF_MODE: experiments */
+    A->mode = c->knobs.mvf_mode, A->ns = ns >= 2 && ns <= MVF_NS ? ns : 4;
     A->norm = m->norm, A->nw = m->norm_w, A->eps = m->eps, A->nys = m->norm_ys;
     A->early = m->add_early && m->n_tok == 1;
     return HEARTH_OK;
@@ -843,9 +796,9 @@ static int mvf_prepare(const cuda_mvf_call *m, mvf_args *A, int *fast, hb_err *e
 extern "C" int cuda_mvf(cuda_ctx *c, const cuda_mvf_call *m, hb_err *err) {
     int rc, fast = 0;
     mvf_args A;
-    if ((rc = mvf_prepare(m, &A, &fast, err))) return rc;
+    if ((rc = mvf_prepare(c, m, &A, &fast, err))) return rc;
     if (m->n_tok <= 0 || A.rows <= 0) return HEARTH_OK;
-    if (fast && (rc = mvf_smem_setup(err))) return rc;
+    if (fast && (rc = mvf_smem_setup(c, err))) return rc;
     int sms = cuda_ctx_info(c)->sm_count > 0 ? cuda_ctx_info(c)->sm_count : 1;
     int64_t npairs = (A.rows + 1) / 2;
     int x_vec = (uintptr_t)m->x % 16 == 0 && m->x_stride % 4 == 0; /* float4 loads of x from global */
@@ -861,9 +814,9 @@ extern "C" int cuda_mvf(cuda_ctx *c, const cuda_mvf_call *m, hb_err *err) {
         A.ny = m->norm && m->norm_y ? m->norm_y + t0 * m->norm_ys : NULL;
         A.xv = x_vec && A.n % 4 == 0;
         A.x_smem = m->norm || ((int64_t)nt * A.n * 4 <= MVF_XMAX && !((A.mode & 32) && x_vec));
-        bool en = m->norm && fast && cuda_mvf_enorm_ok(m->w[0], m->x, m->x_stride) && !(A.mode & (16 | 64));
+        bool en = m->norm && fast && cuda_mvf_enorm_ok(c, m->w[0], m->x, m->x_stride) && !(A.mode & (16 | 64));
         A.enorm = en;
-        if (fast && x_vec && (!m->norm || en) && !(A.mode & (16 | 64)) && mvf_rp() == 2) {
+        if (fast && x_vec && (!m->norm || en) && !(A.mode & (16 | 64)) && c->knobs.mvf_rp == 2) {
             /* 8-column groups per thread: two (the ones loaded before the wait), 32..256 threads */
             int64_t ng = A.n / 8, thr = (ng + 2 * 32 - 1) / (2 * 32) * 32;
             thr = thr < 32 ? 32 : (thr > MVF_THREADS ? MVF_THREADS : thr);
@@ -873,43 +826,43 @@ extern "C" int cuda_mvf(cuda_ctx *c, const cuda_mvf_call *m, hb_err *err) {
             if (A.type == QT_F32)
                 CU_LAUNCH(err, "launching a float matrix-vector product",
                           en ? (one ? mvp4n_kernel32_1 : mvp4n_kernel32) : (one ? mvp4_kernel32_1 : mvp4_kernel32), grid,
-                          (unsigned)thr, 0, c->stream, A);
+                          (unsigned)thr, 0, c, A);
             else
                 CU_LAUNCH(err, "launching a float matrix-vector product",
                           en ? (one ? mvp4n_kernel16_1 : mvp4n_kernel16) : (one ? mvp4_kernel16_1 : mvp4_kernel16), grid,
-                          (unsigned)thr, 0, c->stream, A);
+                          (unsigned)thr, 0, c, A);
         } else if (fast && x_vec && !m->norm && !(A.mode & (16 | 64))) {
-            int w = (int)(A.n / 8 / (32 * mvf_ipt()));
+            int w = (int)(A.n / 8 / (32 * c->knobs.mvf_ipt));
             w = w < 1 ? 1 : (w > MVF_WARPS ? MVF_WARPS : w);
             A.x_smem = 0;
             if (A.type == QT_F32)
                 CU_LAUNCH(err, "launching a float matrix-vector product", mvp_kernel32, (unsigned)npairs,
-                          (unsigned)(32 * w), 0, c->stream, A);
+                          (unsigned)(32 * w), 0, c, A);
             else
                 CU_LAUNCH(err, "launching a float matrix-vector product", mvp_kernel16, (unsigned)npairs,
-                          (unsigned)(32 * w), 0, c->stream, A);
+                          (unsigned)(32 * w), 0, c, A);
         } else if (fast && (A.x_smem || x_vec) && !(A.mode & 64)) {
             size_t xb = A.x_smem ? (size_t)nt * A.n * 4 : 0;
             if (A.type == QT_F32)
                 CU_LAUNCH(err, "launching a float matrix-vector product", mvr_kernel32, cu_blocks(npairs, MVR_WARPS),
-                          MVR_WARPS * 32, xb, c->stream, A);
+                          MVR_WARPS * 32, xb, c, A);
             else
                 CU_LAUNCH(err, "launching a float matrix-vector product", mvr_kernel16, cu_blocks(npairs, MVR_WARPS),
-                          MVR_WARPS * 32, xb, c->stream, A);
+                          MVR_WARPS * 32, xb, c, A);
         } else if (fast && (A.x_smem || x_vec)) {
             size_t xb = A.x_smem ? (size_t)nt * A.n * 4 : 0;
             int ns = A.ns;
             while ((size_t)ns * MVF_TILE + xb > MVF_SMEM_MAX) ns--;
             A.ns = ns;
-            int64_t nb = (int64_t)sms * mvf_bps();
+            int64_t nb = (int64_t)sms * c->knobs.mvf_bps;
             unsigned grid = (unsigned)(npairs < nb ? npairs : nb);
             size_t smem = (size_t)ns * MVF_TILE + xb;
-            CU_LAUNCH(err, "launching a float matrix-vector product", mvf_kernel, grid, MVF_THREADS, smem, c->stream, A);
+            CU_LAUNCH(err, "launching a float matrix-vector product", mvf_kernel, grid, MVF_THREADS, smem, c, A);
         } else {
             if (m->norm) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: float mat-vec cannot fold this norm");
             A.x_smem = 0;
             CU_LAUNCH(err, "launching a float matrix-vector product", mvf_plain_kernel, cu_blocks(npairs, MVF_WARPS),
-                      MVF_THREADS, 0, c->stream, A);
+                      MVF_THREADS, 0, c, A);
         }
     }
     return cu_check_launch(err, "float matrix-vector product");
@@ -923,17 +876,13 @@ extern "C" int cuda_mvf_rmsnorm(cuda_ctx *c, const float *x, int64_t xs, float *
                                 int64_t n, const float *w, float eps, hb_err *err) {
     if (n_rows <= 0 || n <= 0) return HEARTH_OK;
     int64_t ext_x = (n_rows - 1) * xs + n, ext_y = (n_rows - 1) * ys + n;
-    static int64_t np_env = -1;
-    if (np_env < 0) {
-        const char *e = getenv("HEARTH_CUDA_MVF_NORM_PART");
-        np_env = e && atoi(e) >= 32 && atoi(e) % 32 == 0 ? atoi(e) : MVF_NORM_PART;
-    }
-    int64_t part = mvf_overlap(x, ext_x, y, ext_y) ? n : np_env;
+    int64_t np = c->knobs.mvf_norm_part ? c->knobs.mvf_norm_part : MVF_NORM_PART; /* HEARTH_CUDA_MVF_NORM_PART */
+    int64_t part = mvf_overlap(x, ext_x, y, ext_y) ? n : np;
     int vec = (uintptr_t)x % 16 == 0 && xs % 4 == 0 && n % 4 == 0; /* as cuda_mvf decides for its x */
     for (int64_t r0 = 0; r0 < n_rows; r0 += 65535) { /* grid.y limit */
         int64_t nr = n_rows - r0 < 65535 ? n_rows - r0 : 65535;
         dim3 grid((unsigned)((n + part - 1) / part), (unsigned)nr);
-        CU_LAUNCH(err, "launching rmsnorm", mvf_norm_kernel, grid, MVF_THREADS, 0, c->stream, x + r0 * xs, xs,
+        CU_LAUNCH(err, "launching rmsnorm", mvf_norm_kernel, grid, MVF_THREADS, 0, c, x + r0 * xs, xs,
                   y + r0 * ys, ys, n, w, eps, part, vec);
     }
     return cu_check_launch(err, "rmsnorm");

@@ -378,8 +378,6 @@ static const pq_entry k_pq[] = {
     { QT_Q6_K, pq_q6_K, gu_q6_K, gu1_q6_K, NULL, 0 },     { QT_IQ4_XS, pq_iq4_xs, gu_iq4_xs, gu1_iq4_xs, NULL, 0 },
 };
 #define PQ_NTYPES (sizeof k_pq / sizeof k_pq[0])
-static uint64_t g_fused; /* fused launches (a testing aid) */
-static int g_gu_smem[PQ_NTYPES], g_gu1_smem[PQ_NTYPES], g_gu3_smem[PQ_NTYPES], g_pq_smem[PQ_NTYPES]; /* dynamic shared bytes allowed to each gu kernel (0: the default 48 KB) */
 
 static int pq_find(uint32_t type) {
     for (size_t i = 0; i < PQ_NTYPES; i++)
@@ -387,52 +385,10 @@ static int pq_find(uint32_t type) {
     return -1;
 }
 
-/* Largest n_tok * n (input floats) for which the products quantize their own input
- * (HEARTH_CUDA_PQ_MAX; 0 turns the fused forms off). Every block reads the whole input,
- * so large batches are left to the separate quantization kernel. */
-static int64_t pq_max(void) {
-    static int64_t v = -1;
-    if (v < 0) {
-        const char *s = getenv("HEARTH_CUDA_PQ_MAX");
-        v = s && *s ? atoll(s) : 8192;
-        if (v < 0) v = 0;
-    }
-    return v;
-}
-
-/* Whether cuda_matmul_pro (and the products without a quantizing producer) use the
- * prologue kernels: HEARTH_CUDA_PQ=1. Off by default: measured on an H200 (TinyLlama
- * shapes, graph replay with programmatic dependent launch) the separate RMSNorm / act_quant
- * kernels overlap the products so well that folding them in lost 2-7% of tg128 (every
- * block repeats the input's reads and the products' compute runs with fewer warps). */
-static bool pq_on(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *s = getenv("HEARTH_CUDA_PQ");
-        v = s && *s == '1' ? 1 : 0;
-    }
-    return v == 1;
-}
-
-/* Warps per block (HEARTH_CUDA_PQ_NW: 4, 8 or 16; default 8). */
-static int pq_nw(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *s = getenv("HEARTH_CUDA_PQ_NW");
-        v = s && (atoi(s) == 4 || atoi(s) == 8 || atoi(s) == 16) ? atoi(s) : 8;
-    }
-    return v;
-}
-
 /* Rows per warp (HEARTH_CUDA_PQ_RPW forces it): the fewest that need no more blocks than
  * the device has SMs. */
 static int pq_rpw(const cuda_ctx *c, int n, const cuda_weight *const *ws, int nw) {
-    static int env = -1;
-    if (env < 0) {
-        const char *s = getenv("HEARTH_CUDA_PQ_RPW");
-        env = s && atoi(s) >= 1 && atoi(s) <= 64 ? atoi(s) : 0;
-    }
-    if (env) return env;
+    if (c->knobs.pq_rpw) return c->knobs.pq_rpw;
     for (int r = 1; r < 64; r++) {
         int64_t b = 0;
         for (int i = 0; i < n; i++) b += cu_blocks(ws[i]->n_rows, nw * r);
@@ -441,28 +397,7 @@ static int pq_rpw(const cuda_ctx *c, int n, const cuda_weight *const *ws, int nw
     return 64;
 }
 
-/* Whether the single-token gate/up kernel stages with three row buffers per warp where it
- * has such an instance and they fit (HEARTH_CUDA_GU3=0: never). GU3_SMEM_MAX keeps two
- * blocks per SM (228 KB of shared memory each on Hopper). */
-#define GU3_SMEM_MAX (110 * 1024)
-static bool gu3_on(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *s = getenv("HEARTH_CUDA_GU3");
-        v = s && *s == '0' ? 0 : 1;
-    }
-    return v == 1;
-}
-
-/* Whether gate/up + GLU run as one kernel (HEARTH_CUDA_GU=0: the products, then glu_q8). */
-static bool gu_on(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *s = getenv("HEARTH_CUDA_GU");
-        v = s && *s == '0' ? 0 : 1;
-    }
-    return v == 1;
-}
+#define GU3_SMEM_MAX (110 * 1024) /* most shared bytes of a three-buffer gate/up block */
 
 /* Copy width: the widest of 16/8/4 that divides the data address and the row size. */
 static int pq_width(const cuda_weight *w) {
@@ -470,9 +405,11 @@ static int pq_width(const cuda_weight *w) {
     return a % 16 == 0 ? 16 : (a % 8 == 0 ? 8 : (a % 4 == 0 ? 4 : 0));
 }
 
-/* Whether x (n_tok rows of n, xs apart) and the norm weight suit the prologue. */
-static bool pq_input_ok(const float *x, int64_t xs, int64_t n_tok, int64_t n, const float *nw) {
-    return n_tok >= 1 && n_tok <= PQ_T && n % 32 == 0 && n_tok * n <= pq_max() && (uintptr_t)x % 16 == 0 &&
+/* Whether x (n_tok rows of n, xs apart) and the norm weight suit the prologue: at most
+ * HEARTH_CUDA_PQ_MAX input floats (every block reads the whole input, so large batches are
+ * left to the separate quantization kernel; 0 turns the fused forms off). */
+static bool pq_input_ok(const cuda_ctx *c, const float *x, int64_t xs, int64_t n_tok, int64_t n, const float *nw) {
+    return n_tok >= 1 && n_tok <= PQ_T && n % 32 == 0 && n_tok * n <= c->knobs.pq_max && (uintptr_t)x % 16 == 0 &&
            xs % 4 == 0 && xs >= n && (uintptr_t)nw % 16 == 0;
 }
 
@@ -483,14 +420,18 @@ int cu_pq_matmul(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const 
     const cuda_weight *w = ws[0];
     int ti = pq_find(w->type), vw = pq_width(w);
     *done = 0;
-    if (!pq_on() || n < 1 || n > 3 || ti < 0 || vw == 0 || !pq_input_ok(x, xs, n_tok, w->n_cols, norm_w))
+    /* HEARTH_CUDA_PQ=1 only. Off by default: measured on an H200 (TinyLlama shapes, graph
+     * replay with programmatic dependent launch) the separate RMSNorm / act_quant kernels
+     * overlap the products so well that folding them in lost 2-7% of tg128 (every block
+     * repeats the input's reads and the products' compute runs with fewer warps). */
+    if (!c->knobs.pq || n < 1 || n > 3 || ti < 0 || vw == 0 || !pq_input_ok(c, x, xs, n_tok, w->n_cols, norm_w))
         return HEARTH_OK;
     for (int i = 0; i < n; i++) {
         if (ws[i]->type != w->type || ws[i]->n_cols != w->n_cols || ws[i]->row_bytes != w->row_bytes) return HEARTH_OK;
         int v = pq_width(ws[i]);
         if (v < vw) vw = v;
     }
-    int nw = pq_nw(), rpw = pq_rpw(c, n, ws, nw);
+    int nw = c->knobs.pq_nw, rpw = pq_rpw(c, n, ws, nw); /* HEARTH_CUDA_PQ_NW: 4, 8 or 16 warps */
     size_t wst = ((size_t)rpw * w->row_bytes + 15) & ~(size_t)15;
     size_t smem = nw * wst + (size_t)(n_tok * (w->n_cols / 32) * 44);
     if (vw == 0 || wst > PQ_WSTAGE || smem > 200 * 1024) return HEARTH_OK;
@@ -508,11 +449,11 @@ int cu_pq_matmul(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const 
     memset(&in, 0, sizeof in);
     in.x = x, in.xs = xs, in.nw = norm_w, in.eps = eps, in.norm = norm_y != NULL, in.ny = norm_y;
     if ((rc = cu_act_buffers(c, n_tok, w->n_cols, &in.gq, &in.gd, &in.gs, err))) return rc;
-    if ((rc = cu_smem_allow((const void *)k_pq[ti].pq, &g_pq_smem[ti], smem, err))) return rc;
-    CU_LAUNCH(err, "launching a matrix-vector product", k_pq[ti].pq, grid, nw * 32, smem, c->stream, mm,
+    if ((rc = cu_smem_allow(c, (const void *)k_pq[ti].pq, smem, err))) return rc;
+    CU_LAUNCH(err, "launching a matrix-vector product", k_pq[ti].pq, grid, nw * 32, smem, c, mm,
               w->row_bytes, (int)w->n_cols, rpw, wst, vw, in, (int)n_tok);
     *done = 1;
-    g_fused++;
+    c->n_mvq_fused++;
     return cu_check_launch(err, "matrix-vector product");
 }
 
@@ -556,13 +497,11 @@ extern "C" int cuda_matmul_glu(cuda_ctx *c, const cuda_weight *wg, const cuda_we
     if (n_ff % 32) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: fused glu needs rows of a multiple of 32");
     /* one block per 32 outputs reads the whole input: allowed twice the input of the
      * other fused products (it saves two kernels) */
-    int ok = gu_on() && ti >= 0 && vw > 0 && n_tok <= GU_T && n % 32 == 0 && n_tok * n <= 2 * pq_max() && pq_max() > 0 &&
+    int64_t pq_max = c->knobs.pq_max;
+    /* HEARTH_CUDA_GU=0: the products, then glu_q8 */
+    int ok = c->knobs.gu && ti >= 0 && vw > 0 && n_tok <= GU_T && n % 32 == 0 && n_tok * n <= 2 * pq_max && pq_max > 0 &&
              (uintptr_t)x % 16 == 0 && xs % 4 == 0 && xs >= n && (uintptr_t)norm_w % 16 == 0;
-    static int per_env = -1;
-    if (per_env < 0) {
-        const char *s = getenv("HEARTH_CUDA_GU_PER");
-        per_env = s && (*s == '1' || *s == '2') ? *s - '0' : 0;
-    }
+    int per_env = c->knobs.gu_per; /* HEARTH_CUDA_GU_PER */
     /* one output per pass: measured faster than both at once (the smaller block becomes
      * resident beside the previous kernel sooner and prefetches its weights); rows longer
      * than 1280 bytes (Q8_0, Q6_K, Q5_K at 2048 columns) stay on the separate kernels,
@@ -571,29 +510,23 @@ extern "C" int cuda_matmul_glu(cuda_ctx *c, const cuda_weight *wg, const cuda_we
     /* one token: the kernel that keeps each lane's activation chunks in registers (same
      * arithmetic, in the same order; HEARTH_CUDA_GU1=0 turns it off); it also takes the
      * longer rows (Q8_0 at 2048 columns: +2-4% tg128 against the separate kernels, H200) */
-    static int gu1_on = -1;
-    if (gu1_on < 0) {
-        const char *e = getenv("HEARTH_CUDA_GU1");
-        gu1_on = e && *e == '0' ? 0 : 1;
-    }
-    bool one = gu1_on && n_tok == 1 && per == 1 && n / 32 <= 32 * GU1_J;
+    bool one = c->knobs.gu1 && n_tok == 1 && per == 1 && n / 32 <= 32 * GU1_J;
     if (!per_env && !one && (size_t)GU_W * 2 * wg->row_bytes > 40 * 1024) ok = 0;
     size_t stage = ((size_t)GU_W * 2 * per * wg->row_bytes + 15) & ~(size_t)15;
     size_t smem = stage + (size_t)(n_tok * (n / 32) * 44);
     if (!ok || smem > 200 * 1024)
         return gu_unfused(c, wg, wu, yg, ldg, yu, ldu, out, gelu, x, xs, n_tok, norm_w, eps, norm_y, err);
     gu_fn fn = one ? k_pq[ti].gu1 : k_pq[ti].gu;
-    static int tma_on = -1; /* one token: rows staged by bulk copies (gu_stage_tma) */
-    if (tma_on < 0) {
-        const char *e = getenv("HEARTH_CUDA_GU_TMA");
-        tma_on = !(e && *e == '0');
-    }
-    int vk = one && tma_on && vw == 16 ? GU_BULK : vw; /* the kernel's staging width */
-    int *allowed = one ? &g_gu1_smem[ti] : &g_gu_smem[ti];
+    /* the kernel's staging width; one token: rows staged by bulk copies (gu_stage_tma) unless
+     * HEARTH_CUDA_GU_TMA=0 */
+    int vk = one && c->knobs.gu_tma && vw == 16 ? GU_BULK : vw;
     size_t smem3 = (((size_t)GU_W * 3 * wg->row_bytes + 15) & ~(size_t)15) + (size_t)(n / 32) * 44;
-    if (vk == GU_BULK && k_pq[ti].gu3 && gu3_on() && smem3 <= GU3_SMEM_MAX)
-        fn = k_pq[ti].gu3, smem = smem3, allowed = &g_gu3_smem[ti], vk = k_pq[ti].gu3_late ? GU_LATE : GU_BULK;
-    if ((rc = cu_smem_allow((const void *)fn, allowed, smem, err))) return rc;
+    /* three row buffers per warp where the type has such an instance and they fit
+     * (HEARTH_CUDA_GU3=0: never); GU3_SMEM_MAX keeps two blocks per SM (228 KB of shared
+     * memory each on Hopper) */
+    if (vk == GU_BULK && k_pq[ti].gu3 && c->knobs.gu3 && smem3 <= GU3_SMEM_MAX)
+        fn = k_pq[ti].gu3, smem = smem3, vk = k_pq[ti].gu3_late ? GU_LATE : GU_BULK;
+    if ((rc = cu_smem_allow(c, (const void *)fn, smem, err))) return rc;
     pq_in in;
     memset(&in, 0, sizeof in);
     in.x = x, in.xs = xs, in.nw = norm_w, in.eps = eps, in.norm = norm_y != NULL, in.ny = norm_y;
@@ -601,13 +534,13 @@ extern "C" int cuda_matmul_glu(cuda_ctx *c, const cuda_weight *wg, const cuda_we
     float *od;
     int2 *os;
     if ((rc = cu_act_buffers(c, n_tok, n_ff, &oq, &od, &os, err))) return rc;
-    CU_LAUNCH(err, "launching gate/up", fn, (unsigned)(n_ff / 32), GU_W * 32, smem, c->stream,
+    CU_LAUNCH(err, "launching gate/up", fn, (unsigned)(n_ff / 32), GU_W * 32, smem, c,
               (const uint8_t *)wg->data, (const uint8_t *)wu->data, wg->row_bytes, (int)n, (int)n_ff, per, vk, yg,
               ldg, yu, ldu, out, gelu, oq, od, os, in, (int)n_tok);
-    g_fused++;
+    c->n_mvq_fused++;
     return cu_check_launch(err, "gate/up");
 }
 
-extern "C" uint64_t cuda_mvq_fused_launches(void) {
-    return g_fused;
+extern "C" uint64_t cuda_mvq_fused_launches(const cuda_ctx *c) {
+    return c->n_mvq_fused;
 }

@@ -295,16 +295,14 @@ static const mr_entry k_mr[] = {
     { QT_Q6_K, mr_q6_K, mr2_q6_K, mr6_q6_K }, { QT_IQ4_XS, mr_iq4_xs, NULL, NULL },
 };
 
-static uint64_t g_launches;
-
 static const mr_entry *mr_find(uint32_t type) {
     for (size_t i = 0; i < sizeof k_mr / sizeof k_mr[0]; i++)
         if (k_mr[i].type == type) return &k_mr[i];
     return NULL;
 }
 
-extern "C" uint64_t cuda_qkvr_launches(void) {
-    return g_launches;
+extern "C" uint64_t cuda_qkvr_launches(const cuda_ctx *c) {
+    return c->n_qkvr;
 }
 
 extern "C" int cuda_qkvr_ok(uint32_t type, int64_t n_tok, const cuda_rope *r, int32_t head_dim, const cuda_kv *kv) {
@@ -418,8 +416,8 @@ extern "C" int cuda_matmul_qkvr(cuda_ctx *c, int n, const cuda_weight *const *ws
     if (mx && !(vw >= 4 && (int64_t)grid * MR_W <= MR_ONE_MAX_ROWS))
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: q/k/v product with RoPE: unsuitable mixed-type rows");
     if (mx) fn = mx->one2;
-    cu_carve((const void *)fn);
-    CU_LAUNCH(err, "launching the q/k/v product with RoPE", fn, grid, (MR_W + 1) * 32, smem, c->stream, A);
-    g_launches++;
+    cu_carve(c, (const void *)fn);
+    CU_LAUNCH(err, "launching the q/k/v product with RoPE", fn, grid, (MR_W + 1) * 32, smem, c, A);
+    c->n_qkvr++;
     return cu_check_launch(err, "q/k/v product with RoPE");
 }

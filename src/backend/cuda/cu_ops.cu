@@ -67,7 +67,7 @@ int cuda_rmsnorm(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t ys, 
                  const float *w, float eps, hb_err *err) {
     if (n_rows <= 0) return HEARTH_OK;
     int thr = n >= 1024 ? 512 : (n >= 256 ? 256 : 64);
-    CU_LAUNCH(err, "launching rmsnorm", rmsnorm_kernel, (unsigned)n_rows, thr, 0, c->stream, x, xs, y, ys, n, w, eps);
+    CU_LAUNCH(err, "launching rmsnorm", rmsnorm_kernel, (unsigned)n_rows, thr, 0, c, x, xs, y, ys, n, w, eps);
     return cu_check_launch(err, "rmsnorm");
 }
 
@@ -141,7 +141,7 @@ int cuda_rope_apply2(cuda_ctx *c, float *x, int64_t stride, int32_t n_head, floa
     if (n <= 0) return HEARTH_OK;
     rope_kv_args none;
     memset(&none, 0, sizeof none);
-    CU_LAUNCH(err, "launching rope", rope_kernel, cu_blocks(n, 128), 128, 0, c->stream, x, stride, n_head, x2, stride2,
+    CU_LAUNCH(err, "launching rope", rope_kernel, cu_blocks(n, 128), 128, 0, c, x, stride, n_head, x2, stride2,
               x2 ? n_head2 : 0, n_tok, head_dim, pos, r->neox, r->n_rot, r->base, r->freq_scale, r->attn_factor,
               r->factors, r->inv, none);
     return cu_check_launch(err, "rope");
@@ -157,7 +157,7 @@ int cuda_rope_kv(cuda_ctx *c, float *q, int64_t qs, int32_t n_head, float *k, in
     rope_kv_args a = { (uint8_t *)kv->k, (uint8_t *)kv->v, kv->type == QT_F16, kv->kv_dim, kv->n_ctx, kv->row_bytes,
                        v, vs, seq };
     int64_t n = n_tok * (n_head + n_head_kv) * (r->n_rot / 2) + n_tok * kv->kv_dim;
-    CU_LAUNCH(err, "launching rope", rope_kernel, cu_blocks(n, 128), 128, 0, c->stream, q, qs, n_head, k, ks, n_head_kv,
+    CU_LAUNCH(err, "launching rope", rope_kernel, cu_blocks(n, 128), 128, 0, c, q, qs, n_head, k, ks, n_head_kv,
               n_tok, head_dim, pos, r->neox, r->n_rot, r->base, r->freq_scale, r->attn_factor, r->factors, r->inv, a);
     return cu_check_launch(err, "rope");
 }
@@ -210,10 +210,10 @@ int cuda_kv_store(cuda_ctx *c, const cuda_kv *kv, const float *k, int64_t ks, co
     if (kv->type == QT_Q8_0) {
         if (kv->kv_dim % 32) return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: q8_0 KV rows need a multiple of 32");
         CU_LAUNCH(err, "launching the KV store", kv_store_q8, cu_blocks(n_tok * (kv->kv_dim / 32) * 32, 128), 128, 0,
-                  c->stream, (uint8_t *)kv->k, (uint8_t *)kv->v, kv->kv_dim, kv->row_bytes, kv->n_ctx, k, ks, v, vs,
+                  c, (uint8_t *)kv->k, (uint8_t *)kv->v, kv->kv_dim, kv->row_bytes, kv->n_ctx, k, ks, v, vs,
                   n_tok, pos, seq);
     } else {
-        CU_LAUNCH(err, "launching the KV store", kv_store_plain, cu_blocks(n_tok * kv->kv_dim, 256), 256, 0, c->stream,
+        CU_LAUNCH(err, "launching the KV store", kv_store_plain, cu_blocks(n_tok * kv->kv_dim, 256), 256, 0, c,
                   (uint8_t *)kv->k, (uint8_t *)kv->v, (int)(kv->type == QT_F16), kv->kv_dim, kv->row_bytes, kv->n_ctx,
                   k, ks, v, vs, n_tok, pos, seq);
     }
@@ -249,18 +249,6 @@ static __global__ void __launch_bounds__(AT_THREADS) attn_split_kernel(at_args A
         at_combine(A.part, A.n_head, A.n_split, A.hdv, A.fout, A.os, t * A.n_head + h0 + i, threadIdx.x & 31, 32);
 }
 
-/* Whether the combine pass is folded into the split kernel at decode: off by default
- * (HEARTH_CUDA_ATTN_FOLD=1 turns it on) — measured tg128 within noise of the separate
- * combine kernel, pp512 ~2% slower, and it cannot quantize the output for the o product. */
-static bool at_fold(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *s = getenv("HEARTH_CUDA_ATTN_FOLD");
-        on = s && *s == '1' ? 1 : 0;
-    }
-    return on == 1;
-}
-
 /* One block per (token, head). With xq (then blockDim.x == hdv, a multiple of 32, and the
  * output rows contiguous: os == n_head * hdv) the output is also quantized into the
  * activation scratch for the product that reads it next, one warp per 32-value chunk. */
@@ -286,23 +274,23 @@ static int at_run(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, f
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: quantized attention output needs contiguous rows of 32-value chunks");
     if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv)
         return hb_fail(err, HEARTH_E_INVALID, "CUDA: %d heads do not split into %d KV heads", a->n_head, a->n_head_kv);
-    if (cu_attn_pf_use(a, q, qs, out, os)) /* prefill batches: tensor-core kernel (cu_attn_pf.cu) */
+    if (cu_attn_pf_use(c, a, q, qs, out, os)) /* prefill batches: tensor-core kernel (cu_attn_pf.cu) */
         return cu_attn_pf(c, a, q, qs, out, os, quant, err);
     int done = 0; /* decode batches at short contexts: one block per head (cu_attn_dec.cu) */
     if ((rc = cu_attn_dec(c, a, q, qs, out, os, quant, &done, err)) || done) return rc;
     at_args A;
     unsigned gx, gy;
     size_t part, smem;
-    at_plan(a, q, qs, out, os, NULL, &A, &gx, &gy, &part, &smem);
+    at_plan(c, a, q, qs, out, os, NULL, &A, &gx, &gy, &part, &smem);
     if ((rc = cu_scratch_reserve(&c->attn, part, err))) return rc;
     A.part = (float *)c->attn.p;
-    if (smem > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(attn_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e != cudaSuccess) return cu_fail(err, e, "raising the attention kernel's shared memory");
-    }
+    if ((rc = cu_smem_allow(c, (const void *)attn_split_kernel, smem, err))) return rc;
     dim3 grid(gx, gy);
     int32_t n_split = (int32_t)gy;
-    bool fold = n_split > 1 && !quant && a->n_tok <= AT_SMALL_BATCH && at_fold();
+    /* the combine pass folded into the split kernel at decode: off by default
+     * (HEARTH_CUDA_ATTN_FOLD=1 turns it on) — measured tg128 within noise of the separate
+     * combine kernel, pp512 ~2% slower, and it cannot quantize the output for the o product */
+    bool fold = n_split > 1 && !quant && a->n_tok <= AT_SMALL_BATCH && c->knobs.attn_fold;
     if (fold) {
         void *before = c->attn_cnt.p;
         if ((rc = cu_scratch_reserve(&c->attn_cnt, (size_t)gx * sizeof(int32_t), err))) return rc;
@@ -312,7 +300,7 @@ static int at_run(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, f
         }
         A.cnt = (int32_t *)c->attn_cnt.p;
     }
-    CU_LAUNCH(err, "launching attention", attn_split_kernel, grid, AT_THREADS, smem, c->stream, A);
+    CU_LAUNCH(err, "launching attention", attn_split_kernel, grid, AT_THREADS, smem, c, A);
     if ((rc = cu_check_launch(err, "attention"))) return rc;
     if (fold) return HEARTH_OK;
     int8_t *xq = NULL;
@@ -324,7 +312,7 @@ static int at_run(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, f
     }
     if (quant && (rc = cu_act_buffers(c, a->n_tok, os, &xq, &xd, &xsum, err))) return rc;
     CU_LAUNCH(err, "launching attention (combine)", attn_combine_kernel, (unsigned)((int64_t)a->n_tok * a->n_head),
-              quant ? a->head_dim_v : 64, 0, c->stream, (const float *)c->attn.p, a->n_head, n_split, a->head_dim_v, out,
+              quant ? a->head_dim_v : 64, 0, c, (const float *)c->attn.p, a->n_head, n_split, a->head_dim_v, out,
               os, xq, xd, xsum);
     return cu_check_launch(err, "attention (combine)");
 }
@@ -355,7 +343,7 @@ int cuda_copy_rows(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t ys
     if (n_tok * n <= 0) return HEARTH_OK;
     /* overlapping rows (x != y, ys > xs) would race; the forward pass only copies in place
      * or between disjoint buffers */
-    CU_LAUNCH(err, "launching a row copy", copy_rows_kernel, cu_blocks(n_tok * n, 256), 256, 0, c->stream, x, xs, y,
+    CU_LAUNCH(err, "launching a row copy", copy_rows_kernel, cu_blocks(n_tok * n, 256), 256, 0, c, x, xs, y,
               ys, n_tok, n, bias);
     return cu_check_launch(err, "copy rows");
 }
@@ -373,7 +361,7 @@ static __global__ void eltwise_kernel(int op, float *y, const float *x, int64_t 
 
 static int eltwise(cuda_ctx *c, int op, float *y, const float *x, int64_t n, float s, hb_err *err) {
     if (n <= 0) return HEARTH_OK;
-    CU_LAUNCH(err, "launching an element-wise op", eltwise_kernel, cu_blocks(n, 256), 256, 0, c->stream, op, y, x, n,
+    CU_LAUNCH(err, "launching an element-wise op", eltwise_kernel, cu_blocks(n, 256), 256, 0, c, op, y, x, n,
               s);
     return cu_check_launch(err, "element-wise op");
 }
@@ -416,6 +404,6 @@ int cuda_glu(cuda_ctx *c, int gelu, const float *gate, int64_t gs, const float *
     if (n_tok > 65535) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: glu over more than 65535 rows");
     int vec4 = (n | gs | us | os) % 4 == 0 && ((uintptr_t)gate | (uintptr_t)up | (uintptr_t)out) % 16 == 0;
     dim3 grid(cu_blocks(vec4 ? n / 4 : n, 256), (unsigned)n_tok);
-    CU_LAUNCH(err, "launching glu", glu_kernel, grid, 256, 0, c->stream, gelu, gate, gs, up, us, out, os, n, vec4);
+    CU_LAUNCH(err, "launching glu", glu_kernel, grid, 256, 0, c, gelu, gate, gs, up, us, out, os, n, vec4);
     return cu_check_launch(err, "glu");
 }

@@ -299,20 +299,15 @@ static bool qa_roles(const cuda_weight *const *ws, const cuda_qkvr *q, const cud
     return true;
 }
 
-/* Blocks per query head (HEARTH_CUDA_QKVA_BH: 2 or 4, read once). */
-static int qa_bh(void) {
-    static int bh = 0;
-    if (!bh) {
-        const char *s = getenv("HEARTH_CUDA_QKVA_BH");
-        bh = s && (atoi(s) == 2 || atoi(s) == 4) ? atoi(s) : QA_BH;
-    }
-    return bh;
+/* Blocks per query head (HEARTH_CUDA_QKVA_BH: 2 or 4). */
+static int qa_bh(const cuda_ctx *c) {
+    return c->knobs.qkva_bh ? c->knobs.qkva_bh : QA_BH;
 }
 
 /* Query heads per cluster for `group` query heads per KV head: the largest divisor of the
- * group with qa_bh() blocks each within QA_MAX_CLUSTER blocks. */
-static int qa_hc(int group) {
-    int hc = QA_MAX_CLUSTER / qa_bh();
+ * group with qa_bh(c) blocks each within QA_MAX_CLUSTER blocks. */
+static int qa_hc(const cuda_ctx *c, int group) {
+    int hc = QA_MAX_CLUSTER / qa_bh(c);
     hc = group < hc ? group : hc;
     while (hc > 1 && group % hc) hc--;
     return hc;
@@ -324,14 +319,14 @@ static int32_t qa_cap(const cuda_attn *a) {
     return (int64_t)bucket < a->kv->n_ctx ? bucket : (int32_t)a->kv->n_ctx;
 }
 
-extern "C" int cuda_qkva_ok(const cuda_weight *const *ws, const cuda_qkvr *q, const cuda_attn *a) {
+extern "C" int cuda_qkva_ok(const cuda_ctx *c, const cuda_weight *const *ws, const cuda_qkvr *q, const cuda_attn *a) {
     const cuda_weight *w[3];
     int idx[3];
     if (!ws || !q || !a || !q->kv || !a->kv || !qa_roles(ws, q, w, idx)) return 0;
     const cuda_kv *kv = a->kv;
     int32_t hd = q->head_dim, nh = a->n_head, nkv = a->n_head_kv;
     if (a->n_tok != 1 || nkv <= 0 || nh % nkv || hd != a->head_dim_k || hd != a->head_dim_v ||
-        hd % 32 || hd > QA_MAX_HD || hd % (2 * qa_bh() * qa_hc(nh / nkv)) || kv->type != QT_F16 ||
+        hd % 32 || hd > QA_MAX_HD || hd % (2 * qa_bh(c) * qa_hc(c, nh / nkv)) || kv->type != QT_F16 ||
         q->kv->type != QT_F16 ||
         q->kv->k != kv->k || q->kv->v != kv->v || kv->kv_dim != (int64_t)nkv * hd ||
         ((uintptr_t)kv->k | (uintptr_t)kv->v | kv->row_bytes) % 16 || !q->rope || q->rope->n_rot != hd)
@@ -344,7 +339,7 @@ extern "C" int cuda_qkva_ok(const cuda_weight *const *ws, const cuda_qkvr *q, co
             ((uintptr_t)w[i]->data | w[i]->row_bytes) % 16)
             return 0;
     if ((w[0]->type == QT_Q4_K || w[0]->type == QT_Q6_K || w[2]->type == QT_Q6_K) && w[0]->n_cols % 256) return 0;
-    int32_t cap = qa_cap(a), bh = qa_bh(), kr = hd / (bh * qa_hc(nh / nkv));
+    int32_t cap = qa_cap(a), bh = qa_bh(c), kr = hd / (bh * qa_hc(c, nh / nkv));
     qa_layout L = qa_plan(hd, hd / bh, kr, cap, w[0]->row_bytes, w[2]->row_bytes);
     return cap >= 1 && a->max_pos_host + 1 <= 512 && L.total <= QA_MAX_SMEM;
 }
@@ -355,9 +350,9 @@ extern "C" int cuda_matmul_qkva(cuda_ctx *c, const cuda_weight *const *ws, float
     int rc;
     const cuda_weight *w[3];
     int idx[3];
-    if (!cuda_qkva_ok(ws, q, a) || !qa_roles(ws, q, w, idx) || !q->pos || !q->seq)
+    if (!cuda_qkva_ok(c, ws, q, a) || !qa_roles(ws, q, w, idx) || !q->pos || !q->seq)
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unsupported fused q/k/v product and attention");
-    int32_t hd = q->head_dim, G = a->n_head / a->n_head_kv, cap = qa_cap(a), hc = qa_hc(G), bh = qa_bh();
+    int32_t hd = q->head_dim, G = a->n_head / a->n_head_kv, cap = qa_cap(a), hc = qa_hc(c, G), bh = qa_bh(c);
     int32_t kr = hd / (bh * hc);
     qa_args A;
     memset(&A, 0, sizeof A);
@@ -377,10 +372,9 @@ extern "C" int cuda_matmul_qkva(cuda_ctx *c, const cuda_weight *const *ws, float
     if (quant && (rc = cu_act_buffers2(c, 1, os, &A.at.xq, &A.at.xd, &A.at.xsum, err))) return rc;
     const qa_entry *e = qa_find(w[0]->type, w[2]->type);
     qa_layout L = qa_plan(hd, hd / bh, kr, cap, A.rb[0], A.rb[2]);
-    static int allowed[sizeof k_qa / sizeof k_qa[0]];
-    if ((rc = cu_smem_allow((const void *)e->fn, &allowed[e - k_qa], L.total, err))) return rc;
+    if ((rc = cu_smem_allow(c, (const void *)e->fn, L.total, err))) return rc;
     cudaLaunchAttribute at[2];
-    cudaLaunchConfig_t cfg = cu_launch_config(dim3((unsigned)(bh * a->n_head)), dim3(QA_T), L.total, c->stream, &at[0]);
+    cudaLaunchConfig_t cfg = cu_launch_config(dim3((unsigned)(bh * a->n_head)), dim3(QA_T), L.total, c, &at[0]);
     at[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
     at[cfg.numAttrs].val.clusterDim.x = (unsigned)(bh * hc), at[cfg.numAttrs].val.clusterDim.y = 1;
     at[cfg.numAttrs].val.clusterDim.z = 1;

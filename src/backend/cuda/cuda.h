@@ -24,6 +24,7 @@
 extern "C" {
 #endif
 
+#include "backend/cuda/cuda_knobs.h"
 #include "base/base.h"
 #include "quant/quant.h"
 
@@ -54,6 +55,11 @@ typedef struct cuda_ctx cuda_ctx;
 int cuda_ctx_new(int ordinal, cuda_ctx **out, hb_err *err);
 void cuda_ctx_free(cuda_ctx *c);
 const cuda_dev_info *cuda_ctx_info(const cuda_ctx *c);
+/* The switches c was created with (cuda_knobs.h); valid while c lives. */
+const cuda_knobs *cuda_ctx_knobs(const cuda_ctx *c);
+/* The same, writable: for tests and measurements that change a switch on a live context
+ * (later calls see it; graphs captured before keep what they captured). */
+cuda_knobs *cuda_ctx_knobs_edit(cuda_ctx *c);
 /* Makes c's GPU current for the calling thread (contexts may move between threads). */
 int cuda_ctx_enter(cuda_ctx *c, hb_err *err);
 
@@ -140,8 +146,8 @@ int cuda_matmul_pro(cuda_ctx *c, int n, const cuda_weight *const *ws, float *con
 int cuda_matmul_glu(cuda_ctx *c, const cuda_weight *wg, const cuda_weight *wu, float *yg, int64_t ldg, float *yu,
                     int64_t ldu, float *out, int gelu, const float *x, int64_t xs, int64_t n_tok,
                     const float *norm_w, float eps, float *norm_y, hb_err *err);
-/* How many fused kernels of the two above were launched in this process (a testing aid). */
-uint64_t cuda_mvq_fused_launches(void);
+/* How many fused kernels of the two above c has launched (a testing aid). */
+uint64_t cuda_mvq_fused_launches(const cuda_ctx *c);
 
 /* out[i][0..n_cols) = dequantized row ids_host[i] of w (ids validated by the caller). */
 int cuda_get_rows(cuda_ctx *c, const cuda_weight *w, const int32_t *ids_host, int64_t n, float *out,

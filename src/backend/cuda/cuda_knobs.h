@@ -1,0 +1,96 @@
+/* cuda_knobs.h — the CUDA backend's tuning and experiment switches (HEARTH_CUDA_* and
+ * HEARTH_GEMMF* environment variables), read once when a context is created
+ * (cuda_ctx_new calls cuda_knobs_from_env) and held by that context: kernel launchers and
+ * the step rewriter consult their context's copy (cuda_ctx_knobs), so no code keeps
+ * process-wide state for them and a test can reason about one context at a time.
+ *
+ * Values are stored already checked: out-of-range or malformed settings fall back to the
+ * default. A field documented "0: the kernel's default" keeps its default beside the kernel
+ * it tunes (a macro of that .cu file), because that is where the measurement behind it is
+ * written down. Every switch is described in docs/cuda.md ("Switches"); the defaults are
+ * the measured-fastest settings, the others exist for before/after measurements.
+ * Diagnostics of the trace build (HEARTH_CUDA_TRACE*, cu_device.cu) are not here: they only
+ * exist with CUDA_TRACE=1.
+ */
+#ifndef HEARTH_CUDA_KNOBS_H
+#define HEARTH_CUDA_KNOBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cuda_knobs {
+    /* ---- the step recorder and its rewriting (be_cuda.c, be_cuda_fuse.c) ---- */
+    bool graphs;          /* HEARTH_CUDA_GRAPHS=0: steps run eagerly, never as CUDA graphs */
+    bool fuse;            /* HEARTH_CUDA_FUSE=0: no rewriting of recorded steps */
+    bool mega;            /* HEARTH_CUDA_MEGA=1: the persistent decode kernel (experimental) */
+    int seg_layers;       /* HEARTH_CUDA_SEG: segments grow to this many layers (default 24; 0: the whole step) */
+    int seg_first;        /* HEARTH_CUDA_SEG_FIRST: layers of the first segment (default 1) */
+    int seg_grow;         /* HEARTH_CUDA_SEG_GROW: growth factor, 2..64 (default 8) */
+    bool qkvr;            /* HEARTH_CUDA_QKVR=0: RoPE + KV store not folded into the q/k/v product */
+    bool qkvr_norm;       /* HEARTH_CUDA_QKVR_NORM=1: the RMSNorm before q/k/v in the product's blocks */
+    bool qkvr_mix;        /* HEARTH_CUDA_QKVR_MIX=0: products of two types never share a launch */
+    bool qkva;            /* HEARTH_CUDA_QKVA=1: q/k/v + attention in one clustered launch */
+    bool dattn;           /* HEARTH_CUDA_DATTN=1: the fused decode attention (RoPE + store + attention) */
+    bool attn_q;          /* HEARTH_CUDA_ATTN_Q=0: the attention does not quantize its output */
+    int mvf_fuse;         /* HEARTH_CUDA_MVF_FUSE: 0 no float-product folds, 1 GLU + norm in any form, 2 (default) GLU + epilogue norm */
+    bool early_add;       /* HEARTH_CUDA_EARLY_ADD=0: no residual read before the PDL wait */
+    /* ---- launches and memory (cu_device.cu, cu_internal.cuh) ---- */
+    bool pdl;             /* HEARTH_CUDA_PDL=0: no programmatic dependent launch */
+    size_t mem_limit;     /* HEARTH_CUDA_MEM_LIMIT: bytes beyond the runtime's own (0: the whole device) */
+    /* ---- attention (cu_attn*.cu, cu_dattn.cu, cu_ops.cu, cu_qkva.cu) ---- */
+    bool attn_dec;        /* HEARTH_CUDA_ATTN_DEC=0: the one-pass decode attention off */
+    int attn_dec_max;     /* HEARTH_CUDA_ATTN_DEC_MAX: largest position bucket (power of two 128..8192; 0: the kernel's default) */
+    bool attn_fold;       /* HEARTH_CUDA_ATTN_FOLD=1: the combine pass in the split kernel */
+    int at_min_span;      /* HEARTH_CUDA_AT_MIN_SPAN: 16, 32 (default), 64 or 128 cells */
+    int at_min_blocks;    /* HEARTH_CUDA_AT_MIN_BLOCKS: 1..4096 (0: the kernel's default) */
+    int pfattn_min;       /* HEARTH_CUDA_PFATTN_MIN: 9..4096 (0: the kernel's default); INT32_MAX with HEARTH_CUDA_PFATTN=0 */
+    int dattn_one;        /* HEARTH_CUDA_DATTN_ONE=128: one split up to 128 cells (else 0) */
+    int dattn_min_blocks; /* HEARTH_CUDA_DATTN_MIN_BLOCKS: 1..4096 (0: the kernel's default) */
+    long dattn_stage;     /* HEARTH_CUDA_DATTN_STAGE: staged cell bytes per block, 0..160 KiB (default 64 KiB) */
+    int dattn_dang;       /* HEARTH_CUDA_DATTN_DANG: 0 (default) or 1 */
+    int qkva_bh;          /* HEARTH_CUDA_QKVA_BH: 2 or 4 blocks per query head (0: the kernel's default) */
+    /* ---- quantized products (cu_matmul.cu, cu_mvq.cu) ---- */
+    bool mv1;             /* HEARTH_CUDA_MV1=0: no single-token product kernels */
+    bool mv1s;            /* HEARTH_CUDA_MV1S=0: no two-chunk single-token instance */
+    bool mv1_tma;         /* HEARTH_CUDA_MV1_TMA=0: no bulk-copy staging in them */
+    int mvs;              /* HEARTH_CUDA_MVS: 0 off, 1..8 blocks per SM of the streaming kernel (default 4) */
+    bool norm_mb;         /* HEARTH_CUDA_NORM_MB=0: one block per row in the quantizing RMSNorm */
+    bool pq;              /* HEARTH_CUDA_PQ=1: products quantize their own input */
+    int64_t pq_max;       /* HEARTH_CUDA_PQ_MAX: most n_tok * n for that (default 8192; 0 off) */
+    int pq_nw;            /* HEARTH_CUDA_PQ_NW: 4, 8 (default) or 16 warps per block */
+    int pq_rpw;           /* HEARTH_CUDA_PQ_RPW: 1..64 rows per warp (0: chosen per call) */
+    bool gu;              /* HEARTH_CUDA_GU=0: gate/up + GLU as separate kernels */
+    bool gu1;             /* HEARTH_CUDA_GU1=0: no single-token gate/up kernel */
+    bool gu3;             /* HEARTH_CUDA_GU3=0: no three-buffer single-token gate/up kernel */
+    bool gu_tma;          /* HEARTH_CUDA_GU_TMA=0: no bulk-copy staging in the gate/up kernel */
+    int gu_per;           /* HEARTH_CUDA_GU_PER: 1 or 2 outputs per pass (0: chosen per call) */
+    /* ---- float products (cu_mvf.cu, cu_gemm_f.cu) ---- */
+    int mvf_bps;          /* HEARTH_CUDA_MVF_BPS: 1 (default)..3 blocks per SM of the streaming kernel */
+    int mvf_ipt;          /* HEARTH_CUDA_MVF_IPT: 1..8 column groups per thread of the row-pair kernel (default 3) */
+    int mvf_rp;           /* HEARTH_CUDA_MVF_RP: row pairs per block, 1 or 2 (default) */
+    bool mvf_enorm;       /* HEARTH_CUDA_MVF_ENORM=0: no norm in the four-row kernel's epilogue */
+    int mvf_mode;         /* HEARTH_CUDA_MVF_MODE: experiment bits 0..63 (default 0) */
+    int mvf_ns;           /* HEARTH_CUDA_MVF_NS: tiles in the ring, from 2 (0: the kernel's default) */
+    int mvf_norm_part;    /* HEARTH_CUDA_MVF_NORM_PART: columns per norm block, a multiple of 32 (0: the kernel's default) */
+    bool gemmf;           /* HEARTH_GEMMF=0: the older F16 prefill kernels */
+    int gemmf_bn;         /* HEARTH_GEMMF_BN: 64 or 128 forces the tile width (else 0) */
+    bool gemmf_wide;      /* HEARTH_GEMMF_WIDE=1: the wide 128-row tile */
+    /* ---- the persistent kernel (cu_mega*.cu) ---- */
+    int mega_adec;        /* HEARTH_CUDA_MEGA_ADEC: 0 off, 1 (default), 2 always the fallback (tests) */
+    bool mega_prof;       /* HEARTH_CUDA_MEGA_PROF=N > 0: block 0 timestamps every op */
+    bool mega_sync;       /* HEARTH_CUDA_MEGA_SYNC=0: no barrier between independent ops */
+} cuda_knobs;
+
+/* Fills *k from the environment (every field; defaults for what is unset or malformed). */
+void cuda_knobs_from_env(cuda_knobs *k);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

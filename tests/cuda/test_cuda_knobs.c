@@ -1,0 +1,142 @@
+/* test_cuda_knobs.c — the CUDA backend's switches (cuda_knobs_from_env, cuda_knobs.c):
+ * defaults with nothing set; valid values taken; malformed and out-of-range values fall
+ * back to the default; and a context holds the values of its creation (a later change of
+ * the environment does not reach it). The parsing needs no GPU; the context check skips
+ * without one. Built only with `make CUDA=1`.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#include "cuda/cuda_test.h"
+
+#include "backend/cuda/cuda.h"
+
+static const char *k_vars[] = { "HEARTH_CUDA_GRAPHS", "HEARTH_CUDA_SEG", "HEARTH_CUDA_SEG_GROW", "HEARTH_CUDA_MEGA",
+                                "HEARTH_CUDA_MVS", "HEARTH_CUDA_PQ_MAX", "HEARTH_CUDA_PQ_NW", "HEARTH_CUDA_MEM_LIMIT",
+                                "HEARTH_CUDA_ATTN_DEC_MAX", "HEARTH_CUDA_PFATTN", "HEARTH_CUDA_PFATTN_MIN",
+                                "HEARTH_CUDA_MVF_NORM_PART", "HEARTH_CUDA_AT_MIN_SPAN", "HEARTH_CUDA_MVF_FUSE",
+                                "HEARTH_CUDA_GU3", "HEARTH_CUDA_DATTN_STAGE" };
+
+static void clear_vars(void) {
+    for (size_t i = 0; i < sizeof k_vars / sizeof k_vars[0]; i++) unsetenv(k_vars[i]);
+}
+
+static void test_defaults(void **state) {
+    (void)state;
+    clear_vars();
+    cuda_knobs k;
+    cuda_knobs_from_env(&k);
+    assert_true(k.graphs && k.fuse && !k.mega && k.pdl && k.gu3 && k.early_add);
+    assert_int_equal(k.seg_layers, 24);
+    assert_int_equal(k.seg_first, 1);
+    assert_int_equal(k.seg_grow, 8);
+    assert_int_equal(k.mvs, 4);
+    assert_int_equal(k.pq_max, 8192);
+    assert_int_equal(k.pq_nw, 8);
+    assert_int_equal(k.mem_limit, 0);
+    assert_int_equal(k.attn_dec_max, 0); /* the kernel's own default */
+    assert_int_equal(k.pfattn_min, 0);
+    assert_int_equal(k.at_min_span, 32);
+    assert_int_equal(k.mvf_fuse, 2);
+    assert_int_equal(k.mvf_rp, 2);
+    assert_int_equal(k.dattn_stage, 65536);
+}
+
+static void test_valid(void **state) {
+    (void)state;
+    clear_vars();
+    setenv("HEARTH_CUDA_GRAPHS", "0", 1);
+    setenv("HEARTH_CUDA_SEG", "0", 1); /* 0: the whole step */
+    setenv("HEARTH_CUDA_SEG_GROW", "3", 1);
+    setenv("HEARTH_CUDA_MEGA", "1", 1);
+    setenv("HEARTH_CUDA_MVS", "0", 1);
+    setenv("HEARTH_CUDA_PQ_NW", "16", 1);
+    setenv("HEARTH_CUDA_MEM_LIMIT", "3G", 1);
+    setenv("HEARTH_CUDA_ATTN_DEC_MAX", "1024", 1);
+    setenv("HEARTH_CUDA_PFATTN_MIN", "16", 1);
+    setenv("HEARTH_CUDA_MVF_NORM_PART", "64", 1);
+    setenv("HEARTH_CUDA_AT_MIN_SPAN", "128", 1);
+    setenv("HEARTH_CUDA_MVF_FUSE", "1", 1);
+    setenv("HEARTH_CUDA_GU3", "0", 1);
+    setenv("HEARTH_CUDA_DATTN_STAGE", "0", 1); /* 0: no staging (a real value, not "default") */
+    cuda_knobs k;
+    cuda_knobs_from_env(&k);
+    assert_true(!k.graphs && k.mega && !k.gu3);
+    assert_int_equal(k.seg_layers, 0);
+    assert_int_equal(k.seg_grow, 3);
+    assert_int_equal(k.mvs, 0);
+    assert_int_equal(k.pq_nw, 16);
+    assert_int_equal(k.mem_limit, (size_t)3 << 30);
+    assert_int_equal(k.attn_dec_max, 1024);
+    assert_int_equal(k.pfattn_min, 16);
+    assert_int_equal(k.mvf_norm_part, 64);
+    assert_int_equal(k.at_min_span, 128);
+    assert_int_equal(k.mvf_fuse, 1);
+    assert_int_equal(k.dattn_stage, 0);
+    setenv("HEARTH_CUDA_PFATTN", "0", 1); /* off wins over a minimum */
+    cuda_knobs_from_env(&k);
+    assert_int_equal(k.pfattn_min, INT32_MAX);
+    clear_vars();
+}
+
+static void test_malformed(void **state) {
+    (void)state;
+    clear_vars();
+    setenv("HEARTH_CUDA_SEG", "-3", 1);
+    setenv("HEARTH_CUDA_SEG_GROW", "65", 1);
+    setenv("HEARTH_CUDA_MVS", "12", 1);
+    setenv("HEARTH_CUDA_PQ_NW", "6", 1);
+    setenv("HEARTH_CUDA_MEM_LIMIT", "3X", 1);
+    setenv("HEARTH_CUDA_ATTN_DEC_MAX", "1000", 1); /* not a power of two */
+    setenv("HEARTH_CUDA_PFATTN_MIN", "4", 1);
+    setenv("HEARTH_CUDA_MVF_NORM_PART", "48", 1); /* not a multiple of 32 */
+    setenv("HEARTH_CUDA_AT_MIN_SPAN", "48", 1);
+    setenv("HEARTH_CUDA_DATTN_STAGE", "99999999", 1);
+    setenv("HEARTH_CUDA_GRAPHS", "", 1); /* empty: unset */
+    cuda_knobs k;
+    cuda_knobs_from_env(&k);
+    assert_true(k.graphs);
+    assert_int_equal(k.seg_layers, 24);
+    assert_int_equal(k.seg_grow, 8);
+    assert_int_equal(k.mvs, 4);
+    assert_int_equal(k.pq_nw, 8);
+    assert_int_equal(k.mem_limit, 0);
+    assert_int_equal(k.attn_dec_max, 0);
+    assert_int_equal(k.pfattn_min, 0);
+    assert_int_equal(k.mvf_norm_part, 0);
+    assert_int_equal(k.at_min_span, 32);
+    assert_int_equal(k.dattn_stage, 65536);
+    setenv("HEARTH_CUDA_MEM_LIMIT", "-5", 1);
+    cuda_knobs_from_env(&k);
+    assert_int_equal(k.mem_limit, 0);
+    clear_vars();
+}
+
+/* The context keeps what it was created with; the writable view is what tests change. */
+static void test_context(void **state) {
+    (void)state;
+    NEED_GPU();
+    assert_int_equal(cuda_ctx_knobs(g_ctx)->seg_grow, 8); /* created with nothing set */
+    setenv("HEARTH_CUDA_SEG_GROW", "3", 1);
+    assert_int_equal(cuda_ctx_knobs(g_ctx)->seg_grow, 8);
+    cuda_ctx_knobs_edit(g_ctx)->seg_grow = 4;
+    assert_int_equal(cuda_ctx_knobs(g_ctx)->seg_grow, 4);
+    clear_vars();
+}
+
+int main(void) {
+    clear_vars();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_valid),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_context),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -569,6 +569,7 @@ static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q,
 #define MVP4_KERNEL_B(name, IS32, NT, EN, MINB)                                                               \
     static __global__ void __launch_bounds__(MVF_THREADS, MINB) name(const __grid_constant__ mvf_args A) { \
         __shared__ float red[(4 + (EN)) * MVF_T * MVF_WARPS];                                             \
+        CU_TR_ENTRY();                                                                                    \
         int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;                       \
         int64_t g0 = 4 * (int64_t)blockIdx.x, loc;                                                        \
         const uint8_t *r[4];                                                                              \
@@ -584,7 +585,7 @@ static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q,
                 int s_ = r[k] ? mvf_map(&A, g0 + k, &loc) : 0;                                            \
                 if (r[k] && A.add[s_]) res[k] = __ldcg(A.add[s_] + loc);                                  \
             }                                                                                             \
-        cu_pdl_wait(); /* weights in flight; the activations are ready from here on */                   \
+        cu_pdl_wait_e(); /* weights in flight; the activations are ready from here on */                 \
         cu_pdl_trigger();                                                                                 \
         float acc[4][NT]; /* NT: most tokens of the instance (1: decode of one sequence) */             \
         float ss[NT];     /* EN: this thread's part of each token's sum of squares */                   \
@@ -598,6 +599,7 @@ static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q,
                 mvp4_group<NT, IS32 + 1, EN>(A.type, &q[0][0], j, A.x + 8 * (int64_t)g, A.xs, A.n_tok, acc, \
                                              (EN) && A.nw ? A.nw + 8 * (int64_t)g : NULL, ss);               \
         }                                                                                                 \
+        CU_TR_MARK(1);                                                                                    \
         for (int g = threadIdx.x + 2 * bd; g < ng; g += bd) {                                             \
             _Pragma("unroll") for (int k = 0; k < 4; k++) mvr_ld(r[k], g, ng, q[k * 2], IS32);            \
             mvp4_group<NT, IS32 + 1, EN>(A.type, &q[0][0], 0, A.x + 8 * (int64_t)g, A.xs, A.n_tok, acc,     \
@@ -615,7 +617,9 @@ static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q,
                 }                                                                                         \
             }                                                                                             \
         }                                                                                                 \
+        CU_TR_MARK(2);                                                                                    \
         __syncthreads();                                                                                  \
+        CU_TR_MARK(3);                                                                                    \
         if ((EN) && A.ny) mvp4_norm_out(&A, red, nw);                                                     \
         int t = threadIdx.x;                                                                              \
         if (t < A.n_tok) {                                                                                \
@@ -641,6 +645,8 @@ static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q,
                 if (r[3]) A.gout[(int64_t)t * A.gos + (g0 >> 1) + 1] = cu_glu_act(A.glu == 2, sum[2]) * sum[3]; \
             }                                                                                             \
         }                                                                                                 \
+        CU_TR_MARK(4);                                                                                    \
+        CU_TR_FLUSH();                                                                                    \
     }
 
 MVP4_KERNEL(mvp4_kernel16, 0, MVF_T, 0)

@@ -539,14 +539,14 @@ static __device__ __forceinline__ void mvp4_norm_out(const mvf_args *A, const fl
     }
 }
 
-/* q: [row * 2 + group][S] 16-byte pieces (S = 2 for f32 rows). */
-template <int NT, int S, int EN>
+/* q: [row * J + group][S] 16-byte pieces (S = 2 for f32 rows). */
+template <int NT, int S, int EN, int J>
 static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q, int j, const float *xp,
                                                   int64_t xstr, int n_tok, float acc[4][NT], const float *gp,
                                                   float ss[NT]) {
     float w[4][8];
 #pragma unroll
-    for (int k = 0; k < 4; k++) mvf_w8(type, (const uint8_t *)(q + (k * 2 + j) * S), w[k]);
+    for (int k = 0; k < 4; k++) mvf_w8(type, (const uint8_t *)(q + (k * J + j) * S), w[k]);
     float4 ga = make_float4(1.0f, 1.0f, 1.0f, 1.0f), gc = ga;
     if (EN && gp) ga = ((const float4 *)gp)[0], gc = ((const float4 *)gp)[1];
 #pragma unroll
@@ -565,8 +565,9 @@ static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q,
     }
 }
 
-#define MVP4_KERNEL(name, IS32, NT, EN) MVP4_KERNEL_B(name, IS32, NT, EN, 1)
-#define MVP4_KERNEL_B(name, IS32, NT, EN, MINB)                                                               \
+#define MVP4_KERNEL(name, IS32, NT, EN) MVP4_KERNEL_B(name, IS32, NT, EN, 1, 2)
+/* J: 8-column groups of each row per thread loaded before the PDL wait (2 or 3) */
+#define MVP4_KERNEL_B(name, IS32, NT, EN, MINB, J)                                                             \
     static __global__ void __launch_bounds__(MVF_THREADS, MINB) name(const __grid_constant__ mvf_args A) { \
         __shared__ float red[(4 + (EN)) * MVF_T * MVF_WARPS];                                             \
         CU_TR_ENTRY();                                                                                    \
@@ -576,9 +577,9 @@ static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q,
         _Pragma("unroll") for (int k = 0; k < 4; k++)                                                     \
             r[k] = g0 + k < A.rows ? A.w[mvf_map(&A, g0 + k, &loc)] + (size_t)loc * A.row_bytes : NULL;   \
         int ng = (int)(A.n / 8), bd = blockDim.x;                                                         \
-        uint4 q[8][IS32 + 1]; /* [row * 2 + group] */                                                     \
-        _Pragma("unroll") for (int j = 0; j < 2; j++)                                                     \
-            _Pragma("unroll") for (int k = 0; k < 4; k++) mvr_ld(r[k], threadIdx.x + j * bd, ng, q[k * 2 + j], IS32); \
+        uint4 q[4 * (J)][IS32 + 1]; /* [row * J + group] */                                               \
+        _Pragma("unroll") for (int j = 0; j < (J); j++)                                                   \
+            _Pragma("unroll") for (int k = 0; k < 4; k++) mvr_ld(r[k], threadIdx.x + j * bd, ng, q[k * (J) + j], IS32); \
         /* residuals read early (one token, A.early): thread p < 2 reads those of rows                \
          * 2p, 2p + 1, the rows it finishes below */                                                  \
         float res[2] = { 0.0f, 0.0f };                                                                \
@@ -596,16 +597,16 @@ static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q,
             ss[t] = 0.0f;                                                                                 \
             _Pragma("unroll") for (int k = 0; k < 4; k++) acc[k][t] = 0.0f;                               \
         }                                                                                                 \
-        _Pragma("unroll") for (int j = 0; j < 2; j++) {                                                   \
+        _Pragma("unroll") for (int j = 0; j < (J); j++) {                                                 \
             int g = threadIdx.x + j * bd;                                                                 \
             if (g < ng)                                                                                   \
-                mvp4_group<NT, IS32 + 1, EN>(A.type, &q[0][0], j, A.x + 8 * (int64_t)g, A.xs, A.n_tok, acc, \
+                mvp4_group<NT, IS32 + 1, EN, J>(A.type, &q[0][0], j, A.x + 8 * (int64_t)g, A.xs, A.n_tok, acc, \
                                              (EN) && A.nw ? A.nw + 8 * (int64_t)g : NULL, ss);               \
         }                                                                                                 \
         CU_TR_MARK(1);                                                                                    \
-        for (int g = threadIdx.x + 2 * bd; g < ng; g += bd) {                                             \
-            _Pragma("unroll") for (int k = 0; k < 4; k++) mvr_ld(r[k], g, ng, q[k * 2], IS32);            \
-            mvp4_group<NT, IS32 + 1, EN>(A.type, &q[0][0], 0, A.x + 8 * (int64_t)g, A.xs, A.n_tok, acc,     \
+        for (int g = threadIdx.x + (J) * bd; g < ng; g += bd) {                                           \
+            _Pragma("unroll") for (int k = 0; k < 4; k++) mvr_ld(r[k], g, ng, q[k * (J)], IS32);          \
+            mvp4_group<NT, IS32 + 1, EN, J>(A.type, &q[0][0], 0, A.x + 8 * (int64_t)g, A.xs, A.n_tok, acc,     \
                                          (EN) && A.nw ? A.nw + 8 * (int64_t)g : NULL, ss);                   \
         }                                                                                                 \
         _Pragma("unroll") for (int t = 0; t < NT; t++) {                                                  \
@@ -664,8 +665,11 @@ MVP4_KERNEL(mvp4n_kernel32, 1, MVF_T, 1)
  * they spill ~50 bytes): unbounded they took 102 and F16 tg128 fell from 962 to 787-796 on
  * an H200, bounded it gains (911-917 against 894-904 on another H200; 64 registers: 662-666,
  * and the norm-less instance at 64 also lost: 838-841). */
-MVP4_KERNEL_B(mvp4n_kernel16_1, 0, 1, 1, 3)
-MVP4_KERNEL_B(mvp4n_kernel32_1, 1, 1, 1, 3)
+MVP4_KERNEL_B(mvp4n_kernel16_1, 0, 1, 1, 3, 2)
+MVP4_KERNEL_B(mvp4n_kernel32_1, 1, 1, 1, 3, 2)
+/* Rows of 2 * 256 < n / 8 <= 3 * 256 column groups (a 5632-column down product): every group
+ * loaded before the wait, in the order the J = 2 instances sum them (same bits) */
+MVP4_KERNEL_B(mvp4_kernel16_1j3, 0, 1, 0, 1, 3)
 
 /* ---- the plain kernel (any shape and alignment) ----------------------------------------- */
 
@@ -838,6 +842,8 @@ extern "C" int cuda_mvf(cuda_ctx *c, const cuda_mvf_call *m, hb_err *err) {
                 CU_LAUNCH(err, "launching a float matrix-vector product",
                           en ? (one ? mvp4n_kernel32_1 : mvp4n_kernel32) : (one ? mvp4_kernel32_1 : mvp4_kernel32), grid,
                           (unsigned)thr, 0, c, A);
+            else if (one && !en && ng > 2 * thr && ng <= 3 * thr && c->knobs.mvf_j3) /* HEARTH_CUDA_MVF_J3=0: never */
+                CU_LAUNCH(err, "launching a float matrix-vector product", mvp4_kernel16_1j3, grid, (unsigned)thr, 0, c, A);
             else
                 CU_LAUNCH(err, "launching a float matrix-vector product",
                           en ? (one ? mvp4n_kernel16_1 : mvp4n_kernel16) : (one ? mvp4_kernel16_1 : mvp4_kernel16), grid,

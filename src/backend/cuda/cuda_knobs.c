@@ -114,6 +114,7 @@ static void knobs_float(cuda_knobs *k) {
     k->mvf_ipt = (int)knob_int("HEARTH_CUDA_MVF_IPT", 1, 8, 3);
     k->mvf_rp = knob_flag("HEARTH_CUDA_MVF_RP", false) ? 1 : 2;
     k->mvf_enorm = knob_flag("HEARTH_CUDA_MVF_ENORM", true);
+    k->mvf_j3 = knob_flag("HEARTH_CUDA_MVF_J3", true);
     const char *md = knob_str("HEARTH_CUDA_MVF_MODE");
     k->mvf_mode = md ? atoi(md) & 63 : 0;
     k->mvf_ns = (int)knob_int("HEARTH_CUDA_MVF_NS", 2, 64, 0);

@@ -74,6 +74,7 @@ typedef struct cuda_knobs {
     int mvf_ipt;          /* HEARTH_CUDA_MVF_IPT: 1..8 column groups per thread of the row-pair kernel (default 3) */
     int mvf_rp;           /* HEARTH_CUDA_MVF_RP: row pairs per block, 1 or 2 (default) */
     bool mvf_enorm;       /* HEARTH_CUDA_MVF_ENORM=0: no norm in the four-row kernel's epilogue */
+    bool mvf_j3;          /* HEARTH_CUDA_MVF_J3=0: no three-group one-token instance (long rows) */
     int mvf_mode;         /* HEARTH_CUDA_MVF_MODE: experiment bits 0..63 (default 0) */
     int mvf_ns;           /* HEARTH_CUDA_MVF_NS: tiles in the ring, from 2 (0: the kernel's default) */
     int mvf_norm_part;    /* HEARTH_CUDA_MVF_NORM_PART: columns per norm block, a multiple of 32 (0: the kernel's default) */

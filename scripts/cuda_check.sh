@@ -32,6 +32,18 @@ elif [ -d ext ]; then
 fi
 B=${kit:-$top}/build
 what=${*:-kernels bench}
+failed=0
+# run_test LOG CMD...: runs a cmocka program, prints its exit status and OK/FAILED counts,
+# and counts a failure (the script's exit status) when it did not exit 0.
+run_test() {
+  local log=$1 name rc
+  shift
+  name=$(basename "$log" .log)
+  "$@" > "$log" 2>&1
+  rc=$?
+  echo "$name: rc=$rc $(grep -c '^\[       OK' "$log") ok, $(grep -c '^\[  FAILED' "$log") failed lines"
+  [ "$rc" = 0 ] || { failed=$((failed + 1)); grep -E '^\[  (ERROR|FAILED)' "$log" | head -5; }
+}
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
 # Binaries built elsewhere (same x86-64 ABI) may be carried in build/ with PREBUILT=1.
 if [ "${PREBUILT:-0}" != 1 ]; then
@@ -45,7 +57,7 @@ for w in $what; do
   case $w in
     kernels) # every CUDA test program (kernels against CPU references, fused paths against unfused)
       for t in $B/tests/cuda/test_cuda_*; do
-        "$t" > "$out/$(basename "$t").log" 2>&1; echo "$(basename "$t"): rc=$? $(grep -c '^\[       OK' "$out/$(basename "$t").log") ok, $(grep -c '^\[  FAILED' "$out/$(basename "$t").log") failed lines"
+        run_test "$out/$(basename "$t").log" "$t"
       done ;;
     bench)   $B/cuda_bench_kernels 100 2>&1 | tee "$out/bench.log" ;;
   esac
@@ -59,18 +71,19 @@ for w in $what; do
   [ "$w" = fixtures ] || continue
   export HEARTH_TEST_SHARED=${HEARTH_TEST_SHARED:-$top/shared} HEARTH=$B/hearth
   for t in $B/tests/golden/test_logits $B/tests/unit/test_engine; do
-    "$t" > "$out/$(basename "$t").log" 2>&1; echo "$(basename "$t"): rc=$? $(grep -c '^\[       OK' "$out/$(basename "$t").log") ok, $(grep -c '^\[  FAILED' "$out/$(basename "$t").log") failed lines"
+    run_test "$out/$(basename "$t").log" "$t"
   done
   grep -E "nrmse|MISMATCH|FAIL|^ *[a-z0-9]+\.[A-Z0-9_]+ " "$out/test_logits.log" | head -80
   if [ "${MEGA:-0}" = 1 ]; then
     for t in $B/tests/golden/test_logits $B/tests/unit/test_engine; do
-      HEARTH_CUDA_MEGA=1 "$t" > "$out/$(basename "$t")_mega.log" 2>&1; echo "$(basename "$t") (persistent kernel): rc=$? $(grep -c '^\[       OK' "$out/$(basename "$t")_mega.log") ok, $(grep -c '^\[  FAILED' "$out/$(basename "$t")_mega.log") failed lines"
+      run_test "$out/$(basename "$t")_mega.log" env HEARTH_CUDA_MEGA=1 "$t"
     done
   fi
   # The CLI test asserts that chunked batches give the same bytes as one batch: a CPU
   # property (on the GPU a long batch takes the prefill GEMM and 5-token chunks the decode
   # mat-vec, which round differently within the fixtures' bounds), so it runs on the CPU.
-  HEARTH_BACKEND=cpu bash tests/cli/logits.sh > "$out/cli_logits.log" 2>&1 && echo "cli logits.sh (cpu): ok" || { echo "cli logits.sh (cpu): FAIL"; tail -5 "$out/cli_logits.log"; }
+  HEARTH_BACKEND=cpu bash tests/cli/logits.sh > "$out/cli_logits.log" 2>&1 && echo "cli logits.sh (cpu): ok" ||
+    { echo "cli logits.sh (cpu): FAIL"; tail -5 "$out/cli_logits.log"; failed=$((failed + 1)); }
   ids=$(cat "$HEARTH_TEST_SHARED/fixtures/logits/seqs/b.txt")
   HEARTH_BACKEND=cuda $B/hearth logits "$HEARTH_TEST_SHARED/models/stories260K.gguf" --tokens "$ids" --out "$out/gpu.f32" > /dev/null
   HEARTH_BACKEND=cpu $B/hearth logits "$HEARTH_TEST_SHARED/models/stories260K.gguf" --tokens "$ids" --out "$out/cpu.f32" > /dev/null
@@ -93,6 +106,7 @@ for w in $what; do
   [ "$w" = models ] || continue
   make_tl
   $B/cuda_bench_model /tmp/tl/tl-*.gguf 2>&1 | tee "$out/bench_model.log"
+  grep -q 'batch8==alone: no' "$out/bench_model.log" && { echo "models: batch of 8 != alone"; failed=$((failed + 1)); }
   [ "${MEGA:-0}" = 1 ] && HEARTH_CUDA_MEGA=1 $B/cuda_bench_model /tmp/tl/tl-*.gguf 2>&1 | tee "$out/bench_model_mega.log"
 done
 
@@ -112,3 +126,4 @@ for w in $what; do
     done
   done
 done
+[ "$failed" = 0 ] || { echo "cuda_check: $failed check(s) failed"; exit 1; }

@@ -304,7 +304,7 @@ static void check_batch(uint32_t type, int64_t R, int64_t C, int norm) {
     /* The prologue fold gives the standalone norm's bits; the epilogue fold (the four-row
      * kernel's, cuda_mvf_enorm_ok) sums the squares in its own order, so its normalized rows
      * agree within rounding. Either way the product over the standalone norm agrees. */
-    int en = norm && cuda_mvf_enorm_ok(g_ctx, &m.w, dx, C);
+    int en = norm && cuda_mvf_enorm_ok(cuda_ctx_knobs(g_ctx), &m.w, dx, C);
     if (norm) {
         dev_down(h1, dh, T * C);
         assert_memory_equal(h8, h1, sizeof(float) * T * C);

@@ -96,7 +96,7 @@ static void check_case(const acase *ac) {
             if (ac->quant) ok(cuda_attention_q8(g_ctx, &a, dy[0][0], dq, dout[0], dq, &g_err));
             else ok(cuda_attention(g_ctx, &a, dy[0][0], dq, dout[0], dq, &g_err));
         } else {
-            assert_true(cuda_qkva_ok(g_ctx, ws, &q, &a));
+            assert_true(cuda_qkva_ok(cuda_ctx_knobs(g_ctx), ws, &q, &a));
             ok(cuda_matmul_qkva(g_ctx, ws, dy[1], dx, 1, &q, &a, dout[1], dq, ac->quant, &g_err));
         }
         if (ac->quant) {
@@ -168,24 +168,24 @@ static void test_refused(void **state) {
     cuda_qkvr q = { dp, ds, &r, 64, &kv, { CUDA_QKVR_Q, CUDA_QKVR_K, CUDA_QKVR_V }, NULL, 0, NULL, 0.0f };
     cuda_attn a = { &kv, dp, ds, 1, 4, 2, 64, 64, 0.125f, 0.0f, 0, 127 };
     const cuda_weight *ws[3] = { &w[0], &w[1], &w[2] };
-    assert_true(cuda_qkva_ok(g_ctx, ws, &q, &a)); /* the base case is taken */
+    assert_true(cuda_qkva_ok(cuda_ctx_knobs(g_ctx), ws, &q, &a)); /* the base case is taken */
     cuda_attn a2 = a;
     a2.n_tok = 2;
-    assert_false(cuda_qkva_ok(g_ctx, ws, &q, &a2));
+    assert_false(cuda_qkva_ok(cuda_ctx_knobs(g_ctx), ws, &q, &a2));
     a2 = a, a2.max_pos_host = 1023;
-    assert_false(cuda_qkva_ok(g_ctx, ws, &q, &a2));
+    assert_false(cuda_qkva_ok(cuda_ctx_knobs(g_ctx), ws, &q, &a2));
     a2 = a, a2.head_dim_v = 32;
-    assert_false(cuda_qkva_ok(g_ctx, ws, &q, &a2));
+    assert_false(cuda_qkva_ok(cuda_ctx_knobs(g_ctx), ws, &q, &a2));
     cuda_qkvr q2 = q;
     q2.role[2] = CUDA_QKVR_K;
-    assert_false(cuda_qkva_ok(g_ctx, ws, &q2, &a));
+    assert_false(cuda_qkva_ok(cuda_ctx_knobs(g_ctx), ws, &q2, &a));
     const cuda_weight *ws5[3] = { &w[0], &w[1], &w5 };
-    assert_false(cuda_qkva_ok(g_ctx, ws5, &q, &a));
+    assert_false(cuda_qkva_ok(cuda_ctx_knobs(g_ctx), ws5, &q, &a));
     cuda_kv kv32 = kv;
     kv32.type = QT_F32;
     cuda_attn a32 = a;
     a32.kv = &kv32;
-    assert_false(cuda_qkva_ok(g_ctx, ws, &q, &a32));
+    assert_false(cuda_qkva_ok(cuda_ctx_knobs(g_ctx), ws, &q, &a32));
     float *dy[3], *dx = dev_from(NULL, sizeof(float) * 512), *dout = dev_from(NULL, sizeof(float) * 256);
     for (int i = 0; i < 3; i++) dy[i] = dev_from(NULL, sizeof(float) * 256);
     hb_err err;

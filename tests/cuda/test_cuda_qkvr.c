@@ -325,6 +325,7 @@ static int fused_products(const cuda_be *c, int64_t *roles, int *kv) {
 static void fake_be(cuda_be *c, cb_cmd *cmds, size_t cap) {
     memset(c, 0, sizeof *c);
     c->cmd = cmds, c->cap_cmd = cap;
+    cuda_knobs_from_env(&c->kn); /* the rewriter's switches, without a context */
 }
 
 static void test_rule(void **state) {

@@ -897,7 +897,8 @@ int be_cuda_new(int device, be_ctx **out, hb_err *err) {
         goto out;
     }
     if ((rc = cuda_ctx_new(device, &c->cu, err))) goto out;
-    const cuda_knobs *kn = cuda_ctx_knobs(c->cu);
+    c->kn = *cuda_ctx_knobs(c->cu);
+    const cuda_knobs *kn = &c->kn;
     c->graphs_off = !kn->graphs;
     /* segments of 1, 8, 24, 24, ... layers (TinyLlama: 1, 8, 13): the host records a layer
      * several times faster than the GPU runs it, so after a one-layer start the segments

@@ -120,7 +120,7 @@ static bool cb_dead_after(const cuda_be *c, size_t i, const void *p, int64_t n) 
  * faster than the three kernels it replaces when timed alone, but tg128 of whole models
  * measured 2-5% lower (docs/performance.md). */
 static bool cb_dattn_on(const cuda_be *c) {
-    return cuda_ctx_knobs(c->cu)->dattn;
+    return c->kn.dattn;
 }
 
 /* The first op at or after j that is not a NOP (n_cmd when none). */
@@ -170,7 +170,7 @@ static void cb_fuse_attn(cuda_be *c, size_t i) {
 /* Whether the attention output is quantized by the attention's combine pass for the product
  * that reads it (HEARTH_CUDA_ATTN_Q=0: by the product's own quantization kernel). */
 static bool cb_attn_q(const cuda_be *c) {
-    return cuda_ctx_knobs(c->cu)->attn_q;
+    return c->kn.attn_q;
 }
 
 static void cb_fuse(cuda_be *c) {
@@ -342,7 +342,7 @@ static bool cb_mv_writes(const cb_cmd *k, const void *p, int64_t n) {
  * block normalizing the activations before its product) measured slower than the
  * multi-block norm kernel (docs/performance.md). */
 static int cb_mvf_fuse(const cuda_be *c) {
-    return cuda_ctx_knobs(c->cu)->mvf_fuse;
+    return c->kn.mvf_fuse;
 }
 
 static void cb_mvf_glu(cuda_be *c, size_t i) {
@@ -372,8 +372,8 @@ static void cb_mvf_norm(cuda_be *c, size_t i) {
         p->n[1] != cols)
         return;
     int64_t xn = (n_tok - 1) * p->n[0] + cols, yn = n_tok * cols;
-    bool en = cuda_mvf_enorm_ok(c->cu, &k->w, p->p[0], p->n[0]); /* the epilogue form: every weight of the launch */
-    for (int64_t j = 0; j < k->n_multi && en; j++) en = cuda_mvf_enorm_ok(c->cu, &k->wx[j], p->p[0], p->n[0]);
+    bool en = cuda_mvf_enorm_ok(&c->kn, &k->w, p->p[0], p->n[0]); /* the epilogue form: every weight of the launch */
+    for (int64_t j = 0; j < k->n_multi && en; j++) en = cuda_mvf_enorm_ok(&c->kn, &k->wx[j], p->p[0], p->n[0]);
     if (((cb_mvf_fuse(c) == 1 && cuda_mvf_norm_ok(&k->w, n_tok)) || en) && !overlaps(p->p[0], xn, p->p[1], yn) &&
         !cb_mv_writes(k, p->p[0], xn) && !cb_mv_writes(k, p->p[1], yn)) {
         k->flag |= 32;
@@ -406,7 +406,7 @@ static void cb_mvf_rules(cuda_be *c) {
  * q or k (they are rotated earlier than before). Not with the persistent kernel;
  * HEARTH_CUDA_QKVR=0 turns it off. */
 static bool cb_qkvr_on(const cuda_be *c) {
-    return cuda_ctx_knobs(c->cu)->qkvr;
+    return c->kn.qkvr;
 }
 
 /* The role of a product output (y, ldy, rows) for rope r: CUDA_QKVR_Q/K/V, or -1. */
@@ -438,7 +438,7 @@ static int64_t cb_qkvr_roles(const cb_cmd *r, const cb_cmd *m, int *found) {
 
 /* HEARTH_CUDA_QKVR_MIX=0 keeps products of different types in separate launches. */
 static bool cb_qkvr_mix_on(const cuda_be *c) {
-    return cuda_ctx_knobs(c->cu)->qkvr_mix;
+    return c->kn.qkvr_mix;
 }
 
 /* The two rotating products of one RoPE (cb_fuse_qkvr tagged them) with weights of two
@@ -506,7 +506,7 @@ static void cb_fuse_qkvr(cuda_be *c, size_t i) {
  * output for the product after it (flag 1), that product must be the next op and a plain
  * single-token one: it reads the second activation scratch (CB_MM_ACT2). */
 static bool cb_qkva_on(const cuda_be *c) {
-    return cuda_ctx_knobs(c->cu)->qkva;
+    return c->kn.qkva;
 }
 
 static void cb_qkva_rule(cuda_be *c, size_t i) {
@@ -537,7 +537,7 @@ static void cb_qkva_rule(cuda_be *c, size_t i) {
     cuda_attn at = a->at;
     at.kv = &a->kv;
     const cuda_weight *ws[3] = { &m->w, &m->wx[0], &m->wx[1] };
-    if (!cuda_qkva_ok(c->cu, ws, &q, &at)) return;
+    if (!cuda_qkva_ok(&c->kn, ws, &q, &at)) return;
     m->flag |= CB_MM_QKVA;
     a->flag |= CB_AT_BY_QKVA;
     if (o) o->flag |= CB_MM_ACT2;
@@ -564,7 +564,7 @@ static void cb_qkvr_rules(cuda_be *c) {
  * op (activation quantization) only move the previous op further back. Off with the
  * persistent kernel and with HEARTH_CUDA_EARLY_ADD=0. */
 static bool cb_early_on(const cuda_be *c) {
-    return cuda_ctx_knobs(c->cu)->early_add;
+    return c->kn.early_add;
 }
 
 /* Whether op k may write the floats [p, p + n) (false only where its outputs are known). */

@@ -75,6 +75,8 @@ typedef struct cb_graph {
 
 typedef struct cuda_be {
     cuda_ctx *cu;
+    cuda_knobs kn;       /* the context's switches, copied at creation: the step rewriter reads
+                          * only these, so its tests need no GPU */
     hb_err err;          /* first failure (sticky) */
     cb_map *map;         /* weights, float arrays and KV shadows */
     size_t n_map, cap_map;

@@ -773,8 +773,8 @@ static int mvf_smem_setup(cuda_ctx *c, hb_err *err) {
  * loads, and the dot products are scaled by the norm factor at the end, so no block waits
  * for a norm before its products). */
 
-extern "C" int cuda_mvf_enorm_ok(const cuda_ctx *c, const cuda_weight *w, const float *x, int64_t xs) {
-    return c->knobs.mvf_enorm && c->knobs.mvf_rp == 2 && mvf_is_float(w->type) && mvf_fast_ok(w) && (uintptr_t)x % 16 == 0 &&
+extern "C" int cuda_mvf_enorm_ok(const cuda_knobs *k, const cuda_weight *w, const float *x, int64_t xs) {
+    return k->mvf_enorm && k->mvf_rp == 2 && mvf_is_float(w->type) && mvf_fast_ok(w) && (uintptr_t)x % 16 == 0 &&
            xs % 4 == 0;
 }
 
@@ -795,7 +795,7 @@ static int mvf_prepare(const cuda_ctx *c, const cuda_mvf_call *m, mvf_args *A, i
     }
     if (m->glu && (m->n != 2 || m->w[0]->n_rows != m->w[1]->n_rows || !m->glu_out))
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: float mat-vec GLU needs gate and up of equal size");
-    if (m->norm && !cuda_mvf_norm_ok(w, m->n_tok) && !cuda_mvf_enorm_ok(c, w, m->x, m->x_stride))
+    if (m->norm && !cuda_mvf_norm_ok(w, m->n_tok) && !cuda_mvf_enorm_ok(&c->knobs, w, m->x, m->x_stride))
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: float mat-vec cannot fold this norm");
     A->n = w->n_cols, A->row_bytes = w->row_bytes, A->type = w->type;
     A->esz = w->type == QT_F32 ? 4 : 2;
@@ -829,7 +829,7 @@ extern "C" int cuda_mvf(cuda_ctx *c, const cuda_mvf_call *m, hb_err *err) {
         A.ny = m->norm && m->norm_y ? m->norm_y + t0 * m->norm_ys : NULL;
         A.xv = x_vec && A.n % 4 == 0;
         A.x_smem = m->norm || ((int64_t)nt * A.n * 4 <= MVF_XMAX && !((A.mode & 32) && x_vec));
-        bool en = m->norm && fast && cuda_mvf_enorm_ok(c, m->w[0], m->x, m->x_stride) && !(A.mode & (16 | 64));
+        bool en = m->norm && fast && cuda_mvf_enorm_ok(&c->knobs, m->w[0], m->x, m->x_stride) && !(A.mode & (16 | 64));
         A.enorm = en;
         if (fast && x_vec && (!m->norm || en) && !(A.mode & (16 | 64)) && c->knobs.mvf_rp == 2) {
             /* 8-column groups per thread: two (the ones loaded before the wait), 32..256 threads */

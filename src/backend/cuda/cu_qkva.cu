@@ -300,14 +300,14 @@ static bool qa_roles(const cuda_weight *const *ws, const cuda_qkvr *q, const cud
 }
 
 /* Blocks per query head (HEARTH_CUDA_QKVA_BH: 2 or 4). */
-static int qa_bh(const cuda_ctx *c) {
-    return c->knobs.qkva_bh ? c->knobs.qkva_bh : QA_BH;
+static int qa_bh(const cuda_knobs *k) {
+    return k->qkva_bh ? k->qkva_bh : QA_BH;
 }
 
 /* Query heads per cluster for `group` query heads per KV head: the largest divisor of the
- * group with qa_bh(c) blocks each within QA_MAX_CLUSTER blocks. */
-static int qa_hc(const cuda_ctx *c, int group) {
-    int hc = QA_MAX_CLUSTER / qa_bh(c);
+ * group with qa_bh(k) blocks each within QA_MAX_CLUSTER blocks. */
+static int qa_hc(const cuda_knobs *k, int group) {
+    int hc = QA_MAX_CLUSTER / qa_bh(k);
     hc = group < hc ? group : hc;
     while (hc > 1 && group % hc) hc--;
     return hc;
@@ -319,14 +319,14 @@ static int32_t qa_cap(const cuda_attn *a) {
     return (int64_t)bucket < a->kv->n_ctx ? bucket : (int32_t)a->kv->n_ctx;
 }
 
-extern "C" int cuda_qkva_ok(const cuda_ctx *c, const cuda_weight *const *ws, const cuda_qkvr *q, const cuda_attn *a) {
+extern "C" int cuda_qkva_ok(const cuda_knobs *k, const cuda_weight *const *ws, const cuda_qkvr *q, const cuda_attn *a) {
     const cuda_weight *w[3];
     int idx[3];
     if (!ws || !q || !a || !q->kv || !a->kv || !qa_roles(ws, q, w, idx)) return 0;
     const cuda_kv *kv = a->kv;
     int32_t hd = q->head_dim, nh = a->n_head, nkv = a->n_head_kv;
     if (a->n_tok != 1 || nkv <= 0 || nh % nkv || hd != a->head_dim_k || hd != a->head_dim_v ||
-        hd % 32 || hd > QA_MAX_HD || hd % (2 * qa_bh(c) * qa_hc(c, nh / nkv)) || kv->type != QT_F16 ||
+        hd % 32 || hd > QA_MAX_HD || hd % (2 * qa_bh(k) * qa_hc(k, nh / nkv)) || kv->type != QT_F16 ||
         q->kv->type != QT_F16 ||
         q->kv->k != kv->k || q->kv->v != kv->v || kv->kv_dim != (int64_t)nkv * hd ||
         ((uintptr_t)kv->k | (uintptr_t)kv->v | kv->row_bytes) % 16 || !q->rope || q->rope->n_rot != hd)
@@ -339,7 +339,7 @@ extern "C" int cuda_qkva_ok(const cuda_ctx *c, const cuda_weight *const *ws, con
             ((uintptr_t)w[i]->data | w[i]->row_bytes) % 16)
             return 0;
     if ((w[0]->type == QT_Q4_K || w[0]->type == QT_Q6_K || w[2]->type == QT_Q6_K) && w[0]->n_cols % 256) return 0;
-    int32_t cap = qa_cap(a), bh = qa_bh(c), kr = hd / (bh * qa_hc(c, nh / nkv));
+    int32_t cap = qa_cap(a), bh = qa_bh(k), kr = hd / (bh * qa_hc(k, nh / nkv));
     qa_layout L = qa_plan(hd, hd / bh, kr, cap, w[0]->row_bytes, w[2]->row_bytes);
     return cap >= 1 && a->max_pos_host + 1 <= 512 && L.total <= QA_MAX_SMEM;
 }
@@ -350,9 +350,10 @@ extern "C" int cuda_matmul_qkva(cuda_ctx *c, const cuda_weight *const *ws, float
     int rc;
     const cuda_weight *w[3];
     int idx[3];
-    if (!cuda_qkva_ok(c, ws, q, a) || !qa_roles(ws, q, w, idx) || !q->pos || !q->seq)
+    if (!cuda_qkva_ok(&c->knobs, ws, q, a) || !qa_roles(ws, q, w, idx) || !q->pos || !q->seq)
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unsupported fused q/k/v product and attention");
-    int32_t hd = q->head_dim, G = a->n_head / a->n_head_kv, cap = qa_cap(a), hc = qa_hc(c, G), bh = qa_bh(c);
+    int32_t hd = q->head_dim, G = a->n_head / a->n_head_kv, cap = qa_cap(a);
+    int32_t hc = qa_hc(&c->knobs, G), bh = qa_bh(&c->knobs);
     int32_t kr = hd / (bh * hc);
     qa_args A;
     memset(&A, 0, sizeof A);

@@ -52,7 +52,7 @@ int cuda_mvf_norm_ok(const cuda_weight *w, int64_t n_tok);
 /* Whether a product of w over x (rows xs floats apart) can take a folded norm in the
  * four-row kernel's epilogue (x times the norm weights in the dot products, the norm factor
  * applied to the sums: no prologue); a call with norm = 1 then needs no cuda_mvf_norm_ok. */
-int cuda_mvf_enorm_ok(const cuda_ctx *c, const cuda_weight *w, const float *x, int64_t xs);
+int cuda_mvf_enorm_ok(const cuda_knobs *k, const cuda_weight *w, const float *x, int64_t xs);
 
 /* RMSNorm as cuda_rmsnorm, with the arithmetic of the mat-vec's prologue (so a folded and a
  * standalone norm give the same bits): several blocks per row when x and y do not overlap. */

@@ -77,7 +77,7 @@ int cuda_matmul_qkvr(cuda_ctx *c, int n, const cuda_weight *const *ws, float *co
  * position bucket <= 512, the block's shared memory). The decode step uses it only with
  * HEARTH_CUDA_QKVA=1 (be_cuda_fuse.c: slower than the two kernels on an H200).
  * HEARTH_E_INTERNAL for a call it would not take. Nothing is owned by the call. */
-int cuda_qkva_ok(const cuda_ctx *c, const cuda_weight *const *ws, const cuda_qkvr *q, const cuda_attn *a);
+int cuda_qkva_ok(const cuda_knobs *k, const cuda_weight *const *ws, const cuda_qkvr *q, const cuda_attn *a);
 int cuda_matmul_qkva(cuda_ctx *c, const cuda_weight *const *ws, float *const *ys, const float *x, int reuse_act,
                      const cuda_qkvr *q, const cuda_attn *a, float *out, int64_t os, int quant, hb_err *err);
 

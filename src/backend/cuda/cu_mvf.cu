@@ -580,15 +580,15 @@ static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q,
         uint4 q[4 * (J)][IS32 + 1]; /* [row * J + group] */                                               \
         _Pragma("unroll") for (int j = 0; j < (J); j++)                                                   \
             _Pragma("unroll") for (int k = 0; k < 4; k++) mvr_ld(r[k], threadIdx.x + j * bd, ng, q[k * (J) + j], IS32); \
-        /* residuals read early (one token, A.early): thread p < 2 reads those of rows                \
-         * 2p, 2p + 1, the rows it finishes below */                                                  \
-        float res[2] = { 0.0f, 0.0f };                                                                \
-        if (NT == 1 && A.early && threadIdx.x < 2)                                                    \
-            _Pragma("unroll") for (int k = 0; k < 2; k++) {                                           \
-                const uint8_t *rk_ = threadIdx.x ? r[2 + k] : r[k];                                   \
-                int s_ = rk_ ? mvf_map(&A, g0 + 2 * threadIdx.x + k, &loc) : 0;                       \
-                if (rk_ && A.add[s_]) res[k] = __ldcg(A.add[s_] + loc);                               \
-            }                                                                                         \
+        /* residuals read early (one token, A.early): thread k < 4 reads row k's, the row it          \
+         * finishes below */                                                                          \
+        float res = 0.0f;                                                                             \
+        int k3_ = threadIdx.x & 3; /* the row this thread finishes (k below), r kept in registers */  \
+        const uint8_t *rk = k3_ == 0 ? r[0] : (k3_ == 1 ? r[1] : (k3_ == 2 ? r[2] : r[3]));           \
+        if (NT == 1 && A.early && threadIdx.x < 4 && rk) {                                            \
+            int s_ = mvf_map(&A, g0 + threadIdx.x, &loc);                                             \
+            if (A.add[s_]) res = __ldcg(A.add[s_] + loc);                                             \
+        }                                                                                             \
         cu_pdl_wait_e(); /* weights in flight; the activations are ready from here on */                 \
         cu_pdl_trigger();                                                                                 \
         float acc[4][NT]; /* NT: most tokens of the instance (1: decode of one sequence) */             \
@@ -625,31 +625,31 @@ static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q,
         __syncthreads();                                                                                  \
         CU_TR_MARK(3);                                                                                    \
         if ((EN) && A.ny) mvp4_norm_out(&A, red, nw);                                                     \
-        /* each (token, row pair) by its own thread: thread 2t + p finishes rows 2p, 2p + 1           \
-         * (a gate/up pair of a GLU launch) of token t, summing the warps in order */                 \
-        int t = threadIdx.x >> 1, p = threadIdx.x & 1;                                                \
-        if (t < A.n_tok) {                                                                            \
-            float sum[2], kt = 1.0f;                                                                  \
-            if (EN) {                                                                                 \
-                float s_ = 0.0f;                                                                      \
-                for (int w = 0; w < nw; w++) s_ += red[(4 * MVF_T + t) * MVF_WARPS + w];              \
-                kt = mvf_rms_scale(s_, A.n, A.eps);                                                   \
-            }                                                                                         \
-            _Pragma("unroll") for (int j = 0; j < 2; j++) {                                           \
-                int k = 2 * p + j;                                                                    \
-                const uint8_t *rk = p ? r[2 + j] : r[j];                                              \
-                sum[j] = 0.0f;                                                                        \
-                for (int w = 0; w < nw; w++) sum[j] += red[(k * MVF_T + t) * MVF_WARPS + w];          \
-                if (EN) sum[j] *= kt;                                                                 \
+        /* each (token, row) by its own thread of warp 0 (4 * NT <= 32): thread 4t + k finishes       \
+         * row k of token t, summing the warps in order; a GLU launch's up row (k odd) takes          \
+         * its gate row's sum from the thread before it */                                            \
+        if (threadIdx.x < 32) {                                                                       \
+            int t = threadIdx.x >> 2, k = threadIdx.x & 3;                                            \
+            bool on = t < A.n_tok;                                                                    \
+            float sum = 0.0f, kt = 1.0f;                                                              \
+            if (on) {                                                                                 \
+                if (EN) {                                                                             \
+                    float s_ = 0.0f;                                                                  \
+                    for (int w = 0; w < nw; w++) s_ += red[(4 * MVF_T + t) * MVF_WARPS + w];          \
+                    kt = mvf_rms_scale(s_, A.n, A.eps);                                               \
+                }                                                                                     \
+                for (int w = 0; w < nw; w++) sum += red[(k * MVF_T + t) * MVF_WARPS + w];             \
+                if (EN) sum *= kt;                                                                    \
                 if (rk && NT == 1 && A.early) { /* the same sum with the residual read early */       \
                     int s_ = mvf_map(&A, g0 + k, &loc);                                               \
-                    A.y[s_][loc] = sum[j];                                                            \
-                    if (A.add[s_]) A.add[s_][loc] = res[j] + sum[j];                                  \
+                    A.y[s_][loc] = sum;                                                               \
+                    if (A.add[s_]) A.add[s_][loc] = res + sum;                                        \
                 } else if (rk)                                                                        \
-                    mvf_put(&A, g0 + k, t, sum[j]);                                                   \
+                    mvf_put(&A, g0 + k, t, sum);                                                      \
             }                                                                                         \
-            if (A.glu && (p ? r[3] : r[1]))                                                           \
-                A.gout[(int64_t)t * A.gos + (g0 >> 1) + p] = cu_glu_act(A.glu == 2, sum[0]) * sum[1]; \
+            float gate = __shfl_xor_sync(0xffffffffu, sum, 1);                                        \
+            if (on && A.glu && (k & 1) && rk)                                                         \
+                A.gout[(int64_t)t * A.gos + (g0 >> 1) + (k >> 1)] = cu_glu_act(A.glu == 2, gate) * sum;\
         }                                                                                             \
         CU_TR_MARK(4);                                                                                    \
         CU_TR_FLUSH();                                                                                    \

@@ -46,6 +46,8 @@ static void test_defaults(void **state) {
     assert_int_equal(k.mvf_fuse, 2);
     assert_int_equal(k.mvf_rp, 2);
     assert_int_equal(k.dattn_stage, 65536);
+    assert_int_equal(k.mega_adec, 1);
+    assert_true(k.mega_sync && !k.mega_prof && k.mvf_j3);
 }
 
 static void test_valid(void **state) {

@@ -123,6 +123,9 @@ static void knobs_float(cuda_knobs *k) {
     k->gemmf = knob_flag("HEARTH_GEMMF", true);
     k->gemmf_bn = (int)knob_one_of("HEARTH_GEMMF_BN", bn, 2, 0);
     k->gemmf_wide = knob_flag("HEARTH_GEMMF_WIDE", false);
+}
+
+static void knobs_mega(cuda_knobs *k) {
     const char *ad = knob_str("HEARTH_CUDA_MEGA_ADEC");
     k->mega_adec = ad && (ad[0] == '0' || ad[0] == '2') ? ad[0] - '0' : 1;
     k->mega_prof = knob_int("HEARTH_CUDA_MEGA_PROF", 1, 1 << 30, 0) > 0;
@@ -135,4 +138,5 @@ void cuda_knobs_from_env(cuda_knobs *k) {
     knobs_attn(k);
     knobs_quant(k);
     knobs_float(k);
+    knobs_mega(k);
 }

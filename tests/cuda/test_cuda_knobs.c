@@ -21,7 +21,8 @@ static const char *k_vars[] = { "HEARTH_CUDA_GRAPHS", "HEARTH_CUDA_SEG", "HEARTH
                                 "HEARTH_CUDA_MVS", "HEARTH_CUDA_PQ_MAX", "HEARTH_CUDA_PQ_NW", "HEARTH_CUDA_MEM_LIMIT",
                                 "HEARTH_CUDA_ATTN_DEC_MAX", "HEARTH_CUDA_PFATTN", "HEARTH_CUDA_PFATTN_MIN",
                                 "HEARTH_CUDA_MVF_NORM_PART", "HEARTH_CUDA_AT_MIN_SPAN", "HEARTH_CUDA_MVF_FUSE",
-                                "HEARTH_CUDA_GU3", "HEARTH_CUDA_DATTN_STAGE" };
+                                "HEARTH_CUDA_GU3", "HEARTH_CUDA_DATTN_STAGE", "HEARTH_CUDA_MVF_PS",
+                                "HEARTH_CUDA_MVF_PS_BPS" };
 
 static void clear_vars(void) {
     for (size_t i = 0; i < sizeof k_vars / sizeof k_vars[0]; i++) unsetenv(k_vars[i]);
@@ -48,6 +49,8 @@ static void test_defaults(void **state) {
     assert_int_equal(k.dattn_stage, 65536);
     assert_int_equal(k.mega_adec, 1);
     assert_true(k.mega_sync && !k.mega_prof && k.mvf_j3);
+    assert_int_equal(k.mvf_ps, 2);
+    assert_int_equal(k.mvf_ps_bps, 0);
 }
 
 static void test_valid(void **state) {
@@ -67,6 +70,8 @@ static void test_valid(void **state) {
     setenv("HEARTH_CUDA_MVF_FUSE", "1", 1);
     setenv("HEARTH_CUDA_GU3", "0", 1);
     setenv("HEARTH_CUDA_DATTN_STAGE", "0", 1); /* 0: no staging (a real value, not "default") */
+    setenv("HEARTH_CUDA_MVF_PS", "0", 1);      /* 0: off, below the stage range */
+    setenv("HEARTH_CUDA_MVF_PS_BPS", "2", 1);
     cuda_knobs k;
     cuda_knobs_from_env(&k);
     assert_true(!k.graphs && k.mega && !k.gu3);
@@ -81,6 +86,8 @@ static void test_valid(void **state) {
     assert_int_equal(k.at_min_span, 128);
     assert_int_equal(k.mvf_fuse, 1);
     assert_int_equal(k.dattn_stage, 0);
+    assert_int_equal(k.mvf_ps, 0);
+    assert_int_equal(k.mvf_ps_bps, 2);
     setenv("HEARTH_CUDA_PFATTN", "0", 1); /* off wins over a minimum */
     cuda_knobs_from_env(&k);
     assert_int_equal(k.pfattn_min, INT32_MAX);
@@ -100,6 +107,8 @@ static void test_malformed(void **state) {
     setenv("HEARTH_CUDA_MVF_NORM_PART", "48", 1); /* not a multiple of 32 */
     setenv("HEARTH_CUDA_AT_MIN_SPAN", "48", 1);
     setenv("HEARTH_CUDA_DATTN_STAGE", "99999999", 1);
+    setenv("HEARTH_CUDA_MVF_PS", "5", 1);
+    setenv("HEARTH_CUDA_MVF_PS_BPS", "17", 1);
     setenv("HEARTH_CUDA_GRAPHS", "", 1); /* empty: unset */
     cuda_knobs k;
     cuda_knobs_from_env(&k);
@@ -114,6 +123,8 @@ static void test_malformed(void **state) {
     assert_int_equal(k.mvf_norm_part, 0);
     assert_int_equal(k.at_min_span, 32);
     assert_int_equal(k.dattn_stage, 65536);
+    assert_int_equal(k.mvf_ps, 2);
+    assert_int_equal(k.mvf_ps_bps, 0);
     setenv("HEARTH_CUDA_MEM_LIMIT", "-5", 1);
     cuda_knobs_from_env(&k);
     assert_int_equal(k.mem_limit, 0);

@@ -397,6 +397,27 @@ static void test_mvf_batch_epilogues(void **state) {
     }
 }
 
+/* The persistent one-token kernel (HEARTH_CUDA_MVF_PS) at every ring depth, with as many
+ * blocks as fit and with one block per SM (many four-row groups per block): the bits of the
+ * 8-token kernel (check_batch*), and it did run. */
+static void test_mvf_persistent(void **state) {
+    (void)state;
+    NEED_GPU();
+    cuda_knobs *k = cuda_ctx_knobs_edit(g_ctx), keep = *k;
+    for (int ns = 2; ns <= 4; ns++) {
+        for (int bps = 0; bps <= 1; bps++) {
+            k->mvf_ps = ns, k->mvf_ps_bps = bps;
+            uint64_t l0 = cuda_mvf_ps_launches(g_ctx);
+            check_batch_epi(QT_F16, 2816, 2048, 1); /* gate/up + GLU */
+            check_batch_epi(QT_BF16, 1030, 5632, 0); /* three groups per thread, residual read early */
+            check_batch(QT_F16, 259, 2048, 1);       /* norm in the epilogue */
+            assert_true(cuda_mvf_ps_launches(g_ctx) >= l0 + 3 * 8);
+            printf("  persistent kernel, %d stages, %s: == 8-token kernel\n", ns, bps ? "1 block per SM" : "full");
+        }
+    }
+    *k = keep;
+}
+
 /* cuda_mvf_rmsnorm against the double reference, separate output and in place. */
 static void test_mvf_rmsnorm(void **state) {
     (void)state;
@@ -460,6 +481,7 @@ int main(void) {
         cmocka_unit_test(test_mvf_norm_glu),
         cmocka_unit_test(test_mvf_batch_independent),
         cmocka_unit_test(test_mvf_batch_epilogues),
+        cmocka_unit_test(test_mvf_persistent),
         cmocka_unit_test(test_mvf_rmsnorm),
         cmocka_unit_test(test_mvf_bad_calls),
     };

@@ -51,6 +51,7 @@ struct cuda_ctx {
     cu_fattr_rec fattr[CU_FATTR_MAX]; /* kernel attributes set (cu_smem_allow, cu_carve) */
     int n_fattr;
     uint64_t n_mvq_fused, n_qkvr; /* fused prologue/gate-up and q/k/v + RoPE launches (testing aids) */
+    uint64_t n_mvf_ps;            /* persistent one-token float product launches (testing aid) */
 };
 
 /* Turns a CUDA error into a hearth status with a message naming `what`. */

@@ -54,6 +54,10 @@ int cuda_mvf_norm_ok(const cuda_weight *w, int64_t n_tok);
  * applied to the sums: no prologue); a call with norm = 1 then needs no cuda_mvf_norm_ok. */
 int cuda_mvf_enorm_ok(const cuda_knobs *k, const cuda_weight *w, const float *x, int64_t xs);
 
+/* How many products ran in the persistent one-token kernel on c (HEARTH_CUDA_MVF_PS;
+ * a testing aid). */
+uint64_t cuda_mvf_ps_launches(const cuda_ctx *c);
+
 /* RMSNorm as cuda_rmsnorm, with the arithmetic of the mat-vec's prologue (so a folded and a
  * standalone norm give the same bits): several blocks per row when x and y do not overlap. */
 int cuda_mvf_rmsnorm(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_rows, int64_t n,

@@ -51,6 +51,9 @@ static void test_defaults(void **state) {
     assert_true(k.mega_sync && !k.mega_prof && k.mvf_j3);
     assert_int_equal(k.mvf_ps, 2);
     assert_int_equal(k.mvf_ps_bps, 0);
+    assert_int_equal(k.mvf_ps_r2, 0);
+    assert_int_equal(k.mvf_ps_min, 0);
+    assert_true(k.mvf_ps_even && k.mvf_ps_long && !k.mvf_t256);
 }
 
 static void test_valid(void **state) {
@@ -107,7 +110,7 @@ static void test_malformed(void **state) {
     setenv("HEARTH_CUDA_MVF_NORM_PART", "48", 1); /* not a multiple of 32 */
     setenv("HEARTH_CUDA_AT_MIN_SPAN", "48", 1);
     setenv("HEARTH_CUDA_DATTN_STAGE", "99999999", 1);
-    setenv("HEARTH_CUDA_MVF_PS", "5", 1);
+    setenv("HEARTH_CUDA_MVF_PS", "4", 1);
     setenv("HEARTH_CUDA_MVF_PS_BPS", "17", 1);
     setenv("HEARTH_CUDA_GRAPHS", "", 1); /* empty: unset */
     cuda_knobs k;

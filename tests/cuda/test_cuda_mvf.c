@@ -397,22 +397,24 @@ static void test_mvf_batch_epilogues(void **state) {
     }
 }
 
-/* The persistent one-token kernel (HEARTH_CUDA_MVF_PS) at every ring depth, with as many
- * blocks as fit and with one block per SM (many four-row groups per block): the bits of the
- * 8-token kernel (check_batch*), and it did run. */
+/* The persistent one-token kernel (HEARTH_CUDA_MVF_PS) at both ring depths, with groups of
+ * 4 and of 2 rows, with as many blocks as fit and with one block per SM (many groups per
+ * block), with 128- and 256-thread blocks at 2048 columns (one or two column groups per
+ * thread): the bits of the 8-token kernel (check_batch*), and it did run. */
 static void test_mvf_persistent(void **state) {
     (void)state;
     NEED_GPU();
     cuda_knobs *k = cuda_ctx_knobs_edit(g_ctx), keep = *k;
-    for (int ns = 2; ns <= 4; ns++) {
-        for (int bps = 0; bps <= 1; bps++) {
-            k->mvf_ps = ns, k->mvf_ps_bps = bps;
+    for (int ns = 2; ns <= 3; ns++) {
+        for (int v = 0; v < 8; v++) {
+            k->mvf_ps = ns, k->mvf_ps_bps = v & 1, k->mvf_ps_r2 = v & 2 ? 3 : 0, k->mvf_t256 = (v & 4) != 0;
             uint64_t l0 = cuda_mvf_ps_launches(g_ctx);
             check_batch_epi(QT_F16, 2816, 2048, 1); /* gate/up + GLU */
             check_batch_epi(QT_BF16, 1030, 5632, 0); /* three groups per thread, residual read early */
             check_batch(QT_F16, 259, 2048, 1);       /* norm in the epilogue */
             assert_true(cuda_mvf_ps_launches(g_ctx) >= l0 + 3 * 8);
-            printf("  persistent kernel, %d stages, %s: == 8-token kernel\n", ns, bps ? "1 block per SM" : "full");
+            printf("  persistent kernel, %d stages, groups of %d rows, %s%s: == 8-token kernel\n", ns, v & 2 ? 2 : 4,
+                   v & 1 ? "1 block per SM" : "full", v & 4 ? ", 256 threads" : "");
         }
     }
     *k = keep;

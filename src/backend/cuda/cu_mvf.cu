@@ -671,25 +671,27 @@ MVP4_KERNEL_B(mvp4n_kernel32_1, 1, 1, 1, 3, 2)
  * loaded before the wait, in the order the J = 2 instances sum them (same bits) */
 MVP4_KERNEL_B(mvp4_kernel16_1j3, 0, 1, 0, 1, 3)
 
-/* ---- persistent one-token four-row kernel (HEARTH_CUDA_MVF_PS) --------------------------
+/* ---- persistent one-token row-group kernel (HEARTH_CUDA_MVF_PS) ------------------------
  * The one-token mvp4 instances above load a block's rows before the PDL wait and then hold
  * no weight bytes in flight while they reduce, store and exit, and a new block starts its
  * loads from nothing: in a 46 MB gate/up product that churn kept an F16 step near 2.8 TB/s
- * of a 4.4 TB/s card. Here a grid of at most what fits on the GPU walks the four-row groups
+ * of a 4.4 TB/s card. Here a grid of at most what fits on the GPU walks groups of R rows
  * (block b: groups b, b + grid, ...) and keeps NS groups of its rows in flight at all times
  * in a shared-memory ring filled by 16-byte cp.async copies (each thread copies, and later
  * reads, exactly the pieces it multiplies, so no barrier guards the ring; the first NS
  * groups are queued before the PDL wait). x (times the norm weights, EN) and its sum of
  * squares are loaded once per block. Thread i sums column groups i, i + blockDim, ... of
- * each row and warp 0 sums the warps in order, as the mvp4 instances do, so the bits are
- * theirs (and a sequence decoded in a batch of 8 still equals itself alone).
- * Shapes: one token, 16-bit weights, rows of at most J * blockDim 8-column groups. */
+ * each row and warp 0 sums the warps in order, as the mvp4 instances do (a row's sum does
+ * not depend on which rows share its block), so the bits are theirs and a sequence decoded
+ * in a batch of 8 still equals itself alone. R is 2 or 4 (a GLU's gate and up rows stay
+ * pairs). Shapes: one token, 16-bit weights, rows of at most J * blockDim 8-column groups. */
+template <int R>
 static __device__ __forceinline__ void mvp4s_issue(const mvf_args *A, int64_t grp, int64_t ngr, uint4 *slot, int ng,
                                                    int J) {
     int bd = blockDim.x, tid = threadIdx.x;
 #pragma unroll
-    for (int k = 0; k < 4; k++) {
-        int64_t row = 4 * grp + k, loc = 0;
+    for (int k = 0; k < R; k++) {
+        int64_t row = R * grp + k, loc = 0;
         const uint8_t *r = NULL;
         if (grp < ngr && row < A->rows) r = A->w[mvf_map(A, row, &loc)] + (size_t)loc * A->row_bytes;
         for (int j = 0; j < J; j++) {
@@ -704,18 +706,18 @@ static __device__ __forceinline__ void mvp4s_issue(const mvf_args *A, int64_t gr
     asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 
-template <int EN, int J, int NS>
+template <int EN, int J, int NS, int R>
 static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_constant__ mvf_args A) {
-    extern __shared__ __align__(16) uint4 ps_ring[]; /* [NS][4][J][blockDim] */
-    __shared__ float red[2][4 * MVF_WARPS];         /* by group parity: one barrier per group */
+    extern __shared__ __align__(16) uint4 ps_ring[]; /* [NS][R][J][blockDim] */
+    __shared__ float red[2][R * MVF_WARPS];         /* by group parity: one barrier per group */
     __shared__ float rss[MVF_WARPS];
     CU_TR_ENTRY();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5, bd = blockDim.x, tid = threadIdx.x;
     int ng = (int)(A.n / 8);
-    int64_t ngr = (A.rows + 3) / 4, step = gridDim.x;
-    size_t slot_n = (size_t)4 * J * bd;
+    int64_t ngr = (A.rows + R - 1) / R, step = gridDim.x;
+    size_t slot_n = (size_t)R * J * bd;
 #pragma unroll
-    for (int s = 0; s < NS; s++) mvp4s_issue(&A, blockIdx.x + s * step, ngr, ps_ring + s * slot_n, ng, J);
+    for (int s = 0; s < NS; s++) mvp4s_issue<R>(&A, blockIdx.x + s * step, ngr, ps_ring + s * slot_n, ng, J);
     cu_pdl_wait_e(); /* weights in flight; the activations are ready from here on */
     cu_pdl_trigger();
     float4 xa[J], xc[J];
@@ -752,48 +754,48 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
     CU_TR_MARK(1);
     int it = 0;
     for (int64_t grp = blockIdx.x; grp < ngr; grp += step, it++) {
-        int s = it % NS, k3 = tid & 3;
-        int64_t row = 4 * grp + k3, loc = 0;
+        int s = it % NS, kr = tid % R;
+        int64_t row = R * grp + kr, loc = 0;
         float res = 0.0f; /* the residual of the row this thread finishes, read while the weights land */
-        if (A.early && tid < 4 && row < A.rows) {
+        if (A.early && tid < R && row < A.rows) {
             int s_ = mvf_map(&A, row, &loc);
             if (A.add[s_]) res = __ldcg(A.add[s_] + loc);
         }
         asm volatile("cp.async.wait_group %0;\n" ::"n"(NS - 1) : "memory"); /* this group's pieces landed */
         uint4 *slot = ps_ring + s * slot_n;
-        float acc[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
+        float acc[R];
+#pragma unroll
+        for (int k = 0; k < R; k++) acc[k] = 0.0f;
 #pragma unroll
         for (int j = 0; j < J; j++) {
             if (tid + j * bd < ng) {
 #pragma unroll
-                for (int k = 0; k < 4; k++) {
+                for (int k = 0; k < R; k++) {
                     float w[8];
                     mvf_w8(A.type, (const uint8_t *)(slot + (size_t)(k * J + j) * bd + tid), w);
                     acc[k] = mvf_dot8(w, xa[j], xc[j], acc[k]);
                 }
             }
         }
-        mvp4s_issue(&A, grp + NS * step, ngr, slot, ng, J); /* refill the slot just read */
+        mvp4s_issue<R>(&A, grp + NS * step, ngr, slot, ng, J); /* refill the slot just read */
 #pragma unroll
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < R; k++) {
             float v = cu_warp_sum(acc[k]);
             if (lane == 0) red[it & 1][k * MVF_WARPS + warp] = v;
         }
         __syncthreads();
-        if (tid < 32) { /* thread k < 4 finishes row k (mvp4's epilogue for one token) */
-            int k = tid & 3;
-            bool on = tid < 4 && row < A.rows;
+        if (tid < 32) { /* thread k < R finishes row k (mvp4's epilogue for one token) */
+            bool on = tid < R && row < A.rows;
             float sum = 0.0f;
             if (on) {
-                for (int w = 0; w < nw; w++) sum += red[it & 1][k * MVF_WARPS + w];
+                for (int w = 0; w < nw; w++) sum += red[it & 1][kr * MVF_WARPS + w];
                 if (EN) sum *= kt;
                 int s_ = mvf_map(&A, row, &loc);
                 A.y[s_][loc] = sum;
                 if (A.add[s_]) A.add[s_][loc] = A.early ? res + sum : A.add[s_][loc] + sum;
             }
             float gate = __shfl_xor_sync(0xffffffffu, sum, 1);
-            if (on && A.glu && (k & 1))
-                A.gout[(grp << 1) + (k >> 1)] = cu_glu_act(A.glu == 2, gate) * sum;
+            if (on && A.glu && (kr & 1)) A.gout[row >> 1] = cu_glu_act(A.glu == 2, gate) * sum;
         }
     }
     asm volatile("cp.async.wait_all;\n" ::: "memory");
@@ -803,28 +805,37 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
 
 typedef void (*mvp4s_fn)(mvf_args);
 
-/* The instance for (norm in the epilogue, groups per thread, stages), or NULL. */
-static mvp4s_fn mvp4s_pick(bool en, int j, int ns) {
-    static const mvp4s_fn tab[3][3] = {
-        { mvp4s_kernel<0, 2, 2>, mvp4s_kernel<0, 2, 3>, mvp4s_kernel<0, 2, 4> },
-        { mvp4s_kernel<1, 2, 2>, mvp4s_kernel<1, 2, 3>, mvp4s_kernel<1, 2, 4> },
-        { mvp4s_kernel<0, 3, 2>, mvp4s_kernel<0, 3, 3>, mvp4s_kernel<0, 3, 4> },
+/* The instance for (norm in the epilogue, groups per thread, stages, rows per group), or
+ * NULL. */
+static mvp4s_fn mvp4s_pick(bool en, int j, int ns, int r) {
+    static const mvp4s_fn tab1[2][2][2] = {
+        { { mvp4s_kernel<0, 1, 2, 2>, mvp4s_kernel<0, 1, 2, 4> }, { mvp4s_kernel<0, 1, 3, 2>, mvp4s_kernel<0, 1, 3, 4> } },
+        { { mvp4s_kernel<1, 1, 2, 2>, mvp4s_kernel<1, 1, 2, 4> }, { mvp4s_kernel<1, 1, 3, 2>, mvp4s_kernel<1, 1, 3, 4> } },
     };
-    if (ns < 2 || ns > 4 || (j == 3 && en) || j < 2 || j > 3) return NULL;
-    return tab[j == 3 ? 2 : (en ? 1 : 0)][ns - 2];
+    if (j == 1 && ns >= 2 && ns <= 3 && (r == 2 || r == 4)) return tab1[en][ns - 2][r == 4];
+    static const mvp4s_fn tab[3][2][2] = {
+        { { mvp4s_kernel<0, 2, 2, 2>, mvp4s_kernel<0, 2, 2, 4> }, { mvp4s_kernel<0, 2, 3, 2>, mvp4s_kernel<0, 2, 3, 4> } },
+        { { mvp4s_kernel<1, 2, 2, 2>, mvp4s_kernel<1, 2, 2, 4> }, { mvp4s_kernel<1, 2, 3, 2>, mvp4s_kernel<1, 2, 3, 4> } },
+        { { mvp4s_kernel<0, 3, 2, 2>, mvp4s_kernel<0, 3, 2, 4> }, { mvp4s_kernel<0, 3, 3, 2>, mvp4s_kernel<0, 3, 3, 4> } },
+    };
+    if (ns < 2 || ns > 3 || (j == 3 && en) || j < 2 || j > 3 || (r != 2 && r != 4)) return NULL;
+    return tab[j == 3 ? 2 : (en ? 1 : 0)][ns - 2][r == 4];
 }
 
 /* Launches the persistent one-token kernel for A (thr threads per block) when the
  * switches and the shape allow it; *done = 1 when it did. */
 static int mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done, hb_err *err) {
     int rc, ns = c->knobs.mvf_ps, nb = 0;
-    int64_t ng = A->n / 8, ngr = (A->rows + 3) / 4;
-    int j = ng <= 2 * (int64_t)thr ? 2 : (ng <= 3 * (int64_t)thr && c->knobs.mvf_ps_long ? 3 : 0);
-    mvp4s_fn fn = A->type != QT_F32 && A->n_tok == 1 ? mvp4s_pick(en, j, ns) : NULL;
+    int64_t ng = A->n / 8;
+    int j = ng <= thr ? 1 : (ng <= 2 * (int64_t)thr ? 2 : (ng <= 3 * (int64_t)thr && c->knobs.mvf_ps_long ? 3 : 0));
+    int r = (c->knobs.mvf_ps_r2 >> (j > 1 ? j - 2 : 0)) & 1 ? 2 : 4; /* HEARTH_CUDA_MVF_PS_R2: bit 0 short rows, bit 1 long */
+    int64_t ngr = (A->rows + r - 1) / r;
+    mvp4s_fn fn = A->type != QT_F32 && A->n_tok == 1 ? mvp4s_pick(en, j, ns, r) : NULL;
     *done = 0;
-    if (!fn) return HEARTH_OK;
-    size_t smem = (size_t)ns * 4 * j * thr * 16;
+    if (!fn || ngr < c->knobs.mvf_ps_min) return HEARTH_OK; /* HEARTH_CUDA_MVF_PS_MIN */
+    size_t smem = (size_t)ns * r * j * thr * 16;
     if ((rc = cu_smem_allow(c, (const void *)fn, smem, err))) return rc;
+    cu_carve(c, (const void *)fn);
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, fn, thr, smem) != cudaSuccess || nb < 1) {
         (void)cudaGetLastError();
         return HEARTH_OK; /* the mvp4 instances take it */
@@ -832,6 +843,10 @@ static int mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *d
     if (c->knobs.mvf_ps_bps && c->knobs.mvf_ps_bps < nb) nb = c->knobs.mvf_ps_bps; /* HEARTH_CUDA_MVF_PS_BPS */
     int64_t sms = cuda_ctx_info(c)->sm_count > 0 ? cuda_ctx_info(c)->sm_count : 1, grid = (int64_t)nb * sms;
     grid = grid < ngr ? grid : ngr;
+    if (c->knobs.mvf_ps_even) { /* as few blocks as give every block the same number of groups */
+        int64_t per = (ngr + grid - 1) / grid;
+        grid = (ngr + per - 1) / per;
+    }
     CU_LAUNCH(err, "launching a float matrix-vector product", fn, (unsigned)grid, (unsigned)thr, smem, c, *A);
     c->n_mvf_ps++;
     *done = 1;
@@ -1002,6 +1017,7 @@ extern "C" int cuda_mvf(cuda_ctx *c, const cuda_mvf_call *m, hb_err *err) {
             /* 8-column groups per thread: two (the ones loaded before the wait), 32..256 threads */
             int64_t ng = A.n / 8, thr = (ng + 2 * 32 - 1) / (2 * 32) * 32;
             thr = thr < 32 ? 32 : (thr > MVF_THREADS ? MVF_THREADS : thr);
+            if (c->knobs.mvf_t256 && ng >= MVF_THREADS) thr = MVF_THREADS; /* HEARTH_CUDA_MVF_T256=1 */
             A.x_smem = 0;
             unsigned grid = (unsigned)((A.rows + 3) / 4);
             bool one = nt == 1; /* the instance with one token's accumulators (fewer registers) */

@@ -4,7 +4,7 @@
  *
  * A decode product reads every weight byte once and does ~1 FMA per byte, so it is bound by
  * the bytes in flight and by the latency around the stream (launch ramp, activation round
- * trips, reduction). Three kernels were built and measured (docs/performance.md):
+ * trips, reduction). These kernels were built and measured (docs/performance.md):
  *  - mvp4_kernel* (default since session 7): one block per two row pairs, warps over the
  *    columns, the first two 8-column groups of each of the four rows loaded before
  *    cu_pdl_wait, activations read from L1/L2 next to their weights (one load for four
@@ -13,6 +13,9 @@
  *    x times the norm weights, the block sums x's squares from the same loads in its
  *    reduction, and the sums are scaled by the norm factor (cuda_mvf_enorm_ok; session 12,
  *    F16 tg128 +1.5-2% on an H200: the norm kernel it removes was mostly hidden already).
+ *  - mvp4s_kernel (default for one token of 16-bit weights since session 14): the mvp4
+ *    arithmetic in a persistent grid whose blocks keep two row groups in flight in a
+ *    shared-memory ring (below; F16 tg128 +5-9%).
  *  - mvp_kernel* (HEARTH_CUDA_MVF_RP=1): the same with one row pair per block.
  *  - mvf_kernel (HEARTH_CUDA_MVF_MODE=64): one 8-warp block per SM streams a contiguous row
  *    range through a ring of 32 KB shared-memory tiles filled by bulk asynchronous copies
@@ -953,7 +956,8 @@ static int mvf_smem_setup(cuda_ctx *c, hb_err *err) {
  * folded into a product never runs in the four-row kernel's epilogue (EN: the product is
  * computed with x times the norm weights, each block also sums x's squares from the same
  * loads, and the dot products are scaled by the norm factor at the end, so no block waits
- * for a norm before its products). */
+ * for a norm before its products); HEARTH_CUDA_MVF_PS, HEARTH_CUDA_MVF_PS_* and
+ * HEARTH_CUDA_MVF_T256: the persistent one-token kernel's (mvp4s_launch, cuda_knobs.h). */
 
 extern "C" int cuda_mvf_enorm_ok(const cuda_knobs *k, const cuda_weight *w, const float *x, int64_t xs) {
     return k->mvf_enorm && k->mvf_rp == 2 && mvf_is_float(w->type) && mvf_fast_ok(w) && (uintptr_t)x % 16 == 0 &&

@@ -13,9 +13,9 @@
  *    x times the norm weights, the block sums x's squares from the same loads in its
  *    reduction, and the sums are scaled by the norm factor (cuda_mvf_enorm_ok; session 12,
  *    F16 tg128 +1.5-2% on an H200: the norm kernel it removes was mostly hidden already).
- *  - mvp4s_kernel (default for one token of 16-bit weights since session 14): the mvp4
- *    arithmetic in a persistent grid whose blocks keep two row groups in flight in a
- *    shared-memory ring (below; F16 tg128 +5-9%).
+ *  - mvp4s_kernel (cu_mvf_ps.cu; default for one token of 16-bit weights since session
+ *    14): the mvp4 arithmetic in a persistent grid whose blocks keep two row groups in
+ *    flight in a shared-memory ring (F16 tg128 +5-9%).
  *  - mvp_kernel* (HEARTH_CUDA_MVF_RP=1): the same with one row pair per block.
  *  - mvf_kernel (HEARTH_CUDA_MVF_MODE=64): one 8-warp block per SM streams a contiguous row
  *    range through a ring of 32 KB shared-memory tiles filled by bulk asynchronous copies
@@ -32,71 +32,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cuda/cu_internal.cuh"
-#include "backend/cuda/cuda_mvf.h"
+#include "backend/cuda/cu_mvf.cuh"
 
-#define MVF_WARPS 8
-#define MVF_THREADS (MVF_WARPS * 32)
-#define MVF_TR (2 * MVF_WARPS)    /* rows per tile: two per warp */
-#define MVF_NS 6                  /* most tiles in the ring (mvf_args.ns) */
-#define MVF_TILE 32768            /* bytes per tile */
-#define MVF_T 8                   /* tokens per launch */
-#define MVF_XMAX (96 * 1024)      /* staged activations, bytes */
-/* columns written per block of the standalone norm (HEARTH_CUDA_MVF_NORM_PART, a multiple
- * of 32): 128 measured on an H200 (F16 tg128, three interleaved rounds) 957-965 t/s against
- * 950-951 for 512, 902-915 for 32/64, 903-928 for 1024/2048; on another H200 966-967
- * against 960-961 for 512 */
-#define MVF_NORM_PART 128
-#define MVF_SMEM_MAX (224 * 1024) /* dynamic shared memory of the streaming kernel */
-
-typedef struct mvf_args {
-    const uint8_t *w[3];
-    float *y[3], *add[3];
-    int64_t ldy[3], nr[3];
-    int64_t rows;                 /* rows of all weights together */
-    int64_t n;                    /* columns */
-    size_t row_bytes;
-    uint32_t type;
-    int esz;                      /* bytes per weight */
-    int ct;                       /* columns per tile (a multiple of 256) */
-    int glu;                      /* 0, 1 SiLU, 2 GELU: rows interleaved gate 0, up 0, gate 1, ... */
-    float *gout;
-    int64_t gos;
-    const float *x;
-    int64_t xs;
-    int n_tok;
-    int x_smem;                   /* activations staged in shared memory (else read from global) */
-    int xv;                       /* x rows 16-byte aligned (float4 loads) */
-    int norm;
-    int mode;                     /* tuning: 0 bulk copies (L2 evict-first), 1 bulk copies, 2 16-byte cp.async; +4 no math; +8 one waiter */
-    int ns;                       /* tiles in the ring */
-    const float *nw;
-    float eps;
-    float *ny;
-    int64_t nys;
-    int early;                    /* one token: read the residual targets before the PDL wait */
-    int enorm;                    /* mvp4 with EN: the RMSNorm of x applied in the epilogue (nw, eps, ny) */
-} mvf_args;
 
 /* ---- shared pieces ---------------------------------------------------------------------- */
-
-/* Row g of the launch's row space -> weight index, row *loc of that weight. */
-static __device__ __forceinline__ int mvf_map(const mvf_args *A, int64_t g, int64_t *loc) {
-    if (A->glu) {
-        *loc = g >> 1;
-        return (int)(g & 1);
-    }
-    if (g < A->nr[0]) {
-        *loc = g;
-        return 0;
-    }
-    if (g < A->nr[0] + A->nr[1]) {
-        *loc = g - A->nr[0];
-        return 1;
-    }
-    *loc = g - A->nr[0] - A->nr[1];
-    return 2;
-}
 
 static __device__ __forceinline__ void mvf_put(const mvf_args *A, int64_t g, int t, float v) {
     int64_t loc;
@@ -176,47 +115,6 @@ static __device__ __forceinline__ void mvf_sumsq(const float *x, int64_t xs, int
         ss[t] = s;
     }
     __syncthreads(); /* red may be reused; xsm is complete */
-}
-
-static __device__ __forceinline__ float mvf_rms_scale(float ss, int64_t n, float eps) {
-    return rsqrtf(ss / (float)n + eps);
-}
-
-static __device__ __forceinline__ float mvf_normed(float x, float k, const float *w, int64_t i) {
-    return w ? x * k * w[i] : x * k;
-}
-
-/* 8 weights of one chunk (16 bytes of F16/BF16, 32 of F32) as floats. */
-static __device__ __forceinline__ void mvf_w8(uint32_t type, const uint8_t *p, float *v) {
-    if (type == QT_F32) {
-        float4 a = ((const float4 *)p)[0], b = ((const float4 *)p)[1];
-        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-        return;
-    }
-    uint4 u = *(const uint4 *)p;
-    uint32_t wd[4] = { u.x, u.y, u.z, u.w };
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        if (type == QT_F16) {
-            __half2 h = *(const __half2 *)&wd[k];
-            float2 f = __half22float2(h);
-            v[2 * k] = f.x, v[2 * k + 1] = f.y;
-        } else {
-            v[2 * k] = __uint_as_float(wd[k] << 16);
-            v[2 * k + 1] = __uint_as_float(wd[k] & 0xffff0000u);
-        }
-    }
-}
-
-static __device__ __forceinline__ float mvf_dot8(const float *w, float4 a, float4 b, float acc) {
-    acc = fmaf(w[0], a.x, acc);
-    acc = fmaf(w[1], a.y, acc);
-    acc = fmaf(w[2], a.z, acc);
-    acc = fmaf(w[3], a.w, acc);
-    acc = fmaf(w[4], b.x, acc);
-    acc = fmaf(w[5], b.y, acc);
-    acc = fmaf(w[6], b.z, acc);
-    return fmaf(w[7], b.w, acc);
 }
 
 /* ---- the streaming kernel --------------------------------------------------------------- */
@@ -520,13 +418,6 @@ MVP_KERNEL(mvp_kernel32, 1)
  * gate/up, down x 22 layers with PDL, H200): 25.3 us per layer against 28.9 for the
  * row-pair kernel (HEARTH_CUDA_MVF_RP=1 selects that one). Per row the arithmetic does not
  * depend on n_tok (thread i sums groups i, i + blockDim, ... then the warps in order). */
-/* ss + the squares of the 8 values a, c (in order). */
-static __device__ __forceinline__ float mvf_dot8_sq(float4 a, float4 c, float ss) {
-    ss = fmaf(a.x, a.x, ss), ss = fmaf(a.y, a.y, ss), ss = fmaf(a.z, a.z, ss), ss = fmaf(a.w, a.w, ss);
-    ss = fmaf(c.x, c.x, ss), ss = fmaf(c.y, c.y, ss), ss = fmaf(c.z, c.z, ss), ss = fmaf(c.w, c.w, ss);
-    return ss;
-}
-
 /* EN launches, after the block's reduction: the normalized rows into A->ny (x * k * w, the
  * standalone norm's arithmetic, with this kernel's sum of squares) for any later reader of
  * the norm's output, one column per thread of the first n / blockDim blocks (block 0 alone
@@ -674,188 +565,6 @@ MVP4_KERNEL_B(mvp4n_kernel32_1, 1, 1, 1, 3, 2)
  * loaded before the wait, in the order the J = 2 instances sum them (same bits) */
 MVP4_KERNEL_B(mvp4_kernel16_1j3, 0, 1, 0, 1, 3)
 
-/* ---- persistent one-token row-group kernel (HEARTH_CUDA_MVF_PS) ------------------------
- * The one-token mvp4 instances above load a block's rows before the PDL wait and then hold
- * no weight bytes in flight while they reduce, store and exit, and a new block starts its
- * loads from nothing: in a 46 MB gate/up product that churn kept an F16 step near 2.8 TB/s
- * of a 4.4 TB/s card. Here a grid of at most what fits on the GPU walks groups of R rows
- * (block b: groups b, b + grid, ...) and keeps NS groups of its rows in flight at all times
- * in a shared-memory ring filled by 16-byte cp.async copies (each thread copies, and later
- * reads, exactly the pieces it multiplies, so no barrier guards the ring; the first NS
- * groups are queued before the PDL wait). x (times the norm weights, EN) and its sum of
- * squares are loaded once per block. Thread i sums column groups i, i + blockDim, ... of
- * each row and warp 0 sums the warps in order, as the mvp4 instances do (a row's sum does
- * not depend on which rows share its block), so the bits are theirs and a sequence decoded
- * in a batch of 8 still equals itself alone. R is 2 or 4 (a GLU's gate and up rows stay
- * pairs). Shapes: one token, 16-bit weights, rows of at most J * blockDim 8-column groups. */
-template <int R>
-static __device__ __forceinline__ void mvp4s_issue(const mvf_args *A, int64_t grp, int64_t ngr, uint4 *slot, int ng,
-                                                   int J) {
-    int bd = blockDim.x, tid = threadIdx.x;
-#pragma unroll
-    for (int k = 0; k < R; k++) {
-        int64_t row = R * grp + k, loc = 0;
-        const uint8_t *r = NULL;
-        if (grp < ngr && row < A->rows) r = A->w[mvf_map(A, row, &loc)] + (size_t)loc * A->row_bytes;
-        for (int j = 0; j < J; j++) {
-            int g = tid + j * bd;
-            if (g >= ng) break;
-            uint32_t dst = cu_smem_addr(slot + (size_t)(k * J + j) * bd + tid);
-            const void *src = r ? (const void *)(r + (size_t)g * 16) : (const void *)A->w[0];
-            int n = r ? 16 : 0; /* rows past the end read as zeros */
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n) : "memory");
-        }
-    }
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-template <int EN, int J, int NS, int R>
-static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_constant__ mvf_args A) {
-    extern __shared__ __align__(16) uint4 ps_ring[]; /* [NS][R][J][blockDim] */
-    __shared__ float red[2][R * MVF_WARPS];         /* by group parity: one barrier per group */
-    __shared__ float rss[MVF_WARPS];
-    CU_TR_ENTRY();
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5, bd = blockDim.x, tid = threadIdx.x;
-    int ng = (int)(A.n / 8);
-    int64_t ngr = (A.rows + R - 1) / R, step = gridDim.x;
-    size_t slot_n = (size_t)R * J * bd;
-#pragma unroll
-    for (int s = 0; s < NS; s++) mvp4s_issue<R>(&A, blockIdx.x + s * step, ngr, ps_ring + s * slot_n, ng, J);
-    cu_pdl_wait_e(); /* weights in flight; the activations are ready from here on */
-    cu_pdl_trigger();
-    float4 xa[J], xc[J];
-    float ss = 0.0f;
-#pragma unroll
-    for (int j = 0; j < J; j++) {
-        int g = tid + j * bd;
-        xa[j] = xc[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (g < ng) {
-            const float4 *x4 = (const float4 *)(A.x + 8 * (int64_t)g);
-            xa[j] = x4[0], xc[j] = x4[1];
-            if (EN) { /* mvp4_group's arithmetic: the squares in order, then x times the norm weights */
-                ss = mvf_dot8_sq(xa[j], xc[j], ss);
-                if (A.nw) {
-                    float4 ga = ((const float4 *)(A.nw + 8 * (int64_t)g))[0], gc = ((const float4 *)(A.nw + 8 * (int64_t)g))[1];
-                    xa[j].x *= ga.x, xa[j].y *= ga.y, xa[j].z *= ga.z, xa[j].w *= ga.w;
-                    xc[j].x *= gc.x, xc[j].y *= gc.y, xc[j].z *= gc.z, xc[j].w *= gc.w;
-                }
-            }
-        }
-    }
-    float kt = 1.0f;
-    if (EN) {
-        float v = cu_warp_sum(ss);
-        if (lane == 0) rss[warp] = v;
-        __syncthreads();
-        float s_ = 0.0f;
-        for (int w = 0; w < nw; w++) s_ += rss[w];
-        kt = mvf_rms_scale(s_, A.n, A.eps);
-        if (A.ny) /* the normalized rows for any later reader (mvp4_norm_out's arithmetic) */
-            for (int64_t i = (int64_t)blockIdx.x * bd + tid; i < A.n; i += step * bd)
-                A.ny[i] = mvf_normed(A.x[i], kt, A.nw, i);
-    }
-    CU_TR_MARK(1);
-    int it = 0;
-    for (int64_t grp = blockIdx.x; grp < ngr; grp += step, it++) {
-        int s = it % NS, kr = tid % R;
-        int64_t row = R * grp + kr, loc = 0;
-        float res = 0.0f; /* the residual of the row this thread finishes, read while the weights land */
-        if (A.early && tid < R && row < A.rows) {
-            int s_ = mvf_map(&A, row, &loc);
-            if (A.add[s_]) res = __ldcg(A.add[s_] + loc);
-        }
-        asm volatile("cp.async.wait_group %0;\n" ::"n"(NS - 1) : "memory"); /* this group's pieces landed */
-        uint4 *slot = ps_ring + s * slot_n;
-        float acc[R];
-#pragma unroll
-        for (int k = 0; k < R; k++) acc[k] = 0.0f;
-#pragma unroll
-        for (int j = 0; j < J; j++) {
-            if (tid + j * bd < ng) {
-#pragma unroll
-                for (int k = 0; k < R; k++) {
-                    float w[8];
-                    mvf_w8(A.type, (const uint8_t *)(slot + (size_t)(k * J + j) * bd + tid), w);
-                    acc[k] = mvf_dot8(w, xa[j], xc[j], acc[k]);
-                }
-            }
-        }
-        mvp4s_issue<R>(&A, grp + NS * step, ngr, slot, ng, J); /* refill the slot just read */
-#pragma unroll
-        for (int k = 0; k < R; k++) {
-            float v = cu_warp_sum(acc[k]);
-            if (lane == 0) red[it & 1][k * MVF_WARPS + warp] = v;
-        }
-        __syncthreads();
-        if (tid < 32) { /* thread k < R finishes row k (mvp4's epilogue for one token) */
-            bool on = tid < R && row < A.rows;
-            float sum = 0.0f;
-            if (on) {
-                for (int w = 0; w < nw; w++) sum += red[it & 1][kr * MVF_WARPS + w];
-                if (EN) sum *= kt;
-                int s_ = mvf_map(&A, row, &loc);
-                A.y[s_][loc] = sum;
-                if (A.add[s_]) A.add[s_][loc] = A.early ? res + sum : A.add[s_][loc] + sum;
-            }
-            float gate = __shfl_xor_sync(0xffffffffu, sum, 1);
-            if (on && A.glu && (kr & 1)) A.gout[row >> 1] = cu_glu_act(A.glu == 2, gate) * sum;
-        }
-    }
-    asm volatile("cp.async.wait_all;\n" ::: "memory");
-    CU_TR_MARK(2);
-    CU_TR_FLUSH();
-}
-
-typedef void (*mvp4s_fn)(mvf_args);
-
-/* The instance for (norm in the epilogue, groups per thread, stages, rows per group), or
- * NULL. */
-static mvp4s_fn mvp4s_pick(bool en, int j, int ns, int r) {
-    static const mvp4s_fn tab1[2][2][2] = {
-        { { mvp4s_kernel<0, 1, 2, 2>, mvp4s_kernel<0, 1, 2, 4> }, { mvp4s_kernel<0, 1, 3, 2>, mvp4s_kernel<0, 1, 3, 4> } },
-        { { mvp4s_kernel<1, 1, 2, 2>, mvp4s_kernel<1, 1, 2, 4> }, { mvp4s_kernel<1, 1, 3, 2>, mvp4s_kernel<1, 1, 3, 4> } },
-    };
-    if (j == 1 && ns >= 2 && ns <= 3 && (r == 2 || r == 4)) return tab1[en][ns - 2][r == 4];
-    static const mvp4s_fn tab[3][2][2] = {
-        { { mvp4s_kernel<0, 2, 2, 2>, mvp4s_kernel<0, 2, 2, 4> }, { mvp4s_kernel<0, 2, 3, 2>, mvp4s_kernel<0, 2, 3, 4> } },
-        { { mvp4s_kernel<1, 2, 2, 2>, mvp4s_kernel<1, 2, 2, 4> }, { mvp4s_kernel<1, 2, 3, 2>, mvp4s_kernel<1, 2, 3, 4> } },
-        { { mvp4s_kernel<0, 3, 2, 2>, mvp4s_kernel<0, 3, 2, 4> }, { mvp4s_kernel<0, 3, 3, 2>, mvp4s_kernel<0, 3, 3, 4> } },
-    };
-    if (ns < 2 || ns > 3 || (j == 3 && en) || j < 2 || j > 3 || (r != 2 && r != 4)) return NULL;
-    return tab[j == 3 ? 2 : (en ? 1 : 0)][ns - 2][r == 4];
-}
-
-/* Launches the persistent one-token kernel for A (thr threads per block) when the
- * switches and the shape allow it; *done = 1 when it did. */
-static int mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done, hb_err *err) {
-    int rc, ns = c->knobs.mvf_ps, nb = 0;
-    int64_t ng = A->n / 8;
-    int j = ng <= thr ? 1 : (ng <= 2 * (int64_t)thr ? 2 : (ng <= 3 * (int64_t)thr && c->knobs.mvf_ps_long ? 3 : 0));
-    int r = (c->knobs.mvf_ps_r2 >> (j > 1 ? j - 2 : 0)) & 1 ? 2 : 4; /* HEARTH_CUDA_MVF_PS_R2: bit 0 short rows, bit 1 long */
-    int64_t ngr = (A->rows + r - 1) / r;
-    mvp4s_fn fn = A->type != QT_F32 && A->n_tok == 1 ? mvp4s_pick(en, j, ns, r) : NULL;
-    *done = 0;
-    if (!fn || ngr < c->knobs.mvf_ps_min) return HEARTH_OK; /* HEARTH_CUDA_MVF_PS_MIN */
-    size_t smem = (size_t)ns * r * j * thr * 16;
-    if ((rc = cu_smem_allow(c, (const void *)fn, smem, err))) return rc;
-    cu_carve(c, (const void *)fn);
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, fn, thr, smem) != cudaSuccess || nb < 1) {
-        (void)cudaGetLastError();
-        return HEARTH_OK; /* the mvp4 instances take it */
-    }
-    if (c->knobs.mvf_ps_bps && c->knobs.mvf_ps_bps < nb) nb = c->knobs.mvf_ps_bps; /* HEARTH_CUDA_MVF_PS_BPS */
-    int64_t sms = cuda_ctx_info(c)->sm_count > 0 ? cuda_ctx_info(c)->sm_count : 1, grid = (int64_t)nb * sms;
-    grid = grid < ngr ? grid : ngr;
-    if (c->knobs.mvf_ps_even) { /* as few blocks as give every block the same number of groups */
-        int64_t per = (ngr + grid - 1) / grid;
-        grid = (ngr + per - 1) / per;
-    }
-    CU_LAUNCH(err, "launching a float matrix-vector product", fn, (unsigned)grid, (unsigned)thr, smem, c, *A);
-    c->n_mvf_ps++;
-    *done = 1;
-    return HEARTH_OK;
-}
-
 /* ---- the plain kernel (any shape and alignment) ----------------------------------------- */
 
 /* One warp per row pair of the row space (the pairing of mvf_kernel), lanes over columns. */
@@ -957,7 +666,7 @@ static int mvf_smem_setup(cuda_ctx *c, hb_err *err) {
  * computed with x times the norm weights, each block also sums x's squares from the same
  * loads, and the dot products are scaled by the norm factor at the end, so no block waits
  * for a norm before its products); HEARTH_CUDA_MVF_PS, HEARTH_CUDA_MVF_PS_* and
- * HEARTH_CUDA_MVF_T256: the persistent one-token kernel's (mvp4s_launch, cuda_knobs.h). */
+ * HEARTH_CUDA_MVF_T256: the persistent one-token kernel's (cu_mvf_ps.cu, cuda_knobs.h). */
 
 extern "C" int cuda_mvf_enorm_ok(const cuda_knobs *k, const cuda_weight *w, const float *x, int64_t xs) {
     return k->mvf_enorm && k->mvf_rp == 2 && mvf_is_float(w->type) && mvf_fast_ok(w) && (uintptr_t)x % 16 == 0 &&
@@ -1026,7 +735,7 @@ extern "C" int cuda_mvf(cuda_ctx *c, const cuda_mvf_call *m, hb_err *err) {
             unsigned grid = (unsigned)((A.rows + 3) / 4);
             bool one = nt == 1; /* the instance with one token's accumulators (fewer registers) */
             int done = 0;
-            if (one && (rc = mvp4s_launch(c, &A, (int)thr, en, &done, err))) return rc;
+            if (one && (rc = cu_mvp4s_launch(c, &A, (int)thr, en, &done, err))) return rc;
             if (done)
                 ;
             else if (A.type == QT_F32)

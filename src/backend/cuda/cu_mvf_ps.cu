@@ -37,7 +37,32 @@ static __device__ __forceinline__ void mvp4s_issue(const mvf_args *A, int64_t gr
     asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 
-template <int EN, int J, int NS, int R>
+/* acc[0..R) each summed over the warp with cu_warp_sum's pairings (xor 16, 8, 4, 2, 1, own
+ * value first; a + b == b + a, so every lane of cu_warp_sum holds these bits), in fewer
+ * shuffles: the first levels split the rows between the lanes (R = 4: 2 + 1 + 3 shuffles
+ * instead of 20). Row k's sum is left in lanes k * 32 / R ..., returned by those lanes. */
+template <int R>
+static __device__ __forceinline__ float mvp4s_wsum(const float *acc, int lane) {
+    float v;
+    if (R == 4) {
+        bool hi = lane & 16, b8 = lane & 8;
+        float s0 = (hi ? acc[2] : acc[0]) + __shfl_xor_sync(0xffffffffu, hi ? acc[0] : acc[2], 16);
+        float s1 = (hi ? acc[3] : acc[1]) + __shfl_xor_sync(0xffffffffu, hi ? acc[1] : acc[3], 16);
+        v = (b8 ? s1 : s0) + __shfl_xor_sync(0xffffffffu, b8 ? s0 : s1, 8);
+    } else {
+        bool hi = lane & 16;
+        v = (hi ? acc[1] : acc[0]) + __shfl_xor_sync(0xffffffffu, hi ? acc[0] : acc[1], 16);
+        v += __shfl_xor_sync(0xffffffffu, v, 8);
+    }
+    v += __shfl_xor_sync(0xffffffffu, v, 4);
+    v += __shfl_xor_sync(0xffffffffu, v, 2);
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v;
+}
+
+/* BF: the weights are BF16 (else F16), a compile-time choice so that the inner loop does
+ * not branch on the type. */
+template <int EN, int J, int NS, int R, int BF>
 static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_constant__ mvf_args A) {
     extern __shared__ __align__(16) uint4 ps_ring[]; /* [NS][R][J][blockDim] */
     __shared__ float red[2][R * MVF_WARPS];         /* by group parity: one barrier per group */
@@ -103,17 +128,14 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
 #pragma unroll
                 for (int k = 0; k < R; k++) {
                     float w[8];
-                    mvf_w8(A.type, (const uint8_t *)(slot + (size_t)(k * J + j) * bd + tid), w);
+                    mvf_w8(BF ? QT_BF16 : QT_F16, (const uint8_t *)(slot + (size_t)(k * J + j) * bd + tid), w);
                     acc[k] = mvf_dot8(w, xa[j], xc[j], acc[k]);
                 }
             }
         }
         mvp4s_issue<R>(&A, grp + NS * step, ngr, slot, ng, J); /* refill the slot just read */
-#pragma unroll
-        for (int k = 0; k < R; k++) {
-            float v = cu_warp_sum(acc[k]);
-            if (lane == 0) red[it & 1][k * MVF_WARPS + warp] = v;
-        }
+        float v = mvp4s_wsum<R>(acc, lane);
+        if ((lane & (32 / R - 1)) == 0) red[it & 1][(lane / (32 / R)) * MVF_WARPS + warp] = v;
         __syncthreads();
         if (tid < 32) { /* thread k < R finishes row k (mvp4's epilogue for one token) */
             bool on = tid < R && row < A.rows;
@@ -136,21 +158,23 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
 
 typedef void (*mvp4s_fn)(mvf_args);
 
-/* The instance for (norm in the epilogue, groups per thread, stages, rows per group), or
- * NULL. */
-static mvp4s_fn mvp4s_pick(bool en, int j, int ns, int r) {
-    static const mvp4s_fn tab1[2][2][2] = {
-        { { mvp4s_kernel<0, 1, 2, 2>, mvp4s_kernel<0, 1, 2, 4> }, { mvp4s_kernel<0, 1, 3, 2>, mvp4s_kernel<0, 1, 3, 4> } },
-        { { mvp4s_kernel<1, 1, 2, 2>, mvp4s_kernel<1, 1, 2, 4> }, { mvp4s_kernel<1, 1, 3, 2>, mvp4s_kernel<1, 1, 3, 4> } },
-    };
-    if (j == 1 && ns >= 2 && ns <= 3 && (r == 2 || r == 4)) return tab1[en][ns - 2][r == 4];
-    static const mvp4s_fn tab[3][2][2] = {
-        { { mvp4s_kernel<0, 2, 2, 2>, mvp4s_kernel<0, 2, 2, 4> }, { mvp4s_kernel<0, 2, 3, 2>, mvp4s_kernel<0, 2, 3, 4> } },
-        { { mvp4s_kernel<1, 2, 2, 2>, mvp4s_kernel<1, 2, 2, 4> }, { mvp4s_kernel<1, 2, 3, 2>, mvp4s_kernel<1, 2, 3, 4> } },
-        { { mvp4s_kernel<0, 3, 2, 2>, mvp4s_kernel<0, 3, 2, 4> }, { mvp4s_kernel<0, 3, 3, 2>, mvp4s_kernel<0, 3, 3, 4> } },
-    };
-    if (ns < 2 || ns > 3 || (j == 3 && en) || j < 2 || j > 3 || (r != 2 && r != 4)) return NULL;
-    return tab[j == 3 ? 2 : (en ? 1 : 0)][ns - 2][r == 4];
+/* The instances of one (norm in the epilogue, groups per thread): [stages - 2][4 rows per
+ * group][BF16]. */
+#define MVP4S_SET(EN, J)                                                                                  \
+    {                                                                                                     \
+        { { mvp4s_kernel<EN, J, 2, 2, 0>, mvp4s_kernel<EN, J, 2, 2, 1> },                               \
+          { mvp4s_kernel<EN, J, 2, 4, 0>, mvp4s_kernel<EN, J, 2, 4, 1> } },                             \
+        { { mvp4s_kernel<EN, J, 3, 2, 0>, mvp4s_kernel<EN, J, 3, 2, 1> },                               \
+          { mvp4s_kernel<EN, J, 3, 4, 0>, mvp4s_kernel<EN, J, 3, 4, 1> } }                              \
+    }
+
+/* The instance for (norm in the epilogue, groups per thread, stages, rows per group, BF16
+ * weights), or NULL. */
+static mvp4s_fn mvp4s_pick(bool en, int j, int ns, int r, bool bf) {
+    static const mvp4s_fn tab[5][2][2][2] = { MVP4S_SET(0, 1), MVP4S_SET(1, 1), MVP4S_SET(0, 2), MVP4S_SET(1, 2),
+                                              MVP4S_SET(0, 3) };
+    if (ns < 2 || ns > 3 || j < 1 || j > 3 || (j == 3 && en) || (r != 2 && r != 4)) return NULL;
+    return tab[j == 3 ? 4 : 2 * (j - 1) + en][ns - 2][r == 4][bf];
 }
 
 int cu_mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done, hb_err *err) {
@@ -159,7 +183,7 @@ int cu_mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
     int j = ng <= thr ? 1 : (ng <= 2 * (int64_t)thr ? 2 : (ng <= 3 * (int64_t)thr && c->knobs.mvf_ps_long ? 3 : 0));
     int r = (c->knobs.mvf_ps_r2 >> (j > 1 ? j - 2 : 0)) & 1 ? 2 : 4; /* HEARTH_CUDA_MVF_PS_R2: bit 0 short rows, bit 1 long */
     int64_t ngr = (A->rows + r - 1) / r;
-    mvp4s_fn fn = A->type != QT_F32 && A->n_tok == 1 ? mvp4s_pick(en, j, ns, r) : NULL;
+    mvp4s_fn fn = (A->type == QT_F16 || A->type == QT_BF16) && A->n_tok == 1 ? mvp4s_pick(en, j, ns, r, A->type == QT_BF16) : NULL;
     *done = 0;
     if (!fn || ngr < c->knobs.mvf_ps_min) return HEARTH_OK; /* HEARTH_CUDA_MVF_PS_MIN */
     size_t smem = (size_t)ns * r * j * thr * 16;

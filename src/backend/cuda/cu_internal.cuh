@@ -18,6 +18,7 @@ typedef struct cu_fattr_rec {
     const void *fn;
     int smem;
     bool carved;
+    int occ_thr, occ_smem, occ; /* cu_occupancy's last answer and its question */
 } cu_fattr_rec;
 
 /* A growable device scratch area. */
@@ -48,7 +49,7 @@ struct cuda_ctx {
     uint64_t gen;        /* bumped when any scratch moves (graphs then go stale) */
     cuda_knobs knobs;    /* switches, read from the environment at creation */
     size_t mem_base;     /* device memory the runtime held when c was created (knobs.mem_limit counts beyond it) */
-    cu_fattr_rec fattr[CU_FATTR_MAX]; /* kernel attributes set (cu_smem_allow, cu_carve) */
+    cu_fattr_rec fattr[CU_FATTR_MAX]; /* kernel attributes set (cu_smem_allow, cu_carve) and occupancy (cu_occupancy) */
     int n_fattr;
     uint64_t n_mvq_fused, n_qkvr; /* fused prologue/gate-up and q/k/v + RoPE launches (testing aids) */
     uint64_t n_mvf_ps;            /* persistent one-token float product launches (testing aid) */
@@ -70,6 +71,10 @@ void cu_carve(cuda_ctx *c, const void *fn);
  * stay within 48 KB without the attribute): checked once per kernel and size (recorded in
  * c->fattr); the attribute is only ever raised. */
 int cu_smem_allow(cuda_ctx *c, const void *fn, size_t bytes, hb_err *err);
+/* Blocks of kernel fn (thr threads, smem dynamic bytes) that fit on one SM, remembered per
+ * context and kernel (the query costs microseconds and eager steps launch per product);
+ * 0 when the runtime cannot say. */
+int cu_occupancy(cuda_ctx *c, const void *fn, int thr, size_t smem);
 /* Checks the last launch. */
 int cu_check_launch(hb_err *err, const char *what);
 

@@ -492,6 +492,18 @@ int cu_smem_allow(cuda_ctx *c, const void *fn, size_t bytes, hb_err *err) {
     return HEARTH_OK;
 }
 
+int cu_occupancy(cuda_ctx *c, const void *fn, int thr, size_t smem) {
+    cu_fattr_rec *r = cu_fattr(c, fn);
+    if (r && r->occ_thr == thr && r->occ_smem == (int)smem) return r->occ;
+    int nb = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, fn, thr, smem) != cudaSuccess) {
+        (void)cudaGetLastError();
+        nb = 0;
+    }
+    if (r) r->occ_thr = thr, r->occ_smem = (int)smem, r->occ = nb;
+    return nb;
+}
+
 /* Asks for the largest shared-memory carveout for a decode product kernel (once per kernel
  * and context). Measured on an H200 (tg128, three runs): +0.4-1.3% Q4_0, +2% Q4_K_M,
  * +0.5-1% Q8_0; the same preference on the gate/up and attention kernels measured nothing

@@ -178,7 +178,7 @@ static mvp4s_fn mvp4s_pick(bool en, int j, int ns, int r, bool bf) {
 }
 
 int cu_mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done, hb_err *err) {
-    int rc, ns = c->knobs.mvf_ps, nb = 0;
+    int rc, ns = c->knobs.mvf_ps;
     int64_t ng = A->n / 8;
     int j = ng <= thr ? 1 : (ng <= 2 * (int64_t)thr ? 2 : (ng <= 3 * (int64_t)thr && c->knobs.mvf_ps_long ? 3 : 0));
     int r = (c->knobs.mvf_ps_r2 >> (j > 1 ? j - 2 : 0)) & 1 ? 2 : 4; /* HEARTH_CUDA_MVF_PS_R2: bit 0 short rows, bit 1 long */
@@ -189,10 +189,8 @@ int cu_mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
     size_t smem = (size_t)ns * r * j * thr * 16;
     if ((rc = cu_smem_allow(c, (const void *)fn, smem, err))) return rc;
     cu_carve(c, (const void *)fn);
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, fn, thr, smem) != cudaSuccess || nb < 1) {
-        (void)cudaGetLastError();
-        return HEARTH_OK; /* the mvp4 instances take it */
-    }
+    int nb = cu_occupancy(c, (const void *)fn, thr, smem);
+    if (nb < 1) return HEARTH_OK; /* the mvp4 instances take it */
     if (c->knobs.mvf_ps_bps && c->knobs.mvf_ps_bps < nb) nb = c->knobs.mvf_ps_bps; /* HEARTH_CUDA_MVF_PS_BPS */
     int64_t sms = cuda_ctx_info(c)->sm_count > 0 ? cuda_ctx_info(c)->sm_count : 1, grid = (int64_t)nb * sms;
     grid = grid < ngr ? grid : ngr;

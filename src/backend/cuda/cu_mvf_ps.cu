@@ -16,23 +16,62 @@
  * not depend on which rows share its block), so the bits are theirs and a sequence decoded
  * in a batch of 8 still equals itself alone. R is 2 or 4 (a GLU's gate and up rows stay
  * pairs). Shapes: one token, 16-bit weights, rows of at most J * blockDim 8-column groups. */
+/* What a thread needs to queue its copies of a group, computed once per thread (the copy
+ * path runs R * J times per group: 64-bit row arithmetic and the row-to-weight map per row
+ * had made it as long as the dot products, by the machine code of scripts/sass.sh). */
+typedef struct ps_cp {
+    uint32_t dst;  /* shared address of this thread's first piece in slot 0 */
+    uint32_t bd16; /* blockDim.x * 16: bytes between a thread's pieces, in a row and in a slot */
+    uint32_t toff; /* threadIdx.x * 16: this thread's first byte in a row */
+    uint32_t rows; /* rows of the launch (< 2^31, cu_mvp4s_launch) */
+    uint32_t rb;   /* bytes per row */
+    int jn;        /* pieces per row this thread copies: column groups tid + j * blockDim < ng */
+} ps_cp;
+
+/* Row R * grp + k of a launch that is not a GLU pair (mvf_map's mapping in 32-bit
+ * arithmetic). A GLU launch's rows alternate gate, up (R is even and groups start at even
+ * rows), so mvp4s_issue_k picks its weight from k at compile time. */
 template <int R>
-static __device__ __forceinline__ void mvp4s_issue(const mvf_args *A, int64_t grp, int64_t ngr, uint4 *slot, int ng,
-                                                   int J) {
-    int bd = blockDim.x, tid = threadIdx.x;
+static __device__ __forceinline__ const uint8_t *mvp4s_row(const mvf_args *A, uint32_t grp, int k, uint32_t rb) {
+    uint32_t row = R * grp + (uint32_t)k, n0 = (uint32_t)A->nr[0], n01 = n0 + (uint32_t)A->nr[1];
+    if (row < n0) return A->w[0] + (size_t)row * rb;
+    if (row < n01) return A->w[1] + (size_t)(row - n0) * rb;
+    return A->w[2] + (size_t)(row - n01) * rb;
+}
+
+/* Queues group grp's pieces of this thread into the slot at shared offset `slot` (bytes
+ * from P->dst) and commits them as one cp.async group; groups at or past ngr queue nothing
+ * (no iteration reads them), rows past the end of the last group read as zeros. */
+template <int R, int J, bool GLU>
+static __device__ __forceinline__ void mvp4s_issue_k(const mvf_args *A, const ps_cp *P, uint32_t grp, uint32_t slot) {
 #pragma unroll
     for (int k = 0; k < R; k++) {
-        int64_t row = R * grp + k, loc = 0;
-        const uint8_t *r = NULL;
-        if (grp < ngr && row < A->rows) r = A->w[mvf_map(A, row, &loc)] + (size_t)loc * A->row_bytes;
-        for (int j = 0; j < J; j++) {
-            int g = tid + j * bd;
-            if (g >= ng) break;
-            uint32_t dst = cu_smem_addr(slot + (size_t)(k * J + j) * bd + tid);
-            const void *src = r ? (const void *)(r + (size_t)g * 16) : (const void *)A->w[0];
-            int n = r ? 16 : 0; /* rows past the end read as zeros */
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n) : "memory");
-        }
+        bool ok = R * grp + (uint32_t)k < P->rows;
+        const uint8_t *src = !ok ? A->w[0]
+                             : GLU ? A->w[k & 1] + (size_t)((R / 2) * grp + (uint32_t)(k >> 1)) * P->rb + P->toff
+                                   : mvp4s_row<R>(A, grp, k, P->rb) + P->toff;
+        uint32_t step = ok ? P->bd16 : 0u, n = ok ? 16u : 0u;
+#pragma unroll
+        for (int j = 0; j < J; j++)
+            if (j < P->jn) {
+                uint32_t dst = P->dst + slot + (uint32_t)(k * J + j) * P->bd16;
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src + (size_t)j * step),
+                             "r"(n)
+                             : "memory");
+            }
+    }
+}
+
+/* Queues group grp's pieces of this thread into the slot at shared offset `slot` (bytes
+ * from P->dst) and commits them as one cp.async group; groups at or past ngr queue nothing
+ * (no iteration reads them), rows past the end of the last group read as zeros. The GLU
+ * test is made once per group (inside the row loop it was compiled per row). */
+template <int R, int J>
+static __device__ __forceinline__ void mvp4s_issue(const mvf_args *A, const ps_cp *P, uint32_t grp, uint32_t ngr,
+                                                   uint32_t slot) {
+    if (grp < ngr) {
+        if (A->glu) mvp4s_issue_k<R, J, true>(A, P, grp, slot);
+        else mvp4s_issue_k<R, J, false>(A, P, grp, slot);
     }
     asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
@@ -70,10 +109,17 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
     CU_TR_ENTRY();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5, bd = blockDim.x, tid = threadIdx.x;
     int ng = (int)(A.n / 8);
-    int64_t ngr = (A.rows + R - 1) / R, step = gridDim.x;
+    uint32_t ngr = (uint32_t)((A.rows + R - 1) / R), step = gridDim.x;
     size_t slot_n = (size_t)R * J * bd;
+    ps_cp P;
+    P.bd16 = 16u * (uint32_t)bd, P.toff = 16u * (uint32_t)tid, P.rows = (uint32_t)A.rows, P.rb = (uint32_t)A.row_bytes;
+    P.dst = cu_smem_addr(ps_ring) + P.toff;
+    P.jn = 0;
 #pragma unroll
-    for (int s = 0; s < NS; s++) mvp4s_issue<R>(&A, blockIdx.x + s * step, ngr, ps_ring + s * slot_n, ng, J);
+    for (int j = 0; j < J; j++) P.jn += tid + j * bd < ng;
+    uint32_t slot_b = (uint32_t)slot_n * 16u;
+#pragma unroll
+    for (int s = 0; s < NS; s++) mvp4s_issue<R, J>(&A, &P, blockIdx.x + s * step, ngr, s * slot_b);
     cu_pdl_wait_e(); /* weights in flight; the activations are ready from here on */
     cu_pdl_trigger();
     float4 xa[J], xc[J];
@@ -104,16 +150,16 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
         for (int w = 0; w < nw; w++) s_ += rss[w];
         kt = mvf_rms_scale(s_, A.n, A.eps);
         if (A.ny) /* the normalized rows for any later reader (mvp4_norm_out's arithmetic) */
-            for (int64_t i = (int64_t)blockIdx.x * bd + tid; i < A.n; i += step * bd)
+            for (int64_t i = (int64_t)blockIdx.x * bd + tid; i < A.n; i += (int64_t)step * bd)
                 A.ny[i] = mvf_normed(A.x[i], kt, A.nw, i);
     }
     CU_TR_MARK(1);
     int it = 0;
-    for (int64_t grp = blockIdx.x; grp < ngr; grp += step, it++) {
+    for (uint32_t grp = blockIdx.x; grp < ngr; grp += step, it++) {
         int s = it % NS, kr = tid % R;
-        int64_t row = R * grp + kr, loc = 0;
+        int64_t row = (int64_t)(R * grp + (uint32_t)kr), loc = 0;
         float res = 0.0f; /* the residual of the row this thread finishes, read while the weights land */
-        if (A.early && tid < R && row < A.rows) {
+        if (tid < R && A.early && row < A.rows) {
             int s_ = mvf_map(&A, row, &loc);
             if (A.add[s_]) res = __ldcg(A.add[s_] + loc);
         }
@@ -124,7 +170,7 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
         for (int k = 0; k < R; k++) acc[k] = 0.0f;
 #pragma unroll
         for (int j = 0; j < J; j++) {
-            if (tid + j * bd < ng) {
+            if (j < P.jn) {
 #pragma unroll
                 for (int k = 0; k < R; k++) {
                     float w[8];
@@ -133,7 +179,7 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
                 }
             }
         }
-        mvp4s_issue<R>(&A, grp + NS * step, ngr, slot, ng, J); /* refill the slot just read */
+        mvp4s_issue<R, J>(&A, &P, grp + NS * step, ngr, (uint32_t)s * slot_b); /* refill the slot just read */
         float v = mvp4s_wsum<R>(acc, lane);
         if ((lane & (32 / R - 1)) == 0) red[it & 1][(lane / (32 / R)) * MVF_WARPS + warp] = v;
         __syncthreads();
@@ -141,7 +187,9 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
             bool on = tid < R && row < A.rows;
             float sum = 0.0f;
             if (on) {
-                for (int w = 0; w < nw; w++) sum += red[it & 1][kr * MVF_WARPS + w];
+#pragma unroll
+                for (int w = 0; w < MVF_WARPS; w++) /* unrolled: no loop control for a runtime nw */
+                    if (w < nw) sum += red[it & 1][kr * MVF_WARPS + w];
                 if (EN) sum *= kt;
                 int s_ = mvf_map(&A, row, &loc);
                 A.y[s_][loc] = sum;
@@ -186,6 +234,7 @@ int cu_mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
     mvp4s_fn fn = (A->type == QT_F16 || A->type == QT_BF16) && A->n_tok == 1 ? mvp4s_pick(en, j, ns, r, A->type == QT_BF16) : NULL;
     *done = 0;
     if (!fn || ngr < c->knobs.mvf_ps_min) return HEARTH_OK; /* HEARTH_CUDA_MVF_PS_MIN */
+    if (A->rows > ((int64_t)1 << 30) || A->row_bytes > 0xffffffffu) return HEARTH_OK; /* the kernel's 32-bit rows */
     size_t smem = (size_t)ns * r * j * thr * 16;
     if ((rc = cu_smem_allow(c, (const void *)fn, smem, err))) return rc;
     cu_carve(c, (const void *)fn);

@@ -400,7 +400,8 @@ static void test_mvf_batch_epilogues(void **state) {
 /* The persistent one-token kernel (HEARTH_CUDA_MVF_PS) at both ring depths, with groups of
  * 4 and of 2 rows, with as many blocks as fit and with one block per SM (many groups per
  * block), with 128- and 256-thread blocks at 2048 columns (one or two column groups per
- * thread): the bits of the 8-token kernel (check_batch*), and it did run. */
+ * thread): the bits of the 8-token kernel (check_batch*), three weights whose row counts
+ * are not multiples of the group (check_multi), and it did run. */
 static void test_mvf_persistent(void **state) {
     (void)state;
     NEED_GPU();
@@ -412,7 +413,8 @@ static void test_mvf_persistent(void **state) {
             check_batch_epi(QT_F16, 2816, 2048, 1); /* gate/up + GLU */
             check_batch_epi(QT_BF16, 1030, 5632, 0); /* three groups per thread, residual read early */
             check_batch(QT_F16, 259, 2048, 1);       /* norm in the epilogue */
-            assert_true(cuda_mvf_ps_launches(g_ctx) >= l0 + 3 * 8);
+            check_multi(QT_F16, 1024, 1);            /* three weights, groups across their ends */
+            assert_true(cuda_mvf_ps_launches(g_ctx) >= l0 + 3 * 8 + 1);
             printf("  persistent kernel, %d stages, groups of %d rows, %s%s: == 8-token kernel\n", ns, v & 2 ? 2 : 4,
                    v & 1 ? "1 block per SM" : "full", v & 4 ? ", 256 threads" : "");
         }

@@ -118,6 +118,17 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
 #pragma unroll
     for (int j = 0; j < J; j++) P.jn += tid + j * bd < ng;
     uint32_t slot_b = (uint32_t)slot_n * 16u;
+    /* The norm weights (constants) are read before the weight groups are queued: read after
+     * them, this load (an L2 miss) waited behind the block's own megabytes of copies, ~2-3
+     * us of a decode-step trace before the first group could start. */
+    float4 ga[J], gc[J];
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        int g = tid + j * bd;
+        ga[j] = gc[j] = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+        if (EN && A.nw && g < ng)
+            ga[j] = ((const float4 *)(A.nw + 8 * (int64_t)g))[0], gc[j] = ((const float4 *)(A.nw + 8 * (int64_t)g))[1];
+    }
 #pragma unroll
     for (int s = 0; s < NS; s++) mvp4s_issue<R, J>(&A, &P, blockIdx.x + s * step, ngr, s * slot_b);
     cu_pdl_wait_e(); /* weights in flight; the activations are ready from here on */
@@ -134,9 +145,8 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
             if (EN) { /* mvp4_group's arithmetic: the squares in order, then x times the norm weights */
                 ss = mvf_dot8_sq(xa[j], xc[j], ss);
                 if (A.nw) {
-                    float4 ga = ((const float4 *)(A.nw + 8 * (int64_t)g))[0], gc = ((const float4 *)(A.nw + 8 * (int64_t)g))[1];
-                    xa[j].x *= ga.x, xa[j].y *= ga.y, xa[j].z *= ga.z, xa[j].w *= ga.w;
-                    xc[j].x *= gc.x, xc[j].y *= gc.y, xc[j].z *= gc.z, xc[j].w *= gc.w;
+                    xa[j].x *= ga[j].x, xa[j].y *= ga[j].y, xa[j].z *= ga[j].z, xa[j].w *= ga[j].w;
+                    xc[j].x *= gc[j].x, xc[j].y *= gc[j].y, xc[j].z *= gc[j].z, xc[j].w *= gc[j].w;
                 }
             }
         }

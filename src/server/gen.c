@@ -32,6 +32,7 @@ void gen_req_unref(gen_req *r) {
     free(r->prompt);
     for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
     free(r->text);
+    free(r->ends);
     free(r->out_tokens);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
@@ -54,6 +55,9 @@ void gen_req_emit(gen_req *r, const char *text, size_t len, hearth_token t) {
         memcpy(r->text + r->text_len, text, len);
         r->text_len += len;
         r->text[r->text_len] = '\0';
+        /* piece boundaries for streaming one chunk per token (without them a consumer takes
+         * all new text at once, which stays correct) */
+        if (grow((void **)&r->ends, r->n_ends + 1, &r->ends_cap, sizeof(size_t))) r->ends[r->n_ends++] = r->text_len;
     }
     if (t >= 0 && r->want_tokens) {
         size_t cap = (size_t)r->out_cap;

@@ -48,6 +48,8 @@ typedef struct gen_req {
     char *text;                     /* all text produced so far, NUL-terminated */
     size_t text_len, text_cap;
     size_t read_pos;                /* consumer's position in text */
+    size_t *ends;                   /* text_len after each emitted piece (one per token), owned */
+    size_t n_ends, ends_cap, read_end; /* read_end: the first of ends not yet consumed */
     hearth_token *out_tokens;
     int32_t n_out, out_cap;
     int32_t n_eval;                 /* generated tokens */

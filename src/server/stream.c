@@ -1,7 +1,8 @@
 /* stream.c — streaming response bodies (Ollama NDJSON, OpenAI SSE) fed by a gen_req.
  *
- * The connection thread pulls: next() waits up to 100 ms for new text, hands it to the
- * API's formatter and returns the bytes; it polls the client's socket between waits, so a
+ * The connection thread pulls: next() waits up to 100 ms for new text, hands the next
+ * emitted piece (one token's text; all of it when the reply is buffered) to the API's
+ * formatter and returns the bytes; it polls the client's socket between waits, so a
  * disconnect sets the request's cancel flag and the runner frees the slot at its next step.
  */
 #include <stdio.h>
@@ -99,10 +100,14 @@ static ssize_t os_next(void *ud, char *buf, size_t max) {
     gen_req *g = os->g;
     gen_req_wait(g, 100);
     pthread_mutex_lock(&g->mu);
-    bool done = g->done;
     size_t from = g->read_pos, to = g->text_len;
+    if (!os->buffer_all) { /* one emitted piece (a token's text) per chunk, as Ollama and OpenAI stream */
+        while (g->read_end < g->n_ends && g->ends[g->read_end] <= from) g->read_end++;
+        if (g->read_end < g->n_ends && g->ends[g->read_end] < to) to = g->ends[g->read_end];
+    }
+    bool done = g->done && to == g->text_len; /* the final object after the last piece */
     char *piece = NULL;
-    if (to > from && (!os->buffer_all || done)) {
+    if (to > from && (!os->buffer_all || g->done)) {
         piece = hb_strndup(g->text + from, to - from);
         g->read_pos = to;
     }

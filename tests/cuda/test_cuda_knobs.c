@@ -42,6 +42,7 @@ static void test_defaults(void **state) {
     assert_int_equal(k.pq_nw, 8);
     assert_int_equal(k.mem_limit, 0);
     assert_int_equal(k.attn_dec_max, 0); /* the kernel's own default */
+    assert_true(k.attn_dec_rope);
     assert_int_equal(k.pfattn_min, 0);
     assert_int_equal(k.at_min_span, 32);
     assert_int_equal(k.mvf_fuse, 2);

@@ -380,5 +380,12 @@ static inline void at_plan(const cuda_ctx *c, const cuda_attn *a, const float *q
  * bucket is not for it (nothing queued). */
 int cu_attn_dec(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, bool quant,
                 int *done, hb_err *err);
+/* The same with the RoPE of q and k and the KV store of k and v in the kernel (the
+ * arguments of cuda_rope_kv_attention; whole-head rotation): the bits of the separate RoPE +
+ * KV store and cu_attn_dec. q and k are only read. *done as cu_attn_dec's
+ * (HEARTH_CUDA_ATTN_DEC_ROPE=0: never). */
+int cu_attn_dec_rope(cuda_ctx *c, const cuda_attn *a, const cuda_rope *r, const float *q, int64_t qs, const float *k,
+                     int64_t ks, const float *v, int64_t vs, float *out, int64_t os, bool quant, int *done,
+                     hb_err *err);
 
 #endif

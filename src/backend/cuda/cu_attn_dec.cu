@@ -56,34 +56,161 @@ static __global__ void __launch_bounds__(AD_T) attn_dec_kernel(const __grid_cons
     CU_TR_FLUSH();
 }
 
+/* The RoPE of q and k, the KV store and the attention in one kernel (cuda_rope_kv_attention
+ * at short contexts; whole-head rotation, f16 cache): attn_dec_kernel's steps, with the
+ * cells this step adds computed by the block instead of read back from the cache (other
+ * blocks of the launch are writing them): before the wait it also computes the angles of
+ * its sequence's tokens (rope_angle: rope_kernel's arithmetic); after it, q of its head and
+ * the k and v rows of its kv head for those tokens are rotated (rope_pair) and rounded to
+ * f16 (kv_put's rounding) straight into the stages, and the block of the kv head's first
+ * query head stores its own token's cell. Same bits as rope_kernel + KV store +
+ * attn_dec_kernel; q and k are only read. Extra shared memory: angles [n_tok][hd / 2]. */
+typedef struct adr_args {
+    const float *k, *v;
+    int64_t ks, vs;
+    int neox;
+    float base, freq_scale, attn_factor;
+    const float *factors;
+    const double *inv;
+    size_t ang_off; /* byte offset of the angles in dynamic shared memory */
+} adr_args;
+
+/* The token of this step that writes cell `pos` of sequence sq, or -1. */
+static __device__ __forceinline__ int32_t adr_owner(const ad_args &A, int32_t sq, int64_t pos) {
+    int32_t o = -1;
+    for (int32_t u = 0; u < A.n_tok; u++)
+        if (A.seq[u] == sq && A.pos[u] == pos) o = u;
+    return o;
+}
+
+/* Element d of a rotated head row x (hd values, pair angles ang): rope_kernel's value. */
+static __device__ __forceinline__ float adr_rot(const float *x, int32_t d, int32_t hd, int neox, const float2 *ang) {
+    int32_t half = hd / 2, j = neox ? d % half : d / 2, a = neox ? j : 2 * j, b = neox ? j + half : 2 * j + 1;
+    float y0, y1;
+    rope_pair(x[a], x[b], ang[j].x, ang[j].y, &y0, &y1);
+    return d == a ? y0 : y1;
+}
+
+static __global__ void __launch_bounds__(AD_T) attn_dec_rope_kernel(const __grid_constant__ ad_args A,
+                                                                    const __grid_constant__ adr_args R) {
+    CU_TR_ENTRY();
+    extern __shared__ __align__(16) uint8_t ad_sm[];
+    __shared__ float red[2][AD_T / 32];
+    int32_t h = blockIdx.x, t = blockIdx.y, hk = h / A.group, hd = A.hd, rb = hd * 2, half = hd / 2, np = hd >> 3;
+    uint8_t *sk = ad_sm, *sv = sk + (size_t)A.cap * rb;
+    float *qv = (float *)(sv + (size_t)A.cap * rb), *sc = qv + hd, *acc = sc + A.cap;
+    float2 *ang = (float2 *)(ad_sm + R.ang_off); /* [n_tok][half]: rows of this sequence's tokens */
+    int64_t p = A.pos[t], lo = A.window > 0 && p - A.window + 1 > 0 ? p - A.window + 1 : 0;
+    int32_t ncell = (int32_t)min(p + 1 - lo, (int64_t)A.cap), sq = A.seq[t];
+    int64_t pnew = p;
+    for (int32_t u = 0; u < A.n_tok; u++)
+        if (A.seq[u] == sq && A.pos[u] < pnew) pnew = A.pos[u];
+    int32_t nold = pnew > lo ? (int32_t)min(pnew - lo, (int64_t)ncell) : 0;
+    const uint8_t *kb = A.kc + (size_t)sq * A.n_ctx * A.row_bytes + (size_t)hk * rb;
+    const uint8_t *vb = A.vc + (size_t)sq * A.n_ctx * A.row_bytes + (size_t)hk * rb;
+    ad_stage(A, sk, sv, kb, vb, lo, 0, nold, AD_T);
+    for (int32_t i = threadIdx.x; i < A.n_tok * half; i += AD_T) { /* positions are known before the step */
+        int32_t u = i / half;
+        if (A.seq[u] == sq)
+            ang[i] = rope_angle(i - u * half, A.pos[u], hd, R.base, R.freq_scale, R.attn_factor, R.factors, R.inv);
+    }
+    __syncthreads();
+    cu_pdl_wait_e(); /* q, k, v come from the q/k/v product */
+    cu_pdl_trigger();
+    for (int32_t i = nold * np + threadIdx.x; i < ncell * np; i += AD_T) { /* later cells no token writes */
+        int32_t cc = i / np, pc = i - cc * np;
+        if (adr_owner(A, sq, lo + cc) >= 0) continue;
+        size_t src = (size_t)(lo + cc) * A.row_bytes + (size_t)pc * 16;
+        gm_cp16(sk + (size_t)cc * rb + ((pc + cc) % np) * 16, kb + src);
+        gm_cp16(sv + (size_t)cc * rb + pc * 16, vb + src);
+    }
+    const float *qrow = A.q + (int64_t)t * A.qs + (int64_t)h * hd;
+    for (int32_t d = threadIdx.x; d < hd; d += AD_T) qv[d] = adr_rot(qrow, d, hd, R.neox, ang + (size_t)t * half);
+    bool store = h % A.group == 0; /* this kv head's first query head stores its token's cell */
+    for (int32_t i = threadIdx.x; i < A.n_tok * hd; i += AD_T) { /* the cells this step adds */
+        int32_t u = i / hd, d = i - u * hd;
+        int64_t cc = A.pos[u] - lo;
+        bool mine = store && u == t;
+        if (A.seq[u] != sq || ((cc < nold || cc >= ncell) && !mine)) continue;
+        const float *krow = R.k + (int64_t)u * R.ks + (int64_t)hk * hd;
+        float kval = adr_rot(krow, d, hd, R.neox, ang + (size_t)u * half), vval = R.v[(int64_t)u * R.vs + (int64_t)hk * hd + d];
+        if (cc >= nold && cc < ncell) {
+            *(__half *)(sk + (size_t)cc * rb + (size_t)(((d >> 3) + cc) % np) * 16 + (d & 7) * 2) = __float2half_rn(kval);
+            *(__half *)(sv + (size_t)cc * rb + (size_t)d * 2) = __float2half_rn(vval);
+        }
+        if (mine) {
+            size_t cell = (size_t)sq * (size_t)A.n_ctx + (size_t)A.pos[u];
+            kv_put((uint8_t *)A.kc + cell * A.row_bytes, 1, (int64_t)hk * hd + d, kval);
+            kv_put((uint8_t *)A.vc + cell * A.row_bytes, 1, (int64_t)hk * hd + d, vval);
+        }
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    __syncthreads();
+    ad_core(A, h, t, ncell, sk, sv, qv, sc, acc, red);
+    CU_TR_FLUSH();
+}
+
 /* The largest position bucket the kernel takes (HEARTH_CUDA_ATTN_DEC_MAX). */
 static int32_t ad_max_bucket(const cuda_ctx *c) {
     return c->knobs.attn_dec_max ? c->knobs.attn_dec_max : AD_MAX_BUCKET;
 }
 
-int cu_attn_dec(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, bool quant,
-                int *done, hb_err *err) {
-    int rc;
-    *done = 0;
+/* Whether the short-context kernels take attention a (f16 cache, at most AT_SMALL_BATCH
+ * tokens, equal K/V head sizes, a multiple of 32 and <= 2 * AD_T, bucket <= the knob's,
+ * 16-byte rows) with `extra` bytes of shared memory past their own (16-aligned); fills A
+ * and *smem when it does. */
+static bool ad_plan(const cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os,
+                    size_t extra, ad_args *A, size_t *smem) {
     const cuda_kv *kv = a->kv;
     /* cells a token can see: up to its position bucket, never more than the cache holds */
     int32_t hd = a->head_dim_k, bucket = a->max_pos_host + 1;
     int32_t cap = (int64_t)bucket < kv->n_ctx ? bucket : (int32_t)kv->n_ctx;
-    if (!c->knobs.attn_dec /* HEARTH_CUDA_ATTN_DEC=0 */ || a->n_tok > AT_SMALL_BATCH || kv->type != QT_F16 || a->head_dim_v != hd || hd % 32 ||
-        hd > 2 * AD_T || bucket > ad_max_bucket(c) || cap < 1 ||
+    if (!c->knobs.attn_dec /* HEARTH_CUDA_ATTN_DEC=0 */ || a->n_tok > AT_SMALL_BATCH || kv->type != QT_F16 ||
+        a->head_dim_v != hd || hd % 32 || hd > 2 * AD_T || bucket > ad_max_bucket(c) || cap < 1 ||
         ((uintptr_t)kv->k | (uintptr_t)kv->v | kv->row_bytes) % 16)
-        return HEARTH_OK;
+        return false;
     int32_t ng = AD_T / (hd / 2);
-    size_t smem = (size_t)cap * hd * 4 + ((size_t)hd + cap + (size_t)ng * hd) * sizeof(float);
-    if (smem > AD_MAX_SMEM) return HEARTH_OK;
-    ad_args A = { (const uint8_t *)kv->k, (const uint8_t *)kv->v, kv->row_bytes, kv->n_ctx, a->pos, a->seq, q, qs,
+    *smem = ((size_t)cap * hd * 4 + ((size_t)hd + cap + (size_t)ng * hd) * sizeof(float) + 15) / 16 * 16 + extra;
+    if (*smem > AD_MAX_SMEM) return false;
+    ad_args B = { (const uint8_t *)kv->k, (const uint8_t *)kv->v, kv->row_bytes, kv->n_ctx, a->pos, a->seq, q, qs,
                   out, os, NULL, NULL, NULL, a->n_tok, a->n_head, a->n_head / a->n_head_kv, hd, a->window, cap,
                   a->scale, a->softcap };
+    *A = B;
+    return true;
+}
+
+int cu_attn_dec(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, bool quant,
+                int *done, hb_err *err) {
+    int rc;
+    ad_args A;
+    size_t smem;
+    *done = 0;
+    if (!ad_plan(c, a, q, qs, out, os, 0, &A, &smem)) return HEARTH_OK;
     if (quant && (rc = cu_act_buffers(c, a->n_tok, os, &A.xq, &A.xd, &A.xsum, err))) return rc;
     if ((rc = cu_smem_allow(c, (const void *)attn_dec_kernel, smem, err))) return rc;
     CU_LAUNCH(err, "launching decode attention", attn_dec_kernel, dim3((unsigned)a->n_head, (unsigned)a->n_tok), AD_T,
               smem, c, A);
     if ((rc = cu_check_launch(err, "decode attention"))) return rc;
+    *done = 1;
+    return HEARTH_OK;
+}
+
+int cu_attn_dec_rope(cuda_ctx *c, const cuda_attn *a, const cuda_rope *r, const float *q, int64_t qs, const float *k,
+                     int64_t ks, const float *v, int64_t vs, float *out, int64_t os, bool quant, int *done,
+                     hb_err *err) {
+    int rc;
+    ad_args A;
+    size_t smem, angb = (size_t)a->n_tok * (size_t)(a->head_dim_k / 2) * sizeof(float2);
+    *done = 0;
+    if (!c->knobs.attn_dec_rope /* HEARTH_CUDA_ATTN_DEC_ROPE=0 */ || r->n_rot != a->head_dim_k ||
+        !ad_plan(c, a, q, qs, out, os, angb, &A, &smem))
+        return HEARTH_OK;
+    adr_args R = { k, v, ks, vs, r->neox, r->base, r->freq_scale, r->attn_factor, r->factors, r->inv, smem - angb };
+    if (quant && (rc = cu_act_buffers(c, a->n_tok, os, &A.xq, &A.xd, &A.xsum, err))) return rc;
+    if ((rc = cu_smem_allow(c, (const void *)attn_dec_rope_kernel, smem, err))) return rc;
+    CU_LAUNCH(err, "launching fused decode attention", attn_dec_rope_kernel, dim3((unsigned)a->n_head, (unsigned)a->n_tok),
+              AD_T, smem, c, A, R);
+    if ((rc = cu_check_launch(err, "fused decode attention"))) return rc;
     *done = 1;
     return HEARTH_OK;
 }

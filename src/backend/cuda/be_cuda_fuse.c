@@ -116,9 +116,12 @@ static bool cb_dead_after(const cuda_be *c, size_t i, const void *p, int64_t n) 
     return !c->partial;
 }
 
-/* HEARTH_CUDA_DATTN=1 turns the fused decode attention on. Off by default:
- * faster than the three kernels it replaces when timed alone, but tg128 of whole models
- * measured 2-5% lower (docs/performance.md). */
+/* HEARTH_CUDA_DATTN=1 turns the fused decode attention on. Off by default: at short
+ * contexts with an f16 cache it runs cu_attn_dec_rope (one kernel fewer per layer: F16
+ * tg128 +1.2-1.6% on an H200), but after quantized q/k/v products it takes the RoPE away
+ * from the q/k/v + RoPE product and measured 3-6% slower, and at long contexts its split
+ * kernel measured slower in whole models (docs/performance.md); branch s16-dattn-auto has
+ * an untested "float q/k/v only" default. */
 static bool cb_dattn_on(const cuda_be *c) {
     return c->kn.dattn;
 }

@@ -405,6 +405,8 @@ int cuda_rope_kv_attention(cuda_ctx *c, const cuda_attn *a, const cuda_rope *r, 
     if (a->n_tok <= 0) return HEARTH_OK;
     if (!cuda_dattn_supported(a, r, quant) || (quant && os != (int64_t)a->n_head * a->head_dim_v))
         return hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: this attention shape has no fused decode kernel");
+    int done = 0; /* short contexts, f16 cache: one block per head (cu_attn_dec.cu) */
+    if ((rc = cu_attn_dec_rope(c, a, r, q, qs, k, ks, v, vs, out, os, quant, &done, err)) || done) return rc;
     int32_t n_groups = (a->n_head / a->n_head_kv + AT_G - 1) / AT_G;
     int32_t span = dattn_span(c, (int64_t)a->n_head_kv * n_groups, a->max_pos_host);
     at_args A;

@@ -74,6 +74,7 @@ static void knobs_step(cuda_knobs *k) {
 static void knobs_attn(cuda_knobs *k) {
     static const long spans[] = { 16, 32, 64, 128 }, bh[] = { 2, 4 };
     k->attn_dec = knob_flag("HEARTH_CUDA_ATTN_DEC", true);
+    k->attn_dec_rope = knob_flag("HEARTH_CUDA_ATTN_DEC_ROPE", true);
     long b = knob_int("HEARTH_CUDA_ATTN_DEC_MAX", 128, 8192, 0);
     k->attn_dec_max = (int)(b & (b - 1) ? 0 : b); /* a power of two */
     k->attn_fold = knob_flag("HEARTH_CUDA_ATTN_FOLD", false);

@@ -44,6 +44,7 @@ typedef struct cuda_knobs {
     size_t mem_limit;     /* HEARTH_CUDA_MEM_LIMIT: bytes beyond the runtime's own (0: the whole device) */
     /* ---- attention (cu_attn*.cu, cu_dattn.cu, cu_ops.cu, cu_qkva.cu) ---- */
     bool attn_dec;        /* HEARTH_CUDA_ATTN_DEC=0: the one-pass decode attention off */
+    bool attn_dec_rope;   /* HEARTH_CUDA_ATTN_DEC_ROPE=0: the fused RoPE + KV store + attention op uses the split kernel */
     int attn_dec_max;     /* HEARTH_CUDA_ATTN_DEC_MAX: largest position bucket (power of two 128..8192; 0: the kernel's default) */
     bool attn_fold;       /* HEARTH_CUDA_ATTN_FOLD=1: the combine pass in the split kernel */
     int at_min_span;      /* HEARTH_CUDA_AT_MIN_SPAN: 16, 32 (default), 64 or 128 cells */

@@ -278,6 +278,24 @@ static int cb_exec_qkvr(cuda_be *c, const cb_cmd *k, hb_err *err) {
     return cuda_matmul_qkvr(c->cu, 1 + (int)k->n_multi, ws, ys, ldys, k->p[0], k->n[0], reuse, &q, err);
 }
 
+/* A fused RoPE + KV store + attention op of the default rule (CB_AT_DEC_ONLY): the
+ * one-block-per-head kernel when the shape and position bucket suit it, else the three
+ * separate steps (q and k are rotated in place: cb_fuse_attn made sure nothing reads them
+ * later). pos/seq: the step's position and sequence arrays. */
+static int cb_attn_dec_or_split(cuda_ctx *cu, const cb_cmd *k, const cuda_attn *at, float *y, const int32_t *pos,
+                                const int32_t *seq, hb_err *err) {
+    int done = 0, quant = k->flag & 1, rc;
+    float *q = (float *)k->p[0], *kk = (float *)k->p[2];
+    int64_t qs = k->n[0], ks = k->n[2], os = k->n[1];
+    int32_t hd = at->head_dim_k;
+    rc = cuda_rope_kv_attention_dec(cu, at, &k->rope, q, qs, kk, ks, k->p[4], k->n[4], y, os, quant, &done, err);
+    if (rc || done) return rc;
+    if ((rc = cuda_rope_apply2(cu, q, qs, at->n_head, kk, ks, at->n_head_kv, at->n_tok, hd, pos, &k->rope, err)) ||
+        (rc = cuda_kv_store(cu, at->kv, kk, ks, k->p[4], k->n[4], at->n_tok, pos, seq, err)))
+        return rc;
+    return quant ? cuda_attention_q8(cu, at, q, qs, y, os, err) : cuda_attention(cu, at, q, qs, y, os, err);
+}
+
 static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
     cuda_ctx *cu = c->cu;
     const int32_t *a0 = k->off[0] >= 0 ? c->arena_dev + k->off[0] : NULL;
@@ -319,6 +337,7 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
         cuda_attn at = k->at;
         at.kv = &k->kv, at.pos = a0, at.seq = a1;
         if (k->flag & CB_AT_BY_QKVA) return HEARTH_OK; /* the q/k/v product before it ran it */
+        if (k->flag & CB_AT_DEC_ONLY) return cb_attn_dec_or_split(cu, k, &at, y, a0, a1, err);
         if (k->flag & 2)
             return cuda_rope_kv_attention(cu, &at, &k->rope, k->p[0], k->n[0], k->p[2], k->n[2], k->p[4], k->n[4], y,
                                           k->n[1], k->flag & 1, err);

@@ -116,14 +116,28 @@ static bool cb_dead_after(const cuda_be *c, size_t i, const void *p, int64_t n) 
     return !c->partial;
 }
 
-/* HEARTH_CUDA_DATTN=1 turns the fused decode attention on. Off by default: at short
- * contexts with an f16 cache it runs cu_attn_dec_rope (one kernel fewer per layer: F16
- * tg128 +1.2-1.6% on an H200), but after quantized q/k/v products it takes the RoPE away
- * from the q/k/v + RoPE product and measured 3-6% slower, and at long contexts its split
- * kernel measured slower in whole models (docs/performance.md); branch s16-dattn-auto has
- * an untested "float q/k/v only" default. */
-static bool cb_dattn_on(const cuda_be *c) {
-    return c->kn.dattn;
+/* Whether the q that RoPE command r rotates is written by a float-weight (F32/F16/BF16)
+ * product: the last product before r whose output (its own or one of a multi-product's) is
+ * that q. */
+static bool cb_q_from_float(const cuda_be *c, size_t i) {
+    const void *q = c->cmd[i].p[1];
+    for (size_t j = i; j-- > 0;) {
+        const cb_cmd *m = &c->cmd[j];
+        if (m->kind != CK_MATMUL) continue;
+        const cuda_weight *w = m->p[1] == q ? &m->w : NULL;
+        for (int64_t x = 0; x < m->n_multi && !w; x++)
+            if (m->yx[x] == q) w = &m->wx[x];
+        if (w) return w->type == QT_F32 || w->type == QT_F16 || w->type == QT_BF16;
+    }
+    return false;
+}
+
+/* The fused decode attention: HEARTH_CUDA_DATTN=1 always, =0 never; by default after float
+ * q/k/v products, where at short contexts it runs cu_attn_dec_rope (one kernel fewer per
+ * layer, F16 tg128 +1.2-1.6% on an H200). After quantized products it would take the RoPE
+ * from the q/k/v + RoPE product (cu_mvr.cu) and measured 3-6% slower (docs/performance.md). */
+static bool cb_dattn_on(const cuda_be *c, size_t i) {
+    return c->kn.dattn == 1 || (c->kn.dattn == 2 && cb_q_from_float(c, i));
 }
 
 /* The first op at or after j that is not a NOP (n_cmd when none). */
@@ -138,7 +152,7 @@ static size_t cb_next_op(const cuda_be *c, size_t j) {
  * still sees the attention just before it). Not with the persistent kernel. */
 static void cb_fuse_attn(cuda_be *c, size_t i) {
     cb_cmd *r = &c->cmd[i], *kv = NULL;
-    if (c->mega || !cb_dattn_on(c) || !r->p[2]) return;
+    if (c->mega || !r->p[2] || !cb_dattn_on(c, i)) return;
     int64_t n_tok = r->n[0], hd = r->n[3];
     size_t j = cb_next_op(c, i + 1);
     if (!(r->flag & 4)) {
@@ -164,7 +178,7 @@ static void cb_fuse_attn(cuda_be *c, size_t i) {
         overlaps(a->p[1], on, r->p[2], kn) || overlaps(a->p[1], on, v, vn) || !cb_dead_after(c, j, r->p[1], qn) ||
         !cb_dead_after(c, j, r->p[2], kn))
         return;
-    a->flag |= 2, a->rope = r->rope;
+    a->flag |= 2 | (c->kn.dattn == 2 ? CB_AT_DEC_ONLY : 0), a->rope = r->rope;
     a->p[2] = r->p[2], a->n[2] = r->n[4], a->p[4] = v, a->n[4] = vs;
     r->kind = CK_NOP;
     if (kv) kv->kind = CK_NOP;

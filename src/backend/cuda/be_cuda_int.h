@@ -58,6 +58,10 @@ typedef struct cb_cmd {
 #define CB_MM_QKVA (1 << 14)
 #define CB_MM_ACT2 (1 << 15)
 #define CB_AT_BY_QKVA 4
+/* CK_ATTN fused by cb_fuse_attn by default (HEARTH_CUDA_DATTN unset): at run time the
+ * one-block-per-head kernel when it takes the shape, else the separate RoPE + KV store and
+ * attention (the fused split kernel is slower in whole models). */
+#define CB_AT_DEC_ONLY 8
 _Static_assert(sizeof(cb_cmd) % 8 == 0, "cb_cmd is hashed as 64-bit words");
 
 /* A step seen before: after one eager run it is captured, then replayed. */

@@ -398,6 +398,15 @@ static int dattn_counters(cuda_ctx *c, unsigned gx, int32_t **cnt, hb_err *err) 
     return HEARTH_OK;
 }
 
+int cuda_rope_kv_attention_dec(cuda_ctx *c, const cuda_attn *a, const cuda_rope *r, const float *q, int64_t qs,
+                               const float *k, int64_t ks, const float *v, int64_t vs, float *out, int64_t os, int quant,
+                               int *done, hb_err *err) {
+    *done = 0;
+    if (a->n_tok <= 0 || !cuda_dattn_supported(a, r, quant) || (quant && os != (int64_t)a->n_head * a->head_dim_v))
+        return HEARTH_OK;
+    return cu_attn_dec_rope(c, a, r, q, qs, k, ks, v, vs, out, os, quant, done, err);
+}
+
 int cuda_rope_kv_attention(cuda_ctx *c, const cuda_attn *a, const cuda_rope *r, const float *q, int64_t qs,
                            const float *k, int64_t ks, const float *v, int64_t vs, float *out, int64_t os, int quant,
                            hb_err *err) {

@@ -248,6 +248,12 @@ int cuda_dattn_supported(const cuda_attn *a, const cuda_rope *r, int quant);
 int cuda_rope_kv_attention(cuda_ctx *c, const cuda_attn *a, const cuda_rope *r, const float *q, int64_t qs,
                            const float *k, int64_t ks, const float *v, int64_t vs, float *out, int64_t os, int quant,
                            hb_err *err);
+/* cuda_rope_kv_attention when the short-context one-block-per-head kernel takes the shape
+ * (f16 cache, position bucket <= HEARTH_CUDA_ATTN_DEC_MAX; *done = 1), else nothing is
+ * queued and *done = 0. */
+int cuda_rope_kv_attention_dec(cuda_ctx *c, const cuda_attn *a, const cuda_rope *r, const float *q, int64_t qs,
+                               const float *k, int64_t ks, const float *v, int64_t vs, float *out, int64_t os, int quant,
+                               int *done, hb_err *err);
 
 /* y[t][i] = x[t][i] (+ bias[i]) for n_tok rows of n floats (x == y allowed). */
 int cuda_copy_rows(cuda_ctx *c, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_tok, int64_t n,

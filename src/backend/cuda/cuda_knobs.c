@@ -62,7 +62,7 @@ static void knobs_step(cuda_knobs *k) {
     k->qkvr_norm = knob_flag("HEARTH_CUDA_QKVR_NORM", false);
     k->qkvr_mix = knob_flag("HEARTH_CUDA_QKVR_MIX", true);
     k->qkva = knob_flag("HEARTH_CUDA_QKVA", false);
-    k->dattn = knob_flag("HEARTH_CUDA_DATTN", false);
+    k->dattn = (int)knob_int("HEARTH_CUDA_DATTN", 0, 1, 2);
     k->attn_q = knob_flag("HEARTH_CUDA_ATTN_Q", true);
     const char *mf = knob_str("HEARTH_CUDA_MVF_FUSE");
     k->mvf_fuse = mf && mf[0] == '0' ? 0 : (mf && mf[0] == '1' ? 1 : 2);

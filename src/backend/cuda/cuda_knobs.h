@@ -35,7 +35,7 @@ typedef struct cuda_knobs {
     bool qkvr_norm;       /* HEARTH_CUDA_QKVR_NORM=1: the RMSNorm before q/k/v in the product's blocks */
     bool qkvr_mix;        /* HEARTH_CUDA_QKVR_MIX=0: products of two types never share a launch */
     bool qkva;            /* HEARTH_CUDA_QKVA=1: q/k/v + attention in one clustered launch */
-    bool dattn;           /* HEARTH_CUDA_DATTN=1: the fused decode attention (RoPE + store + attention) */
+    int dattn;            /* HEARTH_CUDA_DATTN: the fused decode attention (RoPE + store + attention): 1 always, 0 never, unset (2) after float q/k/v products */
     bool attn_q;          /* HEARTH_CUDA_ATTN_Q=0: the attention does not quantize its output */
     int mvf_fuse;         /* HEARTH_CUDA_MVF_FUSE: 0 no float-product folds, 1 GLU + norm in any form, 2 (default) GLU + epilogue norm */
     bool early_add;       /* HEARTH_CUDA_EARLY_ADD=0: no residual read before the PDL wait */

@@ -48,6 +48,7 @@ static void test_defaults(void **state) {
     assert_int_equal(k.mvf_fuse, 2);
     assert_int_equal(k.mvf_rp, 2);
     assert_int_equal(k.dattn_stage, 65536);
+    assert_int_equal(k.dattn, 2); /* unset: after float q/k/v products only */
     assert_int_equal(k.mega_adec, 1);
     assert_true(k.mega_sync && !k.mega_prof && k.mvf_j3);
     assert_int_equal(k.mvf_ps, 2);

@@ -2,10 +2,13 @@
  * /v1/embeddings, /v1/models[/{id}]. Streaming is SSE ("data: {...}\n\n", then
  * "data: [DONE]"); errors have OpenAI's {"error": {message, type, param, code}} shape.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <openssl/evp.h>
 
 #include "server/api.h"
 #include "store/store.h"
@@ -217,30 +220,21 @@ bad:
     return http_error(hr, http_status_of(rc), "%s", e.msg);
 }
 
-/* base64 of the little-endian float32 bytes (what the openai clients ask for by default). */
+/* base64 of the little-endian float32 bytes (what the openai clients ask for by default;
+ * OpenSSL's encoder, padded). New reference; "" when out of memory. */
 static json_t *b64_floats(json_t *vec) {
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     size_t n = json_array_size(vec), nb = n * 4;
-    unsigned char *raw = malloc(nb ? nb : 1);
-    char *out = malloc((nb + 2) / 3 * 4 + 1);
+    unsigned char *raw = malloc(nb ? nb : 1), *out = malloc((nb + 2) / 3 * 4 + 1);
     json_t *res = NULL;
-    if (raw && out) {
+    if (raw && out && nb <= INT_MAX) {
         for (size_t i = 0; i < n; i++) {
             float f = (float)json_number_value(json_array_get(vec, i));
             uint32_t u;
             memcpy(&u, &f, 4);
             for (int b = 0; b < 4; b++) raw[4 * i + (size_t)b] = (unsigned char)(u >> (8 * b));
         }
-        size_t k = 0;
-        for (size_t i = 0; i < nb; i += 3) {
-            uint32_t v = (uint32_t)raw[i] << 16 | (i + 1 < nb ? (uint32_t)raw[i + 1] << 8 : 0) | (i + 2 < nb ? raw[i + 2] : 0);
-            out[k++] = tbl[(v >> 18) & 63];
-            out[k++] = tbl[(v >> 12) & 63];
-            out[k++] = i + 1 < nb ? tbl[(v >> 6) & 63] : '=';
-            out[k++] = i + 2 < nb ? tbl[v & 63] : '=';
-        }
-        out[k] = '\0';
-        res = json_string(out);
+        EVP_EncodeBlock(out, raw, (int)nb); /* NUL-terminated */
+        res = json_string((const char *)out);
     }
     free(raw);
     free(out);

@@ -189,7 +189,8 @@ int gen_opts_parse(json_t *obj, bool openai, gen_opts *o, hb_err *err) {
     NUM("repeat_last_n", -1, 1e9, o->sp.repeat_last_n = (int32_t)d);
     NUM("presence_penalty", -100, 100, o->sp.presence_penalty = (float)d);
     NUM("frequency_penalty", -100, 100, o->sp.frequency_penalty = (float)d);
-    NUM("seed", -1e19, 1.9e19, (o->sp.seed = d < 0 ? o->sp.seed : (uint64_t)d, o->seed_set = d >= 0));
+    /* seeds below 2^64: a larger double does not fit the uint64_t cast */
+    NUM("seed", -1e19, 1.8e19, (o->sp.seed = d < 0 ? o->sp.seed : (uint64_t)d, o->seed_set = d >= 0));
     NUM("num_ctx", 0, 1 << 20, o->num_ctx = (int32_t)d);
     NUM("num_thread", 0, 1024, (void)d);
     if (openai) {
@@ -212,6 +213,9 @@ int gen_keep_alive(json_t *v, int64_t dflt, int64_t *out, hb_err *err) {
     if (json_is_number(v)) {
         double d = json_number_value(v);
         HB_CHECK(isfinite(d), HEARTH_E_INVALID, "keep_alive must be a finite number");
+        /* seconds; the same ceiling as a duration string (a larger double does not fit the
+         * int64 nanoseconds: found by tests/fuzz/fuzz_request.c) */
+        HB_CHECK(d < 9e9, HEARTH_E_INVALID, "keep_alive is too long");
         *out = d < 0 ? -1 : (int64_t)(d * 1e9);
         return HEARTH_OK;
     }
@@ -225,6 +229,10 @@ int gen_keep_alive(json_t *v, int64_t dflt, int64_t *out, hb_err *err) {
     HB_CHECK(*s, HEARTH_E_INVALID, "keep_alive is empty");
     while (*s) {
         char *end;
+        /* a number with no sign of its own ("1h-5m" is not a duration; its negative total
+         * would not fit the int64 nanoseconds either) */
+        HB_CHECK((*s >= '0' && *s <= '9') || *s == '.', HEARTH_E_INVALID, "keep_alive '%s' is not a duration",
+                 json_string_value(v));
         double n = strtod(s, &end);
         HB_CHECK(end != s && isfinite(n), HEARTH_E_INVALID, "keep_alive '%s' is not a duration", json_string_value(v));
         s = end;

@@ -59,7 +59,7 @@ static void test_keep_alive(void **state) {
     }
     assert_int_equal(gen_keep_alive(NULL, 7, &ns, &e), HEARTH_OK);
     assert_true(ns == 7);
-    const char *bad[] = { "\"soon\"", "\"5x\"", "\"\"", "true", "[1]", "\"1e30h\"" };
+    const char *bad[] = { "\"soon\"", "\"5x\"", "\"\"", "true", "[1]", "\"1e30h\"", "6.6e23", "1e10", "\"2m-3000000000000000000000m\"", "\"1h+5m\"", "\" 5m\"" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         hb_err e2 = { 0 };
         json_t *v = json_loads(bad[i], JSON_DECODE_ANY, NULL);
@@ -92,7 +92,7 @@ static void test_options(void **state) {
     json_decref(j);
     gen_opts_free(&o);
     const char *bad[] = { "{\"temperature\":\"hot\"}", "{\"top_p\":2}", "{\"stop\":[1]}", "{\"stop\":{}}",
-                          "{\"num_ctx\":-1}", "{\"top_k\":1e12}", "[]" };
+                          "{\"num_ctx\":-1}", "{\"top_k\":1e12}", "[]", "{\"seed\":1.85e19}" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         hb_err e2 = { 0 };
         gen_opts_init(&o, false);

@@ -8,7 +8,8 @@
 #   scripts/cuda_kit.sh [BUILD_DIR [KIT_DIR]]      defaults: build-cuda, .devkit
 # The folder is rebuilt each time (KIT_MODELS: fixture models to take, by name; a model
 # without its fixtures is useless to test_logits, which only checks the fixtures present).
-# Also packed: BASELINE=path/to/hearth as build/hearth_b, for interleaved A/B rounds.
+# Also packed: BASELINE=path/to/hearth as build/hearth_b (and BASELINE2 as build/hearth_c),
+# for interleaved A/B rounds.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -24,6 +25,7 @@ for f in hearth mkmodel cuda_bench_model cuda_bench_kernels; do
   [ -x "$bld/$f" ] && strip -o "$kit/build/$f" "$bld/$f"
 done
 [ -n "${BASELINE:-}" ] && strip -o "$kit/build/hearth_b" "$BASELINE"
+[ -n "${BASELINE2:-}" ] && strip -o "$kit/build/hearth_c" "$BASELINE2"
 for t in golden/test_logits unit/test_engine; do [ -x "$bld/tests/$t" ] && strip -o "$kit/build/tests/$t" "$bld/tests/$t"; done
 for t in "$bld"/tests/cuda/test_cuda_*; do [ -x "$t" ] && strip -o "$kit/build/tests/cuda/$(basename "$t")" "$t"; done
 # every non-glibc library the binaries load (the GPU machine's image lacks most of them)

@@ -27,6 +27,22 @@
 #define AD_MAX_BUCKET 512     /* default: largest position bucket taken */
 #define AD_MAX_SMEM (200 * 1024)
 
+/* The cells token t sees: the first visible position *lo (the sliding window's start or
+ * 0), how many cells from there (*ncell; cap: the bucket is >= its position + 1) and how
+ * many of those no kernel of this step writes (*nold: the cells before the first position
+ * the batch adds to t's sequence). Returns t's sequence. Positions and sequences are
+ * uploaded before the step, so this runs before the PDL wait. */
+static __device__ __forceinline__ int32_t ad_cells(const int32_t *pos, const int32_t *seq, int32_t n_tok,
+                                                   int32_t window, int32_t cap, int32_t t, int64_t *lo,
+                                                   int32_t *ncell, int32_t *nold) {
+    int64_t p = pos[t], l = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, pnew = p;
+    int32_t nc = (int32_t)min(p + 1 - l, (int64_t)cap), sq = seq[t];
+    for (int32_t u = 0; u < n_tok; u++)
+        if (seq[u] == sq && pos[u] < pnew) pnew = pos[u];
+    *lo = l, *ncell = nc, *nold = pnew > l ? (int32_t)min(pnew - l, (int64_t)nc) : 0;
+    return sq;
+}
+
 /* Grid (n_head, n_tok), AD_T threads; dynamic shared memory: the K and V stages
  * [cap][hd] f16, q [hd], the scores [cap], the partial value sums [AD_T / (hd / 2)][hd]. */
 static __global__ void __launch_bounds__(AD_T) attn_dec_kernel(const __grid_constant__ ad_args A) {
@@ -36,13 +52,8 @@ static __global__ void __launch_bounds__(AD_T) attn_dec_kernel(const __grid_cons
     int32_t h = blockIdx.x, t = blockIdx.y, hk = h / A.group, hd = A.hd, rb = hd * 2;
     uint8_t *sk = ad_sm, *sv = sk + (size_t)A.cap * rb;
     float *qv = (float *)(sv + (size_t)A.cap * rb), *sc = qv + hd, *acc = sc + A.cap;
-    /* positions and sequences are uploaded before the step: readable before the wait */
-    int64_t p = A.pos[t], lo = A.window > 0 && p - A.window + 1 > 0 ? p - A.window + 1 : 0;
-    int32_t ncell = (int32_t)min(p + 1 - lo, (int64_t)A.cap), sq = A.seq[t]; /* cap: bucket >= p + 1 */
-    int64_t pnew = p; /* cells from here on may be written by this step's KV store */
-    for (int32_t u = 0; u < A.n_tok; u++)
-        if (A.seq[u] == sq && A.pos[u] < pnew) pnew = A.pos[u];
-    int32_t nold = pnew > lo ? (int32_t)min(pnew - lo, (int64_t)ncell) : 0;
+    int64_t lo;
+    int32_t ncell, nold, sq = ad_cells(A.pos, A.seq, A.n_tok, A.window, A.cap, t, &lo, &ncell, &nold);
     const uint8_t *kb = A.kc + (size_t)sq * A.n_ctx * A.row_bytes + (size_t)hk * rb;
     const uint8_t *vb = A.vc + (size_t)sq * A.n_ctx * A.row_bytes + (size_t)hk * rb;
     ad_stage(A, sk, sv, kb, vb, lo, 0, nold, AD_T);
@@ -100,12 +111,8 @@ static __global__ void __launch_bounds__(AD_T) attn_dec_rope_kernel(const __grid
     uint8_t *sk = ad_sm, *sv = sk + (size_t)A.cap * rb;
     float *qv = (float *)(sv + (size_t)A.cap * rb), *sc = qv + hd, *acc = sc + A.cap;
     float2 *ang = (float2 *)(ad_sm + R.ang_off); /* [n_tok][half]: rows of this sequence's tokens */
-    int64_t p = A.pos[t], lo = A.window > 0 && p - A.window + 1 > 0 ? p - A.window + 1 : 0;
-    int32_t ncell = (int32_t)min(p + 1 - lo, (int64_t)A.cap), sq = A.seq[t];
-    int64_t pnew = p;
-    for (int32_t u = 0; u < A.n_tok; u++)
-        if (A.seq[u] == sq && A.pos[u] < pnew) pnew = A.pos[u];
-    int32_t nold = pnew > lo ? (int32_t)min(pnew - lo, (int64_t)ncell) : 0;
+    int64_t lo;
+    int32_t ncell, nold, sq = ad_cells(A.pos, A.seq, A.n_tok, A.window, A.cap, t, &lo, &ncell, &nold);
     const uint8_t *kb = A.kc + (size_t)sq * A.n_ctx * A.row_bytes + (size_t)hk * rb;
     const uint8_t *vb = A.vc + (size_t)sq * A.n_ctx * A.row_bytes + (size_t)hk * rb;
     ad_stage(A, sk, sv, kb, vb, lo, 0, nold, AD_T);

@@ -394,6 +394,20 @@ static void test_rule(void **state) {
             if (c.cmd[j].kind == CK_ATTN) assert_int_equal(c.cmd[j].flag & 2, flt ? 2 : 0);
         assert_int_equal(fused_products(&c, roles, &kv), 0);
     }
+    /* HEARTH_CUDA_DROP (diagnostics): the q/k/v product and the attention go, o stays */
+    rstep s4 = { QT_Q4_0, QT_Q4_0, QT_F16, 1, RHD, 0 };
+    c.kn.drop = CB_DROP_QKV | CB_DROP_ATTN;
+    record(&c, &s4);
+    cb_rewrite(&c);
+    assert_int_equal(count(&c, CK_ATTN), 0);
+    assert_int_equal(count(&c, CK_MATMUL), 1);
+    c.kn.drop = CB_DROP_O;
+    record(&c, &s4);
+    cb_rewrite(&c);
+    assert_int_equal(count(&c, CK_ATTN), 1);
+    assert_int_equal(fused_products(&c, roles, &kv), 1);
+    assert_int_equal(count(&c, CK_MATMUL), 1);
+    c.kn.drop = 0;
 }
 
 /* The flags of the q/k/v + attention launch (cb_qkva_rule, on in this program: main sets

@@ -616,6 +616,32 @@ static void cb_early_add(cuda_be *c) {
     }
 }
 
+/* The HEARTH_CUDA_DROP class of a rewritten command (0: never dropped). Products by
+ * shape: several weights over one x or RoPE in the epilogue = q/k/v, a GLU folded in =
+ * gate/up, rows >= 8 x columns = output, more columns than rows = down, else o. */
+static int cb_drop_class(const cb_cmd *k) {
+    int cls = 0;
+    if (k->kind == CK_ATTN) cls = CB_DROP_ATTN;
+    else if (k->kind == CK_RMSNORM) cls = CB_DROP_NORM;
+    else if (k->kind == CK_MATMUL) {
+        int64_t r = k->w.n_rows, n = k->w.n_cols;
+        cls = (k->flag & (4 | 64)) ? CB_DROP_GU
+              : (k->n_multi || (k->flag & CB_MM_QKVR)) ? CB_DROP_QKV
+              : r >= 8 * n ? CB_DROP_OUT
+              : n > r ? CB_DROP_DOWN
+                      : CB_DROP_O;
+    }
+    return cls;
+}
+
+/* Diagnostics only (HEARTH_CUDA_DROP, a mask of CB_DROP_*): the chosen ops become NOPs, so
+ * a timing without them gives their marginal cost in the real step (tokens and logits are
+ * then meaningless). Runs last, on the rewritten step. */
+static void cb_drop(cuda_be *c) {
+    for (size_t i = 0; i < c->n_cmd && c->kn.drop; i++)
+        if (cb_drop_class(&c->cmd[i]) & c->kn.drop) c->cmd[i].kind = CK_NOP;
+}
+
 void cb_rewrite(cuda_be *c) {
     cb_fuse(c);
     cb_merge(c);
@@ -623,4 +649,5 @@ void cb_rewrite(cuda_be *c) {
     cb_qkvr_rules(c);
     cb_mvf_rules(c);
     cb_early_add(c);
+    cb_drop(c);
 }

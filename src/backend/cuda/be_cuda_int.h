@@ -62,6 +62,14 @@ typedef struct cb_cmd {
  * one-block-per-head kernel when it takes the shape, else the separate RoPE + KV store and
  * attention (the fused split kernel is slower in whole models). */
 #define CB_AT_DEC_ONLY 8
+/* Op classes of the diagnostics switch HEARTH_CUDA_DROP (cb_drop, be_cuda_fuse.c). */
+#define CB_DROP_ATTN 1
+#define CB_DROP_QKV 2
+#define CB_DROP_O 4
+#define CB_DROP_GU 8
+#define CB_DROP_DOWN 16
+#define CB_DROP_OUT 32
+#define CB_DROP_NORM 64
 _Static_assert(sizeof(cb_cmd) % 8 == 0, "cb_cmd is hashed as 64-bit words");
 
 /* A step seen before: after one eager run it is captured, then replayed. */

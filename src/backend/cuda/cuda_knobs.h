@@ -31,6 +31,7 @@ typedef struct cuda_knobs {
     int seg_layers;       /* HEARTH_CUDA_SEG: segments grow to this many layers (default 24; 0: the whole step) */
     int seg_first;        /* HEARTH_CUDA_SEG_FIRST: layers of the first segment (default 1) */
     int seg_grow;         /* HEARTH_CUDA_SEG_GROW: growth factor, 2..64 (default 8) */
+    int drop;             /* HEARTH_CUDA_DROP: diagnostics, a mask of op classes left out of every step (0) */
     bool qkvr;            /* HEARTH_CUDA_QKVR=0: RoPE + KV store not folded into the q/k/v product */
     bool qkvr_norm;       /* HEARTH_CUDA_QKVR_NORM=1: the RMSNorm before q/k/v in the product's blocks */
     bool qkvr_mix;        /* HEARTH_CUDA_QKVR_MIX=0: products of two types never share a launch */

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "hearth.h"
+
 typedef enum cli_opt_kind {
     CLI_FLAG,      /* bool*, set true when present */
     CLI_INT,       /* long*, bounded by [min, max] */
@@ -54,6 +56,10 @@ void cli_print_help(const cli_spec *spec);
 
 /* Prints "hearth: <msg>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A model's log callback (hearth_model_params.log): library messages go to stderr as
+ * "hearth: note: ..." for warnings (e.g. "no usable GPU ...; running on the CPU") and
+ * "hearth: error: ..." for errors; ud is unused. */
+void cli_log_stderr(void *ud, hearth_log_level lvl, const char *msg);
 
 /* Verb entry points: argc/argv start at the verb; return the process exit code. */
 typedef int (*cli_verb_fn)(int argc, char **argv);

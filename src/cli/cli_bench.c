@@ -25,10 +25,16 @@
 
 #define BENCH_MAX_REPS 1000
 
+/* The last library message printed (bench_log). */
+typedef struct bench_note {
+    char text[512];
+} bench_note;
+
 typedef struct bench_opts {
     cli_strlist models;
     long n_prompt, n_gen, threads, reps, bw_mib, gpu_layers;
     const char *pg, *out, *backend;
+    bench_note *note; /* not owned: the caller's, for the whole run */
 } bench_opts;
 
 typedef struct bench_test {
@@ -276,6 +282,15 @@ static void model_type(hearth_model *m, char *buf, size_t cap) {
     hearth_free(ft);
 }
 
+/* cli_log_stderr without repeats: every test makes a context, and each would say again
+ * that the GPU asked for is not usable. ud: the bench's last message (bench_note). */
+static void bench_log(void *ud, hearth_log_level lvl, const char *msg) {
+    bench_note *last = ud;
+    if (strncmp(last->text, msg, sizeof last->text - 1) == 0) return;
+    snprintf(last->text, sizeof last->text, "%s", msg);
+    cli_log_stderr(NULL, lvl, msg);
+}
+
 static int bench_model(const char *path, const bench_test *tests, int n_tests, const bench_opts *o,
                        const bench_bw *bw, json_t *arr) {
     char err[512] = "";
@@ -283,6 +298,9 @@ static int bench_model(const char *path, const bench_test *tests, int n_tests, c
     hearth_model_params mp = hearth_model_default_params();
     mp.backend = o->backend;
     mp.n_gpu_layers = (int32_t)o->gpu_layers;
+    mp.log = bench_log; /* a note when the backend asked for is not usable */
+    mp.log_user_data = o->note;
+    mp.log_level = HEARTH_LOG_WARN;
     if (hearth_model_load(path, &mp, &m, err, sizeof err) != HEARTH_OK) {
         cli_error("bench: %s", err);
         return 1;
@@ -301,8 +319,9 @@ static int bench_model(const char *path, const bench_test *tests, int n_tests, c
 }
 
 int cli_bench(int argc, char **argv) {
+    bench_note note = { "" };
     bench_opts o = { .n_prompt = 512, .n_gen = 128, .threads = 2, .reps = 5, .bw_mib = 1024, .out = "md",
-                     .gpu_layers = -1 };
+                     .gpu_layers = -1, .note = &note };
     const cli_opt opts[] = {
         { "model", 'm', CLI_STR_MULTI, &o.models, 0, 0, NULL, "MODEL", "GGUF model file (repeatable)" },
         { "n-prompt", 'p', CLI_INT, &o.n_prompt, 0, 65536, NULL, "N", "prompt tokens for the ppN test (0 = skip)" },

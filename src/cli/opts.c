@@ -8,6 +8,11 @@
 
 #include "cli.h"
 
+void cli_log_stderr(void *ud, hearth_log_level lvl, const char *msg) {
+    (void)ud;
+    fprintf(stderr, "hearth: %s%s\n", lvl == HEARTH_LOG_ERROR ? "error: " : lvl == HEARTH_LOG_WARN ? "note: " : "", msg);
+}
+
 void cli_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

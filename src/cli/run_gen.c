@@ -25,12 +25,6 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Library log messages (e.g. "no usable GPU, using the CPU") go to stderr as notes. */
-static void log_stderr(void *ud, hearth_log_level lvl, const char *msg) {
-    (void)ud;
-    fprintf(stderr, "hearth: %s%s\n", lvl == HEARTH_LOG_ERROR ? "error: " : lvl == HEARTH_LOG_WARN ? "note: " : "", msg);
-}
-
 static bool abort_cb(void *ud) {
     volatile sig_atomic_t *c = ud;
     return c && *c;
@@ -46,7 +40,7 @@ gen_session *gen_open(const char *model_path, const gen_opts *o, volatile sig_at
     hearth_model_params mp = hearth_model_default_params();
     mp.backend = o->backend;
     mp.n_gpu_layers = (int32_t)o->n_gpu_layers;
-    mp.log = log_stderr;
+    mp.log = cli_log_stderr;
     mp.log_level = o->verbose ? HEARTH_LOG_INFO : HEARTH_LOG_WARN;
     if (hearth_model_load(model_path, &mp, &g->model, err, sizeof err)) goto fail;
     hearth_context_params cp = hearth_context_default_params();

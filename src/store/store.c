@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -102,6 +103,13 @@ out:
 
 /* ---- resolve / info -------------------------------------------------------------------- */
 
+/* Whether a model argument can only mean a file: an absolute or ./ ../ path, or a .gguf
+ * name (store names start with a letter or digit and have no such suffix). */
+static bool looks_like_path(const char *name) {
+    size_t n = strlen(name);
+    return name[0] == '/' || name[0] == '.' || (n > 5 && strcasecmp(name + n - 5, ".gguf") == 0);
+}
+
 int store_model_path(const char *root, const char *name, bool allow_path, char *buf, size_t cap, hb_err *err) {
     int rc = HEARTH_OK;
     store_name nm;
@@ -111,6 +119,11 @@ int store_model_path(const char *root, const char *name, bool allow_path, char *
         HB_CHECK(strlen(name) < cap, HEARTH_E_INVALID, "path is too long");
         strcpy(buf, name);
         goto out;
+    }
+    if (allow_path && looks_like_path(name)) { /* not a store name: say what is wrong with the file */
+        bool there = stat(name, &st) == 0;
+        HB_CHECK(!there, HEARTH_E_INVALID, "%s is not a regular file", name);
+        HB_CHECK(there, HEARTH_E_NOT_FOUND, "cannot open %s: %s", name, strerror(errno));
     }
     if ((rc = store_name_parse(name, &nm, err))) goto out;
     if ((rc = store_manifest_load(root, &nm, &m, err))) goto out;

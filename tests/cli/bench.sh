@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # hearth bench: stories260K, one prompt and one generation test as JSON with llama-bench's
-# field names and the roofline fields; the table form; bad options exit 1 with one message.
+# field names and the roofline fields; the table form; the note when --backend cuda falls
+# back to the CPU; bad options exit 1 with one message.
 set -u
 S=${HEARTH_TEST_SHARED:?}
 H=${HEARTH:?}
@@ -29,6 +30,11 @@ for args in "-p 8 -n 0 -o xml" "-p 0 -n 0" "-pg 1" "-p 8 -n 1 --bw-mib 3"; do
   if "$H" bench -m "$M" $args > /dev/null 2> "$tmp/err"; then echo "accepted: $args"; exit 1; fi
   [ "$(wc -l < "$tmp/err")" -eq 1 ] || { echo "not one message for $args:"; cat "$tmp/err"; exit 1; }
 done
-if "$H" bench -m "$tmp/none.gguf" -p 4 -n 0 2> "$tmp/err"; then echo "missing model accepted"; exit 1; fi
+# a GPU asked for that this build or machine cannot give: the CPU runs it, and stderr says
+# so once (not once per test or per model)
+"$H" bench -m "$M" -m "$M" --backend cuda -p 4 -n 2 -r 1 > "$tmp/t.txt" 2> "$tmp/err" || { echo "cuda fallback failed"; exit 1; }
+[ "$(grep -c "running on the CPU" "$tmp/err")" -eq 1 ] || { echo "no single fallback note:"; cat "$tmp/err"; exit 1; }
+grep -q "| CPU " "$tmp/t.txt" || { echo "fallback rows do not say CPU"; cat "$tmp/t.txt"; exit 1; }
+if "$H" bench -m "$tmp/none.gguf" -p 4 -n 0 > /dev/null 2> "$tmp/err"; then echo "missing model accepted"; exit 1; fi
 if "$H" bench -p 4 2> "$tmp/err"; then echo "no model accepted"; exit 1; fi
 echo ok

@@ -45,6 +45,9 @@ bad() {
   check "$name -> exit 1, one message" "[ $rc -eq 1 ] && [ \$(wc -l <'$t/err') -eq 1 ] && grep -q '^hearth: ' '$t/err' && ! grep -qi 'sanitizer' '$t/err'"
 }
 bad "missing model" run /nonexistent.gguf "hi"
+check "a missing file is named as a file, not parsed as a store name" "grep -q 'cannot open /nonexistent.gguf: No such file' '$t/err'"
+bad "a directory as the model" run "$t" "hi"
+check "a directory is not a regular file" "grep -q 'is not a regular file' '$t/err'"
 HEARTH_MODELS="$t/store" bad "unknown stored model" run nosuchmodel "hi"
 head -c 100000 "$M" >"$t/trunc.gguf"
 bad "truncated model" run "$t/trunc.gguf" "hi"

@@ -18,6 +18,13 @@ kit=${2:-.devkit}
 shared=${HEARTH_TEST_SHARED:-$top/../shared}
 [ -x "$bld/hearth" ] || { echo "cuda_kit: no $bld/hearth (build it with make CUDA=1 BUILD=$bld)" >&2; exit 1; }
 [ -d "$shared/models" ] || { echo "cuda_kit: no shared data at $shared" >&2; exit 1; }
+# Every program the GPU checks run must exist and be linked after the library it uses: a
+# build cut short (e.g. `make ... | head`, whose SIGPIPE stops make mid-link) would leave
+# stale or missing test programs, and the GPU call would test old code or fail with 127.
+for f in hearth tests/golden/test_logits tests/unit/test_engine $(cd "$bld" && ls tests/cuda/test_cuda_* 2>/dev/null | grep -v '\.'); do
+  if [ ! -x "$bld/$f" ]; then echo "cuda_kit: $bld/$f is missing (build every CUDA target first)" >&2; exit 1; fi
+  if [ "$bld/libhearth.a" -nt "$bld/$f" ]; then echo "cuda_kit: $bld/$f is older than $bld/libhearth.a (rebuild)" >&2; exit 1; fi
+done
 rm -rf "$kit"
 mkdir -p "$kit/build/tests/golden" "$kit/build/tests/unit" "$kit/build/tests/cuda" "$kit/ext/lib" \
          "$kit/shared/models/random" "$kit/shared/fixtures/logits" "$kit/shared/vocab"

@@ -76,7 +76,7 @@ static int one_shot(gen_session *g, const run_args *a, const char *prompt) {
     }
     if (rc) return rc;
     if (isatty(STDOUT_FILENO)) fputc('\n', stdout);
-    if (st.hit_ctx_limit) fprintf(stderr, "hearth: stopped: the context of %ld tokens is full (use --ctx)\n", a->n_ctx);
+    if (st.hit_ctx_limit) fprintf(stderr, "hearth: stopped: the context of %u tokens is full (use --ctx)\n", st.n_ctx);
     if (a->verbose) gen_print_stats(&st);
     return 0;
 }

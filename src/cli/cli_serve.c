@@ -1,6 +1,7 @@
 /* cli_serve.c — `hearth serve`: the HTTP server until SIGINT/SIGTERM, then a graceful
  * stop (in-flight streams end with a final message). Every flag has an environment
  * variable (see docs/api.md). */
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@ static bool parse_duration_ms(const char *s, int64_t *out) {
     else if (strcmp(end, "m") == 0) unit = 60000;
     else if (strcmp(end, "h") == 0) unit = 3600000;
     else return false;
+    if (!isfinite(v) || v * unit >= 9e15) return false; /* ms that fit int64 with room to spare */
     *out = (int64_t)(v * unit);
     return true;
 }

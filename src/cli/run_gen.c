@@ -222,7 +222,10 @@ static int gen_loop(gen_session *g, gen_emit_fn emit, void *ud, gen_stats *st, u
         st->n_gen++;
         if (hearth_detok_stream_push(ds, t, &text, &len) == HEARTH_OK && len &&
             stop_push(&sb, text, len, &g->o, emit, ud)) { st->stopped = true; break; }
-        if (g->n_hist + 1 >= hearth_context_n_ctx(g->ctx)) { st->hit_ctx_limit = true; break; }
+        if (g->n_hist + 1 >= hearth_context_n_ctx(g->ctx)) {
+            st->hit_ctx_limit = true, st->n_ctx = hearth_context_n_ctx(g->ctx);
+            break;
+        }
         if ((rc = eval_tokens(g, &t, 1))) {
             if (rc < 0) { st->stopped = true; rc = 0; }
             break;

@@ -29,6 +29,7 @@ typedef struct gen_stats {
     uint64_t load_ns, prompt_ns, gen_ns, ttft_ns;
     size_t n_prompt, n_prompt_reused, n_gen;
     bool hit_ctx_limit;      /* generation stopped because the context was full */
+    uint32_t n_ctx;          /* the context's size in tokens */
     bool stopped;            /* stopped by a stop string, EOG or interrupt */
 } gen_stats;
 

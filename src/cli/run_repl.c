@@ -2,6 +2,7 @@
  * slash commands, """ multi-line input; Ctrl-C stops the reply, Ctrl-D or /bye exits. */
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,11 +76,27 @@ static void repl_help(void) {
          "Use \"\"\" to begin and end a multi-line message; Ctrl-C stops a reply.");
 }
 
+/* The ranges of /set parameter, the same as `hearth run`'s flags (a value outside would
+ * not fit the integer it is cast to, or would mean nothing to the sampler). */
+static const struct param_range {
+    const char *name;
+    double lo, hi;
+} k_ranges[] = {
+    { "temperature", 0, 100 }, { "top_k", 0, 1e9 }, { "top_p", 0, 1 }, { "min_p", 0, 1 }, { "typical_p", 0, 1 },
+    { "seed", 0, 9.2e18 }, { "repeat_penalty", 0.01, 100 }, { "repeat_last_n", -1, 1 << 20 },
+    { "presence_penalty", -100, 100 }, { "frequency_penalty", -100, 100 }, { "num_predict", -1, 1 << 24 },
+};
+
 static int set_param(gen_session *g, gen_opts *o, const char *name, const char *val) {
     hearth_sampler_params sp = o->sp;
     char *end = NULL;
     double v = strtod(val, &end);
-    if (end == val || *end) { cli_error("'%s' is not a number", val); return 1; }
+    if (end == val || *end || !isfinite(v)) { cli_error("'%s' is not a number", val); return 1; }
+    for (size_t i = 0; i < sizeof k_ranges / sizeof k_ranges[0]; i++)
+        if (strcmp(name, k_ranges[i].name) == 0 && (v < k_ranges[i].lo || v > k_ranges[i].hi)) {
+            cli_error("%s must be in [%g, %g]", name, k_ranges[i].lo, k_ranges[i].hi);
+            return 1;
+        }
     if (strcmp(name, "temperature") == 0) sp.temperature = (float)v;
     else if (strcmp(name, "top_k") == 0) sp.top_k = (int32_t)v;
     else if (strcmp(name, "top_p") == 0) sp.top_p = (float)v;
@@ -91,7 +108,6 @@ static int set_param(gen_session *g, gen_opts *o, const char *name, const char *
     else if (strcmp(name, "presence_penalty") == 0) sp.presence_penalty = (float)v;
     else if (strcmp(name, "frequency_penalty") == 0) sp.frequency_penalty = (float)v;
     else if (strcmp(name, "num_predict") == 0) {
-        if (v < -1) { cli_error("num_predict must be >= -1"); return 1; }
         o->n_predict = (long)v;
         gen_set_opts(g, o);
         return 0;

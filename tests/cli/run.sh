@@ -44,6 +44,8 @@ bad() {
   "$H" "$@" >"$t/out" 2>"$t/err" </dev/null; local rc=$?
   check "$name -> exit 1, one message" "[ $rc -eq 1 ] && [ \$(wc -l <'$t/err') -eq 1 ] && grep -q '^hearth: ' '$t/err' && ! grep -qi 'sanitizer' '$t/err'"
 }
+echo "Once" | "$H" run "$M" --raw --ctx 64 -n -1 >/dev/null 2>"$t/err"
+check "a full context is reported with its real size" "grep -q 'the context of 64 tokens is full' '$t/err'"
 bad "missing model" run /nonexistent.gguf "hi"
 check "a missing file is named as a file, not parsed as a store name" "grep -q 'cannot open /nonexistent.gguf: No such file' '$t/err'"
 bad "a directory as the model" run "$t" "hi"
@@ -59,6 +61,9 @@ bad "--threads 10000" run "$M" --threads 10000 "hi"
 bad "unknown flag" run "$M" --bogus "hi"
 bad "unknown backend" run "$M" --backend tpu "hi"
 bad "prompt longer than the context" run "$M" --raw --ctx 16 "Once upon a time there was a little girl who liked to play in the park every day with her dog"
+# serve refuses a keep-alive whose milliseconds do not fit (before it binds anything)
+bad "serve --keep-alive too long" serve --host 127.0.0.1:0 --keep-alive 1e300h
+bad "serve --keep-alive nan" serve --host 127.0.0.1:0 --keep-alive nan
 "$H" run --help >/dev/null 2>&1
 check "--help exits 0" "[ $? -eq 0 ]"
 exit $fail

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # hearth run without PROMPT on a terminal: a multi-turn chat driven through tmux. Checks the
-# greeting, a reply, /set and /show, """ multi-line input, Ctrl-C stopping a long reply (not
+# greeting, a reply, /set (and its range check) and /show, """ multi-line input, Ctrl-C stopping a long reply (not
 # the program), /clear, and /bye exiting.
 set -u
 H=${HEARTH:?}; S=${HEARTH_TEST_SHARED:?}
@@ -20,6 +20,8 @@ T send-keys -t s "Once upon a time" Enter
 check "a reply, then the prompt again" "for _ in \$(seq 300); do [ \$(screen | grep -c '^>>>') -ge 2 ] && break; sleep 0.1; done; [ \$(screen | grep -c '^>>>') -ge 2 ]"
 T send-keys -t s "/set parameter num_predict -1" Enter
 check "/set parameter" "wait_for \"Set parameter 'num_predict'\" 10"
+T send-keys -t s "/set parameter seed 1e30" Enter
+check "/set parameter out of range is refused" "wait_for 'seed must be in' 10"
 T send-keys -t s "/show" Enter
 check "/show lists parameters" "wait_for 'num_predict  -1' 10"
 T send-keys -t s '"""The cat' Enter

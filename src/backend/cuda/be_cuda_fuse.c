@@ -116,8 +116,8 @@ static bool cb_dead_after(const cuda_be *c, size_t i, const void *p, int64_t n) 
     return !c->partial;
 }
 
-/* Whether the q that RoPE command r rotates is written by a float-weight (F32/F16/BF16)
- * product: the last product before r whose output (its own or one of a multi-product's) is
+/* Whether the q that RoPE command i rotates is written by a float-weight (F32/F16/BF16)
+ * product: the last product before i whose output (its own or one of a multi-product's) is
  * that q. */
 static bool cb_q_from_float(const cuda_be *c, size_t i) {
     const void *q = c->cmd[i].p[1];
@@ -134,7 +134,7 @@ static bool cb_q_from_float(const cuda_be *c, size_t i) {
 
 /* The fused decode attention: HEARTH_CUDA_DATTN=1 always, =0 never; by default after float
  * q/k/v products, where at short contexts it runs cu_attn_dec_rope (one kernel fewer per
- * layer, F16 tg128 +1.2-1.6% on an H200). After quantized products it would take the RoPE
+ * layer, F16 tg128 +1.1% on an H200, session 17). After quantized products it would take the RoPE
  * from the q/k/v + RoPE product (cu_mvr.cu) and measured 3-6% slower (docs/performance.md). */
 static bool cb_dattn_on(const cuda_be *c, size_t i) {
     return c->kn.dattn == 1 || (c->kn.dattn == 2 && cb_q_from_float(c, i));

@@ -443,6 +443,10 @@ typedef struct hearth_server_params {
 } hearth_server_params;
 
 hearth_server_params hearth_server_default_params(void);
+/* Parses a keep-alive duration as the API's keep_alive field does ("5m", "1h30m", "30s",
+ * "250ms", a plain number of seconds; negative = forever, *ns = -1). On error returns
+ * HEARTH_E_INVALID with a message in err (errlen bytes, may be NULL/0). */
+hearth_status hearth_parse_duration(const char *s, int64_t *ns, char *err, size_t errlen);
 /* Binds and starts serving in background threads. *out is freed with hearth_server_free.
  * A taken port fails with HEARTH_E_IO and a message naming host and port. */
 hearth_status hearth_server_start(const hearth_server_params *p, hearth_server **out,

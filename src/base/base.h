@@ -26,6 +26,10 @@ typedef struct hb_err {
 int hb_fail(hb_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Clears an error record to HEARTH_OK / "". */
 void hb_err_clear(hb_err *err);
+/* Parses a duration as Ollama writes it: number+unit parts ("5m", "1h30m", "250ms"; units
+ * ns, us, ms, s, m, h; no unit = seconds) into *ns, or any negative value into -1
+ * (forever). HEARTH_E_INVALID for anything else, signs inside, or ~285 years and more. */
+int hb_parse_duration(const char *s, int64_t *ns, hb_err *err);
 
 /* CHECK for untrusted input: on failure set err and jump to `out` with rc set. */
 #define HB_CHECK(cond, code, ...)                       \

@@ -1,7 +1,6 @@
 /* cli_serve.c — `hearth serve`: the HTTP server until SIGINT/SIGTERM, then a graceful
  * stop (in-flight streams end with a final message). Every flag has an environment
  * variable (see docs/api.md). */
-#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,26 +23,6 @@ static void log_line(void *ud, hearth_log_level lvl, const char *msg) {
     gmtime_r(&ts.tv_sec, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
     fprintf(stderr, "time=%s.%03ldZ level=%s %s\n", when, ts.tv_nsec / 1000000, names[lvl], msg);
-}
-
-/* Parses "5m", "30s", "1h", "-1", "0" into milliseconds. */
-static bool parse_duration_ms(const char *s, int64_t *out) {
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s) return false;
-    if (v < 0) {
-        *out = -1;
-        return true;
-    }
-    double unit = 1000;
-    if (strcmp(end, "ms") == 0) unit = 1;
-    else if (strcmp(end, "s") == 0 || *end == '\0') unit = 1000;
-    else if (strcmp(end, "m") == 0) unit = 60000;
-    else if (strcmp(end, "h") == 0) unit = 3600000;
-    else return false;
-    if (!isfinite(v) || v * unit >= 9e15) return false; /* ms that fit int64 with room to spare */
-    *out = (int64_t)(v * unit);
-    return true;
 }
 
 int cli_serve(int argc, char **argv) {
@@ -86,10 +65,13 @@ int cli_serve(int argc, char **argv) {
         cli_error("serve: bad --host/HEARTH_HOST '%s' (expected HOST[:PORT])", host);
         return 1;
     }
-    if (!parse_duration_ms(keep, &p.keep_alive_ms)) {
-        cli_error("serve: bad --keep-alive '%s' (expected e.g. 5m, 30s, -1)", keep);
+    int64_t keep_ns;
+    char kerr[600];
+    if (hearth_parse_duration(keep, &keep_ns, kerr, sizeof kerr) != HEARTH_OK) {
+        cli_error("serve: bad --keep-alive: %s (e.g. 5m, 1h30m, 30s, -1)", kerr);
         return 1;
     }
+    p.keep_alive_ms = keep_ns < 0 ? -1 : keep_ns / 1000000;
     if (!hearth_backend_name_ok(backend)) {
         cli_error("serve: unknown backend '%s' (expected cpu, cuda or auto)", backend);
         return 1;

@@ -220,34 +220,11 @@ int gen_keep_alive(json_t *v, int64_t dflt, int64_t *out, hb_err *err) {
         return HEARTH_OK;
     }
     HB_CHECK(json_is_string(v), HEARTH_E_INVALID, "keep_alive must be a duration (\"5m\") or a number of seconds");
-    const char *s = json_string_value(v);
-    if (*s == '-') {
-        *out = -1;
-        return HEARTH_OK;
+    hb_err e = { 0 };
+    if (hb_parse_duration(json_string_value(v), out, &e)) {
+        *out = dflt;
+        rc = hb_fail(err, e.code, "keep_alive: %s", e.msg);
     }
-    double total = 0;
-    HB_CHECK(*s, HEARTH_E_INVALID, "keep_alive is empty");
-    while (*s) {
-        char *end;
-        /* a number with no sign of its own ("1h-5m" is not a duration; its negative total
-         * would not fit the int64 nanoseconds either) */
-        HB_CHECK((*s >= '0' && *s <= '9') || *s == '.', HEARTH_E_INVALID, "keep_alive '%s' is not a duration",
-                 json_string_value(v));
-        double n = strtod(s, &end);
-        HB_CHECK(end != s && isfinite(n), HEARTH_E_INVALID, "keep_alive '%s' is not a duration", json_string_value(v));
-        s = end;
-        double unit = 1e9;
-        if (strncmp(s, "ns", 2) == 0) unit = 1, s += 2;
-        else if (strncmp(s, "us", 2) == 0) unit = 1e3, s += 2;
-        else if (strncmp(s, "ms", 2) == 0) unit = 1e6, s += 2;
-        else if (*s == 's') unit = 1e9, s++;
-        else if (*s == 'm') unit = 60e9, s++;
-        else if (*s == 'h') unit = 3600e9, s++;
-        else HB_CHECK(*s == '\0', HEARTH_E_INVALID, "keep_alive '%s' has an unknown unit", json_string_value(v));
-        total += n * unit;
-    }
-    HB_CHECK(total < 9e18, HEARTH_E_INVALID, "keep_alive is too long");
-    *out = (int64_t)total;
 out:
     return rc;
 }

@@ -69,11 +69,40 @@ static void test_map_missing(void **state) {
     assert_int_equal(hb_map_file("/", &m, &e), HEARTH_E_IO);
 }
 
+/* Durations as Ollama writes them (the server's keep_alive, serve --keep-alive). */
+static void test_duration(void **state) {
+    (void)state;
+    struct { const char *s; int64_t ns; } ok[] = {
+        { "5m", 300000000000LL }, { "1h30m", 5400000000000LL }, { "250ms", 250000000LL }, { "30", 30000000000LL },
+        { "1.5s", 1500000000LL }, { "2us", 2000 }, { "7ns", 7 }, { "0", 0 }, { "-1", -1 }, { "-5m", -1 },
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        hb_err e = { 0 };
+        int64_t ns = 42;
+        assert_int_equal(hb_parse_duration(ok[i].s, &ns, &e), HEARTH_OK);
+        assert_true(ns == ok[i].ns);
+    }
+    const char *bad[] = { "", "soon", "5x", "1h-5m", "1h+5m", " 5m", "nan", "inf", "1e300h", "3000000h" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        hb_err e = { 0 };
+        int64_t ns = 42;
+        assert_int_equal(hb_parse_duration(bad[i], &ns, &e), HEARTH_E_INVALID);
+        assert_true(strlen(e.msg) > 0);
+    }
+    char msg[64];
+    int64_t ns = 0;
+    assert_int_equal(hearth_parse_duration("2h", &ns, msg, sizeof msg), HEARTH_OK);
+    assert_true(ns == 7200000000000LL);
+    assert_int_equal(hearth_parse_duration("2 h", &ns, msg, sizeof msg), HEARTH_E_INVALID);
+    assert_non_null(strstr(msg, "2 h"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f16_roundtrip_all), cmocka_unit_test(test_f16_known_values),
         cmocka_unit_test(test_bf16), cmocka_unit_test(test_checked_math),
         cmocka_unit_test(test_err_keeps_first), cmocka_unit_test(test_map_missing),
+        cmocka_unit_test(test_duration),
     };
     return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }

@@ -217,6 +217,9 @@ typedef struct hearth_placement {
     bool output_on_gpu;
     uint64_t gpu_bytes;       /* estimated accelerator memory of that placement */
     uint64_t gpu_free;        /* accelerator memory free before loading (0 = unknown) */
+    uint64_t gpu_shared;      /* bytes of the model's weights another context had already put
+                               * on the device: reused, not uploaded again (weights go to a
+                               * device once per model) */
     char summary[320];        /* e.g. "22/22 layers on cuda (NVIDIA H200), output on cuda" */
     char note[512];           /* why fewer layers than asked, or the CPU; "" if nothing to say */
 } hearth_placement;

@@ -14,6 +14,7 @@
 #ifndef HEARTH_BACKEND_H
 #define HEARTH_BACKEND_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -84,6 +85,26 @@ typedef struct be_dev_info {
     size_t mem_free, mem_total; /* bytes this context may still allocate / in all */
 } be_dev_info;
 
+/* Device copies of one model's weights, shared by the accelerator contexts of that model so
+ * that the weights are uploaded once per model, not once per context (the server's
+ * embedding context beside its generation context, several contexts of one program). The
+ * model owns the slot (hearth_model.share: be_share_slot_init at load, be_share_slot_free
+ * when it goes, after its contexts); the first context whose backend takes part
+ * (be_ops.share) puts its store in the slot, and the store frees the device memory when
+ * the slot goes. Only weights whose host data lies in [lo, hi) are shared: the model's
+ * read-only mapping, unchanged for the model's life; a weight a context builds itself
+ * stays its own. slot.mu guards s; a store locks itself for its contents. */
+typedef struct be_share {
+    void (*destroy)(struct be_share *s); /* frees the store and its device memory */
+} be_share;
+typedef struct be_share_slot {
+    pthread_mutex_t mu;
+    be_share *s;          /* NULL until a context creates the store */
+    const uint8_t *lo, *hi;
+} be_share_slot;
+void be_share_slot_init(be_share_slot *slot, const uint8_t *lo, const uint8_t *hi);
+void be_share_slot_free(be_share_slot *slot);
+
 typedef struct be_ops {
     const char *name;
     /* Buffers are plain host memory (the CPU): another backend may `read` straight into
@@ -146,6 +167,11 @@ typedef struct be_ops {
      * (e.g. too large). Release with host_free, before the backend goes. */
     void *(*host_alloc)(be_ctx *b, size_t bytes);
     void (*host_free)(be_ctx *b, void *p);
+    /* Joins the model's store of device weights in slot (creating it when the slot is
+     * empty; a store of another device is left alone), before any weight is uploaded;
+     * *shared: the bytes of weights already there, which this context will not upload
+     * again. HEARTH_E_NOMEM when the store cannot be made (the context then works alone). */
+    int (*share)(be_ctx *b, be_share_slot *slot, uint64_t *shared, hb_err *err);
 } be_ops;
 
 struct be_ctx {

@@ -78,3 +78,15 @@ void be_free(be_ctx *b) {
 #endif
     be_cpu_free(b);
 }
+
+void be_share_slot_init(be_share_slot *slot, const uint8_t *lo, const uint8_t *hi) {
+    pthread_mutex_init(&slot->mu, NULL);
+    slot->s = NULL;
+    slot->lo = lo, slot->hi = hi;
+}
+
+void be_share_slot_free(be_share_slot *slot) {
+    if (slot->s) slot->s->destroy(slot->s);
+    slot->s = NULL;
+    pthread_mutex_destroy(&slot->mu);
+}

@@ -91,6 +91,15 @@ out:
     return rc;
 }
 
+/* Joins the model's store of device weights (be_ops.share): pl->gpu_shared gets the bytes
+ * already there. A failure only costs the sharing (logged). */
+static void place_share(hearth_model *m, be_ctx *b, hearth_placement *pl) {
+    hb_err e;
+    hb_err_clear(&e);
+    if (b->ops->share && b->ops->share(b, &m->share, &pl->gpu_shared, &e) != HEARTH_OK)
+        hb_logf(&m->log, HEARTH_LOG_WARN, "weights not shared with other contexts: %s", e.msg);
+}
+
 /* Decides how many layers go on acc (0..n_layer) and fills pl's device facts. */
 static int32_t place_choose(const hearth_model *m, const hearth_context_params *p, be_ctx *acc, int32_t want,
                             hearth_placement *pl) {
@@ -107,7 +116,8 @@ static int32_t place_choose(const hearth_model *m, const hearth_context_params *
     int32_t n = want;
     if (want < 0) { /* automatic: what fits (everything when the memory is not known) */
         uint64_t need = 0;
-        n = place_fit(m, p, known ? di.mem_free : UINT64_MAX, m->hp->n_layer, &need);
+        /* weights another context already uploaded cost nothing again */
+        n = place_fit(m, p, known ? di.mem_free + pl->gpu_shared : UINT64_MAX, m->hp->n_layer, &need);
         if (n < m->hp->n_layer)
             snprintf(pl->note, sizeof pl->note, "%d of %d layers fit in the %llu MiB free on %s", (int)n,
                      (int)m->hp->n_layer, (unsigned long long)(di.mem_free >> 20), pl->device);
@@ -155,11 +165,16 @@ static void place_summary(hearth_placement *pl) {
     else
         snprintf(pl->summary, sizeof pl->summary, "%d/%d layers on %s%s, %d on cpu, output on cpu", (int)n, (int)nl,
                  pl->backend, dev, (int)(nl - n));
+    size_t len = strlen(pl->summary);
+    if (n > 0 && pl->gpu_shared > 0 && len < sizeof pl->summary)
+        snprintf(pl->summary + len, sizeof pl->summary - len, "; %llu MiB of weights shared with another context",
+                 (unsigned long long)((pl->gpu_shared + (1 << 20) - 1) >> 20));
 }
 
 /* The accelerator's share: chosen, then loaded; on failure the device is released. */
 static void place_accel(hearth_context *c, int32_t want) {
     hearth_placement *pl = &c->place;
+    place_share(c->m, c->be_acc, pl);
     int32_t n = place_choose(c->m, &c->p, c->be_acc, want, pl);
     hb_err e;
     hb_err_clear(&e);
@@ -177,7 +192,7 @@ static void place_accel(hearth_context *c, int32_t want) {
     }
     if (n == 0) {
         place_drop_acc(c);
-        pl->gpu_bytes = 0;
+        pl->gpu_bytes = pl->gpu_shared = 0;
     }
     c->n_acc = n;
 }
@@ -251,8 +266,11 @@ hearth_status hearth_model_plan_placement(hearth_model *m, const hearth_context_
     if (want != 0 &&
         (rc = be_accel_new(m->params.backend, rp.n_threads, &acc, out->note, sizeof out->note, err)))
         goto out;
-    if (acc) out->n_gpu_layers = place_choose(m, &rp, acc, want, out);
-    if (out->n_gpu_layers == 0) snprintf(out->backend, sizeof out->backend, "cpu"), out->device[0] = 0;
+    if (acc) {
+        place_share(m, acc, out);
+        out->n_gpu_layers = place_choose(m, &rp, acc, want, out);
+    }
+    if (out->n_gpu_layers == 0) snprintf(out->backend, sizeof out->backend, "cpu"), out->device[0] = 0, out->gpu_shared = 0;
     out->output_on_gpu = out->n_gpu_layers > 0 && out->n_gpu_layers == out->n_layer;
     place_summary(out);
 out:

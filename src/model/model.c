@@ -47,6 +47,19 @@ static int model_summarise(struct hearth_model *m) {
     return m->ftype_name ? HEARTH_OK : HEARTH_E_NOMEM;
 }
 
+/* The slot of device copies the model's contexts share, over the tensor data's extent in
+ * the mapping (the only bytes a backend may share). */
+static void model_share_init(hearth_model *m) {
+    const uint8_t *lo = NULL, *hi = NULL;
+    for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {
+        const gguf_tensor *t = gguf_tensor_at(m->gguf, i);
+        if (!t->data) continue;
+        if (!lo || t->data < lo) lo = t->data;
+        if (!hi || t->data + t->size > hi) hi = t->data + t->size;
+    }
+    be_share_slot_init(&m->share, lo, hi);
+}
+
 hearth_status hearth_model_load(const char *path, const hearth_model_params *params,
                                 hearth_model **out, char *errbuf, size_t errlen) {
     int rc = HEARTH_OK;
@@ -65,6 +78,7 @@ hearth_status hearth_model_load(const char *path, const hearth_model_params *par
     m->path = hb_strndup(path, strlen(path));
     HB_CHECK(m->path, HEARTH_E_NOMEM, "out of memory");
     if ((rc = gguf_open(path, &m->gguf, err))) goto out;
+    model_share_init(m);
     if (gguf_get_str(m->gguf, "general.architecture", &s, err) == HEARTH_OK)
         m->arch_name = hb_strndup(s->data, s->len);
     else if (e.code) { rc = e.code; goto out; }
@@ -87,6 +101,7 @@ out:
 
 void hearth_model_free(hearth_model *m) {
     if (!m) return;
+    if (m->gguf) be_share_slot_free(&m->share); /* initialized right after the file opened */
     if (m->arch_free) m->arch_free(m);
     tok_vocab_free(m->vocab);
     gguf_close(m->gguf);

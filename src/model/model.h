@@ -7,6 +7,7 @@
 #ifndef HEARTH_MODEL_H
 #define HEARTH_MODEL_H
 
+#include "backend/backend.h"
 #include "base/base.h"
 #include "gguf/gguf.h"
 #include "quant/quant.h"
@@ -28,6 +29,9 @@ struct hearth_model {
     struct model_hparams *hp;
     void *arch_data;
     void (*arch_free)(struct hearth_model *m);
+    /* The accelerator's copies of the weights, shared by this model's contexts (internally
+     * locked: the one part of a loaded model that changes, and only by adding copies). */
+    be_share_slot share;
 };
 
 #endif

@@ -1,7 +1,7 @@
 /* Unit tests for the engine (src/engine) and the architecture loader (src/arch):
  * multi-sequence batches equal single sequences, KV sequence copy/remove equal recompute,
  * context overflow and bad ids are rejected without side effects, thread count does not
- * change results, abort works, embeddings match the fixture, q8_0 KV stays close to f32,
+ * change results, a model's contexts share the device copies of its weights, abort works, embeddings match the fixture, q8_0 KV stays close to f32,
  * and broken model files (built with the GGUF writer) give clear errors, not crashes. */
 #include <jansson.h>
 #include <math.h>
@@ -230,6 +230,50 @@ static void test_threads_bitwise(void **state) {
     hearth_model_free(m);
 }
 
+/* Two contexts of one model: the second reuses the first one's device copies of the
+ * weights (placement gpu_shared: weights go to a device once per model) and gives the same
+ * logits bit for bit; once both are gone so are the copies (a third context finds none).
+ * On the CPU nothing is shared and gpu_shared stays 0. */
+static void test_weights_shared(void **state) {
+    (void)state;
+    hearth_model *m = load(random_model("llama.F16"));
+    int nv = hearth_model_n_vocab(m);
+    enum { N = 40 };
+    int32_t ids[N];
+    for (int i = 0; i < N; i++) ids[i] = tok(5, i, nv);
+    float *a = malloc((size_t)nv * sizeof(float)), *b = malloc((size_t)nv * sizeof(float));
+    assert_non_null(a);
+    assert_non_null(b);
+    hearth_placement p1, p2, p3;
+    hearth_context *c1 = ctx_new(m, 256, 1, 1, HEARTH_KV_F16);
+    hearth_context *c2 = ctx_new(m, 256, 2, 1, HEARTH_KV_F16);
+    assert_int_equal(hearth_context_placement(c1, &p1), HEARTH_OK);
+    assert_int_equal(hearth_context_placement(c2, &p2), HEARTH_OK);
+    assert_int_equal(p1.gpu_shared, 0);
+    bool gpu = strcmp(p2.backend, "cuda") == 0; /* the stand-in accelerator of cpu-split shares nothing */
+    if (gpu && p2.n_gpu_layers == p2.n_layer && p1.n_gpu_layers == p1.n_layer) /* all the weights */
+        assert_true(p2.gpu_shared >= hearth_model_size_bytes(m) * 8 / 10);
+    else if (!gpu)
+        assert_int_equal(p2.gpu_shared, 0);
+    printf("  placement: %s; shared %llu of %llu bytes\n", p2.summary, (unsigned long long)p2.gpu_shared,
+           (unsigned long long)hearth_model_size_bytes(m));
+    assert_int_equal(run_seq(c1, 0, 0, ids, N, a, nv), HEARTH_OK);
+    assert_int_equal(run_seq(c2, 1, 0, ids, N, b, nv), HEARTH_OK);
+    assert_memory_equal(a, b, (size_t)nv * sizeof(float));
+    hearth_context_free(c1);
+    assert_int_equal(run_seq(c2, 1, N, ids, 1, b, nv), HEARTH_OK); /* the copies outlive the first context */
+    hearth_context_free(c2);
+    hearth_context *c3 = ctx_new(m, 256, 1, 1, HEARTH_KV_F16);
+    assert_int_equal(hearth_context_placement(c3, &p3), HEARTH_OK);
+    assert_int_equal(p3.gpu_shared, 0);
+    assert_int_equal(run_seq(c3, 0, 0, ids, N, b, nv), HEARTH_OK);
+    assert_memory_equal(a, b, (size_t)nv * sizeof(float));
+    hearth_context_free(c3);
+    hearth_model_free(m);
+    free(a);
+    free(b);
+}
+
 /* q8_0 and f16 KV caches stay close to f32 (same bound family as the golden f16 check). */
 static void test_kv_types_close(void **state) {
     (void)state;
@@ -440,6 +484,7 @@ int main(void) {
         cmocka_unit_test(test_seq_cp_and_rm),
         cmocka_unit_test(test_context_overflow_and_invalid),
         cmocka_unit_test(test_threads_bitwise),
+        cmocka_unit_test(test_weights_shared),
         cmocka_unit_test(test_kv_types_close),
         cmocka_unit_test(test_abort),
         cmocka_unit_test(test_embeddings_fixture),

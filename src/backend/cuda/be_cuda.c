@@ -45,7 +45,8 @@ static cb_map *cb_find(cuda_be *c, const void *host) {
     return NULL;
 }
 
-/* Registers dev (bytes, owned from now on) as the device copy of host. */
+/* Registers dev (bytes) as the device copy of host: owned from now on, unless the caller
+ * marks the entry borrowed (the model's shared store owns it then). */
 static cb_map *cb_register(cuda_be *c, const void *host, void *dev, size_t bytes, hb_err *err) {
     if (c->n_map == c->cap_map) {
         size_t cap = c->cap_map ? 2 * c->cap_map : 64;
@@ -92,8 +93,19 @@ static const cuda_weight *cb_weight(cuda_be *c, const be_weight *w, hb_err *err)
         hb_fail(err, HEARTH_E_UNSUPPORTED, "CUDA: weight type %s is not supported", quant_type_name(w->host.type));
         return NULL;
     }
-    if (!(e = cb_add(c, w->host.data, bytes, err))) return NULL;
-    if (cuda_upload(c->cu, e->dev, w->host.data, bytes, err)) return NULL;
+    const uint8_t *h = w->host.data;
+    if (c->store && h >= c->share_lo && h + bytes <= c->share_hi) { /* the model's mapping: shared */
+        void *dev = cb_store_get(c, h, bytes, err);
+        if (!dev) return NULL;
+        if (!(e = cb_register(c, h, dev, bytes, err))) {
+            cb_store_put(c, h, bytes);
+            return NULL;
+        }
+        e->borrowed = true;
+    } else {
+        if (!(e = cb_add(c, w->host.data, bytes, err))) return NULL;
+        if (cuda_upload(c->cu, e->dev, w->host.data, bytes, err)) return NULL;
+    }
     memset(&e->w, 0, sizeof e->w);
     e->w.type = w->host.type, e->w.n_rows = w->host.n_rows, e->w.n_cols = w->host.n_cols;
     e->w.row_bytes = w->host.row_bytes, e->w.data = e->dev;
@@ -853,6 +865,12 @@ static int cb_dev_info(be_ctx *b, be_dev_info *out, hb_err *err) {
     return cuda_mem_info(c->cu, &out->mem_free, &out->mem_total, err);
 }
 
+/* Joins the model's store of weights (be_ops.share): a second context of the model reuses
+ * the first one's device copies. Called at placement, before any weight is uploaded. */
+static int cb_share(be_ctx *b, be_share_slot *slot, uint64_t *shared, hb_err *err) {
+    return cb_store_join(cb(b), slot, shared, err);
+}
+
 /* Uploads w now, with the checks cb_matmul makes, so that what cannot run here shows at load. */
 static int cb_preload(be_ctx *b, const be_weight *w, bool matmul, hb_err *err) {
     cuda_be *c = cb(b);
@@ -897,6 +915,7 @@ static const be_ops k_cuda_ops = {
     .glu = cb_glu,
     .kv_copy = cb_kv_copy,
     .dev_info = cb_dev_info,
+    .share = cb_share,
     .preload = cb_preload,
     .kv_reserve = cb_kv_reserve,
     .measure_bw = cb_measure_bw,
@@ -953,7 +972,9 @@ void be_cuda_free(be_ctx *b) {
     for (int i = 0; i < CB_GRAPHS; i++) cuda_graph_free(c->graphs[i].g);
     cuda_mega_free(c->mega);
     for (int i = 0; i < c->n_rope_inv; i++) cuda_free(c->cu, c->rope_inv[i].dev);
-    for (size_t i = 0; i < c->n_map; i++) cuda_free(c->cu, c->map[i].dev);
+    for (size_t i = 0; i < c->n_map; i++)
+        if (c->map[i].borrowed) cb_store_put(c, c->map[i].host, c->map[i].bytes);
+        else cuda_free(c->cu, c->map[i].dev);
     cuda_host_free(c->arena_host);
     cuda_host_free(c->rd_host);
     cuda_free(c->cu, c->arena_dev);

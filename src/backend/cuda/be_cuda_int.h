@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backend/backend.h"
 #include "backend/cuda/cuda.h"
 
 /* host address -> device copy */
@@ -15,6 +16,7 @@ typedef struct cb_map {
     void *dev;
     size_t bytes;        /* device bytes */
     cuda_weight w;       /* weights only */
+    bool borrowed;       /* dev belongs to the model's shared store (cb_store), not to this context */
 } cb_map;
 
 /* One recorded op. Every field that decides what the GPU does is in here (zero-filled
@@ -121,7 +123,18 @@ typedef struct cuda_be {
     int n_mega_no;
     struct { float base; int32_t n_rot; double *dev; } rope_inv[CB_ROPE_TABLES]; /* cb_rope_inv */
     int n_rope_inv;
+    struct cb_store *store; /* the model's shared weights (cb_store_join), or NULL */
+    const uint8_t *share_lo, *share_hi; /* host range whose weights go to the store */
 } cuda_be;
+
+/* ---- be_cuda_share.c: the model's weights shared by its contexts (be_share) ---- */
+/* Joins (or creates) the store in slot when it is for c's GPU; *shared: its bytes now. */
+int cb_store_join(cuda_be *c, be_share_slot *slot, uint64_t *shared, hb_err *err);
+/* The shared device copy of host's `bytes` (uploaded now, under the store's lock, and
+ * complete before it is returned, when no context made it yet); NULL on failure. */
+void *cb_store_get(cuda_be *c, const void *host, size_t bytes, hb_err *err);
+/* Gives back c's hold on that copy (context teardown); the last holder frees it. */
+void cb_store_put(cuda_be *c, const void *host, size_t bytes);
 
 /* Rewrites the recorded step c->cmd[0..n_cmd) into fewer, fused ops (be_cuda_fuse.c): ops
  * that disappear become CK_NOP; the result runs exactly what the ops described. */

@@ -206,6 +206,12 @@ void cuda_free(cuda_ctx *c, void *p_dev) {
     cudaFree(p_dev);
 }
 
+void cuda_dev_free(int ordinal, void *p_dev) {
+    if (!p_dev) return;
+    cudaSetDevice(ordinal);
+    cudaFree(p_dev);
+}
+
 int cuda_upload(cuda_ctx *c, void *dst_dev, const void *src_host, size_t bytes, hb_err *err) {
     int rc;
     if ((rc = cu_enter(c, err))) return rc;

@@ -67,6 +67,9 @@ int cuda_ctx_enter(cuda_ctx *c, hb_err *err);
  * HEARTH_E_NOMEM when the device is full. */
 int cuda_alloc(cuda_ctx *c, void **out_dev, size_t bytes, hb_err *err);
 void cuda_free(cuda_ctx *c, void *p_dev);
+/* Frees device memory of GPU `ordinal` that outlived the context that allocated it (the
+ * weights a model's contexts share, be_cuda_share.c); NULL is ignored. */
+void cuda_dev_free(int ordinal, void *p_dev);
 /* Free and total device memory now, in bytes (HEARTH_CUDA_MEM_LIMIT, a testing aid, caps
  * both: see cu_device.cu; cuda_alloc then fails beyond it). */
 int cuda_mem_info(cuda_ctx *c, size_t *free_b, size_t *total_b, hb_err *err);

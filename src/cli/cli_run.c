@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -47,7 +46,7 @@ static int parse_kv(const char *s, hearth_kv_type *out) {
 
 static void sampler_from_args(const run_args *a, hearth_sampler_params *sp) {
     *sp = hearth_sampler_default_params();
-    sp->seed = a->seed >= 0 ? (uint64_t)a->seed : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    sp->seed = gen_seed(a->seed);
     sp->temperature = (float)a->temp;
     sp->top_k = (int32_t)a->top_k;
     sp->top_p = (float)a->top_p;
@@ -81,24 +80,27 @@ static int one_shot(gen_session *g, const run_args *a, const char *prompt) {
     return 0;
 }
 
+/* The bounds of generation parameter `id` for a flag table entry (shared with /set). */
+#define GP_RANGE(id) gen_params[id].lo, gen_params[id].hi
+
 int cli_run(int argc, char **argv) {
     run_args a = { .gpu_layers = -1, .n_predict = -1, .n_ctx = 0, .n_threads = 0, .seed = -1, .top_k = 40,
                    .repeat_last_n = 64, .temp = 0.8, .top_p = 0.9, .min_p = 0.0, .typical_p = 1.0,
                    .repeat_penalty = 1.0, .kv = "f16" };
     const cli_opt opts[] = {
-        { "num-predict", 'n', CLI_INT, &a.n_predict, -1, 1e9, NULL, "N", "tokens to generate, -1 = until the model stops" },
+        { "num-predict", 'n', CLI_INT, &a.n_predict, GP_RANGE(GP_NUM_PREDICT), NULL, "N", "tokens to generate, -1 = until the model stops" },
         { "ctx", 'c', CLI_INT, &a.n_ctx, 1, 1 << 20, "HEARTH_CTX", "N", "context length in tokens (default: the model's, at most 4096)" },
         { "threads", 't', CLI_INT, &a.n_threads, 1, 512, "HEARTH_THREADS", "N", "CPU threads (default: all cores)" },
-        { "seed", 's', CLI_INT, &a.seed, -1, 9.2e18, NULL, "N", "random seed, -1 = random" },
-        { "temp", 0, CLI_FLOAT, &a.temp, 0, 100, NULL, "T", "temperature, 0 = greedy" },
-        { "top-k", 0, CLI_INT, &a.top_k, 0, 1e9, NULL, "K", "keep the K most likely tokens, 0 = off" },
-        { "top-p", 0, CLI_FLOAT, &a.top_p, 0, 1, NULL, "P", "nucleus sampling threshold, 1 = off" },
-        { "min-p", 0, CLI_FLOAT, &a.min_p, 0, 1, NULL, "P", "drop tokens below P x the top probability" },
-        { "typical-p", 0, CLI_FLOAT, &a.typical_p, 0, 1, NULL, "P", "locally typical sampling, 1 = off" },
-        { "repeat-penalty", 0, CLI_FLOAT, &a.repeat_penalty, 0.01, 100, NULL, "X", "penalise repeated tokens, 1 = off" },
-        { "repeat-last-n", 0, CLI_INT, &a.repeat_last_n, -1, 1 << 20, NULL, "N", "tokens the penalties look back, -1 = all" },
-        { "presence-penalty", 0, CLI_FLOAT, &a.presence_penalty, -100, 100, NULL, "X", "subtract X from tokens already present" },
-        { "frequency-penalty", 0, CLI_FLOAT, &a.frequency_penalty, -100, 100, NULL, "X", "subtract X per occurrence" },
+        { "seed", 's', CLI_INT, &a.seed, GP_RANGE(GP_SEED), NULL, "N", "random seed, -1 = random" },
+        { "temp", 0, CLI_FLOAT, &a.temp, GP_RANGE(GP_TEMPERATURE), NULL, "T", "temperature, 0 = greedy" },
+        { "top-k", 0, CLI_INT, &a.top_k, GP_RANGE(GP_TOP_K), NULL, "K", "keep the K most likely tokens, 0 = off" },
+        { "top-p", 0, CLI_FLOAT, &a.top_p, GP_RANGE(GP_TOP_P), NULL, "P", "nucleus sampling threshold, 1 = off" },
+        { "min-p", 0, CLI_FLOAT, &a.min_p, GP_RANGE(GP_MIN_P), NULL, "P", "drop tokens below P x the top probability" },
+        { "typical-p", 0, CLI_FLOAT, &a.typical_p, GP_RANGE(GP_TYPICAL_P), NULL, "P", "locally typical sampling, 1 = off" },
+        { "repeat-penalty", 0, CLI_FLOAT, &a.repeat_penalty, GP_RANGE(GP_REPEAT_PENALTY), NULL, "X", "penalise repeated tokens, 1 = off" },
+        { "repeat-last-n", 0, CLI_INT, &a.repeat_last_n, GP_RANGE(GP_REPEAT_LAST_N), NULL, "N", "tokens the penalties look back, -1 = all" },
+        { "presence-penalty", 0, CLI_FLOAT, &a.presence_penalty, GP_RANGE(GP_PRESENCE_PENALTY), NULL, "X", "subtract X from tokens already present" },
+        { "frequency-penalty", 0, CLI_FLOAT, &a.frequency_penalty, GP_RANGE(GP_FREQUENCY_PENALTY), NULL, "X", "subtract X per occurrence" },
         { "system", 0, CLI_STR, &a.system, 0, 0, NULL, "TEXT", "system prompt" },
         { "stop", 0, CLI_STR_MULTI, &a.stops, 0, 0, NULL, "TEXT", "stop at TEXT (repeatable; never printed)" },
         { "kv", 0, CLI_STR, &a.kv, 0, 0, NULL, "TYPE", "KV cache type: f16, f32 or q8_0" },

@@ -3,9 +3,35 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "run_gen.h"
+
+const gen_param gen_params[GP_COUNT] = {
+    [GP_TEMPERATURE] = { "temperature", "temp", 0, 100 },
+    [GP_TOP_K] = { "top_k", "top-k", 0, 1e9 },
+    [GP_TOP_P] = { "top_p", "top-p", 0, 1 },
+    [GP_MIN_P] = { "min_p", "min-p", 0, 1 },
+    [GP_TYPICAL_P] = { "typical_p", "typical-p", 0, 1 },
+    [GP_SEED] = { "seed", "seed", -1, 9.2e18 },
+    [GP_REPEAT_PENALTY] = { "repeat_penalty", "repeat-penalty", 0.01, 100 },
+    [GP_REPEAT_LAST_N] = { "repeat_last_n", "repeat-last-n", -1, 1 << 20 },
+    [GP_PRESENCE_PENALTY] = { "presence_penalty", "presence-penalty", -100, 100 },
+    [GP_FREQUENCY_PENALTY] = { "frequency_penalty", "frequency-penalty", -100, 100 },
+    [GP_NUM_PREDICT] = { "num_predict", "num-predict", -1, 1e9 },
+};
+
+const gen_param *gen_param_find(const char *name) {
+    const gen_param *p = NULL;
+    for (int i = 0; i < GP_COUNT && !p; i++)
+        if (strcmp(gen_params[i].name, name) == 0) p = &gen_params[i];
+    return p;
+}
+
+uint64_t gen_seed(long long s) {
+    return s >= 0 ? (uint64_t)s : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+}
 
 struct gen_session {
     hearth_model *model;

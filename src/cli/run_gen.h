@@ -33,6 +33,24 @@ typedef struct gen_stats {
     bool stopped;            /* stopped by a stop string, EOG or interrupt */
 } gen_stats;
 
+/* The generation parameters that both `hearth run`'s flags and the chat's `/set parameter`
+ * take, with one set of bounds (a value outside would not fit the integer it is cast to,
+ * or would mean nothing to the sampler): the /set name (Ollama's parameter name), the
+ * flag name and the range. seed -1 means a random seed (gen_seed). */
+typedef enum gen_param_id {
+    GP_TEMPERATURE, GP_TOP_K, GP_TOP_P, GP_MIN_P, GP_TYPICAL_P, GP_SEED, GP_REPEAT_PENALTY, GP_REPEAT_LAST_N,
+    GP_PRESENCE_PENALTY, GP_FREQUENCY_PENALTY, GP_NUM_PREDICT, GP_COUNT
+} gen_param_id;
+typedef struct gen_param {
+    const char *name, *flag;
+    double lo, hi;
+} gen_param;
+extern const gen_param gen_params[GP_COUNT]; /* immutable, indexed by gen_param_id */
+/* The parameter /set calls `name`, or NULL. */
+const gen_param *gen_param_find(const char *name);
+/* seed for the sampler: s itself, or a random one when s is -1. */
+uint64_t gen_seed(long long s);
+
 typedef struct gen_session gen_session;
 
 /* Output sink: text bytes of the reply as they become final. */

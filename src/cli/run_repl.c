@@ -68,7 +68,8 @@ static void repl_help(void) {
     puts("Commands:\n"
          "  /set parameter NAME VALUE   temperature, top_k, top_p, min_p, typical_p, seed,\n"
          "                              repeat_penalty, repeat_last_n, presence_penalty,\n"
-         "                              frequency_penalty, num_predict\n"
+         "                              frequency_penalty, num_predict (the bounds of\n"
+         "                              hearth run's flags; seed -1 = a random seed)\n"
          "  /set system TEXT            set the system prompt (clears the conversation)\n"
          "  /show                       show the model and the current parameters\n"
          "  /clear                      forget the conversation\n"
@@ -76,33 +77,22 @@ static void repl_help(void) {
          "Use \"\"\" to begin and end a multi-line message; Ctrl-C stops a reply.");
 }
 
-/* The ranges of /set parameter, the same as `hearth run`'s flags (a value outside would
- * not fit the integer it is cast to, or would mean nothing to the sampler). */
-static const struct param_range {
-    const char *name;
-    double lo, hi;
-} k_ranges[] = {
-    { "temperature", 0, 100 }, { "top_k", 0, 1e9 }, { "top_p", 0, 1 }, { "min_p", 0, 1 }, { "typical_p", 0, 1 },
-    { "seed", 0, 9.2e18 }, { "repeat_penalty", 0.01, 100 }, { "repeat_last_n", -1, 1 << 20 },
-    { "presence_penalty", -100, 100 }, { "frequency_penalty", -100, 100 }, { "num_predict", -1, 1 << 24 },
-};
-
 static int set_param(gen_session *g, gen_opts *o, const char *name, const char *val) {
     hearth_sampler_params sp = o->sp;
     char *end = NULL;
     double v = strtod(val, &end);
     if (end == val || *end || !isfinite(v)) { cli_error("'%s' is not a number", val); return 1; }
-    for (size_t i = 0; i < sizeof k_ranges / sizeof k_ranges[0]; i++)
-        if (strcmp(name, k_ranges[i].name) == 0 && (v < k_ranges[i].lo || v > k_ranges[i].hi)) {
-            cli_error("%s must be in [%g, %g]", name, k_ranges[i].lo, k_ranges[i].hi);
-            return 1;
-        }
+    const gen_param *p = gen_param_find(name); /* the bounds of `hearth run`'s flag of the same meaning */
+    if (p && (v < p->lo || v > p->hi)) {
+        cli_error("%s must be in [%g, %g]", name, p->lo, p->hi);
+        return 1;
+    }
     if (strcmp(name, "temperature") == 0) sp.temperature = (float)v;
     else if (strcmp(name, "top_k") == 0) sp.top_k = (int32_t)v;
     else if (strcmp(name, "top_p") == 0) sp.top_p = (float)v;
     else if (strcmp(name, "min_p") == 0) sp.min_p = (float)v;
     else if (strcmp(name, "typical_p") == 0) sp.typical_p = (float)v;
-    else if (strcmp(name, "seed") == 0) sp.seed = (uint64_t)v;
+    else if (strcmp(name, "seed") == 0) sp.seed = gen_seed((long long)v);
     else if (strcmp(name, "repeat_penalty") == 0) sp.repeat_penalty = (float)v;
     else if (strcmp(name, "repeat_last_n") == 0) sp.repeat_last_n = (int32_t)v;
     else if (strcmp(name, "presence_penalty") == 0) sp.presence_penalty = (float)v;

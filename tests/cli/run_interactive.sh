@@ -22,8 +22,11 @@ T send-keys -t s "/set parameter num_predict -1" Enter
 check "/set parameter" "wait_for \"Set parameter 'num_predict'\" 10"
 T send-keys -t s "/set parameter seed 1e30" Enter
 check "/set parameter out of range is refused" "wait_for 'seed must be in' 10"
+T send-keys -t s "/set parameter seed -1" Enter
+check "/set parameter seed -1 (random, as run --seed -1) is taken" "wait_for \"Set parameter 'seed'\" 10"
 T send-keys -t s "/show" Enter
 check "/show lists parameters" "wait_for 'num_predict  -1' 10"
+check "/show: the random seed is not -1 cast to an integer" "! screen | grep -q 'seed *18446744073709551615'"
 T send-keys -t s '"""The cat' Enter
 check "multi-line continuation prompt" "wait_for '^\\.\\.\\.\$' 10"
 T send-keys -t s 'sat down."""' Enter

@@ -207,7 +207,7 @@ static enum MHD_Result ps(http_req *hr) {
                               (json_int_t)v[i].size, "digest", dg ? dg + 7 : "", "details",
                               details_json(json_object_get(info, "config"), NULL), "expires_at",
                               v[i].expires_at ? time_json(v[i].expires_at) : json_string("2318-01-01T00:00:00Z"),
-                              "size_vram", (json_int_t)0, "context_length", (json_int_t)v[i].n_ctx);
+                              "size_vram", (json_int_t)v[i].size_vram, "context_length", (json_int_t)v[i].n_ctx);
         json_decref(info);
         json_array_append_new(arr, o);
     }

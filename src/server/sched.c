@@ -782,6 +782,10 @@ int sched_list(sched *s, runner_info **out, size_t *n) {
         snprintf(v[i].name, sizeof v[i].name, "%s", r->name);
         snprintf(v[i].path, sizeof v[i].path, "%s", r->path);
         v[i].size = hearth_model_size_bytes(r->model);
+        hearth_placement pl;
+        if (r->ctx && hearth_context_placement(r->ctx, &pl) == HEARTH_OK && pl.n_layer > 0)
+            v[i].size_vram = pl.n_gpu_layers >= pl.n_layer ? v[i].size
+                                                            : v[i].size / (uint64_t)pl.n_layer * (uint64_t)pl.n_gpu_layers;
         v[i].n_ctx = r->n_ctx;
         if (r->forever) v[i].expires_at = 0;
         else {

@@ -81,6 +81,7 @@ typedef struct runner_info {
     char path[4200];
     char digest[72];
     uint64_t size;
+    uint64_t size_vram;             /* the weights' bytes on the GPU: the GPU layers' share of size */
     int64_t expires_at;             /* unix seconds; 0 = never */
     uint32_t n_ctx;
 } runner_info;

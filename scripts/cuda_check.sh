@@ -2,7 +2,7 @@
 # cuda_check.sh — on a GPU machine: build with CUDA=1, run the CUDA kernel tests and the
 # kernel benchmark, and (when models are given) the model-level checks. Logs go to $OUT
 # (or ./cuda-logs) so they survive the machine; a short table is printed last.
-#   scripts/cuda_check.sh [kernels] [bench] [fixtures] [models] [ab]
+#   scripts/cuda_check.sh [kernels] [bench] [fixtures] [models] [serve] [ab]
 # MEGA=1: fixtures and models also run with the persistent decode kernel (HEARTH_CUDA_MEGA=1).
 # KIT=dir: no build; binaries, libraries and shared data from a folder made by
 #   scripts/cuda_kit.sh on a machine that can build (the GPU machine here has no -dev packages).
@@ -108,6 +108,39 @@ for w in $what; do
   $B/cuda_bench_model /tmp/tl/tl-*.gguf 2>&1 | tee "$out/bench_model.log"
   grep -q 'batch8==alone: no' "$out/bench_model.log" && { echo "models: batch of 8 != alone"; failed=$((failed + 1)); }
   [ "${MEGA:-0}" = 1 ] && HEARTH_CUDA_MEGA=1 $B/cuda_bench_model /tmp/tl/tl-*.gguf 2>&1 | tee "$out/bench_model_mega.log"
+done
+
+# The server on the GPU (serve): a stored copy of a float fixture model, /api/generate then
+# /api/embed (the embedding context must reuse the generation context's device weights:
+# the placement line says "shared with another context"), /api/ps's size_vram (the whole
+# model on the GPU: equal to size) and `hearth ps` saying 100% GPU.
+http_post() { # port path json -> body on stdout (HTTP/1.0 over bash's /dev/tcp; no curl needed)
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf 'POST %s HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' "$2" "${#3}" "$3" >&3
+  sed '1,/^\r$/d' <&3; exec 3<&-
+}
+for w in $what; do
+  [ "$w" = serve ] || continue
+  export HEARTH_TEST_SHARED=${HEARTH_TEST_SHARED:-$top/shared}
+  st=$(mktemp -d) port=${SERVE_PORT:-11599}
+  printf 'FROM %s\n' "$HEARTH_TEST_SHARED/models/random/llama.F16.gguf" > "$st/Modelfile"
+  HEARTH_MODELS=$st/m $B/hearth create tiny -f "$st/Modelfile" > /dev/null 2>&1 || { echo "serve: create failed"; failed=$((failed + 1)); continue; }
+  HEARTH_MODELS=$st/m $B/hearth serve --host 127.0.0.1:$port -v > "$out/serve.log" 2>&1 &
+  spid=$!
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
+  http_post $port /api/generate '{"model":"tiny","prompt":"hi","stream":false,"options":{"num_predict":4}}' > "$out/serve_gen.json"
+  http_post $port /api/embed '{"model":"tiny","input":"hello"}' > "$out/serve_embed.json"
+  exec 3<>"/dev/tcp/127.0.0.1/$port"; printf 'GET /api/ps HTTP/1.0\r\n\r\n' >&3; sed '1,/^\r$/d' <&3 > "$out/serve_ps.json"; exec 3<&-
+  HEARTH_HOST=127.0.0.1:$port $B/hearth ps > "$out/serve_ps.txt" 2>&1
+  kill $spid; wait $spid 2>/dev/null
+  ok() { if eval "$2"; then echo "serve: ok   $1"; else echo "serve: FAIL $1"; failed=$((failed + 1)); fi; }
+  ok "generate answered" "grep -q '\"done\":true' '$out/serve_gen.json'"
+  ok "embed answered" "grep -q '\"embeddings\"' '$out/serve_embed.json'"
+  ok "the embedding context reused the device weights" "grep -q 'shared with another context' '$out/serve.log'"
+  ok "/api/ps size_vram == size (all on the GPU)" "python3 -c 'import json,sys; m=json.load(open(\"$out/serve_ps.json\"))[\"models\"][0]; sys.exit(m[\"size_vram\"] != m[\"size\"] or m[\"size\"] == 0)'"
+  ok "hearth ps says 100% GPU" "grep -q '100% GPU' '$out/serve_ps.txt'"
+  grep -i placement "$out/serve.log" | head -4
+  rm -rf "$st"
 done
 
 # Interleaved A/B rounds (see the header): per round, per file, every variant of RUNS

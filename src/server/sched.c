@@ -471,6 +471,9 @@ int runner_embed(runner *r, const hearth_token *toks, int32_t n, float *out, siz
         cp.n_threads = r->s->srv->p.n_threads;
         rc = hearth_context_new(r->model, &cp, &r->ectx, msg, sizeof msg);
         HB_CHECK(rc == HEARTH_OK, rc, "cannot create an embedding context: %s", msg);
+        hearth_placement pl;
+        if (hearth_context_placement(r->ectx, &pl) == HEARTH_OK)
+            SRV_LOG(r->s->srv, HEARTH_LOG_INFO, "%s (embeddings): %s", r->name, pl.summary);
     }
     HB_CHECK(n > 0, HEARTH_E_INVALID, "input is empty after tokenization");
     HB_CHECK((uint32_t)n <= r->n_ctx, HEARTH_E_CONTEXT, "input is %d tokens but the context is %u tokens; set \"truncate\": true to cut it", n, r->n_ctx);

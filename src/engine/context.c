@@ -120,6 +120,8 @@ hearth_status hearth_context_new(hearth_model *m, const hearth_context_params *p
     c = calloc(1, sizeof *c);
     HB_CHECK(c, HEARTH_E_NOMEM, "out of memory");
     c->m = m;
+    const char *tf = getenv("HEARTH_TEST_FAIL_DECODE");
+    c->fail_at = tf ? strtoll(tf, NULL, 10) : 0;
     if ((rc = engine_resolve_params(m, p, &c->p, err))) goto out;
     if ((rc = kv_alloc(c, err))) goto out;
     if ((rc = engine_place(c, err))) goto out;

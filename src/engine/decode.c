@@ -94,6 +94,11 @@ hearth_status hearth_decode(hearth_context *c, const hearth_batch *b) {
     hb_err_clear(err);
     c->last_n = 0;
     if ((rc = decode_validate(c, b, &n_out, &n_logits, err))) goto out;
+    if (c->fail_at > 0 && ++c->n_decoded >= c->fail_at) { /* testing aid: engine.h */
+        rc = hb_fail(err, HEARTH_E_INTERNAL, "injected decode failure (HEARTH_TEST_FAIL_DECODE=%lld)",
+                     (long long)c->fail_at);
+        goto out;
+    }
     if ((rc = reserve_logits(c, n_logits, err))) goto out;
     arch_batch ab = { b->n_tokens, b->token, b->pos, b->seq_id, c->out_idx, n_out,
                       c->p.embeddings ? c->logit_sel : NULL, n_logits, c->out_dev.p,

@@ -47,6 +47,11 @@ struct hearth_context {
 
     bool (*abort_fn)(void *ud);
     void *abort_ud;
+
+    /* Testing aid (HEARTH_TEST_FAIL_DECODE=N, read at creation): decode N and every one
+     * after it fail with HEARTH_E_INTERNAL, as a context whose GPU failed does (the CUDA
+     * backend's errors are sticky), so the server's recovery can be tested without a GPU. */
+    int64_t fail_at, n_decoded;
 };
 
 /* Fills in defaults of `in` (NULL = defaults) and validates every field. (context.c) */

@@ -62,6 +62,11 @@ struct runner {
     atomic_long kv_used;
     atomic_int busy;
     int users;                      /* pins, under sched.mu */
+    /* A decode failed in a way that may have left the context unusable (a GPU error is
+     * sticky: every later step would fail too). The next sched_acquire takes the runner off
+     * the list and loads the model afresh; the last user of the old one frees it. */
+    atomic_bool broken;
+    bool unlinked;                  /* off the list, freed by sched_release (under sched.mu) */
     bool forever;
     uint64_t expires_ns;            /* monotonic; valid when users == 0 && !forever */
     uint64_t last_used;
@@ -359,6 +364,8 @@ static void step(runner *r) {
     if (rc != HEARTH_OK) {
         char msg[600];
         snprintf(msg, sizeof msg, "decode failed: %s", hearth_context_errmsg(r->ctx));
+        if (rc != HEARTH_E_CANCELLED && rc != HEARTH_E_CONTEXT && rc != HEARTH_E_INVALID && !atomic_exchange(&r->broken, true))
+            SRV_LOG(r->s->srv, HEARTH_LOG_WARN, "model=%s: %s; it is loaded again for the next request", r->name, msg);
         for (int i = 0; i < r->n_slots; i++) {
             slot *sl = &r->slots[i];
             if (!sl->req) continue;
@@ -482,6 +489,12 @@ int runner_embed(runner *r, const hearth_token *toks, int32_t n, float *out, siz
     for (int32_t i = 0; i < n; i++) hearth_batch_add(&b, toks[i], i, 0, i == n - 1);
     hearth_kv_clear(r->ectx);
     rc = hearth_decode(r->ectx, &b);
+    if (rc != HEARTH_OK && rc != HEARTH_E_CANCELLED && rc != HEARTH_E_CONTEXT && rc != HEARTH_E_INVALID) {
+        hb_fail(err, rc, "embedding decode failed: %s", hearth_context_errmsg(r->ectx));
+        hearth_context_free(r->ectx); /* it may be unusable now (a GPU error is sticky): the next call makes another */
+        r->ectx = NULL;
+        goto out;
+    }
     HB_CHECK(rc == HEARTH_OK, rc, "embedding decode failed: %s", hearth_context_errmsg(r->ectx));
     rc = hearth_get_embeddings_seq(r->ectx, 0, out, n_out);
     HB_CHECK(rc == HEARTH_OK, rc, "embedding failed: %s", hearth_context_errmsg(r->ectx));
@@ -644,6 +657,13 @@ int sched_acquire(sched *s, const char *name, runner **out, uint64_t *load_ns, i
     }
     for (r = s->list; r; r = r->next)
         if (strcmp(r->path, path) == 0) break;
+    if (r && atomic_load(&r->broken)) { /* load it again; the old one goes with its last user */
+        SRV_LOG(s->srv, HEARTH_LOG_INFO, "reloading model=%s after a failed decode", name);
+        unlink_runner(s, r);
+        if (r->users == 0) runner_free(r);
+        else r->unlinked = true;
+        r = NULL;
+    }
     if (!r) {
         while (s->n_loaded >= s->srv->p.max_loaded) {
             runner *victim = NULL;
@@ -681,8 +701,9 @@ void sched_release(sched *s, runner *r, int64_t keep_alive_ns) {
     pthread_mutex_lock(&s->mu);
     r->users--;
     r->last_used = hb_now_ns();
-    r->forever = keep_alive_ns < 0;
-    r->expires_ns = r->last_used + (uint64_t)(keep_alive_ns > 0 ? keep_alive_ns : 0);
+    r->forever = keep_alive_ns < 0 && !atomic_load(&r->broken);
+    r->expires_ns = atomic_load(&r->broken) ? 0 : r->last_used + (uint64_t)(keep_alive_ns > 0 ? keep_alive_ns : 0);
+    if (r->unlinked && r->users == 0) runner_free(r); /* replaced after a failed decode (sched_acquire) */
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }

@@ -294,6 +294,40 @@ test('a full queue answers 503 with a JSON error; the others complete', async ()
   } finally { assert.equal(await q.stop(), 0); }
 });
 
+test('a model whose decode failed (as after a GPU error) is loaded again for the next request', async () => {
+  // HEARTH_TEST_FAIL_DECODE=6: a context's 6th decode and every later one fail, as a CUDA
+  // context does after an error; without the reload every later request would fail too.
+  const f = await startServer(models, ['--threads', '1', '--parallel', '1', '--keep-alive', '-1'], { HEARTH_TEST_FAIL_DECODE: '6' });
+  try {
+    const body = (n) => ({ model: 'stories', prompt: 'Once upon a time', stream: false, options: { num_predict: n, temperature: 0 } });
+    const bad = await request(`${f.url}/api/generate`, { method: 'POST', body: body(20) });
+    assert.equal(bad.status, 500, JSON.stringify(bad.json));
+    assert.match(bad.json.error, /injected decode failure/);
+    // a fresh context: its prompt and 3 tokens take fewer than 6 decodes
+    const good = await request(`${f.url}/api/generate`, { method: 'POST', body: body(3) });
+    assert.equal(good.status, 200, JSON.stringify(good.json));
+    assert.equal(good.json.done, true);
+    assert.equal(good.json.eval_count, 3);
+    assert.match(f.log(), /loaded again for the next request/);
+    assert.equal((f.log().match(/info loaded model=stories/g) || []).length, 2, f.log());
+    const ps = await request(`${f.url}/api/ps`);
+    assert.equal(ps.json.models.length, 1);
+  } finally { assert.equal(await f.stop(), 0); }
+});
+
+test('an embedding context whose decode failed is made again for the next request', async () => {
+  const f = await startServer(models, ['--threads', '1'], { HEARTH_TEST_FAIL_DECODE: '2' });
+  try {
+    const embed = () => request(`${f.url}/api/embed`, { method: 'POST', body: { model: 'stories', input: 'hello' } });
+    const a = await embed(), b = await embed(), c = await embed(); // decodes 1, 2 (fails), then 1 of a new context
+    assert.equal(a.status, 200, JSON.stringify(a.json));
+    assert.equal(b.status, 500, JSON.stringify(b.json));
+    assert.match(b.json.error, /injected decode failure/);
+    assert.equal(c.status, 200, JSON.stringify(c.json));
+    assert.deepEqual(c.json.embeddings, a.json.embeddings);
+  } finally { assert.equal(await f.stop(), 0); }
+});
+
 test('HEARTH_MAX_LOADED_MODELS evicts the idle model; a model too big for memory is refused clearly', async () => {
   createModel(models, 'rl', `FROM ${path.join(SHARED, 'models', 'random', 'llama.Q4_0.gguf')}\n`);
   const m = await startServer(models, ['--threads', '1'], { HEARTH_MAX_LOADED_MODELS: '1' });

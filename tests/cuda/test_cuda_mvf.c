@@ -407,15 +407,17 @@ static void test_mvf_persistent(void **state) {
     NEED_GPU();
     cuda_knobs *k = cuda_ctx_knobs_edit(g_ctx), keep = *k;
     for (int ns = 2; ns <= 3; ns++) {
-        for (int v = 0; v < 8; v++) {
+        for (int v = 0; v < 10; v++) { /* 8, 9: groups of 8 rows for the 2048-column rows */
             k->mvf_ps = ns, k->mvf_ps_bps = v & 1, k->mvf_ps_r2 = v & 2 ? 3 : 0, k->mvf_t256 = (v & 4) != 0;
+            k->mvf_ps_r8 = v >= 8;
             uint64_t l0 = cuda_mvf_ps_launches(g_ctx);
             check_batch_epi(QT_F16, 2816, 2048, 1); /* gate/up + GLU */
             check_batch_epi(QT_BF16, 1030, 5632, 0); /* three groups per thread, residual read early */
             check_batch(QT_F16, 259, 2048, 1);       /* norm in the epilogue */
             check_multi(QT_F16, 1024, 1);            /* three weights, groups across their ends */
             assert_true(cuda_mvf_ps_launches(g_ctx) >= l0 + 3 * 8 + 1);
-            printf("  persistent kernel, %d stages, groups of %d rows, %s%s: == 8-token kernel\n", ns, v & 2 ? 2 : 4,
+            printf("  persistent kernel, %d stages, groups of %d rows, %s%s: == 8-token kernel\n", ns,
+                   v >= 8 && ns == 2 ? 8 : v & 2 ? 2 : 4,
                    v & 1 ? "1 block per SM" : "full", v & 4 ? ", 256 threads" : "");
         }
     }

@@ -14,7 +14,7 @@
  * squares are loaded once per block. Thread i sums column groups i, i + blockDim, ... of
  * each row and warp 0 sums the warps in order, as the mvp4 instances do (a row's sum does
  * not depend on which rows share its block), so the bits are theirs and a sequence decoded
- * in a batch of 8 still equals itself alone. R is 2 or 4 (a GLU's gate and up rows stay
+ * in a batch of 8 still equals itself alone. R is 2, 4 or 8 (a GLU's gate and up rows stay
  * pairs). Shapes: one token, 16-bit weights, rows of at most J * blockDim 8-column groups. */
 /* What a thread needs to queue its copies of a group, computed once per thread (the copy
  * path runs R * J times per group: 64-bit row arithmetic and the row-to-weight map per row
@@ -83,7 +83,17 @@ static __device__ __forceinline__ void mvp4s_issue(const mvf_args *A, const ps_c
 template <int R>
 static __device__ __forceinline__ float mvp4s_wsum(const float *acc, int lane) {
     float v;
-    if (R == 4) {
+    if (R == 8) { /* rows split by lane bits 16, 8, 4 (row bits 2, 1, 0): 4 + 2 + 1 + 2 shuffles */
+        bool hi = lane & 16, b8 = lane & 8, b4 = lane & 4;
+        float s[4], t[2];
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            s[k] = (hi ? acc[4 + k] : acc[k]) + __shfl_xor_sync(0xffffffffu, hi ? acc[k] : acc[4 + k], 16);
+#pragma unroll
+        for (int k = 0; k < 2; k++)
+            t[k] = (b8 ? s[2 + k] : s[k]) + __shfl_xor_sync(0xffffffffu, b8 ? s[k] : s[2 + k], 8);
+        v = (b4 ? t[1] : t[0]) + __shfl_xor_sync(0xffffffffu, b4 ? t[0] : t[1], 4);
+    } else if (R == 4) {
         bool hi = lane & 16, b8 = lane & 8;
         float s0 = (hi ? acc[2] : acc[0]) + __shfl_xor_sync(0xffffffffu, hi ? acc[0] : acc[2], 16);
         float s1 = (hi ? acc[3] : acc[1]) + __shfl_xor_sync(0xffffffffu, hi ? acc[1] : acc[3], 16);
@@ -93,7 +103,7 @@ static __device__ __forceinline__ float mvp4s_wsum(const float *acc, int lane) {
         v = (hi ? acc[1] : acc[0]) + __shfl_xor_sync(0xffffffffu, hi ? acc[0] : acc[1], 16);
         v += __shfl_xor_sync(0xffffffffu, v, 8);
     }
-    v += __shfl_xor_sync(0xffffffffu, v, 4);
+    if (R != 8) v += __shfl_xor_sync(0xffffffffu, v, 4);
     v += __shfl_xor_sync(0xffffffffu, v, 2);
     v += __shfl_xor_sync(0xffffffffu, v, 1);
     return v;
@@ -227,10 +237,17 @@ typedef void (*mvp4s_fn)(mvf_args);
     }
 
 /* The instance for (norm in the epilogue, groups per thread, stages, rows per group, BF16
- * weights), or NULL. */
+ * weights), or NULL. Groups of 8 rows (HEARTH_CUDA_MVF_PS_R8) exist for one or two column
+ * groups per thread and two stages only. */
 static mvp4s_fn mvp4s_pick(bool en, int j, int ns, int r, bool bf) {
     static const mvp4s_fn tab[5][2][2][2] = { MVP4S_SET(0, 1), MVP4S_SET(1, 1), MVP4S_SET(0, 2), MVP4S_SET(1, 2),
                                               MVP4S_SET(0, 3) };
+    static const mvp4s_fn tab8[2][2][2] = {
+        { { mvp4s_kernel<0, 1, 2, 8, 0>, mvp4s_kernel<0, 1, 2, 8, 1> },
+          { mvp4s_kernel<1, 1, 2, 8, 0>, mvp4s_kernel<1, 1, 2, 8, 1> } },
+        { { mvp4s_kernel<0, 2, 2, 8, 0>, mvp4s_kernel<0, 2, 2, 8, 1> },
+          { mvp4s_kernel<1, 2, 2, 8, 0>, mvp4s_kernel<1, 2, 2, 8, 1> } } };
+    if (r == 8) return j <= 2 && ns == 2 ? tab8[j - 1][en][bf] : NULL;
     if (ns < 2 || ns > 3 || j < 1 || j > 3 || (j == 3 && en) || (r != 2 && r != 4)) return NULL;
     return tab[j == 3 ? 4 : 2 * (j - 1) + en][ns - 2][r == 4][bf];
 }
@@ -240,6 +257,7 @@ int cu_mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
     int64_t ng = A->n / 8;
     int j = ng <= thr ? 1 : (ng <= 2 * (int64_t)thr ? 2 : (ng <= 3 * (int64_t)thr && c->knobs.mvf_ps_long ? 3 : 0));
     int r = (c->knobs.mvf_ps_r2 >> (j > 1 ? j - 2 : 0)) & 1 ? 2 : 4; /* HEARTH_CUDA_MVF_PS_R2: bit 0 short rows, bit 1 long */
+    if (j <= 2 && c->knobs.mvf_ps_r8 && ns == 2) r = 8;                 /* HEARTH_CUDA_MVF_PS_R8 */
     int64_t ngr = (A->rows + r - 1) / r;
     mvp4s_fn fn = (A->type == QT_F16 || A->type == QT_BF16) && A->n_tok == 1 ? mvp4s_pick(en, j, ns, r, A->type == QT_BF16) : NULL;
     *done = 0;

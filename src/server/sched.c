@@ -66,7 +66,7 @@ struct runner {
      * sticky: every later step would fail too). The next sched_acquire takes the runner off
      * the list and loads the model afresh; the last user of the old one frees it. */
     atomic_bool broken;
-    bool unlinked;                  /* off the list, freed by sched_release (under sched.mu) */
+    bool unlinked;                  /* on sched.retired instead of the list; freed by sched_release (under sched.mu) */
     bool forever;
     uint64_t expires_ns;            /* monotonic; valid when users == 0 && !forever */
     uint64_t last_used;
@@ -83,6 +83,7 @@ struct sched {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     runner *list;
+    runner *retired;                /* taken off the list after a failed decode, still in use (runner.unlinked) */
     int n_loaded;
     bool shutting, quit;
     pthread_t mgr;
@@ -660,8 +661,13 @@ int sched_acquire(sched *s, const char *name, runner **out, uint64_t *load_ns, i
     if (r && atomic_load(&r->broken)) { /* load it again; the old one goes with its last user */
         SRV_LOG(s->srv, HEARTH_LOG_INFO, "reloading model=%s after a failed decode", name);
         unlink_runner(s, r);
-        if (r->users == 0) runner_free(r);
-        else r->unlinked = true;
+        if (r->users == 0) {
+            runner_free(r);
+        } else {
+            r->unlinked = true;
+            r->next = s->retired;
+            s->retired = r;
+        }
         r = NULL;
     }
     if (!r) {
@@ -703,7 +709,14 @@ void sched_release(sched *s, runner *r, int64_t keep_alive_ns) {
     r->last_used = hb_now_ns();
     r->forever = keep_alive_ns < 0 && !atomic_load(&r->broken);
     r->expires_ns = atomic_load(&r->broken) ? 0 : r->last_used + (uint64_t)(keep_alive_ns > 0 ? keep_alive_ns : 0);
-    if (r->unlinked && r->users == 0) runner_free(r); /* replaced after a failed decode (sched_acquire) */
+    if (r->unlinked && r->users == 0) { /* replaced after a failed decode (sched_acquire) */
+        for (runner **p = &s->retired; *p; p = &(*p)->next)
+            if (*p == r) {
+                *p = r->next;
+                break;
+            }
+        runner_free(r);
+    }
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
@@ -770,13 +783,14 @@ int sched_new(hearth_server *srv, sched **out, hb_err *err) {
 void sched_shutdown(sched *s) {
     pthread_mutex_lock(&s->mu);
     s->shutting = true;
-    for (runner *r = s->list; r; r = r->next) {
-        pthread_mutex_lock(&r->mu);
-        r->cancel_all = true;
-        atomic_store(&r->abort_decode, true);
-        pthread_cond_broadcast(&r->cv);
-        pthread_mutex_unlock(&r->mu);
-    }
+    for (int l = 0; l < 2; l++)
+        for (runner *r = l ? s->retired : s->list; r; r = r->next) {
+            pthread_mutex_lock(&r->mu);
+            r->cancel_all = true;
+            atomic_store(&r->abort_decode, true);
+            pthread_cond_broadcast(&r->cv);
+            pthread_mutex_unlock(&r->mu);
+        }
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -788,9 +802,9 @@ void sched_free(sched *s) {
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     if (s->mgr_started) pthread_join(s->mgr, NULL);
-    while (s->list) {
-        runner *r = s->list;
-        s->list = r->next;
+    while (s->list || s->retired) { /* connections have drained: nobody uses a runner now */
+        runner **head = s->list ? &s->list : &s->retired, *r = *head;
+        *head = r->next;
         runner_free(r);
     }
     pthread_mutex_destroy(&s->mu);

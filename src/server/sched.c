@@ -357,6 +357,12 @@ static void build_batch(runner *r) {
     }
 }
 
+/* Whether a failed decode may have left its context unusable (a GPU error is sticky), as
+ * opposed to failing for the request's own reasons: a cancel, a full context, bad tokens. */
+static bool decode_broke(hearth_status rc) {
+    return rc != HEARTH_OK && rc != HEARTH_E_CANCELLED && rc != HEARTH_E_CONTEXT && rc != HEARTH_E_INVALID;
+}
+
 static void step(runner *r) {
     build_batch(r);
     hearth_batch *b = &r->batch;
@@ -365,7 +371,7 @@ static void step(runner *r) {
     if (rc != HEARTH_OK) {
         char msg[600];
         snprintf(msg, sizeof msg, "decode failed: %s", hearth_context_errmsg(r->ctx));
-        if (rc != HEARTH_E_CANCELLED && rc != HEARTH_E_CONTEXT && rc != HEARTH_E_INVALID && !atomic_exchange(&r->broken, true))
+        if (decode_broke(rc) && !atomic_exchange(&r->broken, true))
             SRV_LOG(r->s->srv, HEARTH_LOG_WARN, "model=%s: %s; it is loaded again for the next request", r->name, msg);
         for (int i = 0; i < r->n_slots; i++) {
             slot *sl = &r->slots[i];
@@ -490,7 +496,7 @@ int runner_embed(runner *r, const hearth_token *toks, int32_t n, float *out, siz
     for (int32_t i = 0; i < n; i++) hearth_batch_add(&b, toks[i], i, 0, i == n - 1);
     hearth_kv_clear(r->ectx);
     rc = hearth_decode(r->ectx, &b);
-    if (rc != HEARTH_OK && rc != HEARTH_E_CANCELLED && rc != HEARTH_E_CONTEXT && rc != HEARTH_E_INVALID) {
+    if (decode_broke(rc)) {
         hb_fail(err, rc, "embedding decode failed: %s", hearth_context_errmsg(r->ectx));
         hearth_context_free(r->ectx); /* it may be unusable now (a GPU error is sticky): the next call makes another */
         r->ectx = NULL;

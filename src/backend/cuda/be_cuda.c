@@ -378,7 +378,56 @@ static int cb_exec(cuda_be *c, const cb_cmd *k, hb_err *err) {
     return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unknown recorded op %d", k->kind);
 }
 
+/* HEARTH_CUDA_PROFILE: the table row of command k ("matmul gu f16 x8": kind, the product's
+ * HEARTH_CUDA_DROP class, weight type, tokens), added when new; NULL when out of memory. */
+static struct cb_prof *cb_prof_row(cuda_be *c, const cb_cmd *k) {
+    static const char *const kinds[] = { "get_rows", "matmul", "rmsnorm", "rope", "kv_store", "attention",
+                                         "copy_rows", "add", "scale", "softcap", "glu", "kv_copy", "nop" };
+    static const char *const cls[] = { "attn", "qkv", "o", "gu", "down", "out", "norm" };
+    char label[40];
+    int cl = cb_drop_class(k), ci = 0;
+    while (cl > 1 && ci < 6) cl >>= 1, ci++;
+    const char *kn = k->kind >= 0 && k->kind <= CK_NOP ? kinds[k->kind] : "?";
+    if (k->kind == CK_MATMUL)
+        snprintf(label, sizeof label, "%s %s %s x%lld", kn, cls[ci], quant_type_name(k->w.type), (long long)k->n[0]);
+    else if (k->kind == CK_ATTN)
+        snprintf(label, sizeof label, "%s%s x%d", kn, k->flag & 2 ? "+rope+store" : "", k->at.n_tok);
+    else
+        snprintf(label, sizeof label, "%s", kn);
+    for (int i = 0; i < c->n_prof; i++)
+        if (!strcmp(c->prof[i].label, label)) return &c->prof[i];
+    if (c->n_prof == c->cap_prof) {
+        int cap = c->cap_prof ? 2 * c->cap_prof : 32;
+        struct cb_prof *np = realloc(c->prof, (size_t)cap * sizeof *np);
+        if (!np) return NULL;
+        c->prof = np, c->cap_prof = cap;
+    }
+    struct cb_prof *r = &c->prof[c->n_prof++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->label, sizeof r->label, "%s", label);
+    return r;
+}
+
+/* Runs the commands op by op with a timing event between each two, and adds each op's
+ * time to its row (the stream is filled faster than the GPU drains it for all but the
+ * shortest ops, so an op's time is mostly its own; launch gaps count to the op after). */
+static int cb_exec_prof(cuda_be *c, hb_err *err) {
+    int rc = cuda_prof_mark(c->cu, 0, err);
+    size_t n = c->n_cmd < CUDA_PROF_EVENTS - 1 ? c->n_cmd : CUDA_PROF_EVENTS - 1;
+    for (size_t i = 0; i < c->n_cmd && !rc; i++) {
+        rc = cb_exec(c, &c->cmd[i], err);
+        if (!rc && i < n) rc = cuda_prof_mark(c->cu, (int)i + 1, err);
+    }
+    for (size_t i = 0; i < n && !rc; i++) {
+        float ms = 0.0f;
+        struct cb_prof *r = c->cmd[i].kind == CK_NOP ? NULL : cb_prof_row(c, &c->cmd[i]);
+        if (r && !(rc = cuda_prof_ms(c->cu, (int)i, (int)i + 1, &ms, err))) r->ms += ms, r->n++;
+    }
+    return rc;
+}
+
 static int cb_exec_all(cuda_be *c, hb_err *err) {
+    if (c->kn.profile) return cb_exec_prof(c, err);
     for (size_t i = 0; i < c->n_cmd; i++) {
         int rc = cb_exec(c, &c->cmd[i], err);
         if (rc) return rc;
@@ -500,6 +549,61 @@ static int cb_replay_raw(cuda_be *c, uint64_t raw, uint64_t gen) {
     return -1;
 }
 
+/* HEARTH_CUDA_STATS: where an eager segment first differs from the last one of as many
+ * commands (what keeps a step from being replayed), and a copy of it for the next. */
+static void cb_stat_eager(cuda_be *c) {
+    int slot = -1;
+    c->st_eager++;
+    for (int i = 0; i < 4; i++)
+        if (c->st_prev[i] && c->st_nprev[i] == c->n_cmd) slot = i;
+    if (slot >= 0 && c->st_ndiff < 8) {
+        for (size_t i = 0; i < c->n_cmd; i++) {
+            const uint8_t *a = (const uint8_t *)&c->st_prev[slot][i], *b = (const uint8_t *)&c->cmd[i];
+            size_t j = 0;
+            while (j < sizeof(cb_cmd) && a[j] == b[j]) j++;
+            if (j < sizeof(cb_cmd)) {
+                c->st_diff[c->st_ndiff].cmd = (int32_t)i, c->st_diff[c->st_ndiff].kind = c->cmd[i].kind;
+                c->st_diff[c->st_ndiff++].byte = (int32_t)j;
+                break;
+            }
+        }
+    }
+    if (slot < 0) {
+        slot = c->st_next, c->st_next = (c->st_next + 1) % 4;
+        free(c->st_prev[slot]);
+        c->st_prev[slot] = malloc(c->n_cmd * sizeof(cb_cmd));
+        c->st_nprev[slot] = c->st_prev[slot] ? c->n_cmd : 0;
+    }
+    if (c->st_prev[slot]) memcpy(c->st_prev[slot], c->cmd, c->n_cmd * sizeof(cb_cmd));
+}
+
+static void cb_stat_print(const cuda_be *c) {
+    fprintf(stderr, "cuda stats: segments replayed %llu (+%llu without a rewrite), captured %llu, eager %llu; "
+            "%llu commands\n", (unsigned long long)c->st_replay, (unsigned long long)c->st_raw,
+            (unsigned long long)c->st_capture, (unsigned long long)c->st_eager, (unsigned long long)c->st_cmds);
+    for (int i = 0; i < c->st_ndiff; i++)
+        fprintf(stderr, "cuda stats: an eager segment differs from the last of its length at command %d (kind %d), "
+                "byte %d of %zu\n", c->st_diff[i].cmd, c->st_diff[i].kind, c->st_diff[i].byte, sizeof(cb_cmd));
+}
+
+static int cb_prof_cmp(const void *a, const void *b) {
+    double x = ((const struct cb_prof *)a)->ms, y = ((const struct cb_prof *)b)->ms;
+    return x < y ? 1 : (x > y ? -1 : 0);
+}
+
+/* HEARTH_CUDA_PROFILE's table, costliest first (sorts c->prof). */
+static void cb_prof_print(cuda_be *c) {
+    double all = 0.0;
+    qsort(c->prof, (size_t)c->n_prof, sizeof *c->prof, cb_prof_cmp);
+    for (int i = 0; i < c->n_prof; i++) all += c->prof[i].ms;
+    fprintf(stderr, "cuda profile: %-40s %10s %5s %9s %8s\n", "op", "ms", "%", "count", "us each");
+    for (int i = 0; i < c->n_prof; i++) {
+        const struct cb_prof *r = &c->prof[i];
+        fprintf(stderr, "cuda profile: %-40s %10.2f %5.1f %9llu %8.2f\n", r->label, r->ms, all > 0 ? 100 * r->ms / all : 0,
+                (unsigned long long)r->n, r->n ? 1000 * r->ms / (double)r->n : 0);
+    }
+}
+
 /* Runs the recorded step: replays its graph when the same step ran before under the same
  * scratch memory, captures it on its second appearance, runs it op by op otherwise. */
 static int cb_run_step(cuda_be *c) {
@@ -516,14 +620,21 @@ static int cb_run_step(cuda_be *c) {
     uint64_t gen = cuda_ctx_generation(c->cu), raw = 0;
     if (!c->fuse_off && !c->mega && !c->graphs_off) { /* a replay of commands recorded before */
         raw = cb_signature(c) ^ (c->partial ? 0x9e3779b97f4a7c15ull : 0);
-        if ((rc = cb_replay_raw(c, raw, gen)) >= 0) return rc;
+        if ((rc = cb_replay_raw(c, raw, gen)) >= 0) {
+            c->st_raw++;
+            return rc;
+        }
     }
     if (!c->fuse_off) {
         cb_rewrite(c);
     }
     uint64_t sig = cb_signature(c);
     if (c->mega && cb_mega_try(c, sig, &rc)) return rc;
-    if (c->graphs_off) return cb_exec_all(c, err);
+    c->st_cmds += c->n_cmd;
+    if (c->graphs_off) {
+        if (c->kn.stats) cb_stat_eager(c);
+        return cb_exec_all(c, err);
+    }
     cb_graph *e = NULL, *victim = &c->graphs[0];
     for (int i = 0; i < CB_GRAPHS; i++) {
         if (c->graphs[i].sig == sig && c->graphs[i].last_use) e = &c->graphs[i];
@@ -532,6 +643,7 @@ static int cb_run_step(cuda_be *c) {
     c->clock++;
     if (e && e->gen == gen && e->g) {
         e->last_use = c->clock;
+        c->st_replay++;
         return cuda_graph_launch(c->cu, e->g, err);
     }
     if (e && e->gen == gen) { /* second sighting: capture */
@@ -544,11 +656,13 @@ static int cb_run_step(cuda_be *c) {
             if (!xrc && !erc && cuda_ctx_generation(c->cu) == gen) {
                 e->g = g, e->raw = raw;
                 e->last_use = c->clock;
+                c->st_capture++;
                 return cuda_graph_launch(c->cu, g, err);
             }
             cuda_graph_free(g);
         }
         c->graphs_off = true; /* capture is not possible here: run op by op from now on */
+        if (c->kn.stats) cb_stat_eager(c);
         return cb_exec_all(c, err);
     }
     if (!e) {
@@ -560,6 +674,7 @@ static int cb_run_step(cuda_be *c) {
         cuda_graph_free(e->g); /* stale: scratch moved */
         e->g = NULL;
     }
+    if (c->kn.stats) cb_stat_eager(c);
     rc = cb_exec_all(c, err);
     e->gen = cuda_ctx_generation(c->cu); /* after any scratch growth of this run */
     e->last_use = c->clock;
@@ -937,7 +1052,7 @@ int be_cuda_new(int device, be_ctx **out, hb_err *err) {
     if ((rc = cuda_ctx_new(device, &c->cu, err))) goto out;
     c->kn = *cuda_ctx_knobs(c->cu);
     const cuda_knobs *kn = &c->kn;
-    c->graphs_off = !kn->graphs;
+    c->graphs_off = !kn->graphs || kn->profile; /* a profile times each op: no graphs */
     /* segments of 1, 8, 24, 24, ... layers (TinyLlama: 1, 8, 13): the host records a layer
      * several times faster than the GPU runs it, so after a one-layer start the segments
      * can grow fast, and every graph boundary saved is ~1.3 us of idle GPU. Measured on an
@@ -969,6 +1084,10 @@ void be_cuda_free(be_ctx *b) {
     if (!b) return;
     cuda_be *c = cb(b);
     cuda_sync(c->cu, &c->err);
+    if (c->kn.stats) cb_stat_print(c);
+    if (c->kn.profile) cb_prof_print(c);
+    free(c->prof);
+    for (int i = 0; i < 4; i++) free(c->st_prev[i]);
     for (int i = 0; i < CB_GRAPHS; i++) cuda_graph_free(c->graphs[i].g);
     cuda_mega_free(c->mega);
     for (int i = 0; i < c->n_rope_inv; i++) cuda_free(c->cu, c->rope_inv[i].dev);

@@ -619,7 +619,7 @@ static void cb_early_add(cuda_be *c) {
 /* The HEARTH_CUDA_DROP class of a rewritten command (0: never dropped). Products by
  * shape: several weights over one x or RoPE in the epilogue = q/k/v, a GLU folded in =
  * gate/up, rows >= 8 x columns = output, more columns than rows = down, else o. */
-static int cb_drop_class(const cb_cmd *k) {
+int cb_drop_class(const cb_cmd *k) {
     int cls = 0;
     if (k->kind == CK_ATTN) cls = CB_DROP_ATTN;
     else if (k->kind == CK_RMSNORM) cls = CB_DROP_NORM;

@@ -115,6 +115,19 @@ typedef struct cuda_be {
     int n_dedup;
     cb_graph graphs[CB_GRAPHS];
     uint64_t clock;
+    /* how segments ran (HEARTH_CUDA_STATS=1 prints them at teardown): replayed without a
+     * rewrite, replayed, captured, eager (first sighting, stale or graphs off); commands.
+     * st_prev: the last segments' rewritten commands, to report where an eager segment
+     * first differs from the one before it of the same length (st_diff: command, byte) */
+    uint64_t st_raw, st_replay, st_capture, st_eager, st_cmds;
+    cb_cmd *st_prev[4];
+    size_t st_nprev[4];
+    int st_next;
+    struct { int32_t cmd, kind, byte; } st_diff[8];
+    int st_ndiff;
+    /* HEARTH_CUDA_PROFILE: GPU time per kind of op (label), over the context's life */
+    struct cb_prof { char label[40]; double ms; uint64_t n; } *prof;
+    int n_prof, cap_prof;
     bool graphs_off;     /* HEARTH_CUDA_GRAPHS=0, or a capture failed */
     bool fuse_off;       /* HEARTH_CUDA_FUSE=0 */
     bool qkvr_norm;      /* the RMSNorm before q/k/v runs in the product's blocks (opt-in, HEARTH_CUDA_QKVR_NORM=1) */
@@ -135,6 +148,9 @@ int cb_store_join(cuda_be *c, be_share_slot *slot, uint64_t *shared, hb_err *err
 void *cb_store_get(cuda_be *c, const void *host, size_t bytes, hb_err *err);
 /* Gives back c's hold on that copy (context teardown); the last holder frees it. */
 void cb_store_put(cuda_be *c, const void *host, size_t bytes);
+
+/* The HEARTH_CUDA_DROP class (CB_DROP_*) of a rewritten command, 0 for none (be_cuda_fuse.c). */
+int cb_drop_class(const cb_cmd *k);
 
 /* Rewrites the recorded step c->cmd[0..n_cmd) into fewer, fused ops (be_cuda_fuse.c): ops
  * that disappear become CK_NOP; the result runs exactly what the ops described. */

@@ -122,10 +122,29 @@ int cu_scratch_grow(cuda_ctx *c, cu_scratch *s, size_t bytes, hb_err *err) {
     return HEARTH_OK;
 }
 
+extern "C" int cuda_prof_mark(cuda_ctx *c, int i, hb_err *err) {
+    cudaError_t e = cudaSuccess;
+    if (i < 0 || i >= CUDA_PROF_EVENTS) return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: timing event %d out of range", i);
+    if (!c->prof_ev[i]) e = cudaEventCreate(&c->prof_ev[i]);
+    if (e == cudaSuccess) e = cudaEventRecord(c->prof_ev[i], c->stream);
+    return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, "recording a timing event");
+}
+
+extern "C" int cuda_prof_ms(cuda_ctx *c, int i, int j, float *ms, hb_err *err) {
+    *ms = 0.0f;
+    if (i < 0 || j < 0 || i >= CUDA_PROF_EVENTS || j >= CUDA_PROF_EVENTS || !c->prof_ev[i] || !c->prof_ev[j])
+        return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: no timing events %d, %d", i, j);
+    cudaError_t e = cudaEventSynchronize(c->prof_ev[j]);
+    if (e == cudaSuccess) e = cudaEventElapsedTime(ms, c->prof_ev[i], c->prof_ev[j]);
+    return e == cudaSuccess ? HEARTH_OK : cu_fail(err, e, "reading timing events");
+}
+
 void cuda_ctx_free(cuda_ctx *c) {
     if (!c) return;
     cudaSetDevice(c->info.ordinal);
     if (c->stream) cudaStreamSynchronize(c->stream);
+    for (int i = 0; i < CUDA_PROF_EVENTS; i++)
+        if (c->prof_ev[i]) cudaEventDestroy(c->prof_ev[i]);
     cu_scratch_release(&c->act);
     cu_scratch_release(&c->act2);
     cu_scratch_release(&c->f16a);

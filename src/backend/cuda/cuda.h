@@ -324,6 +324,12 @@ int cuda_mega_run_cached(cuda_mega *m, uint64_t sig, int *launched, hb_err *err)
 /* Measures the device's read bandwidth (a streaming read of a buffer several times the L2,
  * best of a few runs) in bytes per second. */
 int cuda_measure_bandwidth(cuda_ctx *c, double *bytes_per_s, hb_err *err);
+/* Op timing (HEARTH_CUDA_PROFILE=1, a diagnostics aid): records timing event i
+ * (0..CUDA_PROF_EVENTS-1, created on first use, owned by c) on c's stream; cuda_prof_ms
+ * waits for event j and gives the milliseconds between events i and j. */
+#define CUDA_PROF_EVENTS 2048
+int cuda_prof_mark(cuda_ctx *c, int i, hb_err *err);
+int cuda_prof_ms(cuda_ctx *c, int i, int j, float *ms, hb_err *err);
 
 #ifdef __cplusplus
 }

@@ -31,6 +31,8 @@ typedef struct cuda_knobs {
     int seg_layers;       /* HEARTH_CUDA_SEG: segments grow to this many layers (default 24; 0: the whole step) */
     int seg_first;        /* HEARTH_CUDA_SEG_FIRST: layers of the first segment (default 1) */
     int seg_grow;         /* HEARTH_CUDA_SEG_GROW: growth factor, 2..64 (default 8) */
+    bool stats;           /* HEARTH_CUDA_STATS=1: diagnostics, how steps ran (replayed, captured, eager), on stderr at teardown */
+    bool profile;         /* HEARTH_CUDA_PROFILE=1: diagnostics, steps run op by op and each op timed (table on stderr at teardown) */
     int drop;             /* HEARTH_CUDA_DROP: diagnostics, a mask of op classes left out of every step (0) */
     bool qkvr;            /* HEARTH_CUDA_QKVR=0: RoPE + KV store not folded into the q/k/v product */
     bool qkvr_norm;       /* HEARTH_CUDA_QKVR_NORM=1: the RMSNorm before q/k/v in the product's blocks */

@@ -276,10 +276,13 @@ static void test_mvf_norm_glu(void **state) {
     }
 }
 
+/* Tokens of the "batch" side of check_batch and check_batch_epi (8 unless a test sets it). */
+static int64_t g_bt = 8;
+
 /* The same call for 8 tokens at once and for each token alone gives identical bits; the
  * folded norm equals cuda_mvf_rmsnorm followed by the plain product, bit for bit. */
 static void check_batch(uint32_t type, int64_t R, int64_t C, int norm) {
-    const int64_t T = 8;
+    const int64_t T = g_bt;
     mat m;
     mat_make(&m, type, R, C);
     float *x = rand_floats(T * C, 2.0f), *nw = rand_floats(C, 1.0f);
@@ -345,7 +348,7 @@ static void test_mvf_batch_independent(void **state) {
  * code), 8 tokens the general one. Also checks the single-token outputs against the double
  * reference and the residual as old + sum. */
 static void check_batch_epi(uint32_t type, int64_t R, int64_t C, int glu) {
-    const int64_t T = 8;
+    const int64_t T = g_bt;
     mat g, u;
     mat_make(&g, type, R, C);
     if (glu) mat_make(&u, type, R, C);
@@ -397,6 +400,34 @@ static void test_mvf_batch_epilogues(void **state) {
     }
 }
 
+/* The persistent batch kernel (HEARTH_CUDA_MVF_PB) for 8, 5, 3 and 2 tokens (all tokens in
+ * registers, and passes of 4 tokens for rows of three column groups per thread): the bits
+ * of each token alone, for gate/up + GLU, residual adds, the norm in the epilogue and the
+ * plain product; and it did run. */
+static void test_mvf_batch_kernel(void **state) {
+    (void)state;
+    NEED_GPU();
+    cuda_knobs *k = cuda_ctx_knobs_edit(g_ctx), keep = *k;
+    static const int64_t toks[] = { 8, 5, 3, 2 };
+    for (int pb = 0; pb < 2; pb++) {
+        k->mvf_pb = pb;
+        for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) {
+            uint64_t l0 = cuda_mvf_pb_launches(g_ctx);
+            g_bt = toks[i];
+            check_batch_epi(QT_F16, 2816, 2048, 1);  /* gate/up + GLU, two column groups per thread */
+            check_batch_epi(QT_BF16, 1030, 5632, 0); /* three groups per thread, residual */
+            check_batch(QT_F16, 259, 2048, 1);       /* norm in the epilogue */
+            check_batch(QT_BF16, 41, 5632, 0);
+            check_batch(QT_F16, 37, 256, 0);         /* one column group per thread */
+            printf("  batch kernel %s, %lld tokens: == alone\n", pb ? "on" : "off", (long long)toks[i]);
+            /* 6 products: check_batch with the norm runs a second batch over the normalized rows */
+            assert_true(cuda_mvf_pb_launches(g_ctx) == l0 + (pb ? 6 : 0));
+        }
+    }
+    g_bt = 8;
+    *k = keep;
+}
+
 /* The persistent one-token kernel (HEARTH_CUDA_MVF_PS) at both ring depths, with groups of
  * 4 and of 2 rows, with as many blocks as fit and with one block per SM (many groups per
  * block), with 128- and 256-thread blocks at 2048 columns (one or two column groups per
@@ -410,6 +441,7 @@ static void test_mvf_persistent(void **state) {
         for (int v = 0; v < 10; v++) { /* 8, 9: groups of 8 rows for the 2048-column rows */
             k->mvf_ps = ns, k->mvf_ps_bps = v & 1, k->mvf_ps_r2 = v & 2 ? 3 : 0, k->mvf_t256 = (v & 4) != 0;
             k->mvf_ps_r8 = v >= 8;
+            k->mvf_pb = v & 1; /* the batch kernel with the one-token kernel's variants */
             uint64_t l0 = cuda_mvf_ps_launches(g_ctx);
             check_batch_epi(QT_F16, 2816, 2048, 1); /* gate/up + GLU */
             check_batch_epi(QT_BF16, 1030, 5632, 0); /* three groups per thread, residual read early */
@@ -488,6 +520,7 @@ int main(void) {
         cmocka_unit_test(test_mvf_batch_independent),
         cmocka_unit_test(test_mvf_batch_epilogues),
         cmocka_unit_test(test_mvf_persistent),
+        cmocka_unit_test(test_mvf_batch_kernel),
         cmocka_unit_test(test_mvf_rmsnorm),
         cmocka_unit_test(test_mvf_bad_calls),
     };

@@ -122,5 +122,8 @@ static __device__ __forceinline__ float mvf_dot8_sq(float4 a, float4 c, float ss
  * (the four-row kernels' choice; en: the norm in the epilogue) when the switches and the
  * shape allow it; *done = 1 when it did, else the caller runs the four-row kernel. */
 int cu_mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done, hb_err *err);
+/* The persistent kernel for 2..8 tokens (cu_mvf_ps.cu; HEARTH_CUDA_MVF_PB=0: off), the same
+ * contract as cu_mvp4s_launch. */
+int cu_mvp4t_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done, hb_err *err);
 
 #endif

@@ -224,6 +224,185 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
     CU_TR_FLUSH();
 }
 
+/* ---- persistent batch kernel: 2..8 tokens (HEARTH_CUDA_MVF_PB) ---------------------------
+ * mvp4s_kernel's grid, ring, row groups and thread -> column-group map, with T tokens' x
+ * (times the norm weights with EN) held in registers for the whole kernel, so a group's
+ * weights are read from the ring once and used for every token without any activation
+ * traffic per group (the generic mvp4 instances re-read all tokens' x from L1/L2 for every
+ * four rows: 4 bytes of x per byte of weights). More tokens than T (5..8 tokens with long
+ * rows, T = 4) run as passes over the same slot that reload x. The warp sums of the R x T
+ * values use cu_warp_sum's pairings (xor 16, 8, 4, 2, 1) with the values split between the
+ * lanes (ps_tsum: 31 shuffles for 32 values instead of 160), and warp 0 sums the warps in
+ * order: every (token, row) is summed in the mvp4 order, so a sequence keeps its bits alone
+ * and in a batch. */
+
+/* One level of ps_tsum: lanes with bit M keep the upper N / 2 values and send the lower,
+ * the others the opposite, then the next level on the N / 2 sums (compile-time N and M, so
+ * v stays in registers). */
+template <int N, int M>
+struct ps_tlevel {
+    static __device__ __forceinline__ void run(float *v, int lane) {
+        bool hi = lane & M;
+#pragma unroll
+        for (int i = 0; i < N / 2; i++) {
+            float keep = hi ? v[N / 2 + i] : v[i], send = hi ? v[i] : v[N / 2 + i];
+            v[i] = keep + __shfl_xor_sync(0xffffffffu, send, M);
+        }
+        ps_tlevel<N / 2, M / 2>::run(v, lane);
+    }
+};
+template <int M>
+struct ps_tlevel<1, M> { /* one value left: the plain butterfly for the remaining masks */
+    static __device__ __forceinline__ void run(float *v, int) {
+#pragma unroll
+        for (int m = M; m >= 1; m >>= 1) v[0] += __shfl_xor_sync(0xffffffffu, v[0], m);
+    }
+};
+template <>
+struct ps_tlevel<1, 0> {
+    static __device__ __forceinline__ void run(float *, int) {}
+};
+
+/* The sums over the warp of v[0..V) (V a power of two, <= 32; v is overwritten), the values
+ * split between the lanes level by level (masks 16, 8, 4, 2, 1): lane l returns value
+ * l >> (5 - log2 V). */
+template <int V>
+static __device__ __forceinline__ float ps_tsum(float *v, int lane) {
+    ps_tlevel<V, 16>::run(v, lane);
+    return v[0];
+}
+
+/* Tokens t0 .. t0 + T of this thread's column groups (zeros past n_tok or the row), times
+ * the norm weights with EN (mvp4_group's arithmetic). */
+template <int EN, int J, int T>
+static __device__ __forceinline__ void mvp4t_load_x(const mvf_args *A, int t0, int ng, const float4 *ga,
+                                                    const float4 *gc, float4 (*xa)[J], float4 (*xc)[J]) {
+#pragma unroll
+    for (int tt = 0; tt < T; tt++)
+#pragma unroll
+        for (int j = 0; j < J; j++) {
+            int g = (int)threadIdx.x + j * (int)blockDim.x, t = t0 + tt;
+            float4 a = make_float4(0.0f, 0.0f, 0.0f, 0.0f), c = a;
+            if (t < A->n_tok && g < ng) {
+                const float4 *x4 = (const float4 *)(A->x + (int64_t)t * A->xs + 8 * (int64_t)g);
+                a = x4[0], c = x4[1];
+                if (EN && A->nw) {
+                    a.x *= ga[j].x, a.y *= ga[j].y, a.z *= ga[j].z, a.w *= ga[j].w;
+                    c.x *= gc[j].x, c.y *= gc[j].y, c.z *= gc[j].z, c.w *= gc[j].w;
+                }
+            }
+            xa[tt][j] = a, xc[tt][j] = c;
+        }
+}
+
+template <int EN, int J, int R, int T, int BF>
+static __global__ void __launch_bounds__(MVF_THREADS) mvp4t_kernel(const __grid_constant__ mvf_args A) {
+    constexpr int NS = 2, V = R * T, SH = V == 32 ? 0 : (V == 16 ? 1 : (V == 8 ? 2 : 3));
+    static_assert(V == 32 || V == 16 || V == 8 || V == 4, "R x T values per warp sum");
+    extern __shared__ __align__(16) uint4 ps_ring[]; /* [NS][R][J][blockDim] */
+    __shared__ float red[2][R * MVF_T][MVF_WARPS];   /* by group parity: one barrier per group */
+    __shared__ float rss[MVF_T][MVF_WARPS], kts[MVF_T];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5, bd = blockDim.x, tid = threadIdx.x;
+    int ng = (int)(A.n / 8), nt = A.n_tok;
+    uint32_t ngr = (uint32_t)((A.rows + R - 1) / R), step = gridDim.x;
+    size_t slot_n = (size_t)R * J * bd;
+    ps_cp P;
+    P.bd16 = 16u * (uint32_t)bd, P.toff = 16u * (uint32_t)tid, P.rows = (uint32_t)A.rows, P.rb = (uint32_t)A.row_bytes;
+    P.dst = cu_smem_addr(ps_ring) + P.toff;
+    P.jn = 0;
+#pragma unroll
+    for (int j = 0; j < J; j++) P.jn += tid + j * bd < ng;
+    uint32_t slot_b = (uint32_t)slot_n * 16u;
+    float4 ga[J], gc[J];
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        int g = tid + j * bd;
+        ga[j] = gc[j] = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+        if (EN && A.nw && g < ng)
+            ga[j] = ((const float4 *)(A.nw + 8 * (int64_t)g))[0], gc[j] = ((const float4 *)(A.nw + 8 * (int64_t)g))[1];
+    }
+#pragma unroll
+    for (int s = 0; s < NS; s++) mvp4s_issue<R, J>(&A, &P, blockIdx.x + s * step, ngr, s * slot_b);
+    cu_pdl_wait_e(); /* weights in flight; the activations are ready from here on */
+    cu_pdl_trigger();
+    if (EN) { /* each token's norm factor: mvp4s_kernel's arithmetic per token */
+        for (int t = 0; t < nt; t++) {
+            float ss = 0.0f;
+#pragma unroll
+            for (int j = 0; j < J; j++) {
+                int g = tid + j * bd;
+                if (g < ng) {
+                    const float4 *x4 = (const float4 *)(A.x + (int64_t)t * A.xs + 8 * (int64_t)g);
+                    ss = mvf_dot8_sq(x4[0], x4[1], ss);
+                }
+            }
+            float v = cu_warp_sum(ss);
+            if (lane == 0) rss[t][warp] = v;
+        }
+        __syncthreads();
+        if (tid < nt) {
+            float s_ = 0.0f;
+            for (int w = 0; w < nw; w++) s_ += rss[tid][w];
+            kts[tid] = mvf_rms_scale(s_, A.n, A.eps);
+        }
+        __syncthreads();
+        if (A.ny) /* the normalized rows for any later reader */
+            for (int t = 0; t < nt; t++)
+                for (int64_t i = (int64_t)blockIdx.x * bd + tid; i < A.n; i += (int64_t)step * bd)
+                    A.ny[(int64_t)t * A.nys + i] = mvf_normed(A.x[(int64_t)t * A.xs + i], kts[t], A.nw, i);
+    }
+    float4 xa[T][J], xc[T][J];
+    bool passes = nt > T; /* x is reloaded for every pass of every group */
+    if (!passes) mvp4t_load_x<EN, J, T>(&A, 0, ng, ga, gc, xa, xc);
+    int it = 0;
+    for (uint32_t grp = blockIdx.x; grp < ngr; grp += step, it++) {
+        int s = it % NS;
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(NS - 1) : "memory"); /* this group's pieces landed */
+        const uint4 *slot = ps_ring + s * slot_n;
+        for (int t0 = 0; t0 < nt; t0 += T) {
+            if (passes) mvp4t_load_x<EN, J, T>(&A, t0, ng, ga, gc, xa, xc);
+            float acc[V]; /* [token][row] */
+#pragma unroll
+            for (int i = 0; i < V; i++) acc[i] = 0.0f;
+#pragma unroll
+            for (int j = 0; j < J; j++) {
+                if (j < P.jn) {
+#pragma unroll
+                    for (int k = 0; k < R; k++) {
+                        float w[8];
+                        mvf_w8(BF ? QT_BF16 : QT_F16, (const uint8_t *)(slot + (size_t)(k * J + j) * bd + tid), w);
+#pragma unroll
+                        for (int tt = 0; tt < T; tt++) acc[tt * R + k] = mvf_dot8(w, xa[tt][j], xc[tt][j], acc[tt * R + k]);
+                    }
+                }
+            }
+            if (t0 + T >= nt) /* the slot's last reader: refill it */
+                mvp4s_issue<R, J>(&A, &P, grp + NS * step, ngr, (uint32_t)s * slot_b);
+            float v = ps_tsum<V>(acc, lane);
+            if ((lane & ((1 << SH) - 1)) == 0) red[it & 1][t0 * R + (lane >> SH)][warp] = v;
+        }
+        __syncthreads();
+        if (tid < 32) { /* thread tid < R x nt finishes row tid % R of token tid / R */
+            int kr = tid % R, t = tid / R;
+            int64_t row = (int64_t)(R * grp + (uint32_t)kr), loc = 0;
+            bool on = t < nt && row < A.rows;
+            float sum = 0.0f;
+            if (on) {
+#pragma unroll
+                for (int w_ = 0; w_ < MVF_WARPS; w_++)
+                    if (w_ < nw) sum += red[it & 1][tid][w_];
+                if (EN) sum *= kts[t];
+                int s_ = mvf_map(&A, row, &loc);
+                A.y[s_][(int64_t)t * A.ldy[s_] + loc] = sum;
+                if (A.add[s_]) A.add[s_][(int64_t)t * A.ldy[s_] + loc] += sum;
+            }
+            float gate = __shfl_xor_sync(0xffffffffu, sum, 1);
+            if (on && A.glu && (kr & 1)) A.gout[(int64_t)t * A.gos + (row >> 1)] = cu_glu_act(A.glu == 2, gate) * sum;
+        }
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+}
+
 typedef void (*mvp4s_fn)(mvf_args);
 
 /* The instances of one (norm in the epilogue, groups per thread): [stages - 2][4 rows per
@@ -277,6 +456,42 @@ int cu_mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
     }
     CU_LAUNCH(err, "launching a float matrix-vector product", fn, (unsigned)grid, (unsigned)thr, smem, c, *A);
     c->n_mvf_ps++;
+    *done = 1;
+    return HEARTH_OK;
+}
+
+/* cu_mvp4s_launch for 2..8 tokens (HEARTH_CUDA_MVF_PB): the same thread count and
+ * column groups per thread as the one-token kernel (so the same sums), groups of 4 rows, two
+ * stages; all 8 tokens in registers for rows of up to two groups per thread, passes of 4
+ * for three. *done = 0 when it does not take the call. */
+int cu_mvp4t_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done, hb_err *err) {
+    typedef void (*fn_t)(mvf_args);
+    static const fn_t tab[2][2][2] = { { { mvp4t_kernel<0, 1, 4, 8, 0>, mvp4t_kernel<0, 1, 4, 8, 1> },
+                                         { mvp4t_kernel<1, 1, 4, 8, 0>, mvp4t_kernel<1, 1, 4, 8, 1> } },
+                                       { { mvp4t_kernel<0, 2, 4, 8, 0>, mvp4t_kernel<0, 2, 4, 8, 1> },
+                                         { mvp4t_kernel<1, 2, 4, 8, 0>, mvp4t_kernel<1, 2, 4, 8, 1> } } };
+    static const fn_t tab3[2] = { mvp4t_kernel<0, 3, 4, 4, 0>, mvp4t_kernel<0, 3, 4, 4, 1> };
+    int rc;
+    int64_t ng = A->n / 8;
+    int j = ng <= thr ? 1 : (ng <= 2 * (int64_t)thr ? 2 : (ng <= 3 * (int64_t)thr && !en ? 3 : 0));
+    *done = 0;
+    if (!c->knobs.mvf_pb || j == 0 || A->n_tok < 2 || A->n_tok > MVF_T || (A->type != QT_F16 && A->type != QT_BF16) ||
+        A->rows > ((int64_t)1 << 30) || A->row_bytes > 0xffffffffu)
+        return HEARTH_OK;
+    bool bf = A->type == QT_BF16;
+    fn_t fn = j == 3 ? tab3[bf] : tab[j - 1][en][bf];
+    size_t smem = (size_t)2 * 4 * j * thr * 16;
+    if ((rc = cu_smem_allow(c, (const void *)fn, smem, err))) return rc;
+    cu_carve(c, (const void *)fn);
+    int nb = cu_occupancy(c, (const void *)fn, thr, smem);
+    if (nb < 1) return HEARTH_OK;
+    int64_t ngr = (A->rows + 3) / 4, sms = cuda_ctx_info(c)->sm_count > 0 ? cuda_ctx_info(c)->sm_count : 1;
+    int64_t grid = (int64_t)nb * sms;
+    grid = grid < ngr ? grid : ngr;
+    int64_t per = (ngr + grid - 1) / grid;
+    grid = (ngr + per - 1) / per;
+    CU_LAUNCH(err, "launching a batched float matrix-vector product", fn, (unsigned)grid, (unsigned)thr, smem, c, *A);
+    c->n_mvf_pb++;
     *done = 1;
     return HEARTH_OK;
 }

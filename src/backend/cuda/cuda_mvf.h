@@ -57,6 +57,8 @@ int cuda_mvf_enorm_ok(const cuda_knobs *k, const cuda_weight *w, const float *x,
 /* How many products ran in the persistent one-token kernel on c (HEARTH_CUDA_MVF_PS;
  * a testing aid). */
 uint64_t cuda_mvf_ps_launches(const cuda_ctx *c);
+/* How many ran in the persistent batch kernel (HEARTH_CUDA_MVF_PB; a testing aid). */
+uint64_t cuda_mvf_pb_launches(const cuda_ctx *c);
 
 /* RMSNorm as cuda_rmsnorm, with the arithmetic of the mat-vec's prologue (so a folded and a
  * standalone norm give the same bits): several blocks per row when x and y do not overlap. */

@@ -401,7 +401,8 @@ static void test_mvf_batch_epilogues(void **state) {
 }
 
 /* The persistent batch kernel (HEARTH_CUDA_MVF_PB) for 8, 5, 3 and 2 tokens (all tokens in
- * registers, and passes of 4 tokens for rows of three column groups per thread): the bits
+ * registers, and passes of 4 tokens for rows of three column groups per thread, or groups of
+ * 2 rows, or x in shared memory: HEARTH_CUDA_MVF_PB_MODE): the bits
  * of each token alone, for gate/up + GLU, residual adds, the norm in the epilogue and the
  * plain product; and it did run. */
 static void test_mvf_batch_kernel(void **state) {
@@ -409,8 +410,12 @@ static void test_mvf_batch_kernel(void **state) {
     NEED_GPU();
     cuda_knobs *k = cuda_ctx_knobs_edit(g_ctx), keep = *k;
     static const int64_t toks[] = { 8, 5, 3, 2 };
-    for (int pb = 0; pb < 2; pb++) {
-        k->mvf_pb = pb;
+    /* HEARTH_CUDA_MVF_PB_MODE: default (tokens split), passes, rows of 2, x in shared memory,
+     * split without the carveout preference */
+    static const int modes[] = { 8, 0, 3, 5, 9 };
+    for (int v = 0; v < 6; v++) {
+        int pb = v > 0;
+        k->mvf_pb = pb, k->mvf_pb_mode = pb ? modes[v - 1] : 0;
         for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) {
             uint64_t l0 = cuda_mvf_pb_launches(g_ctx);
             g_bt = toks[i];
@@ -419,7 +424,8 @@ static void test_mvf_batch_kernel(void **state) {
             check_batch(QT_F16, 259, 2048, 1);       /* norm in the epilogue */
             check_batch(QT_BF16, 41, 5632, 0);
             check_batch(QT_F16, 37, 256, 0);         /* one column group per thread */
-            printf("  batch kernel %s, %lld tokens: == alone\n", pb ? "on" : "off", (long long)toks[i]);
+            printf("  batch kernel %s (mode %d), %lld tokens: == alone\n", pb ? "on" : "off", k->mvf_pb_mode,
+                   (long long)toks[i]);
             /* 6 products: check_batch with the norm runs a second batch over the normalized rows */
             assert_true(cuda_mvf_pb_launches(g_ctx) == l0 + (pb ? 6 : 0));
         }

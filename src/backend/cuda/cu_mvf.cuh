@@ -49,6 +49,7 @@ typedef struct mvf_args {
     int64_t nys;
     int early;                    /* one token: read the residual targets before the PDL wait */
     int enorm;                    /* mvp4 with EN: the RMSNorm of x applied in the epilogue (nw, eps, ny) */
+    int tsplit;                   /* mvp4t_kernel: block pairs share row groups, tokens split between them */
 } mvf_args;
 
 /* Row g of the launch's row space -> weight index, row *loc of that weight. */

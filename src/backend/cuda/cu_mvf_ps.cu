@@ -230,7 +230,11 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
  * weights are read from the ring once and used for every token without any activation
  * traffic per group (the generic mvp4 instances re-read all tokens' x from L1/L2 for every
  * four rows: 4 bytes of x per byte of weights). More tokens than T (5..8 tokens with long
- * rows, T = 4) run as passes over the same slot that reload x. The warp sums of the R x T
+ * rows, T = 4) are split between two blocks that walk the same row groups (the second
+ * block's weight reads mostly hit L2; HEARTH_CUDA_MVF_PB_MODE bit 3, default: the down
+ * product 25.6 -> 22.6 us on an H100 against passes over the same slot that reload x from
+ * L2, which stay as bit 3 off). Measured and kept off (mode bits 1, 2): groups of 2 rows,
+ * and x staged in shared memory (41 us: one block per SM and bank-conflicted reads). The warp sums of the R x T
  * values use cu_warp_sum's pairings (xor 16, 8, 4, 2, 1) with the values split between the
  * lanes (ps_tsum: 31 shuffles for 32 values instead of 160), and warp 0 sums the warps in
  * order: every (token, row) is summed in the mvp4 order, so a sequence keeps its bits alone
@@ -304,7 +308,12 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4t_kernel(const __grid_
     __shared__ float rss[MVF_T][MVF_WARPS], kts[MVF_T];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5, bd = blockDim.x, tid = threadIdx.x;
     int ng = (int)(A.n / 8), nt = A.n_tok;
-    uint32_t ngr = (uint32_t)((A.rows + R - 1) / R), step = gridDim.x;
+    /* A.tsplit: blocks 2b and 2b + 1 walk the same row groups (the second one's weights come
+     * from L2), the first for tokens 0..T-1, the second for T..2T-1: each holds its tokens'
+     * x in registers instead of reloading it per group */
+    uint32_t half = A.tsplit ? blockIdx.x & 1u : 0u, gb = A.tsplit ? blockIdx.x >> 1 : blockIdx.x;
+    int tlo = (int)half * T, thi = A.tsplit ? min(nt, tlo + T) : nt;
+    uint32_t ngr = (uint32_t)((A.rows + R - 1) / R), step = A.tsplit ? gridDim.x >> 1 : gridDim.x;
     size_t slot_n = (size_t)R * J * bd;
     ps_cp P;
     P.bd16 = 16u * (uint32_t)bd, P.toff = 16u * (uint32_t)tid, P.rows = (uint32_t)A.rows, P.rb = (uint32_t)A.row_bytes;
@@ -322,7 +331,7 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4t_kernel(const __grid_
             ga[j] = ((const float4 *)(A.nw + 8 * (int64_t)g))[0], gc[j] = ((const float4 *)(A.nw + 8 * (int64_t)g))[1];
     }
 #pragma unroll
-    for (int s = 0; s < NS; s++) mvp4s_issue<R, J>(&A, &P, blockIdx.x + s * step, ngr, s * slot_b);
+    for (int s = 0; s < NS; s++) mvp4s_issue<R, J>(&A, &P, gb + s * step, ngr, s * slot_b);
     cu_pdl_wait_e(); /* weights in flight; the activations are ready from here on */
     cu_pdl_trigger();
     if (EN) { /* each token's norm factor: mvp4s_kernel's arithmetic per token */
@@ -346,20 +355,20 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4t_kernel(const __grid_
             kts[tid] = mvf_rms_scale(s_, A.n, A.eps);
         }
         __syncthreads();
-        if (A.ny) /* the normalized rows for any later reader */
+        if (A.ny && !half) /* the normalized rows for any later reader */
             for (int t = 0; t < nt; t++)
-                for (int64_t i = (int64_t)blockIdx.x * bd + tid; i < A.n; i += (int64_t)step * bd)
+                for (int64_t i = (int64_t)gb * bd + tid; i < A.n; i += (int64_t)step * bd)
                     A.ny[(int64_t)t * A.nys + i] = mvf_normed(A.x[(int64_t)t * A.xs + i], kts[t], A.nw, i);
     }
     float4 xa[T][J], xc[T][J];
-    bool passes = nt > T; /* x is reloaded for every pass of every group */
-    if (!passes) mvp4t_load_x<EN, J, T>(&A, 0, ng, ga, gc, xa, xc);
+    bool passes = thi - tlo > T; /* x is reloaded for every pass of every group */
+    if (!passes) mvp4t_load_x<EN, J, T>(&A, tlo, ng, ga, gc, xa, xc);
     int it = 0;
-    for (uint32_t grp = blockIdx.x; grp < ngr; grp += step, it++) {
+    for (uint32_t grp = gb; grp < ngr; grp += step, it++) {
         int s = it % NS;
         asm volatile("cp.async.wait_group %0;\n" ::"n"(NS - 1) : "memory"); /* this group's pieces landed */
         const uint4 *slot = ps_ring + s * slot_n;
-        for (int t0 = 0; t0 < nt; t0 += T) {
+        for (int t0 = tlo; t0 < thi; t0 += T) {
             if (passes) mvp4t_load_x<EN, J, T>(&A, t0, ng, ga, gc, xa, xc);
             float acc[V]; /* [token][row] */
 #pragma unroll
@@ -376,16 +385,16 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4t_kernel(const __grid_
                     }
                 }
             }
-            if (t0 + T >= nt) /* the slot's last reader: refill it */
+            if (t0 + T >= thi) /* the slot's last reader: refill it */
                 mvp4s_issue<R, J>(&A, &P, grp + NS * step, ngr, (uint32_t)s * slot_b);
             float v = ps_tsum<V>(acc, lane);
             if ((lane & ((1 << SH) - 1)) == 0) red[it & 1][t0 * R + (lane >> SH)][warp] = v;
         }
         __syncthreads();
-        if (tid < 32) { /* thread tid < R x nt finishes row tid % R of token tid / R */
+        if (tid < 32) { /* thread tid finishes row tid % R of token tid / R (this block's tokens) */
             int kr = tid % R, t = tid / R;
             int64_t row = (int64_t)(R * grp + (uint32_t)kr), loc = 0;
-            bool on = t < nt && row < A.rows;
+            bool on = t >= tlo && t < thi && row < A.rows;
             float sum = 0.0f;
             if (on) {
 #pragma unroll
@@ -460,6 +469,120 @@ int cu_mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
     return HEARTH_OK;
 }
 
+/* The batch kernel with the tokens' x (times the norm weights with EN) staged once per
+ * block in shared memory after the ring ([n_tok][n] floats) instead of registers, for rows
+ * too long for registers (three column groups per thread: passes of 4 tokens that reload
+ * x from L2 cost the down product 2.5x its one-token time). Same sums as mvp4t_kernel. */
+template <int EN, int J, int R, int BF>
+static __global__ void __launch_bounds__(MVF_THREADS) mvp4x_kernel(const __grid_constant__ mvf_args A) {
+    constexpr int NS = 2, T = MVF_T, V = R * T, SH = V == 32 ? 0 : (V == 16 ? 1 : 2);
+    static_assert(V == 32 || V == 16 || V == 8, "R x T values per warp sum");
+    extern __shared__ __align__(16) uint4 ps_ring[]; /* [NS][R][J][blockDim], then x [n_tok][n] */
+    __shared__ float red[2][R * MVF_T][MVF_WARPS];
+    __shared__ float rss[MVF_T][MVF_WARPS], kts[MVF_T];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5, bd = blockDim.x, tid = threadIdx.x;
+    int ng = (int)(A.n / 8), nt = A.n_tok;
+    uint32_t ngr = (uint32_t)((A.rows + R - 1) / R), step = gridDim.x;
+    size_t slot_n = (size_t)R * J * bd;
+    float *xs = (float *)(ps_ring + NS * slot_n);
+    ps_cp P;
+    P.bd16 = 16u * (uint32_t)bd, P.toff = 16u * (uint32_t)tid, P.rows = (uint32_t)A.rows, P.rb = (uint32_t)A.row_bytes;
+    P.dst = cu_smem_addr(ps_ring) + P.toff;
+    P.jn = 0;
+#pragma unroll
+    for (int j = 0; j < J; j++) P.jn += tid + j * bd < ng;
+    uint32_t slot_b = (uint32_t)slot_n * 16u;
+#pragma unroll
+    for (int s = 0; s < NS; s++) mvp4s_issue<R, J>(&A, &P, blockIdx.x + s * step, ngr, s * slot_b);
+    cu_pdl_wait_e(); /* weights in flight; the activations are ready from here on */
+    cu_pdl_trigger();
+    if (EN) { /* each token's norm factor: mvp4s_kernel's arithmetic per token */
+        for (int t = 0; t < nt; t++) {
+            float ss = 0.0f;
+#pragma unroll
+            for (int j = 0; j < J; j++) {
+                int g = tid + j * bd;
+                if (g < ng) {
+                    const float4 *x4 = (const float4 *)(A.x + (int64_t)t * A.xs + 8 * (int64_t)g);
+                    ss = mvf_dot8_sq(x4[0], x4[1], ss);
+                }
+            }
+            float v = cu_warp_sum(ss);
+            if (lane == 0) rss[t][warp] = v;
+        }
+        __syncthreads();
+        if (tid < nt) {
+            float s_ = 0.0f;
+            for (int w = 0; w < nw; w++) s_ += rss[tid][w];
+            kts[tid] = mvf_rms_scale(s_, A.n, A.eps);
+        }
+        __syncthreads();
+        if (A.ny)
+            for (int t = 0; t < nt; t++)
+                for (int64_t i = (int64_t)blockIdx.x * bd + tid; i < A.n; i += (int64_t)step * bd)
+                    A.ny[(int64_t)t * A.nys + i] = mvf_normed(A.x[(int64_t)t * A.xs + i], kts[t], A.nw, i);
+    }
+    for (int t = 0; t < nt; t++) /* x (times the norm weights) into shared memory, 4 floats a thread */
+        for (int i = 4 * tid; i < (int)A.n; i += 4 * bd) {
+            float4 v = *(const float4 *)(A.x + (int64_t)t * A.xs + i);
+            if (EN && A.nw) {
+                float4 g4 = *(const float4 *)(A.nw + i);
+                v.x *= g4.x, v.y *= g4.y, v.z *= g4.z, v.w *= g4.w;
+            }
+            *(float4 *)(xs + (int64_t)t * A.n + i) = v;
+        }
+    __syncthreads();
+    int it = 0;
+    for (uint32_t grp = blockIdx.x; grp < ngr; grp += step, it++) {
+        int s = it % NS;
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(NS - 1) : "memory");
+        const uint4 *slot = ps_ring + s * slot_n;
+        float acc[V]; /* [token][row] */
+#pragma unroll
+        for (int i = 0; i < V; i++) acc[i] = 0.0f;
+#pragma unroll
+        for (int j = 0; j < J; j++) {
+            if (j < P.jn) {
+                float w[R][8];
+#pragma unroll
+                for (int k = 0; k < R; k++)
+                    mvf_w8(BF ? QT_BF16 : QT_F16, (const uint8_t *)(slot + (size_t)(k * J + j) * bd + tid), w[k]);
+                const float *xg = xs + 8 * (tid + j * bd);
+#pragma unroll
+                for (int tt = 0; tt < T; tt++) {
+                    if (tt < nt) {
+                        float4 xa = *(const float4 *)(xg + (int64_t)tt * A.n), xc = *(const float4 *)(xg + (int64_t)tt * A.n + 4);
+#pragma unroll
+                        for (int k = 0; k < R; k++) acc[tt * R + k] = mvf_dot8(w[k], xa, xc, acc[tt * R + k]);
+                    }
+                }
+            }
+        }
+        mvp4s_issue<R, J>(&A, &P, grp + NS * step, ngr, (uint32_t)s * slot_b); /* refill the slot just read */
+        float v = ps_tsum<V>(acc, lane);
+        if ((lane & ((1 << SH) - 1)) == 0) red[it & 1][lane >> SH][warp] = v;
+        __syncthreads();
+        if (tid < 32) { /* thread tid < R x nt finishes row tid % R of token tid / R */
+            int kr = tid % R, t = tid / R;
+            int64_t row = (int64_t)(R * grp + (uint32_t)kr), loc = 0;
+            bool on = t < nt && row < A.rows;
+            float sum = 0.0f;
+            if (on) {
+#pragma unroll
+                for (int w_ = 0; w_ < MVF_WARPS; w_++)
+                    if (w_ < nw) sum += red[it & 1][tid][w_];
+                if (EN) sum *= kts[t];
+                int s_ = mvf_map(&A, row, &loc);
+                A.y[s_][(int64_t)t * A.ldy[s_] + loc] = sum;
+                if (A.add[s_]) A.add[s_][(int64_t)t * A.ldy[s_] + loc] += sum;
+            }
+            float gate = __shfl_xor_sync(0xffffffffu, sum, 1);
+            if (on && A.glu && (kr & 1)) A.gout[(int64_t)t * A.gos + (row >> 1)] = cu_glu_act(A.glu == 2, gate) * sum;
+        }
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+}
+
 /* cu_mvp4s_launch for 2..8 tokens (HEARTH_CUDA_MVF_PB): the same thread count and
  * column groups per thread as the one-token kernel (so the same sums), groups of 4 rows, two
  * stages; all 8 tokens in registers for rows of up to two groups per thread, passes of 4
@@ -470,7 +593,8 @@ int cu_mvp4t_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
                                          { mvp4t_kernel<1, 1, 4, 8, 0>, mvp4t_kernel<1, 1, 4, 8, 1> } },
                                        { { mvp4t_kernel<0, 2, 4, 8, 0>, mvp4t_kernel<0, 2, 4, 8, 1> },
                                          { mvp4t_kernel<1, 2, 4, 8, 0>, mvp4t_kernel<1, 2, 4, 8, 1> } } };
-    static const fn_t tab3[2] = { mvp4t_kernel<0, 3, 4, 4, 0>, mvp4t_kernel<0, 3, 4, 4, 1> };
+    static const fn_t tab3[2][2] = { { mvp4t_kernel<0, 3, 4, 4, 0>, mvp4t_kernel<0, 3, 4, 4, 1> },
+                                     { mvp4t_kernel<0, 3, 2, 4, 0>, mvp4t_kernel<0, 3, 2, 4, 1> } };
     int rc;
     int64_t ng = A->n / 8;
     int j = ng <= thr ? 1 : (ng <= 2 * (int64_t)thr ? 2 : (ng <= 3 * (int64_t)thr && !en ? 3 : 0));
@@ -479,18 +603,29 @@ int cu_mvp4t_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
         A->rows > ((int64_t)1 << 30) || A->row_bytes > 0xffffffffu)
         return HEARTH_OK;
     bool bf = A->type == QT_BF16;
-    fn_t fn = j == 3 ? tab3[bf] : tab[j - 1][en][bf];
-    size_t smem = (size_t)2 * 4 * j * thr * 16;
+    static const fn_t tabx[2] = { mvp4x_kernel<0, 3, 2, 0>, mvp4x_kernel<0, 3, 2, 1> };
+    bool xsm = j == 3 && (c->knobs.mvf_pb_mode & 4); /* HEARTH_CUDA_MVF_PB_MODE */
+    int r = j == 3 && (c->knobs.mvf_pb_mode & 6) ? 2 : 4;
+    fn_t fn = xsm ? tabx[bf] : j == 3 ? tab3[r == 2][bf] : tab[j - 1][en][bf];
+    size_t smem = (size_t)2 * r * j * thr * 16 + (xsm ? (size_t)A->n_tok * (size_t)A->n * 4 : 0);
+    if (xsm && (A->n % 4 || (uintptr_t)A->x % 16 || A->xs % 4 || smem > 225 * 1024)) {
+        xsm = false, r = 4, fn = tab3[0][bf], smem = (size_t)2 * r * j * thr * 16;
+    }
     if ((rc = cu_smem_allow(c, (const void *)fn, smem, err))) return rc;
-    cu_carve(c, (const void *)fn);
+    if (!(c->knobs.mvf_pb_mode & 1)) cu_carve(c, (const void *)fn);
     int nb = cu_occupancy(c, (const void *)fn, thr, smem);
     if (nb < 1) return HEARTH_OK;
-    int64_t ngr = (A->rows + 3) / 4, sms = cuda_ctx_info(c)->sm_count > 0 ? cuda_ctx_info(c)->sm_count : 1;
-    int64_t grid = (int64_t)nb * sms;
-    grid = grid < ngr ? grid : ngr;
+    int64_t ngr = (A->rows + r - 1) / r, sms = cuda_ctx_info(c)->sm_count > 0 ? cuda_ctx_info(c)->sm_count : 1;
+    /* HEARTH_CUDA_MVF_PB_MODE bit 3: rows of three column groups, 5..8 tokens: block pairs */
+    bool ts = j == 3 && !xsm && r == 4 && A->n_tok > 4 && (c->knobs.mvf_pb_mode & 8);
+    int64_t grid = (int64_t)nb * sms / (ts ? 2 : 1);
+    grid = grid < 1 ? 1 : (grid < ngr ? grid : ngr);
     int64_t per = (ngr + grid - 1) / grid;
     grid = (ngr + per - 1) / per;
-    CU_LAUNCH(err, "launching a batched float matrix-vector product", fn, (unsigned)grid, (unsigned)thr, smem, c, *A);
+    mvf_args B = *A;
+    B.tsplit = ts;
+    if (ts) grid *= 2;
+    CU_LAUNCH(err, "launching a batched float matrix-vector product", fn, (unsigned)grid, (unsigned)thr, smem, c, B);
     c->n_mvf_pb++;
     *done = 1;
     return HEARTH_OK;

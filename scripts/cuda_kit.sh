@@ -34,7 +34,12 @@ done
 [ -n "${BASELINE:-}" ] && strip -o "$kit/build/hearth_b" "$BASELINE"
 [ -n "${BASELINE2:-}" ] && strip -o "$kit/build/hearth_c" "$BASELINE2"
 for t in golden/test_logits unit/test_engine; do [ -x "$bld/tests/$t" ] && strip -o "$kit/build/tests/$t" "$bld/tests/$t"; done
-for t in "$bld"/tests/cuda/test_cuda_*; do [ -x "$t" ] && strip -o "$kit/build/tests/cuda/$(basename "$t")" "$t"; done
+# KIT_TESTS: the CUDA test programs to take, by name (default all; each carries the whole
+# library's fatbin, ~9 MB, and the device tool carries 64 MiB in all)
+for t in "$bld"/tests/cuda/test_cuda_*; do
+  n=$(basename "$t")
+  case " ${KIT_TESTS:-$n} " in *" $n "*) [ -x "$t" ] && strip -o "$kit/build/tests/cuda/$n" "$t" ;; esac
+done
 # every non-glibc library the binaries load (the GPU machine's image lacks most of them)
 ldd "$kit"/build/hearth "$kit"/build/tests/golden/test_logits 2>/dev/null | awk '/=>/ {print $3}' | sort -u |
   grep -v -E '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libgcc_s|libstdc\+\+)\.so' |

@@ -151,6 +151,72 @@ static void check_many_rows(uint32_t type, int64_t rows, int64_t cols) {
     free(wf), free(x), free(y), free(y1), free(wq), free(xq);
 }
 
+/* 2..8 tokens of quantized rows (the persistent batch kernel, MVT_KERNEL, for the types it
+ * has): bit for bit each token alone (the single-token kernels) and the generic batch kernel
+ * (HEARTH_CUDA_MVT=0), for one weight and for three over the same input; and it ran. */
+static void check_batch_q(uint32_t type, int64_t rows, int64_t cols, int64_t n_tok) {
+    size_t rb = quant_row_size(type, cols);
+    int64_t rr[3] = { rows, rows / 3 + 1, 7 }, all = rr[0] + rr[1] + rr[2];
+    float *wf = malloc(sizeof(float) * cols), *x = malloc(sizeof(float) * n_tok * cols);
+    float *yb = malloc(sizeof(float) * n_tok * all), *y1 = malloc(sizeof(float) * n_tok * all);
+    float *yg = malloc(sizeof(float) * n_tok * all);
+    uint8_t *wq = malloc(rb * all);
+    assert_true(wf && x && yb && y1 && yg && wq);
+    for (int64_t r = 0; r < all; r++) {
+        for (int64_t k = 0; k < cols; k++) wf[k] = frand() * (1.0f + (float)((r + k) % 5) * 0.25f);
+        assert_true(quant_quantize_row(type, wf, wq + r * rb, cols));
+    }
+    for (int64_t i = 0; i < n_tok * cols; i++) x[i] = frand() * 2.0f;
+    uint8_t *dw = dev_from(wq, rb * all);
+    float *dx = dev_from(x, sizeof(float) * n_tok * cols), *dy = dev_from(NULL, sizeof(float) * n_tok * all);
+    cuda_weight w[3];
+    for (int i = 0, r0 = 0; i < 3; r0 += (int)rr[i], i++) w[i] = (cuda_weight){ type, rr[i], cols, rb, dw + r0 * rb };
+    const cuda_weight *ws[3] = { &w[0], &w[1], &w[2] };
+    cuda_knobs *k = cuda_ctx_knobs_edit(g_ctx), keep = *k;
+    for (int multi = 0; multi < 2; multi++) {
+        int nw = multi ? 3 : 1;
+        /* outputs of weight i at dy + i-th block of n_tok * rr rows, rows rr[i] apart */
+        float *ys[3];
+        int64_t ldys[3];
+        float *adds[3] = { NULL, NULL, NULL };
+        for (int i = 0, off = 0; i < 3; off += (int)(n_tok * rr[i]), i++) ys[i] = dy + off, ldys[i] = rr[i];
+        for (int pass = 0; pass < 3; pass++) { /* batch, batch with the generic kernel, alone */
+            k->mvt = pass != 1; /* 1: every type that has the kernel */
+            uint64_t l0 = cuda_mvt_launches(g_ctx);
+            for (int64_t t = 0; t < n_tok; t += pass == 2 ? 1 : n_tok) {
+                int64_t nt = pass == 2 ? 1 : n_tok;
+                float *yt[3] = { ys[0] + t * ldys[0], ys[1] + t * ldys[1], ys[2] + t * ldys[2] };
+                int rc = multi ? cuda_matmul_multi(g_ctx, nw, ws, yt, ldys, adds, dx + t * cols, nt, 0, &g_err)
+                               : cuda_matmul(g_ctx, &w[0], dx + t * cols, nt, yt[0], ldys[0], &g_err);
+                if (rc) fprintf(stderr, "%s\n", g_err.msg);
+                assert_int_equal(rc, 0);
+            }
+            if (pass == 0) assert_true(cuda_mvt_launches(g_ctx) == l0 + 1);
+            to_host(pass == 0 ? yb : pass == 1 ? yg : y1, dy, sizeof(float) * n_tok * all);
+        }
+        int64_t n = multi ? n_tok * all : n_tok * rows;
+        assert_memory_equal(yb, y1, sizeof(float) * n);
+        assert_memory_equal(yb, yg, sizeof(float) * n);
+        printf("  %-7s %5lld x %5lld  %lld tokens%s: batch kernel == alone == generic\n", quant_type_name(type),
+               (long long)rows, (long long)cols, (long long)n_tok, multi ? ", three weights" : "");
+    }
+    *k = keep;
+    cuda_free(g_ctx, dw), cuda_free(g_ctx, dx), cuda_free(g_ctx, dy);
+    free(wf), free(x), free(yb), free(y1), free(yg), free(wq);
+}
+
+static void test_matmul_batch_kernel(void **state) {
+    (void)state;
+    NEED_GPU();
+    const uint32_t types[] = { QT_Q4_0, QT_Q8_0, QT_Q4_K, QT_Q6_K };
+    const int64_t toks[] = { 8, 5, 2 };
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        for (size_t t = 0; t < sizeof toks / sizeof toks[0]; t++) {
+            check_batch_q(types[i], 700, 2048, toks[t]);
+            check_batch_q(types[i], 259, 5632, toks[t]); /* two tokens a block, partial chunk groups */
+        }
+}
+
 static void test_matmul_many_rows(void **state) {
     (void)state;
     NEED_GPU();
@@ -494,6 +560,7 @@ int main(void) {
         cmocka_unit_test(test_bad_device_is_an_error),
         cmocka_unit_test(test_matmul_all_types),
         cmocka_unit_test(test_matmul_many_rows),
+        cmocka_unit_test(test_matmul_batch_kernel),
         cmocka_unit_test(test_matmul_float_odd_rows),
         cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_rmsnorm_rope_glu),

@@ -54,6 +54,7 @@ struct cuda_ctx {
     uint64_t n_mvq_fused, n_qkvr; /* fused prologue/gate-up and q/k/v + RoPE launches (testing aids) */
     uint64_t n_mvf_ps;            /* persistent one-token float product launches (testing aid) */
     uint64_t n_mvf_pb;            /* persistent batch float product launches (testing aid) */
+    uint64_t n_mvt;               /* persistent batch quantized product launches (testing aid) */
     cudaEvent_t prof_ev[CUDA_PROF_EVENTS]; /* cuda_prof_mark's events (NULL until used) */
 };
 

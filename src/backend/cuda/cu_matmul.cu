@@ -281,6 +281,101 @@ static __device__ __forceinline__ void mq_stage_bulk(uint8_t *dst, const uint8_t
         asm volatile("cp.async.wait_all;\n" ::: "memory");                                               \
     }
 
+/* Persistent batch variant (2..8 tokens, HEARTH_CUDA_MVT): the streaming kernel's ring of
+ * row buffers per warp with T tokens' activations held in registers, so a row's bytes serve
+ * every token of the block with no activation traffic per row (the generic kernel reloads
+ * 44 bytes of activations per chunk and token for 18-34 bytes of weights). kg = blocks per
+ * row set: block b takes tokens T * (b % kg) .. and walks the rows with the other blocks of
+ * its token group (b / kg), so the kg blocks of a row set read its weights once from DRAM and
+ * kg - 1 times from L2. Rows of up to three weights (mv_multi, same row size) in one launch.
+ * Per (token, row) the arithmetic of MV1_DOT and cu_mv_store (each lane's chunks in order,
+ * the same warp sum): a sequence keeps its bits alone and in a batch.
+ * Measured on an H200 (cuda_bench_model batch8, TinyLlama shapes, two rounds, the generic
+ * kernel -> this one): Q4_0 2978-3008 -> 3024-3073 t/s, Q8_0 2949-2977 -> 3145-3168, but
+ * Q4_K_M 2819-2829 -> 2755-2760 with it for Q4_K and Q6_K and 2709-2721 for Q6_K alone; so
+ * by default (HEARTH_CUDA_MVT=2) only Q4_0 and Q8_0 rows take it. The folded norm, GLU and
+ * activation-quantizing kernels around a batch's products stay separate kernels (the
+ * one-token path fuses them), which is where most of a batch step's time above the weight
+ * stream still goes. */
+#define MVT_W 8 /* warps per block */
+static __device__ __forceinline__ const uint8_t *mvt_row(const mv_multi *m, int64_t g, size_t rb) {
+    if (g < m->s0.n_rows) return m->s0.w + (size_t)g * rb;
+    g -= m->s0.n_rows;
+    if (g < m->s1.n_rows) return m->s1.w + (size_t)g * rb;
+    return m->s2.w + (size_t)(g - m->s1.n_rows) * rb;
+}
+#define MVT_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT, J, T)                                                 \
+    static __global__ void __launch_bounds__(MVT_W * 32)                                                 \
+        name(mv_multi mm, size_t st, int nch, int vw, const int8_t *xq, const float *xd, const int2 *xs, \
+             int n_tok, int kg) {                                                                        \
+        extern __shared__ __align__(16) uint8_t mvt_dyn[];                                               \
+        __shared__ int8_t lut[16];                                                                       \
+        if (HAS_LUT) {                                                                                   \
+            if (threadIdx.x < 16) lut[threadIdx.x] = c_iq4_levels[threadIdx.x];                          \
+            __syncthreads();                                                                             \
+        }                                                                                                \
+        int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tg = (int)(blockIdx.x % (unsigned)kg);     \
+        int64_t step = (int64_t)(gridDim.x / (unsigned)kg) * MVT_W;                                      \
+        int64_t g = (int64_t)(blockIdx.x / (unsigned)kg) * MVT_W + warp;                                 \
+        int64_t total = mm.s0.n_rows + (mm.n > 1 ? mm.s1.n_rows : 0) + (mm.n > 2 ? mm.s2.n_rows : 0);   \
+        size_t rb = mm.s0.row_bytes;                                                                     \
+        int t0 = tg * (T), ntl = n_tok - t0 < (T) ? n_tok - t0 : (T);                                    \
+        uint8_t *sm = mvt_dyn + (size_t)warp * MVS_S * st;                                               \
+        _Pragma("unroll") for (int k = 0; k < MVS_S; k++) { /* weights: before the PDL wait */           \
+            int64_t gk = g + k * step;                                                                   \
+            if (gk < total) {                                                                            \
+                const uint8_t *src = mvt_row(&mm, gk, rb);                                               \
+                for (int i = lane * vw; i < (int)rb; i += 32 * vw) mq_cp(sm + k * st + i, src + i, vw);  \
+            }                                                                                            \
+            asm volatile("cp.async.commit_group;\n" ::: "memory");                                       \
+        }                                                                                                \
+        cu_pdl_wait();                                                                                   \
+        cu_pdl_trigger();                                                                                \
+        int4 xa[T][J], xb[T][J];                                                                         \
+        float dx[T][J];                                                                                  \
+        int2 sx[T][J];                                                                                   \
+        _Pragma("unroll") for (int tt = 0; tt < (T); tt++) {                                             \
+            int t_ = t0 + tt < n_tok ? t0 + tt : t0; /* past the tokens: a copy, never used */           \
+            MV1_LOAD_ACT(J, HAS_MIN, xq + (int64_t)t_ * nch * 32, xd + (int64_t)t_ * nch, xs + (int64_t)t_ * nch, \
+                         nch, lane, xa[tt], xb[tt], dx[tt], sx[tt]);                                     \
+        }                                                                                                \
+        int k = 0;                                                                                       \
+        for (; g < total; g += step) {                                                                   \
+            asm volatile("cp.async.wait_group %0;\n" ::"n"(MVS_S - 1) : "memory"); /* row g is in */     \
+            __syncwarp();                                                                                \
+            float acc[MV_T];                                                                             \
+            _Pragma("unroll") for (int t = 0; t < MV_T; t++) acc[t] = 0.0f;                              \
+            _Pragma("unroll") for (int j_ = 0; j_ < (J); j_++) {                                         \
+                int c_ = lane + 32 * j_;                                                                 \
+                if (c_ < nch) {                                                                          \
+                    int q_[8];                                                                           \
+                    float a_[2], m_[2];                                                                  \
+                    UNPACK(sm + k * st, c_, lut, q_, a_, m_);                                            \
+                    _Pragma("unroll") for (int tt = 0; tt < (T); tt++)                                   \
+                        if (tt < ntl) acc[tt] += dx[tt][j_] * mq_chunk_dot(q_, xa[tt][j_], xb[tt][j_], a_, m_, sx[tt][j_], HAS_MIN); \
+                }                                                                                        \
+            }                                                                                            \
+            int64_t r = g;                                                                               \
+            int seg = 0;                                                                                 \
+            if (r >= mm.s0.n_rows) {                                                                     \
+                r -= mm.s0.n_rows, seg = 1;                                                              \
+                if (r >= mm.s1.n_rows) r -= mm.s1.n_rows, seg = 2;                                       \
+            }                                                                                            \
+            int64_t ldy = MV_SEG_FIELD(mm, seg, ldy);                                                    \
+            float *y = MV_SEG_FIELD(mm, seg, y) + (int64_t)t0 * ldy, *add = MV_SEG_FIELD(mm, seg, add_to); \
+            cu_mv_store(acc, lane, r, ntl, y, ldy, add ? add + (int64_t)t0 * ldy : NULL);                \
+            __syncwarp(); /* every lane is done with buffer k: refill it */                              \
+            int64_t gn = g + MVS_S * step;                                                               \
+            if (gn < total) {                                                                            \
+                const uint8_t *src = mvt_row(&mm, gn, rb);                                               \
+                for (int i = lane * vw; i < (int)rb; i += 32 * vw) mq_cp(sm + k * st + i, src + i, vw);  \
+            }                                                                                            \
+            asm volatile("cp.async.commit_group;\n" ::: "memory");                                       \
+            k = k + 1 == MVS_S ? 0 : k + 1;                                                              \
+        }                                                                                                \
+        asm volatile("cp.async.wait_all;\n" ::: "memory");                                               \
+    }
+
 __constant__ int8_t c_iq4_levels[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
 
 MV_KERNEL(mv_q4_0, up_q4_0, 1, 0)
@@ -311,6 +406,14 @@ MVS_KERNEL(mvs4_q4_0, up_q4_0, 1, 0, 4)
 MVS_KERNEL(mvs4_q8_0, up_q8_0, 0, 0, 4)
 MVS_KERNEL(mvs4_q4_K, up_q4_K, 1, 0, 4)
 MVS_KERNEL(mvs4_q6_K, up_q6_Ku, 2, 0, 4)
+MVT_KERNEL(mvt_q4_0, up_q4_0, 1, 0, 2, 4)
+MVT_KERNEL(mvt_q8_0, up_q8_0, 0, 0, 2, 4)
+MVT_KERNEL(mvt_q4_K, up_q4_K, 1, 0, 2, 4)
+MVT_KERNEL(mvt_q6_K, up_q6_Ku, 2, 0, 2, 4)
+MVT_KERNEL(mvt6_q4_0, up_q4_0, 1, 0, 6, 2)
+MVT_KERNEL(mvt6_q8_0, up_q8_0, 0, 0, 6, 2)
+MVT_KERNEL(mvt6_q4_K, up_q4_K, 1, 0, 6, 2)
+MVT_KERNEL(mvt6_q6_K, up_q6_Ku, 2, 0, 6, 2)
 
 typedef void (*mv_fn)(mv_multi, int, int, int, const int8_t *, const float *, const int2 *, int);
 typedef void (*up_fn)(const uint8_t *, int, const int8_t *, int *, float *, float *);
@@ -391,6 +494,7 @@ static __global__ void dq_float(uint32_t type, const uint8_t *w, size_t row_byte
 
 /* ---- dispatch --------------------------------------------------------------------------- */
 
+typedef void (*mvt_fn)(mv_multi, size_t, int, int, const int8_t *, const float *, const int2 *, int, int);
 typedef void (*mvs_fn)(const uint8_t *, size_t, size_t, int64_t, float *, int, int, const int8_t *, const float *,
                        const int2 *);
 
@@ -403,21 +507,22 @@ typedef struct mm_entry {
     mv_fn mv1s;            /* the same for rows of <= 64 chunks (fewer registers), or NULL */
     mvs_fn mvs2, mvs4;     /* streaming single-token variants (rows of <= 2048 / 4096 values), or NULL */
     int bulk1;             /* mv1 / mv1s were built with BULK: they take vw == MQ_BULK */
+    mvt_fn mvt2, mvt6;     /* persistent 2..8-token variants (rows of <= 2048 / 6144 values), or NULL */
 } mm_entry;
 
 static const mm_entry k_mm[] = {
-    { QT_Q4_0, mv_q4_0, dq_q4_0, 1, mv1_q4_0, mv1s_q4_0, mvs_q4_0, mvs4_q4_0, 0 },
-    { QT_Q4_1, mv_q4_1, dq_q4_1, 1, NULL, NULL, NULL, NULL, 0 },
-    { QT_Q5_0, mv_q5_0, dq_q5_0, 1, NULL, NULL, NULL, NULL, 0 },
-    { QT_Q5_1, mv_q5_1, dq_q5_1, 1, NULL, NULL, NULL, NULL, 0 },
-    { QT_Q8_0, mv_q8_0, dq_q8_0, 0, mv1_q8_0, mv1s_q8_0, mvs_q8_0, mvs4_q8_0, 1 },
-    { QT_IQ4_NL, mv_iq4_nl, dq_iq4_nl, 0, NULL, NULL, NULL, NULL, 0 },
-    { QT_Q2_K, mv_q2_K, dq_q2_K, 1, NULL, NULL, NULL, NULL, 0 },
-    { QT_Q3_K, mv_q3_K, dq_q3_K, 0, NULL, NULL, NULL, NULL, 0 },
-    { QT_Q4_K, mv_q4_K, dq_q4_K, 1, mv1_q4_K, mv1s_q4_K, mvs_q4_K, mvs4_q4_K, 0 },
-    { QT_Q5_K, mv_q5_K, dq_q5_K, 1, NULL, NULL, NULL, NULL, 0 },
-    { QT_Q6_K, mv_q6_K, dq_q6_K, 0, mv1_q6_K, mv1s_q6_K, mvs_q6_K, mvs4_q6_K, 0 },
-    { QT_IQ4_XS, mv_iq4_xs, dq_iq4_xs, 0, NULL, NULL, NULL, NULL, 0 },
+    { QT_Q4_0, mv_q4_0, dq_q4_0, 1, mv1_q4_0, mv1s_q4_0, mvs_q4_0, mvs4_q4_0, 0, mvt_q4_0, mvt6_q4_0 },
+    { QT_Q4_1, mv_q4_1, dq_q4_1, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL },
+    { QT_Q5_0, mv_q5_0, dq_q5_0, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL },
+    { QT_Q5_1, mv_q5_1, dq_q5_1, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL },
+    { QT_Q8_0, mv_q8_0, dq_q8_0, 0, mv1_q8_0, mv1s_q8_0, mvs_q8_0, mvs4_q8_0, 1, mvt_q8_0, mvt6_q8_0 },
+    { QT_IQ4_NL, mv_iq4_nl, dq_iq4_nl, 0, NULL, NULL, NULL, NULL, 0, NULL, NULL },
+    { QT_Q2_K, mv_q2_K, dq_q2_K, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL },
+    { QT_Q3_K, mv_q3_K, dq_q3_K, 0, NULL, NULL, NULL, NULL, 0, NULL, NULL },
+    { QT_Q4_K, mv_q4_K, dq_q4_K, 1, mv1_q4_K, mv1s_q4_K, mvs_q4_K, mvs4_q4_K, 0, mvt_q4_K, mvt6_q4_K },
+    { QT_Q5_K, mv_q5_K, dq_q5_K, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL },
+    { QT_Q6_K, mv_q6_K, dq_q6_K, 0, mv1_q6_K, mv1s_q6_K, mvs_q6_K, mvs4_q6_K, 0, mvt_q6_K, mvt6_q6_K },
+    { QT_IQ4_XS, mv_iq4_xs, dq_iq4_xs, 0, NULL, NULL, NULL, NULL, 0, NULL, NULL },
 };
 
 /* The kernel for a product of n_tok tokens over n_rows rows in all: the single-token variant
@@ -738,6 +843,32 @@ static int mq_seg_bytes(const cuda_weight *w) {
     return (int)(w->row_bytes * 32 / (size_t)(w->n_cols / 32));
 }
 
+/* The persistent batch kernel (MVT_KERNEL) for 2..8 tokens over the rows of mm (all of one
+ * row size), when the switch, the type and the shape allow it: rows of at most 64 chunks
+ * (4 tokens a block) or 192 (2 tokens a block), copies of 4+ bytes, MVS_S rows a warp in
+ * shared memory. *done = 1 when it ran. HEARTH_CUDA_MVT=0: never. */
+static int mvt_try(cuda_ctx *c, const mm_entry *e, const mv_multi *mm, int64_t total, int nch, int vw,
+                   const int8_t *xq, const float *xd, const int2 *xs, int64_t n_tok, int *done, hb_err *err) {
+    int rc;
+    size_t rb = mm->s0.row_bytes, st = (rb + 15) & ~(size_t)15, smem = (size_t)MVT_W * MVS_S * st;
+    mvt_fn fn = nch <= 64 ? e->mvt2 : (nch <= 192 ? e->mvt6 : NULL);
+    int T = nch <= 64 ? 4 : 2;
+    *done = 0;
+    if (!c->knobs.mvt || (c->knobs.mvt == 2 && e->type != QT_Q4_0 && e->type != QT_Q8_0) || !fn || n_tok < 2 || n_tok > MV_T || vw < 4 || smem > 200 * 1024 || total <= 0) return HEARTH_OK;
+    if ((rc = cu_smem_allow(c, (const void *)fn, smem, err))) return rc;
+    int nb = cu_occupancy(c, (const void *)fn, MVT_W * 32, smem);
+    if (nb < 1) return HEARTH_OK;
+    int kg = (int)((n_tok + T - 1) / T);
+    int64_t sms = c->info.sm_count > 0 ? c->info.sm_count : 1, need = (total + MVT_W - 1) / MVT_W;
+    int64_t sets = (int64_t)nb * sms / kg; /* row sets: kg blocks each */
+    sets = sets < 1 ? 1 : (sets < need ? sets : need);
+    CU_LAUNCH(err, "launching a batched matrix-vector product", fn, (unsigned)(sets * kg), MVT_W * 32, smem, c, *mm,
+              st, nch, vw, xq, xd, xs, (int)n_tok, kg);
+    c->n_mvt++;
+    *done = 1;
+    return cu_check_launch(err, "batched matrix-vector product");
+}
+
 static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
                   const cuda_mm_opt *opt, hb_err *err) {
     int rc;
@@ -766,6 +897,14 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
     int nch = (int)(w->n_cols / 32), segb = mq_seg_bytes(w), vw = mq_width(w, segb);
     if (segb <= 0 || segb > MQ_STAGE || w->row_bytes % (size_t)vw)
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: unexpected row layout for %s", quant_type_name(w->type));
+    {
+        mv_multi m1;
+        int done = 0;
+        memset(&m1, 0, sizeof m1);
+        m1.n = 1;
+        m1.s0 = (mv_seg){ (const uint8_t *)w->data, w->row_bytes, w->n_rows, y, ldy, add_to, 0 };
+        if ((rc = mvt_try(c, e, &m1, w->n_rows, nch, vw, xq, xd, xs, n_tok, &done, err)) || done) return rc;
+    }
     int bps;
     mvs_fn sfn = mvs_pick(c, e, n_tok, w->n_rows, nch, vw, w->row_bytes, add_to, &bps);
     if (sfn) {
@@ -846,6 +985,9 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
         *seg[i] = (mv_seg){ (const uint8_t *)ws[i]->data, ws[i]->row_bytes, ws[i]->n_rows, ys[i], ldys[i], adds[i], b };
         grid += b;
     }
+    int64_t total = mm.s0.n_rows + mm.s1.n_rows + mm.s2.n_rows;
+    int done = 0;
+    if ((rc = mvt_try(c, e, &mm, total, nch, vw, xq, xd, xs, n_tok, &done, err)) || done) return rc;
     mv_fn fn = mv_pick(c, e, n_tok, (int64_t)grid * MQ_W, nch, segb, vw, w->row_bytes);
     cu_carve(c, (const void *)fn);
     CU_LAUNCH(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c, mm, nch, segb,
@@ -953,4 +1095,8 @@ extern "C" int cuda_matmul_ex(cuda_ctx *c, const cuda_weight *w, const float *x,
 extern "C" int cuda_matmul(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
                            hb_err *err) {
     return cuda_matmul_ex(c, w, x, n_tok, y, ldy, NULL, err);
+}
+
+extern "C" uint64_t cuda_mvt_launches(const cuda_ctx *c) {
+    return c->n_mvt;
 }

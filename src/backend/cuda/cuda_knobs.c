@@ -98,6 +98,7 @@ static void knobs_quant(cuda_knobs *k) {
     k->mv1s = knob_flag("HEARTH_CUDA_MV1S", true);
     k->mv1_tma = knob_flag("HEARTH_CUDA_MV1_TMA", true);
     k->mvs = (int)knob_int("HEARTH_CUDA_MVS", 0, 8, 4);
+    k->mvt = (int)knob_int("HEARTH_CUDA_MVT", 0, 2, 2);
     k->norm_mb = knob_flag("HEARTH_CUDA_NORM_MB", true);
     k->pq = knob_flag("HEARTH_CUDA_PQ", false);
     const char *pm = knob_str("HEARTH_CUDA_PQ_MAX");

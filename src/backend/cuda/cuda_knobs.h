@@ -62,6 +62,7 @@ typedef struct cuda_knobs {
     bool mv1;             /* HEARTH_CUDA_MV1=0: no single-token product kernels */
     bool mv1s;            /* HEARTH_CUDA_MV1S=0: no two-chunk single-token instance */
     bool mv1_tma;         /* HEARTH_CUDA_MV1_TMA=0: no bulk-copy staging in them */
+    int mvt;              /* HEARTH_CUDA_MVT: persistent kernel for 2..8 quantized tokens (MVT_KERNEL): 0 never, 1 Q4_0/Q8_0/Q4_K/Q6_K, 2 (default) Q4_0/Q8_0 only (the two it measured faster for) */
     int mvs;              /* HEARTH_CUDA_MVS: 0 off, 1..8 blocks per SM of the streaming kernel (default 4) */
     bool norm_mb;         /* HEARTH_CUDA_NORM_MB=0: one block per row in the quantizing RMSNorm */
     bool pq;              /* HEARTH_CUDA_PQ=1: products quantize their own input */

@@ -106,7 +106,7 @@ for w in $what; do
   [ "$w" = models ] || continue
   make_tl
   $B/cuda_bench_model /tmp/tl/tl-*.gguf 2>&1 | tee "$out/bench_model.log"
-  grep -q 'batch8==alone: no' "$out/bench_model.log" && { echo "models: batch of 8 != alone"; failed=$((failed + 1)); }
+  grep -q 'batch8==alone: NO' "$out/bench_model.log" && { echo "models: batch of 8 != alone"; failed=$((failed + 1)); }
   [ "${MEGA:-0}" = 1 ] && HEARTH_CUDA_MEGA=1 $B/cuda_bench_model /tmp/tl/tl-*.gguf 2>&1 | tee "$out/bench_model_mega.log"
 done
 

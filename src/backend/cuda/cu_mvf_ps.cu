@@ -593,6 +593,11 @@ int cu_mvp4t_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
                                          { mvp4t_kernel<1, 1, 4, 8, 0>, mvp4t_kernel<1, 1, 4, 8, 1> } },
                                        { { mvp4t_kernel<0, 2, 4, 8, 0>, mvp4t_kernel<0, 2, 4, 8, 1> },
                                          { mvp4t_kernel<1, 2, 4, 8, 0>, mvp4t_kernel<1, 2, 4, 8, 1> } } };
+    /* 2..4 tokens (the server's default of 4 sequences): half the registers of x */
+    static const fn_t tab4[2][2][2] = { { { mvp4t_kernel<0, 1, 4, 4, 0>, mvp4t_kernel<0, 1, 4, 4, 1> },
+                                          { mvp4t_kernel<1, 1, 4, 4, 0>, mvp4t_kernel<1, 1, 4, 4, 1> } },
+                                        { { mvp4t_kernel<0, 2, 4, 4, 0>, mvp4t_kernel<0, 2, 4, 4, 1> },
+                                          { mvp4t_kernel<1, 2, 4, 4, 0>, mvp4t_kernel<1, 2, 4, 4, 1> } } };
     static const fn_t tab3[2][2] = { { mvp4t_kernel<0, 3, 4, 4, 0>, mvp4t_kernel<0, 3, 4, 4, 1> },
                                      { mvp4t_kernel<0, 3, 2, 4, 0>, mvp4t_kernel<0, 3, 2, 4, 1> } };
     int rc;
@@ -606,7 +611,8 @@ int cu_mvp4t_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
     static const fn_t tabx[2] = { mvp4x_kernel<0, 3, 2, 0>, mvp4x_kernel<0, 3, 2, 1> };
     bool xsm = j == 3 && (c->knobs.mvf_pb_mode & 4); /* HEARTH_CUDA_MVF_PB_MODE */
     int r = j == 3 && (c->knobs.mvf_pb_mode & 6) ? 2 : 4;
-    fn_t fn = xsm ? tabx[bf] : j == 3 ? tab3[r == 2][bf] : tab[j - 1][en][bf];
+    bool t4 = j <= 2 && A->n_tok <= 4 && !(c->knobs.mvf_pb_mode & 16); /* HEARTH_CUDA_MVF_PB_MODE bit 4: never */
+    fn_t fn = xsm ? tabx[bf] : j == 3 ? tab3[r == 2][bf] : (t4 ? tab4 : tab)[j - 1][en][bf];
     size_t smem = (size_t)2 * r * j * thr * 16 + (xsm ? (size_t)A->n_tok * (size_t)A->n * 4 : 0);
     if (xsm && (A->n % 4 || (uintptr_t)A->x % 16 || A->xs % 4 || smem > 225 * 1024)) {
         xsm = false, r = 4, fn = tab3[0][bf], smem = (size_t)2 * r * j * thr * 16;

@@ -126,7 +126,7 @@ static void knobs_float(cuda_knobs *k) {
     k->mvf_ps_long = knob_flag("HEARTH_CUDA_MVF_PS_LONG", true);
     k->mvf_ps_r8 = knob_flag("HEARTH_CUDA_MVF_PS_R8", false);
     k->mvf_pb = knob_flag("HEARTH_CUDA_MVF_PB", true);
-    k->mvf_pb_mode = (int)knob_int("HEARTH_CUDA_MVF_PB_MODE", 0, 15, 8);
+    k->mvf_pb_mode = (int)knob_int("HEARTH_CUDA_MVF_PB_MODE", 0, 31, 8);
     k->mvf_ps_min = (int)knob_int("HEARTH_CUDA_MVF_PS_MIN", 0, 1 << 30, 0);
     k->mvf_ps_even = knob_flag("HEARTH_CUDA_MVF_PS_EVEN", true);
     k->mvf_t256 = knob_flag("HEARTH_CUDA_MVF_T256", false);

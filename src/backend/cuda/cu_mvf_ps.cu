@@ -109,6 +109,30 @@ static __device__ __forceinline__ float mvp4s_wsum(const float *acc, int lane) {
     return v;
 }
 
+/* The start both persistent float kernels share: this thread's copy plan P over the ring
+ * at `ring` and, with EN, the norm weights of its column groups (ga, gc: ones otherwise). The
+ * norm weights (constants) are read before the weight groups are queued: read after them,
+ * this load (an L2 miss) waited behind the block's own megabytes of copies, ~2-3 us of a
+ * decode-step trace before the first group could start. */
+template <int EN, int J>
+static __device__ __forceinline__ void ps_begin(const mvf_args *A, const uint4 *ring, int ng, ps_cp *P, float4 *ga,
+                                                float4 *gc) {
+    int bd = blockDim.x, tid = threadIdx.x;
+    P->bd16 = 16u * (uint32_t)bd, P->toff = 16u * (uint32_t)tid, P->rows = (uint32_t)A->rows;
+    P->rb = (uint32_t)A->row_bytes;
+    P->dst = cu_smem_addr(ring) + P->toff;
+    P->jn = 0;
+#pragma unroll
+    for (int j = 0; j < J; j++) P->jn += tid + j * bd < ng;
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        int g = tid + j * bd;
+        ga[j] = gc[j] = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+        if (EN && A->nw && g < ng)
+            ga[j] = ((const float4 *)(A->nw + 8 * (int64_t)g))[0], gc[j] = ((const float4 *)(A->nw + 8 * (int64_t)g))[1];
+    }
+}
+
 /* BF: the weights are BF16 (else F16), a compile-time choice so that the inner loop does
  * not branch on the type. */
 template <int EN, int J, int NS, int R, int BF>
@@ -122,23 +146,9 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
     uint32_t ngr = (uint32_t)((A.rows + R - 1) / R), step = gridDim.x;
     size_t slot_n = (size_t)R * J * bd;
     ps_cp P;
-    P.bd16 = 16u * (uint32_t)bd, P.toff = 16u * (uint32_t)tid, P.rows = (uint32_t)A.rows, P.rb = (uint32_t)A.row_bytes;
-    P.dst = cu_smem_addr(ps_ring) + P.toff;
-    P.jn = 0;
-#pragma unroll
-    for (int j = 0; j < J; j++) P.jn += tid + j * bd < ng;
-    uint32_t slot_b = (uint32_t)slot_n * 16u;
-    /* The norm weights (constants) are read before the weight groups are queued: read after
-     * them, this load (an L2 miss) waited behind the block's own megabytes of copies, ~2-3
-     * us of a decode-step trace before the first group could start. */
     float4 ga[J], gc[J];
-#pragma unroll
-    for (int j = 0; j < J; j++) {
-        int g = tid + j * bd;
-        ga[j] = gc[j] = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
-        if (EN && A.nw && g < ng)
-            ga[j] = ((const float4 *)(A.nw + 8 * (int64_t)g))[0], gc[j] = ((const float4 *)(A.nw + 8 * (int64_t)g))[1];
-    }
+    uint32_t slot_b = (uint32_t)slot_n * 16u;
+    ps_begin<EN, J>(&A, ps_ring, ng, &P, ga, gc);
 #pragma unroll
     for (int s = 0; s < NS; s++) mvp4s_issue<R, J>(&A, &P, blockIdx.x + s * step, ngr, s * slot_b);
     cu_pdl_wait_e(); /* weights in flight; the activations are ready from here on */
@@ -233,8 +243,9 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
  * rows, T = 4) are split between two blocks that walk the same row groups (the second
  * block's weight reads mostly hit L2; HEARTH_CUDA_MVF_PB_MODE bit 3, default: the down
  * product 25.6 -> 22.6 us on an H100 against passes over the same slot that reload x from
- * L2, which stay as bit 3 off). Measured and kept off (mode bits 1, 2): groups of 2 rows,
- * and x staged in shared memory (41 us: one block per SM and bank-conflicted reads). The warp sums of the R x T
+ * L2, which stay as bit 3 off). Measured and kept off (mode bit 1): groups of 2 rows; measured
+ * and removed (session 19): x staged in shared memory for those rows (41 us: one block per
+ * SM and bank-conflicted reads). The warp sums of the R x T
  * values use cu_warp_sum's pairings (xor 16, 8, 4, 2, 1) with the values split between the
  * lanes (ps_tsum: 31 shuffles for 32 values instead of 160), and warp 0 sums the warps in
  * order: every (token, row) is summed in the mvp4 order, so a sequence keeps its bits alone
@@ -316,20 +327,9 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4t_kernel(const __grid_
     uint32_t ngr = (uint32_t)((A.rows + R - 1) / R), step = A.tsplit ? gridDim.x >> 1 : gridDim.x;
     size_t slot_n = (size_t)R * J * bd;
     ps_cp P;
-    P.bd16 = 16u * (uint32_t)bd, P.toff = 16u * (uint32_t)tid, P.rows = (uint32_t)A.rows, P.rb = (uint32_t)A.row_bytes;
-    P.dst = cu_smem_addr(ps_ring) + P.toff;
-    P.jn = 0;
-#pragma unroll
-    for (int j = 0; j < J; j++) P.jn += tid + j * bd < ng;
-    uint32_t slot_b = (uint32_t)slot_n * 16u;
     float4 ga[J], gc[J];
-#pragma unroll
-    for (int j = 0; j < J; j++) {
-        int g = tid + j * bd;
-        ga[j] = gc[j] = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
-        if (EN && A.nw && g < ng)
-            ga[j] = ((const float4 *)(A.nw + 8 * (int64_t)g))[0], gc[j] = ((const float4 *)(A.nw + 8 * (int64_t)g))[1];
-    }
+    ps_begin<EN, J>(&A, ps_ring, ng, &P, ga, gc);
+    uint32_t slot_b = (uint32_t)slot_n * 16u;
 #pragma unroll
     for (int s = 0; s < NS; s++) mvp4s_issue<R, J>(&A, &P, gb + s * step, ngr, s * slot_b);
     cu_pdl_wait_e(); /* weights in flight; the activations are ready from here on */
@@ -469,120 +469,6 @@ int cu_mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
     return HEARTH_OK;
 }
 
-/* The batch kernel with the tokens' x (times the norm weights with EN) staged once per
- * block in shared memory after the ring ([n_tok][n] floats) instead of registers, for rows
- * too long for registers (three column groups per thread: passes of 4 tokens that reload
- * x from L2 cost the down product 2.5x its one-token time). Same sums as mvp4t_kernel. */
-template <int EN, int J, int R, int BF>
-static __global__ void __launch_bounds__(MVF_THREADS) mvp4x_kernel(const __grid_constant__ mvf_args A) {
-    constexpr int NS = 2, T = MVF_T, V = R * T, SH = V == 32 ? 0 : (V == 16 ? 1 : 2);
-    static_assert(V == 32 || V == 16 || V == 8, "R x T values per warp sum");
-    extern __shared__ __align__(16) uint4 ps_ring[]; /* [NS][R][J][blockDim], then x [n_tok][n] */
-    __shared__ float red[2][R * MVF_T][MVF_WARPS];
-    __shared__ float rss[MVF_T][MVF_WARPS], kts[MVF_T];
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5, bd = blockDim.x, tid = threadIdx.x;
-    int ng = (int)(A.n / 8), nt = A.n_tok;
-    uint32_t ngr = (uint32_t)((A.rows + R - 1) / R), step = gridDim.x;
-    size_t slot_n = (size_t)R * J * bd;
-    float *xs = (float *)(ps_ring + NS * slot_n);
-    ps_cp P;
-    P.bd16 = 16u * (uint32_t)bd, P.toff = 16u * (uint32_t)tid, P.rows = (uint32_t)A.rows, P.rb = (uint32_t)A.row_bytes;
-    P.dst = cu_smem_addr(ps_ring) + P.toff;
-    P.jn = 0;
-#pragma unroll
-    for (int j = 0; j < J; j++) P.jn += tid + j * bd < ng;
-    uint32_t slot_b = (uint32_t)slot_n * 16u;
-#pragma unroll
-    for (int s = 0; s < NS; s++) mvp4s_issue<R, J>(&A, &P, blockIdx.x + s * step, ngr, s * slot_b);
-    cu_pdl_wait_e(); /* weights in flight; the activations are ready from here on */
-    cu_pdl_trigger();
-    if (EN) { /* each token's norm factor: mvp4s_kernel's arithmetic per token */
-        for (int t = 0; t < nt; t++) {
-            float ss = 0.0f;
-#pragma unroll
-            for (int j = 0; j < J; j++) {
-                int g = tid + j * bd;
-                if (g < ng) {
-                    const float4 *x4 = (const float4 *)(A.x + (int64_t)t * A.xs + 8 * (int64_t)g);
-                    ss = mvf_dot8_sq(x4[0], x4[1], ss);
-                }
-            }
-            float v = cu_warp_sum(ss);
-            if (lane == 0) rss[t][warp] = v;
-        }
-        __syncthreads();
-        if (tid < nt) {
-            float s_ = 0.0f;
-            for (int w = 0; w < nw; w++) s_ += rss[tid][w];
-            kts[tid] = mvf_rms_scale(s_, A.n, A.eps);
-        }
-        __syncthreads();
-        if (A.ny)
-            for (int t = 0; t < nt; t++)
-                for (int64_t i = (int64_t)blockIdx.x * bd + tid; i < A.n; i += (int64_t)step * bd)
-                    A.ny[(int64_t)t * A.nys + i] = mvf_normed(A.x[(int64_t)t * A.xs + i], kts[t], A.nw, i);
-    }
-    for (int t = 0; t < nt; t++) /* x (times the norm weights) into shared memory, 4 floats a thread */
-        for (int i = 4 * tid; i < (int)A.n; i += 4 * bd) {
-            float4 v = *(const float4 *)(A.x + (int64_t)t * A.xs + i);
-            if (EN && A.nw) {
-                float4 g4 = *(const float4 *)(A.nw + i);
-                v.x *= g4.x, v.y *= g4.y, v.z *= g4.z, v.w *= g4.w;
-            }
-            *(float4 *)(xs + (int64_t)t * A.n + i) = v;
-        }
-    __syncthreads();
-    int it = 0;
-    for (uint32_t grp = blockIdx.x; grp < ngr; grp += step, it++) {
-        int s = it % NS;
-        asm volatile("cp.async.wait_group %0;\n" ::"n"(NS - 1) : "memory");
-        const uint4 *slot = ps_ring + s * slot_n;
-        float acc[V]; /* [token][row] */
-#pragma unroll
-        for (int i = 0; i < V; i++) acc[i] = 0.0f;
-#pragma unroll
-        for (int j = 0; j < J; j++) {
-            if (j < P.jn) {
-                float w[R][8];
-#pragma unroll
-                for (int k = 0; k < R; k++)
-                    mvf_w8(BF ? QT_BF16 : QT_F16, (const uint8_t *)(slot + (size_t)(k * J + j) * bd + tid), w[k]);
-                const float *xg = xs + 8 * (tid + j * bd);
-#pragma unroll
-                for (int tt = 0; tt < T; tt++) {
-                    if (tt < nt) {
-                        float4 xa = *(const float4 *)(xg + (int64_t)tt * A.n), xc = *(const float4 *)(xg + (int64_t)tt * A.n + 4);
-#pragma unroll
-                        for (int k = 0; k < R; k++) acc[tt * R + k] = mvf_dot8(w[k], xa, xc, acc[tt * R + k]);
-                    }
-                }
-            }
-        }
-        mvp4s_issue<R, J>(&A, &P, grp + NS * step, ngr, (uint32_t)s * slot_b); /* refill the slot just read */
-        float v = ps_tsum<V>(acc, lane);
-        if ((lane & ((1 << SH) - 1)) == 0) red[it & 1][lane >> SH][warp] = v;
-        __syncthreads();
-        if (tid < 32) { /* thread tid < R x nt finishes row tid % R of token tid / R */
-            int kr = tid % R, t = tid / R;
-            int64_t row = (int64_t)(R * grp + (uint32_t)kr), loc = 0;
-            bool on = t < nt && row < A.rows;
-            float sum = 0.0f;
-            if (on) {
-#pragma unroll
-                for (int w_ = 0; w_ < MVF_WARPS; w_++)
-                    if (w_ < nw) sum += red[it & 1][tid][w_];
-                if (EN) sum *= kts[t];
-                int s_ = mvf_map(&A, row, &loc);
-                A.y[s_][(int64_t)t * A.ldy[s_] + loc] = sum;
-                if (A.add[s_]) A.add[s_][(int64_t)t * A.ldy[s_] + loc] += sum;
-            }
-            float gate = __shfl_xor_sync(0xffffffffu, sum, 1);
-            if (on && A.glu && (kr & 1)) A.gout[(int64_t)t * A.gos + (row >> 1)] = cu_glu_act(A.glu == 2, gate) * sum;
-        }
-    }
-    asm volatile("cp.async.wait_all;\n" ::: "memory");
-}
-
 /* cu_mvp4s_launch for 2..8 tokens (HEARTH_CUDA_MVF_PB): the same thread count and
  * column groups per thread as the one-token kernel (so the same sums), groups of 4 rows, two
  * stages; all 8 tokens in registers for rows of up to two groups per thread, passes of 4
@@ -608,22 +494,17 @@ int cu_mvp4t_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
         A->rows > ((int64_t)1 << 30) || A->row_bytes > 0xffffffffu)
         return HEARTH_OK;
     bool bf = A->type == QT_BF16;
-    static const fn_t tabx[2] = { mvp4x_kernel<0, 3, 2, 0>, mvp4x_kernel<0, 3, 2, 1> };
-    bool xsm = j == 3 && (c->knobs.mvf_pb_mode & 4); /* HEARTH_CUDA_MVF_PB_MODE */
-    int r = j == 3 && (c->knobs.mvf_pb_mode & 6) ? 2 : 4;
+    int r = j == 3 && (c->knobs.mvf_pb_mode & 2) ? 2 : 4; /* HEARTH_CUDA_MVF_PB_MODE */
     bool t4 = j <= 2 && A->n_tok <= 4 && !(c->knobs.mvf_pb_mode & 16); /* HEARTH_CUDA_MVF_PB_MODE bit 4: never */
-    fn_t fn = xsm ? tabx[bf] : j == 3 ? tab3[r == 2][bf] : (t4 ? tab4 : tab)[j - 1][en][bf];
-    size_t smem = (size_t)2 * r * j * thr * 16 + (xsm ? (size_t)A->n_tok * (size_t)A->n * 4 : 0);
-    if (xsm && (A->n % 4 || (uintptr_t)A->x % 16 || A->xs % 4 || smem > 225 * 1024)) {
-        xsm = false, r = 4, fn = tab3[0][bf], smem = (size_t)2 * r * j * thr * 16;
-    }
+    fn_t fn = j == 3 ? tab3[r == 2][bf] : (t4 ? tab4 : tab)[j - 1][en][bf];
+    size_t smem = (size_t)2 * r * j * thr * 16;
     if ((rc = cu_smem_allow(c, (const void *)fn, smem, err))) return rc;
     if (!(c->knobs.mvf_pb_mode & 1)) cu_carve(c, (const void *)fn);
     int nb = cu_occupancy(c, (const void *)fn, thr, smem);
     if (nb < 1) return HEARTH_OK;
     int64_t ngr = (A->rows + r - 1) / r, sms = cuda_ctx_info(c)->sm_count > 0 ? cuda_ctx_info(c)->sm_count : 1;
     /* HEARTH_CUDA_MVF_PB_MODE bit 3: rows of three column groups, 5..8 tokens: block pairs */
-    bool ts = j == 3 && !xsm && r == 4 && A->n_tok > 4 && (c->knobs.mvf_pb_mode & 8);
+    bool ts = j == 3 && r == 4 && A->n_tok > 4 && (c->knobs.mvf_pb_mode & 8);
     int64_t grid = (int64_t)nb * sms / (ts ? 2 : 1);
     grid = grid < 1 ? 1 : (grid < ngr ? grid : ngr);
     int64_t per = (ngr + grid - 1) / grid;

@@ -546,6 +546,25 @@ static void test_bad_device_is_an_error(void **state) {
     assert_true(strlen(err.msg) > 0);
 }
 
+/* The op-timing events (HEARTH_CUDA_PROFILE): indices out of range and events never
+ * recorded are errors with a message; recorded ones give a time >= 0. */
+static void test_prof_events(void **state) {
+    (void)state;
+    NEED_GPU();
+    float ms = -1.0f;
+    assert_int_equal(cuda_prof_mark(g_ctx, -1, &g_err), HEARTH_E_INTERNAL);
+    assert_int_equal(cuda_prof_mark(g_ctx, CUDA_PROF_EVENTS, &g_err), HEARTH_E_INTERNAL);
+    assert_true(strlen(g_err.msg) > 0);
+    assert_int_equal(cuda_prof_ms(g_ctx, CUDA_PROF_EVENTS - 2, CUDA_PROF_EVENTS - 1, &ms, &g_err), HEARTH_E_INTERNAL);
+    assert_true(ms == 0.0f);
+    assert_int_equal(cuda_prof_ms(g_ctx, 0, CUDA_PROF_EVENTS, &ms, &g_err), HEARTH_E_INTERNAL);
+    assert_int_equal(cuda_prof_mark(g_ctx, 0, &g_err), 0);
+    assert_int_equal(cuda_prof_mark(g_ctx, 1, &g_err), 0);
+    assert_int_equal(cuda_prof_ms(g_ctx, 0, 1, &ms, &g_err), 0);
+    assert_true(ms >= 0.0f);
+    hb_err_clear(&g_err);
+}
+
 static void test_bandwidth(void **state) {
     (void)state;
     NEED_GPU();
@@ -561,6 +580,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_all_types),
         cmocka_unit_test(test_matmul_many_rows),
         cmocka_unit_test(test_matmul_batch_kernel),
+        cmocka_unit_test(test_prof_events),
         cmocka_unit_test(test_matmul_float_odd_rows),
         cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_rmsnorm_rope_glu),

@@ -3,6 +3,9 @@
  *   ppP   one decode of P prompt tokens (in n_batch chunks) from an empty cache, t/s = P / time
  *   tgN   N single-token decodes from an empty cache, t/s = N / time
  *   ppP+tgN  both in one timed run, t/s = (P + N) / time
+ *   tgN xS   (--parallel S) S sequences from an empty cache, N decode steps of one token of
+ *            each in one batch (as a server decodes its parallel requests), t/s = S * N / time:
+ *            the figure llama-batched-bench calls S_TG (-npp 1 -ntg N -npl S)
  * Each test runs once as warm-up, then -r times; tokens are pseudo-random ids (fixed seed).
  * Generation tests also report the weight bandwidth they achieved (weight bytes read per
  * token x t/s) and its fraction of the read bandwidth of the memory the weights sit in —
@@ -30,15 +33,18 @@ typedef struct bench_note {
     char text[512];
 } bench_note;
 
+#define BENCH_MAX_PAR 8      /* --parallel values */
+#define BENCH_MAX_SEQ 256    /* sequences in one parallel test */
+
 typedef struct bench_opts {
     cli_strlist models;
     long n_prompt, n_gen, threads, reps, bw_mib, gpu_layers;
-    const char *pg, *out, *backend;
+    const char *pg, *out, *backend, *parallel;
     bench_note *note; /* not owned: the caller's, for the whole run */
 } bench_opts;
 
 typedef struct bench_test {
-    int n_prompt, n_gen;
+    int n_prompt, n_gen, n_seq; /* n_seq > 1: a parallel test (n_gen steps of n_seq tokens) */
     char name[48];
 } bench_test;
 
@@ -81,6 +87,29 @@ static int run_gen(hearth_context *c, hearth_batch *b, int n, int32_t *pos, int3
     return 0;
 }
 
+/* Tokens a test's timed run processes. */
+static double test_tokens(const bench_test *t) {
+    return t->n_seq > 1 ? (double)t->n_seq * t->n_gen : (double)t->n_prompt + t->n_gen;
+}
+
+/* n steps, each one token of every sequence 0..n_seq-1 in one batch (positions from *pos). */
+static int run_par(hearth_context *c, hearth_batch *b, int n, int n_seq, int32_t *pos, int32_t n_vocab) {
+    for (int i = 0; i < n; i++, (*pos)++) {
+        hearth_batch_clear(b);
+        for (int s = 0; s < n_seq; s++) hearth_batch_add(b, rand_token(n_vocab), *pos, s, true);
+        if (hearth_decode(c, b) != HEARTH_OK) return -1;
+    }
+    return 0;
+}
+
+/* The timed work of one repetition (rep < 0: the warm-up, shortened). */
+static int run_once(hearth_context *c, hearth_batch *b, const bench_test *t, int rep, int32_t n_vocab) {
+    int32_t pos = 0;
+    if (t->n_seq > 1) return run_par(c, b, rep < 0 ? 1 : t->n_gen, t->n_seq, &pos, n_vocab);
+    if (t->n_prompt && run_prompt(c, b, rep < 0 && t->n_prompt > 512 ? 512 : t->n_prompt, &pos, n_vocab)) return -1;
+    return t->n_gen ? run_gen(c, b, rep < 0 ? 1 : t->n_gen, &pos, n_vocab) : 0;
+}
+
 static int run_test(hearth_model *m, const bench_test *t, const bench_opts *o, bench_result *r, hearth_placement *pl) {
     int rc = 1;
     char err[512] = "";
@@ -89,23 +118,22 @@ static int run_test(hearth_model *m, const bench_test *t, const bench_opts *o, b
     int32_t n_vocab = hearth_model_n_vocab(m);
     cp.n_ctx = (uint32_t)(t->n_prompt + t->n_gen + 1);
     cp.n_batch = (uint32_t)(t->n_prompt > 512 ? t->n_prompt : 512);
+    cp.n_seq_max = (uint32_t)(t->n_seq > 1 ? t->n_seq : 1);
     cp.n_threads = (int32_t)o->threads;
     hearth_batch b = hearth_batch_init((int32_t)cp.n_batch);
     if (b.capacity == 0) { cli_error("bench: out of memory"); goto out; }
     if (hearth_context_new(m, &cp, &c, err, sizeof err) != HEARTH_OK) { cli_error("bench: %s", err); goto out; }
     hearth_context_placement(c, pl);
     for (int rep = -1; rep < (int)o->reps; rep++) { /* rep -1: warm-up */
-        int32_t pos = 0;
         hearth_kv_clear(c);
         uint64_t t0 = now_ns();
-        if ((t->n_prompt && run_prompt(c, &b, rep < 0 && t->n_prompt > 512 ? 512 : t->n_prompt, &pos, n_vocab)) ||
-            (t->n_gen && run_gen(c, &b, rep < 0 ? 1 : t->n_gen, &pos, n_vocab))) {
+        if (run_once(c, &b, t, rep, n_vocab)) {
             cli_error("bench: decode failed: %s", hearth_context_errmsg(c));
             goto out;
         }
         if (rep >= 0) r->samples_ns[r->n++] = (double)(now_ns() - t0);
     }
-    double toks = t->n_prompt + t->n_gen, s_ns = 0, s_ts = 0;
+    double toks = test_tokens(t), s_ns = 0, s_ts = 0;
     for (int i = 0; i < r->n; i++) s_ns += r->samples_ns[i], s_ts += toks * 1e9 / r->samples_ns[i];
     r->avg_ns = s_ns / r->n, r->avg_ts = s_ts / r->n;
     double v_ns = 0, v_ts = 0;
@@ -166,6 +194,13 @@ static double row_bw(const bench_row *w, const bench_bw *bw) {
     return w->pl.n_gpu_layers == w->pl.n_layer ? bw->gpu : 0;
 }
 
+/* Weight bytes read per second in a generation row (0 for prompt rows): a step reads the
+ * weights once whatever the number of sequences it decodes. */
+static double row_weight_gbps(const bench_row *w) {
+    if (w->t->n_prompt != 0 || !w->bytes_tok) return 0;
+    return (double)w->bytes_tok * w->r.avg_ts / (w->t->n_seq > 1 ? w->t->n_seq : 1) / 1e9;
+}
+
 static void print_md_header(void) {
     printf("| %-28s | %10s | %10s | %-10s | %7s | %13s | %20s | %11s | %8s |\n", "model", "size", "params", "backend",
            "threads", "test", "t/s", "weight GB/s", "roofline");
@@ -181,8 +216,8 @@ static void print_md_row(const bench_row *w, long threads, const bench_bw *bws) 
     fmt_size(sz, sizeof sz, w->size);
     fmt_params(pr, sizeof pr, w->params);
     snprintf(ts, sizeof ts, "%.2f ± %.2f", w->r.avg_ts, w->r.sd_ts);
-    if (w->t->n_prompt == 0 && w->bytes_tok) {
-        double g = (double)w->bytes_tok * w->r.avg_ts / 1e9;
+    double g = row_weight_gbps(w);
+    if (g > 0) {
         snprintf(gb, sizeof gb, "%.1f", g);
         if (bw > 0) snprintf(rf, sizeof rf, "%.0f%%", 100.0 * g / bw);
     }
@@ -196,7 +231,7 @@ static json_t *row_json(const bench_row *w, long threads, const bench_bw *bws) {
     double bw = row_bw(w, bws);
     char be[24];
     backend_label(&w->pl, be, sizeof be);
-    double toks = w->t->n_prompt + w->t->n_gen;
+    double toks = test_tokens(w->t), g = row_weight_gbps(w);
     for (int i = 0; i < w->r.n; i++) {
         json_array_append_new(sns, json_integer((json_int_t)w->r.samples_ns[i]));
         json_array_append_new(sts, json_real(toks * 1e9 / w->r.samples_ns[i]));
@@ -214,14 +249,14 @@ static json_t *row_json(const bench_row *w, long threads, const bench_bw *bws) {
     json_object_set_new(o, "type_v", json_string("f16"));
     json_object_set_new(o, "n_prompt", json_integer(w->t->n_prompt));
     json_object_set_new(o, "n_gen", json_integer(w->t->n_gen));
+    json_object_set_new(o, "n_parallel", json_integer(w->t->n_seq > 1 ? w->t->n_seq : 1));
     json_object_set_new(o, "avg_ns", json_integer((json_int_t)w->r.avg_ns));
     json_object_set_new(o, "stddev_ns", json_integer((json_int_t)w->r.sd_ns));
     json_object_set_new(o, "avg_ts", json_real(w->r.avg_ts));
     json_object_set_new(o, "stddev_ts", json_real(w->r.sd_ts));
     json_object_set_new(o, "samples_ns", sns);
     json_object_set_new(o, "samples_ts", sts);
-    if (w->t->n_prompt == 0 && w->bytes_tok) {
-        double g = (double)w->bytes_tok * w->r.avg_ts / 1e9;
+    if (g > 0) {
         json_object_set_new(o, "weight_bytes_per_token", json_integer((json_int_t)w->bytes_tok));
         json_object_set_new(o, "weight_gbps", json_real(g));
         if (bw > 0) {
@@ -233,15 +268,43 @@ static json_t *row_json(const bench_row *w, long threads, const bench_bw *bws) {
     return o;
 }
 
+/* --parallel S[,S...]: one tgN xS test per count (2..BENCH_MAX_SEQ, at most BENCH_MAX_PAR). */
+static int add_parallel(const bench_opts *o, bench_test *tests, int *n) {
+    const char *p = o->parallel;
+    int k = 0;
+    if (o->n_gen <= 0) {
+        cli_error("bench: --parallel needs generation steps (-n N > 0)");
+        return -1;
+    }
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 2 || v > BENCH_MAX_SEQ || (*end && *end != ',') || ++k > BENCH_MAX_PAR) {
+            cli_error("bench: --parallel wants up to %d comma-separated counts 2..%d, got '%s'", BENCH_MAX_PAR,
+                      BENCH_MAX_SEQ, o->parallel);
+            return -1;
+        }
+        tests[*n] = (bench_test){ 0, (int)o->n_gen, (int)v, "" };
+        snprintf(tests[*n].name, sizeof tests[*n].name, "tg%ld x%ld", o->n_gen, v);
+        (*n)++;
+        p = *end ? end + 1 : end;
+    }
+    if (k == 0) {
+        cli_error("bench: --parallel wants at least one count");
+        return -1;
+    }
+    return 0;
+}
+
 static int make_tests(const bench_opts *o, bench_test *tests, int *n) {
     *n = 0;
     if (o->n_prompt > 0) {
-        tests[*n] = (bench_test){ (int)o->n_prompt, 0, "" };
+        tests[*n] = (bench_test){ (int)o->n_prompt, 0, 1, "" };
         snprintf(tests[*n].name, sizeof tests[*n].name, "pp%ld", o->n_prompt);
         (*n)++;
     }
     if (o->n_gen > 0) {
-        tests[*n] = (bench_test){ 0, (int)o->n_gen, "" };
+        tests[*n] = (bench_test){ 0, (int)o->n_gen, 1, "" };
         snprintf(tests[*n].name, sizeof tests[*n].name, "tg%ld", o->n_gen);
         (*n)++;
     }
@@ -252,10 +315,11 @@ static int make_tests(const bench_opts *o, bench_test *tests, int *n) {
             cli_error("bench: --pg wants P,N (two counts 0..65536, not both 0), got '%s'", o->pg);
             return -1;
         }
-        tests[*n] = (bench_test){ (int)p, (int)g, "" };
+        tests[*n] = (bench_test){ (int)p, (int)g, 1, "" };
         snprintf(tests[*n].name, sizeof tests[*n].name, "pp%ld+tg%ld", p, g);
         (*n)++;
     }
+    if (o->parallel && add_parallel(o, tests, n)) return -1;
     if (*n == 0) {
         cli_error("bench: nothing to measure (-p 0 -n 0 and no --pg)");
         return -1;
@@ -329,6 +393,8 @@ int cli_bench(int argc, char **argv) {
         { "threads", 't', CLI_INT, &o.threads, 1, 1024, "HEARTH_THREADS", "N", "CPU threads" },
         { "repetitions", 'r', CLI_INT, &o.reps, 1, BENCH_MAX_REPS, NULL, "N", "timed runs per test (after one warm-up)" },
         { "pg", 0, CLI_STR, &o.pg, 0, 0, NULL, "P,N", "also a combined test: P prompt then N generated tokens (-pg too)" },
+        { "parallel", 0, CLI_STR, &o.parallel, 0, 0, NULL, "S[,S...]",
+          "also tgN xS: S sequences decoded together, N steps of one token each (-npl too)" },
         { "output", 'o', CLI_STR, &o.out, 0, 0, NULL, "FMT", "md (table) or json" },
         { "backend", 0, CLI_STR, &o.backend, 0, 0, "HEARTH_BACKEND", "NAME", "cpu, cuda or auto (GPU when usable, else CPU)" },
         { "gpu-layers", 0, CLI_INT, &o.gpu_layers, -1, 1e6, NULL, "N", "layers on the GPU (-ngl too): -1 = as many as fit (or $HEARTH_GPU_LAYERS), 0 = none" },
@@ -336,12 +402,14 @@ int cli_bench(int argc, char **argv) {
     };
     const cli_spec spec = { "bench", NULL, "measure prompt processing and generation speed (llama-bench compatible)",
                             "Generation rows also show the weight bandwidth achieved and its share of the machine's "
-                            "read bandwidth (measured once with the same thread count).",
+                            "read bandwidth (measured once with the same thread count). A tgN xS row counts the "
+                            "tokens of all S sequences; its weight bandwidth counts one read of the weights per step.",
                             opts, sizeof opts / sizeof opts[0], 0, 0 };
     /* llama-bench spells the combined test -pg: accept that spelling too */
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "-pg") == 0) argv[i] = (char *)"--pg";
         else if (strcmp(argv[i], "-ngl") == 0) argv[i] = (char *)"--gpu-layers";
+        else if (strcmp(argv[i], "-npl") == 0) argv[i] = (char *)"--parallel";
     char **pos = NULL;
     int n_pos = 0, pr = cli_parse(&spec, argc, argv, &pos, &n_pos);
     free(pos);
@@ -359,7 +427,7 @@ int cli_bench(int argc, char **argv) {
         cli_error("bench: give at least one model with -m MODEL");
         return 1;
     }
-    bench_test tests[3];
+    bench_test tests[3 + BENCH_MAX_PAR];
     int n_tests;
     if (make_tests(&o, tests, &n_tests)) return 1;
     bench_bw bw = { 0, 0, "" };

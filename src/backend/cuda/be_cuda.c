@@ -577,10 +577,35 @@ static void cb_stat_eager(cuda_be *c) {
     if (c->st_prev[slot]) memcpy(c->st_prev[slot], c->cmd, c->n_cmd * sizeof(cb_cmd));
 }
 
+/* HEARTH_CUDA_STATS: a step's first work is about to be enqueued (begin) or its last was
+ * (!begin). At an end, the span of the step before and the gap from its end to this step's
+ * start are read (the events they need have been reached, so this waits for nothing but
+ * this step's first event). Errors only skip the measurement. */
+static void cb_stat_step(cuda_be *c, bool begin) {
+    hb_err e;
+    float ms;
+    int k = (int)(c->st_steps & 1), prev = 1 - k;
+    hb_err_clear(&e);
+    if (begin) {
+        c->st_in_step = !cuda_prof_mark(c->cu, 2 * k, &e);
+        return;
+    }
+    if (!c->st_in_step || cuda_prof_mark(c->cu, 2 * k + 1, &e)) return;
+    c->st_in_step = false;
+    if (c->st_steps > 0 && !cuda_prof_ms(c->cu, 2 * prev, 2 * prev + 1, &ms, &e)) c->st_busy_ms += ms;
+    if (c->st_steps > 0 && !cuda_prof_ms(c->cu, 2 * prev + 1, 2 * k, &ms, &e)) c->st_idle_ms += ms, c->st_gaps++;
+    c->st_steps++;
+}
+
 static void cb_stat_print(const cuda_be *c) {
     fprintf(stderr, "cuda stats: segments replayed %llu (+%llu without a rewrite), captured %llu, eager %llu; "
             "%llu commands\n", (unsigned long long)c->st_replay, (unsigned long long)c->st_raw,
             (unsigned long long)c->st_capture, (unsigned long long)c->st_eager, (unsigned long long)c->st_cmds);
+    if (c->st_gaps)
+        fprintf(stderr, "cuda stats: %llu steps; GPU from a step's first work to its end %.1f us on average, idle "
+                "from a step's end to the next one's first work %.1f us on average\n",
+                (unsigned long long)c->st_steps, 1000 * c->st_busy_ms / (double)c->st_gaps,
+                1000 * c->st_idle_ms / (double)c->st_gaps);
     for (int i = 0; i < c->st_ndiff; i++)
         fprintf(stderr, "cuda stats: an eager segment differs from the last of its length at command %d (kind %d), "
                 "byte %d of %zu\n", c->st_diff[i].cmd, c->st_diff[i].kind, c->st_diff[i].byte, sizeof(cb_cmd));
@@ -610,6 +635,7 @@ static int cb_run_step(cuda_be *c) {
     int rc;
     hb_err *err = &c->err;
     if ((rc = cuda_ctx_enter(c->cu, err))) return rc;
+    if (c->kn.stats && !c->kn.profile && !c->st_in_step) cb_stat_step(c, true);
     if (c->arena_used > c->arena_sent) { /* what earlier segments of the step did not send */
         if ((rc = cuda_upload_async(c->cu, c->arena_dev + c->arena_sent, c->arena_host + c->arena_sent,
                                     (size_t)(c->arena_used - c->arena_sent) * 4, err)))
@@ -685,6 +711,7 @@ static int cb_run_step(cuda_be *c) {
 static int cb_flush(cuda_be *c) {
     int rc = c->err.code;
     if (!rc && c->n_cmd) rc = cb_run_step(c);
+    if (!rc && c->kn.stats && !c->kn.profile) cb_stat_step(c, false);
     c->n_cmd = 0;
     c->arena_used = c->arena_sent = 0;
     c->n_dedup = 0;

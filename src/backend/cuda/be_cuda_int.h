@@ -125,6 +125,13 @@ typedef struct cuda_be {
     int st_next;
     struct { int32_t cmd, kind, byte; } st_diff[8];
     int st_ndiff;
+    /* the GPU's timeline per step (graphs on): timing events at a step's first enqueued work
+     * and after its last (events 2k, 2k+1 of step parity k); st_busy_ms sums the spans from
+     * a step's first work to its end, st_idle_ms the gaps from a step's end to the next
+     * one's first work (the host's turn: reading logits, recording, uploading) */
+    bool st_in_step;
+    uint64_t st_steps, st_gaps;
+    double st_busy_ms, st_idle_ms;
     /* HEARTH_CUDA_PROFILE: GPU time per kind of op (label), over the context's life */
     struct cb_prof { char label[40]; double ms; uint64_t n; } *prof;
     int n_prof, cap_prof;

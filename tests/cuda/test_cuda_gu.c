@@ -151,6 +151,7 @@ static void test_gu_types(void **state) {
 
 int main(void) {
     setenv("HEARTH_CUDA_GU_PER", "1", 0); /* rows over 1280 bytes take the fused kernel too (off by default) */
+    setenv("HEARTH_CUDA_GU_T", "4", 0);   /* and 2..4 tokens (by default only one token does) */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gu_types),
     };

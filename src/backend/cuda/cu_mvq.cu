@@ -498,8 +498,12 @@ extern "C" int cuda_matmul_glu(cuda_ctx *c, const cuda_weight *wg, const cuda_we
     /* one block per 32 outputs reads the whole input: allowed twice the input of the
      * other fused products (it saves two kernels) */
     int64_t pq_max = c->knobs.pq_max;
-    /* HEARTH_CUDA_GU=0: the products, then glu_q8 */
-    int ok = c->knobs.gu && ti >= 0 && vw > 0 && n_tok <= GU_T && n % 32 == 0 && n_tok * n <= 2 * pq_max && pq_max > 0 &&
+    /* HEARTH_CUDA_GU=0: the products, then glu_q8. 2..4 tokens take them too unless
+     * HEARTH_CUDA_GU_T allows more tokens here: the batched products (MVT_KERNEL, the
+     * generic kernel) and the separate GLU measured faster for a batch of 4 (H200, `hearth
+     * bench -npl 4`: Q4_0 3472 -> 3870 t/s, Q4_K_M 3201 -> 3509); same bits either way */
+    int gu_t = c->knobs.gu_t > 0 && c->knobs.gu_t < GU_T ? c->knobs.gu_t : GU_T;
+    int ok = c->knobs.gu && ti >= 0 && vw > 0 && n_tok <= gu_t && n % 32 == 0 && n_tok * n <= 2 * pq_max && pq_max > 0 &&
              (uintptr_t)x % 16 == 0 && xs % 4 == 0 && xs >= n && (uintptr_t)norm_w % 16 == 0;
     int per_env = c->knobs.gu_per; /* HEARTH_CUDA_GU_PER */
     /* one output per pass: measured faster than both at once (the smaller block becomes

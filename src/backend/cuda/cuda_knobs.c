@@ -111,6 +111,7 @@ static void knobs_quant(cuda_knobs *k) {
     k->gu3 = knob_flag("HEARTH_CUDA_GU3", true);
     k->gu_tma = knob_flag("HEARTH_CUDA_GU_TMA", true);
     k->gu_per = (int)knob_int("HEARTH_CUDA_GU_PER", 1, 2, 0);
+    k->gu_t = (int)knob_int("HEARTH_CUDA_GU_T", 1, 4, 1);
 }
 
 static void knobs_float(cuda_knobs *k) {

@@ -336,8 +336,10 @@ static void test_rule(void **state) {
     int64_t roles[4];
     int kv = 0;
     const int64_t qkv = CUDA_QKVR_Q | CUDA_QKVR_K << 2 | CUDA_QKVR_V << 4;
-    /* Q4_0 q/k/v, f16 cache, 1 and 8 tokens: one product rotates and stores, the RoPE and the
-     * KV store are gone */
+    /* Q4_0 q/k/v, f16 cache, 1 and 8 tokens (HEARTH_CUDA_FUSE_T=8: by default only steps of
+     * up to 4 tokens take the rule, checked below): one product rotates and stores, the RoPE
+     * and the KV store are gone */
+    c.kn.fuse_t = 8;
     for (int T = 1; T <= 8; T += 7) {
         rstep s = { QT_Q4_0, QT_Q4_0, QT_F16, T, RHD, 0 };
         record(&c, &s);
@@ -362,6 +364,16 @@ static void test_rule(void **state) {
         assert_int_equal(fused_products(&c, roles, &kv), 2);
         assert_int_equal(roles[0], CUDA_QKVR_Q | CUDA_QKVR_K << 2);
         assert_int_equal(roles[1], CUDA_QKVR_V);
+    }
+    /* the default token limit (4): a step of 4 takes the rule, one of 5 or 8 keeps the RoPE
+     * and the KV store */
+    c.kn.fuse_t = 0;
+    for (int T = 4; T <= 8; T += (T == 4 ? 1 : 3)) {
+        rstep s5 = { QT_Q4_0, QT_Q4_0, QT_F16, T, RHD, 0 };
+        record(&c, &s5);
+        cb_rewrite(&c);
+        assert_int_equal(count(&c, CK_ROPE), T <= 4 ? 0 : 1);
+        assert_int_equal(fused_products(&c, roles, &kv), T <= 4 ? 1 : 0);
     }
     assert_false(cuda_qkvr_mixed_ok(QT_Q6_K, QT_Q4_K, 1, 2048)); /* the pair has an order */
     assert_false(cuda_qkvr_mixed_ok(QT_Q4_K, QT_Q6_K, 1, 4096)); /* rows too long to stage whole */
@@ -432,6 +444,7 @@ static void test_qkva_rule(void **state) {
     cb_cmd cmds[32];
     cuda_be c;
     fake_be(&c, cmds, 32);
+    c.kn.fuse_t = 8; /* 8 tokens below: refused by this rule's own limit, not the q/k/v + RoPE rule's */
     const rstep on[] = { { QT_Q4_0, QT_Q4_0, QT_F16, 1, RHD, 0 }, { QT_Q8_0, QT_Q8_0, QT_F16, 1, RHD, 0 } };
     for (size_t i = 0; i < sizeof on / sizeof on[0]; i++) {
         record(&c, &on[i]);

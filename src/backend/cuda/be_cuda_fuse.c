@@ -140,6 +140,18 @@ static bool cb_dattn_on(const cuda_be *c, size_t i) {
     return c->kn.dattn == 1 || (c->kn.dattn == 2 && cb_q_from_float(c, i));
 }
 
+/* Whether a step of n_tok tokens takes the fusions that pay for one token but not for
+ * larger batches (HEARTH_CUDA_FUSE_T, default 4): the q/k/v + RoPE epilogue, the float
+ * products' GLU and norm folds and the fused decode attention. Each has the separate
+ * kernels' arithmetic, so a sequence keeps its bits alone and in a batch either way.
+ * Measured on an H200 (hearth bench -npl 8, session 20), each turned off for the whole
+ * step: Q4_0 x8 +2-3% without the RoPE epilogue, Q4_K_M +1.4%; F16 x8 +3% without the
+ * GLU/norm folds, +2-3% without the fused attention; all of them slower for one token,
+ * and for 4 about equal or slower (F16 folds -7%). */
+static bool cb_fuse_tokens_ok(const cuda_be *c, int64_t n_tok) {
+    return n_tok <= (c->kn.fuse_t > 0 ? c->kn.fuse_t : 4);
+}
+
 /* The first op at or after j that is not a NOP (n_cmd when none). */
 static size_t cb_next_op(const cuda_be *c, size_t j) {
     while (j < c->n_cmd && c->cmd[j].kind == CK_NOP) j++;
@@ -152,7 +164,7 @@ static size_t cb_next_op(const cuda_be *c, size_t j) {
  * still sees the attention just before it). Not with the persistent kernel. */
 static void cb_fuse_attn(cuda_be *c, size_t i) {
     cb_cmd *r = &c->cmd[i], *kv = NULL;
-    if (c->mega || !r->p[2] || !cb_dattn_on(c, i)) return;
+    if (c->mega || !r->p[2] || !cb_dattn_on(c, i) || !cb_fuse_tokens_ok(c, r->n[0])) return;
     int64_t n_tok = r->n[0], hd = r->n[3];
     size_t j = cb_next_op(c, i + 1);
     if (!(r->flag & 4)) {
@@ -404,7 +416,7 @@ static void cb_mvf_norm(cuda_be *c, size_t i) {
 static void cb_mvf_rules(cuda_be *c) {
     if (c->mega || !cb_mvf_fuse(c)) return;
     for (size_t i = 0; i < c->n_cmd; i++) {
-        if (!cb_is_mv_f(&c->cmd[i])) continue;
+        if (!cb_is_mv_f(&c->cmd[i]) || !cb_fuse_tokens_ok(c, c->cmd[i].n[0])) continue;
         cb_mvf_glu(c, i);
         cb_mvf_norm(c, i);
     }
@@ -481,7 +493,7 @@ static void cb_fuse_qkvr(cuda_be *c, size_t i) {
     cb_cmd *r = &c->cmd[i];
     int64_t n_tok = r->n[0], hd = r->n[3];
     bool kv = (r->flag & 4) != 0;
-    if (!r->p[2] || r->rope.n_rot != hd || hd > 4096 || hd != (int32_t)hd) return;
+    if (!r->p[2] || r->rope.n_rot != hd || hd > 4096 || hd != (int32_t)hd || !cb_fuse_tokens_ok(c, n_tok)) return;
     int need = (1 << CUDA_QKVR_Q) | (1 << CUDA_QKVR_K) | (kv ? 1 << CUDA_QKVR_V : 0), found = 0, np = 0;
     size_t prod[3];
     int64_t roles[3];

@@ -75,6 +75,8 @@ typedef struct cuda_knobs {
     bool gu_tma;          /* HEARTH_CUDA_GU_TMA=0: no bulk-copy staging in the gate/up kernel */
     int gu_per;           /* HEARTH_CUDA_GU_PER: 1 or 2 outputs per pass (0: chosen per call) */
     int gu_t;             /* HEARTH_CUDA_GU_T: most tokens of the fused gate/up kernel, 1 (default)..4 */
+    int fuse_t;           /* HEARTH_CUDA_FUSE_T: most tokens of a step that take the q/k/v + RoPE epilogue, the
+                           * float products' GLU and norm folds and the fused decode attention, 1..8 (default 4) */
     /* ---- float products (cu_mvf.cu, cu_gemm_f.cu) ---- */
     int mvf_bps;          /* HEARTH_CUDA_MVF_BPS: 1 (default)..3 blocks per SM of the streaming kernel */
     int mvf_ipt;          /* HEARTH_CUDA_MVF_IPT: 1..8 column groups per thread of the row-pair kernel (default 3) */

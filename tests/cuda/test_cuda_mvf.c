@@ -412,8 +412,9 @@ static void test_mvf_batch_kernel(void **state) {
     static const int64_t toks[] = { 8, 5, 3, 2 };
     /* HEARTH_CUDA_MVF_PB_MODE: default (tokens split), passes, rows of 2, split without the
      * carveout preference */
-    static const int modes[] = { 8, 0, 3, 9, 24 }; /* 24: the 8-token instance for 2..4 tokens too */
-    for (int v = 0; v < 6; v++) {
+    /* 56: the 8-token instance for 2..4 tokens too; 40: the 4-token one for 2 */
+    static const int modes[] = { 8, 0, 3, 9, 56, 40 };
+    for (int v = 0; v < 7; v++) {
         int pb = v > 0;
         k->mvf_pb = pb, k->mvf_pb_mode = pb ? modes[v - 1] : 0;
         for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) {

@@ -414,6 +414,10 @@ MVT_KERNEL(mvt6_q4_0, up_q4_0, 1, 0, 6, 2)
 MVT_KERNEL(mvt6_q8_0, up_q8_0, 0, 0, 6, 2)
 MVT_KERNEL(mvt6_q4_K, up_q4_K, 1, 0, 6, 2)
 MVT_KERNEL(mvt6_q6_K, up_q6_Ku, 2, 0, 6, 2)
+MVT_KERNEL(mvt2s_q4_0, up_q4_0, 1, 0, 2, 2)
+MVT_KERNEL(mvt2s_q8_0, up_q8_0, 0, 0, 2, 2)
+MVT_KERNEL(mvt2s_q4_K, up_q4_K, 1, 0, 2, 2)
+MVT_KERNEL(mvt2s_q6_K, up_q6_Ku, 2, 0, 2, 2)
 
 typedef void (*mv_fn)(mv_multi, int, int, int, const int8_t *, const float *, const int2 *, int);
 typedef void (*up_fn)(const uint8_t *, int, const int8_t *, int *, float *, float *);
@@ -508,21 +512,22 @@ typedef struct mm_entry {
     mvs_fn mvs2, mvs4;     /* streaming single-token variants (rows of <= 2048 / 4096 values), or NULL */
     int bulk1;             /* mv1 / mv1s were built with BULK: they take vw == MQ_BULK */
     mvt_fn mvt2, mvt6;     /* persistent 2..8-token variants (rows of <= 2048 / 6144 values), or NULL */
+    mvt_fn mvt2s;          /* the rows of <= 2048 values for 2 tokens (half the activation registers), or NULL */
 } mm_entry;
 
 static const mm_entry k_mm[] = {
-    { QT_Q4_0, mv_q4_0, dq_q4_0, 1, mv1_q4_0, mv1s_q4_0, mvs_q4_0, mvs4_q4_0, 0, mvt_q4_0, mvt6_q4_0 },
-    { QT_Q4_1, mv_q4_1, dq_q4_1, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL },
-    { QT_Q5_0, mv_q5_0, dq_q5_0, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL },
-    { QT_Q5_1, mv_q5_1, dq_q5_1, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL },
-    { QT_Q8_0, mv_q8_0, dq_q8_0, 0, mv1_q8_0, mv1s_q8_0, mvs_q8_0, mvs4_q8_0, 1, mvt_q8_0, mvt6_q8_0 },
-    { QT_IQ4_NL, mv_iq4_nl, dq_iq4_nl, 0, NULL, NULL, NULL, NULL, 0, NULL, NULL },
-    { QT_Q2_K, mv_q2_K, dq_q2_K, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL },
-    { QT_Q3_K, mv_q3_K, dq_q3_K, 0, NULL, NULL, NULL, NULL, 0, NULL, NULL },
-    { QT_Q4_K, mv_q4_K, dq_q4_K, 1, mv1_q4_K, mv1s_q4_K, mvs_q4_K, mvs4_q4_K, 0, mvt_q4_K, mvt6_q4_K },
-    { QT_Q5_K, mv_q5_K, dq_q5_K, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL },
-    { QT_Q6_K, mv_q6_K, dq_q6_K, 0, mv1_q6_K, mv1s_q6_K, mvs_q6_K, mvs4_q6_K, 0, mvt_q6_K, mvt6_q6_K },
-    { QT_IQ4_XS, mv_iq4_xs, dq_iq4_xs, 0, NULL, NULL, NULL, NULL, 0, NULL, NULL },
+    { QT_Q4_0, mv_q4_0, dq_q4_0, 1, mv1_q4_0, mv1s_q4_0, mvs_q4_0, mvs4_q4_0, 0, mvt_q4_0, mvt6_q4_0, mvt2s_q4_0 },
+    { QT_Q4_1, mv_q4_1, dq_q4_1, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL },
+    { QT_Q5_0, mv_q5_0, dq_q5_0, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL },
+    { QT_Q5_1, mv_q5_1, dq_q5_1, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL },
+    { QT_Q8_0, mv_q8_0, dq_q8_0, 0, mv1_q8_0, mv1s_q8_0, mvs_q8_0, mvs4_q8_0, 1, mvt_q8_0, mvt6_q8_0, mvt2s_q8_0 },
+    { QT_IQ4_NL, mv_iq4_nl, dq_iq4_nl, 0, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL },
+    { QT_Q2_K, mv_q2_K, dq_q2_K, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL },
+    { QT_Q3_K, mv_q3_K, dq_q3_K, 0, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL },
+    { QT_Q4_K, mv_q4_K, dq_q4_K, 1, mv1_q4_K, mv1s_q4_K, mvs_q4_K, mvs4_q4_K, 0, mvt_q4_K, mvt6_q4_K, mvt2s_q4_K },
+    { QT_Q5_K, mv_q5_K, dq_q5_K, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL },
+    { QT_Q6_K, mv_q6_K, dq_q6_K, 0, mv1_q6_K, mv1s_q6_K, mvs_q6_K, mvs4_q6_K, 0, mvt_q6_K, mvt6_q6_K, mvt2s_q6_K },
+    { QT_IQ4_XS, mv_iq4_xs, dq_iq4_xs, 0, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL },
 };
 
 /* The kernel for a product of n_tok tokens over n_rows rows in all: the single-token variant
@@ -851,8 +856,11 @@ static int mvt_try(cuda_ctx *c, const mm_entry *e, const mv_multi *mm, int64_t t
                    const int8_t *xq, const float *xd, const int2 *xs, int64_t n_tok, int *done, hb_err *err) {
     int rc;
     size_t rb = mm->s0.row_bytes, st = (rb + 15) & ~(size_t)15, smem = (size_t)MVT_W * MVS_S * st;
-    mvt_fn fn = nch <= 64 ? e->mvt2 : (nch <= 192 ? e->mvt6 : NULL);
-    int T = nch <= 64 ? 4 : 2;
+    /* two tokens over rows of <= 64 chunks: the instance holding two tokens' activations
+     * (HEARTH_CUDA_MVT_T2=0: the four-token one, half its registers idle) */
+    bool t2 = nch <= 64 && n_tok <= 2 && e->mvt2s && c->knobs.mvt_t2;
+    mvt_fn fn = t2 ? e->mvt2s : (nch <= 64 ? e->mvt2 : (nch <= 192 ? e->mvt6 : NULL));
+    int T = nch <= 64 && !t2 ? 4 : 2;
     *done = 0;
     if (!c->knobs.mvt || (c->knobs.mvt == 2 && e->type != QT_Q4_0 && e->type != QT_Q8_0) || !fn || n_tok < 2 || n_tok > MV_T || vw < 4 || smem > 200 * 1024 || total <= 0) return HEARTH_OK;
     if ((rc = cu_smem_allow(c, (const void *)fn, smem, err))) return rc;

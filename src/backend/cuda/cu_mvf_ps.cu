@@ -486,6 +486,13 @@ int cu_mvp4t_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
                                           { mvp4t_kernel<1, 2, 4, 4, 0>, mvp4t_kernel<1, 2, 4, 4, 1> } } };
     static const fn_t tab3[2][2] = { { mvp4t_kernel<0, 3, 4, 4, 0>, mvp4t_kernel<0, 3, 4, 4, 1> },
                                      { mvp4t_kernel<0, 3, 2, 4, 0>, mvp4t_kernel<0, 3, 2, 4, 1> } };
+    /* 2 tokens (two sequences in the server): a quarter of the registers of x */
+    static const fn_t tab2[3][2][2] = { { { mvp4t_kernel<0, 1, 4, 2, 0>, mvp4t_kernel<0, 1, 4, 2, 1> },
+                                          { mvp4t_kernel<1, 1, 4, 2, 0>, mvp4t_kernel<1, 1, 4, 2, 1> } },
+                                        { { mvp4t_kernel<0, 2, 4, 2, 0>, mvp4t_kernel<0, 2, 4, 2, 1> },
+                                          { mvp4t_kernel<1, 2, 4, 2, 0>, mvp4t_kernel<1, 2, 4, 2, 1> } },
+                                        { { mvp4t_kernel<0, 3, 4, 2, 0>, mvp4t_kernel<0, 3, 4, 2, 1> },
+                                          { NULL, NULL } } };
     int rc;
     int64_t ng = A->n / 8;
     int j = ng <= thr ? 1 : (ng <= 2 * (int64_t)thr ? 2 : (ng <= 3 * (int64_t)thr && !en ? 3 : 0));
@@ -496,7 +503,8 @@ int cu_mvp4t_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
     bool bf = A->type == QT_BF16;
     int r = j == 3 && (c->knobs.mvf_pb_mode & 2) ? 2 : 4; /* HEARTH_CUDA_MVF_PB_MODE */
     bool t4 = j <= 2 && A->n_tok <= 4 && !(c->knobs.mvf_pb_mode & 16); /* HEARTH_CUDA_MVF_PB_MODE bit 4: never */
-    fn_t fn = j == 3 ? tab3[r == 2][bf] : (t4 ? tab4 : tab)[j - 1][en][bf];
+    bool t2 = A->n_tok <= 2 && r == 4 && !(j == 3 && en) && !(c->knobs.mvf_pb_mode & 32); /* bit 5: never */
+    fn_t fn = t2 ? tab2[j - 1][en][bf] : (j == 3 ? tab3[r == 2][bf] : (t4 ? tab4 : tab)[j - 1][en][bf]);
     size_t smem = (size_t)2 * r * j * thr * 16;
     if ((rc = cu_smem_allow(c, (const void *)fn, smem, err))) return rc;
     if (!(c->knobs.mvf_pb_mode & 1)) cu_carve(c, (const void *)fn);

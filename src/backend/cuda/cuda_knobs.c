@@ -99,6 +99,7 @@ static void knobs_quant(cuda_knobs *k) {
     k->mv1_tma = knob_flag("HEARTH_CUDA_MV1_TMA", true);
     k->mvs = (int)knob_int("HEARTH_CUDA_MVS", 0, 8, 4);
     k->mvt = (int)knob_int("HEARTH_CUDA_MVT", 0, 2, 2);
+    k->mvt_t2 = knob_flag("HEARTH_CUDA_MVT_T2", true);
     k->norm_mb = knob_flag("HEARTH_CUDA_NORM_MB", true);
     k->pq = knob_flag("HEARTH_CUDA_PQ", false);
     const char *pm = knob_str("HEARTH_CUDA_PQ_MAX");
@@ -128,7 +129,7 @@ static void knobs_float(cuda_knobs *k) {
     k->mvf_ps_long = knob_flag("HEARTH_CUDA_MVF_PS_LONG", true);
     k->mvf_ps_r8 = knob_flag("HEARTH_CUDA_MVF_PS_R8", false);
     k->mvf_pb = knob_flag("HEARTH_CUDA_MVF_PB", true);
-    k->mvf_pb_mode = (int)knob_int("HEARTH_CUDA_MVF_PB_MODE", 0, 31, 8);
+    k->mvf_pb_mode = (int)knob_int("HEARTH_CUDA_MVF_PB_MODE", 0, 63, 8);
     k->mvf_ps_min = (int)knob_int("HEARTH_CUDA_MVF_PS_MIN", 0, 1 << 30, 0);
     k->mvf_ps_even = knob_flag("HEARTH_CUDA_MVF_PS_EVEN", true);
     k->mvf_t256 = knob_flag("HEARTH_CUDA_MVF_T256", false);

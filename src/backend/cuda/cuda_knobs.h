@@ -62,6 +62,7 @@ typedef struct cuda_knobs {
     bool mv1;             /* HEARTH_CUDA_MV1=0: no single-token product kernels */
     bool mv1s;            /* HEARTH_CUDA_MV1S=0: no two-chunk single-token instance */
     bool mv1_tma;         /* HEARTH_CUDA_MV1_TMA=0: no bulk-copy staging in them */
+    bool mvt_t2;          /* HEARTH_CUDA_MVT_T2=0: two tokens take MVT_KERNEL's four-token instance */
     int mvt;              /* HEARTH_CUDA_MVT: persistent kernel for 2..8 quantized tokens (MVT_KERNEL): 0 never, 1 Q4_0/Q8_0/Q4_K/Q6_K, 2 (default) Q4_0/Q8_0 only (the two it measured faster for) */
     int mvs;              /* HEARTH_CUDA_MVS: 0 off, 1..8 blocks per SM of the streaming kernel (default 4) */
     bool norm_mb;         /* HEARTH_CUDA_NORM_MB=0: one block per row in the quantizing RMSNorm */
@@ -87,7 +88,7 @@ typedef struct cuda_knobs {
     bool mvf_ps_long;     /* HEARTH_CUDA_MVF_PS_LONG=0: not for rows of more than 2 * blockDim column groups */
     int mvf_ps_r2;        /* HEARTH_CUDA_MVF_PS_R2: 0..3, groups of 2 rows instead of 4 (bit 0: rows of <= 2 * blockDim column groups, bit 1: longer; default 0: groups of 4, session 18) */
     bool mvf_pb;          /* HEARTH_CUDA_MVF_PB=0: no persistent float kernel for 2..8 tokens (mvp4t_kernel) */
-    int mvf_pb_mode;      /* HEARTH_CUDA_MVF_PB_MODE: experiments, bit 0 no shared-memory carveout preference, bit 1 groups of 2 rows for three column groups, bit 3 those rows with the tokens split between block pairs, bit 4 no 4-token instance for 2..4 tokens (default 8) */
+    int mvf_pb_mode;      /* HEARTH_CUDA_MVF_PB_MODE: experiments, bit 0 no shared-memory carveout preference, bit 1 groups of 2 rows for three column groups, bit 3 those rows with the tokens split between block pairs, bit 4 no 4-token instance for 2..4 tokens, bit 5 no 2-token instance for 2 tokens (default 8) */
     bool mvf_ps_r8;       /* HEARTH_CUDA_MVF_PS_R8=1: groups of 8 rows for rows of at most two column groups per thread (2048 columns) */
     bool mvf_t256;        /* HEARTH_CUDA_MVF_T256=1: 256-thread four-row blocks for rows of >= 2048 columns (else 128 at 2048) */
     int mvf_ps_min;       /* HEARTH_CUDA_MVF_PS_MIN: only for products of at least this many row groups (default 0) */

@@ -350,7 +350,9 @@ static void test_rule(void **state) {
         assert_int_equal(roles[0], qkv);
         assert_true(kv);
     }
-    /* Q4_K q/k and Q6_K v: one launch of two types for one token, two launches for more */
+    /* Q4_K q/k and Q6_K v: one launch of two types for one token, two launches for more
+     * (with HEARTH_CUDA_QKVR_KQ=1; by default 2+ tokens of these types keep the RoPE, below) */
+    c.kn.qkvr_kq = true;
     for (int T = 1; T <= 8; T += 7) {
         rstep s2 = { QT_Q4_K, QT_Q6_K, QT_F32, T, RHD, 0 };
         record(&c, &s2);
@@ -364,6 +366,14 @@ static void test_rule(void **state) {
         assert_int_equal(fused_products(&c, roles, &kv), 2);
         assert_int_equal(roles[0], CUDA_QKVR_Q | CUDA_QKVR_K << 2);
         assert_int_equal(roles[1], CUDA_QKVR_V);
+    }
+    c.kn.qkvr_kq = false;
+    for (int T = 1; T <= 2; T++) {
+        rstep s6 = { QT_Q4_K, QT_Q6_K, QT_F32, T, RHD, 0 };
+        record(&c, &s6);
+        cb_rewrite(&c);
+        assert_int_equal(count(&c, CK_ROPE), T == 1 ? 0 : 1);
+        assert_int_equal(fused_products(&c, roles, &kv), T == 1 ? 1 : 0);
     }
     /* the default token limit (4): a step of 4 takes the rule, one of 5 or 8 keeps the RoPE
      * and the KV store */

@@ -114,6 +114,7 @@ static void knobs_quant(cuda_knobs *k) {
     k->gu_per = (int)knob_int("HEARTH_CUDA_GU_PER", 1, 2, 0);
     k->gu_t = (int)knob_int("HEARTH_CUDA_GU_T", 1, 4, 1);
     k->fuse_t = (int)knob_int("HEARTH_CUDA_FUSE_T", 1, 8, 4);
+    k->qkvr_kq = knob_flag("HEARTH_CUDA_QKVR_KQ", false);
 }
 
 static void knobs_float(cuda_knobs *k) {

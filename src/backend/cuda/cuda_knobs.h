@@ -76,6 +76,7 @@ typedef struct cuda_knobs {
     bool gu_tma;          /* HEARTH_CUDA_GU_TMA=0: no bulk-copy staging in the gate/up kernel */
     int gu_per;           /* HEARTH_CUDA_GU_PER: 1 or 2 outputs per pass (0: chosen per call) */
     int gu_t;             /* HEARTH_CUDA_GU_T: most tokens of the fused gate/up kernel, 1 (default)..4 */
+    bool qkvr_kq;         /* HEARTH_CUDA_QKVR_KQ=1: Q4_K/Q6_K q/k/v products of 2+ tokens take the RoPE epilogue too */
     int fuse_t;           /* HEARTH_CUDA_FUSE_T: most tokens of a step that take the q/k/v + RoPE epilogue, the
                            * float products' GLU and norm folds and the fused decode attention, 1..8 (default 4) */
     /* ---- float products (cu_mvf.cu, cu_gemm_f.cu) ---- */

@@ -1,6 +1,6 @@
 /* libFuzzer target for model loading and the forward pass (seeds: tests/fuzz/seeds/model,
  * tiny F32 models of each decoder layout made by tests/fuzz/gen_model_seeds.c). The input is written
- * to a temporary file and loaded with hearth_model_load; when it loads, a context is made
+ * to a temporary file (removed right after the load) and loaded with hearth_model_load; when it loads, a context is made
  * and a few tokens decoded, so any hyper-parameter or shape the loader lets through is
  * exercised by the arithmetic that trusts it. */
 #include <stdint.h>
@@ -21,7 +21,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     hearth_model *m = NULL;
     char err[256];
     hearth_model_params mp = hearth_model_default_params();
-    if (hearth_model_load(path, &mp, &m, err, sizeof err) == HEARTH_OK) {
+    int lrc = hearth_model_load(path, &mp, &m, err, sizeof err);
+    unlink(path); /* a loaded model keeps its mapping; runs must not leave files behind */
+    if (lrc == HEARTH_OK) {
         hearth_context_params cp = hearth_context_default_params();
         cp.n_ctx = 16;
         cp.n_batch = 8;

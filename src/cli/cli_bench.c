@@ -271,29 +271,23 @@ static json_t *row_json(const bench_row *w, long threads, const bench_bw *bws) {
 /* --parallel S[,S...]: one tgN xS test per count (2..BENCH_MAX_SEQ, at most BENCH_MAX_PAR). */
 static int add_parallel(const bench_opts *o, bench_test *tests, int *n) {
     const char *p = o->parallel;
-    int k = 0;
-    if (o->n_gen <= 0) {
-        cli_error("bench: --parallel needs generation steps (-n N > 0)");
-        return -1;
-    }
-    while (*p) {
+    int k = 0, bad = o->n_gen <= 0; /* 1: no generation steps, 2: a malformed list */
+    while (!bad && (k == 0 || *p)) { /* at least one count; a comma must be followed by one */
         char *end;
         long v = strtol(p, &end, 10);
-        if (end == p || v < 2 || v > BENCH_MAX_SEQ || (*end && *end != ',') || ++k > BENCH_MAX_PAR) {
-            cli_error("bench: --parallel wants up to %d comma-separated counts 2..%d, got '%s'", BENCH_MAX_PAR,
-                      BENCH_MAX_SEQ, o->parallel);
-            return -1;
+        bad = end == p || v < 2 || v > BENCH_MAX_SEQ || (*end && (*end != ',' || !end[1])) || ++k > BENCH_MAX_PAR
+                  ? 2 : 0;
+        if (!bad) {
+            tests[*n] = (bench_test){ 0, (int)o->n_gen, (int)v, "" };
+            snprintf(tests[*n].name, sizeof tests[*n].name, "tg%ld x%ld", o->n_gen, v);
+            (*n)++;
+            p = *end ? end + 1 : end;
         }
-        tests[*n] = (bench_test){ 0, (int)o->n_gen, (int)v, "" };
-        snprintf(tests[*n].name, sizeof tests[*n].name, "tg%ld x%ld", o->n_gen, v);
-        (*n)++;
-        p = *end ? end + 1 : end;
     }
-    if (k == 0) {
-        cli_error("bench: --parallel wants at least one count");
-        return -1;
-    }
-    return 0;
+    if (bad == 1) cli_error("bench: --parallel needs generation steps (-n N > 0)");
+    else if (bad) cli_error("bench: --parallel wants up to %d comma-separated counts 2..%d, got '%s'", BENCH_MAX_PAR,
+                            BENCH_MAX_SEQ, o->parallel);
+    return bad ? -1 : 0;
 }
 
 static int make_tests(const bench_opts *o, bench_test *tests, int *n) {

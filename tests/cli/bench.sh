@@ -38,7 +38,7 @@ PY
 "$H" bench -m "$M" -p 8 -n 0 -r 1 -pg 4,2 > "$tmp/t.txt" || { echo "table run failed"; exit 1; }
 grep -q "| *pp8 *|" "$tmp/t.txt" && grep -q "pp4+tg2" "$tmp/t.txt" || { echo "table rows missing"; cat "$tmp/t.txt"; exit 1; }
 for args in "-p 8 -n 0 -o xml" "-p 0 -n 0" "-pg 1" "-p 8 -n 1 --bw-mib 3" "-n 2 --parallel 1" "-n 2 --parallel 4,x" \
-            "-n 2 --parallel 300" "-n 2 --parallel ," "-n 2 --parallel 2,3,4,5,6,7,8,9,10" "-n 0 --parallel 4"; do
+            "-n 2 --parallel 300" "-n 2 --parallel ," "-n 2 --parallel 4," "-n 2 --parallel=" "-n 2 --parallel 2,3,4,5,6,7,8,9,10" "-n 0 --parallel 4"; do
   # shellcheck disable=SC2086
   if "$H" bench -m "$M" $args > /dev/null 2> "$tmp/err"; then echo "accepted: $args"; exit 1; fi
   [ "$(wc -l < "$tmp/err")" -eq 1 ] || { echo "not one message for $args:"; cat "$tmp/err"; exit 1; }

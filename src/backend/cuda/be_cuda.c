@@ -588,13 +588,12 @@ static void cb_stat_step(cuda_be *c, bool begin) {
     hb_err_clear(&e);
     if (begin) {
         c->st_in_step = !cuda_prof_mark(c->cu, 2 * k, &e);
-        return;
+    } else if (c->st_in_step && !cuda_prof_mark(c->cu, 2 * k + 1, &e)) {
+        c->st_in_step = false;
+        if (c->st_steps > 0 && !cuda_prof_ms(c->cu, 2 * prev, 2 * prev + 1, &ms, &e)) c->st_busy_ms += ms;
+        if (c->st_steps > 0 && !cuda_prof_ms(c->cu, 2 * prev + 1, 2 * k, &ms, &e)) c->st_idle_ms += ms, c->st_gaps++;
+        c->st_steps++;
     }
-    if (!c->st_in_step || cuda_prof_mark(c->cu, 2 * k + 1, &e)) return;
-    c->st_in_step = false;
-    if (c->st_steps > 0 && !cuda_prof_ms(c->cu, 2 * prev, 2 * prev + 1, &ms, &e)) c->st_busy_ms += ms;
-    if (c->st_steps > 0 && !cuda_prof_ms(c->cu, 2 * prev + 1, 2 * k, &ms, &e)) c->st_idle_ms += ms, c->st_gaps++;
-    c->st_steps++;
 }
 
 static void cb_stat_print(const cuda_be *c) {

@@ -100,6 +100,42 @@ static __device__ __forceinline__ float cu_warp_max(float v) {
     return v;
 }
 
+/* One level of ps_tsum: lanes with bit M keep the upper N / 2 values and send the lower,
+ * the others the opposite, then the next level on the N / 2 sums (compile-time N and M, so
+ * v stays in registers). */
+template <int N, int M>
+struct ps_tlevel {
+    static __device__ __forceinline__ void run(float *v, int lane) {
+        bool hi = lane & M;
+#pragma unroll
+        for (int i = 0; i < N / 2; i++) {
+            float keep = hi ? v[N / 2 + i] : v[i], send = hi ? v[i] : v[N / 2 + i];
+            v[i] = keep + __shfl_xor_sync(0xffffffffu, send, M);
+        }
+        ps_tlevel<N / 2, M / 2>::run(v, lane);
+    }
+};
+template <int M>
+struct ps_tlevel<1, M> { /* one value left: the plain butterfly for the remaining masks */
+    static __device__ __forceinline__ void run(float *v, int) {
+#pragma unroll
+        for (int m = M; m >= 1; m >>= 1) v[0] += __shfl_xor_sync(0xffffffffu, v[0], m);
+    }
+};
+template <>
+struct ps_tlevel<1, 0> {
+    static __device__ __forceinline__ void run(float *, int) {}
+};
+
+/* The sums over the warp of v[0..V) (V a power of two, <= 32; v is overwritten), the values
+ * split between the lanes level by level (masks 16, 8, 4, 2, 1): lane l returns value
+ * l >> (5 - log2 V). */
+template <int V>
+static __device__ __forceinline__ float ps_tsum(float *v, int lane) {
+    ps_tlevel<V, 16>::run(v, lane);
+    return v[0];
+}
+
 static __device__ __forceinline__ int cu_warp_isum(int v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

@@ -363,7 +363,7 @@ static __device__ __forceinline__ const uint8_t *mvt_row(const mv_multi *m, int6
             }                                                                                            \
             int64_t ldy = MV_SEG_FIELD(mm, seg, ldy);                                                    \
             float *y = MV_SEG_FIELD(mm, seg, y) + (int64_t)t0 * ldy, *add = MV_SEG_FIELD(mm, seg, add_to); \
-            cu_mv_store(acc, lane, r, ntl, y, ldy, add ? add + (int64_t)t0 * ldy : NULL);                \
+            cu_mv_store_v<(T)>(acc, lane, r, ntl, y, ldy, add ? add + (int64_t)t0 * ldy : NULL);             \
             __syncwarp(); /* every lane is done with buffer k: refill it */                              \
             int64_t gn = g + MVS_S * step;                                                               \
             if (gn < total) {                                                                            \

@@ -231,13 +231,20 @@ static __device__ __forceinline__ bool mr_row(bool rot, int neox, int hd, int64_
 static __device__ __forceinline__ void mr_finish(const mr_args &A, const float *acc, bool valid, bool rot, int role,
                                                  int64_t r, int warp, int lane, int n_tok, float *y, int64_t ldy,
                                                  float (*xch)[MR_T], const float2 (*ang)[MR_T]) {
-    float v[MR_T];
+    float v[MR_T], o = 0.0f;
+    if (n_tok > 2 && valid) { /* one reduction for all tokens (cu_mv_store's: the same bits), then token t to lane t */
 #pragma unroll
-    for (int t = 0; t < MR_T; t++) v[t] = valid && t < n_tok ? cu_warp_sum(acc[t]) : 0.0f;
-    float o = v[0];
+        for (int t = 0; t < MR_T; t++) v[t] = acc[t];
+        float s = ps_tsum<MR_T>(v, lane);
+        o = __shfl_sync(0xffffffffu, s, (lane % MR_T) * (32 / MR_T));
+    } else {
 #pragma unroll
-    for (int t = 1; t < MR_T; t++)
-        if (t == lane) o = v[t];
+        for (int t = 0; t < MR_T; t++) v[t] = valid && t < n_tok ? cu_warp_sum(acc[t]) : 0.0f;
+        o = v[0];
+#pragma unroll
+        for (int t = 1; t < MR_T; t++)
+            if (t == lane) o = v[t];
+    }
     if (rot) {
         if (valid && lane < n_tok) xch[warp][lane] = o;
         __syncthreads();

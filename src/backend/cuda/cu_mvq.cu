@@ -102,6 +102,18 @@ typedef struct pq_multi {
  * wait (dynamic shared memory: the stage [NW][wst], then the activations). Few blocks
  * (about one per SM): every block reads the whole input, and the same few kilobytes read
  * by hundreds of blocks at the same moment queue at the L2 slices that hold them. */
+/* The warp sums of the gate and up rows j = 0, 1 of one token (g0, g1, u0, u1) in one
+ * reduction, the values split between the lanes (ps_tsum: cu_warp_sum's pairings, so the
+ * bits of four separate sums; 7 shuffles instead of 20): lanes 16 + 8j hold up row j, and
+ * the gate's sum comes from lane 8j. Returns j for lanes 16 and 24 (*gv, *uv: row j's
+ * sums), -1 for the others. */
+static __device__ __forceinline__ int gu_sums(float g0, float g1, float u0, float u1, int lane, float *gv, float *uv) {
+    float v[4] = { g0, g1, u0, u1 };
+    float s = ps_tsum<4>(v, lane);
+    *gv = __shfl_xor_sync(0xffffffffu, s, 16), *uv = s;
+    return lane == 16 ? 0 : (lane == 24 ? 1 : -1);
+}
+
 #define PQ_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT)                                                        \
     static __global__ void __launch_bounds__(PQ_MAXW * 32, 1)                                            \
         name(pq_multi mm, size_t row_bytes, int n, int rpw, size_t wst, int vw, pq_in in, int n_tok) {   \
@@ -295,19 +307,19 @@ static __device__ __forceinline__ void gu_stage_row(uint8_t *sm, const uint8_t *
                 }                                                                                        \
             }                                                                                            \
         }                                                                                                \
-        _Pragma("unroll") for (int j = 0; j < 2; j++)                                                    \
-            _Pragma("unroll") for (int t = 0; t < GU_T; t++) {                                           \
-                if (t < n_tok) {                                                                         \
-                    float gv = cu_warp_sum(g[j][t]), uv = cu_warp_sum(u[j][t]);                          \
-                    if (lane == 0) {                                                                     \
-                        float o = cu_glu_act(gelu, gv) * uv;                                             \
-                        yg[(int64_t)t * ldg + i0 + j] = gv;                                              \
-                        yu[(int64_t)t * ldu + i0 + j] = uv;                                              \
-                        out[(int64_t)t * n_ff + i0 + j] = o;                                             \
-                        ob[t * 32 + 2 * warp + j] = o;                                                   \
-                    }                                                                                    \
+        _Pragma("unroll") for (int t = 0; t < GU_T; t++) {                                               \
+            if (t < n_tok) { /* gu_sums: the four sums of one reduction, the same bits */                \
+                float gv, uv;                                                                            \
+                int j = gu_sums(g[0][t], g[1][t], u[0][t], u[1][t], lane, &gv, &uv);                     \
+                if (j >= 0) {                                                                            \
+                    float o = cu_glu_act(gelu, gv) * uv;                                                 \
+                    yg[(int64_t)t * ldg + i0 + j] = gv;                                                  \
+                    yu[(int64_t)t * ldu + i0 + j] = uv;                                                  \
+                    out[(int64_t)t * n_ff + i0 + j] = o;                                                 \
+                    ob[t * 32 + 2 * warp + j] = o;                                                       \
                 }                                                                                        \
             }                                                                                            \
+        }                                                                                                \
         CU_TR_MARK(5);                                                                                   \
         __syncthreads();                                                                                 \
         if (warp < n_tok)                                                                                \

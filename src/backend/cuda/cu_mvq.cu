@@ -102,18 +102,6 @@ typedef struct pq_multi {
  * wait (dynamic shared memory: the stage [NW][wst], then the activations). Few blocks
  * (about one per SM): every block reads the whole input, and the same few kilobytes read
  * by hundreds of blocks at the same moment queue at the L2 slices that hold them. */
-/* The warp sums of the gate and up rows j = 0, 1 of one token (g0, g1, u0, u1) in one
- * reduction, the values split between the lanes (ps_tsum: cu_warp_sum's pairings, so the
- * bits of four separate sums; 7 shuffles instead of 20): lanes 16 + 8j hold up row j, and
- * the gate's sum comes from lane 8j. Returns j for lanes 16 and 24 (*gv, *uv: row j's
- * sums), -1 for the others. */
-static __device__ __forceinline__ int gu_sums(float g0, float g1, float u0, float u1, int lane, float *gv, float *uv) {
-    float v[4] = { g0, g1, u0, u1 };
-    float s = ps_tsum<4>(v, lane);
-    *gv = __shfl_xor_sync(0xffffffffu, s, 16), *uv = s;
-    return lane == 16 ? 0 : (lane == 24 ? 1 : -1);
-}
-
 #define PQ_KERNEL(name, UNPACK, HAS_MIN, HAS_LUT)                                                        \
     static __global__ void __launch_bounds__(PQ_MAXW * 32, 1)                                            \
         name(pq_multi mm, size_t row_bytes, int n, int rpw, size_t wst, int vw, pq_in in, int n_tok) {   \
@@ -186,6 +174,18 @@ static __device__ __forceinline__ void gu_stage_tma(uint8_t *sm, const uint8_t *
     cu_mbar_expect(bar, 2u * (uint32_t)pb);
     cu_bulk_g2s(sm, wg + (size_t)row * row_bytes, (uint32_t)pb, bar, pol);
     cu_bulk_g2s(sm + pb, wu + (size_t)row * row_bytes, (uint32_t)pb, bar, pol);
+}
+
+/* The warp sums of the gate and up rows j = 0, 1 of one token (g0, g1, u0, u1) in one
+ * reduction, the values split between the lanes (ps_tsum: cu_warp_sum's pairings, so the
+ * bits of four separate sums; 7 shuffles instead of 20): lanes 16 + 8j hold up row j, and
+ * the gate's sum comes from lane 8j. Returns j for lanes 16 and 24 (*gv, *uv: row j's
+ * sums), -1 for the others. */
+static __device__ __forceinline__ int gu_sums(float g0, float g1, float u0, float u1, int lane, float *gv, float *uv) {
+    float v[4] = { g0, g1, u0, u1 };
+    float s = ps_tsum<4>(v, lane);
+    *gv = __shfl_xor_sync(0xffffffffu, s, 16), *uv = s;
+    return lane == 16 ? 0 : (lane == 24 ? 1 : -1);
 }
 
 /* Three one-row buffers per warp (the G3 single-token instances, bulk copies only): output

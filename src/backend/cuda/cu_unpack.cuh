@@ -360,7 +360,7 @@ static __device__ __forceinline__ float mq_chunk_dot(const int q[8], int4 x0, in
     return v;
 }
 
-#define CU_MV_T 8 /* most tokens of a decode mat-vec pass (cu_mv_store: 8) */
+#define CU_MV_T 8 /* most tokens of a decode mat-vec pass */
 
 /* cu_mv_store's sums of acc[0..V) (V a power of two <= 32) in one reduction, the values
  * split between the lanes level by level (ps_tsum: cu_warp_sum's pairings, own value first,

@@ -463,6 +463,45 @@ static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q,
     }
 }
 
+/* The warp sums of mvp4's four rows for each token (and with EN each token's sum of
+ * squares) into red[(k * MVF_T + t) * MVF_WARPS + warp] (squares: k = 4). The 8-token
+ * instances sum all 32 (row, token) values in one reduction (ps_tsum: cu_warp_sum's
+ * pairings, so the same bits as the separate sums of the one-token instance; 31 shuffles
+ * instead of 160, 9 for the squares instead of 40). */
+template <int NT, int EN>
+static __device__ __forceinline__ void mvp4_wsums(const float (*acc)[NT], const float *ss, int n_tok, int lane,
+                                                  int warp, float *red) {
+    if (NT == MVF_T) {
+        float v[4 * NT], u[NT];
+#pragma unroll
+        for (int i = 0; i < 4 * NT; i++) v[i] = acc[i / NT][i % NT];
+        float s = ps_tsum<4 * NT>(v, lane); /* lane l: row l / NT, token l % NT */
+        if (lane % NT < n_tok) red[((lane / NT) * MVF_T + lane % NT) * MVF_WARPS + warp] = s;
+        if (EN) {
+#pragma unroll
+            for (int t = 0; t < NT; t++) u[t] = ss[t];
+            float q = ps_tsum<NT>(u, lane); /* lane l: token l / (32 / NT) */
+            int t = lane / (32 / NT);
+            if (lane % (32 / NT) == 0 && t < n_tok) red[(4 * MVF_T + t) * MVF_WARPS + warp] = q;
+        }
+    } else {
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            if (t < n_tok) {
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    float v = cu_warp_sum(acc[k][t]);
+                    if (lane == 0) red[(k * MVF_T + t) * MVF_WARPS + warp] = v;
+                }
+                if (EN) {
+                    float v = cu_warp_sum(ss[t]);
+                    if (lane == 0) red[(4 * MVF_T + t) * MVF_WARPS + warp] = v;
+                }
+            }
+        }
+    }
+}
+
 #define MVP4_KERNEL(name, IS32, NT, EN) MVP4_KERNEL_B(name, IS32, NT, EN, 1, 2)
 /* J: 8-column groups of each row per thread loaded before the PDL wait (2 or 3) */
 #define MVP4_KERNEL_B(name, IS32, NT, EN, MINB, J)                                                             \
@@ -507,18 +546,7 @@ static __device__ __forceinline__ void mvp4_group(uint32_t type, const uint4 *q,
             mvp4_group<NT, IS32 + 1, EN, J>(A.type, &q[0][0], 0, A.x + 8 * (int64_t)g, A.xs, A.n_tok, acc,     \
                                          (EN) && A.nw ? A.nw + 8 * (int64_t)g : NULL, ss);                   \
         }                                                                                                 \
-        _Pragma("unroll") for (int t = 0; t < NT; t++) {                                                  \
-            if (t < A.n_tok) {                                                                            \
-                _Pragma("unroll") for (int k = 0; k < 4; k++) {                                           \
-                    float v = cu_warp_sum(acc[k][t]);                                                     \
-                    if (lane == 0) red[(k * MVF_T + t) * MVF_WARPS + warp] = v;                           \
-                }                                                                                         \
-                if (EN) {                                                                                 \
-                    float v = cu_warp_sum(ss[t]);                                                         \
-                    if (lane == 0) red[(4 * MVF_T + t) * MVF_WARPS + warp] = v;                           \
-                }                                                                                         \
-            }                                                                                             \
-        }                                                                                                 \
+        mvp4_wsums<NT, EN>(acc, ss, A.n_tok, lane, warp, red);                                            \
         CU_TR_MARK(2);                                                                                    \
         __syncthreads();                                                                                  \
         CU_TR_MARK(3);                                                                                    \

@@ -232,11 +232,16 @@ static __device__ __forceinline__ void mr_finish(const mr_args &A, const float *
                                                  int64_t r, int warp, int lane, int n_tok, float *y, int64_t ldy,
                                                  float (*xch)[MR_T], const float2 (*ang)[MR_T]) {
     float v[MR_T], o = 0.0f;
-    if (n_tok > 2 && valid) { /* one reduction for all tokens (cu_mv_store's: the same bits), then token t to lane t */
+    if (n_tok > 4 && valid) { /* one reduction for all tokens (cu_mv_store's: the same bits), then token t to lane t */
 #pragma unroll
         for (int t = 0; t < MR_T; t++) v[t] = acc[t];
         float s = ps_tsum<MR_T>(v, lane);
         o = __shfl_sync(0xffffffffu, s, (lane % MR_T) * (32 / MR_T));
+    } else if (n_tok > 2 && valid) { /* 3-4 tokens: the 4-value reduction, 6 shuffles instead of 9 */
+#pragma unroll
+        for (int t = 0; t < 4; t++) v[t] = acc[t];
+        float s = ps_tsum<4>(v, lane);
+        o = __shfl_sync(0xffffffffu, s, (lane % 4) * 8);
     } else {
 #pragma unroll
         for (int t = 0; t < MR_T; t++) v[t] = valid && t < n_tok ? cu_warp_sum(acc[t]) : 0.0f;

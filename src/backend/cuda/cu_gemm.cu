@@ -149,9 +149,12 @@ static __device__ __forceinline__ gq_seg gq_segment(const gq_args p) {
     gq_seg g = { p.w, p.n, p.ldy, 0, p.y, p.add_to };
     unsigned bx = blockIdx.x;
     if (p.nseg > 1 && bx >= p.blk0) {
-        int i = p.nseg > 2 && bx >= p.blk0 + p.sblk[0] ? 1 : 0;
+        /* the segment is picked with selects, not an index: a runtime index into the
+         * parameter arrays would copy the whole struct to local memory (a stack frame) */
+        bool i = p.nseg > 2 && bx >= p.blk0 + p.sblk[0];
         bx -= p.blk0 + (i ? p.sblk[0] : 0);
-        g.w = p.sw[i], g.n = p.sn[i], g.ldy = p.sld[i], g.y = p.sy[i], g.add_to = p.sadd[i];
+        g.w = i ? p.sw[1] : p.sw[0], g.n = i ? p.sn[1] : p.sn[0], g.ldy = i ? p.sld[1] : p.sld[0];
+        g.y = i ? p.sy[1] : p.sy[0], g.add_to = i ? p.sadd[1] : p.sadd[0];
     }
     g.j0 = (int64_t)bx * QBN;
     return g;

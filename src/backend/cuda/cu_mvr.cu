@@ -225,24 +225,29 @@ static __device__ __forceinline__ bool mr_row(bool rot, int neox, int hd, int64_
         mr_finish(A, acc, valid, rot, role, r, warp, lane, n_tok, y, ldy, xch, ang);                     \
     }
 
-/* The epilogue: warp sums, then the pair rotation (rotated segments; every thread of the
- * block, the angle warp too, reaches its barrier), the output row and the cache cells,
- * token t by lane t. */
+/* Token (lane % V)'s warp sum of acc[0..V) in every lane: one reduction for all V values
+ * (ps_tsum, cu_mv_store's: the same bits as cu_warp_sum per token), then a shuffle. */
+template <int V>
+static __device__ __forceinline__ float mr_tsum(const float *acc, int lane) {
+    float v[V];
+#pragma unroll
+    for (int t = 0; t < V; t++) v[t] = acc[t];
+    return __shfl_sync(0xffffffffu, ps_tsum<V>(v, lane), (lane % V) * (32 / V));
+}
+
+/* The epilogue: warp sums (one reduction for 3-8 tokens: 6 shuffles for 3-4, 9 for 5-8),
+ * then the pair rotation (rotated segments; every thread of the block, the angle warp too,
+ * reaches its barrier), the output row and the cache cells, token t by lane t. */
 static __device__ __forceinline__ void mr_finish(const mr_args &A, const float *acc, bool valid, bool rot, int role,
                                                  int64_t r, int warp, int lane, int n_tok, float *y, int64_t ldy,
                                                  float (*xch)[MR_T], const float2 (*ang)[MR_T]) {
-    float v[MR_T], o = 0.0f;
-    if (n_tok > 4 && valid) { /* one reduction for all tokens (cu_mv_store's: the same bits), then token t to lane t */
-#pragma unroll
-        for (int t = 0; t < MR_T; t++) v[t] = acc[t];
-        float s = ps_tsum<MR_T>(v, lane);
-        o = __shfl_sync(0xffffffffu, s, (lane % MR_T) * (32 / MR_T));
-    } else if (n_tok > 2 && valid) { /* 3-4 tokens: the 4-value reduction, 6 shuffles instead of 9 */
-#pragma unroll
-        for (int t = 0; t < 4; t++) v[t] = acc[t];
-        float s = ps_tsum<4>(v, lane);
-        o = __shfl_sync(0xffffffffu, s, (lane % 4) * 8);
+    float o = 0.0f;
+    if (n_tok > 4 && valid) {
+        o = mr_tsum<MR_T>(acc, lane);
+    } else if (n_tok > 2 && valid) {
+        o = mr_tsum<4>(acc, lane);
     } else {
+        float v[MR_T];
 #pragma unroll
         for (int t = 0; t < MR_T; t++) v[t] = valid && t < n_tok ? cu_warp_sum(acc[t]) : 0.0f;
         o = v[0];

@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
     printf("%s: measured read bandwidth %.2f TB/s\n", cuda_ctx_info(c)->name, bw / 1e12);
     step_ops(c);
     const uint32_t types[] = { QT_F16, QT_Q8_0, QT_Q4_0, QT_Q4_K, QT_Q6_K, QT_Q5_K, QT_IQ4_XS };
-    const int toks[] = { 1, 4, 8, 512 };
+    const int toks[] = { 1, 2, 4, 8, 512 };
     const char *only = getenv("BENCH_TYPES"); /* e.g. "Q4_0,F16" */
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         if (only && !strstr(only, quant_type_name(types[ti]))) continue;

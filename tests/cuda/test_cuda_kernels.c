@@ -151,17 +151,19 @@ static void check_many_rows(uint32_t type, int64_t rows, int64_t cols) {
     free(wf), free(x), free(y), free(y1), free(wq), free(xq);
 }
 
-/* 2..8 tokens of quantized rows (the persistent batch kernel, MVT_KERNEL, for the types it
- * has): bit for bit each token alone (the single-token kernels) and the generic batch kernel
- * (HEARTH_CUDA_MVT=0), for one weight and for three over the same input; and it ran. */
+/* 2..8 tokens of quantized rows (the int8 tensor-core kernel, cu_mmt.cu, for Q4_0/Q8_0 rows
+ * of <= 64 chunks; else the persistent batch kernel, MVT_KERNEL): bit for bit each token
+ * alone (the single-token kernels), the generic batch kernel (HEARTH_CUDA_MVT=0) and
+ * MVT_KERNEL with the tensor-core kernel off, for one weight and for three over the same
+ * input (row counts that leave partial 16-row tiles); and the expected kernel ran. */
 static void check_batch_q(uint32_t type, int64_t rows, int64_t cols, int64_t n_tok) {
     size_t rb = quant_row_size(type, cols);
     int64_t rr[3] = { rows, rows / 3 + 1, 7 }, all = rr[0] + rr[1] + rr[2];
     float *wf = malloc(sizeof(float) * cols), *x = malloc(sizeof(float) * n_tok * cols);
     float *yb = malloc(sizeof(float) * n_tok * all), *y1 = malloc(sizeof(float) * n_tok * all);
-    float *yg = malloc(sizeof(float) * n_tok * all);
+    float *yg = malloc(sizeof(float) * n_tok * all), *ym = malloc(sizeof(float) * n_tok * all);
     uint8_t *wq = malloc(rb * all);
-    assert_true(wf && x && yb && y1 && yg && wq);
+    assert_true(wf && x && yb && y1 && yg && ym && wq);
     for (int64_t r = 0; r < all; r++) {
         for (int64_t k = 0; k < cols; k++) wf[k] = frand() * (1.0f + (float)((r + k) % 5) * 0.25f);
         assert_true(quant_quantize_row(type, wf, wq + r * rb, cols));
@@ -180,9 +182,11 @@ static void check_batch_q(uint32_t type, int64_t rows, int64_t cols, int64_t n_t
         int64_t ldys[3];
         float *adds[3] = { NULL, NULL, NULL };
         for (int i = 0, off = 0; i < 3; off += (int)(n_tok * rr[i]), i++) ys[i] = dy + off, ldys[i] = rr[i];
-        for (int pass = 0; pass < 3; pass++) { /* batch, batch with the generic kernel, alone */
+        bool mma = (type == QT_Q4_0 || type == QT_Q8_0) && cols <= 6144;
+        for (int pass = 0; pass < 4; pass++) { /* batch, generic kernel, alone, MVT without mma */
             k->mvt = pass != 1; /* 1: every type that has the kernel */
-            uint64_t l0 = cuda_mvt_launches(g_ctx);
+            k->mmt = pass != 3, k->mmt_min = 2; /* every batch size through it */
+            uint64_t l0 = cuda_mvt_launches(g_ctx), m0 = cuda_mmt_launches(g_ctx);
             for (int64_t t = 0; t < n_tok; t += pass == 2 ? 1 : n_tok) {
                 int64_t nt = pass == 2 ? 1 : n_tok;
                 float *yt[3] = { ys[0] + t * ldys[0], ys[1] + t * ldys[1], ys[2] + t * ldys[2] };
@@ -191,29 +195,34 @@ static void check_batch_q(uint32_t type, int64_t rows, int64_t cols, int64_t n_t
                 if (rc) fprintf(stderr, "%s\n", g_err.msg);
                 assert_int_equal(rc, 0);
             }
-            if (pass == 0) assert_true(cuda_mvt_launches(g_ctx) == l0 + 1);
-            to_host(pass == 0 ? yb : pass == 1 ? yg : y1, dy, sizeof(float) * n_tok * all);
+            if (pass == 0) assert_true(mma ? cuda_mmt_launches(g_ctx) == m0 + 1 : cuda_mvt_launches(g_ctx) == l0 + 1);
+            if (pass == 3) assert_true(cuda_mvt_launches(g_ctx) == l0 + 1);
+            to_host(pass == 0 ? yb : pass == 1 ? yg : pass == 2 ? y1 : ym, dy, sizeof(float) * n_tok * all);
         }
         int64_t n = multi ? n_tok * all : n_tok * rows;
         assert_memory_equal(yb, y1, sizeof(float) * n);
         assert_memory_equal(yb, yg, sizeof(float) * n);
-        printf("  %-7s %5lld x %5lld  %lld tokens%s: batch kernel == alone == generic\n", quant_type_name(type),
-               (long long)rows, (long long)cols, (long long)n_tok, multi ? ", three weights" : "");
+        assert_memory_equal(yb, ym, sizeof(float) * n);
+        printf("  %-7s %5lld x %5lld  %lld tokens%s: %s == alone == generic == MVT\n", quant_type_name(type),
+               (long long)rows, (long long)cols, (long long)n_tok, multi ? ", three weights" : "",
+               mma ? "int8 mma" : "batch kernel");
     }
     *k = keep;
     cuda_free(g_ctx, dw), cuda_free(g_ctx, dx), cuda_free(g_ctx, dy);
-    free(wf), free(x), free(yb), free(y1), free(yg), free(wq);
+    free(wf), free(x), free(yb), free(y1), free(yg), free(ym), free(wq);
 }
 
 static void test_matmul_batch_kernel(void **state) {
     (void)state;
     NEED_GPU();
     const uint32_t types[] = { QT_Q4_0, QT_Q8_0, QT_Q4_K, QT_Q6_K };
-    const int64_t toks[] = { 8, 5, 2 };
+    const int64_t toks[] = { 8, 5, 2, 3 };
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         for (size_t t = 0; t < sizeof toks / sizeof toks[0]; t++) {
             check_batch_q(types[i], 700, 2048, toks[t]);
             check_batch_q(types[i], 259, 5632, toks[t]); /* two tokens a block, partial chunk groups */
+            check_batch_q(types[i], 64, 1536, toks[t]);  /* 48 chunks: classes with one chunk */
+            check_batch_q(types[i], 40, 4096, toks[t]);  /* two 64-chunk segments per row tile */
         }
 }
 

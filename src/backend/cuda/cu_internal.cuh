@@ -55,6 +55,7 @@ struct cuda_ctx {
     uint64_t n_mvf_ps;            /* persistent one-token float product launches (testing aid) */
     uint64_t n_mvf_pb;            /* persistent batch float product launches (testing aid) */
     uint64_t n_mvt;               /* persistent batch quantized product launches (testing aid) */
+    uint64_t n_mmt;               /* int8 tensor-core batch product launches (cu_mmt.cu; testing aid) */
     cudaEvent_t prof_ev[CUDA_PROF_EVENTS]; /* cuda_prof_mark's events (NULL until used) */
 };
 
@@ -80,6 +81,16 @@ int cu_smem_allow(cuda_ctx *c, const void *fn, size_t bytes, hb_err *err);
 int cu_occupancy(cuda_ctx *c, const void *fn, int thr, size_t smem);
 /* Checks the last launch. */
 int cu_check_launch(hb_err *err, const char *what);
+/* cu_mmt.cu: y_i[t][r] (+= into add_to[i] when given) for 2..8 tokens of up to three Q4_0 or
+ * Q8_0 weights w[0..nw) of one row size (row_bytes, a multiple of 16; nch <= 192 chunks, a
+ * multiple of 8)
+ * over quantized activations xq/xd/xs (cu_act_quantize), on the int8 tensor cores with the
+ * single-token kernels' bits. *done = 1 when it was queued, 0 when the switch
+ * (HEARTH_CUDA_MMT), the type or the shape does not allow it (nothing queued). Borrows
+ * every pointer. */
+int cu_mmt_matvec(cuda_ctx *c, uint32_t type, int nw, const uint8_t *const *w, const int64_t *n_rows,
+                  size_t row_bytes, float *const *y, const int64_t *ldy, float *const *add_to, int nch,
+                  const int8_t *xq, const float *xd, const int2 *xs, int64_t n_tok, int *done, hb_err *err);
 
 /* ---- device helpers -------------------------------------------------------------------- */
 static __device__ __forceinline__ float cu_f16(uint16_t h) {

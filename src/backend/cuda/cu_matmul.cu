@@ -862,6 +862,13 @@ static int mvt_try(cuda_ctx *c, const mm_entry *e, const mv_multi *mm, int64_t t
     mvt_fn fn = t2 ? e->mvt2s : (nch <= 64 ? e->mvt2 : (nch <= 192 ? e->mvt6 : NULL));
     int T = nch <= 64 && !t2 ? 4 : 2;
     *done = 0;
+    if (c->knobs.mvt) { /* the int8 tensor-core kernel first, where it applies (same bits) */
+        const uint8_t *ws[3] = { mm->s0.w, mm->s1.w, mm->s2.w };
+        int64_t nr[3] = { mm->s0.n_rows, mm->s1.n_rows, mm->s2.n_rows }, ld[3] = { mm->s0.ldy, mm->s1.ldy, mm->s2.ldy };
+        float *ys[3] = { mm->s0.y, mm->s1.y, mm->s2.y }, *ads[3] = { mm->s0.add_to, mm->s1.add_to, mm->s2.add_to };
+        if ((rc = cu_mmt_matvec(c, e->type, mm->n, ws, nr, rb, ys, ld, ads, nch, xq, xd, xs, n_tok, done, err)) || *done)
+            return rc;
+    }
     if (!c->knobs.mvt || (c->knobs.mvt == 2 && e->type != QT_Q4_0 && e->type != QT_Q8_0) || !fn || n_tok < 2 || n_tok > MV_T || vw < 4 || smem > 200 * 1024 || total <= 0) return HEARTH_OK;
     if ((rc = cu_smem_allow(c, (const void *)fn, smem, err))) return rc;
     int nb = cu_occupancy(c, (const void *)fn, MVT_W * 32, smem);
@@ -1107,4 +1114,8 @@ extern "C" int cuda_matmul(cuda_ctx *c, const cuda_weight *w, const float *x, in
 
 extern "C" uint64_t cuda_mvt_launches(const cuda_ctx *c) {
     return c->n_mvt;
+}
+
+extern "C" uint64_t cuda_mmt_launches(const cuda_ctx *c) {
+    return c->n_mmt;
 }

@@ -344,6 +344,25 @@ static __device__ __forceinline__ float fw_load1(uint32_t type, const uint8_t *r
  * 32 x the half sums taken off the integer sums first (has_min 2: codes stored with +32,
  * up_q6_Ku — the same integers as the signed codes give). Shared by every mat-vec kernel
  * so they all round alike. */
+/* A chunk's float value from its two halves' integer sums i0, i1 (codes x activation
+ * codes): the one expression every quantized product uses (mq_chunk_dot, and the int8
+ * tensor-core batch kernel in cu_mmt.cu, whose mma sums are the same integers), so that
+ * a token's bits do not depend on which kernel ran. */
+static __device__ __forceinline__ float mq_chunk_ffin(float f0, float f1, const float a[2], const float m[2],
+                                                      float s0, float s1, int has_min) {
+    float v = a[0] * f0 + a[1] * f1;
+    if (has_min == 1) v += m[0] * s0 + m[1] * s1;
+    return v;
+}
+
+/* The same from the integers (i0, i1 and the half sums exactly representable: the float
+ * form above takes them converted by any exact means). */
+static __device__ __forceinline__ float mq_chunk_fin(int i0, int i1, const float a[2], const float m[2], int2 sx,
+                                                     int has_min) {
+    if (has_min == 2) i0 -= 32 * sx.x, i1 -= 32 * sx.y; /* codes stored + 32 (up_q6_Ku) */
+    return mq_chunk_ffin((float)i0, (float)i1, a, m, (float)sx.x, (float)sx.y, has_min);
+}
+
 static __device__ __forceinline__ float mq_chunk_dot(const int q[8], int4 x0, int4 x1, const float a[2],
                                                      const float m[2], int2 sx, int has_min) {
     int i0 = __dp4a(q[0], x0.x, 0);
@@ -354,10 +373,7 @@ static __device__ __forceinline__ float mq_chunk_dot(const int q[8], int4 x0, in
     i1 = __dp4a(q[5], x1.y, i1);
     i1 = __dp4a(q[6], x1.z, i1);
     i1 = __dp4a(q[7], x1.w, i1);
-    if (has_min == 2) i0 -= 32 * sx.x, i1 -= 32 * sx.y; /* codes stored + 32 (up_q6_Ku) */
-    float v = a[0] * (float)i0 + a[1] * (float)i1;
-    if (has_min == 1) v += m[0] * (float)sx.x + m[1] * (float)sx.y;
-    return v;
+    return mq_chunk_fin(i0, i1, a, m, sx, has_min);
 }
 
 #define CU_MV_T 8 /* most tokens of a decode mat-vec pass */

@@ -153,6 +153,8 @@ int cuda_matmul_glu(cuda_ctx *c, const cuda_weight *wg, const cuda_weight *wu, f
 uint64_t cuda_mvq_fused_launches(const cuda_ctx *c);
 /* How many quantized products of 2..8 tokens ran in the persistent batch kernel (a testing aid). */
 uint64_t cuda_mvt_launches(const cuda_ctx *c);
+/* How many of them ran on the int8 tensor cores (cu_mmt.cu; a testing aid). */
+uint64_t cuda_mmt_launches(const cuda_ctx *c);
 
 /* out[i][0..n_cols) = dequantized row ids_host[i] of w (ids validated by the caller). */
 int cuda_get_rows(cuda_ctx *c, const cuda_weight *w, const int32_t *ids_host, int64_t n, float *out,

@@ -100,6 +100,10 @@ static void knobs_quant(cuda_knobs *k) {
     k->mvs = (int)knob_int("HEARTH_CUDA_MVS", 0, 8, 4);
     k->mvt = (int)knob_int("HEARTH_CUDA_MVT", 0, 2, 2);
     k->mvt_t2 = knob_flag("HEARTH_CUDA_MVT_T2", true);
+    k->mmt = (int)knob_int("HEARTH_CUDA_MMT", 0, 1, 1);
+    k->mmt_ns = (int)knob_int("HEARTH_CUDA_MMT_NS", 2, 4, 2);
+    k->mmt_min = (int)knob_int("HEARTH_CUDA_MMT_MIN", 2, 9, 5);
+    k->mmt_long = knob_flag("HEARTH_CUDA_MMT_LONG", true);
     k->norm_mb = knob_flag("HEARTH_CUDA_NORM_MB", true);
     k->pq = knob_flag("HEARTH_CUDA_PQ", false);
     const char *pm = knob_str("HEARTH_CUDA_PQ_MAX");

@@ -182,7 +182,7 @@ static void check_batch_q(uint32_t type, int64_t rows, int64_t cols, int64_t n_t
         int64_t ldys[3];
         float *adds[3] = { NULL, NULL, NULL };
         for (int i = 0, off = 0; i < 3; off += (int)(n_tok * rr[i]), i++) ys[i] = dy + off, ldys[i] = rr[i];
-        bool mma = (type == QT_Q4_0 || type == QT_Q8_0) && cols <= 6144;
+        bool mma = (type == QT_Q4_0 || type == QT_Q8_0 || type == QT_Q4_K) && cols <= 6144;
         for (int pass = 0; pass < 4; pass++) { /* batch, generic kernel, alone, MVT without mma */
             k->mvt = pass != 1; /* 1: every type that has the kernel */
             k->mmt = pass != 3, k->mmt_min = 2; /* every batch size through it */

@@ -81,8 +81,8 @@ int cu_smem_allow(cuda_ctx *c, const void *fn, size_t bytes, hb_err *err);
 int cu_occupancy(cuda_ctx *c, const void *fn, int thr, size_t smem);
 /* Checks the last launch. */
 int cu_check_launch(hb_err *err, const char *what);
-/* cu_mmt.cu: y_i[t][r] (+= into add_to[i] when given) for 2..8 tokens of up to three Q4_0 or
- * Q8_0 weights w[0..nw) of one row size (row_bytes, a multiple of 16; nch <= 192 chunks, a
+/* cu_mmt.cu: y_i[t][r] (+= into add_to[i] when given) for 2..8 tokens of up to three Q4_0,
+ * Q8_0 or Q4_K weights w[0..nw) of one row size (row_bytes, a multiple of 16; nch <= 192 chunks, a
  * multiple of 8)
  * over quantized activations xq/xd/xs (cu_act_quantize), on the int8 tensor cores with the
  * single-token kernels' bits. *done = 1 when it was queued, 0 when the switch

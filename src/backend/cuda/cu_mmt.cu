@@ -1,6 +1,6 @@
-/* cu_mmt.cu — 5..8 tokens (HEARTH_CUDA_MMT_MIN) of Q4_0 / Q8_0 rows of at most 64 chunks
- * of 32 values (q/k/v, o, gate/up and the output matrix of a 2048-wide model) on the int8
- * tensor cores, with each token's bits those of the single-token kernels.
+/* cu_mmt.cu — 5..8 tokens (HEARTH_CUDA_MMT_MIN) of Q4_0 / Q8_0 / Q4_K rows of at most 192
+ * chunks of 32 values (every such product of a TinyLlama-shape model) on the int8 tensor
+ * cores, with each token's bits those of the single-token kernels.
  *
  * Why: a batch's products ran on dp4a chains (MVT_KERNEL, cu_matmul.cu), 8 dp4a per chunk,
  * row and token, and an 8-token step took ~2.5x a one-token step although it reads the same
@@ -127,13 +127,13 @@ static __device__ __forceinline__ void mmt_load_x(const mmt_args &A, int ch, int
  * token 2q's two, then 2q + 1's; exact conversions) of every chunk into shared memory, zero
  * for tokens past the batch: one vector load each per chunk and lane, in place of 48
  * registers per lane (which held the kernel to two blocks per SM). */
-template <int Q8>
+template <int TY>
 static __device__ __forceinline__ void mmt_stage_scales(const mmt_args &A, float2 *sd, float4 *sf) {
     for (int i = threadIdx.x; i < A.nch * 4; i += MMT_W * 32) {
         int ch = i >> 2, t = 2 * (i & 3);
         bool v0 = t < A.n_tok, v1 = t + 1 < A.n_tok;
         sd[i] = make_float2(v0 ? A.xd[(int64_t)t * A.nch + ch] : 0.0f, v1 ? A.xd[(int64_t)(t + 1) * A.nch + ch] : 0.0f);
-        if (!Q8) {
+        if (TY != 1) { /* formats with offsets */
             int2 s0 = v0 ? A.xs[(int64_t)t * A.nch + ch] : make_int2(0, 0);
             int2 s1 = v1 ? A.xs[(int64_t)(t + 1) * A.nch + ch] : make_int2(0, 0);
             sf[i] = make_float4((float)s0.x, (float)s0.y, (float)s1.x, (float)s1.y);
@@ -144,35 +144,66 @@ static __device__ __forceinline__ void mmt_stage_scales(const mmt_args &A, float
 /* Chunk ch of the tile (rows g and g + 8 of slot st) for tokens 2q, 2q + 1: adds each of the
  * lane's four (row, token) values into P (P[0] = (g, 2q), P[1] = (g, 2q + 1), P[2] = (g + 8,
  * 2q), P[3] = (g + 8, 2q + 1)) with the single-token kernels' expression. */
-template <int Q8>
+/* A row's A fragments of chunk lc (local to the staged segment at rp) for lane quad q,
+ * and the chunk's scale a and offset m, exactly as the single-token unpackers give them
+ * (up_q4_0, up_q8_0, up_q4_K). */
+template <int TY>
+static __device__ __forceinline__ void mmt_rowfrag(const uint8_t *rp, int lc, int q, uint32_t *lo, uint32_t *hi,
+                                                   float *a, float *m) {
+    if (TY == 2) { /* Q4_K: 144-byte super-blocks of 8 chunks; codes of chunk j in the low
+                    * (j even) or high nibbles of its pair's 32 bytes */
+        const uint8_t *b = rp + (lc >> 3) * 144;
+        int j = lc & 7, sc, mn, sh = 4 * (j & 1);
+        uint4 hd = *(const uint4 *)b; /* d, dmin, scales[12] */
+        kq_scale_min(hd.y, hd.z, hd.w, j, &sc, &mn);
+        const uint8_t *qp = b + 16 + 32 * (j >> 1) + 4 * q;
+        *lo = (*(const uint32_t *)qp >> sh) & 0x0f0f0f0fu;
+        *hi = (*(const uint32_t *)(qp + 16) >> sh) & 0x0f0f0f0fu;
+        float d = cu_f16((uint16_t)hd.x), dmin = cu_f16((uint16_t)(hd.x >> 16));
+        *a = d * (float)sc;
+        *m = -dmin * (float)mn;
+    } else if (TY == 1) { /* Q8_0 */
+        const uint8_t *b = rp + lc * 34;
+        *lo = mmt_ld32(b + 2 + 4 * q), *hi = mmt_ld32(b + 18 + 4 * q);
+        *a = cu_f16(ld16(b));
+        *m = 0.0f;
+    } else { /* Q4_0: byte j holds value j in the low nibble, value j + 16 in the high one */
+        const uint8_t *b = rp + lc * 18;
+        uint32_t w = mmt_ld32(b + 2 + 4 * q);
+        *lo = w & 0x0f0f0f0fu, *hi = (w >> 4) & 0x0f0f0f0fu;
+        float d = cu_f16(ld16(b));
+        *a = d;
+        *m = -8.0f * d;
+    }
+}
+
+/* Chunk lc of the staged segment st (global chunk ch; rows g and g + 8) for tokens 2q,
+ * 2q + 1: adds each of the lane's four (row, token) values into P (P[0] = (g, 2q), P[1] =
+ * (g, 2q + 1), P[2] = (g + 8, 2q), P[3] = (g + 8, 2q + 1)) with the single-token kernels'
+ * expression. */
+template <int TY>
 static __device__ __forceinline__ void mmt_chunk(const mmt_xf &X, const float2 *sd, const float4 *sf, const uint8_t *st,
                                                  int lc, int ch, int g, int q, float P[4]) {
-    constexpr int BB = Q8 ? 34 : 18, RS = MMT_RS(64 * BB); /* block bytes, staged row stride */
-    const uint8_t *b0 = st + g * RS + lc * BB, *b1 = b0 + 8 * RS;
-    float d0 = cu_f16(ld16(b0)), d1 = cu_f16(ld16(b1));
-    uint32_t lo0, lo1, hi0, hi1; /* A fragments of the two halves */
-    if (Q8) {
-        lo0 = mmt_ld32(b0 + 2 + 4 * q), lo1 = mmt_ld32(b1 + 2 + 4 * q);
-        hi0 = mmt_ld32(b0 + 18 + 4 * q), hi1 = mmt_ld32(b1 + 18 + 4 * q);
-    } else { /* byte j: value j in the low nibble, value j + 16 in the high one */
-        uint32_t w0 = mmt_ld32(b0 + 2 + 4 * q), w1 = mmt_ld32(b1 + 2 + 4 * q);
-        lo0 = w0 & 0x0f0f0f0fu, lo1 = w1 & 0x0f0f0f0fu;
-        hi0 = (w0 >> 4) & 0x0f0f0f0fu, hi1 = (w1 >> 4) & 0x0f0f0f0fu;
-    }
+    constexpr int RS = MMT_RS(64 * (TY == 1 ? 34 : 18)); /* staged row stride */
+    uint32_t lo0, lo1, hi0, hi1;
+    float a0, m0, a1, m1;
+    mmt_rowfrag<TY>(st + g * RS, lc, q, &lo0, &hi0, &a0, &m0);
+    mmt_rowfrag<TY>(st + (g + 8) * RS, lc, q, &lo1, &hi1, &a1, &m1);
     float i0[4], i1[4];
     mmt_mma(lo0, lo1, X.b0, i0);
     mmt_mma(hi0, hi1, X.b1, i1);
     float2 dd = sd[ch * 4 + q];
-    float4 ff = Q8 ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : sf[ch * 4 + q];
+    float4 ff = TY == 1 ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : sf[ch * 4 + q];
     float dxs[2] = { dd.x, dd.y }, s0[2] = { ff.x, ff.z }, s1[2] = { ff.y, ff.w };
+    const int hm = TY == 1 ? 0 : 1;
 #pragma unroll
     for (int k = 0; k < 2; k++) { /* tokens past the batch: dx 0, never stored (no branch, so
                                    * the compiler can interleave a warp's chunks) */
         float dx = dxs[k];
-        float a_[2] = { d0, d0 }, m_[2] = { Q8 ? 0.0f : -8.0f * d0, Q8 ? 0.0f : -8.0f * d0 };
-        P[k] += dx * mq_chunk_ffin(i0[k], i1[k], a_, m_, s0[k], s1[k], Q8 ? 0 : 1);
-        float b_[2] = { d1, d1 }, n_[2] = { Q8 ? 0.0f : -8.0f * d1, Q8 ? 0.0f : -8.0f * d1 };
-        P[2 + k] += dx * mq_chunk_ffin(i0[2 + k], i1[2 + k], b_, n_, s0[k], s1[k], Q8 ? 0 : 1);
+        float a_[2] = { a0, a0 }, m_[2] = { m0, m0 };
+        P[k] += dx * mq_chunk_ffin(i0[k], i1[k], a_, m_, s0[k], s1[k], hm);
+        float b_[2] = { a1, a1 }, n_[2] = { m1, m1 };
+        P[2 + k] += dx * mq_chunk_ffin(i0[2 + k], i1[2 + k], b_, n_, s0[k], s1[k], hm);
     }
 }
 
@@ -191,7 +222,7 @@ static __device__ __forceinline__ void mmt_wait(int ns) {
 
 /* The lane's four leaves over segment sg of the staged row tile st (GUARD: some chunks of
  * the segment are past the row's end). */
-template <int Q8, bool GUARD>
+template <int TY, bool GUARD>
 static __device__ __forceinline__ void mmt_segment(const mmt_args &A, const mmt_xf (&X)[4][2], const float2 *sd,
                                                    const float4 *sf, const uint8_t *st, int sg, int warp, int g, int q,
                                                    float (&L)[4][4]) {
@@ -201,7 +232,7 @@ static __device__ __forceinline__ void mmt_segment(const mmt_args &A, const mmt_
 #pragma unroll
         for (int j = 0; j < 2; j++) {
             int lc = cls + 32 * j;
-            if (!GUARD || 64 * sg + lc < A.nch) mmt_chunk<Q8>(X[li][j], sd, sf, st, lc, 64 * sg + lc, g, q, L[li]);
+            if (!GUARD || 64 * sg + lc < A.nch) mmt_chunk<TY>(X[li][j], sd, sf, st, lc, 64 * sg + lc, g, q, L[li]);
         }
     }
 }
@@ -212,10 +243,10 @@ static __device__ __forceinline__ void mmt_segment(const mmt_args &A, const mmt_
  * row tiles blockIdx.x, + gridDim.x, ..., each a segment at a time through the ring; a
  * lane's leaf partials persist over the segments of a tile (chunks class + 32 j in order of
  * j, as the single-token kernels take them). */
-template <int Q8, int NSEG, bool FULL>
-static __global__ void __launch_bounds__(MMT_W * 32, NSEG == 1 ? 3 : 2) mmt_kernel(const __grid_constant__ mmt_args A) {
+template <int TY, int NSEG, bool FULL>
+static __global__ void __launch_bounds__(MMT_W * 32, NSEG == 1 ? (TY == 1 ? 2 : 3) : (NSEG == 2 ? 2 : 1)) mmt_kernel(const __grid_constant__ mmt_args A) {
     extern __shared__ __align__(16) uint8_t mmt_sm[];
-    constexpr int BB = Q8 ? 34 : 18;
+    constexpr int BB = TY == 1 ? 34 : 18; /* bytes per chunk (Q4_K: 144 per 8) */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
     const size_t tb = 16 * MMT_RS(64 * BB);
     float4 *red = (float4 *)(mmt_sm + (size_t)A.ns * tb); /* [2][MMT_W][32]: each lane's node */
@@ -237,7 +268,7 @@ static __global__ void __launch_bounds__(MMT_W * 32, NSEG == 1 ? 3 : 2) mmt_kern
                 int ch = 64 * sg + mmt_leaf_class(4 * warp + li) + 32 * j;
                 if (FULL || ch < A.nch) mmt_load_x(A, ch, g, q, &X[sg][li][j]);
             }
-    mmt_stage_scales<Q8>(A, sd, sf); /* read after the loop's first barrier */
+    mmt_stage_scales<TY>(A, sd, sf); /* read after the loop's first barrier */
     int slot = 0;
     float L[4][4];
     for (int64_t k = 0, tile = blockIdx.x; tile < A.tiles; k++) {
@@ -254,8 +285,8 @@ static __global__ void __launch_bounds__(MMT_W * 32, NSEG == 1 ? 3 : 2) mmt_kern
 #pragma unroll
         for (int s2 = 0; s2 < NSEG; s2++) /* compile-time segment index for X */
             if (s2 == sg) {
-                if (FULL || s2 < NSEG - 1) mmt_segment<Q8, false>(A, X[s2], sd, sf, st, s2, warp, g, q, L);
-                else mmt_segment<Q8, true>(A, X[s2], sd, sf, st, s2, warp, g, q, L);
+                if (FULL || s2 < NSEG - 1) mmt_segment<TY, false>(A, X[s2], sd, sf, st, s2, warp, g, q, L);
+                else mmt_segment<TY, true>(A, X[s2], sd, sf, st, s2, warp, g, q, L);
             }
         const bool last = sg == NSEG - 1;
         float4 *rb = red + (size_t)((k / NSEG) & 1) * MMT_W * 32;
@@ -302,8 +333,8 @@ int cu_mmt_matvec(cuda_ctx *c, uint32_t type, int nw, const uint8_t *const *w, c
                   const int8_t *xq, const float *xd, const int2 *xs, int64_t n_tok, int *done, hb_err *err) {
     int rc;
     *done = 0;
-    bool q8 = type == QT_Q8_0;
-    if (!c->knobs.mmt || (type != QT_Q4_0 && !q8) || nw < 1 || nw > 3 || n_tok < c->knobs.mmt_min || n_tok > 8 || nch < 1 ||
+    bool q8 = type == QT_Q8_0, k4 = type == QT_Q4_K;
+    if (!c->knobs.mmt || (type != QT_Q4_0 && !q8 && !(k4 && c->knobs.mmt_k4)) || nw < 1 || nw > 3 || n_tok < c->knobs.mmt_min || n_tok > 8 || nch < 1 ||
         nch > (c->knobs.mmt_long ? 192 : 64) || nch % 8 || row_bytes % 16)
         return HEARTH_OK; /* nch % 8: every segment's bytes a multiple of 16 (cp.async) */
     mmt_args A;
@@ -330,15 +361,14 @@ int cu_mmt_matvec(cuda_ctx *c, uint32_t type, int nw, const uint8_t *const *w, c
     size_t bb = q8 ? 34 : 18, tb = 16 * (64 * bb + 16);
     size_t smem = (size_t)A.ns * tb + 2 * MMT_W * 32 * sizeof(float4) + (size_t)64 * nseg * 4 * (sizeof(float4) + sizeof(float2));
     void (*kern)(const mmt_args);
-    if (nseg == 1)
-        kern = q8 ? (full ? mmt_kernel<1, 1, true> : mmt_kernel<1, 1, false>)
-                  : (full ? mmt_kernel<0, 1, true> : mmt_kernel<0, 1, false>);
-    else if (nseg == 2)
-        kern = q8 ? (full ? mmt_kernel<1, 2, true> : mmt_kernel<1, 2, false>)
-                  : (full ? mmt_kernel<0, 2, true> : mmt_kernel<0, 2, false>);
-    else
-        kern = q8 ? (full ? mmt_kernel<1, 3, true> : mmt_kernel<1, 3, false>)
-                  : (full ? mmt_kernel<0, 3, true> : mmt_kernel<0, 3, false>);
+#define MMT_PICK(TY)                                                                                     \
+    kern = nseg == 1 ? (full ? mmt_kernel<TY, 1, true> : mmt_kernel<TY, 1, false>)                       \
+                     : (nseg == 2 ? (full ? mmt_kernel<TY, 2, true> : mmt_kernel<TY, 2, false>)          \
+                                  : (full ? mmt_kernel<TY, 3, true> : mmt_kernel<TY, 3, false>))
+    if (q8) MMT_PICK(1);
+    else if (k4) MMT_PICK(2);
+    else MMT_PICK(0);
+#undef MMT_PICK
     if (smem > 200 * 1024) return HEARTH_OK;
     if ((rc = cu_smem_allow(c, (const void *)kern, smem, err))) return rc;
     int nb = cu_occupancy(c, (const void *)kern, MMT_W * 32, smem);

@@ -63,6 +63,18 @@ __device__ __forceinline__ void bulk(void *dst, const void *src, uint32_t n, uin
                  ::"r"(sa(dst)), "l"(src), "r"(n), "r"(sa(b)), "l"(pol) : "memory");
 }
 
+/* The 8 halves of q times x[0..8): even products into t0, odd ones into t1 (t0 and t1 may
+ * be the same variable). */
+__device__ __forceinline__ void dot8(uint4 q, const float *x, float &t0, float &t1) {
+    const __half2 *h = (const __half2 *)&q;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        float2 f = __half22float2(h[k]);
+        t0 = fmaf(f.x, x[2 * k], t0);
+        t1 = fmaf(f.y, x[2 * k + 1], t1);
+    }
+}
+
 template <int G, int R>
 __global__ void __launch_bounds__(NT, 1) sv_kernel(sv_args a) {
     extern __shared__ __align__(128) uint8_t ring[];
@@ -135,16 +147,7 @@ __global__ void __launch_bounds__(NT, 1) sv_kernel(sv_args a) {
 #pragma unroll
             for (int j = 0; j < G; j++) {
                 int c = threadIdx.x + j * NW * 32;
-                if (c < ngc) {
-                    uint4 q = *(const uint4 *)(st + r * rb + (size_t)c * 16);
-                    const __half2 *h = (const __half2 *)&q;
-#pragma unroll
-                    for (int k = 0; k < 4; k++) {
-                        float2 f = __half22float2(h[k]);
-                        t = fmaf(f.x, xr[j][2 * k], t);
-                        t = fmaf(f.y, xr[j][2 * k + 1], t);
-                    }
-                }
+                if (c < ngc) dot8(*(const uint4 *)(st + r * rb + (size_t)c * 16), xr[j], t, t);
             }
             acc[r] = t;
         }
@@ -224,16 +227,7 @@ __global__ void __launch_bounds__(NT, 1) sw_kernel(sv_args a) {
         float t0 = 0.0f, t1 = 0.0f;
         if (XR > 0) {
 #pragma unroll
-            for (int j = 0; j < (XR > 0 ? XR : 1); j++) {
-                uint4 q = *(const uint4 *)(st + (size_t)(lane + j * 32) * 16);
-                const __half2 *h = (const __half2 *)&q;
-#pragma unroll
-                for (int k = 0; k < 4; k++) {
-                    float2 f = __half22float2(h[k]);
-                    t0 = fmaf(f.x, xr[j][2 * k], t0);
-                    t1 = fmaf(f.y, xr[j][2 * k + 1], t1);
-                }
-            }
+            for (int j = 0; j < (XR > 0 ? XR : 1); j++) dot8(*(const uint4 *)(st + (size_t)(lane + j * 32) * 16), xr[j], t0, t1);
         } else {
 #pragma unroll 4
             for (int c = lane; c < ngc; c += 32) {

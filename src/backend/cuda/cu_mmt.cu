@@ -51,7 +51,6 @@ typedef struct mmt_args {
     const float *xd;
     const int2 *xs;
     int nch, n_tok, ns;
-    int nseg; /* segments of 64 chunks per row (a row tile is staged a segment at a time) */
 } mmt_args;
 
 /* A tile's weight (by selects: no run-time indexing of the parameter struct, which would
@@ -355,8 +354,7 @@ int cu_mmt_matvec(cuda_ctx *c, uint32_t type, int nw, const uint8_t *const *w, c
     A.a0 = as[0], A.a1 = as[1], A.a2 = as[2];
     A.rb = row_bytes, A.xq = xq, A.xd = xd, A.xs = xs, A.nch = nch, A.n_tok = (int)n_tok;
     A.ns = c->knobs.mmt_ns;
-    int nseg = (nch + 63) / 64;
-    A.nseg = nseg;
+    int nseg = (nch + 63) / 64; /* segments of 64 chunks per row (the kernel's NSEG) */
     bool full = nch == 64 * nseg;
     size_t bb = q8 ? 34 : 18, tb = 16 * (64 * bb + 16);
     size_t smem = (size_t)A.ns * tb + 2 * MMT_W * 32 * sizeof(float4) + (size_t)64 * nseg * 4 * (sizeof(float4) + sizeof(float2));

@@ -338,12 +338,6 @@ static __device__ __forceinline__ float fw_load1(uint32_t type, const uint8_t *r
     return type == QT_F16 ? cu_f16(h) : cu_bf16(h);
 }
 
-/* One decoded 32-element chunk against its int8 activations: q (8 words: halves 0-3, 4-7)
- * dotted with x0/x1 (16 activation bytes each), each half scaled by a, plus the per-half
- * offsets m times the activation half sums sx when the type has them (has_min 1), or with
- * 32 x the half sums taken off the integer sums first (has_min 2: codes stored with +32,
- * up_q6_Ku — the same integers as the signed codes give). Shared by every mat-vec kernel
- * so they all round alike. */
 /* A chunk's float value from its two halves' integer sums i0, i1 (codes x activation
  * codes): the one expression every quantized product uses (mq_chunk_dot, and the int8
  * tensor-core batch kernel in cu_mmt.cu, whose mma sums are the same integers), so that
@@ -363,6 +357,12 @@ static __device__ __forceinline__ float mq_chunk_fin(int i0, int i1, const float
     return mq_chunk_ffin((float)i0, (float)i1, a, m, (float)sx.x, (float)sx.y, has_min);
 }
 
+/* One decoded 32-element chunk against its int8 activations: q (8 words: halves 0-3, 4-7)
+ * dotted with x0/x1 (16 activation bytes each), each half scaled by a, plus the per-half
+ * offsets m times the activation half sums sx when the type has them (has_min 1), or with
+ * 32 x the half sums taken off the integer sums first (has_min 2: codes stored with +32,
+ * up_q6_Ku — the same integers as the signed codes give). Shared by every mat-vec kernel
+ * so they all round alike. */
 static __device__ __forceinline__ float mq_chunk_dot(const int q[8], int4 x0, int4 x1, const float a[2],
                                                      const float m[2], int2 sx, int has_min) {
     int i0 = __dp4a(q[0], x0.x, 0);

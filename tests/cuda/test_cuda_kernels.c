@@ -156,6 +156,17 @@ static void check_many_rows(uint32_t type, int64_t rows, int64_t cols) {
  * alone (the single-token kernels), the generic batch kernel (HEARTH_CUDA_MVT=0) and
  * MVT_KERNEL with the tensor-core kernel off, for one weight and for three over the same
  * input (row counts that leave partial 16-row tiles); and the expected kernel ran. */
+/* Whether cu_mmt.cu takes these nw weights (its conditions, restated): Q4_0/Q8_0/Q4_K rows
+ * of 16-byte multiples, Q6_K rows of any size (its copies are 16-byte granules) when every
+ * weight's base and end are 16-byte aligned; at most 192 chunks, a multiple of 8. */
+static bool mma_takes(uint32_t type, const cuda_weight *w, int nw, int64_t cols) {
+    bool ok = (type == QT_Q4_0 || type == QT_Q8_0 || type == QT_Q4_K || type == QT_Q6_K) && cols <= 6144 &&
+              (cols / 32) % 8 == 0 && (type == QT_Q6_K || w[0].row_bytes % 16 == 0);
+    for (int i = 0; i < nw && ok; i++)
+        ok = (uintptr_t)w[i].data % 16 == 0 && ((size_t)w[i].n_rows * w[i].row_bytes) % 16 == 0;
+    return ok;
+}
+
 static void check_batch_q(uint32_t type, int64_t rows, int64_t cols, int64_t n_tok) {
     size_t rb = quant_row_size(type, cols);
     int64_t rr[3] = { rows, rows / 3 + 1, 7 }, all = rr[0] + rr[1] + rr[2];
@@ -182,7 +193,7 @@ static void check_batch_q(uint32_t type, int64_t rows, int64_t cols, int64_t n_t
         int64_t ldys[3];
         float *adds[3] = { NULL, NULL, NULL };
         for (int i = 0, off = 0; i < 3; off += (int)(n_tok * rr[i]), i++) ys[i] = dy + off, ldys[i] = rr[i];
-        bool mma = (type == QT_Q4_0 || type == QT_Q8_0 || type == QT_Q4_K) && cols <= 6144;
+        bool mma = mma_takes(type, w, nw, cols);
         for (int pass = 0; pass < 4; pass++) { /* batch, generic kernel, alone, MVT without mma */
             k->mvt = pass != 1; /* 1: every type that has the kernel */
             k->mmt = pass != 3, k->mmt_min = 2; /* every batch size through it */
@@ -224,6 +235,8 @@ static void test_matmul_batch_kernel(void **state) {
             check_batch_q(types[i], 64, 1536, toks[t]);  /* 48 chunks: classes with one chunk */
             check_batch_q(types[i], 40, 4096, toks[t]);  /* two 64-chunk segments per row tile */
         }
+    for (size_t t = 0; t < sizeof toks / sizeof toks[0]; t++) /* Q6_K rows not 16-byte aligned (4620 bytes) */
+        check_batch_q(QT_Q6_K, 256, 5632, toks[t]);
 }
 
 static void test_matmul_many_rows(void **state) {

@@ -1,5 +1,5 @@
-/* cu_mmt.cu — 5..8 tokens (HEARTH_CUDA_MMT_MIN) of Q4_0 / Q8_0 / Q4_K rows of at most 192
- * chunks of 32 values (every such product of a TinyLlama-shape model) on the int8 tensor
+/* cu_mmt.cu — 5..8 tokens (HEARTH_CUDA_MMT_MIN) of Q4_0 / Q8_0 / Q4_K / Q6_K rows of at most
+ * 192 chunks of 32 values (every product of a TinyLlama-shape model) on the int8 tensor
  * cores, with each token's bits those of the single-token kernels.
  *
  * Why: a batch's products ran on dp4a chains (MVT_KERNEL, cu_matmul.cu), 8 dp4a per chunk,
@@ -28,6 +28,12 @@
  * ns queued before the PDL wait). Every tile of a block uses the same chunks per warp, so
  * the activations are loaded once per block: the B fragments into registers, the scales
  * and half sums (as floats) into shared memory.
+ *
+ * Q6_K (session 24) keeps its stored codes (0..63, the single-token kernels' up_q6_Ku
+ * form) and starts each mma accumulator at 1.5 x 2^23 - 32 x the token's half sum, so the
+ * sum comes out as the signed codes' integer with no per-byte subtraction; its two scales
+ * per chunk go into mq_chunk_ffin as they do there. Its rows need not be 16-byte aligned
+ * (mmt_rs, mmt_issue).
  *
  * mma fragment layout (PTX ISA, m16n8k16 .s8): lane = 4 g + q; A (16 x 16, row-major): a0 =
  * row g, values 4q .. 4q + 3; a1 = row g + 8. B (16 x 8, column-major): b0 = values 4q ..
@@ -66,23 +72,55 @@ static __device__ __forceinline__ int mmt_seg(const mmt_args &A, int64_t tile, i
  * 2048-value rows: unpadded, the 8 rows of a load would hit the same bank). */
 #define MMT_RS(rb) ((rb) + 16)
 
+/* Type index of the kernel templates: 0 Q4_0, 1 Q8_0, 2 Q4_K, 3 Q6_K. */
+#define MMT_Q6 3
+
+/* Bytes of 8 chunks (Q4_K: a 144-byte super-block; Q6_K: a 210-byte one). */
+static __host__ __device__ constexpr int mmt_b8(int ty) {
+    return ty == 1 ? 272 : (ty == MMT_Q6 ? 210 : 144);
+}
+
+/* Shared-memory stride of a staged row of type ty. Q6_K rows (210 bytes per 8 chunks) need
+ * not start 16-byte aligned (a 5632-value row is 4620 bytes), so a segment is copied as the
+ * 16-byte granules that cover it (up to 30 bytes more than its 1680) and read from the
+ * row's offset within its first granule; 1808 bytes (452 words, 4 banks mod 32) keeps the
+ * eight rows of an aligned load in different banks. */
+static __host__ __device__ constexpr int mmt_rs(int ty) {
+    return ty == MMT_Q6 ? 1808 : MMT_RS(8 * mmt_b8(ty));
+}
+
 /* Queues the block's copies of segment sg of row tile `tile` (chunks 64 sg .. 64 sg + 63 of
- * its 16 rows; BB bytes a chunk) into slot dst (rows at MMT_RS(64 BB) strides; rows past
- * the weight's end are not copied); one commit group per call, also when nothing is
- * copied. */
-static __device__ __forceinline__ void mmt_issue(const mmt_args &A, int64_t tile, int sg, int BB, uint8_t *dst) {
+ * its 16 rows) into slot dst (rows at mmt_rs(TY) strides; rows past the weight's end are
+ * not copied); one commit group per call, also when nothing is copied. Q6_K: each row's
+ * copy starts at the 16-byte granule holding its first byte (the weight's base and end
+ * are 16-byte aligned, cu_mmt_matvec), so every copy stays inside the weight. */
+template <int TY>
+static __device__ __forceinline__ void mmt_issue(const mmt_args &A, int64_t tile, int sg, uint8_t *dst) {
     if (tile < A.tiles) {
         int64_t row;
         int s = mmt_seg(A, tile, &row);
         int64_t nr = (s == 0 ? A.r0 : (s == 1 ? A.r1 : A.r2)) - row;
-        int c0 = 64 * sg, nc = A.nch - c0 < 64 ? A.nch - c0 : 64;
-        const uint8_t *src = (s == 0 ? A.w0 : (s == 1 ? A.w1 : A.w2)) + (size_t)row * A.rb + (size_t)c0 * BB;
-        int per = nc * BB / 16, n = (int)(nr < 16 ? nr : 16) * per, rs = MMT_RS(64 * BB);
-        for (int i = threadIdx.x; i < n; i += MMT_W * 32) {
-            int r = i / per, o = (i - r * per) * 16;
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(cu_smem_addr(dst + r * rs + o)),
-                         "l"(src + (size_t)r * A.rb + o)
-                         : "memory");
+        int c0 = 64 * sg, nc = A.nch - c0 < 64 ? A.nch - c0 : 64, sb = nc / 8 * mmt_b8(TY);
+        const uint8_t *src = (s == 0 ? A.w0 : (s == 1 ? A.w1 : A.w2)) + (size_t)row * A.rb + (size_t)(c0 / 8) * mmt_b8(TY);
+        int nrow = (int)(nr < 16 ? nr : 16);
+        if (TY == MMT_Q6) { /* per row: granules [floor16(start), ceil16(end)) */
+            for (int i = threadIdx.x; i < nrow * 128; i += MMT_W * 32) { /* 128 granule slots a row (<= 108 used) */
+                int r = i >> 7, o = i & 127;
+                const uint8_t *rs = src + (size_t)r * A.rb;
+                int m = (int)((uintptr_t)rs & 15), per = (m + sb + 15) >> 4;
+                if (o < per)
+                    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(cu_smem_addr(dst + r * mmt_rs(TY) + 16 * o)),
+                                 "l"(rs - m + 16 * o)
+                                 : "memory");
+            }
+        } else {
+            int per = sb / 16, n = nrow * per;
+            for (int i = threadIdx.x; i < n; i += MMT_W * 32) {
+                int r = i / per, o = (i - r * per) * 16;
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(cu_smem_addr(dst + r * mmt_rs(TY) + o)),
+                             "l"(src + (size_t)r * A.rb + o)
+                             : "memory");
+            }
         }
     }
     asm volatile("cp.async.commit_group;\n" ::: "memory");
@@ -99,6 +137,18 @@ static __device__ __forceinline__ void mmt_mma(uint32_t a0, uint32_t a1, uint32_
     asm volatile("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%7, %8, %9, %10};\n"
                  : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
                  : "r"(a0), "r"(a1), "r"(b), "r"(MMT_MAGIC), "r"(MMT_MAGIC), "r"(MMT_MAGIC), "r"(MMT_MAGIC));
+#pragma unroll
+    for (int k = 0; k < 4; k++) f[k] = __int_as_float(d[k]) - 12582912.0f;
+}
+
+/* The same with the accumulators started at c0 (tokens 2q) and c1 (tokens 2q + 1) in place
+ * of 1.5 x 2^23: Q6_K's bit patterns of 1.5 x 2^23 - 32 x the token's half sum, so the
+ * unsigned codes' sums come out as the signed codes' (mq_chunk_fin's has_min 2). */
+static __device__ __forceinline__ void mmt_mma_c(uint32_t a0, uint32_t a1, uint32_t b, int c0, int c1, float f[4]) {
+    int d[4];
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%7, %8, %9, %10};\n"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(a0), "r"(a1), "r"(b), "r"(c0), "r"(c1), "r"(c0), "r"(c1));
 #pragma unroll
     for (int k = 0; k < 4; k++) f[k] = __int_as_float(d[k]) - 12582912.0f;
 }
@@ -135,20 +185,36 @@ static __device__ __forceinline__ void mmt_stage_scales(const mmt_args &A, float
         if (TY != 1) { /* formats with offsets */
             int2 s0 = v0 ? A.xs[(int64_t)t * A.nch + ch] : make_int2(0, 0);
             int2 s1 = v1 ? A.xs[(int64_t)(t + 1) * A.nch + ch] : make_int2(0, 0);
-            sf[i] = make_float4((float)s0.x, (float)s0.y, (float)s1.x, (float)s1.y);
+            if (TY == MMT_Q6) /* the accumulators' start (mmt_mma_c) */
+                sf[i] = make_float4(__int_as_float(MMT_MAGIC - 32 * s0.x), __int_as_float(MMT_MAGIC - 32 * s0.y),
+                                    __int_as_float(MMT_MAGIC - 32 * s1.x), __int_as_float(MMT_MAGIC - 32 * s1.y));
+            else
+                sf[i] = make_float4((float)s0.x, (float)s0.y, (float)s1.x, (float)s1.y);
         }
     }
 }
 
-/* Chunk ch of the tile (rows g and g + 8 of slot st) for tokens 2q, 2q + 1: adds each of the
- * lane's four (row, token) values into P (P[0] = (g, 2q), P[1] = (g, 2q + 1), P[2] = (g + 8,
- * 2q), P[3] = (g + 8, 2q + 1)) with the single-token kernels' expression. */
 /* A row's A fragments of chunk lc (local to the staged segment at rp) for lane quad q,
- * and the chunk's scale a and offset m, exactly as the single-token unpackers give them
- * (up_q4_0, up_q8_0, up_q4_K). */
+ * and the chunk's half scales a[2] and offset m, exactly as the single-token unpackers give
+ * them (up_q4_0, up_q8_0, up_q4_K, up_q6_Ku). */
 template <int TY>
 static __device__ __forceinline__ void mmt_rowfrag(const uint8_t *rp, int lc, int q, uint32_t *lo, uint32_t *hi,
-                                                   float *a, float *m) {
+                                                   float a[2], float *m) {
+    if (TY == MMT_Q6) { /* 210-byte super-blocks of 8 chunks: low nibbles in ql, high 2 bits in
+                         * qh, codes stored + 32 (kept unsigned: the accumulator start takes
+                         * the 32 off), a scale per 16 values */
+        const uint8_t *b = rp + (lc >> 3) * 210;
+        int j = lc & 7, h = j >> 2, k = j & 3, shl = 4 * (k >> 1), shh = 2 * k;
+        const uint8_t *ql = b + 64 * h + 32 * (k & 1) + 4 * q, *qh = b + 128 + 32 * h + 4 * q;
+        uint32_t l0 = mmt_ld32(ql), l1 = mmt_ld32(ql + 16), h0 = mmt_ld32(qh), h1 = mmt_ld32(qh + 16);
+        *lo = ((l0 >> shl) & 0x0f0f0f0fu) | (((h0 >> shh) & 0x03030303u) << 4);
+        *hi = ((l1 >> shl) & 0x0f0f0f0fu) | (((h1 >> shh) & 0x03030303u) << 4);
+        uint32_t sc = ld16(b + 192 + 2 * j);
+        float d = cu_f16(ld16(b + 208));
+        a[0] = d * (float)(int8_t)(sc & 0xff);
+        a[1] = d * (float)(int8_t)(sc >> 8);
+        *m = 0.0f;
+    } else
     if (TY == 2) { /* Q4_K: 144-byte super-blocks of 8 chunks; codes of chunk j in the low
                     * (j even) or high nibbles of its pair's 32 bytes */
         const uint8_t *b = rp + (lc >> 3) * 144;
@@ -159,50 +225,54 @@ static __device__ __forceinline__ void mmt_rowfrag(const uint8_t *rp, int lc, in
         *lo = (*(const uint32_t *)qp >> sh) & 0x0f0f0f0fu;
         *hi = (*(const uint32_t *)(qp + 16) >> sh) & 0x0f0f0f0fu;
         float d = cu_f16((uint16_t)hd.x), dmin = cu_f16((uint16_t)(hd.x >> 16));
-        *a = d * (float)sc;
+        a[0] = a[1] = d * (float)sc;
         *m = -dmin * (float)mn;
     } else if (TY == 1) { /* Q8_0 */
         const uint8_t *b = rp + lc * 34;
         *lo = mmt_ld32(b + 2 + 4 * q), *hi = mmt_ld32(b + 18 + 4 * q);
-        *a = cu_f16(ld16(b));
+        a[0] = a[1] = cu_f16(ld16(b));
         *m = 0.0f;
     } else { /* Q4_0: byte j holds value j in the low nibble, value j + 16 in the high one */
         const uint8_t *b = rp + lc * 18;
         uint32_t w = mmt_ld32(b + 2 + 4 * q);
         *lo = w & 0x0f0f0f0fu, *hi = (w >> 4) & 0x0f0f0f0fu;
         float d = cu_f16(ld16(b));
-        *a = d;
+        a[0] = a[1] = d;
         *m = -8.0f * d;
     }
 }
 
-/* Chunk lc of the staged segment st (global chunk ch; rows g and g + 8) for tokens 2q,
+/* Chunk lc of the staged segment (global chunk ch; rows g and g + 8 start at rg0, rg1) for tokens 2q,
  * 2q + 1: adds each of the lane's four (row, token) values into P (P[0] = (g, 2q), P[1] =
  * (g, 2q + 1), P[2] = (g + 8, 2q), P[3] = (g + 8, 2q + 1)) with the single-token kernels'
  * expression. */
 template <int TY>
-static __device__ __forceinline__ void mmt_chunk(const mmt_xf &X, const float2 *sd, const float4 *sf, const uint8_t *st,
-                                                 int lc, int ch, int g, int q, float P[4]) {
-    constexpr int RS = MMT_RS(64 * (TY == 1 ? 34 : 18)); /* staged row stride */
+static __device__ __forceinline__ void mmt_chunk(const mmt_xf &X, const float2 *sd, const float4 *sf, const uint8_t *rg0,
+                                                 const uint8_t *rg1, int lc, int ch, int q, float P[4]) {
     uint32_t lo0, lo1, hi0, hi1;
-    float a0, m0, a1, m1;
-    mmt_rowfrag<TY>(st + g * RS, lc, q, &lo0, &hi0, &a0, &m0);
-    mmt_rowfrag<TY>(st + (g + 8) * RS, lc, q, &lo1, &hi1, &a1, &m1);
-    float i0[4], i1[4];
-    mmt_mma(lo0, lo1, X.b0, i0);
-    mmt_mma(hi0, hi1, X.b1, i1);
+    float a0[2], m0, a1[2], m1;
+    mmt_rowfrag<TY>(rg0, lc, q, &lo0, &hi0, a0, &m0);
+    mmt_rowfrag<TY>(rg1, lc, q, &lo1, &hi1, a1, &m1);
     float2 dd = sd[ch * 4 + q];
     float4 ff = TY == 1 ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : sf[ch * 4 + q];
+    float i0[4], i1[4];
+    if (TY == MMT_Q6) {
+        mmt_mma_c(lo0, lo1, X.b0, __float_as_int(ff.x), __float_as_int(ff.z), i0);
+        mmt_mma_c(hi0, hi1, X.b1, __float_as_int(ff.y), __float_as_int(ff.w), i1);
+    } else {
+        mmt_mma(lo0, lo1, X.b0, i0);
+        mmt_mma(hi0, hi1, X.b1, i1);
+    }
     float dxs[2] = { dd.x, dd.y }, s0[2] = { ff.x, ff.z }, s1[2] = { ff.y, ff.w };
-    const int hm = TY == 1 ? 0 : 1;
+    const int hm = TY == 1 ? 0 : (TY == MMT_Q6 ? 2 : 1); /* 2: no offset term (mq_chunk_ffin) */
 #pragma unroll
     for (int k = 0; k < 2; k++) { /* tokens past the batch: dx 0, never stored (no branch, so
                                    * the compiler can interleave a warp's chunks) */
         float dx = dxs[k];
-        float a_[2] = { a0, a0 }, m_[2] = { m0, m0 };
-        P[k] += dx * mq_chunk_ffin(i0[k], i1[k], a_, m_, s0[k], s1[k], hm);
-        float b_[2] = { a1, a1 }, n_[2] = { m1, m1 };
-        P[2 + k] += dx * mq_chunk_ffin(i0[2 + k], i1[2 + k], b_, n_, s0[k], s1[k], hm);
+        float m_[2] = { m0, m0 };
+        P[k] += dx * mq_chunk_ffin(i0[k], i1[k], a0, m_, s0[k], s1[k], hm);
+        float n_[2] = { m1, m1 };
+        P[2 + k] += dx * mq_chunk_ffin(i0[2 + k], i1[2 + k], a1, n_, s0[k], s1[k], hm);
     }
 }
 
@@ -224,14 +294,15 @@ static __device__ __forceinline__ void mmt_wait(int ns) {
 template <int TY, bool GUARD>
 static __device__ __forceinline__ void mmt_segment(const mmt_args &A, const mmt_xf (&X)[4][2], const float2 *sd,
                                                    const float4 *sf, const uint8_t *st, int sg, int warp, int g, int q,
-                                                   float (&L)[4][4]) {
+                                                   int2 mo, float (&L)[4][4]) {
+    const uint8_t *rg0 = st + g * mmt_rs(TY) + mo.x, *rg1 = st + (g + 8) * mmt_rs(TY) + mo.y;
 #pragma unroll
     for (int li = 0; li < 4; li++) {
         int cls = mmt_leaf_class(4 * warp + li);
 #pragma unroll
         for (int j = 0; j < 2; j++) {
             int lc = cls + 32 * j;
-            if (!GUARD || 64 * sg + lc < A.nch) mmt_chunk<TY>(X[li][j], sd, sf, st, lc, 64 * sg + lc, g, q, L[li]);
+            if (!GUARD || 64 * sg + lc < A.nch) mmt_chunk<TY>(X[li][j], sd, sf, rg0, rg1, lc, 64 * sg + lc, q, L[li]);
         }
     }
 }
@@ -245,16 +316,18 @@ static __device__ __forceinline__ void mmt_segment(const mmt_args &A, const mmt_
 template <int TY, int NSEG, bool FULL>
 static __global__ void __launch_bounds__(MMT_W * 32, NSEG == 1 ? (TY == 1 ? 2 : 3) : (NSEG == 2 ? 2 : 1)) mmt_kernel(const __grid_constant__ mmt_args A) {
     extern __shared__ __align__(16) uint8_t mmt_sm[];
-    constexpr int BB = TY == 1 ? 34 : 18; /* bytes per chunk (Q4_K: 144 per 8) */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
-    const size_t tb = 16 * MMT_RS(64 * BB);
+    const size_t tb = 16 * mmt_rs(TY);
+    /* rows g and g + 8 within their first staged granule (Q6_K; tiles start at multiples of
+     * 16 rows and segments at multiples of 1680 bytes from a 16-byte aligned base) */
+    const int2 mo = TY == MMT_Q6 ? make_int2((int)((g * A.rb) & 15), (int)(((g + 8) * A.rb) & 15)) : make_int2(0, 0);
     float4 *red = (float4 *)(mmt_sm + (size_t)A.ns * tb); /* [2][MMT_W][32]: each lane's node */
     float4 *sf = red + 2 * MMT_W * 32;                    /* [64 NSEG][4] (mmt_stage_scales) */
     float2 *sd = (float2 *)(sf + 64 * NSEG * 4);           /* [64 NSEG][4] */
     const int ns = A.ns;
     /* step k of the block: row tile blockIdx.x + (k / NSEG) gridDim.x, segment k % NSEG */
     for (int k = 0; k < ns; k++)
-        mmt_issue(A, blockIdx.x + (int64_t)(k / NSEG) * gridDim.x, k % NSEG, BB, mmt_sm + (size_t)k * tb);
+        mmt_issue<TY>(A, blockIdx.x + (int64_t)(k / NSEG) * gridDim.x, k % NSEG, mmt_sm + (size_t)k * tb);
     cu_pdl_wait();
     cu_pdl_trigger();
     mmt_xf X[NSEG][4][2]; /* the B fragments of the warp's chunks: segment, leaf, j */
@@ -284,8 +357,8 @@ static __global__ void __launch_bounds__(MMT_W * 32, NSEG == 1 ? (TY == 1 ? 2 : 
 #pragma unroll
         for (int s2 = 0; s2 < NSEG; s2++) /* compile-time segment index for X */
             if (s2 == sg) {
-                if (FULL || s2 < NSEG - 1) mmt_segment<TY, false>(A, X[s2], sd, sf, st, s2, warp, g, q, L);
-                else mmt_segment<TY, true>(A, X[s2], sd, sf, st, s2, warp, g, q, L);
+                if (FULL || s2 < NSEG - 1) mmt_segment<TY, false>(A, X[s2], sd, sf, st, s2, warp, g, q, mo, L);
+                else mmt_segment<TY, true>(A, X[s2], sd, sf, st, s2, warp, g, q, mo, L);
             }
         const bool last = sg == NSEG - 1;
         float4 *rb = red + (size_t)((k / NSEG) & 1) * MMT_W * 32;
@@ -299,7 +372,7 @@ static __global__ void __launch_bounds__(MMT_W * 32, NSEG == 1 ? (TY == 1 ? 2 : 
         }
         __syncthreads(); /* every warp is done with the slot (and has its node in red) */
         int64_t kn = k + ns; /* the step that takes this slot next */
-        mmt_issue(A, blockIdx.x + (kn / NSEG) * gridDim.x, (int)(kn % NSEG), BB, mmt_sm + (size_t)slot * tb);
+        mmt_issue<TY>(A, blockIdx.x + (kn / NSEG) * gridDim.x, (int)(kn % NSEG), mmt_sm + (size_t)slot * tb);
         slot = slot + 1 == ns ? 0 : slot + 1;
         if (last && threadIdx.x < 128) { /* one (row, token) output each: the levels above the nodes */
             int rr = threadIdx.x & 15, t = threadIdx.x >> 4;
@@ -332,17 +405,20 @@ int cu_mmt_matvec(cuda_ctx *c, uint32_t type, int nw, const uint8_t *const *w, c
                   const int8_t *xq, const float *xd, const int2 *xs, int64_t n_tok, int *done, hb_err *err) {
     int rc;
     *done = 0;
-    bool q8 = type == QT_Q8_0, k4 = type == QT_Q4_K;
-    if (!c->knobs.mmt || (type != QT_Q4_0 && !q8 && !(k4 && c->knobs.mmt_k4)) || nw < 1 || nw > 3 || n_tok < c->knobs.mmt_min || n_tok > 8 || nch < 1 ||
-        nch > (c->knobs.mmt_long ? 192 : 64) || nch % 8 || row_bytes % 16)
-        return HEARTH_OK; /* nch % 8: every segment's bytes a multiple of 16 (cp.async) */
+    bool q8 = type == QT_Q8_0, k4 = type == QT_Q4_K, k6 = type == QT_Q6_K;
+    if (!c->knobs.mmt || (type != QT_Q4_0 && !q8 && !(k4 && c->knobs.mmt_k4) && !(k6 && c->knobs.mmt_k6)) || nw < 1 ||
+        nw > 3 || n_tok < c->knobs.mmt_min || n_tok > 8 || nch < 1 || nch > (c->knobs.mmt_long ? 192 : 64) || nch % 8 ||
+        (!k6 && row_bytes % 16))
+        return HEARTH_OK; /* nch % 8: every segment's bytes a multiple of 16 (cp.async; Q6_K:
+                           * whole super-blocks, copied as the granules that cover them) */
     mmt_args A;
     memset(&A, 0, sizeof A);
     const uint8_t *ws[3] = { NULL, NULL, NULL };
     int64_t rs[3] = { 0, 0, 0 }, ls[3] = { 0, 0, 0 }, tiles[3] = { 0, 0, 0 };
     float *ys[3] = { NULL, NULL, NULL }, *as[3] = { NULL, NULL, NULL };
     for (int i = 0; i < nw; i++) {
-        if ((uintptr_t)w[i] % 16 || n_rows[i] < 1) return HEARTH_OK;
+        if ((uintptr_t)w[i] % 16 || n_rows[i] < 1 || (size_t)n_rows[i] * row_bytes % 16)
+            return HEARTH_OK; /* Q6_K's granule copies stay inside [base, end) */
         ws[i] = w[i], rs[i] = n_rows[i], ls[i] = ldy[i], ys[i] = y[i], as[i] = add_to ? add_to[i] : NULL;
         tiles[i] = (n_rows[i] + 15) / 16;
     }
@@ -356,7 +432,8 @@ int cu_mmt_matvec(cuda_ctx *c, uint32_t type, int nw, const uint8_t *const *w, c
     A.ns = c->knobs.mmt_ns;
     int nseg = (nch + 63) / 64; /* segments of 64 chunks per row (the kernel's NSEG) */
     bool full = nch == 64 * nseg;
-    size_t bb = q8 ? 34 : 18, tb = 16 * (64 * bb + 16);
+    int ty = q8 ? 1 : (k4 ? 2 : (k6 ? MMT_Q6 : 0));
+    size_t tb = 16 * (size_t)mmt_rs(ty);
     size_t smem = (size_t)A.ns * tb + 2 * MMT_W * 32 * sizeof(float4) + (size_t)64 * nseg * 4 * (sizeof(float4) + sizeof(float2));
     void (*kern)(const mmt_args);
 #define MMT_PICK(TY)                                                                                     \
@@ -365,6 +442,7 @@ int cu_mmt_matvec(cuda_ctx *c, uint32_t type, int nw, const uint8_t *const *w, c
                                   : (full ? mmt_kernel<TY, 3, true> : mmt_kernel<TY, 3, false>))
     if (q8) MMT_PICK(1);
     else if (k4) MMT_PICK(2);
+    else if (k6) MMT_PICK(MMT_Q6);
     else MMT_PICK(0);
 #undef MMT_PICK
     if (smem > 200 * 1024) return HEARTH_OK;

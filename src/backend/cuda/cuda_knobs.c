@@ -105,6 +105,7 @@ static void knobs_quant(cuda_knobs *k) {
     k->mmt_min = (int)knob_int("HEARTH_CUDA_MMT_MIN", 2, 9, 5);
     k->mmt_long = knob_flag("HEARTH_CUDA_MMT_LONG", true);
     k->mmt_k4 = knob_flag("HEARTH_CUDA_MMT_K4", true);
+    k->mmt_k6 = knob_flag("HEARTH_CUDA_MMT_K6", true);
     k->norm_mb = knob_flag("HEARTH_CUDA_NORM_MB", true);
     k->pq = knob_flag("HEARTH_CUDA_PQ", false);
     const char *pm = knob_str("HEARTH_CUDA_PQ_MAX");

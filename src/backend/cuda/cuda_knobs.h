@@ -64,10 +64,11 @@ typedef struct cuda_knobs {
     bool mv1_tma;         /* HEARTH_CUDA_MV1_TMA=0: no bulk-copy staging in them */
     bool mvt_t2;          /* HEARTH_CUDA_MVT_T2=0: two tokens take MVT_KERNEL's four-token instance */
     int mvt;              /* HEARTH_CUDA_MVT: persistent kernel for 2..8 quantized tokens (MVT_KERNEL): 0 never, 1 Q4_0/Q8_0/Q4_K/Q6_K, 2 (default) Q4_0/Q8_0 only (the two it measured faster for) */
-    int mmt;              /* HEARTH_CUDA_MMT=0: no int8 tensor-core kernel for batches of Q4_0/Q8_0/Q4_K rows (cu_mmt.cu; tried inside mvt_try, so HEARTH_CUDA_MVT=0 turns it off too) */
+    int mmt;              /* HEARTH_CUDA_MMT=0: no int8 tensor-core kernel for batches of Q4_0/Q8_0/Q4_K/Q6_K rows (cu_mmt.cu; tried inside mvt_try, so HEARTH_CUDA_MVT=0 turns it off too) */
     bool mmt_k4;          /* HEARTH_CUDA_MMT_K4=0: Q4_K rows do not take it */
+    bool mmt_k6;          /* HEARTH_CUDA_MMT_K6=0: Q6_K rows do not take it */
     bool mmt_long;        /* HEARTH_CUDA_MMT_LONG=0: only rows of <= 64 chunks take it (not 65..192) */
-    int mmt_min;          /* HEARTH_CUDA_MMT_MIN: fewest tokens it takes (default 5; below, MVT_KERNEL measured faster) */
+    int mmt_min;          /* HEARTH_CUDA_MMT_MIN: fewest tokens it takes (default 5; below, MVT_KERNEL or, for Q4_K/Q6_K, the generic kernel measured faster in a whole step) */
     int mmt_ns;           /* HEARTH_CUDA_MMT_NS: its ring of 16-row tiles, 2..4 (default 2) */
     int mvs;              /* HEARTH_CUDA_MVS: 0 off, 1..8 blocks per SM of the streaming kernel (default 4) */
     bool norm_mb;         /* HEARTH_CUDA_NORM_MB=0: one block per row in the quantizing RMSNorm */

@@ -132,18 +132,10 @@ static __device__ __forceinline__ void mmt_issue(const mmt_args &A, int64_t tile
  * per value instead of an int-to-float conversion, which runs at a quarter of the rate
  * (measured: no change in speed, the kernel is bound elsewhere; kept as the cheaper form). */
 #define MMT_MAGIC 0x4B400000
-static __device__ __forceinline__ void mmt_mma(uint32_t a0, uint32_t a1, uint32_t b, float f[4]) {
-    int d[4];
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%7, %8, %9, %10};\n"
-                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
-                 : "r"(a0), "r"(a1), "r"(b), "r"(MMT_MAGIC), "r"(MMT_MAGIC), "r"(MMT_MAGIC), "r"(MMT_MAGIC));
-#pragma unroll
-    for (int k = 0; k < 4; k++) f[k] = __int_as_float(d[k]) - 12582912.0f;
-}
 
-/* The same with the accumulators started at c0 (tokens 2q) and c1 (tokens 2q + 1) in place
- * of 1.5 x 2^23: Q6_K's bit patterns of 1.5 x 2^23 - 32 x the token's half sum, so the
- * unsigned codes' sums come out as the signed codes' (mq_chunk_fin's has_min 2). */
+/* The mma with the accumulators started at c0 (tokens 2q) and c1 (tokens 2q + 1): the bit
+ * pattern of 1.5 x 2^23 (mmt_mma), or for Q6_K that of 1.5 x 2^23 - 32 x the token's half
+ * sum, so the unsigned codes' sums come out as the signed codes' (mq_chunk_fin's has_min 2). */
 static __device__ __forceinline__ void mmt_mma_c(uint32_t a0, uint32_t a1, uint32_t b, int c0, int c1, float f[4]) {
     int d[4];
     asm volatile("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%7, %8, %9, %10};\n"
@@ -151,6 +143,10 @@ static __device__ __forceinline__ void mmt_mma_c(uint32_t a0, uint32_t a1, uint3
                  : "r"(a0), "r"(a1), "r"(b), "r"(c0), "r"(c1), "r"(c0), "r"(c1));
 #pragma unroll
     for (int k = 0; k < 4; k++) f[k] = __int_as_float(d[k]) - 12582912.0f;
+}
+
+static __device__ __forceinline__ void mmt_mma(uint32_t a0, uint32_t a1, uint32_t b, float f[4]) {
+    mmt_mma_c(a0, a1, b, MMT_MAGIC, MMT_MAGIC, f);
 }
 
 /* 32 bits from a 2-byte aligned shared-memory address. */

@@ -40,8 +40,15 @@
  * design needs consumers several times faster than the stream. Their instructions are the
  * f16 -> f32 conversions and FMAs (17 per 8 weights); a tensor-core mat-vec (mma.m16n8k16
  * on ldmatrix tiles, x split into f16 high and low parts as two B columns, f32
- * accumulation) would need ~2 per 256 weights. Not built yet (docs/performance.md,
- * session 25). */
+ * accumulation) would need ~2 per 256 weights.
+ * Mode 16 (with 4: mode 20) is a first cut of that: one warp per ring slot takes the whole
+ * stage (y^T = x^T W^T, the stage's rows as the mma's 8 columns, rows copied 16 bytes apart
+ * for conflict-free ldmatrix). Correct (logits within 1.8e-5), but 1122-1133 us per step:
+ * one warp per stage leaves 4-5 warps working and a 2-row down stage is 352 dependent-ish
+ * mma steps of one warp (17 us per layer), and the per-row copies alone (mode 29, no
+ * arithmetic, no dependencies) took 852 us against 500 for whole-stage copies. Next: split
+ * each stage's columns over several warps (a reduction of 8 values per warp) and copy whole
+ * stages, padding with a tensor map's swizzle instead of per-row copies. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -75,7 +82,7 @@ struct mk_args {
     __half *kc, *vc; /* [NL][NKV][ncmax][HD] */
     unsigned *cnt;   /* NOPS counters, zero at launch */
     unsigned long long *prof; /* [2][NOPS][3] globaltimer marks of blocks 0 and nb-1 */
-    int nc, ncmax, ns, mode; /* timing-only modes: 1 consumers skip the arithmetic, 2 no producer and no ring waits, 8 no dependency waits and no attention; 4: warp-per-row products */
+    int nc, ncmax, ns, mode, slot; /* timing-only modes: 1 consumers skip the arithmetic, 2 no producer and no ring waits, 8 no dependency waits and no attention; 4: warp-per-row products */
     float eps;
 };
 
@@ -137,7 +144,12 @@ __device__ void producer(const mk_args &a, uint8_t *ring, uint64_t *full, uint64
             int s = i % a.ns;
             if (i >= a.ns) mb_wait(&empty[s], (uint32_t)((i / a.ns - 1) & 1));
             mb_expect(&full[s], sb);
-            bulk(ring + (size_t)s * SLOT, (const uint8_t *)a.w[pi] + (size_t)gr * sb, sb, &full[s], pol);
+            if (a.mode & 16) /* rows 16 bytes apart more than their length: ldmatrix without bank conflicts */
+                for (int r = 0; r < R; r++)
+                    bulk(ring + (size_t)s * a.slot + (size_t)r * (n * 2 + 16), (const uint8_t *)a.w[pi] + (size_t)gr * sb + (size_t)r * n * 2,
+                         (uint32_t)n * 2, &full[s], pol);
+            else
+                bulk(ring + (size_t)s * a.slot, (const uint8_t *)a.w[pi] + (size_t)gr * sb, sb, &full[s], pol);
         }
     }
 }
@@ -244,7 +256,7 @@ __device__ __forceinline__ void product(const mk_args &a, int pi, float xr[G][8]
         unsigned long long t0 = fw ? gtime() : 0;
         if (!(a.mode & 2)) mb_wait(&full[s], (uint32_t)((i / a.ns) & 1));
         if (fw) *fw += gtime() - t0;
-        const uint8_t *st = ring + (size_t)s * SLOT;
+        const uint8_t *st = ring + (size_t)s * a.slot;
         if (a.mode & 1) {
             __syncwarp();
             if (lane == 0) mb_arrive(&empty[s]);
@@ -447,7 +459,7 @@ __device__ __forceinline__ void wprod2048(const mk_args &a, int pi, const float 
         unsigned long long t0 = fw ? gtime() : 0;
         if (!(a.mode & 2)) mb_wait(&full[s], (uint32_t)((i / a.ns) & 1));
         if (fw) *fw += gtime() - t0;
-        const uint8_t *st = ring + (size_t)s * SLOT + wr * (DM * 2);
+        const uint8_t *st = ring + (size_t)s * a.slot + wr * (DM * 2);
         uint4 q[8];
 #pragma unroll
         for (int j = 0; j < 8; j++) q[j] = *(const uint4 *)(st + (lane + 32 * j) * 16);
@@ -483,7 +495,7 @@ __device__ __forceinline__ void wprod_down(const mk_args &a, int pi, const float
         unsigned long long t0 = fw ? gtime() : 0;
         if (!(a.mode & 2)) mb_wait(&full[s], (uint32_t)((i / a.ns) & 1));
         if (fw) *fw += gtime() - t0;
-        const uint8_t *st = ring + (size_t)s * SLOT + rr * (DF * 2) + qd * DQ * 16;
+        const uint8_t *st = ring + (size_t)s * a.slot + rr * (DF * 2) + qd * DQ * 16;
         uint4 q[6];
 #pragma unroll
         for (int j = 0; j < 6; j++) q[j] = lane + 32 * j < DQ ? *(const uint4 *)(st + (lane + 32 * j) * 16) : make_uint4(0, 0, 0, 0);
@@ -502,6 +514,108 @@ __device__ __forceinline__ void wprod_down(const mk_args &a, int pi, const float
     }
 }
 
+/* ---- tensor-core products (mode 16): a warp takes a whole stage; y^T = x^T W^T with
+ * mma.m16n8k16 (f16 x f16 -> f32): A = x as two f16 rows (high part, low part; rows 2-15
+ * zero), B = the stage's rows as the n = 8 columns (a 2-row down stage: columns 2-7 read a
+ * zero row). A and B fragments by ldmatrix from shared memory, 4 accumulators. */
+#define XSB (DF * 2 * 2 + 64) /* x staging: high halves, low halves, 16 zero bytes */
+__device__ __forceinline__ void mstage(const float *x, int n, bool norm, const float4 nwp[NQ], float eps, __half *xh,
+                                       float *red) {
+    __half *xl = xh + DF;
+    float ss = 0.0f;
+    float4 v[NQ];
+    if (norm) {
+#pragma unroll
+        for (int k = 0; k < NQ; k++) {
+            v[k] = __ldcg((const float4 *)x + threadIdx.x + k * NC_THREADS);
+            ss = fmaf(v[k].x, v[k].x, fmaf(v[k].y, v[k].y, fmaf(v[k].z, v[k].z, fmaf(v[k].w, v[k].w, ss))));
+        }
+        ss = wsum(ss);
+        if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+        csync();
+        float t = 0.0f;
+#pragma unroll
+        for (int w = 0; w < NW; w++) t += red[w];
+        float sc = rsqrtf(t / DM + eps);
+#pragma unroll
+        for (int k = 0; k < NQ; k++) {
+            float e[4] = {v[k].x * sc * nwp[k].x, v[k].y * sc * nwp[k].y, v[k].z * sc * nwp[k].z, v[k].w * sc * nwp[k].w};
+            int c = 4 * (threadIdx.x + k * NC_THREADS);
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                __half hh = __float2half_rn(e[q]);
+                xh[c + q] = hh, xl[c + q] = __float2half_rn(e[q] - __half2float(hh));
+            }
+        }
+    } else {
+        for (int c4 = threadIdx.x; c4 < n / 4; c4 += NC_THREADS) {
+            float4 u = __ldcg((const float4 *)x + c4);
+            float e[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                __half hh = __float2half_rn(e[q]);
+                xh[4 * c4 + q] = hh, xl[4 * c4 + q] = __float2half_rn(e[q] - __half2float(hh));
+            }
+        }
+    }
+    if (threadIdx.x < 8) ((uint32_t *)(xh + 2 * DF))[threadIdx.x] = 0u;
+    csync();
+}
+
+__device__ __forceinline__ void ldm4(uint32_t addr, uint32_t r[4]) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+__device__ __forceinline__ void mma16816(float d[4], uint32_t a0, uint32_t a2, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
+}
+
+template <int EP>
+__device__ __forceinline__ void mprod(const mk_args &a, int pi, const __half *xh, float *y, int &i, uint8_t *ring,
+                                      uint64_t *full, uint64_t *empty, unsigned long long *fw) {
+    int rows, n, R, g0, g1;
+    pshape(pi, &rows, &n, &R);
+    pshare(pi, rows, R, &g0, &g1);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, mj = lane >> 3, mr = lane & 7;
+    const int rbp = n * 2 + 16;
+    const __half *zero = xh + 2 * DF;
+    uint32_t aaddr = mr == 0 ? sa(xh + 8 * mj) : mr == 1 ? sa(xh + DF + 8 * mj) : sa(zero);
+    uint32_t astep = mr < 2 ? 64 : 0; /* bytes per 32 columns */
+    for (int gr = g0; gr < g1; gr++, i++) {
+        if (i % a.ns != warp) continue; /* the slot's owner: its phases are taken in order */
+        int s = i % a.ns;
+        unsigned long long t0 = fw ? gtime() : 0;
+        mb_wait(&full[s], (uint32_t)((i / a.ns) & 1));
+        if (fw) *fw += gtime() - t0;
+        uint32_t baddr = mr < R ? sa(ring + (size_t)s * a.slot + (size_t)mr * rbp + 16 * mj) : sa(zero);
+        uint32_t bstep = mr < R ? 64 : 0;
+        float d[4][4] = {};
+#pragma unroll 2
+        for (int k0 = 0; k0 < n; k0 += 128) { /* 4 pairs of 16-column steps */
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                uint32_t ar[4], br[4];
+                int kk = k0 + 32 * u;
+                ldm4(aaddr + (kk / 32) * astep, ar);
+                ldm4(baddr + (kk / 32) * bstep, br);
+                mma16816(d[u], ar[0], ar[1], br[0], br[1]);
+                mma16816(d[u], ar[2], ar[3], br[2], br[3]);
+            }
+        }
+        __syncwarp();
+        if (lane == 0) mb_arrive(&empty[s]);
+        float v0 = (d[0][0] + d[1][0]) + (d[2][0] + d[3][0]), v1 = (d[0][1] + d[1][1]) + (d[2][1] + d[3][1]);
+        v0 += __shfl_down_sync(0xffffffffu, v0, 4), v1 += __shfl_down_sync(0xffffffffu, v1, 4); /* + the low parts' row */
+        if (lane < 4 && 2 * lane < R) {
+            int row = gr * R + 2 * lane;
+            if (EP == EP_STORE) y[row] = v0, y[row + 1] = v1;
+            else if (EP == EP_ADD) y[row] += v0, y[row + 1] += v1;
+            else y[row >> 1] = v0 / (1.0f + __expf(-v0)) * v1;
+        }
+    }
+}
+
 template <bool WP>
 __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_args a) {
     extern __shared__ __align__(128) uint8_t smem[];
@@ -513,10 +627,12 @@ __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_ar
     float xw[8][8], xd[6][8];
     float4 nwp[NQ];
     uint8_t *ring = smem;
-    float *asm_ = (float *)(smem + (size_t)a.ns * SLOT);
+    float *asm_ = (float *)(smem + (size_t)a.ns * a.slot);
+    __half *xh = (__half *)(smem + (size_t)a.ns * a.slot + 34816);
+    const bool mm = WP && (a.mode & 16);
     const unsigned nb = gridDim.x;
     if (threadIdx.x == 0) {
-        for (int s = 0; s < a.ns; s++) mb_init(&full[s], 1), mb_init(&empty[s], WP ? 8 : NW);
+        for (int s = 0; s < a.ns; s++) mb_init(&full[s], 1), mb_init(&empty[s], WP ? ((a.mode & 16) ? 1 : 8) : NW);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();
@@ -539,7 +655,11 @@ __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_ar
         else load_nw<1>(a.nw[2 * l], DM, m1);
         if (l > 0) waitc(a.cnt + op - 1, nb, a.mode);
         MARK(op, 1);
-        if (wp) {
+        if (mm) {
+            mstage(a.h, DM, true, nwp, a.eps, xh, nred);
+            MARK(op, 3);
+            mprod<EP_STORE>(a, l * 4, xh, a.qkv, i, ring, full, empty, FW);
+        } else if (wp) {
             wstage2048(a.h, true, nwp, a.eps, xw, asm_, nred);
             MARK(op, 3);
             wprod2048<EP_STORE>(a, l * 4, xw, a.qkv, i, ring, full, empty, xch, FW);
@@ -563,7 +683,11 @@ __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_ar
         MARK(op + 2, 0);
         waitc(a.cnt + op + 1, NH, a.mode);
         MARK(op + 2, 1);
-        if (wp) {
+        if (mm) {
+            mstage(a.att, DM, false, nwp, 0.0f, xh, nred);
+            MARK(op + 2, 3);
+            mprod<EP_ADD>(a, l * 4 + 1, xh, a.h, i, ring, full, empty, FW);
+        } else if (wp) {
             wstage2048(a.att, false, nwp, 0.0f, xw, asm_, nred);
             MARK(op + 2, 3);
             wprod2048<EP_ADD>(a, l * 4 + 1, xw, a.h, i, ring, full, empty, xch, FW);
@@ -580,7 +704,11 @@ __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_ar
         else load_nw<1>(a.nw[2 * l + 1], DM, m1);
         waitc(a.cnt + op + 2, nb, a.mode);
         MARK(op + 3, 1);
-        if (wp) {
+        if (mm) {
+            mstage(a.h, DM, true, nwp, a.eps, xh, nred);
+            MARK(op + 3, 3);
+            mprod<EP_GLU>(a, l * 4 + 2, xh, a.g, i, ring, full, empty, FW);
+        } else if (wp) {
             wstage2048(a.h, true, nwp, a.eps, xw, asm_, nred);
             MARK(op + 3, 3);
             wprod2048<EP_GLU>(a, l * 4 + 2, xw, a.g, i, ring, full, empty, xch, FW);
@@ -595,7 +723,11 @@ __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_ar
         MARK(op + 4, 0);
         waitc(a.cnt + op + 3, nb, a.mode);
         MARK(op + 4, 1);
-        if (wp) {
+        if (mm) {
+            mstage(a.g, DF, false, nwp, 0.0f, xh, nred);
+            MARK(op + 4, 3);
+            mprod<EP_ADD>(a, l * 4 + 3, xh, a.h, i, ring, full, empty, FW);
+        } else if (wp) {
             wstage_down(a.g, xd);
             MARK(op + 4, 3);
             wprod_down(a, l * 4 + 3, xd, a.h, i, ring, full, empty, xch, FW);
@@ -613,7 +745,10 @@ __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_ar
     else load_nw<1>(a.nw[2 * NL], DM, m1);
     waitc(a.cnt + NL * 5 - 1, nb, a.mode);
     MARK(NL * 5, 1);
-    if (wp) {
+    if (mm) {
+        mstage(a.h, DM, true, nwp, a.eps, xh, nred);
+        mprod<EP_STORE>(a, NL * 4, xh, a.logits, i, ring, full, empty, FW);
+    } else if (wp) {
         wstage2048(a.h, true, nwp, a.eps, xw, asm_, nred);
         wprod2048<EP_STORE>(a, NL * 4, xw, a.logits, i, ring, full, empty, xch, FW);
     } else {
@@ -741,7 +876,8 @@ int main(int argc, char **argv) {
     CK(cudaMalloc(&xn, DF * 4));
     CK(cudaMalloc(&ref, NV * 4));
     CK(cudaDeviceSynchronize());
-    size_t smem = (size_t)ns * SLOT + 2 * 128 * HD * 2 + (128 + (NC_THREADS / HD) * HD + 72) * 4;
+    a.slot = (mode & 16) ? 33792 : SLOT;
+    size_t smem = (mode & 16) ? (size_t)ns * a.slot + 34816 + XSB : (size_t)ns * SLOT + 2 * 128 * HD * 2 + (128 + (NC_THREADS / HD) * HD + 72) * 4;
     if (nc > 128) { printf("nc <= 128\n"); return 1; }
     if ((mode & 4) && NG > 1 && ns % NG) { printf("the warp path with %d warp groups needs a ring of a multiple of %d slots\n", NG, NG); return 1; }
     CK(cudaFuncSetAttribute(mk_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));

@@ -20,9 +20,11 @@
  * needs an even ring: with an odd one a group could pass a slot's phase parity twice).
  *
  *   nvcc -O3 -arch=sm_90 [-DNW=8|16] -o /tmp/mk bench/cuda_mk16.cu && /tmp/mk [slots [cells [mode]]]
- * mode bits (timing only except 0 and 4): 1 consumers skip the arithmetic, 2 no producer
- * and no ring waits (the consumers' floor), 4 warp-per-row, 8 no dependency waits and no
- * attention. Prints microseconds per step, block 0's and the last block's time per op
+ * mode bits (timing only except 0, 4, 16, 32 and 64): 1 consumers skip the arithmetic, 2 no
+ * producer and no ring waits (the consumers' floor), 4 warp-per-row, 8 no dependency waits
+ * and no attention, 16 (with 4) tensor-core warp-per-slot consumers, 32 (without 4, NW=8)
+ * tensor-core block consumers, 64 (with 32) residual rows read early and a release-ordered
+ * counter. Prints microseconds per step, block 0's and the last block's time per op
  * (dependency wait / work, of it activation staging and ring waits), and the logits'
  * difference from the reference.
  *
@@ -46,9 +48,29 @@
  * for conflict-free ldmatrix). Correct (logits within 1.8e-5), but 1122-1133 us per step:
  * one warp per stage leaves 4-5 warps working and a 2-row down stage is 352 dependent-ish
  * mma steps of one warp (17 us per layer), and the per-row copies alone (mode 29, no
- * arithmetic, no dependencies) took 852 us against 500 for whole-stage copies. Next: split
- * each stage's columns over several warps (a reduction of 8 values per warp) and copy whole
- * stages, padding with a tensor map's swizzle instead of per-row copies. */
+ * arithmetic, no dependencies) took 852 us against 500 for whole-stage copies.
+ *
+ * Mode 32 (session 26, NW=8; block kernel): tensor-core consumers without padding or
+ * ldmatrix. Every warp takes one row of each stage (a down row: a quarter), cut into 256-column
+ * pieces of 8 sub-chunks; the mma's B columns are the sub-chunks (one 512-byte conflict-free
+ * load per warp and piece), A rows are x's sub-chunks (high, low), the diagonal of D is the
+ * row's sum. x is staged once per product through shared memory in fragment order and kept
+ * in registers; the norm's scale is applied to the sums; the next stage's loads overlap the
+ * current one's mma and reduction; one block barrier per product. H200, 4 slots, 128 cells:
+ * correct (4.2e-6), but 835-846 us per step (3-5 slots alike) against 768-805 for mode 0; the
+ * consumers alone (mode 34) 573 us, without dependencies (mode 40) 631-647. Per-op split
+ * (block 0, us: dependency wait / x staged / stages / rows stored / signal), consumers alone:
+ * qkv 0.61/1.17/1.36/0.11/0.40, o 0.48/1.03/1.07/0.28/0.40, gu 0.60/1.32/4.35/0.34/0.38,
+ * down 0.70/1.71/3.35/0.29/0.41; with the stream: qkv 0.64/1.18/1.55/0.11/1.65, o
+ * 0.51/1.03/1.21/1.06/0.82, gu 0.84/1.35/8.98/0.20/0.80, down 0.93/1.72/4.51/2.04/0.89. A stage
+ * now costs the consumers ~0.42 us (2.4x faster than the stream delivers it), so the
+ * arithmetic is no longer the limit: the fixed cost of each dependency is (x from L2 1.0-1.7
+ * us, the residual's read-modify-write and the fence + counter 1-2 us more once the stream
+ * loads the memory system), ~4-5 us per product on the critical path, 5 products a layer.
+ * Mode 64 (with 32: 96) reads the residual rows into shared memory once their last writer is
+ * done and signals with red.release.gpu: 896-898 us against 888 on a slower H200, the
+ * stores cheaper and the signal dearer by as much (the writes' visibility, 1-2 us under the
+ * stream, is paid either way). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -74,6 +96,7 @@
 #define SLOT 32768
 #define MAXNS 7
 #define NOPS (NL * 5 + 1)
+#define PS 8 /* profile marks per op: 0 start, 1 dependency met, 2 end, 3 staging start, 4 ring waits; mode 32: 5 x staged, 6 stages done, 7 rows stored */
 
 struct mk_args {
     const __half *w[NL * 4 + 1]; /* per layer q/k/v, o, gate/up (gate i, up i interleaved), down; output */
@@ -298,12 +321,25 @@ __device__ __forceinline__ void product(const mk_args &a, int pi, float xr[G][8]
     }
 }
 
-__device__ __forceinline__ void signal(unsigned *c) {
+__device__ __forceinline__ void signal(unsigned *c, int mode = 0) {
     csync();
     if (threadIdx.x == 0) {
-        __threadfence();
-        atomicAdd(c, 1u);
+        if (mode & 64) { /* release-ordered reduction: no separate fence */
+            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(c) : "memory");
+        } else {
+            __threadfence();
+            atomicAdd(c, 1u);
+        }
     }
+}
+/* mode 64: the residual rows a block's o / down product will add to, read into shared
+ * memory as soon as their last writer is known to be done (o: at the layer's start; down:
+ * after the gate/up wait), so that the product's epilogue is a plain store */
+__device__ __forceinline__ void prefetch_rows(const float *h, int pi, int R, float *dst) {
+    int rows, n, Rr, g0, g1;
+    pshape(pi, &rows, &n, &Rr);
+    pshare(pi, rows, R, &g0, &g1);
+    for (int r = threadIdx.x; r < (g1 - g0) * R; r += NC_THREADS) dst[r] = __ldcg(h + g0 * R + r);
 }
 __device__ __forceinline__ void waitc(const unsigned *c, unsigned target, int mode) {
     if (threadIdx.x == 0 && !(mode & 8)) {
@@ -518,7 +554,7 @@ __device__ __forceinline__ void wprod_down(const mk_args &a, int pi, const float
  * mma.m16n8k16 (f16 x f16 -> f32): A = x as two f16 rows (high part, low part; rows 2-15
  * zero), B = the stage's rows as the n = 8 columns (a 2-row down stage: columns 2-7 read a
  * zero row). A and B fragments by ldmatrix from shared memory, 4 accumulators. */
-#define XSB (DF * 2 * 2 + 64) /* x staging: high halves, low halves, 16 zero bytes */
+#define XSB (2 * 6144 * 2 + 64) /* x staging: high halves, low halves (mode 32: a 5632-column row padded to 4 x 6 pieces), 16 zero bytes */
 __device__ __forceinline__ void mstage(const float *x, int n, bool norm, const float4 nwp[NQ], float eps, __half *xh,
                                        float *red) {
     __half *xl = xh + DF;
@@ -616,6 +652,155 @@ __device__ __forceinline__ void mprod(const mk_args &a, int pi, const __half *xh
     }
 }
 
+
+/* ---- tensor-core block products (mode 32): every warp takes one row (or a column share of
+ * one row) of every stage (whole-stage copies, no padding, no block barrier per stage).
+ * The row is cut into 256-column pieces and a piece into 8 sub-chunks of 32 columns. One
+ * mma.m16n8k16 pair per piece: B column n = sub-chunk n of the row; A row m = sub-chunk m/2
+ * of x, its f16 high part (m even) or low part (m odd); D[m][n] with m/2 == n is the dot of
+ * sub-chunk n with x's part, and the 16 such values summed over the warp are the row's sum.
+ * The k order inside a sub-chunk is permuted so that lane (g, t) reads 16 contiguous bytes
+ * of sub-chunk g at column 8t for both mma steps: a warp's load is 512 contiguous bytes
+ * (no bank conflicts), and A (x) stays in registers for the whole product. */
+#define MAXST 32 /* stages of one product per block */
+__device__ __forceinline__ void mma_f16(float d[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t h2pack(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *(uint32_t *)&h;
+}
+/* A fragments through shared memory: the block loads x once (times nw when NORM), splits
+ * it into f16 high and low parts and stores each half where the lane that needs it reads
+ * it: one 16-byte load per lane and mma step gives the four A registers in order. With NORM
+ * the RMS scale is returned, not applied: the dot products are scaled instead. xs: 2 parts
+ * x N halves. */
+template <int N, int WPR, int NP, int SV, bool NORM>
+__device__ __forceinline__ float cstage(const float *x, const float *nw, float eps, int q, uint4 xa[NP][2], __half *xs, float *red) {
+    constexpr int CW = N / WPR, NV4 = (N / 4 + NC_THREADS - 1) / NC_THREADS;
+    const int tid = threadIdx.x, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    float4 v[NV4];
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < NV4; k++) {
+        int c4 = tid + k * NC_THREADS;
+        v[k] = c4 < N / 4 ? __ldcg((const float4 *)x + c4) : make_float4(0, 0, 0, 0);
+        if (NORM) {
+            ss = fmaf(v[k].x, v[k].x, fmaf(v[k].y, v[k].y, fmaf(v[k].z, v[k].z, fmaf(v[k].w, v[k].w, ss))));
+            float4 m = c4 < N / 4 ? __ldg((const float4 *)nw + c4) : make_float4(0, 0, 0, 0);
+            v[k].x *= m.x, v[k].y *= m.y, v[k].z *= m.z, v[k].w *= m.w;
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < NV4; k++) {
+        int c4 = tid + k * NC_THREADS;
+        if (c4 < N / 4) {
+            float e[4] = {v[k].x, v[k].y, v[k].z, v[k].w};
+#pragma unroll
+            for (int z = 0; z < 4; z++) {
+                int c = 4 * c4 + z, qq = c / CW, rel = c - qq * CW, pc = rel >> 8, h = (rel >> 5) & 7, tt = (rel >> 3) & 3, ee = rel & 7;
+                int idx = ((((qq * NP + pc) * 4 + (h & 3)) * 4 + tt) * 2 + (ee >> 2)) * 8 + ((ee & 3) >> 1) * 4 + (h >> 2) * 2 + (ee & 1);
+                __half hi = __float2half_rn(e[z]);
+                xs[idx] = hi, xs[WPR * NP * 256 + idx] = __float2half_rn(e[z] - __half2float(hi));
+            }
+        }
+    }
+    float sc = 1.0f;
+    if (NORM) {
+        ss = wsum(ss);
+        if (lane == 0) red[tid >> 5] = ss;
+    }
+    csync();
+    if (NORM) {
+        float tt = 0.0f;
+#pragma unroll
+        for (int w = 0; w < NW; w++) tt += red[w];
+        sc = rsqrtf(tt / N + eps);
+    }
+    const uint4 *xp = (const uint4 *)(xs + (g & 1) * WPR * NP * 256) + (((q * NP) * 4 + (g >> 1)) * 4 + t) * 2;
+#pragma unroll
+    for (int pc = 0; pc < NP; pc++) {
+        bool ok = pc < NP - 1 || 4 + (g >> 1) < SV || (g >> 1) < SV; /* zeroed below where a sub-chunk is missing */
+        xa[pc][0] = ok ? xp[pc * 32] : make_uint4(0, 0, 0, 0);
+        xa[pc][1] = ok ? xp[pc * 32 + 1] : make_uint4(0, 0, 0, 0);
+        if (pc == NP - 1) { /* sub-chunks past the row's share: zero (their B columns are zero too) */
+            if ((g >> 1) >= SV) xa[pc][0].x = xa[pc][0].z = xa[pc][1].x = xa[pc][1].z = 0u;
+            if (4 + (g >> 1) >= SV) xa[pc][0].y = xa[pc][0].w = xa[pc][1].y = xa[pc][1].w = 0u;
+        }
+    }
+    return sc;
+}
+template <int EP, int N, int R, bool NORM>
+__device__ __forceinline__ void cprod(const mk_args &a, int pi, const float *x, const float *nw, float *y, int &i, uint8_t *ring,
+                                      uint64_t *full, uint64_t *empty, float *part, __half *xs, float *red, unsigned long long *fw, unsigned long long *pm,
+                                      const float *pre = NULL) {
+    int rows, n, Rr, g0, g1;
+    pshape(pi, &rows, &n, &Rr);
+    pshare(pi, rows, R, &g0, &g1);
+    constexpr int WPR = NW / R, CW = N / WPR, NP = (CW + 255) / 256, SV = (CW - 256 * (NP - 1)) / 32;
+    static_assert(CW % 32 == 0, "sub-chunks");
+        const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int r = warp / WPR, q = warp % WPR, cb = q * CW;
+    uint4 xa[NP][2];
+    const float sc = cstage<N, WPR, NP, SV, NORM>(x, nw, a.eps, q, xa, xs, red);
+    if (pm) pm[5] = gtime();
+    const bool bv = g < SV; /* the last piece's sub-chunk of this lane exists */
+    const bool useful = (t & 1) == (g >> 2), odd = (g >> 1) & 1;
+    const int nst = g1 - g0;
+    int s = i % a.ns;
+    uint32_t ph = (uint32_t)(i / a.ns) & 1;
+    i += nst;
+    const bool waits = !(a.mode & 2);
+    const size_t off = (size_t)r * N * 2 + (size_t)(cb + g * 32 + 8 * t) * 2;
+    uint4 bq[NP];
+    auto fetch = [&]() {
+        unsigned long long t0 = fw ? gtime() : 0;
+        if (waits) mb_wait(&full[s], ph);
+        if (fw) *fw += gtime() - t0;
+        const uint4 *wb = (const uint4 *)(ring + (size_t)s * a.slot + off);
+#pragma unroll
+        for (int pc = 0; pc < NP; pc++) bq[pc] = (pc < NP - 1 || bv) ? wb[pc * 32] : make_uint4(0, 0, 0, 0);
+        __syncwarp();
+        if (lane == 0 && waits) mb_arrive(&empty[s]);
+        if (++s == a.ns) s = 0, ph ^= 1u;
+    };
+    if (nst > 0) fetch();
+    for (int k = 0; k < nst; k++) {
+        float d[4][4] = {};
+#pragma unroll
+        for (int pc = 0; pc < NP; pc++) {
+            mma_f16(d[(2 * pc) & 3], xa[pc][0].x, xa[pc][0].y, xa[pc][0].z, xa[pc][0].w, bq[pc].x, bq[pc].y);
+            mma_f16(d[(2 * pc + 1) & 3], xa[pc][1].x, xa[pc][1].y, xa[pc][1].z, xa[pc][1].w, bq[pc].z, bq[pc].w);
+        }
+        if (k + 1 < nst) fetch(); /* the next stage's loads overlap this one's mma latency and reduction */
+        float c[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) c[e] = (d[0][e] + d[1][e]) + (d[2][e] + d[3][e]);
+        float v = useful ? (t < 2 ? (odd ? c[1] : c[0]) : (odd ? c[3] : c[2])) : 0.0f;
+        v = wsum(v);
+        if (lane == 0) part[(k * R + r) * WPR + q] = NORM ? v * sc : v;
+    }
+    if (pm) pm[6] = gtime();
+    csync();
+    const int nr = nst * R, st = EP == EP_GLU ? 2 : 1;
+    for (int rr = threadIdx.x * st; rr < nr; rr += NC_THREADS * st) {
+        const float *p = part + rr * WPR;
+        float v = 0.0f, u = 0.0f;
+#pragma unroll
+        for (int w = 0; w < WPR; w++) {
+            v += p[w];
+            if (EP == EP_GLU) u += p[WPR + w];
+        }
+        int row = g0 * R + rr;
+        if (EP == EP_STORE) y[row] = v;
+        else if (EP == EP_ADD) y[row] = pre ? pre[rr] + v : y[row] + v;
+        else y[row >> 1] = v / (1.0f + __expf(-v)) * u;
+    }
+    if (pm) pm[7] = gtime();
+}
+
 template <bool WP>
 __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_args a) {
     extern __shared__ __align__(128) uint8_t smem[];
@@ -629,7 +814,10 @@ __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_ar
     uint8_t *ring = smem;
     float *asm_ = (float *)(smem + (size_t)a.ns * a.slot);
     __half *xh = (__half *)(smem + (size_t)a.ns * a.slot + 34816);
-    const bool mm = WP && (a.mode & 16);
+    const bool mm = WP && (a.mode & 16), mc = !WP && (a.mode & 32);
+    float *part = (float *)(smem + (size_t)a.ns * a.slot + 34816 + XSB);
+    float *pre_o = part + MAXST * NW * 8, *pre_d = pre_o + 64; /* mode 64 */
+    const bool pf = mc && (a.mode & 64);
     const unsigned nb = gridDim.x;
     if (threadIdx.x == 0) {
         for (int s = 0; s < a.ns; s++) mb_init(&full[s], 1), mb_init(&empty[s], WP ? ((a.mode & 16) ? 1 : 8) : NW);
@@ -641,11 +829,12 @@ __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_ar
         return;
     }
     int pb = blockIdx.x == 0 ? 0 : blockIdx.x == nb - 1 ? 1 : -1;
-    unsigned long long *pr = a.prof + (pb < 0 ? 0 : pb) * NOPS * 5;
-#define MARK(op, k) if (pb >= 0 && threadIdx.x == 0) pr[(op) * 5 + (k)] = gtime()
+    unsigned long long *pr = a.prof + (pb < 0 ? 0 : pb) * NOPS * PS;
+#define MARK(op, k) if (pb >= 0 && threadIdx.x == 0) pr[(op) * PS + (k)] = gtime()
     unsigned long long fwt = 0, *fwp = pb >= 0 && threadIdx.x == 0 ? &fwt : NULL;
 #define FW (fwt = 0, fwp)
-#define FWSAVE(op) if (fwp) pr[(op) * 5 + 4] = fwt
+#define FWSAVE(op) if (fwp) pr[(op) * PS + 4] = fwt
+#define PM(op) (fwp ? pr + (op) * PS : NULL)
     int i = 0;
     float x1[1][8], x3[3][8], m1[1][8];
     for (int l = 0; l < NL; l++) {
@@ -654,8 +843,12 @@ __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_ar
         if (wp) pre_nw(a.nw[2 * l], nwp);
         else load_nw<1>(a.nw[2 * l], DM, m1);
         if (l > 0) waitc(a.cnt + op - 1, nb, a.mode);
+        if (pf) prefetch_rows(a.h, l * 4 + 1, 8, pre_o);
         MARK(op, 1);
-        if (mm) {
+        if (mc) {
+            MARK(op, 3);
+            cprod<EP_STORE, DM, 8, true>(a, l * 4, a.h, a.nw[2 * l], a.qkv, i, ring, full, empty, part, xh, nred, FW, PM(op));
+        } else if (mm) {
             mstage(a.h, DM, true, nwp, a.eps, xh, nred);
             MARK(op, 3);
             mprod<EP_STORE>(a, l * 4, xh, a.qkv, i, ring, full, empty, FW);
@@ -668,7 +861,7 @@ __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_ar
             MARK(op, 3);
             product<1, 8>(a, l * 4, x1, EP_STORE, a.qkv, i, ring, full, empty, red, FW);
         }
-        signal(a.cnt + op);
+        signal(a.cnt + op, a.mode);
         MARK(op, 2);
         FWSAVE(op);
         if (blockIdx.x < NH && !(a.mode & 8)) {
@@ -677,13 +870,16 @@ __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_ar
             waitc(a.cnt + op, nb, a.mode);
             MARK(op + 1, 1);
             attention(a, l, blockIdx.x, asm_);
-            signal(a.cnt + op + 1);
+            signal(a.cnt + op + 1, a.mode);
             MARK(op + 1, 2);
         }
         MARK(op + 2, 0);
         waitc(a.cnt + op + 1, NH, a.mode);
         MARK(op + 2, 1);
-        if (mm) {
+        if (mc) {
+            MARK(op + 2, 3);
+            cprod<EP_ADD, DM, 8, false>(a, l * 4 + 1, a.att, NULL, a.h, i, ring, full, empty, part, xh, nred, FW, PM(op + 2), pf ? pre_o : NULL);
+        } else if (mm) {
             mstage(a.att, DM, false, nwp, 0.0f, xh, nred);
             MARK(op + 2, 3);
             mprod<EP_ADD>(a, l * 4 + 1, xh, a.h, i, ring, full, empty, FW);
@@ -696,15 +892,19 @@ __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_ar
             MARK(op + 2, 3);
             product<1, 8>(a, l * 4 + 1, x1, EP_ADD, a.h, i, ring, full, empty, red, FW);
         }
-        signal(a.cnt + op + 2);
+        signal(a.cnt + op + 2, a.mode);
         MARK(op + 2, 2);
         FWSAVE(op + 2);
         MARK(op + 3, 0);
         if (wp) pre_nw(a.nw[2 * l + 1], nwp);
         else load_nw<1>(a.nw[2 * l + 1], DM, m1);
         waitc(a.cnt + op + 2, nb, a.mode);
+        if (pf) prefetch_rows(a.h, l * 4 + 3, 2, pre_d);
         MARK(op + 3, 1);
-        if (mm) {
+        if (mc) {
+            MARK(op + 3, 3);
+            cprod<EP_GLU, DM, 8, true>(a, l * 4 + 2, a.h, a.nw[2 * l + 1], a.g, i, ring, full, empty, part, xh, nred, FW, PM(op + 3));
+        } else if (mm) {
             mstage(a.h, DM, true, nwp, a.eps, xh, nred);
             MARK(op + 3, 3);
             mprod<EP_GLU>(a, l * 4 + 2, xh, a.g, i, ring, full, empty, FW);
@@ -717,13 +917,16 @@ __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_ar
             MARK(op + 3, 3);
             product<1, 8>(a, l * 4 + 2, x1, EP_GLU, a.g, i, ring, full, empty, red, FW);
         }
-        signal(a.cnt + op + 3);
+        signal(a.cnt + op + 3, a.mode);
         MARK(op + 3, 2);
         FWSAVE(op + 3);
         MARK(op + 4, 0);
         waitc(a.cnt + op + 3, nb, a.mode);
         MARK(op + 4, 1);
-        if (mm) {
+        if (mc) {
+            MARK(op + 4, 3);
+            cprod<EP_ADD, DF, 2, false>(a, l * 4 + 3, a.g, NULL, a.h, i, ring, full, empty, part, xh, nred, FW, PM(op + 4), pf ? pre_d : NULL);
+        } else if (mm) {
             mstage(a.g, DF, false, nwp, 0.0f, xh, nred);
             MARK(op + 4, 3);
             mprod<EP_ADD>(a, l * 4 + 3, xh, a.h, i, ring, full, empty, FW);
@@ -736,7 +939,7 @@ __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_ar
             MARK(op + 4, 3);
             product<3, 2>(a, l * 4 + 3, x3, EP_ADD, a.h, i, ring, full, empty, red, FW);
         }
-        signal(a.cnt + op + 4);
+        signal(a.cnt + op + 4, a.mode);
         MARK(op + 4, 2);
         FWSAVE(op + 4);
     }
@@ -745,7 +948,9 @@ __global__ void __launch_bounds__(NT, 1) mk_kernel(const __grid_constant__ mk_ar
     else load_nw<1>(a.nw[2 * NL], DM, m1);
     waitc(a.cnt + NL * 5 - 1, nb, a.mode);
     MARK(NL * 5, 1);
-    if (mm) {
+    if (mc) {
+        cprod<EP_STORE, DM, 8, true>(a, NL * 4, a.h, a.nw[2 * NL], a.logits, i, ring, full, empty, part, xh, nred, FW, PM(NL * 5));
+    } else if (mm) {
         mstage(a.h, DM, true, nwp, a.eps, xh, nred);
         mprod<EP_STORE>(a, NL * 4, xh, a.logits, i, ring, full, empty, FW);
     } else if (wp) {
@@ -868,8 +1073,8 @@ int main(int argc, char **argv) {
     fill<<<1024, 256>>>(a.kc, kvn, 11u, 4.0f);
     fill<<<1024, 256>>>(a.vc, kvn, 12u, 2.0f);
     CK(cudaMalloc(&a.cnt, NOPS * 4));
-    CK(cudaMalloc(&a.prof, 2 * NOPS * 5 * 8));
-    CK(cudaMemset(a.prof, 0, 2 * NOPS * 5 * 8));
+    CK(cudaMalloc(&a.prof, 2 * NOPS * PS * 8));
+    CK(cudaMemset(a.prof, 0, 2 * NOPS * PS * 8));
     a.nc = nc, a.ncmax = ncmax, a.ns = ns, a.eps = 1e-5f, a.mode = mode;
     float *gu, *xn, *ref;
     CK(cudaMalloc(&gu, 2 * DF * 4));
@@ -877,7 +1082,7 @@ int main(int argc, char **argv) {
     CK(cudaMalloc(&ref, NV * 4));
     CK(cudaDeviceSynchronize());
     a.slot = (mode & 16) ? 33792 : SLOT;
-    size_t smem = (mode & 16) ? (size_t)ns * a.slot + 34816 + XSB : (size_t)ns * SLOT + 2 * 128 * HD * 2 + (128 + (NC_THREADS / HD) * HD + 72) * 4;
+    size_t smem = (mode & 32) ? (size_t)ns * SLOT + 34816 + XSB + MAXST * NW * 8 * 4 + 128 * 4 : (mode & 16) ? (size_t)ns * a.slot + 34816 + XSB : (size_t)ns * SLOT + 2 * 128 * HD * 2 + (128 + (NC_THREADS / HD) * HD + 72) * 4;
     if (nc > 128) { printf("nc <= 128\n"); return 1; }
     if ((mode & 4) && NG > 1 && ns % NG) { printf("the warp path with %d warp groups needs a ring of a multiple of %d slots\n", NG, NG); return 1; }
     CK(cudaFuncSetAttribute(mk_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
@@ -958,16 +1163,16 @@ int main(int argc, char **argv) {
     double rus = ms2 * 1000.0 / 3;
     printf("step %.1f us (%.2f us/layer incl. output share), %.0f GB/s of weights, %.0f t/s; plain read of the weights %.1f us (%.0f GB/s)\n",
            us, us / NL, mb / 1e3 / us, 1e6 / us, rus, mb / 1e3 / rus);
-    unsigned long long pf[2 * NOPS * 5];
+    unsigned long long pf[2 * NOPS * PS];
     CK(cudaMemcpy(pf, a.prof, sizeof pf, cudaMemcpyDeviceToHost));
     const char *nm[5] = {"qkv", "attn", "o", "gu", "down"};
     for (int b = 0; b < 2; b++) {
-        unsigned long long *q = pf + b * NOPS * 5;
+        unsigned long long *q = pf + b * NOPS * PS;
         double wt[5] = {0}, wk[5] = {0}, stg[5] = {0}, fwa[5] = {0};
         int cntl[5] = {0};
         for (int l = 1; l < NL; l++)
             for (int k = 0; k < 5; k++) {
-                unsigned long long *m = q + (l * 5 + k) * 5;
+                unsigned long long *m = q + (l * 5 + k) * PS;
                 if (!m[0] || !m[2]) continue;
                 wt[k] += (m[1] - m[0]) * 1e-3, wk[k] += (m[2] - m[1]) * 1e-3, cntl[k]++;
                 if (m[3]) stg[k] += (m[3] - m[1]) * 1e-3;
@@ -976,9 +1181,25 @@ int main(int argc, char **argv) {
         printf("block %s per layer (wait / work (staging, ring waits) us):", b ? "last" : "0");
         for (int k = 0; k < 5; k++)
             if (cntl[k]) printf("  %s %.2f/%.2f(%.2f,%.2f)", nm[k], wt[k] / cntl[k], wk[k] / cntl[k], stg[k] / cntl[k], fwa[k] / cntl[k]);
-        unsigned long long *m = q + NL * 5 * 5;
+        unsigned long long *m = q + NL * 5 * PS;
+        if (mode & 32) {
+            printf("\n   mode 32 split (dependency wait / x staged / stages / rows stored / signal us):");
+            for (int k = 0; k < 5; k++) {
+                if (k == 1) continue;
+                double z[5] = {0};
+                int nn = 0;
+                for (int l = 1; l < NL; l++) {
+                    unsigned long long *m = q + (l * 5 + k) * PS;
+                    if (!m[0] || !m[7]) continue;
+                    z[0] += (m[1] - m[0]) * 1e-3, z[1] += (m[5] - m[3]) * 1e-3, z[2] += (m[6] - m[5]) * 1e-3, z[3] += (m[7] - m[6]) * 1e-3, z[4] += (m[2] - m[7]) * 1e-3;
+                    nn++;
+                }
+                if (nn) printf("  %s %.2f/%.2f/%.2f/%.2f/%.2f", nm[k], z[0] / nn, z[1] / nn, z[2] / nn, z[3] / nn, z[4] / nn);
+            }
+            printf("\n  ");
+        }
         printf("  output %.2f/%.2f; layer 1..21 span %.2f us\n", (m[1] - m[0]) * 1e-3, (m[2] - m[1]) * 1e-3,
-               (q[(NL - 1) * 5 * 5 + 4 * 5 + 2] - q[1 * 5 * 5]) * 1e-3 / (NL - 1));
+               (q[(NL - 1) * 5 * PS + 4 * PS + 2] - q[1 * 5 * PS]) * 1e-3 / (NL - 1));
     }
     return 0;
 }

@@ -668,10 +668,6 @@ __device__ __forceinline__ void mma_f16(float d[4], uint32_t a0, uint32_t a1, ui
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
-__device__ __forceinline__ uint32_t h2pack(float lo, float hi) {
-    __half2 h = __floats2half2_rn(lo, hi);
-    return *(uint32_t *)&h;
-}
 /* A fragments through shared memory: the block loads x once (times nw when NORM), splits
  * it into f16 high and low parts and stores each half where the lane that needs it reads
  * it: one 16-byte load per lane and mma step gives the four A registers in order. With NORM

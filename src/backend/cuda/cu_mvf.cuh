@@ -50,6 +50,7 @@ typedef struct mvf_args {
     int early;                    /* one token: read the residual targets before the PDL wait */
     int enorm;                    /* mvp4 with EN: the RMSNorm of x applied in the epilogue (nw, eps, ny) */
     int tsplit;                   /* mvp4t_kernel: block pairs share row groups, tokens split between them */
+    int ngl;                      /* persistent kernels: column groups read and multiplied (0: all; HEARTH_CUDA_X_COLS) */
 } mvf_args;
 
 /* Row g of the launch's row space -> weight index, row *loc of that weight. */

@@ -122,8 +122,9 @@ static __device__ __forceinline__ void ps_begin(const mvf_args *A, const uint4 *
     P->rb = (uint32_t)A->row_bytes;
     P->dst = cu_smem_addr(ring) + P->toff;
     P->jn = 0;
+    int ngc = A->ngl > 0 && A->ngl < ng ? A->ngl : ng; /* HEARTH_CUDA_X_COLS (diagnostics) */
 #pragma unroll
-    for (int j = 0; j < J; j++) P->jn += tid + j * bd < ng;
+    for (int j = 0; j < J; j++) P->jn += tid + j * bd < ngc;
 #pragma unroll
     for (int j = 0; j < J; j++) {
         int g = tid + j * bd;
@@ -427,7 +428,9 @@ int cu_mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
         int64_t per = (ngr + grid - 1) / grid;
         grid = (ngr + per - 1) / per;
     }
-    CU_LAUNCH(err, "launching a float matrix-vector product", fn, (unsigned)grid, (unsigned)thr, smem, c, *A);
+    mvf_args B = *A;
+    B.ngl = c->knobs.x_cols < 1000 ? (int)(ng * c->knobs.x_cols / 1000 > 0 ? ng * c->knobs.x_cols / 1000 : 1) : 0; /* HEARTH_CUDA_X_COLS */
+    CU_LAUNCH(err, "launching a float matrix-vector product", fn, (unsigned)grid, (unsigned)thr, smem, c, B);
     c->n_mvf_ps++;
     *done = 1;
     return HEARTH_OK;

@@ -34,6 +34,8 @@ typedef struct cuda_knobs {
     bool stats;           /* HEARTH_CUDA_STATS=1: diagnostics, how steps ran (replayed, captured, eager), on stderr at teardown */
     bool profile;         /* HEARTH_CUDA_PROFILE=1: diagnostics, steps run op by op and each op timed (table on stderr at teardown) */
     int drop;             /* HEARTH_CUDA_DROP: diagnostics, a mask of op classes left out of every step (0) */
+    int x_cols;           /* HEARTH_CUDA_X_COLS: diagnostics, per mille of each row the one-token persistent float
+                           * product reads and multiplies (1000; fewer: wrong results, the step's time with fewer weight bytes) */
     bool qkvr;            /* HEARTH_CUDA_QKVR=0: RoPE + KV store not folded into the q/k/v product */
     bool qkvr_norm;       /* HEARTH_CUDA_QKVR_NORM=1: the RMSNorm before q/k/v in the product's blocks */
     bool qkvr_mix;        /* HEARTH_CUDA_QKVR_MIX=0: products of two types never share a launch */

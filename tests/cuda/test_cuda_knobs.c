@@ -22,7 +22,8 @@ static const char *k_vars[] = { "HEARTH_CUDA_GRAPHS", "HEARTH_CUDA_SEG", "HEARTH
                                 "HEARTH_CUDA_ATTN_DEC_MAX", "HEARTH_CUDA_PFATTN", "HEARTH_CUDA_PFATTN_MIN",
                                 "HEARTH_CUDA_MVF_NORM_PART", "HEARTH_CUDA_AT_MIN_SPAN", "HEARTH_CUDA_MVF_FUSE",
                                 "HEARTH_CUDA_GU3", "HEARTH_CUDA_DATTN_STAGE", "HEARTH_CUDA_MVF_PS",
-                                "HEARTH_CUDA_MVF_PS_BPS", "HEARTH_CUDA_DROP", "HEARTH_CUDA_X_COLS" };
+                                "HEARTH_CUDA_MVF_PS_BPS", "HEARTH_CUDA_DROP", "HEARTH_CUDA_X_COLS", "HEARTH_CUDA_X_SKIP",
+                                "HEARTH_CUDA_X_SKIP_PF" };
 
 static void clear_vars(void) {
     for (size_t i = 0; i < sizeof k_vars / sizeof k_vars[0]; i++) unsetenv(k_vars[i]);
@@ -51,6 +52,8 @@ static void test_defaults(void **state) {
     assert_int_equal(k.dattn, 2); /* unset: after float q/k/v products only */
     assert_int_equal(k.drop, 0);
     assert_int_equal(k.x_cols, 1000); /* every column */
+    assert_int_equal(k.x_skip, 0); /* every block reads x */
+    assert_false(k.x_skip_pf);
     assert_int_equal(k.mega_adec, 1);
     assert_true(k.mega_sync && !k.mega_prof && k.mvf_j3);
     assert_int_equal(k.mvf_ps, 2);
@@ -68,6 +71,8 @@ static void test_valid(void **state) {
     setenv("HEARTH_CUDA_SEG_GROW", "3", 1);
     setenv("HEARTH_CUDA_DROP", "9", 1); /* attention + gate/up */
     setenv("HEARTH_CUDA_X_COLS", "885", 1);
+    setenv("HEARTH_CUDA_X_SKIP", "4", 1);
+    setenv("HEARTH_CUDA_X_SKIP_PF", "1", 1);
     setenv("HEARTH_CUDA_MEGA", "1", 1);
     setenv("HEARTH_CUDA_MVS", "0", 1);
     setenv("HEARTH_CUDA_PQ_NW", "16", 1);
@@ -88,6 +93,8 @@ static void test_valid(void **state) {
     assert_int_equal(k.seg_grow, 3);
     assert_int_equal(k.drop, 9);
     assert_int_equal(k.x_cols, 885);
+    assert_int_equal(k.x_skip, 4);
+    assert_true(k.x_skip_pf);
     assert_int_equal(k.mvs, 0);
     assert_int_equal(k.pq_nw, 16);
     assert_int_equal(k.mem_limit, (size_t)3 << 30);
@@ -112,6 +119,7 @@ static void test_malformed(void **state) {
     setenv("HEARTH_CUDA_SEG_GROW", "65", 1);
     setenv("HEARTH_CUDA_DROP", "128", 1);
     setenv("HEARTH_CUDA_X_COLS", "0", 1); /* below 1 per mille */
+    setenv("HEARTH_CUDA_X_SKIP", "-1", 1);
     setenv("HEARTH_CUDA_MVS", "12", 1);
     setenv("HEARTH_CUDA_PQ_NW", "6", 1);
     setenv("HEARTH_CUDA_MEM_LIMIT", "3X", 1);
@@ -130,6 +138,7 @@ static void test_malformed(void **state) {
     assert_int_equal(k.seg_grow, 8);
     assert_int_equal(k.drop, 0);
     assert_int_equal(k.x_cols, 1000);
+    assert_int_equal(k.x_skip, 0);
     assert_int_equal(k.mvs, 4);
     assert_int_equal(k.pq_nw, 8);
     assert_int_equal(k.mem_limit, 0);

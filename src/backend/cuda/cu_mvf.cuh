@@ -51,6 +51,8 @@ typedef struct mvf_args {
     int enorm;                    /* mvp4 with EN: the RMSNorm of x applied in the epilogue (nw, eps, ny) */
     int tsplit;                   /* mvp4t_kernel: block pairs share row groups, tokens split between them */
     int ngl;                      /* persistent kernels: column groups read and multiplied (0: all; HEARTH_CUDA_X_COLS) */
+    int xskip, xskip_pf;          /* one-token persistent kernel: only blocks b % xskip == 0 read x (0, 1: all), the others
+                                   * prefetch it with xskip_pf (HEARTH_CUDA_X_SKIP, _PF: diagnostics) */
 } mvf_args;
 
 /* Row g of the launch's row space -> weight index, row *loc of that weight. */

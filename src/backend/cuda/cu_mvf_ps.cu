@@ -156,11 +156,16 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
     cu_pdl_trigger();
     float4 xa[J], xc[J];
     float ss = 0.0f;
+    bool xrd = A.xskip < 2 || blockIdx.x % (unsigned)A.xskip == 0; /* HEARTH_CUDA_X_SKIP (diagnostics) */
 #pragma unroll
     for (int j = 0; j < J; j++) {
         int g = tid + j * bd;
         xa[j] = xc[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (g < ng) {
+        if (!xrd) {
+            xa[j] = xc[j] = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+            if (A.xskip_pf && g < ng) asm volatile("prefetch.global.L1 [%0];\n" ::"l"(A.x + 8 * (int64_t)g) : "memory");
+        }
+        if (g < ng && xrd) {
             const float4 *x4 = (const float4 *)(A.x + 8 * (int64_t)g);
             xa[j] = x4[0], xc[j] = x4[1];
             if (EN) { /* mvp4_group's arithmetic: the squares in order, then x times the norm weights */
@@ -429,6 +434,7 @@ int cu_mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
         grid = (ngr + per - 1) / per;
     }
     mvf_args B = *A;
+    B.xskip = c->knobs.x_skip, B.xskip_pf = c->knobs.x_skip_pf; /* HEARTH_CUDA_X_SKIP */
     B.ngl = c->knobs.x_cols < 1000 ? (int)(ng * c->knobs.x_cols / 1000 > 0 ? ng * c->knobs.x_cols / 1000 : 1) : 0; /* HEARTH_CUDA_X_COLS */
     CU_LAUNCH(err, "launching a float matrix-vector product", fn, (unsigned)grid, (unsigned)thr, smem, c, B);
     c->n_mvf_ps++;

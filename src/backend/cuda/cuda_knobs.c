@@ -60,6 +60,8 @@ static void knobs_step(cuda_knobs *k) {
     k->seg_grow = (int)knob_int("HEARTH_CUDA_SEG_GROW", 2, 64, 8);
     k->drop = (int)knob_int("HEARTH_CUDA_DROP", 0, 127, 0);
     k->x_cols = (int)knob_int("HEARTH_CUDA_X_COLS", 1, 1000, 1000);
+    k->x_skip = (int)knob_int("HEARTH_CUDA_X_SKIP", 0, 4096, 0);
+    k->x_skip_pf = knob_flag("HEARTH_CUDA_X_SKIP_PF", false);
     k->stats = knob_flag("HEARTH_CUDA_STATS", false);
     k->profile = knob_flag("HEARTH_CUDA_PROFILE", false);
     k->qkvr = knob_flag("HEARTH_CUDA_QKVR", true);

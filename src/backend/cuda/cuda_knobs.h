@@ -36,6 +36,10 @@ typedef struct cuda_knobs {
     int drop;             /* HEARTH_CUDA_DROP: diagnostics, a mask of op classes left out of every step (0) */
     int x_cols;           /* HEARTH_CUDA_X_COLS: diagnostics, per mille of each row the one-token persistent float
                            * product reads and multiplies (1000; fewer: wrong results, the step's time with fewer weight bytes) */
+    int x_skip;           /* HEARTH_CUDA_X_SKIP: diagnostics, N >= 2: only every N-th block of the one-token persistent
+                           * float product reads its activations (0; wrong results, the step's time with fewer x reads) */
+    bool x_skip_pf;       /* HEARTH_CUDA_X_SKIP_PF=1: diagnostics, the blocks that skip x still fetch its lines (a prefetch
+                           * per thread: no wait for it, more requests than the loads) */
     bool qkvr;            /* HEARTH_CUDA_QKVR=0: RoPE + KV store not folded into the q/k/v product */
     bool qkvr_norm;       /* HEARTH_CUDA_QKVR_NORM=1: the RMSNorm before q/k/v in the product's blocks */
     bool qkvr_mix;        /* HEARTH_CUDA_QKVR_MIX=0: products of two types never share a launch */

@@ -19,6 +19,12 @@ typedef struct sample_cand {
 hearth_sampler *sample_new(int32_t n_vocab, const hearth_sampler_params *p, hb_err *err);
 
 int32_t sample_argmax(const sample_cand *c, size_t n);
+/* The same two selections straight over n >= 1 logits (select.c; NaN counts as -inf),
+ * without building candidates: the id of the best, and the k best (k >= 1; more than n:
+ * n) written sorted to out[0..k), returning their count; out is the caller's scratch of n
+ * candidates (the selection collects its shortlist there). */
+int32_t sample_argmax_f(const float *l, size_t n);
+size_t sample_top_k_f(const float *l, size_t n, size_t k, sample_cand *out);
 /* Keeps the k best (k <= 0 or k >= n: all), sorted descending. */
 size_t sample_top_k(sample_cand *c, size_t n, int32_t k);
 /* Sets p = softmax(logit / temp) over the first n candidates. */

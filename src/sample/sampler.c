@@ -22,7 +22,11 @@ struct hearth_sampler {
     size_t hist_cap, hist_len, hist_head;
     uint32_t *counts;         /* [n_vocab] occurrences in the window (scratch) */
     sample_cand *cand;        /* [n_vocab] candidate scratch */
+    float *lg;                /* [n_vocab] logits after bias and penalties (scratch) */
 };
+
+/* Top-k up to this k runs the heap scan of select.c; a larger k the full quickselect. */
+#define SAMPLE_HEAP_K 4096
 
 /* ---- random numbers ---------------------------------------------------------------------- */
 static uint64_t splitmix64(uint64_t *x) {
@@ -104,7 +108,8 @@ hearth_sampler *sample_new(int32_t n_vocab, const hearth_sampler_params *params,
     s->hist = hb_calloc_n(s->hist_cap, sizeof *s->hist);
     s->counts = hb_calloc_n((size_t)n_vocab, sizeof *s->counts);
     s->cand = hb_calloc_n((size_t)n_vocab, sizeof *s->cand);
-    HB_CHECK(s->hist && s->counts && s->cand, HEARTH_E_NOMEM, "sampler: out of memory");
+    s->lg = hb_calloc_n((size_t)n_vocab, sizeof *s->lg);
+    HB_CHECK(s->hist && s->counts && s->cand && s->lg, HEARTH_E_NOMEM, "sampler: out of memory");
     if (p.n_logit_bias) {
         s->bias = hb_calloc_n(p.n_logit_bias, sizeof *s->bias);
         HB_CHECK(s->bias, HEARTH_E_NOMEM, "sampler: out of memory");
@@ -126,6 +131,7 @@ void hearth_sampler_free(hearth_sampler *s) {
     free(s->hist);
     free(s->counts);
     free(s->cand);
+    free(s->lg);
     free(s);
 }
 
@@ -143,38 +149,61 @@ void hearth_sampler_accept(hearth_sampler *s, hearth_token t) {
 }
 
 /* ---- the chain ---------------------------------------------------------------------------- */
-static void apply_penalties(hearth_sampler *s, sample_cand *c) {
+static bool penalties_on(const hearth_sampler *s) {
     const hearth_sampler_params *p = &s->p;
     bool any = p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
-    if (!any || p->repeat_last_n == 0 || s->hist_len == 0) return;
+    return any && p->repeat_last_n != 0 && s->hist_len > 0;
+}
+
+/* Penalizes the logits l (indexed by token) of the tokens in the history window, once per
+ * distinct token. */
+static void apply_penalties(hearth_sampler *s, float *l) {
+    const hearth_sampler_params *p = &s->p;
     size_t n = s->hist_len;
     for (size_t i = 0; i < n; i++) s->counts[s->hist[i]]++;
     for (size_t i = 0; i < n; i++) {
         hearth_token t = s->hist[i];
         uint32_t cnt = s->counts[t];
         if (cnt == 0) continue; /* already applied for this token */
-        float l = c[t].logit;
-        if (p->repeat_penalty != 1.0f) l = l > 0 ? l / p->repeat_penalty : l * p->repeat_penalty;
-        l -= (float)cnt * p->frequency_penalty + p->presence_penalty;
-        c[t].logit = l;
+        float v = l[t];
+        if (p->repeat_penalty != 1.0f) v = v > 0 ? v / p->repeat_penalty : v * p->repeat_penalty;
+        v -= (float)cnt * p->frequency_penalty + p->presence_penalty;
+        l[t] = v;
         s->counts[t] = 0;
     }
 }
 
-hearth_token hearth_sampler_sample(hearth_sampler *s, const float *logits) {
-    sample_cand *c = s->cand;
+/* The logits the chain ranks: the caller's array itself when no bias or penalty applies
+ * (the scans read NaN as -inf), else s->lg with NaN as -inf, the biases and the penalties
+ * applied (a bias of +inf on a logit of -inf gives NaN, read as -inf again). */
+static const float *chain_logits(hearth_sampler *s, const float *logits) {
+    if (s->p.n_logit_bias == 0 && !penalties_on(s)) return logits;
+    float *l = s->lg;
     size_t n = (size_t)s->n_vocab;
-    for (size_t i = 0; i < n; i++) {
-        c[i].id = (int32_t)i;
-        c[i].logit = isnan(logits[i]) ? -INFINITY : logits[i];
-    }
-    for (size_t i = 0; i < s->p.n_logit_bias; i++) c[s->bias[i].token].logit += s->bias[i].bias;
-    apply_penalties(s, c);
+    for (size_t i = 0; i < n; i++) l[i] = isnan(logits[i]) ? -INFINITY : logits[i];
+    for (size_t i = 0; i < s->p.n_logit_bias; i++) l[s->bias[i].token] += s->bias[i].bias;
+    if (penalties_on(s)) apply_penalties(s, l);
+    return l;
+}
+
+/* The k best candidates (all of them, sorted, when top-k is off) into s->cand. */
+static size_t chain_top_k(hearth_sampler *s, const float *l) {
+    size_t n = (size_t)s->n_vocab;
+    int32_t k = s->p.top_k;
+    if (k > 0 && (size_t)k < n && k <= SAMPLE_HEAP_K) return sample_top_k_f(l, n, (size_t)k, s->cand);
+    sample_cand *c = s->cand;
+    for (size_t i = 0; i < n; i++) c[i] = (sample_cand){ (int32_t)i, isnan(l[i]) ? -INFINITY : l[i], 0.0f };
+    return sample_top_k(c, n, k);
+}
+
+hearth_token hearth_sampler_sample(hearth_sampler *s, const float *logits) {
+    const float *l = chain_logits(s, logits);
     hearth_token out;
     if (s->p.temperature <= 0.0f) {
-        out = sample_argmax(c, n);
+        out = sample_argmax_f(l, (size_t)s->n_vocab);
     } else {
-        n = sample_top_k(c, n, s->p.top_k);
+        sample_cand *c = s->cand;
+        size_t n = chain_top_k(s, l);
         sample_softmax(c, n, 1.0f);
         n = sample_typical(c, n, s->p.typical_p);
         n = sample_top_p(c, n, s->p.top_p);

@@ -43,6 +43,124 @@ static void test_top_k_matches_sort(void **state) {
     free(l);
 }
 
+/* Logits that stress the order: few distinct values (many ties), +-inf and NaN; pattern 0
+ * random, 1 all equal, 2 all -inf but a few, 3 ascending, 4 descending. */
+static void odd_logits(float *l, int n, unsigned seed, int pattern) {
+    srand(seed);
+    for (int i = 0; i < n; i++) {
+        int r = rand() % 64;
+        float v = (float)(rand() % 7) - 3.0f;
+        if (pattern == 1) v = 1.0f;
+        if (pattern == 2) v = r < 2 ? v : -INFINITY;
+        if (pattern == 3) v = (float)(i / 3);
+        if (pattern == 4) v = (float)(-i / 5);
+        if (pattern == 0 && r == 0) v = -INFINITY;
+        if (pattern == 0 && r == 1) v = NAN;
+        if (pattern == 0 && r == 2 && seed % 3 == 0) v = INFINITY;
+        if (pattern == 0 && r == 3) v = -0.0f;
+        l[i] = v;
+    }
+}
+
+/* The candidate-array path (every logit a candidate, NaN as -inf, quickselect + sort):
+ * the reference the scans of select.c must equal. */
+static size_t ref_top_k(const float *l, int n, int k, sample_cand *c) {
+    for (int i = 0; i < n; i++) c[i] = (sample_cand){ i, isnan(l[i]) ? -INFINITY : l[i], 0 };
+    return sample_top_k(c, (size_t)n, k);
+}
+
+static void test_scans_match_candidates(void **state) {
+    (void)state;
+    static const int ns[] = { 1, 2, 15, 16, 17, 100, 1000, 5000, 32000 };
+    static const int ks[] = { 1, 2, 3, 16, 40, 100, 255, 256, 257, 1000, 5000 };
+    sample_cand *a = malloc(32000 * sizeof *a), *b = malloc(32000 * sizeof *b);
+    float *l = malloc(32000 * sizeof *l);
+    int checked = 0;
+    for (unsigned seed = 1; seed <= 6; seed++)
+        for (int pat = 0; pat < 5; pat++)
+            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+                int n = ns[ni];
+                odd_logits(l, n, seed * 31 + (unsigned)ni, pat);
+                sample_cand *c = b;
+                ref_top_k(l, n, 0, c);
+                assert_int_equal(sample_argmax_f(l, (size_t)n), c[0].id);
+                for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+                    int k = ks[ki];
+                    if (k > n) continue;
+                    size_t m = ref_top_k(l, n, k, b);
+                    assert_int_equal(sample_top_k_f(l, (size_t)n, (size_t)k, a), m);
+                    for (size_t i = 0; i < m; i++) {
+                        assert_int_equal(a[i].id, b[i].id);
+                        assert_memory_equal(&a[i].logit, &b[i].logit, sizeof(float));
+                    }
+                    checked++;
+                }
+            }
+    assert_true(checked > 1000);
+    free(a);
+    free(b);
+    free(l);
+}
+
+/* The whole chain against the same steps run over a candidate array, for bias, penalties
+ * and top-k settings on both sides of the scan's limits: greedy gives the reference's
+ * token, sampling one of the reference's survivors (top-k 1: its only one). */
+static void test_chain_matches_candidates(void **state) {
+    (void)state;
+    int n = 3000;
+    float *l = malloc((size_t)n * sizeof *l);
+    sample_cand *c = malloc((size_t)n * sizeof *c);
+    hearth_logit_bias bias[2] = { { 5, 4.0f }, { 9, -INFINITY } };
+    static const int ks[] = { 0, 1, 40, 300, 2999, 5000 };
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+        for (int variant = 0; variant < 3; variant++) {
+            hearth_sampler_params p = hearth_sampler_default_params();
+            p.seed = 77;
+            p.top_k = ks[ki];
+            p.temperature = variant == 2 ? 0.0f : 0.9f;
+            if (variant >= 1) p.logit_bias = bias, p.n_logit_bias = 2, p.repeat_penalty = 1.3f;
+            hb_err e;
+            hb_err_clear(&e);
+            hearth_sampler *s = sample_new(n, &p, &e);
+            assert_non_null(s);
+            hearth_token hist[8];
+            int nh = 0;
+            for (int step = 0; step < 8; step++) {
+                odd_logits(l, n, 100u + (unsigned)step, step % 2 ? 0 : 3);
+                /* the reference: candidates, bias, penalties (distinct tokens), steps */
+                for (int i = 0; i < n; i++) c[i] = (sample_cand){ i, isnan(l[i]) ? -INFINITY : l[i], 0 };
+                if (p.n_logit_bias)
+                    for (int i = 0; i < 2; i++) c[bias[i].token].logit += bias[i].bias;
+                for (int i = 0; i < nh && p.repeat_penalty != 1.0f; i++) {
+                    bool seen = false;
+                    for (int j = 0; j < i; j++) seen |= hist[j] == hist[i];
+                    float *v = &c[hist[i]].logit;
+                    if (!seen) *v = *v > 0 ? *v / p.repeat_penalty : *v * p.repeat_penalty;
+                }
+                for (int i = 0; i < n; i++)
+                    if (isnan(c[i].logit)) c[i].logit = -INFINITY;
+                if (p.temperature > 0.0f) { /* the draw must land among the reference's survivors */
+                    size_t m = sample_top_k(c, (size_t)n, p.top_k);
+                    sample_softmax(c, m, 1.0f);
+                    m = sample_top_p(c, m, p.top_p);
+                    sample_softmax(c, m, p.temperature);
+                    hearth_token got = hearth_sampler_sample(s, l);
+                    bool among = false;
+                    for (size_t i = 0; i < m; i++) among |= c[i].id == got;
+                    assert_true(among);
+                    hist[nh++] = got;
+                    continue;
+                }
+                hearth_token got = hearth_sampler_sample(s, l);
+                assert_int_equal(got, sample_argmax(c, (size_t)n));
+                hist[nh++] = got;
+            }
+            hearth_sampler_free(s);
+        }
+    free(c);
+    free(l);
+}
+
 static void test_greedy_and_ties(void **state) {
     (void)state;
     float l[6] = { 1, 5, 3, 5, -2, 0 };
@@ -183,7 +301,8 @@ int main(void) {
         cmocka_unit_test(test_top_k_matches_sort), cmocka_unit_test(test_greedy_and_ties),
         cmocka_unit_test(test_seed_determinism), cmocka_unit_test(test_distribution),
         cmocka_unit_test(test_filters), cmocka_unit_test(test_penalties_and_bias),
-        cmocka_unit_test(test_invalid_params),
+        cmocka_unit_test(test_invalid_params), cmocka_unit_test(test_scans_match_candidates),
+        cmocka_unit_test(test_chain_matches_candidates),
     };
     return cmocka_run_group_tests_name("sample", tests, NULL, NULL);
 }

@@ -15,12 +15,19 @@ typedef struct sample_cand {
     float p;      /* probability after the last sample_softmax */
 } sample_cand;
 
+/* The chain's order: < 0 when x ranks first (the larger logit, ties to the lower id). */
+static inline int sample_order(const sample_cand *x, const sample_cand *y) {
+    if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+/* sample_order for qsort. */
+int sample_cand_cmp(const void *a, const void *b);
+
 /* Creates a sampler for a vocabulary of n_vocab (the public constructor wraps this). */
 hearth_sampler *sample_new(int32_t n_vocab, const hearth_sampler_params *p, hb_err *err);
 
-int32_t sample_argmax(const sample_cand *c, size_t n);
-/* The same two selections straight over n >= 1 logits (select.c; NaN counts as -inf),
- * without building candidates: the id of the best, and the k best (k >= 1; more than n:
+/* Selections straight over n >= 1 logits (select.c; NaN counts as -inf), without building
+ * candidates: the id of the best (ties to the lower id), and the k best (k >= 1; more than n:
  * n) written sorted to out[0..k), returning their count; out is the caller's scratch of n
  * candidates (the selection collects its shortlist there). */
 int32_t sample_argmax_f(const float *l, size_t n);

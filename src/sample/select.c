@@ -8,7 +8,7 @@
  * reduction the compiler turns into vector code), and touch only the few values that do.
  *
  * The order is the chain's: a larger logit first, ties to the lower id; NaN counts as -inf.
- * The results equal those of sample_argmax / sample_top_k over the same values. */
+ * The results equal the first candidates of sample_top_k over the same values. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -71,7 +71,7 @@ static float sel_max(const float *l, size_t a, size_t b) {
 int32_t sample_argmax_f(const float *l, size_t n) {
     size_t best = 0, i = 1;
     float bv = sel_num(l[0]);
-    /* a value equal to bv never replaces it: the lower id stays, as in sample_argmax */
+    /* a value equal to bv never replaces it: the lower id stays */
     for (; i + SEL_BLOCK <= n; i += SEL_BLOCK) {
         if (!sel_any(l + i, bv, false)) continue;
         for (size_t j = i; j < i + SEL_BLOCK; j++)
@@ -82,10 +82,8 @@ int32_t sample_argmax_f(const float *l, size_t n) {
     return (int32_t)best;
 }
 
-/* a ranks after b in the chain's order */
-static inline bool sel_worse(const sample_cand *a, const sample_cand *b) {
-    return a->logit < b->logit || (a->logit == b->logit && a->id > b->id);
-}
+/* a ranks after b in the chain's order (no NaN reaches the heap) */
+static inline bool sel_worse(const sample_cand *a, const sample_cand *b) { return sample_order(a, b) > 0; }
 
 /* Restores the heap (root = the candidate that ranks last) below position i. */
 static void sel_down(sample_cand *h, size_t k, size_t i) {
@@ -99,11 +97,6 @@ static void sel_down(sample_cand *h, size_t k, size_t i) {
         h[w] = t;
         i = w;
     }
-}
-
-static int sel_cmp(const void *x, const void *y) {
-    const sample_cand *a = x, *b = y;
-    return sel_worse(b, a) ? -1 : sel_worse(a, b) ? 1 : 0;
 }
 
 /* Offers l[i] to the heap: it enters when it beats the root. Ids arrive in increasing
@@ -169,6 +162,6 @@ size_t sample_top_k_f(const float *l, size_t n, size_t k, sample_cand *out) {
     } else {
         sel_heap(l, n, k, out);
     }
-    qsort(out, k, sizeof *out, sel_cmp);
+    qsort(out, k, sizeof *out, sample_cand_cmp);
     return k;
 }

@@ -5,20 +5,9 @@
 
 #include "sample/sample.h"
 
-static int cand_cmp(const void *a, const void *b) {
-    const sample_cand *x = a, *y = b;
-    if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
-    return (x->id > y->id) - (x->id < y->id);
-}
+int sample_cand_cmp(const void *a, const void *b) { return sample_order(a, b); }
 
-static inline int better(const sample_cand *x, const sample_cand *y) { return cand_cmp(x, y) < 0; }
-
-int32_t sample_argmax(const sample_cand *c, size_t n) {
-    size_t best = 0;
-    for (size_t i = 1; i < n; i++)
-        if (better(&c[i], &c[best])) best = i;
-    return c[best].id;
-}
+static inline int better(const sample_cand *x, const sample_cand *y) { return sample_order(x, y) < 0; }
 
 static void swap_c(sample_cand *a, sample_cand *b) {
     sample_cand t = *a;
@@ -50,7 +39,7 @@ size_t sample_top_k(sample_cand *c, size_t n, int32_t k) {
         select_k(c, n, (size_t)k);
         n = (size_t)k;
     }
-    qsort(c, n, sizeof *c, cand_cmp);
+    qsort(c, n, sizeof *c, sample_cand_cmp);
     return n;
 }
 
@@ -76,7 +65,7 @@ typedef struct typ_item {
 static int typ_cmp(const void *a, const void *b) {
     const typ_item *x = a, *y = b;
     if (x->score != y->score) return x->score < y->score ? -1 : 1;
-    return cand_cmp(&x->c, &y->c);
+    return sample_order(&x->c, &y->c);
 }
 
 size_t sample_typical(sample_cand *c, size_t n, float typical_p) {
@@ -100,7 +89,7 @@ size_t sample_typical(sample_cand *c, size_t n, float typical_p) {
     }
     for (size_t i = 0; i < keep; i++) c[i] = t[i].c;
     free(t);
-    qsort(c, keep, sizeof *c, cand_cmp);
+    qsort(c, keep, sizeof *c, sample_cand_cmp);
     sample_softmax(c, keep, 1.0f);
     return keep;
 }

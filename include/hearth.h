@@ -435,6 +435,9 @@ typedef struct hearth_server_params {
     int64_t keep_alive_ms;     /* default 5 minutes; <0 forever */
     uint32_t n_ctx;            /* context per sequence; 0 = model default (capped 4096) */
     int32_t n_threads;         /* 0 = all cores */
+    int32_t sample_threads;    /* helper threads that sample one step's sequences beside the
+                                * model's runner: -1 (default) = automatic (some when the model
+                                * runs wholly on a GPU, none on the CPU), 0 = none */
     const char *backend;       /* as hearth_model_params.backend */
     int32_t n_gpu_layers;      /* as hearth_model_params.n_gpu_layers; default -1 (automatic) */
     size_t max_body;           /* request body cap in bytes; default 16 MiB */

@@ -29,7 +29,7 @@ int cli_serve(int argc, char **argv) {
     const char *host = NULL, *models = NULL, *keep = "5m", *keys = NULL, *origins = NULL;
     const char *backend = NULL;
     long parallel = 4, max_queue = 64, max_loaded = 2, ctx = 0, threads = 0, timeout = 300, max_body_mb = 16;
-    long gpu_layers = -1;
+    long gpu_layers = -1, sample_threads = -1;
     bool verbose = false, quiet = false;
     cli_opt opts[] = {
         { "host", 0, CLI_STR, &host, 0, 0, "HEARTH_HOST", "HOST[:PORT]", "listen address (default 127.0.0.1:11434; port 0 = any)" },
@@ -40,6 +40,8 @@ int cli_serve(int argc, char **argv) {
         { "keep-alive", 0, CLI_STR, &keep, 0, 0, "HEARTH_KEEP_ALIVE", "DURATION", "how long an idle model stays loaded (-1 = forever)" },
         { "ctx-size", 'c', CLI_INT, &ctx, 0, 1 << 20, "HEARTH_CONTEXT_LENGTH", "N", "context per sequence (0 = model's, capped 4096)" },
         { "threads", 't', CLI_INT, &threads, 0, 1024, "HEARTH_NUM_THREADS", "N", "CPU threads (0 = all cores)" },
+        { "sample-threads", 0, CLI_INT, &sample_threads, -1, 64, "HEARTH_SAMPLE_THREADS", "N",
+          "helper threads that sample a step's sequences (-1 = some when the model runs wholly on a GPU, 0 = none)" },
         { "backend", 0, CLI_STR, &backend, 0, 0, "HEARTH_BACKEND", "NAME", "cpu, cuda or auto (GPU when usable, else CPU)" },
         { "gpu-layers", 0, CLI_INT, &gpu_layers, -1, 1e6, NULL, "N", "layers on the GPU (-ngl too): -1 = as many as fit (or $HEARTH_GPU_LAYERS), 0 = none" },
         { "timeout", 0, CLI_INT, &timeout, 1, 86400, "HEARTH_TIMEOUT", "SECONDS", "idle connection timeout" },
@@ -80,7 +82,7 @@ int cli_serve(int argc, char **argv) {
     p.host = h, p.port = port, p.models_dir = models;
     p.num_parallel = (int32_t)parallel, p.max_queue = (int32_t)max_queue, p.max_loaded = (int32_t)max_loaded;
     p.n_ctx = (uint32_t)ctx, p.n_threads = (int32_t)threads, p.timeout_s = (uint32_t)timeout;
-    p.backend = backend, p.n_gpu_layers = (int32_t)gpu_layers;
+    p.backend = backend, p.n_gpu_layers = (int32_t)gpu_layers, p.sample_threads = (int32_t)sample_threads;
     p.max_body = (size_t)max_body_mb << 20;
     p.api_keys = keys, p.origins = origins;
     p.log = log_line, p.log_user_data = &level;

@@ -512,6 +512,7 @@ hearth_server_params hearth_server_default_params(void) {
     p.max_body = 16u << 20;
     p.timeout_s = 300;
     p.n_gpu_layers = -1;
+    p.sample_threads = -1;
     return p;
 }
 
@@ -568,6 +569,7 @@ hearth_status hearth_server_start(const hearth_server_params *p, hearth_server *
     s->p.host = s->host, s->p.models_dir = s->models_dir;
     s->log = (hb_log){ p->log, p->log_user_data, HEARTH_LOG_DEBUG };
     if (s->p.num_parallel < 1 || s->p.num_parallel > 256) s->p.num_parallel = 4;
+    if (s->p.sample_threads < -1 || s->p.sample_threads > 64) s->p.sample_threads = -1;
     if (s->p.max_queue < 0) s->p.max_queue = 0;
     if (s->p.max_loaded < 1) s->p.max_loaded = 1;
     if (!s->p.max_body) s->p.max_body = 16u << 20;

@@ -22,7 +22,9 @@ const GREEDY_OPTS = { temperature: 0, repeat_penalty: 1, top_k: 0, top_p: 1 };
 
 test.before(async () => {
   createModel(models, 'stories', `FROM ${STORIES}\n`);
-  srv = await startServer(models, ['--threads', '1', '--parallel', '4', '--keep-alive', '-1']);
+  // Three helpers sample beside the runner (a CPU model gets none unless asked), so the
+  // concurrency tests below also check that the helpers draw each request's own tokens.
+  srv = await startServer(models, ['--threads', '1', '--parallel', '4', '--keep-alive', '-1', '--sample-threads', '3']);
   ollama = new Ollama({ host: srv.url });
   openai = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'unused', maxRetries: 0 });
 });

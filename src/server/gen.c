@@ -66,7 +66,9 @@ void gen_req_emit(gen_req *r, const char *text, size_t len, hearth_token t) {
             r->out_tokens[r->n_out++] = t;
         }
     }
-    pthread_cond_broadcast(&r->cv);
+    /* a wake-up is a futex call and a thread switch per token and slot on the runner's path:
+     * only for a consumer that streams the new text */
+    if (len && !r->wait_done_only) pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -102,6 +104,9 @@ bool gen_req_wait(gen_req *r, int timeout_ms) {
 }
 
 void gen_wait_done(http_req *hr, gen_req *g) {
+    pthread_mutex_lock(&g->mu);
+    g->wait_done_only = true; /* polled every 100 ms for a disconnect, woken by the finish */
+    pthread_mutex_unlock(&g->mu);
     for (;;) {
         gen_req_wait(g, 100);
         pthread_mutex_lock(&g->mu);

@@ -78,6 +78,11 @@ struct runner {
     slot **s_slot;                  /* [n_slots] one step's slots to sample on the pool ... */
     const float **s_logits;         /* ... their logits ... */
     hearth_token *s_tok;            /* ... and the tokens drawn */
+    /* where the steps since the runner last went idle spent their time (ns; debug log):
+     * building the batch, decoding, reading logits (and JSON-mode sampling), sampling,
+     * handing the tokens to their requests */
+    uint64_t prof[5];
+    long prof_steps;
     int32_t n_vocab;
     pthread_mutex_t emu;            /* embeddings context */
     hearth_context *ectx;
@@ -387,10 +392,14 @@ static void sample_slots(runner *r, int n) {
 }
 
 static void step(runner *r) {
+    uint64_t t[6];
+    t[0] = hb_now_ns();
     build_batch(r);
     hearth_batch *b = &r->batch;
     if (b->n_tokens == 0) return;
+    t[1] = hb_now_ns();
     hearth_status rc = hearth_decode(r->ctx, b);
+    t[2] = hb_now_ns();
     if (rc != HEARTH_OK) {
         char msg[600];
         snprintf(msg, sizeof msg, "decode failed: %s", hearth_context_errmsg(r->ctx));
@@ -432,9 +441,26 @@ static void step(runner *r) {
         else
             r->s_slot[n_s] = sl, r->s_logits[n_s] = logits, n_s++;
     }
+    t[3] = hb_now_ns();
     sample_slots(r, n_s);
+    t[4] = hb_now_ns();
     for (int k = 0; k < n_s; k++) slot_token(r, r->s_slot[k], r->s_tok[k]);
     atomic_store(&r->kv_used, used);
+    t[5] = hb_now_ns();
+    for (int k = 0; k < 5; k++) r->prof[k] += t[k + 1] - t[k];
+    r->prof_steps++;
+}
+
+/* Logs (debug) where the steps since the last report spent their time, and starts over. */
+static void prof_report(runner *r) {
+    double n = (double)r->prof_steps;
+    if (r->prof_steps > 0)
+        SRV_LOG(r->s->srv, HEARTH_LOG_DEBUG,
+                "model=%s: %ld steps, per step (us): batch %.1f, decode %.1f, logits %.1f, sampling %.1f%s, output %.1f",
+                r->name, r->prof_steps, r->prof[0] / n / 1e3, r->prof[1] / n / 1e3, r->prof[2] / n / 1e3,
+                r->prof[3] / n / 1e3, r->pool ? " (helpers)" : "", r->prof[4] / n / 1e3);
+    memset(r->prof, 0, sizeof r->prof);
+    r->prof_steps = 0;
 }
 
 static bool any_active(runner *r) {
@@ -474,6 +500,7 @@ static void *runner_main(void *arg) {
         for (int i = 0; i < n_admit; i++) slot_start(r, admit[i]);
         if (quit) break;
         step(r);
+        if (!any_active(r)) prof_report(r);
         if (r->cancel_all && !any_active(r)) {
             pthread_mutex_lock(&r->mu);
             while (!r->quit && r->q_len == 0) pthread_cond_wait(&r->cv, &r->mu);

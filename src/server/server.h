@@ -55,6 +55,8 @@ typedef struct gen_req {
     int32_t n_eval;                 /* generated tokens */
     int32_t n_cached;               /* prompt tokens reused from the KV cache */
     bool done;
+    bool wait_done_only;            /* the consumer reads the text only when done (a reply that is
+                                     * not streamed): new text does not wake it, the finish does */
     const char *done_reason;        /* "stop", "length", "cancelled", "error" (static) */
     int status;                     /* HTTP status when done_reason is "error" */
     char errmsg[512];
@@ -66,7 +68,8 @@ typedef struct gen_req {
 gen_req *gen_req_new(void);
 void gen_req_ref(gen_req *r);
 void gen_req_unref(gen_req *r);
-/* Runner side: appends text / finishes (wakes the consumer). */
+/* Runner side: appends text (wakes a consumer that reads as it goes; a token id alone wakes
+ * no one) / finishes (wakes the consumer). */
 void gen_req_emit(gen_req *r, const char *text, size_t len, hearth_token t);
 void gen_req_finish(gen_req *r, const char *reason, int status, const char *msg);
 /* Consumer side: waits up to timeout_ms for new text or completion. Returns true when

@@ -162,6 +162,57 @@ static void test_chain_matches_candidates(void **state) {
     free(l);
 }
 
+/* Penalties that only lower logits skip the penalized copy of the vocabulary and select
+ * k + P candidates straight from the logits (sampler.c, penalized_top_k). A zero bias on
+ * token 0 forces the copy, so two samplers with one seed, one with it and one without, must
+ * draw the same tokens step by step: greedy and sampled, ties, NaN, infinities, windows
+ * with repeats and with more distinct tokens than the fast path takes. */
+static void test_penalty_fast_path_equals_copy(void **state) {
+    (void)state;
+    static const int ns[] = { 60, 3000 }, ks[] = { 1, 5, 40, 200, 250 }, lastn[] = { 8, 64, -1 };
+    static const float rps[] = { 1.0f, 1.1f, 1.5f };
+    hearth_logit_bias zero = { 0, 0.0f };
+    float *l = malloc(3000 * sizeof *l);
+    assert_non_null(l);
+    long compared = 0;
+    for (size_t ni = 0; ni < 2; ni++)
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+            for (int v = 0; v < 12; v++) {
+                int n = ns[ni];
+                hearth_sampler_params p = hearth_sampler_default_params();
+                p.seed = 1000u + (unsigned)(ki * 12 + (size_t)v);
+                p.top_k = ks[ki];
+                p.temperature = v % 2 ? 0.0f : 0.9f;
+                p.top_p = v % 4 == 2 ? 0.8f : 1.0f;
+                p.repeat_penalty = rps[(v / 2) % 3];
+                p.presence_penalty = v >= 6 ? 0.5f : 0.0f;
+                p.frequency_penalty = v % 3 == 0 ? 0.25f : 0.0f;
+                p.repeat_last_n = lastn[(size_t)v % 3];
+                hb_err e;
+                hb_err_clear(&e);
+                hearth_sampler *a = sample_new(n, &p, &e);
+                hearth_sampler_params pb = p;
+                pb.logit_bias = &zero, pb.n_logit_bias = 1;
+                hearth_sampler *b = sample_new(n, &pb, &e);
+                assert_non_null(a);
+                assert_non_null(b);
+                for (int i = 0; i < 90; i++) { /* a history that repeats the best tokens of pattern 3 */
+                    hearth_token t = i % 3 == 0 ? n - 1 - (i % 20) : (hearth_token)((i * 7919) % n);
+                    hearth_sampler_accept(a, t), hearth_sampler_accept(b, t);
+                }
+                for (int step = 0; step < 24; step++) {
+                    odd_logits(l, n, 500u + (unsigned)step * 13u + (unsigned)v, step % 5);
+                    hearth_token ta = hearth_sampler_sample(a, l), tb = hearth_sampler_sample(b, l);
+                    assert_int_equal(ta, tb);
+                    compared++;
+                }
+                hearth_sampler_free(a);
+                hearth_sampler_free(b);
+            }
+    assert_int_equal(compared, 2 * 5 * 12 * 24);
+    free(l);
+}
+
 static void test_greedy_and_ties(void **state) {
     (void)state;
     float l[6] = { 1, 5, 3, 5, -2, 0 };
@@ -303,7 +354,7 @@ int main(void) {
         cmocka_unit_test(test_seed_determinism), cmocka_unit_test(test_distribution),
         cmocka_unit_test(test_filters), cmocka_unit_test(test_penalties_and_bias),
         cmocka_unit_test(test_invalid_params), cmocka_unit_test(test_scans_match_candidates),
-        cmocka_unit_test(test_chain_matches_candidates),
+        cmocka_unit_test(test_chain_matches_candidates), cmocka_unit_test(test_penalty_fast_path_equals_copy),
     };
     return cmocka_run_group_tests_name("sample", tests, NULL, NULL);
 }

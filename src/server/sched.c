@@ -20,6 +20,8 @@
 
 #include "server/server.h"
 #include "server/spool.h"
+
+#define ARM_LEAD_NS 60000ull /* helpers wake this long before a decode should end */
 #include "store/store.h"
 
 typedef struct slot {
@@ -83,6 +85,7 @@ struct runner {
      * handing the tokens to their requests */
     uint64_t prof[5];
     long prof_steps;
+    uint64_t dec_ns;                /* running estimate of one decode (ns), for spool_arm */
     int32_t n_vocab;
     pthread_mutex_t emu;            /* embeddings context */
     hearth_context *ectx;
@@ -391,6 +394,15 @@ static void sample_slots(runner *r, int n) {
         for (int i = 0; i < n; i++) sample_item(r, i);
 }
 
+/* Tells the sampling helpers when this step's decode should end, a little early for their
+ * wake-up, when at least two of its tokens will be sampled (spool.h: they then poll for
+ * the job instead of being woken for it). */
+static void arm_pool(runner *r, const hearth_batch *b, uint64_t now) {
+    int want = 0;
+    for (int32_t k = 0; k < b->n_tokens; k++) want += b->logits[k] != 0;
+    if (r->pool && want >= 2 && r->dec_ns > ARM_LEAD_NS) spool_arm(r->pool, now + r->dec_ns - ARM_LEAD_NS);
+}
+
 static void step(runner *r) {
     uint64_t t[6];
     t[0] = hb_now_ns();
@@ -398,8 +410,12 @@ static void step(runner *r) {
     hearth_batch *b = &r->batch;
     if (b->n_tokens == 0) return;
     t[1] = hb_now_ns();
+    arm_pool(r, b, t[1]);
     hearth_status rc = hearth_decode(r->ctx, b);
     t[2] = hb_now_ns();
+    /* the estimate follows the steps of one token per sequence; a prompt chunk's step is
+     * longer and would only make the next arming late */
+    if (b->n_tokens <= r->n_slots) r->dec_ns = r->dec_ns ? (3 * r->dec_ns + (t[2] - t[1])) / 4 : t[2] - t[1];
     if (rc != HEARTH_OK) {
         char msg[600];
         snprintf(msg, sizeof msg, "decode failed: %s", hearth_context_errmsg(r->ctx));

@@ -1,7 +1,7 @@
 /* Unit tests for the server's sampling helpers (src/server/spool.c): every item of a job
  * runs exactly once, with that job's argument, over thousands of back-to-back jobs (the
- * case where a helper wakes after its job is over); items really run on more than one
- * thread; bad sizes are refused. */
+ * case where a helper wakes after its job is over), announced or not; items really run on
+ * more than one thread; an announced job that never comes; bad sizes are refused. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -49,6 +49,8 @@ static void test_each_item_once(void **state) {
             job *j = calloc(1, sizeof *j);
             assert_non_null(j);
             j->id = rep;
+            /* every other job is announced (spool_arm): now, a little ahead, or in the past */
+            if (rep % 2) spool_arm(p, rep % 3 == 0 ? hb_now_ns() : rep % 3 == 1 ? hb_now_ns() + 20000 : 1);
             spool_run(p, count_item, j, n);
             for (int i = 0; i < MAX_ITEMS; i++) assert_int_equal(atomic_load(&j->calls[i]), i < n ? 1 : 0);
             assert_int_equal(atomic_load(&j->wrong), 0);
@@ -99,6 +101,28 @@ static void test_items_run_side_by_side(void **state) {
     spool_free(p);
 }
 
+/* An announced job that does not come: the helpers poll for their 0.3 ms, go back to
+ * sleep, and a later job (and spool_free) still find them. */
+static void test_arm_without_job(void **state) {
+    (void)state;
+    spool *p = NULL;
+    hb_err err = { 0 };
+    assert_int_equal(spool_new(3, &p, &err), HEARTH_OK);
+    for (int rep = 0; rep < 3; rep++) {
+        spool_arm(p, hb_now_ns() + 100000);
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL);
+        job *j = calloc(1, sizeof *j);
+        assert_non_null(j);
+        spool_run(p, count_item, j, 16);
+        for (int i = 0; i < MAX_ITEMS; i++) assert_int_equal(atomic_load(&j->calls[i]), i < 16 ? 1 : 0);
+        free(j);
+    }
+    spool_arm(p, hb_now_ns() + 50000); /* freed while armed */
+    spool_free(p);
+    spool_arm(NULL, 1); /* a no-op */
+}
+
 static void test_bad_sizes(void **state) {
     (void)state;
     spool *p = (spool *)&p;
@@ -117,6 +141,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_item_once),
         cmocka_unit_test(test_items_run_side_by_side),
+        cmocka_unit_test(test_arm_without_job),
         cmocka_unit_test(test_bad_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

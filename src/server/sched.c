@@ -20,9 +20,9 @@
 
 #include "server/server.h"
 #include "server/spool.h"
+#include "store/store.h"
 
 #define ARM_LEAD_NS 60000ull /* helpers wake this long before a decode should end */
-#include "store/store.h"
 
 typedef struct slot {
     int id;
@@ -626,8 +626,9 @@ static void runner_free(runner *r) {
 
 /* How many helper threads sample a step's slots beside the runner (params'
  * sample_threads; -1: automatic). Automatic gives helpers only to a model that runs wholly
- * on an accelerator: there the host's sampling is a visible share of a step (~14 us per
- * sequence for 32k tokens, ~50 us for 152k), and the CPU's cores are otherwise idle. A CPU
+ * on an accelerator: there the host's sampling is a visible share of a step (~50 us per
+ * sequence of a 32k vocabulary with Ollama's defaults, its logits fresh from the device:
+ * docs/performance.md "Server"), and the CPU's cores are otherwise idle. A CPU
  * model's step is milliseconds long and its cores are the model's. At most one helper per
  * slot beyond the first, one core left free, and 7 in all. */
 static int pool_helpers(const hearth_server *srv, const runner *r) {

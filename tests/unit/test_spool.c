@@ -18,7 +18,6 @@
 enum { MAX_ITEMS = 64 };
 
 typedef struct job {
-    int id;
     atomic_int calls[MAX_ITEMS];
     atomic_int wrong; /* calls that saw another job's argument */
 } job;
@@ -48,7 +47,6 @@ static void test_each_item_once(void **state) {
             int n = sizes[rep % (int)(sizeof sizes / sizeof sizes[0])];
             job *j = calloc(1, sizeof *j);
             assert_non_null(j);
-            j->id = rep;
             /* every other job is announced (spool_arm): now, a little ahead, or in the past */
             if (rep % 2) spool_arm(p, rep % 3 == 0 ? hb_now_ns() : rep % 3 == 1 ? hb_now_ns() + 20000 : 1);
             spool_run(p, count_item, j, n);

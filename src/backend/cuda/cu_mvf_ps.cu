@@ -150,8 +150,13 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
     float4 ga[J], gc[J];
     uint32_t slot_b = (uint32_t)slot_n * 16u;
     ps_begin<EN, J>(&A, ps_ring, ng, &P, ga, gc);
-#pragma unroll
-    for (int s = 0; s < NS; s++) mvp4s_issue<R, J>(&A, &P, blockIdx.x + s * step, ngr, s * slot_b);
+    /* Only the first group is queued before the wait; the others follow the loads of x. An
+     * SM serves its requests roughly in the order they were made, so x (an L2 hit, on every
+     * block's path from the wait to its first multiply) queued behind all NS groups of the
+     * SM's ~6 blocks arrived only when they had landed, and the block then restarted its
+     * stream from an empty ring. Session 33, H200: tg128 1300-1312 -> 1377 t/s; nothing
+     * queued before the wait: 1135-1160; half of the first group: slower (H100). */
+    mvp4s_issue<R, J>(&A, &P, blockIdx.x, ngr, 0);
     cu_pdl_wait_e(); /* weights in flight; the activations are ready from here on */
     cu_pdl_trigger();
     float4 xa[J], xc[J];
@@ -168,6 +173,14 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
         if (g < ng && xrd) {
             const float4 *x4 = (const float4 *)(A.x + 8 * (int64_t)g);
             xa[j] = x4[0], xc[j] = x4[1];
+        }
+    }
+#pragma unroll
+    for (int s = 1; s < NS; s++) mvp4s_issue<R, J>(&A, &P, blockIdx.x + s * step, ngr, s * slot_b);
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        int g = tid + j * bd;
+        if (g < ng && xrd) {
             if (EN) { /* mvp4_group's arithmetic: the squares in order, then x times the norm weights */
                 ss = mvf_dot8_sq(xa[j], xc[j], ss);
                 if (A.nw) {

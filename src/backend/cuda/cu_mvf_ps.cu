@@ -313,8 +313,12 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4t_kernel(const __grid_
     float4 ga[J], gc[J];
     ps_begin<EN, J>(&A, ps_ring, ng, &P, ga, gc);
     uint32_t slot_b = (uint32_t)slot_n * 16u;
+    /* Without the norm, as mvp4s_kernel: the first group before the wait, the other after the
+     * loads of x (session 33, H200: x2 +3.8%, x8 +1.4%). With it, x is read token by token
+     * between warp sums, and queuing the second group inside that loop measured x4 -5-9%
+     * on an H100, so those products keep both groups before the wait. */
 #pragma unroll
-    for (int s = 0; s < NS; s++) mvp4s_issue<R, J>(&A, &P, gb + s * step, ngr, s * slot_b);
+    for (int s = 0; s < (EN ? NS : 1); s++) mvp4s_issue<R, J>(&A, &P, gb + s * step, ngr, s * slot_b);
     cu_pdl_wait_e(); /* weights in flight; the activations are ready from here on */
     cu_pdl_trigger();
     if (EN) { /* each token's norm factor: mvp4s_kernel's arithmetic per token */
@@ -346,6 +350,9 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4t_kernel(const __grid_
     float4 xa[T][J], xc[T][J];
     bool passes = thi - tlo > T; /* x is reloaded for every pass of every group */
     if (!passes) mvp4t_load_x<EN, J, T>(&A, tlo, ng, ga, gc, xa, xc);
+    if (!EN)
+#pragma unroll
+        for (int s = 1; s < NS; s++) mvp4s_issue<R, J>(&A, &P, gb + s * step, ngr, s * slot_b);
     int it = 0;
     for (uint32_t grp = gb; grp < ngr; grp += step, it++) {
         int s = it % NS;

@@ -319,7 +319,7 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4t_kernel(const __grid_
      * on an H100, so those products keep both groups before the wait. */
 #pragma unroll
     for (int s = 0; s < (EN ? NS : 1); s++) mvp4s_issue<R, J>(&A, &P, gb + s * step, ngr, s * slot_b);
-    cu_pdl_wait_e(); /* weights in flight; the activations are ready from here on */
+    cu_pdl_wait(); /* weights in flight; the activations are ready from here on */
     cu_pdl_trigger();
     if (EN) { /* each token's norm factor: mvp4s_kernel's arithmetic per token */
         for (int t = 0; t < nt; t++) {

@@ -156,6 +156,12 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
      * SM's ~6 blocks arrived only when they had landed, and the block then restarted its
      * stream from an empty ring. Session 33, H200: tg128 1300-1312 -> 1377 t/s; nothing
      * queued before the wait: 1135-1160; half of the first group: slower (H100). */
+    float res0 = 0.0f; /* the first group's residual (A.early: no kernel just before writes it), ahead of the copies */
+    if (tid < R && A.early && (int64_t)(R * blockIdx.x + (uint32_t)tid) < A.rows) {
+        int64_t loc0 = 0;
+        int s0 = mvf_map(&A, (int64_t)(R * blockIdx.x + (uint32_t)tid), &loc0);
+        if (A.add[s0]) res0 = __ldcg(A.add[s0] + loc0);
+    }
     mvp4s_issue<R, J>(&A, &P, blockIdx.x, ngr, 0);
     cu_pdl_wait_e(); /* weights in flight; the activations are ready from here on */
     cu_pdl_trigger();
@@ -207,8 +213,8 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
     for (uint32_t grp = blockIdx.x; grp < ngr; grp += step, it++) {
         int s = it % NS, kr = tid % R;
         int64_t row = (int64_t)(R * grp + (uint32_t)kr), loc = 0;
-        float res = 0.0f; /* the residual of the row this thread finishes, read while the weights land */
-        if (tid < R && A.early && row < A.rows) {
+        float res = res0; /* the residual of the row this thread finishes, read while the weights land */
+        if (it > 0 && tid < R && A.early && row < A.rows) {
             int s_ = mvf_map(&A, row, &loc);
             if (A.add[s_]) res = __ldcg(A.add[s_] + loc);
         }

@@ -58,7 +58,7 @@ static void test_defaults(void **state) {
     assert_true(k.mega_sync && !k.mega_prof && k.mvf_j3);
     assert_int_equal(k.mvf_ps, 2);
     assert_int_equal(k.mvf_ps_bps, 0);
-    assert_int_equal(k.mvf_ps_r2, 0);
+    assert_int_equal(k.mvf_ps_r2, 2); /* the long rows in pairs */
     assert_int_equal(k.mvf_ps_min, 0);
     assert_true(k.mvf_ps_even && k.mvf_ps_long && !k.mvf_t256);
 }

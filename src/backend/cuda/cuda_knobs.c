@@ -135,7 +135,7 @@ static void knobs_float(cuda_knobs *k) {
     k->mvf_j3 = knob_flag("HEARTH_CUDA_MVF_J3", true);
     const char *ps = knob_str("HEARTH_CUDA_MVF_PS");
     k->mvf_ps = ps && ps[0] == '0' && !ps[1] ? 0 : (int)knob_int("HEARTH_CUDA_MVF_PS", 2, 3, 2);
-    k->mvf_ps_r2 = (int)knob_int("HEARTH_CUDA_MVF_PS_R2", 0, 3, 0);
+    k->mvf_ps_r2 = (int)knob_int("HEARTH_CUDA_MVF_PS_R2", 0, 3, 2);
     k->mvf_ps_long = knob_flag("HEARTH_CUDA_MVF_PS_LONG", true);
     k->mvf_ps_r8 = knob_flag("HEARTH_CUDA_MVF_PS_R8", false);
     k->mvf_pb = knob_flag("HEARTH_CUDA_MVF_PB", true);

@@ -99,7 +99,7 @@ typedef struct cuda_knobs {
     bool mvf_j3;          /* HEARTH_CUDA_MVF_J3=0: no three-group one-token instance (long rows) */
     int mvf_ps;           /* HEARTH_CUDA_MVF_PS: 0 off, 2..3 stages of the persistent one-token row-group kernel (default 2) */
     bool mvf_ps_long;     /* HEARTH_CUDA_MVF_PS_LONG=0: not for rows of more than 2 * blockDim column groups */
-    int mvf_ps_r2;        /* HEARTH_CUDA_MVF_PS_R2: 0..3, groups of 2 rows instead of 4 (bit 0: rows of <= 2 * blockDim column groups, bit 1: longer; default 0: groups of 4, session 18) */
+    int mvf_ps_r2;        /* HEARTH_CUDA_MVF_PS_R2: 0..3, groups of 2 rows instead of 4 (bit 0: rows of <= 2 * blockDim column groups, bit 1: longer; default 2: the long rows in pairs, session 33) */
     bool mvf_pb;          /* HEARTH_CUDA_MVF_PB=0: no persistent float kernel for 2..8 tokens (mvp4t_kernel) */
     int mvf_pb_mode;      /* HEARTH_CUDA_MVF_PB_MODE: experiments, bit 0 no shared-memory carveout preference, bit 1 groups of 2 rows for three column groups, bit 3 those rows with the tokens split between block pairs, bit 4 no 4-token instance for 2..4 tokens, bit 5 no 2-token instance for 2 tokens (default 8) */
     bool mvf_ps_r8;       /* HEARTH_CUDA_MVF_PS_R8=1: groups of 8 rows for rows of at most two column groups per thread (2048 columns) */

@@ -437,7 +437,8 @@ typedef struct hearth_server_params {
     int32_t n_threads;         /* 0 = all cores */
     int32_t sample_threads;    /* helper threads that sample one step's sequences beside the
                                 * model's runner: -1 (default) = automatic (some when the model
-                                * runs wholly on a GPU, none on the CPU), 0 = none */
+                                * runs wholly on a GPU, none on the CPU), 0 = none, at most
+                                * 64; a value outside -1..64 is taken as -1 */
     const char *backend;       /* as hearth_model_params.backend */
     int32_t n_gpu_layers;      /* as hearth_model_params.n_gpu_layers; default -1 (automatic) */
     size_t max_body;           /* request body cap in bytes; default 16 MiB */

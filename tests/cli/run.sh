@@ -64,6 +64,8 @@ bad "prompt longer than the context" run "$M" --raw --ctx 16 "Once upon a time t
 # serve refuses a keep-alive whose milliseconds do not fit (before it binds anything)
 bad "serve --keep-alive too long" serve --host 127.0.0.1:0 --keep-alive 1e300h
 bad "serve --keep-alive nan" serve --host 127.0.0.1:0 --keep-alive nan
+bad "serve --sample-threads 65" serve --host 127.0.0.1:0 --sample-threads 65
+bad "serve --sample-threads -2" serve --host 127.0.0.1:0 --sample-threads -2
 # ... and takes Ollama's compound durations (the parser of the API's keep_alive)
 HEARTH_MODELS="$t/store" "$H" serve --host 127.0.0.1:0 --keep-alive 1h30m >"$t/serve.log" 2>&1 &
 sp=$!

@@ -733,9 +733,9 @@ static int runner_load(sched *s, const char *name, const char *path, runner **ou
         r->slots[i].hist = hb_calloc_n(r->n_ctx, sizeof(hearth_token));
         HB_CHECK(r->slots[i].hist, HEARTH_E_NOMEM, "out of memory");
     }
-    r->s_slot = calloc((size_t)r->n_slots, sizeof *r->s_slot);
-    r->s_logits = calloc((size_t)r->n_slots, sizeof *r->s_logits);
-    r->s_tok = calloc((size_t)r->n_slots, sizeof *r->s_tok);
+    r->s_slot = hb_calloc_n((size_t)r->n_slots, sizeof *r->s_slot);
+    r->s_logits = hb_calloc_n((size_t)r->n_slots, sizeof *r->s_logits);
+    r->s_tok = hb_calloc_n((size_t)r->n_slots, sizeof *r->s_tok);
     HB_CHECK(r->s_slot && r->s_logits && r->s_tok, HEARTH_E_NOMEM, "out of memory");
     start_pool(srv, r, name);
     HB_CHECK(pthread_create(&r->thread, NULL, runner_main, r) == 0, HEARTH_E_NOMEM, "cannot start a runner thread");

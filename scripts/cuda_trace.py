@@ -24,10 +24,10 @@ def marks(rows):
     for k, v in agg.items():
         n = len(v)
         ms = []
-        for j in range(8):
+        for j in range(9):
             vals = [x[3][j] for x in v if x[3][j] is not None]
             if vals:
-                ms.append(f"m{j} {sum(vals) / len(vals):5.2f}")
+                ms.append(f"{'m%d' % j if j < 8 else 'end'} {sum(vals) / len(vals):5.2f}")
         print(f"{k:40s} n={n:3d} start {sum(x[0] for x in v) / n:5.2f} to wait {sum(x[1] for x in v) / n:5.2f} "
               f"share {sum(x[2] for x in v) / n:5.2f} | {' '.join(ms)}")
 
@@ -41,6 +41,7 @@ def main():
         f = p[0].split('/')[-1]
         ln, grid, blk, e0, e1, w0, w1 = map(int, p[1:8])
         mk = list(map(int, p[8:16])) if len(p) >= 16 else [0] * 8
+        mk.append(int(p[16]) if len(p) >= 17 else 0)  # the grid's last block end (CU_TR_FLUSH kernels)
         rows.append((w0, f, ln, grid, blk, e0, e1, w1, mk))
     if not rows:
         sys.exit("no trace records")
@@ -48,7 +49,7 @@ def main():
     t0 = min(r[5] for r in rows)
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 40
     tot = {}
-    for i, (w0, f, ln, grid, blk, e0, e1, w1, _) in enumerate(rows):
+    for i, (w0, f, ln, grid, blk, e0, e1, w1, mk) in enumerate(rows):
         nxt = rows[i + 1][0] if i + 1 < len(rows) else w1
         key = f"{f}:{ln} grid {grid} x {blk}"
         s = tot.setdefault(key, [0, 0])
@@ -56,7 +57,8 @@ def main():
         s[1] += 1
         if i < n:
             print(f"{f}:{ln:<4d} grid {grid:6d} x {blk:4d}  arrive {(e0 - t0) / 1e3:8.2f}..{(e1 - t0) / 1e3:8.2f}"
-                  f"  wait done {(w0 - t0) / 1e3:8.2f}..{(w1 - t0) / 1e3:8.2f}  -> next {(nxt - w0) / 1e3:6.2f} us")
+                  f"  wait done {(w0 - t0) / 1e3:8.2f}..{(w1 - t0) / 1e3:8.2f}  -> next {(nxt - w0) / 1e3:6.2f} us"
+                  + (f"  last end {(mk[8] - t0) / 1e3:8.2f}" if mk[8] else ""))
     print(f"span {(rows[-1][7] - t0) / 1e3:.1f} us, {len(rows)} kernels")
     for k, (s, c) in sorted(tot.items(), key=lambda x: -x[1][0]):
         print(f"{k:44s} n={c:4d} sum={s / 1e3:8.1f} us avg={s / c / 1e3:6.2f} us")

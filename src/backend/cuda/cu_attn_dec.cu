@@ -61,9 +61,12 @@ static __global__ void __launch_bounds__(AD_T) attn_dec_kernel(const __grid_cons
     cu_pdl_trigger();
     ad_stage(A, sk, sv, kb, vb, lo, nold, ncell, AD_T);
     for (int32_t i = threadIdx.x; i < hd; i += AD_T) qv[i] = A.q[(int64_t)t * A.qs + (int64_t)h * hd + i];
+    CU_TR_MARK(1);
     asm volatile("cp.async.wait_all;\n" ::: "memory");
     __syncthreads();
-    ad_core(A, h, t, ncell, sk, sv, qv, sc, acc, red);
+    CU_TR_MARK(2);
+    ad_core(A, h, t, ncell, sk, sv, qv, sc, acc, red CU_TR_ARG);
+    CU_TR_MARK(3);
     CU_TR_FLUSH();
 }
 
@@ -131,11 +134,17 @@ static __global__ void __launch_bounds__(AD_T) attn_dec_rope_kernel(const __grid
         gm_cp16(sk + (size_t)cc * rb + ((pc + cc) % np) * 16, kb + src);
         gm_cp16(sv + (size_t)cc * rb + pc * 16, vb + src);
     }
+    /* q of this head (items 0..hd-1) and the cells this step adds (items hd..): one loop, so
+     * that threads past the head's q read the new cells' k and v in the same L2 round trip
+     * instead of a second one after q (one token, hd 64: one item per thread) */
     const float *qrow = A.q + (int64_t)t * A.qs + (int64_t)h * hd;
-    for (int32_t d = threadIdx.x; d < hd; d += AD_T) qv[d] = adr_rot(qrow, d, hd, R.neox, ang + (size_t)t * half);
     bool store = h % A.group == 0; /* this kv head's first query head stores its token's cell */
-    for (int32_t i = threadIdx.x; i < A.n_tok * hd; i += AD_T) { /* the cells this step adds */
-        int32_t u = i / hd, d = i - u * hd;
+    for (int32_t j = threadIdx.x; j < (A.n_tok + 1) * hd; j += AD_T) {
+        if (j < hd) {
+            qv[j] = adr_rot(qrow, j, hd, R.neox, ang + (size_t)t * half);
+            continue;
+        }
+        int32_t i = j - hd, u = i / hd, d = i - u * hd;
         int64_t cc = A.pos[u] - lo;
         bool mine = store && u == t;
         if (A.seq[u] != sq || ((cc < nold || cc >= ncell) && !mine)) continue;
@@ -151,9 +160,12 @@ static __global__ void __launch_bounds__(AD_T) attn_dec_rope_kernel(const __grid
             kv_put((uint8_t *)A.vc + cell * A.row_bytes, 1, (int64_t)hk * hd + d, vval);
         }
     }
+    CU_TR_MARK(1);
     asm volatile("cp.async.wait_all;\n" ::: "memory");
     __syncthreads();
-    ad_core(A, h, t, ncell, sk, sv, qv, sc, acc, red);
+    CU_TR_MARK(2);
+    ad_core(A, h, t, ncell, sk, sv, qv, sc, acc, red CU_TR_ARG);
+    CU_TR_MARK(3);
     CU_TR_FLUSH();
 }
 

@@ -58,9 +58,15 @@ static __device__ __forceinline__ float ad_block_reduce(float v, bool is_max, fl
  * A.xq is set. sc: [ncell] floats, acc: [AD_T / (hd / 2)][hd] floats, red: two reduction
  * arrays. Threads 0..AD_T-1 compute; every thread of the block must call it (barriers), so
  * a larger block gives the same bits as an AD_T-thread one. */
+#ifdef HEARTH_CUDA_TRACE
+#define AD_MARK(k) (tm ? (void)(tm[(k)] = cu_gtime()) : (void)0) /* block 0's phases (trace builds) */
+#else
+#define AD_MARK(k) (void)0
+#endif
 static __device__ __forceinline__ void ad_core(const ad_args &A, int32_t h, int32_t t, int32_t ncell,
                                                const uint8_t *sk, const uint8_t *sv, const float *qv, float *sc,
-                                               float *acc, float (*red)[AD_T / 32]) {
+                                               float *acc, float (*red)[AD_T / 32], unsigned long long *tm = nullptr) {
+    (void)tm;
     int32_t hd = A.hd, rb = hd * 2, np = hd >> 3;
     /* scores: two threads per cell (lanes 2c and 2c + 1), each over half of the K slice's
      * pieces, their sums added by one shuffle (the same bits in both: a + b == b + a); the
@@ -92,7 +98,9 @@ static __device__ __forceinline__ void ad_core(const ad_args &A, int32_t h, int3
             mx = fmaxf(mx, s);
         }
     }
+    AD_MARK(4);
     mx = ad_block_reduce(mx, true, red[0]);
+    AD_MARK(5);
     float sum = 0.0f;
     for (int32_t cc = threadIdx.x; cc < ncell && threadIdx.x < AD_T; cc += AD_T) {
         float e = __expf(sc[cc] - mx);
@@ -100,6 +108,7 @@ static __device__ __forceinline__ void ad_core(const ad_args &A, int32_t h, int3
         sum += e;
     }
     sum = ad_block_reduce(sum, false, red[1]); /* its barrier also publishes the weights */
+    AD_MARK(6);
     /* values: thread (pair pr, class g) sums cells g, g + ng, ... for dimensions 2pr, 2pr+1,
      * alternate cells into two sums (two dependency chains) added at the end */
     int32_t pairs = hd >> 1, ng = AD_T / pairs, pr = threadIdx.x % pairs, g = threadIdx.x / pairs;
@@ -120,6 +129,7 @@ static __device__ __forceinline__ void ad_core(const ad_args &A, int32_t h, int3
         acc[g * hd + 2 * pr] = a0 + b0, acc[g * hd + 2 * pr + 1] = a1 + b1;
     }
     __syncthreads();
+    AD_MARK(7);
     float *orow = A.out + (int64_t)t * A.os + (int64_t)h * hd;
     for (int32_t d = threadIdx.x; d < hd && threadIdx.x < AD_T; d += AD_T) {
         float o = 0.0f;

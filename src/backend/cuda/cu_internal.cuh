@@ -177,18 +177,25 @@ static __device__ __forceinline__ void cu_pdl_wait(void) {
 typedef struct cu_tr_rec {
     unsigned long long gid, ne_min, e_max, nw_min, w_max, line_dim; /* ne/nw: bit-inverted minima */
     unsigned long long mk[8];                                       /* block 0's CU_TR_MARK times */
+    unsigned long long end_max; /* latest CU_TR_FLUSH of any block of the grid whose home slot this is */
 } cu_tr_rec;
 static __device__ cu_tr_rec cu_tr_tab[CU_TR_SLOTS];
 static __device__ __forceinline__ unsigned long long cu_gtime(void) {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    unsigned long long t; /* "memory": the marks stay between the loads and stores around them */
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)::"memory");
     return t;
 }
-static __device__ __forceinline__ cu_tr_rec *cu_tr_put(unsigned long long t0, unsigned long long t1, int line) {
+/* The home slot of this grid's record (cuda_trace.py recomputes it from the id). */
+static __device__ __forceinline__ unsigned cu_tr_home(unsigned long long *gidp) {
     unsigned long long gid;
     asm volatile("mov.u64 %0, %%gridid;" : "=l"(gid));
     gid += 1;
-    unsigned h = (unsigned)((gid * 0x9E3779B97F4A7C15ull) >> 40) % CU_TR_SLOTS;
+    *gidp = gid;
+    return (unsigned)((gid * 0x9E3779B97F4A7C15ull) >> 40) % CU_TR_SLOTS;
+}
+static __device__ __forceinline__ cu_tr_rec *cu_tr_put(unsigned long long t0, unsigned long long t1, int line) {
+    unsigned long long gid;
+    unsigned h = cu_tr_home(&gid);
     for (int i = 0; i < CU_TR_SLOTS; i++) {
         cu_tr_rec *r = &cu_tr_tab[(h + i) % CU_TR_SLOTS];
         unsigned long long k = atomicCAS(&r->gid, 0ull, gid);
@@ -228,6 +235,12 @@ static __device__ __forceinline__ unsigned long long cu_pdl_wait_tre(void) {
     do {                                                                                                  \
         unsigned b_ = blockIdx.x + gridDim.x * blockIdx.y, nb_ = gridDim.x * gridDim.y;                    \
         (void)cu_tr_mk_;                                                                                  \
+        if (threadIdx.x == 0 && threadIdx.y == 0 && cu_tr_tw_) { /* every block: the grid's last end */  \
+            unsigned long long g_;                                                                        \
+            unsigned long long t_ = cu_gtime();                                                           \
+            asm volatile("red.global.max.u64 [%0], %1;" ::"l"(&cu_tr_tab[cu_tr_home(&g_)].end_max), "l"(t_) \
+                         : "memory");                                                                     \
+        }                                                                                                 \
         if (threadIdx.x == 0 && threadIdx.y == 0 && cu_tr_tw_ && (b_ == 0 || b_ == nb_ - 1)) {           \
             cu_tr_rec *r_ = cu_tr_put(cu_tr_te_, cu_tr_tw_, cu_tr_line_);                                 \
             if (r_ && b_ == 0) _Pragma("unroll") for (int i_ = 0; i_ < 8; i_++) r_->mk[i_] = cu_tr_mk_[i_]; \

@@ -219,6 +219,7 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
             if (A.add[s_]) res = __ldcg(A.add[s_] + loc);
         }
         asm volatile("cp.async.wait_group %0;\n" ::"n"(NS - 1) : "memory"); /* this group's pieces landed */
+        if (it == 0) CU_TR_MARK(3);
         uint4 *slot = ps_ring + s * slot_n;
         float acc[R];
 #pragma unroll

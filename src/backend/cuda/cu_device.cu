@@ -69,6 +69,7 @@ int cuda_probe(int ordinal, cuda_dev_info *info, hb_err *err) {
     info->cc_minor = p.minor;
     info->sm_count = p.multiProcessorCount;
     info->l2_bytes = (size_t)p.l2CacheSize;
+    info->l2_window = p.accessPolicyMaxWindowSize > 0 ? (size_t)p.accessPolicyMaxWindowSize : 0;
     info->driver_version = drv;
     info->runtime_version = rt;
     return HEARTH_OK;

@@ -36,6 +36,7 @@ typedef struct cuda_dev_info {
     int sm_count;
     size_t mem_free, mem_total; /* bytes, at the time of the probe */
     size_t l2_bytes;
+    size_t l2_window; /* largest L2 access-policy window (bytes; 0: the device has none) */
     int driver_version, runtime_version; /* e.g. 13000 */
 } cuda_dev_info;
 

@@ -73,6 +73,7 @@ static void knobs_step(cuda_knobs *k) {
     const char *mf = knob_str("HEARTH_CUDA_MVF_FUSE");
     k->mvf_fuse = mf && mf[0] == '0' ? 0 : (mf && mf[0] == '1' ? 1 : 2);
     k->early_add = knob_flag("HEARTH_CUDA_EARLY_ADD", true);
+    k->l2_stream = knob_flag("HEARTH_CUDA_L2_STREAM", true);
     k->pdl = knob_flag("HEARTH_CUDA_PDL", true);
     k->mem_limit = knob_bytes("HEARTH_CUDA_MEM_LIMIT");
 }

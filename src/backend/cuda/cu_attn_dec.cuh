@@ -57,7 +57,9 @@ static __device__ __forceinline__ float ad_block_reduce(float v, bool is_max, fl
  * dimension pair and a cell residue class), then the output row and its quantization when
  * A.xq is set. sc: [ncell] floats, acc: [AD_T / (hd / 2)][hd] floats, red: two reduction
  * arrays. Threads 0..AD_T-1 compute; every thread of the block must call it (barriers), so
- * a larger block gives the same bits as an AD_T-thread one. */
+ * a larger block gives the same bits as an AD_T-thread one. tm: trace builds only, the
+ * kernel's CU_TR_MARK slots (4 scores, 5 max, 6 exp + sum, 7 values); NULL or unused
+ * elsewhere. */
 #ifdef HEARTH_CUDA_TRACE
 #define AD_MARK(k) (tm ? (void)(tm[(k)] = cu_gtime()) : (void)0) /* block 0's phases (trace builds) */
 #else

@@ -427,7 +427,7 @@ typedef void (*mvp4s_fn)(mvf_args);
  * once, 2 GB for an F16 TinyLlama through a 50 MB L2: with normal priority they pushed
  * out the lines the step keeps using (the activations, the KV cells, the norm weights and
  * the kernels' own code), and the latency-bound parts of the step (the attention, every
- * product's x) paid for it. Session 34, H200: F16 tg128 1404-1416 -> 1443-1455 t/s. The
+ * product's x) paid for it. Session 34, H200: F16 tg128 1422-1431 -> 1455-1457 t/s. The
  * window covers the launch's weights when they lie together (q/k/v, gate/up), else the
  * first one's rows; it is a hint, the bits do not change. */
 static cudaError_t ps_launch(cuda_ctx *c, mvp4s_fn fn, unsigned grid, unsigned thr, size_t smem, const mvf_args *B) {

@@ -397,7 +397,7 @@ int cuda_graph_launch(cuda_ctx *c, cuda_graph *g, hb_err *err) {
                             cu_tr_files[i].file, h[k].line_dim & 0xffff, (h[k].line_dim >> 16) & 0xffffffffull,
                             h[k].line_dim >> 48, ~h[k].ne_min, h[k].e_max, ~h[k].nw_min, h[k].w_max, h[k].mk[0],
                             h[k].mk[1], h[k].mk[2], h[k].mk[3], h[k].mk[4], h[k].mk[5], h[k].mk[6], h[k].mk[7],
-                            h[(unsigned)((h[k].gid * 0x9E3779B97F4A7C15ull) >> 40) % CU_TR_SLOTS].end_max);
+                            h[cu_tr_slot(h[k].gid)].end_max);
         }
         if (f) fprintf(f, "END\n"), fclose(f);
         free(h);

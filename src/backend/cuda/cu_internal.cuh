@@ -185,13 +185,17 @@ static __device__ __forceinline__ unsigned long long cu_gtime(void) {
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)::"memory");
     return t;
 }
-/* The home slot of this grid's record (cuda_trace.py recomputes it from the id). */
+/* The home slot of grid id gid's record (the dump in cu_device.cu finds end_max there). */
+static __host__ __device__ inline unsigned cu_tr_slot(unsigned long long gid) {
+    return (unsigned)((gid * 0x9E3779B97F4A7C15ull) >> 40) % CU_TR_SLOTS;
+}
+/* This grid's id (+1, so that 0 marks a free slot) in *gidp, and its home slot. */
 static __device__ __forceinline__ unsigned cu_tr_home(unsigned long long *gidp) {
     unsigned long long gid;
     asm volatile("mov.u64 %0, %%gridid;" : "=l"(gid));
     gid += 1;
     *gidp = gid;
-    return (unsigned)((gid * 0x9E3779B97F4A7C15ull) >> 40) % CU_TR_SLOTS;
+    return cu_tr_slot(gid);
 }
 static __device__ __forceinline__ cu_tr_rec *cu_tr_put(unsigned long long t0, unsigned long long t1, int line) {
     unsigned long long gid;

@@ -61,7 +61,7 @@ static void test_defaults(void **state) {
     assert_int_equal(k.mvf_ps_r2, 2); /* the long rows in pairs */
     assert_int_equal(k.mvf_ps_min, 0);
     assert_true(k.mvf_ps_even && k.mvf_ps_long && !k.mvf_t256);
-    assert_true(k.l2_stream); /* the float products' weights stream through L2 */
+    assert_true(k.l2_stream); /* the decode products' weights stream through L2 */
 }
 
 static void test_valid(void **state) {

@@ -927,7 +927,7 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
         int64_t need = (w->n_rows + MVS_W - 1) / MVS_W, want = (int64_t)bps * (c->info.sm_count > 0 ? c->info.sm_count : 1);
         unsigned sg = (unsigned)(need < want ? need : want);
         if ((rc = cu_smem_allow(c, (const void *)sfn, smem, err))) return rc;
-        CU_LAUNCH(err, "launching a matrix-vector product", sfn, sg, MVS_W * 32, smem, c,
+        CU_LAUNCH_W(err, "launching a matrix-vector product", sfn, sg, MVS_W * 32, smem, c, 1, &w,
                   (const uint8_t *)w->data, w->row_bytes, st, w->n_rows, y, nch, vw, xq, xd, xs);
         return cu_check_launch(err, "matrix-vector product");
     }
@@ -941,8 +941,8 @@ static int matvec(cuda_ctx *c, const cuda_weight *w, const float *x, int64_t n_t
         mm.early = opt && opt->add_early && n_tok == 1;
         mv_fn fn = mv_pick(c, e, nt, w->n_rows, nch, segb, vw, w->row_bytes);
         cu_carve(c, (const void *)fn);
-        CU_LAUNCH(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c, mm, nch, segb,
-                  mv_launch_vw(c, e, fn, vw), xq + t0 * w->n_cols, xd + t0 * nch, xs + t0 * nch, nt);
+        CU_LAUNCH_W(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c, 1, &w, mm, nch, segb,
+                    mv_launch_vw(c, e, fn, vw), xq + t0 * w->n_cols, xd + t0 * nch, xs + t0 * nch, nt);
     }
     return cu_check_launch(err, "matrix-vector product");
 }
@@ -1005,8 +1005,8 @@ extern "C" int cuda_matmul_multi(cuda_ctx *c, int n, const cuda_weight *const *w
     if ((rc = mvt_try(c, e, &mm, total, nch, vw, xq, xd, xs, n_tok, &done, err)) || done) return rc;
     mv_fn fn = mv_pick(c, e, n_tok, (int64_t)grid * MQ_W, nch, segb, vw, w->row_bytes);
     cu_carve(c, (const void *)fn);
-    CU_LAUNCH(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c, mm, nch, segb,
-              mv_launch_vw(c, e, fn, vw), xq, xd, xs, (int)n_tok);
+    CU_LAUNCH_W(err, "launching a matrix-vector product", fn, grid, MQ_W * 32, 0, c, n, ws, mm, nch, segb,
+                mv_launch_vw(c, e, fn, vw), xq, xd, xs, (int)n_tok);
     return cu_check_launch(err, "matrix-vector product");
 }
 

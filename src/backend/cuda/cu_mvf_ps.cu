@@ -422,37 +422,14 @@ typedef void (*mvp4s_fn)(mvf_args);
     }
 
 /* Launches a persistent float product (fn(B) on c's stream, PDL as CU_LAUNCH) with an L2
- * access-policy window that marks its weights streaming (evicted first), unless
- * HEARTH_CUDA_L2_STREAM=0 or the device has no windows. Each token reads a model's weights
- * once, 2 GB for an F16 TinyLlama through a 50 MB L2: with normal priority they pushed
- * out the lines the step keeps using (the activations, the KV cells, the norm weights and
- * the kernels' own code), and the latency-bound parts of the step (the attention, every
- * product's x) paid for it. Session 34, H200: F16 tg128 1422-1431 -> 1455-1457 t/s. The
- * window covers the launch's weights when they lie together (q/k/v, gate/up), else the
- * first one's rows; it is a hint, the bits do not change. */
+ * streaming window over its weights (cu_stream_window). */
 static cudaError_t ps_launch(cuda_ctx *c, mvp4s_fn fn, unsigned grid, unsigned thr, size_t smem, const mvf_args *B) {
     cudaLaunchAttribute at[2];
     cudaLaunchConfig_t cfg = cu_launch_config(dim3(grid), dim3(thr), smem, c, at);
-    size_t maxw = cuda_ctx_info(c)->l2_window, total = 0;
-    uintptr_t lo = (uintptr_t)B->w[0], hi = lo;
-    for (int i = 0; i < 3; i++)
-        if (B->w[i] && B->nr[i] > 0) {
-            uintptr_t a = (uintptr_t)B->w[i], b = a + (uintptr_t)B->nr[i] * B->row_bytes;
-            lo = a < lo ? a : lo, hi = b > hi ? b : hi, total += b - a;
-        }
-    size_t span = hi - lo;
-    if (span > total + total / 4) /* apart: other data lies between them, take the first one's rows */
-        lo = (uintptr_t)B->w[0], span = (size_t)B->nr[0] * B->row_bytes;
-    if (c->knobs.l2_stream && maxw > 0 && span > 0) {
-        cudaLaunchAttribute *w = &at[cfg.numAttrs];
-        w->id = cudaLaunchAttributeAccessPolicyWindow;
-        w->val.accessPolicyWindow.base_ptr = (void *)lo;
-        w->val.accessPolicyWindow.num_bytes = span < maxw ? span : maxw;
-        w->val.accessPolicyWindow.hitRatio = 1.0f;
-        w->val.accessPolicyWindow.hitProp = cudaAccessPropertyStreaming;
-        w->val.accessPolicyWindow.missProp = cudaAccessPropertyStreaming;
-        cfg.numAttrs++;
-    }
+    const void *p[3];
+    size_t bytes[3];
+    for (int i = 0; i < 3; i++) p[i] = B->w[i], bytes[i] = B->nr[i] > 0 ? (size_t)B->nr[i] * B->row_bytes : 0;
+    cu_stream_window(&cfg, at, c, 3, p, bytes);
     return cudaLaunchKernelEx(&cfg, fn, *B);
 }
 

@@ -462,7 +462,7 @@ int cu_pq_matmul(cuda_ctx *c, int n, const cuda_weight *const *ws, float *const 
     in.x = x, in.xs = xs, in.nw = norm_w, in.eps = eps, in.norm = norm_y != NULL, in.ny = norm_y;
     if ((rc = cu_act_buffers(c, n_tok, w->n_cols, &in.gq, &in.gd, &in.gs, err))) return rc;
     if ((rc = cu_smem_allow(c, (const void *)k_pq[ti].pq, smem, err))) return rc;
-    CU_LAUNCH(err, "launching a matrix-vector product", k_pq[ti].pq, grid, nw * 32, smem, c, mm,
+    CU_LAUNCH_W(err, "launching a matrix-vector product", k_pq[ti].pq, grid, nw * 32, smem, c, n, ws, mm,
               w->row_bytes, (int)w->n_cols, rpw, wst, vw, in, (int)n_tok);
     *done = 1;
     c->n_mvq_fused++;
@@ -550,7 +550,8 @@ extern "C" int cuda_matmul_glu(cuda_ctx *c, const cuda_weight *wg, const cuda_we
     float *od;
     int2 *os;
     if ((rc = cu_act_buffers(c, n_tok, n_ff, &oq, &od, &os, err))) return rc;
-    CU_LAUNCH(err, "launching gate/up", fn, (unsigned)(n_ff / 32), GU_W * 32, smem, c,
+    const cuda_weight *gw[2] = { wg, wu };
+    CU_LAUNCH_W(err, "launching gate/up", fn, (unsigned)(n_ff / 32), GU_W * 32, smem, c, 2, gw,
               (const uint8_t *)wg->data, (const uint8_t *)wu->data, wg->row_bytes, (int)n, (int)n_ff, per, vk, yg,
               ldg, yu, ldu, out, gelu, oq, od, os, in, (int)n_tok);
     c->n_mvq_fused++;

@@ -434,7 +434,7 @@ extern "C" int cuda_matmul_qkvr(cuda_ctx *c, int n, const cuda_weight *const *ws
         return hb_fail(err, HEARTH_E_INTERNAL, "CUDA: q/k/v product with RoPE: unsuitable mixed-type rows");
     if (mx) fn = mx->one2;
     cu_carve(c, (const void *)fn);
-    CU_LAUNCH(err, "launching the q/k/v product with RoPE", fn, grid, (MR_W + 1) * 32, smem, c, A);
+    CU_LAUNCH_W(err, "launching the q/k/v product with RoPE", fn, grid, (MR_W + 1) * 32, smem, c, n, ws, A);
     c->n_qkvr++;
     return cu_check_launch(err, "q/k/v product with RoPE");
 }

@@ -47,7 +47,7 @@ typedef struct cuda_knobs {
     int dattn;            /* HEARTH_CUDA_DATTN: the fused decode attention (RoPE + store + attention): 1 always, 0 never, unset (2) after float q/k/v products */
     bool attn_q;          /* HEARTH_CUDA_ATTN_Q=0: the attention does not quantize its output */
     int mvf_fuse;         /* HEARTH_CUDA_MVF_FUSE: 0 no float-product folds, 1 GLU + norm in any form, 2 (default) GLU + epilogue norm */
-    bool l2_stream;       /* HEARTH_CUDA_L2_STREAM=0: the one-token float products' weights get no L2 streaming window */
+    bool l2_stream;       /* HEARTH_CUDA_L2_STREAM=0: the decode products' weights get no L2 streaming window (cu_stream_window) */
     bool early_add;       /* HEARTH_CUDA_EARLY_ADD=0: no residual read before the PDL wait */
     /* ---- launches and memory (cu_device.cu, cu_internal.cuh) ---- */
     bool pdl;             /* HEARTH_CUDA_PDL=0: no programmatic dependent launch */

@@ -27,10 +27,12 @@ typedef struct ad_args {
 } ad_args;
 
 /* Copies cells [c0, c1) (positions lo + cc) of the head's K slice (rotated by piece) and V
- * slice (plain) into the stages; the block's nt threads share the copies. */
+ * slice (plain) into the stages; the block's nt threads share the copies. HD: the head
+ * size when the kernel was compiled for it (64, 128: divisions become shifts), else 0 (A.hd). */
+template <int HD = 0>
 static __device__ __forceinline__ void ad_stage(const ad_args &A, uint8_t *sk, uint8_t *sv, const uint8_t *kb,
                                                 const uint8_t *vb, int64_t lo, int32_t c0, int32_t c1, int nt) {
-    int32_t np = A.hd >> 3, rb = A.hd * 2; /* 16-byte pieces per slice, slice bytes */
+    int32_t hd = HD ? HD : A.hd, np = hd >> 3, rb = hd * 2; /* 16-byte pieces per slice, slice bytes */
     for (int32_t i = c0 * np + threadIdx.x; i < c1 * np; i += nt) {
         int32_t cc = i / np, pc = i - cc * np, rot = (pc + cc) % np;
         size_t src = (size_t)(lo + cc) * A.row_bytes + (size_t)pc * 16;
@@ -59,17 +61,18 @@ static __device__ __forceinline__ float ad_block_reduce(float v, bool is_max, fl
  * arrays. Threads 0..AD_T-1 compute; every thread of the block must call it (barriers), so
  * a larger block gives the same bits as an AD_T-thread one. tm: trace builds only, the
  * kernel's CU_TR_MARK slots (4 scores, 5 max, 6 exp + sum, 7 values); NULL or unused
- * elsewhere. */
+ * elsewhere. HD as for ad_stage: the arithmetic is the same for every HD, so are the bits. */
 #ifdef HEARTH_CUDA_TRACE
 #define AD_MARK(k) (tm ? (void)(tm[(k)] = cu_gtime()) : (void)0) /* block 0's phases (trace builds) */
 #else
 #define AD_MARK(k) (void)0
 #endif
+template <int HD = 0>
 static __device__ __forceinline__ void ad_core(const ad_args &A, int32_t h, int32_t t, int32_t ncell,
                                                const uint8_t *sk, const uint8_t *sv, const float *qv, float *sc,
                                                float *acc, float (*red)[AD_T / 32], unsigned long long *tm = nullptr) {
     (void)tm;
-    int32_t hd = A.hd, rb = hd * 2, np = hd >> 3;
+    int32_t hd = HD ? HD : A.hd, rb = hd * 2, np = hd >> 3;
     /* scores: two threads per cell (lanes 2c and 2c + 1), each over half of the K slice's
      * pieces, their sums added by one shuffle (the same bits in both: a + b == b + a); the
      * loop is uniform over a warp, so every lane reaches the shuffle */

@@ -41,37 +41,39 @@ static __device__ __forceinline__ const uint8_t *mvp4s_row(const mvf_args *A, ui
 
 /* Queues group grp's pieces of this thread into the slot at shared offset `slot` (bytes
  * from P->dst) and commits them as one cp.async group; groups at or past ngr queue nothing
- * (no iteration reads them), rows past the end of the last group read as zeros. */
-template <int R, int J, bool GLU>
-static __device__ __forceinline__ void mvp4s_issue_k(const mvf_args *A, const ps_cp *P, uint32_t grp, uint32_t slot) {
-#pragma unroll
-    for (int k = 0; k < R; k++) {
-        bool ok = R * grp + (uint32_t)k < P->rows;
-        const uint8_t *src = !ok ? A->w[0]
-                             : GLU ? A->w[k & 1] + (size_t)((R / 2) * grp + (uint32_t)(k >> 1)) * P->rb + P->toff
-                                   : mvp4s_row<R>(A, grp, k, P->rb) + P->toff;
-        uint32_t step = ok ? P->bd16 : 0u, n = ok ? 16u : 0u;
-#pragma unroll
-        for (int j = 0; j < J; j++)
-            if (j < P->jn) {
-                uint32_t dst = P->dst + slot + (uint32_t)(k * J + j) * P->bd16;
-                asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src + (size_t)j * step),
-                             "r"(n)
-                             : "memory");
-            }
-    }
-}
-
-/* Queues group grp's pieces of this thread into the slot at shared offset `slot` (bytes
- * from P->dst) and commits them as one cp.async group; groups at or past ngr queue nothing
- * (no iteration reads them), rows past the end of the last group read as zeros. The GLU
- * test is made once per group (inside the row loop it was compiled per row). */
+ * (no iteration reads them), rows past the end of the last group read as zeros. Only the
+ * R row addresses depend on whether the launch is a GLU pair; the copies after them are
+ * one body: this code runs three times per kernel (the first group, the second after the
+ * x loads, the refill), and a copy of the R x J copies per case had made the one-token
+ * kernel's path after its wait ~23 KB of machine code, more than an SM's instruction cache
+ * keeps across the five kernels of a layer (bench/cuda_icache.cu: 32 KB stays, 64 KB does
+ * not), so every kernel started by fetching its code cold. */
 template <int R, int J>
 static __device__ __forceinline__ void mvp4s_issue(const mvf_args *A, const ps_cp *P, uint32_t grp, uint32_t ngr,
                                                    uint32_t slot) {
     if (grp < ngr) {
-        if (A->glu) mvp4s_issue_k<R, J, true>(A, P, grp, slot);
-        else mvp4s_issue_k<R, J, false>(A, P, grp, slot);
+        const uint8_t *src[R];
+        if (A->glu) {
+#pragma unroll
+            for (int k = 0; k < R; k++) src[k] = A->w[k & 1] + (size_t)((R / 2) * grp + (uint32_t)(k >> 1)) * P->rb;
+        } else {
+#pragma unroll
+            for (int k = 0; k < R; k++) src[k] = mvp4s_row<R>(A, grp, k, P->rb);
+        }
+#pragma unroll
+        for (int k = 0; k < R; k++) {
+            bool ok = R * grp + (uint32_t)k < P->rows;
+            const uint8_t *sp = ok ? src[k] + P->toff : A->w[0];
+            uint32_t step = ok ? P->bd16 : 0u, n = ok ? 16u : 0u;
+#pragma unroll
+            for (int j = 0; j < J; j++)
+                if (j < P->jn) {
+                    uint32_t dst = P->dst + slot + (uint32_t)(k * J + j) * P->bd16;
+                    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(sp + (size_t)j * step),
+                                 "r"(n)
+                                 : "memory");
+                }
+        }
     }
     asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
@@ -134,6 +136,14 @@ static __device__ __forceinline__ void ps_begin(const mvf_args *A, const uint4 *
     }
 }
 
+/* The normalized rows for any later reader (mvp4_norm_out's arithmetic), block b's share:
+ * out of line, since few launches ask for them and inline this code lay on the kernel's
+ * path to its first group. */
+static __device__ __noinline__ void ps_norm_out(const mvf_args *A, float kt) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < A->n; i += (int64_t)gridDim.x * blockDim.x)
+        A->ny[i] = mvf_normed(A->x[i], kt, A->nw, i);
+}
+
 /* BF: the weights are BF16 (else F16), a compile-time choice so that the inner loop does
  * not branch on the type. */
 template <int EN, int J, int NS, int R, int BF>
@@ -149,6 +159,7 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
     ps_cp P;
     float4 ga[J], gc[J];
     uint32_t slot_b = (uint32_t)slot_n * 16u;
+    const bool ENR = A.enorm; /* EN instances also run products without a norm (cu_mvp4s_launch) */
     ps_begin<EN, J>(&A, ps_ring, ng, &P, ga, gc);
     /* Only the first group is queued before the wait; the others follow the loads of x. An
      * SM serves its requests roughly in the order they were made, so x (an L2 hit, on every
@@ -187,7 +198,7 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
     for (int j = 0; j < J; j++) {
         int g = tid + j * bd;
         if (g < ng && xrd) {
-            if (EN) { /* mvp4_group's arithmetic: the squares in order, then x times the norm weights */
+            if (EN && ENR) { /* mvp4_group's arithmetic: the squares in order, then x times the norm weights */
                 ss = mvf_dot8_sq(xa[j], xc[j], ss);
                 if (A.nw) {
                     xa[j].x *= ga[j].x, xa[j].y *= ga[j].y, xa[j].z *= ga[j].z, xa[j].w *= ga[j].w;
@@ -197,16 +208,16 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
         }
     }
     float kt = 1.0f;
-    if (EN) {
+    if (EN && ENR) {
         float v = cu_warp_sum(ss);
         if (lane == 0) rss[warp] = v;
         __syncthreads();
         float s_ = 0.0f;
-        for (int w = 0; w < nw; w++) s_ += rss[w];
+#pragma unroll
+        for (int w = 0; w < MVF_WARPS; w++) /* unrolled: a runtime loop was ~80 instructions */
+            if (w < nw) s_ += rss[w];
         kt = mvf_rms_scale(s_, A.n, A.eps);
-        if (A.ny) /* the normalized rows for any later reader (mvp4_norm_out's arithmetic) */
-            for (int64_t i = (int64_t)blockIdx.x * bd + tid; i < A.n; i += (int64_t)step * bd)
-                A.ny[i] = mvf_normed(A.x[i], kt, A.nw, i);
+        if (A.ny) ps_norm_out(&A, kt);
     }
     CU_TR_MARK(1);
     int it = 0;
@@ -246,7 +257,7 @@ static __global__ void __launch_bounds__(MVF_THREADS) mvp4s_kernel(const __grid_
 #pragma unroll
                 for (int w = 0; w < MVF_WARPS; w++) /* unrolled: no loop control for a runtime nw */
                     if (w < nw) sum += red[it & 1][kr * MVF_WARPS + w];
-                if (EN) sum *= kt;
+                if (EN && ENR) sum *= kt;
                 int s_ = mvf_map(&A, row, &loc);
                 A.y[s_][loc] = sum;
                 if (A.add[s_]) A.add[s_][loc] = A.early ? res + sum : A.add[s_][loc] + sum;
@@ -456,7 +467,13 @@ int cu_mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
     int r = (c->knobs.mvf_ps_r2 >> (j > 1 ? j - 2 : 0)) & 1 ? 2 : 4; /* HEARTH_CUDA_MVF_PS_R2: bit 0 short rows, bit 1 long */
     if (j <= 2 && c->knobs.mvf_ps_r8 && ns == 2) r = 8;                 /* HEARTH_CUDA_MVF_PS_R8 */
     int64_t ngr = (A->rows + r - 1) / r;
-    mvp4s_fn fn = (A->type == QT_F16 || A->type == QT_BF16) && A->n_tok == 1 ? mvp4s_pick(en, j, ns, r, A->type == QT_BF16) : NULL;
+    /* Products without a norm run the norm's instance too, with A->enorm off (a runtime
+     * test, same bits): the q/k/v, o and gate/up products of a layer then share one body
+     * of machine code, which the SMs that ran the previous product still hold in their
+     * ~32 KB instruction cache (bench/cuda_icache.cu). Session 36, H200, with the issue
+     * code below written once: F16 tg128 +1.5% (1475-1478 against 1453-1458 t/s). */
+    bool en_i = en || j <= 2;
+    mvp4s_fn fn = (A->type == QT_F16 || A->type == QT_BF16) && A->n_tok == 1 ? mvp4s_pick(en_i, j, ns, r, A->type == QT_BF16) : NULL;
     *done = 0;
     if (!fn || ngr < c->knobs.mvf_ps_min) return HEARTH_OK; /* HEARTH_CUDA_MVF_PS_MIN */
     if (A->rows > ((int64_t)1 << 30) || A->row_bytes > 0xffffffffu) return HEARTH_OK; /* the kernel's 32-bit rows */

@@ -46,7 +46,7 @@ static __device__ __forceinline__ const uint8_t *mvp4s_row(const mvf_args *A, ui
  * one body: this code runs three times per kernel (the first group, the second after the
  * x loads, the refill), and a copy of the R x J copies per case had made the one-token
  * kernel's path after its wait ~23 KB of machine code, more than an SM's instruction cache
- * keeps across the five kernels of a layer (bench/cuda_icache.cu: 32 KB stays, 64 KB does
+ * keeps across the five kernels of a layer (bench/cuda_icache.cu: 32 KB stays, 48 KB does
  * not), so every kernel started by fetching its code cold. */
 template <int R, int J>
 static __device__ __forceinline__ void mvp4s_issue(const mvf_args *A, const ps_cp *P, uint32_t grp, uint32_t ngr,

@@ -3,7 +3,8 @@
  * 8 tokens of two sequences (two of them in one sequence, as in a multi-token step) match a
  * double-precision reference, with and without a sliding window and softcap; decoded
  * together they give bitwise the rows each gives alone; the quantizing form
- * (cuda_attention_q8) writes the same float output. Skips without a GPU. */
+ * (cuda_attention_q8) writes the same float output. Head sizes 64 and 128 (the kernel's
+ * instances compiled for them) and 32 (its generic instance). Skips without a GPU. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,12 +18,12 @@
 #include "cuda_test.h"
 #include "quant/quant.h"
 
-enum { HKV = 4, G = 8, HQ = HKV * G, D = 64, CTX = 300, S = 2, T = 8, MAXPOS = 255 };
+enum { HKV = 4, G = 8, HQ = HKV * G, CTX = 300, S = 2, T = 8, MAXPOS = 255 };
 
-static void test_batch_equals_alone(void **state) {
-    (void)state;
-    NEED_GPU();
+/* The checks for head size D (a multiple of 32, at most 256). */
+static void run_head_size(int32_t D) {
     const int64_t kvd = HKV * D;
+    const float scale = (float)(1.0 / sqrt((double)D));
     size_t rb = quant_row_size(QT_F16, kvd);
     float *kv_host = malloc(sizeof(float) * S * CTX * kvd * 2);
     for (int64_t i = 0; i < S * CTX * kvd * 2; i++) kv_host[i] = frand();
@@ -38,23 +39,24 @@ static void test_batch_equals_alone(void **state) {
     assert_int_equal(cuda_kv_store(g_ctx, &kv, dk, kvd, dv, kvd, S * CTX, dp, ds, &g_err), 0);
     /* two tokens of one sequence in the batch (positions 100 and 101) as in a multi-token step */
     int32_t qpos[T] = { 0, 31, 32, 127, 128, 255, 100, 101 }, qseq[T] = { 0, 1, 0, 1, 0, 1, 0, 0 };
-    float q[T * HQ * D], ob[T * HQ * D], o8[T * HQ * D], oa[HQ * D];
-    for (int i = 0; i < T * HQ * D; i++) q[i] = frand();
-    float *dq = dev_from(q, sizeof q), *dout = dev_from(NULL, sizeof ob);
+    const size_t nq = (size_t)T * HQ * D, nbytes = nq * sizeof(float), abytes = (size_t)HQ * D * sizeof(float);
+    float *q = malloc(nbytes), *ob = malloc(nbytes), *o8 = malloc(nbytes), *oa = malloc(abytes);
+    for (size_t i = 0; i < nq; i++) q[i] = frand();
+    float *dq = dev_from(q, nbytes), *dout = dev_from(NULL, nbytes);
     assert_int_equal(cuda_stage_i32(g_ctx, 2, qpos, T, &dp, &g_err), 0);
     assert_int_equal(cuda_stage_i32(g_ctx, 3, qseq, T, &ds, &g_err), 0);
-    cuda_attn a = { &kv, dp, ds, T, HQ, HKV, D, D, 0.125f, 0.0f, 0, MAXPOS };
+    cuda_attn a = { &kv, dp, ds, T, HQ, HKV, D, D, scale, 0.0f, 0, MAXPOS };
     assert_int_equal(cuda_attention(g_ctx, &a, dq, HQ * D, dout, HQ * D, &g_err), 0);
-    to_host(ob, dout, sizeof ob);
+    to_host(ob, dout, nbytes);
     assert_int_equal(cuda_attention_q8(g_ctx, &a, dq, HQ * D, dout, HQ * D, &g_err), 0);
-    to_host(o8, dout, sizeof o8);
-    assert_memory_equal(ob, o8, sizeof ob);
+    to_host(o8, dout, nbytes);
+    assert_memory_equal(ob, o8, nbytes);
     /* a bucket larger than the cache (512 > CTX cells): the stage holds CTX cells, same bits */
     cuda_attn a512 = a;
     a512.max_pos_host = 511;
     assert_int_equal(cuda_attention(g_ctx, &a512, dq, HQ * D, dout, HQ * D, &g_err), 0);
-    to_host(o8, dout, sizeof o8);
-    assert_memory_equal(ob, o8, sizeof ob);
+    to_host(o8, dout, nbytes);
+    assert_memory_equal(ob, o8, nbytes);
     /* the reference over the values as the f16 cache holds them */
     float *kc = malloc(sizeof(float) * S * CTX * kvd * 2), *vc = kc + S * CTX * kvd;
     uint8_t *tmp = malloc(rb);
@@ -64,12 +66,12 @@ static void test_batch_equals_alone(void **state) {
     }
     attn_shape sh = { T, HQ, HKV, D, CTX, 0, 0.0f };
     double e = attn_ref_nrmse(&sh, q, ob, kc, vc, qpos, qseq);
-    printf("  8 tokens, f16 cache: nrmse %.2e\n", e);
+    printf("  head size %d, 8 tokens, f16 cache: nrmse %.2e\n", D, e);
     assert_true(e < 1e-4);
     cuda_attn aw = a;
     aw.window = 40, aw.softcap = 30.0f;
     assert_int_equal(cuda_attention(g_ctx, &aw, dq, HQ * D, dout, HQ * D, &g_err), 0);
-    to_host(o8, dout, sizeof o8);
+    to_host(o8, dout, nbytes);
     sh.window = 40, sh.softcap = 30.0f;
     e = attn_ref_nrmse(&sh, q, o8, kc, vc, qpos, qseq);
     printf("  window 40, softcap 30: nrmse %.2e\n", e);
@@ -79,20 +81,34 @@ static void test_batch_equals_alone(void **state) {
     for (int t = 0; t < T; t++) {
         assert_int_equal(cuda_stage_i32(g_ctx, 2, qpos + t, 1, &dp, &g_err), 0);
         assert_int_equal(cuda_stage_i32(g_ctx, 3, qseq + t, 1, &ds, &g_err), 0);
-        cuda_attn a1 = { &kv, dp, ds, 1, HQ, HKV, D, D, 0.125f, 0.0f, 0, MAXPOS };
+        cuda_attn a1 = { &kv, dp, ds, 1, HQ, HKV, D, D, scale, 0.0f, 0, MAXPOS };
         assert_int_equal(cuda_attention(g_ctx, &a1, dq + t * HQ * D, HQ * D, dout, HQ * D, &g_err), 0);
-        to_host(oa, dout, sizeof oa);
-        if (memcmp(oa, ob + t * HQ * D, sizeof oa)) mism++, printf("  token %d (pos %d) differs alone\n", t, qpos[t]);
+        to_host(oa, dout, abytes);
+        if (memcmp(oa, ob + t * HQ * D, abytes)) mism++, printf("  token %d (pos %d) differs alone\n", t, qpos[t]);
     }
     assert_int_equal(mism, 0);
     cuda_free(g_ctx, kv.k), cuda_free(g_ctx, kv.v), cuda_free(g_ctx, dk), cuda_free(g_ctx, dv);
     cuda_free(g_ctx, dq), cuda_free(g_ctx, dout);
-    free(kv_host), free(pos), free(seq);
+    free(kv_host), free(pos), free(seq), free(q), free(ob), free(o8), free(oa);
+}
+
+static void test_batch_equals_alone(void **state) {
+    (void)state;
+    NEED_GPU();
+    run_head_size(64);
+}
+
+static void test_head_sizes(void **state) {
+    (void)state;
+    NEED_GPU();
+    run_head_size(128);
+    run_head_size(32);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_equals_alone),
+        cmocka_unit_test(test_head_sizes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -470,8 +470,8 @@ int cu_mvp4s_launch(cuda_ctx *c, const mvf_args *A, int thr, bool en, int *done,
     /* Products without a norm run the norm's instance too, with A->enorm off (a runtime
      * test, same bits): the q/k/v, o and gate/up products of a layer then share one body
      * of machine code, which the SMs that ran the previous product still hold in their
-     * ~32 KB instruction cache (bench/cuda_icache.cu). Session 36, H200, with the issue
-     * code below written once: F16 tg128 +1.5% (1475-1478 against 1453-1458 t/s). */
+     * ~32 KB instruction cache (bench/cuda_icache.cu). Session 36, H200, with mvp4s_issue's
+     * copies written once: F16 tg128 +1.5% (1475-1478 against 1453-1458 t/s). */
     bool en_i = en || j <= 2;
     mvp4s_fn fn = (A->type == QT_F16 || A->type == QT_BF16) && A->n_tok == 1 ? mvp4s_pick(en_i, j, ns, r, A->type == QT_BF16) : NULL;
     *done = 0;

@@ -1,10 +1,13 @@
-/* test_cuda_attn_dec.c — decode attention over an f16 cache at short contexts
- * (cu_attn_dec.cu: one block per head and token, K/V fetched before the dependency wait):
+/* test_cuda_attn_dec.c — decode attention over an f16 cache at short contexts: the
+ * tensor-core kernel (cu_attn_tc.cu: one block per kv head and token, head sizes 64 and
+ * 128, up to 16 query heads per kv head) and the scalar one it falls back to
+ * (cu_attn_dec.cu: one block per head and token; HEARTH_CUDA_ATTN_TC=0 or other shapes):
  * 8 tokens of two sequences (two of them in one sequence, as in a multi-token step) match a
  * double-precision reference, with and without a sliding window and softcap; decoded
  * together they give bitwise the rows each gives alone; the quantizing form
  * (cuda_attention_q8) writes the same float output. Head sizes 64 and 128 (the kernel's
- * instances compiled for them) and 32 (its generic instance). Skips without a GPU. */
+ * instances compiled for them) and 32 (its generic instance), 1, 8 and 16 query heads per
+ * kv head, each with both kernels. Skips without a GPU. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,10 +21,14 @@
 #include "cuda_test.h"
 #include "quant/quant.h"
 
-enum { HKV = 4, G = 8, HQ = HKV * G, CTX = 300, S = 2, T = 8, MAXPOS = 255 };
+enum { CTX = 300, S = 2, T = 8, MAXPOS = 255 };
 
-/* The checks for head size D (a multiple of 32, at most 256). */
-static void run_head_size(int32_t D) {
+/* The checks for head size D (a multiple of 32, at most 256), HKV kv heads of G query
+ * heads each, with the tensor-core kernel on or off (tc). */
+static void run_shape(int32_t D, int32_t HKV, int32_t G, bool tc) {
+    const int32_t HQ = HKV * G;
+    cuda_ctx_knobs_edit(g_ctx)->attn_tc = tc;
+    printf("  %s kernel, head size %d, %d x %d heads\n", tc ? "tensor-core" : "scalar", D, HKV, G);
     const int64_t kvd = HKV * D;
     const float scale = (float)(1.0 / sqrt((double)D));
     size_t rb = quant_row_size(QT_F16, kvd);
@@ -95,14 +102,20 @@ static void run_head_size(int32_t D) {
 static void test_batch_equals_alone(void **state) {
     (void)state;
     NEED_GPU();
-    run_head_size(64);
+    for (int tc = 1; tc >= 0; tc--) run_shape(64, 4, 8, tc);
 }
 
 static void test_head_sizes(void **state) {
     (void)state;
     NEED_GPU();
-    run_head_size(128);
-    run_head_size(32);
+    for (int tc = 1; tc >= 0; tc--) {
+        run_shape(128, 4, 8, tc);
+        run_shape(32, 4, 8, tc); /* the scalar kernel's generic instance either way */
+        run_shape(64, 2, 16, tc);
+        run_shape(64, 4, 1, tc);
+        run_shape(128, 3, 5, tc);
+    }
+    cuda_ctx_knobs_edit(g_ctx)->attn_tc = true;
 }
 
 int main(void) {

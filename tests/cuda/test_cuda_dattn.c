@@ -399,6 +399,16 @@ static int bench(void) {
     return err.code ? 1 : 0;
 }
 
+/* The same checks with the tensor-core short-context kernel (cu_attn_tc.cu, opt-in with
+ * HEARTH_CUDA_ATTN_TC=1): fused against separate, batch against alone. */
+static void test_tc(void **state) {
+    cuda_ctx_knobs_edit(g_ctx)->attn_tc = true;
+    test_types_and_batches(state);
+    test_shapes_and_options(state);
+    test_batch_equals_alone(state);
+    cuda_ctx_knobs_edit(g_ctx)->attn_tc = false;
+}
+
 int main(void) {
     const char *b = getenv("DATTN_BENCH");
     if (b && (*b == '1' || *b == '2')) {
@@ -410,6 +420,7 @@ int main(void) {
         cmocka_unit_test(test_types_and_batches),
         cmocka_unit_test(test_shapes_and_options),
         cmocka_unit_test(test_batch_equals_alone),
+        cmocka_unit_test(test_tc),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -23,7 +23,7 @@ static const char *k_vars[] = { "HEARTH_CUDA_GRAPHS", "HEARTH_CUDA_SEG", "HEARTH
                                 "HEARTH_CUDA_MVF_NORM_PART", "HEARTH_CUDA_AT_MIN_SPAN", "HEARTH_CUDA_MVF_FUSE",
                                 "HEARTH_CUDA_GU3", "HEARTH_CUDA_DATTN_STAGE", "HEARTH_CUDA_MVF_PS",
                                 "HEARTH_CUDA_MVF_PS_BPS", "HEARTH_CUDA_DROP", "HEARTH_CUDA_X_COLS", "HEARTH_CUDA_X_SKIP",
-                                "HEARTH_CUDA_X_SKIP_PF" };
+                                "HEARTH_CUDA_X_SKIP_PF", "HEARTH_CUDA_ATTN_TC", "HEARTH_CUDA_ATTN_TC_RPB" };
 
 static void clear_vars(void) {
     for (size_t i = 0; i < sizeof k_vars / sizeof k_vars[0]; i++) unsetenv(k_vars[i]);
@@ -44,6 +44,8 @@ static void test_defaults(void **state) {
     assert_int_equal(k.mem_limit, 0);
     assert_int_equal(k.attn_dec_max, 0); /* the kernel's own default */
     assert_true(k.attn_dec_rope);
+    assert_false(k.attn_tc); /* opt-in */
+    assert_int_equal(k.attn_tc_rpb, 0); /* a kv head's whole group per block */
     assert_int_equal(k.pfattn_min, 0);
     assert_int_equal(k.at_min_span, 32);
     assert_int_equal(k.mvf_fuse, 2);
@@ -87,6 +89,8 @@ static void test_valid(void **state) {
     setenv("HEARTH_CUDA_DATTN_STAGE", "0", 1); /* 0: no staging (a real value, not "default") */
     setenv("HEARTH_CUDA_MVF_PS", "0", 1);      /* 0: off, below the stage range */
     setenv("HEARTH_CUDA_MVF_PS_BPS", "2", 1);
+    setenv("HEARTH_CUDA_ATTN_TC", "1", 1);
+    setenv("HEARTH_CUDA_ATTN_TC_RPB", "2", 1);
     cuda_knobs k;
     cuda_knobs_from_env(&k);
     assert_true(!k.graphs && k.mega && !k.gu3);
@@ -107,6 +111,8 @@ static void test_valid(void **state) {
     assert_int_equal(k.dattn_stage, 0);
     assert_int_equal(k.mvf_ps, 0);
     assert_int_equal(k.mvf_ps_bps, 2);
+    assert_true(k.attn_tc);
+    assert_int_equal(k.attn_tc_rpb, 2);
     setenv("HEARTH_CUDA_PFATTN", "0", 1); /* off wins over a minimum */
     cuda_knobs_from_env(&k);
     assert_int_equal(k.pfattn_min, INT32_MAX);
@@ -123,6 +129,7 @@ static void test_malformed(void **state) {
     setenv("HEARTH_CUDA_X_SKIP", "-1", 1);
     setenv("HEARTH_CUDA_MVS", "12", 1);
     setenv("HEARTH_CUDA_PQ_NW", "6", 1);
+    setenv("HEARTH_CUDA_ATTN_TC_RPB", "17", 1); /* more than one m16 tile */
     setenv("HEARTH_CUDA_MEM_LIMIT", "3X", 1);
     setenv("HEARTH_CUDA_ATTN_DEC_MAX", "1000", 1); /* not a power of two */
     setenv("HEARTH_CUDA_PFATTN_MIN", "4", 1);
@@ -150,6 +157,7 @@ static void test_malformed(void **state) {
     assert_int_equal(k.dattn_stage, 65536);
     assert_int_equal(k.mvf_ps, 2);
     assert_int_equal(k.mvf_ps_bps, 0);
+    assert_int_equal(k.attn_tc_rpb, 0);
     setenv("HEARTH_CUDA_MEM_LIMIT", "-5", 1);
     cuda_knobs_from_env(&k);
     assert_int_equal(k.mem_limit, 0);

@@ -127,6 +127,7 @@ static void check_case(const acase *ac) {
 static void test_fused_vs_separate(void **state) {
     (void)state;
     NEED_GPU();
+    cuda_ctx_knobs_edit(g_ctx)->attn_tc = false; /* the fused kernel has the scalar attention's bits */
     g_bad = 0;
     static const acase cases[] = {
         /* TinyLlama's shape: 32 heads over 4 KV heads of 64 */
@@ -155,6 +156,7 @@ static void test_fused_vs_separate(void **state) {
 static void test_refused(void **state) {
     (void)state;
     NEED_GPU();
+    cuda_ctx_knobs_edit(g_ctx)->attn_tc = false;
     cuda_weight w[3] = { cuda_test_weight(QT_Q4_0, 256, 512), cuda_test_weight(QT_Q4_0, 128, 512),
                          cuda_test_weight(QT_Q4_0, 128, 512) };
     cuda_weight w5 = cuda_test_weight(QT_Q5_0, 128, 512);

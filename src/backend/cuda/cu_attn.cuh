@@ -387,5 +387,13 @@ int cu_attn_dec(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, flo
 int cu_attn_dec_rope(cuda_ctx *c, const cuda_attn *a, const cuda_rope *r, const float *q, int64_t qs, const float *k,
                      int64_t ks, const float *v, int64_t vs, float *out, int64_t os, bool quant, int *done,
                      hb_err *err);
+/* The same two on the tensor cores (cu_attn_tc.cu): one block per (kv head, token), head
+ * size 64 or 128, up to 16 query heads per kv head; *done = 0 when they do not apply
+ * (opt-in, HEARTH_CUDA_ATTN_TC=1), and the callers above then run their own kernels. */
+int cu_attn_tc(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os, bool quant,
+               int *done, hb_err *err);
+int cu_attn_tc_rope(cuda_ctx *c, const cuda_attn *a, const cuda_rope *r, const float *q, int64_t qs, const float *k,
+                    int64_t ks, const float *v, int64_t vs, float *out, int64_t os, bool quant, int *done,
+                    hb_err *err);
 
 #endif

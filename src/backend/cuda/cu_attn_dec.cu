@@ -27,22 +27,6 @@
 #define AD_MAX_BUCKET 512     /* default: largest position bucket taken */
 #define AD_MAX_SMEM (200 * 1024)
 
-/* The cells token t sees: the first visible position *lo (the sliding window's start or
- * 0), how many cells from there (*ncell; cap: the bucket is >= its position + 1) and how
- * many of those no kernel of this step writes (*nold: the cells before the first position
- * the batch adds to t's sequence). Returns t's sequence. Positions and sequences are
- * uploaded before the step, so this runs before the PDL wait. */
-static __device__ __forceinline__ int32_t ad_cells(const int32_t *pos, const int32_t *seq, int32_t n_tok,
-                                                   int32_t window, int32_t cap, int32_t t, int64_t *lo,
-                                                   int32_t *ncell, int32_t *nold) {
-    int64_t p = pos[t], l = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, pnew = p;
-    int32_t nc = (int32_t)min(p + 1 - l, (int64_t)cap), sq = seq[t];
-    for (int32_t u = 0; u < n_tok; u++)
-        if (seq[u] == sq && pos[u] < pnew) pnew = pos[u];
-    *lo = l, *ncell = nc, *nold = pnew > l ? (int32_t)min(pnew - l, (int64_t)nc) : 0;
-    return sq;
-}
-
 /* Grid (n_head, n_tok), AD_T threads; dynamic shared memory: the K and V stages
  * [cap][hd] f16, q [hd], the scores [cap], the partial value sums [AD_T / (hd / 2)][hd]. */
 template <int HD>
@@ -80,32 +64,6 @@ static __global__ void __launch_bounds__(AD_T) attn_dec_kernel(const __grid_cons
  * f16 (kv_put's rounding) straight into the stages, and the block of the kv head's first
  * query head stores its own token's cell. Same bits as rope_kernel + KV store +
  * attn_dec_kernel; q and k are only read. Extra shared memory: angles [n_tok][hd / 2]. */
-typedef struct adr_args {
-    const float *k, *v;
-    int64_t ks, vs;
-    int neox;
-    float base, freq_scale, attn_factor;
-    const float *factors;
-    const double *inv;
-    size_t ang_off; /* byte offset of the angles in dynamic shared memory */
-} adr_args;
-
-/* The token of this step that writes cell `pos` of sequence sq, or -1. */
-static __device__ __forceinline__ int32_t adr_owner(const ad_args &A, int32_t sq, int64_t pos) {
-    int32_t o = -1;
-    for (int32_t u = 0; u < A.n_tok; u++)
-        if (A.seq[u] == sq && A.pos[u] == pos) o = u;
-    return o;
-}
-
-/* Element d of a rotated head row x (hd values, pair angles ang): rope_kernel's value. */
-static __device__ __forceinline__ float adr_rot(const float *x, int32_t d, int32_t hd, int neox, const float2 *ang) {
-    int32_t half = hd / 2, j = neox ? d % half : d / 2, a = neox ? j : 2 * j, b = neox ? j + half : 2 * j + 1;
-    float y0, y1;
-    rope_pair(x[a], x[b], ang[j].x, ang[j].y, &y0, &y1);
-    return d == a ? y0 : y1;
-}
-
 template <int HD>
 static __global__ void __launch_bounds__(AD_T) attn_dec_rope_kernel(const __grid_constant__ ad_args A,
                                                                     const __grid_constant__ adr_args R) {
@@ -180,7 +138,7 @@ static int32_t ad_max_bucket(const cuda_ctx *c) {
  * tokens, equal K/V head sizes, a multiple of 32 and <= 2 * AD_T, bucket <= the knob's,
  * 16-byte rows) with `extra` bytes of shared memory past their own (16-aligned); fills A
  * and *smem when it does. */
-static bool ad_plan(const cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os,
+bool ad_plan(const cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os,
                     size_t extra, ad_args *A, size_t *smem) {
     const cuda_kv *kv = a->kv;
     /* cells a token can see: up to its position bucket, never more than the cache holds */
@@ -219,6 +177,7 @@ int cu_attn_dec(cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, flo
     ad_args A;
     size_t smem;
     *done = 0;
+    if ((rc = cu_attn_tc(c, a, q, qs, out, os, quant, done, err)) || *done) return rc; /* the tensor-core kernel */
     if (!ad_plan(c, a, q, qs, out, os, 0, &A, &smem)) return HEARTH_OK;
     if (quant && (rc = cu_act_buffers(c, a->n_tok, os, &A.xq, &A.xd, &A.xsum, err))) return rc;
     ad_fn fn = ad_pick(A.hd);
@@ -237,7 +196,9 @@ int cu_attn_dec_rope(cuda_ctx *c, const cuda_attn *a, const cuda_rope *r, const 
     ad_args A;
     size_t smem, angb = (size_t)a->n_tok * (size_t)(a->head_dim_k / 2) * sizeof(float2);
     *done = 0;
-    if (!c->knobs.attn_dec_rope /* HEARTH_CUDA_ATTN_DEC_ROPE=0 */ || r->n_rot != a->head_dim_k ||
+    if (!c->knobs.attn_dec_rope) return HEARTH_OK; /* HEARTH_CUDA_ATTN_DEC_ROPE=0 */
+    if ((rc = cu_attn_tc_rope(c, a, r, q, qs, k, ks, v, vs, out, os, quant, done, err)) || *done) return rc;
+    if (r->n_rot != a->head_dim_k ||
         !ad_plan(c, a, q, qs, out, os, angb, &A, &smem))
         return HEARTH_OK;
     adr_args R = { k, v, ks, vs, r->neox, r->base, r->freq_scale, r->attn_factor, r->factors, r->inv, smem - angb };

@@ -26,6 +26,56 @@ typedef struct ad_args {
     float scale, softcap;
 } ad_args;
 
+/* Whether the short-context kernels take attention a (f16 cache, at most AT_SMALL_BATCH
+ * tokens, equal K/V head sizes, a multiple of 32 and <= 2 * AD_T, bucket <= the knob's,
+ * 16-byte rows) with `extra` bytes of shared memory past attn_dec_kernel's own; fills A
+ * and *smem (that kernel's) when they do. Host code (cu_attn_dec.cu). */
+bool ad_plan(const cuda_ctx *c, const cuda_attn *a, const float *q, int64_t qs, float *out, int64_t os,
+             size_t extra, ad_args *A, size_t *smem);
+
+/* The cells token t sees: the first visible position *lo (the sliding window's start or
+ * 0), how many cells from there (*ncell; cap: the bucket is >= its position + 1) and how
+ * many of those no kernel of this step writes (*nold: the cells before the first position
+ * the batch adds to t's sequence). Returns t's sequence. Positions and sequences are
+ * uploaded before the step, so this runs before the PDL wait. */
+static __device__ __forceinline__ int32_t ad_cells(const int32_t *pos, const int32_t *seq, int32_t n_tok,
+                                                   int32_t window, int32_t cap, int32_t t, int64_t *lo,
+                                                   int32_t *ncell, int32_t *nold) {
+    int64_t p = pos[t], l = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0, pnew = p;
+    int32_t nc = (int32_t)min(p + 1 - l, (int64_t)cap), sq = seq[t];
+    for (int32_t u = 0; u < n_tok; u++)
+        if (seq[u] == sq && pos[u] < pnew) pnew = pos[u];
+    *lo = l, *ncell = nc, *nold = pnew > l ? (int32_t)min(pnew - l, (int64_t)nc) : 0;
+    return sq;
+}
+
+/* The RoPE arguments of the fused kernels (attn_dec_rope_kernel, cu_attn_tc.cu). */
+typedef struct adr_args {
+    const float *k, *v;
+    int64_t ks, vs;
+    int neox;
+    float base, freq_scale, attn_factor;
+    const float *factors;
+    const double *inv;
+    size_t ang_off; /* byte offset of the angles in dynamic shared memory */
+} adr_args;
+
+/* The token of this step that writes cell `pos` of sequence sq, or -1. */
+static __device__ __forceinline__ int32_t adr_owner(const ad_args &A, int32_t sq, int64_t pos) {
+    int32_t o = -1;
+    for (int32_t u = 0; u < A.n_tok; u++)
+        if (A.seq[u] == sq && A.pos[u] == pos) o = u;
+    return o;
+}
+
+/* Element d of a rotated head row x (hd values, pair angles ang): rope_kernel's value. */
+static __device__ __forceinline__ float adr_rot(const float *x, int32_t d, int32_t hd, int neox, const float2 *ang) {
+    int32_t half = hd / 2, j = neox ? d % half : d / 2, a = neox ? j : 2 * j, b = neox ? j + half : 2 * j + 1;
+    float y0, y1;
+    rope_pair(x[a], x[b], ang[j].x, ang[j].y, &y0, &y1);
+    return d == a ? y0 : y1;
+}
+
 /* Copies cells [c0, c1) (positions lo + cc) of the head's K slice (rotated by piece) and V
  * slice (plain) into the stages; the block's nt threads share the copies. HD: the head
  * size when the kernel was compiled for it (64, 128: divisions become shifts), else 0 (A.hd). */

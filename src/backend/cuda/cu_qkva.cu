@@ -331,6 +331,7 @@ extern "C" int cuda_qkva_ok(const cuda_knobs *k, const cuda_weight *const *ws, c
         q->kv->k != kv->k || q->kv->v != kv->v || kv->kv_dim != (int64_t)nkv * hd ||
         ((uintptr_t)kv->k | (uintptr_t)kv->v | kv->row_bytes) % 16 || !q->rope || q->rope->n_rot != hd)
         return 0;
+    if (k->attn_tc && (hd == 64 || hd == 128) && nh / nkv <= 16) return 0; /* the single and batched attention then run cu_attn_tc.cu, whose bits this kernel does not give */
     if (!qa_find(w[0]->type, w[2]->type) || w[1]->type != w[0]->type || w[0]->n_rows != (int64_t)nh * hd ||
         w[1]->n_rows != kv->kv_dim || w[2]->n_rows != kv->kv_dim)
         return 0;

@@ -82,6 +82,8 @@ static void knobs_attn(cuda_knobs *k) {
     static const long spans[] = { 16, 32, 64, 128 }, bh[] = { 2, 4 };
     k->attn_dec = knob_flag("HEARTH_CUDA_ATTN_DEC", true);
     k->attn_dec_rope = knob_flag("HEARTH_CUDA_ATTN_DEC_ROPE", true);
+    k->attn_tc = knob_flag("HEARTH_CUDA_ATTN_TC", false);
+    k->attn_tc_rpb = (int)knob_int("HEARTH_CUDA_ATTN_TC_RPB", 1, 16, 0);
     long b = knob_int("HEARTH_CUDA_ATTN_DEC_MAX", 128, 8192, 0);
     k->attn_dec_max = (int)(b & (b - 1) ? 0 : b); /* a power of two */
     k->attn_fold = knob_flag("HEARTH_CUDA_ATTN_FOLD", false);

@@ -55,6 +55,8 @@ typedef struct cuda_knobs {
     /* ---- attention (cu_attn*.cu, cu_dattn.cu, cu_ops.cu, cu_qkva.cu) ---- */
     bool attn_dec;        /* HEARTH_CUDA_ATTN_DEC=0: the one-pass decode attention off */
     bool attn_dec_rope;   /* HEARTH_CUDA_ATTN_DEC_ROPE=0: the fused RoPE + KV store + attention op uses the split kernel */
+    bool attn_tc;         /* HEARTH_CUDA_ATTN_TC=1: the short-context decode attention on the tensor cores (off by default) */
+    int attn_tc_rpb;      /* HEARTH_CUDA_ATTN_TC_RPB: its query heads per block (1..16; 0: a kv head's group) */
     int attn_dec_max;     /* HEARTH_CUDA_ATTN_DEC_MAX: largest position bucket (power of two 128..8192; 0: the kernel's default) */
     bool attn_fold;       /* HEARTH_CUDA_ATTN_FOLD=1: the combine pass in the split kernel */
     int at_min_span;      /* HEARTH_CUDA_AT_MIN_SPAN: 16, 32 (default), 64 or 128 cells */

@@ -222,6 +222,17 @@ static __device__ __forceinline__ unsigned at_h2(float x, float y) {
     return *(unsigned *)&h;
 }
 
+/* The products of a high and a low A fragment with two B fragments (b[0..1], b[2..3]: two
+ * n8 tiles): h0 += hi b01, h1 += hi b23, l0 += lo b01, l1 += lo b23, in that order (l0 and
+ * l1 may be h0 and h1). */
+static __device__ __forceinline__ void at_mma4(float *h0, float *h1, float *l0, float *l1, const unsigned *hi,
+                                               const unsigned *lo, const unsigned b[4]) {
+    gm_mma_f16(h0, hi, b[0], b[1]);
+    gm_mma_f16(h1, hi, b[2], b[3]);
+    gm_mma_f16(l0, lo, b[0], b[1]);
+    gm_mma_f16(l1, lo, b[2], b[3]);
+}
+
 /* Quantizes a 32-value chunk held by 8 lanes (sub = lane % 8 holds values 4 sub .. 4 sub +
  * 3 in v; row < 0: none) into the activation scratch with rq_chunk's arithmetic (the bits
  * of act_quant_kernel: the maximum and the integer half sums do not depend on the order). */
@@ -294,10 +305,7 @@ static __device__ __forceinline__ void at_core(const ad_args &A, const at_smem &
             for (int n2 = 0; n2 < NT / 2; n2++) {
                 unsigned b[4];
                 gm_ldsm4(b, kc + (size_t)n2 * 16 * RB + krow + ((2 * kk) ^ kx) * 16);
-                gm_mma_f16(s[2 * n2], ah[kk], b[0], b[1]);
-                gm_mma_f16(s[2 * n2 + 1], ah[kk], b[2], b[3]);
-                gm_mma_f16(sl[2 * n2], al[kk], b[0], b[1]);
-                gm_mma_f16(sl[2 * n2 + 1], al[kk], b[2], b[3]);
+                at_mma4(s[2 * n2], s[2 * n2 + 1], sl[2 * n2], sl[2 * n2 + 1], ah[kk], al[kk], b);
             }
         float cm0 = -INFINITY, cm1 = -INFINITY;
 #pragma unroll
@@ -341,10 +349,7 @@ static __device__ __forceinline__ void at_core(const ad_args &A, const at_smem &
             for (int d = 0; d < NK; d++) {
                 unsigned b[4];
                 gm_ldsm4t(b, vc + (size_t)k2 * 16 * RB + vrow + ((2 * d) ^ vx) * 16);
-                gm_mma_f16(o[2 * d], ph[k2], b[0], b[1]);
-                gm_mma_f16(o[2 * d + 1], ph[k2], b[2], b[3]);
-                gm_mma_f16(o[2 * d], pl[k2], b[0], b[1]);
-                gm_mma_f16(o[2 * d + 1], pl[k2], b[2], b[3]);
+                at_mma4(o[2 * d], o[2 * d + 1], o[2 * d], o[2 * d + 1], ph[k2], pl[k2], b);
             }
     }
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1);

@@ -402,6 +402,7 @@ static int bench(void) {
 /* The same checks with the tensor-core short-context kernel (cu_attn_tc.cu, opt-in with
  * HEARTH_CUDA_ATTN_TC=1): fused against separate, batch against alone. */
 static void test_tc(void **state) {
+    NEED_GPU();
     cuda_ctx_knobs_edit(g_ctx)->attn_tc = true;
     test_types_and_batches(state);
     test_shapes_and_options(state);

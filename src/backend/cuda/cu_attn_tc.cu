@@ -396,20 +396,41 @@ static __device__ __forceinline__ void at_core(const ad_args &A, const at_smem &
     }
 }
 
+/* What a block of either kernel knows before the programmatic-launch wait: its shared
+ * memory, its kv head hk, its query heads hf..hf+gb-1 (h0: the first within the group),
+ * its token t, the token's cells (ad_cells) and the kv head's K/V slices in the cache. */
+typedef struct at_blk {
+    at_smem S;
+    int32_t hk, h0, gb, hf, t, ncell, nold, sq;
+    int64_t lo;
+    const uint8_t *kb, *vb;
+} at_blk;
+
+/* Fills B for this block and stages the cells no kernel of the step writes (and zeroes the
+ * chunk's tail and the unused q rows): the kernels' work before the wait. */
+template <int HD, int NW>
+static __device__ __forceinline__ void at_begin(const ad_args &A, int32_t rpb, uint8_t *sm, at_blk *B) {
+    int32_t nsp = (A.group + rpb - 1) / rpb, capc = (A.cap + AT_CH - 1) / AT_CH * AT_CH;
+    B->hk = blockIdx.x / nsp, B->h0 = (int32_t)(blockIdx.x % nsp) * rpb, B->t = blockIdx.y;
+    B->gb = min(rpb, A.group - B->h0), B->hf = B->hk * A.group + B->h0;
+    at_layout<HD, NW>(capc, min(rpb, A.group), sm, &B->S);
+    B->sq = ad_cells(A.pos, A.seq, A.n_tok, A.window, A.cap, B->t, &B->lo, &B->ncell, &B->nold);
+    size_t off = (size_t)B->sq * A.n_ctx * A.row_bytes + (size_t)B->hk * HD * 2;
+    B->kb = A.kc + off, B->vb = A.vc + off;
+    at_stage<HD, NW>(A, B->S, B->kb, B->vb, B->lo, 0, B->nold);
+    at_zero<HD, NW>(B->S, B->ncell, B->gb);
+}
+
 /* Grid (n_head_kv, n_tok), (NW * 32) threads: cuda_attention(_q8) at short contexts. */
 template <int HD, int NW>
 static __global__ void __launch_bounds__(NW * 32) at_kernel(const __grid_constant__ ad_args A, int32_t rpb) {
     extern __shared__ __align__(16) uint8_t at_sm[];
-    at_smem S;
-    int32_t nsp = (A.group + rpb - 1) / rpb, hk = blockIdx.x / nsp, h0 = (int32_t)(blockIdx.x % nsp) * rpb;
-    int32_t gb = min(rpb, A.group - h0), hf = hk * A.group + h0, t = blockIdx.y, capc = (A.cap + AT_CH - 1) / AT_CH * AT_CH;
-    at_layout<HD, NW>(capc, min(rpb, A.group), at_sm, &S);
-    int64_t lo;
-    int32_t ncell, nold, sq = ad_cells(A.pos, A.seq, A.n_tok, A.window, A.cap, t, &lo, &ncell, &nold);
-    const uint8_t *kb = A.kc + (size_t)sq * A.n_ctx * A.row_bytes + (size_t)hk * HD * 2;
-    const uint8_t *vb = A.vc + (size_t)sq * A.n_ctx * A.row_bytes + (size_t)hk * HD * 2;
-    at_stage<HD, NW>(A, S, kb, vb, lo, 0, nold);
-    at_zero<HD, NW>(S, ncell, gb);
+    at_blk B;
+    at_begin<HD, NW>(A, rpb, at_sm, &B);
+    const at_smem &S = B.S;
+    int32_t gb = B.gb, hf = B.hf, t = B.t, ncell = B.ncell, nold = B.nold;
+    int64_t lo = B.lo;
+    const uint8_t *kb = B.kb, *vb = B.vb;
     cu_pdl_wait_e(); /* q and the new cells come from earlier work */
     cu_pdl_trigger();
     at_q<HD, NW> Q;
@@ -431,17 +452,13 @@ static __global__ void __launch_bounds__(NW * 32) at_rope_kernel(const __grid_co
                                                                  const __grid_constant__ adr_args R, int32_t rpb) {
     constexpr int half = HD / 2;
     extern __shared__ __align__(16) uint8_t at_sm[];
-    at_smem S;
-    int32_t nsp = (A.group + rpb - 1) / rpb, hk = blockIdx.x / nsp, h0 = (int32_t)(blockIdx.x % nsp) * rpb;
-    int32_t gb = min(rpb, A.group - h0), hf = hk * A.group + h0, t = blockIdx.y, capc = (A.cap + AT_CH - 1) / AT_CH * AT_CH;
-    at_layout<HD, NW>(capc, min(rpb, A.group), at_sm, &S);
+    at_blk B;
+    at_begin<HD, NW>(A, rpb, at_sm, &B);
+    const at_smem &S = B.S;
+    int32_t hk = B.hk, h0 = B.h0, gb = B.gb, hf = B.hf, t = B.t, ncell = B.ncell, nold = B.nold, sq = B.sq;
+    int64_t lo = B.lo;
+    const uint8_t *kb = B.kb, *vb = B.vb;
     float2 *ang = (float2 *)(at_sm + R.ang_off);
-    int64_t lo;
-    int32_t ncell, nold, sq = ad_cells(A.pos, A.seq, A.n_tok, A.window, A.cap, t, &lo, &ncell, &nold);
-    const uint8_t *kb = A.kc + (size_t)sq * A.n_ctx * A.row_bytes + (size_t)hk * HD * 2;
-    const uint8_t *vb = A.vc + (size_t)sq * A.n_ctx * A.row_bytes + (size_t)hk * HD * 2;
-    at_stage<HD, NW>(A, S, kb, vb, lo, 0, nold);
-    at_zero<HD, NW>(S, ncell, gb);
     for (int32_t i = threadIdx.x; i < A.n_tok * half; i += (NW * 32)) { /* positions are known before the step */
         int32_t u = i / half;
         if (A.seq[u] == sq)

@@ -346,7 +346,8 @@ static int g_range(jctx *c, jv self, const jargs *a, jv *out) {
     if (cnt < 0) cnt = 0;
     if (cnt > JINJA_MAX_RANGE) return jinja_fail(c, "range() too large (%lld items; the limit is %d)", (long long)(cnt > INT64_MAX ? INT64_MAX : cnt), JINJA_MAX_RANGE);
     int rc = jv_list_new(c, (size_t)cnt, out);
-    for (int64_t i = 0; i < (int64_t)cnt && !rc; i++) out->u.l->v[out->u.l->n++] = jv_int(st + i * step);
+    /* Every item lies between st and en, but i * step alone can overflow (step 2^62). */
+    for (int64_t i = 0; i < (int64_t)cnt && !rc; i++) out->u.l->v[out->u.l->n++] = jv_int((int64_t)(st + (__int128)i * step));
     return rc ? rc : jinja_step(c, (uint64_t)cnt);
 }
 

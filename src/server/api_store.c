@@ -257,6 +257,11 @@ static int create_mf(http_req *hr, store_modelfile *mf, hb_err *err) {
         for (size_t i = 0; i < json_array_size(items) && mf->n_params < STORE_MODELFILE_MAX_ITEMS; i++) {
             json_t *it = json_array_get(items, i);
             char *val = json_is_string(it) ? strdup(json_string_value(it)) : json_dumps(it, JSON_ENCODE_ANY);
+            if (val && (rc = store_param_check(k, val, err))) { /* what generation will accept (a type or range) */
+                free(val);
+                json_decref(items);
+                goto out;
+            }
             store_kv *np = realloc(mf->params, sizeof *np * (size_t)(mf->n_params + 1));
             if (!np || !val) {
                 free(val);
@@ -294,7 +299,9 @@ static enum MHD_Result create(http_req *hr) {
         store_modelfile_free(&mf);
         return http_error(hr, http_status_of(e.code), "%s", e.msg);
     }
-    int rc = store_create(hr->srv->models_dir, name, &mf, NULL, NULL, NULL, &e);
+    /* FROM names a stored model or an uploaded blob, never a file of the server's: a client
+     * must not make the server read (or block on) its files. */
+    int rc = store_create(hr->srv->models_dir, name, &mf, NULL, false, NULL, NULL, &e);
     store_modelfile_free(&mf);
     if (rc) return http_error(hr, http_status_of(rc), "%s", e.msg);
     bool stream = !json_is_false(json_object_get(hr->json, "stream"));

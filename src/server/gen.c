@@ -168,7 +168,8 @@ static int parse_stops(json_t *v, gen_opts *o, hb_err *err) {
     for (size_t i = 0; i < json_array_size(v); i++) {
         json_t *s = json_array_get(v, i);
         if (!json_is_string(s)) return hb_fail(err, HEARTH_E_INVALID, "stop must be a string or an array of strings");
-        if (json_string_length(s) > 1024) return hb_fail(err, HEARTH_E_INVALID, "a stop sequence is longer than 1024 bytes");
+        if (json_string_length(s) > STORE_STOP_MAX_LEN)
+            return hb_fail(err, HEARTH_E_INVALID, "a stop sequence is longer than %d bytes", STORE_STOP_MAX_LEN);
         if (json_string_length(s)) o->stops[o->n_stops++] = strdup(json_string_value(s));
     }
     return HEARTH_OK;
@@ -185,26 +186,35 @@ int gen_opts_parse(json_t *obj, bool openai, gen_opts *o, hb_err *err) {
         if ((rc = get_num(obj, key, lo, hi, &d, &has, err))) goto out;          \
         if (has) { stmt; }                                                      \
     } while (0)
-    NUM("temperature", 0, 100, o->sp.temperature = (float)d);
-    NUM("top_k", -1, 1e9, o->sp.top_k = (int32_t)d);
-    NUM("top_p", 0, 1, o->sp.top_p = (float)d);
-    NUM("min_p", 0, 1, o->sp.min_p = (float)d);
-    NUM("typical_p", 0, 1, o->sp.typical_p = (float)d);
-    NUM("repeat_penalty", 0, 100, o->sp.repeat_penalty = (float)d);
-    NUM("repeat_last_n", -1, 1e9, o->sp.repeat_last_n = (int32_t)d);
-    NUM("presence_penalty", -100, 100, o->sp.presence_penalty = (float)d);
-    NUM("frequency_penalty", -100, 100, o->sp.frequency_penalty = (float)d);
+    /* The ranges of Modelfile parameters are the store's (store_param_range), so a model
+     * can never store a value that every request would then be refused for. */
+#define NUMS(key, stmt)                                                         \
+    do {                                                                        \
+        double lo_ = 0, hi_ = 0;                                                \
+        store_param_range(key, &lo_, &hi_);                                     \
+        NUM(key, lo_, hi_, stmt);                                               \
+    } while (0)
+    NUMS("temperature", o->sp.temperature = (float)d);
+    NUMS("top_k", o->sp.top_k = (int32_t)d);
+    NUMS("top_p", o->sp.top_p = (float)d);
+    NUMS("min_p", o->sp.min_p = (float)d);
+    NUMS("typical_p", o->sp.typical_p = (float)d);
+    NUMS("repeat_penalty", o->sp.repeat_penalty = (float)d);
+    NUMS("repeat_last_n", o->sp.repeat_last_n = (int32_t)d);
+    NUMS("presence_penalty", o->sp.presence_penalty = (float)d);
+    NUMS("frequency_penalty", o->sp.frequency_penalty = (float)d);
     /* seeds below 2^64: a larger double does not fit the uint64_t cast */
-    NUM("seed", -1e19, 1.8e19, (o->sp.seed = d < 0 ? o->sp.seed : (uint64_t)d, o->seed_set = d >= 0));
-    NUM("num_ctx", 0, 1 << 20, o->num_ctx = (int32_t)d);
-    NUM("num_thread", 0, 1024, (void)d);
+    NUMS("seed", (o->sp.seed = d < 0 ? o->sp.seed : (uint64_t)d, o->seed_set = d >= 0));
+    NUMS("num_ctx", o->num_ctx = (int32_t)d);
+    NUMS("num_thread", (void)d);
     if (openai) {
         NUM("max_tokens", 0, 1 << 24, o->num_predict = (int32_t)d);
         NUM("max_completion_tokens", 0, 1 << 24, o->num_predict = (int32_t)d);
         NUM("n", 1, 1, (void)d);
     } else {
-        NUM("num_predict", -2, 1 << 24, o->num_predict = (int32_t)d);
+        NUMS("num_predict", o->num_predict = (int32_t)d);
     }
+#undef NUMS
 #undef NUM
     rc = parse_stops(json_object_get(obj, "stop"), o, err);
 out:

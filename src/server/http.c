@@ -256,6 +256,42 @@ static bool origin_allowed(http_req *r, const char *origin) {
     return is_local_origin(origin);
 }
 
+/* Whether s is empty or ":PORT" (1-5 digits): what may follow the name in a Host header. */
+static bool port_suffix_ok(const char *s) {
+    if (*s == '\0') return true;
+    if (*s++ != ':') return false;
+    size_t n = strspn(s, "0123456789");
+    return n >= 1 && n <= 5 && s[n] == '\0';
+}
+
+/* Whether the Host header value h names a loopback address (a numeric 127.x.y.z, [::1] or
+ * localhost) or the bind address, with at most a port after it. The name is parsed as an
+ * address, not compared by prefix: "127.evil.example" is a domain an attacker controls. */
+static bool host_is_local(const char *h, const char *bind) {
+    char name[64];
+    const char *rest;
+    bool v6 = h[0] == '[';
+    if (v6) {
+        const char *e = strchr(h, ']');
+        if (!e || (size_t)(e - h - 1) >= sizeof name) return false;
+        memcpy(name, h + 1, (size_t)(e - h - 1));
+        name[e - h - 1] = '\0';
+        rest = e + 1;
+    } else {
+        size_t n = strcspn(h, ":");
+        if (n >= sizeof name) return false;
+        memcpy(name, h, n);
+        name[n] = '\0';
+        rest = h + n;
+    }
+    if (!port_suffix_ok(rest)) return false;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (v6) return (inet_pton(AF_INET6, name, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6)) || strcmp(name, bind) == 0;
+    if (inet_pton(AF_INET, name, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127 || strcmp(name, bind) == 0;
+    return strcasecmp(name, "localhost") == 0;
+}
+
 /* DNS-rebinding defence: a server bound to loopback answers only requests whose Host names
  * a loopback address (or the bind address), so a web page whose domain was re-pointed at
  * 127.0.0.1 cannot talk to it even from "its own" origin. */
@@ -265,20 +301,7 @@ static bool host_allowed(http_req *r) {
     if (!loopback || (r->srv->origins && strchr(r->srv->origins, '*'))) return true;
     const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
     if (!h) return true; /* HTTP/1.0 clients */
-    char name[256];
-    size_t n;
-    if (h[0] == '[') {
-        const char *e = strchr(h, ']');
-        n = e ? (size_t)(e - h + 1) : strlen(h);
-    } else {
-        const char *c = strchr(h, ':');
-        n = c ? (size_t)(c - h) : strlen(h);
-    }
-    if (n >= sizeof name) return false;
-    memcpy(name, h, n);
-    name[n] = '\0';
-    return strcasecmp(name, "localhost") == 0 || strncmp(name, "127.", 4) == 0 || strcmp(name, "[::1]") == 0 ||
-           strcmp(name, bind) == 0;
+    return host_is_local(h, bind);
 }
 
 /* ---- body and JSON --------------------------------------------------------------------------- */

@@ -72,6 +72,7 @@ struct runner {
     atomic_bool broken;
     bool unlinked;                  /* on sched.retired instead of the list; freed by sched_release (under sched.mu) */
     bool forever;
+    bool unload;                    /* sched_unload asked for it: the last user's keep_alive does not apply */
     uint64_t expires_ns;            /* monotonic; valid when users == 0 && !forever */
     uint64_t last_used;
     bool *opens_json;               /* [n_vocab] piece starts (after blanks) with '{' */
@@ -813,6 +814,7 @@ int sched_acquire(sched *s, const char *name, runner **out, uint64_t *load_ns, i
                 r->n_slots, (double)*load_ns / 1e6);
     }
     r->users++;
+    r->unload = false; /* wanted again (e.g. by another name of the same file) */
     r->last_used = hb_now_ns();
     *out = r;
 out:
@@ -825,8 +827,9 @@ void sched_release(sched *s, runner *r, int64_t keep_alive_ns) {
     pthread_mutex_lock(&s->mu);
     r->users--;
     r->last_used = hb_now_ns();
-    r->forever = keep_alive_ns < 0 && !atomic_load(&r->broken);
-    r->expires_ns = atomic_load(&r->broken) ? 0 : r->last_used + (uint64_t)(keep_alive_ns > 0 ? keep_alive_ns : 0);
+    bool now = atomic_load(&r->broken) || r->unload;
+    r->forever = keep_alive_ns < 0 && !now;
+    r->expires_ns = now ? 0 : r->last_used + (uint64_t)(keep_alive_ns > 0 ? keep_alive_ns : 0);
     if (r->unlinked && r->users == 0) { /* replaced after a failed decode (sched_acquire) */
         for (runner **p = &s->retired; *p; p = &(*p)->next)
             if (*p == r) {
@@ -847,9 +850,11 @@ bool sched_unload(sched *s, const char *name) {
     pthread_mutex_lock(&s->mu);
     for (runner *r = s->list; r; r = r->next)
         if (strcmp(r->path, path) == 0) {
-            /* Busy models unload when their last request ends. */
+            /* Busy models unload when their last request ends, whatever keep_alive that
+             * request asked for (sched_release; a later sched_acquire takes it back). */
             r->forever = false;
             r->expires_ns = 0;
+            r->unload = true;
             found = true;
         }
     pthread_cond_broadcast(&s->cv);

@@ -22,12 +22,13 @@
 
 #include "base/base.h"
 #include "hearth.h"
+#include "store/store.h"
 
 struct hearth_server;
 typedef struct runner runner;
 
 /* ---- generation requests ------------------------------------------------------------ */
-#define GEN_MAX_STOPS 16
+#define GEN_MAX_STOPS STORE_MAX_STOPS
 
 typedef struct gen_req {
     /* input (set before submission, read-only afterwards) */

@@ -113,7 +113,7 @@ static json_t *make_config(const char *gguf_path, const store_manifest *m) {
 }
 
 /* Fills m with the base layers: an imported GGUF, an existing blob, or a stored model. */
-static int load_base(const char *root, const store_modelfile *mf, const char *base_dir, store_manifest *m,
+static int load_base(const char *root, const store_modelfile *mf, const char *base_dir, bool paths, store_manifest *m,
                      json_t **base_params, char *gguf_path, size_t cap, hearth_progress_fn fn, void *ud, hb_err *err) {
     int rc = HEARTH_OK;
     char full[4200];
@@ -134,7 +134,7 @@ static int load_base(const char *root, const store_modelfile *mf, const char *ba
     if (from[0] == '~' && from[1] == '/' && getenv("HOME")) snprintf(full, sizeof full, "%s%s", getenv("HOME"), from + 1);
     else if (from[0] != '/' && base_dir && *base_dir) snprintf(full, sizeof full, "%s/%s", base_dir, from);
     else snprintf(full, sizeof full, "%s", from);
-    if (from_is_path(from, full)) {
+    if (paths && from_is_path(from, full)) {
         store_layer l;
         if ((rc = check_gguf(full, err))) goto out;
         progress(fn, ud, "importing model file");
@@ -158,7 +158,7 @@ out:
     return rc;
 }
 
-int store_create(const char *root, const char *name, const store_modelfile *mf, const char *base_dir,
+int store_create(const char *root, const char *name, const store_modelfile *mf, const char *base_dir, bool paths,
                  hearth_progress_fn fn, void *ud, hb_err *err) {
     int rc = HEARTH_OK;
     store_name nm;
@@ -167,7 +167,12 @@ int store_create(const char *root, const char *name, const store_modelfile *mf, 
     char gguf_path[4200], mpath[4200];
     char *mtext = NULL;
     if ((rc = store_name_parse(name, &nm, err))) goto out;
-    if ((rc = load_base(root, mf, base_dir, &m, &base_params, gguf_path, sizeof gguf_path, fn, ud, err))) goto out;
+    /* Checked before anything is imported. A Modelfile's stop lines replace the base
+     * model's (merge_params), so its own count is the stored one. */
+    int n_stop = 0;
+    for (int i = 0; i < mf->n_params; i++) n_stop += store_param_kind(mf->params[i].key) == 's';
+    HB_CHECK(n_stop <= STORE_MAX_STOPS, HEARTH_E_INVALID, "at most %d stop sequences (PARAMETER stop)", STORE_MAX_STOPS);
+    if ((rc = load_base(root, mf, base_dir, paths, &m, &base_params, gguf_path, sizeof gguf_path, fn, ud, err))) goto out;
     progress(fn, ud, "writing layers");
     if (mf->tmpl && (rc = put_text(root, &m, STORE_MT_TEMPLATE, mf->tmpl, err))) goto out;
     if (mf->system && (rc = put_text(root, &m, STORE_MT_SYSTEM, mf->system, err))) goto out;
@@ -194,7 +199,7 @@ int store_create(const char *root, const char *name, const store_modelfile *mf, 
     mtext = store_manifest_dump(&m);
     HB_CHECK(mtext, HEARTH_E_NOMEM, "out of memory");
     if ((rc = store_manifest_path(root, &nm, mpath, sizeof mpath, err))) goto out;
-    if ((rc = store_write_atomic(mpath, mtext, strlen(mtext), err))) goto out;
+    if ((rc = store_manifest_publish(root, mpath, &m, mtext, strlen(mtext), err))) goto out;
     progress(fn, ud, "success");
 out:
     free(mtext);
@@ -208,7 +213,7 @@ hearth_status hearth_store_create(const char *root, const char *name, const char
     store_modelfile mf;
     int rc = store_modelfile_parse(modelfile, len, &mf, &e);
     if (!rc) {
-        rc = store_create(root, name, &mf, base_dir, fn, ud, &e);
+        rc = store_create(root, name, &mf, base_dir, true, fn, ud, &e);
         store_modelfile_free(&mf);
     }
     if (err && errlen) snprintf(err, errlen, "%s", rc ? e.msg : "");

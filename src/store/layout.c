@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -160,6 +161,44 @@ int store_write_atomic(const char *path, const void *data, size_t len, hb_err *e
 out:
     if (fd >= 0) close(fd);
     if (rc) unlink(tmp);
+    return rc;
+}
+
+int store_lock(const char *root, bool exclusive) {
+    char r[4096], path[4200];
+    hb_err e = { 0 };
+    if (store_root(root, r, sizeof r, &e) || store_mkdirs(r, &e)) return -1;
+    snprintf(path, sizeof path, "%s/.lock", r);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    int got;
+    while ((got = flock(fd, exclusive ? LOCK_EX : LOCK_SH)) != 0 && errno == EINTR) {}
+    if (got != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+void store_unlock(int fd) {
+    if (fd >= 0) close(fd); /* closing the last descriptor releases the flock */
+}
+
+int store_manifest_publish(const char *root, const char *mpath, const store_manifest *m, const void *text,
+                           size_t len, hb_err *err) {
+    int rc = HEARTH_OK;
+    int lk = store_lock(root, false);
+    for (int i = -1; i < m->n_layers && !rc; i++) {
+        const char *dg = i < 0 ? m->config.digest : m->layers[i].digest;
+        char bp[4200];
+        if (i < 0 && !*dg) continue; /* a manifest without a config blob */
+        if ((rc = store_blob_path(root, dg, bp, sizeof bp, err))) break;
+        if (access(bp, F_OK) != 0)
+            rc = hb_fail(err, HEARTH_E_NOT_FOUND, "blob %s was removed while this model was being written (a model "
+                         "was deleted at the same time); try again", dg);
+    }
+    if (!rc) rc = store_write_atomic(mpath, text, len, err);
+    store_unlock(lk);
     return rc;
 }
 

@@ -15,6 +15,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -26,23 +27,67 @@ typedef struct cursor {
     int line;
 } cursor;
 
+/* Every parameter a Modelfile or /api/create may store, its kind (i integer, f number, s
+ * string, b boolean) and, for numbers, the range generation accepts (the server's
+ * gen_opts_parse reads the same table through store_param_range, so a stored value can
+ * never make every later request on the model fail). Parameters hearth reads but does not
+ * use (num_keep, mirostat, ...) take any value of their type. */
+#define ANY_INT -2147483648.0, 2147483647.0
+#define ANY_NUM -1e300, 1e300
 static const struct {
     const char *name;
     char kind;
+    double lo, hi;
 } k_params[] = {
-    { "num_ctx", 'i' }, { "repeat_last_n", 'i' }, { "seed", 'i' }, { "num_predict", 'i' },
-    { "top_k", 'i' }, { "num_thread", 'i' }, { "num_keep", 'i' }, { "num_batch", 'i' },
-    { "num_gpu", 'i' }, { "mirostat", 'i' }, { "temperature", 'f' }, { "top_p", 'f' },
-    { "min_p", 'f' }, { "typical_p", 'f' }, { "repeat_penalty", 'f' },
-    { "presence_penalty", 'f' }, { "frequency_penalty", 'f' }, { "tfs_z", 'f' },
-    { "mirostat_eta", 'f' }, { "mirostat_tau", 'f' }, { "stop", 's' },
-    { "penalize_newline", 'b' }, { "use_mmap", 'b' }, { "numa", 'b' },
+    { "num_ctx", 'i', 0, 1 << 20 }, { "repeat_last_n", 'i', -1, 1e9 }, { "seed", 'i', -1e19, 1.8e19 },
+    { "num_predict", 'i', -2, 1 << 24 }, { "top_k", 'i', -1, 1e9 }, { "num_thread", 'i', 0, 1024 },
+    { "num_keep", 'i', ANY_INT }, { "num_batch", 'i', ANY_INT }, { "num_gpu", 'i', ANY_INT },
+    { "mirostat", 'i', ANY_INT }, { "temperature", 'f', 0, 100 }, { "top_p", 'f', 0, 1 },
+    { "min_p", 'f', 0, 1 }, { "typical_p", 'f', 0, 1 }, { "repeat_penalty", 'f', 0, 100 },
+    { "presence_penalty", 'f', -100, 100 }, { "frequency_penalty", 'f', -100, 100 },
+    { "tfs_z", 'f', ANY_NUM }, { "mirostat_eta", 'f', ANY_NUM }, { "mirostat_tau", 'f', ANY_NUM },
+    { "stop", 's', 0, 0 }, { "penalize_newline", 'b', 0, 0 }, { "use_mmap", 'b', 0, 0 }, { "numa", 'b', 0, 0 },
 };
+#undef ANY_INT
+#undef ANY_NUM
 
 char store_param_kind(const char *name) {
     for (size_t i = 0; i < sizeof k_params / sizeof k_params[0]; i++)
         if (strcmp(name, k_params[i].name) == 0) return k_params[i].kind;
     return 0;
+}
+
+bool store_param_range(const char *name, double *lo, double *hi) {
+    for (size_t i = 0; i < sizeof k_params / sizeof k_params[0]; i++)
+        if (strcmp(name, k_params[i].name) == 0 && (k_params[i].kind == 'i' || k_params[i].kind == 'f')) {
+            *lo = k_params[i].lo, *hi = k_params[i].hi;
+            return true;
+        }
+    return false;
+}
+
+int store_param_check(const char *key, const char *val, hb_err *err) {
+    int rc = HEARTH_OK;
+    char kind = store_param_kind(key);
+    char *end = NULL;
+    double lo = 0, hi = 0;
+    HB_CHECK(kind, HEARTH_E_INVALID, "unknown PARAMETER '%.64s'", key);
+    errno = 0;
+    if (kind == 'i' || kind == 'f') {
+        double v = kind == 'i' ? (double)strtoll(val, &end, 10) : strtod(val, &end);
+        HB_CHECK(*val && !*end && !errno && isfinite(v), HEARTH_E_INVALID, "PARAMETER %s expects %s, got '%.64s'", key,
+                 kind == 'i' ? "an integer" : "a number", val);
+        store_param_range(key, &lo, &hi);
+        HB_CHECK(v >= lo && v <= hi, HEARTH_E_INVALID, "PARAMETER %s %.64s is out of range [%g, %g]", key, val, lo, hi);
+    } else if (kind == 'b') {
+        HB_CHECK(strcmp(val, "true") == 0 || strcmp(val, "false") == 0, HEARTH_E_INVALID, "PARAMETER %s expects true or false", key);
+    } else {
+        HB_CHECK(*val, HEARTH_E_INVALID, "PARAMETER %s needs a value", key);
+        HB_CHECK(strlen(val) <= STORE_STOP_MAX_LEN, HEARTH_E_INVALID, "PARAMETER %s is longer than %d bytes", key,
+                 STORE_STOP_MAX_LEN);
+    }
+out:
+    return rc;
 }
 
 static void skip_blank(cursor *c) {
@@ -103,26 +148,15 @@ out:
     return rc;
 }
 
+/* store_param_check with the Modelfile's line number in front of its message. */
 static int check_param(const char *key, const char *val, int line, hb_err *err) {
-    int rc = HEARTH_OK;
-    char kind = store_param_kind(key);
-    char *end = NULL;
-    HB_CHECK(kind, HEARTH_E_INVALID, "Modelfile line %d: unknown PARAMETER '%.64s'", line, key);
-    errno = 0;
-    if (kind == 'i') {
-        long long v = strtoll(val, &end, 10);
-        (void)v;
-        HB_CHECK(*val && !*end && !errno, HEARTH_E_INVALID, "Modelfile line %d: PARAMETER %s expects an integer, got '%.64s'", line, key, val);
-    } else if (kind == 'f') {
-        double v = strtod(val, &end);
-        HB_CHECK(*val && !*end && !errno && isfinite(v), HEARTH_E_INVALID, "Modelfile line %d: PARAMETER %s expects a number, got '%.64s'", line, key, val);
-    } else if (kind == 'b') {
-        HB_CHECK(strcmp(val, "true") == 0 || strcmp(val, "false") == 0, HEARTH_E_INVALID,
-                 "Modelfile line %d: PARAMETER %s expects true or false", line, key);
-    } else {
-        HB_CHECK(*val, HEARTH_E_INVALID, "Modelfile line %d: PARAMETER %s needs a value", line, key);
+    int rc = store_param_check(key, val, err);
+    if (rc) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        hb_err_clear(err); /* hb_fail keeps a first error */
+        rc = hb_fail(err, rc, "Modelfile line %d: %s", line, msg);
     }
-out:
     return rc;
 }
 

@@ -9,10 +9,15 @@
 
 #include "store/store.h"
 
-/* A part may hold letters, digits, '_', '-', '.'; `extra` adds one more allowed char. */
+/* A part may hold letters, digits, '_', '-', '.'; `extra` adds one more allowed char.
+ * ".tmp-" is reserved: the store writes every file as "<final>.tmp-<pid>-<n>" first, and
+ * its listings skip such entries, so a model named like one would be invisible to the
+ * blob-use check and lose its blobs when another model is removed (layout.c, store.c). */
 static bool part_ok(const char *s, size_t n, char extra) {
     if (n == 0 || n >= 128) return false;
     if (s[0] == '.' || s[0] == '-') return false;
+    for (size_t i = 0; i + 5 <= n; i++)
+        if (memcmp(s + i, ".tmp-", 5) == 0) return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (!(isalnum(c) || c == '_' || c == '-' || c == '.' || (extra && c == extra))) return false;

@@ -176,7 +176,7 @@ static int pull(const char *root, const char *name, const hearth_pull_params *p,
         if ((rc = fetch_blob(root, base, &n, i < 0 ? &m.config : &m.layers[i], p, err))) goto out;
     if (p && p->progress) p->progress(p->ud, "writing manifest", NULL, 0, 0);
     if ((rc = store_manifest_path(root, &n, mpath, sizeof mpath, err))) goto out;
-    if ((rc = store_write_atomic(mpath, b.data, b.len, err))) goto out;
+    if ((rc = store_manifest_publish(root, mpath, &m, b.data, b.len, err))) goto out;
     if (p && p->progress) p->progress(p->ud, "success", NULL, 0, 0);
 out:
     free(b.data);

@@ -241,7 +241,7 @@ int store_copy(const char *root, const char *src, const char *dst, hb_err *err) 
     if ((rc = store_manifest_load(root, &a, &m, err))) goto out;
     if ((rc = store_manifest_path(root, &a, pa, sizeof pa, err)) || (rc = store_manifest_path(root, &b, pb, sizeof pb, err))) goto out;
     if ((rc = hb_read_file(pa, STORE_MANIFEST_MAX, &text, &len, err))) goto out;
-    rc = store_write_atomic(pb, text, len, err);
+    rc = store_manifest_publish(root, pb, &m, text, len, err);
 out:
     free(text);
     return rc;
@@ -280,7 +280,9 @@ int store_remove(const char *root, const char *name, hb_err *err) {
     store_name nm;
     store_manifest m;
     char path[4200];
+    int lk = -1;
     if ((rc = store_name_parse(name, &nm, err))) goto out;
+    lk = store_lock(root, true); /* no manifest is published while the blobs are collected */
     if ((rc = store_manifest_load(root, &nm, &m, err))) goto out;
     if ((rc = store_manifest_path(root, &nm, path, sizeof path, err))) goto out;
     HB_CHECK(unlink(path) == 0, HEARTH_E_IO, "cannot remove %s: %s", path, strerror(errno));
@@ -299,6 +301,7 @@ int store_remove(const char *root, const char *name, hb_err *err) {
         if (!store_blob_path(root, dg, bp, sizeof bp, NULL)) unlink(bp);
     }
 out:
+    store_unlock(lk);
     return rc;
 }
 

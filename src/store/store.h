@@ -95,6 +95,20 @@ int store_blob_import(const char *root, const char *src, const char *media_type,
                       store_layer *layer, hb_err *err);
 /* Writes a file atomically (temp + fsync + rename) creating parent directories. */
 int store_write_atomic(const char *path, const void *data, size_t len, hb_err *err);
+/* The store-wide lock, <root>/.lock (flock; also between processes and between threads,
+ * each call opening its own descriptor). Removing a model holds it exclusive while it
+ * deletes the manifest and the blobs no other manifest uses; publishing a manifest holds
+ * it shared while it checks that every blob it names exists and writes it. So a copy,
+ * create or pull that races a removal either sees the blobs kept or fails, never leaves a
+ * manifest pointing at deleted blobs. Returns the descriptor for store_unlock, or -1 when
+ * the store cannot be locked (a read-only or lock-less file system): callers then go on
+ * unlocked. */
+int store_lock(const char *root, bool exclusive);
+void store_unlock(int fd);
+/* Writes manifest text (parsed as m) to mpath under the shared lock, after checking that
+ * m's blobs exist (HEARTH_E_NOT_FOUND when one was removed meanwhile). */
+int store_manifest_publish(const char *root, const char *mpath, const store_manifest *m, const void *text,
+                           size_t len, hb_err *err);
 /* Reads and parses the manifest of a name; HEARTH_E_NOT_FOUND when absent. */
 int store_manifest_load(const char *root, const store_name *n, store_manifest *m,
                         hb_err *err);
@@ -126,6 +140,14 @@ int store_modelfile_parse(const char *text, size_t len, store_modelfile *mf, hb_
 void store_modelfile_free(store_modelfile *mf);
 /* Kind of a PARAMETER: 'i' int, 'f' float, 's' string (stop), 0 = unknown name. */
 char store_param_kind(const char *name);
+/* The range a numeric parameter must lie in (false: not a numeric parameter). */
+bool store_param_range(const char *name, double *lo, double *hi);
+/* Checks one stored value (text as in a Modelfile) against the parameter's kind and range:
+ * what the server will accept when it generates with the model. */
+int store_param_check(const char *key, const char *val, hb_err *err);
+/* Stop sequences a model may store (and a request may give), and their length. */
+#define STORE_MAX_STOPS 16
+#define STORE_STOP_MAX_LEN 1024
 
 /* ---- operations shared by the public API, the server and pull ---- */
 struct json_t;
@@ -137,9 +159,11 @@ int store_info_json(const char *root, const char *name, struct json_t **out, hb_
 int store_copy(const char *root, const char *src, const char *dst, hb_err *err);
 int store_remove(const char *root, const char *name, hb_err *err);
 /* Creates `name` from a parsed Modelfile. mf->from may also be "sha256:<hex>", a blob
- * already in the store (the server's /api/create with uploaded files). */
+ * already in the store (the server's /api/create with uploaded files). With `paths`, FROM
+ * may name a .gguf file (relative to base_dir), imported into the store; without (the
+ * server), FROM is only a stored model's name or a blob digest. */
 int store_create(const char *root, const char *name, const store_modelfile *mf,
-                 const char *base_dir, hearth_progress_fn progress, void *ud, hb_err *err);
+                 const char *base_dir, bool paths, hearth_progress_fn progress, void *ud, hb_err *err);
 /* Adds a blob from a complete temporary file (renamed into place) after checking its
  * sha256 against `digest`; on mismatch the file is removed and HEARTH_E_FORMAT returned. */
 int store_blob_adopt(const char *root, const char *tmp_path, const char *digest, hb_err *err);

@@ -189,8 +189,14 @@ test('DNS rebinding: a non-local Host is refused on a loopback server', async ()
   const r = await request(`${srv.url}/api/tags`, { headers: { Host: 'attacker.example:11434' } });
   assert.equal(r.status, 403);
   assert.match(r.json.error, /Host/);
-  for (const host of [`localhost:${srv.port}`, `127.0.0.1:${srv.port}`, 'localhost']) {
+  for (const host of [`localhost:${srv.port}`, `127.0.0.1:${srv.port}`, 'localhost', `127.1.2.3:${srv.port}`,
+                      `[::1]:${srv.port}`]) {
     assert.equal((await request(`${srv.url}/api/tags`, { headers: { Host: host } })).status, 200, host);
+  }
+  // names that only look local: a domain starting with "127.", text after an IPv6 literal, junk after the port
+  for (const host of [`127.attacker.example:${srv.port}`, '127.0.0.1.attacker.example', `[::1]evil.example`,
+                      `[::1]:${srv.port}x`, `localhost.attacker.example:${srv.port}`, `127.0.0.1:${srv.port}:1`]) {
+    assert.equal((await request(`${srv.url}/api/tags`, { headers: { Host: host } })).status, 403, host);
   }
 });
 

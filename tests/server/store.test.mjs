@@ -76,6 +76,26 @@ test('copy and delete', async () => {
   assert.equal(s.system, 'You tell stories.');
 });
 
+test('delete unloads a model that is generating, whatever keep_alive its request asked for', async () => {
+  await ollama.copy({ source: 'stories', destination: 'victim' });
+  // names the store keeps for its own temporary files are refused
+  await assert.rejects(ollama.copy({ source: 'stories', destination: 'victim.tmp-1' }), (e) => e.status_code === 400);
+  const st = await ollama.generate({ model: 'victim', prompt: 'Once', stream: true, keep_alive: -1,
+                                     options: { num_predict: 400, temperature: 0 } });
+  let deleted = false;
+  for await (const part of st) {
+    if (!deleted) { await ollama.delete({ model: 'victim' }); deleted = true; }
+    if (part.done) break;
+  }
+  let loaded = ['victim'];
+  for (let i = 0; i < 50 && loaded.length; i++) { // the unloader runs every 200 ms
+    loaded = (await ollama.ps()).models.map((m) => m.name).filter((n) => n.startsWith('victim'));
+    if (loaded.length) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.deepEqual(loaded, []);
+  assert.deepEqual((await ollama.list()).models.map((m) => m.name), ['stories:latest']);
+});
+
 test('create from a stored model and from an uploaded blob', async () => {
   const r = await ollama.create({ model: 'brief', from: 'stories', system: 'Be brief.', parameters: { temperature: 0.1, stop: ['A', 'B'] }, stream: false });
   assert.equal(r.status, 'success');
@@ -101,6 +121,23 @@ test('create from a stored model and from an uploaded blob', async () => {
   assert.equal(u.template, '{{ messages[0].content }}');
   await assert.rejects(ollama.create({ model: 'x', files: { 'model.gguf': wrong }, stream: false }), (e) => e.status_code === 404);
   await assert.rejects(ollama.create({ model: 'x', from: 'stories', parameters: { bogus: 1 }, stream: false }), (e) => e.status_code === 400);
+  // values generation would refuse are refused when stored, so no model becomes unusable
+  for (const parameters of [{ temperature: 'hot' }, { temperature: { a: [1] } }, { num_ctx: -5 }, { top_k: 9999999999999 },
+                            { stop: Array.from({ length: 17 }, (_, i) => `s${i}`) }, { stop: ['x'.repeat(1025)] }]) {
+    await assert.rejects(ollama.create({ model: 'x', from: 'stories', parameters, stream: false }), (e) => e.status_code === 400,
+                         JSON.stringify(parameters).slice(0, 80));
+  }
+  const legacy = await request(`${srv.url}/api/create`, { method: 'POST', body: JSON.stringify({ model: 'x', modelfile: 'FROM stories\nPARAMETER num_ctx -5\n', stream: false }) });
+  assert.equal(legacy.status, 400);
+  assert.match(legacy.json.error, /num_ctx/);
+  // the server never reads its own files for a client: FROM paths are not names it knows
+  for (const from of [STORIES, '/etc/passwd', './x.gguf', '~/x.gguf']) {
+    const r = await request(`${srv.url}/api/create`, { method: 'POST', body: JSON.stringify({ model: 'x', from, stream: false }) });
+    assert.ok(r.status === 400 || r.status === 404, `${from}: ${r.status}`);
+    assert.ok(r.json.error, from);
+    const lm = await request(`${srv.url}/api/create`, { method: 'POST', body: JSON.stringify({ model: 'x', modelfile: `FROM ${from}\n`, stream: false }) });
+    assert.ok(lm.status === 400 || lm.status === 404, `modelfile FROM ${from}: ${lm.status}`);
+  }
   // no temporary upload files are left behind
   const leftovers = fs.readdirSync(path.join(models, 'blobs')).filter((f) => f.includes('tmp') || f.includes('partial'));
   assert.deepEqual(leftovers, []);

@@ -193,6 +193,11 @@ static void test_globals(void **state) {
     EXPECT("{{ strftime_now('%Y-%m-%d %H:%M:%S %a %A %b %B %d %j %p %I %y') }}",
            "2025-01-15 12:00:00 Wed Wednesday Jan January 15 015 PM 12 25");
     EXPECT("{{ range(3) | list }} {{ range(1, 10, 3) | list }} {{ range(5, 0, -2) | list }}", "[0, 1, 2] [1, 4, 7] [5, 3, 1]");
+    /* items near the int64 ends, where i * step alone would overflow */
+    EXPECT("{{ range(-9223372036854775807, 9223372036854775807, 4611686018427387904) | list }}",
+           "[-9223372036854775807, -4611686018427387903, 1, 4611686018427387905]");
+    EXPECT("{{ range(9223372036854775807, -9223372036854775807, -9223372036854775807) | list }}",
+           "[9223372036854775807, 0]");
     EXPECT("{{ dict(a=1, b=2) }} {{ namespace(a=1).a }}", "{'a': 1, 'b': 2} 1");
     char *out = NULL;
     assert_int_equal(hearth_template_render("{{ raise_exception('boom ' ~ 1) }}", "{}", NULL, &out, g_err, sizeof g_err),

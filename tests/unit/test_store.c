@@ -46,7 +46,7 @@ static void test_names(void **state) {
     assert_string_equal(n.host, "127.0.0.1:5000");
     assert_string_equal(n.tag, "v1");
     const char *bad[] = { "", "../etc", "a/../b", "a/b/c/d", "m:", "m:..", "-x", ".hidden", "a b", "m:t/x",
-                          "/abs", "a//b", "m:t:u", "x\n", "ns/.." };
+                          "/abs", "a//b", "m:t:u", "x\n", "ns/..", "solo.tmp-x", "m:v.tmp-1", "a.tmp-/m" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         hb_err e2 = { 0 };
         assert_int_equal(store_name_parse(bad[i], &n, &e2), HEARTH_E_INVALID);
@@ -157,6 +157,10 @@ static void test_modelfile(void **state) {
         "FROM x\nPARAMETER num_ctx lots\n",           /* not an integer */
         "FROM x\nPARAMETER temperature nan\n",        /* not finite */
         "FROM x\nPARAMETER top_k\n",                  /* missing value */
+        "FROM x\nPARAMETER num_ctx -5\n",             /* out of the range generation accepts */
+        "FROM x\nPARAMETER top_k 9999999999999\n",
+        "FROM x\nPARAMETER temperature 101\n",
+        "FROM x\nPARAMETER top_p 1.5\n",
         "FROM x\nMESSAGE robot hi\n",                 /* bad role */
         "FROM x\nSYSTEM \"a\" trailing\n",            /* junk after quote */
         "FROM\n",                                     /* empty FROM */
@@ -277,9 +281,36 @@ static void test_store_ops(void **state) {
     assert_int_equal(hearth_store_remove(g_root, "tiny", err, sizeof err), HEARTH_OK);
     assert_int_equal(hearth_store_remove(g_root, "tiny", err, sizeof err), HEARTH_E_NOT_FOUND);
     assert_int_equal(count_files(blobs, NULL), nblobs);
+    /* a copy whose blobs went away meanwhile (what a removal racing it would leave) is
+     * refused and writes no manifest: store_manifest_publish checks under the lock */
+    assert_int_equal(hearth_store_resolve(g_root, "tiny-copy:x", &path, err, sizeof err), HEARTH_OK);
+    char moved[4300];
+    snprintf(moved, sizeof moved, "%s.away", path);
+    assert_int_equal(rename(path, moved), 0);
+    assert_int_equal(hearth_store_copy(g_root, "tiny-copy:x", "orphan", err, sizeof err), HEARTH_E_NOT_FOUND);
+    assert_non_null(strstr(err, "was removed"));
+    assert_int_equal(hearth_store_resolve(g_root, "orphan", &info, err, sizeof err), HEARTH_E_NOT_FOUND);
+    assert_int_equal(rename(moved, path), 0);
+    hearth_free(path);
+    /* the lock: shared twice at once, exclusive only alone (flock, per descriptor) */
+    int l1 = store_lock(g_root, false), l2 = store_lock(g_root, false);
+    assert_true(l1 >= 0 && l2 >= 0);
+    store_unlock(l1), store_unlock(l2);
+    assert_true((l1 = store_lock(g_root, true)) >= 0);
+    store_unlock(l1);
     assert_int_equal(hearth_store_remove(g_root, "tiny-copy:x", err, sizeof err), HEARTH_OK);
     assert_int_equal(hearth_store_remove(g_root, "me/tiny2:v1", err, sizeof err), HEARTH_OK);
     assert_int_equal(count_files(blobs, NULL), 0);
+    /* more stop sequences than a request may give (the check is on the merged set) */
+    char many[8192];
+    snprintf(many, sizeof many, "FROM %s\n", shared_model());
+    for (int i = 0; i < STORE_MAX_STOPS + 1; i++) snprintf(many + strlen(many), sizeof many - strlen(many), "PARAMETER stop s%d\n", i);
+    assert_int_equal(hearth_store_create(g_root, "many", many, strlen(many), NULL, NULL, NULL, err, sizeof err), HEARTH_E_INVALID);
+    assert_non_null(strstr(err, "stop sequences"));
+    char longstop[STORE_STOP_MAX_LEN + 64] = "FROM x.gguf\nPARAMETER stop ";
+    memset(longstop + strlen(longstop), 'a', STORE_STOP_MAX_LEN + 1);
+    longstop[sizeof longstop - 2] = '\n', longstop[sizeof longstop - 1] = '\0';
+    assert_int_equal(hearth_store_create(g_root, "long", longstop, strlen(longstop), NULL, NULL, NULL, err, sizeof err), HEARTH_E_INVALID);
     /* errors: not a GGUF, missing file, bad name */
     char notgguf[400];
     snprintf(notgguf, sizeof notgguf, "%s/x.gguf", g_root);

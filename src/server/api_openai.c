@@ -244,9 +244,11 @@ static json_t *b64_floats(json_t *vec) {
 static enum MHD_Result embeddings(http_req *hr) {
     hb_err e = { 0 };
     api_call c;
-    const char *fmt = json_string_value(json_object_get(hr->json, "encoding_format"));
+    json_t *jf = json_object_get(hr->json, "encoding_format");
+    const char *fmt = json_string_value(jf);
+    if (jf && !json_is_null(jf) && !fmt) return http_error(hr, 400, "encoding_format must be a string (float or base64)");
     if (fmt && strcmp(fmt, "float") != 0 && strcmp(fmt, "base64") != 0)
-        return http_error(hr, 400, "encoding_format must be float or base64, not '%s'", fmt);
+        return http_error(hr, 400, "encoding_format must be float or base64, not '%.64s'", fmt);
     bool b64 = fmt && strcmp(fmt, "base64") == 0;
     if (!api_begin(hr, &c, true)) return c.ret;
     json_t *vecs = NULL;

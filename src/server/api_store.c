@@ -323,8 +323,8 @@ static enum MHD_Result blobs(http_req *hr) {
     snprintf(d, sizeof d, "sha256:%s", digest + 7);
     if (strcmp(hr->method, "HEAD") == 0 || strcmp(hr->method, "GET") == 0) {
         if (store_blob_path(hr->srv->models_dir, d, path, sizeof path, &e)) return http_error(hr, 500, "%s", e.msg);
-        bool have = access(path, F_OK) == 0;
-        return http_text(hr, have ? 200 : 404, "application/json", "", 0);
+        if (access(path, F_OK) != 0) return http_error(hr, 404, "blob %s not found", d); /* no body on HEAD (libmicrohttpd) */
+        return http_text(hr, 200, "application/json", "", 0);
     }
     if (strcmp(hr->method, "POST") != 0) return http_error(hr, 405, "method not allowed");
     if (!hr->upload_path) return http_error(hr, 400, "empty upload");

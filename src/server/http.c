@@ -381,7 +381,11 @@ static enum MHD_Result preflight(conn_ctx *cc) {
         MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type, X-Stainless-Lang, X-Stainless-Package-Version, X-Stainless-OS, X-Stainless-Arch, X-Stainless-Runtime, X-Stainless-Runtime-Version, X-Stainless-Retry-Count, X-Stainless-Timeout, OpenAI-Organization, OpenAI-Project, User-Agent, Accept");
         MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
     }
-    return queue(&cc->req, cc->origin[0] ? 204 : 403, resp);
+    if (!cc->origin[0]) { /* no Origin, or one not allowed: nothing to grant */
+        MHD_destroy_response(resp);
+        return http_error(&cc->req, 403, "preflight refused: the origin is missing or not allowed (set HEARTH_ORIGINS)");
+    }
+    return queue(&cc->req, 204, resp);
 }
 
 /* First call for a request: limits, CORS and auth before any body is read. */
@@ -421,9 +425,16 @@ static enum MHD_Result first_call(conn_ctx *cc) {
     }
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > r->srv->p.max_body) {
-        /* Answer 413 only after the body has been read and dropped (bounded by the read
-         * deadline): replying at once and closing with unread data makes the kernel send a
-         * reset that can destroy the reply before the client reads it. */
+        /* A client that waits for "100 Continue" has sent no body yet: answer it now, and
+         * libmicrohttpd then never invites the upload. Otherwise answer 413 only after the
+         * body has been read and dropped (bounded by the read deadline): replying at once
+         * and closing with unread data makes the kernel send a reset that can destroy the
+         * reply before the client reads it. */
+        const char *ex = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Expect");
+        if (ex && strcasecmp(ex, "100-continue") == 0) {
+            cc->responded = true;
+            return http_error(r, 413, "request body is larger than %zu bytes", r->srv->p.max_body);
+        }
         cc->too_big = true;
     }
     return MHD_YES;
@@ -500,7 +511,9 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, en
     if (!cc) return;
     http_req *r = &cc->req;
     double ms = (double)(hb_now_ns() - r->t0) / 1e6;
-    int status = r->status ? r->status : 500;
+    /* No response queued: the request failed inside the server (500), unless the client
+     * went away first (499, nginx's "client closed request"; not a server error). */
+    int status = r->status ? r->status : toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? 500 : 499;
     SRV_LOG(srv, HEARTH_LOG_INFO, "method=%s path=\"%s\" status=%d duration_ms=%.1f bytes_out=%zu bytes_in=%zu%s",
             r->method, r->url, status, ms, r->bytes_out, r->body_len,
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");

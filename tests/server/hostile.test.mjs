@@ -61,6 +61,7 @@ test('wrong types and missing fields are 400s naming the field', async () => {
     ['/v1/chat/completions', { model: 'stories', messages: [], stream: 'yes' }, /stream/],
     ['/v1/chat/completions', { model: 'stories', messages: [{ role: 'user', content: 'x' }], max_tokens: -5 }, /max_tokens/],
     ['/v1/embeddings', { model: 'stories', input: 'x', encoding_format: 'hex' }, /encoding_format/],
+    ['/v1/embeddings', { model: 'stories', input: 'x', encoding_format: 5 }, /encoding_format/],
   ];
   for (const [url, body, re] of cases) {
     const r = await request(`${srv.url}${url}`, { method: url === '/api/delete' ? 'DELETE' : 'POST', body });
@@ -144,6 +145,19 @@ test('bad blob digests and methods', async () => {
   assert.equal(r.status, 400, r.body);
   const g = await request(`${srv.url}/api/generate`);
   assert.equal(g.status, 404, g.body);
+  const missing = `sha256:${'0'.repeat(64)}`;
+  const m = await request(`${srv.url}/api/blobs/${missing}`);
+  assert.equal(m.status, 404);
+  assert.match(m.json.error, /not found/);
+  assert.equal((await request(`${srv.url}/api/blobs/${missing}`, { method: 'HEAD' })).status, 404);
+});
+
+test('an oversized body announced with Expect: 100-continue is refused before it is sent', async () => {
+  const got = await rawExchange(srv.port, `POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1:${srv.port}\r\n` +
+    `Content-Type: application/json\r\nContent-Length: ${64 << 20}\r\nExpect: 100-continue\r\n\r\n`, 3000);
+  assert.match(got, /^HTTP\/1\.1 413/);
+  assert.doesNotMatch(got, /100 Continue/);
+  assert.match(got, /larger than/);
 });
 
 test('API keys: 401 without a valid key; / and /health stay open', async () => {
@@ -172,6 +186,11 @@ test('CORS: localhost origins allowed, others refused unless listed', async () =
   const pre = await request(`${srv.url}/api/chat`, { method: 'OPTIONS', headers: { Origin: 'http://127.0.0.1:3000', 'Access-Control-Request-Method': 'POST' } });
   assert.equal(pre.status, 204);
   assert.match(pre.headers['access-control-allow-headers'], /Authorization/);
+  for (const headers of [{}, { Origin: 'https://evil.example' }]) { // a refused preflight still says why, in JSON
+    const no = await request(`${srv.url}/api/chat`, { method: 'OPTIONS', headers });
+    assert.equal(no.status, 403);
+    assert.match(no.json.error, /preflight/);
+  }
   const evil = await request(`${srv.url}/api/tags`, { headers: { Origin: 'https://evil.example' } });
   assert.equal(evil.status, 403);
   assert.equal(evil.headers['access-control-allow-origin'], undefined);

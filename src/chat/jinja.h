@@ -31,6 +31,7 @@
 #define JINJA_MAX_LOOP_ITERS 1000000u      /* loop iterations of one render */
 #define JINJA_MAX_STEPS 50000000u          /* evaluation steps (expression nodes + elements) */
 #define JINJA_MAX_RANGE 1000000            /* elements of one range() */
+#define JINJA_MAX_FMT_WIDTH 4096           /* width or precision in a % format ("%10.3f") */
 #define JINJA_MAX_ITEMS 4000000u           /* elements of one list / dict */
 
 /* ---- arena ------------------------------------------------------------------------------ */

@@ -6,6 +6,8 @@
  * (append, pop, update, ...) are unsafe: looking them up gives an undefined value whose use
  * fails with "access to attribute 'append' of 'list' object is unsafe.".
  */
+#include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,6 +276,42 @@ bool jinja_method(jctx *c, jv obj, const char *name, jv *out) {
 }
 
 /* ---- % formatting ----------------------------------------------------------------------- */
+/* Appends printf(spec, ...) to b whatever its length (a %s of a long string, a wide field). */
+static int fmt_put(jctx *c, jbuf *b, const char *spec, ...) __attribute__((format(printf, 3, 4)));
+static int fmt_put(jctx *c, jbuf *b, const char *spec, ...) {
+    va_list ap, aq;
+    va_start(ap, spec);
+    va_copy(aq, ap);
+    int n = vsnprintf(NULL, 0, spec, ap);
+    int rc = n < 0 ? jinja_fail(c, "format failed") : 0;
+    char *t = rc ? NULL : malloc((size_t)n + 1);
+    if (!rc && !t) rc = jinja_fail(c, "out of memory");
+    if (!rc) {
+        vsnprintf(t, (size_t)n + 1, spec, aq);
+        rc = jbuf_put(c, b, t, (size_t)n);
+    }
+    free(t);
+    va_end(aq);
+    va_end(ap);
+    return rc;
+}
+
+/* Width and precision of a conversion spec ("%-10.3"), each at most JINJA_MAX_FMT_WIDTH:
+ * a template must not make the C library pad a field to gigabytes. */
+static int fmt_check(jctx *c, const char *spec) {
+    for (const char *p = spec; *p;) {
+        if (!isdigit((unsigned char)*p)) {
+            p++;
+            continue;
+        }
+        long n = 0;
+        while (isdigit((unsigned char)*p) && n <= JINJA_MAX_FMT_WIDTH) n = n * 10 + (*p++ - '0');
+        if (n > JINJA_MAX_FMT_WIDTH)
+            return jinja_fail(c, "format width or precision is too large (the limit is %d)", JINJA_MAX_FMT_WIDTH);
+    }
+    return 0;
+}
+
 int jinja_str_format(jctx *c, jv fmt, jv args, jv *out) {
     const jstr *s = fmt.u.s;
     jbuf b = { 0 };
@@ -301,8 +339,10 @@ int jinja_str_format(jctx *c, jv fmt, jv args, jv *out) {
         size_t k = 1;
         while (i < s->len && strchr("-+ #0123456789.", s->s[i]) && k < sizeof spec - 4) spec[k++] = s->s[i++];
         if (i >= s->len) return jinja_fail(c, "incomplete format");
-        char conv = s->s[i], tmp[512];
+        char conv = s->s[i];
         if (conv == '%') { rc = jbuf_put(c, &b, "%", 1); continue; }
+        spec[k] = '\0';
+        if ((rc = fmt_check(c, spec))) return rc;
         switch (conv) {
         case 's': case 'r': {
             jbuf t = { 0 };
@@ -310,20 +350,18 @@ int jinja_str_format(jctx *c, jv fmt, jv args, jv *out) {
             spec[k++] = 's';
             spec[k] = '\0';
             if (k == 2) rc = jbuf_put(c, &b, t.p ? t.p : "", t.n);
-            else { snprintf(tmp, sizeof tmp, spec, t.p ? t.p : ""); rc = jbuf_puts(c, &b, tmp); }
+            else rc = fmt_put(c, &b, spec, t.p ? t.p : "");
             break;
         }
         case 'd': case 'i': case 'x': case 'X': case 'o':
             if (!jv_is_number(v)) return jinja_fail(c, "%%%c format: a number is required, not %s", conv, jv_type_name(v));
             spec[k++] = 'l'; spec[k++] = 'l'; spec[k++] = conv == 'i' ? 'd' : conv; spec[k] = '\0';
-            snprintf(tmp, sizeof tmp, spec, (long long)(v.t == JT_FLOAT ? (long long)v.u.f : v.t == JT_BOOL ? v.u.b : v.u.i));
-            rc = jbuf_puts(c, &b, tmp);
+            rc = fmt_put(c, &b, spec, (long long)(v.t == JT_FLOAT ? (long long)v.u.f : v.t == JT_BOOL ? v.u.b : v.u.i));
             break;
         case 'f': case 'F': case 'e': case 'E': case 'g': case 'G':
             if (!jv_is_number(v)) return jinja_fail(c, "%%%c format: a real number is required, not %s", conv, jv_type_name(v));
             spec[k++] = conv; spec[k] = '\0';
-            snprintf(tmp, sizeof tmp, spec, jv_as_double(v));
-            rc = jbuf_puts(c, &b, tmp);
+            rc = fmt_put(c, &b, spec, jv_as_double(v));
             break;
         default: return jinja_fail(c, "unsupported format character '%c'", conv);
         }

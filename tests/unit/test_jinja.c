@@ -88,6 +88,8 @@ static void test_operators(void **state) {
     EXPECT("{{ 'yes' if t else 'no' }} {{ 'yes' if n else 'no' }} {{ 'x' if false }}|{{ t and 'a' or 'b' }} {{ n or 'dflt' }} {{ 0 and 1 }} {{ not n }}",
            "yes no |a dflt 0 True");
     EXPECT("{{ \"%s and %d\" % (\"a\", 3) }} {{ \"%05.2f\" % 3.14159 }} {{ \"{} {}\".format(1, 'b') }}", "a and 3 03.14 1 b");
+    /* a padded field longer than any fixed buffer comes out whole */
+    EXPECT("{{ ('%5s|' % ('ab' * 300)) | length }} {{ ('%-600s|' % 'x') | length }}", "601 601");
     EXPECT("{{ 2 * 'ab' }} {{ [0] * 3 }} {{ 10.5 // 2 }} {{ -10 % 3 }}", "abab [0, 0, 0] 5.0 2");
     /* Markup (|safe) + str escapes the str, as markupsafe does; ~ does not */
     EXPECT("{{ (\"<\" | safe) + \"<\" }} {{ \"<\" + (\"<\" | safe) }} {{ \"<\" ~ (\"<\" | safe) }}", "<&lt; &lt;< <<");
@@ -272,6 +274,9 @@ static void test_hostile(void **state) {
     hostile("{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}x{% endfor %}{% endfor %}{% endfor %}",
             "too many loop iterations");
     hostile("{{ range(100000000) | length }}", "range() too large");
+    hostile("{{ '%.2147483647f' % 1.0 }}", "format width or precision is too large");
+    hostile("{{ '%2147483648d' | format(1) }}", "format width or precision is too large");
+    hostile("{{ '%99999s' % 'a' }}", "format width or precision is too large");
     hostile("{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(0) }}", "macro calls nested too deeply");
     hostile("{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
             "MiB");

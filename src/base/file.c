@@ -17,7 +17,9 @@ int hb_map_file(const char *path, hb_map *out, hb_err *err) {
     struct stat st;
     out->data = NULL;
     out->size = 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever;
+     * the S_ISREG check below then refuses it (no effect on regular files). */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     HB_CHECK(fd >= 0, HEARTH_E_IO, "%s: cannot open: %s", path, strerror(errno));
     HB_CHECK(fstat(fd, &st) == 0, HEARTH_E_IO, "%s: cannot stat: %s", path, strerror(errno));
     HB_CHECK(S_ISREG(st.st_mode), HEARTH_E_IO, "%s: not a regular file", path);

@@ -12,21 +12,21 @@
 
 #include <jansson.h>
 
+#include "gguf/gguf.h"
 #include "store/store.h"
 
 static void progress(hearth_progress_fn fn, void *ud, const char *status) {
     if (fn) fn(ud, status, NULL, 0, 0);
 }
 
-/* Checks the GGUF magic so a create from a random file fails clearly up front. */
+/* Parses the whole GGUF structure (header, metadata, tensor table, every tensor inside the
+ * file) so that a create from a random, truncated or corrupt file fails up front with the
+ * reader's error instead of storing a model no command can load. */
 static int check_gguf(const char *path, hb_err *err) {
-    char magic[4] = { 0 };
-    FILE *f = fopen(path, "rb");
-    if (!f) return hb_fail(err, HEARTH_E_IO, "cannot open %s: %s", path, strerror(errno));
-    size_t got = fread(magic, 1, 4, f);
-    fclose(f);
-    if (got != 4 || memcmp(magic, "GGUF", 4) != 0) return hb_fail(err, HEARTH_E_FORMAT, "%s is not a GGUF file", path);
-    return HEARTH_OK;
+    gguf_file *g = NULL;
+    int rc = gguf_open(path, &g, err);
+    gguf_close(g);
+    return rc;
 }
 
 /* True when FROM names a file rather than a stored model. */

@@ -72,6 +72,9 @@ expect_error "detokenize bad id" "$H" detokenize "$SPM" 1 abc
 expect_error "detokenize id out of range" "$H" detokenize "$SPM" 1 32000
 expect_error "detokenize missing model" "$H" detokenize "$tmp/none.gguf" 1
 expect_error "unknown option" "$H" tokenize --bogus "$SPM" "x"
+mkfifo "$tmp/fifo.gguf" # opened without blocking on a writer, then refused
+expect_error "a FIFO as the model" timeout 20 "$H" tokenize "$tmp/fifo.gguf" "hi"
+expect_error "a FIFO to detokenize" timeout 20 "$H" detokenize "$tmp/fifo.gguf" 1
 printf 'bad \xff utf8' > "$tmp/bad.bin"
 "$H" tokenize "$SPM" < "$tmp/bad.bin" > "$tmp/o" 2> "$tmp/e"; rc=$?
 if [ "$rc" -eq 1 ] && [ "$(wc -l < "$tmp/e")" -eq 1 ]; then echo "ok   invalid UTF-8: $(cat "$tmp/e")"; else echo "FAIL invalid UTF-8 (rc=$rc)"; fail=1; fi

@@ -320,6 +320,16 @@ static void test_store_ops(void **state) {
     snprintf(mf, sizeof mf, "FROM %s\n", notgguf);
     assert_int_equal(hearth_store_create(g_root, "bad", mf, strlen(mf), NULL, NULL, NULL, err, sizeof err), HEARTH_E_FORMAT);
     assert_non_null(strstr(err, "not a GGUF"));
+    /* a truncated model is refused too (the whole structure is parsed, not just the magic) */
+    char *whole = NULL;
+    size_t wlen = 0;
+    assert_int_equal(hb_read_file(shared_model(), 1u << 30, &whole, &wlen, &e), HEARTH_OK);
+    f = fopen(notgguf, "wb");
+    fwrite(whole, 1, wlen < 5000 ? wlen / 2 : 5000, f);
+    fclose(f);
+    free(whole);
+    assert_int_equal(hearth_store_create(g_root, "bad", mf, strlen(mf), NULL, NULL, NULL, err, sizeof err), HEARTH_E_FORMAT);
+    assert_int_equal(hearth_store_resolve(g_root, "bad", &path, err, sizeof err), HEARTH_E_NOT_FOUND);
     assert_int_equal(hearth_store_create(g_root, "bad", "FROM ./nope.gguf\n", 17, g_root, NULL, NULL, err, sizeof err), HEARTH_E_IO);
     assert_int_equal(hearth_store_create(g_root, "../bad", mf, strlen(mf), NULL, NULL, NULL, err, sizeof err), HEARTH_E_INVALID);
     assert_int_equal(count_files(blobs, "tmp"), 0);

@@ -110,6 +110,9 @@ static int read_alignment(gguf_rd *r) {
     uint64_t a = kv->val.v.u64;
     HB_CHECK(a != 0 && (a & (a - 1)) == 0, HEARTH_E_FORMAT,
              "%s: general.alignment: %llu is not a nonzero power of two", f->name, (unsigned long long)a);
+    /* The format requires a multiple of 8; the kernels read 4- and 8-byte values straight
+     * from the mapped tensors, which a smaller alignment would leave misaligned. */
+    HB_CHECK(a >= 8, HEARTH_E_FORMAT, "%s: general.alignment: %llu is not a multiple of 8", f->name, (unsigned long long)a);
     f->alignment = a;
 out:
     return rc;
@@ -162,9 +165,10 @@ static int read_tensor_info(gguf_rd *r, uint64_t i) {
              "%s: %s: ne[0] = %lld is not a multiple of the %s block size %u", f->name, r->field,
              (long long)t->ne[0], tr->name, tr->blck_size);
     uint64_t rows = t->ne[0] ? t->n_elements / (uint64_t)t->ne[0] : 0;
-    uint64_t row_bytes = (uint64_t)t->ne[0] / tr->blck_size * tr->type_size;
-    HB_CHECK(hb_mul_u64(row_bytes, rows, &t->size), HEARTH_E_FORMAT,
-             "%s: %s: byte size overflows", f->name, r->field);
+    uint64_t row_bytes = 0;
+    HB_CHECK(hb_mul_u64((uint64_t)t->ne[0] / tr->blck_size, tr->type_size, &row_bytes) &&
+                 hb_mul_u64(row_bytes, rows, &t->size),
+             HEARTH_E_FORMAT, "%s: %s: byte size overflows", f->name, r->field);
     if ((rc = gguf_rd_u64(r, &t->offset, "offset"))) goto out;
     HB_CHECK(t->offset % f->alignment == 0, HEARTH_E_FORMAT,
              "%s: %s: offset %llu is not a multiple of the alignment %llu", f->name, r->field,

@@ -120,8 +120,8 @@ static int add_scalar(gguf_writer *w, const char *key, gguf_vtype type, const vo
 }
 
 int gguf_writer_set_alignment(gguf_writer *w, uint32_t alignment, hb_err *err) {
-    if (alignment == 0 || (alignment & (alignment - 1)))
-        return hb_fail(err, HEARTH_E_INVALID, "gguf writer: alignment %u is not a nonzero power of two", alignment);
+    if (alignment < 8 || (alignment & (alignment - 1)))
+        return hb_fail(err, HEARTH_E_INVALID, "gguf writer: alignment %u is not a power of two of at least 8", alignment);
     w->alignment = alignment;
     w->alignment_set = true;
     return HEARTH_OK;

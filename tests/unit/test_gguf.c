@@ -321,7 +321,7 @@ static void roundtrip(uint32_t alignment) {
 
 static void test_roundtrip_default_alignment(void **state) { (void)state; roundtrip(0); }
 static void test_roundtrip_alignment_64(void **state) { (void)state; roundtrip(64); }
-static void test_roundtrip_alignment_1(void **state) { (void)state; roundtrip(1); }
+static void test_roundtrip_alignment_8(void **state) { (void)state; roundtrip(8); }
 
 static void test_writer_rejects(void **state) {
     (void)state;
@@ -521,6 +521,9 @@ static void test_bad_alignment(void **state) {
     bb_kv_u32(&b, "general.alignment", 3);
     expect_fail(&b, "general.alignment", "power of two");
     bb_header(&b, 3, 0, 1);
+    bb_kv_u32(&b, "general.alignment", 4); /* the format wants a multiple of 8 */
+    expect_fail(&b, "general.alignment", "multiple of 8");
+    bb_header(&b, 3, 0, 1);
     bb_str(&b, "general.alignment");
     bb_u32(&b, GGUF_UINT64);
     bb_u64(&b, 32);
@@ -559,6 +562,10 @@ static void test_bad_dims(void **state) {
     /* bytes overflow although the element count does not */
     uint64_t wide[2] = { 1ull << 31, 1ull << 31 };
     one_tensor(&b, 2, wide, QT_F64, 0, 64);
+    expect_fail(&b, "tensor 0 'blk.0.attn_q.weight'", "size overflows");
+    /* one row's bytes alone overflow (and would wrap to a tiny size) */
+    uint64_t row[1] = { (1ull << 62) + 1 };
+    one_tensor(&b, 1, row, QT_F32, 0, 64);
     expect_fail(&b, "tensor 0 'blk.0.attn_q.weight'", "size overflows");
 }
 
@@ -741,7 +748,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_default_alignment),
         cmocka_unit_test(test_roundtrip_alignment_64),
-        cmocka_unit_test(test_roundtrip_alignment_1),
+        cmocka_unit_test(test_roundtrip_alignment_8),
         cmocka_unit_test(test_writer_rejects),
         cmocka_unit_test(test_truncation_every_offset),
         cmocka_unit_test(test_bad_magic_and_version),

@@ -1,5 +1,5 @@
 /* cli_create.c — `hearth create NAME -f Modelfile`: builds a stored model. A local GGUF
- * named by FROM is hard-linked into the store when it is on the same file system. */
+ * named by FROM is copied into the store (a reflink where the file system can). */
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>

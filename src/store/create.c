@@ -1,4 +1,4 @@
-/* create.c — builds a stored model from a Modelfile: imports (hard-links) the GGUF or
+/* create.c — builds a stored model from a Modelfile: imports (copies) the GGUF or
  * inherits a stored model's layers, writes template/system/params/messages/license layers
  * and the config blob, and finally the manifest (the one step that makes the model
  * visible, so an interrupted create leaves at most unreferenced blobs behind).

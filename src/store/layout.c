@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -215,20 +217,28 @@ int store_blob_put(const char *root, const char *media_type, const void *data, s
     return store_write_atomic(path, data, len, err);
 }
 
-/* Copies src to the open fd dst. */
+/* Copies src to the open fd dst: a reflink (FICLONE: shared copy-on-write extents, instant
+ * on btrfs and XFS) where the file system can, else the bytes. Either way the store's blob
+ * is its own file: a later write to src cannot change it. */
 static int copy_fd(const char *src, int dst, hb_err *err) {
     int rc = HEARTH_OK;
-    char *buf = malloc(1 << 20);
-    FILE *f = fopen(src, "rb");
+    char *buf = NULL;
+    int sfd = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    HB_CHECK(sfd >= 0, HEARTH_E_IO, "cannot open %s: %s", src, strerror(errno));
+    if (ioctl(dst, FICLONE, sfd) == 0) goto synced;
+    buf = malloc(1 << 20);
     HB_CHECK(buf, HEARTH_E_NOMEM, "out of memory copying %s", src);
-    HB_CHECK(f, HEARTH_E_IO, "cannot open %s: %s", src, strerror(errno));
-    size_t got;
-    while ((got = fread(buf, 1, 1 << 20, f)) > 0)
-        HB_CHECK(write_all(dst, buf, got), HEARTH_E_IO, "cannot write into the store: %s", strerror(errno));
-    HB_CHECK(!ferror(f), HEARTH_E_IO, "cannot read %s: %s", src, strerror(errno));
+    for (;;) {
+        ssize_t got = read(sfd, buf, 1 << 20);
+        if (got < 0 && errno == EINTR) continue;
+        HB_CHECK(got >= 0, HEARTH_E_IO, "cannot read %s: %s", src, strerror(errno));
+        if (got == 0) break;
+        HB_CHECK(write_all(dst, buf, (size_t)got), HEARTH_E_IO, "cannot write into the store: %s", strerror(errno));
+    }
+synced:
     HB_CHECK(fsync(dst) == 0, HEARTH_E_IO, "cannot write into the store: %s", strerror(errno));
 out:
-    if (f) fclose(f);
+    if (sfd >= 0) close(sfd);
     free(buf);
     return rc;
 }
@@ -244,26 +254,19 @@ int store_blob_import(const char *root, const char *src, const char *media_type,
     snprintf(path, sizeof path, "%s/blobs", r);
     if ((rc = store_mkdirs(path, err))) goto out;
     snprintf(tmp, sizeof tmp, "%s/blobs/import.tmp-%ld-%u", r, (long)getpid(), atomic_fetch_add(&g_tmp_counter, 1));
-    /* A hard link shares the bytes (no copy of a multi-GB file); the digest is taken from
-     * the linked file, so what the manifest names is what the store holds. */
-    if (link(src, tmp) == 0) {
-        have_tmp = true;
-    } else {
-        HB_CHECK(errno == EXDEV || errno == EPERM || errno == EMLINK || errno == ENOTSUP || errno == EACCES,
-                 HEARTH_E_IO, "cannot import %s: %s", src, strerror(errno));
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        HB_CHECK(fd >= 0, HEARTH_E_IO, "cannot create %s: %s", tmp, strerror(errno));
-        have_tmp = true;
-        if ((rc = copy_fd(src, fd, err))) goto out;
-        close(fd);
-        fd = -1;
-    }
+    /* Not a hard link: the user's file and the blob would be one inode, and editing or
+     * overwriting the file in place (cp, an editor) would change a blob whose name is its
+     * sha256. The digest is taken from the copy, so what the manifest names is what the
+     * store holds. */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    HB_CHECK(fd >= 0, HEARTH_E_IO, "cannot create %s: %s", tmp, strerror(errno));
+    have_tmp = true;
+    if ((rc = copy_fd(src, fd, err))) goto out;
+    close(fd);
+    fd = -1;
     if ((rc = store_sha256_file(tmp, layer->digest, &layer->size, err))) goto out;
     if ((rc = store_blob_path(root, layer->digest, path, sizeof path, err))) goto out;
     HB_CHECK(rename(tmp, path) == 0, HEARTH_E_IO, "cannot move %s into place: %s", path, strerror(errno));
-    /* rename() between two links of one inode (re-importing a file already in the store)
-     * succeeds without removing the source name. */
-    unlink(tmp);
     have_tmp = false;
 out:
     if (fd >= 0) close(fd);

@@ -89,7 +89,8 @@ void store_sha256_buf(const void *data, size_t len, char out[72]);
 /* Writes bytes atomically as a blob (temp file + fsync + rename); fills layer. */
 int store_blob_put(const char *root, const char *media_type, const void *data, size_t len,
                    store_layer *layer, hb_err *err);
-/* Imports a file as a blob: hard link when possible (same file system), else copy; the
+/* Imports a file as a blob: a reflink where the file system can, else a copy (never a hard
+ * link, which a later edit of the file would change); the
  * digest is verified against the bytes that land in the store. */
 int store_blob_import(const char *root, const char *src, const char *media_type,
                       store_layer *layer, hb_err *err);

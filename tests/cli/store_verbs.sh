@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CLI store verbs without a server: create (hard-link import), list, cp, rm, and their errors.
+# CLI store verbs without a server: create (import by copy or reflink), list, cp, rm, and their errors.
 set -eu
 : "${HEARTH:?}" "${HEARTH_TEST_SHARED:?}"
 dir=$(mktemp -d /tmp/hearth-verbs-XXXXXX)
@@ -10,9 +10,13 @@ printf 'FROM ./m.gguf\nPARAMETER temperature 0.5\nSYSTEM hi\n' > "$dir/Modelfile
 "$HEARTH" create tiny -f "$dir/Modelfile"
 blob=$(ls "$HEARTH_MODELS"/blobs/ | while read -r b; do cmp -s "$HEARTH_MODELS/blobs/$b" "$dir/m.gguf" && echo "$b"; done; true)
 [ -n "$blob" ] || { echo "model blob missing"; exit 1; }
-# same file system: imported by hard link (same inode)
-[ "$(stat -c %i "$dir/m.gguf")" = "$(stat -c %i "$HEARTH_MODELS/blobs/$blob")" ] || { echo "not hard-linked"; exit 1; }
+# the blob is a file of its own (a copy or a reflink, never a hard link): overwriting the
+# source in place afterwards leaves the stored model intact
+[ "$(stat -c %i "$dir/m.gguf")" != "$(stat -c %i "$HEARTH_MODELS/blobs/$blob")" ] || { echo "blob is a hard link"; exit 1; }
 [ "$blob" = "sha256-$(sha256sum "$dir/m.gguf" | cut -d' ' -f1)" ] || { echo "blob name is not the sha256"; exit 1; }
+head -c 5000 "$dir/m.gguf" > "$dir/cut"; cat "$dir/cut" > "$dir/m.gguf"
+[ "$blob" = "sha256-$(sha256sum "$HEARTH_MODELS/blobs/$blob" | cut -d' ' -f1)" ] || { echo "blob changed with its source"; exit 1; }
+"$HEARTH" run tiny --raw "Once" -n 2 > /dev/null || { echo "stored model broken by its source's edit"; exit 1; }
 "$HEARTH" list | grep -q '^tiny:latest '
 "$HEARTH" cp tiny other/tiny:v2
 "$HEARTH" list | grep -q '^other/tiny:v2 '

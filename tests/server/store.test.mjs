@@ -105,7 +105,7 @@ test('create from a stored model and from an uploaded blob', async () => {
   // blobs: HEAD missing, POST with the wrong digest, POST right, HEAD present
   const digest = sha256(storiesBytes);
   const wrong = sha256(Buffer.from('something else'));
-  // this store already holds the model bytes (hard-linked at create), so ask about another digest
+  // this store already holds the model bytes (imported at create), so ask about another digest
   assert.equal((await request(`${srv.url}/api/blobs/${wrong}`, { method: 'HEAD' })).status, 404);
   const bad = await request(`${srv.url}/api/blobs/${wrong}`, { method: 'POST', body: storiesBytes });
   assert.equal(bad.status, 400);

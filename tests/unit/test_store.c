@@ -1,6 +1,6 @@
 /* Unit tests for src/store: name parsing, digests, manifests, the Modelfile parser (incl.
  * hostile input) and store operations in a temporary directory with the shared
- * stories260K.gguf (create with hard-link import, list, resolve, info, copy, remove). */
+ * stories260K.gguf (create with its import by copy, list, resolve, info, copy, remove). */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>

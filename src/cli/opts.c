@@ -26,8 +26,15 @@ static int set_value(const cli_spec *spec, const cli_opt *o, const char *val, co
     char *end = NULL;
     errno = 0;
     switch (o->kind) {
-    case CLI_FLAG:
-        *(bool *)o->dest = true;
+    case CLI_FLAG: /* --flag, or --flag=VALUE with a boolean value */
+        if (!val || !strcmp(val, "1") || !strcmp(val, "true") || !strcmp(val, "yes") || !strcmp(val, "on")) {
+            *(bool *)o->dest = true;
+        } else if (!strcmp(val, "0") || !strcmp(val, "false") || !strcmp(val, "no") || !strcmp(val, "off")) {
+            *(bool *)o->dest = false;
+        } else {
+            cli_error("%s: %s takes no value, or true/false; got '%s'", spec->verb, src, val);
+            return -1;
+        }
         return 0;
     case CLI_INT: {
         long v = strtol(val, &end, 10);
@@ -130,7 +137,8 @@ int cli_parse(const cli_spec *spec, int argc, char **argv, char ***pos, int *n_p
         if (set_value(spec, o, val, a) != 0) rc = CLI_PARSE_ERROR;
     }
     if (rc == CLI_PARSE_OK && (np < spec->min_pos || (spec->max_pos >= 0 && np > spec->max_pos))) {
-        cli_error("%s: expected %s (see 'hearth %s --help')", spec->verb, spec->args ? spec->args : "no arguments", spec->verb);
+        cli_error("%s: expected %s (see 'hearth %s --help')", spec->verb, spec->args && *spec->args ? spec->args : "no arguments",
+                  spec->verb);
         rc = CLI_PARSE_ERROR;
     }
 out:

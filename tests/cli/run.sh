@@ -59,6 +59,11 @@ bad "--ctx 0" run "$M" --ctx 0 "hi"
 bad "-n -5" run "$M" -n -5 "hi"
 bad "--threads 10000" run "$M" --threads 10000 "hi"
 bad "unknown flag" run "$M" --bogus "hi"
+bad "a flag with a value that is not a boolean" run "$M" --raw=maybe "hi"
+"$H" run "$M" --raw=false --temp 0 -n 3 "Once" >"$t/f0" 2>/dev/null; "$H" run "$M" --temp 0 -n 3 "Once" >"$t/f1" 2>/dev/null
+check "--raw=false is the flag off" "cmp -s '$t/f0' '$t/f1'"
+bad "a verb without arguments given one" list extra
+check "its message says what it expects" "grep -q 'expected no arguments' '$t/err'"
 bad "unknown backend" run "$M" --backend tpu "hi"
 bad "prompt longer than the context" run "$M" --raw --ctx 16 "Once upon a time there was a little girl who liked to play in the park every day with her dog"
 # serve refuses a keep-alive whose milliseconds do not fit (before it binds anything)

@@ -166,6 +166,11 @@ void hearth_detok_stream_free(hearth_detok_stream *s);
 hearth_status hearth_template_render(const char *template_src, const char *vars_json,
                                      const char *now, char **out, char *err, size_t errlen);
 
+/* True when a template is Ollama Go-template syntax ({{ .Prompt }}, {{ if .System }},
+ * {{ end }}) rather than Jinja: the TEMPLATE layers of models from an Ollama registry.
+ * hearth renders Jinja only; callers fall back to the GGUF's own template for these. */
+bool hearth_template_is_go(const char *src);
+
 /* Renders a conversation with the model's own template (or the documented default, ChatML,
  * when the model has none). `messages_json` is a JSON array of {role, content, ...};
  * `tools_json` a JSON array or NULL. bos/eos tokens come from the vocab. Caller frees *out

@@ -26,6 +26,10 @@ int arch_get_i32(arch_loader *l, const char *key, bool required, int32_t def, in
     if (r == HEARTH_E_INVALID) {
         *out = def;
         HB_CHECK(!required, HEARTH_E_FORMAT, "%s: required key %s is missing", l->m->path, k);
+        /* the default comes from other keys (head size = embedding / heads): name it as such */
+        HB_CHECK(*out >= lo && *out <= hi, HEARTH_E_FORMAT,
+                 "%s: key %s is missing and the value derived from the other keys (%d) is out of range %d..%d",
+                 l->m->path, k, (int)*out, (int)lo, (int)hi);
     } else if (r) {
         return r;
     }

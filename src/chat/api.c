@@ -91,6 +91,25 @@ out:
     return rc;
 }
 
+int chat_template_check(const char *src, size_t src_len, hb_err *err) {
+    jarena ar = { .cap = JINJA_MAX_ARENA };
+    jtoks toks;
+    jnodes body;
+    int rc = jinja_lex(&ar, src, src_len, &toks, err);
+    if (!rc) rc = jinja_parse(&ar, &toks, &body, err);
+    jarena_free(&ar);
+    return rc;
+}
+
+bool hearth_template_is_go(const char *t) {
+    /* the openings of Ollama's Go templates ({{ .Prompt }}, {{ if .System }}, {{ end }}) */
+    static const char *marks[] = { "{{ .",       "{{- .",     "{{.",       "{{ if .",   "{{- if .",
+                                   "{{ range .", "{{- range .", "{{ end }}", "{{- end }}" };
+    for (size_t i = 0; t && i < sizeof marks / sizeof marks[0]; i++)
+        if (strstr(t, marks[i])) return true;
+    return false;
+}
+
 hearth_status hearth_template_render(const char *template_src, const char *vars_json,
                                      const char *now, char **out, char *err, size_t errlen) {
     hb_err e = { 0 };

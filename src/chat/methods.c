@@ -312,6 +312,32 @@ static int fmt_check(jctx *c, const char *spec) {
     return 0;
 }
 
+/* %x, %X or %o of a negative value as Python writes it: the sign, then the magnitude with
+ * its prefix ('#'), zero padding after both ("%#06x" % -1 == "-0x001"); C would print the
+ * two's complement. spec holds the flags, width and precision ("%-#8.3"). */
+static int fmt_neg_radix(jctx *c, jbuf *b, const char *spec, char conv, long long v) {
+    bool left = false, zero = false, alt = false;
+    const char *p = spec + 1;
+    for (; *p && strchr("-+ #0", *p); p++) left |= *p == '-', zero |= *p == '0', alt |= *p == '#';
+    long width = strtol(p, (char **)&p, 10);
+    const char *prec = *p == '.' ? p : "";
+    unsigned long long mag = (unsigned long long)(-(v + 1)) + 1u; /* no overflow at LLONG_MIN */
+    char ms[48];
+    jbuf m = { 0 };
+    int rc;
+    if (zero && !left && !*prec && width > 1) {
+        snprintf(ms, sizeof ms, "%%%s0%ldll%c", alt ? "#" : "", width - 1, conv);
+        width = 0;
+    } else snprintf(ms, sizeof ms, "%%%s%sll%c", alt ? "#" : "", prec, conv);
+    rc = fmt_put(c, &m, ms, mag);
+    long pad = width - 1 - (long)m.n;
+    for (long i = 0; !rc && !left && i < pad; i++) rc = jbuf_put(c, b, " ", 1);
+    if (!rc) rc = jbuf_put(c, b, "-", 1);
+    if (!rc) rc = jbuf_put(c, b, m.p ? m.p : "", m.n);
+    for (long i = 0; !rc && left && i < pad; i++) rc = jbuf_put(c, b, " ", 1);
+    return rc;
+}
+
 int jinja_str_format(jctx *c, jv fmt, jv args, jv *out) {
     const jstr *s = fmt.u.s;
     jbuf b = { 0 };
@@ -354,10 +380,20 @@ int jinja_str_format(jctx *c, jv fmt, jv args, jv *out) {
             break;
         }
         case 'd': case 'i': case 'x': case 'X': case 'o':
+        {
             if (!jv_is_number(v)) return jinja_fail(c, "%%%c format: a number is required, not %s", conv, jv_type_name(v));
+            /* 2^63 as a double: casting anything at or past it (or NaN) is undefined */
+            if (v.t == JT_FLOAT && !(v.u.f > -9223372036854775808.0 && v.u.f < 9223372036854775808.0))
+                return jinja_fail(c, "%%%c format: %g is out of the integer range", conv, v.u.f);
+            long long iv = v.t == JT_FLOAT ? (long long)v.u.f : v.t == JT_BOOL ? v.u.b : v.u.i;
+            if (iv < 0 && conv != 'd' && conv != 'i') {
+                rc = fmt_neg_radix(c, &b, spec, conv, iv);
+                break;
+            }
             spec[k++] = 'l'; spec[k++] = 'l'; spec[k++] = conv == 'i' ? 'd' : conv; spec[k] = '\0';
-            rc = fmt_put(c, &b, spec, (long long)(v.t == JT_FLOAT ? (long long)v.u.f : v.t == JT_BOOL ? v.u.b : v.u.i));
+            rc = fmt_put(c, &b, spec, iv);
             break;
+        }
         case 'f': case 'F': case 'e': case 'E': case 'g': case 'G':
             if (!jv_is_number(v)) return jinja_fail(c, "%%%c format: a real number is required, not %s", conv, jv_type_name(v));
             spec[k++] = conv; spec[k] = '\0';

@@ -15,6 +15,11 @@ struct json_t;
  * why (HEARTH_E_TEMPLATE for template errors, raise_exception messages verbatim). */
 int chat_render(const char *src, size_t src_len, struct json_t *vars, const char *now, char **out, hb_err *err);
 
+/* Lexes and parses src_len bytes of template source without rendering them: HEARTH_OK, or
+ * HEARTH_E_TEMPLATE with the construct and line in err. For checking a stored TEMPLATE
+ * when it is created rather than at its first use. */
+int chat_template_check(const char *src, size_t src_len, hb_err *err);
+
 /* The template used for models without tokenizer.chat_template (ChatML; see chat.c). */
 const char *chat_default_template(void);
 

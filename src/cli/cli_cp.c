@@ -32,6 +32,8 @@ int cli_cp(int argc, char **argv) {
     } else if (st > 0) {
         cli_server_error("cp", resp);
         rc = 1;
+    } else if (st == -2) {
+        rc = 1;
     } else {
         char err[512];
         if (hearth_store_copy(models, pos[0], pos[1], err, sizeof err)) {

@@ -48,7 +48,10 @@ long cli_server_call(const char *method, const char *path, const char *body, cha
     uint16_t port;
     long status = 0;
     *resp = NULL;
-    if (!cli_parse_hostport(getenv("HEARTH_HOST"), host, sizeof host, &port)) return -1;
+    if (!cli_parse_hostport(getenv("HEARTH_HOST"), host, sizeof host, &port)) {
+        cli_error("bad HEARTH_HOST '%s' (expected HOST[:PORT])", getenv("HEARTH_HOST"));
+        return -2;
+    }
     if (strcmp(host, "0.0.0.0") == 0) snprintf(host, sizeof host, "127.0.0.1");
     if (hearth_client_request(host, port, method, path, body, &status, resp, err, sizeof err) != HEARTH_OK) return -1;
     return status;

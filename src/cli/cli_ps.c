@@ -26,6 +26,7 @@ int cli_ps(int argc, char **argv) {
     if (pr != CLI_PARSE_OK) return pr == CLI_PARSE_HELP ? 0 : 1;
     char *resp = NULL;
     long st = cli_server_call("GET", "/api/ps", NULL, &resp);
+    if (st == -2) return 1;
     if (st < 0) {
         cli_error("no server is running (start one with 'hearth serve' or set HEARTH_HOST)");
         return 1;

@@ -35,6 +35,9 @@ int cli_rm(int argc, char **argv) {
         } else if (st > 0) {
             cli_server_error(pos[i], resp);
             rc = 1;
+        } else if (st == -2) {
+            rc = 1;
+            break;
         } else {
             char err[512];
             if (hearth_store_remove(models, pos[i], err, sizeof err)) {

@@ -360,6 +360,10 @@ int cli_show(int argc, char **argv) {
         if (strcmp(argv[i], "-ngl") == 0) argv[i] = (char *)"--gpu-layers";
     int pr = cli_parse(&spec, argc, argv, &pos, &n_pos);
     if (pr != CLI_PARSE_OK) return pr == CLI_PARSE_HELP ? 0 : 1;
+    if (!hearth_backend_name_ok(o.backend)) {
+        cli_error("show: unknown backend '%s' (expected cpu, cuda or auto)", o.backend);
+        goto out;
+    }
     if (hearth_store_resolve(NULL, pos[0], &path, err, sizeof err) != HEARTH_OK) {
         cli_error("%s", err);
         goto out;

@@ -24,7 +24,9 @@ int cli_stop(int argc, char **argv) {
     long st = cli_server_call("POST", "/api/generate", b, &resp);
     free(b);
     int rc = 0;
-    if (st < 0) {
+    if (st == -2) {
+        rc = 1;
+    } else if (st < 0) {
         cli_error("no server is running (nothing to stop)");
         rc = 1;
     } else if (st != 200) {

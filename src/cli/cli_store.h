@@ -11,7 +11,8 @@
  * host (cap bytes) and port (default 11434). Returns false on a malformed value. */
 bool cli_parse_hostport(const char *s, char *host, size_t cap, uint16_t *port);
 /* Calls the running server (HEARTH_HOST or 127.0.0.1:11434). Returns -1 when no server
- * answers, else the HTTP status; *resp (free()) holds the body. */
+ * answers, -2 (after printing why) when HEARTH_HOST is malformed, else the HTTP status;
+ * *resp (free()) holds the body. */
 long cli_server_call(const char *method, const char *path, const char *body, char **resp);
 /* Prints the "error" field of a JSON error body (or the body) via cli_error. */
 void cli_server_error(const char *what, const char *resp);

@@ -111,7 +111,8 @@ int run_resolve_model(const char *arg, char **path, char **template_src, char **
         json_t *j = json_loads(info, 0, NULL);
         const char *t = json_string_value(json_object_get(j, "template"));
         const char *sy = json_string_value(json_object_get(j, "system"));
-        if (t && *t) *template_src = strdup(t);
+        /* a Go template (pulled from an Ollama registry) falls back to the GGUF's, as in the server */
+        if (t && *t && !hearth_template_is_go(t)) *template_src = strdup(t);
         if (sy && *sy) *system = strdup(sy);
         json_decref(j);
         hearth_free(info);

@@ -23,8 +23,6 @@ typedef struct api_call {
  * the model) and reads the stored layers. On failure queues the error response into
  * c->ret and returns false. */
 bool api_begin(http_req *hr, api_call *c, bool openai_keep_alive_default);
-/* True for Ollama Go-template syntax ({{ .Prompt }}, {{ if .System }}, {{ end }}). */
-bool api_is_go_template(const char *t);
 /* Frees c's data; release=true also unpins the runner (else the caller handed the pin on). */
 void api_end(api_call *c, bool release);
 /* Checks optional fields: pairs of (name, type) ending with NULL; type 's' string,

@@ -7,13 +7,6 @@
 #include "server/api.h"
 #include "store/store.h"
 
-bool api_is_go_template(const char *t) {
-    static const char *marks[] = { "{{ .", "{{- .", "{{.", "{{ if .", "{{- if .", "{{ range .", "{{- range .", "{{ end }}", "{{- end }}" };
-    for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++)
-        if (strstr(t, marks[i])) return true;
-    return false;
-}
-
 bool api_begin(http_req *hr, api_call *c, bool dflt_ka) {
     hb_err e = { 0 };
     (void)dflt_ka;
@@ -51,7 +44,7 @@ bool api_begin(http_req *hr, api_call *c, bool dflt_ka) {
     c->params = json_object_get(c->info, "parameters");
     c->tmpl = json_string_value(json_object_get(c->info, "template"));
     c->system = json_string_value(json_object_get(c->info, "system"));
-    if (c->tmpl && (!*c->tmpl || api_is_go_template(c->tmpl))) {
+    if (c->tmpl && (!*c->tmpl || hearth_template_is_go(c->tmpl))) {
         /* Models pulled from an Ollama registry carry Go-template TEMPLATE layers; hearth
          * renders Jinja, so those fall back to the GGUF's own chat template. */
         if (*c->tmpl) SRV_LOG(hr->srv, HEARTH_LOG_DEBUG, "model=%s: stored template is Go syntax; using the GGUF template", c->model);
@@ -190,7 +183,9 @@ int api_embed_inputs(api_call *c, json_t *input, bool truncate, json_t **vecs, i
             HB_CHECK(rc == HEARTH_OK, rc, "cannot tokenize input %zu: %s", i, msg);
         } else {
             HB_CHECK(json_is_array(it), HEARTH_E_INVALID, "input[%zu] must be a string or an array of token ids", i);
-            if ((rc = api_token_array(c->rn, it, "input", &t, &n, err))) goto out;
+            char field[40] = "input"; /* a nested list names its element: input[2][5] */
+            if (list == input) snprintf(field, sizeof field, "input[%zu]", i);
+            if ((rc = api_token_array(c->rn, it, field, &t, &n, err))) goto out;
         }
         *n_tok += (int64_t)(truncate && n > runner_n_ctx(c->rn) ? runner_n_ctx(c->rn) : n);
         rc = embed_one(c, t, n, truncate, *vecs, err);

@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "chat/render.h"
 #include "gguf/gguf.h"
 #include "store/store.h"
 
@@ -172,6 +173,16 @@ int store_create(const char *root, const char *name, const store_modelfile *mf, 
     int n_stop = 0;
     for (int i = 0; i < mf->n_params; i++) n_stop += store_param_kind(mf->params[i].key) == 's';
     HB_CHECK(n_stop <= STORE_MAX_STOPS, HEARTH_E_INVALID, "at most %d stop sequences (PARAMETER stop)", STORE_MAX_STOPS);
+    /* A TEMPLATE that is not valid Jinja would fail at every later request: refuse it now.
+     * Go templates (Modelfiles written for Ollama) are stored as they are; at run time they
+     * fall back to the GGUF's own template (hearth_template_is_go). */
+    if (mf->tmpl && *mf->tmpl && !hearth_template_is_go(mf->tmpl) &&
+        (rc = chat_template_check(mf->tmpl, strlen(mf->tmpl), err))) {
+        hb_err inner = *err;
+        hb_err_clear(err);
+        rc = hb_fail(err, HEARTH_E_INVALID, "Modelfile TEMPLATE is not a valid Jinja template: %s", inner.msg);
+        goto out;
+    }
     if ((rc = load_base(root, mf, base_dir, paths, &m, &base_params, gguf_path, sizeof gguf_path, fn, ud, err))) goto out;
     progress(fn, ud, "writing layers");
     if (mf->tmpl && (rc = put_text(root, &m, STORE_MT_TEMPLATE, mf->tmpl, err))) goto out;

@@ -210,6 +210,7 @@ static int parse_command(cursor *c, const char *cmd, store_modelfile *mf, hb_err
     } else if (strcasecmp(cmd, "MESSAGE") == 0) {
         HB_CHECK(strcmp(key, "system") == 0 || strcmp(key, "user") == 0 || strcmp(key, "assistant") == 0,
                  HEARTH_E_INVALID, "Modelfile line %d: MESSAGE role must be system, user or assistant", line);
+        HB_CHECK(*val, HEARTH_E_INVALID, "Modelfile line %d: MESSAGE %s needs a text", line, key);
         rc = push_kv(&mf->messages, &mf->n_messages, key, val, err);
         key = val = NULL;
     } else if (strcasecmp(cmd, "ADAPTER") == 0) {

@@ -125,8 +125,15 @@ int store_model_path(const char *root, const char *name, bool allow_path, char *
         HB_CHECK(!there, HEARTH_E_INVALID, "%s is not a regular file", name);
         HB_CHECK(there, HEARTH_E_NOT_FOUND, "cannot open %s: %s", name, strerror(errno));
     }
-    if ((rc = store_name_parse(name, &nm, err))) goto out;
-    if ((rc = store_manifest_load(root, &nm, &m, err))) goto out;
+    rc = store_name_parse(name, &nm, err);
+    if (!rc) rc = store_manifest_load(root, &nm, &m, err);
+    /* no stored model by that name, but something that is not a file exists there (a
+     * directory): say that rather than "invalid name" or "not found" */
+    if (rc && rc != HEARTH_E_NOMEM && allow_path && stat(name, &st) == 0) {
+        hb_err_clear(err);
+        rc = hb_fail(err, HEARTH_E_INVALID, "%s is not a regular file (nor the name of a stored model)", name);
+    }
+    if (rc) goto out;
     const store_layer *ml = store_manifest_find(&m, STORE_MT_MODEL);
     HB_CHECK(ml, HEARTH_E_FORMAT, "model '%s' has no model layer", name);
     if ((rc = store_blob_path(root, ml->digest, buf, cap, err))) goto out;

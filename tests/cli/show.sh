@@ -111,6 +111,8 @@ done
 grep -q "version" <("$HEARTH" show "$tmp/v1.gguf" 2>&1) || fail "v1: message does not name the version"
 "$HEARTH" show >/dev/null 2>&1 && fail "show without a file must fail"
 "$HEARTH" show --help >/dev/null 2>&1 || fail "show --help must succeed"
+"$HEARTH" show -v --backend bogus "$shared/models/stories260K.gguf" >/dev/null 2>"$tmp/b.err" && fail "show --backend bogus must fail"
+grep -q "unknown backend 'bogus'" "$tmp/b.err" || fail "show --backend bogus: $(cat "$tmp/b.err")"
 
 echo "show.sh: $n files, $fails failures"
 [ "$fails" -eq 0 ]

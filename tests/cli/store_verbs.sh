@@ -36,4 +36,17 @@ if "$HEARTH" create bad -f "$dir/Bad" 2>"$dir/err"; then exit 1; fi
 grep -q "unknown PARAMETER" "$dir/err"
 if "$HEARTH" ps 2>"$dir/err"; then exit 1; fi
 grep -q "no server" "$dir/err"
+# a malformed HEARTH_HOST is named as such (not "no server"), and rm does not fall back to the store
+# (rm and cp ask the server only when no store is named: HEARTH_MODELS is dropped for them)
+cp "$HEARTH_TEST_SHARED/models/stories260K.gguf" "$dir/m.gguf"
+"$HEARTH" create tiny -f "$dir/Modelfile" > /dev/null
+for verb in "ps" "stop tiny" "rm tiny" "cp tiny t2"; do
+    if HEARTH_HOST=localhost:abc env -u HEARTH_MODELS "$HEARTH" $verb 2>"$dir/err"; then echo "$verb with a bad HEARTH_HOST succeeded"; exit 1; fi
+    grep -q "bad HEARTH_HOST 'localhost:abc'" "$dir/err" || { echo "$verb: $(cat "$dir/err")"; exit 1; }
+done
+"$HEARTH" list | grep -q '^tiny:latest ' || { echo "rm with a bad HEARTH_HOST removed the model"; exit 1; }
+# a directory named like a store name is reported as what it is
+mkdir "$dir/adir"
+if (cd "$dir" && "$HEARTH" show adir 2>"$dir/err"); then echo "show of a directory succeeded"; exit 1; fi
+grep -q "adir is not a regular file" "$dir/err" || { echo "directory: $(cat "$dir/err")"; exit 1; }
 echo "store verbs ok"

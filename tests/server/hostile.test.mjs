@@ -62,6 +62,8 @@ test('wrong types and missing fields are 400s naming the field', async () => {
     ['/v1/chat/completions', { model: 'stories', messages: [{ role: 'user', content: 'x' }], max_tokens: -5 }, /max_tokens/],
     ['/v1/embeddings', { model: 'stories', input: 'x', encoding_format: 'hex' }, /encoding_format/],
     ['/v1/embeddings', { model: 'stories', input: 'x', encoding_format: 5 }, /encoding_format/],
+    ['/api/embed', { model: 'stories', input: [[1, 2], [3, -1]] }, /input\[1\]\[1\] is not a token id/],
+    ['/api/embed', { model: 'stories', input: [1, -1] }, /^input\[1\] is not a token id/],
   ];
   for (const [url, body, re] of cases) {
     const r = await request(`${srv.url}${url}`, { method: url === '/api/delete' ? 'DELETE' : 'POST', body });

@@ -408,7 +408,7 @@ static void test_embeddings_with_logits(void **state) {
 
 /* ---- broken models ------------------------------------------------------------------------ */
 
-enum { TM_OK, TM_BAD_SHAPE, TM_MISSING, TM_BAD_ARCH, TM_BAD_HEADS, TM_BAD_TYPE };
+enum { TM_OK, TM_BAD_SHAPE, TM_MISSING, TM_BAD_ARCH, TM_BAD_HEADS, TM_BAD_TYPE, TM_MANY_HEADS };
 
 /* Writes a tiny llama model (E=32, 2 heads of 16, 1 kv head, ff 48, 1 layer, vocab 40). */
 static void write_tiny(const char *path, int variant) {
@@ -423,7 +423,7 @@ static void write_tiny(const char *path, int variant) {
     gguf_writer_add_u32(w, KEY("embedding_length"), 32, &e);
     gguf_writer_add_u32(w, KEY("block_count"), 1, &e);
     gguf_writer_add_u32(w, KEY("feed_forward_length"), 48, &e);
-    gguf_writer_add_u32(w, KEY("attention.head_count"), 2, &e);
+    gguf_writer_add_u32(w, KEY("attention.head_count"), variant == TM_MANY_HEADS ? 64 : 2, &e); /* 64: head size 0 */
     gguf_writer_add_u32(w, KEY("attention.head_count_kv"), variant == TM_BAD_HEADS ? 3 : 1, &e);
     gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), 1e-5f, &e);
 #undef KEY
@@ -476,6 +476,8 @@ static void test_broken_models(void **state) {
     expect_load_error(TM_BAD_ARCH, HEARTH_E_UNSUPPORTED, "llama, qwen2");
     expect_load_error(TM_BAD_HEADS, HEARTH_E_FORMAT, "head_count");
     expect_load_error(TM_BAD_TYPE, HEARTH_E_UNSUPPORTED, "blk.0.attn_q.weight");
+    /* no key_length and embedding / heads == 0: the message says the key is missing */
+    expect_load_error(TM_MANY_HEADS, HEARTH_E_FORMAT, "key llama.attention.key_length is missing and the value derived");
 }
 
 int main(void) {

@@ -90,6 +90,10 @@ static void test_operators(void **state) {
     EXPECT("{{ \"%s and %d\" % (\"a\", 3) }} {{ \"%05.2f\" % 3.14159 }} {{ \"{} {}\".format(1, 'b') }}", "a and 3 03.14 1 b");
     /* a padded field longer than any fixed buffer comes out whole */
     EXPECT("{{ ('%5s|' % ('ab' * 300)) | length }} {{ ('%-600s|' % 'x') | length }}", "601 601");
+    /* negative hex/octal as Python writes them (sign, then magnitude), not two's complement */
+    EXPECT("{{ '%x|%X|%o|%#x|%5x|%-5x|%05x|%#06x|%.3x' % (-1, -255, -8, -255, -1, -1, -1, -1, -5) }}",
+           "-1|-FF|-10|-0xff|   -1|-1   |-0001|-0x001|-005");
+    EXPECT("{{ '%x' % (-9223372036854775807 - 1) }}", "-8000000000000000");
     EXPECT("{{ 2 * 'ab' }} {{ [0] * 3 }} {{ 10.5 // 2 }} {{ -10 % 3 }}", "abab [0, 0, 0] 5.0 2");
     /* Markup (|safe) + str escapes the str, as markupsafe does; ~ does not */
     EXPECT("{{ (\"<\" | safe) + \"<\" }} {{ \"<\" + (\"<\" | safe) }} {{ \"<\" ~ (\"<\" | safe) }}", "<&lt; &lt;< <<");
@@ -275,6 +279,7 @@ static void test_hostile(void **state) {
             "too many loop iterations");
     hostile("{{ range(100000000) | length }}", "range() too large");
     hostile("{{ '%.2147483647f' % 1.0 }}", "format width or precision is too large");
+    hostile("{{ '%d' % 1e300 }}", "out of the integer range");
     hostile("{{ '%2147483648d' | format(1) }}", "format width or precision is too large");
     hostile("{{ '%99999s' % 'a' }}", "format width or precision is too large");
     hostile("{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(0) }}", "macro calls nested too deeply");

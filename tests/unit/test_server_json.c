@@ -149,10 +149,10 @@ static void test_jstr(void **state) {
 
 static void test_go_template(void **state) {
     (void)state;
-    assert_true(api_is_go_template("{{ if .System }}<|system|>{{ .System }}{{ end }}{{ .Prompt }}"));
-    assert_true(api_is_go_template("{{- range .Messages }}{{ .Content }}{{- end }}"));
-    assert_false(api_is_go_template("{% for m in messages %}{{ m.content }}{% endfor %}"));
-    assert_false(api_is_go_template("{{ bos_token }}{{ messages[0]['content'] }}"));
+    assert_true(hearth_template_is_go("{{ if .System }}<|system|>{{ .System }}{{ end }}{{ .Prompt }}"));
+    assert_true(hearth_template_is_go("{{- range .Messages }}{{ .Content }}{{- end }}"));
+    assert_false(hearth_template_is_go("{% for m in messages %}{{ m.content }}{% endfor %}"));
+    assert_false(hearth_template_is_go("{{ bos_token }}{{ messages[0]['content'] }}"));
 }
 
 int main(void) {

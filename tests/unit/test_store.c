@@ -162,6 +162,8 @@ static void test_modelfile(void **state) {
         "FROM x\nPARAMETER temperature 101\n",
         "FROM x\nPARAMETER top_p 1.5\n",
         "FROM x\nMESSAGE robot hi\n",                 /* bad role */
+        "FROM x\nMESSAGE user\n",                     /* no text */
+        "FROM x\nMESSAGE assistant \"\"\n",
         "FROM x\nSYSTEM \"a\" trailing\n",            /* junk after quote */
         "FROM\n",                                     /* empty FROM */
         "FROM x\nADAPTER ./lora.gguf\n",              /* unsupported */
@@ -311,6 +313,14 @@ static void test_store_ops(void **state) {
     memset(longstop + strlen(longstop), 'a', STORE_STOP_MAX_LEN + 1);
     longstop[sizeof longstop - 2] = '\n', longstop[sizeof longstop - 1] = '\0';
     assert_int_equal(hearth_store_create(g_root, "long", longstop, strlen(longstop), NULL, NULL, NULL, err, sizeof err), HEARTH_E_INVALID);
+    /* a TEMPLATE that does not parse is refused at create; a Go template is kept as it is */
+    snprintf(many, sizeof many, "FROM %s\nTEMPLATE \"{%% for m in messages %%}{{ m.content }}\"\n", shared_model());
+    assert_int_equal(hearth_store_create(g_root, "badtmpl", many, strlen(many), NULL, NULL, NULL, err, sizeof err), HEARTH_E_INVALID);
+    assert_non_null(strstr(err, "TEMPLATE is not a valid Jinja template"));
+    assert_int_equal(hearth_store_resolve(g_root, "badtmpl", &path, err, sizeof err), HEARTH_E_NOT_FOUND);
+    snprintf(many, sizeof many, "FROM %s\nTEMPLATE \"{{ if .System }}{{ .System }}{{ end }}{{ .Prompt }}\"\n", shared_model());
+    assert_int_equal(hearth_store_create(g_root, "gotmpl", many, strlen(many), NULL, NULL, NULL, err, sizeof err), HEARTH_OK);
+    assert_int_equal(hearth_store_remove(g_root, "gotmpl", err, sizeof err), HEARTH_OK);
     /* errors: not a GGUF, missing file, bad name */
     char notgguf[400];
     snprintf(notgguf, sizeof notgguf, "%s/x.gguf", g_root);

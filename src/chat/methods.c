@@ -312,29 +312,43 @@ static int fmt_check(jctx *c, const char *spec) {
     return 0;
 }
 
-/* %x, %X or %o of a negative value as Python writes it: the sign, then the magnitude with
- * its prefix ('#'), zero padding after both ("%#06x" % -1 == "-0x001"); C would print the
- * two's complement. spec holds the flags, width and precision ("%-#8.3"). */
-static int fmt_neg_radix(jctx *c, jbuf *b, const char *spec, char conv, long long v) {
-    bool left = false, zero = false, alt = false;
+/* A conversion spec's parts: flags, then width, then '.' and precision ("%-#8.3"). */
+typedef struct fmt_spec { bool left, zero, alt, plus, space; long width, prec; } fmt_spec;
+
+static int fmt_parse(jctx *c, const char *spec, fmt_spec *f) {
     const char *p = spec + 1;
-    for (; *p && strchr("-+ #0", *p); p++) left |= *p == '-', zero |= *p == '0', alt |= *p == '#';
-    long width = strtol(p, (char **)&p, 10);
-    const char *prec = *p == '.' ? p : "";
-    unsigned long long mag = (unsigned long long)(-(v + 1)) + 1u; /* no overflow at LLONG_MIN */
-    char ms[48];
-    jbuf m = { 0 };
-    int rc;
-    if (zero && !left && !*prec && width > 1) {
-        snprintf(ms, sizeof ms, "%%%s0%ldll%c", alt ? "#" : "", width - 1, conv);
-        width = 0;
-    } else snprintf(ms, sizeof ms, "%%%s%sll%c", alt ? "#" : "", prec, conv);
-    rc = fmt_put(c, &m, ms, mag);
-    long pad = width - 1 - (long)m.n;
-    for (long i = 0; !rc && !left && i < pad; i++) rc = jbuf_put(c, b, " ", 1);
-    if (!rc) rc = jbuf_put(c, b, "-", 1);
-    if (!rc) rc = jbuf_put(c, b, m.p ? m.p : "", m.n);
-    for (long i = 0; !rc && left && i < pad; i++) rc = jbuf_put(c, b, " ", 1);
+    memset(f, 0, sizeof *f);
+    f->prec = -1;
+    for (; *p && strchr("-+ #0", *p); p++)
+        f->left |= *p == '-', f->zero |= *p == '0', f->alt |= *p == '#', f->plus |= *p == '+', f->space |= *p == ' ';
+    while (isdigit((unsigned char)*p)) f->width = f->width * 10 + (*p++ - '0'); /* <= 4096: fmt_check */
+    if (*p == '.') {
+        f->prec = 0;
+        for (p++; isdigit((unsigned char)*p);) f->prec = f->prec * 10 + (*p++ - '0');
+    }
+    return *p ? jinja_fail(c, "bad format specification '%s'", spec) : 0;
+}
+
+/* An integer conversion (d, i, x, X, o) as Python's % writes it, which C's printf does not:
+ * a negative hex/octal value is its sign and magnitude ("%x" % -1 == "-1", not ffff...),
+ * '#' gives 0x/0X/0o even for zero, '+' and ' ' apply to hex and octal too, and '0' pads
+ * with zeros even with a precision ("%05.3d" % 5 == "00005"). */
+static int fmt_int(jctx *c, jbuf *b, const fmt_spec *f, char conv, long long v) {
+    unsigned long long mag = v < 0 ? (unsigned long long)(-(v + 1)) + 1u : (unsigned long long)v; /* LLONG_MIN too */
+    char digits[32];
+    snprintf(digits, sizeof digits, conv == 'x' ? "%llx" : conv == 'X' ? "%llX" : conv == 'o' ? "%llo" : "%llu", mag);
+    long nd = (long)strlen(digits), zeros = f->prec > nd ? f->prec - nd : 0;
+    const char *sign = v < 0 ? "-" : f->plus ? "+" : f->space ? " " : "";
+    const char *prefix = !f->alt ? "" : conv == 'x' ? "0x" : conv == 'X' ? "0X" : conv == 'o' ? "0o" : "";
+    long len = (long)(strlen(sign) + strlen(prefix)) + zeros + nd, pad = f->width > len ? f->width - len : 0;
+    int rc = 0;
+    if (f->zero && !f->left) zeros += pad, pad = 0;
+    for (long i = 0; !rc && !f->left && i < pad; i++) rc = jbuf_put(c, b, " ", 1);
+    if (!rc) rc = jbuf_puts(c, b, sign);
+    if (!rc) rc = jbuf_puts(c, b, prefix);
+    for (long i = 0; !rc && i < zeros; i++) rc = jbuf_put(c, b, "0", 1);
+    if (!rc) rc = jbuf_put(c, b, digits, (size_t)nd);
+    for (long i = 0; !rc && f->left && i < pad; i++) rc = jbuf_put(c, b, " ", 1);
     return rc;
 }
 
@@ -368,7 +382,8 @@ int jinja_str_format(jctx *c, jv fmt, jv args, jv *out) {
         char conv = s->s[i];
         if (conv == '%') { rc = jbuf_put(c, &b, "%", 1); continue; }
         spec[k] = '\0';
-        if ((rc = fmt_check(c, spec))) return rc;
+        fmt_spec fs;
+        if ((rc = fmt_check(c, spec)) || (rc = fmt_parse(c, spec, &fs))) return rc; /* "%5-3d", "%1.2.3f": refused */
         switch (conv) {
         case 's': case 'r': {
             jbuf t = { 0 };
@@ -385,13 +400,7 @@ int jinja_str_format(jctx *c, jv fmt, jv args, jv *out) {
             /* 2^63 as a double: casting anything at or past it (or NaN) is undefined */
             if (v.t == JT_FLOAT && !(v.u.f > -9223372036854775808.0 && v.u.f < 9223372036854775808.0))
                 return jinja_fail(c, "%%%c format: %g is out of the integer range", conv, v.u.f);
-            long long iv = v.t == JT_FLOAT ? (long long)v.u.f : v.t == JT_BOOL ? v.u.b : v.u.i;
-            if (iv < 0 && conv != 'd' && conv != 'i') {
-                rc = fmt_neg_radix(c, &b, spec, conv, iv);
-                break;
-            }
-            spec[k++] = 'l'; spec[k++] = 'l'; spec[k++] = conv == 'i' ? 'd' : conv; spec[k] = '\0';
-            rc = fmt_put(c, &b, spec, iv);
+            rc = fmt_int(c, &b, &fs, conv, v.t == JT_FLOAT ? (long long)v.u.f : v.t == JT_BOOL ? v.u.b : v.u.i);
             break;
         }
         case 'f': case 'F': case 'e': case 'E': case 'g': case 'G':

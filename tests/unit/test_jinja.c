@@ -94,6 +94,9 @@ static void test_operators(void **state) {
     EXPECT("{{ '%x|%X|%o|%#x|%5x|%-5x|%05x|%#06x|%.3x' % (-1, -255, -8, -255, -1, -1, -1, -1, -5) }}",
            "-1|-FF|-10|-0xff|   -1|-1   |-0001|-0x001|-005");
     EXPECT("{{ '%x' % (-9223372036854775807 - 1) }}", "-8000000000000000");
+    /* where Python's % and C's printf differ for integers */
+    EXPECT("{{ '%05.3x|%#x|%#o|%+x|% x|%#08x|%-#8x|%+05x|%#.3o|%05.3d|%#X|%+d|%i' % (5, 0, 8, 5, 5, 255, 255, 5, 8, 5, 255, 3, -7) }}",
+           "00005|0x0|0o10|+5| 5|0x0000ff|0xff    |+0005|0o010|00005|0XFF|+3|-7");
     EXPECT("{{ 2 * 'ab' }} {{ [0] * 3 }} {{ 10.5 // 2 }} {{ -10 % 3 }}", "abab [0, 0, 0] 5.0 2");
     /* Markup (|safe) + str escapes the str, as markupsafe does; ~ does not */
     EXPECT("{{ (\"<\" | safe) + \"<\" }} {{ \"<\" + (\"<\" | safe) }} {{ \"<\" ~ (\"<\" | safe) }}", "<&lt; &lt;< <<");
@@ -280,6 +283,8 @@ static void test_hostile(void **state) {
     hostile("{{ range(100000000) | length }}", "range() too large");
     hostile("{{ '%.2147483647f' % 1.0 }}", "format width or precision is too large");
     hostile("{{ '%d' % 1e300 }}", "out of the integer range");
+    hostile("{{ '%5-3d' % 1 }}", "bad format specification");
+    hostile("{{ '%1.2.3f' % 1.0 }}", "bad format specification");
     hostile("{{ '%2147483648d' | format(1) }}", "format width or precision is too large");
     hostile("{{ '%99999s' % 'a' }}", "format width or precision is too large");
     hostile("{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(0) }}", "macro calls nested too deeply");

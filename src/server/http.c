@@ -415,6 +415,13 @@ static enum MHD_Result first_call(conn_ctx *cc) {
         r->openai = api_is_openai(r->url);
         return http_error(r, 401, "missing or invalid API key (send Authorization: Bearer <key>)");
     }
+    /* Both framings at once is how requests are smuggled past a proxy that reads the other
+     * one (RFC 9112 6.3 lets a server refuse it; libmicrohttpd would take the chunked one). */
+    if (MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Transfer-Encoding") &&
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length")) {
+        cc->responded = true;
+        return http_error(r, 400, "a request may not carry both Transfer-Encoding and Content-Length");
+    }
     if (strcmp(r->method, "POST") == 0 && strncmp(r->url, "/api/blobs/", 11) == 0 &&
         store_digest_valid(r->url + 11, true)) {
         if (spool_open(cc) != 0) {

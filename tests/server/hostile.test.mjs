@@ -115,6 +115,15 @@ test('huge bodies are 413 (declared and chunked); deep nesting is 400', async ()
   await stillServing();
 });
 
+test('a request with both Transfer-Encoding and Content-Length is refused', async () => {
+  const body = '{"model":"stories","prompt":"x","stream":false}';
+  const raw = await rawExchange(srv.port, `POST /api/generate HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n` +
+    `Transfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`, 5000 * SLOW);
+  assert.match(raw, /^HTTP\/1\.1 400/);
+  assert.match(raw, /both Transfer-Encoding and Content-Length/);
+  await stillServing();
+});
+
 test('too many headers are refused', async () => {
   let hdrs = '';
   for (let i = 0; i < 150; i++) hdrs += `X-H${i}: v\r\n`;

@@ -317,7 +317,11 @@ void hearth_sampler_free(hearth_sampler *s);
 hearth_token hearth_sampler_sample(hearth_sampler *s, const float *logits);
 /* Records a token in the penalty history without sampling (e.g. prompt tokens). */
 void hearth_sampler_accept(hearth_sampler *s, hearth_token t);
+/* Forgets the penalty history and re-seeds the random stream from the params' seed. */
 void hearth_sampler_reset(hearth_sampler *s);
+/* Forgets the penalty history only (the random stream goes on): for a caller that feeds
+ * the whole conversation again each turn. */
+void hearth_sampler_clear_history(hearth_sampler *s);
 
 /* ---- model file inspection (GGUF) ----------------------------------------------------
  * Reads a GGUF file's header — metadata and tensor directory — without loading weights

@@ -66,6 +66,9 @@ int chat_render(const char *src, size_t src_len, json_t *vars, const char *now, 
     if ((rc = jv_from_json(&c, vars, &v, 0))) goto out;
     HB_CHECK(v.t == JT_DICT, HEARTH_E_INVALID, "template variables must be a JSON object");
     if ((rc = jinja_exec(&c, &body, v, &res))) goto out;
+    /* callers get a C string: a NUL inside (a "\u0000" in the variables) would cut it short */
+    HB_CHECK(!memchr(res->s, 0, res->len), HEARTH_E_INVALID,
+             "the rendered text contains a NUL byte (a \\u0000 in the messages or variables?)");
     *out = hb_strndup(res->s, res->len);
     HB_CHECK(*out, HEARTH_E_NOMEM, "out of memory copying the rendered template");
 out:

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "hearth.h"
@@ -88,6 +90,43 @@ out:
     return code;
 }
 
+/* Opens a temporary file next to `path` (mode 0666 less the umask, as fopen would give),
+ * so the file at path changes only when all of it is written (finish_out). *tmp
+ * (malloc'd) names it. NULL with errno set on failure. */
+static FILE *open_out(const char *path, char **tmp) {
+    FILE *f = NULL;
+    int fd = -1;
+    if (asprintf(tmp, "%s.tmp-XXXXXX", path) < 0) return *tmp = NULL, NULL;
+    if ((fd = mkstemp(*tmp)) >= 0) {
+        mode_t um = umask(0);
+        umask(um);
+        if (fchmod(fd, 0666 & ~um) == 0) f = fdopen(fd, "wb");
+        if (!f) {
+            int e = errno;
+            close(fd), unlink(*tmp);
+            errno = e;
+        }
+    }
+    if (!f) free(*tmp), *tmp = NULL;
+    return f;
+}
+
+/* Closes the temporary file and, when ok, renames it over path; otherwise removes it
+ * (a failed run leaves an existing file as it was). Returns the exit code. */
+static int finish_out(FILE *f, char *tmp, const char *path, int code) {
+    if (fclose(f) != 0 && code == 0) {
+        cli_error("logits: writing %s failed: %s", path, strerror(errno));
+        code = 1;
+    }
+    if (code == 0 && rename(tmp, path) != 0) {
+        cli_error("logits: cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        code = 1;
+    }
+    if (code != 0) unlink(tmp);
+    free(tmp);
+    return code;
+}
+
 int cli_logits(int argc, char **argv) {
     lg_opts o = { NULL, NULL, "f32", 0, 0, 512, 0 };
     const cli_opt opts[] = {
@@ -109,6 +148,7 @@ int cli_logits(int argc, char **argv) {
     hearth_model *m = NULL;
     hearth_context *c = NULL;
     FILE *f = NULL;
+    char *tmp = NULL;
     int pr = cli_parse(&spec, argc, argv, &pos, &n_pos);
     if (pr != CLI_PARSE_OK) { free(pos); return pr == CLI_PARSE_HELP ? 0 : 1; }
     hearth_context_params cp = hearth_context_default_params();
@@ -128,16 +168,21 @@ int cli_logits(int argc, char **argv) {
     for (size_t i = 0; i < n; i++)
         if (ids[i] >= nv) { cli_error("logits: token id %d is out of range 0..%d", ids[i], nv - 1); goto out; }
     if (n + (size_t)(o.greedy > 0 ? o.greedy - 1 : 0) > hearth_context_n_ctx(c)) {
-        cli_error("logits: %zu tokens do not fit the context of %u", n + (size_t)o.greedy, hearth_context_n_ctx(c));
+        /* the last greedy token is printed, never evaluated: it needs no cell */
+        cli_error("logits: %zu tokens do not fit the context of %u", n + (size_t)(o.greedy > 0 ? o.greedy - 1 : 0),
+                  hearth_context_n_ctx(c));
         goto out;
     }
-    f = o.out ? fopen(o.out, "wb") : stdout;
-    if (!f) { cli_error("logits: cannot open %s: %s", o.out, strerror(errno)); goto out; }
+    f = o.out ? open_out(o.out, &tmp) : stdout;
+    if (!f) { cli_error("logits: cannot write %s: %s", o.out, strerror(errno)); goto out; }
     code = run_logits(c, &o, ids, n, f, nv);
-    if (o.out && fclose(f) != 0 && code == 0) { cli_error("logits: writing %s failed", o.out); code = 1; }
+    if (o.out) code = finish_out(f, tmp, o.out, code);
     f = NULL;
+    if (code == 0 && (fflush(stdout) != 0 || ferror(stdout))) {
+        cli_error("logits: cannot write to stdout: %s", strerror(errno));
+        code = 1;
+    }
 out:
-    if (f && f != stdout) fclose(f);
     hearth_context_free(c);
     hearth_model_free(m);
     free(ids);

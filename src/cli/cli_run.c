@@ -59,8 +59,12 @@ static void sampler_from_args(const run_args *a, hearth_sampler_params *sp) {
 }
 
 
+/* Exit code of a one-shot run that Ctrl-C cut short, as shells report a SIGINT death:
+ * a script must not take the partial reply for a whole one. */
+#define RUN_EXIT_INTERRUPTED 130
+
 static int one_shot(gen_session *g, const run_args *a, const char *prompt) {
-    gen_stats st;
+    gen_stats st = { 0 };
     int rc;
     if (a->raw) {
         rc = gen_reply(g, prompt, HEARTH_TOK_ADD_SPECIAL | HEARTH_TOK_PARSE_SPECIAL, run_emit_stdout, NULL, &st);
@@ -75,8 +79,16 @@ static int one_shot(gen_session *g, const run_args *a, const char *prompt) {
     }
     if (rc) return rc;
     if (isatty(STDOUT_FILENO)) fputc('\n', stdout);
+    if (fflush(stdout) != 0 || ferror(stdout)) { /* a full disk or closed pipe: the reply is not all there */
+        cli_error("run: cannot write the reply to stdout (disk full or pipe closed?)");
+        return 1;
+    }
     if (st.hit_ctx_limit) fprintf(stderr, "hearth: stopped: the context of %u tokens is full (use --ctx)\n", st.n_ctx);
     if (a->verbose) gen_print_stats(&st);
+    if (st.interrupted) {
+        cli_error("run: interrupted; the reply is incomplete");
+        return RUN_EXIT_INTERRUPTED;
+    }
     return 0;
 }
 
@@ -135,12 +147,14 @@ int cli_run(int argc, char **argv) {
     g = gen_open(path, &o, &g_interrupt);
     if (!g) goto out;
     if (a.verbose) fprintf(stderr, "seed: %llu\n", (unsigned long long)o.sp.seed);
+    if (a.system && run_text_check("the system prompt", a.system, strlen(a.system))) goto out;
     if (n_pos == 2) {
-        rc = one_shot(g, &a, pos[1]);
+        if (!run_text_check("the prompt", pos[1], strlen(pos[1]))) rc = one_shot(g, &a, pos[1]);
     } else if (!isatty(STDIN_FILENO)) {
         size_t len = 0;
         piped = run_read_stdin(&len);
-        rc = piped ? one_shot(g, &a, piped) : 1;
+        if (!piped && g_interrupt) rc = RUN_EXIT_INTERRUPTED;
+        else if (piped && !run_text_check("the prompt on stdin", piped, len)) rc = one_shot(g, &a, piped);
     } else {
         rc = run_repl(g, &o, a.system, a.verbose, &g_interrupt);
     }

@@ -28,7 +28,7 @@ static char *slurp(const char *path, const char *what) {
     }
     for (;;) {
         if (cap - n < 65536) {
-            if (cap > TEMPLATE_FILE_MAX) {
+            if (n > TEMPLATE_FILE_MAX) {
                 cli_error("template: %s '%s' is larger than %u MiB", what, path, TEMPLATE_FILE_MAX >> 20);
                 free(buf);
                 fclose(f);
@@ -46,7 +46,13 @@ static char *slurp(const char *path, const char *what) {
         }
         size_t k = fread(buf + n, 1, cap - n, f);
         n += k;
-        if (k == 0) break;
+        if (k == 0 || n > TEMPLATE_FILE_MAX) break;
+    }
+    if (n > TEMPLATE_FILE_MAX) {
+        cli_error("template: %s '%s' is larger than %u MiB", what, path, TEMPLATE_FILE_MAX >> 20);
+        free(buf);
+        fclose(f);
+        return NULL;
     }
     bool bad = ferror(f);
     fclose(f);

@@ -27,6 +27,20 @@ char *run_render_chat(gen_session *g, json_t *messages) {
     return out;
 }
 
+int run_text_check(const char *what, const char *s, size_t len) {
+    json_t *v = memchr(s, 0, len) ? NULL : json_stringn(s, len); /* jansson checks the UTF-8 */
+    int rc = 0;
+    if (memchr(s, 0, len)) {
+        cli_error("run: %s contains a NUL byte", what);
+        rc = 1;
+    } else if (!v) {
+        cli_error("run: %s is not valid UTF-8", what);
+        rc = 1;
+    }
+    json_decref(v);
+    return rc;
+}
+
 json_t *run_new_conversation(const char *system) {
     json_t *m = json_array();
     if (m && system && *system) json_array_append_new(m, json_pack("{s:s,s:s}", "role", "system", "content", system));
@@ -54,22 +68,28 @@ static void emit_acc(void *ud, const char *text, size_t len) {
     a->buf[a->len] = '\0';
 }
 
-int run_chat_turn(gen_session *g, json_t *conv, const char *user, bool verbose) {
-    gen_stats st;
+int run_chat_turn(gen_session *g, json_t *conv, const char *user, bool verbose, bool *interrupted) {
+    gen_stats st = { 0 };
     reply_acc acc = { 0 };
     int rc = 1;
+    char *prompt = NULL;
+    if (run_text_check("the message", user, strlen(user))) goto out;
     json_array_append_new(conv, json_pack("{s:s,s:s}", "role", "user", "content", user));
-    char *prompt = run_render_chat(g, conv);
-    if (!prompt) goto out;
-        rc = gen_reply(g, prompt, HEARTH_TOK_ADD_SPECIAL | HEARTH_TOK_PARSE_SPECIAL, emit_acc, &acc, &st);
-    if (rc == 0) {
-        json_array_append_new(conv, json_pack("{s:s,s:s}", "role", "assistant", "content", acc.buf ? acc.buf : ""));
-        if (st.hit_ctx_limit) fprintf(stderr, "\nhearth: the context is full; the reply was cut (use /clear or a larger --ctx)\n");
+    prompt = run_render_chat(g, conv);
+    if (prompt) rc = gen_reply(g, prompt, HEARTH_TOK_ADD_SPECIAL | HEARTH_TOK_PARSE_SPECIAL, emit_acc, &acc, &st);
+    json_t *reply = rc ? NULL : json_pack("{s:s,s:s}", "role", "assistant", "content", acc.buf ? acc.buf : "");
+    if (reply) {
+        json_array_append_new(conv, reply);
+        if (st.hit_ctx_limit)
+            fprintf(stderr, "\nhearth: the context is full; the reply was cut (/clear starts over; a larger --ctx needs a restart)\n");
         if (verbose) gen_print_stats(&st);
     } else {
-        json_array_remove(conv, json_array_size(conv) - 1);
+        json_array_remove(conv, json_array_size(conv) - 1); /* the user turn just added */
+        if (!rc) cli_error("run: the reply is not valid UTF-8; it was left out of the conversation");
+        rc = 1;
     }
 out:
+    if (interrupted) *interrupted = st.interrupted;
     free(prompt);
     free(acc.buf);
     return rc;

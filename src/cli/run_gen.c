@@ -155,6 +155,7 @@ static size_t held_suffix(const char *s, size_t n, const char *const *stops, int
     size_t best = 0;
     for (int k = 0; k < n_stops; k++) {
         size_t sl = strlen(stops[k]);
+        if (sl == 0) continue; /* an empty stop string never matches (stop_push skips it too) */
         for (size_t l = sl - 1 < n ? sl - 1 : n; l > best; l--) {
             if (memcmp(s + n - l, stops[k], l) == 0) {
                 best = l;
@@ -238,28 +239,32 @@ static int gen_loop(gen_session *g, gen_emit_fn emit, void *ud, gen_stats *st, u
     hearth_detok_stream *ds = hearth_detok_stream_new(g->model, 0);
     const char *text;
     size_t len;
+    bool found = false; /* a stop string ended the reply: the held text is dropped */
     if (!ds) return 1;
     for (long i = 0; g->o.n_predict < 0 || i < g->o.n_predict; i++) {
-        if (*g->cancel) { st->stopped = true; break; }
+        if (*g->cancel) { st->stopped = st->interrupted = true; break; }
         const float *logits = hearth_get_logits(g->ctx, g->batch.n_tokens - 1);
         hearth_token t = hearth_sampler_sample(g->smp, logits);
         if (i == 0) st->ttft_ns = now_ns() - t_start;
         if (hearth_token_is_eog(g->model, t)) { st->stopped = true; break; }
         st->n_gen++;
         if (hearth_detok_stream_push(ds, t, &text, &len) == HEARTH_OK && len &&
-            stop_push(&sb, text, len, &g->o, emit, ud)) { st->stopped = true; break; }
+            stop_push(&sb, text, len, &g->o, emit, ud)) { st->stopped = found = true; break; }
         if (g->n_hist + 1 >= hearth_context_n_ctx(g->ctx)) {
             st->hit_ctx_limit = true, st->n_ctx = hearth_context_n_ctx(g->ctx);
             break;
         }
         if ((rc = eval_tokens(g, &t, 1))) {
-            if (rc < 0) { st->stopped = true; rc = 0; }
+            if (rc < 0) { st->stopped = st->interrupted = true; rc = 0; }
             break;
         }
     }
-    if (!st->stopped && hearth_detok_stream_flush(ds, &text, &len) == HEARTH_OK && len)
-        stop_push(&sb, text, len, &g->o, emit, ud);
-    if (sb.len && !st->stopped) emit(ud, sb.buf, sb.len); /* held text that never became a stop */
+    /* Whatever ended the reply (EOG, the token limit, Ctrl-C), text held back as a possible
+     * stop string that never completed is part of it, as are bytes of an unfinished UTF-8
+     * character (the flush turns them into U+FFFD). */
+    if (!found && hearth_detok_stream_flush(ds, &text, &len) == HEARTH_OK && len)
+        found = stop_push(&sb, text, len, &g->o, emit, ud);
+    if (sb.len && !found) emit(ud, sb.buf, sb.len);
     free(sb.buf);
     hearth_detok_stream_free(ds);
     return rc;
@@ -272,11 +277,14 @@ int gen_reply(gen_session *g, const char *prompt, int tok_flags, gen_emit_fn emi
     memset(st, 0, sizeof *st);
     st->load_ns = g->load_ns;
     if ((rc = tokenize_prompt(g, prompt, tok_flags, &toks, &n))) goto out;
+    /* the prompt holds the whole conversation again: its tokens replace the penalty
+     * history (accepted on top of the last turn's, earlier turns would count twice) */
+    hearth_sampler_clear_history(g->smp);
     for (size_t i = 0; i < n; i++) hearth_sampler_accept(g->smp, toks[i]);
     uint64_t t0 = now_ns();
     rc = eval_prompt(g, toks, n, st);
     st->prompt_ns = now_ns() - t0;
-    if (rc < 0) { rc = 0; st->stopped = true; goto out; }
+    if (rc < 0) { rc = 0; st->stopped = st->interrupted = true; goto out; }
     if (rc) goto out;
     uint64_t t1 = now_ns();
     rc = gen_loop(g, emit, ud, st, t0);

@@ -31,6 +31,7 @@ typedef struct gen_stats {
     bool hit_ctx_limit;      /* generation stopped because the context was full */
     uint32_t n_ctx;          /* the context's size in tokens */
     bool stopped;            /* stopped by a stop string, EOG or interrupt */
+    bool interrupted;        /* stopped by the cancel flag (Ctrl-C) */
 } gen_stats;
 
 /* The generation parameters that both `hearth run`'s flags and the chat's `/set parameter`
@@ -87,8 +88,12 @@ void run_emit_stdout(void *ud, const char *text, size_t len);
 /* Renders messages through the model's template; caller frees. NULL on error (printed). */
 char *run_render_chat(gen_session *g, json_t *messages);
 json_t *run_new_conversation(const char *system);
-/* Appends the user turn, generates and appends the reply; 0 ok, 1 error (printed). */
-int run_chat_turn(gen_session *g, json_t *conv, const char *user, bool verbose);
+/* Appends the user turn, generates and appends the reply; 0 ok, 1 error (printed; conv is
+ * then as it was). *interrupted (may be NULL) says whether Ctrl-C cut the reply. */
+int run_chat_turn(gen_session *g, json_t *conv, const char *user, bool verbose, bool *interrupted);
+/* 0 when len bytes of s are text a chat message can hold (valid UTF-8, no NUL byte), else
+ * 1 with a message naming `what` ("the prompt", "the system prompt") printed. */
+int run_text_check(const char *what, const char *s, size_t len);
 /* Reads all of stdin (max 64 MiB); caller frees; NULL on error (printed). */
 char *run_read_stdin(size_t *len);
 int run_repl(gen_session *g, gen_opts *o, const char *system, bool verbose, volatile sig_atomic_t *interrupt);

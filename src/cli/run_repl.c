@@ -15,8 +15,7 @@ typedef struct line_buf {
     size_t len, cap;
 } line_buf;
 
-static int lb_append(line_buf *b, const char *t) {
-    size_t n = strlen(t);
+static int lb_append(line_buf *b, const char *t, size_t n) {
     if (b->len + n + 1 > b->cap) {
         size_t nc = (b->len + n + 1) * 2;
         char *ns = realloc(b->s, nc);
@@ -24,44 +23,51 @@ static int lb_append(line_buf *b, const char *t) {
         b->s = ns;
         b->cap = nc;
     }
-    memcpy(b->s + b->len, t, n + 1);
+    memcpy(b->s + b->len, t, n);
     b->len += n;
+    b->s[b->len] = '\0';
     return 0;
 }
 
-/* Reads one user message; returns 0 ok, 1 on EOF, 2 on interrupt (Ctrl-C at the prompt). */
+/* Reads one user message into out; returns 0 ok, 1 on EOF, 2 on interrupt (Ctrl-C at the
+ * prompt), 3 for a line holding a NUL byte (reported; the message is dropped). Lines are
+ * read whole, whatever their length (a terminal in canonical mode still cuts what it
+ * passes on at 4095 bytes). Text after a closing """ on its line is ignored, as in
+ * Ollama. */
 static int read_message(line_buf *out, volatile sig_atomic_t *interrupt) {
-    char line[8192];
+    char *line = NULL;
+    size_t cap = 0;
     bool multi = false;
+    int rc = 0;
     out->len = 0;
     if (out->s) out->s[0] = '\0';
     fputs(">>> ", stdout);
     fflush(stdout);
     for (;;) {
         errno = 0;
-        if (!fgets(line, sizeof line, stdin)) {
-            if (*interrupt || errno == EINTR) {
-                clearerr(stdin);
-                *interrupt = 0;
-                return 2;
-            }
-            return 1;
+        ssize_t got = getline(&line, &cap, stdin);
+        if (got < 0) {
+            rc = 1;
+            if (*interrupt || errno == EINTR) clearerr(stdin), *interrupt = 0, rc = 2;
+            break;
         }
-        if (!multi && strncmp(line, "\"\"\"", 3) == 0) {
-            multi = true;
-            memmove(line, line + 3, strlen(line + 3) + 1);
+        if (memchr(line, 0, (size_t)got)) {
+            cli_error("the message contains a NUL byte; it was not sent");
+            rc = 3;
+            if (!multi) break;
+            continue; /* the rest of a multi-line message is read and dropped */
         }
-        size_t n = strlen(line);
-        char *end = multi ? strstr(line, "\"\"\"") : NULL;
-        if (end) *end = '\0';
-        if (lb_append(out, line)) return 1;
+        char *p = line;
+        if (!multi && strncmp(p, "\"\"\"", 3) == 0) multi = true, p += 3;
+        char *end = multi ? strstr(p, "\"\"\"") : NULL;
+        if (lb_append(out, p, end ? (size_t)(end - p) : strlen(p))) { rc = 1; break; }
         if (!multi || end) break;
         fputs("... ", stdout);
         fflush(stdout);
-        (void)n;
     }
+    free(line);
     while (out->len && (out->s[out->len - 1] == '\n' || out->s[out->len - 1] == '\r')) out->s[--out->len] = '\0';
-    return 0;
+    return rc;
 }
 
 static void repl_help(void) {
@@ -80,9 +86,14 @@ static void repl_help(void) {
 static int set_param(gen_session *g, gen_opts *o, const char *name, const char *val) {
     hearth_sampler_params sp = o->sp;
     char *end = NULL;
-    double v = strtod(val, &end);
-    if (end == val || *end || !isfinite(v)) { cli_error("'%s' is not a number", val); return 1; }
     const gen_param *p = gen_param_find(name); /* the bounds of `hearth run`'s flag of the same meaning */
+    if (!p) { cli_error("unknown parameter '%s' (see /?)", name); return 1; }
+    bool integer = strcmp(name, "top_k") == 0 || strcmp(name, "seed") == 0 || strcmp(name, "repeat_last_n") == 0 ||
+                   strcmp(name, "num_predict") == 0;
+    double v = strtod(val, &end);
+    /* decimal only (strtod also reads hex such as 0x10), and whole numbers where the flag is an integer */
+    if (end == val || *end || !isfinite(v) || strpbrk(val, "xX")) { cli_error("'%s' is not a number", val); return 1; }
+    if (integer && v != floor(v)) { cli_error("%s must be a whole number, not %s", name, val); return 1; }
     if (p && (v < p->lo || v > p->hi)) {
         cli_error("%s must be in [%g, %g]", name, p->lo, p->hi);
         return 1;
@@ -135,6 +146,7 @@ static int command(gen_session *g, gen_opts *o, char **system, json_t **conv, ch
             if (!name || !val) cli_error("usage: /set parameter NAME VALUE");
             else if (!set_param(g, o, name, val)) printf("Set parameter '%s' to '%s'\n", name, val);
         } else if (what && strcmp(what, "system") == 0) {
+            if (run_text_check("the system prompt", save ? save : "", save ? strlen(save) : 0)) return 0;
             free(*system);
             *system = strdup(save ? save : "");
             json_decref(*conv);
@@ -162,14 +174,16 @@ int run_repl(gen_session *g, gen_opts *o, const char *system_in, bool verbose, v
         int r = read_message(&line, interrupt);
         if (r == 1) { putchar('\n'); break; }
         if (r == 2) { puts("\nUse Ctrl-D or /bye to exit."); continue; }
+        if (r == 3) continue;
         if (line.len == 0) continue;
         if (line.s[0] == '/') {
             if (command(g, o, &system, &conv, line.s)) break;
             continue;
         }
         *interrupt = 0;
-        run_chat_turn(g, conv, line.s, verbose);
-        if (*interrupt) puts("\n(stopped)");
+        bool cut = false;
+        run_chat_turn(g, conv, line.s, verbose, &cut);
+        if (cut) puts("\n(stopped)");
         *interrupt = 0;
         puts("\n");
     }

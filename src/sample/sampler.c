@@ -135,9 +135,13 @@ void hearth_sampler_free(hearth_sampler *s) {
     free(s);
 }
 
-void hearth_sampler_reset(hearth_sampler *s) {
+void hearth_sampler_clear_history(hearth_sampler *s) {
     s->hist_len = 0;
     s->hist_head = 0;
+}
+
+void hearth_sampler_reset(hearth_sampler *s) {
+    hearth_sampler_clear_history(s);
     rng_seed(s->rng, s->p.seed);
 }
 

@@ -24,4 +24,11 @@ for args in "--tokens 1,99999" "--tokens 1,x" "--tokens 1,2,3 --ctx 2" "--tokens
   [ "$(wc -l < "$tmp/err")" -eq 1 ] || { echo "not one message for $args:"; cat "$tmp/err"; exit 1; }
 done
 if "$H" logits "$tmp/none.gguf" --tokens 1 2> "$tmp/err"; then echo "missing model accepted"; exit 1; fi
+# a run that cannot write all of --out leaves an existing file as it was, and no partial file
+echo keep > "$tmp/old.f32"
+if (trap '' XFSZ; ulimit -f 1; "$H" logits "$M" --tokens "$ids" --kv f32 -o "$tmp/old.f32" 2> "$tmp/err"); then echo "write past the file size limit succeeded"; exit 1; fi
+[ "$(cat "$tmp/old.f32")" = keep ] || { echo "a failed run clobbered --out"; exit 1; }
+[ -z "$(ls "$tmp" | grep 'old.f32.tmp')" ] || { echo "a failed run left its temporary file"; exit 1; }
+# stdout that cannot be written is an error
+if "$H" logits "$M" --tokens 1 > /dev/full 2> "$tmp/err"; then echo "write to a full device succeeded"; exit 1; fi
 echo ok

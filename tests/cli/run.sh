@@ -77,6 +77,28 @@ sp=$!
 sleep 1
 check "serve --keep-alive 1h30m starts" "kill -0 $sp 2>/dev/null"
 kill $sp 2>/dev/null; wait $sp 2>/dev/null
+# text held back as a possible stop string is printed when the reply ends another way (EOS,
+# the token limit): a stop string that never completes changes nothing
+R=$S/models/random/llama.Q8_0.gguf
+for seed in 4 5 6; do
+  "$H" run "$R" --raw Lily --temp 1 -s $seed -n 40 >"$t/ns" 2>/dev/null
+  tail2=$(tail -c 2 "$t/ns" | od -An -c | tr -d ' ')
+  "$H" run "$R" --raw Lily --temp 1 -s $seed -n 40 --stop "$(tail -c 1 "$t/ns")QQ#" --stop "$(tail -c 2 "$t/ns")QQ#" >"$t/ws" 2>/dev/null
+  check "seed $seed: an unmatched stop string leaves the output whole ($tail2)" "[ -s '$t/ns' ] && cmp -s '$t/ns' '$t/ws'"
+done
+# prompts a chat message cannot hold are refused, not silently dropped
+bad "prompt not valid UTF-8" run "$M" "$(printf 'Once upon a \xff time')"
+check "  ... says so" "grep -q 'not valid UTF-8' '$t/err'"
+bad "system prompt not valid UTF-8" run "$M" --system "$(printf 'be \xe9')" "hi"
+printf 'Once\0 upon a time' | "$H" run "$M" --raw -n 3 >/dev/null 2>"$t/err"; rc=$?
+check "a NUL byte in a piped prompt -> exit 1 and says so" "[ $rc -eq 1 ] && grep -q 'NUL byte' '$t/err'"
+"$H" run "$M" --raw "Once" -n 5 >/dev/full 2>"$t/err"; rc=$?
+check "a reply that cannot be written -> exit 1" "[ $rc -eq 1 ] && grep -q 'cannot write' '$t/err'"
+# Ctrl-C cuts a one-shot run: exit 130, as a shell reports SIGINT (whether the handler or the
+# default action caught it)
+"$H" run "$M" --raw "Once" -n -1 --ctx 4096 >/dev/null 2>/dev/null & rp=$!
+sleep 0.05; kill -INT $rp; wait $rp; rc=$?
+check "SIGINT during a one-shot run -> exit 130" "[ $rc -eq 130 ]"
 "$H" run --help >/dev/null 2>&1
 check "--help exits 0" "[ $? -eq 0 ]"
 exit $fail

@@ -8,7 +8,8 @@ M=$S/models/stories260K.gguf
 command -v tmux >/dev/null || { echo "tmux is required (scripts/deps.sh test installs it)"; exit 1; }
 sock=hearth-test-$$
 T() { tmux -L "$sock" "$@"; }
-trap 'T kill-server 2>/dev/null' EXIT
+t_one=$(mktemp)
+trap 'T kill-server 2>/dev/null; rm -f "$t_one"' EXIT
 fail=0
 check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
 screen() { T capture-pane -t s -p -S -200; }
@@ -22,6 +23,12 @@ T send-keys -t s "/set parameter num_predict -1" Enter
 check "/set parameter" "wait_for \"Set parameter 'num_predict'\" 10"
 T send-keys -t s "/set parameter seed 1e30" Enter
 check "/set parameter out of range is refused" "wait_for 'seed must be in' 10"
+T send-keys -t s "/set parameter top_k 1.7" Enter
+check "/set parameter: an integer parameter refuses a fraction" "wait_for 'top_k must be a whole number' 10"
+T send-keys -t s "/set parameter seed 0x10" Enter
+check "/set parameter: hex is not a number" "wait_for \"'0x10' is not a number\" 10"
+T send-keys -t s "/set parameter bogus abc" Enter
+check "/set parameter: an unknown name is named first" "wait_for \"unknown parameter 'bogus'\" 10"
 T send-keys -t s "/set parameter seed -1" Enter
 check "/set parameter seed -1 (random, as run --seed -1) is taken" "wait_for \"Set parameter 'seed'\" 10"
 T send-keys -t s "/show" Enter
@@ -38,4 +45,22 @@ check "/clear" "wait_for 'Cleared the conversation' 10"
 T send-keys -t s "/bye" Enter
 check "/bye exits with 0" "wait_for 'EXITED-0' 10"
 [ $fail -ne 0 ] && screen
+
+# Turn 2 of a chat equals a one-shot run of the same rendered conversation, penalties
+# included: the penalty history is the conversation once (it used to hold earlier turns
+# twice, so a frequency penalty over the whole history counted them double).
+pen="--temp 0 -n 12 -t 1 --repeat-last-n -1 --frequency-penalty 1"
+T kill-session -t s 2>/dev/null
+T new-session -d -s s -x 200 -y 50 "'$H' run '$M' $pen; sleep 30"
+wait_for 'Type /? for help' 20
+T send-keys -t s "Once upon a time" Enter
+for _ in $(seq 300); do [ $(screen | grep -c '^>>>') -ge 2 ] && break; sleep 0.1; done
+T send-keys -t s "Tell more" Enter
+for _ in $(seq 300); do [ $(screen | grep -c '^>>>') -ge 3 ] && break; sleep 0.1; done
+r1=$(screen | awk '/^>>> Once upon a time$/ { getline; print; exit }')
+r2=$(screen | awk '/^>>> Tell more$/ { getline; print; exit }')
+printf '<|im_start|>user\nOnce upon a time<|im_end|>\n<|im_start|>assistant\n%s<|im_end|>\n<|im_start|>user\nTell more<|im_end|>\n<|im_start|>assistant\n' "$r1" |
+  "$H" run "$M" --raw $pen >"$t_one" 2>/dev/null
+check "chat turn 2 equals the one-shot run of its prompt (penalties counted once)" "[ -n \"\$r2\" ] && [ \"\$r2\" = \"\$(cat '$t_one')\" ]"
+[ $fail -ne 0 ] && { screen; echo "one-shot: $(cat "$t_one")"; }
 exit $fail

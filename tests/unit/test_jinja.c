@@ -261,6 +261,16 @@ static void hostile(const char *tmpl, const char *part) {
     if (dt > 10.0) fail_msg("hostile template took %.1f s: %.80s", dt, tmpl);
 }
 
+/* A NUL in the variables would cut the C string a render returns: refused instead. */
+static void test_nul_output(void **state) {
+    (void)state;
+    char *out = NULL;
+    hearth_status st = hearth_template_render("{{ x }}|", "{\"x\":\"c\\u0000d\"}", NULL, &out, g_err, sizeof g_err);
+    assert_int_not_equal(st, HEARTH_OK);
+    assert_null(out);
+    assert_non_null(strstr(g_err, "NUL byte"));
+}
+
 static void test_hostile(void **state) {
     (void)state;
     char *deep = repeat("{{ ", "(", 100000, "1 }}");
@@ -320,6 +330,7 @@ int main(void) {
         cmocka_unit_test(test_globals),
         cmocka_unit_test(test_error_lines),
         cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_nul_output),
         cmocka_unit_test(test_render_api_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

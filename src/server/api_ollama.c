@@ -145,6 +145,33 @@ static enum MHD_Result load_only(http_req *hr, api_call *c, bool chat, gen_opts 
     return http_json(hr, 200, obj);
 }
 
+/* An unload request (no prompt or messages, keep_alive 0; `hearth stop`): the model is
+ * marked to unload, now if idle or when its last request ends, without loading it first
+ * (which could evict another model) and without waiting for a free runner (no 503).
+ * Returns false when the request is not one; *ret is then untouched. */
+static bool unload_only(http_req *hr, bool chat, enum MHD_Result *ret) {
+    json_t *j = hr->json, *m = json_object_get(j, "model");
+    int64_t ka = 1;
+    hb_err e = { 0 };
+    const char *p = json_string_value(json_object_get(j, "prompt"));
+    bool empty = chat ? json_array_size(json_object_get(j, "messages")) == 0 : !p || !*p;
+    if (!empty || !json_is_string(m) || gen_keep_alive(json_object_get(j, "keep_alive"), 1, &ka, &e) || ka != 0) return false;
+    char path[4200];
+    const char *name = json_string_value(m);
+    if (store_model_path(hr->srv->models_dir, name, false, path, sizeof path, &e)) {
+        *ret = http_error(hr, e.code == HEARTH_E_NOT_FOUND ? 404 : http_status_of(e.code), "%s", e.msg);
+        return true;
+    }
+    sched_unload(hr->srv->sched, name);
+    json_t *obj = base_obj(name);
+    if (chat) json_object_set_new(obj, "message", json_pack("{s:s, s:s}", "role", "assistant", "content", ""));
+    else json_object_set_new(obj, "response", json_string(""));
+    json_object_set_new(obj, "done", json_true());
+    json_object_set_new(obj, "done_reason", json_string("unload"));
+    *ret = http_json(hr, 200, obj);
+    return true;
+}
+
 static int check_format(json_t *f, hb_err *err) {
     if (!f || json_is_null(f) || json_is_object(f)) return HEARTH_OK;
     if (json_is_string(f) && (strcmp(json_string_value(f), "json") == 0 || json_string_length(f) == 0)) return HEARTH_OK;
@@ -180,6 +207,8 @@ static enum MHD_Result generate(http_req *hr, bool chat) {
     }
     json_t *imgs = json_object_get(j, "images");
     if (json_array_size(imgs)) return http_error(hr, 501, "images are not supported by this server yet");
+    enum MHD_Result uret;
+    if (unload_only(hr, chat, &uret)) return uret;
     if (!api_begin(hr, &c, true)) return c.ret;
     json_t *stream_v = json_object_get(j, "stream");
     bool stream = !json_is_false(stream_v);

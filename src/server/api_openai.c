@@ -20,6 +20,18 @@ static const char *finish_reason(const gen_req *g, bool tool_calls) {
     return g->done_reason && strcmp(g->done_reason, "length") == 0 ? "length" : "stop";
 }
 
+/* A reply cut short (server shutdown, model unloaded, client gone) is not a finished one:
+ * OpenAI's finish reasons have no "cancelled", so it is reported as an error (a streamed
+ * error event, or an HTTP error) rather than as "stop", which clients take for a whole
+ * answer. */
+static bool cut_short(const gen_req *g) {
+    return g->done_reason && (strcmp(g->done_reason, "error") == 0 || strcmp(g->done_reason, "cancelled") == 0);
+}
+
+static const char *cut_message(const gen_req *g) {
+    return g->errmsg[0] ? g->errmsg : "generation was cancelled";
+}
+
 static json_t *usage_json(const gen_req *g) {
     return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", g->n_prompt, "completion_tokens", g->n_eval,
                      "total_tokens", g->n_prompt + g->n_eval, "prompt_tokens_details", "cached_tokens", g->n_cached);
@@ -83,8 +95,8 @@ static void fmt_openai(ostream *os, const char *text, size_t n, bool final) {
     }
     free(content);
     json_decref(calls);
-    if (g->done_reason && strcmp(g->done_reason, "error") == 0) {
-        ostream_json_line(os, json_pack("{s:{s:s, s:s}}", "error", "message", g->errmsg, "type", "server_error"), true);
+    if (cut_short(g)) {
+        ostream_json_line(os, json_pack("{s:{s:s, s:s}}", "error", "message", cut_message(g), "type", "server_error"), true);
     } else {
         json_t *c = chunk_base(os);
         bool tc = json_array_size(json_object_get(os->extra, "calls")) > 0;
@@ -106,8 +118,8 @@ static void fmt_openai(ostream *os, const char *text, size_t n, bool final) {
 /* The non-streamed answer of a finished request. */
 static enum MHD_Result complete_reply(http_req *hr, api_call *c, gen_req *g, bool chat, json_t *tools, const char *id) {
     enum MHD_Result ret;
-    if (strcmp(g->done_reason, "error") == 0) {
-        ret = http_error(hr, g->status ? g->status : 500, "%s", g->errmsg);
+    if (cut_short(g)) {
+        ret = http_error(hr, g->status ? g->status : 500, "%s", cut_message(g));
     } else {
         json_t *choice;
         const char *text = g->text ? g->text : "";

@@ -433,6 +433,14 @@ static void pull_free(void *ud) {
     free(j);
 }
 
+/* The non-streamed pull's cancel test: the server stopping, or the client gone (this
+ * handler blocks the connection's thread, so nothing else would notice either, and a
+ * stalled registry would hold shutdown until the download ended). */
+static bool pull_plain_cancel(void *ud) {
+    http_req *hr = ud;
+    return atomic_load(&hr->srv->stopping) || !http_client_alive(hr->conn);
+}
+
 static enum MHD_Result pull(http_req *hr) {
     const char *name = body_name(hr, "model", "name");
     if (!name) return http_error(hr, 400, "model is required (a string)");
@@ -443,7 +451,7 @@ static enum MHD_Result pull(http_req *hr) {
     bool stream = !json_is_false(json_object_get(hr->json, "stream"));
     if (!stream) {
         char err[512];
-        hearth_pull_params p = { .insecure = insecure };
+        hearth_pull_params p = { .insecure = insecure, .ud = hr, .cancel = pull_plain_cancel };
         hearth_status rc = hearth_store_pull(hr->srv->models_dir, name, &p, err, sizeof err);
         if (rc) return http_error(hr, rc == HEARTH_E_NOT_FOUND ? 404 : rc == HEARTH_E_IO ? 502 : rc == HEARTH_E_FORMAT ? 400 : http_status_of(rc), "%s", err);
         return http_text(hr, 200, "application/json", "{\"status\":\"success\"}", 20);

@@ -462,6 +462,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         cc->req.method = method;
         cc->req.t0 = hb_now_ns();
         cc->upload_fd = -1;
+        atomic_fetch_add(&srv->active_reqs, 1); /* until completed(): shutdown waits for it */
         if (atomic_load(&srv->stopping)) {
             cc->responded = true;
             return http_error(&cc->req, 503, "server is shutting down");
@@ -520,7 +521,9 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, en
     double ms = (double)(hb_now_ns() - r->t0) / 1e6;
     /* No response queued: the request failed inside the server (500), unless the client
      * went away first (499, nginx's "client closed request"; not a server error). */
-    int status = r->status ? r->status : toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? 500 : 499;
+    bool ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    int status = r->status ? r->status : ok ? 500 : 499;
+    if (!ok && status == 200) status = 499; /* a reply (a stream) the client did not stay for */
     SRV_LOG(srv, HEARTH_LOG_INFO, "method=%s path=\"%s\" status=%d duration_ms=%.1f bytes_out=%zu bytes_in=%zu%s",
             r->method, r->url, status, ms, r->bytes_out, r->body_len,
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
@@ -534,6 +537,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, en
     }
     free(cc);
     *con_cls = NULL;
+    atomic_fetch_sub(&srv->active_reqs, 1);
 }
 
 static enum MHD_Result on_connect(void *cls, const struct sockaddr *addr, socklen_t len) {
@@ -638,8 +642,9 @@ void hearth_server_stop(hearth_server *s) {
     /* Cancel generations first so streams write their final message and end, then stop
      * the daemon (which joins the connection threads). */
     if (s->sched) sched_shutdown(s->sched);
-    /* Let streams deliver their final message (bounded: 10 s). */
-    for (int i = 0; i < 1000 && atomic_load(&s->active_conns) > 0; i++) {
+    /* Let streams deliver their final message and the handlers that were waiting for a
+     * whole reply send it (bounded: 10 s); stopping the daemon closes their sockets. */
+    for (int i = 0; i < 1000 && (atomic_load(&s->active_conns) > 0 || atomic_load(&s->active_reqs) > 0); i++) {
         struct timespec ts = { 0, 10 * 1000 * 1000 };
         nanosleep(&ts, NULL);
     }

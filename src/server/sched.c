@@ -61,7 +61,8 @@ struct runner {
     pthread_cond_t cv;
     gen_req **queue;                /* ring of waiting requests */
     int q_head, q_len, q_cap;
-    bool quit, cancel_all;
+    bool quit;
+    atomic_bool cancel_all;         /* set under mu by sched_shutdown, polled by the decode loop without it */
     atomic_bool abort_decode;
     atomic_long kv_used;
     atomic_int busy;
@@ -528,9 +529,26 @@ static void *runner_main(void *arg) {
     return NULL;
 }
 
+/* Drops queued requests whose clients have gone (under r->mu): they would otherwise hold
+ * their places until admitted, and a live client would be refused as "busy" meanwhile. */
+static void queue_purge(runner *r) {
+    int kept = 0;
+    for (int i = 0; i < r->q_len; i++) {
+        gen_req *g = r->queue[(r->q_head + i) % r->q_cap];
+        if (atomic_load(&g->cancel)) {
+            gen_req_finish(g, "cancelled", 499, "request cancelled");
+            gen_req_unref(g);
+        } else {
+            r->queue[(r->q_head + kept++) % r->q_cap] = g;
+        }
+    }
+    r->q_len = kept;
+}
+
 bool runner_submit(runner *r, gen_req *g, hb_err *err) {
     bool ok = false;
     pthread_mutex_lock(&r->mu);
+    queue_purge(r);
     int max_q = r->s->srv->p.max_queue + r->n_slots; /* waiting beyond the free slots */
     if (r->quit || r->cancel_all) {
         hb_fail(err, HEARTH_E_CANCELLED, "server is shutting down");
@@ -971,6 +989,7 @@ void sched_stats(sched *s, int64_t *kv_used, int64_t *kv_total, int *loaded, int
         *kv_total += (int64_t)r->n_ctx * r->n_slots;
         *busy += atomic_load(&r->busy);
         pthread_mutex_lock(&r->mu);
+        queue_purge(r);
         *queued += r->q_len;
         pthread_mutex_unlock(&r->mu);
         (*loaded)++;

@@ -258,6 +258,7 @@ struct hearth_server {
     sched *sched;
     atomic_bool stopping;
     atomic_int active_conns;
+    atomic_int active_reqs;   /* requests between their first call and completed() */
     hb_log log;
     /* metrics */
     pthread_mutex_t mmu;

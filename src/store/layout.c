@@ -349,7 +349,15 @@ int store_manifest_load(const char *root, const store_name *n, store_manifest *m
     if ((rc = store_manifest_path(root, n, path, sizeof path, err))) goto out;
     store_name_display(n, disp, sizeof disp);
     HB_CHECK(access(path, F_OK) == 0, HEARTH_E_NOT_FOUND, "model '%s' not found", disp);
-    if ((rc = hb_read_file(path, STORE_MANIFEST_MAX, &text, &len, err))) goto out;
+    if ((rc = hb_read_file(path, STORE_MANIFEST_MAX, &text, &len, err))) {
+        /* removed between the check and the read (a delete racing this request): the model
+         * is gone, which is a 404, and the message does not name the server's files */
+        if (access(path, F_OK) != 0) {
+            hb_err_clear(err);
+            rc = hb_fail(err, HEARTH_E_NOT_FOUND, "model '%s' not found", disp);
+        }
+        goto out;
+    }
     if ((rc = store_manifest_parse(text, len, m, err))) goto out;
 out:
     free(text);

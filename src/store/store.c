@@ -179,7 +179,7 @@ static int info_json(const char *root, const char *digest, json_t *obj, const ch
     return HEARTH_OK;
 }
 
-int store_info_json(const char *root, const char *name, json_t **out, hb_err *err) {
+static int info_locked(const char *root, const char *name, json_t **out, hb_err *err) {
     int rc = HEARTH_OK;
     store_name nm;
     store_manifest m;
@@ -222,6 +222,15 @@ int store_info_json(const char *root, const char *name, json_t **out, hb_err *er
     o = NULL;
 out:
     json_decref(o);
+    return rc;
+}
+
+int store_info_json(const char *root, const char *name, json_t **out, hb_err *err) {
+    /* Under the shared store lock: the manifest and its layers are read in several steps,
+     * and a removal (exclusive) between them would turn "not found" into an I/O error. */
+    int lk = store_lock(root, false);
+    int rc = info_locked(root, name, out, err);
+    store_unlock(lk);
     return rc;
 }
 

@@ -354,7 +354,11 @@ static void build_batch(runner *r) {
         slot *sl = &r->slots[i];
         sl->logit_idx = -1;
         if (!sl->req) continue;
-        if (atomic_load(&sl->req->cancel) || r->cancel_all) {
+        if (r->cancel_all) { /* the server is stopping: not the client's doing */
+            slot_finish(r, sl, "cancelled", 503, "server is shutting down");
+            continue;
+        }
+        if (atomic_load(&sl->req->cancel)) {
             slot_finish(r, sl, "cancelled", 499, "request cancelled");
             continue;
         }
@@ -431,7 +435,10 @@ static void step(runner *r) {
             if (!in_batch) continue;
             hearth_kv_seq_rm(r->ctx, sl->id, 0, -1);
             sl->n_hist = 0;
-            slot_finish(r, sl, rc == HEARTH_E_CANCELLED ? "cancelled" : "error", rc == HEARTH_E_CONTEXT ? 400 : 500, msg);
+            /* a decode is aborted only when the server stops or the model goes away */
+            slot_finish(r, sl, rc == HEARTH_E_CANCELLED ? "cancelled" : "error",
+                        rc == HEARTH_E_CANCELLED ? 503 : rc == HEARTH_E_CONTEXT ? 400 : 500,
+                        rc == HEARTH_E_CANCELLED && r->cancel_all ? "server is shutting down" : msg);
         }
         return;
     }

@@ -134,11 +134,18 @@ static int eval_tokens(gen_session *g, const hearth_token *toks, size_t n) {
             g->hist[g->n_hist++] = toks[i];
         }
         hearth_status st = hearth_decode(g->ctx, &g->batch);
+        if (st == HEARTH_E_CANCELLED) {
+            /* Ctrl-C: only this batch's cells are in doubt (a decode writes no others), so
+             * the conversation before it stays cached for the next turn */
+            size_t keep = g->n_hist - (size_t)g->batch.n_tokens;
+            hearth_kv_seq_rm(g->ctx, 0, (int32_t)keep, -1);
+            g->n_hist = keep;
+            return -1;
+        }
         if (st) {
-            if (st != HEARTH_E_CANCELLED) cli_error("%s", hearth_context_errmsg(g->ctx));
-            /* the cache state is unknown after a failed batch: start over next time */
-            gen_reset(g);
-            return st == HEARTH_E_CANCELLED ? -1 : 1;
+            cli_error("%s", hearth_context_errmsg(g->ctx));
+            gen_reset(g); /* the cache state is unknown after a failed batch: start over next time */
+            return 1;
         }
     }
     return 0;

@@ -134,12 +134,18 @@ static enum MHD_Result run_gen(http_req *hr, runner *rn, gen_req *g, const char 
 }
 
 /* Answers an empty generate/chat: load (or unload with keep_alive 0) the model. */
-static enum MHD_Result load_only(http_req *hr, api_call *c, bool chat, gen_opts *o) {
-    json_t *obj = base_obj(c->model);
+/* The final object of a request without a prompt: empty text, done, `reason`. */
+static json_t *load_obj(const char *model, bool chat, const char *reason) {
+    json_t *obj = base_obj(model);
     if (chat) json_object_set_new(obj, "message", json_pack("{s:s, s:s}", "role", "assistant", "content", ""));
     else json_object_set_new(obj, "response", json_string(""));
     json_object_set_new(obj, "done", json_true());
-    json_object_set_new(obj, "done_reason", json_string(c->keep_alive == 0 ? "unload" : "load"));
+    json_object_set_new(obj, "done_reason", json_string(reason));
+    return obj;
+}
+
+static enum MHD_Result load_only(http_req *hr, api_call *c, bool chat, gen_opts *o) {
+    json_t *obj = load_obj(c->model, chat, c->keep_alive == 0 ? "unload" : "load");
     gen_opts_free(o);
     api_end(c, true);
     return http_json(hr, 200, obj);
@@ -163,12 +169,7 @@ static bool unload_only(http_req *hr, bool chat, enum MHD_Result *ret) {
         return true;
     }
     sched_unload(hr->srv->sched, name);
-    json_t *obj = base_obj(name);
-    if (chat) json_object_set_new(obj, "message", json_pack("{s:s, s:s}", "role", "assistant", "content", ""));
-    else json_object_set_new(obj, "response", json_string(""));
-    json_object_set_new(obj, "done", json_true());
-    json_object_set_new(obj, "done_reason", json_string("unload"));
-    *ret = http_json(hr, 200, obj);
+    *ret = http_json(hr, 200, load_obj(name, chat, "unload"));
     return true;
 }
 

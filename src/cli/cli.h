@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <stdio.h>
+
 #include "hearth.h"
 
 typedef enum cli_opt_kind {
@@ -56,6 +58,15 @@ void cli_print_help(const cli_spec *spec);
 
 /* Prints "hearth: <msg>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Reads all of f into a NUL-terminated buffer (caller frees; *len: the bytes read, which
+ * may include NULs). At most max bytes: larger input, a read error or no memory print one
+ * message, "<verb>: <what> is larger than N MiB" and the like, and return NULL; a read cut
+ * by a signal (EINTR) returns NULL without a message, for the caller's interrupt handling. */
+char *cli_read_stream(FILE *f, const char *verb, const char *what, size_t max, size_t *len);
+/* cli_read_stream of the file at path ("-": stdin); one that cannot be opened is named:
+ * "<verb>: cannot open <what> '<path>': <reason>". */
+char *cli_read_path(const char *path, const char *verb, const char *what, size_t max, size_t *len);
 /* A model's log callback (hearth_model_params.log): library messages go to stderr as
  * "hearth: note: ..." for warnings (e.g. "no usable GPU ...; running on the CPU") and
  * "hearth: error: ..." for errors; ud is unused. */

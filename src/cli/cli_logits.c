@@ -1,5 +1,5 @@
 /* cli_logits.c — `hearth logits MODEL --tokens "1 2 3"`: evaluates the ids as one sequence
- * (in n_batch chunks) and writes the logits of every position as little-endian float32,
+ * (or the ids of --tokens-file FILE, '-' = stdin; in n_batch chunks) and writes the logits of every position as little-endian float32,
  * row-major [n_tokens][n_vocab], to --out or stdout. --greedy N then continues greedily
  * for N tokens and prints their ids (stdout with --out, else stderr). */
 #include <errno.h>
@@ -12,18 +12,23 @@
 #include "cli.h"
 #include "hearth.h"
 
+/* Whether c separates two ids (spaces, commas, tabs, line ends: CRLF files too). */
+static int id_sep(char c) {
+    return c == ' ' || c == ',' || c == '\t' || c == '\n' || c == '\r';
+}
+
 /* Parses space/comma separated ids into a malloc'd array. Returns -1 on a bad entry. */
 static int parse_ids(const char *s, int32_t **out, size_t *n) {
     size_t cap = 16, k = 0;
     int32_t *ids = malloc(cap * sizeof *ids);
     if (!ids) return -1;
     while (*s) {
-        while (*s == ' ' || *s == ',' || *s == '\t' || *s == '\n') s++;
+        while (id_sep(*s)) s++;
         if (!*s) break;
         char *end = NULL;
         errno = 0;
         long v = strtol(s, &end, 10);
-        if (errno || end == s || v < 0 || v > INT32_MAX || (*end && *end != ' ' && *end != ',' && *end != '\t' && *end != '\n')) {
+        if (errno || end == s || v < 0 || v > INT32_MAX || (*end && !id_sep(*end))) {
             free(ids);
             return -1;
         }
@@ -54,7 +59,7 @@ static int argmax(const float *v, int32_t n) {
 }
 
 typedef struct lg_opts {
-    const char *tokens, *out, *kv;
+    const char *tokens, *tokens_file, *out, *kv;
     long ctx, threads, batch, greedy;
 } lg_opts;
 
@@ -128,9 +133,10 @@ static int finish_out(FILE *f, char *tmp, const char *path, int code) {
 }
 
 int cli_logits(int argc, char **argv) {
-    lg_opts o = { NULL, NULL, "f32", 0, 0, 512, 0 };
+    lg_opts o = { NULL, NULL, NULL, "f32", 0, 0, 512, 0 };
     const cli_opt opts[] = {
-        { "tokens", 0, CLI_STR, &o.tokens, 0, 0, NULL, "IDS", "token ids, space separated (required)" },
+        { "tokens", 0, CLI_STR, &o.tokens, 0, 0, NULL, "IDS", "token ids, space separated" },
+        { "tokens-file", 0, CLI_STR, &o.tokens_file, 0, 0, NULL, "FILE", "read the ids from FILE instead ('-' = stdin)" },
         { "out", 'o', CLI_STR, &o.out, 0, 0, NULL, "FILE", "write logits here instead of stdout" },
         { "kv", 0, CLI_STR, &o.kv, 0, 0, NULL, "TYPE", "KV cache type: f32, f16 or q8_0" },
         { "ctx", 'c', CLI_INT, &o.ctx, 0, 1 << 20, NULL, "N", "context length (0 = model's, capped 4096)" },
@@ -148,12 +154,20 @@ int cli_logits(int argc, char **argv) {
     hearth_model *m = NULL;
     hearth_context *c = NULL;
     FILE *f = NULL;
-    char *tmp = NULL;
+    char *tmp = NULL, *idtext = NULL;
     int pr = cli_parse(&spec, argc, argv, &pos, &n_pos);
     if (pr != CLI_PARSE_OK) { free(pos); return pr == CLI_PARSE_HELP ? 0 : 1; }
     hearth_context_params cp = hearth_context_default_params();
-    if (!o.tokens) { cli_error("logits: --tokens is required"); goto out; }
-    if (parse_ids(o.tokens, &ids, &n) || n == 0) { cli_error("logits: --tokens must be a list of non-negative integers"); goto out; }
+    if (!o.tokens == !o.tokens_file) { cli_error("logits: give the ids with either --tokens or --tokens-file"); goto out; }
+    if (o.tokens_file) {
+        size_t len = 0;
+        if (!(idtext = cli_read_path(o.tokens_file, "logits", "the ids file", (size_t)64 << 20, &len))) goto out;
+        if (memchr(idtext, '\0', len)) { cli_error("logits: the ids file '%s' contains a NUL byte", o.tokens_file); goto out; }
+    }
+    if (parse_ids(o.tokens ? o.tokens : idtext, &ids, &n) || n == 0) {
+        cli_error("logits: %s must be a list of non-negative integers", o.tokens ? "--tokens" : "the ids file");
+        goto out;
+    }
     if (strcmp(o.kv, "f32") == 0) cp.kv_type = HEARTH_KV_F32;
     else if (strcmp(o.kv, "f16") == 0) cp.kv_type = HEARTH_KV_F16;
     else if (strcmp(o.kv, "q8_0") == 0) cp.kv_type = HEARTH_KV_Q8_0;
@@ -186,6 +200,7 @@ out:
     hearth_context_free(c);
     hearth_model_free(m);
     free(ids);
+    free(idtext);
     free(pos);
     return code;
 }

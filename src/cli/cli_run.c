@@ -152,7 +152,7 @@ int cli_run(int argc, char **argv) {
         if (!run_text_check("the prompt", pos[1], strlen(pos[1]))) rc = one_shot(g, &a, pos[1]);
     } else if (!isatty(STDIN_FILENO)) {
         size_t len = 0;
-        piped = run_read_stdin(&len);
+        piped = cli_read_stream(stdin, "run", "the prompt on stdin", (size_t)64 << 20, &len);
         if (!piped && g_interrupt) rc = RUN_EXIT_INTERRUPTED;
         else if (piped && !run_text_check("the prompt on stdin", piped, len)) rc = one_shot(g, &a, piped);
     } else {

@@ -17,63 +17,23 @@
 
 #define TEMPLATE_FILE_MAX (16u << 20)
 
-/* Reads a whole file into a NUL-terminated malloc'd buffer; NULL with a message on error. */
+/* The file at path ("-": stdin), NUL-terminated (caller frees); NULL with a message when it
+ * cannot be read, is too large or holds a NUL byte (which would cut the C string short). */
 static char *slurp(const char *path, const char *what) {
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    if (!f) {
-        cli_error("template: cannot open %s '%s'", what, path);
-        return NULL;
-    }
-    for (;;) {
-        if (cap - n < 65536) {
-            if (n > TEMPLATE_FILE_MAX) {
-                cli_error("template: %s '%s' is larger than %u MiB", what, path, TEMPLATE_FILE_MAX >> 20);
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            cap = cap ? cap * 2 : 65536;
-            char *nb = realloc(buf, cap + 1);
-            if (!nb) {
-                cli_error("template: out of memory reading '%s'", path);
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = nb;
-        }
-        size_t k = fread(buf + n, 1, cap - n, f);
-        n += k;
-        if (k == 0 || n > TEMPLATE_FILE_MAX) break;
-    }
-    if (n > TEMPLATE_FILE_MAX) {
-        cli_error("template: %s '%s' is larger than %u MiB", what, path, TEMPLATE_FILE_MAX >> 20);
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        cli_error("template: error reading %s '%s'", what, path);
-        free(buf);
-        return NULL;
-    }
-    if (memchr(buf, '\0', n)) {
+    size_t n = 0;
+    char *buf = cli_read_path(path, "template", what, TEMPLATE_FILE_MAX, &n);
+    if (buf && memchr(buf, '\0', n)) {
         cli_error("template: %s '%s' contains a NUL byte", what, path);
         free(buf);
-        return NULL;
+        buf = NULL;
     }
-    buf[n] = '\0';
     return buf;
 }
 
 int cli_template(int argc, char **argv) {
     const char *file = NULL, *vars_path = NULL, *now = NULL;
     const cli_opt opts[] = {
-        { "file", 'f', CLI_STR, &file, 0, 0, NULL, "T.jinja", "template source file (instead of MODEL)" },
+        { "file", 'f', CLI_STR, &file, 0, 0, NULL, "T.jinja", "template source file (instead of MODEL; '-' = stdin)" },
         { "vars", 0, CLI_STR, &vars_path, 0, 0, NULL, "VARS.json",
           "JSON object of template variables (messages, add_generation_prompt, bos_token, ...)" },
         { "now", 0, CLI_STR, &now, 0, 0, NULL, "TIME",

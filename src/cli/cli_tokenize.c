@@ -14,39 +14,6 @@
 
 #define MAX_STDIN (256u << 20)
 
-/* Reads all of stdin; caller frees. */
-static char *read_stdin(size_t *len) {
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n == cap) {
-            if (cap >= MAX_STDIN) {
-                cli_error("tokenize: input on stdin is larger than %u MiB", MAX_STDIN >> 20);
-                free(buf);
-                return NULL;
-            }
-            char *p = realloc(buf, cap * 2);
-            if (!p) break;
-            buf = p;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, stdin);
-        n += got;
-        if (got == 0) {
-            if (ferror(stdin)) {
-                cli_error("tokenize: cannot read stdin");
-                free(buf);
-                return NULL;
-            }
-            *len = n;
-            return buf;
-        }
-    }
-    free(buf);
-    cli_error("tokenize: out of memory reading stdin");
-    return NULL;
-}
-
 /* Writes s[0..n) with C-style escapes for quotes, backslashes and non-printable bytes
  * (UTF-8 sequences are printed as they are). */
 static void put_escaped(FILE *f, const char *s, size_t n, bool json) {
@@ -128,7 +95,7 @@ int cli_tokenize(int argc, char **argv) {
     if (pr != CLI_PARSE_OK) return pr == CLI_PARSE_HELP ? 0 : 1;
     if (n_pos == 2) {
         len = strlen(pos[1]);
-    } else if (!(input = read_stdin(&len))) goto out;
+    } else if (!(input = cli_read_stream(stdin, "tokenize", "the text on stdin", MAX_STDIN, &len))) goto out;
     hearth_model_params mp = hearth_model_default_params();
     mp.vocab_only = true;
     mp.log_level = HEARTH_LOG_ERROR;

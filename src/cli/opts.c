@@ -22,6 +22,59 @@ void cli_error(const char *fmt, ...) {
     va_end(ap);
 }
 
+char *cli_read_stream(FILE *f, const char *verb, const char *what, size_t max, size_t *len) {
+    size_t cap = 0, n = 0;
+    char *buf = NULL, *out = NULL;
+    *len = 0;
+    for (;;) {
+        if (n == cap) {
+            if (cap > max) {
+                cli_error("%s: %s is larger than %zu MiB", verb, what, max >> 20);
+                goto out;
+            }
+            size_t nc = cap ? cap * 2 : 65536;
+            char *nb = realloc(buf, nc + 1);
+            if (!nb) {
+                cli_error("%s: out of memory reading %s", verb, what);
+                goto out;
+            }
+            buf = nb, cap = nc;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (n > max) {
+        cli_error("%s: %s is larger than %zu MiB", verb, what, max >> 20);
+        goto out;
+    }
+    if (ferror(f)) {
+        if (errno != EINTR) cli_error("%s: cannot read %s: %s", verb, what, strerror(errno));
+        goto out;
+    }
+    buf[n] = '\0';
+    *len = n;
+    out = buf;
+    buf = NULL;
+out:
+    free(buf);
+    return out;
+}
+
+char *cli_read_path(const char *path, const char *verb, const char *what, size_t max, size_t *len) {
+    char *out = NULL;
+    *len = 0;
+    if (strcmp(path, "-") == 0) return cli_read_stream(stdin, verb, what, max, len);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_error("%s: cannot open %s '%s': %s", verb, what, path, strerror(errno));
+        return NULL;
+    }
+    out = cli_read_stream(f, verb, what, max, len);
+    fclose(f);
+    return out;
+}
+
 static int set_value(const cli_spec *spec, const cli_opt *o, const char *val, const char *src) {
     char *end = NULL;
     errno = 0;

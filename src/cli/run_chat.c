@@ -95,30 +95,6 @@ out:
     return rc;
 }
 
-char *run_read_stdin(size_t *len) {
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n - 1, stdin);
-        n += got;
-        if (got == 0) break;
-        if (n + 1 >= cap) {
-            if (cap > (64u << 20)) {
-                cli_error("run: the prompt on stdin is larger than 64 MiB");
-                free(buf);
-                return NULL;
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) { free(buf); return NULL; }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    if (buf) buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 int run_resolve_model(const char *arg, char **path, char **template_src, char **system) {
     char err[512] = "", *info = NULL;
     *path = *template_src = *system = NULL;

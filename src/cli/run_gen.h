@@ -94,8 +94,6 @@ int run_chat_turn(gen_session *g, json_t *conv, const char *user, bool verbose, 
 /* 0 when len bytes of s are text a chat message can hold (valid UTF-8, no NUL byte), else
  * 1 with a message naming `what` ("the prompt", "the system prompt") printed. */
 int run_text_check(const char *what, const char *s, size_t len);
-/* Reads all of stdin (max 64 MiB); caller frees; NULL on error (printed). */
-char *run_read_stdin(size_t *len);
 int run_repl(gen_session *g, gen_opts *o, const char *system, bool verbose, volatile sig_atomic_t *interrupt);
 
 #endif

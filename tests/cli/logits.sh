@@ -17,8 +17,20 @@ size=$(stat -c %s "$tmp/o.f32")
 # stdout output, chunked batches (--batch 5) give the same bytes
 "$H" logits "$M" --tokens "$ids" --kv f32 --batch 5 --threads 1 > "$tmp/o2.f32" || { echo "stdout run failed"; exit 1; }
 cmp -s "$tmp/o.f32" "$tmp/o2.f32" || { echo "chunked/stdout output differs"; exit 1; }
+# the ids from a file (CRLF lines) and from stdin give the same bytes
+printf '%s\r\n' $ids > "$tmp/ids.txt"
+"$H" logits "$M" --tokens-file "$tmp/ids.txt" --kv f32 --threads 1 > "$tmp/o3.f32" || { echo "--tokens-file run failed"; exit 1; }
+cmp -s "$tmp/o.f32" "$tmp/o3.f32" || { echo "--tokens-file output differs"; exit 1; }
+echo "$ids" | "$H" logits "$M" --tokens-file - --kv f32 --threads 1 > "$tmp/o4.f32" || { echo "--tokens-file - run failed"; exit 1; }
+cmp -s "$tmp/o.f32" "$tmp/o4.f32" || { echo "--tokens-file - output differs"; exit 1; }
+printf '1 2\0003' > "$tmp/nul.txt"
+for args in "--tokens 1 --tokens-file $tmp/ids.txt" "--tokens-file $tmp/nothere.txt" "--tokens-file $tmp/nul.txt"; do
+  # shellcheck disable=SC2086
+  if "$H" logits "$M" $args > /dev/null 2> "$tmp/err"; then echo "accepted: $args"; exit 1; fi
+  [ "$(wc -l < "$tmp/err")" -eq 1 ] || { echo "not one message for $args:"; cat "$tmp/err"; exit 1; }
+done
 # errors: out-of-range id, garbage ids, too long for the context, bad kv type, missing model
-for args in "--tokens 1,99999" "--tokens 1,x" "--tokens 1,2,3 --ctx 2" "--tokens 1 --kv f8" "--tokens 1 --greedy 9 --ctx 4"; do
+for args in "--tokens 1,99999" "--tokens 1,x" "--tokens 1,2,3 --ctx 2" "--tokens 1 --kv f8" "--tokens 1 --greedy 9 --ctx 4" ""; do
   # shellcheck disable=SC2086
   if "$H" logits "$M" $args > /dev/null 2> "$tmp/err"; then echo "accepted: $args"; exit 1; fi
   [ "$(wc -l < "$tmp/err")" -eq 1 ] || { echo "not one message for $args:"; cat "$tmp/err"; exit 1; }

@@ -131,7 +131,11 @@ hearth_status hearth_tokenize(const hearth_model *m, const char *text, size_t le
 
 enum {
     HEARTH_DETOK_REMOVE_SPECIAL = 1, /* drop BOS/EOS-like tokens at the ends */
-    HEARTH_DETOK_UNPARSE_SPECIAL = 2 /* render control tokens as their text */
+    HEARTH_DETOK_UNPARSE_SPECIAL = 2, /* render control tokens as their text */
+    /* streams only: the tokens continue earlier text (a prompt), so the first one keeps
+     * its leading space where a SentencePiece vocabulary would drop it at a text's start
+     * ("Once upon a" + " time", not "time") */
+    HEARTH_DETOK_CONTINUE = 4
 };
 /* Detokenizes ids into *out (NUL-terminated, *len bytes; caller frees with hearth_free).
  * Applies the family's leading-space and clean-up rules. An id out of range is
@@ -155,6 +159,9 @@ hearth_status hearth_detok_stream_push(hearth_detok_stream *s, hearth_token t,
 /* Returns any held bytes at the end (invalid partial characters become U+FFFD). */
 hearth_status hearth_detok_stream_flush(hearth_detok_stream *s, const char **text, size_t *len);
 void hearth_detok_stream_free(hearth_detok_stream *s);
+/* The stream flag for text generated after the n prompt tokens: HEARTH_DETOK_CONTINUE
+ * unless the prompt is empty or only the BOS token (the generated text starts the text). */
+int hearth_detok_flags_after(const hearth_model *m, const hearth_token *prompt, size_t n);
 
 /* ---- chat templates -------------------------------------------------------------------- */
 /* Renders a Jinja chat template (the subset real models use) with the variables in

@@ -243,7 +243,7 @@ static int tokenize_prompt(gen_session *g, const char *prompt, int flags, hearth
 static int gen_loop(gen_session *g, gen_emit_fn emit, void *ud, gen_stats *st, uint64_t t_start) {
     int rc = 0;
     stop_buf sb = { 0 };
-    hearth_detok_stream *ds = hearth_detok_stream_new(g->model, 0);
+    hearth_detok_stream *ds = hearth_detok_stream_new(g->model, hearth_detok_flags_after(g->model, g->hist, g->n_hist));
     const char *text;
     size_t len;
     bool found = false; /* a stop string ended the reply: the held text is dropped */

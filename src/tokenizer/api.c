@@ -90,6 +90,11 @@ hearth_detok_stream *hearth_detok_stream_new(const hearth_model *m, int flags) {
     return s;
 }
 
+int hearth_detok_flags_after(const hearth_model *m, const hearth_token *prompt, size_t n) {
+    hearth_token bos = m && m->vocab ? m->vocab->bos : -1;
+    return n > 1 || (n == 1 && (prompt[0] != bos || bos < 0)) ? HEARTH_DETOK_CONTINUE : 0;
+}
+
 void hearth_detok_stream_free(hearth_detok_stream *s) {
     if (!s) return;
     free(s->pend);
@@ -169,13 +174,13 @@ hearth_status hearth_detok_stream_push(hearth_detok_stream *s, hearth_token t, c
     if (!s->started) {
         s->started = true;
         if (remove_special && v->add_bos && t == v->bos) return HEARTH_OK;
-        strip = v->add_space_prefix;
+        strip = v->add_space_prefix && !(s->flags & HEARTH_DETOK_CONTINUE);
     }
     if (remove_special && v->add_eos && t == v->eos) return HEARTH_OK;
-    int rc = tok_piece(v, t, s->flags, NULL, 0, &n, &e);
+    int pf = s->flags & ~HEARTH_DETOK_CONTINUE, rc = tok_piece(v, t, pf, NULL, 0, &n, &e);
     if (rc) return (hearth_status)rc;
     if (grow(&s->pend, &s->cap_pend, s->n_pend + n + 1)) return HEARTH_E_NOMEM;
-    if (tok_piece(v, t, s->flags, s->pend + s->n_pend, n, &n, &e)) return HEARTH_E_INTERNAL;
+    if (tok_piece(v, t, pf, s->pend + s->n_pend, n, &n, &e)) return HEARTH_E_INTERNAL;
     if (strip && n > 0 && s->pend[s->n_pend] == ' ') {
         memmove(s->pend + s->n_pend, s->pend + s->n_pend + 1, n - 1);
         n--;

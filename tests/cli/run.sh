@@ -13,6 +13,10 @@ check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
 "$H" run "$M" --raw "" --temp 0 -n 200 >"$t/greedy.txt" 2>"$t/err"
 check "greedy 200 tokens from BOS equals the fixture" "cmp -s '$t/greedy.txt' '$S/fixtures/generation/stories260K.greedy.txt'"
 
+{ printf 'Once upon a'; "$H" run "$M" --raw "Once upon a" --temp 0 -n 40 2>/dev/null; } >"$t/cont.txt"
+check "a continuation keeps its first token's space (prompt + reply = the fixture's text)" \
+  "[ \"\$(head -c \$(stat -c %s '$t/cont.txt') '$S/fixtures/generation/stories260K.greedy.txt')\" = \"\$(cat '$t/cont.txt')\" ]"
+
 "$H" run "$M" --raw "Once upon a time" --seed 7 --temp 1.0 -n 60 -t 1 >"$t/s1" 2>/dev/null
 "$H" run "$M" --raw "Once upon a time" --seed 7 --temp 1.0 -n 60 -t 1 >"$t/s2" 2>/dev/null
 "$H" run "$M" --raw "Once upon a time" --seed 7 --temp 1.0 -n 60 -t 2 >"$t/s3" 2>/dev/null

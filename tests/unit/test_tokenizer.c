@@ -122,6 +122,37 @@ static void test_stream_holds_partial_chars(void **state) {
     hearth_model_free(m);
 }
 
+/* A stream after a prompt keeps its first token's leading space; at a text's start
+ * (nothing or only BOS before it) the SentencePiece rule drops it. */
+static void test_stream_continuation(void **state) {
+    (void)state;
+    hearth_model *m = load_vocab("vocab/ggml-vocab-llama-spm.gguf");
+    hearth_token *ids = NULL;
+    size_t n = 0, l = 0;
+    const char *t;
+    char err[256];
+    assert_int_equal(hearth_tokenize(m, "Once upon", 9, HEARTH_TOK_ADD_SPECIAL, &ids, &n, err, sizeof err), HEARTH_OK);
+    assert_int_equal(n, 3); /* BOS, "▁Once", "▁upon" */
+    assert_int_equal(ids[0], hearth_token_bos(m));
+    assert_int_equal(hearth_detok_flags_after(m, ids, 1), 0);
+    assert_int_equal(hearth_detok_flags_after(m, ids, 0), 0);
+    assert_int_equal(hearth_detok_flags_after(m, ids, 2), HEARTH_DETOK_CONTINUE);
+    assert_int_equal(hearth_detok_flags_after(m, ids + 1, 1), HEARTH_DETOK_CONTINUE);
+    for (int cont = 0; cont < 2; cont++) {
+        hearth_detok_stream *s = hearth_detok_stream_new(m, cont ? HEARTH_DETOK_CONTINUE : 0);
+        assert_non_null(s);
+        assert_int_equal(hearth_detok_stream_push(s, ids[2], &t, &l), HEARTH_OK);
+        assert_int_equal(l, cont ? 5 : 4);
+        assert_memory_equal(t, cont ? " upon" : "upon", l);
+        assert_int_equal(hearth_detok_stream_push(s, ids[1], &t, &l), HEARTH_OK); /* later tokens keep theirs */
+        assert_int_equal(l, 5);
+        assert_memory_equal(t, " Once", 5);
+        hearth_detok_stream_free(s);
+    }
+    hearth_free(ids);
+    hearth_model_free(m);
+}
+
 /* Concatenates the stream output for ids. */
 static size_t stream_all(const hearth_model *m, int flags, const hearth_token *ids, size_t n, char *out) {
     size_t got = 0;
@@ -283,6 +314,7 @@ int main(void) {
         cmocka_unit_test(test_utf8_valid),
         cmocka_unit_test(test_tokenize_rejects_invalid_utf8),
         cmocka_unit_test(test_stream_holds_partial_chars),
+        cmocka_unit_test(test_stream_continuation),
         cmocka_unit_test(test_stream_leading_space),
         cmocka_unit_test(test_out_of_range_ids),
         cmocka_unit_test(test_eog),

@@ -671,6 +671,10 @@ int runner_load(sched *s, const char *name, const char *path, runner **out, hb_e
     mp.backend = srv->p.backend;
     mp.n_gpu_layers = srv->p.n_gpu_layers;
     mp.log = srv->p.log, mp.log_user_data = srv->p.log_user_data, mp.log_level = HEARTH_LOG_WARN;
+    if (s->test_load_delay_ms > 0) { /* a testing aid: a slow load without a large model */
+        struct timespec ts = { s->test_load_delay_ms / 1000, s->test_load_delay_ms % 1000 * 1000000L };
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    }
     rc = hearth_model_load(path, &mp, &r->model, msg, sizeof msg);
     HB_CHECK(rc == HEARTH_OK, rc, "cannot load model: %s", msg);
     if ((rc = check_memory(srv, r->model, &n_ctx, err))) goto out;

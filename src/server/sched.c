@@ -157,6 +157,9 @@ int sched_new(hearth_server *srv, sched **out, hb_err *err) {
     *out = NULL;
     if (!s) return hb_fail(err, HEARTH_E_NOMEM, "out of memory");
     s->srv = srv;
+    const char *delay = getenv("HEARTH_TEST_LOAD_DELAY_MS");
+    s->test_load_delay_ms = delay ? strtol(delay, NULL, 10) : 0;
+    if (s->test_load_delay_ms < 0 || s->test_load_delay_ms > 600000) s->test_load_delay_ms = 0;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (pthread_create(&s->mgr, NULL, manager_main, s) != 0) {

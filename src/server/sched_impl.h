@@ -73,6 +73,7 @@ struct sched {
     bool shutting, quit;
     pthread_t mgr;
     bool mgr_started;
+    long test_load_delay_ms;        /* HEARTH_TEST_LOAD_DELAY_MS (a testing aid): added to every model load */
 };
 
 /* Loads the model at path into a new runner and starts its thread; *out is freed with

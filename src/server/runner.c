@@ -551,8 +551,8 @@ out:
 
 static bool abort_cb(void *ud) { return atomic_load(&((runner *)ud)->abort_decode); }
 
-void runner_free(runner *r) {
-    if (!r) return;
+/* Stops r's thread and frees what runner_init made, leaving r as runner_new made it. */
+static void runner_teardown(runner *r) {
     if (r->started) {
         pthread_mutex_lock(&r->mu);
         r->quit = true;
@@ -560,6 +560,7 @@ void runner_free(runner *r) {
         pthread_cond_broadcast(&r->cv);
         pthread_mutex_unlock(&r->mu);
         pthread_join(r->thread, NULL);
+        r->started = false;
     }
     spool_free(r->pool);
     free(r->s_slot);
@@ -582,6 +583,14 @@ void runner_free(runner *r) {
     hearth_context_free(r->ectx);
     hearth_context_free(r->ctx);
     hearth_model_free(r->model);
+    r->pool = NULL, r->s_slot = NULL, r->s_logits = NULL, r->s_tok = NULL, r->slots = NULL, r->queue = NULL;
+    r->opens_json = NULL, r->mlogits = NULL, r->ectx = NULL, r->ctx = NULL, r->model = NULL;
+    r->n_slots = 0;
+}
+
+void runner_free(runner *r) {
+    if (!r) return;
+    runner_teardown(r);
     pthread_mutex_destroy(&r->mu);
     pthread_mutex_destroy(&r->emu);
     pthread_cond_destroy(&r->cv);
@@ -653,29 +662,34 @@ out:
     return rc;
 }
 
-int runner_load(sched *s, const char *name, const char *path, runner **out, hb_err *err) {
-    int rc = HEARTH_OK;
-    char msg[512] = "";
-    hearth_server *srv = s->srv;
+int runner_new(sched *s, const char *name, const char *path, runner **out, hb_err *err) {
     runner *r = calloc(1, sizeof *r);
     *out = NULL;
-    HB_CHECK(r, HEARTH_E_NOMEM, "out of memory");
+    if (!r) return hb_fail(err, HEARTH_E_NOMEM, "out of memory");
     pthread_mutex_init(&r->mu, NULL);
     pthread_mutex_init(&r->emu, NULL);
     pthread_cond_init(&r->cv, NULL);
     r->s = s;
     snprintf(r->name, sizeof r->name, "%s", name);
     snprintf(r->path, sizeof r->path, "%s", path);
+    *out = r;
+    return HEARTH_OK;
+}
+
+int runner_init(runner *r, hb_err *err) {
+    int rc = HEARTH_OK;
+    char msg[512] = "";
+    hearth_server *srv = r->s->srv;
     uint32_t n_ctx = 0;
     hearth_model_params mp = hearth_model_default_params();
     mp.backend = srv->p.backend;
     mp.n_gpu_layers = srv->p.n_gpu_layers;
     mp.log = srv->p.log, mp.log_user_data = srv->p.log_user_data, mp.log_level = HEARTH_LOG_WARN;
-    if (s->test_load_delay_ms > 0) { /* a testing aid: a slow load without a large model */
-        struct timespec ts = { s->test_load_delay_ms / 1000, s->test_load_delay_ms % 1000 * 1000000L };
+    if (r->s->test_load_delay_ms > 0) { /* a testing aid: a slow load without a large model */
+        struct timespec ts = { r->s->test_load_delay_ms / 1000, r->s->test_load_delay_ms % 1000 * 1000000L };
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
     }
-    rc = hearth_model_load(path, &mp, &r->model, msg, sizeof msg);
+    rc = hearth_model_load(r->path, &mp, &r->model, msg, sizeof msg);
     HB_CHECK(rc == HEARTH_OK, rc, "cannot load model: %s", msg);
     if ((rc = check_memory(srv, r->model, &n_ctx, err))) goto out;
     hearth_context_params cp = hearth_context_default_params();
@@ -686,7 +700,7 @@ int runner_load(sched *s, const char *name, const char *path, runner **out, hb_e
     rc = hearth_context_new(r->model, &cp, &r->ctx, msg, sizeof msg);
     HB_CHECK(rc == HEARTH_OK, rc, "cannot create a context: %s", msg);
     hearth_placement pl;
-    if (hearth_context_placement(r->ctx, &pl) == HEARTH_OK) SRV_LOG(srv, HEARTH_LOG_INFO, "%s: %s", name, pl.summary);
+    if (hearth_context_placement(r->ctx, &pl) == HEARTH_OK) SRV_LOG(srv, HEARTH_LOG_INFO, "%s: %s", r->name, pl.summary);
     hearth_context_set_abort(r->ctx, abort_cb, r);
     r->n_ctx = hearth_context_n_ctx(r->ctx);
     r->n_batch = cp.n_batch;
@@ -705,13 +719,11 @@ int runner_load(sched *s, const char *name, const char *path, runner **out, hb_e
     r->s_logits = hb_calloc_n((size_t)r->n_slots, sizeof *r->s_logits);
     r->s_tok = hb_calloc_n((size_t)r->n_slots, sizeof *r->s_tok);
     HB_CHECK(r->s_slot && r->s_logits && r->s_tok, HEARTH_E_NOMEM, "out of memory");
-    start_pool(srv, r, name);
+    start_pool(srv, r, r->name);
     HB_CHECK(pthread_create(&r->thread, NULL, runner_main, r) == 0, HEARTH_E_NOMEM, "cannot start a runner thread");
     r->started = true;
-    *out = r;
-    r = NULL;
 out:
-    runner_free(r);
+    if (rc) runner_teardown(r);
     return rc;
 }
 

@@ -36,11 +36,21 @@ struct runner {
     atomic_long kv_used;
     atomic_int busy;
     int users;                      /* pins, under sched.mu */
+    /* Under sched.mu. While `loading`, the request that made the runner loads its model
+     * without sched.mu (runner_init): the runner is on the list, counted as loaded, so
+     * other requests for the model pin it and wait on sched.cv instead of loading it
+     * again; nothing but these fields and the names may be read meanwhile. A failed load
+     * takes it off the list (`unlinked`) and leaves the error for the waiters; the last
+     * one to unpin it frees it. */
+    bool loading, load_failed;
+    hb_err load_err;
+    int load_status;                /* HTTP status for load_err */
     /* A decode failed in a way that may have left the context unusable (a GPU error is
      * sticky: every later step would fail too). The next sched_acquire takes the runner off
      * the list and loads the model afresh; the last user of the old one frees it. */
     atomic_bool broken;
-    bool unlinked;                  /* on sched.retired instead of the list; freed by sched_release (under sched.mu) */
+    bool unlinked;                  /* off the list (on sched.retired after a failed decode, or its load failed):
+                                     * freed by whoever drops the last pin (under sched.mu) */
     bool forever;
     bool unload;                    /* sched_unload asked for it: the last user's keep_alive does not apply */
     uint64_t expires_ns;            /* monotonic; valid when users == 0 && !forever */
@@ -76,9 +86,14 @@ struct sched {
     long test_load_delay_ms;        /* HEARTH_TEST_LOAD_DELAY_MS (a testing aid): added to every model load */
 };
 
-/* Loads the model at path into a new runner and starts its thread; *out is freed with
- * runner_free. HEARTH_E_NOMEM when it does not fit in memory. */
-int runner_load(sched *s, const char *name, const char *path, runner **out, hb_err *err);
+/* A runner for the model at path (name: as the request named it), not loaded yet: cheap,
+ * and its mutexes are ready, so sched_shutdown may flag it meanwhile. Freed with
+ * runner_free. */
+int runner_new(sched *s, const char *name, const char *path, runner **out, hb_err *err);
+/* Loads r's model, makes its context and starts its thread: the slow part (seconds for a
+ * large model), run without sched.mu by the one thread that made r. On failure r is as
+ * runner_new left it. HEARTH_E_NOMEM when the model does not fit in memory. */
+int runner_init(runner *r, hb_err *err);
 /* Stops the runner's thread (requests still queued or running finish "cancelled"), frees
  * everything it owns and r itself. Safe on NULL. The caller holds the only reference. */
 void runner_free(runner *r);

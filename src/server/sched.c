@@ -1,6 +1,7 @@
 /* sched.c — the loaded models: finding or loading the runner for a request (pinning it),
- * releasing it with its keep_alive, unloading on request, evicting idle models LRU when
- * HEARTH_MAX_LOADED_MODELS are loaded, and a manager thread that unloads expired ones.
+ * releasing it (it then stays for the keep_alive of the latest request that pinned it),
+ * unloading on request, evicting idle models LRU when HEARTH_MAX_LOADED_MODELS are loaded,
+ * and a manager thread that unloads expired ones.
  * The runners themselves (queue, decode loop) are in runner.c.
  *
  * Locking: sched.mu guards the runner list and pins (sched_impl.h). Nothing slow happens
@@ -134,7 +135,8 @@ static int load(sched *s, runner *r, const char *name, int *http_status, hb_err 
 
 /* ---- the scheduler's calls ------------------------------------------------------------------ */
 
-int sched_acquire(sched *s, const char *name, runner **out, uint64_t *load_ns, int *http_status, hb_err *err) {
+int sched_acquire(sched *s, const char *name, int64_t keep_alive_ns, runner **out, uint64_t *load_ns, int *http_status,
+                  hb_err *err) {
     int rc = HEARTH_OK;
     char path[4200];
     uint64_t t0 = hb_now_ns();
@@ -174,6 +176,7 @@ int sched_acquire(sched *s, const char *name, runner **out, uint64_t *load_ns, i
     }
     r->users++;
     r->unload = false; /* wanted again (e.g. by another name of the same file) */
+    r->keep_alive_ns = keep_alive_ns;
     if (r->loading && !loader) {
         waited = true;
         if ((rc = wait_loaded(s, r, &dead, http_status, err))) r = NULL;
@@ -193,13 +196,16 @@ unlock:
     return rc;
 }
 
-void sched_release(sched *s, runner *r, int64_t keep_alive_ns) {
+/* Whether r goes as soon as it is idle, whatever its keep_alive (under sched.mu). */
+static bool unload_when_idle(runner *r) { return atomic_load(&r->broken) || r->unload; }
+
+void sched_release(sched *s, runner *r) {
     if (!r) return;
     pthread_mutex_lock(&s->mu);
     r->last_used = hb_now_ns();
-    bool now = atomic_load(&r->broken) || r->unload;
-    r->forever = keep_alive_ns < 0 && !now;
-    r->expires_ns = now ? 0 : r->last_used + (uint64_t)(keep_alive_ns > 0 ? keep_alive_ns : 0);
+    bool now = unload_when_idle(r);
+    r->forever = r->keep_alive_ns < 0 && !now;
+    r->expires_ns = now ? 0 : r->last_used + (uint64_t)(r->keep_alive_ns > 0 ? r->keep_alive_ns : 0);
     runner *dead = unpin(s, r); /* replaced after a failed decode (sched_acquire) */
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -319,8 +325,9 @@ void sched_free(sched *s) {
     free(s);
 }
 
-/* Fills *v from r (a loaded runner, under sched.mu) for /api/ps. */
-static void runner_info_fill(const runner *r, runner_info *v) {
+/* Fills *v from r (a loaded runner, under sched.mu) for /api/ps. A model in use shows the
+ * expiry it will have if its requests end now (as Ollama's does), not "now". */
+static void runner_info_fill(runner *r, runner_info *v) {
     snprintf(v->name, sizeof v->name, "%s", r->name);
     snprintf(v->path, sizeof v->path, "%s", r->path);
     v->size = hearth_model_size_bytes(r->model);
@@ -328,13 +335,11 @@ static void runner_info_fill(const runner *r, runner_info *v) {
     if (r->ctx && hearth_context_placement(r->ctx, &pl) == HEARTH_OK && pl.n_layer > 0)
         v->size_vram = pl.n_gpu_layers >= pl.n_layer ? v->size : v->size / (uint64_t)pl.n_layer * (uint64_t)pl.n_gpu_layers;
     v->n_ctx = r->n_ctx;
-    if (r->forever) {
-        v->expires_at = 0;
-    } else {
-        uint64_t now = hb_now_ns();
-        int64_t left = r->users ? 0 : (int64_t)(r->expires_ns > now ? r->expires_ns - now : 0);
-        v->expires_at = (int64_t)time(NULL) + left / 1000000000LL;
-    }
+    uint64_t now = hb_now_ns();
+    int64_t left; /* ns; < 0 forever */
+    if (r->users) left = unload_when_idle(r) ? 0 : r->keep_alive_ns;
+    else left = r->forever ? -1 : (int64_t)(r->expires_ns > now ? r->expires_ns - now : 0);
+    v->expires_at = left < 0 ? 0 : (int64_t)time(NULL) + left / 1000000000LL;
 }
 
 int sched_list(sched *s, runner_info **out, size_t *n) {

@@ -52,7 +52,8 @@ struct runner {
     bool unlinked;                  /* off the list (on sched.retired after a failed decode, or its load failed):
                                      * freed by whoever drops the last pin (under sched.mu) */
     bool forever;
-    bool unload;                    /* sched_unload asked for it: the last user's keep_alive does not apply */
+    int64_t keep_alive_ns;          /* of the latest request that pinned it: how long it stays once idle (< 0 forever) */
+    bool unload;                    /* sched_unload asked for it: its keep_alive does not apply */
     uint64_t expires_ns;            /* monotonic; valid when users == 0 && !forever */
     uint64_t last_used;
     bool *opens_json;               /* [n_vocab] piece starts (after blanks) with '{' */

@@ -198,3 +198,27 @@ test('SIGTERM during a load: requests waiting for it get 503 at once, the loadin
   assert.match(l.json.error, /shutting down/);
   assert.equal((await srv.exited).code, 0);
 });
+
+test('/api/ps: a model in use shows the expiry it will have when its requests end', async () => {
+  const models = tmpdir();
+  createModel(models, 'stories', `FROM ${STORIES}\n`);
+  const srv = await startServer(models, ['-p', '2']);
+  const streams = [];
+  try {
+    const long = { num_predict: 1000000 };
+    streams.push(openStream(srv.port, { model: 'stories', prompt: 'Once', keep_alive: '1h', options: long }));
+    await sleep(300 * SLOW);
+    let ps = await request(`${srv.url}/api/ps`);
+    assert.equal(ps.json.models.length, 1, ps.body);
+    const left = Date.parse(ps.json.models[0].expires_at) - Date.now();
+    assert.ok(left > 59 * 60 * 1000 && left < 61 * 60 * 1000, `expires in ${left} ms, not in 1h: ${ps.body}`);
+    // the latest request's keep_alive is the one that applies: forever
+    streams.push(openStream(srv.port, { model: 'stories', prompt: 'Once', keep_alive: -1, options: long }));
+    await sleep(300 * SLOW);
+    ps = await request(`${srv.url}/api/ps`);
+    assert.match(ps.json.models[0].expires_at, /^2318-/, ps.body);
+  } finally {
+    for (const s of streams) s.destroy();
+    await srv.stop();
+  }
+});

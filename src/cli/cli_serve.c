@@ -1,12 +1,13 @@
 /* cli_serve.c — `hearth serve`: the HTTP server until SIGINT/SIGTERM, then a graceful
- * stop (in-flight streams end with a final message). Every flag has an environment
- * variable (see docs/api.md). */
+ * stop (in-flight streams end with a final message); a second signal during that stop ends
+ * the process at once. Every flag has an environment variable (see docs/api.md). */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cli_store.h"
@@ -23,6 +24,22 @@ static void log_line(void *ud, hearth_log_level lvl, const char *msg) {
     gmtime_r(&ts.tv_sec, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
     fprintf(stderr, "time=%s.%03ldZ level=%s %s\n", when, ts.tv_nsec / 1000000, names[lvl], msg);
+}
+
+static const char *signal_name(int sig) { return sig == SIGINT ? "SIGINT" : "SIGTERM"; }
+
+/* Runs while the server drains (up to 10 s, longer while a model loads): a second stop
+ * signal ends the process at once, with 128 + the signal's number. _exit, not exit: the
+ * other threads are still running. The store stays consistent (its writes are temporary
+ * files renamed into place; a pull resumes its partial file). */
+static void *second_signal(void *arg) {
+    const sigset_t *set = arg;
+    int sig = 0;
+    if (sigwait(set, &sig) == 0) {
+        fprintf(stderr, "hearth: second %s received, exiting without waiting for requests in flight\n", signal_name(sig));
+        _exit(128 + sig);
+    }
+    return NULL;
 }
 
 int cli_serve(int argc, char **argv) {
@@ -103,8 +120,14 @@ int cli_serve(int argc, char **argv) {
             strchr(h, ':') ? "]" : "", (unsigned)hearth_server_port(srv));
     int sig = 0;
     sigwait(&set, &sig);
-    fprintf(stderr, "hearth: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    fprintf(stderr, "hearth: %s received, shutting down (again to stop at once)\n", signal_name(sig));
+    pthread_t watcher;
+    bool watching = pthread_create(&watcher, NULL, second_signal, &set) == 0;
     hearth_server_stop(srv);
     hearth_server_free(srv);
+    if (watching) { /* sigwait is a cancellation point */
+        pthread_cancel(watcher);
+        pthread_join(watcher, NULL);
+    }
     return 0;
 }

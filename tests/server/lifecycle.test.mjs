@@ -222,3 +222,24 @@ test('/api/ps: a model in use shows the expiry it will have when its requests en
     await srv.stop();
   }
 });
+
+test('a second SIGINT/SIGTERM during the drain ends the server at once', async () => {
+  const models = tmpdir();
+  createModel(models, 'a', `FROM ${STORIES}\n`);
+  // a load of 30 s keeps the drain waiting (a load cannot be interrupted)
+  const srv = await startServer(models, [], { HEARTH_TEST_LOAD_DELAY_MS: '30000' });
+  try {
+    const pending = generate(srv, 'a').catch((e) => e);
+    await sleep(500 * SLOW);
+    srv.proc.kill('SIGTERM');
+    await sleep(500 * SLOW);
+    srv.proc.kill('SIGINT');
+    const r = await Promise.race([srv.exited, sleep(5000 * SLOW).then(() => null)]);
+    assert.ok(r, 'the server was still draining 5 s after the second signal');
+    assert.equal(r.code, 130);
+    assert.match(srv.log(), /second SIGINT received/);
+    await pending;
+  } finally {
+    if (srv.proc.exitCode === null) srv.proc.kill('SIGKILL');
+  }
+});

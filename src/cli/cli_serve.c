@@ -46,7 +46,7 @@ int cli_serve(int argc, char **argv) {
     const char *host = NULL, *models = NULL, *keep = "5m", *keys = NULL, *origins = NULL;
     const char *backend = NULL;
     long parallel = 4, max_queue = 64, max_loaded = 2, ctx = 0, threads = 0, timeout = 300, max_body_mb = 16;
-    long gpu_layers = -1, sample_threads = -1;
+    long gpu_layers = -1, sample_threads = -1, idle_timeout = 30, max_conns = 512;
     bool verbose = false, quiet = false;
     cli_opt opts[] = {
         { "host", 0, CLI_STR, &host, 0, 0, "HEARTH_HOST", "HOST[:PORT]", "listen address (default 127.0.0.1:11434; port 0 = any)" },
@@ -61,7 +61,11 @@ int cli_serve(int argc, char **argv) {
           "helper threads that sample a step's sequences (-1 = some when the model runs wholly on a GPU, 0 = none)" },
         { "backend", 0, CLI_STR, &backend, 0, 0, "HEARTH_BACKEND", "NAME", "cpu, cuda or auto (GPU when usable, else CPU)" },
         { "gpu-layers", 0, CLI_INT, &gpu_layers, -1, 1e6, NULL, "N", "layers on the GPU (-ngl too): -1 = as many as fit (or $HEARTH_GPU_LAYERS), 0 = none" },
-        { "timeout", 0, CLI_INT, &timeout, 1, 86400, "HEARTH_TIMEOUT", "SECONDS", "idle connection timeout" },
+        { "timeout", 0, CLI_INT, &timeout, 1, 86400, "HEARTH_TIMEOUT", "SECONDS", "drop a request whose client sends or reads nothing for this long" },
+        { "idle-timeout", 0, CLI_INT, &idle_timeout, 1, 86400, "HEARTH_IDLE_TIMEOUT", "SECONDS",
+          "close a connection with no request in progress (new or kept alive) after this long (at most --timeout)" },
+        { "max-connections", 0, CLI_INT, &max_conns, 1, 65536, "HEARTH_MAX_CONNECTIONS", "N",
+          "connections open at once (each has a thread; more may need a higher ulimit -n)" },
         { "max-body", 0, CLI_INT, &max_body_mb, 1, 4096, "HEARTH_MAX_BODY_MB", "MB", "largest request body (blob uploads excepted)" },
         { "api-key", 0, CLI_STR, &keys, 0, 0, "HEARTH_API_KEYS", "KEYS", "require Authorization: Bearer KEY (comma-separated list)" },
         { "origins", 0, CLI_STR, &origins, 0, 0, "HEARTH_ORIGINS", "LIST", "extra CORS origins (comma-separated, * = any)" },
@@ -101,6 +105,7 @@ int cli_serve(int argc, char **argv) {
     p.n_ctx = (uint32_t)ctx, p.n_threads = (int32_t)threads, p.timeout_s = (uint32_t)timeout;
     p.backend = backend, p.n_gpu_layers = (int32_t)gpu_layers, p.sample_threads = (int32_t)sample_threads;
     p.max_body = (size_t)max_body_mb << 20;
+    p.idle_timeout_s = (uint32_t)idle_timeout, p.max_connections = (uint32_t)max_conns;
     p.api_keys = keys, p.origins = origins;
     p.log = log_line, p.log_user_data = &level;
     /* Block the stop signals in every thread; this one waits for them. */

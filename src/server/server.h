@@ -1,13 +1,17 @@
 /* server.h — internals of `hearth serve`: the HTTP layer, the per-model scheduler with
  * continuous batching, generation requests and metrics.
  *
- * Threads: libmicrohttpd runs one thread per connection (handlers may block); each loaded
- * model has one runner thread that owns its hearth_context and decodes every active
- * sequence together; a manager thread unloads models whose keep_alive expired.
+ * Threads: libmicrohttpd runs one thread per connection (handlers may block); a model loads
+ * on the connection thread of the first request for it, without the scheduler's lock (the
+ * others for it wait); each loaded model has one runner thread that owns its
+ * hearth_context and decodes every active sequence together; a manager thread unloads
+ * models whose keep_alive expired.
  *
  * Ownership: a gen_req is shared by the connection thread and the runner and freed when
  * the last of them drops it (gen_req_unref). A runner is pinned by `users` while a request
- * uses it and freed only by the manager when unpinned.
+ * uses (or waits for) it and freed only when unpinned: by the manager when it expires, by
+ * an eviction, or by the last user of one taken off the list (replaced after a failed
+ * decode, or its load failed).
  */
 #ifndef HEARTH_SERVER_H
 #define HEARTH_SERVER_H

@@ -458,7 +458,14 @@ typedef struct hearth_server_params {
     const char *backend;       /* as hearth_model_params.backend */
     int32_t n_gpu_layers;      /* as hearth_model_params.n_gpu_layers; default -1 (automatic) */
     size_t max_body;           /* request body cap in bytes; default 16 MiB */
-    uint32_t timeout_s;        /* idle connection timeout; default 300 */
+    uint32_t timeout_s;        /* a request whose client sends or reads nothing for this long is
+                                * dropped; default 300 */
+    uint32_t idle_timeout_s;   /* a connection with no request in progress (new, or kept alive
+                                * between requests) closes after this long; default 30, at most
+                                * timeout_s */
+    uint32_t max_connections;  /* connections open at once, default 512; beyond them new ones
+                                * are closed at once. Bound to a non-loopback address, one
+                                * client address may hold at most half of them */
     const char *api_keys;      /* comma-separated; NULL/"" = no auth */
     const char *origins;       /* CORS allow-list, comma-separated; NULL = localhost only */
     hearth_log_fn log;         /* request and event log; NULL = silent */

@@ -1,12 +1,13 @@
 /* cli_serve.c — `hearth serve`: the HTTP server until SIGINT/SIGTERM, then a graceful
- * stop (in-flight streams end with a final message). Every flag has an environment
- * variable (see docs/api.md). */
+ * stop (in-flight streams end with a final message); a second signal during that stop ends
+ * the process at once. Every flag has an environment variable (see docs/api.md). */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cli_store.h"
@@ -25,11 +26,27 @@ static void log_line(void *ud, hearth_log_level lvl, const char *msg) {
     fprintf(stderr, "time=%s.%03ldZ level=%s %s\n", when, ts.tv_nsec / 1000000, names[lvl], msg);
 }
 
+static const char *signal_name(int sig) { return sig == SIGINT ? "SIGINT" : "SIGTERM"; }
+
+/* Runs while the server drains (up to 10 s, longer while a model loads): a second stop
+ * signal ends the process at once, with 128 + the signal's number. _exit, not exit: the
+ * other threads are still running. The store stays consistent (its writes are temporary
+ * files renamed into place; a pull resumes its partial file). */
+static void *second_signal(void *arg) {
+    const sigset_t *set = arg;
+    int sig = 0;
+    if (sigwait(set, &sig) == 0) {
+        fprintf(stderr, "hearth: second %s received, exiting without waiting for requests in flight\n", signal_name(sig));
+        _exit(128 + sig);
+    }
+    return NULL;
+}
+
 int cli_serve(int argc, char **argv) {
     const char *host = NULL, *models = NULL, *keep = "5m", *keys = NULL, *origins = NULL;
     const char *backend = NULL;
     long parallel = 4, max_queue = 64, max_loaded = 2, ctx = 0, threads = 0, timeout = 300, max_body_mb = 16;
-    long gpu_layers = -1, sample_threads = -1;
+    long gpu_layers = -1, sample_threads = -1, idle_timeout = 30, max_conns = 512;
     bool verbose = false, quiet = false;
     cli_opt opts[] = {
         { "host", 0, CLI_STR, &host, 0, 0, "HEARTH_HOST", "HOST[:PORT]", "listen address (default 127.0.0.1:11434; port 0 = any)" },
@@ -44,7 +61,11 @@ int cli_serve(int argc, char **argv) {
           "helper threads that sample a step's sequences (-1 = some when the model runs wholly on a GPU, 0 = none)" },
         { "backend", 0, CLI_STR, &backend, 0, 0, "HEARTH_BACKEND", "NAME", "cpu, cuda or auto (GPU when usable, else CPU)" },
         { "gpu-layers", 0, CLI_INT, &gpu_layers, -1, 1e6, NULL, "N", "layers on the GPU (-ngl too): -1 = as many as fit (or $HEARTH_GPU_LAYERS), 0 = none" },
-        { "timeout", 0, CLI_INT, &timeout, 1, 86400, "HEARTH_TIMEOUT", "SECONDS", "idle connection timeout" },
+        { "timeout", 0, CLI_INT, &timeout, 1, 86400, "HEARTH_TIMEOUT", "SECONDS", "drop a request whose client sends or reads nothing for this long" },
+        { "idle-timeout", 0, CLI_INT, &idle_timeout, 1, 86400, "HEARTH_IDLE_TIMEOUT", "SECONDS",
+          "close a connection with no request in progress (new or kept alive) after this long (at most --timeout)" },
+        { "max-connections", 0, CLI_INT, &max_conns, 1, 65536, "HEARTH_MAX_CONNECTIONS", "N",
+          "connections open at once (each has a thread; more may need a higher ulimit -n)" },
         { "max-body", 0, CLI_INT, &max_body_mb, 1, 4096, "HEARTH_MAX_BODY_MB", "MB", "largest request body (blob uploads excepted)" },
         { "api-key", 0, CLI_STR, &keys, 0, 0, "HEARTH_API_KEYS", "KEYS", "require Authorization: Bearer KEY (comma-separated list)" },
         { "origins", 0, CLI_STR, &origins, 0, 0, "HEARTH_ORIGINS", "LIST", "extra CORS origins (comma-separated, * = any)" },
@@ -84,6 +105,7 @@ int cli_serve(int argc, char **argv) {
     p.n_ctx = (uint32_t)ctx, p.n_threads = (int32_t)threads, p.timeout_s = (uint32_t)timeout;
     p.backend = backend, p.n_gpu_layers = (int32_t)gpu_layers, p.sample_threads = (int32_t)sample_threads;
     p.max_body = (size_t)max_body_mb << 20;
+    p.idle_timeout_s = (uint32_t)idle_timeout, p.max_connections = (uint32_t)max_conns;
     p.api_keys = keys, p.origins = origins;
     p.log = log_line, p.log_user_data = &level;
     /* Block the stop signals in every thread; this one waits for them. */
@@ -103,8 +125,14 @@ int cli_serve(int argc, char **argv) {
             strchr(h, ':') ? "]" : "", (unsigned)hearth_server_port(srv));
     int sig = 0;
     sigwait(&set, &sig);
-    fprintf(stderr, "hearth: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    fprintf(stderr, "hearth: %s received, shutting down (again to stop at once)\n", signal_name(sig));
+    pthread_t watcher;
+    bool watching = pthread_create(&watcher, NULL, second_signal, &set) == 0;
     hearth_server_stop(srv);
     hearth_server_free(srv);
+    if (watching) { /* sigwait is a cancellation point */
+        pthread_cancel(watcher);
+        pthread_join(watcher, NULL);
+    }
     return 0;
 }

@@ -30,13 +30,13 @@ bool api_begin(http_req *hr, api_call *c, bool dflt_ka) {
         return false;
     }
     int status = 200;
-    if (sched_acquire(hr->srv->sched, c->model, &c->rn, &c->load_ns, &status, &e)) {
+    if (sched_acquire(hr->srv->sched, c->model, c->keep_alive, &c->rn, &c->load_ns, &status, &e)) {
         if (status == 404) c->ret = http_error(hr, 404, "model '%s' not found, try pulling it first", c->model);
         else c->ret = http_error(hr, status, "%s", e.msg);
         return false;
     }
     if (store_info_json(hr->srv->models_dir, c->model, &c->info, &e)) {
-        sched_release(hr->srv->sched, c->rn, c->keep_alive);
+        sched_release(hr->srv->sched, c->rn);
         c->rn = NULL;
         c->ret = http_error(hr, http_status_of(e.code), "%s", e.msg);
         return false;
@@ -54,7 +54,7 @@ bool api_begin(http_req *hr, api_call *c, bool dflt_ka) {
 }
 
 void api_end(api_call *c, bool release) {
-    if (release && c->rn) sched_release(c->hr->srv->sched, c->rn, c->keep_alive);
+    if (release && c->rn) sched_release(c->hr->srv->sched, c->rn);
     c->rn = NULL;
     json_decref(c->info);
     c->info = NULL;

@@ -93,21 +93,21 @@ static void fmt_ollama(ostream *os, const char *text, size_t n, bool final) {
 
 /* Runs g to the end and answers (stream or one object). Consumes g and the pin on rn. */
 static enum MHD_Result run_gen(http_req *hr, runner *rn, gen_req *g, const char *model, bool stream, bool chat,
-                               json_t *tools, int64_t keep_alive, uint64_t load_ns) {
+                               json_t *tools, uint64_t load_ns) {
     hb_err e = { 0 };
     enum MHD_Result ret;
     g->want_tokens = !chat;
     if (!runner_submit(rn, g, &e)) {
         gen_req_unref(g);
-        sched_release(hr->srv->sched, rn, keep_alive);
+        sched_release(hr->srv->sched, rn);
         return http_error(hr, 503, "%s", e.msg);
     }
     if (stream) {
-        ostream *os = ostream_new(hr, g, rn, keep_alive, load_ns, fmt_ollama);
+        ostream *os = ostream_new(hr, g, rn, load_ns, fmt_ollama);
         if (!os) {
             atomic_store(&g->cancel, true);
             gen_req_unref(g);
-            sched_release(hr->srv->sched, rn, keep_alive);
+            sched_release(hr->srv->sched, rn);
             return http_error(hr, 500, "out of memory");
         }
         snprintf(os->model, sizeof os->model, "%s", model);
@@ -129,7 +129,7 @@ static enum MHD_Result run_gen(http_req *hr, runner *rn, gen_req *g, const char 
         ret = http_json(hr, 200, o);
     }
     gen_req_unref(g);
-    sched_release(hr->srv->sched, rn, keep_alive);
+    sched_release(hr->srv->sched, rn);
     return ret;
 }
 
@@ -241,7 +241,7 @@ static enum MHD_Result generate(http_req *hr, bool chat) {
     gen_opts_free(&o);
     runner *rn = c.rn; /* the pin passes to run_gen */
     api_end(&c, false);
-    return run_gen(hr, rn, g, c.model, stream, chat, tools, c.keep_alive, c.load_ns);
+    return run_gen(hr, rn, g, c.model, stream, chat, tools, c.load_ns);
 bad:
     free(prompt);
     json_decref(msgs);

@@ -199,7 +199,7 @@ static enum MHD_Result complete(http_req *hr, bool chat) {
     char id[64];
     snprintf(id, sizeof id, "%s-%08x%08x", chat ? "chatcmpl" : "cmpl", (unsigned)rand(), (unsigned)time(NULL));
     if (json_is_true(json_object_get(j, "stream"))) {
-        ostream *os = ostream_new(hr, g, c.rn, c.keep_alive, c.load_ns, fmt_openai);
+        ostream *os = ostream_new(hr, g, c.rn, c.load_ns, fmt_openai);
         if (!os) {
             atomic_store(&g->cancel, true);
             gen_req_unref(g);

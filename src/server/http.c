@@ -50,6 +50,11 @@ static void add_common_headers(http_req *r, struct MHD_Response *resp) {
         MHD_add_response_header(resp, "Vary", "Origin");
     }
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    /* Tells clients that honour it (undici, browsers) to drop an idle connection before the
+     * server does, so that they do not send a request on a connection as it closes. */
+    char ka[32];
+    snprintf(ka, sizeof ka, "timeout=%u", (unsigned)r->srv->p.idle_timeout_s);
+    MHD_add_response_header(resp, "Keep-Alive", ka);
 }
 
 static enum MHD_Result queue(http_req *r, int status, struct MHD_Response *resp) {
@@ -463,6 +468,9 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         cc->req.t0 = hb_now_ns();
         cc->upload_fd = -1;
         atomic_fetch_add(&srv->active_reqs, 1); /* until completed(): shutdown waits for it */
+        /* A request has begun: from now on its client may pause for up to --timeout, not
+         * the idle timeout (completed() switches back). */
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)srv->p.timeout_s);
         if (atomic_load(&srv->stopping)) {
             cc->responded = true;
             return http_error(&cc->req, 503, "server is shutting down");
@@ -513,8 +521,11 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)conn;
     hearth_server *srv = cls;
+    /* kept alive and waiting for the next request: the idle timeout applies (an idle
+     * connection holds a thread and a place under --max-connections) */
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)srv->p.idle_timeout_s);
     conn_ctx *cc = *con_cls;
     if (!cc) return;
     http_req *r = &cc->req;
@@ -558,12 +569,26 @@ hearth_server_params hearth_server_default_params(void) {
     p.keep_alive_ms = 5 * 60 * 1000;
     p.max_body = 16u << 20;
     p.timeout_s = 300;
+    p.idle_timeout_s = 30;
+    p.max_connections = 512;
     p.n_gpu_layers = -1;
     p.sample_threads = -1;
     return p;
 }
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+/* Connections one client address may hold: no limit when bound to a loopback address, where
+ * every client is 127.0.0.1 or ::1 and a per-address limit would be the total limit by
+ * another name (libmicrohttpd resets connections refused by it); else half of all, so one
+ * host cannot take them all. */
+static unsigned per_ip_limit(const hearth_server *s, const struct sockaddr_storage *ss) {
+    const struct sockaddr_in *a4 = (const struct sockaddr_in *)ss;
+    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)ss;
+    bool loopback = ss->ss_family == AF_INET ? (ntohl(a4->sin_addr.s_addr) >> 24) == 127 : IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
+    unsigned half = s->p.max_connections / 2;
+    return loopback ? 0 : half > 0 ? half : 1;
+}
 
 static int start_daemon(hearth_server *s, hb_err *err) {
     int rc = HEARTH_OK;
@@ -585,10 +610,12 @@ static int start_daemon(hearth_server *s, hb_err *err) {
     s->daemon = MHD_start_daemon(flags, s->p.port, on_connect, s, access_handler, s,
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                                  MHD_OPTION_NOTIFY_COMPLETED, completed, s,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->p.timeout_s,
+                                 /* a connection waits for its first request as for any later one
+                                  * (access_handler and completed switch between the two) */
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->p.idle_timeout_s,
                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-                                 MHD_OPTION_CONNECTION_LIMIT, 512u,
-                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, 256u,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->p.max_connections,
+                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip_limit(s, &ss),
                                  MHD_OPTION_END);
     HB_CHECK(s->daemon, HEARTH_E_IO, "cannot listen on %s:%u (is the port already in use? set HEARTH_HOST or --host)",
              s->host, (unsigned)s->p.port);
@@ -621,6 +648,9 @@ hearth_status hearth_server_start(const hearth_server_params *p, hearth_server *
     if (s->p.max_loaded < 1) s->p.max_loaded = 1;
     if (!s->p.max_body) s->p.max_body = 16u << 20;
     if (!s->p.timeout_s) s->p.timeout_s = 300;
+    if (!s->p.idle_timeout_s) s->p.idle_timeout_s = 30;
+    if (s->p.idle_timeout_s > s->p.timeout_s) s->p.idle_timeout_s = s->p.timeout_s;
+    if (!s->p.max_connections) s->p.max_connections = 512;
     pthread_mutex_init(&s->mmu, NULL);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if ((rc = sched_new(s, &s->sched, errp))) goto out;

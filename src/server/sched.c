@@ -1,777 +1,23 @@
-/* sched.c — loaded models and continuous batching.
+/* sched.c — the loaded models: finding or loading the runner for a request (pinning it),
+ * releasing it (it then stays for the keep_alive of the latest request that pinned it),
+ * unloading on request, evicting idle models LRU when HEARTH_MAX_LOADED_MODELS are loaded,
+ * and a manager thread that unloads expired ones.
+ * The runners themselves (queue, decode loop) are in runner.c.
  *
- * One runner per loaded model owns a hearth_context with N sequences (slots). Its thread
- * loops: admit queued requests into free slots (reusing the longest cached prompt prefix of
- * any slot via hearth_kv_seq_cp / hearth_kv_seq_rm), build one batch holding the next token
- * of every generating slot plus prompt chunks of new ones, decode once, sample per slot.
- * A request joins at the next step and leaves as soon as it finishes or is cancelled, so
- * a client that disconnects frees its slot within one decode step.
- *
- * Locking: sched.mu guards the runner list and pins (users); runner.mu guards the queue
- * and flags; slots are touched only by the runner thread.
+ * Locking: sched.mu guards the runner list and pins (sched_impl.h). Nothing slow happens
+ * under it: a model loads without it (a runner marked `loading` stands on the list for it,
+ * and other requests for that model wait for it on sched.cv), and runners that were taken
+ * off the list are stopped and freed after it is released.
  */
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "server/server.h"
-#include "server/spool.h"
+#include "server/sched_impl.h"
 #include "store/store.h"
 
-#define ARM_LEAD_NS 60000ull /* helpers wake this long before a decode should end */
-
-typedef struct slot {
-    int id;
-    gen_req *req;                   /* NULL when free */
-    hearth_token *hist;             /* [n_ctx] tokens whose K/V are in this sequence */
-    int32_t n_hist;
-    int32_t n_done;                 /* prompt tokens of req already in the cache */
-    hearth_sampler *smp;
-    hearth_detok_stream *ds;
-    char *pend;                     /* generated text held back while it may start a stop */
-    size_t pend_len, pend_cap;
-    hearth_token last;              /* sampled, to be decoded next step */
-    bool generating;
-    int32_t n_gen;
-    int32_t logit_idx;              /* batch index of this slot's logits, -1 none */
-    uint64_t t_last;
-    /* light JSON constraint (json_mode): the reply must open with '{' and ends when the
-     * top-level value closes; brackets are tracked outside strings */
-    bool js_started, js_in_str, js_esc;
-    int32_t js_depth;
-} slot;
-
-struct runner {
-    sched *s;
-    char name[320], path[4200], digest[72];
-    uint64_t size;
-    hearth_model *model;
-    hearth_context *ctx;
-    uint32_t n_ctx, n_batch;
-    int n_slots;
-    slot *slots;
-    hearth_batch batch;
-    pthread_t thread;
-    bool started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    gen_req **queue;                /* ring of waiting requests */
-    int q_head, q_len, q_cap;
-    bool quit;
-    atomic_bool cancel_all;         /* set under mu by sched_shutdown, polled by the decode loop without it */
-    atomic_bool abort_decode;
-    atomic_long kv_used;
-    atomic_int busy;
-    int users;                      /* pins, under sched.mu */
-    /* A decode failed in a way that may have left the context unusable (a GPU error is
-     * sticky: every later step would fail too). The next sched_acquire takes the runner off
-     * the list and loads the model afresh; the last user of the old one frees it. */
-    atomic_bool broken;
-    bool unlinked;                  /* on sched.retired instead of the list; freed by sched_release (under sched.mu) */
-    bool forever;
-    bool unload;                    /* sched_unload asked for it: the last user's keep_alive does not apply */
-    uint64_t expires_ns;            /* monotonic; valid when users == 0 && !forever */
-    uint64_t last_used;
-    bool *opens_json;               /* [n_vocab] piece starts (after blanks) with '{' */
-    float *mlogits;                 /* [n_vocab] masked copy of logits */
-    spool *pool;                    /* helpers that sample a step's slots side by side; NULL: the runner alone */
-    slot **s_slot;                  /* [n_slots] one step's slots to sample on the pool ... */
-    const float **s_logits;         /* ... their logits ... */
-    hearth_token *s_tok;            /* ... and the tokens drawn */
-    /* where the steps since the runner last went idle spent their time (ns; debug log):
-     * building the batch, decoding, reading logits (and JSON-mode sampling), sampling,
-     * handing the tokens to their requests */
-    uint64_t prof[5];
-    long prof_steps;
-    uint64_t dec_ns;                /* running estimate of one decode (ns), for spool_arm */
-    int32_t n_vocab;
-    pthread_mutex_t emu;            /* embeddings context */
-    hearth_context *ectx;
-    runner *next;
-};
-
-struct sched {
-    hearth_server *srv;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    runner *list;
-    runner *retired;                /* taken off the list after a failed decode, still in use (runner.unlinked) */
-    int n_loaded;
-    bool shutting, quit;
-    pthread_t mgr;
-    bool mgr_started;
-};
-
-hearth_model *runner_model(runner *r) { return r->model; }
-uint32_t runner_n_ctx(runner *r) { return r->n_ctx; }
-const char *runner_name(runner *r) { return r->name; }
-const char *runner_path(runner *r) { return r->path; }
-
-/* ---- slots ------------------------------------------------------------------------------ */
-
-static void slot_emit_pending(slot *sl, size_t n) {
-    if (!n) return;
-    gen_req_emit(sl->req, sl->pend, n, -1);
-    memmove(sl->pend, sl->pend + n, sl->pend_len - n);
-    sl->pend_len -= n;
-}
-
-static void slot_finish(runner *r, slot *sl, const char *reason, int status, const char *msg) {
-    gen_req *g = sl->req;
-    if (!g) return;
-    if (sl->ds) {
-        const char *t;
-        size_t n = 0;
-        if (hearth_detok_stream_flush(sl->ds, &t, &n) == HEARTH_OK && n && strcmp(reason, "stop") != 0) gen_req_emit(g, t, n, -1);
-    }
-    if (sl->pend_len && strcmp(reason, "error") != 0) slot_emit_pending(sl, sl->pend_len);
-    sl->pend_len = 0;
-    g->n_eval = sl->n_gen;
-    metrics_tokens(r->s->srv, g->n_prompt - g->n_cached, sl->n_gen);
-    gen_req_finish(g, reason, status, msg);
-    gen_req_unref(g);
-    hearth_sampler_free(sl->smp);
-    hearth_detok_stream_free(sl->ds);
-    sl->smp = NULL, sl->ds = NULL, sl->req = NULL;
-    sl->generating = false;
-    atomic_fetch_sub(&r->busy, 1);
-}
-
-static int32_t lcp(const hearth_token *a, int32_t na, const hearth_token *b, int32_t nb) {
-    int32_t n = na < nb ? na : nb, i = 0;
-    while (i < n && a[i] == b[i]) i++;
-    return i;
-}
-
-/* Starts g in a free slot, reusing the longest prompt prefix cached in any slot. */
-static void slot_start(runner *r, gen_req *g) {
-    slot *best = NULL;
-    int32_t best_own = -1;
-    for (int i = 0; i < r->n_slots; i++) {
-        slot *s = &r->slots[i];
-        if (s->req) continue;
-        int32_t k = lcp(s->hist, s->n_hist, g->prompt, g->n_prompt);
-        if (k > best_own) best_own = k, best = s;
-    }
-    slot *sl = best;
-    int32_t keep = best_own;
-    for (int i = 0; i < r->n_slots; i++) {
-        slot *o = &r->slots[i];
-        if (o == sl) continue;
-        int32_t k = lcp(o->hist, o->n_hist, g->prompt, g->n_prompt);
-        if (k > keep + 16 && hearth_kv_seq_cp(r->ctx, o->id, sl->id, k) == HEARTH_OK) {
-            memcpy(sl->hist, o->hist, (size_t)k * sizeof(hearth_token));
-            sl->n_hist = k;
-            keep = k;
-        }
-    }
-    if (keep >= g->n_prompt) keep = g->n_prompt - 1; /* the last prompt token yields the logits */
-    if (keep < 0) keep = 0;
-    if (hearth_kv_seq_rm(r->ctx, sl->id, keep, -1) != HEARTH_OK) {
-        hearth_kv_seq_rm(r->ctx, sl->id, 0, -1);
-        keep = 0;
-    }
-    sl->n_hist = keep;
-    sl->n_done = keep;
-    sl->req = g;
-    sl->n_gen = 0;
-    sl->generating = false;
-    sl->pend_len = 0;
-    sl->js_started = sl->js_in_str = sl->js_esc = false;
-    sl->js_depth = 0;
-    atomic_fetch_add(&r->busy, 1);
-    char msg[256] = "";
-    sl->smp = hearth_sampler_new(r->model, &g->sp, msg, sizeof msg);
-    sl->ds = hearth_detok_stream_new(r->model, 0);
-    pthread_mutex_lock(&g->mu);
-    g->n_cached = keep;
-    g->t_start = hb_now_ns();
-    pthread_mutex_unlock(&g->mu);
-    if (!sl->smp || !sl->ds) {
-        slot_finish(r, sl, "error", 400, sl->smp ? "out of memory" : msg);
-        return;
-    }
-    for (int32_t i = 0; i < g->n_prompt; i++) hearth_sampler_accept(sl->smp, g->prompt[i]);
-}
-
-/* Longest suffix of text that is a proper prefix of some stop string. */
-static size_t stop_holdback(const slot *sl) {
-    size_t hold = 0;
-    const gen_req *g = sl->req;
-    for (int i = 0; i < g->n_stops; i++) {
-        size_t sn = strlen(g->stops[i]);
-        for (size_t k = sn - 1; k > hold; k--)
-            if (k <= sl->pend_len && memcmp(sl->pend + sl->pend_len - k, g->stops[i], k) == 0) {
-                hold = k;
-                break;
-            }
-    }
-    return hold;
-}
-
-/* Builds the per-token "opens a JSON object" table on first JSON use (runner thread). */
-static bool json_tables(runner *r) {
-    if (r->opens_json) return true;
-    int32_t n = hearth_model_n_vocab(r->model);
-    bool *open = calloc((size_t)(n > 0 ? n : 1), sizeof *open);
-    float *ml = hb_malloc_n((size_t)(n > 0 ? n : 1), sizeof *ml);
-    if (!open || !ml) {
-        free(open), free(ml);
-        return false;
-    }
-    char buf[256];
-    for (int32_t t = 0; t < n; t++) {
-        size_t len = 0;
-        if (hearth_token_piece(r->model, t, 0, buf, sizeof buf - 1, &len) != HEARTH_OK || len >= sizeof buf) continue;
-        buf[len] = '\0';
-        const char *p = buf;
-        /* blanks, including SentencePiece's U+2581 word marker */
-        for (;;) {
-            if (*p == ' ' || *p == '\n' || *p == '\t') p++;
-            else if ((unsigned char)p[0] == 0xE2 && (unsigned char)p[1] == 0x96 && (unsigned char)p[2] == 0x81) p += 3;
-            else break;
-        }
-        open[t] = *p == '{';
-    }
-    r->opens_json = open, r->mlogits = ml, r->n_vocab = n;
-    return true;
-}
-
-/* Samples for a JSON-mode slot: before the object opens only tokens starting with '{'
- * are allowed (when the vocab has none, sampling is left unconstrained). */
-static hearth_token json_sample(runner *r, slot *sl, const float *logits) {
-    if (sl->js_started || !json_tables(r)) return hearth_sampler_sample(sl->smp, logits);
-    bool any = false;
-    for (int32_t t = 0; t < r->n_vocab; t++) {
-        r->mlogits[t] = r->opens_json[t] ? logits[t] : -INFINITY;
-        any |= r->opens_json[t];
-    }
-    return hearth_sampler_sample(sl->smp, any ? r->mlogits : logits);
-}
-
-/* Tracks brackets over new reply text; returns how many bytes of text belong to the
- * reply when the top-level value closed in it, or -1 while it is still open. */
-static ssize_t json_track(slot *sl, const char *text, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        char c = text[i];
-        if (!sl->js_started) {
-            if (c == '{') sl->js_started = true, sl->js_depth = 1;
-            continue;
-        }
-        if (sl->js_in_str) {
-            if (sl->js_esc) sl->js_esc = false;
-            else if (c == '\\') sl->js_esc = true;
-            else if (c == '"') sl->js_in_str = false;
-        } else if (c == '"') {
-            sl->js_in_str = true;
-        } else if (c == '{' || c == '[') {
-            sl->js_depth++;
-        } else if ((c == '}' || c == ']') && --sl->js_depth == 0) {
-            return (ssize_t)(i + 1);
-        }
-    }
-    return -1;
-}
-
-/* Handles one sampled token; returns false when the slot finished. */
-static bool slot_token(runner *r, slot *sl, hearth_token t) {
-    gen_req *g = sl->req;
-    uint64_t now = hb_now_ns();
-    if (sl->n_gen == 0) {
-        pthread_mutex_lock(&g->mu);
-        g->t_first_token = g->t_prompt_done = now;
-        pthread_mutex_unlock(&g->mu);
-        metrics_ttft(r->s->srv, (double)(now - g->t_submit) / 1e9);
-    } else {
-        metrics_token_time(r->s->srv, (double)(now - sl->t_last) / 1e9);
-    }
-    sl->t_last = now;
-    if (hearth_token_is_eog(r->model, t)) {
-        slot_finish(r, sl, "stop", 0, NULL);
-        return false;
-    }
-    sl->n_gen++;
-    const char *piece = NULL;
-    size_t n = 0;
-    if (hearth_detok_stream_push(sl->ds, t, &piece, &n) != HEARTH_OK) n = 0;
-    if (n) {
-        if (sl->pend_len + n + 1 > sl->pend_cap) {
-            size_t nc = (sl->pend_len + n + 1) * 2;
-            char *np = realloc(sl->pend, nc);
-            if (!np) {
-                slot_finish(r, sl, "error", 500, "out of memory");
-                return false;
-            }
-            sl->pend = np, sl->pend_cap = nc;
-        }
-        memcpy(sl->pend + sl->pend_len, piece, n);
-        sl->pend_len += n;
-    }
-    gen_req_emit(g, NULL, 0, t); /* records the id for `context` */
-    if (g->json_mode && n) {
-        ssize_t close = json_track(sl, sl->pend + sl->pend_len - n, n);
-        if (close >= 0) {
-            slot_emit_pending(sl, sl->pend_len - n + (size_t)close);
-            sl->pend_len = 0;
-            hearth_detok_stream_free(sl->ds);
-            sl->ds = NULL;
-            slot_finish(r, sl, "stop", 0, NULL);
-            return false;
-        }
-    }
-    for (int i = 0; i < g->n_stops; i++) {
-        char *hit = memmem(sl->pend, sl->pend_len, g->stops[i], strlen(g->stops[i]));
-        if (hit) {
-            slot_emit_pending(sl, (size_t)(hit - sl->pend));
-            sl->pend_len = 0;
-            hearth_detok_stream_free(sl->ds);
-            sl->ds = NULL;
-            slot_finish(r, sl, "stop", 0, NULL);
-            return false;
-        }
-    }
-    slot_emit_pending(sl, sl->pend_len - stop_holdback(sl));
-    if ((g->num_predict >= 0 && sl->n_gen >= g->num_predict) || sl->n_hist >= g->ctx_limit) {
-        slot_finish(r, sl, "length", 0, NULL);
-        return false;
-    }
-    sl->last = t;
-    sl->generating = true;
-    return true;
-}
-
-/* ---- the decode loop ----------------------------------------------------------------------- */
-
-/* Fills the batch: one token per generating slot first (latency), then prompt chunks. */
-static void build_batch(runner *r) {
-    hearth_batch *b = &r->batch;
-    hearth_batch_clear(b);
-    for (int i = 0; i < r->n_slots; i++) {
-        slot *sl = &r->slots[i];
-        sl->logit_idx = -1;
-        if (!sl->req) continue;
-        if (r->cancel_all) { /* the server is stopping: not the client's doing */
-            slot_finish(r, sl, "cancelled", 503, "server is shutting down");
-            continue;
-        }
-        if (atomic_load(&sl->req->cancel)) {
-            slot_finish(r, sl, "cancelled", 499, "request cancelled");
-            continue;
-        }
-        if (sl->generating && hearth_batch_add(b, sl->last, sl->n_hist, sl->id, true)) sl->logit_idx = b->n_tokens - 1;
-    }
-    for (int i = 0; i < r->n_slots; i++) {
-        slot *sl = &r->slots[i];
-        if (!sl->req || sl->generating) continue;
-        gen_req *g = sl->req;
-        while (sl->n_done < g->n_prompt && b->n_tokens < (int32_t)r->n_batch) {
-            bool last = sl->n_done == g->n_prompt - 1;
-            hearth_batch_add(b, g->prompt[sl->n_done], sl->n_done, sl->id, last);
-            if (last) sl->logit_idx = b->n_tokens - 1;
-            sl->n_done++;
-        }
-    }
-}
-
-/* Whether a failed decode may have left its context unusable (a GPU error is sticky), as
- * opposed to failing for the request's own reasons: a cancel, a full context, bad tokens. */
-static bool decode_broke(hearth_status rc) {
-    return rc != HEARTH_OK && rc != HEARTH_E_CANCELLED && rc != HEARTH_E_CONTEXT && rc != HEARTH_E_INVALID;
-}
-
-/* Draws the token of item i of the step's sampling list (a spool job: each item touches
- * only its own slot's sampler and its own logits row). */
-static void sample_item(void *arg, int i) {
-    runner *r = arg;
-    r->s_tok[i] = hearth_sampler_sample(r->s_slot[i]->smp, r->s_logits[i]);
-}
-
-/* Samples the n slots of r->s_slot, on the pool when r has one. Each slot's sampler keeps its
- * own random state, so the tokens do not depend on which thread draws them or in what
- * order: a seeded request gets the same text alone, in a batch, with or without helpers. */
-static void sample_slots(runner *r, int n) {
-    if (r->pool)
-        spool_run(r->pool, sample_item, r, n);
-    else
-        for (int i = 0; i < n; i++) sample_item(r, i);
-}
-
-/* Tells the sampling helpers when this step's decode should end, a little early for their
- * wake-up, when at least two of its tokens will be sampled (spool.h: they then poll for
- * the job instead of being woken for it). */
-static void arm_pool(runner *r, const hearth_batch *b, uint64_t now) {
-    int want = 0;
-    for (int32_t k = 0; k < b->n_tokens; k++) want += b->logits[k] != 0;
-    if (r->pool && want >= 2 && r->dec_ns > ARM_LEAD_NS) spool_arm(r->pool, now + r->dec_ns - ARM_LEAD_NS);
-}
-
-static void step(runner *r) {
-    uint64_t t[6];
-    t[0] = hb_now_ns();
-    build_batch(r);
-    hearth_batch *b = &r->batch;
-    if (b->n_tokens == 0) return;
-    t[1] = hb_now_ns();
-    arm_pool(r, b, t[1]);
-    hearth_status rc = hearth_decode(r->ctx, b);
-    t[2] = hb_now_ns();
-    /* the estimate follows the steps of one token per sequence; a prompt chunk's step is
-     * longer and would only make the next arming late */
-    if (b->n_tokens <= r->n_slots) r->dec_ns = r->dec_ns ? (3 * r->dec_ns + (t[2] - t[1])) / 4 : t[2] - t[1];
-    if (rc != HEARTH_OK) {
-        char msg[600];
-        snprintf(msg, sizeof msg, "decode failed: %s", hearth_context_errmsg(r->ctx));
-        if (decode_broke(rc) && !atomic_exchange(&r->broken, true))
-            SRV_LOG(r->s->srv, HEARTH_LOG_WARN, "model=%s: %s; it is loaded again for the next request", r->name, msg);
-        for (int i = 0; i < r->n_slots; i++) {
-            slot *sl = &r->slots[i];
-            if (!sl->req) continue;
-            bool in_batch = false;
-            for (int32_t k = 0; k < b->n_tokens && !in_batch; k++) in_batch = b->seq_id[k] == sl->id;
-            if (!in_batch) continue;
-            hearth_kv_seq_rm(r->ctx, sl->id, 0, -1);
-            sl->n_hist = 0;
-            /* a decode is aborted only when the server stops or the model goes away */
-            slot_finish(r, sl, rc == HEARTH_E_CANCELLED ? "cancelled" : "error",
-                        rc == HEARTH_E_CANCELLED ? 503 : rc == HEARTH_E_CONTEXT ? 400 : 500,
-                        rc == HEARTH_E_CANCELLED && r->cancel_all ? "server is shutting down" : msg);
-        }
-        return;
-    }
-    for (int32_t k = 0; k < b->n_tokens; k++) {
-        slot *sl = &r->slots[b->seq_id[k]];
-        if (sl->n_hist < (int32_t)r->n_ctx) sl->hist[sl->n_hist++] = b->token[k];
-    }
-    long used = 0;
-    int n_s = 0;
-    for (int i = 0; i < r->n_slots; i++) {
-        slot *sl = &r->slots[i];
-        used += sl->n_hist;
-        if (!sl->req || sl->logit_idx < 0) continue;
-        if (sl->req->num_predict == 0) {
-            slot_finish(r, sl, "length", 0, NULL);
-            continue;
-        }
-        const float *logits = hearth_get_logits(r->ctx, sl->logit_idx);
-        if (!logits) {
-            slot_finish(r, sl, "error", 500, "no logits after decode");
-            continue;
-        }
-        if (sl->req->json_mode) /* json_sample masks into the runner's one buffer: here, alone */
-            slot_token(r, sl, json_sample(r, sl, logits));
-        else
-            r->s_slot[n_s] = sl, r->s_logits[n_s] = logits, n_s++;
-    }
-    t[3] = hb_now_ns();
-    sample_slots(r, n_s);
-    t[4] = hb_now_ns();
-    for (int k = 0; k < n_s; k++) slot_token(r, r->s_slot[k], r->s_tok[k]);
-    atomic_store(&r->kv_used, used);
-    t[5] = hb_now_ns();
-    for (int k = 0; k < 5; k++) r->prof[k] += t[k + 1] - t[k];
-    r->prof_steps++;
-}
-
-/* Logs (debug) where the steps since the last report spent their time, and starts over. */
-static void prof_report(runner *r) {
-    double n = (double)r->prof_steps;
-    if (r->prof_steps > 0)
-        SRV_LOG(r->s->srv, HEARTH_LOG_DEBUG,
-                "model=%s: %ld steps, per step (us): batch %.1f, decode %.1f, logits %.1f, sampling %.1f%s, output %.1f",
-                r->name, r->prof_steps, r->prof[0] / n / 1e3, r->prof[1] / n / 1e3, r->prof[2] / n / 1e3,
-                r->prof[3] / n / 1e3, r->pool ? " (helpers)" : "", r->prof[4] / n / 1e3);
-    memset(r->prof, 0, sizeof r->prof);
-    r->prof_steps = 0;
-}
-
-static bool any_active(runner *r) {
-    for (int i = 0; i < r->n_slots; i++)
-        if (r->slots[i].req) return true;
-    return false;
-}
-
-static gen_req *queue_pop(runner *r) {
-    if (!r->q_len) return NULL;
-    gen_req *g = r->queue[r->q_head];
-    r->q_head = (r->q_head + 1) % r->q_cap;
-    r->q_len--;
-    return g;
-}
-
-static void *runner_main(void *arg) {
-    runner *r = arg;
-    for (;;) {
-        pthread_mutex_lock(&r->mu);
-        while (!r->quit && !r->cancel_all && r->q_len == 0 && !any_active(r)) pthread_cond_wait(&r->cv, &r->mu);
-        bool quit = r->quit;
-        gen_req *admit[256];
-        int n_admit = 0;
-        if (r->cancel_all || quit) {
-            gen_req *g;
-            while ((g = queue_pop(r))) {
-                gen_req_finish(g, "cancelled", 503, "server is shutting down");
-                gen_req_unref(g);
-            }
-        }
-        /* Reserve slots here, start them outside the lock. */
-        int free_n = 0;
-        for (int i = 0; i < r->n_slots; i++) free_n += r->slots[i].req == NULL;
-        while (n_admit < free_n && n_admit < 256 && r->q_len) admit[n_admit++] = queue_pop(r);
-        pthread_mutex_unlock(&r->mu);
-        for (int i = 0; i < n_admit; i++) slot_start(r, admit[i]);
-        if (quit) break;
-        step(r);
-        if (!any_active(r)) prof_report(r);
-        if (r->cancel_all && !any_active(r)) {
-            pthread_mutex_lock(&r->mu);
-            while (!r->quit && r->q_len == 0) pthread_cond_wait(&r->cv, &r->mu);
-            pthread_mutex_unlock(&r->mu);
-        }
-    }
-    for (int i = 0; i < r->n_slots; i++) slot_finish(r, &r->slots[i], "cancelled", 503, "model unloaded");
-    return NULL;
-}
-
-/* Drops queued requests whose clients have gone (under r->mu): they would otherwise hold
- * their places until admitted, and a live client would be refused as "busy" meanwhile. */
-static void queue_purge(runner *r) {
-    int kept = 0;
-    for (int i = 0; i < r->q_len; i++) {
-        gen_req *g = r->queue[(r->q_head + i) % r->q_cap];
-        if (atomic_load(&g->cancel)) {
-            gen_req_finish(g, "cancelled", 499, "request cancelled");
-            gen_req_unref(g);
-        } else {
-            r->queue[(r->q_head + kept++) % r->q_cap] = g;
-        }
-    }
-    r->q_len = kept;
-}
-
-bool runner_submit(runner *r, gen_req *g, hb_err *err) {
-    bool ok = false;
-    pthread_mutex_lock(&r->mu);
-    queue_purge(r);
-    int max_q = r->s->srv->p.max_queue + r->n_slots; /* waiting beyond the free slots */
-    if (r->quit || r->cancel_all) {
-        hb_fail(err, HEARTH_E_CANCELLED, "server is shutting down");
-    } else if (r->q_len >= max_q || r->q_len >= r->q_cap) {
-        hb_fail(err, HEARTH_E_NOMEM, "server busy: %d requests already queued for %s (HEARTH_MAX_QUEUE)", r->q_len, r->name);
-    } else {
-        gen_req_ref(g);
-        r->queue[(r->q_head + r->q_len) % r->q_cap] = g;
-        r->q_len++;
-        ok = true;
-        pthread_cond_signal(&r->cv);
-    }
-    pthread_mutex_unlock(&r->mu);
-    return ok;
-}
-
-int runner_embed(runner *r, const hearth_token *toks, int32_t n, float *out, size_t n_out, hb_err *err) {
-    int rc = HEARTH_OK;
-    char msg[512] = "";
-    hearth_batch b = { 0 };
-    pthread_mutex_lock(&r->emu);
-    if (!r->ectx) {
-        hearth_context_params cp = hearth_context_default_params();
-        cp.n_ctx = r->n_ctx, cp.n_seq_max = 1, cp.n_batch = r->n_ctx, cp.embeddings = true;
-        cp.n_threads = r->s->srv->p.n_threads;
-        rc = hearth_context_new(r->model, &cp, &r->ectx, msg, sizeof msg);
-        HB_CHECK(rc == HEARTH_OK, rc, "cannot create an embedding context: %s", msg);
-        hearth_placement pl;
-        if (hearth_context_placement(r->ectx, &pl) == HEARTH_OK)
-            SRV_LOG(r->s->srv, HEARTH_LOG_INFO, "%s (embeddings): %s", r->name, pl.summary);
-    }
-    HB_CHECK(n > 0, HEARTH_E_INVALID, "input is empty after tokenization");
-    HB_CHECK((uint32_t)n <= r->n_ctx, HEARTH_E_CONTEXT, "input is %d tokens but the context is %u tokens; set \"truncate\": true to cut it", n, r->n_ctx);
-    b = hearth_batch_init(n);
-    HB_CHECK(b.capacity >= n, HEARTH_E_NOMEM, "out of memory");
-    for (int32_t i = 0; i < n; i++) hearth_batch_add(&b, toks[i], i, 0, i == n - 1);
-    hearth_kv_clear(r->ectx);
-    rc = hearth_decode(r->ectx, &b);
-    if (decode_broke(rc)) {
-        hb_fail(err, rc, "embedding decode failed: %s", hearth_context_errmsg(r->ectx));
-        hearth_context_free(r->ectx); /* it may be unusable now (a GPU error is sticky): the next call makes another */
-        r->ectx = NULL;
-        goto out;
-    }
-    HB_CHECK(rc == HEARTH_OK, rc, "embedding decode failed: %s", hearth_context_errmsg(r->ectx));
-    rc = hearth_get_embeddings_seq(r->ectx, 0, out, n_out);
-    HB_CHECK(rc == HEARTH_OK, rc, "embedding failed: %s", hearth_context_errmsg(r->ectx));
-out:
-    hearth_batch_free(&b);
-    pthread_mutex_unlock(&r->emu);
-    return rc;
-}
-
-/* ---- loading and unloading ------------------------------------------------------------------ */
-
-static bool abort_cb(void *ud) { return atomic_load(&((runner *)ud)->abort_decode); }
-
-static void runner_free(runner *r) {
-    if (!r) return;
-    if (r->started) {
-        pthread_mutex_lock(&r->mu);
-        r->quit = true;
-        atomic_store(&r->abort_decode, true);
-        pthread_cond_broadcast(&r->cv);
-        pthread_mutex_unlock(&r->mu);
-        pthread_join(r->thread, NULL);
-    }
-    spool_free(r->pool);
-    free(r->s_slot);
-    free(r->s_logits);
-    free(r->s_tok);
-    gen_req *g;
-    while ((g = queue_pop(r))) {
-        gen_req_finish(g, "cancelled", 503, "model unloaded");
-        gen_req_unref(g);
-    }
-    for (int i = 0; r->slots && i < r->n_slots; i++) {
-        free(r->slots[i].hist);
-        free(r->slots[i].pend);
-    }
-    free(r->slots);
-    free(r->queue);
-    free(r->opens_json);
-    free(r->mlogits);
-    hearth_batch_free(&r->batch);
-    hearth_context_free(r->ectx);
-    hearth_context_free(r->ctx);
-    hearth_model_free(r->model);
-    pthread_mutex_destroy(&r->mu);
-    pthread_mutex_destroy(&r->emu);
-    pthread_cond_destroy(&r->cv);
-    free(r);
-}
-
-/* How many helper threads sample a step's slots beside the runner (params'
- * sample_threads; -1: automatic). Automatic gives helpers only to a model that runs wholly
- * on an accelerator: there the host's sampling is a visible share of a step (~50 us per
- * sequence of a 32k vocabulary with Ollama's defaults, its logits fresh from the device:
- * docs/performance.md "Server"), and the CPU's cores are otherwise idle. A CPU
- * model's step is milliseconds long and its cores are the model's. At most one helper per
- * slot beyond the first, one core left free, and 7 in all. */
-static int pool_helpers(const hearth_server *srv, const runner *r) {
-    int n = srv->p.sample_threads;
-    if (n < 0) {
-        hearth_placement pl;
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        bool gpu = hearth_context_placement(r->ctx, &pl) == HEARTH_OK && pl.n_layer > 0 &&
-                   pl.n_gpu_layers == pl.n_layer && pl.output_on_gpu;
-        n = gpu ? (int)(cpus > 8 ? 7 : cpus - 1) : 0;
-    }
-    return n < r->n_slots - 1 ? n : r->n_slots - 1;
-}
-
-/* Starts r's sampling helpers when it should have some. Without them the runner samples
- * alone, as it would anyway, so a failure here is only logged. */
-static void start_pool(hearth_server *srv, runner *r, const char *name) {
-    int n = pool_helpers(srv, r);
-    hb_err e = { 0 };
-    if (n < 1) return;
-    if (spool_new(n, &r->pool, &e) != HEARTH_OK)
-        SRV_LOG(srv, HEARTH_LOG_WARN, "model=%s: %s; the runner samples alone", name, e.msg);
-    else
-        SRV_LOG(srv, HEARTH_LOG_INFO, "model=%s: %d sampling helper thread%s", name, n, n == 1 ? "" : "s");
-}
-
-static uint64_t mem_available(void) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[256];
-    uint64_t kb = 0;
-    if (!f) return UINT64_MAX;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %lu kB", &kb) == 1) break;
-    fclose(f);
-    return kb ? kb * 1024 : UINT64_MAX;
-}
-
-/* Refuses a model whose weights plus KV cache would not fit in available memory. Called
- * after the (memory-mapped, so still cheap) model load and before the KV cache exists. */
-static int check_memory(hearth_server *srv, hearth_model *m, uint32_t *n_ctx_out, hb_err *err) {
-    int rc = HEARTH_OK;
-    uint32_t n_ctx = srv->p.n_ctx;
-    if (!n_ctx) {
-        int32_t t = hearth_model_n_ctx_train(m);
-        n_ctx = t > 0 && t < 4096 ? (uint32_t)t : 4096;
-    }
-    *n_ctx_out = n_ctx;
-    uint64_t head_dim = hearth_model_n_head(m) > 0 ? (uint64_t)hearth_model_n_embd(m) / (uint64_t)hearth_model_n_head(m) : 0;
-    uint64_t kv = 2ull * (uint64_t)hearth_model_n_layer(m) * n_ctx * (uint64_t)srv->p.num_parallel *
-                  (uint64_t)hearth_model_n_head_kv(m) * head_dim * 2ull;
-    uint64_t need = hearth_model_size_bytes(m) + kv + (64ull << 20);
-    uint64_t avail = mem_available();
-    HB_CHECK(need <= avail, HEARTH_E_NOMEM,
-             "model needs about %llu MiB (weights %llu MiB + KV cache %llu MiB for %d x %u tokens) but only %llu MiB are available",
-             (unsigned long long)(need >> 20), (unsigned long long)(hearth_model_size_bytes(m) >> 20),
-             (unsigned long long)(kv >> 20), srv->p.num_parallel, n_ctx, (unsigned long long)(avail >> 20));
-out:
-    return rc;
-}
-
-static int runner_load(sched *s, const char *name, const char *path, runner **out, hb_err *err) {
-    int rc = HEARTH_OK;
-    char msg[512] = "";
-    hearth_server *srv = s->srv;
-    runner *r = calloc(1, sizeof *r);
-    *out = NULL;
-    HB_CHECK(r, HEARTH_E_NOMEM, "out of memory");
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_mutex_init(&r->emu, NULL);
-    pthread_cond_init(&r->cv, NULL);
-    r->s = s;
-    snprintf(r->name, sizeof r->name, "%s", name);
-    snprintf(r->path, sizeof r->path, "%s", path);
-    uint32_t n_ctx = 0;
-    hearth_model_params mp = hearth_model_default_params();
-    mp.backend = srv->p.backend;
-    mp.n_gpu_layers = srv->p.n_gpu_layers;
-    mp.log = srv->p.log, mp.log_user_data = srv->p.log_user_data, mp.log_level = HEARTH_LOG_WARN;
-    rc = hearth_model_load(path, &mp, &r->model, msg, sizeof msg);
-    HB_CHECK(rc == HEARTH_OK, rc, "cannot load model: %s", msg);
-    if ((rc = check_memory(srv, r->model, &n_ctx, err))) goto out;
-    hearth_context_params cp = hearth_context_default_params();
-    cp.n_ctx = n_ctx;
-    cp.n_seq_max = (uint32_t)srv->p.num_parallel;
-    cp.n_batch = 512;
-    cp.n_threads = srv->p.n_threads;
-    rc = hearth_context_new(r->model, &cp, &r->ctx, msg, sizeof msg);
-    HB_CHECK(rc == HEARTH_OK, rc, "cannot create a context: %s", msg);
-    hearth_placement pl;
-    if (hearth_context_placement(r->ctx, &pl) == HEARTH_OK) SRV_LOG(srv, HEARTH_LOG_INFO, "%s: %s", name, pl.summary);
-    hearth_context_set_abort(r->ctx, abort_cb, r);
-    r->n_ctx = hearth_context_n_ctx(r->ctx);
-    r->n_batch = cp.n_batch;
-    r->n_slots = (int)hearth_context_n_seq_max(r->ctx);
-    r->slots = calloc((size_t)r->n_slots, sizeof *r->slots);
-    r->q_cap = srv->p.max_queue + r->n_slots + 1;
-    r->queue = calloc((size_t)r->q_cap, sizeof *r->queue);
-    r->batch = hearth_batch_init((int32_t)r->n_batch + r->n_slots);
-    HB_CHECK(r->slots && r->queue && r->batch.capacity > 0, HEARTH_E_NOMEM, "out of memory");
-    for (int i = 0; i < r->n_slots; i++) {
-        r->slots[i].id = i;
-        r->slots[i].hist = hb_calloc_n(r->n_ctx, sizeof(hearth_token));
-        HB_CHECK(r->slots[i].hist, HEARTH_E_NOMEM, "out of memory");
-    }
-    r->s_slot = hb_calloc_n((size_t)r->n_slots, sizeof *r->s_slot);
-    r->s_logits = hb_calloc_n((size_t)r->n_slots, sizeof *r->s_logits);
-    r->s_tok = hb_calloc_n((size_t)r->n_slots, sizeof *r->s_tok);
-    HB_CHECK(r->s_slot && r->s_logits && r->s_tok, HEARTH_E_NOMEM, "out of memory");
-    start_pool(srv, r, name);
-    HB_CHECK(pthread_create(&r->thread, NULL, runner_main, r) == 0, HEARTH_E_NOMEM, "cannot start a runner thread");
-    r->started = true;
-    *out = r;
-    r = NULL;
-out:
-    runner_free(r);
-    return rc;
-}
+/* ---- the list (everything here under sched.mu unless it says otherwise) ------------------ */
 
 static void unlink_runner(sched *s, runner *r) {
     for (runner **p = &s->list; *p; p = &(*p)->next)
@@ -782,10 +28,120 @@ static void unlink_runner(sched *s, runner *r) {
         }
 }
 
-int sched_acquire(sched *s, const char *name, runner **out, uint64_t *load_ns, int *http_status, hb_err *err) {
+static runner *find_runner(sched *s, const char *path) {
+    runner *r = s->list;
+    while (r && strcmp(r->path, path) != 0) r = r->next;
+    return r;
+}
+
+/* Frees a chain of runners linked by `next` that nobody can reach any more; called without
+ * sched.mu, since stopping a runner's thread and freeing its model take a while. */
+static void free_chain(runner *r) {
+    while (r) {
+        runner *next = r->next;
+        runner_free(r);
+        r = next;
+    }
+}
+
+/* Drops one pin. Returns r when that was the last pin of a runner off the list (the caller
+ * frees it after unlocking), else NULL. */
+static runner *unpin(sched *s, runner *r) {
+    r->users--;
+    if (r->users > 0 || !r->unlinked) return NULL;
+    for (runner **p = &s->retired; *p; p = &(*p)->next)
+        if (*p == r) {
+            *p = r->next;
+            break;
+        }
+    r->next = NULL;
+    return r;
+}
+
+/* Takes a runner whose decode failed off the list, so that the next request loads the
+ * model afresh. Returns it when nobody uses it (the caller frees it after unlocking); else
+ * it waits on sched.retired for its last user. */
+static runner *retire(sched *s, runner *r, const char *name) {
+    SRV_LOG(s->srv, HEARTH_LOG_INFO, "reloading model=%s after a failed decode", name);
+    unlink_runner(s, r);
+    r->unlinked = true;
+    r->next = NULL;
+    if (r->users == 0) return r;
+    r->next = s->retired;
+    s->retired = r;
+    return NULL;
+}
+
+/* Makes room for one more model: idle runners, least recently used first, go off the list
+ * onto *evicted (the caller frees them after unlocking). HEARTH_E_NOMEM when every loaded
+ * (or loading) model is in use. */
+static int make_room(sched *s, runner **evicted, hb_err *err) {
+    while (s->n_loaded >= s->srv->p.max_loaded) {
+        runner *victim = NULL;
+        for (runner *q = s->list; q; q = q->next)
+            if (q->users == 0 && (!victim || q->last_used < victim->last_used)) victim = q;
+        if (!victim)
+            return hb_fail(err, HEARTH_E_NOMEM, "server busy: %d models loaded and all in use (HEARTH_MAX_LOADED_MODELS)",
+                           s->n_loaded);
+        unlink_runner(s, victim);
+        victim->next = *evicted;
+        *evicted = victim;
+    }
+    return HEARTH_OK;
+}
+
+/* Waits, pinning r, until the load of r that another request started has ended. When it
+ * failed, or the server is stopping first, the pin is dropped and *dead gets r if that was
+ * the last one (the caller frees it after unlocking). */
+static int wait_loaded(sched *s, runner *r, runner **dead, int *http_status, hb_err *err) {
+    int rc = HEARTH_OK;
+    while (r->loading && !s->shutting) pthread_cond_wait(&s->cv, &s->mu);
+    if (r->load_failed) {
+        rc = hb_fail(err, r->load_err.code, "%s", r->load_err.msg);
+        *http_status = r->load_status;
+    } else if (r->loading) {
+        rc = hb_fail(err, HEARTH_E_CANCELLED, "server is shutting down");
+        *http_status = 503;
+    }
+    if (rc) *dead = unpin(s, r);
+    return rc;
+}
+
+/* Loads r, which this request made, pinned and put on the list as loading: runs without
+ * sched.mu, then tells the requests waiting for r how it went. A failed load takes r off
+ * the list and drops this request's pin. */
+static int load(sched *s, runner *r, const char *name, int *http_status, hb_err *err) {
+    hb_err e = { 0 };
+    runner *dead = NULL;
+    int rc = runner_init(r, &e);
+    pthread_mutex_lock(&s->mu);
+    r->loading = false;
+    r->last_used = hb_now_ns();
+    if (rc) {
+        SRV_LOG(s->srv, HEARTH_LOG_WARN, "model=%s: %s", name, e.msg);
+        unlink_runner(s, r);
+        r->unlinked = r->load_failed = true;
+        r->load_err = e;
+        r->load_status = rc == HEARTH_E_NOMEM ? 507 : http_status_of(rc);
+        *http_status = r->load_status;
+        dead = unpin(s, r);
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    runner_free(dead);
+    if (rc) hb_fail(err, rc, "%s", e.msg);
+    return rc;
+}
+
+/* ---- the scheduler's calls ------------------------------------------------------------------ */
+
+int sched_acquire(sched *s, const char *name, int64_t keep_alive_ns, runner **out, uint64_t *load_ns, int *http_status,
+                  hb_err *err) {
     int rc = HEARTH_OK;
     char path[4200];
     uint64_t t0 = hb_now_ns();
+    runner *r = NULL, *dead = NULL, *evicted = NULL;
+    bool loader = false, waited = false;
     *out = NULL;
     *load_ns = 0;
     *http_status = 200;
@@ -794,77 +150,66 @@ int sched_acquire(sched *s, const char *name, runner **out, uint64_t *load_ns, i
         return rc;
     }
     pthread_mutex_lock(&s->mu);
-    runner *r = NULL;
     if (s->shutting) {
         rc = hb_fail(err, HEARTH_E_CANCELLED, "server is shutting down");
         *http_status = 503;
-        goto out;
+        goto unlock;
     }
-    for (r = s->list; r; r = r->next)
-        if (strcmp(r->path, path) == 0) break;
+    r = find_runner(s, path);
     if (r && atomic_load(&r->broken)) { /* load it again; the old one goes with its last user */
-        SRV_LOG(s->srv, HEARTH_LOG_INFO, "reloading model=%s after a failed decode", name);
-        unlink_runner(s, r);
-        if (r->users == 0) {
-            runner_free(r);
-        } else {
-            r->unlinked = true;
-            r->next = s->retired;
-            s->retired = r;
-        }
+        dead = retire(s, r, name);
         r = NULL;
     }
     if (!r) {
-        while (s->n_loaded >= s->srv->p.max_loaded) {
-            runner *victim = NULL;
-            for (runner *q = s->list; q; q = q->next)
-                if (q->users == 0 && (!victim || q->last_used < victim->last_used)) victim = q;
-            if (!victim) {
-                rc = hb_fail(err, HEARTH_E_NOMEM, "server busy: %d models loaded and all in use (HEARTH_MAX_LOADED_MODELS)", s->n_loaded);
-                *http_status = 503;
-                goto out;
-            }
-            unlink_runner(s, victim);
-            runner_free(victim);
+        if ((rc = make_room(s, &evicted, err))) {
+            *http_status = 503;
+            goto unlock;
         }
-        if ((rc = runner_load(s, name, path, &r, err))) {
-            *http_status = rc == HEARTH_E_NOMEM ? 507 : http_status_of(rc);
-            goto out;
+        if ((rc = runner_new(s, name, path, &r, err))) {
+            *http_status = 500;
+            goto unlock;
         }
+        r->loading = loader = true;
         r->next = s->list;
         s->list = r;
         s->n_loaded++;
-        *load_ns = hb_now_ns() - t0;
-        SRV_LOG(s->srv, HEARTH_LOG_INFO, "loaded model=%s path=%s n_ctx=%u slots=%d load_ms=%.1f", name, path, r->n_ctx,
-                r->n_slots, (double)*load_ns / 1e6);
     }
     r->users++;
     r->unload = false; /* wanted again (e.g. by another name of the same file) */
-    r->last_used = hb_now_ns();
-    *out = r;
-out:
+    r->keep_alive_ns = keep_alive_ns;
+    if (r->loading && !loader) {
+        waited = true;
+        if ((rc = wait_loaded(s, r, &dead, http_status, err))) r = NULL;
+    }
+    if (r && !loader) r->last_used = hb_now_ns();
+unlock:
     pthread_mutex_unlock(&s->mu);
+    runner_free(dead);
+    free_chain(evicted); /* before the load: their memory is what makes room */
+    if (loader && (rc = load(s, r, name, http_status, err)) == HEARTH_OK)
+        SRV_LOG(s->srv, HEARTH_LOG_INFO, "loaded model=%s path=%s n_ctx=%u slots=%d load_ms=%.1f", name, path, r->n_ctx,
+                r->n_slots, (double)(hb_now_ns() - t0) / 1e6);
+    if (rc == HEARTH_OK) {
+        *out = r;
+        if (loader || waited) *load_ns = hb_now_ns() - t0;
+    }
     return rc;
 }
 
-void sched_release(sched *s, runner *r, int64_t keep_alive_ns) {
+/* Whether r goes as soon as it is idle, whatever its keep_alive (under sched.mu). */
+static bool unload_when_idle(runner *r) { return atomic_load(&r->broken) || r->unload; }
+
+void sched_release(sched *s, runner *r) {
     if (!r) return;
     pthread_mutex_lock(&s->mu);
-    r->users--;
     r->last_used = hb_now_ns();
-    bool now = atomic_load(&r->broken) || r->unload;
-    r->forever = keep_alive_ns < 0 && !now;
-    r->expires_ns = now ? 0 : r->last_used + (uint64_t)(keep_alive_ns > 0 ? keep_alive_ns : 0);
-    if (r->unlinked && r->users == 0) { /* replaced after a failed decode (sched_acquire) */
-        for (runner **p = &s->retired; *p; p = &(*p)->next)
-            if (*p == r) {
-                *p = r->next;
-                break;
-            }
-        runner_free(r);
-    }
+    bool now = unload_when_idle(r);
+    r->forever = r->keep_alive_ns < 0 && !now;
+    r->expires_ns = now ? 0 : r->last_used + (uint64_t)(r->keep_alive_ns > 0 ? r->keep_alive_ns : 0);
+    runner *dead = unpin(s, r); /* replaced after a failed decode (sched_acquire) */
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    runner_free(dead);
 }
 
 bool sched_unload(sched *s, const char *name) {
@@ -887,19 +232,34 @@ bool sched_unload(sched *s, const char *name) {
     return found;
 }
 
-/* Unloads models whose keep_alive expired; runs until sched_free. */
+/* Takes the runners whose keep_alive expired off the list; returns them as a chain for
+ * free_chain. */
+static runner *take_expired(sched *s, uint64_t now) {
+    runner *dead = NULL;
+    for (runner *r = s->list, *next; r; r = next) {
+        next = r->next;
+        if (r->users == 0 && !r->forever && now >= r->expires_ns) {
+            SRV_LOG(s->srv, HEARTH_LOG_INFO, "unloaded model=%s", r->name);
+            unlink_runner(s, r);
+            r->next = dead;
+            dead = r;
+        }
+    }
+    return dead;
+}
+
+/* Unloads models whose keep_alive expired (freeing them without sched.mu); runs until
+ * sched_free. */
 static void *manager_main(void *arg) {
     sched *s = arg;
     pthread_mutex_lock(&s->mu);
     while (!s->quit) {
-        uint64_t now = hb_now_ns();
-        for (runner *r = s->list, *next; r; r = next) {
-            next = r->next;
-            if (r->users == 0 && !r->forever && now >= r->expires_ns) {
-                SRV_LOG(s->srv, HEARTH_LOG_INFO, "unloaded model=%s", r->name);
-                unlink_runner(s, r);
-                runner_free(r);
-            }
+        runner *dead = take_expired(s, hb_now_ns());
+        if (dead) {
+            pthread_mutex_unlock(&s->mu);
+            free_chain(dead);
+            pthread_mutex_lock(&s->mu);
+            continue;
         }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -917,6 +277,9 @@ int sched_new(hearth_server *srv, sched **out, hb_err *err) {
     *out = NULL;
     if (!s) return hb_fail(err, HEARTH_E_NOMEM, "out of memory");
     s->srv = srv;
+    const char *delay = getenv("HEARTH_TEST_LOAD_DELAY_MS");
+    s->test_load_delay_ms = delay ? strtol(delay, NULL, 10) : 0;
+    if (s->test_load_delay_ms < 0 || s->test_load_delay_ms > 600000) s->test_load_delay_ms = 0;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (pthread_create(&s->mgr, NULL, manager_main, s) != 0) {
@@ -939,6 +302,7 @@ void sched_shutdown(sched *s) {
             pthread_cond_broadcast(&r->cv);
             pthread_mutex_unlock(&r->mu);
         }
+    pthread_cond_broadcast(&s->cv); /* requests waiting for a load give up (wait_loaded) */
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -950,7 +314,8 @@ void sched_free(sched *s) {
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     if (s->mgr_started) pthread_join(s->mgr, NULL);
-    while (s->list || s->retired) { /* connections have drained: nobody uses a runner now */
+    /* Connections have drained (their threads joined): nobody uses or loads a runner now. */
+    while (s->list || s->retired) {
         runner **head = s->list ? &s->list : &s->retired, *r = *head;
         *head = r->next;
         runner_free(r);
@@ -960,26 +325,29 @@ void sched_free(sched *s) {
     free(s);
 }
 
+/* Fills *v from r (a loaded runner, under sched.mu) for /api/ps. A model in use shows the
+ * expiry it will have if its requests end now (as Ollama's does), not "now". */
+static void runner_info_fill(runner *r, runner_info *v) {
+    snprintf(v->name, sizeof v->name, "%s", r->name);
+    snprintf(v->path, sizeof v->path, "%s", r->path);
+    v->size = hearth_model_size_bytes(r->model);
+    hearth_placement pl;
+    if (r->ctx && hearth_context_placement(r->ctx, &pl) == HEARTH_OK && pl.n_layer > 0)
+        v->size_vram = pl.n_gpu_layers >= pl.n_layer ? v->size : v->size / (uint64_t)pl.n_layer * (uint64_t)pl.n_gpu_layers;
+    v->n_ctx = r->n_ctx;
+    uint64_t now = hb_now_ns();
+    int64_t left; /* ns; < 0 forever */
+    if (r->users) left = unload_when_idle(r) ? 0 : r->keep_alive_ns;
+    else left = r->forever ? -1 : (int64_t)(r->expires_ns > now ? r->expires_ns - now : 0);
+    v->expires_at = left < 0 ? 0 : (int64_t)time(NULL) + left / 1000000000LL;
+}
+
 int sched_list(sched *s, runner_info **out, size_t *n) {
     pthread_mutex_lock(&s->mu);
     size_t cnt = (size_t)s->n_loaded, i = 0;
     runner_info *v = calloc(cnt ? cnt : 1, sizeof *v);
-    for (runner *r = s->list; v && r && i < cnt; r = r->next, i++) {
-        snprintf(v[i].name, sizeof v[i].name, "%s", r->name);
-        snprintf(v[i].path, sizeof v[i].path, "%s", r->path);
-        v[i].size = hearth_model_size_bytes(r->model);
-        hearth_placement pl;
-        if (r->ctx && hearth_context_placement(r->ctx, &pl) == HEARTH_OK && pl.n_layer > 0)
-            v[i].size_vram = pl.n_gpu_layers >= pl.n_layer ? v[i].size
-                                                            : v[i].size / (uint64_t)pl.n_layer * (uint64_t)pl.n_gpu_layers;
-        v[i].n_ctx = r->n_ctx;
-        if (r->forever) v[i].expires_at = 0;
-        else {
-            uint64_t now = hb_now_ns();
-            int64_t left = r->users ? 0 : (int64_t)(r->expires_ns > now ? r->expires_ns - now : 0);
-            v[i].expires_at = (int64_t)time(NULL) + left / 1000000000LL;
-        }
-    }
+    for (runner *r = s->list; v && r && i < cnt; r = r->next)
+        if (!r->loading) runner_info_fill(r, &v[i++]); /* not listed until it has loaded */
     pthread_mutex_unlock(&s->mu);
     *out = v;
     *n = v ? i : 0;
@@ -992,13 +360,11 @@ void sched_stats(sched *s, int64_t *kv_used, int64_t *kv_total, int *loaded, int
     if (!s) return;
     pthread_mutex_lock(&s->mu);
     for (runner *r = s->list; r; r = r->next) {
+        if (r->loading) continue;
         *kv_used += atomic_load(&r->kv_used);
         *kv_total += (int64_t)r->n_ctx * r->n_slots;
         *busy += atomic_load(&r->busy);
-        pthread_mutex_lock(&r->mu);
-        queue_purge(r);
-        *queued += r->q_len;
-        pthread_mutex_unlock(&r->mu);
+        *queued += runner_queued(r);
         (*loaded)++;
     }
     pthread_mutex_unlock(&s->mu);

@@ -1,13 +1,17 @@
 /* server.h — internals of `hearth serve`: the HTTP layer, the per-model scheduler with
  * continuous batching, generation requests and metrics.
  *
- * Threads: libmicrohttpd runs one thread per connection (handlers may block); each loaded
- * model has one runner thread that owns its hearth_context and decodes every active
- * sequence together; a manager thread unloads models whose keep_alive expired.
+ * Threads: libmicrohttpd runs one thread per connection (handlers may block); a model loads
+ * on the connection thread of the first request for it, without the scheduler's lock (the
+ * others for it wait); each loaded model has one runner thread that owns its
+ * hearth_context and decodes every active sequence together; a manager thread unloads
+ * models whose keep_alive expired.
  *
  * Ownership: a gen_req is shared by the connection thread and the runner and freed when
  * the last of them drops it (gen_req_unref). A runner is pinned by `users` while a request
- * uses it and freed only by the manager when unpinned.
+ * uses (or waits for) it and freed only when unpinned: by the manager when it expires, by
+ * an eviction, or by the last user of one taken off the list (replaced after a failed
+ * decode, or its load failed).
  */
 #ifndef HEARTH_SERVER_H
 #define HEARTH_SERVER_H
@@ -86,7 +90,8 @@ typedef struct runner_info {
     char digest[72];
     uint64_t size;
     uint64_t size_vram;             /* the weights' bytes on the GPU: the GPU layers' share of size */
-    int64_t expires_at;             /* unix seconds; 0 = never */
+    int64_t expires_at;             /* unix seconds; 0 = never. A model in use: when it will expire
+                                     * if its requests end now */
     uint32_t n_ctx;
 } runner_info;
 
@@ -96,14 +101,17 @@ int sched_new(struct hearth_server *srv, sched **out, hb_err *err);
 void sched_shutdown(sched *s);
 /* Joins the threads and unloads all models (after every request released its runner). */
 void sched_free(sched *s);
-/* Loads (or finds) the model for `name`, pinning it; keep_alive_ns < 0 = forever.
- * Errors: HEARTH_E_NOT_FOUND (404), HEARTH_E_NOMEM (too big: 507/400), busy (503). */
-int sched_acquire(sched *s, const char *name, runner **out, uint64_t *load_ns, int *http_status,
-                  hb_err *err);
+/* Loads (or finds) the model for `name`, pinning it. keep_alive_ns is how long the model
+ * stays loaded once idle (0 = unload at once, < 0 = forever): the latest request to pin a
+ * model sets it, as in Ollama. Errors: HEARTH_E_NOT_FOUND (404), HEARTH_E_NOMEM (too big:
+ * 507/400), busy (503). */
+int sched_acquire(sched *s, const char *name, int64_t keep_alive_ns, runner **out, uint64_t *load_ns,
+                  int *http_status, hb_err *err);
 /* Totals over loaded models for /metrics. */
 void sched_stats(sched *s, int64_t *kv_used, int64_t *kv_total, int *loaded, int *busy, int *queued);
-/* Unpins; the model is kept for keep_alive_ns afterwards (0 = unload now, <0 forever). */
-void sched_release(sched *s, runner *r, int64_t keep_alive_ns);
+/* Unpins; when that was the last pin the model is kept for the keep_alive of the latest
+ * sched_acquire (unless sched_unload asked for it). NULL is fine. */
+void sched_release(sched *s, runner *r);
 /* Unloads a model now if idle (hearth stop / keep_alive 0 with no request). */
 bool sched_unload(sched *s, const char *name);
 /* Snapshot of loaded models (caller frees *out with free()). */
@@ -222,7 +230,6 @@ struct ostream {
     struct hearth_server *srv;
     gen_req *g;                     /* reference owned */
     runner *rn;                     /* pinned; released when the stream ends */
-    int64_t keep_alive;
     uint64_t load_ns;
     ostream_fmt fmt;
     bool buffer_all;                /* hold text until the end (tool-call parsing) */
@@ -239,7 +246,7 @@ struct ostream {
 };
 
 /* Creates a stream over g (takes over the caller's reference to g and the pin on rn). */
-ostream *ostream_new(http_req *hr, gen_req *g, runner *rn, int64_t keep_alive, uint64_t load_ns, ostream_fmt fmt);
+ostream *ostream_new(http_req *hr, gen_req *g, runner *rn, uint64_t load_ns, ostream_fmt fmt);
 void ostream_append(ostream *os, const char *s, size_t n);
 /* Appends compact JSON + "\n" (NDJSON) or "data: JSON\n\n" (SSE); steals j. */
 void ostream_json_line(ostream *os, json_t *j, bool sse);

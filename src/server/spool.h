@@ -1,5 +1,5 @@
 /* spool.h — a small pool of sleeping helper threads for the scheduler: the sequences of one
- * decode step are sampled side by side (sched.c). The threads sleep on a condition variable
+ * decode step are sampled side by side (runner.c). The threads sleep on a condition variable
  * between jobs; they poll only for a short while around a time the caller names
  * (spool_arm), so on a machine whose cores a CPU model needs they cost nothing while the
  * model decodes. Not the CPU backend's pool: that one belongs to a

@@ -72,14 +72,13 @@ void ostream_json_line(ostream *os, json_t *j, bool sse) {
     free(s);
 }
 
-ostream *ostream_new(http_req *hr, gen_req *g, runner *rn, int64_t keep_alive, uint64_t load_ns, ostream_fmt fmt) {
+ostream *ostream_new(http_req *hr, gen_req *g, runner *rn, uint64_t load_ns, ostream_fmt fmt) {
     ostream *os = calloc(1, sizeof *os);
     if (!os) return NULL;
     os->conn = hr->conn;
     os->srv = hr->srv;
     os->g = g;
     os->rn = rn;
-    os->keep_alive = keep_alive;
     os->load_ns = load_ns;
     os->fmt = fmt;
     os->created = (int64_t)time(NULL);
@@ -132,7 +131,7 @@ static void os_done(void *ud) {
         atomic_store(&os->g->cancel, true);
         gen_req_unref(os->g);
     }
-    if (os->rn) sched_release(os->srv->sched, os->rn, os->keep_alive);
+    if (os->rn) sched_release(os->srv->sched, os->rn);
     json_decref(os->extra);
     free(os->out);
     free(os);

@@ -1,8 +1,9 @@
 // Server lifecycle under concurrency: shutdown with replies in flight, queue places of
-// clients that left, unload requests, models deleted mid-request. Each test starts its own
-// server (they stop it).
+// clients that left, unload requests, models deleted mid-request, slow model loads
+// (HEARTH_TEST_LOAD_DELAY_MS). Each test starts its own server (they stop it).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { tmpdir, createModel, startServer, request, SHARED, STORIES, SLOW } from './lib.mjs';
@@ -19,6 +20,20 @@ function openStream(port, body) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Resolves with the request's result plus `ms`, the time it took.
+async function timed(p) {
+  const t0 = Date.now();
+  const r = await p;
+  return { ...r, ms: Date.now() - t0 };
+}
+
+// A short non-streamed generate.
+function generate(srv, model, extra = {}) {
+  return request(`${srv.url}/api/generate`, { method: 'POST', body: { model, prompt: 'Once', stream: false, options: { num_predict: 2 }, ...extra } });
+}
+
+const psNames = (ps) => ps.json.models.map((m) => m.name.replace(/:latest$/, '')).sort();
 
 test('SIGTERM delivers the replies of non-streamed requests in flight', async () => {
   const models = tmpdir();
@@ -110,5 +125,121 @@ test('a model deleted while requests use it: 404s, never a 500 naming server fil
     assert.deepEqual(bad, []);
   } finally {
     await srv.stop();
+  }
+});
+
+test('a model load holds up neither /api/ps, /metrics nor requests for a loaded model', async () => {
+  const models = tmpdir();
+  createModel(models, 'a', `FROM ${STORIES}\n`);
+  createModel(models, 'b', `FROM ${RANDOM_LLAMA}\n`);
+  const delay = 3000 * SLOW;
+  const srv = await startServer(models, [], { HEARTH_TEST_LOAD_DELAY_MS: String(delay) });
+  try {
+    assert.equal((await request(`${srv.url}/api/generate`, { method: 'POST', body: { model: 'a' } })).status, 200);
+    const b = [generate(srv, 'b'), generate(srv, 'b')]; // both wait for one load of b
+    await sleep(500 * SLOW);
+    const during = await Promise.all([timed(request(`${srv.url}/api/ps`)), timed(request(`${srv.url}/metrics`)), timed(generate(srv, 'a'))]);
+    for (const r of during) {
+      assert.equal(r.status, 200, r.body);
+      assert.ok(r.ms < delay / 2, `answered in ${r.ms} ms during a load of ${delay} ms`);
+    }
+    assert.deepEqual(psNames(during[0]), ['a'], 'a model still loading is not listed');
+    assert.match(during[1].body, /^hearth_loaded_models 1$/m);
+    for (const r of await Promise.all(b)) assert.equal(r.status, 200, r.body);
+    assert.equal(srv.log().match(/loaded model=b /g).length, 1, srv.log());
+    assert.deepEqual(psNames(await request(`${srv.url}/api/ps`)), ['a', 'b']);
+  } finally {
+    await srv.stop();
+  }
+});
+
+test('a failed load answers every request that waited for it; the next request loads afresh', async () => {
+  const models = tmpdir();
+  createModel(models, 'm', `FROM ${STORIES}\n`);
+  const blobs = path.join(models, 'blobs');
+  const gguf = fs.readdirSync(blobs).map((f) => path.join(blobs, f)).sort((x, y) => fs.statSync(y).size - fs.statSync(x).size)[0];
+  const good = fs.readFileSync(gguf);
+  fs.chmodSync(gguf, 0o644);
+  fs.writeFileSync(gguf, good.subarray(0, 4096)); // a truncated GGUF
+  const srv = await startServer(models, [], { HEARTH_TEST_LOAD_DELAY_MS: String(1000 * SLOW) });
+  try {
+    const rs = await Promise.all([0, 1, 2].map(() => generate(srv, 'm')));
+    for (const r of rs) {
+      assert.ok(r.status >= 400, `${r.status} ${r.body}`);
+      assert.equal(r.body, rs[0].body);
+    }
+    assert.match(rs[0].json.error, /cannot load model/);
+    assert.equal(srv.log().match(/model=m: cannot load model/g)?.length, 1, srv.log());
+    assert.deepEqual(psNames(await request(`${srv.url}/api/ps`)), []);
+    fs.writeFileSync(gguf, good);
+    const ok = await generate(srv, 'm');
+    assert.equal(ok.status, 200, ok.body);
+    assert.deepEqual(psNames(await request(`${srv.url}/api/ps`)), ['m']);
+  } finally {
+    await srv.stop();
+  }
+});
+
+test('SIGTERM during a load: requests waiting for it get 503 at once, the loading one after it; exit 0', async () => {
+  const models = tmpdir();
+  createModel(models, 'a', `FROM ${STORIES}\n`);
+  const delay = 3000 * SLOW;
+  const srv = await startServer(models, [], { HEARTH_TEST_LOAD_DELAY_MS: String(delay) });
+  const loading = timed(generate(srv, 'a'));
+  await sleep(300 * SLOW);
+  const waiting = timed(generate(srv, 'a'));
+  await sleep(300 * SLOW);
+  srv.proc.kill('SIGTERM');
+  const w = await waiting;
+  assert.equal(w.status, 503, w.body);
+  assert.ok(w.ms < delay / 2, `the waiting request was answered after ${w.ms} ms`);
+  const l = await loading;
+  assert.equal(l.status, 503, l.body);
+  assert.match(l.json.error, /shutting down/);
+  assert.equal((await srv.exited).code, 0);
+});
+
+test('/api/ps: a model in use shows the expiry it will have when its requests end', async () => {
+  const models = tmpdir();
+  createModel(models, 'stories', `FROM ${STORIES}\n`);
+  const srv = await startServer(models, ['-p', '2']);
+  const streams = [];
+  try {
+    const long = { num_predict: 1000000 };
+    streams.push(openStream(srv.port, { model: 'stories', prompt: 'Once', keep_alive: '1h', options: long }));
+    await sleep(300 * SLOW);
+    let ps = await request(`${srv.url}/api/ps`);
+    assert.equal(ps.json.models.length, 1, ps.body);
+    const left = Date.parse(ps.json.models[0].expires_at) - Date.now();
+    assert.ok(left > 59 * 60 * 1000 && left < 61 * 60 * 1000, `expires in ${left} ms, not in 1h: ${ps.body}`);
+    // the latest request's keep_alive is the one that applies: forever
+    streams.push(openStream(srv.port, { model: 'stories', prompt: 'Once', keep_alive: -1, options: long }));
+    await sleep(300 * SLOW);
+    ps = await request(`${srv.url}/api/ps`);
+    assert.match(ps.json.models[0].expires_at, /^2318-/, ps.body);
+  } finally {
+    for (const s of streams) s.destroy();
+    await srv.stop();
+  }
+});
+
+test('a second SIGINT/SIGTERM during the drain ends the server at once', async () => {
+  const models = tmpdir();
+  createModel(models, 'a', `FROM ${STORIES}\n`);
+  // a load of 30 s keeps the drain waiting (a load cannot be interrupted)
+  const srv = await startServer(models, [], { HEARTH_TEST_LOAD_DELAY_MS: '30000' });
+  try {
+    const pending = generate(srv, 'a').catch((e) => e);
+    await sleep(500 * SLOW);
+    srv.proc.kill('SIGTERM');
+    await sleep(500 * SLOW);
+    srv.proc.kill('SIGINT');
+    const r = await Promise.race([srv.exited, sleep(5000 * SLOW).then(() => null)]);
+    assert.ok(r, 'the server was still draining 5 s after the second signal');
+    assert.equal(r.code, 130);
+    assert.match(srv.log(), /second SIGINT received/);
+    await pending;
+  } finally {
+    if (srv.proc.exitCode === null) srv.proc.kill('SIGKILL');
   }
 });

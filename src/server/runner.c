@@ -124,7 +124,7 @@ static void slot_start(runner *r, gen_req *g) {
     atomic_fetch_add(&r->busy, 1);
     char msg[256] = "";
     sl->smp = hearth_sampler_new(r->model, &g->sp, msg, sizeof msg);
-    sl->ds = hearth_detok_stream_new(r->model, 0);
+    sl->ds = hearth_detok_stream_new(r->model, hearth_detok_flags_after(r->model, g->prompt, (size_t)g->n_prompt));
     pthread_mutex_lock(&g->mu);
     g->n_cached = keep;
     g->t_start = hb_now_ns();

@@ -37,6 +37,9 @@ test.after(async () => {
 test('generate (not streamed) continues the fixture text exactly', async () => {
   const r = await ollama.generate({ model: 'stories', prompt: 'Once upon a time', raw: true, options: { ...GREEDY_OPTS, num_predict: 24 } });
   assert.ok(GREEDY.startsWith('Once upon a time' + r.response), JSON.stringify(r.response));
+  // the first generated token keeps its leading space after a prompt ("a" + " time")
+  const s = await ollama.generate({ model: 'stories', prompt: 'Once upon a', raw: true, options: { ...GREEDY_OPTS, num_predict: 4 } });
+  assert.ok(s.response.startsWith(' time') && GREEDY.startsWith('Once upon a' + s.response), JSON.stringify(s.response));
   assert.equal(r.done, true);
   assert.equal(r.done_reason, 'length');
   assert.equal(r.eval_count, 24);

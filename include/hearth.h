@@ -113,6 +113,10 @@ char *hearth_model_meta_text(const hearth_model *m, const char *key);
 hearth_token hearth_token_bos(const hearth_model *m);
 hearth_token hearth_token_eos(const hearth_model *m);
 hearth_token hearth_token_eot(const hearth_model *m);
+/* Fill-in-the-middle tokens (code models: prefix, suffix, middle), -1 when the vocab has
+ * none: a prompt <pre> PREFIX <suf> SUFFIX <mid> asks for the text between the two. */
+enum { HEARTH_FIM_PRE = 0, HEARTH_FIM_SUF = 1, HEARTH_FIM_MID = 2 };
+hearth_token hearth_token_fim(const hearth_model *m, int which);
 /* True for tokens that end generation (eos, eot, and other end-of-generation ids). */
 bool hearth_token_is_eog(const hearth_model *m, hearth_token t);
 bool hearth_model_add_bos(const hearth_model *m);

@@ -127,6 +127,7 @@ const char *hearth_model_chat_template(const hearth_model *m) {
 hearth_token hearth_token_bos(const hearth_model *m) { return m->vocab ? tok_bos(m->vocab) : -1; }
 hearth_token hearth_token_eos(const hearth_model *m) { return m->vocab ? tok_eos(m->vocab) : -1; }
 hearth_token hearth_token_eot(const hearth_model *m) { return m->vocab ? tok_eot(m->vocab) : -1; }
+hearth_token hearth_token_fim(const hearth_model *m, int which) { return m && m->vocab ? tok_fim(m->vocab, which) : -1; }
 bool hearth_token_is_eog(const hearth_model *m, hearth_token t) { return m->vocab && tok_is_eog(m->vocab, t); }
 bool hearth_model_add_bos(const hearth_model *m) { return m->vocab && tok_add_bos(m->vocab); }
 

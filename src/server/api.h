@@ -32,10 +32,24 @@ int api_check_types(json_t *obj, hb_err *err, ...);
 int api_chat_messages(api_call *c, json_t *in, json_t **out, hb_err *err);
 /* Prompt for /api/generate (raw, request template, stored/model template, or plain). */
 int api_generate_prompt(api_call *c, const char *prompt, char **out, hb_err *err);
+/* The fill-in-the-middle prompt for `suffix` (Ollama /api/generate, OpenAI /v1/completions):
+ * the model's prefix token, prefix, suffix token, suffix, middle token. A model without
+ * those tokens cannot insert: HEARTH_E_INVALID saying so. Caller frees *out. */
+int api_infill_prompt(api_call *c, const char *prefix, const char *suffix, char **out, hb_err *err);
 /* Token ids from a JSON array, each checked against the vocab. Caller frees *out. */
 int api_token_array(runner *rn, json_t *arr, const char *field, hearth_token **out, size_t *n, hb_err *err);
-/* Embeds a string, array of strings, array of ids or array of id arrays. */
-int api_embed_inputs(api_call *c, json_t *input, bool truncate, json_t **vecs, int64_t *n_tok, hb_err *err);
+/* How api_embed_inputs treats a request. */
+typedef struct api_embed_opts {
+    bool truncate;   /* cut inputs longer than the context (else an error) */
+    bool empty_ok;   /* Ollama: an empty string input gives no vector; OpenAI: it is an error */
+    int64_t dims;    /* `dimensions`: keep the first dims values, L2-normalised again (0: all) */
+} api_embed_opts;
+/* The `dimensions` field of the request j (absent or null: 0), checked: a whole number
+ * from 1 to the model's embedding size; else an error naming the field. */
+int api_embed_dims(api_call *c, json_t *j, int64_t *dims, hb_err *err);
+/* Embeds a string, array of strings, array of ids or array of id arrays into *vecs (a new
+ * array the caller owns); *n_tok: the tokens embedded. */
+int api_embed_inputs(api_call *c, json_t *input, const api_embed_opts *o, json_t **vecs, int64_t *n_tok, hb_err *err);
 
 /* Store endpoints (api_store.c). */
 enum MHD_Result api_store_route(http_req *hr);

@@ -1,4 +1,5 @@
 /* api_common.c — the shared prologue of model-using handlers and request-field helpers. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +124,26 @@ int api_generate_prompt(api_call *c, const char *prompt, char **out, hb_err *err
     return rc;
 }
 
+int api_infill_prompt(api_call *c, const char *prefix, const char *suffix, char **out, hb_err *err) {
+    hearth_model *m = runner_model(c->rn);
+    char t[3][64];
+    *out = NULL;
+    for (int i = 0; i < 3; i++) {
+        size_t n = 0;
+        hearth_token id = hearth_token_fim(m, HEARTH_FIM_PRE + i);
+        if (id < 0 || hearth_token_piece(m, id, HEARTH_DETOK_UNPARSE_SPECIAL, t[i], sizeof t[i] - 1, &n) != HEARTH_OK)
+            return hb_fail(err, HEARTH_E_INVALID, "model '%s' does not support insert (suffix): its vocabulary has no fill-in-the-middle tokens",
+                           c->model);
+        t[i][n] = '\0';
+    }
+    size_t len = strlen(t[0]) + strlen(prefix) + strlen(t[1]) + strlen(suffix) + strlen(t[2]) + 1;
+    char *s = malloc(len);
+    if (!s) return hb_fail(err, HEARTH_E_NOMEM, "out of memory");
+    snprintf(s, len, "%s%s%s%s%s", t[0], prefix, t[1], suffix, t[2]);
+    *out = s;
+    return HEARTH_OK;
+}
+
 int api_token_array(runner *rn, json_t *arr, const char *field, hearth_token **out, size_t *n, hb_err *err) {
     int rc = HEARTH_OK;
     size_t cnt = json_array_size(arr);
@@ -143,29 +164,54 @@ out:
     return rc;
 }
 
+int api_embed_dims(api_call *c, json_t *j, int64_t *dims, hb_err *err) {
+    json_t *d = json_object_get(j, "dimensions");
+    int32_t ne = hearth_model_n_embd(runner_model(c->rn));
+    *dims = 0;
+    if (!d || json_is_null(d)) return HEARTH_OK;
+    if (!json_is_integer(d) || json_integer_value(d) < 1 || json_integer_value(d) > ne)
+        return hb_fail(err, HEARTH_E_INVALID, "dimensions must be a whole number from 1 to %d (this model's embedding size)", ne);
+    *dims = json_integer_value(d);
+    return HEARTH_OK;
+}
+
+/* Keeps the first dims of the ne values of v, scaled to unit length again (the full vector
+ * is unit length: docs/api.md). */
+static int32_t embed_cut(float *v, int32_t ne, int64_t dims) {
+    if (dims <= 0 || dims >= ne) return ne;
+    double ss = 0.0;
+    for (int64_t i = 0; i < dims; i++) ss += (double)v[i] * v[i];
+    float k = ss > 0.0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+    for (int64_t i = 0; i < dims; i++) v[i] *= k;
+    return (int32_t)dims;
+}
+
 /* Embeds one token list into a JSON array of floats. */
-static int embed_one(api_call *c, hearth_token *t, size_t n, bool truncate, json_t *vecs, hb_err *err) {
+static int embed_one(api_call *c, hearth_token *t, size_t n, const api_embed_opts *o, json_t *vecs, hb_err *err) {
     hearth_model *m = runner_model(c->rn);
     int32_t ne = hearth_model_n_embd(m);
-    if (truncate && n > runner_n_ctx(c->rn)) n = runner_n_ctx(c->rn);
+    if (o->truncate && n > runner_n_ctx(c->rn)) n = runner_n_ctx(c->rn);
     float *v = hb_malloc_n((size_t)(ne > 0 ? ne : 1), sizeof(float));
     if (!v) return hb_fail(err, HEARTH_E_NOMEM, "out of memory");
     int rc = runner_embed(c->rn, t, (int32_t)n, v, (size_t)ne, err);
     if (!rc) {
         json_t *a = json_array();
-        for (int32_t i = 0; i < ne; i++) json_array_append_new(a, json_real(v[i]));
+        int32_t keep = embed_cut(v, ne, o->dims);
+        for (int32_t i = 0; i < keep; i++) json_array_append_new(a, json_real(v[i]));
         json_array_append_new(vecs, a);
     }
     free(v);
     return rc;
 }
 
-int api_embed_inputs(api_call *c, json_t *input, bool truncate, json_t **vecs, int64_t *n_tok, hb_err *err) {
+int api_embed_inputs(api_call *c, json_t *input, const api_embed_opts *o, json_t **vecs, int64_t *n_tok, hb_err *err) {
     int rc = HEARTH_OK;
     json_t *list = NULL;
     *vecs = json_array();
     *n_tok = 0;
     HB_CHECK(input && !json_is_null(input), HEARTH_E_INVALID, "input is required");
+    if (json_is_string(input) && json_string_length(input) == 0 && o->empty_ok) goto out; /* Ollama: no vector */
+    HB_CHECK(o->empty_ok || !json_is_array(input) || json_array_size(input) > 0, HEARTH_E_INVALID, "input must not be empty");
     if (json_is_string(input) || (json_is_array(input) && json_array_size(input) && json_is_integer(json_array_get(input, 0))))
         list = json_pack("[O]", input);
     else {
@@ -179,6 +225,8 @@ int api_embed_inputs(api_call *c, json_t *input, bool truncate, json_t **vecs, i
         size_t n = 0;
         char msg[256] = "";
         if (json_is_string(it)) {
+            HB_CHECK(o->empty_ok || json_string_length(it) > 0, HEARTH_E_INVALID,
+                     list == input ? "input[%zu] must not be an empty string" : "input must not be an empty string", i);
             rc = hearth_tokenize(runner_model(c->rn), json_string_value(it), json_string_length(it), HEARTH_TOK_ADD_SPECIAL, &t, &n, msg, sizeof msg);
             HB_CHECK(rc == HEARTH_OK, rc, "cannot tokenize input %zu: %s", i, msg);
         } else {
@@ -187,8 +235,8 @@ int api_embed_inputs(api_call *c, json_t *input, bool truncate, json_t **vecs, i
             if (list == input) snprintf(field, sizeof field, "input[%zu]", i);
             if ((rc = api_token_array(c->rn, it, field, &t, &n, err))) goto out;
         }
-        *n_tok += (int64_t)(truncate && n > runner_n_ctx(c->rn) ? runner_n_ctx(c->rn) : n);
-        rc = embed_one(c, t, n, truncate, *vecs, err);
+        *n_tok += (int64_t)(o->truncate && n > runner_n_ctx(c->rn) ? runner_n_ctx(c->rn) : n);
+        rc = embed_one(c, t, n, o, *vecs, err);
         hearth_free(t);
         if (rc) goto out;
     }

@@ -193,7 +193,7 @@ static enum MHD_Result generate(http_req *hr, bool chat) {
     gen_opts_init(&o_req, false);
     /* Validate the request before touching the model (a bad request never loads one). */
     if (j && ((rc = check_format(json_object_get(j, "format"), &e)) ||
-              (rc = api_check_types(j, &e, "prompt", 's', "system", 's', "template", 's', "raw", 'b', "stream", 'b',
+              (rc = api_check_types(j, &e, "prompt", 's', "suffix", 's', "system", 's', "template", 's', "raw", 'b', "stream", 'b',
                                     "messages", 'a', "tools", 'a', "context", 'a', "truncate", 'b', "images", 'a',
                                     "options", 'o', NULL)) ||
               (rc = gen_opts_parse(json_object_get(j, "options"), false, &o_req, &e)))) {
@@ -207,7 +207,7 @@ static enum MHD_Result generate(http_req *hr, bool chat) {
         json_decref(norm);
     }
     json_t *imgs = json_object_get(j, "images");
-    if (json_array_size(imgs)) return http_error(hr, 501, "images are not supported by this server yet");
+    if (json_array_size(imgs)) return http_error(hr, 400, "this model does not support images (hearth has no vision support yet)");
     enum MHD_Result uret;
     if (unload_only(hr, chat, &uret)) return uret;
     if (!api_begin(hr, &c, true)) return c.ret;
@@ -223,8 +223,11 @@ static enum MHD_Result generate(http_req *hr, bool chat) {
         if ((rc = gen_chat_prompt(c.rn, c.tmpl, msgs, tools, &prompt, &e))) goto bad;
     } else {
         const char *p = json_string_value(json_object_get(j, "prompt"));
-        if (!p || !*p) return load_only(hr, &c, false, &o);
-        if ((rc = api_generate_prompt(&c, p, &prompt, &e))) goto bad;
+        const char *sfx = json_string_value(json_object_get(j, "suffix"));
+        if ((!p || !*p) && (!sfx || !*sfx)) return load_only(hr, &c, false, &o);
+        if (sfx && *sfx) rc = api_infill_prompt(&c, p ? p : "", sfx, &prompt, &e);
+        else rc = api_generate_prompt(&c, p, &prompt, &e);
+        if (rc) goto bad;
     }
     hearth_token *prefix = NULL;
     size_t n_prefix = 0;
@@ -259,11 +262,11 @@ static enum MHD_Result embed(http_req *hr, bool legacy) {
     int rc = HEARTH_OK;
     if (!api_begin(hr, &c, true)) return c.ret;
     json_t *input = json_object_get(j, legacy ? "prompt" : "input");
-    bool truncate = !json_is_false(json_object_get(j, "truncate"));
+    api_embed_opts eo = { legacy ? false : !json_is_false(json_object_get(j, "truncate")), true, 0 };
     json_t *vecs = NULL;
     int64_t n_tok = 0;
     uint64_t t0 = hb_now_ns();
-    if ((rc = api_embed_inputs(&c, input, legacy ? false : truncate, &vecs, &n_tok, &e))) {
+    if ((rc = api_embed_dims(&c, j, &eo.dims, &e)) || (rc = api_embed_inputs(&c, input, &eo, &vecs, &n_tok, &e))) {
         api_end(&c, true);
         return http_error(hr, http_status_of(rc), "%s", e.msg);
     }

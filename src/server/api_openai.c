@@ -160,7 +160,7 @@ static enum MHD_Result complete(http_req *hr, bool chat) {
     gen_opts o_req;
     gen_opts_init(&o_req, true);
     if (j && ((rc = api_check_types(j, &e, "stream", 'b', "messages", 'a', "tools", 'a', "stream_options", 'o',
-                                    "response_format", 'o', "truncate", 'b', NULL)) ||
+                                    "response_format", 'o', "truncate", 'b', "suffix", 's', NULL)) ||
               (rc = gen_opts_parse(j, true, &o_req, &e)))) {
         gen_opts_free(&o_req);
         gen_opts_free(&o);
@@ -168,7 +168,8 @@ static enum MHD_Result complete(http_req *hr, bool chat) {
     }
     gen_opts_free(&o_req);
     if (!api_begin(hr, &c, true)) return c.ret;
-    json_t *tools = chat ? json_object_get(j, "tools") : NULL;
+    json_t *tools = chat ? json_object_get(j, "tools") : NULL, *tc = json_object_get(j, "tool_choice");
+    if (json_is_string(tc) && strcmp(json_string_value(tc), "none") == 0) tools = NULL; /* the model must answer in text */
     if ((rc = gen_opts_parse(c.params, false, &o, &e)) || (rc = gen_opts_parse(j, true, &o, &e))) goto bad;
     json_t *rf = json_object_get(j, "response_format");
     const char *rft = json_string_value(json_object_get(rf, "type"));
@@ -183,8 +184,13 @@ static enum MHD_Result complete(http_req *hr, bool chat) {
         json_t *p = json_object_get(j, "prompt");
         if (json_is_array(p) && json_array_size(p) == 1) p = json_array_get(p, 0);
         HB_CHECK(json_is_string(p), HEARTH_E_INVALID, "prompt must be a string (or an array with one string)");
-        prompt = strdup(json_string_value(p));
-        HB_CHECK(prompt, HEARTH_E_NOMEM, "out of memory");
+        const char *sfx = json_string_value(json_object_get(j, "suffix"));
+        if (sfx && *sfx) {
+            if ((rc = api_infill_prompt(&c, json_string_value(p), sfx, &prompt, &e))) goto bad;
+        } else {
+            prompt = strdup(json_string_value(p));
+            HB_CHECK(prompt, HEARTH_E_NOMEM, "out of memory");
+        }
     }
     if ((rc = gen_build(c.rn, prompt, NULL, 0, &o, json_is_true(json_object_get(j, "truncate")), &g, &e))) goto bad;
     g->json_mode = rft && (strcmp(rft, "json_object") == 0 || strcmp(rft, "json_schema") == 0);
@@ -265,7 +271,9 @@ static enum MHD_Result embeddings(http_req *hr) {
     if (!api_begin(hr, &c, true)) return c.ret;
     json_t *vecs = NULL;
     int64_t n_tok = 0;
-    int rc = api_embed_inputs(&c, json_object_get(hr->json, "input"), json_is_true(json_object_get(hr->json, "truncate")), &vecs, &n_tok, &e);
+    api_embed_opts eo = { json_is_true(json_object_get(hr->json, "truncate")), false, 0 };
+    int rc = api_embed_dims(&c, hr->json, &eo.dims, &e);
+    if (!rc) rc = api_embed_inputs(&c, json_object_get(hr->json, "input"), &eo, &vecs, &n_tok, &e);
     if (rc) {
         api_end(&c, true);
         return http_error(hr, http_status_of(rc), "%s", e.msg);

@@ -3,6 +3,7 @@
  * the honest context check, keep_alive parsing and tool-call extraction.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ void gen_req_ref(gen_req *r) { atomic_fetch_add(&r->refs, 1); }
 void gen_req_unref(gen_req *r) {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
     free(r->prompt);
+    free(r->bias);
     for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
     free(r->text);
     free(r->ends);
@@ -142,6 +144,40 @@ void gen_opts_init(gen_opts *o, bool openai) {
 void gen_opts_free(gen_opts *o) {
     for (int i = 0; i < o->n_stops; i++) free(o->stops[i]);
     o->n_stops = 0;
+    free(o->bias);
+    o->bias = NULL, o->sp.logit_bias = NULL, o->sp.n_logit_bias = 0;
+}
+
+/* OpenAI logit_bias: {"token id": bias in [-100, 100]}; -100 bans the token (its logit
+ * becomes -inf), as OpenAI documents. Ids are checked against the vocab when the sampler
+ * is made. Replaces any earlier bias in o. */
+static int parse_bias(json_t *v, gen_opts *o, hb_err *err) {
+    int rc = HEARTH_OK;
+    const char *k;
+    json_t *b;
+    size_t i = 0;
+    if (!v || json_is_null(v)) return HEARTH_OK;
+    HB_CHECK(json_is_object(v), HEARTH_E_INVALID, "logit_bias must be an object of token ids to numbers");
+    HB_CHECK(json_object_size(v) <= 1024, HEARTH_E_INVALID, "logit_bias has more than 1024 entries");
+    free(o->bias);
+    o->bias = calloc(json_object_size(v) ? json_object_size(v) : 1, sizeof *o->bias);
+    o->sp.logit_bias = o->bias, o->sp.n_logit_bias = 0;
+    HB_CHECK(o->bias, HEARTH_E_NOMEM, "out of memory");
+    json_object_foreach(v, k, b) {
+        char *end = NULL;
+        errno = 0;
+        long id = strtol(k, &end, 10);
+        HB_CHECK(*k && !*end && !errno && id >= 0 && id <= INT32_MAX, HEARTH_E_INVALID,
+                 "logit_bias: '%.32s' is not a token id", k);
+        HB_CHECK(json_is_number(b) && json_number_value(b) >= -100 && json_number_value(b) <= 100, HEARTH_E_INVALID,
+                 "logit_bias[%.32s] must be a number from -100 to 100", k);
+        double d = json_number_value(b);
+        o->bias[i].token = (hearth_token)id;
+        o->bias[i++].bias = d <= -100 ? -INFINITY : (float)d;
+    }
+    o->sp.n_logit_bias = i;
+out:
+    return rc;
 }
 
 static int get_num(json_t *obj, const char *k, double lo, double hi, double *out, bool *present, hb_err *err) {
@@ -211,6 +247,9 @@ int gen_opts_parse(json_t *obj, bool openai, gen_opts *o, hb_err *err) {
         NUM("max_tokens", 0, 1 << 24, o->num_predict = (int32_t)d);
         NUM("max_completion_tokens", 0, 1 << 24, o->num_predict = (int32_t)d);
         NUM("n", 1, 1, (void)d);
+        HB_CHECK(!json_is_true(json_object_get(obj, "logprobs")), HEARTH_E_INVALID, "logprobs are not supported yet");
+        NUM("top_logprobs", 0, 0, (void)d);
+        if ((rc = parse_bias(json_object_get(obj, "logit_bias"), o, err))) goto out;
     } else {
         NUMS("num_predict", o->num_predict = (int32_t)d);
     }
@@ -286,6 +325,13 @@ int gen_build(runner *rn, const char *prompt, const hearth_token *prefix, size_t
     }
     g->n_prompt = (int32_t)total;
     g->sp = o->sp;
+    g->sp.logit_bias = NULL, g->sp.n_logit_bias = 0;
+    if (o->sp.n_logit_bias) {
+        g->bias = hb_malloc_n(o->sp.n_logit_bias, sizeof *g->bias);
+        HB_CHECK(g->bias, HEARTH_E_NOMEM, "out of memory");
+        memcpy(g->bias, o->sp.logit_bias, o->sp.n_logit_bias * sizeof *g->bias);
+        g->sp.logit_bias = g->bias, g->sp.n_logit_bias = o->sp.n_logit_bias;
+    }
     g->num_predict = o->num_predict;
     for (int i = 0; i < o->n_stops; i++) g->stops[g->n_stops++] = strdup(o->stops[i]);
     *out = g;
@@ -317,8 +363,10 @@ static int flatten_content(json_t *msg, hb_err *err) {
         const char *type = json_string_value(json_object_get(part, "type"));
         json_t *t = json_object_get(part, "text");
         if (!type || strcmp(type, "text") != 0 || !json_is_string(t)) {
+            /* a 4xx, not 501: clients retry 5xx answers (the OpenAI client twice) */
             free(buf);
-            return hb_fail(err, HEARTH_E_UNSUPPORTED, "only text content parts are supported");
+            return hb_fail(err, HEARTH_E_INVALID, "only text content parts are supported (%s: hearth has no vision support yet)",
+                           type ? type : "a part without a type");
         }
         memcpy(buf + len, json_string_value(t), json_string_length(t));
         len += json_string_length(t);
@@ -341,8 +389,8 @@ int gen_messages(json_t *in, json_t **out, hb_err *err) {
         HB_CHECK(json_is_object(m), HEARTH_E_INVALID, "messages[%zu] must be an object", i);
         HB_CHECK(json_is_string(json_object_get(m, "role")), HEARTH_E_INVALID, "messages[%zu].role must be a string", i);
         json_t *imgs = json_object_get(m, "images");
-        HB_CHECK(!imgs || json_is_null(imgs) || (json_is_array(imgs) && json_array_size(imgs) == 0), HEARTH_E_UNSUPPORTED,
-                 "images are not supported by this server yet");
+        HB_CHECK(!imgs || json_is_null(imgs) || (json_is_array(imgs) && json_array_size(imgs) == 0), HEARTH_E_INVALID,
+                 "this model does not support images (hearth has no vision support yet)");
         if ((rc = flatten_content(m, err))) goto out;
         json_t *calls = json_object_get(m, "tool_calls");
         for (size_t j = 0; json_is_array(calls) && j < json_array_size(calls); j++) {

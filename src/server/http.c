@@ -103,7 +103,7 @@ enum MHD_Result http_json(http_req *r, int status, json_t *json) {
 static const char *openai_type(int status) {
     switch (status) {
     case 401: return "authentication_error";
-    case 404: return "not_found_error";
+    case 404: return "invalid_request_error"; /* OpenAI's type for a missing model */
     case 429: case 503: return "server_busy";
     default: return status >= 500 ? "server_error" : "invalid_request_error";
     }
@@ -116,8 +116,9 @@ enum MHD_Result http_error(http_req *r, int status, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     json_t *j;
-    if (r->openai)
-        j = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", msg, "type", openai_type(status), "param", "code");
+    if (r->openai) /* a missing model has OpenAI's code; nothing else carries one */
+        j = json_pack("{s:{s:s, s:s, s:n, s:o}}", "error", "message", msg, "type", openai_type(status), "param", "code",
+                      status == 404 && strstr(msg, "model") ? json_string("model_not_found") : json_null());
     else
         j = json_pack("{s:s}", "error", msg);
     if (!j) j = json_pack("{s:s}", "error", "invalid message encoding");
@@ -232,13 +233,18 @@ static bool auth_ok(http_req *r) {
     return key_matches(keys, h + 7);
 }
 
+/* The origins allowed by default, as Ollama's: pages served from this machine, and local
+ * app shells (Electron/Tauri apps, VS Code webviews, files) whatever their host part. */
 static bool is_local_origin(const char *o) {
-    const char *hosts[] = { "http://localhost", "http://127.0.0.1", "http://[::1]", "https://localhost",
-                            "https://127.0.0.1", "https://[::1]" };
+    const char *hosts[] = { "http://localhost", "http://127.0.0.1", "http://[::1]", "http://0.0.0.0",
+                            "https://localhost", "https://127.0.0.1", "https://[::1]", "https://0.0.0.0" };
+    const char *apps[] = { "app://", "file://", "tauri://", "vscode-webview://" };
     for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
         size_t n = strlen(hosts[i]);
         if (strncmp(o, hosts[i], n) == 0 && (o[n] == '\0' || o[n] == ':')) return true;
     }
+    for (size_t i = 0; i < sizeof apps / sizeof apps[0]; i++)
+        if (strncmp(o, apps[i], strlen(apps[i])) == 0) return true;
     return false;
 }
 
@@ -292,8 +298,27 @@ static bool host_is_local(const char *h, const char *bind) {
     if (!port_suffix_ok(rest)) return false;
     struct in_addr a4;
     struct in6_addr a6;
-    if (v6) return (inet_pton(AF_INET6, name, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6)) || strcmp(name, bind) == 0;
-    if (inet_pton(AF_INET, name, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127 || strcmp(name, bind) == 0;
+    if (v6)
+        return (inet_pton(AF_INET6, name, &a6) == 1 && (IN6_IS_ADDR_LOOPBACK(&a6) || IN6_IS_ADDR_UNSPECIFIED(&a6) ||
+                                                         IN6_IS_ADDR_LINKLOCAL(&a6) || (a6.s6_addr[0] & 0xfe) == 0xfc)) ||
+               strcmp(name, bind) == 0;
+    if (inet_pton(AF_INET, name, &a4) == 1) {
+        /* a literal address in Host is what the browser was pointed at, not a rebound
+         * name: loopback, unspecified, private and link-local ones are this machine's side */
+        uint32_t a = ntohl(a4.s_addr);
+        return (a >> 24) == 127 || a == 0 || (a >> 24) == 10 || (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8 ||
+               (a >> 16) == 0xa9fe || strcmp(name, bind) == 0;
+    }
+    /* names: localhost, the reserved local suffixes (no public domain ends so, RFC 6761 /
+     * 6762 / ICANN's .internal) and this machine's own name */
+    size_t n = strlen(name);
+    const char *tlds[] = { ".localhost", ".local", ".internal" };
+    for (size_t i = 0; i < sizeof tlds / sizeof tlds[0]; i++) {
+        size_t k = strlen(tlds[i]);
+        if (n > k && strcasecmp(name + n - k, tlds[i]) == 0) return true;
+    }
+    char me[256];
+    if (gethostname(me, sizeof me) == 0 && (me[sizeof me - 1] = '\0', strcasecmp(name, me) == 0)) return true;
     return strcasecmp(name, "localhost") == 0;
 }
 
@@ -359,6 +384,46 @@ static enum MHD_Result spool(conn_ctx *cc, const char *data, size_t n) {
     return MHD_YES;
 }
 
+/* The value of the 4 hex digits at s, or -1. */
+static int hex4(const char *s) {
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* Rewrites, in place, every \u escape of a UTF-16 surrogate that is not half of a pair into
+ * \uFFFD (same length). jansson refuses such strings, but JavaScript produces them (text
+ * cut inside an emoji) and Go's decoder, which Ollama uses, reads them as U+FFFD. */
+static void json_fix_surrogates(char *s, size_t n) {
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!in_str) {
+            in_str = s[i] == '"';
+            continue;
+        }
+        if (s[i] == '"') {
+            in_str = false;
+        } else if (s[i] == '\\' && i + 1 < n) {
+            if (s[i + 1] != 'u' || i + 6 > n) {
+                i++;
+                continue;
+            }
+            int u = hex4(s + i + 2), lo = i + 12 <= n && s[i + 6] == '\\' && s[i + 7] == 'u' ? hex4(s + i + 8) : -1;
+            if (u >= 0xD800 && u <= 0xDBFF && lo >= 0xDC00 && lo <= 0xDFFF) {
+                i += 11; /* a pair: both escapes stay */
+            } else {
+                if (u >= 0xD800 && u <= 0xDFFF) memcpy(s + i + 2, "FFFD", 4);
+                i += 5;
+            }
+        }
+    }
+}
+
 static enum MHD_Result dispatch(conn_ctx *cc) {
     http_req *r = &cc->req;
     r->openai = api_is_openai(r->url);
@@ -368,6 +433,7 @@ static enum MHD_Result dispatch(conn_ctx *cc) {
         if (json_depth(r->body, r->body_len) > HTTP_MAX_JSON_DEPTH)
             return http_error(r, 400, "JSON nesting is deeper than %d levels", HTTP_MAX_JSON_DEPTH);
         json_error_t je;
+        json_fix_surrogates(r->body, r->body_len);
         r->json = json_loadb(r->body, r->body_len, 0, &je);
         if (!r->json) return http_error(r, 400, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
         if (!json_is_object(r->json)) return http_error(r, 400, "request body must be a JSON object");
@@ -383,7 +449,13 @@ static enum MHD_Result preflight(conn_ctx *cc) {
     if (!resp) return MHD_NO;
     if (cc->origin[0]) {
         MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, DELETE, HEAD, OPTIONS");
-        MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type, X-Stainless-Lang, X-Stainless-Package-Version, X-Stainless-OS, X-Stainless-Arch, X-Stainless-Runtime, X-Stainless-Runtime-Version, X-Stainless-Retry-Count, X-Stainless-Timeout, OpenAI-Organization, OpenAI-Project, User-Agent, Accept");
+        /* the origin is allowed, so grant the headers it asks for (client libraries add
+         * their own, e.g. openai-node's X-Stainless-Helper-Method); a fixed list otherwise */
+        const char *want = MHD_lookup_connection_value(cc->req.conn, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                want && *want && strlen(want) < 2048 && !strpbrk(want, "\r\n")
+                                    ? want
+                                    : "Authorization, Content-Type, X-Stainless-Lang, X-Stainless-Package-Version, X-Stainless-OS, X-Stainless-Arch, X-Stainless-Runtime, X-Stainless-Runtime-Version, X-Stainless-Retry-Count, X-Stainless-Timeout, OpenAI-Organization, OpenAI-Project, User-Agent, Accept");
         MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
     }
     if (!cc->origin[0]) { /* no Origin, or one not allowed: nothing to grant */

@@ -670,7 +670,10 @@ int runner_new(sched *s, const char *name, const char *path, runner **out, hb_er
     pthread_mutex_init(&r->emu, NULL);
     pthread_cond_init(&r->cv, NULL);
     r->s = s;
-    snprintf(r->name, sizeof r->name, "%s", name);
+    store_name nm; /* the canonical spelling ("stories:latest"), as /api/tags lists it */
+    hb_err ne = { 0 };
+    if (store_name_parse(name, &nm, &ne) == HEARTH_OK) store_name_display(&nm, r->name, sizeof r->name);
+    else snprintf(r->name, sizeof r->name, "%s", name);
     snprintf(r->path, sizeof r->path, "%s", path);
     *out = r;
     return HEARTH_OK;

@@ -39,7 +39,8 @@ typedef struct gen_req {
     hearth_token *prompt;           /* [n_prompt], owned */
     int32_t n_prompt;
     int32_t n_truncated;            /* tokens dropped from the front to fit (truncate) */
-    hearth_sampler_params sp;
+    hearth_sampler_params sp;       /* sp.logit_bias points into bias */
+    hearth_logit_bias *bias;        /* [sp.n_logit_bias], owned */
     int32_t num_predict;            /* < 0 = until the context is full */
     int32_t ctx_limit;              /* tokens this request may occupy (prompt + output) */
     char *stops[GEN_MAX_STOPS];     /* owned */
@@ -183,7 +184,8 @@ bool api_is_misc(const char *url);
 
 /* Shared generation plumbing (gen.c). */
 typedef struct gen_opts {
-    hearth_sampler_params sp;
+    hearth_sampler_params sp;       /* sp.logit_bias points into bias */
+    hearth_logit_bias *bias;        /* OpenAI logit_bias, owned (gen_opts_free) */
     int32_t num_predict;
     int32_t num_ctx;                /* 0 = runner's */
     char *stops[GEN_MAX_STOPS];

@@ -35,6 +35,8 @@ int32_t tok_n_vocab(const tok_vocab *v);
 int32_t tok_bos(const tok_vocab *v);   /* -1 if none */
 int32_t tok_eos(const tok_vocab *v);
 int32_t tok_eot(const tok_vocab *v);
+/* The fill-in-the-middle token `which` (0 prefix, 1 suffix, 2 middle), or -1. */
+int32_t tok_fim(const tok_vocab *v, int which);
 bool tok_add_bos(const tok_vocab *v);
 bool tok_add_eos(const tok_vocab *v);
 bool tok_is_eog(const tok_vocab *v, int32_t id);

@@ -376,6 +376,9 @@ int32_t tok_n_vocab(const tok_vocab *v) { return v->n; }
 int32_t tok_bos(const tok_vocab *v) { return v->bos; }
 int32_t tok_eos(const tok_vocab *v) { return v->eos; }
 int32_t tok_eot(const tok_vocab *v) { return v->eot; }
+int32_t tok_fim(const tok_vocab *v, int which) {
+    return which == 0 ? v->fim_pre : which == 1 ? v->fim_suf : which == 2 ? v->fim_mid : -1;
+}
 bool tok_add_bos(const tok_vocab *v) { return v->add_bos; }
 bool tok_add_eos(const tok_vocab *v) { return v->add_eos; }
 

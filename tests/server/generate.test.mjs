@@ -214,14 +214,14 @@ test('32 concurrent streaming clients complete and equal the same requests run o
 test('ps, keep_alive 0 and hearth stop unload models', async () => {
   let ps = await ollama.ps();
   assert.equal(ps.models.length, 1);
-  assert.equal(ps.models[0].name, 'stories');
+  assert.equal(ps.models[0].name, 'stories:latest');
   const m0 = ps.models[0]; // size_vram: the GPU layers' share of the weights (0 on a CPU-only build)
   assert.ok(m0.size_vram >= 0 && m0.size_vram <= m0.size, `size_vram ${m0.size_vram} of ${m0.size}`);
   const p0 = cli(['ps'], { HEARTH_HOST: `127.0.0.1:${srv.port}` });
   assert.equal(p0.code, 0, p0.err);
   assert.match(p0.out, /PROCESSOR/);
   const where = m0.size_vram === 0 ? '100% CPU' : m0.size_vram === m0.size ? '100% GPU' : 'CPU/GPU';
-  assert.match(p0.out, new RegExp(`stories\\s+\\S+ \\S+\\s+[^\\n]*${where}`));
+  assert.match(p0.out, new RegExp(`stories:latest\\s+\\S+ \\S+\\s+[^\\n]*${where}`));
   const r = await ollama.generate({ model: 'stories', prompt: '', keep_alive: 0 });
   assert.equal(r.done_reason, 'unload');
   const deadline = Date.now() + 10000 * SLOW;
@@ -339,9 +339,9 @@ test('HEARTH_MAX_LOADED_MODELS evicts the idle model; a model too big for memory
   try {
     const mo = new Ollama({ host: m.url });
     await mo.generate({ model: 'stories', prompt: 'Once', options: { num_predict: 2 } });
-    assert.deepEqual((await mo.ps()).models.map((x) => x.name), ['stories']);
+    assert.deepEqual((await mo.ps()).models.map((x) => x.name), ['stories:latest']);
     await mo.generate({ model: 'rl', prompt: 'Once', options: { num_predict: 2 } });
-    assert.deepEqual((await mo.ps()).models.map((x) => x.name), ['rl']);
+    assert.deepEqual((await mo.ps()).models.map((x) => x.name), ['rl:latest']);
   } finally { assert.equal(await m.stop(), 0); }
   const big = await startServer(models, ['--threads', '1', '--ctx-size', String(1 << 20), '--parallel', '256']);
   try {

@@ -153,6 +153,26 @@ static void test_stream_continuation(void **state) {
     hearth_model_free(m);
 }
 
+/* The fill-in-the-middle tokens of a vocabulary that has them (qwen3), and -1 without. */
+static void test_fim_tokens(void **state) {
+    (void)state;
+    hearth_model *q = load_vocab("vocab/ggml-vocab-qwen3.gguf"), *l = load_vocab("vocab/ggml-vocab-llama-spm.gguf");
+    const char *want[3] = { "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>" };
+    for (int i = 0; i < 3; i++) {
+        char buf[64];
+        size_t n = 0;
+        hearth_token t = hearth_token_fim(q, HEARTH_FIM_PRE + i);
+        assert_true(t >= 0);
+        assert_int_equal(hearth_token_piece(q, t, HEARTH_DETOK_UNPARSE_SPECIAL, buf, sizeof buf, &n), HEARTH_OK);
+        assert_int_equal(n, strlen(want[i]));
+        assert_memory_equal(buf, want[i], n);
+        assert_int_equal(hearth_token_fim(l, HEARTH_FIM_PRE + i), -1);
+    }
+    assert_int_equal(hearth_token_fim(q, 7), -1);
+    hearth_model_free(q);
+    hearth_model_free(l);
+}
+
 /* Concatenates the stream output for ids. */
 static size_t stream_all(const hearth_model *m, int flags, const hearth_token *ids, size_t n, char *out) {
     size_t got = 0;
@@ -315,6 +335,7 @@ int main(void) {
         cmocka_unit_test(test_tokenize_rejects_invalid_utf8),
         cmocka_unit_test(test_stream_holds_partial_chars),
         cmocka_unit_test(test_stream_continuation),
+        cmocka_unit_test(test_fim_tokens),
         cmocka_unit_test(test_stream_leading_space),
         cmocka_unit_test(test_out_of_range_ids),
         cmocka_unit_test(test_eog),

@@ -2,7 +2,7 @@
 # Installs the Debian packages hearth needs to build and test. Idempotent and quiet when
 # everything is present. Usage: scripts/deps.sh [build|test]
 set -eu
-want_build="make gcc pkg-config libjansson-dev libpcre2-dev libutf8proc-dev libmicrohttpd-dev libcurl4-openssl-dev libssl-dev zlib1g-dev"
+want_build="make gcc pkg-config libjansson-dev libpcre2-dev libutf8proc-dev libmicrohttpd-dev libcurl4-openssl-dev libssl-dev zlib1g-dev libedit-dev"
 want_test="libcmocka-dev clang libclang-rt-14-dev chromium tmux"
 mode=${1:-build}
 want="$want_build"

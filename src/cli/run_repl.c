@@ -1,11 +1,17 @@
 /* run_repl.c — the interactive chat of `hearth run` on a terminal: multi-turn history,
- * slash commands, """ multi-line input; Ctrl-C stops the reply, Ctrl-D or /bye exits. */
+ * slash commands, """ multi-line input; Ctrl-C stops the reply, Ctrl-D or /bye exits.
+ * Lines are read through libedit (BSD): arrow keys and the usual editing keys, Up/Down
+ * through earlier messages (kept in ~/.hearth/history or $HEARTH_HISTORY, empty = none),
+ * and lines of any length (a terminal in canonical mode may cut a line at 4095 bytes). */
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include <editline/readline.h>
 
 #include "cli.h"
 #include "run_gen.h"
@@ -30,44 +36,51 @@ static int lb_append(line_buf *b, const char *t, size_t n) {
 }
 
 /* Reads one user message into out; returns 0 ok, 1 on EOF, 2 on interrupt (Ctrl-C at the
- * prompt), 3 for a line holding a NUL byte (reported; the message is dropped). Lines are
- * read whole, whatever their length (a terminal in canonical mode still cuts what it
- * passes on at 4095 bytes). Text after a closing """ on its line is ignored, as in
- * Ollama. */
+ * prompt). A message is one line, or the lines between """ and """ (text after the closing
+ * """ on its line is ignored, as in Ollama); it goes into the editing history whole. */
 static int read_message(line_buf *out, volatile sig_atomic_t *interrupt) {
-    char *line = NULL;
-    size_t cap = 0;
+    const char *prompt = ">>> ";
     bool multi = false;
     int rc = 0;
     out->len = 0;
     if (out->s) out->s[0] = '\0';
-    fputs(">>> ", stdout);
-    fflush(stdout);
     for (;;) {
         errno = 0;
-        ssize_t got = getline(&line, &cap, stdin);
-        if (got < 0) {
+        char *line = readline(prompt);
+        if (!line) {
             rc = 1;
-            if (*interrupt || errno == EINTR) clearerr(stdin), *interrupt = 0, rc = 2;
+            if (*interrupt || errno == EINTR) *interrupt = 0, rc = 2;
             break;
-        }
-        if (memchr(line, 0, (size_t)got)) {
-            cli_error("the message contains a NUL byte; it was not sent");
-            rc = 3;
-            if (!multi) break;
-            continue; /* the rest of a multi-line message is read and dropped */
         }
         char *p = line;
         if (!multi && strncmp(p, "\"\"\"", 3) == 0) multi = true, p += 3;
         char *end = multi ? strstr(p, "\"\"\"") : NULL;
-        if (lb_append(out, p, end ? (size_t)(end - p) : strlen(p))) { rc = 1; break; }
+        bool bad = lb_append(out, p, end ? (size_t)(end - p) : strlen(p)) || (multi && !end && lb_append(out, "\n", 1));
+        free(line);
+        if (bad) {
+            rc = 1;
+            break;
+        }
         if (!multi || end) break;
-        fputs("... ", stdout);
-        fflush(stdout);
+        prompt = "... ";
     }
-    free(line);
     while (out->len && (out->s[out->len - 1] == '\n' || out->s[out->len - 1] == '\r')) out->s[--out->len] = '\0';
+    if (rc == 0 && out->len) { /* not twice in a row: Up then Enter repeats a message */
+        HIST_ENTRY *last = history_length > 0 ? history_get(history_base + history_length - 1) : NULL;
+        if (!last || !last->line || strcmp(last->line, out->s) != 0) add_history(out->s);
+    }
     return rc;
+}
+
+/* The history file: $HEARTH_HISTORY (empty: none), else ~/.hearth/history. Caller frees. */
+static char *history_path(void) {
+    const char *env = getenv("HEARTH_HISTORY"), *home = getenv("HOME");
+    char *p = NULL;
+    if (env) return *env ? strdup(env) : NULL;
+    if (!home || !*home || asprintf(&p, "%s/.hearth", home) < 0) return NULL;
+    mkdir(p, 0700); /* fails harmlessly when it exists */
+    free(p);
+    return asprintf(&p, "%s/.hearth/history", home) < 0 ? NULL : p;
 }
 
 static void repl_help(void) {
@@ -169,12 +182,15 @@ int run_repl(gen_session *g, gen_opts *o, const char *system_in, bool verbose, v
     char *system = system_in ? strdup(system_in) : NULL;
     json_t *conv = run_new_conversation(system);
     int rc = 0;
+    char *hist = history_path();
+    using_history();
+    stifle_history(1000);
+    if (hist) read_history(hist); /* a missing file is a first run */
     puts("Chatting with the model. Type /? for help, /bye to exit.");
     for (;;) {
         int r = read_message(&line, interrupt);
         if (r == 1) { putchar('\n'); break; }
         if (r == 2) { puts("\nUse Ctrl-D or /bye to exit."); continue; }
-        if (r == 3) continue;
         if (line.len == 0) continue;
         if (line.s[0] == '/') {
             if (command(g, o, &system, &conv, line.s)) break;
@@ -187,6 +203,8 @@ int run_repl(gen_session *g, gen_opts *o, const char *system_in, bool verbose, v
         *interrupt = 0;
         puts("\n");
     }
+    if (hist && write_history(hist) != 0) cli_error("note: cannot save the chat history to %s", hist);
+    free(hist);
     json_decref(conv);
     free(system);
     free(line.s);

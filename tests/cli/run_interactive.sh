@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # hearth run without PROMPT on a terminal: a multi-turn chat driven through tmux. Checks the
 # greeting, a reply, /set (and its range check) and /show, """ multi-line input, Ctrl-C stopping a long reply (not
-# the program), /clear, and /bye exiting.
+# the program), /clear, line editing (Up recalls a message, Ctrl-C at the prompt, a line longer than a
+# terminal's 4095-byte canonical limit), the history file, and /bye exiting.
 set -u
 H=${HEARTH:?}; S=${HEARTH_TEST_SHARED:?}
 M=$S/models/stories260K.gguf
@@ -9,7 +10,9 @@ command -v tmux >/dev/null || { echo "tmux is required (scripts/deps.sh test ins
 sock=hearth-test-$$
 T() { tmux -L "$sock" "$@"; }
 t_one=$(mktemp)
-trap 'T kill-server 2>/dev/null; rm -f "$t_one"' EXIT
+hist=$(mktemp -u) # the chat history file (never the user's ~/.hearth/history)
+export HEARTH_HISTORY=$hist
+trap 'T kill-server 2>/dev/null; rm -f "$t_one" "$hist"' EXIT
 fail=0
 check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
 screen() { T capture-pane -t s -p -S -200; }
@@ -42,8 +45,21 @@ T send-keys -t s C-c
 check "Ctrl-C stops the reply, not the program" "wait_for '(stopped)' 20"
 T send-keys -t s "/clear" Enter
 check "/clear" "wait_for 'Cleared the conversation' 10"
+T send-keys -t s C-c
+check "Ctrl-C at the prompt does not exit" "wait_for 'Use Ctrl-D or /bye to exit' 10"
+long=$(head -c 6000 /dev/zero | tr '\0' 'x')
+T send-keys -t s "/set system ${long}ZZEND" Enter
+T send-keys -t s "/show" Enter
+check "a 6000-byte line arrives whole" "for _ in \$(seq 50); do T capture-pane -t s -p -J -S -300 | grep -q 'xZZEND' && break; sleep 0.1; done; T capture-pane -t s -p -J -S -300 | grep -q 'xZZEND'"
+T send-keys -t s "/clear" Enter
+wait_for 'Cleared the conversation' 10
+sleep 0.3
+n_clear=$(T capture-pane -t s -p -J -S -300 | grep -c 'Cleared the conversation')
+T send-keys -t s Up Enter
+check "Up recalls the last message" "for _ in \$(seq 50); do [ \$(T capture-pane -t s -p -J -S -300 | grep -c 'Cleared the conversation') -gt $n_clear ] && break; sleep 0.1; done; [ \$(T capture-pane -t s -p -J -S -300 | grep -c 'Cleared the conversation') -gt $n_clear ]"
 T send-keys -t s "/bye" Enter
 check "/bye exits with 0" "wait_for 'EXITED-0' 10"
+check "the history file keeps the messages" "grep -q 'Once\\\\040upon\\\\040a\\\\040time' '$hist' && grep -q ZZEND '$hist'"
 [ $fail -ne 0 ] && screen
 
 # Turn 2 of a chat equals a one-shot run of the same rendered conversation, penalties

@@ -30,6 +30,8 @@ void hb_err_clear(hb_err *err);
  * ns, us, ms, s, m, h; no unit = seconds) into *ns, or any negative value into -1
  * (forever). HEARTH_E_INVALID for anything else, signs inside, or ~285 years and more. */
 int hb_parse_duration(const char *s, int64_t *ns, hb_err *err);
+/* n as Ollama writes a parameter count: "293K", "1.1B", "7.2B", "124M" (into buf). */
+void hb_human_count(uint64_t n, char *buf, size_t cap);
 
 /* CHECK for untrusted input: on failure set err and jump to `out` with rc set. */
 #define HB_CHECK(cond, code, ...)                       \

@@ -29,14 +29,6 @@ static const char *body_name(http_req *hr, const char *k1, const char *k2) {
     return s;
 }
 
-static void human_count(uint64_t n, char *buf, size_t cap) {
-    const char *u[] = { "", "K", "M", "B", "T" };
-    double v = (double)n;
-    int i = 0;
-    while (v >= 1000 && i < 4) v /= 1000, i++;
-    snprintf(buf, cap, v >= 100 || i == 0 ? "%.0f%s" : "%.1f%s", v, u[i]);
-}
-
 /* details object from the stored config (and the model when loaded). */
 static json_t *details_json(json_t *config, hearth_model *m) {
     const char *fam = json_string_value(json_object_get(config, "model_family"));
@@ -45,7 +37,11 @@ static json_t *details_json(json_t *config, hearth_model *m) {
     if (m) {
         fam = hearth_model_arch(m);
         ft = hearth_model_ftype_name(m);
-        human_count(hearth_model_n_params(m), ps, sizeof ps);
+        hb_human_count(hearth_model_n_params(m), ps, sizeof ps);
+    } else { /* the store's config (hearth create writes it; Ollama's registry calls it model_type) */
+        const char *c = json_string_value(json_object_get(config, "parameter_size"));
+        if (!c) c = json_string_value(json_object_get(config, "model_type"));
+        snprintf(ps, sizeof ps, "%s", c ? c : "");
     }
     return json_pack("{s:s, s:s, s:s, s:[s], s:s, s:s}", "parent_model", "", "format", "gguf", "family", fam ? fam : "",
                      "families", fam ? fam : "", "parameter_size", ps, "quantization_level", ft ? ft : "");

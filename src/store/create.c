@@ -99,15 +99,17 @@ static json_t *make_config(const char *gguf_path, const store_manifest *m) {
     mp.vocab_only = true;
     hearth_model *model = NULL;
     const char *arch = "", *ftype = "";
+    char ps[32] = "";
     if (hearth_model_load(gguf_path, &mp, &model, NULL, 0) == HEARTH_OK && model) {
         arch = hearth_model_arch(model);
         ftype = hearth_model_ftype_name(model);
+        hb_human_count(hearth_model_n_params(model), ps, sizeof ps);
     }
     json_t *diff = json_array();
     for (int i = 0; i < m->n_layers; i++) json_array_append_new(diff, json_string(m->layers[i].digest));
-    json_t *c = json_pack("{s:s, s:s, s:[s], s:s, s:s, s:s, s:{s:s, s:o}}", "model_format", "gguf",
+    json_t *c = json_pack("{s:s, s:s, s:[s], s:s, s:s, s:s, s:s, s:{s:s, s:o}}", "model_format", "gguf",
                           "model_family", arch ? arch : "", "model_families", arch ? arch : "",
-                          "file_type", ftype ? ftype : "", "architecture", "amd64", "os", "linux",
+                          "file_type", ftype ? ftype : "", "parameter_size", ps, "architecture", "amd64", "os", "linux",
                           "rootfs", "type", "layers", "diff_ids", diff);
     hearth_model_free(model);
     return c;

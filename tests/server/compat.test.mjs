@@ -1,6 +1,6 @@
 // Behaviour that clients of Ollama and of the OpenAI API rely on, found missing or different
 // in review: image parts are a 4xx (clients retry 5xx), /api/show's Modelfile recreates the
-// model, /api/ps names models canonically, embedding `dimensions` and empty inputs, `suffix`
+// model, /api/tags and /api/ps carry the parameter size, /api/ps names models canonically, embedding `dimensions` and empty inputs, `suffix`
 // (fill-in-the-middle), `logit_bias`, CORS and Host rules for local apps, lone UTF-16
 // surrogates, OpenAI's model_not_found error, tool_choice "none".
 import test from 'node:test';
@@ -65,6 +65,16 @@ test('/api/show modelfile carries SYSTEM, PARAMETER, LICENSE and MESSAGE, and re
   assert.equal(r.code, 0, r.err);
   const again = (await post('/api/show', { model: 's4' })).json;
   for (const k of ['system', 'parameters', 'license', 'messages', 'template']) assert.deepEqual(again[k], show[k], k);
+});
+
+test('/api/tags and /api/ps give the parameter size /api/show gives', async () => {
+  const show = (await post('/api/show', { model: 'stories' })).json.details.parameter_size;
+  assert.match(show, /^\d+(\.\d)?[KMBT]?$/);
+  const tags = (await request(`${srv.url}/api/tags`)).json.models.find((m) => m.name === 'stories:latest');
+  assert.equal(tags.details.parameter_size, show);
+  await post('/api/generate', { model: 'stories', prompt: '' });
+  const ps = (await request(`${srv.url}/api/ps`)).json.models.find((m) => m.name === 'stories:latest');
+  assert.equal(ps.details.parameter_size, show);
 });
 
 test('/api/ps names a model as /api/tags does, however the request spelled it', async () => {

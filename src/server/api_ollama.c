@@ -272,7 +272,7 @@ static enum MHD_Result embed(http_req *hr, bool legacy) {
     }
     json_t *o;
     if (legacy) {
-        o = json_pack("{s:O}", "embedding", json_array_size(vecs) ? json_array_get(vecs, 0) : json_array());
+        o = json_pack("{s:o}", "embedding", json_array_size(vecs) ? json_incref(json_array_get(vecs, 0)) : json_array());
         json_decref(vecs);
     } else {
         o = json_pack("{s:s, s:o, s:I, s:I, s:I}", "model", c.model, "embeddings", vecs, "total_duration",

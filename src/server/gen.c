@@ -1,6 +1,6 @@
 /* gen.c — generation plumbing shared by the Ollama and OpenAI handlers: the gen_req
  * handoff between a connection thread and a runner, sampling options, prompt building with
- * the honest context check, keep_alive parsing and tool-call extraction.
+ * the honest context check and keep_alive parsing (tool calls: tools.c).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -445,71 +445,4 @@ out:
     free(mj);
     free(tj);
     return rc;
-}
-
-/* ---- tool calls ------------------------------------------------------------------------------ */
-
-/* Turns {"name":..., "arguments"|"parameters": {...}} into Ollama's tool_call shape. */
-static json_t *tool_call_of(json_t *o) {
-    json_t *name = json_object_get(o, "name");
-    json_t *args = json_object_get(o, "arguments");
-    if (!args) args = json_object_get(o, "parameters");
-    if (json_is_string(args)) {
-        json_t *p = json_loads(json_string_value(args), 0, NULL);
-        if (p) args = p;
-        else json_incref(args);
-    } else if (args) {
-        json_incref(args);
-    }
-    if (!json_is_string(name) || !json_is_object(args)) {
-        json_decref(args);
-        return NULL;
-    }
-    return json_pack("{s:{s:O, s:o}}", "function", "name", name, "arguments", args);
-}
-
-json_t *gen_parse_tool_calls(const char *text, char **content_out) {
-    json_t *calls = json_array();
-    size_t n = strlen(text);
-    char *rest = malloc(n + 1);
-    size_t rlen = 0;
-    const char *p = text;
-    if (!rest || !calls) {
-        free(rest);
-        *content_out = strdup(text);
-        return calls;
-    }
-    for (;;) {
-        const char *a = strstr(p, "<tool_call>");
-        const char *b = a ? strstr(a, "</tool_call>") : NULL;
-        if (!a || !b) break;
-        memcpy(rest + rlen, p, (size_t)(a - p));
-        rlen += (size_t)(a - p);
-        json_t *o = json_loadb(a + 11, (size_t)(b - a - 11), 0, NULL);
-        json_t *tc = o ? tool_call_of(o) : NULL;
-        if (tc) json_array_append_new(calls, tc);
-        json_decref(o);
-        p = b + 12;
-    }
-    size_t tail = strlen(p);
-    memcpy(rest + rlen, p, tail);
-    rlen += tail;
-    rest[rlen] = '\0';
-    if (json_array_size(calls) == 0) {
-        /* Llama-3 style: the whole reply is one JSON object (maybe after <|python_tag|>). */
-        const char *s = rest;
-        while (isspace((unsigned char)*s)) s++;
-        if (strncmp(s, "<|python_tag|>", 14) == 0) s += 14;
-        if (*s == '{') {
-            json_t *o = json_loads(s, JSON_DISABLE_EOF_CHECK, NULL);
-            json_t *tc = json_is_object(o) ? tool_call_of(o) : NULL;
-            json_decref(o);
-            if (tc) {
-                json_array_append_new(calls, tc);
-                rest[0] = '\0';
-            }
-        }
-    }
-    *content_out = rest;
-    return calls;
 }

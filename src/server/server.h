@@ -218,10 +218,36 @@ void gen_wait_done(http_req *r, gen_req *g);
  * user message get the plain text. Caller frees *out. */
 int gen_chat_prompt(runner *rn, const char *stored_tmpl, json_t *messages, json_t *tools,
                     char **out, hb_err *err);
-/* Parses tool calls out of generated text (Hermes/Qwen <tool_call>{..}</tool_call>, or a
- * bare JSON {"name":..., "arguments"|"parameters":...}). Returns an array (possibly
- * empty) and sets *content_out to the remaining text (caller frees). */
+
+/* ---- tool calls in generated text (tools.c) -------------------------------------------- */
+/* Parses the tool calls out of a whole reply (the formats are listed in tools.c: Hermes/Qwen
+ * <tool_call>, Mistral [TOOL_CALLS], Llama <|python_tag|> and bare JSON objects or arrays
+ * at the start). Returns a new array of Ollama-shaped calls {"function": {"name",
+ * "arguments"}} (possibly empty) and sets *content_out to the text outside the calls
+ * (caller frees). */
 json_t *gen_parse_tool_calls(const char *text, char **content_out);
+
+/* What tool_scan_next decided about the first bytes of the text it was given. */
+typedef enum tool_seg {
+    TOOL_SEG_MORE,                  /* nothing can be decided before more text arrives (or none is left) */
+    TOOL_SEG_TEXT,                  /* the first *n bytes are content */
+    TOOL_SEG_CALLS,                 /* the first *n bytes are calls: *calls (an array; NULL for the blanks,
+                                     * closing tag or separator around a call) */
+} tool_seg;
+
+/* The scanner's memory of the part of a reply already decided; zero it for a new reply. */
+typedef struct tool_scan {
+    bool content_seen;              /* content was passed: a bare JSON value is no longer a call */
+    bool after_call;                /* the last thing decided was a call: another may follow bare */
+    const char *close;              /* the closing tag still expected after a call, or NULL (static) */
+} tool_scan;
+
+/* Decides the start of text[0..len), the undecided rest of a reply (final: no more text will
+ * come; then it never answers TOOL_SEG_MORE while len > 0). *n: bytes decided (0 with MORE);
+ * *calls: new reference with TOOL_SEG_CALLS (caller decrefs), else NULL. Text that may still
+ * become a call is held back: a marker or a prefix of one at the end, a { or [ where a bare
+ * call may start, blanks at the end. Call it again on text + *n until it answers MORE. */
+tool_seg tool_scan_next(tool_scan *ts, const char *text, size_t len, bool final, size_t *n, json_t **calls);
 
 /* ---- output streams (stream.c): NDJSON / SSE bodies fed by a gen_req -------------------- */
 typedef struct ostream ostream;

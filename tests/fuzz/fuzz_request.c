@@ -1,9 +1,12 @@
 /* fuzz_request.c — libFuzzer target for the server's parsers of client and model text
  * (no socket, no model): generation options (Ollama `options` and OpenAI top-level fields),
  * chat messages, keep_alive values and the tool-call parser that reads generated text.
- * The first byte picks the parser; the rest is the JSON body (or the generated text). */
+ * The first byte picks the parser; the rest is the JSON body (or the generated text). The
+ * tool-call text is also streamed through the scanner in pieces (their size from the
+ * first byte) and must give what the whole-text parse gives. */
 #include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +31,38 @@ static void fuzz_json(int which, const char *text, size_t n) {
     json_decref(j);
 }
 
+/* Streams s[0..n) through tool_scan_next in pieces of `piece` bytes, as the server does,
+ * and aborts unless the content and calls equal the whole-text parse. */
+static void fuzz_tool_stream(const char *s, size_t n, size_t piece, json_t *want_calls, const char *want_content) {
+    tool_scan ts = { 0 };
+    json_t *calls = json_array();
+    char *content = malloc(n + 1);
+    size_t fed = 0, pos = 0, clen = 0;
+    if (!calls || !content) goto out;
+    do {
+        fed = fed + piece < n ? fed + piece : n;
+        for (;;) {
+            size_t k = 0;
+            json_t *c = NULL;
+            tool_seg seg = tool_scan_next(&ts, s + pos, fed - pos, fed == n, &k, &c);
+            if (seg == TOOL_SEG_MORE) break;
+            if (k == 0) abort(); /* a decision always takes bytes */
+            if (seg == TOOL_SEG_TEXT) memcpy(content + clen, s + pos, k), clen += k;
+            else if (c) json_array_extend(calls, c);
+            json_decref(c);
+            pos += k;
+        }
+    } while (fed < n);
+    content[clen] = '\0';
+    if (pos != n || strcmp(content, want_content) != 0 || !json_equal(calls, want_calls)) {
+        fprintf(stderr, "streamed in pieces of %zu: \"%s\" != \"%s\"\n", piece, content, want_content);
+        abort();
+    }
+out:
+    json_decref(calls);
+    free(content);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0) return 0;
     const char *text = (const char *)data + 1;
@@ -41,6 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         memcpy(s, text, n);
         s[n] = '\0';
         json_t *calls = gen_parse_tool_calls(s, &content);
+        if (content) fuzz_tool_stream(s, strlen(s), 1 + data[0] / 5 % 8, calls, content);
         json_decref(calls);
         free(content);
         free(s);

@@ -1,6 +1,6 @@
-/* Unit tests for the server's request helpers: tool-call extraction (Hermes/Qwen
- * <tool_call> blocks, Llama-3 bare JSON), keep_alive durations, sampling options (types
- * and ranges), message normalisation, and the JSON string sanitiser. */
+/* Unit tests for the server's request helpers: keep_alive durations, sampling options
+ * (types and ranges), message normalisation, and the JSON string sanitiser. (Tool calls in
+ * generated text: test_server_tools.c.) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,38 +10,6 @@
 #include <cmocka.h>
 
 #include "server/api.h"
-
-static void test_tool_calls(void **state) {
-    (void)state;
-    char *rest = NULL;
-    json_t *c = gen_parse_tool_calls("Sure.<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"
-                                     "<tool_call>{\"name\":\"t2\",\"arguments\":\"{\\\"x\\\":1}\"}</tool_call>", &rest);
-    assert_int_equal(json_array_size(c), 2);
-    json_t *f = json_object_get(json_array_get(c, 0), "function");
-    assert_string_equal(json_string_value(json_object_get(f, "name")), "get_weather");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(f, "arguments"), "city")), "Paris");
-    f = json_object_get(json_array_get(c, 1), "function");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(f, "arguments"), "x")), 1);
-    assert_string_equal(rest, "Sure.");
-    json_decref(c);
-    free(rest);
-    /* Llama 3: the reply is one JSON object with "parameters" */
-    c = gen_parse_tool_calls("<|python_tag|>{\"name\": \"f\", \"parameters\": {\"a\": [1, 2]}}", &rest);
-    assert_int_equal(json_array_size(c), 1);
-    assert_string_equal(rest, "");
-    json_decref(c);
-    free(rest);
-    /* broken or absent calls leave the text alone */
-    const char *plain[] = { "no tools here", "<tool_call>{not json}</tool_call>", "{\"name\": 5}", "<tool_call>{\"name\":\"x\"",
-                            "{\"arguments\": {}}", "" };
-    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
-        c = gen_parse_tool_calls(plain[i], &rest);
-        assert_int_equal(json_array_size(c), 0);
-        assert_non_null(rest);
-        json_decref(c);
-        free(rest);
-    }
-}
 
 static void test_keep_alive(void **state) {
     (void)state;
@@ -157,7 +125,7 @@ static void test_go_template(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tool_calls), cmocka_unit_test(test_keep_alive), cmocka_unit_test(test_options),
+        cmocka_unit_test(test_keep_alive), cmocka_unit_test(test_options),
         cmocka_unit_test(test_messages), cmocka_unit_test(test_jstr), cmocka_unit_test(test_go_template),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,341 @@
+/* tools.c — tool calls in generated text, for chat requests that carry `tools`.
+ *
+ * Formats recognised (what Ollama's parser and the common chat templates produce):
+ *   <tool_call>{"name": ..., "arguments": {...}}</tool_call>     Hermes, Qwen (closing tag
+ *                                                               optional at the end)
+ *   [TOOL_CALLS] [{"name": ..., "arguments": {...}}, ...]       Mistral (array or objects)
+ *   [TOOL_CALLS]get_weather[ARGS]{...}                          Mistral (v11 templates)
+ *   <|python_tag|>{"name": ..., "parameters": {...}}            Llama 3.x
+ *   {"name": ...}  {...}; {...}  [{...}, {...}]                 a reply that starts with calls
+ * A call is an object whose keys are among name, arguments, parameters, type ("function"),
+ * id and function (OpenAI's {"type", "function": {"name", "arguments"}}), with a non-empty
+ * string name and arguments that are an object or a JSON string holding one. A bare value
+ * ({ or [ without a marker) counts only at the start of the reply or right after another
+ * call, so prose that merely contains braces stays content; an array counts only when
+ * every element is a call.
+ *
+ * One scanner decides both the streamed and the whole-reply case: tool_scan_next looks at
+ * the undecided rest of the reply and says what its first bytes are (content, calls) or
+ * that it must see more. It decides only what later text cannot change, so a reply
+ * streamed in any pieces yields the same content and calls as gen_parse_tool_calls on the
+ * whole text (tests/unit/test_server_tools.c checks every split; the request fuzzer too).
+ * Blanks around a call belong to the call; a call's closing tag and a ';' or ',' between
+ * two calls too.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server.h"
+
+/* The markers that open calls anywhere in a reply. */
+static const char *const MARKERS[] = { "<tool_call>", "[TOOL_CALLS]", "<|python_tag|>" };
+enum { MARK_TOOL_CALL, MARK_MISTRAL, MARK_PYTHON, N_MARKERS };
+#define CLOSE_TAG "</tool_call>"
+#define MISTRAL_ARGS "[ARGS]"
+#define MAX_NAME 256 /* a Mistral v11 call's name, before [ARGS] */
+
+/* Keys a call object may have (anything else: not a call). */
+static const char *const CALL_KEYS[] = { "name", "arguments", "parameters", "type", "id", "function" };
+
+static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+static size_t lead_blanks(const char *s, size_t len) {
+    size_t i = 0;
+    while (i < len && is_blank(s[i])) i++;
+    return i;
+}
+
+static size_t trail_blanks(const char *s, size_t len) {
+    size_t i = 0;
+    while (i < len && is_blank(s[len - 1 - i])) i++;
+    return i;
+}
+
+/* True when s[0..len) is a proper prefix of lit (more text could complete it). */
+static bool is_partial(const char *s, size_t len, const char *lit) {
+    size_t n = strlen(lit);
+    return len < n && memcmp(s, lit, len) == 0;
+}
+
+static bool starts_with(const char *s, size_t len, const char *lit) {
+    size_t n = strlen(lit);
+    return len >= n && memcmp(s, lit, n) == 0;
+}
+
+/* The marker that begins at s, or -1. */
+static int marker_at(const char *s, size_t len) {
+    for (int m = 0; m < N_MARKERS; m++)
+        if (starts_with(s, len, MARKERS[m])) return m;
+    return -1;
+}
+
+static bool partial_marker_at(const char *s, size_t len) {
+    for (int m = 0; m < N_MARKERS; m++)
+        if (is_partial(s, len, MARKERS[m])) return true;
+    return false;
+}
+
+/* The first position at or after `from` where a marker begins, or (unless final) where the
+ * tail could still become one; len when there is none. */
+static size_t next_marker(const char *s, size_t len, size_t from, bool final) {
+    for (size_t i = from; i < len; i++) {
+        if (s[i] != '<' && s[i] != '[') continue;
+        if (marker_at(s + i, len - i) >= 0 || (!final && partial_marker_at(s + i, len - i))) return i;
+    }
+    return len;
+}
+
+static bool call_key(const char *k, size_t n) {
+    for (size_t i = 0; i < sizeof CALL_KEYS / sizeof CALL_KEYS[0]; i++)
+        if (strlen(CALL_KEYS[i]) == n && memcmp(CALL_KEYS[i], k, n) == 0) return true;
+    return false;
+}
+
+/* ---- one JSON value ------------------------------------------------------------------- */
+
+enum { JV_MORE, JV_END, JV_NOT };
+
+/* Where the JSON value at s[0] ('{' or '[') ends, judged by its brackets and strings (the
+ * value itself is parsed once it is whole): JV_END with *end one past its closing bracket,
+ * JV_MORE while it is still open. With `calls` also JV_NOT as soon as it cannot be a call
+ * or an array of calls (a key outside CALL_KEYS or not a string, an array element that is
+ * not an object). */
+static int json_extent(const char *s, size_t len, bool calls, size_t *end) {
+    int depth = 0, call_depth = !calls ? -1 : s[0] == '[' ? 2 : 1; /* the call objects' depth */
+    bool in_str = false, esc = false, want_key = false, want_obj = false;
+    size_t key = 0; /* start of the call key being read, 0 when none */
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (in_str) {
+            if (esc) esc = false;
+            else if (c == '\\') esc = true;
+            else if (c == '"') {
+                in_str = false;
+                if (key && !call_key(s + key, i - key)) return JV_NOT;
+                key = 0;
+            }
+            continue;
+        }
+        if (is_blank(c)) continue;
+        if (want_key && c != '"' && c != '}') return JV_NOT;
+        if (want_obj && c != '{' && c != ']') return JV_NOT;
+        if (want_key && c == '"') key = i + 1;
+        want_key = want_obj = false;
+        if (c == '"') in_str = true;
+        else if (c == '{' || c == '[') {
+            depth++;
+            want_key = c == '{' && depth == call_depth;
+            want_obj = c == '[' && depth == 1 && call_depth == 2;
+        } else if (c == '}' || c == ']') {
+            if (--depth == 0) {
+                *end = i + 1;
+                return JV_END;
+            }
+        } else if (c == ',') {
+            want_key = depth == call_depth;
+            want_obj = depth == 1 && call_depth == 2;
+        }
+    }
+    return JV_MORE;
+}
+
+/* Arguments as an object: an object, or a string holding one. New reference or NULL. */
+static json_t *args_of(json_t *a) {
+    if (json_is_object(a)) return json_incref(a);
+    if (!json_is_string(a)) return NULL;
+    json_t *p = json_loads(json_string_value(a), 0, NULL);
+    if (json_is_object(p)) return p;
+    json_decref(p);
+    return NULL;
+}
+
+static bool keys_allowed(json_t *o) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        (void)v;
+        if (!call_key(k, strlen(k))) return false;
+    }
+    return true;
+}
+
+/* Ollama's tool_call shape {"function": {"name", "arguments"}} from a call object, or NULL
+ * when o is not one. New reference. */
+static json_t *tool_call_of(json_t *o) {
+    if (!json_is_object(o) || !keys_allowed(o)) return NULL;
+    json_t *type = json_object_get(o, "type");
+    if (type && !(json_is_string(type) && strcmp(json_string_value(type), "function") == 0)) return NULL;
+    json_t *fn = json_object_get(o, "function");
+    if (fn) {
+        if (!json_is_object(fn) || json_object_get(o, "name") || !keys_allowed(fn)) return NULL;
+        o = fn;
+    }
+    json_t *name = json_object_get(o, "name");
+    json_t *a = json_object_get(o, "arguments");
+    if (a && json_object_get(o, "parameters")) return NULL;
+    json_t *args = args_of(a ? a : json_object_get(o, "parameters"));
+    if (!json_is_string(name) || json_string_length(name) == 0 || !args) {
+        json_decref(args);
+        return NULL;
+    }
+    return json_pack("{s:{s:O, s:o}}", "function", "name", name, "arguments", args);
+}
+
+/* The calls in the JSON text s[0..n): one call object, or a non-empty array of them.
+ * New reference, or NULL when it is not that. */
+static json_t *calls_of(const char *s, size_t n) {
+    json_t *v = json_loadb(s, n, 0, NULL), *out = json_array(), *tc = NULL;
+    bool ok = v && out && (json_is_object(v) || json_array_size(v) > 0);
+    if (json_is_object(v)) {
+        ok = ok && (tc = tool_call_of(v)) && json_array_append_new(out, tc) == 0;
+    } else {
+        for (size_t i = 0; ok && i < json_array_size(v); i++)
+            ok = (tc = tool_call_of(json_array_get(v, i))) && json_array_append_new(out, tc) == 0;
+    }
+    json_decref(v);
+    if (!ok) {
+        json_decref(out);
+        out = NULL;
+    }
+    return out;
+}
+
+/* ---- decisions ------------------------------------------------------------------------------ */
+
+/* A JSON value at s[0]: TOOL_SEG_CALLS with *end after it; TOOL_SEG_TEXT with *end the
+ * bytes that are content for sure (the whole value when complete, else its first byte);
+ * TOOL_SEG_MORE while open (never when final). */
+static tool_seg decide_json(const char *s, size_t len, bool final, size_t *end, json_t **calls) {
+    size_t e = 0;
+    int r = json_extent(s, len, true, &e);
+    *end = 1;
+    if (r == JV_MORE && !final) return TOOL_SEG_MORE;
+    if (r != JV_END) return TOOL_SEG_TEXT;
+    *end = e;
+    *calls = calls_of(s, e);
+    return *calls ? TOOL_SEG_CALLS : TOOL_SEG_TEXT;
+}
+
+/* Mistral v11: name[ARGS]{...} at s (after [TOOL_CALLS]). As decide_json. */
+static tool_seg decide_named(const char *s, size_t len, bool final, size_t *end, json_t **calls) {
+    size_t k = 0;
+    *end = 1;
+    while (k < len && k <= MAX_NAME && (isalnum((unsigned char)s[k]) || s[k] == '_' || s[k] == '-' || s[k] == '.')) k++;
+    if (k == 0 || k > MAX_NAME) return TOOL_SEG_TEXT;
+    if (k == len || is_partial(s + k, len - k, MISTRAL_ARGS)) return final ? TOOL_SEG_TEXT : TOOL_SEG_MORE;
+    if (!starts_with(s + k, len - k, MISTRAL_ARGS)) return TOOL_SEG_TEXT;
+    size_t a = k + strlen(MISTRAL_ARGS), e = 0;
+    if (a == len) return final ? TOOL_SEG_TEXT : TOOL_SEG_MORE;
+    if (s[a] != '{') return TOOL_SEG_TEXT;
+    int r = json_extent(s + a, len - a, false, &e); /* any keys: these are the arguments */
+    if (r == JV_MORE) return final ? TOOL_SEG_TEXT : TOOL_SEG_MORE;
+    json_t *args = json_loadb(s + a, e, 0, NULL);
+    if (json_is_object(args)) *calls = json_pack("[{s:{s:s%, s:O}}]", "function", "name", s, k, "arguments", args);
+    json_decref(args);
+    if (!*calls) return TOOL_SEG_TEXT;
+    *end = a + e;
+    return TOOL_SEG_CALLS;
+}
+
+/* The marker m at s: its body decides. *end as decide_json (TEXT: the marker itself). */
+static tool_seg decide_marker(int m, const char *s, size_t len, bool final, size_t *end, json_t **calls) {
+    size_t ml = strlen(MARKERS[m]), b = ml + lead_blanks(s + ml, len - ml), e = 0;
+    tool_seg r = TOOL_SEG_TEXT;
+    if (b == len) r = final ? TOOL_SEG_TEXT : TOOL_SEG_MORE;
+    else if (s[b] == '{' || s[b] == '[') r = decide_json(s + b, len - b, final, &e, calls);
+    else if (m == MARK_MISTRAL && b == ml) r = decide_named(s + b, len - b, final, &e, calls); /* name right after */
+    *end = r == TOOL_SEG_CALLS ? b + e : ml;
+    return r;
+}
+
+static tool_seg seg_text(tool_scan *ts, size_t n, size_t *out) {
+    ts->content_seen = true;
+    ts->after_call = false;
+    ts->close = NULL;
+    *out = n;
+    return TOOL_SEG_TEXT;
+}
+
+static tool_seg seg_calls(tool_scan *ts, size_t n, const char *close, size_t *out) {
+    ts->after_call = true;
+    if (close) ts->close = close;
+    *out = n;
+    return TOOL_SEG_CALLS;
+}
+
+/* A candidate at s[p] (after the blanks s[0..p)): a marker, or a bare value where one may
+ * be a call. Returns TOOL_SEG_MORE / CALLS / TEXT, or -1 when s[p] starts none. */
+static int decide_candidate(tool_scan *ts, const char *s, size_t len, size_t p, bool final, size_t *n, json_t **calls) {
+    size_t e = 0;
+    int m = marker_at(s + p, len - p);
+    if (m >= 0) {
+        tool_seg r = decide_marker(m, s + p, len - p, final, &e, calls);
+        if (r == TOOL_SEG_MORE) return r;
+        if (r == TOOL_SEG_CALLS) return seg_calls(ts, p + e, m == MARK_TOOL_CALL ? CLOSE_TAG : NULL, n);
+        return seg_text(ts, p + e, n);
+    }
+    if (!final && partial_marker_at(s + p, len - p)) return TOOL_SEG_MORE;
+    if (ts->content_seen && !ts->after_call) return -1;
+    size_t q = p;
+    if (ts->after_call && (s[q] == ';' || s[q] == ',')) {
+        q += 1 + lead_blanks(s + q + 1, len - q - 1);
+        if (q == len) return final ? -1 : TOOL_SEG_MORE;
+    }
+    if (s[q] != '{' && s[q] != '[') return -1;
+    tool_seg r = decide_json(s + q, len - q, final, &e, calls);
+    if (r == TOOL_SEG_CALLS) return seg_calls(ts, q + e, NULL, n);
+    if (r == TOOL_SEG_TEXT) return seg_text(ts, q + e, n);
+    return r;
+}
+
+tool_seg tool_scan_next(tool_scan *ts, const char *s, size_t len, bool final, size_t *n, json_t **calls) {
+    size_t b = lead_blanks(s, len);
+    *n = 0;
+    *calls = NULL;
+    if (len == 0) return TOOL_SEG_MORE;
+    if (ts->after_call && b > 0) return seg_calls(ts, b, NULL, n); /* blanks after a call belong to it */
+    if (b == len) return final ? seg_text(ts, len, n) : TOOL_SEG_MORE; /* blanks before a call would too */
+    if (ts->after_call && ts->close) { /* the closing tag of the last call */
+        if (starts_with(s, len, ts->close)) {
+            size_t cl = strlen(ts->close);
+            ts->close = NULL;
+            return seg_calls(ts, cl, NULL, n);
+        }
+        if (!final && is_partial(s, len, ts->close)) return TOOL_SEG_MORE;
+    }
+    int r = decide_candidate(ts, s, len, b, final, n, calls);
+    if (r >= 0) return (tool_seg)r;
+    /* Content up to the next marker (or one that may be forming), without the blanks
+     * before it; trailing blanks wait for what follows them unless this is the end. */
+    size_t c = next_marker(s, len, b + 1, final);
+    size_t t = c - trail_blanks(s, c);
+    if (c == len && final) t = len;
+    return seg_text(ts, t, n);
+}
+
+json_t *gen_parse_tool_calls(const char *text, char **content_out) {
+    tool_scan ts = { 0 };
+    size_t len = strlen(text), pos = 0, clen = 0;
+    json_t *calls = json_array();
+    char *content = malloc(len + 1);
+    *content_out = NULL;
+    if (!calls || !content) {
+        free(content);
+        *content_out = strdup(text);
+        return calls;
+    }
+    while (pos < len) {
+        size_t n = 0;
+        json_t *c = NULL;
+        tool_seg seg = tool_scan_next(&ts, text + pos, len - pos, true, &n, &c);
+        if (seg == TOOL_SEG_TEXT) memcpy(content + clen, text + pos, n), clen += n;
+        else if (c) json_array_extend(calls, c);
+        json_decref(c);
+        if (n == 0) break; /* cannot happen when final; keeps a bug from looping */
+        pos += n;
+    }
+    content[clen] = '\0';
+    *content_out = content;
+    return calls;
+}

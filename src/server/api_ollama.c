@@ -74,9 +74,7 @@ static void fmt_ollama(ostream *os, const char *text, size_t n, bool final) {
     if (!final) {
         json_t *o = base_obj(os->model);
         if (chat) {
-            json_t *msg = json_pack("{s:s}", "role", "assistant");
-            chat_message(msg, text, n, os->tools != NULL);
-            json_object_set_new(o, "message", msg);
+            json_object_set_new(o, "message", json_pack("{s:s, s:o}", "role", "assistant", "content", jstr(text, n)));
         } else {
             json_object_set_new(o, "response", jstr(text, n));
         }
@@ -89,6 +87,15 @@ static void fmt_ollama(ostream *os, const char *text, size_t n, bool final) {
         return;
     }
     ostream_json_line(os, final_obj(os->model, g, os->load_ns, chat, !chat && g->want_tokens), false);
+}
+
+/* Tool calls found in a streamed chat reply: a chunk whose message carries them (as Ollama
+ * streams them), with empty content. */
+static void fmt_ollama_calls(ostream *os, json_t *calls) {
+    json_t *o = base_obj(os->model);
+    json_object_set_new(o, "message", json_pack("{s:s, s:s, s:O}", "role", "assistant", "content", "", "tool_calls", calls));
+    json_object_set_new(o, "done", json_false());
+    ostream_json_line(os, o, false);
 }
 
 /* Runs g to the end and answers (stream or one object). Consumes g and the pin on rn. */
@@ -112,11 +119,7 @@ static enum MHD_Result run_gen(http_req *hr, runner *rn, gen_req *g, const char 
         }
         snprintf(os->model, sizeof os->model, "%s", model);
         os->openai_chat = chat;
-        if (tools && json_array_size(tools)) {
-            os->extra = json_incref(tools);
-            os->tools = tools;
-            os->buffer_all = true;
-        }
+        if (chat && json_array_size(tools)) os->fmt_calls = fmt_ollama_calls;
         return ostream_start(hr, os, "application/x-ndjson");
     }
     gen_wait_done(hr, g);

@@ -37,15 +37,17 @@ static json_t *usage_json(const gen_req *g) {
                      "total_tokens", g->n_prompt + g->n_eval, "prompt_tokens_details", "cached_tokens", g->n_cached);
 }
 
-/* OpenAI tool_calls from Ollama-shaped ones (arguments as a JSON string, with ids). */
-static json_t *openai_tool_calls(json_t *calls) {
+/* OpenAI tool_calls from Ollama-shaped ones (arguments as a JSON string, with ids); the
+ * first is call number `first` of the reply (its index). */
+static json_t *openai_tool_calls(json_t *calls, int first) {
     json_t *out = json_array();
     for (size_t i = 0; i < json_array_size(calls); i++) {
         json_t *fn = json_object_get(json_array_get(calls, i), "function");
         char *args = json_dumps(json_object_get(fn, "arguments"), JSON_COMPACT | JSON_ENCODE_ANY);
+        int index = first + (int)i;
         char id[40];
-        snprintf(id, sizeof id, "call_%08x%04zu", (unsigned)rand(), i);
-        json_array_append_new(out, json_pack("{s:i, s:s, s:s, s:{s:O, s:s}}", "index", (int)i, "id", id, "type", "function",
+        snprintf(id, sizeof id, "call_%08x%04d", (unsigned)rand(), index);
+        json_array_append_new(out, json_pack("{s:i, s:s, s:s, s:{s:O, s:s}}", "index", index, "id", id, "type", "function",
                                              "function", "name", json_object_get(fn, "name"), "arguments", args ? args : "{}"));
         free(args);
     }
@@ -60,46 +62,24 @@ static json_t *chunk_base(ostream *os) {
 
 static void fmt_openai(ostream *os, const char *text, size_t n, bool final) {
     gen_req *g = os->g;
-    json_t *calls = NULL;
-    char *content = NULL;
-    if (os->tools && (text || final)) {
-        /* buffer_all: the whole reply arrives in one piece; split it into content + calls. */
-        if (text) {
-            char *t = hb_strndup(text, n);
-            calls = gen_parse_tool_calls(t ? t : "", &content);
-            free(t);
-            text = content, n = content ? strlen(content) : 0;
-            if (json_array_size(calls)) {
-                os->extra = json_pack("{s:O, s:o}", "tools", os->tools, "calls", calls);
-                os->tools = json_object_get(os->extra, "tools");
-                calls = NULL;
-            }
-        }
-    }
     if (!final) {
         json_t *c = chunk_base(os);
         json_t *choice;
         if (os->openai_chat) {
-            json_t *delta = json_pack("{s:s, s:o}", "role", "assistant", "content", jstr(text ? text : "", n));
-            json_t *oc = json_object_get(os->extra, "calls");
-            if (json_array_size(oc)) json_object_set_new(delta, "tool_calls", openai_tool_calls(oc));
+            json_t *delta = json_pack("{s:s, s:o}", "role", "assistant", "content", jstr(text, n));
             choice = json_pack("{s:i, s:o, s:n, s:n}", "index", 0, "delta", delta, "logprobs", "finish_reason");
         } else {
-            choice = json_pack("{s:i, s:o, s:n, s:n}", "index", 0, "text", jstr(text ? text : "", n), "logprobs", "finish_reason");
+            choice = json_pack("{s:i, s:o, s:n, s:n}", "index", 0, "text", jstr(text, n), "logprobs", "finish_reason");
         }
         json_object_set_new(c, "choices", json_pack("[o]", choice));
         ostream_json_line(os, c, true);
-        free(content);
-        json_decref(calls);
         return;
     }
-    free(content);
-    json_decref(calls);
     if (cut_short(g)) {
         ostream_json_line(os, json_pack("{s:{s:s, s:s}}", "error", "message", cut_message(g), "type", "server_error"), true);
     } else {
         json_t *c = chunk_base(os);
-        bool tc = json_array_size(json_object_get(os->extra, "calls")) > 0;
+        bool tc = os->n_calls > 0;
         json_t *choice = os->openai_chat
                              ? json_pack("{s:i, s:{}, s:n, s:s}", "index", 0, "delta", "logprobs", "finish_reason", finish_reason(g, tc))
                              : json_pack("{s:i, s:s, s:n, s:s}", "index", 0, "text", "", "logprobs", "finish_reason", finish_reason(g, tc));
@@ -113,6 +93,15 @@ static void fmt_openai(ostream *os, const char *text, size_t n, bool final) {
         }
     }
     ostream_append(os, "data: [DONE]\n\n", 14);
+}
+
+/* Tool calls found in a streamed chat reply: one chunk whose delta carries them whole
+ * (index, id, type, function name and arguments), with null content. */
+static void fmt_openai_calls(ostream *os, json_t *calls) {
+    json_t *c = chunk_base(os);
+    json_t *delta = json_pack("{s:s, s:n, s:o}", "role", "assistant", "content", "tool_calls", openai_tool_calls(calls, os->n_calls));
+    json_object_set_new(c, "choices", json_pack("[{s:i, s:o, s:n, s:n}]", "index", 0, "delta", delta, "logprobs", "finish_reason"));
+    ostream_json_line(os, c, true);
 }
 
 /* The non-streamed answer of a finished request. */
@@ -129,7 +118,7 @@ static enum MHD_Result complete_reply(http_req *hr, api_call *c, gen_req *g, boo
             bool tc = json_array_size(calls) > 0;
             json_t *msg = json_pack("{s:s, s:o}", "role", "assistant", "content",
                                     tc && (!content || !*content) ? json_null() : jstr(content ? content : text, content ? strlen(content) : g->text_len));
-            if (tc) json_object_set_new(msg, "tool_calls", openai_tool_calls(calls));
+            if (tc) json_object_set_new(msg, "tool_calls", openai_tool_calls(calls, 0));
             choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "message", msg, "logprobs", "finish_reason", finish_reason(g, tc));
             json_decref(calls);
             free(content);
@@ -216,11 +205,7 @@ static enum MHD_Result complete(http_req *hr, bool chat) {
         snprintf(os->id, sizeof os->id, "%s", id);
         os->openai_chat = chat;
         os->include_usage = json_is_true(json_object_get(json_object_get(j, "stream_options"), "include_usage"));
-        if (json_array_size(tools)) {
-            os->extra = json_pack("{s:O}", "tools", tools);
-            os->tools = json_object_get(os->extra, "tools");
-            os->buffer_all = true;
-        }
+        if (chat && json_array_size(tools)) os->fmt_calls = fmt_openai_calls;
         api_end(&c, false);
         return ostream_start(hr, os, "text/event-stream");
     }

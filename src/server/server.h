@@ -253,6 +253,9 @@ tool_seg tool_scan_next(tool_scan *ts, const char *text, size_t len, bool final,
 typedef struct ostream ostream;
 /* Appends the wire form of new text (final: the closing message(s)) to os. */
 typedef void (*ostream_fmt)(ostream *os, const char *text, size_t n, bool final);
+/* Appends the wire form of tool calls (an array of Ollama-shaped calls, borrowed; the first
+ * is call number os->n_calls) to os. */
+typedef void (*ostream_calls_fmt)(ostream *os, json_t *calls);
 struct ostream {
     struct MHD_Connection *conn;
     struct hearth_server *srv;
@@ -260,17 +263,19 @@ struct ostream {
     runner *rn;                     /* pinned; released when the stream ends */
     uint64_t load_ns;
     ostream_fmt fmt;
-    bool buffer_all;                /* hold text until the end (tool-call parsing) */
+    ostream_calls_fmt fmt_calls;    /* set: the reply is scanned for tool calls (chat with tools) */
+    tool_scan ts;                   /* the scanner's state */
+    char *held;                     /* [held_len] text the scanner has not decided yet, owned */
+    size_t held_len, held_cap;
+    int n_calls;                    /* tool calls sent so far */
     char *out;
     size_t out_len, out_cap, out_pos;
-    bool final_sent, started;
+    bool final_sent;
     /* formatter data */
     char model[320];
     char id[64];
     int64_t created;
     bool include_usage, openai_chat;
-    json_t *tools;                  /* borrowed reference kept alive by extra */
-    json_t *extra;                  /* owned, freed with the stream */
 };
 
 /* Creates a stream over g (takes over the caller's reference to g and the pin on rn). */

@@ -1,9 +1,10 @@
 /* stream.c — streaming response bodies (Ollama NDJSON, OpenAI SSE) fed by a gen_req.
  *
  * The connection thread pulls: next() waits up to 100 ms for new text, hands the next
- * emitted piece (one token's text; all of it when the reply is buffered) to the API's
- * formatter and returns the bytes; it polls the client's socket between waits, so a
- * disconnect sets the request's cancel flag and the runner frees the slot at its next step.
+ * emitted piece (one token's text) to the API's formatter and returns the bytes; it polls
+ * the client's socket between waits, so a disconnect sets the request's cancel flag and the
+ * runner frees the slot at its next step. A chat reply with tools goes through the
+ * tool-call scanner first (tools.c): only text that may still be a call is held back.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,61 @@ ostream *ostream_new(http_req *hr, gen_req *g, runner *rn, uint64_t load_ns, ost
     return os;
 }
 
+/* Takes the next emitted piece of the reply (one token's text): a copy in *piece (caller
+ * frees; NULL when there is no new text), its length in *n. *done: the reply is complete
+ * after it. */
+static void os_take_piece(gen_req *g, char **piece, size_t *n, bool *done) {
+    pthread_mutex_lock(&g->mu);
+    size_t from = g->read_pos, to = g->text_len;
+    while (g->read_end < g->n_ends && g->ends[g->read_end] <= from) g->read_end++;
+    if (g->read_end < g->n_ends && g->ends[g->read_end] < to) to = g->ends[g->read_end];
+    *done = g->done && to == g->text_len; /* the final object after the last piece */
+    *piece = NULL;
+    *n = 0;
+    if (to > from) {
+        *piece = hb_strndup(g->text + from, to - from);
+        *n = *piece ? to - from : 0;
+        g->read_pos = to;
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* Runs the tool-call scanner over the held text plus the new piece: decided content goes
+ * out as text, decided calls as calls; what may still become a call stays held (until
+ * `final`, when everything is decided). */
+static void os_scan(ostream *os, const char *piece, size_t n, bool final) {
+    size_t need = os->held_len + n + 1, pos = 0;
+    if (need > os->held_cap) {
+        char *nh = realloc(os->held, need * 2);
+        if (!nh) { /* out of memory: what is held goes out as content, and scanning stops */
+            if (os->held_len) os->fmt(os, os->held, os->held_len, false);
+            if (n) os->fmt(os, piece, n, false);
+            os->held_len = 0;
+            os->fmt_calls = NULL;
+            return;
+        }
+        os->held = nh, os->held_cap = need * 2;
+    }
+    if (n) memcpy(os->held + os->held_len, piece, n);
+    os->held_len += n;
+    for (;;) {
+        size_t k = 0;
+        json_t *calls = NULL;
+        tool_seg seg = tool_scan_next(&os->ts, os->held + pos, os->held_len - pos, final, &k, &calls);
+        if (seg == TOOL_SEG_MORE || k == 0) break;
+        if (seg == TOOL_SEG_TEXT) {
+            os->fmt(os, os->held + pos, k, false);
+        } else if (json_array_size(calls)) {
+            os->fmt_calls(os, calls);
+            os->n_calls += (int)json_array_size(calls);
+        }
+        json_decref(calls);
+        pos += k;
+    }
+    memmove(os->held, os->held + pos, os->held_len - pos);
+    os->held_len -= pos;
+}
+
 static ssize_t os_next(void *ud, char *buf, size_t max) {
     ostream *os = ud;
     if (os->out_pos < os->out_len) {
@@ -97,24 +153,14 @@ static ssize_t os_next(void *ud, char *buf, size_t max) {
     }
     if (os->final_sent) return -1;
     gen_req *g = os->g;
-    gen_req_wait(g, 100);
-    pthread_mutex_lock(&g->mu);
-    size_t from = g->read_pos, to = g->text_len;
-    if (!os->buffer_all) { /* one emitted piece (a token's text) per chunk, as Ollama and OpenAI stream */
-        while (g->read_end < g->n_ends && g->ends[g->read_end] <= from) g->read_end++;
-        if (g->read_end < g->n_ends && g->ends[g->read_end] < to) to = g->ends[g->read_end];
-    }
-    bool done = g->done && to == g->text_len; /* the final object after the last piece */
     char *piece = NULL;
-    if (to > from && (!os->buffer_all || g->done)) {
-        piece = hb_strndup(g->text + from, to - from);
-        g->read_pos = to;
-    }
-    pthread_mutex_unlock(&g->mu);
-    if (piece) {
-        os->fmt(os, piece, to - from, false);
-        free(piece);
-    }
+    size_t n = 0;
+    bool done = false;
+    gen_req_wait(g, 100);
+    os_take_piece(g, &piece, &n, &done);
+    if (os->fmt_calls && (n || done)) os_scan(os, piece, n, done);
+    else if (n) os->fmt(os, piece, n, false);
+    free(piece);
     if (done) {
         os->fmt(os, NULL, 0, true);
         os->final_sent = true;
@@ -132,7 +178,7 @@ static void os_done(void *ud) {
         gen_req_unref(os->g);
     }
     if (os->rn) sched_release(os->srv->sched, os->rn);
-    json_decref(os->extra);
+    free(os->held);
     free(os->out);
     free(os);
 }

@@ -284,6 +284,82 @@ test('tools: a template that renders tools is reported and used (random-weight q
   await ollama.delete({ model: 'toolish' });
 });
 
+// A chat with tools streams like any other: only text that may be a tool call is held
+// back (tools.c), so story text arrives token by token and adds up to the non-streamed
+// reply. (A model cannot be made to emit a call here; the call path is tested in
+// tests/unit/test_server_tools.c.)
+const TOOLS = [{ type: 'function', function: { name: 'get_weather', description: 'weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+const TOOLS_TMPL = "{%- if tools %}<|im_start|>system\nTools: {{ tools | tojson }}<|im_end|>\n{% endif %}" +
+  "{%- for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n";
+
+test('tools: a chat with tools streams its content token by token (Ollama and OpenAI), stop strings included', async () => {
+  createModel(models, 'stools', `FROM ${STORIES}\nTEMPLATE """${TOOLS_TMPL}"""\n`);
+  const messages = [{ role: 'user', content: 'Once upon a time' }];
+  const options = { num_predict: 40, seed: 11, temperature: 0.8 };
+  const whole = await ollama.chat({ model: 'stools', messages, tools: TOOLS, options });
+  assert.equal(whole.message.tool_calls, undefined);
+  assert.ok(whole.message.content.length > 40 && /\s/.test(whole.message.content), JSON.stringify(whole.message.content));
+  const stream = async (opts) => {
+    const parts = [];
+    let last;
+    for await (const ch of await ollama.chat({ model: 'stools', messages, tools: TOOLS, stream: true, options: opts })) {
+      if (!ch.done) { parts.push(ch.message.content); assert.equal(ch.message.tool_calls, undefined); }
+      last = ch;
+    }
+    return { parts, last };
+  };
+  const s = await stream(options);
+  assert.ok(s.parts.filter((p) => p).length >= 20, `content in ${s.parts.length} chunks before the end: ${JSON.stringify(s.parts)}`);
+  assert.equal(s.parts.join(''), whole.message.content);
+  assert.equal(s.last.done, true);
+  assert.equal(s.last.done_reason, 'length');
+  assert.equal(s.last.eval_count, 40);
+  // a stop string ends the streamed reply where it ends the whole one
+  const at = whole.message.content.indexOf(' ', 15);
+  const stop = whole.message.content.slice(at, at + 3);
+  const cut = whole.message.content.slice(0, whole.message.content.indexOf(stop));
+  const st = await stream({ ...options, stop: [stop] });
+  assert.equal(st.parts.join(''), cut);
+  assert.equal(st.last.done_reason, 'stop');
+  assert.equal((await ollama.chat({ model: 'stools', messages, tools: TOOLS, options: { ...options, stop: [stop] } })).message.content, cut);
+
+  const body = { model: 'stools', messages, tools: TOOLS, max_tokens: 40, seed: 11, temperature: 0.8 };
+  const one = await openai.chat.completions.create(body);
+  assert.equal(one.choices[0].finish_reason, 'length');
+  const deltas = [];
+  let finish = null, usage = null;
+  for await (const ch of await openai.chat.completions.create({ ...body, stream: true, stream_options: { include_usage: true } })) {
+    if (ch.usage) usage = ch.usage;
+    if (!ch.choices.length) continue;
+    const d = ch.choices[0].delta;
+    assert.equal(d.tool_calls, undefined);
+    if (d.content) deltas.push(d.content);
+    if (ch.choices[0].finish_reason) finish = ch.choices[0].finish_reason;
+  }
+  assert.ok(deltas.length >= 20, `content in ${deltas.length} chunks: ${JSON.stringify(deltas)}`);
+  assert.equal(deltas.join(''), one.choices[0].message.content);
+  assert.equal(finish, 'length');
+  assert.equal(usage.completion_tokens, 40);
+});
+
+test('tools: a streamed chat with tools whose decode fails ends with an error after the content so far', async () => {
+  const f = await startServer(models, ['--threads', '1', '--parallel', '1'], { HEARTH_TEST_FAIL_DECODE: '12' });
+  try {
+    const oa = new OpenAI({ baseURL: `${f.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const deltas = [];
+    await assert.rejects(async () => {
+      const st = await oa.chat.completions.create({ model: 'stools', messages: [{ role: 'user', content: 'Once upon a time' }], tools: TOOLS, max_tokens: 40, temperature: 0, stream: true });
+      for await (const ch of st) if (ch.choices.length && ch.choices[0].delta.content) deltas.push(ch.choices[0].delta.content);
+    }, /injected decode failure/);
+    assert.ok(deltas.length >= 3, JSON.stringify(deltas));
+    const r = await request(`${f.url}/api/chat`, { method: 'POST', body: { model: 'stools', messages: [{ role: 'user', content: 'Once upon a time' }], tools: TOOLS, options: { num_predict: 40, temperature: 0 } } });
+    const lines = r.body.trim().split('\n').map((l) => JSON.parse(l));
+    assert.ok(lines.length >= 4, r.body);
+    assert.match(lines.at(-1).error, /injected decode failure/);
+  } finally { assert.equal(await f.stop(), 0); }
+  await ollama.delete({ model: 'stools' });
+});
+
 test('a full queue answers 503 with a JSON error; the others complete', async () => {
   const q = await startServer(models, ['--threads', '1', '--parallel', '1', '--max-queue', '1']);
   try {

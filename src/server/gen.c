@@ -22,6 +22,7 @@ gen_req *gen_req_new(void) {
     atomic_init(&r->refs, 1);
     atomic_init(&r->cancel, false);
     r->num_predict = -1;
+    r->top_logprobs = -1;
     r->t_submit = hb_now_ns();
     return r;
 }
@@ -36,6 +37,7 @@ void gen_req_unref(gen_req *r) {
     free(r->text);
     free(r->ends);
     free(r->out_tokens);
+    free(r->lps);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);
@@ -72,6 +74,37 @@ void gen_req_emit(gen_req *r, const char *text, size_t len, hearth_token t) {
      * only for a consumer that streams the new text */
     if (len && !r->wait_done_only) pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
+}
+
+void gen_req_add_lp(gen_req *r, const gen_lp *lp) {
+    pthread_mutex_lock(&r->mu);
+    size_t cap = (size_t)r->lp_cap;
+    if (grow((void **)&r->lps, (size_t)r->n_lp + 1, &cap, sizeof *r->lps)) {
+        r->lp_cap = (int32_t)cap;
+        r->lps[r->n_lp++] = *lp;
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+void gen_logprobs(const float *logits, int32_t n, hearth_token t, int k, gen_lp *out) {
+    float mx = -INFINITY;
+    k = k < 0 ? 0 : (k > GEN_MAX_TOP_LOGPROBS ? GEN_MAX_TOP_LOGPROBS : k);
+    out->tok = t, out->n_top = 0;
+    for (int32_t i = 0; i < n; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0.0;
+    for (int32_t i = 0; i < n; i++) sum += exp((double)logits[i] - mx);
+    float lse = mx + (float)log(sum); /* log-sum-exp */
+    out->lp = logits[t] - lse;
+    for (int32_t i = 0; i < n && k > 0; i++) { /* the k largest, kept sorted (insertion: k <= 20) */
+        float v = logits[i];
+        int32_t j = out->n_top;
+        if (j == k && !(v > out->top_lp[k - 1])) continue;
+        if (j == k) j--;
+        while (j > 0 && v > out->top_lp[j - 1]) out->top[j] = out->top[j - 1], out->top_lp[j] = out->top_lp[j - 1], j--;
+        out->top[j] = i, out->top_lp[j] = v;
+        if (out->n_top < k) out->n_top++;
+    }
+    for (int32_t j = 0; j < out->n_top; j++) out->top_lp[j] -= lse;
 }
 
 void gen_req_finish(gen_req *r, const char *reason, int status, const char *msg) {
@@ -139,6 +172,7 @@ void gen_opts_init(gen_opts *o, bool openai) {
         o->sp.presence_penalty = 0, o->sp.frequency_penalty = 0;
     }
     o->num_predict = -1;
+    o->top_logprobs = -1;
 }
 
 void gen_opts_free(gen_opts *o) {
@@ -211,6 +245,27 @@ static int parse_stops(json_t *v, gen_opts *o, hb_err *err) {
     return HEARTH_OK;
 }
 
+/* OpenAI logprobs: chat's `logprobs: true` with `top_logprobs` 0..20 (which needs it), or
+ * the completions API's `logprobs: N` (N alternatives). */
+static int parse_logprobs(json_t *obj, gen_opts *o, hb_err *err) {
+    int rc = HEARTH_OK;
+    json_t *lp = json_object_get(obj, "logprobs"), *top = json_object_get(obj, "top_logprobs");
+    HB_CHECK(!lp || json_is_null(lp) || json_is_boolean(lp) ||
+                 (json_is_integer(lp) && json_integer_value(lp) >= 0 && json_integer_value(lp) <= GEN_MAX_TOP_LOGPROBS),
+             HEARTH_E_INVALID, "logprobs must be true/false (chat) or a whole number from 0 to %d (completions)",
+             GEN_MAX_TOP_LOGPROBS);
+    HB_CHECK(!top || json_is_null(top) ||
+                 (json_is_integer(top) && json_integer_value(top) >= 0 && json_integer_value(top) <= GEN_MAX_TOP_LOGPROBS),
+             HEARTH_E_INVALID, "top_logprobs must be a whole number from 0 to %d", GEN_MAX_TOP_LOGPROBS);
+    bool on = json_is_true(lp) || json_is_integer(lp);
+    HB_CHECK(on || !top || json_is_null(top), HEARTH_E_INVALID, "top_logprobs needs logprobs: true");
+    if (on) o->top_logprobs = json_is_integer(lp) ? (int32_t)json_integer_value(lp)
+                                                  : (json_is_integer(top) ? (int32_t)json_integer_value(top) : 0);
+    if (json_is_false(lp)) o->top_logprobs = -1;
+out:
+    return rc;
+}
+
 int gen_opts_parse(json_t *obj, bool openai, gen_opts *o, hb_err *err) {
     int rc = HEARTH_OK;
     double d;
@@ -247,9 +302,7 @@ int gen_opts_parse(json_t *obj, bool openai, gen_opts *o, hb_err *err) {
         NUM("max_tokens", 0, 1 << 24, o->num_predict = (int32_t)d);
         NUM("max_completion_tokens", 0, 1 << 24, o->num_predict = (int32_t)d);
         NUM("n", 1, 1, (void)d);
-        HB_CHECK(!json_is_true(json_object_get(obj, "logprobs")), HEARTH_E_INVALID, "logprobs are not supported yet");
-        NUM("top_logprobs", 0, 0, (void)d);
-        if ((rc = parse_bias(json_object_get(obj, "logit_bias"), o, err))) goto out;
+        if ((rc = parse_logprobs(obj, o, err)) || (rc = parse_bias(json_object_get(obj, "logit_bias"), o, err))) goto out;
     } else {
         NUMS("num_predict", o->num_predict = (int32_t)d);
     }
@@ -333,6 +386,7 @@ int gen_build(runner *rn, const char *prompt, const hearth_token *prefix, size_t
         g->sp.logit_bias = g->bias, g->sp.n_logit_bias = o->sp.n_logit_bias;
     }
     g->num_predict = o->num_predict;
+    g->top_logprobs = o->top_logprobs;
     for (int i = 0; i < o->n_stops; i++) g->stops[g->n_stops++] = strdup(o->stops[i]);
     *out = g;
     g = NULL;

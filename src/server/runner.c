@@ -42,6 +42,7 @@ struct slot {
      * top-level value closes; brackets are tracked outside strings */
     bool js_started, js_in_str, js_esc;
     int32_t js_depth;
+    gen_lp lp;                      /* the sampled token's log-probabilities (req->top_logprobs >= 0) */
 };
 
 hearth_model *runner_model(runner *r) { return r->model; }
@@ -233,6 +234,7 @@ static bool slot_token(runner *r, slot *sl, hearth_token t) {
         return false;
     }
     sl->n_gen++;
+    if (g->top_logprobs >= 0) gen_req_add_lp(g, &sl->lp);
     const char *piece = NULL;
     size_t n = 0;
     if (hearth_detok_stream_push(sl->ds, t, &piece, &n) != HEARTH_OK) n = 0;
@@ -325,7 +327,10 @@ static bool decode_broke(hearth_status rc) {
  * only its own slot's sampler and its own logits row). */
 static void sample_item(void *arg, int i) {
     runner *r = arg;
-    r->s_tok[i] = hearth_sampler_sample(r->s_slot[i]->smp, r->s_logits[i]);
+    slot *sl = r->s_slot[i];
+    r->s_tok[i] = hearth_sampler_sample(sl->smp, r->s_logits[i]);
+    if (sl->req->top_logprobs >= 0)
+        gen_logprobs(r->s_logits[i], hearth_model_n_vocab(r->model), r->s_tok[i], sl->req->top_logprobs, &sl->lp);
 }
 
 /* Samples the n slots of r->s_slot, on the pool when r has one. Each slot's sampler keeps its
@@ -399,9 +404,12 @@ static void step(runner *r) {
             slot_finish(r, sl, "error", 500, "no logits after decode");
             continue;
         }
-        if (sl->req->json_mode) /* json_sample masks into the runner's one buffer: here, alone */
-            slot_token(r, sl, json_sample(r, sl, logits));
-        else
+        if (sl->req->json_mode) { /* json_sample masks into the runner's one buffer: here, alone */
+            hearth_token t = json_sample(r, sl, logits);
+            if (sl->req->top_logprobs >= 0)
+                gen_logprobs(logits, hearth_model_n_vocab(r->model), t, sl->req->top_logprobs, &sl->lp);
+            slot_token(r, sl, t);
+        } else
             r->s_slot[n_s] = sl, r->s_logits[n_s] = logits, n_s++;
     }
     t[3] = hb_now_ns();

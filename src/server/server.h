@@ -34,6 +34,22 @@ typedef struct runner runner;
 /* ---- generation requests ------------------------------------------------------------ */
 #define GEN_MAX_STOPS STORE_MAX_STOPS
 
+/* Log-probabilities of one generated token under the model's distribution (log-softmax of
+ * the raw logits: no temperature, penalties or truncation), with the most likely
+ * alternatives (OpenAI `logprobs` / `top_logprobs`). */
+#define GEN_MAX_TOP_LOGPROBS 20
+typedef struct gen_lp {
+    hearth_token tok;
+    float lp;
+    int32_t n_top;
+    hearth_token top[GEN_MAX_TOP_LOGPROBS]; /* most likely first */
+    float top_lp[GEN_MAX_TOP_LOGPROBS];
+} gen_lp;
+
+/* Fills *out for token t of the n logits, with the k (<= GEN_MAX_TOP_LOGPROBS) most likely
+ * tokens (ties: lower id first). */
+void gen_logprobs(const float *logits, int32_t n, hearth_token t, int k, gen_lp *out);
+
 typedef struct gen_req {
     /* input (set before submission, read-only afterwards) */
     hearth_token *prompt;           /* [n_prompt], owned */
@@ -47,6 +63,7 @@ typedef struct gen_req {
     int n_stops;
     bool want_tokens;               /* keep generated ids (Ollama `context`) */
     bool json_mode;                 /* format "json" / json_object: light JSON constraint */
+    int32_t top_logprobs;           /* -1: no log-probabilities; else keep them with this many alternatives */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -58,6 +75,8 @@ typedef struct gen_req {
     size_t n_ends, ends_cap, read_end; /* read_end: the first of ends not yet consumed */
     hearth_token *out_tokens;
     int32_t n_out, out_cap;
+    gen_lp *lps;                    /* [n_lp]: one per generated token (not the end token) with top_logprobs >= 0 */
+    int32_t n_lp, lp_cap, read_lp;  /* read_lp: the first not yet streamed */
     int32_t n_eval;                 /* generated tokens */
     int32_t n_cached;               /* prompt tokens reused from the KV cache */
     bool done;
@@ -77,6 +96,15 @@ void gen_req_unref(gen_req *r);
 /* Runner side: appends text (wakes a consumer that reads as it goes; a token id alone wakes
  * no one) / finishes (wakes the consumer). */
 void gen_req_emit(gen_req *r, const char *text, size_t len, hearth_token t);
+/* Records the log-probabilities of the token just generated (runner thread). */
+void gen_req_add_lp(gen_req *r, const gen_lp *lp);
+/* The OpenAI logprobs object of n recorded tokens (logprobs.c; chat: {content, refusal},
+ * completions: {tokens, token_logprobs, top_logprobs, text_offset}, offsets counted from
+ * text_off). New reference. */
+json_t *gen_logprobs_json(hearth_model *m, const gen_lp *lps, int32_t n, bool chat, size_t text_off);
+/* The logprobs object of g's tokens not taken yet (all: of every token), for a reply or a
+ * stream chunk; JSON null when g keeps none. New reference. */
+json_t *gen_take_logprobs(gen_req *g, hearth_model *m, bool chat, bool all);
 void gen_req_finish(gen_req *r, const char *reason, int status, const char *msg);
 /* Consumer side: waits up to timeout_ms for new text or completion. Returns true when
  * something changed. */
@@ -186,6 +214,7 @@ bool api_is_misc(const char *url);
 typedef struct gen_opts {
     hearth_sampler_params sp;       /* sp.logit_bias points into bias */
     hearth_logit_bias *bias;        /* OpenAI logit_bias, owned (gen_opts_free) */
+    int32_t top_logprobs;           /* OpenAI logprobs: -1 none, else alternatives per token (0..20) */
     int32_t num_predict;
     int32_t num_ctx;                /* 0 = runner's */
     char *stops[GEN_MAX_STOPS];

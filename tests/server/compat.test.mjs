@@ -1,7 +1,7 @@
 // Behaviour that clients of Ollama and of the OpenAI API rely on, found missing or different
 // in review: image parts are a 4xx (clients retry 5xx), /api/show's Modelfile recreates the
 // model, /api/tags and /api/ps carry the parameter size, /api/ps names models canonically, embedding `dimensions` and empty inputs, `suffix`
-// (fill-in-the-middle), `logit_bias`, CORS and Host rules for local apps, lone UTF-16
+// (fill-in-the-middle), `logit_bias`, `logprobs`, CORS and Host rules for local apps, lone UTF-16
 // surrogates, OpenAI's model_not_found error, tool_choice "none".
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -120,7 +120,7 @@ test('suffix asks for fill-in-the-middle; a model without its tokens says it can
   assert.equal(r.status, 200, r.body);
 });
 
-test('logit_bias steers /v1 sampling (-100 bans a token); logprobs are refused, not ignored', async () => {
+test('logit_bias steers /v1 sampling (-100 bans a token)', async () => {
   // the greedy next token's id, from Ollama's context (prompt ids, then the generated one)
   const g = (await post('/api/generate', { model: 'stories', prompt: 'Once upon a', raw: true, stream: false, options: { num_predict: 1, ...greedy } })).json;
   const id = g.context[g.context.length - 1];
@@ -131,12 +131,40 @@ test('logit_bias steers /v1 sampling (-100 bans a token); logprobs are refused, 
   const forced = await openai.completions.create({ model: 'stories', prompt: 'Once upon a', max_tokens: 1, temperature: 0, logit_bias: { 400: 100 } });
   const piece = cli(['detokenize', STORIES, '400']).out;
   assert.equal(forced.choices[0].text.trim(), piece.trim());
-  for (const extra of [{ logit_bias: { x: 1 } }, { logit_bias: { 5: 101 } }, { logit_bias: [1] }, { logprobs: true }, { top_logprobs: 3 }]) {
+  for (const extra of [{ logit_bias: { x: 1 } }, { logit_bias: { 5: 101 } }, { logit_bias: [1] }, { top_logprobs: 3 }, { logprobs: true, top_logprobs: 21 }]) {
     const r = await post('/v1/chat/completions', { model: 'stories', messages: [{ role: 'user', content: 'hi' }], ...extra });
     assert.equal(r.status, 400, JSON.stringify(extra));
   }
   const r = await post('/v1/completions', { model: 'stories', prompt: 'hi', max_tokens: 1, logit_bias: { 99999999: 5 } });
   assert.equal(r.status, 400, 'a token id past the vocabulary');
+});
+
+test('logprobs: the chosen tokens and their alternatives, whole and streamed', async () => {
+  const messages = [{ role: 'user', content: 'Tell a story' }];
+  const r = await openai.chat.completions.create({ model: 'stories', messages, max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 3 });
+  const content = r.choices[0].logprobs.content;
+  assert.equal(content.length, r.usage.completion_tokens);
+  assert.equal(content.map((e) => e.token).join(''), r.choices[0].message.content);
+  for (const e of content) {
+    assert.equal(e.top_logprobs.length, 3);
+    assert.ok(e.logprob <= 0 && e.logprob === e.top_logprobs[0].logprob, 'greedy picks the most likely token');
+    assert.ok(e.top_logprobs[0].logprob >= e.top_logprobs[1].logprob && e.top_logprobs[1].logprob >= e.top_logprobs[2].logprob);
+    assert.equal(Buffer.from(e.bytes).toString('utf8'), e.token);
+  }
+  let streamed = [];
+  for await (const c of await openai.chat.completions.create({ model: 'stories', messages, max_tokens: 6, temperature: 0, logprobs: true, stream: true })) {
+    streamed = streamed.concat(c.choices[0]?.logprobs?.content || []);
+  }
+  assert.deepEqual(streamed.map((e) => [e.token, e.logprob]), content.map((e) => [e.token, e.logprob]));
+  assert.ok(streamed.every((e) => e.top_logprobs.length === 0));
+  const plain = await openai.chat.completions.create({ model: 'stories', messages, max_tokens: 2 });
+  assert.equal(plain.choices[0].logprobs, null);
+  const comp = await openai.completions.create({ model: 'stories', prompt: 'Once upon a', max_tokens: 5, temperature: 0, logprobs: 2 });
+  const l = comp.choices[0].logprobs;
+  assert.equal(l.tokens.join(''), comp.choices[0].text);
+  assert.equal(l.token_logprobs.length, 5);
+  assert.ok(l.top_logprobs.every((o) => Object.keys(o).length <= 2));
+  assert.deepEqual(l.text_offset, l.tokens.map((_, i) => l.tokens.slice(0, i).join('').length));
 });
 
 test('CORS and Host: local app shells and local names are allowed, as Ollama allows them', async () => {

@@ -100,7 +100,7 @@ check "a NUL byte in a piped prompt -> exit 1 and says so" "[ $rc -eq 1 ] && gre
 check "a reply that cannot be written -> exit 1" "[ $rc -eq 1 ] && grep -q 'cannot write' '$t/err'"
 # Ctrl-C cuts a one-shot run: exit 130, as a shell reports SIGINT (whether the handler or the
 # default action caught it)
-"$H" run "$M" --raw "Once" -n -1 --ctx 4096 >/dev/null 2>/dev/null & rp=$!
+"$H" run "$M" --raw "Once" -n -1 --ctx 4096 --temp 0 >/dev/null 2>/dev/null & rp=$! # greedy from "Once": 4094 tokens, no early end
 sleep 0.05; kill -INT $rp; wait $rp; rc=$?
 check "SIGINT during a one-shot run -> exit 130" "[ $rc -eq 130 ]"
 "$H" run --help >/dev/null 2>&1

@@ -163,6 +163,14 @@ static enum MHD_Result complete(http_req *hr, bool chat) {
         return http_error(hr, http_status_of(rc), "%s", e.msg);
     }
     gen_opts_free(&o_req);
+    if (chat && json_is_array(json_object_get(j, "messages"))) { /* a bad message never loads a model */
+        json_t *norm = NULL;
+        if ((rc = gen_messages(json_object_get(j, "messages"), &norm, &e))) {
+            gen_opts_free(&o);
+            return http_error(hr, http_status_of(rc), "%s", e.msg);
+        }
+        json_decref(norm);
+    }
     if (!api_begin(hr, &c, true)) return c.ret;
     json_t *tools = chat ? json_object_get(j, "tools") : NULL, *tc = json_object_get(j, "tool_choice");
     if (json_is_string(tc) && strcmp(json_string_value(tc), "none") == 0) tools = NULL; /* the model must answer in text */

@@ -37,6 +37,8 @@ test('image parts are a 400 the OpenAI client does not retry', async () => {
   await new Promise((r) => setTimeout(r, 1500)); // the access log line follows the reply; retries would come ~0.5-1 s apart
   const after = (srv.log().match(/path="\/v1\/chat\/completions"/g) || []).length;
   assert.equal(after - before, 1, 'one request, no retries');
+  const ps = (await request(`${srv.url}/api/ps`)).json.models.map((m) => m.name);
+  assert.ok(!ps.includes('stories:latest'), 'a refused request loads no model');
   for (const [p, body] of [['/api/generate', { model: 'stories', prompt: 'hi', images: ['AA=='] }],
                            ['/api/chat', { model: 'stories', messages: [{ role: 'user', content: 'hi', images: ['AA=='] }] }]]) {
     const r = await post(p, body);

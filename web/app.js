@@ -17,7 +17,8 @@ const ui = {
   theme: $('theme'),
 };
 
-const KEY_CHATS = 'hearth.chats.v1';
+const KEY_CHAT = 'hearth.chat.';      // + chat id: one key per chat
+const KEY_LEGACY = 'hearth.chats.v1'; // all chats in one key (older pages): read once, then removed
 const KEY_CURRENT = 'hearth.current';
 const KEY_MODEL = 'hearth.model';
 const KEY_APIKEY = 'hearth.apikey';
@@ -54,23 +55,69 @@ function lsSet(key, value) {
 
 const worthKeeping = (c) => c.messages.length > 0 || Object.keys(c.settings || {}).length > 0;
 
-function saveChats() {
-  const keep = state.chats.filter(worthKeeping);
-  if (!lsSet(KEY_CHATS, keep)) {
-    // Most likely the quota: images are the big part, so keep the text and say so.
-    const slim = keep.map((c) => ({ ...c, messages: c.messages.map(({ images, ...m }) => m) }));
-    if (lsSet(KEY_CHATS, slim)) showBanner('warn', 'Browser storage is full', 'Attached images were not saved with the conversation.');
-    else showBanner('warn', 'Browser storage is full', 'This conversation could not be saved. Delete or export old chats to make room.');
-  }
-  lsSet(KEY_CURRENT, state.chat && worthKeeping(state.chat) ? state.chat.id : null);
+// Each chat is stored under its own key (KEY_CHAT + id) and a tab writes only the chats it
+// changed: two open tabs then cannot overwrite each other's chats (each hears of the other's
+// writes through the `storage` event), and one chat too big for the quota cannot keep the
+// others from being saved.
+function saveChat(c) {
+  const key = KEY_CHAT + c.id;
+  if (c === state.chat) lsSet(KEY_CURRENT, worthKeeping(c) && !c.deleted ? c.id : null);
+  if (c.deleted || !worthKeeping(c)) { lsRemove(key); return; }
+  if (lsSet(key, c)) return;
+  // Most likely the quota: images are the big part, so keep the text and say so.
+  const slim = { ...c, messages: c.messages.map(({ images, ...m }) => m) };
+  if (lsSet(key, slim)) showBanner('warn', 'Browser storage is full', `Images in “${c.title}” were not saved.`);
+  else showBanner('warn', 'Browser storage is full', `“${c.title}” is too big to save (other chats are saved). Export it to keep it, or delete old chats to make room.`);
 }
 
+function lsRemove(key) {
+  try { localStorage.removeItem(key); } catch (_) { /* storage off */ }
+}
+
+// A chat as read from storage, or null when it is not one.
+function readChat(c) {
+  if (!c || typeof c.id !== 'string' || !Array.isArray(c.messages)) return null;
+  return { title: 'Untitled', settings: {}, ...c, messages: c.messages.filter((m) => m && typeof m.content === 'string') };
+}
+
+const byUpdated = (a, b) => (b.updated || 0) - (a.updated || 0);
+
 function loadChats() {
-  const raw = lsGet(KEY_CHATS, []);
-  state.chats = (Array.isArray(raw) ? raw : []).filter((c) => c && typeof c.id === 'string' && Array.isArray(c.messages))
-    .map((c) => ({ title: 'Untitled', settings: {}, ...c, messages: c.messages.filter((m) => m && typeof m.content === 'string') }))
-    .sort((a, b) => (b.updated || 0) - (a.updated || 0));
-  for (const c of state.chats) for (const m of c.messages) delete m.pending;
+  const chats = [];
+  try {
+    for (let i = 0; i < localStorage.length; i++) {
+      const k = localStorage.key(i);
+      const c = k.startsWith(KEY_CHAT) && readChat(lsGet(k, null));
+      if (c) chats.push(c);
+    }
+  } catch (_) { /* storage off */ }
+  // Older pages kept every chat under one key: move them to their own keys.
+  const legacy = lsGet(KEY_LEGACY, null);
+  lsRemove(KEY_LEGACY);
+  for (const c of (Array.isArray(legacy) ? legacy : []).map(readChat)) {
+    if (c && !chats.some((x) => x.id === c.id)) { chats.push(c); saveChat(c); }
+  }
+  for (const c of chats) for (const m of c.messages) delete m.pending;
+  state.chats = chats.sort(byUpdated);
+}
+
+// Another tab saved or deleted a chat: take its version.
+function onStorage(e) {
+  if (e.storageArea !== localStorage || !e.key || !e.key.startsWith(KEY_CHAT)) return;
+  const id = e.key.slice(KEY_CHAT.length);
+  const old = state.chats.find((c) => c.id === id);
+  const c = e.newValue === null ? null : readChat(lsGet(e.key, null));
+  if (old && state.gen && state.gen.chat === old) {
+    // Streaming here: this tab saves it when the reply ends, unless it was deleted.
+    if (!c) { old.deleted = true; stop(); } else return;
+  }
+  state.chats = state.chats.filter((x) => x !== old);
+  if (c) state.chats.push(c);
+  state.chats.sort(byUpdated);
+  if (old && state.chat === old) {
+    if (c) { state.chat = c; renderChat(); if (!ui.settings.hidden) fillSettings(); } else openChat(state.chats.find(worthKeeping) || newChat());
+  }
+  renderList();
 }
 
 const newId = () => Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
@@ -83,7 +130,7 @@ function newChat() {
 
 function touch(chat) {
   chat.updated = Date.now();
-  state.chats.sort((a, b) => (b.updated || 0) - (a.updated || 0));
+  state.chats.sort(byUpdated);
 }
 
 // ---- API ----------------------------------------------------------------------------------
@@ -243,7 +290,7 @@ async function selectModel(name) {
   lsSet(KEY_MODEL, name);
   if (state.chat && state.chat.model !== name) {
     state.chat.model = name;
-    if (worthKeeping(state.chat)) saveChats();
+    if (worthKeeping(state.chat)) saveChat(state.chat);
   }
   updateInfo();
   await modelShow(name);
@@ -338,7 +385,7 @@ function onSettingInput(e) {
   const s = state.chat.settings || (state.chat.settings = {});
   if (el.value === '') delete s[el.name];
   else s[el.name] = el.name === 'system' ? el.value : Number(el.value);
-  saveChats();
+  saveChat(state.chat);
   renderList();
 }
 
@@ -445,7 +492,7 @@ function startRename(item, c) {
     if (finished) return;
     finished = true;
     const t = input.value.trim();
-    if (keep && t) { c.title = t.slice(0, 120); c.renamed = true; saveChats(); }
+    if (keep && t) { c.title = t.slice(0, 120); c.renamed = true; saveChat(c); }
     renderList();
   };
   input.addEventListener('keydown', (e) => {
@@ -456,10 +503,11 @@ function startRename(item, c) {
 }
 
 function deleteChat(c) {
+  c.deleted = true;
   if (state.gen && state.gen.chat === c) stop();
   state.chats = state.chats.filter((x) => x !== c);
+  saveChat(c);
   if (state.chat === c) openChat(state.chats.find(worthKeeping) || newChat());
-  saveChats();
   renderList();
 }
 
@@ -668,7 +716,7 @@ async function generate(chat) {
     ui.messages.appendChild(messageNode(chat, msg, chat.messages.length - 1));
     toBottom();
   }
-  saveChats();
+  saveChat(chat);
   renderList();
   const t0 = performance.now();
   let first = 0;
@@ -719,7 +767,7 @@ async function generate(chat) {
     state.gen = null;
     setBusy(false);
     touch(chat);
-    saveChats();
+    saveChat(chat);
     refreshMessage(chat, msg);
     refreshLoaded().then(() => { fillPickerLabels(); updateInfo(); });
   }
@@ -959,7 +1007,7 @@ function wire() {
   ui.form.addEventListener('input', onSettingInput);
   ui.form.addEventListener('submit', (e) => e.preventDefault());
   $('reset-settings').addEventListener('click', () => {
-    if (state.chat) { state.chat.settings = {}; saveChats(); }
+    if (state.chat) { state.chat.settings = {}; saveChat(state.chat); }
     fillSettings();
   });
   $('export-json').addEventListener('click', () => exportChat('json'));
@@ -981,6 +1029,7 @@ function wire() {
     closeSide();
   });
   window.addEventListener('resize', syncScrim);
+  window.addEventListener('storage', onStorage);
   // Models unload after their keep-alive: keep the loaded markers roughly current.
   const refresh = () => { if (!document.hidden && !state.gen && state.models.length) refreshLoaded().then(() => { fillPickerLabels(); updateInfo(); }); };
   document.addEventListener('visibilitychange', refresh);

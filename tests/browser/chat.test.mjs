@@ -393,6 +393,77 @@ test('mock: Markdown renderer on random and pathological input', async () => {
   }
 });
 
+// Two tabs share localStorage: each keeps the other's chats, and a delete in one reaches the
+// other (the storage event) without the other writing the chat back.
+test('mock: two tabs keep each other\'s chats; deletes reach both', async () => {
+  const { page, context, watch } = await openPage(browser, mock.url);
+  try {
+    // chats saved by older pages (all under one key) move to their own keys
+    await page.evaluate(() => localStorage.setItem('hearth.chats.v1', JSON.stringify([{ id: 'old1', title: 'Old chat', created: 1, updated: 1, settings: {}, messages: [{ role: 'user', content: 'hi' }] }])));
+    await page.reload();
+    const p2 = await context.newPage();
+    await p2.goto(mock.url);
+    await waitModels(page);
+    assert.deepEqual(await page.evaluate(() => [localStorage.getItem('hearth.chats.v1'), JSON.parse(localStorage.getItem('hearth.chat.old1')).title]), [null, 'Old chat']);
+    await waitModels(p2);
+    const titles = (p) => p.locator('.chat-open').allTextContents();
+    await page.click('#new-chat');
+    await send(page, 'TAB-ONE chat');
+    await waitIdle(page);
+    await p2.click('#new-chat');
+    await send(p2, 'TAB-TWO chat');
+    await waitIdle(p2);
+    await page.waitForFunction(() => [...document.querySelectorAll('.chat-open')].some((b) => b.textContent === 'TAB-TWO chat'), null, { timeout: T(5000) });
+    await page.reload();
+    await waitModels(page);
+    let t1 = await titles(page);
+    assert.ok(t1.includes('TAB-ONE chat') && t1.includes('TAB-TWO chat'), t1.join('|'));
+    // tab 1 deletes tab 2's chat (two clicks: the first asks for confirmation)
+    const victim = page.locator('.chat-item', { hasText: 'TAB-TWO chat' });
+    await victim.hover();
+    await victim.locator('button.trash').click();
+    await victim.locator('button.trash').click();
+    await p2.waitForFunction(() => ![...document.querySelectorAll('.chat-open')].some((b) => b.textContent === 'TAB-TWO chat'), null, { timeout: T(5000) });
+    // tab 2 goes on in a new chat; the deleted one stays deleted
+    await p2.click('#new-chat');
+    await send(p2, 'TAB-TWO again');
+    await waitIdle(p2);
+    for (const p of [page, p2]) {
+      await p.reload();
+      await waitModels(p);
+      const t = await titles(p);
+      assert.ok(t.includes('Old chat') && t.includes('TAB-ONE chat') && t.includes('TAB-TWO again') && !t.includes('TAB-TWO chat'), t.join('|'));
+    }
+    assert.deepEqual(watch.errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+// One chat bigger than the storage quota is reported by name and does not stop later chats
+// from being saved.
+test('mock: a chat too big for storage does not block the others', async () => {
+  const { page, context } = await openPage(browser, mock.url);
+  try {
+    await waitModels(page);
+    await page.click('#new-chat');
+    await page.evaluate((t) => { const i = document.getElementById('input'); i.value = t; i.dispatchEvent(new Event('input')); }, 'huge ' + 'y'.repeat(6 * 1024 * 1024));
+    await page.press('#input', 'Enter');
+    await waitIdle(page);
+    const banner = await page.textContent('#banner');
+    await page.click('#new-chat');
+    await send(page, 'small later chat');
+    await waitIdle(page);
+    await page.reload();
+    await waitModels(page);
+    const titles = await page.locator('.chat-open').allTextContents();
+    assert.ok(titles.includes('small later chat'), titles.join('|'));
+    assert.ok(/storage is full/.test(banner) && banner.includes('huge yyy'), `the warning names the chat: ${banner}`);
+  } finally {
+    await context.close();
+  }
+});
+
 test('mock: server down, then API key required', async () => {
   const keyed = await startMock({ apiKey: 'sekrit' });
   const { page, context } = await openPage(browser, keyed.url);

@@ -32,7 +32,7 @@ const state = {
   models: [],         // /api/tags models
   loaded: new Set(),  // names from /api/ps
   show: new Map(),    // model name -> /api/show result (or a pending promise)
-  gen: null,          // {controller, chat, msg} while a reply streams
+  gens: new Map(),    // chat -> {controller, msg} while its reply streams (also in the background)
   pending: [],        // data: URLs of images attached to the next message
   nodes: new WeakMap(), // message object -> its DOM node
 };
@@ -107,9 +107,9 @@ function onStorage(e) {
   const id = e.key.slice(KEY_CHAT.length);
   const old = state.chats.find((c) => c.id === id);
   const c = e.newValue === null ? null : readChat(lsGet(e.key, null));
-  if (old && state.gen && state.gen.chat === old) {
+  if (old && state.gens.has(old)) {
     // Streaming here: this tab saves it when the reply ends, unless it was deleted.
-    if (!c) { old.deleted = true; stop(); } else return;
+    if (!c) { old.deleted = true; stop(old); } else return;
   }
   state.chats = state.chats.filter((x) => x !== old);
   if (c) state.chats.push(c);
@@ -464,10 +464,10 @@ function miniButton(ico, title, fn) {
 
 function listItem(c) {
   const item = document.createElement('div');
-  item.className = 'chat-item' + (state.chat === c ? ' active' : '');
+  item.className = 'chat-item' + (state.chat === c ? ' active' : '') + (state.gens.has(c) ? ' streaming' : '');
   item.dataset.id = c.id;
   const open = document.createElement('button');
-  open.type = 'button'; open.className = 'chat-open'; open.textContent = c.title || 'Untitled'; open.title = c.title || '';
+  open.type = 'button'; open.className = 'chat-open'; open.textContent = c.title || 'Untitled'; open.title = (c.title || '') + (state.gens.has(c) ? ' (replying)' : '');
   open.addEventListener('click', () => { openChat(c); closeSide(); });
   item.appendChild(open);
   item.appendChild(miniButton('edit', 'Rename', () => startRename(item, c)));
@@ -504,15 +504,15 @@ function startRename(item, c) {
 
 function deleteChat(c) {
   c.deleted = true;
-  if (state.gen && state.gen.chat === c) stop();
+  stop(c);
   state.chats = state.chats.filter((x) => x !== c);
   saveChat(c);
   if (state.chat === c) openChat(state.chats.find(worthKeeping) || newChat());
   renderList();
 }
 
+// A reply streaming in the chat left behind goes on in the background.
 function openChat(c) {
-  if (state.gen && state.gen.chat !== c) stop();
   state.chat = c;
   lsSet(KEY_CURRENT, worthKeeping(c) ? c.id : null);
   if (c.model && state.models.some((m) => m.name === c.model) && ui.model.value !== c.model) {
@@ -521,6 +521,7 @@ function openChat(c) {
   } else if (!c.model && ui.model.value) c.model = ui.model.value;
   renderList();
   renderChat();
+  syncBusy();
   if (!ui.settings.hidden) fillSettings();
 }
 
@@ -649,8 +650,8 @@ function scheduleRender() {
   const run = (now) => {
     if (now < nextRenderAt) { requestAnimationFrame(run); return; }
     frameQueued = false;
-    const g = state.gen;
-    if (!g || g.chat !== state.chat) return;
+    const g = state.gens.get(state.chat);
+    if (!g) return;
     const node = state.nodes.get(g.msg);
     if (!node) return;
     const stick = nearBottom();
@@ -674,7 +675,9 @@ function refreshMessage(chat, m) {
 
 // ---- generation ---------------------------------------------------------------------------
 
-function setBusy(busy) {
+// Send or Stop, for the open chat.
+function syncBusy() {
+  const busy = state.gens.has(state.chat);
   ui.send.hidden = busy;
   ui.stop.hidden = !busy;
   ui.app.classList.toggle('busy', busy);
@@ -709,8 +712,8 @@ async function generate(chat) {
   chat.messages.push(msg);
   touch(chat);
   const controller = new AbortController();
-  state.gen = { controller, chat, msg };
-  setBusy(true);
+  state.gens.set(chat, { controller, msg });
+  syncBusy();
   if (chat === state.chat) {
     ui.empty.hidden = true;
     ui.messages.appendChild(messageNode(chat, msg, chat.messages.length - 1));
@@ -759,16 +762,17 @@ async function generate(chat) {
     if (e.name === 'AbortError') msg.stopped = true;
     else {
       msg.error = describe(e, model);
-      if (msg.error.kind === 'auth') askApiKey(null, () => { if (!state.gen) regenerate(); });
+      if (msg.error.kind === 'auth') askApiKey(null, () => regenerate(chat));
     }
   } finally {
     msg.pending = false;
     if (!msg.stats && first) msg.stats = { ttft: first - t0 };
-    state.gen = null;
-    setBusy(false);
+    state.gens.delete(chat);
+    syncBusy();
     touch(chat);
     saveChat(chat);
     refreshMessage(chat, msg);
+    renderList();
     refreshLoaded().then(() => { fillPickerLabels(); updateInfo(); });
   }
 }
@@ -781,13 +785,14 @@ function fillPickerLabels() {
   }
 }
 
-function stop() {
-  if (state.gen) state.gen.controller.abort();
+function stop(chat = state.chat) {
+  const g = state.gens.get(chat);
+  if (g) g.controller.abort();
 }
 
 function send() {
   const text = ui.input.value.trim();
-  if (state.gen || (!text && !state.pending.length)) return;
+  if (state.gens.has(state.chat) || (!text && !state.pending.length)) return;
   if (!ui.model.value) { showBanner('error', 'No model selected', 'Pick a model first.'); return; }
   let chat = state.chat;
   if (!chat) { chat = newChat(); openChat(chat); }
@@ -811,18 +816,17 @@ function send() {
 
 const titleFrom = (t) => { const s = t.replace(/\s+/g, ' ').trim(); return s.length > 48 ? s.slice(0, 47) + '…' : s; };
 
-function regenerate() {
-  const chat = state.chat;
-  if (!chat || state.gen) return;
+function regenerate(chat = state.chat) {
+  if (!chat || state.gens.has(chat)) return;
   const last = chat.messages[chat.messages.length - 1];
   if (last && last.role === 'assistant') chat.messages.pop();
   if (!chat.messages.length) return;
-  renderChat();
+  if (chat === state.chat) renderChat();
   generate(chat);
 }
 
 function startEdit(chat, idx) {
-  if (state.gen) return;
+  if (state.gens.has(chat)) return;
   const m = chat.messages[idx];
   const node = state.nodes.get(m);
   if (!node) return;
@@ -843,7 +847,7 @@ function startEdit(chat, idx) {
   ta.setSelectionRange(ta.value.length, ta.value.length);
   const commit = () => {
     const t = ta.value.trim();
-    if (!t || state.gen) return;
+    if (!t || state.gens.has(chat)) return;
     m.content = t;
     chat.messages.splice(idx + 1);
     if (idx === 0 && !chat.renamed) chat.title = titleFrom(t);
@@ -988,7 +992,7 @@ function wire() {
     const files = Array.from(e.clipboardData ? e.clipboardData.files : []).filter((f) => f.type.startsWith('image/'));
     if (files.length) { e.preventDefault(); addImages(files); }
   });
-  ui.stop.addEventListener('click', stop);
+  ui.stop.addEventListener('click', () => stop());
   ui.attach.addEventListener('click', () => ui.file.click());
   ui.file.addEventListener('change', () => { addImages(Array.from(ui.file.files)); ui.file.value = ''; });
   ui.model.addEventListener('change', () => selectModel(ui.model.value));
@@ -1024,14 +1028,14 @@ function wire() {
   });
   document.addEventListener('keydown', (e) => {
     if (e.key !== 'Escape') return;
-    if (state.gen) { e.preventDefault(); stop(); return; }
+    if (state.gens.has(state.chat)) { e.preventDefault(); stop(); return; }
     if (!ui.settings.hidden) toggleSettings(false);
     closeSide();
   });
   window.addEventListener('resize', syncScrim);
   window.addEventListener('storage', onStorage);
   // Models unload after their keep-alive: keep the loaded markers roughly current.
-  const refresh = () => { if (!document.hidden && !state.gen && state.models.length) refreshLoaded().then(() => { fillPickerLabels(); updateInfo(); }); };
+  const refresh = () => { if (!document.hidden && !state.gens.size && state.models.length) refreshLoaded().then(() => { fillPickerLabels(); updateInfo(); }); };
   document.addEventListener('visibilitychange', refresh);
   setInterval(refresh, 30000);
 }
@@ -1042,7 +1046,6 @@ function init() {
   wire();
   const cur = lsGet(KEY_CURRENT, null);
   openChat(state.chats.find((c) => c.id === cur) || newChat());
-  setBusy(false);
   loadModels();
   if (!narrow()) ui.input.focus();
 }

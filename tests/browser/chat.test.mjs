@@ -393,6 +393,44 @@ test('mock: Markdown renderer on random and pathological input', async () => {
   }
 });
 
+// Leaving a chat while its reply streams (New chat, or opening another chat) lets the reply
+// go on in the background; the other chat can be used meanwhile.
+test('mock: a reply keeps streaming in the background while another chat is open', async () => {
+  const { page, context, watch } = await openPage(browser, mock.url);
+  try {
+    await waitModels(page);
+    const abortedBefore = mock.state.aborted;
+    const replyLen = () => page.evaluate(() => [...document.querySelectorAll('.msg.assistant .body')].pop().textContent.length);
+    await page.click('#new-chat');
+    await send(page, 'a long background story');
+    await page.waitForFunction(() => [...document.querySelectorAll('.msg.assistant .body')].pop().textContent.length > 40, null, { timeout: T(10000) });
+    const left = await replyLen();
+    await page.click('#new-chat');
+    assert.ok(await page.locator('#stop').isHidden(), 'the new chat is not busy');
+    assert.equal(await page.locator('.chat-item.streaming .chat-open').textContent(), 'a long background story');
+    await send(page, 'Hello meanwhile');
+    await waitIdle(page);
+    assert.equal(mock.state.aborted, abortedBefore, 'the background reply was not cancelled');
+    await page.locator('.chat-open', { hasText: 'a long background story' }).click();
+    assert.ok(await page.locator('#stop').isVisible(), 'Stop is back for the streaming chat');
+    const back = await replyLen();
+    assert.ok(back > left + 40, `the reply went on in the background (${left} -> ${back} characters)`);
+    await page.waitForFunction((n) => [...document.querySelectorAll('.msg.assistant .body')].pop().textContent.length > n + 20, back, { timeout: T(5000) });
+    await page.keyboard.press('Escape');
+    await waitIdle(page, 5000);
+    const deadline = Date.now() + 3000;
+    while (mock.state.aborted === abortedBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(mock.state.aborted, abortedBefore + 1);
+    assert.ok((await page.locator('.msg.assistant .stats').last().textContent()).includes('stopped'));
+    assert.equal(await page.locator('.chat-item.streaming').count(), 0);
+    await page.locator('.chat-open', { hasText: 'Hello meanwhile' }).click();
+    assert.equal(await lastReply(page).locator('h2').textContent(), 'A short answer');
+    assert.deepEqual(watch.errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
 // Two tabs share localStorage: each keeps the other's chats, and a delete in one reaches the
 // other (the storage event) without the other writing the chat back.
 test('mock: two tabs keep each other\'s chats; deletes reach both', async () => {

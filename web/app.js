@@ -97,7 +97,14 @@ function loadChats() {
   for (const c of (Array.isArray(legacy) ? legacy : []).map(readChat)) {
     if (c && !chats.some((x) => x.id === c.id)) { chats.push(c); saveChat(c); }
   }
-  for (const c of chats) for (const m of c.messages) delete m.pending;
+  // A reply still streaming when its page went away (or streaming now in another tab, which
+  // saves it when it ends: the storage event then brings the whole reply).
+  for (const c of chats) {
+    for (const m of c.messages) {
+      if (m.pending && !m.error && !m.stopped) m.error = { kind: 'cutoff', title: 'The reply is incomplete', detail: 'the page was closed or reloaded while it streamed.' };
+      delete m.pending;
+    }
+  }
   state.chats = chats.sort(byUpdated);
 }
 
@@ -163,6 +170,9 @@ async function api(path, body, signal) {
   return res;
 }
 
+// A reply whose stream ended before its final {"done": true} line.
+const CUT_OFF = { kind: 'cutoff', title: 'Connection lost', detail: 'the reply is incomplete. Retry to generate it again.' };
+
 // Turns an error into {title, detail, kind} for display.
 function describe(e, model) {
   const msg = String(e && e.message || e);
@@ -170,6 +180,7 @@ function describe(e, model) {
     if (e.status === 0) return { kind: 'down', title: 'Cannot reach the hearth server', detail: 'Is `hearth serve` still running? Check it, then retry.' };
     if (e.status === 401 || e.status === 403) return { kind: 'auth', title: 'This server needs an API key', detail: msg };
     if (/context (length|window|size)|too long|too many tokens|exceed/i.test(msg)) return { kind: 'context', title: 'The conversation is too long for the context window', detail: msg + ' — start a new chat, shorten the conversation, or raise the context length in settings.' };
+    if (e.status === 200) return { kind: 'stream', title: msg };   // an {"error"} line in the stream
     if (e.status === 404) return { kind: 'model', title: `Model “${model || '?'}” was not found`, detail: msg };
     if (/load/i.test(msg)) return { kind: 'model', title: `The model failed to load`, detail: msg };
     return { kind: 'http', title: `The server answered ${e.status}`, detail: msg };
@@ -723,12 +734,15 @@ async function generate(chat) {
   renderList();
   const t0 = performance.now();
   let first = 0;
+  let finished = false;   // the final {"done": true} line came
   const onLine = (obj) => {
-    if (obj.error) throw new ApiError(500, typeof obj.error === 'string' ? obj.error : 'generation failed');
+    // (status 200: the error came inside the stream of a successful response)
+    if (obj.error) throw new ApiError(200, typeof obj.error === 'string' ? obj.error : 'generation failed');
     const mm = obj.message || {};
     if (typeof mm.thinking === 'string' && mm.thinking) { msg.thinking = (msg.thinking || '') + mm.thinking; if (!first) first = performance.now(); }
     if (typeof mm.content === 'string' && mm.content) { msg.content += mm.content; if (!first) first = performance.now(); }
     if (obj.done) {
+      finished = true;
       const sec = (ns) => (Number.isFinite(ns) ? ns / 1e9 : NaN);
       msg.stats = {
         ttft: first ? first - t0 : NaN,
@@ -745,8 +759,13 @@ async function generate(chat) {
     const reader = res.body.getReader();
     const dec = new TextDecoder();
     let buf = '';
+    let lost = false;   // the connection broke mid-reply
     for (;;) {
-      const { value, done } = await reader.read();
+      const { value, done } = await reader.read().catch((e) => {
+        if (e.name === 'AbortError') throw e;
+        lost = true;
+        return { done: true };
+      });
       if (done) break;
       buf += dec.decode(value, { stream: true });
       let nl;
@@ -757,7 +776,8 @@ async function generate(chat) {
       }
     }
     buf += dec.decode();
-    if (buf.trim()) onLine(JSON.parse(buf));
+    if (!lost && buf.trim()) onLine(JSON.parse(buf));
+    if (!finished) msg.error = { ...CUT_OFF };
   } catch (e) {
     if (e.name === 'AbortError') msg.stopped = true;
     else {

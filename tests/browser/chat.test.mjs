@@ -393,6 +393,34 @@ test('mock: Markdown renderer on random and pathological input', async () => {
   }
 });
 
+// Streams that break after a 200 are not shown as finished replies.
+test('mock: a cut-off stream, a dropped connection and an error line are reported', async () => {
+  const { page, context } = await openPage(browser, mock.url);
+  try {
+    await waitModels(page);
+    await page.click('#new-chat');
+    const foot = () => page.locator('.msg.assistant .msg-foot').last();
+    for (const [kw, want] of [['nodone', /^Connection lost — the reply is incomplete/], ['reset', /^Connection lost — the reply is incomplete/], ['miderror', /^CUDA out of memory while decoding/]]) {
+      await send(page, kw + ' please');
+      await waitIdle(page);
+      const err = await foot().locator('.err').textContent().catch(() => '(no error shown)');
+      assert.ok(want.test(err), `${kw}: ${err}`);
+      assert.ok(!/answered 500|network error/i.test(err), `${kw}: ${err}`);
+      assert.equal(await lastReply(page).textContent(), 'partial reply', `${kw}: the partial text is kept`);
+      assert.equal(await foot().locator('.actions button', { hasText: 'Retry' }).count(), 1, `${kw}: Retry offered`);
+    }
+    // A reload while a reply streams leaves it marked incomplete, not finished.
+    await send(page, 'a long one, then reload');
+    await page.waitForFunction(() => [...document.querySelectorAll('.msg.assistant .body')].pop().textContent.length > 10, null, { timeout: T(10000) });
+    await page.reload();
+    await waitModels(page);
+    assert.ok((await foot().locator('.err').textContent()).includes('incomplete'));
+    assert.equal(await foot().locator('.actions button', { hasText: 'Retry' }).count(), 1);
+  } finally {
+    await context.close();
+  }
+});
+
 // Leaving a chat while its reply streams (New chat, or opening another chat) lets the reply
 // go on in the background; the other chat can be used meanwhile.
 test('mock: a reply keeps streaming in the background while another chat is open', async () => {

@@ -4,6 +4,7 @@
 //   "xss"      a reply full of HTML/script injection attempts (must render as text)
 //   "long"     streams (a token every 15 ms) until the client disconnects or options.num_predict
 //   "toolong"  400 "context length exceeded";  "loadfail"  500 "failed to load model"
+//   "nodone" / "reset" / "miderror"  broken streams (see brokenStream)
 //   otherwise  a Markdown reply streamed word by word (heading, list, code, table)
 // Every /api/chat body is recorded in state.requests; state.aborted counts streams the
 // client cancelled. Run alone for manual work: `node mock_server.mjs [port]`.
@@ -35,6 +36,18 @@ const NORMAL_REPLY = '## A short answer\n\nHello! Here is **bold**, *emphasis* a
 
 function chunks(text) {
   return text.match(/\s*\S+|\s+/g) || [];
+}
+
+// Streams that go wrong after a 200: "nodone" ends without the final done line, "reset"
+// drops the connection mid-reply, "miderror" sends an {"error"} line after some text.
+async function brokenStream(kind, res, model) {
+  const line = (o) => JSON.stringify(o) + '\n';
+  res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+  for (const c of ['partial ', 'reply']) res.write(line({ model, created_at: new Date().toISOString(), message: { role: 'assistant', content: c }, done: false }));
+  await new Promise((r) => setTimeout(r, 100));
+  if (kind === 'reset') res.socket.destroy();
+  else if (kind === 'miderror') res.end(line({ error: 'CUDA out of memory while decoding' }));
+  else res.end();
 }
 
 function sendJson(res, status, obj) {
@@ -88,6 +101,8 @@ async function chat(req, res, state) {
   if (/toolong/.test(text)) return sendJson(res, 400, { error: 'the prompt (900 tokens) exceeds the context length (512)' });
   if (/loadfail/.test(text)) return sendJson(res, 500, { error: 'failed to load model: out of memory' });
   state.loaded.add(model.name);
+  const broken = /\b(nodone|reset|miderror)\b/.exec(text);
+  if (broken) return brokenStream(broken[1], res, model.name);
   res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
   const forever = /long/.test(text);
   const np = body.options && body.options.num_predict;

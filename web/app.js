@@ -179,7 +179,12 @@ function describe(e, model) {
   if (e instanceof ApiError) {
     if (e.status === 0) return { kind: 'down', title: 'Cannot reach the hearth server', detail: 'Is `hearth serve` still running? Check it, then retry.' };
     if (e.status === 401 || e.status === 403) return { kind: 'auth', title: 'This server needs an API key', detail: msg };
-    if (/context (length|window|size)|too long|too many tokens|exceed/i.test(msg)) return { kind: 'context', title: 'The conversation is too long for the context window', detail: msg + ' — start a new chat, shorten the conversation, or raise the context length in settings.' };
+    // hearth: "the prompt is N tokens but the context is M tokens; ..."
+    const n = /(\d+) tokens but the context is (\d+) tokens/i.exec(msg);
+    if (n || /context (length|window|size)|too long|too many tokens|exceed/i.test(msg)) {
+      return { kind: 'context', title: 'The conversation is too long for the context window', need: n ? +n[1] : 0, limit: n ? +n[2] : 0,
+        detail: (n ? `it needs ${n[1]} tokens, the context holds ${n[2]}.` : msg + '.') + ' Leave out older messages, continue in a new chat, or raise “Context length” in settings.' };
+    }
     if (e.status === 200) return { kind: 'stream', title: msg };   // an {"error"} line in the stream
     if (e.status === 404) return { kind: 'model', title: `Model “${model || '?'}” was not found`, detail: msg };
     if (/load/i.test(msg)) return { kind: 'model', title: `The model failed to load`, detail: msg };
@@ -544,7 +549,17 @@ const toBottom = () => { ui.scroller.scrollTop = ui.scroller.scrollHeight; };
 function renderChat() {
   const c = state.chat;
   const frag = document.createDocumentFragment();
-  if (c) c.messages.forEach((m, i) => frag.appendChild(messageNode(c, m, i)));
+  if (c) {
+    c.messages.forEach((m, i) => {
+      frag.appendChild(messageNode(c, m, i));
+      if (m.omitted && c.messages[i + 1] && !c.messages[i + 1].omitted) {
+        const note = document.createElement('p');
+        note.className = 'omit-note';
+        note.textContent = 'The messages above are left out: they no longer fit the context window.';
+        frag.appendChild(note);
+      }
+    });
+  }
   ui.messages.replaceChildren(frag);
   ui.empty.hidden = !!(c && c.messages.length);
   toBottom();
@@ -560,7 +575,8 @@ function actionButton(label, fn, title) {
 
 function messageNode(chat, m, idx) {
   const node = document.createElement('article');
-  node.className = 'msg ' + (m.role === 'user' ? 'user' : 'assistant');
+  node.className = 'msg ' + (m.role === 'user' ? 'user' : 'assistant') + (m.omitted ? ' omitted' : '');
+  if (m.omitted) node.title = 'Left out: no longer sent to the model';
   state.nodes.set(m, node);
   if (m.images && m.images.length) {
     const imgs = document.createElement('div');
@@ -615,7 +631,12 @@ function fillFoot(chat, m, idx, foot) {
   const a = document.createElement('div');
   a.className = 'actions';
   if (m.content) a.appendChild(actionButton('Copy', (e) => copyText(m.content, e.target), 'Copy reply'));
-  if (idx === chat.messages.length - 1) a.appendChild(actionButton(m.error ? 'Retry' : 'Regenerate', () => regenerate(), 'Generate this reply again'));
+  const last = idx === chat.messages.length - 1;
+  if (last && m.error && m.error.kind === 'context') {
+    if (m.error.need && chat.messages.some((x, i) => !x.omitted && i < idx - 1)) a.appendChild(actionButton('Leave out older messages', () => leaveOutOldest(chat, m.error), 'Send only the newest messages that fit'));
+    a.appendChild(actionButton('Continue in a new chat', () => continueInNewChat(chat), 'A new chat with the same settings and your last message'));
+  }
+  if (last) a.appendChild(actionButton(m.error ? 'Retry' : 'Regenerate', () => regenerate(chat), 'Generate this reply again'));
   foot.appendChild(a);
 }
 
@@ -639,7 +660,9 @@ function statsNode(m) {
       if (s.cached > 0) add(`${s.cached} cached`, 'prompt tokens served from the prefix cache', 'cache-hit');
       else add('no cache hit', 'the prompt was evaluated from scratch');
     }
-    if (s.reason === 'length') add('max tokens reached', 'raise “Max tokens” in settings for longer replies');
+    if (s.truncated > 0) add(`${s.truncated} oldest tokens cut`, 'the start of the conversation did not fit the context window', 'stopped');
+    if (s.reason === 'length' && s.max > 0 && s.out >= s.max) add('max tokens reached', 'raise “Max tokens” in settings for longer replies');
+    else if (s.reason === 'length') add('context window full', 'the conversation filled the context window: leave out older messages, start a new chat, or raise “Context length” in settings', 'stopped');
   }
   if (!parts.length) return null;
   const div = document.createElement('div');
@@ -704,7 +727,7 @@ function wireMessages(chat) {
   const sys = chat.settings && chat.settings.system;
   if (typeof sys === 'string' && sys.trim()) out.push({ role: 'system', content: sys });
   for (const m of chat.messages) {
-    if (m.pending || (m.role === 'assistant' && !m.content)) continue;
+    if (m.pending || m.omitted || (m.role === 'assistant' && !m.content)) continue;
     const w = { role: m.role, content: m.content };
     if (m.images && m.images.length) w.images = m.images.map((u) => String(u).replace(/^data:[^,]*,/, ''));
     out.push(w);
@@ -712,7 +735,8 @@ function wireMessages(chat) {
   return out;
 }
 
-async function generate(chat) {
+// extra.truncate: let the server cut the oldest tokens that still do not fit the context.
+async function generate(chat, extra = {}) {
   const model = ui.model.value || chat.model;
   if (!model) { showBanner('error', 'No model selected', 'Pick a model first.'); return; }
   chat.model = model;
@@ -720,6 +744,9 @@ async function generate(chat) {
   const body = { model, messages: wireMessages(chat), stream: true };
   const options = requestOptions(chat);
   if (Object.keys(options).length) body.options = options;
+  if (extra.truncate) body.truncate = true;
+  // Tells "max tokens reached" from "context full" when the reply ends with done_reason "length".
+  const maxTokens = Number(options.num_predict ?? modelDefaults(model).num_predict);
   chat.messages.push(msg);
   touch(chat);
   const controller = new AbortController();
@@ -749,7 +776,7 @@ async function generate(chat) {
         tps: obj.eval_count && sec(obj.eval_duration) > 0 ? obj.eval_count / sec(obj.eval_duration) : NaN,
         prompt: obj.prompt_eval_count, out: obj.eval_count,
         cached: obj.prompt_cached_tokens, load_ms: sec(obj.load_duration) * 1000,
-        reason: obj.done_reason,
+        reason: obj.done_reason, max: maxTokens > 0 ? maxTokens : 0, truncated: obj.truncated_tokens,
       };
     }
     scheduleRender();
@@ -845,6 +872,41 @@ function regenerate(chat = state.chat) {
   generate(chat);
 }
 
+// After a context error: marks the oldest messages as left out (no longer sent) and sends
+// the rest. The error said how many tokens the prompt was (need) and the context holds
+// (limit); tokens per character are estimated from that and the newest messages that fit in
+// 3/4 of the context are kept, leaving room for the reply. The kept part starts with a user
+// message. "truncate" lets the server cut what still does not fit rather than fail again
+// (on its own it would leave room for one generated token: docs/api.md).
+function leaveOutOldest(chat, err) {
+  if (state.gens.has(chat)) return;
+  chat.messages.pop();   // the failed reply
+  const live = chat.messages.filter((m) => !m.omitted);
+  const perChar = err.need / Math.max(1, live.reduce((n, m) => n + m.content.length, 0));
+  let tokens = err.need;
+  for (let i = 0; i < live.length - 1 && (tokens > err.limit * 0.75 || live[i].role !== 'user'); i++) {
+    live[i].omitted = true;
+    tokens -= live[i].content.length * perChar;
+  }
+  if (chat === state.chat) renderChat();
+  generate(chat, { truncate: true });
+}
+
+// After a context error: a new chat with the same settings, the last message in the composer.
+function continueInNewChat(chat) {
+  const last = chat.messages.filter((m) => m.role === 'user').pop();
+  const c = state.chats.find((x) => !worthKeeping(x)) || newChat();
+  c.settings = { ...chat.settings };
+  openChat(c);
+  if (last) {
+    ui.input.value = last.content;
+    state.pending = (last.images || []).slice();
+    renderAttachments();
+    autosize();
+  }
+  ui.input.focus();
+}
+
 function startEdit(chat, idx) {
   if (state.gens.has(chat)) return;
   const m = chat.messages[idx];
@@ -869,6 +931,7 @@ function startEdit(chat, idx) {
     const t = ta.value.trim();
     if (!t || state.gens.has(chat)) return;
     m.content = t;
+    delete m.omitted;
     chat.messages.splice(idx + 1);
     if (idx === 0 && !chat.renamed) chat.title = titleFrom(t);
     renderChat();

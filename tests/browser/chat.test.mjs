@@ -202,7 +202,7 @@ test('mock: full chat journey at desktop width', async (t) => {
       await send(page, 'toolong please');
       await waitIdle(page);
       const err = await page.locator('.msg.assistant .err').last().textContent();
-      assert.ok(/too long for the context window/.test(err) && err.includes('512'), err);
+      assert.ok(/too long for the context window/.test(err) && err.includes('the context holds 512'), err);
       await page.locator('.actions button', { hasText: 'Retry' }).waitFor();
       await send(page, 'loadfail please');
       await waitIdle(page);
@@ -388,6 +388,68 @@ test('mock: Markdown renderer on random and pathological input', async () => {
     assert.deepEqual(r.slow, []);
     assert.equal(r.xss, undefined);
     assert.deepEqual(watch.errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+// A prompt over the context: the page explains it in its own words and offers ways on
+// (leave out older messages, which sends the rest with "truncate"; or a new chat). A reply
+// stopped by a full context says so rather than blaming "Max tokens".
+test('mock: a conversation too long for the context window', async () => {
+  const { page, context } = await openPage(browser, mock.url);
+  try {
+    await waitModels(page);
+    await page.selectOption('#model', 'stories:260k');   // 512 tokens of context in the mock
+    await page.click('#new-chat');
+    await send(page, 'first ' + 'a'.repeat(1000));
+    await waitIdle(page);
+    await send(page, 'second ' + 'b'.repeat(200));
+    await waitIdle(page);
+    await send(page, 'third ' + 'c'.repeat(200));
+    await waitIdle(page);
+    const foot = page.locator('.msg.assistant .msg-foot').last();
+    const err = await foot.locator('.err').textContent();
+    assert.ok(/^The conversation is too long for the context window — it needs \d+ tokens, the context holds 512\./.test(err), err);
+    assert.ok(err.includes('Context length'), err);
+    const nreq = mock.state.requests.length;
+    await foot.locator('button', { hasText: 'Leave out older messages' }).click();
+    await waitIdle(page);
+    assert.equal(mock.state.requests.length, nreq + 1);
+    const req = lastRequest();
+    assert.equal(req.truncate, true);
+    assert.deepEqual(req.messages.map((m) => m.role + ':' + m.content.split(' ')[0]), ['user:second', 'assistant:##', 'user:third']);
+    assert.equal(await page.locator('.msg.omitted').count(), 2, 'the first question and its answer are left out');
+    assert.equal(await page.locator('.omit-note').count(), 1);
+    assert.equal(await page.locator('.msg.assistant .err').count(), 0, 'the failed reply made way for the new one');
+    assert.equal(await lastReply(page).locator('h2').textContent(), 'A short answer');
+    // the next message goes without the left-out ones
+    await send(page, 'fourth');
+    await waitIdle(page);
+    assert.equal(lastRequest().messages[0].content.split(' ')[0], 'second');
+    // a message that cannot fit on its own: a new chat with it, or cut
+    await send(page, 'toolong please');
+    await waitIdle(page);
+    await foot.locator('button', { hasText: 'Continue in a new chat' }).click();
+    assert.equal(await page.locator('.msg').count(), 0);
+    assert.equal(await page.inputValue('#input'), 'toolong please');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'input');
+    // the context fills up during a reply (no max tokens set)
+    await page.click('#settings-btn');
+    await page.fill('[name=num_ctx]', '64');
+    await page.click('#close-settings');
+    await send(page, 'fillctx');
+    await waitIdle(page);
+    let stats = await page.locator('.msg.assistant .stats').last().textContent();
+    assert.ok(stats.includes('context window full') && !stats.includes('max tokens'), stats);
+    // ... and with max tokens set, it is max tokens
+    await page.click('#settings-btn');
+    await page.fill('[name=num_predict]', '5');
+    await page.click('#close-settings');
+    await page.locator('.actions button', { hasText: 'Regenerate' }).click();
+    await waitIdle(page);
+    stats = await page.locator('.msg.assistant .stats').last().textContent();
+    assert.ok(stats.includes('max tokens reached') && !stats.includes('context window'), stats);
   } finally {
     await context.close();
   }

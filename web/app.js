@@ -602,8 +602,8 @@ function messageNode(chat, m, idx) {
 
 function fillBody(m, body) {
   if (m.role === 'user') { body.textContent = m.content; return; }
-  const text = (m.thinking ? '<think>' + m.thinking + (m.content || m.pending === false ? '</think>' : '') : '') + m.content;
-  renderMarkdown(body, text);
+  // The reasoning shows open while it streams, closed once the answer starts or the reply ended.
+  renderMarkdown(body, m.content, m.thinking ? { text: m.thinking, open: !!m.pending && !m.content } : null);
   body.classList.toggle('pending', !!m.pending);
   body.setAttribute('aria-busy', m.pending ? 'true' : 'false');
 }

@@ -371,10 +371,13 @@ function splitThink(text) {
   return [m[1].trim(), text.slice(m[0].length), m[2] === ''];
 }
 
-// Renders `text` as Markdown into `target`, replacing its children.
-export function renderMarkdown(target, text) {
+// Renders `text` as Markdown into `target`, replacing its children. `thinking` ({text, open}),
+// when given, is the reasoning that came apart from the answer (the API's message.thinking):
+// it is shown as it is, so a "</think>" inside it stays text. Without it, a leading
+// <think>…</think> in `text` is the reasoning.
+export function renderMarkdown(target, text, thinking) {
   const frag = document.createDocumentFragment();
-  const [think, answer, open] = splitThink(String(text || ''));
+  const [think, answer, open] = thinking ? [thinking.text.trim(), String(text || ''), thinking.open] : splitThink(String(text || ''));
   if (think !== null) {
     const d = el('details', 'think');
     if (open) d.open = true;

@@ -393,6 +393,32 @@ test('mock: Markdown renderer on random and pathological input', async () => {
   }
 });
 
+// Reasoning (message.thinking) is shown apart from the answer: a "</think>" in it stays in it,
+// and a reply that was only reasoning is not left "Thinking…" after a reload.
+test('mock: thinking is kept apart from the answer, and closed once the reply ends', async () => {
+  const { page, context } = await openPage(browser, mock.url);
+  try {
+    await waitModels(page);
+    await page.click('#new-chat');
+    await send(page, 'think please');
+    await waitIdle(page);
+    const reply = lastReply(page);
+    assert.equal((await reply.locator('details.think div').textContent()).trim(), 'let me think </think> <b>not the answer</b>');
+    assert.equal(await reply.locator(':scope > p').textContent(), 'Answer.');
+    assert.equal(await reply.locator('details.think').evaluate((d) => d.open), false);
+    await send(page, 'thinkonly please');
+    await waitIdle(page);
+    for (const when of ['after the reply', 'after a reload']) {
+      assert.equal(await lastReply(page).locator('summary').textContent(), 'Thought process', when);
+      assert.equal(await lastReply(page).locator('details.think').evaluate((d) => d.open), false, when);
+      await page.reload();
+      await waitModels(page);
+    }
+  } finally {
+    await context.close();
+  }
+});
+
 // A prompt over the context: the page explains it in its own words and offers ways on
 // (leave out older messages, which sends the rest with "truncate"; or a new chat). A reply
 // stopped by a full context says so rather than blaming "Max tokens".

@@ -6,6 +6,7 @@
 //   "toolong"  adds 900 tokens to the prompt; "loadfail"  500 "failed to load model"
 //   "fillctx"  streams until the context is full (done_reason "length")
 //   "nodone" / "reset" / "miderror"  broken streams (see brokenStream)
+//   "think" / "thinkonly"  message.thinking, then an answer / no answer (see thinkStream)
 //   otherwise  a Markdown reply streamed word by word (heading, list, code, table)
 // Every /api/chat body is recorded in state.requests; state.aborted counts streams the
 // client cancelled. Run alone for manual work: `node mock_server.mjs [port]`.
@@ -49,6 +50,17 @@ async function brokenStream(kind, res, model) {
   if (kind === 'reset') res.socket.destroy();
   else if (kind === 'miderror') res.end(line({ error: 'CUDA out of memory while decoding' }));
   else res.end();
+}
+
+// A reasoning model: message.thinking (holding a stray "</think>"), then the answer unless
+// thinkOnly.
+async function thinkStream(thinkOnly, res, model) {
+  const line = (o) => JSON.stringify({ model, created_at: new Date().toISOString(), ...o }) + '\n';
+  res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+  res.write(line({ message: { role: 'assistant', content: '', thinking: thinkOnly ? 'pondering' : 'let me think </think> <b>not the answer</b>' }, done: false }));
+  await new Promise((r) => setTimeout(r, 100));
+  if (!thinkOnly) res.write(line({ message: { role: 'assistant', content: 'Answer.' }, done: false }));
+  res.end(line({ message: { role: 'assistant', content: '' }, done: true, done_reason: 'stop', eval_count: 3, eval_duration: 1e6, prompt_eval_count: 1 }));
 }
 
 function sendJson(res, status, obj) {
@@ -113,6 +125,7 @@ async function chat(req, res, state) {
   state.loaded.add(model.name);
   const broken = /\b(nodone|reset|miderror)\b/.exec(text);
   if (broken) return brokenStream(broken[1], res, model.name);
+  if (/\bthink(only)?\b/.test(text)) return thinkStream(/thinkonly/.test(text), res, model.name);
   res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
   const forever = /long|fillctx/.test(text);
   const np = body.options && body.options.num_predict;

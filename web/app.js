@@ -941,7 +941,7 @@ function startEdit(chat, idx) {
   cancel.addEventListener('click', () => refreshMessage(chat, m));
   save.addEventListener('click', commit);
   ta.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); commit(); }
+    if (sendsOnEnter(e)) { e.preventDefault(); commit(); }
     if (e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); refreshMessage(chat, m); }
   });
 }
@@ -1064,11 +1064,19 @@ function autosize() {
 
 // ---- wiring -------------------------------------------------------------------------------
 
+// Enter sends, but not the Enter that commits an input method's composition (Japanese,
+// Chinese, ...): e.isComposing, keyCode 229 (Safari sends that Enter after compositionend,
+// with isComposing false), and a compositionstart..compositionend flag for the rest.
+let composing = false;
+const sendsOnEnter = (e) => e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229 && !composing;
+
 function wire() {
   ui.composer.addEventListener('submit', (e) => { e.preventDefault(); send(); });
+  document.addEventListener('compositionstart', () => { composing = true; }, true);
+  document.addEventListener('compositionend', () => { composing = false; }, true);
   ui.input.addEventListener('input', autosize);
   ui.input.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
+    if (sendsOnEnter(e)) { e.preventDefault(); send(); }
   });
   ui.input.addEventListener('paste', (e) => {
     if (ui.attach.hidden) return;

@@ -393,6 +393,46 @@ test('mock: Markdown renderer on random and pathological input', async () => {
   }
 });
 
+// Enter that commits an input method's composition (Japanese, Chinese, ...) must not send.
+test('mock: Enter during IME composition does not send', async () => {
+  const { page, context } = await openPage(browser, mock.url);
+  try {
+    await waitModels(page);
+    await page.click('#new-chat');
+    await page.focus('#input');
+    const nreq = mock.state.requests.length;
+    const msgs = () => page.locator('.msg').count();
+    // Chromium's own IME path (isComposing set)
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('Input.imeSetComposition', { text: 'にほん', selectionStart: 3, selectionEnd: 3 });
+    await cdp.send('Input.dispatchKeyEvent', { type: 'rawKeyDown', key: 'Enter', code: 'Enter', windowsVirtualKeyCode: 229 });
+    await cdp.send('Input.insertText', { text: '日本' });
+    // Safari: compositionend first, then the committing Enter with keyCode 229, isComposing false
+    await page.evaluate(() => {
+      const i = document.getElementById('input');
+      i.dispatchEvent(new CompositionEvent('compositionend', { data: '日本', bubbles: true }));
+      i.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', keyCode: 229, isComposing: false, bubbles: true, cancelable: true }));
+    });
+    // a browser that reports neither: between compositionstart and compositionend
+    await page.evaluate(() => {
+      const i = document.getElementById('input');
+      i.dispatchEvent(new CompositionEvent('compositionstart', { bubbles: true }));
+      i.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', keyCode: 13, bubbles: true, cancelable: true }));
+      i.dispatchEvent(new CompositionEvent('compositionend', { data: '', bubbles: true }));
+    });
+    await page.waitForTimeout(200);
+    assert.equal(await msgs(), 0, 'nothing was sent');
+    assert.equal(mock.state.requests.length, nreq);
+    assert.ok((await page.inputValue('#input')).includes('日本'));
+    await page.press('#input', 'Enter');   // a plain Enter after the composition sends
+    await waitIdle(page);
+    assert.ok(lastRequest().messages.pop().content.includes('日本'));
+    assert.equal(await msgs(), 2);
+  } finally {
+    await context.close();
+  }
+});
+
 // Reasoning (message.thinking) is shown apart from the answer: a "</think>" in it stays in it,
 // and a reply that was only reasoning is not left "Thinking…" after a reload.
 test('mock: thinking is kept apart from the answer, and closed once the reply ends', async () => {

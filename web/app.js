@@ -178,7 +178,7 @@ function describe(e, model) {
   const msg = String(e && e.message || e);
   if (e instanceof ApiError) {
     if (e.status === 0) return { kind: 'down', title: 'Cannot reach the hearth server', detail: 'Is `hearth serve` still running? Check it, then retry.' };
-    if (e.status === 401 || e.status === 403) return { kind: 'auth', title: 'This server needs an API key', detail: msg };
+    if (e.status === 401 || e.status === 403) return { kind: 'auth', title: lsGet(KEY_APIKEY, '') ? 'The API key was rejected' : 'This server needs an API key', detail: msg };
     // hearth: "the prompt is N tokens but the context is M tokens; ..."
     const n = /(\d+) tokens but the context is (\d+) tokens/i.exec(msg);
     if (n || /context (length|window|size)|too long|too many tokens|exceed/i.test(msg)) {
@@ -224,10 +224,15 @@ function showBanner(kind, title, detail, buttons = []) {
   b.hidden = false;
 }
 
-function askApiKey(detail, then) {
-  showBanner('error', 'API key required', detail || 'This server has API keys turned on. The key stays in this browser.');
+// Asks for the key after a 401/403 (title and detail by default: whether a key was stored and
+// rejected), or from the sidebar's API key button.
+function askApiKey(detail, then, title) {
+  const had = !!lsGet(KEY_APIKEY, '');
+  showBanner('error', title || (had ? 'API key rejected' : 'API key required'),
+    detail || (had ? 'The server did not accept the key stored in this browser. Enter the right one.' : 'This server has API keys turned on. The key stays in this browser.'));
   const input = document.createElement('input');
   input.type = 'password'; input.id = 'apikey'; input.placeholder = 'API key'; input.autocomplete = 'off';
+  input.setAttribute('aria-label', 'API key');
   input.value = lsGet(KEY_APIKEY, '');
   const save = document.createElement('button');
   save.type = 'button'; save.className = 'btn btn-primary small'; save.textContent = 'Save key';
@@ -417,10 +422,15 @@ function requestOptions(chat) {
 
 function toggleSettings(open) {
   const show = open === undefined ? ui.settings.hidden : open;
+  const inside = ui.settings.contains(document.activeElement);
   ui.settings.hidden = !show;
   $('settings-btn').setAttribute('aria-expanded', String(show));
   if (show) fillSettings();
   syncScrim();
+  // The focus goes into the panel (on narrow screens to its close button: a text field would
+  // bring up the on-screen keyboard), and back to the settings button when it closes.
+  if (show) (narrow() ? $('close-settings') : ui.form.elements[0]).focus();
+  else if (inside) $('settings-btn').focus();
 }
 
 // ---- chat list ----------------------------------------------------------------------------
@@ -712,8 +722,11 @@ function refreshMessage(chat, m) {
 // Send or Stop, for the open chat.
 function syncBusy() {
   const busy = state.gens.has(state.chat);
+  const focused = document.activeElement;
   ui.send.hidden = busy;
   ui.stop.hidden = !busy;
+  // The button that had the focus is hidden: keep the focus in the composer, not on <body>.
+  if ((focused === ui.send || focused === ui.stop) && focused.hidden) ui.input.focus();
   ui.app.classList.toggle('busy', busy);
   updateSendState();
 }
@@ -1112,7 +1125,7 @@ function wire() {
     if (k) exportChat(k);
   });
   ui.theme.addEventListener('click', cycleTheme);
-  $('key-btn').addEventListener('click', () => askApiKey('Stored only in this browser; sent as a Bearer token. Leave empty to remove.', loadModels));
+  $('key-btn').addEventListener('click', () => askApiKey('Stored only in this browser; sent as a Bearer token. Leave empty to remove.', loadModels, 'API key'));
   ui.messages.addEventListener('click', (e) => {
     const b = e.target.closest('.copy-code');
     if (b) copyText(b.closest('.code').querySelector('code').textContent, b);

@@ -66,13 +66,16 @@ test('mock: full chat journey at desktop width', async (t) => {
     await t.test('settings show model defaults and are sent with the request', async () => {
       await page.click('#settings-btn');
       await page.waitForSelector('#settings:not([hidden])');
+      assert.equal(await page.evaluate(() => document.activeElement.name), 'system', 'the focus moves into the panel');
       assert.equal(await page.getAttribute('[name=temperature]', 'placeholder'), '0.7');   // from the model's parameters
       assert.equal(await page.getAttribute('[name=top_k]', 'placeholder'), '40');
       assert.ok((await page.getAttribute('[name=num_ctx]', 'placeholder')).includes('512'));
       await page.fill('[name=temperature]', '0.3');
       await page.fill('[name=seed]', '42');
       await page.fill('[name=system]', 'You are terse.');
-      await page.click('#close-settings');
+      await page.keyboard.press('Escape');
+      assert.ok(await page.locator('#settings').isHidden());
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'settings-btn', 'and back when it closes');
     });
 
     await t.test('send a message: the reply streams in over several frames', async () => {
@@ -137,6 +140,7 @@ test('mock: full chat journey at desktop width', async (t) => {
       await page.waitForFunction(() => [...document.querySelectorAll('.msg.assistant .body')].pop().textContent.length > 10, null, { timeout: T(10000) });
       await page.click('#stop');
       await waitIdle(page, 5000);
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'input', 'the focus goes back to the message box');
       const deadline = Date.now() + 3000;
       while (mock.state.aborted === abortedBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       assert.equal(mock.state.aborted, abortedBefore + 1);
@@ -330,7 +334,11 @@ test('mock: phone width', async (t) => {
     await screenshot(page, 'chat-phone-sidebar.png');
     await page.click('#close-side');
     await page.emulateMedia({ colorScheme: 'light' });
+    // 16 px text fields: iOS would zoom into smaller ones
+    assert.equal(await page.$eval('#input', (el) => getComputedStyle(el).fontSize), '16px');
     await page.click('#settings-btn');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'close-settings');
+    assert.equal(await page.$eval('[name=temperature]', (el) => getComputedStyle(el).fontSize), '16px');
     await screenshot(page, 'chat-phone-settings.png');
     assert.ok(await page.locator('#settings').evaluate((el) => el.getBoundingClientRect().width <= 390));
     await page.click('#close-settings');
@@ -663,7 +671,11 @@ test('mock: server down, then API key required', async () => {
   const { page, context } = await openPage(browser, keyed.url);
   try {
     await page.waitForSelector('#apikey');
-    assert.ok((await page.textContent('#banner')).includes('API key'));
+    assert.ok((await page.textContent('#banner')).includes('API key required'));
+    assert.equal(await page.getAttribute('#apikey', 'aria-label'), 'API key');
+    await page.fill('#apikey', 'wrong');
+    await page.press('#apikey', 'Enter');
+    await page.waitForFunction(() => /rejected/.test(document.getElementById('banner').textContent));
     await page.fill('#apikey', 'sekrit');
     await page.press('#apikey', 'Enter');
     await waitModels(page);

@@ -383,7 +383,8 @@ test('mock: Markdown renderer on random and pathological input', async () => {
       const slow = [];
       for (const src of ['*'.repeat(50000), '**a '.repeat(5000), '>'.repeat(5000) + ' x', '- '.repeat(3000) + 'x',
         '['.repeat(20000), '`'.repeat(30001), ('| a '.repeat(40) + '|\n') + ('|---'.repeat(40) + '|\n') + ('| 1 '.repeat(40) + '|\n').repeat(100),
-        '_a'.repeat(20000), ('  '.repeat(40) + '- x\n').repeat(500), 'http://' + 'a'.repeat(50000)]) {
+        '_a'.repeat(20000), ('  '.repeat(40) + '- x\n').repeat(500), 'http://' + 'a'.repeat(50000),
+        '[a]('.repeat(20000), '[a](' + '(b)'.repeat(5000), '[a](x(' .repeat(10000), 'http://x' + ')'.repeat(50000), '***a '.repeat(10000)]) {
         const t0 = performance.now();
         renderMarkdown(div, src);
         const ms = performance.now() - t0;
@@ -395,6 +396,24 @@ test('mock: Markdown renderer on random and pathological input', async () => {
     assert.deepEqual(r.bad, []);
     assert.deepEqual(r.slow, []);
     assert.equal(r.xss, undefined);
+    // URLs with parentheses, and *** for strong emphasis
+    const cases = await page.evaluate(async () => {
+      const { renderMarkdown } = await import('/md.js');
+      const out = {};
+      for (const src of ['see https://en.wikipedia.org/wiki/Foo_(bar) now', '(see https://x.org/a).', '[docs](https://ex.com/a_(b)) ok', '***both*** and **b** *e*']) {
+        const d = document.createElement('div');
+        renderMarkdown(d, src);
+        const a = d.querySelector('a');
+        out[src] = a ? [a.getAttribute('href'), a.textContent, d.textContent] : [...d.querySelectorAll('*')].map((e) => e.tagName + ':' + e.textContent).join(' ');
+      }
+      return out;
+    });
+    assert.deepEqual(cases, {
+      'see https://en.wikipedia.org/wiki/Foo_(bar) now': ['https://en.wikipedia.org/wiki/Foo_(bar)', 'https://en.wikipedia.org/wiki/Foo_(bar)', 'see https://en.wikipedia.org/wiki/Foo_(bar) now'],
+      '(see https://x.org/a).': ['https://x.org/a', 'https://x.org/a', '(see https://x.org/a).'],
+      '[docs](https://ex.com/a_(b)) ok': ['https://ex.com/a_(b)', 'docs', 'docs ok'],
+      '***both*** and **b** *e*': 'P:both and b e EM:both STRONG:both STRONG:b EM:e',
+    });
     assert.deepEqual(watch.errors, []);
   } finally {
     await context.close();

@@ -628,16 +628,20 @@ test('mock: two tabs keep each other\'s chats; deletes reach both', async () => 
     assert.deepEqual(await page.evaluate(() => [localStorage.getItem('hearth.chats.v1'), JSON.parse(localStorage.getItem('hearth.chat.old1')).title]), [null, 'Old chat']);
     await waitModels(p2);
     const titles = (p) => p.locator('.chat-open').allTextContents();
+    // (a page in the background gets no animation frames, which Playwright's clicks wait for)
+    await page.bringToFront();
     await page.click('#new-chat');
     await send(page, 'TAB-ONE chat');
     await waitIdle(page);
+    await p2.bringToFront();
     await p2.click('#new-chat');
     await send(p2, 'TAB-TWO chat');
     await waitIdle(p2);
     await page.waitForFunction(() => [...document.querySelectorAll('.chat-open')].some((b) => b.textContent === 'TAB-TWO chat'), null, { timeout: T(5000) });
+    await page.bringToFront();
     await page.reload();
     await waitModels(page);
-    let t1 = await titles(page);
+    const t1 = await titles(page);
     assert.ok(t1.includes('TAB-ONE chat') && t1.includes('TAB-TWO chat'), t1.join('|'));
     // tab 1 deletes tab 2's chat (two clicks: the first asks for confirmation)
     const victim = page.locator('.chat-item', { hasText: 'TAB-TWO chat' });
@@ -646,10 +650,12 @@ test('mock: two tabs keep each other\'s chats; deletes reach both', async () => 
     await victim.locator('button.trash').click();
     await p2.waitForFunction(() => ![...document.querySelectorAll('.chat-open')].some((b) => b.textContent === 'TAB-TWO chat'), null, { timeout: T(5000) });
     // tab 2 goes on in a new chat; the deleted one stays deleted
+    await p2.bringToFront();
     await p2.click('#new-chat');
     await send(p2, 'TAB-TWO again');
     await waitIdle(p2);
     for (const p of [page, p2]) {
+      await p.bringToFront();
       await p.reload();
       await waitModels(p);
       const t = await titles(p);
@@ -667,8 +673,10 @@ test('mock: a chat too big for storage does not block the others', async () => {
   const { page, context } = await openPage(browser, mock.url);
   try {
     await waitModels(page);
+    // storage nearly full (Chromium holds about 5 M characters per origin)
+    await page.evaluate(() => localStorage.setItem('test.filler', 'x'.repeat(4.5e6)));
     await page.click('#new-chat');
-    await page.evaluate((t) => { const i = document.getElementById('input'); i.value = t; i.dispatchEvent(new Event('input')); }, 'huge ' + 'y'.repeat(6 * 1024 * 1024));
+    await page.evaluate((t) => { const i = document.getElementById('input'); i.value = t; i.dispatchEvent(new Event('input')); }, 'huge ' + 'y'.repeat(1e6));
     await page.press('#input', 'Enter');
     await waitIdle(page);
     const banner = await page.textContent('#banner');

@@ -17,7 +17,8 @@ const ui = {
   theme: $('theme'),
 };
 
-const KEY_CHATS = 'hearth.chats.v1';
+const KEY_CHAT = 'hearth.chat.';      // + chat id: one key per chat
+const KEY_LEGACY = 'hearth.chats.v1'; // all chats in one key (older pages): read once, then removed
 const KEY_CURRENT = 'hearth.current';
 const KEY_MODEL = 'hearth.model';
 const KEY_APIKEY = 'hearth.apikey';
@@ -31,7 +32,7 @@ const state = {
   models: [],         // /api/tags models
   loaded: new Set(),  // names from /api/ps
   show: new Map(),    // model name -> /api/show result (or a pending promise)
-  gen: null,          // {controller, chat, msg} while a reply streams
+  gens: new Map(),    // chat -> {controller, msg} while its reply streams (also in the background)
   pending: [],        // data: URLs of images attached to the next message
   nodes: new WeakMap(), // message object -> its DOM node
 };
@@ -54,23 +55,76 @@ function lsSet(key, value) {
 
 const worthKeeping = (c) => c.messages.length > 0 || Object.keys(c.settings || {}).length > 0;
 
-function saveChats() {
-  const keep = state.chats.filter(worthKeeping);
-  if (!lsSet(KEY_CHATS, keep)) {
-    // Most likely the quota: images are the big part, so keep the text and say so.
-    const slim = keep.map((c) => ({ ...c, messages: c.messages.map(({ images, ...m }) => m) }));
-    if (lsSet(KEY_CHATS, slim)) showBanner('warn', 'Browser storage is full', 'Attached images were not saved with the conversation.');
-    else showBanner('warn', 'Browser storage is full', 'This conversation could not be saved. Delete or export old chats to make room.');
-  }
-  lsSet(KEY_CURRENT, state.chat && worthKeeping(state.chat) ? state.chat.id : null);
+// Each chat is stored under its own key (KEY_CHAT + id) and a tab writes only the chats it
+// changed: two open tabs then cannot overwrite each other's chats (each hears of the other's
+// writes through the `storage` event), and one chat too big for the quota cannot keep the
+// others from being saved.
+function saveChat(c) {
+  const key = KEY_CHAT + c.id;
+  if (c === state.chat) lsSet(KEY_CURRENT, worthKeeping(c) && !c.deleted ? c.id : null);
+  if (c.deleted || !worthKeeping(c)) { lsRemove(key); return; }
+  if (lsSet(key, c)) return;
+  // Most likely the quota: images are the big part, so keep the text and say so.
+  const slim = { ...c, messages: c.messages.map(({ images, ...m }) => m) };
+  if (lsSet(key, slim)) showBanner('warn', 'Browser storage is full', `Images in “${c.title}” were not saved.`);
+  else showBanner('warn', 'Browser storage is full', `“${c.title}” is too big to save (other chats are saved). Export it to keep it, or delete old chats to make room.`);
 }
 
+function lsRemove(key) {
+  try { localStorage.removeItem(key); } catch (_) { /* storage off */ }
+}
+
+// A chat as read from storage, or null when it is not one.
+function readChat(c) {
+  if (!c || typeof c.id !== 'string' || !Array.isArray(c.messages)) return null;
+  return { title: 'Untitled', settings: {}, ...c, messages: c.messages.filter((m) => m && typeof m.content === 'string') };
+}
+
+const byUpdated = (a, b) => (b.updated || 0) - (a.updated || 0);
+
 function loadChats() {
-  const raw = lsGet(KEY_CHATS, []);
-  state.chats = (Array.isArray(raw) ? raw : []).filter((c) => c && typeof c.id === 'string' && Array.isArray(c.messages))
-    .map((c) => ({ title: 'Untitled', settings: {}, ...c, messages: c.messages.filter((m) => m && typeof m.content === 'string') }))
-    .sort((a, b) => (b.updated || 0) - (a.updated || 0));
-  for (const c of state.chats) for (const m of c.messages) delete m.pending;
+  const chats = [];
+  try {
+    for (let i = 0; i < localStorage.length; i++) {
+      const k = localStorage.key(i);
+      const c = k.startsWith(KEY_CHAT) && readChat(lsGet(k, null));
+      if (c) chats.push(c);
+    }
+  } catch (_) { /* storage off */ }
+  // Older pages kept every chat under one key: move them to their own keys.
+  const legacy = lsGet(KEY_LEGACY, null);
+  lsRemove(KEY_LEGACY);
+  for (const c of (Array.isArray(legacy) ? legacy : []).map(readChat)) {
+    if (c && !chats.some((x) => x.id === c.id)) { chats.push(c); saveChat(c); }
+  }
+  // A reply still streaming when its page went away (or streaming now in another tab, which
+  // saves it when it ends: the storage event then brings the whole reply).
+  for (const c of chats) {
+    for (const m of c.messages) {
+      if (m.pending && !m.error && !m.stopped) m.error = { kind: 'cutoff', title: 'The reply is incomplete', detail: 'the page was closed or reloaded while it streamed.' };
+      delete m.pending;
+    }
+  }
+  state.chats = chats.sort(byUpdated);
+}
+
+// Another tab saved or deleted a chat: take its version.
+function onStorage(e) {
+  if (e.storageArea !== localStorage || !e.key || !e.key.startsWith(KEY_CHAT)) return;
+  const id = e.key.slice(KEY_CHAT.length);
+  const old = state.chats.find((c) => c.id === id);
+  const c = e.newValue === null ? null : readChat(lsGet(e.key, null));
+  if (old && state.gens.has(old)) {
+    // Streaming here: this tab saves it when the reply ends, unless it was deleted.
+    if (!c) { old.deleted = true; stop(old); } else return;
+  }
+  state.chats = state.chats.filter((x) => x !== old);
+  if (c) state.chats.push(c);
+  state.chats.sort(byUpdated);
+  if (old && state.chat === old) {
+    if (c) { state.chat = c; renderChat(); if (!ui.settings.hidden) fillSettings(); } else openChat(state.chats.find(worthKeeping) || newChat());
+  }
+  renderList();
 }
 
 const newId = () => Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
@@ -83,7 +137,7 @@ function newChat() {
 
 function touch(chat) {
   chat.updated = Date.now();
-  state.chats.sort((a, b) => (b.updated || 0) - (a.updated || 0));
+  state.chats.sort(byUpdated);
 }
 
 // ---- API ----------------------------------------------------------------------------------
@@ -116,13 +170,22 @@ async function api(path, body, signal) {
   return res;
 }
 
+// A reply whose stream ended before its final {"done": true} line.
+const CUT_OFF = { kind: 'cutoff', title: 'Connection lost', detail: 'the reply is incomplete. Retry to generate it again.' };
+
 // Turns an error into {title, detail, kind} for display.
 function describe(e, model) {
   const msg = String(e && e.message || e);
   if (e instanceof ApiError) {
     if (e.status === 0) return { kind: 'down', title: 'Cannot reach the hearth server', detail: 'Is `hearth serve` still running? Check it, then retry.' };
-    if (e.status === 401 || e.status === 403) return { kind: 'auth', title: 'This server needs an API key', detail: msg };
-    if (/context (length|window|size)|too long|too many tokens|exceed/i.test(msg)) return { kind: 'context', title: 'The conversation is too long for the context window', detail: msg + ' — start a new chat, shorten the conversation, or raise the context length in settings.' };
+    if (e.status === 401 || e.status === 403) return { kind: 'auth', title: lsGet(KEY_APIKEY, '') ? 'The API key was rejected' : 'This server needs an API key', detail: msg };
+    // hearth: "the prompt is N tokens but the context is M tokens; ..."
+    const n = /(\d+) tokens but the context is (\d+) tokens/i.exec(msg);
+    if (n || /context (length|window|size)|too long|too many tokens|exceed/i.test(msg)) {
+      return { kind: 'context', title: 'The conversation is too long for the context window', need: n ? +n[1] : 0, limit: n ? +n[2] : 0,
+        detail: (n ? `it needs ${n[1]} tokens, the context holds ${n[2]}.` : msg + '.') + ' Leave out older messages, continue in a new chat, or raise “Context length” in settings.' };
+    }
+    if (e.status === 200) return { kind: 'stream', title: msg };   // an {"error"} line in the stream
     if (e.status === 404) return { kind: 'model', title: `Model “${model || '?'}” was not found`, detail: msg };
     if (/load/i.test(msg)) return { kind: 'model', title: `The model failed to load`, detail: msg };
     return { kind: 'http', title: `The server answered ${e.status}`, detail: msg };
@@ -161,10 +224,15 @@ function showBanner(kind, title, detail, buttons = []) {
   b.hidden = false;
 }
 
-function askApiKey(detail, then) {
-  showBanner('error', 'API key required', detail || 'This server has API keys turned on. The key stays in this browser.');
+// Asks for the key after a 401/403 (title and detail by default: whether a key was stored and
+// rejected), or from the sidebar's API key button.
+function askApiKey(detail, then, title) {
+  const had = !!lsGet(KEY_APIKEY, '');
+  showBanner('error', title || (had ? 'API key rejected' : 'API key required'),
+    detail || (had ? 'The server did not accept the key stored in this browser. Enter the right one.' : 'This server has API keys turned on. The key stays in this browser.'));
   const input = document.createElement('input');
   input.type = 'password'; input.id = 'apikey'; input.placeholder = 'API key'; input.autocomplete = 'off';
+  input.setAttribute('aria-label', 'API key');
   input.value = lsGet(KEY_APIKEY, '');
   const save = document.createElement('button');
   save.type = 'button'; save.className = 'btn btn-primary small'; save.textContent = 'Save key';
@@ -243,7 +311,7 @@ async function selectModel(name) {
   lsSet(KEY_MODEL, name);
   if (state.chat && state.chat.model !== name) {
     state.chat.model = name;
-    if (worthKeeping(state.chat)) saveChats();
+    if (worthKeeping(state.chat)) saveChat(state.chat);
   }
   updateInfo();
   await modelShow(name);
@@ -338,7 +406,7 @@ function onSettingInput(e) {
   const s = state.chat.settings || (state.chat.settings = {});
   if (el.value === '') delete s[el.name];
   else s[el.name] = el.name === 'system' ? el.value : Number(el.value);
-  saveChats();
+  saveChat(state.chat);
   renderList();
 }
 
@@ -354,10 +422,15 @@ function requestOptions(chat) {
 
 function toggleSettings(open) {
   const show = open === undefined ? ui.settings.hidden : open;
+  const inside = ui.settings.contains(document.activeElement);
   ui.settings.hidden = !show;
   $('settings-btn').setAttribute('aria-expanded', String(show));
   if (show) fillSettings();
   syncScrim();
+  // The focus goes into the panel (on narrow screens to its close button: a text field would
+  // bring up the on-screen keyboard), and back to the settings button when it closes.
+  if (show) (narrow() ? $('close-settings') : ui.form.elements[0]).focus();
+  else if (inside) $('settings-btn').focus();
 }
 
 // ---- chat list ----------------------------------------------------------------------------
@@ -417,10 +490,10 @@ function miniButton(ico, title, fn) {
 
 function listItem(c) {
   const item = document.createElement('div');
-  item.className = 'chat-item' + (state.chat === c ? ' active' : '');
+  item.className = 'chat-item' + (state.chat === c ? ' active' : '') + (state.gens.has(c) ? ' streaming' : '');
   item.dataset.id = c.id;
   const open = document.createElement('button');
-  open.type = 'button'; open.className = 'chat-open'; open.textContent = c.title || 'Untitled'; open.title = c.title || '';
+  open.type = 'button'; open.className = 'chat-open'; open.textContent = c.title || 'Untitled'; open.title = (c.title || '') + (state.gens.has(c) ? ' (replying)' : '');
   open.addEventListener('click', () => { openChat(c); closeSide(); });
   item.appendChild(open);
   item.appendChild(miniButton('edit', 'Rename', () => startRename(item, c)));
@@ -445,7 +518,7 @@ function startRename(item, c) {
     if (finished) return;
     finished = true;
     const t = input.value.trim();
-    if (keep && t) { c.title = t.slice(0, 120); c.renamed = true; saveChats(); }
+    if (keep && t) { c.title = t.slice(0, 120); c.renamed = true; saveChat(c); }
     renderList();
   };
   input.addEventListener('keydown', (e) => {
@@ -456,15 +529,16 @@ function startRename(item, c) {
 }
 
 function deleteChat(c) {
-  if (state.gen && state.gen.chat === c) stop();
+  c.deleted = true;
+  stop(c);
   state.chats = state.chats.filter((x) => x !== c);
+  saveChat(c);
   if (state.chat === c) openChat(state.chats.find(worthKeeping) || newChat());
-  saveChats();
   renderList();
 }
 
+// A reply streaming in the chat left behind goes on in the background.
 function openChat(c) {
-  if (state.gen && state.gen.chat !== c) stop();
   state.chat = c;
   lsSet(KEY_CURRENT, worthKeeping(c) ? c.id : null);
   if (c.model && state.models.some((m) => m.name === c.model) && ui.model.value !== c.model) {
@@ -473,6 +547,7 @@ function openChat(c) {
   } else if (!c.model && ui.model.value) c.model = ui.model.value;
   renderList();
   renderChat();
+  syncBusy();
   if (!ui.settings.hidden) fillSettings();
 }
 
@@ -484,7 +559,17 @@ const toBottom = () => { ui.scroller.scrollTop = ui.scroller.scrollHeight; };
 function renderChat() {
   const c = state.chat;
   const frag = document.createDocumentFragment();
-  if (c) c.messages.forEach((m, i) => frag.appendChild(messageNode(c, m, i)));
+  if (c) {
+    c.messages.forEach((m, i) => {
+      frag.appendChild(messageNode(c, m, i));
+      if (m.omitted && c.messages[i + 1] && !c.messages[i + 1].omitted) {
+        const note = document.createElement('p');
+        note.className = 'omit-note';
+        note.textContent = 'The messages above are left out: they no longer fit the context window.';
+        frag.appendChild(note);
+      }
+    });
+  }
   ui.messages.replaceChildren(frag);
   ui.empty.hidden = !!(c && c.messages.length);
   toBottom();
@@ -500,7 +585,8 @@ function actionButton(label, fn, title) {
 
 function messageNode(chat, m, idx) {
   const node = document.createElement('article');
-  node.className = 'msg ' + (m.role === 'user' ? 'user' : 'assistant');
+  node.className = 'msg ' + (m.role === 'user' ? 'user' : 'assistant') + (m.omitted ? ' omitted' : '');
+  if (m.omitted) node.title = 'Left out: no longer sent to the model';
   state.nodes.set(m, node);
   if (m.images && m.images.length) {
     const imgs = document.createElement('div');
@@ -526,8 +612,8 @@ function messageNode(chat, m, idx) {
 
 function fillBody(m, body) {
   if (m.role === 'user') { body.textContent = m.content; return; }
-  const text = (m.thinking ? '<think>' + m.thinking + (m.content || m.pending === false ? '</think>' : '') : '') + m.content;
-  renderMarkdown(body, text);
+  // The reasoning shows open while it streams, closed once the answer starts or the reply ended.
+  renderMarkdown(body, m.content, m.thinking ? { text: m.thinking, open: !!m.pending && !m.content } : null);
   body.classList.toggle('pending', !!m.pending);
   body.setAttribute('aria-busy', m.pending ? 'true' : 'false');
 }
@@ -555,7 +641,12 @@ function fillFoot(chat, m, idx, foot) {
   const a = document.createElement('div');
   a.className = 'actions';
   if (m.content) a.appendChild(actionButton('Copy', (e) => copyText(m.content, e.target), 'Copy reply'));
-  if (idx === chat.messages.length - 1) a.appendChild(actionButton(m.error ? 'Retry' : 'Regenerate', () => regenerate(), 'Generate this reply again'));
+  const last = idx === chat.messages.length - 1;
+  if (last && m.error && m.error.kind === 'context') {
+    if (m.error.need && chat.messages.some((x, i) => !x.omitted && i < idx - 1)) a.appendChild(actionButton('Leave out older messages', () => leaveOutOldest(chat, m.error), 'Send only the newest messages that fit'));
+    a.appendChild(actionButton('Continue in a new chat', () => continueInNewChat(chat), 'A new chat with the same settings and your last message'));
+  }
+  if (last) a.appendChild(actionButton(m.error ? 'Retry' : 'Regenerate', () => regenerate(chat), 'Generate this reply again'));
   foot.appendChild(a);
 }
 
@@ -579,7 +670,9 @@ function statsNode(m) {
       if (s.cached > 0) add(`${s.cached} cached`, 'prompt tokens served from the prefix cache', 'cache-hit');
       else add('no cache hit', 'the prompt was evaluated from scratch');
     }
-    if (s.reason === 'length') add('max tokens reached', 'raise “Max tokens” in settings for longer replies');
+    if (s.truncated > 0) add(`${s.truncated} oldest tokens cut`, 'the start of the conversation did not fit the context window', 'stopped');
+    if (s.reason === 'length' && s.max > 0 && s.out >= s.max) add('max tokens reached', 'raise “Max tokens” in settings for longer replies');
+    else if (s.reason === 'length') add('context window full', 'the conversation filled the context window: leave out older messages, start a new chat, or raise “Context length” in settings', 'stopped');
   }
   if (!parts.length) return null;
   const div = document.createElement('div');
@@ -601,8 +694,8 @@ function scheduleRender() {
   const run = (now) => {
     if (now < nextRenderAt) { requestAnimationFrame(run); return; }
     frameQueued = false;
-    const g = state.gen;
-    if (!g || g.chat !== state.chat) return;
+    const g = state.gens.get(state.chat);
+    if (!g) return;
     const node = state.nodes.get(g.msg);
     if (!node) return;
     const stick = nearBottom();
@@ -626,9 +719,14 @@ function refreshMessage(chat, m) {
 
 // ---- generation ---------------------------------------------------------------------------
 
-function setBusy(busy) {
+// Send or Stop, for the open chat.
+function syncBusy() {
+  const busy = state.gens.has(state.chat);
+  const focused = document.activeElement;
   ui.send.hidden = busy;
   ui.stop.hidden = !busy;
+  // The button that had the focus is hidden: keep the focus in the composer, not on <body>.
+  if ((focused === ui.send || focused === ui.stop) && focused.hidden) ui.input.focus();
   ui.app.classList.toggle('busy', busy);
   updateSendState();
 }
@@ -642,7 +740,7 @@ function wireMessages(chat) {
   const sys = chat.settings && chat.settings.system;
   if (typeof sys === 'string' && sys.trim()) out.push({ role: 'system', content: sys });
   for (const m of chat.messages) {
-    if (m.pending || (m.role === 'assistant' && !m.content)) continue;
+    if (m.pending || m.omitted || (m.role === 'assistant' && !m.content)) continue;
     const w = { role: m.role, content: m.content };
     if (m.images && m.images.length) w.images = m.images.map((u) => String(u).replace(/^data:[^,]*,/, ''));
     out.push(w);
@@ -650,7 +748,8 @@ function wireMessages(chat) {
   return out;
 }
 
-async function generate(chat) {
+// extra.truncate: let the server cut the oldest tokens that still do not fit the context.
+async function generate(chat, extra = {}) {
   const model = ui.model.value || chat.model;
   if (!model) { showBanner('error', 'No model selected', 'Pick a model first.'); return; }
   chat.model = model;
@@ -658,33 +757,39 @@ async function generate(chat) {
   const body = { model, messages: wireMessages(chat), stream: true };
   const options = requestOptions(chat);
   if (Object.keys(options).length) body.options = options;
+  if (extra.truncate) body.truncate = true;
+  // Tells "max tokens reached" from "context full" when the reply ends with done_reason "length".
+  const maxTokens = Number(options.num_predict ?? modelDefaults(model).num_predict);
   chat.messages.push(msg);
   touch(chat);
   const controller = new AbortController();
-  state.gen = { controller, chat, msg };
-  setBusy(true);
+  state.gens.set(chat, { controller, msg });
+  syncBusy();
   if (chat === state.chat) {
     ui.empty.hidden = true;
     ui.messages.appendChild(messageNode(chat, msg, chat.messages.length - 1));
     toBottom();
   }
-  saveChats();
+  saveChat(chat);
   renderList();
   const t0 = performance.now();
   let first = 0;
+  let finished = false;   // the final {"done": true} line came
   const onLine = (obj) => {
-    if (obj.error) throw new ApiError(500, typeof obj.error === 'string' ? obj.error : 'generation failed');
+    // (status 200: the error came inside the stream of a successful response)
+    if (obj.error) throw new ApiError(200, typeof obj.error === 'string' ? obj.error : 'generation failed');
     const mm = obj.message || {};
     if (typeof mm.thinking === 'string' && mm.thinking) { msg.thinking = (msg.thinking || '') + mm.thinking; if (!first) first = performance.now(); }
     if (typeof mm.content === 'string' && mm.content) { msg.content += mm.content; if (!first) first = performance.now(); }
     if (obj.done) {
+      finished = true;
       const sec = (ns) => (Number.isFinite(ns) ? ns / 1e9 : NaN);
       msg.stats = {
         ttft: first ? first - t0 : NaN,
         tps: obj.eval_count && sec(obj.eval_duration) > 0 ? obj.eval_count / sec(obj.eval_duration) : NaN,
         prompt: obj.prompt_eval_count, out: obj.eval_count,
         cached: obj.prompt_cached_tokens, load_ms: sec(obj.load_duration) * 1000,
-        reason: obj.done_reason,
+        reason: obj.done_reason, max: maxTokens > 0 ? maxTokens : 0, truncated: obj.truncated_tokens,
       };
     }
     scheduleRender();
@@ -694,8 +799,13 @@ async function generate(chat) {
     const reader = res.body.getReader();
     const dec = new TextDecoder();
     let buf = '';
+    let lost = false;   // the connection broke mid-reply
     for (;;) {
-      const { value, done } = await reader.read();
+      const { value, done } = await reader.read().catch((e) => {
+        if (e.name === 'AbortError') throw e;
+        lost = true;
+        return { done: true };
+      });
       if (done) break;
       buf += dec.decode(value, { stream: true });
       let nl;
@@ -706,21 +816,23 @@ async function generate(chat) {
       }
     }
     buf += dec.decode();
-    if (buf.trim()) onLine(JSON.parse(buf));
+    if (!lost && buf.trim()) onLine(JSON.parse(buf));
+    if (!finished) msg.error = { ...CUT_OFF };
   } catch (e) {
     if (e.name === 'AbortError') msg.stopped = true;
     else {
       msg.error = describe(e, model);
-      if (msg.error.kind === 'auth') askApiKey(null, () => { if (!state.gen) regenerate(); });
+      if (msg.error.kind === 'auth') askApiKey(null, () => regenerate(chat));
     }
   } finally {
     msg.pending = false;
     if (!msg.stats && first) msg.stats = { ttft: first - t0 };
-    state.gen = null;
-    setBusy(false);
+    state.gens.delete(chat);
+    syncBusy();
     touch(chat);
-    saveChats();
+    saveChat(chat);
     refreshMessage(chat, msg);
+    renderList();
     refreshLoaded().then(() => { fillPickerLabels(); updateInfo(); });
   }
 }
@@ -733,13 +845,14 @@ function fillPickerLabels() {
   }
 }
 
-function stop() {
-  if (state.gen) state.gen.controller.abort();
+function stop(chat = state.chat) {
+  const g = state.gens.get(chat);
+  if (g) g.controller.abort();
 }
 
 function send() {
   const text = ui.input.value.trim();
-  if (state.gen || (!text && !state.pending.length)) return;
+  if (state.gens.has(state.chat) || (!text && !state.pending.length)) return;
   if (!ui.model.value) { showBanner('error', 'No model selected', 'Pick a model first.'); return; }
   let chat = state.chat;
   if (!chat) { chat = newChat(); openChat(chat); }
@@ -763,18 +876,52 @@ function send() {
 
 const titleFrom = (t) => { const s = t.replace(/\s+/g, ' ').trim(); return s.length > 48 ? s.slice(0, 47) + '…' : s; };
 
-function regenerate() {
-  const chat = state.chat;
-  if (!chat || state.gen) return;
+function regenerate(chat = state.chat) {
+  if (!chat || state.gens.has(chat)) return;
   const last = chat.messages[chat.messages.length - 1];
   if (last && last.role === 'assistant') chat.messages.pop();
   if (!chat.messages.length) return;
-  renderChat();
+  if (chat === state.chat) renderChat();
   generate(chat);
 }
 
+// After a context error: marks the oldest messages as left out (no longer sent) and sends
+// the rest. The error said how many tokens the prompt was (need) and the context holds
+// (limit); tokens per character are estimated from that and the newest messages that fit in
+// 3/4 of the context are kept, leaving room for the reply. The kept part starts with a user
+// message. "truncate" lets the server cut what still does not fit rather than fail again
+// (on its own it would leave room for one generated token: docs/api.md).
+function leaveOutOldest(chat, err) {
+  if (state.gens.has(chat)) return;
+  chat.messages.pop();   // the failed reply
+  const live = chat.messages.filter((m) => !m.omitted);
+  const perChar = err.need / Math.max(1, live.reduce((n, m) => n + m.content.length, 0));
+  let tokens = err.need;
+  for (let i = 0; i < live.length - 1 && (tokens > err.limit * 0.75 || live[i].role !== 'user'); i++) {
+    live[i].omitted = true;
+    tokens -= live[i].content.length * perChar;
+  }
+  if (chat === state.chat) renderChat();
+  generate(chat, { truncate: true });
+}
+
+// After a context error: a new chat with the same settings, the last message in the composer.
+function continueInNewChat(chat) {
+  const last = chat.messages.filter((m) => m.role === 'user').pop();
+  const c = state.chats.find((x) => !worthKeeping(x)) || newChat();
+  c.settings = { ...chat.settings };
+  openChat(c);
+  if (last) {
+    ui.input.value = last.content;
+    state.pending = (last.images || []).slice();
+    renderAttachments();
+    autosize();
+  }
+  ui.input.focus();
+}
+
 function startEdit(chat, idx) {
-  if (state.gen) return;
+  if (state.gens.has(chat)) return;
   const m = chat.messages[idx];
   const node = state.nodes.get(m);
   if (!node) return;
@@ -795,8 +942,9 @@ function startEdit(chat, idx) {
   ta.setSelectionRange(ta.value.length, ta.value.length);
   const commit = () => {
     const t = ta.value.trim();
-    if (!t || state.gen) return;
+    if (!t || state.gens.has(chat)) return;
     m.content = t;
+    delete m.omitted;
     chat.messages.splice(idx + 1);
     if (idx === 0 && !chat.renamed) chat.title = titleFrom(t);
     renderChat();
@@ -806,7 +954,7 @@ function startEdit(chat, idx) {
   cancel.addEventListener('click', () => refreshMessage(chat, m));
   save.addEventListener('click', commit);
   ta.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); commit(); }
+    if (sendsOnEnter(e)) { e.preventDefault(); commit(); }
     if (e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); refreshMessage(chat, m); }
   });
 }
@@ -929,18 +1077,26 @@ function autosize() {
 
 // ---- wiring -------------------------------------------------------------------------------
 
+// Enter sends, but not the Enter that commits an input method's composition (Japanese,
+// Chinese, ...): e.isComposing, keyCode 229 (Safari sends that Enter after compositionend,
+// with isComposing false), and a compositionstart..compositionend flag for the rest.
+let composing = false;
+const sendsOnEnter = (e) => e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229 && !composing;
+
 function wire() {
   ui.composer.addEventListener('submit', (e) => { e.preventDefault(); send(); });
+  document.addEventListener('compositionstart', () => { composing = true; }, true);
+  document.addEventListener('compositionend', () => { composing = false; }, true);
   ui.input.addEventListener('input', autosize);
   ui.input.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
+    if (sendsOnEnter(e)) { e.preventDefault(); send(); }
   });
   ui.input.addEventListener('paste', (e) => {
     if (ui.attach.hidden) return;
     const files = Array.from(e.clipboardData ? e.clipboardData.files : []).filter((f) => f.type.startsWith('image/'));
     if (files.length) { e.preventDefault(); addImages(files); }
   });
-  ui.stop.addEventListener('click', stop);
+  ui.stop.addEventListener('click', () => stop());
   ui.attach.addEventListener('click', () => ui.file.click());
   ui.file.addEventListener('change', () => { addImages(Array.from(ui.file.files)); ui.file.value = ''; });
   ui.model.addEventListener('change', () => selectModel(ui.model.value));
@@ -959,7 +1115,7 @@ function wire() {
   ui.form.addEventListener('input', onSettingInput);
   ui.form.addEventListener('submit', (e) => e.preventDefault());
   $('reset-settings').addEventListener('click', () => {
-    if (state.chat) { state.chat.settings = {}; saveChats(); }
+    if (state.chat) { state.chat.settings = {}; saveChat(state.chat); }
     fillSettings();
   });
   $('export-json').addEventListener('click', () => exportChat('json'));
@@ -969,20 +1125,21 @@ function wire() {
     if (k) exportChat(k);
   });
   ui.theme.addEventListener('click', cycleTheme);
-  $('key-btn').addEventListener('click', () => askApiKey('Stored only in this browser; sent as a Bearer token. Leave empty to remove.', loadModels));
+  $('key-btn').addEventListener('click', () => askApiKey('Stored only in this browser; sent as a Bearer token. Leave empty to remove.', loadModels, 'API key'));
   ui.messages.addEventListener('click', (e) => {
     const b = e.target.closest('.copy-code');
     if (b) copyText(b.closest('.code').querySelector('code').textContent, b);
   });
   document.addEventListener('keydown', (e) => {
     if (e.key !== 'Escape') return;
-    if (state.gen) { e.preventDefault(); stop(); return; }
+    if (state.gens.has(state.chat)) { e.preventDefault(); stop(); return; }
     if (!ui.settings.hidden) toggleSettings(false);
     closeSide();
   });
   window.addEventListener('resize', syncScrim);
+  window.addEventListener('storage', onStorage);
   // Models unload after their keep-alive: keep the loaded markers roughly current.
-  const refresh = () => { if (!document.hidden && !state.gen && state.models.length) refreshLoaded().then(() => { fillPickerLabels(); updateInfo(); }); };
+  const refresh = () => { if (!document.hidden && !state.gens.size && state.models.length) refreshLoaded().then(() => { fillPickerLabels(); updateInfo(); }); };
   document.addEventListener('visibilitychange', refresh);
   setInterval(refresh, 30000);
 }
@@ -993,7 +1150,6 @@ function init() {
   wire();
   const cur = lsGet(KEY_CURRENT, null);
   openChat(state.chats.find((c) => c.id === cur) || newChat());
-  setBusy(false);
   loadModels();
   if (!narrow()) ui.input.focus();
 }

@@ -46,13 +46,15 @@ function link(href, childrenFn) {
 
 const SPECIAL = '\\\n`*_~[!<hH';
 const ESCAPABLE = '\\`*_{}[]()#+-.!|~<>"\'';
-const RE_LINK = /^\[((?:[^\[\]\\]|\\.){0,500})\]\(\s*<?([^\s()<>]{0,2000})>?(?:\s+"[^"]{0,300}")?\s*\)/;
+// (the URL may hold balanced parentheses, one level: [docs](https://x.org/a_(b)))
+const RE_LINK = /^\[((?:[^\[\]\\]|\\.){0,500})\]\(\s*<?((?:[^\s()<>]|\([^\s()<>]{0,2000}\)){0,2000})>?(?:\s+"[^"]{0,300}")?\s*\)/;
 const RE_AUTOLINK = /^<((?:https?:\/\/|mailto:)[^\s<>]{1,2000})>/i;
 const RE_BARE = /^https?:\/\/[^\s<>"'`]{1,2000}/i;
 
 // Emphasis: opener must be followed by non-space, closer preceded by non-space. The span is
 // bounded (500 chars) so a failed match costs O(500), keeping a paragraph linear.
 const EMPH = [
+  ['***', 'em,strong', /^\*\*\*(?=\S)([\s\S]{0,500}?\S)\*\*\*/],
   ['**', 'strong', /^\*\*(?=\S)([\s\S]{0,500}?\S)\*\*/],
   ['__', 'strong', /^__(?=\S)([\s\S]{0,500}?\S)__(?![A-Za-z0-9])/],
   ['~~', 'del', /^~~(?=\S)([\s\S]{0,500}?\S)~~/],
@@ -94,8 +96,9 @@ function inline(text, parent, opts) {
         const m = re.exec(rest);
         if (!m) continue;
         flush();
-        const n = el(tag);
-        inline(m[1], n, opts);
+        const [outer, innerTag] = tag.split(',');
+        const n = el(outer);
+        inline(m[1], innerTag ? n.appendChild(el(innerTag)) : n, opts);
         parent.appendChild(n);
         i += m[0].length; done = true; break;
       }
@@ -134,7 +137,7 @@ function inline(text, parent, opts) {
     if ((c === 'h' || c === 'H') && opts.links && (i === 0 || /[\s(]/.test(text[i - 1]))) {
       const m = RE_BARE.exec(rest);
       if (m) {
-        const url = m[0].replace(/[.,;:!?)\]]+$/, '');
+        const url = trimUrl(m[0]);
         const href = safeHref(url);
         if (href) {
           flush();
@@ -146,6 +149,19 @@ function inline(text, parent, opts) {
     buf += c; i++;
   }
   flush();
+}
+
+// A bare URL ends before trailing punctuation, but keeps a ")" that closes a "(" inside it
+// (https://en.wikipedia.org/wiki/Foo_(bar)).
+function trimUrl(url) {
+  let open = 0, close = 0;
+  for (const ch of url) { if (ch === '(') open++; else if (ch === ')') close++; }
+  let end = url.length;
+  while (end > 0 && '.,;:!?)]'.includes(url[end - 1])) {
+    if (url[end - 1] === ')') { if (open >= close) break; close--; }
+    end--;
+  }
+  return url.slice(0, end);
 }
 
 const inlineInto = (text, parent) => inline(text, parent, { emph: true, links: true });
@@ -371,10 +387,13 @@ function splitThink(text) {
   return [m[1].trim(), text.slice(m[0].length), m[2] === ''];
 }
 
-// Renders `text` as Markdown into `target`, replacing its children.
-export function renderMarkdown(target, text) {
+// Renders `text` as Markdown into `target`, replacing its children. `thinking` ({text, open}),
+// when given, is the reasoning that came apart from the answer (the API's message.thinking):
+// it is shown as it is, so a "</think>" inside it stays text. Without it, a leading
+// <think>…</think> in `text` is the reasoning.
+export function renderMarkdown(target, text, thinking) {
   const frag = document.createDocumentFragment();
-  const [think, answer, open] = splitThink(String(text || ''));
+  const [think, answer, open] = thinking ? [thinking.text.trim(), String(text || ''), thinking.open] : splitThink(String(text || ''));
   if (think !== null) {
     const d = el('details', 'think');
     if (open) d.open = true;

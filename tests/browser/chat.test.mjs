@@ -66,13 +66,16 @@ test('mock: full chat journey at desktop width', async (t) => {
     await t.test('settings show model defaults and are sent with the request', async () => {
       await page.click('#settings-btn');
       await page.waitForSelector('#settings:not([hidden])');
+      assert.equal(await page.evaluate(() => document.activeElement.name), 'system', 'the focus moves into the panel');
       assert.equal(await page.getAttribute('[name=temperature]', 'placeholder'), '0.7');   // from the model's parameters
       assert.equal(await page.getAttribute('[name=top_k]', 'placeholder'), '40');
       assert.ok((await page.getAttribute('[name=num_ctx]', 'placeholder')).includes('512'));
       await page.fill('[name=temperature]', '0.3');
       await page.fill('[name=seed]', '42');
       await page.fill('[name=system]', 'You are terse.');
-      await page.click('#close-settings');
+      await page.keyboard.press('Escape');
+      assert.ok(await page.locator('#settings').isHidden());
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'settings-btn', 'and back when it closes');
     });
 
     await t.test('send a message: the reply streams in over several frames', async () => {
@@ -137,6 +140,7 @@ test('mock: full chat journey at desktop width', async (t) => {
       await page.waitForFunction(() => [...document.querySelectorAll('.msg.assistant .body')].pop().textContent.length > 10, null, { timeout: T(10000) });
       await page.click('#stop');
       await waitIdle(page, 5000);
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'input', 'the focus goes back to the message box');
       const deadline = Date.now() + 3000;
       while (mock.state.aborted === abortedBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       assert.equal(mock.state.aborted, abortedBefore + 1);
@@ -202,7 +206,7 @@ test('mock: full chat journey at desktop width', async (t) => {
       await send(page, 'toolong please');
       await waitIdle(page);
       const err = await page.locator('.msg.assistant .err').last().textContent();
-      assert.ok(/too long for the context window/.test(err) && err.includes('512'), err);
+      assert.ok(/too long for the context window/.test(err) && err.includes('the context holds 512'), err);
       await page.locator('.actions button', { hasText: 'Retry' }).waitFor();
       await send(page, 'loadfail please');
       await waitIdle(page);
@@ -330,7 +334,11 @@ test('mock: phone width', async (t) => {
     await screenshot(page, 'chat-phone-sidebar.png');
     await page.click('#close-side');
     await page.emulateMedia({ colorScheme: 'light' });
+    // 16 px text fields: iOS would zoom into smaller ones
+    assert.equal(await page.$eval('#input', (el) => getComputedStyle(el).fontSize), '16px');
     await page.click('#settings-btn');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'close-settings');
+    assert.equal(await page.$eval('[name=temperature]', (el) => getComputedStyle(el).fontSize), '16px');
     await screenshot(page, 'chat-phone-settings.png');
     assert.ok(await page.locator('#settings').evaluate((el) => el.getBoundingClientRect().width <= 390));
     await page.click('#close-settings');
@@ -375,7 +383,8 @@ test('mock: Markdown renderer on random and pathological input', async () => {
       const slow = [];
       for (const src of ['*'.repeat(50000), '**a '.repeat(5000), '>'.repeat(5000) + ' x', '- '.repeat(3000) + 'x',
         '['.repeat(20000), '`'.repeat(30001), ('| a '.repeat(40) + '|\n') + ('|---'.repeat(40) + '|\n') + ('| 1 '.repeat(40) + '|\n').repeat(100),
-        '_a'.repeat(20000), ('  '.repeat(40) + '- x\n').repeat(500), 'http://' + 'a'.repeat(50000)]) {
+        '_a'.repeat(20000), ('  '.repeat(40) + '- x\n').repeat(500), 'http://' + 'a'.repeat(50000),
+        '[a]('.repeat(20000), '[a](' + '(b)'.repeat(5000), '[a](x(' .repeat(10000), 'http://x' + ')'.repeat(50000), '***a '.repeat(10000)]) {
         const t0 = performance.now();
         renderMarkdown(div, src);
         const ms = performance.now() - t0;
@@ -387,7 +396,298 @@ test('mock: Markdown renderer on random and pathological input', async () => {
     assert.deepEqual(r.bad, []);
     assert.deepEqual(r.slow, []);
     assert.equal(r.xss, undefined);
+    // URLs with parentheses, and *** for strong emphasis
+    const cases = await page.evaluate(async () => {
+      const { renderMarkdown } = await import('/md.js');
+      const out = {};
+      for (const src of ['see https://en.wikipedia.org/wiki/Foo_(bar) now', '(see https://x.org/a).', '[docs](https://ex.com/a_(b)) ok', '***both*** and **b** *e*']) {
+        const d = document.createElement('div');
+        renderMarkdown(d, src);
+        const a = d.querySelector('a');
+        out[src] = a ? [a.getAttribute('href'), a.textContent, d.textContent] : [...d.querySelectorAll('*')].map((e) => e.tagName + ':' + e.textContent).join(' ');
+      }
+      return out;
+    });
+    assert.deepEqual(cases, {
+      'see https://en.wikipedia.org/wiki/Foo_(bar) now': ['https://en.wikipedia.org/wiki/Foo_(bar)', 'https://en.wikipedia.org/wiki/Foo_(bar)', 'see https://en.wikipedia.org/wiki/Foo_(bar) now'],
+      '(see https://x.org/a).': ['https://x.org/a', 'https://x.org/a', '(see https://x.org/a).'],
+      '[docs](https://ex.com/a_(b)) ok': ['https://ex.com/a_(b)', 'docs', 'docs ok'],
+      '***both*** and **b** *e*': 'P:both and b e EM:both STRONG:both STRONG:b EM:e',
+    });
     assert.deepEqual(watch.errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+// Enter that commits an input method's composition (Japanese, Chinese, ...) must not send.
+test('mock: Enter during IME composition does not send', async () => {
+  const { page, context } = await openPage(browser, mock.url);
+  try {
+    await waitModels(page);
+    await page.click('#new-chat');
+    await page.focus('#input');
+    const nreq = mock.state.requests.length;
+    const msgs = () => page.locator('.msg').count();
+    // Chromium's own IME path (isComposing set)
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('Input.imeSetComposition', { text: 'にほん', selectionStart: 3, selectionEnd: 3 });
+    await cdp.send('Input.dispatchKeyEvent', { type: 'rawKeyDown', key: 'Enter', code: 'Enter', windowsVirtualKeyCode: 229 });
+    await cdp.send('Input.insertText', { text: '日本' });
+    // Safari: compositionend first, then the committing Enter with keyCode 229, isComposing false
+    await page.evaluate(() => {
+      const i = document.getElementById('input');
+      i.dispatchEvent(new CompositionEvent('compositionend', { data: '日本', bubbles: true }));
+      i.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', keyCode: 229, isComposing: false, bubbles: true, cancelable: true }));
+    });
+    // a browser that reports neither: between compositionstart and compositionend
+    await page.evaluate(() => {
+      const i = document.getElementById('input');
+      i.dispatchEvent(new CompositionEvent('compositionstart', { bubbles: true }));
+      i.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', keyCode: 13, bubbles: true, cancelable: true }));
+      i.dispatchEvent(new CompositionEvent('compositionend', { data: '', bubbles: true }));
+    });
+    await page.waitForTimeout(200);
+    assert.equal(await msgs(), 0, 'nothing was sent');
+    assert.equal(mock.state.requests.length, nreq);
+    assert.ok((await page.inputValue('#input')).includes('日本'));
+    await page.press('#input', 'Enter');   // a plain Enter after the composition sends
+    await waitIdle(page);
+    assert.ok(lastRequest().messages.pop().content.includes('日本'));
+    assert.equal(await msgs(), 2);
+  } finally {
+    await context.close();
+  }
+});
+
+// Reasoning (message.thinking) is shown apart from the answer: a "</think>" in it stays in it,
+// and a reply that was only reasoning is not left "Thinking…" after a reload.
+test('mock: thinking is kept apart from the answer, and closed once the reply ends', async () => {
+  const { page, context } = await openPage(browser, mock.url);
+  try {
+    await waitModels(page);
+    await page.click('#new-chat');
+    await send(page, 'think please');
+    await waitIdle(page);
+    const reply = lastReply(page);
+    assert.equal((await reply.locator('details.think div').textContent()).trim(), 'let me think </think> <b>not the answer</b>');
+    assert.equal(await reply.locator(':scope > p').textContent(), 'Answer.');
+    assert.equal(await reply.locator('details.think').evaluate((d) => d.open), false);
+    await send(page, 'thinkonly please');
+    await waitIdle(page);
+    for (const when of ['after the reply', 'after a reload']) {
+      assert.equal(await lastReply(page).locator('summary').textContent(), 'Thought process', when);
+      assert.equal(await lastReply(page).locator('details.think').evaluate((d) => d.open), false, when);
+      await page.reload();
+      await waitModels(page);
+    }
+  } finally {
+    await context.close();
+  }
+});
+
+// A prompt over the context: the page explains it in its own words and offers ways on
+// (leave out older messages, which sends the rest with "truncate"; or a new chat). A reply
+// stopped by a full context says so rather than blaming "Max tokens".
+test('mock: a conversation too long for the context window', async () => {
+  const { page, context } = await openPage(browser, mock.url);
+  try {
+    await waitModels(page);
+    await page.selectOption('#model', 'stories:260k');   // 512 tokens of context in the mock
+    await page.click('#new-chat');
+    await send(page, 'first ' + 'a'.repeat(1000));
+    await waitIdle(page);
+    await send(page, 'second ' + 'b'.repeat(200));
+    await waitIdle(page);
+    await send(page, 'third ' + 'c'.repeat(200));
+    await waitIdle(page);
+    const foot = page.locator('.msg.assistant .msg-foot').last();
+    const err = await foot.locator('.err').textContent();
+    assert.ok(/^The conversation is too long for the context window — it needs \d+ tokens, the context holds 512\./.test(err), err);
+    assert.ok(err.includes('Context length'), err);
+    const nreq = mock.state.requests.length;
+    await foot.locator('button', { hasText: 'Leave out older messages' }).click();
+    await waitIdle(page);
+    assert.equal(mock.state.requests.length, nreq + 1);
+    const req = lastRequest();
+    assert.equal(req.truncate, true);
+    assert.deepEqual(req.messages.map((m) => m.role + ':' + m.content.split(' ')[0]), ['user:second', 'assistant:##', 'user:third']);
+    assert.equal(await page.locator('.msg.omitted').count(), 2, 'the first question and its answer are left out');
+    assert.equal(await page.locator('.omit-note').count(), 1);
+    assert.equal(await page.locator('.msg.assistant .err').count(), 0, 'the failed reply made way for the new one');
+    assert.equal(await lastReply(page).locator('h2').textContent(), 'A short answer');
+    // the next message goes without the left-out ones
+    await send(page, 'fourth');
+    await waitIdle(page);
+    assert.equal(lastRequest().messages[0].content.split(' ')[0], 'second');
+    // a message that cannot fit on its own: a new chat with it, or cut
+    await send(page, 'toolong please');
+    await waitIdle(page);
+    await foot.locator('button', { hasText: 'Continue in a new chat' }).click();
+    assert.equal(await page.locator('.msg').count(), 0);
+    assert.equal(await page.inputValue('#input'), 'toolong please');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'input');
+    // the context fills up during a reply (no max tokens set)
+    await page.click('#settings-btn');
+    await page.fill('[name=num_ctx]', '64');
+    await page.click('#close-settings');
+    await send(page, 'fillctx');
+    await waitIdle(page);
+    let stats = await page.locator('.msg.assistant .stats').last().textContent();
+    assert.ok(stats.includes('context window full') && !stats.includes('max tokens'), stats);
+    // ... and with max tokens set, it is max tokens
+    await page.click('#settings-btn');
+    await page.fill('[name=num_predict]', '5');
+    await page.click('#close-settings');
+    await page.locator('.actions button', { hasText: 'Regenerate' }).click();
+    await waitIdle(page);
+    stats = await page.locator('.msg.assistant .stats').last().textContent();
+    assert.ok(stats.includes('max tokens reached') && !stats.includes('context window'), stats);
+  } finally {
+    await context.close();
+  }
+});
+
+// Streams that break after a 200 are not shown as finished replies.
+test('mock: a cut-off stream, a dropped connection and an error line are reported', async () => {
+  const { page, context } = await openPage(browser, mock.url);
+  try {
+    await waitModels(page);
+    await page.click('#new-chat');
+    const foot = () => page.locator('.msg.assistant .msg-foot').last();
+    for (const [kw, want] of [['nodone', /^Connection lost — the reply is incomplete/], ['reset', /^Connection lost — the reply is incomplete/], ['miderror', /^CUDA out of memory while decoding/]]) {
+      await send(page, kw + ' please');
+      await waitIdle(page);
+      const err = await foot().locator('.err').textContent().catch(() => '(no error shown)');
+      assert.ok(want.test(err), `${kw}: ${err}`);
+      assert.ok(!/answered 500|network error/i.test(err), `${kw}: ${err}`);
+      assert.equal(await lastReply(page).textContent(), 'partial reply', `${kw}: the partial text is kept`);
+      assert.equal(await foot().locator('.actions button', { hasText: 'Retry' }).count(), 1, `${kw}: Retry offered`);
+    }
+    // A reload while a reply streams leaves it marked incomplete, not finished.
+    await send(page, 'a long one, then reload');
+    await page.waitForFunction(() => [...document.querySelectorAll('.msg.assistant .body')].pop().textContent.length > 10, null, { timeout: T(10000) });
+    await page.reload();
+    await waitModels(page);
+    assert.ok((await foot().locator('.err').textContent()).includes('incomplete'));
+    assert.equal(await foot().locator('.actions button', { hasText: 'Retry' }).count(), 1);
+  } finally {
+    await context.close();
+  }
+});
+
+// Leaving a chat while its reply streams (New chat, or opening another chat) lets the reply
+// go on in the background; the other chat can be used meanwhile.
+test('mock: a reply keeps streaming in the background while another chat is open', async () => {
+  const { page, context, watch } = await openPage(browser, mock.url);
+  try {
+    await waitModels(page);
+    const abortedBefore = mock.state.aborted;
+    const replyLen = () => page.evaluate(() => [...document.querySelectorAll('.msg.assistant .body')].pop().textContent.length);
+    await page.click('#new-chat');
+    await send(page, 'a long background story');
+    await page.waitForFunction(() => [...document.querySelectorAll('.msg.assistant .body')].pop().textContent.length > 40, null, { timeout: T(10000) });
+    const left = await replyLen();
+    await page.click('#new-chat');
+    assert.ok(await page.locator('#stop').isHidden(), 'the new chat is not busy');
+    assert.equal(await page.locator('.chat-item.streaming .chat-open').textContent(), 'a long background story');
+    await send(page, 'Hello meanwhile');
+    await waitIdle(page);
+    assert.equal(mock.state.aborted, abortedBefore, 'the background reply was not cancelled');
+    await page.locator('.chat-open', { hasText: 'a long background story' }).click();
+    assert.ok(await page.locator('#stop').isVisible(), 'Stop is back for the streaming chat');
+    const back = await replyLen();
+    assert.ok(back > left + 40, `the reply went on in the background (${left} -> ${back} characters)`);
+    await page.waitForFunction((n) => [...document.querySelectorAll('.msg.assistant .body')].pop().textContent.length > n + 20, back, { timeout: T(5000) });
+    await page.keyboard.press('Escape');
+    await waitIdle(page, 5000);
+    const deadline = Date.now() + 3000;
+    while (mock.state.aborted === abortedBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(mock.state.aborted, abortedBefore + 1);
+    assert.ok((await page.locator('.msg.assistant .stats').last().textContent()).includes('stopped'));
+    assert.equal(await page.locator('.chat-item.streaming').count(), 0);
+    await page.locator('.chat-open', { hasText: 'Hello meanwhile' }).click();
+    assert.equal(await lastReply(page).locator('h2').textContent(), 'A short answer');
+    assert.deepEqual(watch.errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+// Two tabs share localStorage: each keeps the other's chats, and a delete in one reaches the
+// other (the storage event) without the other writing the chat back.
+test('mock: two tabs keep each other\'s chats; deletes reach both', async () => {
+  const { page, context, watch } = await openPage(browser, mock.url);
+  try {
+    // chats saved by older pages (all under one key) move to their own keys
+    await page.evaluate(() => localStorage.setItem('hearth.chats.v1', JSON.stringify([{ id: 'old1', title: 'Old chat', created: 1, updated: 1, settings: {}, messages: [{ role: 'user', content: 'hi' }] }])));
+    await page.reload();
+    const p2 = await context.newPage();
+    await p2.goto(mock.url);
+    await waitModels(page);
+    assert.deepEqual(await page.evaluate(() => [localStorage.getItem('hearth.chats.v1'), JSON.parse(localStorage.getItem('hearth.chat.old1')).title]), [null, 'Old chat']);
+    await waitModels(p2);
+    const titles = (p) => p.locator('.chat-open').allTextContents();
+    // (a page in the background gets no animation frames, which Playwright's clicks wait for)
+    await page.bringToFront();
+    await page.click('#new-chat');
+    await send(page, 'TAB-ONE chat');
+    await waitIdle(page);
+    await p2.bringToFront();
+    await p2.click('#new-chat');
+    await send(p2, 'TAB-TWO chat');
+    await waitIdle(p2);
+    await page.waitForFunction(() => [...document.querySelectorAll('.chat-open')].some((b) => b.textContent === 'TAB-TWO chat'), null, { timeout: T(5000) });
+    await page.bringToFront();
+    await page.reload();
+    await waitModels(page);
+    const t1 = await titles(page);
+    assert.ok(t1.includes('TAB-ONE chat') && t1.includes('TAB-TWO chat'), t1.join('|'));
+    // tab 1 deletes tab 2's chat (two clicks: the first asks for confirmation)
+    const victim = page.locator('.chat-item', { hasText: 'TAB-TWO chat' });
+    await victim.hover();
+    await victim.locator('button.trash').click();
+    await victim.locator('button.trash').click();
+    await p2.waitForFunction(() => ![...document.querySelectorAll('.chat-open')].some((b) => b.textContent === 'TAB-TWO chat'), null, { timeout: T(5000) });
+    // tab 2 goes on in a new chat; the deleted one stays deleted
+    await p2.bringToFront();
+    await p2.click('#new-chat');
+    await send(p2, 'TAB-TWO again');
+    await waitIdle(p2);
+    for (const p of [page, p2]) {
+      await p.bringToFront();
+      await p.reload();
+      await waitModels(p);
+      const t = await titles(p);
+      assert.ok(t.includes('Old chat') && t.includes('TAB-ONE chat') && t.includes('TAB-TWO again') && !t.includes('TAB-TWO chat'), t.join('|'));
+    }
+    assert.deepEqual(watch.errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+// One chat bigger than the storage quota is reported by name and does not stop later chats
+// from being saved.
+test('mock: a chat too big for storage does not block the others', async () => {
+  const { page, context } = await openPage(browser, mock.url);
+  try {
+    await waitModels(page);
+    // storage nearly full (Chromium holds about 5 M characters per origin)
+    await page.evaluate(() => localStorage.setItem('test.filler', 'x'.repeat(4.5e6)));
+    await page.click('#new-chat');
+    await page.evaluate((t) => { const i = document.getElementById('input'); i.value = t; i.dispatchEvent(new Event('input')); }, 'huge ' + 'y'.repeat(1e6));
+    await page.press('#input', 'Enter');
+    await waitIdle(page);
+    const banner = await page.textContent('#banner');
+    await page.click('#new-chat');
+    await send(page, 'small later chat');
+    await waitIdle(page);
+    await page.reload();
+    await waitModels(page);
+    const titles = await page.locator('.chat-open').allTextContents();
+    assert.ok(titles.includes('small later chat'), titles.join('|'));
+    assert.ok(/storage is full/.test(banner) && banner.includes('huge yyy'), `the warning names the chat: ${banner}`);
   } finally {
     await context.close();
   }
@@ -398,7 +698,11 @@ test('mock: server down, then API key required', async () => {
   const { page, context } = await openPage(browser, keyed.url);
   try {
     await page.waitForSelector('#apikey');
-    assert.ok((await page.textContent('#banner')).includes('API key'));
+    assert.ok((await page.textContent('#banner')).includes('API key required'));
+    assert.equal(await page.getAttribute('#apikey', 'aria-label'), 'API key');
+    await page.fill('#apikey', 'wrong');
+    await page.press('#apikey', 'Enter');
+    await page.waitForFunction(() => /rejected/.test(document.getElementById('banner').textContent));
     await page.fill('#apikey', 'sekrit');
     await page.press('#apikey', 'Enter');
     await waitModels(page);

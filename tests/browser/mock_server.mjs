@@ -3,7 +3,10 @@
 // replies chosen by keywords in the last user message so browser tests are deterministic:
 //   "xss"      a reply full of HTML/script injection attempts (must render as text)
 //   "long"     streams (a token every 15 ms) until the client disconnects or options.num_predict
-//   "toolong"  400 "context length exceeded";  "loadfail"  500 "failed to load model"
+//   "toolong"  adds 900 tokens to the prompt; "loadfail"  500 "failed to load model"
+//   "fillctx"  streams until the context is full (done_reason "length")
+//   "nodone" / "reset" / "miderror"  broken streams (see brokenStream)
+//   "think" / "thinkonly"  message.thinking, then an answer / no answer (see thinkStream)
 //   otherwise  a Markdown reply streamed word by word (heading, list, code, table)
 // Every /api/chat body is recorded in state.requests; state.aborted counts streams the
 // client cancelled. Run alone for manual work: `node mock_server.mjs [port]`.
@@ -35,6 +38,29 @@ const NORMAL_REPLY = '## A short answer\n\nHello! Here is **bold**, *emphasis* a
 
 function chunks(text) {
   return text.match(/\s*\S+|\s+/g) || [];
+}
+
+// Streams that go wrong after a 200: "nodone" ends without the final done line, "reset"
+// drops the connection mid-reply, "miderror" sends an {"error"} line after some text.
+async function brokenStream(kind, res, model) {
+  const line = (o) => JSON.stringify(o) + '\n';
+  res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+  for (const c of ['partial ', 'reply']) res.write(line({ model, created_at: new Date().toISOString(), message: { role: 'assistant', content: c }, done: false }));
+  await new Promise((r) => setTimeout(r, 100));
+  if (kind === 'reset') res.socket.destroy();
+  else if (kind === 'miderror') res.end(line({ error: 'CUDA out of memory while decoding' }));
+  else res.end();
+}
+
+// A reasoning model: message.thinking (holding a stray "</think>"), then the answer unless
+// thinkOnly.
+async function thinkStream(thinkOnly, res, model) {
+  const line = (o) => JSON.stringify({ model, created_at: new Date().toISOString(), ...o }) + '\n';
+  res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+  res.write(line({ message: { role: 'assistant', content: '', thinking: thinkOnly ? 'pondering' : 'let me think </think> <b>not the answer</b>' }, done: false }));
+  await new Promise((r) => setTimeout(r, 100));
+  if (!thinkOnly) res.write(line({ message: { role: 'assistant', content: 'Answer.' }, done: false }));
+  res.end(line({ message: { role: 'assistant', content: '' }, done: true, done_reason: 'stop', eval_count: 3, eval_duration: 1e6, prompt_eval_count: 1 }));
 }
 
 function sendJson(res, status, obj) {
@@ -85,13 +111,26 @@ async function chat(req, res, state) {
   state.requests.push(body);
   const last = [...body.messages].reverse().find((m) => m.role === 'user');
   const text = (last && last.content) || '';
-  if (/toolong/.test(text)) return sendJson(res, 400, { error: 'the prompt (900 tokens) exceeds the context length (512)' });
+  // The context as the real server sees it (about 4 characters a token): a prompt that does
+  // not fit is a 400 in its words, or with "truncate" its oldest tokens are cut.
+  const ctx = (body.options && body.options.num_ctx) || model.ctx;
+  let prompt = body.messages.reduce((n, m) => n + 4 + Math.ceil(String(m.content).length / 4), 0) + (/toolong/.test(text) ? 900 : 0);
+  let truncated = 0;
+  if (prompt >= ctx) {
+    if (!body.truncate) return sendJson(res, 400, { error: `the prompt is ${prompt} tokens but the context is ${ctx} tokens; shorten it, raise num_ctx, or set "truncate": true` });
+    truncated = prompt - (ctx - 1);
+    prompt = ctx - 1;
+  }
   if (/loadfail/.test(text)) return sendJson(res, 500, { error: 'failed to load model: out of memory' });
   state.loaded.add(model.name);
+  const broken = /\b(nodone|reset|miderror)\b/.exec(text);
+  if (broken) return brokenStream(broken[1], res, model.name);
+  if (/\bthink(only)?\b/.test(text)) return thinkStream(/thinkonly/.test(text), res, model.name);
   res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
-  const forever = /long/.test(text);
+  const forever = /long|fillctx/.test(text);
   const np = body.options && body.options.num_predict;
-  const limit = Number.isInteger(np) && np > 0 ? np : Infinity;   // honoured like the real server
+  const ctxLeft = /fillctx/.test(text) ? ctx - prompt : Infinity;
+  const limit = Math.min(Number.isInteger(np) && np > 0 ? np : Infinity, ctxLeft);   // honoured like the real server
   const parts = chunks(/xss/.test(text) ? XSS_REPLY : NORMAL_REPLY);
   let i = 0;
   let finished = false;
@@ -106,12 +145,12 @@ async function chat(req, res, state) {
       return;
     }
     finished = true;
-    const prompt = JSON.stringify(body.messages).length >> 2;
     res.end(JSON.stringify({
       model: model.name, created_at: new Date().toISOString(), message: { role: 'assistant', content: '' },
       done: true, done_reason: i >= limit ? 'length' : 'stop', total_duration: (Date.now() - started) * 1e6, load_duration: 2e6,
       prompt_eval_count: prompt, prompt_eval_duration: 5e6, eval_count: i, eval_duration: (Date.now() - started) * 1e6,
       prompt_cached_tokens: state.requests.length > 1 ? Math.floor(prompt / 2) : 0,
+      ...(truncated ? { truncated_tokens: truncated } : {}),
     }) + '\n');
   };
   res.on('close', () => { if (!finished) state.aborted++; });

@@ -242,6 +242,33 @@ export async function realServerJourney(t, browser) {
     await screenshot(page, 'real-phone-dark.png');
     assert.deepEqual(watch.errors, []);
     await checkHeaders(srv.url);
+
+    // The server's context error, in its own words, and the way on; a reply that fills the
+    // context says so (settings belong to the chat: a new chat starts without them).
+    await page.setViewportSize(DESKTOP);
+    await page.click('#new-chat');
+    const settings = async (fields) => {
+      await page.click('#settings-btn');
+      for (const [k, v] of Object.entries(fields)) await page.fill(`[name=${k}]`, v);
+      await page.click('#close-settings');
+    };
+    const story = 'Once upon a time there was a little girl named Lily. She liked to play.';
+    await settings({ num_ctx: '30', seed: '7' });
+    await send(page, story);
+    await waitIdle(page, 60000);
+    const full = await page.locator('.msg.assistant .stats').last().innerText();
+    assert.ok(/context window full/.test(full) && !/max tokens/.test(full), full);
+    await settings({ num_ctx: '48', num_predict: '8' });
+    await send(page, story);
+    await waitIdle(page, 60000);
+    const cerr = await page.locator('.msg.assistant .err').last().innerText();
+    assert.ok(/too long for the context window — it needs \d+ tokens, the context holds 48\./.test(cerr), cerr);
+    await page.locator('.actions button', { hasText: 'Leave out older messages' }).click();
+    await waitIdle(page, 60000);
+    assert.equal(await page.locator('.msg.assistant .err').count(), 0, await page.locator('.msg.assistant .err').allInnerTexts().then((a) => a.join('|')));
+    assert.equal(await page.locator('.msg.omitted').count(), 2);
+    assert.ok((await lastReply(page).textContent()).trim().length > 0);
+    step('context');
   } catch (e) {
     t.diagnostic('hearth serve log:\n' + srv.log.join('').slice(-4000));
     const c = srv.child;

@@ -249,6 +249,50 @@ static bool is_local_origin(const char *o) {
 }
 
 /* Decides whether a cross-origin request is allowed; same-origin is always allowed. */
+/* Whether s matches the glob pattern p[0..n) (`*` matches any run of characters, as in
+ * Ollama's OLLAMA_ORIGINS, e.g. "chrome-extension:" followed by "//" and "*"). */
+static bool glob_match(const char *p, size_t n, const char *s) {
+    if (n == 0) return *s == '\0';
+    if (*p == '*') {
+        for (const char *t = s;; t++) {
+            if (glob_match(p + 1, n - 1, t)) return true;
+            if (!*t) return false;
+        }
+    }
+    return *s == *p && glob_match(p + 1, n - 1, s + 1);
+}
+
+/* Calls fn on each entry of the comma-separated list (blanks around entries trimmed) until it
+ * returns true; returns whether one did. */
+static bool list_any(const char *list, bool (*fn)(const char *e, size_t n, const void *arg), const void *arg) {
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, ','), *end = e ? e : p + strlen(p);
+        while (p < end && (*p == ' ' || *p == '\t')) p++;
+        const char *q = end;
+        while (q > p && (q[-1] == ' ' || q[-1] == '\t')) q--;
+        if (q > p && fn(p, (size_t)(q - p), arg)) return true;
+        p = e ? e + 1 : NULL;
+    }
+    return false;
+}
+
+static bool entry_matches(const char *e, size_t n, const void *origin) {
+    return glob_match(e, n, (const char *)origin);
+}
+
+static bool entry_is_star(const char *e, size_t n, const void *arg) {
+    (void)arg;
+    return n == 1 && *e == '*';
+}
+
+/* Whether the origins list allows every origin (an entry that is exactly "*"). */
+static bool origins_any(const char *list) {
+    return list_any(list, entry_is_star, NULL);
+}
+
+/* Decides whether a cross-origin request is allowed; same-origin is always allowed. The
+ * extra origins (--origins) are glob patterns. Patterns are bounded by the header and list
+ * sizes; a `*` backtracks, but a 256-byte origin against a short list stays cheap. */
 static bool origin_allowed(http_req *r, const char *origin) {
     const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
     const char *allow = r->srv->origins;
@@ -256,15 +300,7 @@ static bool origin_allowed(http_req *r, const char *origin) {
         const char *o = strstr(origin, "://");
         if (o && strcmp(o + 3, host) == 0) return true;
     }
-    if (!allow || !*allow) return is_local_origin(origin);
-    const char *p = allow;
-    while (p && *p) {
-        const char *e = strchr(p, ',');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if ((n == 1 && *p == '*') || (n == strlen(origin) && strncmp(p, origin, n) == 0)) return true;
-        p = e ? e + 1 : NULL;
-    }
-    return is_local_origin(origin);
+    return (allow && list_any(allow, entry_matches, origin)) || is_local_origin(origin);
 }
 
 /* Whether s is empty or ":PORT" (1-5 digits): what may follow the name in a Host header. */
@@ -279,7 +315,7 @@ static bool port_suffix_ok(const char *s) {
  * localhost) or the bind address, with at most a port after it. The name is parsed as an
  * address, not compared by prefix: "127.evil.example" is a domain an attacker controls. */
 static bool host_is_local(const char *h, const char *bind) {
-    char name[64];
+    char name[256];
     const char *rest;
     bool v6 = h[0] == '[';
     if (v6) {
@@ -298,10 +334,17 @@ static bool host_is_local(const char *h, const char *bind) {
     if (!port_suffix_ok(rest)) return false;
     struct in_addr a4;
     struct in6_addr a6;
+    if (v6 && inet_pton(AF_INET6, name, &a6) == 1 && IN6_IS_ADDR_V4MAPPED(&a6)) { /* ::ffff:a.b.c.d is a.b.c.d */
+        memcpy(&a4.s_addr, a6.s6_addr + 12, 4);
+        inet_ntop(AF_INET, &a4, name, sizeof name);
+        v6 = false;
+    }
     if (v6)
         return (inet_pton(AF_INET6, name, &a6) == 1 && (IN6_IS_ADDR_LOOPBACK(&a6) || IN6_IS_ADDR_UNSPECIFIED(&a6) ||
                                                          IN6_IS_ADDR_LINKLOCAL(&a6) || (a6.s6_addr[0] & 0xfe) == 0xfc)) ||
                strcmp(name, bind) == 0;
+    size_t nl = strlen(name);
+    if (nl > 1 && name[nl - 1] == '.') name[--nl] = '\0'; /* "localhost." is the same name, fully qualified */
     if (inet_pton(AF_INET, name, &a4) == 1) {
         /* a literal address in Host is what the browser was pointed at, not a rebound
          * name: loopback, unspecified, private and link-local ones are this machine's side */
@@ -328,7 +371,9 @@ static bool host_is_local(const char *h, const char *bind) {
 static bool host_allowed(http_req *r) {
     const char *bind = r->srv->host;
     bool loopback = strcmp(bind, "127.0.0.1") == 0 || strcmp(bind, "::1") == 0 || strncmp(bind, "127.", 4) == 0;
-    if (!loopback || (r->srv->origins && strchr(r->srv->origins, '*'))) return true;
+    /* only an origins list that allows everything (an entry "*") turns the check off: a
+     * pattern with a star in it names pages (extensions, apps), not hosts */
+    if (!loopback || origins_any(r->srv->origins)) return true;
     const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
     if (!h) return true; /* HTTP/1.0 clients */
     return host_is_local(h, bind);

@@ -184,9 +184,23 @@ test('CORS and Host: local app shells and local names are allowed, as Ollama all
   for (const host of [`0.0.0.0:${srv.port}`, 'ollama.localhost', 'host.docker.internal', 'mybox.local', `192.168.1.5:${srv.port}`, '10.0.0.2', '[fd00::1]']) {
     assert.equal((await request(`${srv.url}/api/tags`, { headers: { Host: host } })).status, 200, host);
   }
-  for (const host of ['evil.example', 'localhost.evil.example', 'local.evil.example', '8.8.8.8']) {
+  for (const host of ['localhost.', `[::ffff:127.0.0.1]:${srv.port}`, `${'a'.repeat(100)}.localhost`]) {
+    assert.equal((await request(`${srv.url}/api/tags`, { headers: { Host: host } })).status, 200, host);
+  }
+  for (const host of ['evil.example', 'localhost.evil.example', 'local.evil.example', '8.8.8.8', '[::ffff:8.8.8.8]']) {
     assert.equal((await request(`${srv.url}/api/tags`, { headers: { Host: host } })).status, 403, host);
   }
+  // --origins takes glob patterns, entries trimmed; a pattern with a star does not turn the Host check off
+  const pat = await startServer(models, [], { HEARTH_ORIGINS: 'chrome-extension://*, http://good.example' });
+  try {
+    for (const o of ['chrome-extension://abcdef', 'http://good.example']) {
+      const r = await request(`${pat.url}/api/tags`, { headers: { Origin: o } });
+      assert.equal(r.headers['access-control-allow-origin'], o, o);
+    }
+    assert.equal((await request(`${pat.url}/api/tags`, { headers: { Origin: 'moz-extension://x' } })).status, 403);
+    const rebound = await request(`${pat.url}/api/tags`, { headers: { Host: `evil.com:${pat.port}`, Origin: `http://evil.com:${pat.port}` } });
+    assert.equal(rebound.status, 403, 'DNS rebinding stays refused');
+  } finally { await pat.stop(); }
 });
 
 test('a lone UTF-16 surrogate in a request reads as U+FFFD, as Go decodes it', async () => {

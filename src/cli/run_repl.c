@@ -5,6 +5,7 @@
  * and lines of any length (a terminal in canonical mode may cut a line at 4095 bytes). */
 #include <errno.h>
 #include <jansson.h>
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +184,9 @@ int run_repl(gen_session *g, gen_opts *o, const char *system_in, bool verbose, v
     json_t *conv = run_new_conversation(system);
     int rc = 0;
     char *hist = history_path();
+    /* libedit reads characters in the locale's encoding: in the default "C" locale it drops
+     * every byte past ASCII, so é or 日本 never reached the model */
+    setlocale(LC_CTYPE, "");
     using_history();
     stifle_history(1000);
     if (hist) read_history(hist); /* a missing file is a first run */

@@ -5,6 +5,7 @@
  * and lines of any length (a terminal in canonical mode may cut a line at 4095 bytes). */
 #include <errno.h>
 #include <jansson.h>
+#include <langinfo.h>
 #include <locale.h>
 #include <math.h>
 #include <stdio.h>
@@ -185,8 +186,10 @@ int run_repl(gen_session *g, gen_opts *o, const char *system_in, bool verbose, v
     int rc = 0;
     char *hist = history_path();
     /* libedit reads characters in the locale's encoding: in the default "C" locale it drops
-     * every byte past ASCII, so é or 日本 never reached the model */
-    setlocale(LC_CTYPE, "");
+     * every byte past ASCII, so é or 日本 never reached the model. The chat is UTF-8 text
+     * whatever the environment says (an unset LANG is common in containers). */
+    const char *loc = setlocale(LC_CTYPE, "");
+    if (!loc || !strstr(nl_langinfo(CODESET), "UTF-8")) setlocale(LC_CTYPE, "C.UTF-8");
     using_history();
     stifle_history(1000);
     if (hist) read_history(hist); /* a missing file is a first run */

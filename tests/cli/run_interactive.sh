@@ -18,7 +18,7 @@ check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
 screen() { T capture-pane -t s -p -S -200; }
 wait_for() { # pattern, seconds
   for _ in $(seq 1 $(($2 * 10))); do screen | grep -q -- "$1" && return 0; sleep 0.1; done; return 1; }
-T new-session -d -s s -x 150 -y 50 "LANG=C.UTF-8 LC_ALL=C.UTF-8 '$H' run '$M' --temp 0 -n 30 -t 1; echo EXITED-\$?; sleep 30"
+T new-session -d -s s -x 150 -y 50 "LANG= LC_ALL= LC_CTYPE= '$H' run '$M' --temp 0 -n 30 -t 1; echo EXITED-\$?; sleep 30"
 check "greeting" "wait_for 'Type /? for help' 20"
 T send-keys -t s "Once upon a time" Enter
 check "a reply, then the prompt again" "for _ in \$(seq 300); do [ \$(screen | grep -c '^>>>') -ge 2 ] && break; sleep 0.1; done; [ \$(screen | grep -c '^>>>') -ge 2 ]"

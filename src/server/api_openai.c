@@ -60,9 +60,10 @@ static json_t *chunk_base(ostream *os) {
                      "model", os->model, "system_fingerprint", "hearth-" HEARTH_VERSION);
 }
 
-/* The logprobs of the tokens since the last chunk (JSON null unless the request asked). */
-static json_t *chunk_logprobs(ostream *os) {
-    return gen_take_logprobs(os->g, runner_model(os->rn), os->openai_chat, false);
+/* The logprobs of the tokens whose text this chunk completes (JSON null unless the request
+ * asked); the final chunk takes the rest of the reply's. */
+static json_t *chunk_logprobs(ostream *os, bool final) {
+    return gen_take_logprobs(os->g, runner_model(os->rn), os->openai_chat, final ? SIZE_MAX : os->fmt_pos);
 }
 
 static void fmt_openai(ostream *os, const char *text, size_t n, bool final) {
@@ -72,9 +73,9 @@ static void fmt_openai(ostream *os, const char *text, size_t n, bool final) {
         json_t *choice;
         if (os->openai_chat) {
             json_t *delta = json_pack("{s:s, s:o}", "role", "assistant", "content", jstr(text, n));
-            choice = json_pack("{s:i, s:o, s:o, s:n}", "index", 0, "delta", delta, "logprobs", chunk_logprobs(os), "finish_reason");
+            choice = json_pack("{s:i, s:o, s:o, s:n}", "index", 0, "delta", delta, "logprobs", chunk_logprobs(os, false), "finish_reason");
         } else {
-            choice = json_pack("{s:i, s:o, s:o, s:n}", "index", 0, "text", jstr(text, n), "logprobs", chunk_logprobs(os), "finish_reason");
+            choice = json_pack("{s:i, s:o, s:o, s:n}", "index", 0, "text", jstr(text, n), "logprobs", chunk_logprobs(os, false), "finish_reason");
         }
         json_object_set_new(c, "choices", json_pack("[o]", choice));
         ostream_json_line(os, c, true);
@@ -86,8 +87,8 @@ static void fmt_openai(ostream *os, const char *text, size_t n, bool final) {
         json_t *c = chunk_base(os);
         bool tc = os->n_calls > 0;
         json_t *choice = os->openai_chat
-                             ? json_pack("{s:i, s:{}, s:o, s:s}", "index", 0, "delta", "logprobs", chunk_logprobs(os), "finish_reason", finish_reason(g, tc))
-                             : json_pack("{s:i, s:s, s:o, s:s}", "index", 0, "text", "", "logprobs", chunk_logprobs(os), "finish_reason", finish_reason(g, tc));
+                             ? json_pack("{s:i, s:{}, s:o, s:s}", "index", 0, "delta", "logprobs", chunk_logprobs(os, true), "finish_reason", finish_reason(g, tc))
+                             : json_pack("{s:i, s:s, s:o, s:s}", "index", 0, "text", "", "logprobs", chunk_logprobs(os, true), "finish_reason", finish_reason(g, tc));
         json_object_set_new(c, "choices", json_pack("[o]", choice));
         ostream_json_line(os, c, true);
         if (os->include_usage) {
@@ -105,7 +106,7 @@ static void fmt_openai(ostream *os, const char *text, size_t n, bool final) {
 static void fmt_openai_calls(ostream *os, json_t *calls) {
     json_t *c = chunk_base(os);
     json_t *delta = json_pack("{s:s, s:n, s:o}", "role", "assistant", "content", "tool_calls", openai_tool_calls(calls, os->n_calls));
-    json_object_set_new(c, "choices", json_pack("[{s:i, s:o, s:o, s:n}]", "index", 0, "delta", delta, "logprobs", chunk_logprobs(os), "finish_reason"));
+    json_object_set_new(c, "choices", json_pack("[{s:i, s:o, s:o, s:n}]", "index", 0, "delta", delta, "logprobs", chunk_logprobs(os, false), "finish_reason"));
     ostream_json_line(os, c, true);
 }
 
@@ -124,13 +125,13 @@ static enum MHD_Result complete_reply(http_req *hr, api_call *c, gen_req *g, boo
             json_t *msg = json_pack("{s:s, s:o}", "role", "assistant", "content",
                                     tc && (!content || !*content) ? json_null() : jstr(content ? content : text, content ? strlen(content) : g->text_len));
             if (tc) json_object_set_new(msg, "tool_calls", openai_tool_calls(calls, 0));
-            choice = json_pack("{s:i, s:o, s:o, s:s}", "index", 0, "message", msg, "logprobs", gen_take_logprobs(g, runner_model(c->rn), true, true),
+            choice = json_pack("{s:i, s:o, s:o, s:s}", "index", 0, "message", msg, "logprobs", gen_take_logprobs(g, runner_model(c->rn), true, SIZE_MAX),
                                "finish_reason", finish_reason(g, tc));
             json_decref(calls);
             free(content);
         } else {
             choice = json_pack("{s:i, s:o, s:o, s:s}", "index", 0, "text", jstr(text, g->text_len), "logprobs",
-                               gen_take_logprobs(g, runner_model(c->rn), false, true), "finish_reason", finish_reason(g, false));
+                               gen_take_logprobs(g, runner_model(c->rn), false, SIZE_MAX), "finish_reason", finish_reason(g, false));
         }
         json_t *o2 = json_pack("{s:s, s:s, s:I, s:s, s:s, s:[o], s:o}", "id", id, "object", chat ? "chat.completion" : "text_completion",
                                "created", (json_int_t)time(NULL), "model", c->model, "system_fingerprint", "hearth-" HEARTH_VERSION,

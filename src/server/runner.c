@@ -216,6 +216,21 @@ static ssize_t json_track(slot *sl, const char *text, size_t n) {
     return -1;
 }
 
+/* Records the log-probabilities of token t (sampled with them), whose n bytes of text just
+ * went to the end of sl->pend: where that text lies in the reply, and whether the reply
+ * dropped the piece's leading space (SentencePiece, at a text's start). The runner is the
+ * only writer of the reply's text, so it reads text_len without the lock. */
+static void slot_add_lp(runner *r, slot *sl, hearth_token t, size_t n) {
+    gen_req *g = sl->req;
+    char raw[8];
+    size_t plen = 0;
+    sl->lp.start = g->text_len + sl->pend_len - n, sl->lp.len = n;
+    sl->lp.lstrip = n > 0 && sl->pend[sl->pend_len - n] != ' ' &&
+                    hearth_token_piece(r->model, t, HEARTH_DETOK_UNPARSE_SPECIAL, raw, sizeof raw, &plen) != HEARTH_E_INVALID &&
+                    plen > 0 && raw[0] == ' ';
+    gen_req_add_lp(g, &sl->lp);
+}
+
 /* Handles one sampled token; returns false when the slot finished. */
 static bool slot_token(runner *r, slot *sl, hearth_token t) {
     gen_req *g = sl->req;
@@ -234,7 +249,6 @@ static bool slot_token(runner *r, slot *sl, hearth_token t) {
         return false;
     }
     sl->n_gen++;
-    if (g->top_logprobs >= 0) gen_req_add_lp(g, &sl->lp);
     const char *piece = NULL;
     size_t n = 0;
     if (hearth_detok_stream_push(sl->ds, t, &piece, &n) != HEARTH_OK) n = 0;
@@ -251,6 +265,7 @@ static bool slot_token(runner *r, slot *sl, hearth_token t) {
         memcpy(sl->pend + sl->pend_len, piece, n);
         sl->pend_len += n;
     }
+    if (g->top_logprobs >= 0) slot_add_lp(r, sl, t, n);
     gen_req_emit(g, NULL, 0, t); /* records the id for `context` */
     if (g->json_mode && n) {
         ssize_t close = json_track(sl, sl->pend + sl->pend_len - n, n);

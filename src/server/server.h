@@ -41,6 +41,8 @@ typedef struct runner runner;
 typedef struct gen_lp {
     hearth_token tok;
     float lp;
+    size_t start, len;              /* its text in the reply as generated: text[start, start + len) */
+    bool lstrip;                    /* the reply's text dropped the piece's leading space (a text's start) */
     int32_t n_top;
     hearth_token top[GEN_MAX_TOP_LOGPROBS]; /* most likely first */
     float top_lp[GEN_MAX_TOP_LOGPROBS];
@@ -99,12 +101,13 @@ void gen_req_emit(gen_req *r, const char *text, size_t len, hearth_token t);
 /* Records the log-probabilities of the token just generated (runner thread). */
 void gen_req_add_lp(gen_req *r, const gen_lp *lp);
 /* The OpenAI logprobs object of n recorded tokens (logprobs.c; chat: {content, refusal},
- * completions: {tokens, token_logprobs, top_logprobs, text_offset}, offsets counted from
- * text_off). New reference. */
-json_t *gen_logprobs_json(hearth_model *m, const gen_lp *lps, int32_t n, bool chat, size_t text_off);
-/* The logprobs object of g's tokens not taken yet (all: of every token), for a reply or a
- * stream chunk; JSON null when g keeps none. New reference. */
-json_t *gen_take_logprobs(gen_req *g, hearth_model *m, bool chat, bool all);
+ * completions: {tokens, token_logprobs, top_logprobs, text_offset}). New reference. */
+json_t *gen_logprobs_json(hearth_model *m, const gen_lp *lps, int32_t n, bool chat);
+/* The logprobs object of g's tokens not taken yet whose text starts before byte `upto` of
+ * the reply (a stream chunk: the text sent so far; SIZE_MAX: all of the reply); tokens past
+ * the finished reply's text (a stop string cut them) never appear. JSON null when g keeps
+ * none. New reference. */
+json_t *gen_take_logprobs(gen_req *g, hearth_model *m, bool chat, size_t upto);
 void gen_req_finish(gen_req *r, const char *reason, int status, const char *msg);
 /* Consumer side: waits up to timeout_ms for new text or completion. Returns true when
  * something changed. */
@@ -300,6 +303,7 @@ struct ostream {
     char *out;
     size_t out_len, out_cap, out_pos;
     bool final_sent;
+    size_t fmt_pos;                 /* bytes of the reply's text handed to the formatter so far (calls included) */
     /* formatter data */
     char model[320];
     char id[64];

@@ -113,6 +113,7 @@ static void os_scan(ostream *os, const char *piece, size_t n, bool final) {
     if (need > os->held_cap) {
         char *nh = realloc(os->held, need * 2);
         if (!nh) { /* out of memory: what is held goes out as content, and scanning stops */
+            os->fmt_pos += os->held_len + n;
             if (os->held_len) os->fmt(os, os->held, os->held_len, false);
             if (n) os->fmt(os, piece, n, false);
             os->held_len = 0;
@@ -128,6 +129,7 @@ static void os_scan(ostream *os, const char *piece, size_t n, bool final) {
         json_t *calls = NULL;
         tool_seg seg = tool_scan_next(&os->ts, os->held + pos, os->held_len - pos, final, &k, &calls);
         if (seg == TOOL_SEG_MORE || k == 0) break;
+        os->fmt_pos += k;
         if (seg == TOOL_SEG_TEXT) {
             os->fmt(os, os->held + pos, k, false);
         } else if (json_array_size(calls)) {
@@ -159,7 +161,7 @@ static ssize_t os_next(void *ud, char *buf, size_t max) {
     gen_req_wait(g, 100);
     os_take_piece(g, &piece, &n, &done);
     if (os->fmt_calls && (n || done)) os_scan(os, piece, n, done);
-    else if (n) os->fmt(os, piece, n, false);
+    else if (n) os->fmt_pos += n, os->fmt(os, piece, n, false);
     free(piece);
     if (done) {
         os->fmt(os, NULL, 0, true);

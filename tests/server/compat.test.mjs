@@ -155,7 +155,10 @@ test('logprobs: the chosen tokens and their alternatives, whole and streamed', a
   }
   let streamed = [];
   for await (const c of await openai.chat.completions.create({ model: 'stories', messages, max_tokens: 6, temperature: 0, logprobs: true, stream: true })) {
-    streamed = streamed.concat(c.choices[0]?.logprobs?.content || []);
+    const got = c.choices[0]?.logprobs?.content || [];
+    // each chunk carries the tokens of its own text
+    if (c.choices[0]?.delta?.content) assert.equal(got.map((e) => e.token).join(''), c.choices[0].delta.content);
+    streamed = streamed.concat(got);
   }
   assert.deepEqual(streamed.map((e) => [e.token, e.logprob]), content.map((e) => [e.token, e.logprob]));
   assert.ok(streamed.every((e) => e.top_logprobs.length === 0));
@@ -167,6 +170,22 @@ test('logprobs: the chosen tokens and their alternatives, whole and streamed', a
   assert.equal(l.token_logprobs.length, 5);
   assert.ok(l.top_logprobs.every((o) => Object.keys(o).length <= 2));
   assert.deepEqual(l.text_offset, l.tokens.map((_, i) => l.tokens.slice(0, i).join('').length));
+  // a stop string drops the tokens past it (one it cuts in two stays: part of its text is
+  // the reply's); a reply right after BOS drops the first space as the text does
+  for (const [prompt, stop] of [['Once upon a time', ['little']], ['', undefined]]) {
+    const r2 = await openai.completions.create({ model: 'stories', prompt, max_tokens: 12, temperature: 0, logprobs: 1, stop });
+    const l2 = r2.choices[0].logprobs, text2 = r2.choices[0].text;
+    assert.ok(l2.tokens.join('').startsWith(text2) && l2.text_offset.every((o) => o < text2.length), JSON.stringify(l2.tokens));
+    if (!stop) assert.equal(l2.tokens.join(''), text2);
+    assert.deepEqual(l2.text_offset, l2.tokens.map((_, i) => l2.tokens.slice(0, i).join('').length));
+    let text = '', toks = [];
+    for await (const c of await openai.completions.create({ model: 'stories', prompt, max_tokens: 12, temperature: 0, logprobs: 1, stop, stream: true })) {
+      text += c.choices[0]?.text || '';
+      toks = toks.concat(c.choices[0]?.logprobs?.tokens || []);
+    }
+    assert.equal(text, r2.choices[0].text);
+    assert.deepEqual(toks, l2.tokens);
+  }
 });
 
 test('CORS and Host: local app shells and local names are allowed, as Ollama allows them', async () => {

@@ -62,6 +62,10 @@ int cli_template(int argc, char **argv) {
         cli_error("template: --vars VARS.json is required");
         goto out;
     }
+    if (file && strcmp(file, "-") == 0 && strcmp(vars_path, "-") == 0) {
+        cli_error("template: --file and --vars cannot both read stdin ('-')");
+        goto out;
+    }
     if (!(vars = slurp(vars_path, "variables file"))) goto out;
     const char *src;
     if (file) {

@@ -56,13 +56,12 @@ static json_t *final_obj(const char *model, gen_req *g, uint64_t load_ns, bool c
 static void chat_message(json_t *msg, const char *text, size_t n, bool tools) {
     if (tools) {
         char *content = NULL;
-        char *t = hb_strndup(text, n);
-        json_t *calls = gen_parse_tool_calls(t ? t : "", &content);
-        json_object_set_new(msg, "content", content ? jstr(content, strlen(content)) : json_string(""));
+        size_t clen = 0;
+        json_t *calls = gen_parse_tool_calls(text ? text : "", text ? n : 0, &content, &clen);
+        json_object_set_new(msg, "content", content ? jstr(content, clen) : json_string(""));
         if (json_array_size(calls)) json_object_set_new(msg, "tool_calls", calls);
         else json_decref(calls);
         free(content);
-        free(t);
     } else {
         json_object_set_new(msg, "content", jstr(text, n));
     }

@@ -120,10 +120,11 @@ static enum MHD_Result complete_reply(http_req *hr, api_call *c, gen_req *g, boo
         const char *text = g->text ? g->text : "";
         if (chat) {
             char *content = NULL;
-            json_t *calls = json_array_size(tools) ? gen_parse_tool_calls(text, &content) : NULL;
+            size_t clen = 0;
+            json_t *calls = json_array_size(tools) ? gen_parse_tool_calls(text, g->text_len, &content, &clen) : NULL;
             bool tc = json_array_size(calls) > 0;
             json_t *msg = json_pack("{s:s, s:o}", "role", "assistant", "content",
-                                    tc && (!content || !*content) ? json_null() : jstr(content ? content : text, content ? strlen(content) : g->text_len));
+                                    tc && (!content || !clen) ? json_null() : jstr(content ? content : text, content ? clen : g->text_len));
             if (tc) json_object_set_new(msg, "tool_calls", openai_tool_calls(calls, 0));
             choice = json_pack("{s:i, s:o, s:o, s:s}", "index", 0, "message", msg, "logprobs", gen_take_logprobs(g, runner_model(c->rn), true, SIZE_MAX),
                                "finish_reason", finish_reason(g, tc));
@@ -176,6 +177,10 @@ static enum MHD_Result complete(http_req *hr, bool chat) {
     json_t *tools = chat ? json_object_get(j, "tools") : NULL, *tc = json_object_get(j, "tool_choice");
     if (json_is_string(tc) && strcmp(json_string_value(tc), "none") == 0) tools = NULL; /* the model must answer in text */
     if ((rc = gen_opts_parse(c.params, false, &o, &e)) || (rc = gen_opts_parse(j, true, &o, &e))) goto bad;
+    for (size_t i = 0; i < o.sp.n_logit_bias; i++) /* a 400 before a stream starts, not an error event in it */
+        HB_CHECK(o.sp.logit_bias[i].token < hearth_model_n_vocab(runner_model(c.rn)), HEARTH_E_INVALID,
+                 "logit_bias: %d is not a token id of this model (its vocabulary has %d)", (int)o.sp.logit_bias[i].token,
+                 (int)hearth_model_n_vocab(runner_model(c.rn)));
     json_t *rf = json_object_get(j, "response_format");
     const char *rft = json_string_value(json_object_get(rf, "type"));
     HB_CHECK(!rf || json_is_null(rf) || (rft && (strcmp(rft, "text") == 0 || strcmp(rft, "json_object") == 0 || strcmp(rft, "json_schema") == 0)),

@@ -256,8 +256,9 @@ int gen_chat_prompt(runner *rn, const char *stored_tmpl, json_t *messages, json_
  * <tool_call>, Mistral [TOOL_CALLS], Llama <|python_tag|> and bare JSON objects or arrays
  * at the start). Returns a new array of Ollama-shaped calls {"function": {"name",
  * "arguments"}} (possibly empty) and sets *content_out to the text outside the calls
- * (caller frees). */
-json_t *gen_parse_tool_calls(const char *text, char **content_out);
+ * (caller frees; *content_len bytes, NUL-terminated). The text is len bytes and may hold
+ * NUL bytes (a model can generate them). */
+json_t *gen_parse_tool_calls(const char *text, size_t len, char **content_out, size_t *content_len);
 
 /* What tool_scan_next decided about the first bytes of the text it was given. */
 typedef enum tool_seg {

@@ -314,15 +314,16 @@ tool_seg tool_scan_next(tool_scan *ts, const char *s, size_t len, bool final, si
     return seg_text(ts, t, n);
 }
 
-json_t *gen_parse_tool_calls(const char *text, char **content_out) {
+json_t *gen_parse_tool_calls(const char *text, size_t len, char **content_out, size_t *content_len) {
     tool_scan ts = { 0 };
-    size_t len = strlen(text), pos = 0, clen = 0;
+    size_t pos = 0, clen = 0;
     json_t *calls = json_array();
     char *content = malloc(len + 1);
     *content_out = NULL;
+    *content_len = 0;
     if (!calls || !content) {
         free(content);
-        *content_out = strdup(text);
+        if ((*content_out = hb_strndup(text, len))) *content_len = len;
         return calls;
     }
     while (pos < len) {
@@ -337,5 +338,6 @@ json_t *gen_parse_tool_calls(const char *text, char **content_out) {
     }
     content[clen] = '\0';
     *content_out = content;
+    *content_len = clen;
     return calls;
 }

@@ -112,6 +112,10 @@ check_err "bad --now" --file "$p.jinja" --vars "$tmp/empty.json" --now yesterday
 check_err "both --file and MODEL" "$model" --file "$p.jinja" --vars "$tmp/empty.json"
 check_err "neither --file nor MODEL" --vars "$tmp/empty.json"
 check_err "missing model" "$tmp/none.gguf" --vars "$tmp/empty.json"
+check_err "--file and --vars both from stdin" --file - --vars - </dev/null
+# '-' reads the template from stdin
+printf 'x={{ 1 + 2 }}' | "$HEARTH" template --file - --vars "$tmp/empty.json" >"$tmp/o" 2>"$tmp/e" || fail "--file -: $(cat "$tmp/e")"
+[ "$(cat "$tmp/o")" = "x=3" ] || fail "--file - rendered '$(cat "$tmp/o")'"
 "$HEARTH" template --help >/dev/null 2>&1 || fail "--help"
 
 [ "$fails" -eq 0 ] && echo "template.sh: all checks passed"

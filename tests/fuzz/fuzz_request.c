@@ -75,7 +75,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!s) return 0;
         memcpy(s, text, n);
         s[n] = '\0';
-        json_t *calls = gen_parse_tool_calls(s, &content);
+        size_t clen = 0;
+        json_t *calls = gen_parse_tool_calls(s, strlen(s), &content, &clen);
         if (content) fuzz_tool_stream(s, strlen(s), 1 + data[0] / 5 % 8, calls, content);
         json_decref(calls);
         free(content);

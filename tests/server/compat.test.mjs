@@ -137,8 +137,10 @@ test('logit_bias steers /v1 sampling (-100 bans a token)', async () => {
     const r = await post('/v1/chat/completions', { model: 'stories', messages: [{ role: 'user', content: 'hi' }], ...extra });
     assert.equal(r.status, 400, JSON.stringify(extra));
   }
-  const r = await post('/v1/completions', { model: 'stories', prompt: 'hi', max_tokens: 1, logit_bias: { 99999999: 5 } });
-  assert.equal(r.status, 400, 'a token id past the vocabulary');
+  for (const stream of [false, true]) {
+    const r = await post('/v1/completions', { model: 'stories', prompt: 'hi', max_tokens: 1, logit_bias: { 99999999: 5 }, stream });
+    assert.equal(r.status, 400, `a token id past the vocabulary (stream ${stream})`);
+  }
 });
 
 test('logprobs: the chosen tokens and their alternatives, whole and streamed', async () => {

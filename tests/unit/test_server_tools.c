@@ -25,7 +25,8 @@ static json_t *call_args(json_t *calls, size_t i) {
 /* Parses text at once; checks the number of calls and the content left. Returns the calls. */
 static json_t *parse_expect(const char *text, size_t n_calls, const char *content) {
     char *rest = NULL;
-    json_t *c = gen_parse_tool_calls(text, &rest);
+    size_t rlen = 0;
+    json_t *c = gen_parse_tool_calls(text, strlen(text), &rest, &rlen);
     assert_non_null(c);
     assert_non_null(rest);
     if (json_array_size(c) != n_calls || strcmp(rest, content) != 0)
@@ -78,10 +79,25 @@ static void stream_parse(const char *text, size_t piece, streamed *out) {
     out->content[out->len] = '\0';
 }
 
+/* A reply holding NUL bytes keeps all of its content (the parse takes a length). */
+static void test_nul_in_content(void **state) {
+    (void)state;
+    const char text[] = "a\0b {\"x\": 1}\0c";
+    char *rest = NULL;
+    size_t rlen = 0;
+    json_t *c = gen_parse_tool_calls(text, sizeof text - 1, &rest, &rlen);
+    assert_int_equal(json_array_size(c), 0);
+    assert_int_equal(rlen, sizeof text - 1);
+    assert_memory_equal(rest, text, rlen);
+    json_decref(c);
+    free(rest);
+}
+
 /* Every piece size from 1 byte to the whole text gives what the one-shot parse gives. */
 static void check_splits(const char *text) {
     char *rest = NULL;
-    json_t *want = gen_parse_tool_calls(text, &rest);
+    size_t rlen = 0;
+    json_t *want = gen_parse_tool_calls(text, strlen(text), &rest, &rlen);
     for (size_t piece = 1; piece <= strlen(text) + 1; piece++) {
         streamed s;
         stream_parse(text, piece, &s);
@@ -306,6 +322,7 @@ static void test_stream_incremental(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_nul_in_content),
         cmocka_unit_test(test_hermes),         cmocka_unit_test(test_hermes_unterminated), cmocka_unit_test(test_mistral),
         cmocka_unit_test(test_bare),           cmocka_unit_test(test_not_calls),           cmocka_unit_test(test_scan_decisions),
         cmocka_unit_test(test_stream_splits),  cmocka_unit_test(test_stream_incremental),

@@ -39,7 +39,8 @@ static int lb_append(line_buf *b, const char *t, size_t n) {
 
 /* Reads one user message into out; returns 0 ok, 1 on EOF, 2 on interrupt (Ctrl-C at the
  * prompt). A message is one line, or the lines between """ and """ (text after the closing
- * """ on its line is ignored, as in Ollama); it goes into the editing history whole. */
+ * """ on its line is ignored, as in Ollama; Ctrl-D inside the block ends it); it goes into
+ * the editing history whole. */
 static int read_message(line_buf *out, volatile sig_atomic_t *interrupt) {
     const char *prompt = ">>> ";
     bool multi = false;
@@ -52,6 +53,7 @@ static int read_message(line_buf *out, volatile sig_atomic_t *interrupt) {
         if (!line) {
             rc = 1;
             if (*interrupt || errno == EINTR) *interrupt = 0, rc = 2;
+            else if (multi && out->len) rc = 0, putchar('\n'); /* Ctrl-D ends a """ block: what was typed is sent, not lost */
             break;
         }
         char *p = line;

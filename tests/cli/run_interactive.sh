@@ -45,6 +45,11 @@ T send-keys -t s C-c
 check "Ctrl-C stops the reply, not the program" "wait_for '(stopped)' 20"
 T send-keys -t s "/clear" Enter
 check "/clear" "wait_for 'Cleared the conversation' 10"
+T send-keys -t s '"""/set system kept' Enter
+T send-keys -t s 'by ctrl-d' Enter
+T send-keys -t s C-d
+T send-keys -t s "/show" Enter
+check "Ctrl-D inside a \"\"\" block sends what was typed" "wait_for 'system       kept' 10"
 T send-keys -t s C-c
 check "Ctrl-C at the prompt does not exit" "wait_for 'Use Ctrl-D or /bye to exit' 10"
 long=$(head -c 6000 /dev/zero | tr '\0' 'x')

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # hearth run without PROMPT on a terminal: a multi-turn chat driven through tmux. Checks the
 # greeting, a reply, /set (and its range check) and /show, """ multi-line input, Ctrl-C stopping a long reply (not
-# the program), /clear, line editing (Up recalls a message, Ctrl-C at the prompt, a line longer than a
+# the program), /clear, line editing (Up recalls a message, Ctrl-C at the prompt, Ctrl-D ending a """ block, a line longer than a
 # terminal's 4095-byte canonical limit), the history file, and /bye exiting.
 set -u
 H=${HEARTH:?}; S=${HEARTH_TEST_SHARED:?}

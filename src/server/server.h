@@ -268,18 +268,44 @@ typedef enum tool_seg {
                                      * closing tag or separator around a call) */
 } tool_seg;
 
-/* The scanner's memory of the part of a reply already decided; zero it for a new reply. */
+/* A run of blanks the scanner has read in the undecided text: text[at..at + n) are blanks (tools.c). */
+typedef struct tool_scan_run {
+    size_t at, n;
+} tool_scan_run;
+
+/* How far the scanner has read an open JSON value (a held call) in the undecided text, so
+ * that it reads only the new bytes when more text comes (tools.c: json_extent). */
+typedef struct tool_scan_json {
+    bool open;                      /* set: the fields below describe text[at..at + i) */
+    bool calls;                     /* the value must be a call or an array of calls */
+    size_t at;                      /* where the value ('{' or '[') starts in the undecided text */
+    size_t i;                       /* bytes of the value read */
+    size_t key;                     /* where the call key being read starts, from at; 0 when none */
+    int depth, call_depth;          /* bracket depth; the call objects' depth (-1: none checked) */
+    bool in_str, esc, want_key, want_obj;
+} tool_scan_json;
+
+/* The scanner's memory of the part of a reply already decided, and of how far it has read
+ * the undecided rest; zero it for a new reply. */
 typedef struct tool_scan {
     bool content_seen;              /* content was passed: a bare JSON value is no longer a call */
     bool after_call;                /* the last thing decided was a call: another may follow bare */
     const char *close;              /* the closing tag still expected after a call, or NULL (static) */
+    /* Where the reading of the undecided text stopped (forgotten at each decision): the
+     * blanks it starts with, the blanks after a marker or a ';' / ',' between calls, and a
+     * JSON value. */
+    tool_scan_run lead, gap;
+    tool_scan_json value;
+    size_t examined;                /* bytes read by the scanner's loops so far (for tests; only grows) */
 } tool_scan;
 
 /* Decides the start of text[0..len), the undecided rest of a reply (final: no more text will
  * come; then it never answers TOOL_SEG_MORE while len > 0). *n: bytes decided (0 with MORE);
  * *calls: new reference with TOOL_SEG_CALLS (caller decrefs), else NULL. Text that may still
  * become a call is held back: a marker or a prefix of one at the end, a { or [ where a bare
- * call may start, blanks at the end. Call it again on text + *n until it answers MORE. */
+ * call may start, blanks at the end. Call it again on text + *n until it answers MORE; after
+ * MORE, pass the same text again with more appended: the scanner resumes reading where it
+ * stopped (ts remembers how far it read), so held text costs O(1) per new byte. */
 tool_seg tool_scan_next(tool_scan *ts, const char *text, size_t len, bool final, size_t *n, json_t **calls);
 
 /* ---- output streams (stream.c): NDJSON / SSE bodies fed by a gen_req -------------------- */

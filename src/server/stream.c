@@ -107,7 +107,8 @@ static void os_take_piece(gen_req *g, char **piece, size_t *n, bool *done) {
 
 /* Runs the tool-call scanner over the held text plus the new piece: decided content goes
  * out as text, decided calls as calls; what may still become a call stays held (until
- * `final`, when everything is decided). */
+ * `final`, when everything is decided). The held text only grows between the scanner's
+ * MORE answers, which lets it go on reading where it stopped (tool_scan_next). */
 static void os_scan(ostream *os, const char *piece, size_t n, bool final) {
     size_t need = os->held_len + n + 1, pos = 0;
     if (need > os->held_cap) {

@@ -21,6 +21,11 @@
  * whole text (tests/unit/test_server_tools.c checks every split; the request fuzzer too).
  * Blanks around a call belong to the call; a call's closing tag and a ';' or ',' between
  * two calls too.
+ *
+ * Held text is read once: the caller passes the undecided text again with more appended
+ * after each TOOL_SEG_MORE, and the scanner keeps in tool_scan how far it read the runs of
+ * blanks and the JSON value that text is waiting on (the lead, gap and value fields), so it
+ * goes on from there. A decision moves the start of the undecided text, so it forgets them.
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -40,15 +45,23 @@ static const char *const CALL_KEYS[] = { "name", "arguments", "parameters", "typ
 
 static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-static size_t lead_blanks(const char *s, size_t len) {
-    size_t i = 0;
+/* How many blanks s[0..len) starts with; s is at offset `at` of the undecided text. *run
+ * is the run of blanks read last: when it is this one (the same text, come back longer),
+ * reading goes on from where it stopped. */
+static size_t blanks(tool_scan *ts, tool_scan_run *run, const char *s, size_t len, size_t at) {
+    size_t i = run->at == at && run->n <= len ? run->n : 0, from = i;
     while (i < len && is_blank(s[i])) i++;
+    ts->examined += i - from + (i < len);
+    run->at = at;
+    run->n = i;
     return i;
 }
 
-static size_t trail_blanks(const char *s, size_t len) {
+/* How many blanks s[0..len) ends with. */
+static size_t trail_blanks(tool_scan *ts, const char *s, size_t len) {
     size_t i = 0;
     while (i < len && is_blank(s[len - 1 - i])) i++;
+    ts->examined += i + (i < len);
     return i;
 }
 
@@ -78,12 +91,14 @@ static bool partial_marker_at(const char *s, size_t len) {
 
 /* The first position at or after `from` where a marker begins, or (unless final) where the
  * tail could still become one; len when there is none. */
-static size_t next_marker(const char *s, size_t len, size_t from, bool final) {
-    for (size_t i = from; i < len; i++) {
+static size_t next_marker(tool_scan *ts, const char *s, size_t len, size_t from, bool final) {
+    size_t i = from;
+    for (; i < len; i++) {
         if (s[i] != '<' && s[i] != '[') continue;
-        if (marker_at(s + i, len - i) >= 0 || (!final && partial_marker_at(s + i, len - i))) return i;
+        if (marker_at(s + i, len - i) >= 0 || (!final && partial_marker_at(s + i, len - i))) break;
     }
-    return len;
+    ts->examined += i - from + (i < len);
+    return i;
 }
 
 static bool call_key(const char *k, size_t n) {
@@ -96,48 +111,58 @@ static bool call_key(const char *k, size_t n) {
 
 enum { JV_MORE, JV_END, JV_NOT };
 
+/* One byte of the value v is reading, s[v->i] (s: the value): JV_MORE to go on, JV_END
+ * when it closes the value, JV_NOT when the value cannot be a call (see json_extent). */
+static int json_step(tool_scan_json *v, const char *s) {
+    size_t i = v->i;
+    char c = s[i];
+    if (v->in_str) {
+        if (v->esc) v->esc = false;
+        else if (c == '\\') v->esc = true;
+        else if (c == '"') {
+            v->in_str = false;
+            if (v->key && !call_key(s + v->key, i - v->key)) return JV_NOT;
+            v->key = 0;
+        }
+        return JV_MORE;
+    }
+    if (is_blank(c)) return JV_MORE;
+    if (v->want_key && c != '"' && c != '}') return JV_NOT;
+    if (v->want_obj && c != '{' && c != ']') return JV_NOT;
+    if (v->want_key && c == '"') v->key = i + 1;
+    v->want_key = v->want_obj = false;
+    if (c == '"') v->in_str = true;
+    else if (c == '{' || c == '[') {
+        v->depth++;
+        v->want_key = c == '{' && v->depth == v->call_depth;
+        v->want_obj = c == '[' && v->depth == 1 && v->call_depth == 2;
+    } else if (c == '}' || c == ']') {
+        if (--v->depth == 0) return JV_END;
+    } else if (c == ',') {
+        v->want_key = v->depth == v->call_depth;
+        v->want_obj = v->depth == 1 && v->call_depth == 2;
+    }
+    return JV_MORE;
+}
+
 /* Where the JSON value at s[0] ('{' or '[') ends, judged by its brackets and strings (the
  * value itself is parsed once it is whole): JV_END with *end one past its closing bracket,
  * JV_MORE while it is still open. With `calls` also JV_NOT as soon as it cannot be a call
  * or an array of calls (a key outside CALL_KEYS or not a string, an array element that is
- * not an object). */
-static int json_extent(const char *s, size_t len, bool calls, size_t *end) {
-    int depth = 0, call_depth = !calls ? -1 : s[0] == '[' ? 2 : 1; /* the call objects' depth */
-    bool in_str = false, esc = false, want_key = false, want_obj = false;
-    size_t key = 0; /* start of the call key being read, 0 when none */
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (in_str) {
-            if (esc) esc = false;
-            else if (c == '\\') esc = true;
-            else if (c == '"') {
-                in_str = false;
-                if (key && !call_key(s + key, i - key)) return JV_NOT;
-                key = 0;
-            }
-            continue;
-        }
-        if (is_blank(c)) continue;
-        if (want_key && c != '"' && c != '}') return JV_NOT;
-        if (want_obj && c != '{' && c != ']') return JV_NOT;
-        if (want_key && c == '"') key = i + 1;
-        want_key = want_obj = false;
-        if (c == '"') in_str = true;
-        else if (c == '{' || c == '[') {
-            depth++;
-            want_key = c == '{' && depth == call_depth;
-            want_obj = c == '[' && depth == 1 && call_depth == 2;
-        } else if (c == '}' || c == ']') {
-            if (--depth == 0) {
-                *end = i + 1;
-                return JV_END;
-            }
-        } else if (c == ',') {
-            want_key = depth == call_depth;
-            want_obj = depth == 1 && call_depth == 2;
-        }
-    }
-    return JV_MORE;
+ * not an object). s is at offset `at` of the undecided text: when ts->value is this value,
+ * still open (the same text, come back longer), reading goes on from where it stopped. */
+static int json_extent(tool_scan *ts, const char *s, size_t len, size_t at, bool calls, size_t *end) {
+    tool_scan_json v = ts->value; /* a local copy: the byte loop keeps it in registers */
+    int r = JV_MORE;
+    if (!v.open || v.at != at || v.calls != calls || v.i > len) /* not the value read last */
+        v = (tool_scan_json){ .at = at, .calls = calls, .call_depth = !calls ? -1 : s[0] == '[' ? 2 : 1 };
+    size_t from = v.i;
+    for (; r == JV_MORE && v.i < len; v.i++) r = json_step(&v, s);
+    ts->examined += v.i - from;
+    if (r == JV_END) *end = v.i;
+    v.open = r == JV_MORE;
+    ts->value = v;
+    return r;
 }
 
 /* Arguments as an object: an object, or a string holding one. New reference or NULL. */
@@ -206,9 +231,9 @@ static json_t *calls_of(const char *s, size_t n) {
 /* A JSON value at s[0]: TOOL_SEG_CALLS with *end after it; TOOL_SEG_TEXT with *end the
  * bytes that are content for sure (the whole value when complete, else its first byte);
  * TOOL_SEG_MORE while open (never when final). */
-static tool_seg decide_json(const char *s, size_t len, bool final, size_t *end, json_t **calls) {
+static tool_seg decide_json(tool_scan *ts, const char *s, size_t len, size_t at, bool final, size_t *end, json_t **calls) {
     size_t e = 0;
-    int r = json_extent(s, len, true, &e);
+    int r = json_extent(ts, s, len, at, true, &e);
     *end = 1;
     if (r == JV_MORE && !final) return TOOL_SEG_MORE;
     if (r != JV_END) return TOOL_SEG_TEXT;
@@ -218,7 +243,7 @@ static tool_seg decide_json(const char *s, size_t len, bool final, size_t *end, 
 }
 
 /* Mistral v11: name[ARGS]{...} at s (after [TOOL_CALLS]). As decide_json. */
-static tool_seg decide_named(const char *s, size_t len, bool final, size_t *end, json_t **calls) {
+static tool_seg decide_named(tool_scan *ts, const char *s, size_t len, size_t at, bool final, size_t *end, json_t **calls) {
     size_t k = 0;
     *end = 1;
     while (k < len && k <= MAX_NAME && (isalnum((unsigned char)s[k]) || s[k] == '_' || s[k] == '-' || s[k] == '.')) k++;
@@ -228,7 +253,7 @@ static tool_seg decide_named(const char *s, size_t len, bool final, size_t *end,
     size_t a = k + strlen(MISTRAL_ARGS), e = 0;
     if (a == len) return final ? TOOL_SEG_TEXT : TOOL_SEG_MORE;
     if (s[a] != '{') return TOOL_SEG_TEXT;
-    int r = json_extent(s + a, len - a, false, &e); /* any keys: these are the arguments */
+    int r = json_extent(ts, s + a, len - a, at + a, false, &e); /* any keys: these are the arguments */
     if (r == JV_MORE) return final ? TOOL_SEG_TEXT : TOOL_SEG_MORE;
     json_t *args = json_loadb(s + a, e, 0, NULL);
     if (json_is_object(args)) *calls = json_pack("[{s:{s:s%, s:O}}]", "function", "name", s, k, "arguments", args);
@@ -238,13 +263,15 @@ static tool_seg decide_named(const char *s, size_t len, bool final, size_t *end,
     return TOOL_SEG_CALLS;
 }
 
-/* The marker m at s: its body decides. *end as decide_json (TEXT: the marker itself). */
-static tool_seg decide_marker(int m, const char *s, size_t len, bool final, size_t *end, json_t **calls) {
-    size_t ml = strlen(MARKERS[m]), b = ml + lead_blanks(s + ml, len - ml), e = 0;
+/* The marker m at s (offset `at` of the undecided text): its body decides. *end as
+ * decide_json (TEXT: the marker itself). */
+static tool_seg decide_marker(tool_scan *ts, int m, const char *s, size_t len, size_t at, bool final, size_t *end,
+                              json_t **calls) {
+    size_t ml = strlen(MARKERS[m]), b = ml + blanks(ts, &ts->gap, s + ml, len - ml, at + ml), e = 0;
     tool_seg r = TOOL_SEG_TEXT;
     if (b == len) r = final ? TOOL_SEG_TEXT : TOOL_SEG_MORE;
-    else if (s[b] == '{' || s[b] == '[') r = decide_json(s + b, len - b, final, &e, calls);
-    else if (m == MARK_MISTRAL && b == ml) r = decide_named(s + b, len - b, final, &e, calls); /* name right after */
+    else if (s[b] == '{' || s[b] == '[') r = decide_json(ts, s + b, len - b, at + b, final, &e, calls);
+    else if (m == MARK_MISTRAL && b == ml) r = decide_named(ts, s + b, len - b, at + b, final, &e, calls); /* name right after */
     *end = r == TOOL_SEG_CALLS ? b + e : ml;
     return r;
 }
@@ -270,7 +297,7 @@ static int decide_candidate(tool_scan *ts, const char *s, size_t len, size_t p, 
     size_t e = 0;
     int m = marker_at(s + p, len - p);
     if (m >= 0) {
-        tool_seg r = decide_marker(m, s + p, len - p, final, &e, calls);
+        tool_seg r = decide_marker(ts, m, s + p, len - p, p, final, &e, calls);
         if (r == TOOL_SEG_MORE) return r;
         if (r == TOOL_SEG_CALLS) return seg_calls(ts, p + e, m == MARK_TOOL_CALL ? CLOSE_TAG : NULL, n);
         return seg_text(ts, p + e, n);
@@ -279,18 +306,19 @@ static int decide_candidate(tool_scan *ts, const char *s, size_t len, size_t p, 
     if (ts->content_seen && !ts->after_call) return -1;
     size_t q = p;
     if (ts->after_call && (s[q] == ';' || s[q] == ',')) {
-        q += 1 + lead_blanks(s + q + 1, len - q - 1);
+        q += 1 + blanks(ts, &ts->gap, s + q + 1, len - q - 1, q + 1);
         if (q == len) return final ? -1 : TOOL_SEG_MORE;
     }
     if (s[q] != '{' && s[q] != '[') return -1;
-    tool_seg r = decide_json(s + q, len - q, final, &e, calls);
+    tool_seg r = decide_json(ts, s + q, len - q, q, final, &e, calls);
     if (r == TOOL_SEG_CALLS) return seg_calls(ts, q + e, NULL, n);
     if (r == TOOL_SEG_TEXT) return seg_text(ts, q + e, n);
     return r;
 }
 
-tool_seg tool_scan_next(tool_scan *ts, const char *s, size_t len, bool final, size_t *n, json_t **calls) {
-    size_t b = lead_blanks(s, len);
+/* tool_scan_next without forgetting how far the text was read. */
+static tool_seg scan_next(tool_scan *ts, const char *s, size_t len, bool final, size_t *n, json_t **calls) {
+    size_t b = blanks(ts, &ts->lead, s, len, 0);
     *n = 0;
     *calls = NULL;
     if (len == 0) return TOOL_SEG_MORE;
@@ -308,10 +336,19 @@ tool_seg tool_scan_next(tool_scan *ts, const char *s, size_t len, bool final, si
     if (r >= 0) return (tool_seg)r;
     /* Content up to the next marker (or one that may be forming), without the blanks
      * before it; trailing blanks wait for what follows them unless this is the end. */
-    size_t c = next_marker(s, len, b + 1, final);
-    size_t t = c - trail_blanks(s, c);
+    size_t c = next_marker(ts, s, len, b + 1, final);
+    size_t t = c - trail_blanks(ts, s, c);
     if (c == len && final) t = len;
     return seg_text(ts, t, n);
+}
+
+tool_seg tool_scan_next(tool_scan *ts, const char *s, size_t len, bool final, size_t *n, json_t **calls) {
+    tool_seg r = scan_next(ts, s, len, final, n, calls);
+    if (*n > 0) { /* the undecided text starts elsewhere now: what was read of it is moot */
+        ts->lead = ts->gap = (tool_scan_run){ 0 };
+        ts->value = (tool_scan_json){ 0 };
+    }
+    return r;
 }
 
 json_t *gen_parse_tool_calls(const char *text, size_t len, char **content_out, size_t *content_len) {

@@ -35,20 +35,39 @@ static json_t *parse_expect(const char *text, size_t n_calls, const char *conten
     return c;
 }
 
+/* Parses text at once; checks the number of calls. Returns the calls. */
+static json_t *parse_expect_calls(const char *text, size_t n_calls) {
+    char *rest = NULL;
+    size_t rlen = 0;
+    json_t *c = gen_parse_tool_calls(text, strlen(text), &rest, &rlen);
+    assert_non_null(c);
+    if (json_array_size(c) != n_calls) fail_msg("%.200s\n  -> %zu calls (want %zu)", text, json_array_size(c), n_calls);
+    free(rest);
+    return c;
+}
+
 typedef struct streamed {
-    char content[4096];
+    char *content;            /* [len + 1]; streamed_free frees it */
     size_t len;
     json_t *calls;
     int text_segs_before_end; /* content segments decided before the final piece */
+    size_t examined;          /* bytes the scanner read (tool_scan.examined) */
 } streamed;
 
+static void streamed_free(streamed *s) {
+    free(s->content);
+    json_decref(s->calls);
+}
+
 /* Feeds text to the scanner in pieces of `piece` bytes as the server's stream does (text
- * that is not decided stays held and is looked at again with the next piece). */
+ * that is not decided stays held and is passed again, longer, with the next piece). */
 static void stream_parse(const char *text, size_t piece, streamed *out) {
     tool_scan ts = { 0 };
     size_t len = strlen(text), fed = 0, pos = 0;
     memset(out, 0, sizeof *out);
+    out->content = malloc(len + 1);
     out->calls = json_array();
+    assert_non_null(out->content);
     while (fed < len || pos < len) {
         fed = fed + piece < len ? fed + piece : len;
         bool final = fed == len;
@@ -64,7 +83,6 @@ static void stream_parse(const char *text, size_t piece, streamed *out) {
             assert_true(n > 0 && pos + n <= fed);
             if (seg == TOOL_SEG_TEXT) {
                 assert_null(c);
-                assert_true(out->len + n < sizeof out->content);
                 memcpy(out->content + out->len, text + pos, n);
                 out->len += n;
                 if (!final) out->text_segs_before_end++;
@@ -77,6 +95,7 @@ static void stream_parse(const char *text, size_t piece, streamed *out) {
         }
     }
     out->content[out->len] = '\0';
+    out->examined = ts.examined;
 }
 
 /* A reply holding NUL bytes keeps all of its content (the parse takes a length). */
@@ -93,21 +112,27 @@ static void test_nul_in_content(void **state) {
     free(rest);
 }
 
-/* Every piece size from 1 byte to the whole text gives what the one-shot parse gives. */
-static void check_splits(const char *text) {
+/* Streaming text in pieces of `piece` bytes gives what the one-shot parse gives; returns
+ * the bytes the scanner read. */
+static size_t check_pieces(const char *text, size_t piece) {
     char *rest = NULL;
     size_t rlen = 0;
     json_t *want = gen_parse_tool_calls(text, strlen(text), &rest, &rlen);
-    for (size_t piece = 1; piece <= strlen(text) + 1; piece++) {
-        streamed s;
-        stream_parse(text, piece, &s);
-        if (strcmp(s.content, rest) != 0 || !json_equal(s.calls, want))
-            fail_msg("%s in pieces of %zu: content \"%s\" (want \"%s\"), %zu calls (want %zu)", text, piece, s.content, rest,
-                     json_array_size(s.calls), json_array_size(want));
-        json_decref(s.calls);
-    }
+    streamed s;
+    stream_parse(text, piece, &s);
+    if (strcmp(s.content, rest) != 0 || !json_equal(s.calls, want))
+        fail_msg("%.200s in pieces of %zu: content \"%.200s\" (want \"%.200s\"), %zu calls (want %zu)", text, piece,
+                 s.content, rest, json_array_size(s.calls), json_array_size(want));
+    size_t examined = s.examined;
+    streamed_free(&s);
     json_decref(want);
     free(rest);
+    return examined;
+}
+
+/* Every piece size from 1 byte to the whole text gives what the one-shot parse gives. */
+static void check_splits(const char *text) {
+    for (size_t piece = 1; piece <= strlen(text) + 1; piece++) check_pieces(text, piece);
 }
 
 /* One decision on text (not final): the kind and bytes of the first segment. */
@@ -298,6 +323,14 @@ static void test_stream_splits(void **state) {
         "[TOOL_CALLS",
         "text then <tool_ca",
         "",
+        /* pieces that end inside blanks, keys, strings and escapes: the scanner goes on there */
+        "  <tool_call>  \n {\"name\" : \"f\" , \"arguments\" : { \"a\" : [ 1 , { \"b\" : \"}\\\\\" } ] } }  </tool_call>  ",
+        "{\"name\":\"a\",\"arguments\":{}} ,  [{\"name\":\"b\",\"arguments\":{}}]",
+        "[TOOL_CALLS]  [ {\"name\":\"a\",\"arguments\":{}} , {\"id\":\"x\",\"type\":\"function\",\"function\":"
+        "{\"name\":\"b\",\"arguments\":\"{\\\"k\\\":[]}\"}} ]",
+        "{\"na\\u006de\":\"f\",\"arguments\":{}}",                       /* a key spelled with an escape */
+        "{\"name\":\"f\",\"arguments\":{}, \"argumentsX\":{}} tail",
+        "[TOOL_CALLS]f[ARGS]{\"a\":\"[ARGS]\\\"}\"}  [TOOL_CALLS]g[ARGS] {}",
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) check_splits(texts[i]);
 }
@@ -311,13 +344,67 @@ static void test_stream_incremental(void **state) {
     assert_string_equal(s.content, "Once upon a time there was a dragon.");
     assert_true(s.text_segs_before_end >= 20);
     assert_int_equal(json_array_size(s.calls), 0);
-    json_decref(s.calls);
+    streamed_free(&s);
     /* text before a call streams too; the call is not content */
     stream_parse("Let me look. <tool_call>{\"name\":\"f\",\"arguments\":{}}</tool_call>", 4, &s);
     assert_string_equal(s.content, "Let me look.");
     assert_true(s.text_segs_before_end >= 3);
     assert_int_equal(json_array_size(s.calls), 1);
-    json_decref(s.calls);
+    streamed_free(&s);
+}
+
+/* A text made of parts, each `count` copies of `s`; a NULL s ends the list. */
+typedef struct part {
+    const char *s;
+    size_t count;
+} part;
+
+/* The text of parts[] (caller frees). */
+static char *build_text(const part *parts) {
+    size_t len = 0;
+    for (const part *p = parts; p->s; p++) len += strlen(p->s) * p->count;
+    char *t = malloc(len + 1), *w = t;
+    assert_non_null(t);
+    for (const part *p = parts; p->s; p++)
+        for (size_t k = 0; k < p->count; k++) w = stpcpy(w, p->s);
+    *w = '\0';
+    return t;
+}
+
+/* Long held text (a call's long argument, long runs of blanks, deep nesting) streamed in
+ * small pieces: the scanner reads each byte a few times at most — it goes on where it
+ * stopped instead of reading the held text again for every piece, which would read about
+ * len^2 / (2 * piece) bytes — and still gives what the one-shot parse gives. */
+static void test_stream_long_held(void **state) {
+    (void)state;
+    enum { N = 20000 };
+    const part texts[][7] = {
+        { { "{\"name\":\"x\",\"arguments\":{\"a\":\"", 1 }, { "a", N }, { "\"}}", 1 } },
+        { { "<tool_call>", 1 }, { "\n", N }, { "{\"name\":\"f\",\"arguments\":{}}</tool_call>", 1 } },
+        { { "Hi.", 1 }, { " ", N }, { "there", 1 } },
+        { { "[TOOL_CALLS]f[ARGS]{\"a\":\"", 1 }, { "z", N }, { "\"}", 1 } },
+        { { "{\"name\":\"a\",\"arguments\":{}};", 1 }, { " ", N }, { "{\"name\":\"b\",\"arguments\":{}}", 1 } },
+        /* blanks before a marker, blanks after it and a long value: three places to go on from */
+        { { " ", N }, { "<tool_call>", 1 }, { "\t", N }, { "{\"name\":\"f\",\"arguments\":{\"s\":\"", 1 }, { "x", N },
+          { "\"}}", 1 } },
+        { { "[{\"name\":\"x\",\"arguments\":{\"a\":", 1 }, { "[", 1000 }, { "]", 1000 }, { "}}]", 1 } }, /* depth (jansson takes 2048) */
+        { { "{\"name\":\"x\",\"arguments\":{\"a\":\"", 1 }, { "\\\\\\\"", N }, { "\"}}", 1 } },    /* escapes */
+        { { "{\"name\":\"x\",\"arguments\":{\"a\":\"", 1 }, { "a", N }, { "\"},\"zz\":1} after", 1 } }, /* no call */
+        { { "<tool_call>{\"name\":\"x\",\"arguments\":{\"a\":\"", 1 }, { "a", N } },                        /* cut short */
+    };
+    const size_t want_calls[] = { 1, 1, 0, 1, 2, 1, 1, 1, 0, 0 };
+    const size_t pieces[] = { 1, 3, 64 };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        char *t = build_text(texts[i]);
+        size_t len = strlen(t);
+        json_decref(parse_expect_calls(t, want_calls[i]));
+        for (size_t p = 0; p < sizeof pieces / sizeof pieces[0]; p++) {
+            size_t examined = check_pieces(t, pieces[p]);
+            if (examined < len / 2 || examined > 8 * len)
+                fail_msg("text %zu (%zu bytes) in pieces of %zu: the scanner read %zu bytes", i, len, pieces[p], examined);
+        }
+        free(t);
+    }
 }
 
 int main(void) {
@@ -325,7 +412,7 @@ int main(void) {
         cmocka_unit_test(test_nul_in_content),
         cmocka_unit_test(test_hermes),         cmocka_unit_test(test_hermes_unterminated), cmocka_unit_test(test_mistral),
         cmocka_unit_test(test_bare),           cmocka_unit_test(test_not_calls),           cmocka_unit_test(test_scan_decisions),
-        cmocka_unit_test(test_stream_splits),  cmocka_unit_test(test_stream_incremental),
+        cmocka_unit_test(test_stream_splits),  cmocka_unit_test(test_stream_incremental),  cmocka_unit_test(test_stream_long_held),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
